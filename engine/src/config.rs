@@ -1,0 +1,131 @@
+//! The model hyper-parameters the engine needs, whatever file they came from
+//! (Hugging Face `config.json` or GGUF metadata).
+
+/// Decoder families the engine runs. They differ only in the details recorded in
+/// [`ModelConfig`] (QKV bias, tied head, rope scaling), so one forward pass serves all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 2/3/3.x, Mistral, SmolLM2, TinyLlama.
+    Llama,
+    /// Qwen2: Llama with a bias on the Q, K and V projections.
+    Qwen2,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Llama 3 style frequency-dependent RoPE scaling (`rope_type = "llama3"` in transformers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3RopeScaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_max_position_embeddings: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    /// Per-head dimension; not always `hidden_size / n_heads`.
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    /// The context length the model was trained for; the default KV capacity.
+    pub max_position_embeddings: usize,
+    /// The LM head is the token embedding (no separate `lm_head.weight`).
+    pub tie_word_embeddings: bool,
+    /// Q, K and V projections carry a bias (Qwen2).
+    pub attention_bias: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// Query heads per KV head (the GQA ratio).
+    pub fn gqa_ratio(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+
+    /// Every tensor the model needs, by canonical name, with its shape (outermost first, as
+    /// PyTorch writes it: a linear weight is `(out_features, in_features)`).
+    pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let mut t = vec![(names::EMBED.to_string(), vec![v, h])];
+        for l in 0..self.n_layers {
+            let n = |s: &str| names::layer(l, s);
+            t.push((n(names::ATTN_NORM), vec![h]));
+            t.push((n(names::WQ), vec![self.q_dim(), h]));
+            t.push((n(names::WK), vec![self.kv_dim(), h]));
+            t.push((n(names::WV), vec![self.kv_dim(), h]));
+            if self.attention_bias {
+                t.push((n(names::BQ), vec![self.q_dim()]));
+                t.push((n(names::BK), vec![self.kv_dim()]));
+                t.push((n(names::BV), vec![self.kv_dim()]));
+            }
+            t.push((n(names::WO), vec![h, self.q_dim()]));
+            t.push((n(names::MLP_NORM), vec![h]));
+            t.push((n(names::GATE), vec![i, h]));
+            t.push((n(names::UP), vec![i, h]));
+            t.push((n(names::DOWN), vec![h, i]));
+        }
+        t.push((names::FINAL_NORM.to_string(), vec![h]));
+        if !self.tie_word_embeddings {
+            t.push((names::LM_HEAD.to_string(), vec![v, h]));
+        }
+        t
+    }
+
+    /// Parameter count, from the tensor list.
+    pub fn n_params(&self) -> usize {
+        self.expected_tensors()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// Canonical tensor names: the Hugging Face Llama names. Every format maps onto these.
+pub mod names {
+    pub const EMBED: &str = "model.embed_tokens.weight";
+    pub const FINAL_NORM: &str = "model.norm.weight";
+    pub const LM_HEAD: &str = "lm_head.weight";
+
+    pub const ATTN_NORM: &str = "input_layernorm.weight";
+    pub const WQ: &str = "self_attn.q_proj.weight";
+    pub const WK: &str = "self_attn.k_proj.weight";
+    pub const WV: &str = "self_attn.v_proj.weight";
+    pub const WO: &str = "self_attn.o_proj.weight";
+    pub const BQ: &str = "self_attn.q_proj.bias";
+    pub const BK: &str = "self_attn.k_proj.bias";
+    pub const BV: &str = "self_attn.v_proj.bias";
+    pub const MLP_NORM: &str = "post_attention_layernorm.weight";
+    pub const GATE: &str = "mlp.gate_proj.weight";
+    pub const UP: &str = "mlp.up_proj.weight";
+    pub const DOWN: &str = "mlp.down_proj.weight";
+
+    /// `model.layers.{layer}.{suffix}`
+    pub fn layer(layer: usize, suffix: &str) -> String {
+        format!("model.layers.{layer}.{suffix}")
+    }
+}

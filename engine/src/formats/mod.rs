@@ -1,0 +1,93 @@
+//! Model files: Hugging Face directories (`hf`) and GGUF (`gguf`). Each loader produces a
+//! [`LoadedModel`]: the config, the tensors under canonical names (raw bytes, memory-mapped
+//! where possible) and the tokenizer. Nothing downstream knows which format a model came from.
+
+pub mod gguf;
+pub mod hf;
+pub mod quants;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::tensor::HostTensor;
+use crate::tokenizer::Tokenizer;
+
+/// Which kind of file a model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    HuggingFace,
+    Gguf,
+}
+
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The file or directory the model was loaded from (named in errors).
+    pub path: PathBuf,
+    pub format: Format,
+    pub config: ModelConfig,
+    /// Canonical name → tensor. Validated against `config.expected_tensors()`.
+    pub tensors: BTreeMap<String, HostTensor>,
+    /// `None` when the model carries no tokenizer (some test fixtures).
+    pub tokenizer: Option<Tokenizer>,
+}
+
+impl LoadedModel {
+    /// The tensor `name`, or a typed error naming the model file and the tensor.
+    pub fn tensor(&self, name: &str) -> Result<&HostTensor> {
+        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+        })
+    }
+
+    /// Checks that every tensor the config implies is present with the implied shape, and that
+    /// each tensor's byte length matches its dtype and shape.
+    pub fn validate(&self) -> Result<()> {
+        for (name, expected) in self.config.expected_tensors() {
+            let t = self.tensor(&name)?;
+            if t.shape != expected {
+                return Err(Error::ShapeMismatch {
+                    path: self.path.clone(),
+                    tensor: name,
+                    expected,
+                    found: t.shape.clone(),
+                });
+            }
+            let inner = *t.shape.last().unwrap_or(&1);
+            let rows: usize = t.shape.iter().rev().skip(1).product();
+            let need = t.dtype.row_bytes(inner).map(|r| r * rows);
+            if need != Some(t.bytes().len()) {
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!(
+                        "tensor `{name}` ({} {:?}) has {} bytes of data, expected {:?}",
+                        t.dtype,
+                        t.shape,
+                        t.bytes().len(),
+                        need
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of weight data as stored.
+    pub fn weight_bytes(&self) -> usize {
+        self.tensors.values().map(|t| t.bytes().len()).sum()
+    }
+}
+
+/// Loads a model from a GGUF file or a Hugging Face directory, validated.
+pub fn load(path: &Path) -> Result<LoadedModel> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let model = if meta.is_dir() {
+        hf::load(path)?
+    } else {
+        gguf::load(path)?
+    };
+    model.validate()?;
+    Ok(model)
+}

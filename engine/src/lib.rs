@@ -1,0 +1,18 @@
+//! Wavefront: an LLM inference engine for AMD GPUs.
+//!
+//! Model formats (`formats`), tokenizer (`tokenizer`), the default model (`fetch`), and the
+//! engine proper. The reference transformer lives in its own crate and is never a dependency
+//! of this one: the conformance crate compares the two.
+
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod formats;
+pub mod tensor;
+pub mod tokenizer;
+
+pub use config::{Arch, ModelConfig};
+pub use error::{Error, Result};
+pub use formats::{load, LoadedModel};
+pub use tensor::{DType, HostTensor};
+pub use tokenizer::Tokenizer;

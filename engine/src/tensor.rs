@@ -1,0 +1,134 @@
+//! Host-side tensors as they come out of a model file: raw bytes in the file's dtype, usually
+//! borrowed from a memory map, with the shape PyTorch would give them (outermost first).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Storage types the loaders understand. Quantized types use llama.cpp's block layouts
+/// (see `formats::quants`); a block runs along the innermost (last) dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q4_K,
+    Q6_K,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+            DType::Q8_0 => "Q8_0",
+            DType::Q4_0 => "Q4_0",
+            DType::Q4_1 => "Q4_1",
+            DType::Q4_K => "Q4_K",
+            DType::Q6_K => "Q6_K",
+        }
+    }
+
+    /// Elements per block (1 for plain types).
+    pub fn block_elems(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => 32,
+            DType::Q4_K | DType::Q6_K => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => 34,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+            DType::Q4_K => 144,
+            DType::Q6_K => 210,
+        }
+    }
+
+    /// Bytes needed for a row of `n` elements, or `None` if `n` is not a whole number of blocks.
+    pub fn row_bytes(self, n: usize) -> Option<usize> {
+        (n % self.block_elems() == 0).then(|| n / self.block_elems() * self.block_bytes())
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_elems() > 1
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Clone)]
+pub enum Storage {
+    /// A byte range of a memory-mapped file.
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        offset: usize,
+        len: usize,
+    },
+    /// Bytes the loader had to rewrite (e.g. GGUF Q/K rows un-permuted).
+    Owned(Arc<Vec<u8>>),
+}
+
+impl Storage {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+            Storage::Owned(v) => v.as_slice(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Mapped { offset, len, .. } => write!(f, "Mapped({offset}..+{len})"),
+            Storage::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    /// Canonical (Hugging Face) name, see [`crate::config::names`].
+    pub name: String,
+    pub dtype: DType,
+    /// Outermost first: a linear weight is `(out_features, in_features)`.
+    pub shape: Vec<usize>,
+    pub storage: Storage,
+}
+
+impl HostTensor {
+    pub fn n_elems(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
+
+    /// All elements as f32, dequantizing block formats (row-major, outermost first).
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        crate::formats::quants::dequantize(self.dtype, self.bytes(), self.n_elems()).map_err(
+            |detail| Error::Corrupt {
+                path: Default::default(),
+                detail: format!("tensor `{}`: {detail}", self.name),
+            },
+        )
+    }
+}

@@ -1,0 +1,1 @@
+//! Tokenizer from `tokenizer.json` + `tokenizer_config.json` (stub; see the formats work).

@@ -1,0 +1,107 @@
+//! Tokenizer: a `tokenizers::Tokenizer` plus what generation needs around it (special ids,
+//! BOS policy, chat template). Built from `tokenizer.json` (`hf`) or from GGUF metadata (`gguf`).
+
+pub mod chat;
+pub mod gguf;
+pub mod hf;
+
+pub use chat::ChatMessage;
+
+use crate::error::{Error, Result};
+
+/// Special tokens and policies that `tokenizers` does not carry by itself.
+#[derive(Debug, Clone, Default)]
+pub struct SpecialTokens {
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    pub bos_token_id: Option<u32>,
+    /// All ids that end generation (a model may have several, e.g. `<|im_end|>` and `<|endoftext|>`).
+    pub eos_token_ids: Vec<u32>,
+}
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    pub special: SpecialTokens,
+    /// Jinja chat template (Hugging Face `chat_template`), if the model ships one.
+    pub chat_template: Option<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("special", &self.special)
+            .field(
+                "chat_template",
+                &self.chat_template.as_ref().map(|t| t.len()),
+            )
+            .finish()
+    }
+}
+
+impl Tokenizer {
+    /// `inner` must already carry its post-processor (BOS insertion) so that
+    /// `encode(text, true)` equals transformers' `tokenizer(text).input_ids`.
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        special: SpecialTokens,
+        chat_template: Option<String>,
+    ) -> Self {
+        Tokenizer {
+            inner,
+            special,
+            chat_template,
+        }
+    }
+
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// Token ids for `text`. With `add_special_tokens`, the post-processor adds what the model
+    /// expects around a plain prompt (e.g. BOS); chat-templated text is encoded without.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| Error::Tokenizer(format!("encoding failed: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text for `ids`; special tokens are skipped when `skip_special_tokens`.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::Tokenizer(format!("decoding failed: {e}")))
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn is_eos(&self, id: u32) -> bool {
+        self.special.eos_token_ids.contains(&id)
+    }
+
+    /// Renders the chat template over `messages` (Hugging Face semantics).
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
+        chat::render(template, messages, add_generation_prompt, &self.special)
+    }
+}
