@@ -43,6 +43,9 @@ pub struct ModelConfig {
     pub rms_norm_eps: f32,
     pub rope_theta: f32,
     pub rope_scaling: Option<Llama3RopeScaling>,
+    /// Per-frequency divisors of the rotary frequencies (`head_dim / 2` of them), as GGUF files
+    /// store Llama 3 scaling (`rope_freqs.weight`): `inv_freq[i] = theta^(-2i/d) / factor[i]`.
+    pub rope_freq_factors: Option<Vec<f32>>,
     /// The context length the model was trained for; the default KV capacity.
     pub max_position_embeddings: usize,
     /// The LM head is the token embedding (no separate `lm_head.weight`).
