@@ -4,15 +4,25 @@
 //! engine proper. The reference transformer lives in its own crate and is never a dependency
 //! of this one: the conformance crate compares the two.
 
+pub mod backend;
 pub mod config;
+pub mod detok;
 pub mod error;
 pub mod fetch;
 pub mod formats;
+pub mod generate;
+pub mod kv_cache;
+pub mod model;
+pub mod rope;
+pub mod sampler;
 pub mod tensor;
 pub mod tokenizer;
 
 pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
 pub use formats::{load, LoadedModel};
+pub use generate::{FinishReason, GenerationRequest, Generator, Step};
+pub use model::{Engine, EngineOptions, Logits, Sequence};
+pub use sampler::SamplingParams;
 pub use tensor::{DType, HostTensor};
 pub use tokenizer::Tokenizer;

@@ -5,6 +5,7 @@
 pub mod gguf;
 pub mod hf;
 pub mod quants;
+pub mod random;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use crate::tokenizer::Tokenizer;
 pub enum Format {
     HuggingFace,
     Gguf,
+    /// Generated in memory (`random::random_model`).
+    Random,
 }
 
 #[derive(Debug)]

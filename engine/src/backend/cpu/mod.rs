@@ -1,0 +1,277 @@
+//! The CPU backend: rayon-parallel Rust, weights in a 16-bit type with f32 accumulation.
+//! The default when no GPU is present, and what CI exercises.
+
+mod attention;
+mod elementwise;
+mod embedding;
+mod linear;
+mod rms_norm;
+mod rope;
+pub mod simd;
+mod tensor;
+
+pub use rope::rotate;
+pub use tensor::CpuTensor;
+
+use half::{bf16, f16};
+
+use crate::backend::{
+    check_tensor, AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams,
+    RmsNormParams, RopeKvParams,
+};
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::sampler::SamplingParams;
+use crate::tensor::DType;
+
+#[derive(Debug, Clone)]
+pub struct CpuBackend {
+    weight_dtype: DType,
+}
+
+impl Default for CpuBackend {
+    /// bf16 weights (the 16-bit type with f32's range).
+    fn default() -> Self {
+        CpuBackend {
+            weight_dtype: DType::BF16,
+        }
+    }
+}
+
+impl CpuBackend {
+    /// `weight_dtype`: F32, BF16 or F16.
+    pub fn new(weight_dtype: DType) -> Result<Self> {
+        if !matches!(weight_dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::InvalidRequest(format!(
+                "the CPU backend stores weights as F32, BF16 or F16, not {weight_dtype}"
+            )));
+        }
+        Ok(CpuBackend { weight_dtype })
+    }
+}
+
+fn bad_bytes(dtype: DType, len: usize) -> Error {
+    Error::Backend {
+        backend: "cpu",
+        op: "upload".into(),
+        detail: format!("{len} bytes is not a whole number of {dtype} elements"),
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn device(&self) -> String {
+        format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+
+    fn weight_dtype(&self) -> DType {
+        self.weight_dtype
+    }
+
+    /// f32: the CPU has the memory, and f32 keeps the engine's KV state within rounding of
+    /// the reference's.
+    fn preferred_kv_dtype(&self) -> DType {
+        DType::F32
+    }
+
+    fn alloc(&self, dtype: DType, n: usize) -> Result<CpuTensor> {
+        CpuTensor::zeros(dtype, n)
+    }
+
+    fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<CpuTensor> {
+        let size = dtype.block_bytes();
+        if dtype.is_quantized() || bytes.len() % size != 0 {
+            return Err(bad_bytes(dtype, bytes.len()));
+        }
+        let halves = || {
+            bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        };
+        Ok(match dtype {
+            DType::F32 => CpuTensor::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DType::F16 => CpuTensor::F16(halves().map(f16::from_bits).collect()),
+            DType::BF16 => CpuTensor::BF16(halves().map(bf16::from_bits).collect()),
+            _ => return Err(bad_bytes(dtype, bytes.len())),
+        })
+    }
+
+    fn upload_f32(&self, data: &[f32]) -> Result<CpuTensor> {
+        Ok(CpuTensor::F32(data.to_vec()))
+    }
+
+    fn download_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.to_f32_vec())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn embedding(
+        &self,
+        table: &CpuTensor,
+        tokens: &[u32],
+        out: &mut CpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        embedding::embedding(table, tokens, out, p)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &mut CpuTensor,
+        residual: Option<&CpuTensor>,
+        w: &CpuTensor,
+        out: &mut CpuTensor,
+        p: RmsNormParams,
+    ) -> Result<()> {
+        rms_norm::rms_norm(x, residual, w, out, p)
+    }
+
+    fn linear(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        out: &mut CpuTensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        linear::linear(x, w, bias, out, p)
+    }
+
+    fn rope_kv_write(
+        &self,
+        q: &mut CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        inv_freq: &CpuTensor,
+        cache: &mut KvCache<Self>,
+        p: RopeKvParams,
+    ) -> Result<()> {
+        rope::rope_kv_write(q, k, v, inv_freq, cache, p)
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        cache: &KvCache<Self>,
+        out: &mut CpuTensor,
+        p: AttentionParams,
+    ) -> Result<()> {
+        attention::attention(q, cache, out, p)
+    }
+
+    fn swiglu(
+        &self,
+        gate: &CpuTensor,
+        up: &CpuTensor,
+        out: &mut CpuTensor,
+        n: usize,
+    ) -> Result<()> {
+        elementwise::swiglu(gate, up, out, n)
+    }
+
+    fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> Result<()> {
+        elementwise::add(x, y, n)
+    }
+
+    fn logits(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        out: &mut CpuTensor,
+        p: LogitsParams,
+    ) -> Result<()> {
+        check_tensor(
+            "cpu",
+            "logits",
+            "x",
+            x,
+            (p.row0 + p.rows) * p.hidden,
+            &[DType::F32],
+        )?;
+        // The selected rows as their own (rows, hidden) input.
+        let rows = CpuTensor::F32(
+            x.f32("logits", "x")?[p.row0 * p.hidden..(p.row0 + p.rows) * p.hidden].to_vec(),
+        );
+        let lp = LinearParams {
+            rows: p.rows,
+            in_features: p.hidden,
+            out_features: p.vocab,
+        };
+        linear::linear(&rows, w, None, out, lp)
+    }
+
+    fn sample(
+        &self,
+        logits: &CpuTensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        history: &[u32],
+        coin: f32,
+    ) -> Result<u32> {
+        check_tensor(
+            "cpu",
+            "sample",
+            "logits",
+            logits,
+            (row + 1) * vocab,
+            &[DType::F32],
+        )?;
+        let l = &logits.f32("sample", "logits")?[row * vocab..(row + 1) * vocab];
+        crate::sampler::sample(l, params, history, coin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TensorInfo;
+
+    #[test]
+    fn upload_download_round_trips_each_dtype() {
+        let b = CpuBackend::default();
+        let xs = [1.0f32, -2.5, 0.125, 3.0e4];
+        let t = b.upload_f32(&xs).unwrap();
+        assert_eq!(b.download_f32(&t).unwrap(), xs);
+        let bytes: Vec<u8> = xs
+            .iter()
+            .flat_map(|x| bf16::from_f32(*x).to_bits().to_le_bytes())
+            .collect();
+        let t = b.upload(DType::BF16, &bytes).unwrap();
+        assert_eq!(t.dtype(), DType::BF16);
+        assert_eq!(b.download_f32(&t).unwrap(), xs);
+        assert!(b.upload(DType::F32, &[0u8; 7]).is_err());
+        assert!(b.upload(DType::Q4_0, &[0u8; 18]).is_err());
+    }
+
+    #[test]
+    fn ops_refuse_short_buffers() {
+        let b = CpuBackend::default();
+        let x = b.upload_f32(&[1.0; 4]).unwrap();
+        let w = b.upload_f32(&[1.0; 6]).unwrap();
+        let mut out = b.alloc(DType::F32, 3).unwrap();
+        let p = LinearParams {
+            rows: 2,
+            in_features: 2,
+            out_features: 3,
+        };
+        let err = b.linear(&x, &w, None, &mut out, p).unwrap_err();
+        assert!(
+            matches!(&err, Error::Backend { op, .. } if op == "linear"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! RMSNorm with the residual add fused: `x += residual; out = x / sqrt(mean(x²) + eps) · w`.
+
+use rayon::prelude::*;
+
+use super::CpuTensor;
+use crate::backend::{check_tensor, RmsNormParams};
+use crate::error::Result;
+use crate::tensor::DType;
+
+const OP: &str = "rms_norm";
+
+pub fn rms_norm(
+    x: &mut CpuTensor,
+    residual: Option<&CpuTensor>,
+    w: &CpuTensor,
+    out: &mut CpuTensor,
+    p: RmsNormParams,
+) -> Result<()> {
+    let n = p.rows * p.dim;
+    check_tensor("cpu", OP, "x", x, n, &[DType::F32])?;
+    check_tensor(
+        "cpu",
+        OP,
+        "w",
+        w,
+        p.dim,
+        &[DType::F32, DType::F16, DType::BF16],
+    )?;
+    check_tensor("cpu", OP, "out", out, n, &[DType::F32])?;
+    let x = &mut x.f32_mut(OP, "x")?[..n];
+    if let Some(r) = residual {
+        check_tensor("cpu", OP, "residual", r, n, &[DType::F32])?;
+        // (rows, dim) += (rows, dim)
+        x.iter_mut()
+            .zip(&r.f32(OP, "residual")?[..n])
+            .for_each(|(a, b)| *a += b);
+    }
+    let w = w.to_f32_vec();
+    let out = &mut out.f32_mut(OP, "out")?[..n];
+    out.par_chunks_mut(p.dim)
+        .zip(x.par_chunks(p.dim))
+        .for_each(|(o, row)| {
+            let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / p.dim as f32;
+            let inv = 1.0 / (mean_sq + p.eps).sqrt();
+            for ((o, &v), &g) in o.iter_mut().zip(row).zip(&w) {
+                *o = g * (v * inv);
+            }
+        });
+    Ok(())
+}

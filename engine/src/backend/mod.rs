@@ -1,0 +1,211 @@
+//! The op-level `Backend` trait (DESIGN.md "Backends"): the few operations a Llama-family
+//! decoder needs, each with its shapes in a params struct. The engine's forward pass is written
+//! once against this trait; the CPU and GPU backends implement it; the conformance suite
+//! checks every op of every backend against the reference.
+//!
+//! Conventions: activations are f32, row-major `(rows, features)`; weights are stored in the
+//! backend's weight dtype (`F32`, `BF16` or `F16`) in PyTorch layout `(out, in)`; every op checks
+//! the lengths of the buffers it is given against its params and returns
+//! `Error::Backend { op, .. }` on a mismatch instead of reading out of bounds.
+
+pub mod cpu;
+
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::sampler::SamplingParams;
+use crate::tensor::DType;
+
+/// What every backend tensor can say about itself.
+pub trait TensorInfo {
+    fn dtype(&self) -> DType;
+    /// Elements (not bytes).
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingParams {
+    pub vocab: usize,
+    pub hidden: usize,
+}
+
+/// `out = rms_norm(x (+= residual first, if given)) · w` over rows of `dim`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsNormParams {
+    pub rows: usize,
+    pub dim: usize,
+    pub eps: f32,
+}
+
+/// `out (rows, out_features) = x (rows, in_features) · wᵀ (+ bias)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearParams {
+    pub rows: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+/// Rotary embedding of `q (rows, n_heads·head_dim)` in place and of `k (rows, n_kv_heads·head_dim)`
+/// into the cache, with `v` written beside it, for positions `pos0 .. pos0 + rows` of `layer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RopeKvParams {
+    pub layer: usize,
+    pub pos0: usize,
+    pub rows: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Causal attention of `q (rows, n_heads·head_dim)` at positions `pos0 ..` over the cached keys
+/// and values `0 .. pos0 + rows` of `layer`; `out` has q's shape. Query head `h` reads KV head
+/// `h / (n_heads / n_kv_heads)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionParams {
+    pub layer: usize,
+    pub pos0: usize,
+    pub rows: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionParams {
+    pub fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+}
+
+/// Logits `out (rows, vocab)` for rows `row0 .. row0 + rows` of `x (.., hidden)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogitsParams {
+    pub row0: usize,
+    pub rows: usize,
+    pub hidden: usize,
+    pub vocab: usize,
+}
+
+pub trait Backend: Send + Sync + Sized {
+    type Tensor: TensorInfo + Send + Sync;
+
+    /// Short name used in reports and errors ("cpu", "gpu").
+    fn name(&self) -> &'static str;
+    /// Human-readable device description.
+    fn device(&self) -> String;
+    /// The dtype linear weights are stored in on this backend.
+    fn weight_dtype(&self) -> DType;
+    /// The KV cache dtype used unless the caller picks one.
+    fn preferred_kv_dtype(&self) -> DType {
+        DType::F16
+    }
+
+    /// A tensor of `n` elements with unspecified contents.
+    fn alloc(&self, dtype: DType, n: usize) -> Result<Self::Tensor>;
+    /// A tensor from little-endian bytes of `dtype` (F32, F16 or BF16).
+    fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<Self::Tensor>;
+    fn upload_f32(&self, data: &[f32]) -> Result<Self::Tensor> {
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.upload(DType::F32, &bytes)
+    }
+    /// All elements, converted to f32.
+    fn download_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// Waits for queued work (no-op on the CPU).
+    fn synchronize(&self) -> Result<()>;
+
+    fn embedding(
+        &self,
+        table: &Self::Tensor,
+        tokens: &[u32],
+        out: &mut Self::Tensor,
+        p: EmbeddingParams,
+    ) -> Result<()>;
+    /// With `residual`: `x += residual` first (the fused residual add), then `out = norm(x) · w`.
+    fn rms_norm(
+        &self,
+        x: &mut Self::Tensor,
+        residual: Option<&Self::Tensor>,
+        w: &Self::Tensor,
+        out: &mut Self::Tensor,
+        p: RmsNormParams,
+    ) -> Result<()>;
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        out: &mut Self::Tensor,
+        p: LinearParams,
+    ) -> Result<()>;
+    /// `inv_freq` holds `head_dim / 2` f32 rotary inverse frequencies.
+    fn rope_kv_write(
+        &self,
+        q: &mut Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        inv_freq: &Self::Tensor,
+        cache: &mut KvCache<Self>,
+        p: RopeKvParams,
+    ) -> Result<()>;
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        cache: &KvCache<Self>,
+        out: &mut Self::Tensor,
+        p: AttentionParams,
+    ) -> Result<()>;
+    /// `out = silu(gate) · up`, elementwise over `n`.
+    fn swiglu(
+        &self,
+        gate: &Self::Tensor,
+        up: &Self::Tensor,
+        out: &mut Self::Tensor,
+        n: usize,
+    ) -> Result<()>;
+    /// `x += y`, elementwise over `n`.
+    fn add(&self, x: &mut Self::Tensor, y: &Self::Tensor, n: usize) -> Result<()>;
+    fn logits(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        out: &mut Self::Tensor,
+        p: LogitsParams,
+    ) -> Result<()>;
+    /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
+    fn sample(
+        &self,
+        logits: &Self::Tensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        history: &[u32],
+        coin: f32,
+    ) -> Result<u32>;
+}
+
+/// Checks that `t` holds at least `need` elements of `dtype` (one of `dtypes`).
+pub(crate) fn check_tensor<T: TensorInfo>(
+    backend: &'static str,
+    op: &str,
+    what: &str,
+    t: &T,
+    need: usize,
+    dtypes: &[DType],
+) -> Result<()> {
+    if !dtypes.contains(&t.dtype()) {
+        return Err(Error::Backend {
+            backend,
+            op: op.into(),
+            detail: format!("{what} has dtype {}, expected one of {dtypes:?}", t.dtype()),
+        });
+    }
+    if t.len() < need {
+        return Err(Error::Backend {
+            backend,
+            op: op.into(),
+            detail: format!("{what} holds {} elements, the op needs {need}", t.len()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! The decode loop: prefill the prompt, then sample, stream text and stop — the API the CLI
+//! (and later the server) drive.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::detok::IncrementalDecoder;
+use crate::error::{Error, Result};
+use crate::model::{Engine, Logits, Sequence};
+use crate::sampler::{CoinRng, SamplingParams};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Seeds the coin stream: the same request and seed give the same tokens.
+    pub seed: u64,
+    /// Generation ends when the text contains one of these (the stop string is not emitted).
+    pub stop: Vec<String>,
+    /// The repetition penalty looks at the last this-many tokens (0 = the whole context).
+    pub repeat_last_n: usize,
+    /// KV capacity; `None` = the model's context length.
+    pub context: Option<usize>,
+}
+
+impl GenerationRequest {
+    pub fn new(prompt: Vec<u32>) -> Self {
+        GenerationRequest {
+            prompt,
+            max_tokens: 128,
+            sampling: SamplingParams::greedy(),
+            seed: 0,
+            stop: Vec::new(),
+            repeat_last_n: 64,
+            context: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-sequence token.
+    Eos,
+    /// The text reached a stop string.
+    Stop(String),
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The KV cache is full.
+    ContextFull,
+}
+
+impl FinishReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FinishReason::Eos => "eos",
+            FinishReason::Stop(_) => "stop",
+            FinishReason::MaxTokens => "max_tokens",
+            FinishReason::ContextFull => "context_full",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    pub prefill: Duration,
+    pub generated_tokens: usize,
+    pub decode: Duration,
+}
+
+impl Timings {
+    pub fn prefill_tok_s(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
+    }
+
+    /// Decode rate over the tokens after the first (the first comes from the prefill logits).
+    pub fn decode_tok_s(&self) -> f64 {
+        self.generated_tokens.saturating_sub(1) as f64 / self.decode.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One generated token and the text it completed (may be empty mid-character or while a
+/// possible stop string is held back). The last step of a generation may carry no token, only
+/// the text that was held back until the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub token: Option<u32>,
+    pub text: String,
+}
+
+pub struct Generator<'a, B: Backend> {
+    engine: &'a Engine<B>,
+    tokenizer: Option<&'a Tokenizer>,
+    request: GenerationRequest,
+    seq: Sequence<B>,
+    rng: CoinRng,
+    /// Prompt and generated ids (the repetition-penalty history).
+    context: Vec<u32>,
+    generated: Vec<u32>,
+    detok: IncrementalDecoder,
+    /// Text decoded but held back because it may begin a stop string.
+    pending: String,
+    text: String,
+    finish: Option<FinishReason>,
+    timings: Timings,
+    prefilled: bool,
+}
+
+impl<'a, B: Backend> Generator<'a, B> {
+    /// Validates the request; the prompt runs on the first call to [`Generator::step`].
+    pub fn new(
+        engine: &'a Engine<B>,
+        tokenizer: Option<&'a Tokenizer>,
+        request: GenerationRequest,
+    ) -> Result<Self> {
+        request.sampling.validate()?;
+        if request.prompt.is_empty() {
+            return Err(Error::InvalidRequest("the prompt has no tokens".into()));
+        }
+        let vocab = engine.config().vocab_size;
+        if let Some(&t) = request.prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::InvalidRequest(format!(
+                "prompt token {t} is outside the vocabulary ({vocab})"
+            )));
+        }
+        let capacity = request
+            .context
+            .unwrap_or(engine.config().max_position_embeddings);
+        if request.prompt.len() >= capacity {
+            return Err(Error::InvalidRequest(format!(
+                "the prompt has {} tokens; the context holds {capacity} (leave room for at least one generated token)",
+                request.prompt.len()
+            )));
+        }
+        if request.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::InvalidRequest(
+                "stop strings must not be empty".into(),
+            ));
+        }
+        let seq = engine.new_sequence(capacity)?;
+        Ok(Generator {
+            engine,
+            tokenizer,
+            rng: CoinRng::new(request.seed),
+            context: request.prompt.clone(),
+            generated: Vec::new(),
+            detok: IncrementalDecoder::new(true),
+            pending: String::new(),
+            text: String::new(),
+            finish: None,
+            timings: Timings {
+                prompt_tokens: request.prompt.len(),
+                ..Default::default()
+            },
+            prefilled: false,
+            request,
+            seq,
+        })
+    }
+
+    /// Generates the next token; `None` once finished (see [`Generator::finish_reason`]).
+    pub fn step(&mut self) -> Result<Option<Step>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.generated.len() >= self.request.max_tokens {
+            return self.finish_with(FinishReason::MaxTokens);
+        }
+        let start = Instant::now();
+        let decoding = self.prefilled;
+        if !decoding {
+            self.engine
+                .forward(&mut self.seq, &self.request.prompt, Logits::Last)?;
+            self.engine.backend().synchronize()?;
+            self.timings.prefill = start.elapsed();
+            self.prefilled = true;
+        } else {
+            if self.seq.cache.remaining() == 0 {
+                return self.finish_with(FinishReason::ContextFull);
+            }
+            let last = *self.context.last().expect("the prompt is not empty");
+            self.engine.forward(&mut self.seq, &[last], Logits::Last)?;
+        }
+        let window = match self.request.repeat_last_n {
+            0 => &self.context[..],
+            n => &self.context[self.context.len().saturating_sub(n)..],
+        };
+        let coin = self.rng.coin();
+        let token = self
+            .engine
+            .sample(&self.seq, &self.request.sampling, window, coin)?;
+        if decoding {
+            self.timings.decode += start.elapsed();
+        }
+        self.timings.generated_tokens += 1;
+        self.generated.push(token);
+        self.context.push(token);
+
+        if let Some(tok) = self.tokenizer {
+            if tok.is_eos(token) {
+                self.finish = Some(FinishReason::Eos);
+                let rest = std::mem::take(&mut self.pending);
+                self.text.push_str(&rest);
+                return Ok(Some(Step {
+                    token: Some(token),
+                    text: rest,
+                }));
+            }
+            let piece = self.detok.push(tok, token)?;
+            let text = self.release(piece);
+            return Ok(Some(Step {
+                token: Some(token),
+                text,
+            }));
+        }
+        Ok(Some(Step {
+            token: Some(token),
+            text: String::new(),
+        }))
+    }
+
+    /// Adds `piece` to the held-back text and returns what can be emitted: everything up to a
+    /// stop string (finishing), or all but the longest tail that could still begin one.
+    fn release(&mut self, piece: String) -> String {
+        self.pending.push_str(&piece);
+        let stops = &self.request.stop;
+        if let Some((at, stop)) = stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()).map(|i| (i, s)))
+            .min_by_key(|(i, _)| *i)
+        {
+            let out = self.pending[..at].to_string();
+            self.finish = Some(FinishReason::Stop(stop.clone()));
+            self.pending.clear();
+            self.text.push_str(&out);
+            return out;
+        }
+        let hold = stops
+            .iter()
+            .flat_map(|s| {
+                // longest suffix of pending that is a proper prefix of s
+                (1..s.len().min(self.pending.len() + 1))
+                    .rev()
+                    .filter(|&k| s.is_char_boundary(k))
+                    .find(|&k| self.pending.ends_with(&s[..k]))
+            })
+            .max()
+            .unwrap_or(0);
+        let cut = self.pending.len() - hold;
+        let out: String = self.pending.drain(..cut).collect();
+        self.text.push_str(&out);
+        out
+    }
+
+    fn finish_with(&mut self, reason: FinishReason) -> Result<Option<Step>> {
+        // Emit what was held back (an unfinished stop-string prefix, bytes never completed).
+        if let Some(tok) = self.tokenizer {
+            let tail = self.detok.flush(tok)?;
+            self.pending.push_str(&tail);
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.text.push_str(&rest);
+        self.finish = Some(reason);
+        if rest.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(Step {
+                token: None,
+                text: rest,
+            }))
+        }
+    }
+
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.finish.as_ref()
+    }
+
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
+
+    /// The text emitted so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
+    pub fn sequence(&self) -> &Sequence<B> {
+        &self.seq
+    }
+}

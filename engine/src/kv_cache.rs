@@ -1,0 +1,178 @@
+//! The KV cache: one contiguous arena per sequence (DESIGN.md "KV cache").
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+
+/// Shape of a KV arena.
+///
+/// **Layout invariant.** The arena is one buffer of `2 · n_layers · n_kv_heads · capacity ·
+/// head_dim` elements of `dtype`, indexed as `[layer][kv][head][position][dim]` with `kv` 0 for K
+/// and 1 for V:
+/// `offset(layer, kv, head, pos, d) = (((layer · 2 + kv) · n_kv_heads + head) · capacity + pos) · head_dim + d`.
+/// Within one (layer, kv, head) the positions are contiguous rows of `head_dim` elements, so a
+/// wave of 64 lanes reading 16-byte vectors covers `64·16 / (head_dim·sizeof)` consecutive
+/// positions in one coalesced sweep (8 positions for head_dim 64 in f16), for any wave size.
+/// Positions `len..capacity` hold stale or unwritten data and are never read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLayout {
+    pub n_layers: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub capacity: usize,
+    pub dtype: DType,
+}
+
+impl KvLayout {
+    /// Elements in the whole arena.
+    pub fn elems(&self) -> usize {
+        2 * self.n_layers * self.n_kv_heads * self.capacity * self.head_dim
+    }
+
+    /// Bytes of the whole arena: `2 · layers · kv_heads · head_dim · capacity · sizeof(dtype)`.
+    pub fn bytes(&self) -> usize {
+        self.elems() * self.dtype.block_bytes()
+    }
+
+    /// Element offset of `(layer, kv, head, pos, 0)`; `kv` is 0 for K, 1 for V.
+    pub fn offset(&self, layer: usize, kv: usize, head: usize, pos: usize) -> usize {
+        (((layer * 2 + kv) * self.n_kv_heads + head) * self.capacity + pos) * self.head_dim
+    }
+}
+
+/// A point to roll back to (speculative decoding, shared prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvSnapshot {
+    len: usize,
+}
+
+impl KvSnapshot {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub struct KvCache<B: Backend> {
+    pub(crate) arena: B::Tensor,
+    layout: KvLayout,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(backend: &B, layout: KvLayout) -> Result<Self> {
+        if !matches!(layout.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(Error::InvalidRequest(format!(
+                "KV cache dtype {} is not supported",
+                layout.dtype
+            )));
+        }
+        if layout.capacity == 0 {
+            return Err(Error::InvalidRequest(
+                "KV cache capacity must be at least 1".into(),
+            ));
+        }
+        let arena = backend.alloc(layout.dtype, layout.elems())?;
+        Ok(KvCache {
+            arena,
+            layout,
+            len: 0,
+        })
+    }
+
+    pub fn layout(&self) -> &KvLayout {
+        &self.layout
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.layout.capacity
+    }
+
+    /// Positions written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.layout.capacity - self.len
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.layout.bytes()
+    }
+
+    pub fn arena(&self) -> &B::Tensor {
+        &self.arena
+    }
+
+    pub fn arena_mut(&mut self) -> &mut B::Tensor {
+        &mut self.arena
+    }
+
+    /// Errors with `ContextFull` unless `n` more positions fit.
+    pub fn check_room(&self, n: usize) -> Result<()> {
+        if n > self.remaining() {
+            return Err(Error::ContextFull {
+                capacity: self.layout.capacity,
+                requested: self.len + n,
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks `n` more positions as written (after the backend wrote them).
+    pub(crate) fn advance(&mut self, n: usize) -> Result<()> {
+        self.check_room(n)?;
+        self.len += n;
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> KvSnapshot {
+        KvSnapshot { len: self.len }
+    }
+
+    /// Forgets every position written after `snap`. Rolling forward is an error.
+    pub fn rollback_to(&mut self, snap: KvSnapshot) -> Result<()> {
+        if snap.len > self.len {
+            return Err(Error::InvalidRequest(format!(
+                "cannot roll the KV cache forward from {} to {}",
+                self.len, snap.len
+            )));
+        }
+        self.len = snap.len;
+        Ok(())
+    }
+
+    /// Empties the cache (keeps the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// K and V of `layer` for positions `0..len`, as f32 `(n_kv_heads, len, head_dim)` each.
+    pub fn read_layer(&self, backend: &B, layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        if layer >= self.layout.n_layers {
+            return Err(Error::InvalidRequest(format!(
+                "layer {layer} out of range ({} layers)",
+                self.layout.n_layers
+            )));
+        }
+        let all = backend.download_f32(&self.arena)?;
+        let l = &self.layout;
+        let mut k = Vec::with_capacity(l.n_kv_heads * self.len * l.head_dim);
+        let mut v = Vec::with_capacity(k.capacity());
+        for (kv, out) in [(0, &mut k), (1, &mut v)] {
+            for h in 0..l.n_kv_heads {
+                let o = l.offset(layer, kv, h, 0);
+                out.extend_from_slice(&all[o..o + self.len * l.head_dim]);
+            }
+        }
+        Ok((k, v))
+    }
+}

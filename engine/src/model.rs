@@ -1,0 +1,499 @@
+//! The engine proper: a model's weights on a backend, and the forward pass written once
+//! against the `Backend` trait.
+
+use crate::backend::{
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
+    RopeKvParams,
+};
+use crate::config::{names, ModelConfig};
+use crate::error::{Error, Result};
+use crate::formats::LoadedModel;
+use crate::kv_cache::{KvCache, KvLayout};
+use crate::sampler::SamplingParams;
+use crate::tensor::{DType, HostTensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// KV cache element type; `None` = the backend's preference.
+    pub kv_dtype: Option<DType>,
+    /// Most tokens one forward step processes (prefill is chunked to this).
+    pub max_batch: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            kv_dtype: None,
+            max_batch: 512,
+        }
+    }
+}
+
+/// The values a weight tensor takes on a backend storing weights as `dtype`: dequantized,
+/// then rounded to `dtype` (round-to-nearest-even). Norm weights and biases stay f32.
+/// Conformance builds the reference from exactly these values.
+pub fn weight_values(t: &HostTensor, dtype: DType) -> Result<Vec<f32>> {
+    let mut v = t.to_f32()?;
+    match dtype {
+        DType::BF16 => v
+            .iter_mut()
+            .for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
+        DType::F16 => v
+            .iter_mut()
+            .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
+        _ => {}
+    }
+    Ok(v)
+}
+
+/// Whether the tensor `name` is stored in the backend's weight dtype (matrices) or in f32
+/// (norm weights, biases: small, and precision-sensitive).
+pub fn is_matrix(name: &str) -> bool {
+    !(name.ends_with("norm.weight") || name.ends_with(".bias"))
+}
+
+fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
+    let dtype = if is_matrix(&t.name) {
+        backend.weight_dtype()
+    } else {
+        DType::F32
+    };
+    if t.dtype == dtype {
+        return backend.upload(dtype, t.bytes());
+    }
+    let v = t.to_f32()?;
+    let bytes: Vec<u8> = match dtype {
+        DType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        DType::BF16 => v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
+            .collect(),
+        DType::F16 => v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
+            .collect(),
+        other => {
+            return Err(Error::InvalidRequest(format!(
+                "weights cannot be stored as {other}"
+            )));
+        }
+    };
+    backend.upload(dtype, &bytes)
+}
+
+struct Layer<B: Backend> {
+    attn_norm: B::Tensor,
+    wq: B::Tensor,
+    wk: B::Tensor,
+    wv: B::Tensor,
+    bias: Option<[B::Tensor; 3]>,
+    wo: B::Tensor,
+    mlp_norm: B::Tensor,
+    gate: B::Tensor,
+    up: B::Tensor,
+    down: B::Tensor,
+}
+
+/// Per-sequence working memory, sized for `rows` tokens per step.
+struct Scratch<B: Backend> {
+    rows: usize,
+    x: B::Tensor,      // (rows, hidden) residual stream
+    h: B::Tensor,      // (rows, hidden) normed
+    q: B::Tensor,      // (rows, q_dim)
+    k: B::Tensor,      // (rows, kv_dim)
+    v: B::Tensor,      // (rows, kv_dim)
+    attn: B::Tensor,   // (rows, q_dim)
+    o: B::Tensor,      // (rows, hidden) a sublayer's output
+    gate: B::Tensor,   // (rows, intermediate)
+    up: B::Tensor,     // (rows, intermediate)
+    act: B::Tensor,    // (rows, intermediate)
+    logits: B::Tensor, // (logit_rows, vocab)
+    logit_rows: usize,
+}
+
+/// One sequence being generated: its KV cache and working memory.
+pub struct Sequence<B: Backend> {
+    pub cache: KvCache<B>,
+    scratch: Option<Scratch<B>>,
+    /// Rows of logits the last forward left in `scratch.logits`.
+    logits_ready: usize,
+}
+
+/// Which logits a forward step computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position's (generation).
+    Last,
+    /// Every position's, downloaded to the host (conformance, scoring).
+    All,
+}
+
+/// Per-layer hidden states of one forward, as f32 on the host.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// `n_layers + 1` entries of (rows, hidden): the embedding output, then each layer's output
+    /// (before the final norm).
+    pub hidden: Vec<Vec<f32>>,
+    /// (rows, hidden) after the final norm.
+    pub final_hidden: Vec<f32>,
+    /// (rows, vocab).
+    pub logits: Vec<f32>,
+}
+
+pub struct Engine<B: Backend> {
+    backend: B,
+    config: ModelConfig,
+    options: EngineOptions,
+    embed: B::Tensor,
+    layers: Vec<Layer<B>>,
+    final_norm: B::Tensor,
+    /// `None` when tied to `embed`.
+    lm_head: Option<B::Tensor>,
+    inv_freq: B::Tensor,
+}
+
+impl<B: Backend> Engine<B> {
+    /// Uploads `model`'s weights to `backend` (converting to its weight dtype).
+    pub fn new(backend: B, model: &LoadedModel, options: EngineOptions) -> Result<Self> {
+        if options.max_batch == 0 {
+            return Err(Error::InvalidRequest("max_batch must be at least 1".into()));
+        }
+        let config = model.config.clone();
+        let get = |name: &str| model.tensor(name).and_then(|t| upload_weight(&backend, t));
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for l in 0..config.n_layers {
+            let n = |s: &str| names::layer(l, s);
+            let bias = if config.attention_bias {
+                Some([
+                    get(&n(names::BQ))?,
+                    get(&n(names::BK))?,
+                    get(&n(names::BV))?,
+                ])
+            } else {
+                None
+            };
+            layers.push(Layer {
+                attn_norm: get(&n(names::ATTN_NORM))?,
+                wq: get(&n(names::WQ))?,
+                wk: get(&n(names::WK))?,
+                wv: get(&n(names::WV))?,
+                bias,
+                wo: get(&n(names::WO))?,
+                mlp_norm: get(&n(names::MLP_NORM))?,
+                gate: get(&n(names::GATE))?,
+                up: get(&n(names::UP))?,
+                down: get(&n(names::DOWN))?,
+            });
+        }
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(get(names::LM_HEAD)?)
+        };
+        let inv_freq = backend.upload_f32(&crate::rope::inv_freq(&config))?;
+        Ok(Engine {
+            embed: get(names::EMBED)?,
+            final_norm: get(names::FINAL_NORM)?,
+            layers,
+            lm_head,
+            inv_freq,
+            config,
+            options,
+            backend,
+        })
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The KV dtype sequences of this engine use.
+    pub fn kv_dtype(&self) -> DType {
+        self.options
+            .kv_dtype
+            .unwrap_or_else(|| self.backend.preferred_kv_dtype())
+    }
+
+    /// A new sequence with room for `capacity` positions (≤ the model's context length is
+    /// sensible, but not enforced: RoPE extrapolates).
+    pub fn new_sequence(&self, capacity: usize) -> Result<Sequence<B>> {
+        let layout = KvLayout {
+            n_layers: self.config.n_layers,
+            n_kv_heads: self.config.n_kv_heads,
+            head_dim: self.config.head_dim,
+            capacity,
+            dtype: self.kv_dtype(),
+        };
+        Ok(Sequence {
+            cache: KvCache::new(&self.backend, layout)?,
+            scratch: None,
+            logits_ready: 0,
+        })
+    }
+
+    fn scratch(&self, seq: &mut Sequence<B>, rows: usize, logit_rows: usize) -> Result<()> {
+        let fits = seq
+            .scratch
+            .as_ref()
+            .is_some_and(|s| s.rows >= rows && s.logit_rows >= logit_rows);
+        if fits {
+            return Ok(());
+        }
+        let c = &self.config;
+        let rows = rows.max(seq.scratch.as_ref().map_or(0, |s| s.rows));
+        let logit_rows = logit_rows.max(seq.scratch.as_ref().map_or(0, |s| s.logit_rows));
+        let f = |n: usize| self.backend.alloc(DType::F32, n);
+        seq.scratch = Some(Scratch {
+            rows,
+            x: f(rows * c.hidden_size)?,
+            h: f(rows * c.hidden_size)?,
+            q: f(rows * c.q_dim())?,
+            k: f(rows * c.kv_dim())?,
+            v: f(rows * c.kv_dim())?,
+            attn: f(rows * c.q_dim())?,
+            o: f(rows * c.hidden_size)?,
+            gate: f(rows * c.intermediate_size)?,
+            up: f(rows * c.intermediate_size)?,
+            act: f(rows * c.intermediate_size)?,
+            logits: f(logit_rows * c.vocab_size)?,
+            logit_rows,
+        });
+        Ok(())
+    }
+
+    /// Runs `tokens` through the model at the sequence's next positions, appending to its KV
+    /// cache. `Logits::Last` leaves the last position's logits on the device for
+    /// [`Engine::sample`]; `Logits::All` returns every position's logits (rows, vocab).
+    pub fn forward(
+        &self,
+        seq: &mut Sequence<B>,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<Option<Vec<f32>>> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidRequest(
+                "forward needs at least one token".into(),
+            ));
+        }
+        seq.cache.check_room(tokens.len())?;
+        let mut all = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let want = match logits {
+                Logits::All => Some((0, chunk.len())),
+                Logits::Last if last => Some((chunk.len() - 1, 1)),
+                Logits::Last => None,
+            };
+            self.step(seq, chunk, want, None)?;
+            if logits == Logits::All {
+                let s = seq.scratch.as_ref().expect("scratch allocated by step");
+                let v = self.backend.download_f32(&s.logits)?;
+                all.extend_from_slice(&v[..chunk.len() * self.config.vocab_size]);
+            }
+        }
+        Ok((logits == Logits::All).then_some(all))
+    }
+
+    /// One forward of at most `max_batch` tokens, downloading every hidden state on the way.
+    pub fn forward_traced(&self, seq: &mut Sequence<B>, tokens: &[u32]) -> Result<Trace> {
+        if tokens.is_empty() || tokens.len() > self.options.max_batch {
+            return Err(Error::InvalidRequest(format!(
+                "a traced forward takes 1..={} tokens, got {}",
+                self.options.max_batch,
+                tokens.len()
+            )));
+        }
+        seq.cache.check_room(tokens.len())?;
+        let mut trace = Trace {
+            hidden: Vec::new(),
+            final_hidden: Vec::new(),
+            logits: Vec::new(),
+        };
+        self.step(seq, tokens, Some((0, tokens.len())), Some(&mut trace))?;
+        let s = seq.scratch.as_ref().expect("scratch allocated by step");
+        let n = tokens.len();
+        trace.logits = self.backend.download_f32(&s.logits)?[..n * self.config.vocab_size].to_vec();
+        Ok(trace)
+    }
+
+    /// Samples the next token from the logits the last `forward(.., Logits::Last)` left.
+    pub fn sample(
+        &self,
+        seq: &Sequence<B>,
+        params: &SamplingParams,
+        history: &[u32],
+        coin: f32,
+    ) -> Result<u32> {
+        let s = match (&seq.scratch, seq.logits_ready) {
+            (Some(s), n) if n > 0 => s,
+            _ => {
+                return Err(Error::InvalidRequest(
+                    "no logits to sample from: run a forward first".into(),
+                ))
+            }
+        };
+        self.backend.sample(
+            &s.logits,
+            seq.logits_ready - 1,
+            self.config.vocab_size,
+            params,
+            history,
+            coin,
+        )
+    }
+
+    /// The logits the last forward left (rows, vocab), on the host.
+    pub fn last_logits(&self, seq: &Sequence<B>) -> Result<Vec<f32>> {
+        match (&seq.scratch, seq.logits_ready) {
+            (Some(s), n) if n > 0 => {
+                Ok(self.backend.download_f32(&s.logits)?[..n * self.config.vocab_size].to_vec())
+            }
+            _ => Err(Error::InvalidRequest(
+                "no logits: run a forward first".into(),
+            )),
+        }
+    }
+
+    /// The decoder over one chunk: `want = Some((row0, rows))` computes those rows' logits.
+    fn step(
+        &self,
+        seq: &mut Sequence<B>,
+        tokens: &[u32],
+        want: Option<(usize, usize)>,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let b = &self.backend;
+        let n = tokens.len();
+        let pos0 = seq.cache.len();
+        self.scratch(seq, n, want.map_or(0, |w| w.1))?;
+        let Sequence {
+            cache,
+            scratch,
+            logits_ready,
+        } = seq;
+        let s = scratch.as_mut().expect("allocated above");
+        let (hidden, eps) = (c.hidden_size, c.rms_norm_eps);
+        let norm = RmsNormParams {
+            rows: n,
+            dim: hidden,
+            eps,
+        };
+        let lin = |i: usize, o: usize| LinearParams {
+            rows: n,
+            in_features: i,
+            out_features: o,
+        };
+        let mut record = |t: &B::Tensor| -> Result<()> {
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.hidden.push(b.download_f32(t)?[..n * hidden].to_vec());
+            }
+            Ok(())
+        };
+        *logits_ready = 0;
+
+        // x = embed(tokens)                                   (n, hidden)
+        b.embedding(
+            &self.embed,
+            tokens,
+            &mut s.x,
+            EmbeddingParams {
+                vocab: c.vocab_size,
+                hidden,
+            },
+        )?;
+        record(&s.x)?;
+        for (l, w) in self.layers.iter().enumerate() {
+            // h = rms_norm(x) — for l > 0 the previous MLP output is added to x first (fused)
+            let residual = (l > 0).then_some(&s.o);
+            b.rms_norm(&mut s.x, residual, &w.attn_norm, &mut s.h, norm)?;
+            if l > 0 {
+                record(&s.x)?;
+            }
+            // q, k, v = h·Wqᵀ (+b), h·Wkᵀ (+b), h·Wvᵀ (+b)         (n, q_dim), (n, kv_dim) ×2
+            let [bq, bk, bv] = match &w.bias {
+                Some([q, k, v]) => [Some(q), Some(k), Some(v)],
+                None => [None, None, None],
+            };
+            b.linear(&s.h, &w.wq, bq, &mut s.q, lin(hidden, c.q_dim()))?;
+            b.linear(&s.h, &w.wk, bk, &mut s.k, lin(hidden, c.kv_dim()))?;
+            b.linear(&s.h, &w.wv, bv, &mut s.v, lin(hidden, c.kv_dim()))?;
+            // rotate q and k; k, v → cache at pos0..pos0+n
+            let heads = (c.n_heads, c.n_kv_heads, c.head_dim);
+            let rp = RopeKvParams {
+                layer: l,
+                pos0,
+                rows: n,
+                n_heads: heads.0,
+                n_kv_heads: heads.1,
+                head_dim: heads.2,
+            };
+            b.rope_kv_write(&mut s.q, &s.k, &s.v, &self.inv_freq, cache, rp)?;
+            // attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n   (n, q_dim)
+            let ap = AttentionParams {
+                layer: l,
+                pos0,
+                rows: n,
+                n_heads: heads.0,
+                n_kv_heads: heads.1,
+                head_dim: heads.2,
+            };
+            b.attention(&s.q, cache, &mut s.attn, ap)?;
+            // o = attn·Woᵀ                                       (n, hidden)
+            b.linear(&s.attn, &w.wo, None, &mut s.o, lin(c.q_dim(), hidden))?;
+            // x += o; h = rms_norm(x)
+            b.rms_norm(&mut s.x, Some(&s.o), &w.mlp_norm, &mut s.h, norm)?;
+            // o = (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ                       (n, hidden)
+            b.linear(
+                &s.h,
+                &w.gate,
+                None,
+                &mut s.gate,
+                lin(hidden, c.intermediate_size),
+            )?;
+            b.linear(
+                &s.h,
+                &w.up,
+                None,
+                &mut s.up,
+                lin(hidden, c.intermediate_size),
+            )?;
+            b.swiglu(&s.gate, &s.up, &mut s.act, n * c.intermediate_size)?;
+            b.linear(
+                &s.act,
+                &w.down,
+                None,
+                &mut s.o,
+                lin(c.intermediate_size, hidden),
+            )?;
+        }
+        // x += o (last layer's MLP); h = final_norm(x)
+        b.rms_norm(&mut s.x, Some(&s.o), &self.final_norm, &mut s.h, norm)?;
+        record(&s.x)?;
+        if let Some(tr) = trace {
+            tr.final_hidden = b.download_f32(&s.h)?[..n * hidden].to_vec();
+        }
+        cache.advance(n)?;
+        if let Some((row0, rows)) = want {
+            let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+            let lp = LogitsParams {
+                row0,
+                rows,
+                hidden,
+                vocab: c.vocab_size,
+            };
+            b.logits(&s.h, head, &mut s.logits, lp)?;
+            *logits_ready = rows;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! Rotary inverse frequencies, computed on the host once per model as transformers does
+//! (f32: `1 / theta^(2i/d)`), with Llama 3 scaling or GGUF per-frequency factors applied.
+
+use crate::config::ModelConfig;
+
+/// `head_dim / 2` inverse frequencies for `config`.
+pub fn inv_freq(config: &ModelConfig) -> Vec<f32> {
+    let d = config.head_dim;
+    let base: Vec<f32> = (0..d / 2)
+        .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f32 / d as f32))
+        .collect();
+    if let Some(f) = &config.rope_freq_factors {
+        return base.iter().zip(f).map(|(b, f)| b / f).collect();
+    }
+    let Some(s) = config.rope_scaling else {
+        return base;
+    };
+    // transformers `_compute_llama3_parameters`: long wavelengths divided by `factor`,
+    // short ones kept, a smooth blend in between.
+    let old = s.original_max_position_embeddings as f32;
+    let low_freq_wavelen = old / s.low_freq_factor;
+    let high_freq_wavelen = old / s.high_freq_factor;
+    base.iter()
+        .map(|&f| {
+            let wavelen = 2.0 * std::f32::consts::PI / f;
+            let scaled = if wavelen > low_freq_wavelen {
+                f / s.factor
+            } else {
+                f
+            };
+            let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
+            if medium {
+                let smooth =
+                    (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * scaled / s.factor + smooth * scaled
+            } else {
+                scaled
+            }
+        })
+        .collect()
+}

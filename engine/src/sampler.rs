@@ -1,0 +1,341 @@
+//! Sampling: logits → token id, with the randomness passed in as `coin` (STYLE 5) so that the
+//! engine and the reference draw the same number and their tokens compare exactly.
+//!
+//! The pipeline (the same contract as `wavefront_reference::sampler`):
+//! 1. repetition penalty (transformers semantics, once per distinct id in `history`);
+//! 2. temperature ≤ 0 → argmax (lowest id on ties);
+//! 3. divide by temperature; 4. top-k (ties at the boundary kept); 5. softmax;
+//! 6. top-p (keep a token iff the mass ranked strictly above it is < top_p);
+//! 7. min-p (keep p ≥ min_p · p_max); 8. renormalize, walk ids ascending until the
+//!    accumulated mass exceeds `coin · total`.
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    /// ≤ 0 means greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    /// ≥ 1 = off.
+    pub top_p: f32,
+    /// 0 = off.
+    pub min_p: f32,
+    /// 1 = off.
+    pub repeat_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    /// No shaping at all: temperature 1, every filter off.
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+
+    /// Rejects parameters no sampler can honour, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidRequest(what));
+        if !self.temperature.is_finite() {
+            return bad(format!(
+                "temperature must be finite, got {}",
+                self.temperature
+            ));
+        }
+        if self.top_p.is_nan() || self.top_p <= 0.0 || !self.top_p.is_finite() {
+            return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
+        }
+        if self.repeat_penalty.is_nan() || self.repeat_penalty <= 0.0 || !self.repeat_penalty.is_finite() {
+            return bad(format!(
+                "repeat_penalty must be > 0, got {}",
+                self.repeat_penalty
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Transformers' `RepetitionPenaltyLogitsProcessor`: each distinct id in `history` once.
+pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen = vec![false; logits.len()];
+    for &id in history {
+        let i = id as usize;
+        if i < logits.len() && !seen[i] {
+            seen[i] = true;
+            let l = logits[i];
+            logits[i] = if l < 0.0 { l * penalty } else { l / penalty };
+        }
+    }
+}
+
+/// Index of the largest value, lowest index on ties.
+pub fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Keeps the tokens whose logit is ≥ the k-th largest (ties at the boundary kept).
+pub fn top_k_mask(logits: &[f32], k: usize, keep: &mut [bool]) {
+    if k == 0 || k >= logits.len() {
+        return;
+    }
+    let mut sorted: Vec<f32> = logits
+        .iter()
+        .zip(keep.iter())
+        .filter(|(_, &m)| m)
+        .map(|(&l, _)| l)
+        .collect();
+    if k >= sorted.len() {
+        return;
+    }
+    sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+    let kth = sorted[k - 1];
+    for (m, &l) in keep.iter_mut().zip(logits) {
+        *m = *m && l >= kth;
+    }
+}
+
+/// Keeps a token iff the probability mass ranked strictly above it is < `top_p`
+/// (descending probability, ties by lower id first).
+pub fn top_p_mask(probs: &[f32], top_p: f32, keep: &mut [bool]) {
+    if top_p >= 1.0 {
+        return;
+    }
+    let mut order: Vec<usize> = (0..probs.len()).filter(|&i| keep[i]).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let mut above = 0.0f32;
+    for (rank, &i) in order.iter().enumerate() {
+        if rank > 0 && above >= top_p {
+            keep[i] = false;
+        }
+        above += probs[i];
+    }
+}
+
+/// Keeps tokens with probability ≥ `min_p` · the largest probability.
+pub fn min_p_mask(probs: &[f32], min_p: f32, keep: &mut [bool]) {
+    if min_p <= 0.0 {
+        return;
+    }
+    let max = probs
+        .iter()
+        .zip(keep.iter())
+        .filter(|(_, &m)| m)
+        .map(|(&p, _)| p)
+        .fold(0.0f32, f32::max);
+    let threshold = min_p * max;
+    for (m, &p) in keep.iter_mut().zip(probs) {
+        *m = *m && p >= threshold;
+    }
+}
+
+/// Softmax over the kept entries (zeros elsewhere), max-subtracted.
+fn masked_softmax(logits: &[f32], keep: &[bool]) -> Vec<f32> {
+    let max = logits
+        .iter()
+        .zip(keep)
+        .filter(|(_, &m)| m)
+        .map(|(&l, _)| l)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut p: Vec<f32> = logits
+        .iter()
+        .zip(keep)
+        .map(|(&l, &m)| if m { (l - max).exp() } else { 0.0 })
+        .collect();
+    let sum: f32 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= sum);
+    p
+}
+
+fn check_logits(logits: &[f32]) -> Result<()> {
+    if logits.is_empty() {
+        return Err(Error::InvalidRequest("sampling from empty logits".into()));
+    }
+    if let Some(i) = logits.iter().position(|l| l.is_nan()) {
+        return Err(Error::InvalidRequest(format!("logit {i} is NaN")));
+    }
+    Ok(())
+}
+
+/// The final renormalized distribution after every filter (zeros where masked). For greedy
+/// parameters this is one-hot on the argmax.
+pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
+    params.validate()?;
+    check_logits(logits)?;
+    let mut l = logits.to_vec();
+    apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    if params.is_greedy() {
+        let mut p = vec![0.0; l.len()];
+        p[argmax(&l)] = 1.0;
+        return Ok(p);
+    }
+    l.iter_mut().for_each(|x| *x /= params.temperature);
+    let mut keep = vec![true; l.len()];
+    top_k_mask(&l, params.top_k, &mut keep);
+    let probs = masked_softmax(&l, &keep);
+    top_p_mask(&probs, params.top_p, &mut keep);
+    min_p_mask(&probs, params.min_p, &mut keep);
+    let kept: f32 = probs
+        .iter()
+        .zip(&keep)
+        .filter(|(_, &m)| m)
+        .map(|(&p, _)| p)
+        .sum();
+    Ok(probs
+        .iter()
+        .zip(&keep)
+        .map(|(&p, &m)| if m { p / kept } else { 0.0 })
+        .collect())
+}
+
+/// Draws a token with the uniform `coin` ∈ [0, 1).
+pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], coin: f32) -> Result<u32> {
+    if !(0.0..1.0).contains(&coin) {
+        return Err(Error::InvalidRequest(format!(
+            "coin must be in [0, 1), got {coin}"
+        )));
+    }
+    let dist = distribution(logits, params, history)?;
+    let total: f32 = dist.iter().sum();
+    let r = coin * total;
+    let mut acc = 0.0f32;
+    let mut last = 0;
+    for (i, &p) in dist.iter().enumerate() {
+        if p > 0.0 {
+            acc += p;
+            last = i;
+            if r < acc {
+                return Ok(i as u32);
+            }
+        }
+    }
+    Ok(last as u32)
+}
+
+/// A small deterministic generator for coins (SplitMix64); `seed` fixes the whole stream.
+#[derive(Debug, Clone)]
+pub struct CoinRng(u64);
+
+impl CoinRng {
+    pub fn new(seed: u64) -> Self {
+        CoinRng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 24 bits (exactly representable in f32).
+    pub fn coin(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax_after_penalty() {
+        let logits = [1.0, 3.0, 2.9, -1.0];
+        assert_eq!(
+            sample(&logits, &SamplingParams::greedy(), &[], 0.7).unwrap(),
+            1
+        );
+        let p = SamplingParams {
+            repeat_penalty: 2.0,
+            ..SamplingParams::greedy()
+        };
+        // 3.0 / 2 = 1.5 < 2.9
+        assert_eq!(sample(&logits, &p, &[1, 1], 0.0).unwrap(), 2);
+    }
+
+    #[test]
+    fn penalty_multiplies_negative_and_divides_positive_once() {
+        let mut l = [2.0, -2.0, 1.0];
+        apply_repetition_penalty(&mut l, &[0, 1, 0, 1], 2.0);
+        assert_eq!(l, [1.0, -4.0, 1.0]);
+    }
+
+    #[test]
+    fn top_p_keeps_the_crossing_token() {
+        let probs = [0.5, 0.3, 0.2];
+        let mut keep = [true; 3];
+        top_p_mask(&probs, 0.6, &mut keep);
+        assert_eq!(keep, [true, true, false]);
+        let mut keep = [true; 3];
+        top_p_mask(&probs, 0.5, &mut keep);
+        assert_eq!(keep, [true, false, false]);
+    }
+
+    #[test]
+    fn bad_params_and_inputs_are_errors() {
+        let l = [0.0, 1.0];
+        let d = SamplingParams::default();
+        assert!(sample(&l, &d, &[], 1.0).is_err());
+        assert!(sample(&l, &d, &[], -0.1).is_err());
+        assert!(sample(&[], &d, &[], 0.5).is_err());
+        assert!(sample(&[f32::NAN, 1.0], &d, &[], 0.5).is_err());
+        for p in [
+            SamplingParams { top_p: 0.0, ..d },
+            SamplingParams {
+                temperature: f32::NAN,
+                ..d
+            },
+            SamplingParams { min_p: 1.5, ..d },
+            SamplingParams {
+                repeat_penalty: 0.0,
+                ..d
+            },
+        ] {
+            assert!(
+                matches!(sample(&l, &p, &[], 0.5), Err(Error::InvalidRequest(_))),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn coins_are_in_range_and_seeded() {
+        let mut a = CoinRng::new(7);
+        let mut b = CoinRng::new(7);
+        for _ in 0..1000 {
+            let c = a.coin();
+            assert!((0.0..1.0).contains(&c));
+            assert_eq!(c, b.coin());
+        }
+        assert_ne!(CoinRng::new(1).coin(), CoinRng::new(2).coin());
+    }
+}

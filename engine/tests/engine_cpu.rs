@@ -1,0 +1,180 @@
+//! The CPU engine's own invariants on a random model: chunking, prefill/decode splits and
+//! rollbacks change nothing (the CPU kernels are deterministic, so bit-exact), the KV arena has
+//! the documented size, and an overflowing request is a typed error that changes nothing.
+
+use wavefront::backend::cpu::CpuBackend;
+use wavefront::backend::{Backend, TensorInfo};
+use wavefront::config::{Arch, ModelConfig};
+use wavefront::formats::random::random_model;
+use wavefront::kv_cache::{KvCache, KvLayout};
+use wavefront::{DType, Engine, EngineOptions, Error, Logits};
+
+fn config(attention_bias: bool, tie: bool) -> ModelConfig {
+    ModelConfig {
+        arch: if attention_bias {
+            Arch::Qwen2
+        } else {
+            Arch::Llama
+        },
+        vocab_size: 97,
+        hidden_size: 48,
+        intermediate_size: 80,
+        n_layers: 2,
+        n_heads: 6,
+        n_kv_heads: 2,
+        head_dim: 16,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        rope_scaling: None,
+        rope_freq_factors: None,
+        max_position_embeddings: 64,
+        tie_word_embeddings: tie,
+        attention_bias,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+    }
+}
+
+fn engine(cfg: ModelConfig, max_batch: usize) -> Engine<CpuBackend> {
+    let model = random_model(cfg, 42, DType::BF16);
+    let opts = EngineOptions {
+        max_batch,
+        ..Default::default()
+    };
+    Engine::new(CpuBackend::default(), &model, opts).unwrap()
+}
+
+const TOKENS: [u32; 11] = [5, 17, 0, 96, 33, 33, 2, 71, 8, 50, 13];
+
+fn full_logits(e: &Engine<CpuBackend>) -> Vec<f32> {
+    let mut seq = e.new_sequence(32).unwrap();
+    e.forward(&mut seq, &TOKENS, Logits::All).unwrap().unwrap()
+}
+
+#[test]
+fn chunked_prefill_equals_one_chunk() {
+    for (bias, tie) in [(false, false), (true, true)] {
+        let whole = full_logits(&engine(config(bias, tie), 512));
+        for chunk in [1, 3, 4, 10] {
+            assert_eq!(
+                full_logits(&engine(config(bias, tie), chunk)),
+                whole,
+                "chunk {chunk}"
+            );
+        }
+    }
+}
+
+#[test]
+fn prefill_then_decode_equals_full_forward() {
+    let e = engine(config(true, false), 512);
+    let whole = full_logits(&e);
+    let vocab = 97;
+    for split in [1, 4, 10] {
+        let mut seq = e.new_sequence(32).unwrap();
+        e.forward(&mut seq, &TOKENS[..split], Logits::Last).unwrap();
+        let mut got = e.last_logits(&seq).unwrap();
+        assert_eq!(
+            got,
+            whole[(split - 1) * vocab..split * vocab],
+            "prefill of {split}"
+        );
+        for (i, &t) in TOKENS.iter().enumerate().skip(split) {
+            e.forward(&mut seq, &[t], Logits::Last).unwrap();
+            got = e.last_logits(&seq).unwrap();
+            assert_eq!(
+                got,
+                whole[i * vocab..(i + 1) * vocab],
+                "decode at {i} after prefill of {split}"
+            );
+        }
+        assert_eq!(seq.cache.len(), TOKENS.len());
+    }
+}
+
+#[test]
+fn rollback_then_replay_reproduces_logits_and_kv() {
+    let e = engine(config(false, true), 512);
+    let mut seq = e.new_sequence(32).unwrap();
+    e.forward(&mut seq, &TOKENS[..5], Logits::Last).unwrap();
+    let snap = seq.cache.snapshot();
+    let kv_at_snap = seq.cache.read_layer(e.backend(), 1).unwrap();
+    e.forward(&mut seq, &TOKENS[5..8], Logits::Last).unwrap();
+    let first = e.last_logits(&seq).unwrap();
+    seq.cache.rollback_to(snap).unwrap();
+    assert_eq!(seq.cache.len(), 5);
+    assert_eq!(seq.cache.read_layer(e.backend(), 1).unwrap(), kv_at_snap);
+    e.forward(&mut seq, &TOKENS[5..8], Logits::Last).unwrap();
+    assert_eq!(e.last_logits(&seq).unwrap(), first);
+    // Rolling forward is refused.
+    let later = seq.cache.snapshot();
+    seq.cache.rollback_to(snap).unwrap();
+    assert!(matches!(
+        seq.cache.rollback_to(later),
+        Err(Error::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn overflowing_the_cache_is_a_typed_error_that_changes_nothing() {
+    let e = engine(config(false, false), 4);
+    let mut seq = e.new_sequence(8).unwrap();
+    e.forward(&mut seq, &TOKENS[..6], Logits::Last).unwrap();
+    let before = seq.cache.read_layer(e.backend(), 0).unwrap();
+    let err = e.forward(&mut seq, &TOKENS[..3], Logits::Last).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ContextFull {
+                capacity: 8,
+                requested: 9
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(seq.cache.len(), 6);
+    assert_eq!(seq.cache.read_layer(e.backend(), 0).unwrap(), before);
+    // Exactly filling it is fine.
+    e.forward(&mut seq, &TOKENS[..2], Logits::Last).unwrap();
+    assert_eq!(seq.cache.remaining(), 0);
+}
+
+#[test]
+fn bad_tokens_are_typed_errors() {
+    let e = engine(config(false, false), 512);
+    let mut seq = e.new_sequence(8).unwrap();
+    assert!(matches!(
+        e.forward(&mut seq, &[], Logits::Last),
+        Err(Error::InvalidRequest(_))
+    ));
+    let err = e.forward(&mut seq, &[3, 97], Logits::Last).unwrap_err();
+    assert!(err.to_string().contains("97"), "{err}");
+}
+
+#[test]
+fn kv_arena_size_is_two_layers_heads_dim_capacity_sizeof() {
+    let b = CpuBackend::default();
+    for (dtype, size) in [(DType::F32, 4), (DType::F16, 2), (DType::BF16, 2)] {
+        let layout = KvLayout {
+            n_layers: 3,
+            n_kv_heads: 2,
+            head_dim: 64,
+            capacity: 37,
+            dtype,
+        };
+        let cache: KvCache<CpuBackend> = KvCache::new(&b, layout).unwrap();
+        let expected = 2 * 3 * 2 * 64 * 37 * size;
+        assert_eq!(cache.bytes(), expected);
+        assert_eq!(cache.arena().len() * size, expected, "{dtype}");
+        assert_eq!(cache.arena().dtype(), dtype);
+    }
+    let bad = KvLayout {
+        n_layers: 1,
+        n_kv_heads: 1,
+        head_dim: 2,
+        capacity: 1,
+        dtype: DType::Q4_0,
+    };
+    assert!(KvCache::<CpuBackend>::new(&b, bad).is_err());
+    assert!(b.alloc(DType::F32, 3).is_ok());
+}
