@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn upload_download_round_trips_each_dtype() {
         let b = CpuBackend::default();
-        let xs = [1.0f32, -2.5, 0.125, 3.0e4];
+        let xs = [1.0f32, -2.5, 0.125, 32768.0]; // exact in bf16
         let t = b.upload_f32(&xs).unwrap();
         assert_eq!(b.download_f32(&t).unwrap(), xs);
         let bytes: Vec<u8> = xs
