@@ -1,6 +1,6 @@
 //! The KV cache: one contiguous arena per sequence (DESIGN.md "KV cache").
 
-use crate::backend::Backend;
+use crate::backend::{Backend, TensorInfo};
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -56,31 +56,72 @@ impl KvSnapshot {
     }
 }
 
-pub struct KvCache<B: Backend> {
-    pub(crate) arena: B::Tensor,
+/// A KV arena of backend tensor type `T` (`KvCache<B::Tensor>`).
+pub struct KvCache<T> {
+    arena: T,
     layout: KvLayout,
     len: usize,
 }
 
-impl<B: Backend> KvCache<B> {
-    pub fn new(backend: &B, layout: KvLayout) -> Result<Self> {
-        if !matches!(layout.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(Error::InvalidRequest(format!(
-                "KV cache dtype {} is not supported",
-                layout.dtype
-            )));
-        }
-        if layout.capacity == 0 {
-            return Err(Error::InvalidRequest(
-                "KV cache capacity must be at least 1".into(),
-            ));
-        }
+fn check_layout(layout: &KvLayout) -> Result<()> {
+    if !matches!(layout.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(Error::InvalidRequest(format!(
+            "KV cache dtype {} is not supported",
+            layout.dtype
+        )));
+    }
+    if layout.capacity == 0 {
+        return Err(Error::InvalidRequest(
+            "KV cache capacity must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl<T: TensorInfo> KvCache<T> {
+    pub fn new<B: Backend<Tensor = T>>(backend: &B, layout: KvLayout) -> Result<Self> {
+        check_layout(&layout)?;
         let arena = backend.alloc(layout.dtype, layout.elems())?;
         Ok(KvCache {
             arena,
             layout,
             len: 0,
         })
+    }
+
+    /// A cache over an arena the caller made (conformance poisons it and adds guard elements
+    /// past `layout.elems()`); the arena must have the layout's dtype and at least its size.
+    pub fn from_arena(arena: T, layout: KvLayout) -> Result<Self> {
+        check_layout(&layout)?;
+        if arena.dtype() != layout.dtype || arena.len() < layout.elems() {
+            return Err(Error::InvalidRequest(format!(
+                "a {} arena of {} elements cannot hold {layout:?}",
+                arena.dtype(),
+                arena.len()
+            )));
+        }
+        Ok(KvCache {
+            arena,
+            layout,
+            len: 0,
+        })
+    }
+
+    /// Gives the arena back (conformance reads its guard elements).
+    pub fn into_arena(self) -> T {
+        self.arena
+    }
+
+    /// Marks `len` positions as written (conformance fills arenas directly).
+    pub fn set_len(&mut self, len: usize) -> Result<()> {
+        if len > self.layout.capacity {
+            return Err(Error::ContextFull {
+                capacity: self.layout.capacity,
+                requested: len,
+            });
+        }
+        self.len = len;
+        Ok(())
     }
 
     pub fn layout(&self) -> &KvLayout {
@@ -108,11 +149,11 @@ impl<B: Backend> KvCache<B> {
         self.layout.bytes()
     }
 
-    pub fn arena(&self) -> &B::Tensor {
+    pub fn arena(&self) -> &T {
         &self.arena
     }
 
-    pub fn arena_mut(&mut self) -> &mut B::Tensor {
+    pub fn arena_mut(&mut self) -> &mut T {
         &mut self.arena
     }
 
@@ -156,7 +197,11 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// K and V of `layer` for positions `0..len`, as f32 `(n_kv_heads, len, head_dim)` each.
-    pub fn read_layer(&self, backend: &B, layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn read_layer<B: Backend<Tensor = T>>(
+        &self,
+        backend: &B,
+        layer: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         if layer >= self.layout.n_layers {
             return Err(Error::InvalidRequest(format!(
                 "layer {layer} out of range ({} layers)",

@@ -113,7 +113,7 @@ struct Scratch<B: Backend> {
 
 /// One sequence being generated: its KV cache and working memory.
 pub struct Sequence<B: Backend> {
-    pub cache: KvCache<B>,
+    pub cache: KvCache<B::Tensor>,
     scratch: Option<Scratch<B>>,
     /// Rows of logits the last forward left in `scratch.logits`.
     logits_ready: usize,

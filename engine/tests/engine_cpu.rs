@@ -2,7 +2,7 @@
 //! rollbacks change nothing (the CPU kernels are deterministic, so bit-exact), the KV arena has
 //! the documented size, and an overflowing request is a typed error that changes nothing.
 
-use wavefront::backend::cpu::CpuBackend;
+use wavefront::backend::cpu::{CpuBackend, CpuTensor};
 use wavefront::backend::{Backend, TensorInfo};
 use wavefront::config::{Arch, ModelConfig};
 use wavefront::formats::random::random_model;
@@ -162,7 +162,7 @@ fn kv_arena_size_is_two_layers_heads_dim_capacity_sizeof() {
             capacity: 37,
             dtype,
         };
-        let cache: KvCache<CpuBackend> = KvCache::new(&b, layout).unwrap();
+        let cache: KvCache<CpuTensor> = KvCache::new(&b, layout).unwrap();
         let expected = 2 * 3 * 2 * 64 * 37 * size;
         assert_eq!(cache.bytes(), expected);
         assert_eq!(cache.arena().len() * size, expected, "{dtype}");
@@ -175,6 +175,6 @@ fn kv_arena_size_is_two_layers_heads_dim_capacity_sizeof() {
         capacity: 1,
         dtype: DType::Q4_0,
     };
-    assert!(KvCache::<CpuBackend>::new(&b, bad).is_err());
+    assert!(KvCache::<CpuTensor>::new(&b, bad).is_err());
     assert!(b.alloc(DType::F32, 3).is_ok());
 }

@@ -73,8 +73,9 @@ pub struct AttentionParams {
 }
 
 impl AttentionParams {
+    /// `head_dim^-0.5`, computed as transformers does (a double, used as f32).
     pub fn scale(&self) -> f32 {
-        1.0 / (self.head_dim as f32).sqrt()
+        (self.head_dim as f64).powf(-0.5) as f32
     }
 }
 
@@ -145,13 +146,13 @@ pub trait Backend: Send + Sync + Sized {
         k: &Self::Tensor,
         v: &Self::Tensor,
         inv_freq: &Self::Tensor,
-        cache: &mut KvCache<Self>,
+        cache: &mut KvCache<Self::Tensor>,
         p: RopeKvParams,
     ) -> Result<()>;
     fn attention(
         &self,
         q: &Self::Tensor,
-        cache: &KvCache<Self>,
+        cache: &KvCache<Self::Tensor>,
         out: &mut Self::Tensor,
         p: AttentionParams,
     ) -> Result<()>;

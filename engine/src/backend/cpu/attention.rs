@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{simd, CpuBackend, CpuTensor};
+use super::{simd, CpuTensor};
 use crate::backend::{check_tensor, AttentionParams};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -14,7 +14,7 @@ const OP: &str = "attention";
 
 pub fn attention(
     q: &CpuTensor,
-    cache: &KvCache<CpuBackend>,
+    cache: &KvCache<CpuTensor>,
     out: &mut CpuTensor,
     p: AttentionParams,
 ) -> Result<()> {

@@ -156,7 +156,7 @@ impl Backend for CpuBackend {
         k: &CpuTensor,
         v: &CpuTensor,
         inv_freq: &CpuTensor,
-        cache: &mut KvCache<Self>,
+        cache: &mut KvCache<CpuTensor>,
         p: RopeKvParams,
     ) -> Result<()> {
         rope::rope_kv_write(q, k, v, inv_freq, cache, p)
@@ -165,7 +165,7 @@ impl Backend for CpuBackend {
     fn attention(
         &self,
         q: &CpuTensor,
-        cache: &KvCache<Self>,
+        cache: &KvCache<CpuTensor>,
         out: &mut CpuTensor,
         p: AttentionParams,
     ) -> Result<()> {

@@ -7,8 +7,6 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::tensor::DType;
 
-use super::CpuBackend;
-
 const OP: &str = "rope_kv_write";
 
 /// Rotates one head vector `x (head_dim)` for position `pos`: with `h = head_dim / 2`,
@@ -29,7 +27,7 @@ pub fn rope_kv_write(
     k: &CpuTensor,
     v: &CpuTensor,
     inv_freq: &CpuTensor,
-    cache: &mut KvCache<CpuBackend>,
+    cache: &mut KvCache<CpuTensor>,
     p: RopeKvParams,
 ) -> Result<()> {
     let hd = p.head_dim;
