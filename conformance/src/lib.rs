@@ -1,1 +1,24 @@
-//! stub
+//! The conformance suite: every op of every backend, every KV-cache state and every sampled
+//! token, compared against the reference transformer (itself checked against Hugging Face
+//! transformers). This is what a kernel author runs before merging a kernel
+//! (`wavefront-conformance`), and what golden-token CI runs on ROCm machines.
+//!
+//! - `compare`: the comparison policy (NaN → inf → NMSE);
+//! - `tolerance`: the one tolerance table, each entry derived and explained;
+//! - `harness`: seeded never-zero inputs, guard regions, NaN poisoning;
+//! - `cases`: one module per backend op — cases as data, with grids and proptest strategies;
+//! - `report`: the op × case table and the coverage;
+//! - `bridge`: the reference model built from exactly the weights an engine uses;
+//! - `model`: model-level checks (logits, hidden states, KV state, sampled and greedy tokens);
+//! - `models`: those checks gathered per model file, as the CLI and tests run them;
+//! - `planted`: a CPU backend with planted bugs, to prove the suite catches them.
+
+pub mod bridge;
+pub mod cases;
+pub mod compare;
+pub mod harness;
+pub mod model;
+pub mod models;
+pub mod planted;
+pub mod report;
+pub mod tolerance;

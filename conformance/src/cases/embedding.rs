@@ -1,0 +1,93 @@
+//! `embedding`: rows of a table in f32/f16/bf16, widened to f32.
+
+use ndarray::Array2;
+use proptest::prelude::*;
+use wavefront::backend::{Backend, EmbeddingParams};
+use wavefront::{DType, Result};
+use wavefront_reference::ops;
+
+use super::Check;
+use crate::compare::compare;
+use crate::harness::{guarded, read_guarded, rounded, upload, Rng};
+use crate::tolerance::{tolerance, Kind, Tolerance};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingCase {
+    pub vocab: usize,
+    pub hidden: usize,
+    pub n_tokens: usize,
+    pub dtype: DType,
+    pub seed: u64,
+}
+
+impl EmbeddingCase {
+    pub fn name(&self) -> String {
+        format!("vocab={},hidden={},tokens={},table={}", self.vocab, self.hidden, self.n_tokens, self.dtype)
+    }
+
+    pub fn tolerance(&self) -> Tolerance {
+        tolerance(Kind::Copy)
+    }
+
+    pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        let mut rng = Rng::new(self.seed);
+        let table = rounded(self.dtype, rng.values(self.vocab * self.hidden, 1.0));
+        // Include the first and last ids: off-by-one row arithmetic shows there.
+        let mut tokens: Vec<u32> = (0..self.n_tokens).map(|_| rng.below(self.vocab) as u32).collect();
+        tokens[0] = (self.vocab - 1) as u32;
+        if self.n_tokens > 1 {
+            tokens[1] = 0;
+        }
+        let n = self.n_tokens * self.hidden;
+        let t = upload(b, self.dtype, &table)?;
+        let mut out = guarded(b, DType::F32, n)?;
+        let p = EmbeddingParams {
+            vocab: self.vocab,
+            hidden: self.hidden,
+        };
+        b.embedding(&t, &tokens, &mut out, p)?;
+        let got = match read_guarded(b, &out, n)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("out", fail)]),
+        };
+        let table = Array2::from_shape_vec((self.vocab, self.hidden), table).expect("sized above");
+        let want = ops::embedding(table.view(), &tokens).expect("tokens are in range");
+        Ok(vec![Check::new(
+            "out",
+            compare(want.as_slice().expect("standard layout"), &got, self.tolerance().nmse),
+        )])
+    }
+}
+
+pub fn grid() -> Vec<EmbeddingCase> {
+    let mut g = Vec::new();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for (vocab, hidden, n_tokens) in [(97, 64, 1), (97, 80, 3), (1000, 576, 113)] {
+            g.push(EmbeddingCase {
+                vocab,
+                hidden,
+                n_tokens,
+                dtype,
+                seed: 11,
+            });
+        }
+    }
+    g
+}
+
+pub fn strategy() -> impl Strategy<Value = EmbeddingCase> {
+    (
+        2usize..300,
+        1usize..200,
+        1usize..40,
+        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        any::<u64>(),
+    )
+        .prop_map(|(vocab, hidden, n_tokens, dtype, seed)| EmbeddingCase {
+            vocab,
+            hidden,
+            n_tokens,
+            dtype,
+            seed,
+        })
+}

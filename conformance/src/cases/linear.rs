@@ -1,0 +1,162 @@
+//! `linear` (x·Wᵀ + b, weights in each storage dtype) and `logits` (the same on selected rows).
+
+use ndarray::{Array1, Array2};
+use proptest::prelude::*;
+use wavefront::backend::{Backend, LinearParams, LogitsParams};
+use wavefront::{DType, Result};
+use wavefront_reference::ops;
+
+use super::{Check, Op};
+use crate::compare::compare;
+use crate::harness::{guarded, read_guarded, rounded, upload, Rng};
+use crate::tolerance::{tolerance, Kind, Tolerance};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearCase {
+    pub rows: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub weight: DType,
+    pub bias: bool,
+    /// `Some(row0)`: the logits op over rows `row0..` of a taller input (`rows` of them).
+    pub logits_row0: Option<usize>,
+    pub seed: u64,
+}
+
+impl LinearCase {
+    pub fn op(&self) -> Op {
+        if self.logits_row0.is_some() {
+            Op::Logits
+        } else {
+            Op::Linear
+        }
+    }
+
+    pub fn name(&self) -> String {
+        let mut s = format!(
+            "rows={},in={},out={},w={}",
+            self.rows, self.in_features, self.out_features, self.weight
+        );
+        if self.bias {
+            s.push_str(",bias");
+        }
+        if let Some(r) = self.logits_row0 {
+            s.push_str(&format!(",row0={r}"));
+        }
+        s
+    }
+
+    /// The weights are the same on both sides (the reference gets the rounded values); what
+    /// remains is accumulation order and the backend's rounding of activations.
+    pub fn tolerance_for(&self, matmul_input: DType) -> Tolerance {
+        tolerance(Kind::Matmul {
+            k: self.in_features,
+            input: matmul_input,
+        })
+    }
+
+    pub fn tolerance<B: Backend>(&self, b: &B) -> Tolerance {
+        self.tolerance_for(b.matmul_input_dtype())
+    }
+
+    pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        let mut rng = Rng::new(self.seed);
+        let (k, m) = (self.in_features, self.out_features);
+        let row0 = self.logits_row0.unwrap_or(0);
+        let total_rows = row0 + self.rows;
+        let x = rng.values(total_rows * k, 1.0);
+        let w = rounded(self.weight, rng.values(m * k, 1.0 / (k as f32).sqrt()));
+        let bias = rng.values(m, 0.5);
+        let xt = upload(b, DType::F32, &x)?;
+        let wt = upload(b, self.weight, &w)?;
+        let bt = upload(b, DType::F32, &bias)?;
+        let n = self.rows * m;
+        let mut out = guarded(b, DType::F32, n)?;
+        match self.logits_row0 {
+            Some(row0) => b.logits(
+                &xt,
+                &wt,
+                &mut out,
+                LogitsParams {
+                    row0,
+                    rows: self.rows,
+                    hidden: k,
+                    vocab: m,
+                },
+            )?,
+            None => b.linear(
+                &xt,
+                &wt,
+                self.bias.then_some(&bt),
+                &mut out,
+                LinearParams {
+                    rows: self.rows,
+                    in_features: k,
+                    out_features: m,
+                },
+            )?,
+        }
+        let got = match read_guarded(b, &out, n)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("out", fail)]),
+        };
+        let x = Array2::from_shape_vec((total_rows, k), x).expect("sized");
+        let x = x.slice(ndarray::s![row0.., ..]);
+        let w = Array2::from_shape_vec((m, k), w).expect("sized");
+        let bias = Array1::from(bias);
+        let want = ops::linear(x, w.view(), (self.bias && self.logits_row0.is_none()).then(|| bias.view()));
+        let want = want.as_standard_layout();
+        Ok(vec![Check::new(
+            "out",
+            compare(want.as_slice().expect("standard"), &got, self.tolerance(b).nmse),
+        )])
+    }
+}
+
+pub fn grid() -> Vec<LinearCase> {
+    let mut g = Vec::new();
+    let base = |rows, in_features, out_features, weight, bias| LinearCase {
+        rows,
+        in_features,
+        out_features,
+        weight,
+        bias,
+        logits_row0: None,
+        seed: 31,
+    };
+    for weight in [DType::F32, DType::F16, DType::BF16] {
+        for (rows, k, m) in [(1, 64, 64), (1, 576, 1536), (3, 80, 96), (113, 576, 192), (1, 4096, 33)] {
+            g.push(base(rows, k, m, weight, false));
+        }
+        g.push(base(5, 96, 80, weight, true));
+        g.push(base(1, 127, 513, weight, true));
+    }
+    for (row0, rows) in [(0, 1), (112, 1), (3, 4)] {
+        g.push(LinearCase {
+            logits_row0: Some(row0),
+            ..base(rows, 576, 1000, DType::BF16, false)
+        });
+    }
+    g
+}
+
+pub fn strategy() -> impl Strategy<Value = LinearCase> {
+    (
+        1usize..16,
+        1usize..300,
+        1usize..300,
+        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        any::<bool>(),
+        prop_oneof![Just(None), (0usize..5).prop_map(Some)],
+        any::<u64>(),
+    )
+        .prop_map(|(rows, in_features, out_features, weight, bias, logits_row0, seed)| LinearCase {
+            rows,
+            in_features,
+            out_features,
+            weight,
+            bias: bias && logits_row0.is_none(),
+            logits_row0,
+            seed,
+        })
+}

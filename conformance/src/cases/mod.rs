@@ -1,0 +1,187 @@
+//! Cases as data (STYLE 7): one module per backend op, each with a params struct that names
+//! itself (`name()` keys the report row and the snapshot), knows its tolerance, runs the op on a
+//! backend and the reference op on the same inputs, and offers a fixed grid and a proptest
+//! strategy.
+
+pub mod attention;
+pub mod elementwise;
+pub mod embedding;
+pub mod linear;
+pub mod rms_norm;
+pub mod rope;
+pub mod sample;
+
+use serde::Serialize;
+use wavefront::backend::Backend;
+use wavefront::Result;
+
+use crate::compare::Comparison;
+use crate::tolerance::Tolerance;
+
+/// The ops of the `Backend` trait. Keep in step with `wavefront::backend::Backend`: an op
+/// without a case shows as uncovered in every report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Op {
+    Embedding,
+    RmsNorm,
+    Linear,
+    RopeKvWrite,
+    AttentionPrefill,
+    AttentionDecode,
+    Swiglu,
+    Add,
+    Logits,
+    Sample,
+}
+
+impl Op {
+    pub const ALL: [Op; 10] = [
+        Op::Embedding,
+        Op::RmsNorm,
+        Op::Linear,
+        Op::RopeKvWrite,
+        Op::AttentionPrefill,
+        Op::AttentionDecode,
+        Op::Swiglu,
+        Op::Add,
+        Op::Logits,
+        Op::Sample,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Embedding => "embedding",
+            Op::RmsNorm => "rms_norm",
+            Op::Linear => "linear",
+            Op::RopeKvWrite => "rope_kv_write",
+            Op::AttentionPrefill => "attention_prefill",
+            Op::AttentionDecode => "attention_decode",
+            Op::Swiglu => "swiglu",
+            Op::Add => "add",
+            Op::Logits => "logits",
+            Op::Sample => "sample",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+/// One named check of a case (a case may check several outputs: q and the KV arena, say).
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub cmp: Comparison,
+}
+
+impl Check {
+    pub fn new(what: impl Into<String>, cmp: Comparison) -> Self {
+        Check { what: what.into(), cmp }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub op: Op,
+    pub case: String,
+    pub tolerance: f64,
+    pub reason: String,
+    pub checks: Vec<Check>,
+}
+
+impl CaseResult {
+    pub fn pass(&self) -> bool {
+        self.checks.iter().all(|c| c.cmp.pass())
+    }
+
+    pub fn max_abs(&self) -> f64 {
+        self.checks.iter().map(|c| c.cmp.max_abs).fold(0.0, f64::max)
+    }
+
+    pub fn nmse(&self) -> f64 {
+        self.checks.iter().map(|c| c.cmp.nmse).fold(0.0, f64::max)
+    }
+
+    pub fn failures(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter_map(|c| c.cmp.failure.as_ref().map(|f| format!("{}: {f}", c.what)))
+            .collect()
+    }
+}
+
+/// A case of any op.
+#[derive(Debug, Clone)]
+pub enum Case {
+    Embedding(embedding::EmbeddingCase),
+    RmsNorm(rms_norm::RmsNormCase),
+    Linear(linear::LinearCase),
+    RopeKvWrite(rope::RopeCase),
+    Attention(attention::AttentionCase),
+    Elementwise(elementwise::ElementwiseCase),
+    Sample(sample::SampleCase),
+}
+
+impl Case {
+    pub fn op(&self) -> Op {
+        match self {
+            Case::Embedding(_) => Op::Embedding,
+            Case::RmsNorm(_) => Op::RmsNorm,
+            Case::Linear(c) => c.op(),
+            Case::RopeKvWrite(_) => Op::RopeKvWrite,
+            Case::Attention(c) => c.op(),
+            Case::Elementwise(c) => c.op(),
+            Case::Sample(_) => Op::Sample,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Case::Embedding(c) => c.name(),
+            Case::RmsNorm(c) => c.name(),
+            Case::Linear(c) => c.name(),
+            Case::RopeKvWrite(c) => c.name(),
+            Case::Attention(c) => c.name(),
+            Case::Elementwise(c) => c.name(),
+            Case::Sample(c) => c.name(),
+        }
+    }
+
+    pub fn run<B: Backend>(&self, b: &B) -> Result<CaseResult> {
+        let (tol, checks): (Tolerance, Vec<Check>) = match self {
+            Case::Embedding(c) => (c.tolerance(), c.run(b)?),
+            Case::RmsNorm(c) => (c.tolerance(), c.run(b)?),
+            Case::Linear(c) => (c.tolerance(b), c.run(b)?),
+            Case::RopeKvWrite(c) => (c.tolerance(), c.run(b)?),
+            Case::Attention(c) => (c.tolerance(), c.run(b)?),
+            Case::Elementwise(c) => (c.tolerance(), c.run(b)?),
+            Case::Sample(c) => (c.tolerance(), c.run(b)?),
+        };
+        Ok(CaseResult {
+            op: self.op(),
+            case: self.name(),
+            tolerance: tol.nmse,
+            reason: tol.reason,
+            checks,
+        })
+    }
+}
+
+/// The fixed grid of every op (what `wavefront-conformance` runs).
+pub fn grid() -> Vec<Case> {
+    let mut all = Vec::new();
+    all.extend(embedding::grid().into_iter().map(Case::Embedding));
+    all.extend(rms_norm::grid().into_iter().map(Case::RmsNorm));
+    all.extend(linear::grid().into_iter().map(Case::Linear));
+    all.extend(rope::grid().into_iter().map(Case::RopeKvWrite));
+    all.extend(attention::grid().into_iter().map(Case::Attention));
+    all.extend(elementwise::grid().into_iter().map(Case::Elementwise));
+    all.extend(sample::grid().into_iter().map(Case::Sample));
+    all
+}
+
+/// Ops with no case in `cases`.
+pub fn uncovered(cases: &[Case]) -> Vec<Op> {
+    Op::ALL.into_iter().filter(|op| !cases.iter().any(|c| c.op() == *op)).collect()
+}

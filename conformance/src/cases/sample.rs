@@ -1,0 +1,160 @@
+//! `sample`: the same logits and the same coins must give the same ids as the reference
+//! sampler, for every filter and their combination, on flat, tied, peaked and huge logits.
+
+use proptest::prelude::*;
+use wavefront::backend::Backend;
+use wavefront::{DType, Result, SamplingParams};
+use wavefront_reference::sampler as rs;
+
+use super::Check;
+use crate::compare::compare_ids;
+use crate::harness::{upload, Rng};
+use crate::tolerance::Tolerance;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Uniform magnitudes up to 3.
+    Flat,
+    /// Rounded to multiples of 0.5: many exact ties (boundaries of top-k and top-p).
+    Ties,
+    /// One logit far above the rest.
+    Peaked,
+    /// Magnitudes up to 1e4: exp overflows without max subtraction.
+    Huge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleCase {
+    pub vocab: usize,
+    pub logits: Logits,
+    pub params: SamplingParams,
+    pub history_len: usize,
+    /// Logits rows in the tensor; the case samples from the last.
+    pub rows: usize,
+    pub seed: u64,
+}
+
+pub fn to_reference(p: &SamplingParams) -> rs::SamplingParams {
+    rs::SamplingParams {
+        temperature: p.temperature,
+        top_k: p.top_k,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repeat_penalty: p.repeat_penalty,
+    }
+}
+
+impl SampleCase {
+    pub fn name(&self) -> String {
+        let p = &self.params;
+        format!(
+            "vocab={},{:?},t={},k={},p={},minp={},pen={},hist={}",
+            self.vocab, self.logits, p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, self.history_len
+        )
+    }
+
+    pub fn tolerance(&self) -> Tolerance {
+        Tolerance {
+            nmse: 0.0,
+            reason: "same logits, same coin: the same id (the sampler is deterministic)".into(),
+        }
+    }
+
+    fn make_logits(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut l = rng.values(self.vocab, 3.0);
+        match self.logits {
+            Logits::Flat => {}
+            Logits::Ties => l.iter_mut().for_each(|x| *x = (*x * 2.0).round() / 2.0),
+            Logits::Peaked => {
+                let i = rng.below(self.vocab);
+                l[i] += 12.0;
+            }
+            Logits::Huge => l.iter_mut().for_each(|x| *x *= 3000.0),
+        }
+        l
+    }
+
+    pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        let mut rng = Rng::new(self.seed);
+        let mut all = rng.values((self.rows - 1) * self.vocab, 1.0);
+        let logits = self.make_logits(&mut rng);
+        all.extend_from_slice(&logits);
+        let history: Vec<u32> = (0..self.history_len).map(|_| rng.below(self.vocab) as u32).collect();
+        let mut coins = vec![0.0f32, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999_999];
+        coins.extend((0..8).map(|_| rng.unit()));
+        let t = upload(b, DType::F32, &all)?;
+        let rp = to_reference(&self.params);
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        for &coin in &coins {
+            want.push(rs::sample(&logits, &rp, &history, coin).expect("valid params and logits"));
+            got.push(b.sample(&t, self.rows - 1, self.vocab, &self.params, &history, coin)?);
+        }
+        Ok(vec![Check::new("ids", compare_ids(&want, &got))])
+    }
+}
+
+pub fn settings() -> Vec<SamplingParams> {
+    let d = SamplingParams::default();
+    vec![
+        SamplingParams::greedy(),
+        SamplingParams { temperature: 0.7, ..d },
+        SamplingParams { top_k: 5, ..d },
+        SamplingParams { top_p: 0.9, ..d },
+        SamplingParams { min_p: 0.1, ..d },
+        SamplingParams {
+            repeat_penalty: 1.3,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+        },
+    ]
+}
+
+pub fn grid() -> Vec<SampleCase> {
+    let mut g = Vec::new();
+    for logits in [Logits::Flat, Logits::Ties, Logits::Peaked, Logits::Huge] {
+        for params in settings() {
+            g.push(SampleCase {
+                vocab: 1000,
+                logits,
+                params,
+                history_len: 16,
+                rows: 2,
+                seed: 71,
+            });
+        }
+    }
+    g.push(SampleCase {
+        vocab: 49152,
+        logits: Logits::Flat,
+        params: settings()[6],
+        history_len: 64,
+        rows: 1,
+        seed: 72,
+    });
+    g
+}
+
+pub fn strategy() -> impl Strategy<Value = SampleCase> {
+    (
+        2usize..3000,
+        prop_oneof![Just(Logits::Flat), Just(Logits::Ties), Just(Logits::Peaked), Just(Logits::Huge)],
+        0usize..7,
+        0usize..40,
+        1usize..3,
+        any::<u64>(),
+    )
+        .prop_map(|(vocab, logits, s, history_len, rows, seed)| SampleCase {
+            vocab,
+            logits,
+            params: settings()[s],
+            history_len,
+            rows,
+            seed,
+        })
+}

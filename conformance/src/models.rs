@@ -1,0 +1,192 @@
+//! The model-level checks of `model`, gathered for one model file on one backend: what
+//! `wavefront-conformance --model` and the tests run.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use wavefront::backend::Backend;
+use wavefront::{Engine, EngineOptions, LoadedModel, Result, SamplingParams};
+
+use crate::cases::Check;
+use crate::compare::Comparison;
+use crate::harness::Rng;
+use crate::model::{check_greedy, check_trace, engine_greedy, kv_lifecycle, model_tolerance, reference_greedy, sampled_tokens};
+
+#[derive(Debug, Clone)]
+pub struct ModelCheckOptions {
+    /// Tokens sampled per sampling setting.
+    pub sample_steps: usize,
+    pub settings: Vec<SamplingParams>,
+    /// Greedy tokens compared under the divergence rule.
+    pub greedy_tokens: usize,
+}
+
+impl Default for ModelCheckOptions {
+    fn default() -> Self {
+        ModelCheckOptions {
+            sample_steps: 200,
+            settings: sampling_settings(),
+            greedy_tokens: 32,
+        }
+    }
+}
+
+/// Several temperature / top-k / top-p / min-p / penalty settings, each filter on its own and
+/// all together.
+pub fn sampling_settings() -> Vec<SamplingParams> {
+    let d = SamplingParams::default();
+    vec![
+        SamplingParams { temperature: 0.7, ..d },
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 20,
+            ..d
+        },
+        SamplingParams { top_p: 0.8, ..d },
+        SamplingParams {
+            min_p: 0.05,
+            repeat_penalty: 1.3,
+            ..d
+        },
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+        },
+    ]
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    pub model: String,
+    pub backend: String,
+    pub variant: String,
+    pub tolerance: f64,
+    pub reason: String,
+    pub checks: Vec<Check>,
+}
+
+impl ModelReport {
+    pub fn all_pass(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.cmp.pass())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "### model {} on {}{} (NMSE tolerance {:.1e}: {})\n",
+            self.model,
+            self.backend,
+            if self.variant.is_empty() { String::new() } else { format!(" {}", self.variant) },
+            self.tolerance,
+            self.reason
+        );
+        let _ = writeln!(s, "| check | max abs err | NMSE | pass | note |");
+        let _ = writeln!(s, "|---|---:|---:|:---:|---|");
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "| {} | {:.2e} | {:.2e} | {} | {} |",
+                c.what,
+                c.cmp.max_abs,
+                c.cmp.nmse,
+                if c.cmp.pass() { "✓" } else { "✗" },
+                c.cmp.failure.as_deref().or(c.cmp.note.as_deref()).unwrap_or("")
+            );
+        }
+        s
+    }
+}
+
+/// Model directories (with config.json) and GGUF files directly under `dir` and one level down.
+pub fn fixture_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.join("config.json").is_file() {
+            out.push(p);
+        } else if p.extension().is_some_and(|e| e == "gguf") {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The tokens a model is checked on: the fixture's golden input ids when there are some, else
+/// a seeded sequence of 24 ids.
+pub fn check_tokens(model: &LoadedModel) -> Vec<u32> {
+    let golden = model.path.parent().map(|d| d.join("golden.json")).filter(|p| p.is_file());
+    let golden = golden.or_else(|| Some(model.path.join("golden.json")).filter(|p| p.is_file()));
+    if let Some(ids) = golden
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| serde_json::from_value::<Vec<u32>>(v["input_ids"].clone()).ok())
+    {
+        return ids;
+    }
+    let mut rng = Rng::new(7);
+    (0..24).map(|_| rng.below(model.config.vocab_size) as u32).collect()
+}
+
+pub fn check_model<B: Backend + Clone>(b: &B, path: &Path, variant: &str) -> ModelReport {
+    check_model_with(b, path, variant, &ModelCheckOptions::default())
+}
+
+pub fn check_model_with<B: Backend + Clone>(b: &B, path: &Path, variant: &str, opts: &ModelCheckOptions) -> ModelReport {
+    let mut report = ModelReport {
+        model: path.display().to_string(),
+        backend: b.name().to_string(),
+        variant: variant.to_string(),
+        tolerance: f64::NAN,
+        reason: String::new(),
+        checks: vec![],
+    };
+    if let Err(e) = run_checks(b, path, opts, &mut report) {
+        report
+            .checks
+            .push(Check::new("model", Comparison::fail(format!("could not run: {e}"))));
+    }
+    report
+}
+
+fn run_checks<B: Backend + Clone>(b: &B, path: &Path, opts: &ModelCheckOptions, report: &mut ModelReport) -> Result<()> {
+    let model = wavefront::load(path)?;
+    let engine = Engine::new(b.clone(), &model, EngineOptions::default())?;
+    let reference = crate::bridge::reference_model(&model, b.weight_dtype())?;
+    let tol = model_tolerance(&engine);
+    report.tolerance = tol.nmse;
+    report.reason = tol.reason;
+    let tokens = check_tokens(&model);
+    report.checks.extend(check_trace(&engine, &reference, &tokens, tol.nmse)?);
+    report
+        .checks
+        .extend(kv_lifecycle(&engine, &reference, &tokens, tokens.len() / 2, tol.nmse)?);
+    let prompt = &tokens[..tokens.len().min(8)];
+    for (i, params) in opts.settings.iter().enumerate() {
+        report
+            .checks
+            .push(sampled_tokens(&engine, &reference, prompt, params, opts.sample_steps, 1000 + i as u64)?);
+    }
+    if opts.greedy_tokens > 0 {
+        let want = reference_greedy(&reference, prompt, opts.greedy_tokens)?;
+        let got = engine_greedy(&engine, prompt, opts.greedy_tokens)?;
+        report.checks.push(Check::new(
+            format!("greedy {} (divergence rule)", opts.greedy_tokens),
+            check_greedy(&want, &got, greedy_gap(tol.nmse, &want)),
+        ));
+    }
+    Ok(())
+}
+
+/// The logit gap allowed at a divergence: twice the RMS logit error the tolerance admits,
+/// `2·√NMSE·rms(logits)`, estimated from the reference's top logits of the first step.
+pub fn greedy_gap(nmse_tol: f64, reference: &crate::model::Stream) -> f32 {
+    let top = &reference.top[0];
+    let rms = (top.iter().map(|(_, l)| (*l as f64).powi(2)).sum::<f64>() / top.len() as f64).sqrt();
+    (2.0 * nmse_tol.sqrt() * rms) as f32
+}

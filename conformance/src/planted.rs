@@ -1,0 +1,283 @@
+//! The suite proves its own power: a CPU backend with one planted bug at a time. Each bug is a
+//! mistake real kernels make; `tests/planted_bugs.rs` asserts that named cases catch every one.
+
+use wavefront::backend::cpu::{rotate, CpuBackend, CpuTensor};
+use wavefront::backend::{
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams, RopeKvParams, TensorInfo,
+};
+use wavefront::kv_cache::KvCache;
+use wavefront::sampler::{self, SamplingParams};
+use wavefront::{DType, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// RoPE rotates the wrong way (sin with the wrong sign).
+    RopeSignFlipped,
+    /// Attention lets a query see one key past its position.
+    CausalMaskOffByOne,
+    /// Query head h reads KV head h % n_kv_heads instead of h / group.
+    WrongGqaHeadMapping,
+    /// K and V of row i are written at position pos0 + i + 1.
+    KvWrittenAtWrongPosition,
+    /// Top-p keeps the token after the one that crosses top_p.
+    TopPKeepsOneTooMany,
+    /// Attention's softmax exponentiates raw scores (no max subtraction): overflows.
+    SoftmaxWithoutMaxSubtraction,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 6] = [
+        Bug::RopeSignFlipped,
+        Bug::CausalMaskOffByOne,
+        Bug::WrongGqaHeadMapping,
+        Bug::KvWrittenAtWrongPosition,
+        Bug::TopPKeepsOneTooMany,
+        Bug::SoftmaxWithoutMaxSubtraction,
+    ];
+}
+
+/// The CPU backend with its RoPE, attention and sampler replaced by plain copies in which
+/// `bug` (if any) is switched on. With no bug the copies must pass every case, so a caught bug
+/// is the bug, not an artefact of the copy.
+pub struct Planted {
+    inner: CpuBackend,
+    pub bug: Option<Bug>,
+}
+
+impl Planted {
+    pub fn new(bug: Bug) -> Self {
+        Planted {
+            inner: CpuBackend::new(DType::BF16).expect("BF16 is a CPU weight type"),
+            bug: Some(bug),
+        }
+    }
+
+    /// The planted code paths with no bug switched on.
+    pub fn clean() -> Self {
+        Planted {
+            inner: CpuBackend::new(DType::BF16).expect("BF16 is a CPU weight type"),
+            bug: None,
+        }
+    }
+}
+
+/// RoPE + KV write in the plainest form, with the rope and position bugs as switches.
+fn rope_kv_write(
+    bug: Option<Bug>,
+    q: &mut CpuTensor,
+    k: &CpuTensor,
+    v: &CpuTensor,
+    inv_freq: &CpuTensor,
+    cache: &mut KvCache<CpuTensor>,
+    p: RopeKvParams,
+) -> Result<()> {
+    let hd = p.head_dim;
+    let inv = inv_freq.f32("rope", "inv_freq")?.to_vec();
+    let flip: Vec<f32> = inv.iter().map(|f| -f).collect(); // sin(−θ) = −sin θ, cos unchanged
+    let freqs = if bug == Some(Bug::RopeSignFlipped) { &flip } else { &inv };
+    let layout = *cache.layout();
+    let (k, v) = (k.f32("rope", "k")?.to_vec(), v.f32("rope", "v")?.to_vec());
+    let q = q.f32_mut("rope", "q")?;
+    for i in 0..p.rows {
+        let pos = p.pos0 + i;
+        for h in 0..p.n_heads {
+            rotate(&mut q[(i * p.n_heads + h) * hd..][..hd], pos, freqs);
+        }
+        let dest = if bug == Some(Bug::KvWrittenAtWrongPosition) && pos + 1 < layout.capacity {
+            pos + 1
+        } else {
+            pos
+        };
+        for h in 0..p.n_kv_heads {
+            let src = (i * p.n_kv_heads + h) * hd;
+            let mut kh = k[src..src + hd].to_vec();
+            rotate(&mut kh, pos, freqs);
+            cache.arena_mut().write_f32(layout.offset(p.layer, 0, h, dest), &kh);
+            cache.arena_mut().write_f32(layout.offset(p.layer, 1, h, dest), &v[src..src + hd]);
+        }
+    }
+    Ok(())
+}
+
+/// Attention in the plainest form, with the mask, head-mapping and softmax bugs as switches.
+fn attention(bug: Option<Bug>, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &mut CpuTensor, p: AttentionParams) -> Result<()> {
+    let hd = p.head_dim;
+    let group = p.n_heads / p.n_kv_heads;
+    let layout = *cache.layout();
+    let q = q.f32("attention", "q")?;
+    let out = out.f32_mut("attention", "out")?;
+    let (mut kr, mut vr) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+    for i in 0..p.rows {
+        let pos = p.pos0 + i;
+        let last = if bug == Some(Bug::CausalMaskOffByOne) { (pos + 1).min(layout.capacity - 1) } else { pos };
+        for h in 0..p.n_heads {
+            let kvh = if bug == Some(Bug::WrongGqaHeadMapping) { h % p.n_kv_heads } else { h / group };
+            let qh = &q[(i * p.n_heads + h) * hd..][..hd];
+            let scores: Vec<f32> = (0..=last)
+                .map(|j| {
+                    cache.arena().read_f32(layout.offset(p.layer, 0, kvh, j), &mut kr);
+                    qh.iter().zip(&kr).map(|(a, b)| a * b).sum::<f32>() * p.scale()
+                })
+                .collect();
+            let max = if bug == Some(Bug::SoftmaxWithoutMaxSubtraction) {
+                0.0
+            } else {
+                scores.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            };
+            let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            let o = &mut out[(i * p.n_heads + h) * hd..][..hd];
+            o.fill(0.0);
+            for (j, w) in e.iter().enumerate() {
+                cache.arena().read_f32(layout.offset(p.layer, 1, kvh, j), &mut vr);
+                o.iter_mut().zip(&vr).for_each(|(o, v)| *o += w / sum * v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sampler pipeline spelled out, with top-p keeping one extra token when `bug`.
+fn sample(bug: bool, logits: &[f32], params: &SamplingParams, history: &[u32], coin: f32) -> Result<u32> {
+    params.validate()?;
+    let mut l = logits.to_vec();
+    sampler::apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    if params.is_greedy() {
+        return Ok(sampler::argmax(&l) as u32);
+    }
+    l.iter_mut().for_each(|x| *x /= params.temperature);
+    let mut keep = vec![true; l.len()];
+    sampler::top_k_mask(&l, params.top_k, &mut keep);
+    let max = l.iter().zip(&keep).filter(|(_, &m)| m).map(|(&x, _)| x).fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = l.iter().zip(&keep).map(|(&x, &m)| if m { (x - max).exp() } else { 0.0 }).collect();
+    let s: f32 = e.iter().sum();
+    let probs: Vec<f32> = e.iter().map(|x| x / s).collect();
+    let before = keep.clone();
+    sampler::top_p_mask(&probs, params.top_p, &mut keep);
+    // the bug: re-admit the most probable token top-p dropped
+    if let Some(extra) = (0..probs.len())
+        .filter(|_| bug)
+        .filter(|&i| before[i] && !keep[i])
+        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
+    {
+        keep[extra] = true;
+    }
+    sampler::min_p_mask(&probs, params.min_p, &mut keep);
+    let masked: Vec<f32> = l.iter().zip(&keep).map(|(&x, &m)| if m { x } else { f32::NEG_INFINITY }).collect();
+    let plain = SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+    };
+    sampler::sample(&masked, &plain, &[], coin)
+}
+
+impl Backend for Planted {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> &'static str {
+        "planted"
+    }
+
+    fn device(&self) -> String {
+        match self.bug {
+            Some(b) => format!("CPU with planted bug {b:?}"),
+            None => "CPU through the planted code paths, no bug".into(),
+        }
+    }
+
+    fn weight_dtype(&self) -> DType {
+        self.inner.weight_dtype()
+    }
+
+    fn preferred_kv_dtype(&self) -> DType {
+        self.inner.preferred_kv_dtype()
+    }
+
+    fn alloc(&self, dtype: DType, n: usize) -> Result<CpuTensor> {
+        self.inner.alloc(dtype, n)
+    }
+
+    fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<CpuTensor> {
+        self.inner.upload(dtype, bytes)
+    }
+
+    fn download_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        self.inner.download_f32(t)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn embedding(&self, table: &CpuTensor, tokens: &[u32], out: &mut CpuTensor, p: EmbeddingParams) -> Result<()> {
+        self.inner.embedding(table, tokens, out, p)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &mut CpuTensor,
+        residual: Option<&CpuTensor>,
+        w: &CpuTensor,
+        out: &mut CpuTensor,
+        p: RmsNormParams,
+    ) -> Result<()> {
+        self.inner.rms_norm(x, residual, w, out, p)
+    }
+
+    fn linear(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        out: &mut CpuTensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        self.inner.linear(x, w, bias, out, p)
+    }
+
+    fn rope_kv_write(
+        &self,
+        q: &mut CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        inv_freq: &CpuTensor,
+        cache: &mut KvCache<CpuTensor>,
+        p: RopeKvParams,
+    ) -> Result<()> {
+        rope_kv_write(self.bug, q, k, v, inv_freq, cache, p)
+    }
+
+    fn attention(&self, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &mut CpuTensor, p: AttentionParams) -> Result<()> {
+        attention(self.bug, q, cache, out, p)
+    }
+
+    fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor, out: &mut CpuTensor, n: usize) -> Result<()> {
+        self.inner.swiglu(gate, up, out, n)
+    }
+
+    fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> Result<()> {
+        self.inner.add(x, y, n)
+    }
+
+    fn logits(&self, x: &CpuTensor, w: &CpuTensor, out: &mut CpuTensor, p: LogitsParams) -> Result<()> {
+        self.inner.logits(x, w, out, p)
+    }
+
+    fn sample(
+        &self,
+        logits: &CpuTensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        history: &[u32],
+        coin: f32,
+    ) -> Result<u32> {
+        let Some(l) = logits.f32("sample", "logits")?.get(row * vocab..(row + 1) * vocab) else {
+            return Err(wavefront::Error::InvalidRequest(format!("no logits row {row} of {vocab}")));
+        };
+        sample(self.bug == Some(Bug::TopPKeepsOneTooMany), l, params, history, coin)
+    }
+}

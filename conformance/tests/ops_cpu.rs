@@ -1,0 +1,52 @@
+//! Every op case of the fixed grid, and proptest-drawn cases, on the CPU backend.
+
+use proptest::prelude::*;
+use wavefront::backend::cpu::CpuBackend;
+use wavefront_conformance::cases::{self, Case};
+use wavefront_conformance::report;
+
+#[test]
+fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
+    let grid = cases::grid();
+    let r = report::run(&CpuBackend::default(), &grid, "");
+    println!("{}", r.markdown());
+    assert!(r.uncovered.is_empty(), "ops with no case: {:?}", r.uncovered);
+    let failures: Vec<String> = r
+        .results
+        .iter()
+        .filter(|c| !c.pass())
+        .map(|c| format!("{} {}: {}", c.op.name(), c.case, c.failures().join("; ")))
+        .collect();
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn check(case: Case) -> Result<(), TestCaseError> {
+    let r = case.run(&CpuBackend::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(r.pass(), "{} {}: {}", r.op.name(), r.case, r.failures().join("; "));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn embedding(c in cases::embedding::strategy()) { check(Case::Embedding(c))? }
+
+    #[test]
+    fn rms_norm(c in cases::rms_norm::strategy()) { check(Case::RmsNorm(c))? }
+
+    #[test]
+    fn linear_and_logits(c in cases::linear::strategy()) { check(Case::Linear(c))? }
+
+    #[test]
+    fn rope_kv_write(c in cases::rope::strategy()) { check(Case::RopeKvWrite(c))? }
+
+    #[test]
+    fn attention(c in cases::attention::strategy()) { check(Case::Attention(c))? }
+
+    #[test]
+    fn swiglu_and_add(c in cases::elementwise::strategy()) { check(Case::Elementwise(c))? }
+
+    #[test]
+    fn sample(c in cases::sample::strategy()) { check(Case::Sample(c))? }
+}

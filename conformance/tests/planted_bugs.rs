@@ -1,0 +1,54 @@
+//! The suite proves its power: each planted bug is caught by named cases of the op it breaks,
+//! and by no case of an unrelated op.
+
+use std::collections::BTreeSet;
+
+use wavefront_conformance::cases::{self, Op};
+use wavefront_conformance::planted::{Bug, Planted};
+use wavefront_conformance::report;
+
+fn expected_ops(bug: Bug) -> &'static [Op] {
+    match bug {
+        Bug::RopeSignFlipped | Bug::KvWrittenAtWrongPosition => &[Op::RopeKvWrite],
+        Bug::CausalMaskOffByOne => &[Op::AttentionPrefill, Op::AttentionDecode],
+        Bug::WrongGqaHeadMapping | Bug::SoftmaxWithoutMaxSubtraction => &[Op::AttentionPrefill, Op::AttentionDecode],
+        Bug::TopPKeepsOneTooMany => &[Op::Sample],
+    }
+}
+
+#[test]
+fn every_planted_bug_is_caught_by_named_cases() {
+    let grid = cases::grid();
+    let mut table = String::from("| bug | failing cases | first caught by |\n|---|---:|---|\n");
+    for bug in Bug::ALL {
+        let r = report::run(&Planted::new(bug), &grid, &format!("{bug:?}"));
+        let failing: Vec<_> = r.results.iter().filter(|c| !c.pass()).collect();
+        let ops: BTreeSet<Op> = failing.iter().map(|c| c.op).collect();
+        let expected = expected_ops(bug);
+        assert!(!failing.is_empty(), "{bug:?} went unnoticed");
+        assert!(
+            ops.iter().all(|op| expected.contains(op)),
+            "{bug:?} failed cases of unrelated ops: {ops:?}"
+        );
+        let first = format!("{} {}: {}", failing[0].op.name(), failing[0].case, failing[0].failures().join("; "));
+        table.push_str(&format!("| {bug:?} | {} | {first} |\n", failing.len()));
+    }
+    println!("{table}");
+}
+
+#[test]
+fn softmax_overflow_is_caught_by_the_large_score_cases_specifically() {
+    let grid = cases::grid();
+    let r = report::run(&Planted::new(Bug::SoftmaxWithoutMaxSubtraction), &grid, "");
+    let failing: Vec<&str> = r.results.iter().filter(|c| !c.pass()).map(|c| c.case.as_str()).collect();
+    assert!(!failing.is_empty());
+    assert!(failing.iter().all(|c| c.contains("magnitude=8")), "{failing:?}");
+}
+
+#[test]
+fn the_planted_code_paths_pass_everything_with_no_bug_switched_on() {
+    // Otherwise a "caught" bug could be an artefact of the copies.
+    let r = report::run(&Planted::clean(), &cases::grid(), "");
+    let failures: Vec<String> = r.results.iter().filter(|c| !c.pass()).map(|c| format!("{}: {:?}", c.case, c.failures())).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
