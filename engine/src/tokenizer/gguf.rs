@@ -387,3 +387,178 @@ pub fn generate_merges(
         .map(|(l, r, _)| (l.to_string(), r.to_string()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::gguf::builder::GgufBuilder;
+    use crate::formats::gguf::{GgufType, GgufValue};
+
+    #[test]
+    fn bytes_to_unicode_is_gpt2s_map() {
+        let m = bytes_to_unicode();
+        // Printable bytes are themselves; the 68 others take U+0100.. in byte order:
+        // 0x00..=0x20 → U+0100..=U+0120, 0x7F..=0xA0 → U+0121..=U+0142, 0xAD → U+0143.
+        assert_eq!(m[b'A' as usize], 'A');
+        assert_eq!(m[0xE9], 'é');
+        assert_eq!(m[0x00], '\u{100}');
+        assert_eq!(m[b'\n' as usize], 'Ċ');
+        assert_eq!(m[b' ' as usize], 'Ġ');
+        assert_eq!(m[0x7F], '\u{121}');
+        assert_eq!(m[0xAD], '\u{143}');
+        let mut sorted = m.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 256);
+    }
+
+    #[test]
+    fn generate_merges_follows_transformers() {
+        // transformers' generate_merges on this vocabulary gives
+        // [('a','b'), ('b','é'), ('b','c'), ('ab','c'), ('a','bc')]: grouped per token, ordered by
+        // score, then by the pieces' lengths in characters (`é` is one), stably.
+        let tokens = ["a", "b", "c", "ab", "bc", "abc", "é", "bé"];
+        let scores = [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, 0.0, -1.0];
+        let vocab: HashMap<&str, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, i as u32))
+            .collect();
+        let merges = generate_merges(&tokens, &scores, &vocab);
+        let want = [("a", "b"), ("b", "é"), ("b", "c"), ("ab", "c"), ("a", "bc")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(merges, want);
+    }
+
+    fn strings(v: &[&str]) -> GgufValue {
+        GgufValue::Array(
+            GgufType::String,
+            v.iter().map(|s| GgufValue::String(s.to_string())).collect(),
+        )
+    }
+
+    fn read(b: &GgufBuilder) -> (tempfile::TempDir, GgufFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = b.write(dir.path(), "tok.gguf");
+        let f = crate::formats::gguf::read(&path).unwrap();
+        (dir, f)
+    }
+
+    fn sentencepiece_file() -> GgufBuilder {
+        let tokens = ["<unk>", "<s>", "</s>", "▁", "h", "i", "▁h", "▁hi"];
+        let scores: Vec<GgufValue> = [0.0f32, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0]
+            .iter()
+            .map(|s| GgufValue::F32(*s))
+            .collect();
+        let types: Vec<GgufValue> = [2, 3, 3, 1, 1, 1, 1, 1]
+            .iter()
+            .map(|t| GgufValue::I32(*t))
+            .collect();
+        GgufBuilder::new()
+            .kv("general.architecture", GgufValue::String("llama".into()))
+            .kv("tokenizer.ggml.model", GgufValue::String("llama".into()))
+            .kv("tokenizer.ggml.tokens", strings(&tokens))
+            .kv(
+                "tokenizer.ggml.scores",
+                GgufValue::Array(GgufType::F32, scores),
+            )
+            .kv(
+                "tokenizer.ggml.token_type",
+                GgufValue::Array(GgufType::I32, types),
+            )
+            .kv("tokenizer.ggml.bos_token_id", GgufValue::U32(1))
+            .kv("tokenizer.ggml.eos_token_id", GgufValue::U32(2))
+    }
+
+    #[test]
+    fn no_tokenizer_keys_is_none() {
+        let (_d, f) =
+            read(&GgufBuilder::new().kv("general.architecture", GgufValue::String("llama".into())));
+        assert!(from_gguf(&f).unwrap().is_none());
+    }
+
+    #[test]
+    fn sentencepiece_adds_bos_by_default_and_merges_from_scores() {
+        // "▁hi" is reachable only through merges derived from the scores ("▁"+"h", then "▁h"+"i").
+        let (_d, f) = read(&sentencepiece_file());
+        let tok = from_gguf(&f).unwrap().unwrap();
+        assert_eq!(tok.encode("hi", true).unwrap(), vec![1, 7]);
+        assert_eq!(tok.encode("hi", false).unwrap(), vec![7]);
+        assert_eq!(tok.special.bos_token_id, Some(1));
+        assert_eq!(tok.special.eos_token_ids, vec![2]);
+        let (_d, f) =
+            read(&sentencepiece_file().kv("tokenizer.ggml.add_bos_token", GgufValue::Bool(false)));
+        let tok = from_gguf(&f).unwrap().unwrap();
+        assert_eq!(tok.encode("hi", true).unwrap(), vec![7]);
+        let (_d, f) =
+            read(&sentencepiece_file().kv("tokenizer.ggml.add_eos_token", GgufValue::Bool(true)));
+        let tok = from_gguf(&f).unwrap().unwrap();
+        assert_eq!(tok.encode("hi", true).unwrap(), vec![1, 7, 2]);
+    }
+
+    #[test]
+    fn unsupported_tokenizer_model() {
+        let (_d, f) = read(
+            &sentencepiece_file().kv("tokenizer.ggml.model", GgufValue::String("bert".into())),
+        );
+        let err = from_gguf(&f).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedModel { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("bert") && err.to_string().contains("tok.gguf"),
+            "{err}"
+        );
+        let (_d, f) = read(
+            &sentencepiece_file().kv("general.architecture", GgufValue::String("gemma2".into())),
+        );
+        assert!(matches!(
+            from_gguf(&f).unwrap_err(),
+            Error::UnsupportedModel { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_or_malformed_keys_are_config_errors() {
+        let cases = [
+            (
+                sentencepiece_file().without("tokenizer.ggml.tokens"),
+                "tokenizer.ggml.tokens",
+            ),
+            (
+                sentencepiece_file().without("tokenizer.ggml.scores"),
+                "tokenizer.ggml.scores",
+            ),
+            (
+                sentencepiece_file().kv("tokenizer.ggml.bos_token_id", GgufValue::U32(99)),
+                "tokenizer.ggml.bos_token_id",
+            ),
+            (
+                sentencepiece_file().kv("tokenizer.ggml.merges", strings(&["▁ h", "bad"])),
+                "tokenizer.ggml.merges",
+            ),
+            (
+                sentencepiece_file().kv("tokenizer.ggml.model", GgufValue::String("gpt2".into())),
+                "tokenizer.ggml.merges",
+            ),
+        ];
+        for (b, key) in cases {
+            let (_d, f) = read(&b);
+            match from_gguf(&f).unwrap_err() {
+                Error::Config { field, path, .. } => {
+                    assert_eq!(field, key);
+                    assert!(path.ends_with("tok.gguf"));
+                }
+                e => panic!("{key}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn merge_of_unknown_tokens_is_a_tokenizer_error() {
+        let b = sentencepiece_file().kv("tokenizer.ggml.merges", strings(&["x y"]));
+        let (_d, f) = read(&b);
+        assert!(matches!(from_gguf(&f).unwrap_err(), Error::Tokenizer(_)));
+    }
+}

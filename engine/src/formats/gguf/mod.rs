@@ -12,7 +12,7 @@ pub mod reader;
 pub mod types;
 
 #[cfg(test)]
-mod builder;
+pub(crate) mod builder;
 #[cfg(test)]
 mod tests;
 
