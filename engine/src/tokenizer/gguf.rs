@@ -8,6 +8,10 @@
 //! - `llama`: SentencePiece BPE (`LlamaTokenizer`): the file's merges or ones derived from the
 //!   scores (`generate_merges`), `Metaspace` (prefix `▁` on the first piece), byte fallback.
 //!
+//! As in transformers, `tokenizer.ggml.add_space_prefix` is not consulted: the SentencePiece
+//! path always prefixes `▁` to the first piece (llama.cpp honours the flag; files that set it to
+//! false would tokenize differently there).
+//!
 //! Then, as transformers does: control tokens (type 3) become special added tokens,
 //! user-defined ones (type 4) plain added tokens, the bos/eos/unk/pad tokens special added
 //! tokens, and a template post-processor adds BOS/EOS per `add_bos_token`/`add_eos_token`.
@@ -551,6 +555,37 @@ mod tests {
                     assert!(path.ends_with("tok.gguf"));
                 }
                 e => panic!("{key}: {e:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        /// Random byte flips in tokenizer metadata (a byte-level fixture and a SentencePiece one):
+        /// reading and building return Ok or Err, never panic.
+        #[test]
+        fn flipped_tokenizer_bytes_never_panic(
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1u8..), 1..6),
+            sentencepiece in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = if sentencepiece {
+                sentencepiece_file().build().0
+            } else {
+                let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../fixtures/gguf/tok_llama_bpe.gguf");
+                std::fs::read(p).unwrap()
+            };
+            let n = bytes.len();
+            for (at, x) in flips {
+                bytes[at.index(n)] ^= x;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fuzz.gguf");
+            std::fs::write(&path, &bytes).unwrap();
+            if let Ok(f) = crate::formats::gguf::read(&path) {
+                if let Ok(Some(tok)) = from_gguf(&f) {
+                    let _ = tok.encode("Hello <|begin_of_text|> wörld 12345", true);
+                }
             }
         }
     }

@@ -52,6 +52,17 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     let n_kv_heads = file
         .opt_usize(&key("attention.head_count_kv"))?
         .unwrap_or(n_heads);
+    // Each layer has tensors of its own: a block count beyond the tensor count is corrupt (and
+    // would make the expected-tensor list as long as the count says).
+    if n_layers > file.tensors.len() {
+        return Err(bad(
+            "block_count",
+            format!(
+                "{n_layers} layers, but the file holds {} tensors",
+                file.tensors.len()
+            ),
+        ));
+    }
     if n_heads == 0 || hidden_size == 0 {
         return Err(bad(
             "attention.head_count",
@@ -78,6 +89,16 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         return Err(bad(
             "attention.key_length",
             format!("head dim {head_dim} is not even"),
+        ));
+    }
+    // q_dim and kv_dim are products the rest of the engine takes for granted.
+    if n_heads
+        .checked_mul(head_dim)
+        .is_none_or(|d| d > u32::MAX as usize)
+    {
+        return Err(bad(
+            "attention.key_length",
+            format!("{n_heads} heads of {head_dim} overflow"),
         ));
     }
     if let Some(v) = file.opt_usize(&key("attention.value_length"))? {

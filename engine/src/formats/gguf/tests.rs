@@ -380,6 +380,22 @@ fn missing_required_metadata_key() {
 }
 
 #[test]
+fn absurd_config_values_are_config_errors() {
+    let dir = tmp();
+    for (key, value) in [
+        ("llama.block_count", GgufValue::U64(u64::MAX >> 8)),
+        ("llama.attention.key_length", GgufValue::U64(1 << 62)),
+        ("llama.attention.head_count_kv", GgufValue::U32(0)),
+        ("llama.attention.head_count", GgufValue::U32(0)),
+    ] {
+        let (b, _, _) = builder::tiny_llama();
+        let err = load(&b.kv(key, value).write(dir.path(), "absurd.gguf")).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{key}: {err:?}");
+        assert!(err.to_string().contains("absurd.gguf"), "{err}");
+    }
+}
+
+#[test]
 fn unsupported_architecture() {
     let dir = tmp();
     let (b, _, _) = builder::tiny_llama();
@@ -560,7 +576,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
     /// Random byte flips in a valid file: `load` returns (Ok or Err), it never panics.
     #[test]
     fn flipped_bytes_never_panic(flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
