@@ -1,0 +1,354 @@
+//! From a parsed GGUF file to a [`LoadedModel`]: the config from `{arch}.*` metadata, the
+//! tensors under canonical names, and Q/K rows un-permuted for the Llama family.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::reader::{GgufFile, GgufTensorInfo};
+use crate::config::{names, Arch, ModelConfig};
+use crate::error::{Error, Result};
+use crate::formats::{Format, LoadedModel};
+use crate::tensor::{DType, HostTensor, Storage};
+
+/// The rotary frequency factors tensor (Llama 3 rope scaling as llama.cpp stores it).
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
+pub fn load(path: &Path) -> Result<LoadedModel> {
+    let file = super::read(path)?;
+    let config = model_config(&file)?;
+    let tensors = model_tensors(&file, &config)?;
+    let tokenizer = crate::tokenizer::gguf::from_gguf(&file)?;
+    Ok(LoadedModel {
+        path: path.into(),
+        format: Format::Gguf,
+        config,
+        tensors,
+        tokenizer,
+    })
+}
+
+/// The model config from `general.architecture` and the `{arch}.*` keys.
+pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
+    let path = &file.path;
+    let arch_name = file.architecture()?;
+    let arch = match arch_name {
+        "llama" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        other => {
+            return Err(Error::UnsupportedModel {
+                path: path.clone(),
+                detail: format!("GGUF architecture `{other}` (supported: llama, qwen2)"),
+            })
+        }
+    };
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let bad = |k: &str, detail: String| Error::config(path, key(k), detail);
+
+    let n_layers = file.get_usize(&key("block_count"))?;
+    let hidden_size = file.get_usize(&key("embedding_length"))?;
+    let intermediate_size = file.get_usize(&key("feed_forward_length"))?;
+    let n_heads = file.get_usize(&key("attention.head_count"))?;
+    let n_kv_heads = file
+        .opt_usize(&key("attention.head_count_kv"))?
+        .unwrap_or(n_heads);
+    // Each layer has tensors of its own: a block count beyond the tensor count is corrupt (and
+    // would make the expected-tensor list as long as the count says).
+    if n_layers > file.tensors.len() {
+        return Err(bad(
+            "block_count",
+            format!(
+                "{n_layers} layers, but the file holds {} tensors",
+                file.tensors.len()
+            ),
+        ));
+    }
+    if n_heads == 0 || hidden_size == 0 {
+        return Err(bad(
+            "attention.head_count",
+            format!("{n_heads} heads of a {hidden_size}-wide model"),
+        ));
+    }
+    if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+        return Err(bad(
+            "attention.head_count_kv",
+            format!("{n_kv_heads} KV heads do not divide {n_heads} query heads"),
+        ));
+    }
+    let head_dim = match file.opt_usize(&key("attention.key_length"))? {
+        Some(d) => d,
+        None if hidden_size % n_heads == 0 => hidden_size / n_heads,
+        None => {
+            return Err(bad(
+                "attention.key_length",
+                format!("missing, and {hidden_size} is not a multiple of {n_heads} heads"),
+            ))
+        }
+    };
+    if head_dim == 0 || head_dim % 2 != 0 {
+        return Err(bad(
+            "attention.key_length",
+            format!("head dim {head_dim} is not even"),
+        ));
+    }
+    // q_dim and kv_dim are products the rest of the engine takes for granted.
+    if n_heads
+        .checked_mul(head_dim)
+        .is_none_or(|d| d > u32::MAX as usize)
+    {
+        return Err(bad(
+            "attention.key_length",
+            format!("{n_heads} heads of {head_dim} overflow"),
+        ));
+    }
+    if let Some(v) = file.opt_usize(&key("attention.value_length"))? {
+        if v != head_dim {
+            return Err(Error::UnsupportedModel {
+                path: path.clone(),
+                detail: format!("value head dim {v} differs from key head dim {head_dim}"),
+            });
+        }
+    }
+    if let Some(r) = file.opt_usize(&key("rope.dimension_count"))? {
+        if r != head_dim {
+            return Err(Error::UnsupportedModel {
+                path: path.clone(),
+                detail: format!("partial rotary embedding ({r} of {head_dim} dims)"),
+            });
+        }
+    }
+    if let Some(t) = file.opt_str(&key("rope.scaling.type"))? {
+        if t != "none" {
+            return Err(Error::UnsupportedModel {
+                path: path.clone(),
+                detail: format!("rope scaling type `{t}`"),
+            });
+        }
+    }
+    let rms_norm_eps = file.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
+    let rope_theta = file.opt_f32(&key("rope.freq_base"))?.unwrap_or(10000.0);
+    let max_position_embeddings = file.get_usize(&key("context_length"))?;
+
+    let vocab_size = match file.opt_usize(&key("vocab_size"))? {
+        Some(v) => v,
+        None => match file.opt_str_array("tokenizer.ggml.tokens")? {
+            Some(tokens) => tokens.len(),
+            None => match file.tensor_info("token_embd.weight") {
+                Some(t) if t.shape.len() == 2 => t.shape[0],
+                _ => {
+                    return Err(bad(
+                        "vocab_size",
+                        "missing, and no vocabulary or embedding to count".into(),
+                    ))
+                }
+            },
+        },
+    };
+
+    let rope_freq_factors = match file.tensor_info(ROPE_FREQS) {
+        None => None,
+        Some(info) => Some(rope_freq_factors(file, info, head_dim)?),
+    };
+
+    let eos: Vec<u32> = ["eos_token_id", "eot_token_id", "eom_token_id"]
+        .iter()
+        .filter_map(|k| file.opt_u32(&format!("tokenizer.ggml.{k}")).transpose())
+        .collect::<Result<_>>()?;
+    let mut eos_token_ids = Vec::new();
+    for id in eos {
+        if !eos_token_ids.contains(&id) {
+            eos_token_ids.push(id);
+        }
+    }
+
+    Ok(ModelConfig {
+        arch,
+        vocab_size,
+        hidden_size,
+        intermediate_size,
+        n_layers,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        rms_norm_eps,
+        rope_theta,
+        rope_scaling: None,
+        rope_freq_factors,
+        max_position_embeddings,
+        // llama.cpp writes `output.weight` only when the head is not the embedding.
+        tie_word_embeddings: file.tensor_info("output.weight").is_none(),
+        attention_bias: arch == Arch::Qwen2,
+        bos_token_id: file.opt_u32("tokenizer.ggml.bos_token_id")?,
+        eos_token_ids,
+    })
+}
+
+/// `rope_freqs.weight`: `head_dim / 2` factors, stored as floats.
+fn rope_freq_factors(file: &GgufFile, info: &GgufTensorInfo, head_dim: usize) -> Result<Vec<f32>> {
+    if info.shape != [head_dim / 2] {
+        return Err(Error::ShapeMismatch {
+            path: file.path.clone(),
+            tensor: info.name.clone(),
+            expected: vec![head_dim / 2],
+            found: info.shape.clone(),
+        });
+    }
+    let bytes = file.tensor_bytes(info);
+    let dtype = info.ggml_type.dtype();
+    Ok(match dtype {
+        Some(DType::F32) => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Some(DType::F16) => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Some(DType::BF16) => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => {
+            return Err(Error::UnsupportedDtype {
+                path: file.path.clone(),
+                tensor: info.name.clone(),
+                dtype: info.ggml_type.to_string(),
+            })
+        }
+    })
+}
+
+/// llama.cpp's tensor name → the canonical (Hugging Face) name; `None` for tensors the engine
+/// does not use.
+pub fn canonical_name(gguf_name: &str) -> Option<String> {
+    match gguf_name {
+        "token_embd.weight" => return Some(names::EMBED.into()),
+        "output_norm.weight" => return Some(names::FINAL_NORM.into()),
+        "output.weight" => return Some(names::LM_HEAD.into()),
+        _ => {}
+    }
+    let (layer, rest) = gguf_name.strip_prefix("blk.")?.split_once('.')?;
+    let l: usize = layer.parse().ok()?;
+    if l.to_string() != layer {
+        return None; // `blk.01` is not llama.cpp's spelling
+    }
+    let suffix = match rest {
+        "attn_norm.weight" => names::ATTN_NORM,
+        "attn_q.weight" => names::WQ,
+        "attn_k.weight" => names::WK,
+        "attn_v.weight" => names::WV,
+        "attn_q.bias" => names::BQ,
+        "attn_k.bias" => names::BK,
+        "attn_v.bias" => names::BV,
+        "attn_output.weight" => names::WO,
+        "ffn_norm.weight" => names::MLP_NORM,
+        "ffn_gate.weight" => names::GATE,
+        "ffn_up.weight" => names::UP,
+        "ffn_down.weight" => names::DOWN,
+        _ => return None,
+    };
+    Some(names::layer(l, suffix))
+}
+
+/// Every tensor the engine uses, under its canonical name. Llama Q/K rows (weights and biases)
+/// are un-permuted into owned buffers; everything else stays a range of the memory map.
+pub fn model_tensors(
+    file: &GgufFile,
+    config: &ModelConfig,
+) -> Result<BTreeMap<String, HostTensor>> {
+    let mut out = BTreeMap::new();
+    for info in &file.tensors {
+        let Some(name) = canonical_name(&info.name) else {
+            continue;
+        };
+        let dtype = info
+            .ggml_type
+            .dtype()
+            .ok_or_else(|| Error::UnsupportedDtype {
+                path: file.path.clone(),
+                tensor: info.name.clone(),
+                dtype: info.ggml_type.to_string(),
+            })?;
+        let q = name.ends_with(names::WQ) || name.ends_with(names::BQ);
+        let k = name.ends_with(names::WK) || name.ends_with(names::BK);
+        let storage = if config.arch == Arch::Llama && (q || k) {
+            let n_head = if q { config.n_heads } else { config.n_kv_heads };
+            let rows = info.shape.first().copied().unwrap_or(1);
+            let bytes = file.tensor_bytes(info);
+            let unpermuted = unpermute_rows(bytes, rows, n_head).ok_or_else(|| {
+                let want = if q { config.q_dim() } else { config.kv_dim() };
+                let mut expected = info.shape.clone();
+                match expected.first_mut() {
+                    Some(e) => *e = want,
+                    None => expected.push(want),
+                }
+                Error::ShapeMismatch {
+                    path: file.path.clone(),
+                    tensor: info.name.clone(),
+                    expected,
+                    found: info.shape.clone(),
+                }
+            })?;
+            Storage::Owned(Arc::new(unpermuted))
+        } else {
+            file.tensor_storage(info)
+        };
+        out.insert(
+            name.clone(),
+            HostTensor {
+                name,
+                dtype,
+                shape: info.shape.clone(),
+                storage,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Undoes llama.cpp's Q/K row permutation (`LlamaModel.permute` in convert_hf_to_gguf.py).
+///
+/// The converter views the `rows` rows as `(n_head, 2, half)` and swaps the last two axes, so the
+/// file's row `h·2·half + 2i + j` is the model's row `h·2·half + j·half + i`
+/// (`j` ∈ {0, 1}, `i` < `half`). Rows move whole, so any dtype whose rows are a whole number of
+/// blocks un-permutes without decoding. `None` when the rows do not split into `n_head` pairs of
+/// halves, or the bytes do not split into `rows` equal rows.
+pub fn unpermute_rows(bytes: &[u8], rows: usize, n_head: usize) -> Option<Vec<u8>> {
+    permute_with(bytes, rows, n_head, |h, i, j, half| {
+        // (model row, file row)
+        (h * 2 * half + j * half + i, h * 2 * half + 2 * i + j)
+    })
+}
+
+/// llama.cpp's permutation itself (the inverse of [`unpermute_rows`]).
+pub fn permute_rows(bytes: &[u8], rows: usize, n_head: usize) -> Option<Vec<u8>> {
+    permute_with(bytes, rows, n_head, |h, i, j, half| {
+        (h * 2 * half + 2 * i + j, h * 2 * half + j * half + i)
+    })
+}
+
+/// Copies row `src` of `bytes` to row `dst` of the output for every `(dst, src)` that
+/// `map(h, i, j, half)` gives.
+fn permute_with(
+    bytes: &[u8],
+    rows: usize,
+    n_head: usize,
+    map: impl Fn(usize, usize, usize, usize) -> (usize, usize),
+) -> Option<Vec<u8>> {
+    if n_head == 0 || rows == 0 || rows % (2 * n_head) != 0 || bytes.len() % rows != 0 {
+        return None;
+    }
+    let half = rows / n_head / 2;
+    let row_bytes = bytes.len() / rows;
+    let mut out = vec![0u8; bytes.len()];
+    for h in 0..n_head {
+        for i in 0..half {
+            for j in 0..2 {
+                let (dst, src) = map(h, i, j, half);
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&bytes[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    Some(out)
+}
