@@ -105,3 +105,33 @@ impl KvCache {
         self.len += n;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    #[test]
+    fn write_advance_view_and_truncate() {
+        let mut cache = KvCache::new(2, 3, 4, 2);
+        assert_eq!((cache.n_layers(), cache.capacity(), cache.len()), (2, 4, 0));
+        assert!(cache.is_empty() && cache.k(1).dim() == (3, 0, 2));
+        let k = Array3::from_shape_fn((3, 3, 2), |(h, t, i)| (100 * h + 10 * t + i) as f32 + 1.0);
+        let v = k.mapv(|x| -x);
+        for layer in 0..2 {
+            let (k_all, v_all) = cache.write(layer, k.view(), v.view());
+            assert_eq!((k_all, v_all), (k.view(), v.view()));
+        }
+        assert_eq!(cache.len(), 0, "len moves only on advance");
+        cache.advance(3);
+        assert_eq!((cache.k(1), cache.v(0)), (k.view(), v.view()));
+        assert_eq!(cache.check_room(1), Ok(()));
+        let err = Error::CacheFull {
+            capacity: 4,
+            requested: 5,
+        };
+        assert_eq!(cache.check_room(2), Err(err));
+        cache.truncate(1);
+        assert_eq!(cache.k(0), k.slice(s![.., ..1, ..]));
+    }
+}
