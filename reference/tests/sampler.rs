@@ -312,3 +312,28 @@ fn bad_logits_are_typed_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn thresholds_at_exact_equality() {
+    // Exact binary fractions, so the sums are exact. top-p: a token whose mass above equals
+    // top_p is dropped (transformers removes cumulative-ascending mass <= 1 - top_p).
+    let probs = [0.5, 0.25, 0.125, 0.125];
+    assert_eq!(top_p_mask(&probs, 0.75), vec![true, true, false, false]);
+    assert_eq!(top_p_mask(&probs, 0.5), vec![true, false, false, false]);
+    assert_eq!(top_p_mask(&probs, 0.875), vec![true, true, true, false]);
+    // Ties rank by lower id: of the two 0.125s, id 2 ranks above id 3.
+    assert_eq!(
+        top_p_mask(&[0.125, 0.5, 0.25, 0.125], 0.8),
+        vec![true, true, true, false]
+    );
+    // min-p: a probability equal to min_p * max is kept (transformers removes p < threshold).
+    assert_eq!(
+        min_p_mask(&[0.5, 0.25, 0.25 - 1.0 / 1024.0], 0.5),
+        vec![true, true, false]
+    );
+    // top-k: the k-th largest and everything tied with it.
+    assert_eq!(
+        top_k_mask(&[1.0, 3.0, 2.0, 2.0, 0.0], 2),
+        vec![false, true, true, true, false]
+    );
+}
