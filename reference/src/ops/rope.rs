@@ -29,18 +29,19 @@ pub fn inv_freq(head_dim: usize, rope: &RopeConfig) -> Array1<f32> {
             original_max_position_embeddings,
         } => {
             // transformers' `_compute_llama3_parameters`: keep high frequencies, divide low ones
-            // by `factor`, interpolate linearly (in 1/wavelength) in between.
+            // by `factor`, interpolate linearly (in 1/wavelength) in between. `c / tensor` is
+            // `tensor.reciprocal() * c` in torch; written the same way so the f32 rounding agrees.
             let old_len = original_max_position_embeddings as f32;
             let low_freq_wavelen = old_len / low_freq_factor;
             let high_freq_wavelen = old_len / high_freq_factor;
             base.mapv(|f| {
-                let wavelen = 2.0 * PI / f;
+                let wavelen = (1.0 / f) * (2.0 * PI);
                 if wavelen < high_freq_wavelen {
                     f
                 } else if wavelen > low_freq_wavelen {
                     f / factor
                 } else {
-                    let smooth = (old_len / wavelen - low_freq_factor)
+                    let smooth = ((1.0 / wavelen) * old_len - low_freq_factor)
                         / (high_freq_factor - low_freq_factor);
                     (1.0 - smooth) * f / factor + smooth * f
                 }
