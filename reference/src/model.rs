@@ -3,7 +3,7 @@
 
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Ix1, Ix2};
 
-use crate::config::{Config, RopeScaling};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::ops::{self, rope};
@@ -33,7 +33,7 @@ pub struct Trace {
 impl Model {
     /// Checks the config and the shape of every tensor against it.
     pub fn new(config: Config, weights: Weights) -> Result<Model> {
-        validate_config(&config)?;
+        config.validate()?;
         validate_weights(&config, &weights)?;
         let inv_freq = rope::inv_freq(config.head_dim, &config.rope);
         Ok(Model {
@@ -175,49 +175,6 @@ fn merge_heads(x: Array3<f32>) -> Array2<f32> {
     x.to_shape((seq, heads * hd))
         .expect("same number of elements")
         .into_owned()
-}
-
-fn validate_config(c: &Config) -> Result<()> {
-    let bad = |field, reason: String| Err(Error::BadConfig { field, reason });
-    for (field, value) in [
-        ("vocab_size", c.vocab_size),
-        ("hidden_size", c.hidden_size),
-        ("intermediate_size", c.intermediate_size),
-        ("n_heads", c.n_heads),
-        ("n_kv_heads", c.n_kv_heads),
-        ("head_dim", c.head_dim),
-    ] {
-        if value == 0 {
-            return bad(field, "must be positive".into());
-        }
-    }
-    if c.n_heads % c.n_kv_heads != 0 {
-        let reason = format!("{} does not divide n_heads = {}", c.n_kv_heads, c.n_heads);
-        return bad("n_kv_heads", reason);
-    }
-    if c.head_dim % 2 != 0 {
-        return bad(
-            "head_dim",
-            format!("{} is odd; RoPE rotates pairs", c.head_dim),
-        );
-    }
-    if !(c.rope.theta > 0.0 && c.rope.theta.is_finite()) {
-        return bad(
-            "rope.theta",
-            format!("{} is not a positive number", c.rope.theta),
-        );
-    }
-    if let RopeScaling::FreqFactors(f) = &c.rope.scaling {
-        if f.len() != c.head_dim / 2 {
-            let reason = format!(
-                "{} factors, expected head_dim / 2 = {}",
-                f.len(),
-                c.head_dim / 2
-            );
-            return bad("rope.scaling", reason);
-        }
-    }
-    Ok(())
 }
 
 fn validate_weights(c: &Config, w: &Weights) -> Result<()> {

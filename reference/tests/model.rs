@@ -312,15 +312,33 @@ fn every_tensor_shape_is_checked_against_the_config() {
 fn inconsistent_configs_are_rejected() {
     let w = random_weights(&gqa_config(), 16, false, false);
     type Edit = fn(&mut Config);
-    let edits: [(&str, Edit); 5] = [
+    fn llama3(high_freq_factor: f32) -> RopeScaling {
+        RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor,
+            original_max_position_embeddings: 64,
+        }
+    }
+    let edits: [(&str, Edit); 9] = [
         ("n_kv_heads", |c| c.n_kv_heads = 3),
         ("head_dim", |c| c.head_dim = 7),
         ("vocab_size", |c| c.vocab_size = 0),
+        ("rms_norm_eps", |c| c.rms_norm_eps = -1e-6),
         ("rope.theta", |c| c.rope.theta = f32::NAN),
         ("rope.scaling", |c| {
             c.rope.scaling = RopeScaling::FreqFactors(vec![1.0; 3])
         }),
+        ("rope.scaling", |c| {
+            c.rope.scaling = RopeScaling::FreqFactors(vec![1.0, 0.0, 1.0, 1.0])
+        }),
+        ("rope.scaling", |c| c.rope.scaling = llama3(1.0)),
+        ("rope.scaling", |c| c.rope.scaling = llama3(f32::NAN)),
     ];
+    // Valid llama3 parameters pass.
+    let mut c = gqa_config();
+    c.rope.scaling = llama3(4.0);
+    assert!(Model::new(c, w.clone()).is_ok());
     for (field, edit) in edits {
         let mut c = gqa_config();
         edit(&mut c);

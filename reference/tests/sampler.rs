@@ -337,3 +337,14 @@ fn thresholds_at_exact_equality() {
         vec![false, true, true, true, false]
     );
 }
+
+#[test]
+fn pick_walks_ids_in_ascending_order() {
+    assert_eq!(pick(&[0.25, 0.0, 0.75], 0.25), 2);
+    assert_eq!(pick(&[0.25, 0.0, 0.75], 0.2499), 0);
+    // Unnormalised input: the coin scales with the total.
+    assert_eq!(pick(&[1.0, 3.0], 0.3), 1);
+    // Fallbacks, unreachable from `distribution`: the last id with mass, or 0 if none has any.
+    assert_eq!(pick(&[0.5, f32::INFINITY, 0.0], 0.5), 1);
+    assert_eq!(pick(&[0.0, 0.0], 0.5), 0);
+}
