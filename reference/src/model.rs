@@ -152,7 +152,8 @@ impl Model {
         let v = split_heads(v, c.n_kv_heads); // (n_kv_heads, seq, hd)
         let q = rope::apply(q.view(), positions, self.inv_freq.view()); // (n_heads, seq, hd)
         let k = rope::apply(k.view(), positions, self.inv_freq.view()); // (n_kv_heads, seq, hd)
-                                                                        // Attend over every cached position plus the new ones.
+
+        // Attend over every cached position plus the new ones.
         let (k_all, v_all) = cache.write(l, k.view(), v.view()); // (n_kv_heads, start + seq, hd)
         let o = ops::attention(q.view(), k_all, v_all, positions[0]); // (n_heads, seq, hd)
         ops::linear(merge_heads(o).view(), lw.wo.view(), None) // (seq, hidden)

@@ -123,7 +123,7 @@ pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) ->
             reason,
         });
     }
-    // 2. Greedy.
+    // 2. Greedy: all the mass on the first argmax.
     let best = argmax(&logits).ok_or(Error::Empty { what: "logits" })?;
     if params.temperature <= 0.0 {
         let mut one_hot = vec![0.0; logits.len()];
@@ -140,8 +140,8 @@ pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) ->
     let mut keep = top_k_mask(&scaled, params.top_k);
     // 5. Softmax over the kept tokens.
     let masked: Vec<f32> = mask(&scaled, &keep, f32::NEG_INFINITY);
-    let probs = softmax(ArrayView1::from(&masked)).to_vec(); // (vocab)
-                                                             // 6. Top-p.
+    let probs = softmax(ArrayView1::from(&masked)).to_vec();
+    // 6. Top-p.
     and_assign(&mut keep, &top_p_mask(&probs, params.top_p));
     // 7. Min-p, on the probabilities top-p left.
     let probs = mask(&probs, &keep, 0.0);
