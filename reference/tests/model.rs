@@ -7,11 +7,12 @@ use common::{gqa_config, gqa_model, random_weights, rel_max_diff, Rng};
 use ndarray::{concatenate, s, Array2, Axis};
 use wavefront_reference::{Config, Error, KvCache, Model, RopeConfig, RopeScaling, Weights};
 
-/// Every pass computes each row with the same operations on the same data; only the GEMM
-/// blocking can differ with the number of rows (seq), reassociating f32 sums of at most 40
-/// products (~40 · 2^-24 relative each) through 2 layers. 1e-5 of the largest value is ten
-/// times that bound and a hundred thousand times below any real error (a wrong position or a
-/// missing key changes logits by O(1)).
+/// Every pass computes each row with the same operations on the same data; only the order of
+/// the sums in the projections can differ with the number of rows (GEMM blocking, or a
+/// matrix-vector product for one row): f32 reassociation of sums of at most 40 products,
+/// ~40 · 2^-24 ≈ 2.4e-6 relative each, carried through 2 layers. 1e-5 of the largest value
+/// covers that, and is far below any real error (a wrong position or a missing key changes
+/// logits by O(1)).
 const REASSOCIATION: f32 = 1e-5;
 
 /// The three architectures the tests run on: Llama with GQA and an untied head; Qwen2-like
