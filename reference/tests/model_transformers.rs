@@ -136,5 +136,22 @@ fn logits_and_hidden_states_match_transformers() {
             hidden.iter().all(|&e| e <= LOGITS_NMSE),
             "{name}: hidden NMSE {hidden:?}"
         );
+        // The decode path (one token at a time after a prefill) against the same rows.
+        let n = tokens.len();
+        let mut cache = model.new_cache(n);
+        model.prefill(&tokens[..n - 3], &mut cache).unwrap();
+        let want = matrix(&m["logits"]);
+        for pos in n - 3..n {
+            let row = rows
+                .iter()
+                .position(|&r| r == pos)
+                .expect("the last 3 rows are recorded");
+            let got = model
+                .decode(tokens[pos], &mut cache)
+                .unwrap()
+                .insert_axis(Axis(0)); // (1, vocab)
+            let e = nmse(&got, &want.select(Axis(0), &[row]));
+            assert!(e <= LOGITS_NMSE, "{name}: decode at {pos}: NMSE {e:e}");
+        }
     }
 }
