@@ -141,7 +141,7 @@ fn logits_and_hidden_states_match_transformers() {
         let mut cache = model.new_cache(n);
         model.prefill(&tokens[..n - 3], &mut cache).unwrap();
         let want = matrix(&m["logits"]);
-        for pos in n - 3..n {
+        for (pos, &token) in tokens.iter().enumerate().skip(n - 3) {
             let row = rows
                 .iter()
                 .position(|&r| r == pos)
