@@ -147,7 +147,7 @@ fn logits_and_hidden_states_match_transformers() {
                 .position(|&r| r == pos)
                 .expect("the last 3 rows are recorded");
             let got = model
-                .decode(tokens[pos], &mut cache)
+                .decode(token, &mut cache)
                 .unwrap()
                 .insert_axis(Axis(0)); // (1, vocab)
             let e = nmse(&got, &want.select(Axis(0), &[row]));
