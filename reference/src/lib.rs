@@ -1,1 +1,33 @@
-//! stub
+//! The oracle: a Llama-family decoder (Llama 2/3, Mistral, SmolLM2, TinyLlama, Qwen2) in f32
+//! on ndarray, written to be read. Every other implementation is judged against it.
+//!
+//! The forward pass ([`Model::forward`]) for tokens at positions `p0..p0 + seq`:
+//! 1. `x = embed[tokens]`, the residual stream, (seq, hidden).
+//! 2. For each layer: `h = rms_norm(x)`; `q, k, v = h·Wqᵀ (+bq), h·Wkᵀ (+bk), h·Wvᵀ (+bv)`, split
+//!    into heads; RoPE rotates q and k by their absolute positions (rotate-half pairs
+//!    `(i, i + d/2)`, frequencies `theta^(-2i/d)`, optionally Llama 3 scaled); k and v are
+//!    appended to the KV cache; each query head attends causally (position p sees keys 0..=p,
+//!    scale `1/sqrt(d)`) to its KV head (`h / (n_heads / n_kv_heads)`, grouped-query
+//!    attention); `x += concat(heads)·Woᵀ`.
+//! 3. Then the MLP: `h = rms_norm(x)`; `x += (silu(h·W_gateᵀ) * h·W_upᵀ)·W_downᵀ`.
+//! 4. `logits = rms_norm(x)·W_headᵀ`, where `W_head` is the embedding table when tied.
+//!
+//! Arithmetic follows transformers' formulas and their order where it changes f32 rounding
+//! (RMSNorm, inverse frequencies, RoPE angles), so the logits agree with transformers' f32
+//! forward to reassociation error. [`sampler`] turns logits into a token with the same
+//! warpers as transformers, in a fixed order, taking its randomness as an argument.
+
+pub mod config;
+pub mod error;
+pub mod kv_cache;
+pub mod model;
+pub mod ops;
+pub mod sampler;
+pub mod weights;
+
+pub use config::{Config, RopeConfig, RopeScaling};
+pub use error::{Error, Result};
+pub use kv_cache::KvCache;
+pub use model::{Model, Trace};
+pub use sampler::{distribution, sample, SamplingParams};
+pub use weights::{LayerWeights, Weights};

@@ -1,0 +1,233 @@
+//! The decoder: embedding, `n_layers` pre-norm blocks (attention, SwiGLU MLP), final norm,
+//! LM head.
+
+use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Ix1, Ix2};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::ops::{self, rope};
+use crate::weights::{LayerWeights, Weights};
+
+/// A validated model: the config, its weights and the rotary frequencies they imply.
+#[derive(Debug, Clone)]
+pub struct Model {
+    config: Config,
+    weights: Weights,
+    /// (head_dim / 2)
+    inv_freq: Array1<f32>,
+}
+
+/// Every intermediate of one forward pass that the conformance suite compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// n_layers + 1 entries, each (seq, hidden): `[0]` the embedding output, `[i + 1]` the
+    /// output of decoder layer i (the residual stream, before the final norm).
+    pub hidden: Vec<Array2<f32>>,
+    /// (seq, hidden), after the final norm.
+    pub final_hidden: Array2<f32>,
+    /// (seq, vocab)
+    pub logits: Array2<f32>,
+}
+
+impl Model {
+    /// Checks the config and the shape of every tensor against it.
+    pub fn new(config: Config, weights: Weights) -> Result<Model> {
+        config.validate()?;
+        validate_weights(&config, &weights)?;
+        let inv_freq = rope::inv_freq(config.head_dim, &config.rope);
+        Ok(Model {
+            config,
+            weights,
+            inv_freq,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The rotary inverse frequencies, (head_dim / 2).
+    pub fn inv_freq(&self) -> &Array1<f32> {
+        &self.inv_freq
+    }
+
+    /// An empty KV cache for `capacity` positions, shaped for this model.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        let c = &self.config;
+        KvCache::new(c.n_layers, c.n_kv_heads, capacity, c.head_dim)
+    }
+
+    /// Logits (seq, vocab) of `tokens` placed at positions `cache.len()..`; their keys and
+    /// values are appended to `cache`. On error the cache is unchanged.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Array2<f32>> {
+        Ok(self.run(tokens, cache, None)?.1)
+    }
+
+    /// [`Model::forward`], keeping every hidden state.
+    pub fn forward_traced(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Trace> {
+        let mut hidden = Vec::with_capacity(self.config.n_layers + 1);
+        let (final_hidden, logits) = self.run(tokens, cache, Some(&mut hidden))?;
+        Ok(Trace {
+            hidden,
+            final_hidden,
+            logits,
+        })
+    }
+
+    /// The prompt in one pass: the same as [`Model::forward`].
+    pub fn prefill(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Array2<f32>> {
+        self.forward(tokens, cache)
+    }
+
+    /// One token at position `cache.len()`: its logits (vocab).
+    pub fn decode(&self, token: u32, cache: &mut KvCache) -> Result<Array1<f32>> {
+        let logits = self.forward(&[token], cache)?; // (1, vocab)
+        Ok(logits.index_axis_move(Axis(0), 0))
+    }
+
+    /// The forward pass; returns (final hidden, logits), both per new token.
+    fn run(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        mut trace: Option<&mut Vec<Array2<f32>>>,
+    ) -> Result<(Array2<f32>, Array2<f32>)> {
+        let (c, w) = (&self.config, &self.weights);
+        if tokens.is_empty() {
+            return Err(Error::Empty { what: "tokens" });
+        }
+        cache.check_room(tokens.len())?;
+        // 1. Look up the token embeddings: the residual stream x.
+        let mut x = ops::embedding(w.embed.view(), tokens)?; // (seq, hidden)
+        let start = cache.len();
+        let positions: Vec<usize> = (start..start + tokens.len()).collect();
+        for (l, lw) in w.layers.iter().enumerate() {
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(x.clone());
+            }
+            // 2. Attention block: x += wo · attention(rope(q), rope(k), v) of rms_norm(x).
+            let h = ops::rms_norm(x.view(), lw.attn_norm.view(), c.rms_norm_eps); // (seq, hidden)
+            let attn = self.attention_block(l, lw, h.view(), &positions, cache); // (seq, hidden)
+            x = x + attn;
+            // 3. MLP block: x += w_down · swiglu(w_gate · h, w_up · h), h = rms_norm(x).
+            let h = ops::rms_norm(x.view(), lw.mlp_norm.view(), c.rms_norm_eps); // (seq, hidden)
+            let gate = ops::linear(h.view(), lw.w_gate.view(), None); // (seq, intermediate)
+            let up = ops::linear(h.view(), lw.w_up.view(), None); // (seq, intermediate)
+            let act = ops::swiglu(gate.view(), up.view()); // (seq, intermediate)
+            x = x + ops::linear(act.view(), lw.w_down.view(), None); // (seq, hidden)
+        }
+        if let Some(t) = trace {
+            t.push(x.clone());
+        }
+        // 4. The new positions are now in every layer's cache.
+        cache.advance(tokens.len());
+        // 5. Final norm, then the LM head (the embedding table when tied).
+        let final_hidden = ops::rms_norm(x.view(), w.final_norm.view(), c.rms_norm_eps); // (seq, hidden)
+        let logits = ops::linear(final_hidden.view(), w.head().view(), None); // (seq, vocab)
+        Ok((final_hidden, logits))
+    }
+
+    /// Self-attention of layer `l` on the normalised input `h` (seq, hidden); writes this
+    /// layer's keys and values into the cache. Returns (seq, hidden).
+    fn attention_block(
+        &self,
+        l: usize,
+        lw: &LayerWeights,
+        h: ArrayView2<f32>,
+        positions: &[usize],
+        cache: &mut KvCache,
+    ) -> Array2<f32> {
+        let c = &self.config;
+        // Project to heads and rotate queries and keys by their positions.
+        let q = ops::linear(h, lw.wq.view(), lw.bq.as_ref().map(|b| b.view())); // (seq, n_heads * hd)
+        let k = ops::linear(h, lw.wk.view(), lw.bk.as_ref().map(|b| b.view())); // (seq, n_kv_heads * hd)
+        let v = ops::linear(h, lw.wv.view(), lw.bv.as_ref().map(|b| b.view())); // (seq, n_kv_heads * hd)
+        let q = split_heads(q, c.n_heads); // (n_heads, seq, hd)
+        let k = split_heads(k, c.n_kv_heads); // (n_kv_heads, seq, hd)
+        let v = split_heads(v, c.n_kv_heads); // (n_kv_heads, seq, hd)
+        let q = rope::apply(q.view(), positions, self.inv_freq.view()); // (n_heads, seq, hd)
+        let k = rope::apply(k.view(), positions, self.inv_freq.view()); // (n_kv_heads, seq, hd)
+
+        // Attend over every cached position plus the new ones.
+        let (k_all, v_all) = cache.write(l, k.view(), v.view()); // (n_kv_heads, start + seq, hd)
+        let o = ops::attention(q.view(), k_all, v_all, positions[0]); // (n_heads, seq, hd)
+        ops::linear(merge_heads(o).view(), lw.wo.view(), None) // (seq, hidden)
+    }
+}
+
+/// (seq, heads * hd) → (heads, seq, hd): head j is columns `j*hd..(j+1)*hd`.
+fn split_heads(x: Array2<f32>, heads: usize) -> Array3<f32> {
+    let (seq, width) = x.dim();
+    let x = x
+        .to_shape((seq, heads, width / heads))
+        .expect("width = heads * hd, checked in Model::new"); // (seq, heads, hd)
+    x.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+}
+
+/// (heads, seq, hd) → (seq, heads * hd), the inverse of [`split_heads`].
+fn merge_heads(x: Array3<f32>) -> Array2<f32> {
+    let (heads, seq, hd) = x.dim();
+    let x = x.permuted_axes([1, 0, 2]); // (seq, heads, hd)
+    x.to_shape((seq, heads * hd))
+        .expect("same number of elements")
+        .into_owned()
+}
+
+fn validate_weights(c: &Config, w: &Weights) -> Result<()> {
+    let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
+    let (q, kv) = (c.q_dim(), c.kv_dim());
+    check2("embed", &w.embed, [v, h])?;
+    if w.layers.len() != c.n_layers {
+        return Err(Error::Shape {
+            tensor: "layers".into(),
+            expected: vec![c.n_layers],
+            actual: vec![w.layers.len()],
+        });
+    }
+    for (l, lw) in w.layers.iter().enumerate() {
+        let name = |t: &str| format!("layers.{l}.{t}");
+        check1(&name("attn_norm"), &lw.attn_norm, h)?;
+        check2(&name("wq"), &lw.wq, [q, h])?;
+        check2(&name("wk"), &lw.wk, [kv, h])?;
+        check2(&name("wv"), &lw.wv, [kv, h])?;
+        for (t, b, n) in [("bq", &lw.bq, q), ("bk", &lw.bk, kv), ("bv", &lw.bv, kv)] {
+            if let Some(b) = b {
+                check1(&name(t), b, n)?;
+            }
+        }
+        check2(&name("wo"), &lw.wo, [h, q])?;
+        check1(&name("mlp_norm"), &lw.mlp_norm, h)?;
+        check2(&name("w_gate"), &lw.w_gate, [i, h])?;
+        check2(&name("w_up"), &lw.w_up, [i, h])?;
+        check2(&name("w_down"), &lw.w_down, [h, i])?;
+    }
+    check1("final_norm", &w.final_norm, h)?;
+    if let Some(head) = &w.lm_head {
+        check2("lm_head", head, [v, h])?;
+    }
+    Ok(())
+}
+
+fn check1(tensor: &str, a: &ndarray::Array<f32, Ix1>, n: usize) -> Result<()> {
+    check(tensor, a.shape(), &[n])
+}
+
+fn check2(tensor: &str, a: &ndarray::Array<f32, Ix2>, shape: [usize; 2]) -> Result<()> {
+    check(tensor, a.shape(), &shape)
+}
+
+fn check(tensor: &str, actual: &[usize], expected: &[usize]) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::Shape {
+        tensor: tensor.to_string(),
+        expected: expected.to_vec(),
+        actual: actual.to_vec(),
+    })
+}

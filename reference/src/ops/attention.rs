@@ -1,0 +1,150 @@
+//! Causal scaled dot-product attention with grouped-query heads (Vaswani et al. 2017;
+//! Ainslie et al. 2023).
+
+use ndarray::{s, Array3, ArrayView3, Axis};
+
+use super::softmax::softmax;
+
+/// `q` (n_heads, seq, hd) at absolute positions `q_start..q_start + seq`; `k`, `v`
+/// (n_kv_heads, kv_len, hd) at positions `0..kv_len`. Returns (n_heads, seq, hd).
+///
+/// The query at position p sees keys `0..=p`; scores are scaled by `1/sqrt(hd)`. Query head
+/// `h` reads KV head `h / (n_heads / n_kv_heads)`, as transformers' `repeat_kv` lays them out.
+pub fn attention(
+    q: ArrayView3<f32>,
+    k: ArrayView3<f32>,
+    v: ArrayView3<f32>,
+    q_start: usize,
+) -> Array3<f32> {
+    let (n_heads, seq, head_dim) = q.dim();
+    let (n_kv_heads, kv_len, _) = k.dim();
+    assert!(
+        n_kv_heads > 0 && n_heads % n_kv_heads == 0,
+        "attention: GQA ratio"
+    );
+    assert!(
+        q_start + seq <= kv_len,
+        "attention: queries past the last key"
+    );
+    let group = n_heads / n_kv_heads;
+    // transformers: `self.scaling = head_dim**-0.5` (a Python double, used as f32).
+    let scale = (head_dim as f64).powf(-0.5) as f32;
+    let mut out = Array3::zeros((n_heads, seq, head_dim));
+    for h in 0..n_heads {
+        let (k_h, v_h) = (
+            k.index_axis(Axis(0), h / group),
+            v.index_axis(Axis(0), h / group),
+        ); // (kv_len, hd)
+        let scores = q.index_axis(Axis(0), h).dot(&k_h.t()) * scale; // (seq, kv_len)
+        for t in 0..seq {
+            let visible = q_start + t + 1; // keys 0..=position
+            let p = softmax(scores.slice(s![t, ..visible])); // (visible)
+            let o = p.dot(&v_h.slice(s![..visible, ..])); // (hd)
+            out.slice_mut(s![h, t, ..]).assign(&o);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    fn filled(shape: (usize, usize, usize), seed: f32) -> Array3<f32> {
+        Array3::from_shape_fn(shape, |(a, b, c)| {
+            ((a * 131 + b * 17 + c) as f32 * 0.61 + seed).sin()
+        })
+    }
+
+    /// The textbook definition in f64 with explicit loops: for each head, materialise
+    /// `repeat_kv` (kv head j serves query heads j*group..(j+1)*group), mask, softmax, mix.
+    fn naive(q: &Array3<f32>, k: &Array3<f32>, v: &Array3<f32>, q_start: usize) -> Array3<f64> {
+        let (n_heads, seq, hd) = q.dim();
+        let group = n_heads / k.dim().0;
+        let mut out = Array3::zeros((n_heads, seq, hd));
+        for h in 0..n_heads {
+            let kv = h / group;
+            for t in 0..seq {
+                let visible = q_start + t + 1;
+                let scores: Vec<f64> = (0..visible)
+                    .map(|j| {
+                        (0..hd)
+                            .map(|i| q[[h, t, i]] as f64 * k[[kv, j, i]] as f64)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for i in 0..hd {
+                    out[[h, t, i]] = (0..visible).map(|j| e[j] / z * v[[kv, j, i]] as f64).sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_textbook_definition_with_gqa_and_an_offset() {
+        // 6 query heads on 2 KV heads; 3 queries at positions 4..7 of 7 keys.
+        let (q, k, v) = (
+            filled((6, 3, 8), 0.1),
+            filled((2, 7, 8), 0.2),
+            filled((2, 7, 8), 0.3),
+        );
+        let got = attention(q.view(), k.view(), v.view(), 4);
+        for (g, w) in got.iter().zip(naive(&q, &k, &v, 4).iter()) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn one_key_returns_its_value() {
+        let (q, k, v) = (
+            filled((2, 1, 4), 0.0),
+            filled((1, 1, 4), 1.0),
+            filled((1, 1, 4), 2.0),
+        );
+        let o = attention(q.view(), k.view(), v.view(), 0);
+        for h in 0..2 {
+            assert_eq!(o.index_axis(Axis(0), h), v.index_axis(Axis(0), 0));
+        }
+    }
+
+    #[test]
+    fn a_kv_head_is_seen_only_by_its_group_of_query_heads() {
+        // 4 query heads, 2 KV heads: heads 0, 1 read KV head 0 and heads 2, 3 read KV head 1
+        // (repeat_kv), not heads 1, 3 (the interleaved mapping h % n_kv_heads).
+        let (q, k) = (filled((4, 3, 4), 0.5), filled((2, 3, 4), 0.7));
+        let mut v = filled((2, 3, 4), 0.9); // values in [-1, 1]
+        v.index_axis_mut(Axis(0), 1).fill(100.0); // the planted head
+        let o = attention(q.view(), k.view(), v.view(), 0);
+        for h in 0..4 {
+            let planted = o
+                .index_axis(Axis(0), h)
+                .iter()
+                .all(|&x| (x - 100.0).abs() < 1e-3);
+            let small = o.index_axis(Axis(0), h).iter().all(|&x| x.abs() <= 1.0);
+            assert_eq!((planted, small), (h >= 2, h < 2), "head {h}");
+        }
+    }
+
+    #[test]
+    fn future_keys_and_values_do_not_change_earlier_outputs() {
+        let (q, k, v) = (
+            filled((2, 5, 4), 0.1),
+            filled((2, 5, 4), 0.2),
+            filled((2, 5, 4), 0.3),
+        );
+        let before = attention(q.view(), k.view(), v.view(), 0);
+        let (mut k2, mut v2) = (k.clone(), v.clone());
+        k2.slice_mut(s![.., 3.., ..]).mapv_inplace(|x| 5.0 - x);
+        v2.slice_mut(s![.., 3.., ..])
+            .mapv_inplace(|x| 7.0 * x + 1.0);
+        let after = attention(q.view(), k2.view(), v2.view(), 0);
+        assert_eq!(before.slice(s![.., ..3, ..]), after.slice(s![.., ..3, ..]));
+        assert_ne!(before.slice(s![.., 3.., ..]), after.slice(s![.., 3.., ..]));
+    }
+}

@@ -1,0 +1,269 @@
+//! Turning logits into a token: repetition penalty, temperature, top-k, top-p, min-p, then one
+//! draw. The randomness is an argument (`coin`, uniform in [0, 1)), so the reference and the
+//! engine, given the same coin, pick the same token.
+//!
+//! The order and semantics are those of transformers' `RepetitionPenaltyLogitsProcessor`,
+//! `TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper` and `MinPLogitsWarper`
+//! applied in that order, with ties broken by token id:
+//! 1. each distinct id of `history` (ids outside the vocabulary are ignored) has its logit
+//!    multiplied by the penalty if negative, divided by it otherwise;
+//! 2. temperature <= 0 is greedy: the argmax (lowest id on ties) gets probability 1;
+//! 3. logits are divided by the temperature (after subtracting their maximum, which changes
+//!    neither the softmax nor any mask, and keeps a tiny temperature from overflowing);
+//! 4. top-k keeps the logits >= the k-th largest (ties at the boundary kept);
+//! 5. softmax over the kept tokens;
+//! 6. top-p ranks the kept tokens by probability (descending, ties by lower id) and keeps a
+//!    token iff the mass ranked strictly above it is < top_p (the top token always);
+//! 7. min-p keeps tokens with probability >= min_p * the largest;
+//! 8. the kept probabilities are renormalised; `r = coin * total`, and the token is the first
+//!    id, in ascending order, whose cumulative probability exceeds `r`.
+
+use ndarray::ArrayView1;
+
+use crate::error::{Error, Result};
+use crate::ops::softmax;
+
+/// The sampling knobs; each is off at its `Default`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    /// Divides the logits; <= 0 means greedy (argmax). Not NaN, not infinite.
+    pub temperature: f32,
+    /// Keep the k most likely tokens (ties included); 0 = off.
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens whose mass reaches top_p; >= 1 = off.
+    pub top_p: f32,
+    /// Keep tokens with probability >= min_p * the largest; 0 = off; at most 1.
+    pub min_p: f32,
+    /// Penalise tokens already in the history (> 1 discourages repeats); 1 = off.
+    pub repeat_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding: temperature 0, everything else off.
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// Checks every field's domain.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |param, value, reason| {
+            Err(Error::BadSamplingParam {
+                param,
+                value,
+                reason,
+            })
+        };
+        let t = self.temperature;
+        if !t.is_finite() {
+            return bad(
+                "temperature",
+                t,
+                "must be a finite number (<= 0 for greedy)",
+            );
+        }
+        if self.top_p.is_nan() || self.top_p <= 0.0 {
+            return bad("top_p", self.top_p, "must be > 0 (>= 1 for off)");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p", self.min_p, "must be in [0, 1] (0 for off)");
+        }
+        let r = self.repeat_penalty;
+        if !(r > 0.0 && r.is_finite()) {
+            return bad(
+                "repeat_penalty",
+                r,
+                "must be a finite number > 0 (1 for off)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Samples a token id from `logits` (vocab) given the `history` of ids and a `coin` in [0, 1).
+pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], coin: f32) -> Result<u32> {
+    if !(0.0..1.0).contains(&coin) {
+        let reason = "must be in [0, 1)";
+        return Err(Error::BadSamplingParam {
+            param: "coin",
+            value: coin,
+            reason,
+        });
+    }
+    let probs = distribution(logits, params, history)?; // (vocab)
+    Ok(pick(&probs, coin) as u32)
+}
+
+/// The distribution [`sample`] draws from: (vocab) probabilities summing to 1, zero where masked.
+pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
+    params.validate()?;
+    check_logits(logits)?;
+    // 1. Repetition penalty.
+    let mut logits = logits.to_vec(); // (vocab)
+    apply_repetition_penalty(&mut logits, history, params.repeat_penalty);
+    if let Some(index) = logits.iter().position(|&l| l == f32::INFINITY) {
+        let reason = "overflows to +inf under the repetition penalty";
+        return Err(Error::BadLogits {
+            index,
+            value: f32::INFINITY,
+            reason,
+        });
+    }
+    // 2. Greedy: all the mass on the first argmax.
+    let best = argmax(&logits).ok_or(Error::Empty { what: "logits" })?;
+    if params.temperature <= 0.0 {
+        let mut one_hot = vec![0.0; logits.len()];
+        one_hot[best] = 1.0;
+        return Ok(one_hot);
+    }
+    // 3. Temperature, on logits shifted so that the largest is 0.
+    let max = logits[best];
+    let scaled: Vec<f32> = logits
+        .iter()
+        .map(|&l| (l - max) / params.temperature)
+        .collect();
+    // 4. Top-k.
+    let mut keep = top_k_mask(&scaled, params.top_k);
+    // 5. Softmax over the kept tokens.
+    let masked: Vec<f32> = mask(&scaled, &keep, f32::NEG_INFINITY);
+    let probs = softmax(ArrayView1::from(&masked)).to_vec();
+    // 6. Top-p.
+    and_assign(&mut keep, &top_p_mask(&probs, params.top_p));
+    // 7. Min-p, on the probabilities top-p left.
+    let probs = mask(&probs, &keep, 0.0);
+    and_assign(&mut keep, &min_p_mask(&probs, params.min_p));
+    // 8. Renormalise what is kept.
+    let probs = mask(&probs, &keep, 0.0);
+    let total: f32 = probs.iter().sum();
+    Ok(probs.iter().map(|&p| p / total).collect())
+}
+
+/// The draw of step 8: the first id (ascending) whose cumulative probability exceeds
+/// `coin * total`. Falls back to the last id with nonzero probability, which only rounding
+/// can reach.
+pub fn pick(probs: &[f32], coin: f32) -> usize {
+    let total: f32 = probs.iter().sum();
+    let r = coin * total;
+    let mut acc = 0.0f32;
+    for (i, &p) in probs.iter().enumerate() {
+        acc += p;
+        if r < acc {
+            return i;
+        }
+    }
+    probs.iter().rposition(|&p| p > 0.0).unwrap_or(0)
+}
+
+/// Step 1, in place: each distinct id of `history` below `logits.len()` has its logit
+/// multiplied by `penalty` if negative, divided by it otherwise (once, however often it occurs).
+pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) {
+    let mut seen = vec![false; logits.len()];
+    for &id in history {
+        let id = id as usize;
+        if id < logits.len() && !seen[id] {
+            seen[id] = true;
+            let l = logits[id];
+            logits[id] = if l < 0.0 { l * penalty } else { l / penalty };
+        }
+    }
+}
+
+/// Index of the largest logit, the lowest on ties; `None` if empty. Input must be NaN-free.
+pub fn argmax(logits: &[f32]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &l) in logits.iter().enumerate() {
+        if best.is_none_or(|b| l > logits[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// Step 4: `true` for the logits >= the k-th largest (ties kept); all `true` if k is 0 or
+/// at least the vocabulary size.
+pub fn top_k_mask(logits: &[f32], k: usize) -> Vec<bool> {
+    if k == 0 || k >= logits.len() {
+        return vec![true; logits.len()];
+    }
+    let mut sorted = logits.to_vec();
+    sorted.sort_unstable_by(|a, b| b.total_cmp(a)); // descending
+    let kth = sorted[k - 1];
+    logits.iter().map(|&l| l >= kth).collect()
+}
+
+/// Step 6: ranks `probs` (descending, ties by lower id) and keeps a token iff the mass ranked
+/// strictly above it is < `top_p`; the top-ranked token is always kept. All `true` if
+/// `top_p >= 1`.
+pub fn top_p_mask(probs: &[f32], top_p: f32) -> Vec<bool> {
+    if top_p >= 1.0 {
+        return vec![true; probs.len()];
+    }
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let mut keep = vec![false; probs.len()];
+    let mut above = 0.0f32;
+    for (rank, &i) in order.iter().enumerate() {
+        keep[i] = rank == 0 || above < top_p;
+        above += probs[i];
+    }
+    keep
+}
+
+/// Step 7: keeps the probabilities >= `min_p` times the largest.
+pub fn min_p_mask(probs: &[f32], min_p: f32) -> Vec<bool> {
+    let max = probs.iter().fold(0.0f32, |m, &p| m.max(p));
+    let threshold = min_p * max;
+    probs.iter().map(|&p| p >= threshold).collect()
+}
+
+/// Rejects what cannot be turned into a distribution: no logits, NaN, +inf, all -inf.
+fn check_logits(logits: &[f32]) -> Result<()> {
+    if logits.is_empty() {
+        return Err(Error::Empty { what: "logits" });
+    }
+    for (index, &value) in logits.iter().enumerate() {
+        if value.is_nan() || value == f32::INFINITY {
+            let reason = "must be finite or -inf";
+            return Err(Error::BadLogits {
+                index,
+                value,
+                reason,
+            });
+        }
+    }
+    if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+        let reason = "every logit is -inf";
+        return Err(Error::BadLogits {
+            index: 0,
+            value: f32::NEG_INFINITY,
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// `x` where `keep`, `fill` elsewhere.
+fn mask(x: &[f32], keep: &[bool], fill: f32) -> Vec<f32> {
+    x.iter()
+        .zip(keep)
+        .map(|(&v, &k)| if k { v } else { fill })
+        .collect()
+}
+
+fn and_assign(keep: &mut [bool], other: &[bool]) {
+    keep.iter_mut().zip(other).for_each(|(k, &o)| *k &= o);
+}
