@@ -3,7 +3,7 @@
 
 use wavefront::backend::cpu::{rotate, CpuBackend, CpuTensor};
 use wavefront::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams, RopeKvParams, TensorInfo,
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams, RopeKvParams,
 };
 use wavefront::kv_cache::KvCache;
 use wavefront::sampler::{self, SamplingParams};

@@ -160,87 +160,86 @@ pub fn min_p_mask(probs: &[f32], min_p: f32, keep: &mut [bool]) {
     }
 }
 
-/// Softmax over the kept entries (zeros elsewhere), max-subtracted.
-fn masked_softmax(logits: &[f32], keep: &[bool]) -> Vec<f32> {
-    let max = logits
-        .iter()
-        .zip(keep)
-        .filter(|(_, &m)| m)
-        .map(|(&l, _)| l)
-        .fold(f32::NEG_INFINITY, f32::max);
-    let mut p: Vec<f32> = logits
-        .iter()
-        .zip(keep)
-        .map(|(&l, &m)| if m { (l - max).exp() } else { 0.0 })
-        .collect();
-    let sum: f32 = p.iter().sum();
-    p.iter_mut().for_each(|x| *x /= sum);
-    p
+/// `e^(x − max) / Σ e^(x − max)` with the sum taken in index order (as the reference does);
+/// entries at −inf get 0.
+fn softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let e: Vec<f32> = x.iter().map(|&v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|&v| v / sum).collect()
+}
+
+fn masked(x: &[f32], keep: &[bool], fill: f32) -> Vec<f32> {
+    x.iter().zip(keep).map(|(&v, &k)| if k { v } else { fill }).collect()
 }
 
 fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
         return Err(Error::InvalidRequest("sampling from empty logits".into()));
     }
-    if let Some(i) = logits.iter().position(|l| l.is_nan()) {
-        return Err(Error::InvalidRequest(format!("logit {i} is NaN")));
+    if let Some(i) = logits.iter().position(|l| l.is_nan() || *l == f32::INFINITY) {
+        return Err(Error::InvalidRequest(format!("logit {i} is {}", logits[i])));
+    }
+    if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+        return Err(Error::InvalidRequest("every logit is -inf".into()));
     }
     Ok(())
 }
 
 /// The final renormalized distribution after every filter (zeros where masked). For greedy
-/// parameters this is one-hot on the argmax.
+/// parameters this is one-hot on the argmax. Arithmetic step for step as the reference's, so
+/// that the same logits and coin give the same id.
 pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
     params.validate()?;
     check_logits(logits)?;
+    // 1. repetition penalty
     let mut l = logits.to_vec();
     apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    if let Some(i) = l.iter().position(|&v| v == f32::INFINITY) {
+        return Err(Error::InvalidRequest(format!("logit {i} overflows under the repetition penalty")));
+    }
+    // 2. greedy
+    let best = argmax(&l);
     if params.is_greedy() {
         let mut p = vec![0.0; l.len()];
-        p[argmax(&l)] = 1.0;
+        p[best] = 1.0;
         return Ok(p);
     }
-    l.iter_mut().for_each(|x| *x /= params.temperature);
+    // 3. temperature, on logits shifted so the largest is 0
+    let max = l[best];
+    let scaled: Vec<f32> = l.iter().map(|&v| (v - max) / params.temperature).collect();
+    // 4. top-k; 5. softmax over the kept
     let mut keep = vec![true; l.len()];
-    top_k_mask(&l, params.top_k, &mut keep);
-    let probs = masked_softmax(&l, &keep);
+    top_k_mask(&scaled, params.top_k, &mut keep);
+    let probs = softmax(&masked(&scaled, &keep, f32::NEG_INFINITY));
+    // 6. top-p; 7. min-p on what top-p left
     top_p_mask(&probs, params.top_p, &mut keep);
+    let probs = masked(&probs, &keep, 0.0);
     min_p_mask(&probs, params.min_p, &mut keep);
-    let kept: f32 = probs
-        .iter()
-        .zip(&keep)
-        .filter(|(_, &m)| m)
-        .map(|(&p, _)| p)
-        .sum();
-    Ok(probs
-        .iter()
-        .zip(&keep)
-        .map(|(&p, &m)| if m { p / kept } else { 0.0 })
-        .collect())
+    // 8. renormalize
+    let probs = masked(&probs, &keep, 0.0);
+    let total: f32 = probs.iter().sum();
+    Ok(probs.iter().map(|&p| p / total).collect())
 }
 
-/// Draws a token with the uniform `coin` ∈ [0, 1).
+/// Draws a token with the uniform `coin` ∈ [0, 1): the first id (ascending) whose cumulative
+/// probability exceeds `coin · total`; the last id with non-zero probability if rounding
+/// leaves none.
 pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], coin: f32) -> Result<u32> {
     if !(0.0..1.0).contains(&coin) {
-        return Err(Error::InvalidRequest(format!(
-            "coin must be in [0, 1), got {coin}"
-        )));
+        return Err(Error::InvalidRequest(format!("coin must be in [0, 1), got {coin}")));
     }
     let dist = distribution(logits, params, history)?;
     let total: f32 = dist.iter().sum();
     let r = coin * total;
     let mut acc = 0.0f32;
-    let mut last = 0;
     for (i, &p) in dist.iter().enumerate() {
-        if p > 0.0 {
-            acc += p;
-            last = i;
-            if r < acc {
-                return Ok(i as u32);
-            }
+        acc += p;
+        if r < acc {
+            return Ok(i as u32);
         }
     }
-    Ok(last as u32)
+    Ok(dist.iter().rposition(|&p| p > 0.0).unwrap_or(0) as u32)
 }
 
 /// A small deterministic generator for coins (SplitMix64); `seed` fixes the whole stream.

@@ -73,7 +73,7 @@ fn run() -> Result<bool> {
     }
 }
 
-fn check<B: Backend>(backends: &[(&str, B)], selected: &[cases::Case], models_to_check: &[PathBuf], args: &Args) -> Result<bool> {
+fn check<B: Backend + Clone>(backends: &[(&str, B)], selected: &[cases::Case], models_to_check: &[PathBuf], args: &Args) -> Result<bool> {
     let mut reports: Vec<Report> = Vec::new();
     let mut model_reports: Vec<ModelReport> = Vec::new();
     let mut md = String::new();

@@ -136,11 +136,7 @@ impl RopeCase {
         }
         let stray = arena.iter().zip(&owned).position(|(x, &own)| !own && !x.is_nan());
         let untouched = match stray {
-            None => Comparison {
-                max_abs: 0.0,
-                nmse: 0.0,
-                failure: None,
-            },
+            None => Comparison::exact(),
             Some(i) => Comparison::fail(format!("arena element {i} outside positions {:?} was written", positions)),
         };
         let tol_q = tolerance(Kind::Rotation { store: DType::F32 }).nmse;
