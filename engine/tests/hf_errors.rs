@@ -476,3 +476,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn qwen2_loads_with_qkv_biases_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config_json();
+    cfg["model_type"] = json!("qwen2");
+    cfg["architectures"] = json!(["Qwen2ForCausalLM"]);
+    write_config(dir.path(), &cfg);
+    let mut ts = tensors();
+    for l in 0..2 {
+        for (p, n) in [("q", 16), ("k", 8), ("v", 8)] {
+            ts.push(RawTensor {
+                name: format!("model.layers.{l}.self_attn.{p}_proj.bias"),
+                dtype: Dtype::F32,
+                shape: vec![n],
+                data: random_values(100 + l, n)
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            });
+        }
+    }
+    let path = dir.path().join("model.safetensors");
+    write_safetensors(&path, &ts);
+    let m = load(dir.path()).unwrap();
+    assert!(m.config.attention_bias);
+    assert_eq!(
+        m.tensor("model.layers.1.self_attn.k_proj.bias")
+            .unwrap()
+            .shape,
+        vec![8]
+    );
+
+    ts.retain(|t| t.name != "model.layers.1.self_attn.v_proj.bias");
+    write_safetensors(&path, &ts);
+    let err = load(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "model.layers.1.self_attn.v_proj.bias"),
+        "{err}"
+    );
+}

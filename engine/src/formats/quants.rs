@@ -3,9 +3,10 @@
 //! spec the tests compare against, bit for bit).
 //!
 //! A block covers `dtype.block_elems()` consecutive elements of a row and takes
-//! `dtype.block_bytes()` bytes. All multi-byte fields are little-endian. The order of the f32
-//! operations matches ggml (e.g. Q4_K computes `d * sc` first, then multiplies by the quant),
-//! so results are bit-identical, not merely close.
+//! `dtype.block_bytes()` bytes. All multi-byte fields are little-endian. The f32 operations
+//! run in ggml's order, so results are bit-identical, not merely close. (Where the order could
+//! not matter it is still kept: in Q4_K, `d * sc * q` is exact in f32 — an f16 times a 6-bit
+//! and a 4-bit integer — so only the final subtraction rounds.)
 
 use half::{bf16, f16};
 
