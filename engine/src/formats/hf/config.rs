@@ -1,0 +1,491 @@
+//! `config.json` (+ `generation_config.json`) → [`ModelConfig`], with transformers' semantics:
+//! per-class defaults for absent fields (`LlamaConfig`, `MistralConfig`, `Qwen2Config` in
+//! transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
+//! (4.x `rope_theta` + `rope_scaling`, 5.x `rope_parameters`).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::config::{Arch, Llama3RopeScaling, ModelConfig};
+use crate::error::{Error, Result};
+
+/// Fields that `config.json` must carry: transformers would silently fall back to the 7B
+/// defaults, which is never what a checkpoint means.
+pub const REQUIRED_FIELDS: [&str; 5] = [
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+];
+
+/// The transformers config class a checkpoint maps to. Each has its own defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Llama,
+    Mistral,
+    Qwen2,
+}
+
+impl Family {
+    fn from_model_type(t: &str) -> Option<Family> {
+        match t {
+            "llama" => Some(Family::Llama),
+            "mistral" => Some(Family::Mistral),
+            "qwen2" => Some(Family::Qwen2),
+            _ => None,
+        }
+    }
+
+    fn from_architecture(a: &str) -> Option<Family> {
+        match a {
+            "LlamaForCausalLM" => Some(Family::Llama),
+            "MistralForCausalLM" => Some(Family::Mistral),
+            "Qwen2ForCausalLM" => Some(Family::Qwen2),
+            _ => None,
+        }
+    }
+
+    fn arch(self) -> Arch {
+        match self {
+            Family::Llama | Family::Mistral => Arch::Llama,
+            Family::Qwen2 => Arch::Qwen2,
+        }
+    }
+
+    /// `num_key_value_heads` when the field is absent (not when it is `null`, which means
+    /// "as many as the query heads" in every class).
+    fn default_kv_heads(self, n_heads: usize) -> usize {
+        match self {
+            Family::Llama => n_heads,
+            Family::Mistral => 8,
+            Family::Qwen2 => 32,
+        }
+    }
+
+    fn default_max_position_embeddings(self) -> usize {
+        match self {
+            Family::Llama => 2048,
+            Family::Mistral => 4096 * 32,
+            Family::Qwen2 => 32768,
+        }
+    }
+
+    /// (bos, eos) when absent.
+    fn default_bos_eos(self) -> (Option<u32>, Vec<u32>) {
+        match self {
+            Family::Llama | Family::Mistral => (Some(1), vec![2]),
+            Family::Qwen2 => (None, vec![]),
+        }
+    }
+}
+
+/// Typed access to a JSON object, every error naming the file and the field.
+struct Fields<'a> {
+    path: &'a Path,
+    obj: &'a Map<String, Value>,
+    /// Prefix for nested objects (`rope_scaling.`), empty at the top level.
+    prefix: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn err(&self, field: &str, detail: impl Into<String>) -> Error {
+        Error::config(self.path, format!("{}{field}", self.prefix), detail)
+    }
+
+    /// The value of `field`; `None` when absent or `null`.
+    fn get(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field).filter(|v| !v.is_null())
+    }
+
+    fn usize(&self, field: &str) -> Result<Option<usize>> {
+        self.get(field)
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        self.err(field, format!("expected a non-negative integer, found {v}"))
+                    })
+            })
+            .transpose()
+    }
+
+    fn required_usize(&self, field: &str) -> Result<usize> {
+        let n = self
+            .usize(field)?
+            .ok_or_else(|| self.err(field, "missing (required)"))?;
+        self.positive(field, n)
+    }
+
+    fn positive(&self, field: &str, n: usize) -> Result<usize> {
+        if n == 0 {
+            return Err(self.err(field, "must be positive, found 0"));
+        }
+        Ok(n)
+    }
+
+    fn f64(&self, field: &str) -> Result<Option<f64>> {
+        self.get(field)
+            .map(|v| {
+                v.as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| self.err(field, format!("expected a finite number, found {v}")))
+            })
+            .transpose()
+    }
+
+    fn bool(&self, field: &str) -> Result<Option<bool>> {
+        self.get(field)
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| self.err(field, format!("expected true or false, found {v}")))
+            })
+            .transpose()
+    }
+
+    fn str(&self, field: &str) -> Result<Option<&'a str>> {
+        self.get(field)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.err(field, format!("expected a string, found {v}")))
+            })
+            .transpose()
+    }
+
+    fn object(&self, field: &str) -> Result<Option<&'a Map<String, Value>>> {
+        self.get(field)
+            .map(|v| {
+                v.as_object()
+                    .ok_or_else(|| self.err(field, format!("expected an object, found {v}")))
+            })
+            .transpose()
+    }
+
+    /// A token id field: an integer or a list of integers (`eos_token_id`). `Ok(None)` when
+    /// absent; `Ok(Some(vec![]))` when `null`.
+    fn token_ids(&self, field: &str) -> Result<Option<Vec<u32>>> {
+        let Some(v) = self.obj.get(field) else {
+            return Ok(None);
+        };
+        let one = |x: &Value| {
+            x.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| self.err(field, format!("expected a token id, found {x}")))
+        };
+        let ids = match v {
+            Value::Null => vec![],
+            Value::Array(xs) => xs.iter().map(one).collect::<Result<_>>()?,
+            x => vec![one(x)?],
+        };
+        Ok(Some(ids))
+    }
+}
+
+fn object_of<'a>(path: &Path, v: &'a Value) -> Result<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| Error::corrupt(path, "expected a JSON object at the top level"))
+}
+
+/// Reads and parses a JSON file.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&text).map_err(|e| Error::corrupt(path, format!("not valid JSON: {e}")))
+}
+
+/// `config.json` (and `generation_config.json` when present) in `dir`.
+pub fn load_config(dir: &Path) -> Result<ModelConfig> {
+    let path = dir.join("config.json");
+    let config = read_json(&path)?;
+    let gen_path = dir.join("generation_config.json");
+    let generation = if gen_path.is_file() {
+        Some(read_json(&gen_path)?)
+    } else {
+        None
+    };
+    parse_config(
+        &path,
+        &config,
+        generation.as_ref().map(|g| (gen_path.as_path(), g)),
+    )
+}
+
+/// Builds the config from parsed `config.json` (`path` is named in errors) and optionally
+/// `generation_config.json`, whose EOS ids are added to the config's.
+pub fn parse_config(
+    path: &Path,
+    config: &Value,
+    generation: Option<(&Path, &Value)>,
+) -> Result<ModelConfig> {
+    let f = Fields {
+        path,
+        obj: object_of(path, config)?,
+        prefix: "",
+    };
+    let family = family(&f)?;
+    check_supported(&f, family)?;
+
+    let vocab_size = f.required_usize("vocab_size")?;
+    let hidden_size = f.required_usize("hidden_size")?;
+    let intermediate_size = f.required_usize("intermediate_size")?;
+    let n_layers = f.required_usize("num_hidden_layers")?;
+    let n_heads = f.required_usize("num_attention_heads")?;
+    let n_kv_heads = match f.obj.get("num_key_value_heads") {
+        None => family.default_kv_heads(n_heads),
+        Some(_) => f.usize("num_key_value_heads")?.unwrap_or(n_heads),
+    };
+    let n_kv_heads = f.positive("num_key_value_heads", n_kv_heads)?;
+    if n_heads % n_kv_heads != 0 {
+        return Err(f.err(
+            "num_key_value_heads",
+            format!("{n_kv_heads} does not divide num_attention_heads = {n_heads}"),
+        ));
+    }
+    let head_dim = match f.usize("head_dim")? {
+        Some(d) => f.positive("head_dim", d)?,
+        None if hidden_size % n_heads == 0 => hidden_size / n_heads,
+        None => {
+            return Err(f.err(
+                "hidden_size",
+                format!("{hidden_size} is not a multiple of num_attention_heads = {n_heads}"),
+            ))
+        }
+    };
+    if head_dim % 2 != 0 {
+        return Err(f.err(
+            "head_dim",
+            format!("RoPE needs an even head_dim, found {head_dim}"),
+        ));
+    }
+    let rms_norm_eps = f.f64("rms_norm_eps")?.unwrap_or(1e-6);
+    if rms_norm_eps < 0.0 {
+        return Err(f.err(
+            "rms_norm_eps",
+            format!("must be >= 0, found {rms_norm_eps}"),
+        ));
+    }
+    let trained_context = f
+        .usize("max_position_embeddings")?
+        .unwrap_or(family.default_max_position_embeddings());
+    let trained_context = f.positive("max_position_embeddings", trained_context)?;
+    let (rope_theta, rope_scaling) = rope(&f, trained_context)?;
+    let (bos_token_id, eos_token_ids) = special_ids(&f, family, generation)?;
+
+    Ok(ModelConfig {
+        arch: family.arch(),
+        vocab_size,
+        hidden_size,
+        intermediate_size,
+        n_layers,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        rms_norm_eps: rms_norm_eps as f32,
+        rope_theta,
+        rope_scaling,
+        rope_freq_factors: None,
+        max_position_embeddings: sliding_window_cap(&f, family, trained_context)?,
+        tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
+        attention_bias: family == Family::Qwen2,
+        bos_token_id,
+        eos_token_ids,
+    })
+}
+
+fn unsupported(f: &Fields, detail: impl Into<String>) -> Error {
+    Error::UnsupportedModel {
+        path: f.path.into(),
+        detail: detail.into(),
+    }
+}
+
+/// `model_type`, or failing that the first of `architectures`.
+fn family(f: &Fields) -> Result<Family> {
+    if let Some(t) = f.str("model_type")? {
+        return Family::from_model_type(t).ok_or_else(|| {
+            unsupported(
+                f,
+                format!("model_type `{t}` (supported: llama, mistral, qwen2)"),
+            )
+        });
+    }
+    let archs = match f.get("architectures") {
+        None => return Err(f.err("model_type", "missing (and no `architectures` either)")),
+        Some(Value::Array(a)) => a,
+        Some(v) => return Err(f.err("architectures", format!("expected a list, found {v}"))),
+    };
+    let first = archs.first().and_then(Value::as_str).unwrap_or_default();
+    Family::from_architecture(first).ok_or_else(|| {
+        unsupported(
+            f,
+            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"),
+        )
+    })
+}
+
+/// Variants of the families that the single forward pass does not compute.
+fn check_supported(f: &Fields, family: Family) -> Result<()> {
+    // transformers' ACT2FN maps both names to SiLU.
+    if let Some(act) = f.str("hidden_act")? {
+        if act != "silu" && act != "swish" {
+            return Err(unsupported(f, format!("hidden_act `{act}` (only silu)")));
+        }
+    }
+    if family == Family::Llama {
+        if f.bool("mlp_bias")? == Some(true) {
+            return Err(unsupported(f, "mlp_bias = true"));
+        }
+        // LlamaAttention puts the bias on o_proj too, which ModelConfig cannot express.
+        if f.bool("attention_bias")? == Some(true) {
+            return Err(unsupported(
+                f,
+                "attention_bias = true (Llama puts a bias on o_proj as well as q/k/v)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The context the engine may use: the trained context, capped at the sliding window where
+/// the model has one (Mistral v0.1, Qwen2 with `use_sliding_window`). Within the window,
+/// sliding-window attention equals full attention, so the capped model is exact.
+fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usize> {
+    let window = match family {
+        Family::Llama => None,
+        Family::Mistral => match f.obj.get("sliding_window") {
+            None => Some(4096),
+            Some(_) => f.usize("sliding_window")?,
+        },
+        Family::Qwen2 if f.bool("use_sliding_window")? == Some(true) => {
+            // Layers from max_window_layers on slide (Qwen2Config.layer_types).
+            let from = f.usize("max_window_layers")?.unwrap_or(28);
+            let layers = f.required_usize("num_hidden_layers")?;
+            match f.obj.get("sliding_window") {
+                _ if from >= layers => None,
+                None => Some(4096),
+                Some(_) => f.usize("sliding_window")?,
+            }
+        }
+        Family::Qwen2 => None,
+    };
+    match window {
+        Some(0) => Err(f.err("sliding_window", "must be positive, found 0")),
+        Some(w) => Ok(trained.min(w)),
+        None => Ok(trained),
+    }
+}
+
+/// `(rope_theta, llama3 scaling)` from `rope_scaling` (4.x) or `rope_parameters` (5.x); a
+/// non-empty `rope_scaling` wins, as in transformers' `convert_rope_params_to_dict`.
+fn rope(f: &Fields, max_position_embeddings: usize) -> Result<(f32, Option<Llama3RopeScaling>)> {
+    let (key, params) = match f.object("rope_scaling")?.filter(|m| !m.is_empty()) {
+        Some(m) => ("rope_scaling", Some(m)),
+        None => ("rope_parameters", f.object("rope_parameters")?),
+    };
+    let empty = Map::new();
+    let prefix = format!("{key}.");
+    let p = Fields {
+        path: f.path,
+        obj: params.unwrap_or(&empty),
+        prefix: &prefix,
+    };
+    let theta = match p.f64("rope_theta")? {
+        Some(t) => t,
+        None => f.f64("rope_theta")?.unwrap_or(10_000.0),
+    };
+    if theta <= 0.0 {
+        return Err(f.err("rope_theta", format!("must be positive, found {theta}")));
+    }
+    let partial = match p.f64("partial_rotary_factor")? {
+        Some(x) => Some(x),
+        None => f.f64("partial_rotary_factor")?,
+    };
+    if let Some(x) = partial.filter(|&x| x != 1.0) {
+        return Err(unsupported(f, format!("partial_rotary_factor = {x}")));
+    }
+    let rope_type = match p.str("rope_type")? {
+        Some(t) => t,
+        None => p.str("type")?.unwrap_or("default"),
+    };
+    let scaling = match rope_type {
+        "default" => None,
+        "llama3" => {
+            let factor = |name: &str| -> Result<f32> {
+                let x = p
+                    .f64(name)?
+                    .ok_or_else(|| p.err(name, "missing (required by llama3 rope)"))?;
+                Ok(x as f32)
+            };
+            let (low, high) = (factor("low_freq_factor")?, factor("high_freq_factor")?);
+            if high <= low {
+                return Err(p.err(
+                    "high_freq_factor",
+                    format!("must exceed low_freq_factor = {low}, found {high}"),
+                ));
+            }
+            // A top-level value wins (transformers' standardize_rope_params).
+            let original = match f.usize("original_max_position_embeddings")? {
+                Some(n) => n,
+                None => p
+                    .usize("original_max_position_embeddings")?
+                    .unwrap_or(max_position_embeddings),
+            };
+            Some(Llama3RopeScaling {
+                factor: factor("factor")?,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: original,
+            })
+        }
+        other => {
+            return Err(unsupported(
+                f,
+                format!("rope type `{other}` (supported: default, llama3)"),
+            ))
+        }
+    };
+    Ok((theta as f32, scaling))
+}
+
+/// BOS and EOS ids: the class default when absent, none when `null`; EOS ids of
+/// `generation_config.json` are appended (it is what `generate` stops on).
+fn special_ids(
+    f: &Fields,
+    family: Family,
+    generation: Option<(&Path, &Value)>,
+) -> Result<(Option<u32>, Vec<u32>)> {
+    let (default_bos, default_eos) = family.default_bos_eos();
+    let bos = match f.token_ids("bos_token_id")? {
+        None => default_bos,
+        Some(ids) => single_id(f, "bos_token_id", ids)?,
+    };
+    let mut eos = f.token_ids("eos_token_id")?.unwrap_or(default_eos);
+    let mut bos = bos;
+    if let Some((gen_path, g)) = generation {
+        let gf = Fields {
+            path: gen_path,
+            obj: object_of(gen_path, g)?,
+            prefix: "",
+        };
+        for id in gf.token_ids("eos_token_id")?.unwrap_or_default() {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+        if bos.is_none() {
+            bos = match gf.token_ids("bos_token_id")? {
+                Some(ids) => single_id(&gf, "bos_token_id", ids)?,
+                None => None,
+            };
+        }
+    }
+    Ok((bos, eos))
+}
+
+fn single_id(f: &Fields, field: &str, ids: Vec<u32>) -> Result<Option<u32>> {
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(*id)),
+        _ => Err(f.err(field, format!("expected one token id, found {ids:?}"))),
+    }
+}

@@ -1,0 +1,249 @@
+//! config.json → ModelConfig against transformers 5 (`fixtures/gen/hf_configs.py` records how
+//! `AutoConfig` / `AutoModelForCausalLM` resolve each case), plus the configs the engine
+//! refuses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wavefront::formats::hf;
+use wavefront::{Arch, Error, ModelConfig};
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    config: Value,
+    expected: Expected,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    num_key_value_heads: usize,
+    head_dim: usize,
+    rms_norm_eps: f64,
+    max_position_embeddings: usize,
+    sliding_window: Option<usize>,
+    tie_word_embeddings: bool,
+    bos_token_id: Option<u32>,
+    eos_token_id: Vec<u32>,
+    qkv_bias: bool,
+    o_bias: bool,
+    rope_theta: f64,
+    rope_type: String,
+    rope_factor: Option<f64>,
+    rope_low_freq_factor: Option<f64>,
+    rope_high_freq_factor: Option<f64>,
+    rope_original_max_position_embeddings: Option<usize>,
+}
+
+fn cases() -> Vec<Case> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/configs/cases.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn parse(config: &Value) -> wavefront::Result<ModelConfig> {
+    hf::parse_config(Path::new("dir/config.json"), config, None)
+}
+
+#[test]
+fn configs_resolve_as_in_transformers() {
+    let cases = cases();
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let (c, e) = (parse(&case.config).unwrap(), &case.expected);
+        let name = &case.name;
+        let model_type = case.config["model_type"].as_str().unwrap();
+        let arch = if model_type == "qwen2" {
+            Arch::Qwen2
+        } else {
+            Arch::Llama
+        };
+        assert_eq!(c.arch, arch, "{name}");
+        assert_eq!(
+            c.vocab_size,
+            case.config["vocab_size"].as_u64().unwrap() as usize,
+            "{name}"
+        );
+        assert_eq!(c.n_kv_heads, e.num_key_value_heads, "{name}");
+        assert_eq!(c.head_dim, e.head_dim, "{name}");
+        assert_eq!(c.rms_norm_eps, e.rms_norm_eps as f32, "{name}");
+        // The engine caps its context at the sliding window (exact within the window).
+        let context = e
+            .max_position_embeddings
+            .min(e.sliding_window.unwrap_or(usize::MAX));
+        assert_eq!(c.max_position_embeddings, context, "{name}");
+        assert_eq!(c.tie_word_embeddings, e.tie_word_embeddings, "{name}");
+        assert_eq!(c.bos_token_id, e.bos_token_id, "{name}");
+        assert_eq!(c.eos_token_ids, e.eos_token_id, "{name}");
+        assert_eq!(c.attention_bias, e.qkv_bias, "{name}");
+        assert!(
+            !e.o_bias,
+            "{name}: the oracle has an o_proj bias the engine cannot run"
+        );
+        assert_eq!(c.rope_theta, e.rope_theta as f32, "{name}");
+        assert_eq!(c.rope_freq_factors, None, "{name}");
+        match (e.rope_type.as_str(), c.rope_scaling) {
+            ("default", None) => {}
+            ("llama3", Some(s)) => {
+                assert_eq!(Some(s.factor as f64), e.rope_factor, "{name}");
+                assert_eq!(
+                    Some(s.low_freq_factor as f64),
+                    e.rope_low_freq_factor,
+                    "{name}"
+                );
+                assert_eq!(
+                    Some(s.high_freq_factor as f64),
+                    e.rope_high_freq_factor,
+                    "{name}"
+                );
+                assert_eq!(
+                    Some(s.original_max_position_embeddings),
+                    e.rope_original_max_position_embeddings,
+                    "{name}"
+                );
+            }
+            (t, s) => panic!("{name}: transformers says rope type {t}, we have {s:?}"),
+        }
+    }
+}
+
+fn base() -> Value {
+    json!({
+        "model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 2, "num_attention_heads": 4,
+    })
+}
+
+fn with(changes: Value) -> Value {
+    let mut c = base();
+    for (k, v) in changes.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn unsupported(config: Value, what: &str) {
+    match parse(&config) {
+        Err(e @ Error::UnsupportedModel { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(what) && msg.contains("config.json"), "{msg}");
+        }
+        other => panic!("{what}: expected UnsupportedModel, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_rope_types_are_named() {
+    for t in ["linear", "dynamic", "yarn", "longrope", "proportional"] {
+        unsupported(
+            with(json!({"rope_scaling": {"rope_type": t, "factor": 2.0}})),
+            t,
+        );
+        unsupported(with(json!({"rope_scaling": {"type": t, "factor": 2.0}})), t);
+        unsupported(
+            with(json!({"rope_parameters": {"rope_type": t, "factor": 2.0}})),
+            t,
+        );
+    }
+    unsupported(
+        with(json!({"partial_rotary_factor": 0.5})),
+        "partial_rotary_factor",
+    );
+}
+
+#[test]
+fn unsupported_variants_are_named() {
+    unsupported(with(json!({"hidden_act": "gelu"})), "gelu");
+    unsupported(with(json!({"mlp_bias": true})), "mlp_bias");
+    unsupported(with(json!({"attention_bias": true})), "attention_bias");
+    unsupported(with(json!({"model_type": "gemma"})), "gemma");
+    let mut c = base();
+    c.as_object_mut().unwrap().remove("model_type");
+    c["architectures"] = json!(["GPT2LMHeadModel"]);
+    unsupported(c, "GPT2LMHeadModel");
+}
+
+#[test]
+fn swish_is_silu_and_architectures_stand_in_for_model_type() {
+    assert!(parse(&with(json!({"hidden_act": "swish"}))).is_ok());
+    let mut c = base();
+    c.as_object_mut().unwrap().remove("model_type");
+    c["architectures"] = json!(["Qwen2ForCausalLM"]);
+    c["num_key_value_heads"] = json!(2); // Qwen2Config's default is 32
+    assert_eq!(parse(&c).unwrap().arch, Arch::Qwen2);
+    c.as_object_mut().unwrap().remove("architectures");
+    let err = parse(&c).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "model_type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn llama3_rope_missing_a_factor_names_it() {
+    for field in ["factor", "low_freq_factor", "high_freq_factor"] {
+        let mut rope = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0});
+        rope.as_object_mut().unwrap().remove(field);
+        let err = parse(&with(json!({"rope_scaling": rope.clone()}))).unwrap_err();
+        let want = format!("rope_scaling.{field}");
+        assert!(
+            matches!(&err, Error::Config { field: f, .. } if *f == want),
+            "{err}"
+        );
+        let err = parse(&with(json!({"rope_parameters": rope}))).unwrap_err();
+        let want = format!("rope_parameters.{field}");
+        assert!(
+            matches!(&err, Error::Config { field: f, .. } if *f == want),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn inconsistent_dimensions_are_config_errors() {
+    for (changes, field) in [
+        (json!({"num_key_value_heads": 3}), "num_key_value_heads"),
+        (json!({"num_key_value_heads": 0}), "num_key_value_heads"),
+        (json!({"hidden_size": 30}), "hidden_size"),
+        (json!({"head_dim": 7}), "head_dim"),
+        (json!({"num_attention_heads": 0}), "num_attention_heads"),
+        (json!({"bos_token_id": [1, 2]}), "bos_token_id"),
+    ] {
+        let err = parse(&with(changes.clone())).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { field: f, .. } if f == field),
+            "{changes}: {err}"
+        );
+    }
+    let err = parse(&json!([1, 2])).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn generation_config_eos_ids_are_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = with(json!({"eos_token_id": 2, "bos_token_id": null}));
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let generation = json!({"bos_token_id": 5, "eos_token_id": [7, 2, 9]});
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        generation.to_string(),
+    )
+    .unwrap();
+    let c = hf::load_config(dir.path()).unwrap();
+    assert_eq!(c.eos_token_ids, vec![2, 7, 9]);
+    assert_eq!(c.bos_token_id, Some(5));
+
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        "{\"eos_token_id\": \"x\"}",
+    )
+    .unwrap();
+    let err = hf::load_config(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "eos_token_id"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("generation_config.json"), "{err}");
+}
