@@ -102,5 +102,6 @@ pub fn reference_model(m: &LoadedModel, weight_dtype: DType) -> Result<r::Model>
             Some(matrix(m, names::LM_HEAD, weight_dtype)?)
         },
     };
-    r::Model::new(reference_config(c), weights).map_err(|e| Error::InvalidRequest(format!("reference model: {e}")))
+    r::Model::new(reference_config(c), weights)
+        .map_err(|e| Error::InvalidRequest(format!("reference model: {e}")))
 }

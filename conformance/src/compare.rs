@@ -48,7 +48,11 @@ impl Comparison {
 /// Compares `actual` against `expected` with an NMSE tolerance.
 pub fn compare(expected: &[f32], actual: &[f32], nmse_tol: f64) -> Comparison {
     if expected.len() != actual.len() {
-        return Comparison::fail(format!("length {} != expected {}", actual.len(), expected.len()));
+        return Comparison::fail(format!(
+            "length {} != expected {}",
+            actual.len(),
+            expected.len()
+        ));
     }
     if let Some(i) = actual.iter().position(|x| x.is_nan()) {
         return Comparison::fail(format!("NaN at element {i}"));

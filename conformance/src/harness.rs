@@ -58,8 +58,12 @@ impl Rng {
 /// Rounds to `dtype` (round-to-nearest-even) and back: the values both sides then see.
 pub fn rounded(dtype: DType, mut v: Vec<f32>) -> Vec<f32> {
     match dtype {
-        DType::BF16 => v.iter_mut().for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
-        DType::F16 => v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
+        DType::BF16 => v
+            .iter_mut()
+            .for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
+        DType::F16 => v
+            .iter_mut()
+            .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
         _ => {}
     }
     v
@@ -68,8 +72,14 @@ pub fn rounded(dtype: DType, mut v: Vec<f32>) -> Vec<f32> {
 /// Little-endian bytes of `v` in `dtype` (F32, F16, BF16).
 pub fn to_bytes(dtype: DType, v: &[f32]) -> Vec<u8> {
     match dtype {
-        DType::BF16 => v.iter().flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes()).collect(),
-        DType::F16 => v.iter().flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes()).collect(),
+        DType::BF16 => v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
+            .collect(),
+        DType::F16 => v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
+            .collect(),
         _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
 }
@@ -78,15 +88,23 @@ pub fn upload<B: Backend>(b: &B, dtype: DType, v: &[f32]) -> Result<B::Tensor> {
     b.upload(dtype, &to_bytes(dtype, v))
 }
 
+/// `v` followed by `GUARD` sentinels.
+pub fn with_guard(mut v: Vec<f32>) -> Vec<f32> {
+    v.extend(std::iter::repeat_n(SENTINEL, GUARD));
+    v
+}
+
 /// An output of `n` elements poisoned with NaN, followed by `GUARD` sentinels.
 pub fn guarded<B: Backend>(b: &B, dtype: DType, n: usize) -> Result<B::Tensor> {
-    let mut v = vec![f32::NAN; n];
-    v.extend(std::iter::repeat(SENTINEL).take(GUARD));
-    upload(b, dtype, &v)
+    upload(b, dtype, &with_guard(vec![f32::NAN; n]))
 }
 
 /// Downloads a guarded tensor: the first `n` elements, or a failure if a guard was touched.
-pub fn read_guarded<B: Backend>(b: &B, t: &B::Tensor, n: usize) -> Result<std::result::Result<Vec<f32>, Comparison>> {
+pub fn read_guarded<B: Backend>(
+    b: &B,
+    t: &B::Tensor,
+    n: usize,
+) -> Result<std::result::Result<Vec<f32>, Comparison>> {
     let mut v = b.download_f32(t)?;
     if let Some(i) = v[n..].iter().position(|&x| x != SENTINEL) {
         return Ok(Err(Comparison::fail(format!(
@@ -116,8 +134,7 @@ pub fn fill_cache<B: Backend>(
     v: &[f32],
     len: usize,
 ) -> Result<KvCache<B::Tensor>> {
-    let mut host = vec![f32::NAN; layout.elems()];
-    host.extend(std::iter::repeat(SENTINEL).take(GUARD));
+    let mut host = with_guard(vec![f32::NAN; layout.elems()]);
     let hd = layout.head_dim;
     for h in 0..layout.n_kv_heads {
         for p in 0..len {

@@ -18,21 +18,32 @@ use crate::tolerance::{tolerance, Kind, Tolerance};
 /// else the 16-bit anchor.
 pub fn model_tolerance<B: Backend>(engine: &Engine<B>) -> Tolerance {
     let c = engine.config();
-    let f32_path = engine.backend().matmul_input_dtype() == DType::F32 && engine.kv_dtype() == DType::F32;
+    let f32_path =
+        engine.backend().matmul_input_dtype() == DType::F32 && engine.kv_dtype() == DType::F32;
     if f32_path {
         let k = c.hidden_size.max(c.intermediate_size).max(c.q_dim());
-        tolerance(Kind::ModelF32 { layers: c.n_layers, k })
+        tolerance(Kind::ModelF32 {
+            layers: c.n_layers,
+            k,
+        })
     } else {
         tolerance(Kind::Model16)
     }
 }
 
 /// Hidden states after every layer, the final norm and the logits of one forward of `tokens`.
-pub fn check_trace<B: Backend>(engine: &Engine<B>, reference: &r::Model, tokens: &[u32], tol: f64) -> Result<Vec<Check>> {
+pub fn check_trace<B: Backend>(
+    engine: &Engine<B>,
+    reference: &r::Model,
+    tokens: &[u32],
+    tol: f64,
+) -> Result<Vec<Check>> {
     let mut seq = engine.new_sequence(tokens.len() + 1)?;
     let got = engine.forward_traced(&mut seq, tokens)?;
     let mut cache = reference.new_cache(tokens.len() + 1);
-    let want = reference.forward_traced(tokens, &mut cache).map_err(reference_error)?;
+    let want = reference
+        .forward_traced(tokens, &mut cache)
+        .map_err(reference_error)?;
     let mut checks = Vec::new();
     for (i, (w, g)) in want.hidden.iter().zip(&got.hidden).enumerate() {
         checks.push(Check::new(format!("hidden[{i}]"), compare(flat(w), g, tol)));
@@ -40,16 +51,27 @@ pub fn check_trace<B: Backend>(engine: &Engine<B>, reference: &r::Model, tokens:
     if want.hidden.len() != got.hidden.len() {
         checks.push(Check::new(
             "hidden states",
-            Comparison::fail(format!("{} layers recorded, the reference has {}", got.hidden.len(), want.hidden.len())),
+            Comparison::fail(format!(
+                "{} layers recorded, the reference has {}",
+                got.hidden.len(),
+                want.hidden.len()
+            )),
         ));
     }
-    checks.push(Check::new("final_hidden", compare(flat(&want.final_hidden), &got.final_hidden, tol)));
-    checks.push(Check::new("logits", compare(flat(&want.logits), &got.logits, tol)));
+    checks.push(Check::new(
+        "final_hidden",
+        compare(flat(&want.final_hidden), &got.final_hidden, tol),
+    ));
+    checks.push(Check::new(
+        "logits",
+        compare(flat(&want.logits), &got.logits, tol),
+    ));
     Ok(checks)
 }
 
 fn flat(a: &ndarray::Array2<f32>) -> &[f32] {
-    a.as_slice().expect("the reference returns standard-layout arrays")
+    a.as_slice()
+        .expect("the reference returns standard-layout arrays")
 }
 
 pub fn reference_error(e: r::Error) -> wavefront::Error {
@@ -68,7 +90,11 @@ pub fn check_kv<B: Backend>(
     if cache.len() != reference.len() {
         checks.push(Check::new(
             format!("{label}: length"),
-            Comparison::fail(format!("engine cache holds {} positions, the reference {}", cache.len(), reference.len())),
+            Comparison::fail(format!(
+                "engine cache holds {} positions, the reference {}",
+                cache.len(),
+                reference.len()
+            )),
         ));
         return Ok(checks);
     }
@@ -99,7 +125,9 @@ pub fn kv_lifecycle<B: Backend>(
     let mut rc = reference.new_cache(cap);
     let mut checks = Vec::new();
     engine.forward(&mut seq, &tokens[..prefill], Logits::Last)?;
-    reference.forward(&tokens[..prefill], &mut rc).map_err(reference_error)?;
+    reference
+        .forward(&tokens[..prefill], &mut rc)
+        .map_err(reference_error)?;
     checks.extend(check_kv(engine, &seq.cache, &rc, "after prefill", tol)?);
     let mark = (prefill + 1).min(tokens.len());
     let mut snap = None;
@@ -142,7 +170,11 @@ pub fn sampled_tokens<B: Backend>(
     let mut coins = CoinRng::new(seed);
     let (mut ctx_e, mut ctx_r) = (prompt.to_vec(), prompt.to_vec());
     engine.forward(&mut seq, prompt, Logits::Last)?;
-    let mut logits = reference.forward(prompt, &mut rc).map_err(reference_error)?.row(prompt.len() - 1).to_vec();
+    let mut logits = reference
+        .forward(prompt, &mut rc)
+        .map_err(reference_error)?
+        .row(prompt.len() - 1)
+        .to_vec();
     let (mut got, mut want) = (Vec::new(), Vec::new());
     for step in 0..steps {
         let coin = coins.coin();
@@ -156,7 +188,10 @@ pub fn sampled_tokens<B: Backend>(
         ctx_e.push(te);
         ctx_r.push(tr);
         engine.forward(&mut seq, &[te], Logits::Last)?;
-        logits = reference.decode(tr, &mut rc).map_err(reference_error)?.to_vec();
+        logits = reference
+            .decode(tr, &mut rc)
+            .map_err(reference_error)?
+            .to_vec();
     }
     let p = params;
     Ok(Check::new(
@@ -179,7 +214,10 @@ pub struct Stream {
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k).map(|i| (i as u32, logits[i])).collect()
+    idx.into_iter()
+        .take(k)
+        .map(|i| (i as u32, logits[i]))
+        .collect()
 }
 
 /// Greedy decoding of `n` tokens on the engine.
@@ -205,7 +243,11 @@ pub fn engine_greedy<B: Backend>(engine: &Engine<B>, prompt: &[u32], n: usize) -
 /// Greedy decoding of `n` tokens on the reference.
 pub fn reference_greedy(reference: &r::Model, prompt: &[u32], n: usize) -> Result<Stream> {
     let mut cache = reference.new_cache(prompt.len() + n + 1);
-    let mut logits = reference.forward(prompt, &mut cache).map_err(reference_error)?.row(prompt.len() - 1).to_vec();
+    let mut logits = reference
+        .forward(prompt, &mut cache)
+        .map_err(reference_error)?
+        .row(prompt.len() - 1)
+        .to_vec();
     let mut s = Stream {
         tokens: vec![],
         top: vec![],
@@ -216,7 +258,10 @@ pub fn reference_greedy(reference: &r::Model, prompt: &[u32], n: usize) -> Resul
         s.top.push(top);
         s.tokens.push(t);
         if i + 1 < n {
-            logits = reference.decode(t, &mut cache).map_err(reference_error)?.to_vec();
+            logits = reference
+                .decode(t, &mut cache)
+                .map_err(reference_error)?
+                .to_vec();
         }
     }
     Ok(s)
@@ -229,14 +274,20 @@ pub fn check_greedy(expected: &Stream, actual: &Stream, gap: f32) -> Comparison 
     let n = expected.tokens.len().min(actual.tokens.len());
     let ok = |note: Option<String>| Comparison::exact().with_note(note);
     if expected.tokens.len() != actual.tokens.len() {
-        return Comparison::fail(format!("{} tokens, expected {}", actual.tokens.len(), expected.tokens.len()));
+        return Comparison::fail(format!(
+            "{} tokens, expected {}",
+            actual.tokens.len(),
+            expected.tokens.len()
+        ));
     }
     let Some(i) = (0..n).find(|&i| expected.tokens[i] != actual.tokens[i]) else {
         return ok(None);
     };
     let (te, ta) = (expected.tokens[i], actual.tokens[i]);
-    let logit = |top: &[(u32, f32)], id: u32| top.iter().take(5).find(|(t, _)| *t == id).map(|(_, l)| *l);
-    let (Some(e_of_a), Some(a_of_e)) = (logit(&expected.top[i], ta), logit(&actual.top[i], te)) else {
+    let logit =
+        |top: &[(u32, f32)], id: u32| top.iter().take(5).find(|(t, _)| *t == id).map(|(_, l)| *l);
+    let (Some(e_of_a), Some(a_of_e)) = (logit(&expected.top[i], ta), logit(&actual.top[i], te))
+    else {
         return Comparison::fail(format!(
             "step {i}: {ta} vs expected {te}, and one is not in the other's top 5 (expected top {:?}, actual top {:?})",
             &expected.top[i][..5.min(expected.top[i].len())],
@@ -250,5 +301,7 @@ pub fn check_greedy(expected: &Stream, actual: &Stream, gap: f32) -> Comparison 
             "step {i}: {ta} vs expected {te}: logit gaps {gap_e:.4} / {gap_a:.4} exceed {gap:.4}"
         ));
     }
-    ok(Some(format!("diverged at step {i} ({ta} vs {te}) within the rule: gaps {gap_e:.4} / {gap_a:.4}")))
+    ok(Some(format!(
+        "diverged at step {i} ({ta} vs {te}) within the rule: gaps {gap_e:.4} / {gap_a:.4}"
+    )))
 }

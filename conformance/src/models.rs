@@ -11,7 +11,10 @@ use wavefront::{Engine, EngineOptions, LoadedModel, Result, SamplingParams};
 use crate::cases::Check;
 use crate::compare::Comparison;
 use crate::harness::Rng;
-use crate::model::{check_greedy, check_trace, engine_greedy, kv_lifecycle, model_tolerance, reference_greedy, sampled_tokens};
+use crate::model::{
+    check_greedy, check_trace, engine_greedy, kv_lifecycle, model_tolerance, reference_greedy,
+    sampled_tokens,
+};
 
 #[derive(Debug, Clone)]
 pub struct ModelCheckOptions {
@@ -37,7 +40,10 @@ impl Default for ModelCheckOptions {
 pub fn sampling_settings() -> Vec<SamplingParams> {
     let d = SamplingParams::default();
     vec![
-        SamplingParams { temperature: 0.7, ..d },
+        SamplingParams {
+            temperature: 0.7,
+            ..d
+        },
         SamplingParams {
             temperature: 1.0,
             top_k: 20,
@@ -81,7 +87,11 @@ impl ModelReport {
             "### model {} on {}{} (NMSE tolerance {:.1e}: {})\n",
             self.model,
             self.backend,
-            if self.variant.is_empty() { String::new() } else { format!(" {}", self.variant) },
+            if self.variant.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", self.variant)
+            },
             self.tolerance,
             self.reason
         );
@@ -95,7 +105,11 @@ impl ModelReport {
                 c.cmp.max_abs,
                 c.cmp.nmse,
                 if c.cmp.pass() { "✓" } else { "✗" },
-                c.cmp.failure.as_deref().or(c.cmp.note.as_deref()).unwrap_or("")
+                c.cmp
+                    .failure
+                    .as_deref()
+                    .or(c.cmp.note.as_deref())
+                    .unwrap_or("")
             );
         }
         s
@@ -105,12 +119,12 @@ impl ModelReport {
 /// Model directories (with config.json) and GGUF files directly under `dir` and one level down.
 pub fn fixture_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     entries.sort();
     for p in entries {
-        if p.join("config.json").is_file() {
-            out.push(p);
-        } else if p.extension().is_some_and(|e| e == "gguf") {
+        if p.join("config.json").is_file() || p.extension().is_some_and(|e| e == "gguf") {
             out.push(p);
         }
     }
@@ -120,7 +134,11 @@ pub fn fixture_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The tokens a model is checked on: the fixture's golden input ids when there are some, else
 /// a seeded sequence of 24 ids.
 pub fn check_tokens(model: &LoadedModel) -> Vec<u32> {
-    let golden = model.path.parent().map(|d| d.join("golden.json")).filter(|p| p.is_file());
+    let golden = model
+        .path
+        .parent()
+        .map(|d| d.join("golden.json"))
+        .filter(|p| p.is_file());
     let golden = golden.or_else(|| Some(model.path.join("golden.json")).filter(|p| p.is_file()));
     if let Some(ids) = golden
         .and_then(|p| std::fs::read_to_string(p).ok())
@@ -130,14 +148,21 @@ pub fn check_tokens(model: &LoadedModel) -> Vec<u32> {
         return ids;
     }
     let mut rng = Rng::new(7);
-    (0..24).map(|_| rng.below(model.config.vocab_size) as u32).collect()
+    (0..24)
+        .map(|_| rng.below(model.config.vocab_size) as u32)
+        .collect()
 }
 
 pub fn check_model<B: Backend + Clone>(b: &B, path: &Path, variant: &str) -> ModelReport {
     check_model_with(b, path, variant, &ModelCheckOptions::default())
 }
 
-pub fn check_model_with<B: Backend + Clone>(b: &B, path: &Path, variant: &str, opts: &ModelCheckOptions) -> ModelReport {
+pub fn check_model_with<B: Backend + Clone>(
+    b: &B,
+    path: &Path,
+    variant: &str,
+    opts: &ModelCheckOptions,
+) -> ModelReport {
     let mut report = ModelReport {
         model: path.display().to_string(),
         backend: b.name().to_string(),
@@ -147,14 +172,20 @@ pub fn check_model_with<B: Backend + Clone>(b: &B, path: &Path, variant: &str, o
         checks: vec![],
     };
     if let Err(e) = run_checks(b, path, opts, &mut report) {
-        report
-            .checks
-            .push(Check::new("model", Comparison::fail(format!("could not run: {e}"))));
+        report.checks.push(Check::new(
+            "model",
+            Comparison::fail(format!("could not run: {e}")),
+        ));
     }
     report
 }
 
-fn run_checks<B: Backend + Clone>(b: &B, path: &Path, opts: &ModelCheckOptions, report: &mut ModelReport) -> Result<()> {
+fn run_checks<B: Backend + Clone>(
+    b: &B,
+    path: &Path,
+    opts: &ModelCheckOptions,
+    report: &mut ModelReport,
+) -> Result<()> {
     let model = wavefront::load(path)?;
     let engine = Engine::new(b.clone(), &model, EngineOptions::default())?;
     let reference = crate::bridge::reference_model(&model, b.weight_dtype())?;
@@ -162,15 +193,26 @@ fn run_checks<B: Backend + Clone>(b: &B, path: &Path, opts: &ModelCheckOptions, 
     report.tolerance = tol.nmse;
     report.reason = tol.reason;
     let tokens = check_tokens(&model);
-    report.checks.extend(check_trace(&engine, &reference, &tokens, tol.nmse)?);
     report
         .checks
-        .extend(kv_lifecycle(&engine, &reference, &tokens, tokens.len() / 2, tol.nmse)?);
+        .extend(check_trace(&engine, &reference, &tokens, tol.nmse)?);
+    report.checks.extend(kv_lifecycle(
+        &engine,
+        &reference,
+        &tokens,
+        tokens.len() / 2,
+        tol.nmse,
+    )?);
     let prompt = &tokens[..tokens.len().min(8)];
     for (i, params) in opts.settings.iter().enumerate() {
-        report
-            .checks
-            .push(sampled_tokens(&engine, &reference, prompt, params, opts.sample_steps, 1000 + i as u64)?);
+        report.checks.push(sampled_tokens(
+            &engine,
+            &reference,
+            prompt,
+            params,
+            opts.sample_steps,
+            1000 + i as u64,
+        )?);
     }
     if opts.greedy_tokens > 0 {
         let want = reference_greedy(&reference, prompt, opts.greedy_tokens)?;

@@ -3,7 +3,8 @@
 
 use wavefront::backend::cpu::{rotate, CpuBackend, CpuTensor};
 use wavefront::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams, RopeKvParams,
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
+    RopeKvParams,
 };
 use wavefront::kv_cache::KvCache;
 use wavefront::sampler::{self, SamplingParams};
@@ -74,7 +75,11 @@ fn rope_kv_write(
     let hd = p.head_dim;
     let inv = inv_freq.f32("rope", "inv_freq")?.to_vec();
     let flip: Vec<f32> = inv.iter().map(|f| -f).collect(); // sin(−θ) = −sin θ, cos unchanged
-    let freqs = if bug == Some(Bug::RopeSignFlipped) { &flip } else { &inv };
+    let freqs = if bug == Some(Bug::RopeSignFlipped) {
+        &flip
+    } else {
+        &inv
+    };
     let layout = *cache.layout();
     let (k, v) = (k.f32("rope", "k")?.to_vec(), v.f32("rope", "v")?.to_vec());
     let q = q.f32_mut("rope", "q")?;
@@ -92,15 +97,25 @@ fn rope_kv_write(
             let src = (i * p.n_kv_heads + h) * hd;
             let mut kh = k[src..src + hd].to_vec();
             rotate(&mut kh, pos, freqs);
-            cache.arena_mut().write_f32(layout.offset(p.layer, 0, h, dest), &kh);
-            cache.arena_mut().write_f32(layout.offset(p.layer, 1, h, dest), &v[src..src + hd]);
+            cache
+                .arena_mut()
+                .write_f32(layout.offset(p.layer, 0, h, dest), &kh);
+            cache
+                .arena_mut()
+                .write_f32(layout.offset(p.layer, 1, h, dest), &v[src..src + hd]);
         }
     }
     Ok(())
 }
 
 /// Attention in the plainest form, with the mask, head-mapping and softmax bugs as switches.
-fn attention(bug: Option<Bug>, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &mut CpuTensor, p: AttentionParams) -> Result<()> {
+fn attention(
+    bug: Option<Bug>,
+    q: &CpuTensor,
+    cache: &KvCache<CpuTensor>,
+    out: &mut CpuTensor,
+    p: AttentionParams,
+) -> Result<()> {
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
     let layout = *cache.layout();
@@ -109,13 +124,23 @@ fn attention(bug: Option<Bug>, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &
     let (mut kr, mut vr) = (vec![0.0f32; hd], vec![0.0f32; hd]);
     for i in 0..p.rows {
         let pos = p.pos0 + i;
-        let last = if bug == Some(Bug::CausalMaskOffByOne) { (pos + 1).min(layout.capacity - 1) } else { pos };
+        let last = if bug == Some(Bug::CausalMaskOffByOne) {
+            (pos + 1).min(layout.capacity - 1)
+        } else {
+            pos
+        };
         for h in 0..p.n_heads {
-            let kvh = if bug == Some(Bug::WrongGqaHeadMapping) { h % p.n_kv_heads } else { h / group };
+            let kvh = if bug == Some(Bug::WrongGqaHeadMapping) {
+                h % p.n_kv_heads
+            } else {
+                h / group
+            };
             let qh = &q[(i * p.n_heads + h) * hd..][..hd];
             let scores: Vec<f32> = (0..=last)
                 .map(|j| {
-                    cache.arena().read_f32(layout.offset(p.layer, 0, kvh, j), &mut kr);
+                    cache
+                        .arena()
+                        .read_f32(layout.offset(p.layer, 0, kvh, j), &mut kr);
                     qh.iter().zip(&kr).map(|(a, b)| a * b).sum::<f32>() * p.scale()
                 })
                 .collect();
@@ -129,7 +154,9 @@ fn attention(bug: Option<Bug>, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &
             let o = &mut out[(i * p.n_heads + h) * hd..][..hd];
             o.fill(0.0);
             for (j, w) in e.iter().enumerate() {
-                cache.arena().read_f32(layout.offset(p.layer, 1, kvh, j), &mut vr);
+                cache
+                    .arena()
+                    .read_f32(layout.offset(p.layer, 1, kvh, j), &mut vr);
                 o.iter_mut().zip(&vr).for_each(|(o, v)| *o += w / sum * v);
             }
         }
@@ -137,41 +164,43 @@ fn attention(bug: Option<Bug>, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &
     Ok(())
 }
 
-/// The sampler pipeline spelled out, with top-p keeping one extra token when `bug`.
-fn sample(bug: bool, logits: &[f32], params: &SamplingParams, history: &[u32], coin: f32) -> Result<u32> {
+/// The sampler pipeline spelled out (the engine's steps), with top-p keeping one extra token
+/// when `bug`.
+fn sample(
+    bug: bool,
+    logits: &[f32],
+    params: &SamplingParams,
+    history: &[u32],
+    coin: f32,
+) -> Result<u32> {
     params.validate()?;
     let mut l = logits.to_vec();
     sampler::apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    let best = sampler::argmax(&l);
     if params.is_greedy() {
-        return Ok(sampler::argmax(&l) as u32);
+        return Ok(best as u32);
     }
-    l.iter_mut().for_each(|x| *x /= params.temperature);
+    let max = l[best];
+    let scaled: Vec<f32> = l.iter().map(|&v| (v - max) / params.temperature).collect();
     let mut keep = vec![true; l.len()];
-    sampler::top_k_mask(&l, params.top_k, &mut keep);
-    let max = l.iter().zip(&keep).filter(|(_, &m)| m).map(|(&x, _)| x).fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = l.iter().zip(&keep).map(|(&x, &m)| if m { (x - max).exp() } else { 0.0 }).collect();
-    let s: f32 = e.iter().sum();
-    let probs: Vec<f32> = e.iter().map(|x| x / s).collect();
+    sampler::top_k_mask(&scaled, params.top_k, &mut keep);
+    let probs = sampler::softmax(&sampler::masked(&scaled, &keep, f32::NEG_INFINITY));
     let before = keep.clone();
     sampler::top_p_mask(&probs, params.top_p, &mut keep);
-    // the bug: re-admit the most probable token top-p dropped
-    if let Some(extra) = (0..probs.len())
-        .filter(|_| bug)
-        .filter(|&i| before[i] && !keep[i])
-        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
-    {
-        keep[extra] = true;
+    if bug {
+        // re-admit the most probable token top-p dropped
+        let dropped = (0..probs.len()).filter(|&i| before[i] && !keep[i]);
+        if let Some(extra) = dropped.max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
+        {
+            keep[extra] = true;
+        }
     }
+    let probs = sampler::masked(&probs, &keep, 0.0);
     sampler::min_p_mask(&probs, params.min_p, &mut keep);
-    let masked: Vec<f32> = l.iter().zip(&keep).map(|(&x, &m)| if m { x } else { f32::NEG_INFINITY }).collect();
-    let plain = SamplingParams {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        repeat_penalty: 1.0,
-    };
-    sampler::sample(&masked, &plain, &[], coin)
+    let probs = sampler::masked(&probs, &keep, 0.0);
+    let total: f32 = probs.iter().sum();
+    let dist: Vec<f32> = probs.iter().map(|&p| p / total).collect();
+    Ok(sampler::pick(&dist, coin) as u32)
 }
 
 impl Backend for Planted {
@@ -212,7 +241,13 @@ impl Backend for Planted {
         Ok(())
     }
 
-    fn embedding(&self, table: &CpuTensor, tokens: &[u32], out: &mut CpuTensor, p: EmbeddingParams) -> Result<()> {
+    fn embedding(
+        &self,
+        table: &CpuTensor,
+        tokens: &[u32],
+        out: &mut CpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
         self.inner.embedding(table, tokens, out, p)
     }
 
@@ -250,11 +285,23 @@ impl Backend for Planted {
         rope_kv_write(self.bug, q, k, v, inv_freq, cache, p)
     }
 
-    fn attention(&self, q: &CpuTensor, cache: &KvCache<CpuTensor>, out: &mut CpuTensor, p: AttentionParams) -> Result<()> {
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        cache: &KvCache<CpuTensor>,
+        out: &mut CpuTensor,
+        p: AttentionParams,
+    ) -> Result<()> {
         attention(self.bug, q, cache, out, p)
     }
 
-    fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor, out: &mut CpuTensor, n: usize) -> Result<()> {
+    fn swiglu(
+        &self,
+        gate: &CpuTensor,
+        up: &CpuTensor,
+        out: &mut CpuTensor,
+        n: usize,
+    ) -> Result<()> {
         self.inner.swiglu(gate, up, out, n)
     }
 
@@ -262,7 +309,13 @@ impl Backend for Planted {
         self.inner.add(x, y, n)
     }
 
-    fn logits(&self, x: &CpuTensor, w: &CpuTensor, out: &mut CpuTensor, p: LogitsParams) -> Result<()> {
+    fn logits(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        out: &mut CpuTensor,
+        p: LogitsParams,
+    ) -> Result<()> {
         self.inner.logits(x, w, out, p)
     }
 
@@ -275,9 +328,20 @@ impl Backend for Planted {
         history: &[u32],
         coin: f32,
     ) -> Result<u32> {
-        let Some(l) = logits.f32("sample", "logits")?.get(row * vocab..(row + 1) * vocab) else {
-            return Err(wavefront::Error::InvalidRequest(format!("no logits row {row} of {vocab}")));
+        let Some(l) = logits
+            .f32("sample", "logits")?
+            .get(row * vocab..(row + 1) * vocab)
+        else {
+            return Err(wavefront::Error::InvalidRequest(format!(
+                "no logits row {row} of {vocab}"
+            )));
         };
-        sample(self.bug == Some(Bug::TopPKeepsOneTooMany), l, params, history, coin)
+        sample(
+            self.bug == Some(Bug::TopPKeepsOneTooMany),
+            l,
+            params,
+            history,
+            coin,
+        )
     }
 }

@@ -48,7 +48,11 @@ impl Report {
             "### {} ({}){}\n",
             self.backend,
             self.device,
-            if self.variant.is_empty() { String::new() } else { format!(" — {}", self.variant) }
+            if self.variant.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", self.variant)
+            }
         );
         let _ = writeln!(s, "| op | case | max abs err | NMSE | tolerance | pass |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|:---:|");
@@ -65,7 +69,13 @@ impl Report {
             );
         }
         for r in self.results.iter().filter(|r| !r.pass()) {
-            let _ = writeln!(s, "\n**FAIL** {} {}: {}", r.op.name(), r.case, r.failures().join("; "));
+            let _ = writeln!(
+                s,
+                "\n**FAIL** {} {}: {}",
+                r.op.name(),
+                r.case,
+                r.failures().join("; ")
+            );
         }
         let _ = writeln!(
             s,
@@ -76,7 +86,11 @@ impl Report {
             if self.uncovered.is_empty() {
                 "none".to_string()
             } else {
-                self.uncovered.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+                self.uncovered
+                    .iter()
+                    .map(|o| o.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
         s
@@ -94,7 +108,10 @@ pub fn run<B: Backend>(b: &B, cases: &[Case], variant: &str) -> Report {
                 case: c.name(),
                 tolerance: f64::NAN,
                 reason: String::new(),
-                checks: vec![Check::new("op", Comparison::fail(format!("the op returned an error: {e}")))],
+                checks: vec![Check::new(
+                    "op",
+                    Comparison::fail(format!("the op returned an error: {e}")),
+                )],
             },
         })
         .collect();

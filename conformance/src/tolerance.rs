@@ -36,7 +36,11 @@ pub enum Kind {
     Rotation { store: DType },
     /// Attention: scores of length `head_dim`, a softmax over `kv_len` keys whose scores reach
     /// `max_score` in magnitude, a weighted sum of `kv_len` values.
-    Attention { head_dim: usize, kv_len: usize, max_score: f64 },
+    Attention {
+        head_dim: usize,
+        kv_len: usize,
+        max_score: f64,
+    },
     /// Whole-model hidden states and logits with every matmul input in f32 and the same weights
     /// on both sides: `layers` residual blocks, the longest reduction `k`.
     ModelF32 { layers: usize, k: usize },
@@ -120,12 +124,32 @@ mod tests {
 
     #[test]
     fn bounds_grow_with_reduction_length_and_input_rounding() {
-        let small = tolerance(Kind::Matmul { k: 64, input: DType::F32 }).nmse;
-        let large = tolerance(Kind::Matmul { k: 8192, input: DType::F32 }).nmse;
-        let rounded = tolerance(Kind::Matmul { k: 64, input: DType::BF16 }).nmse;
+        let small = tolerance(Kind::Matmul {
+            k: 64,
+            input: DType::F32,
+        })
+        .nmse;
+        let large = tolerance(Kind::Matmul {
+            k: 8192,
+            input: DType::F32,
+        })
+        .nmse;
+        let rounded = tolerance(Kind::Matmul {
+            k: 64,
+            input: DType::BF16,
+        })
+        .nmse;
         assert!(small < large && large < rounded);
         assert_eq!(tolerance(Kind::Copy).nmse, 0.0);
         // Every f32-path bound stays far below what a real bug produces (≥ 1e-4 in practice).
-        assert!(tolerance(Kind::Attention { head_dim: 128, kv_len: 8191, max_score: 1.0 }).nmse < 1e-5);
+        assert!(
+            tolerance(Kind::Attention {
+                head_dim: 128,
+                kv_len: 8191,
+                max_score: 1.0
+            })
+            .nmse
+                < 1e-5
+        );
     }
 }

@@ -10,19 +10,36 @@ fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
     let grid = cases::grid();
     let r = report::run(&CpuBackend::default(), &grid, "");
     println!("{}", r.markdown());
-    assert!(r.uncovered.is_empty(), "ops with no case: {:?}", r.uncovered);
+    assert!(
+        r.uncovered.is_empty(),
+        "ops with no case: {:?}",
+        r.uncovered
+    );
     let failures: Vec<String> = r
         .results
         .iter()
         .filter(|c| !c.pass())
         .map(|c| format!("{} {}: {}", c.op.name(), c.case, c.failures().join("; ")))
         .collect();
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn check(case: Case) -> Result<(), TestCaseError> {
-    let r = case.run(&CpuBackend::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert!(r.pass(), "{} {}: {}", r.op.name(), r.case, r.failures().join("; "));
+    let r = case
+        .run(&CpuBackend::default())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(
+        r.pass(),
+        "{} {}: {}",
+        r.op.name(),
+        r.case,
+        r.failures().join("; ")
+    );
     Ok(())
 }
 

@@ -35,12 +35,46 @@ fn reference_matches_transformers_on_every_fixture() {
         let fin = nmse(&g.final_hidden, trace.final_hidden.as_slice().unwrap());
         let greedy = reference_greedy(&reference, &g.greedy_prompt, g.greedy_tokens.len()).unwrap();
         let same = greedy.tokens == g.greedy_tokens;
-        let name = path.strip_prefix(common::repo()).unwrap_or(path).display().to_string();
-        table.push_str(&format!("| {name} | {logits:.2e} | {hidden:.2e} | {fin:.2e} | {} |\n", if same { "=" } else { "≠" }));
+        let name = path
+            .strip_prefix(common::repo())
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        table.push_str(&format!(
+            "| {name} | {logits:.2e} | {hidden:.2e} | {fin:.2e} | {} |\n",
+            if same { "=" } else { "≠" }
+        ));
         if !(logits <= NMSE_MAX && hidden <= NMSE_MAX && fin <= NMSE_MAX && same) {
             failures.push(format!("{name}: logits {logits:.2e}, hidden {hidden:.2e}, final {fin:.2e}, greedy {:?} vs {:?}", greedy.tokens, g.greedy_tokens));
         }
     }
     println!("{table}");
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// SmolLM2-135M-Instruct (Q4_1, dequantized to f32 on both sides): the reference's greedy
+/// tokens equal transformers' for every golden prompt.
+#[test]
+fn reference_greedy_equals_transformers_on_smollm2() {
+    let model = common::smollm2();
+    let reference = reference_model(&model, DType::F32).unwrap();
+    let goldens = common::smollm2_greedy_goldens();
+    assert!(goldens.len() >= 5);
+    for g in goldens {
+        let got = reference_greedy(&reference, &g.prompt_ids, g.stream.tokens.len()).unwrap();
+        assert_eq!(got.tokens, g.stream.tokens, "prompt {:?}", g.prompt);
+        // The logits agree too: the top-10 logits of every step within f32 reassociation.
+        for (step, (a, b)) in got.top.iter().zip(&g.stream.top).enumerate() {
+            let (ga, gb): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|x| x.1).collect(),
+                b.iter().map(|x| x.1).collect(),
+            );
+            let e = nmse(&gb, &ga);
+            assert!(
+                e < NMSE_MAX,
+                "prompt {:?} step {step}: top logits NMSE {e:.2e}",
+                g.prompt
+            );
+        }
+    }
 }

@@ -162,22 +162,29 @@ pub fn min_p_mask(probs: &[f32], min_p: f32, keep: &mut [bool]) {
 
 /// `e^(x − max) / Σ e^(x − max)` with the sum taken in index order (as the reference does);
 /// entries at −inf get 0.
-fn softmax(x: &[f32]) -> Vec<f32> {
+pub fn softmax(x: &[f32]) -> Vec<f32> {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let e: Vec<f32> = x.iter().map(|&v| (v - max).exp()).collect();
     let sum: f32 = e.iter().sum();
     e.iter().map(|&v| v / sum).collect()
 }
 
-fn masked(x: &[f32], keep: &[bool], fill: f32) -> Vec<f32> {
-    x.iter().zip(keep).map(|(&v, &k)| if k { v } else { fill }).collect()
+/// `x` where `keep`, `fill` elsewhere.
+pub fn masked(x: &[f32], keep: &[bool], fill: f32) -> Vec<f32> {
+    x.iter()
+        .zip(keep)
+        .map(|(&v, &k)| if k { v } else { fill })
+        .collect()
 }
 
 fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
         return Err(Error::InvalidRequest("sampling from empty logits".into()));
     }
-    if let Some(i) = logits.iter().position(|l| l.is_nan() || *l == f32::INFINITY) {
+    if let Some(i) = logits
+        .iter()
+        .position(|l| l.is_nan() || *l == f32::INFINITY)
+    {
         return Err(Error::InvalidRequest(format!("logit {i} is {}", logits[i])));
     }
     if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
@@ -196,7 +203,9 @@ pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) ->
     let mut l = logits.to_vec();
     apply_repetition_penalty(&mut l, history, params.repeat_penalty);
     if let Some(i) = l.iter().position(|&v| v == f32::INFINITY) {
-        return Err(Error::InvalidRequest(format!("logit {i} overflows under the repetition penalty")));
+        return Err(Error::InvalidRequest(format!(
+            "logit {i} overflows under the repetition penalty"
+        )));
     }
     // 2. greedy
     let best = argmax(&l);
@@ -227,19 +236,26 @@ pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) ->
 /// leaves none.
 pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], coin: f32) -> Result<u32> {
     if !(0.0..1.0).contains(&coin) {
-        return Err(Error::InvalidRequest(format!("coin must be in [0, 1), got {coin}")));
+        return Err(Error::InvalidRequest(format!(
+            "coin must be in [0, 1), got {coin}"
+        )));
     }
-    let dist = distribution(logits, params, history)?;
+    Ok(pick(&distribution(logits, params, history)?, coin) as u32)
+}
+
+/// Step 8's draw: the first id (ascending) whose cumulative probability exceeds `coin · total`;
+/// the last id with non-zero probability if rounding leaves none.
+pub fn pick(dist: &[f32], coin: f32) -> usize {
     let total: f32 = dist.iter().sum();
     let r = coin * total;
     let mut acc = 0.0f32;
     for (i, &p) in dist.iter().enumerate() {
         acc += p;
         if r < acc {
-            return Ok(i as u32);
+            return i;
         }
     }
-    Ok(dist.iter().rposition(|&p| p > 0.0).unwrap_or(0) as u32)
+    dist.iter().rposition(|&p| p > 0.0).unwrap_or(0)
 }
 
 /// A small deterministic generator for coins (SplitMix64); `seed` fixes the whole stream.

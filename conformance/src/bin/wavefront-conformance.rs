@@ -19,7 +19,11 @@ enum BackendChoice {
 }
 
 #[derive(Parser)]
-#[command(name = "wavefront-conformance", version, about = "Check a backend against the reference")]
+#[command(
+    name = "wavefront-conformance",
+    version,
+    about = "Check a backend against the reference"
+)]
 struct Args {
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     backend: BackendChoice,
@@ -65,15 +69,27 @@ fn run() -> Result<bool> {
     }
     let mut models_to_check = args.models.clone();
     if let Some(dir) = &args.fixtures {
-        models_to_check.extend(models::fixture_dirs(dir).with_context(|| format!("listing {}", dir.display()))?);
+        models_to_check.extend(
+            models::fixture_dirs(dir).with_context(|| format!("listing {}", dir.display()))?,
+        );
     }
     match args.backend {
-        BackendChoice::Cpu => check(&[("", CpuBackend::default())], &selected, &models_to_check, &args),
+        BackendChoice::Cpu => check(
+            &[("", CpuBackend::default())],
+            &selected,
+            &models_to_check,
+            &args,
+        ),
         BackendChoice::Gpu => bail!("the GPU backend is not part of this build yet"),
     }
 }
 
-fn check<B: Backend + Clone>(backends: &[(&str, B)], selected: &[cases::Case], models_to_check: &[PathBuf], args: &Args) -> Result<bool> {
+fn check<B: Backend + Clone>(
+    backends: &[(&str, B)],
+    selected: &[cases::Case],
+    models_to_check: &[PathBuf],
+    args: &Args,
+) -> Result<bool> {
     let mut reports: Vec<Report> = Vec::new();
     let mut model_reports: Vec<ModelReport> = Vec::new();
     let mut md = String::new();
@@ -97,16 +113,35 @@ fn check<B: Backend + Clone>(backends: &[(&str, B)], selected: &[cases::Case], m
     let ok = reports.iter().all(|r| r.all_pass()) && model_reports.iter().all(|m| m.all_pass());
     let summary: Vec<String> = reports
         .iter()
-        .map(|r| format!("{}{}: {}/{} cases pass", r.backend, r.variant_suffix(), r.passed(), r.results.len()))
-        .chain(model_reports.iter().map(|m| format!("{}: {}", m.model, if m.all_pass() { "pass" } else { "FAIL" })))
+        .map(|r| {
+            format!(
+                "{}{}: {}/{} cases pass",
+                r.backend,
+                r.variant_suffix(),
+                r.passed(),
+                r.results.len()
+            )
+        })
+        .chain(model_reports.iter().map(|m| {
+            format!(
+                "{}: {}",
+                m.model,
+                if m.all_pass() { "pass" } else { "FAIL" }
+            )
+        }))
         .collect();
-    println!("{}\n{}", summary.join("\n"), if ok { "ALL PASS" } else { "FAILURES" });
+    println!(
+        "{}\n{}",
+        summary.join("\n"),
+        if ok { "ALL PASS" } else { "FAILURES" }
+    );
     if let Some(p) = &args.report {
         std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.json {
         let json = serde_json::json!({ "ops": reports, "models": model_reports });
-        std::fs::write(p, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ok)
 }

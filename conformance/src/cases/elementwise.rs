@@ -8,7 +8,7 @@ use wavefront_reference::ops;
 
 use super::{Check, Op};
 use crate::compare::compare;
-use crate::harness::{guarded, read_guarded, upload, Rng};
+use crate::harness::{guarded, read_guarded, upload, with_guard, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,14 +54,13 @@ impl ElementwiseCase {
             let g = Array2::from_shape_vec((1, self.n), a).expect("sized");
             let u = Array2::from_shape_vec((1, self.n), c).expect("sized");
             let want = ops::swiglu(g.view(), u.view());
-            Ok(vec![Check::new("out", compare(want.as_slice().expect("standard"), &got, tol))])
+            Ok(vec![Check::new(
+                "out",
+                compare(want.as_slice().expect("standard"), &got, tol),
+            )])
         } else {
             // x += y in place; the guard sits after x.
-            let mut xt = {
-                let mut v = a.clone();
-                v.extend(std::iter::repeat(crate::harness::SENTINEL).take(crate::harness::GUARD));
-                upload(b, DType::F32, &v)?
-            };
+            let mut xt = upload(b, DType::F32, &with_guard(a.clone()))?;
             b.add(&mut xt, &ct, self.n)?;
             let got = match read_guarded(b, &xt, self.n)? {
                 Ok(v) => v,
@@ -95,6 +94,16 @@ pub fn grid() -> Vec<ElementwiseCase> {
 }
 
 pub fn strategy() -> impl Strategy<Value = ElementwiseCase> {
-    (any::<bool>(), 1usize..5000, prop_oneof![Just(1.0f32), Just(10.0), Just(90.0)], any::<u64>())
-        .prop_map(|(swiglu, n, scale, seed)| ElementwiseCase { swiglu, n, scale, seed })
+    (
+        any::<bool>(),
+        1usize..5000,
+        prop_oneof![Just(1.0f32), Just(10.0), Just(90.0)],
+        any::<u64>(),
+    )
+        .prop_map(|(swiglu, n, scale, seed)| ElementwiseCase {
+            swiglu,
+            n,
+            scale,
+            seed,
+        })
 }

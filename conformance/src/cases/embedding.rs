@@ -22,7 +22,10 @@ pub struct EmbeddingCase {
 
 impl EmbeddingCase {
     pub fn name(&self) -> String {
-        format!("vocab={},hidden={},tokens={},table={}", self.vocab, self.hidden, self.n_tokens, self.dtype)
+        format!(
+            "vocab={},hidden={},tokens={},table={}",
+            self.vocab, self.hidden, self.n_tokens, self.dtype
+        )
     }
 
     pub fn tolerance(&self) -> Tolerance {
@@ -33,7 +36,9 @@ impl EmbeddingCase {
         let mut rng = Rng::new(self.seed);
         let table = rounded(self.dtype, rng.values(self.vocab * self.hidden, 1.0));
         // Include the first and last ids: off-by-one row arithmetic shows there.
-        let mut tokens: Vec<u32> = (0..self.n_tokens).map(|_| rng.below(self.vocab) as u32).collect();
+        let mut tokens: Vec<u32> = (0..self.n_tokens)
+            .map(|_| rng.below(self.vocab) as u32)
+            .collect();
         tokens[0] = (self.vocab - 1) as u32;
         if self.n_tokens > 1 {
             tokens[1] = 0;
@@ -54,7 +59,11 @@ impl EmbeddingCase {
         let want = ops::embedding(table.view(), &tokens).expect("tokens are in range");
         Ok(vec![Check::new(
             "out",
-            compare(want.as_slice().expect("standard layout"), &got, self.tolerance().nmse),
+            compare(
+                want.as_slice().expect("standard layout"),
+                &got,
+                self.tolerance().nmse,
+            ),
         )])
     }
 }

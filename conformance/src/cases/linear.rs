@@ -104,11 +104,19 @@ impl LinearCase {
         let x = x.slice(ndarray::s![row0.., ..]);
         let w = Array2::from_shape_vec((m, k), w).expect("sized");
         let bias = Array1::from(bias);
-        let want = ops::linear(x, w.view(), (self.bias && self.logits_row0.is_none()).then(|| bias.view()));
+        let want = ops::linear(
+            x,
+            w.view(),
+            (self.bias && self.logits_row0.is_none()).then(|| bias.view()),
+        );
         let want = want.as_standard_layout();
         Ok(vec![Check::new(
             "out",
-            compare(want.as_slice().expect("standard"), &got, self.tolerance(b).nmse),
+            compare(
+                want.as_slice().expect("standard"),
+                &got,
+                self.tolerance(b).nmse,
+            ),
         )])
     }
 }
@@ -125,7 +133,13 @@ pub fn grid() -> Vec<LinearCase> {
         seed: 31,
     };
     for weight in [DType::F32, DType::F16, DType::BF16] {
-        for (rows, k, m) in [(1, 64, 64), (1, 576, 1536), (3, 80, 96), (113, 576, 192), (1, 4096, 33)] {
+        for (rows, k, m) in [
+            (1, 64, 64),
+            (1, 576, 1536),
+            (3, 80, 96),
+            (113, 576, 192),
+            (1, 4096, 33),
+        ] {
             g.push(base(rows, k, m, weight, false));
         }
         g.push(base(5, 96, 80, weight, true));
@@ -150,13 +164,15 @@ pub fn strategy() -> impl Strategy<Value = LinearCase> {
         prop_oneof![Just(None), (0usize..5).prop_map(Some)],
         any::<u64>(),
     )
-        .prop_map(|(rows, in_features, out_features, weight, bias, logits_row0, seed)| LinearCase {
-            rows,
-            in_features,
-            out_features,
-            weight,
-            bias: bias && logits_row0.is_none(),
-            logits_row0,
-            seed,
-        })
+        .prop_map(
+            |(rows, in_features, out_features, weight, bias, logits_row0, seed)| LinearCase {
+                rows,
+                in_features,
+                out_features,
+                weight,
+                bias: bias && logits_row0.is_none(),
+                logits_row0,
+                seed,
+            },
+        )
 }

@@ -77,7 +77,10 @@ pub struct Check {
 
 impl Check {
     pub fn new(what: impl Into<String>, cmp: Comparison) -> Self {
-        Check { what: what.into(), cmp }
+        Check {
+            what: what.into(),
+            cmp,
+        }
     }
 }
 
@@ -96,7 +99,10 @@ impl CaseResult {
     }
 
     pub fn max_abs(&self) -> f64 {
-        self.checks.iter().map(|c| c.cmp.max_abs).fold(0.0, f64::max)
+        self.checks
+            .iter()
+            .map(|c| c.cmp.max_abs)
+            .fold(0.0, f64::max)
     }
 
     pub fn nmse(&self) -> f64 {
@@ -183,5 +189,8 @@ pub fn grid() -> Vec<Case> {
 
 /// Ops with no case in `cases`.
 pub fn uncovered(cases: &[Case]) -> Vec<Op> {
-    Op::ALL.into_iter().filter(|op| !cases.iter().any(|c| c.op() == *op)).collect()
+    Op::ALL
+        .into_iter()
+        .filter(|op| !cases.iter().any(|c| c.op() == *op))
+        .collect()
 }

@@ -64,9 +64,15 @@ impl RmsNormCase {
         let want = ops::rms_norm(sum.view(), Array1::from(w).view(), self.eps);
         let tol = self.tolerance().nmse;
         Ok(vec![
-            Check::new("out", compare(want.as_slice().expect("standard"), &got, tol)),
+            Check::new(
+                "out",
+                compare(want.as_slice().expect("standard"), &got, tol),
+            ),
             // The add is a single f32 rounding: exact on both sides.
-            Check::new("x", compare(sum.as_slice().expect("standard"), &got_x[..n], 0.0)),
+            Check::new(
+                "x",
+                compare(sum.as_slice().expect("standard"), &got_x[..n], 0.0),
+            ),
         ])
     }
 }
@@ -106,14 +112,19 @@ pub fn grid() -> Vec<RmsNormCase> {
 }
 
 pub fn strategy() -> impl Strategy<Value = RmsNormCase> {
-    (1usize..20, 1usize..700, any::<bool>(), prop_oneof![Just(1e-5f32), Just(1e-6)], any::<u64>()).prop_map(
-        |(rows, dim, residual, eps, seed)| RmsNormCase {
+    (
+        1usize..20,
+        1usize..700,
+        any::<bool>(),
+        prop_oneof![Just(1e-5f32), Just(1e-6)],
+        any::<u64>(),
+    )
+        .prop_map(|(rows, dim, residual, eps, seed)| RmsNormCase {
             rows,
             dim,
             eps,
             residual,
             scale: 1.0,
             seed,
-        },
-    )
+        })
 }

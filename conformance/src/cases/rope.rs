@@ -12,7 +12,7 @@ use wavefront_reference::ops::rope;
 
 use super::Check;
 use crate::compare::{compare, Comparison};
-use crate::harness::{poisoned_cache, read_arena, read_guarded, rounded, upload, Rng};
+use crate::harness::{poisoned_cache, read_arena, read_guarded, rounded, upload, with_guard, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,11 +82,7 @@ impl RopeCase {
             capacity: self.capacity,
             dtype: self.kv,
         };
-        let mut qt = {
-            let mut padded = q.clone();
-            padded.extend(std::iter::repeat(crate::harness::SENTINEL).take(crate::harness::GUARD));
-            upload(b, DType::F32, &padded)?
-        };
+        let mut qt = upload(b, DType::F32, &with_guard(q.clone()))?;
         let (kt, vt) = (upload(b, DType::F32, &k)?, upload(b, DType::F32, &v)?);
         let ft = upload(b, DType::F32, inv_freq.as_slice().expect("contiguous"))?;
         let mut cache = poisoned_cache(b, layout)?;
@@ -114,11 +110,24 @@ impl RopeCase {
             let a = Array3::from_shape_vec((self.rows, heads, hd), x.to_vec()).expect("sized");
             a.permuted_axes([1, 0, 2]).as_standard_layout().to_owned()
         };
-        let want_q = rope::apply(heads_first(&q, self.n_heads).view(), &positions, inv_freq.view());
-        let want_k = rope::apply(heads_first(&k, self.n_kv_heads).view(), &positions, inv_freq.view());
+        let want_q = rope::apply(
+            heads_first(&q, self.n_heads).view(),
+            &positions,
+            inv_freq.view(),
+        );
+        let want_k = rope::apply(
+            heads_first(&k, self.n_kv_heads).view(),
+            &positions,
+            inv_freq.view(),
+        );
         let want_v = heads_first(&v, self.n_kv_heads);
         let rows_first = |a: &Array3<f32>| -> Vec<f32> {
-            a.view().permuted_axes([1, 0, 2]).as_standard_layout().iter().copied().collect()
+            a.view()
+                .permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .iter()
+                .copied()
+                .collect()
         };
 
         // The arena region this call owns, and a check that nothing else was written.
@@ -126,18 +135,32 @@ impl RopeCase {
         let mut owned = vec![false; arena.len()];
         for h in 0..self.n_kv_heads {
             for (i, &pos) in positions.iter().enumerate() {
-                for (kv, got, exp, src) in [(0, &mut got_k, &mut exp_k, &want_k), (1, &mut got_v, &mut exp_v, &want_v)] {
+                for (kv, got, exp, src) in [
+                    (0, &mut got_k, &mut exp_k, &want_k),
+                    (1, &mut got_v, &mut exp_v, &want_v),
+                ] {
                     let o = layout.offset(layer, kv, h, pos);
                     got.extend_from_slice(&arena[o..o + hd]);
-                    exp.extend(src.index_axis(Axis(0), h).index_axis(Axis(0), i).iter().copied());
+                    exp.extend(
+                        src.index_axis(Axis(0), h)
+                            .index_axis(Axis(0), i)
+                            .iter()
+                            .copied(),
+                    );
                     owned[o..o + hd].iter_mut().for_each(|x| *x = true);
                 }
             }
         }
-        let stray = arena.iter().zip(&owned).position(|(x, &own)| !own && !x.is_nan());
+        let stray = arena
+            .iter()
+            .zip(&owned)
+            .position(|(x, &own)| !own && !x.is_nan());
         let untouched = match stray {
             None => Comparison::exact(),
-            Some(i) => Comparison::fail(format!("arena element {i} outside positions {:?} was written", positions)),
+            Some(i) => Comparison::fail(format!(
+                "arena element {i} outside positions {:?} was written",
+                positions
+            )),
         };
         let tol_q = tolerance(Kind::Rotation { store: DType::F32 }).nmse;
         let tol_kv = self.tolerance().nmse;
@@ -200,16 +223,18 @@ pub fn strategy() -> impl Strategy<Value = RopeCase> {
         any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(|(rows, pos0, group, n_kv_heads, head_dim, kv, llama3, seed)| RopeCase {
-            rows,
-            pos0,
-            n_heads: group * n_kv_heads,
-            n_kv_heads,
-            head_dim,
-            capacity: pos0 + rows + 3,
-            kv,
-            theta: if llama3 { 500000.0 } else { 10000.0 },
-            llama3,
-            seed,
-        })
+        .prop_map(
+            |(rows, pos0, group, n_kv_heads, head_dim, kv, llama3, seed)| RopeCase {
+                rows,
+                pos0,
+                n_heads: group * n_kv_heads,
+                n_kv_heads,
+                head_dim,
+                capacity: pos0 + rows + 3,
+                kv,
+                theta: if llama3 { 500000.0 } else { 10000.0 },
+                llama3,
+                seed,
+            },
+        )
 }

@@ -49,7 +49,14 @@ impl SampleCase {
         let p = &self.params;
         format!(
             "vocab={},{:?},t={},k={},p={},minp={},pen={},hist={}",
-            self.vocab, self.logits, p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, self.history_len
+            self.vocab,
+            self.logits,
+            p.temperature,
+            p.top_k,
+            p.top_p,
+            p.min_p,
+            p.repeat_penalty,
+            self.history_len
         )
     }
 
@@ -79,7 +86,9 @@ impl SampleCase {
         let mut all = rng.values((self.rows - 1) * self.vocab, 1.0);
         let logits = self.make_logits(&mut rng);
         all.extend_from_slice(&logits);
-        let history: Vec<u32> = (0..self.history_len).map(|_| rng.below(self.vocab) as u32).collect();
+        let history: Vec<u32> = (0..self.history_len)
+            .map(|_| rng.below(self.vocab) as u32)
+            .collect();
         let mut coins = vec![0.0f32, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999_999];
         coins.extend((0..8).map(|_| rng.unit()));
         let t = upload(b, DType::F32, &all)?;
@@ -97,7 +106,10 @@ pub fn settings() -> Vec<SamplingParams> {
     let d = SamplingParams::default();
     vec![
         SamplingParams::greedy(),
-        SamplingParams { temperature: 0.7, ..d },
+        SamplingParams {
+            temperature: 0.7,
+            ..d
+        },
         SamplingParams { top_k: 5, ..d },
         SamplingParams { top_p: 0.9, ..d },
         SamplingParams { min_p: 0.1, ..d },
@@ -143,7 +155,12 @@ pub fn grid() -> Vec<SampleCase> {
 pub fn strategy() -> impl Strategy<Value = SampleCase> {
     (
         2usize..3000,
-        prop_oneof![Just(Logits::Flat), Just(Logits::Ties), Just(Logits::Peaked), Just(Logits::Huge)],
+        prop_oneof![
+            Just(Logits::Flat),
+            Just(Logits::Ties),
+            Just(Logits::Peaked),
+            Just(Logits::Huge)
+        ],
         0usize..7,
         0usize..40,
         1usize..3,

@@ -4,32 +4,44 @@
 use std::path::{Path, PathBuf};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("conformance/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("conformance/ has a parent")
+        .to_path_buf()
 }
 
-/// Every tiny model the goldens cover: HF directories and GGUF files, with the directory that
-/// holds their goldens.
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every tiny model the goldens cover, with the directory holding its goldens: a directory
+/// with `golden.json` contributes itself (if it is an HF directory), its GGUF files, and HF
+/// subdirectories without goldens of their own.
 pub fn fixture_models() -> Vec<(PathBuf, PathBuf)> {
+    let mut golden_dirs: Vec<PathBuf> = sorted_entries(&repo().join("fixtures/models"));
+    golden_dirs.push(repo().join("fixtures/gguf"));
     let mut out = Vec::new();
-    for root in ["fixtures/models", "fixtures/gguf"] {
-        let Ok(rd) = std::fs::read_dir(repo().join(root)) else { continue };
-        let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
-        dirs.sort();
-        for d in dirs {
-            if !d.join("golden.json").is_file() {
-                continue;
+    for d in golden_dirs
+        .into_iter()
+        .filter(|d| d.join("golden.json").is_file())
+    {
+        if d.join("config.json").is_file() {
+            out.push((d.clone(), d.clone()));
+        }
+        for p in sorted_entries(&d) {
+            let gguf = p.extension().is_some_and(|e| e == "gguf")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("model"));
+            let hf_sub = p.join("config.json").is_file() && !p.join("golden.json").is_file();
+            if gguf || hf_sub {
+                out.push((p, d.clone()));
             }
-            if d.join("config.json").is_file() {
-                out.push((d.clone(), d.clone()));
-            }
-            let mut ggufs: Vec<PathBuf> = std::fs::read_dir(&d)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
-                .collect();
-            ggufs.sort();
-            out.extend(ggufs.into_iter().map(|g| (g, d.clone())));
         }
     }
     out
@@ -49,7 +61,10 @@ pub struct Golden {
 
 fn f32s(t: &safetensors::tensor::TensorView<'_>) -> Vec<f32> {
     assert_eq!(t.dtype(), safetensors::Dtype::F32);
-    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 pub fn golden(dir: &Path) -> Golden {
@@ -80,4 +95,36 @@ pub fn nmse(expected: &[f32], actual: &[f32]) -> f64 {
         den += (e as f64).powi(2);
     }
     num / den
+}
+
+/// One SmolLM2 greedy golden from transformers (f32, dequantized GGUF).
+pub struct GreedyGolden {
+    pub prompt: String,
+    pub prompt_ids: Vec<u32>,
+    pub stream: wavefront_conformance::model::Stream,
+}
+
+pub fn smollm2_greedy_goldens() -> Vec<GreedyGolden> {
+    let path = repo().join("fixtures/smollm2/greedy_goldens.json");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    j["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| GreedyGolden {
+            prompt: p["prompt"].as_str().unwrap().to_string(),
+            prompt_ids: serde_json::from_value(p["prompt_ids"].clone()).unwrap(),
+            stream: wavefront_conformance::model::Stream {
+                tokens: serde_json::from_value(p["tokens"].clone()).unwrap(),
+                top: serde_json::from_value::<Vec<Vec<(u32, f32)>>>(p["top"].clone()).unwrap(),
+            },
+        })
+        .collect()
+}
+
+/// The default model, fetched on first use.
+pub fn smollm2() -> wavefront::LoadedModel {
+    let path = wavefront::fetch::default_model().expect("the default model (fetched on first use)");
+    wavefront::load(&path).unwrap()
 }

@@ -7,8 +7,8 @@ use ndarray::{Array1, ArrayView1};
 pub fn softmax(x: ArrayView1<f32>) -> Array1<f32> {
     let max = x.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let e = x.mapv(|v| (v - max).exp()); // (n), each in [0, 1]
-    // A plain sum in index order: the engine's sampler sums the same way, so sampled ids agree
-    // bit for bit (ndarray's `sum` reassociates).
+                                         // A plain sum in index order: the engine's sampler sums the same way, so sampled ids agree
+                                         // bit for bit (ndarray's `sum` reassociates).
     let sum: f32 = e.iter().sum();
     e / sum
 }

@@ -1,0 +1,42 @@
+//! Model-level conformance of the CPU engine against the reference, on every fixture and on
+//! SmolLM2: hidden states and logits at every position, KV state through prefill, decode and
+//! rollback, 200 sampled tokens at several settings with shared coins, greedy streams.
+
+mod common;
+
+use wavefront::backend::cpu::CpuBackend;
+use wavefront_conformance::models::{
+    check_model, check_model_with, sampling_settings, ModelCheckOptions, ModelReport,
+};
+
+fn assert_pass(r: &ModelReport) {
+    println!("{}", r.markdown());
+    let failures: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|c| !c.cmp.pass())
+        .map(|c| format!("{}: {}", c.what, c.cmp.failure.as_deref().unwrap_or("")))
+        .collect();
+    assert!(r.all_pass(), "{}: {failures:#?}", r.model);
+}
+
+#[test]
+fn cpu_engine_matches_the_reference_on_every_fixture() {
+    let fixtures = common::fixture_models();
+    assert!(!fixtures.is_empty());
+    for (path, _) in fixtures {
+        assert_pass(&check_model(&CpuBackend::default(), &path, ""));
+    }
+}
+
+#[test]
+fn cpu_engine_matches_the_reference_on_smollm2() {
+    let path = wavefront::fetch::default_model().unwrap();
+    let opts = ModelCheckOptions {
+        sample_steps: 200,
+        // Each filter alone and all together (the full list runs on the fixtures).
+        settings: vec![sampling_settings()[2], sampling_settings()[4]],
+        greedy_tokens: 32,
+    };
+    assert_pass(&check_model_with(&CpuBackend::default(), &path, "", &opts));
+}
