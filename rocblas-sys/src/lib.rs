@@ -10,7 +10,7 @@
 //! (ROCm 7), whose `rocblas_gemm_ex` signature and enum values are the same. `rocblas_int` is
 //! the default LP64 `int32_t`.
 
-#![allow(non_camel_case_types)]
+#![allow(non_camel_case_types, non_upper_case_globals)]
 
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
