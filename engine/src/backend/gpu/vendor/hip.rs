@@ -135,10 +135,22 @@ fn hip_candidates() -> Vec<String> {
 
 fn init_and_count() -> Result<usize, String> {
     let found = probe_library("HIP runtime", &hip_candidates())?;
+    let dir = found.rsplit_once('/').map_or("", |(d, _)| d);
+    let rtc: Vec<String> = ["libhiprtc.so", "libhiprtc.so.7", "libhiprtc.so.6"]
+        .iter()
+        .map(|n| {
+            if dir.is_empty() {
+                n.to_string()
+            } else {
+                format!("{dir}/{n}")
+            }
+        })
+        .collect();
+    probe_library("hipRTC", &rtc)?;
     if !hip::is_available() {
         return Err(format!(
-            "found {found}, but cubecl-hip-sys could not open libamdhip64.so and libhiprtc.so \
-             (set ROCM_PATH to the ROCm root)"
+            "found {found}, but cubecl-hip-sys opens libamdhip64.so and libhiprtc.so only from \
+             the loader path or $ROCM_PATH/lib (set ROCM_PATH to the ROCm root)"
         ));
     }
     no_panic("HIP", || {

@@ -217,7 +217,7 @@ pub fn vendor_error(op: &str, status: &str, context: &str) -> Error {
 /// one that opened and keeps it loaded for the life of the process (so a runtime crate that
 /// later opens the same soname gets this copy), else a one-line reason naming each candidate.
 pub fn probe_library(what: &str, candidates: &[String]) -> Result<String, String> {
-    let mut errors = Vec::new();
+    let mut first_error = None;
     for c in candidates {
         // SAFETY: loading a vendor runtime runs its initializers, which have no preconditions.
         match unsafe { libloading::Library::new(c) } {
@@ -225,18 +225,24 @@ pub fn probe_library(what: &str, candidates: &[String]) -> Result<String, String
                 std::mem::forget(lib);
                 return Ok(c.clone());
             }
-            Err(e) => errors.push(format!("{c} ({})", first_line(&e.to_string()))),
+            Err(e) => {
+                // libloading's own message is "dlopen failed"; the loader's is the source.
+                let msg = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string());
+                first_error.get_or_insert_with(|| first_line(&msg).to_string());
+            }
         }
     }
-    Err(match errors.len() {
-        0 => format!("no {what} library names to try"),
-        1..=3 => format!("no {what} library: {}", errors.join(", ")),
-        n => format!(
-            "no {what} library: {}, and {} more names",
-            errors[..2].join(", "),
-            n - 2
-        ),
-    })
+    let tried = match candidates.len() {
+        0 => return Err(format!("no {what} library names to try")),
+        1..=3 => candidates.join(", "),
+        n => format!("{} and {} more names", candidates[..2].join(", "), n - 2),
+    };
+    Err(format!(
+        "no {what} library (tried {tried}; {})",
+        first_error.unwrap_or_default()
+    ))
 }
 
 fn first_line(s: &str) -> &str {
@@ -279,12 +285,21 @@ mod tests {
             &["/nonexistent/wavefront/libcuda.so.1".to_string()],
         )
         .unwrap_err();
-        assert!(err.starts_with("no CUDA driver library: /nonexistent/wavefront/libcuda.so.1 ("));
+        assert!(
+            err.starts_with("no CUDA driver library (tried /nonexistent/wavefront/libcuda.so.1; "),
+            "{err}"
+        );
+        // The loader's own message, not libloading's generic one.
+        assert!(err.contains("No such file or directory"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
         let many: Vec<String> = (0..5).map(|i| format!("libmissing{i}.so")).collect();
         let err = probe_library("HIP", &many).unwrap_err();
-        assert!(err.contains("libmissing0.so"), "{err}");
-        assert!(err.ends_with("and 3 more names"), "{err}");
+        assert!(
+            err.starts_with(
+                "no HIP library (tried libmissing0.so, libmissing1.so and 3 more names; "
+            ),
+            "{err}"
+        );
     }
 
     #[test]
