@@ -16,6 +16,8 @@
 mod device;
 pub mod module;
 mod ops;
+#[cfg(test)]
+mod tests;
 pub mod vendor;
 
 use std::collections::HashMap;
@@ -176,8 +178,6 @@ impl GpuBackend {
         wave: Option<u32>,
         cache: &ModuleCache,
     ) -> Result<Self> {
-        let info = vendor.info().clone();
-        let wave = choose_wave(&info, wave)?;
         let common = module::common_h()?;
         if module::KERNEL_SOURCES.is_empty() {
             return Err(Error::Backend {
@@ -186,6 +186,19 @@ impl GpuBackend {
                 detail: "no kernels/*.hip were present when this binary was built".into(),
             });
         }
+        Self::with_sources(vendor, wave, cache, module::KERNEL_SOURCES, common)
+    }
+
+    /// [`GpuBackend::with_vendor`] over explicit `(file, text)` sources and `common.h`.
+    pub fn with_sources(
+        vendor: Arc<dyn Vendor>,
+        wave: Option<u32>,
+        cache: &ModuleCache,
+        sources: &[(&str, &str)],
+        common: &str,
+    ) -> Result<Self> {
+        let info = vendor.info().clone();
+        let wave = choose_wave(&info, wave)?;
         let compile = |r: &CompileRequest| {
             let headers = [("common.h", r.common_h.as_str())];
             vendor.compile(&vendor::CompileInput {
@@ -197,7 +210,7 @@ impl GpuBackend {
         };
         let mut modules = Vec::new();
         let mut origins = Vec::new();
-        for (file, source) in module::KERNEL_SOURCES {
+        for (file, source) in sources {
             let req = CompileRequest {
                 file: file.to_string(),
                 source: source.to_string(),
