@@ -9,6 +9,7 @@
 //! `Error::Backend { op, .. }` on a mismatch instead of reading out of bounds.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;

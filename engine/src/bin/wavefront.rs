@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use wavefront::backend::cpu::CpuBackend;
+use wavefront::backend::gpu;
 use wavefront::backend::Backend;
 use wavefront::tokenizer::ChatMessage;
 use wavefront::{Engine, EngineOptions, GenerationRequest, Generator, LoadedModel, SamplingParams};
@@ -44,6 +45,9 @@ enum Command {
     Info {
         /// GGUF file or Hugging Face directory (default: the default model).
         model: Option<PathBuf>,
+        /// List the GPUs instead (name, arch, wave size, memory, runtime), or why there are none.
+        #[arg(long)]
+        devices: bool,
     },
 }
 
@@ -100,7 +104,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
-        Command::Info { model } => info(model),
+        Command::Info { devices: true, .. } => info_devices(),
+        Command::Info { model, .. } => info(model),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -121,14 +126,57 @@ fn load(arg: Option<PathBuf>) -> Result<LoadedModel> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
+    // The backend first: `--backend gpu` without a GPU fails before loading anything.
+    let gpu = match args.backend {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => match gpu::detect() {
+            Ok(b) => Some(b),
+            Err(reason) => bail!("no usable GPU: {reason}"),
+        },
+        BackendChoice::Auto => match gpu::detect() {
+            Ok(b) => Some(b),
+            Err(reason) => {
+                let first = reason.lines().next().unwrap_or_default();
+                eprintln!("[no usable GPU ({first}); falling back to the CPU]");
+                None
+            }
+        },
+    };
     let model = load(args.model.clone())?;
-    match args.backend {
-        BackendChoice::Gpu => bail!("the GPU backend is not available in this build yet"),
-        BackendChoice::Auto | BackendChoice::Cpu => {
+    match gpu {
+        Some(b) => {
+            let engine = Engine::new(b, &model, EngineOptions::default())?;
+            generate(&engine, &model, &args)
+        }
+        None => {
             let engine = Engine::new(CpuBackend::default(), &model, EngineOptions::default())?;
             generate(&engine, &model, &args)
         }
     }
+}
+
+fn info_devices() -> Result<()> {
+    let (devices, reasons) = gpu::device_report();
+    if devices.is_empty() {
+        println!("no GPU devices; the CPU backend will be used");
+    }
+    for d in &devices {
+        println!(
+            "{}:{}  {}  arch {}  wave {}  {:.1} GiB  {} CUs/SMs  {}",
+            d.runtime,
+            d.ordinal,
+            d.name,
+            d.arch,
+            d.wave,
+            d.total_memory as f64 / (1u64 << 30) as f64,
+            d.multiprocessors,
+            d.runtime_version
+        );
+    }
+    for r in &reasons {
+        println!("  {}", r.lines().next().unwrap_or_default());
+    }
+    Ok(())
 }
 
 fn generate<B: Backend>(engine: &Engine<B>, model: &LoadedModel, args: &RunArgs) -> Result<()> {

@@ -1,0 +1,102 @@
+//! Device selection: which runtime to try, in which order, and why none worked.
+//!
+//! `WAVEFRONT_GPU` = `cuda` | `hip` | `off` | `auto` (unset: `auto`, CUDA then HIP).
+//! `WAVEFRONT_CUDA_LIB` / `WAVEFRONT_HIP_LIB` name the driver library to load instead of the
+//! default sonames (a specific install, or a nonexistent file to test the no-library path).
+
+use super::vendor::{cuda, hip, DeviceInfo, Runtime};
+use super::{GpuBackend, GpuOptions};
+
+/// The runtimes to try for a `WAVEFRONT_GPU` value; `Err` is the reason there are none.
+pub fn runtime_order(value: Option<&str>) -> Result<Vec<Runtime>, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("auto") => Ok(vec![Runtime::Cuda, Runtime::Hip]),
+        Some("cuda") => Ok(vec![Runtime::Cuda]),
+        Some("hip") => Ok(vec![Runtime::Hip]),
+        Some("off") => Err("the GPU is disabled (WAVEFRONT_GPU=off)".into()),
+        Some(other) => Err(format!(
+            "WAVEFRONT_GPU={other} is not one of cuda, hip, auto, off"
+        )),
+    }
+}
+
+fn env_order() -> Result<Vec<Runtime>, String> {
+    runtime_order(std::env::var("WAVEFRONT_GPU").ok().as_deref())
+}
+
+/// The first usable GPU (CUDA, then HIP, unless `WAVEFRONT_GPU` says otherwise), with the
+/// device's own wave size; or the reason there is none, one clause per runtime tried.
+pub fn detect() -> Result<GpuBackend, String> {
+    detect_with(GpuOptions::default())
+}
+
+pub fn detect_with(opts: GpuOptions) -> Result<GpuBackend, String> {
+    let mut reasons = Vec::new();
+    for rt in env_order()? {
+        match GpuBackend::open(rt, opts) {
+            Ok(b) => return Ok(b),
+            Err(r) => reasons.push(format!("{}: {r}", rt_label(rt))),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+fn rt_label(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Cuda => "CUDA",
+        Runtime::Hip => "HIP",
+    }
+}
+
+/// Every device of every runtime `WAVEFRONT_GPU` allows, and for each runtime without
+/// devices the reason.
+pub fn device_report() -> (Vec<DeviceInfo>, Vec<String>) {
+    let order = match env_order() {
+        Ok(o) => o,
+        Err(r) => return (Vec::new(), vec![r]),
+    };
+    let (mut found, mut reasons) = (Vec::new(), Vec::new());
+    for rt in order {
+        let r = match rt {
+            Runtime::Cuda => cuda::devices(),
+            Runtime::Hip => hip::devices(),
+        };
+        match r {
+            Ok(d) if d.is_empty() => reasons.push(format!("{}: no device", rt_label(rt))),
+            Ok(d) => found.extend(d),
+            Err(e) => reasons.push(format!("{}: {e}", rt_label(rt))),
+        }
+    }
+    (found, reasons)
+}
+
+/// Every device found (see [`device_report`] for the reasons when empty).
+pub fn devices() -> Vec<DeviceInfo> {
+    device_report().0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_order_follows_the_override() {
+        assert_eq!(
+            runtime_order(None).unwrap(),
+            vec![Runtime::Cuda, Runtime::Hip]
+        );
+        assert_eq!(
+            runtime_order(Some("auto")).unwrap(),
+            vec![Runtime::Cuda, Runtime::Hip]
+        );
+        assert_eq!(runtime_order(Some("cuda")).unwrap(), vec![Runtime::Cuda]);
+        assert_eq!(runtime_order(Some(" hip ")).unwrap(), vec![Runtime::Hip]);
+        assert_eq!(
+            runtime_order(Some("off")).unwrap_err(),
+            "the GPU is disabled (WAVEFRONT_GPU=off)"
+        );
+        assert!(runtime_order(Some("rocm"))
+            .unwrap_err()
+            .contains("WAVEFRONT_GPU=rocm is not one of"));
+    }
+}

@@ -1,0 +1,555 @@
+//! The GPU backend: one implementation over two vendor runtimes (DESIGN.md "Backends").
+//!
+//! `vendor/` is the only code that calls CUDA or HIP; `module.rs` compiles and caches the
+//! kernels of `kernels/`; `ops/` holds one file per op family, each with its `launch_*`
+//! function (the only place grid and block sizes are computed, per the kernel ABI) and the Rust
+//! entry that checks shapes before launching.
+//!
+//! Tensors are device buffers with a dtype and a length: activations f32, weights bf16, the KV
+//! arena f16 by default. Every op is queued on the vendor's single stream, so ops run in call
+//! order; `download_f32`, `sample` and `synchronize` wait for the stream.
+//!
+//! The wave size is fixed when the backend is built (`GpuOptions::wave`): the device's own by
+//! default; on NVIDIA a backend with `wave: Some(64)` runs the WAVE=64 build of every kernel,
+//! with the 64-lane logical wave emulated by `kernels/common.h`.
+
+mod device;
+pub mod module;
+mod ops;
+#[cfg(test)]
+mod tests;
+pub mod vendor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use device::{detect, detect_with, device_report, devices, runtime_order};
+pub use vendor::{DeviceInfo, Runtime};
+
+use crate::backend::{
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
+    RopeKvParams, TensorInfo,
+};
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::sampler::SamplingParams;
+use crate::tensor::DType;
+use module::{CompileRequest, ModuleCache, Origin};
+use vendor::{DevicePtr, FunctionHandle, KernelArg, LaunchConfig, Vendor};
+
+/// Which device, and which wave size to build the kernels for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Device ordinal within the runtime.
+    pub device: usize,
+    /// `None`: the device's wave. `Some(64)` on a wave32 NVIDIA device: emulated wave64.
+    pub wave: Option<u32>,
+}
+
+/// An allocation on the device, freed on drop (after the stream has finished with it).
+pub struct GpuBuffer {
+    vendor: Arc<dyn Vendor>,
+    ptr: DevicePtr,
+    bytes: usize,
+}
+
+impl GpuBuffer {
+    fn new(vendor: &Arc<dyn Vendor>, bytes: usize) -> Result<Self> {
+        Ok(GpuBuffer {
+            ptr: vendor.alloc(bytes)?,
+            vendor: Arc::clone(vendor),
+            bytes,
+        })
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from this vendor's alloc and this is its only owner; free waits
+        // for the stream first. A failure here has no caller to report to.
+        let _ = unsafe { self.vendor.free(self.ptr) };
+    }
+}
+
+/// A device tensor: `len` elements of `dtype` in one allocation.
+pub struct GpuTensor {
+    buf: GpuBuffer,
+    dtype: DType,
+    len: usize,
+}
+
+impl GpuTensor {
+    /// The device address of element `i` (no bounds check: callers check lengths first).
+    pub fn ptr_at(&self, i: usize) -> DevicePtr {
+        self.buf.ptr + (i * self.dtype.block_bytes()) as u64
+    }
+
+    pub fn ptr(&self) -> DevicePtr {
+        self.buf.ptr
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.buf.bytes
+    }
+}
+
+impl TensorInfo for GpuTensor {
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl std::fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuTensor({} × {} at {:#x})",
+            self.len, self.dtype, self.buf.ptr
+        )
+    }
+}
+
+/// Grow-only device scratch reused by ops (stream order makes reuse safe).
+#[derive(Default)]
+struct Scratch {
+    /// x converted to bf16 for the GEMM.
+    bf16: Option<GpuBuffer>,
+    /// Token ids for the embedding.
+    tokens: Option<GpuBuffer>,
+    /// The argmax result (one i32).
+    argmax: Option<GpuBuffer>,
+}
+
+/// A device pointer to at least `bytes` bytes of `slot`, reallocating when too small.
+fn scratch_ptr(
+    vendor: &Arc<dyn Vendor>,
+    slot: &mut Option<GpuBuffer>,
+    bytes: usize,
+) -> Result<DevicePtr> {
+    if slot.as_ref().is_none_or(|b| b.bytes < bytes) {
+        *slot = None; // free the old one (after the stream is done with it) before allocating
+        *slot = Some(GpuBuffer::new(vendor, bytes.next_power_of_two().max(256))?);
+    }
+    Ok(slot.as_ref().map_or(0, |b| b.ptr))
+}
+
+/// Every kernel of the ABI; the backend refuses to start unless each resolves.
+pub const ABI_KERNELS: [&str; 20] = [
+    "embedding_f32",
+    "embedding_f16",
+    "embedding_bf16",
+    "rms_norm",
+    "rope_kv_write_f32",
+    "rope_kv_write_f16",
+    "rope_kv_write_bf16",
+    "attention_f32",
+    "attention_f16",
+    "attention_bf16",
+    "swiglu",
+    "add",
+    "bias_add",
+    "convert_f32_to_f16",
+    "convert_f32_to_bf16",
+    "convert_f16_to_f32",
+    "convert_bf16_to_f32",
+    "fill_f32",
+    "argmax",
+    "softmax_rows",
+];
+
+pub struct GpuBackend {
+    vendor: Arc<dyn Vendor>,
+    wave: u32,
+    kernels: HashMap<&'static str, FunctionHandle>,
+    scratch: Mutex<Scratch>,
+    /// How each kernel file's code object was obtained (for `info --devices` and tests).
+    origins: Vec<(String, Origin)>,
+}
+
+impl GpuBackend {
+    /// Builds the backend on an opened vendor: picks the wave, compiles (or loads from the
+    /// cache) every kernel file, resolves every ABI kernel.
+    pub fn with_vendor(
+        vendor: Arc<dyn Vendor>,
+        wave: Option<u32>,
+        cache: &ModuleCache,
+    ) -> Result<Self> {
+        let common = module::common_h()?;
+        if module::KERNEL_SOURCES.is_empty() {
+            return Err(Error::Backend {
+                backend: "gpu",
+                op: "kernel sources".into(),
+                detail: "no kernels/*.hip were present when this binary was built".into(),
+            });
+        }
+        Self::with_sources(vendor, wave, cache, module::KERNEL_SOURCES, common)
+    }
+
+    /// [`GpuBackend::with_vendor`] over explicit `(file, text)` sources and `common.h`.
+    pub fn with_sources(
+        vendor: Arc<dyn Vendor>,
+        wave: Option<u32>,
+        cache: &ModuleCache,
+        sources: &[(&str, &str)],
+        common: &str,
+    ) -> Result<Self> {
+        let info = vendor.info().clone();
+        let wave = choose_wave(&info, wave)?;
+        let compile = |r: &CompileRequest| {
+            let headers = [("common.h", r.common_h.as_str())];
+            vendor.compile(&vendor::CompileInput {
+                name: &r.file,
+                source: &r.source,
+                headers: &headers,
+                options: &r.options,
+            })
+        };
+        let mut modules = Vec::new();
+        let mut origins = Vec::new();
+        for (file, source) in sources {
+            let req = CompileRequest {
+                file: file.to_string(),
+                source: source.to_string(),
+                common_h: common.to_string(),
+                options: CompileRequest::wave_options(wave),
+                arch: info.arch.clone(),
+                runtime_version: info.runtime_version.clone(),
+                wave,
+            };
+            let (code, origin) = cache.load_or_compile(&req, &compile)?;
+            let m = match vendor.load_module(&code) {
+                Ok(m) => m,
+                // A cached object the runtime rejects is rebuilt once, never trusted again.
+                Err(_) if origin == Origin::Cache => {
+                    let code = cache.recompile(&req, &compile)?;
+                    origins.push((file.to_string(), Origin::Recompiled));
+                    modules.push(vendor.load_module(&code)?);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            origins.push((file.to_string(), origin));
+            modules.push(m);
+        }
+        let mut kernels = HashMap::new();
+        let mut missing = Vec::new();
+        for name in ABI_KERNELS {
+            let mut found = None;
+            for m in &modules {
+                if let Some(f) = vendor.get_function(*m, name)? {
+                    found = Some(f);
+                    break;
+                }
+            }
+            match found {
+                Some(f) => {
+                    kernels.insert(name, f);
+                }
+                None => missing.push(name),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::Backend {
+                backend: "gpu",
+                op: "kernel lookup".into(),
+                detail: format!("kernels/ lacks the ABI kernels {}", missing.join(", ")),
+            });
+        }
+        Ok(GpuBackend {
+            vendor,
+            wave,
+            kernels,
+            scratch: Mutex::new(Scratch::default()),
+            origins,
+        })
+    }
+
+    /// Opens device `opts.device` of `runtime`, or says why not (one reason string).
+    pub fn open(runtime: Runtime, opts: GpuOptions) -> std::result::Result<Self, String> {
+        let vendor: Arc<dyn Vendor> = match runtime {
+            Runtime::Cuda => Arc::new(vendor::cuda::CudaVendor::open(opts.device)?),
+            Runtime::Hip => Arc::new(vendor::hip::HipVendor::open(opts.device)?),
+        };
+        Self::with_vendor(vendor, opts.wave, &ModuleCache::default_location())
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        self.vendor.info()
+    }
+
+    /// The WAVE the kernels were built with.
+    pub fn wave(&self) -> u32 {
+        self.wave
+    }
+
+    /// `(kernel file, where its code object came from)`, in build order.
+    pub fn module_origins(&self) -> &[(String, Origin)] {
+        &self.origins
+    }
+
+    fn kernel(&self, name: &str) -> Result<FunctionHandle> {
+        self.kernels
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::Backend {
+                backend: "gpu",
+                op: name.to_string(),
+                detail: "kernel not loaded".into(),
+            })
+    }
+
+    /// Queues `name` with `cfg` and `args`.
+    ///
+    /// # Safety
+    /// `args` follow the ABI table's parameter list for `name`, and every pointer covers what
+    /// the kernel touches under `cfg` (the ops check lengths before calling this).
+    unsafe fn launch(&self, name: &str, cfg: LaunchConfig, args: &[KernelArg]) -> Result<()> {
+        let f = self.kernel(name)?;
+        self.vendor.launch(f, cfg, args)
+    }
+
+    fn new_tensor(&self, dtype: DType, len: usize) -> Result<GpuTensor> {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(Error::Backend {
+                backend: "gpu",
+                op: "alloc".into(),
+                detail: format!("no GPU tensors of dtype {dtype}"),
+            });
+        }
+        let bytes = len
+            .checked_mul(dtype.block_bytes())
+            .ok_or_else(|| Error::Backend {
+                backend: "gpu",
+                op: "alloc".into(),
+                detail: format!("{len} elements of {dtype} overflow"),
+            })?;
+        Ok(GpuTensor {
+            buf: GpuBuffer::new(&self.vendor, bytes)?,
+            dtype,
+            len,
+        })
+    }
+
+    /// Sets every element of an f32 tensor to `value` (NaN poisoning in conformance).
+    pub fn fill(&self, t: &mut GpuTensor, value: f32) -> Result<()> {
+        ops::elementwise::fill(self, t, value)
+    }
+
+    /// Converts `src` into `dst` (f32 ↔ f16/bf16), elementwise over `src.len()`.
+    pub fn convert(&self, src: &GpuTensor, dst: &mut GpuTensor) -> Result<()> {
+        ops::elementwise::convert(self, src, dst)
+    }
+
+    /// In-place, max-subtracted softmax over `rows` rows of `n`.
+    pub fn softmax_rows(&self, x: &mut GpuTensor, rows: usize, n: usize) -> Result<()> {
+        ops::sampling::softmax_rows(self, x, rows, n)
+    }
+
+    /// Device time of the work `f` queues, in milliseconds (events around it).
+    pub fn time_ms(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<f32> {
+        let (a, b) = (self.vendor.event_create()?, self.vendor.event_create()?);
+        let r = (|| {
+            self.vendor.event_record(a)?;
+            f(self)?;
+            self.vendor.event_record(b)?;
+            self.vendor.event_elapsed_ms(a, b)
+        })();
+        let _ = self.vendor.event_destroy(a);
+        let _ = self.vendor.event_destroy(b);
+        r
+    }
+}
+
+/// The wave the kernels are built for: the device's, or 64 emulated on a wave32 NVIDIA device.
+pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
+    let native = info.wave;
+    match requested {
+        None => Ok(native),
+        Some(w) if w == native => Ok(w),
+        Some(64) if info.runtime == Runtime::Cuda && native == 32 => Ok(64),
+        Some(w) => Err(Error::Backend {
+            backend: "gpu",
+            op: "wave".into(),
+            detail: format!(
+                "WAVE={w} is not available on {} (native wave {native}; only NVIDIA also runs \
+                 WAVE=64, emulated)",
+                info.arch
+            ),
+        }),
+    }
+}
+
+fn bad(op: &str, detail: String) -> Error {
+    Error::Backend {
+        backend: "gpu",
+        op: op.into(),
+        detail,
+    }
+}
+
+/// `v` as a kernel `int`, or an error naming the op and the quantity.
+fn int(op: &str, what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| bad(op, format!("{what} = {v} does not fit a kernel int")))
+}
+
+impl Backend for GpuBackend {
+    type Tensor = GpuTensor;
+
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn device(&self) -> String {
+        let i = self.info();
+        let emulated = if self.wave != i.wave { " emulated" } else { "" };
+        format!(
+            "{} ({}, WAVE={}{emulated}, {})",
+            i.name, i.arch, self.wave, i.runtime_version
+        )
+    }
+
+    fn weight_dtype(&self) -> DType {
+        DType::BF16
+    }
+
+    fn alloc(&self, dtype: DType, n: usize) -> Result<GpuTensor> {
+        let t = self.new_tensor(dtype, n)?;
+        self.vendor.memset(t.ptr(), 0, t.bytes())?;
+        Ok(t)
+    }
+
+    fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
+        let size = dtype.block_bytes();
+        if dtype.is_quantized() || bytes.len() % size != 0 {
+            return Err(bad(
+                "upload",
+                format!(
+                    "{} bytes is not a whole number of {dtype} elements",
+                    bytes.len()
+                ),
+            ));
+        }
+        let t = self.new_tensor(dtype, bytes.len() / size)?;
+        self.vendor.htod(t.ptr(), bytes)?;
+        Ok(t)
+    }
+
+    fn download_f32(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        let mut bytes = vec![0u8; t.len * t.dtype.block_bytes()];
+        self.vendor.dtoh(&mut bytes, t.ptr())?;
+        Ok(match t.dtype {
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => return Err(bad("download_f32", format!("no GPU tensors of {other}"))),
+        })
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.vendor.synchronize()
+    }
+
+    fn embedding(
+        &self,
+        table: &GpuTensor,
+        tokens: &[u32],
+        out: &mut GpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        ops::embedding::embedding(self, table, tokens, out, p)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &mut GpuTensor,
+        residual: Option<&GpuTensor>,
+        w: &GpuTensor,
+        out: &mut GpuTensor,
+        p: RmsNormParams,
+    ) -> Result<()> {
+        ops::rms_norm::rms_norm(self, x, residual, w, out, p)
+    }
+
+    fn linear(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        out: &mut GpuTensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        ops::linear::linear(self, x, w, bias, out, p)
+    }
+
+    fn rope_kv_write(
+        &self,
+        q: &mut GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        inv_freq: &GpuTensor,
+        cache: &mut KvCache<Self>,
+        p: RopeKvParams,
+    ) -> Result<()> {
+        ops::rope::rope_kv_write(self, q, k, v, inv_freq, cache, p)
+    }
+
+    fn attention(
+        &self,
+        q: &GpuTensor,
+        cache: &KvCache<Self>,
+        out: &mut GpuTensor,
+        p: AttentionParams,
+    ) -> Result<()> {
+        ops::attention::attention(self, q, cache, out, p)
+    }
+
+    fn swiglu(
+        &self,
+        gate: &GpuTensor,
+        up: &GpuTensor,
+        out: &mut GpuTensor,
+        n: usize,
+    ) -> Result<()> {
+        ops::elementwise::swiglu(self, gate, up, out, n)
+    }
+
+    fn add(&self, x: &mut GpuTensor, y: &GpuTensor, n: usize) -> Result<()> {
+        ops::elementwise::add(self, x, y, n)
+    }
+
+    fn logits(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        out: &mut GpuTensor,
+        p: LogitsParams,
+    ) -> Result<()> {
+        ops::linear::logits(self, x, w, out, p)
+    }
+
+    fn sample(
+        &self,
+        logits: &GpuTensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        history: &[u32],
+        coin: f32,
+    ) -> Result<u32> {
+        ops::sampling::sample(self, logits, row, vocab, params, history, coin)
+    }
+}

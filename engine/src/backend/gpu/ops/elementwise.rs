@@ -1,0 +1,150 @@
+//! Elementwise kernels: SwiGLU, the residual add, the bias add, fills and dtype conversions.
+//! All are 1-D launches of `ceil(n/256)` blocks of 256 threads.
+
+use super::{linear_grid, ELEMENTWISE_BLOCK};
+use crate::backend::gpu::vendor::{DevicePtr, KernelArg};
+use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
+use crate::backend::{check_tensor, TensorInfo};
+use crate::error::Result;
+use crate::tensor::DType;
+
+const F32: &[DType] = &[DType::F32];
+
+pub(in crate::backend::gpu) fn swiglu(
+    b: &GpuBackend,
+    gate: &GpuTensor,
+    up: &GpuTensor,
+    out: &mut GpuTensor,
+    n: usize,
+) -> Result<()> {
+    const OP: &str = "swiglu";
+    check_tensor("gpu", OP, "gate", gate, n, F32)?;
+    check_tensor("gpu", OP, "up", up, n, F32)?;
+    check_tensor("gpu", OP, "out", out, n, F32)?;
+    if n == 0 {
+        return Ok(());
+    }
+    launch_swiglu(b, gate.ptr(), up.ptr(), out.ptr(), int(OP, "n", n)?)
+}
+
+/// `swiglu`: `out = gate / (1 + e^(−gate)) · up` over `n`.
+pub(in crate::backend::gpu) fn launch_swiglu(
+    b: &GpuBackend,
+    gate: DevicePtr,
+    up: DevicePtr,
+    out: DevicePtr,
+    n: i32,
+) -> Result<()> {
+    let args = [
+        KernelArg::Ptr(gate),
+        KernelArg::Ptr(up),
+        KernelArg::Ptr(out),
+        KernelArg::I32(n),
+    ];
+    // SAFETY: the caller checked gate, up and out hold ≥ n f32.
+    unsafe { b.launch("swiglu", linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+}
+
+pub(in crate::backend::gpu) fn add(
+    b: &GpuBackend,
+    x: &mut GpuTensor,
+    y: &GpuTensor,
+    n: usize,
+) -> Result<()> {
+    const OP: &str = "add";
+    check_tensor("gpu", OP, "x", x, n, F32)?;
+    check_tensor("gpu", OP, "y", y, n, F32)?;
+    if n == 0 {
+        return Ok(());
+    }
+    launch_add(b, x.ptr(), y.ptr(), int(OP, "n", n)?)
+}
+
+/// `add`: `x += y` over `n`.
+pub(in crate::backend::gpu) fn launch_add(
+    b: &GpuBackend,
+    x: DevicePtr,
+    y: DevicePtr,
+    n: i32,
+) -> Result<()> {
+    let args = [KernelArg::Ptr(x), KernelArg::Ptr(y), KernelArg::I32(n)];
+    // SAFETY: the caller checked x and y hold ≥ n f32.
+    unsafe { b.launch("add", linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+}
+
+/// `bias_add`: `out[r·cols + c] += bias[c]` over `rows · cols`.
+pub(in crate::backend::gpu) fn launch_bias_add(
+    b: &GpuBackend,
+    out: DevicePtr,
+    bias: DevicePtr,
+    rows: i32,
+    cols: i32,
+) -> Result<()> {
+    let n = int("bias_add", "rows · cols", rows as usize * cols as usize)?;
+    let args = [
+        KernelArg::Ptr(out),
+        KernelArg::Ptr(bias),
+        KernelArg::I32(rows),
+        KernelArg::I32(cols),
+    ];
+    // SAFETY: the caller checked out ≥ rows·cols and bias ≥ cols, both f32.
+    unsafe { b.launch("bias_add", linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+}
+
+pub(in crate::backend::gpu) fn fill(b: &GpuBackend, t: &mut GpuTensor, value: f32) -> Result<()> {
+    const OP: &str = "fill_f32";
+    check_tensor("gpu", OP, "x", t, 0, F32)?;
+    if t.len() == 0 {
+        return Ok(());
+    }
+    let n = int(OP, "n", t.len())?;
+    let args = [
+        KernelArg::Ptr(t.ptr()),
+        KernelArg::F32(value),
+        KernelArg::I32(n),
+    ];
+    // SAFETY: the tensor holds n f32.
+    unsafe { b.launch(OP, linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+}
+
+pub(in crate::backend::gpu) fn convert(
+    b: &GpuBackend,
+    src: &GpuTensor,
+    dst: &mut GpuTensor,
+) -> Result<()> {
+    const OP: &str = "convert";
+    let any = &[DType::F32, DType::F16, DType::BF16];
+    check_tensor("gpu", OP, "src", src, 0, any)?;
+    check_tensor("gpu", OP, "dst", dst, src.len(), any)?;
+    if src.len() == 0 {
+        return Ok(());
+    }
+    let n = int(OP, "n", src.len())?;
+    launch_convert(b, src.dtype(), dst.dtype(), src.ptr(), dst.ptr(), n)
+}
+
+/// `convert_{S}_to_{D}` (f32 ↔ f16/bf16) over `n`.
+pub(in crate::backend::gpu) fn launch_convert(
+    b: &GpuBackend,
+    from: DType,
+    to: DType,
+    src: DevicePtr,
+    dst: DevicePtr,
+    n: i32,
+) -> Result<()> {
+    let name = match (from, to) {
+        (DType::F32, DType::F16) => "convert_f32_to_f16",
+        (DType::F32, DType::BF16) => "convert_f32_to_bf16",
+        (DType::F16, DType::F32) => "convert_f16_to_f32",
+        (DType::BF16, DType::F32) => "convert_bf16_to_f32",
+        _ => {
+            return Err(bad(
+                "convert",
+                format!("no conversion kernel {from} → {to}"),
+            ))
+        }
+    };
+    let args = [KernelArg::Ptr(src), KernelArg::Ptr(dst), KernelArg::I32(n)];
+    // SAFETY: the caller checked src and dst hold ≥ n elements of their dtypes.
+    unsafe { b.launch(name, linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+}

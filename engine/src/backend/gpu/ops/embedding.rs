@@ -1,0 +1,96 @@
+//! Token embedding: `out (n_tokens, hidden) = table[tokens]`, converted to f32 on the device.
+
+use super::suffix;
+use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
+use crate::backend::gpu::{bad, int, scratch_ptr};
+use crate::backend::gpu::{GpuBackend, GpuTensor};
+use crate::backend::{check_tensor, EmbeddingParams, TensorInfo};
+use crate::error::Result;
+use crate::tensor::DType;
+
+const OP: &str = "embedding";
+
+pub(in crate::backend::gpu) fn embedding(
+    b: &GpuBackend,
+    table: &GpuTensor,
+    tokens: &[u32],
+    out: &mut GpuTensor,
+    p: EmbeddingParams,
+) -> Result<()> {
+    let any = &[DType::F32, DType::F16, DType::BF16];
+    check_tensor("gpu", OP, "table", table, p.vocab * p.hidden, any)?;
+    check_tensor(
+        "gpu",
+        OP,
+        "out",
+        out,
+        tokens.len() * p.hidden,
+        &[DType::F32],
+    )?;
+    if let Some((i, t)) = tokens
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t as usize >= p.vocab)
+    {
+        return Err(bad(
+            OP,
+            format!(
+                "token id {t} at index {i} is outside the vocabulary ({})",
+                p.vocab
+            ),
+        ));
+    }
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let n_tokens = int(OP, "n_tokens", tokens.len())?;
+    let hidden = int(OP, "hidden", p.hidden)?;
+    int(OP, "vocab · hidden", p.vocab * p.hidden)?;
+    // (n_tokens) i32 ids on the device
+    let ids: Vec<u8> = tokens
+        .iter()
+        .flat_map(|&t| (t as i32).to_le_bytes())
+        .collect();
+    let mut scratch = b
+        .scratch
+        .lock()
+        .map_err(|_| bad(OP, "scratch lock poisoned".into()))?;
+    let ids_ptr = scratch_ptr(&b.vendor, &mut scratch.tokens, ids.len())?;
+    b.vendor.htod(ids_ptr, &ids)?;
+    launch_embedding(
+        b,
+        table.dtype(),
+        table.ptr(),
+        ids_ptr,
+        out.ptr(),
+        n_tokens,
+        hidden,
+    )
+}
+
+/// `embedding_{T}`: one block of 256 threads per token.
+pub(in crate::backend::gpu) fn launch_embedding(
+    b: &GpuBackend,
+    dtype: DType,
+    table: DevicePtr,
+    tokens: DevicePtr,
+    out: DevicePtr,
+    n_tokens: i32,
+    hidden: i32,
+) -> Result<()> {
+    let name = format!("embedding_{}", suffix(OP, dtype)?);
+    let cfg = LaunchConfig {
+        grid: (n_tokens as u32, 1, 1),
+        block: (256, 1, 1),
+        shared_bytes: 0,
+    };
+    let args = [
+        KernelArg::Ptr(table),
+        KernelArg::Ptr(tokens),
+        KernelArg::Ptr(out),
+        KernelArg::I32(n_tokens),
+        KernelArg::I32(hidden),
+    ];
+    // SAFETY: the caller checked table ≥ vocab·hidden, out ≥ n_tokens·hidden, ids < vocab.
+    unsafe { b.launch(&name, cfg, &args) }
+}

@@ -1,0 +1,112 @@
+//! Sampling: greedy decoding takes the argmax on the device (only the id crosses to the host);
+//! anything else downloads the row and runs `crate::sampler::sample` (phase 1: CPU sampling).
+
+use crate::backend::check_tensor;
+use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
+use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuTensor};
+use crate::error::Result;
+use crate::sampler::SamplingParams;
+use crate::tensor::DType;
+
+const OP: &str = "sample";
+
+pub(in crate::backend::gpu) fn sample(
+    b: &GpuBackend,
+    logits: &GpuTensor,
+    row: usize,
+    vocab: usize,
+    params: &SamplingParams,
+    history: &[u32],
+    coin: f32,
+) -> Result<u32> {
+    check_tensor(
+        "gpu",
+        OP,
+        "logits",
+        logits,
+        (row + 1) * vocab,
+        &[DType::F32],
+    )?;
+    params.validate()?;
+    if vocab == 0 {
+        return Err(bad(OP, "vocab is 0".into()));
+    }
+    let row_ptr = logits.ptr_at(row * vocab);
+    // The repetition penalty changes the argmax, so greedy with a penalty samples on the host.
+    let penalty_applies = params.repeat_penalty != 1.0 && !history.is_empty();
+    if params.is_greedy() && !penalty_applies {
+        let n = int(OP, "vocab", vocab)?;
+        let mut scratch = b
+            .scratch
+            .lock()
+            .map_err(|_| bad(OP, "scratch lock poisoned".into()))?;
+        let out = scratch_ptr(&b.vendor, &mut scratch.argmax, 4)?;
+        launch_argmax(b, row_ptr, n, out)?;
+        let mut id = [0u8; 4];
+        b.vendor.dtoh(&mut id, out)?;
+        let id = i32::from_le_bytes(id);
+        return match usize::try_from(id) {
+            Ok(i) if i < vocab => Ok(i as u32),
+            _ => Err(bad(
+                OP,
+                format!("argmax returned {id} for a vocabulary of {vocab}"),
+            )),
+        };
+    }
+    let mut bytes = vec![0u8; vocab * 4];
+    b.vendor.dtoh(&mut bytes, row_ptr)?;
+    let row: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    crate::sampler::sample(&row, params, history, coin)
+}
+
+/// `argmax`: one block of 1024 threads over `n`; lowest index on ties, NaN never wins.
+pub(in crate::backend::gpu) fn launch_argmax(
+    b: &GpuBackend,
+    x: DevicePtr,
+    n: i32,
+    out: DevicePtr,
+) -> Result<()> {
+    let cfg = LaunchConfig {
+        grid: (1, 1, 1),
+        block: (1024, 1, 1),
+        shared_bytes: 0,
+    };
+    let args = [KernelArg::Ptr(x), KernelArg::I32(n), KernelArg::Ptr(out)];
+    // SAFETY: the caller checked x holds ≥ n f32; out is a 4-byte scratch.
+    unsafe { b.launch("argmax", cfg, &args) }
+}
+
+pub(in crate::backend::gpu) fn softmax_rows(
+    b: &GpuBackend,
+    x: &mut GpuTensor,
+    rows: usize,
+    n: usize,
+) -> Result<()> {
+    const OP: &str = "softmax_rows";
+    check_tensor("gpu", OP, "x", x, rows * n, &[DType::F32])?;
+    if rows == 0 || n == 0 {
+        return Ok(());
+    }
+    int(OP, "rows · n", rows * n)?;
+    launch_softmax_rows(b, x.ptr(), int(OP, "rows", rows)?, int(OP, "n", n)?)
+}
+
+/// `softmax_rows`: one block of 1024 threads per row.
+pub(in crate::backend::gpu) fn launch_softmax_rows(
+    b: &GpuBackend,
+    x: DevicePtr,
+    rows: i32,
+    n: i32,
+) -> Result<()> {
+    let cfg = LaunchConfig {
+        grid: (rows as u32, 1, 1),
+        block: (1024, 1, 1),
+        shared_bytes: 0,
+    };
+    let args = [KernelArg::Ptr(x), KernelArg::I32(rows), KernelArg::I32(n)];
+    // SAFETY: the caller checked x holds ≥ rows·n f32.
+    unsafe { b.launch("softmax_rows", cfg, &args) }
+}

@@ -1,0 +1,464 @@
+//! The backend's plumbing over a fake vendor (host memory, a "compiler" that returns the
+//! source, launches recorded instead of run): kernel lookup, the cache path through module
+//! loading, and the launch configurations and GEMM arguments the ABI prescribes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::module::{CompileRequest, ModuleCache, Origin};
+use super::vendor::{
+    CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmBf16, KernelArg,
+    LaunchConfig, ModuleHandle, Runtime, Vendor,
+};
+use super::{choose_wave, GpuBackend, ABI_KERNELS};
+use crate::backend::{AttentionParams, Backend, LinearParams, LogitsParams};
+use crate::error::{Error, Result};
+use crate::kv_cache::{KvCache, KvLayout};
+use crate::sampler::SamplingParams;
+use crate::tensor::DType;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Launch(String, LaunchConfig, Vec<KernelArg>),
+    Gemm(GemmBf16),
+}
+
+#[derive(Default)]
+struct State {
+    mem: HashMap<DevicePtr, Vec<u8>>,
+    next: DevicePtr,
+    images: Vec<Vec<u8>>,
+    functions: Vec<String>,
+    calls: Vec<Call>,
+    compiles: usize,
+}
+
+struct FakeVendor {
+    info: DeviceInfo,
+    state: Mutex<State>,
+}
+
+impl FakeVendor {
+    fn new(runtime: Runtime, wave: u32) -> Arc<Self> {
+        Arc::new(FakeVendor {
+            info: DeviceInfo {
+                runtime,
+                ordinal: 0,
+                name: "fake".into(),
+                arch: "sm_00".into(),
+                wave,
+                total_memory: 1 << 30,
+                multiprocessors: 1,
+                runtime_version: "fake 1.0".into(),
+            },
+            state: Mutex::new(State {
+                next: 0x1000,
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.state.lock().unwrap().calls)
+    }
+
+    /// The allocation holding `p` and the offset of `p` in it.
+    fn locate(s: &State, p: DevicePtr) -> Option<(DevicePtr, usize)> {
+        s.mem
+            .iter()
+            .find(|(base, v)| p >= **base && p < **base + v.len() as u64)
+            .map(|(base, _)| (*base, (p - base) as usize))
+    }
+}
+
+impl Vendor for FakeVendor {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
+        let mut s = self.state.lock().unwrap();
+        let p = s.next;
+        s.next += (bytes as u64).div_ceil(256) * 256 + 256;
+        s.mem.insert(p, vec![0xAB; bytes]);
+        Ok(p)
+    }
+    unsafe fn free(&self, ptr: DevicePtr) -> Result<()> {
+        self.state.lock().unwrap().mem.remove(&ptr);
+        Ok(())
+    }
+    fn htod(&self, dst: DevicePtr, src: &[u8]) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let (base, off) = Self::locate(&s, dst).expect("htod into an allocation");
+        s.mem.get_mut(&base).unwrap()[off..off + src.len()].copy_from_slice(src);
+        Ok(())
+    }
+    fn dtoh(&self, dst: &mut [u8], src: DevicePtr) -> Result<()> {
+        let s = self.state.lock().unwrap();
+        let (base, off) = Self::locate(&s, src).expect("dtoh from an allocation");
+        dst.copy_from_slice(&s.mem[&base][off..off + dst.len()]);
+        Ok(())
+    }
+    fn dtod(&self, _: DevicePtr, _: DevicePtr, _: usize) -> Result<()> {
+        Ok(())
+    }
+    fn memset(&self, dst: DevicePtr, value: u8, bytes: usize) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let (base, off) = Self::locate(&s, dst).expect("memset of an allocation");
+        s.mem.get_mut(&base).unwrap()[off..off + bytes].fill(value);
+        Ok(())
+    }
+    fn compile(&self, input: &CompileInput<'_>) -> Result<Vec<u8>> {
+        self.state.lock().unwrap().compiles += 1;
+        assert_eq!(input.headers.len(), 1);
+        assert_eq!(input.headers[0].0, "common.h");
+        Ok(format!("{}\n{}", input.options.join(" "), input.source).into_bytes())
+    }
+    fn load_module(&self, image: &[u8]) -> Result<ModuleHandle> {
+        if image.starts_with(b"BAD") {
+            return Err(super::bad(
+                "cuModuleLoadData",
+                "CUDA_ERROR_INVALID_IMAGE (200)".into(),
+            ));
+        }
+        let mut s = self.state.lock().unwrap();
+        s.images.push(image.to_vec());
+        Ok(ModuleHandle(s.images.len()))
+    }
+    fn get_function(&self, m: ModuleHandle, name: &str) -> Result<Option<FunctionHandle>> {
+        let mut s = self.state.lock().unwrap();
+        let text = String::from_utf8_lossy(&s.images[m.0 - 1]).into_owned();
+        if !text.contains(&format!("void {name}(")) {
+            return Ok(None);
+        }
+        s.functions.push(name.to_string());
+        Ok(Some(FunctionHandle(s.functions.len())))
+    }
+    unsafe fn launch(
+        &self,
+        f: FunctionHandle,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let name = s.functions[f.0 - 1].clone();
+        s.calls.push(Call::Launch(name, cfg, args.to_vec()));
+        Ok(())
+    }
+    unsafe fn gemm_bf16_f32(&self, g: &GemmBf16) -> Result<()> {
+        self.state.lock().unwrap().calls.push(Call::Gemm(*g));
+        Ok(())
+    }
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    fn event_create(&self) -> Result<EventHandle> {
+        Ok(EventHandle(1))
+    }
+    fn event_record(&self, _: EventHandle) -> Result<()> {
+        Ok(())
+    }
+    fn event_elapsed_ms(&self, _: EventHandle, _: EventHandle) -> Result<f32> {
+        Ok(0.0)
+    }
+    fn event_destroy(&self, _: EventHandle) -> Result<()> {
+        Ok(())
+    }
+}
+
+const COMMON: &str = "// common.h";
+
+/// Two source files declaring every ABI kernel between them (no bodies needed).
+fn sources(skip: &[&str]) -> Vec<(String, String)> {
+    let decl = |names: &[&str]| -> String {
+        names
+            .iter()
+            .filter(|n| !skip.contains(n))
+            .map(|n| format!("extern \"C\" __global__ void {n}();\n"))
+            .collect()
+    };
+    vec![
+        ("a.hip".into(), decl(&ABI_KERNELS[..10])),
+        ("b.hip".into(), decl(&ABI_KERNELS[10..])),
+    ]
+}
+
+fn build(
+    v: &Arc<FakeVendor>,
+    wave: Option<u32>,
+    cache: &ModuleCache,
+    skip: &[&str],
+) -> Result<GpuBackend> {
+    let src = sources(skip);
+    let refs: Vec<(&str, &str)> = src.iter().map(|(f, s)| (f.as_str(), s.as_str())).collect();
+    GpuBackend::with_sources(v.clone(), wave, cache, &refs, COMMON)
+}
+
+#[test]
+fn a_missing_abi_kernel_is_a_typed_error_naming_it() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let err = build(
+        &v,
+        None,
+        &ModuleCache::new(None),
+        &["argmax", "attention_f16"],
+    )
+    .err()
+    .expect("construction fails");
+    match err {
+        Error::Backend {
+            backend,
+            op,
+            detail,
+        } => {
+            assert_eq!((backend, op.as_str()), ("gpu", "kernel lookup"));
+            assert_eq!(
+                detail,
+                "kernels/ lacks the ABI kernels attention_f16, argmax"
+            );
+        }
+        other => panic!("expected Error::Backend, got {other:?}"),
+    }
+}
+
+#[test]
+fn modules_come_from_the_cache_and_a_rejected_entry_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::new(Some(dir.path().to_path_buf()));
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, Some(64), &cache, &[]).unwrap();
+    assert_eq!(b.wave(), 64);
+    assert!(b
+        .module_origins()
+        .iter()
+        .all(|(_, o)| *o == Origin::Compiled));
+    assert_eq!(v.state.lock().unwrap().compiles, 2);
+    // The images carry the wave define the compiler was given.
+    assert!(v.state.lock().unwrap().images[0].starts_with(b"-DWAVE=64\n"));
+    let b = build(&v, Some(64), &cache, &[]).unwrap();
+    assert!(b.module_origins().iter().all(|(_, o)| *o == Origin::Cache));
+    assert_eq!(v.state.lock().unwrap().compiles, 2);
+    // A well-formed entry the runtime refuses to load is recompiled, not trusted again.
+    let src = sources(&[]);
+    let req = CompileRequest {
+        file: src[0].0.clone(),
+        source: src[0].1.clone(),
+        common_h: COMMON.into(),
+        options: CompileRequest::wave_options(64),
+        arch: "sm_00".into(),
+        runtime_version: "fake 1.0".into(),
+        wave: 64,
+    };
+    cache
+        .recompile(&req, &|_| Ok(b"BAD image".to_vec()))
+        .unwrap();
+    let b = build(&v, Some(64), &cache, &[]).unwrap();
+    assert_eq!(
+        b.module_origins()[0],
+        ("a.hip".to_string(), Origin::Recompiled)
+    );
+    assert_eq!(b.module_origins()[1].1, Origin::Cache);
+    assert_eq!(v.state.lock().unwrap().compiles, 3);
+    let b = build(&v, Some(64), &cache, &[]).unwrap();
+    assert_eq!(
+        b.module_origins()[0].1,
+        Origin::Cache,
+        "the entry was rewritten"
+    );
+}
+
+#[test]
+fn wave_is_native_or_emulated_64_on_nvidia_only() {
+    let cuda = FakeVendor::new(Runtime::Cuda, 32);
+    let hip64 = FakeVendor::new(Runtime::Hip, 64);
+    let hip32 = FakeVendor::new(Runtime::Hip, 32);
+    assert_eq!(choose_wave(&cuda.info, None).unwrap(), 32);
+    assert_eq!(choose_wave(&cuda.info, Some(64)).unwrap(), 64);
+    assert_eq!(choose_wave(&hip64.info, None).unwrap(), 64);
+    assert!(choose_wave(&hip64.info, Some(32)).is_err());
+    assert!(choose_wave(&hip32.info, Some(64)).is_err());
+    let err = choose_wave(&cuda.info, Some(16)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { op, .. } if op == "wave"),
+        "{err}"
+    );
+    let b = build(&cuda, Some(64), &ModuleCache::new(None), &[]).unwrap();
+    assert_eq!(b.device(), "fake (sm_00, WAVE=64 emulated, fake 1.0)");
+}
+
+#[test]
+fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let (rows, k, m) = (3, 8, 300);
+    let x = b.upload_f32(&vec![1.0; rows * k]).unwrap();
+    let w = b.upload(DType::BF16, &vec![0u8; m * k * 2]).unwrap();
+    let bias = b.upload_f32(&vec![0.5; m]).unwrap();
+    let mut out = b.alloc(DType::F32, rows * m).unwrap();
+    v.calls();
+    let p = LinearParams {
+        rows,
+        in_features: k,
+        out_features: m,
+    };
+    b.linear(&x, &w, Some(&bias), &mut out, p).unwrap();
+    let calls = v.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let Call::Launch(name, cfg, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "convert_f32_to_bf16");
+    assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (256, 1, 1)));
+    assert_eq!(args[0], KernelArg::Ptr(x.ptr()));
+    assert_eq!(args[2], KernelArg::I32(24));
+    let KernelArg::Ptr(x_bf16) = args[1] else {
+        panic!()
+    };
+    let Call::Gemm(g) = &calls[1] else {
+        panic!("{calls:?}")
+    };
+    let want = GemmBf16 {
+        trans_a: true,
+        trans_b: false,
+        m: 300,
+        n: 3,
+        k: 8,
+        a: w.ptr(),
+        lda: 8,
+        b: x_bf16,
+        ldb: 8,
+        c: out.ptr(),
+        ldc: 300,
+    };
+    assert_eq!(*g, want);
+    let Call::Launch(name, cfg, args) = &calls[2] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "bias_add");
+    assert_eq!(cfg.grid, (4, 1, 1), "ceil(900 / 256)");
+    assert_eq!(args[2..], [KernelArg::I32(3), KernelArg::I32(300)]);
+    // Logits of row 2 read x from row 2 on.
+    let lp = LogitsParams {
+        row0: 2,
+        rows: 1,
+        hidden: k,
+        vocab: m,
+    };
+    b.logits(&x, &w, &mut out, lp).unwrap();
+    let calls = v.calls();
+    let Call::Launch(_, _, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(args[0], KernelArg::Ptr(x.ptr() + 2 * 8 * 4));
+    let Call::Gemm(g) = &calls[1] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!((g.m, g.n, g.k), (300, 1, 8));
+}
+
+#[test]
+fn attention_and_argmax_use_the_abi_grids() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let layout = KvLayout {
+        n_layers: 2,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 16,
+        dtype: DType::F16,
+    };
+    let cache = KvCache::new(&b, layout).unwrap();
+    let q = b.alloc(DType::F32, 5 * 6 * 64).unwrap();
+    let mut out = b.alloc(DType::F32, 5 * 6 * 64).unwrap();
+    v.calls();
+    let p = AttentionParams {
+        layer: 1,
+        pos0: 3,
+        rows: 5,
+        n_heads: 6,
+        n_kv_heads: 2,
+        head_dim: 64,
+    };
+    b.attention(&q, &cache, &mut out, p).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, cfg, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "attention_f16");
+    assert_eq!(
+        (cfg.grid, cfg.block, cfg.shared_bytes),
+        ((6, 5, 1), (128, 1, 1), 0)
+    );
+    assert_eq!(
+        args[3..10],
+        [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..],
+        "layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity"
+    );
+    assert_eq!(args[10], KernelArg::F32(0.125));
+    // A context overflow is refused before launching.
+    let p_big = AttentionParams { pos0: 12, ..p };
+    assert!(b.attention(&q, &cache, &mut out, p_big).is_err());
+    assert!(v.calls().is_empty());
+    // Greedy sampling: argmax over row 1 in one 1024-thread block; only the id comes back.
+    let mut row0 = vec![0.0f32; 2 * 50];
+    (row0[0], row0[1]) = (1.0, 0.9); // the penalty (1 / 1.3) moves the argmax from 0 to 1
+    let logits = b.upload_f32(&row0).unwrap();
+    // The fake runs no kernel: the scratch keeps its 0xAB fill, an id outside the vocabulary,
+    // which comes back as a typed error rather than a bogus token.
+    let err = b
+        .sample(&logits, 1, 50, &SamplingParams::greedy(), &[], 0.0)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { op, detail, .. }
+            if op == "sample" && detail.starts_with("argmax returned -1414812757")),
+        "{err}"
+    );
+    let calls = v.calls();
+    let Call::Launch(name, cfg, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (name.as_str(), cfg.grid, cfg.block),
+        ("argmax", (1, 1, 1), (1024, 1, 1))
+    );
+    assert_eq!(
+        args[..2],
+        [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
+    );
+    // With a repetition penalty the row is sampled on the host: no launch.
+    let sp = SamplingParams {
+        repeat_penalty: 1.3,
+        ..SamplingParams::greedy()
+    };
+    assert_eq!(b.sample(&logits, 0, 50, &sp, &[0], 0.0).unwrap(), 1);
+    assert!(v.calls().is_empty());
+}
+
+#[test]
+fn ops_refuse_short_buffers_and_wrong_dtypes() {
+    let v = FakeVendor::new(Runtime::Hip, 64);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let x = b.upload_f32(&[1.0; 4]).unwrap();
+    let w32 = b.upload_f32(&[1.0; 6]).unwrap();
+    let mut out = b.alloc(DType::F32, 6).unwrap();
+    let p = LinearParams {
+        rows: 2,
+        in_features: 2,
+        out_features: 3,
+    };
+    let err = b.linear(&x, &w32, None, &mut out, p).unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { backend: "gpu", op, detail }
+        if op == "linear" && detail.contains("dtype")),
+        "{err}"
+    );
+    let w = b.upload(DType::BF16, &[0u8; 8]).unwrap();
+    let err = b.linear(&x, &w, None, &mut out, p).unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { op, detail, .. }
+        if op == "linear" && detail.contains("holds 4 elements, the op needs 6")),
+        "{err}"
+    );
+    assert!(b.upload(DType::F32, &[0u8; 7]).is_err());
+    assert!(b.alloc(DType::Q4_0, 32).is_err());
+    assert!(v.calls().is_empty(), "nothing launched");
+}

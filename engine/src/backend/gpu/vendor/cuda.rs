@@ -1,0 +1,635 @@
+//! NVIDIA: the CUDA driver API, NVRTC and cuBLAS through `cudarc`'s raw bindings, each library
+//! loaded at run time. One primary context, one non-blocking stream, one cuBLAS handle.
+//!
+//! cudarc panics when a library is missing, so [`CudaVendor::open`] probes every library first
+//! (`$WAVEFRONT_CUDA_LIB` names the driver library to use instead of the default sonames) and
+//! returns a one-line reason; a panic that still escapes (a symbol an old driver lacks) is
+//! caught there too.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::Mutex;
+
+use cudarc::cublas::sys as cublas;
+use cudarc::driver::sys as cu;
+use cudarc::nvrtc::sys as nvrtc;
+
+use super::{
+    library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
+    EventHandle, FunctionHandle, GemmBf16, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
+};
+use crate::error::Error;
+
+/// `Error::Backend` for a failed driver call: `CUDA_ERROR_OUT_OF_MEMORY (2): context`.
+/// Uses the enum's name, not `cuGetErrorName`, so it works with no driver loaded.
+pub fn driver_error(op: &str, status: cu::CUresult, context: &str) -> Error {
+    vendor_error(op, &format!("{status:?} ({})", status as i32), context)
+}
+
+pub fn nvrtc_error(op: &str, status: nvrtc::nvrtcResult, context: &str) -> Error {
+    vendor_error(op, &format!("{status:?} ({})", status as i32), context)
+}
+
+pub fn cublas_error(op: &str, status: cublas::cublasStatus_t, context: &str) -> Error {
+    vendor_error(op, &format!("{status:?} ({})", status as i32), context)
+}
+
+fn ck(op: &str, status: cu::CUresult) -> Result<(), Error> {
+    match status {
+        cu::CUresult::CUDA_SUCCESS => Ok(()),
+        s => Err(driver_error(op, s, "")),
+    }
+}
+
+/// Probes the driver, NVRTC and cuBLAS libraries; the reason names the first one missing.
+fn probe_libraries() -> Result<(), String> {
+    let driver = library_candidates(
+        "WAVEFRONT_CUDA_LIB",
+        cudarc::get_lib_name_candidates("cuda"),
+    );
+    probe_library("CUDA driver", &driver)?;
+    // SAFETY: these only try to open the libraries under cudarc's own names.
+    if !unsafe { cu::is_culib_present() } {
+        return Err("the CUDA driver library loads, but not under a name cudarc opens".into());
+    }
+    if !unsafe { nvrtc::is_culib_present() } {
+        return Err(
+            probe_library("NVRTC", &cudarc::get_lib_name_candidates("nvrtc"))
+                .err()
+                .unwrap_or_else(|| "NVRTC did not load".into()),
+        );
+    }
+    if !unsafe { cublas::is_culib_present() } {
+        return Err(
+            probe_library("cuBLAS", &cudarc::get_lib_name_candidates("cublas"))
+                .err()
+                .unwrap_or_else(|| "cuBLAS did not load".into()),
+        );
+    }
+    Ok(())
+}
+
+fn init_and_count() -> Result<usize, String> {
+    probe_libraries()?;
+    no_panic("CUDA", || {
+        // SAFETY: cuInit has no preconditions; cuDeviceGetCount writes one int.
+        unsafe {
+            ck("cuInit", cu::cuInit(0)).map_err(|e| e.to_string())?;
+            let mut n = 0;
+            ck("cuDeviceGetCount", cu::cuDeviceGetCount(&mut n)).map_err(|e| e.to_string())?;
+            Ok(n.max(0) as usize)
+        }
+    })
+}
+
+fn versions() -> String {
+    let mut driver = 0;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: each call writes ints through valid pointers; libraries were probed.
+    unsafe {
+        cu::cuDriverGetVersion(&mut driver);
+        nvrtc::nvrtcVersion(&mut major, &mut minor);
+    }
+    format!("CUDA driver {driver}, NVRTC {major}.{minor}")
+}
+
+fn device_info(ordinal: usize) -> Result<(cu::CUdevice, DeviceInfo), Error> {
+    let mut dev: cu::CUdevice = 0;
+    let attr = |a: cu::CUdevice_attribute, dev: cu::CUdevice| -> Result<i32, Error> {
+        let mut v = 0;
+        // SAFETY: writes one int; `dev` is a valid device handle.
+        ck("cuDeviceGetAttribute", unsafe {
+            cu::cuDeviceGetAttribute(&mut v, a, dev)
+        })?;
+        Ok(v)
+    };
+    // SAFETY: out-pointers are valid; the name buffer is 256 bytes and NUL-terminated by the driver.
+    unsafe {
+        ck("cuDeviceGet", cu::cuDeviceGet(&mut dev, ordinal as i32))?;
+    }
+    let mut name = [0 as c_char; 256];
+    let mut total = 0usize;
+    unsafe {
+        ck(
+            "cuDeviceGetName",
+            cu::cuDeviceGetName(name.as_mut_ptr(), name.len() as i32 - 1, dev),
+        )?;
+        ck(
+            "cuDeviceTotalMem_v2",
+            cu::cuDeviceTotalMem_v2(&mut total, dev),
+        )?;
+    }
+    use cu::CUdevice_attribute as A;
+    let major = attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)?;
+    let minor = attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)?;
+    let info = DeviceInfo {
+        runtime: Runtime::Cuda,
+        ordinal,
+        // SAFETY: NUL-terminated within the buffer (we passed len - 1 and it starts zeroed).
+        name: unsafe { CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+        arch: format!("sm_{major}{minor}"),
+        wave: attr(A::CU_DEVICE_ATTRIBUTE_WARP_SIZE, dev)? as u32,
+        total_memory: total,
+        multiprocessors: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev)? as u32,
+        runtime_version: versions(),
+    };
+    Ok((dev, info))
+}
+
+/// Every CUDA device, or the reason there are none.
+pub fn devices() -> Result<Vec<DeviceInfo>, String> {
+    let n = init_and_count()?;
+    no_panic("CUDA", || {
+        (0..n)
+            .map(|i| device_info(i).map(|(_, d)| d).map_err(|e| e.to_string()))
+            .collect()
+    })
+}
+
+pub struct CudaVendor {
+    info: DeviceInfo,
+    ctx: cu::CUcontext,
+    stream: cu::CUstream,
+    /// cuBLAS handles are not safe for concurrent use: calls hold this lock.
+    blas: Mutex<cublas::cublasHandle_t>,
+}
+
+// SAFETY: the raw handles are owned by this struct; the driver API is thread-safe once the
+// context is made current on the calling thread (every method does), and the cuBLAS handle is
+// only used under its mutex.
+unsafe impl Send for CudaVendor {}
+unsafe impl Sync for CudaVendor {}
+
+impl CudaVendor {
+    /// Opens device `ordinal`: primary context, a non-blocking stream, a cuBLAS handle bound to it.
+    pub fn open(ordinal: usize) -> Result<Self, String> {
+        let n = init_and_count()?;
+        if n == 0 {
+            return Err("the CUDA driver loads but reports no device".into());
+        }
+        if ordinal >= n {
+            return Err(format!("CUDA device {ordinal} requested, {n} present"));
+        }
+        no_panic("CUDA", || {
+            Self::open_device(ordinal).map_err(|e| e.to_string())
+        })
+    }
+
+    fn open_device(ordinal: usize) -> Result<Self, Error> {
+        let (dev, info) = device_info(ordinal)?;
+        let mut ctx: cu::CUcontext = std::ptr::null_mut();
+        let mut stream: cu::CUstream = std::ptr::null_mut();
+        let mut blas: cublas::cublasHandle_t = std::ptr::null_mut();
+        // SAFETY: out-pointers are valid; the context is made current before the stream and
+        // handle are created in it.
+        unsafe {
+            ck(
+                "cuDevicePrimaryCtxRetain",
+                cu::cuDevicePrimaryCtxRetain(&mut ctx, dev),
+            )?;
+            ck("cuCtxSetCurrent", cu::cuCtxSetCurrent(ctx))?;
+            ck(
+                "cuStreamCreate",
+                cu::cuStreamCreate(
+                    &mut stream,
+                    cu::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
+                ),
+            )?;
+            let s = cublas::cublasCreate_v2(&mut blas);
+            if s != cublas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(cublas_error("cublasCreate_v2", s, ""));
+            }
+            let s = cublas::cublasSetStream_v2(blas, stream as cublas::cudaStream_t);
+            if s != cublas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(cublas_error("cublasSetStream_v2", s, ""));
+            }
+        }
+        Ok(CudaVendor {
+            info,
+            ctx,
+            stream,
+            blas: Mutex::new(blas),
+        })
+    }
+
+    /// Makes this device's context current on the calling thread.
+    fn bind(&self) -> Result<(), Error> {
+        // SAFETY: `ctx` is the retained primary context, live for `self`'s lifetime.
+        ck("cuCtxSetCurrent", unsafe { cu::cuCtxSetCurrent(self.ctx) })
+    }
+
+    fn sync_stream(&self) -> Result<(), Error> {
+        // SAFETY: `stream` is live.
+        ck("cuStreamSynchronize", unsafe {
+            cu::cuStreamSynchronize(self.stream)
+        })
+    }
+}
+
+impl Drop for CudaVendor {
+    fn drop(&mut self) {
+        // Best effort: errors at teardown have no one to report to.
+        // SAFETY: the handles are ours and nothing uses them after this.
+        unsafe {
+            let _ = cu::cuCtxSetCurrent(self.ctx);
+            let _ = cu::cuStreamSynchronize(self.stream);
+            if let Ok(h) = self.blas.lock() {
+                let _ = cublas::cublasDestroy_v2(*h);
+            }
+            let _ = cu::cuStreamDestroy_v2(self.stream);
+        }
+    }
+}
+
+/// Program log of an NVRTC program (empty when there is none).
+///
+/// # Safety
+/// `prog` is a live program.
+unsafe fn program_log(prog: nvrtc::nvrtcProgram) -> String {
+    let mut size = 0usize;
+    if nvrtc::nvrtcGetProgramLogSize(prog, &mut size) != nvrtc::nvrtcResult::NVRTC_SUCCESS
+        || size <= 1
+    {
+        return String::new();
+    }
+    let mut buf = vec![0 as c_char; size];
+    nvrtc::nvrtcGetProgramLog(prog, buf.as_mut_ptr());
+    CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| {
+        vendor_error(
+            "nvrtcCreateProgram",
+            "invalid input",
+            &format!("{what} contains a NUL byte"),
+        )
+    })
+}
+
+/// Each argument in its own 8-byte slot; the driver reads `sizeof(param)` bytes from the
+/// slot's start (little-endian, so i32/f32 sit in the low half).
+pub(crate) fn arg_slots(args: &[KernelArg]) -> Vec<u64> {
+    args.iter()
+        .map(|a| match *a {
+            KernelArg::Ptr(p) => p,
+            KernelArg::I32(v) => v as u32 as u64,
+            KernelArg::F32(v) => v.to_bits() as u64,
+        })
+        .collect()
+}
+
+impl Vendor for CudaVendor {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr, Error> {
+        if bytes == 0 {
+            return Ok(0);
+        }
+        self.bind()?;
+        let mut p: cu::CUdeviceptr = 0;
+        // SAFETY: writes one device pointer.
+        match unsafe { cu::cuMemAlloc_v2(&mut p, bytes) } {
+            cu::CUresult::CUDA_SUCCESS => Ok(p),
+            s => Err(driver_error("cuMemAlloc_v2", s, &format!("{bytes} bytes"))),
+        }
+    }
+
+    unsafe fn free(&self, ptr: DevicePtr) -> Result<(), Error> {
+        if ptr == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        self.sync_stream()?;
+        ck("cuMemFree_v2", cu::cuMemFree_v2(ptr))
+    }
+
+    fn htod(&self, dst: DevicePtr, src: &[u8]) -> Result<(), Error> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: `src` is valid for its length until the synchronize below returns.
+        ck("cuMemcpyHtoDAsync_v2", unsafe {
+            cu::cuMemcpyHtoDAsync_v2(dst, src.as_ptr() as *const c_void, src.len(), self.stream)
+        })?;
+        self.sync_stream()
+    }
+
+    fn dtoh(&self, dst: &mut [u8], src: DevicePtr) -> Result<(), Error> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: `dst` is valid for its length until the synchronize below returns.
+        ck("cuMemcpyDtoHAsync_v2", unsafe {
+            cu::cuMemcpyDtoHAsync_v2(dst.as_mut_ptr() as *mut c_void, src, dst.len(), self.stream)
+        })?;
+        self.sync_stream()
+    }
+
+    fn dtod(&self, dst: DevicePtr, src: DevicePtr, bytes: usize) -> Result<(), Error> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: device-side copy; the caller guarantees the ranges (trait contract).
+        ck("cuMemcpyDtoDAsync_v2", unsafe {
+            cu::cuMemcpyDtoDAsync_v2(dst, src, bytes, self.stream)
+        })
+    }
+
+    fn memset(&self, dst: DevicePtr, value: u8, bytes: usize) -> Result<(), Error> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: device-side fill; the caller guarantees the range (trait contract).
+        ck("cuMemsetD8Async", unsafe {
+            cu::cuMemsetD8Async(dst, value, bytes, self.stream)
+        })
+    }
+
+    fn compile(&self, input: &CompileInput<'_>) -> Result<Vec<u8>, Error> {
+        let src = cstring("source", input.source)?;
+        let name = cstring("name", input.name)?;
+        let header_texts = input
+            .headers
+            .iter()
+            .map(|(_, t)| cstring("header", t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let header_names = input
+            .headers
+            .iter()
+            .map(|(n, _)| cstring("header name", n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut opts = vec![cstring(
+            "option",
+            &format!("--gpu-architecture={}", self.info.arch),
+        )?];
+        for o in input.options {
+            opts.push(cstring("option", o)?);
+        }
+        let text_ptrs: Vec<*const c_char> = header_texts.iter().map(|c| c.as_ptr()).collect();
+        let name_ptrs: Vec<*const c_char> = header_names.iter().map(|c| c.as_ptr()).collect();
+        let opt_ptrs: Vec<*const c_char> = opts.iter().map(|c| c.as_ptr()).collect();
+        let mut prog: nvrtc::nvrtcProgram = std::ptr::null_mut();
+        // SAFETY: every pointer refers to a NUL-terminated string alive until the end of this
+        // function; the program is destroyed on every path after creation.
+        unsafe {
+            let s = nvrtc::nvrtcCreateProgram(
+                &mut prog,
+                src.as_ptr(),
+                name.as_ptr(),
+                text_ptrs.len() as i32,
+                text_ptrs.as_ptr(),
+                name_ptrs.as_ptr(),
+            );
+            if s != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+                return Err(nvrtc_error("nvrtcCreateProgram", s, input.name));
+            }
+            let result = (|| {
+                let s = nvrtc::nvrtcCompileProgram(prog, opt_ptrs.len() as i32, opt_ptrs.as_ptr());
+                if s != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+                    let log = program_log(prog);
+                    return Err(nvrtc_error(
+                        "nvrtcCompileProgram",
+                        s,
+                        &format!("{} for {}: {}", input.name, self.info.arch, log.trim()),
+                    ));
+                }
+                let mut size = 0usize;
+                let s = nvrtc::nvrtcGetCUBINSize(prog, &mut size);
+                if s != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+                    return Err(nvrtc_error("nvrtcGetCUBINSize", s, input.name));
+                }
+                let mut code = vec![0u8; size];
+                let s = nvrtc::nvrtcGetCUBIN(prog, code.as_mut_ptr() as *mut c_char);
+                if s != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+                    return Err(nvrtc_error("nvrtcGetCUBIN", s, input.name));
+                }
+                Ok(code)
+            })();
+            nvrtc::nvrtcDestroyProgram(&mut prog);
+            result
+        }
+    }
+
+    fn load_module(&self, image: &[u8]) -> Result<ModuleHandle, Error> {
+        self.bind()?;
+        let mut m: cu::CUmodule = std::ptr::null_mut();
+        // SAFETY: `image` is a complete code object in memory for the duration of the call
+        // (cubin is self-describing; the driver validates it and errors on garbage).
+        ck("cuModuleLoadData", unsafe {
+            cu::cuModuleLoadData(&mut m, image.as_ptr() as *const c_void)
+        })?;
+        Ok(ModuleHandle(m as usize))
+    }
+
+    fn get_function(
+        &self,
+        module: ModuleHandle,
+        name: &str,
+    ) -> Result<Option<FunctionHandle>, Error> {
+        self.bind()?;
+        let cname = CString::new(name)
+            .map_err(|_| vendor_error("cuModuleGetFunction", "invalid name", name))?;
+        let mut f: cu::CUfunction = std::ptr::null_mut();
+        // SAFETY: `module` came from load_module on this vendor and is never unloaded.
+        match unsafe { cu::cuModuleGetFunction(&mut f, module.0 as cu::CUmodule, cname.as_ptr()) } {
+            cu::CUresult::CUDA_SUCCESS => Ok(Some(FunctionHandle(f as usize))),
+            cu::CUresult::CUDA_ERROR_NOT_FOUND => Ok(None),
+            s => Err(driver_error("cuModuleGetFunction", s, name)),
+        }
+    }
+
+    unsafe fn launch(
+        &self,
+        f: FunctionHandle,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), Error> {
+        self.bind()?;
+        let mut slots = arg_slots(args);
+        let mut ptrs: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        ck(
+            "cuLaunchKernel",
+            cu::cuLaunchKernel(
+                f.0 as cu::CUfunction,
+                cfg.grid.0,
+                cfg.grid.1,
+                cfg.grid.2,
+                cfg.block.0,
+                cfg.block.1,
+                cfg.block.2,
+                cfg.shared_bytes,
+                self.stream,
+                ptrs.as_mut_ptr(),
+                std::ptr::null_mut(),
+            ),
+        )
+    }
+
+    unsafe fn gemm_bf16_f32(&self, g: &GemmBf16) -> Result<(), Error> {
+        self.bind()?;
+        let op = |t: bool| {
+            if t {
+                cublas::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublas::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let handle = self
+            .blas
+            .lock()
+            .map_err(|_| vendor_error("cublasGemmEx", "poisoned", "cuBLAS handle lock"))?;
+        let s = cublas::cublasGemmEx(
+            *handle,
+            op(g.trans_a),
+            op(g.trans_b),
+            g.m,
+            g.n,
+            g.k,
+            &alpha as *const f32 as *const c_void,
+            g.a as *const c_void,
+            cublas::cudaDataType::CUDA_R_16BF,
+            g.lda,
+            g.b as *const c_void,
+            cublas::cudaDataType::CUDA_R_16BF,
+            g.ldb,
+            &beta as *const f32 as *const c_void,
+            g.c as *mut c_void,
+            cublas::cudaDataType::CUDA_R_32F,
+            g.ldc,
+            cublas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            cublas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        );
+        if s != cublas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(cublas_error(
+                "cublasGemmEx",
+                s,
+                &format!("m {} n {} k {}", g.m, g.n, g.k),
+            ));
+        }
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<(), Error> {
+        self.bind()?;
+        self.sync_stream()
+    }
+
+    fn event_create(&self) -> Result<EventHandle, Error> {
+        self.bind()?;
+        let mut e: cu::CUevent = std::ptr::null_mut();
+        // SAFETY: writes one event handle.
+        ck("cuEventCreate", unsafe {
+            cu::cuEventCreate(&mut e, cu::CUevent_flags::CU_EVENT_DEFAULT as u32)
+        })?;
+        Ok(EventHandle(e as usize))
+    }
+
+    fn event_record(&self, e: EventHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `e` came from event_create on this vendor.
+        ck("cuEventRecord", unsafe {
+            cu::cuEventRecord(e.0 as cu::CUevent, self.stream)
+        })
+    }
+
+    fn event_elapsed_ms(&self, start: EventHandle, end: EventHandle) -> Result<f32, Error> {
+        self.bind()?;
+        // SAFETY: both events came from event_create on this vendor and were recorded.
+        unsafe {
+            ck(
+                "cuEventSynchronize",
+                cu::cuEventSynchronize(end.0 as cu::CUevent),
+            )?;
+            cudarc::driver::result::event::elapsed(start.0 as cu::CUevent, end.0 as cu::CUevent)
+                .map_err(|e| driver_error("cuEventElapsedTime", e.0, ""))
+        }
+    }
+
+    fn event_destroy(&self, e: EventHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `e` came from event_create and is not used afterwards.
+        ck("cuEventDestroy_v2", unsafe {
+            cu::cuEventDestroy_v2(e.0 as cu::CUevent)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_status_maps_to_a_typed_error_with_name_and_code() {
+        // cuda.h: CUDA_ERROR_OUT_OF_MEMORY = 2, CUDA_ERROR_NOT_FOUND = 500.
+        let e = driver_error(
+            "cuMemAlloc_v2",
+            cu::CUresult::CUDA_ERROR_OUT_OF_MEMORY,
+            "4096 bytes",
+        );
+        match &e {
+            Error::Backend {
+                backend,
+                op,
+                detail,
+            } => {
+                assert_eq!(*backend, "gpu");
+                assert_eq!(op, "cuMemAlloc_v2");
+                assert_eq!(detail, "CUDA_ERROR_OUT_OF_MEMORY (2): 4096 bytes");
+            }
+            other => panic!("expected Error::Backend, got {other:?}"),
+        }
+        let e = ck("cuModuleGetFunction", cu::CUresult::CUDA_ERROR_NOT_FOUND).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "backend gpu: cuModuleGetFunction: CUDA_ERROR_NOT_FOUND (500)"
+        );
+        assert!(ck("cuInit", cu::CUresult::CUDA_SUCCESS).is_ok());
+    }
+
+    #[test]
+    fn nvrtc_and_cublas_statuses_map_too() {
+        // nvrtc.h: NVRTC_ERROR_COMPILATION = 6; cublas_api.h: CUBLAS_STATUS_INVALID_VALUE = 7.
+        let e = nvrtc_error(
+            "nvrtcCompileProgram",
+            nvrtc::nvrtcResult::NVRTC_ERROR_COMPILATION,
+            "rope.hip",
+        );
+        assert_eq!(
+            e.to_string(),
+            "backend gpu: nvrtcCompileProgram: NVRTC_ERROR_COMPILATION (6): rope.hip"
+        );
+        let e = cublas_error(
+            "cublasGemmEx",
+            cublas::cublasStatus_t::CUBLAS_STATUS_INVALID_VALUE,
+            "",
+        );
+        assert_eq!(
+            e.to_string(),
+            "backend gpu: cublasGemmEx: CUBLAS_STATUS_INVALID_VALUE (7)"
+        );
+    }
+
+    #[test]
+    fn kernel_arguments_sit_in_the_low_bytes_of_their_slot() {
+        let s = arg_slots(&[
+            KernelArg::Ptr(0x7f00_0000_1000),
+            KernelArg::I32(-2),
+            KernelArg::F32(1.5),
+        ]);
+        assert_eq!(s[0], 0x7f00_0000_1000);
+        assert_eq!(s[1].to_le_bytes()[..4], (-2i32).to_le_bytes());
+        assert_eq!(s[2].to_le_bytes()[..4], 1.5f32.to_le_bytes());
+    }
+}
