@@ -153,25 +153,31 @@ pub fn check_tokens(model: &LoadedModel) -> Vec<u32> {
         .collect()
 }
 
-pub fn check_model<B: Backend + Clone>(b: &B, path: &Path, variant: &str) -> ModelReport {
-    check_model_with(b, path, variant, &ModelCheckOptions::default())
+/// Runs every model-level check of `path` on a backend made by `make` (an engine owns its
+/// backend, so each model gets a fresh one).
+pub fn check_model<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    path: &Path,
+    variant: &str,
+) -> ModelReport {
+    check_model_with(make, path, variant, &ModelCheckOptions::default())
 }
 
-pub fn check_model_with<B: Backend + Clone>(
-    b: &B,
+pub fn check_model_with<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
     path: &Path,
     variant: &str,
     opts: &ModelCheckOptions,
 ) -> ModelReport {
     let mut report = ModelReport {
         model: path.display().to_string(),
-        backend: b.name().to_string(),
+        backend: String::new(),
         variant: variant.to_string(),
         tolerance: f64::NAN,
         reason: String::new(),
         checks: vec![],
     };
-    if let Err(e) = run_checks(b, path, opts, &mut report) {
+    if let Err(e) = make().and_then(|b| run_checks(b, path, opts, &mut report)) {
         report.checks.push(Check::new(
             "model",
             Comparison::fail(format!("could not run: {e}")),
@@ -180,15 +186,16 @@ pub fn check_model_with<B: Backend + Clone>(
     report
 }
 
-fn run_checks<B: Backend + Clone>(
-    b: &B,
+fn run_checks<B: Backend>(
+    b: B,
     path: &Path,
     opts: &ModelCheckOptions,
     report: &mut ModelReport,
 ) -> Result<()> {
+    report.backend = b.name().to_string();
     let model = wavefront::load(path)?;
-    let engine = Engine::new(b.clone(), &model, EngineOptions::default())?;
     let reference = crate::bridge::reference_model(&model, b.weight_dtype())?;
+    let engine = Engine::new(b, &model, EngineOptions::default())?;
     let tol = model_tolerance(&engine);
     report.tolerance = tol.nmse;
     report.reason = tol.reason;

@@ -45,3 +45,17 @@ fn golden_streams<B: Backend>(backend: B, label: &str) {
 fn cpu_greedy_streams_match_transformers_on_smollm2() {
     golden_streams(CpuBackend::default(), "cpu");
 }
+
+/// Per runtime, arch and wave: kernels that differ in reduction order may break near-ties
+/// differently, within the divergence rule.
+#[test]
+fn gpu_greedy_streams_match_transformers_on_smollm2() {
+    for wave in common::gpu_waves() {
+        let b = common::gpu(wave).unwrap();
+        let i = b.info().clone();
+        let label = format!("gpu_{:?}_{}_wave{wave}", i.runtime, i.arch)
+            .to_lowercase()
+            .replace(['.', ' '], "_");
+        golden_streams(b, &label);
+    }
+}

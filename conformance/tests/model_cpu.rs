@@ -25,7 +25,7 @@ fn cpu_engine_matches_the_reference_on_every_fixture() {
     let fixtures = common::fixture_models();
     assert!(!fixtures.is_empty());
     for (path, _) in fixtures {
-        assert_pass(&check_model(&CpuBackend::default(), &path, ""));
+        assert_pass(&check_model(&|| Ok(CpuBackend::default()), &path, ""));
     }
 }
 
@@ -38,5 +38,10 @@ fn cpu_engine_matches_the_reference_on_smollm2() {
         settings: vec![sampling_settings()[2], sampling_settings()[4]],
         greedy_tokens: 32,
     };
-    assert_pass(&check_model_with(&CpuBackend::default(), &path, "", &opts));
+    assert_pass(&check_model_with(
+        &|| Ok(CpuBackend::default()),
+        &path,
+        "",
+        &opts,
+    ));
 }

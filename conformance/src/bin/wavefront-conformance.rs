@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use wavefront::backend::cpu::CpuBackend;
+use wavefront::backend::gpu::{self, GpuBackend, GpuOptions};
 use wavefront::backend::Backend;
 use wavefront_conformance::cases::{self, Op};
 use wavefront_conformance::models::{self, ModelReport};
@@ -27,13 +28,20 @@ enum BackendChoice {
 struct Args {
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     backend: BackendChoice,
-    /// Only this op (see the report for names; repeatable).
+    /// GPU wave sizes to build and check: the device's own and, on a wave32 device, the
+    /// emulated 64 ("all"), or one of them.
+    #[arg(long, default_value = "all")]
+    wave: String,
+    /// GPU device ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    /// Only this op (repeatable).
     #[arg(long = "op")]
     ops: Vec<String>,
     /// Also run the model-level checks on this model (GGUF file or HF directory; repeatable).
     #[arg(long = "model")]
     models: Vec<PathBuf>,
-    /// Run the model-level checks on every fixture under this directory.
+    /// Run the model-level checks on every model under this directory.
     #[arg(long)]
     fixtures: Option<PathBuf>,
     /// Write the report (markdown) here.
@@ -58,90 +66,138 @@ fn main() {
 fn run() -> Result<bool> {
     let args = Args::parse();
     let mut selected = cases::grid();
-    if !args.ops.is_empty() {
-        for name in &args.ops {
-            if Op::from_name(name).is_none() {
-                let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
-                bail!("unknown op `{name}`; known ops: {}", known.join(", "));
-            }
+    for name in &args.ops {
+        if Op::from_name(name).is_none() {
+            let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+            bail!("unknown op `{name}`; known ops: {}", known.join(", "));
         }
+    }
+    if !args.ops.is_empty() {
         selected.retain(|c| args.ops.iter().any(|n| n == c.op().name()));
     }
-    let mut models_to_check = args.models.clone();
+    let mut model_paths = args.models.clone();
     if let Some(dir) = &args.fixtures {
-        models_to_check.extend(
+        model_paths.extend(
             models::fixture_dirs(dir).with_context(|| format!("listing {}", dir.display()))?,
         );
     }
+    let mut out = Outcome::default();
     match args.backend {
-        BackendChoice::Cpu => check(
-            &[("", CpuBackend::default())],
+        BackendChoice::Cpu => out.check(
+            &|| Ok(CpuBackend::default()),
+            "",
             &selected,
-            &models_to_check,
+            &model_paths,
             &args,
         ),
-        BackendChoice::Gpu => bail!("the GPU backend is not part of this build yet"),
+        BackendChoice::Gpu => {
+            let native = gpu::detect_with(GpuOptions {
+                device: args.device,
+                wave: None,
+            })
+            .map_err(|r| anyhow::anyhow!("no usable GPU: {r}"))?;
+            let native_wave = native.wave();
+            drop(native);
+            let waves: Vec<u32> = match args.wave.as_str() {
+                "all" if native_wave == 32 => vec![32, 64],
+                "all" => vec![native_wave],
+                w => vec![w
+                    .parse()
+                    .with_context(|| format!("--wave takes 32, 64 or all, not `{w}`"))?],
+            };
+            for w in waves {
+                let make = move || -> wavefront::Result<GpuBackend> {
+                    gpu::detect_with(GpuOptions {
+                        device: args.device,
+                        wave: Some(w),
+                    })
+                    .map_err(|r| wavefront::Error::Backend {
+                        backend: "gpu",
+                        op: "open".into(),
+                        detail: r,
+                    })
+                };
+                out.check(&make, &format!("WAVE={w}"), &selected, &model_paths, &args);
+            }
+        }
     }
+    out.finish(&args)
 }
 
-fn check<B: Backend + Clone>(
-    backends: &[(&str, B)],
-    selected: &[cases::Case],
-    models_to_check: &[PathBuf],
-    args: &Args,
-) -> Result<bool> {
-    let mut reports: Vec<Report> = Vec::new();
-    let mut model_reports: Vec<ModelReport> = Vec::new();
-    let mut md = String::new();
-    for (variant, b) in backends {
-        let mut r = report::run(b, selected, variant);
-        if !args.ops.is_empty() {
-            // A filtered run covers what it was asked to cover.
-            r.uncovered.clear();
+#[derive(Default)]
+struct Outcome {
+    reports: Vec<Report>,
+    model_reports: Vec<ModelReport>,
+    md: String,
+}
+
+impl Outcome {
+    fn check<B: Backend>(
+        &mut self,
+        make: &dyn Fn() -> wavefront::Result<B>,
+        variant: &str,
+        selected: &[cases::Case],
+        model_paths: &[PathBuf],
+        args: &Args,
+    ) {
+        match make() {
+            Ok(b) => {
+                let mut r = report::run(&b, selected, variant);
+                if !args.ops.is_empty() {
+                    r.uncovered.clear(); // a filtered run covers what it was asked to cover
+                }
+                self.md.push_str(&r.markdown());
+                self.md.push('\n');
+                self.reports.push(r);
+            }
+            Err(e) => self
+                .md
+                .push_str(&format!("### {variant}: backend failed to start: {e}\n\n")),
         }
-        md.push_str(&r.markdown());
-        md.push('\n');
-        for path in models_to_check {
-            let mr = models::check_model(b, path, variant);
-            md.push_str(&mr.markdown());
-            md.push('\n');
-            model_reports.push(mr);
+        for path in model_paths {
+            let mr = models::check_model(make, path, variant);
+            self.md.push_str(&mr.markdown());
+            self.md.push('\n');
+            self.model_reports.push(mr);
         }
-        reports.push(r);
     }
-    print!("{md}");
-    let ok = reports.iter().all(|r| r.all_pass()) && model_reports.iter().all(|m| m.all_pass());
-    let summary: Vec<String> = reports
-        .iter()
-        .map(|r| {
-            format!(
-                "{}{}: {}/{} cases pass",
+
+    fn finish(self, args: &Args) -> Result<bool> {
+        print!("{}", self.md);
+        let ok = !self.reports.is_empty()
+            && self.reports.iter().all(|r| r.all_pass())
+            && self.model_reports.iter().all(|m| m.all_pass());
+        println!("| backend | variant | cases | passed | failed | uncovered ops |\n|---|---|---:|---:|---:|---|");
+        for r in &self.reports {
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
                 r.backend,
-                r.variant_suffix(),
+                r.variant,
+                r.results.len(),
                 r.passed(),
-                r.results.len()
-            )
-        })
-        .chain(model_reports.iter().map(|m| {
-            format!(
-                "{}: {}",
+                r.failed(),
+                r.uncovered.len()
+            );
+        }
+        for m in &self.model_reports {
+            println!(
+                "| {} | {} model {} | {} checks | | | {} |",
+                m.backend,
+                m.variant,
                 m.model,
+                m.checks.len(),
                 if m.all_pass() { "pass" } else { "FAIL" }
-            )
-        }))
-        .collect();
-    println!(
-        "{}\n{}",
-        summary.join("\n"),
-        if ok { "ALL PASS" } else { "FAILURES" }
-    );
-    if let Some(p) = &args.report {
-        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+            );
+        }
+        println!("{}", if ok { "ALL PASS" } else { "FAILURES" });
+        if let Some(p) = &args.report {
+            std::fs::write(p, &self.md).with_context(|| format!("writing {}", p.display()))?;
+        }
+        if let Some(p) = &args.json {
+            let json = serde_json::json!({ "ops": self.reports, "models": self.model_reports });
+            std::fs::write(p, serde_json::to_string_pretty(&json)?)
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+        Ok(ok)
     }
-    if let Some(p) = &args.json {
-        let json = serde_json::json!({ "ops": reports, "models": model_reports });
-        std::fs::write(p, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok(ok)
 }

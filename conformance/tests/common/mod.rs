@@ -128,3 +128,35 @@ pub fn smollm2() -> wavefront::LoadedModel {
     let path = wavefront::fetch::default_model().expect("the default model (fetched on first use)");
     wavefront::load(&path).unwrap()
 }
+
+/// The GPU wave variants to check: the device's own wave and, on a wave32 device, the emulated
+/// WAVE=64. Empty (with the reason printed) when no GPU is usable: GPU tests then skip.
+pub fn gpu_waves() -> Vec<u32> {
+    match wavefront::backend::gpu::detect() {
+        Ok(b) if b.wave() == 32 => vec![32, 64],
+        Ok(b) => vec![b.wave()],
+        Err(reason) => {
+            // Written to the file descriptor, past libtest's capture, so CI logs show the skip.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping GPU test: no usable GPU ({})",
+                reason.lines().next().unwrap_or_default()
+            );
+            vec![]
+        }
+    }
+}
+
+pub fn gpu(wave: u32) -> wavefront::Result<wavefront::backend::gpu::GpuBackend> {
+    use wavefront::backend::gpu::{detect_with, GpuOptions};
+    detect_with(GpuOptions {
+        device: 0,
+        wave: Some(wave),
+    })
+    .map_err(|r| wavefront::Error::Backend {
+        backend: "gpu",
+        op: "open".into(),
+        detail: r,
+    })
+}

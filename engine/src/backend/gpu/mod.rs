@@ -417,6 +417,11 @@ impl Backend for GpuBackend {
         DType::BF16
     }
 
+    /// Activations are converted to bf16 for the BLAS GEMM (bf16 × bf16 → f32).
+    fn matmul_input_dtype(&self) -> DType {
+        DType::BF16
+    }
+
     fn alloc(&self, dtype: DType, n: usize) -> Result<GpuTensor> {
         let t = self.new_tensor(dtype, n)?;
         self.vendor.memset(t.ptr(), 0, t.bytes())?;
@@ -501,7 +506,7 @@ impl Backend for GpuBackend {
         k: &GpuTensor,
         v: &GpuTensor,
         inv_freq: &GpuTensor,
-        cache: &mut KvCache<Self>,
+        cache: &mut KvCache<Self::Tensor>,
         p: RopeKvParams,
     ) -> Result<()> {
         ops::rope::rope_kv_write(self, q, k, v, inv_freq, cache, p)
@@ -510,7 +515,7 @@ impl Backend for GpuBackend {
     fn attention(
         &self,
         q: &GpuTensor,
-        cache: &KvCache<Self>,
+        cache: &KvCache<Self::Tensor>,
         out: &mut GpuTensor,
         p: AttentionParams,
     ) -> Result<()> {

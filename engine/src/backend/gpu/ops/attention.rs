@@ -16,7 +16,7 @@ const MAX_HEAD_DIM: usize = 256;
 pub(in crate::backend::gpu) fn attention(
     b: &GpuBackend,
     q: &GpuTensor,
-    cache: &KvCache<GpuBackend>,
+    cache: &KvCache<GpuTensor>,
     out: &mut GpuTensor,
     p: AttentionParams,
 ) -> Result<()> {

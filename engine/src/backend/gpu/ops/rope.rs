@@ -17,7 +17,7 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     k: &GpuTensor,
     v: &GpuTensor,
     inv_freq: &GpuTensor,
-    cache: &mut KvCache<GpuBackend>,
+    cache: &mut KvCache<GpuTensor>,
     p: RopeKvParams,
 ) -> Result<()> {
     let hd = p.head_dim;

@@ -1,0 +1,43 @@
+//! Model-level conformance of the GPU engine (16-bit tolerances) on every fixture and on
+//! SmolLM2, at every wave variant. Skips, saying so, where no GPU is usable (CI).
+
+mod common;
+
+use wavefront_conformance::models::{
+    check_model, check_model_with, sampling_settings, ModelCheckOptions,
+};
+
+#[test]
+fn gpu_engine_matches_the_reference_on_fixtures_and_smollm2() {
+    let waves = common::gpu_waves();
+    if waves.is_empty() {
+        return;
+    }
+    let smollm2 = wavefront::fetch::default_model().unwrap();
+    let mut failures = Vec::new();
+    for wave in waves {
+        let make = move || common::gpu(wave);
+        let mut reports: Vec<_> = common::fixture_models()
+            .into_iter()
+            .map(|(path, _)| check_model(&make, &path, &format!("WAVE={wave}")))
+            .collect();
+        let opts = ModelCheckOptions {
+            sample_steps: 200,
+            settings: sampling_settings(),
+            greedy_tokens: 32,
+        };
+        reports.push(check_model_with(
+            &make,
+            &smollm2,
+            &format!("WAVE={wave}"),
+            &opts,
+        ));
+        for r in reports {
+            println!("{}", r.markdown());
+            if !r.all_pass() {
+                failures.push(format!("{} WAVE={wave}", r.model));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
