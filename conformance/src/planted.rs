@@ -241,6 +241,10 @@ impl Backend for Planted {
         Ok(())
     }
 
+    fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
+        self.inner.copy(src, dst)
+    }
+
     fn embedding(
         &self,
         table: &CpuTensor,

@@ -5,6 +5,7 @@
 //! of this one: the conformance crate compares the two.
 
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod detok;
 pub mod error;

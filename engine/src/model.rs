@@ -3,7 +3,7 @@
 
 use crate::backend::{
     AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
-    RopeKvParams,
+    RopeKvParams, TensorInfo,
 };
 use crate::config::{names, ModelConfig};
 use crate::error::{Error, Result};
@@ -205,6 +205,34 @@ impl<B: Backend> Engine<B> {
 
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// Bytes of weights on the backend: what one decode step reads at least once.
+    pub fn weight_bytes(&self) -> usize {
+        let size = |t: &B::Tensor| t.len() * t.dtype().block_bytes();
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let bias: usize = l.bias.iter().flatten().map(size).sum();
+                [
+                    &l.attn_norm,
+                    &l.wq,
+                    &l.wk,
+                    &l.wv,
+                    &l.wo,
+                    &l.mlp_norm,
+                    &l.gate,
+                    &l.up,
+                    &l.down,
+                ]
+                .into_iter()
+                .map(size)
+                .sum::<usize>()
+                    + bias
+            })
+            .sum();
+        layers + size(&self.embed) + size(&self.final_norm) + self.lm_head.as_ref().map_or(0, size)
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -120,6 +120,17 @@ pub trait Backend: Send + Sync + Sized {
     fn download_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
     /// Waits for queued work (no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
+    /// Copies all of `src` into `dst` (same dtype and length) on the device.
+    fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()>;
+    /// Milliseconds the device spent on the work `f` queues (device events where the backend
+    /// has them; else a host clock between two synchronizations).
+    fn time_ms(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        self.synchronize()?;
+        let t = std::time::Instant::now();
+        f()?;
+        self.synchronize()?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    }
 
     fn embedding(
         &self,

@@ -4,60 +4,128 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::{Format, LoadedModel};
-use crate::config::ModelConfig;
+use crate::config::{Arch, ModelConfig};
+use crate::error::{Error, Result};
 use crate::tensor::{DType, HostTensor, Storage};
+
+/// Shapes of real models, for benchmarks with random weights.
+pub const SHAPES: [&str; 3] = ["smollm2-135m", "llama-3.2-1b", "llama-3.1-8b"];
+
+/// The architecture of a named real model.
+pub fn shape(name: &str) -> Result<ModelConfig> {
+    let llama = |hidden, inter, layers, heads, kv, head_dim, vocab, theta, ctx, tie| ModelConfig {
+        arch: Arch::Llama,
+        vocab_size: vocab,
+        hidden_size: hidden,
+        intermediate_size: inter,
+        n_layers: layers,
+        n_heads: heads,
+        n_kv_heads: kv,
+        head_dim,
+        rms_norm_eps: 1e-5,
+        rope_theta: theta,
+        rope_scaling: None,
+        rope_freq_factors: None,
+        max_position_embeddings: ctx,
+        tie_word_embeddings: tie,
+        attention_bias: false,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+    };
+    match name {
+        "smollm2-135m" => Ok(llama(576, 1536, 30, 9, 3, 64, 49152, 100000.0, 8192, true)),
+        "llama-3.2-1b" => Ok(llama(
+            2048, 8192, 16, 32, 8, 64, 128256, 500000.0, 131072, true,
+        )),
+        "llama-3.1-8b" => Ok(llama(
+            4096, 14336, 32, 32, 8, 128, 128256, 500000.0, 131072, false,
+        )),
+        other => Err(Error::InvalidRequest(format!(
+            "unknown model shape `{other}`; known: {}",
+            SHAPES.join(", ")
+        ))),
+    }
+}
 
 /// Values are uniform in ±[0.1·scale, scale] with a random sign: never zero, so unwritten or
 /// mis-indexed outputs show. Matrices use `scale = 1/√in_features` (activations stay O(1));
 /// norm weights are 1 ± 0.1.
 pub fn random_model(config: ModelConfig, seed: u64, dtype: DType) -> LoadedModel {
-    let mut rng = crate::sampler::CoinRng::new(seed);
-    let mut tensors = BTreeMap::new();
-    for (name, shape) in config.expected_tensors() {
-        let n: usize = shape.iter().product();
-        let is_norm = name.ends_with("norm.weight");
-        let scale = if is_norm {
-            0.1
-        } else {
-            1.0 / (*shape.last().unwrap_or(&1) as f32).sqrt()
-        };
-        let mut values = Vec::with_capacity(n);
-        for _ in 0..n {
-            let r = rng.next_u64();
-            let mag = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
-            let v = if r & 1 == 0 { mag } else { -mag };
-            values.push(if is_norm { 1.0 + v } else { v });
-        }
-        let bytes: Vec<u8> = match dtype {
-            DType::F16 => values
-                .iter()
-                .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-                .collect(),
-            DType::BF16 => values
-                .iter()
-                .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
-                .collect(),
-            _ => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        };
-        let dtype = if matches!(dtype, DType::F16 | DType::BF16) {
-            dtype
-        } else {
-            DType::F32
-        };
-        let t = HostTensor {
-            name: name.clone(),
-            dtype,
-            shape,
-            storage: Storage::Owned(Arc::new(bytes)),
-        };
-        tensors.insert(name, t);
-    }
+    let list = config.expected_tensors();
+    // One seeded stream per tensor, generated in parallel (an 8B model is 8·10⁹ draws).
+    let made: Vec<(String, HostTensor)> = list
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let t = random_tensor(
+                &name,
+                shape,
+                seed.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9)),
+                dtype,
+            );
+            (name, t)
+        })
+        .collect();
     LoadedModel {
         path: format!("<random model, seed {seed}>").into(),
         format: Format::Random,
         config,
-        tensors,
+        tensors: made.into_iter().collect::<BTreeMap<_, _>>(),
         tokenizer: None,
+    }
+}
+
+/// `n` seeded values in ±[0.1, 1] (never zero).
+pub fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = crate::sampler::CoinRng::new(seed);
+    (0..n)
+        .map(|_| {
+            let r = rng.next_u64();
+            let m = 0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32);
+            if r & 1 == 0 {
+                m
+            } else {
+                -m
+            }
+        })
+        .collect()
+}
+
+fn random_tensor(name: &str, shape: Vec<usize>, seed: u64, dtype: DType) -> HostTensor {
+    let mut rng = crate::sampler::CoinRng::new(seed);
+    let n: usize = shape.iter().product();
+    let is_norm = name.ends_with("norm.weight");
+    let scale = if is_norm {
+        0.1
+    } else {
+        1.0 / (*shape.last().unwrap_or(&1) as f32).sqrt()
+    };
+    let dtype = if matches!(dtype, DType::F16 | DType::BF16) {
+        dtype
+    } else {
+        DType::F32
+    };
+    let mut bytes = Vec::with_capacity(n * dtype.block_bytes());
+    for _ in 0..n {
+        let r = rng.next_u64();
+        let mag = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
+        let v = if r & 1 == 0 { mag } else { -mag };
+        let v = if is_norm { 1.0 + v } else { v };
+        match dtype {
+            DType::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes()),
+            DType::BF16 => {
+                bytes.extend_from_slice(&half::bf16::from_f32(v).to_bits().to_le_bytes())
+            }
+            _ => bytes.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+    HostTensor {
+        name: name.to_string(),
+        dtype,
+        shape,
+        storage: Storage::Owned(Arc::new(bytes)),
     }
 }

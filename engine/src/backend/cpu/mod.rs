@@ -17,7 +17,7 @@ use half::{bf16, f16};
 
 use crate::backend::{
     check_tensor, AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams,
-    RmsNormParams, RopeKvParams,
+    RmsNormParams, RopeKvParams, TensorInfo,
 };
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -115,6 +115,28 @@ impl Backend for CpuBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
+        let detail = format!(
+            "{} {} elements into {} {}",
+            src.len(),
+            src.dtype(),
+            dst.len(),
+            dst.dtype()
+        );
+        let bad = || Error::Backend {
+            backend: "cpu",
+            op: "copy".into(),
+            detail,
+        };
+        match (src, dst) {
+            (CpuTensor::F32(s), CpuTensor::F32(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (CpuTensor::F16(s), CpuTensor::F16(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (CpuTensor::BF16(s), CpuTensor::BF16(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            _ => return Err(bad()),
+        }
         Ok(())
     }
 

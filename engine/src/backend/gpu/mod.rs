@@ -468,6 +468,27 @@ impl Backend for GpuBackend {
         self.vendor.synchronize()
     }
 
+    fn copy(&self, src: &GpuTensor, dst: &mut GpuTensor) -> Result<()> {
+        if src.dtype() != dst.dtype() || src.len() != dst.len() {
+            return Err(bad(
+                "copy",
+                format!(
+                    "{} {} elements into {} {}",
+                    src.len(),
+                    src.dtype(),
+                    dst.len(),
+                    dst.dtype()
+                ),
+            ));
+        }
+        self.vendor.dtod(dst.ptr(), src.ptr(), src.bytes())
+    }
+
+    /// Device events around the queued work.
+    fn time_ms(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        GpuBackend::time_ms(self, |_| f()).map(f64::from)
+    }
+
     fn embedding(
         &self,
         table: &GpuTensor,
