@@ -1,0 +1,198 @@
+//! The decode loop on SmolLM2 (CPU): finish reasons, stop strings, UTF-8-safe streaming,
+//! determinism, and requests refused before they run.
+
+use std::sync::OnceLock;
+
+use wavefront::backend::cpu::CpuBackend;
+use wavefront::detok::IncrementalDecoder;
+use wavefront::{
+    Engine, EngineOptions, Error, FinishReason, GenerationRequest, Generator, LoadedModel,
+    SamplingParams,
+};
+
+fn model() -> &'static LoadedModel {
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    M.get_or_init(|| wavefront::load(&wavefront::fetch::default_model().unwrap()).unwrap())
+}
+
+fn engine() -> Engine<CpuBackend> {
+    Engine::new(CpuBackend::default(), model(), EngineOptions::default()).unwrap()
+}
+
+fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// Streams every step's text and returns (streamed text, generator).
+fn stream<'a>(
+    e: &'a Engine<CpuBackend>,
+    req: GenerationRequest,
+) -> (String, Generator<'a, CpuBackend>) {
+    let mut g = Generator::new(e, model().tokenizer.as_ref(), req).unwrap();
+    let mut text = String::new();
+    while let Some(step) = g.step().unwrap() {
+        text.push_str(&step.text);
+    }
+    (text, g)
+}
+
+fn prompt(text: &str) -> Vec<u32> {
+    model()
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode(text, true)
+        .unwrap()
+}
+
+#[test]
+fn streamed_pieces_reassemble_every_golden_string_without_broken_characters() {
+    let tok = model().tokenizer.as_ref().unwrap();
+    let goldens: serde_json::Value =
+        serde_json::from_str(&repo_file("fixtures/smollm2/tokenizer_goldens.json")).unwrap();
+    let mut multi_byte_held_back = 0;
+    for case in goldens["cases"].as_array().unwrap() {
+        let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let want = case["decoded_skip_special"].as_str().unwrap();
+        let mut d = IncrementalDecoder::new(true);
+        let mut got = String::new();
+        for &id in &ids {
+            let piece = d.push(tok, id).unwrap();
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "{:?}: broken character in {piece:?}",
+                case["text"]
+            );
+            if piece.is_empty() {
+                multi_byte_held_back += 1;
+            }
+            got.push_str(&piece);
+        }
+        got.push_str(&d.flush(tok).unwrap());
+        assert_eq!(got, want, "{:?}", case["text"]);
+    }
+    // The emoji and CJK strings split characters across byte tokens: some pieces must wait.
+    assert!(multi_byte_held_back > 0);
+}
+
+#[test]
+fn greedy_generation_reaches_eos_and_matches_transformers_text() {
+    let greedy: serde_json::Value =
+        serde_json::from_str(&repo_file("fixtures/smollm2/greedy_goldens.json")).unwrap();
+    let first = &greedy["prompts"][0];
+    assert_eq!(first["prompt"], "The capital of France is");
+    let e = engine();
+    let req = GenerationRequest {
+        max_tokens: 64,
+        ..GenerationRequest::new(prompt("The capital of France is"))
+    };
+    let (text, g) = stream(&e, req);
+    assert_eq!(g.finish_reason(), Some(&FinishReason::Eos));
+    // transformers' text runs past <|im_end|>; ours stops there and omits it.
+    let golden = first["text"].as_str().unwrap();
+    let upto = golden.split("<|im_end|>").next().unwrap();
+    assert_eq!(text, upto);
+    assert_eq!(g.text(), text);
+    let t = g.timings();
+    assert_eq!(t.prompt_tokens, 5);
+    assert_eq!(t.generated_tokens, g.generated().len());
+}
+
+#[test]
+fn stop_strings_end_generation_before_the_stop_text() {
+    let e = engine();
+    let req = GenerationRequest {
+        max_tokens: 64,
+        stop: vec!["\n\n".into(), "never appears".into()],
+        ..GenerationRequest::new(prompt("The capital of France is"))
+    };
+    let (text, g) = stream(&e, req);
+    assert_eq!(g.finish_reason(), Some(&FinishReason::Stop("\n\n".into())));
+    assert_eq!(text, " Paris.");
+}
+
+#[test]
+fn max_tokens_and_context_full_are_finish_reasons() {
+    let e = engine();
+    let p = prompt("The capital of France is");
+    let (_, g) = stream(
+        &e,
+        GenerationRequest {
+            max_tokens: 3,
+            ..GenerationRequest::new(p.clone())
+        },
+    );
+    assert_eq!(g.finish_reason(), Some(&FinishReason::MaxTokens));
+    assert_eq!(g.generated().len(), 3);
+    let (_, g) = stream(
+        &e,
+        GenerationRequest {
+            max_tokens: 100,
+            context: Some(p.len() + 4),
+            ..GenerationRequest::new(p)
+        },
+    );
+    assert_eq!(g.finish_reason(), Some(&FinishReason::ContextFull));
+    // The prefill's logits give one token, then each decode step fills one position.
+    assert_eq!(g.generated().len(), 5);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_tokens() {
+    let e = engine();
+    let req = |seed| GenerationRequest {
+        max_tokens: 12,
+        seed,
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_k: 40,
+            ..Default::default()
+        },
+        ..GenerationRequest::new(prompt("Once upon a time"))
+    };
+    let (_, a) = stream(&e, req(5));
+    let (_, b) = stream(&e, req(5));
+    let (_, c) = stream(&e, req(6));
+    assert_eq!(a.generated(), b.generated());
+    assert_ne!(
+        a.generated(),
+        c.generated(),
+        "different seeds should differ somewhere in 12 sampled tokens"
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_before_running() {
+    let e = engine();
+    let tok = model().tokenizer.as_ref();
+    let bad = |req: GenerationRequest| match Generator::new(&e, tok, req) {
+        Err(Error::InvalidRequest(m)) => m,
+        Err(other) => panic!("wrong error {other}"),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(bad(GenerationRequest::new(vec![])).contains("no tokens"));
+    let long = GenerationRequest {
+        context: Some(4),
+        ..GenerationRequest::new(vec![1; 4])
+    };
+    assert!(bad(long).contains("context"));
+    assert!(bad(GenerationRequest::new(vec![49152])).contains("vocabulary"));
+    let sampling = GenerationRequest {
+        sampling: SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        },
+        ..GenerationRequest::new(vec![1])
+    };
+    assert!(bad(sampling).contains("top_p"));
+    let stop = GenerationRequest {
+        stop: vec![String::new()],
+        ..GenerationRequest::new(vec![1])
+    };
+    assert!(bad(stop).contains("stop"));
+}
