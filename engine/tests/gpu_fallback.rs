@@ -2,7 +2,6 @@
 //! do not exist, `info --devices` says why there is no GPU, `run --backend gpu` fails with that
 //! reason, `run --backend auto` prints one line and runs on the CPU. Nothing panics.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const NO_CUDA: &str = "/nonexistent/wavefront-test/libcuda.so.1";
