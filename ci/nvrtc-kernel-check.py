@@ -386,6 +386,63 @@ def test_sampling(mod, tag):
         check(rel < 1e-6 and bx.guards_ok(), f"{tag} softmax_rows rows={rows} n={n} max_rel={rel:.2e}")
 
 
+# A probe of common.h's logical wave (not an op: compiled from this string). Every result is
+# exact, so a wrong lane mapping shows even where a reduction's total would hide it.
+WAVE_PROBE = b"""
+#include "common.h"
+extern "C" __global__ void __launch_bounds__(256)
+    wave_probe(const float* vals, int* lanes, float* shfl, int* ishfl, float* sums, float* bsums,
+               float* bmax) {
+  const int t = thread_index();
+  lanes[2 * t] = wave_lane();
+  lanes[2 * t + 1] = wave_index();
+  int k = 0;
+  for (int m = 1; m < WAVE; m <<= 1, ++k) shfl[t * 6 + k] = wave_shfl_xor(vals[t], m);
+  ishfl[t] = wave_shfl_xor(t * 7 + 1, WAVE / 2);
+  sums[t] = wave_sum(vals[t]);
+  bsums[t] = block_sum<256>(vals[t]);
+  bmax[t] = block_max<256>(vals[t]);
+}
+"""
+
+
+def test_wave(common_h, wave, arch, tmp):
+    tag = f"[WAVE={wave} common.h]"
+    path = os.path.join(tmp, "wave_probe.hip")
+    open(path, "wb").write(WAVE_PROBE)
+    mod, _ = compile_module(path, common_h, wave, arch, tmp)
+    n = 256
+    vals = randn(n) * np.float32(1000)  # sums whose rounding depends on the order
+    bv = Buf(vals)
+    lanes, shfl, ishfl = Buf.poisoned(2 * n, np.int32), Buf.poisoned(6 * n), Buf.poisoned(n, np.int32)
+    sums, bsums, bmax = Buf.poisoned(n), Buf.poisoned(n), Buf.poisoned(n)
+    mod.get_function("wave_probe")((1,), (n,), (bv.view, lanes.view, shfl.view, ishfl.view,
+                                                sums.view, bsums.view, bmax.view))
+    t = np.arange(n)
+    got = lanes.get().reshape(n, 2)
+    check(np.array_equal(got[:, 0], t % wave) and np.array_equal(got[:, 1], t // wave),
+          f"{tag} wave_lane / wave_index")
+    masks = [1 << k for k in range(wave.bit_length() - 1)]
+    sh = shfl.get().reshape(n, 6)
+    ok = all(np.array_equal(sh[:, k], vals[t ^ m]) for k, m in enumerate(masks))
+    check(ok, f"{tag} wave_shfl_xor(float) lane l gets lane l ^ m for m in {masks}")
+    check(np.array_equal(ishfl.get(), (t ^ (wave // 2)) * 7 + 1), f"{tag} wave_shfl_xor(int)")
+    # the butterfly in f32, mask WAVE/2 first: the exact order the kernels promise
+    v = vals.reshape(-1, wave).copy()
+    lane = np.arange(wave)
+    m = wave // 2
+    while m:
+        v = (v + v[:, lane ^ m]).astype(np.float32)
+        m //= 2
+    check(np.array_equal(sums.get(), v.reshape(-1)), f"{tag} wave_sum bit-exact butterfly order")
+    parts = v[:, 0]
+    total = parts[0]
+    for p in parts[1:]:
+        total = np.float32(total + p)
+    check(np.all(bsums.get() == total), f"{tag} block_sum bit-exact wave order")
+    check(np.all(bmax.get() == vals.max()) and bmax.guards_ok(), f"{tag} block_max")
+
+
 TESTS = {
     "embedding.hip": test_embedding,
     "rms_norm.hip": test_rms_norm,
@@ -410,6 +467,7 @@ def main():
     common_h = open(os.path.join(args.kernels, "common.h"), "rb").read()
     with tempfile.TemporaryDirectory() as tmp:
         for wave in waves:
+            test_wave(common_h, wave, arch, tmp)
             for file, test in TESTS.items():
                 tag = f"[WAVE={wave} {file}]"
                 try:
