@@ -65,13 +65,11 @@ typedef unsigned long long u64;
 #error "WAVE must equal the hardware wave size on AMD"
 #endif
 #define WF_DEVICE __device__ __forceinline__
-#define WF_GLOBAL extern "C" __global__
 #define WF_SHARED __shared__
 #define WF_EMULATED_WAVE 0
 #elif defined(WF_CUDA)
 // NVIDIA's warp is 32 lanes. WAVE=64 is emulated over two warps (see wave_shfl_xor).
 #define WF_DEVICE __device__ __forceinline__
-#define WF_GLOBAL extern "C" __global__
 #define WF_SHARED __shared__
 #define WF_EMULATED_WAVE (WAVE == 64)
 #else
@@ -125,7 +123,6 @@ WF_DEVICE double wf_fma(double a, double b, double c) { return fma(a, b, c); }
 #endif
 
 WF_DEVICE float wf_inf() { return f32_from_bits(0x7f800000u); }
-WF_DEVICE float wf_nan() { return f32_from_bits(0x7fc00000u); }
 WF_DEVICE bool wf_isnan(float x) { return x != x; }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,7 +167,7 @@ WF_DEVICE uint16_t f32_to_f16(float f) {
   // 65520 = 0x477ff000 is the midpoint between 65504 (f16 max, odd mantissa) and 2^16:
   // it and everything above (inf included) round to inf.
   if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
-  if (a >= 0x38800000u) {  // ≥ 2^-14: a normal f16 (or 2^-14 · (2 - tiny), still normal)
+  if (a >= 0x38800000u) {  // ≥ 2^-14: a normal f16 (rounding may carry into the exponent)
     uint32_t r = a - (112u << 23);  // rebias the exponent 127 → 15
     r += 0xfffu + ((r >> 13) & 1u);  // round to nearest even on the 13 dropped bits
     return (uint16_t)(sign | (r >> 13));
@@ -448,7 +445,7 @@ WF_DEVICE void store_f32x4(float* p, const float (&v)[4]) {
   *(wf_f32x4*)p = t;
 }
 
-// 8 16-bit values (16 bytes) and 4 16-bit values (8 bytes), little-endian within each word.
+// Loads of 8 16-bit values (16 bytes) and stores of 4 (8 bytes), little-endian in each word.
 WF_DEVICE void load_u16x8(const uint16_t* p, uint16_t (&h)[8]) {
   wf_u32x4 t = *(const wf_u32x4*)p;
   uint32_t w[4] = {t.x, t.y, t.z, t.w};
@@ -457,14 +454,6 @@ WF_DEVICE void load_u16x8(const uint16_t* p, uint16_t (&h)[8]) {
     h[2 * k] = (uint16_t)(w[k] & 0xffffu);
     h[2 * k + 1] = (uint16_t)(w[k] >> 16);
   }
-}
-WF_DEVICE void store_u16x8(uint16_t* p, const uint16_t (&h)[8]) {
-  wf_u32x4 t;
-  t.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
-  t.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
-  t.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
-  t.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
-  *(wf_u32x4*)p = t;
 }
 WF_DEVICE void store_u16x4(uint16_t* p, const uint16_t (&h)[4]) {
   wf_u32x2 t;
@@ -490,19 +479,6 @@ WF_DEVICE void load16(const uint16_t* p, float (&v)[8]) {
   load_u16x8(p, h);
 #pragma unroll
   for (int k = 0; k < 8; ++k) v[k] = C::load(h[k]);
-}
-
-// store16<C>(p, v): Vec16<C>::n f32 values converted and written as one 16-byte store.
-template <class C>
-WF_DEVICE void store16(float* p, const float (&v)[4]) {
-  store_f32x4(p, v);
-}
-template <class C>
-WF_DEVICE void store16(uint16_t* p, const float (&v)[8]) {
-  uint16_t h[8];
-#pragma unroll
-  for (int k = 0; k < 8; ++k) h[k] = C::store(v[k]);
-  store_u16x8(p, h);
 }
 
 // store4<C>(p, v): 4 f32 values converted and written at once (16 bytes as f32, 8 as 16-bit).
