@@ -336,7 +336,7 @@ def test_convert(mod, tag):
 def argmax_ref(x):
     ok = ~np.isnan(x)
     if not ok.any():
-        return 0
+        return -1
     m = x[ok].max()
     return int(np.flatnonzero(ok & (x == m))[0])
 
@@ -355,6 +355,7 @@ def test_sampling(mod, tag):
     cases.append(("NaN at 0 and 1234", t))
     cases.append(("all -inf", np.full(777, -np.inf, np.float32)))
     cases.append(("all NaN", np.full(50, np.nan, np.float32)))
+    cases.append(("n=0", np.zeros(0, np.float32)))
     t = np.full(4096, -np.inf, np.float32)
     t[100] = np.nan
     t[3000] = -1e30

@@ -1,7 +1,8 @@
 // Sampling on the device: greedy argmax (only the id crosses to the host) and a row softmax.
 //
 // argmax: out[0] = the index of the largest x[i], i < n; the lowest index on ties; NaN never
-//   wins (0 when no element is a number, or n ≤ 0).
+//   wins: -1 when no element is a number (all NaN, or n ≤ 0), which the host reports as an
+//   error rather than taking a token it did not choose.
 //   Shapes: x (n) f32; out (1) i32.
 //   Launch: grid (1); block ARGMAX_BLOCK = 1024; no dynamic shared memory.
 //   Indexing: thread t scans its elements in ascending order (float4 vectors t, t + 1024, …
@@ -79,7 +80,7 @@ __device__ void argmax_kernel(const float* x, int n, int* out) {
         best_i = wave_i[w];
       }
     }
-    out[0] = best_i == none ? 0 : best_i;
+    out[0] = best_i == none ? -1 : best_i;
   }
 }
 
