@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""The kernel ABI as data, and the checks that hold kernels/ (and their compiled code) to it.
+
+The ABI table below is the one the GPU backend's Rust side launches against (gpu_abi.md; the
+semantics are the Backend trait's). If a kernel's name, file, parameter types or names, or its
+block size drift from it, this fails, so the two sides cannot drift silently.
+
+Usage (python3, standard library only):
+  kernel-abi-check.py [--kernels DIR]
+      Parses every `extern "C" __global__` entry point in DIR/*.hip (default: kernels/) and
+      checks it against the table: the set of kernels, the file each lives in, the parameter
+      list (types and names), and __launch_bounds__ (= the ABI block size).
+  kernel-abi-check.py asm --arch gfx942 --wave 64 DIR [--report]
+      Checks AMDGPU assembly (clang -S output, DIR/*.s) against the table: every ABI kernel is
+      present, its kernel arguments have the ABI's sizes and kinds, max_flat_workgroup_size is
+      the ABI block, wavefront_size is WAVE, no kernel calls a function (an unresolved device-
+      library call would make the resource numbers meaningless), and no kernel spills.
+      With --report, prints the per-kernel table of VGPRs, AGPRs, SGPRs, LDS bytes, scratch
+      bytes and VGPR/SGPR spills read from the AMDGPU metadata.
+  kernel-abi-check.py self-test
+      Plants each kind of drift in a copy of the sources and checks that it is reported.
+Exit status 0 iff everything matched.
+"""
+
+import argparse
+import glob
+import os
+import re
+import sys
+
+# --- the ABI ----------------------------------------------------------------------------------
+# kernel: (file, parameters, block, grid). T is the KV or table element type of the suffix
+# (_f32: float, _f16/_bf16: uint16_t); S/D the convert source/destination types.
+
+EMBEDDING = "const T* table, const int* tokens, float* out, int n_tokens, int hidden"
+ROPE = ("float* q, const float* k, const float* v, const float* inv_freq, T* arena, int layer, "
+        "int pos0, int rows, int n_heads, int n_kv_heads, int head_dim, int capacity")
+ATTENTION = ("const float* q, const T* arena, float* out, int layer, int pos0, int rows, "
+             "int n_heads, int n_kv_heads, int head_dim, int capacity, float scale")
+ELEMENTS = "(ceil(n/256))"
+
+ABI = {}
+for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t")):
+    ABI[f"embedding_{suffix}"] = ("embedding.hip", EMBEDDING.replace("T*", t + "*"), 256,
+                                  "(n_tokens)")
+    ABI[f"rope_kv_write_{suffix}"] = ("rope.hip", ROPE.replace("T*", t + "*"), 256, "(rows)")
+    ABI[f"attention_{suffix}"] = ("attention.hip", ATTENTION.replace("T*", t + "*"), 128,
+                                  "(n_heads, rows)")
+ABI.update({
+    "rms_norm": ("rms_norm.hip", "float* x, const float* residual, const float* w, float* out, "
+                 "int rows, int dim, float eps", 256, "(rows)"),
+    "swiglu": ("elementwise.hip", "const float* gate, const float* up, float* out, int n", 256,
+               ELEMENTS),
+    "add": ("elementwise.hip", "float* x, const float* y, int n", 256, ELEMENTS),
+    "bias_add": ("elementwise.hip", "float* out, const float* bias, int rows, int cols", 256,
+                 "(ceil(rows*cols/256))"),
+    "fill_f32": ("elementwise.hip", "float* x, float value, int n", 256, ELEMENTS),
+    "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, int n", 256, ELEMENTS),
+    "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, int n", 256, ELEMENTS),
+    "convert_f16_to_f32": ("convert.hip", "const uint16_t* in, float* out, int n", 256, ELEMENTS),
+    "convert_bf16_to_f32": ("convert.hip", "const uint16_t* in, float* out, int n", 256, ELEMENTS),
+    "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
+    "softmax_rows": ("sampling.hip", "float* x, int rows, int n", 1024, "(rows)"),
+})
+
+# --- source parsing ---------------------------------------------------------------------------
+
+ENTRY = re.compile(
+    r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*([A-Za-z_0-9]+)\s*\)\s+)?'
+    r'([A-Za-z_][A-Za-z_0-9]*)\s*\(([^)]*)\)', re.S)
+CONSTANT = re.compile(r'constexpr\s+int\s+([A-Za-z_][A-Za-z_0-9]*)\s*=\s*(\d+)\s*;')
+
+
+def strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return re.sub(r"//[^\n]*", " ", text)
+
+
+def normalize_params(params):
+    """'const float *x,int n' → ['const float* x', 'int n'] (whitespace and * placement)."""
+    out = []
+    for p in params.split(","):
+        p = re.sub(r"\s*\*\s*", "* ", " ".join(p.split()))
+        p = p.replace("* *", "**").strip()
+        if p and p != "void":
+            out.append(p)
+    return out
+
+
+def parse_sources(files):
+    """{kernel: (file, [params], block or None)} and a list of parse errors."""
+    found, errors = {}, []
+    for name, text in files.items():
+        text = strip_comments(text)
+        consts = {k: int(v) for k, v in CONSTANT.findall(text)}
+        for bound, kernel, params in ENTRY.findall(text):
+            block = None
+            if bound:
+                block = int(bound) if bound.isdigit() else consts.get(bound)
+                if block is None:
+                    errors.append(f"{name}: {kernel}: __launch_bounds__({bound}) is not a "
+                                  "constexpr int of the file")
+            if kernel in found:
+                errors.append(f"{name}: {kernel} is defined twice (also in {found[kernel][0]})")
+            found[kernel] = (name, normalize_params(params), block)
+        # extern "C" __global__ that the pattern could not read (e.g. a macro in between)
+        if len(re.findall(r'extern\s+"C"\s+__global__', text)) != len(ENTRY.findall(text)):
+            errors.append(f"{name}: an extern \"C\" __global__ declaration is not in the form "
+                          "`extern \"C\" __global__ void __launch_bounds__(N) name(params)`")
+    return found, errors
+
+
+def check_sources(files):
+    found, errors = parse_sources(files)
+    for kernel, (file, params, block, _grid) in ABI.items():
+        if kernel not in found:
+            errors.append(f"{kernel}: missing (the ABI puts it in {file})")
+            continue
+        got_file, got_params, got_block = found[kernel]
+        want = normalize_params(params)
+        if got_file != file:
+            errors.append(f"{kernel}: defined in {got_file}, the ABI puts it in {file}")
+        if got_params != want:
+            errors.append(f"{kernel}: parameters ({', '.join(got_params)}) differ from the "
+                          f"ABI's ({', '.join(want)})")
+        if got_block != block:
+            errors.append(f"{kernel}: __launch_bounds__ {got_block}, the ABI block is {block}")
+    for kernel in sorted(set(found) - set(ABI)):
+        errors.append(f"{kernel}: extern \"C\" kernel in {found[kernel][0]} is not in the ABI "
+                      "(add it to the table in ci/kernel-abi-check.py and gpu_abi)")
+    return errors
+
+
+def read_sources(kernels_dir):
+    files = {}
+    for path in sorted(glob.glob(os.path.join(kernels_dir, "*.hip"))):
+        with open(path, encoding="utf-8") as f:
+            files[os.path.basename(path)] = f.read()
+    return files
+
+
+# --- assembly ---------------------------------------------------------------------------------
+
+def parse_metadata(text):
+    """Kernel entries of the .amdgpu_metadata block: {name: {key: value, 'args': [...]}}."""
+    m = re.search(r"\.amdgpu_metadata\n(.*?)\.end_amdgpu_metadata", text, re.S)
+    if not m:
+        return {}
+    kernels, cur, arg = {}, None, None
+    for line in m.group(1).splitlines():
+        if re.match(r"^\S", line):  # amdhsa.kernels:, amdhsa.target: …: top level
+            cur = arg = None
+            if line.startswith("amdhsa.kernels:"):
+                cur = {}
+            continue
+        km = re.match(r"^(  - |    |      - |        )\.([a-z_]+):\s*(.*)$", line)
+        if not km or cur is None:
+            continue
+        lead, key, value = km.group(1), km.group(2), km.group(3).strip()
+        if lead == "  - ":  # a new kernel entry
+            cur = {"args": []}
+            arg = None
+            lead = "    "
+        if lead == "      - ":  # a new argument of the current kernel
+            arg = {}
+            cur.setdefault("args", []).append(arg)
+            lead = "        "
+        if lead == "        " and arg is not None:
+            arg[key] = value
+        elif lead == "    " and key != "args":
+            arg = None
+            cur[key] = value
+            if key == "name":
+                kernels[value] = cur
+    return kernels
+
+
+def param_kind(param):
+    """(size, value_kind) the ABI parameter must have in the AMDGPU kernarg metadata."""
+    if "*" in param:
+        return ("8", "global_buffer")
+    return ("4", "by_value")  # int, float
+
+
+def check_asm(asm_dir, arch, wave, report):
+    errors, meta, calls = [], {}, {}
+    paths = sorted(glob.glob(os.path.join(asm_dir, "*.s")))
+    if not paths:
+        return [f"{asm_dir}: no .s files"], meta
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for name, entry in parse_metadata(text).items():
+            entry["file"] = os.path.basename(path)
+            meta[name] = entry
+        # a call anywhere (s_swappc_b64) means an unresolved device-library function
+        for callee in re.findall(r"s_swappc_b64[^\n]*\n?", text):
+            calls.setdefault(os.path.basename(path), []).append(callee.strip())
+        for sym in sorted(set(re.findall(r"(__o[cl][mk]l_[a-z0-9_]+)", text))):
+            calls.setdefault(os.path.basename(path), []).append(sym)
+    for file, what in calls.items():
+        errors.append(f"{arch} {file}: calls a function ({', '.join(sorted(set(what))[:4])}): "
+                      "use the builtins in common.h so the code needs no device library")
+    for kernel, (_file, params, block, _grid) in ABI.items():
+        e = meta.get(kernel)
+        if e is None:
+            errors.append(f"{arch}: kernel {kernel} is missing from the assembly")
+            continue
+        want = [param_kind(p) for p in normalize_params(params)]
+        got = [(a.get("size"), a.get("value_kind")) for a in e["args"]
+               if not a.get("value_kind", "").startswith("hidden_")]
+        if got != want:
+            errors.append(f"{arch} {kernel}: kernel arguments {got} differ from the ABI's {want}")
+        if e.get("max_flat_workgroup_size") != str(block):
+            errors.append(f"{arch} {kernel}: max_flat_workgroup_size "
+                          f"{e.get('max_flat_workgroup_size')}, the ABI block is {block}")
+        if e.get("wavefront_size") != str(wave):
+            errors.append(f"{arch} {kernel}: wavefront_size {e.get('wavefront_size')}, WAVE={wave}")
+        for key in ("vgpr_spill_count", "sgpr_spill_count"):
+            if e.get(key, "0") != "0":
+                errors.append(f"{arch} {kernel}: {key} = {e[key]} (spills fail the check)")
+        if e.get("private_segment_fixed_size", "0") != "0":
+            errors.append(f"{arch} {kernel}: {e['private_segment_fixed_size']} bytes of scratch")
+    for kernel in sorted(set(meta) - set(ABI)):
+        errors.append(f"{arch}: kernel {kernel} in {meta[kernel]['file']} is not in the ABI")
+    if report:
+        print_report(arch, wave, meta)
+    return errors, meta
+
+
+def print_report(arch, wave, meta):
+    cols = ("kernel", "VGPRs", "AGPRs", "SGPRs", "LDS bytes", "scratch bytes", "VGPR spills",
+            "SGPR spills")
+    keys = ("vgpr_count", "agpr_count", "sgpr_count", "group_segment_fixed_size",
+            "private_segment_fixed_size", "vgpr_spill_count", "sgpr_spill_count")
+    rows = [[k] + [meta[k].get(key, "-") for key in keys] for k in sorted(meta)]
+    widths = [max(len(str(r[i])) for r in rows + [list(cols)]) for i in range(len(cols))]
+    print(f"\nAMDGPU resources, {arch}, WAVE={wave} (clang -O3, from the assembly's metadata):")
+    line = "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |"
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                                for i, (v, w) in enumerate(zip(r, widths))) + " |")
+    print()
+
+
+# --- self-test --------------------------------------------------------------------------------
+
+def self_test(kernels_dir):
+    """Each planted drift must produce an error naming the kernel."""
+    base = read_sources(kernels_dir)
+    failures, checks = 0, 2  # the two direct checks below, plus one per expect()
+
+    def expect(label, files, needle):
+        nonlocal failures, checks
+        checks += 1
+        errs = check_sources(files)
+        ok = any(needle in e for e in errs)
+        print(("ok   " if ok else "FAIL ") + f"self-test: {label} is reported")
+        failures += not ok
+
+    clean = check_sources(base)
+    print(("ok   " if not clean else "FAIL ") + "self-test: the sources as they are match")
+    failures += bool(clean)
+    f = dict(base)
+    f["rms_norm.hip"] = f["rms_norm.hip"].replace("float eps)", "int eps)")
+    expect("a parameter type change", f, "rms_norm: parameters")
+    f = dict(base)
+    f["sampling.hip"] = f["sampling.hip"].replace("argmax(const float* x, int n, int* out) {",
+                                                  "argmax(const float* x, int* out, int n) {")
+    expect("swapped parameters", f, "argmax: parameters")
+    f = dict(base)
+    f["elementwise.hip"] = f["elementwise.hip"].replace("fill_f32(", "fill(")
+    expect("a renamed kernel (missing)", f, "fill_f32: missing")
+    expect("a renamed kernel (extra)", f, "fill: extern")
+    f = dict(base)
+    f["attention.hip"] = f["attention.hip"].replace("ATTENTION_BLOCK = 128", "ATTENTION_BLOCK = 256")
+    expect("a block size change", f, "attention_f32: __launch_bounds__")
+    f = dict(base)
+    f["convert.hip"] += f["elementwise.hip"][f["elementwise.hip"].index('extern "C"'):]
+    f.pop("elementwise.hip")
+    f["convert.hip"] = "constexpr int ELEMENTWISE_BLOCK = 256;\n" + f["convert.hip"]
+    expect("a kernel moved to another file", f, "add: defined in convert.hip")
+    asm = ("\t.amdgpu_metadata\n---\namdhsa.kernels:\n  - .agpr_count:     0\n    .args:\n"
+           "      - .address_space:  global\n        .offset:         0\n        .size:           8\n"
+           "        .value_kind:     global_buffer\n      - .offset:         8\n        .size:           4\n"
+           "        .value_kind:     by_value\n    .max_flat_workgroup_size: 1024\n"
+           "    .name:           softmax_rows\n    .vgpr_count:     7\n    .vgpr_spill_count: 3\n"
+           "    .wavefront_size: 64\namdhsa.target:   amdgcn-amd-amdhsa--gfx942\n...\n"
+           "\t.end_amdgpu_metadata\n")
+    meta = parse_metadata(asm)
+    ok = (meta.get("softmax_rows", {}).get("vgpr_spill_count") == "3"
+          and len(meta["softmax_rows"]["args"]) == 2)
+    print(("ok   " if ok else "FAIL ") + "self-test: AMDGPU metadata is parsed")
+    failures += not ok
+    print(f"{checks - failures} passed, {failures} failed")
+    return failures == 0
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    default_kernels = os.path.join(here, "..", "kernels")
+    ap = argparse.ArgumentParser(description="Check kernels/ against the kernel ABI.")
+    ap.add_argument("--kernels", default=default_kernels)
+    sub = ap.add_subparsers(dest="cmd")
+    a = sub.add_parser("asm", help="check compiled AMDGPU assembly")
+    a.add_argument("dir")
+    a.add_argument("--arch", required=True)
+    a.add_argument("--wave", type=int, required=True, choices=(32, 64))
+    a.add_argument("--report", action="store_true")
+    sub.add_parser("self-test", help="plant drifts and check they are reported")
+    args = ap.parse_args()
+
+    if args.cmd == "self-test":
+        return 0 if self_test(args.kernels) else 1
+    if args.cmd == "asm":
+        errors, meta = check_asm(args.dir, args.arch, args.wave, args.report)
+        what = f"{len(meta)} kernels in {args.dir} ({args.arch}, WAVE={args.wave})"
+    else:
+        files = read_sources(args.kernels)
+        if not files:
+            print(f"kernel-abi-check: no .hip files in {args.kernels}", file=sys.stderr)
+            return 1
+        errors = check_sources(files)
+        what = f"{len(ABI)} ABI kernels in {len(files)} files of {os.path.normpath(args.kernels)}"
+    for e in errors:
+        print(f"kernel-abi-check: {e}", file=sys.stderr)
+    print(f"kernel-abi-check: {what}: " + ("ok" if not errors else f"{len(errors)} problem(s)"))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+// Causal grouped-query attention over the KV arena (the simple, correct kernel; the fused
+// flash-style kernel is a later issue). For query row i at position p = pos0 + i and head h,
+// with KV head kvh = h / (n_heads / n_kv_heads):
+//   s_j = (q[i, h, :] · K[kvh, j, :]) · scale            for keys j = 0 ..= p
+//   out[i, h, :] = Σ_j softmax(s)_j · V[kvh, j, :]        (max-subtracted softmax)
+//
+// Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
+//   head_dim) of T ∈ {f32, f16, bf16}, K at kv = 0, V at kv = 1 (engine/src/kv_cache.rs).
+// Launch: grid (n_heads, rows); block ATTENTION_BLOCK = 128; no dynamic shared memory.
+//   (gridDim.y limits rows to 65535 per launch.)
+// Indexing: block (h, i). The block's NW = 128 / WAVE waves split the keys: wave w takes
+//   j = w, w + NW, w + 2·NW, …; every wave runs the same number of iterations,
+//   ceil((p + 1) / NW), idle on j > p, so the wave reductions stay block-uniform. Lane l
+//   owns the dims d = l + c·WAVE (c < 256 / WAVE, d < head_dim): it holds q[d] and the
+//   accumulator for out[d], and reads K[j][d], V[j][d] (coalesced across lanes).
+// Softmax, per wave online: running max m, running sum ℓ = Σ e^(s - m), accumulator
+//   a = Σ e^(s - m)·V[j]; on a new key m' = max(m, s), both are rescaled by e^(m - m').
+//   The waves are then merged in shared memory with M = max_w m_w:
+//   out[d] = Σ_w a_w[d]·e^(m_w - M) / Σ_w ℓ_w·e^(m_w - M).
+// Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
+//   pos0 + rows ≤ capacity, layer < n_layers.
+
+#include "common.h"
+
+constexpr int ATTENTION_BLOCK = 128;
+constexpr int ATTENTION_MAX_HEAD_DIM = 256;
+constexpr int ATTENTION_WAVES = ATTENTION_BLOCK / WAVE;
+constexpr int ATTENTION_DIMS = ATTENTION_MAX_HEAD_DIM / WAVE;  // dims per lane
+
+template <class KV>
+__device__ void attention_kernel(const float* q, const typename KV::storage* arena, float* out,
+                                 int layer, int pos0, int rows, int n_heads, int n_kv_heads,
+                                 int head_dim, int capacity, float scale) {
+  const int h = block_index_x(), i = block_index_y();
+  if (h >= n_heads || i >= rows || head_dim > ATTENTION_MAX_HEAD_DIM) return;
+  const int kvh = h / (n_heads / n_kv_heads);
+  const int keys = pos0 + i + 1;  // causal: positions 0 ..= pos0 + i
+  const int lane = wave_lane(), w = wave_index();
+  const float* qh = q + ((i64)i * n_heads + h) * head_dim;  // (head_dim)
+  // (capacity, head_dim) K and V planes of (layer, kvh)
+  const typename KV::storage* kh = arena + (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;
+  const typename KV::storage* vh = arena + (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
+
+  float qv[ATTENTION_DIMS], acc[ATTENTION_DIMS];
+#pragma unroll
+  for (int c = 0; c < ATTENTION_DIMS; ++c) {
+    const int d = lane + c * WAVE;
+    qv[c] = d < head_dim ? qh[d] : 0.0f;
+    acc[c] = 0.0f;
+  }
+  float m = -wf_inf(), l = 0.0f;
+
+  const int iters = (keys + ATTENTION_WAVES - 1) / ATTENTION_WAVES;
+  for (int it = 0; it < iters; ++it) {
+    const int j = it * ATTENTION_WAVES + w;
+    const bool valid = j < keys;
+    float part = 0.0f;
+    if (valid) {
+      const typename KV::storage* kj = kh + (i64)j * head_dim;
+#pragma unroll
+      for (int c = 0; c < ATTENTION_DIMS; ++c) {
+        const int d = lane + c * WAVE;
+        if (d < head_dim) part += qv[c] * KV::load(kj[d]);
+      }
+    }
+    const float s = wave_sum(part) * scale;  // every lane of the wave: s_j
+    if (valid) {
+      const float m_new = max_num(m, s);
+      const float corr = wf_expf(m - m_new);  // 0 on the first key (m = -inf)
+      const float p = wf_expf(s - m_new);
+      l = l * corr + p;
+      const typename KV::storage* vj = vh + (i64)j * head_dim;
+#pragma unroll
+      for (int c = 0; c < ATTENTION_DIMS; ++c) {
+        const int d = lane + c * WAVE;
+        if (d < head_dim) acc[c] = acc[c] * corr + p * KV::load(vj[d]);
+      }
+      m = m_new;
+    }
+  }
+
+  // Merge the waves.
+  __shared__ float wave_m[ATTENTION_WAVES], wave_l[ATTENTION_WAVES];
+  __shared__ float wave_acc[ATTENTION_WAVES][ATTENTION_MAX_HEAD_DIM];
+  if (lane == 0) {
+    wave_m[w] = m;
+    wave_l[w] = l;
+  }
+#pragma unroll
+  for (int c = 0; c < ATTENTION_DIMS; ++c) {
+    const int d = lane + c * WAVE;
+    if (d < head_dim) wave_acc[w][d] = acc[c];
+  }
+  block_sync();
+  float big_m = -wf_inf();
+#pragma unroll
+  for (int u = 0; u < ATTENTION_WAVES; ++u) big_m = max_num(big_m, wave_m[u]);
+  float* o = out + ((i64)i * n_heads + h) * head_dim;  // (head_dim)
+  for (int d = thread_index(); d < head_dim; d += ATTENTION_BLOCK) {
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int u = 0; u < ATTENTION_WAVES; ++u) {
+      // a wave that saw no key (m = -inf) contributes nothing
+      const float f = wave_m[u] == -wf_inf() ? 0.0f : wf_expf(wave_m[u] - big_m);
+      num += wave_acc[u][d] * f;
+      den += wave_l[u] * f;
+    }
+    o[d] = num / den;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
+    attention_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
+                  int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  attention_kernel<F32>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                        capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
+    attention_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+                  int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                  float scale) {
+  attention_kernel<F16>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                        capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
+    attention_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+                   int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                   float scale) {
+  attention_kernel<BF16>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                         capacity, scale);
+}

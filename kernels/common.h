@@ -1,0 +1,508 @@
+// Wavefront kernels: the one portability header (STYLE.md 3).
+//
+// Every op file includes this and nothing else. It owns:
+//   * the HIP / CUDA bridge (thread indices, barriers, shuffles, bit casts, math builtins):
+//     op files never test the vendor;
+//   * WAVE, the logical wave (a compile-time define, 32 or 64), its shuffles and reductions,
+//     and the block reductions built on them;
+//   * 16-byte vector loads and stores;
+//   * the 16-bit storage types (f16, bf16 as uint16_t) and their exact conversions;
+//   * an accurate f32 sin/cos (for RoPE) that needs no device library.
+//
+// Compilers: hipRTC and NVRTC at run time (the source is handed over with this header as an
+// in-memory include named "common.h"), clang-19 -x hip for the ahead-of-time AMD check
+// (ci/hip-compile-check.sh), and a host C++ compiler for the numeric self-test
+// (ci/kernel-math-check.cpp, with WF_HOST_TEST defined). Nothing here needs a host header
+// under NVRTC or hipRTC, nor a vendor half/bf16 header, nor a device math library: the
+// functions used lower to instructions, so the AOT register report is the real one.
+//
+// Conventions for every kernel:
+//   * blocks are one-dimensional; block sizes are compile-time constants fixed by the ABI
+//     (ci/kernel-abi-check.py keeps them with the argument lists);
+//   * wave ops (wave_*, block_*) must be reached by every thread of the block, the same
+//     number of times, in the same order: block-uniform control flow. On AMD and native
+//     WAVE=32 CUDA wave-uniform would suffice, but the WAVE=64 emulation on NVIDIA (below)
+//     synchronises the whole block inside them, so kernels are written block-uniform.
+
+#ifndef WAVEFRONT_KERNELS_COMMON_H
+#define WAVEFRONT_KERNELS_COMMON_H
+
+#ifndef WAVE
+#error "compile with -DWAVE=32 or -DWAVE=64"
+#endif
+#if WAVE != 32 && WAVE != 64
+#error "WAVE must be 32 or 64"
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Vendor bridge. WF_HIP: hipRTC or clang -x hip. WF_CUDA: NVRTC or nvcc. WF_HOST: host test.
+// ---------------------------------------------------------------------------------------------
+#if defined(WF_HOST_TEST)
+#define WF_HOST 1
+#elif defined(__HIP__) || defined(__HIPCC_RTC__)
+#define WF_HIP 1
+#elif defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define WF_CUDA 1
+#else
+#error "kernels/common.h: unknown compiler (expected HIP, CUDA or WF_HOST_TEST)"
+#endif
+
+// Fixed-width types. The run-time compilers have no host headers: define the three we use
+// (identical to the platforms' own, so a second identical typedef is harmless).
+#if defined(__CUDACC_RTC__) || defined(__HIPCC_RTC__)
+typedef unsigned short uint16_t;
+typedef unsigned int uint32_t;
+typedef int int32_t;
+#else
+#include <stdint.h>
+#endif
+typedef long long i64;  // element offsets into large buffers (the KV arena exceeds 2^31)
+typedef unsigned long long u64;
+
+#if defined(WF_HIP)
+// On AMD the logical wave is the hardware wave (64 on CDNA gfx9, 32 on RDNA gfx11).
+#if defined(__AMDGCN_WAVEFRONT_SIZE__) && __AMDGCN_WAVEFRONT_SIZE__ != WAVE
+#error "WAVE must equal the hardware wave size on AMD"
+#endif
+#define WF_DEVICE __device__ __forceinline__
+#define WF_SHARED __shared__
+#define WF_EMULATED_WAVE 0
+#elif defined(WF_CUDA)
+// NVIDIA's warp is 32 lanes. WAVE=64 is emulated over two warps (see wave_shfl_xor).
+#define WF_DEVICE __device__ __forceinline__
+#define WF_SHARED __shared__
+#define WF_EMULATED_WAVE (WAVE == 64)
+#else
+#define WF_DEVICE inline
+#define WF_SHARED
+#define WF_EMULATED_WAVE 0
+#include <math.h>
+#include <string.h>
+#endif
+
+WF_DEVICE float f32_from_bits(uint32_t u) {
+#if defined(WF_HIP)
+  return __builtin_bit_cast(float, u);
+#elif defined(WF_CUDA)
+  return __uint_as_float(u);
+#else
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+WF_DEVICE uint32_t f32_bits(float f) {
+#if defined(WF_HIP)
+  return __builtin_bit_cast(uint32_t, f);
+#elif defined(WF_CUDA)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
+// Math that must stay IEEE-accurate: fused multiply-add (one rounding), round to nearest
+// even, square root (correctly rounded on all three: HIP's __builtin_sqrtf is the
+// correctly-rounded expansion unless fast math is asked for; NVRTC's default is -prec-sqrt),
+// and e^x (HIP: the LLVM intrinsic's accurate expansion, ~1 ulp; CUDA: expf, ≤ 2 ulp).
+#if defined(WF_HIP)
+WF_DEVICE float wf_fmaf(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+WF_DEVICE float wf_rintf(float x) { return __builtin_rintf(x); }
+WF_DEVICE float wf_sqrtf(float x) { return __builtin_sqrtf(x); }
+WF_DEVICE float wf_expf(float x) { return __builtin_expf(x); }
+WF_DEVICE double wf_fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else
+WF_DEVICE float wf_fmaf(float a, float b, float c) { return fmaf(a, b, c); }
+WF_DEVICE float wf_rintf(float x) { return rintf(x); }
+WF_DEVICE float wf_sqrtf(float x) { return sqrtf(x); }
+WF_DEVICE float wf_expf(float x) { return expf(x); }
+WF_DEVICE double wf_fma(double a, double b, double c) { return fma(a, b, c); }
+#endif
+
+WF_DEVICE float wf_inf() { return f32_from_bits(0x7f800000u); }
+WF_DEVICE bool wf_isnan(float x) { return x != x; }
+
+// ---------------------------------------------------------------------------------------------
+// 16-bit storage conversions (bit-exact, identical on every vendor; the CPU backend's `half`
+// crate is the contract: round to nearest even, NaN stays NaN with its sign).
+// ---------------------------------------------------------------------------------------------
+
+// bf16 is the top half of an f32: exact.
+WF_DEVICE float bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+
+// f32 → bf16, round to nearest even on the 16 dropped bits; NaN → quiet NaN.
+WF_DEVICE uint16_t f32_to_bf16(float f) {
+  uint32_t u = f32_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+  // Adding 0x7fff (+1 when the kept lsb is odd) carries into bit 16 exactly when the dropped
+  // part is above half, or exactly half with an odd kept part. Infinities stay infinite,
+  // the largest finite values round to infinity as IEEE says.
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+// f16 → f32, exact for every input: normals rebias the exponent (15 → 127), subnormals
+// (m · 2^-24, m < 1024) are exact products in f32, inf keeps its sign, NaN its sign and payload.
+WF_DEVICE float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1fu) {  // inf, or NaN made quiet (as `half` and the F16C instruction do)
+    return f32_from_bits(sign | 0x7f800000u | (mant ? 0x400000u | (mant << 13) : 0u));
+  }
+  if (exp != 0) return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
+  float m = (float)mant * 5.9604644775390625e-8f;  // mant · 2^-24, exact (0 when mant == 0)
+  return f32_from_bits(sign | f32_bits(m));
+}
+
+// f32 → f16, round to nearest even, with f16 subnormals, overflow to ±inf and NaN → quiet NaN.
+WF_DEVICE uint16_t f32_to_f16(float f) {
+  uint32_t u = f32_bits(f);
+  uint32_t sign = (u >> 16) & 0x8000u;
+  uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN
+  // 65520 = 0x477ff000 is the midpoint between 65504 (f16 max, odd mantissa) and 2^16:
+  // it and everything above (inf included) round to inf.
+  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
+  if (a >= 0x38800000u) {  // ≥ 2^-14: a normal f16 (rounding may carry into the exponent)
+    uint32_t r = a - (112u << 23);  // rebias the exponent 127 → 15
+    r += 0xfffu + ((r >> 13) & 1u);  // round to nearest even on the 13 dropped bits
+    return (uint16_t)(sign | (r >> 13));
+  }
+  // Below 2^-14: the f16 is subnormal, value m · 2^-24 with m = round(|f| · 2^24) ≤ 1024
+  // (1024 is the smallest normal, 0x0400, reached by rounding up). |f| · 2^24 is exact;
+  // adding 2^23 rounds it to an integer (nearest even) in the low mantissa bits.
+  float scaled = f32_from_bits(a) * 16777216.0f;
+  uint32_t m = f32_bits(scaled + 8388608.0f) & 0x7fffffu;
+  return (uint16_t)(sign | m);
+}
+
+// Element codecs: how a buffer of element type T is read as / written from f32. The `_f32`,
+// `_f16` and `_bf16` entry points instantiate the op templates with one of these.
+struct F32 {
+  typedef float storage;
+  static WF_DEVICE float load(float x) { return x; }
+  static WF_DEVICE float store(float x) { return x; }
+};
+struct F16 {
+  typedef uint16_t storage;
+  static WF_DEVICE float load(uint16_t x) { return f16_to_f32(x); }
+  static WF_DEVICE uint16_t store(float x) { return f32_to_f16(x); }
+};
+struct BF16 {
+  typedef uint16_t storage;
+  static WF_DEVICE float load(uint16_t x) { return bf16_to_f32(x); }
+  static WF_DEVICE uint16_t store(float x) { return f32_to_bf16(x); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// sin and cos of an f32 angle, correctly rounded in practice (≤ 0.5 ulp + 2^-30 relative:
+// computed in f64, rounded once to f32; ci/kernel-math-check.cpp measures every f32 input
+// class), from FMA, integer and f64 arithmetic only (the vendors' sinf/cosf are
+// device-library calls, 2 ulp; the hardware sin instructions are approximations).
+//   1. reduce: a = q·π/2 + r with |r| ≤ π/4, r in f64;
+//        |a| < 105615: Cody-Waite, r = a - j·π/2 with π/2 split in two f64 parts;
+//        larger: Payne-Hanek, a's 24-bit mantissa times a 96-bit window of 2/π in integers;
+//   2. polynomials for sin r and cos r on [-π/4, π/4] in f64;
+//   3. the quadrant q mod 4 picks ±sin r / ±cos r.
+// f64 is slow on consumer GPUs, but RoPE needs one sin/cos pair per (row, head, dim pair):
+// nothing next to the memory traffic of the rows it rotates.
+// ---------------------------------------------------------------------------------------------
+
+// Payne-Hanek: for 105615 ≤ |a| < inf. a = ia · 2^(E-158) with ia the mantissa shifted to
+// bit 31 and E the biased exponent, so (a · 2/π) · 2^62 = ia · (2/π · 2^(E-96)). Only that
+// number mod 2^64 matters (the quadrant mod 4 and 62 fraction bits), which needs bits
+// [E-128, E-128+96) of 2/π: three words from the stream P below (2/π = 0.a2f9836e 4e441529 …
+// in hex, after one zero word), shifted by (E-128) mod 32. Returns r in f64.
+WF_DEVICE double wf_trig_reduce_slow(float a, int* quadrant) {
+  const uint32_t P0 = 0x00000000u, P1 = 0xa2f9836eu, P2 = 0x4e441529u, P3 = 0xfc2757d1u,
+                 P4 = 0xf534ddc0u, P5 = 0xdb629599u, P6 = 0x3c439041u;
+  uint32_t bits = f32_bits(a);
+  uint32_t ia = ((bits & 0x7fffffu) | 0x800000u) << 8;
+  int p0 = (int)((bits >> 23) & 0xffu) - 128;  // 15 ≤ p0 ≤ 126 on this path
+  int i = p0 >> 5, e = p0 & 31;
+  // words i .. i+3 of P (selects, not an indexed array: no scratch memory)
+  uint32_t w0 = i == 0 ? P0 : i == 1 ? P1 : i == 2 ? P2 : P3;
+  uint32_t w1 = i == 0 ? P1 : i == 1 ? P2 : i == 2 ? P3 : P4;
+  uint32_t w2 = i == 0 ? P2 : i == 1 ? P3 : i == 2 ? P4 : P5;
+  uint32_t w3 = i == 0 ? P3 : i == 1 ? P4 : i == 2 ? P5 : P6;
+  uint32_t hi = w0, mid = w1, lo = w2;
+  if (e != 0) {
+    hi = (w0 << e) | (w1 >> (32 - e));
+    mid = (w1 << e) | (w2 >> (32 - e));
+    lo = (w2 << e) | (w3 >> (32 - e));
+  }
+  // ia · (hi:mid:lo) / 2^32 mod 2^64: a 2.62 fixed-point (a · 2/π) mod 4
+  u64 p = (u64)ia * lo;
+  p = (u64)ia * mid + (p >> 32);
+  p += (u64)(ia * hi) << 32;
+  int q = (int)(p >> 62);
+  i64 frac = (i64)(p & 0x3fffffffffffffffull);
+  if (frac >= 0x2000000000000000ll) {  // fraction ≥ 1/2: round the quotient up
+    frac -= 0x4000000000000000ll;
+    q += 1;
+  }
+  double r = (double)frac * 3.4061215800865545e-19;  // · 2^-62 · π/2
+  if (bits >> 31) {
+    r = -r;
+    q = -q;
+  }
+  *quadrant = q;
+  return r;
+}
+
+// sin(a) and cos(a) of an f32 angle. Non-finite a gives NaN for both.
+WF_DEVICE void wf_sincosf(float a, float* s, float* c) {
+  double r;
+  int q;
+  float abs_a = f32_from_bits(f32_bits(a) & 0x7fffffffu);
+  if (abs_a <= 0.785398163f) {  // |a| ≤ π/4: no reduction
+    r = (double)a;
+    q = 0;
+  } else if (abs_a < 105615.0f) {
+    // j = nearest integer to a·2/π (|j| < 2^17); r = a - j·π/2 with π/2 = P1 + P2 in f64:
+    // a - j·P1 rounds once in the FMA (relative 2^-53), j·P2 adds the next 53 bits.
+    double j = (double)wf_rintf(a * 6.366197467e-01f);
+    r = wf_fma(j, -1.57079632679489656e+00, (double)a);
+    r = wf_fma(j, -6.12323399573676604e-17, r);
+    q = (int)j;
+  } else if (abs_a <= 3.402823466e+38f) {
+    r = wf_trig_reduce_slow(a, &q);
+  } else {
+    r = (double)(a - a);  // inf or NaN → NaN
+    q = 0;
+  }
+  // Polynomials on [-π/4, π/4] with z = r², fitted for least maximum relative error (their
+  // own error is below 4e-13): sin r = r + r·z·S(z), cos r = 1 + z·C(z), S and C of degree 4.
+  double z = r * r;
+  double ps = wf_fma(wf_fma(wf_fma(wf_fma(-2.48056406577544172e-08, z, 2.75559906606250016e-06),
+                                   z, -1.98412669141213166e-04),
+                            z, 8.33333333107146024e-03),
+                     z, -1.66666666666638180e-01);
+  double sin_r = wf_fma(r * z, ps, r);
+  double pc = wf_fma(wf_fma(wf_fma(wf_fma(-2.72371858612424633e-07, z, 2.47998623751615604e-05),
+                                   z, -1.38888850900610594e-03),
+                            z, 4.16666666373342251e-02),
+                     z, -4.99999999999633793e-01);
+  double cos_r = wf_fma(z, pc, 1.0);
+  // a = q·π/2 + r: sin a = sin r, cos r, -sin r, -cos r for q mod 4 = 0..3; cos a likewise
+  // one quadrant on.
+  int k = q & 3;
+  double sv = (k & 1) ? cos_r : sin_r;
+  double cv = (k & 1) ? sin_r : cos_r;
+  *s = a == 0.0f ? a : (float)((k & 2) ? -sv : sv);  // sin(±0) = ±0
+  *c = (float)(((k + 1) & 2) ? -cv : cv);
+}
+
+#if !defined(WF_HOST)
+// ---------------------------------------------------------------------------------------------
+// Thread indexing and barriers (one-dimensional blocks; grids up to two-dimensional).
+// ---------------------------------------------------------------------------------------------
+#if defined(WF_HIP)
+WF_DEVICE int thread_index() { return (int)__builtin_amdgcn_workitem_id_x(); }
+WF_DEVICE int block_index_x() { return (int)__builtin_amdgcn_workgroup_id_x(); }
+WF_DEVICE int block_index_y() { return (int)__builtin_amdgcn_workgroup_id_y(); }
+#else
+WF_DEVICE int thread_index() { return (int)threadIdx.x; }
+WF_DEVICE int block_index_x() { return (int)blockIdx.x; }
+WF_DEVICE int block_index_y() { return (int)blockIdx.y; }
+#endif
+
+// All threads of the block reach it; shared-memory writes before it are visible after it.
+// (HIP: the builtins that __syncthreads expands to in current HIP; older HIP headers route it
+// through device-library calls.)
+WF_DEVICE void block_sync() {
+#if defined(WF_HIP)
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "workgroup");
+  __builtin_amdgcn_s_barrier();
+  __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "workgroup");
+#else
+  __syncthreads();
+#endif
+}
+
+// Lane within the logical wave and the wave's index within the block.
+WF_DEVICE int wave_lane() { return thread_index() & (WAVE - 1); }
+WF_DEVICE int wave_index() { return thread_index() / WAVE; }
+
+// ---------------------------------------------------------------------------------------------
+// Logical-wave shuffles. wave_shfl_xor(v, mask): lane l receives v of lane l ^ mask
+// (0 < mask < WAVE, the same mask on every lane).
+//
+// WAVE=64 on NVIDIA: logical lanes 0-31 are one warp and 32-63 the next (wave w = warps 2w,
+// 2w+1). A mask below 32 stays inside a warp: a hardware shuffle. A mask with bit 5 set
+// crosses warps: every thread of the block writes its value to shared memory at its thread
+// index, the block synchronises, and each reads thread_index ^ mask (inside its own logical
+// wave, since waves start at multiples of 64). Results, and the order of every reduction
+// built on them, are those of a hardware wave of 64.
+// ---------------------------------------------------------------------------------------------
+#if WF_EMULATED_WAVE
+WF_DEVICE uint32_t wf_block_exchange(uint32_t v, int src_thread) {
+  WF_SHARED uint32_t slots[1024];  // one per thread of the largest block
+  block_sync();                    // the previous exchange's readers are done
+  slots[thread_index()] = v;
+  block_sync();
+  return slots[src_thread];
+}
+#endif
+
+WF_DEVICE uint32_t wave_shfl_xor_u32(uint32_t v, int mask) {
+#if defined(WF_HIP)
+  return (uint32_t)__shfl_xor((int)v, mask, WAVE);
+#elif WF_EMULATED_WAVE
+  if (mask >= 32) return wf_block_exchange(v, thread_index() ^ mask);
+  return __shfl_xor_sync(0xffffffffu, v, mask, 32);
+#else
+  return __shfl_xor_sync(0xffffffffu, v, mask, 32);
+#endif
+}
+
+WF_DEVICE float wave_shfl_xor(float v, int mask) {
+  return f32_from_bits(wave_shfl_xor_u32(f32_bits(v), mask));
+}
+WF_DEVICE int wave_shfl_xor(int v, int mask) { return (int)wave_shfl_xor_u32((uint32_t)v, mask); }
+
+// Butterfly reductions: every lane ends with the result, combined in the same order on every
+// lane (so all lanes hold bit-identical values).
+WF_DEVICE float wave_sum(float v) {
+#pragma unroll
+  for (int m = WAVE / 2; m > 0; m >>= 1) v += wave_shfl_xor(v, m);
+  return v;
+}
+
+// Max that ignores NaN unless both are NaN (IEEE maxNum).
+WF_DEVICE float max_num(float a, float b) { return (a >= b || wf_isnan(b)) ? a : b; }
+
+WF_DEVICE float wave_max(float v) {
+#pragma unroll
+  for (int m = WAVE / 2; m > 0; m >>= 1) v = max_num(v, wave_shfl_xor(v, m));
+  return v;
+}
+
+// Block reductions over BLOCK threads: wave reductions, one partial per wave in shared
+// memory, then every thread folds the partials in wave order (bit-identical everywhere).
+template <int BLOCK>
+WF_DEVICE float block_sum(float v) {
+  WF_SHARED float partial[BLOCK / WAVE];
+  v = wave_sum(v);
+  if (wave_lane() == 0) partial[wave_index()] = v;
+  block_sync();
+  float s = partial[0];
+#pragma unroll
+  for (int w = 1; w < BLOCK / WAVE; ++w) s += partial[w];
+  block_sync();  // partial[] may be reused by the next call
+  return s;
+}
+
+template <int BLOCK>
+WF_DEVICE float block_max(float v) {
+  WF_SHARED float partial[BLOCK / WAVE];
+  v = wave_max(v);
+  if (wave_lane() == 0) partial[wave_index()] = v;
+  block_sync();
+  float s = partial[0];
+#pragma unroll
+  for (int w = 1; w < BLOCK / WAVE; ++w) s = max_num(s, partial[w]);
+  block_sync();
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 16-byte vector loads and stores. The pointer must be aligned to the access size; callers
+// check with is_aligned() (uniformly across the block) and fall back to scalar code.
+// ---------------------------------------------------------------------------------------------
+#if defined(WF_HIP)
+typedef float wf_f32x4 __attribute__((ext_vector_type(4)));
+typedef uint32_t wf_u32x4 __attribute__((ext_vector_type(4)));
+typedef uint32_t wf_u32x2 __attribute__((ext_vector_type(2)));
+#else
+typedef float4 wf_f32x4;
+typedef uint4 wf_u32x4;
+typedef uint2 wf_u32x2;
+#endif
+
+WF_DEVICE bool is_aligned(const void* p, int bytes) {
+  return ((u64)p & (u64)(bytes - 1)) == 0;
+}
+
+// 4 f32 (16 bytes).
+WF_DEVICE void load_f32x4(const float* p, float (&v)[4]) {
+  wf_f32x4 t = *(const wf_f32x4*)p;
+  v[0] = t.x;
+  v[1] = t.y;
+  v[2] = t.z;
+  v[3] = t.w;
+}
+WF_DEVICE void store_f32x4(float* p, const float (&v)[4]) {
+  wf_f32x4 t;
+  t.x = v[0];
+  t.y = v[1];
+  t.z = v[2];
+  t.w = v[3];
+  *(wf_f32x4*)p = t;
+}
+
+// Loads of 8 16-bit values (16 bytes) and stores of 4 (8 bytes), little-endian in each word.
+WF_DEVICE void load_u16x8(const uint16_t* p, uint16_t (&h)[8]) {
+  wf_u32x4 t = *(const wf_u32x4*)p;
+  uint32_t w[4] = {t.x, t.y, t.z, t.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    h[2 * k] = (uint16_t)(w[k] & 0xffffu);
+    h[2 * k + 1] = (uint16_t)(w[k] >> 16);
+  }
+}
+WF_DEVICE void store_u16x4(uint16_t* p, const uint16_t (&h)[4]) {
+  wf_u32x2 t;
+  t.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+  t.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
+  *(wf_u32x2*)p = t;
+}
+
+// Codec-generic vectors. Vec16<C>::n elements of C's storage fill 16 bytes (4 f32, 8 f16/bf16).
+template <class C>
+struct Vec16 {
+  enum { n = 16 / (int)sizeof(typename C::storage) };
+};
+
+// load16<C>(p, v): one 16-byte load of Vec16<C>::n elements, converted to f32.
+template <class C>
+WF_DEVICE void load16(const float* p, float (&v)[4]) {
+  load_f32x4(p, v);
+}
+template <class C>
+WF_DEVICE void load16(const uint16_t* p, float (&v)[8]) {
+  uint16_t h[8];
+  load_u16x8(p, h);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) v[k] = C::load(h[k]);
+}
+
+// store4<C>(p, v): 4 f32 values converted and written at once (16 bytes as f32, 8 as 16-bit).
+template <class C>
+WF_DEVICE void store4(float* p, const float (&v)[4]) {
+  store_f32x4(p, v);
+}
+template <class C>
+WF_DEVICE void store4(uint16_t* p, const float (&v)[4]) {
+  uint16_t h[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) h[k] = C::store(v[k]);
+  store_u16x4(p, h);
+}
+
+// N f32 values (N a multiple of 4) as N/4 16-byte stores.
+template <int N>
+WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {
+#pragma unroll
+  for (int k = 0; k < N; k += 4) {
+    float t[4] = {v[k], v[k + 1], v[k + 2], v[k + 3]};
+    store_f32x4(p + k, t);
+  }
+}
+#endif  // !WF_HOST
+
+#endif  // WAVEFRONT_KERNELS_COMMON_H

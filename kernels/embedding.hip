@@ -1,0 +1,50 @@
+// Token embedding: out[t, :] = f32(table[tokens[t], :]).
+//
+// Shapes: table (vocab, hidden) of T ∈ {f32, f16, bf16}; tokens (n_tokens) i32;
+//         out (n_tokens, hidden) f32.
+// Launch: grid (n_tokens); block EMBEDDING_BLOCK = 256; no dynamic shared memory.
+// Indexing: block b copies row tokens[b] of the table to row b of out. When both rows start
+//   on 16 bytes, thread t moves the 16-byte vectors t, t + 256, … (4 f32 or 8 16-bit
+//   elements each) and then the scalar tail hidden mod vector; otherwise every element
+//   scalar, element t, t + 256, ….
+// Contract: 0 ≤ tokens[b] < vocab, checked by the host (the kernel is not told vocab).
+
+#include "common.h"
+
+constexpr int EMBEDDING_BLOCK = 256;
+
+template <class C>
+__device__ void embedding_kernel(const typename C::storage* table, const int* tokens, float* out,
+                                 int n_tokens, int hidden) {
+  const int b = block_index_x();
+  if (b >= n_tokens) return;
+  const typename C::storage* src = table + (i64)tokens[b] * hidden;  // (hidden)
+  float* dst = out + (i64)b * hidden;                                 // (hidden)
+  const int VEC = Vec16<C>::n;
+  int tail = 0;  // first element of the scalar part
+  if (is_aligned(src, 16) && is_aligned(dst, 16)) {
+    const int n_vec = hidden / VEC;
+    for (int k = thread_index(); k < n_vec; k += EMBEDDING_BLOCK) {
+      float v[VEC];
+      load16<C>(src + (i64)k * VEC, v);
+      store_f32s<VEC>(dst + (i64)k * VEC, v);
+    }
+    tail = n_vec * VEC;
+  }
+  for (int i = tail + thread_index(); i < hidden; i += EMBEDDING_BLOCK) dst[i] = C::load(src[i]);
+}
+
+extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)
+    embedding_f32(const float* table, const int* tokens, float* out, int n_tokens, int hidden) {
+  embedding_kernel<F32>(table, tokens, out, n_tokens, hidden);
+}
+
+extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)
+    embedding_f16(const uint16_t* table, const int* tokens, float* out, int n_tokens, int hidden) {
+  embedding_kernel<F16>(table, tokens, out, n_tokens, hidden);
+}
+
+extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)
+    embedding_bf16(const uint16_t* table, const int* tokens, float* out, int n_tokens, int hidden) {
+  embedding_kernel<BF16>(table, tokens, out, n_tokens, hidden);
+}

@@ -1,0 +1,139 @@
+// RoPE (Hugging Face rotate-half) fused with the KV write, for positions pos0 .. pos0 + rows:
+//   q is rotated in place, k is rotated into the arena's K rows, v is copied to its V rows.
+// Rotation of a head vector x (head_dim) at position p, with half = head_dim / 2 and
+// angle θ_d = (float)p · inv_freq[d] (f32 product, sin/cos of it accurate, common.h):
+//   x[d]        ← x[d] · cos θ_d − x[d + half] · sin θ_d
+//   x[d + half] ← x[d + half] · cos θ_d + x[d] · sin θ_d        for d < half.
+//
+// Shapes: q (rows, n_heads, head_dim) f32; k, v (rows, n_kv_heads, head_dim) f32;
+//   inv_freq (head_dim / 2) f32; arena (n_layers, 2, n_kv_heads, capacity, head_dim) of
+//   T ∈ {f32, f16, bf16}: element (layer, kv, head, pos, d) at
+//   (((layer·2 + kv)·n_kv_heads + head)·capacity + pos)·head_dim + d, K at kv = 0, V at kv = 1
+//   (engine/src/kv_cache.rs).
+// Launch: grid (rows); block ROPE_BLOCK = 256; no dynamic shared memory.
+// Indexing: block i handles row i at position pos0 + i. Work comes in groups of G consecutive
+//   d: G = 4 (float4 loads of q, k, v and inv_freq; K/V stores of 4 elements) when half is a
+//   multiple of 4 and every base pointer is 16-byte aligned, else G = 1. Thread t takes
+//   groups t, t + 256, … of, in turn: the n_heads·half/G q groups (head h = g / (half/G)),
+//   the n_kv_heads·half/G k groups, the n_kv_heads·head_dim/G v groups. Every element is
+//   read and written by exactly one thread.
+// Contract (checked by the host): head_dim even, pos0 + rows ≤ capacity, layer < n_layers.
+
+#include "common.h"
+
+constexpr int ROPE_BLOCK = 256;
+
+// G consecutive values at p, G = 4 (one vector access: 16 bytes of f32, 8 of 16-bit; p aligned
+// to it) or G = 1. Overloads on the array size, so the G = 1 code stays scalar.
+WF_DEVICE void load_g(const float* p, float (&v)[4]) { load_f32x4(p, v); }
+WF_DEVICE void load_g(const float* p, float (&v)[1]) { v[0] = p[0]; }
+WF_DEVICE void store_g(float* p, const float (&v)[4]) { store_f32x4(p, v); }
+WF_DEVICE void store_g(float* p, const float (&v)[1]) { p[0] = v[0]; }
+template <class KV>
+WF_DEVICE void store_g_as(typename KV::storage* p, const float (&v)[4]) {
+  store4<KV>(p, v);
+}
+template <class KV>
+WF_DEVICE void store_g_as(typename KV::storage* p, const float (&v)[1]) {
+  p[0] = KV::store(v[0]);
+}
+
+// Rotates the pairs (d .. d+G, d+half .. d+half+G) of one head vector x at angle pos·inv_freq.
+template <int G>
+WF_DEVICE void rotate_g(const float* x, int d, int half, float fpos, const float* inv_freq,
+                        float (&lo)[G], float (&hi)[G]) {
+  float a[G], b[G], f[G];
+  load_g(x + d, a);
+  load_g(x + d + half, b);
+  load_g(inv_freq + d, f);
+#pragma unroll
+  for (int j = 0; j < G; ++j) {
+    float s, c;
+    wf_sincosf(fpos * f[j], &s, &c);
+    lo[j] = a[j] * c - b[j] * s;
+    hi[j] = b[j] * c + a[j] * s;
+  }
+}
+
+template <class KV, int G>
+WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* inv_freq,
+                        typename KV::storage* arena, int layer, int pos, int row, int n_heads,
+                        int n_kv_heads, int head_dim, int capacity) {
+  const int t = thread_index();
+  const int half = head_dim / 2;
+  const int groups = half / G;  // groups per head
+  const float fpos = (float)pos;
+  float* qrow = q + (i64)row * n_heads * head_dim;           // (n_heads, head_dim)
+  const float* krow = k + (i64)row * n_kv_heads * head_dim;  // (n_kv_heads, head_dim)
+  const float* vrow = v + (i64)row * n_kv_heads * head_dim;  // (n_kv_heads, head_dim)
+  // arena row (layer, kv, h, pos): (head_dim)
+  const i64 k_base = ((i64)layer * 2 * n_kv_heads * capacity + pos) * head_dim;
+  const i64 v_base = (((i64)layer * 2 + 1) * n_kv_heads * capacity + pos) * head_dim;
+  const i64 head_stride = (i64)capacity * head_dim;
+
+  for (int g = t; g < n_heads * groups; g += ROPE_BLOCK) {
+    const int h = g / groups, d = (g - h * groups) * G;
+    float* x = qrow + (i64)h * head_dim;
+    float lo[G], hi[G];
+    rotate_g<G>(x, d, half, fpos, inv_freq, lo, hi);
+    store_g(x + d, lo);
+    store_g(x + d + half, hi);
+  }
+  for (int g = t; g < n_kv_heads * groups; g += ROPE_BLOCK) {
+    const int h = g / groups, d = (g - h * groups) * G;
+    float lo[G], hi[G];
+    rotate_g<G>(krow + (i64)h * head_dim, d, half, fpos, inv_freq, lo, hi);
+    typename KV::storage* dst = arena + k_base + h * head_stride;
+    store_g_as<KV>(dst + d, lo);
+    store_g_as<KV>(dst + d + half, hi);
+  }
+  for (int g = t; g < n_kv_heads * head_dim / G; g += ROPE_BLOCK) {
+    const int e = g * G, h = e / head_dim, d = e - h * head_dim;
+    float x[G];
+    load_g(vrow + e, x);
+    store_g_as<KV>(arena + v_base + h * head_stride + d, x);
+  }
+}
+
+template <class KV>
+__device__ void rope_kernel(float* q, const float* k, const float* v, const float* inv_freq,
+                            typename KV::storage* arena, int layer, int pos0, int rows,
+                            int n_heads, int n_kv_heads, int head_dim, int capacity) {
+  const int row = block_index_x();
+  if (row >= rows) return;
+  // G = 4 needs half % 4 == 0 (so every row, head and d + half offset keeps the alignment of
+  // the base pointers) and 16-byte aligned bases.
+  const bool vec = (head_dim / 2) % 4 == 0 && is_aligned(q, 16) && is_aligned(k, 16) &&
+                   is_aligned(v, 16) && is_aligned(inv_freq, 16) && is_aligned(arena, 16);
+  if (vec) {
+    rope_row<KV, 4>(q, k, v, inv_freq, arena, layer, pos0 + row, row, n_heads, n_kv_heads,
+                    head_dim, capacity);
+  } else {
+    rope_row<KV, 1>(q, k, v, inv_freq, arena, layer, pos0 + row, row, n_heads, n_kv_heads,
+                    head_dim, capacity);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
+    rope_kv_write_f32(float* q, const float* k, const float* v, const float* inv_freq,
+                      float* arena, int layer, int pos0, int rows, int n_heads, int n_kv_heads,
+                      int head_dim, int capacity) {
+  rope_kernel<F32>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                   capacity);
+}
+
+extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
+    rope_kv_write_f16(float* q, const float* k, const float* v, const float* inv_freq,
+                      uint16_t* arena, int layer, int pos0, int rows, int n_heads,
+                      int n_kv_heads, int head_dim, int capacity) {
+  rope_kernel<F16>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                   capacity);
+}
+
+extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
+    rope_kv_write_bf16(float* q, const float* k, const float* v, const float* inv_freq,
+                       uint16_t* arena, int layer, int pos0, int rows, int n_heads,
+                       int n_kv_heads, int head_dim, int capacity) {
+  rope_kernel<BF16>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                    capacity);
+}
