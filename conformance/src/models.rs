@@ -13,7 +13,7 @@ use crate::compare::Comparison;
 use crate::harness::Rng;
 use crate::model::{
     check_greedy, check_trace, engine_greedy, kv_lifecycle, model_tolerance, reference_greedy,
-    sampled_tokens,
+    sample_rule, sampled_tokens,
 };
 
 #[derive(Debug, Clone)]
@@ -219,6 +219,7 @@ fn run_checks<B: Backend>(
             params,
             opts.sample_steps,
             1000 + i as u64,
+            sample_rule(&engine),
         )?);
     }
     if opts.greedy_tokens > 0 {

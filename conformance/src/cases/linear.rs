@@ -56,7 +56,7 @@ impl LinearCase {
     }
 
     pub fn tolerance<B: Backend>(&self, b: &B) -> Tolerance {
-        self.tolerance_for(b.matmul_input_dtype())
+        self.tolerance_for(b.matmul_input_dtype(self.weight))
     }
 
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {

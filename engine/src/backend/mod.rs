@@ -98,9 +98,10 @@ pub trait Backend: Send + Sync + Sized {
     fn device(&self) -> String;
     /// The dtype linear weights are stored in on this backend.
     fn weight_dtype(&self) -> DType;
-    /// The type activations are rounded to before a matrix product (F32: not rounded). The
-    /// conformance tolerances derive from it.
-    fn matmul_input_dtype(&self) -> DType {
+    /// The type activations are rounded to before a product with `weight`-typed weights (F32:
+    /// not rounded). The conformance tolerances derive from it.
+    fn matmul_input_dtype(&self, weight: DType) -> DType {
+        let _ = weight;
         DType::F32
     }
     /// The KV cache dtype used unless the caller picks one.

@@ -417,9 +417,9 @@ impl Backend for GpuBackend {
         DType::BF16
     }
 
-    /// Activations are converted to bf16 for the BLAS GEMM (bf16 × bf16 → f32).
-    fn matmul_input_dtype(&self) -> DType {
-        DType::BF16
+    /// Activations are converted to the weights' type for the BLAS GEMM (e.g. bf16 × bf16 → f32).
+    fn matmul_input_dtype(&self, weight: DType) -> DType {
+        weight
     }
 
     fn alloc(&self, dtype: DType, n: usize) -> Result<GpuTensor> {

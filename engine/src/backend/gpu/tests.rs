@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::module::{CompileRequest, ModuleCache, Origin};
 use super::vendor::{
-    CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmBf16, KernelArg,
+    CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, Gemm, KernelArg,
     LaunchConfig, ModuleHandle, Runtime, Vendor,
 };
 use super::{choose_wave, GpuBackend, ABI_KERNELS};
@@ -20,7 +20,7 @@ use crate::tensor::DType;
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
     Launch(String, LaunchConfig, Vec<KernelArg>),
-    Gemm(GemmBf16),
+    Gemm(Gemm),
 }
 
 #[derive(Default)]
@@ -144,7 +144,7 @@ impl Vendor for FakeVendor {
         s.calls.push(Call::Launch(name, cfg, args.to_vec()));
         Ok(())
     }
-    unsafe fn gemm_bf16_f32(&self, g: &GemmBf16) -> Result<()> {
+    unsafe fn gemm_f32_out(&self, g: &Gemm) -> Result<()> {
         self.state.lock().unwrap().calls.push(Call::Gemm(*g));
         Ok(())
     }
@@ -316,7 +316,8 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let Call::Gemm(g) = &calls[1] else {
         panic!("{calls:?}")
     };
-    let want = GemmBf16 {
+    let want = Gemm {
+        inputs: DType::BF16,
         trans_a: true,
         trans_b: false,
         m: 300,

@@ -15,9 +15,10 @@ use cudarc::nvrtc::sys as nvrtc;
 
 use super::{
     library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, GemmBf16, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
+    EventHandle, FunctionHandle, Gemm, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
 };
 use crate::error::Error;
+use crate::tensor::DType;
 
 /// `Error::Backend` for a failed driver call: `CUDA_ERROR_OUT_OF_MEMORY (2): context`.
 /// Uses the enum's name, not `cuGetErrorName`, so it works with no driver loaded.
@@ -476,7 +477,7 @@ impl Vendor for CudaVendor {
         )
     }
 
-    unsafe fn gemm_bf16_f32(&self, g: &GemmBf16) -> Result<(), Error> {
+    unsafe fn gemm_f32_out(&self, g: &Gemm) -> Result<(), Error> {
         self.bind()?;
         let op = |t: bool| {
             if t {
@@ -486,6 +487,18 @@ impl Vendor for CudaVendor {
             }
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
+        let inputs = match g.inputs {
+            DType::BF16 => cublas::cudaDataType::CUDA_R_16BF,
+            DType::F16 => cublas::cudaDataType::CUDA_R_16F,
+            DType::F32 => cublas::cudaDataType::CUDA_R_32F,
+            other => {
+                return Err(vendor_error(
+                    "cublasGemmEx",
+                    "unsupported",
+                    &format!("{other} inputs"),
+                ))
+            }
+        };
         let handle = self
             .blas
             .lock()
@@ -499,10 +512,10 @@ impl Vendor for CudaVendor {
             g.k,
             &alpha as *const f32 as *const c_void,
             g.a as *const c_void,
-            cublas::cudaDataType::CUDA_R_16BF,
+            inputs,
             g.lda,
             g.b as *const c_void,
-            cublas::cudaDataType::CUDA_R_16BF,
+            inputs,
             g.ldb,
             &beta as *const f32 as *const c_void,
             g.c as *mut c_void,

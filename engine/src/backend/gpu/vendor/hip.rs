@@ -19,9 +19,10 @@ use rocblas_sys as rb;
 
 use super::{
     library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, GemmBf16, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
+    EventHandle, FunctionHandle, Gemm, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
 };
 use crate::error::Error;
+use crate::tensor::DType;
 
 /// hip_runtime_api.h names of the status codes a run can plausibly meet.
 const HIP_ERRORS: [(u32, &str); 28] = [
@@ -546,7 +547,7 @@ impl Vendor for HipVendor {
         )
     }
 
-    unsafe fn gemm_bf16_f32(&self, g: &GemmBf16) -> Result<(), Error> {
+    unsafe fn gemm_f32_out(&self, g: &Gemm) -> Result<(), Error> {
         self.bind()?;
         let op = |t: bool| {
             if t {
@@ -556,6 +557,18 @@ impl Vendor for HipVendor {
             }
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
+        let inputs = match g.inputs {
+            DType::BF16 => rb::rocblas_datatype_bf16_r,
+            DType::F16 => rb::rocblas_datatype_f16_r,
+            DType::F32 => rb::rocblas_datatype_f32_r,
+            other => {
+                return Err(vendor_error(
+                    "rocblas_gemm_ex",
+                    "unsupported",
+                    &format!("{other} inputs"),
+                ))
+            }
+        };
         let handle = self
             .blas
             .lock()
@@ -570,10 +583,10 @@ impl Vendor for HipVendor {
                 g.k,
                 &alpha as *const f32 as *const c_void,
                 g.a as *const c_void,
-                rb::rocblas_datatype_bf16_r,
+                inputs,
                 g.lda,
                 g.b as *const c_void,
-                rb::rocblas_datatype_bf16_r,
+                inputs,
                 g.ldb,
                 &beta as *const f32 as *const c_void,
                 g.c as *mut c_void,

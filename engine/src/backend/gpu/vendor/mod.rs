@@ -118,11 +118,13 @@ pub struct CompileInput<'a> {
     pub options: &'a [String],
 }
 
-/// `C (m, n) = op(A) · op(B)`, column-major, A and B bf16, C f32, f32 accumulation, C overwritten
-/// (alpha 1, beta 0). The linear layer is `trans_a = true, trans_b = false, m = out_features,
-/// n = rows, k = in_features, lda = ldb = k, ldc = m` (see the ABI).
+/// `C (m, n) = op(A) · op(B)`, column-major, A and B of type `inputs` (BF16, F16 or F32), C f32,
+/// f32 accumulation, C overwritten (alpha 1, beta 0). The linear layer is `trans_a = true,
+/// trans_b = false, m = out_features, n = rows, k = in_features, lda = ldb = k, ldc = m` (see
+/// the ABI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemmBf16 {
+pub struct Gemm {
+    pub inputs: crate::tensor::DType,
     pub trans_a: bool,
     pub trans_b: bool,
     pub m: i32,
@@ -183,11 +185,11 @@ pub trait Vendor: Send + Sync {
         args: &[KernelArg],
     ) -> Result<(), Error>;
 
-    /// Queues a bf16 × bf16 → f32 GEMM (cuBLAS / rocBLAS).
+    /// Queues a GEMM with `g.inputs` inputs, f32 output and f32 accumulation (cuBLAS / rocBLAS).
     ///
     /// # Safety
     /// The pointers cover the matrices the dimensions and leading dimensions describe.
-    unsafe fn gemm_bf16_f32(&self, g: &GemmBf16) -> Result<(), Error>;
+    unsafe fn gemm_f32_out(&self, g: &Gemm) -> Result<(), Error>;
 
     /// Waits for everything queued on the stream.
     fn synchronize(&self) -> Result<(), Error>;
