@@ -11,11 +11,13 @@
 //! - `bridge`: the reference model built from exactly the weights an engine uses;
 //! - `model`: model-level checks (logits, hidden states, KV state, sampled and greedy tokens);
 //! - `models`: those checks gathered per model file, as the CLI and tests run them;
+//! - `golden`: greedy token streams against transformers' SmolLM2 goldens;
 //! - `planted`: a CPU backend with planted bugs, to prove the suite catches them.
 
 pub mod bridge;
 pub mod cases;
 pub mod compare;
+pub mod golden;
 pub mod harness;
 pub mod model;
 pub mod models;

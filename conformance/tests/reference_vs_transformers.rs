@@ -58,7 +58,10 @@ fn reference_matches_transformers_on_every_fixture() {
 fn reference_greedy_equals_transformers_on_smollm2() {
     let model = common::smollm2();
     let reference = reference_model(&model, DType::F32).unwrap();
-    let goldens = common::smollm2_greedy_goldens();
+    let goldens = wavefront_conformance::golden::read_greedy_goldens(
+        &common::repo().join("fixtures/smollm2/greedy_goldens.json"),
+    )
+    .unwrap();
     assert!(goldens.len() >= 5);
     for g in goldens {
         let got = reference_greedy(&reference, &g.prompt_ids, g.stream.tokens.len()).unwrap();

@@ -44,6 +44,13 @@ struct Args {
     /// Run the model-level checks on every model under this directory.
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// Check greedy token streams against these transformers goldens
+    /// (fixtures/smollm2/greedy_goldens.json) on the default model.
+    #[arg(long)]
+    golden: Option<PathBuf>,
+    /// Write each variant's golden streams here as `<label>.json` (for snapshots).
+    #[arg(long)]
+    streams_dir: Option<PathBuf>,
     /// Write the report (markdown) here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -124,6 +131,52 @@ fn run() -> Result<bool> {
     out.finish(&args)
 }
 
+/// Greedy streams on the default model against the transformers goldens, as a report section.
+fn golden_report<B: Backend>(
+    make: &dyn Fn() -> wavefront::Result<B>,
+    golden: &std::path::Path,
+    variant: &str,
+    streams_dir: Option<&std::path::Path>,
+) -> ModelReport {
+    let mut report = ModelReport {
+        model: format!("golden tokens {}", golden.display()),
+        backend: String::new(),
+        variant: variant.to_string(),
+        tolerance: wavefront_conformance::tolerance::tolerance(
+            wavefront_conformance::tolerance::Kind::Model16,
+        )
+        .nmse,
+        reason: "top-5 divergence rule; logit gap 2·√NMSE·rms(top logits)".into(),
+        checks: vec![],
+    };
+    let mut run = || -> anyhow::Result<Vec<wavefront_conformance::cases::Check>> {
+        let b = make()?;
+        let label = wavefront_conformance::golden::stream_label(&b);
+        report.backend = b.name().to_string();
+        let model = wavefront::load(&wavefront::fetch::default_model()?)?;
+        let engine = wavefront::Engine::new(b, &model, wavefront::EngineOptions::default())?;
+        let goldens = wavefront_conformance::golden::read_greedy_goldens(golden)?;
+        let (checks, streams) =
+            wavefront_conformance::golden::check_golden_streams(&engine, &goldens)?;
+        if let Some(dir) = streams_dir {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(
+                dir.join(format!("{label}.json")),
+                serde_json::to_string_pretty(&streams)?,
+            )?;
+        }
+        Ok(checks)
+    };
+    match run() {
+        Ok(checks) => report.checks = checks,
+        Err(e) => report.checks.push(wavefront_conformance::cases::Check::new(
+            "golden tokens",
+            wavefront_conformance::compare::Comparison::fail(format!("could not run: {e:#}")),
+        )),
+    }
+    report
+}
+
 #[derive(Default)]
 struct Outcome {
     reports: Vec<Report>,
@@ -156,6 +209,12 @@ impl Outcome {
         }
         for path in model_paths {
             let mr = models::check_model(make, path, variant);
+            self.md.push_str(&mr.markdown());
+            self.md.push('\n');
+            self.model_reports.push(mr);
+        }
+        if let Some(golden) = &args.golden {
+            let mr = golden_report(make, golden, variant, args.streams_dir.as_deref());
             self.md.push_str(&mr.markdown());
             self.md.push('\n');
             self.model_reports.push(mr);

@@ -97,32 +97,6 @@ pub fn nmse(expected: &[f32], actual: &[f32]) -> f64 {
     num / den
 }
 
-/// One SmolLM2 greedy golden from transformers (f32, dequantized GGUF).
-pub struct GreedyGolden {
-    pub prompt: String,
-    pub prompt_ids: Vec<u32>,
-    pub stream: wavefront_conformance::model::Stream,
-}
-
-pub fn smollm2_greedy_goldens() -> Vec<GreedyGolden> {
-    let path = repo().join("fixtures/smollm2/greedy_goldens.json");
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    j["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| GreedyGolden {
-            prompt: p["prompt"].as_str().unwrap().to_string(),
-            prompt_ids: serde_json::from_value(p["prompt_ids"].clone()).unwrap(),
-            stream: wavefront_conformance::model::Stream {
-                tokens: serde_json::from_value(p["tokens"].clone()).unwrap(),
-                top: serde_json::from_value::<Vec<Vec<(u32, f32)>>>(p["top"].clone()).unwrap(),
-            },
-        })
-        .collect()
-}
-
 /// The default model, fetched on first use.
 pub fn smollm2() -> wavefront::LoadedModel {
     let path = wavefront::fetch::default_model().expect("the default model (fetched on first use)");
