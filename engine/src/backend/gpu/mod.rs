@@ -46,6 +46,18 @@ pub struct GpuOptions {
     pub wave: Option<u32>,
 }
 
+/// Captured stream work (see [`GpuBackend::capture`]), destroyed on drop.
+pub struct Graph {
+    vendor: Arc<dyn Vendor>,
+    handle: vendor::GraphHandle,
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        let _ = self.vendor.graph_destroy(self.handle);
+    }
+}
+
 /// An allocation on the device, freed on drop (after the stream has finished with it).
 pub struct GpuBuffer {
     vendor: Arc<dyn Vendor>,
@@ -348,6 +360,24 @@ impl GpuBackend {
     /// In-place, max-subtracted softmax over `rows` rows of `n`.
     pub fn softmax_rows(&self, x: &mut GpuTensor, rows: usize, n: usize) -> Result<()> {
         ops::sampling::softmax_rows(self, x, rows, n)
+    }
+
+    /// Records the work `f` queues into a graph instead of running it (`f` must not wait for
+    /// the device: no downloads, no sampling). The capture is always ended, also when `f` fails.
+    pub fn capture(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<Graph> {
+        self.vendor.begin_capture()?;
+        let queued = f(self);
+        let ended = self.vendor.end_capture();
+        queued?;
+        Ok(Graph {
+            vendor: Arc::clone(&self.vendor),
+            handle: ended?,
+        })
+    }
+
+    /// Queues a captured graph: the same kernels with the same arguments, in one launch.
+    pub fn replay(&self, g: &Graph) -> Result<()> {
+        self.vendor.graph_launch(g.handle)
     }
 
     /// Device time of the work `f` queues, in milliseconds (events around it).

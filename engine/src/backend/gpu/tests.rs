@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::module::{CompileRequest, ModuleCache, Origin};
 use super::vendor::{
-    CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, Gemm, KernelArg,
+    CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg,
     LaunchConfig, ModuleHandle, Runtime, Vendor,
 };
 use super::{choose_wave, GpuBackend, ABI_KERNELS};
@@ -161,6 +161,22 @@ impl Vendor for FakeVendor {
         Ok(0.0)
     }
     fn event_destroy(&self, _: EventHandle) -> Result<()> {
+        Ok(())
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn end_capture(&self) -> Result<GraphHandle> {
+        Ok(GraphHandle(1))
+    }
+
+    fn graph_launch(&self, _: GraphHandle) -> Result<()> {
+        Ok(())
+    }
+
+    fn graph_destroy(&self, _: GraphHandle) -> Result<()> {
         Ok(())
     }
 }
@@ -439,6 +455,8 @@ fn ops_refuse_short_buffers_and_wrong_dtypes() {
     let v = FakeVendor::new(Runtime::Hip, 64);
     let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
     let x = b.upload_f32(&[1.0; 4]).unwrap();
+    // Activations must be f32 (weights may be f32, f16 or bf16).
+    let x16 = b.upload(DType::BF16, &[0u8; 8]).unwrap();
     let w32 = b.upload_f32(&[1.0; 6]).unwrap();
     let mut out = b.alloc(DType::F32, 6).unwrap();
     let p = LinearParams {
@@ -446,7 +464,7 @@ fn ops_refuse_short_buffers_and_wrong_dtypes() {
         in_features: 2,
         out_features: 3,
     };
-    let err = b.linear(&x, &w32, None, &mut out, p).unwrap_err();
+    let err = b.linear(&x16, &w32, None, &mut out, p).unwrap_err();
     assert!(
         matches!(&err, Error::Backend { backend: "gpu", op, detail }
         if op == "linear" && detail.contains("dtype")),

@@ -15,7 +15,8 @@ use cudarc::nvrtc::sys as nvrtc;
 
 use super::{
     library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, Gemm, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
+    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle, Runtime,
+    Vendor,
 };
 use crate::error::Error;
 use crate::tensor::DType;
@@ -575,6 +576,54 @@ impl Vendor for CudaVendor {
         // SAFETY: `e` came from event_create and is not used afterwards.
         ck("cuEventDestroy_v2", unsafe {
             cu::cuEventDestroy_v2(e.0 as cu::CUevent)
+        })
+    }
+
+    fn begin_capture(&self) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: the stream is this vendor's; thread-local mode leaves other threads alone.
+        ck("cuStreamBeginCapture_v2", unsafe {
+            cu::cuStreamBeginCapture_v2(
+                self.stream,
+                cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            )
+        })
+    }
+
+    fn end_capture(&self) -> Result<GraphHandle, Error> {
+        self.bind()?;
+        let mut graph: cu::CUgraph = std::ptr::null_mut();
+        let mut exec: cu::CUgraphExec = std::ptr::null_mut();
+        // SAFETY: ends the capture begun on this stream; out-pointers valid. The graph is no
+        // longer needed once instantiated (the executable graph is independent of it).
+        unsafe {
+            ck(
+                "cuStreamEndCapture",
+                cu::cuStreamEndCapture(self.stream, &mut graph),
+            )?;
+            let r = ck(
+                "cuGraphInstantiateWithFlags",
+                cu::cuGraphInstantiateWithFlags(&mut exec, graph, 0),
+            );
+            let _ = cu::cuGraphDestroy(graph);
+            r?;
+        }
+        Ok(GraphHandle(exec as usize))
+    }
+
+    fn graph_launch(&self, g: GraphHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `g` came from end_capture on this vendor.
+        ck("cuGraphLaunch", unsafe {
+            cu::cuGraphLaunch(g.0 as cu::CUgraphExec, self.stream)
+        })
+    }
+
+    fn graph_destroy(&self, g: GraphHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `g` came from end_capture and is not used afterwards.
+        ck("cuGraphExecDestroy", unsafe {
+            cu::cuGraphExecDestroy(g.0 as cu::CUgraphExec)
         })
     }
 }

@@ -3,8 +3,10 @@
 //! stream, one rocBLAS handle bound to it.
 //!
 //! `cubecl-hip-sys` panics on first use when the libraries are missing, so [`HipVendor::open`]
-//! checks `is_available()` first (and probes the versioned sonames itself, to say what is
-//! wrong: `cubecl-hip-sys` opens `libamdhip64.so`, or `$ROCM_PATH/lib/libamdhip64.so`).
+//! probes the runtime first, versioned sonames included (`.so.7`, `.so.6`), and checks
+//! `is_available()` after; `cubecl-hip-sys` itself opens only `libamdhip64.so` (`.so.1`,
+//! `.so.0`), so a runtime found under another name is exposed to it through a directory of
+//! symlinks (`expose_to_cubecl`).
 //! Device properties come from `hipGetDevicePropertiesR0600`, the symbol ROCm 6 and 7 export
 //! for the `hipDeviceProp_t` layout the bindings declare.
 //!
@@ -19,7 +21,8 @@ use rocblas_sys as rb;
 
 use super::{
     library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, Gemm, KernelArg, LaunchConfig, ModuleHandle, Runtime, Vendor,
+    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle, Runtime,
+    Vendor,
 };
 use crate::error::Error;
 use crate::tensor::DType;
@@ -147,7 +150,8 @@ fn init_and_count() -> Result<usize, String> {
             }
         })
         .collect();
-    probe_library("hipRTC", &rtc)?;
+    let rtc_found = probe_library("hipRTC", &rtc)?;
+    expose_to_cubecl(&found, &rtc_found)?;
     if !hip::is_available() {
         return Err(format!(
             "found {found}, but cubecl-hip-sys opens libamdhip64.so and libhiprtc.so only from \
@@ -163,6 +167,74 @@ fn init_and_count() -> Result<usize, String> {
             Ok(n.max(0) as usize)
         }
     })
+}
+
+/// The names `cubecl-hip-sys` opens: `lib{amdhip64,hiprtc}.so`, `.so.1`, `.so.0`.
+fn cubecl_opens(found: &str, stem: &str) -> bool {
+    let file = found.rsplit('/').next().unwrap_or(found);
+    [
+        format!("lib{stem}.so"),
+        format!("lib{stem}.so.1"),
+        format!("lib{stem}.so.0"),
+    ]
+    .contains(&file.to_string())
+}
+
+/// The absolute path of the mapped library whose file name is `soname` (found in
+/// `/proc/self/maps`: the loader may have found it on its own search path).
+fn mapped_path(soname: &str) -> Option<String> {
+    let file = soname.rsplit('/').next().unwrap_or(soname);
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.rsplit('/').next() == Some(file))
+        .map(str::to_string)
+}
+
+/// `cubecl-hip-sys` opens only the names of [`cubecl_opens`], from `$ROCM_PATH/lib`,
+/// `$HIP_PATH/lib` or the loader path, while ROCM 6/7 runtime-only installs may ship only
+/// `libamdhip64.so.6`/`.so.7`. When the runtime found has another name, a directory of symlinks
+/// under the cache dir gives the loaded files the names cubecl looks for, and `$HIP_PATH` points
+/// there before cubecl's first (cached) look.
+fn expose_to_cubecl(hip_found: &str, rtc_found: &str) -> Result<(), String> {
+    if cubecl_opens(hip_found, "amdhip64") && cubecl_opens(rtc_found, "hiprtc") {
+        return Ok(());
+    }
+    let resolve = |f: &str| {
+        if f.starts_with('/') {
+            Some(f.to_string())
+        } else {
+            mapped_path(f)
+        }
+    };
+    let (Some(hip_path), Some(rtc_path)) = (resolve(hip_found), resolve(rtc_found)) else {
+        return Err(format!(
+            "loaded {hip_found} and {rtc_found} but cannot locate their files"
+        ));
+    };
+    let root = crate::fetch::cache_dir()
+        .map_err(|e| e.to_string())?
+        .join("rocm-shim");
+    make_shim(
+        &root.join("lib"),
+        &[("libamdhip64.so", &hip_path), ("libhiprtc.so", &rtc_path)],
+    )?;
+    // Before any thread could read it: this runs inside device detection, before cubecl loads.
+    std::env::set_var("HIP_PATH", &root);
+    Ok(())
+}
+
+/// Symlinks `dir/name → target` for each pair, replacing what is there atomically.
+fn make_shim(dir: &std::path::Path, links: &[(&str, &str)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, target) in links {
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(name))
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+    }
+    Ok(())
 }
 
 /// `hipDeviceProp_tR0600` with room to spare, in case a runtime writes a longer struct.
@@ -645,6 +717,104 @@ impl Vendor for HipVendor {
         ck("hipEventDestroy", unsafe {
             hip::hipEventDestroy(e.0 as hip::hipEvent_t)
         })
+    }
+
+    fn begin_capture(&self) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: the stream is this vendor's; thread-local mode leaves other threads alone.
+        ck("hipStreamBeginCapture", unsafe {
+            hip::hipStreamBeginCapture(
+                self.stream,
+                hip::hipStreamCaptureMode_hipStreamCaptureModeThreadLocal,
+            )
+        })
+    }
+
+    fn end_capture(&self) -> Result<GraphHandle, Error> {
+        self.bind()?;
+        let mut graph: hip::hipGraph_t = std::ptr::null_mut();
+        let mut exec: hip::hipGraphExec_t = std::ptr::null_mut();
+        // SAFETY: ends the capture begun on this stream; out-pointers valid (no error node or
+        // log buffer requested). The graph is not needed once instantiated.
+        unsafe {
+            ck(
+                "hipStreamEndCapture",
+                hip::hipStreamEndCapture(self.stream, &mut graph),
+            )?;
+            let r = ck(
+                "hipGraphInstantiate",
+                hip::hipGraphInstantiate(
+                    &mut exec,
+                    graph,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                ),
+            );
+            let _ = hip::hipGraphDestroy(graph);
+            r?;
+        }
+        Ok(GraphHandle(exec as usize))
+    }
+
+    fn graph_launch(&self, g: GraphHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `g` came from end_capture on this vendor.
+        ck("hipGraphLaunch", unsafe {
+            hip::hipGraphLaunch(g.0 as hip::hipGraphExec_t, self.stream)
+        })
+    }
+
+    fn graph_destroy(&self, g: GraphHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `g` came from end_capture and is not used afterwards.
+        ck("hipGraphExecDestroy", unsafe {
+            hip::hipGraphExecDestroy(g.0 as hip::hipGraphExec_t)
+        })
+    }
+}
+
+#[cfg(test)]
+mod shim_tests {
+    use super::*;
+
+    #[test]
+    fn cubecl_names_are_recognised_and_versioned_ones_are_not() {
+        assert!(cubecl_opens("/opt/rocm/lib/libamdhip64.so", "amdhip64"));
+        assert!(cubecl_opens("libhiprtc.so.1", "hiprtc"));
+        assert!(!cubecl_opens(
+            "/opt/rocm-7.0/lib/libamdhip64.so.7",
+            "amdhip64"
+        ));
+        assert!(!cubecl_opens("libhiprtc.so.6", "hiprtc"));
+    }
+
+    #[test]
+    fn a_shim_names_versioned_files_as_cubecl_expects() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("libamdhip64.so.7");
+        std::fs::write(&real, b"x").unwrap();
+        let lib = d.path().join("shim/lib");
+        for _ in 0..2 {
+            // twice: an existing shim is replaced, not an error
+            make_shim(&lib, &[("libamdhip64.so", real.to_str().unwrap())]).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_link(lib.join("libamdhip64.so")).unwrap(),
+            real
+        );
+        assert_eq!(std::fs::read(lib.join("libamdhip64.so")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn mapped_libraries_are_found_by_file_name() {
+        // The C library is mapped in every test process.
+        let libc = mapped_path("libc.so.6").expect("libc.so.6 in /proc/self/maps");
+        assert!(
+            libc.starts_with('/') && libc.ends_with("/libc.so.6"),
+            "{libc}"
+        );
+        assert_eq!(mapped_path("libnot-a-real-library.so.9"), None);
     }
 }
 

@@ -89,6 +89,10 @@ pub struct FunctionHandle(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventHandle(pub usize);
 
+/// An executable graph of captured stream work (CUgraphExec / hipGraphExec_t as an address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphHandle(pub usize);
+
 /// One kernel argument, passed by value as the kernel's C parameter type.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KernelArg {
@@ -199,6 +203,15 @@ pub trait Vendor: Send + Sync {
     /// Milliseconds between two recorded events (waits for `end`).
     fn event_elapsed_ms(&self, start: EventHandle, end: EventHandle) -> Result<f32, Error>;
     fn event_destroy(&self, e: EventHandle) -> Result<(), Error>;
+
+    /// Starts recording the stream's work into a graph: what is queued until
+    /// [`Vendor::end_capture`] is recorded, not run.
+    fn begin_capture(&self) -> Result<(), Error>;
+    /// Ends the recording and instantiates it.
+    fn end_capture(&self) -> Result<GraphHandle, Error>;
+    /// Queues the recorded work on the stream, as recorded (same kernels, same arguments).
+    fn graph_launch(&self, g: GraphHandle) -> Result<(), Error>;
+    fn graph_destroy(&self, g: GraphHandle) -> Result<(), Error>;
 }
 
 /// `Error::Backend` for a failed vendor call: `op` is the C function, `status` its status name
