@@ -4,6 +4,7 @@
 
 use wavefront::backend::{Backend, TensorInfo};
 use wavefront::kv_cache::{KvCache, KvLayout};
+use wavefront::sampler::CoinRng;
 use wavefront::{DType, Result};
 
 use crate::compare::Comparison;
@@ -13,21 +14,17 @@ pub const GUARD: usize = 64;
 /// What the guard elements hold; exactly representable in f32, f16 and bf16.
 pub const SENTINEL: f32 = -1024.0;
 
-/// SplitMix64: seeded, portable, and the same stream on every machine.
+/// Seeded inputs: the engine's SplitMix64 stream (`CoinRng`), the same on every machine.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(CoinRng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(CoinRng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
@@ -57,31 +54,13 @@ impl Rng {
 
 /// Rounds to `dtype` (round-to-nearest-even) and back: the values both sides then see.
 pub fn rounded(dtype: DType, mut v: Vec<f32>) -> Vec<f32> {
-    match dtype {
-        DType::BF16 => v
-            .iter_mut()
-            .for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
-        DType::F16 => v
-            .iter_mut()
-            .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
-        _ => {}
-    }
+    wavefront::tensor::round_to(dtype, &mut v);
     v
 }
 
 /// Little-endian bytes of `v` in `dtype` (F32, F16, BF16).
 pub fn to_bytes(dtype: DType, v: &[f32]) -> Vec<u8> {
-    match dtype {
-        DType::BF16 => v
-            .iter()
-            .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
-            .collect(),
-        DType::F16 => v
-            .iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-            .collect(),
-        _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    }
+    wavefront::tensor::encode_f32(dtype, v).expect("test data is stored as F32, F16 or BF16")
 }
 
 pub fn upload<B: Backend>(b: &B, dtype: DType, v: &[f32]) -> Result<B::Tensor> {

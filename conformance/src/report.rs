@@ -28,6 +28,15 @@ impl Report {
         self.results.len() - self.passed()
     }
 
+    /// `op case: why` for every failing case.
+    pub fn failure_lines(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .filter(|c| !c.pass())
+            .map(|c| format!("{} {}: {}", c.op.name(), c.case, c.failures().join("; ")))
+            .collect()
+    }
+
     pub fn all_pass(&self) -> bool {
         self.failed() == 0 && self.uncovered.is_empty()
     }

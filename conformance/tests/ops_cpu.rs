@@ -15,12 +15,7 @@ fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
         "ops with no case: {:?}",
         r.uncovered
     );
-    let failures: Vec<String> = r
-        .results
-        .iter()
-        .filter(|c| !c.pass())
-        .map(|c| format!("{} {}: {}", c.op.name(), c.case, c.failures().join("; ")))
-        .collect();
+    let failures = r.failure_lines();
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

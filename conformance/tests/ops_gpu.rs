@@ -13,12 +13,7 @@ fn the_fixed_grid_passes_on_the_gpu_at_every_wave() {
         let r = report::run(&b, &cases::grid(), &format!("WAVE={wave}"));
         println!("{}", r.markdown());
         assert!(r.uncovered.is_empty(), "{:?}", r.uncovered);
-        let failures: Vec<String> = r
-            .results
-            .iter()
-            .filter(|c| !c.pass())
-            .map(|c| format!("{} {}: {}", c.op.name(), c.case, c.failures().join("; ")))
-            .collect();
+        let failures = r.failure_lines();
         assert!(
             failures.is_empty(),
             "WAVE={wave}: {} failures:\n{}",

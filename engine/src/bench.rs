@@ -102,17 +102,8 @@ fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
 fn fill_cache<B: Backend>(engine: &Engine<B>, seq: &mut Sequence<B>, depth: usize) -> Result<()> {
     let layout = *seq.cache.layout();
     let values = crate::formats::random::values(layout.elems(), 7);
-    let bytes: Vec<u8> = match layout.dtype {
-        DType::F16 => values
-            .iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-            .collect(),
-        DType::BF16 => values
-            .iter()
-            .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
-            .collect(),
-        _ => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    };
+    let bytes = crate::tensor::encode_f32(layout.dtype, &values)
+        .ok_or_else(|| Error::InvalidRequest(format!("KV dtype {}", layout.dtype)))?;
     let arena = engine.backend().upload(layout.dtype, &bytes)?;
     seq.cache = KvCache::from_arena(arena, layout)?;
     seq.cache.set_len(depth)

@@ -34,15 +34,7 @@ impl Default for EngineOptions {
 /// Conformance builds the reference from exactly these values.
 pub fn weight_values(t: &HostTensor, dtype: DType) -> Result<Vec<f32>> {
     let mut v = t.to_f32()?;
-    match dtype {
-        DType::BF16 => v
-            .iter_mut()
-            .for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
-        DType::F16 => v
-            .iter_mut()
-            .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
-        _ => {}
-    }
+    crate::tensor::round_to(dtype, &mut v);
     Ok(v)
 }
 
@@ -61,23 +53,8 @@ fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
     if t.dtype == dtype {
         return backend.upload(dtype, t.bytes());
     }
-    let v = t.to_f32()?;
-    let bytes: Vec<u8> = match dtype {
-        DType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        DType::BF16 => v
-            .iter()
-            .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
-            .collect(),
-        DType::F16 => v
-            .iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-            .collect(),
-        other => {
-            return Err(Error::InvalidRequest(format!(
-                "weights cannot be stored as {other}"
-            )));
-        }
-    };
+    let bytes = crate::tensor::encode_f32(dtype, &t.to_f32()?)
+        .ok_or_else(|| Error::InvalidRequest(format!("weights cannot be stored as {dtype}")))?;
     backend.upload(dtype, &bytes)
 }
 

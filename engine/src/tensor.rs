@@ -72,6 +72,36 @@ impl std::fmt::Display for DType {
     }
 }
 
+/// Rounds `v` in place to the values `dtype` can hold (round-to-nearest-even; F32 unchanged).
+pub fn round_to(dtype: DType, v: &mut [f32]) {
+    match dtype {
+        DType::BF16 => v
+            .iter_mut()
+            .for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
+        DType::F16 => v
+            .iter_mut()
+            .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
+        _ => {}
+    }
+}
+
+/// Little-endian bytes of `v` stored as `dtype` (F32, F16 or BF16; rounded to nearest even),
+/// or `None` for any other dtype.
+pub fn encode_f32(dtype: DType, v: &[f32]) -> Option<Vec<u8>> {
+    Some(match dtype {
+        DType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        DType::BF16 => v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_bits().to_le_bytes())
+            .collect(),
+        DType::F16 => v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// Where a tensor's bytes live.
 #[derive(Clone)]
 pub enum Storage {

@@ -108,20 +108,19 @@ fn random_tensor(name: &str, shape: Vec<usize>, seed: u64, dtype: DType) -> Host
     } else {
         DType::F32
     };
-    let mut bytes = Vec::with_capacity(n * dtype.block_bytes());
-    for _ in 0..n {
-        let r = rng.next_u64();
-        let mag = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
-        let v = if r & 1 == 0 { mag } else { -mag };
-        let v = if is_norm { 1.0 + v } else { v };
-        match dtype {
-            DType::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes()),
-            DType::BF16 => {
-                bytes.extend_from_slice(&half::bf16::from_f32(v).to_bits().to_le_bytes())
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            let r = rng.next_u64();
+            let mag = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
+            let v = if r & 1 == 0 { mag } else { -mag };
+            if is_norm {
+                1.0 + v
+            } else {
+                v
             }
-            _ => bytes.extend_from_slice(&v.to_le_bytes()),
-        }
-    }
+        })
+        .collect();
+    let bytes = crate::tensor::encode_f32(dtype, &values).expect("F32, F16 or BF16");
     HostTensor {
         name: name.to_string(),
         dtype,
