@@ -29,22 +29,12 @@ impl Rng {
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        self.0.coin()
     }
 
     /// `n` values with magnitude in [0.1·scale, scale] and a random sign: never zero.
     pub fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                let r = self.next_u64();
-                let m = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
-                if r & 1 == 0 {
-                    m
-                } else {
-                    -m
-                }
-            })
-            .collect()
+        (0..n).map(|_| self.0.never_zero(scale)).collect()
     }
 
     pub fn below(&mut self, n: usize) -> usize {

@@ -279,6 +279,18 @@ impl CoinRng {
     pub fn coin(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
+
+    /// Magnitude uniform in [0.1·scale, scale], random sign: never zero (test and benchmark
+    /// data, so unwritten or mis-indexed outputs show).
+    pub fn never_zero(&mut self, scale: f32) -> f32 {
+        let r = self.next_u64();
+        let m = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
+        if r & 1 == 0 {
+            m
+        } else {
+            -m
+        }
+    }
 }
 
 #[cfg(test)]

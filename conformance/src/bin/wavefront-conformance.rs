@@ -106,8 +106,7 @@ fn run() -> Result<bool> {
             let native_wave = native.wave();
             drop(native);
             let waves: Vec<u32> = match args.wave.as_str() {
-                "all" if native_wave == 32 => vec![32, 64],
-                "all" => vec![native_wave],
+                "all" => gpu::wave_variants(native_wave),
                 w => vec![w
                     .parse()
                     .with_context(|| format!("--wave takes 32, 64 or all, not `{w}`"))?],

@@ -107,8 +107,7 @@ pub fn smollm2() -> wavefront::LoadedModel {
 /// WAVE=64. Empty (with the reason printed) when no GPU is usable: GPU tests then skip.
 pub fn gpu_waves() -> Vec<u32> {
     match wavefront::backend::gpu::detect() {
-        Ok(b) if b.wave() == 32 => vec![32, 64],
-        Ok(b) => vec![b.wave()],
+        Ok(b) => wavefront::backend::gpu::wave_variants(b.wave()),
         Err(reason) => {
             // Written to the file descriptor, past libtest's capture, so CI logs show the skip.
             use std::io::Write;

@@ -81,17 +81,7 @@ pub fn random_model(config: ModelConfig, seed: u64, dtype: DType) -> LoadedModel
 /// `n` seeded values in ±[0.1, 1] (never zero).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = crate::sampler::CoinRng::new(seed);
-    (0..n)
-        .map(|_| {
-            let r = rng.next_u64();
-            let m = 0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32);
-            if r & 1 == 0 {
-                m
-            } else {
-                -m
-            }
-        })
-        .collect()
+    (0..n).map(|_| rng.never_zero(1.0)).collect()
 }
 
 fn random_tensor(name: &str, shape: Vec<usize>, seed: u64, dtype: DType) -> HostTensor {
@@ -110,9 +100,7 @@ fn random_tensor(name: &str, shape: Vec<usize>, seed: u64, dtype: DType) -> Host
     };
     let values: Vec<f32> = (0..n)
         .map(|_| {
-            let r = rng.next_u64();
-            let mag = scale * (0.1 + 0.9 * ((r >> 40) as f32 / (1u64 << 24) as f32));
-            let v = if r & 1 == 0 { mag } else { -mag };
+            let v = rng.never_zero(scale);
             if is_norm {
                 1.0 + v
             } else {

@@ -395,6 +395,16 @@ impl GpuBackend {
     }
 }
 
+/// The wave sizes conformance checks on a device whose own wave is `native`: that one, and on
+/// a wave32 device also the emulated 64 (DESIGN.md "Wave64 without AMD hardware").
+pub fn wave_variants(native: u32) -> Vec<u32> {
+    if native == 32 {
+        vec![32, 64]
+    } else {
+        vec![native]
+    }
+}
+
 /// The wave the kernels are built for: the device's, or 64 emulated on a wave32 NVIDIA device.
 pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
     let native = info.wave;
