@@ -13,6 +13,8 @@
 # every tiny fixture. Stage `models`: SmolLM2 model-level checks and golden tokens, a greedy run,
 # and the benchmarks. Results land in $OUT; a short table is printed last.
 set -uo pipefail
+# A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
+export WAVEFRONT_REQUIRE_GPU=1
 stage=${1:?usage: ci/device-session.sh ops|models}
 OUT=${OUT:-/tmp/wavefront-out}
 mkdir -p "$OUT" bin

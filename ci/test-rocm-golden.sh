@@ -42,12 +42,12 @@ done
 EOF
 cat >"$STUBS/cargo" <<'EOF'
 #!/usr/bin/env bash
-echo "cargo $*" >>"$STUB_LOG"
+echo "cargo $* WAVEFRONT_REQUIRE_GPU=${WAVEFRONT_REQUIRE_GPU:-unset}" >>"$STUB_LOG"
 if [ "$1" = build ]; then
   mkdir -p "$CARGO_TARGET_DIR/release"
   cat >"$CARGO_TARGET_DIR/release/wavefront-conformance" <<'EOB'
 #!/usr/bin/env bash
-echo "conformance $* HIP_VISIBLE_DEVICES=${HIP_VISIBLE_DEVICES:-unset}" >>"$STUB_LOG"
+echo "conformance $* HIP_VISIBLE_DEVICES=${HIP_VISIBLE_DEVICES:-unset} WAVEFRONT_REQUIRE_GPU=${WAVEFRONT_REQUIRE_GPU:-unset}" >>"$STUB_LOG"
 while [ $# -gt 0 ]; do
   case "$1" in
     --report) echo "# report" >"$2"; shift 2 ;;
@@ -148,9 +148,9 @@ L="$TMP/calls.log"
 check "a passing run exits 0" rc_is 0
 check "it builds with the exact command" has "$L" "cargo build --release -p wavefront-conformance"
 check "it runs conformance on the chosen GPU with the report paths" has "$L" \
-  "conformance --backend gpu --report $TMP/out/report.md --json $TMP/out/report.json HIP_VISIBLE_DEVICES=1"
-check "it runs the golden-token tests with the exact command" has "$L" \
-  "cargo test --release -p wavefront-conformance --test golden_tokens -- --include-ignored"
+  "conformance --backend gpu --report $TMP/out/report.md --json $TMP/out/report.json HIP_VISIBLE_DEVICES=1 WAVEFRONT_REQUIRE_GPU=1"
+check "it runs the golden-token tests with the exact command, a skip being a failure" has "$L" \
+  "cargo test --release -p wavefront-conformance --test golden_tokens -- --include-ignored WAVEFRONT_REQUIRE_GPU=1"
 for f in summary.md environment.txt rocminfo.txt report.md report.json logs/build.log \
   logs/conformance.log logs/golden-tokens.log; do
   check "the results hold $f" test -f "$TMP/out/$f"

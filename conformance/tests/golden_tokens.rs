@@ -32,8 +32,9 @@ fn golden_streams<B: Backend>(backend: B, label: &str) {
         "conformance/tests/snapshots/golden_tokens__{name}.snap"
     ));
     if label != "cpu" && !snap.is_file() {
-        // A device without a committed snapshot yet (a new vendor, arch or wave): the oracle
-        // check above is the gate; the streams are written out for review and commit.
+        // A device without a committed snapshot yet (a new vendor, arch or wave): the streams
+        // are written out for review and commit. On a GPU machine (WAVEFRONT_REQUIRE_GPU=1)
+        // that is a failure: a run that compares nothing must not pass.
         let dir = common::repo().join("target/golden-streams");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
@@ -41,9 +42,15 @@ fn golden_streams<B: Backend>(backend: B, label: &str) {
             serde_json::to_string_pretty(&streams).unwrap(),
         )
         .unwrap();
-        println!(
+        let msg = format!(
             "no snapshot for {label} yet: streams written to target/golden-streams/{name}.json"
         );
+        assert!(
+            !wavefront::backend::gpu::require_gpu(),
+            "WAVEFRONT_REQUIRE_GPU=1: {msg}; review and commit it as {}",
+            snap.display()
+        );
+        println!("{msg}");
         return;
     }
     insta::assert_json_snapshot!(name, streams);

@@ -4,15 +4,17 @@
 
 use std::io::Write;
 
-use wavefront::backend::gpu::{detect, GpuBackend};
+use wavefront::backend::gpu::{detect, require_gpu, GpuBackend, OpenError};
 use wavefront::backend::{Backend, LinearParams};
 use wavefront::formats::random::values;
 use wavefront::DType;
 
+/// The GPU, or `None` (the test skips, saying why) when there is no GPU runtime or device. A
+/// GPU that fails to open, or none under `WAVEFRONT_REQUIRE_GPU=1`, fails the test.
 fn gpu() -> Option<GpuBackend> {
     match detect() {
         Ok(b) => Some(b),
-        Err(r) => {
+        Err(OpenError::Unavailable(r)) if !require_gpu() => {
             let _ = writeln!(
                 std::io::stderr(),
                 "skipping GPU test: no usable GPU ({})",
@@ -20,6 +22,10 @@ fn gpu() -> Option<GpuBackend> {
             );
             None
         }
+        Err(OpenError::Unavailable(r)) => {
+            panic!("WAVEFRONT_REQUIRE_GPU=1 but there is no usable GPU: {r}")
+        }
+        Err(OpenError::Failed(e)) => panic!("the GPU is there but failed to open: {e}"),
     }
 }
 

@@ -102,7 +102,10 @@ fn run() -> Result<bool> {
                 device: args.device,
                 wave: None,
             })
-            .map_err(|r| anyhow::anyhow!("no usable GPU: {r}"))?;
+            .map_err(|e| match e {
+                gpu::OpenError::Unavailable(r) => anyhow::anyhow!("no usable GPU: {r}"),
+                gpu::OpenError::Failed(e) => anyhow::anyhow!("the GPU failed to start: {e}"),
+            })?;
             let native_wave = native.wave();
             drop(native);
             let waves: Vec<u32> = match args.wave.as_str() {
@@ -117,10 +120,13 @@ fn run() -> Result<bool> {
                         device: args.device,
                         wave: Some(w),
                     })
-                    .map_err(|r| wavefront::Error::Backend {
-                        backend: "gpu",
-                        op: "open".into(),
-                        detail: r,
+                    .map_err(|e| match e {
+                        gpu::OpenError::Failed(e) => e,
+                        gpu::OpenError::Unavailable(r) => wavefront::Error::Backend {
+                            backend: "gpu",
+                            op: "open".into(),
+                            detail: r,
+                        },
                     })
                 };
                 out.check(&make, &format!("WAVE={w}"), &selected, &model_paths, &args);

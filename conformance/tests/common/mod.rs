@@ -104,11 +104,14 @@ pub fn smollm2() -> wavefront::LoadedModel {
 }
 
 /// The GPU wave variants to check: the device's own wave and, on a wave32 device, the emulated
-/// WAVE=64. Empty (with the reason printed) when no GPU is usable: GPU tests then skip.
+/// WAVE=64. Empty (with the reason printed) only when there is no GPU runtime or device: GPU
+/// tests then skip. A GPU that is there but fails to open panics (an error, never a skip), and
+/// so does a missing GPU under `WAVEFRONT_REQUIRE_GPU=1`.
 pub fn gpu_waves() -> Vec<u32> {
-    match wavefront::backend::gpu::detect() {
-        Ok(b) => wavefront::backend::gpu::wave_variants(b.wave()),
-        Err(reason) => {
+    use wavefront::backend::gpu::{self, OpenError};
+    match gpu::detect() {
+        Ok(b) => gpu::wave_variants(b.wave()),
+        Err(OpenError::Unavailable(reason)) if !gpu::require_gpu() => {
             // Written to the file descriptor, past libtest's capture, so CI logs show the skip.
             use std::io::Write;
             let _ = writeln!(
@@ -118,18 +121,25 @@ pub fn gpu_waves() -> Vec<u32> {
             );
             vec![]
         }
+        Err(OpenError::Unavailable(reason)) => {
+            panic!("WAVEFRONT_REQUIRE_GPU=1 but there is no usable GPU: {reason}")
+        }
+        Err(OpenError::Failed(e)) => panic!("the GPU is there but failed to open: {e}"),
     }
 }
 
 pub fn gpu(wave: u32) -> wavefront::Result<wavefront::backend::gpu::GpuBackend> {
-    use wavefront::backend::gpu::{detect_with, GpuOptions};
+    use wavefront::backend::gpu::{detect_with, GpuOptions, OpenError};
     detect_with(GpuOptions {
         device: 0,
         wave: Some(wave),
     })
-    .map_err(|r| wavefront::Error::Backend {
-        backend: "gpu",
-        op: "open".into(),
-        detail: r,
+    .map_err(|e| match e {
+        OpenError::Failed(e) => e,
+        OpenError::Unavailable(r) => wavefront::Error::Backend {
+            backend: "gpu",
+            op: "open".into(),
+            detail: r,
+        },
     })
 }

@@ -159,20 +159,26 @@ fn load(arg: Option<PathBuf>) -> Result<LoadedModel> {
 }
 
 /// The GPU backend when asked for (or, with `auto`, when usable); `None` means the CPU.
-/// `--backend gpu` without a usable GPU is an error; `auto` says why it falls back.
+/// `--backend gpu` without a usable GPU is an error; `auto` says why it falls back when there is
+/// no GPU, and refuses to hide a GPU that is there but failed (a broken install, a kernel that
+/// does not compile) behind a silent CPU run.
 fn select_gpu(choice: BackendChoice) -> Result<Option<gpu::GpuBackend>> {
     Ok(match choice {
         BackendChoice::Cpu => None,
         BackendChoice::Gpu => match gpu::detect() {
             Ok(b) => Some(b),
-            Err(reason) => bail!("no usable GPU: {reason}"),
+            Err(gpu::OpenError::Unavailable(reason)) => bail!("no usable GPU: {reason}"),
+            Err(gpu::OpenError::Failed(e)) => bail!("the GPU failed to start: {e}"),
         },
         BackendChoice::Auto => match gpu::detect() {
             Ok(b) => Some(b),
-            Err(reason) => {
+            Err(gpu::OpenError::Unavailable(reason)) => {
                 let first = reason.lines().next().unwrap_or_default();
                 eprintln!("[no usable GPU ({first}); falling back to the CPU]");
                 None
+            }
+            Err(gpu::OpenError::Failed(e)) => {
+                bail!("the GPU failed to start: {e} (use --backend cpu to run on the CPU anyway)")
             }
         },
     })

@@ -4,7 +4,7 @@
 //! `WAVEFRONT_CUDA_LIB` / `WAVEFRONT_HIP_LIB` name the driver library to load instead of the
 //! default sonames (a specific install, or a nonexistent file to test the no-library path).
 
-use super::vendor::{cuda, hip, DeviceInfo, Runtime};
+use super::vendor::{cuda, hip, DeviceInfo, OpenError, Runtime};
 use super::{GpuBackend, GpuOptions};
 
 /// The runtimes to try for a `WAVEFRONT_GPU` value; `Err` is the reason there are none.
@@ -24,21 +24,36 @@ fn env_order() -> Result<Vec<Runtime>, String> {
     runtime_order(std::env::var("WAVEFRONT_GPU").ok().as_deref())
 }
 
+/// Whether `WAVEFRONT_REQUIRE_GPU=1`: GPU machines (device sessions, ROCm CI) set it so that a
+/// GPU test that would skip fails instead, and a missing golden snapshot fails.
+pub fn require_gpu() -> bool {
+    std::env::var("WAVEFRONT_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
+}
+
 /// The first usable GPU (CUDA, then HIP, unless `WAVEFRONT_GPU` says otherwise), with the
-/// device's own wave size; or the reason there is none, one clause per runtime tried.
-pub fn detect() -> Result<GpuBackend, String> {
+/// device's own wave size. When none opens: `Failed` if any runtime had a device that failed
+/// (that failure, never hidden behind another runtime's absence), else `Unavailable` with one
+/// clause per runtime tried.
+pub fn detect() -> Result<GpuBackend, OpenError> {
     detect_with(GpuOptions::default())
 }
 
-pub fn detect_with(opts: GpuOptions) -> Result<GpuBackend, String> {
+pub fn detect_with(opts: GpuOptions) -> Result<GpuBackend, OpenError> {
     let mut reasons = Vec::new();
-    for rt in env_order()? {
+    let mut failure = None;
+    for rt in env_order().map_err(OpenError::Unavailable)? {
         match GpuBackend::open(rt, opts) {
             Ok(b) => return Ok(b),
-            Err(r) => reasons.push(format!("{}: {r}", rt_label(rt))),
+            Err(OpenError::Unavailable(r)) => reasons.push(format!("{}: {r}", rt_label(rt))),
+            Err(OpenError::Failed(e)) => {
+                failure.get_or_insert(e);
+            }
         }
     }
-    Err(reasons.join("; "))
+    match failure {
+        Some(e) => Err(OpenError::Failed(e)),
+        None => Err(OpenError::Unavailable(reasons.join("; "))),
+    }
 }
 
 fn rt_label(rt: Runtime) -> &'static str {
@@ -49,7 +64,7 @@ fn rt_label(rt: Runtime) -> &'static str {
 }
 
 /// Every device of every runtime `WAVEFRONT_GPU` allows, and for each runtime without
-/// devices the reason.
+/// devices the reason (prefixed `error:` where a runtime loaded but failed).
 pub fn device_report() -> (Vec<DeviceInfo>, Vec<String>) {
     let order = match env_order() {
         Ok(o) => o,
@@ -64,7 +79,8 @@ pub fn device_report() -> (Vec<DeviceInfo>, Vec<String>) {
         match r {
             Ok(d) if d.is_empty() => reasons.push(format!("{}: no device", rt_label(rt))),
             Ok(d) => found.extend(d),
-            Err(e) => reasons.push(format!("{}: {e}", rt_label(rt))),
+            Err(OpenError::Unavailable(r)) => reasons.push(format!("{}: {r}", rt_label(rt))),
+            Err(OpenError::Failed(e)) => reasons.push(format!("{}: error: {e}", rt_label(rt))),
         }
     }
     (found, reasons)

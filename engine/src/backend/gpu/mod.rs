@@ -23,8 +23,8 @@ pub mod vendor;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use device::{detect, detect_with, device_report, devices, runtime_order};
-pub use vendor::{DeviceInfo, Runtime};
+pub use device::{detect, detect_with, device_report, devices, require_gpu, runtime_order};
+pub use vendor::{DeviceInfo, OpenError, Runtime};
 
 use crate::backend::{
     AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
@@ -280,14 +280,18 @@ impl GpuBackend {
         })
     }
 
-    /// Opens device `opts.device` of `runtime`, or says why not (one reason string).
-    pub fn open(runtime: Runtime, opts: GpuOptions) -> std::result::Result<Self, String> {
+    /// Opens device `opts.device` of `runtime`: `Unavailable` when the runtime or a device is
+    /// missing, `Failed` when one is there but opening it (or building its kernels) failed.
+    pub fn open(runtime: Runtime, opts: GpuOptions) -> std::result::Result<Self, OpenError> {
         let vendor: Arc<dyn Vendor> = match runtime {
             Runtime::Cuda => Arc::new(vendor::cuda::CudaVendor::open(opts.device)?),
             Runtime::Hip => Arc::new(vendor::hip::HipVendor::open(opts.device)?),
         };
-        Self::with_vendor(vendor, opts.wave, &ModuleCache::default_location())
-            .map_err(|e| e.to_string())
+        Ok(Self::with_vendor(
+            vendor,
+            opts.wave,
+            &ModuleCache::default_location(),
+        )?)
     }
 
     pub fn info(&self) -> &DeviceInfo {

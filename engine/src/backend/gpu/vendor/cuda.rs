@@ -15,8 +15,8 @@ use cudarc::nvrtc::sys as nvrtc;
 
 use super::{
     library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle, Runtime,
-    Vendor,
+    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle,
+    OpenError, Runtime, Vendor,
 };
 use crate::error::Error;
 use crate::tensor::DType;
@@ -70,14 +70,20 @@ fn probe_libraries() -> Result<(), String> {
     Ok(())
 }
 
-fn init_and_count() -> Result<usize, String> {
-    probe_libraries()?;
+/// Devices of the CUDA runtime: `Unavailable` when a library is missing, 0 when the driver
+/// reports no device (`CUDA_ERROR_NO_DEVICE`), `Failed` for any other error of a loaded driver.
+fn init_and_count() -> Result<usize, OpenError> {
+    probe_libraries().map_err(OpenError::Unavailable)?;
     no_panic("CUDA", || {
         // SAFETY: cuInit has no preconditions; cuDeviceGetCount writes one int.
         unsafe {
-            ck("cuInit", cu::cuInit(0)).map_err(|e| e.to_string())?;
+            match cu::cuInit(0) {
+                cu::CUresult::CUDA_SUCCESS => {}
+                cu::CUresult::CUDA_ERROR_NO_DEVICE => return Ok(0),
+                s => return Err(driver_error("cuInit", s, "").into()),
+            }
             let mut n = 0;
-            ck("cuDeviceGetCount", cu::cuDeviceGetCount(&mut n)).map_err(|e| e.to_string())?;
+            ck("cuDeviceGetCount", cu::cuDeviceGetCount(&mut n))?;
             Ok(n.max(0) as usize)
         }
     })
@@ -139,12 +145,12 @@ fn device_info(ordinal: usize) -> Result<(cu::CUdevice, DeviceInfo), Error> {
     Ok((dev, info))
 }
 
-/// Every CUDA device, or the reason there are none.
-pub fn devices() -> Result<Vec<DeviceInfo>, String> {
+/// Every CUDA device, or why there are none.
+pub fn devices() -> Result<Vec<DeviceInfo>, OpenError> {
     let n = init_and_count()?;
     no_panic("CUDA", || {
         (0..n)
-            .map(|i| device_info(i).map(|(_, d)| d).map_err(|e| e.to_string()))
+            .map(|i| device_info(i).map(|(_, d)| d).map_err(OpenError::from))
             .collect()
     })
 }
@@ -165,16 +171,22 @@ unsafe impl Sync for CudaVendor {}
 
 impl CudaVendor {
     /// Opens device `ordinal`: primary context, a non-blocking stream, a cuBLAS handle bound to it.
-    pub fn open(ordinal: usize) -> Result<Self, String> {
+    pub fn open(ordinal: usize) -> Result<Self, OpenError> {
         let n = init_and_count()?;
         if n == 0 {
-            return Err("the CUDA driver loads but reports no device".into());
+            return Err(OpenError::Unavailable(
+                "the CUDA driver loads but reports no device".into(),
+            ));
         }
         if ordinal >= n {
-            return Err(format!("CUDA device {ordinal} requested, {n} present"));
+            return Err(OpenError::Failed(vendor_error(
+                "cuDeviceGet",
+                "no such device",
+                &format!("CUDA device {ordinal} requested, {n} present"),
+            )));
         }
         no_panic("CUDA", || {
-            Self::open_device(ordinal).map_err(|e| e.to_string())
+            Self::open_device(ordinal).map_err(OpenError::from)
         })
     }
 

@@ -21,8 +21,8 @@ use rocblas_sys as rb;
 
 use super::{
     library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle, Runtime,
-    Vendor,
+    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle,
+    OpenError, Runtime, Vendor,
 };
 use crate::error::Error;
 use crate::tensor::DType;
@@ -137,8 +137,8 @@ fn hip_candidates() -> Vec<String> {
     library_candidates("WAVEFRONT_HIP_LIB", defaults)
 }
 
-fn init_and_count() -> Result<usize, String> {
-    let found = probe_library("HIP runtime", &hip_candidates())?;
+fn init_and_count() -> Result<usize, OpenError> {
+    let found = probe_library("HIP runtime", &hip_candidates()).map_err(OpenError::Unavailable)?;
     let dir = found.rsplit_once('/').map_or("", |(d, _)| d);
     let rtc: Vec<String> = ["libhiprtc.so", "libhiprtc.so.7", "libhiprtc.so.6"]
         .iter()
@@ -150,20 +150,20 @@ fn init_and_count() -> Result<usize, String> {
             }
         })
         .collect();
-    let rtc_found = probe_library("hipRTC", &rtc)?;
-    expose_to_cubecl(&found, &rtc_found)?;
+    let rtc_found = probe_library("hipRTC", &rtc).map_err(OpenError::Unavailable)?;
+    expose_to_cubecl(&found, &rtc_found).map_err(OpenError::Unavailable)?;
     if !hip::is_available() {
-        return Err(format!(
+        return Err(OpenError::Unavailable(format!(
             "found {found}, but cubecl-hip-sys opens libamdhip64.so and libhiprtc.so only from \
              the loader path or $ROCM_PATH/lib (set ROCM_PATH to the ROCm root)"
-        ));
+        )));
     }
     no_panic("HIP", || {
         // SAFETY: hipInit has no preconditions; hipGetDeviceCount writes one int.
         unsafe {
-            ck("hipInit", hip::hipInit(0)).map_err(|e| e.to_string())?;
+            ck("hipInit", hip::hipInit(0))?;
             let mut n = 0;
-            ck("hipGetDeviceCount", hip::hipGetDeviceCount(&mut n)).map_err(|e| e.to_string())?;
+            ck("hipGetDeviceCount", hip::hipGetDeviceCount(&mut n))?;
             Ok(n.max(0) as usize)
         }
     })
@@ -284,12 +284,12 @@ fn device_info(ordinal: usize) -> Result<DeviceInfo, Error> {
     })
 }
 
-/// Every HIP device, or the reason there are none.
-pub fn devices() -> Result<Vec<DeviceInfo>, String> {
+/// Every HIP device, or why there are none.
+pub fn devices() -> Result<Vec<DeviceInfo>, OpenError> {
     let n = init_and_count()?;
     no_panic("HIP", || {
         (0..n)
-            .map(|i| device_info(i).map_err(|e| e.to_string()))
+            .map(|i| device_info(i).map_err(OpenError::from))
             .collect()
     })
 }
@@ -310,17 +310,26 @@ unsafe impl Sync for HipVendor {}
 
 impl HipVendor {
     /// Opens device `ordinal`: a non-blocking stream and a rocBLAS handle bound to it.
-    pub fn open(ordinal: usize) -> Result<Self, String> {
+    pub fn open(ordinal: usize) -> Result<Self, OpenError> {
         let n = init_and_count()?;
         if n == 0 {
-            return Err("the HIP runtime loads but reports no device".into());
+            return Err(OpenError::Unavailable(
+                "the HIP runtime loads but reports no device".into(),
+            ));
         }
         if ordinal >= n {
-            return Err(format!("HIP device {ordinal} requested, {n} present"));
+            return Err(OpenError::Failed(vendor_error(
+                "hipSetDevice",
+                "no such device",
+                &format!("HIP device {ordinal} requested, {n} present"),
+            )));
         }
-        let rocblas = rb::RocBlas::load().map_err(|e| e.to_string())?;
+        // A device without rocBLAS cannot run the engine: a broken install, not "no GPU".
+        let rocblas = rb::RocBlas::load().map_err(|e| {
+            OpenError::Failed(vendor_error("rocBLAS", "not loaded", &e.to_string()))
+        })?;
         no_panic("HIP", || {
-            Self::open_device(ordinal, rocblas).map_err(|e| e.to_string())
+            Self::open_device(ordinal, rocblas).map_err(OpenError::from)
         })
     }
 

@@ -214,6 +214,41 @@ pub trait Vendor: Send + Sync {
     fn graph_destroy(&self, g: GraphHandle) -> Result<(), Error>;
 }
 
+/// Why a GPU runtime or device could not be opened: the one distinction the GPU tests and the
+/// CLI act on (DESIGN.md "Conformance policy": a GPU test skips only when there is no GPU).
+#[derive(Debug)]
+pub enum OpenError {
+    /// No runtime library, or a runtime that reports no device: GPU tests skip (saying why),
+    /// `--backend auto` runs on the CPU. Under `WAVEFRONT_REQUIRE_GPU=1` this too is a failure.
+    Unavailable(String),
+    /// A runtime and a device are there, but something failed: a kernel that does not compile,
+    /// a module that does not load, a vendor call that errs. Always an error, never a skip.
+    Failed(Error),
+}
+
+impl OpenError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, OpenError::Unavailable(_))
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Unavailable(r) => f.write_str(r),
+            OpenError::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<Error> for OpenError {
+    fn from(e: Error) -> Self {
+        OpenError::Failed(e)
+    }
+}
+
 /// `Error::Backend` for a failed vendor call: `op` is the C function, `status` its status name
 /// with the numeric code, `context` what was being done.
 pub fn vendor_error(op: &str, status: &str, context: &str) -> Error {
@@ -274,8 +309,12 @@ pub(crate) fn library_candidates(var: &str, defaults: Vec<String>) -> Vec<String
 }
 
 /// Runs `f`, turning a panic inside a runtime crate (a symbol missing from an old driver, a
-/// library that vanished) into a reason string instead of a crash.
-pub(crate) fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+/// library that vanished) into a failure instead of a crash: the runtime loaded, so a device
+/// may be there, and this is never a reason to skip.
+pub(crate) fn no_panic<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, OpenError>,
+) -> Result<T, OpenError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -284,7 +323,11 @@ pub(crate) fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> 
                 .map(String::as_str)
                 .or_else(|| p.downcast_ref::<&str>().copied())
                 .unwrap_or("panic");
-            Err(format!("{what}: {}", first_line(msg)))
+            Err(OpenError::Failed(vendor_error(
+                what,
+                "panicked",
+                first_line(msg),
+            )))
         }
     }
 }
@@ -339,8 +382,16 @@ mod tests {
 
     #[test]
     fn a_panic_in_a_runtime_crate_becomes_a_reason() {
-        let r: Result<(), String> = no_panic("CUDA", || panic!("Missing symbol cuFoo\nmore"));
-        assert_eq!(r.unwrap_err(), "CUDA: Missing symbol cuFoo");
-        assert_eq!(no_panic("CUDA", || Ok::<_, String>(3)).unwrap(), 3);
+        let r: Result<(), OpenError> = no_panic("CUDA", || panic!("Missing symbol cuFoo\nmore"));
+        let e = r.unwrap_err();
+        assert!(
+            !e.is_unavailable(),
+            "a panic in a loaded runtime is a failure: {e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "backend gpu: CUDA: panicked: Missing symbol cuFoo"
+        );
+        assert_eq!(no_panic("CUDA", || Ok::<_, OpenError>(3)).unwrap(), 3);
     }
 }
