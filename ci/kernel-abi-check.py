@@ -49,16 +49,16 @@ for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t")):
 ABI.update({
     "rms_norm": ("rms_norm.hip", "float* x, const float* residual, const float* w, float* out, "
                  "int rows, int dim, float eps", 256, "(rows)"),
-    "swiglu": ("elementwise.hip", "const float* gate, const float* up, float* out, int n", 256,
+    "swiglu": ("elementwise.hip", "const float* gate, const float* up, float* out, i64 n", 256,
                ELEMENTS),
-    "add": ("elementwise.hip", "float* x, const float* y, int n", 256, ELEMENTS),
+    "add": ("elementwise.hip", "float* x, const float* y, i64 n", 256, ELEMENTS),
     "bias_add": ("elementwise.hip", "float* out, const float* bias, int rows, int cols", 256,
                  "(ceil(rows*cols/256))"),
-    "fill_f32": ("elementwise.hip", "float* x, float value, int n", 256, ELEMENTS),
-    "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, int n", 256, ELEMENTS),
-    "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, int n", 256, ELEMENTS),
-    "convert_f16_to_f32": ("convert.hip", "const uint16_t* in, float* out, int n", 256, ELEMENTS),
-    "convert_bf16_to_f32": ("convert.hip", "const uint16_t* in, float* out, int n", 256, ELEMENTS),
+    "fill_f32": ("elementwise.hip", "float* x, float value, i64 n", 256, ELEMENTS),
+    "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
+    "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
+    "convert_f16_to_f32": ("convert.hip", "const uint16_t* in, float* out, i64 n", 256, ELEMENTS),
+    "convert_bf16_to_f32": ("convert.hip", "const uint16_t* in, float* out, i64 n", 256, ELEMENTS),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
     "softmax_rows": ("sampling.hip", "float* x, int rows, int n", 1024, "(rows)"),
 })
@@ -179,6 +179,8 @@ def param_kind(param):
     """(size, value_kind) the ABI parameter must have in the AMDGPU kernarg metadata."""
     if "*" in param:
         return ("8", "global_buffer")
+    if param.startswith("i64 "):
+        return ("8", "by_value")  # element counts past 2^31
     return ("4", "by_value")  # int, float
 
 

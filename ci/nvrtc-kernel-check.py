@@ -134,7 +134,7 @@ def nmse(got, want):
     return float(np.sum((got - want) ** 2) / max(np.sum(want ** 2), 1e-300))
 
 
-i32, f32 = np.int32, np.float32
+i32, i64, f32 = np.int32, np.int64, np.float32
 
 # --- ops --------------------------------------------------------------------------------------
 
@@ -278,7 +278,7 @@ def test_elementwise(mod, tag):
         g, u = randn(n) * 4, randn(n)
         bg, bu, out = Buf(g), Buf(u), Buf.poisoned(n)
         grid = ((n + 255) // 256,)
-        mod.get_function("swiglu")(grid, (256,), (bg.view, bu.view, out.view, i32(n)))
+        mod.get_function("swiglu")(grid, (256,), (bg.view, bu.view, out.view, i64(n)))
         gd = g.astype(np.float64)
         want = gd / (1 + np.exp(-gd)) * u
         rel = float(np.max(np.abs(out.get() - want) / np.abs(want)))
@@ -286,11 +286,11 @@ def test_elementwise(mod, tag):
 
         x, y = randn(n), randn(n)
         bx, by = Buf(x), Buf(y)
-        mod.get_function("add")(grid, (256,), (bx.view, by.view, i32(n)))
+        mod.get_function("add")(grid, (256,), (bx.view, by.view, i64(n)))
         check(np.array_equal(bx.get(), x + y) and bx.guards_ok(), f"{tag} add n={n}")
 
         bf = Buf(x)
-        mod.get_function("fill_f32")(grid, (256,), (bf.view, f32(-3.25), i32(n)))
+        mod.get_function("fill_f32")(grid, (256,), (bf.view, f32(-3.25), i64(n)))
         check(np.all(bf.get() == np.float32(-3.25)) and bf.guards_ok(), f"{tag} fill_f32 n={n}")
     for rows, cols in ((1, 1), (3, 7), (5, 256), (17, 1000)):
         o, b = randn(rows, cols), randn(cols)
@@ -315,20 +315,20 @@ def test_convert(mod, tag):
     grid = ((n + 255) // 256,)
     for kv in ("f16", "bf16"):
         bi, out = Buf(x), Buf.poisoned(n, np.uint16)
-        mod.get_function(f"convert_f32_to_{kv}")(grid, (256,), (bi.view, out.view, i32(n)))
+        mod.get_function(f"convert_f32_to_{kv}")(grid, (256,), (bi.view, out.view, i64(n)))
         check(np.array_equal(out.get(), to_kv(x, kv)) and out.guards_ok(),
               f"{tag} convert_f32_to_{kv} n={n} (subnormals, ties, overflow, inf)")
         h = np.arange(65536, dtype=np.uint16)
         h = h[~np.isnan(from_kv(h, kv))]  # NaN payloads are not compared
         bh, o32 = Buf(h), Buf.poisoned(h.size)
         mod.get_function(f"convert_{kv}_to_f32")(((h.size + 255) // 256,), (256,),
-                                                   (bh.view, o32.view, i32(h.size)))
+                                                   (bh.view, o32.view, i64(h.size)))
         check(np.array_equal(o32.get().view(np.uint32), from_kv(h, kv).view(np.uint32))
               and o32.guards_ok(), f"{tag} convert_{kv}_to_f32 all {h.size} non-NaN inputs")
     nan_in = np.array([np.nan, -np.nan], np.float32)
     for kv in ("f16", "bf16"):
         bi, out = Buf(nan_in), Buf.poisoned(2, np.uint16)
-        mod.get_function(f"convert_f32_to_{kv}")((1,), (256,), (bi.view, out.view, i32(2)))
+        mod.get_function(f"convert_f32_to_{kv}")((1,), (256,), (bi.view, out.view, i64(2)))
         check(np.all(np.isnan(from_kv(out.get(), kv))) and out.guards_ok(),
               f"{tag} convert_f32_to_{kv} NaN stays NaN")
 

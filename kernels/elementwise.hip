@@ -4,7 +4,7 @@
 //   bias_add: out[r·cols + c] += bias[c]
 //   fill_f32: x[i] = value                                    (NaN poisoning in conformance)
 //
-// Shapes: gate, up, out, x, y (n) f32; out (rows, cols) and bias (cols) for bias_add.
+// Shapes: gate, up, out, x, y (n) f32, n 64-bit; out (rows, cols) and bias (cols) for bias_add.
 // Launch: grid (ceil(n / 256)) — ceil(rows·cols / 256) for bias_add; block ELEMENTWISE_BLOCK
 //   = 256; no dynamic shared memory.
 // Indexing: thread t of block b handles element i = b·256 + t if i < n. Neighbouring threads
@@ -20,7 +20,7 @@ WF_DEVICE i64 element_index() {
 }
 
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
-    swiglu(const float* gate, const float* up, float* out, int n) {
+    swiglu(const float* gate, const float* up, float* out, i64 n) {
   const i64 i = element_index();
   if (i < n) {
     const float g = gate[i];
@@ -29,7 +29,7 @@ extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
 }
 
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
-    add(float* x, const float* y, int n) {
+    add(float* x, const float* y, i64 n) {
   const i64 i = element_index();
   if (i < n) x[i] += y[i];
 }
@@ -41,7 +41,7 @@ extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
 }
 
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
-    fill_f32(float* x, float value, int n) {
+    fill_f32(float* x, float value, i64 n) {
   const i64 i = element_index();
   if (i < n) x[i] = value;
 }

@@ -325,7 +325,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     assert_eq!(name, "convert_f32_to_bf16");
     assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (256, 1, 1)));
     assert_eq!(args[0], KernelArg::Ptr(x.ptr()));
-    assert_eq!(args[2], KernelArg::I32(24));
+    assert_eq!(args[2], KernelArg::I64(24));
     let KernelArg::Ptr(x_bf16) = args[1] else {
         panic!()
     };

@@ -55,8 +55,6 @@ pub(in crate::backend::gpu) fn attention(
     if p.rows == 0 || p.n_heads == 0 {
         return Ok(());
     }
-    int(OP, "arena elements", layout.elems())?;
-    int(OP, "rows · q_dim", p.rows * qd)?;
     launch_attention(
         b,
         arena.dtype(),

@@ -1,9 +1,9 @@
 //! Elementwise kernels: SwiGLU, the residual add, the bias add, fills and dtype conversions.
 //! All are 1-D launches of `ceil(n/256)` blocks of 256 threads.
 
-use super::{linear_grid, ELEMENTWISE_BLOCK};
+use super::{count, linear_grid, ELEMENTWISE_BLOCK};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg};
-use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
+use crate::backend::gpu::{bad, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, TensorInfo};
 use crate::error::Result;
 use crate::tensor::DType;
@@ -24,7 +24,7 @@ pub(in crate::backend::gpu) fn swiglu(
     if n == 0 {
         return Ok(());
     }
-    launch_swiglu(b, gate.ptr(), up.ptr(), out.ptr(), int(OP, "n", n)?)
+    launch_swiglu(b, gate.ptr(), up.ptr(), out.ptr(), count(n))
 }
 
 /// `swiglu`: `out = gate / (1 + e^(−gate)) · up` over `n`.
@@ -33,16 +33,17 @@ pub(in crate::backend::gpu) fn launch_swiglu(
     gate: DevicePtr,
     up: DevicePtr,
     out: DevicePtr,
-    n: i32,
+    n: i64,
 ) -> Result<()> {
+    let cfg = linear_grid("swiglu", n, ELEMENTWISE_BLOCK)?;
     let args = [
         KernelArg::Ptr(gate),
         KernelArg::Ptr(up),
         KernelArg::Ptr(out),
-        KernelArg::I32(n),
+        KernelArg::I64(n),
     ];
     // SAFETY: the caller checked gate, up and out hold ≥ n f32.
-    unsafe { b.launch("swiglu", linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+    unsafe { b.launch("swiglu", cfg, &args) }
 }
 
 pub(in crate::backend::gpu) fn add(
@@ -57,7 +58,7 @@ pub(in crate::backend::gpu) fn add(
     if n == 0 {
         return Ok(());
     }
-    launch_add(b, x.ptr(), y.ptr(), int(OP, "n", n)?)
+    launch_add(b, x.ptr(), y.ptr(), count(n))
 }
 
 /// `add`: `x += y` over `n`.
@@ -65,11 +66,12 @@ pub(in crate::backend::gpu) fn launch_add(
     b: &GpuBackend,
     x: DevicePtr,
     y: DevicePtr,
-    n: i32,
+    n: i64,
 ) -> Result<()> {
-    let args = [KernelArg::Ptr(x), KernelArg::Ptr(y), KernelArg::I32(n)];
+    let cfg = linear_grid("add", n, ELEMENTWISE_BLOCK)?;
+    let args = [KernelArg::Ptr(x), KernelArg::Ptr(y), KernelArg::I64(n)];
     // SAFETY: the caller checked x and y hold ≥ n f32.
-    unsafe { b.launch("add", linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+    unsafe { b.launch("add", cfg, &args) }
 }
 
 /// `bias_add`: `out[r·cols + c] += bias[c]` over `rows · cols`.
@@ -80,7 +82,11 @@ pub(in crate::backend::gpu) fn launch_bias_add(
     rows: i32,
     cols: i32,
 ) -> Result<()> {
-    let n = int("bias_add", "rows · cols", rows as usize * cols as usize)?;
+    let cfg = linear_grid(
+        "bias_add",
+        i64::from(rows) * i64::from(cols),
+        ELEMENTWISE_BLOCK,
+    )?;
     let args = [
         KernelArg::Ptr(out),
         KernelArg::Ptr(bias),
@@ -88,7 +94,7 @@ pub(in crate::backend::gpu) fn launch_bias_add(
         KernelArg::I32(cols),
     ];
     // SAFETY: the caller checked out ≥ rows·cols and bias ≥ cols, both f32.
-    unsafe { b.launch("bias_add", linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+    unsafe { b.launch("bias_add", cfg, &args) }
 }
 
 pub(in crate::backend::gpu) fn fill(b: &GpuBackend, t: &mut GpuTensor, value: f32) -> Result<()> {
@@ -97,14 +103,15 @@ pub(in crate::backend::gpu) fn fill(b: &GpuBackend, t: &mut GpuTensor, value: f3
     if t.len() == 0 {
         return Ok(());
     }
-    let n = int(OP, "n", t.len())?;
+    let n = count(t.len());
+    let cfg = linear_grid(OP, n, ELEMENTWISE_BLOCK)?;
     let args = [
         KernelArg::Ptr(t.ptr()),
         KernelArg::F32(value),
-        KernelArg::I32(n),
+        KernelArg::I64(n),
     ];
     // SAFETY: the tensor holds n f32.
-    unsafe { b.launch(OP, linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+    unsafe { b.launch(OP, cfg, &args) }
 }
 
 pub(in crate::backend::gpu) fn convert(
@@ -119,8 +126,14 @@ pub(in crate::backend::gpu) fn convert(
     if src.len() == 0 {
         return Ok(());
     }
-    let n = int(OP, "n", src.len())?;
-    launch_convert(b, src.dtype(), dst.dtype(), src.ptr(), dst.ptr(), n)
+    launch_convert(
+        b,
+        src.dtype(),
+        dst.dtype(),
+        src.ptr(),
+        dst.ptr(),
+        count(src.len()),
+    )
 }
 
 /// `convert_{S}_to_{D}` (f32 ↔ f16/bf16) over `n`.
@@ -130,7 +143,7 @@ pub(in crate::backend::gpu) fn launch_convert(
     to: DType,
     src: DevicePtr,
     dst: DevicePtr,
-    n: i32,
+    n: i64,
 ) -> Result<()> {
     let name = match (from, to) {
         (DType::F32, DType::F16) => "convert_f32_to_f16",
@@ -144,7 +157,8 @@ pub(in crate::backend::gpu) fn launch_convert(
             ))
         }
     };
-    let args = [KernelArg::Ptr(src), KernelArg::Ptr(dst), KernelArg::I32(n)];
+    let cfg = linear_grid(name, n, ELEMENTWISE_BLOCK)?;
+    let args = [KernelArg::Ptr(src), KernelArg::Ptr(dst), KernelArg::I64(n)];
     // SAFETY: the caller checked src and dst hold ≥ n elements of their dtypes.
-    unsafe { b.launch(name, linear_grid(n, ELEMENTWISE_BLOCK), &args) }
+    unsafe { b.launch(name, cfg, &args) }
 }

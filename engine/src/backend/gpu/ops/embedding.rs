@@ -45,7 +45,6 @@ pub(in crate::backend::gpu) fn embedding(
     }
     let n_tokens = int(OP, "n_tokens", tokens.len())?;
     let hidden = int(OP, "hidden", p.hidden)?;
-    int(OP, "vocab · hidden", p.vocab * p.hidden)?;
     // (n_tokens) i32 ids on the device
     let ids: Vec<u8> = tokens
         .iter()

@@ -95,9 +95,6 @@ fn launch_linear(
         int(op, "in", k)?,
         int(op, "out", m)?,
     );
-    let x_elems = int(op, "rows · in", rows * k)?;
-    int(op, "rows · out", rows * m)?;
-    int(op, "out · in", m * k)?;
     let mut scratch = b
         .scratch
         .lock()
@@ -107,7 +104,7 @@ fn launch_linear(
         x
     } else {
         let p = scratch_ptr(&b.vendor, &mut scratch.bf16, rows * k * 2)?;
-        launch_convert(b, DType::F32, w_dtype, x, p, x_elems)?;
+        launch_convert(b, DType::F32, w_dtype, x, p, super::count(rows * k))?;
         p
     };
     let g = Gemm {

@@ -17,13 +17,25 @@ use crate::tensor::DType;
 /// Threads per block of the elementwise kernels (ABI: `ceil(n/256)` blocks of 256).
 pub(super) const ELEMENTWISE_BLOCK: u32 = 256;
 
-/// A 1-D launch of `ceil(n / block)` blocks of `block` threads.
-pub(super) fn linear_grid(n: i32, block: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid: ((n as u32).div_ceil(block), 1, 1),
+/// A 1-D launch of `ceil(n / block)` blocks of `block` threads, or an error naming `op` when
+/// that passes the grid's limit (2³¹ − 1 blocks: 5.5·10¹¹ elements at 256 per block).
+pub(super) fn linear_grid(op: &str, n: i64, block: u32) -> Result<LaunchConfig> {
+    let blocks = u64::try_from(n)
+        .ok()
+        .map(|n| n.div_ceil(u64::from(block)))
+        .and_then(|b| u32::try_from(b).ok().filter(|&b| b <= i32::MAX as u32))
+        .ok_or_else(|| super::bad(op, format!("{n} elements exceed a 1-D grid")))?;
+    Ok(LaunchConfig {
+        grid: (blocks, 1, 1),
         block: (block, 1, 1),
         shared_bytes: 0,
-    }
+    })
+}
+
+/// `n` as a 64-bit kernel element count.
+pub(super) fn count(n: usize) -> i64 {
+    // usize ≤ 2⁶³ on every target this runs on (a buffer that large cannot be allocated).
+    n as i64
 }
 
 /// The kernel name suffix of a 16-bit-or-f32 element type (`_f32`, `_f16`, `_bf16`).
@@ -42,13 +54,22 @@ mod tests {
 
     #[test]
     fn elementwise_grid_covers_n_with_256_thread_blocks() {
-        // ceil(n / 256): 1 → 1 block, 256 → 1, 257 → 2, 8191 → 32.
-        for (n, blocks) in [(1, 1), (256, 1), (257, 2), (8191, 32)] {
-            let c = linear_grid(n, ELEMENTWISE_BLOCK);
+        // ceil(n / 256): 1 → 1 block, 256 → 1, 257 → 2, 8191 → 32; past 2³¹ elements too.
+        for (n, blocks) in [
+            (1, 1),
+            (256, 1),
+            (257, 2),
+            (8191, 32),
+            (1i64 << 33, 1u32 << 25),
+        ] {
+            let c = linear_grid("t", n, ELEMENTWISE_BLOCK).unwrap();
             assert_eq!(c.grid, (blocks, 1, 1), "n = {n}");
             assert_eq!(c.block, (256, 1, 1));
             assert_eq!(c.shared_bytes, 0);
         }
+        let e = linear_grid("fill_f32", 1i64 << 40, ELEMENTWISE_BLOCK).unwrap_err();
+        assert!(e.to_string().contains("exceed a 1-D grid"), "{e}");
+        assert!(linear_grid("t", -1, ELEMENTWISE_BLOCK).is_err());
     }
 
     #[test]

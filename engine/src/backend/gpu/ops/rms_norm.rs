@@ -29,7 +29,6 @@ pub(in crate::backend::gpu) fn rms_norm(
     if n == 0 {
         return Ok(());
     }
-    int(OP, "rows · dim", n)?;
     launch_rms_norm(
         b,
         x.ptr(),

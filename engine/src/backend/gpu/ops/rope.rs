@@ -55,8 +55,6 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     if p.rows == 0 {
         return Ok(());
     }
-    int(OP, "arena elements", layout.elems())?;
-    int(OP, "rows · q_dim", p.rows * qd)?;
     let arena = cache.arena_mut();
     launch_rope_kv_write(
         b,

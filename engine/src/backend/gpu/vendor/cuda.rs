@@ -289,6 +289,7 @@ pub(crate) fn arg_slots(args: &[KernelArg]) -> Vec<u64> {
         .map(|a| match *a {
             KernelArg::Ptr(p) => p,
             KernelArg::I32(v) => v as u32 as u64,
+            KernelArg::I64(v) => v as u64,
             KernelArg::F32(v) => v.to_bits() as u64,
         })
         .collect()

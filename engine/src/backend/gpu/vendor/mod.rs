@@ -99,6 +99,8 @@ pub enum KernelArg {
     /// A device pointer (`T*`); 0 for a null pointer.
     Ptr(DevicePtr),
     I32(i32),
+    /// `i64` (`long long`): element counts and offsets that may pass 2³¹.
+    I64(i64),
     F32(f32),
 }
 
