@@ -8,6 +8,8 @@ use serde::Serialize;
 pub struct Comparison {
     pub max_abs: f64,
     pub nmse: f64,
+    /// The NMSE bound it was judged against (NaN where none applies: ids, failures to run).
+    pub tolerance: f64,
     /// Why it failed, if it did.
     pub failure: Option<String>,
     /// Something worth reporting about a pass (e.g. a divergence within the rule).
@@ -24,6 +26,7 @@ impl Comparison {
         Comparison {
             max_abs: f64::NAN,
             nmse: f64::NAN,
+            tolerance: f64::NAN,
             failure: Some(reason.into()),
             note: None,
         }
@@ -34,6 +37,7 @@ impl Comparison {
         Comparison {
             max_abs: 0.0,
             nmse: 0.0,
+            tolerance: f64::NAN,
             failure: None,
             note: None,
         }
@@ -78,6 +82,7 @@ pub fn compare(expected: &[f32], actual: &[f32], nmse_tol: f64) -> Comparison {
     Comparison {
         max_abs,
         nmse,
+        tolerance: nmse_tol,
         failure,
         note: None,
     }
@@ -91,6 +96,7 @@ pub fn compare_ids(expected: &[u32], actual: &[u32]) -> Comparison {
     Comparison {
         max_abs: mismatches.len() as f64,
         nmse: 0.0,
+        tolerance: f64::NAN,
         failure: (!mismatches.is_empty()).then(|| {
             let i = mismatches[0];
             format!(

@@ -1,6 +1,7 @@
 //! Golden token streams: an engine's greedy tokens against transformers' goldens (f32, the
 //! dequantized GGUF) under the top-5 divergence rule. The engine's weights are rounded to 16
-//! bits where transformers' are f32, so the 16-bit anchor sets the allowed logit gap.
+//! bits where transformers' are f32, so the logits bound with weight rounding
+//! (`ModelTolerances::against_unrounded_weights`) sets the allowed logit gap.
 
 use std::path::Path;
 
@@ -9,9 +10,8 @@ use wavefront::backend::Backend;
 use wavefront::{Engine, Error, Result};
 
 use crate::cases::Check;
-use crate::model::{check_greedy, engine_greedy, Stream};
+use crate::model::{check_greedy, engine_greedy, ModelTolerances, Stream};
 use crate::models::greedy_gap;
-use crate::tolerance::{tolerance, Kind};
 
 /// One prompt of `fixtures/smollm2/greedy_goldens.json`.
 #[derive(Debug, Clone)]
@@ -60,7 +60,10 @@ pub fn check_golden_streams<B: Backend>(
     engine: &Engine<B>,
     goldens: &[GreedyGolden],
 ) -> Result<(Vec<Check>, Vec<StreamRecord>)> {
-    let tol = tolerance(Kind::Model16).nmse;
+    // transformers keeps the f32 weights the engine rounded to its weight dtype.
+    let tol = ModelTolerances::against_unrounded_weights(engine)
+        .logits()
+        .nmse;
     let mut checks = Vec::new();
     let mut streams = Vec::new();
     for (i, g) in goldens.iter().enumerate() {

@@ -12,7 +12,8 @@
 //! - `model`: model-level checks (logits, hidden states, KV state, sampled and greedy tokens);
 //! - `models`: those checks gathered per model file, as the CLI and tests run them;
 //! - `golden`: greedy token streams against transformers' SmolLM2 goldens;
-//! - `planted`: a CPU backend with planted bugs, to prove the suite catches them.
+//! - `planted`: a CPU backend with planted bugs, to prove the suite catches them;
+//! - `rounded`: the GPU's 16-bit arithmetic on the CPU, with planted end-to-end bugs.
 
 pub mod bridge;
 pub mod cases;
@@ -23,4 +24,5 @@ pub mod model;
 pub mod models;
 pub mod planted;
 pub mod report;
+pub mod rounded;
 pub mod tolerance;

@@ -10,43 +10,82 @@ use wavefront::{DType, Engine, Logits, Result, SamplingParams};
 use wavefront_reference as r;
 
 use crate::cases::{sample::to_reference, Check};
-use crate::compare::{compare, compare_ids, Comparison};
+use crate::compare::{compare, Comparison};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
-/// The tolerance for hidden states, logits and KV of `engine` on its model: f32 reassociation
-/// when the backend keeps activations and KV in f32 (the weights are the same on both sides),
-/// else the 16-bit anchor.
-pub fn model_tolerance<B: Backend>(engine: &Engine<B>) -> Tolerance {
-    let c = engine.config();
-    let f32_path = engine
-        .backend()
-        .matmul_input_dtype(engine.backend().weight_dtype())
-        == DType::F32
-        && engine.kv_dtype() == DType::F32;
-    if f32_path {
-        let k = c.hidden_size.max(c.intermediate_size).max(c.q_dim());
-        tolerance(Kind::ModelF32 {
+/// The derived bounds of one engine on its model (`Kind::Model`): what the engine rounds that
+/// the reference does not, and the model's depth and longest reduction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelTolerances {
+    pub layers: usize,
+    pub k: usize,
+    /// Matmul inputs rounded to this (F32: not rounded).
+    pub input: DType,
+    /// The KV cache's type.
+    pub kv: DType,
+    /// Weights rounded to this where the oracle's are not (F32 when the reference is built
+    /// from the engine's own weights, as in every check of this module).
+    pub weights: DType,
+}
+
+impl ModelTolerances {
+    pub fn for_engine<B: Backend>(engine: &Engine<B>) -> Self {
+        let c = engine.config();
+        let b = engine.backend();
+        ModelTolerances {
             layers: c.n_layers,
-            k,
+            k: c.hidden_size.max(c.intermediate_size).max(c.q_dim()),
+            input: b.matmul_input_dtype(b.weight_dtype()),
+            kv: engine.kv_dtype(),
+            weights: DType::F32,
+        }
+    }
+
+    /// Against an oracle that keeps the f32 weights the engine rounded to its weight dtype
+    /// (transformers' goldens).
+    pub fn against_unrounded_weights<B: Backend>(engine: &Engine<B>) -> Self {
+        ModelTolerances {
+            weights: engine.backend().weight_dtype(),
+            ..Self::for_engine(engine)
+        }
+    }
+
+    /// After `layers` residual blocks, plus the LM head when `head`.
+    pub fn at(&self, layers: usize, head: bool) -> Tolerance {
+        tolerance(Kind::Model {
+            layers,
+            k: self.k,
+            head,
+            input: self.input,
+            kv: self.kv,
+            weights: self.weights,
         })
-    } else {
-        tolerance(Kind::Model16)
+    }
+
+    /// Logits: every block and the head.
+    pub fn logits(&self) -> Tolerance {
+        self.at(self.layers, true)
+    }
+
+    /// K and V of every layer (the deepest has been through every block's inputs).
+    pub fn kv_state(&self) -> Tolerance {
+        self.at(self.layers, false)
+    }
+
+    /// Whether the engine rounds nothing the reference does not: then only reassociation
+    /// separates them and sampled tokens must be identical.
+    pub fn is_f32_path(&self) -> bool {
+        self.input == DType::F32 && self.kv == DType::F32 && self.weights == DType::F32
     }
 }
 
-/// Whether the backend keeps matmul inputs and the KV cache in f32 (then only reassociation
-/// separates it from the reference, which gets the engine's weights).
-pub fn is_f32_path<B: Backend>(engine: &Engine<B>) -> bool {
-    let b = engine.backend();
-    b.matmul_input_dtype(b.weight_dtype()) == DType::F32 && engine.kv_dtype() == DType::F32
-}
-
-/// Hidden states after every layer, the final norm and the logits of one forward of `tokens`.
+/// Hidden states after every layer, the final norm and the logits of one forward of `tokens`,
+/// each against its own bound (`hidden[i]` after i blocks).
 pub fn check_trace<B: Backend>(
     engine: &Engine<B>,
     reference: &r::Model,
     tokens: &[u32],
-    tol: f64,
+    tol: &ModelTolerances,
 ) -> Result<Vec<Check>> {
     let mut seq = engine.new_sequence(tokens.len() + 1)?;
     let got = engine.forward_traced(&mut seq, tokens)?;
@@ -56,7 +95,11 @@ pub fn check_trace<B: Backend>(
         .map_err(reference_error)?;
     let mut checks = Vec::new();
     for (i, (w, g)) in want.hidden.iter().zip(&got.hidden).enumerate() {
-        checks.push(Check::new(format!("hidden[{i}]"), compare(flat(w), g, tol)));
+        let bound = tol.at(i, false).nmse;
+        checks.push(Check::new(
+            format!("hidden[{i}]"),
+            compare(flat(w), g, bound),
+        ));
     }
     if want.hidden.len() != got.hidden.len() {
         checks.push(Check::new(
@@ -70,11 +113,15 @@ pub fn check_trace<B: Backend>(
     }
     checks.push(Check::new(
         "final_hidden",
-        compare(flat(&want.final_hidden), &got.final_hidden, tol),
+        compare(
+            flat(&want.final_hidden),
+            &got.final_hidden,
+            tol.at(tol.layers, false).nmse,
+        ),
     ));
     checks.push(Check::new(
         "logits",
-        compare(flat(&want.logits), &got.logits, tol),
+        compare(flat(&want.logits), &got.logits, tol.logits().nmse),
     ));
     Ok(checks)
 }
@@ -168,21 +215,22 @@ pub enum SampleRule {
     /// Identical: the engine computes in f32 with the reference's weights, so the same coins
     /// must give the same tokens.
     Exact,
-    /// Identical up to the first divergence, which is allowed only where 16-bit arithmetic
-    /// explains it: both sides' logits at that step within `nmse` of each other, and the shared
-    /// coin falling between the two sides' cumulative probabilities at the lower of the two
-    /// tokens (the distributions differ there, not the samplers). Later steps are not compared.
+    /// A token may differ only where 16-bit arithmetic explains it: both sides' logits at that
+    /// step within `nmse` of each other, and the shared coin falling between the two sides'
+    /// cumulative probabilities at the lower of the two tokens (the distributions differ there,
+    /// not the samplers). After a divergence both sides continue from the reference's token,
+    /// so every step of the stream is compared.
     Divergence { nmse: f64 },
 }
 
-/// The rule for `engine`: exact on the f32 path, the divergence rule with the model tolerance
+/// The rule for `engine`: exact on the f32 path, the divergence rule with the logits bound
 /// otherwise.
-pub fn sample_rule<B: Backend>(engine: &Engine<B>) -> SampleRule {
-    if is_f32_path(engine) {
+pub fn sample_rule(tol: &ModelTolerances) -> SampleRule {
+    if tol.is_f32_path() {
         SampleRule::Exact
     } else {
         SampleRule::Divergence {
-            nmse: model_tolerance(engine).nmse,
+            nmse: tol.logits().nmse,
         }
     }
 }
@@ -192,8 +240,54 @@ fn cdf(p: &[f32], id: u32) -> f32 {
     p[..=id as usize].iter().sum()
 }
 
+/// Whether a divergence at one step is explained: the coin falls between the two sides'
+/// cumulative probabilities at the lower token, so each sampler picked correctly from its own
+/// distribution. `Err` carries why not.
+fn explain_divergence(
+    params: &SamplingParams,
+    context: &[u32],
+    coin: f32,
+    (engine_logits, te): (&[f32], u32),
+    (reference_logits, tr): (&[f32], u32),
+) -> Result<std::result::Result<String, String>> {
+    let pe = wavefront::sampler::distribution(engine_logits, params, context)?;
+    let pr = r::sampler::distribution(reference_logits, &to_reference(params), context)
+        .map_err(reference_error)?;
+    let low = te.min(tr);
+    let (fe, fr) = (cdf(&pe, low), cdf(&pr, low));
+    let (total_e, total_r): (f32, f32) = (pe.iter().sum(), pr.iter().sum());
+    let (ce, cr) = (coin * total_e, coin * total_r);
+    // The side that took `low` has its coin below its cdf at `low`; the other not.
+    let explained = if te == low {
+        ce < fe && cr >= fr
+    } else {
+        cr < fr && ce >= fe
+    };
+    Ok(if explained {
+        Ok(format!("coin {coin:.6} between the cdfs {fe:.6} / {fr:.6}"))
+    } else {
+        Err(format!(
+            "coin {coin} not between the distributions (cdf at {low}: engine {fe}, reference {fr})"
+        ))
+    })
+}
+
+/// A sampled stream's check with what was compared.
+#[derive(Debug, Clone)]
+pub struct SampledStream {
+    pub check: Check,
+    /// Steps compared (all of them: a divergence does not end the comparison).
+    pub compared: usize,
+    /// Steps where the tokens differed.
+    pub divergences: Vec<usize>,
+}
+
 /// `steps` tokens sampled by the engine and by the reference from their own logits with the
-/// same coins (a shared seeded stream) and the whole context as penalty history, judged by `rule`.
+/// same coins (a shared seeded stream) and the whole context as penalty history, judged by
+/// `rule` at every step: the engine's logits against the reference's (`logits_tol`), and the
+/// tokens. Both sides always continue from the reference's token, so a divergence does not end
+/// the comparison. The row's NMSE and max abs error are the worst step's logits.
+#[allow(clippy::too_many_arguments)]
 pub fn sampled_tokens<B: Backend>(
     engine: &Engine<B>,
     reference: &r::Model,
@@ -202,37 +296,53 @@ pub fn sampled_tokens<B: Backend>(
     steps: usize,
     seed: u64,
     rule: SampleRule,
-) -> Result<Check> {
+    logits_tol: f64,
+) -> Result<SampledStream> {
     let cap = prompt.len() + steps + 1;
     let mut seq = engine.new_sequence(cap)?;
     let mut rc = reference.new_cache(cap);
     let rp = to_reference(params);
     let mut coins = CoinRng::new(seed);
-    let (mut ctx_e, mut ctx_r) = (prompt.to_vec(), prompt.to_vec());
+    let mut context = prompt.to_vec();
     engine.forward(&mut seq, prompt, Logits::Last)?;
     let mut logits = reference
         .forward(prompt, &mut rc)
         .map_err(reference_error)?
         .row(prompt.len() - 1)
         .to_vec();
-    let (mut got, mut want) = (Vec::new(), Vec::new());
-    let mut divergence = None;
+    let (mut max_abs, mut max_nmse) = (0.0f64, 0.0f64);
+    let mut failure: Option<String> = None;
+    let mut divergences: Vec<usize> = Vec::new();
+    let mut compared = 0;
     for step in 0..steps {
         let coin = coins.coin();
-        let te = engine.sample(&seq, params, &ctx_e, coin)?;
-        let tr = r::sampler::sample(&logits, &rp, &ctx_r, coin).map_err(reference_error)?;
-        got.push(te);
-        want.push(tr);
+        let engine_logits = engine.last_logits(&seq)?;
+        let near = compare(&logits, &engine_logits, logits_tol);
+        max_abs = max_abs.max(near.max_abs);
+        max_nmse = max_nmse.max(near.nmse);
+        if let (Some(f), None) = (&near.failure, &failure) {
+            failure = Some(format!("step {step}: logits: {f}"));
+        }
+        let te = engine.sample(&seq, params, &context, coin)?;
+        let tr = r::sampler::sample(&logits, &rp, &context, coin).map_err(reference_error)?;
+        compared += 1;
         if te != tr {
-            divergence = Some((step, coin, engine.last_logits(&seq)?, te, tr));
-            break;
+            divergences.push(step);
+            let why = match rule {
+                SampleRule::Exact => Err("the f32 path must sample identically".to_string()),
+                SampleRule::Divergence { .. } => {
+                    explain_divergence(params, &context, coin, (&engine_logits, te), (&logits, tr))?
+                }
+            };
+            if let (Err(why), None) = (why, &failure) {
+                failure = Some(format!("step {step}: {te} vs reference {tr}: {why}"));
+            }
         }
         if step + 1 == steps {
             break;
         }
-        ctx_e.push(te);
-        ctx_r.push(tr);
-        engine.forward(&mut seq, &[te], Logits::Last)?;
+        context.push(tr);
+        engine.forward(&mut seq, &[tr], Logits::Last)?;
         logits = reference
             .decode(tr, &mut rc)
             .map_err(reference_error)?
@@ -243,36 +353,35 @@ pub fn sampled_tokens<B: Backend>(
         "sampled {steps} (t={},k={},p={},minp={},pen={})",
         p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty
     );
-    let cmp = match (divergence, rule) {
-        (None, _) | (Some(_), SampleRule::Exact) => compare_ids(&want, &got),
-        (Some((step, coin, engine_logits, te, tr)), SampleRule::Divergence { nmse }) => {
-            let near = compare(&logits, &engine_logits, nmse);
-            let pe = wavefront::sampler::distribution(&engine_logits, params, &ctx_e)?;
-            let pr = r::sampler::distribution(&logits, &rp, &ctx_r).map_err(reference_error)?;
-            let low = te.min(tr);
-            let (fe, fr) = (cdf(&pe, low), cdf(&pr, low));
-            let (total_e, total_r): (f32, f32) = (pe.iter().sum(), pr.iter().sum());
-            let (ce, cr) = (coin * total_e, coin * total_r);
-            // The side that took `low` has its coin below its cdf at `low`; the other not.
-            let explained = if te == low {
-                ce < fe && cr >= fr
+    let mut summary = format!(
+        "{compared} of {steps} compared, {} divergences",
+        divergences.len()
+    );
+    if !divergences.is_empty() {
+        let shown: Vec<String> = divergences.iter().take(8).map(|s| s.to_string()).collect();
+        summary.push_str(&format!(
+            "{} (steps {}{})",
+            if failure.is_none() {
+                ", all explained"
             } else {
-                cr < fr && ce >= fe
-            };
-            match (&near.failure, explained) {
-                (Some(f), _) => Comparison::fail(format!("step {step}: {te} vs reference {tr}, and the logits differ: {f}")),
-                (None, false) => Comparison::fail(format!(
-                    "step {step}: {te} vs reference {tr} with coin {coin}: not explained by the distributions \
-                     (cdf at {low}: engine {fe}, reference {fr})"
-                )),
-                (None, true) => Comparison::exact().with_note(Some(format!(
-                    "diverged at step {step} ({te} vs {tr}): coin {coin:.6} between the cdfs {fe:.6} / {fr:.6}, logits NMSE {:.1e}",
-                    near.nmse
-                ))),
-            }
-        }
+                ""
+            },
+            shown.join(", "),
+            if divergences.len() > 8 { ", …" } else { "" }
+        ));
+    }
+    let cmp = Comparison {
+        max_abs,
+        nmse: max_nmse,
+        tolerance: logits_tol,
+        failure: failure.map(|f| format!("{f} ({summary})")),
+        note: Some(summary),
     };
-    Ok(Check::new(what, cmp))
+    Ok(SampledStream {
+        check: Check::new(what, cmp),
+        compared,
+        divergences,
+    })
 }
 
 /// A greedy token stream with, per step, the top candidates `(id, logit)` best first.

@@ -1,0 +1,232 @@
+//! The GPU's 16-bit arithmetic on the CPU: the CPU backend with every matmul input rounded to
+//! 16 bits first and the KV cache in f16, as the GPU backend computes (it converts activations
+//! to the weights' type for the BLAS call and stores K and V in f16). With it the whole-model
+//! bounds for 16-bit paths (`tolerance::Kind::Model`) are exercised in CI, where there is no
+//! GPU, and an end-to-end bug planted on that path must fail them.
+
+use wavefront::backend::cpu::{CpuBackend, CpuTensor};
+use wavefront::backend::{
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
+    RopeKvParams,
+};
+use wavefront::kv_cache::KvCache;
+use wavefront::sampler::SamplingParams;
+use wavefront::{DType, Result};
+
+/// A small end-to-end mistake: every op still runs, the model still talks, the numbers are off
+/// by about the size of 16-bit rounding. The suite must tell it from rounding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ModelBug {
+    /// RMSNorm adds `delta` to the model's epsilon.
+    RmsNormEpsilon { delta: f32 },
+    /// RoPE runs with θ·`factor` instead of the model's θ (inv_freq_i = θ^(−2i/d)).
+    RopeTheta { factor: f64 },
+}
+
+/// The CPU backend rounding matmul inputs to `input` and keeping K/V in `kv`, with an optional
+/// planted [`ModelBug`].
+pub struct Rounded {
+    inner: CpuBackend,
+    input: DType,
+    kv: DType,
+    pub bug: Option<ModelBug>,
+}
+
+impl Rounded {
+    /// What the GPU backend rounds: bf16 weights and matmul inputs, f16 K/V.
+    pub fn gpu_like() -> Self {
+        Rounded {
+            inner: CpuBackend::new(DType::BF16).expect("BF16 is a CPU weight type"),
+            input: DType::BF16,
+            kv: DType::F16,
+            bug: None,
+        }
+    }
+
+    /// The CPU's own f32 path with `bug` planted: to measure the bug's size on its own.
+    pub fn f32_with(bug: ModelBug) -> Self {
+        Rounded {
+            inner: CpuBackend::new(DType::BF16).expect("BF16 is a CPU weight type"),
+            input: DType::F32,
+            kv: DType::F32,
+            bug: Some(bug),
+        }
+    }
+
+    pub fn with_bug(mut self, bug: ModelBug) -> Self {
+        self.bug = Some(bug);
+        self
+    }
+
+    /// `x` rounded to the matmul input type (a copy; `x` itself is the residual stream).
+    fn rounded_input(&self, x: &CpuTensor) -> Result<Option<CpuTensor>> {
+        if self.input == DType::F32 {
+            return Ok(None);
+        }
+        let mut v = x.f32("linear", "x")?.to_vec();
+        wavefront::tensor::round_to(self.input, &mut v);
+        self.inner.upload_f32(&v).map(Some)
+    }
+}
+
+impl Backend for Rounded {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> &'static str {
+        "cpu-rounded"
+    }
+
+    fn device(&self) -> String {
+        let bug = self
+            .bug
+            .map(|b| format!(", planted {b:?}"))
+            .unwrap_or_default();
+        format!(
+            "CPU with matmul inputs rounded to {} and K/V in {}{bug}",
+            self.input, self.kv
+        )
+    }
+
+    fn weight_dtype(&self) -> DType {
+        self.inner.weight_dtype()
+    }
+
+    fn matmul_input_dtype(&self, _weight: DType) -> DType {
+        self.input
+    }
+
+    fn preferred_kv_dtype(&self) -> DType {
+        self.kv
+    }
+
+    fn alloc(&self, dtype: DType, n: usize) -> Result<CpuTensor> {
+        self.inner.alloc(dtype, n)
+    }
+
+    fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<CpuTensor> {
+        self.inner.upload(dtype, bytes)
+    }
+
+    fn download_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        self.inner.download_f32(t)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
+        self.inner.copy(src, dst)
+    }
+
+    fn embedding(
+        &self,
+        table: &CpuTensor,
+        tokens: &[u32],
+        out: &mut CpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        self.inner.embedding(table, tokens, out, p)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &mut CpuTensor,
+        residual: Option<&CpuTensor>,
+        w: &CpuTensor,
+        out: &mut CpuTensor,
+        mut p: RmsNormParams,
+    ) -> Result<()> {
+        if let Some(ModelBug::RmsNormEpsilon { delta }) = self.bug {
+            p.eps += delta;
+        }
+        self.inner.rms_norm(x, residual, w, out, p)
+    }
+
+    fn linear(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        out: &mut CpuTensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        match self.rounded_input(x)? {
+            Some(xr) => self.inner.linear(&xr, w, bias, out, p),
+            None => self.inner.linear(x, w, bias, out, p),
+        }
+    }
+
+    fn rope_kv_write(
+        &self,
+        q: &mut CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        inv_freq: &CpuTensor,
+        cache: &mut KvCache<CpuTensor>,
+        p: RopeKvParams,
+    ) -> Result<()> {
+        let Some(ModelBug::RopeTheta { factor }) = self.bug else {
+            return self.inner.rope_kv_write(q, k, v, inv_freq, cache, p);
+        };
+        // θ^(−2i/d) · factor^(−2i/d) = (θ·factor)^(−2i/d)
+        let d = p.head_dim as f64;
+        let wrong: Vec<f32> = inv_freq
+            .f32("rope_kv_write", "inv_freq")?
+            .iter()
+            .enumerate()
+            .map(|(i, &f)| (f as f64 * factor.powf(-2.0 * i as f64 / d)) as f32)
+            .collect();
+        let wrong = self.inner.upload_f32(&wrong)?;
+        self.inner.rope_kv_write(q, k, v, &wrong, cache, p)
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        cache: &KvCache<CpuTensor>,
+        out: &mut CpuTensor,
+        p: AttentionParams,
+    ) -> Result<()> {
+        self.inner.attention(q, cache, out, p)
+    }
+
+    fn swiglu(
+        &self,
+        gate: &CpuTensor,
+        up: &CpuTensor,
+        out: &mut CpuTensor,
+        n: usize,
+    ) -> Result<()> {
+        self.inner.swiglu(gate, up, out, n)
+    }
+
+    fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> Result<()> {
+        self.inner.add(x, y, n)
+    }
+
+    fn logits(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        out: &mut CpuTensor,
+        p: LogitsParams,
+    ) -> Result<()> {
+        match self.rounded_input(x)? {
+            Some(xr) => self.inner.logits(&xr, w, out, p),
+            None => self.inner.logits(x, w, out, p),
+        }
+    }
+
+    fn sample(
+        &self,
+        logits: &CpuTensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        history: &[u32],
+        coin: f32,
+    ) -> Result<u32> {
+        self.inner.sample(logits, row, vocab, params, history, coin)
+    }
+}

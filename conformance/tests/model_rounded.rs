@@ -1,0 +1,153 @@
+//! The whole-model bounds of 16-bit paths, checked in CI: the GPU's arithmetic (bf16 matmul
+//! inputs, f16 K/V) on the CPU (`rounded::Rounded`) stays within the derived bounds on every
+//! fixture and on SmolLM2, and an end-to-end bug whose own effect is ~1e-4 NMSE (a slightly
+//! wrong RMSNorm epsilon, a slightly wrong RoPE θ) fails them.
+
+mod common;
+
+use std::path::Path;
+
+use wavefront::{DType, Engine, EngineOptions};
+use wavefront_conformance::bridge::reference_model;
+use wavefront_conformance::model::{check_trace, kv_lifecycle, ModelTolerances};
+use wavefront_conformance::models::{check_model, check_tokens, ModelCheckOptions};
+use wavefront_conformance::rounded::{ModelBug, Rounded};
+
+#[test]
+fn the_16_bit_path_stays_within_the_derived_bounds_on_every_fixture() {
+    let fixtures = common::fixture_models();
+    assert!(!fixtures.is_empty());
+    for (path, _) in fixtures {
+        let r = check_model(&|| Ok(Rounded::gpu_like()), &path, "bf16 inputs, f16 KV");
+        println!("{}", r.markdown());
+        let failures: Vec<String> = r
+            .checks
+            .iter()
+            .filter(|c| !c.cmp.pass())
+            .map(|c| format!("{}: {}", c.what, c.cmp.failure.as_deref().unwrap_or("")))
+            .collect();
+        assert!(r.all_pass(), "{}: {failures:#?}", r.model);
+    }
+}
+
+#[test]
+fn the_16_bit_path_stays_within_the_derived_bounds_on_smollm2() {
+    // Hidden states, logits and the KV lifecycle on the real 30-layer model (the sampled and
+    // greedy streams run on the fixtures above and on the GPU).
+    let path = wavefront::fetch::default_model().unwrap();
+    let opts = ModelCheckOptions {
+        sample_steps: 0,
+        settings: vec![],
+        greedy_tokens: 0,
+    };
+    let r = wavefront_conformance::models::check_model_with(
+        &|| Ok(Rounded::gpu_like()),
+        &path,
+        "bf16 inputs, f16 KV",
+        &opts,
+    );
+    println!("{}", r.markdown());
+    assert!(r.all_pass(), "{}", r.markdown());
+}
+
+/// Logits NMSE of `bug` on its own: the CPU's f32 path with the bug against the reference.
+fn effect(path: &Path, bug: ModelBug) -> f64 {
+    let model = wavefront::load(path).unwrap();
+    let reference = reference_model(&model, DType::BF16).unwrap();
+    let engine = Engine::new(Rounded::f32_with(bug), &model, EngineOptions::default()).unwrap();
+    let tol = ModelTolerances::for_engine(&engine);
+    let checks = check_trace(&engine, &reference, &check_tokens(&model), &tol).unwrap();
+    checks.iter().find(|c| c.what == "logits").unwrap().cmp.nmse
+}
+
+/// The bug of `make(strength)` whose own logits NMSE is within [0.8e-4, 1.25e-4], found by
+/// bisection on a log scale between `lo` and `hi` (the effect grows with the strength).
+fn calibrated(path: &Path, make: fn(f64) -> ModelBug, lo: f64, hi: f64) -> (ModelBug, f64) {
+    let (mut lo, mut hi) = (lo.ln(), hi.ln());
+    for _ in 0..40 {
+        let mid = (lo + hi) / 2.0;
+        let bug = make(mid.exp());
+        let e = effect(path, bug);
+        if (0.8e-4..=1.25e-4).contains(&e) {
+            return (bug, e);
+        }
+        if e < 1e-4 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    panic!(
+        "no strength in range gives an effect of 1e-4 on {}",
+        path.display()
+    );
+}
+
+#[test]
+fn a_planted_end_to_end_bug_of_1e_4_fails_the_16_bit_checks() {
+    let repo = common::repo();
+    let fixtures = [
+        repo.join("fixtures/models/llama_gqa3"),
+        repo.join("fixtures/gguf/tiny_llama"),
+    ];
+    let kinds: [(&str, fn(f64) -> ModelBug, f64, f64); 2] = [
+        (
+            "RMSNorm epsilon",
+            |s| ModelBug::RmsNormEpsilon { delta: s as f32 },
+            1e-9,
+            1e-1,
+        ),
+        (
+            "RoPE theta",
+            |s| ModelBug::RopeTheta { factor: 1.0 + s },
+            1e-4,
+            10.0,
+        ),
+    ];
+    for path in &fixtures {
+        let model = wavefront::load(path).unwrap();
+        let reference = reference_model(&model, DType::BF16).unwrap();
+        let tokens = check_tokens(&model);
+        let run = |backend: Rounded| {
+            let engine = Engine::new(backend, &model, EngineOptions::default()).unwrap();
+            let tol = ModelTolerances::for_engine(&engine);
+            let mut checks = check_trace(&engine, &reference, &tokens, &tol).unwrap();
+            checks.extend(
+                kv_lifecycle(
+                    &engine,
+                    &reference,
+                    &tokens,
+                    tokens.len() / 2,
+                    tol.kv_state().nmse,
+                )
+                .unwrap(),
+            );
+            checks
+        };
+        let clean = run(Rounded::gpu_like());
+        assert!(
+            clean.iter().all(|c| c.cmp.pass()),
+            "{}: the clean 16-bit path must pass",
+            path.display()
+        );
+        for (name, make, lo, hi) in kinds {
+            let (bug, own) = calibrated(path, make, lo, hi);
+            let checks = run(Rounded::gpu_like().with_bug(bug));
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.cmp.pass())
+                .map(|c| format!("{} ({:.2e} > {:.2e})", c.what, c.cmp.nmse, c.cmp.tolerance))
+                .collect();
+            println!(
+                "{}: {name} bug {bug:?} (own logits NMSE {own:.2e}) fails {}",
+                path.display(),
+                failed.join(", ")
+            );
+            assert!(
+                !failed.is_empty(),
+                "{}: a {name} bug of {own:.2e} NMSE passed the 16-bit bounds",
+                path.display()
+            );
+        }
+    }
+}
