@@ -50,6 +50,9 @@ fn the_16_bit_path_stays_within_the_derived_bounds_on_smollm2() {
     assert!(r.all_pass(), "{}", r.markdown());
 }
 
+/// A kind of planted bug: its name, the bug at a strength, and the strengths to search.
+type BugKind = (&'static str, fn(f64) -> ModelBug, f64, f64);
+
 /// Logits NMSE of `bug` on its own: the CPU's f32 path with the bug against the reference.
 fn effect(path: &Path, bug: ModelBug) -> f64 {
     let model = wavefront::load(path).unwrap();
@@ -90,7 +93,7 @@ fn a_planted_end_to_end_bug_of_1e_4_fails_the_16_bit_checks() {
         repo.join("fixtures/models/llama_gqa3"),
         repo.join("fixtures/gguf/tiny_llama"),
     ];
-    let kinds: [(&str, fn(f64) -> ModelBug, f64, f64); 2] = [
+    let kinds: [BugKind; 2] = [
         (
             "RMSNorm epsilon",
             |s| ModelBug::RmsNormEpsilon { delta: s as f32 },
