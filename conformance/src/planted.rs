@@ -241,8 +241,8 @@ impl Backend for Planted {
         Ok(())
     }
 
-    fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
-        self.inner.copy(src, dst)
+    fn copy_into(&self, src: &CpuTensor, dst: &mut CpuTensor, offset: usize) -> Result<()> {
+        self.inner.copy_into(src, dst, offset)
     }
 
     fn embedding(

@@ -1,14 +1,15 @@
 //! `wavefront bench`: the floor first (DESIGN.md "Performance method"). Batch-1 decode reads
-//! every weight once per token (and the KV cache up to the current depth), so
+//! every matrix once per token, one embedding row, and the KV cache up to the current depth
+//! (`Engine::decode_weight_bytes`, `KvLayout::bytes_per_position`), so
 //! `tok/s ≤ copy bandwidth / bytes per token`. The bench measures the device's copy bandwidth,
 //! then prefill (ppN), decode (tgN) and decode at depth, each the median of several timed runs
 //! after a warm-up, and prints tok/s beside that roofline, like llama-bench.
 
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, TensorInfo};
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::KvLayout;
 use crate::model::{Engine, Logits, Sequence};
 use crate::sampler::{CoinRng, SamplingParams};
 use crate::tensor::DType;
@@ -44,7 +45,10 @@ pub struct BenchRow {
     pub tok_s: f64,
     /// Every timed repetition, tokens per second.
     pub samples: Vec<f64>,
-    /// Bandwidth roofline for decode tests: copy bandwidth / bytes read per token.
+    /// Bytes a decoded token reads on average over the test (decode tests): the decode weight
+    /// bytes and the KV cache at the run's middle depth.
+    pub bytes_per_token: Option<usize>,
+    /// Bandwidth roofline for decode tests: copy bandwidth / bytes_per_token.
     pub roofline_tok_s: Option<f64>,
 }
 
@@ -56,8 +60,10 @@ pub struct BenchReport {
     pub device: String,
     pub weight_dtype: String,
     pub kv_dtype: String,
-    /// Bytes of weights the backend holds (each read once per decoded token).
+    /// Bytes of weights the backend holds.
     pub weight_bytes: usize,
+    /// Bytes of weights a decoded token reads: every matrix, one embedding row.
+    pub decode_weight_bytes: usize,
     /// KV bytes per position (all layers, K and V).
     pub kv_bytes_per_token: usize,
     /// Device-to-device copy, bytes read + written per second (median).
@@ -97,15 +103,34 @@ fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Fills the sequence's cache with random K/V for positions `0..depth` (decode cost depends on
-/// the depth, not on the values; random values, never zeros).
+/// Elements of the random block the KV arena is tiled with (4 MiB of f32).
+const FILL_BLOCK: usize = 1 << 20;
+
+/// Fills the sequence's whole arena with random K/V and marks `depth` positions written
+/// (decode cost depends on the depth, not on the values; random values, never zeros). One
+/// block of `FILL_BLOCK` values is uploaded and copied over the arena on the device: no host
+/// copy of the arena, which can pass 10 GB.
 fn fill_cache<B: Backend>(engine: &Engine<B>, seq: &mut Sequence<B>, depth: usize) -> Result<()> {
     let layout = *seq.cache.layout();
-    let values = crate::formats::random::values(layout.elems(), 7);
-    let bytes = crate::tensor::encode_f32(layout.dtype, &values)
+    let b = engine.backend();
+    let n = layout.elems();
+    let block = crate::formats::random::values(FILL_BLOCK.min(n), 7);
+    let bytes = crate::tensor::encode_f32(layout.dtype, &block)
         .ok_or_else(|| Error::InvalidRequest(format!("KV dtype {}", layout.dtype)))?;
-    let arena = engine.backend().upload(layout.dtype, &bytes)?;
-    seq.cache = KvCache::from_arena(arena, layout)?;
+    let block = b.upload(layout.dtype, &bytes)?;
+    let arena = seq.cache.arena_mut();
+    let mut at = 0;
+    while at + block.len() <= n {
+        b.copy_into(&block, arena, at)?;
+        at += block.len();
+    }
+    if at < n {
+        let tail = b.upload(
+            layout.dtype,
+            &bytes[..(n - at) * layout.dtype.block_bytes()],
+        )?;
+        b.copy_into(&tail, arena, at)?;
+    }
     seq.cache.set_len(depth)
 }
 
@@ -116,6 +141,7 @@ pub fn run<B: Backend>(
     opts: &BenchOptions,
 ) -> Result<BenchReport> {
     let weight_bytes = engine.weight_bytes();
+    let decode_weight_bytes = engine.decode_weight_bytes();
     let b = engine.backend();
     let c = engine.config().clone();
     if opts.reps == 0 || opts.tg == 0 || opts.pp == 0 {
@@ -123,8 +149,14 @@ pub fn run<B: Backend>(
             "pp, tg and reps must be at least 1".into(),
         ));
     }
-    let kv_size = engine.kv_dtype().block_bytes();
-    let kv_bytes_per_token = 2 * c.n_layers * c.n_kv_heads * c.head_dim * kv_size;
+    let kv_bytes_per_token = KvLayout {
+        n_layers: c.n_layers,
+        n_kv_heads: c.n_kv_heads,
+        head_dim: c.head_dim,
+        capacity: 1,
+        dtype: engine.kv_dtype(),
+    }
+    .bytes_per_position();
     let copy_gb_s = copy_bandwidth(b, 256 << 20, opts.reps)?;
     let mut rows = Vec::new();
 
@@ -145,6 +177,7 @@ pub fn run<B: Backend>(
             test: format!("pp{}", opts.pp),
             tok_s: median(samples.clone()),
             samples,
+            bytes_per_token: None,
             roofline_tok_s: None,
         });
     }
@@ -175,9 +208,10 @@ pub fn run<B: Backend>(
                 samples.push(opts.tg as f64 / (ms / 1e3));
             }
         }
-        // Bytes per token at the middle of the run: every weight, K and V up to that depth.
+        // Bytes per token at the middle of the run: every matrix, one embedding row, K and V of
+        // every position up to that depth.
         let mid = depth + 1 + opts.tg / 2;
-        let bytes = weight_bytes + kv_bytes_per_token * mid;
+        let bytes = decode_weight_bytes + kv_bytes_per_token * mid;
         rows.push(BenchRow {
             test: if depth == 0 {
                 format!("tg{}", opts.tg)
@@ -186,6 +220,7 @@ pub fn run<B: Backend>(
             },
             tok_s: median(samples.clone()),
             samples,
+            bytes_per_token: Some(bytes),
             roofline_tok_s: Some(copy_gb_s * 1e9 / bytes as f64),
         });
     }
@@ -197,6 +232,7 @@ pub fn run<B: Backend>(
         weight_dtype: b.weight_dtype().name().to_string(),
         kv_dtype: engine.kv_dtype().name().to_string(),
         weight_bytes,
+        decode_weight_bytes,
         kv_bytes_per_token,
         copy_gb_s,
         rows,
@@ -207,18 +243,19 @@ impl BenchReport {
     /// A llama-bench style markdown table.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "model: {} ({:.1} M params, weights {} = {:.1} MiB, KV {} = {} B/token) | backend: {} | device: {} | copy bandwidth: {:.1} GB/s\n\n",
+            "model: {} ({:.1} M params, weights {} = {:.1} MiB held, {:.1} MiB read per decoded token, KV {} = {} B/position) | backend: {} | device: {} | copy bandwidth: {:.1} GB/s\n\n",
             self.model,
             self.params as f64 / 1e6,
             self.weight_dtype,
             self.weight_bytes as f64 / (1 << 20) as f64,
+            self.decode_weight_bytes as f64 / (1 << 20) as f64,
             self.kv_dtype,
             self.kv_bytes_per_token,
             self.backend,
             self.device,
             self.copy_gb_s
         );
-        s.push_str("| test | t/s (median) | min | max | roofline t/s | % of roofline |\n|---|---:|---:|---:|---:|---:|\n");
+        s.push_str("| test | t/s (median) | min | max | bytes/token | roofline t/s | % of roofline |\n|---|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.rows {
             let min = r.samples.iter().copied().fold(f64::INFINITY, f64::min);
             let max = r.samples.iter().copied().fold(0.0, f64::max);
@@ -226,11 +263,88 @@ impl BenchReport {
                 Some(x) => (format!("{x:.1}"), format!("{:.1}%", 100.0 * r.tok_s / x)),
                 None => ("—".into(), "—".into()),
             };
+            let bytes = r
+                .bytes_per_token
+                .map_or("—".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
             s.push_str(&format!(
-                "| {} | {:.1} | {min:.1} | {max:.1} | {roof} | {pct} |\n",
+                "| {} | {:.1} | {min:.1} | {max:.1} | {bytes} | {roof} | {pct} |\n",
                 r.test, r.tok_s
             ));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::{EngineOptions, ModelConfig};
+
+    fn tiny(tie: bool) -> Engine<CpuBackend> {
+        let config = crate::formats::random::shape("smollm2-135m").unwrap();
+        let config = ModelConfig {
+            n_layers: 2,
+            vocab_size: 300,
+            tie_word_embeddings: tie,
+            ..config
+        };
+        let model = crate::formats::random::random_model(config, 5, DType::F32);
+        Engine::new(CpuBackend::default(), &model, EngineOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn decode_reads_every_matrix_and_one_embedding_row() {
+        for tie in [false, true] {
+            let e = tiny(tie);
+            let c = e.config();
+            let table = c.vocab_size * c.hidden_size * 2; // bf16
+            let row = c.hidden_size * 2;
+            let want = if tie {
+                // the table is the LM head: read whole, plus the token's row
+                e.weight_bytes() + row
+            } else {
+                e.weight_bytes() - table + row
+            };
+            assert_eq!(e.decode_weight_bytes(), want, "tied: {tie}");
+        }
+    }
+
+    #[test]
+    fn the_cache_is_filled_on_the_device_without_zeros() {
+        let e = tiny(false);
+        // An arena that is not a whole number of fill blocks: the tail is written too.
+        let per_position = 2 * 2 * e.config().n_kv_heads * e.config().head_dim;
+        let mut seq = e.new_sequence(FILL_BLOCK / per_position + 7).unwrap();
+        let n = seq.cache.layout().elems();
+        assert!(n > FILL_BLOCK && n % FILL_BLOCK != 0, "{n}");
+        fill_cache(&e, &mut seq, 100).unwrap();
+        assert_eq!(seq.cache.len(), 100);
+        let arena = e.backend().download_f32(seq.cache.arena()).unwrap();
+        assert_eq!(arena.len(), n);
+        assert!(arena.iter().all(|&x| x != 0.0 && x.is_finite()));
+    }
+
+    #[test]
+    fn decode_rows_report_the_bytes_their_roofline_uses() {
+        let e = tiny(false);
+        let opts = BenchOptions {
+            pp: 4,
+            tg: 2,
+            depths: vec![0, 16],
+            reps: 1,
+        };
+        let r = run(&e, "tiny", &opts).unwrap();
+        assert_eq!(r.decode_weight_bytes, e.decode_weight_bytes());
+        let decode: Vec<&BenchRow> = r.rows.iter().filter(|r| r.test.starts_with("tg")).collect();
+        assert_eq!(decode.len(), 2);
+        for (row, depth) in decode.iter().zip([0, 16]) {
+            let mid = depth + 1 + opts.tg / 2;
+            let bytes = r.decode_weight_bytes + r.kv_bytes_per_token * mid;
+            assert_eq!(row.bytes_per_token, Some(bytes), "{}", row.test);
+            let roof = row.roofline_tok_s.unwrap();
+            assert!((roof - r.copy_gb_s * 1e9 / bytes as f64).abs() <= 1e-9 * roof);
+        }
+        assert!(r.markdown().contains("bytes/token"));
     }
 }

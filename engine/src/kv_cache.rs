@@ -29,6 +29,11 @@ impl KvLayout {
         2 * self.n_layers * self.n_kv_heads * self.capacity * self.head_dim
     }
 
+    /// Bytes of K and V of one position over all layers: what attention reads per position.
+    pub fn bytes_per_position(&self) -> usize {
+        2 * self.n_layers * self.n_kv_heads * self.head_dim * self.dtype.block_bytes()
+    }
+
     /// Bytes of the whole arena: `2 · layers · kv_heads · head_dim · capacity · sizeof(dtype)`.
     pub fn bytes(&self) -> usize {
         self.elems() * self.dtype.block_bytes()

@@ -184,7 +184,7 @@ impl<B: Backend> Engine<B> {
         &self.backend
     }
 
-    /// Bytes of weights on the backend: what one decode step reads at least once.
+    /// Bytes of weights the backend holds.
     pub fn weight_bytes(&self) -> usize {
         let size = |t: &B::Tensor| t.len() * t.dtype().block_bytes();
         let layers: usize = self
@@ -210,6 +210,19 @@ impl<B: Backend> Engine<B> {
             })
             .sum();
         layers + size(&self.embed) + size(&self.final_norm) + self.lm_head.as_ref().map_or(0, size)
+    }
+
+    /// Bytes of weights one decoded token must read: every matrix and norm of every layer, the
+    /// final norm, the LM head (the embedding table itself when tied) and the token's one
+    /// embedding row. An untied embedding table is not read beyond that row. The KV cache read
+    /// at the current depth comes on top (`KvLayout::bytes_per_position` per position).
+    pub fn decode_weight_bytes(&self) -> usize {
+        let size = |t: &B::Tensor| t.len() * t.dtype().block_bytes();
+        let embed_row = self.config.hidden_size * self.embed.dtype().block_bytes();
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        self.weight_bytes() - size(&self.embed) - self.lm_head.as_ref().map_or(0, size)
+            + size(head)
+            + embed_row
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -121,8 +121,20 @@ pub trait Backend: Send + Sync + Sized {
     fn download_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
     /// Waits for queued work (no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
+    /// Copies all of `src` into `dst` from element `offset` on (same dtype; `offset +
+    /// src.len() ≤ dst.len()`), on the device.
+    fn copy_into(&self, src: &Self::Tensor, dst: &mut Self::Tensor, offset: usize) -> Result<()>;
     /// Copies all of `src` into `dst` (same dtype and length) on the device.
-    fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()>;
+    fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::Backend {
+                backend: self.name(),
+                op: "copy".into(),
+                detail: format!("{} elements into {}", src.len(), dst.len()),
+            });
+        }
+        self.copy_into(src, dst, 0)
+    }
     /// Milliseconds the device spent on the work `f` queues (device events where the backend
     /// has them; else a host clock between two synchronizations).
     fn time_ms(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {

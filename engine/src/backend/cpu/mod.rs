@@ -118,9 +118,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
+    fn copy_into(&self, src: &CpuTensor, dst: &mut CpuTensor, offset: usize) -> Result<()> {
         let detail = format!(
-            "{} {} elements into {} {}",
+            "{} {} elements into {} {} at {offset}",
             src.len(),
             src.dtype(),
             dst.len(),
@@ -131,10 +131,14 @@ impl Backend for CpuBackend {
             op: "copy".into(),
             detail,
         };
+        let end = offset.checked_add(src.len()).filter(|&e| e <= dst.len());
+        let Some(end) = end else {
+            return Err(bad());
+        };
         match (src, dst) {
-            (CpuTensor::F32(s), CpuTensor::F32(d)) if s.len() == d.len() => d.copy_from_slice(s),
-            (CpuTensor::F16(s), CpuTensor::F16(d)) if s.len() == d.len() => d.copy_from_slice(s),
-            (CpuTensor::BF16(s), CpuTensor::BF16(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (CpuTensor::F32(s), CpuTensor::F32(d)) => d[offset..end].copy_from_slice(s),
+            (CpuTensor::F16(s), CpuTensor::F16(d)) => d[offset..end].copy_from_slice(s),
+            (CpuTensor::BF16(s), CpuTensor::BF16(d)) => d[offset..end].copy_from_slice(s),
             _ => return Err(bad()),
         }
         Ok(())
@@ -277,6 +281,23 @@ mod tests {
         assert_eq!(b.download_f32(&t).unwrap(), xs);
         assert!(b.upload(DType::F32, &[0u8; 7]).is_err());
         assert!(b.upload(DType::Q4_0, &[0u8; 18]).is_err());
+    }
+
+    #[test]
+    fn copy_into_writes_the_range_and_refuses_what_does_not_fit() {
+        let b = CpuBackend::default();
+        let src = b.upload_f32(&[1.0, 2.0]).unwrap();
+        let mut dst = b.upload_f32(&[9.0; 5]).unwrap();
+        b.copy_into(&src, &mut dst, 3).unwrap();
+        assert_eq!(b.download_f32(&dst).unwrap(), [9.0, 9.0, 9.0, 1.0, 2.0]);
+        assert!(b.copy_into(&src, &mut dst, 4).is_err(), "past the end");
+        assert!(
+            b.copy_into(&src, &mut dst, usize::MAX).is_err(),
+            "overflowing offset"
+        );
+        let mut other = b.alloc(DType::F16, 5).unwrap();
+        assert!(b.copy_into(&src, &mut other, 0).is_err(), "dtype mismatch");
+        assert!(b.copy(&src, &mut dst).is_err(), "copy needs equal lengths");
     }
 
     #[test]

@@ -512,12 +512,15 @@ impl Backend for GpuBackend {
         self.vendor.synchronize()
     }
 
-    fn copy(&self, src: &GpuTensor, dst: &mut GpuTensor) -> Result<()> {
-        if src.dtype() != dst.dtype() || src.len() != dst.len() {
+    fn copy_into(&self, src: &GpuTensor, dst: &mut GpuTensor, offset: usize) -> Result<()> {
+        let fits = offset
+            .checked_add(src.len())
+            .is_some_and(|end| end <= dst.len());
+        if src.dtype() != dst.dtype() || !fits {
             return Err(bad(
                 "copy",
                 format!(
-                    "{} {} elements into {} {}",
+                    "{} {} elements into {} {} at {offset}",
                     src.len(),
                     src.dtype(),
                     dst.len(),
@@ -525,7 +528,8 @@ impl Backend for GpuBackend {
                 ),
             ));
         }
-        self.vendor.dtod(dst.ptr(), src.ptr(), src.bytes())
+        let bytes = src.len() * src.dtype().block_bytes();
+        self.vendor.dtod(dst.ptr_at(offset), src.ptr(), bytes)
     }
 
     /// Device events around the queued work.
