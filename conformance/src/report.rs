@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use serde::Serialize;
-use wavefront::backend::Backend;
+use wavefront::backend::{describe_kernels, Backend, KernelSource};
 
 use crate::cases::{uncovered, Case, CaseResult, Check, Op};
 use crate::compare::Comparison;
@@ -17,6 +17,8 @@ pub struct Report {
     pub variant: String,
     pub results: Vec<CaseResult>,
     pub uncovered: Vec<Op>,
+    /// The kernel sources the backend ran, with their hashes (empty on the CPU).
+    pub kernels: Vec<KernelSource>,
 }
 
 impl Report {
@@ -63,6 +65,20 @@ impl Report {
                 format!(" — {}", self.variant)
             }
         );
+        if let Some(k) = describe_kernels(&self.kernels) {
+            let _ = writeln!(s, "Kernels: {k}.\n");
+            let _ = writeln!(s, "| kernel source | sha256 | embedded |\n|---|---|:---:|");
+            for k in &self.kernels {
+                let _ = writeln!(
+                    s,
+                    "| {} | `{}` | {} |",
+                    k.file,
+                    k.sha256,
+                    if k.embedded { "yes" } else { "**no**" }
+                );
+            }
+            s.push('\n');
+        }
         let _ = writeln!(s, "| op | case | max abs err | NMSE | tolerance | pass |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|:---:|");
         for r in &self.results {
@@ -130,5 +146,6 @@ pub fn run<B: Backend>(b: &B, cases: &[Case], variant: &str) -> Report {
         variant: variant.to_string(),
         results,
         uncovered: uncovered(cases),
+        kernels: b.kernel_sources(),
     }
 }

@@ -69,6 +69,8 @@ pub struct BenchReport {
     /// Device-to-device copy, bytes read + written per second (median).
     pub copy_gb_s: f64,
     pub rows: Vec<BenchRow>,
+    /// The kernel sources the backend ran, with their hashes (empty on the CPU).
+    pub kernels: Vec<crate::backend::KernelSource>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -236,6 +238,7 @@ pub fn run<B: Backend>(
         kv_bytes_per_token,
         copy_gb_s,
         rows,
+        kernels: b.kernel_sources(),
     })
 }
 
@@ -255,6 +258,9 @@ impl BenchReport {
             self.device,
             self.copy_gb_s
         );
+        if let Some(k) = crate::backend::describe_kernels(&self.kernels) {
+            s.push_str(&format!("kernels: {k}\n\n"));
+        }
         s.push_str("| test | t/s (median) | min | max | bytes/token | roofline t/s | % of roofline |\n|---|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.rows {
             let min = r.samples.iter().copied().fold(f64::INFINITY, f64::min);

@@ -35,6 +35,10 @@ struct Args {
     /// GPU device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
+    /// Compile the kernels from this directory (a copy of kernels/ with your edits) instead of
+    /// the ones built into this binary [env: WAVEFRONT_KERNELS_DIR].
+    #[arg(long, value_name = "DIR")]
+    kernels: Option<PathBuf>,
     /// Only this op (repeatable).
     #[arg(long = "op")]
     ops: Vec<String>,
@@ -98,9 +102,14 @@ fn run() -> Result<bool> {
             &args,
         ),
         BackendChoice::Gpu => {
-            let native = gpu::detect_with(GpuOptions {
+            let kernels = match &args.kernels {
+                Some(d) => gpu::KernelSources::Dir(d.clone()),
+                None => gpu::KernelSources::from_env(),
+            };
+            let native = gpu::detect_with(&GpuOptions {
                 device: args.device,
                 wave: None,
+                kernels: kernels.clone(),
             })
             .map_err(|e| match e {
                 gpu::OpenError::Unavailable(r) => anyhow::anyhow!("no usable GPU: {r}"),
@@ -115,12 +124,13 @@ fn run() -> Result<bool> {
                     .with_context(|| format!("--wave takes 32, 64 or all, not `{w}`"))?],
             };
             for w in waves {
+                let opts = GpuOptions {
+                    device: args.device,
+                    wave: Some(w),
+                    kernels: kernels.clone(),
+                };
                 let make = move || -> wavefront::Result<GpuBackend> {
-                    gpu::detect_with(GpuOptions {
-                        device: args.device,
-                        wave: Some(w),
-                    })
-                    .map_err(|e| match e {
+                    gpu::detect_with(&opts).map_err(|e| match e {
                         gpu::OpenError::Failed(e) => e,
                         gpu::OpenError::Unavailable(r) => wavefront::Error::Backend {
                             backend: "gpu",
@@ -245,6 +255,13 @@ impl Outcome {
                 r.failed(),
                 r.uncovered.len()
             );
+        }
+        if let Some(k) = self
+            .reports
+            .first()
+            .and_then(|r| wavefront::backend::describe_kernels(&r.kernels))
+        {
+            println!("kernels: {k}");
         }
         for m in &self.model_reports {
             println!(

@@ -130,9 +130,9 @@ pub fn gpu_waves() -> Vec<u32> {
 
 pub fn gpu(wave: u32) -> wavefront::Result<wavefront::backend::gpu::GpuBackend> {
     use wavefront::backend::gpu::{detect_with, GpuOptions, OpenError};
-    detect_with(GpuOptions {
-        device: 0,
+    detect_with(&GpuOptions {
         wave: Some(wave),
+        ..GpuOptions::from_env()
     })
     .map_err(|e| match e {
         OpenError::Failed(e) => e,

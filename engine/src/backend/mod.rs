@@ -26,6 +26,38 @@ pub trait TensorInfo {
     }
 }
 
+/// A kernel source file a backend runs, as reports record it: which kernels produced the
+/// numbers, and whether they are the ones the binary embeds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KernelSource {
+    pub file: String,
+    /// sha256 of the file's text, hex.
+    pub sha256: String,
+    /// The text this binary was built with (not a `--kernels DIR` edit).
+    pub embedded: bool,
+}
+
+/// One line for a report: "embedded kernels" or which files are not the embedded ones.
+pub fn describe_kernels(sources: &[KernelSource]) -> Option<String> {
+    if sources.is_empty() {
+        return None;
+    }
+    let edited: Vec<String> = sources
+        .iter()
+        .filter(|k| !k.embedded)
+        .map(|k| format!("{} {}", k.file, &k.sha256[..12.min(k.sha256.len())]))
+        .collect();
+    Some(if edited.is_empty() {
+        format!("the embedded kernels ({} files)", sources.len())
+    } else {
+        format!(
+            "kernels NOT the embedded ones: {} (the other {} files embedded)",
+            edited.join(", "),
+            sources.len() - edited.len()
+        )
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbeddingParams {
     pub vocab: usize,
@@ -103,6 +135,10 @@ pub trait Backend: Send + Sync + Sized {
     fn matmul_input_dtype(&self, weight: DType) -> DType {
         let _ = weight;
         DType::F32
+    }
+    /// The kernel sources this backend runs (empty for backends without kernels).
+    fn kernel_sources(&self) -> Vec<KernelSource> {
+        Vec::new()
     }
     /// The KV cache dtype used unless the caller picks one.
     fn preferred_kv_dtype(&self) -> DType {

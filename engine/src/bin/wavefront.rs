@@ -63,6 +63,10 @@ struct BenchArgs {
     shape: Option<String>,
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// Compile the GPU kernels from this directory (a copy of kernels/ with edits) instead of
+    /// the embedded ones [env: WAVEFRONT_KERNELS_DIR].
+    #[arg(long, value_name = "DIR")]
+    kernels: Option<PathBuf>,
     /// Prompt tokens of the prefill test.
     #[arg(long, default_value_t = 512)]
     pp: usize,
@@ -92,6 +96,10 @@ struct RunArgs {
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// Compile the GPU kernels from this directory (a copy of kernels/ with edits) instead of
+    /// the embedded ones [env: WAVEFRONT_KERNELS_DIR].
+    #[arg(long, value_name = "DIR")]
+    kernels: Option<PathBuf>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
@@ -162,15 +170,20 @@ fn load(arg: Option<PathBuf>) -> Result<LoadedModel> {
 /// `--backend gpu` without a usable GPU is an error; `auto` says why it falls back when there is
 /// no GPU, and refuses to hide a GPU that is there but failed (a broken install, a kernel that
 /// does not compile) behind a silent CPU run.
-fn select_gpu(choice: BackendChoice) -> Result<Option<gpu::GpuBackend>> {
+fn select_gpu(choice: BackendChoice, kernels: Option<&PathBuf>) -> Result<Option<gpu::GpuBackend>> {
+    let mut opts = gpu::GpuOptions::from_env();
+    if let Some(d) = kernels {
+        opts.kernels = gpu::KernelSources::Dir(d.clone());
+    }
+    let detect = || gpu::detect_with(&opts);
     Ok(match choice {
         BackendChoice::Cpu => None,
-        BackendChoice::Gpu => match gpu::detect() {
+        BackendChoice::Gpu => match detect() {
             Ok(b) => Some(b),
             Err(gpu::OpenError::Unavailable(reason)) => bail!("no usable GPU: {reason}"),
             Err(gpu::OpenError::Failed(e)) => bail!("the GPU failed to start: {e}"),
         },
-        BackendChoice::Auto => match gpu::detect() {
+        BackendChoice::Auto => match detect() {
             Ok(b) => Some(b),
             Err(gpu::OpenError::Unavailable(reason)) => {
                 let first = reason.lines().next().unwrap_or_default();
@@ -186,7 +199,7 @@ fn select_gpu(choice: BackendChoice) -> Result<Option<gpu::GpuBackend>> {
 
 fn run(args: RunArgs) -> Result<()> {
     // The backend first: `--backend gpu` without a GPU fails before loading anything.
-    let gpu = select_gpu(args.backend)?;
+    let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let model = load(args.model.clone())?;
     match gpu {
         Some(b) => {
@@ -201,7 +214,7 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    let gpu = select_gpu(args.backend)?;
+    let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let (model, name) = match &args.shape {
         Some(shape) => {
             let config = wavefront::formats::random::shape(shape)?;
@@ -327,6 +340,12 @@ fn generate<B: Backend>(engine: &Engine<B>, model: &LoadedModel, args: &RunArgs)
     };
     let mut gen = Generator::new(engine, Some(tokenizer), request)?;
     let text_mode = args.format == OutputFormat::Text;
+    let kernels = engine.backend().kernel_sources();
+    if text_mode && kernels.iter().any(|k| !k.embedded) {
+        if let Some(k) = wavefront::backend::describe_kernels(&kernels) {
+            eprintln!("[{k}]");
+        }
+    }
     let mut out = std::io::stdout().lock();
     while let Some(step) = gen.step()? {
         if text_mode && !step.text.is_empty() {
@@ -358,6 +377,7 @@ fn generate<B: Backend>(engine: &Engine<B>, model: &LoadedModel, args: &RunArgs)
             "text": gen.text(),
             "finish_reason": reason,
             "seed": seed,
+            "kernels": kernels,
             "timings": {
                 "prompt_tokens": t.prompt_tokens,
                 "prefill_ms": t.prefill.as_secs_f64() * 1e3,

@@ -35,10 +35,10 @@ pub fn require_gpu() -> bool {
 /// (that failure, never hidden behind another runtime's absence), else `Unavailable` with one
 /// clause per runtime tried.
 pub fn detect() -> Result<GpuBackend, OpenError> {
-    detect_with(GpuOptions::default())
+    detect_with(&GpuOptions::from_env())
 }
 
-pub fn detect_with(opts: GpuOptions) -> Result<GpuBackend, OpenError> {
+pub fn detect_with(opts: &GpuOptions) -> Result<GpuBackend, OpenError> {
     let mut reasons = Vec::new();
     let mut failure = None;
     for rt in env_order().map_err(OpenError::Unavailable)? {

@@ -34,16 +34,29 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::sampler::SamplingParams;
 use crate::tensor::DType;
+pub use module::KernelSources;
 use module::{CompileRequest, ModuleCache, Origin};
 use vendor::{DevicePtr, FunctionHandle, KernelArg, LaunchConfig, Vendor};
 
-/// Which device, and which wave size to build the kernels for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which device, which wave size to build the kernels for, and from which sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuOptions {
     /// Device ordinal within the runtime.
     pub device: usize,
     /// `None`: the device's wave. `Some(64)` on a wave32 NVIDIA device: emulated wave64.
     pub wave: Option<u32>,
+    /// The embedded kernels, or a directory of edited ones (`--kernels DIR`).
+    pub kernels: KernelSources,
+}
+
+impl GpuOptions {
+    /// Device 0 at its own wave, with `$WAVEFRONT_KERNELS_DIR`'s kernels when that is set.
+    pub fn from_env() -> Self {
+        GpuOptions {
+            kernels: KernelSources::from_env(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Captured stream work (see [`GpuBackend::capture`]), destroyed on drop.
@@ -180,25 +193,26 @@ pub struct GpuBackend {
     scratch: Mutex<Scratch>,
     /// How each kernel file's code object was obtained (for `info --devices` and tests).
     origins: Vec<(String, Origin)>,
+    /// The sources the kernels were built from, with their hashes (for reports).
+    sources: Vec<crate::backend::KernelSource>,
 }
 
 impl GpuBackend {
     /// Builds the backend on an opened vendor: picks the wave, compiles (or loads from the
-    /// cache) every kernel file, resolves every ABI kernel.
+    /// cache) every kernel file of `kernels`, resolves every ABI kernel.
     pub fn with_vendor(
         vendor: Arc<dyn Vendor>,
         wave: Option<u32>,
+        kernels: &KernelSources,
         cache: &ModuleCache,
     ) -> Result<Self> {
-        let common = module::common_h()?;
-        if module::KERNEL_SOURCES.is_empty() {
-            return Err(Error::Backend {
-                backend: "gpu",
-                op: "kernel sources".into(),
-                detail: "no kernels/*.hip were present when this binary was built".into(),
-            });
-        }
-        Self::with_sources(vendor, wave, cache, module::KERNEL_SOURCES, common)
+        let set = kernels.load()?;
+        let refs: Vec<(&str, &str)> = set
+            .files
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        Self::with_sources(vendor, wave, cache, &refs, &set.common_h)
     }
 
     /// [`GpuBackend::with_vendor`] over explicit `(file, text)` sources and `common.h`.
@@ -211,6 +225,14 @@ impl GpuBackend {
     ) -> Result<Self> {
         let info = vendor.info().clone();
         let wave = choose_wave(&info, wave)?;
+        let provenance = module::SourceSet {
+            files: sources
+                .iter()
+                .map(|(f, t)| (f.to_string(), t.to_string()))
+                .collect(),
+            common_h: common.to_string(),
+        }
+        .provenance();
         let compile = |r: &CompileRequest| {
             let headers = [("common.h", r.common_h.as_str())];
             vendor.compile(&vendor::CompileInput {
@@ -277,12 +299,13 @@ impl GpuBackend {
             kernels,
             scratch: Mutex::new(Scratch::default()),
             origins,
+            sources: provenance,
         })
     }
 
     /// Opens device `opts.device` of `runtime`: `Unavailable` when the runtime or a device is
     /// missing, `Failed` when one is there but opening it (or building its kernels) failed.
-    pub fn open(runtime: Runtime, opts: GpuOptions) -> std::result::Result<Self, OpenError> {
+    pub fn open(runtime: Runtime, opts: &GpuOptions) -> std::result::Result<Self, OpenError> {
         let vendor: Arc<dyn Vendor> = match runtime {
             Runtime::Cuda => Arc::new(vendor::cuda::CudaVendor::open(opts.device)?),
             Runtime::Hip => Arc::new(vendor::hip::HipVendor::open(opts.device)?),
@@ -290,6 +313,7 @@ impl GpuBackend {
         Ok(Self::with_vendor(
             vendor,
             opts.wave,
+            &opts.kernels,
             &ModuleCache::default_location(),
         )?)
     }
@@ -459,6 +483,10 @@ impl Backend for GpuBackend {
 
     fn weight_dtype(&self) -> DType {
         DType::BF16
+    }
+
+    fn kernel_sources(&self) -> Vec<crate::backend::KernelSource> {
+        self.sources.clone()
     }
 
     /// Activations are converted to the weights' type for the BLAS GEMM (e.g. bf16 × bf16 → f32).

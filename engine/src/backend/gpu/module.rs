@@ -205,12 +205,133 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// The embedded `common.h`, or an error saying the build had no `kernels/`.
-pub fn common_h() -> Result<&'static str> {
-    COMMON_H.ok_or_else(|| Error::Backend {
+/// Where the kernel sources come from: the ones embedded at build time, or a directory holding
+/// a kernel author's edited copy (`--kernels DIR`, `$WAVEFRONT_KERNELS_DIR`), compiled at run
+/// time instead, so that an edited kernel is checked without rebuilding the binaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KernelSources {
+    #[default]
+    Embedded,
+    Dir(PathBuf),
+}
+
+/// The kernel sources of one build, ready to compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSet {
+    /// `(file name, text)` of every `*.hip`, sorted by name.
+    pub files: Vec<(String, String)>,
+    pub common_h: String,
+}
+
+impl KernelSources {
+    /// `$WAVEFRONT_KERNELS_DIR` when set and not empty, else the embedded sources.
+    pub fn from_env() -> Self {
+        match std::env::var_os("WAVEFRONT_KERNELS_DIR") {
+            Some(d) if !d.is_empty() => KernelSources::Dir(PathBuf::from(d)),
+            _ => KernelSources::Embedded,
+        }
+    }
+
+    /// The sources: the embedded ones, or `DIR/common.h` and every `DIR/*.hip`. A directory
+    /// must hold `common.h` and every file the binary embeds (a kernel author's copy of
+    /// `kernels/`); further `*.hip` files are compiled too.
+    pub fn load(&self) -> Result<SourceSet> {
+        let embedded = || SourceSet {
+            files: KERNEL_SOURCES
+                .iter()
+                .map(|(f, t)| (f.to_string(), t.to_string()))
+                .collect(),
+            common_h: COMMON_H.unwrap_or_default().to_string(),
+        };
+        let dir = match self {
+            KernelSources::Embedded => {
+                common_h()?;
+                if KERNEL_SOURCES.is_empty() {
+                    return Err(sources_error(
+                        "no kernels/*.hip were present when this binary was built".into(),
+                    ));
+                }
+                return Ok(embedded());
+            }
+            KernelSources::Dir(d) => d,
+        };
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut files = Vec::new();
+        for e in entries {
+            let path = e.map_err(|e| Error::io(dir, e))?.path();
+            if path.extension().is_some_and(|x| x == "hip") {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| sources_error(format!("{}: not UTF-8", path.display())))?
+                    .to_string();
+                files.push((name, read(&path)?));
+            }
+        }
+        files.sort();
+        let missing: Vec<&str> = KERNEL_SOURCES
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| !files.iter().any(|(g, _)| g == f))
+            .collect();
+        if !missing.is_empty() {
+            return Err(sources_error(format!(
+                "{} lacks {} (a kernel directory is a copy of kernels/ with every file)",
+                dir.display(),
+                missing.join(", ")
+            )));
+        }
+        let common = dir.join("common.h");
+        if !common.is_file() {
+            return Err(sources_error(format!("{} lacks common.h", dir.display())));
+        }
+        Ok(SourceSet {
+            files,
+            common_h: read(&common)?,
+        })
+    }
+}
+
+impl SourceSet {
+    /// Each file (every `*.hip`, then `common.h`) with its sha256 and whether it is the text
+    /// this binary embeds: what reports record about the kernels that produced their numbers.
+    pub fn provenance(&self) -> Vec<crate::backend::KernelSource> {
+        let embedded = |name: &str, text: &str| {
+            if name == "common.h" {
+                COMMON_H == Some(text)
+            } else {
+                KERNEL_SOURCES.iter().any(|(f, t)| *f == name && *t == text)
+            }
+        };
+        self.files
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .chain([("common.h", self.common_h.as_str())])
+            .map(|(file, text)| crate::backend::KernelSource {
+                file: file.to_string(),
+                sha256: Sha256::digest(text.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                embedded: embedded(file, text),
+            })
+            .collect()
+    }
+}
+
+fn sources_error(detail: String) -> Error {
+    Error::Backend {
         backend: "gpu",
         op: "kernel sources".into(),
-        detail: "kernels/common.h was not present when this binary was built".into(),
+        detail,
+    }
+}
+
+/// The embedded `common.h`, or an error saying the build had no `kernels/`.
+pub fn common_h() -> Result<&'static str> {
+    COMMON_H.ok_or_else(|| {
+        sources_error("kernels/common.h was not present when this binary was built".into())
     })
 }
 
@@ -238,6 +359,43 @@ mod tests {
             count.set(count.get() + 1);
             Ok(format!("code<{}|{}>", r.source, r.options.join(",")).into_bytes())
         }
+    }
+
+    #[test]
+    fn a_kernel_directory_is_read_whole_and_its_edits_are_told_apart() {
+        let embedded = KernelSources::Embedded.load().unwrap();
+        assert!(embedded.provenance().iter().all(|k| k.embedded));
+        assert_eq!(embedded.provenance().len(), KERNEL_SOURCES.len() + 1);
+        let d = tempfile::tempdir().unwrap();
+        for (f, t) in &embedded.files {
+            std::fs::write(d.path().join(f), t).unwrap();
+        }
+        let dir = KernelSources::Dir(d.path().to_path_buf());
+        let err = dir.load().unwrap_err().to_string();
+        assert!(err.contains("lacks common.h"), "{err}");
+        std::fs::write(d.path().join("common.h"), &embedded.common_h).unwrap();
+        // An identical copy is the embedded sources.
+        assert_eq!(dir.load().unwrap(), embedded);
+        assert!(dir.load().unwrap().provenance().iter().all(|k| k.embedded));
+        // An edited file is named as not embedded, with its own hash; the rest stay embedded.
+        let (name, text) = &embedded.files[0];
+        std::fs::write(d.path().join(name), format!("{text}\n// edited\n")).unwrap();
+        let edited = dir.load().unwrap().provenance();
+        let changed: Vec<&str> = edited
+            .iter()
+            .filter(|k| !k.embedded)
+            .map(|k| k.file.as_str())
+            .collect();
+        assert_eq!(changed, [name.as_str()]);
+        let before = &embedded.provenance()[0];
+        assert_ne!(edited[0].sha256, before.sha256);
+        assert_eq!(edited[0].sha256.len(), 64);
+        // A directory missing a file, or missing altogether, is refused by name.
+        std::fs::remove_file(d.path().join(name)).unwrap();
+        let err = dir.load().unwrap_err().to_string();
+        assert!(err.contains(&format!("lacks {name}")), "{err}");
+        let gone = KernelSources::Dir(d.path().join("nope"));
+        assert!(gone.load().unwrap_err().to_string().contains("nope"));
     }
 
     #[test]
