@@ -99,21 +99,31 @@ FLAGS=(-x hip --cuda-device-only -nogpulib -O3 -S -Wall -Wextra -Werror
   -idirafter "$HIP_INCLUDE" -include hip/hip_runtime.h -I "$ROOT/kernels")
 jobs_file="$OUT/jobs"
 : >"$jobs_file"
+# Each file for each target, and again with -DWF_COVERAGE (the path-coverage build the
+# conformance suite runs: it must build for AMD too), into $OUT/<arch>-coverage/.
 for target in $TARGETS; do
   arch="${target%:*}"
   wave="${target#*:}"
-  rm -rf "${OUT:?}/$arch"
-  mkdir -p "$OUT/$arch"
-  for src in "$ROOT"/kernels/*.hip; do
-    printf '%s\t%s\t%s\n' "$arch" "$wave" "$src" >>"$jobs_file"
+  for variant in plain coverage; do
+    dir="$OUT/$arch"
+    if [ "$variant" = coverage ]; then dir="$OUT/$arch-coverage"; fi
+    rm -rf "${dir:?}"
+    mkdir -p "$dir"
+    for src in "$ROOT"/kernels/*.hip; do
+      printf '%s\t%s\t%s\t%s\n' "$arch" "$wave" "$src" "$variant" >>"$jobs_file"
+    done
   done
 done
 compile_one() {
-  local arch="$1" wave="$2" src="$3" out
+  local arch="$1" wave="$2" src="$3" variant="$4" out extra=()
   out="$OUT/$arch/$(basename "$src" .hip).s"
-  if ! "$CLANG" "${FLAGS[@]}" --offload-arch="$arch" -DWAVE="$wave" "$src" -o "$out" \
-    2>"$out.log"; then
-    echo "hip-compile-check: FAILED $arch WAVE=$wave $(basename "$src"):" >&2
+  if [ "$variant" = coverage ]; then
+    out="$OUT/$arch-coverage/$(basename "$src" .hip).s"
+    extra=(-DWF_COVERAGE)
+  fi
+  if ! "$CLANG" "${FLAGS[@]}" "${extra[@]}" --offload-arch="$arch" -DWAVE="$wave" "$src" \
+    -o "$out" 2>"$out.log"; then
+    echo "hip-compile-check: FAILED $arch WAVE=$wave $variant $(basename "$src"):" >&2
     cat "$out.log" >&2
     return 1
   fi
@@ -125,14 +135,14 @@ FLAGS_STR="$(printf '%q ' "${FLAGS[@]}")"
 export FLAGS_STR
 status=0
 # One compiler per core; every failure is printed before the check fails.
-tr '\t' '\n' <"$jobs_file" | xargs -d '\n' -n 3 -P "$(nproc)" \
+tr '\t' '\n' <"$jobs_file" | xargs -d '\n' -n 4 -P "$(nproc)" \
   bash -c 'eval "FLAGS=($FLAGS_STR)"; compile_one "$@"' _ || status=$?
 if [ "$status" != 0 ]; then
   echo "hip-compile-check: compile errors (above)" >&2
   exit 1
 fi
 n_files=$(wc -l <"$jobs_file")
-echo "hip-compile-check: compiled $n_files (file, arch) pairs for $TARGETS"
+echo "hip-compile-check: compiled $n_files (file, arch, plain|coverage) builds for $TARGETS"
 
 # --- 4./5. assembly checks and the report -----------------------------------------------------
 asm_status=0

@@ -54,13 +54,9 @@ ABI.update({
     "add": ("elementwise.hip", "float* x, const float* y, i64 n", 256, ELEMENTS),
     "bias_add": ("elementwise.hip", "float* out, const float* bias, int rows, int cols", 256,
                  "(ceil(rows*cols/256))"),
-    "fill_f32": ("elementwise.hip", "float* x, float value, i64 n", 256, ELEMENTS),
     "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
-    "convert_f16_to_f32": ("convert.hip", "const uint16_t* in, float* out, i64 n", 256, ELEMENTS),
-    "convert_bf16_to_f32": ("convert.hip", "const uint16_t* in, float* out, i64 n", 256, ELEMENTS),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
-    "softmax_rows": ("sampling.hip", "float* x, int rows, int n", 1024, "(rows)"),
 })
 
 # --- source parsing ---------------------------------------------------------------------------
@@ -273,9 +269,9 @@ def self_test(kernels_dir):
                                                   "argmax(const float* x, int* out, int n) {")
     expect("swapped parameters", f, "argmax: parameters")
     f = dict(base)
-    f["elementwise.hip"] = f["elementwise.hip"].replace("fill_f32(", "fill(")
-    expect("a renamed kernel (missing)", f, "fill_f32: missing")
-    expect("a renamed kernel (extra)", f, "fill: extern")
+    f["elementwise.hip"] = f["elementwise.hip"].replace("bias_add(", "add_bias(")
+    expect("a renamed kernel (missing)", f, "bias_add: missing")
+    expect("a renamed kernel (extra)", f, "add_bias: extern")
     f = dict(base)
     f["attention.hip"] = f["attention.hip"].replace("ATTENTION_BLOCK = 128", "ATTENTION_BLOCK = 256")
     expect("a block size change", f, "attention_f32: __launch_bounds__")

@@ -288,10 +288,6 @@ def test_elementwise(mod, tag):
         bx, by = Buf(x), Buf(y)
         mod.get_function("add")(grid, (256,), (bx.view, by.view, i64(n)))
         check(np.array_equal(bx.get(), x + y) and bx.guards_ok(), f"{tag} add n={n}")
-
-        bf = Buf(x)
-        mod.get_function("fill_f32")(grid, (256,), (bf.view, f32(-3.25), i64(n)))
-        check(np.all(bf.get() == np.float32(-3.25)) and bf.guards_ok(), f"{tag} fill_f32 n={n}")
     for rows, cols in ((1, 1), (3, 7), (5, 256), (17, 1000)):
         o, b = randn(rows, cols), randn(cols)
         bo, bb = Buf(o), Buf(b)
@@ -318,13 +314,6 @@ def test_convert(mod, tag):
         mod.get_function(f"convert_f32_to_{kv}")(grid, (256,), (bi.view, out.view, i64(n)))
         check(np.array_equal(out.get(), to_kv(x, kv)) and out.guards_ok(),
               f"{tag} convert_f32_to_{kv} n={n} (subnormals, ties, overflow, inf)")
-        h = np.arange(65536, dtype=np.uint16)
-        h = h[~np.isnan(from_kv(h, kv))]  # NaN payloads are not compared
-        bh, o32 = Buf(h), Buf.poisoned(h.size)
-        mod.get_function(f"convert_{kv}_to_f32")(((h.size + 255) // 256,), (256,),
-                                                   (bh.view, o32.view, i64(h.size)))
-        check(np.array_equal(o32.get().view(np.uint32), from_kv(h, kv).view(np.uint32))
-              and o32.guards_ok(), f"{tag} convert_{kv}_to_f32 all {h.size} non-NaN inputs")
     nan_in = np.array([np.nan, -np.nan], np.float32)
     for kv in ("f16", "bf16"):
         bi, out = Buf(nan_in), Buf.poisoned(2, np.uint16)
@@ -334,11 +323,11 @@ def test_convert(mod, tag):
 
 
 def argmax_ref(x):
-    ok = ~np.isnan(x)
-    if not ok.any():
+    """The reference sampler's greedy choice, or -1 where it refuses the logits (a NaN, a
+    +inf, every value -inf, none at all)."""
+    if x.size == 0 or np.isnan(x).any() or (x == np.inf).any() or (x == -np.inf).all():
         return -1
-    m = x[ok].max()
-    return int(np.flatnonzero(ok & (x == m))[0])
+    return int(np.flatnonzero(x == x.max())[0])
 
 
 def test_sampling(mod, tag):
@@ -360,6 +349,12 @@ def test_sampling(mod, tag):
     t[100] = np.nan
     t[3000] = -1e30
     cases.append(("-inf, NaN, one finite", t))
+    t = randn(1500)
+    t[900] = np.inf
+    cases.append(("+inf at 900", t))
+    t = np.full(999, -np.inf, np.float32)
+    t[998] = -3.0
+    cases.append(("-inf but the last", t))
     t = randn(2048)
     t[[1500, 7]] = 0.0
     t[:] = np.minimum(t, 0.0)
@@ -372,19 +367,6 @@ def test_sampling(mod, tag):
             got, want = int(out.get()[0]), argmax_ref(x)
             check(got == want and out.guards_ok(),
                   f"{tag} argmax {name} shift={shift}: {got} (want {want})")
-
-    fn = mod.get_function("softmax_rows")
-    for rows, n in ((3, 1), (3, 3), (2, 113), (4, 513), (2, 32003), (1, 49152)):
-        x = randn(rows, n) * 5
-        bx = Buf(x)
-        fn((rows,), (1024,), (bx.view, i32(rows), i32(n)))
-        # x - max in f32 as the kernel (and the CPU sampler) computes it; the rest in f64
-        d = (x - x.max(axis=1, keepdims=True)).astype(np.float64)
-        p = np.exp(d)
-        want = p / p.sum(axis=1, keepdims=True)
-        got = bx.get().reshape(rows, n)
-        rel = float(np.max(np.abs(got - want) / want))
-        check(rel < 1e-6 and bx.guards_ok(), f"{tag} softmax_rows rows={rows} n={n} max_rel={rel:.2e}")
 
 
 # A probe of common.h's logical wave (not an op: compiled from this string). Every result is

@@ -19,8 +19,13 @@
 //   out[d] = Σ_w a_w[d]·e^(m_w - M) / Σ_w ℓ_w·e^(m_w - M).
 // Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
 //   pos0 + rows ≤ capacity, layer < n_layers.
+// Paths (WF_PATH, slot = the KV type's codec id):
+//   keys:       a wave folds a key into its running (m, ℓ, a)
+//   empty_wave: the merge meets a wave that saw no key (fewer keys than waves)
 
 #include "common.h"
+
+enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE };
 
 constexpr int ATTENTION_BLOCK = 128;
 constexpr int ATTENTION_MAX_HEAD_DIM = 256;
@@ -65,6 +70,7 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
     }
     const float s = wave_sum(part) * scale;  // every lane of the wave: s_j
     if (valid) {
+      WF_PATH(KV::id, PATH_KEYS);
       const float m_new = max_num(m, s);
       const float corr = wf_expf(m - m_new);  // 0 on the first key (m = -inf)
       const float p = wf_expf(s - m_new);
@@ -101,6 +107,7 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
 #pragma unroll
     for (int u = 0; u < ATTENTION_WAVES; ++u) {
       // a wave that saw no key (m = -inf) contributes nothing
+      if (wave_m[u] == -wf_inf()) WF_PATH(KV::id, PATH_EMPTY_WAVE);
       const float f = wave_m[u] == -wf_inf() ? 0.0f : wf_expf(wave_m[u] - big_m);
       num += wave_acc[u][d] * f;
       den += wave_l[u] * f;

@@ -184,16 +184,19 @@ WF_DEVICE uint16_t f32_to_f16(float f) {
 // `_f16` and `_bf16` entry points instantiate the op templates with one of these.
 struct F32 {
   typedef float storage;
+  enum { id = 0 };  // the kernel's coverage slot among its _f32/_f16/_bf16 entry points
   static WF_DEVICE float load(float x) { return x; }
   static WF_DEVICE float store(float x) { return x; }
 };
 struct F16 {
   typedef uint16_t storage;
+  enum { id = 1 };
   static WF_DEVICE float load(uint16_t x) { return f16_to_f32(x); }
   static WF_DEVICE uint16_t store(float x) { return f32_to_f16(x); }
 };
 struct BF16 {
   typedef uint16_t storage;
+  enum { id = 2 };
   static WF_DEVICE float load(uint16_t x) { return bf16_to_f32(x); }
   static WF_DEVICE uint16_t store(float x) { return f32_to_bf16(x); }
 };
@@ -298,6 +301,35 @@ WF_DEVICE void wf_sincosf(float a, float* s, float* c) {
 }
 
 #if !defined(WF_HOST)
+// ---------------------------------------------------------------------------------------------
+// Path coverage. Every kernel names its paths (the branches that compute something different:
+// vector or scalar, aligned or not, a tail, a special case) in its file's `enum ...Path` and doc
+// comment, and marks each with WF_PATH(slot, path): `slot` tells the file's entry points apart
+// (the codec's id for templated ones). Compiled with -DWF_COVERAGE, a mark sets bit `path` of
+// wf_coverage[slot], a module global the conformance suite reads after each case to show which
+// case reaches which path (engine/src/backend/gpu/coverage.rs holds the table); otherwise it
+// compiles to nothing, so the kernels the engine runs carry no trace of it.
+// ---------------------------------------------------------------------------------------------
+#define WF_COVERAGE_SLOTS 8
+#if defined(WF_COVERAGE)
+extern "C" {
+__device__ unsigned int wf_coverage[WF_COVERAGE_SLOTS];
+}
+WF_DEVICE void wf_path(int slot, int path) {
+  const unsigned int bit = 1u << path;
+  if ((wf_coverage[slot] & bit) == 0) {
+#if defined(WF_HIP)
+    __atomic_fetch_or(&wf_coverage[slot], bit, __ATOMIC_RELAXED);
+#else
+    atomicOr(&wf_coverage[slot], bit);
+#endif
+  }
+}
+#define WF_PATH(slot, path) wf_path((slot), (path))
+#else
+#define WF_PATH(slot, path) ((void)(slot), (void)(path))
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Thread indexing and barriers (one-dimensional blocks; grids up to two-dimensional).
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 //   swiglu:   out[i] = gate[i] / (1 + e^(-gate[i])) · up[i]   (silu(gate) · up, as the CPU)
 //   add:      x[i] += y[i]
 //   bias_add: out[r·cols + c] += bias[c]
-//   fill_f32: x[i] = value                                    (NaN poisoning in conformance)
 //
 // Shapes: gate, up, out, x, y (n) f32, n 64-bit; out (rows, cols) and bias (cols) for bias_add.
 // Launch: grid (ceil(n / 256)) — ceil(rows·cols / 256) for bias_add; block ELEMENTWISE_BLOCK
@@ -11,9 +10,13 @@
 //   touch neighbouring elements, so each wave's accesses coalesce; with one element per
 //   thread (the ABI's grid) there is nothing for a wider vector load to add.
 
+// Paths (WF_PATH; slots 0 swiglu, 1 add, 2 bias_add): one each,
+//   main: the element's value (no branch beyond the bounds check)
+
 #include "common.h"
 
 constexpr int ELEMENTWISE_BLOCK = 256;
+enum ElementwisePath { PATH_MAIN };
 
 WF_DEVICE i64 element_index() {
   return (i64)block_index_x() * ELEMENTWISE_BLOCK + thread_index();
@@ -23,6 +26,7 @@ extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
     swiglu(const float* gate, const float* up, float* out, i64 n) {
   const i64 i = element_index();
   if (i < n) {
+    WF_PATH(0, PATH_MAIN);
     const float g = gate[i];
     out[i] = g / (1.0f + wf_expf(-g)) * up[i];
   }
@@ -31,17 +35,17 @@ extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
     add(float* x, const float* y, i64 n) {
   const i64 i = element_index();
-  if (i < n) x[i] += y[i];
+  if (i < n) {
+    WF_PATH(1, PATH_MAIN);
+    x[i] += y[i];
+  }
 }
 
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
     bias_add(float* out, const float* bias, int rows, int cols) {
   const i64 i = element_index();
-  if (i < (i64)rows * cols) out[i] += bias[i % cols];
-}
-
-extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
-    fill_f32(float* x, float value, i64 n) {
-  const i64 i = element_index();
-  if (i < n) x[i] = value;
+  if (i < (i64)rows * cols) {
+    WF_PATH(2, PATH_MAIN);
+    out[i] += bias[i % cols];
+  }
 }

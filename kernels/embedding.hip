@@ -8,10 +8,15 @@
 //   elements each) and then the scalar tail hidden mod vector; otherwise every element
 //   scalar, element t, t + 256, ….
 // Contract: 0 ≤ tokens[b] < vocab, checked by the host (the kernel is not told vocab).
+// Paths (WF_PATH, slot = the table type's codec id):
+//   vec:    both rows start on 16 bytes: 16-byte vector loads and stores
+//   tail:   after the vectors, the hidden mod VEC elements, scalar
+//   scalar: a row not on 16 bytes: every element scalar
 
 #include "common.h"
 
 constexpr int EMBEDDING_BLOCK = 256;
+enum EmbeddingPath { PATH_VEC, PATH_TAIL, PATH_SCALAR };
 
 template <class C>
 __device__ void embedding_kernel(const typename C::storage* table, const int* tokens, float* out,
@@ -22,16 +27,21 @@ __device__ void embedding_kernel(const typename C::storage* table, const int* to
   float* dst = out + (i64)b * hidden;                                 // (hidden)
   const int VEC = Vec16<C>::n;
   int tail = 0;  // first element of the scalar part
-  if (is_aligned(src, 16) && is_aligned(dst, 16)) {
+  const bool aligned = is_aligned(src, 16) && is_aligned(dst, 16);
+  if (aligned) {
     const int n_vec = hidden / VEC;
     for (int k = thread_index(); k < n_vec; k += EMBEDDING_BLOCK) {
+      WF_PATH(C::id, PATH_VEC);
       float v[VEC];
       load16<C>(src + (i64)k * VEC, v);
       store_f32s<VEC>(dst + (i64)k * VEC, v);
     }
     tail = n_vec * VEC;
   }
-  for (int i = tail + thread_index(); i < hidden; i += EMBEDDING_BLOCK) dst[i] = C::load(src[i]);
+  for (int i = tail + thread_index(); i < hidden; i += EMBEDDING_BLOCK) {
+    WF_PATH(C::id, aligned ? PATH_TAIL : PATH_SCALAR);
+    dst[i] = C::load(src[i]);
+  }
 }
 
 extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)

@@ -11,10 +11,16 @@
 //   same partition, so each thread re-reads only the x elements it wrote itself.
 // Arithmetic as the CPU backend: the mean is sum / dim in f32, the scale 1/sqrt (correctly
 // rounded sqrt and division), and out = w · (x · scale) in that order.
+// Paths (WF_PATH, slot 0):
+//   vec:      the row and w start on 16 bytes: float4 passes
+//   tail:     after the vectors, the dim mod 4 elements, scalar
+//   scalar:   a row not on 16 bytes: every element scalar
+//   residual: the fused residual add (x += residual, written back)
 
 #include "common.h"
 
 constexpr int RMS_NORM_BLOCK = 256;
+enum RmsNormPath { PATH_VEC, PATH_TAIL, PATH_SCALAR, PATH_RESIDUAL };
 
 __device__ void rms_norm_kernel(float* x, const float* residual, const float* w, float* out,
                                 int rows, int dim, float eps) {
@@ -31,9 +37,11 @@ __device__ void rms_norm_kernel(float* x, const float* residual, const float* w,
   // Pass 1: x += residual; sum of squares.
   float ss = 0.0f;
   for (int k = t; k < n_vec; k += RMS_NORM_BLOCK) {
+    WF_PATH(0, PATH_VEC);
     float v[4];
     load_f32x4(xr + 4 * k, v);
     if (rr) {
+      WF_PATH(0, PATH_RESIDUAL);
       float a[4];
       load_f32x4(rr + 4 * k, a);
 #pragma unroll
@@ -44,8 +52,10 @@ __device__ void rms_norm_kernel(float* x, const float* residual, const float* w,
     for (int j = 0; j < 4; ++j) ss += v[j] * v[j];
   }
   for (int i = 4 * n_vec + t; i < dim; i += RMS_NORM_BLOCK) {
+    WF_PATH(0, vec ? PATH_TAIL : PATH_SCALAR);
     float v = xr[i];
     if (rr) {
+      WF_PATH(0, PATH_RESIDUAL);
       v += rr[i];
       xr[i] = v;
     }

@@ -18,10 +18,14 @@
 //   the n_kv_heads·half/G k groups, the n_kv_heads·head_dim/G v groups. Every element is
 //   read and written by exactly one thread.
 // Contract (checked by the host): head_dim even, pos0 + rows ≤ capacity, layer < n_layers.
+// Paths (WF_PATH, slot = the KV type's codec id):
+//   g4: groups of 4 (half a multiple of 4, 16-byte aligned bases): vector loads and stores
+//   g1: groups of 1: every element scalar
 
 #include "common.h"
 
 constexpr int ROPE_BLOCK = 256;
+enum RopePath { PATH_G4, PATH_G1 };
 
 // G consecutive values at p, G = 4 (one vector access: 16 bytes of f32, 8 of 16-bit; p aligned
 // to it) or G = 1. Overloads on the array size, so the G = 1 code stays scalar.
@@ -72,6 +76,7 @@ WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* i
   const i64 head_stride = (i64)capacity * head_dim;
 
   for (int g = t; g < n_heads * groups; g += ROPE_BLOCK) {
+    WF_PATH(KV::id, G == 4 ? PATH_G4 : PATH_G1);
     const int h = g / groups, d = (g - h * groups) * G;
     float* x = qrow + (i64)h * head_dim;
     float lo[G], hi[G];

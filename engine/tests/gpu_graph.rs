@@ -38,7 +38,7 @@ fn captured_kernels_run_only_on_replay_and_repeatably() {
     let y = b.upload_f32(&yv).unwrap();
     let g = b
         .capture(|b| {
-            b.fill(&mut x, 1.0)?;
+            b.add(&mut x, &y, n)?;
             b.add(&mut x, &y, n)
         })
         .unwrap();
@@ -47,9 +47,13 @@ fn captured_kernels_run_only_on_replay_and_repeatably() {
         xv,
         "captured work must not run at capture"
     );
-    let want: Vec<f32> = yv.iter().map(|v| 1.0 + v).collect();
+    // Each replay adds y twice, in the captured order.
+    let mut want = xv.clone();
     for _ in 0..3 {
         b.replay(&g).unwrap();
+        for (w, v) in want.iter_mut().zip(&yv) {
+            *w = *w + v + v;
+        }
         assert_eq!(b.download_f32(&x).unwrap(), want);
     }
 }

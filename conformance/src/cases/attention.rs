@@ -156,6 +156,8 @@ pub fn grid() -> Vec<AttentionCase> {
             let hd = [64, 96, 80, 128][i];
             g.push(case(rows, pos0, gqa[(i + 1) % 4], hd, kv));
         }
+        // a head dim that fills no wave and no vector
+        g.push(case(3, 2, (4, 2), 6, kv));
     }
     // scores in the hundreds (std ≈ 0.37·m²·√hd·scale ≈ 95 at m = 16): exp overflows without max subtraction
     for rows in [1, 7] {

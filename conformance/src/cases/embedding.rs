@@ -71,7 +71,15 @@ impl EmbeddingCase {
 pub fn grid() -> Vec<EmbeddingCase> {
     let mut g = Vec::new();
     for dtype in [DType::F32, DType::F16, DType::BF16] {
-        for (vocab, hidden, n_tokens) in [(97, 64, 1), (97, 80, 3), (1000, 576, 113)] {
+        // hidden 13: the first row is aligned and ends in a scalar tail, the next rows start
+        // off 16 bytes (the scalar path); hidden 5 is shorter than a 16-bit vector.
+        for (vocab, hidden, n_tokens) in [
+            (97, 64, 1),
+            (97, 80, 3),
+            (1000, 576, 113),
+            (97, 13, 3),
+            (31, 5, 2),
+        ] {
             g.push(EmbeddingCase {
                 vocab,
                 hidden,

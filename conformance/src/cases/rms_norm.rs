@@ -79,7 +79,17 @@ impl RmsNormCase {
 
 pub fn grid() -> Vec<RmsNormCase> {
     let mut g = Vec::new();
-    for (rows, dim) in [(1, 64), (3, 576), (113, 96), (1, 4096), (7, 8192)] {
+    // dim 5: row 0 aligned with a scalar tail, rows 1.. off 16 bytes (scalar); dim 1: a tail
+    // only.
+    for (rows, dim) in [
+        (1, 64),
+        (3, 576),
+        (113, 96),
+        (1, 4096),
+        (7, 8192),
+        (3, 5),
+        (2, 1),
+    ] {
         for residual in [false, true] {
             g.push(RmsNormCase {
                 rows,

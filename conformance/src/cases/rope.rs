@@ -196,6 +196,9 @@ pub fn grid() -> Vec<RopeCase> {
             (113, 5, 6, 2, 80),
             (7, 506, 12, 4, 96),
             (1, 8191, 32, 8, 128),
+            // half = 3 and 5: not a multiple of 4, the scalar (G = 1) path
+            (3, 7, 4, 2, 6),
+            (2, 40, 3, 3, 10),
         ] {
             g.push(base(rows, pos0, h, kvh, hd, kv));
         }

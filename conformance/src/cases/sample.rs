@@ -21,6 +21,22 @@ pub enum Logits {
     Peaked,
     /// Magnitudes up to 1e4: exp overflows without max subtraction.
     Huge,
+    /// One NaN among finite logits: every sampler must refuse the row.
+    WithNan,
+    /// One +inf: refused.
+    WithPosInf,
+    /// Every logit -inf: refused.
+    AllNegInf,
+}
+
+impl Logits {
+    /// Logits no sampler may sample from: the backend must return an error, as the reference.
+    pub fn is_invalid(self) -> bool {
+        matches!(
+            self,
+            Logits::WithNan | Logits::WithPosInf | Logits::AllNegInf
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +93,9 @@ impl SampleCase {
                 l[i] += 12.0;
             }
             Logits::Huge => l.iter_mut().for_each(|x| *x *= 3000.0),
+            Logits::WithNan => l[rng.below(self.vocab)] = f32::NAN,
+            Logits::WithPosInf => l[rng.below(self.vocab)] = f32::INFINITY,
+            Logits::AllNegInf => l.iter_mut().for_each(|x| *x = f32::NEG_INFINITY),
         }
         l
     }
@@ -93,6 +112,31 @@ impl SampleCase {
         coins.extend((0..8).map(|_| rng.unit()));
         let t = upload(b, DType::F32, &all)?;
         let rp = to_reference(&self.params);
+        if self.logits.is_invalid() {
+            // Both sides refuse, for every coin: no token is ever taken from such a row.
+            let mut taken = Vec::new();
+            for &coin in &coins {
+                assert!(
+                    rs::sample(&logits, &rp, &history, coin).is_err(),
+                    "the reference refuses {:?} logits",
+                    self.logits
+                );
+                if let Ok(id) =
+                    b.sample(&t, self.rows - 1, self.vocab, &self.params, &history, coin)
+                {
+                    taken.push((coin, id));
+                }
+            }
+            let cmp = if taken.is_empty() {
+                crate::compare::Comparison::exact()
+            } else {
+                crate::compare::Comparison::fail(format!(
+                    "sampled from {:?} logits instead of refusing: (coin, id) {taken:?}",
+                    self.logits
+                ))
+            };
+            return Ok(vec![Check::new("refused", cmp)]);
+        }
         let (mut want, mut got) = (Vec::new(), Vec::new());
         for &coin in &coins {
             want.push(rs::sample(&logits, &rp, &history, coin).expect("valid params and logits"));
@@ -149,6 +193,32 @@ pub fn grid() -> Vec<SampleCase> {
         rows: 1,
         seed: 72,
     });
+    // Greedy (the device's argmax) on rows that break 16-byte alignment or end in a scalar
+    // tail: vocab 1001, row 0 (aligned, tail of 1), row 1 (4004 bytes in: scalar); vocab 3
+    // (shorter than a vector).
+    for (vocab, rows) in [(1001, 1), (1001, 2), (3, 1)] {
+        g.push(SampleCase {
+            vocab,
+            logits: Logits::Flat,
+            params: SamplingParams::greedy(),
+            history_len: 0,
+            rows,
+            seed: 73,
+        });
+    }
+    // Logits no sampler takes, greedy (the device's argmax) and sampled (the host's path).
+    for logits in [Logits::WithNan, Logits::WithPosInf, Logits::AllNegInf] {
+        for params in [SamplingParams::greedy(), settings()[6]] {
+            g.push(SampleCase {
+                vocab: 1001,
+                logits,
+                params,
+                history_len: 0,
+                rows: 2,
+                seed: 74,
+            });
+        }
+    }
     g
 }
 

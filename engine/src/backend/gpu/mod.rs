@@ -163,7 +163,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 20] = [
+pub const ABI_KERNELS: [&str; 16] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -179,11 +179,7 @@ pub const ABI_KERNELS: [&str; 20] = [
     "bias_add",
     "convert_f32_to_f16",
     "convert_f32_to_bf16",
-    "convert_f16_to_f32",
-    "convert_bf16_to_f32",
-    "fill_f32",
     "argmax",
-    "softmax_rows",
 ];
 
 pub struct GpuBackend {
@@ -373,21 +369,6 @@ impl GpuBackend {
             dtype,
             len,
         })
-    }
-
-    /// Sets every element of an f32 tensor to `value` (NaN poisoning in conformance).
-    pub fn fill(&self, t: &mut GpuTensor, value: f32) -> Result<()> {
-        ops::elementwise::fill(self, t, value)
-    }
-
-    /// Converts `src` into `dst` (f32 ↔ f16/bf16), elementwise over `src.len()`.
-    pub fn convert(&self, src: &GpuTensor, dst: &mut GpuTensor) -> Result<()> {
-        ops::elementwise::convert(self, src, dst)
-    }
-
-    /// In-place, max-subtracted softmax over `rows` rows of `n`.
-    pub fn softmax_rows(&self, x: &mut GpuTensor, rows: usize, n: usize) -> Result<()> {
-        ops::sampling::softmax_rows(self, x, rows, n)
     }
 
     /// Records the work `f` queues into a graph instead of running it (`f` must not wait for

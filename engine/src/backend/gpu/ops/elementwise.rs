@@ -1,10 +1,10 @@
-//! Elementwise kernels: SwiGLU, the residual add, the bias add, fills and dtype conversions.
+//! Elementwise kernels: SwiGLU, the residual add, the bias add and the f32 → 16-bit conversion.
 //! All are 1-D launches of `ceil(n/256)` blocks of 256 threads.
 
 use super::{count, linear_grid, ELEMENTWISE_BLOCK};
+use crate::backend::check_tensor;
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg};
 use crate::backend::gpu::{bad, GpuBackend, GpuTensor};
-use crate::backend::{check_tensor, TensorInfo};
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -97,46 +97,7 @@ pub(in crate::backend::gpu) fn launch_bias_add(
     unsafe { b.launch("bias_add", cfg, &args) }
 }
 
-pub(in crate::backend::gpu) fn fill(b: &GpuBackend, t: &mut GpuTensor, value: f32) -> Result<()> {
-    const OP: &str = "fill_f32";
-    check_tensor("gpu", OP, "x", t, 0, F32)?;
-    if t.len() == 0 {
-        return Ok(());
-    }
-    let n = count(t.len());
-    let cfg = linear_grid(OP, n, ELEMENTWISE_BLOCK)?;
-    let args = [
-        KernelArg::Ptr(t.ptr()),
-        KernelArg::F32(value),
-        KernelArg::I64(n),
-    ];
-    // SAFETY: the tensor holds n f32.
-    unsafe { b.launch(OP, cfg, &args) }
-}
-
-pub(in crate::backend::gpu) fn convert(
-    b: &GpuBackend,
-    src: &GpuTensor,
-    dst: &mut GpuTensor,
-) -> Result<()> {
-    const OP: &str = "convert";
-    let any = &[DType::F32, DType::F16, DType::BF16];
-    check_tensor("gpu", OP, "src", src, 0, any)?;
-    check_tensor("gpu", OP, "dst", dst, src.len(), any)?;
-    if src.len() == 0 {
-        return Ok(());
-    }
-    launch_convert(
-        b,
-        src.dtype(),
-        dst.dtype(),
-        src.ptr(),
-        dst.ptr(),
-        count(src.len()),
-    )
-}
-
-/// `convert_{S}_to_{D}` (f32 ↔ f16/bf16) over `n`.
+/// `convert_f32_to_{D}` (f32 → f16/bf16) over `n`.
 pub(in crate::backend::gpu) fn launch_convert(
     b: &GpuBackend,
     from: DType,
@@ -148,8 +109,6 @@ pub(in crate::backend::gpu) fn launch_convert(
     let name = match (from, to) {
         (DType::F32, DType::F16) => "convert_f32_to_f16",
         (DType::F32, DType::BF16) => "convert_f32_to_bf16",
-        (DType::F16, DType::F32) => "convert_f16_to_f32",
-        (DType::BF16, DType::F32) => "convert_bf16_to_f32",
         _ => {
             return Err(bad(
                 "convert",

@@ -1,4 +1,5 @@
-//! Sampling: greedy decoding takes the argmax on the device (only the id crosses to the host);
+//! Sampling: greedy decoding takes the argmax on the device (only the id crosses to the host;
+//! -1 when the logits cannot be sampled, which the reference refuses too);
 //! anything else downloads the row and runs `crate::sampler::sample` (phase 1: CPU sampling).
 
 use crate::backend::check_tensor;
@@ -47,6 +48,10 @@ pub(in crate::backend::gpu) fn sample(
         let id = i32::from_le_bytes(id);
         return match usize::try_from(id) {
             Ok(i) if i < vocab => Ok(i as u32),
+            // The reference sampler's refusal, for the same logits.
+            _ if id == -1 => Err(crate::Error::InvalidRequest(
+                "the logits row holds a NaN or +inf, or every logit is -inf".into(),
+            )),
             _ => Err(bad(
                 OP,
                 format!("argmax returned {id} for a vocabulary of {vocab}"),
@@ -77,35 +82,4 @@ pub(in crate::backend::gpu) fn launch_argmax(
     let args = [KernelArg::Ptr(x), KernelArg::I32(n), KernelArg::Ptr(out)];
     // SAFETY: the caller checked x holds ≥ n f32; out is a 4-byte scratch.
     unsafe { b.launch("argmax", cfg, &args) }
-}
-
-pub(in crate::backend::gpu) fn softmax_rows(
-    b: &GpuBackend,
-    x: &mut GpuTensor,
-    rows: usize,
-    n: usize,
-) -> Result<()> {
-    const OP: &str = "softmax_rows";
-    check_tensor("gpu", OP, "x", x, rows * n, &[DType::F32])?;
-    if rows == 0 || n == 0 {
-        return Ok(());
-    }
-    launch_softmax_rows(b, x.ptr(), int(OP, "rows", rows)?, int(OP, "n", n)?)
-}
-
-/// `softmax_rows`: one block of 1024 threads per row.
-pub(in crate::backend::gpu) fn launch_softmax_rows(
-    b: &GpuBackend,
-    x: DevicePtr,
-    rows: i32,
-    n: i32,
-) -> Result<()> {
-    let cfg = LaunchConfig {
-        grid: (rows as u32, 1, 1),
-        block: (1024, 1, 1),
-        shared_bytes: 0,
-    };
-    let args = [KernelArg::Ptr(x), KernelArg::I32(rows), KernelArg::I32(n)];
-    // SAFETY: the caller checked x holds ≥ rows·n f32.
-    unsafe { b.launch("softmax_rows", cfg, &args) }
 }
