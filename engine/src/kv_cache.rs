@@ -213,13 +213,16 @@ impl<T: TensorInfo> KvCache<T> {
                 self.layout.n_layers
             )));
         }
-        let all = backend.download_f32(&self.arena)?;
         let l = &self.layout;
         let mut k = Vec::with_capacity(l.n_kv_heads * self.len * l.head_dim);
         let mut v = Vec::with_capacity(k.capacity());
+        // Layer `layer`'s K heads then V heads are one contiguous range of the arena.
+        let start = l.offset(layer, 0, 0, 0);
+        let span = 2 * l.n_kv_heads * l.capacity * l.head_dim;
+        let all = backend.download_range_f32(&self.arena, start, span)?;
         for (kv, out) in [(0, &mut k), (1, &mut v)] {
             for h in 0..l.n_kv_heads {
-                let o = l.offset(layer, kv, h, 0);
+                let o = l.offset(layer, kv, h, 0) - start;
                 out.extend_from_slice(&all[o..o + self.len * l.head_dim]);
             }
         }

@@ -155,6 +155,19 @@ pub trait Backend: Send + Sync + Sized {
     }
     /// All elements, converted to f32.
     fn download_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// Elements `start .. start + n`, converted to f32 (a KV layer of a large arena without
+    /// the whole arena crossing to the host).
+    fn download_range_f32(&self, t: &Self::Tensor, start: usize, n: usize) -> Result<Vec<f32>> {
+        let end = start.checked_add(n).filter(|&e| e <= t.len());
+        let Some(end) = end else {
+            return Err(Error::Backend {
+                backend: self.name(),
+                op: "download".into(),
+                detail: format!("elements {start}..+{n} of a tensor of {}", t.len()),
+            });
+        };
+        Ok(self.download_f32(t)?[start..end].to_vec())
+    }
     /// Waits for queued work (no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
     /// Copies all of `src` into `dst` from element `offset` on (same dtype; `offset +

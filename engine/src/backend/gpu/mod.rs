@@ -498,8 +498,18 @@ impl Backend for GpuBackend {
     }
 
     fn download_f32(&self, t: &GpuTensor) -> Result<Vec<f32>> {
-        let mut bytes = vec![0u8; t.len * t.dtype.block_bytes()];
-        self.vendor.dtoh(&mut bytes, t.ptr())?;
+        self.download_range_f32(t, 0, t.len)
+    }
+
+    fn download_range_f32(&self, t: &GpuTensor, start: usize, n: usize) -> Result<Vec<f32>> {
+        if start.checked_add(n).is_none_or(|end| end > t.len) {
+            return Err(bad(
+                "download",
+                format!("elements {start}..+{n} of a tensor of {}", t.len),
+            ));
+        }
+        let mut bytes = vec![0u8; n * t.dtype.block_bytes()];
+        self.vendor.dtoh(&mut bytes, t.ptr_at(start))?;
         Ok(match t.dtype {
             DType::F32 => bytes
                 .chunks_exact(4)

@@ -1,0 +1,259 @@
+//! Kernel path coverage: which case reaches which branch of which kernel.
+//!
+//! Every kernel names its paths in its file (`enum ...Path`, the doc comment, `WF_PATH(slot,
+//! path)` marks; see `kernels/common.h`). A backend built with `GpuOptions::coverage` compiles
+//! the kernels with `-DWF_COVERAGE`: each mark then sets bit `path` of `wf_coverage[slot]`, a
+//! global of its file's module, which [`GpuBackend::coverage_reset`] clears and
+//! [`GpuBackend::coverage_hits`] reads back. The table below maps (file, slot, bit) to names;
+//! a CPU test holds it to the sources, so a path added to a kernel without a name (or a name
+//! without a mark) fails CI.
+
+use super::vendor::DevicePtr;
+use super::{bad, GpuBackend};
+use crate::error::Result;
+
+/// Slots per module (`WF_COVERAGE_SLOTS` in common.h).
+pub const SLOTS: usize = 8;
+
+/// One kernel's coverage slot in its file's module and its paths, bit `i` = `paths[i]` (the
+/// order of the file's `enum ...Path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelPaths {
+    pub kernel: &'static str,
+    pub file: &'static str,
+    pub slot: usize,
+    pub paths: &'static [&'static str],
+}
+
+const VEC_TAIL_SCALAR: &[&str] = &["vec", "tail", "scalar"];
+const ROPE: &[&str] = &["g4", "g1"];
+const ATTENTION: &[&str] = &["keys", "empty_wave"];
+const MAIN: &[&str] = &["main"];
+
+const fn k(
+    kernel: &'static str,
+    file: &'static str,
+    slot: usize,
+    paths: &'static [&'static str],
+) -> KernelPaths {
+    KernelPaths {
+        kernel,
+        file,
+        slot,
+        paths,
+    }
+}
+
+/// Every ABI kernel with its paths.
+pub const KERNEL_PATHS: &[KernelPaths] = &[
+    k("embedding_f32", "embedding.hip", 0, VEC_TAIL_SCALAR),
+    k("embedding_f16", "embedding.hip", 1, VEC_TAIL_SCALAR),
+    k("embedding_bf16", "embedding.hip", 2, VEC_TAIL_SCALAR),
+    k(
+        "rms_norm",
+        "rms_norm.hip",
+        0,
+        &["vec", "tail", "scalar", "residual"],
+    ),
+    k("rope_kv_write_f32", "rope.hip", 0, ROPE),
+    k("rope_kv_write_f16", "rope.hip", 1, ROPE),
+    k("rope_kv_write_bf16", "rope.hip", 2, ROPE),
+    k("attention_f32", "attention.hip", 0, ATTENTION),
+    k("attention_f16", "attention.hip", 1, ATTENTION),
+    k("attention_bf16", "attention.hip", 2, ATTENTION),
+    k("swiglu", "elementwise.hip", 0, MAIN),
+    k("add", "elementwise.hip", 1, MAIN),
+    k("bias_add", "elementwise.hip", 2, MAIN),
+    k("convert_f32_to_f16", "convert.hip", 1, MAIN),
+    k("convert_f32_to_bf16", "convert.hip", 2, MAIN),
+    k(
+        "argmax",
+        "sampling.hip",
+        0,
+        &["vec", "tail", "scalar", "invalid"],
+    ),
+];
+
+/// A path of a kernel: `("embedding_f16", "tail")`.
+pub type Path = (&'static str, &'static str);
+
+/// Every (kernel, path) of the table.
+pub fn all_paths() -> Vec<Path> {
+    KERNEL_PATHS
+        .iter()
+        .flat_map(|k| k.paths.iter().map(move |p| (k.kernel, *p)))
+        .collect()
+}
+
+/// The paths set in `words` (one module's `wf_coverage`) of `file`.
+pub fn decode(file: &str, words: &[u32; SLOTS]) -> Vec<Path> {
+    KERNEL_PATHS
+        .iter()
+        .filter(|k| k.file == file)
+        .flat_map(|k| {
+            k.paths
+                .iter()
+                .enumerate()
+                .filter(move |(bit, _)| words[k.slot] & (1 << bit) != 0)
+                .map(move |(_, p)| (k.kernel, *p))
+        })
+        .collect()
+}
+
+impl GpuBackend {
+    /// `wf_coverage` of every module: (file, device address).
+    fn coverage_globals(&self) -> Result<Vec<(String, DevicePtr)>> {
+        if !self.coverage {
+            return Err(bad(
+                "coverage",
+                "this backend's kernels were built without -DWF_COVERAGE".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for (file, m) in &self.modules {
+            match self.vendor.module_global(*m, "wf_coverage")? {
+                Some((ptr, bytes)) if bytes >= SLOTS * 4 => out.push((file.clone(), ptr)),
+                Some((_, bytes)) => {
+                    return Err(bad(
+                        "coverage",
+                        format!("{file}: wf_coverage has {bytes} bytes, expected {}", SLOTS * 4),
+                    ))
+                }
+                None => {
+                    return Err(bad(
+                        "coverage",
+                        format!("{file}: no wf_coverage global in the coverage build"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Clears every module's path bits (queued on the stream).
+    pub fn coverage_reset(&self) -> Result<()> {
+        for (_, ptr) in self.coverage_globals()? {
+            self.vendor.memset(ptr, 0, SLOTS * 4)?;
+        }
+        Ok(())
+    }
+
+    /// The paths reached since the last reset (waits for the stream).
+    pub fn coverage_hits(&self) -> Result<Vec<Path>> {
+        let mut hits = Vec::new();
+        for (file, ptr) in self.coverage_globals()? {
+            let mut bytes = [0u8; SLOTS * 4];
+            self.vendor.dtoh(&mut bytes, ptr)?;
+            let mut words = [0u32; SLOTS];
+            for (w, c) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+                *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            hits.extend(decode(&file, &words));
+        }
+        Ok(hits)
+    }
+
+    /// Whether the kernels carry the coverage marks.
+    pub fn has_coverage(&self) -> bool {
+        self.coverage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::gpu::module::KERNEL_SOURCES;
+    use crate::backend::gpu::ABI_KERNELS;
+
+    /// `enum XPath { PATH_A, PATH_B };` of a kernel source: `["a", "b"]`.
+    fn enum_paths(src: &str) -> Vec<String> {
+        let Some(start) = src.find("Path {") else {
+            return Vec::new();
+        };
+        let body = &src[start + 6..];
+        let body = &body[..body.find('}').expect("the enum closes")];
+        body.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.strip_prefix("PATH_").expect("PATH_ names").to_lowercase())
+            .collect()
+    }
+
+    /// The PATH_ names in every `WF_PATH(…)` of a source.
+    fn marked(src: &str) -> Vec<String> {
+        src.match_indices("WF_PATH(")
+            .map(|(i, _)| {
+                let rest = &src[i..];
+                &rest[..rest.find(";").expect("a mark ends its statement")]
+            })
+            .flat_map(|call| {
+                call.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter_map(|w| w.strip_prefix("PATH_"))
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_table_matches_the_kernel_sources() {
+        for name in ABI_KERNELS {
+            let n = KERNEL_PATHS.iter().filter(|k| k.kernel == name).count();
+            assert_eq!(n, 1, "{name}: {n} entries in KERNEL_PATHS");
+        }
+        assert_eq!(KERNEL_PATHS.len(), ABI_KERNELS.len());
+        for (file, src) in KERNEL_SOURCES {
+            let declared = enum_paths(src);
+            assert!(!declared.is_empty(), "{file}: no `enum ...Path`");
+            let mut slots = std::collections::HashSet::new();
+            for k in KERNEL_PATHS.iter().filter(|k| k.file == *file) {
+                assert!(k.slot < SLOTS, "{}: slot {}", k.kernel, k.slot);
+                assert!(slots.insert(k.slot), "{file}: slot {} used twice", k.slot);
+                assert!(
+                    src.contains(&format!("{}(", k.kernel)),
+                    "{}: not in {file}",
+                    k.kernel
+                );
+                // bit i is the enum's i-th name; a kernel may use a prefix of the enum
+                assert_eq!(
+                    k.paths,
+                    &declared[..k.paths.len()],
+                    "{}: paths against {file}'s enum",
+                    k.kernel
+                );
+            }
+            let marks = marked(src);
+            for p in &declared {
+                assert!(
+                    src.contains(&format!("//   {p}:")),
+                    "{file}: path {p} is not in the doc comment"
+                );
+                assert!(marks.contains(p), "{file}: path {p} is never marked");
+                let listed = KERNEL_PATHS
+                    .iter()
+                    .any(|k| k.file == *file && k.paths.contains(&p.as_str()));
+                assert!(listed, "{file}: path {p} is in no KERNEL_PATHS entry");
+            }
+            for m in &marks {
+                assert!(declared.contains(m), "{file}: WF_PATH of undeclared {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn bits_decode_to_names() {
+        let mut w = [0u32; SLOTS];
+        w[1] = 0b101; // embedding_f16: vec and scalar
+        w[2] = 0b010; // embedding_bf16: tail
+        assert_eq!(
+            decode("embedding.hip", &w),
+            [
+                ("embedding_f16", "vec"),
+                ("embedding_f16", "scalar"),
+                ("embedding_bf16", "tail")
+            ]
+        );
+        assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
+        assert_eq!(all_paths().len(), 3 * 3 + 4 + 3 * 2 + 3 * 2 + 3 + 2 + 4);
+    }
+}
