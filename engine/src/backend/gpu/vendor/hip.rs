@@ -312,6 +312,11 @@ impl Vendor for HipVendor {
         &self.info
     }
 
+    fn memory_info(&self) -> Result<(usize, usize), Error> {
+        self.bind()?;
+        self.hip.mem_get_info().map_err(|e| call_error(e, ""))
+    }
+
     fn alloc(&self, bytes: usize) -> Result<DevicePtr, Error> {
         if bytes == 0 {
             return Ok(0);
@@ -405,6 +410,22 @@ impl Vendor for HipVendor {
         }
         .map_err(|e| call_error(e, name))?;
         Ok(f.map(|f| FunctionHandle(f as usize)))
+    }
+
+    fn module_global(
+        &self,
+        module: ModuleHandle,
+        name: &str,
+    ) -> Result<Option<(DevicePtr, usize)>, Error> {
+        self.bind()?;
+        let cname = c_name("hipModuleGetGlobal", name)?;
+        // SAFETY: `module` came from load_module on this vendor and is never unloaded.
+        let g = unsafe {
+            self.hip
+                .module_get_global(module.0 as hip::hipModule_t, &cname)
+        }
+        .map_err(|e| call_error(e, name))?;
+        Ok(g.map(|(p, bytes)| (p as usize as DevicePtr, bytes)))
     }
 
     unsafe fn launch(
