@@ -186,17 +186,20 @@ impl std::fmt::Debug for RocBlas {
 }
 
 /// The file names tried by [`RocBlas::load`], in order: `$WAVEFRONT_ROCBLAS_LIB` alone when set;
-/// else `$ROCM_PATH/lib` and `/opt/rocm/lib` (each with the unversioned name and the sonames of
-/// rocBLAS 5, 4 and 3), then the bare names for the loader's own search path.
+/// else `$ROCM_PATH/lib`, `$HIP_PATH/lib` and `/opt/rocm/lib` (each with the unversioned name,
+/// the sonames of rocBLAS 5, 4 and 3, and `librocblas.so.0`, the soname Debian trixie and
+/// Ubuntu 24.04 give their packaged rocBLAS), then the bare names for the loader's own search
+/// path.
 pub fn candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("WAVEFRONT_ROCBLAS_LIB") {
         return vec![PathBuf::from(p)];
     }
-    const NAMES: [&str; 4] = [
+    const NAMES: [&str; 5] = [
         "librocblas.so",
         "librocblas.so.5",
         "librocblas.so.4",
         "librocblas.so.3",
+        "librocblas.so.0",
     ];
     let mut dirs: Vec<PathBuf> = ["ROCM_PATH", "HIP_PATH"]
         .iter()
@@ -496,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn default_candidates_cover_rocm_6_and_7_sonames() {
+    fn default_candidates_cover_rocm_6_and_7_and_distro_sonames() {
         if std::env::var_os("WAVEFRONT_ROCBLAS_LIB").is_some() {
             eprintln!("skipping: WAVEFRONT_ROCBLAS_LIB is set");
             return;
@@ -504,6 +507,7 @@ mod tests {
         let c = candidates();
         assert!(c.contains(&PathBuf::from("/opt/rocm/lib/librocblas.so.4")));
         assert!(c.contains(&PathBuf::from("librocblas.so.5")));
-        assert_eq!(c.last(), Some(&PathBuf::from("librocblas.so.3")));
+        assert!(c.contains(&PathBuf::from("/opt/rocm/lib/librocblas.so.0")));
+        assert_eq!(c.last(), Some(&PathBuf::from("librocblas.so.0")));
     }
 }

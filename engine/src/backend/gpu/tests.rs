@@ -31,6 +31,8 @@ struct State {
     functions: Vec<String>,
     calls: Vec<Call>,
     compiles: usize,
+    /// Module globals handed out, by (module, name): one allocation each.
+    globals: HashMap<(usize, String), (DevicePtr, usize)>,
 }
 
 struct FakeVendor {
@@ -62,6 +64,13 @@ impl FakeVendor {
         std::mem::take(&mut self.state.lock().unwrap().calls)
     }
 
+    fn alloc_in(s: &mut State, bytes: usize) -> DevicePtr {
+        let p = s.next;
+        s.next += (bytes as u64).div_ceil(256) * 256 + 256;
+        s.mem.insert(p, vec![0xAB; bytes]);
+        p
+    }
+
     /// The allocation holding `p` and the offset of `p` in it.
     fn locate(s: &State, p: DevicePtr) -> Option<(DevicePtr, usize)> {
         s.mem
@@ -75,12 +84,15 @@ impl Vendor for FakeVendor {
     fn info(&self) -> &DeviceInfo {
         &self.info
     }
+    /// Free memory is the total less the live allocations.
+    fn memory_info(&self) -> Result<(usize, usize)> {
+        let s = self.state.lock().unwrap();
+        let used: usize = s.mem.values().map(Vec::len).sum();
+        Ok((self.info.total_memory - used, self.info.total_memory))
+    }
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         let mut s = self.state.lock().unwrap();
-        let p = s.next;
-        s.next += (bytes as u64).div_ceil(256) * 256 + 256;
-        s.mem.insert(p, vec![0xAB; bytes]);
-        Ok(p)
+        Ok(Self::alloc_in(&mut s, bytes))
     }
     unsafe fn free(&self, ptr: DevicePtr) -> Result<()> {
         self.state.lock().unwrap().mem.remove(&ptr);
@@ -132,6 +144,26 @@ impl Vendor for FakeVendor {
         }
         s.functions.push(name.to_string());
         Ok(Some(FunctionHandle(s.functions.len())))
+    }
+    /// A module declares the global `name` as `__device__ int name[n];` (4n bytes).
+    fn module_global(&self, m: ModuleHandle, name: &str) -> Result<Option<(DevicePtr, usize)>> {
+        let mut s = self.state.lock().unwrap();
+        let key = (m.0, name.to_string());
+        if let Some(g) = s.globals.get(&key) {
+            return Ok(Some(*g));
+        }
+        let text = String::from_utf8_lossy(&s.images[m.0 - 1]).into_owned();
+        let decl = format!("__device__ int {name}[");
+        let Some(count) = text
+            .split_once(&decl)
+            .and_then(|(_, rest)| rest.split_once("];"))
+            .and_then(|(n, _)| n.parse::<usize>().ok())
+        else {
+            return Ok(None);
+        };
+        let g = (Self::alloc_in(&mut s, 4 * count), 4 * count);
+        s.globals.insert(key, g);
+        Ok(Some(g))
     }
     unsafe fn launch(
         &self,
@@ -480,4 +512,35 @@ fn ops_refuse_short_buffers_and_wrong_dtypes() {
     assert!(b.upload(DType::F32, &[0u8; 7]).is_err());
     assert!(b.alloc(DType::Q4_0, 32).is_err());
     assert!(v.calls().is_empty(), "nothing launched");
+}
+
+#[test]
+fn memory_info_and_module_globals_go_through_the_vendor_trait() {
+    let fake = FakeVendor::new(Runtime::Hip, 64);
+    let v: Arc<dyn Vendor> = fake.clone();
+    let (free, total) = v.memory_info().unwrap();
+    assert_eq!((free, total), (1 << 30, 1 << 30));
+    let p = v.alloc(1 << 20).unwrap();
+    assert_eq!(v.memory_info().unwrap(), (free - (1 << 20), total));
+    // SAFETY: `p` came from this vendor's alloc and is not used afterwards.
+    unsafe { v.free(p) }.unwrap();
+    assert_eq!(v.memory_info().unwrap().0, free);
+
+    let m = v
+        .load_module(b"-DWAVE=64\n__device__ int wf_pos[3];\n")
+        .unwrap();
+    let (g, bytes) = v.module_global(m, "wf_pos").unwrap().expect("declared");
+    assert_eq!(bytes, 12);
+    assert_eq!(
+        v.module_global(m, "wf_pos").unwrap(),
+        Some((g, bytes)),
+        "one address per global"
+    );
+    // The address is device memory of the stated size.
+    let want: Vec<u8> = [5i32, -1, 9].iter().flat_map(|x| x.to_le_bytes()).collect();
+    v.htod(g, &want).unwrap();
+    let mut got = vec![0u8; bytes];
+    v.dtoh(&mut got, g).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(v.module_global(m, "wf_len").unwrap(), None);
 }

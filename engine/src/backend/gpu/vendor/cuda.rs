@@ -300,6 +300,16 @@ impl Vendor for CudaVendor {
         &self.info
     }
 
+    fn memory_info(&self) -> Result<(usize, usize), Error> {
+        self.bind()?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: writes two size_t; the context is current.
+        ck("cuMemGetInfo_v2", unsafe {
+            cu::cuMemGetInfo_v2(&mut free, &mut total)
+        })?;
+        Ok((free, total))
+    }
+
     fn alloc(&self, bytes: usize) -> Result<DevicePtr, Error> {
         if bytes == 0 {
             return Ok(0);
@@ -458,6 +468,26 @@ impl Vendor for CudaVendor {
             cu::CUresult::CUDA_SUCCESS => Ok(Some(FunctionHandle(f as usize))),
             cu::CUresult::CUDA_ERROR_NOT_FOUND => Ok(None),
             s => Err(driver_error("cuModuleGetFunction", s, name)),
+        }
+    }
+
+    fn module_global(
+        &self,
+        module: ModuleHandle,
+        name: &str,
+    ) -> Result<Option<(DevicePtr, usize)>, Error> {
+        self.bind()?;
+        let cname = CString::new(name)
+            .map_err(|_| vendor_error("cuModuleGetGlobal_v2", "invalid name", name))?;
+        let (mut p, mut bytes): (cu::CUdeviceptr, usize) = (0, 0);
+        // SAFETY: `module` came from load_module on this vendor and is never unloaded; writes
+        // one device pointer and one size_t.
+        match unsafe {
+            cu::cuModuleGetGlobal_v2(&mut p, &mut bytes, module.0 as cu::CUmodule, cname.as_ptr())
+        } {
+            cu::CUresult::CUDA_SUCCESS => Ok(Some((p, bytes))),
+            cu::CUresult::CUDA_ERROR_NOT_FOUND => Ok(None),
+            s => Err(driver_error("cuModuleGetGlobal_v2", s, name)),
         }
     }
 

@@ -1,84 +1,37 @@
-//! AMD: the HIP runtime and hipRTC through `cubecl-hip-sys` (its bindings resolve symbols at
-//! run time), rocBLAS through the workspace's `rocblas-sys`. One device, one non-blocking
-//! stream, one rocBLAS handle bound to it.
+//! AMD: the HIP runtime and hipRTC through the workspace's `hip-sys`, rocBLAS through
+//! `rocblas-sys`, all loaded at run time. One device, one non-blocking stream, one rocBLAS
+//! handle bound to it.
 //!
-//! `cubecl-hip-sys` panics on first use when the libraries are missing, so [`HipVendor::open`]
-//! probes the runtime first, versioned sonames included (`.so.7`, `.so.6`), and checks
-//! `is_available()` after; `cubecl-hip-sys` itself opens only `libamdhip64.so` (`.so.1`,
-//! `.so.0`), so a runtime found under another name is exposed to it through a directory of
-//! symlinks (`expose_to_cubecl`).
-//! Device properties come from `hipGetDevicePropertiesR0600`, the symbol ROCm 6 and 7 export
-//! for the `hipDeviceProp_t` layout the bindings declare.
+//! The runtime is loaded once per process ([`runtime`]). `hip-sys` looks for libamdhip64
+//! under the sonames of ROCm 7, 6 and HIP 5 (`$WAVEFRONT_HIP_LIB` names one file instead), for
+//! hipRTC in libhiprtc or, on HIP 5, in the runtime itself, and resolves every function at
+//! load, falling back from `hipGetDevicePropertiesR0600` to HIP 5's `hipGetDeviceProperties`.
+//! So: no runtime library, or a runtime that reports no device, is [`OpenError::Unavailable`];
+//! a loaded runtime missing a function, or any failing call, is [`OpenError::Failed`].
+//! rocBLAS is loaded only once a device exists ([`HipVendor::open`]).
 //!
-//! This file cannot run here (no AMD GPU); it is written against the crates' signatures and the
-//! ROCm documentation, and compiled.
+//! Kernels compile without a device ([`compile_for`]): CI loads Debian 12's HIP 5.2 (no AMD
+//! device there), checks the no-device reason and compiles every kernel with its hipRTC
+//! (`engine/tests/hip_runtime.rs`). Everything that needs an AMD GPU runs in the ROCm
+//! golden-token workflow.
 
-use std::ffi::{c_char, c_void, CStr, CString};
-use std::sync::Mutex;
+use std::ffi::{c_void, CString};
+use std::sync::{Mutex, OnceLock};
 
-use cubecl_hip_sys as hip;
+use hip_sys::{self as hip, CallError, CompileError, Hip, LoadError};
 use rocblas_sys as rb;
 
 use super::{
-    library_candidates, no_panic, probe_library, vendor_error, CompileInput, DeviceInfo, DevicePtr,
-    EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg, LaunchConfig, ModuleHandle,
-    OpenError, Runtime, Vendor,
+    vendor_error, CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, Gemm,
+    GraphHandle, KernelArg, LaunchConfig, ModuleHandle, OpenError, Runtime, Vendor,
 };
 use crate::error::Error;
 use crate::tensor::DType;
 
-/// hip_runtime_api.h names of the status codes a run can plausibly meet.
-const HIP_ERRORS: [(u32, &str); 28] = [
-    (0, "hipSuccess"),
-    (1, "hipErrorInvalidValue"),
-    (2, "hipErrorOutOfMemory"),
-    (3, "hipErrorNotInitialized"),
-    (4, "hipErrorDeinitialized"),
-    (9, "hipErrorInvalidConfiguration"),
-    (17, "hipErrorInvalidDevicePointer"),
-    (35, "hipErrorInsufficientDriver"),
-    (98, "hipErrorInvalidDeviceFunction"),
-    (100, "hipErrorNoDevice"),
-    (101, "hipErrorInvalidDevice"),
-    (200, "hipErrorInvalidImage"),
-    (201, "hipErrorInvalidContext"),
-    (209, "hipErrorNoBinaryForGpu"),
-    (218, "hipErrorInvalidKernelFile"),
-    (300, "hipErrorInvalidSource"),
-    (301, "hipErrorFileNotFound"),
-    (302, "hipErrorSharedObjectSymbolNotFound"),
-    (303, "hipErrorSharedObjectInitFailed"),
-    (400, "hipErrorInvalidHandle"),
-    (500, "hipErrorNotFound"),
-    (600, "hipErrorNotReady"),
-    (700, "hipErrorIllegalAddress"),
-    (701, "hipErrorLaunchOutOfResources"),
-    (702, "hipErrorLaunchTimeOut"),
-    (719, "hipErrorLaunchFailure"),
-    (801, "hipErrorNotSupported"),
-    (999, "hipErrorUnknown"),
-];
-
-/// hiprtc.h names, indexed by status.
-const HIPRTC_ERRORS: [&str; 12] = [
-    "HIPRTC_SUCCESS",
-    "HIPRTC_ERROR_OUT_OF_MEMORY",
-    "HIPRTC_ERROR_PROGRAM_CREATION_FAILURE",
-    "HIPRTC_ERROR_INVALID_INPUT",
-    "HIPRTC_ERROR_INVALID_PROGRAM",
-    "HIPRTC_ERROR_INVALID_OPTION",
-    "HIPRTC_ERROR_COMPILATION",
-    "HIPRTC_ERROR_BUILTIN_OPERATION_FAILURE",
-    "HIPRTC_ERROR_NO_NAME_EXPRESSIONS_AFTER_COMPILATION",
-    "HIPRTC_ERROR_NO_LOWERED_NAMES_BEFORE_COMPILATION",
-    "HIPRTC_ERROR_NAME_EXPRESSION_NOT_VALID",
-    "HIPRTC_ERROR_INTERNAL_ERROR",
-];
-
 /// `hipErrorOutOfMemory (2)`; unknown codes keep their number. Needs no library.
 pub fn hip_status_name(status: hip::hipError_t) -> String {
-    match HIP_ERRORS.iter().find(|(c, _)| *c == status) {
-        Some((c, n)) => format!("{n} ({c})"),
+    match hip::status_name(status) {
+        Some(n) => format!("{n} ({status})"),
         None => format!("hipError ({status})"),
     }
 }
@@ -87,16 +40,34 @@ pub fn hip_error(op: &str, status: hip::hipError_t, context: &str) -> Error {
     vendor_error(op, &hip_status_name(status), context)
 }
 
+fn call_error(e: CallError, context: &str) -> Error {
+    hip_error(e.call, e.status, context)
+}
+
+fn ck(r: Result<(), CallError>) -> Result<(), Error> {
+    r.map_err(|e| call_error(e, ""))
+}
+
 pub fn hiprtc_error(op: &str, status: hip::hiprtcResult, context: &str) -> Error {
-    let name = HIPRTC_ERRORS
-        .get(status as usize)
-        .copied()
-        .unwrap_or(if status == 100 {
-            "HIPRTC_ERROR_LINKING"
-        } else {
-            "HIPRTC_ERROR"
-        });
+    let name = hip::rtc_status_name(status).unwrap_or("HIPRTC_ERROR");
     vendor_error(op, &format!("{name} ({status})"), context)
+}
+
+/// A hipRTC failure for `file` compiled for `arch`; a compile error carries the log.
+fn compile_error(e: CompileError, file: &str, arch: &str) -> Error {
+    match e {
+        CompileError::Nul { what } => vendor_error(
+            "hiprtcCreateProgram",
+            "invalid input",
+            &format!("{file}: the {what} contains a NUL byte"),
+        ),
+        CompileError::Call { call, status, log } if !log.trim().is_empty() => {
+            hiprtc_error(call, status, &format!("{file} for {arch}: {}", log.trim()))
+        }
+        CompileError::Call { call, status, .. } => {
+            hiprtc_error(call, status, &format!("{file} for {arch}"))
+        }
+    }
 }
 
 pub fn rocblas_error(e: &rb::CallError, context: &str) -> Error {
@@ -107,194 +78,138 @@ pub fn rocblas_error(e: &rb::CallError, context: &str) -> Error {
     )
 }
 
-fn ck(op: &str, status: hip::hipError_t) -> Result<(), Error> {
-    if status == hip::hipError_t_hipSuccess {
-        Ok(())
-    } else {
-        Err(hip_error(op, status, ""))
+/// No library is a reason to skip; a library missing a function is a broken install.
+fn load_error(e: &LoadError) -> OpenError {
+    match e {
+        LoadError::Library { .. } => OpenError::Unavailable(e.to_string()),
+        LoadError::Symbol {
+            library,
+            symbol,
+            detail,
+        } => OpenError::Failed(vendor_error(
+            symbol,
+            "missing from the HIP runtime",
+            &format!("{library}: {detail}"),
+        )),
     }
 }
 
-/// The HIP runtime sonames to probe (`$WAVEFRONT_HIP_LIB` alone when set).
-fn hip_candidates() -> Vec<String> {
-    let mut dirs: Vec<String> = ["ROCM_PATH", "HIP_PATH"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .map(|p| format!("{p}/lib/"))
-        .collect();
-    dirs.push("/opt/rocm/lib/".into());
-    dirs.push(String::new());
-    let names = [
-        "libamdhip64.so",
-        "libamdhip64.so.7",
-        "libamdhip64.so.6",
-        "libamdhip64.so.5",
-    ];
-    let defaults = dirs
-        .iter()
-        .flat_map(|d| names.iter().map(move |n| format!("{d}{n}")))
-        .collect();
-    library_candidates("WAVEFRONT_HIP_LIB", defaults)
+static HIP: OnceLock<Result<Hip, LoadError>> = OnceLock::new();
+
+/// The HIP runtime of this process, loaded (and every function resolved) on first use.
+pub fn runtime() -> Result<&'static Hip, OpenError> {
+    HIP.get_or_init(Hip::load).as_ref().map_err(load_error)
 }
 
-fn init_and_count() -> Result<usize, OpenError> {
-    let found = probe_library("HIP runtime", &hip_candidates()).map_err(OpenError::Unavailable)?;
-    let dir = found.rsplit_once('/').map_or("", |(d, _)| d);
-    let rtc: Vec<String> = ["libhiprtc.so", "libhiprtc.so.7", "libhiprtc.so.6"]
-        .iter()
-        .map(|n| {
-            if dir.is_empty() {
-                n.to_string()
-            } else {
-                format!("{dir}/{n}")
-            }
-        })
-        .collect();
-    let rtc_found = probe_library("hipRTC", &rtc).map_err(OpenError::Unavailable)?;
-    expose_to_cubecl(&found, &rtc_found).map_err(OpenError::Unavailable)?;
-    if !hip::is_available() {
-        return Err(OpenError::Unavailable(format!(
-            "found {found}, but cubecl-hip-sys opens libamdhip64.so and libhiprtc.so only from \
-             the loader path or $ROCM_PATH/lib (set ROCM_PATH to the ROCm root)"
-        )));
-    }
-    no_panic("HIP", || {
-        // SAFETY: hipInit has no preconditions; hipGetDeviceCount writes one int.
-        unsafe {
-            ck("hipInit", hip::hipInit(0))?;
-            let mut n = 0;
-            ck("hipGetDeviceCount", hip::hipGetDeviceCount(&mut n))?;
-            Ok(n.max(0) as usize)
+/// The device count from `hipInit` and `hipGetDeviceCount`. With no device HIP 5.2 answers
+/// `hipErrorInvalidDevice` to the first and `hipErrorNoDevice` to the second; ROCm 6/7 answer
+/// `hipErrorNoDevice`. Both mean 0; any other failure is an error.
+fn count_devices(
+    init: Result<(), CallError>,
+    count: Result<i32, CallError>,
+) -> Result<usize, Error> {
+    let means_none = |s| s == hip::hipErrorNoDevice || s == hip::hipErrorInvalidDevice;
+    if let Err(e) = init {
+        if !means_none(e.status) {
+            return Err(call_error(e, ""));
         }
-    })
-}
-
-/// The names `cubecl-hip-sys` opens: `lib{amdhip64,hiprtc}.so`, `.so.1`, `.so.0`.
-fn cubecl_opens(found: &str, stem: &str) -> bool {
-    let file = found.rsplit('/').next().unwrap_or(found);
-    [
-        format!("lib{stem}.so"),
-        format!("lib{stem}.so.1"),
-        format!("lib{stem}.so.0"),
-    ]
-    .contains(&file.to_string())
-}
-
-/// The absolute path of the mapped library whose file name is `soname` (found in
-/// `/proc/self/maps`: the loader may have found it on its own search path).
-fn mapped_path(soname: &str) -> Option<String> {
-    let file = soname.rsplit('/').next().unwrap_or(soname);
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.rsplit('/').next() == Some(file))
-        .map(str::to_string)
-}
-
-/// `cubecl-hip-sys` opens only the names of [`cubecl_opens`], from `$ROCM_PATH/lib`,
-/// `$HIP_PATH/lib` or the loader path, while ROCM 6/7 runtime-only installs may ship only
-/// `libamdhip64.so.6`/`.so.7`. When the runtime found has another name, a directory of symlinks
-/// under the cache dir gives the loaded files the names cubecl looks for, and `$HIP_PATH` points
-/// there before cubecl's first (cached) look.
-fn expose_to_cubecl(hip_found: &str, rtc_found: &str) -> Result<(), String> {
-    if cubecl_opens(hip_found, "amdhip64") && cubecl_opens(rtc_found, "hiprtc") {
-        return Ok(());
     }
-    let resolve = |f: &str| {
-        if f.starts_with('/') {
-            Some(f.to_string())
-        } else {
-            mapped_path(f)
-        }
+    match count {
+        Ok(n) if n > 0 => match init {
+            Ok(()) => Ok(n as usize),
+            Err(e) => Err(call_error(
+                e,
+                &format!("hipGetDeviceCount reports {n} devices"),
+            )),
+        },
+        Ok(_) => Ok(0),
+        Err(e) if e.status == hip::hipErrorNoDevice => Ok(0),
+        Err(e) => Err(call_error(e, "")),
+    }
+}
+
+/// The number of devices (at least 1), or why there is none.
+fn present_devices(hip: &Hip) -> Result<usize, OpenError> {
+    match count_devices(hip.init(), hip.device_count())? {
+        0 => Err(OpenError::Unavailable(no_device_reason(hip))),
+        n => Ok(n),
+    }
+}
+
+/// `the HIP runtime (libamdhip64.so.5, HIP 5.2.21153) loads but reports no device`.
+fn no_device_reason(hip: &Hip) -> String {
+    let version = match hip.runtime_version() {
+        Ok(v) => format!("HIP {v}"),
+        Err(e) => format!("version unknown: {e}"),
     };
-    let (Some(hip_path), Some(rtc_path)) = (resolve(hip_found), resolve(rtc_found)) else {
-        return Err(format!(
-            "loaded {hip_found} and {rtc_found} but cannot locate their files"
-        ));
-    };
-    let root = crate::fetch::cache_dir()
-        .map_err(|e| e.to_string())?
-        .join("rocm-shim");
-    make_shim(
-        &root.join("lib"),
-        &[("libamdhip64.so", &hip_path), ("libhiprtc.so", &rtc_path)],
-    )?;
-    // Before any thread could read it: this runs inside device detection, before cubecl loads.
-    std::env::set_var("HIP_PATH", &root);
-    Ok(())
+    format!(
+        "the HIP runtime ({}, {version}) loads but reports no device",
+        hip.path()
+    )
 }
 
-/// Symlinks `dir/name → target` for each pair, replacing what is there atomically.
-fn make_shim(dir: &std::path::Path, links: &[(&str, &str)]) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for (name, target) in links {
-        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(name))
-            .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
-    }
-    Ok(())
-}
-
-/// `hipDeviceProp_tR0600` with room to spare, in case a runtime writes a longer struct.
-#[repr(C)]
-struct Props {
-    p: hip::hipDeviceProp_tR0600,
-    _spare: [u8; 4096],
-}
-
-fn versions() -> String {
-    let mut rt = 0;
-    let (mut major, mut minor) = (0, 0);
-    // SAFETY: each call writes ints through valid pointers.
-    unsafe {
-        hip::hipRuntimeGetVersion(&mut rt);
-        hip::hiprtcVersion(&mut major, &mut minor);
-    }
-    format!("HIP runtime {rt}, hipRTC {major}.{minor}")
-}
-
-fn c_string(buf: &[c_char]) -> String {
-    let bytes: Vec<u8> = buf
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn device_info(ordinal: usize) -> Result<DeviceInfo, Error> {
-    // SAFETY: all-zero is a valid bit pattern for this plain C struct.
-    let mut props: Box<Props> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: `props` is large enough for the R0600 layout.
-    ck("hipGetDevicePropertiesR0600", unsafe {
-        hip::hipGetDevicePropertiesR0600(&mut props.p, ordinal as i32)
+/// `HIP runtime 50221153, hipRTC 9.0`: part of the kernel cache key.
+fn versions(hip: &Hip) -> Result<String, Error> {
+    let rt = hip.runtime_version().map_err(|e| call_error(e, ""))?;
+    let (major, minor) = hip.rtc_version().map_err(|e| match e {
+        CompileError::Call { call, status, .. } => hiprtc_error(call, status, ""),
+        other => vendor_error("hiprtcVersion", &other.to_string(), ""),
     })?;
-    let p = &props.p;
+    Ok(format!("HIP runtime {}, hipRTC {major}.{minor}", rt.raw))
+}
+
+fn device_info(hip: &Hip, ordinal: usize) -> Result<DeviceInfo, Error> {
+    let d = ordinal as i32;
+    let attr = |a| {
+        hip.device_attribute(a, d)
+            .map(|v| v.max(0) as u32)
+            .map_err(|e| call_error(e, ""))
+    };
     Ok(DeviceInfo {
         runtime: Runtime::Hip,
         ordinal,
-        name: c_string(&p.name),
-        arch: c_string(&p.gcnArchName),
-        wave: p.warpSize.max(0) as u32,
-        total_memory: p.totalGlobalMem,
-        multiprocessors: p.multiProcessorCount.max(0) as u32,
-        runtime_version: versions(),
+        name: hip.device_name(d).map_err(|e| call_error(e, ""))?,
+        arch: hip.gcn_arch_name(d).map_err(|e| call_error(e, ""))?,
+        wave: attr(hip::hipDeviceAttributeWarpSize)?,
+        total_memory: hip.device_total_mem(d).map_err(|e| call_error(e, ""))?,
+        multiprocessors: attr(hip::hipDeviceAttributeMultiprocessorCount)?,
+        runtime_version: versions(hip)?,
     })
 }
 
 /// Every HIP device, or why there are none.
 pub fn devices() -> Result<Vec<DeviceInfo>, OpenError> {
-    let n = init_and_count()?;
-    no_panic("HIP", || {
-        (0..n)
-            .map(|i| device_info(i).map_err(OpenError::from))
-            .collect()
+    let hip = runtime()?;
+    let n = present_devices(hip)?;
+    (0..n)
+        .map(|i| device_info(hip, i).map_err(OpenError::from))
+        .collect()
+}
+
+/// Compiles `input` with hipRTC for `arch` (a gcnArchName such as `gfx90a` or
+/// `gfx90a:sramecc+:xnack-`). Needs the runtime library, not a device.
+pub fn compile_for(arch: &str, input: &CompileInput<'_>) -> Result<Vec<u8>, Error> {
+    let hip = runtime().map_err(|e| match e {
+        OpenError::Failed(e) => e,
+        OpenError::Unavailable(r) => vendor_error("hiprtcCompileProgram", "no hipRTC", &r),
+    })?;
+    let mut options = vec![format!("--gpu-architecture={arch}")];
+    options.extend(input.options.iter().cloned());
+    hip.compile(&hip::Program {
+        name: input.name,
+        source: input.source,
+        headers: input.headers,
+        options: &options,
     })
+    .map_err(|e| compile_error(e, input.name, arch))
+}
+
+fn dptr(p: DevicePtr) -> hip::hipDeviceptr_t {
+    p as usize as *mut c_void
 }
 
 pub struct HipVendor {
+    hip: &'static Hip,
     info: DeviceInfo,
     device: i32,
     stream: hip::hipStream_t,
@@ -311,12 +226,8 @@ unsafe impl Sync for HipVendor {}
 impl HipVendor {
     /// Opens device `ordinal`: a non-blocking stream and a rocBLAS handle bound to it.
     pub fn open(ordinal: usize) -> Result<Self, OpenError> {
-        let n = init_and_count()?;
-        if n == 0 {
-            return Err(OpenError::Unavailable(
-                "the HIP runtime loads but reports no device".into(),
-            ));
-        }
+        let hip = runtime()?;
+        let n = present_devices(hip)?;
         if ordinal >= n {
             return Err(OpenError::Failed(vendor_error(
                 "hipSetDevice",
@@ -328,89 +239,72 @@ impl HipVendor {
         let rocblas = rb::RocBlas::load().map_err(|e| {
             OpenError::Failed(vendor_error("rocBLAS", "not loaded", &e.to_string()))
         })?;
-        no_panic("HIP", || {
-            Self::open_device(ordinal, rocblas).map_err(OpenError::from)
-        })
+        Ok(Self::open_device(hip, ordinal, rocblas)?)
     }
 
-    fn open_device(ordinal: usize, rocblas: rb::RocBlas) -> Result<Self, Error> {
-        let info = device_info(ordinal)?;
+    fn open_device(hip: &'static Hip, ordinal: usize, rocblas: rb::RocBlas) -> Result<Self, Error> {
+        let info = device_info(hip, ordinal)?;
         let device = ordinal as i32;
-        let mut stream: hip::hipStream_t = std::ptr::null_mut();
-        // SAFETY: out-pointer valid; the device is made current first.
-        unsafe {
-            ck("hipSetDevice", hip::hipSetDevice(device))?;
-            ck(
-                "hipStreamCreateWithFlags",
-                hip::hipStreamCreateWithFlags(&mut stream, hip::hipStreamNonBlocking),
-            )?;
-        }
-        let handle = rocblas
-            .create_handle()
-            .map_err(|e| rocblas_error(&e, rocblas.path()))?;
-        // SAFETY: handle and stream are live and belong to the current device.
-        unsafe { rocblas.set_stream(handle, stream as rb::hipStream_t) }
-            .map_err(|e| rocblas_error(&e, ""))?;
-        Ok(HipVendor {
+        ck(hip.set_device(device))?;
+        let stream = hip
+            .stream_create(hip::hipStreamNonBlocking)
+            .map_err(|e| call_error(e, ""))?;
+        let vendor = HipVendor {
+            hip,
             info,
             device,
             stream,
             rocblas,
-            blas: Mutex::new(handle),
-        })
+            blas: Mutex::new(std::ptr::null_mut()),
+        };
+        // From here on Drop releases the stream (and the handle once set).
+        let handle = vendor
+            .rocblas
+            .create_handle()
+            .map_err(|e| rocblas_error(&e, vendor.rocblas.path()))?;
+        if let Ok(mut h) = vendor.blas.lock() {
+            *h = handle;
+        }
+        // SAFETY: handle and stream are live and belong to the current device.
+        unsafe {
+            vendor
+                .rocblas
+                .set_stream(handle, vendor.stream as rb::hipStream_t)
+        }
+        .map_err(|e| rocblas_error(&e, ""))?;
+        Ok(vendor)
     }
 
     /// Makes this device current on the calling thread (HIP's current device is per thread).
     fn bind(&self) -> Result<(), Error> {
-        // SAFETY: `device` is a valid ordinal.
-        ck("hipSetDevice", unsafe { hip::hipSetDevice(self.device) })
+        ck(self.hip.set_device(self.device))
     }
 
     fn sync_stream(&self) -> Result<(), Error> {
-        // SAFETY: `stream` is live.
-        ck("hipStreamSynchronize", unsafe {
-            hip::hipStreamSynchronize(self.stream)
-        })
+        // SAFETY: `stream` is live for `self`'s lifetime.
+        ck(unsafe { self.hip.stream_synchronize(self.stream) })
     }
 }
 
 impl Drop for HipVendor {
     fn drop(&mut self) {
         // Best effort: errors at teardown have no one to report to.
+        let _ = self.hip.set_device(self.device);
         // SAFETY: the handles are ours and nothing uses them after this.
         unsafe {
-            let _ = hip::hipSetDevice(self.device);
-            let _ = hip::hipStreamSynchronize(self.stream);
+            let _ = self.hip.stream_synchronize(self.stream);
             if let Ok(h) = self.blas.lock() {
-                let _ = self.rocblas.destroy_handle(*h);
+                if !h.is_null() {
+                    let _ = self.rocblas.destroy_handle(*h);
+                }
             }
-            let _ = hip::hipStreamDestroy(self.stream);
+            let _ = self.hip.stream_destroy(self.stream);
         }
     }
 }
 
-/// # Safety
-/// `prog` is a live program.
-unsafe fn program_log(prog: hip::hiprtcProgram) -> String {
-    let mut size = 0usize;
-    if hip::hiprtcGetProgramLogSize(prog, &mut size) != hip::hiprtcResult_HIPRTC_SUCCESS
-        || size <= 1
-    {
-        return String::new();
-    }
-    let mut buf = vec![0 as c_char; size];
-    hip::hiprtcGetProgramLog(prog, buf.as_mut_ptr());
-    CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
-}
-
-fn cstring(what: &str, s: &str) -> Result<CString, Error> {
-    CString::new(s).map_err(|_| {
-        vendor_error(
-            "hiprtcCreateProgram",
-            "invalid input",
-            &format!("{what} contains a NUL byte"),
-        )
-    })
+fn c_name(op: &str, name: &str) -> Result<CString, Error> {
+    CString::new(name).map_err(|_| vendor_error(op, "invalid name", name))
 }
 
 impl Vendor for HipVendor {
@@ -418,18 +312,20 @@ impl Vendor for HipVendor {
         &self.info
     }
 
+    fn memory_info(&self) -> Result<(usize, usize), Error> {
+        self.bind()?;
+        self.hip.mem_get_info().map_err(|e| call_error(e, ""))
+    }
+
     fn alloc(&self, bytes: usize) -> Result<DevicePtr, Error> {
         if bytes == 0 {
             return Ok(0);
         }
         self.bind()?;
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: writes one device pointer.
-        let s = unsafe { hip::hipMalloc(&mut p, bytes) };
-        if s != hip::hipError_t_hipSuccess {
-            return Err(hip_error("hipMalloc", s, &format!("{bytes} bytes")));
-        }
-        Ok(p as DevicePtr)
+        self.hip
+            .malloc(bytes)
+            .map(|p| p as usize as DevicePtr)
+            .map_err(|e| call_error(e, &format!("{bytes} bytes")))
     }
 
     unsafe fn free(&self, ptr: DevicePtr) -> Result<(), Error> {
@@ -438,7 +334,7 @@ impl Vendor for HipVendor {
         }
         self.bind()?;
         self.sync_stream()?;
-        ck("hipFree", hip::hipFree(ptr as *mut c_void))
+        ck(self.hip.free(dptr(ptr)))
     }
 
     fn htod(&self, dst: DevicePtr, src: &[u8]) -> Result<(), Error> {
@@ -446,15 +342,9 @@ impl Vendor for HipVendor {
             return Ok(());
         }
         self.bind()?;
-        // SAFETY: `src` is valid for its length until the synchronize below returns.
-        ck("hipMemcpyHtoDAsync", unsafe {
-            hip::hipMemcpyHtoDAsync(
-                dst as hip::hipDeviceptr_t,
-                src.as_ptr() as *const c_void,
-                src.len(),
-                self.stream,
-            )
-        })?;
+        // SAFETY: `src` stays borrowed until the synchronize below returns; the caller
+        // guarantees the destination range (trait contract).
+        ck(unsafe { self.hip.memcpy_htod_async(dptr(dst), src, self.stream) })?;
         self.sync_stream()
     }
 
@@ -463,15 +353,9 @@ impl Vendor for HipVendor {
             return Ok(());
         }
         self.bind()?;
-        // SAFETY: `dst` is valid for its length until the synchronize below returns.
-        ck("hipMemcpyDtoHAsync", unsafe {
-            hip::hipMemcpyDtoHAsync(
-                dst.as_mut_ptr() as *mut c_void,
-                src as hip::hipDeviceptr_t,
-                dst.len(),
-                self.stream,
-            )
-        })?;
+        // SAFETY: `dst` stays borrowed until the synchronize below returns; the caller
+        // guarantees the source range (trait contract).
+        ck(unsafe { self.hip.memcpy_dtoh_async(dst, dptr(src), self.stream) })?;
         self.sync_stream()
     }
 
@@ -481,13 +365,9 @@ impl Vendor for HipVendor {
         }
         self.bind()?;
         // SAFETY: device-side copy; the caller guarantees the ranges (trait contract).
-        ck("hipMemcpyDtoDAsync", unsafe {
-            hip::hipMemcpyDtoDAsync(
-                dst as hip::hipDeviceptr_t,
-                src as hip::hipDeviceptr_t,
-                bytes,
-                self.stream,
-            )
+        ck(unsafe {
+            self.hip
+                .memcpy_dtod_async(dptr(dst), dptr(src), bytes, self.stream)
         })
     }
 
@@ -497,84 +377,22 @@ impl Vendor for HipVendor {
         }
         self.bind()?;
         // SAFETY: device-side fill; the caller guarantees the range (trait contract).
-        ck("hipMemsetD8Async", unsafe {
-            hip::hipMemsetD8Async(dst as hip::hipDeviceptr_t, value, bytes, self.stream)
+        ck(unsafe {
+            self.hip
+                .memset_d8_async(dptr(dst), value, bytes, self.stream)
         })
     }
 
     fn compile(&self, input: &CompileInput<'_>) -> Result<Vec<u8>, Error> {
-        let src = cstring("source", input.source)?;
-        let name = cstring("name", input.name)?;
-        let texts = input
-            .headers
-            .iter()
-            .map(|(_, t)| cstring("header", t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let names = input
-            .headers
-            .iter()
-            .map(|(n, _)| cstring("header name", n))
-            .collect::<Result<Vec<_>, _>>()?;
         // hipRTC takes the full gcnArchName (features included) as the architecture.
-        let mut opts = vec![cstring(
-            "option",
-            &format!("--gpu-architecture={}", self.info.arch),
-        )?];
-        for o in input.options {
-            opts.push(cstring("option", o)?);
-        }
-        let text_ptrs: Vec<*const c_char> = texts.iter().map(|c| c.as_ptr()).collect();
-        let name_ptrs: Vec<*const c_char> = names.iter().map(|c| c.as_ptr()).collect();
-        let opt_ptrs: Vec<*const c_char> = opts.iter().map(|c| c.as_ptr()).collect();
-        let mut prog: hip::hiprtcProgram = std::ptr::null_mut();
-        // SAFETY: every pointer refers to a NUL-terminated string alive until the end of this
-        // function; the program is destroyed on every path after creation.
-        unsafe {
-            let s = hip::hiprtcCreateProgram(
-                &mut prog,
-                src.as_ptr(),
-                name.as_ptr(),
-                text_ptrs.len() as i32,
-                text_ptrs.as_ptr(),
-                name_ptrs.as_ptr(),
-            );
-            if s != hip::hiprtcResult_HIPRTC_SUCCESS {
-                return Err(hiprtc_error("hiprtcCreateProgram", s, input.name));
-            }
-            let result = (|| {
-                let s = hip::hiprtcCompileProgram(prog, opt_ptrs.len() as i32, opt_ptrs.as_ptr());
-                if s != hip::hiprtcResult_HIPRTC_SUCCESS {
-                    let log = program_log(prog);
-                    return Err(hiprtc_error(
-                        "hiprtcCompileProgram",
-                        s,
-                        &format!("{} for {}: {}", input.name, self.info.arch, log.trim()),
-                    ));
-                }
-                let mut size = 0usize;
-                let s = hip::hiprtcGetCodeSize(prog, &mut size);
-                if s != hip::hiprtcResult_HIPRTC_SUCCESS {
-                    return Err(hiprtc_error("hiprtcGetCodeSize", s, input.name));
-                }
-                let mut code = vec![0u8; size];
-                let s = hip::hiprtcGetCode(prog, code.as_mut_ptr() as *mut c_char);
-                if s != hip::hiprtcResult_HIPRTC_SUCCESS {
-                    return Err(hiprtc_error("hiprtcGetCode", s, input.name));
-                }
-                Ok(code)
-            })();
-            hip::hiprtcDestroyProgram(&mut prog);
-            result
-        }
+        compile_for(&self.info.arch, input)
     }
 
     fn load_module(&self, image: &[u8]) -> Result<ModuleHandle, Error> {
         self.bind()?;
-        let mut m: hip::hipModule_t = std::ptr::null_mut();
-        // SAFETY: `image` is a complete code object in memory for the duration of the call.
-        ck("hipModuleLoadData", unsafe {
-            hip::hipModuleLoadData(&mut m, image.as_ptr() as *const c_void)
-        })?;
+        // SAFETY: `image` is a code object produced by hipRTC (or a checksummed cache entry
+        // of one) and stays in memory for the duration of the call.
+        let m = unsafe { self.hip.module_load_data(image) }.map_err(|e| call_error(e, ""))?;
         Ok(ModuleHandle(m as usize))
     }
 
@@ -584,18 +402,30 @@ impl Vendor for HipVendor {
         name: &str,
     ) -> Result<Option<FunctionHandle>, Error> {
         self.bind()?;
-        let cname = CString::new(name)
-            .map_err(|_| vendor_error("hipModuleGetFunction", "invalid name", name))?;
-        let mut f: hip::hipFunction_t = std::ptr::null_mut();
+        let cname = c_name("hipModuleGetFunction", name)?;
         // SAFETY: `module` came from load_module on this vendor and is never unloaded.
-        let s = unsafe {
-            hip::hipModuleGetFunction(&mut f, module.0 as hip::hipModule_t, cname.as_ptr())
-        };
-        match s {
-            hip::hipError_t_hipSuccess => Ok(Some(FunctionHandle(f as usize))),
-            hip::hipError_t_hipErrorNotFound => Ok(None),
-            s => Err(hip_error("hipModuleGetFunction", s, name)),
+        let f = unsafe {
+            self.hip
+                .module_get_function(module.0 as hip::hipModule_t, &cname)
         }
+        .map_err(|e| call_error(e, name))?;
+        Ok(f.map(|f| FunctionHandle(f as usize)))
+    }
+
+    fn module_global(
+        &self,
+        module: ModuleHandle,
+        name: &str,
+    ) -> Result<Option<(DevicePtr, usize)>, Error> {
+        self.bind()?;
+        let cname = c_name("hipModuleGetGlobal", name)?;
+        // SAFETY: `module` came from load_module on this vendor and is never unloaded.
+        let g = unsafe {
+            self.hip
+                .module_get_global(module.0 as hip::hipModule_t, &cname)
+        }
+        .map_err(|e| call_error(e, name))?;
+        Ok(g.map(|(p, bytes)| (p as usize as DevicePtr, bytes)))
     }
 
     unsafe fn launch(
@@ -610,22 +440,14 @@ impl Vendor for HipVendor {
             .iter_mut()
             .map(|s| s as *mut u64 as *mut c_void)
             .collect();
-        ck(
-            "hipModuleLaunchKernel",
-            hip::hipModuleLaunchKernel(
-                f.0 as hip::hipFunction_t,
-                cfg.grid.0,
-                cfg.grid.1,
-                cfg.grid.2,
-                cfg.block.0,
-                cfg.block.1,
-                cfg.block.2,
-                cfg.shared_bytes,
-                self.stream,
-                ptrs.as_mut_ptr(),
-                std::ptr::null_mut(),
-            ),
-        )
+        ck(self.hip.module_launch_kernel(
+            f.0 as hip::hipFunction_t,
+            cfg.grid,
+            cfg.block,
+            cfg.shared_bytes,
+            self.stream,
+            &mut ptrs,
+        ))
     }
 
     unsafe fn gemm_f32_out(&self, g: &Gemm) -> Result<(), Error> {
@@ -685,145 +507,73 @@ impl Vendor for HipVendor {
 
     fn event_create(&self) -> Result<EventHandle, Error> {
         self.bind()?;
-        let mut e: hip::hipEvent_t = std::ptr::null_mut();
-        // SAFETY: writes one event handle.
-        ck("hipEventCreate", unsafe { hip::hipEventCreate(&mut e) })?;
+        let e = self.hip.event_create().map_err(|e| call_error(e, ""))?;
         Ok(EventHandle(e as usize))
     }
 
     fn event_record(&self, e: EventHandle) -> Result<(), Error> {
         self.bind()?;
-        // SAFETY: `e` came from event_create on this vendor.
-        ck("hipEventRecord", unsafe {
-            hip::hipEventRecord(e.0 as hip::hipEvent_t, self.stream)
-        })
+        // SAFETY: `e` came from event_create on this vendor; the stream is live.
+        ck(unsafe { self.hip.event_record(e.0 as hip::hipEvent_t, self.stream) })
     }
 
     fn event_elapsed_ms(&self, start: EventHandle, end: EventHandle) -> Result<f32, Error> {
         self.bind()?;
-        let mut ms = 0.0f32;
+        let (start, end) = (start.0 as hip::hipEvent_t, end.0 as hip::hipEvent_t);
         // SAFETY: both events came from event_create on this vendor and were recorded.
         unsafe {
-            ck(
-                "hipEventSynchronize",
-                hip::hipEventSynchronize(end.0 as hip::hipEvent_t),
-            )?;
-            ck(
-                "hipEventElapsedTime",
-                hip::hipEventElapsedTime(
-                    &mut ms,
-                    start.0 as hip::hipEvent_t,
-                    end.0 as hip::hipEvent_t,
-                ),
-            )?;
+            ck(self.hip.event_synchronize(end))?;
+            self.hip
+                .event_elapsed_ms(start, end)
+                .map_err(|e| call_error(e, ""))
         }
-        Ok(ms)
     }
 
     fn event_destroy(&self, e: EventHandle) -> Result<(), Error> {
         self.bind()?;
         // SAFETY: `e` came from event_create and is not used afterwards.
-        ck("hipEventDestroy", unsafe {
-            hip::hipEventDestroy(e.0 as hip::hipEvent_t)
-        })
+        ck(unsafe { self.hip.event_destroy(e.0 as hip::hipEvent_t) })
     }
 
     fn begin_capture(&self) -> Result<(), Error> {
         self.bind()?;
-        // SAFETY: the stream is this vendor's; thread-local mode leaves other threads alone.
-        ck("hipStreamBeginCapture", unsafe {
-            hip::hipStreamBeginCapture(
-                self.stream,
-                hip::hipStreamCaptureMode_hipStreamCaptureModeThreadLocal,
-            )
+        // SAFETY: the stream is this vendor's (not the null stream); thread-local mode leaves
+        // other threads alone.
+        ck(unsafe {
+            self.hip
+                .stream_begin_capture(self.stream, hip::hipStreamCaptureModeThreadLocal)
         })
     }
 
     fn end_capture(&self) -> Result<GraphHandle, Error> {
         self.bind()?;
-        let mut graph: hip::hipGraph_t = std::ptr::null_mut();
-        let mut exec: hip::hipGraphExec_t = std::ptr::null_mut();
-        // SAFETY: ends the capture begun on this stream; out-pointers valid (no error node or
-        // log buffer requested). The graph is not needed once instantiated.
-        unsafe {
-            ck(
-                "hipStreamEndCapture",
-                hip::hipStreamEndCapture(self.stream, &mut graph),
-            )?;
-            let r = ck(
-                "hipGraphInstantiate",
-                hip::hipGraphInstantiate(
-                    &mut exec,
-                    graph,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    0,
-                ),
-            );
-            let _ = hip::hipGraphDestroy(graph);
-            r?;
-        }
+        // SAFETY: ends the capture begun on this stream; the graph is not needed once
+        // instantiated (the executable graph is independent of it) and is destroyed either way.
+        let exec = unsafe {
+            let graph = self
+                .hip
+                .stream_end_capture(self.stream)
+                .map_err(|e| call_error(e, ""))?;
+            let exec = self.hip.graph_instantiate(graph);
+            let _ = self.hip.graph_destroy(graph);
+            exec.map_err(|e| call_error(e, ""))?
+        };
         Ok(GraphHandle(exec as usize))
     }
 
     fn graph_launch(&self, g: GraphHandle) -> Result<(), Error> {
         self.bind()?;
-        // SAFETY: `g` came from end_capture on this vendor.
-        ck("hipGraphLaunch", unsafe {
-            hip::hipGraphLaunch(g.0 as hip::hipGraphExec_t, self.stream)
+        // SAFETY: `g` came from end_capture on this vendor; the stream is live.
+        ck(unsafe {
+            self.hip
+                .graph_launch(g.0 as hip::hipGraphExec_t, self.stream)
         })
     }
 
     fn graph_destroy(&self, g: GraphHandle) -> Result<(), Error> {
         self.bind()?;
         // SAFETY: `g` came from end_capture and is not used afterwards.
-        ck("hipGraphExecDestroy", unsafe {
-            hip::hipGraphExecDestroy(g.0 as hip::hipGraphExec_t)
-        })
-    }
-}
-
-#[cfg(test)]
-mod shim_tests {
-    use super::*;
-
-    #[test]
-    fn cubecl_names_are_recognised_and_versioned_ones_are_not() {
-        assert!(cubecl_opens("/opt/rocm/lib/libamdhip64.so", "amdhip64"));
-        assert!(cubecl_opens("libhiprtc.so.1", "hiprtc"));
-        assert!(!cubecl_opens(
-            "/opt/rocm-7.0/lib/libamdhip64.so.7",
-            "amdhip64"
-        ));
-        assert!(!cubecl_opens("libhiprtc.so.6", "hiprtc"));
-    }
-
-    #[test]
-    fn a_shim_names_versioned_files_as_cubecl_expects() {
-        let d = tempfile::tempdir().unwrap();
-        let real = d.path().join("libamdhip64.so.7");
-        std::fs::write(&real, b"x").unwrap();
-        let lib = d.path().join("shim/lib");
-        for _ in 0..2 {
-            // twice: an existing shim is replaced, not an error
-            make_shim(&lib, &[("libamdhip64.so", real.to_str().unwrap())]).unwrap();
-        }
-        assert_eq!(
-            std::fs::read_link(lib.join("libamdhip64.so")).unwrap(),
-            real
-        );
-        assert_eq!(std::fs::read(lib.join("libamdhip64.so")).unwrap(), b"x");
-    }
-
-    #[test]
-    fn mapped_libraries_are_found_by_file_name() {
-        // The C library is mapped in every test process.
-        let libc = mapped_path("libc.so.6").expect("libc.so.6 in /proc/self/maps");
-        assert!(
-            libc.starts_with('/') && libc.ends_with("/libc.so.6"),
-            "{libc}"
-        );
-        assert_eq!(mapped_path("libnot-a-real-library.so.9"), None);
+        ck(unsafe { self.hip.graph_exec_destroy(g.0 as hip::hipGraphExec_t) })
     }
 }
 
@@ -831,11 +581,14 @@ mod shim_tests {
 mod tests {
     use super::*;
 
+    fn err(call: &'static str, status: hip::hipError_t) -> CallError {
+        CallError { call, status }
+    }
+
     #[test]
     fn hip_status_maps_to_a_typed_error_with_name_and_code() {
-        // hip_runtime_api.h: hipErrorOutOfMemory = 2, hipErrorNotFound = 500.
-        assert_eq!(hip::hipError_t_hipErrorOutOfMemory, 2);
-        let e = hip_error("hipMalloc", hip::hipError_t_hipErrorOutOfMemory, "64 bytes");
+        // hip_runtime_api.h: hipErrorOutOfMemory = 2.
+        let e = hip_error("hipMalloc", hip::hipErrorOutOfMemory, "64 bytes");
         match &e {
             Error::Backend {
                 backend,
@@ -849,29 +602,13 @@ mod tests {
             other => panic!("expected Error::Backend, got {other:?}"),
         }
         assert_eq!(
-            ck("hipModuleLaunchKernel", 701).unwrap_err().to_string(),
+            ck(Err(err("hipModuleLaunchKernel", 701)))
+                .unwrap_err()
+                .to_string(),
             "backend gpu: hipModuleLaunchKernel: hipErrorLaunchOutOfResources (701)"
         );
         assert_eq!(hip_status_name(12345), "hipError (12345)");
-        assert!(ck("hipInit", 0).is_ok());
-    }
-
-    #[test]
-    fn hip_status_table_matches_the_bindings() {
-        for (code, name) in HIP_ERRORS {
-            let expected = match name {
-                "hipSuccess" => hip::hipError_t_hipSuccess,
-                "hipErrorInvalidValue" => hip::hipError_t_hipErrorInvalidValue,
-                "hipErrorOutOfMemory" => hip::hipError_t_hipErrorOutOfMemory,
-                "hipErrorNotFound" => hip::hipError_t_hipErrorNotFound,
-                "hipErrorInvalidImage" => hip::hipError_t_hipErrorInvalidImage,
-                "hipErrorNoBinaryForGpu" => hip::hipError_t_hipErrorNoBinaryForGpu,
-                "hipErrorLaunchFailure" => hip::hipError_t_hipErrorLaunchFailure,
-                "hipErrorIllegalAddress" => hip::hipError_t_hipErrorIllegalAddress,
-                _ => code,
-            };
-            assert_eq!(code, expected, "{name}");
-        }
+        assert!(ck(Ok(())).is_ok());
     }
 
     #[test]
@@ -879,7 +616,7 @@ mod tests {
         assert_eq!(
             hiprtc_error(
                 "hiprtcCompileProgram",
-                hip::hiprtcResult_HIPRTC_ERROR_COMPILATION,
+                hip::HIPRTC_ERROR_COMPILATION,
                 "rope.hip"
             )
             .to_string(),
@@ -897,5 +634,100 @@ mod tests {
             rocblas_error(&e, "m 1 n 1 k 1").to_string(),
             "backend gpu: rocblas_gemm_ex: rocblas_status_memory_error (5): m 1 n 1 k 1"
         );
+    }
+
+    #[test]
+    fn compile_errors_carry_the_file_arch_and_log() {
+        let e = CompileError::Call {
+            call: "hiprtcCompileProgram",
+            status: 6,
+            log: "  rope.hip:3:1: error: expected unqualified-id\n".into(),
+        };
+        assert_eq!(
+            compile_error(e, "rope.hip", "gfx90a").to_string(),
+            "backend gpu: hiprtcCompileProgram: HIPRTC_ERROR_COMPILATION (6): rope.hip for \
+             gfx90a: rope.hip:3:1: error: expected unqualified-id"
+        );
+        let e = CompileError::Call {
+            call: "hiprtcGetCodeSize",
+            status: 4,
+            log: String::new(),
+        };
+        assert_eq!(
+            compile_error(e, "add.hip", "gfx1030").to_string(),
+            "backend gpu: hiprtcGetCodeSize: HIPRTC_ERROR_INVALID_PROGRAM (4): add.hip for gfx1030"
+        );
+        let e = CompileError::Nul { what: "option" };
+        assert_eq!(
+            compile_error(e, "add.hip", "gfx90a").to_string(),
+            "backend gpu: hiprtcCreateProgram: invalid input: add.hip: the option contains a NUL \
+             byte"
+        );
+    }
+
+    #[test]
+    fn no_device_answers_are_zero_devices_and_other_failures_are_errors() {
+        let (no_dev, bad_dev) = (hip::hipErrorNoDevice, hip::hipErrorInvalidDevice);
+        // HIP 5.2 with no AMD device (measured): hipInit 101, hipGetDeviceCount 100.
+        assert_eq!(
+            count_devices(
+                Err(err("hipInit", bad_dev)),
+                Err(err("hipGetDeviceCount", no_dev))
+            )
+            .unwrap(),
+            0
+        );
+        // ROCm 6/7: hipErrorNoDevice from both; or success with a count of 0.
+        assert_eq!(
+            count_devices(
+                Err(err("hipInit", no_dev)),
+                Err(err("hipGetDeviceCount", no_dev))
+            )
+            .unwrap(),
+            0
+        );
+        assert_eq!(count_devices(Ok(()), Ok(0)).unwrap(), 0);
+        assert_eq!(count_devices(Ok(()), Ok(2)).unwrap(), 2);
+        // Anything else of a loaded runtime is a failure, never "no device".
+        let e = count_devices(Err(err("hipInit", 35)), Ok(1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "backend gpu: hipInit: hipErrorInsufficientDriver (35)"
+        );
+        let e = count_devices(Ok(()), Err(err("hipGetDeviceCount", 3))).unwrap_err();
+        assert!(e.to_string().contains("hipErrorNotInitialized (3)"), "{e}");
+        // A failed init with devices counted is the init's failure.
+        let e = count_devices(Err(err("hipInit", bad_dev)), Ok(1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "backend gpu: hipInit: hipErrorInvalidDevice (101): hipGetDeviceCount reports 1 \
+             devices"
+        );
+    }
+
+    #[test]
+    fn a_missing_library_is_unavailable_and_a_missing_symbol_a_failure() {
+        let none = Hip::load_from(&["/nonexistent/wavefront/libamdhip64.so.6"]).unwrap_err();
+        match load_error(&none) {
+            OpenError::Unavailable(r) => assert!(
+                r.starts_with(
+                    "no HIP runtime library (tried /nonexistent/wavefront/libamdhip64.so.6; "
+                ),
+                "{r}"
+            ),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // libc loads and has none of HIP's functions.
+        let broken = Hip::load_from(&["libc.so.6"]).unwrap_err();
+        match load_error(&broken) {
+            OpenError::Failed(Error::Backend { op, detail, .. }) => {
+                assert_eq!(op, "hipInit");
+                assert!(
+                    detail.starts_with("missing from the HIP runtime: libc.so.6: "),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
     }
 }

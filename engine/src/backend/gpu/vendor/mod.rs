@@ -150,6 +150,10 @@ pub struct Gemm {
 pub trait Vendor: Send + Sync {
     fn info(&self) -> &DeviceInfo;
 
+    /// `(free, total)` device memory in bytes, as the runtime reports it now (allocations of
+    /// other processes included).
+    fn memory_info(&self) -> Result<(usize, usize), Error>;
+
     /// `bytes` of device memory, contents unspecified. `bytes == 0` returns a null pointer.
     fn alloc(&self, bytes: usize) -> Result<DevicePtr, Error>;
     /// Releases an allocation after the stream has finished with it.
@@ -177,6 +181,13 @@ pub trait Vendor: Send + Sync {
         module: ModuleHandle,
         name: &str,
     ) -> Result<Option<FunctionHandle>, Error>;
+    /// The device address and size in bytes of the global variable `name` of a loaded module;
+    /// `Ok(None)` when the module has no such symbol.
+    fn module_global(
+        &self,
+        module: ModuleHandle,
+        name: &str,
+    ) -> Result<Option<(DevicePtr, usize)>, Error>;
 
     /// Queues one kernel launch.
     ///
