@@ -7,7 +7,8 @@
 //! - `tolerance`: the one tolerance table, each entry derived and explained;
 //! - `harness`: seeded never-zero inputs, guard regions, NaN poisoning;
 //! - `cases`: one module per backend op — cases as data, with grids and proptest strategies;
-//! - `report`: the op × case table and the coverage;
+//! - `report`: the op × case table and the coverage (ops with no case);
+//! - `coverage`: which case reaches which kernel path (GPU);
 //! - `bridge`: the reference model built from exactly the weights an engine uses;
 //! - `model`: model-level checks (logits, hidden states, KV state, sampled and greedy tokens);
 //! - `models`: those checks gathered per model file, as the CLI and tests run them;
@@ -18,6 +19,7 @@
 pub mod bridge;
 pub mod cases;
 pub mod compare;
+pub mod coverage;
 pub mod golden;
 pub mod harness;
 pub mod model;

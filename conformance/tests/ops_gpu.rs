@@ -1,10 +1,11 @@
-//! Every op case on the GPU at every wave variant (native, and WAVE=64 emulated on NVIDIA).
-//! Skips, saying so, where no GPU is usable (CI).
+//! Every op case on the GPU at every wave variant (native, and WAVE=64 emulated on NVIDIA),
+//! then once more on kernels built with their path marks: every path of every kernel must be
+//! reached by some case. Skips, saying so, where no GPU is usable (CI).
 
 mod common;
 
-use wavefront_conformance::cases;
-use wavefront_conformance::report;
+use wavefront::backend::gpu::{detect_with, GpuOptions};
+use wavefront_conformance::{cases, coverage, report};
 
 #[test]
 fn the_fixed_grid_passes_on_the_gpu_at_every_wave() {
@@ -19,6 +20,26 @@ fn the_fixed_grid_passes_on_the_gpu_at_every_wave() {
             "WAVE={wave}: {} failures:\n{}",
             failures.len(),
             failures.join("\n")
+        );
+    }
+}
+
+#[test]
+fn every_kernel_path_is_reached_by_a_case_at_every_wave() {
+    for wave in common::gpu_waves() {
+        let opts = GpuOptions {
+            wave: Some(wave),
+            coverage: true,
+            ..GpuOptions::from_env()
+        };
+        let b = detect_with(&opts).unwrap();
+        assert!(b.has_coverage());
+        let c = coverage::run(&b, &cases::grid(), &format!("WAVE={wave}")).unwrap();
+        println!("{}", c.markdown());
+        assert!(
+            c.all_reached(),
+            "WAVE={wave}: unreached {:?}",
+            c.unreached()
         );
     }
 }

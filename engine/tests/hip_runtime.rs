@@ -216,8 +216,17 @@ fn every_kernel_compiles_with_the_real_hiprtc() {
     let rdna = if major >= 6 { "gfx1100" } else { "gfx1030" };
     let common = common_h().expect("kernels/common.h is embedded");
     let headers = [("common.h", common)];
-    for (arch, wave) in [("gfx90a", 64), (rdna, 32)] {
-        let options = CompileRequest::wave_options(wave);
+    // The coverage build (path marks into the module global `wf_coverage`) too, which the
+    // conformance suite's coverage pass runs.
+    for (arch, wave, coverage) in [
+        ("gfx90a", 64, false),
+        (rdna, 32, false),
+        ("gfx90a", 64, true),
+    ] {
+        let mut options = CompileRequest::wave_options(wave);
+        if coverage {
+            options.push("-DWF_COVERAGE".into());
+        }
         let start = Instant::now();
         let mut timings = Vec::new();
         for (file, source) in KERNEL_SOURCES {
@@ -241,6 +250,12 @@ fn every_kernel_compiles_with_the_real_hiprtc() {
                 "{file} for {arch}: not an AMDGPU code object"
             );
             let symbols = elf_symbols(&code).unwrap_or_else(|e| panic!("{file} for {arch}: {e}"));
+            if coverage {
+                assert!(
+                    symbols.contains("wf_coverage"),
+                    "{file} for {arch}: no wf_coverage global in the coverage build"
+                );
+            }
             for k in &by_file[file] {
                 // The kernel's entry point and its kernel descriptor.
                 for s in [k.to_string(), format!("{k}.kd")] {
@@ -252,8 +267,9 @@ fn every_kernel_compiles_with_the_real_hiprtc() {
             }
         }
         say(&format!(
-            "hipRTC: {} kernel files for {arch} (WAVE={wave}) in {} ms: {}",
+            "hipRTC: {} kernel files for {arch} (WAVE={wave}{}) in {} ms: {}",
             KERNEL_SOURCES.len(),
+            if coverage { ", coverage build" } else { "" },
             start.elapsed().as_millis(),
             timings.join(", ")
         ));

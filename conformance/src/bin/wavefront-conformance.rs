@@ -10,6 +10,7 @@ use wavefront::backend::cpu::CpuBackend;
 use wavefront::backend::gpu::{self, GpuBackend, GpuOptions};
 use wavefront::backend::Backend;
 use wavefront_conformance::cases::{self, Op};
+use wavefront_conformance::coverage::{self, CoverageReport};
 use wavefront_conformance::models::{self, ModelReport};
 use wavefront_conformance::report::{self, Report};
 
@@ -39,6 +40,10 @@ struct Args {
     /// the ones built into this binary [env: WAVEFRONT_KERNELS_DIR].
     #[arg(long, value_name = "DIR")]
     kernels: Option<PathBuf>,
+    /// Skip the kernel path coverage pass (each case run again on kernels built with
+    /// -DWF_COVERAGE, which must reach every path of every kernel).
+    #[arg(long)]
+    no_coverage: bool,
     /// Only this op (repeatable).
     #[arg(long = "op")]
     ops: Vec<String>,
@@ -110,6 +115,7 @@ fn run() -> Result<bool> {
                 device: args.device,
                 wave: None,
                 kernels: kernels.clone(),
+                coverage: false,
             })
             .map_err(|e| match e {
                 gpu::OpenError::Unavailable(r) => anyhow::anyhow!("no usable GPU: {r}"),
@@ -128,6 +134,11 @@ fn run() -> Result<bool> {
                     device: args.device,
                     wave: Some(w),
                     kernels: kernels.clone(),
+                    coverage: false,
+                };
+                let coverage_opts = GpuOptions {
+                    coverage: true,
+                    ..opts.clone()
                 };
                 let make = move || -> wavefront::Result<GpuBackend> {
                     gpu::detect_with(&opts).map_err(|e| match e {
@@ -140,6 +151,9 @@ fn run() -> Result<bool> {
                     })
                 };
                 out.check(&make, &format!("WAVE={w}"), &selected, &model_paths, &args);
+                if args.ops.is_empty() && !args.no_coverage {
+                    out.coverage(&coverage_opts, &selected);
+                }
             }
         }
     }
@@ -199,10 +213,34 @@ fn golden_report<B: Backend>(
 struct Outcome {
     reports: Vec<Report>,
     model_reports: Vec<ModelReport>,
+    coverage: Vec<CoverageReport>,
+    /// Variants whose coverage pass could not run.
+    coverage_errors: Vec<String>,
     md: String,
 }
 
 impl Outcome {
+    /// Every case once more on kernels built with their path marks.
+    fn coverage(&mut self, opts: &GpuOptions, selected: &[cases::Case]) {
+        let variant = format!("WAVE={}", opts.wave.unwrap_or(0));
+        let run = gpu::detect_with(opts)
+            .map_err(|e| e.to_string())
+            .and_then(|b| coverage::run(&b, selected, &variant).map_err(|e| e.to_string()));
+        match run {
+            Ok(c) => {
+                self.md.push_str(&c.markdown());
+                self.md.push('\n');
+                self.coverage.push(c);
+            }
+            Err(e) => {
+                self.md.push_str(&format!(
+                    "### kernel paths ({variant}): could not run: {e}\n\n"
+                ));
+                self.coverage_errors.push(format!("{variant}: {e}"));
+            }
+        }
+    }
+
     fn check<B: Backend>(
         &mut self,
         make: &dyn Fn() -> wavefront::Result<B>,
@@ -243,7 +281,9 @@ impl Outcome {
         print!("{}", self.md);
         let ok = !self.reports.is_empty()
             && self.reports.iter().all(|r| r.all_pass())
-            && self.model_reports.iter().all(|m| m.all_pass());
+            && self.model_reports.iter().all(|m| m.all_pass())
+            && self.coverage.iter().all(|c| c.all_reached())
+            && self.coverage_errors.is_empty();
         println!("| backend | variant | cases | passed | failed | uncovered ops |\n|---|---|---:|---:|---:|---|");
         for r in &self.reports {
             println!(
@@ -255,6 +295,20 @@ impl Outcome {
                 r.failed(),
                 r.uncovered.len()
             );
+        }
+        for c in &self.coverage {
+            let unreached = c.unreached();
+            println!(
+                "| gpu | {} kernel paths | {} | {} reached | {} unreached | {} |",
+                c.variant,
+                c.paths.len(),
+                c.paths.len() - unreached.len(),
+                unreached.len(),
+                unreached.join(", ")
+            );
+        }
+        for e in &self.coverage_errors {
+            println!("| gpu | kernel paths {e} | | | | FAIL |");
         }
         if let Some(k) = self
             .reports
@@ -278,7 +332,11 @@ impl Outcome {
             std::fs::write(p, &self.md).with_context(|| format!("writing {}", p.display()))?;
         }
         if let Some(p) = &args.json {
-            let json = serde_json::json!({ "ops": self.reports, "models": self.model_reports });
+            let json = serde_json::json!({
+                "ops": self.reports,
+                "models": self.model_reports,
+                "kernel_paths": self.coverage,
+            });
             std::fs::write(p, serde_json::to_string_pretty(&json)?)
                 .with_context(|| format!("writing {}", p.display()))?;
         }

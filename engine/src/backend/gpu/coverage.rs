@@ -116,7 +116,10 @@ impl GpuBackend {
                 Some((_, bytes)) => {
                     return Err(bad(
                         "coverage",
-                        format!("{file}: wf_coverage has {bytes} bytes, expected {}", SLOTS * 4),
+                        format!(
+                            "{file}: wf_coverage has {bytes} bytes, expected {}",
+                            SLOTS * 4
+                        ),
                     ))
                 }
                 None => {

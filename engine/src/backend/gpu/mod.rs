@@ -13,6 +13,7 @@
 //! default; on NVIDIA a backend with `wave: Some(64)` runs the WAVE=64 build of every kernel,
 //! with the 64-lane logical wave emulated by `kernels/common.h`.
 
+pub mod coverage;
 mod device;
 pub mod module;
 mod ops;
@@ -47,6 +48,9 @@ pub struct GpuOptions {
     pub wave: Option<u32>,
     /// The embedded kernels, or a directory of edited ones (`--kernels DIR`).
     pub kernels: KernelSources,
+    /// Build the kernels with `-DWF_COVERAGE`: their path marks record which branches a case
+    /// reaches (`coverage.rs`). Only the conformance suite's coverage pass asks for it.
+    pub coverage: bool,
 }
 
 impl GpuOptions {
@@ -191,36 +195,44 @@ pub struct GpuBackend {
     origins: Vec<(String, Origin)>,
     /// The sources the kernels were built from, with their hashes (for reports).
     sources: Vec<crate::backend::KernelSource>,
+    /// Whether the kernels were built with `-DWF_COVERAGE`.
+    coverage: bool,
+    /// `(kernel file, its loaded module)`, in build order (for the coverage globals).
+    modules: Vec<(String, vendor::ModuleHandle)>,
 }
 
 impl GpuBackend {
     /// Builds the backend on an opened vendor: picks the wave, compiles (or loads from the
-    /// cache) every kernel file of `kernels`, resolves every ABI kernel.
+    /// cache) every kernel file of `opts.kernels`, resolves every ABI kernel.
     pub fn with_vendor(
         vendor: Arc<dyn Vendor>,
-        wave: Option<u32>,
-        kernels: &KernelSources,
+        opts: &GpuOptions,
         cache: &ModuleCache,
     ) -> Result<Self> {
-        let set = kernels.load()?;
+        let set = opts.kernels.load()?;
         let refs: Vec<(&str, &str)> = set
             .files
             .iter()
             .map(|(f, t)| (f.as_str(), t.as_str()))
             .collect();
-        Self::with_sources(vendor, wave, cache, &refs, &set.common_h)
+        Self::with_sources(vendor, opts, cache, &refs, &set.common_h)
     }
 
-    /// [`GpuBackend::with_vendor`] over explicit `(file, text)` sources and `common.h`.
+    /// [`GpuBackend::with_vendor`] over explicit `(file, text)` sources and `common.h`
+    /// (`opts.kernels` is not read).
     pub fn with_sources(
         vendor: Arc<dyn Vendor>,
-        wave: Option<u32>,
+        opts: &GpuOptions,
         cache: &ModuleCache,
         sources: &[(&str, &str)],
         common: &str,
     ) -> Result<Self> {
         let info = vendor.info().clone();
-        let wave = choose_wave(&info, wave)?;
+        let wave = choose_wave(&info, opts.wave)?;
+        let mut options = CompileRequest::wave_options(wave);
+        if opts.coverage {
+            options.push("-DWF_COVERAGE".into());
+        }
         let provenance = module::SourceSet {
             files: sources
                 .iter()
@@ -245,7 +257,7 @@ impl GpuBackend {
                 file: file.to_string(),
                 source: source.to_string(),
                 common_h: common.to_string(),
-                options: CompileRequest::wave_options(wave),
+                options: options.clone(),
                 arch: info.arch.clone(),
                 runtime_version: info.runtime_version.clone(),
                 wave,
@@ -257,19 +269,19 @@ impl GpuBackend {
                 Err(_) if origin == Origin::Cache => {
                     let code = cache.recompile(&req, &compile)?;
                     origins.push((file.to_string(), Origin::Recompiled));
-                    modules.push(vendor.load_module(&code)?);
+                    modules.push((file.to_string(), vendor.load_module(&code)?));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             origins.push((file.to_string(), origin));
-            modules.push(m);
+            modules.push((file.to_string(), m));
         }
         let mut kernels = HashMap::new();
         let mut missing = Vec::new();
         for name in ABI_KERNELS {
             let mut found = None;
-            for m in &modules {
+            for (_, m) in &modules {
                 if let Some(f) = vendor.get_function(*m, name)? {
                     found = Some(f);
                     break;
@@ -296,6 +308,8 @@ impl GpuBackend {
             scratch: Mutex::new(Scratch::default()),
             origins,
             sources: provenance,
+            coverage: opts.coverage,
+            modules,
         })
     }
 
@@ -308,8 +322,7 @@ impl GpuBackend {
         };
         Ok(Self::with_vendor(
             vendor,
-            opts.wave,
-            &opts.kernels,
+            opts,
             &ModuleCache::default_location(),
         )?)
     }

@@ -10,6 +10,7 @@ use super::vendor::{
     CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg,
     LaunchConfig, ModuleHandle, Runtime, Vendor,
 };
+use super::GpuOptions;
 use super::{choose_wave, GpuBackend, ABI_KERNELS};
 use crate::backend::{AttentionParams, Backend, LinearParams, LogitsParams};
 use crate::error::{Error, Result};
@@ -238,7 +239,11 @@ fn build(
 ) -> Result<GpuBackend> {
     let src = sources(skip);
     let refs: Vec<(&str, &str)> = src.iter().map(|(f, s)| (f.as_str(), s.as_str())).collect();
-    GpuBackend::with_sources(v.clone(), wave, cache, &refs, COMMON)
+    let opts = GpuOptions {
+        wave,
+        ..Default::default()
+    };
+    GpuBackend::with_sources(v.clone(), &opts, cache, &refs, COMMON)
 }
 
 #[test]
