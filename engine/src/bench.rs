@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::backend::{Backend, TensorInfo};
 use crate::error::{Error, Result};
-use crate::kv_cache::KvLayout;
 use crate::model::{Engine, Logits, Sequence};
 use crate::sampler::{CoinRng, SamplingParams};
 use crate::tensor::DType;
@@ -151,14 +150,10 @@ pub fn run<B: Backend>(
             "pp, tg and reps must be at least 1".into(),
         ));
     }
-    let kv_bytes_per_token = KvLayout {
-        n_layers: c.n_layers,
-        n_kv_heads: c.n_kv_heads,
-        head_dim: c.head_dim,
-        capacity: 1,
-        dtype: engine.kv_dtype(),
-    }
-    .bytes_per_position();
+    let kv_bytes_per_token = engine.kv_layout(1).bytes_per_position();
+    // Every test's cache must fit: refuse before allocating anything.
+    let deepest = opts.depths.iter().max().copied().unwrap_or(0) + opts.tg + 2;
+    engine.context_plan(Some(deepest.max(opts.pp + 1)))?;
     let copy_gb_s = copy_bandwidth(b, 256 << 20, opts.reps)?;
     let mut rows = Vec::new();
 

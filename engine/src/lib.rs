@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod context;
 pub mod detok;
 pub mod error;
 pub mod fetch;

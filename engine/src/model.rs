@@ -240,16 +240,46 @@ impl<B: Backend> Engine<B> {
             .unwrap_or_else(|| self.backend.preferred_kv_dtype())
     }
 
-    /// A new sequence with room for `capacity` positions (≤ the model's context length is
-    /// sensible, but not enforced: RoPE extrapolates).
-    pub fn new_sequence(&self, capacity: usize) -> Result<Sequence<B>> {
-        let layout = KvLayout {
+    /// The KV layout of a sequence of `capacity` positions.
+    pub fn kv_layout(&self, capacity: usize) -> KvLayout {
+        KvLayout {
             n_layers: self.config.n_layers,
             n_kv_heads: self.config.n_kv_heads,
             head_dim: self.config.head_dim,
             capacity,
             dtype: self.kv_dtype(),
-        };
+        }
+    }
+
+    /// Bytes of a sequence's working memory at `max_batch` rows with one row of logits (the
+    /// activations of `Scratch`, and the 16-bit copy of a matmul input the GPU makes).
+    pub fn scratch_bytes(&self) -> usize {
+        let c = &self.config;
+        let rows = self.options.max_batch;
+        let per_row =
+            3 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size;
+        let widest_input = c.hidden_size.max(c.intermediate_size).max(c.q_dim());
+        4 * (rows * per_row + c.vocab_size) + 2 * rows * widest_input
+    }
+
+    /// The KV capacity of a new sequence: `requested`, or the model's context capped to the
+    /// backend's free memory less [`crate::context::RESERVE_BYTES`]; an error, before any
+    /// allocation, when it cannot fit.
+    pub fn context_plan(&self, requested: Option<usize>) -> Result<crate::context::ContextPlan> {
+        crate::context::ContextBudget {
+            model_context: self.config.max_position_embeddings,
+            kv_bytes_per_position: self.kv_layout(1).bytes_per_position(),
+            scratch_bytes: self.scratch_bytes(),
+            free_bytes: self.backend.free_memory()?,
+            reserve_bytes: crate::context::RESERVE_BYTES,
+        }
+        .plan(requested)
+    }
+
+    /// A new sequence with room for `capacity` positions (≤ the model's context length is
+    /// sensible, but not enforced: RoPE extrapolates).
+    pub fn new_sequence(&self, capacity: usize) -> Result<Sequence<B>> {
+        let layout = self.kv_layout(capacity);
         Ok(Sequence {
             cache: KvCache::new(&self.backend, layout)?,
             scratch: None,

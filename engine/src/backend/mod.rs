@@ -170,6 +170,11 @@ pub trait Backend: Send + Sync + Sized {
     }
     /// Waits for queued work (no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
+    /// Bytes the backend can still allocate, `None` when it cannot tell (then no default
+    /// context is capped to memory).
+    fn free_memory(&self) -> Result<Option<usize>> {
+        Ok(None)
+    }
     /// Copies all of `src` into `dst` from element `offset` on (same dtype; `offset +
     /// src.len() ≤ dst.len()`), on the device.
     fn copy_into(&self, src: &Self::Tensor, dst: &mut Self::Tensor, offset: usize) -> Result<()>;

@@ -79,6 +79,11 @@ impl Backend for CpuBackend {
         DType::F32
     }
 
+    /// The host's available memory (`MemAvailable`).
+    fn free_memory(&self) -> Result<Option<usize>> {
+        Ok(crate::context::host_available_memory())
+    }
+
     fn alloc(&self, dtype: DType, n: usize) -> Result<CpuTensor> {
         CpuTensor::zeros(dtype, n)
     }

@@ -544,6 +544,11 @@ impl Backend for GpuBackend {
         self.vendor.synchronize()
     }
 
+    /// The device's free memory (cuMemGetInfo / hipMemGetInfo).
+    fn free_memory(&self) -> Result<Option<usize>> {
+        Ok(Some(self.vendor.memory_info()?.0))
+    }
+
     fn copy_into(&self, src: &GpuTensor, dst: &mut GpuTensor, offset: usize) -> Result<()> {
         let fits = offset
             .checked_add(src.len())
