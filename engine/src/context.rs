@@ -155,7 +155,9 @@ mod tests {
     fn the_model_context_when_it_fits() {
         let p = budget(Some(80 << 30)).plan(None).unwrap();
         assert_eq!((p.capacity, p.source), (131072, ContextSource::Model));
-        assert!(p.describe().starts_with("context 131072 tokens (the model's)"));
+        assert!(p
+            .describe()
+            .starts_with("context 131072 tokens (the model's)"));
         // A backend that cannot tell its memory gets the model's context too.
         let p = budget(None).plan(None).unwrap();
         assert_eq!((p.capacity, p.source), (131072, ContextSource::Model));
@@ -166,10 +168,16 @@ mod tests {
         let free = 3usize << 30;
         let p = budget(Some(free)).plan(None).unwrap();
         let want = (free - (100 << 20) - RESERVE_BYTES) / 32768;
-        assert_eq!((p.capacity, p.source), (want, ContextSource::CappedToMemory));
+        assert_eq!(
+            (p.capacity, p.source),
+            (want, ContextSource::CappedToMemory)
+        );
         assert!(p.capacity < 131072);
         let line = p.describe();
-        assert!(line.contains("capped to the free memory") && line.contains("--context"), "{line}");
+        assert!(
+            line.contains("capped to the free memory") && line.contains("--context"),
+            "{line}"
+        );
     }
 
     #[test]

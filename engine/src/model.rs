@@ -256,8 +256,7 @@ impl<B: Backend> Engine<B> {
     pub fn scratch_bytes(&self) -> usize {
         let c = &self.config;
         let rows = self.options.max_batch;
-        let per_row =
-            3 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size;
+        let per_row = 3 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size;
         let widest_input = c.hidden_size.max(c.intermediate_size).max(c.q_dim());
         4 * (rows * per_row + c.vocab_size) + 2 * rows * widest_input
     }

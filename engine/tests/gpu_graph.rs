@@ -2,32 +2,12 @@
 //! what direct launches compute (kernels and the BLAS GEMM), and replays repeatably. Skips,
 //! saying so, where no GPU is usable.
 
-use std::io::Write;
+mod common;
 
-use wavefront::backend::gpu::{detect, require_gpu, GpuBackend, OpenError};
+use common::gpu::gpu;
 use wavefront::backend::{Backend, LinearParams};
 use wavefront::formats::random::values;
 use wavefront::DType;
-
-/// The GPU, or `None` (the test skips, saying why) when there is no GPU runtime or device. A
-/// GPU that fails to open, or none under `WAVEFRONT_REQUIRE_GPU=1`, fails the test.
-fn gpu() -> Option<GpuBackend> {
-    match detect() {
-        Ok(b) => Some(b),
-        Err(OpenError::Unavailable(r)) if !require_gpu() => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping GPU test: no usable GPU ({})",
-                r.lines().next().unwrap_or("")
-            );
-            None
-        }
-        Err(OpenError::Unavailable(r)) => {
-            panic!("WAVEFRONT_REQUIRE_GPU=1 but there is no usable GPU: {r}")
-        }
-        Err(OpenError::Failed(e)) => panic!("the GPU is there but failed to open: {e}"),
-    }
-}
 
 #[test]
 fn captured_kernels_run_only_on_replay_and_repeatably() {
