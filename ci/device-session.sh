@@ -1,64 +1,144 @@
 #!/usr/bin/env bash
-# One device session on a lent NVIDIA GPU (the `device` tool of this workplace), in two stages
-# because the default model (98 MB) is larger than what one call may carry:
+# One device session on a lent NVIDIA GPU (the `device` tool of this workplace), in two calls
+# because the default model (98 MB) is larger than what one call may carry (64 MiB):
 #
-#   here:   cargo build --release -p wavefront -p wavefront-conformance
-#           mkdir -p .device && cp target/release/{wavefront,wavefront-conformance} .device/
-#           strip .device/* && xz -6 .device/wavefront .device/wavefront-conformance
-#           split -b 49M -d ~/.cache/wavefront/models/SmolLM2-135M-Instruct.Q4_1.gguf .device/model.part
-#   call 1: ci/device-session.sh ops      (carry .device/*.xz and .device/model.part00)
-#   call 2: ci/device-session.sh models   (carry .device/model.part01; within the warm window)
+#   here:   ci/device-session.sh pack        (builds, strips, compresses into .device/)
+#   call 1: ci/device-session.sh ops         (carry .device/ops: binaries, model part 0)
+#   call 2: ci/device-session.sh models      (carry .device/models: binaries, model part 1;
+#                                             within the warm window, part 0 is still there)
 #
-# Stage `ops`: every op case at WAVE=32 and the emulated WAVE=64, and the model-level checks on
-# every tiny fixture. Stage `models`: SmolLM2 model-level checks and golden tokens, a greedy run,
-# and the benchmarks. Results land in $OUT; a short table is printed last.
+# Stage `ops`: the GPU test binaries (every op case and the kernel path coverage at WAVE=32 and
+# the emulated WAVE=64, a planted kernel that does not compile, an arena past 2^32 elements,
+# graphs, the vendor layer), then wavefront-conformance on every op and fixture (the committed
+# report). Stage `models`: SmolLM2 model-level checks and golden tokens (test binaries and the
+# report), a greedy run, Llama-3.2-1B and 3.1-8B shaped HF directories run with no --context
+# and at --context 131072, and the benchmarks. Every GPU test runs with WAVEFRONT_REQUIRE_GPU=1.
+# Results land in $OUT; a short table is printed last.
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh ops|models}
+stage=${1:?usage: ci/device-session.sh pack|ops|models}
 OUT=${OUT:-/tmp/wavefront-out}
-mkdir -p "$OUT" bin
-part0=/root/wavefront-model.part00
 model=$HOME/.cache/wavefront/models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+OPS_TESTS="conformance:ops_gpu conformance:gpu_required conformance:gpu_large_arena wavefront:gpu_graph wavefront:gpu_vendor"
+MODEL_TESTS="conformance:model_gpu conformance:golden_tokens"
 
-for b in wavefront wavefront-conformance; do
-    if [ -f ".device/$b.xz" ]; then xz -dc ".device/$b.xz" > "bin/$b" && chmod +x "bin/$b"; fi
-done
-[ -x bin/wavefront ] || { echo "no binaries: carry .device/*.xz" >&2; exit 2; }
+# The test binaries know their sources by the path they were built at; give them that path.
+built_at=/work/main
 
+test_binary() { # package:test → the newest release test binary of it
+  local t=${1#*:}
+  ls -t target/release/deps/"$t"-* 2>/dev/null | grep -v '\.d$' | head -n 1
+}
+
+pack() {
+  local t
+  cargo build --release -p wavefront -p wavefront-conformance || exit 1
+  # One cargo call per package (the test names are per package).
+  cargo test --release --no-run -p wavefront-conformance \
+    $(for t in $OPS_TESTS $MODEL_TESTS; do [ "${t%%:*}" = conformance ] && echo "--test ${t#*:}"; done) || exit 1
+  cargo test --release --no-run -p wavefront \
+    $(for t in $OPS_TESTS $MODEL_TESTS; do [ "${t%%:*}" = wavefront ] && echo "--test ${t#*:}"; done) || exit 1
+  rm -rf .device && mkdir -p .device/ops .device/models
+  put() { # file dest-dir name
+    cp "$1" "$2/$3" && strip "$2/$3" && xz -6 -T2 "$2/$3"
+  }
+  put target/release/wavefront-conformance .device/ops wavefront-conformance
+  put target/release/wavefront .device/ops wavefront
+  for t in $OPS_TESTS; do put "$(test_binary "$t")" .device/ops "${t#*:}"; done
+  for t in $MODEL_TESTS; do put "$(test_binary "$t")" .device/models "${t#*:}"; done
+  [ -f "$model" ] || target/release/wavefront info >/dev/null # fetches the default model
+  split -b 48M -d "$model" .device/model.part
+  mv .device/model.part00 .device/ops/ && mv .device/model.part01 .device/models/
+  git rev-parse HEAD >.device/ops/commit
+  du -sh .device/ops .device/models
+}
+
+unpack() { # dir
+  mkdir -p bin
+  for f in "$1"/*.xz; do
+    [ -f "$f" ] || continue
+    xz -dc "$f" >"bin/$(basename "$f" .xz)" && chmod +x "bin/$(basename "$f" .xz)"
+  done
+  # The binaries look for fixtures and for each other where they were built.
+  if [ "$(pwd)" != "$built_at" ]; then
+    mkdir -p "$(dirname "$built_at")" && ln -sfn "$(pwd)" "$built_at"
+  fi
+  mkdir -p target/release
+  for b in wavefront wavefront-conformance; do
+    [ -x "bin/$b" ] && ln -sf "$(pwd)/bin/$b" "target/release/$b"
+  done
+}
+
+run_test() { # name
+  local log="$OUT/test-$1.log" start=$SECONDS
+  "bin/$1" --test-threads=1 >"$log" 2>&1
+  local rc=$?
+  echo "| test $1 | $rc | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+  [ "$rc" = 0 ] || grep -E "panicked|FAILED|failed" "$log" | head -20
+}
+
+mkdir -p "$OUT"
 case $stage in
+pack) pack ;;
 ops)
-    [ -f .device/model.part00 ] && cp .device/model.part00 "$part0"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
-    bin/wavefront info --devices | tee "$OUT/devices.txt"
-    bin/wavefront-conformance --backend gpu --wave all \
-        --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
-        --report "$OUT/conformance-ops.md" --json "$OUT/conformance-ops.json" > "$OUT/conformance-ops.log" 2>&1
-    echo "conformance exit $?"
-    grep -E "FAIL|✗" "$OUT/conformance-ops.log" | head -30
-    tail -25 "$OUT/conformance-ops.log"
-    ;;
+  unpack .device/ops
+  cp .device/ops/model.part00 /root/wavefront-model.part00
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  bin/wavefront info --devices | tee "$OUT/devices.txt"
+  for t in $OPS_TESTS; do run_test "${t#*:}"; done
+  start=$SECONDS
+  bin/wavefront-conformance --backend gpu --wave all \
+    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
+    --report "$OUT/conformance-ops.md" --json "$OUT/conformance-ops.json" >"$OUT/conformance-ops.log" 2>&1
+  echo "| wavefront-conformance ops + fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-ops.log") |" | tee -a "$OUT/summary.md"
+  grep -E "FAIL|✗|UNREACHED" "$OUT/conformance-ops.log" | head -30
+  grep -E "^\| gpu" "$OUT/conformance-ops.log"
+  cat "$OUT/summary.md"
+  ;;
 models)
-    mkdir -p "$(dirname "$model")"
-    cat "$part0" .device/model.part01 > "$model"
-    echo "$sha  $model" | sha256sum -c - || exit 3
-    bin/wavefront run --backend gpu --temperature 0 --max-tokens 64 "The capital of France is" > "$OUT/run.txt" 2>&1
-    cat "$OUT/run.txt"
-    bin/wavefront run --backend gpu --temperature 0 --max-tokens 128 --format json "Once upon a time, in a small village," > "$OUT/run.json" 2>&1
-    bin/wavefront-conformance --backend gpu --wave all --op sample --model "$model" \
-        --golden fixtures/smollm2/greedy_goldens.json --streams-dir "$OUT" \
-        --report "$OUT/conformance-smollm2.md" --json "$OUT/conformance-smollm2.json" > "$OUT/conformance-smollm2.log" 2>&1
-    echo "conformance exit $?"
-    grep -E "✗" "$OUT/conformance-smollm2.log" | head -20
-    for shape in model llama-3.2-1b llama-3.1-8b; do
-        if [ "$shape" = model ]; then args=(--model "$model"); name=smollm2-135m-q4_1; else args=(--shape "$shape"); name=$shape; fi
-        bin/wavefront bench --backend gpu "${args[@]}" --reps 5 --depth 0,8192,32768 \
-            --json "$OUT/bench-$name.json" --markdown "$OUT/bench-$name.md" > "$OUT/bench-$name.log" 2>&1
-        echo "bench $name exit $?"
+  unpack .device/models
+  mkdir -p "$(dirname "$model")"
+  cat /root/wavefront-model.part00 .device/models/model.part01 >"$model"
+  echo "$sha  $model" | sha256sum -c - || exit 3
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  for t in $MODEL_TESTS; do run_test "${t#*:}"; done
+  start=$SECONDS
+  bin/wavefront-conformance --backend gpu --wave all --op sample --model "$model" \
+    --golden fixtures/smollm2/greedy_goldens.json --streams-dir "$OUT" \
+    --report "$OUT/conformance-smollm2.md" --json "$OUT/conformance-smollm2.json" >"$OUT/conformance-smollm2.log" 2>&1
+  echo "| wavefront-conformance SmolLM2 + golden | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-smollm2.log") |" | tee -a "$OUT/summary.md"
+  bin/wavefront run --backend gpu --temperature 0 --max-tokens 64 "The capital of France is" >"$OUT/run.txt" 2>&1
+  echo "| run SmolLM2 | $? | | $(tail -n 1 "$OUT/run.txt") |" | tee -a "$OUT/summary.md"
+  # Llama 3 shapes as Hugging Face directories: the model's context (131072) by default.
+  for shape in llama-3.2-1b llama-3.1-8b; do
+    dir=/tmp/hf-$shape
+    [ -f "$dir/model.safetensors" ] || python3 ci/make-hf-shape.py "$shape" "$dir" 2>>"$OUT/make-hf.log"
+    for ctx in "" "--context 131072"; do
+      start=$SECONDS
+      # shellcheck disable=SC2086
+      bin/wavefront run --backend gpu --model "$dir" --temperature 0 --max-tokens 16 $ctx "t5 t6 t7" \
+        >"$OUT/run-$shape${ctx:+-131072}.txt" 2>&1
+      echo "| run $shape ${ctx:-(no --context)} | $? | $((SECONDS - start)) s | $(grep -E '^\[context|tok/s' "$OUT/run-$shape${ctx:+-131072}.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
     done
-    tail -6 "$OUT/conformance-smollm2.log"
-    cat "$OUT"/bench-*.md
-    ;;
+  done
+  bench() { # name, args...
+    local name=$1 start=$SECONDS
+    shift
+    bin/wavefront bench --backend gpu "$@" --json "$OUT/bench-$name.json" --markdown "$OUT/bench-$name.md" \
+      >"$OUT/bench-$name.log" 2>&1
+    echo "| bench $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  }
+  bench smollm2-135m-q4_1 --model "$model" --reps 5 --depth 0,8192
+  bench llama-3.2-1b --shape llama-3.2-1b --reps 5 --depth 0
+  bench llama-3.1-8b --shape llama-3.1-8b --reps 5 --depth 0
+  bench llama-3.1-8b-d32768 --shape llama-3.1-8b --reps 2 --tg 8 --depth 0,32768
+  cat "$OUT"/bench-*.md
+  cat "$OUT/summary.md"
+  ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

@@ -174,6 +174,14 @@ fn sample(
     coin: f32,
 ) -> Result<u32> {
     params.validate()?;
+    let unsamplable = logits.is_empty()
+        || logits.iter().any(|x| x.is_nan() || *x == f32::INFINITY)
+        || logits.iter().all(|&x| x == f32::NEG_INFINITY);
+    if unsamplable {
+        return Err(wavefront::Error::InvalidRequest(
+            "logits with a NaN or +inf, or all -inf".into(),
+        ));
+    }
     let mut l = logits.to_vec();
     sampler::apply_repetition_penalty(&mut l, history, params.repeat_penalty);
     let best = sampler::argmax(&l);
