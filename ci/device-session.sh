@@ -3,9 +3,10 @@
 # because the default model (98 MB) is larger than what one call may carry (64 MiB):
 #
 #   here:   ci/device-session.sh pack        (builds, strips, compresses into .device/)
-#   call 1: ci/device-session.sh ops         (carry .device/ops: binaries, model part 0)
-#   call 2: ci/device-session.sh models      (carry .device/models: binaries, model part 1;
-#                                             within the warm window, part 0 is still there)
+#   call 1: ci/device-session.sh ops         (carry .device/ops: every binary, model part 0)
+#   call 2: ci/device-session.sh models      (carry .device/models: model part 1; within the
+#                                             warm window (30 s) the binaries and part 0 are
+#                                             still there: .device/ is ignored, so it stays)
 #
 # Stage `ops`: the GPU test binaries (every op case and the kernel path coverage at WAVE=32 and
 # the emulated WAVE=64, a planted kernel that does not compile, an arena past 2^32 elements,
@@ -13,12 +14,14 @@
 # report). Stage `models`: SmolLM2 model-level checks and golden tokens (test binaries and the
 # report), a greedy run, Llama-3.2-1B and 3.1-8B shaped HF directories run with no --context
 # and at --context 131072, and the benchmarks. Every GPU test runs with WAVEFRONT_REQUIRE_GPU=1.
-# Results land in $OUT; a short table is printed last.
+# Results are gathered in /tmp/wavefront-results/<stage> and come back as one archive,
+# $OUT/<stage>.tar.gz (the tool returns at most 8 files); a short table is printed last.
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
 stage=${1:?usage: ci/device-session.sh pack|ops|models}
-OUT=${OUT:-/tmp/wavefront-out}
+DEST=${OUT:-/tmp/wavefront-out}
+OUT=/tmp/wavefront-results/$stage
 model=$HOME/.cache/wavefront/models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 OPS_TESTS="conformance:ops_gpu conformance:gpu_required conformance:gpu_large_arena wavefront:gpu_graph wavefront:gpu_vendor"
@@ -46,20 +49,22 @@ pack() {
   }
   put target/release/wavefront-conformance .device/ops wavefront-conformance
   put target/release/wavefront .device/ops wavefront
-  for t in $OPS_TESTS; do put "$(test_binary "$t")" .device/ops "${t#*:}"; done
-  for t in $MODEL_TESTS; do put "$(test_binary "$t")" .device/models "${t#*:}"; done
+  for t in $OPS_TESTS $MODEL_TESTS; do put "$(test_binary "$t")" .device/ops "${t#*:}"; done
   [ -f "$model" ] || target/release/wavefront info >/dev/null # fetches the default model
-  split -b 48M -d "$model" .device/model.part
-  mv .device/model.part00 .device/ops/ && mv .device/model.part01 .device/models/
+  # What travels is at most 64 MiB a call, the working tree included: 38 MiB of the model
+  # with the binaries, the rest alone.
+  head -c $((38 << 20)) "$model" >.device/ops/model.part00
+  tail -c +$(((38 << 20) + 1)) "$model" >.device/models/model.part01
   git rev-parse HEAD >.device/ops/commit
   du -sh .device/ops .device/models
 }
 
 unpack() { # dir
-  mkdir -p bin
+  mkdir -p .device/bin
+  ln -sfn .device/bin bin
   for f in "$1"/*.xz; do
     [ -f "$f" ] || continue
-    xz -dc "$f" >"bin/$(basename "$f" .xz)" && chmod +x "bin/$(basename "$f" .xz)"
+    xz -dc "$f" >".device/bin/$(basename "$f" .xz)" && chmod +x ".device/bin/$(basename "$f" .xz)"
   done
   # The binaries look for fixtures and for each other where they were built.
   if [ "$(pwd)" != "$built_at" ]; then
@@ -67,8 +72,13 @@ unpack() { # dir
   fi
   mkdir -p target/release
   for b in wavefront wavefront-conformance; do
-    [ -x "bin/$b" ] && ln -sf "$(pwd)/bin/$b" "target/release/$b"
+    [ -x "bin/$b" ] && ln -sf "$(pwd)/.device/bin/$b" "target/release/$b"
   done
+}
+
+finish() { # archive the stage's results into the one file that comes back
+  mkdir -p "$DEST"
+  tar -C /tmp/wavefront-results -czf "$DEST/$stage.tar.gz" "$stage"
 }
 
 run_test() { # name
@@ -97,10 +107,11 @@ ops)
   echo "| wavefront-conformance ops + fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-ops.log") |" | tee -a "$OUT/summary.md"
   grep -E "FAIL|✗|UNREACHED" "$OUT/conformance-ops.log" | head -30
   grep -E "^\| gpu" "$OUT/conformance-ops.log"
+  finish
   cat "$OUT/summary.md"
   ;;
 models)
-  unpack .device/models
+  unpack .device/ops
   mkdir -p "$(dirname "$model")"
   cat /root/wavefront-model.part00 .device/models/model.part01 >"$model"
   echo "$sha  $model" | sha256sum -c - || exit 3
@@ -137,6 +148,7 @@ models)
   bench llama-3.2-1b --shape llama-3.2-1b --reps 5 --depth 0
   bench llama-3.1-8b --shape llama-3.1-8b --reps 5 --depth 0
   bench llama-3.1-8b-d32768 --shape llama-3.1-8b --reps 2 --tg 8 --depth 0,32768
+  finish
   cat "$OUT"/bench-*.md
   cat "$OUT/summary.md"
   ;;
