@@ -349,6 +349,16 @@ fn config_not_json() {
 
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let err = load(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::NotAModel { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is neither a GGUF file nor a Hugging Face model directory (no config.json)",
+            dir.path().display()
+        )
+    );
+    // hf::load itself, told the directory is a Hugging Face one, names the missing file.
+    let err = hf::load(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_names(&err, "config.json");
 }

@@ -195,7 +195,7 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 
 /// `config.json` (and `generation_config.json` when present) in `dir`.
 pub fn load_config(dir: &Path) -> Result<ModelConfig> {
-    let path = dir.join("config.json");
+    let path = dir.join(super::CONFIG_FILE);
     let config = read_json(&path)?;
     let gen_path = dir.join("generation_config.json");
     let generation = if gen_path.is_file() {

@@ -16,6 +16,7 @@ use crate::tensor::HostTensor;
 
 pub use config::{load_config, parse_config, REQUIRED_FIELDS};
 
+pub const CONFIG_FILE: &str = "config.json";
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
