@@ -36,6 +36,19 @@ impl Default for BenchOptions {
     }
 }
 
+impl BenchOptions {
+    /// `pp`, `tg` and `reps` must each be at least 1 (a test of nothing has no rate). Checked
+    /// by [`run`], and by the CLI before it loads or generates a model.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [("pp", self.pp), ("tg", self.tg), ("reps", self.reps)] {
+            if v == 0 {
+                return Err(Error::invalid_param(field, v, "at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
     /// `pp512`, `tg128`, `tg128@d8192`.
@@ -118,11 +131,7 @@ pub fn run<B: Backend>(
     let weight_bytes = engine.weight_bytes();
     let b = engine.backend();
     let c = engine.config().clone();
-    if opts.reps == 0 || opts.tg == 0 || opts.pp == 0 {
-        return Err(Error::InvalidRequest(
-            "pp, tg and reps must be at least 1".into(),
-        ));
-    }
+    opts.validate()?;
     let kv_size = engine.kv_dtype().block_bytes();
     let kv_bytes_per_token = 2 * c.n_layers * c.n_kv_heads * c.head_dim * kv_size;
     let copy_gb_s = copy_bandwidth(b, 256 << 20, opts.reps)?;
