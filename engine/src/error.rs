@@ -66,6 +66,18 @@ pub enum Error {
         found: Vec<usize>,
     },
 
+    /// A Hugging Face directory whose weights disagree with its `config.json`: a tensor the
+    /// config implies is absent (`found: None`) or has another shape. Either file may be the
+    /// broken one, so both are named.
+    #[error("{weights}: {}; {config} implies {expected:?}", weights_found(.tensor, .found))]
+    WeightsMismatch {
+        config: PathBuf,
+        weights: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Option<Vec<usize>>,
+    },
+
     /// A config field (config.json or GGUF metadata) that is missing or has a bad value.
     #[error("{path}: config `{field}`: {detail}")]
     Config {
@@ -78,8 +90,13 @@ pub enum Error {
     #[error("{path}: unsupported model: {detail}")]
     UnsupportedModel { path: PathBuf, detail: String },
 
+    /// Encoding or decoding failed (a tokenizer that loaded, given text or ids it refuses).
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+
+    /// A tokenizer file (`tokenizer.json`, a GGUF's `tokenizer.ggml.*`) that does not build.
+    #[error("{path}: tokenizer: {detail}")]
+    TokenizerFile { path: PathBuf, detail: String },
 
     #[error("chat template: {0}")]
     ChatTemplate(String),
@@ -152,6 +169,14 @@ impl Error {
             field: field.into(),
             detail: detail.into(),
         }
+    }
+}
+
+/// `tensor `x` has shape [..]` or `no tensor `x``.
+fn weights_found(tensor: &str, found: &Option<Vec<usize>>) -> String {
+    match found {
+        Some(shape) => format!("tensor `{tensor}` has shape {shape:?}"),
+        None => format!("no tensor `{tensor}`"),
     }
 }
 

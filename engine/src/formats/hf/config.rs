@@ -257,6 +257,17 @@ pub fn parse_config(
             format!("RoPE needs an even head_dim, found {head_dim}"),
         ));
     }
+    // The query width (heads × head_dim) is a product the rest of the engine takes for granted
+    // (as for GGUF: at most u32::MAX).
+    if n_heads
+        .checked_mul(head_dim)
+        .is_none_or(|d| d > u32::MAX as usize)
+    {
+        return Err(f.err(
+            "num_attention_heads",
+            format!("{n_heads} heads of head_dim {head_dim} overflow"),
+        ));
+    }
     let rms_norm_eps = f.f64("rms_norm_eps")?.unwrap_or(1e-6);
     if rms_norm_eps < 0.0 {
         return Err(f.err(
