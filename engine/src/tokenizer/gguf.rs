@@ -396,7 +396,7 @@ pub fn generate_merges(
 mod tests {
     use super::*;
     use crate::formats::gguf::builder::GgufBuilder;
-    use crate::formats::gguf::{GgufType, GgufValue};
+    use crate::formats::gguf::{GgufArray, GgufValue};
 
     #[test]
     fn bytes_to_unicode_is_gpt2s_map() {
@@ -438,10 +438,7 @@ mod tests {
     }
 
     fn strings(v: &[&str]) -> GgufValue {
-        GgufValue::Array(
-            GgufType::String,
-            v.iter().map(|s| GgufValue::String(s.to_string())).collect(),
-        )
+        GgufValue::Array(GgufArray::String(v.iter().collect()))
     }
 
     fn read(b: &GgufBuilder) -> (tempfile::TempDir, GgufFile) {
@@ -453,25 +450,19 @@ mod tests {
 
     fn sentencepiece_file() -> GgufBuilder {
         let tokens = ["<unk>", "<s>", "</s>", "▁", "h", "i", "▁h", "▁hi"];
-        let scores: Vec<GgufValue> = [0.0f32, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0]
-            .iter()
-            .map(|s| GgufValue::F32(*s))
-            .collect();
-        let types: Vec<GgufValue> = [2, 3, 3, 1, 1, 1, 1, 1]
-            .iter()
-            .map(|t| GgufValue::I32(*t))
-            .collect();
+        let scores = vec![0.0f32, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0];
+        let types = vec![2, 3, 3, 1, 1, 1, 1, 1];
         GgufBuilder::new()
             .kv("general.architecture", GgufValue::String("llama".into()))
             .kv("tokenizer.ggml.model", GgufValue::String("llama".into()))
             .kv("tokenizer.ggml.tokens", strings(&tokens))
             .kv(
                 "tokenizer.ggml.scores",
-                GgufValue::Array(GgufType::F32, scores),
+                GgufValue::Array(GgufArray::F32(scores)),
             )
             .kv(
                 "tokenizer.ggml.token_type",
-                GgufValue::Array(GgufType::I32, types),
+                GgufValue::Array(GgufArray::I32(types)),
             )
             .kv("tokenizer.ggml.bos_token_id", GgufValue::U32(1))
             .kv("tokenizer.ggml.eos_token_id", GgufValue::U32(2))
