@@ -71,7 +71,19 @@ fn split_regex(pre: &str) -> Option<&'static str> {
 const SENTENCEPIECE_VARIANTS: &[&str] = &["gemma", "gemma2", "gemma3", "phi3"];
 
 /// The tokenizer the file's metadata describes; `None` when it has no `tokenizer.ggml.model`.
+/// A pipeline that does not build (merges of unknown tokens, ...) is an
+/// [`Error::TokenizerFile`] naming the file.
 pub fn from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
+    build(file).map_err(|e| match e {
+        Error::Tokenizer(detail) => Error::TokenizerFile {
+            path: file.path.clone(),
+            detail,
+        },
+        e => e,
+    })
+}
+
+fn build(file: &GgufFile) -> Result<Option<Tokenizer>> {
     let Some(kind) = file.opt_str("tokenizer.ggml.model")? else {
         return Ok(None);
     };
@@ -585,6 +597,8 @@ mod tests {
     fn merge_of_unknown_tokens_is_a_tokenizer_error() {
         let b = sentencepiece_file().kv("tokenizer.ggml.merges", strings(&["x y"]));
         let (_d, f) = read(&b);
-        assert!(matches!(from_gguf(&f).unwrap_err(), Error::Tokenizer(_)));
+        let err = from_gguf(&f).unwrap_err();
+        assert!(matches!(err, Error::TokenizerFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("tok.gguf"), "{err}");
     }
 }
