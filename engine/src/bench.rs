@@ -37,12 +37,28 @@ impl Default for BenchOptions {
 }
 
 impl BenchOptions {
-    /// `pp`, `tg` and `reps` must each be at least 1 (a test of nothing has no rate). Checked
-    /// by [`run`], and by the CLI before it loads or generates a model.
+    /// `pp`, `tg` and `reps` must each be at least 1 (a test of nothing has no rate), and the
+    /// cache sizes the tests ask for (`pp + 1`, `depth + tg + 2` positions) must be numbers.
+    /// Checked by [`run`], and by the CLI before it loads or generates a model.
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [("pp", self.pp), ("tg", self.tg), ("reps", self.reps)] {
             if v == 0 {
                 return Err(Error::invalid_param(field, v, "at least 1"));
+            }
+        }
+        if self.pp.checked_add(1).is_none() {
+            return Err(Error::invalid_param("pp", self.pp, "below 2^64 - 1"));
+        }
+        for &d in &self.depths {
+            if d.checked_add(self.tg)
+                .and_then(|x| x.checked_add(2))
+                .is_none()
+            {
+                return Err(Error::invalid_param(
+                    "depth",
+                    d,
+                    format!("such that depth + tg + 2 < 2^64 (tg is {})", self.tg),
+                ));
             }
         }
         Ok(())

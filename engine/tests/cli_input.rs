@@ -114,6 +114,27 @@ fn bench_flags_out_of_range_are_refused_before_loading() {
             &format!("{field} must be at least 1, got 0"),
         );
     }
+    // Cache sizes that do not fit in a number.
+    assert_error(
+        &[
+            "bench",
+            "--model",
+            NEVER_LOADED,
+            "--depth",
+            "0,18446744073709551615",
+        ],
+        "depth must be such that depth + tg + 2 < 2^64 (tg is 128), got 18446744073709551615",
+    );
+    assert_error(
+        &[
+            "bench",
+            "--model",
+            NEVER_LOADED,
+            "--pp",
+            "18446744073709551615",
+        ],
+        "pp must be below 2^64 - 1, got 18446744073709551615",
+    );
     // Before generating random weights, too.
     assert_error(
         &["bench", "--shape", "llama-3.1-8b", "--reps", "0"],

@@ -248,6 +248,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         reps: args.reps,
         ..Default::default()
     };
+    if !args.depth.is_empty() {
+        opts.depths = args.depth.clone();
+    }
     opts.validate()?;
     let shape = match &args.shape {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
@@ -274,19 +277,15 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     let report = match gpu {
         Some(b) => {
-            if !args.depth.is_empty() {
-                opts.depths = args.depth.clone();
-            }
             let engine = Engine::new(b, &model, EngineOptions::default())?;
             drop(model);
             wavefront::bench::run(&engine, &name, &opts)?
         }
         None => {
-            opts.depths = if args.depth.is_empty() {
-                vec![0]
-            } else {
-                args.depth.clone()
-            };
+            // Deep caches are a GPU measurement; the CPU default is depth 0 alone.
+            if args.depth.is_empty() {
+                opts.depths = vec![0];
+            }
             let engine = Engine::new(CpuBackend::default(), &model, EngineOptions::default())?;
             drop(model);
             wavefront::bench::run(&engine, &name, &opts)?
