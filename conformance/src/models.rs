@@ -216,7 +216,7 @@ fn run_checks<B: Backend>(
         &reference,
         &tokens,
         tokens.len() / 2,
-        tol.kv_state().nmse,
+        &tol,
     )?);
     let prompt = &tokens[..tokens.len().min(8)];
     for (i, params) in opts.settings.iter().enumerate() {
@@ -229,7 +229,6 @@ fn run_checks<B: Backend>(
                 opts.sample_steps,
                 1000 + i as u64,
                 sample_rule(&tol),
-                logits.nmse,
             )?
             .check,
         );

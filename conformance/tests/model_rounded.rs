@@ -116,14 +116,7 @@ fn a_planted_end_to_end_bug_of_1e_4_fails_the_16_bit_checks() {
             let tol = ModelTolerances::for_engine(&engine);
             let mut checks = check_trace(&engine, &reference, &tokens, &tol).unwrap();
             checks.extend(
-                kv_lifecycle(
-                    &engine,
-                    &reference,
-                    &tokens,
-                    tokens.len() / 2,
-                    tol.kv_state().nmse,
-                )
-                .unwrap(),
+                kv_lifecycle(&engine, &reference, &tokens, tokens.len() / 2, &tol).unwrap(),
             );
             checks
         };

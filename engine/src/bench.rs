@@ -36,6 +36,35 @@ impl Default for BenchOptions {
     }
 }
 
+impl BenchOptions {
+    /// `pp`, `tg` and `reps` must each be at least 1 (a test of nothing has no rate), and the
+    /// cache sizes the tests ask for (`pp + 1`, `depth + tg + 2` positions) must be numbers.
+    /// Checked by [`run`], and by the CLI before it loads or generates a model.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [("pp", self.pp), ("tg", self.tg), ("reps", self.reps)] {
+            if v == 0 {
+                return Err(Error::invalid_param(field, v, "at least 1"));
+            }
+        }
+        if self.pp.checked_add(1).is_none() {
+            return Err(Error::invalid_param("pp", self.pp, "below 2^64 - 1"));
+        }
+        for &d in &self.depths {
+            if d.checked_add(self.tg)
+                .and_then(|x| x.checked_add(2))
+                .is_none()
+            {
+                return Err(Error::invalid_param(
+                    "depth",
+                    d,
+                    format!("such that depth + tg + 2 < 2^64 (tg is {})", self.tg),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
     /// `pp512`, `tg128`, `tg128@d8192`.
@@ -145,11 +174,7 @@ pub fn run<B: Backend>(
     let decode_weight_bytes = engine.decode_weight_bytes();
     let b = engine.backend();
     let c = engine.config().clone();
-    if opts.reps == 0 || opts.tg == 0 || opts.pp == 0 {
-        return Err(Error::InvalidRequest(
-            "pp, tg and reps must be at least 1".into(),
-        ));
-    }
+    opts.validate()?;
     let kv_bytes_per_token = engine.kv_layout(1).bytes_per_position();
     // Every test's cache must fit: refuse before allocating anything.
     let deepest = opts.depths.iter().max().copied().unwrap_or(0) + opts.tg + 2;

@@ -7,12 +7,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// The cause is printed once, in this message: it is deliberately not a `source()`, so
+    /// that a chain printer (anyhow's `{:#}`) does not repeat it.
+    #[error("{path}: {}", io_reason(.error))]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
+
+    /// A path that is neither of the two model formats: a directory without `config.json`, a
+    /// file without GGUF's magic.
+    #[error("{path} is neither a GGUF file nor a Hugging Face model directory ({detail})")]
+    NotAModel { path: PathBuf, detail: String },
 
     /// The file ends before a structure it declares (header, metadata, tensor data).
     #[error("{path}: truncated: {what} needs {needed} bytes, {available} available")]
@@ -60,6 +66,18 @@ pub enum Error {
         found: Vec<usize>,
     },
 
+    /// A Hugging Face directory whose weights disagree with its `config.json`: a tensor the
+    /// config implies is absent (`found: None`) or has another shape. Either file may be the
+    /// broken one, so both are named.
+    #[error("{weights}: {}; {config} implies {expected:?}", weights_found(.tensor, .found))]
+    WeightsMismatch {
+        config: PathBuf,
+        weights: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Option<Vec<usize>>,
+    },
+
     /// A config field (config.json or GGUF metadata) that is missing or has a bad value.
     #[error("{path}: config `{field}`: {detail}")]
     Config {
@@ -72,8 +90,13 @@ pub enum Error {
     #[error("{path}: unsupported model: {detail}")]
     UnsupportedModel { path: PathBuf, detail: String },
 
+    /// Encoding or decoding failed (a tokenizer that loaded, given text or ids it refuses).
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+
+    /// A tokenizer file (`tokenizer.json`, a GGUF's `tokenizer.ggml.*`) that does not build.
+    #[error("{path}: tokenizer: {detail}")]
+    TokenizerFile { path: PathBuf, detail: String },
 
     #[error("chat template: {0}")]
     ChatTemplate(String),
@@ -86,9 +109,19 @@ pub enum Error {
     #[error("context full: {requested} positions requested, KV cache capacity is {capacity}")]
     ContextFull { capacity: usize, requested: usize },
 
-    /// A request the engine refuses before running it (bad sampling parameters, empty prompt...).
+    /// A request the engine refuses before running it (an empty prompt, a token outside the
+    /// vocabulary...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+
+    /// A request parameter outside its range: `field` is the parameter's name (`top_p`,
+    /// `max_tokens`), `expected` its range, `value` what was given.
+    #[error("{field} must be {expected}, got {value}")]
+    InvalidParam {
+        field: &'static str,
+        value: String,
+        expected: String,
+    },
 
     /// A backend op failed; `detail` carries the vendor call and status where there is one.
     #[error("backend {backend}: {op}: {detail}")]
@@ -100,10 +133,22 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
+        }
+    }
+
+    pub fn invalid_param(
+        field: &'static str,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Error::InvalidParam {
+            field,
+            value: value.to_string(),
+            expected: expected.into(),
         }
     }
 
@@ -124,5 +169,47 @@ impl Error {
             field: field.into(),
             detail: detail.into(),
         }
+    }
+}
+
+/// `tensor `x` has shape [..]` or `no tensor `x``.
+fn weights_found(tensor: &str, found: &Option<Vec<usize>>) -> String {
+    match found {
+        Some(shape) => format!("tensor `{tensor}` has shape {shape:?}"),
+        None => format!("no tensor `{tensor}`"),
+    }
+}
+
+/// An io error as one phrase, as a path's suffix reads best: `no such file or directory`
+/// (the OS message without its ` (os error 2)` code, first letter lowered); other errors as
+/// they display.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => format!("{:?}", e.kind()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_print_their_cause_once_in_lowercase() {
+        let os = std::io::Error::from_raw_os_error(2); // ENOENT
+        let err = Error::io("/x/y.gguf", os);
+        assert_eq!(err.to_string(), "/x/y.gguf: no such file or directory");
+        assert!(std::error::Error::source(&err).is_none());
+        let custom = std::io::Error::new(std::io::ErrorKind::NotFound, "Nothing here");
+        assert_eq!(Error::io("d", custom).to_string(), "d: nothing here");
     }
 }

@@ -13,7 +13,8 @@ use crate::tokenizer::Tokenizer;
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationRequest {
     pub prompt: Vec<u32>,
-    /// Most tokens to generate.
+    /// Most tokens to generate; at least 1 (a request for nothing is refused, as OpenAI's API
+    /// refuses `max_tokens: 0`).
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     /// Seeds the coin stream: the same request and seed give the same tokens.
@@ -22,7 +23,9 @@ pub struct GenerationRequest {
     pub stop: Vec<String>,
     /// The repetition penalty looks at the last this-many tokens (0 = the whole context).
     pub repeat_last_n: usize,
-    /// KV capacity; `None` = the model's context length.
+    /// KV capacity; `None` = the model's context length capped to what fits in the backend's
+    /// free memory (`Engine::context_plan`). At least 2 (one prompt token and one generated), at
+    /// most the model's context length, and it must fit.
     pub context: Option<usize>,
 }
 
@@ -37,6 +40,27 @@ impl GenerationRequest {
             repeat_last_n: 64,
             context: None,
         }
+    }
+
+    /// Checks every field that does not depend on the model or the prompt (sampling ranges,
+    /// `max_tokens`, `context`, stop strings), so that a caller can refuse a bad request before
+    /// loading anything. [`Generator::new`] checks this and the rest.
+    pub fn check_settings(&self) -> Result<()> {
+        self.sampling.validate()?;
+        if self.max_tokens == 0 {
+            return Err(Error::invalid_param("max_tokens", 0, "at least 1"));
+        }
+        if let Some(c) = self.context.filter(|&c| c < 2) {
+            return Err(Error::invalid_param(
+                "context",
+                c,
+                "at least 2 (one prompt token and one generated)",
+            ));
+        }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::invalid_param("stop", "\"\"", "a non-empty string"));
+        }
+        Ok(())
     }
 }
 
@@ -72,14 +96,21 @@ pub struct Timings {
 }
 
 impl Timings {
-    pub fn prefill_tok_s(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
+    /// Prompt tokens per second; `None` when nothing was prefilled or no time was measured.
+    pub fn prefill_tok_s(&self) -> Option<f64> {
+        rate(self.prompt_tokens, self.prefill)
     }
 
-    /// Decode rate over the tokens after the first (the first comes from the prefill logits).
-    pub fn decode_tok_s(&self) -> f64 {
-        self.generated_tokens.saturating_sub(1) as f64 / self.decode.as_secs_f64().max(1e-9)
+    /// Decode rate over the tokens after the first (the first comes from the prefill logits);
+    /// `None` when at most one token was generated.
+    pub fn decode_tok_s(&self) -> Option<f64> {
+        rate(self.generated_tokens.saturating_sub(1), self.decode)
     }
+}
+
+/// `tokens / time`, or `None` for a rate of nothing: no tokens, or no time to divide by.
+fn rate(tokens: usize, time: Duration) -> Option<f64> {
+    (tokens > 0 && !time.is_zero()).then(|| tokens as f64 / time.as_secs_f64())
 }
 
 /// One generated token and the text it completed (may be empty mid-character or while a
@@ -116,7 +147,7 @@ impl<'a, B: Backend> Generator<'a, B> {
         tokenizer: Option<&'a Tokenizer>,
         request: GenerationRequest,
     ) -> Result<Self> {
-        request.sampling.validate()?;
+        request.check_settings()?;
         if request.prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt has no tokens".into()));
         }
@@ -126,19 +157,22 @@ impl<'a, B: Backend> Generator<'a, B> {
                 "prompt token {t} is outside the vocabulary ({vocab})"
             )));
         }
-        let capacity = request
-            .context
-            .unwrap_or(engine.config().max_position_embeddings);
+        let model_context = engine.config().max_position_embeddings;
+        if let Some(c) = request.context.filter(|&c| c > model_context) {
+            return Err(Error::invalid_param(
+                "context",
+                c,
+                format!("at most the model's context length, {model_context}"),
+            ));
+        }
+        // The model's context capped to the free memory, or the request's: refused here, before
+        // the cache is allocated, when it cannot fit.
+        let capacity = engine.context_plan(request.context)?.capacity;
         if request.prompt.len() >= capacity {
             return Err(Error::InvalidRequest(format!(
                 "the prompt has {} tokens; the context holds {capacity} (leave room for at least one generated token)",
                 request.prompt.len()
             )));
-        }
-        if request.stop.iter().any(|s| s.is_empty()) {
-            return Err(Error::InvalidRequest(
-                "stop strings must not be empty".into(),
-            ));
         }
         let seq = engine.new_sequence(capacity)?;
         Ok(Generator {
@@ -293,5 +327,72 @@ impl<'a, B: Backend> Generator<'a, B> {
 
     pub fn sequence(&self) -> &Sequence<B> {
         &self.seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_of_nothing_are_none() {
+        let ms = Duration::from_millis;
+        let t = |prompt_tokens, prefill, generated_tokens, decode| Timings {
+            prompt_tokens,
+            prefill,
+            generated_tokens,
+            decode,
+        };
+        assert_eq!(t(0, ms(5), 0, ms(0)).prefill_tok_s(), None);
+        assert_eq!(t(7, ms(0), 0, ms(0)).prefill_tok_s(), None);
+        // One generated token comes from the prefill: no decode rate.
+        assert_eq!(t(7, ms(10), 1, ms(0)).decode_tok_s(), None);
+        assert_eq!(t(7, ms(10), 1, ms(3)).decode_tok_s(), None);
+        assert_eq!(t(8, ms(500), 5, ms(2000)).prefill_tok_s(), Some(16.0));
+        assert_eq!(t(8, ms(500), 5, ms(2000)).decode_tok_s(), Some(2.0));
+    }
+
+    #[test]
+    fn settings_are_checked_without_a_model() {
+        let ok = GenerationRequest::new(vec![]);
+        assert!(ok.check_settings().is_ok());
+        let cases = [
+            (
+                GenerationRequest {
+                    max_tokens: 0,
+                    ..ok.clone()
+                },
+                "max_tokens must be at least 1, got 0",
+            ),
+            (
+                GenerationRequest {
+                    context: Some(1),
+                    ..ok.clone()
+                },
+                "context must be at least 2 (one prompt token and one generated), got 1",
+            ),
+            (
+                GenerationRequest {
+                    stop: vec!["x".into(), String::new()],
+                    ..ok.clone()
+                },
+                "stop must be a non-empty string, got \"\"",
+            ),
+            (
+                GenerationRequest {
+                    sampling: SamplingParams {
+                        top_p: 2.0,
+                        ..Default::default()
+                    },
+                    ..ok.clone()
+                },
+                "top_p must be in (0, 1] (1 = off), got 2",
+            ),
+        ];
+        for (r, msg) in cases {
+            let e = r.check_settings().unwrap_err();
+            assert!(matches!(e, Error::InvalidParam { .. }), "{e:?}");
+            assert_eq!(e.to_string(), msg);
+        }
     }
 }

@@ -13,15 +13,15 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
-    /// ≤ 0 means greedy.
+    /// Finite and ≥ 0; 0 means greedy.
     pub temperature: f32,
     /// 0 = off.
     pub top_k: usize,
-    /// ≥ 1 = off.
+    /// In (0, 1]; 1 = off.
     pub top_p: f32,
-    /// 0 = off.
+    /// In [0, 1]; 0 = off.
     pub min_p: f32,
-    /// 1 = off.
+    /// Finite and > 0; 1 = off.
     pub repeat_penalty: f32,
 }
 
@@ -50,29 +50,24 @@ impl SamplingParams {
         self.temperature <= 0.0
     }
 
-    /// Rejects parameters no sampler can honour, naming the field.
+    /// The one check of every field's range (the CLI, the generator and the server all call
+    /// it): an [`Error::InvalidParam`] naming the field, the value and the range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::InvalidRequest(what));
-        if !self.temperature.is_finite() {
-            return bad(format!(
-                "temperature must be finite, got {}",
-                self.temperature
-            ));
+        let bad = |field, value: f32, expected| Err(Error::invalid_param(field, value, expected));
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return bad("temperature", t, "finite and >= 0 (0 = greedy)");
         }
-        if self.top_p.is_nan() || self.top_p <= 0.0 || !self.top_p.is_finite() {
-            return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
+        // top_k: every value means something (0 = off, k >= the vocabulary keeps all).
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", self.top_p, "in (0, 1] (1 = off)");
         }
         if !(0.0..=1.0).contains(&self.min_p) {
-            return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
+            return bad("min_p", self.min_p, "in [0, 1] (0 = off)");
         }
-        if self.repeat_penalty.is_nan()
-            || self.repeat_penalty <= 0.0
-            || !self.repeat_penalty.is_finite()
-        {
-            return bad(format!(
-                "repeat_penalty must be > 0, got {}",
-                self.repeat_penalty
-            ));
+        let r = self.repeat_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return bad("repeat_penalty", r, "finite and > 0 (1 = off)");
         }
         Ok(())
     }
@@ -338,22 +333,89 @@ mod tests {
         assert!(sample(&l, &d, &[], -0.1).is_err());
         assert!(sample(&[], &d, &[], 0.5).is_err());
         assert!(sample(&[f32::NAN, 1.0], &d, &[], 0.5).is_err());
+        // Every range's both sides and the non-numbers, with the message each must give.
+        let cases = [
+            (
+                SamplingParams {
+                    temperature: -0.5,
+                    ..d
+                },
+                "temperature must be finite and >= 0 (0 = greedy), got -0.5",
+            ),
+            (
+                SamplingParams {
+                    temperature: f32::NAN,
+                    ..d
+                },
+                "temperature must be finite and >= 0 (0 = greedy), got NaN",
+            ),
+            (
+                SamplingParams {
+                    temperature: f32::INFINITY,
+                    ..d
+                },
+                "temperature must be finite and >= 0 (0 = greedy), got inf",
+            ),
+            (
+                SamplingParams { top_p: 0.0, ..d },
+                "top_p must be in (0, 1] (1 = off), got 0",
+            ),
+            (
+                SamplingParams { top_p: 2.0, ..d },
+                "top_p must be in (0, 1] (1 = off), got 2",
+            ),
+            (
+                SamplingParams {
+                    top_p: f32::NAN,
+                    ..d
+                },
+                "top_p must be in (0, 1] (1 = off), got NaN",
+            ),
+            (
+                SamplingParams { min_p: -0.1, ..d },
+                "min_p must be in [0, 1] (0 = off), got -0.1",
+            ),
+            (
+                SamplingParams { min_p: 1.5, ..d },
+                "min_p must be in [0, 1] (0 = off), got 1.5",
+            ),
+            (
+                SamplingParams {
+                    repeat_penalty: 0.0,
+                    ..d
+                },
+                "repeat_penalty must be finite and > 0 (1 = off), got 0",
+            ),
+            (
+                SamplingParams {
+                    repeat_penalty: f32::INFINITY,
+                    ..d
+                },
+                "repeat_penalty must be finite and > 0 (1 = off), got inf",
+            ),
+        ];
+        for (p, msg) in cases {
+            match sample(&l, &p, &[], 0.5) {
+                Err(e @ Error::InvalidParam { .. }) => assert_eq!(e.to_string(), msg, "{p:?}"),
+                other => panic!("{p:?}: {other:?}"),
+            }
+        }
+        // The edges that are inside.
         for p in [
-            SamplingParams { top_p: 0.0, ..d },
+            SamplingParams::greedy(),
             SamplingParams {
-                temperature: f32::NAN,
+                top_p: 1.0,
+                min_p: 1.0,
+                top_k: usize::MAX,
                 ..d
             },
-            SamplingParams { min_p: 1.5, ..d },
             SamplingParams {
-                repeat_penalty: 0.0,
+                top_p: f32::MIN_POSITIVE,
+                min_p: 0.0,
                 ..d
             },
         ] {
-            assert!(
-                matches!(sample(&l, &p, &[], 0.5), Err(Error::InvalidRequest(_))),
-                "{p:?}"
-            );
+            assert!(p.validate().is_ok(), "{p:?}");
         }
     }
 

@@ -171,7 +171,7 @@ fn bad_requests_are_refused_before_running() {
     let e = engine();
     let tok = model().tokenizer.as_ref();
     let bad = |req: GenerationRequest| match Generator::new(&e, tok, req) {
-        Err(Error::InvalidRequest(m)) => m,
+        Err(m @ (Error::InvalidRequest(_) | Error::InvalidParam { .. })) => m.to_string(),
         Err(other) => panic!("wrong error {other}"),
         Ok(_) => panic!("accepted"),
     };
@@ -195,4 +195,17 @@ fn bad_requests_are_refused_before_running() {
         ..GenerationRequest::new(vec![1])
     };
     assert!(bad(stop).contains("stop"));
+    // A KV cache past the model's context length is refused (not allocated).
+    let trained = e.config().max_position_embeddings;
+    let over = GenerationRequest {
+        context: Some(trained + 1),
+        ..GenerationRequest::new(vec![1])
+    };
+    assert_eq!(
+        bad(over),
+        format!(
+            "context must be at most the model's context length, {trained}, got {}",
+            trained + 1
+        )
+    );
 }

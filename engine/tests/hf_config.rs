@@ -208,6 +208,9 @@ fn inconsistent_dimensions_are_config_errors() {
         (json!({"hidden_size": 30}), "hidden_size"),
         (json!({"head_dim": 7}), "head_dim"),
         (json!({"num_attention_heads": 0}), "num_attention_heads"),
+        // heads × head_dim past u32 (and past u64: 2^62 × 4 would overflow the product)
+        (json!({"head_dim": 1u64 << 62}), "num_attention_heads"),
+        (json!({"head_dim": 1u64 << 31}), "num_attention_heads"),
         (json!({"bos_token_id": [1, 2]}), "bos_token_id"),
     ] {
         let err = parse(&with(changes.clone())).unwrap_err();

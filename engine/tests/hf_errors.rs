@@ -232,10 +232,17 @@ fn missing_tensor_is_named() {
     write_safetensors(&dir.path().join("model.safetensors"), &ts);
     let err = load(dir.path()).unwrap_err();
     assert!(
-        matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "model.layers.1.self_attn.v_proj.weight"),
+        matches!(&err, Error::WeightsMismatch { tensor, found: None, .. } if tensor == "model.layers.1.self_attn.v_proj.weight"),
         "{err}"
     );
-    assert_names(&err, "model.safetensors");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: no tensor `model.layers.1.self_attn.v_proj.weight`; {} implies [8, 16]",
+            dir.path().join("model.safetensors").display(),
+            dir.path().join("config.json").display()
+        )
+    );
 }
 
 #[test]
@@ -257,7 +264,7 @@ fn tied_model_needs_no_lm_head() {
     write_config(dir.path(), &cfg);
     let err = load(dir.path()).unwrap_err();
     assert!(
-        matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "lm_head.weight"),
+        matches!(&err, Error::WeightsMismatch { tensor, found: None, .. } if tensor == "lm_head.weight"),
         "{err}"
     );
 }
@@ -275,10 +282,10 @@ fn shape_disagreeing_with_config() {
     write_safetensors(&dir.path().join("model.safetensors"), &ts);
     let err = load(dir.path()).unwrap_err();
     match &err {
-        Error::ShapeMismatch {
+        Error::WeightsMismatch {
             tensor,
             expected,
-            found,
+            found: Some(found),
             ..
         } => {
             assert_eq!(tensor, "model.layers.0.mlp.down_proj.weight");
@@ -289,12 +296,15 @@ fn shape_disagreeing_with_config() {
         }
         _ => panic!("{err}"),
     }
-    let msg = err.to_string();
-    assert!(
-        msg.contains("[16, 40]") && msg.contains("[40, 16]"),
-        "{msg}"
+    // Both files are named: either may be the broken one.
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: tensor `model.layers.0.mlp.down_proj.weight` has shape [40, 16]; {} implies [16, 40]",
+            dir.path().join("model.safetensors").display(),
+            dir.path().join("config.json").display()
+        )
     );
-    assert_names(&err, &dir.path().display().to_string());
 }
 
 #[test]
@@ -349,6 +359,16 @@ fn config_not_json() {
 
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let err = load(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::NotAModel { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is neither a GGUF file nor a Hugging Face model directory (no config.json)",
+            dir.path().display()
+        )
+    );
+    // hf::load itself, told the directory is a Hugging Face one, names the missing file.
+    let err = hf::load(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_names(&err, "config.json");
 }
@@ -513,7 +533,7 @@ fn qwen2_loads_with_qkv_biases_and_names_a_missing_one() {
     write_safetensors(&path, &ts);
     let err = load(dir.path()).unwrap_err();
     assert!(
-        matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "model.layers.1.self_attn.v_proj.bias"),
+        matches!(&err, Error::WeightsMismatch { tensor, found: None, .. } if tensor == "model.layers.1.self_attn.v_proj.bias"),
         "{err}"
     );
 }

@@ -250,7 +250,92 @@ fn broken_files_are_typed_errors() {
     std::fs::write(dir.path().join("tokenizer.json"), "{\"model\": 1}").unwrap();
     let err = hf::from_dir(dir.path()).unwrap_err();
     assert!(
-        matches!(err, Error::Tokenizer(ref m) if m.contains("tokenizer.json")),
+        matches!(err, Error::TokenizerFile { ref path, .. } if path.ends_with("tokenizer.json")),
         "{err}"
     );
+}
+
+/// Inputs on which `tokenizers` 0.22 panics are refused first, with typed errors: a broken JSON
+/// stream (a truncated file, a number out of range) and merges a `continuing_subword_prefix`
+/// cannot slice.
+#[test]
+fn tokenizer_json_that_would_panic_tokenizers_is_refused() {
+    let text = std::fs::read_to_string(fixture_dir().join("tokenizer.json")).unwrap();
+    let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let dir = with_config(serde_json::json!({}), false);
+    let path = dir.path().join("tokenizer.json");
+
+    let decoder_at = text.find("\"decoder\"").unwrap();
+    for broken in [
+        text[..decoder_at + 40].to_string(),
+        text.replacen("\"decoder\": {", "\"decoder\": 1e400, \"x\": {", 1),
+    ] {
+        std::fs::write(&path, broken).unwrap();
+        let err = hf::from_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("tokenizer.json: corrupt: not valid JSON"),
+            "{err}"
+        );
+    }
+
+    // A one-byte prefix splits the first right token that begins with a multi-byte
+    // character (`Ġ`, two bytes in UTF-8).
+    let mut v = original.clone();
+    v["model"]["continuing_subword_prefix"] = serde_json::json!("x");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let err = hf::from_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::TokenizerFile { .. }), "{err:?}");
+    let rights = v["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match m {
+            serde_json::Value::Array(p) => p[1].as_str().unwrap().to_string(),
+            m => m.as_str().unwrap().split(' ').nth(1).unwrap().to_string(),
+        });
+    let (i, right) = rights
+        .enumerate()
+        .find(|(_, r)| r.chars().next().is_some_and(|c| c.len_utf8() > 1))
+        .unwrap();
+    assert!(
+        err.to_string().ends_with(&format!(
+            "tokenizer: merge #{i}: its right token `{right}` does not begin with the continuing_subword_prefix `x`"
+        )),
+        "{err}"
+    );
+
+    // A template post-processor its encoder would index out of: a special token missing from
+    // `special_tokens` (also inside a Sequence processor), sequence B in the single template.
+    let pp = original["post_processor"].clone();
+    let mut no_specials = pp.clone();
+    no_specials["special_tokens"] = serde_json::json!({});
+    let mut single_b = pp.clone();
+    single_b["single"][1]["Sequence"]["id"] = serde_json::json!("B");
+    let first_special = pp["single"][0]["SpecialToken"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (post_processor, message) in [
+        (
+            no_specials.clone(),
+            format!("the single template names special token `{first_special}`, which special_tokens lacks"),
+        ),
+        (
+            serde_json::json!({"type": "Sequence", "processors": [no_specials]}),
+            format!("the single template names special token `{first_special}`, which special_tokens lacks"),
+        ),
+        (single_b, "the single template names sequence B".to_string()),
+    ] {
+        let mut v = original.clone();
+        v["post_processor"] = post_processor;
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let err = hf::from_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::TokenizerFile { .. }), "{err:?}");
+        assert!(
+            err.to_string().ends_with(&format!("tokenizer: post_processor: {message}")),
+            "{err}"
+        );
+    }
 }

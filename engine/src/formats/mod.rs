@@ -83,14 +83,45 @@ impl LoadedModel {
     }
 }
 
-/// Loads a model from a GGUF file or a Hugging Face directory, validated.
+/// Loads a model from a GGUF file or a Hugging Face directory, validated. A path that is
+/// neither (a directory without `config.json`, a file without GGUF's magic) is
+/// [`Error::NotAModel`].
 pub fn load(path: &Path) -> Result<LoadedModel> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let model = if meta.is_dir() {
+        if !path.join(hf::CONFIG_FILE).is_file() {
+            return Err(Error::NotAModel {
+                path: path.into(),
+                detail: format!("no {}", hf::CONFIG_FILE),
+            });
+        }
         hf::load(path)?
     } else {
-        gguf::load(path)?
+        gguf::load(path).map_err(|e| not_gguf(path, e))?
     };
     model.validate()?;
     Ok(model)
+}
+
+/// A bad magic in the file the user named means "not a model file", said with what was
+/// expected; beside a `config.json` it was likely one file of a Hugging Face directory.
+fn not_gguf(path: &Path, e: Error) -> Error {
+    match e {
+        Error::BadMagic { path: p, found, .. } if p == path => {
+            let mut detail = format!("it begins with {found}, not GGUF's magic \"GGUF\"");
+            if let Some(dir) = path.parent().filter(|d| d.join(hf::CONFIG_FILE).is_file()) {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                detail.push_str(&format!(
+                    "; for the Hugging Face model beside it, pass its directory {}",
+                    dir.display()
+                ));
+            }
+            Error::NotAModel { path: p, detail }
+        }
+        e => e,
+    }
 }

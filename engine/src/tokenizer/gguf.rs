@@ -71,7 +71,19 @@ fn split_regex(pre: &str) -> Option<&'static str> {
 const SENTENCEPIECE_VARIANTS: &[&str] = &["gemma", "gemma2", "gemma3", "phi3"];
 
 /// The tokenizer the file's metadata describes; `None` when it has no `tokenizer.ggml.model`.
+/// A pipeline that does not build (merges of unknown tokens, ...) is an
+/// [`Error::TokenizerFile`] naming the file.
 pub fn from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
+    build(file).map_err(|e| match e {
+        Error::Tokenizer(detail) => Error::TokenizerFile {
+            path: file.path.clone(),
+            detail,
+        },
+        e => e,
+    })
+}
+
+fn build(file: &GgufFile) -> Result<Option<Tokenizer>> {
     let Some(kind) = file.opt_str("tokenizer.ggml.model")? else {
         return Ok(None);
     };
@@ -396,7 +408,7 @@ pub fn generate_merges(
 mod tests {
     use super::*;
     use crate::formats::gguf::builder::GgufBuilder;
-    use crate::formats::gguf::{GgufType, GgufValue};
+    use crate::formats::gguf::{GgufArray, GgufValue};
 
     #[test]
     fn bytes_to_unicode_is_gpt2s_map() {
@@ -438,10 +450,7 @@ mod tests {
     }
 
     fn strings(v: &[&str]) -> GgufValue {
-        GgufValue::Array(
-            GgufType::String,
-            v.iter().map(|s| GgufValue::String(s.to_string())).collect(),
-        )
+        GgufValue::Array(GgufArray::String(v.iter().collect()))
     }
 
     fn read(b: &GgufBuilder) -> (tempfile::TempDir, GgufFile) {
@@ -453,25 +462,19 @@ mod tests {
 
     fn sentencepiece_file() -> GgufBuilder {
         let tokens = ["<unk>", "<s>", "</s>", "▁", "h", "i", "▁h", "▁hi"];
-        let scores: Vec<GgufValue> = [0.0f32, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0]
-            .iter()
-            .map(|s| GgufValue::F32(*s))
-            .collect();
-        let types: Vec<GgufValue> = [2, 3, 3, 1, 1, 1, 1, 1]
-            .iter()
-            .map(|t| GgufValue::I32(*t))
-            .collect();
+        let scores = vec![0.0f32, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0];
+        let types = vec![2, 3, 3, 1, 1, 1, 1, 1];
         GgufBuilder::new()
             .kv("general.architecture", GgufValue::String("llama".into()))
             .kv("tokenizer.ggml.model", GgufValue::String("llama".into()))
             .kv("tokenizer.ggml.tokens", strings(&tokens))
             .kv(
                 "tokenizer.ggml.scores",
-                GgufValue::Array(GgufType::F32, scores),
+                GgufValue::Array(GgufArray::F32(scores)),
             )
             .kv(
                 "tokenizer.ggml.token_type",
-                GgufValue::Array(GgufType::I32, types),
+                GgufValue::Array(GgufArray::I32(types)),
             )
             .kv("tokenizer.ggml.bos_token_id", GgufValue::U32(1))
             .kv("tokenizer.ggml.eos_token_id", GgufValue::U32(2))
@@ -594,6 +597,8 @@ mod tests {
     fn merge_of_unknown_tokens_is_a_tokenizer_error() {
         let b = sentencepiece_file().kv("tokenizer.ggml.merges", strings(&["x y"]));
         let (_d, f) = read(&b);
-        assert!(matches!(from_gguf(&f).unwrap_err(), Error::Tokenizer(_)));
+        let err = from_gguf(&f).unwrap_err();
+        assert!(matches!(err, Error::TokenizerFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("tok.gguf"), "{err}");
     }
 }

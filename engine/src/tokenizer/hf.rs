@@ -46,8 +46,7 @@ pub fn from_dir(dir: &Path) -> Result<Option<Tokenizer>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let mut inner = tokenizers::Tokenizer::from_file(&path)
-        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let mut inner = read_tokenizer_json(&path)?;
 
     let config_path = dir.join(TOKENIZER_CONFIG_FILE);
     let config = if config_path.is_file() {
@@ -82,6 +81,76 @@ pub fn from_dir(dir: &Path) -> Result<Option<Tokenizer>> {
     };
     let chat_template = chat_template(dir, &cfg)?;
     Ok(Some(Tokenizer::new(inner, special, chat_template)))
+}
+
+/// `tokenizer.json`, built by `tokenizers` after the checks that keep its panics out
+/// (tokenizers 0.22): the text must be JSON (its decoder deserializer `expect`s on a broken
+/// stream, e.g. a truncated file or a number out of range), a BPE model's merges must be
+/// sliceable by its `continuing_subword_prefix` (it slices each right token at the prefix's
+/// length), and a template post-processor must be one its encoder can apply
+/// ([`check_post_processor`]).
+fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::corrupt(path, format!("not valid JSON: {e}")))?;
+    let bad = |detail: String| Error::TokenizerFile {
+        path: path.into(),
+        detail,
+    };
+    let model = &v["model"];
+    let prefix = model["continuing_subword_prefix"].as_str().unwrap_or("");
+    if let (false, Some(merges)) = (prefix.is_empty(), model["merges"].as_array()) {
+        for (i, m) in merges.iter().enumerate() {
+            let right = match m {
+                Value::String(s) => s.split(' ').nth(1),
+                Value::Array(pair) => pair.get(1).and_then(Value::as_str),
+                _ => None,
+            };
+            if let Some(r) = right.filter(|r| !r.is_char_boundary(prefix.len())) {
+                return Err(bad(format!(
+                    "merge #{i}: its right token `{r}` does not begin with the continuing_subword_prefix `{prefix}`"
+                )));
+            }
+        }
+    }
+    check_post_processor(&v["post_processor"]).map_err(|e| bad(format!("post_processor: {e}")))?;
+    text.parse::<tokenizers::Tokenizer>()
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// `tokenizers` deserializes a `TemplateProcessing` without the checks its builder makes, and
+/// its encoder then indexes by them: every special token a template names must be in
+/// `special_tokens` (else a map lookup panics), and the single-sequence template cannot use
+/// sequence B (else an index panics). Checked here, inside `Sequence` processors too.
+fn check_post_processor(pp: &Value) -> std::result::Result<(), String> {
+    match pp["type"].as_str() {
+        Some("TemplateProcessing") => {
+            let specials = pp["special_tokens"].as_object();
+            for (template, sequences) in [("single", &["A"][..]), ("pair", &["A", "B"][..])] {
+                for piece in pp[template].as_array().into_iter().flatten() {
+                    if let Some(id) = piece["SpecialToken"]["id"].as_str() {
+                        if !specials.is_some_and(|m| m.contains_key(id)) {
+                            return Err(format!(
+                                "the {template} template names special token `{id}`, which special_tokens lacks"
+                            ));
+                        }
+                    }
+                    if let Some(seq) = piece["Sequence"]["id"].as_str() {
+                        if !sequences.contains(&seq) {
+                            return Err(format!("the {template} template names sequence {seq}"));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some("Sequence") => pp["processors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .try_for_each(check_post_processor),
+        _ => Ok(()),
+    }
 }
 
 /// Special tokens the config names that `tokenizer.json` lacks as added tokens.

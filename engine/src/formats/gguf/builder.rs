@@ -40,11 +40,11 @@ pub fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
         GgufValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         GgufValue::Bool(x) => out.push(*x as u8),
         GgufValue::String(s) => put_str(out, s),
-        GgufValue::Array(t, items) => {
-            out.extend_from_slice(&(*t as u32).to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for it in items {
-                put_value(out, it);
+        GgufValue::Array(a) => {
+            out.extend_from_slice(&(a.elem_type() as u32).to_le_bytes());
+            out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            for i in 0..a.len() {
+                put_value(out, &a.get(i).expect("i < len"));
             }
         }
     }

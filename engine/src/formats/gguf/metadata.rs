@@ -91,32 +91,21 @@ impl GgufFile {
 
     /// An array of strings (a vocabulary, merges).
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        self.require(key, "an array of strings", |v| {
-            v.as_array()?.iter().map(GgufValue::as_str).collect()
-        })
+        self.require(key, "an array of strings", |v| v.as_array()?.strs())
     }
 
     pub fn opt_str_array(&self, key: &str) -> Result<Option<Vec<&str>>> {
-        self.optional(key, "an array of strings", |v| {
-            v.as_array()?.iter().map(GgufValue::as_str).collect()
-        })
+        self.optional(key, "an array of strings", |v| v.as_array()?.strs())
     }
 
     /// An array of floats (token scores).
     pub fn opt_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>> {
-        self.optional(key, "an array of floats", |v| {
-            v.as_array()?
-                .iter()
-                .map(|x| x.as_f64().map(|f| f as f32))
-                .collect()
-        })
+        self.optional(key, "an array of floats", |v| v.as_array()?.f32s())
     }
 
     /// An array of integers (token types).
     pub fn opt_i64_array(&self, key: &str) -> Result<Option<Vec<i64>>> {
-        self.optional(key, "an array of integers", |v| {
-            v.as_array()?.iter().map(GgufValue::as_i64).collect()
-        })
+        self.optional(key, "an array of integers", |v| v.as_array()?.i64s())
     }
 
     /// `general.architecture`.

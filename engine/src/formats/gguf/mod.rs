@@ -23,7 +23,7 @@ use crate::formats::LoadedModel;
 
 pub use model::{canonical_name, model_config, permute_rows, unpermute_rows};
 pub use reader::{read, GgufFile, GgufTensorInfo, DEFAULT_ALIGNMENT};
-pub use types::{GgmlType, GgufType, GgufValue};
+pub use types::{GgmlType, GgufArray, GgufType, GgufValue, Strings};
 
 /// Loads a GGUF model: config, tensors under canonical names, and the tokenizer its metadata
 /// describes. Not validated against the config here; `formats::load` does that.

@@ -8,14 +8,15 @@
 //! padding to `general.alignment` (default 32) | tensor data (each offset aligned, relative to here)
 //! string = len u64 | UTF-8 bytes;  array = element type u32 | count u64 | elements
 //! ```
-//! Every length, count and offset is checked against the bytes that remain before it is used:
-//! a corrupt file gives a typed error, never a panic or a huge allocation.
+//! Every length, count and offset is checked against the bytes that remain before it is used,
+//! and metadata arrays are stored compactly ([`GgufArray`]): a corrupt file gives a typed error,
+//! never a panic, and the metadata never takes more memory than its bytes in the file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::types::{GgmlType, GgufType, GgufValue};
+use super::types::{GgmlType, GgufArray, GgufType, GgufValue, Strings};
 use crate::error::{Error, Result};
 use crate::tensor::Storage;
 
@@ -25,6 +26,9 @@ pub const DEFAULT_ALIGNMENT: usize = 32;
 pub const MAX_DIMS: usize = 4;
 /// Arrays of arrays deeper than this are rejected (no real file nests at all; this bounds recursion).
 const MAX_ARRAY_DEPTH: usize = 8;
+/// At most this many arrays inside one metadata value. An inner array takes 12 bytes in the
+/// file but 56 in memory, so their number is bounded outright (no real file has any).
+const MAX_NESTED_ARRAYS: usize = 4096;
 /// magic + version + tensor count + metadata count.
 const HEADER_BYTES: usize = 24;
 
@@ -141,7 +145,7 @@ fn parse(path: &Path, map: Arc<memmap2::Mmap>) -> Result<GgufFile> {
     for i in 0..n_kv {
         let key = c.string(|| format!("metadata key #{i}"))?;
         let ty = c.u32(|| format!("type of metadata `{key}`"))?;
-        let value = c.value(ty, &key, 0)?;
+        let value = c.value(ty, &key)?;
         if metadata.insert(key.clone(), value).is_some() {
             return Err(Error::corrupt(
                 path,
@@ -286,7 +290,7 @@ impl<'a> Cursor<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
-    fn array<const N: usize>(&mut self, what: impl FnOnce() -> String) -> Result<[u8; N]> {
+    fn array_of<const N: usize>(&mut self, what: impl FnOnce() -> String) -> Result<[u8; N]> {
         let b = self.take(N as u64, what)?;
         let mut a = [0u8; N];
         a.copy_from_slice(b);
@@ -294,11 +298,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn u32(&mut self, what: impl FnOnce() -> String) -> Result<u32> {
-        self.array(what).map(u32::from_le_bytes)
+        self.array_of(what).map(u32::from_le_bytes)
     }
 
     fn u64(&mut self, what: impl FnOnce() -> String) -> Result<u64> {
-        self.array(what).map(u64::from_le_bytes)
+        self.array_of(what).map(u64::from_le_bytes)
     }
 
     /// `count` items of at least `min_bytes` each must fit in what remains: this bounds every
@@ -318,14 +322,112 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    fn string(&mut self, what: impl Fn() -> String) -> Result<String> {
+    /// A string in place: its length, its bytes, checked to be UTF-8.
+    fn str(&mut self, what: impl Fn() -> String) -> Result<&'a str> {
         let len = self.u64(|| format!("length of {}", what()))?;
         let bytes = self.take(len, &what)?;
-        String::from_utf8(bytes.to_vec())
+        std::str::from_utf8(bytes)
             .map_err(|_| Error::corrupt(self.path, format!("{} is not valid UTF-8", what())))
     }
 
-    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<GgufValue> {
+    fn string(&mut self, what: impl Fn() -> String) -> Result<String> {
+        self.str(what).map(str::to_string)
+    }
+
+    /// `n` values of `N` bytes each; `n · N` bytes were checked to remain.
+    fn scalars<const N: usize, T>(
+        &mut self,
+        n: usize,
+        key: &str,
+        f: fn([u8; N]) -> T,
+    ) -> Result<Vec<T>> {
+        let bytes = self.take((n * N) as u64, || format!("elements of metadata `{key}`"))?;
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|c| f(c.try_into().expect("chunks of N bytes")))
+            .collect())
+    }
+
+    /// `n` strings: walked once to check them and add up their bytes, then copied into one
+    /// buffer of exactly that size (so the array costs at most its bytes in the file).
+    fn strings(&mut self, n: usize, key: &str) -> Result<Strings> {
+        let what = |i: usize| move || format!("element {i} of metadata `{key}`");
+        let start = self.pos;
+        let mut bytes = 0;
+        for i in 0..n {
+            bytes += self.str(what(i))?.len();
+        }
+        self.pos = start;
+        let mut out = Strings::with_capacity(n, bytes);
+        for i in 0..n {
+            out.push(self.str(what(i))?);
+        }
+        Ok(out)
+    }
+
+    /// An array's element type, count and elements (`nested` counts the arrays inside the
+    /// metadata value so far).
+    fn array(&mut self, key: &str, depth: usize, nested: &mut usize) -> Result<GgufArray> {
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(Error::corrupt(
+                self.path,
+                format!("metadata `{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}"),
+            ));
+        }
+        let elem = self.u32(|| format!("array type of metadata `{key}`"))?;
+        let Some(elem_ty) = GgufType::from_u32(elem) else {
+            return Err(Error::corrupt(
+                self.path,
+                format!("metadata `{key}` is an array of unknown type {elem}"),
+            ));
+        };
+        let count = self.u64(|| format!("array length of metadata `{key}`"))?;
+        self.check_count(count, elem_ty.min_bytes(), || {
+            format!("elements of metadata array `{key}`")
+        })?;
+        let n = count as usize; // at most the bytes that remain
+        Ok(match elem_ty {
+            GgufType::U8 => GgufArray::U8(self.scalars(n, key, u8::from_le_bytes)?),
+            GgufType::I8 => GgufArray::I8(self.scalars(n, key, i8::from_le_bytes)?),
+            GgufType::U16 => GgufArray::U16(self.scalars(n, key, u16::from_le_bytes)?),
+            GgufType::I16 => GgufArray::I16(self.scalars(n, key, i16::from_le_bytes)?),
+            GgufType::U32 => GgufArray::U32(self.scalars(n, key, u32::from_le_bytes)?),
+            GgufType::I32 => GgufArray::I32(self.scalars(n, key, i32::from_le_bytes)?),
+            GgufType::F32 => GgufArray::F32(self.scalars(n, key, f32::from_le_bytes)?),
+            GgufType::U64 => GgufArray::U64(self.scalars(n, key, u64::from_le_bytes)?),
+            GgufType::I64 => GgufArray::I64(self.scalars(n, key, i64::from_le_bytes)?),
+            GgufType::F64 => GgufArray::F64(self.scalars(n, key, f64::from_le_bytes)?),
+            GgufType::Bool => {
+                let bytes = self.scalars(n, key, |[b]: [u8; 1]| b)?;
+                if let Some(b) = bytes.iter().find(|&&b| b > 1) {
+                    return Err(Error::corrupt(
+                        self.path,
+                        format!("metadata `{key}`: bool byte {b} is neither 0 nor 1"),
+                    ));
+                }
+                GgufArray::Bool(bytes.into_iter().map(|b| b == 1).collect())
+            }
+            GgufType::String => GgufArray::String(self.strings(n, key)?),
+            GgufType::Array => {
+                *nested = nested.saturating_add(n);
+                if *nested > MAX_NESTED_ARRAYS {
+                    return Err(Error::corrupt(
+                        self.path,
+                        format!(
+                            "metadata `{key}`: more than {MAX_NESTED_ARRAYS} arrays inside an array"
+                        ),
+                    ));
+                }
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.array(key, depth + 1, nested)?);
+                }
+                GgufArray::Array(items)
+            }
+        })
+    }
+
+    fn value(&mut self, ty: u32, key: &str) -> Result<GgufValue> {
         let what = || format!("value of metadata `{key}`");
         let Some(ty) = GgufType::from_u32(ty) else {
             return Err(Error::corrupt(
@@ -334,17 +436,17 @@ impl<'a> Cursor<'a> {
             ));
         };
         Ok(match ty {
-            GgufType::U8 => GgufValue::U8(u8::from_le_bytes(self.array(what)?)),
-            GgufType::I8 => GgufValue::I8(i8::from_le_bytes(self.array(what)?)),
-            GgufType::U16 => GgufValue::U16(u16::from_le_bytes(self.array(what)?)),
-            GgufType::I16 => GgufValue::I16(i16::from_le_bytes(self.array(what)?)),
-            GgufType::U32 => GgufValue::U32(u32::from_le_bytes(self.array(what)?)),
-            GgufType::I32 => GgufValue::I32(i32::from_le_bytes(self.array(what)?)),
-            GgufType::F32 => GgufValue::F32(f32::from_le_bytes(self.array(what)?)),
-            GgufType::U64 => GgufValue::U64(u64::from_le_bytes(self.array(what)?)),
-            GgufType::I64 => GgufValue::I64(i64::from_le_bytes(self.array(what)?)),
-            GgufType::F64 => GgufValue::F64(f64::from_le_bytes(self.array(what)?)),
-            GgufType::Bool => match self.array::<1>(what)?[0] {
+            GgufType::U8 => GgufValue::U8(u8::from_le_bytes(self.array_of(what)?)),
+            GgufType::I8 => GgufValue::I8(i8::from_le_bytes(self.array_of(what)?)),
+            GgufType::U16 => GgufValue::U16(u16::from_le_bytes(self.array_of(what)?)),
+            GgufType::I16 => GgufValue::I16(i16::from_le_bytes(self.array_of(what)?)),
+            GgufType::U32 => GgufValue::U32(u32::from_le_bytes(self.array_of(what)?)),
+            GgufType::I32 => GgufValue::I32(i32::from_le_bytes(self.array_of(what)?)),
+            GgufType::F32 => GgufValue::F32(f32::from_le_bytes(self.array_of(what)?)),
+            GgufType::U64 => GgufValue::U64(u64::from_le_bytes(self.array_of(what)?)),
+            GgufType::I64 => GgufValue::I64(i64::from_le_bytes(self.array_of(what)?)),
+            GgufType::F64 => GgufValue::F64(f64::from_le_bytes(self.array_of(what)?)),
+            GgufType::Bool => match self.array_of::<1>(what)?[0] {
                 0 => GgufValue::Bool(false),
                 1 => GgufValue::Bool(true),
                 b => {
@@ -355,30 +457,7 @@ impl<'a> Cursor<'a> {
                 }
             },
             GgufType::String => GgufValue::String(self.string(what)?),
-            GgufType::Array => {
-                if depth >= MAX_ARRAY_DEPTH {
-                    return Err(Error::corrupt(
-                        self.path,
-                        format!("metadata `{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}"),
-                    ));
-                }
-                let elem = self.u32(|| format!("array type of metadata `{key}`"))?;
-                let Some(elem_ty) = GgufType::from_u32(elem) else {
-                    return Err(Error::corrupt(
-                        self.path,
-                        format!("metadata `{key}` is an array of unknown type {elem}"),
-                    ));
-                };
-                let count = self.u64(|| format!("array length of metadata `{key}`"))?;
-                self.check_count(count, elem_ty.min_bytes(), || {
-                    format!("elements of metadata array `{key}`")
-                })?;
-                let mut items = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    items.push(self.value(elem, key, depth + 1)?);
-                }
-                GgufValue::Array(elem_ty, items)
-            }
+            GgufType::Array => GgufValue::Array(self.array(key, 0, &mut 0)?),
         })
     }
 

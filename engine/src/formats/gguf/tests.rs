@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::builder::{self, GgufBuilder};
-use super::types::{GgmlType, GgufType, GgufValue};
+use super::types::{GgmlType, GgufArray, GgufValue};
 use super::*;
 use crate::config::{names, Arch};
 use crate::error::Error;
@@ -43,27 +43,20 @@ fn all_types_metadata() -> Vec<(&'static str, GgufValue)> {
         ("t.u64", V::U64(u64::MAX - 1)),
         ("t.i64", V::I64(i64::MIN + 1)),
         ("t.f64", V::F64(std::f64::consts::PI)),
-        ("t.empty", V::Array(GgufType::F32, vec![])),
+        ("t.empty", V::Array(GgufArray::F32(vec![]))),
         (
             "t.strings",
-            V::Array(
-                GgufType::String,
-                vec![V::String("a b".into()), V::String(String::new())],
-            ),
+            V::Array(GgufArray::String(["a b", ""].into_iter().collect())),
         ),
-        (
-            "t.bools",
-            V::Array(GgufType::Bool, vec![V::Bool(false), V::Bool(true)]),
-        ),
+        ("t.bools", V::Array(GgufArray::Bool(vec![false, true]))),
+        ("t.u8s", V::Array(GgufArray::U8(vec![0, 255]))),
+        ("t.f64s", V::Array(GgufArray::F64(vec![-0.5, 1e300]))),
         (
             "t.nested",
-            V::Array(
-                GgufType::Array,
-                vec![
-                    V::Array(GgufType::I32, vec![V::I32(-1), V::I32(2)]),
-                    V::Array(GgufType::String, vec![V::String("x".into())]),
-                ],
-            ),
+            V::Array(GgufArray::Array(vec![
+                GgufArray::I32(vec![-1, 2]),
+                GgufArray::String(["x"].into_iter().collect()),
+            ])),
         ),
     ]
 }
@@ -309,10 +302,7 @@ fn tensor_offset_out_of_bounds_is_corrupt() {
 fn absurd_array_and_string_lengths() {
     let dir = tmp();
     let b = GgufBuilder::new()
-        .kv(
-            "a",
-            GgufValue::Array(GgufType::U32, vec![GgufValue::U32(7)]),
-        )
+        .kv("a", GgufValue::Array(GgufArray::U32(vec![7])))
         .kv("s", GgufValue::String("abc".into()));
     let (bytes, l) = b.build();
     // key "a": len 8 + 1 | type 4 | elem type 4 | count 8
@@ -346,6 +336,42 @@ fn absurd_array_and_string_lengths() {
     );
     assert!(
         err.to_string().contains("str.gguf") && err.to_string().contains("`s`"),
+        "{err}"
+    );
+}
+
+/// Arrays of arrays are bounded in number (each takes 12 bytes in the file, 56 in memory), and
+/// a bool array holds only 0 and 1.
+#[test]
+fn nested_arrays_are_bounded_and_bool_arrays_checked() {
+    let dir = tmp();
+    let nested = |n: usize| {
+        GgufBuilder::new().kv(
+            "n",
+            GgufValue::Array(GgufArray::Array(vec![GgufArray::U8(vec![]); n])),
+        )
+    };
+    let f = read(&nested(4096).write(dir.path(), "ok.gguf")).unwrap();
+    assert_eq!(
+        f.get("n").and_then(|v| v.as_array()).map(|a| a.len()),
+        Some(4096)
+    );
+    let err = read(&nested(4097).write(dir.path(), "many.gguf")).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .ends_with("many.gguf: corrupt: metadata `n`: more than 4096 arrays inside an array"),
+        "{err}"
+    );
+
+    let b = GgufBuilder::new().kv("b", GgufValue::Array(GgufArray::Bool(vec![true, false])));
+    let (mut bytes, l) = b.build();
+    // key "b": len 8 + 1 | type 4 | elem type 4 | count 8 | elements
+    bytes[l.metadata + 9 + 4 + 4 + 8 + 1] = 2;
+    let err = read(&write_bytes(dir.path(), "bool.gguf", &bytes)).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("bool.gguf: corrupt: metadata `b`: bool byte 2 is neither 0 nor 1"),
         "{err}"
     );
 }

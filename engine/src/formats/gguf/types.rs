@@ -74,7 +74,7 @@ impl GgufType {
     }
 }
 
-/// One metadata value. Arrays keep their element type (so an empty array still has one).
+/// One metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GgufValue {
     U8(u8),
@@ -86,10 +86,179 @@ pub enum GgufValue {
     F32(f32),
     Bool(bool),
     String(String),
-    Array(GgufType, Vec<GgufValue>),
+    Array(GgufArray),
     U64(u64),
     I64(i64),
     F64(f64),
+}
+
+/// A metadata array, stored compactly so that it takes no more memory than its bytes in the
+/// file: scalars as a vector of their own type, strings as one buffer with the end of each.
+/// (A vector of [`GgufValue`]s would take 32 bytes per element, so a corrupt count over a u8
+/// array could cost 32 times the file.) The variant is the element type, so an empty array
+/// keeps its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufArray {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    Bool(Vec<bool>),
+    String(Strings),
+    /// Arrays of arrays (the format allows them; no known writer produces them).
+    Array(Vec<GgufArray>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+}
+
+/// Strings in one buffer: `text[ends[i-1]..ends[i]]` is string `i`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Strings {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Strings {
+    /// Room for `n` strings of `bytes` bytes in all (the reader knows both before copying).
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        Strings {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.text[start..end])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Strings {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut out = Strings::default();
+        for s in iter {
+            out.push(s.as_ref());
+        }
+        out
+    }
+}
+
+impl GgufArray {
+    pub fn elem_type(&self) -> GgufType {
+        match self {
+            GgufArray::U8(_) => GgufType::U8,
+            GgufArray::I8(_) => GgufType::I8,
+            GgufArray::U16(_) => GgufType::U16,
+            GgufArray::I16(_) => GgufType::I16,
+            GgufArray::U32(_) => GgufType::U32,
+            GgufArray::I32(_) => GgufType::I32,
+            GgufArray::F32(_) => GgufType::F32,
+            GgufArray::Bool(_) => GgufType::Bool,
+            GgufArray::String(_) => GgufType::String,
+            GgufArray::Array(_) => GgufType::Array,
+            GgufArray::U64(_) => GgufType::U64,
+            GgufArray::I64(_) => GgufType::I64,
+            GgufArray::F64(_) => GgufType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            GgufArray::U8(v) => v.len(),
+            GgufArray::I8(v) => v.len(),
+            GgufArray::U16(v) => v.len(),
+            GgufArray::I16(v) => v.len(),
+            GgufArray::U32(v) => v.len(),
+            GgufArray::I32(v) => v.len(),
+            GgufArray::F32(v) => v.len(),
+            GgufArray::Bool(v) => v.len(),
+            GgufArray::String(v) => v.len(),
+            GgufArray::Array(v) => v.len(),
+            GgufArray::U64(v) => v.len(),
+            GgufArray::I64(v) => v.len(),
+            GgufArray::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as a value of its own.
+    pub fn get(&self, i: usize) -> Option<GgufValue> {
+        Some(match self {
+            GgufArray::U8(v) => GgufValue::U8(*v.get(i)?),
+            GgufArray::I8(v) => GgufValue::I8(*v.get(i)?),
+            GgufArray::U16(v) => GgufValue::U16(*v.get(i)?),
+            GgufArray::I16(v) => GgufValue::I16(*v.get(i)?),
+            GgufArray::U32(v) => GgufValue::U32(*v.get(i)?),
+            GgufArray::I32(v) => GgufValue::I32(*v.get(i)?),
+            GgufArray::F32(v) => GgufValue::F32(*v.get(i)?),
+            GgufArray::Bool(v) => GgufValue::Bool(*v.get(i)?),
+            GgufArray::String(v) => GgufValue::String(v.get(i)?.to_string()),
+            GgufArray::Array(v) => GgufValue::Array(v.get(i)?.clone()),
+            GgufArray::U64(v) => GgufValue::U64(*v.get(i)?),
+            GgufArray::I64(v) => GgufValue::I64(*v.get(i)?),
+            GgufArray::F64(v) => GgufValue::F64(*v.get(i)?),
+        })
+    }
+
+    /// The strings of a string array.
+    pub fn strs(&self) -> Option<Vec<&str>> {
+        match self {
+            GgufArray::String(v) => Some(v.iter().collect()),
+            _ => None,
+        }
+    }
+
+    /// The values of a float array (f32 or f64), as f32.
+    pub fn f32s(&self) -> Option<Vec<f32>> {
+        match self {
+            GgufArray::F32(v) => Some(v.clone()),
+            GgufArray::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
+            _ => None,
+        }
+    }
+
+    /// The values of an integer array of any integer type (`None` if a u64 exceeds i64).
+    pub fn i64s(&self) -> Option<Vec<i64>> {
+        fn all<T: Copy>(v: &[T], f: impl Fn(T) -> Option<i64>) -> Option<Vec<i64>> {
+            v.iter().map(|&x| f(x)).collect()
+        }
+        match self {
+            GgufArray::U8(v) => all(v, |x| Some(x.into())),
+            GgufArray::I8(v) => all(v, |x| Some(x.into())),
+            GgufArray::U16(v) => all(v, |x| Some(x.into())),
+            GgufArray::I16(v) => all(v, |x| Some(x.into())),
+            GgufArray::U32(v) => all(v, |x| Some(x.into())),
+            GgufArray::I32(v) => all(v, |x| Some(x.into())),
+            GgufArray::U64(v) => all(v, |x| i64::try_from(x).ok()),
+            GgufArray::I64(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl GgufValue {
@@ -104,7 +273,7 @@ impl GgufValue {
             GgufValue::F32(_) => GgufType::F32,
             GgufValue::Bool(_) => GgufType::Bool,
             GgufValue::String(_) => GgufType::String,
-            GgufValue::Array(..) => GgufType::Array,
+            GgufValue::Array(_) => GgufType::Array,
             GgufValue::U64(_) => GgufType::U64,
             GgufValue::I64(_) => GgufType::I64,
             GgufValue::F64(_) => GgufType::F64,
@@ -114,7 +283,7 @@ impl GgufValue {
     /// The type as a reader would describe it: `u32`, `array of string`.
     pub fn type_name(&self) -> String {
         match self {
-            GgufValue::Array(t, _) => format!("array of {}", t.name()),
+            GgufValue::Array(a) => format!("array of {}", a.elem_type().name()),
             v => v.gguf_type().name().to_string(),
         }
     }
@@ -168,9 +337,9 @@ impl GgufValue {
         }
     }
 
-    pub fn as_array(&self) -> Option<&[GgufValue]> {
+    pub fn as_array(&self) -> Option<&GgufArray> {
         match self {
-            GgufValue::Array(_, items) => Some(items),
+            GgufValue::Array(a) => Some(a),
             _ => None,
         }
     }
@@ -197,15 +366,17 @@ impl std::fmt::Display for GgufValue {
                 let more = if cut.len() < s.len() { "…" } else { "" };
                 write!(f, "{cut:?}{more}")
             }
-            GgufValue::Array(t, items) => {
-                write!(f, "[{}; {}] [", t.name(), items.len())?;
-                for (i, v) in items.iter().take(3).enumerate() {
+            GgufValue::Array(a) => {
+                write!(f, "[{}; {}] [", a.elem_type().name(), a.len())?;
+                for i in 0..a.len().min(3) {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{v}")?;
+                    if let Some(v) = a.get(i) {
+                        write!(f, "{v}")?;
+                    }
                 }
-                f.write_str(if items.len() > 3 { ", …]" } else { "]" })
+                f.write_str(if a.len() > 3 { ", …]" } else { "]" })
             }
         }
     }

@@ -195,7 +195,7 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 
 /// `config.json` (and `generation_config.json` when present) in `dir`.
 pub fn load_config(dir: &Path) -> Result<ModelConfig> {
-    let path = dir.join("config.json");
+    let path = dir.join(super::CONFIG_FILE);
     let config = read_json(&path)?;
     let gen_path = dir.join("generation_config.json");
     let generation = if gen_path.is_file() {
@@ -255,6 +255,17 @@ pub fn parse_config(
         return Err(f.err(
             "head_dim",
             format!("RoPE needs an even head_dim, found {head_dim}"),
+        ));
+    }
+    // The query width (heads × head_dim) is a product the rest of the engine takes for granted
+    // (as for GGUF: at most u32::MAX).
+    if n_heads
+        .checked_mul(head_dim)
+        .is_none_or(|d| d > u32::MAX as usize)
+    {
+        return Err(f.err(
+            "num_attention_heads",
+            format!("{n_heads} heads of head_dim {head_dim} overflow"),
         ));
     }
     let rms_norm_eps = f.f64("rms_norm_eps")?.unwrap_or(1e-6);

@@ -16,33 +16,55 @@ use crate::tensor::HostTensor;
 
 pub use config::{load_config, parse_config, REQUIRED_FIELDS};
 
+pub const CONFIG_FILE: &str = "config.json";
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// Loads the model in `dir`. Shapes are checked against the config by [`crate::formats::load`]
-/// (this function checks only what it needs: that the model's tensors exist in a loadable
-/// dtype).
+/// Loads the model in `dir`: every tensor the config implies must be in the weights with the
+/// implied shape, in a loadable dtype ([`crate::formats::load`] then checks byte lengths).
 pub fn load(dir: &Path) -> Result<LoadedModel> {
     let config = load_config(dir)?;
     let weights = load_weights(dir)?;
+    // Each layer has tensors of its own: more layers than the weights hold tensors is a broken
+    // config (and would make the expected-tensor list as long as the count says).
+    let held = weights.tensors.len() + weights.unsupported.len();
+    if config.n_layers > held {
+        return Err(Error::config(
+            dir.join(CONFIG_FILE),
+            "num_hidden_layers",
+            format!(
+                "{} layers, but the weights hold {held} tensors",
+                config.n_layers
+            ),
+        ));
+    }
+    // Every tensor the config implies, present with the implied shape, in a loadable dtype.
+    let config_path = dir.join(CONFIG_FILE);
     let mut tensors = BTreeMap::new();
-    for (name, _) in config.expected_tensors() {
-        match weights.tensors.get(&name) {
-            Some(t) => {
+    for (name, expected) in config.expected_tensors() {
+        let (weights_path, unsupported) = weights.locate(&name);
+        let found = match weights.tensors.get(&name) {
+            Some(t) if t.shape == expected => {
                 tensors.insert(name, t.clone());
+                continue;
             }
-            None => {
-                let (path, unsupported) = weights.locate(&name);
-                return Err(match unsupported {
-                    Some(dtype) => Error::UnsupportedDtype {
-                        path,
-                        tensor: name,
-                        dtype,
-                    },
-                    None => Error::MissingTensor { path, tensor: name },
-                });
-            }
-        }
+            Some(t) => Some(t.shape.clone()),
+            None => None,
+        };
+        return Err(match unsupported {
+            Some(dtype) => Error::UnsupportedDtype {
+                path: weights_path,
+                tensor: name,
+                dtype,
+            },
+            None => Error::WeightsMismatch {
+                config: config_path,
+                weights: weights_path,
+                tensor: name,
+                expected,
+                found,
+            },
+        });
     }
     let mut tokenizer = crate::tokenizer::hf::from_dir(dir)?;
     if let Some(t) = tokenizer.as_mut() {
@@ -75,7 +97,7 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// The file a missing tensor should have been in, and its dtype if it is there but
+    /// The file a tensor is in (or should have been in), and its dtype if it is there but
     /// unsupported.
     fn locate(&self, name: &str) -> (PathBuf, Option<String>) {
         if let Some((file, dtype)) = self.unsupported.get(name) {

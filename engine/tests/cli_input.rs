@@ -1,0 +1,255 @@
+//! Bad input at the command line, as a new user would type it, through the real binary: every
+//! out-of-range flag is refused before any model loads (the `--model` given does not exist, so
+//! a load would say so instead), a bad path says what is wrong once, and a run that times
+//! nothing prints no rate. Each case asserts the exit status and the exact message.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Never read: a check that passes would make the load fail with this path in the message.
+const NEVER_LOADED: &str = "/nonexistent/wavefront-test/never-loaded.gguf";
+
+fn wavefront(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wavefront"))
+        .args(args)
+        .env("WAVEFRONT_GPU", "off")
+        .output()
+        .expect("the wavefront binary runs")
+}
+
+/// Asserts exit status 1, nothing on stdout, and exactly `error: {message}` on stderr.
+fn assert_error(args: &[&str], message: &str) {
+    let o = wavefront(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err, format!("error: {message}\n"), "{args:?}");
+    assert!(o.stdout.is_empty(), "{args:?}");
+}
+
+fn default_model() -> String {
+    wavefront::fetch::default_model()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn sampling_flags_out_of_range_are_refused_before_loading() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--top-p", "2"],
+            "top_p must be in (0, 1] (1 = off), got 2",
+        ),
+        (
+            &["--top-p", "0"],
+            "top_p must be in (0, 1] (1 = off), got 0",
+        ),
+        (
+            &["--top-p", "nan"],
+            "top_p must be in (0, 1] (1 = off), got NaN",
+        ),
+        (
+            &["--min-p", "1.5"],
+            "min_p must be in [0, 1] (0 = off), got 1.5",
+        ),
+        (
+            &["--min-p", "-0.1"],
+            "min_p must be in [0, 1] (0 = off), got -0.1",
+        ),
+        (
+            &["--temperature", "-1"],
+            "temperature must be finite and >= 0 (0 = greedy), got -1",
+        ),
+        (
+            &["--temperature", "inf"],
+            "temperature must be finite and >= 0 (0 = greedy), got inf",
+        ),
+        (
+            &["--repeat-penalty", "0"],
+            "repeat_penalty must be finite and > 0 (1 = off), got 0",
+        ),
+        (
+            &["--repeat-penalty", "-2"],
+            "repeat_penalty must be finite and > 0 (1 = off), got -2",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["run", "--model", NEVER_LOADED];
+        args.extend_from_slice(flags);
+        args.push("hi");
+        assert_error(&args, message);
+    }
+}
+
+#[test]
+fn limits_out_of_range_are_refused_before_loading() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--max-tokens", "0"],
+            "max_tokens must be at least 1, got 0",
+        ),
+        (
+            &["--context", "0"],
+            "context must be at least 2 (one prompt token and one generated), got 0",
+        ),
+        (
+            &["--context", "1"],
+            "context must be at least 2 (one prompt token and one generated), got 1",
+        ),
+        (&["--stop", ""], "stop must be a non-empty string, got \"\""),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["run", "--model", NEVER_LOADED];
+        args.extend_from_slice(flags);
+        args.push("hi");
+        assert_error(&args, message);
+    }
+}
+
+#[test]
+fn bench_flags_out_of_range_are_refused_before_loading() {
+    for (flag, field) in [("--reps", "reps"), ("--tg", "tg"), ("--pp", "pp")] {
+        assert_error(
+            &["bench", "--model", NEVER_LOADED, flag, "0"],
+            &format!("{field} must be at least 1, got 0"),
+        );
+    }
+    // Cache sizes that do not fit in a number.
+    assert_error(
+        &[
+            "bench",
+            "--model",
+            NEVER_LOADED,
+            "--depth",
+            "0,18446744073709551615",
+        ],
+        "depth must be such that depth + tg + 2 < 2^64 (tg is 128), got 18446744073709551615",
+    );
+    assert_error(
+        &[
+            "bench",
+            "--model",
+            NEVER_LOADED,
+            "--pp",
+            "18446744073709551615",
+        ],
+        "pp must be below 2^64 - 1, got 18446744073709551615",
+    );
+    // Before generating random weights, too.
+    assert_error(
+        &["bench", "--shape", "llama-3.1-8b", "--reps", "0"],
+        "reps must be at least 1, got 0",
+    );
+}
+
+#[test]
+fn a_context_beyond_the_models_is_refused() {
+    let m = default_model();
+    let trained = wavefront::load(Path::new(&m))
+        .unwrap()
+        .config
+        .max_position_embeddings;
+    let over = (trained + 1).to_string();
+    assert_error(
+        &[
+            "run",
+            "--model",
+            &m,
+            "--backend",
+            "cpu",
+            "--context",
+            &over,
+            "hi",
+        ],
+        &format!("context must be at most the model's context length, {trained}, got {over}"),
+    );
+}
+
+#[test]
+fn a_missing_path_is_named_once() {
+    let missing = "/nonexistent/wavefront-test/model.gguf";
+    let message = format!("{missing}: no such file or directory");
+    assert_error(
+        &["run", "--model", missing, "--backend", "cpu", "hi"],
+        &message,
+    );
+    assert_error(&["info", missing], &message);
+    assert_error(&["bench", "--model", missing, "--backend", "cpu"], &message);
+}
+
+#[test]
+fn a_directory_without_config_json_is_not_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"not read").unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_error(
+        &["info", d],
+        &format!("{d} is neither a GGUF file nor a Hugging Face model directory (no config.json)"),
+    );
+}
+
+#[test]
+fn a_file_that_is_not_gguf_says_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"hello, world").unwrap();
+    let f = file.to_str().unwrap();
+    assert_error(
+        &["info", f],
+        &format!(
+            "{f} is neither a GGUF file nor a Hugging Face model directory \
+             (it begins with [68, 65, 6c, 6c], not GGUF's magic \"GGUF\")"
+        ),
+    );
+    // One file of a Hugging Face directory: the directory is what to pass.
+    let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/llama_mha");
+    let config = hf.join("config.json");
+    let c = config.to_str().unwrap();
+    assert_error(
+        &["info", c],
+        &format!(
+            "{c} is neither a GGUF file nor a Hugging Face model directory \
+             (it begins with [7b, 0a, 20, 20], not GGUF's magic \"GGUF\"; \
+             for the Hugging Face model beside it, pass its directory {})",
+            hf.display()
+        ),
+    );
+}
+
+/// One generated token comes from the prefill: there is no decode to time, and the rate says
+/// so ("—" in text, null in JSON) instead of dividing by zero.
+#[test]
+fn a_run_with_no_decode_prints_no_decode_rate() {
+    let m = default_model();
+    let base = [
+        "run",
+        "--model",
+        &m,
+        "--backend",
+        "cpu",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "1",
+    ];
+    let mut text = base.to_vec();
+    text.push("Hello");
+    let o = wavefront(&text);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(" 1 generated, — tok/s decode | finish: max_tokens"),
+        "{err}"
+    );
+    assert!(!err.contains("e9") && !err.contains("inf"), "{err}");
+
+    let mut json = base.to_vec();
+    json.extend(["--format", "json", "Hello"]);
+    let o = wavefront(&json);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &j["timings"];
+    assert_eq!(t["generated_tokens"], 1);
+    assert!(t["decode_tok_s"].is_null(), "{t}");
+    assert!(t["prefill_tok_s"].as_f64().is_some_and(|r| r > 0.0), "{t}");
+}
