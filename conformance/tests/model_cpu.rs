@@ -6,19 +6,10 @@ mod common;
 
 use wavefront::backend::cpu::CpuBackend;
 use wavefront_conformance::models::{
-    check_model, check_model_with, sampling_settings, ModelCheckOptions, ModelReport,
+    check_model, check_model_with, sampling_settings, ModelCheckOptions,
 };
 
-fn assert_pass(r: &ModelReport) {
-    println!("{}", r.markdown());
-    let failures: Vec<String> = r
-        .checks
-        .iter()
-        .filter(|c| !c.cmp.pass())
-        .map(|c| format!("{}: {}", c.what, c.cmp.failure.as_deref().unwrap_or("")))
-        .collect();
-    assert!(r.all_pass(), "{}: {failures:#?}", r.model);
-}
+use common::assert_model_pass as assert_pass;
 
 #[test]
 fn cpu_engine_matches_the_reference_on_every_fixture() {

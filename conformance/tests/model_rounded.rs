@@ -19,14 +19,7 @@ fn the_16_bit_path_stays_within_the_derived_bounds_on_every_fixture() {
     assert!(!fixtures.is_empty());
     for (path, _) in fixtures {
         let r = check_model(&|| Ok(Rounded::gpu_like()), &path, "bf16 inputs, f16 KV");
-        println!("{}", r.markdown());
-        let failures: Vec<String> = r
-            .checks
-            .iter()
-            .filter(|c| !c.cmp.pass())
-            .map(|c| format!("{}: {}", c.what, c.cmp.failure.as_deref().unwrap_or("")))
-            .collect();
-        assert!(r.all_pass(), "{}: {failures:#?}", r.model);
+        common::assert_model_pass(&r);
     }
 }
 

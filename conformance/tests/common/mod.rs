@@ -143,3 +143,15 @@ pub fn gpu(wave: u32) -> wavefront::Result<wavefront::backend::gpu::GpuBackend> 
         },
     })
 }
+
+/// Prints a model report and asserts every check passed, listing the failures.
+pub fn assert_model_pass(r: &wavefront_conformance::models::ModelReport) {
+    println!("{}", r.markdown());
+    let failures: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|c| !c.cmp.pass())
+        .map(|c| format!("{}: {}", c.what, c.cmp.failure.as_deref().unwrap_or("")))
+        .collect();
+    assert!(r.all_pass(), "{}: {failures:#?}", r.model);
+}
