@@ -1,22 +1,9 @@
 //! The `wavefront` binary end to end on the default model (CPU): JSON output, chat mode,
 //! `info`, and clear errors with a non-zero exit on bad input.
 
-use std::process::{Command, Output};
+mod common;
 
-fn wavefront(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wavefront"))
-        .args(args)
-        .env("WAVEFRONT_GPU", "off")
-        .output()
-        .expect("the wavefront binary runs")
-}
-
-fn model() -> String {
-    wavefront::fetch::default_model()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
+use common::cli::{default_model as model, wavefront};
 
 #[test]
 fn run_json_reports_ids_text_finish_and_timings() {

@@ -3,19 +3,14 @@
 //! a load would say so instead), a bad path says what is wrong once, and a run that times
 //! nothing prints no rate. Each case asserts the exit status and the exact message.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use common::cli::{default_model, wavefront};
 
 /// Never read: a check that passes would make the load fail with this path in the message.
 const NEVER_LOADED: &str = "/nonexistent/wavefront-test/never-loaded.gguf";
-
-fn wavefront(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wavefront"))
-        .args(args)
-        .env("WAVEFRONT_GPU", "off")
-        .output()
-        .expect("the wavefront binary runs")
-}
 
 /// Asserts exit status 1, nothing on stdout, and exactly `error: {message}` on stderr.
 fn assert_error(args: &[&str], message: &str) {
@@ -24,13 +19,6 @@ fn assert_error(args: &[&str], message: &str) {
     assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
     assert_eq!(err, format!("error: {message}\n"), "{args:?}");
     assert!(o.stdout.is_empty(), "{args:?}");
-}
-
-fn default_model() -> String {
-    wavefront::fetch::default_model()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[test]

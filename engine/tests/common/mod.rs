@@ -1,2 +1,3 @@
 pub mod gpu;
 pub mod tiny_hf;
+pub mod cli;
