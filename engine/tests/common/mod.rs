@@ -1,3 +1,3 @@
+pub mod cli;
 pub mod gpu;
 pub mod tiny_hf;
-pub mod cli;
