@@ -16,6 +16,66 @@
 //! - `planted`: a CPU backend with planted bugs, to prove the suite catches them;
 //! - `rounded`: the GPU's 16-bit arithmetic on the CPU, with planted end-to-end bugs.
 
+/// Inside `impl Backend for W` where `W` wraps a `CpuBackend` in its field `inner`: the
+/// methods every CPU wrapper of this crate (`planted::Planted`, `rounded::Rounded`) passes on
+/// unchanged, so each one writes only the ops it changes.
+macro_rules! forward_to_cpu {
+    () => {
+        fn weight_dtype(&self) -> wavefront::DType {
+            self.inner.weight_dtype()
+        }
+
+        fn alloc(&self, dtype: wavefront::DType, n: usize) -> wavefront::Result<CpuTensor> {
+            self.inner.alloc(dtype, n)
+        }
+
+        fn upload(&self, dtype: wavefront::DType, bytes: &[u8]) -> wavefront::Result<CpuTensor> {
+            self.inner.upload(dtype, bytes)
+        }
+
+        fn download_f32(&self, t: &CpuTensor) -> wavefront::Result<Vec<f32>> {
+            self.inner.download_f32(t)
+        }
+
+        fn synchronize(&self) -> wavefront::Result<()> {
+            self.inner.synchronize()
+        }
+
+        fn copy_into(
+            &self,
+            src: &CpuTensor,
+            dst: &mut CpuTensor,
+            offset: usize,
+        ) -> wavefront::Result<()> {
+            self.inner.copy_into(src, dst, offset)
+        }
+
+        fn embedding(
+            &self,
+            table: &CpuTensor,
+            tokens: &[u32],
+            out: &mut CpuTensor,
+            p: wavefront::backend::EmbeddingParams,
+        ) -> wavefront::Result<()> {
+            self.inner.embedding(table, tokens, out, p)
+        }
+
+        fn swiglu(
+            &self,
+            gate: &CpuTensor,
+            up: &CpuTensor,
+            out: &mut CpuTensor,
+            n: usize,
+        ) -> wavefront::Result<()> {
+            self.inner.swiglu(gate, up, out, n)
+        }
+
+        fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> wavefront::Result<()> {
+            self.inner.add(x, y, n)
+        }
+    };
+}
+
 pub mod bridge;
 pub mod cases;
 pub mod compare;

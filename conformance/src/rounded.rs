@@ -6,8 +6,7 @@
 
 use wavefront::backend::cpu::{CpuBackend, CpuTensor};
 use wavefront::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
-    RopeKvParams,
+    AttentionParams, Backend, LinearParams, LogitsParams, RmsNormParams, RopeKvParams,
 };
 use wavefront::kv_cache::KvCache;
 use wavefront::sampler::SamplingParams;
@@ -72,6 +71,8 @@ impl Rounded {
 impl Backend for Rounded {
     type Tensor = CpuTensor;
 
+    forward_to_cpu!();
+
     fn name(&self) -> &'static str {
         "cpu-rounded"
     }
@@ -87,46 +88,12 @@ impl Backend for Rounded {
         )
     }
 
-    fn weight_dtype(&self) -> DType {
-        self.inner.weight_dtype()
-    }
-
     fn matmul_input_dtype(&self, _weight: DType) -> DType {
         self.input
     }
 
     fn preferred_kv_dtype(&self) -> DType {
         self.kv
-    }
-
-    fn alloc(&self, dtype: DType, n: usize) -> Result<CpuTensor> {
-        self.inner.alloc(dtype, n)
-    }
-
-    fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<CpuTensor> {
-        self.inner.upload(dtype, bytes)
-    }
-
-    fn download_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
-        self.inner.download_f32(t)
-    }
-
-    fn synchronize(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn copy_into(&self, src: &CpuTensor, dst: &mut CpuTensor, offset: usize) -> Result<()> {
-        self.inner.copy_into(src, dst, offset)
-    }
-
-    fn embedding(
-        &self,
-        table: &CpuTensor,
-        tokens: &[u32],
-        out: &mut CpuTensor,
-        p: EmbeddingParams,
-    ) -> Result<()> {
-        self.inner.embedding(table, tokens, out, p)
     }
 
     fn rms_norm(
@@ -189,20 +156,6 @@ impl Backend for Rounded {
         p: AttentionParams,
     ) -> Result<()> {
         self.inner.attention(q, cache, out, p)
-    }
-
-    fn swiglu(
-        &self,
-        gate: &CpuTensor,
-        up: &CpuTensor,
-        out: &mut CpuTensor,
-        n: usize,
-    ) -> Result<()> {
-        self.inner.swiglu(gate, up, out, n)
-    }
-
-    fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> Result<()> {
-        self.inner.add(x, y, n)
     }
 
     fn logits(

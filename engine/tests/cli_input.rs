@@ -12,6 +12,16 @@ use common::cli::{default_model, wavefront};
 /// Never read: a check that passes would make the load fail with this path in the message.
 const NEVER_LOADED: &str = "/nonexistent/wavefront-test/never-loaded.gguf";
 
+/// `run --model NEVER_LOADED <flags> hi` for each case: refused with exactly its message.
+fn assert_run_refused(cases: &[(&[&str], &str)]) {
+    for (flags, message) in cases {
+        let mut args = vec!["run", "--model", NEVER_LOADED];
+        args.extend_from_slice(flags);
+        args.push("hi");
+        assert_error(&args, message);
+    }
+}
+
 /// Asserts exit status 1, nothing on stdout, and exactly `error: {message}` on stderr.
 fn assert_error(args: &[&str], message: &str) {
     let o = wavefront(args);
@@ -61,12 +71,7 @@ fn sampling_flags_out_of_range_are_refused_before_loading() {
             "repeat_penalty must be finite and > 0 (1 = off), got -2",
         ),
     ];
-    for (flags, message) in cases {
-        let mut args = vec!["run", "--model", NEVER_LOADED];
-        args.extend_from_slice(flags);
-        args.push("hi");
-        assert_error(&args, message);
-    }
+    assert_run_refused(cases);
 }
 
 #[test]
@@ -86,12 +91,7 @@ fn limits_out_of_range_are_refused_before_loading() {
         ),
         (&["--stop", ""], "stop must be a non-empty string, got \"\""),
     ];
-    for (flags, message) in cases {
-        let mut args = vec!["run", "--model", NEVER_LOADED];
-        args.extend_from_slice(flags);
-        args.push("hi");
-        assert_error(&args, message);
-    }
+    assert_run_refused(cases);
 }
 
 #[test]
