@@ -32,11 +32,12 @@ import sys
 # kernel: (file, parameters, block, grid). T is the KV or table element type of the suffix
 # (_f32: float, _f16/_bf16: uint16_t); S/D the convert source/destination types.
 
-EMBEDDING = "const T* table, const int* tokens, float* out, int n_tokens, int hidden"
+EMBEDDING = "const T* table, const int* tokens, float* out, int n_tokens, int hidden, int vocab"
 ROPE = ("float* q, const float* k, const float* v, const float* inv_freq, T* arena, int layer, "
-        "int pos0, int rows, int n_heads, int n_kv_heads, int head_dim, int capacity")
+        "int pos0, int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, "
+        "const int* step")
 ATTENTION = ("const float* q, const T* arena, float* out, int layer, int pos0, int rows, "
-             "int n_heads, int n_kv_heads, int head_dim, int capacity, float scale")
+             "int n_heads, int n_kv_heads, int head_dim, int capacity, float scale, const int* step")
 ELEMENTS = "(ceil(n/256))"
 
 ABI = {}

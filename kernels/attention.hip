@@ -17,15 +17,19 @@
 //   a = Σ e^(s - m)·V[j]; on a new key m' = max(m, s), both are rescaled by e^(m - m').
 //   The waves are then merged in shared memory with M = max_w m_w:
 //   out[d] = Σ_w a_w[d]·e^(m_w - M) / Σ_w ℓ_w·e^(m_w - M).
+// Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
+//   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
+//   launch serves every length; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
 //   pos0 + rows ≤ capacity, layer < n_layers.
 // Paths (WF_PATH, slot = the KV type's codec id):
 //   keys:       a wave folds a key into its running (m, ℓ, a)
 //   empty_wave: the merge meets a wave that saw no key (fewer keys than waves)
+//   step:       pos0 read from the step block
 
 #include "common.h"
 
-enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE };
+enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE, PATH_STEP };
 
 constexpr int ATTENTION_BLOCK = 128;
 constexpr int ATTENTION_MAX_HEAD_DIM = 256;
@@ -35,9 +39,14 @@ constexpr int ATTENTION_DIMS = ATTENTION_MAX_HEAD_DIM / WAVE;  // dims per lane
 template <class KV>
 __device__ void attention_kernel(const float* q, const typename KV::storage* arena, float* out,
                                  int layer, int pos0, int rows, int n_heads, int n_kv_heads,
-                                 int head_dim, int capacity, float scale) {
+                                 int head_dim, int capacity, float scale, const int* step) {
   const int h = block_index_x(), i = block_index_y();
   if (h >= n_heads || i >= rows || head_dim > ATTENTION_MAX_HEAD_DIM) return;
+  if (step != nullptr) {
+    pos0 = step[1];
+    if (h == 0 && i == 0 && thread_index() == 0) WF_PATH(KV::id, PATH_STEP);
+    if (pos0 < 0 || pos0 > capacity - rows) return;
+  }
   const int kvh = h / (n_heads / n_kv_heads);
   const int keys = pos0 + i + 1;  // causal: positions 0 ..= pos0 + i
   const int lane = wave_lane(), w = wave_index();
@@ -118,23 +127,24 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
-                  int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+                  int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+                  const int* step) {
   attention_kernel<F32>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                        capacity, scale);
+                        capacity, scale, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
                   int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                  float scale) {
+                  float scale, const int* step) {
   attention_kernel<F16>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                        capacity, scale);
+                        capacity, scale, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
                    int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                   float scale) {
+                   float scale, const int* step) {
   attention_kernel<BF16>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                         capacity, scale);
+                         capacity, scale, step);
 }

@@ -17,15 +17,19 @@
 //   groups t, t + 256, … of, in turn: the n_heads·half/G q groups (head h = g / (half/G)),
 //   the n_kv_heads·half/G k groups, the n_kv_heads·head_dim/G v groups. Every element is
 //   read and written by exactly one thread.
+// Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
+//   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
+//   launch serves every position; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim even, pos0 + rows ≤ capacity, layer < n_layers.
 // Paths (WF_PATH, slot = the KV type's codec id):
-//   g4: groups of 4 (half a multiple of 4, 16-byte aligned bases): vector loads and stores
-//   g1: groups of 1: every element scalar
+//   g4:   groups of 4 (half a multiple of 4, 16-byte aligned bases): vector loads and stores
+//   g1:   groups of 1: every element scalar
+//   step: pos0 read from the step block
 
 #include "common.h"
 
 constexpr int ROPE_BLOCK = 256;
-enum RopePath { PATH_G4, PATH_G1 };
+enum RopePath { PATH_G4, PATH_G1, PATH_STEP };
 
 // G consecutive values at p, G = 4 (one vector access: 16 bytes of f32, 8 of 16-bit; p aligned
 // to it) or G = 1. Overloads on the array size, so the G = 1 code stays scalar.
@@ -103,9 +107,15 @@ WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* i
 template <class KV>
 __device__ void rope_kernel(float* q, const float* k, const float* v, const float* inv_freq,
                             typename KV::storage* arena, int layer, int pos0, int rows,
-                            int n_heads, int n_kv_heads, int head_dim, int capacity) {
+                            int n_heads, int n_kv_heads, int head_dim, int capacity,
+                            const int* step) {
   const int row = block_index_x();
   if (row >= rows) return;
+  if (step != nullptr) {
+    pos0 = step[1];
+    if (row == 0 && thread_index() == 0) WF_PATH(KV::id, PATH_STEP);
+    if (pos0 < 0 || pos0 > capacity - rows) return;
+  }
   // G = 4 needs half % 4 == 0 (so every row, head and d + half offset keeps the alignment of
   // the base pointers) and 16-byte aligned bases.
   const bool vec = (head_dim / 2) % 4 == 0 && is_aligned(q, 16) && is_aligned(k, 16) &&
@@ -122,23 +132,23 @@ __device__ void rope_kernel(float* q, const float* k, const float* v, const floa
 extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
     rope_kv_write_f32(float* q, const float* k, const float* v, const float* inv_freq,
                       float* arena, int layer, int pos0, int rows, int n_heads, int n_kv_heads,
-                      int head_dim, int capacity) {
+                      int head_dim, int capacity, const int* step) {
   rope_kernel<F32>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                   capacity);
+                   capacity, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
     rope_kv_write_f16(float* q, const float* k, const float* v, const float* inv_freq,
                       uint16_t* arena, int layer, int pos0, int rows, int n_heads,
-                      int n_kv_heads, int head_dim, int capacity) {
+                      int n_kv_heads, int head_dim, int capacity, const int* step) {
   rope_kernel<F16>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                   capacity);
+                   capacity, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
     rope_kv_write_bf16(float* q, const float* k, const float* v, const float* inv_freq,
                        uint16_t* arena, int layer, int pos0, int rows, int n_heads,
-                       int n_kv_heads, int head_dim, int capacity) {
+                       int n_kv_heads, int head_dim, int capacity, const int* step) {
   rope_kernel<BF16>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                    capacity);
+                    capacity, step);
 }

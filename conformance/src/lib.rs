@@ -21,6 +21,64 @@
 /// unchanged, so each one writes only the ops it changes.
 macro_rules! forward_to_cpu {
     () => {
+        type Step = wavefront::backend::cpu::CpuStep;
+        type Graph = ();
+
+        fn new_step(&self, vocab: usize, capacity: usize) -> wavefront::Result<Self::Step> {
+            self.inner.new_step(vocab, capacity)
+        }
+
+        fn reset_step(
+            &self,
+            step: &mut Self::Step,
+            context: &[u32],
+            seed: u64,
+        ) -> wavefront::Result<()> {
+            self.inner.reset_step(step, context, seed)
+        }
+
+        fn sample_step(
+            &self,
+            logits: &CpuTensor,
+            row: usize,
+            vocab: usize,
+            params: &wavefront::SamplingParams,
+            window: usize,
+            step: &mut Self::Step,
+        ) -> wavefront::Result<()> {
+            self.inner
+                .sample_step(logits, row, vocab, params, window, step)
+        }
+
+        fn post_token(&self, step: &mut Self::Step) -> wavefront::Result<()> {
+            self.inner.post_token(step)
+        }
+
+        fn take_token(&self, step: &mut Self::Step) -> wavefront::Result<u32> {
+            self.inner.take_token(step)
+        }
+
+        fn embedding_step(
+            &self,
+            table: &CpuTensor,
+            step: &Self::Step,
+            out: &mut CpuTensor,
+            p: wavefront::backend::EmbeddingParams,
+        ) -> wavefront::Result<()> {
+            self.inner.embedding_step(table, step, out, p)
+        }
+
+        fn capture_graph(
+            &self,
+            _f: &mut dyn FnMut() -> wavefront::Result<()>,
+        ) -> wavefront::Result<Option<()>> {
+            Ok(None)
+        }
+
+        fn replay_graph(&self, _g: &()) -> wavefront::Result<()> {
+            Ok(())
+        }
+
         fn weight_dtype(&self) -> wavefront::DType {
             self.inner.weight_dtype()
         }

@@ -336,7 +336,13 @@ pub fn sampled_tokens<B: Backend>(
     let rp = to_reference(params);
     let mut coins = CoinRng::new(seed);
     let mut context = prompt.to_vec();
+    // The engine decodes as `wavefront run` does: the device-side step (captured where the
+    // backend has graphs) samples with the same coin stream; where its token differs from the
+    // reference's, the engine is fed the reference's token and its step restarted there.
     engine.forward(&mut seq, prompt, Logits::Last)?;
+    engine.begin_decode(&mut seq, &context, coins.state())?;
+    let mut need_sample = true;
+    let window = 0; // the whole context, as the reference sampler is given
     let mut logits = reference
         .forward(prompt, &mut rc)
         .map_err(reference_error)?
@@ -347,8 +353,12 @@ pub fn sampled_tokens<B: Backend>(
     let mut divergences: Vec<usize> = Vec::new();
     let mut compared = 0;
     for step in 0..steps {
-        let coin = coins.coin();
         let engine_logits = engine.last_logits(&seq)?;
+        if need_sample {
+            engine.queue_sample(&mut seq, params, window)?;
+        }
+        let te = engine.take_token(&mut seq)?;
+        let coin = coins.coin();
         let near = compare(&logits, &engine_logits, logits_tol);
         max_abs = max_abs.max(near.max_abs);
         if near.nmse > max_nmse || near.nmse.is_nan() {
@@ -363,7 +373,6 @@ pub fn sampled_tokens<B: Backend>(
             // NaN or a wrong length always fails; the NMSE only where the rule judges it.
             failure = Some(format!("step {step}: logits: {f}"));
         }
-        let te = engine.sample(&seq, params, &context, coin)?;
         let tr = r::sampler::sample(&logits, &rp, &context, coin).map_err(reference_error)?;
         compared += 1;
         if te != tr {
@@ -382,7 +391,13 @@ pub fn sampled_tokens<B: Backend>(
             break;
         }
         context.push(tr);
-        engine.forward(&mut seq, &[tr], Logits::Last)?;
+        need_sample = te != tr;
+        if need_sample {
+            engine.forward(&mut seq, &[tr], Logits::Last)?;
+            engine.begin_decode(&mut seq, &context, coins.state())?;
+        } else {
+            engine.queue_decode(&mut seq, params, window)?;
+        }
         logits = reference
             .decode(tr, &mut rc)
             .map_err(reference_error)?
@@ -447,21 +462,25 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
         .collect()
 }
 
-/// Greedy decoding of `n` tokens on the engine.
+/// Greedy decoding of `n` tokens on the engine, through the device-side decode step as
+/// `wavefront run` decodes (captured where the backend has graphs).
 pub fn engine_greedy<B: Backend>(engine: &Engine<B>, prompt: &[u32], n: usize) -> Result<Stream> {
     let mut seq = engine.new_sequence(prompt.len() + n + 1)?;
     engine.forward(&mut seq, prompt, Logits::Last)?;
+    engine.begin_decode(&mut seq, prompt, 0)?;
+    let greedy = SamplingParams::greedy();
+    engine.queue_sample(&mut seq, &greedy, 0)?;
     let mut s = Stream {
         tokens: vec![],
         top: vec![],
     };
     for i in 0..n {
         let logits = engine.last_logits(&seq)?;
-        let t = engine.sample(&seq, &SamplingParams::greedy(), &[], 0.0)?;
+        let t = engine.take_token(&mut seq)?;
         s.top.push(top_k(&logits, 10));
         s.tokens.push(t);
         if i + 1 < n {
-            engine.forward(&mut seq, &[t], Logits::Last)?;
+            engine.queue_decode(&mut seq, &greedy, 0)?;
         }
     }
     Ok(s)

@@ -1,7 +1,7 @@
 //! The suite proves its own power: a CPU backend with one planted bug at a time. Each bug is a
 //! mistake real kernels make; `tests/planted_bugs.rs` asserts that named cases catch every one.
 
-use wavefront::backend::cpu::{rotate, CpuBackend, CpuTensor};
+use wavefront::backend::cpu::{rotate, CpuBackend, CpuStep, CpuTensor};
 use wavefront::backend::{
     AttentionParams, Backend, LinearParams, LogitsParams, RmsNormParams, RopeKvParams,
 };
@@ -260,7 +260,12 @@ impl Backend for Planted {
         inv_freq: &CpuTensor,
         cache: &mut KvCache<CpuTensor>,
         p: RopeKvParams,
+        step: Option<&CpuStep>,
     ) -> Result<()> {
+        let p = RopeKvParams {
+            pos0: step.map_or(p.pos0, CpuStep::pos),
+            ..p
+        };
         rope_kv_write(self.bug, q, k, v, inv_freq, cache, p)
     }
 
@@ -270,7 +275,12 @@ impl Backend for Planted {
         cache: &KvCache<CpuTensor>,
         out: &mut CpuTensor,
         p: AttentionParams,
+        step: Option<&CpuStep>,
     ) -> Result<()> {
+        let p = AttentionParams {
+            pos0: step.map_or(p.pos0, CpuStep::pos),
+            ..p
+        };
         attention(self.bug, q, cache, out, p)
     }
 

@@ -4,7 +4,7 @@
 //! bounds for 16-bit paths (`tolerance::Kind::Model`) are exercised in CI, where there is no
 //! GPU, and an end-to-end bug planted on that path must fail them.
 
-use wavefront::backend::cpu::{CpuBackend, CpuTensor};
+use wavefront::backend::cpu::{CpuBackend, CpuStep, CpuTensor};
 use wavefront::backend::{
     AttentionParams, Backend, LinearParams, LogitsParams, RmsNormParams, RopeKvParams,
 };
@@ -132,9 +132,10 @@ impl Backend for Rounded {
         inv_freq: &CpuTensor,
         cache: &mut KvCache<CpuTensor>,
         p: RopeKvParams,
+        step: Option<&CpuStep>,
     ) -> Result<()> {
         let Some(ModelBug::RopeTheta { factor }) = self.bug else {
-            return self.inner.rope_kv_write(q, k, v, inv_freq, cache, p);
+            return self.inner.rope_kv_write(q, k, v, inv_freq, cache, p, step);
         };
         // θ^(−2i/d) · factor^(−2i/d) = (θ·factor)^(−2i/d)
         let d = p.head_dim as f64;
@@ -145,7 +146,7 @@ impl Backend for Rounded {
             .map(|(i, &f)| (f as f64 * factor.powf(-2.0 * i as f64 / d)) as f32)
             .collect();
         let wrong = self.inner.upload_f32(&wrong)?;
-        self.inner.rope_kv_write(q, k, v, &wrong, cache, p)
+        self.inner.rope_kv_write(q, k, v, &wrong, cache, p, step)
     }
 
     fn attention(
@@ -154,8 +155,9 @@ impl Backend for Rounded {
         cache: &KvCache<CpuTensor>,
         out: &mut CpuTensor,
         p: AttentionParams,
+        step: Option<&CpuStep>,
     ) -> Result<()> {
-        self.inner.attention(q, cache, out, p)
+        self.inner.attention(q, cache, out, p, step)
     }
 
     fn logits(

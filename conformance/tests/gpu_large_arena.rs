@@ -63,7 +63,7 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
         gpu.upload_f32(&v).unwrap(),
         gpu.upload_f32(&inv).unwrap(),
     );
-    gpu.rope_kv_write(&mut qg, &kg, &vg, &ig, &mut cache_gpu, rope(last))
+    gpu.rope_kv_write(&mut qg, &kg, &vg, &ig, &mut cache_gpu, rope(last), None)
         .unwrap();
     let mut qc = cpu.upload_f32(&q).unwrap();
     let (kc, vc, ic) = (
@@ -71,7 +71,7 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
         cpu.upload_f32(&v).unwrap(),
         cpu.upload_f32(&inv).unwrap(),
     );
-    cpu.rope_kv_write(&mut qc, &kc, &vc, &ic, &mut cache_cpu, rope(0))
+    cpu.rope_kv_write(&mut qc, &kc, &vc, &ic, &mut cache_cpu, rope(0), None)
         .unwrap();
     cache_gpu.set_len(cap).unwrap();
     cache_cpu.set_len(cap).unwrap();
@@ -114,10 +114,10 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
     };
     let q3g = gpu.upload_f32(q3).unwrap();
     let mut og = gpu.alloc(DType::F32, q3.len()).unwrap();
-    gpu.attention(&q3g, &cache_gpu, &mut og, ap(last)).unwrap();
+    gpu.attention(&q3g, &cache_gpu, &mut og, ap(last), None).unwrap();
     let q3c = cpu.upload_f32(q3).unwrap();
     let mut oc = cpu.alloc(DType::F32, q3.len()).unwrap();
-    cpu.attention(&q3c, &cache_cpu, &mut oc, ap(0)).unwrap();
+    cpu.attention(&q3c, &cache_cpu, &mut oc, ap(0), None).unwrap();
     assert_eq!(og.len(), oc.len());
     let tol = tolerance(Kind::Attention {
         head_dim: hd,

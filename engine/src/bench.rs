@@ -23,6 +23,58 @@ pub struct BenchOptions {
     pub depths: Vec<usize>,
     /// Timed repetitions per test (the median is reported).
     pub reps: usize,
+    /// The samplers of the decode tests: greedy rows are `tgN`, sampled rows `tgN sampled`.
+    pub sampling: Vec<BenchSampling>,
+}
+
+/// How the decode tests pick tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BenchSampling {
+    /// Argmax.
+    Greedy,
+    /// [`BenchSampling::default_params`]: the whole sampler on every token.
+    Default,
+}
+
+impl BenchSampling {
+    /// `greedy` or `default`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "greedy" => Ok(BenchSampling::Greedy),
+            "default" => Ok(BenchSampling::Default),
+            other => Err(Error::invalid_param("sampling", other, "greedy or default")),
+        }
+    }
+
+    /// The sampled tests' settings: the CLI's defaults (temperature 0.8, top-k 40, top-p
+    /// 0.95, min-p 0.05) with a repetition penalty of 1.1 over the last 64 tokens on top, so
+    /// that every stage of the sampler runs.
+    pub fn default_params() -> (SamplingParams, usize) {
+        (
+            SamplingParams {
+                temperature: 0.8,
+                top_k: 40,
+                top_p: 0.95,
+                min_p: 0.05,
+                repeat_penalty: 1.1,
+            },
+            64,
+        )
+    }
+
+    fn params(self) -> (SamplingParams, usize) {
+        match self {
+            BenchSampling::Greedy => (SamplingParams::greedy(), 0),
+            BenchSampling::Default => Self::default_params(),
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            BenchSampling::Greedy => "",
+            BenchSampling::Default => " sampled",
+        }
+    }
 }
 
 impl Default for BenchOptions {
@@ -32,6 +84,7 @@ impl Default for BenchOptions {
             tg: 128,
             depths: vec![0, 8192, 32768],
             reps: 5,
+            sampling: vec![BenchSampling::Greedy],
         }
     }
 }
@@ -45,6 +98,13 @@ impl BenchOptions {
             if v == 0 {
                 return Err(Error::invalid_param(field, v, "at least 1"));
             }
+        }
+        if self.sampling.is_empty() {
+            return Err(Error::invalid_param(
+                "sampling",
+                "(none)",
+                "at least one of greedy, default",
+            ));
         }
         if self.pp.checked_add(1).is_none() {
             return Err(Error::invalid_param("pp", self.pp, "below 2^64 - 1"));
@@ -204,7 +264,9 @@ pub fn run<B: Backend>(
         });
     }
 
-    // tgN at each depth: greedy decode of N tokens; the cache rolls back between repetitions.
+    // tgN at each depth and sampler: N tokens decoded the way `wavefront run` decodes them
+    // (the device-side step, captured once and replayed, one token ahead of the host); the
+    // cache rolls back between repetitions.
     for &depth in &opts.depths {
         // Depths past the trained context still measure the memory traffic (RoPE extrapolates).
         let cap = depth + opts.tg + 2;
@@ -212,39 +274,44 @@ pub fn run<B: Backend>(
         if depth > 0 {
             fill_cache(engine, &mut seq, depth)?;
         }
-        engine.forward(&mut seq, &tokens(1, c.vocab_size, 2), Logits::Last)?;
+        let context = tokens(depth + 1, c.vocab_size, 2);
+        engine.forward(&mut seq, &context[depth..], Logits::Last)?;
         let start = seq.cache.snapshot();
-        let greedy = SamplingParams::greedy();
-        let mut samples = Vec::new();
-        for rep in 0..=opts.reps {
-            seq.cache.rollback_to(start)?;
-            let ms = b.time_ms(&mut || {
-                let mut t = engine.sample(&seq, &greedy, &[], 0.0)?;
-                for _ in 0..opts.tg {
-                    engine.forward(&mut seq, &[t], Logits::Last)?;
-                    t = engine.sample(&seq, &greedy, &[], 0.0)?;
+        for &sampling in &opts.sampling {
+            let (params, window) = sampling.params();
+            let mut samples = Vec::new();
+            for rep in 0..=opts.reps {
+                seq.cache.rollback_to(start)?;
+                engine.begin_decode(&mut seq, &context, rep as u64)?;
+                let ms = b.time_ms(&mut || {
+                    engine.queue_sample(&mut seq, &params, window)?;
+                    for _ in 0..opts.tg {
+                        engine.queue_decode(&mut seq, &params, window)?;
+                        engine.take_token(&mut seq)?;
+                    }
+                    engine.take_token(&mut seq).map(|_| ())
+                })?;
+                if rep > 0 {
+                    samples.push(opts.tg as f64 / (ms / 1e3));
                 }
-                Ok(())
-            })?;
-            if rep > 0 {
-                samples.push(opts.tg as f64 / (ms / 1e3));
             }
-        }
-        // Bytes per token at the middle of the run: every matrix, one embedding row, K and V of
-        // every position up to that depth.
-        let mid = depth + 1 + opts.tg / 2;
-        let bytes = decode_weight_bytes + kv_bytes_per_token * mid;
-        rows.push(BenchRow {
-            test: if depth == 0 {
+            // Bytes per token at the middle of the run: every matrix, one embedding row, K and
+            // V of every position up to that depth.
+            let mid = depth + 1 + opts.tg / 2;
+            let bytes = decode_weight_bytes + kv_bytes_per_token * mid;
+            let test = if depth == 0 {
                 format!("tg{}", opts.tg)
             } else {
                 format!("tg{}@d{depth}", opts.tg)
-            },
-            tok_s: median(samples.clone()),
-            samples,
-            bytes_per_token: Some(bytes),
-            roofline_tok_s: Some(copy_gb_s * 1e9 / bytes as f64),
-        });
+            };
+            rows.push(BenchRow {
+                test: test + sampling.suffix(),
+                tok_s: median(samples.clone()),
+                samples,
+                bytes_per_token: Some(bytes),
+                roofline_tok_s: Some(copy_gb_s * 1e9 / bytes as f64),
+            });
+        }
     }
     Ok(BenchReport {
         model: model.to_string(),
@@ -278,6 +345,13 @@ impl BenchReport {
             self.device,
             self.copy_gb_s
         );
+        if self.rows.iter().any(|r| r.test.ends_with(" sampled")) {
+            let (p, w) = BenchSampling::default_params();
+            s.push_str(&format!(
+                "sampled rows: temperature {}, top-k {}, top-p {}, min-p {}, repeat penalty {} over the last {w} tokens\n\n",
+                p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty
+            ));
+        }
         if let Some(k) = crate::backend::describe_kernels(&self.kernels) {
             s.push_str(&format!("kernels: {k}\n\n"));
         }
@@ -359,12 +433,19 @@ mod tests {
             tg: 2,
             depths: vec![0, 16],
             reps: 1,
+            sampling: vec![BenchSampling::Greedy, BenchSampling::Default],
         };
         let r = run(&e, "tiny", &opts).unwrap();
         assert_eq!(r.decode_weight_bytes, e.decode_weight_bytes());
         let decode: Vec<&BenchRow> = r.rows.iter().filter(|r| r.test.starts_with("tg")).collect();
-        assert_eq!(decode.len(), 2);
-        for (row, depth) in decode.iter().zip([0, 16]) {
+        let names: Vec<&str> = decode.iter().map(|r| r.test.as_str()).collect();
+        assert_eq!(
+            names,
+            ["tg2", "tg2 sampled", "tg2@d16", "tg2@d16 sampled"],
+            "one row per depth and sampler"
+        );
+        assert!(r.markdown().contains("sampled rows: temperature 0.8, top-k 40"));
+        for (row, depth) in decode.iter().zip([0, 0, 16, 16]) {
             let mid = depth + 1 + opts.tg / 2;
             let bytes = r.decode_weight_bytes + r.kv_bytes_per_token * mid;
             assert_eq!(row.bytes_per_token, Some(bytes), "{}", row.test);

@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use crate::detok::IncrementalDecoder;
 use crate::error::{Error, Result};
 use crate::model::{Engine, Logits, Sequence};
-use crate::sampler::{CoinRng, SamplingParams};
+use crate::sampler::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,9 @@ pub struct Generator<'a, B: Backend> {
     tokenizer: Option<&'a Tokenizer>,
     request: GenerationRequest,
     seq: Sequence<B>,
-    rng: CoinRng,
+    /// Whether the token the next call returns is already queued on the device (the decode
+    /// step runs one token ahead of the host).
+    ahead: bool,
     /// Prompt and generated ids (the repetition-penalty history).
     context: Vec<u32>,
     generated: Vec<u32>,
@@ -178,7 +180,7 @@ impl<'a, B: Backend> Generator<'a, B> {
         Ok(Generator {
             engine,
             tokenizer,
-            rng: CoinRng::new(request.seed),
+            ahead: false,
             context: request.prompt.clone(),
             generated: Vec::new(),
             detok: IncrementalDecoder::new(true),
@@ -196,6 +198,11 @@ impl<'a, B: Backend> Generator<'a, B> {
     }
 
     /// Generates the next token; `None` once finished (see [`Generator::finish_reason`]).
+    ///
+    /// The device runs one token ahead: before this call waits for token t it has queued the
+    /// decode step of token t + 1 (which reads t on the device), so the host's detokenizing and
+    /// streaming of t overlaps the device's work on t + 1. A step queued past the end (after an
+    /// end-of-sequence token or a stop string) is wasted work, never output.
     pub fn step(&mut self) -> Result<Option<Step>> {
         if self.finish.is_some() {
             return Ok(None);
@@ -205,27 +212,26 @@ impl<'a, B: Backend> Generator<'a, B> {
         }
         let start = Instant::now();
         let decoding = self.prefilled;
+        let (params, window) = (self.request.sampling, self.request.repeat_last_n);
         if !decoding {
-            self.engine
-                .forward(&mut self.seq, &self.request.prompt, Logits::Last)?;
-            self.engine.backend().synchronize()?;
+            let e = self.engine;
+            e.forward(&mut self.seq, &self.request.prompt, Logits::Last)?;
+            e.backend().synchronize()?;
             self.timings.prefill = start.elapsed();
             self.prefilled = true;
-        } else {
-            if self.seq.cache.remaining() == 0 {
-                return self.finish_with(FinishReason::ContextFull);
-            }
-            let last = *self.context.last().expect("the prompt is not empty");
-            self.engine.forward(&mut self.seq, &[last], Logits::Last)?;
+            e.begin_decode(&mut self.seq, &self.request.prompt, self.request.seed)?;
+            e.queue_sample(&mut self.seq, &params, window)?;
+        } else if !self.ahead {
+            // The last call could not queue this token's step: the cache is full.
+            return self.finish_with(FinishReason::ContextFull);
         }
-        let window = match self.request.repeat_last_n {
-            0 => &self.context[..],
-            n => &self.context[self.context.len().saturating_sub(n)..],
-        };
-        let coin = self.rng.coin();
-        let token = self
-            .engine
-            .sample(&self.seq, &self.request.sampling, window, coin)?;
+        // Queue the next token's step before waiting for this one, when one will be wanted.
+        self.ahead = self.generated.len() + 1 < self.request.max_tokens
+            && self.seq.cache.remaining() > 0;
+        if self.ahead {
+            self.engine.queue_decode(&mut self.seq, &params, window)?;
+        }
+        let token = self.engine.take_token(&mut self.seq)?;
         if decoding {
             self.timings.decode += start.elapsed();
         }

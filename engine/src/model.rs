@@ -18,6 +18,14 @@ pub struct EngineOptions {
     pub kv_dtype: Option<DType>,
     /// Most tokens one forward step processes (prefill is chunked to this).
     pub max_batch: usize,
+    /// Capture the decode step once and replay it per token (on backends with graphs);
+    /// `false` queues the same kernels directly every step.
+    pub graphs: bool,
+}
+
+/// `WAVEFRONT_NO_GRAPH=1` turns decode-step graphs off (the same kernels run uncaptured).
+pub fn graphs_from_env() -> bool {
+    std::env::var("WAVEFRONT_NO_GRAPH").map_or(true, |v| v != "1")
 }
 
 impl Default for EngineOptions {
@@ -25,6 +33,7 @@ impl Default for EngineOptions {
         EngineOptions {
             kv_dtype: None,
             max_batch: 512,
+            graphs: graphs_from_env(),
         }
     }
 }
@@ -88,12 +97,41 @@ struct Scratch<B: Backend> {
     logit_rows: usize,
 }
 
+/// A captured decode step and the sampling it was captured with.
+struct DecodeGraph<B: Backend> {
+    params: SamplingParams,
+    window: usize,
+    graph: B::Graph,
+}
+
 /// One sequence being generated: its KV cache and working memory.
 pub struct Sequence<B: Backend> {
     pub cache: KvCache<B::Tensor>,
     scratch: Option<Scratch<B>>,
     /// Rows of logits the last forward left in `scratch.logits`.
     logits_ready: usize,
+    /// The device-side decode state (`Engine::begin_decode`).
+    step: Option<B::Step>,
+    /// The captured decode step; dropped when the scratch it points into is reallocated.
+    graph: Option<DecodeGraph<B>>,
+    /// Decode steps queued since `begin_decode` (graph replays among them).
+    decode_steps: usize,
+    replays: usize,
+}
+
+impl<B: Backend> Sequence<B> {
+    /// `(decode steps queued, of which graph replays)` since the last `begin_decode`.
+    pub fn decode_counts(&self) -> (usize, usize) {
+        (self.decode_steps, self.replays)
+    }
+}
+
+/// Where a forward's tokens come from.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Tokens(&'a [u32]),
+    /// One token, the decode step's, read on the device.
+    Step,
 }
 
 /// Which logits a forward step computes.
@@ -283,6 +321,10 @@ impl<B: Backend> Engine<B> {
             cache: KvCache::new(&self.backend, layout)?,
             scratch: None,
             logits_ready: 0,
+            step: None,
+            graph: None,
+            decode_steps: 0,
+            replays: 0,
         })
     }
 
@@ -295,6 +337,8 @@ impl<B: Backend> Engine<B> {
             return Ok(());
         }
         let c = &self.config;
+        // A captured step points into the old scratch.
+        seq.graph = None;
         let rows = rows.max(seq.scratch.as_ref().map_or(0, |s| s.rows));
         let logit_rows = logit_rows.max(seq.scratch.as_ref().map_or(0, |s| s.logit_rows));
         let f = |n: usize| self.backend.alloc(DType::F32, n);
@@ -416,19 +460,179 @@ impl<B: Backend> Engine<B> {
         seq: &mut Sequence<B>,
         tokens: &[u32],
         want: Option<(usize, usize)>,
+        trace: Option<&mut Trace>,
+    ) -> Result<()> {
+        let n = tokens.len();
+        self.scratch(seq, n, want.map_or(0, |w| w.1))?;
+        seq.logits_ready = 0;
+        let Sequence { cache, scratch, .. } = seq;
+        let s = scratch.as_mut().expect("allocated above");
+        self.queue_forward(cache, s, None, Input::Tokens(tokens), want, trace)?;
+        seq.cache.advance(n)?;
+        seq.logits_ready = want.map_or(0, |w| w.1);
+        Ok(())
+    }
+
+    /// Starts decoding on the device after a prefill: the step state's history becomes
+    /// `context` (the prompt, and anything generated since), its token the last of them, its
+    /// coins `CoinRng::new(seed)`'s. Then [`Engine::queue_sample`] samples the prefill's logits.
+    pub fn begin_decode(&self, seq: &mut Sequence<B>, context: &[u32], seed: u64) -> Result<()> {
+        if context.len() != seq.cache.len() {
+            return Err(Error::InvalidRequest(format!(
+                "a decode starts from the {} cached tokens, not {}",
+                seq.cache.len(),
+                context.len()
+            )));
+        }
+        if seq.step.is_none() {
+            let capacity = seq.cache.layout().capacity;
+            seq.step = Some(self.backend.new_step(self.config.vocab_size, capacity)?);
+        }
+        let step = seq.step.as_mut().expect("made above");
+        self.backend.reset_step(step, context, seed)?;
+        seq.decode_steps = 0;
+        seq.replays = 0;
+        Ok(())
+    }
+
+    /// Queues a sample from the logits the last forward left (one coin from the step's
+    /// generator, the repetition penalty over the last `window` tokens, 0 = all) and posts the
+    /// id for [`Engine::take_token`]. The next decode step reads the id on the device.
+    pub fn queue_sample(
+        &self,
+        seq: &mut Sequence<B>,
+        params: &SamplingParams,
+        window: usize,
+    ) -> Result<()> {
+        let (Some(s), Some(step), n) = (&seq.scratch, seq.step.as_mut(), seq.logits_ready) else {
+            return Err(Error::InvalidRequest(
+                "queue_sample needs begin_decode and a forward first".into(),
+            ));
+        };
+        if n == 0 {
+            return Err(Error::InvalidRequest(
+                "no logits to sample from: run a forward first".into(),
+            ));
+        }
+        let vocab = self.config.vocab_size;
+        self.backend
+            .sample_step(&s.logits, n - 1, vocab, params, window, step)?;
+        self.backend.post_token(step)
+    }
+
+    /// Queues one decode step on the step's token — the forward at the next position, then
+    /// the sample — and posts the sampled id. With graphs on (`EngineOptions::graphs`, on a
+    /// backend that has them) the step is captured once per sampling setting and replayed.
+    pub fn queue_decode(
+        &self,
+        seq: &mut Sequence<B>,
+        params: &SamplingParams,
+        window: usize,
+    ) -> Result<()> {
+        if seq.step.is_none() {
+            return Err(Error::InvalidRequest(
+                "queue_decode needs begin_decode first".into(),
+            ));
+        }
+        params.validate()?;
+        seq.cache.check_room(1)?;
+        self.scratch(seq, 1, 1)?;
+        let fresh = seq
+            .graph
+            .as_ref()
+            .is_none_or(|g| g.params != *params || g.window != window);
+        if self.options.graphs && fresh {
+            seq.graph = None;
+            let Sequence {
+                cache,
+                scratch,
+                step,
+                ..
+            } = &mut *seq;
+            let s = scratch.as_mut().expect("allocated above");
+            let step = step.as_mut().expect("checked above");
+            let captured = self.backend.capture_graph(&mut || {
+                self.queue_decode_work(cache, s, step, params, window)
+            })?;
+            if let Some(graph) = captured {
+                seq.graph = Some(DecodeGraph {
+                    params: *params,
+                    window,
+                    graph,
+                });
+            }
+        }
+        let Sequence {
+            cache,
+            scratch,
+            step,
+            graph,
+            ..
+        } = &mut *seq;
+        let step = step.as_mut().expect("checked above");
+        let replayed = match graph.as_ref().filter(|_| self.options.graphs) {
+            Some(g) => {
+                self.backend.replay_graph(&g.graph)?;
+                true
+            }
+            None => {
+                let s = scratch.as_mut().expect("allocated above");
+                self.queue_decode_work(cache, s, step, params, window)?;
+                false
+            }
+        };
+        self.backend.post_token(step)?;
+        seq.replays += usize::from(replayed);
+        seq.cache.advance(1)?;
+        seq.logits_ready = 1;
+        seq.decode_steps += 1;
+        Ok(())
+    }
+
+    /// Waits for the oldest posted id (work queued after it may still run).
+    pub fn take_token(&self, seq: &mut Sequence<B>) -> Result<u32> {
+        match seq.step.as_mut() {
+            Some(step) => self.backend.take_token(step),
+            None => Err(Error::InvalidRequest(
+                "take_token needs begin_decode first".into(),
+            )),
+        }
+    }
+
+    /// The work of one decode step, queued (what a graph captures).
+    fn queue_decode_work(
+        &self,
+        cache: &mut KvCache<B::Tensor>,
+        s: &mut Scratch<B>,
+        step: &mut B::Step,
+        params: &SamplingParams,
+        window: usize,
+    ) -> Result<()> {
+        self.queue_forward(cache, s, Some(step), Input::Step, Some((0, 1)), None)?;
+        let vocab = self.config.vocab_size;
+        self.backend
+            .sample_step(&s.logits, 0, vocab, params, window, step)
+    }
+
+    /// Queues the decoder over one chunk at the cache's next positions (no host bookkeeping:
+    /// the caller advances the cache). `step`: positions and, for `Input::Step`, the token
+    /// are read from the step state on the device.
+    fn queue_forward(
+        &self,
+        cache: &mut KvCache<B::Tensor>,
+        s: &mut Scratch<B>,
+        step: Option<&B::Step>,
+        input: Input<'_>,
+        want: Option<(usize, usize)>,
         mut trace: Option<&mut Trace>,
     ) -> Result<()> {
         let c = &self.config;
         let b = &self.backend;
-        let n = tokens.len();
-        let pos0 = seq.cache.len();
-        self.scratch(seq, n, want.map_or(0, |w| w.1))?;
-        let Sequence {
-            cache,
-            scratch,
-            logits_ready,
-        } = seq;
-        let s = scratch.as_mut().expect("allocated above");
+        let n = match input {
+            Input::Tokens(t) => t.len(),
+            Input::Step => 1,
+        };
+        let pos0 = cache.len();
         let (hidden, eps) = (c.hidden_size, c.rms_norm_eps);
         let norm = RmsNormParams {
             rows: n,
@@ -446,18 +650,20 @@ impl<B: Backend> Engine<B> {
             }
             Ok(())
         };
-        *logits_ready = 0;
-
         // x = embed(tokens)                                   (n, hidden)
-        b.embedding(
-            &self.embed,
-            tokens,
-            &mut s.x,
-            EmbeddingParams {
-                vocab: c.vocab_size,
-                hidden,
-            },
-        )?;
+        let ep = EmbeddingParams {
+            vocab: c.vocab_size,
+            hidden,
+        };
+        match (input, step) {
+            (Input::Tokens(tokens), _) => b.embedding(&self.embed, tokens, &mut s.x, ep)?,
+            (Input::Step, Some(st)) => b.embedding_step(&self.embed, st, &mut s.x, ep)?,
+            (Input::Step, None) => {
+                return Err(Error::InvalidRequest(
+                    "a step-input forward needs the step state".into(),
+                ))
+            }
+        }
         record(&s.x)?;
         for (l, w) in self.layers.iter().enumerate() {
             // h = rms_norm(x) — for l > 0 the previous MLP output is added to x first (fused)
@@ -484,7 +690,7 @@ impl<B: Backend> Engine<B> {
                 n_kv_heads: heads.1,
                 head_dim: heads.2,
             };
-            b.rope_kv_write(&mut s.q, &s.k, &s.v, &self.inv_freq, cache, rp)?;
+            b.rope_kv_write(&mut s.q, &s.k, &s.v, &self.inv_freq, cache, rp, step)?;
             // attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n   (n, q_dim)
             let ap = AttentionParams {
                 layer: l,
@@ -494,7 +700,7 @@ impl<B: Backend> Engine<B> {
                 n_kv_heads: heads.1,
                 head_dim: heads.2,
             };
-            b.attention(&s.q, cache, &mut s.attn, ap)?;
+            b.attention(&s.q, cache, &mut s.attn, ap, step)?;
             // o = attn·Woᵀ                                       (n, hidden)
             b.linear(&s.attn, &w.wo, None, &mut s.o, lin(c.q_dim(), hidden))?;
             // x += o; h = rms_norm(x)
@@ -529,7 +735,6 @@ impl<B: Backend> Engine<B> {
         if let Some(tr) = trace {
             tr.final_hidden = b.download_f32(&s.h)?[..n * hidden].to_vec();
         }
-        cache.advance(n)?;
         if let Some((row0, rows)) = want {
             let head = self.lm_head.as_ref().unwrap_or(&self.embed);
             let lp = LogitsParams {
@@ -539,7 +744,6 @@ impl<B: Backend> Engine<B> {
                 vocab: c.vocab_size,
             };
             b.logits(&s.h, head, &mut s.logits, lp)?;
-            *logits_ready = rows;
         }
         Ok(())
     }

@@ -262,6 +262,12 @@ impl CoinRng {
         CoinRng(seed)
     }
 
+    /// The generator's state: `CoinRng::new(state())` continues the same stream (what a
+    /// device-side step is seeded with).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

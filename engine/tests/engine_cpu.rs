@@ -178,3 +178,78 @@ fn kv_arena_size_is_two_layers_heads_dim_capacity_sizeof() {
     assert!(KvCache::<CpuTensor>::new(&b, bad).is_err());
     assert!(b.alloc(DType::F32, 3).is_ok());
 }
+
+/// The device-side decode step (`begin_decode` / `queue_sample` / `queue_decode` /
+/// `take_token`, one token ahead) gives exactly the tokens of the host loop it replaces:
+/// `forward` + `Engine::sample` with the same coins and penalty window.
+#[test]
+fn the_step_decode_equals_forward_and_sample() {
+    use wavefront::sampler::CoinRng;
+    use wavefront::SamplingParams;
+    let sampled = SamplingParams {
+        temperature: 0.9,
+        top_k: 20,
+        top_p: 0.9,
+        min_p: 0.02,
+        repeat_penalty: 1.3,
+    };
+    for (params, window) in [(SamplingParams::greedy(), 0), (sampled, 4), (sampled, 0)] {
+        let e = engine(config(true, false), 512);
+        let n = 20;
+        let mut seq = e.new_sequence(40).unwrap();
+        e.forward(&mut seq, &TOKENS, Logits::Last).unwrap();
+        let (mut coins, mut ctx, mut want) = (CoinRng::new(9), TOKENS.to_vec(), Vec::new());
+        for _ in 0..n {
+            let w = match window {
+                0 => &ctx[..],
+                n => &ctx[ctx.len().saturating_sub(n)..],
+            };
+            let t = e.sample(&seq, &params, w, coins.coin()).unwrap();
+            want.push(t);
+            ctx.push(t);
+            e.forward(&mut seq, &[t], Logits::Last).unwrap();
+        }
+        let mut seq2 = e.new_sequence(40).unwrap();
+        e.forward(&mut seq2, &TOKENS, Logits::Last).unwrap();
+        e.begin_decode(&mut seq2, &TOKENS, 9).unwrap();
+        e.queue_sample(&mut seq2, &params, window).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..n {
+            e.queue_decode(&mut seq2, &params, window).unwrap();
+            got.push(e.take_token(&mut seq2).unwrap());
+        }
+        assert_eq!(got, want, "{params:?} window {window}");
+        // One step ahead: the 21st token is posted too, and both caches hold the same keys.
+        assert_eq!(seq2.cache.len(), seq.cache.len());
+        assert_eq!(seq2.decode_counts(), (n, 0), "the CPU has no graphs: no replays");
+        let (a, b) = (e.backend(), e.backend());
+        assert_eq!(
+            a.download_f32(seq.cache.arena()).unwrap(),
+            b.download_f32(seq2.cache.arena()).unwrap()
+        );
+    }
+}
+
+#[test]
+fn the_step_decode_refuses_misuse_with_typed_errors() {
+    let e = engine(config(false, false), 512);
+    let greedy = wavefront::SamplingParams::greedy();
+    let mut seq = e.new_sequence(TOKENS.len() + 2).unwrap();
+    assert!(e.queue_decode(&mut seq, &greedy, 0).is_err(), "no begin_decode");
+    assert!(e.take_token(&mut seq).is_err(), "nothing posted");
+    e.forward(&mut seq, &TOKENS, Logits::Last).unwrap();
+    let short = &TOKENS[..3];
+    let err = e.begin_decode(&mut seq, short, 0).unwrap_err();
+    assert!(err.to_string().contains("cached tokens"), "{err}");
+    e.begin_decode(&mut seq, &TOKENS, 0).unwrap();
+    assert!(e.take_token(&mut seq).is_err(), "nothing posted yet");
+    e.queue_sample(&mut seq, &greedy, 0).unwrap();
+    e.queue_decode(&mut seq, &greedy, 0).unwrap();
+    e.queue_decode(&mut seq, &greedy, 0).unwrap();
+    // The cache is full: a third step has nowhere to write its keys.
+    let err = e.queue_decode(&mut seq, &greedy, 0).unwrap_err();
+    assert!(matches!(err, Error::ContextFull { .. }), "{err}");
+    for _ in 0..3 {
+        assert!(e.take_token(&mut seq).unwrap() < 97);
+    }
+}

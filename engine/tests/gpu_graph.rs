@@ -63,3 +63,70 @@ fn a_captured_gemm_replays_bit_for_bit() {
         b.download_f32(&direct).unwrap()
     );
 }
+
+/// `WAVEFRONT_NO_GRAPH=1` (here `EngineOptions::graphs = false`) runs the same kernels
+/// uncaptured: the decode step gives identical tokens both ways, greedy and sampled (with the
+/// repetition penalty), and the captured engine really replays its graph.
+#[test]
+fn the_decode_step_gives_identical_tokens_captured_and_uncaptured() {
+    use wavefront::formats::random::{random_model, shape};
+    use wavefront::{Engine, EngineOptions, Logits, SamplingParams};
+    let Some(b1) = gpu() else { return };
+    let Some(b2) = gpu() else { return };
+    let model = random_model(shape("smollm2-135m").unwrap(), 5, DType::BF16);
+    let with = |graphs| EngineOptions {
+        graphs,
+        ..Default::default()
+    };
+    let captured = Engine::new(b1, &model, with(true)).unwrap();
+    let direct = Engine::new(b2, &model, with(false)).unwrap();
+    let sampled = SamplingParams {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        repeat_penalty: 1.1,
+    };
+    let prompt: Vec<u32> = (0..9).map(|i| 1000 + 37 * i).collect();
+    let n = 64;
+    for (params, window) in [(SamplingParams::greedy(), 0), (sampled, 64)] {
+        let mut streams = Vec::new();
+        for (e, graphs) in [(&captured, true), (&direct, false)] {
+            let mut seq = e.new_sequence(prompt.len() + n + 1).unwrap();
+            e.forward(&mut seq, &prompt, Logits::Last).unwrap();
+            e.begin_decode(&mut seq, &prompt, 17).unwrap();
+            e.queue_sample(&mut seq, &params, window).unwrap();
+            let mut tokens = Vec::new();
+            for _ in 0..n {
+                e.queue_decode(&mut seq, &params, window).unwrap();
+                tokens.push(e.take_token(&mut seq).unwrap());
+            }
+            tokens.push(e.take_token(&mut seq).unwrap());
+            let (steps, replays) = seq.decode_counts();
+            assert_eq!(steps, n);
+            assert_eq!(replays, if graphs { n } else { 0 }, "graphs {graphs}");
+            streams.push(tokens);
+        }
+        assert_eq!(streams[0], streams[1], "{params:?}");
+        // And both equal the host loop the step replaces (the same kernels with host-given
+        // tokens and positions, `Engine::sample` with the same coins): a step that never
+        // advanced its position, or read a stale token, would differ.
+        let mut seq = direct.new_sequence(prompt.len() + n + 1).unwrap();
+        direct.forward(&mut seq, &prompt, Logits::Last).unwrap();
+        let (mut coins, mut ctx) = (wavefront::sampler::CoinRng::new(17), prompt.clone());
+        let mut host = Vec::new();
+        for i in 0..=n {
+            let w = match window {
+                0 => &ctx[..],
+                k => &ctx[ctx.len().saturating_sub(k)..],
+            };
+            let t = direct.sample(&seq, &params, w, coins.coin()).unwrap();
+            host.push(t);
+            ctx.push(t);
+            if i < n {
+                direct.forward(&mut seq, &[t], Logits::Last).unwrap();
+            }
+        }
+        assert_eq!(streams[0], host, "{params:?}: step decode vs the host loop");
+    }
+}

@@ -54,6 +54,8 @@ symbol_table! {
     mem_get_info = "hipMemGetInfo": fn(*mut usize, *mut usize) -> hipError_t;
     malloc = "hipMalloc": fn(*mut *mut c_void, usize) -> hipError_t;
     free = "hipFree": fn(*mut c_void) -> hipError_t;
+    host_malloc = "hipHostMalloc": fn(*mut *mut c_void, usize, u32) -> hipError_t;
+    host_free = "hipHostFree": fn(*mut c_void) -> hipError_t;
     memcpy_htod_async = "hipMemcpyHtoDAsync":
         fn(hipDeviceptr_t, *const c_void, usize, hipStream_t) -> hipError_t;
     memcpy_dtoh_async = "hipMemcpyDtoHAsync":

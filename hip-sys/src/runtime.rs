@@ -147,6 +147,40 @@ impl Hip {
         )
     }
 
+    /// `hipHostMalloc` (default flags): `bytes` of page-locked host memory.
+    pub fn host_malloc(&self, bytes: usize) -> Result<*mut c_void, CallError> {
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: writes one pointer.
+        check("hipHostMalloc", unsafe { (self.rt.host_malloc)(&mut p, bytes, 0) })?;
+        Ok(p)
+    }
+
+    /// `hipHostFree`.
+    ///
+    /// # Safety
+    /// `p` came from [`Hip::host_malloc`] and no queued copy still targets it.
+    pub unsafe fn host_free(&self, p: *mut c_void) -> Result<(), CallError> {
+        check("hipHostFree", (self.rt.host_free)(p))
+    }
+
+    /// `hipMemcpyDtoHAsync` into raw (page-locked) host memory.
+    ///
+    /// # Safety
+    /// `src` is device memory of at least `bytes` bytes, `dst` host memory of as many that
+    /// stays valid and untouched until the stream has finished the copy; `stream` is live.
+    pub unsafe fn memcpy_dtoh_async_raw(
+        &self,
+        dst: *mut c_void,
+        src: hipDeviceptr_t,
+        bytes: usize,
+        stream: hipStream_t,
+    ) -> Result<(), CallError> {
+        check(
+            "hipMemcpyDtoHAsync",
+            (self.rt.memcpy_dtoh_async)(dst, src, bytes, stream),
+        )
+    }
+
     /// `hipMemcpyDtoHAsync`.
     ///
     /// # Safety

@@ -25,6 +25,9 @@ pub struct AttentionCase {
     pub kv: DType,
     /// Magnitude of q and k entries (1 = ordinary; 16 = scores in the hundreds).
     pub magnitude: f32,
+    /// Read the position from a decode step's state (`Backend::Step`) instead of the params
+    /// (one row: a decode step).
+    pub via_step: bool,
     pub seed: u64,
 }
 
@@ -51,7 +54,7 @@ impl AttentionCase {
             } else {
                 String::new()
             }
-        )
+        ) + if self.via_step { ",step" } else { "" }
     }
 
     fn kv_len(&self) -> usize {
@@ -104,7 +107,8 @@ impl AttentionCase {
             n_kv_heads: self.n_kv_heads,
             head_dim: hd,
         };
-        b.attention(&qt, &cache, &mut out, p)?;
+        let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
+        b.attention(&qt, &cache, &mut out, p, step.as_ref())?;
         let got = match read_guarded(b, &out, n)? {
             Ok(v) => v,
             Err(fail) => return Ok(vec![Check::new("out", fail)]),
@@ -139,6 +143,7 @@ pub fn grid() -> Vec<AttentionCase> {
         head_dim,
         kv,
         magnitude: 1.0,
+        via_step: false,
         seed: 61,
     };
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
@@ -166,6 +171,15 @@ pub fn grid() -> Vec<AttentionCase> {
             ..case(rows, 20, (8, 2), 64, DType::F32)
         });
     }
+    // the decode step's length read on the device
+    for kv in [DType::F32, DType::F16, DType::BF16] {
+        for (kv_len, hd) in [(1, 64), (513, 128)] {
+            g.push(AttentionCase {
+                via_step: true,
+                ..case(1, kv_len - 1, (8, 2), hd, kv)
+            });
+        }
+    }
     g
 }
 
@@ -188,6 +202,7 @@ pub fn strategy() -> impl Strategy<Value = AttentionCase> {
                 head_dim,
                 kv,
                 magnitude: 1.0,
+                via_step: false,
                 seed,
             },
         )

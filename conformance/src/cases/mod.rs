@@ -194,3 +194,21 @@ pub fn uncovered(cases: &[Case]) -> Vec<Op> {
         .filter(|op| !cases.iter().any(|c| c.op() == *op))
         .collect()
 }
+
+/// For `via_step` cases (one row): a decode step's state at `pos0`, so the op reads its
+/// position on the device; `None` otherwise.
+pub(crate) fn step_at<B: wavefront::backend::Backend>(
+    b: &B,
+    via_step: bool,
+    pos0: usize,
+    rows: usize,
+    capacity: usize,
+) -> wavefront::Result<Option<B::Step>> {
+    if !via_step {
+        return Ok(None);
+    }
+    assert_eq!(rows, 1, "a step-position case is one decode row");
+    let mut step = b.new_step(1, capacity)?;
+    b.reset_step(&mut step, &vec![0; pos0 + 1], 0)?;
+    Ok(Some(step))
+}

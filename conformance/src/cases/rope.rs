@@ -26,6 +26,9 @@ pub struct RopeCase {
     pub kv: DType,
     pub theta: f32,
     pub llama3: bool,
+    /// Read the position from a decode step's state (`Backend::Step`) instead of the params
+    /// (one row: a decode step).
+    pub via_step: bool,
     pub seed: u64,
 }
 
@@ -41,8 +44,8 @@ impl RopeCase {
             self.capacity,
             self.kv,
             self.theta,
-            if self.llama3 { ",llama3" } else { "" }
-        )
+            if self.llama3 { ",llama3" } else { "" },
+        ) + if self.via_step { ",step" } else { "" }
     }
 
     pub fn tolerance(&self) -> Tolerance {
@@ -94,7 +97,8 @@ impl RopeCase {
             n_kv_heads: self.n_kv_heads,
             head_dim: hd,
         };
-        b.rope_kv_write(&mut qt, &kt, &vt, &ft, &mut cache, p)?;
+        let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
+        b.rope_kv_write(&mut qt, &kt, &vt, &ft, &mut cache, p, step.as_ref())?;
         let got_q = match read_guarded(b, &qt, q.len())? {
             Ok(v) => v,
             Err(fail) => return Ok(vec![Check::new("q", fail)]),
@@ -186,6 +190,7 @@ pub fn grid() -> Vec<RopeCase> {
         kv,
         theta: 10000.0,
         llama3: false,
+        via_step: false,
         seed: 51,
     };
     for kv in [DType::F32, DType::F16, DType::BF16] {
@@ -212,6 +217,15 @@ pub fn grid() -> Vec<RopeCase> {
         theta: 100000.0,
         ..base(8, 512, 9, 3, 64, DType::F32)
     });
+    // the decode step's position read on the device, both vector widths
+    for kv in [DType::F32, DType::F16, DType::BF16] {
+        for (pos0, hd) in [(127, 128), (40, 10)] {
+            g.push(RopeCase {
+                via_step: true,
+                ..base(1, pos0, 8, 2, hd, kv)
+            });
+        }
+    }
     g
 }
 
@@ -237,6 +251,7 @@ pub fn strategy() -> impl Strategy<Value = RopeCase> {
                 kv,
                 theta: if llama3 { 500000.0 } else { 10000.0 },
                 llama3,
+                via_step: false,
                 seed,
             },
         )

@@ -3,6 +3,16 @@
 //! once against this trait; the CPU and GPU backends implement it; the conformance suite
 //! checks every op of every backend against the reference.
 //!
+//! Decode steps: a step's varying inputs (the token, its position, the context's history and
+//! the coin generator) live in a backend-side [`Backend::Step`]; the embedding reads the token
+//! from it, RoPE and attention read the position from it (`step: Some(..)`), and
+//! [`Backend::sample_step`] writes the next token and position into it. A decode step then
+//! queues the same work with the same arguments at every position, so a GPU backend can
+//! capture it once ([`Backend::capture_graph`]) and replay it per token, and only the sampled id
+//! crosses to the host ([`Backend::post_token`] / [`Backend::take_token`]). The rule for
+//! every op: what changes from token to token is read from device memory, never passed as a
+//! launch argument.
+//!
 //! Conventions: activations are f32, row-major `(rows, features)`; weights are stored in the
 //! backend's weight dtype (`F32`, `BF16` or `F16`) in PyTorch layout `(out, in)`; every op checks
 //! the lengths of the buffers it is given against its params and returns
@@ -123,6 +133,11 @@ pub struct LogitsParams {
 
 pub trait Backend: Send + Sync + Sized {
     type Tensor: TensorInfo + Send + Sync;
+    /// A decode step's device-resident state (module doc): token, position, history, coins,
+    /// the sampler's working memory, and the ids posted for the host.
+    type Step: Send + Sync;
+    /// Work recorded by [`Backend::capture_graph`].
+    type Graph: Send + Sync;
 
     /// Short name used in reports and errors ("cpu", "gpu").
     fn name(&self) -> &'static str;
@@ -223,7 +238,8 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: LinearParams,
     ) -> Result<()>;
-    /// `inv_freq` holds `head_dim / 2` f32 rotary inverse frequencies.
+    /// `inv_freq` holds `head_dim / 2` f32 rotary inverse frequencies. With `step`, the
+    /// position is the step's, read where the step lives (`p.pos0` is only checked).
     fn rope_kv_write(
         &self,
         q: &mut Self::Tensor,
@@ -232,13 +248,16 @@ pub trait Backend: Send + Sync + Sized {
         inv_freq: &Self::Tensor,
         cache: &mut KvCache<Self::Tensor>,
         p: RopeKvParams,
+        step: Option<&Self::Step>,
     ) -> Result<()>;
+    /// With `step`, the query's position is the step's (as for [`Backend::rope_kv_write`]).
     fn attention(
         &self,
         q: &Self::Tensor,
         cache: &KvCache<Self::Tensor>,
         out: &mut Self::Tensor,
         p: AttentionParams,
+        step: Option<&Self::Step>,
     ) -> Result<()>;
     /// `out = silu(gate) · up`, elementwise over `n`.
     fn swiglu(
@@ -257,6 +276,49 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: LogitsParams,
     ) -> Result<()>;
+    /// A step state for a vocabulary of `vocab` and a KV cache of `capacity` positions (its
+    /// history holds `capacity + 1` tokens: the last sampled one is never decoded).
+    fn new_step(&self, vocab: usize, capacity: usize) -> Result<Self::Step>;
+    /// Resets `step` to the start of a decode: the history is `context` (at least one token,
+    /// at most the capacity), the position that of its last token, the token that last token,
+    /// the coin generator `CoinRng::new(seed)` (`seed` is the SplitMix64 state, so
+    /// `CoinRng::state()` continues a stream), and no ids posted.
+    fn reset_step(&self, step: &mut Self::Step, context: &[u32], seed: u64) -> Result<()>;
+    /// Queues a sample from row `row` of `logits (.., vocab)` into `step`, with one coin drawn
+    /// from the step's generator and the repetition penalty over the last `window` tokens of
+    /// its history (0 = all): the token becomes the sampled id (-1 when the row cannot be
+    /// sampled), the position advances by one and the id is appended to the history. Nothing
+    /// crosses to the host; the arithmetic is [`crate::sampler::sample`]'s.
+    fn sample_step(
+        &self,
+        logits: &Self::Tensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        window: usize,
+        step: &mut Self::Step,
+    ) -> Result<()>;
+    /// Queues the copy of the step's current token to the host, after the work queued so far.
+    fn post_token(&self, step: &mut Self::Step) -> Result<()>;
+    /// Waits for the oldest posted token and returns it (an error for a row that could not be
+    /// sampled, or when nothing was posted). Work queued after it may still be running.
+    fn take_token(&self, step: &mut Self::Step) -> Result<u32>;
+    /// The embedding of the step's token (one row); a token outside the vocabulary (a failed
+    /// sample the host will refuse) gives a zero row.
+    fn embedding_step(
+        &self,
+        table: &Self::Tensor,
+        step: &Self::Step,
+        out: &mut Self::Tensor,
+        p: EmbeddingParams,
+    ) -> Result<()>;
+    /// Records the work `f` queues instead of running it; `Ok(None)`, with `f` not called,
+    /// where the backend has no graphs (then the caller queues the work itself). `f` must not
+    /// wait for the device, allocate or read device memory on the host.
+    fn capture_graph(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<Self::Graph>>;
+    /// Queues a captured graph: the same work with the same arguments.
+    fn replay_graph(&self, g: &Self::Graph) -> Result<()>;
+
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,

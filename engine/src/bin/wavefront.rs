@@ -79,6 +79,10 @@ struct BenchArgs {
     /// Timed repetitions per test (median reported), after one warm-up (at least 1).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Decode-test samplers, comma-separated: greedy (rows tgN), default (rows "tgN sampled":
+    /// temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1 over 64 tokens).
+    #[arg(long, value_delimiter = ',', default_value = "greedy")]
+    sampling: Vec<String>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -259,6 +263,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         pp: args.pp,
         tg: args.tg,
         reps: args.reps,
+        sampling: args
+            .sampling
+            .iter()
+            .map(|s| wavefront::bench::BenchSampling::parse(s))
+            .collect::<std::result::Result<_, _>>()?,
         ..Default::default()
     };
     if !args.depth.is_empty() {

@@ -8,9 +8,11 @@ mod linear;
 mod rms_norm;
 mod rope;
 pub mod simd;
+mod step;
 mod tensor;
 
 pub use rope::rotate;
+pub use step::CpuStep;
 pub use tensor::CpuTensor;
 
 use half::{bf16, f16};
@@ -60,6 +62,10 @@ fn bad_bytes(dtype: DType, len: usize) -> Error {
 
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
+    type Step = CpuStep;
+    /// No graphs on the CPU: [`Backend::capture_graph`] returns `None` and the engine queues the
+    /// work itself.
+    type Graph = ();
 
     fn name(&self) -> &'static str {
         "cpu"
@@ -189,7 +195,12 @@ impl Backend for CpuBackend {
         inv_freq: &CpuTensor,
         cache: &mut KvCache<CpuTensor>,
         p: RopeKvParams,
+        step: Option<&CpuStep>,
     ) -> Result<()> {
+        let p = RopeKvParams {
+            pos0: step.map_or(p.pos0, CpuStep::pos),
+            ..p
+        };
         rope::rope_kv_write(q, k, v, inv_freq, cache, p)
     }
 
@@ -199,7 +210,12 @@ impl Backend for CpuBackend {
         cache: &KvCache<CpuTensor>,
         out: &mut CpuTensor,
         p: AttentionParams,
+        step: Option<&CpuStep>,
     ) -> Result<()> {
+        let p = AttentionParams {
+            pos0: step.map_or(p.pos0, CpuStep::pos),
+            ..p
+        };
         attention::attention(q, cache, out, p)
     }
 
@@ -242,6 +258,53 @@ impl Backend for CpuBackend {
             out_features: p.vocab,
         };
         linear::linear(&rows, w, None, out, lp)
+    }
+
+    fn new_step(&self, vocab: usize, capacity: usize) -> Result<CpuStep> {
+        CpuStep::new(vocab, capacity)
+    }
+
+    fn reset_step(&self, step: &mut CpuStep, context: &[u32], seed: u64) -> Result<()> {
+        step.reset(context, seed)
+    }
+
+    fn sample_step(
+        &self,
+        logits: &CpuTensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        window: usize,
+        step: &mut CpuStep,
+    ) -> Result<()> {
+        step.sample(logits, row, vocab, params, window)
+    }
+
+    fn post_token(&self, step: &mut CpuStep) -> Result<()> {
+        step.post();
+        Ok(())
+    }
+
+    fn take_token(&self, step: &mut CpuStep) -> Result<u32> {
+        step.take()
+    }
+
+    fn embedding_step(
+        &self,
+        table: &CpuTensor,
+        step: &CpuStep,
+        out: &mut CpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        step.embedding(table, out, p)
+    }
+
+    fn capture_graph(&self, _f: &mut dyn FnMut() -> Result<()>) -> Result<Option<()>> {
+        Ok(None)
+    }
+
+    fn replay_graph(&self, _g: &()) -> Result<()> {
+        Ok(())
     }
 
     fn sample(

@@ -26,8 +26,8 @@ pub struct KernelPaths {
 }
 
 const VEC_TAIL_SCALAR: &[&str] = &["vec", "tail", "scalar"];
-const ROPE: &[&str] = &["g4", "g1"];
-const ATTENTION: &[&str] = &["keys", "empty_wave"];
+const ROPE: &[&str] = &["g4", "g1", "step"];
+const ATTENTION: &[&str] = &["keys", "empty_wave", "step"];
 const MAIN: &[&str] = &["main"];
 
 const fn k(
@@ -257,6 +257,6 @@ mod tests {
             ]
         );
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
-        assert_eq!(all_paths().len(), 3 * 3 + 4 + 3 * 2 + 3 * 2 + 3 + 2 + 4);
+        assert_eq!(all_paths().len(), 3 * 3 + 4 + 3 * 3 + 3 * 3 + 3 + 2 + 4);
     }
 }

@@ -17,6 +17,7 @@ pub mod coverage;
 mod device;
 pub mod module;
 mod ops;
+pub mod step;
 #[cfg(test)]
 mod tests;
 pub mod vendor;
@@ -461,6 +462,8 @@ fn int(op: &str, what: &str, v: usize) -> Result<i32> {
 
 impl Backend for GpuBackend {
     type Tensor = GpuTensor;
+    type Step = step::GpuStep;
+    type Graph = Graph;
 
     fn name(&self) -> &'static str {
         "gpu"
@@ -614,8 +617,10 @@ impl Backend for GpuBackend {
         inv_freq: &GpuTensor,
         cache: &mut KvCache<Self::Tensor>,
         p: RopeKvParams,
+        step: Option<&step::GpuStep>,
     ) -> Result<()> {
-        ops::rope::rope_kv_write(self, q, k, v, inv_freq, cache, p)
+        let step = step.map(step::GpuStep::block_ptr);
+        ops::rope::rope_kv_write(self, q, k, v, inv_freq, cache, p, step)
     }
 
     fn attention(
@@ -624,8 +629,10 @@ impl Backend for GpuBackend {
         cache: &KvCache<Self::Tensor>,
         out: &mut GpuTensor,
         p: AttentionParams,
+        step: Option<&step::GpuStep>,
     ) -> Result<()> {
-        ops::attention::attention(self, q, cache, out, p)
+        let step = step.map(step::GpuStep::block_ptr);
+        ops::attention::attention(self, q, cache, out, p, step)
     }
 
     fn swiglu(
@@ -650,6 +657,53 @@ impl Backend for GpuBackend {
         p: LogitsParams,
     ) -> Result<()> {
         ops::linear::logits(self, x, w, out, p)
+    }
+
+    fn new_step(&self, vocab: usize, capacity: usize) -> Result<step::GpuStep> {
+        step::GpuStep::new(self, vocab, capacity)
+    }
+
+    fn reset_step(&self, step: &mut step::GpuStep, context: &[u32], seed: u64) -> Result<()> {
+        step.reset(self, context, seed)
+    }
+
+    fn sample_step(
+        &self,
+        logits: &GpuTensor,
+        row: usize,
+        vocab: usize,
+        params: &SamplingParams,
+        window: usize,
+        step: &mut step::GpuStep,
+    ) -> Result<()> {
+        step.sample(self, logits, row, vocab, params, window)
+    }
+
+    fn post_token(&self, step: &mut step::GpuStep) -> Result<()> {
+        step.post()
+    }
+
+    fn take_token(&self, step: &mut step::GpuStep) -> Result<u32> {
+        step.take()
+    }
+
+    fn embedding_step(
+        &self,
+        table: &GpuTensor,
+        step: &step::GpuStep,
+        out: &mut GpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        step.embedding(self, table, out, p)
+    }
+
+    /// A CUDA graph / hipGraph of the stream work `f` queues.
+    fn capture_graph(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<Graph>> {
+        self.capture(|_| f()).map(Some)
+    }
+
+    fn replay_graph(&self, g: &Graph) -> Result<()> {
+        self.replay(g)
     }
 
     fn sample(

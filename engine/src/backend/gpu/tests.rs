@@ -111,6 +111,22 @@ impl Vendor for FakeVendor {
         dst.copy_from_slice(&s.mem[&base][off..off + dst.len()]);
         Ok(())
     }
+    fn host_alloc(&self, bytes: usize) -> Result<*mut u8> {
+        // Leaked on purpose: a fake's page-locked memory is plain heap memory.
+        Ok(Box::leak(vec![0u8; bytes.max(1)].into_boxed_slice()).as_mut_ptr())
+    }
+    unsafe fn host_free(&self, _: *mut u8) -> Result<()> {
+        Ok(())
+    }
+    unsafe fn dtoh_async(&self, dst: *mut u8, src: DevicePtr, bytes: usize) -> Result<()> {
+        let mut buf = vec![0u8; bytes];
+        self.dtoh(&mut buf, src)?;
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, bytes);
+        Ok(())
+    }
+    fn event_synchronize(&self, _: EventHandle) -> Result<()> {
+        Ok(())
+    }
     fn dtod(&self, _: DevicePtr, _: DevicePtr, _: usize) -> Result<()> {
         Ok(())
     }
@@ -432,7 +448,7 @@ fn attention_and_argmax_use_the_abi_grids() {
         n_kv_heads: 2,
         head_dim: 64,
     };
-    b.attention(&q, &cache, &mut out, p).unwrap();
+    b.attention(&q, &cache, &mut out, p, None).unwrap();
     let calls = v.calls();
     let Call::Launch(name, cfg, args) = &calls[0] else {
         panic!("{calls:?}")
@@ -450,7 +466,7 @@ fn attention_and_argmax_use_the_abi_grids() {
     assert_eq!(args[10], KernelArg::F32(0.125));
     // A context overflow is refused before launching.
     let p_big = AttentionParams { pos0: 12, ..p };
-    assert!(b.attention(&q, &cache, &mut out, p_big).is_err());
+    assert!(b.attention(&q, &cache, &mut out, p_big, None).is_err());
     assert!(v.calls().is_empty());
     // Greedy sampling: argmax over row 1 in one 1024-thread block; only the id comes back.
     let mut row0 = vec![0.0f32; 2 * 50];

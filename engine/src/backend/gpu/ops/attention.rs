@@ -19,6 +19,7 @@ pub(in crate::backend::gpu) fn attention(
     cache: &KvCache<GpuTensor>,
     out: &mut GpuTensor,
     p: AttentionParams,
+    step: Option<DevicePtr>,
 ) -> Result<()> {
     let hd = p.head_dim;
     let qd = p.n_heads * hd;
@@ -69,17 +70,20 @@ pub(in crate::backend::gpu) fn attention(
             int(OP, "capacity", layout.capacity)?,
         ],
         p.scale(),
+        step.unwrap_or(0),
     )
 }
 
 /// `attention_{T}`: a (n_heads, rows) grid of 128-thread blocks, one per (head, query row).
-/// `ptrs` = q, arena, out; `dims` = layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity.
+/// `ptrs` = q, arena, out; `dims` = layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity;
+/// `step` = a step block whose position replaces pos0, or 0 (null).
 pub(in crate::backend::gpu) fn launch_attention(
     b: &GpuBackend,
     arena_dtype: DType,
     ptrs: [DevicePtr; 3],
     dims: [i32; 7],
     scale: f32,
+    step: DevicePtr,
 ) -> Result<()> {
     let name = format!("attention_{}", suffix(OP, arena_dtype)?);
     let (rows, n_heads) = (dims[2], dims[3]);
@@ -92,7 +96,7 @@ pub(in crate::backend::gpu) fn launch_attention(
         .iter()
         .map(|&p| KernelArg::Ptr(p))
         .chain(dims.iter().map(|&d| KernelArg::I32(d)))
-        .chain([KernelArg::F32(scale)])
+        .chain([KernelArg::F32(scale), KernelArg::Ptr(step)])
         .collect();
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity and head_dim ≤ 256.

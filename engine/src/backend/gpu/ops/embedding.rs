@@ -64,10 +64,12 @@ pub(in crate::backend::gpu) fn embedding(
         out.ptr(),
         n_tokens,
         hidden,
+        int(OP, "vocab", p.vocab)?,
     )
 }
 
 /// `embedding_{T}`: one block of 256 threads per token.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_embedding(
     b: &GpuBackend,
     dtype: DType,
@@ -76,6 +78,7 @@ pub(in crate::backend::gpu) fn launch_embedding(
     out: DevicePtr,
     n_tokens: i32,
     hidden: i32,
+    vocab: i32,
 ) -> Result<()> {
     let name = format!("embedding_{}", suffix(OP, dtype)?);
     let cfg = LaunchConfig {
@@ -89,7 +92,9 @@ pub(in crate::backend::gpu) fn launch_embedding(
         KernelArg::Ptr(out),
         KernelArg::I32(n_tokens),
         KernelArg::I32(hidden),
+        KernelArg::I32(vocab),
     ];
-    // SAFETY: the caller checked table ≥ vocab·hidden, out ≥ n_tokens·hidden, ids < vocab.
+    // SAFETY: the caller checked table ≥ vocab·hidden and out ≥ n_tokens·hidden; the kernel
+    // reads no row for an id outside [0, vocab).
     unsafe { b.launch(&name, cfg, &args) }
 }

@@ -19,6 +19,7 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     inv_freq: &GpuTensor,
     cache: &mut KvCache<GpuTensor>,
     p: RopeKvParams,
+    step: Option<DevicePtr>,
 ) -> Result<()> {
     let hd = p.head_dim;
     let (qd, kvd) = (p.n_heads * hd, p.n_kv_heads * hd);
@@ -69,16 +70,19 @@ pub(in crate::backend::gpu) fn rope_kv_write(
             int(OP, "head_dim", hd)?,
             int(OP, "capacity", layout.capacity)?,
         ],
+        step.unwrap_or(0),
     )
 }
 
 /// `rope_kv_write_{T}`: one block of 256 threads per row. `ptrs` = q, k, v, inv_freq, arena;
-/// `dims` = layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity (the ABI order).
+/// `dims` = layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity (the ABI order);
+/// `step` = a step block whose position replaces pos0, or 0 (null).
 pub(in crate::backend::gpu) fn launch_rope_kv_write(
     b: &GpuBackend,
     arena_dtype: DType,
     ptrs: [DevicePtr; 5],
     dims: [i32; 7],
+    step: DevicePtr,
 ) -> Result<()> {
     let name = format!("rope_kv_write_{}", suffix(OP, arena_dtype)?);
     let rows = dims[2];
@@ -91,6 +95,7 @@ pub(in crate::backend::gpu) fn launch_rope_kv_write(
         .iter()
         .map(|&p| KernelArg::Ptr(p))
         .chain(dims.iter().map(|&d| KernelArg::I32(d)))
+        .chain([KernelArg::Ptr(step)])
         .collect();
     // SAFETY: the caller checked q, k, v, inv_freq against the params and the arena against
     // its layout, with pos0 + rows ≤ capacity.

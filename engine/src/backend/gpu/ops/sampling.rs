@@ -83,3 +83,28 @@ pub(in crate::backend::gpu) fn launch_argmax(
     // SAFETY: the caller checked x holds ≥ n f32; out is a 4-byte scratch.
     unsafe { b.launch("argmax", cfg, &args) }
 }
+
+/// PLACEHOLDER until the device sampler lands (branch `sampler`).
+pub(in crate::backend::gpu) struct SamplerWorkspace;
+
+impl SamplerWorkspace {
+    pub(in crate::backend::gpu) fn new(_b: &GpuBackend, _vocab: usize) -> Result<Self> {
+        Ok(SamplerWorkspace)
+    }
+}
+
+/// PLACEHOLDER until the device sampler lands (branch `sampler`).
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn launch_sample_step(
+    _b: &GpuBackend,
+    _row: DevicePtr,
+    _vocab: usize,
+    _step: DevicePtr,
+    _hist: DevicePtr,
+    _hist_cap: usize,
+    _window: usize,
+    _params: &SamplingParams,
+    _ws: &SamplerWorkspace,
+) -> Result<()> {
+    Err(bad(OP, "the device sampler is not built yet".into()))
+}

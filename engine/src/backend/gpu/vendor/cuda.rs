@@ -356,6 +356,36 @@ impl Vendor for CudaVendor {
         self.sync_stream()
     }
 
+    fn host_alloc(&self, bytes: usize) -> Result<*mut u8, Error> {
+        self.bind()?;
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: writes one pointer.
+        ck("cuMemHostAlloc", unsafe {
+            cu::cuMemHostAlloc(&mut p, bytes.max(1), 0)
+        })?;
+        Ok(p as *mut u8)
+    }
+
+    unsafe fn host_free(&self, ptr: *mut u8) -> Result<(), Error> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        self.bind()?;
+        self.sync_stream()?;
+        ck("cuMemFreeHost", cu::cuMemFreeHost(ptr as *mut c_void))
+    }
+
+    unsafe fn dtoh_async(&self, dst: *mut u8, src: DevicePtr, bytes: usize) -> Result<(), Error> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        ck(
+            "cuMemcpyDtoHAsync_v2",
+            cu::cuMemcpyDtoHAsync_v2(dst as *mut c_void, src, bytes, self.stream),
+        )
+    }
+
     fn dtod(&self, dst: DevicePtr, src: DevicePtr, bytes: usize) -> Result<(), Error> {
         if bytes == 0 {
             return Ok(());
@@ -598,6 +628,14 @@ impl Vendor for CudaVendor {
         // SAFETY: `e` came from event_create on this vendor.
         ck("cuEventRecord", unsafe {
             cu::cuEventRecord(e.0 as cu::CUevent, self.stream)
+        })
+    }
+
+    fn event_synchronize(&self, e: EventHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `e` came from event_create on this vendor.
+        ck("cuEventSynchronize", unsafe {
+            cu::cuEventSynchronize(e.0 as cu::CUevent)
         })
     }
 

@@ -359,6 +359,34 @@ impl Vendor for HipVendor {
         self.sync_stream()
     }
 
+    fn host_alloc(&self, bytes: usize) -> Result<*mut u8, Error> {
+        self.bind()?;
+        let p = self
+            .hip
+            .host_malloc(bytes.max(1))
+            .map_err(|e| call_error(e, &format!("{bytes} bytes")))?;
+        Ok(p as *mut u8)
+    }
+
+    unsafe fn host_free(&self, ptr: *mut u8) -> Result<(), Error> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        self.bind()?;
+        self.sync_stream()?;
+        ck(self.hip.host_free(ptr as *mut std::ffi::c_void))
+    }
+
+    unsafe fn dtoh_async(&self, dst: *mut u8, src: DevicePtr, bytes: usize) -> Result<(), Error> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        ck(self
+            .hip
+            .memcpy_dtoh_async_raw(dst as *mut std::ffi::c_void, dptr(src), bytes, self.stream))
+    }
+
     fn dtod(&self, dst: DevicePtr, src: DevicePtr, bytes: usize) -> Result<(), Error> {
         if bytes == 0 {
             return Ok(());
@@ -515,6 +543,12 @@ impl Vendor for HipVendor {
         self.bind()?;
         // SAFETY: `e` came from event_create on this vendor; the stream is live.
         ck(unsafe { self.hip.event_record(e.0 as hip::hipEvent_t, self.stream) })
+    }
+
+    fn event_synchronize(&self, e: EventHandle) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: `e` came from event_create on this vendor.
+        ck(unsafe { self.hip.event_synchronize(e.0 as hip::hipEvent_t) })
     }
 
     fn event_elapsed_ms(&self, start: EventHandle, end: EventHandle) -> Result<f32, Error> {

@@ -166,6 +166,21 @@ pub trait Vendor: Send + Sync {
     fn htod(&self, dst: DevicePtr, src: &[u8]) -> Result<(), Error>;
     /// Device → host; waits for the stream's earlier work and the copy.
     fn dtoh(&self, dst: &mut [u8], src: DevicePtr) -> Result<(), Error>;
+    /// `bytes` of page-locked host memory: device → host copies into it are asynchronous.
+    fn host_alloc(&self, bytes: usize) -> Result<*mut u8, Error>;
+    /// Frees [`Vendor::host_alloc`] memory.
+    ///
+    /// # Safety
+    /// `ptr` came from `host_alloc` on this vendor, no queued copy still targets it, and it is
+    /// not used afterwards.
+    unsafe fn host_free(&self, ptr: *mut u8) -> Result<(), Error>;
+    /// Queues a device → host copy into page-locked memory and returns at once; an event
+    /// recorded after it tells when it is done.
+    ///
+    /// # Safety
+    /// `dst` is `host_alloc` memory of at least `bytes` bytes, not read or freed until the copy
+    /// is done; `src` covers `bytes` bytes.
+    unsafe fn dtoh_async(&self, dst: *mut u8, src: DevicePtr, bytes: usize) -> Result<(), Error>;
     /// Device → device, queued on the stream.
     fn dtod(&self, dst: DevicePtr, src: DevicePtr, bytes: usize) -> Result<(), Error>;
     /// Sets `bytes` bytes to `value`, queued on the stream.
@@ -216,6 +231,8 @@ pub trait Vendor: Send + Sync {
     /// Milliseconds between two recorded events (waits for `end`).
     fn event_elapsed_ms(&self, start: EventHandle, end: EventHandle) -> Result<f32, Error>;
     fn event_destroy(&self, e: EventHandle) -> Result<(), Error>;
+    /// Waits until the work queued before the event's last record is done.
+    fn event_synchronize(&self, e: EventHandle) -> Result<(), Error>;
 
     /// Starts recording the stream's work into a graph: what is queued until
     /// [`Vendor::end_capture`] is recorded, not run.
