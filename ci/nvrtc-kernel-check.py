@@ -148,7 +148,7 @@ def test_embedding(mod, tag):
             tokens = np.array([0, 36, 5, 5, 17, 2], np.int32)
             t, tk = Buf(table), Buf(tokens)
             out = Buf.poisoned(n_tok * hidden, shift=shift)
-            fn((n_tok,), (256,), (t.view, tk.view, out.view, i32(n_tok), i32(hidden)))
+            fn((n_tok,), (256,), (t.view, tk.view, out.view, i32(n_tok), i32(hidden), i32(vocab)))
             want = from_kv(table[tokens].reshape(-1), kv)
             got = out.get()
             check(np.array_equal(got.view(np.uint32), want.view(np.uint32)) and out.guards_ok(),
@@ -208,7 +208,8 @@ def test_rope(mod, tag):
                                np.uint32 if kv == "f32" else np.uint16)
             ba = Buf(sentinel.view(np.float32) if kv == "f32" else sentinel)
             fn((rows,), (256,), (bq.view, bk.view, bv.view, bi.view, ba.view, i32(layer),
-                                 i32(pos0), i32(rows), i32(nh), i32(nkv), i32(hd), i32(cap)))
+                                 i32(pos0), i32(rows), i32(nh), i32(nkv), i32(hd), i32(cap),
+                                 np.uint64(0)))  # no step block: pos0 as given
             arena = ba.get()
             arena_bits = arena.view(np.uint32) if kv == "f32" else arena
             written = np.zeros(n_arena, bool)
@@ -256,7 +257,8 @@ def test_attention(mod, tag):
             bq, ba = Buf(q), Buf(store)
             out = Buf.poisoned(rows * nh * hd)
             fn((nh, rows), (128,), (bq.view, ba.view, out.view, i32(layer), i32(pos0), i32(rows),
-                                    i32(nh), i32(nkv), i32(hd), i32(cap), scale))
+                                    i32(nh), i32(nkv), i32(hd), i32(cap), scale,
+                                    np.uint64(0)))  # no step block: pos0 as given
             want = np.zeros((rows, nh, hd))
             for i in range(rows):
                 n_keys = pos0 + i + 1
