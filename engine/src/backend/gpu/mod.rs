@@ -167,7 +167,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 16] = [
+pub const ABI_KERNELS: [&str; 20] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -184,6 +184,10 @@ pub const ABI_KERNELS: [&str; 16] = [
     "convert_f32_to_f16",
     "convert_f32_to_bf16",
     "argmax",
+    "gemv_f16",
+    "gemv_bf16",
+    "gemv_swiglu_f16",
+    "gemv_swiglu_bf16",
 ];
 
 pub struct GpuBackend {
@@ -650,6 +654,32 @@ impl Backend for GpuBackend {
         p: LogitsParams,
     ) -> Result<()> {
         ops::linear::logits(self, x, w, out, p)
+    }
+
+    fn linear_stacked(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        outs: &mut [&mut GpuTensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        ops::linear::linear_stacked(self, x, w, bias, outs, parts, rows, in_features)
+    }
+
+    fn gate_up_swiglu(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        tmp: &mut GpuTensor,
+        out: &mut GpuTensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        ops::linear::gate_up_swiglu(self, x, w, tmp, out, rows, in_features, inter)
     }
 
     fn sample(
