@@ -421,6 +421,41 @@ impl GpuBackend {
     }
 }
 
+/// The BLAS side of the GEMV microbenchmark (`bench --gemv`): the stacked projections through
+/// convert + GEMM at every row count, rows = 1 included (what the engine ran before the GEMV
+/// kernels). Same contract as the `Backend` methods.
+impl GpuBackend {
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_stacked_blas(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        outs: &mut [&mut GpuTensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        let route = ops::linear::Route::Blas;
+        ops::linear::linear_stacked(self, route, x, w, bias, outs, parts, rows, in_features)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_up_swiglu_blas(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        tmp: &mut GpuTensor,
+        out: &mut GpuTensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        let route = ops::linear::Route::Blas;
+        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
+    }
+}
+
 /// The wave sizes conformance checks on a device whose own wave is `native`: that one, and on
 /// a wave32 device also the emulated 64 (DESIGN.md "Wave64 without AMD hardware").
 pub fn wave_variants(native: u32) -> Vec<u32> {
@@ -666,7 +701,8 @@ impl Backend for GpuBackend {
         rows: usize,
         in_features: usize,
     ) -> Result<()> {
-        ops::linear::linear_stacked(self, x, w, bias, outs, parts, rows, in_features)
+        let route = ops::linear::Route::Auto;
+        ops::linear::linear_stacked(self, route, x, w, bias, outs, parts, rows, in_features)
     }
 
     fn gate_up_swiglu(
@@ -679,7 +715,8 @@ impl Backend for GpuBackend {
         in_features: usize,
         inter: usize,
     ) -> Result<()> {
-        ops::linear::gate_up_swiglu(self, x, w, tmp, out, rows, in_features, inter)
+        let route = ops::linear::Route::Auto;
+        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
     }
 
     fn sample(

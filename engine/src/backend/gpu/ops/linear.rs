@@ -38,7 +38,7 @@ pub(in crate::backend::gpu) fn linear(
         outs: &[out.ptr()],
         parts: &[m],
     };
-    launch_stacked(b, OP, x.ptr(), &stack, n, k)
+    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto)
 }
 
 pub(in crate::backend::gpu) fn logits(
@@ -66,7 +66,23 @@ pub(in crate::backend::gpu) fn logits(
         parts: &[lp.out_features],
     };
     // The selected rows start row0·hidden elements into x.
-    launch_stacked(b, OP, x.ptr_at(p.row0 * hidden), &stack, lp.rows, hidden)
+    launch_stacked(
+        b,
+        OP,
+        x.ptr_at(p.row0 * hidden),
+        &stack,
+        lp.rows,
+        hidden,
+        Route::Auto,
+    )
+}
+
+/// Which implementation a projection takes: the engine's choice ([`uses_gemv`]), or BLAS at
+/// every row count (the GEMV microbenchmark's baseline: convert + GEMM with N = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::backend::gpu) enum Route {
+    Auto,
+    Blas,
 }
 
 /// Weight types the GEMM takes.
@@ -75,6 +91,7 @@ const WEIGHTS: &[DType] = &[DType::BF16, DType::F16, DType::F32];
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn linear_stacked(
     b: &GpuBackend,
+    route: Route,
     x: &GpuTensor,
     w: &GpuTensor,
     bias: Option<&GpuTensor>,
@@ -113,12 +130,13 @@ pub(in crate::backend::gpu) fn linear_stacked(
         outs: &ptrs,
         parts,
     };
-    launch_stacked(b, OP, x.ptr(), &stack, rows, k)
+    launch_stacked(b, OP, x.ptr(), &stack, rows, k, route)
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn gate_up_swiglu(
     b: &GpuBackend,
+    route: Route,
     x: &GpuTensor,
     w: &GpuTensor,
     tmp: &mut GpuTensor,
@@ -138,7 +156,7 @@ pub(in crate::backend::gpu) fn gate_up_swiglu(
     if n == 0 {
         return Ok(());
     }
-    if uses_gemv(rows, w.dtype()) {
+    if route == Route::Auto && uses_gemv(rows, w.dtype()) {
         let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
         return launch_gemv_swiglu(b, OP, w.dtype(), w.ptr(), x.ptr(), out.ptr(), inter_i, k_i);
     }
@@ -151,7 +169,7 @@ pub(in crate::backend::gpu) fn gate_up_swiglu(
         outs: &[gate, up],
         parts: &[inter, inter],
     };
-    launch_stacked(b, OP, x.ptr(), &stack, rows, k)?;
+    launch_stacked(b, OP, x.ptr(), &stack, rows, k, Route::Blas)?;
     launch_swiglu(b, gate, up, out.ptr(), super::count(n))
 }
 
@@ -188,6 +206,7 @@ fn launch_stacked(
     s: &Stack,
     rows: usize,
     k: usize,
+    route: Route,
 ) -> Result<()> {
     let total: usize = s.parts.iter().sum();
     if rows == 0 || total == 0 {
@@ -195,7 +214,7 @@ fn launch_stacked(
     }
     let (rows_i, k_i) = (int(op, "rows", rows)?, int(op, "in", k)?);
     int(op, "out", total)?;
-    if uses_gemv(rows, s.dtype) {
+    if route == Route::Auto && uses_gemv(rows, s.dtype) {
         let mut g = Gemv {
             dtype: s.dtype,
             w: s.w,
