@@ -123,7 +123,7 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* bias,
   const bool live = r < m;
   float acc[1] = {0.0f};
   if (live) {
-    const uint16_t* rows[1] = {w + (i64)r * k};  // (k)
+    const uint16_t* const rows[1] = {w + (i64)r * k};  // (k)
     const bool vec = is_aligned(rows[0], 16) && is_aligned(x, 16);
     dot_rows<C, 1>(rows, x, k, vec, slot, acc);
   }
@@ -155,7 +155,7 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, float* out,
   const bool live = r < inter;
   float acc[2] = {0.0f, 0.0f};  // gate, up
   if (live) {
-    const uint16_t* rows[2] = {w + (i64)r * k, w + ((i64)inter + r) * k};  // (k) each
+    const uint16_t* const rows[2] = {w + (i64)r * k, w + ((i64)inter + r) * k};  // (k) each
     const bool vec = is_aligned(rows[0], 16) && is_aligned(rows[1], 16) && is_aligned(x, 16);
     dot_rows<C, 2>(rows, x, k, vec, slot, acc);
   }

@@ -91,6 +91,7 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
 }
 
 /// `gemv_swiglu_{T}`: `out (inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]`.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     b: &GpuBackend,
     op: &str,
