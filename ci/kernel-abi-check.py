@@ -59,6 +59,12 @@ ABI.update({
     "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
 })
+GEMV = ("const uint16_t* w, const float* x, const float* bias, float* out0, float* out1, "
+        "float* out2, int m0, int m1, int m2, int k")
+GEMV_SWIGLU = "const uint16_t* w, const float* x, float* out, int inter, int k"
+for suffix in ("f16", "bf16"):
+    ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(ceil((m0+m1+m2)/(256/WAVE)))")
+    ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256, "(ceil(inter/(256/WAVE)))")
 
 # --- source parsing ---------------------------------------------------------------------------
 

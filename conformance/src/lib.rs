@@ -18,7 +18,9 @@
 
 /// Inside `impl Backend for W` where `W` wraps a `CpuBackend` in its field `inner`: the
 /// methods every CPU wrapper of this crate (`planted::Planted`, `rounded::Rounded`) passes on
-/// unchanged, so each one writes only the ops it changes.
+/// unchanged, so each one writes only the ops it changes. The stacked projections pass x
+/// through the wrapper's `matmul_input(x)` first (its rounding of matmul inputs, if any, as its
+/// `linear` does), so a stacked or fused product computes what separate `linear` calls do.
 macro_rules! forward_to_cpu {
     () => {
         type Step = wavefront::backend::cpu::CpuStep;
@@ -130,6 +132,38 @@ macro_rules! forward_to_cpu {
 
         fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> wavefront::Result<()> {
             self.inner.add(x, y, n)
+        }
+
+        fn linear_stacked(
+            &self,
+            x: &CpuTensor,
+            w: &CpuTensor,
+            bias: Option<&CpuTensor>,
+            outs: &mut [&mut CpuTensor],
+            parts: &[usize],
+            rows: usize,
+            in_features: usize,
+        ) -> wavefront::Result<()> {
+            let xr = self.matmul_input(x)?;
+            let x = xr.as_ref().unwrap_or(x);
+            self.inner
+                .linear_stacked(x, w, bias, outs, parts, rows, in_features)
+        }
+
+        fn gate_up_swiglu(
+            &self,
+            x: &CpuTensor,
+            w: &CpuTensor,
+            tmp: &mut CpuTensor,
+            out: &mut CpuTensor,
+            rows: usize,
+            in_features: usize,
+            inter: usize,
+        ) -> wavefront::Result<()> {
+            let xr = self.matmul_input(x)?;
+            let x = xr.as_ref().unwrap_or(x);
+            self.inner
+                .gate_up_swiglu(x, w, tmp, out, rows, in_features, inter)
         }
     };
 }

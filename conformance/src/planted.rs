@@ -61,6 +61,13 @@ impl Planted {
     }
 }
 
+impl Planted {
+    /// Matmul inputs go in as they are (the wrappers' `forward_to_cpu!` asks).
+    fn matmul_input(&self, _x: &CpuTensor) -> Result<Option<CpuTensor>> {
+        Ok(None)
+    }
+}
+
 /// RoPE + KV write in the plainest form, with the rope and position bugs as switches.
 fn rope_kv_write(
     bug: Option<Bug>,

@@ -58,7 +58,7 @@ impl Rounded {
     }
 
     /// `x` rounded to the matmul input type (a copy; `x` itself is the residual stream).
-    fn rounded_input(&self, x: &CpuTensor) -> Result<Option<CpuTensor>> {
+    fn matmul_input(&self, x: &CpuTensor) -> Result<Option<CpuTensor>> {
         if self.input == DType::F32 {
             return Ok(None);
         }
@@ -118,7 +118,7 @@ impl Backend for Rounded {
         out: &mut CpuTensor,
         p: LinearParams,
     ) -> Result<()> {
-        match self.rounded_input(x)? {
+        match self.matmul_input(x)? {
             Some(xr) => self.inner.linear(&xr, w, bias, out, p),
             None => self.inner.linear(x, w, bias, out, p),
         }
@@ -167,7 +167,7 @@ impl Backend for Rounded {
         out: &mut CpuTensor,
         p: LogitsParams,
     ) -> Result<()> {
-        match self.rounded_input(x)? {
+        match self.matmul_input(x)? {
             Some(xr) => self.inner.logits(&xr, w, out, p),
             None => self.inner.logits(x, w, out, p),
         }

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+pub mod gemv;
+
 use crate::backend::{Backend, TensorInfo};
 use crate::error::{Error, Result};
 use crate::model::{Engine, Logits, Sequence};

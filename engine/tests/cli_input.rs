@@ -131,6 +131,21 @@ fn bench_flags_out_of_range_are_refused_before_loading() {
 }
 
 #[test]
+fn bench_gemv_refuses_the_cpu_and_unknown_shapes() {
+    assert_error(
+        &["bench", "--gemv", "--backend", "cpu"],
+        "bench --gemv measures the GPU's GEMV kernels against its BLAS; the CPU backend has \
+         neither (run it with a usable GPU, --backend gpu or auto)",
+    );
+    // The shape is checked before a backend starts.
+    assert_error(
+        &["bench", "--gemv", "--shape", "nope", "--backend", "gpu"],
+        "invalid request: unknown model shape `nope`; known: smollm2-135m, llama-3.2-1b, \
+         llama-3.1-8b",
+    );
+}
+
+#[test]
 fn a_context_beyond_the_models_is_refused() {
     let m = default_model();
     let trained = wavefront::load(Path::new(&m))

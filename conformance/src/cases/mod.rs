@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemv;
 pub mod linear;
 pub mod rms_norm;
 pub mod rope;
@@ -31,11 +32,13 @@ pub enum Op {
     Swiglu,
     Add,
     Logits,
+    LinearStacked,
+    GateUpSwiglu,
     Sample,
 }
 
 impl Op {
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 12] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::Linear,
@@ -45,6 +48,8 @@ impl Op {
         Op::Swiglu,
         Op::Add,
         Op::Logits,
+        Op::LinearStacked,
+        Op::GateUpSwiglu,
         Op::Sample,
     ];
 
@@ -59,6 +64,8 @@ impl Op {
             Op::Swiglu => "swiglu",
             Op::Add => "add",
             Op::Logits => "logits",
+            Op::LinearStacked => "linear_stacked",
+            Op::GateUpSwiglu => "gate_up_swiglu",
             Op::Sample => "sample",
         }
     }
@@ -123,6 +130,7 @@ pub enum Case {
     Embedding(embedding::EmbeddingCase),
     RmsNorm(rms_norm::RmsNormCase),
     Linear(linear::LinearCase),
+    Gemv(gemv::GemvCase),
     RopeKvWrite(rope::RopeCase),
     Attention(attention::AttentionCase),
     Elementwise(elementwise::ElementwiseCase),
@@ -135,6 +143,7 @@ impl Case {
             Case::Embedding(_) => Op::Embedding,
             Case::RmsNorm(_) => Op::RmsNorm,
             Case::Linear(c) => c.op(),
+            Case::Gemv(c) => c.op(),
             Case::RopeKvWrite(_) => Op::RopeKvWrite,
             Case::Attention(c) => c.op(),
             Case::Elementwise(c) => c.op(),
@@ -147,6 +156,7 @@ impl Case {
             Case::Embedding(c) => c.name(),
             Case::RmsNorm(c) => c.name(),
             Case::Linear(c) => c.name(),
+            Case::Gemv(c) => c.name(),
             Case::RopeKvWrite(c) => c.name(),
             Case::Attention(c) => c.name(),
             Case::Elementwise(c) => c.name(),
@@ -159,6 +169,7 @@ impl Case {
             Case::Embedding(c) => (c.tolerance(), c.run(b)?),
             Case::RmsNorm(c) => (c.tolerance(), c.run(b)?),
             Case::Linear(c) => (c.tolerance(b), c.run(b)?),
+            Case::Gemv(c) => (c.tolerance(b), c.run(b)?),
             Case::RopeKvWrite(c) => (c.tolerance(), c.run(b)?),
             Case::Attention(c) => (c.tolerance(), c.run(b)?),
             Case::Elementwise(c) => (c.tolerance(), c.run(b)?),
@@ -180,6 +191,7 @@ pub fn grid() -> Vec<Case> {
     all.extend(embedding::grid().into_iter().map(Case::Embedding));
     all.extend(rms_norm::grid().into_iter().map(Case::RmsNorm));
     all.extend(linear::grid().into_iter().map(Case::Linear));
+    all.extend(gemv::grid().into_iter().map(Case::Gemv));
     all.extend(rope::grid().into_iter().map(Case::RopeKvWrite));
     all.extend(attention::grid().into_iter().map(Case::Attention));
     all.extend(elementwise::grid().into_iter().map(Case::Elementwise));

@@ -319,6 +319,33 @@ pub trait Backend: Send + Sync + Sized {
     /// Queues a captured graph: the same work with the same arguments.
     fn replay_graph(&self, g: &Self::Graph) -> Result<()>;
 
+    /// Stacked projections (fused QKV): `w` holds `parts.len()` (1..=3) matrices stacked along
+    /// the output dimension, `[W_0; W_1; …]`, each `(parts[i], in_features)`; `bias`, when given,
+    /// is stacked the same way. Writes `outs[i] (rows, parts[i]) = x (rows, in) · W_iᵀ (+ b_i)`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_stacked(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        outs: &mut [&mut Self::Tensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()>;
+    /// `out (rows, inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]` (2·inter, in).
+    /// `tmp` holds at least 2·rows·inter f32 (the GPU's BLAS path for rows > 1 uses it).
+    #[allow(clippy::too_many_arguments)]
+    fn gate_up_swiglu(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        tmp: &mut Self::Tensor,
+        out: &mut Self::Tensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()>;
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,

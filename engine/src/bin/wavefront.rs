@@ -89,6 +89,12 @@ struct BenchArgs {
     /// Also write the markdown table here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Instead of the model benchmark: every batch-1 projection of the decode step (stacked
+    /// QKV, o_proj, gate/up + SwiGLU, down, lm_head) of `--shape` (default: all three shapes),
+    /// custom GEMV against convert + BLAS GEMM with N = 1, on random bf16 weights (GPU only;
+    /// at least 20 reps).
+    #[arg(long, conflicts_with_all = ["model", "pp", "tg", "depth"])]
+    gemv: bool,
 }
 
 /// Float flags take negative numbers (`--temperature -1`) so that the range check, not the
@@ -274,6 +280,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         opts.depths = args.depth.clone();
     }
     opts.validate()?;
+    if args.gemv {
+        return bench_gemv(&args);
+    }
     let shape = match &args.shape {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
         None => None,
@@ -313,6 +322,34 @@ fn bench(args: BenchArgs) -> Result<()> {
             wavefront::bench::run(&engine, &name, &opts)?
         }
     };
+    let md = report.markdown();
+    println!("{md}");
+    if let Some(p) = &args.markdown {
+        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// `bench --gemv`: the GEMV microbenchmark (`wavefront::bench::gemv`), on the GPU only.
+fn bench_gemv(args: &BenchArgs) -> Result<()> {
+    let shapes: Vec<&str> = match &args.shape {
+        Some(s) => {
+            wavefront::formats::random::shape(s)?;
+            vec![s.as_str()]
+        }
+        None => wavefront::formats::random::SHAPES.to_vec(),
+    };
+    let Some(b) = select_gpu(args.backend, args.kernels.as_ref())? else {
+        bail!(
+            "bench --gemv measures the GPU's GEMV kernels against its BLAS; the CPU backend has \
+             neither (run it with a usable GPU, --backend gpu or auto)"
+        );
+    };
+    let report = wavefront::bench::gemv::run(&b, &shapes, args.reps)?;
     let md = report.markdown();
     println!("{md}");
     if let Some(p) = &args.markdown {

@@ -12,11 +12,16 @@ pub fn swiglu(gate: &CpuTensor, up: &CpuTensor, out: &mut CpuTensor, n: usize) -
     }
     check_tensor("cpu", OP, "out", out, n, &[DType::F32])?;
     let (g, u) = (&gate.f32(OP, "gate")?[..n], &up.f32(OP, "up")?[..n]);
-    for ((o, &g), &u) in out.f32_mut(OP, "out")?[..n].iter_mut().zip(g).zip(u) {
+    swiglu_slices(g, u, &mut out.f32_mut(OP, "out")?[..n]);
+    Ok(())
+}
+
+/// `out[i] = silu(gate[i]) · up[i]` over the shortest of the three.
+pub fn swiglu_slices(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         // silu(g) = g · σ(g) = g / (1 + e^(−g))
         *o = g / (1.0 + (-g).exp()) * u;
     }
-    Ok(())
 }
 
 pub fn add(x: &mut CpuTensor, y: &CpuTensor, n: usize) -> Result<()> {

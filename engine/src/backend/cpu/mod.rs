@@ -307,6 +307,32 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn linear_stacked(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        outs: &mut [&mut CpuTensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        linear::linear_stacked(x, w, bias, outs, parts, rows, in_features)
+    }
+
+    fn gate_up_swiglu(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        tmp: &mut CpuTensor,
+        out: &mut CpuTensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        linear::gate_up_swiglu(x, w, tmp, out, rows, in_features, inter)
+    }
+
     fn sample(
         &self,
         logits: &CpuTensor,
@@ -366,6 +392,141 @@ mod tests {
         let mut other = b.alloc(DType::F16, 5).unwrap();
         assert!(b.copy_into(&src, &mut other, 0).is_err(), "dtype mismatch");
         assert!(b.copy(&src, &mut dst).is_err(), "copy needs equal lengths");
+    }
+
+    /// Seeded values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        crate::formats::random::values(n, seed)
+    }
+
+    fn bf16_tensor(b: &CpuBackend, v: &[f32]) -> CpuTensor {
+        let bytes: Vec<u8> = v
+            .iter()
+            .flat_map(|x| bf16::from_f32(*x).to_bits().to_le_bytes())
+            .collect();
+        b.upload(DType::BF16, &bytes).unwrap()
+    }
+
+    #[test]
+    fn stacked_projections_equal_separate_linear_calls_bit_for_bit() {
+        let b = CpuBackend::default();
+        let k = 37;
+        for (rows, parts) in [
+            (1, vec![5, 3, 3]),
+            (3, vec![4, 2]),
+            (2, vec![7]),
+            (1, vec![6, 0, 2]),
+        ] {
+            let total: usize = parts.iter().sum();
+            let (xv, wv, bv) = (values(rows * k, 1), values(total * k, 2), values(total, 3));
+            let x = b.upload_f32(&xv).unwrap();
+            let w = bf16_tensor(&b, &wv);
+            let bias = b.upload_f32(&bv).unwrap();
+            for with_bias in [false, true] {
+                let mut outs: Vec<CpuTensor> = parts
+                    .iter()
+                    .map(|&m| b.alloc(DType::F32, rows * m).unwrap())
+                    .collect();
+                let mut refs: Vec<&mut CpuTensor> = outs.iter_mut().collect();
+                b.linear_stacked(
+                    &x,
+                    &w,
+                    with_bias.then_some(&bias),
+                    &mut refs,
+                    &parts,
+                    rows,
+                    k,
+                )
+                .unwrap();
+                let mut row0 = 0;
+                for (i, &m) in parts.iter().enumerate() {
+                    let wi = bf16_tensor(&b, &wv[row0 * k..(row0 + m) * k]);
+                    let bi = b.upload_f32(&bv[row0..row0 + m]).unwrap();
+                    let mut want = b.alloc(DType::F32, rows * m).unwrap();
+                    let p = LinearParams {
+                        rows,
+                        in_features: k,
+                        out_features: m,
+                    };
+                    b.linear(&x, &wi, with_bias.then_some(&bi), &mut want, p)
+                        .unwrap();
+                    assert_eq!(outs[i], want, "rows {rows} parts {parts:?} part {i}");
+                    row0 += m;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gate_up_swiglu_equals_two_linear_calls_and_swiglu_bit_for_bit() {
+        let b = CpuBackend::default();
+        let (k, inter) = (29, 11);
+        for rows in [1, 4] {
+            let (xv, wv) = (values(rows * k, 4), values(2 * inter * k, 5));
+            let x = b.upload_f32(&xv).unwrap();
+            let w = bf16_tensor(&b, &wv);
+            let mut tmp = b.alloc(DType::F32, 2 * rows * inter).unwrap();
+            let mut out = b.alloc(DType::F32, rows * inter).unwrap();
+            b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, inter)
+                .unwrap();
+            let p = LinearParams {
+                rows,
+                in_features: k,
+                out_features: inter,
+            };
+            let mut gate = b.alloc(DType::F32, rows * inter).unwrap();
+            let mut up = b.alloc(DType::F32, rows * inter).unwrap();
+            let wg = bf16_tensor(&b, &wv[..inter * k]);
+            let wu = bf16_tensor(&b, &wv[inter * k..]);
+            b.linear(&x, &wg, None, &mut gate, p).unwrap();
+            b.linear(&x, &wu, None, &mut up, p).unwrap();
+            let mut want = b.alloc(DType::F32, rows * inter).unwrap();
+            b.swiglu(&gate, &up, &mut want, rows * inter).unwrap();
+            assert_eq!(out, want, "rows {rows}");
+        }
+    }
+
+    #[test]
+    fn stacked_and_gate_up_refuse_bad_shapes() {
+        let b = CpuBackend::default();
+        let x = b.upload_f32(&[1.0; 4]).unwrap();
+        let w = b.upload_f32(&[1.0; 8]).unwrap();
+        let mut o1 = b.alloc(DType::F32, 2).unwrap();
+        let mut o2 = b.alloc(DType::F32, 2).unwrap();
+        let op = |e: Error| match e {
+            Error::Backend { op, .. } => op,
+            other => panic!("{other}"),
+        };
+        // no parts, too many, outputs and parts out of step, parts beyond w
+        for parts in [&[][..], &[1, 1, 1, 1][..], &[2][..], &[2, 3][..]] {
+            let mut outs = [&mut o1, &mut o2];
+            let n = if parts.len() == 1 {
+                2
+            } else {
+                parts.len().min(2)
+            };
+            let e = b
+                .linear_stacked(&x, &w, None, &mut outs[..n], parts, 1, 2)
+                .unwrap_err();
+            assert_eq!(op(e), "linear_stacked", "parts {parts:?}");
+        }
+        let e = b
+            .linear_stacked(&x, &w, None, &mut [&mut o1], &[usize::MAX], 1, 2)
+            .unwrap_err();
+        assert_eq!(op(e), "linear_stacked");
+        // tmp needs 2·rows·inter
+        let mut tmp = b.alloc(DType::F32, 3).unwrap();
+        let e = b
+            .gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 2)
+            .unwrap_err();
+        assert!(e.to_string().contains("tmp"), "{e}");
+        let mut tmp = b.alloc(DType::F32, 4).unwrap();
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 2)
+            .unwrap();
+        let e = b
+            .gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 3)
+            .unwrap_err();
+        assert!(e.to_string().contains("w holds"), "{e}");
     }
 
     #[test]

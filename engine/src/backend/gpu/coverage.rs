@@ -29,6 +29,7 @@ const VEC_TAIL_SCALAR: &[&str] = &["vec", "tail", "scalar"];
 const ROPE: &[&str] = &["g4", "g1", "step"];
 const ATTENTION: &[&str] = &["keys", "empty_wave", "step"];
 const MAIN: &[&str] = &["main"];
+const GEMV: &[&str] = &["vec", "tail", "scalar", "bias", "out0", "out1", "out2"];
 
 const fn k(
     kernel: &'static str,
@@ -72,6 +73,10 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         0,
         &["vec", "tail", "scalar", "invalid"],
     ),
+    k("gemv_f16", "gemv.hip", 0, GEMV),
+    k("gemv_bf16", "gemv.hip", 1, GEMV),
+    k("gemv_swiglu_f16", "gemv.hip", 2, VEC_TAIL_SCALAR),
+    k("gemv_swiglu_bf16", "gemv.hip", 3, VEC_TAIL_SCALAR),
 ];
 
 /// A path of a kernel: `("embedding_f16", "tail")`.
@@ -257,6 +262,9 @@ mod tests {
             ]
         );
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
-        assert_eq!(all_paths().len(), 3 * 3 + 4 + 3 * 3 + 3 * 3 + 3 + 2 + 4);
+        assert_eq!(
+            all_paths().len(),
+            3 * 3 + 4 + 3 * 3 + 3 * 3 + 3 + 2 + 4 + 2 * 7 + 2 * 3
+        );
     }
 }

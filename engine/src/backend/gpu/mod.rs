@@ -168,7 +168,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 16] = [
+pub const ABI_KERNELS: [&str; 20] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -185,6 +185,10 @@ pub const ABI_KERNELS: [&str; 16] = [
     "convert_f32_to_f16",
     "convert_f32_to_bf16",
     "argmax",
+    "gemv_f16",
+    "gemv_bf16",
+    "gemv_swiglu_f16",
+    "gemv_swiglu_bf16",
 ];
 
 pub struct GpuBackend {
@@ -415,6 +419,41 @@ impl GpuBackend {
         let _ = self.vendor.event_destroy(a);
         let _ = self.vendor.event_destroy(b);
         r
+    }
+}
+
+/// The BLAS side of the GEMV microbenchmark (`bench --gemv`): the stacked projections through
+/// convert + GEMM at every row count, rows = 1 included (what the engine ran before the GEMV
+/// kernels). Same contract as the `Backend` methods.
+impl GpuBackend {
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_stacked_blas(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        outs: &mut [&mut GpuTensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        let route = ops::linear::Route::Blas;
+        ops::linear::linear_stacked(self, route, x, w, bias, outs, parts, rows, in_features)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_up_swiglu_blas(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        tmp: &mut GpuTensor,
+        out: &mut GpuTensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        let route = ops::linear::Route::Blas;
+        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
     }
 }
 
@@ -704,6 +743,34 @@ impl Backend for GpuBackend {
 
     fn replay_graph(&self, g: &Graph) -> Result<()> {
         self.replay(g)
+    }
+
+    fn linear_stacked(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        outs: &mut [&mut GpuTensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        let route = ops::linear::Route::Auto;
+        ops::linear::linear_stacked(self, route, x, w, bias, outs, parts, rows, in_features)
+    }
+
+    fn gate_up_swiglu(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        tmp: &mut GpuTensor,
+        out: &mut GpuTensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        let route = ops::linear::Route::Auto;
+        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
     }
 
     fn sample(

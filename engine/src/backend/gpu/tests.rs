@@ -11,7 +11,7 @@ use super::vendor::{
     LaunchConfig, ModuleHandle, Runtime, Vendor,
 };
 use super::GpuOptions;
-use super::{choose_wave, GpuBackend, ABI_KERNELS};
+use super::{choose_wave, GpuBackend, GpuTensor, ABI_KERNELS};
 use crate::backend::{AttentionParams, Backend, LinearParams, LogitsParams};
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, KvLayout};
@@ -406,7 +406,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     assert_eq!(name, "bias_add");
     assert_eq!(cfg.grid, (4, 1, 1), "ceil(900 / 256)");
     assert_eq!(args[2..], [KernelArg::I32(3), KernelArg::I32(300)]);
-    // Logits of row 2 read x from row 2 on.
+    // Logits of row 2 read x from row 2 on: one row of bf16 weights is one GEMV launch.
     let lp = LogitsParams {
         row0: 2,
         rows: 1,
@@ -415,14 +415,143 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     };
     b.logits(&x, &w, &mut out, lp).unwrap();
     let calls = v.calls();
-    let Call::Launch(_, _, args) = &calls[0] else {
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let Call::Launch(name, cfg, args) = &calls[0] else {
         panic!("{calls:?}")
     };
-    assert_eq!(args[0], KernelArg::Ptr(x.ptr() + 2 * 8 * 4));
-    let Call::Gemm(g) = &calls[1] else {
+    assert_eq!(name, "gemv_bf16");
+    assert_eq!(
+        (cfg.grid, cfg.block),
+        ((38, 1, 1), (256, 1, 1)),
+        "ceil(300 / 8)"
+    );
+    assert_eq!(args[1], KernelArg::Ptr(x.ptr() + 2 * 8 * 4));
+    // f32 weights keep the GEMM at one row.
+    let w32 = b.upload_f32(&vec![0.0; m * k]).unwrap();
+    b.logits(&x, &w32, &mut out, lp).unwrap();
+    let calls = v.calls();
+    let Call::Gemm(g) = &calls[0] else {
         panic!("{calls:?}")
     };
-    assert_eq!((g.m, g.n, g.k), (300, 1, 8));
+    assert_eq!((g.m, g.n, g.k, g.b), (300, 1, 8, x.ptr() + 2 * 8 * 4));
+}
+
+#[test]
+fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
+    for wave in [32, 64] {
+        let v = FakeVendor::new(Runtime::Cuda, 32);
+        let b = build(&v, Some(wave), &ModuleCache::new(None), &[]).unwrap();
+        let (k, parts) = (16, [24usize, 8, 8]);
+        let x = b.upload_f32(&vec![1.0; 3 * k]).unwrap();
+        let w = b.upload(DType::F16, &vec![0u8; 40 * k * 2]).unwrap();
+        let bias = b.upload_f32(&[0.5; 40]).unwrap();
+        let mut o: Vec<_> = parts
+            .iter()
+            .map(|&m| b.alloc(DType::F32, 3 * m).unwrap())
+            .collect();
+        v.calls();
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        b.linear_stacked(&x, &w, Some(&bias), &mut outs, &parts, 1, k)
+            .unwrap();
+        let calls = v.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let Call::Launch(name, cfg, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(name, "gemv_f16");
+        let blocks = 40u32.div_ceil(256 / wave);
+        assert_eq!((cfg.grid, cfg.block), ((blocks, 1, 1), (256, 1, 1)));
+        let ptrs: Vec<KernelArg> = [
+            w.ptr(),
+            x.ptr(),
+            bias.ptr(),
+            o[0].ptr(),
+            o[1].ptr(),
+            o[2].ptr(),
+        ]
+        .map(KernelArg::Ptr)
+        .to_vec();
+        assert_eq!(args[..6], ptrs[..]);
+        assert_eq!(args[6..], [24, 8, 8, 16].map(KernelArg::I32)[..]);
+        // Two parts: the third output pointer is null and its row count 0.
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().take(2).collect();
+        b.linear_stacked(&x, &w, None, &mut outs, &[24, 8], 1, k)
+            .unwrap();
+        let Call::Launch(_, _, args) = &v.calls()[0] else {
+            panic!()
+        };
+        assert_eq!(args[2], KernelArg::Ptr(0), "no bias");
+        assert_eq!(args[5], KernelArg::Ptr(0));
+        assert_eq!(args[6..], [24, 8, 0, 16].map(KernelArg::I32)[..]);
+        // Three rows: x converted once, then per part a GEMM at its row offset and a bias add
+        // at its bias offset.
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        b.linear_stacked(&x, &w, Some(&bias), &mut outs, &parts, 3, k)
+            .unwrap();
+        let calls = v.calls();
+        assert_eq!(calls.len(), 7, "{calls:?}");
+        assert!(matches!(&calls[0], Call::Launch(n, _, _) if n == "convert_f32_to_f16"));
+        for (i, row0) in [0usize, 24, 32].into_iter().enumerate() {
+            let Call::Gemm(g) = &calls[1 + 2 * i] else {
+                panic!("{calls:?}")
+            };
+            assert_eq!((g.m, g.n, g.k), (parts[i] as i32, 3, 16));
+            assert_eq!((g.a, g.c), (w.ptr() + (row0 * k * 2) as u64, o[i].ptr()));
+            let Call::Launch(name, _, args) = &calls[2 + 2 * i] else {
+                panic!("{calls:?}")
+            };
+            assert_eq!(name, "bias_add");
+            assert_eq!(args[1], KernelArg::Ptr(bias.ptr() + (row0 * 4) as u64));
+        }
+        // Gate/up: one fused launch at one row; at two rows two GEMMs into tmp, then swiglu.
+        let inter = 20;
+        let mut tmp = b.alloc(DType::F32, 2 * 2 * inter).unwrap();
+        let mut out = b.alloc(DType::F32, 2 * inter).unwrap();
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, k, inter)
+            .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, cfg, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((calls.len(), name.as_str()), (1, "gemv_swiglu_f16"));
+        assert_eq!(cfg.grid, (20u32.div_ceil(256 / wave), 1, 1));
+        assert_eq!(
+            args[..],
+            [
+                KernelArg::Ptr(w.ptr()),
+                KernelArg::Ptr(x.ptr()),
+                KernelArg::Ptr(out.ptr()),
+                KernelArg::I32(20),
+                KernelArg::I32(16)
+            ]
+        );
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter)
+            .unwrap();
+        let calls = v.calls();
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        let (Call::Gemm(g), Call::Gemm(u)) = (&calls[1], &calls[2]) else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((g.a, g.c), (w.ptr(), tmp.ptr()));
+        assert_eq!(
+            (u.a, u.c),
+            (w.ptr() + (20 * 16 * 2) as u64, tmp.ptr() + 40 * 4)
+        );
+        let Call::Launch(name, _, args) = &calls[3] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(name, "swiglu");
+        assert_eq!(args[3], KernelArg::I64(40));
+        // The BLAS baseline of the bench at one row; a short tmp is refused before any work.
+        b.gate_up_swiglu_blas(&x, &w, &mut tmp, &mut out, 1, k, inter)
+            .unwrap();
+        assert!(matches!(&v.calls()[1], Call::Gemm(_)));
+        let mut short = b.alloc(DType::F32, 2 * inter - 1).unwrap();
+        assert!(b
+            .gate_up_swiglu(&x, &w, &mut short, &mut out, 1, k, inter)
+            .is_err());
+        assert!(v.calls().is_empty());
+    }
 }
 
 #[test]

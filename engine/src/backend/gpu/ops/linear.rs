@@ -3,8 +3,11 @@
 //! accumulation (the ABI): column-major
 //! `gemm(opA = T, opB = N, M = out, N = rows, K = in, A = W, lda = in, B = x_bf16, ldb = in,
 //! C = out, ldc = out)`, which is row-major `out (rows, out) = x (rows, in) · Wᵀ`; then the bias.
+//! A single row over 16-bit weights (batch-1 decode) takes the GEMV kernels instead
+//! (`gemv.rs`: the same arithmetic, no convert pass, W read once).
 
-use super::elementwise::{launch_bias_add, launch_convert};
+use super::elementwise::{launch_bias_add, launch_convert, launch_swiglu};
+use super::gemv::{launch_gemv, launch_gemv_swiglu, uses_gemv, Gemv};
 use crate::backend::gpu::vendor::{DevicePtr, Gemm};
 use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, LinearParams, LogitsParams, TensorInfo};
@@ -28,16 +31,14 @@ pub(in crate::backend::gpu) fn linear(
         // Biases stay f32 on every backend (model::is_matrix).
         check_tensor("gpu", OP, "bias", bias, m, &[DType::F32])?;
     }
-    launch_linear(
-        b,
-        OP,
-        x.ptr(),
-        w.ptr(),
-        w.dtype(),
-        bias.map(|t| t.ptr()),
-        out.ptr(),
-        p,
-    )
+    let stack = Stack {
+        w: w.ptr(),
+        dtype: w.dtype(),
+        bias: bias.map(|t| t.ptr()),
+        outs: &[out.ptr()],
+        parts: &[m],
+    };
+    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto)
 }
 
 pub(in crate::backend::gpu) fn logits(
@@ -57,76 +58,218 @@ pub(in crate::backend::gpu) fn logits(
         in_features: hidden,
         out_features: vocab,
     };
+    let stack = Stack {
+        w: w.ptr(),
+        dtype: w.dtype(),
+        bias: None,
+        outs: &[out.ptr()],
+        parts: &[lp.out_features],
+    };
     // The selected rows start row0·hidden elements into x.
-    launch_linear(
+    launch_stacked(
         b,
         OP,
         x.ptr_at(p.row0 * hidden),
-        w.ptr(),
-        w.dtype(),
-        None,
-        out.ptr(),
-        lp,
+        &stack,
+        lp.rows,
+        hidden,
+        Route::Auto,
     )
+}
+
+/// Which implementation a projection takes: the engine's choice ([`uses_gemv`]), or BLAS at
+/// every row count (the GEMV microbenchmark's baseline: convert + GEMM with N = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::backend::gpu) enum Route {
+    Auto,
+    Blas,
 }
 
 /// Weight types the GEMM takes.
 const WEIGHTS: &[DType] = &[DType::BF16, DType::F16, DType::F32];
 
-/// Converts the (rows, in) f32 input to the weights' 16-bit type in scratch (if they have one),
-/// runs the GEMM, adds the bias.
 #[allow(clippy::too_many_arguments)]
-fn launch_linear(
+pub(in crate::backend::gpu) fn linear_stacked(
+    b: &GpuBackend,
+    route: Route,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    outs: &mut [&mut GpuTensor],
+    parts: &[usize],
+    rows: usize,
+    in_features: usize,
+) -> Result<()> {
+    const OP: &str = "linear_stacked";
+    if parts.is_empty() || parts.len() > 3 || outs.len() != parts.len() {
+        return Err(bad(
+            OP,
+            format!(
+                "{} outputs for {} parts (1 to 3 parts, one output each)",
+                outs.len(),
+                parts.len()
+            ),
+        ));
+    }
+    let total = checked_sum(OP, parts)?;
+    let k = in_features;
+    check_tensor("gpu", OP, "x", x, checked_mul(OP, rows, k)?, &[DType::F32])?;
+    check_tensor("gpu", OP, "w", w, checked_mul(OP, total, k)?, WEIGHTS)?;
+    if let Some(bias) = bias {
+        check_tensor("gpu", OP, "bias", bias, total, &[DType::F32])?;
+    }
+    for (i, (o, &m)) in outs.iter().zip(parts).enumerate() {
+        let need = checked_mul(OP, rows, m)?;
+        check_tensor("gpu", OP, &format!("outs[{i}]"), &**o, need, &[DType::F32])?;
+    }
+    let ptrs: Vec<DevicePtr> = outs.iter().map(|o| o.ptr()).collect();
+    let stack = Stack {
+        w: w.ptr(),
+        dtype: w.dtype(),
+        bias: bias.map(|t| t.ptr()),
+        outs: &ptrs,
+        parts,
+    };
+    launch_stacked(b, OP, x.ptr(), &stack, rows, k, route)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn gate_up_swiglu(
+    b: &GpuBackend,
+    route: Route,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    tmp: &mut GpuTensor,
+    out: &mut GpuTensor,
+    rows: usize,
+    in_features: usize,
+    inter: usize,
+) -> Result<()> {
+    const OP: &str = "gate_up_swiglu";
+    let k = in_features;
+    let n = checked_mul(OP, rows, inter)?;
+    let two_inter = checked_mul(OP, 2, inter)?;
+    check_tensor("gpu", OP, "x", x, checked_mul(OP, rows, k)?, &[DType::F32])?;
+    check_tensor("gpu", OP, "w", w, checked_mul(OP, two_inter, k)?, WEIGHTS)?;
+    check_tensor("gpu", OP, "tmp", tmp, checked_mul(OP, 2, n)?, &[DType::F32])?;
+    check_tensor("gpu", OP, "out", out, n, &[DType::F32])?;
+    if n == 0 {
+        return Ok(());
+    }
+    if route == Route::Auto && uses_gemv(rows, w.dtype()) {
+        let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
+        return launch_gemv_swiglu(b, OP, w.dtype(), w.ptr(), x.ptr(), out.ptr(), inter_i, k_i);
+    }
+    // BLAS: gate into tmp[..n], up into tmp[n..2n], then the swiglu kernel.
+    let (gate, up) = (tmp.ptr(), tmp.ptr_at(n));
+    let stack = Stack {
+        w: w.ptr(),
+        dtype: w.dtype(),
+        bias: None,
+        outs: &[gate, up],
+        parts: &[inter, inter],
+    };
+    launch_stacked(b, OP, x.ptr(), &stack, rows, k, Route::Blas)?;
+    launch_swiglu(b, gate, up, out.ptr(), super::count(n))
+}
+
+fn checked_mul(op: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b)
+        .ok_or_else(|| bad(op, format!("{a} × {b} elements overflow")))
+}
+
+fn checked_sum(op: &str, parts: &[usize]) -> Result<usize> {
+    parts
+        .iter()
+        .try_fold(0usize, |s, &p| s.checked_add(p))
+        .ok_or_else(|| bad(op, format!("parts {parts:?} overflow")))
+}
+
+/// Matrices stacked along the output dimension in one weight buffer: `parts[i]` rows each (of
+/// the same `in` columns), part `i`'s product written to `outs[i]`; the bias (f32) stacked
+/// the same way.
+struct Stack<'a> {
+    w: DevicePtr,
+    dtype: DType,
+    bias: Option<DevicePtr>,
+    outs: &'a [DevicePtr],
+    parts: &'a [usize],
+}
+
+/// `outs[i] (rows, parts[i]) = x (rows, k) · W_iᵀ (+ b_i)`: one GEMV launch for all parts when
+/// [`uses_gemv`], else x converted once and one GEMM (+ bias add) per part at its offset into
+/// the stacked weight and bias. Callers checked every length.
+fn launch_stacked(
     b: &GpuBackend,
     op: &str,
     x: DevicePtr,
-    w: DevicePtr,
-    w_dtype: DType,
-    bias: Option<DevicePtr>,
-    out: DevicePtr,
-    p: LinearParams,
+    s: &Stack,
+    rows: usize,
+    k: usize,
+    route: Route,
 ) -> Result<()> {
-    let (rows, k, m) = (p.rows, p.in_features, p.out_features);
-    if rows == 0 || m == 0 {
+    let total: usize = s.parts.iter().sum();
+    if rows == 0 || total == 0 {
         return Ok(());
     }
-    let (rows_i, k_i, m_i) = (
-        int(op, "rows", rows)?,
-        int(op, "in", k)?,
-        int(op, "out", m)?,
-    );
+    let (rows_i, k_i) = (int(op, "rows", rows)?, int(op, "in", k)?);
+    int(op, "out", total)?;
+    if route == Route::Auto && uses_gemv(rows, s.dtype) {
+        let mut g = Gemv {
+            dtype: s.dtype,
+            w: s.w,
+            x,
+            bias: s.bias,
+            outs: [0; 3],
+            parts: [0; 3],
+            k: k_i,
+        };
+        for (i, (&o, &m)) in s.outs.iter().zip(s.parts).enumerate() {
+            g.outs[i] = o;
+            g.parts[i] = int(op, "out", m)?;
+        }
+        return launch_gemv(b, op, &g);
+    }
     let mut scratch = b
         .scratch
         .lock()
         .map_err(|_| bad(op, "scratch lock poisoned".into()))?;
     // (rows, in) in the weights' type
-    let x_in = if w_dtype == DType::F32 {
+    let x_in = if s.dtype == DType::F32 {
         x
     } else {
         let p = scratch_ptr(&b.vendor, &mut scratch.bf16, rows * k * 2)?;
-        launch_convert(b, DType::F32, w_dtype, x, p, super::count(rows * k))?;
+        launch_convert(b, DType::F32, s.dtype, x, p, super::count(rows * k))?;
         p
     };
-    let g = Gemm {
-        inputs: w_dtype,
-        trans_a: true,
-        trans_b: false,
-        m: m_i,
-        n: rows_i,
-        k: k_i,
-        a: w,
-        lda: k_i,
-        b: x_in,
-        ldb: k_i,
-        c: out,
-        ldc: m_i,
-    };
-    // SAFETY: W holds m·k elements of its type, x_in rows·k of the same, out rows·m f32
-    // (checked by callers).
-    unsafe { b.vendor.gemm_f32_out(&g)? };
-    drop(scratch);
-    match bias {
-        Some(bias) => launch_bias_add(b, out, bias, rows_i, m_i),
-        None => Ok(()),
+    let elem = s.dtype.block_bytes() as u64;
+    let mut row0 = 0usize; // first row of the part in the stacked W
+    for (&out, &m) in s.outs.iter().zip(s.parts) {
+        if m > 0 {
+            let m_i = int(op, "out", m)?;
+            let g = Gemm {
+                inputs: s.dtype,
+                trans_a: true,
+                trans_b: false,
+                m: m_i,
+                n: rows_i,
+                k: k_i,
+                a: s.w + (row0 * k) as u64 * elem,
+                lda: k_i,
+                b: x_in,
+                ldb: k_i,
+                c: out,
+                ldc: m_i,
+            };
+            // SAFETY: W holds (row0 + m)·k elements of its type, x_in rows·k of the same, out
+            // rows·m f32 (checked by callers).
+            unsafe { b.vendor.gemm_f32_out(&g)? };
+            if let Some(bias) = s.bias {
+                launch_bias_add(b, out, bias + (row0 * 4) as u64, rows_i, m_i)?;
+            }
+        }
+        row0 += m;
     }
+    drop(scratch);
+    Ok(())
 }

@@ -5,6 +5,7 @@
 pub(super) mod attention;
 pub(super) mod elementwise;
 pub(super) mod embedding;
+pub(super) mod gemv;
 pub(super) mod linear;
 pub(super) mod rms_norm;
 pub(super) mod rope;

@@ -1,0 +1,273 @@
+//! The batch-1 projections (the GPU's GEMV kernels, `kernels/gemv.hip`) and their stacked forms:
+//! `linear` at rows = 1, `linear_stacked` (fused QKV: 1–3 matrices in one weight, with and
+//! without a stacked bias) and `gate_up_swiglu` (the fused MLP input), over f16 and bf16
+//! weights. The grid reaches every kernel path at either wave: K a multiple of 8 (the vector
+//! body, with and without the unrolled steps), K mod 8 ≠ 0 (rows on 16 bytes end in the scalar
+//! tail, the others are scalar throughout), K odd, tiny and large M, and K up to 14336. Rows > 1
+//! check the BLAS path of the stacked forms (pointer offsets into the stacked weight and bias).
+
+use ndarray::{s, Array1, Array2};
+use proptest::prelude::*;
+use wavefront::backend::{Backend, LinearParams};
+use wavefront::{DType, Result};
+use wavefront_reference::ops;
+
+use super::{Check, Op};
+use crate::compare::compare;
+use crate::harness::{guarded, read_guarded, rounded, upload, Rng};
+use crate::tolerance::{tolerance, Kind, Tolerance};
+
+/// Which op a case calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemvOp {
+    /// `linear` with one matrix (`parts` has one entry).
+    Linear,
+    /// `linear_stacked` over `parts`.
+    Stacked,
+    /// `gate_up_swiglu`, `parts = [inter]` (W is `[W_g; W_u]`, 2·inter rows).
+    GateUp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemvCase {
+    pub op: GemvOp,
+    pub rows: usize,
+    pub in_features: usize,
+    /// Output features of each stacked matrix (`[inter]` for the gate/up form).
+    pub parts: Vec<usize>,
+    pub weight: DType,
+    pub bias: bool,
+    pub seed: u64,
+}
+
+impl GemvCase {
+    pub fn op(&self) -> Op {
+        match self.op {
+            GemvOp::Linear => Op::Linear,
+            GemvOp::Stacked => Op::LinearStacked,
+            GemvOp::GateUp => Op::GateUpSwiglu,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        let parts: Vec<String> = self.parts.iter().map(usize::to_string).collect();
+        let what = match self.op {
+            GemvOp::Linear => "out",
+            GemvOp::Stacked => "parts",
+            GemvOp::GateUp => "inter",
+        };
+        let mut s = format!(
+            "rows={},in={},{what}={},w={}",
+            self.rows,
+            self.in_features,
+            parts.join("+"),
+            self.weight
+        );
+        if self.bias {
+            s.push_str(",bias");
+        }
+        s
+    }
+
+    /// The matmul bound of `linear` (the same input rounding, dot products of length K); for
+    /// the gate/up form the product silu(g)·u on top of it: its relative error is
+    /// e_u + κ·e_g with κ = |1 + g(1 − σ(g))| ≤ 2 for g ≥ −3 (the cases' unit-scale inputs keep
+    /// |g| ≲ 1), at most 3 matmul errors (9× in energy, also when the two are correlated
+    /// through the shared rounding of x), plus the elementwise op's own roundings.
+    pub fn tolerance_for(&self, matmul_input: DType) -> Tolerance {
+        let mm = tolerance(Kind::Matmul {
+            k: self.in_features,
+            input: matmul_input,
+        });
+        match self.op {
+            GemvOp::GateUp => {
+                let ew = tolerance(Kind::Elementwise);
+                Tolerance {
+                    nmse: 9.0 * mm.nmse + ew.nmse,
+                    reason: format!(
+                        "silu(g)·u of two products, relative e_u + κ·e_g with κ ≤ 2 (9× in \
+                         energy) of: {}; plus {}",
+                        mm.reason, ew.reason
+                    ),
+                }
+            }
+            _ => mm,
+        }
+    }
+
+    pub fn tolerance<B: Backend>(&self, b: &B) -> Tolerance {
+        self.tolerance_for(b.matmul_input_dtype(self.weight))
+    }
+
+    pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        let mut rng = Rng::new(self.seed);
+        let (n, k) = (self.rows, self.in_features);
+        // Rows of the stacked weight: the parts, or gate and up.
+        let mats: Vec<usize> = match self.op {
+            GemvOp::GateUp => vec![self.parts[0], self.parts[0]],
+            _ => self.parts.clone(),
+        };
+        let total: usize = mats.iter().sum();
+        let x = rng.values(n * k, 1.0);
+        let w = rounded(self.weight, rng.values(total * k, 1.0 / (k as f32).sqrt()));
+        let bias = rng.values(total, 0.5);
+        let xt = upload(b, DType::F32, &x)?;
+        let wt = upload(b, self.weight, &w)?;
+        let bt = upload(b, DType::F32, &bias)?;
+        let bias_t = self.bias.then_some(&bt);
+
+        // The reference: one `linear` per matrix of the stack, then SwiGLU for gate/up.
+        let xa = Array2::from_shape_vec((n, k), x).expect("sized");
+        let wa = Array2::from_shape_vec((total, k), w).expect("sized");
+        let ba = Array1::from(bias);
+        let mut want = Vec::new(); // (rows, mats[i]) per matrix
+        let mut row0 = 0;
+        for &m in &mats {
+            let wi = wa.slice(s![row0..row0 + m, ..]);
+            let bi = ba.slice(s![row0..row0 + m]);
+            want.push(ops::linear(xa.view(), wi, self.bias.then_some(bi)));
+            row0 += m;
+        }
+
+        let lens: Vec<usize> = self.parts.iter().map(|&m| n * m).collect();
+        let mut outs = lens
+            .iter()
+            .map(|&len| guarded(b, DType::F32, len))
+            .collect::<Result<Vec<_>>>()?;
+        let wants: Vec<Vec<f32>> = match self.op {
+            GemvOp::Linear => {
+                let p = LinearParams {
+                    rows: n,
+                    in_features: k,
+                    out_features: self.parts[0],
+                };
+                b.linear(&xt, &wt, bias_t, &mut outs[0], p)?;
+                want.iter().map(flat).collect()
+            }
+            GemvOp::Stacked => {
+                let mut refs: Vec<&mut B::Tensor> = outs.iter_mut().collect();
+                b.linear_stacked(&xt, &wt, bias_t, &mut refs, &self.parts, n, k)?;
+                want.iter().map(flat).collect()
+            }
+            GemvOp::GateUp => {
+                let inter = self.parts[0];
+                let mut tmp = guarded(b, DType::F32, 2 * n * inter)?;
+                b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter)?;
+                vec![flat(&ops::swiglu(want[0].view(), want[1].view()))]
+            }
+        };
+        let tol = self.tolerance(b).nmse;
+        let mut checks = Vec::new();
+        for (i, ((o, &len), want)) in outs.iter().zip(&lens).zip(&wants).enumerate() {
+            let what = if outs.len() == 1 {
+                "out".to_string()
+            } else {
+                format!("outs[{i}]")
+            };
+            let cmp = match read_guarded(b, o, len)? {
+                Ok(got) => compare(want, &got, tol),
+                Err(fail) => fail,
+            };
+            checks.push(Check::new(what, cmp));
+        }
+        Ok(checks)
+    }
+}
+
+fn flat(a: &Array2<f32>) -> Vec<f32> {
+    a.as_standard_layout().iter().copied().collect()
+}
+
+pub fn grid() -> Vec<GemvCase> {
+    let mut g = Vec::new();
+    let case = |op, rows, in_features, parts: &[usize], weight, bias| GemvCase {
+        op,
+        rows,
+        in_features,
+        parts: parts.to_vec(),
+        weight,
+        bias,
+        seed: 47,
+    };
+    for weight in [DType::BF16, DType::F16] {
+        // K: a multiple of 8 (vectors only; 576 = 72 vectors: unrolled steps at WAVE=32 and 64
+        // plus single vectors), K mod 8 = 4 (aligned rows end in a tail, odd rows are
+        // scalar), K odd (one row in 8 on 16 bytes), K below one vector, K = 14336 (the 8B
+        // model's down projection: many unrolled steps).
+        for (k, m) in [
+            (576, 1),
+            (576, 3),
+            (100, 5000),
+            (77, 3),
+            (5, 33),
+            (14336, 40),
+        ] {
+            g.push(case(GemvOp::Linear, 1, k, &[m], weight, false));
+        }
+        g.push(case(GemvOp::Linear, 1, 133, &[257], weight, true));
+        // Stacked QKV: 3 parts with and without bias, 2 parts, odd K, a large stack.
+        for (k, parts, bias) in [
+            (64, &[24, 8, 8][..], false),
+            (64, &[24, 8, 8][..], true),
+            (100, &[3, 1][..], true),
+            (77, &[9, 3, 3][..], false),
+            (2048, &[2048, 512, 512][..], true),
+            (12, &[1, 0, 2][..], false),
+        ] {
+            g.push(case(GemvOp::Stacked, 1, k, parts, weight, bias));
+        }
+        // Gate/up + SwiGLU: aligned, tail (K = 100, inter even: even rows of both halves on 16
+        // bytes, odd rows scalar), odd K (the gate and up rows' alignments differ),
+        // tiny and large intermediate sizes, K = 14336.
+        for (k, inter) in [
+            (576, 1536),
+            (100, 6),
+            (77, 5),
+            (1, 1),
+            (14336, 24),
+            (256, 5000),
+        ] {
+            g.push(case(GemvOp::GateUp, 1, k, &[inter], weight, false));
+        }
+    }
+    // Rows > 1: the BLAS path of the stacked forms (offsets into W and the bias), every weight
+    // type (f32 weights take BLAS at every row count).
+    for weight in [DType::F32, DType::F16, DType::BF16] {
+        g.push(case(GemvOp::Stacked, 3, 80, &[48, 16, 16], weight, true));
+        g.push(case(GemvOp::Stacked, 1, 80, &[48, 16, 16], weight, true));
+        g.push(case(GemvOp::GateUp, 4, 96, &[40], weight, false));
+        g.push(case(GemvOp::GateUp, 1, 96, &[40], weight, false));
+    }
+    g
+}
+
+pub fn strategy() -> impl Strategy<Value = GemvCase> {
+    (
+        prop_oneof![
+            Just(GemvOp::Linear),
+            Just(GemvOp::Stacked),
+            Just(GemvOp::GateUp)
+        ],
+        prop_oneof![3 => Just(1usize), 1 => 2usize..6],
+        1usize..300,
+        proptest::collection::vec(0usize..100, 1..=3),
+        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(op, rows, in_features, mut parts, weight, bias, seed)| {
+            if op != GemvOp::Stacked {
+                parts.truncate(1);
+                parts[0] = parts[0].max(1);
+            }
+            GemvCase {
+                op,
+                rows,
+                in_features,
+                parts,
+                weight,
+                bias: bias && op != GemvOp::GateUp,
+                seed,
+            }
+        })
+}
