@@ -145,8 +145,8 @@ llama)
     rm -rf "$dir"
     finish
   done
-  bench llama-3.2-1b --shape llama-3.2-1b --reps 5 --depth 0
-  bench llama-3.1-8b --shape llama-3.1-8b --reps 5 --depth 0
+  bench llama-3.2-1b --shape llama-3.2-1b --reps 5 --depth 0 --sampling greedy,default
+  bench llama-3.1-8b --shape llama-3.1-8b --reps 5 --depth 0 --sampling greedy,default
   # Decode at depth 32768 with the phase-1 attention kernel is slow: a few tokens suffice to
   # show it runs (the attention issue brings the split-K kernel).
   bench llama-3.1-8b-d32768 --shape llama-3.1-8b --reps 2 --tg 8 --pp 64 --depth 0,32768
@@ -173,7 +173,13 @@ smollm2)
   finish
   bin/wavefront run --backend gpu --temperature 0 --max-tokens 64 "The capital of France is" >"$OUT/run.txt" 2>&1
   echo "| run SmolLM2 | $? | | $(grep -E '^\[' "$OUT/run.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
-  bench smollm2-135m-q4_1 --model "$model" --reps 5 --depth 0
+  bin/wavefront run --backend gpu --seed 7 --max-tokens 256 "Once upon a time" >"$OUT/run-sampled.txt" 2>&1
+  echo "| run SmolLM2 sampled (CLI defaults) | $? | | $(grep -E '^\[' "$OUT/run-sampled.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
+  WAVEFRONT_NO_GRAPH=1 bin/wavefront run --backend gpu --seed 7 --max-tokens 256 "Once upon a time" >"$OUT/run-sampled-nograph.txt" 2>&1
+  echo "| run SmolLM2 sampled, WAVEFRONT_NO_GRAPH=1 | $? | | $(grep -E '^\[' "$OUT/run-sampled-nograph.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
+  cmp <(grep -v '^\[' "$OUT/run-sampled.txt") <(grep -v '^\[' "$OUT/run-sampled-nograph.txt") \
+    && echo "| sampled text identical with and without graphs | 0 | | |" | tee -a "$OUT/summary.md"
+  bench smollm2-135m-q4_1 --model "$model" --reps 5 --depth 0 --sampling greedy,default
   cat "$OUT"/bench-*.md
   cat "$OUT/summary.md"
   ;;

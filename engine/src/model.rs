@@ -53,30 +53,51 @@ pub fn is_matrix(name: &str) -> bool {
     !(name.ends_with("norm.weight") || name.ends_with(".bias"))
 }
 
-fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
-    let dtype = if is_matrix(&t.name) {
+/// The type `t` is stored in on `backend`: its weight dtype for matrices, f32 otherwise.
+fn stored_dtype<B: Backend>(backend: &B, t: &HostTensor) -> DType {
+    if is_matrix(&t.name) {
         backend.weight_dtype()
     } else {
         DType::F32
-    };
-    if t.dtype == dtype {
-        return backend.upload(dtype, t.bytes());
     }
-    let bytes = crate::tensor::encode_f32(dtype, &t.to_f32()?)
-        .ok_or_else(|| Error::InvalidRequest(format!("weights cannot be stored as {dtype}")))?;
+}
+
+/// `t`'s bytes in `dtype` (converted unless it already is).
+fn stored_bytes(t: &HostTensor, dtype: DType) -> Result<std::borrow::Cow<'_, [u8]>> {
+    if t.dtype == dtype {
+        return Ok(std::borrow::Cow::Borrowed(t.bytes()));
+    }
+    crate::tensor::encode_f32(dtype, &t.to_f32()?)
+        .map(std::borrow::Cow::Owned)
+        .ok_or_else(|| Error::InvalidRequest(format!("weights cannot be stored as {dtype}")))
+}
+
+fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
+    let dtype = stored_dtype(backend, t);
+    backend.upload(dtype, &stored_bytes(t, dtype)?)
+}
+
+/// `parts` stacked along their first (output) dimension into one tensor, `[T_0; T_1; …]`: the
+/// fused QKV and gate/up layouts (one read of the activation, one launch at batch 1).
+fn upload_stacked<B: Backend>(backend: &B, parts: &[&HostTensor]) -> Result<B::Tensor> {
+    let dtype = stored_dtype(backend, parts[0]);
+    let mut bytes = Vec::new();
+    for t in parts {
+        bytes.extend_from_slice(&stored_bytes(t, dtype)?);
+    }
     backend.upload(dtype, &bytes)
 }
 
 struct Layer<B: Backend> {
     attn_norm: B::Tensor,
-    wq: B::Tensor,
-    wk: B::Tensor,
-    wv: B::Tensor,
-    bias: Option<[B::Tensor; 3]>,
+    /// `[Wq; Wk; Wv]` (q_dim + 2·kv_dim, hidden).
+    wqkv: B::Tensor,
+    /// `[bq; bk; bv]` (Qwen2).
+    bias: Option<B::Tensor>,
     wo: B::Tensor,
     mlp_norm: B::Tensor,
-    gate: B::Tensor,
-    up: B::Tensor,
+    /// `[W_gate; W_up]` (2·intermediate, hidden).
+    gate_up: B::Tensor,
     down: B::Tensor,
 }
 
@@ -90,8 +111,7 @@ struct Scratch<B: Backend> {
     v: B::Tensor,      // (rows, kv_dim)
     attn: B::Tensor,   // (rows, q_dim)
     o: B::Tensor,      // (rows, hidden) a sublayer's output
-    gate: B::Tensor,   // (rows, intermediate)
-    up: B::Tensor,     // (rows, intermediate)
+    gate_up: B::Tensor, // (2, rows, intermediate) gate then up (the batched path's GEMMs)
     act: B::Tensor,    // (rows, intermediate)
     logits: B::Tensor, // (logit_rows, vocab)
     logit_rows: usize,
@@ -175,28 +195,28 @@ impl<B: Backend> Engine<B> {
         }
         let config = model.config.clone();
         let get = |name: &str| model.tensor(name).and_then(|t| upload_weight(&backend, t));
+        let stacked = |names: &[String]| -> Result<B::Tensor> {
+            let parts = names
+                .iter()
+                .map(|n| model.tensor(n))
+                .collect::<Result<Vec<_>>>()?;
+            upload_stacked(&backend, &parts)
+        };
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
             let n = |s: &str| names::layer(l, s);
             let bias = if config.attention_bias {
-                Some([
-                    get(&n(names::BQ))?,
-                    get(&n(names::BK))?,
-                    get(&n(names::BV))?,
-                ])
+                Some(stacked(&[n(names::BQ), n(names::BK), n(names::BV)])?)
             } else {
                 None
             };
             layers.push(Layer {
                 attn_norm: get(&n(names::ATTN_NORM))?,
-                wq: get(&n(names::WQ))?,
-                wk: get(&n(names::WK))?,
-                wv: get(&n(names::WV))?,
+                wqkv: stacked(&[n(names::WQ), n(names::WK), n(names::WV)])?,
                 bias,
                 wo: get(&n(names::WO))?,
                 mlp_norm: get(&n(names::MLP_NORM))?,
-                gate: get(&n(names::GATE))?,
-                up: get(&n(names::UP))?,
+                gate_up: stacked(&[n(names::GATE), n(names::UP)])?,
                 down: get(&n(names::DOWN))?,
             });
         }
@@ -229,16 +249,13 @@ impl<B: Backend> Engine<B> {
             .layers
             .iter()
             .map(|l| {
-                let bias: usize = l.bias.iter().flatten().map(size).sum();
+                let bias: usize = l.bias.iter().map(size).sum();
                 [
                     &l.attn_norm,
-                    &l.wq,
-                    &l.wk,
-                    &l.wv,
+                    &l.wqkv,
                     &l.wo,
                     &l.mlp_norm,
-                    &l.gate,
-                    &l.up,
+                    &l.gate_up,
                     &l.down,
                 ]
                 .into_iter()
@@ -351,8 +368,7 @@ impl<B: Backend> Engine<B> {
             v: f(rows * c.kv_dim())?,
             attn: f(rows * c.q_dim())?,
             o: f(rows * c.hidden_size)?,
-            gate: f(rows * c.intermediate_size)?,
-            up: f(rows * c.intermediate_size)?,
+            gate_up: f(2 * rows * c.intermediate_size)?,
             act: f(rows * c.intermediate_size)?,
             logits: f(logit_rows * c.vocab_size)?,
             logit_rows,
@@ -672,14 +688,17 @@ impl<B: Backend> Engine<B> {
             if l > 0 {
                 record(&s.x)?;
             }
-            // q, k, v = h·Wqᵀ (+b), h·Wkᵀ (+b), h·Wvᵀ (+b)         (n, q_dim), (n, kv_dim) ×2
-            let [bq, bk, bv] = match &w.bias {
-                Some([q, k, v]) => [Some(q), Some(k), Some(v)],
-                None => [None, None, None],
-            };
-            b.linear(&s.h, &w.wq, bq, &mut s.q, lin(hidden, c.q_dim()))?;
-            b.linear(&s.h, &w.wk, bk, &mut s.k, lin(hidden, c.kv_dim()))?;
-            b.linear(&s.h, &w.wv, bv, &mut s.v, lin(hidden, c.kv_dim()))?;
+            // q, k, v = h·Wqᵀ (+b), h·Wkᵀ (+b), h·Wvᵀ (+b): one stacked [Wq; Wk; Wv]
+            //                                                    (n, q_dim), (n, kv_dim) ×2
+            b.linear_stacked(
+                &s.h,
+                &w.wqkv,
+                w.bias.as_ref(),
+                &mut [&mut s.q, &mut s.k, &mut s.v],
+                &[c.q_dim(), c.kv_dim(), c.kv_dim()],
+                n,
+                hidden,
+            )?;
             // rotate q and k; k, v → cache at pos0..pos0+n
             let heads = (c.n_heads, c.n_kv_heads, c.head_dim);
             let rp = RopeKvParams {
@@ -705,22 +724,17 @@ impl<B: Backend> Engine<B> {
             b.linear(&s.attn, &w.wo, None, &mut s.o, lin(c.q_dim(), hidden))?;
             // x += o; h = rms_norm(x)
             b.rms_norm(&mut s.x, Some(&s.o), &w.mlp_norm, &mut s.h, norm)?;
-            // o = (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ                       (n, hidden)
-            b.linear(
+            // act = silu(h·Wgᵀ) ⊙ h·Wuᵀ over one stacked [Wg; Wu]      (n, intermediate)
+            b.gate_up_swiglu(
                 &s.h,
-                &w.gate,
-                None,
-                &mut s.gate,
-                lin(hidden, c.intermediate_size),
+                &w.gate_up,
+                &mut s.gate_up,
+                &mut s.act,
+                n,
+                hidden,
+                c.intermediate_size,
             )?;
-            b.linear(
-                &s.h,
-                &w.up,
-                None,
-                &mut s.up,
-                lin(hidden, c.intermediate_size),
-            )?;
-            b.swiglu(&s.gate, &s.up, &mut s.act, n * c.intermediate_size)?;
+            // o = act·Wdᵀ                                         (n, hidden)
             b.linear(
                 &s.act,
                 &w.down,
