@@ -145,6 +145,10 @@ llama)
     rm -rf "$dir"
     finish
   done
+  start=$SECONDS
+  bin/wavefront bench --gemv --backend gpu --json "$OUT/bench-gemv.json" --markdown "$OUT/bench-gemv.md" \
+    >"$OUT/bench-gemv.log" 2>&1
+  echo "| bench --gemv | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   bench llama-3.2-1b --shape llama-3.2-1b --reps 5 --depth 0 --sampling greedy,default
   bench llama-3.1-8b --shape llama-3.1-8b --reps 5 --depth 0 --sampling greedy,default
   # Decode at depth 32768 with the phase-1 attention kernel is slow: a few tokens suffice to
