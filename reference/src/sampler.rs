@@ -236,33 +236,41 @@ pub fn softmax(x: &[f32]) -> Vec<f32> {
     e.iter().map(|&v| v / sum).collect()
 }
 
-/// `e^x` in f32, within 2 ulp, built only from correctly rounded IEEE operations (fused
-/// multiply-add, multiply, round half to even, the bits of 2^n), so that any machine doing
-/// those operations in this order gets the same bits: the engine's CPU sampler and its GPU
-/// kernel (`wf_sampler_exp` in kernels/common.h) repeat it operation for operation. libm's
+/// `e^x` in f32, built only from correctly rounded IEEE operations (fused multiply-add,
+/// multiply, round half to even, the bits of 2^n, one f64 → f32 rounding), so that any machine
+/// doing those operations in this order gets the same bits: the engine's CPU sampler and its
+/// GPU kernel (`wf_sampler_exp` in kernels/common.h) repeat it operation for operation. libm's
 /// `expf` and the GPUs' `expf` are each within an ulp or two but differ from each other in the
 /// last bit, and one bit of a probability can move a top-p boundary or the draw.
 ///
 /// 1. NaN → NaN; x > 88.722832 (the largest f32 whose e^x is below f32::MAX) → +inf;
 ///    x < -104 (e^x below half the smallest subnormal) → 0, -inf included;
-/// 2. n = round_half_even(x · log2 e); r = x - n · ln 2 with ln 2 in two parts (the first fma
-///    is exact: n · LN2_HI is a multiple of 2^-24 and r is below 1/2), |r| ≤ 0.35;
-/// 3. e^r by its Taylor polynomial of degree 7 in Horner form, one fma per step (truncation
-///    below 1e-8 relative);
-/// 4. times 2^n from its exponent bits; outside [-126, 127] as two power-of-two factors, the
-///    exact one first, so the only rounding is the final (subnormal) one.
+/// 2. in f64: n = round_half_even(x · log2 e); r = x - n · ln 2 with ln 2 in two parts,
+///    |r| ≤ 0.35;
+/// 3. e^r by its Taylor polynomial of degree 12 in Horner form, one fma per step (truncation
+///    and rounding near 2^-52 relative);
+/// 4. times 2^n (exact in f64), rounded once to f32 (subnormals included).
+///
+/// An f32 evaluation would be within 2 ulp too but not monotone (its own rounding wobbles by
+/// an ulp between neighbouring inputs); this one is the correctly rounded e^x except within
+/// ~2^-50 of a rounding boundary, and monotone on every f32 (the engine's exhaustive test).
 pub fn sampler_exp(x: f32) -> f32 {
     const MAX_ARG: f32 = f32::from_bits(0x42b1_7217); // 88.72283172607421875
-    const LOG2_E: f32 = f32::from_bits(0x3fb8_aa3b);
-    const LN2_HI: f32 = f32::from_bits(0x3f31_7218); // ln 2 rounded to f32
-    const LN2_LO: f32 = f32::from_bits(0xb102_e308); // ln 2 - LN2_HI
-    // 1/k! for k = 7 down to 2, rounded to f32
-    const C: [f32; 6] = [
-        f32::from_bits(0x3950_0d01),
-        f32::from_bits(0x3ab6_0b61),
-        f32::from_bits(0x3c08_8889),
-        f32::from_bits(0x3d2a_aaab),
-        f32::from_bits(0x3e2a_aaab),
+    const LOG2_E: f64 = 1.4426950408889634;
+    const LN2_HI: f64 = 0.6931471805599453; // ln 2 rounded to f64
+    const LN2_LO: f64 = 2.3190468138462996e-17; // ln 2 - LN2_HI
+    // 1/k! for k = 12 down to 2, rounded to f64
+    const C: [f64; 11] = [
+        2.08767569878681e-09,
+        2.505210838544172e-08,
+        2.755731922398589e-07,
+        2.7557319223985893e-06,
+        2.48015873015873e-05,
+        0.0001984126984126984,
+        0.001388888888888889,
+        0.008333333333333333,
+        0.041666666666666664,
+        0.16666666666666666,
         0.5,
     ];
     if x.is_nan() {
@@ -274,6 +282,7 @@ pub fn sampler_exp(x: f32) -> f32 {
     if x < -104.0 {
         return 0.0;
     }
+    let x = f64::from(x);
     let n = (x * LOG2_E).round_ties_even(); // in [-150, 128]
     let r = (-n).mul_add(LN2_HI, x);
     let r = (-n).mul_add(LN2_LO, r);
@@ -283,15 +292,8 @@ pub fn sampler_exp(x: f32) -> f32 {
     }
     p = p.mul_add(r, 1.0);
     p = p.mul_add(r, 1.0);
-    let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23); // 2^e, e in [-126, 127]
-    let n = n as i32;
-    if n > 127 {
-        p * pow2(n - 127) * pow2(127)
-    } else if n < -126 {
-        p * pow2(n + 126) * pow2(-126)
-    } else {
-        p * pow2(n)
-    }
+    let pow2 = f64::from_bits(((n as i64 + 1023) as u64) << 52); // 2^n, exact
+    (p * pow2) as f32
 }
 
 /// Rejects what cannot be turned into a distribution: no logits, NaN, +inf, all -inf.

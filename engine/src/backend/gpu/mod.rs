@@ -36,6 +36,7 @@ use crate::kv_cache::KvCache;
 use crate::sampler::SamplingParams;
 use crate::tensor::DType;
 pub use module::KernelSources;
+pub use ops::sampling::StepBlock;
 use module::{CompileRequest, ModuleCache, Origin};
 use vendor::{DevicePtr, FunctionHandle, KernelArg, LaunchConfig, Vendor};
 
@@ -151,6 +152,10 @@ struct Scratch {
     tokens: Option<GpuBuffer>,
     /// The argmax result (one i32).
     argmax: Option<GpuBuffer>,
+    /// `Backend::sample`'s step block (32 bytes) and history (i32 ids).
+    sample_step: Option<GpuBuffer>,
+    /// `sample_step`'s workspace, for the largest vocabulary sampled so far.
+    sampler: Option<ops::sampling::SamplerWorkspace>,
 }
 
 /// A device pointer to at least `bytes` bytes of `slot`, reallocating when too small.
@@ -167,7 +172,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 16] = [
+pub const ABI_KERNELS: [&str; 17] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -184,6 +189,7 @@ pub const ABI_KERNELS: [&str; 16] = [
     "convert_f32_to_f16",
     "convert_f32_to_bf16",
     "argmax",
+    "sample_step",
 ];
 
 pub struct GpuBackend {

@@ -478,13 +478,56 @@ fn attention_and_argmax_use_the_abi_grids() {
         args[..2],
         [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
     );
-    // With a repetition penalty the row is sampled on the host: no launch.
+    // With a repetition penalty the row goes to sample_step, one 1024-thread block; the fake
+    // runs no kernel, so the token word keeps the host's -2, which is an error, not a token.
     let sp = SamplingParams {
         repeat_penalty: 1.3,
+        top_k: 50,
         ..SamplingParams::greedy()
     };
-    assert_eq!(b.sample(&logits, 0, 50, &sp, &[0], 0.0).unwrap(), 1);
-    assert!(v.calls().is_empty());
+    let err = b.sample(&logits, 1, 50, &sp, &[0, 7], 0.25).unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { op, detail, .. }
+            if op == "sample" && detail.starts_with("sample_step returned -2")),
+        "{err}"
+    );
+    let calls = v.calls();
+    let launch = calls
+        .iter()
+        .find_map(|c| match c {
+            Call::Launch(name, cfg, args) if name == "sample_step" => Some((cfg, args)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let (cfg, args) = launch;
+    assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (1024, 1, 1)));
+    assert_eq!(args.len(), 16);
+    assert_eq!(
+        args[..2],
+        [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
+    );
+    // hist_cap and window: the history's length; top_k ≥ vocab passes as off (0)
+    assert_eq!(args[4..6], [2, 2].map(KernelArg::I32)[..]);
+    assert_eq!(args[6], KernelArg::F32(0.0));
+    assert_eq!(args[7], KernelArg::I32(0));
+    assert_eq!(args[10], KernelArg::F32(1.3));
+    // the step block and history as uploaded: token -2, pos 1, the coin, then the ids
+    let KernelArg::Ptr(step) = args[2] else {
+        panic!("{:?}", args[2])
+    };
+    let mut block = [0u8; 40];
+    v.dtoh(&mut block, step).unwrap();
+    let head: [u8; 32] = block[..32].try_into().unwrap();
+    let sb = super::StepBlock::from_bytes(&head);
+    assert_eq!((sb.token, sb.pos, sb.flags, sb.coin), (-2, 1, 0, 0.25));
+    assert_eq!(block[32..], [0, 0, 0, 0, 7, 0, 0, 0]);
+    assert_eq!(args[3], KernelArg::Ptr(step + 32));
+    // A coin outside [0, 1) is refused before any launch, as the CPU sampler refuses it.
+    assert!(b.sample(&logits, 0, 50, &sp, &[0], 1.0).is_err());
+    assert!(!v
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Launch(..))));
 }
 
 #[test]
