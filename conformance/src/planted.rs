@@ -323,12 +323,6 @@ impl Backend for Planted {
                 "no logits row {row} of {vocab}"
             )));
         };
-        sample(
-            self.bug,
-            l,
-            params,
-            history,
-            coin,
-        )
+        sample(self.bug, l, params, history, coin)
     }
 }

@@ -33,7 +33,10 @@ fn the_engine_sampler_exp_is_the_references_bit_for_bit() {
             wavefront::sampler::sampler_exp(x),
             wavefront_reference::sampler::sampler_exp(x),
         );
-        assert!(e.to_bits() == r.to_bits() || (e.is_nan() && r.is_nan()), "{x}");
+        assert!(
+            e.to_bits() == r.to_bits() || (e.is_nan() && r.is_nan()),
+            "{x}"
+        );
     }
 }
 

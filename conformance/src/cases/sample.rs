@@ -135,7 +135,8 @@ impl SampleCase {
         for &p in dist.iter().filter(|&&p| p > 0.0).take(6) {
             acc += p;
             let c = acc / total;
-            coins.extend([c.next_down(), c, c.next_up()]);
+            let b = c.to_bits(); // c > 0: its neighbours are the adjacent bit patterns
+            coins.extend([f32::from_bits(b - 1), c, f32::from_bits(b + 1)]);
         }
         coins.retain(|c| (0.0..1.0).contains(c));
         coins
@@ -263,13 +264,16 @@ pub fn grid() -> Vec<SampleCase> {
     g.push(case(1, Logits::Flat, settings()[5], 3, 75));
     // an empty history with a penalty; the ties of Ties logits at the top-k boundary;
     g.push(case(1000, Logits::Flat, cli, 0, 76));
-    g.push(case(1000, Logits::Ties, SamplingParams { top_k: 40, ..cli }, 16, 76));
+    g.push(case(
+        1000,
+        Logits::Ties,
+        SamplingParams { top_k: 40, ..cli },
+        16,
+        76,
+    ));
     // top-k off with top-p on: the whole vocabulary is candidates, sorted in shared memory
     // (1000 above) or, past 2048, in the workspace;
-    let whole = SamplingParams {
-        top_k: 0,
-        ..cli
-    };
+    let whole = SamplingParams { top_k: 0, ..cli };
     g.push(case(5000, Logits::Flat, whole, 16, 77));
     g.push(case(49152, Logits::Peaked, whole, 16, 77));
     // a penalty below 1 that overflows to +inf (refused), and one that takes every id of a

@@ -36,8 +36,8 @@ use crate::kv_cache::KvCache;
 use crate::sampler::SamplingParams;
 use crate::tensor::DType;
 pub use module::KernelSources;
-pub use ops::sampling::StepBlock;
 use module::{CompileRequest, ModuleCache, Origin};
+pub use ops::sampling::StepBlock;
 use vendor::{DevicePtr, FunctionHandle, KernelArg, LaunchConfig, Vendor};
 
 /// Which device, which wave size to build the kernels for, and from which sources.

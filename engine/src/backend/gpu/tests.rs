@@ -524,10 +524,7 @@ fn attention_and_argmax_use_the_abi_grids() {
     assert_eq!(args[3], KernelArg::Ptr(step + 32));
     // A coin outside [0, 1) is refused before any launch, as the CPU sampler refuses it.
     assert!(b.sample(&logits, 0, 50, &sp, &[0], 1.0).is_err());
-    assert!(!v
-        .calls()
-        .iter()
-        .any(|c| matches!(c, Call::Launch(..))));
+    assert!(!v.calls().iter().any(|c| matches!(c, Call::Launch(..))));
 }
 
 #[test]
@@ -671,7 +668,10 @@ fn sample_step_draws_coinrng_coins_and_extends_the_history_on_the_device() {
                     &context[context.len() - window..]
                 };
                 let id = sample(&logits, &params, seen, rng.coin()).unwrap();
-                assert_eq!(got.token, id as i32, "WAVE={wave} window {window} call {call}");
+                assert_eq!(
+                    got.token, id as i32,
+                    "WAVE={wave} window {window} call {call}"
+                );
                 context.push(id);
                 want.push(id as i32);
             }
