@@ -58,6 +58,10 @@ ABI.update({
     "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
+    "sample_step": ("sampling.hip", "const float* logits, int vocab, int* step, int* hist, "
+                    "int hist_cap, int window, float temperature, int top_k, float top_p, "
+                    "float min_p, float repeat_penalty, float* work, int* marks, int* cand_id, "
+                    "float* cand_p, u64* keys", 1024, "(1)"),
 })
 GEMV = ("const uint16_t* w, const float* x, const float* bias, float* out0, float* out1, "
         "float* out2, int m0, int m1, int m2, int k")

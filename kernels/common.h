@@ -7,7 +7,8 @@
 //     and the block reductions built on them;
 //   * 16-byte vector loads and stores;
 //   * the 16-bit storage types (f16, bf16 as uint16_t) and their exact conversions;
-//   * an accurate f32 sin/cos (for RoPE) that needs no device library.
+//   * an accurate f32 sin/cos (for RoPE) that needs no device library;
+//   * the sampler's e^x (wf_sampler_exp), bit-identical to the Rust sampler's.
 //
 // Compilers: hipRTC and NVRTC at run time (the source is handed over with this header as an
 // in-memory include named "common.h"), clang-19 -x hip for the ahead-of-time AMD check
@@ -92,6 +93,18 @@ WF_DEVICE float f32_from_bits(uint32_t u) {
 #endif
 }
 
+WF_DEVICE double f64_from_bits(u64 u) {
+#if defined(WF_HIP)
+  return __builtin_bit_cast(double, u);
+#elif defined(WF_CUDA)
+  return __longlong_as_double((long long)u);
+#else
+  double f;
+  memcpy(&f, &u, 8);
+  return f;
+#endif
+}
+
 WF_DEVICE uint32_t f32_bits(float f) {
 #if defined(WF_HIP)
   return __builtin_bit_cast(uint32_t, f);
@@ -114,16 +127,57 @@ WF_DEVICE float wf_rintf(float x) { return __builtin_rintf(x); }
 WF_DEVICE float wf_sqrtf(float x) { return __builtin_sqrtf(x); }
 WF_DEVICE float wf_expf(float x) { return __builtin_expf(x); }
 WF_DEVICE double wf_fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
+WF_DEVICE double wf_rint(double x) { return __builtin_rint(x); }
 #else
 WF_DEVICE float wf_fmaf(float a, float b, float c) { return fmaf(a, b, c); }
 WF_DEVICE float wf_rintf(float x) { return rintf(x); }
 WF_DEVICE float wf_sqrtf(float x) { return sqrtf(x); }
 WF_DEVICE float wf_expf(float x) { return expf(x); }
 WF_DEVICE double wf_fma(double a, double b, double c) { return fma(a, b, c); }
+WF_DEVICE double wf_rint(double x) { return rint(x); }
 #endif
 
 WF_DEVICE float wf_inf() { return f32_from_bits(0x7f800000u); }
 WF_DEVICE bool wf_isnan(float x) { return x != x; }
+
+// ---------------------------------------------------------------------------------------------
+// e^x for the sampler's softmax, bit-identical to `sampler_exp` of engine/src/sampler.rs and
+// reference/src/sampler.rs: only correctly rounded IEEE operations, in the same order (the
+// vendors' expf and libm's differ in the last bit, and one bit of a probability can move a
+// top-p boundary or the draw). Every product that feeds a sum is an explicit wf_fma (NVRTC
+// and clang would otherwise be free to contract, or not, a separate multiply and add); plain
+// `*` only where nothing is added to the product. Monotone, correctly rounded except within
+// ~2^-50 of a rounding boundary (the engine's exhaustive test).
+//   NaN → NaN; x > 88.72283172607421875 (the largest f32 with e^x < FLT_MAX) → +inf;
+//   x < -104 → 0 (-inf too); in f64: n = rne(x · log2 e) in [-150, 128]; r = x - n · ln 2 by
+//   two fmas (ln 2 in two parts); e^r by Taylor degree 12 in Horner form; × 2^n (exact, from
+//   its exponent bits); one rounding to f32. f64 is slow on consumer GPUs, but the sampler
+//   takes one exp per candidate token.
+// ---------------------------------------------------------------------------------------------
+WF_DEVICE float wf_sampler_exp(float x) {
+  if (wf_isnan(x)) return x;
+  if (x > f32_from_bits(0x42b17217u)) return wf_inf();
+  if (x < -104.0f) return 0.0f;
+  const double xd = (double)x;
+  const double n = wf_rint(xd * 1.4426950408889634);  // log2 e
+  double r = wf_fma(-n, 0.6931471805599453, xd);      // ln 2 rounded to f64
+  r = wf_fma(-n, 2.3190468138462996e-17, r);          // ln 2 - the above
+  double p = 2.08767569878681e-09;                    // 1/12!
+  p = wf_fma(p, r, 2.505210838544172e-08);            // 1/11!
+  p = wf_fma(p, r, 2.755731922398589e-07);            // 1/10!
+  p = wf_fma(p, r, 2.7557319223985893e-06);           // 1/9!
+  p = wf_fma(p, r, 2.48015873015873e-05);             // 1/8!
+  p = wf_fma(p, r, 0.0001984126984126984);            // 1/7!
+  p = wf_fma(p, r, 0.001388888888888889);             // 1/6!
+  p = wf_fma(p, r, 0.008333333333333333);             // 1/5!
+  p = wf_fma(p, r, 0.041666666666666664);             // 1/4!
+  p = wf_fma(p, r, 0.16666666666666666);              // 1/3!
+  p = wf_fma(p, r, 0.5);
+  p = wf_fma(p, r, 1.0);
+  p = wf_fma(p, r, 1.0);
+  const double pow2 = f64_from_bits((u64)((i64)n + 1023) << 52);  // 2^n
+  return (float)(p * pow2);
+}
 
 // ---------------------------------------------------------------------------------------------
 // 16-bit storage conversions (bit-exact, identical on every vendor; the CPU backend's `half`
@@ -353,6 +407,29 @@ WF_DEVICE void block_sync() {
   __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "workgroup");
 #else
   __syncthreads();
+#endif
+}
+
+// Relaxed atomics on global or shared ints (the builtins HIP's atomicAdd etc. expand to).
+WF_DEVICE int wf_atomic_add(int* p, int v) {
+#if defined(WF_HIP)
+  return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#else
+  return atomicAdd(p, v);
+#endif
+}
+WF_DEVICE int wf_atomic_or(int* p, int v) {
+#if defined(WF_HIP)
+  return __atomic_fetch_or(p, v, __ATOMIC_RELAXED);
+#else
+  return atomicOr(p, v);
+#endif
+}
+WF_DEVICE int wf_atomic_exch(int* p, int v) {
+#if defined(WF_HIP)
+  return __atomic_exchange_n(p, v, __ATOMIC_RELAXED);
+#else
+  return atomicExch(p, v);
 #endif
 }
 

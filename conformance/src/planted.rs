@@ -23,16 +23,20 @@ pub enum Bug {
     TopPKeepsOneTooMany,
     /// Attention's softmax exponentiates raw scores (no max subtraction): overflows.
     SoftmaxWithoutMaxSubtraction,
+    /// The sampler's softmax sums its exponentials in descending id order (a GPU reduction
+    /// tree would reorder it too): the same math, other bits.
+    SamplerSumReordered,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::RopeSignFlipped,
         Bug::CausalMaskOffByOne,
         Bug::WrongGqaHeadMapping,
         Bug::KvWrittenAtWrongPosition,
         Bug::TopPKeepsOneTooMany,
         Bug::SoftmaxWithoutMaxSubtraction,
+        Bug::SamplerSumReordered,
     ];
 }
 
@@ -170,10 +174,18 @@ fn attention(
     Ok(())
 }
 
+/// The sampler's softmax with its sum taken in descending id order.
+fn softmax_summed_backwards(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let e: Vec<f32> = x.iter().map(|&v| sampler::sampler_exp(v - max)).collect();
+    let sum: f32 = e.iter().rev().sum();
+    e.iter().map(|&v| v / sum).collect()
+}
+
 /// The sampler pipeline spelled out (the engine's steps), with top-p keeping one extra token
-/// when `bug`.
+/// or the softmax summed backwards when `bug` says so.
 fn sample(
-    bug: bool,
+    bug: Option<Bug>,
     logits: &[f32],
     params: &SamplingParams,
     history: &[u32],
@@ -190,6 +202,11 @@ fn sample(
     }
     let mut l = logits.to_vec();
     sampler::apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    if l.contains(&f32::INFINITY) {
+        return Err(wavefront::Error::InvalidRequest(
+            "a logit overflows under the repetition penalty".into(),
+        ));
+    }
     let best = sampler::argmax(&l);
     if params.is_greedy() {
         return Ok(best as u32);
@@ -198,10 +215,15 @@ fn sample(
     let scaled: Vec<f32> = l.iter().map(|&v| (v - max) / params.temperature).collect();
     let mut keep = vec![true; l.len()];
     sampler::top_k_mask(&scaled, params.top_k, &mut keep);
-    let probs = sampler::softmax(&sampler::masked(&scaled, &keep, f32::NEG_INFINITY));
+    let masked = sampler::masked(&scaled, &keep, f32::NEG_INFINITY);
+    let probs = if bug == Some(Bug::SamplerSumReordered) {
+        softmax_summed_backwards(&masked)
+    } else {
+        sampler::softmax(&masked)
+    };
     let before = keep.clone();
     sampler::top_p_mask(&probs, params.top_p, &mut keep);
-    if bug {
+    if bug == Some(Bug::TopPKeepsOneTooMany) {
         // re-admit the most probable token top-p dropped
         let dropped = (0..probs.len()).filter(|&i| before[i] && !keep[i]);
         if let Some(extra) = dropped.max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
@@ -318,12 +340,6 @@ impl Backend for Planted {
                 "no logits row {row} of {vocab}"
             )));
         };
-        sample(
-            self.bug == Some(Bug::TopPKeepsOneTooMany),
-            l,
-            params,
-            history,
-            coin,
-        )
+        sample(self.bug, l, params, history, coin)
     }
 }

@@ -24,6 +24,22 @@ fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
     );
 }
 
+#[test]
+fn the_engine_sampler_exp_is_the_references_bit_for_bit() {
+    // every 4099th f32 bit pattern: both signs, subnormals, NaNs, infinities
+    for bits in (0..=u32::MAX).step_by(4099) {
+        let x = f32::from_bits(bits);
+        let (e, r) = (
+            wavefront::sampler::sampler_exp(x),
+            wavefront_reference::sampler::sampler_exp(x),
+        );
+        assert!(
+            e.to_bits() == r.to_bits() || (e.is_nan() && r.is_nan()),
+            "{x}"
+        );
+    }
+}
+
 fn check(case: Case) -> Result<(), TestCaseError> {
     let r = case
         .run(&CpuBackend::default())

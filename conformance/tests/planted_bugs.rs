@@ -14,7 +14,7 @@ fn expected_ops(bug: Bug) -> &'static [Op] {
         Bug::WrongGqaHeadMapping | Bug::SoftmaxWithoutMaxSubtraction => {
             &[Op::AttentionPrefill, Op::AttentionDecode]
         }
-        Bug::TopPKeepsOneTooMany => &[Op::Sample],
+        Bug::TopPKeepsOneTooMany | Bug::SamplerSumReordered => &[Op::Sample],
     }
 }
 

@@ -155,13 +155,61 @@ pub fn min_p_mask(probs: &[f32], min_p: f32, keep: &mut [bool]) {
     }
 }
 
-/// `e^(x − max) / Σ e^(x − max)` with the sum taken in index order (as the reference does);
-/// entries at −inf get 0.
+/// `e^(x − max) / Σ e^(x − max)` with [`sampler_exp`] and the sum taken in index order (as the
+/// reference does); entries at −inf get 0.
 pub fn softmax(x: &[f32]) -> Vec<f32> {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let e: Vec<f32> = x.iter().map(|&v| (v - max).exp()).collect();
+    let e: Vec<f32> = x.iter().map(|&v| sampler_exp(v - max)).collect();
     let sum: f32 = e.iter().sum();
     e.iter().map(|&v| v / sum).collect()
+}
+
+/// `e^x` from correctly rounded IEEE operations only, the same operations in the same order
+/// as `wavefront_reference::sampler::sampler_exp` and `wf_sampler_exp` in kernels/common.h, so
+/// the CPU, the GPU kernel and the reference get the same bits (libm's and the GPUs' `expf`
+/// differ in the last bit). NaN → NaN; x > 88.722832 → +inf; x < −104 → 0; in f64: n =
+/// rne(x · log2 e), r = x − n · ln 2 (two fmas), Taylor degree 12 by fma, × 2^n; one rounding
+/// to f32. Within 2 ulp (in practice correctly rounded) and monotone.
+pub fn sampler_exp(x: f32) -> f32 {
+    const MAX_ARG: f32 = f32::from_bits(0x42b1_7217); // 88.72283172607421875
+    const LOG2_E: f64 = std::f64::consts::LOG2_E; // 1.4426950408889634, as common.h
+    const LN2_HI: f64 = std::f64::consts::LN_2; // 0.6931471805599453, as common.h
+    const LN2_LO: f64 = 2.3190468138462996e-17; // ln 2 - LN2_HI
+                                                // 1/k! for k = 12 down to 2, rounded to f64
+    const C: [f64; 11] = [
+        2.08767569878681e-09,
+        2.505210838544172e-08,
+        2.755731922398589e-07,
+        2.7557319223985893e-06,
+        2.48015873015873e-05,
+        0.0001984126984126984,
+        0.001388888888888889,
+        0.008333333333333333,
+        0.041666666666666664,
+        0.16666666666666666,
+        0.5,
+    ];
+    if x.is_nan() {
+        return x;
+    }
+    if x > MAX_ARG {
+        return f32::INFINITY;
+    }
+    if x < -104.0 {
+        return 0.0;
+    }
+    let x = f64::from(x);
+    let n = (x * LOG2_E).round_ties_even(); // in [-150, 128]
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = p.mul_add(r, *c);
+    }
+    p = p.mul_add(r, 1.0);
+    p = p.mul_add(r, 1.0);
+    let pow2 = f64::from_bits(((n as i64 + 1023) as u64) << 52); // 2^n, exact
+    (p * pow2) as f32
 }
 
 /// `x` where `keep`, `fill` elsewhere.
@@ -423,6 +471,91 @@ mod tests {
         ] {
             assert!(p.validate().is_ok(), "{p:?}");
         }
+    }
+
+    /// The error of `got` against e^x (f64), in f32 ulps at e^x (2^-149 below 2^-126).
+    fn ulps(x: f32, got: f32) -> f64 {
+        let want = (x as f64).exp();
+        let exp2 = (want as f32).abs().log2().floor().max(-126.0) as i32;
+        (got as f64 - want).abs() / 2f64.powi(exp2 - 23)
+    }
+
+    /// Checks `xs` (ascending): within 2 ulp of e^x (+inf past MAX_ARG, where e^x rounds to
+    /// +inf too) and non-decreasing; returns the worst error.
+    fn check_exp(xs: impl Iterator<Item = f32>) -> f64 {
+        let max_arg = f32::from_bits(0x42b1_7217);
+        let (mut worst, mut at, mut prev) = (0.0f64, 0.0f32, 0.0f32);
+        for x in xs {
+            let got = sampler_exp(x);
+            if x > max_arg {
+                assert!(
+                    got.is_infinite() && ((x as f64).exp() as f32).is_infinite(),
+                    "{x}"
+                );
+            } else {
+                let e = ulps(x, got);
+                if e > worst {
+                    (worst, at) = (e, x);
+                }
+            }
+            assert!(got >= prev, "not monotone at {x}: {got} < {prev}");
+            prev = got;
+        }
+        assert!(worst <= 2.0, "{worst} ulp at {at}");
+        worst
+    }
+
+    /// The f32s of [-104, 88.8] ascending, every `stride`-th.
+    fn domain(stride: usize) -> impl Iterator<Item = f32> {
+        let neg = (0..=(-104.0f32).to_bits() - (-0.0f32).to_bits())
+            .rev()
+            .step_by(stride)
+            .map(|d| f32::from_bits((-0.0f32).to_bits() + d));
+        let pos = (0..=88.8f32.to_bits()).step_by(stride).map(f32::from_bits);
+        neg.chain(pos)
+    }
+
+    #[test]
+    fn sampler_exp_is_within_2_ulp_and_monotone() {
+        check_exp(domain(97));
+        // every f32 within 3000 of each point where n = rne(x · log2 e) steps
+        let mut xs = Vec::new();
+        for k in -151..=128 {
+            let c = (k as f32 + 0.5) * std::f32::consts::LN_2;
+            xs.extend((-3000..3000).map(|d| f32::from_bits((c.to_bits() as i32 + d) as u32)));
+        }
+        xs.retain(|x| (-104.0..=88.8).contains(x));
+        xs.sort_by(f32::total_cmp);
+        xs.dedup();
+        check_exp(xs.into_iter());
+    }
+
+    /// All 2.2e9 f32 inputs of the domain (about three minutes on one core): `cargo test -p
+    /// wavefront --release --lib sampler_exp_every_input -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn sampler_exp_every_input() {
+        println!("worst {} ulp", check_exp(domain(1)));
+    }
+
+    #[test]
+    fn sampler_exp_edges() {
+        assert!(sampler_exp(f32::NAN).is_nan());
+        assert_eq!(sampler_exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(sampler_exp(f32::NEG_INFINITY).to_bits(), 0);
+        assert_eq!(sampler_exp(-104.5).to_bits(), 0);
+        assert_eq!(sampler_exp(0.0), 1.0);
+        assert_eq!(sampler_exp(-0.0), 1.0);
+        let max_arg = f32::from_bits(0x42b1_7217);
+        assert!(sampler_exp(max_arg).is_finite());
+        assert_eq!(
+            sampler_exp(f32::from_bits(max_arg.to_bits() + 1)),
+            f32::INFINITY
+        );
+        for x in [-104.0f32, -103.0, -87.4, -87.3, max_arg] {
+            assert!(ulps(x, sampler_exp(x)) <= 2.0, "{x}");
+        }
+        assert!(sampler_exp(-103.0) > 0.0 && sampler_exp(-103.0) < f32::MIN_POSITIVE);
     }
 
     #[test]

@@ -18,10 +18,7 @@
 //! 8. the kept probabilities are renormalised; `r = coin * total`, and the token is the first
 //!    id, in ascending order, whose cumulative probability exceeds `r`.
 
-use ndarray::ArrayView1;
-
 use crate::error::{Error, Result};
-use crate::ops::softmax;
 
 /// The sampling knobs; each is off at its `Default`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,7 +137,7 @@ pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) ->
     let mut keep = top_k_mask(&scaled, params.top_k);
     // 5. Softmax over the kept tokens.
     let masked: Vec<f32> = mask(&scaled, &keep, f32::NEG_INFINITY);
-    let probs = softmax(ArrayView1::from(&masked)).to_vec();
+    let probs = softmax(&masked);
     // 6. Top-p.
     and_assign(&mut keep, &top_p_mask(&probs, params.top_p));
     // 7. Min-p, on the probabilities top-p left.
@@ -230,6 +227,75 @@ pub fn min_p_mask(probs: &[f32], min_p: f32) -> Vec<bool> {
     probs.iter().map(|&p| p >= threshold).collect()
 }
 
+/// Step 5: `e^(x - max) / Σ e^(x - max)` with [`sampler_exp`] and the sum taken in index order;
+/// entries at -inf get 0. (Not `ops::softmax`: attention keeps libm's `exp` there.)
+pub fn softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let e: Vec<f32> = x.iter().map(|&v| sampler_exp(v - max)).collect(); // (n), each in [0, 1]
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|&v| v / sum).collect()
+}
+
+/// `e^x` in f32, built only from correctly rounded IEEE operations (fused multiply-add,
+/// multiply, round half to even, the bits of 2^n, one f64 → f32 rounding), so that any machine
+/// doing those operations in this order gets the same bits: the engine's CPU sampler and its
+/// GPU kernel (`wf_sampler_exp` in kernels/common.h) repeat it operation for operation. libm's
+/// `expf` and the GPUs' `expf` are each within an ulp or two but differ from each other in the
+/// last bit, and one bit of a probability can move a top-p boundary or the draw.
+///
+/// 1. NaN → NaN; x > 88.722832 (the largest f32 whose e^x is below f32::MAX) → +inf;
+///    x < -104 (e^x below half the smallest subnormal) → 0, -inf included;
+/// 2. in f64: n = round_half_even(x · log2 e); r = x - n · ln 2 with ln 2 in two parts,
+///    |r| ≤ 0.35;
+/// 3. e^r by its Taylor polynomial of degree 12 in Horner form, one fma per step (truncation
+///    and rounding near 2^-52 relative);
+/// 4. times 2^n (exact in f64), rounded once to f32 (subnormals included).
+///
+/// An f32 evaluation would be within 2 ulp too but not monotone (its own rounding wobbles by
+/// an ulp between neighbouring inputs); this one is the correctly rounded e^x except within
+/// ~2^-50 of a rounding boundary, and monotone on every f32 (the engine's exhaustive test).
+pub fn sampler_exp(x: f32) -> f32 {
+    const MAX_ARG: f32 = f32::from_bits(0x42b1_7217); // 88.72283172607421875
+    const LOG2_E: f64 = std::f64::consts::LOG2_E; // 1.4426950408889634, as common.h
+    const LN2_HI: f64 = std::f64::consts::LN_2; // 0.6931471805599453, as common.h
+    const LN2_LO: f64 = 2.3190468138462996e-17; // ln 2 - LN2_HI
+                                                // 1/k! for k = 12 down to 2, rounded to f64
+    const C: [f64; 11] = [
+        2.08767569878681e-09,
+        2.505210838544172e-08,
+        2.755731922398589e-07,
+        2.7557319223985893e-06,
+        2.48015873015873e-05,
+        0.0001984126984126984,
+        0.001388888888888889,
+        0.008333333333333333,
+        0.041666666666666664,
+        0.16666666666666666,
+        0.5,
+    ];
+    if x.is_nan() {
+        return x;
+    }
+    if x > MAX_ARG {
+        return f32::INFINITY;
+    }
+    if x < -104.0 {
+        return 0.0;
+    }
+    let x = f64::from(x);
+    let n = (x * LOG2_E).round_ties_even(); // in [-150, 128]
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = p.mul_add(r, *c);
+    }
+    p = p.mul_add(r, 1.0);
+    p = p.mul_add(r, 1.0);
+    let pow2 = f64::from_bits(((n as i64 + 1023) as u64) << 52); // 2^n, exact
+    (p * pow2) as f32
+}
+
 /// Rejects what cannot be turned into a distribution: no logits, NaN, +inf, all -inf.
 fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
@@ -266,4 +332,79 @@ fn mask(x: &[f32], keep: &[bool], fill: f32) -> Vec<f32> {
 
 fn and_assign(keep: &mut [bool], other: &[bool]) {
     keep.iter_mut().zip(other).for_each(|(k, &o)| *k &= o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sampler_exp;
+
+    /// The error of `got` against e^x (f64), in f32 ulps at e^x (2^-149 below 2^-126).
+    fn ulps(x: f32, got: f32) -> f64 {
+        let want = (x as f64).exp();
+        let exp2 = (want as f32).abs().log2().floor().max(-126.0) as i32;
+        (got as f64 - want).abs() / 2f64.powi(exp2 - 23)
+    }
+
+    /// Every `stride`-th f32 of [lo, hi] (same sign), ascending.
+    fn sweep(lo: f32, hi: f32, stride: usize) -> Vec<f32> {
+        let (a, b) = (lo.to_bits(), hi.to_bits());
+        let (a, b) = (a.min(b), a.max(b));
+        let mut v: Vec<f32> = (a..=b).step_by(stride).map(f32::from_bits).collect();
+        v.sort_by(f32::total_cmp);
+        v
+    }
+
+    #[test]
+    fn sampler_exp_is_within_2_ulp_and_monotone() {
+        let mut xs = sweep(-104.0, -0.0, 97);
+        xs.extend(sweep(0.0, 88.8, 97));
+        // every f32 within 3000 of each point where n = round(x log2 e) steps, and of the
+        // subnormal boundary
+        for k in -151..=128 {
+            let c = (k as f32 + 0.5) * std::f32::consts::LN_2;
+            xs.extend((-3000..3000).map(|d| f32::from_bits((c.to_bits() as i32 + d) as u32)));
+        }
+        xs.retain(|x| (-104.0..=88.8).contains(x));
+        xs.sort_by(f32::total_cmp);
+        let (mut worst, mut at) = (0.0f64, 0.0f32);
+        let mut prev = 0.0f32;
+        for &x in &xs {
+            let got = sampler_exp(x);
+            if x > f32::from_bits(0x42b1_7217) {
+                assert!(
+                    got.is_infinite() && ((x as f64).exp() as f32).is_infinite(),
+                    "{x}"
+                );
+            } else {
+                let e = ulps(x, got);
+                if e > worst {
+                    (worst, at) = (e, x);
+                }
+            }
+            assert!(got >= prev, "not monotone at {x}: {got} < {prev}");
+            prev = got;
+        }
+        assert!(worst <= 2.0, "{worst} ulp at {at}");
+    }
+
+    #[test]
+    fn sampler_exp_edges() {
+        assert!(sampler_exp(f32::NAN).is_nan());
+        assert_eq!(sampler_exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(sampler_exp(f32::NEG_INFINITY).to_bits(), 0);
+        assert_eq!(sampler_exp(-104.5).to_bits(), 0);
+        assert_eq!(sampler_exp(0.0), 1.0);
+        assert_eq!(sampler_exp(-0.0), 1.0);
+        let max_arg = f32::from_bits(0x42b1_7217);
+        assert!(sampler_exp(max_arg).is_finite());
+        assert_eq!(
+            sampler_exp(f32::from_bits(max_arg.to_bits() + 1)),
+            f32::INFINITY
+        );
+        // the first and last finite nonzero results are e^x rounded (or within 2 ulp)
+        for x in [-104.0f32, -103.0, -87.4, -87.3, max_arg] {
+            assert!(ulps(x, sampler_exp(x)) <= 2.0, "{x}");
+        }
+        assert!(sampler_exp(-103.0) > 0.0 && sampler_exp(-103.0) < f32::MIN_POSITIVE);
+    }
 }

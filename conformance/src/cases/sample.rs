@@ -27,6 +27,11 @@ pub enum Logits {
     WithPosInf,
     /// Every logit -inf: refused.
     AllNegInf,
+    /// Magnitudes up to 3.3e38: a penalty below 1 overflows history ids to +inf (refused).
+    NearMax,
+    /// Every logit at or below -5e37: a large penalty takes the history's ids to -inf (all of
+    /// them, when the history covers the vocabulary: the reference then draws id 0).
+    VeryNegative,
 }
 
 impl Logits {
@@ -96,8 +101,45 @@ impl SampleCase {
             Logits::WithNan => l[rng.below(self.vocab)] = f32::NAN,
             Logits::WithPosInf => l[rng.below(self.vocab)] = f32::INFINITY,
             Logits::AllNegInf => l.iter_mut().for_each(|x| *x = f32::NEG_INFINITY),
+            Logits::NearMax => l.iter_mut().for_each(|x| *x *= 1.1e38),
+            Logits::VeryNegative => l.iter_mut().for_each(|x| *x = -(x.abs() + 1.0) * 5e37),
         }
         l
+    }
+
+    /// `history_len` ids: mostly below the vocabulary, every fifth a repeat of the one before,
+    /// every seventh outside it (the vocabulary itself, or past 2^31, which a kernel's i32 sees
+    /// negative); the sampler ignores those and penalises a repeated id once.
+    fn make_history(&self, rng: &mut Rng) -> Vec<u32> {
+        let mut h: Vec<u32> = Vec::with_capacity(self.history_len);
+        for i in 0..self.history_len {
+            let id = match (i % 5, i % 7) {
+                (_, 6) if i % 2 == 0 => self.vocab as u32,
+                (_, 6) => u32::MAX - rng.below(4) as u32,
+                (4, _) if i > 0 => h[i - 1],
+                _ => rng.below(self.vocab) as u32,
+            };
+            h.push(id);
+        }
+        h
+    }
+
+    /// Coins at the reference's draw boundaries: for the first kept ids, `acc / total` (the
+    /// coin where the pick steps from one id to the next) and its neighbouring f32s. A one-ulp
+    /// change anywhere in the distribution (the exp, the order of a sum) moves some of these
+    /// picks, so the ids comparison sees arithmetic, not only logic.
+    fn boundary_coins(dist: &[f32]) -> Vec<f32> {
+        let total: f32 = dist.iter().sum();
+        let mut acc = 0.0f32;
+        let mut coins = Vec::new();
+        for &p in dist.iter().filter(|&&p| p > 0.0).take(6) {
+            acc += p;
+            let c = acc / total;
+            let b = c.to_bits(); // c > 0: its neighbours are the adjacent bit patterns
+            coins.extend([f32::from_bits(b - 1), c, f32::from_bits(b + 1)]);
+        }
+        coins.retain(|c| (0.0..1.0).contains(c));
+        coins
     }
 
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
@@ -105,22 +147,16 @@ impl SampleCase {
         let mut all = rng.values((self.rows - 1) * self.vocab, 1.0);
         let logits = self.make_logits(&mut rng);
         all.extend_from_slice(&logits);
-        let history: Vec<u32> = (0..self.history_len)
-            .map(|_| rng.below(self.vocab) as u32)
-            .collect();
+        let history = self.make_history(&mut rng);
         let mut coins = vec![0.0f32, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999_999];
         coins.extend((0..8).map(|_| rng.unit()));
         let t = upload(b, DType::F32, &all)?;
         let rp = to_reference(&self.params);
-        if self.logits.is_invalid() {
-            // Both sides refuse, for every coin: no token is ever taken from such a row.
+        let Ok(dist) = rs::distribution(&logits, &rp, &history) else {
+            // The reference refuses the row (NaN, +inf, all -inf, +inf under the penalty):
+            // the backend must too, for every coin; no token is ever taken from such a row.
             let mut taken = Vec::new();
             for &coin in &coins {
-                assert!(
-                    rs::sample(&logits, &rp, &history, coin).is_err(),
-                    "the reference refuses {:?} logits",
-                    self.logits
-                );
                 if let Ok(id) =
                     b.sample(&t, self.rows - 1, self.vocab, &self.params, &history, coin)
                 {
@@ -131,15 +167,21 @@ impl SampleCase {
                 crate::compare::Comparison::exact()
             } else {
                 crate::compare::Comparison::fail(format!(
-                    "sampled from {:?} logits instead of refusing: (coin, id) {taken:?}",
+                    "sampled from {:?} logits the reference refuses: (coin, id) {taken:?}",
                     self.logits
                 ))
             };
             return Ok(vec![Check::new("refused", cmp)]);
-        }
+        };
+        assert!(
+            !self.logits.is_invalid(),
+            "the reference samples from {:?} logits",
+            self.logits
+        );
+        coins.extend(Self::boundary_coins(&dist));
         let (mut want, mut got) = (Vec::new(), Vec::new());
         for &coin in &coins {
-            want.push(rs::sample(&logits, &rp, &history, coin).expect("valid params and logits"));
+            want.push(rs::pick(&dist, coin) as u32); // = rs::sample(&logits, &rp, &history, coin)
             got.push(b.sample(&t, self.rows - 1, self.vocab, &self.params, &history, coin)?);
         }
         Ok(vec![Check::new("ids", compare_ids(&want, &got))])
@@ -206,7 +248,59 @@ pub fn grid() -> Vec<SampleCase> {
             seed: 73,
         });
     }
-    // Logits no sampler takes, greedy (the device's argmax) and sampled (the host's path).
+    let cli = settings()[6];
+    let case = |vocab, logits, params, history_len, seed| SampleCase {
+        vocab,
+        logits,
+        params,
+        history_len,
+        rows: 1,
+        seed,
+    };
+    // Every path of the device sampler (sample_step) at real sizes and edges:
+    // the CLI default at Llama 3's vocabulary (49152 above is SmolLM2's), and at the smallest;
+    g.push(case(128_256, Logits::Flat, cli, 64, 75));
+    g.push(case(1, Logits::Flat, cli, 3, 75));
+    g.push(case(1, Logits::Flat, settings()[5], 3, 75));
+    // an empty history with a penalty; the ties of Ties logits at the top-k boundary;
+    g.push(case(1000, Logits::Flat, cli, 0, 76));
+    g.push(case(
+        1000,
+        Logits::Ties,
+        SamplingParams { top_k: 40, ..cli },
+        16,
+        76,
+    ));
+    // top-k off with top-p on: the whole vocabulary is candidates, sorted in shared memory
+    // (1000 above) or, past 2048, in the workspace;
+    let whole = SamplingParams { top_k: 0, ..cli };
+    g.push(case(5000, Logits::Flat, whole, 16, 77));
+    g.push(case(49152, Logits::Peaked, whole, 16, 77));
+    // a penalty below 1 that overflows to +inf (refused), and one that takes every id of a
+    // small vocabulary to -inf (the reference then draws 0) or some of them;
+    let lift = SamplingParams {
+        repeat_penalty: 0.5,
+        ..cli
+    };
+    g.push(case(1000, Logits::NearMax, lift, 16, 78));
+    g.push(case(
+        1000,
+        Logits::NearMax,
+        SamplingParams {
+            repeat_penalty: 0.5,
+            ..SamplingParams::greedy()
+        },
+        16,
+        78,
+    ));
+    let crush = SamplingParams {
+        repeat_penalty: 1e30,
+        ..cli
+    };
+    g.push(case(3, Logits::VeryNegative, crush, 16, 79));
+    g.push(case(64, Logits::VeryNegative, crush, 16, 79));
+    // Logits no sampler takes, greedy (the device's argmax) and sampled (the device's
+    // sample_step).
     for logits in [Logits::WithNan, Logits::WithPosInf, Logits::AllNegInf] {
         for params in [SamplingParams::greedy(), settings()[6]] {
             g.push(SampleCase {

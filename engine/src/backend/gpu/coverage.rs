@@ -77,6 +77,22 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_bf16", "gemv.hip", 1, GEMV),
     k("gemv_swiglu_f16", "gemv.hip", 2, VEC_TAIL_SCALAR),
     k("gemv_swiglu_bf16", "gemv.hip", 3, VEC_TAIL_SCALAR),
+    k(
+        "sample_step",
+        "sampling.hip",
+        1,
+        &[
+            "unsamplable",
+            "penalty",
+            "penalty_inf",
+            "greedy",
+            "top_k",
+            "softmax",
+            "top_p_lds",
+            "top_p_global",
+            "min_p",
+        ],
+    ),
 ];
 
 /// A path of a kernel: `("embedding_f16", "tail")`.
@@ -173,17 +189,19 @@ mod tests {
     use crate::backend::gpu::module::KERNEL_SOURCES;
     use crate::backend::gpu::ABI_KERNELS;
 
-    /// `enum XPath { PATH_A, PATH_B };` of a kernel source: `["a", "b"]`.
-    fn enum_paths(src: &str) -> Vec<String> {
-        let Some(start) = src.find("Path {") else {
-            return Vec::new();
-        };
-        let body = &src[start + 6..];
-        let body = &body[..body.find('}').expect("the enum closes")];
-        body.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.strip_prefix("PATH_").expect("PATH_ names").to_lowercase())
+    /// Every `enum XPath { PATH_A, PATH_B };` of a kernel source: `[["a", "b"]]` (a file with
+    /// several kernels may give each its own enum).
+    fn enum_paths(src: &str) -> Vec<Vec<String>> {
+        src.match_indices("Path {")
+            .map(|(start, _)| {
+                let body = &src[start + 6..];
+                let body = &body[..body.find('}').expect("the enum closes")];
+                body.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.strip_prefix("PATH_").expect("PATH_ names").to_lowercase())
+                    .collect()
+            })
             .collect()
     }
 
@@ -211,8 +229,9 @@ mod tests {
         }
         assert_eq!(KERNEL_PATHS.len(), ABI_KERNELS.len());
         for (file, src) in KERNEL_SOURCES {
-            let declared = enum_paths(src);
-            assert!(!declared.is_empty(), "{file}: no `enum ...Path`");
+            let enums = enum_paths(src);
+            assert!(!enums.is_empty(), "{file}: no `enum ...Path`");
+            let declared: Vec<String> = enums.concat();
             let mut slots = std::collections::HashSet::new();
             for k in KERNEL_PATHS.iter().filter(|k| k.file == *file) {
                 assert!(k.slot < SLOTS, "{}: slot {}", k.kernel, k.slot);
@@ -222,12 +241,14 @@ mod tests {
                     "{}: not in {file}",
                     k.kernel
                 );
-                // bit i is the enum's i-th name; a kernel may use a prefix of the enum
-                assert_eq!(
-                    k.paths,
-                    &declared[..k.paths.len()],
-                    "{}: paths against {file}'s enum",
-                    k.kernel
+                // bit i is the i-th name of one of the file's enums; a kernel may use a prefix
+                assert!(
+                    enums
+                        .iter()
+                        .any(|e| e.len() >= k.paths.len() && k.paths == &e[..k.paths.len()]),
+                    "{}: paths {:?} are no prefix of an enum of {file} ({enums:?})",
+                    k.kernel,
+                    k.paths
                 );
             }
             let marks = marked(src);
@@ -264,7 +285,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 3 + 3 + 2 + 4 + 2 * 7 + 2 * 3
+            3 * 3 + 4 + 3 * 3 + 3 * 3 + 3 + 2 + 4 + 2 * 7 + 2 * 3 + 9
         );
     }
 }

@@ -38,6 +38,7 @@ use crate::sampler::SamplingParams;
 use crate::tensor::DType;
 pub use module::KernelSources;
 use module::{CompileRequest, ModuleCache, Origin};
+pub use ops::sampling::StepBlock;
 use vendor::{DevicePtr, FunctionHandle, KernelArg, LaunchConfig, Vendor};
 
 /// Which device, which wave size to build the kernels for, and from which sources.
@@ -152,6 +153,10 @@ struct Scratch {
     tokens: Option<GpuBuffer>,
     /// The argmax result (one i32).
     argmax: Option<GpuBuffer>,
+    /// `Backend::sample`'s step block (32 bytes) and history (i32 ids).
+    sample_step: Option<GpuBuffer>,
+    /// `sample_step`'s workspace, for the largest vocabulary sampled so far.
+    sampler: Option<ops::sampling::SamplerWorkspace>,
 }
 
 /// A device pointer to at least `bytes` bytes of `slot`, reallocating when too small.
@@ -168,7 +173,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 20] = [
+pub const ABI_KERNELS: [&str; 21] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -189,6 +194,7 @@ pub const ABI_KERNELS: [&str; 20] = [
     "gemv_bf16",
     "gemv_swiglu_f16",
     "gemv_swiglu_bf16",
+    "sample_step",
 ];
 
 pub struct GpuBackend {

@@ -623,13 +623,53 @@ fn attention_and_argmax_use_the_abi_grids() {
         args[..2],
         [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
     );
-    // With a repetition penalty the row is sampled on the host: no launch.
+    // With a repetition penalty the row goes to sample_step, one 1024-thread block; the fake
+    // runs no kernel, so the token word keeps the host's -2, which is an error, not a token.
     let sp = SamplingParams {
         repeat_penalty: 1.3,
+        top_k: 50,
         ..SamplingParams::greedy()
     };
-    assert_eq!(b.sample(&logits, 0, 50, &sp, &[0], 0.0).unwrap(), 1);
-    assert!(v.calls().is_empty());
+    let err = b.sample(&logits, 1, 50, &sp, &[0, 7], 0.25).unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { op, detail, .. }
+            if op == "sample" && detail.starts_with("sample_step returned -2")),
+        "{err}"
+    );
+    let calls = v.calls();
+    let launch = calls
+        .iter()
+        .find_map(|c| match c {
+            Call::Launch(name, cfg, args) if name == "sample_step" => Some((cfg, args)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let (cfg, args) = launch;
+    assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (1024, 1, 1)));
+    assert_eq!(args.len(), 16);
+    assert_eq!(
+        args[..2],
+        [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
+    );
+    // hist_cap and window: the history's length; top_k ≥ vocab passes as off (0)
+    assert_eq!(args[4..6], [2, 2].map(KernelArg::I32)[..]);
+    assert_eq!(args[6], KernelArg::F32(0.0));
+    assert_eq!(args[7], KernelArg::I32(0));
+    assert_eq!(args[10], KernelArg::F32(1.3));
+    // the step block and history as uploaded: token -2, pos 1, the coin, then the ids
+    let KernelArg::Ptr(step) = args[2] else {
+        panic!("{:?}", args[2])
+    };
+    let mut block = [0u8; 40];
+    v.dtoh(&mut block, step).unwrap();
+    let head: [u8; 32] = block[..32].try_into().unwrap();
+    let sb = super::StepBlock::from_bytes(&head);
+    assert_eq!((sb.token, sb.pos, sb.flags, sb.coin), (-2, 1, 0, 0.25));
+    assert_eq!(block[32..], [0, 0, 0, 0, 7, 0, 0, 0]);
+    assert_eq!(args[3], KernelArg::Ptr(step + 32));
+    // A coin outside [0, 1) is refused before any launch, as the CPU sampler refuses it.
+    assert!(b.sample(&logits, 0, 50, &sp, &[0], 1.0).is_err());
+    assert!(!v.calls().iter().any(|c| matches!(c, Call::Launch(..))));
 }
 
 #[test]
@@ -693,4 +733,114 @@ fn memory_info_and_module_globals_go_through_the_vendor_trait() {
     v.dtoh(&mut got, g).unwrap();
     assert_eq!(got, want);
     assert_eq!(v.module_global(m, "wf_len").unwrap(), None);
+}
+
+/// `sample_step` as a decode loop runs it: the coin drawn on the device from the step block's
+/// SplitMix64 state, the history on the device. Call after call the ids are the CPU sampler's
+/// for CoinRng's coins of the same seed over the growing history (whole, then a window of 2),
+/// the tokens are appended, and the block ends with CoinRng's state, the call count and the
+/// position; captured once in a graph and replayed, the same ids again. Skips without a GPU.
+#[test]
+fn sample_step_draws_coinrng_coins_and_extends_the_history_on_the_device() {
+    use super::ops::sampling::{launch_sample_step, SamplerWorkspace};
+    use super::{detect, detect_with, require_gpu, wave_variants, OpenError, StepBlock};
+    use crate::sampler::{sample, CoinRng};
+    let native = match detect() {
+        Ok(b) => b.info().wave,
+        Err(OpenError::Unavailable(r)) if !require_gpu() => {
+            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let vocab = 1000;
+    let logits: Vec<f32> = crate::formats::random::values(vocab, 5)
+        .iter()
+        .map(|v| v * 3.0)
+        .collect();
+    let params = SamplingParams {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        repeat_penalty: 1.1,
+    };
+    // 3 + 14 ids: the last one lands past hist_cap (dropped); every call sees its whole context
+    let (seed, calls, hist_cap) = (0x5eed_u64, 14usize, 16usize);
+    let i32_bytes = |ids: &[i32]| -> Vec<u8> { ids.iter().flat_map(|i| i.to_le_bytes()).collect() };
+    for wave in wave_variants(native) {
+        let opts = GpuOptions {
+            wave: Some(wave),
+            ..GpuOptions::from_env()
+        };
+        let b = detect_with(&opts).unwrap();
+        let row = b.upload_f32(&logits).unwrap();
+        let ws = SamplerWorkspace::new(&b, vocab).unwrap();
+        for window in [0usize, 2] {
+            let start = StepBlock {
+                pos: 2,
+                flags: StepBlock::DRAW_COIN,
+                rng_state: seed,
+                ..Default::default()
+            };
+            let mut hist0 = vec![5i32, 9, 5];
+            hist0.resize(hist_cap, 0);
+            let step = b.upload(DType::F32, &start.to_bytes()).unwrap();
+            let hist = b.upload(DType::F32, &i32_bytes(&hist0)).unwrap();
+            let read_step = || {
+                let w: Vec<u8> = b
+                    .download_f32(&step)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|f| f.to_le_bytes())
+                    .collect();
+                StepBlock::from_bytes(&w[..32].try_into().unwrap())
+            };
+            let launch = |b: &GpuBackend| {
+                let (r, s, h) = (row.ptr(), step.ptr(), hist.ptr());
+                launch_sample_step(b, r, vocab, s, h, hist_cap, window, &params, &ws)
+            };
+            // the host's model: CoinRng's coins, the context so far, its window
+            let mut rng = CoinRng::new(seed);
+            let mut context: Vec<u32> = vec![5, 9, 5];
+            let mut want = Vec::new();
+            for call in 0..calls {
+                launch(&b).unwrap();
+                let got = read_step();
+                let seen = if window == 0 {
+                    &context[..]
+                } else {
+                    &context[context.len() - window..]
+                };
+                let id = sample(&logits, &params, seen, rng.coin()).unwrap();
+                assert_eq!(
+                    got.token, id as i32,
+                    "WAVE={wave} window {window} call {call}"
+                );
+                context.push(id);
+                want.push(id as i32);
+            }
+            let end = read_step();
+            assert_eq!(
+                (end.calls, end.pos, end.rng_state),
+                (calls as u32, 2 + calls as i32, rng.state())
+            );
+            let h: Vec<i32> = b
+                .download_f32(&hist)
+                .unwrap()
+                .iter()
+                .map(|f| f.to_bits() as i32)
+                .collect();
+            let ctx: Vec<i32> = context.iter().map(|&i| i as i32).collect();
+            assert_eq!(h[..hist_cap], ctx[..hist_cap], "only hist_cap ids are kept");
+            // Captured once, replayed: the same stream.
+            b.vendor.htod(step.ptr(), &start.to_bytes()).unwrap();
+            b.vendor.htod(hist.ptr(), &i32_bytes(&hist0)).unwrap();
+            let g = b.capture(launch).unwrap();
+            for (call, &id) in want.iter().enumerate() {
+                b.replay(&g).unwrap();
+                assert_eq!(read_step().token, id, "replay {call}, WAVE={wave}");
+            }
+        }
+    }
 }

@@ -1,15 +1,199 @@
-//! Sampling: greedy decoding takes the argmax on the device (only the id crosses to the host;
-//! -1 when the logits cannot be sampled, which the reference refuses too);
-//! anything else downloads the row and runs `crate::sampler::sample` (phase 1: CPU sampling).
+//! Sampling on the device. `sample_step` is the whole sampler in one block (the reference's
+//! `distribution` + `pick` bit for bit, `kernels/sampling.hip`): it reads the repetition
+//! history and writes the token into device buffers, so a decode loop can queue it (or capture
+//! it into a graph) with no host round trip; [`launch_sample_step`] only queues it. The
+//! `Backend::sample` API (host history, host coin) runs it over a cached workspace and a small
+//! step block in the backend's scratch; greedy decoding without a penalty keeps the `argmax`
+//! kernel. Either way only the id crosses to the host, -1 when the logits cannot be sampled
+//! (which the reference refuses too).
 
 use crate::backend::check_tensor;
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
-use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuTensor};
-use crate::error::Result;
-use crate::sampler::SamplingParams;
+use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuBuffer, GpuTensor};
+use crate::error::{Error, Result};
+use crate::sampler::{CoinRng, SamplingParams};
 use crate::tensor::DType;
 
 const OP: &str = "sample";
+
+/// The 32-byte step block `sample_step` reads and writes (its ABI; the decode loop owns one).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepBlock {
+    /// Written by the kernel: the sampled id, or -1 when the row cannot be sampled.
+    pub token: i32,
+    /// The position of the context's last token (`hist[0 ..= pos]`; -1 = empty); the kernel
+    /// appends the token and adds one on success.
+    pub pos: i32,
+    /// Calls so far (the kernel adds one per call).
+    pub calls: u32,
+    /// [`StepBlock::DRAW_COIN`]: the coin comes from `rng_state`.
+    pub flags: u32,
+    /// SplitMix64 state (`CoinRng`'s), advanced once per call when the coin is drawn.
+    pub rng_state: u64,
+    /// The coin when it is not drawn, in [0, 1).
+    pub coin: f32,
+}
+
+impl StepBlock {
+    pub const BYTES: usize = 32;
+    /// Flags bit 0: draw the coin from `rng_state`, as `CoinRng::coin` does.
+    pub const DRAW_COIN: u32 = 1;
+
+    /// Little-endian: i32 token, i32 pos, u32 calls, u32 flags, u64 state, f32 coin, 4 zero.
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut b = [0u8; Self::BYTES];
+        b[0..4].copy_from_slice(&self.token.to_le_bytes());
+        b[4..8].copy_from_slice(&self.pos.to_le_bytes());
+        b[8..12].copy_from_slice(&self.calls.to_le_bytes());
+        b[12..16].copy_from_slice(&self.flags.to_le_bytes());
+        b[16..24].copy_from_slice(&self.rng_state.to_le_bytes());
+        b[24..28].copy_from_slice(&self.coin.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; Self::BYTES]) -> Self {
+        let w = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&b[16..24]);
+        StepBlock {
+            token: i32::from_le_bytes(w(0)),
+            pos: i32::from_le_bytes(w(4)),
+            calls: u32::from_le_bytes(w(8)),
+            flags: u32::from_le_bytes(w(12)),
+            rng_state: u64::from_le_bytes(s),
+            coin: f32::from_le_bytes(w(24)),
+        }
+    }
+
+    /// The coin the kernel uses this call, advancing the block as the kernel does (the host
+    /// model of the protocol: the state is `CoinRng`'s own).
+    pub fn next_coin(&mut self) -> f32 {
+        self.calls = self.calls.wrapping_add(1);
+        if self.flags & Self::DRAW_COIN == 0 {
+            return self.coin;
+        }
+        let mut rng = CoinRng::new(self.rng_state);
+        let coin = rng.coin();
+        self.rng_state = rng.state();
+        coin
+    }
+}
+
+/// Device scratch of `sample_step` for vocabularies up to `vocab`: one allocation holding
+/// keys (next power of two ≥ vocab) u64, then work f32, marks i32, cand_id i32, cand_p f32
+/// (vocab each). The marks are zeroed at creation; every call leaves them zeroed.
+pub(in crate::backend::gpu) struct SamplerWorkspace {
+    buf: GpuBuffer,
+    vocab: usize,
+}
+
+impl SamplerWorkspace {
+    /// Bytes of the workspace for `vocab` (STYLE 11), `None` on overflow.
+    pub fn bytes(vocab: usize) -> Option<usize> {
+        let keys = vocab.checked_next_power_of_two()?.checked_mul(8)?;
+        vocab.checked_mul(16)?.checked_add(keys)
+    }
+
+    pub fn new(b: &GpuBackend, vocab: usize) -> Result<Self> {
+        if vocab == 0 {
+            return Err(bad(OP, "a sampler workspace for vocab 0".into()));
+        }
+        int(OP, "vocab", vocab)?;
+        let bytes = Self::bytes(vocab)
+            .ok_or_else(|| bad(OP, format!("a workspace for vocab {vocab} overflows")))?;
+        let buf = GpuBuffer::new(&b.vendor, bytes)?;
+        let ws = SamplerWorkspace { buf, vocab };
+        b.vendor.memset(ws.part(2), 0, vocab * 4)?;
+        Ok(ws)
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Part `i` of the layout: 0 keys, 1 work, 2 marks, 3 cand_id, 4 cand_p.
+    fn part(&self, i: usize) -> DevicePtr {
+        let keys = self.vocab.next_power_of_two() * 8;
+        let at = if i == 0 {
+            0
+        } else {
+            keys + (i - 1) * self.vocab * 4
+        };
+        self.buf.ptr + at as u64
+    }
+}
+
+/// Queues `sample_step` over the logits row at `row` (vocab f32) with the step block `step`
+/// (32 bytes, [`StepBlock`]) and the history `hist` (hist_cap i32 ids), the penalty window the
+/// last `window` ids of the context (0 = all of it). No allocation, no wait: capturable.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn launch_sample_step(
+    b: &GpuBackend,
+    row: DevicePtr,
+    vocab: usize,
+    step: DevicePtr,
+    hist: DevicePtr,
+    hist_cap: usize,
+    window: usize,
+    p: &SamplingParams,
+    ws: &SamplerWorkspace,
+) -> Result<()> {
+    p.validate()?;
+    if vocab == 0 || vocab > ws.vocab {
+        return Err(bad(
+            OP,
+            format!(
+                "vocab {vocab} for a sampler workspace of {} (and at least 1)",
+                ws.vocab
+            ),
+        ));
+    }
+    let n = int(OP, "vocab", vocab)?;
+    // top-k off at 0 and at k ≥ vocab (everything kept), as the reference's top_k_mask
+    let top_k = if p.top_k >= vocab { 0 } else { p.top_k };
+    let cfg = LaunchConfig {
+        grid: (1, 1, 1),
+        block: (1024, 1, 1),
+        shared_bytes: 0,
+    };
+    let args = [
+        KernelArg::Ptr(row),
+        KernelArg::I32(n),
+        KernelArg::Ptr(step),
+        KernelArg::Ptr(hist),
+        KernelArg::I32(int(OP, "hist_cap", hist_cap)?),
+        KernelArg::I32(int(OP, "window", window)?),
+        KernelArg::F32(p.temperature),
+        KernelArg::I32(int(OP, "top_k", top_k)?),
+        KernelArg::F32(p.top_p),
+        KernelArg::F32(p.min_p),
+        KernelArg::F32(p.repeat_penalty),
+        KernelArg::Ptr(ws.part(1)),
+        KernelArg::Ptr(ws.part(2)),
+        KernelArg::Ptr(ws.part(3)),
+        KernelArg::Ptr(ws.part(4)),
+        KernelArg::Ptr(ws.part(0)),
+    ];
+    // SAFETY: the caller's row holds vocab f32, step 32 bytes, hist hist_cap i32; the
+    // workspace was sized for ≥ vocab (checked above).
+    unsafe { b.launch("sample_step", cfg, &args) }
+}
+
+/// A token id from the kernels' i32: -1 is the reference's refusal of the row.
+fn token(kernel: &str, id: i32, vocab: usize) -> Result<u32> {
+    match usize::try_from(id) {
+        Ok(i) if i < vocab => Ok(i as u32),
+        _ if id == -1 => Err(Error::InvalidRequest(
+            "the logits row holds a NaN or +inf, or every logit is -inf (after the repetition \
+             penalty: +inf)"
+                .into(),
+        )),
+        _ => Err(bad(
+            OP,
+            format!("{kernel} returned {id} for a vocabulary of {vocab}"),
+        )),
+    }
+}
 
 pub(in crate::backend::gpu) fn sample(
     b: &GpuBackend,
@@ -32,39 +216,59 @@ pub(in crate::backend::gpu) fn sample(
     if vocab == 0 {
         return Err(bad(OP, "vocab is 0".into()));
     }
+    if !(0.0..1.0).contains(&coin) {
+        return Err(Error::InvalidRequest(format!(
+            "coin must be in [0, 1), got {coin}"
+        )));
+    }
     let row_ptr = logits.ptr_at(row * vocab);
-    // The repetition penalty changes the argmax, so greedy with a penalty samples on the host.
+    let n = int(OP, "vocab", vocab)?;
+    let mut scratch = b
+        .scratch
+        .lock()
+        .map_err(|_| bad(OP, "scratch lock poisoned".into()))?;
+    // Greedy without a penalty: the argmax kernel alone.
     let penalty_applies = params.repeat_penalty != 1.0 && !history.is_empty();
     if params.is_greedy() && !penalty_applies {
-        let n = int(OP, "vocab", vocab)?;
-        let mut scratch = b
-            .scratch
-            .lock()
-            .map_err(|_| bad(OP, "scratch lock poisoned".into()))?;
         let out = scratch_ptr(&b.vendor, &mut scratch.argmax, 4)?;
         launch_argmax(b, row_ptr, n, out)?;
         let mut id = [0u8; 4];
         b.vendor.dtoh(&mut id, out)?;
-        let id = i32::from_le_bytes(id);
-        return match usize::try_from(id) {
-            Ok(i) if i < vocab => Ok(i as u32),
-            // The reference sampler's refusal, for the same logits.
-            _ if id == -1 => Err(crate::Error::InvalidRequest(
-                "the logits row holds a NaN or +inf, or every logit is -inf".into(),
-            )),
-            _ => Err(bad(
-                OP,
-                format!("argmax returned {id} for a vocabulary of {vocab}"),
-            )),
-        };
+        return token("argmax", i32::from_le_bytes(id), vocab);
     }
-    let mut bytes = vec![0u8; vocab * 4];
-    b.vendor.dtoh(&mut bytes, row_ptr)?;
-    let row: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    crate::sampler::sample(&row, params, history, coin)
+    if scratch.sampler.as_ref().is_none_or(|w| w.vocab() < vocab) {
+        scratch.sampler = None; // freed (after the stream is done with it) before the new one
+        scratch.sampler = Some(SamplerWorkspace::new(b, vocab)?);
+    }
+    // The step block, then the history as i32 (ids ≥ 2^31 wrap negative: the kernel ignores
+    // them with the other ids ≥ vocab). The token word starts at -2, a value the kernel never
+    // writes, so a step that did not run cannot pass for a token.
+    let step = StepBlock {
+        token: -2,
+        pos: int(OP, "history length", history.len())? - 1,
+        coin,
+        ..Default::default()
+    };
+    let mut bytes = step.to_bytes().to_vec();
+    bytes.extend(history.iter().flat_map(|&id| id.to_le_bytes()));
+    let step_ptr = scratch_ptr(&b.vendor, &mut scratch.sample_step, bytes.len())?;
+    b.vendor.htod(step_ptr, &bytes)?;
+    let ws = scratch.sampler.as_ref().expect("created above");
+    let hist = step_ptr + StepBlock::BYTES as u64;
+    launch_sample_step(
+        b,
+        row_ptr,
+        vocab,
+        step_ptr,
+        hist,
+        history.len(),
+        history.len(),
+        params,
+        ws,
+    )?;
+    let mut id = [0u8; 4];
+    b.vendor.dtoh(&mut id, step_ptr)?;
+    token("sample_step", i32::from_le_bytes(id), vocab)
 }
 
 /// `argmax`: one block of 1024 threads over `n`; lowest index on ties, NaN never wins.
@@ -84,27 +288,58 @@ pub(in crate::backend::gpu) fn launch_argmax(
     unsafe { b.launch("argmax", cfg, &args) }
 }
 
-/// PLACEHOLDER until the device sampler lands (branch `sampler`).
-pub(in crate::backend::gpu) struct SamplerWorkspace;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl SamplerWorkspace {
-    pub(in crate::backend::gpu) fn new(_b: &GpuBackend, _vocab: usize) -> Result<Self> {
-        Ok(SamplerWorkspace)
+    #[test]
+    fn the_step_block_layout_and_its_coin_protocol() {
+        let s = StepBlock {
+            token: -1,
+            pos: 41,
+            calls: 7,
+            flags: StepBlock::DRAW_COIN,
+            rng_state: 0x0123_4567_89ab_cdef,
+            coin: 0.25,
+        };
+        let b = s.to_bytes();
+        assert_eq!(b[0..4], (-1i32).to_le_bytes());
+        assert_eq!(b[4..8], 41i32.to_le_bytes());
+        assert_eq!(b[8..12], 7u32.to_le_bytes());
+        assert_eq!(b[12..16], 1u32.to_le_bytes());
+        assert_eq!(b[16..24], 0x0123_4567_89ab_cdefu64.to_le_bytes());
+        assert_eq!(b[24..28], 0.25f32.to_le_bytes());
+        assert_eq!(b[28..32], [0; 4]);
+        assert_eq!(StepBlock::from_bytes(&b), s);
+        // Drawn coins: CoinRng's stream for the seed, one per call; given coins: the coin.
+        for seed in [0u64, 1, 42, u64::MAX] {
+            let mut block = StepBlock {
+                flags: StepBlock::DRAW_COIN,
+                rng_state: seed,
+                ..Default::default()
+            };
+            let mut rng = CoinRng::new(seed);
+            for call in 1..=20 {
+                assert_eq!(block.next_coin().to_bits(), rng.coin().to_bits());
+                assert_eq!((block.calls, block.rng_state), (call, rng.state()));
+            }
+        }
+        let mut given = StepBlock {
+            coin: 0.75,
+            rng_state: 9,
+            ..Default::default()
+        };
+        assert_eq!((given.next_coin(), given.rng_state), (0.75, 9));
     }
-}
 
-/// PLACEHOLDER until the device sampler lands (branch `sampler`).
-#[allow(clippy::too_many_arguments)]
-pub(in crate::backend::gpu) fn launch_sample_step(
-    _b: &GpuBackend,
-    _row: DevicePtr,
-    _vocab: usize,
-    _step: DevicePtr,
-    _hist: DevicePtr,
-    _hist_cap: usize,
-    _window: usize,
-    _params: &SamplingParams,
-    _ws: &SamplerWorkspace,
-) -> Result<()> {
-    Err(bad(OP, "the device sampler is not built yet".into()))
+    #[test]
+    fn workspace_bytes() {
+        assert_eq!(SamplerWorkspace::bytes(1), Some(8 + 16));
+        assert_eq!(SamplerWorkspace::bytes(1000), Some(1024 * 8 + 1000 * 16));
+        assert_eq!(
+            SamplerWorkspace::bytes(128_256),
+            Some(131_072 * 8 + 128_256 * 16)
+        );
+        assert_eq!(SamplerWorkspace::bytes(usize::MAX), None);
+    }
 }
