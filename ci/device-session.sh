@@ -47,6 +47,10 @@ pack() {
     $(for t in $OPS_TESTS $MODEL_TESTS; do [ "${t%%:*}" = conformance ] && echo "--test ${t#*:}"; done) || exit 1
   cargo test --release --no-run -p wavefront \
     $(for t in $OPS_TESTS $MODEL_TESTS; do [ "${t%%:*}" = wavefront ] && echo "--test ${t#*:}"; done) || exit 1
+  # The engine's unit tests (the GPU ones among them run against the device there).
+  lib_tests=$(cargo test --release --no-run -p wavefront --lib 2>&1 |
+    sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))/\1/p' | tail -n 1)
+  [ -n "$lib_tests" ] || exit 1
   rm -rf .device && mkdir -p .device/ops .device/models
   put() { # file dest-dir name
     cp "$1" "$2/$3" && strip "$2/$3" && xz -6 -T2 "$2/$3"
@@ -54,6 +58,7 @@ pack() {
   put target/release/wavefront-conformance .device/ops wavefront-conformance
   put target/release/wavefront .device/ops wavefront
   for t in $OPS_TESTS $MODEL_TESTS; do put "$(test_binary "$t")" .device/ops "${t#*:}"; done
+  put "$lib_tests" .device/ops engine_lib
   [ -f "$model" ] || target/release/wavefront info >/dev/null # fetches the default model
   # What travels is at most 64 MiB a call, the working tree included: 38 MiB of the model
   # with the binaries, the rest alone.
@@ -113,7 +118,7 @@ ops)
   echo "|---|---:|---:|---|" >>"$OUT/summary.md"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
   bin/wavefront info --devices | tee "$OUT/devices.txt"
-  for t in $OPS_TESTS; do run_test "${t#*:}"; done
+  for t in $OPS_TESTS engine_lib; do run_test "${t#*:}"; done
   start=$SECONDS
   bin/wavefront-conformance --backend gpu --wave all \
     --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
