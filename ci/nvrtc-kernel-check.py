@@ -256,7 +256,7 @@ def test_attention(mod, tag):
             scale = np.float32(1.0 / np.sqrt(np.float32(hd)))
             bq, ba = Buf(q), Buf(store)
             out = Buf.poisoned(rows * nh * hd)
-            fn((nh, rows), (128,), (bq.view, ba.view, out.view, i32(layer), i32(pos0), i32(rows),
+            fn((nh, rows), (1024,), (bq.view, ba.view, out.view, i32(layer), i32(pos0), i32(rows),
                                     i32(nh), i32(nkv), i32(hd), i32(cap), scale,
                                     np.uint64(0)))  # no step block: pos0 as given
             want = np.zeros((rows, nh, hd))

@@ -6,9 +6,11 @@
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
 //   head_dim) of T ∈ {f32, f16, bf16}, K at kv = 0, V at kv = 1 (engine/src/kv_cache.rs).
-// Launch: grid (n_heads, rows); block ATTENTION_BLOCK = 128; no dynamic shared memory.
+// Launch: grid (n_heads, rows); block ATTENTION_BLOCK = 1024; no dynamic shared memory (static:
+//   the waves' partial accumulators, NW · 256 f32 ≤ 32 KiB). 1024 threads: a decode row walks its
+//   keys NW at a time, so at a few hundred keys the serial walk is a few iterations, not dozens.
 //   (gridDim.y limits rows to 65535 per launch.)
-// Indexing: block (h, i). The block's NW = 128 / WAVE waves split the keys: wave w takes
+// Indexing: block (h, i). The block's NW = 1024 / WAVE waves split the keys: wave w takes
 //   j = w, w + NW, w + 2·NW, …; every wave runs the same number of iterations,
 //   ceil((p + 1) / NW), idle on j > p, so the wave reductions stay block-uniform. Lane l
 //   owns the dims d = l + c·WAVE (c < 256 / WAVE, d < head_dim): it holds q[d] and the
@@ -31,7 +33,7 @@
 
 enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE, PATH_STEP };
 
-constexpr int ATTENTION_BLOCK = 128;
+constexpr int ATTENTION_BLOCK = 1024;
 constexpr int ATTENTION_MAX_HEAD_DIM = 256;
 constexpr int ATTENTION_WAVES = ATTENTION_BLOCK / WAVE;
 constexpr int ATTENTION_DIMS = ATTENTION_MAX_HEAD_DIM / WAVE;  // dims per lane

@@ -30,7 +30,7 @@
 //   hist (hist_cap) i32 ids; the workspace, for this vocab: work (vocab) f32, marks (vocab) i32
 //   zeroed once at creation (and left zeroed by every call), cand_id (vocab) i32, cand_p
 //   (vocab) f32, keys (next power of two ≥ vocab) u64.
-//   Launch: grid (1); block SAMPLE_BLOCK = 1024; no dynamic shared memory (static ≤ 26 KiB).
+//   Launch: grid (1); block SAMPLE_BLOCK = 1024; no dynamic shared memory (static ≤ 42 KiB).
 //   Contract (the host's): vocab ≥ 1, the workspace sized for ≥ vocab; temperature finite;
 //   top_k in [0, vocab) (0 = off); top_p in (0, 1] (≥ 1 = off); min_p in [0, 1] (0 = off);
 //   repeat_penalty finite > 0 (1 = off); window ≥ 0 (0 = the whole context).
@@ -264,18 +264,37 @@ WF_DEVICE int sample_block_scan(int v, int* total) {
 
 // The k-th largest of x[0, n) (1 ≤ k ≤ n) in total order: four 8-bit digits of sample_key,
 // most significant first, each chosen by a histogram of the elements matching the digits so far.
+// The histogram has SAMPLE_HIST_COPIES copies, thread t counting into copy t mod 32, so the lanes
+// of one wave never add to the same shared word (logits crowd into a few digits: one shared
+// counter per digit serialises every wave's atomics 32 ways). A copy holds 16-bit counts, two
+// per word (digit d in half d & 1 of word d / 2); a copy counts at most
+// (SAMPLE_BLOCK / 32) · ceil(n / SAMPLE_BLOCK) elements, below 2^16 for n ≤ 2,000,000 (the
+// host refuses larger vocabularies: SAMPLE_MAX_VOCAB in engine/src/backend/gpu/ops/sampling.rs).
+constexpr int SAMPLE_HIST_COPIES = 32;
 WF_DEVICE float sample_kth_largest(const float* x, int n, int k) {
+  __shared__ uint32_t copies[SAMPLE_HIST_COPIES][128];
   __shared__ int hist[256];
   __shared__ uint32_t s_prefix;
   __shared__ int s_k;
   const int t = thread_index();
+  uint32_t* words = &copies[0][0];
+  uint32_t* mine = copies[t & (SAMPLE_HIST_COPIES - 1)];
   uint32_t prefix = 0, mask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = t; b < 256; b += SAMPLE_BLOCK) hist[b] = 0;
+    for (int w = t; w < SAMPLE_HIST_COPIES * 128; w += SAMPLE_BLOCK) words[w] = 0;
     block_sync();
     for (int i = t; i < n; i += SAMPLE_BLOCK) {
       const uint32_t key = sample_key(x[i]);
-      if ((key & mask) == prefix) wf_atomic_add(&hist[(key >> shift) & 255u], 1);
+      if ((key & mask) == prefix) {
+        const uint32_t d = (key >> shift) & 255u;
+        wf_atomic_add((int*)&mine[d >> 1], 1 << ((d & 1u) * 16));
+      }
+    }
+    block_sync();
+    for (int d = t; d < 256; d += SAMPLE_BLOCK) {
+      int sum = 0;
+      for (int c = 0; c < SAMPLE_HIST_COPIES; ++c) sum += (copies[c][d >> 1] >> ((d & 1) * 16)) & 0xffffu;
+      hist[d] = sum;
     }
     block_sync();
     if (t == 0) {

@@ -98,6 +98,15 @@ impl SamplerWorkspace {
         if vocab == 0 {
             return Err(bad(OP, "a sampler workspace for vocab 0".into()));
         }
+        if vocab > SAMPLE_MAX_VOCAB {
+            return Err(bad(
+                OP,
+                format!(
+                    "vocab {vocab} exceeds the device sampler's {SAMPLE_MAX_VOCAB} (its radix \
+                     histograms count in 16 bits)"
+                ),
+            ));
+        }
         int(OP, "vocab", vocab)?;
         let bytes = Self::bytes(vocab)
             .ok_or_else(|| bad(OP, format!("a workspace for vocab {vocab} overflows")))?;
@@ -126,6 +135,9 @@ impl SamplerWorkspace {
 /// Queues `sample_step` over the logits row at `row` (vocab f32) with the step block `step`
 /// (32 bytes, [`StepBlock`]) and the history `hist` (hist_cap i32 ids), the penalty window the
 /// last `window` ids of the context (0 = all of it). No allocation, no wait: capturable.
+/// The largest vocabulary `sample_step` takes (the 16-bit radix histogram counts of kernels/sampling.hip).
+pub const SAMPLE_MAX_VOCAB: usize = 2_000_000;
+
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_sample_step(
     b: &GpuBackend,
