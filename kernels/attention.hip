@@ -6,11 +6,13 @@
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
 //   head_dim) of T ∈ {f32, f16, bf16}, K at kv = 0, V at kv = 1 (engine/src/kv_cache.rs).
-// Launch: grid (n_heads, rows); block ATTENTION_BLOCK = 1024; no dynamic shared memory (static:
-//   the waves' partial accumulators, NW · 256 f32 ≤ 32 KiB). 1024 threads: a decode row walks its
-//   keys NW at a time, so at a few hundred keys the serial walk is a few iterations, not dozens.
+// Launch: grid (n_heads, rows); block B = ATTENTION_BLOCK = 1024 threads for one row (decode:
+//   the row walks its keys NW at a time, so a few hundred keys are a few iterations, not dozens)
+//   and ATTENTION_PREFILL_BLOCK = 128 for more rows (prefill: many blocks, each row's keys few on
+//   average); any multiple of WAVE up to 1024 works, the kernel reads B. No dynamic shared
+//   memory (static: the waves' partial accumulators, up to 1024 / WAVE · 256 f32 = 32 KiB).
 //   (gridDim.y limits rows to 65535 per launch.)
-// Indexing: block (h, i). The block's NW = 1024 / WAVE waves split the keys: wave w takes
+// Indexing: block (h, i). The block's NW = B / WAVE waves split the keys: wave w takes
 //   j = w, w + NW, w + 2·NW, …; every wave runs the same number of iterations,
 //   ceil((p + 1) / NW), idle on j > p, so the wave reductions stay block-uniform. Lane l
 //   owns the dims d = l + c·WAVE (c < 256 / WAVE, d < head_dim): it holds q[d] and the
@@ -35,7 +37,7 @@ enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE, PATH_STEP };
 
 constexpr int ATTENTION_BLOCK = 1024;
 constexpr int ATTENTION_MAX_HEAD_DIM = 256;
-constexpr int ATTENTION_WAVES = ATTENTION_BLOCK / WAVE;
+constexpr int ATTENTION_WAVES = ATTENTION_BLOCK / WAVE;  // the most waves a block has
 constexpr int ATTENTION_DIMS = ATTENTION_MAX_HEAD_DIM / WAVE;  // dims per lane
 
 template <class KV>
@@ -66,9 +68,10 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   }
   float m = -wf_inf(), l = 0.0f;
 
-  const int iters = (keys + ATTENTION_WAVES - 1) / ATTENTION_WAVES;
+  const int nw = block_dim_x() / WAVE;  // waves of this launch (≤ ATTENTION_WAVES)
+  const int iters = (keys + nw - 1) / nw;
   for (int it = 0; it < iters; ++it) {
-    const int j = it * ATTENTION_WAVES + w;
+    const int j = it * nw + w;
     const bool valid = j < keys;
     float part = 0.0f;
     if (valid) {
@@ -110,13 +113,11 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   }
   block_sync();
   float big_m = -wf_inf();
-#pragma unroll
-  for (int u = 0; u < ATTENTION_WAVES; ++u) big_m = max_num(big_m, wave_m[u]);
+  for (int u = 0; u < nw; ++u) big_m = max_num(big_m, wave_m[u]);
   float* o = out + ((i64)i * n_heads + h) * head_dim;  // (head_dim)
-  for (int d = thread_index(); d < head_dim; d += ATTENTION_BLOCK) {
+  for (int d = thread_index(); d < head_dim; d += block_dim_x()) {
     float num = 0.0f, den = 0.0f;
-#pragma unroll
-    for (int u = 0; u < ATTENTION_WAVES; ++u) {
+    for (int u = 0; u < nw; ++u) {
       // a wave that saw no key (m = -inf) contributes nothing
       if (wave_m[u] == -wf_inf()) WF_PATH(KV::id, PATH_EMPTY_WAVE);
       const float f = wave_m[u] == -wf_inf() ? 0.0f : wf_expf(wave_m[u] - big_m);

@@ -585,7 +585,7 @@ fn attention_and_argmax_use_the_abi_grids() {
     assert_eq!(name, "attention_f16");
     assert_eq!(
         (cfg.grid, cfg.block, cfg.shared_bytes),
-        ((6, 5, 1), (1024, 1, 1), 0)
+        ((6, 5, 1), (128, 1, 1), 0)
     );
     assert_eq!(
         args[3..10],

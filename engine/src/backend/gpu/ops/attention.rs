@@ -74,7 +74,9 @@ pub(in crate::backend::gpu) fn attention(
     )
 }
 
-/// `attention_{T}`: a (n_heads, rows) grid of 1024-thread blocks, one per (head, query row).
+/// `attention_{T}`: a (n_heads, rows) grid, one block per (head, query row): 1024 threads for a
+/// single row (decode: its keys walked 1024 / WAVE at a time), 128 for more (prefill: many
+/// blocks, few keys each on average). The kernel reads its block size.
 /// `ptrs` = q, arena, out; `dims` = layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity;
 /// `step` = a step block whose position replaces pos0, or 0 (null).
 pub(in crate::backend::gpu) fn launch_attention(
@@ -89,7 +91,7 @@ pub(in crate::backend::gpu) fn launch_attention(
     let (rows, n_heads) = (dims[2], dims[3]);
     let cfg = LaunchConfig {
         grid: (n_heads as u32, rows as u32, 1),
-        block: (1024, 1, 1),
+        block: (if rows == 1 { 1024 } else { 128 }, 1, 1),
         shared_bytes: 0,
     };
     let args: Vec<KernelArg> = ptrs
