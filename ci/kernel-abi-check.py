@@ -45,8 +45,10 @@ for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t")):
     ABI[f"embedding_{suffix}"] = ("embedding.hip", EMBEDDING.replace("T*", t + "*"), 256,
                                   "(n_tokens)")
     ABI[f"rope_kv_write_{suffix}"] = ("rope.hip", ROPE.replace("T*", t + "*"), 256, "(rows)")
-    ABI[f"attention_{suffix}"] = ("attention.hip", ATTENTION.replace("T*", t + "*"), 1024,
+    ABI[f"attention_{suffix}"] = ("attention.hip", ATTENTION.replace("T*", t + "*"), 128,
                                   "(n_heads, rows)")
+    ABI[f"attention_decode_{suffix}"] = ("attention.hip", ATTENTION.replace("T*", t + "*"), 1024,
+                                         "(n_heads, 1)")
 ABI.update({
     "rms_norm": ("rms_norm.hip", "float* x, const float* residual, const float* w, float* out, "
                  "int rows, int dim, float eps", 256, "(rows)"),
@@ -284,7 +286,7 @@ def self_test(kernels_dir):
     expect("a renamed kernel (missing)", f, "bias_add: missing")
     expect("a renamed kernel (extra)", f, "add_bias: extern")
     f = dict(base)
-    f["attention.hip"] = f["attention.hip"].replace("ATTENTION_BLOCK = 1024", "ATTENTION_BLOCK = 256")
+    f["attention.hip"] = f["attention.hip"].replace("ATTENTION_BLOCK = 128", "ATTENTION_BLOCK = 256")
     expect("a block size change", f, "attention_f32: __launch_bounds__")
     f = dict(base)
     f["convert.hip"] += f["elementwise.hip"][f["elementwise.hip"].index('extern "C"'):]

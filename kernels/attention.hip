@@ -6,11 +6,11 @@
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
 //   head_dim) of T ∈ {f32, f16, bf16}, K at kv = 0, V at kv = 1 (engine/src/kv_cache.rs).
-// Launch: grid (n_heads, rows); block B = ATTENTION_BLOCK = 1024 threads for one row (decode:
-//   the row walks its keys NW at a time, so a few hundred keys are a few iterations, not dozens)
-//   and ATTENTION_PREFILL_BLOCK = 128 for more rows (prefill: many blocks, each row's keys few on
-//   average); any multiple of WAVE up to 1024 works, the kernel reads B. No dynamic shared
-//   memory (static: the waves' partial accumulators, up to 1024 / WAVE · 256 f32 = 32 KiB).
+// Launch: grid (n_heads, rows); block B: attention_{T} (prefill rows) B = ATTENTION_BLOCK = 128;
+//   attention_decode_{T} (one row) B = ATTENTION_DECODE_BLOCK = 1024, so a decode row walks its
+//   keys 1024 / WAVE at a time (a few hundred keys: a few iterations, not dozens) while prefill
+//   keeps many small blocks with the registers of a 128-thread launch. No dynamic shared memory
+//   (static: the waves' partial accumulators, B / WAVE · 256 f32 ≤ 32 KiB).
 //   (gridDim.y limits rows to 65535 per launch.)
 // Indexing: block (h, i). The block's NW = B / WAVE waves split the keys: wave w takes
 //   j = w, w + NW, w + 2·NW, …; every wave runs the same number of iterations,
@@ -26,29 +26,32 @@
 //   launch serves every length; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
 //   pos0 + rows ≤ capacity, layer < n_layers.
-// Paths (WF_PATH, slot = the KV type's codec id):
+// Paths (WF_PATH, slot = the KV type's codec id; + 3 for attention_decode_{T}):
 //   keys:       a wave folds a key into its running (m, ℓ, a)
 //   empty_wave: the merge meets a wave that saw no key (fewer keys than waves)
-//   step:       pos0 read from the step block
+//   step:       pos0 read from the step block (attention_decode_{T})
 
 #include "common.h"
 
 enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE, PATH_STEP };
 
-constexpr int ATTENTION_BLOCK = 1024;
+constexpr int ATTENTION_BLOCK = 128;          // attention_{T}: prefill rows
+constexpr int ATTENTION_DECODE_BLOCK = 1024;  // attention_decode_{T}: one decode row
 constexpr int ATTENTION_MAX_HEAD_DIM = 256;
-constexpr int ATTENTION_WAVES = ATTENTION_BLOCK / WAVE;  // the most waves a block has
 constexpr int ATTENTION_DIMS = ATTENTION_MAX_HEAD_DIM / WAVE;  // dims per lane
 
-template <class KV>
+template <class KV, int BLOCK>
 __device__ void attention_kernel(const float* q, const typename KV::storage* arena, float* out,
                                  int layer, int pos0, int rows, int n_heads, int n_kv_heads,
                                  int head_dim, int capacity, float scale, const int* step) {
   const int h = block_index_x(), i = block_index_y();
   if (h >= n_heads || i >= rows || head_dim > ATTENTION_MAX_HEAD_DIM) return;
+  constexpr int NW = BLOCK / WAVE;  // waves
+  constexpr bool DECODE = BLOCK == ATTENTION_DECODE_BLOCK;
+  const int slot = KV::id + (DECODE ? 3 : 0);
   if (step != nullptr) {
     pos0 = step[1];
-    if (h == 0 && i == 0 && thread_index() == 0) WF_PATH(KV::id, PATH_STEP);
+    if (DECODE && h == 0 && i == 0 && thread_index() == 0) WF_PATH(slot, PATH_STEP);
     if (pos0 < 0 || pos0 > capacity - rows) return;
   }
   const int kvh = h / (n_heads / n_kv_heads);
@@ -68,10 +71,9 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   }
   float m = -wf_inf(), l = 0.0f;
 
-  const int nw = block_dim_x() / WAVE;  // waves of this launch (≤ ATTENTION_WAVES)
-  const int iters = (keys + nw - 1) / nw;
+  const int iters = (keys + NW - 1) / NW;
   for (int it = 0; it < iters; ++it) {
-    const int j = it * nw + w;
+    const int j = it * NW + w;
     const bool valid = j < keys;
     float part = 0.0f;
     if (valid) {
@@ -84,7 +86,7 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
     }
     const float s = wave_sum(part) * scale;  // every lane of the wave: s_j
     if (valid) {
-      WF_PATH(KV::id, PATH_KEYS);
+      WF_PATH(slot, PATH_KEYS);
       const float m_new = max_num(m, s);
       const float corr = wf_expf(m - m_new);  // 0 on the first key (m = -inf)
       const float p = wf_expf(s - m_new);
@@ -100,8 +102,8 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   }
 
   // Merge the waves.
-  __shared__ float wave_m[ATTENTION_WAVES], wave_l[ATTENTION_WAVES];
-  __shared__ float wave_acc[ATTENTION_WAVES][ATTENTION_MAX_HEAD_DIM];
+  __shared__ float wave_m[NW], wave_l[NW];
+  __shared__ float wave_acc[NW][ATTENTION_MAX_HEAD_DIM];
   if (lane == 0) {
     wave_m[w] = m;
     wave_l[w] = l;
@@ -113,13 +115,15 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   }
   block_sync();
   float big_m = -wf_inf();
-  for (int u = 0; u < nw; ++u) big_m = max_num(big_m, wave_m[u]);
+#pragma unroll
+  for (int u = 0; u < NW; ++u) big_m = max_num(big_m, wave_m[u]);
   float* o = out + ((i64)i * n_heads + h) * head_dim;  // (head_dim)
-  for (int d = thread_index(); d < head_dim; d += block_dim_x()) {
+  for (int d = thread_index(); d < head_dim; d += BLOCK) {
     float num = 0.0f, den = 0.0f;
-    for (int u = 0; u < nw; ++u) {
+#pragma unroll
+    for (int u = 0; u < NW; ++u) {
       // a wave that saw no key (m = -inf) contributes nothing
-      if (wave_m[u] == -wf_inf()) WF_PATH(KV::id, PATH_EMPTY_WAVE);
+      if (wave_m[u] == -wf_inf()) WF_PATH(slot, PATH_EMPTY_WAVE);
       const float f = wave_m[u] == -wf_inf() ? 0.0f : wf_expf(wave_m[u] - big_m);
       num += wave_acc[u][d] * f;
       den += wave_l[u] * f;
@@ -130,24 +134,48 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
-                  int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-                  const int* step) {
-  attention_kernel<F32>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                        capacity, scale, step);
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        const int* step) {
+  attention_kernel<F32, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                             capacity, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
+    attention_decode_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        const int* step) {
+  attention_kernel<F32, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                             capacity, scale, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
-    attention_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
-                  int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                  float scale, const int* step) {
-  attention_kernel<F16>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                        capacity, scale, step);
+    attention_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        const int* step) {
+  attention_kernel<F16, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                             capacity, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
+    attention_decode_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        const int* step) {
+  attention_kernel<F16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                             capacity, scale, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
-    attention_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
-                   int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                   float scale, const int* step) {
-  attention_kernel<BF16>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                         capacity, scale, step);
+    attention_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        const int* step) {
+  attention_kernel<BF16, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                             capacity, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
+    attention_decode_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        const int* step) {
+  attention_kernel<BF16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                             capacity, scale, step);
 }

@@ -391,12 +391,10 @@ WF_DEVICE void wf_path(int slot, int path) {
 WF_DEVICE int thread_index() { return (int)__builtin_amdgcn_workitem_id_x(); }
 WF_DEVICE int block_index_x() { return (int)__builtin_amdgcn_workgroup_id_x(); }
 WF_DEVICE int block_index_y() { return (int)__builtin_amdgcn_workgroup_id_y(); }
-WF_DEVICE int block_dim_x() { return (int)__builtin_amdgcn_workgroup_size_x(); }
 #else
 WF_DEVICE int thread_index() { return (int)threadIdx.x; }
 WF_DEVICE int block_index_x() { return (int)blockIdx.x; }
 WF_DEVICE int block_index_y() { return (int)blockIdx.y; }
-WF_DEVICE int block_dim_x() { return (int)blockDim.x; }
 #endif
 
 // All threads of the block reach it; shared-memory writes before it are visible after it.

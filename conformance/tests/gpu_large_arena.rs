@@ -114,10 +114,12 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
     };
     let q3g = gpu.upload_f32(q3).unwrap();
     let mut og = gpu.alloc(DType::F32, q3.len()).unwrap();
-    gpu.attention(&q3g, &cache_gpu, &mut og, ap(last), None).unwrap();
+    gpu.attention(&q3g, &cache_gpu, &mut og, ap(last), None)
+        .unwrap();
     let q3c = cpu.upload_f32(q3).unwrap();
     let mut oc = cpu.alloc(DType::F32, q3.len()).unwrap();
-    cpu.attention(&q3c, &cache_cpu, &mut oc, ap(0), None).unwrap();
+    cpu.attention(&q3c, &cache_cpu, &mut oc, ap(0), None)
+        .unwrap();
     assert_eq!(og.len(), oc.len());
     let tol = tolerance(Kind::Attention {
         head_dim: hd,

@@ -446,7 +446,9 @@ mod tests {
             ["tg2", "tg2 sampled", "tg2@d16", "tg2@d16 sampled"],
             "one row per depth and sampler"
         );
-        assert!(r.markdown().contains("sampled rows: temperature 0.8, top-k 40"));
+        assert!(r
+            .markdown()
+            .contains("sampled rows: temperature 0.8, top-k 40"));
         for (row, depth) in decode.iter().zip([0, 0, 16, 16]) {
             let mid = depth + 1 + opts.tg / 2;
             let bytes = r.decode_weight_bytes + r.kv_bytes_per_token * mid;

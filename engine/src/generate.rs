@@ -226,8 +226,8 @@ impl<'a, B: Backend> Generator<'a, B> {
             return self.finish_with(FinishReason::ContextFull);
         }
         // Queue the next token's step before waiting for this one, when one will be wanted.
-        self.ahead = self.generated.len() + 1 < self.request.max_tokens
-            && self.seq.cache.remaining() > 0;
+        self.ahead =
+            self.generated.len() + 1 < self.request.max_tokens && self.seq.cache.remaining() > 0;
         if self.ahead {
             self.engine.queue_decode(&mut self.seq, &params, window)?;
         }

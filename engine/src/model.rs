@@ -104,16 +104,16 @@ struct Layer<B: Backend> {
 /// Per-sequence working memory, sized for `rows` tokens per step.
 struct Scratch<B: Backend> {
     rows: usize,
-    x: B::Tensor,      // (rows, hidden) residual stream
-    h: B::Tensor,      // (rows, hidden) normed
-    q: B::Tensor,      // (rows, q_dim)
-    k: B::Tensor,      // (rows, kv_dim)
-    v: B::Tensor,      // (rows, kv_dim)
-    attn: B::Tensor,   // (rows, q_dim)
-    o: B::Tensor,      // (rows, hidden) a sublayer's output
+    x: B::Tensor,       // (rows, hidden) residual stream
+    h: B::Tensor,       // (rows, hidden) normed
+    q: B::Tensor,       // (rows, q_dim)
+    k: B::Tensor,       // (rows, kv_dim)
+    v: B::Tensor,       // (rows, kv_dim)
+    attn: B::Tensor,    // (rows, q_dim)
+    o: B::Tensor,       // (rows, hidden) a sublayer's output
     gate_up: B::Tensor, // (2, rows, intermediate) gate then up (the batched path's GEMMs)
-    act: B::Tensor,    // (rows, intermediate)
-    logits: B::Tensor, // (logit_rows, vocab)
+    act: B::Tensor,     // (rows, intermediate)
+    logits: B::Tensor,  // (logit_rows, vocab)
     logit_rows: usize,
 }
 
@@ -567,9 +567,9 @@ impl<B: Backend> Engine<B> {
             } = &mut *seq;
             let s = scratch.as_mut().expect("allocated above");
             let step = step.as_mut().expect("checked above");
-            let captured = self.backend.capture_graph(&mut || {
-                self.queue_decode_work(cache, s, step, params, window)
-            })?;
+            let captured = self
+                .backend
+                .capture_graph(&mut || self.queue_decode_work(cache, s, step, params, window))?;
             if let Some(graph) = captured {
                 seq.graph = Some(DecodeGraph {
                     params: *params,

@@ -221,7 +221,11 @@ fn the_step_decode_equals_forward_and_sample() {
         assert_eq!(got, want, "{params:?} window {window}");
         // One step ahead: the 21st token is posted too, and both caches hold the same keys.
         assert_eq!(seq2.cache.len(), seq.cache.len());
-        assert_eq!(seq2.decode_counts(), (n, 0), "the CPU has no graphs: no replays");
+        assert_eq!(
+            seq2.decode_counts(),
+            (n, 0),
+            "the CPU has no graphs: no replays"
+        );
         let (a, b) = (e.backend(), e.backend());
         assert_eq!(
             a.download_f32(seq.cache.arena()).unwrap(),
@@ -235,7 +239,10 @@ fn the_step_decode_refuses_misuse_with_typed_errors() {
     let e = engine(config(false, false), 512);
     let greedy = wavefront::SamplingParams::greedy();
     let mut seq = e.new_sequence(TOKENS.len() + 2).unwrap();
-    assert!(e.queue_decode(&mut seq, &greedy, 0).is_err(), "no begin_decode");
+    assert!(
+        e.queue_decode(&mut seq, &greedy, 0).is_err(),
+        "no begin_decode"
+    );
     assert!(e.take_token(&mut seq).is_err(), "nothing posted");
     e.forward(&mut seq, &TOKENS, Logits::Last).unwrap();
     let short = &TOKENS[..3];

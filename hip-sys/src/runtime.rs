@@ -151,7 +151,9 @@ impl Hip {
     pub fn host_malloc(&self, bytes: usize) -> Result<*mut c_void, CallError> {
         let mut p: *mut c_void = std::ptr::null_mut();
         // SAFETY: writes one pointer.
-        check("hipHostMalloc", unsafe { (self.rt.host_malloc)(&mut p, bytes, 0) })?;
+        check("hipHostMalloc", unsafe {
+            (self.rt.host_malloc)(&mut p, bytes, 0)
+        })?;
         Ok(p)
     }
 

@@ -35,7 +35,9 @@ impl CpuStep {
         if vocab == 0 || capacity == 0 {
             return Err(bad(
                 "step",
-                format!("a step needs a vocabulary and a context (vocab {vocab}, capacity {capacity})"),
+                format!(
+                    "a step needs a vocabulary and a context (vocab {vocab}, capacity {capacity})"
+                ),
             ));
         }
         Ok(CpuStep {
@@ -56,12 +58,19 @@ impl CpuStep {
 
     pub fn reset(&mut self, context: &[u32], seed: u64) -> Result<()> {
         let Some(&last) = context.last() else {
-            return Err(bad("step", "a decode starts from at least one token".into()));
+            return Err(bad(
+                "step",
+                "a decode starts from at least one token".into(),
+            ));
         };
         if context.len() > self.capacity {
             return Err(bad(
                 "step",
-                format!("{} context tokens for a capacity of {}", context.len(), self.capacity),
+                format!(
+                    "{} context tokens for a capacity of {}",
+                    context.len(),
+                    self.capacity
+                ),
             ));
         }
         self.hist.clear();
@@ -82,9 +91,19 @@ impl CpuStep {
         window: usize,
     ) -> Result<()> {
         const OP: &str = "sample_step";
-        check_tensor("cpu", OP, "logits", logits, (row + 1) * vocab, &[DType::F32])?;
+        check_tensor(
+            "cpu",
+            OP,
+            "logits",
+            logits,
+            (row + 1) * vocab,
+            &[DType::F32],
+        )?;
         if vocab != self.vocab {
-            return Err(bad(OP, format!("vocab {vocab}, the step was made for {}", self.vocab)));
+            return Err(bad(
+                OP,
+                format!("vocab {vocab}, the step was made for {}", self.vocab),
+            ));
         }
         // The history holds the KV capacity plus the last sampled token (never decoded).
         if self.pos + 1 > self.capacity {

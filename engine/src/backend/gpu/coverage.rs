@@ -27,7 +27,8 @@ pub struct KernelPaths {
 
 const VEC_TAIL_SCALAR: &[&str] = &["vec", "tail", "scalar"];
 const ROPE: &[&str] = &["g4", "g1", "step"];
-const ATTENTION: &[&str] = &["keys", "empty_wave", "step"];
+const ATTENTION: &[&str] = &["keys", "empty_wave"];
+const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &["vec", "tail", "scalar", "bias", "out0", "out1", "out2"];
 
@@ -62,6 +63,14 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("attention_f32", "attention.hip", 0, ATTENTION),
     k("attention_f16", "attention.hip", 1, ATTENTION),
     k("attention_bf16", "attention.hip", 2, ATTENTION),
+    k("attention_decode_f32", "attention.hip", 3, ATTENTION_DECODE),
+    k("attention_decode_f16", "attention.hip", 4, ATTENTION_DECODE),
+    k(
+        "attention_decode_bf16",
+        "attention.hip",
+        5,
+        ATTENTION_DECODE,
+    ),
     k("swiglu", "elementwise.hip", 0, MAIN),
     k("add", "elementwise.hip", 1, MAIN),
     k("bias_add", "elementwise.hip", 2, MAIN),
@@ -285,7 +294,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 3 + 3 + 2 + 4 + 2 * 7 + 2 * 3 + 9
+            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 7 + 2 * 3 + 9
         );
     }
 }

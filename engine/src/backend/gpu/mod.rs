@@ -173,7 +173,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 21] = [
+pub const ABI_KERNELS: [&str; 24] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -184,6 +184,9 @@ pub const ABI_KERNELS: [&str; 21] = [
     "attention_f32",
     "attention_f16",
     "attention_bf16",
+    "attention_decode_f32",
+    "attention_decode_f16",
+    "attention_decode_bf16",
     "swiglu",
     "add",
     "bias_add",

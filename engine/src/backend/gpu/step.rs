@@ -114,7 +114,10 @@ impl GpuStep {
 
     pub(super) fn reset(&mut self, b: &GpuBackend, context: &[u32], seed: u64) -> Result<()> {
         let Some(&last) = context.last() else {
-            return Err(bad("step", "a decode starts from at least one token".into()));
+            return Err(bad(
+                "step",
+                "a decode starts from at least one token".into(),
+            ));
         };
         if context.len() > self.hist_cap - 1 {
             return Err(bad(
@@ -129,7 +132,10 @@ impl GpuStep {
         if let Some(&t) = context.iter().find(|&&t| t as usize >= self.vocab) {
             return Err(bad(
                 "step",
-                format!("context token {t} is outside the vocabulary ({})", self.vocab),
+                format!(
+                    "context token {t} is outside the vocabulary ({})",
+                    self.vocab
+                ),
             ));
         }
         let ids: Vec<u8> = context
@@ -165,7 +171,14 @@ impl GpuStep {
     ) -> Result<()> {
         const OP: &str = "sample_step";
         params.validate()?;
-        check_tensor("gpu", OP, "logits", logits, (row + 1) * vocab, &[DType::F32])?;
+        check_tensor(
+            "gpu",
+            OP,
+            "logits",
+            logits,
+            (row + 1) * vocab,
+            &[DType::F32],
+        )?;
         if vocab != self.vocab {
             return Err(bad(
                 OP,
@@ -223,7 +236,10 @@ impl GpuStep {
             )),
             _ => Err(bad(
                 "take_token",
-                format!("the sampler returned {id} for a vocabulary of {}", self.vocab),
+                format!(
+                    "the sampler returned {id} for a vocabulary of {}",
+                    self.vocab
+                ),
             )),
         }
     }

@@ -74,9 +74,9 @@ pub(in crate::backend::gpu) fn attention(
     )
 }
 
-/// `attention_{T}`: a (n_heads, rows) grid, one block per (head, query row): 1024 threads for a
-/// single row (decode: its keys walked 1024 / WAVE at a time), 128 for more (prefill: many
-/// blocks, few keys each on average). The kernel reads its block size.
+/// `attention_{T}` over a (n_heads, rows) grid of 128-thread blocks, one per (head, query row);
+/// a single row (decode) takes `attention_decode_{T}`, blocks of 1024 threads that walk its keys
+/// 1024 / WAVE at a time.
 /// `ptrs` = q, arena, out; `dims` = layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity;
 /// `step` = a step block whose position replaces pos0, or 0 (null).
 pub(in crate::backend::gpu) fn launch_attention(
@@ -87,8 +87,13 @@ pub(in crate::backend::gpu) fn launch_attention(
     scale: f32,
     step: DevicePtr,
 ) -> Result<()> {
-    let name = format!("attention_{}", suffix(OP, arena_dtype)?);
     let (rows, n_heads) = (dims[2], dims[3]);
+    let kind = if rows == 1 {
+        "attention_decode"
+    } else {
+        "attention"
+    };
+    let name = format!("{kind}_{}", suffix(OP, arena_dtype)?);
     let cfg = LaunchConfig {
         grid: (n_heads as u32, rows as u32, 1),
         block: (if rows == 1 { 1024 } else { 128 }, 1, 1),

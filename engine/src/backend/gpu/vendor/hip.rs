@@ -382,9 +382,12 @@ impl Vendor for HipVendor {
             return Ok(());
         }
         self.bind()?;
-        ck(self
-            .hip
-            .memcpy_dtoh_async_raw(dst as *mut std::ffi::c_void, dptr(src), bytes, self.stream))
+        ck(self.hip.memcpy_dtoh_async_raw(
+            dst as *mut std::ffi::c_void,
+            dptr(src),
+            bytes,
+            self.stream,
+        ))
     }
 
     fn dtod(&self, dst: DevicePtr, src: DevicePtr, bytes: usize) -> Result<(), Error> {
