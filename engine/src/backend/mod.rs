@@ -240,6 +240,7 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()>;
     /// `inv_freq` holds `head_dim / 2` f32 rotary inverse frequencies. With `step`, the
     /// position is the step's, read where the step lives (`p.pos0` is only checked).
+    #[allow(clippy::too_many_arguments)]
     fn rope_kv_write(
         &self,
         q: &mut Self::Tensor,

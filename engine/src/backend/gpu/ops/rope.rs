@@ -11,6 +11,7 @@ use crate::tensor::DType;
 
 const OP: &str = "rope_kv_write";
 
+#[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn rope_kv_write(
     b: &GpuBackend,
     q: &mut GpuTensor,
