@@ -359,6 +359,26 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<u32>;
 }
 
+/// `Backend::linear_stacked`'s part list: 1 to 3 parts, one output each.
+pub(crate) fn check_parts(
+    backend: &'static str,
+    op: &str,
+    outs: usize,
+    parts: &[usize],
+) -> Result<()> {
+    if parts.is_empty() || parts.len() > 3 || outs != parts.len() {
+        return Err(Error::Backend {
+            backend,
+            op: op.into(),
+            detail: format!(
+                "{outs} outputs for {} parts (1 to 3 parts, one output each)",
+                parts.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `t` holds at least `need` elements of `dtype` (one of `dtypes`).
 pub(crate) fn check_tensor<T: TensorInfo>(
     backend: &'static str,

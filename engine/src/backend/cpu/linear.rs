@@ -53,16 +53,7 @@ pub fn linear_stacked(
     in_features: usize,
 ) -> Result<()> {
     const OP: &str = "linear_stacked";
-    if parts.is_empty() || parts.len() > 3 || outs.len() != parts.len() {
-        return Err(bad(
-            OP,
-            format!(
-                "{} outputs for {} parts (1 to 3 parts, one output each)",
-                outs.len(),
-                parts.len()
-            ),
-        ));
-    }
+    crate::backend::check_parts("cpu", OP, outs.len(), parts)?;
     let total = parts
         .iter()
         .try_fold(0usize, |s, &p| s.checked_add(p))

@@ -101,16 +101,7 @@ pub(in crate::backend::gpu) fn linear_stacked(
     in_features: usize,
 ) -> Result<()> {
     const OP: &str = "linear_stacked";
-    if parts.is_empty() || parts.len() > 3 || outs.len() != parts.len() {
-        return Err(bad(
-            OP,
-            format!(
-                "{} outputs for {} parts (1 to 3 parts, one output each)",
-                outs.len(),
-                parts.len()
-            ),
-        ));
-    }
+    crate::backend::check_parts("gpu", OP, outs.len(), parts)?;
     let total = checked_sum(OP, parts)?;
     let k = in_features;
     check_tensor("gpu", OP, "x", x, checked_mul(OP, rows, k)?, &[DType::F32])?;
