@@ -48,8 +48,10 @@ macro_rules! forward_to_cpu {
             window: usize,
             step: &mut Self::Step,
         ) -> wavefront::Result<()> {
-            self.inner
-                .sample_step(logits, row, vocab, params, window, step)
+            // The wrapper's own sampler (a planted bug in it reaches the decode path).
+            step.sample(vocab, window, |history, coin| {
+                wavefront::backend::Backend::sample(self, logits, row, vocab, params, history, coin)
+            })
         }
 
         fn post_token(&self, step: &mut Self::Step) -> wavefront::Result<()> {

@@ -277,7 +277,9 @@ impl Backend for CpuBackend {
         window: usize,
         step: &mut CpuStep,
     ) -> Result<()> {
-        step.sample(logits, row, vocab, params, window)
+        step.sample(vocab, window, |history, coin| {
+            self.sample(logits, row, vocab, params, history, coin)
+        })
     }
 
     fn post_token(&self, step: &mut CpuStep) -> Result<()> {

@@ -4,10 +4,9 @@
 use std::collections::VecDeque;
 
 use super::CpuTensor;
-use crate::backend::{check_tensor, EmbeddingParams};
+use crate::backend::EmbeddingParams;
 use crate::error::{Error, Result};
-use crate::sampler::{CoinRng, SamplingParams};
-use crate::tensor::DType;
+use crate::sampler::CoinRng;
 
 #[derive(Debug, Clone)]
 pub struct CpuStep {
@@ -82,23 +81,17 @@ impl CpuStep {
         Ok(())
     }
 
+    /// One sampling step: `draw(history, coin)` picks the token from the step's penalty
+    /// window of the context and the step's next coin (a backend passes its own `sample` over
+    /// the logits row, so a wrapper's sampler is the one its step uses); the token is appended
+    /// and becomes the next step's input.
     pub fn sample(
         &mut self,
-        logits: &CpuTensor,
-        row: usize,
         vocab: usize,
-        params: &SamplingParams,
         window: usize,
+        draw: impl FnOnce(&[u32], f32) -> Result<u32>,
     ) -> Result<()> {
         const OP: &str = "sample_step";
-        check_tensor(
-            "cpu",
-            OP,
-            "logits",
-            logits,
-            (row + 1) * vocab,
-            &[DType::F32],
-        )?;
         if vocab != self.vocab {
             return Err(bad(
                 OP,
@@ -112,7 +105,6 @@ impl CpuStep {
                 requested: self.pos + 2,
             });
         }
-        let l = &logits.f32(OP, "logits")?[row * vocab..(row + 1) * vocab];
         let context = &self.hist[..=self.pos];
         let history = match window {
             0 => context,
@@ -120,7 +112,7 @@ impl CpuStep {
         };
         // One coin per call, as the device draws it.
         let coin = self.rng.coin();
-        let id = crate::sampler::sample(l, params, history, coin)?;
+        let id = draw(history, coin)?;
         self.hist.truncate(self.pos + 1);
         self.hist.push(id);
         self.pos += 1;
