@@ -603,6 +603,13 @@ WF_DEVICE void store4(uint16_t* p, const float (&v)[4]) {
   store_u16x4(p, h);
 }
 
+// The block's dynamic shared memory (the launch's shared_bytes), 16-byte aligned (declared
+// as 16-byte vectors), viewed as 16-bit values.
+WF_DEVICE uint16_t* dynamic_shared_u16() {
+  extern WF_SHARED wf_u32x4 wf_dynamic_shared[];
+  return (uint16_t*)wf_dynamic_shared;
+}
+
 // N f32 values (N a multiple of 4) as N/4 16-byte stores.
 template <int N>
 WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {

@@ -1,44 +1,75 @@
-// Batch-1 matrix-vector products over 16-bit weights (the decode step's projections):
-//   gemv_{f16,bf16}:        out (M) = x (K) · Wᵀ (+ bias), M = m0 + m1 + m2 rows stacked
-//                           [W_0; W_1; W_2] (fused QKV), row r written to out0[r] (r < m0),
-//                           out1[r − m0] (r < m0 + m1) or out2[r − m0 − m1];
-//   gemv_swiglu_{f16,bf16}: out (I) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ) for W = [W_g; W_u] (2·I, K),
-//                           silu as the `swiglu` kernel of elementwise.hip: g / (1 + e^(−g)) · u.
-// Arithmetic as the BLAS path (convert + GEMM): every x element rounded to the weight type
-// (round to nearest even, common.h's codec, as convert_f32_to_*), products and sums in f32 (FMA).
+// Batch-1 matrix-vector products over 16-bit weights (the decode step's projections), with the
+// RMSNorm before them as a prologue and the residual add after them as an epilogue:
+//   gemv_{f16,bf16}:        out (M) = a (K) · Wᵀ (+ bias) (+ out, the residual add), M = m0 + m1
+//                           + m2 rows stacked [W_0; W_1; W_2] (fused QKV), row r written to
+//                           out0[r] (r < m0), out1[r − m0] (r < m0 + m1) or out2[r − m0 − m1];
+//   gemv_swiglu_{f16,bf16}: out (I) = silu(a · W_gᵀ) ⊙ (a · W_uᵀ) for W = [W_g; W_u] (2·I, K),
+//                           silu as the `swiglu` kernel of elementwise.hip: g / (1 + e^(−g)) · u;
+// where a = x, or with norm_w, a = norm_w · (x · 1/sqrt(mean(x²) + eps)): the rms_norm kernel's
+// output, computed by every block the way rms_norm.hip computes it (the same partition of the
+// sum of squares over 256 threads, the same block reduction and expression), so the fused
+// product equals rms_norm followed by the plain GEMV bit for bit.
+// Arithmetic as the BLAS path (convert + GEMM): every element of a rounded to the weight type
+// (round to nearest even, common.h's codec, as convert_f32_to_*), products and sums in f32 (FMA);
+// the epilogue as the separate ops: y = dot (+ bias[r]), then out[r] + y for the residual.
 //
-// Shapes: w (M, K) or (2·I, K) row-major f16/bf16; x (K) f32; bias (M) f32 or null (stacked as
-//         w); out0 (m0), out1 (m1), out2 (m2) f32 (m1, m2 may be 0, their pointers then unused);
-//         out (I) f32 for the SwiGLU form.
+// Shapes: w (M, K) or (2·I, K) row-major f16/bf16; x (K) f32; norm_w (K) f32 or null; bias (M)
+//         f32 or null (stacked as w); out0 (m0), out1 (m1), out2 (m2) f32 (m1, m2 may be 0,
+//         their pointers then unused; with `residual` they hold the values added to); out (I)
+//         f32 for the SwiGLU form.
 // Launch: grid (ceil(M / ROWS)) — ceil(I / ROWS) for gemv_swiglu — with ROWS = GEMV_BLOCK / WAVE
-//   rows per block; block GEMV_BLOCK = 256 (8 waves at WAVE=32, 4 at 64); no dynamic shared
-//   memory (x is read as f32 through the cache by every wave).
+//   rows per block; block GEMV_BLOCK = 256 (8 waves at WAVE=32, 4 at 64); dynamic shared memory
+//   2·K bytes rounded up to 16 when K ≤ GEMV_LDS_MAX (a staged in LDS: at most 32 KiB, so two
+//   blocks fit a 64 KiB CDNA LDS), else none (a read through the cache by every wave).
 // Indexing: wave w of block b owns row r = b·ROWS + w (gemv_swiglu: rows r and I + r, at once).
-//   When the row(s) and x start on 16 bytes, lane l reads the 16-byte vectors (8 weights) l,
-//   l + WAVE, …, GEMV_UNROLL of them in flight before their FMAs (GEMV_UNROLL / 2 per row in
-//   the SwiGLU form), each x vector rounded once for all its rows, then the scalar tail K mod 8
-//   (elements 8·⌊K/8⌋ + l, + WAVE, …); a row off 16 bytes (K not a multiple of 8: every row
-//   whose offset r·K is not ≡ 0 mod 8) is read scalar, elements l, l + WAVE, …. Each lane keeps
-//   one f32 sum per row; the wave folds them with the butterfly of common.h (a fixed order:
-//   deterministic, no atomics), lane 0 adds the bias and writes.
+//   Prologue (every thread, block-uniform): lane l first issues the loads of its first
+//   GEMV_UNROLL weight vectors, so they are in flight while the block computes the norm's scale
+//   (thread t sums x² over float4 vectors t, t + 256, … when x and norm_w start on 16 bytes,
+//   then the scalar tail, else over elements t, t + 256, …; block_sum) and, when staged, writes
+//   a rounded to the weight type into LDS (the same partition), then synchronises.
+//   Body: when the row(s) start on 16 bytes (and, unstaged, x and norm_w), lane l reads the
+//   16-byte weight vectors (8 weights) l, l + WAVE, …, each step's GEMV_UNROLL of them (over
+//   all its rows) loaded before the previous step's FMAs run (double buffering in registers),
+//   then the scalar tail K mod 8 (elements 8·⌊K/8⌋ + l, + WAVE, …); a row off 16 bytes (K not
+//   a multiple of 8: every row whose offset r·K is not ≡ 0 mod 8) is read scalar, elements
+//   l, l + WAVE, …. Each lane keeps one f32 sum per row, adding its vectors in ascending order;
+//   the wave folds them with the butterfly of common.h (a fixed order: deterministic, no
+//   atomics), lane 0 runs the epilogue and writes.
 // Contract: M·K and 2·I·K elements within w, K ≥ 0 and M, I < 2^31 (checked by the host);
-//   every thread of the block reaches the wave reduction (block-uniform, as WAVE=64 emulation
-//   needs): waves past the last row reduce zeros and write nothing.
+//   every thread of the block reaches the prologue's barriers and the wave reduction
+//   (block-uniform, as WAVE=64 emulation needs): waves past the last row reduce zeros and write
+//   nothing. Each output element is read and written by one lane only, so `residual` may add
+//   into the residual stream in place; x must not alias an output.
 // Paths (WF_PATH; slot 0 gemv_f16, 1 gemv_bf16, 2 gemv_swiglu_f16, 3 gemv_swiglu_bf16; the
-// SwiGLU kernels have the first three):
-//   vec:    the row(s) and x on 16 bytes: 16-byte weight loads, GEMV_UNROLL in flight
-//   tail:   after the vectors, the K mod 8 elements, scalar
-//   scalar: a row off 16 bytes (or x): every element scalar
-//   bias:   the bias added in the epilogue
-//   out0:   a row of the first stacked matrix, written to out0
-//   out1:   a row of the second, written to out1
-//   out2:   a row of the third, written to out2
+// SwiGLU kernels have the first five):
+//   vec:      the row(s) (and, unstaged, x) on 16 bytes: 16-byte weight loads, pipelined
+//   tail:     after the vectors, the K mod 8 elements, scalar
+//   scalar:   a row off 16 bytes (or, unstaged, x): every element scalar
+//   norm:     the RMSNorm prologue (norm_w given)
+//   lds:      a staged in LDS (K ≤ GEMV_LDS_MAX); otherwise read from x (and norm_w) per wave
+//   bias:     the bias added in the epilogue
+//   out0:     a row of the first stacked matrix, written to out0
+//   out1:     a row of the second, written to out1
+//   out2:     a row of the third, written to out2
+//   residual: the epilogue adds into the output (out[r] + y)
 
 #include "common.h"
 
 constexpr int GEMV_BLOCK = 256;
-constexpr int GEMV_UNROLL = 4;  // 16-byte weight loads per lane in flight (over all its rows)
-enum GemvPath { PATH_VEC, PATH_TAIL, PATH_SCALAR, PATH_BIAS, PATH_OUT0, PATH_OUT1, PATH_OUT2 };
+constexpr int GEMV_UNROLL = 4;       // 16-byte weight loads per lane in flight (over all its rows)
+constexpr int GEMV_LDS_MAX = 16384;  // most elements of a staged in LDS (32 KiB)
+enum GemvPath {
+  PATH_VEC,
+  PATH_TAIL,
+  PATH_SCALAR,
+  PATH_NORM,
+  PATH_LDS,
+  PATH_BIAS,
+  PATH_OUT0,
+  PATH_OUT1,
+  PATH_OUT2,
+  PATH_RESIDUAL
+};
 
 // x[i] as the GEMM sees it: rounded to the weights' type and widened back (exact).
 template <class C>
@@ -46,87 +77,214 @@ WF_DEVICE float rounded_x(float x) {
   return C::load(C::store(x));
 }
 
-// acc[j] += Σ_i W_j[i] · x[i] over this lane's share of the NR rows `rows[j]` (each K long).
-// `vec`: the rows and x start on 16 bytes (wave-uniform).
-template <class C, int NR>
-WF_DEVICE void dot_rows(const uint16_t* const (&rows)[NR], const float* x, int k, bool vec,
-                        int slot, float (&acc)[NR]) {
-  constexpr int U = GEMV_UNROLL / NR;  // vectors per row per step
-  const int lane = wave_lane();
-  const int n_vec = vec ? k / 8 : 0;
-  int v = lane;
-  // U vectors of each row per step: all NR·U loads issued before the FMAs that use them.
-  for (; v + (U - 1) * WAVE < n_vec; v += U * WAVE) {
-    WF_PATH(slot, PATH_VEC);
-    uint16_t h[NR][U][8];
+// The norm's scale 1/sqrt(mean(x²) + eps), as rms_norm.hip's pass 1 computes it (same
+// partition over GEMV_BLOCK = RMS_NORM_BLOCK threads, same reduction); every thread gets it.
+WF_DEVICE float norm_scale(const float* x, int k, float eps, bool vec4) {
+  const int t = thread_index();
+  const int n_vec = vec4 ? k / 4 : 0;
+  float ss = 0.0f;
+  for (int i = t; i < n_vec; i += GEMV_BLOCK) {
+    float v[4];
+    load_f32x4(x + 4 * i, v);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-#pragma unroll
-      for (int j = 0; j < NR; ++j) load_u16x8(rows[j] + (i64)(v + u * WAVE) * 8, h[j][u]);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const float* xp = x + (i64)(v + u * WAVE) * 8;
-      float xa[4], xb[4];
-      load_f32x4(xp, xa);
-      load_f32x4(xp + 4, xb);
-      float xs[8];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        xs[e] = rounded_x<C>(xa[e]);
-        xs[e + 4] = rounded_x<C>(xb[e]);
-      }
-#pragma unroll
-      for (int j = 0; j < NR; ++j) {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[j] = wf_fmaf(C::load(h[j][u][e]), xs[e], acc[j]);
-      }
-    }
+    for (int j = 0; j < 4; ++j) ss += v[j] * v[j];
   }
-  // The last < U vectors of this lane, one at a time.
-  for (; v < n_vec; v += WAVE) {
-    WF_PATH(slot, PATH_VEC);
-    uint16_t h[NR][8];
+  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) {
+    const float v = x[i];
+    ss += v * v;
+  }
+  ss = block_sum<GEMV_BLOCK>(ss);
+  return 1.0f / wf_sqrtf(ss / (float)k + eps);
+}
+
+// The GEMV's input element: x[i], or the norm's output g[i] · (x[i] · scale) (rms_norm's
+// expression), before its rounding to the weight type.
+WF_DEVICE float input_at(const float* x, const float* g, float scale, i64 i) {
+  return g ? g[i] * (x[i] * scale) : x[i];
+}
+
+// a rounded to the weight type into LDS (xs, K values), then a barrier.
+template <class C>
+WF_DEVICE void stage_input(const float* x, const float* g, float scale, int k, bool vec4,
+                           uint16_t* xs) {
+  const int t = thread_index();
+  const int n_vec = vec4 ? k / 4 : 0;
+  for (int i = t; i < n_vec; i += GEMV_BLOCK) {
+    float v[4];
+    load_f32x4(x + 4 * i, v);
+    if (g) {
+      float w4[4];
+      load_f32x4(g + 4 * i, w4);
 #pragma unroll
-    for (int j = 0; j < NR; ++j) load_u16x8(rows[j] + (i64)v * 8, h[j]);
+      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
+    }
+    uint16_t h[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) h[j] = C::store(v[j]);
+    store_u16x4(xs + 4 * i, h);
+  }
+  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) xs[i] = C::store(input_at(x, g, scale, i));
+  block_sync();
+}
+
+// Where a wave reads its input: staged in LDS (already rounded), or x (and g) in global memory.
+template <class C>
+struct Input {
+  const uint16_t* xs;  // LDS, or null
+  const float* x;
+  const float* g;
+  float scale;
+
+  // The 8 elements of vector v, rounded to the weight type and widened.
+  WF_DEVICE void vec8(int v, float (&o)[8]) const {
+    if (xs) {
+      uint16_t h[8];
+      load_u16x8(xs + (i64)v * 8, h);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) o[e] = C::load(h[e]);
+      return;
+    }
     const float* xp = x + (i64)v * 8;
     float xa[4], xb[4];
     load_f32x4(xp, xa);
     load_f32x4(xp + 4, xb);
-    float xs[8];
+    if (g) {
+      float ga[4], gb[4];
+      load_f32x4(g + (i64)v * 8, ga);
+      load_f32x4(g + (i64)v * 8 + 4, gb);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        xa[e] = ga[e] * (xa[e] * scale);
+        xb[e] = gb[e] * (xb[e] * scale);
+      }
+    }
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      xs[e] = rounded_x<C>(xa[e]);
-      xs[e + 4] = rounded_x<C>(xb[e]);
+      o[e] = rounded_x<C>(xa[e]);
+      o[e + 4] = rounded_x<C>(xb[e]);
+    }
+  }
+
+  WF_DEVICE float at(int i) const {
+    return xs ? C::load(xs[i]) : rounded_x<C>(input_at(x, g, scale, i));
+  }
+};
+
+// A 16-byte weight vector kept as its four words (two weights each, element 2i in the low
+// half), unpacked only at its FMAs: half the registers of eight unpacked values.
+struct Words {
+  uint32_t w[4];
+};
+
+WF_DEVICE void load_words(const uint16_t* p, Words& h) {
+  const wf_u32x4 t = *(const wf_u32x4*)p;
+  h.w[0] = t.x;
+  h.w[1] = t.y;
+  h.w[2] = t.z;
+  h.w[3] = t.w;
+}
+
+WF_DEVICE uint16_t word_half(const Words& h, int e) {
+  return (uint16_t)((e & 1) ? h.w[e >> 1] >> 16 : h.w[e >> 1] & 0xffffu);
+}
+
+// The weight vectors v0, v0 + WAVE, … (GEMV_UNROLL / NR of them per row) of each row; vectors
+// at or past n_vec are not loaded.
+template <int NR>
+WF_DEVICE void load_step(const uint16_t* const (&rows)[NR], int v0, int n_vec,
+                         Words (&h)[NR][GEMV_UNROLL / NR]) {
+  constexpr int U = GEMV_UNROLL / NR;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int v = v0 + u * WAVE;
+    if (v < n_vec) {
+#pragma unroll
+      for (int j = 0; j < NR; ++j) load_words(rows[j] + (i64)v * 8, h[j][u]);
+    }
+  }
+}
+
+// acc[j] += Σ_i W_j[i] · a[i] over this lane's share of the NR rows `rows[j]` (each K long),
+// the first step's weights already in h (loaded by load_step at v0 = lane).
+template <class C, int NR>
+WF_DEVICE void dot_rows(const uint16_t* const (&rows)[NR], const Input<C>& in, int k, int n_vec,
+                        Words (&h)[NR][GEMV_UNROLL / NR], bool vec, int slot,
+                        float (&acc)[NR]) {
+  constexpr int U = GEMV_UNROLL / NR;
+  const int lane = wave_lane();
+  for (int v0 = lane; v0 < n_vec; v0 += U * WAVE) {
+    WF_PATH(slot, PATH_VEC);
+    Words next[NR][U];
+    load_step<NR>(rows, v0 + U * WAVE, n_vec, next);  // in flight during this step's FMAs
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int v = v0 + u * WAVE;
+      if (v < n_vec) {
+        float xs[8];
+        in.vec8(v, xs);
+#pragma unroll
+        for (int j = 0; j < NR; ++j) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e)
+            acc[j] = wf_fmaf(C::load(word_half(h[j][u], e)), xs[e], acc[j]);
+        }
+      }
     }
 #pragma unroll
     for (int j = 0; j < NR; ++j) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) acc[j] = wf_fmaf(C::load(h[j][e]), xs[e], acc[j]);
+      for (int u = 0; u < U; ++u) h[j][u] = next[j][u];
     }
   }
   // Scalar: the tail after the vectors, or the whole row off 16 bytes.
   for (int i = n_vec * 8 + lane; i < k; i += WAVE) {
     WF_PATH(slot, vec ? PATH_TAIL : PATH_SCALAR);
-    const float xi = rounded_x<C>(x[i]);
+    const float xi = in.at(i);
 #pragma unroll
     for (int j = 0; j < NR; ++j) acc[j] = wf_fmaf(C::load(rows[j][i]), xi, acc[j]);
   }
 }
 
+// The part of the block shared by both forms: the first loads, the prologue, the body.
+// Returns the wave's sums in acc (zeros for a wave past the last row).
+template <class C, int NR>
+WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const float* x,
+                         const float* norm_w, float eps, int k, int slot, float (&acc)[NR]) {
+  const bool staged = k <= GEMV_LDS_MAX;
+  bool vec = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
+  if (staged) vec = true;  // the staged input starts on 16 bytes
+#pragma unroll
+  for (int j = 0; j < NR; ++j) vec = vec && is_aligned(rows[j], 16);
+  const int n_vec = live && vec ? k / 8 : 0;
+  Words h[NR][GEMV_UNROLL / NR];
+  load_step<NR>(rows, wave_lane(), n_vec, h);  // in flight during the prologue
+  const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
+  float scale = 1.0f;
+  if (norm_w) {
+    WF_PATH(slot, PATH_NORM);
+    scale = norm_scale(x, k, eps, vec4);
+  }
+  Input<C> in = {0, x, norm_w, scale};
+  if (staged) {
+    WF_PATH(slot, PATH_LDS);
+    uint16_t* xs = dynamic_shared_u16();
+    stage_input<C>(x, norm_w, scale, k, vec4, xs);
+    in.xs = xs;
+  }
+  if (live) dot_rows<C, NR>(rows, in, k, n_vec, h, vec, slot, acc);
+}
+
 template <class C>
-WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* bias, float* out0,
-                            float* out1, float* out2, int m0, int m1, int m2, int k) {
+WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                           const float* bias, float* out0, float* out1, float* out2, int m0,
+                           int m1, int m2, int k, int residual) {
   const int slot = C::id - 1;
   const int m = m0 + m1 + m2;
   const int r = block_index_x() * (GEMV_BLOCK / WAVE) + wave_index();
   const bool live = r < m;
+  const uint16_t* const rows[1] = {w + (i64)(live ? r : 0) * k};  // (k)
   float acc[1] = {0.0f};
-  if (live) {
-    const uint16_t* const rows[1] = {w + (i64)r * k};  // (k)
-    const bool vec = is_aligned(rows[0], 16) && is_aligned(x, 16);
-    dot_rows<C, 1>(rows, x, k, vec, slot, acc);
-  }
+  gemv_rows<C, 1>(rows, live, x, norm_w, eps, k, slot, acc);
   const float s = wave_sum(acc[0]);  // every wave of the block, live or not
   if (live && wave_lane() == 0) {
     float y = s;
@@ -134,54 +292,62 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* bias,
       WF_PATH(slot, PATH_BIAS);
       y += bias[r];
     }
+    float* o;
     if (r < m0) {
       WF_PATH(slot, PATH_OUT0);
-      out0[r] = y;
+      o = out0 + r;
     } else if (r < m0 + m1) {
       WF_PATH(slot, PATH_OUT1);
-      out1[r - m0] = y;
+      o = out1 + (r - m0);
     } else {
       WF_PATH(slot, PATH_OUT2);
-      out2[r - m0 - m1] = y;
+      o = out2 + (r - m0 - m1);
     }
+    if (residual) {
+      WF_PATH(slot, PATH_RESIDUAL);
+      y = *o + y;
+    }
+    *o = y;
   }
 }
 
 template <class C>
-WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, float* out, int inter,
-                                  int k) {
+WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float* norm_w,
+                                  float eps, float* out, int inter, int k) {
   const int slot = C::id + 1;
   const int r = block_index_x() * (GEMV_BLOCK / WAVE) + wave_index();
   const bool live = r < inter;
+  const i64 rr = live ? r : 0;
+  const uint16_t* const rows[2] = {w + rr * k, w + ((i64)inter + rr) * k};  // (k) each
   float acc[2] = {0.0f, 0.0f};  // gate, up
-  if (live) {
-    const uint16_t* const rows[2] = {w + (i64)r * k, w + ((i64)inter + r) * k};  // (k) each
-    const bool vec = is_aligned(rows[0], 16) && is_aligned(rows[1], 16) && is_aligned(x, 16);
-    dot_rows<C, 2>(rows, x, k, vec, slot, acc);
-  }
+  gemv_rows<C, 2>(rows, live, x, norm_w, eps, k, slot, acc);
   const float g = wave_sum(acc[0]);
   const float u = wave_sum(acc[1]);
   if (live && wave_lane() == 0) out[r] = g / (1.0f + wf_expf(-g)) * u;
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_f16(const uint16_t* w, const float* x, const float* bias, float* out0, float* out1,
-             float* out2, int m0, int m1, int m2, int k) {
-  gemv_kernel<F16>(w, x, bias, out0, out1, out2, m0, m1, m2, k);
+    gemv_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+             const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+             int k, int residual) {
+  gemv_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_bf16(const uint16_t* w, const float* x, const float* bias, float* out0, float* out1,
-              float* out2, int m0, int m1, int m2, int k) {
-  gemv_kernel<BF16>(w, x, bias, out0, out1, out2, m0, m1, m2, k);
+    gemv_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_f16(const uint16_t* w, const float* x, float* out, int inter, int k) {
-  gemv_swiglu_kernel<F16>(w, x, out, inter, k);
+    gemv_swiglu_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                    float* out, int inter, int k) {
+  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_bf16(const uint16_t* w, const float* x, float* out, int inter, int k) {
-  gemv_swiglu_kernel<BF16>(w, x, out, inter, k);
+    gemv_swiglu_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                     float* out, int inter, int k) {
+  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k);
 }

@@ -2,7 +2,7 @@
 //! against the `Backend` trait.
 
 use crate::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
     RopeKvParams, TensorInfo,
 };
 use crate::config::{names, ModelConfig};
@@ -682,16 +682,20 @@ impl<B: Backend> Engine<B> {
         }
         record(&s.x)?;
         for (l, w) in self.layers.iter().enumerate() {
-            // h = rms_norm(x) — for l > 0 the previous MLP output is added to x first (fused)
-            let residual = (l > 0).then_some(&s.o);
-            b.rms_norm(&mut s.x, residual, &w.attn_norm, &mut s.h, norm)?;
             if l > 0 {
-                record(&s.x)?;
+                record(&s.x)?; // x after the previous layer's residual adds
             }
-            // q, k, v = h·Wqᵀ (+b), h·Wkᵀ (+b), h·Wvᵀ (+b): one stacked [Wq; Wk; Wv]
+            // q, k, v = h·Wqᵀ (+b), h·Wkᵀ (+b), h·Wvᵀ (+b) for h = rms_norm(x), over one
+            // stacked [Wq; Wk; Wv] (the norm fused into the projection where the backend can)
             //                                                    (n, q_dim), (n, kv_dim) ×2
-            b.linear_stacked(
-                &s.h,
+            let attn_norm = PreNorm {
+                weight: &w.attn_norm,
+                eps,
+            };
+            b.norm_linear_stacked(
+                &mut s.x,
+                attn_norm,
+                &mut s.h,
                 &w.wqkv,
                 w.bias.as_ref(),
                 &mut [&mut s.q, &mut s.k, &mut s.v],
@@ -720,13 +724,19 @@ impl<B: Backend> Engine<B> {
                 head_dim: heads.2,
             };
             b.attention(&s.q, cache, &mut s.attn, ap, step)?;
-            // o = attn·Woᵀ                                       (n, hidden)
-            b.linear(&s.attn, &w.wo, None, &mut s.o, lin(c.q_dim(), hidden))?;
-            // x += o; h = rms_norm(x)
-            b.rms_norm(&mut s.x, Some(&s.o), &w.mlp_norm, &mut s.h, norm)?;
-            // act = silu(h·Wgᵀ) ⊙ h·Wuᵀ over one stacked [Wg; Wu]      (n, intermediate)
-            b.gate_up_swiglu(
-                &s.h,
+            // x += attn·Woᵀ                                       (n, hidden)
+            let o_proj = lin(c.q_dim(), hidden);
+            b.linear_residual(&s.attn, &w.wo, None, &mut s.x, &mut s.o, o_proj)?;
+            // act = silu(h·Wgᵀ) ⊙ h·Wuᵀ for h = rms_norm(x), over one stacked [Wg; Wu]
+            //                                                     (n, intermediate)
+            let mlp_norm = PreNorm {
+                weight: &w.mlp_norm,
+                eps,
+            };
+            b.norm_gate_up_swiglu(
+                &mut s.x,
+                mlp_norm,
+                &mut s.h,
                 &w.gate_up,
                 &mut s.gate_up,
                 &mut s.act,
@@ -734,17 +744,12 @@ impl<B: Backend> Engine<B> {
                 hidden,
                 c.intermediate_size,
             )?;
-            // o = act·Wdᵀ                                         (n, hidden)
-            b.linear(
-                &s.act,
-                &w.down,
-                None,
-                &mut s.o,
-                lin(c.intermediate_size, hidden),
-            )?;
+            // x += act·Wdᵀ                                        (n, hidden)
+            let down = lin(c.intermediate_size, hidden);
+            b.linear_residual(&s.act, &w.down, None, &mut s.x, &mut s.o, down)?;
         }
-        // x += o (last layer's MLP); h = final_norm(x)
-        b.rms_norm(&mut s.x, Some(&s.o), &self.final_norm, &mut s.h, norm)?;
+        // h = final_norm(x)
+        b.rms_norm(&mut s.x, None, &self.final_norm, &mut s.h, norm)?;
         record(&s.x)?;
         if let Some(tr) = trace {
             tr.final_hidden = b.download_f32(&s.h)?[..n * hidden].to_vec();

@@ -5,16 +5,20 @@
 //! body, with and without the unrolled steps), K mod 8 ≠ 0 (rows on 16 bytes end in the scalar
 //! tail, the others are scalar throughout), K odd, tiny and large M, and K up to 14336. Rows > 1
 //! check the BLAS path of the stacked forms (pointer offsets into the stacked weight and bias).
+//! The fused forms: `norm_linear_stacked` and `norm_gate_up_swiglu` (the RMSNorm of x as the
+//! GEMV's prologue) against `rms_norm` then the product, and `linear_residual` (the residual add
+//! as the epilogue) against the product added to a prior value; K up to 16384 stages x in LDS,
+//! K past it reads x (and the norm weights) through the cache.
 
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;
-use wavefront::backend::{Backend, LinearParams};
+use wavefront::backend::{Backend, LinearParams, PreNorm};
 use wavefront::{DType, Result};
 use wavefront_reference::ops;
 
 use super::{Check, Op};
 use crate::compare::compare;
-use crate::harness::{guarded, read_guarded, rounded, upload, Rng};
+use crate::harness::{guarded, read_guarded, rounded, upload, with_guard, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 /// Which op a case calls.
@@ -37,15 +41,22 @@ pub struct GemvCase {
     pub parts: Vec<usize>,
     pub weight: DType,
     pub bias: bool,
+    /// The RMSNorm prologue (`norm_linear_stacked`, `norm_gate_up_swiglu`; not with `Linear`).
+    pub norm: bool,
+    /// The residual epilogue (`linear_residual`; `Linear` only).
+    pub residual: bool,
     pub seed: u64,
 }
 
 impl GemvCase {
     pub fn op(&self) -> Op {
-        match self.op {
-            GemvOp::Linear => Op::Linear,
-            GemvOp::Stacked => Op::LinearStacked,
-            GemvOp::GateUp => Op::GateUpSwiglu,
+        match (self.op, self.norm, self.residual) {
+            (GemvOp::Linear, _, true) => Op::LinearResidual,
+            (GemvOp::Linear, ..) => Op::Linear,
+            (GemvOp::Stacked, true, _) => Op::NormLinearStacked,
+            (GemvOp::Stacked, ..) => Op::LinearStacked,
+            (GemvOp::GateUp, true, _) => Op::NormGateUpSwiglu,
+            (GemvOp::GateUp, ..) => Op::GateUpSwiglu,
         }
     }
 
@@ -66,6 +77,12 @@ impl GemvCase {
         if self.bias {
             s.push_str(",bias");
         }
+        if self.norm {
+            s.push_str(",norm");
+        }
+        if self.residual {
+            s.push_str(",residual");
+        }
         s
     }
 
@@ -79,19 +96,43 @@ impl GemvCase {
             k: self.in_features,
             input: matmul_input,
         });
-        match self.op {
-            GemvOp::GateUp => {
-                let ew = tolerance(Kind::Elementwise);
-                Tolerance {
-                    nmse: 9.0 * mm.nmse + ew.nmse,
-                    reason: format!(
-                        "silu(g)·u of two products, relative e_u + κ·e_g with κ ≤ 2 (9× in \
-                         energy) of: {}; plus {}",
-                        mm.reason, ew.reason
-                    ),
-                }
-            }
+        let ew = tolerance(Kind::Elementwise);
+        let base = match self.op {
+            GemvOp::GateUp => Tolerance {
+                nmse: 9.0 * mm.nmse + ew.nmse,
+                reason: format!(
+                    "silu(g)·u of two products, relative e_u + κ·e_g with κ ≤ 2 (9× in \
+                     energy) of: {}; plus {}",
+                    mm.reason, ew.reason
+                ),
+            },
             _ => mm,
+        };
+        if self.norm {
+            // The engine's h differs from the reference's by f32 roundings of the norm (its
+            // sum of squares in another order, the scale, two products): elementwise-sized,
+            // before the input's rounding to the weight type that the matmul bound covers.
+            Tolerance {
+                nmse: base.nmse + ew.nmse,
+                reason: format!(
+                    "{}; plus the RMSNorm's f32 roundings of the input: {}",
+                    base.reason, ew.reason
+                ),
+            }
+        } else if self.residual {
+            // prior + y with prior drawn independently of y: the energies add, so the error of
+            // y (the only one: the f32 add rounds at the elementwise level) is no larger a
+            // fraction of the sum than of y.
+            Tolerance {
+                nmse: base.nmse + ew.nmse,
+                reason: format!(
+                    "the product's error over an independent prior plus it (energies add): \
+                     {}; plus the f32 add: {}",
+                    base.reason, ew.reason
+                ),
+            }
+        } else {
+            base
         }
     }
 
@@ -111,13 +152,24 @@ impl GemvCase {
         let x = rng.values(n * k, 1.0);
         let w = rounded(self.weight, rng.values(total * k, 1.0 / (k as f32).sqrt()));
         let bias = rng.values(total, 0.5);
-        let xt = upload(b, DType::F32, &x)?;
+        // The norm's weights (around 1, as trained models' are) and eps.
+        let g: Vec<f32> = rng.values(k, 0.5).iter().map(|v| 1.0 + v).collect();
+        let eps = 1e-5;
+        // The values the residual form adds into.
+        let prior = rng.values(n * self.parts[0], 1.0);
+        let mut xt = upload(b, DType::F32, &x)?;
         let wt = upload(b, self.weight, &w)?;
         let bt = upload(b, DType::F32, &bias)?;
         let bias_t = self.bias.then_some(&bt);
 
-        // The reference: one `linear` per matrix of the stack, then SwiGLU for gate/up.
+        // The reference: the norm (if fused), one `linear` per matrix of the stack, then SwiGLU
+        // for gate/up (or the prior added for the residual form).
         let xa = Array2::from_shape_vec((n, k), x).expect("sized");
+        let xa = if self.norm {
+            ops::rms_norm(xa.view(), Array1::from(g.clone()).view(), eps)
+        } else {
+            xa
+        };
         let wa = Array2::from_shape_vec((total, k), w).expect("sized");
         let ba = Array1::from(bias);
         let mut want = Vec::new(); // (rows, mats[i]) per matrix
@@ -134,6 +186,9 @@ impl GemvCase {
             .iter()
             .map(|&len| guarded(b, DType::F32, len))
             .collect::<Result<Vec<_>>>()?;
+        let gt = upload(b, DType::F32, &g)?;
+        let norm = PreNorm { weight: &gt, eps };
+        let mut h = guarded(b, DType::F32, n * k)?;
         let wants: Vec<Vec<f32>> = match self.op {
             GemvOp::Linear => {
                 let p = LinearParams {
@@ -141,18 +196,39 @@ impl GemvCase {
                     in_features: k,
                     out_features: self.parts[0],
                 };
-                b.linear(&xt, &wt, bias_t, &mut outs[0], p)?;
-                want.iter().map(flat).collect()
+                if self.residual {
+                    // outs[0] holds the prior (then its guard) and is added into.
+                    outs[0] = upload(b, DType::F32, &with_guard(prior.clone()))?;
+                    let mut tmp = guarded(b, DType::F32, n * self.parts[0])?;
+                    b.linear_residual(&xt, &wt, bias_t, &mut outs[0], &mut tmp, p)?;
+                    let w0 = flat(&want[0]);
+                    vec![prior.iter().zip(w0).map(|(a, y)| a + y).collect()]
+                } else {
+                    b.linear(&xt, &wt, bias_t, &mut outs[0], p)?;
+                    want.iter().map(flat).collect()
+                }
             }
             GemvOp::Stacked => {
                 let mut refs: Vec<&mut B::Tensor> = outs.iter_mut().collect();
-                b.linear_stacked(&xt, &wt, bias_t, &mut refs, &self.parts, n, k)?;
+                if self.norm {
+                    let parts = &self.parts;
+                    b.norm_linear_stacked(
+                        &mut xt, norm, &mut h, &wt, bias_t, &mut refs, parts, n, k,
+                    )?;
+                } else {
+                    b.linear_stacked(&xt, &wt, bias_t, &mut refs, &self.parts, n, k)?;
+                }
                 want.iter().map(flat).collect()
             }
             GemvOp::GateUp => {
                 let inter = self.parts[0];
                 let mut tmp = guarded(b, DType::F32, 2 * n * inter)?;
-                b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter)?;
+                if self.norm {
+                    let out = &mut outs[0];
+                    b.norm_gate_up_swiglu(&mut xt, norm, &mut h, &wt, &mut tmp, out, n, k, inter)?;
+                } else {
+                    b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter)?;
+                }
                 vec![flat(&ops::swiglu(want[0].view(), want[1].view()))]
             }
         };
@@ -187,7 +263,14 @@ pub fn grid() -> Vec<GemvCase> {
         parts: parts.to_vec(),
         weight,
         bias,
+        norm: false,
+        residual: false,
         seed: 47,
+    };
+    let normed = |c: GemvCase| GemvCase { norm: true, ..c };
+    let residual = |c: GemvCase| GemvCase {
+        residual: true,
+        ..c
     };
     for weight in [DType::BF16, DType::F16] {
         // K: a multiple of 8 (vectors only; 576 = 72 vectors: unrolled steps at WAVE=32 and 64
@@ -229,6 +312,46 @@ pub fn grid() -> Vec<GemvCase> {
         ] {
             g.push(case(GemvOp::GateUp, 1, k, &[inter], weight, false));
         }
+        // The fused forms. The norm prologue: QKV shapes (aligned, odd K: the norm's scalar
+        // partition; K = 16384, the most staged in LDS; K = 16392 read through the cache,
+        // vectors and scalar), and gate/up. The residual epilogue: aligned, tail, odd, with a
+        // bias, and K past the LDS (the 8B-and-up down projections are staged: 14336 ≤ 16384).
+        for (k, parts, bias) in [
+            (576, &[576, 192, 192][..], false),
+            (64, &[24, 8, 8][..], true),
+            (77, &[9, 3, 3][..], false),
+            (16384, &[16, 4, 4][..], false),
+            (16392, &[8, 4][..], true),
+            (16391, &[5][..], false),
+        ] {
+            g.push(normed(case(GemvOp::Stacked, 1, k, parts, weight, bias)));
+        }
+        for (k, inter) in [(576, 1536), (77, 5), (16392, 6), (100, 6)] {
+            g.push(normed(case(GemvOp::GateUp, 1, k, &[inter], weight, false)));
+        }
+        for (k, m, bias) in [
+            (576, 576, false),
+            (1536, 576, true),
+            (100, 33, false),
+            (77, 9, false),
+            (20000, 8, false),
+            (20001, 5, true),
+        ] {
+            g.push(residual(case(GemvOp::Linear, 1, k, &[m], weight, bias)));
+        }
+    }
+    // Rows > 1: the fused forms' separate ops (rms_norm then BLAS, BLAS then add).
+    for weight in [DType::F32, DType::BF16] {
+        g.push(normed(case(
+            GemvOp::Stacked,
+            3,
+            80,
+            &[48, 16, 16],
+            weight,
+            true,
+        )));
+        g.push(normed(case(GemvOp::GateUp, 2, 96, &[40], weight, false)));
+        g.push(residual(case(GemvOp::Linear, 3, 96, &[40], weight, true)));
     }
     // Rows > 1: the BLAS path of the stacked forms (offsets into W and the bias), every weight
     // type (f32 weights take BLAS at every row count).
@@ -253,21 +376,26 @@ pub fn strategy() -> impl Strategy<Value = GemvCase> {
         proptest::collection::vec(0usize..100, 1..=3),
         prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
         any::<bool>(),
+        any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(|(op, rows, in_features, mut parts, weight, bias, seed)| {
-            if op != GemvOp::Stacked {
-                parts.truncate(1);
-                parts[0] = parts[0].max(1);
-            }
-            GemvCase {
-                op,
-                rows,
-                in_features,
-                parts,
-                weight,
-                bias: bias && op != GemvOp::GateUp,
-                seed,
-            }
-        })
+        .prop_map(
+            |(op, rows, in_features, mut parts, weight, bias, fused, seed)| {
+                if op != GemvOp::Stacked {
+                    parts.truncate(1);
+                    parts[0] = parts[0].max(1);
+                }
+                GemvCase {
+                    op,
+                    rows,
+                    in_features,
+                    parts,
+                    weight,
+                    bias: bias && op != GemvOp::GateUp,
+                    norm: fused && op != GemvOp::Linear,
+                    residual: fused && op == GemvOp::Linear,
+                    seed,
+                }
+            },
+        )
 }

@@ -34,11 +34,14 @@ pub enum Op {
     Logits,
     LinearStacked,
     GateUpSwiglu,
+    NormLinearStacked,
+    NormGateUpSwiglu,
+    LinearResidual,
     Sample,
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 15] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::Linear,
@@ -50,6 +53,9 @@ impl Op {
         Op::Logits,
         Op::LinearStacked,
         Op::GateUpSwiglu,
+        Op::NormLinearStacked,
+        Op::NormGateUpSwiglu,
+        Op::LinearResidual,
         Op::Sample,
     ];
 
@@ -66,6 +72,9 @@ impl Op {
             Op::Logits => "logits",
             Op::LinearStacked => "linear_stacked",
             Op::GateUpSwiglu => "gate_up_swiglu",
+            Op::NormLinearStacked => "norm_linear_stacked",
+            Op::NormGateUpSwiglu => "norm_gate_up_swiglu",
+            Op::LinearResidual => "linear_residual",
             Op::Sample => "sample",
         }
     }

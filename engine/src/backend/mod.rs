@@ -82,6 +82,22 @@ pub struct RmsNormParams {
     pub eps: f32,
 }
 
+/// The RMSNorm a fused projection applies to its input first: `rms_norm(x) · weight` with `eps`
+/// (the weight f32, one per input feature).
+#[derive(Debug)]
+pub struct PreNorm<'a, T> {
+    pub weight: &'a T,
+    pub eps: f32,
+}
+
+// Copy whatever T is (a derive would ask T: Copy).
+impl<T> Clone for PreNorm<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for PreNorm<'_, T> {}
+
 /// `out (rows, out_features) = x (rows, in_features) · wᵀ (+ bias)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinearParams {
@@ -347,6 +363,56 @@ pub trait Backend: Send + Sync + Sized {
         in_features: usize,
         inter: usize,
     ) -> Result<()>;
+    /// The attention block's input: `h = rms_norm(x) · norm.weight` (rows, in_features), then
+    /// [`Backend::linear_stacked`] of `h`. `h` is scratch: a backend that fuses the norm into
+    /// the projection's prologue may leave it unwritten. The default runs the two ops.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_linear_stacked(
+        &self,
+        x: &mut Self::Tensor,
+        norm: PreNorm<'_, Self::Tensor>,
+        h: &mut Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        outs: &mut [&mut Self::Tensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        unfused::norm_linear_stacked(self, x, norm, h, w, bias, outs, parts, rows, in_features)
+    }
+    /// The MLP's input: `h = rms_norm(x) · norm.weight`, then [`Backend::gate_up_swiglu`] of
+    /// `h` (`h` scratch as for [`Backend::norm_linear_stacked`]).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_gate_up_swiglu(
+        &self,
+        x: &mut Self::Tensor,
+        norm: PreNorm<'_, Self::Tensor>,
+        h: &mut Self::Tensor,
+        w: &Self::Tensor,
+        tmp: &mut Self::Tensor,
+        out: &mut Self::Tensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        unfused::norm_gate_up_swiglu(self, x, norm, h, w, tmp, out, rows, in_features, inter)
+    }
+    /// The residual add after a projection: `acc (rows, out) += x · wᵀ (+ bias)` (the
+    /// projection first, then the f32 add). `tmp` (rows·out f32) is scratch a backend that adds
+    /// in the projection's epilogue may leave unwritten; `x` must not alias `acc`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_residual(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        acc: &mut Self::Tensor,
+        tmp: &mut Self::Tensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        unfused::linear_residual(self, x, w, bias, acc, tmp, p)
+    }
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,
@@ -357,6 +423,70 @@ pub trait Backend: Send + Sync + Sized {
         history: &[u32],
         coin: f32,
     ) -> Result<u32>;
+}
+
+/// The fused ops of [`Backend`] as the separate ops they stand for: the trait's defaults, and
+/// what a fusing backend runs where it does not fuse (e.g. the GPU's BLAS path for rows > 1).
+pub mod unfused {
+    use super::{Backend, LinearParams, PreNorm, RmsNormParams};
+    use crate::error::Result;
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_linear_stacked<B: Backend + ?Sized>(
+        b: &B,
+        x: &mut B::Tensor,
+        norm: PreNorm<'_, B::Tensor>,
+        h: &mut B::Tensor,
+        w: &B::Tensor,
+        bias: Option<&B::Tensor>,
+        outs: &mut [&mut B::Tensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        let p = RmsNormParams {
+            rows,
+            dim: in_features,
+            eps: norm.eps,
+        };
+        b.rms_norm(x, None, norm.weight, h, p)?;
+        b.linear_stacked(h, w, bias, outs, parts, rows, in_features)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_gate_up_swiglu<B: Backend + ?Sized>(
+        b: &B,
+        x: &mut B::Tensor,
+        norm: PreNorm<'_, B::Tensor>,
+        h: &mut B::Tensor,
+        w: &B::Tensor,
+        tmp: &mut B::Tensor,
+        out: &mut B::Tensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        let p = RmsNormParams {
+            rows,
+            dim: in_features,
+            eps: norm.eps,
+        };
+        b.rms_norm(x, None, norm.weight, h, p)?;
+        b.gate_up_swiglu(h, w, tmp, out, rows, in_features, inter)
+    }
+
+    pub fn linear_residual<B: Backend + ?Sized>(
+        b: &B,
+        x: &B::Tensor,
+        w: &B::Tensor,
+        bias: Option<&B::Tensor>,
+        acc: &mut B::Tensor,
+        tmp: &mut B::Tensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        b.linear(x, w, bias, tmp, p)?;
+        b.add(acc, tmp, p.rows * p.out_features)
+    }
 }
 
 /// `Backend::linear_stacked`'s part list: 1 to 3 parts, one output each.

@@ -4,18 +4,36 @@
 //! is weight bytes / bandwidth: each row reports the achieved GB/s and its share of the
 //! device's measured copy bandwidth (the number [`super::copy_bandwidth`] gives the decode
 //! roofline), and the time ratio custom / BLAS.
+//!
+//! The custom side runs each projection as the decode step does: QKV and gate/up with the
+//! RMSNorm in the GEMV's prologue, o_proj and down adding into the residual stream in its
+//! epilogue (the BLAS side: rms_norm, convert, GEMM and add as separate launches where the
+//! step would need them). Each timed sample queues one call per copy of the weight, back to
+//! back, over enough copies (at least [`STREAM_BYTES`] in all) that no call finds its weight in
+//! the last-level cache, as in decode where a layer's matrices are read once per token; the time
+//! per call is the sample over the copies.
 
 use serde::Serialize;
 
 use super::{copy_bandwidth, median};
 use crate::backend::gpu::{GpuBackend, GpuTensor};
-use crate::backend::{Backend, KernelSource};
+use crate::backend::{Backend, KernelSource, PreNorm, RmsNormParams};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
 /// Timed repetitions of each side at least (after one warm-up).
 pub const MIN_REPS: usize = 20;
+
+/// Weight bytes streamed per timed sample at least: three times the H200's 50 MiB L2 (MI300X:
+/// 4 MiB L2 + 256 MiB Infinity Cache is the larger last level; 150 MB still covers its L2).
+pub const STREAM_BYTES: usize = 150_000_000;
+
+/// Copies of a weight of `bytes` that make one timed sample: enough for [`STREAM_BYTES`], at
+/// most 256.
+pub fn copies(bytes: usize) -> usize {
+    STREAM_BYTES.div_ceil(bytes.max(1)).clamp(1, 256)
+}
 
 /// What a projection computes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -145,7 +163,7 @@ pub struct GemvReport {
 impl GemvReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "GEMV microbenchmark, batch 1, bf16 weights | backend: {} | device: {} | copy bandwidth: {:.1} GB/s | median of {} reps after a warm-up; GB/s = weight bytes / time; ratio = custom time / BLAS time\n\n",
+            "GEMV microbenchmark, batch 1, bf16 weights | backend: {} | device: {} | copy bandwidth: {:.1} GB/s | median of {} reps after a warm-up, each rep one call per weight copy back to back (≥ 150 MB of weights, past the L2); custom: the decode step's fused form (norm prologue for qkv and gate_up, residual epilogue for o_proj and down); BLAS: the same with separate rms_norm / convert / GEMM / add; GB/s = weight bytes / time; ratio = custom time / BLAS time\n\n",
             self.backend, self.device, self.copy_gb_s, self.reps
         );
         if let Some(k) = crate::backend::describe_kernels(&self.kernels) {
@@ -192,43 +210,107 @@ fn random_bf16_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Median device time (ms) of `f` over `reps` timed calls after one warm-up.
-fn time(b: &GpuBackend, reps: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
+/// Median device time (ms) of `f(i)` per call: each of `reps` samples times `f(0..copies)`
+/// back to back (after one warm-up sample) and divides by `copies`.
+fn time(
+    b: &GpuBackend,
+    reps: usize,
+    copies: usize,
+    f: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<f64> {
+    let mut all = || (0..copies).try_for_each(&mut *f);
+    all()?;
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
-        samples.push(Backend::time_ms(b, f)?);
+        samples.push(Backend::time_ms(b, &mut all)? / copies as f64);
     }
     Ok(median(samples))
 }
 
-/// Times one projection both ways.
+/// Times one projection both ways, as the decode step runs it.
 fn measure(b: &GpuBackend, p: &Projection, reps: usize) -> Result<(f64, f64)> {
-    let w = b.upload(DType::BF16, &random_bf16_bytes(p.rows() * p.k, 7))?;
-    let x = b.upload_f32(&crate::formats::random::values(p.k, 3))?;
+    let n = copies(p.weight_bytes());
+    let ws = (0..n)
+        .map(|i| {
+            b.upload(
+                DType::BF16,
+                &random_bf16_bytes(p.rows() * p.k, 7 + i as u64),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut x = b.upload_f32(&crate::formats::random::values(p.k, 3))?;
+    let g = b.upload_f32(&vec![1.0; p.k])?;
+    let norm = PreNorm {
+        weight: &g,
+        eps: 1e-5,
+    };
+    let mut h = b.alloc(DType::F32, p.k)?;
+    let norm_params = RmsNormParams {
+        rows: 1,
+        dim: p.k,
+        eps: 1e-5,
+    };
     match &p.kind {
+        ProjectionKind::Stacked { parts } if p.name == "qkv" => {
+            let mut outs: Vec<GpuTensor> = parts
+                .iter()
+                .map(|&m| b.alloc(DType::F32, m))
+                .collect::<Result<_>>()?;
+            let mut refs: Vec<&mut GpuTensor> = outs.iter_mut().collect();
+            let gemv = time(b, reps, n, &mut |i| {
+                let (x, h, o) = (&mut x, &mut h, &mut refs);
+                b.norm_linear_stacked(x, norm, h, &ws[i], None, o, parts, 1, p.k)
+            })?;
+            let blas = time(b, reps, n, &mut |i| {
+                b.rms_norm(&mut x, None, &g, &mut h, norm_params)?;
+                b.linear_stacked_blas(&h, &ws[i], None, &mut refs, parts, 1, p.k)
+            })?;
+            Ok((gemv, blas))
+        }
+        ProjectionKind::Stacked { parts } if p.name != "lm_head" => {
+            // o_proj, down: into the residual stream.
+            let m = parts.iter().sum();
+            let mut acc = b.upload_f32(&vec![0.0; m])?;
+            let mut tmp = b.alloc(DType::F32, m)?;
+            let lp = crate::backend::LinearParams {
+                rows: 1,
+                in_features: p.k,
+                out_features: m,
+            };
+            let gemv = time(b, reps, n, &mut |i| {
+                b.linear_residual(&x, &ws[i], None, &mut acc, &mut tmp, lp)
+            })?;
+            let blas = time(b, reps, n, &mut |i| {
+                let mut refs = [&mut tmp];
+                b.linear_stacked_blas(&x, &ws[i], None, &mut refs, parts, 1, p.k)?;
+                b.add(&mut acc, &tmp, m)
+            })?;
+            Ok((gemv, blas))
+        }
         ProjectionKind::Stacked { parts } => {
             let mut outs: Vec<GpuTensor> = parts
                 .iter()
                 .map(|&m| b.alloc(DType::F32, m))
                 .collect::<Result<_>>()?;
             let mut refs: Vec<&mut GpuTensor> = outs.iter_mut().collect();
-            let gemv = time(b, reps, &mut || {
-                b.linear_stacked(&x, &w, None, &mut refs, parts, 1, p.k)
+            let gemv = time(b, reps, n, &mut |i| {
+                b.linear_stacked(&x, &ws[i], None, &mut refs, parts, 1, p.k)
             })?;
-            let blas = time(b, reps, &mut || {
-                b.linear_stacked_blas(&x, &w, None, &mut refs, parts, 1, p.k)
+            let blas = time(b, reps, n, &mut |i| {
+                b.linear_stacked_blas(&x, &ws[i], None, &mut refs, parts, 1, p.k)
             })?;
             Ok((gemv, blas))
         }
         ProjectionKind::GateUp { inter } => {
             let mut tmp = b.alloc(DType::F32, 2 * inter)?;
             let mut out = b.alloc(DType::F32, *inter)?;
-            let gemv = time(b, reps, &mut || {
-                b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, p.k, *inter)
+            let gemv = time(b, reps, n, &mut |i| {
+                let (x, h, t, o) = (&mut x, &mut h, &mut tmp, &mut out);
+                b.norm_gate_up_swiglu(x, norm, h, &ws[i], t, o, 1, p.k, *inter)
             })?;
-            let blas = time(b, reps, &mut || {
-                b.gate_up_swiglu_blas(&x, &w, &mut tmp, &mut out, 1, p.k, *inter)
+            let blas = time(b, reps, n, &mut |i| {
+                b.rms_norm(&mut x, None, &g, &mut h, norm_params)?;
+                b.gate_up_swiglu_blas(&h, &ws[i], &mut tmp, &mut out, 1, p.k, *inter)
             })?;
             Ok((gemv, blas))
         }
@@ -298,6 +380,19 @@ mod tests {
         assert_eq!(p[2].rows(), 2 * 14336);
         assert_eq!((p[3].rows(), p[3].k), (4096, 14336));
         assert_eq!(p[4].rows(), 128256);
+    }
+
+    #[test]
+    fn each_sample_streams_past_the_cache_in_at_most_256_copies() {
+        assert_eq!(copies(1_050_000_000), 1, "the 8B LM head: one copy");
+        assert_eq!(copies(50_000_000), 3);
+        assert_eq!(
+            copies(1_105_920),
+            136,
+            "SmolLM2 qkv: 150 MB over 1.1 MB copies"
+        );
+        assert_eq!(copies(1000), 256, "capped");
+        assert!(copies(663_552) * 663_552 >= STREAM_BYTES);
     }
 
     #[test]

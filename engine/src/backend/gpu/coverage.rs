@@ -30,7 +30,10 @@ const ROPE: &[&str] = &["g4", "g1", "step"];
 const ATTENTION: &[&str] = &["keys", "empty_wave"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const MAIN: &[&str] = &["main"];
-const GEMV: &[&str] = &["vec", "tail", "scalar", "bias", "out0", "out1", "out2"];
+const GEMV: &[&str] = &[
+    "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
+];
+const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds"];
 
 const fn k(
     kernel: &'static str,
@@ -84,8 +87,8 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     ),
     k("gemv_f16", "gemv.hip", 0, GEMV),
     k("gemv_bf16", "gemv.hip", 1, GEMV),
-    k("gemv_swiglu_f16", "gemv.hip", 2, VEC_TAIL_SCALAR),
-    k("gemv_swiglu_bf16", "gemv.hip", 3, VEC_TAIL_SCALAR),
+    k("gemv_swiglu_f16", "gemv.hip", 2, GEMV_SWIGLU),
+    k("gemv_swiglu_bf16", "gemv.hip", 3, GEMV_SWIGLU),
     k(
         "sample_step",
         "sampling.hip",
@@ -294,7 +297,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 7 + 2 * 3 + 9
+            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 9
         );
     }
 }

@@ -29,7 +29,7 @@ pub use device::{detect, detect_with, device_report, devices, require_gpu, runti
 pub use vendor::{DeviceInfo, OpenError, Runtime};
 
 use crate::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, RmsNormParams,
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
     RopeKvParams, TensorInfo,
 };
 use crate::error::{Error, Result};
@@ -780,6 +780,48 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let route = ops::linear::Route::Auto;
         ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
+    }
+
+    fn norm_linear_stacked(
+        &self,
+        x: &mut GpuTensor,
+        norm: PreNorm<'_, GpuTensor>,
+        h: &mut GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        outs: &mut [&mut GpuTensor],
+        parts: &[usize],
+        rows: usize,
+        in_features: usize,
+    ) -> Result<()> {
+        ops::linear::norm_linear_stacked(self, x, norm, h, w, bias, outs, parts, rows, in_features)
+    }
+
+    fn norm_gate_up_swiglu(
+        &self,
+        x: &mut GpuTensor,
+        norm: PreNorm<'_, GpuTensor>,
+        h: &mut GpuTensor,
+        w: &GpuTensor,
+        tmp: &mut GpuTensor,
+        out: &mut GpuTensor,
+        rows: usize,
+        in_features: usize,
+        inter: usize,
+    ) -> Result<()> {
+        ops::linear::norm_gate_up_swiglu(self, x, norm, h, w, tmp, out, rows, in_features, inter)
+    }
+
+    fn linear_residual(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        acc: &mut GpuTensor,
+        tmp: &mut GpuTensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        ops::linear::linear_residual(self, x, w, bias, acc, tmp, p)
     }
 
     fn sample(

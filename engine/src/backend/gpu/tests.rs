@@ -12,7 +12,7 @@ use super::vendor::{
 };
 use super::GpuOptions;
 use super::{choose_wave, GpuBackend, GpuTensor, ABI_KERNELS};
-use crate::backend::{AttentionParams, Backend, LinearParams, LogitsParams};
+use crate::backend::{AttentionParams, Backend, LinearParams, LogitsParams, PreNorm};
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, KvLayout};
 use crate::sampler::SamplingParams;
@@ -460,19 +460,98 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         };
         assert_eq!(name, "gemv_f16");
         let blocks = 40u32.div_ceil(256 / wave);
-        assert_eq!((cfg.grid, cfg.block), ((blocks, 1, 1), (256, 1, 1)));
-        let ptrs: Vec<KernelArg> = [
-            w.ptr(),
-            x.ptr(),
-            bias.ptr(),
-            o[0].ptr(),
-            o[1].ptr(),
-            o[2].ptr(),
-        ]
-        .map(KernelArg::Ptr)
-        .to_vec();
-        assert_eq!(args[..6], ptrs[..]);
-        assert_eq!(args[6..], [24, 8, 8, 16].map(KernelArg::I32)[..]);
+        // x (16 f32) staged in LDS: 32 bytes.
+        let launch = (cfg.grid, cfg.block, cfg.shared_bytes);
+        assert_eq!(launch, ((blocks, 1, 1), (256, 1, 1), 32));
+        let ptrs = |norm: u64, out0: u64| -> Vec<KernelArg> {
+            vec![
+                KernelArg::Ptr(w.ptr()),
+                KernelArg::Ptr(x.ptr()),
+                KernelArg::Ptr(norm),
+            ]
+            .into_iter()
+            .chain([KernelArg::F32(if norm == 0 { 0.0 } else { 1e-5 })])
+            .chain([bias.ptr(), out0].map(KernelArg::Ptr))
+            .collect()
+        };
+        assert_eq!(args[..6], ptrs(0, o[0].ptr())[..]);
+        assert_eq!(args[6..8], [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]);
+        assert_eq!(args[8..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
+        // The norm as the prologue: the same launch with the norm weights and eps, h untouched.
+        let g = b.upload_f32(&[1.0; 16]).unwrap();
+        let mut h = b.alloc(DType::F32, 3 * k).unwrap();
+        let mut xm = b.upload_f32(&vec![1.0; 3 * k]).unwrap();
+        let norm = PreNorm {
+            weight: &g,
+            eps: 1e-5,
+        };
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        let (xm_ptr, h_ptr) = (xm.ptr(), h.ptr());
+        b.norm_linear_stacked(
+            &mut xm,
+            norm,
+            &mut h,
+            &w,
+            Some(&bias),
+            &mut outs,
+            &parts,
+            1,
+            k,
+        )
+        .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, _, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
+        assert_eq!(args[1], KernelArg::Ptr(xm_ptr));
+        assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
+        assert!(!args.contains(&KernelArg::Ptr(h_ptr)), "h is not written");
+        // At three rows: rms_norm into h, then x converted and a GEMM per part from h.
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 3, k)
+            .unwrap();
+        let calls = v.calls();
+        assert!(matches!(&calls[0], Call::Launch(n, _, a) if n == "rms_norm"
+            && a[3] == KernelArg::Ptr(h_ptr)));
+        assert!(
+            matches!(&calls[1], Call::Launch(n, _, a) if n == "convert_f32_to_f16"
+            && a[0] == KernelArg::Ptr(h_ptr))
+        );
+        // The residual as the epilogue: one launch adding into acc (tmp untouched).
+        let mut acc = b.alloc(DType::F32, 3 * 24).unwrap();
+        let mut tmp24 = b.alloc(DType::F32, 3 * 24).unwrap();
+        let lp = LinearParams {
+            rows: 1,
+            in_features: k,
+            out_features: 24,
+        };
+        b.linear_residual(&x, &w, None, &mut acc, &mut tmp24, lp)
+            .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, _, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
+        assert_eq!(args[5], KernelArg::Ptr(acc.ptr()));
+        assert_eq!(args[8..], [24, 0, 0, 16, 1].map(KernelArg::I32)[..]);
+        // Two rows: the GEMM into tmp, then add.
+        let lp2 = LinearParams { rows: 2, ..lp };
+        b.linear_residual(&x, &w, None, &mut acc, &mut tmp24, lp2)
+            .unwrap();
+        let calls = v.calls();
+        assert!(
+            matches!(&calls[1], Call::Gemm(g) if g.c == tmp24.ptr()),
+            "{calls:?}"
+        );
+        assert!(matches!(&calls[2], Call::Launch(n, _, a) if n == "add"
+            && a[..2] == [KernelArg::Ptr(acc.ptr()), KernelArg::Ptr(tmp24.ptr())]));
+        // A short accumulator is refused before any work.
+        let mut short = b.alloc(DType::F32, 23).unwrap();
+        assert!(b
+            .linear_residual(&x, &w, None, &mut short, &mut tmp24, lp)
+            .is_err());
+        assert!(v.calls().is_empty());
         // Two parts: the third output pointer is null and its row count 0.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().take(2).collect();
         b.linear_stacked(&x, &w, None, &mut outs, &[24, 8], 1, k)
@@ -480,9 +559,9 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         let Call::Launch(_, _, args) = &v.calls()[0] else {
             panic!()
         };
-        assert_eq!(args[2], KernelArg::Ptr(0), "no bias");
-        assert_eq!(args[5], KernelArg::Ptr(0));
-        assert_eq!(args[6..], [24, 8, 0, 16].map(KernelArg::I32)[..]);
+        assert_eq!(args[4], KernelArg::Ptr(0), "no bias");
+        assert_eq!(args[7], KernelArg::Ptr(0));
+        assert_eq!(args[8..], [24, 8, 0, 16, 0].map(KernelArg::I32)[..]);
         // Three rows: x converted once, then per part a GEMM at its row offset and a bias add
         // at its bias offset.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -520,10 +599,28 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             [
                 KernelArg::Ptr(w.ptr()),
                 KernelArg::Ptr(x.ptr()),
+                KernelArg::Ptr(0),
+                KernelArg::F32(0.0),
                 KernelArg::Ptr(out.ptr()),
                 KernelArg::I32(20),
                 KernelArg::I32(16)
             ]
+        );
+        // With the norm prologue: the norm weights and eps, h untouched.
+        b.norm_gate_up_swiglu(&mut xm, norm, &mut h, &w, &mut tmp, &mut out, 1, k, inter)
+            .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, _, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((calls.len(), name.as_str()), (1, "gemv_swiglu_f16"));
+        assert_eq!(
+            args[1..4],
+            [xm_ptr, g.ptr()]
+                .map(KernelArg::Ptr)
+                .into_iter()
+                .chain([KernelArg::F32(1e-5)])
+                .collect::<Vec<_>>()[..]
         );
         b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter)
             .unwrap();

@@ -1,7 +1,10 @@
 //! Batch-1 projections over 16-bit weights (`kernels/gemv.hip`): `out = x · Wᵀ (+ bias)` for up
 //! to three matrices stacked along the output dimension (fused QKV), and the fused gate/up
-//! projection with SwiGLU. x is rounded to the weights' type inside the kernel, so there is no
-//! convert pass and W is read once, at HBM bandwidth. The `launch_*` functions only queue work
+//! projection with SwiGLU; optionally with the RMSNorm of x as the prologue (every block
+//! recomputes the norm's scale: no `rms_norm` launch, no pass over h) and the residual add as the
+//! epilogue (`out += x · Wᵀ` in place: no `add` or residual pass). x is rounded to the weights'
+//! type inside the kernel (staged once per block in LDS when K ≤ [`GEMV_LDS_MAX`]), so there is
+//! no convert pass and W is read once, at HBM bandwidth. The `launch_*` functions only queue work
 //! (no synchronization, no allocation): a decode step is captured into a graph around them.
 
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
@@ -11,6 +14,19 @@ use crate::tensor::DType;
 
 /// Threads per block of the GEMV kernels (ABI: `GEMV_BLOCK` in gemv.hip).
 pub(in crate::backend::gpu) const GEMV_BLOCK: u32 = 256;
+
+/// The most input elements staged in LDS (ABI: `GEMV_LDS_MAX` in gemv.hip): 2·K bytes ≤ 32 KiB,
+/// so two blocks share a 64 KiB CDNA LDS. Longer inputs are read through the cache by every wave.
+pub(in crate::backend::gpu) const GEMV_LDS_MAX: usize = 16384;
+
+/// The dynamic shared memory of a GEMV over `k` inputs: 2·k bytes rounded up to 16 when staged.
+pub(in crate::backend::gpu) fn gemv_shared_bytes(k: usize) -> u32 {
+    if k <= GEMV_LDS_MAX {
+        (2 * k).next_multiple_of(16) as u32
+    } else {
+        0
+    }
+}
 
 /// The most input rows that take the GEMV kernels. 1: a GEMV reads all of W once per input row,
 /// so at two rows it already reads W twice where the GEMM reads it once; batch-1 decode is
@@ -23,7 +39,12 @@ pub(in crate::backend::gpu) fn uses_gemv(rows: usize, w_dtype: DType) -> bool {
 }
 
 /// One wave per output row: `ceil(rows / (GEMV_BLOCK / wave))` blocks of `GEMV_BLOCK`.
-pub(in crate::backend::gpu) fn gemv_grid(op: &str, rows: i64, wave: u32) -> Result<LaunchConfig> {
+pub(in crate::backend::gpu) fn gemv_grid(
+    op: &str,
+    rows: i64,
+    k: usize,
+    wave: u32,
+) -> Result<LaunchConfig> {
     if wave == 0 || GEMV_BLOCK % wave != 0 {
         return Err(bad(op, format!("wave {wave} does not divide {GEMV_BLOCK}")));
     }
@@ -36,7 +57,7 @@ pub(in crate::backend::gpu) fn gemv_grid(op: &str, rows: i64, wave: u32) -> Resu
     Ok(LaunchConfig {
         grid: (blocks, 1, 1),
         block: (GEMV_BLOCK, 1, 1),
-        shared_bytes: 0,
+        shared_bytes: gemv_shared_bytes(k),
     })
 }
 
@@ -49,17 +70,31 @@ fn kernel_name(op: &str, family: &str, dtype: DType) -> Result<String> {
     }
 }
 
+/// The RMSNorm prologue of a GEMV: `x` normalised with these f32 weights (k of them) and eps.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::backend::gpu) struct NormPrologue {
+    pub w: DevicePtr,
+    pub eps: f32,
+}
+
 /// One stacked GEMV: W holds `parts[0] + parts[1] + parts[2]` rows of `k` (a part may be 0),
-/// row `r` of the product goes to the output of its part.
+/// row `r` of the product goes to the output of its part (added to it with `residual`).
 #[derive(Debug, Clone, Copy)]
 pub(in crate::backend::gpu) struct Gemv {
     pub dtype: DType,
     pub w: DevicePtr,
     pub x: DevicePtr,
+    pub norm: Option<NormPrologue>,
     pub bias: Option<DevicePtr>,
     pub outs: [DevicePtr; 3],
     pub parts: [i32; 3],
     pub k: i32,
+    pub residual: bool,
+}
+
+fn norm_args(norm: Option<NormPrologue>) -> [KernelArg; 2] {
+    let n = norm.unwrap_or(NormPrologue { w: 0, eps: 0.0 });
+    [KernelArg::Ptr(n.w), KernelArg::F32(n.eps)]
 }
 
 /// `gemv_{T}`: one wave per row of the stacked W, one launch for all parts.
@@ -72,10 +107,13 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         return Err(bad(op, format!("parts {:?} of {} columns", g.parts, g.k)));
     }
     let name = kernel_name(op, "gemv", g.dtype)?;
-    let cfg = gemv_grid(op, rows, b.wave)?;
+    let cfg = gemv_grid(op, rows, g.k as usize, b.wave)?;
+    let [norm_w, eps] = norm_args(g.norm);
     let args = [
         KernelArg::Ptr(g.w),
         KernelArg::Ptr(g.x),
+        norm_w,
+        eps,
         KernelArg::Ptr(g.bias.unwrap_or(0)),
         KernelArg::Ptr(g.outs[0]),
         KernelArg::Ptr(g.outs[1]),
@@ -84,9 +122,10 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         KernelArg::I32(g.parts[1]),
         KernelArg::I32(g.parts[2]),
         KernelArg::I32(g.k),
+        KernelArg::I32(i32::from(g.residual)),
     ];
-    // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x ≥ k f32, bias ≥ rows f32,
-    // out_i ≥ parts[i] f32.
+    // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x (and the norm weights) ≥ k
+    // f32, bias ≥ rows f32, out_i ≥ parts[i] f32, and that x aliases no output.
     unsafe { b.launch(&name, cfg, &args) }
 }
 
@@ -98,6 +137,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     dtype: DType,
     w: DevicePtr,
     x: DevicePtr,
+    norm: Option<NormPrologue>,
     out: DevicePtr,
     inter: i32,
     k: i32,
@@ -106,15 +146,19 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
         return Ok(());
     }
     let name = kernel_name(op, "gemv_swiglu", dtype)?;
-    let cfg = gemv_grid(op, i64::from(inter), b.wave)?;
+    let cfg = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
+    let [norm_w, eps] = norm_args(norm);
     let args = [
         KernelArg::Ptr(w),
         KernelArg::Ptr(x),
+        norm_w,
+        eps,
         KernelArg::Ptr(out),
         KernelArg::I32(inter),
         KernelArg::I32(k),
     ];
-    // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x ≥ k f32, out ≥ inter f32.
+    // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x (and the norm weights) ≥ k
+    // f32, out ≥ inter f32.
     unsafe { b.launch(&name, cfg, &args) }
 }
 
@@ -135,14 +179,27 @@ mod tests {
             (5, 64, 2),
             (128256, 64, 32064),
         ] {
-            let c = gemv_grid("gemv", rows, wave).unwrap();
+            let c = gemv_grid("gemv", rows, 576, wave).unwrap();
             assert_eq!(c.grid, (blocks, 1, 1), "rows {rows} wave {wave}");
             assert_eq!(c.block, (256, 1, 1));
-            assert_eq!(c.shared_bytes, 0);
+            assert_eq!(c.shared_bytes, 1152);
         }
-        assert!(gemv_grid("gemv", -1, 32).is_err());
-        assert!(gemv_grid("gemv", 8, 48).is_err());
-        assert!(gemv_grid("gemv", 8, 0).is_err());
+        assert!(gemv_grid("gemv", -1, 8, 32).is_err());
+        assert!(gemv_grid("gemv", 8, 8, 48).is_err());
+        assert!(gemv_grid("gemv", 8, 8, 0).is_err());
+    }
+
+    #[test]
+    fn inputs_up_to_16384_are_staged_in_at_most_32_kib() {
+        for (k, bytes) in [(0, 0), (1, 16), (5, 16), (8, 16), (9, 32), (4096, 8192)] {
+            assert_eq!(gemv_shared_bytes(k), bytes, "k {k}");
+        }
+        assert_eq!(gemv_shared_bytes(GEMV_LDS_MAX), 32768);
+        assert_eq!(
+            gemv_shared_bytes(GEMV_LDS_MAX + 1),
+            0,
+            "read through the cache"
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //! (`gemv.rs`: the same arithmetic, no convert pass, W read once).
 
 use super::elementwise::{launch_bias_add, launch_convert, launch_swiglu};
-use super::gemv::{launch_gemv, launch_gemv_swiglu, uses_gemv, Gemv};
+use super::gemv::{launch_gemv, launch_gemv_swiglu, uses_gemv, Gemv, NormPrologue};
 use crate::backend::gpu::vendor::{DevicePtr, Gemm};
 use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuTensor};
-use crate::backend::{check_tensor, LinearParams, LogitsParams, TensorInfo};
+use crate::backend::{check_tensor, unfused, LinearParams, LogitsParams, PreNorm, TensorInfo};
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -38,7 +38,132 @@ pub(in crate::backend::gpu) fn linear(
         outs: &[out.ptr()],
         parts: &[m],
     };
-    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto)
+    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto, Fuse::NONE)
+}
+
+/// `acc += x · Wᵀ (+ bias)`: at one row a GEMV whose epilogue adds into acc in place (no tmp,
+/// no add pass), else the separate ops.
+pub(in crate::backend::gpu) fn linear_residual(
+    b: &GpuBackend,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    acc: &mut GpuTensor,
+    tmp: &mut GpuTensor,
+    p: LinearParams,
+) -> Result<()> {
+    const OP: &str = "linear_residual";
+    if !uses_gemv(p.rows, w.dtype()) {
+        return unfused::linear_residual(b, x, w, bias, acc, tmp, p);
+    }
+    let (n, k, m) = (p.rows, p.in_features, p.out_features);
+    check_tensor("gpu", OP, "x", x, n * k, &[DType::F32])?;
+    check_tensor("gpu", OP, "w", w, m * k, WEIGHTS)?;
+    check_tensor("gpu", OP, "acc", acc, n * m, &[DType::F32])?;
+    if let Some(bias) = bias {
+        check_tensor("gpu", OP, "bias", bias, m, &[DType::F32])?;
+    }
+    let stack = Stack {
+        w: w.ptr(),
+        dtype: w.dtype(),
+        bias: bias.map(|t| t.ptr()),
+        outs: &[acc.ptr()],
+        parts: &[m],
+    };
+    let fuse = Fuse {
+        norm: None,
+        residual: true,
+    };
+    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto, fuse)
+}
+
+/// The norm weights of a fused prologue: f32, one per input feature.
+fn prologue(op: &str, norm: &PreNorm<'_, GpuTensor>, k: usize) -> Result<NormPrologue> {
+    check_tensor("gpu", op, "norm weight", norm.weight, k, &[DType::F32])?;
+    Ok(NormPrologue {
+        w: norm.weight.ptr(),
+        eps: norm.eps,
+    })
+}
+
+/// `rms_norm(x) · norm` then the stacked projections: at one row one GEMV launch that
+/// normalises x in its prologue (h untouched), else the separate ops.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn norm_linear_stacked(
+    b: &GpuBackend,
+    x: &mut GpuTensor,
+    norm: PreNorm<'_, GpuTensor>,
+    h: &mut GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    outs: &mut [&mut GpuTensor],
+    parts: &[usize],
+    rows: usize,
+    in_features: usize,
+) -> Result<()> {
+    if !uses_gemv(rows, w.dtype()) {
+        return unfused::norm_linear_stacked(
+            b,
+            x,
+            norm,
+            h,
+            w,
+            bias,
+            outs,
+            parts,
+            rows,
+            in_features,
+        );
+    }
+    let fuse = Fuse {
+        norm: Some(prologue("norm_linear_stacked", &norm, in_features)?),
+        residual: false,
+    };
+    stacked(
+        b,
+        Route::Auto,
+        x,
+        w,
+        bias,
+        outs,
+        parts,
+        rows,
+        in_features,
+        fuse,
+    )
+}
+
+/// `rms_norm(x) · norm` then gate/up + SwiGLU: at one row one GEMV launch with the norm in its
+/// prologue (h untouched), else the separate ops.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
+    b: &GpuBackend,
+    x: &mut GpuTensor,
+    norm: PreNorm<'_, GpuTensor>,
+    h: &mut GpuTensor,
+    w: &GpuTensor,
+    tmp: &mut GpuTensor,
+    out: &mut GpuTensor,
+    rows: usize,
+    in_features: usize,
+    inter: usize,
+) -> Result<()> {
+    if !uses_gemv(rows, w.dtype()) {
+        return unfused::norm_gate_up_swiglu(b, x, norm, h, w, tmp, out, rows, in_features, inter);
+    }
+    let n = prologue("norm_gate_up_swiglu", &norm, in_features)?;
+    gate_up(
+        b,
+        Route::Auto,
+        x,
+        w,
+        tmp,
+        out,
+        rows,
+        in_features,
+        inter,
+        Some(n),
+    )
 }
 
 pub(in crate::backend::gpu) fn logits(
@@ -74,7 +199,22 @@ pub(in crate::backend::gpu) fn logits(
         lp.rows,
         hidden,
         Route::Auto,
+        Fuse::NONE,
     )
+}
+
+/// What a GEMV launch fuses around its product (the GEMV route only).
+#[derive(Debug, Clone, Copy)]
+struct Fuse {
+    norm: Option<NormPrologue>,
+    residual: bool,
+}
+
+impl Fuse {
+    const NONE: Fuse = Fuse {
+        norm: None,
+        residual: false,
+    };
 }
 
 /// Which implementation a projection takes: the engine's choice ([`uses_gemv`]), or BLAS at
@@ -100,6 +240,33 @@ pub(in crate::backend::gpu) fn linear_stacked(
     rows: usize,
     in_features: usize,
 ) -> Result<()> {
+    stacked(
+        b,
+        route,
+        x,
+        w,
+        bias,
+        outs,
+        parts,
+        rows,
+        in_features,
+        Fuse::NONE,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stacked(
+    b: &GpuBackend,
+    route: Route,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    outs: &mut [&mut GpuTensor],
+    parts: &[usize],
+    rows: usize,
+    in_features: usize,
+    fuse: Fuse,
+) -> Result<()> {
     const OP: &str = "linear_stacked";
     crate::backend::check_parts("gpu", OP, outs.len(), parts)?;
     let total = checked_sum(OP, parts)?;
@@ -121,7 +288,7 @@ pub(in crate::backend::gpu) fn linear_stacked(
         outs: &ptrs,
         parts,
     };
-    launch_stacked(b, OP, x.ptr(), &stack, rows, k, route)
+    launch_stacked(b, OP, x.ptr(), &stack, rows, k, route, fuse)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -136,6 +303,22 @@ pub(in crate::backend::gpu) fn gate_up_swiglu(
     in_features: usize,
     inter: usize,
 ) -> Result<()> {
+    gate_up(b, route, x, w, tmp, out, rows, in_features, inter, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gate_up(
+    b: &GpuBackend,
+    route: Route,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    tmp: &mut GpuTensor,
+    out: &mut GpuTensor,
+    rows: usize,
+    in_features: usize,
+    inter: usize,
+    norm: Option<NormPrologue>,
+) -> Result<()> {
     const OP: &str = "gate_up_swiglu";
     let k = in_features;
     let n = checked_mul(OP, rows, inter)?;
@@ -149,7 +332,11 @@ pub(in crate::backend::gpu) fn gate_up_swiglu(
     }
     if route == Route::Auto && uses_gemv(rows, w.dtype()) {
         let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
-        return launch_gemv_swiglu(b, OP, w.dtype(), w.ptr(), x.ptr(), out.ptr(), inter_i, k_i);
+        let (wp, xp, op) = (w.ptr(), x.ptr(), out.ptr());
+        return launch_gemv_swiglu(b, OP, w.dtype(), wp, xp, norm, op, inter_i, k_i);
+    }
+    if norm.is_some() {
+        return Err(bad(OP, "a fused norm needs the GEMV route".into()));
     }
     // BLAS: gate into tmp[..n], up into tmp[n..2n], then the swiglu kernel.
     let (gate, up) = (tmp.ptr(), tmp.ptr_at(n));
@@ -160,7 +347,7 @@ pub(in crate::backend::gpu) fn gate_up_swiglu(
         outs: &[gate, up],
         parts: &[inter, inter],
     };
-    launch_stacked(b, OP, x.ptr(), &stack, rows, k, Route::Blas)?;
+    launch_stacked(b, OP, x.ptr(), &stack, rows, k, Route::Blas, Fuse::NONE)?;
     launch_swiglu(b, gate, up, out.ptr(), super::count(n))
 }
 
@@ -190,6 +377,7 @@ struct Stack<'a> {
 /// `outs[i] (rows, parts[i]) = x (rows, k) · W_iᵀ (+ b_i)`: one GEMV launch for all parts when
 /// [`uses_gemv`], else x converted once and one GEMM (+ bias add) per part at its offset into
 /// the stacked weight and bias. Callers checked every length.
+#[allow(clippy::too_many_arguments)]
 fn launch_stacked(
     b: &GpuBackend,
     op: &str,
@@ -198,6 +386,7 @@ fn launch_stacked(
     rows: usize,
     k: usize,
     route: Route,
+    fuse: Fuse,
 ) -> Result<()> {
     let total: usize = s.parts.iter().sum();
     if rows == 0 || total == 0 {
@@ -210,16 +399,24 @@ fn launch_stacked(
             dtype: s.dtype,
             w: s.w,
             x,
+            norm: fuse.norm,
             bias: s.bias,
             outs: [0; 3],
             parts: [0; 3],
             k: k_i,
+            residual: fuse.residual,
         };
         for (i, (&o, &m)) in s.outs.iter().zip(s.parts).enumerate() {
             g.outs[i] = o;
             g.parts[i] = int(op, "out", m)?;
         }
         return launch_gemv(b, op, &g);
+    }
+    if fuse.norm.is_some() || fuse.residual {
+        return Err(bad(
+            op,
+            "a fused norm or residual needs the GEMV route".into(),
+        ));
     }
     let mut scratch = b
         .scratch
