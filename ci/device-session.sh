@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -189,6 +189,39 @@ smollm2)
   cmp <(grep -v '^\[' "$OUT/run-sampled.txt") <(grep -v '^\[' "$OUT/run-sampled-nograph.txt") \
     && echo "| sampled text identical with and without graphs | 0 | | |" | tee -a "$OUT/summary.md"
   bench smollm2-135m-q4_1 --model "$model" --reps 5 --depth 0 --sampling greedy,default
+  cat "$OUT"/bench-*.md
+  cat "$OUT/summary.md"
+  ;;
+decode)
+  # The decode-path session (issue 8): the GPU unit tests, the op conformance binary (every
+  # case at both waves with kernel path coverage) and the graph test; the GEMV microbench; the
+  # random-weight benches of the three shapes, greedy and sampled; and a per-kernel time
+  # profile (ncu) of Llama-3.2-1B decode steps, summed per kernel name, against the step time.
+  unpack .device/ops
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for t in engine_lib ops_gpu gpu_graph; do run_test "$t"; finish; done
+  start=$SECONDS
+  timeout 150 bin/wavefront bench --gemv --backend gpu --json "$OUT/bench-gemv.json" --markdown "$OUT/bench-gemv.md" \
+    >"$OUT/bench-gemv.log" 2>&1
+  echo "| bench --gemv | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  finish
+  for shape in smollm2-135m llama-3.2-1b llama-3.1-8b; do
+    bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
+  done
+  if command -v ncu >/dev/null; then
+    for sampling in greedy default; do
+      start=$SECONDS
+      timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+        --log-file "$OUT/ncu-1b-$sampling.csv" bin/wavefront bench --backend gpu \
+        --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --sampling "$sampling" \
+        >"$OUT/ncu-1b-$sampling.log" 2>&1
+      echo "| ncu llama-3.2-1b decode $sampling | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    done
+    python3 ci/ncu-step-profile.py "$OUT"/ncu-1b-*.csv | tee "$OUT/ncu-1b.md"
+    finish
+  fi
   cat "$OUT"/bench-*.md
   cat "$OUT/summary.md"
   ;;

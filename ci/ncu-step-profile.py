@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Per-kernel device time of one decode step, from an ncu CSV (`ncu --csv --metrics
+gpu__time_duration.sum --log-file F wavefront bench ...`).
+
+The kernels are cut into forwards at every `embedding_*` launch; a forward that holds a
+`sample_step` is a step (a decode step, or a one-token prefill and its first sample: the same
+kernels). For each kernel name the table gives its launches per step and the median over the
+steps of its summed time, then the median step total: the device time of a step without the
+gaps between kernels. Usage: ncu-step-profile.py CSV [CSV...] (one table per file).
+"""
+import csv
+import statistics
+import sys
+
+UNITS = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
+
+
+def kernels(path):
+    """(name, µs) per profiled kernel, in launch order."""
+    with open(path, newline="") as f:
+        lines = [l for l in f if l.startswith('"')]  # ncu prints its own lines before the CSV
+    out = []
+    for row in csv.DictReader(lines):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        name = row["Kernel Name"].split("(")[0].strip()
+        value = float(row["Metric Value"].replace(",", ""))
+        out.append((name, value * UNITS[row["Metric Unit"]]))
+    return out
+
+
+def steps(ks):
+    cur, all_ = [], []
+    for name, us in ks:
+        if name.startswith("embedding_") and cur:
+            all_.append(cur)
+            cur = []
+        cur.append((name, us))
+    if cur:
+        all_.append(cur)
+    return [s for s in all_ if any(n == "sample_step" for n, _ in s)]
+
+
+def table(path):
+    ss = steps(kernels(path))
+    if not ss:
+        return f"{path}: no decode step found\n"
+    names = sorted({n for s in ss for n, _ in s})
+    rows = []
+    for n in names:
+        per = [sum(us for m, us in s if m == n) for s in ss]
+        cnt = statistics.median([sum(1 for m, _ in s if m == n) for s in ss])
+        rows.append((n, cnt, statistics.median(per)))
+    total = statistics.median([sum(us for _, us in s) for s in ss])
+    launches = statistics.median([len(s) for s in ss])
+    out = [f"{path}: {len(ss)} steps, median {launches:.0f} launches and {total:.1f} µs of kernel time per step\n",
+           "| kernel | launches/step | µs/step | share |", "|---|---:|---:|---:|"]
+    for n, cnt, us in sorted(rows, key=lambda r: -r[2]):
+        out.append(f"| {n} | {cnt:g} | {us:.1f} | {100 * us / total:.1f}% |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    for p in sys.argv[1:]:
+        print(table(p))
