@@ -10,9 +10,12 @@
 //   T ∈ {f32, f16, bf16}: element (layer, kv, head, pos, d) at
 //   (((layer·2 + kv)·n_kv_heads + head)·capacity + pos)·head_dim + d, K at kv = 0, V at kv = 1
 //   (engine/src/kv_cache.rs).
-// Launch: grid (rows); block ROPE_BLOCK = 256; no dynamic shared memory.
-// Indexing: block i handles row i at position pos0 + i. Work comes in groups of G consecutive
-//   d: G = 4 (float4 loads of q, k, v and inv_freq; K/V stores of 4 elements) when half is a
+// Launch: grid (rows); block ROPE_BLOCK = 256; no dynamic shared memory (static: the row's
+//   sin/cos table, head_dim floats ≤ 2 KiB).
+// Indexing: block i handles row i at position pos0 + i. Its threads first compute the row's
+//   sin/cos table (thread t: d = t, t + 256, … < half), shared by every q and k head (the
+//   angles depend on pos and d only), then a barrier. Work comes in groups of G consecutive
+//   d: G = 4 (float4 loads of q, k, v; K/V stores of 4 elements) when half is a
 //   multiple of 4 and every base pointer is 16-byte aligned, else G = 1. Thread t takes
 //   groups t, t + 256, … of, in turn: the n_heads·half/G q groups (head h = g / (half/G)),
 //   the n_kv_heads·half/G k groups, the n_kv_heads·head_dim/G v groups. Every element is
@@ -20,7 +23,8 @@
 // Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
 //   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
 //   launch serves every position; a pos0 outside [0, capacity − rows] writes nothing.
-// Contract (checked by the host): head_dim even, pos0 + rows ≤ capacity, layer < n_layers.
+// Contract (checked by the host): head_dim even and ≤ ROPE_MAX_HEAD_DIM = 512, pos0 + rows ≤
+//   capacity, layer < n_layers.
 // Paths (WF_PATH, slot = the KV type's codec id):
 //   g4:   groups of 4 (half a multiple of 4, 16-byte aligned bases): vector loads and stores
 //   g1:   groups of 1: every element scalar
@@ -29,6 +33,7 @@
 #include "common.h"
 
 constexpr int ROPE_BLOCK = 256;
+constexpr int ROPE_MAX_HEAD_DIM = 512;  // the sin/cos table in shared memory: 2 KiB
 enum RopePath { PATH_G4, PATH_G1, PATH_STEP };
 
 // G consecutive values at p, G = 4 (one vector access: 16 bytes of f32, 8 of 16-bit; p aligned
@@ -46,18 +51,17 @@ WF_DEVICE void store_g_as(typename KV::storage* p, const float (&v)[1]) {
   p[0] = KV::store(v[0]);
 }
 
-// Rotates the pairs (d .. d+G, d+half .. d+half+G) of one head vector x at angle pos·inv_freq.
+// Rotates the pairs (d .. d+G, d+half .. d+half+G) of one head vector x with the row's
+// sin/cos table (sn, cs: half entries, shared memory).
 template <int G>
-WF_DEVICE void rotate_g(const float* x, int d, int half, float fpos, const float* inv_freq,
+WF_DEVICE void rotate_g(const float* x, int d, int half, const float* sn, const float* cs,
                         float (&lo)[G], float (&hi)[G]) {
-  float a[G], b[G], f[G];
+  float a[G], b[G];
   load_g(x + d, a);
   load_g(x + d + half, b);
-  load_g(inv_freq + d, f);
 #pragma unroll
   for (int j = 0; j < G; ++j) {
-    float s, c;
-    wf_sincosf(fpos * f[j], &s, &c);
+    const float s = sn[d + j], c = cs[d + j];
     lo[j] = a[j] * c - b[j] * s;
     hi[j] = b[j] * c + a[j] * s;
   }
@@ -71,6 +75,10 @@ WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* i
   const int half = head_dim / 2;
   const int groups = half / G;  // groups per head
   const float fpos = (float)pos;
+  // The row's angles, once for all heads: sin and cos of pos · inv_freq[d], d < half.
+  WF_SHARED float sn[ROPE_MAX_HEAD_DIM / 2], cs[ROPE_MAX_HEAD_DIM / 2];
+  for (int d = t; d < half; d += ROPE_BLOCK) wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+  block_sync();
   float* qrow = q + (i64)row * n_heads * head_dim;           // (n_heads, head_dim)
   const float* krow = k + (i64)row * n_kv_heads * head_dim;  // (n_kv_heads, head_dim)
   const float* vrow = v + (i64)row * n_kv_heads * head_dim;  // (n_kv_heads, head_dim)
@@ -84,14 +92,14 @@ WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* i
     const int h = g / groups, d = (g - h * groups) * G;
     float* x = qrow + (i64)h * head_dim;
     float lo[G], hi[G];
-    rotate_g<G>(x, d, half, fpos, inv_freq, lo, hi);
+    rotate_g<G>(x, d, half, sn, cs, lo, hi);
     store_g(x + d, lo);
     store_g(x + d + half, hi);
   }
   for (int g = t; g < n_kv_heads * groups; g += ROPE_BLOCK) {
     const int h = g / groups, d = (g - h * groups) * G;
     float lo[G], hi[G];
-    rotate_g<G>(krow + (i64)h * head_dim, d, half, fpos, inv_freq, lo, hi);
+    rotate_g<G>(krow + (i64)h * head_dim, d, half, sn, cs, lo, hi);
     typename KV::storage* dst = arena + k_base + h * head_stride;
     store_g_as<KV>(dst + d, lo);
     store_g_as<KV>(dst + d + half, hi);

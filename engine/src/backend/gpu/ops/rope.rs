@@ -11,6 +11,10 @@ use crate::tensor::DType;
 
 const OP: &str = "rope_kv_write";
 
+/// The largest head_dim the kernel takes (ABI: `ROPE_MAX_HEAD_DIM` in rope.hip: the row's
+/// sin/cos table in shared memory).
+pub(in crate::backend::gpu) const ROPE_MAX_HEAD_DIM: usize = 512;
+
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn rope_kv_write(
     b: &GpuBackend,
@@ -31,6 +35,7 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2, f32)?;
     let layout = *cache.layout();
     if hd % 2 != 0
+        || hd > ROPE_MAX_HEAD_DIM
         || layout.head_dim != hd
         || layout.n_kv_heads != p.n_kv_heads
         || p.layer >= layout.n_layers
