@@ -194,14 +194,23 @@ smollm2)
   ;;
 decode)
   # The decode-path session (issue 8): the GPU unit tests, the op conformance binary (every
-  # case at both waves with kernel path coverage) and the graph test; the GEMV microbench; the
-  # random-weight benches of the three shapes, greedy and sampled; and a per-kernel time
-  # profile (ncu) of Llama-3.2-1B decode steps, summed per kernel name, against the step time.
+  # case at both waves with kernel path coverage) and the graph test; conformance on the
+  # fixtures (model-level checks and sampled streams through the device sampler); the GEMV
+  # microbench; the random-weight benches of the three shapes, greedy and sampled, and again
+  # without the GEMV tail prefetch (WAVEFRONT_PREFETCH_MB=0) for the A/B; and a per-kernel
+  # time profile (ncu) of Llama-3.2-1B decode steps against the step time.
   unpack .device/ops
   echo "| step | exit | time | result |" >"$OUT/summary.md"
   echo "|---|---:|---:|---|" >>"$OUT/summary.md"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
   for t in engine_lib ops_gpu gpu_graph; do run_test "$t"; finish; done
+  start=$SECONDS
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
+    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
+    --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
+  echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
+  grep -E "FAIL|✗" "$OUT/conformance-fixtures.log" | head -20
+  finish
   start=$SECONDS
   timeout 150 bin/wavefront bench --gemv --backend gpu --json "$OUT/bench-gemv.json" --markdown "$OUT/bench-gemv.md" \
     >"$OUT/bench-gemv.log" 2>&1
@@ -209,20 +218,19 @@ decode)
   finish
   for shape in smollm2-135m llama-3.2-1b llama-3.1-8b; do
     bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
+    WAVEFRONT_PREFETCH_MB=0 bench "$shape-noprefetch" --shape "$shape" --reps 5 --depth 0 --sampling greedy
   done
   if command -v ncu >/dev/null; then
-    for sampling in greedy default; do
-      start=$SECONDS
-      timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
-        --log-file "$OUT/ncu-1b-$sampling.csv" bin/wavefront bench --backend gpu \
-        --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --sampling "$sampling" \
-        >"$OUT/ncu-1b-$sampling.log" 2>&1
-      echo "| ncu llama-3.2-1b decode $sampling | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-    done
+    start=$SECONDS
+    timeout 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      --log-file "$OUT/ncu-1b-default.csv" bin/wavefront bench --backend gpu \
+      --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --sampling default \
+      >"$OUT/ncu-1b-default.log" 2>&1
+    echo "| ncu llama-3.2-1b decode default | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     python3 ci/ncu-step-profile.py "$OUT"/ncu-1b-*.csv | tee "$OUT/ncu-1b.md"
     finish
   fi
-  cat "$OUT"/bench-*.md
+  for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)|^\| [a-z].*\| (qkv|o_proj|gate_up|down|lm_head) " "$f"; done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;

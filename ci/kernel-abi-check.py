@@ -60,15 +60,22 @@ ABI.update({
     "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
-    "sample_step": ("sampling.hip", "const float* logits, int vocab, int* step, int* hist, "
-                    "int hist_cap, int window, float temperature, int top_k, float top_p, "
-                    "float min_p, float repeat_penalty, float* work, int* marks, int* cand_id, "
-                    "float* cand_p, u64* keys", 1024, "(1)"),
+    "sample_prep": ("sampling.hip", "const float* logits, int vocab, const int* step, "
+                    "const int* hist, int hist_cap, int window, float repeat_penalty, "
+                    "int write_work, float* work, int* part", 256, "(ceil(vocab/2048))"),
+    "sample_topk": ("sampling.hip", "int vocab, float temperature, int top_k, const float* work, "
+                    "int* part, int n_parts, int* stage_id, float* stage_p", 256,
+                    "(ceil(vocab/2048))"),
+    "sample_pick": ("sampling.hip", "int* step, int* hist, int hist_cap, float temperature, "
+                    "int top_k, float top_p, float min_p, const int* part, int n_parts, "
+                    "const int* stage_id, const float* stage_p, int* tmp_id, float* tmp_p, "
+                    "int* cand_id, float* cand_p, u64* keys", 1024, "(1)"),
 })
-GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
-        "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual")
-GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "
-               "int inter, int k")
+GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
+        "const uint16_t* next_w, i64 next_bytes, const float* bias, float* out0, float* out1, "
+        "float* out2, int m0, int m1, int m2, int k, int residual")
+GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
+               "const uint16_t* next_w, i64 next_bytes, float* out, int inter, int k")
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256, "(ceil(inter/(256/WAVE)))")

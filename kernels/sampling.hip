@@ -17,66 +17,93 @@
 //   scalar:  x not on 16 bytes: every element scalar
 //   invalid: NaN, +inf, all -inf or n ≤ 0: returns -1
 //
-// sample_step: one decode step's token from one logits row, the repetition penalty taken over
-//   the device-side history, the coin given or drawn from a device-side SplitMix64 state.
+// The sampler of a decode step: one decode step's token from one logits row, the repetition
+//   penalty taken over the device-side history, the coin given or drawn from a device-side
+//   SplitMix64 state; bit for bit the reference's `distribution` + `pick`. Three launches, so
+//   that every pass over the vocabulary is spread over the device (one block per SAMPLE_CHUNK
+//   ids) and only the candidates reach the one block that draws:
+//     sample_prep (G blocks):  the penalty, the row's checks and each chunk's argmax;
+//     sample_topk (G blocks):  sampled steps only (temperature > 0): each chunk's scaled logits
+//                              and its own top-k candidates;
+//     sample_pick (1 block):   the decisions, the global top-k over the candidates, the softmax,
+//                              top-p, min-p, the draw; the step block and history updated.
+//   G = ceil(vocab / SAMPLE_CHUNK) ≤ SAMPLE_PICK_BLOCK (vocab ≤ 2,000,000, checked by the host).
 //   Shapes: logits (vocab) f32; step: the 32-byte step block, int32 words
 //     0 token (written: the id, or -1 when the row cannot be sampled),
 //     1 pos (the context is hist[0 ..= pos], -1 = empty; on success hist[pos + 1] = token when
 //       pos + 1 < hist_cap, and pos += 1; unchanged on failure),
-//     2 calls (incremented every call; the stamp that de-duplicates history ids in marks),
+//     2 calls (incremented every call),
 //     3 flags (bit 0: the coin is drawn from the SplitMix64 state, advanced once per call as
 //       CoinRng::next_u64 then coin(); clear: the coin is the f32 at byte 24),
 //     4-5 the SplitMix64 state (u64, little-endian), 6 the coin (f32), 7 reserved;
-//   hist (hist_cap) i32 ids; the workspace, for this vocab: work (vocab) f32, marks (vocab) i32
-//   zeroed once at creation (and left zeroed by every call), cand_id (vocab) i32, cand_p
-//   (vocab) f32, keys (next power of two ≥ vocab) u64.
-//   Launch: grid (1); block SAMPLE_BLOCK = 1024; no dynamic shared memory (static ≤ 42 KiB).
+//   hist (hist_cap) i32 ids; the workspace, for this vocab: work, stage_p, tmp_p, cand_p
+//   (vocab) f32; stage_id, tmp_id, cand_id (vocab) i32; keys (next power of two ≥ vocab) u64;
+//   part (G, 4) i32: per chunk the argmax value's bits, its id, the flags (bit 0 a NaN or +inf
+//   in the row, bit 1 a value other than -inf, bit 2 +inf after the penalty), the number of
+//   candidates.
 //   Contract (the host's): vocab ≥ 1, the workspace sized for ≥ vocab; temperature finite;
 //   top_k in [0, vocab) (0 = off); top_p in (0, 1] (≥ 1 = off); min_p in [0, 1] (0 = off);
 //   repeat_penalty finite > 0 (1 = off); window ≥ 0 (0 = the whole context).
 //   Steps (the reference's; float operations in its order, so the ids agree exactly):
-//   1. the row is copied to work; a NaN or +inf, every value -inf, or a coin outside [0, 1):
-//      token -1;
-//   2. repetition penalty over the distinct ids of hist[max(0, pos + 1 - window) ..= pos] (ids
-//      ≥ vocab ignored): the thread whose atomic exchange of the call's stamp into marks[id]
-//      finds another value penalises; marks are reset after a barrier. A +inf after it: -1;
-//   3. the argmax (lowest id on ties); greedy (temperature ≤ 0), or every value -inf after
-//      the penalty (the reference's NaN-filled distribution then draws id 0, the argmax): the
-//      token is the argmax;
-//   4. scaled = (l - max) / temperature in work; top-k: the k-th largest scaled value by a
-//      radix select (4 passes of 8 bits over a key in f32 total order), kept: scaled ≥ it;
-//   5. candidates (kept, not -inf: a -inf has probability exactly 0 and adds +0 to every sum)
-//      compacted in ascending id order (thread t owns a contiguous id range; a block scan
-//      gives its offset) into cand_id / cand_p; e = wf_sampler_exp(scaled) (the reference's
-//      softmax subtracts the kept maximum, +0: v - 0 = v); sum serial in id order by thread 0;
-//      p = e / sum;
-//   6. top-p (< 1): keys (~bits(p) << 32 | position) sorted ascending (bitonic; in shared
+//   sample_prep, block b over ids [b·CHUNK, min((b + 1)·CHUNK, vocab)):
+//   1. the chunk's penalised ids flagged in shared memory from hist[max(0, pos + 1 − window)
+//      ..= min(pos, hist_cap − 1)] (an id flagged twice is penalised once: the reference's
+//      "distinct ids"; ids ≥ vocab fall in no chunk);
+//   2. per id: a NaN or +inf, a value other than -inf (the raw row); l ← l · penalty if l < 0
+//      else l / penalty when flagged; +inf after it; the chunk's argmax (lowest id on ties);
+//      the penalised row written to work when the step samples (temperature > 0).
+//   sample_topk, block b (every block first folds all G parts: the row's maximum M and its
+//   checks; a step that fails or is greedy stops here):
+//   3. scaled = (l − M) / temperature for the chunk's ids, in shared memory;
+//   4. top-k (0 < k < vocab): the chunk's k-th largest scaled value τ_b by a radix select
+//      (four passes of 8 bits over a key in f32 total order), else τ_b = -inf; candidates:
+//      scaled ≥ τ_b and not -inf, in id order, at stage[b·CHUNK ..], their count in part[b].
+//      The global k-th largest τ is ≥ every τ_b (a chunk is a subset), so every id with
+//      scaled ≥ τ is a candidate, and τ is the k-th largest candidate.
+//   sample_pick (one block):
+//   5. the parts folded: a NaN or +inf, every value -inf, a coin outside [0, 1): token -1;
+//      +inf after the penalty: -1; greedy (temperature ≤ 0), or every value -inf after the
+//      penalty (the reference's NaN-filled distribution then draws id 0, the argmax): the
+//      argmax;
+//   6. the chunks' candidates gathered in id order into tmp; top-k: τ = their k-th largest
+//      (radix select) when there are more than k of them, else every one is kept (fewer than
+//      k values in the row are above -inf); kept: scaled ≥ τ, compacted in id order into cand
+//      (thread t owns a contiguous range; a block scan gives its offset); e =
+//      wf_sampler_exp(scaled) (the reference's softmax subtracts the kept maximum, +0:
+//      v − 0 = v); sum serial in id order by thread 0; p = e / sum;
+//   7. top-p (< 1): keys (~bits(p) << 32 | position) sorted ascending (bitonic; in shared
 //      memory up to SAMPLE_SORT_LDS keys, else in keys): p descending, id ascending; thread 0
 //      walks them, zeroing p of each token of rank > 0 whose mass ranked above is ≥ top_p;
-//   7. min-p (> 0): threshold = min_p · (max of p, folded from 0); p < threshold zeroed;
-//   8. thread 0: total = Σ p (id order), dist = p / total, total2 = Σ dist, r = coin · total2;
+//   8. min-p (> 0): threshold = min_p · (max of p, folded from 0); p < threshold zeroed;
+//   9. thread 0: total = Σ p (id order), dist = p / total, total2 = Σ dist, r = coin · total2;
 //      the first candidate with r < the running Σ dist, else the last with dist > 0.
-//   Indexing: element loops are strided by 1024 (thread t: t, t + 1024, …) except step 5's
-//   contiguous ranges; the serial sums and walks run on thread 0 over the candidates (k of
-//   top-k plus ties; the whole vocabulary when top-k is off).
-// Paths (WF_PATH, slot 1):
-//   unsamplable: a NaN, +inf, all -inf, or a bad coin: token -1
-//   penalty:     the repetition penalty over a non-empty window
-//   penalty_inf: +inf after the penalty: token -1
-//   greedy:      temperature ≤ 0 (or all -inf after the penalty): the argmax
-//   top_k:       the radix select of the k-th largest scaled logit
-//   softmax:     a sampled step: candidates, softmax, the draw
-//   top_p_lds:   top-p with its sort in shared memory
-//   top_p_global: top-p with its sort in the keys workspace
-//   min_p:       the min-p filter
+//   Launch: sample_prep and sample_topk grid (G), block SAMPLE_PART_BLOCK = 256 (thread t reads
+//   ids t, t + 256, … of its chunk: SAMPLE_CHUNK / 256 loads in flight, coalesced);
+//   sample_pick grid (1), block SAMPLE_PICK_BLOCK = 1024. No dynamic shared memory (static:
+//   prep 8 KiB, topk ≤ 26 KiB, pick ≤ 50 KiB). The serial sums and walks of sample_pick run
+//   on thread 0 over the candidates (k of top-k plus ties; every id above -inf when top-k is
+//   off).
+// Paths (WF_PATH; sample_pick slot 1, sample_prep slot 2, sample_topk slot 3):
+//   unsamplable:  (pick) a NaN, +inf, all -inf, or a bad coin: token -1
+//   penalty_inf:  (pick) +inf after the penalty: token -1
+//   greedy:       (pick) temperature ≤ 0 (or all -inf after the penalty): the argmax
+//   top_k:        (pick) the radix select of the k-th largest candidate
+//   softmax:      (pick) a sampled step: candidates, softmax, the draw
+//   top_p_lds:    (pick) top-p with its sort in shared memory
+//   top_p_global: (pick) top-p with its sort in the keys workspace
+//   min_p:        (pick) the min-p filter
+//   penalty:      (prep) the window's ids flagged and penalised
+//   work:         (prep) the penalised row written for a sampled step
+//   stop:         (topk) a failed or greedy step: no candidates
+//   chunk_top_k:  (topk) a chunk's radix select of its k-th largest scaled logit
+//   all:          (topk) a chunk of at most k ids, or top-k off: every id above -inf
 
 #include "common.h"
 
 constexpr int ARGMAX_BLOCK = 1024;
 enum SamplingPath { PATH_VEC, PATH_TAIL, PATH_SCALAR, PATH_INVALID };
-enum SampleStepPath {
+enum SamplePickPath {
   PATH_UNSAMPLABLE,
-  PATH_PENALTY,
   PATH_PENALTY_INF,
   PATH_GREEDY,
   PATH_TOP_K,
@@ -85,6 +112,8 @@ enum SampleStepPath {
   PATH_TOP_P_GLOBAL,
   PATH_MIN_P
 };
+enum SamplePrepPath { PATH_PENALTY, PATH_WORK };
+enum SampleTopkPath { PATH_STOP, PATH_CHUNK_TOP_K, PATH_ALL };
 
 // (v, i) beats (best_v, best_i): larger value, or equal value and smaller index. NaN v never
 // beats anything (both comparisons are false).
@@ -169,11 +198,19 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_BLOCK) argmax(const float* x
 }
 
 // ---------------------------------------------------------------------------------------------
-// sample_step
+// The sampler: sample_prep, sample_topk, sample_pick
 // ---------------------------------------------------------------------------------------------
 
-constexpr int SAMPLE_BLOCK = 1024;
+constexpr int SAMPLE_CHUNK = 2048;      // ids per block of sample_prep and sample_topk
+constexpr int SAMPLE_PART_BLOCK = 256;  // their threads
+constexpr int SAMPLE_PER_THREAD = SAMPLE_CHUNK / SAMPLE_PART_BLOCK;
+constexpr int SAMPLE_PICK_BLOCK = 1024;
 constexpr int SAMPLE_SORT_LDS = 2048;  // top-p keys sorted in shared memory up to this many
+constexpr int SAMPLE_PART_WORDS = 4;   // i32 words per chunk in part
+// part[b] flags
+constexpr int SAMPLE_BAD = 1;      // a NaN or +inf in the row
+constexpr int SAMPLE_ANY = 2;      // a value other than -inf in the row
+constexpr int SAMPLE_POS_INF = 4;  // +inf after the penalty
 
 // SplitMix64 as CoinRng::next_u64.
 WF_DEVICE u64 sample_splitmix64(u64* state) {
@@ -193,71 +230,27 @@ WF_DEVICE float sample_unkey(uint32_t k) {
   return f32_from_bits((k >> 31) ? (k & 0x7fffffffu) : ~k);
 }
 
-// The block's (max, lowest index of it) over x[0, n), and whether any x is +inf; every thread
-// gets the result. x holds no NaN (refused before).
-WF_DEVICE void sample_block_argmax(const float* x, int n, float* best_v_out, int* best_i_out,
-                                   int* pos_inf_out) {
-  const int t = thread_index();
-  float best_v = -wf_inf();
-  int best_i = 0x7fffffff;
-  int pos_inf = 0;
-  for (int i = t; i < n; i += SAMPLE_BLOCK) {
-    const float v = x[i];
-    pos_inf |= v == wf_inf() ? 1 : 0;
-    if (argmax_beats(v, i, best_v, best_i)) {
-      best_v = v;
-      best_i = i;
-    }
-  }
-#pragma unroll
-  for (int m = WAVE / 2; m > 0; m >>= 1) {
-    const float ov = wave_shfl_xor(best_v, m);
-    const int oi = wave_shfl_xor(best_i, m);
-    pos_inf |= wave_shfl_xor(pos_inf, m);
-    if (argmax_beats(ov, oi, best_v, best_i)) {
-      best_v = ov;
-      best_i = oi;
-    }
-  }
-  __shared__ float wave_v[SAMPLE_BLOCK / WAVE];
-  __shared__ int wave_i[SAMPLE_BLOCK / WAVE];
-  __shared__ int wave_inf[SAMPLE_BLOCK / WAVE];
-  if (wave_lane() == 0) {
-    wave_v[wave_index()] = best_v;
-    wave_i[wave_index()] = best_i;
-    wave_inf[wave_index()] = pos_inf;
-  }
-  block_sync();
-  best_v = wave_v[0];
-  best_i = wave_i[0];
-  pos_inf = wave_inf[0];
-  for (int w = 1; w < SAMPLE_BLOCK / WAVE; ++w) {
-    pos_inf |= wave_inf[w];
-    if (argmax_beats(wave_v[w], wave_i[w], best_v, best_i)) {
-      best_v = wave_v[w];
-      best_i = wave_i[w];
-    }
-  }
-  block_sync();  // the partials may be reused
-  *best_v_out = best_v;
-  *best_i_out = best_i;
-  *pos_inf_out = pos_inf;
+// The first id of the window of the context hist[0 ..= pos] the penalty looks at, and its last.
+WF_DEVICE void sample_window(int pos, int hist_cap, int window, int* lo, int* hi) {
+  *hi = pos < hist_cap - 1 ? pos : hist_cap - 1;
+  *lo = (window > 0 && pos + 1 - window > 0) ? pos + 1 - window : 0;
 }
 
 // Exclusive prefix sum of v over the block's threads (in thread order); *total = the sum.
+template <int BLOCK>
 WF_DEVICE int sample_block_scan(int v, int* total) {
-  __shared__ int s[SAMPLE_BLOCK];
+  WF_SHARED int s[BLOCK];
   const int t = thread_index();
   s[t] = v;
   block_sync();
-  for (int off = 1; off < SAMPLE_BLOCK; off <<= 1) {
+  for (int off = 1; off < BLOCK; off <<= 1) {
     const int x = t >= off ? s[t - off] : 0;
     block_sync();
     s[t] += x;
     block_sync();
   }
   const int inclusive = s[t];
-  *total = s[SAMPLE_BLOCK - 1];
+  *total = s[BLOCK - 1];
   block_sync();
   return inclusive - v;
 }
@@ -268,22 +261,24 @@ WF_DEVICE int sample_block_scan(int v, int* total) {
 // of one wave never add to the same shared word (logits crowd into a few digits: one shared
 // counter per digit serialises every wave's atomics 32 ways). A copy holds 16-bit counts, two
 // per word (digit d in half d & 1 of word d / 2); a copy counts at most
-// (SAMPLE_BLOCK / 32) · ceil(n / SAMPLE_BLOCK) elements, below 2^16 for n ≤ 2,000,000 (the
+// (BLOCK / 32) · ceil(n / BLOCK) elements, below 2^16 for n ≤ 2,000,000 at BLOCK = 1024 (the
 // host refuses larger vocabularies: SAMPLE_MAX_VOCAB in engine/src/backend/gpu/ops/sampling.rs).
+// The digit: the largest d whose count of matching elements with a digit ≥ d reaches k, found
+// by every digit at once (a suffix sum by a block scan, digit 255 − t at thread t).
 constexpr int SAMPLE_HIST_COPIES = 32;
+template <int BLOCK>
 WF_DEVICE float sample_kth_largest(const float* x, int n, int k) {
-  __shared__ uint32_t copies[SAMPLE_HIST_COPIES][128];
-  __shared__ int hist[256];
-  __shared__ uint32_t s_prefix;
-  __shared__ int s_k;
+  WF_SHARED uint32_t copies[SAMPLE_HIST_COPIES][128];
+  WF_SHARED uint32_t s_prefix;
+  WF_SHARED int s_k;
   const int t = thread_index();
   uint32_t* words = &copies[0][0];
   uint32_t* mine = copies[t & (SAMPLE_HIST_COPIES - 1)];
   uint32_t prefix = 0, mask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int w = t; w < SAMPLE_HIST_COPIES * 128; w += SAMPLE_BLOCK) words[w] = 0;
+    for (int w = t; w < SAMPLE_HIST_COPIES * 128; w += BLOCK) words[w] = 0;
     block_sync();
-    for (int i = t; i < n; i += SAMPLE_BLOCK) {
+    for (int i = t; i < n; i += BLOCK) {
       const uint32_t key = sample_key(x[i]);
       if ((key & mask) == prefix) {
         const uint32_t d = (key >> shift) & 255u;
@@ -291,19 +286,16 @@ WF_DEVICE float sample_kth_largest(const float* x, int n, int k) {
       }
     }
     block_sync();
-    for (int d = t; d < 256; d += SAMPLE_BLOCK) {
-      int sum = 0;
-      for (int c = 0; c < SAMPLE_HIST_COPIES; ++c) sum += (copies[c][d >> 1] >> ((d & 1) * 16)) & 0xffffu;
-      hist[d] = sum;
-    }
-    block_sync();
-    if (t == 0) {
-      int above = 0;  // elements matching the prefix with a larger digit
-      int d = 255;
-      for (; d > 0; --d) {
-        if (above + hist[d] >= k) break;
-        above += hist[d];
+    const int d = 255 - t;  // this thread's digit (threads past 255: none)
+    int count = 0;
+    if (t < 256) {
+      for (int c = 0; c < SAMPLE_HIST_COPIES; ++c) {
+        count += (copies[c][d >> 1] >> ((d & 1) * 16)) & 0xffffu;
       }
+    }
+    int total;
+    const int above = sample_block_scan<BLOCK>(count, &total);  // matching, digit > d
+    if (t < 256 && above < k && k <= above + count) {
       s_prefix = prefix | ((uint32_t)d << shift);
       s_k = k - above;
     }
@@ -311,6 +303,7 @@ WF_DEVICE float sample_kth_largest(const float* x, int n, int k) {
     prefix = s_prefix;
     k = s_k;
     mask |= 255u << shift;
+    block_sync();  // s_prefix, s_k read before the next digit writes them
   }
   return sample_unkey(prefix);
 }
@@ -320,7 +313,7 @@ WF_DEVICE void sample_bitonic_sort(u64* keys, int n) {
   const int t = thread_index();
   for (int size = 2; size <= n; size <<= 1) {
     for (int j = size >> 1; j > 0; j >>= 1) {
-      for (int i = t; i < n; i += SAMPLE_BLOCK) {
+      for (int i = t; i < n; i += SAMPLE_PICK_BLOCK) {
         const int l = i ^ j;
         if (l > i) {
           const u64 a = keys[i], b = keys[l];
@@ -336,63 +329,222 @@ WF_DEVICE void sample_bitonic_sort(u64* keys, int n) {
   }
 }
 
-WF_DEVICE void sample_step_kernel(const float* logits, int vocab, int* step, int* hist,
-                                  int hist_cap, int window, float temperature, int top_k,
-                                  float top_p, float min_p, float repeat_penalty, float* work,
-                                  int* marks, int* cand_id, float* cand_p, u64* keys) {
-  __shared__ int s_bad, s_any, s_token;
-  __shared__ float s_sum, s_threshold;
-  __shared__ u64 s_keys[SAMPLE_SORT_LDS];
+// The (value, id) pair that wins over the block (argmax_beats), and the flags OR-ed; every
+// thread gets the result.
+template <int BLOCK>
+WF_DEVICE void sample_block_best(float* v, int* i, int* flags) {
+  float best_v = *v;
+  int best_i = *i, f = *flags;
+#pragma unroll
+  for (int m = WAVE / 2; m > 0; m >>= 1) {
+    const float ov = wave_shfl_xor(best_v, m);
+    const int oi = wave_shfl_xor(best_i, m);
+    f |= wave_shfl_xor(f, m);
+    if (argmax_beats(ov, oi, best_v, best_i)) {
+      best_v = ov;
+      best_i = oi;
+    }
+  }
+  WF_SHARED float wave_v[BLOCK / WAVE];
+  WF_SHARED int wave_i[BLOCK / WAVE];
+  WF_SHARED int wave_f[BLOCK / WAVE];
+  if (wave_lane() == 0) {
+    wave_v[wave_index()] = best_v;
+    wave_i[wave_index()] = best_i;
+    wave_f[wave_index()] = f;
+  }
+  block_sync();
+  best_v = wave_v[0];
+  best_i = wave_i[0];
+  f = wave_f[0];
+  for (int w = 1; w < BLOCK / WAVE; ++w) {
+    f |= wave_f[w];
+    if (argmax_beats(wave_v[w], wave_i[w], best_v, best_i)) {
+      best_v = wave_v[w];
+      best_i = wave_i[w];
+    }
+  }
+  block_sync();  // the partials may be reused
+  *v = best_v;
+  *i = best_i;
+  *flags = f;
+}
+
+// The row's argmax and flags from the G chunks' parts; every thread gets them.
+template <int BLOCK>
+WF_DEVICE void sample_fold_parts(const int* part, int n_parts, float* best_v, int* best_i,
+                                 int* flags) {
+  float v = -wf_inf();
+  int i = 0x7fffffff, f = 0;
+  for (int b = thread_index(); b < n_parts; b += BLOCK) {
+    const int* p = part + (i64)b * SAMPLE_PART_WORDS;
+    f |= p[2];
+    if (argmax_beats(f32_from_bits((uint32_t)p[0]), p[1], v, i)) {
+      v = f32_from_bits((uint32_t)p[0]);
+      i = p[1];
+    }
+  }
+  sample_block_best<BLOCK>(&v, &i, &f);
+  *best_v = v;
+  *best_i = i;
+  *flags = f;
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
+    sample_prep(const float* logits, int vocab, const int* step, const int* hist, int hist_cap,
+                int window, float repeat_penalty, int write_work, float* work, int* part) {
+  WF_SHARED int flagged[SAMPLE_CHUNK];
+  const int t = thread_index(), b = block_index_x();
+  const int begin = b * SAMPLE_CHUNK;
+  const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
+  for (int j = t; j < SAMPLE_CHUNK; j += SAMPLE_PART_BLOCK) flagged[j] = 0;
+  block_sync();
+  // 1. the window's ids in this chunk
+  int lo, hi;
+  sample_window(step[1], hist_cap, window, &lo, &hi);
+  const bool penalise = repeat_penalty != 1.0f && lo <= hi;
+  if (penalise) {
+    if (b == 0 && t == 0) WF_PATH(2, PATH_PENALTY);
+    for (int j = lo + t; j <= hi; j += SAMPLE_PART_BLOCK) {
+      const uint32_t at = (uint32_t)(hist[j] - begin);  // ids below begin wrap past n
+      if (hist[j] >= 0 && at < (uint32_t)n) flagged[at] = 1;
+    }
+  }
+  block_sync();
+  // 2. checks, penalty, argmax; the penalised row
+  if (write_work && b == 0 && t == 0) WF_PATH(2, PATH_WORK);
+  float raw[SAMPLE_PER_THREAD];
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = t + u * SAMPLE_PART_BLOCK;
+    raw[u] = j < n ? logits[begin + j] : -wf_inf();
+  }
+  float best_v = -wf_inf();
+  int best_i = 0x7fffffff, flags = 0;
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = t + u * SAMPLE_PART_BLOCK;
+    if (j >= n) continue;
+    float v = raw[u];
+    flags |= argmax_bad(v) ? SAMPLE_BAD : 0;
+    flags |= v != -wf_inf() ? SAMPLE_ANY : 0;
+    if (penalise && flagged[j]) v = v < 0.0f ? v * repeat_penalty : v / repeat_penalty;
+    flags |= v == wf_inf() ? SAMPLE_POS_INF : 0;
+    if (argmax_beats(v, begin + j, best_v, best_i)) {
+      best_v = v;
+      best_i = begin + j;
+    }
+    if (write_work) work[begin + j] = v;
+  }
+  sample_block_best<SAMPLE_PART_BLOCK>(&best_v, &best_i, &flags);
+  if (t == 0) {
+    int* p = part + (i64)b * SAMPLE_PART_WORDS;
+    p[0] = (int)f32_bits(best_v);
+    p[1] = best_i;
+    p[2] = flags;
+    p[3] = 0;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
+    sample_topk(int vocab, float temperature, int top_k, const float* work, int* part,
+                int n_parts, int* stage_id, float* stage_p) {
+  WF_SHARED float xs[SAMPLE_CHUNK];
+  const int t = thread_index(), b = block_index_x();
+  const int begin = b * SAMPLE_CHUNK;
+  const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
+  float best_v;
+  int best_i, flags;
+  sample_fold_parts<SAMPLE_PART_BLOCK>(part, n_parts, &best_v, &best_i, &flags);
+  const bool fail = (flags & (SAMPLE_BAD | SAMPLE_POS_INF)) != 0 || (flags & SAMPLE_ANY) == 0;
+  if (fail || temperature <= 0.0f || best_v == -wf_inf()) {
+    if (b == 0 && t == 0) WF_PATH(3, PATH_STOP);
+    return;  // block-uniform; sample_pick reads no candidate count of such a step
+  }
+  // 3. scaled logits
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = t + u * SAMPLE_PART_BLOCK;
+    if (j < n) xs[j] = (work[begin + j] - best_v) / temperature;
+  }
+  block_sync();
+  // 4. this chunk's top-k threshold and its candidates in id order
+  float kth = -wf_inf();
+  if (top_k > 0 && n > top_k) {
+    if (t == 0) WF_PATH(3, PATH_CHUNK_TOP_K);
+    kth = sample_kth_largest<SAMPLE_PART_BLOCK>(xs, n, top_k);
+  } else if (t == 0) {
+    WF_PATH(3, PATH_ALL);
+  }
+  const int j0 = t * SAMPLE_PER_THREAD;  // thread t owns ids [j0, j0 + SAMPLE_PER_THREAD)
+  int count = 0;
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = j0 + u;
+    count += (j < n && xs[j] >= kth && xs[j] != -wf_inf()) ? 1 : 0;
+  }
+  int total;
+  int at = begin + sample_block_scan<SAMPLE_PART_BLOCK>(count, &total);
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = j0 + u;
+    if (j < n && xs[j] >= kth && xs[j] != -wf_inf()) {
+      stage_id[at] = begin + j;
+      stage_p[at] = xs[j];
+      ++at;
+    }
+  }
+  if (t == 0) part[(i64)b * SAMPLE_PART_WORDS + 3] = total;
+}
+
+// Keeps src[0, n) with value ≥ kth, compacted in order into (dst_id, dst_p); returns the count
+// (every thread). Thread t owns a contiguous range, a block scan gives its offset.
+WF_DEVICE int sample_compact(const int* src_id, const float* src_p, int n, float kth, int* dst_id,
+                             float* dst_p) {
+  const int t = thread_index();
+  const int per = (n + SAMPLE_PICK_BLOCK - 1) / SAMPLE_PICK_BLOCK;
+  const int begin = t * per < n ? t * per : n;
+  const int end = begin + per < n ? begin + per : n;
+  int count = 0;
+  for (int i = begin; i < end; ++i) count += src_p[i] >= kth ? 1 : 0;
+  int total;
+  int at = sample_block_scan<SAMPLE_PICK_BLOCK>(count, &total);
+  for (int i = begin; i < end; ++i) {
+    if (src_p[i] >= kth) {
+      dst_id[at] = src_id[i];
+      dst_p[at] = src_p[i];
+      ++at;
+    }
+  }
+  block_sync();
+  return total;
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
+    sample_pick(int* step, int* hist, int hist_cap, float temperature, int top_k,
+                float top_p, float min_p, const int* part, int n_parts, const int* stage_id,
+                const float* stage_p, int* tmp_id, float* tmp_p, int* cand_id, float* cand_p,
+                u64* keys) {
+  WF_SHARED int s_token;
+  WF_SHARED float s_sum, s_threshold;
+  WF_SHARED int s_off[SAMPLE_PICK_BLOCK];
+  WF_SHARED u64 s_keys[SAMPLE_SORT_LDS];
   const int t = thread_index();
   // The step block, read by every thread here; thread 0 rewrites it after the last barrier.
   const int pos = step[1];
   const uint32_t calls = (uint32_t)step[2] + 1u;
-  const int stamp = calls == 0u ? 1 : (int)calls;  // never 0, the marks' idle value
   u64 state = (u64)(uint32_t)step[4] | ((u64)(uint32_t)step[5] << 32);
   const bool drawn = (step[3] & 1) != 0;
   float coin = f32_from_bits((uint32_t)step[6]);
   if (drawn) coin = (float)(uint32_t)(sample_splitmix64(&state) >> 40) / 16777216.0f;
-  if (t == 0) {
-    s_bad = 0;
-    s_any = 0;
-  }
-  block_sync();
-  // 1. copy; refuse NaN, +inf, all -inf, a bad coin
-  int bad = 0, any = 0;
-  for (int i = t; i < vocab; i += SAMPLE_BLOCK) {
-    const float v = logits[i];
-    bad |= argmax_bad(v);
-    any |= v != -wf_inf() ? 1 : 0;
-    work[i] = v;
-  }
-  if (bad) wf_atomic_or(&s_bad, 1);
-  if (any) wf_atomic_or(&s_any, 1);
-  block_sync();
-  bool fail = s_bad != 0 || s_any == 0 || !(coin >= 0.0f && coin < 1.0f);
-  if (fail && t == 0) WF_PATH(1, PATH_UNSAMPLABLE);
-  // 2. repetition penalty over the window's distinct ids
-  const int hi = pos < hist_cap - 1 ? pos : hist_cap - 1;
-  const int lo = (window > 0 && pos + 1 - window > 0) ? pos + 1 - window : 0;
-  if (!fail && repeat_penalty != 1.0f && lo <= hi) {
-    if (t == 0) WF_PATH(1, PATH_PENALTY);
-    for (int j = lo + t; j <= hi; j += SAMPLE_BLOCK) {
-      const int id = hist[j];
-      if ((uint32_t)id < (uint32_t)vocab && wf_atomic_exch(&marks[id], stamp) != stamp) {
-        const float l = work[id];
-        work[id] = l < 0.0f ? l * repeat_penalty : l / repeat_penalty;
-      }
-    }
-    block_sync();
-    for (int j = lo + t; j <= hi; j += SAMPLE_BLOCK) {
-      const int id = hist[j];
-      if ((uint32_t)id < (uint32_t)vocab) marks[id] = 0;
-    }
-  }
-  // 3. argmax; greedy
+  // 5. the decisions
   float best_v;
-  int best_i, pos_inf;
-  sample_block_argmax(work, vocab, &best_v, &best_i, &pos_inf);
-  if (!fail && pos_inf) {
+  int best_i, flags;
+  sample_fold_parts<SAMPLE_PICK_BLOCK>(part, n_parts, &best_v, &best_i, &flags);
+  bool fail = (flags & SAMPLE_BAD) != 0 || (flags & SAMPLE_ANY) == 0 ||
+              !(coin >= 0.0f && coin < 1.0f);
+  if (fail && t == 0) WF_PATH(1, PATH_UNSAMPLABLE);
+  if (!fail && (flags & SAMPLE_POS_INF) != 0) {
     fail = true;
     if (t == 0) WF_PATH(1, PATH_PENALTY_INF);
   }
@@ -403,35 +555,27 @@ WF_DEVICE void sample_step_kernel(const float* logits, int vocab, int* step, int
   }
   if (!fail && !greedy) {
     if (t == 0) WF_PATH(1, PATH_SOFTMAX);
-    // 4. temperature on logits shifted to a maximum of 0; top-k threshold
-    for (int i = t; i < vocab; i += SAMPLE_BLOCK) work[i] = (work[i] - best_v) / temperature;
+    // 6. the candidates in id order (chunk order is id order)
+    const int c = t < n_parts ? part[(i64)t * SAMPLE_PART_WORDS + 3] : 0;
+    int n_c;
+    const int off = sample_block_scan<SAMPLE_PICK_BLOCK>(c, &n_c);
+    s_off[t] = off;
     block_sync();
-    float kth = -wf_inf();
-    if (top_k > 0 && top_k < vocab) {
-      if (t == 0) WF_PATH(1, PATH_TOP_K);
-      kth = sample_kth_largest(work, vocab, top_k);
-    }
-    // 5. candidates in id order: thread t owns ids [begin, end)
-    const int per = (vocab + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
-    const int begin = t * per < vocab ? t * per : vocab;
-    const int end = begin + per < vocab ? begin + per : vocab;
-    int count = 0;
-    for (int i = begin; i < end; ++i) {
-      const float v = work[i];
-      count += (v >= kth && v != -wf_inf()) ? 1 : 0;
-    }
-    int n;
-    int at = sample_block_scan(count, &n);
-    for (int i = begin; i < end; ++i) {
-      const float v = work[i];
-      if (v >= kth && v != -wf_inf()) {
-        cand_id[at] = i;
-        cand_p[at] = v;
-        ++at;
+    for (int b = 0; b < n_parts; ++b) {
+      const int cb = part[(i64)b * SAMPLE_PART_WORDS + 3];
+      for (int j = t; j < cb; j += SAMPLE_PICK_BLOCK) {
+        tmp_id[s_off[b] + j] = stage_id[(i64)b * SAMPLE_CHUNK + j];
+        tmp_p[s_off[b] + j] = stage_p[(i64)b * SAMPLE_CHUNK + j];
       }
     }
     block_sync();
-    for (int j = t; j < n; j += SAMPLE_BLOCK) cand_p[j] = wf_sampler_exp(cand_p[j]);
+    float kth = -wf_inf();
+    if (top_k > 0 && n_c > top_k) {
+      if (t == 0) WF_PATH(1, PATH_TOP_K);
+      kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k);
+    }
+    const int n = sample_compact(tmp_id, tmp_p, n_c, kth, cand_id, cand_p);
+    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) cand_p[j] = wf_sampler_exp(cand_p[j]);
     block_sync();
     if (t == 0) {
       float sum = 0.0f;
@@ -439,16 +583,16 @@ WF_DEVICE void sample_step_kernel(const float* logits, int vocab, int* step, int
       s_sum = sum;
     }
     block_sync();
-    for (int j = t; j < n; j += SAMPLE_BLOCK) cand_p[j] = cand_p[j] / s_sum;
+    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) cand_p[j] = cand_p[j] / s_sum;
     block_sync();
-    // 6. top-p
+    // 7. top-p
     if (top_p < 1.0f) {
       int n2 = 1;
       while (n2 < n) n2 <<= 1;
       const bool lds = n2 <= SAMPLE_SORT_LDS;
       if (t == 0) WF_PATH(1, lds ? PATH_TOP_P_LDS : PATH_TOP_P_GLOBAL);
       u64* k = lds ? s_keys : keys;
-      for (int j = t; j < n2; j += SAMPLE_BLOCK) {
+      for (int j = t; j < n2; j += SAMPLE_PICK_BLOCK) {
         k[j] = j < n ? ((u64)(~f32_bits(cand_p[j])) << 32) | (u64)(uint32_t)j : ~0ull;
       }
       block_sync();
@@ -464,7 +608,7 @@ WF_DEVICE void sample_step_kernel(const float* logits, int vocab, int* step, int
       }
       block_sync();
     }
-    // 7. min-p
+    // 8. min-p
     if (min_p > 0.0f) {
       if (t == 0) {
         WF_PATH(1, PATH_MIN_P);
@@ -473,12 +617,12 @@ WF_DEVICE void sample_step_kernel(const float* logits, int vocab, int* step, int
         s_threshold = min_p * p_max;
       }
       block_sync();
-      for (int j = t; j < n; j += SAMPLE_BLOCK) {
+      for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) {
         if (cand_p[j] < s_threshold) cand_p[j] = 0.0f;
       }
       block_sync();
     }
-    // 8. renormalise and draw, serially in id order
+    // 9. renormalise and draw, serially in id order
     if (t == 0) {
       float total = 0.0f;
       for (int j = 0; j < n; ++j) total += cand_p[j];
@@ -515,12 +659,4 @@ WF_DEVICE void sample_step_kernel(const float* logits, int vocab, int* step, int
     step[4] = (int)(uint32_t)state;
     step[5] = (int)(uint32_t)(state >> 32);
   }
-}
-
-extern "C" __global__ void __launch_bounds__(SAMPLE_BLOCK) sample_step(
-    const float* logits, int vocab, int* step, int* hist, int hist_cap, int window,
-    float temperature, int top_k, float top_p, float min_p, float repeat_penalty, float* work,
-    int* marks, int* cand_id, float* cand_p, u64* keys) {
-  sample_step_kernel(logits, vocab, step, hist, hist_cap, window, temperature, top_k, top_p,
-                     min_p, repeat_penalty, work, marks, cand_id, cand_p, keys);
 }

@@ -31,9 +31,9 @@ const ATTENTION: &[&str] = &["keys", "empty_wave"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
-    "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
+    "vec", "tail", "scalar", "norm", "lds", "prefetch", "bias", "out0", "out1", "out2", "residual",
 ];
-const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds"];
+const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds", "prefetch"];
 
 const fn k(
     kernel: &'static str,
@@ -90,12 +90,11 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_swiglu_f16", "gemv.hip", 2, GEMV_SWIGLU),
     k("gemv_swiglu_bf16", "gemv.hip", 3, GEMV_SWIGLU),
     k(
-        "sample_step",
+        "sample_pick",
         "sampling.hip",
         1,
         &[
             "unsamplable",
-            "penalty",
             "penalty_inf",
             "greedy",
             "top_k",
@@ -104,6 +103,13 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
             "top_p_global",
             "min_p",
         ],
+    ),
+    k("sample_prep", "sampling.hip", 2, &["penalty", "work"]),
+    k(
+        "sample_topk",
+        "sampling.hip",
+        3,
+        &["stop", "chunk_top_k", "all"],
     ),
 ];
 
@@ -297,7 +303,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 9
+            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 11 + 2 * 6 + 8 + 2 + 3
         );
     }
 }

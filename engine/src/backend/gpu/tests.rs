@@ -471,12 +471,39 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             ]
             .into_iter()
             .chain([KernelArg::F32(if norm == 0 { 0.0 } else { 1e-5 })])
+            .chain([KernelArg::Ptr(0), KernelArg::I64(0)]) // no prefetch
             .chain([bias.ptr(), out0].map(KernelArg::Ptr))
             .collect()
         };
-        assert_eq!(args[..6], ptrs(0, o[0].ptr())[..]);
-        assert_eq!(args[6..8], [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]);
-        assert_eq!(args[8..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
+        assert_eq!(args[..8], ptrs(0, o[0].ptr())[..]);
+        assert_eq!(
+            args[8..10],
+            [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]
+        );
+        assert_eq!(args[10..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
+        // A prefetch hint: the next launch warms the L2 with the hinted weight's bytes (all
+        // 1280 here, below the cap), and only that launch.
+        b.prefetch_hint(Some(&w));
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        b.linear_stacked(&x, &w, None, &mut outs, &parts, 1, k)
+            .unwrap();
+        b.linear_stacked(&x, &w, None, &mut outs, &parts, 1, k)
+            .unwrap();
+        let calls = v.calls();
+        let hinted: Vec<&[KernelArg]> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Launch(_, _, a) => Some(&a[4..6]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            hinted,
+            [
+                &[KernelArg::Ptr(w.ptr()), KernelArg::I64(40 * 16 * 2)][..],
+                &[KernelArg::Ptr(0), KernelArg::I64(0)][..]
+            ]
+        );
         // The norm as the prologue: the same launch with the norm weights and eps, h untouched.
         let g = b.upload_f32(&[1.0; 16]).unwrap();
         let mut h = b.alloc(DType::F32, 3 * k).unwrap();
@@ -533,8 +560,8 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             panic!("{calls:?}")
         };
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
-        assert_eq!(args[5], KernelArg::Ptr(acc.ptr()));
-        assert_eq!(args[8..], [24, 0, 0, 16, 1].map(KernelArg::I32)[..]);
+        assert_eq!(args[7], KernelArg::Ptr(acc.ptr()));
+        assert_eq!(args[10..], [24, 0, 0, 16, 1].map(KernelArg::I32)[..]);
         // Two rows: the GEMM into tmp, then add.
         let lp2 = LinearParams { rows: 2, ..lp };
         b.linear_residual(&x, &w, None, &mut acc, &mut tmp24, lp2)
@@ -559,9 +586,9 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         let Call::Launch(_, _, args) = &v.calls()[0] else {
             panic!()
         };
-        assert_eq!(args[4], KernelArg::Ptr(0), "no bias");
-        assert_eq!(args[7], KernelArg::Ptr(0));
-        assert_eq!(args[8..], [24, 8, 0, 16, 0].map(KernelArg::I32)[..]);
+        assert_eq!(args[6], KernelArg::Ptr(0), "no bias");
+        assert_eq!(args[9], KernelArg::Ptr(0));
+        assert_eq!(args[10..], [24, 8, 0, 16, 0].map(KernelArg::I32)[..]);
         // Three rows: x converted once, then per part a GEMM at its row offset and a bias add
         // at its bias offset.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -601,6 +628,8 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
                 KernelArg::Ptr(x.ptr()),
                 KernelArg::Ptr(0),
                 KernelArg::F32(0.0),
+                KernelArg::Ptr(0),
+                KernelArg::I64(0),
                 KernelArg::Ptr(out.ptr()),
                 KernelArg::I32(20),
                 KernelArg::I32(16)
@@ -720,8 +749,9 @@ fn attention_and_argmax_use_the_abi_grids() {
         args[..2],
         [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
     );
-    // With a repetition penalty the row goes to sample_step, one 1024-thread block; the fake
-    // runs no kernel, so the token word keeps the host's -2, which is an error, not a token.
+    // With a repetition penalty the row goes to the sampler: sample_prep over one chunk per
+    // 2048 ids, then (greedy: no sample_topk) sample_pick, one 1024-thread block; the fake runs
+    // no kernel, so the token word keeps the host's -2, which is an error, not a token.
     let sp = SamplingParams {
         repeat_penalty: 1.3,
         top_k: 50,
@@ -734,25 +764,41 @@ fn attention_and_argmax_use_the_abi_grids() {
         "{err}"
     );
     let calls = v.calls();
-    let launch = calls
+    let launches: Vec<(&str, &LaunchConfig, &Vec<KernelArg>)> = calls
         .iter()
-        .find_map(|c| match c {
-            Call::Launch(name, cfg, args) if name == "sample_step" => Some((cfg, args)),
+        .filter_map(|c| match c {
+            Call::Launch(name, cfg, args) => Some((name.as_str(), cfg, args)),
             _ => None,
         })
-        .unwrap_or_else(|| panic!("{calls:?}"));
-    let (cfg, args) = launch;
+        .collect();
+    let names: Vec<&str> = launches.iter().map(|l| l.0).collect();
+    assert_eq!(names, ["sample_prep", "sample_pick"], "{calls:?}");
+    let (_, prep_cfg, prep) = launches[0];
+    let (_, cfg, args) = launches[1];
+    assert_eq!((prep_cfg.grid, prep_cfg.block), ((1, 1, 1), (256, 1, 1)));
     assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (1024, 1, 1)));
-    assert_eq!(args.len(), 16);
+    assert_eq!((prep.len(), args.len()), (10, 16));
     assert_eq!(
-        args[..2],
+        prep[..2],
         [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
     );
-    // hist_cap and window: the history's length; top_k ≥ vocab passes as off (0)
-    assert_eq!(args[4..6], [2, 2].map(KernelArg::I32)[..]);
-    assert_eq!(args[6], KernelArg::F32(0.0));
-    assert_eq!(args[7], KernelArg::I32(0));
-    assert_eq!(args[10], KernelArg::F32(1.3));
+    // hist_cap and window: the history's length; the penalty; no penalised row for greedy
+    assert_eq!(
+        prep[4..8],
+        [2, 2]
+            .map(KernelArg::I32)
+            .into_iter()
+            .chain([KernelArg::F32(1.3), KernelArg::I32(0)])
+            .collect::<Vec<_>>()[..]
+    );
+    // pick: the same step block and history; temperature 0; top_k ≥ vocab passes as off (0);
+    // one chunk's part, the one prep writes
+    assert_eq!(args[..2], prep[2..4]);
+    assert_eq!(args[2], KernelArg::I32(2));
+    assert_eq!(args[3], KernelArg::F32(0.0));
+    assert_eq!(args[4], KernelArg::I32(0));
+    assert_eq!((&args[7], &args[8]), (&prep[9], &KernelArg::I32(1)));
+    let args = prep;
     // the step block and history as uploaded: token -2, pos 1, the coin, then the ids
     let KernelArg::Ptr(step) = args[2] else {
         panic!("{:?}", args[2])
@@ -832,7 +878,7 @@ fn memory_info_and_module_globals_go_through_the_vendor_trait() {
     assert_eq!(v.module_global(m, "wf_len").unwrap(), None);
 }
 
-/// `sample_step` as a decode loop runs it: the coin drawn on the device from the step block's
+/// The sampler as a decode loop runs it: the coin drawn on the device from the step block's
 /// SplitMix64 state, the history on the device. Call after call the ids are the CPU sampler's
 /// for CoinRng's coins of the same seed over the growing history (whole, then a window of 2),
 /// the tokens are appended, and the block ends with CoinRng's state, the call count and the

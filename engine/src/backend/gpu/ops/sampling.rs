@@ -1,5 +1,6 @@
-//! Sampling on the device. `sample_step` is the whole sampler in one block (the reference's
-//! `distribution` + `pick` bit for bit, `kernels/sampling.hip`): it reads the repetition
+//! Sampling on the device. The sampler (`sample_prep`, `sample_topk`, `sample_pick` in
+//! `kernels/sampling.hip`: the passes over the vocabulary spread over the device, the draw in
+//! one block) is the reference's `distribution` + `pick` bit for bit: it reads the repetition
 //! history and writes the token into device buffers, so a decode loop can queue it (or capture
 //! it into a graph) with no host round trip; [`launch_sample_step`] only queues it. The
 //! `Backend::sample` API (host history, host coin) runs it over a cached workspace and a small
@@ -79,19 +80,53 @@ impl StepBlock {
     }
 }
 
-/// Device scratch of `sample_step` for vocabularies up to `vocab`: one allocation holding
-/// keys (next power of two ≥ vocab) u64, then work f32, marks i32, cand_id i32, cand_p f32
-/// (vocab each). The marks are zeroed at creation; every call leaves them zeroed.
+/// Ids per block of `sample_prep` and `sample_topk` (ABI: `SAMPLE_CHUNK` in sampling.hip).
+pub(in crate::backend::gpu) const SAMPLE_CHUNK: usize = 2048;
+/// `sample_pick`'s threads, which fold one chunk's part each (ABI: `SAMPLE_PICK_BLOCK`).
+const SAMPLE_PICK_BLOCK: usize = 1024;
+/// i32 words per chunk in the parts (ABI: `SAMPLE_PART_WORDS`).
+const SAMPLE_PART_WORDS: usize = 4;
+
+/// The largest vocabulary the device sampler takes: its chunks are folded by one block of
+/// 1024 threads (≤ 1024 · 2048 ids), and its radix histograms count in 16 bits (kernels/
+/// sampling.hip).
+pub const SAMPLE_MAX_VOCAB: usize = 2_000_000;
+
+/// Chunks (blocks of `sample_prep` / `sample_topk`) of a vocabulary.
+pub(in crate::backend::gpu) fn sample_chunks(vocab: usize) -> usize {
+    vocab.div_ceil(SAMPLE_CHUNK)
+}
+
+/// Device scratch of the sampler for vocabularies up to `vocab`: one allocation holding keys
+/// (next power of two ≥ vocab) u64, then work, stage_id, stage_p, tmp_id, tmp_p, cand_id,
+/// cand_p (vocab each, 4 bytes), then the parts (chunks × 4 i32).
 pub(in crate::backend::gpu) struct SamplerWorkspace {
     buf: GpuBuffer,
     vocab: usize,
+}
+
+/// The workspace's vocab-long arrays, in layout order after the keys.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Work = 0,
+    StageId,
+    StageP,
+    TmpId,
+    TmpP,
+    CandId,
+    CandP,
+    Parts,
 }
 
 impl SamplerWorkspace {
     /// Bytes of the workspace for `vocab` (STYLE 11), `None` on overflow.
     pub fn bytes(vocab: usize) -> Option<usize> {
         let keys = vocab.checked_next_power_of_two()?.checked_mul(8)?;
-        vocab.checked_mul(16)?.checked_add(keys)
+        let parts = sample_chunks(vocab) * SAMPLE_PART_WORDS * 4;
+        vocab
+            .checked_mul(Part::Parts as usize * 4)?
+            .checked_add(keys)?
+            .checked_add(parts)
     }
 
     pub fn new(b: &GpuBackend, vocab: usize) -> Result<Self> {
@@ -102,8 +137,8 @@ impl SamplerWorkspace {
             return Err(bad(
                 OP,
                 format!(
-                    "vocab {vocab} exceeds the device sampler's {SAMPLE_MAX_VOCAB} (its radix \
-                     histograms count in 16 bits)"
+                    "vocab {vocab} exceeds the device sampler's {SAMPLE_MAX_VOCAB} (one block \
+                     folds its {SAMPLE_CHUNK}-id chunks; its radix histograms count in 16 bits)"
                 ),
             ));
         }
@@ -111,33 +146,28 @@ impl SamplerWorkspace {
         let bytes = Self::bytes(vocab)
             .ok_or_else(|| bad(OP, format!("a workspace for vocab {vocab} overflows")))?;
         let buf = GpuBuffer::new(&b.vendor, bytes)?;
-        let ws = SamplerWorkspace { buf, vocab };
-        b.vendor.memset(ws.part(2), 0, vocab * 4)?;
-        Ok(ws)
+        Ok(SamplerWorkspace { buf, vocab })
     }
 
     pub fn vocab(&self) -> usize {
         self.vocab
     }
 
-    /// Part `i` of the layout: 0 keys, 1 work, 2 marks, 3 cand_id, 4 cand_p.
-    fn part(&self, i: usize) -> DevicePtr {
+    fn keys(&self) -> DevicePtr {
+        self.buf.ptr
+    }
+
+    fn part(&self, p: Part) -> DevicePtr {
         let keys = self.vocab.next_power_of_two() * 8;
-        let at = if i == 0 {
-            0
-        } else {
-            keys + (i - 1) * self.vocab * 4
-        };
-        self.buf.ptr + at as u64
+        self.buf.ptr + (keys + p as usize * self.vocab * 4) as u64
     }
 }
 
-/// Queues `sample_step` over the logits row at `row` (vocab f32) with the step block `step`
+/// Queues the sampler over the logits row at `row` (vocab f32) with the step block `step`
 /// (32 bytes, [`StepBlock`]) and the history `hist` (hist_cap i32 ids), the penalty window the
-/// last `window` ids of the context (0 = all of it). No allocation, no wait: capturable.
-/// The largest vocabulary `sample_step` takes (the 16-bit radix histogram counts of kernels/sampling.hip).
-pub const SAMPLE_MAX_VOCAB: usize = 2_000_000;
-
+/// last `window` ids of the context (0 = all of it): `sample_prep` and, for a sampled step
+/// (temperature > 0), `sample_topk` over ceil(vocab / 2048) blocks, then `sample_pick`. No
+/// allocation, no wait: capturable.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_sample_step(
     b: &GpuBackend,
@@ -161,34 +191,66 @@ pub(in crate::backend::gpu) fn launch_sample_step(
         ));
     }
     let n = int(OP, "vocab", vocab)?;
+    let chunks = sample_chunks(vocab);
+    debug_assert!(chunks <= SAMPLE_PICK_BLOCK, "SAMPLE_MAX_VOCAB keeps it");
+    let n_parts = int(OP, "chunks", chunks)?;
+    let hist_cap = int(OP, "hist_cap", hist_cap)?;
     // top-k off at 0 and at k ≥ vocab (everything kept), as the reference's top_k_mask
-    let top_k = if p.top_k >= vocab { 0 } else { p.top_k };
-    let cfg = LaunchConfig {
-        grid: (1, 1, 1),
-        block: (1024, 1, 1),
+    let top_k = int(OP, "top_k", if p.top_k >= vocab { 0 } else { p.top_k })?;
+    let sampled = p.temperature > 0.0;
+    let parts = ws.part(Part::Parts);
+    let grid = |blocks: usize, threads: u32| LaunchConfig {
+        grid: (blocks as u32, 1, 1),
+        block: (threads, 1, 1),
         shared_bytes: 0,
     };
-    let args = [
+    let prep = [
         KernelArg::Ptr(row),
         KernelArg::I32(n),
         KernelArg::Ptr(step),
         KernelArg::Ptr(hist),
-        KernelArg::I32(int(OP, "hist_cap", hist_cap)?),
+        KernelArg::I32(hist_cap),
         KernelArg::I32(int(OP, "window", window)?),
+        KernelArg::F32(p.repeat_penalty),
+        KernelArg::I32(i32::from(sampled)),
+        KernelArg::Ptr(ws.part(Part::Work)),
+        KernelArg::Ptr(parts),
+    ];
+    // SAFETY (all three): the caller's row holds vocab f32, step 32 bytes, hist hist_cap i32;
+    // the workspace was sized for ≥ vocab (checked above), its parts for ≥ chunks.
+    unsafe { b.launch("sample_prep", grid(chunks, 256), &prep)? };
+    if sampled {
+        let topk = [
+            KernelArg::I32(n),
+            KernelArg::F32(p.temperature),
+            KernelArg::I32(top_k),
+            KernelArg::Ptr(ws.part(Part::Work)),
+            KernelArg::Ptr(parts),
+            KernelArg::I32(n_parts),
+            KernelArg::Ptr(ws.part(Part::StageId)),
+            KernelArg::Ptr(ws.part(Part::StageP)),
+        ];
+        unsafe { b.launch("sample_topk", grid(chunks, 256), &topk)? };
+    }
+    let pick = [
+        KernelArg::Ptr(step),
+        KernelArg::Ptr(hist),
+        KernelArg::I32(hist_cap),
         KernelArg::F32(p.temperature),
-        KernelArg::I32(int(OP, "top_k", top_k)?),
+        KernelArg::I32(top_k),
         KernelArg::F32(p.top_p),
         KernelArg::F32(p.min_p),
-        KernelArg::F32(p.repeat_penalty),
-        KernelArg::Ptr(ws.part(1)),
-        KernelArg::Ptr(ws.part(2)),
-        KernelArg::Ptr(ws.part(3)),
-        KernelArg::Ptr(ws.part(4)),
-        KernelArg::Ptr(ws.part(0)),
+        KernelArg::Ptr(parts),
+        KernelArg::I32(n_parts),
+        KernelArg::Ptr(ws.part(Part::StageId)),
+        KernelArg::Ptr(ws.part(Part::StageP)),
+        KernelArg::Ptr(ws.part(Part::TmpId)),
+        KernelArg::Ptr(ws.part(Part::TmpP)),
+        KernelArg::Ptr(ws.part(Part::CandId)),
+        KernelArg::Ptr(ws.part(Part::CandP)),
+        KernelArg::Ptr(ws.keys()),
     ];
-    // SAFETY: the caller's row holds vocab f32, step 32 bytes, hist hist_cap i32; the
-    // workspace was sized for ≥ vocab (checked above).
-    unsafe { b.launch("sample_step", cfg, &args) }
+    unsafe { b.launch("sample_pick", grid(1, 1024), &pick) }
 }
 
 /// A token id from the kernels' i32: -1 is the reference's refusal of the row.
@@ -346,12 +408,19 @@ mod tests {
 
     #[test]
     fn workspace_bytes() {
-        assert_eq!(SamplerWorkspace::bytes(1), Some(8 + 16));
-        assert_eq!(SamplerWorkspace::bytes(1000), Some(1024 * 8 + 1000 * 16));
+        // keys, 7 vocab-long arrays, 4 words per 2048-id chunk
+        assert_eq!(SamplerWorkspace::bytes(1), Some(8 + 28 + 16));
+        assert_eq!(
+            SamplerWorkspace::bytes(1000),
+            Some(1024 * 8 + 1000 * 28 + 16)
+        );
         assert_eq!(
             SamplerWorkspace::bytes(128_256),
-            Some(131_072 * 8 + 128_256 * 16)
+            Some(131_072 * 8 + 128_256 * 28 + 63 * 16)
         );
         assert_eq!(SamplerWorkspace::bytes(usize::MAX), None);
+        assert_eq!(sample_chunks(SAMPLE_MAX_VOCAB), 977);
+        assert!(sample_chunks(SAMPLE_MAX_VOCAB) <= SAMPLE_PICK_BLOCK);
+        assert_eq!((sample_chunks(2048), sample_chunks(2049)), (1, 2));
     }
 }
