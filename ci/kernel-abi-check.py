@@ -71,11 +71,10 @@ ABI.update({
                     "const int* stage_id, const float* stage_p, int* tmp_id, float* tmp_p, "
                     "int* cand_id, float* cand_p, u64* keys", 1024, "(1)"),
 })
-GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
-        "const uint16_t* next_w, i64 next_bytes, const float* bias, float* out0, float* out1, "
-        "float* out2, int m0, int m1, int m2, int k, int residual")
-GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
-               "const uint16_t* next_w, i64 next_bytes, float* out, int inter, int k")
+GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
+        "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual")
+GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "
+               "int inter, int k")
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256, "(ceil(inter/(256/WAVE)))")

@@ -38,7 +38,7 @@ def steps(ks):
         cur.append((name, us))
     if cur:
         all_.append(cur)
-    return [s for s in all_ if any(n == "sample_step" for n, _ in s)]
+    return [s for s in all_ if any(n in ("sample_step", "sample_pick") for n, _ in s)]
 
 
 def table(path):

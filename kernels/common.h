@@ -410,29 +410,6 @@ WF_DEVICE void block_sync() {
 #endif
 }
 
-// Warming the device's last-level cache ahead of a read (a hint: nothing waits for it, no
-// result depends on it). wf_prefetch_l2(p, sink): the 128-byte line at p (16-byte aligned)
-// starts moving into L2. NVIDIA: prefetch.global.L2 (fire and forget). AMD (no L2 prefetch
-// instruction before gfx12): a plain 4-byte load of the line, folded into `sink`, which
-// wf_prefetch_sink writes only under a condition the host never makes true (so the loads stay).
-WF_DEVICE void wf_prefetch_l2(const void* p, uint32_t& sink) {
-#if defined(WF_CUDA)
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-  (void)sink;
-#else
-  sink ^= *(const uint32_t*)p;
-#endif
-}
-WF_DEVICE void wf_prefetch_sink(uint32_t sink, bool never, uint32_t* dst) {
-#if defined(WF_CUDA)
-  (void)sink;
-  (void)never;
-  (void)dst;
-#else
-  if (never) *dst = sink;
-#endif
-}
-
 // Relaxed atomics on global or shared ints (the builtins HIP's atomicAdd etc. expand to).
 WF_DEVICE int wf_atomic_add(int* p, int v) {
 #if defined(WF_HIP)

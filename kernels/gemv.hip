@@ -13,8 +13,7 @@
 // (round to nearest even, common.h's codec, as convert_f32_to_*), products and sums in f32 (FMA);
 // the epilogue as the separate ops: y = dot (+ bias[r]), then out[r] + y for the residual.
 //
-// Shapes: w (M, K) or (2·I, K) row-major f16/bf16; x (K) f32; norm_w (K) f32 or null; next_w
-//         16-byte aligned, next_bytes ≥ 0 of it read, or null; bias (M)
+// Shapes: w (M, K) or (2·I, K) row-major f16/bf16; x (K) f32; norm_w (K) f32 or null; bias (M)
 //         f32 or null (stacked as w); out0 (m0), out1 (m1), out2 (m2) f32 (m1, m2 may be 0,
 //         their pointers then unused; with `residual` they hold the values added to); out (I)
 //         f32 for the SwiGLU form.
@@ -36,23 +35,18 @@
 //   l, l + WAVE, …. Each lane keeps one f32 sum per row, adding its vectors in ascending order;
 //   the wave folds them with the butterfly of common.h (a fixed order: deterministic, no
 //   atomics), lane 0 runs the epilogue and writes.
-//   Then, with next_w (the weight the step reads next; a hint that changes no result), thread
-//   t of block b warms the L2 with the 128-byte lines b·GEMV_BLOCK + t, + blocks·GEMV_BLOCK, …
-//   of next_w's first next_bytes (common.h wf_prefetch_l2): the next projection's first reads
-//   hit the cache, and the memory keeps busy through this kernel's tail and the next launch.
 // Contract: M·K and 2·I·K elements within w, K ≥ 0 and M, I < 2^31 (checked by the host);
 //   every thread of the block reaches the prologue's barriers and the wave reduction
 //   (block-uniform, as WAVE=64 emulation needs): waves past the last row reduce zeros and write
 //   nothing. Each output element is read and written by one lane only, so `residual` may add
 //   into the residual stream in place; x must not alias an output.
 // Paths (WF_PATH; slot 0 gemv_f16, 1 gemv_bf16, 2 gemv_swiglu_f16, 3 gemv_swiglu_bf16; the
-// SwiGLU kernels have the first six):
+// SwiGLU kernels have the first five):
 //   vec:      the row(s) (and, unstaged, x) on 16 bytes: 16-byte weight loads, pipelined
 //   tail:     after the vectors, the K mod 8 elements, scalar
 //   scalar:   a row off 16 bytes (or, unstaged, x): every element scalar
 //   norm:     the RMSNorm prologue (norm_w given)
 //   lds:      a staged in LDS (K ≤ GEMV_LDS_MAX); otherwise read from x (and norm_w) per wave
-//   prefetch: next_w given: the block's lines of it prefetched into L2 after its rows
 //   bias:     the bias added in the epilogue
 //   out0:     a row of the first stacked matrix, written to out0
 //   out1:     a row of the second, written to out1
@@ -70,7 +64,6 @@ enum GemvPath {
   PATH_SCALAR,
   PATH_NORM,
   PATH_LDS,
-  PATH_PREFETCH,
   PATH_BIAS,
   PATH_OUT0,
   PATH_OUT1,
@@ -281,25 +274,10 @@ WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const flo
   if (live) dot_rows<C, NR>(rows, in, k, n_vec, h, vec, slot, acc);
 }
 
-// The tail prefetch: this block's share of next_w's lines (`blocks` blocks in the grid).
-WF_DEVICE void prefetch_next(const uint16_t* next_w, i64 next_bytes, int blocks, int slot,
-                             float* sink_dst) {
-  if (next_w == 0) return;
-  if (block_index_x() == 0 && thread_index() == 0) WF_PATH(slot, PATH_PREFETCH);
-  const i64 lines = (next_bytes + 127) / 128;
-  const i64 stride = (i64)blocks * GEMV_BLOCK;
-  uint32_t sink = 0;
-  for (i64 l = (i64)block_index_x() * GEMV_BLOCK + thread_index(); l < lines; l += stride) {
-    wf_prefetch_l2((const char*)next_w + l * 128, sink);
-  }
-  wf_prefetch_sink(sink, next_bytes < 0, (uint32_t*)sink_dst);
-}
-
 template <class C>
 WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                           const uint16_t* next_w, i64 next_bytes, const float* bias,
-                           float* out0, float* out1, float* out2, int m0, int m1, int m2, int k,
-                           int residual) {
+                           const float* bias, float* out0, float* out1, float* out2, int m0,
+                           int m1, int m2, int k, int residual) {
   const int slot = C::id - 1;
   const int m = m0 + m1 + m2;
   const int r = block_index_x() * (GEMV_BLOCK / WAVE) + wave_index();
@@ -331,14 +309,11 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
     }
     *o = y;
   }
-  constexpr int ROWS = GEMV_BLOCK / WAVE;
-  prefetch_next(next_w, next_bytes, (m + ROWS - 1) / ROWS, slot, out0);
 }
 
 template <class C>
 WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float* norm_w,
-                                  float eps, const uint16_t* next_w, i64 next_bytes, float* out,
-                                  int inter, int k) {
+                                  float eps, float* out, int inter, int k) {
   const int slot = C::id + 1;
   const int r = block_index_x() * (GEMV_BLOCK / WAVE) + wave_index();
   const bool live = r < inter;
@@ -349,34 +324,30 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float
   const float g = wave_sum(acc[0]);
   const float u = wave_sum(acc[1]);
   if (live && wave_lane() == 0) out[r] = g / (1.0f + wf_expf(-g)) * u;
-  constexpr int ROWS = GEMV_BLOCK / WAVE;
-  prefetch_next(next_w, next_bytes, (inter + ROWS - 1) / ROWS, slot, out);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-             const uint16_t* next_w, i64 next_bytes, const float* bias, float* out0,
-             float* out1, float* out2, int m0, int m1, int m2, int k, int residual) {
-  gemv_kernel<F16>(w, x, norm_w, eps, next_w, next_bytes, bias, out0, out1, out2, m0, m1, m2, k,
-                   residual);
+             const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+             int k, int residual) {
+  gemv_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-             const uint16_t* next_w, i64 next_bytes, const float* bias, float* out0,
-             float* out1, float* out2, int m0, int m1, int m2, int k, int residual) {
-  gemv_kernel<BF16>(w, x, norm_w, eps, next_w, next_bytes, bias, out0, out1, out2, m0, m1, m2, k,
-                   residual);
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                    const uint16_t* next_w, i64 next_bytes, float* out, int inter, int k) {
-  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, next_w, next_bytes, out, inter, k);
+                    float* out, int inter, int k) {
+  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                    const uint16_t* next_w, i64 next_bytes, float* out, int inter, int k) {
-  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, next_w, next_bytes, out, inter, k);
+                     float* out, int inter, int k) {
+  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k);
 }

@@ -681,7 +681,6 @@ impl<B: Backend> Engine<B> {
             }
         }
         record(&s.x)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         for (l, w) in self.layers.iter().enumerate() {
             if l > 0 {
                 record(&s.x)?; // x after the previous layer's residual adds
@@ -693,8 +692,6 @@ impl<B: Backend> Engine<B> {
                 weight: &w.attn_norm,
                 eps,
             };
-            // Each projection may warm the cache with the weight read after it.
-            b.prefetch_hint(Some(&w.wo));
             b.norm_linear_stacked(
                 &mut s.x,
                 attn_norm,
@@ -729,7 +726,6 @@ impl<B: Backend> Engine<B> {
             b.attention(&s.q, cache, &mut s.attn, ap, step)?;
             // x += attn·Woᵀ                                       (n, hidden)
             let o_proj = lin(c.q_dim(), hidden);
-            b.prefetch_hint(Some(&w.gate_up));
             b.linear_residual(&s.attn, &w.wo, None, &mut s.x, &mut s.o, o_proj)?;
             // act = silu(h·Wgᵀ) ⊙ h·Wuᵀ for h = rms_norm(x), over one stacked [Wg; Wu]
             //                                                     (n, intermediate)
@@ -737,7 +733,6 @@ impl<B: Backend> Engine<B> {
                 weight: &w.mlp_norm,
                 eps,
             };
-            b.prefetch_hint(Some(&w.down));
             b.norm_gate_up_swiglu(
                 &mut s.x,
                 mlp_norm,
@@ -751,11 +746,6 @@ impl<B: Backend> Engine<B> {
             )?;
             // x += act·Wdᵀ                                        (n, hidden)
             let down = lin(c.intermediate_size, hidden);
-            let after = match self.layers.get(l + 1) {
-                Some(next) => &next.wqkv,
-                None => head,
-            };
-            b.prefetch_hint(Some(after));
             b.linear_residual(&s.act, &w.down, None, &mut s.x, &mut s.o, down)?;
         }
         // h = final_norm(x)
@@ -765,14 +755,13 @@ impl<B: Backend> Engine<B> {
             tr.final_hidden = b.download_f32(&s.h)?[..n * hidden].to_vec();
         }
         if let Some((row0, rows)) = want {
+            let head = self.lm_head.as_ref().unwrap_or(&self.embed);
             let lp = LogitsParams {
                 row0,
                 rows,
                 hidden,
                 vocab: c.vocab_size,
             };
-            // the next step starts with layer 0's QKV
-            b.prefetch_hint(self.layers.first().map(|w| &w.wqkv));
             b.logits(&s.h, head, &mut s.logits, lp)?;
         }
         Ok(())

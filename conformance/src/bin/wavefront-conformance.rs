@@ -115,7 +115,7 @@ fn run() -> Result<bool> {
                 device: args.device,
                 wave: None,
                 kernels: kernels.clone(),
-                ..GpuOptions::from_env()
+                coverage: false,
             })
             .map_err(|e| match e {
                 gpu::OpenError::Unavailable(r) => anyhow::anyhow!("no usable GPU: {r}"),
@@ -134,7 +134,7 @@ fn run() -> Result<bool> {
                     device: args.device,
                     wave: Some(w),
                     kernels: kernels.clone(),
-                    ..GpuOptions::from_env()
+                    coverage: false,
                 };
                 let coverage_opts = GpuOptions {
                     coverage: true,

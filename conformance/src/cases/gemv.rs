@@ -7,9 +7,8 @@
 //! check the BLAS path of the stacked forms (pointer offsets into the stacked weight and bias).
 //! The fused forms: `norm_linear_stacked` and `norm_gate_up_swiglu` (the RMSNorm of x as the
 //! GEMV's prologue) against `rms_norm` then the product, and `linear_residual` (the residual add
-//! as the epilogue) against the product added to a prior value, each with a prefetch hint (the
-//! GEMV's tail prefetch of the next weight); K up to 16384 stages x in LDS, K past it reads x
-//! (and the norm weights) through the cache.
+//! as the epilogue) against the product added to a prior value; K up to 16384 stages x in LDS,
+//! K past it reads x (and the norm weights) through the cache.
 
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;
@@ -190,11 +189,6 @@ impl GemvCase {
         let gt = upload(b, DType::F32, &g)?;
         let norm = PreNorm { weight: &gt, eps };
         let mut h = guarded(b, DType::F32, n * k)?;
-        // The fused forms run as the decode step runs them: with a prefetch hint (here the
-        // weight itself), which must change nothing.
-        if self.norm || self.residual {
-            b.prefetch_hint(Some(&wt));
-        }
         let wants: Vec<Vec<f32>> = match self.op {
             GemvOp::Linear => {
                 let p = LinearParams {

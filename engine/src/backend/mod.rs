@@ -413,14 +413,6 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()> {
         unfused::linear_residual(self, x, w, bias, acc, tmp, p)
     }
-    /// A hint for the next projection call (`linear`, `linear_stacked`, `gate_up_swiglu`, their
-    /// fused forms, `logits`): while it runs, the backend may start reading `next` (the weight
-    /// the step reads after it) into its cache, so that the memory stays busy across the launch
-    /// boundary. The next projection call consumes it; it never changes a result. The default
-    /// ignores it.
-    fn prefetch_hint(&self, next: Option<&Self::Tensor>) {
-        let _ = next;
-    }
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,

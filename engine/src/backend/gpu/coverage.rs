@@ -31,9 +31,9 @@ const ATTENTION: &[&str] = &["keys", "empty_wave"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
-    "vec", "tail", "scalar", "norm", "lds", "prefetch", "bias", "out0", "out1", "out2", "residual",
+    "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
 ];
-const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds", "prefetch"];
+const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds"];
 
 const fn k(
     kernel: &'static str,
@@ -303,7 +303,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 11 + 2 * 6 + 8 + 2 + 3
+            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 8 + 2 + 3
         );
     }
 }

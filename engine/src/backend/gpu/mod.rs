@@ -42,7 +42,7 @@ pub use ops::sampling::StepBlock;
 use vendor::{DevicePtr, FunctionHandle, KernelArg, LaunchConfig, Vendor};
 
 /// Which device, which wave size to build the kernels for, and from which sources.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuOptions {
     /// Device ordinal within the runtime.
     pub device: usize,
@@ -53,37 +53,13 @@ pub struct GpuOptions {
     /// Build the kernels with `-DWF_COVERAGE`: their path marks record which branches a case
     /// reaches (`coverage.rs`). Only the conformance suite's coverage pass asks for it.
     pub coverage: bool,
-    /// The most bytes of the next weight a batch-1 projection prefetches into the L2 after its
-    /// own rows ([`Backend::prefetch_hint`]); 0 = none.
-    pub prefetch_bytes: usize,
-}
-
-/// [`GpuOptions::prefetch_bytes`] by default: 16 MiB, a third of the H100/H200 L2 (50 MiB).
-pub const DEFAULT_PREFETCH_BYTES: usize = 16 << 20;
-
-impl Default for GpuOptions {
-    fn default() -> Self {
-        GpuOptions {
-            device: 0,
-            wave: None,
-            kernels: KernelSources::default(),
-            coverage: false,
-            prefetch_bytes: DEFAULT_PREFETCH_BYTES,
-        }
-    }
 }
 
 impl GpuOptions {
-    /// Device 0 at its own wave, with `$WAVEFRONT_KERNELS_DIR`'s kernels when that is set, and
-    /// `$WAVEFRONT_PREFETCH_MB` MiB of prefetch when that is set (0 = off).
+    /// Device 0 at its own wave, with `$WAVEFRONT_KERNELS_DIR`'s kernels when that is set.
     pub fn from_env() -> Self {
-        let prefetch_bytes = std::env::var("WAVEFRONT_PREFETCH_MB")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .map_or(DEFAULT_PREFETCH_BYTES, |mb| mb << 20);
         GpuOptions {
             kernels: KernelSources::from_env(),
-            prefetch_bytes,
             ..Default::default()
         }
     }
@@ -239,18 +215,9 @@ pub struct GpuBackend {
     coverage: bool,
     /// `(kernel file, its loaded module)`, in build order (for the coverage globals).
     modules: Vec<(String, vendor::ModuleHandle)>,
-    /// The weight the next projection may warm the L2 with ([`Backend::prefetch_hint`]).
-    prefetch: Mutex<Option<ops::gemv::Prefetch>>,
-    /// The most bytes of it ([`GpuOptions::prefetch_bytes`]).
-    prefetch_bytes: usize,
 }
 
 impl GpuBackend {
-    /// The pending [`Backend::prefetch_hint`], taken (a projection consumes it).
-    pub(in crate::backend::gpu) fn take_prefetch(&self) -> Option<ops::gemv::Prefetch> {
-        self.prefetch.lock().ok().and_then(|mut p| p.take())
-    }
-
     /// Builds the backend on an opened vendor: picks the wave, compiles (or loads from the
     /// cache) every kernel file of `opts.kernels`, resolves every ABI kernel.
     pub fn with_vendor(
@@ -359,8 +326,6 @@ impl GpuBackend {
             sources: provenance,
             coverage: opts.coverage,
             modules,
-            prefetch: Mutex::new(None),
-            prefetch_bytes: opts.prefetch_bytes,
         })
     }
 
@@ -859,16 +824,6 @@ impl Backend for GpuBackend {
         p: LinearParams,
     ) -> Result<()> {
         ops::linear::linear_residual(self, x, w, bias, acc, tmp, p)
-    }
-
-    fn prefetch_hint(&self, next: Option<&GpuTensor>) {
-        let hint = next.map(|t| ops::gemv::Prefetch {
-            w: t.ptr(),
-            bytes: (t.len() * t.dtype().block_bytes()).min(self.prefetch_bytes),
-        });
-        if let Ok(mut p) = self.prefetch.lock() {
-            *p = hint.filter(|h| h.bytes > 0);
-        }
     }
 
     fn sample(

@@ -471,7 +471,6 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             ]
             .into_iter()
             .chain([KernelArg::F32(if norm == 0 { 0.0 } else { 1e-5 })])
-            .chain([KernelArg::Ptr(0), KernelArg::I64(0)]) // no prefetch
             .chain([bias.ptr(), out0].map(KernelArg::Ptr))
             .collect()
         };
@@ -481,29 +480,6 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]
         );
         assert_eq!(args[10..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
-        // A prefetch hint: the next launch warms the L2 with the hinted weight's bytes (all
-        // 1280 here, below the cap), and only that launch.
-        b.prefetch_hint(Some(&w));
-        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
-        b.linear_stacked(&x, &w, None, &mut outs, &parts, 1, k)
-            .unwrap();
-        b.linear_stacked(&x, &w, None, &mut outs, &parts, 1, k)
-            .unwrap();
-        let calls = v.calls();
-        let hinted: Vec<&[KernelArg]> = calls
-            .iter()
-            .filter_map(|c| match c {
-                Call::Launch(_, _, a) => Some(&a[4..6]),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            hinted,
-            [
-                &[KernelArg::Ptr(w.ptr()), KernelArg::I64(40 * 16 * 2)][..],
-                &[KernelArg::Ptr(0), KernelArg::I64(0)][..]
-            ]
-        );
         // The norm as the prologue: the same launch with the norm weights and eps, h untouched.
         let g = b.upload_f32(&[1.0; 16]).unwrap();
         let mut h = b.alloc(DType::F32, 3 * k).unwrap();
@@ -560,8 +536,8 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             panic!("{calls:?}")
         };
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
-        assert_eq!(args[7], KernelArg::Ptr(acc.ptr()));
-        assert_eq!(args[10..], [24, 0, 0, 16, 1].map(KernelArg::I32)[..]);
+        assert_eq!(args[5], KernelArg::Ptr(acc.ptr()));
+        assert_eq!(args[8..], [24, 0, 0, 16, 1].map(KernelArg::I32)[..]);
         // Two rows: the GEMM into tmp, then add.
         let lp2 = LinearParams { rows: 2, ..lp };
         b.linear_residual(&x, &w, None, &mut acc, &mut tmp24, lp2)
@@ -586,9 +562,9 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         let Call::Launch(_, _, args) = &v.calls()[0] else {
             panic!()
         };
-        assert_eq!(args[6], KernelArg::Ptr(0), "no bias");
-        assert_eq!(args[9], KernelArg::Ptr(0));
-        assert_eq!(args[10..], [24, 8, 0, 16, 0].map(KernelArg::I32)[..]);
+        assert_eq!(args[4], KernelArg::Ptr(0), "no bias");
+        assert_eq!(args[7], KernelArg::Ptr(0));
+        assert_eq!(args[8..], [24, 8, 0, 16, 0].map(KernelArg::I32)[..]);
         // Three rows: x converted once, then per part a GEMM at its row offset and a bias add
         // at its bias offset.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -628,8 +604,6 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
                 KernelArg::Ptr(x.ptr()),
                 KernelArg::Ptr(0),
                 KernelArg::F32(0.0),
-                KernelArg::Ptr(0),
-                KernelArg::I64(0),
                 KernelArg::Ptr(out.ptr()),
                 KernelArg::I32(20),
                 KernelArg::I32(16)

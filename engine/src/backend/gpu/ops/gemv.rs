@@ -77,19 +77,6 @@ pub(in crate::backend::gpu) struct NormPrologue {
     pub eps: f32,
 }
 
-/// The tail prefetch of a GEMV: the first `bytes` of the weight at `w` (the one the step reads
-/// next) warmed into the L2 after the block's rows (`Backend::prefetch_hint`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::backend::gpu) struct Prefetch {
-    pub w: DevicePtr,
-    pub bytes: usize,
-}
-
-fn prefetch_args(p: Option<Prefetch>) -> [KernelArg; 2] {
-    let p = p.unwrap_or(Prefetch { w: 0, bytes: 0 });
-    [KernelArg::Ptr(p.w), KernelArg::I64(p.bytes as i64)]
-}
-
 /// One stacked GEMV: W holds `parts[0] + parts[1] + parts[2]` rows of `k` (a part may be 0),
 /// row `r` of the product goes to the output of its part (added to it with `residual`).
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +90,6 @@ pub(in crate::backend::gpu) struct Gemv {
     pub parts: [i32; 3],
     pub k: i32,
     pub residual: bool,
-    pub next: Option<Prefetch>,
 }
 
 fn norm_args(norm: Option<NormPrologue>) -> [KernelArg; 2] {
@@ -123,14 +109,11 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     let name = kernel_name(op, "gemv", g.dtype)?;
     let cfg = gemv_grid(op, rows, g.k as usize, b.wave)?;
     let [norm_w, eps] = norm_args(g.norm);
-    let [next_w, next_bytes] = prefetch_args(g.next);
     let args = [
         KernelArg::Ptr(g.w),
         KernelArg::Ptr(g.x),
         norm_w,
         eps,
-        next_w,
-        next_bytes,
         KernelArg::Ptr(g.bias.unwrap_or(0)),
         KernelArg::Ptr(g.outs[0]),
         KernelArg::Ptr(g.outs[1]),
@@ -142,8 +125,7 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         KernelArg::I32(i32::from(g.residual)),
     ];
     // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x (and the norm weights) ≥ k
-    // f32, bias ≥ rows f32, out_i ≥ parts[i] f32, and that x aliases no output; the prefetch
-    // reads within a tensor of ≥ its bytes (only a hint: nothing is written).
+    // f32, bias ≥ rows f32, out_i ≥ parts[i] f32, and that x aliases no output.
     unsafe { b.launch(&name, cfg, &args) }
 }
 
@@ -156,7 +138,6 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     w: DevicePtr,
     x: DevicePtr,
     norm: Option<NormPrologue>,
-    next: Option<Prefetch>,
     out: DevicePtr,
     inter: i32,
     k: i32,
@@ -167,14 +148,11 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     let name = kernel_name(op, "gemv_swiglu", dtype)?;
     let cfg = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
     let [norm_w, eps] = norm_args(norm);
-    let [next_w, next_bytes] = prefetch_args(next);
     let args = [
         KernelArg::Ptr(w),
         KernelArg::Ptr(x),
         norm_w,
         eps,
-        next_w,
-        next_bytes,
         KernelArg::Ptr(out),
         KernelArg::I32(inter),
         KernelArg::I32(k),

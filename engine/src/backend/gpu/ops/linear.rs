@@ -330,11 +330,10 @@ fn gate_up(
     if n == 0 {
         return Ok(());
     }
-    let next = b.take_prefetch();
     if route == Route::Auto && uses_gemv(rows, w.dtype()) {
         let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
         let (wp, xp, op) = (w.ptr(), x.ptr(), out.ptr());
-        return launch_gemv_swiglu(b, OP, w.dtype(), wp, xp, norm, next, op, inter_i, k_i);
+        return launch_gemv_swiglu(b, OP, w.dtype(), wp, xp, norm, op, inter_i, k_i);
     }
     if norm.is_some() {
         return Err(bad(OP, "a fused norm needs the GEMV route".into()));
@@ -389,7 +388,6 @@ fn launch_stacked(
     route: Route,
     fuse: Fuse,
 ) -> Result<()> {
-    let next = b.take_prefetch();
     let total: usize = s.parts.iter().sum();
     if rows == 0 || total == 0 {
         return Ok(());
@@ -407,7 +405,6 @@ fn launch_stacked(
             parts: [0; 3],
             k: k_i,
             residual: fuse.residual,
-            next,
         };
         for (i, (&o, &m)) in s.outs.iter().zip(s.parts).enumerate() {
             g.outs[i] = o;
