@@ -474,12 +474,9 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             .chain([bias.ptr(), out0].map(KernelArg::Ptr))
             .collect()
         };
-        assert_eq!(args[..8], ptrs(0, o[0].ptr())[..]);
-        assert_eq!(
-            args[8..10],
-            [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]
-        );
-        assert_eq!(args[10..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
+        assert_eq!(args[..6], ptrs(0, o[0].ptr())[..]);
+        assert_eq!(args[6..8], [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]);
+        assert_eq!(args[8..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
         // The norm as the prologue: the same launch with the norm weights and eps, h untouched.
         let g = b.upload_f32(&[1.0; 16]).unwrap();
         let mut h = b.alloc(DType::F32, 3 * k).unwrap();
