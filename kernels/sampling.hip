@@ -265,15 +265,15 @@ WF_DEVICE int sample_block_scan(int v, int* total) {
 // host refuses larger vocabularies: SAMPLE_MAX_VOCAB in engine/src/backend/gpu/ops/sampling.rs).
 // The digit: the largest d whose count of matching elements with a digit ≥ d reaches k, found
 // by every digit at once (a suffix sum by a block scan, digit 255 − t at thread t).
+// `words` is the caller's shared memory for the copies: SAMPLE_HIST_WORDS u32.
 constexpr int SAMPLE_HIST_COPIES = 32;
+constexpr int SAMPLE_HIST_WORDS = SAMPLE_HIST_COPIES * 128;  // 16 KiB
 template <int BLOCK>
-WF_DEVICE float sample_kth_largest(const float* x, int n, int k) {
-  WF_SHARED uint32_t copies[SAMPLE_HIST_COPIES][128];
+WF_DEVICE float sample_kth_largest(const float* x, int n, int k, uint32_t* words) {
   WF_SHARED uint32_t s_prefix;
   WF_SHARED int s_k;
   const int t = thread_index();
-  uint32_t* words = &copies[0][0];
-  uint32_t* mine = copies[t & (SAMPLE_HIST_COPIES - 1)];
+  uint32_t* mine = words + (t & (SAMPLE_HIST_COPIES - 1)) * 128;
   uint32_t prefix = 0, mask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int w = t; w < SAMPLE_HIST_COPIES * 128; w += BLOCK) words[w] = 0;
@@ -290,7 +290,7 @@ WF_DEVICE float sample_kth_largest(const float* x, int n, int k) {
     int count = 0;
     if (t < 256) {
       for (int c = 0; c < SAMPLE_HIST_COPIES; ++c) {
-        count += (copies[c][d >> 1] >> ((d & 1) * 16)) & 0xffffu;
+        count += (words[c * 128 + (d >> 1)] >> ((d & 1) * 16)) & 0xffffu;
       }
     }
     int total;
@@ -450,6 +450,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
     sample_topk(int vocab, float temperature, int top_k, const float* work, int* part,
                 int n_parts, int* stage_id, float* stage_p) {
   WF_SHARED float xs[SAMPLE_CHUNK];
+  WF_SHARED uint32_t hist_words[SAMPLE_HIST_WORDS];
   const int t = thread_index(), b = block_index_x();
   const int begin = b * SAMPLE_CHUNK;
   const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
@@ -472,7 +473,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
   float kth = -wf_inf();
   if (top_k > 0 && n > top_k) {
     if (t == 0) WF_PATH(3, PATH_CHUNK_TOP_K);
-    kth = sample_kth_largest<SAMPLE_PART_BLOCK>(xs, n, top_k);
+    kth = sample_kth_largest<SAMPLE_PART_BLOCK>(xs, n, top_k, hist_words);
   } else if (t == 0) {
     WF_PATH(3, PATH_ALL);
   }
@@ -527,8 +528,13 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
                 u64* keys) {
   WF_SHARED int s_token;
   WF_SHARED float s_sum, s_threshold;
-  WF_SHARED int s_off[SAMPLE_PICK_BLOCK];
-  WF_SHARED u64 s_keys[SAMPLE_SORT_LDS];
+  // Two 16 KiB regions, each reused: A holds the radix histogram copies, then the top-p keys;
+  // B the chunks' offsets during the gather, then the kept candidates (ids, p) when they fit.
+  WF_SHARED u64 s_a[SAMPLE_SORT_LDS];
+  WF_SHARED u64 s_b[SAMPLE_SORT_LDS];
+  int* s_off = (int*)s_b;
+  int* s_id = (int*)s_b;
+  float* s_p = (float*)s_b + SAMPLE_SORT_LDS;
   const int t = thread_index();
   // The step block, read by every thread here; thread 0 rewrites it after the last barrier.
   const int pos = step[1];
@@ -561,9 +567,11 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
     const int off = sample_block_scan<SAMPLE_PICK_BLOCK>(c, &n_c);
     s_off[t] = off;
     block_sync();
-    for (int b = 0; b < n_parts; ++b) {
+    // wave w gathers chunks w, w + waves, … (their counts read in parallel)
+    constexpr int NW = SAMPLE_PICK_BLOCK / WAVE;
+    for (int b = wave_index(); b < n_parts; b += NW) {
       const int cb = part[(i64)b * SAMPLE_PART_WORDS + 3];
-      for (int j = t; j < cb; j += SAMPLE_PICK_BLOCK) {
+      for (int j = wave_lane(); j < cb; j += WAVE) {
         tmp_id[s_off[b] + j] = stage_id[(i64)b * SAMPLE_CHUNK + j];
         tmp_p[s_off[b] + j] = stage_p[(i64)b * SAMPLE_CHUNK + j];
       }
@@ -572,18 +580,26 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
     float kth = -wf_inf();
     if (top_k > 0 && n_c > top_k) {
       if (t == 0) WF_PATH(1, PATH_TOP_K);
-      kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k);
+      kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k, (uint32_t*)s_a);
     }
     const int n = sample_compact(tmp_id, tmp_p, n_c, kth, cand_id, cand_p);
-    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) cand_p[j] = wf_sampler_exp(cand_p[j]);
+    // The serial steps below read the candidates from shared memory when they fit.
+    const bool fits = n <= SAMPLE_SORT_LDS;
+    int* ids = fits ? s_id : cand_id;
+    float* ps = fits ? s_p : cand_p;
+    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) {
+      const float e = wf_sampler_exp(cand_p[j]);
+      if (fits) ids[j] = cand_id[j];
+      ps[j] = e;
+    }
     block_sync();
     if (t == 0) {
       float sum = 0.0f;
-      for (int j = 0; j < n; ++j) sum += cand_p[j];
+      for (int j = 0; j < n; ++j) sum += ps[j];
       s_sum = sum;
     }
     block_sync();
-    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) cand_p[j] = cand_p[j] / s_sum;
+    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) ps[j] = ps[j] / s_sum;
     block_sync();
     // 7. top-p
     if (top_p < 1.0f) {
@@ -591,9 +607,9 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
       while (n2 < n) n2 <<= 1;
       const bool lds = n2 <= SAMPLE_SORT_LDS;
       if (t == 0) WF_PATH(1, lds ? PATH_TOP_P_LDS : PATH_TOP_P_GLOBAL);
-      u64* k = lds ? s_keys : keys;
+      u64* k = lds ? s_a : keys;
       for (int j = t; j < n2; j += SAMPLE_PICK_BLOCK) {
-        k[j] = j < n ? ((u64)(~f32_bits(cand_p[j])) << 32) | (u64)(uint32_t)j : ~0ull;
+        k[j] = j < n ? ((u64)(~f32_bits(ps[j])) << 32) | (u64)(uint32_t)j : ~0ull;
       }
       block_sync();
       sample_bitonic_sort(k, n2);
@@ -601,8 +617,8 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
         float above = 0.0f;  // the mass ranked above, dropped tokens included
         for (int r = 0; r < n; ++r) {
           const int j = (int)(uint32_t)(k[r] & 0xffffffffull);
-          const float p = cand_p[j];
-          if (r > 0 && above >= top_p) cand_p[j] = 0.0f;
+          const float p = ps[j];
+          if (r > 0 && above >= top_p) ps[j] = 0.0f;
           above += p;
         }
       }
@@ -613,24 +629,24 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
       if (t == 0) {
         WF_PATH(1, PATH_MIN_P);
         float p_max = 0.0f;
-        for (int j = 0; j < n; ++j) p_max = cand_p[j] > p_max ? cand_p[j] : p_max;
+        for (int j = 0; j < n; ++j) p_max = ps[j] > p_max ? ps[j] : p_max;
         s_threshold = min_p * p_max;
       }
       block_sync();
       for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) {
-        if (cand_p[j] < s_threshold) cand_p[j] = 0.0f;
+        if (ps[j] < s_threshold) ps[j] = 0.0f;
       }
       block_sync();
     }
     // 9. renormalise and draw, serially in id order
     if (t == 0) {
       float total = 0.0f;
-      for (int j = 0; j < n; ++j) total += cand_p[j];
+      for (int j = 0; j < n; ++j) total += ps[j];
       float total2 = 0.0f;
       int last = 0;  // the last candidate with dist > 0 (the top token always has)
       for (int j = 0; j < n; ++j) {
-        const float d = cand_p[j] / total;
-        cand_p[j] = d;
+        const float d = ps[j] / total;
+        ps[j] = d;
         total2 += d;
         if (d > 0.0f) last = j;
       }
@@ -638,13 +654,13 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
       float acc = 0.0f;
       int pick = last;  // reached only by rounding
       for (int j = 0; j < n; ++j) {
-        acc += cand_p[j];
+        acc += ps[j];
         if (r < acc) {
           pick = j;
           break;
         }
       }
-      s_token = cand_id[pick];
+      s_token = ids[pick];
     }
   }
   block_sync();
