@@ -197,8 +197,8 @@ decode)
   # case at both waves with kernel path coverage) and the graph test; conformance on the
   # fixtures (model-level checks and sampled streams through the device sampler); the GEMV
   # microbench; the random-weight benches of the three shapes, greedy and sampled, and again
-  # without the GEMV tail prefetch (WAVEFRONT_PREFETCH_MB=0) for the A/B; and a per-kernel
-  # time profile (ncu) of Llama-3.2-1B decode steps against the step time.
+  # without overlapped GEMV launches (WAVEFRONT_NO_PDL=1) for the A/B; and a per-kernel time
+  # profile (ncu) of Llama-3.2-1B decode steps against the step time.
   unpack .device/ops
   echo "| step | exit | time | result |" >"$OUT/summary.md"
   echo "|---|---:|---:|---|" >>"$OUT/summary.md"
@@ -218,7 +218,7 @@ decode)
   finish
   for shape in smollm2-135m llama-3.2-1b llama-3.1-8b; do
     bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
-    WAVEFRONT_PREFETCH_MB=0 bench "$shape-noprefetch" --shape "$shape" --reps 5 --depth 0 --sampling greedy
+    WAVEFRONT_NO_PDL=1 bench "$shape-nopdl" --shape "$shape" --reps 5 --depth 0 --sampling greedy
   done
   if command -v ncu >/dev/null; then
     start=$SECONDS

@@ -410,6 +410,24 @@ WF_DEVICE void block_sync() {
 #endif
 }
 
+// Overlapped launches (engine: Vendor::launch_overlapped). A kernel so launched may start while
+// the kernel queued ahead of it drains: before wf_dependency_wait() it may only read memory no
+// earlier kernel writes (weights) and write nothing; after it, everything queued before is
+// complete and visible. wf_allow_dependents() lets the kernel queued after this one (if it was
+// launched overlapped) start its blocks once every block of this one has run it. NVIDIA sm_90+:
+// griddepcontrol (programmatic dependent launch); elsewhere there is no overlap and both are
+// no-ops (launches are serialised).
+WF_DEVICE void wf_dependency_wait() {
+#if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+WF_DEVICE void wf_allow_dependents() {
+#if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // Relaxed atomics on global or shared ints (the builtins HIP's atomicAdd etc. expand to).
 WF_DEVICE int wf_atomic_add(int* p, int v) {
 #if defined(WF_HIP)

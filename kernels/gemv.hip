@@ -22,6 +22,10 @@
 //   2·K bytes rounded up to 16 when K ≤ GEMV_LDS_MAX (a staged in LDS: at most 32 KiB, so two
 //   blocks fit a 64 KiB CDNA LDS), else none (a read through the cache by every wave).
 // Indexing: wave w of block b owns row r = b·ROWS + w (gemv_swiglu: rows r and I + r, at once).
+//   Overlap (launched overlapped, common.h): the block first lets the next kernel start
+//   (wf_allow_dependents) and issues its first weight loads, then waits for the kernels ahead
+//   (wf_dependency_wait) before reading x or writing: on NVIDIA sm_90+ this kernel's first
+//   loads run while the kernel ahead drains.
 //   Prologue (every thread, block-uniform): lane l first issues the loads of its first
 //   GEMV_UNROLL weight vectors, so they are in flight while the block computes the norm's scale
 //   (thread t sums x² over float4 vectors t, t + 256, … when x and norm_w start on 16 bytes,
@@ -256,8 +260,10 @@ WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const flo
 #pragma unroll
   for (int j = 0; j < NR; ++j) vec = vec && is_aligned(rows[j], 16);
   const int n_vec = live && vec ? k / 8 : 0;
+  wf_allow_dependents();
   Words h[NR][GEMV_UNROLL / NR];
   load_step<NR>(rows, wave_lane(), n_vec, h);  // in flight during the prologue
+  wf_dependency_wait();  // x (and the outputs) are the earlier kernels'; W is not
   const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
   float scale = 1.0f;
   if (norm_w) {

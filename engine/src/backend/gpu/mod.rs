@@ -378,6 +378,18 @@ impl GpuBackend {
         self.vendor.launch(f, cfg, args)
     }
 
+    /// [`GpuBackend::launch`] through [`Vendor::launch_overlapped`]: for kernels that wait
+    /// (`wf_dependency_wait`) before touching what earlier kernels write.
+    unsafe fn launch_overlapped(
+        &self,
+        name: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let f = self.kernel(name)?;
+        self.vendor.launch_overlapped(f, cfg, args)
+    }
+
     fn new_tensor(&self, dtype: DType, len: usize) -> Result<GpuTensor> {
         if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
             return Err(Error::Backend {

@@ -125,8 +125,9 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         KernelArg::I32(i32::from(g.residual)),
     ];
     // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x (and the norm weights) ≥ k
-    // f32, bias ≥ rows f32, out_i ≥ parts[i] f32, and that x aliases no output.
-    unsafe { b.launch(&name, cfg, &args) }
+    // f32, bias ≥ rows f32, out_i ≥ parts[i] f32, and that x aliases no output; the kernel
+    // reads only W before its dependency wait and writes nothing before it (overlapped).
+    unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
 
 /// `gemv_swiglu_{T}`: `out (inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]`.
@@ -158,8 +159,8 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
         KernelArg::I32(k),
     ];
     // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x (and the norm weights) ≥ k
-    // f32, out ≥ inter f32.
-    unsafe { b.launch(&name, cfg, &args) }
+    // f32, out ≥ inter f32; W alone is read before the dependency wait (overlapped).
+    unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
 
 #[cfg(test)]

@@ -161,6 +161,9 @@ pub struct CudaVendor {
     stream: cu::CUstream,
     /// cuBLAS handles are not safe for concurrent use: calls hold this lock.
     blas: Mutex<cublas::cublasHandle_t>,
+    /// Programmatic dependent launch for [`Vendor::launch_overlapped`]: compute capability ≥ 9
+    /// and `$WAVEFRONT_NO_PDL` not `1`.
+    pdl: bool,
 }
 
 // SAFETY: the raw handles are owned by this struct; the driver API is thread-safe once the
@@ -168,6 +171,17 @@ pub struct CudaVendor {
 // only used under its mutex.
 unsafe impl Send for CudaVendor {}
 unsafe impl Sync for CudaVendor {}
+
+/// Whether a device of compute capability `arch` (`sm_90`) launches overlapped kernels with
+/// programmatic dependent launch (Hopper and later), unless `WAVEFRONT_NO_PDL=1`.
+fn pdl_enabled(arch: &str) -> bool {
+    let off = std::env::var("WAVEFRONT_NO_PDL").is_ok_and(|v| v == "1");
+    let major = arch
+        .strip_prefix("sm_")
+        .and_then(|cc| cc.get(..cc.len().saturating_sub(1)))
+        .and_then(|m| m.parse::<u32>().ok());
+    !off && major.is_some_and(|m| m >= 9)
+}
 
 impl CudaVendor {
     /// Opens device `ordinal`: primary context, a non-blocking stream, a cuBLAS handle bound to it.
@@ -219,11 +233,13 @@ impl CudaVendor {
                 return Err(cublas_error("cublasSetStream_v2", s, ""));
             }
         }
+        let pdl = pdl_enabled(&info.arch);
         Ok(CudaVendor {
             info,
             ctx,
             stream,
             blas: Mutex::new(blas),
+            pdl,
         })
     }
 
@@ -551,6 +567,49 @@ impl Vendor for CudaVendor {
         )
     }
 
+    unsafe fn launch_overlapped(
+        &self,
+        f: FunctionHandle,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), Error> {
+        if !self.pdl {
+            return self.launch(f, cfg, args);
+        }
+        self.bind()?;
+        let mut slots = arg_slots(args);
+        let mut ptrs: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        // SAFETY: a zeroed attribute is a valid bit pattern (a C struct of an enum and a union
+        // of plain data); its id and value are set before use.
+        let mut attr: cu::CUlaunchAttribute = std::mem::zeroed();
+        attr.id = cu::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = cu::CUlaunchConfig {
+            gridDimX: cfg.grid.0,
+            gridDimY: cfg.grid.1,
+            gridDimZ: cfg.grid.2,
+            blockDimX: cfg.block.0,
+            blockDimY: cfg.block.1,
+            blockDimZ: cfg.block.2,
+            sharedMemBytes: cfg.shared_bytes,
+            hStream: self.stream,
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        ck(
+            "cuLaunchKernelEx",
+            cu::cuLaunchKernelEx(
+                &config,
+                f.0 as cu::CUfunction,
+                ptrs.as_mut_ptr(),
+                std::ptr::null_mut(),
+            ),
+        )
+    }
+
     unsafe fn gemm_f32_out(&self, g: &Gemm) -> Result<(), Error> {
         self.bind()?;
         let op = |t: bool| {
@@ -712,6 +771,26 @@ impl Vendor for CudaVendor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapped_launches_need_hopper_or_later() {
+        // (The environment switch is read too; the test process does not set it.)
+        if std::env::var("WAVEFRONT_NO_PDL").is_ok() {
+            return;
+        }
+        for (arch, on) in [
+            ("sm_90", true),
+            ("sm_100", true),
+            ("sm_120", true),
+            ("sm_89", false),
+            ("sm_80", false),
+            ("sm_7", false),
+            ("gfx942", false),
+            ("sm_", false),
+        ] {
+            assert_eq!(pdl_enabled(arch), on, "{arch}");
+        }
+    }
 
     #[test]
     fn driver_status_maps_to_a_typed_error_with_name_and_code() {

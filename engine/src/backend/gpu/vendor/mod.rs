@@ -217,6 +217,24 @@ pub trait Vendor: Send + Sync {
         args: &[KernelArg],
     ) -> Result<(), Error>;
 
+    /// [`Vendor::launch`] of a kernel that may start before the kernel queued ahead of it has
+    /// finished: its blocks run up to `wf_dependency_wait()` (kernels/common.h), which returns
+    /// once everything queued before is done and visible, while the kernel ahead drains. Only
+    /// kernels that read nothing an earlier kernel writes before that wait, and write nothing
+    /// before it, are launched so. NVIDIA sm_90+ (programmatic dependent launch, captured into
+    /// graphs as programmatic edges); elsewhere a plain launch.
+    ///
+    /// # Safety
+    /// As [`Vendor::launch`], and the kernel keeps the rule above.
+    unsafe fn launch_overlapped(
+        &self,
+        f: FunctionHandle,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), Error> {
+        self.launch(f, cfg, args)
+    }
+
     /// Queues a GEMM with `g.inputs` inputs, f32 output and f32 accumulation (cuBLAS / rocBLAS).
     ///
     /// # Safety
