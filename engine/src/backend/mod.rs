@@ -432,7 +432,7 @@ pub mod unfused {
     use crate::error::Result;
 
     #[allow(clippy::too_many_arguments)]
-    pub fn norm_linear_stacked<B: Backend + ?Sized>(
+    pub fn norm_linear_stacked<B: Backend>(
         b: &B,
         x: &mut B::Tensor,
         norm: PreNorm<'_, B::Tensor>,
@@ -454,7 +454,7 @@ pub mod unfused {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn norm_gate_up_swiglu<B: Backend + ?Sized>(
+    pub fn norm_gate_up_swiglu<B: Backend>(
         b: &B,
         x: &mut B::Tensor,
         norm: PreNorm<'_, B::Tensor>,
@@ -475,7 +475,7 @@ pub mod unfused {
         b.gate_up_swiglu(h, w, tmp, out, rows, in_features, inter)
     }
 
-    pub fn linear_residual<B: Backend + ?Sized>(
+    pub fn linear_residual<B: Backend>(
         b: &B,
         x: &B::Tensor,
         w: &B::Tensor,
