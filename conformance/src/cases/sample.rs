@@ -257,7 +257,8 @@ pub fn grid() -> Vec<SampleCase> {
         rows: 1,
         seed,
     };
-    // Every path of the device sampler (sample_step) at real sizes and edges:
+    // Every path of the device sampler (sample_prep, sample_topk, sample_pick) at real sizes
+    // and edges:
     // the CLI default at Llama 3's vocabulary (49152 above is SmolLM2's), and at the smallest;
     g.push(case(128_256, Logits::Flat, cli, 64, 75));
     g.push(case(1, Logits::Flat, cli, 3, 75));
@@ -270,6 +271,23 @@ pub fn grid() -> Vec<SampleCase> {
         SamplingParams { top_k: 40, ..cli },
         16,
         76,
+    ));
+    // Llama 3's vocabulary with ties across chunks at the top-k boundary (the chunks' candidates
+    // pruned by their thresholds, the k-th by ranks), and a top-k past 1024 (the radix select
+    // over the candidates);
+    g.push(case(
+        128_256,
+        Logits::Ties,
+        SamplingParams { top_k: 40, ..cli },
+        64,
+        80,
+    ));
+    g.push(case(
+        128_256,
+        Logits::Flat,
+        SamplingParams { top_k: 1500, ..cli },
+        64,
+        80,
     ));
     // top-k off with top-p on: the whole vocabulary is candidates, sorted in shared memory
     // (1000 above) or, past 2048, in the workspace;
