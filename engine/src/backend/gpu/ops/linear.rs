@@ -22,23 +22,7 @@ pub(in crate::backend::gpu) fn linear(
     out: &mut GpuTensor,
     p: LinearParams,
 ) -> Result<()> {
-    const OP: &str = "linear";
-    let (n, k, m) = (p.rows, p.in_features, p.out_features);
-    check_tensor("gpu", OP, "x", x, n * k, &[DType::F32])?;
-    check_tensor("gpu", OP, "w", w, m * k, WEIGHTS)?;
-    check_tensor("gpu", OP, "out", out, n * m, &[DType::F32])?;
-    if let Some(bias) = bias {
-        // Biases stay f32 on every backend (model::is_matrix).
-        check_tensor("gpu", OP, "bias", bias, m, &[DType::F32])?;
-    }
-    let stack = Stack {
-        w: w.ptr(),
-        dtype: w.dtype(),
-        bias: bias.map(|t| t.ptr()),
-        outs: &[out.ptr()],
-        parts: &[m],
-    };
-    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto, Fuse::NONE)
+    single(b, "linear", "out", x, w, bias, out, p, Fuse::NONE)
 }
 
 /// `acc += x · Wᵀ (+ bias)`: at one row a GEMV whose epilogue adds into acc in place (no tmp,
@@ -52,29 +36,46 @@ pub(in crate::backend::gpu) fn linear_residual(
     tmp: &mut GpuTensor,
     p: LinearParams,
 ) -> Result<()> {
-    const OP: &str = "linear_residual";
     if !uses_gemv(p.rows, w.dtype()) {
         return unfused::linear_residual(b, x, w, bias, acc, tmp, p);
     }
+    let fuse = Fuse {
+        norm: None,
+        residual: true,
+    };
+    single(b, "linear_residual", "acc", x, w, bias, acc, p, fuse)
+}
+
+/// One matrix: `out (rows, out) = x · Wᵀ (+ bias)` (added into `out` with `fuse.residual`),
+/// every length checked first.
+#[allow(clippy::too_many_arguments)]
+fn single(
+    b: &GpuBackend,
+    op: &str,
+    out_name: &str,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    out: &mut GpuTensor,
+    p: LinearParams,
+    fuse: Fuse,
+) -> Result<()> {
     let (n, k, m) = (p.rows, p.in_features, p.out_features);
-    check_tensor("gpu", OP, "x", x, n * k, &[DType::F32])?;
-    check_tensor("gpu", OP, "w", w, m * k, WEIGHTS)?;
-    check_tensor("gpu", OP, "acc", acc, n * m, &[DType::F32])?;
+    check_tensor("gpu", op, "x", x, n * k, &[DType::F32])?;
+    check_tensor("gpu", op, "w", w, m * k, WEIGHTS)?;
+    check_tensor("gpu", op, out_name, out, n * m, &[DType::F32])?;
     if let Some(bias) = bias {
-        check_tensor("gpu", OP, "bias", bias, m, &[DType::F32])?;
+        // Biases stay f32 on every backend (model::is_matrix).
+        check_tensor("gpu", op, "bias", bias, m, &[DType::F32])?;
     }
     let stack = Stack {
         w: w.ptr(),
         dtype: w.dtype(),
         bias: bias.map(|t| t.ptr()),
-        outs: &[acc.ptr()],
+        outs: &[out.ptr()],
         parts: &[m],
     };
-    let fuse = Fuse {
-        norm: None,
-        residual: true,
-    };
-    launch_stacked(b, OP, x.ptr(), &stack, n, k, Route::Auto, fuse)
+    launch_stacked(b, op, x.ptr(), &stack, n, k, Route::Auto, fuse)
 }
 
 /// The norm weights of a fused prologue: f32, one per input feature.
