@@ -211,6 +211,14 @@ decode)
   echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
   grep -E "FAIL|✗" "$OUT/conformance-fixtures.log" | head -20
   finish
+  if [ "${QUICK:-0}" = 1 ]; then  # the checks, and the 1B and SmolLM2 benches alone
+    for shape in smollm2-135m llama-3.2-1b; do
+      bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
+    done
+    for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
+    cat "$OUT/summary.md"
+    exit 0
+  fi
   start=$SECONDS
   timeout 150 bin/wavefront bench --gemv --backend gpu --json "$OUT/bench-gemv.json" --markdown "$OUT/bench-gemv.md" \
     >"$OUT/bench-gemv.log" 2>&1

@@ -38,9 +38,9 @@
 //     4-5 the SplitMix64 state (u64, little-endian), 6 the coin (f32), 7 reserved;
 //   hist (hist_cap) i32 ids; the workspace, for this vocab: work, stage_p, tmp_p, cand_p
 //   (vocab) f32; stage_id, tmp_id, cand_id (vocab) i32; keys (next power of two ≥ vocab) u64;
-//   part (G, 8) i32: per chunk the argmax value's bits, its id, the flags (bit 0 a NaN or +inf
+//   part (G, 4) i32: per chunk the argmax value's bits, its id, the flags (bit 0 a NaN or +inf
 //   in the row, bit 1 a value other than -inf, bit 2 +inf after the penalty), the number of
-//   candidates, the bits of its top-k threshold τ_b (-inf when it kept every id), 3 unused.
+//   candidates.
 //   Contract (the host's): vocab ≥ 1, the workspace sized for ≥ vocab; temperature finite;
 //   top_k in [0, vocab) (0 = off); top_p in (0, 1] (≥ 1 = off); min_p in [0, 1] (0 = off);
 //   repeat_penalty finite > 0 (1 = off); window ≥ 0 (0 = the whole context).
@@ -65,13 +65,10 @@
 //      +inf after the penalty: -1; greedy (temperature ≤ 0), or every value -inf after the
 //      penalty (the reference's NaN-filled distribution then draws id 0, the argmax): the
 //      argmax;
-//   6. the chunks' candidates gathered in id order into tmp (one wave per chunk); top-k, when
-//      there are more than k of them (else every one is kept: fewer than k values in the row
-//      are above -inf): those ≥ max_b τ_b (the chunks' thresholds, part word 4; τ ≥ each)
-//      compacted into cand, τ = their k-th largest (by ranks when at most 1024 are left, else
-//      the radix select), kept: scaled ≥ τ, compacted back into tmp (each compaction in id
-//      order: thread t owns a contiguous range, a block scan gives its offset); the kept
-//      candidates move to shared memory when at most SAMPLE_SORT_LDS; e =
+//   6. the chunks' candidates gathered in id order into tmp; top-k: τ = their k-th largest
+//      (radix select) when there are more than k of them, else every one is kept (fewer than
+//      k values in the row are above -inf); kept: scaled ≥ τ, compacted in id order into cand
+//      (thread t owns a contiguous range; a block scan gives its offset); e =
 //      wf_sampler_exp(scaled) (the reference's softmax subtracts the kept maximum, +0:
 //      v − 0 = v); sum serial in id order by thread 0; p = e / sum;
 //   7. top-p (< 1): keys (~bits(p) << 32 | position) sorted ascending (bitonic; in shared
@@ -90,8 +87,7 @@
 //   unsamplable:  (pick) a NaN, +inf, all -inf, or a bad coin: token -1
 //   penalty_inf:  (pick) +inf after the penalty: token -1
 //   greedy:       (pick) temperature ≤ 0 (or all -inf after the penalty): the argmax
-//   top_k:        (pick) the radix select of the k-th largest candidate (more than 1024 left)
-//   top_k_rank:   (pick) the k-th largest of at most 1024 candidates by their ranks
+//   top_k:        (pick) the radix select of the k-th largest candidate
 //   softmax:      (pick) a sampled step: candidates, softmax, the draw
 //   top_p_lds:    (pick) top-p with its sort in shared memory
 //   top_p_global: (pick) top-p with its sort in the keys workspace
@@ -111,7 +107,6 @@ enum SamplePickPath {
   PATH_PENALTY_INF,
   PATH_GREEDY,
   PATH_TOP_K,
-  PATH_TOP_K_RANK,
   PATH_SOFTMAX,
   PATH_TOP_P_LDS,
   PATH_TOP_P_GLOBAL,
@@ -211,7 +206,7 @@ constexpr int SAMPLE_PART_BLOCK = 256;  // their threads
 constexpr int SAMPLE_PER_THREAD = SAMPLE_CHUNK / SAMPLE_PART_BLOCK;
 constexpr int SAMPLE_PICK_BLOCK = 1024;
 constexpr int SAMPLE_SORT_LDS = 2048;  // top-p keys sorted in shared memory up to this many
-constexpr int SAMPLE_PART_WORDS = 8;   // i32 words per chunk in part (5 used)
+constexpr int SAMPLE_PART_WORDS = 4;   // i32 words per chunk in part
 // part[b] flags
 constexpr int SAMPLE_BAD = 1;      // a NaN or +inf in the row
 constexpr int SAMPLE_ANY = 2;      // a value other than -inf in the row
@@ -448,7 +443,6 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
     p[1] = best_i;
     p[2] = flags;
     p[3] = 0;
-    p[4] = (int)f32_bits(-wf_inf());
   }
 }
 
@@ -501,10 +495,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
       ++at;
     }
   }
-  if (t == 0) {
-    part[(i64)b * SAMPLE_PART_WORDS + 3] = total;
-    part[(i64)b * SAMPLE_PART_WORDS + 4] = (int)f32_bits(kth);
-  }
+  if (t == 0) part[(i64)b * SAMPLE_PART_WORDS + 3] = total;
 }
 
 // Keeps src[0, n) with value ≥ kth, compacted in order into (dst_id, dst_p); returns the count
@@ -528,41 +519,6 @@ WF_DEVICE int sample_compact(const int* src_id, const float* src_p, int n, float
   }
   block_sync();
   return total;
-}
-
-// The k-th largest of x[0, n) (1 ≤ k ≤ n ≤ SAMPLE_PICK_BLOCK) in total order by ranks: thread
-// i counts the values above x[i] (g) and equal to it (e) in `scratch` (shared, n floats); the
-// k-th largest is the x[i] with g < k ≤ g + e (every such i holds the same bits).
-WF_DEVICE float sample_kth_by_rank(const float* x, int n, int k, float* scratch) {
-  WF_SHARED float s_kth;
-  const int t = thread_index();
-  if (t < n) scratch[t] = x[t];
-  block_sync();
-  if (t < n) {
-    const uint32_t key = sample_key(scratch[t]);
-    int g = 0, e = 0;
-    for (int j = 0; j < n; ++j) {
-      const uint32_t kj = sample_key(scratch[j]);
-      g += kj > key ? 1 : 0;
-      e += kj == key ? 1 : 0;
-    }
-    if (g < k && k <= g + e) s_kth = scratch[t];
-  }
-  block_sync();
-  const float kth = s_kth;
-  block_sync();  // s_kth and scratch may be reused
-  return kth;
-}
-
-// The largest of the chunks' own k-th largest scaled values (part word 4; -inf where a chunk
-// kept all its ids): the global k-th largest is at least that (a chunk is a subset).
-WF_DEVICE float sample_fold_tau(const int* part, int n_parts) {
-  float lo = -wf_inf();
-  for (int b = thread_index(); b < n_parts; b += SAMPLE_PICK_BLOCK) {
-    const float tau = f32_from_bits((uint32_t)part[(i64)b * SAMPLE_PART_WORDS + 4]);
-    lo = tau > lo ? tau : lo;
-  }
-  return block_max<SAMPLE_PICK_BLOCK>(lo);
 }
 
 extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
@@ -621,30 +577,19 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
       }
     }
     block_sync();
-    int n = n_c;  // the kept candidates, in cand
+    float kth = -wf_inf();
     if (top_k > 0 && n_c > top_k) {
-      // Only candidates ≥ the largest chunk threshold can reach the global k-th largest τ
-      // (τ ≥ every chunk's), and all ≥ τ are among them: prune, then select over the rest.
-      const float lo = sample_fold_tau(part, n_parts);
-      const int n1 = sample_compact(tmp_id, tmp_p, n_c, lo, cand_id, cand_p);
-      float kth;
-      if (n1 <= SAMPLE_PICK_BLOCK) {
-        if (t == 0) WF_PATH(1, PATH_TOP_K_RANK);
-        kth = sample_kth_by_rank(cand_p, n1, top_k, (float*)s_a);
-      } else {
-        if (t == 0) WF_PATH(1, PATH_TOP_K);
-        kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(cand_p, n1, top_k, (uint32_t*)s_a);
-      }
-      n = sample_compact(cand_id, cand_p, n1, kth, tmp_id, tmp_p);
+      if (t == 0) WF_PATH(1, PATH_TOP_K);
+      kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k, (uint32_t*)s_a);
     }
-    // tmp holds the n kept candidates in id order
+    const int n = sample_compact(tmp_id, tmp_p, n_c, kth, cand_id, cand_p);
     // The serial steps below read the candidates from shared memory when they fit.
     const bool fits = n <= SAMPLE_SORT_LDS;
     int* ids = fits ? s_id : cand_id;
     float* ps = fits ? s_p : cand_p;
     for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) {
-      const float e = wf_sampler_exp(tmp_p[j]);
-      ids[j] = tmp_id[j];
+      const float e = wf_sampler_exp(cand_p[j]);
+      if (fits) ids[j] = cand_id[j];
       ps[j] = e;
     }
     block_sync();

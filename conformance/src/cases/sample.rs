@@ -272,9 +272,8 @@ pub fn grid() -> Vec<SampleCase> {
         16,
         76,
     ));
-    // Llama 3's vocabulary with ties across chunks at the top-k boundary (the chunks' candidates
-    // pruned by their thresholds, the k-th by ranks), and a top-k past 1024 (the radix select
-    // over the candidates);
+    // Llama 3's vocabulary with ties across chunks at the top-k boundary, and a top-k of 1500
+    // (each chunk's candidates nearly all of its ids);
     g.push(case(
         128_256,
         Logits::Ties,

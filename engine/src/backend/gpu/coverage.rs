@@ -98,7 +98,6 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
             "penalty_inf",
             "greedy",
             "top_k",
-            "top_k_rank",
             "softmax",
             "top_p_lds",
             "top_p_global",
@@ -304,7 +303,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 9 + 2 + 3
+            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 8 + 2 + 3
         );
     }
 }
