@@ -1,5 +1,6 @@
 // Sampling on the device: greedy argmax (only the id crosses to the host), and the whole
-// sampler in one block (sample_step), bit for bit the reference's `distribution` + `pick`.
+// sampler (sample_prep, sample_topk, sample_pick), bit for bit the reference's `distribution` +
+// `pick`.
 //
 // argmax: out[0] = the index of the largest x[i], i < n; the lowest index on ties; or -1 when
 //   the logits cannot be sampled, as the reference sampler refuses them: a NaN, a +inf, every

@@ -2,14 +2,14 @@
 //! the sampler writes, the context's history, the sampler's workspace, and a small mailbox of
 //! page-locked slots the sampled ids are copied into without stopping the stream.
 //!
-//! The step block, 32 bytes (the kernels' contract; kernels/sampling.hip `sample_step`,
-//! rope.hip and attention.hip read it):
+//! The step block, 32 bytes (the kernels' contract; kernels/sampling.hip's sampler
+//! (`sample_prep`, `sample_pick`), rope.hip and attention.hip read it):
 //!
 //! | bytes | field | |
 //! |---|---|---|
 //! | 0..4 | `token` i32 | the next step's input token; -1 after a row that could not be sampled |
 //! | 4..8 | `pos` i32 | its position; the context is `hist[..= pos]` |
-//! | 8..12 | `calls` i32 | the sampler's call counter (the stamp of its history de-duplication) |
+//! | 8..12 | `calls` i32 | the sampler's call counter |
 //! | 12..16 | `flags` i32 | bit 0: the coin comes from the SplitMix64 state below |
 //! | 16..24 | `rng` u64 | SplitMix64 state (`CoinRng`), advanced once per sample |
 //! | 24..28 | `coin` f32 | the coin when bit 0 is clear |
