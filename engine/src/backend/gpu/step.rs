@@ -148,8 +148,7 @@ impl GpuStep {
         head.extend_from_slice(&(last as i32).to_le_bytes());
         head.extend_from_slice(&((context.len() - 1) as i32).to_le_bytes());
         b.vendor.htod(self.block.ptr, &head)?;
-        // flags, rng, coin, reserved — `calls` (bytes 8..12) keeps counting, so the sampler's
-        // de-duplication stamps never repeat over the workspace's life.
+        // flags, rng, coin, reserved — `calls` (bytes 8..12) keeps counting across decodes.
         let mut tail = Vec::with_capacity(20);
         tail.extend_from_slice(&STEP_FLAG_RNG.to_le_bytes());
         tail.extend_from_slice(&seed.to_le_bytes());
