@@ -227,6 +227,11 @@ fn time(
     Ok(median(samples))
 }
 
+/// One f32 output per stacked part.
+fn outputs(b: &GpuBackend, parts: &[usize]) -> Result<Vec<GpuTensor>> {
+    parts.iter().map(|&m| b.alloc(DType::F32, m)).collect()
+}
+
 /// Times one projection both ways, as the decode step runs it.
 fn measure(b: &GpuBackend, p: &Projection, reps: usize) -> Result<(f64, f64)> {
     let n = copies(p.weight_bytes());
@@ -252,10 +257,7 @@ fn measure(b: &GpuBackend, p: &Projection, reps: usize) -> Result<(f64, f64)> {
     };
     match &p.kind {
         ProjectionKind::Stacked { parts } if p.name == "qkv" => {
-            let mut outs: Vec<GpuTensor> = parts
-                .iter()
-                .map(|&m| b.alloc(DType::F32, m))
-                .collect::<Result<_>>()?;
+            let mut outs = outputs(b, parts)?;
             let mut refs: Vec<&mut GpuTensor> = outs.iter_mut().collect();
             let gemv = time(b, reps, n, &mut |i| {
                 let (x, h, o) = (&mut x, &mut h, &mut refs);
@@ -288,10 +290,7 @@ fn measure(b: &GpuBackend, p: &Projection, reps: usize) -> Result<(f64, f64)> {
             Ok((gemv, blas))
         }
         ProjectionKind::Stacked { parts } => {
-            let mut outs: Vec<GpuTensor> = parts
-                .iter()
-                .map(|&m| b.alloc(DType::F32, m))
-                .collect::<Result<_>>()?;
+            let mut outs = outputs(b, parts)?;
             let mut refs: Vec<&mut GpuTensor> = outs.iter_mut().collect();
             let gemv = time(b, reps, n, &mut |i| {
                 b.linear_stacked(&x, &ws[i], None, &mut refs, parts, 1, p.k)
