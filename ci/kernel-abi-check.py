@@ -71,6 +71,13 @@ ABI.update({
                     "const int* stage_id, const float* stage_p, int* tmp_id, float* tmp_p, "
                     "int* cand_id, float* cand_p, u64* keys", 1024, "(1)"),
 })
+DECODE_ATTENTION = ("const float* q, const float* k, const float* v, const float* inv_freq, "
+                    "uint16_t* arena, float* out, float* ws, int* counters, int layer, int pos0, "
+                    "int n_heads, int n_kv_heads, int head_dim, int capacity, int s_max, "
+                    "float scale, const int* step")
+for suffix in ("f16", "bf16"):
+    ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip", DECODE_ATTENTION, 256,
+                                         "(n_kv_heads*slabs, s_max)")
 GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
         "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual")
 GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "

@@ -212,6 +212,21 @@ WF_DEVICE float f16_to_f32(uint16_t h) {
   return f32_from_bits(sign | f32_bits(m));
 }
 
+// f16 → f32 by the hardware's conversion instruction: the same value as f16_to_f32 for every
+// input but NaN (then a NaN, payload not promised). For hot loops that read f16 data that is
+// never NaN in use (the KV cache), where the exact codec's branches cost more than the loads.
+WF_DEVICE float f16_to_f32_hw(uint16_t h) {
+#if defined(WF_HIP)
+  return (float)__builtin_bit_cast(_Float16, h);
+#elif defined(WF_CUDA)
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+#else
+  return f16_to_f32(h);
+#endif
+}
+
 // f32 → f16, round to nearest even, with f16 subnormals, overflow to ±inf and NaN → quiet NaN.
 WF_DEVICE uint16_t f32_to_f16(float f) {
   uint32_t u = f32_bits(f);
@@ -425,6 +440,30 @@ WF_DEVICE void wf_dependency_wait() {
 WF_DEVICE void wf_allow_dependents() {
 #if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// A device-scope fence: this thread's global writes before it are visible to any block that
+// observes a later atomic of this thread (and, on the reading side, an observed atomic's writes
+// are visible to loads after it). The pattern of a "last block combines" reduction.
+WF_DEVICE void wf_fence_device() {
+#if defined(WF_HIP)
+  __builtin_amdgcn_fence(__ATOMIC_SEQ_CST, "agent");
+#else
+  __threadfence();
+#endif
+}
+
+// A load that reads the device-coherent copy (L2), not a possibly stale line of this
+// multiprocessor's L1: for data another block wrote during this kernel, after the fence and
+// atomic that order it (wf_fence_device).
+WF_DEVICE float wf_load_coherent(const float* p) {
+#if defined(WF_HIP)
+  return __hip_atomic_load(p, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
+#else
+  float f;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(f) : "l"(p));
+  return f;
 #endif
 }
 

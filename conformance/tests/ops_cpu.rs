@@ -76,6 +76,9 @@ proptest! {
     fn attention(c in cases::attention::strategy()) { check(Case::Attention(c))? }
 
     #[test]
+    fn rope_attention(c in cases::attention::rope_strategy()) { check(Case::Attention(c))? }
+
+    #[test]
     fn swiglu_and_add(c in cases::elementwise::strategy()) { check(Case::Elementwise(c))? }
 
     #[test]

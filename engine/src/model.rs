@@ -3,7 +3,7 @@
 
 use crate::backend::{
     AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
-    RopeKvParams, TensorInfo,
+    TensorInfo,
 };
 use crate::config::{names, ModelConfig};
 use crate::error::{Error, Result};
@@ -703,27 +703,27 @@ impl<B: Backend> Engine<B> {
                 n,
                 hidden,
             )?;
-            // rotate q and k; k, v → cache at pos0..pos0+n
-            let heads = (c.n_heads, c.n_kv_heads, c.head_dim);
-            let rp = RopeKvParams {
-                layer: l,
-                pos0,
-                rows: n,
-                n_heads: heads.0,
-                n_kv_heads: heads.1,
-                head_dim: heads.2,
-            };
-            b.rope_kv_write(&mut s.q, &s.k, &s.v, &self.inv_freq, cache, rp, step)?;
+            // rotate q and k; k, v → cache at pos0..pos0+n; then
             // attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n   (n, q_dim)
+            // (one fused kernel for a decode row where the backend has it)
             let ap = AttentionParams {
                 layer: l,
                 pos0,
                 rows: n,
-                n_heads: heads.0,
-                n_kv_heads: heads.1,
-                head_dim: heads.2,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
             };
-            b.attention(&s.q, cache, &mut s.attn, ap, step)?;
+            b.rope_attention(
+                &mut s.q,
+                &s.k,
+                &s.v,
+                &self.inv_freq,
+                cache,
+                &mut s.attn,
+                ap,
+                step,
+            )?;
             // x += attn·Woᵀ                                       (n, hidden)
             let o_proj = lin(c.q_dim(), hidden);
             b.linear_residual(&s.attn, &w.wo, None, &mut s.x, &mut s.o, o_proj)?;

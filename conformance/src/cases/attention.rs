@@ -8,11 +8,14 @@ use proptest::prelude::*;
 use wavefront::backend::{AttentionParams, Backend};
 use wavefront::kv_cache::KvLayout;
 use wavefront::{DType, Result};
+use wavefront_reference::config::{RopeConfig, RopeScaling};
 use wavefront_reference::ops;
+use wavefront_reference::ops::rope;
 
 use super::{Check, Op};
 use crate::compare::compare;
-use crate::harness::{fill_cache, guarded, read_guarded, rounded, upload, Rng};
+use crate::compare::Comparison;
+use crate::harness::{fill_cache, guarded, read_arena, read_guarded, rounded, upload, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,12 +31,17 @@ pub struct AttentionCase {
     /// Read the position from a decode step's state (`Backend::Step`) instead of the params
     /// (one row: a decode step).
     pub via_step: bool,
+    /// `rope_attention`: q and the rows' own k, v arrive unrotated and the op rotates them,
+    /// writes K/V at `pos0 ..` and attends (the GPU's fused decode kernel for one row).
+    pub rope: bool,
     pub seed: u64,
 }
 
 impl AttentionCase {
     pub fn op(&self) -> Op {
-        if self.rows == 1 {
+        if self.rope {
+            Op::RopeAttention
+        } else if self.rows == 1 {
             Op::AttentionDecode
         } else {
             Op::AttentionPrefill
@@ -55,6 +63,7 @@ impl AttentionCase {
                 String::new()
             }
         ) + if self.via_step { ",step" } else { "" }
+            + if self.rope { ",rope" } else { "" }
     }
 
     fn kv_len(&self) -> usize {
@@ -68,14 +77,31 @@ impl AttentionCase {
     }
 
     pub fn tolerance(&self) -> Tolerance {
-        tolerance(Kind::Attention {
+        let att = tolerance(Kind::Attention {
             head_dim: self.head_dim,
             kv_len: self.kv_len(),
             max_score: self.max_score(),
-        })
+        });
+        if !self.rope {
+            return att;
+        }
+        // The rows' keys and values enter through the rotation and the store's rounding (a
+        // rotated value one f32 ulp off the reference's may round to the neighbouring 16-bit
+        // value): that error on top of the attention's own.
+        let rot = tolerance(Kind::Rotation { store: self.kv });
+        Tolerance {
+            nmse: att.nmse + rot.nmse,
+            reason: format!(
+                "{}; plus the new rows' rotation and store: {}",
+                att.reason, rot.reason
+            ),
+        }
     }
 
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        if self.rope {
+            return self.run_rope(b);
+        }
         let mut rng = Rng::new(self.seed);
         let hd = self.head_dim;
         let kv_len = self.kv_len();
@@ -133,6 +159,152 @@ impl AttentionCase {
     }
 }
 
+impl AttentionCase {
+    /// `rope_attention`: a cache holding positions `0 .. pos0` (NaN past them), the query rows'
+    /// q, k, v unrotated; checks the output, the K/V rows written at `pos0 ..`, and that nothing
+    /// else in the arena changed.
+    fn run_rope<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        let mut rng = Rng::new(self.seed);
+        let hd = self.head_dim;
+        let kv_len = self.kv_len();
+        let (qd, kvd) = (self.n_heads * hd, self.n_kv_heads * hd);
+        let q = rng.values(self.rows * qd, self.magnitude);
+        // The prefix (n_kv_heads, pos0, hd), in the KV storage type, and the rows' own k, v.
+        let nkv = self.n_kv_heads;
+        let k_pre = rounded(self.kv, rng.values(nkv * self.pos0 * hd, self.magnitude));
+        let v_pre = rounded(self.kv, rng.values(nkv * self.pos0 * hd, 1.0));
+        let k_new = rng.values(self.rows * kvd, self.magnitude);
+        let v_new = rng.values(self.rows * kvd, 1.0);
+        let rope_cfg = RopeConfig {
+            theta: 500000.0,
+            scaling: RopeScaling::None,
+        };
+        let inv_freq = rope::inv_freq(hd, &rope_cfg);
+        let layer = 1;
+        let layout = KvLayout {
+            n_layers: 2,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            capacity: kv_len + 5,
+            dtype: self.kv,
+        };
+        let mut cache = fill_cache(b, layout, layer, &k_pre, &v_pre, self.pos0)?;
+        let mut qt = upload(b, DType::F32, &q)?;
+        let (kt, vt) = (
+            upload(b, DType::F32, &k_new)?,
+            upload(b, DType::F32, &v_new)?,
+        );
+        let ft = upload(b, DType::F32, inv_freq.as_slice().expect("contiguous"))?;
+        let mut out = guarded(b, DType::F32, self.rows * qd)?;
+        let p = AttentionParams {
+            layer,
+            pos0: self.pos0,
+            rows: self.rows,
+            n_heads: self.n_heads,
+            n_kv_heads: nkv,
+            head_dim: hd,
+        };
+        let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
+        b.rope_attention(
+            &mut qt,
+            &kt,
+            &vt,
+            &ft,
+            &mut cache,
+            &mut out,
+            p,
+            step.as_ref(),
+        )?;
+        let got = match read_guarded(b, &out, self.rows * qd)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("out", fail)]),
+        };
+        let arena = match read_arena(b, &cache)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("arena", fail)]),
+        };
+
+        // Reference: rotate q and the rows' k at their positions, round k and v to the store,
+        // append them to the prefix, attend.
+        let positions: Vec<usize> = (self.pos0..kv_len).collect();
+        let heads_first = |x: &[f32], heads: usize| -> Array3<f32> {
+            let a = Array3::from_shape_vec((self.rows, heads, hd), x.to_vec()).expect("sized");
+            a.permuted_axes([1, 0, 2]).as_standard_layout().to_owned()
+        };
+        let q_rot = rope::apply(
+            heads_first(&q, self.n_heads).view(),
+            &positions,
+            inv_freq.view(),
+        );
+        let k_rot = rope::apply(heads_first(&k_new, nkv).view(), &positions, inv_freq.view());
+        let k_rows = rounded(self.kv, k_rot.iter().copied().collect()); // (nkv, rows, hd)
+        let v_rows = rounded(self.kv, heads_first(&v_new, nkv).iter().copied().collect());
+        let join = |pre: &[f32], rows: &[f32]| -> Vec<f32> {
+            let mut all = Vec::with_capacity(nkv * kv_len * hd);
+            for h in 0..nkv {
+                all.extend_from_slice(&pre[h * self.pos0 * hd..(h + 1) * self.pos0 * hd]);
+                all.extend_from_slice(&rows[h * self.rows * hd..(h + 1) * self.rows * hd]);
+            }
+            all
+        };
+        let k3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&k_pre, &k_rows)).expect("sized");
+        let v3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&v_pre, &v_rows)).expect("sized");
+        let want = ops::attention(q_rot.view(), k3.view(), v3.view(), self.pos0);
+        let want: Vec<f32> = want
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .iter()
+            .copied()
+            .collect();
+
+        // The arena: the rows written at pos0 .., the prefix as it was, the rest still NaN.
+        let (mut got_k, mut got_v, mut untouched) = (vec![], vec![], Comparison::exact());
+        for (o, x) in arena.iter().enumerate() {
+            let (l, rest) = (
+                o / (2 * nkv * layout.capacity * hd),
+                o % (2 * nkv * layout.capacity * hd),
+            );
+            let (kvi, rest) = (
+                rest / (nkv * layout.capacity * hd),
+                rest % (nkv * layout.capacity * hd),
+            );
+            let (h, rest) = (rest / (layout.capacity * hd), rest % (layout.capacity * hd));
+            let (pos, d) = (rest / hd, rest % hd);
+            let mine = l == layer && pos < kv_len;
+            if mine && pos >= self.pos0 {
+                let i = (h * self.rows + pos - self.pos0) * hd + d;
+                if kvi == 0 {
+                    got_k.push((i, *x));
+                } else {
+                    got_v.push((i, *x));
+                }
+            } else if mine {
+                let pre = if kvi == 0 { &k_pre } else { &v_pre };
+                let want = pre[(h * self.pos0 + pos) * hd + d];
+                if x.to_bits() != want.to_bits() && untouched.pass() {
+                    untouched = Comparison::fail(format!("prefix element {o} changed"));
+                }
+            } else if !x.is_nan() && untouched.pass() {
+                untouched = Comparison::fail(format!(
+                    "arena element {o} outside positions {:?} was written",
+                    positions
+                ));
+            }
+        }
+        let order = |mut v: Vec<(usize, f32)>| -> Vec<f32> {
+            v.sort_by_key(|&(i, _)| i);
+            v.into_iter().map(|(_, x)| x).collect()
+        };
+        let tol_kv = tolerance(Kind::Rotation { store: self.kv }).nmse;
+        Ok(vec![
+            Check::new("out", compare(&want, &got, self.tolerance().nmse)),
+            Check::new("k", compare(&k_rows, &order(got_k), tol_kv)),
+            Check::new("v", compare(&v_rows, &order(got_v), tol_kv)),
+            Check::new("rest of arena", untouched),
+        ])
+    }
+}
+
 pub fn grid() -> Vec<AttentionCase> {
     let mut g = Vec::new();
     let case = |rows, pos0, (n_heads, n_kv_heads): (usize, usize), head_dim, kv| AttentionCase {
@@ -144,6 +316,7 @@ pub fn grid() -> Vec<AttentionCase> {
         kv,
         magnitude: 1.0,
         via_step: false,
+        rope: false,
         seed: 61,
     };
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
@@ -180,6 +353,52 @@ pub fn grid() -> Vec<AttentionCase> {
             });
         }
     }
+    g.extend(rope_grid(case));
+    g
+}
+
+/// `rope_attention`: the fused decode kernel's lengths (one split, several, several sub-chunks
+/// of 2048 keys per split, the model's long contexts), head dims 64–256, GQA groups 1–16 (more
+/// than 4: several slabs), both 16-bit KV types, the position from the step; and f32 KV and
+/// prefill rows, which take the separate ops.
+fn rope_grid(
+    case: impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
+) -> Vec<AttentionCase> {
+    let mut g = Vec::new();
+    let rope = |rows, kv_len: usize, heads, hd, kv| AttentionCase {
+        rope: true,
+        ..case(rows, kv_len - rows, heads, hd, kv)
+    };
+    let gqa = [(4, 4), (9, 3), (32, 8), (14, 2), (16, 2), (32, 2)]; // 1, 3, 4, 7, 8, 16
+    for kv in [DType::F16, DType::BF16] {
+        for (i, kv_len) in [1usize, 3, 64, 65, 113, 127, 513, 8191, 32768]
+            .into_iter()
+            .enumerate()
+        {
+            let hd = [64, 80, 96, 128, 256][i % 5];
+            let mut c = rope(1, kv_len, gqa[i % gqa.len()], hd, kv);
+            c.via_step = i % 2 == 1;
+            g.push(c);
+        }
+    }
+    // the longest context of Llama 3 (131072) on its shape, one KV head pair to keep it small
+    g.push(rope(1, 131072, (8, 2), 128, DType::BF16));
+    // more KV heads than any device has multiprocessors: one split, whose 2100 keys take two
+    // sub-chunks (the online rescale between them); head_dim 32 (4 lanes a key)
+    for kv in [DType::F16, DType::BF16] {
+        g.push(rope(1, 2100, (512, 512), 32, kv));
+    }
+    // head_dim 48: 6 pieces in 8 lanes (two lanes of each key idle)
+    g.push(rope(1, 700, (12, 3), 48, DType::BF16));
+    // large scores across splits (the combine's max subtraction)
+    g.push(AttentionCase {
+        magnitude: 16.0,
+        ..rope(1, 4000, (8, 2), 64, DType::F16)
+    });
+    // the separate ops: f32 KV, a head dim off 16, prefill rows
+    g.push(rope(1, 300, (8, 2), 64, DType::F32));
+    g.push(rope(1, 300, (8, 2), 72, DType::F16));
+    g.push(rope(5, 40, (8, 2), 64, DType::BF16));
     g
 }
 
@@ -203,6 +422,35 @@ pub fn strategy() -> impl Strategy<Value = AttentionCase> {
                 kv,
                 magnitude: 1.0,
                 via_step: false,
+                rope: false,
+                seed,
+            },
+        )
+}
+
+/// `rope_attention` at random decode lengths and shapes (rows 1, 16-bit KV: the fused kernel;
+/// otherwise the separate ops).
+pub fn rope_strategy() -> impl Strategy<Value = AttentionCase> {
+    (
+        prop_oneof![3 => Just(1usize), 1 => 2usize..4],
+        0usize..3000,
+        1usize..9,
+        1usize..4,
+        prop_oneof![Just(64usize), Just(80), Just(96), Just(128), Just(256)],
+        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        any::<u64>(),
+    )
+        .prop_map(
+            |(rows, pos0, group, n_kv_heads, head_dim, kv, seed)| AttentionCase {
+                rows,
+                pos0,
+                n_heads: group * n_kv_heads,
+                n_kv_heads,
+                head_dim,
+                kv,
+                magnitude: 1.0,
+                via_step: false,
+                rope: true,
                 seed,
             },
         )

@@ -37,11 +37,12 @@ pub enum Op {
     NormLinearStacked,
     NormGateUpSwiglu,
     LinearResidual,
+    RopeAttention,
     Sample,
 }
 
 impl Op {
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::Linear,
@@ -56,6 +57,7 @@ impl Op {
         Op::NormLinearStacked,
         Op::NormGateUpSwiglu,
         Op::LinearResidual,
+        Op::RopeAttention,
         Op::Sample,
     ];
 
@@ -75,6 +77,7 @@ impl Op {
             Op::NormLinearStacked => "norm_linear_stacked",
             Op::NormGateUpSwiglu => "norm_gate_up_swiglu",
             Op::LinearResidual => "linear_residual",
+            Op::RopeAttention => "rope_attention",
             Op::Sample => "sample",
         }
     }

@@ -413,6 +413,25 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()> {
         unfused::linear_residual(self, x, w, bias, acc, tmp, p)
     }
+    /// RoPE on `q` and `k`, `k` and `v` into the cache at positions `pos0 ..` (as
+    /// [`Backend::rope_kv_write`]), then causal attention of the rotated `q` into `out` (as
+    /// [`Backend::attention`]); `p.rows` rows. `q` is scratch: a backend that rotates it in
+    /// registers (the GPU's fused decode kernel) may leave it unrotated. The default runs the
+    /// two ops.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention(
+        &self,
+        q: &mut Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        inv_freq: &Self::Tensor,
+        cache: &mut KvCache<Self::Tensor>,
+        out: &mut Self::Tensor,
+        p: AttentionParams,
+        step: Option<&Self::Step>,
+    ) -> Result<()> {
+        unfused::rope_attention(self, q, k, v, inv_freq, cache, out, p, step)
+    }
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,
@@ -428,8 +447,33 @@ pub trait Backend: Send + Sync + Sized {
 /// The fused ops of [`Backend`] as the separate ops they stand for: the trait's defaults, and
 /// what a fusing backend runs where it does not fuse (e.g. the GPU's BLAS path for rows > 1).
 pub mod unfused {
-    use super::{Backend, LinearParams, PreNorm, RmsNormParams};
+    use super::{AttentionParams, Backend, LinearParams, PreNorm, RmsNormParams, RopeKvParams};
     use crate::error::Result;
+    use crate::kv_cache::KvCache;
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_attention<B: Backend>(
+        b: &B,
+        q: &mut B::Tensor,
+        k: &B::Tensor,
+        v: &B::Tensor,
+        inv_freq: &B::Tensor,
+        cache: &mut KvCache<B::Tensor>,
+        out: &mut B::Tensor,
+        p: AttentionParams,
+        step: Option<&B::Step>,
+    ) -> Result<()> {
+        let rp = RopeKvParams {
+            layer: p.layer,
+            pos0: p.pos0,
+            rows: p.rows,
+            n_heads: p.n_heads,
+            n_kv_heads: p.n_kv_heads,
+            head_dim: p.head_dim,
+        };
+        b.rope_kv_write(q, k, v, inv_freq, cache, rp, step)?;
+        b.attention(q, cache, out, p, step)
+    }
 
     #[allow(clippy::too_many_arguments)]
     pub fn norm_linear_stacked<B: Backend>(

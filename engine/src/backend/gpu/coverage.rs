@@ -29,6 +29,9 @@ const VEC_TAIL_SCALAR: &[&str] = &["vec", "tail", "scalar"];
 const ROPE: &[&str] = &["g4", "g1", "step"];
 const ATTENTION: &[&str] = &["keys", "empty_wave"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
+const DECODE_ATTENTION: &[&str] = &[
+    "keys", "new", "chunks", "single", "partial", "combine", "step", "write",
+];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
@@ -73,6 +76,18 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "attention.hip",
         5,
         ATTENTION_DECODE,
+    ),
+    k(
+        "decode_attention_f16",
+        "decode_attention.hip",
+        0,
+        DECODE_ATTENTION,
+    ),
+    k(
+        "decode_attention_bf16",
+        "decode_attention.hip",
+        1,
+        DECODE_ATTENTION,
     ),
     k("swiglu", "elementwise.hip", 0, MAIN),
     k("add", "elementwise.hip", 1, MAIN),
@@ -303,7 +318,7 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 8 + 2 + 3
+            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 2 * 8 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 8 + 2 + 3
         );
     }
 }

@@ -173,7 +173,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 26] = [
+pub const ABI_KERNELS: [&str; 28] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -187,6 +187,8 @@ pub const ABI_KERNELS: [&str; 26] = [
     "attention_decode_f32",
     "attention_decode_f16",
     "attention_decode_bf16",
+    "decode_attention_f16",
+    "decode_attention_bf16",
     "swiglu",
     "add",
     "bias_add",
@@ -215,6 +217,12 @@ pub struct GpuBackend {
     coverage: bool,
     /// `(kernel file, its loaded module)`, in build order (for the coverage globals).
     modules: Vec<(String, vendor::ModuleHandle)>,
+    /// The fused decode attention's counters and split partials (ops::decode_attention),
+    /// allocated once and zeroed: captured steps point into it, so it never moves.
+    attn_ws: GpuBuffer,
+    /// `WAVEFRONT_NO_FUSED_ATTENTION=1`: decode attention as the separate RoPE and attention
+    /// ops (for A/B measurements).
+    fuse_attention: bool,
 }
 
 impl GpuBackend {
@@ -317,6 +325,10 @@ impl GpuBackend {
                 detail: format!("kernels/ lacks the ABI kernels {}", missing.join(", ")),
             });
         }
+        let attn_ws = GpuBuffer::new(&vendor, ops::decode_attention::WS_BYTES)?;
+        vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
+        let fuse_attention =
+            !std::env::var("WAVEFRONT_NO_FUSED_ATTENTION").is_ok_and(|v| v.trim() == "1");
         Ok(GpuBackend {
             vendor,
             wave,
@@ -326,6 +338,8 @@ impl GpuBackend {
             sources: provenance,
             coverage: opts.coverage,
             modules,
+            attn_ws,
+            fuse_attention,
         })
     }
 
@@ -345,6 +359,15 @@ impl GpuBackend {
 
     pub fn info(&self) -> &DeviceInfo {
         self.vendor.info()
+    }
+
+    /// `(partials, counters)` of the fused decode attention's workspace.
+    fn attention_workspace(&self) -> (DevicePtr, DevicePtr) {
+        let counters = self.attn_ws.ptr;
+        (
+            counters + (ops::decode_attention::WS_COUNTERS * 4) as DevicePtr,
+            counters,
+        )
     }
 
     /// The WAVE the kernels were built with.
@@ -695,6 +718,26 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let step = step.map(step::GpuStep::block_ptr);
         ops::attention::attention(self, q, cache, out, p, step)
+    }
+
+    fn rope_attention(
+        &self,
+        q: &mut GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        inv_freq: &GpuTensor,
+        cache: &mut KvCache<Self::Tensor>,
+        out: &mut GpuTensor,
+        p: AttentionParams,
+        step: Option<&step::GpuStep>,
+    ) -> Result<()> {
+        if !self.fuse_attention || !ops::decode_attention::fusable(&p, cache.layout().dtype) {
+            return crate::backend::unfused::rope_attention(
+                self, q, k, v, inv_freq, cache, out, p, step,
+            );
+        }
+        let step = step.map(step::GpuStep::block_ptr);
+        ops::decode_attention::rope_attention(self, q, k, v, inv_freq, cache, out, p, step)
     }
 
     fn swiglu(

@@ -3,7 +3,7 @@
 //! page-locked slots the sampled ids are copied into without stopping the stream.
 //!
 //! The step block, 32 bytes (the kernels' contract; kernels/sampling.hip's sampler
-//! (`sample_prep`, `sample_pick`), rope.hip and attention.hip read it):
+//! (`sample_prep`, `sample_pick`), rope.hip, attention.hip and decode_attention.hip read it):
 //!
 //! | bytes | field | |
 //! |---|---|---|

@@ -3,6 +3,7 @@
 //! block sizes of the kernel ABI are computed (STYLE 2).
 
 pub(super) mod attention;
+pub(super) mod decode_attention;
 pub(super) mod elementwise;
 pub(super) mod embedding;
 pub(super) mod gemv;

@@ -1,0 +1,458 @@
+// The decode step's attention (one query row at position p = pos) with the RoPE and the KV
+// write fused in, split over the keys (flash-decoding) for long contexts:
+//   q_h  = rope(q[h]),  k_p = rope(k[kvh]),  v_p = v[kvh]     (rope.hip's rotation, bit for bit)
+//   K[kvh, p] ← k_p,  V[kvh, p] ← v_p                          (rounded to the KV type)
+//   s_j  = (q_h · K[kvh, j]) · scale                           for keys j = 0 ..= p
+//   out[h] = Σ_j softmax(s)_j · V[kvh, j]
+// for every query head h, kvh = h / G (G = n_heads / n_kv_heads), where the key at p is the
+// rotated k_p rounded to the KV type (the value the arena holds after the step).
+//
+// Shapes: q (n_heads, head_dim), k, v (n_kv_heads, head_dim) f32 (the QKV projection's outputs,
+//   before RoPE; q is not written); inv_freq (head_dim / 2) f32; arena (n_layers, 2,
+//   n_kv_heads, capacity, head_dim) of T ∈ {f16, bf16} (engine/src/kv_cache.rs, K at kv = 0);
+//   out (n_heads, head_dim) f32; ws f32: n_heads · s_max · head_dim partial accumulators, then
+//   n_heads · s_max (max, sum) pairs; counters (n_kv_heads · slabs) ints, zero between launches.
+// Launch: grid (n_kv_heads · slabs, s_max), slabs = ceil(G / DA_GROUP); block DA_BLOCK = 256;
+//   no dynamic shared memory (static: 32 KiB of scores / partials, the sin/cos table ≤ 1 KiB,
+//   the new key and value ≤ 2 KiB).
+// Work split: block (b, s) takes KV head kvh = b / slabs and the query heads kvh·G + slab·4 ..
+//   (at most DA_GROUP = 4 of them, slab = b mod slabs: a group of more than 4 reads its K/V once
+//   per slab), over the keys of split s. With len = p + 1 keys, the splits in use are
+//   n = min(s_max, ceil(len / DA_MIN_KEYS)), each of c = ceil(len / n) keys (then n =
+//   ceil(len / c)): split s covers [s·c, min(len, (s + 1)·c)); blocks with s ≥ n return at once.
+//   The partition depends on len and s_max only (s_max is fixed at launch: one captured launch
+//   serves every length).
+// Indexing: a key row is head_dim / 8 pieces of 16 bytes. Thread t is piece pc = t mod P2 of key
+//   slot t / P2 (P2 = the power of two ≥ head_dim / 8, ≤ 32, so a key's lanes sit in one wave;
+//   lanes with pc ≥ head_dim / 8 only take part in the shuffles): the block reads 256 / P2 keys
+//   per step, each lane one 16-byte vector of K (then V), DA_UNROLL steps a batch, the next
+//   batch in flight while one is used (the first K batch before the angles are computed, the
+//   first V batch during the softmax). The lane
+//   keeps its 8 dims of each query head (rotated) and of each head's accumulator in registers.
+// Per sub-chunk of ≤ DA_CHUNK keys: (1) scores: each lane's 8-dim partial dot per head, summed
+//   over the key's P2 lanes by a transposing butterfly (head_score: every lane ends with one
+//   head's sum), written to shared memory times scale; (2) softmax:
+//   wave g takes head g: running max m, the chunk's e^(s − m) written back, running sum ℓ, the
+//   accumulators' rescale e^(m_old − m_new); (3) PV: acc = acc·rescale + Σ p_j·V[j]. Then the
+//   accumulators are summed over the key slots (butterfly inside the wave, the waves in order
+//   in shared memory). One split in use: out = acc / ℓ. Otherwise the block writes (acc, m, ℓ)
+//   to ws, fences, and bumps its slab's counter; the block that brings it to n (the last)
+//   combines the splits in split order — out = Σ_s acc_s·e^(m_s − M) / Σ_s ℓ_s·e^(m_s − M),
+//   M = max_s m_s, the other blocks' partials read from L2 (wf_load_coherent) — and resets
+//   the counter. Deterministic: every reduction has a fixed order.
+// K and V are widened with the hardware f16 conversion (f16_to_f32_hw) where T is f16.
+// KV write: slab 0's block of the last split stores k_p and v_p (key slot 0's lanes, 16-byte
+//   stores); no block reads position p from the arena, so there is no race.
+// Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
+//   (engine/src/backend/gpu/step.rs), pos = step[1]; a pos outside [0, capacity) writes nothing.
+// Contract (checked by the host): head_dim a multiple of 16, 32 ≤ head_dim ≤ 256 (each half of
+//   the rotation is whole pieces; P2 ≥ 4 for head_score), n_heads a multiple of n_kv_heads, 1 ≤ s_max ≤ DA_MAX_SPLITS,
+//   arena, q, k, v, inv_freq and out 16-byte aligned, layer < n_layers.
+// Paths (WF_PATH, slot = the KV type's codec id − 1):
+//   keys:    a key read from the arena (j < p)
+//   new:     the step's own key and value, from registers
+//   chunks:  a second sub-chunk (len of a split > DA_CHUNK): the online rescale
+//   single:  one split in use: out written by the block
+//   partial: a split's (acc, m, ℓ) written to the workspace
+//   combine: the last block of a slab combines the splits
+//   step:    the position read from the step block
+//   write:   the KV write at p
+
+#include "common.h"
+
+constexpr int DA_BLOCK = 256;
+constexpr int DA_GROUP = 4;         // query heads per block (a slab of the GQA group)
+constexpr int DA_UNROLL = 4;        // key steps with loads in flight
+constexpr int DA_CHUNK = 2048;      // keys per sub-chunk: DA_GROUP · DA_CHUNK f32 scores = 32 KiB
+constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
+constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
+constexpr int DA_MAX_HEAD_DIM = 256;
+constexpr int DA_WAVES = DA_BLOCK / WAVE;
+enum DecodeAttentionPath {
+  PATH_KEYS,
+  PATH_NEW,
+  PATH_CHUNKS,
+  PATH_SINGLE,
+  PATH_PARTIAL,
+  PATH_COMBINE,
+  PATH_STEP,
+  PATH_WRITE
+};
+
+// The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
+// sin/cos table (sn, cs: half entries).
+WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, const float* cs,
+                          float (&o)[8]) {
+  float a[8], b[8];
+  const bool lo = d0 < half;
+  const int d = lo ? d0 : d0 - half;  // the pair (d, d + half)
+  load_f32x4(x + d, *(float(*)[4])a);
+  load_f32x4(x + d + 4, *(float(*)[4])(a + 4));
+  load_f32x4(x + d + half, *(float(*)[4])b);
+  load_f32x4(x + d + half + 4, *(float(*)[4])(b + 4));
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const float s = sn[d + e], c = cs[d + e];
+    o[e] = lo ? a[e] * c - b[e] * s : b[e] * c + a[e] * s;
+  }
+}
+
+WF_DEVICE int imin(int a, int b) { return a < b ? a : b; }
+
+template <class KV>
+WF_DEVICE void round_to(float (&v)[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] = KV::load(KV::store(v[e]));
+}
+
+template <class KV>
+WF_DEVICE void store_piece(uint16_t* p, const float (&v)[8]) {
+  store4<KV>(p, *(const float(*)[4])v);
+  store4<KV>(p + 4, *(const float(*)[4])(v + 4));
+}
+
+WF_DEVICE void load_piece(const uint16_t* p, uint32_t (&w)[4]) {
+  const wf_u32x4 t = *(const wf_u32x4*)p;
+  w[0] = t.x;
+  w[1] = t.y;
+  w[2] = t.z;
+  w[3] = t.w;
+}
+
+// One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < DA_UNROLL) of plane
+// base, those before c1 and not the new key (that one comes from shared memory).
+WF_DEVICE void load_batch(const uint16_t* base, int c0, int i0, int c1, int kps, int kslot,
+                          int pos, int head_dim, int d0, bool active,
+                          uint32_t (&w)[DA_UNROLL][4]) {
+#pragma unroll
+  for (int u = 0; u < DA_UNROLL; ++u) {
+    const int j = c0 + i0 + u * kps + kslot;
+    if (active && j < c1 && j != pos) load_piece(base + (i64)j * head_dim + d0, w[u]);
+  }
+}
+
+// A K/V piece widened to f32: bf16 by its exact shift, f16 by the hardware conversion
+// (f16_to_f32_hw: exact, like the codec, for every value a cache holds).
+template <class KV>
+WF_DEVICE float kv_widen(uint16_t h) {
+  return KV::id == F16::id ? f16_to_f32_hw(h) : KV::load(h);
+}
+
+template <class KV>
+WF_DEVICE void unpack_piece(const uint32_t (&w)[4], float (&v)[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    v[e] = kv_widen<KV>((uint16_t)((e & 1) ? w[e >> 1] >> 16 : w[e >> 1] & 0xffffu));
+}
+
+// The key's score for each of the DA_GROUP heads, from the lanes' 8-dim partials part[g] over
+// the key's p2 lanes (p2 ≥ 4), by a transposing butterfly: at mask p2/2 a lane keeps heads
+// {0, 1} or {2, 3} (its bit) and trades the other pair, at mask p2/4 it keeps one head of the
+// pair, then the remaining masks p2/8 .. 1 sum it: log2(p2) + 1 shuffles for all four heads.
+// Lane pc ends with the sum of head ((pc & p2/2) ? 2 : 0) + ((pc & p2/4) ? 1 : 0), the same on
+// every lane of that head (a fixed order: deterministic).
+WF_DEVICE float head_score(float (&part)[DA_GROUP], int pc, int p2) {
+  const bool b = (pc & (p2 >> 1)) != 0, c = (pc & (p2 >> 2)) != 0;
+  const float s0 = wave_shfl_xor(b ? part[0] : part[2], p2 >> 1);
+  const float s1 = wave_shfl_xor(b ? part[1] : part[3], p2 >> 1);
+  const float k0 = (b ? part[2] : part[0]) + s0;  // head 2b
+  const float k1 = (b ? part[3] : part[1]) + s1;  // head 2b + 1
+  const float r = wave_shfl_xor(c ? k0 : k1, p2 >> 2);
+  float h = (c ? k1 : k0) + r;
+  for (int m = p2 >> 3; m > 0; m >>= 1) h += wave_shfl_xor(h, m);
+  return h;
+}
+
+template <class KV>
+WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const float* v,
+                                        const float* inv_freq, uint16_t* arena, float* out,
+                                        float* ws, int* counters, int layer, int pos, int n_heads,
+                                        int n_kv_heads, int head_dim, int capacity, int s_max,
+                                        float scale, const int* step) {
+  const int slot_id = KV::id - 1;
+  const int t = thread_index(), lane = wave_lane(), w = wave_index();
+  if (step != nullptr) {
+    pos = step[1];
+    if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);
+  }
+  if (pos < 0 || pos >= capacity || s_max < 1 || s_max > DA_MAX_SPLITS) return;
+  const int group = n_heads / n_kv_heads;
+  const int slabs = (group + DA_GROUP - 1) / DA_GROUP;
+  const int kvh = block_index_x() / slabs, slab = block_index_x() - kvh * slabs;
+  const int h0 = kvh * group + slab * DA_GROUP;  // first query head of the block
+  const int gb = imin(DA_GROUP, group - slab * DA_GROUP);
+  const int len = pos + 1;
+  int n_split = imin(s_max, (len + DA_MIN_KEYS - 1) / DA_MIN_KEYS);
+  const int per = (len + n_split - 1) / n_split;
+  n_split = (len + per - 1) / per;
+  const int s = block_index_y();
+  if (s >= n_split) return;
+  const int j0 = s * per, j1 = imin(len, j0 + per);
+
+  const int half = head_dim / 2, pieces = head_dim / 8;
+  int p2 = 1;
+  while (p2 < pieces) p2 <<= 1;
+  const int kps = DA_BLOCK / p2;  // keys per step
+  const int pc = t & (p2 - 1), kslot = t / p2;
+  const bool active = pc < pieces;
+  const int d0 = pc * 8;
+
+  // The first K batch is in flight while the angles, q and the new key are worked out.
+  const uint16_t* kh = arena + (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;
+  const uint16_t* vh = arena + (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
+  uint32_t kw[DA_UNROLL][4], vw[DA_UNROLL][4];  // the batch being used
+  load_batch(kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0, active, kw);
+
+  WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
+  // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
+  WF_SHARED wf_f32x4 buf4[DA_GROUP * DA_CHUNK / 4];
+  float* buf = (float*)buf4;
+  WF_SHARED float rescale[DA_GROUP], head_m[DA_GROUP], head_l[DA_GROUP];
+  WF_SHARED int last;
+  const float fpos = (float)pos;
+  for (int d = t; d < half; d += DA_BLOCK) wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+  block_sync();
+
+  // The query heads' dims d0 .. d0 + 8 (rotated); the new key and value (rounded) in shared
+  // memory (key slot 0's lanes compute them).
+  WF_SHARED wf_f32x4 new4[2 * DA_MAX_HEAD_DIM / 4];
+  float* knew = (float*)new4;
+  float* vnew = knew + DA_MAX_HEAD_DIM;
+  float qv[DA_GROUP][8];
+#pragma unroll
+  for (int g = 0; g < DA_GROUP; ++g) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) qv[g][e] = 0.0f;
+    if (active && g < gb) rope_piece(q + (i64)(h0 + g) * head_dim, d0, half, sn, cs, qv[g]);
+  }
+  const bool has_new = j1 == len;  // this split holds key p
+  if (has_new && active && kslot == 0) {
+    float kn[8], vn[8];
+    rope_piece(k + (i64)kvh * head_dim, d0, half, sn, cs, kn);
+    load_f32x4(v + (i64)kvh * head_dim + d0, *(float(*)[4])vn);
+    load_f32x4(v + (i64)kvh * head_dim + d0 + 4, *(float(*)[4])(vn + 4));
+    round_to<KV>(kn);
+    round_to<KV>(vn);
+    store_f32s(knew + d0, kn);
+    store_f32s(vnew + d0, vn);
+    if (slab == 0) {
+      WF_PATH(slot_id, PATH_WRITE);
+      store_piece<KV>((uint16_t*)kh + (i64)pos * head_dim + d0, kn);
+      store_piece<KV>((uint16_t*)vh + (i64)pos * head_dim + d0, vn);
+    }
+  }
+  block_sync();
+
+  float acc[DA_GROUP][8];
+#pragma unroll
+  for (int g = 0; g < DA_GROUP; ++g)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
+  float run_m = -wf_inf(), run_l = 0.0f;  // wave w's head (w < gb)
+
+  for (int c0 = j0; c0 < j1; c0 += DA_CHUNK) {
+    const int c1 = imin(j1, c0 + DA_CHUNK), n = c1 - c0;
+    if (c0 > j0 && t == 0) WF_PATH(slot_id, PATH_CHUNKS);
+    // (1) scores; the batch in kw (the first one loaded ahead), the next in flight meanwhile
+    if (c0 > j0) load_batch(kh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, kw);
+    for (int i0 = 0; i0 < n; i0 += DA_UNROLL * kps) {
+      uint32_t next[DA_UNROLL][4];
+      load_batch(kh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0, active, next);
+#pragma unroll
+      for (int u = 0; u < DA_UNROLL; ++u) {
+        const int i = i0 + u * kps + kslot, j = c0 + i;
+        float part[DA_GROUP];
+#pragma unroll
+        for (int g = 0; g < DA_GROUP; ++g) part[g] = 0.0f;
+        if (active && j < c1) {
+          float kf[8];
+          if (j == pos) {
+            WF_PATH(slot_id, PATH_NEW);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) kf[e] = knew[d0 + e];
+          } else {
+            WF_PATH(slot_id, PATH_KEYS);
+            unpack_piece<KV>(kw[u], kf);
+          }
+#pragma unroll
+          for (int g = 0; g < DA_GROUP; ++g)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) part[g] = wf_fmaf(qv[g][e], kf[e], part[g]);
+        }
+        const float sc = head_score(part, pc, p2);
+        const int g = ((pc & (p2 >> 1)) ? 2 : 0) + ((pc & (p2 >> 2)) ? 1 : 0);
+        if ((pc & ((p2 >> 2) - 1)) == 0 && g < gb && j < c1) buf[g * DA_CHUNK + i] = sc * scale;
+      }
+#pragma unroll
+      for (int u = 0; u < DA_UNROLL; ++u)
+#pragma unroll
+        for (int x = 0; x < 4; ++x) kw[u][x] = next[u][x];
+    }
+    // The first V batch is in flight during the softmax.
+    load_batch(vh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, vw);
+    block_sync();
+    // (2) softmax over the sub-chunk: wave w takes head w (every wave runs the reductions)
+    {
+      const bool mine = w < gb;
+      float* sw = buf + (mine ? w : 0) * DA_CHUNK;
+      float mx = -wf_inf();
+      if (mine)
+        for (int i = lane; i < n; i += WAVE) mx = max_num(mx, sw[i]);
+      mx = wave_max(mx);
+      const float m_new = max_num(run_m, mx);
+      const float corr = mine ? wf_expf(run_m - m_new) : 0.0f;  // 0 on the first sub-chunk
+      float sum = 0.0f;
+      if (mine)
+        for (int i = lane; i < n; i += WAVE) {
+          const float p = wf_expf(sw[i] - m_new);
+          sw[i] = p;
+          sum += p;
+        }
+      sum = wave_sum(sum);
+      if (mine) {
+        run_l = run_l * corr + sum;
+        run_m = m_new;
+        if (lane == 0) {
+          rescale[w] = corr;
+          head_m[w] = run_m;
+          head_l[w] = run_l;
+        }
+      }
+    }
+    block_sync();
+    // (3) PV
+#pragma unroll
+    for (int g = 0; g < DA_GROUP; ++g) {
+      const float f = g < gb ? rescale[g] : 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][e] *= f;
+    }
+    for (int i0 = 0; i0 < n; i0 += DA_UNROLL * kps) {
+      uint32_t next[DA_UNROLL][4];
+      load_batch(vh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0, active, next);
+#pragma unroll
+      for (int u = 0; u < DA_UNROLL; ++u) {
+        const int i = i0 + u * kps + kslot, j = c0 + i;
+        if (active && j < c1) {
+          float vf[8];
+          if (j == pos) {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) vf[e] = vnew[d0 + e];
+          } else {
+            unpack_piece<KV>(vw[u], vf);
+          }
+#pragma unroll
+          for (int g = 0; g < DA_GROUP; ++g) {
+            const float p = g < gb ? buf[g * DA_CHUNK + i] : 0.0f;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[g][e] = wf_fmaf(p, vf[e], acc[g][e]);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < DA_UNROLL; ++u)
+#pragma unroll
+        for (int x = 0; x < 4; ++x) vw[u][x] = next[u][x];
+    }
+    block_sync();  // buf is rewritten by the next sub-chunk's scores (or the partials below)
+  }
+
+  // Sum the accumulators over the key slots: inside the wave, then the waves in order.
+  for (int m = p2; m < WAVE; m <<= 1) {
+#pragma unroll
+    for (int g = 0; g < DA_GROUP; ++g)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][e] += wave_shfl_xor(acc[g][e], m);
+  }
+  const int stride = DA_GROUP * head_dim;  // one wave's partials in buf
+  if (lane < p2 && active) {
+#pragma unroll
+    for (int g = 0; g < DA_GROUP; ++g)
+      if (g < gb) store_f32s(buf + w * stride + g * head_dim + d0, acc[g]);
+  }
+  block_sync();
+  const bool single = n_split == 1;
+  float* part_acc = ws;                                  // (n_heads, s_max, head_dim)
+  float* part_ml = ws + (i64)n_heads * s_max * head_dim;  // (n_heads, s_max, 2)
+  for (int x = t; x < gb * head_dim; x += DA_BLOCK) {
+    const int g = x / head_dim, d = x - g * head_dim, h = h0 + g;
+    float a = buf[g * head_dim + d];
+    for (int u = 1; u < DA_WAVES; ++u) a += buf[u * stride + g * head_dim + d];
+    if (single) {
+      WF_PATH(slot_id, PATH_SINGLE);
+      out[(i64)h * head_dim + d] = a / head_l[g];
+    } else {
+      WF_PATH(slot_id, PATH_PARTIAL);
+      part_acc[((i64)h * s_max + s) * head_dim + d] = a;
+      if (d == 0) {
+        part_ml[((i64)h * s_max + s) * 2] = head_m[g];
+        part_ml[((i64)h * s_max + s) * 2 + 1] = head_l[g];
+      }
+    }
+  }
+  if (single) return;
+  wf_fence_device();
+  block_sync();
+  int* counter = counters + block_index_x();
+  if (t == 0) last = wf_atomic_add(counter, 1) == n_split - 1;
+  block_sync();
+  if (!last) return;
+  wf_fence_device();
+  if (t == 0) {
+    WF_PATH(slot_id, PATH_COMBINE);
+    wf_atomic_exch(counter, 0);  // ready for the next launch
+  }
+  // The splits' (m, ℓ) of the block's heads into shared memory (buf is free again), then each
+  // thread combines its (head, dim) elements, loading 8 splits' partials at a time.
+  float* cm = buf;                            // (DA_GROUP, n_split)
+  float* cl = buf + DA_GROUP * DA_MAX_SPLITS;  // (DA_GROUP, n_split)
+  for (int x = t; x < gb * n_split; x += DA_BLOCK) {
+    const int g = x / n_split, u = x - g * n_split;
+    const float* ml = part_ml + ((i64)(h0 + g) * s_max + u) * 2;
+    cm[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml);
+    cl[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml + 1);
+  }
+  block_sync();
+  for (int x = t; x < gb * head_dim; x += DA_BLOCK) {
+    const int g = x / head_dim, d = x - g * head_dim, h = h0 + g;
+    const float* pa = part_acc + (i64)h * s_max * head_dim + d;
+    const float* gm = cm + g * DA_MAX_SPLITS;
+    const float* gl = cl + g * DA_MAX_SPLITS;
+    float big = -wf_inf();
+    for (int u = 0; u < n_split; ++u) big = max_num(big, gm[u]);
+    float num = 0.0f, den = 0.0f;
+    for (int u0 = 0; u0 < n_split; u0 += 8) {
+      float a[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u)
+        a[u] = u0 + u < n_split ? wf_load_coherent(pa + (i64)(u0 + u) * head_dim) : 0.0f;
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        if (u0 + u < n_split) {
+          const float f = wf_expf(gm[u0 + u] - big);
+          num += a[u] * f;
+          den += gl[u0 + u] * f;
+        }
+      }
+    }
+    out[(i64)h * head_dim + d] = num / den;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(DA_BLOCK)
+    decode_attention_f16(const float* q, const float* k, const float* v, const float* inv_freq,
+                         uint16_t* arena, float* out, float* ws, int* counters, int layer,
+                         int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                         int s_max, float scale, const int* step) {
+  decode_attention_kernel<F16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
+                               n_kv_heads, head_dim, capacity, s_max, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(DA_BLOCK)
+    decode_attention_bf16(const float* q, const float* k, const float* v, const float* inv_freq,
+                          uint16_t* arena, float* out, float* ws, int* counters, int layer,
+                          int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                          int s_max, float scale, const int* step) {
+  decode_attention_kernel<BF16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
+                                n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step);
+}
