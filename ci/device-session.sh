@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -239,6 +239,49 @@ decode)
     finish
   fi
   for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)|^\| [a-z].*\| (qkv|o_proj|gate_up|down|lm_head) " "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+attention)
+  # The decode-attention session (issue 9): the GPU unit tests, the op conformance binary (the
+  # fused RoPE + KV write + split-K decode kernel at every length of the grid, both waves, path
+  # coverage) and the graph test; conformance on the fixtures; the three shapes at depth 0
+  # (greedy and sampled) and at depths 8192 and 32768, each again with the separate RoPE and
+  # attention kernels (WAVEFRONT_NO_FUSED_ATTENTION=1) for the A/B; a per-kernel profile (ncu)
+  # of Llama-3.2-1B decode steps at depth 0 and 8192.
+  unpack .device/ops
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for t in engine_lib ops_gpu gpu_graph; do run_test "$t"; finish; done
+  start=$SECONDS
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
+    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
+    --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
+  echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
+  finish
+  for shape in smollm2-135m llama-3.2-1b llama-3.1-8b; do
+    bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
+    WAVEFRONT_NO_FUSED_ATTENTION=1 bench "$shape-unfused" --shape "$shape" --reps 5 --depth 0 --sampling greedy
+  done
+  for shape in llama-3.2-1b llama-3.1-8b; do
+    bench "$shape-deep" --shape "$shape" --pp 16 --tg 32 --reps 3 --depth 8192,32768 --sampling greedy
+    WAVEFRONT_NO_FUSED_ATTENTION=1 timeout 120 bin/wavefront bench --backend gpu --shape "$shape" --pp 16 --tg 16 \
+      --reps 1 --depth 8192 --sampling greedy --markdown "$OUT/bench-$shape-deep-unfused.md" >"$OUT/bench-$shape-deep-unfused.log" 2>&1
+    echo "| bench $shape-deep-unfused | $? | | |" | tee -a "$OUT/summary.md"
+    finish
+  done
+  if command -v ncu >/dev/null; then
+    for depth in 0 8192; do
+      timeout 90 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+        --log-file "$OUT/ncu-1b-d$depth.csv" bin/wavefront bench --backend gpu \
+        --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth $depth --sampling greedy \
+        >"$OUT/ncu-1b-d$depth.log" 2>&1
+      echo "| ncu llama-3.2-1b decode d$depth | $? | | |" | tee -a "$OUT/summary.md"
+      python3 ci/ncu-step-profile.py "$OUT/ncu-1b-d$depth.csv" | tee "$OUT/ncu-1b-d$depth.md" | head -14
+      finish
+    done
+  fi
+  for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
