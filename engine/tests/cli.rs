@@ -38,6 +38,39 @@ fn run_json_reports_ids_text_finish_and_timings() {
     assert!(j["timings"]["decode_tok_s"].as_f64().unwrap() > 0.0);
 }
 
+/// `--kv-type` picks the KV cache's element type (reported in the JSON); 16-bit K/V keep the
+/// golden first token, and an unknown type is refused by name.
+#[test]
+fn kv_type_sets_the_cache_element_type() {
+    let m = model();
+    for (flag, name) in [("f32", "f32"), ("bf16", "bf16"), ("f16", "f16")] {
+        let o = wavefront(&[
+            "run",
+            "--model",
+            &m,
+            "--backend",
+            "cpu",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "2",
+            "--kv-type",
+            flag,
+            "--format",
+            "json",
+            "The capital of France is",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(j["kv_type"], name);
+        assert!(j["text"].as_str().unwrap().starts_with(" Paris"), "{j}");
+    }
+    let o = wavefront(&["run", "--model", &m, "--kv-type", "q4", "hi"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--kv-type") && err.contains("bf16"), "{err}");
+}
+
 /// `--chat` (and `--system`) give exactly transformers' `apply_chat_template` ids.
 #[test]
 fn chat_mode_applies_the_template_as_transformers_does() {

@@ -31,6 +31,26 @@ enum BackendChoice {
     Gpu,
 }
 
+/// KV cache element type (`--kv-type`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KvType {
+    F16,
+    Bf16,
+    F32,
+}
+
+/// The engine options of `--kv-type` (default: the backend's preference, f16 on a GPU).
+fn engine_options(kv: Option<KvType>) -> EngineOptions {
+    EngineOptions {
+        kv_dtype: kv.map(|k| match k {
+            KvType::F16 => wavefront::DType::F16,
+            KvType::Bf16 => wavefront::DType::BF16,
+            KvType::F32 => wavefront::DType::F32,
+        }),
+        ..EngineOptions::default()
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Text,
@@ -83,6 +103,9 @@ struct BenchArgs {
     /// temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1 over 64 tokens).
     #[arg(long, value_delimiter = ',', default_value = "greedy")]
     sampling: Vec<String>,
+    /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
+    #[arg(long, value_enum)]
+    kv_type: Option<KvType>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -148,6 +171,9 @@ struct RunArgs {
     /// KV cache capacity in tokens: at least 2, at most the model's context length (the default).
     #[arg(long)]
     context: Option<usize>,
+    /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
+    #[arg(long, value_enum)]
+    kv_type: Option<KvType>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
 }
@@ -219,11 +245,11 @@ fn run(args: RunArgs) -> Result<()> {
     let model = load(args.model.clone())?;
     match gpu {
         Some(b) => {
-            let engine = Engine::new(b, &model, EngineOptions::default())?;
+            let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
             generate(&engine, &model, &args, request)
         }
         None => {
-            let engine = Engine::new(CpuBackend::default(), &model, EngineOptions::default())?;
+            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
             generate(&engine, &model, &args, request)
         }
     }
@@ -308,7 +334,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     let report = match gpu {
         Some(b) => {
-            let engine = Engine::new(b, &model, EngineOptions::default())?;
+            let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
             drop(model);
             wavefront::bench::run(&engine, &name, &opts)?
         }
@@ -317,7 +343,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             if args.depth.is_empty() {
                 opts.depths = vec![0];
             }
-            let engine = Engine::new(CpuBackend::default(), &model, EngineOptions::default())?;
+            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
             drop(model);
             wavefront::bench::run(&engine, &name, &opts)?
         }
@@ -461,6 +487,7 @@ fn generate<B: Backend>(
             "finish_reason": reason,
             "seed": seed,
             "context": plan.capacity,
+            "kv_type": engine.kv_dtype().name().to_lowercase(),
             "kernels": kernels,
             "timings": {
                 "prompt_tokens": t.prompt_tokens,
