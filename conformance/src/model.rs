@@ -234,6 +234,43 @@ pub fn kv_lifecycle<B: Backend>(
     Ok(checks)
 }
 
+/// The prompt `tokens` prefilled in chunks of 1, 7 and 512 positions (one forward per chunk,
+/// so a chunk of 1 takes the decode path's kernels): after each, the KV state and the last
+/// position's logits against the reference's whole-prompt prefill.
+pub fn prefill_chunks<B: Backend>(
+    engine: &Engine<B>,
+    reference: &r::Model,
+    tokens: &[u32],
+    tols: &ModelTolerances,
+) -> Result<Vec<Check>> {
+    let cap = tokens.len() + 1;
+    let mut rc = reference.new_cache(cap);
+    let want = reference
+        .forward(tokens, &mut rc)
+        .map_err(reference_error)?;
+    let want_last = want.row(want.nrows() - 1).to_vec();
+    let mut checks = Vec::new();
+    for chunk in [1, 7, 512] {
+        let mut seq = engine.new_sequence(cap)?;
+        for piece in tokens.chunks(chunk) {
+            engine.forward(&mut seq, piece, Logits::Last)?;
+        }
+        let label = format!("prefill in chunks of {chunk}");
+        checks.extend(check_kv(
+            engine,
+            &seq.cache,
+            &rc,
+            &label,
+            tols.kv_state().nmse,
+        )?);
+        checks.push(Check::new(
+            format!("{label}: last logits"),
+            compare(&want_last, &engine.last_logits(&seq)?, tols.logits().nmse),
+        ));
+    }
+    Ok(checks)
+}
+
 /// How sampled streams may differ. Either way every step is compared: after a divergence both
 /// sides continue from the reference's token.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -218,6 +218,9 @@ fn run_checks<B: Backend>(
         tokens.len() / 2,
         &tol,
     )?);
+    report.checks.extend(crate::model::prefill_chunks(
+        &engine, &reference, &tokens, &tol,
+    )?);
     let prompt = &tokens[..tokens.len().min(8)];
     for (i, params) in opts.settings.iter().enumerate() {
         report.checks.push(
