@@ -89,7 +89,8 @@ for suffix in ("f16", "bf16"):
 # --- source parsing ---------------------------------------------------------------------------
 
 ENTRY = re.compile(
-    r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*([A-Za-z_0-9]+)\s*\)\s+)?'
+    r'extern\s+"C"\s+__global__\s+void\s+'
+    r'(?:__launch_bounds__\s*\(\s*([A-Za-z_0-9]+)\s*(?:,\s*[A-Za-z_0-9]+\s*)?\)\s+)?'
     r'([A-Za-z_][A-Za-z_0-9]*)\s*\(([^)]*)\)', re.S)
 CONSTANT = re.compile(r'constexpr\s+int\s+([A-Za-z_][A-Za-z_0-9]*)\s*=\s*(\d+)\s*;')
 

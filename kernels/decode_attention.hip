@@ -12,9 +12,11 @@
 //   n_kv_heads, capacity, head_dim) of T ∈ {f16, bf16} (engine/src/kv_cache.rs, K at kv = 0);
 //   out (n_heads, head_dim) f32; ws f32: n_heads · s_max · head_dim partial accumulators, then
 //   n_heads · s_max (max, sum) pairs; counters (n_kv_heads · slabs) ints, zero between launches.
-// Launch: grid (n_kv_heads · slabs, s_max), slabs = ceil(G / DA_GROUP); block DA_BLOCK = 256;
-//   no dynamic shared memory (static: 32 KiB of scores / partials, the sin/cos table ≤ 1 KiB,
-//   the new key and value ≤ 2 KiB).
+// Launch: grid (n_kv_heads · slabs, s_max), slabs = ceil(G / DA_GROUP); block DA_BLOCK = 256,
+//   launch bounds asking for DA_MIN_BLOCKS = 2 resident blocks (CUDA: blocks per SM; HIP: waves
+//   per SIMD, the same for 256-thread blocks of wave64);
+//   no dynamic shared memory (static: DA_BUF floats of scores / partials, 16 KiB at WAVE=64 and
+//   32 KiB at WAVE=32, the sin/cos table ≤ 1 KiB, the new key and value ≤ 2 KiB).
 // Work split: block (b, s) takes KV head kvh = b / slabs and the query heads kvh·G + slab·4 ..
 //   (at most DA_GROUP = 4 of them, slab = b mod slabs: a group of more than 4 reads its K/V once
 //   per slab), over the keys of split s. With len = p + 1 keys, the splits in use are
@@ -61,13 +63,19 @@
 #include "common.h"
 
 constexpr int DA_BLOCK = 256;
+constexpr int DA_MIN_BLOCKS = 2;    // blocks a multiprocessor holds (registers ≤ 128 a thread)
 constexpr int DA_GROUP = 4;         // query heads per block (a slab of the GQA group)
-constexpr int DA_UNROLL = 4;        // key steps with loads in flight
-constexpr int DA_CHUNK = 2048;      // keys per sub-chunk: DA_GROUP · DA_CHUNK f32 scores = 32 KiB
+constexpr int DA_UNROLL = 2;        // key steps a load batch (two batches in flight)
+constexpr int DA_CHUNK = 1024;      // keys per sub-chunk: DA_GROUP · DA_CHUNK f32 scores = 16 KiB
 constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
 constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
 constexpr int DA_MAX_HEAD_DIM = 256;
 constexpr int DA_WAVES = DA_BLOCK / WAVE;
+// The scores of a sub-chunk, then the waves' partial accumulators: 16 KiB at WAVE=64 (two
+// blocks and their other arrays fit a 64 KiB CDNA LDS), 32 KiB at WAVE=32.
+constexpr int DA_BUF = DA_GROUP * DA_CHUNK > DA_WAVES * DA_GROUP * DA_MAX_HEAD_DIM
+                           ? DA_GROUP * DA_CHUNK
+                           : DA_WAVES * DA_GROUP * DA_MAX_HEAD_DIM;
 enum DecodeAttentionPath {
   PATH_KEYS,
   PATH_NEW,
@@ -205,7 +213,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
 
   WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
   // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
-  WF_SHARED wf_f32x4 buf4[DA_GROUP * DA_CHUNK / 4];
+  WF_SHARED wf_f32x4 buf4[DA_BUF / 4];
   float* buf = (float*)buf4;
   WF_SHARED float rescale[DA_GROUP], head_m[DA_GROUP], head_l[DA_GROUP];
   WF_SHARED int last;
@@ -439,7 +447,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   }
 }
 
-extern "C" __global__ void __launch_bounds__(DA_BLOCK)
+extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_f16(const float* q, const float* k, const float* v, const float* inv_freq,
                          uint16_t* arena, float* out, float* ws, int* counters, int layer,
                          int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
@@ -448,7 +456,7 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK)
                                n_kv_heads, head_dim, capacity, s_max, scale, step);
 }
 
-extern "C" __global__ void __launch_bounds__(DA_BLOCK)
+extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_bf16(const float* q, const float* k, const float* v, const float* inv_freq,
                           uint16_t* arena, float* out, float* ws, int* counters, int layer,
                           int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,

@@ -358,7 +358,7 @@ pub fn grid() -> Vec<AttentionCase> {
 }
 
 /// `rope_attention`: the fused decode kernel's lengths (one split, several, several sub-chunks
-/// of 2048 keys per split, the model's long contexts), head dims 64–256, GQA groups 1–16 (more
+/// of 1024 keys per split, the model's long contexts), head dims 64–256, GQA groups 1–16 (more
 /// than 4: several slabs), both 16-bit KV types, the position from the step; and f32 KV and
 /// prefill rows, which take the separate ops.
 fn rope_grid(
@@ -383,7 +383,7 @@ fn rope_grid(
     }
     // the longest context of Llama 3 (131072) on its shape, one KV head pair to keep it small
     g.push(rope(1, 131072, (8, 2), 128, DType::BF16));
-    // more KV heads than any device has multiprocessors: one split, whose 2100 keys take two
+    // more KV heads than any device has multiprocessors: one split, whose 2100 keys take three
     // sub-chunks (the online rescale between them); head_dim 32 (4 lanes a key)
     for kv in [DType::F16, DType::BF16] {
         g.push(rope(1, 2100, (512, 512), 32, kv));

@@ -23,8 +23,9 @@ const MIN_KEYS: usize = 64;
 pub(in crate::backend::gpu) const MAX_SPLITS: usize = 256;
 /// Largest head_dim (ABI: `DA_MAX_HEAD_DIM`).
 const MAX_HEAD_DIM: usize = 256;
-/// Blocks per multiprocessor the split count aims at, at the longest contexts.
-const BLOCKS_PER_MP: usize = 1;
+/// Blocks per multiprocessor the split count aims at, at the longest contexts (ABI:
+/// `DA_MIN_BLOCKS`, the blocks the kernel's launch bounds make resident).
+const BLOCKS_PER_MP: usize = 2;
 
 /// The workspace the backend allocates once (never reallocated, so captured steps stay
 /// valid): the counters (one i32 per block column, zero between launches), then the splits'
@@ -191,13 +192,14 @@ mod tests {
 
     #[test]
     fn split_count_fills_the_device_within_the_workspace() {
-        // Llama-3.1-8B on 132 SMs: 8 columns → 17 splits; capped by a short capacity.
+        // Llama-3.1-8B on 132 SMs: 8 columns → 33 splits (2 blocks an SM); capped by a short
+        // capacity.
         let p = params(32, 8, 128);
-        assert_eq!(max_splits(132, &p, 131072), 17);
+        assert_eq!(max_splits(132, &p, 131072), 33);
         assert_eq!(max_splits(132, &p, 100), 2);
         assert_eq!(max_splits(132, &p, 1), 1);
         // A group of 8 takes two slabs per KV head: 16 columns.
-        assert_eq!(max_splits(132, &params(64, 8, 128), 131072), 9);
+        assert_eq!(max_splits(132, &params(64, 8, 128), 131072), 17);
         // Many heads: the workspace bounds it (n_heads · s_max · (hd + 2) ≤ WS_FLOATS).
         let big = params(2048, 2048, 256);
         assert!(fusable(&big, DType::F16));
