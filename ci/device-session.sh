@@ -252,25 +252,28 @@ attention)
   echo "| step | exit | time | result |" >"$OUT/summary.md"
   echo "|---|---:|---:|---|" >>"$OUT/summary.md"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
-  for t in engine_lib ops_gpu gpu_graph; do run_test "$t"; finish; done
+  for t in ${TESTS:-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   start=$SECONDS
   timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
     --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
     --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
   echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
   finish
+  # QUICK=1: the fused kernel's benches alone (no A/B, no profile); TESTS= the test binaries
   for shape in smollm2-135m llama-3.2-1b llama-3.1-8b; do
     bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
-    WAVEFRONT_NO_FUSED_ATTENTION=1 bench "$shape-unfused" --shape "$shape" --reps 5 --depth 0 --sampling greedy
+    [ "${QUICK:-0}" = 1 ] ||
+      WAVEFRONT_NO_FUSED_ATTENTION=1 bench "$shape-unfused" --shape "$shape" --reps 5 --depth 0 --sampling greedy
   done
   for shape in llama-3.2-1b llama-3.1-8b; do
     bench "$shape-deep" --shape "$shape" --pp 16 --tg 32 --reps 3 --depth 8192,32768 --sampling greedy
+    [ "${QUICK:-0}" = 1 ] && continue
     WAVEFRONT_NO_FUSED_ATTENTION=1 timeout 120 bin/wavefront bench --backend gpu --shape "$shape" --pp 16 --tg 16 \
       --reps 1 --depth 8192 --sampling greedy --markdown "$OUT/bench-$shape-deep-unfused.md" >"$OUT/bench-$shape-deep-unfused.log" 2>&1
     echo "| bench $shape-deep-unfused | $? | | |" | tee -a "$OUT/summary.md"
     finish
   done
-  if command -v ncu >/dev/null; then
+  if [ "${QUICK:-0}" != 1 ] && command -v ncu >/dev/null; then
     for depth in 0 8192; do
       timeout 90 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-1b-d$depth.csv" bin/wavefront bench --backend gpu \

@@ -7,12 +7,15 @@ use wavefront_conformance::cases::{self, Op};
 use wavefront_conformance::planted::{Bug, Planted};
 use wavefront_conformance::report;
 
+/// The ops a bug may fail: its own, and `rope_attention`, which runs RoPE, the KV write and
+/// attention in one op (on the CPU as the two separate ops).
 fn expected_ops(bug: Bug) -> &'static [Op] {
     match bug {
-        Bug::RopeSignFlipped | Bug::KvWrittenAtWrongPosition => &[Op::RopeKvWrite],
-        Bug::CausalMaskOffByOne => &[Op::AttentionPrefill, Op::AttentionDecode],
-        Bug::WrongGqaHeadMapping | Bug::SoftmaxWithoutMaxSubtraction => {
-            &[Op::AttentionPrefill, Op::AttentionDecode]
+        Bug::RopeSignFlipped | Bug::KvWrittenAtWrongPosition => {
+            &[Op::RopeKvWrite, Op::RopeAttention]
+        }
+        Bug::CausalMaskOffByOne | Bug::WrongGqaHeadMapping | Bug::SoftmaxWithoutMaxSubtraction => {
+            &[Op::AttentionPrefill, Op::AttentionDecode, Op::RopeAttention]
         }
         Bug::TopPKeepsOneTooMany | Bug::SamplerSumReordered => &[Op::Sample],
     }
