@@ -402,6 +402,27 @@ fn rope_grid(
     g
 }
 
+/// A drawn case: (rows, pos0, group, n_kv_heads, head_dim, kv, seed).
+type Drawn = (usize, usize, usize, usize, usize, DType, u64);
+
+fn drawn_case(
+    rope: bool,
+    (rows, pos0, group, n_kv_heads, head_dim, kv, seed): Drawn,
+) -> AttentionCase {
+    AttentionCase {
+        rows,
+        pos0,
+        n_heads: group * n_kv_heads,
+        n_kv_heads,
+        head_dim,
+        kv,
+        magnitude: 1.0,
+        via_step: false,
+        rope,
+        seed,
+    }
+}
+
 pub fn strategy() -> impl Strategy<Value = AttentionCase> {
     (
         1usize..10,
@@ -412,20 +433,7 @@ pub fn strategy() -> impl Strategy<Value = AttentionCase> {
         prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
         any::<u64>(),
     )
-        .prop_map(
-            |(rows, pos0, group, n_kv_heads, head_dim, kv, seed)| AttentionCase {
-                rows,
-                pos0,
-                n_heads: group * n_kv_heads,
-                n_kv_heads,
-                head_dim,
-                kv,
-                magnitude: 1.0,
-                via_step: false,
-                rope: false,
-                seed,
-            },
-        )
+        .prop_map(|d| drawn_case(false, d))
 }
 
 /// `rope_attention` at random decode lengths and shapes (rows 1, 16-bit KV: the fused kernel;
@@ -440,18 +448,5 @@ pub fn rope_strategy() -> impl Strategy<Value = AttentionCase> {
         prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
         any::<u64>(),
     )
-        .prop_map(
-            |(rows, pos0, group, n_kv_heads, head_dim, kv, seed)| AttentionCase {
-                rows,
-                pos0,
-                n_heads: group * n_kv_heads,
-                n_kv_heads,
-                head_dim,
-                kv,
-                magnitude: 1.0,
-                via_step: false,
-                rope: true,
-                seed,
-            },
-        )
+        .prop_map(|d| drawn_case(true, d))
 }
