@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+pub mod attention;
 pub mod gemv;
 
 use crate::backend::{Backend, TensorInfo};

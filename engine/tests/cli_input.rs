@@ -146,6 +146,41 @@ fn bench_gemv_refuses_the_cpu_and_unknown_shapes() {
 }
 
 #[test]
+fn bench_attention_refuses_the_cpu_unknown_shapes_and_a_depth_past_the_context() {
+    assert_error(
+        &["bench", "--attention", "--backend", "cpu"],
+        "bench --attention measures the GPU's decode attention kernels; the CPU backend has \
+         none (run it with a usable GPU, --backend gpu or auto)",
+    );
+    assert_error(
+        &[
+            "bench",
+            "--attention",
+            "--shape",
+            "nope",
+            "--backend",
+            "gpu",
+        ],
+        "invalid request: unknown model shape `nope`; known: smollm2-135m, llama-3.2-1b, \
+         llama-3.1-8b",
+    );
+    assert_error(
+        &[
+            "bench",
+            "--attention",
+            "--shape",
+            "smollm2-135m",
+            "--depth",
+            "8192",
+            "--backend",
+            "gpu",
+        ],
+        "invalid request: bench --attention: depth 8192 is past smollm2-135m's context of 8192 \
+         positions",
+    );
+}
+
+#[test]
 fn a_context_beyond_the_models_is_refused() {
     let m = default_model();
     let trained = wavefront::load(Path::new(&m))

@@ -118,6 +118,13 @@ struct BenchArgs {
     /// at least 20 reps).
     #[arg(long, conflicts_with_all = ["model", "pp", "tg", "depth"])]
     gemv: bool,
+    /// Instead of the model benchmark: one decode step's attention of `--shape` (default: all
+    /// three shapes) at each `--depth` (default 1024,8192,32768 where the shape's context
+    /// allows), the fused decode kernel
+    /// against the separate RoPE and attention kernels (to depth 8192), on random f16 K/V (GPU
+    /// only; at least 20 reps).
+    #[arg(long, conflicts_with_all = ["model", "pp", "tg", "gemv"])]
+    attention: bool,
 }
 
 /// Float flags take negative numbers (`--temperature -1`) so that the range check, not the
@@ -309,6 +316,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.gemv {
         return bench_gemv(&args);
     }
+    if args.attention {
+        return bench_attention(&args);
+    }
     let shape = match &args.shape {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
         None => None,
@@ -362,13 +372,7 @@ fn bench(args: BenchArgs) -> Result<()> {
 
 /// `bench --gemv`: the GEMV microbenchmark (`wavefront::bench::gemv`), on the GPU only.
 fn bench_gemv(args: &BenchArgs) -> Result<()> {
-    let shapes: Vec<&str> = match &args.shape {
-        Some(s) => {
-            wavefront::formats::random::shape(s)?;
-            vec![s.as_str()]
-        }
-        None => wavefront::formats::random::SHAPES.to_vec(),
-    };
+    let shapes = bench_shapes(args)?;
     let Some(b) = select_gpu(args.backend, args.kernels.as_ref())? else {
         bail!(
             "bench --gemv measures the GPU's GEMV kernels against its BLAS; the CPU backend has \
@@ -376,16 +380,45 @@ fn bench_gemv(args: &BenchArgs) -> Result<()> {
         );
     };
     let report = wavefront::bench::gemv::run(&b, &shapes, args.reps)?;
-    let md = report.markdown();
+    write_report(args, &report.markdown(), &report)
+}
+
+/// `--shape`, or every shape.
+fn bench_shapes(args: &BenchArgs) -> Result<Vec<&str>> {
+    Ok(match &args.shape {
+        Some(s) => {
+            wavefront::formats::random::shape(s)?;
+            vec![s.as_str()]
+        }
+        None => wavefront::formats::random::SHAPES.to_vec(),
+    })
+}
+
+/// Writes a microbenchmark's table to stdout and, where asked, its markdown and JSON files.
+fn write_report<R: serde::Serialize>(args: &BenchArgs, md: &str, report: &R) -> Result<()> {
     println!("{md}");
     if let Some(p) = &args.markdown {
-        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+        std::fs::write(p, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+fn bench_attention(args: &BenchArgs) -> Result<()> {
+    let shapes = bench_shapes(args)?;
+    let depths = (!args.depth.is_empty()).then_some(args.depth.as_slice());
+    wavefront::bench::attention::plan(&shapes, depths)?; // before a backend starts
+    let Some(b) = select_gpu(args.backend, args.kernels.as_ref())? else {
+        bail!(
+            "bench --attention measures the GPU's decode attention kernels; the CPU backend has \
+             none (run it with a usable GPU, --backend gpu or auto)"
+        );
+    };
+    let report = wavefront::bench::attention::run(&b, &shapes, depths, args.reps)?;
+    write_report(args, &report.markdown(), &report)
 }
 
 fn info_devices() -> Result<()> {
