@@ -244,7 +244,8 @@ decode)
 attention)
   # The decode-attention session (issue 9): the GPU unit tests, the op conformance binary (the
   # fused RoPE + KV write + split-K decode kernel at every length of the grid, both waves, path
-  # coverage) and the graph test; conformance on the fixtures; the three shapes at depth 0
+  # coverage) and the graph test; conformance on the fixtures; the attention microbench (fused
+  # against separate kernels per shape and depth); the three shapes at depth 0
   # (greedy and sampled) and at depths 8192 and 32768, each again with the separate RoPE and
   # attention kernels (WAVEFRONT_NO_FUSED_ATTENTION=1) for the A/B; a per-kernel profile (ncu)
   # of Llama-3.2-1B decode steps at depth 0 and 8192.
@@ -258,6 +259,11 @@ attention)
     --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
     --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
   echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
+  finish
+  start=$SECONDS
+  timeout 240 bin/wavefront bench --attention --backend gpu --json "$OUT/bench-attention.json" \
+    --markdown "$OUT/bench-attention.md" >"$OUT/bench-attention.log" 2>&1
+  echo "| bench --attention | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   finish
   # QUICK=1: the fused kernel's benches alone (no A/B, no profile); TESTS= the test binaries
   for shape in smollm2-135m llama-3.2-1b llama-3.1-8b; do
@@ -284,7 +290,7 @@ attention)
       finish
     done
   fi
-  for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
+  for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)|^\| [a-z].* × [0-9]+ \|" "$f"; done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
