@@ -29,8 +29,8 @@
 //   lanes with pc ≥ head_dim / 8 only take part in the shuffles): the block reads 256 / P2 keys
 //   per step, each lane one 16-byte vector of K (then V), DA_UNROLL steps a batch, the next
 //   batch in flight while one is used (the first K batch before the angles are computed, the
-//   first V batch during the softmax). The lane
-//   keeps its 8 dims of each query head (rotated) and of each head's accumulator in registers.
+//   first V batch during the softmax). The lane keeps its 8 dims of each query head (rotated)
+//   and of each head's accumulator in registers; the new key and value sit in shared memory.
 // Per sub-chunk of ≤ DA_CHUNK keys: (1) scores: each lane's 8-dim partial dot per head, summed
 //   over the key's P2 lanes by a transposing butterfly (head_score: every lane ends with one
 //   head's sum), written to shared memory times scale; (2) softmax:
@@ -48,11 +48,12 @@
 // Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
 //   (engine/src/backend/gpu/step.rs), pos = step[1]; a pos outside [0, capacity) writes nothing.
 // Contract (checked by the host): head_dim a multiple of 16, 32 ≤ head_dim ≤ 256 (each half of
-//   the rotation is whole pieces; P2 ≥ 4 for head_score), n_heads a multiple of n_kv_heads, 1 ≤ s_max ≤ DA_MAX_SPLITS,
-//   arena, q, k, v, inv_freq and out 16-byte aligned, layer < n_layers.
+//   the rotation is whole pieces; P2 ≥ 4 for head_score), n_heads a multiple of n_kv_heads,
+//   1 ≤ s_max ≤ DA_MAX_SPLITS, arena, q, k, v, inv_freq and out 16-byte aligned,
+//   layer < n_layers.
 // Paths (WF_PATH, slot = the KV type's codec id − 1):
 //   keys:    a key read from the arena (j < p)
-//   new:     the step's own key and value, from registers
+//   new:     the step's own key and value, from shared memory
 //   chunks:  a second sub-chunk (len of a split > DA_CHUNK): the online rescale
 //   single:  one split in use: out written by the block
 //   partial: a split's (acc, m, ℓ) written to the workspace
