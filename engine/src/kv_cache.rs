@@ -17,8 +17,9 @@ use crate::tensor::DType;
 /// 16-byte vectors (8 f16/bf16 each), one per lane: a key takes the next power of two of lanes
 /// (8 for head_dim 64, 16 for 128, 32 for 256; lanes past `head_dim / 8` idle for 80, 96), so a
 /// wave32 reads 32 / that many consecutive positions per instruction (1 at head_dim 256, 2 at
-/// 128, 4 at 64) and a wave64 twice as many, each row one aligned run of `head_dim · 2` bytes (rows start on 16 bytes when the arena does and
-/// head_dim is a multiple of 8; no padding is needed).
+/// 128, 4 at 64) and a wave64 twice as many, each row one aligned run of `head_dim · 2` bytes
+/// (rows start on 16 bytes when the arena does and head_dim is a multiple of 8; no padding is
+/// needed).
 /// Positions `len..capacity` hold stale or unwritten data and are never read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvLayout {
