@@ -100,22 +100,22 @@ pub fn argmax(x: &[f32]) -> usize {
     best
 }
 
-/// Keeps the tokens whose logit is ≥ the k-th largest (ties at the boundary kept).
+/// Keeps the tokens whose logit is ≥ the k-th largest (ties at the boundary kept). The k-th
+/// largest by selection (linear time), not a sort of the vocabulary: the same value.
 pub fn top_k_mask(logits: &[f32], k: usize, keep: &mut [bool]) {
     if k == 0 || k >= logits.len() {
         return;
     }
-    let mut sorted: Vec<f32> = logits
+    let mut kept: Vec<f32> = logits
         .iter()
         .zip(keep.iter())
         .filter(|(_, &m)| m)
         .map(|(&l, _)| l)
         .collect();
-    if k >= sorted.len() {
+    if k >= kept.len() {
         return;
     }
-    sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-    let kth = sorted[k - 1];
+    let (_, &mut kth, _) = kept.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
     for (m, &l) in keep.iter_mut().zip(logits) {
         *m = *m && l >= kth;
     }
@@ -345,6 +345,35 @@ impl CoinRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Selection gives the k-th largest of a full sort (total order), ties and signed zeros
+    /// included, so the mask is the one a sort would give.
+    #[test]
+    fn top_k_by_selection_keeps_what_a_sort_keeps() {
+        let mut rng = CoinRng::new(5);
+        for n in [2usize, 7, 100, 5000] {
+            for k in [1usize, 2, 40, n - 1] {
+                // Few distinct values (many ties at the boundary), signed zeros among them.
+                let logits: Vec<f32> = (0..n)
+                    .map(|_| match (rng.coin() * 8.0) as u32 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        v => (v as f32 - 4.0) * 0.5,
+                    })
+                    .collect();
+                let mut sorted = logits.clone();
+                sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+                let want: Vec<bool> = match sorted.get(k - 1) {
+                    Some(&kth) if k < n => logits.iter().map(|&l| l >= kth).collect(),
+                    _ => vec![true; n], // k ≥ the vocabulary: everything kept
+                };
+                let mut keep = vec![true; n];
+                top_k_mask(&logits, k, &mut keep);
+                assert_eq!(keep, want, "n={n} k={k}");
+                assert!(keep.iter().filter(|&&m| m).count() >= k.min(n));
+            }
+        }
+    }
 
     #[test]
     fn greedy_is_argmax_after_penalty() {
