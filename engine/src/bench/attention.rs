@@ -12,8 +12,8 @@
 
 use serde::Serialize;
 
-use super::gemv::{copies, MIN_REPS};
-use super::{copy_bandwidth, median};
+use super::copy_bandwidth;
+use super::gemv::{copies, random_16bit_bytes, time, MIN_REPS};
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{unfused, AttentionParams, Backend, KernelSource};
 use crate::config::ModelConfig;
@@ -130,33 +130,7 @@ impl AttentionReport {
 
 /// `n` f16 values of magnitude in [0.5, 1) with random signs, as bytes.
 fn random_f16_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(2 * n);
-    for _ in 0..n {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let r = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u16;
-        let bits = (r & 0x8000) | 0x3800 | (r & 0x03ff);
-        out.extend_from_slice(&bits.to_le_bytes());
-    }
-    out
-}
-
-/// Median device time (ms) per call of `f(layer)` over `layers` layers, `reps` samples.
-fn time(
-    b: &GpuBackend,
-    reps: usize,
-    layers: usize,
-    f: &mut dyn FnMut(usize) -> Result<()>,
-) -> Result<f64> {
-    let mut all = || (0..layers).try_for_each(&mut *f);
-    all()?;
-    let mut samples = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        samples.push(Backend::time_ms(b, &mut all)? / layers as f64);
-    }
-    Ok(median(samples))
+    random_16bit_bytes(n, seed, |r| (r & 0x8000) | 0x3800 | (r & 0x03ff))
 }
 
 /// Times one shape at one depth: (fused ms, separate ms where timed).

@@ -193,26 +193,29 @@ impl GemvReport {
     }
 }
 
-/// `n` bf16 values of magnitude in [2^-7, 2^-6) with random signs (never NaN or inf), as bytes:
-/// generated directly in bf16, since the 8B LM head alone is half a billion of them.
-fn random_bf16_bytes(n: usize, seed: u64) -> Vec<u8> {
+/// `n` 16-bit values as little-endian bytes, each `bits(r)` of a random `r` (xorshift64*):
+/// generated directly in the storage type, since the 8B LM head alone is half a billion of them.
+pub(super) fn random_16bit_bytes(n: usize, seed: u64, bits: impl Fn(u16) -> u16) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(2 * n);
     for _ in 0..n {
-        // xorshift64*
         state ^= state >> 12;
         state ^= state << 25;
         state ^= state >> 27;
         let r = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u16;
-        let bits = (r & 0x8000) | 0x3c00 | (r & 0x007f);
-        out.extend_from_slice(&bits.to_le_bytes());
+        out.extend_from_slice(&bits(r).to_le_bytes());
     }
     out
 }
 
+/// `n` bf16 values of magnitude in [2^-7, 2^-6) with random signs (never NaN or inf), as bytes.
+fn random_bf16_bytes(n: usize, seed: u64) -> Vec<u8> {
+    random_16bit_bytes(n, seed, |r| (r & 0x8000) | 0x3c00 | (r & 0x007f))
+}
+
 /// Median device time (ms) of `f(i)` per call: each of `reps` samples times `f(0..copies)`
 /// back to back (after one warm-up sample) and divides by `copies`.
-fn time(
+pub(super) fn time(
     b: &GpuBackend,
     reps: usize,
     copies: usize,
