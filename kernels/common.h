@@ -249,6 +249,33 @@ WF_DEVICE uint16_t f32_to_f16(float f) {
   return (uint16_t)(sign | m);
 }
 
+// f32 → f16 / bf16 for values that are never NaN (matrix inputs: rounded activations, softmax
+// weights): the same bits as f32_to_f16 / f32_to_bf16 for every other input, by the hardware's
+// round-to-nearest-even conversion where there is one (f16 everywhere, bf16 on NVIDIA sm_80+),
+// else the bf16 rounding without its NaN branch.
+WF_DEVICE uint16_t f32_to_f16_hw(float f) {
+#if defined(WF_HIP)
+  return __builtin_bit_cast(uint16_t, (_Float16)f);
+#elif defined(WF_CUDA)
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
+  return f32_to_f16(f);
+#endif
+}
+WF_DEVICE uint16_t f32_to_bf16_hw(float f) {
+#if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint16_t h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
+  uint32_t u = f32_bits(f);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+#endif
+}
+
 // Element codecs: how a buffer of element type T is read as / written from f32. The `_f32`,
 // `_f16` and `_bf16` entry points instantiate the op templates with one of these.
 struct F32 {
@@ -262,12 +289,16 @@ struct F16 {
   enum { id = 1 };
   static WF_DEVICE float load(uint16_t x) { return f16_to_f32(x); }
   static WF_DEVICE uint16_t store(float x) { return f32_to_f16(x); }
+  static WF_DEVICE uint16_t store_hw(float x) { return f32_to_f16_hw(x); }  // x not NaN
+  static WF_DEVICE float load_hw(uint16_t x) { return f16_to_f32_hw(x); }    // x not NaN
 };
 struct BF16 {
   typedef uint16_t storage;
   enum { id = 2 };
   static WF_DEVICE float load(uint16_t x) { return bf16_to_f32(x); }
   static WF_DEVICE uint16_t store(float x) { return f32_to_bf16(x); }
+  static WF_DEVICE uint16_t store_hw(float x) { return f32_to_bf16_hw(x); }  // x not NaN
+  static WF_DEVICE float load_hw(uint16_t x) { return bf16_to_f32(x); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -675,6 +706,298 @@ WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {
     float t[4] = {v[k], v[k + 1], v[k + 2], v[k + 3]};
     store_f32x4(p + k, t);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wave matrix multiply-accumulate: one abstraction over the vendors' matrix instructions (the
+// prefill attention's tiles). A wave computes C (16×16, f32) += A (16×16) · B (16×16), A and B
+// 16-bit values of one codec C16 (F16 or BF16), f32 accumulation.
+//   A: a fragment of registers, MMA_A_N 16-bit values a lane; value i of lane l is
+//      A[mma_a_row(l)][mma_a_k(l, i)] (built by mma_a_pack from f32 values, rounded to C16);
+//   B: read from shared memory by mma_b_nk (B[k][n] = p[n·ld + k]: a tile of keys × dims read
+//      as Kᵀ) or mma_b_kn (B[k][n] = p[k·ld + n]: a tile of keys × dims read as V); p 4-byte
+//      aligned, ld even;
+//   C: MMA_C f32 values a lane; value e of lane l is C[mma_c_row(l, e)][mma_c_col(l, e)]. A lane
+//      holds MMA_ROWS distinct rows (value e is in row slot mma_c_slot(e)); the lanes that
+//      share a row differ in the bits below MMA_ROW_SPAN (mma_row_max / mma_row_sum combine
+//      over them; every lane ends with the same value, combined in the same order).
+//   mma_c_to_a: a C tile (e.g. softmax weights P over 16 keys) as the A operand of the next
+//      product (P · V), rounded to C16; `scratch` is the wave's own 16 × MMA_SCRATCH_LD 16-bit
+//      values of shared memory, used where the two layouts differ (every lane must call it).
+// The implementation (WF_MMA):
+//   WF_MMA_SYNC: NVIDIA sm_80+ at WAVE=32: two mma.sync.m16n8k16 (PTX ISA fragment layouts);
+//     C is already A's layout (no scratch).
+//   WF_MMA_MFMA: AMD CDNA2/3 (gfx90a, gfx94x, gfx950), WAVE=64: v_mfma_f32_16x16x16_f16 /
+//     _bf16_1k (AMD's matrix instruction calculator layouts: A row l%16, k 4·(l/16)+i; B col
+//     l%16, k 4·(l/16)+i; C row 4·(l/16)+i, col l%16).
+//   WF_MMA_WMMA: AMD RDNA3 (gfx11), WAVE=32: v_wmma_f32_16x16x16_f16 / _bf16, wave32 (A row
+//     l%16 and B col l%16 with all 16 k; C row 2·i + l/16, col l%16).
+//   WF_MMA_FMA: everything else, the emulated WAVE=64 on NVIDIA among them: the slow twin, the
+//     same products as f32 FMAs (a product of two 16-bit values is exact in f32), summed in k
+//     order; B read from shared memory. Lane l holds row l / (WAVE/16) of A and C.
+// The MFMA and WMMA layouts are compiled for gfx90a/gfx942/gfx1100 by ci/hip-compile-check.sh;
+// only the SYNC and FMA paths have run here (NVIDIA), so ROCm conformance is their first run.
+// ---------------------------------------------------------------------------------------------
+#define WF_MMA_FMA 0
+#define WF_MMA_SYNC 1
+#define WF_MMA_MFMA 2
+#define WF_MMA_WMMA 3
+#if defined(WF_CUDA) && !WF_EMULATED_WAVE && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define WF_MMA WF_MMA_SYNC
+#elif defined(WF_HIP) && WAVE == 64 &&                                                     \
+    (defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) || \
+     defined(__gfx950__))
+#define WF_MMA WF_MMA_MFMA
+#elif defined(WF_HIP) && WAVE == 32 &&                                                      \
+    (defined(__gfx1100__) || defined(__gfx1101__) || defined(__gfx1102__) ||                 \
+     defined(__gfx1103__) || defined(__gfx1150__) || defined(__gfx1151__))
+#define WF_MMA WF_MMA_WMMA
+#else
+#define WF_MMA WF_MMA_FMA
+#endif
+
+// The wave's lanes see each other's shared-memory writes made before it (every lane calls it).
+WF_DEVICE void wave_sync() {
+#if defined(WF_HIP)
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
+  __builtin_amdgcn_wave_barrier();
+  __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
+#elif WF_EMULATED_WAVE
+  block_sync();  // a logical wave is two warps (block-uniform callers, as for every wave op)
+#else
+  __syncwarp();
+#endif
+}
+
+WF_DEVICE uint32_t pack_u16x2(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+WF_DEVICE uint32_t lds_u32(const uint16_t* p) { return *(const uint32_t*)p; }
+
+#if WF_MMA == WF_MMA_SYNC
+enum { MMA_A_N = 8, MMA_C = 8, MMA_ROWS = 2, MMA_ROW_SPAN = 4, MMA_SCRATCH_LD = 2 };
+struct MmaA { uint32_t r[4]; };
+struct MmaB { uint32_t r[4]; };
+// groupID g = l / 4, thread-in-group t = l % 4. A register j holds (row g + 8·(j%2),
+// k 2t + 8·(j/2) + half). C of the n-half h = e / 4: (row g + 8·((e%4)/2), col 8h + 2t + e%2).
+WF_DEVICE int mma_a_row(int l, int i) { return (l >> 2) + 8 * ((i >> 1) & 1); }
+WF_DEVICE int mma_a_k(int l, int i) { return 2 * (l & 3) + 8 * (i >> 2) + (i & 1); }
+WF_DEVICE int mma_c_row(int l, int e) { return (l >> 2) + 8 * ((e >> 1) & 1); }
+WF_DEVICE int mma_c_col(int l, int e) { return 8 * (e >> 2) + 2 * (l & 3) + (e & 1); }
+WF_DEVICE int mma_c_slot(int e) { return (e >> 1) & 1; }
+#elif WF_MMA == WF_MMA_MFMA
+enum { MMA_A_N = 4, MMA_C = 4, MMA_ROWS = 4, MMA_ROW_SPAN = 16, MMA_SCRATCH_LD = 24 };
+struct MmaA { uint32_t r[2]; };
+struct MmaB { uint32_t r[2]; };
+WF_DEVICE int mma_a_row(int l, int i) { (void)i; return l & 15; }
+WF_DEVICE int mma_a_k(int l, int i) { return 4 * (l >> 4) + i; }
+WF_DEVICE int mma_c_row(int l, int e) { return 4 * (l >> 4) + e; }
+WF_DEVICE int mma_c_col(int l, int e) { (void)e; return l & 15; }
+WF_DEVICE int mma_c_slot(int e) { return e; }
+#elif WF_MMA == WF_MMA_WMMA
+enum { MMA_A_N = 16, MMA_C = 8, MMA_ROWS = 8, MMA_ROW_SPAN = 16, MMA_SCRATCH_LD = 24 };
+struct MmaA { uint32_t r[8]; };
+struct MmaB { uint32_t r[8]; };
+WF_DEVICE int mma_a_row(int l, int i) { (void)i; return l & 15; }
+WF_DEVICE int mma_a_k(int l, int i) { (void)l; return i; }
+WF_DEVICE int mma_c_row(int l, int e) { return 2 * e + (l >> 4); }
+WF_DEVICE int mma_c_col(int l, int e) { (void)e; return l & 15; }
+WF_DEVICE int mma_c_slot(int e) { return e; }
+#else
+enum { MMA_LANES_PER_ROW = WAVE / 16 };
+enum { MMA_A_N = 16, MMA_C = 256 / WAVE, MMA_ROWS = 1, MMA_ROW_SPAN = MMA_LANES_PER_ROW,
+       MMA_SCRATCH_LD = 24 };
+struct MmaA { uint32_t r[8]; };
+struct MmaB { const uint16_t* p; int sk, sn; };  // B[k][n] = p[k·sk + n·sn]
+WF_DEVICE int mma_a_row(int l, int i) { (void)i; return l / MMA_LANES_PER_ROW; }
+WF_DEVICE int mma_a_k(int l, int i) { (void)l; return i; }
+WF_DEVICE int mma_c_row(int l, int e) { (void)e; return l / MMA_LANES_PER_ROW; }
+WF_DEVICE int mma_c_col(int l, int e) { return (l % MMA_LANES_PER_ROW) * MMA_C + e; }
+WF_DEVICE int mma_c_slot(int e) { (void)e; return 0; }
+#endif
+
+struct MmaC { float c[MMA_C]; };
+WF_DEVICE void mma_zero(MmaC& c) {
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e) c.c[e] = 0.0f;
+}
+
+// A from f32 values (value i at mma_a_row/mma_a_k; never NaN), rounded to C16.
+template <class C16>
+WF_DEVICE MmaA mma_a_pack(const float (&v)[MMA_A_N]) {
+  MmaA a;
+#pragma unroll
+  for (int j = 0; j < MMA_A_N / 2; ++j) a.r[j] = pack_u16x2(C16::store_hw(v[2 * j]), C16::store_hw(v[2 * j + 1]));
+  return a;
+}
+
+WF_DEVICE MmaB mma_b_nk(const uint16_t* p, int ld) {
+  const int l = wave_lane();
+  MmaB b;
+#if WF_MMA == WF_MMA_SYNC
+  const int g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    b.r[2 * h] = lds_u32(p + (8 * h + g) * ld + 2 * t);
+    b.r[2 * h + 1] = lds_u32(p + (8 * h + g) * ld + 2 * t + 8);
+  }
+#elif WF_MMA == WF_MMA_MFMA
+  const uint16_t* q = p + (l & 15) * ld + 4 * (l >> 4);
+  b.r[0] = lds_u32(q);
+  b.r[1] = lds_u32(q + 2);
+#elif WF_MMA == WF_MMA_WMMA
+  const uint16_t* q = p + (l & 15) * ld;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) b.r[j] = lds_u32(q + 2 * j);
+#else
+  (void)l;
+  b.p = p;
+  b.sk = 1;
+  b.sn = ld;
+#endif
+  return b;
+}
+
+WF_DEVICE MmaB mma_b_kn(const uint16_t* p, int ld) {
+  const int l = wave_lane();
+  MmaB b;
+#if WF_MMA == WF_MMA_SYNC
+  const int g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint16_t* q = p + 2 * t * ld + 8 * h + g;
+    b.r[2 * h] = pack_u16x2(q[0], q[ld]);
+    b.r[2 * h + 1] = pack_u16x2(q[8 * ld], q[9 * ld]);
+  }
+#elif WF_MMA == WF_MMA_MFMA
+  const uint16_t* q = p + 4 * (l >> 4) * ld + (l & 15);
+  b.r[0] = pack_u16x2(q[0], q[ld]);
+  b.r[1] = pack_u16x2(q[2 * ld], q[3 * ld]);
+#elif WF_MMA == WF_MMA_WMMA
+  const uint16_t* q = p + (l & 15);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) b.r[j] = pack_u16x2(q[2 * j * ld], q[(2 * j + 1) * ld]);
+#else
+  (void)l;
+  b.p = p;
+  b.sk = ld;
+  b.sn = 1;
+#endif
+  return b;
+}
+
+#if WF_MMA == WF_MMA_MFMA || WF_MMA == WF_MMA_WMMA
+typedef _Float16 wf_f16x4 __attribute__((ext_vector_type(4)));
+typedef short wf_i16x4 __attribute__((ext_vector_type(4)));
+typedef _Float16 wf_f16x16 __attribute__((ext_vector_type(16)));
+typedef short wf_i16x16 __attribute__((ext_vector_type(16)));
+typedef uint32_t wf_u32x8 __attribute__((ext_vector_type(8)));
+typedef float wf_f32x8 __attribute__((ext_vector_type(8)));
+#endif
+
+// c += a · b.
+template <class C16>
+WF_DEVICE void mma(MmaC& c, const MmaA& a, const MmaB& b) {
+#if WF_MMA == WF_MMA_SYNC
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float* d = c.c + 4 * h;
+    if (C16::id == BF16::id) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[2 * h]), "r"(b.r[2 * h + 1]));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[2 * h]), "r"(b.r[2 * h + 1]));
+    }
+  }
+#elif WF_MMA == WF_MMA_MFMA
+  wf_u32x2 ra = {a.r[0], a.r[1]}, rb = {b.r[0], b.r[1]};
+  wf_f32x4 acc = {c.c[0], c.c[1], c.c[2], c.c[3]};
+  if (C16::id == BF16::id) {
+    acc = __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(__builtin_bit_cast(wf_i16x4, ra),
+                                                    __builtin_bit_cast(wf_i16x4, rb), acc, 0, 0, 0);
+  } else {
+    acc = __builtin_amdgcn_mfma_f32_16x16x16f16(__builtin_bit_cast(wf_f16x4, ra),
+                                                __builtin_bit_cast(wf_f16x4, rb), acc, 0, 0, 0);
+  }
+  c.c[0] = acc.x;
+  c.c[1] = acc.y;
+  c.c[2] = acc.z;
+  c.c[3] = acc.w;
+#elif WF_MMA == WF_MMA_WMMA
+  wf_u32x8 ra, rb;
+  wf_f32x8 acc;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    ra[j] = a.r[j];
+    rb[j] = b.r[j];
+    acc[j] = c.c[j];
+  }
+  if (C16::id == BF16::id) {
+    acc = __builtin_amdgcn_wmma_f32_16x16x16_bf16_w32(__builtin_bit_cast(wf_i16x16, ra),
+                                                      __builtin_bit_cast(wf_i16x16, rb), acc);
+  } else {
+    acc = __builtin_amdgcn_wmma_f32_16x16x16_f16_w32(__builtin_bit_cast(wf_f16x16, ra),
+                                                     __builtin_bit_cast(wf_f16x16, rb), acc);
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) c.c[j] = acc[j];
+#else
+  const int l = wave_lane();
+  float av[16];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    av[2 * j] = C16::load_hw((uint16_t)(a.r[j] & 0xffffu));
+    av[2 * j + 1] = C16::load_hw((uint16_t)(a.r[j] >> 16));
+  }
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e) {
+    const uint16_t* q = b.p + mma_c_col(l, e) * b.sn;
+    float acc = c.c[e];
+#pragma unroll
+    for (int k = 0; k < 16; ++k) acc = wf_fmaf(av[k], C16::load_hw(q[k * b.sk]), acc);
+    c.c[e] = acc;
+  }
+#endif
+}
+
+// Combine a per-row value over the lanes that share the row.
+WF_DEVICE float mma_row_max(float v) {
+#pragma unroll
+  for (int m = 1; m < MMA_ROW_SPAN; m <<= 1) v = max_num(v, wave_shfl_xor(v, m));
+  return v;
+}
+WF_DEVICE float mma_row_sum(float v) {
+#pragma unroll
+  for (int m = 1; m < MMA_ROW_SPAN; m <<= 1) v += wave_shfl_xor(v, m);
+  return v;
+}
+
+template <class C16>
+WF_DEVICE MmaA mma_c_to_a(const MmaC& c, uint16_t* scratch) {
+  MmaA a;
+#if WF_MMA == WF_MMA_SYNC
+  (void)scratch;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) a.r[j] = pack_u16x2(C16::store_hw(c.c[2 * j]), C16::store_hw(c.c[2 * j + 1]));
+#else
+  const int l = wave_lane();
+  wave_sync();  // the previous call's readers are done
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e)
+    scratch[mma_c_row(l, e) * MMA_SCRATCH_LD + mma_c_col(l, e)] = C16::store_hw(c.c[e]);
+  wave_sync();
+#pragma unroll
+  for (int j = 0; j < MMA_A_N / 2; ++j) {
+    const int i = 2 * j;  // values i, i+1: the same row, consecutive k
+    a.r[j] = lds_u32(scratch + mma_a_row(l, i) * MMA_SCRATCH_LD + mma_a_k(l, i));
+  }
+#endif
+  return a;
 }
 #endif  // !WF_HOST
 
