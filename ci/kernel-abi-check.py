@@ -78,6 +78,12 @@ DECODE_ATTENTION = ("const float* q, const float* k, const float* v, const float
 for suffix in ("f16", "bf16"):
     ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip", DECODE_ATTENTION, 256,
                                          "(n_kv_heads*slabs, s_max)")
+FLASH_ATTENTION = ATTENTION.replace("T*", "uint16_t*").replace(", const int* step", "")
+for hd in (64, 128):
+    for suffix in ("f16", "bf16"):
+        ABI[f"flash_attention_{hd}_{suffix}"] = (
+            "flash_attention.hip", FLASH_ATTENTION, 256,
+            "(n_kv_heads, ceil(rows*n_heads/n_kv_heads/(16*256/WAVE)))")
 GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
         "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual")
 GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "

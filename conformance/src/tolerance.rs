@@ -35,11 +35,14 @@ pub enum Kind {
     /// RoPE in f32, results stored in `store` (the KV dtype for K and V; F32 for q).
     Rotation { store: DType },
     /// Attention: scores of length `head_dim`, a softmax over `kv_len` keys whose scores reach
-    /// `max_score` in magnitude, a weighted sum of `kv_len` values.
+    /// `max_score` in magnitude, a weighted sum of `kv_len` values; `input` the type q and the
+    /// softmax weights are rounded to before their matrix products (F32: none; the prefill
+    /// kernel on matrix instructions rounds both to the KV type).
     Attention {
         head_dim: usize,
         kv_len: usize,
         max_score: f64,
+        input: DType,
     },
     /// Whole-model hidden states, KV and logits after `layers` residual blocks (plus the LM
     /// head when `head`), the longest reduction `k`, when the engine rounds every matmul input
@@ -66,7 +69,10 @@ pub fn tolerance(kind: Kind) -> Tolerance {
     let u = U_F32;
     let sq = |x: f64| x * x;
     let (nmse, reason) = match kind {
-        Kind::Copy => (0.0, "a row copy with an exact widening conversion: bit-exact".to_string()),
+        Kind::Copy => (
+            0.0,
+            "a row copy with an exact widening conversion: bit-exact".to_string(),
+        ),
         Kind::Elementwise => (
             sq(4.0 * u),
             "≤ 2 f32 roundings and ≤ 2 ulp of libm per element: relative 4u".into(),
@@ -76,7 +82,11 @@ pub fn tolerance(kind: Kind) -> Tolerance {
             format!("sum of {n} squares in another order (2nu) + sqrt, division, scale (4u)"),
         ),
         Kind::Matmul { k, input } => {
-            let rounding = if input == DType::F32 { 0.0 } else { sq(2.0 * unit_roundoff(input)) };
+            let rounding = if input == DType::F32 {
+                0.0
+            } else {
+                sq(2.0 * unit_roundoff(input))
+            };
             (
                 rounding + sq(2.0 * k as f64 * u),
                 format!(
@@ -90,7 +100,11 @@ pub fn tolerance(kind: Kind) -> Tolerance {
             )
         }
         Kind::Rotation { store } => {
-            let stored = if store == DType::F32 { 0.0 } else { sq(unit_roundoff(store)) };
+            let stored = if store == DType::F32 {
+                0.0
+            } else {
+                sq(unit_roundoff(store))
+            };
             (
                 sq(8.0 * u) + stored,
                 format!(
@@ -107,13 +121,31 @@ pub fn tolerance(kind: Kind) -> Tolerance {
             head_dim,
             kv_len,
             max_score,
-        } => (
-            sq(2.0 * head_dim as f64 * u * max_score.max(1.0)) + sq(2.0 * kv_len as f64 * u) + sq(8.0 * u),
-            format!(
+            input,
+        } => {
+            let f32_part = sq(2.0 * head_dim as f64 * u * max_score.max(1.0))
+                + sq(2.0 * kv_len as f64 * u)
+                + sq(8.0 * u);
+            let reason = format!(
                 "scores: dots of {head_dim} (2·hd·u), amplified by exp at |score| ≤ {max_score:.0}; \
                  softmax sum and weighted sum over {kv_len} keys (2·n·u); exp and division (8u)"
-            ),
-        ),
+            );
+            if input == DType::F32 {
+                (f32_part, reason)
+            } else {
+                // q rounded (relative u_in a component) moves a score by ≤ u_in·Σ|q_d·k_d|·scale
+                // ≤ u_in·max_score, so a weight by a factor within e^(±2·u_in·max_score); each
+                // weight rounded (u_in) where the row sum adds the unrounded ones: ≤ 2·u_in.
+                let ui = unit_roundoff(input);
+                (
+                    f32_part + sq(2.0 * ui * max_score.max(1.0)) + sq(2.0 * ui),
+                    format!(
+                        "{reason}; q rounded to {input} (2·u·max_score) and the softmax weights \
+                         rounded to {input} (2u) for the matrix products"
+                    ),
+                )
+            }
+        }
         Kind::Model {
             layers,
             k,
@@ -141,7 +173,9 @@ fn rounding_ms(dtype: DType) -> f64 {
 /// - activation rounding: each block rounds 4 matmul inputs (the normed x for q/k/v, the
 ///   attention output for o, the normed x for gate/up, the SwiGLU output for down) and the
 ///   head 1 more, each a relative error of mean square u²/3 on the sublayer it feeds;
-/// - KV storage: K and V of every block rounded once (2 per block);
+/// - KV storage: K and V of every block rounded once (2 per block); and prefill attention's
+///   matrix inputs, q and the softmax weights, rounded to the KV type (2 per block: the GPU's
+///   flash kernel; q's rounding moves a score by u·|score|, O(u) at the fixtures' scores);
 /// - weight rounding (against an f32-weight oracle): 7 matrices per block and the head, each
 ///   perturbing its product like an input rounding.
 ///
@@ -160,7 +194,7 @@ fn model_bound(
     let h = if head { 1.0 } else { 0.0 };
     let reassociation = (2.0 * l * k as f64 * U_F32).powi(2);
     let activations = (4.0 * l + h) * rounding_ms(input);
-    let cache = 2.0 * l * rounding_ms(kv);
+    let cache = 4.0 * l * rounding_ms(kv);
     let matrices = (7.0 * l + h) * rounding_ms(weights);
     let mut parts = vec![format!("f32 reassociation (2·{layers}·{k}·u)²")];
     let head_term = if head { " + 1 (head)" } else { "" };
@@ -170,7 +204,9 @@ fn model_bound(
         ));
     }
     if kv != DType::F32 {
-        parts.push(format!("2·{layers} K/V roundings to {kv} (u²/3 each)"));
+        parts.push(format!(
+            "2·{layers} K/V roundings and 2·{layers} attention inputs (q, P) rounded to {kv} (u²/3 each)"
+        ));
     }
     if weights != DType::F32 {
         parts.push(format!(
@@ -207,7 +243,7 @@ mod tests {
         let rkv = U_F16 * U_F16 / 3.0;
         let reassoc = |l: f64| (2.0 * l * 256.0 * U_F32).powi(2);
         let got = m(3, true, DType::BF16, DType::F16, DType::F32);
-        let want = reassoc(3.0) + 13.0 * r16 + 6.0 * rkv;
+        let want = reassoc(3.0) + 13.0 * r16 + 12.0 * rkv;
         assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
         // f32 everywhere: reassociation only; the embedding (0 blocks) is exact.
         assert_eq!(m(3, true, DType::F32, DType::F32, DType::F32), reassoc(3.0));
@@ -243,7 +279,8 @@ mod tests {
             tolerance(Kind::Attention {
                 head_dim: 128,
                 kv_len: 8191,
-                max_score: 1.0
+                max_score: 1.0,
+                input: DType::F32,
             })
             .nmse
                 < 1e-5

@@ -125,6 +125,8 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
         head_dim: hd,
         kv_len: cap,
         max_score: 8.0,
+        // Prefill rows of f16 KV at head dim 128: the flash kernel, q and P rounded to f16.
+        input: DType::F16,
     })
     .nmse;
     let c = compare(

@@ -70,6 +70,16 @@ impl AttentionCase {
         self.pos0 + self.rows
     }
 
+    /// What q and the softmax weights may be rounded to: the KV type for prefill rows over 16-bit
+    /// KV (the GPU's flash kernel feeds them to matrix instructions), else nothing (f32).
+    fn matrix_input(&self) -> DType {
+        if self.rows > 1 && matches!(self.kv, DType::F16 | DType::BF16) {
+            self.kv
+        } else {
+            DType::F32
+        }
+    }
+
     /// |score| ≤ ‖q‖·‖k‖·scale ≤ magnitude²·head_dim·scale (Cauchy–Schwarz).
     fn max_score(&self) -> f64 {
         let m = self.magnitude as f64;
@@ -81,6 +91,7 @@ impl AttentionCase {
             head_dim: self.head_dim,
             kv_len: self.kv_len(),
             max_score: self.max_score(),
+            input: self.matrix_input(),
         });
         if !self.rope {
             return att;
@@ -337,6 +348,24 @@ pub fn grid() -> Vec<AttentionCase> {
         // a head dim that fills no wave and no vector
         g.push(case(3, 2, (4, 2), 6, kv));
     }
+    // the flash prefill kernel (16-bit KV, head_dim a multiple of 16 up to 128): Llama-3.1-8B's
+    // and 3.2-1B's shapes over several row tiles, a chunk after a long prefix, GQA 1/3/8, head
+    // dims 16–128 (80, 96 in the 128-wide entry point), a single partial tile, two rows; and
+    // head_dim 256, which takes the simple kernel
+    for kv in [DType::F16, DType::BF16] {
+        g.push(case(513, 0, (32, 8), 128, kv));
+        g.push(case(300, 0, (32, 4), 64, kv));
+        g.push(case(200, 7991, (9, 3), 64, kv));
+        g.push(case(45, 3, (4, 4), 80, kv));
+        g.push(case(2, 0, (16, 2), 96, kv));
+        g.push(case(33, 100, (8, 2), 16, kv));
+        g.push(case(5, 11, (4, 2), 256, kv));
+    }
+    // larger scores through the flash kernel's online softmax (max subtraction across tiles)
+    g.push(AttentionCase {
+        magnitude: 4.0,
+        ..case(150, 40, (8, 2), 64, DType::F16)
+    });
     // scores in the hundreds (std ≈ 0.37·m²·√hd·scale ≈ 95 at m = 16): exp overflows without max subtraction
     for rows in [1, 7] {
         g.push(AttentionCase {

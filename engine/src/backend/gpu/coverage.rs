@@ -32,6 +32,7 @@ const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const DECODE_ATTENTION: &[&str] = &[
     "keys", "new", "chunks", "single", "partial", "combine", "step", "write",
 ];
+const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial"];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
@@ -88,6 +89,30 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "decode_attention.hip",
         1,
         DECODE_ATTENTION,
+    ),
+    k(
+        "flash_attention_64_f16",
+        "flash_attention.hip",
+        0,
+        FLASH_ATTENTION,
+    ),
+    k(
+        "flash_attention_64_bf16",
+        "flash_attention.hip",
+        1,
+        FLASH_ATTENTION,
+    ),
+    k(
+        "flash_attention_128_f16",
+        "flash_attention.hip",
+        2,
+        FLASH_ATTENTION,
+    ),
+    k(
+        "flash_attention_128_bf16",
+        "flash_attention.hip",
+        3,
+        FLASH_ATTENTION,
     ),
     k("swiglu", "elementwise.hip", 0, MAIN),
     k("add", "elementwise.hip", 1, MAIN),
@@ -318,7 +343,21 @@ mod tests {
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
         assert_eq!(
             all_paths().len(),
-            3 * 3 + 4 + 3 * 3 + 3 * 2 + 3 * 3 + 2 * 8 + 3 + 2 + 4 + 2 * 10 + 2 * 5 + 8 + 2 + 3
+            3 * 3
+                + 4
+                + 3 * 3
+                + 3 * 2
+                + 3 * 3
+                + 2 * 8
+                + 4 * 3
+                + 3
+                + 2
+                + 4
+                + 2 * 10
+                + 2 * 5
+                + 8
+                + 2
+                + 3
         );
     }
 }

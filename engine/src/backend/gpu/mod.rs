@@ -173,7 +173,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 28] = [
+pub const ABI_KERNELS: [&str; 32] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -189,6 +189,10 @@ pub const ABI_KERNELS: [&str; 28] = [
     "attention_decode_bf16",
     "decode_attention_f16",
     "decode_attention_bf16",
+    "flash_attention_64_f16",
+    "flash_attention_64_bf16",
+    "flash_attention_128_f16",
+    "flash_attention_128_bf16",
     "swiglu",
     "add",
     "bias_add",
@@ -223,6 +227,9 @@ pub struct GpuBackend {
     /// `WAVEFRONT_NO_FUSED_ATTENTION=1`: decode attention as the separate RoPE and attention
     /// ops (for A/B measurements).
     fuse_attention: bool,
+    /// `WAVEFRONT_NO_FLASH_ATTENTION=1`: prefill rows through the simple attention kernel
+    /// instead of the flash kernel (for A/B measurements).
+    flash_attention: bool,
 }
 
 impl GpuBackend {
@@ -329,6 +336,8 @@ impl GpuBackend {
         vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
         let fuse_attention =
             !std::env::var("WAVEFRONT_NO_FUSED_ATTENTION").is_ok_and(|v| v.trim() == "1");
+        let flash_attention =
+            !std::env::var("WAVEFRONT_NO_FLASH_ATTENTION").is_ok_and(|v| v.trim() == "1");
         Ok(GpuBackend {
             vendor,
             wave,
@@ -340,6 +349,7 @@ impl GpuBackend {
             modules,
             attn_ws,
             fuse_attention,
+            flash_attention,
         })
     }
 
@@ -368,6 +378,17 @@ impl GpuBackend {
             counters + (ops::decode_attention::WS_COUNTERS * 4) as DevicePtr,
             counters,
         )
+    }
+
+    /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`).
+    fn flash_attention(&self) -> bool {
+        self.flash_attention
+    }
+
+    /// Lets prefill attention take the flash kernel, or not (the simple kernel), whatever
+    /// `WAVEFRONT_NO_FLASH_ATTENTION` said: for A/B measurements and tests.
+    pub fn set_flash_attention(&mut self, on: bool) {
+        self.flash_attention = on;
     }
 
     /// The WAVE the kernels were built with.

@@ -679,16 +679,40 @@ fn attention_and_argmax_use_the_abi_grids() {
     let Call::Launch(name, cfg, args) = &calls[0] else {
         panic!("{calls:?}")
     };
-    assert_eq!(name, "attention_f16");
+    // Prefill rows over f16 KV: the flash kernel, one block per (KV head, 128 flattened rows
+    // at wave 32): 5 rows × 3 heads a KV head fit one.
+    assert_eq!(name, "flash_attention_64_f16");
     assert_eq!(
         (cfg.grid, cfg.block, cfg.shared_bytes),
-        ((6, 5, 1), (128, 1, 1), 0)
+        ((2, 1, 1), (256, 1, 1), 0)
     );
     assert_eq!(
         args[3..10],
         [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..],
         "layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity"
     );
+    assert_eq!(args[10..], [KernelArg::F32(0.125)]);
+    // f32 KV: the simple kernel, one block per (head, row).
+    let cache32 = KvCache::new(
+        &b,
+        KvLayout {
+            dtype: DType::F32,
+            ..layout
+        },
+    )
+    .unwrap();
+    v.calls();
+    b.attention(&q, &cache32, &mut out, p, None).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, cfg, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "attention_f32");
+    assert_eq!(
+        (cfg.grid, cfg.block, cfg.shared_bytes),
+        ((6, 5, 1), (128, 1, 1), 0)
+    );
+    assert_eq!(args[3..10], [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..]);
     assert_eq!(args[10], KernelArg::F32(0.125));
     // A context overflow is refused before launching.
     let p_big = AttentionParams { pos0: 12, ..p };

@@ -1,5 +1,10 @@
 //! Causal grouped-query attention over the KV arena: query row `i` at position `pos0 + i`, head
 //! `h` reads KV head `h / (n_heads / n_kv_heads)` over keys `0 ..= pos0 + i`.
+//!
+//! Prefill rows (more than one) over f16/bf16 KV with a head dim that is a multiple of 16 up to
+//! 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and the
+//! softmax weights rounded to the KV type); everything else the simple kernel
+//! (`kernels/attention.hip`, f32 throughout).
 
 use super::suffix;
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
@@ -56,6 +61,23 @@ pub(in crate::backend::gpu) fn attention(
     if p.rows == 0 || p.n_heads == 0 {
         return Ok(());
     }
+    if b.flash_attention() && step.is_none() && flash_takes(&p, arena.dtype()) {
+        return launch_flash_attention(
+            b,
+            arena.dtype(),
+            [q.ptr(), arena.ptr(), out.ptr()],
+            [
+                int(OP, "layer", p.layer)?,
+                int(OP, "pos0", p.pos0)?,
+                int(OP, "rows", p.rows)?,
+                int(OP, "n_heads", p.n_heads)?,
+                int(OP, "n_kv_heads", p.n_kv_heads)?,
+                int(OP, "head_dim", hd)?,
+                int(OP, "capacity", layout.capacity)?,
+            ],
+            p.scale(),
+        );
+    }
     launch_attention(
         b,
         arena.dtype(),
@@ -72,6 +94,74 @@ pub(in crate::backend::gpu) fn attention(
         p.scale(),
         step.unwrap_or(0),
     )
+}
+
+/// Largest head dim of the flash kernel (its `HD = 128` entry points).
+const FLASH_MAX_HEAD_DIM: usize = 128;
+/// Threads per flash block (ABI: `FA_BLOCK`); a block owns `16 · FLASH_BLOCK / wave` rows of
+/// the flattened (row, head-in-group) index.
+const FLASH_BLOCK: u32 = 256;
+
+/// Whether the flash kernel takes `p` over a KV arena of `kv` (positions given, not read from a
+/// step): prefill rows (a single row is decode: the fused decode kernel or
+/// `attention_decode_{T}`), 16-bit KV, head_dim a multiple
+/// of 16 in 16 ..= 128.
+pub(in crate::backend::gpu) fn flash_takes(p: &AttentionParams, kv: DType) -> bool {
+    p.rows > 1
+        && matches!(kv, DType::F16 | DType::BF16)
+        && p.head_dim % 16 == 0
+        && (16..=FLASH_MAX_HEAD_DIM).contains(&p.head_dim)
+}
+
+/// The flash kernel's grid: (n_kv_heads, row tiles), a row tile being `16 · 256 / wave`
+/// flattened (row, head-in-group) indices.
+fn flash_grid(wave: u32, rows: usize, n_heads: usize, n_kv_heads: usize) -> (u32, u32) {
+    let tile = 16 * (FLASH_BLOCK / wave) as usize;
+    let flat = rows * (n_heads / n_kv_heads);
+    (n_kv_heads as u32, flat.div_ceil(tile) as u32)
+}
+
+/// `flash_attention_{64|128}_{T}` (the smallest that holds head_dim); the arguments of
+/// [`launch_attention`] but the step (positions are given: a step's rows are decode rows).
+fn launch_flash_attention(
+    b: &GpuBackend,
+    arena_dtype: DType,
+    ptrs: [DevicePtr; 3],
+    dims: [i32; 7],
+    scale: f32,
+) -> Result<()> {
+    let (rows, n_heads, n_kv_heads, hd) = (dims[2], dims[3], dims[4], dims[5]);
+    let variant = if hd <= 64 { 64 } else { 128 };
+    let name = format!("flash_attention_{variant}_{}", suffix(OP, arena_dtype)?);
+    let grid = flash_grid(
+        b.wave(),
+        rows as usize,
+        n_heads as usize,
+        n_kv_heads as usize,
+    );
+    if grid.1 > 65535 {
+        return Err(bad(
+            OP,
+            format!(
+                "{rows} rows × {} heads a KV head exceed one launch's row tiles",
+                n_heads / n_kv_heads
+            ),
+        ));
+    }
+    let cfg = LaunchConfig {
+        grid: (grid.0, grid.1, 1),
+        block: (FLASH_BLOCK, 1, 1),
+        shared_bytes: 0,
+    };
+    let args: Vec<KernelArg> = ptrs
+        .iter()
+        .map(|&p| KernelArg::Ptr(p))
+        .chain(dims.iter().map(|&d| KernelArg::I32(d)))
+        .chain([KernelArg::F32(scale)])
+        .collect();
+    // SAFETY: the caller checked q and out against the params and the arena against its
+    // layout, with pos0 + rows ≤ capacity; flash_takes bounds head_dim (multiple of 16, ≤ 128).
+    unsafe { b.launch(&name, cfg, &args) }
 }
 
 /// `attention_{T}` over a (n_heads, rows) grid of 128-thread blocks, one per (head, query row);
@@ -108,4 +198,44 @@ pub(in crate::backend::gpu) fn launch_attention(
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity and head_dim ≤ 256.
     unsafe { b.launch(&name, cfg, &args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(rows: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionParams {
+        AttentionParams {
+            layer: 0,
+            pos0: 0,
+            rows,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        }
+    }
+
+    #[test]
+    fn flash_kernel_takes_prefill_rows_of_16_bit_kv_and_head_dims_to_128() {
+        let p = params(512, 32, 8, 128);
+        assert!(flash_takes(&p, DType::BF16) && flash_takes(&p, DType::F16));
+        assert!(!flash_takes(&p, DType::F32));
+        assert!(!flash_takes(&params(1, 32, 8, 128), DType::BF16)); // decode
+        assert!(flash_takes(&params(2, 32, 8, 64), DType::BF16));
+        assert!(flash_takes(&params(7, 9, 3, 80), DType::F16));
+        assert!(!flash_takes(&params(7, 8, 2, 72), DType::F16)); // not a multiple of 16
+        assert!(!flash_takes(&params(7, 8, 2, 256), DType::F16)); // past 128
+        assert!(!flash_takes(&params(7, 8, 2, 6), DType::F16));
+    }
+
+    #[test]
+    fn flash_grid_tiles_the_flattened_rows_of_each_kv_head() {
+        // Llama-3.1-8B, 512 rows: 4 heads a KV head → 2048 flattened rows; 128 a tile at wave 32,
+        // 64 at wave 64.
+        assert_eq!(flash_grid(32, 512, 32, 8), (8, 16));
+        assert_eq!(flash_grid(64, 512, 32, 8), (8, 32));
+        // A group of 3 and a partial tile: 7 · 3 = 21 rows → one tile.
+        assert_eq!(flash_grid(32, 7, 9, 3), (3, 1));
+        assert_eq!(flash_grid(64, 43, 9, 3), (3, 3)); // 129 rows, 64 a tile
+    }
 }

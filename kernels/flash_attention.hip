@@ -1,0 +1,282 @@
+// Causal grouped-query attention for prefill rows (FlashAttention-2 style): QKᵀ, an online
+// softmax and PV in one kernel, on the matrix instructions of kernels/common.h (mma.sync on
+// NVIDIA, MFMA on CDNA, WMMA on RDNA3, the FMA twin elsewhere). Same contract as
+// attention_{T} (attention.hip): for query row i at position p = pos0 + i and head h, with
+// KV head kvh = h / G (G = n_heads / n_kv_heads),
+//   out[i, h, :] = Σ_{j ≤ p} softmax_j(q[i, h, :] · K[kvh, j, :] · scale) · V[kvh, j, :].
+//
+// Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
+//   head_dim) of T ∈ {f16, bf16} (engine/src/kv_cache.rs). Entry points flash_attention_{HD}_{T}
+//   take head_dim a multiple of 16 up to HD ∈ {64, 128}.
+// Tiles: a block owns one KV head and FA_BM = 16 · FA_WAVES query rows of the flattened
+//   (row, head-in-group) index f = i · G + g, so every K/V tile it loads serves the whole GQA
+//   group (G = 1, 3, 4, 8, … alike); wave w owns rows 16w .. 16w + 15 of the block's tile.
+//   Keys go in tiles of FA_BN = 32: K and V tiles in shared memory (16-byte loads, rows padded
+//   by 8 values: conflict-free fragment reads), S = Q·Kᵀ (16 × 32 a wave), masked, online
+//   softmax in registers, P rounded to T, O += P·V. Q is rounded to T once, into the A
+//   fragments (registers) of the wave's rows.
+// Launch: grid (n_kv_heads, ceil(rows · G / FA_BM)), block FA_BLOCK = 256 (FA_WAVES = 256 / WAVE
+//   waves: FA_BM = 128 rows at WAVE=32, 64 at WAVE=64); block y runs tile count − 1 − y, so the
+//   tiles with the most keys start first. Static shared memory: K, V tiles and the waves'
+//   P scratch, 2 · 32 · (HD + 8) · 2 + FA_WAVES · 16 · MMA_SCRATCH_LD · 2 bytes (≤ 23 KiB at
+//   HD 128: two blocks in a CDNA CU's 64 KiB). The next K/V tile is loaded into registers while
+//   the current one computes.
+// Masking: keys j > p are excluded with −inf before the softmax; a tile wholly at or below the
+//   block's first position skips the test. Keys past the block's last position are never read
+//   (their tile rows are zero: the arena past the prefix may hold anything, NaN included).
+// Rounding (conformance derives the tolerance from it): q and the softmax weights P are rounded
+//   to T (the matrix inputs); scores, the running max and sum, and O accumulate in f32; the
+//   row sum ℓ adds the unrounded weights.
+// Positions: pos0 as given (a decode step's device-side position goes to the decode kernels).
+// Contract (checked by the host): head_dim a multiple of 16, 16 ≤ head_dim ≤ HD, n_heads a
+//   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, rows · G / FA_BM < 65536.
+// Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128):
+//   tile:    a key tile wholly below the block's first position (no mask test)
+//   masked:  a key tile that crosses a row's position (the causal mask test)
+//   partial: the block's last rows run past rows · G (idle rows, not written)
+
+#include "common.h"
+
+enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL };
+
+constexpr int FA_BLOCK = 256;
+constexpr int FA_WAVES = FA_BLOCK / WAVE;
+constexpr int FA_BM = 16 * FA_WAVES;
+constexpr int FA_BN = 32;
+constexpr int FA_PAD = 8;
+constexpr float FA_LOG2E = 1.4426950408889634f;
+
+// 2^x, approximate (≤ 2 ulp): the softmax weights (rounded to 16 bits after) need no more.
+WF_DEVICE float fa_exp2(float x) {
+#if defined(WF_HIP)
+  return __builtin_amdgcn_exp2f(x);
+#else
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#endif
+}
+
+// Key rows j0 .. j0 + FA_BN − 1 of a K and a V plane, FA_PER 16-byte pieces a thread (piece
+// t = thread + u · FA_BLOCK: row t / pieces, dims 8 · (t % pieces) ..); rows past last_pos are
+// zeros (never read from memory).
+template <int FA_PER>
+WF_DEVICE void fa_fetch(uint32_t (&kreg)[FA_PER][4], uint32_t (&vreg)[FA_PER][4], const uint16_t* kh,
+                        const uint16_t* vh, int j0, int last_pos, int head_dim, int pieces) {
+#pragma unroll
+  for (int u = 0; u < FA_PER; ++u) {
+    const int t = thread_index() + u * FA_BLOCK;
+    const int r = t / pieces, c = (t % pieces) * 8;
+    wf_u32x4 k4 = {0u, 0u, 0u, 0u}, v4 = {0u, 0u, 0u, 0u};
+    if (t < FA_BN * pieces && j0 + r <= last_pos) {
+      k4 = *(const wf_u32x4*)(kh + (i64)(j0 + r) * head_dim + c);
+      v4 = *(const wf_u32x4*)(vh + (i64)(j0 + r) * head_dim + c);
+    }
+    kreg[u][0] = k4.x;
+    kreg[u][1] = k4.y;
+    kreg[u][2] = k4.z;
+    kreg[u][3] = k4.w;
+    vreg[u][0] = v4.x;
+    vreg[u][1] = v4.y;
+    vreg[u][2] = v4.z;
+    vreg[u][3] = v4.w;
+  }
+}
+
+// Piece u of a thread (fa_fetch) into a shared tile row of LD values.
+template <int FA_PER>
+WF_DEVICE void fa_store(uint16_t* tile, int ld, const uint32_t (&reg)[FA_PER][4], int u, int pieces) {
+  const int t = thread_index() + u * FA_BLOCK;
+  const int r = t / pieces, c = (t % pieces) * 8;
+  wf_u32x4 x;
+  x.x = reg[u][0];
+  x.y = reg[u][1];
+  x.z = reg[u][2];
+  x.w = reg[u][3];
+  *(wf_u32x4*)(tile + r * ld + c) = x;
+}
+
+template <class KV, int HD>
+WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, float* out, int layer,
+                                       int pos0, int rows, int n_heads, int n_kv_heads,
+                                       int head_dim, int capacity, float scale) {
+  constexpr int LD = HD + FA_PAD;
+  constexpr int KSTEPS = HD / 16;  // k-steps of Q·Kᵀ and n-tiles of O
+  constexpr int NT = FA_BN / 16;   // n-tiles of S and k-steps of P·V
+  constexpr int FA_PER = (FA_BN * HD / 8 + FA_BLOCK - 1) / FA_BLOCK;  // K (and V) pieces a thread
+  const int slot = KV::id - 1 + (HD == 128 ? 2 : 0);
+  WF_SHARED uint16_t ks[FA_BN * LD];
+  WF_SHARED uint16_t vs[FA_BN * LD];
+  WF_SHARED uint16_t scratch[FA_WAVES * 16 * MMA_SCRATCH_LD];
+
+  const int kvh = block_index_x();
+  const int group = n_heads / n_kv_heads;
+  const int flat = rows * group;  // flattened (row, head-in-group) count
+  const int tiles = (flat + FA_BM - 1) / FA_BM;
+  const int f0 = (tiles - 1 - block_index_y()) * FA_BM;
+  const int f_end = f0 + FA_BM < flat ? f0 + FA_BM : flat;
+  if (f0 + FA_BM > flat && thread_index() == 0) WF_PATH(slot, PATH_PARTIAL);
+  const int first_pos = pos0 + f0 / group;         // the block's smallest position
+  const int last_pos = pos0 + (f_end - 1) / group;  // and largest: keys 0 ..= last_pos
+  const int lane = wave_lane(), w = wave_index();
+  const int ksteps = head_dim / 16;
+
+  // Q: the wave's 16 rows, rounded to T into A fragments (k-step kk covers dims 16kk ..).
+  MmaA qa[KSTEPS];
+#pragma unroll
+  for (int kk = 0; kk < KSTEPS; ++kk) {
+    float v[MMA_A_N];
+#pragma unroll
+    for (int i = 0; i < MMA_A_N; ++i) {
+      const int f = f0 + 16 * w + mma_a_row(lane, i);
+      const int d = 16 * kk + mma_a_k(lane, i);
+      v[i] = 0.0f;
+      if (f < f_end && d < head_dim) {
+        const int r = f / group, h = kvh * group + f % group;
+        v[i] = q[((i64)r * n_heads + h) * head_dim + d] * (scale * FA_LOG2E);
+      }
+    }
+    qa[kk] = mma_a_pack<KV>(v);
+  }
+  // Each row slot's position (idle rows: the last position, so they see keys and stay finite).
+  int pos[MMA_ROWS];
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e) {
+    const int f = f0 + 16 * w + mma_c_row(lane, e);
+    pos[mma_c_slot(e)] = f < f_end ? pos0 + f / group : last_pos;
+  }
+
+  MmaC o[KSTEPS];
+#pragma unroll
+  for (int n = 0; n < KSTEPS; ++n) mma_zero(o[n]);
+  float m[MMA_ROWS], l[MMA_ROWS];
+#pragma unroll
+  for (int s = 0; s < MMA_ROWS; ++s) {
+    m[s] = -wf_inf();
+    l[s] = 0.0f;
+  }
+
+  const i64 plane = (i64)capacity * head_dim;
+  const uint16_t* kh = arena + (((i64)layer * 2 + 0) * n_kv_heads + kvh) * plane;
+  const uint16_t* vh = arena + (((i64)layer * 2 + 1) * n_kv_heads + kvh) * plane;
+  const int pieces = head_dim / 8;  // 16-byte pieces a key row
+  uint16_t* wscratch = scratch + w * 16 * MMA_SCRATCH_LD;
+
+  // K/V tiles are fetched into registers one tile ahead (the loads of tile j + 1 are in flight
+  // while tile j computes), then stored to shared memory.
+  uint32_t kreg[FA_PER][4], vreg[FA_PER][4];
+  fa_fetch(kreg, vreg, kh, vh, 0, last_pos, head_dim, pieces);
+  for (int j0 = 0; j0 <= last_pos; j0 += FA_BN) {
+    block_sync();  // the previous tile's readers are done
+#pragma unroll
+    for (int u = 0; u < FA_PER; ++u) {
+      if (thread_index() + u * FA_BLOCK < FA_BN * pieces) {
+        fa_store(ks, LD, kreg, u, pieces);
+        fa_store(vs, LD, vreg, u, pieces);
+      }
+    }
+    block_sync();
+    if (j0 + FA_BN <= last_pos) fa_fetch(kreg, vreg, kh, vh, j0 + FA_BN, last_pos, head_dim, pieces);
+
+    MmaC s[NT];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      mma_zero(s[n]);
+#pragma unroll
+      for (int kk = 0; kk < KSTEPS; ++kk)
+        if (kk < ksteps) mma<KV>(s[n], qa[kk], mma_b_nk(ks + 16 * n * LD + 16 * kk, LD));
+    }
+    const bool masked = j0 + FA_BN - 1 > first_pos;
+    if (masked) {
+      if (thread_index() == 0) WF_PATH(slot, PATH_MASKED);
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int e = 0; e < MMA_C; ++e)
+          if (j0 + 16 * n + mma_c_col(lane, e) > pos[mma_c_slot(e)]) s[n].c[e] = -wf_inf();
+    } else if (thread_index() == 0) {
+      WF_PATH(slot, PATH_TILE);
+    }
+    // Online softmax (scores are already in log2 units: q carries scale · log2 e).
+    float mx[MMA_ROWS];
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) mx[r] = -wf_inf();
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int e = 0; e < MMA_C; ++e) mx[mma_c_slot(e)] = max_num(mx[mma_c_slot(e)], s[n].c[e]);
+    float corr[MMA_ROWS], sum[MMA_ROWS];
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) {
+      // Every row has a key ≤ its position in the first tile, so m is finite from then on.
+      const float m_new = max_num(m[r], mma_row_max(mx[r]));
+      corr[r] = fa_exp2(m[r] - m_new);  // 0 on the first tile (m = −inf)
+      m[r] = m_new;
+      sum[r] = 0.0f;
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int e = 0; e < MMA_C; ++e) {
+        const float p = fa_exp2(s[n].c[e] - m[mma_c_slot(e)]);
+        s[n].c[e] = p;
+        sum[mma_c_slot(e)] += p;
+      }
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) l[r] = l[r] * corr[r] + mma_row_sum(sum[r]);
+#pragma unroll
+    for (int n = 0; n < KSTEPS; ++n)
+#pragma unroll
+      for (int e = 0; e < MMA_C; ++e) o[n].c[e] *= corr[mma_c_slot(e)];
+    // O += P · V
+#pragma unroll
+    for (int kk = 0; kk < NT; ++kk) {
+      const MmaA pa = mma_c_to_a<KV>(s[kk], wscratch);
+#pragma unroll
+      for (int n = 0; n < KSTEPS; ++n)
+        if (n < ksteps) mma<KV>(o[n], pa, mma_b_kn(vs + 16 * kk * LD + 16 * n, LD));
+    }
+  }
+
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e) {
+    const int f = f0 + 16 * w + mma_c_row(lane, e);
+    if (f >= f_end) continue;
+    const int r = f / group, h = kvh * group + f % group;
+    float* orow = out + ((i64)r * n_heads + h) * head_dim;
+    const float inv = 1.0f / l[mma_c_slot(e)];
+#pragma unroll
+    for (int n = 0; n < KSTEPS; ++n) {
+      const int d = 16 * n + mma_c_col(lane, e);
+      if (n < ksteps) orow[d] = o[n].c[e] * inv;
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_64_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  flash_attention_kernel<F16, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                  capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_64_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  flash_attention_kernel<BF16, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                   capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_128_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  flash_attention_kernel<F16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                   capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_128_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  flash_attention_kernel<BF16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                    capacity, scale);
+}
