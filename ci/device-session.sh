@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -291,6 +291,57 @@ attention)
     done
   fi
   for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|pp)|^\| [a-z].* × [0-9]+ \|" "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+prefill)
+  # The flash-prefill session (issue 9): the GPU unit tests, the op conformance binary (the
+  # flash kernel's prefill cases at both waves, path coverage) and the graph test; conformance
+  # on the fixtures; the attention microbench (decode rows, and prefill rows flash against
+  # simple) beside torch's SDPA (flash and cuDNN backends) on the same lengths; pp512, pp4096
+  # and pp16384 of Llama-3.2-1B and 3.1-8B (pp512 and pp4096 again with the simple kernel,
+  # WAVEFRONT_NO_FLASH_ATTENTION=1); a per-kernel profile (ncu) of the 1B and 8B pp512
+  # forwards. QUICK=1 skips the A/B and the profile; TESTS= the test binaries.
+  unpack .device/ops
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
+  start=$SECONDS
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
+    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
+    --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
+  echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
+  finish
+  start=$SECONDS
+  timeout 240 bin/wavefront bench --attention --backend gpu ${ATTN_ARGS:-} --json "$OUT/bench-attention.json" \
+    --markdown "$OUT/bench-attention.md" >"$OUT/bench-attention.log" 2>&1
+  echo "| bench --attention | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  finish
+  start=$SECONDS
+  timeout 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
+  echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  finish
+  for shape in llama-3.2-1b llama-3.1-8b; do
+    for pp in ${PPS:-512 4096 16384}; do
+      bench "$shape-pp$pp" --shape "$shape" --pp "$pp" --tg 1 --reps 3 --depth 0 --sampling greedy
+      [ "${QUICK:-0}" = 1 ] || [ "$pp" -gt 4096 ] ||
+        WAVEFRONT_NO_FLASH_ATTENTION=1 bench "$shape-pp$pp-simple" --shape "$shape" --pp "$pp" --tg 1 --reps 3 --depth 0 --sampling greedy
+    done
+  done
+  if [ "${QUICK:-0}" != 1 ] && command -v ncu >/dev/null; then
+    for shape in llama-3.2-1b llama-3.1-8b; do
+      timeout 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+        --log-file "$OUT/ncu-$shape-pp512.csv" bin/wavefront bench --backend gpu \
+        --shape "$shape" --pp 512 --tg 1 --reps 1 --depth 0 --sampling greedy \
+        >"$OUT/ncu-$shape-pp512.log" 2>&1
+      echo "| ncu $shape pp512 | $? | | |" | tee -a "$OUT/summary.md"
+      python3 ci/ncu-step-profile.py --prefill "$OUT/ncu-$shape-pp512.csv" | tee "$OUT/ncu-$shape-pp512.md" | head -16
+      finish
+    done
+  fi
+  grep -E "^\| [a-z].* \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|" "$OUT/bench-attention.md" | tail -12
+  cat "$OUT/torch-sdpa.md" 2>/dev/null | grep "^| llama"
+  for f in "$OUT"/bench-*pp*.md; do echo "== $f"; grep -E "^\| pp" "$f"; done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;

@@ -6,7 +6,9 @@ The kernels are cut into forwards at every `embedding_*` launch; a forward that 
 `sample_step` is a step (a decode step, or a one-token prefill and its first sample: the same
 kernels). For each kernel name the table gives its launches per step and the median over the
 steps of its summed time, then the median step total: the device time of a step without the
-gaps between kernels. Usage: ncu-step-profile.py CSV [CSV...] (one table per file).
+gaps between kernels. With --prefill the steps are the prefill forwards instead: those whose
+kernel time is at least half the longest forward's (a profiled `bench --pp N --tg 1` run).
+Usage: ncu-step-profile.py [--prefill] CSV [CSV...] (one table per file).
 """
 import csv
 import statistics
@@ -29,7 +31,7 @@ def kernels(path):
     return out
 
 
-def steps(ks):
+def steps(ks, prefill=False):
     cur, all_ = [], []
     for name, us in ks:
         if name.startswith("embedding_") and cur:
@@ -38,13 +40,17 @@ def steps(ks):
         cur.append((name, us))
     if cur:
         all_.append(cur)
+    if prefill:
+        longest = max((sum(us for _, us in s) for s in all_), default=0.0)
+        return [s for s in all_ if sum(us for _, us in s) >= 0.5 * longest]
     return [s for s in all_ if any(n in ("sample_step", "sample_pick") for n, _ in s)]
 
 
-def table(path):
-    ss = steps(kernels(path))
+def table(path, prefill=False):
+    ss = steps(kernels(path), prefill)
+    what = "prefill forward" if prefill else "decode step"
     if not ss:
-        return f"{path}: no decode step found\n"
+        return f"{path}: no {what} found\n"
     names = sorted({n for s in ss for n, _ in s})
     rows = []
     for n in names:
@@ -53,7 +59,7 @@ def table(path):
         rows.append((n, cnt, statistics.median(per)))
     total = statistics.median([sum(us for _, us in s) for s in ss])
     launches = statistics.median([len(s) for s in ss])
-    out = [f"{path}: {len(ss)} steps, median {launches:.0f} launches and {total:.1f} µs of kernel time per step\n",
+    out = [f"{path}: {len(ss)} {what}s, median {launches:.0f} launches and {total:.1f} µs of kernel time per step\n",
            "| kernel | launches/step | µs/step | share |", "|---|---:|---:|---:|"]
     for n, cnt, us in sorted(rows, key=lambda r: -r[2]):
         out.append(f"| {n} | {cnt:g} | {us:.1f} | {100 * us / total:.1f}% |")
@@ -61,5 +67,7 @@ def table(path):
 
 
 if __name__ == "__main__":
-    for p in sys.argv[1:]:
-        print(table(p))
+    args = sys.argv[1:]
+    prefill = "--prefill" in args
+    for p in (a for a in args if a != "--prefill"):
+        print(table(p, prefill))

@@ -9,6 +9,12 @@
 //! [`super::gemv::STREAM_BYTES`] of K/V in all) that no call finds its K/V in the last-level
 //! cache, as in decode where each layer's cache is read once per token. The separate kernels are
 //! timed up to depth [`SEPARATE_MAX_DEPTH`] (past it the phase-1 kernel takes seconds a sample).
+//!
+//! Prefill: the causal attention of `len` query rows from position 0 over bf16 K/V (RoPE and the
+//! KV write are not timed), the flash kernel (`kernels/flash_attention.hip`) against the simple
+//! kernel (`kernels/attention.hip`, to [`SIMPLE_MAX_LEN`] rows), in TFLOP/s of the FlashAttention
+//! benchmarks' count: `4 · len² / 2 · head_dim · n_heads` (QKᵀ and PV over the causal half), as
+//! torch's `scaled_dot_product_attention` figures in `../shared/anchors/` are counted.
 
 use serde::Serialize;
 
@@ -26,6 +32,18 @@ pub const DEPTHS: [usize; 3] = [1024, 8192, 32768];
 
 /// The deepest cache the separate kernels are timed at.
 pub const SEPARATE_MAX_DEPTH: usize = 8192;
+
+/// Default prefill lengths (query rows from position 0).
+pub const PREFILL_LENS: [usize; 3] = [512, 4096, 16384];
+
+/// The longest prefill the simple kernel is timed at.
+pub const SIMPLE_MAX_LEN: usize = 4096;
+
+/// Floating-point operations of a causal prefill of `len` rows (QKᵀ and PV, 2 a multiply-add,
+/// over the causal half of the `len × len` scores), as the FlashAttention benchmarks count them.
+pub fn prefill_flops(c: &ModelConfig, len: usize) -> f64 {
+    4.0 * (len as f64).powi(2) / 2.0 * c.head_dim as f64 * c.n_heads as f64
+}
 
 /// K and V bytes of `len` positions of one layer: what the step's attention reads at least.
 pub fn kv_bytes(c: &ModelConfig, len: usize, kv: DType) -> usize {
@@ -81,6 +99,51 @@ impl AttentionRow {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct PrefillRow {
+    pub model: String,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Query rows, from position 0.
+    pub len: usize,
+    /// [`prefill_flops`].
+    pub flops: f64,
+    pub flash_us: f64,
+    pub flash_tflop_s: f64,
+    /// The simple kernel (None past [`SIMPLE_MAX_LEN`]).
+    pub simple_us: Option<f64>,
+    pub simple_tflop_s: Option<f64>,
+    /// simple_us / flash_us.
+    pub speedup: Option<f64>,
+}
+
+impl PrefillRow {
+    fn new(
+        model: &str,
+        c: &ModelConfig,
+        len: usize,
+        flash_ms: f64,
+        simple_ms: Option<f64>,
+    ) -> Self {
+        let flops = prefill_flops(c, len);
+        let tflop_s = |ms: f64| flops / (ms * 1e-3) / 1e12;
+        PrefillRow {
+            model: model.to_string(),
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            len,
+            flops,
+            flash_us: flash_ms * 1e3,
+            flash_tflop_s: tflop_s(flash_ms),
+            simple_us: simple_ms.map(|ms| ms * 1e3),
+            simple_tflop_s: simple_ms.map(tflop_s),
+            speedup: simple_ms.map(|s| s / flash_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct AttentionReport {
     pub backend: String,
     pub device: String,
@@ -88,6 +151,8 @@ pub struct AttentionReport {
     pub copy_gb_s: f64,
     pub reps: usize,
     pub rows: Vec<AttentionRow>,
+    /// Prefill attention per shape and length (empty when none was asked for).
+    pub prefill: Vec<PrefillRow>,
     pub kernels: Vec<KernelSource>,
 }
 
@@ -124,8 +189,84 @@ impl AttentionReport {
                 opt(r.ratio, 2),
             ));
         }
+        if !self.prefill.is_empty() {
+            s.push_str(&format!(
+                "\nPrefill attention, causal from position 0, bf16 K/V (RoPE and the KV write not timed), median of {} reps after a warm-up; flash: flash_attention (matrix instructions); simple: attention (f32, to {SIMPLE_MAX_LEN} rows); TFLOP/s = 4 · len²/2 · head_dim · heads / time; speedup = simple time / flash time\n\n\
+                 | model | heads (q/kv × dim) | len | GFLOP | flash µs | flash TFLOP/s | simple µs | simple TFLOP/s | speedup |\n\
+                 |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+                self.reps
+            ));
+            for r in &self.prefill {
+                s.push_str(&format!(
+                    "| {} | {}/{} × {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
+                    r.model,
+                    r.n_heads,
+                    r.n_kv_heads,
+                    r.head_dim,
+                    r.len,
+                    r.flops / 1e9,
+                    r.flash_us,
+                    r.flash_tflop_s,
+                    opt(r.simple_us, 1),
+                    opt(r.simple_tflop_s, 2),
+                    opt(r.speedup, 1),
+                ));
+            }
+        }
         s
     }
+}
+
+/// `n` bf16 values of magnitude in [0.5, 1) with random signs, as bytes.
+fn random_bf16_kv_bytes(n: usize, seed: u64) -> Vec<u8> {
+    random_16bit_bytes(n, seed, |r| (r & 0x8000) | 0x3f00 | (r & 0x007f))
+}
+
+/// Times one shape's prefill of `len` rows: (flash ms, simple ms where timed). Leaves `b`
+/// taking the flash kernel.
+fn measure_prefill(
+    b: &mut GpuBackend,
+    c: &ModelConfig,
+    len: usize,
+    reps: usize,
+) -> Result<(f64, Option<f64>)> {
+    let layout = KvLayout {
+        n_layers: 1,
+        n_kv_heads: c.n_kv_heads,
+        head_dim: c.head_dim,
+        capacity: len,
+        dtype: DType::BF16,
+    };
+    let arena = b.upload(DType::BF16, &random_bf16_kv_bytes(layout.elems(), 13))?;
+    let mut cache = KvCache::from_arena(arena, layout)?;
+    cache.set_len(len)?;
+    let qd = c.n_heads * c.head_dim;
+    let q = b.upload_f32(&crate::formats::random::values(len * qd, 5))?;
+    let mut out = b.alloc(DType::F32, len * qd)?;
+    let params = AttentionParams {
+        layer: 0,
+        pos0: 0,
+        rows: len,
+        n_heads: c.n_heads,
+        n_kv_heads: c.n_kv_heads,
+        head_dim: c.head_dim,
+    };
+    let mut run = |b: &GpuBackend| {
+        time(b, reps, 1, &mut |_| {
+            b.attention(&q, &cache, &mut out, params, None)
+        })
+    };
+    b.set_flash_attention(true);
+    let flash = run(b)?;
+    let simple = if len <= SIMPLE_MAX_LEN {
+        b.set_flash_attention(false);
+        let t = run(b);
+        b.set_flash_attention(true);
+        Some(t?)
+    } else {
+        None
+    };
+    Ok((flash, simple))
 }
 
 /// `n` f16 values of magnitude in [0.5, 1) with random signs, as bytes.
@@ -189,58 +330,94 @@ fn measure(
     Ok((fused, separate))
 }
 
-/// What to measure: each shape of `shapes` with its depths. `depths` given: each must fit the
-/// shape's context (a step at depth d needs d + 1 positions), else an error; `None`: the
-/// [`DEPTHS`] that fit it.
+/// One shape's part of the benchmark: decode depths and prefill lengths.
+#[derive(Debug, Clone)]
+pub struct ShapePlan<'a> {
+    pub name: &'a str,
+    pub config: ModelConfig,
+    pub depths: Vec<usize>,
+    pub lens: Vec<usize>,
+}
+
+/// What to measure: each shape of `shapes` with its decode depths and prefill lengths. `depths`
+/// given: each must fit the shape's context (a step at depth d needs d + 1 positions), else an
+/// error; `None`: the [`DEPTHS`] that fit it. `lens` likewise (a prefill of n rows needs n
+/// positions, n ≥ 2), with [`PREFILL_LENS`] the default.
 pub fn plan<'a>(
     shapes: &[&'a str],
     depths: Option<&[usize]>,
-) -> Result<Vec<(&'a str, ModelConfig, Vec<usize>)>> {
-    if shapes.is_empty() || depths.is_some_and(|d| d.is_empty()) {
+    lens: Option<&[usize]>,
+) -> Result<Vec<ShapePlan<'a>>> {
+    if shapes.is_empty()
+        || depths.is_some_and(|d| d.is_empty())
+        || lens.is_some_and(|l| l.is_empty())
+    {
         return Err(Error::InvalidRequest(
-            "bench --attention: no model shapes or no depths".into(),
+            "bench --attention: no model shapes, depths or prefill lengths".into(),
         ));
+    }
+    if let Some(&n) = lens.into_iter().flatten().find(|&&n| n < 2) {
+        return Err(Error::InvalidRequest(format!(
+            "bench --attention: prefill length {n}: a prefill is at least 2 rows (1 is decode)"
+        )));
     }
     let mut out = Vec::new();
     for &name in shapes {
         let c = crate::formats::random::shape(name)?;
-        let fits = |d: usize| d < c.max_position_embeddings;
-        let ds = match depths {
-            Some(ds) => {
-                if let Some(&d) = ds.iter().find(|&&d| !fits(d)) {
-                    return Err(Error::InvalidRequest(format!(
-                        "bench --attention: depth {d} is past {name}'s context of {} positions",
-                        c.max_position_embeddings
-                    )));
-                }
-                ds.to_vec()
+        let ctx = c.max_position_embeddings;
+        let pick = |given: Option<&[usize]>, default: &[usize], need: fn(usize) -> usize, what| {
+            match given {
+                Some(v) => match v.iter().find(|&&x| need(x) > ctx) {
+                    Some(x) => Err(Error::InvalidRequest(format!(
+                        "bench --attention: {what} {x} is past {name}'s context of {ctx} positions"
+                    ))),
+                    None => Ok(v.to_vec()),
+                },
+                None => Ok(default
+                    .iter()
+                    .copied()
+                    .filter(|&x| need(x) <= ctx)
+                    .collect()),
             }
-            None => DEPTHS.into_iter().filter(|&d| fits(d)).collect(),
         };
-        out.push((name, c, ds));
+        let depths = pick(depths, &DEPTHS, |d| d + 1, "depth")?;
+        let lens = pick(lens, &PREFILL_LENS, |n| n, "prefill length")?;
+        out.push(ShapePlan {
+            name,
+            config: c,
+            depths,
+            lens,
+        });
     }
     Ok(out)
 }
 
 /// Runs the attention microbenchmark for the model shapes `shapes` (names of
-/// [`crate::formats::random::shape`]) at `depths` ([`plan`]), with at least [`MIN_REPS`]
-/// repetitions.
+/// [`crate::formats::random::shape`]) at `depths` and prefill lengths `lens` ([`plan`]), with
+/// at least [`MIN_REPS`] repetitions.
 pub fn run(
-    b: &GpuBackend,
+    b: &mut GpuBackend,
     shapes: &[&str],
     depths: Option<&[usize]>,
+    lens: Option<&[usize]>,
     reps: usize,
 ) -> Result<AttentionReport> {
-    let plan = plan(shapes, depths)?;
+    let plan = plan(shapes, depths, lens)?;
     let reps = reps.max(MIN_REPS);
     let copy_gb_s = copy_bandwidth(b, 256 << 20, reps)?;
     let mut rows = Vec::new();
-    for (name, c, depths) in plan {
-        for depth in depths {
-            let (fused, separate) = measure(b, &c, depth, reps)?;
+    let mut prefill = Vec::new();
+    for p in plan {
+        let c = &p.config;
+        for depth in p.depths {
+            let (fused, separate) = measure(b, c, depth, reps)?;
             rows.push(AttentionRow::new(
-                name, &c, depth, fused, separate, copy_gb_s,
+                p.name, c, depth, fused, separate, copy_gb_s,
             ));
+        }
+        for len in p.lens {
+            let (flash, simple) = measure_prefill(b, c, len, reps)?;
+            prefill.push(PrefillRow::new(p.name, c, len, flash, simple));
         }
     }
     Ok(AttentionReport {
@@ -249,6 +426,7 @@ pub fn run(
         copy_gb_s,
         reps,
         rows,
+        prefill,
         kernels: b.kernel_sources(),
     })
 }
@@ -287,6 +465,7 @@ mod tests {
             copy_gb_s: 2000.0,
             reps: 20,
             rows: vec![row, deep],
+            prefill: vec![],
             kernels: vec![],
         };
         let md = report.markdown();
@@ -304,18 +483,75 @@ mod tests {
     }
 
     #[test]
-    fn default_depths_fit_each_shape_and_given_ones_must() {
-        let p = plan(&["smollm2-135m", "llama-3.2-1b"], None).unwrap();
-        assert_eq!(p[0].2, [1024], "SmolLM2's context is 8192 positions");
-        assert_eq!(p[1].2, DEPTHS);
-        let e = plan(&["smollm2-135m"], Some(&[8192]))
+    fn default_depths_and_lengths_fit_each_shape_and_given_ones_must() {
+        let p = plan(&["smollm2-135m", "llama-3.2-1b"], None, None).unwrap();
+        assert_eq!(p[0].depths, [1024], "SmolLM2's context is 8192 positions");
+        assert_eq!(p[0].lens, [512, 4096]);
+        assert_eq!(p[1].depths, DEPTHS);
+        assert_eq!(p[1].lens, PREFILL_LENS);
+        let e = plan(&["smollm2-135m"], Some(&[8192]), None)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("depth 8192 is past smollm2-135m's context"),
             "{e}"
         );
-        assert!(plan(&["llama-3.2-1b"], Some(&[])).is_err());
+        // 8192 rows fit 8192 positions; 8193 do not.
+        let p = plan(&["smollm2-135m"], None, Some(&[8192])).unwrap();
+        assert_eq!(p[0].lens, [8192]);
+        let e = plan(&["smollm2-135m"], None, Some(&[8193]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("prefill length 8193 is past"), "{e}");
+        let e = plan(&["llama-3.2-1b"], None, Some(&[1]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 2 rows"), "{e}");
+        assert!(plan(&["llama-3.2-1b"], Some(&[]), None).is_err());
+        assert!(plan(&["llama-3.2-1b"], None, Some(&[])).is_err());
+    }
+
+    #[test]
+    fn prefill_rows_count_the_causal_half_in_tflop_s() {
+        let c = crate::formats::random::shape("llama-3.1-8b").unwrap();
+        // 4 · 4096² / 2 · 128 · 32 = 137.438953472 GFLOP.
+        assert_eq!(prefill_flops(&c, 4096), 137_438_953_472.0);
+        let r = PrefillRow::new("llama-3.1-8b", &c, 4096, 0.5, Some(20.0));
+        assert!(
+            (r.flash_tflop_s - 274.877906944).abs() < 1e-9,
+            "{}",
+            r.flash_tflop_s
+        );
+        assert!((r.speedup.unwrap() - 40.0).abs() < 1e-12);
+        let long = PrefillRow::new("llama-3.1-8b", &c, 16384, 8.0, None);
+        let report = AttentionReport {
+            backend: "gpu".into(),
+            device: "test".into(),
+            copy_gb_s: 2000.0,
+            reps: 20,
+            rows: vec![],
+            prefill: vec![r, long],
+            kernels: vec![],
+        };
+        let md = report.markdown();
+        assert!(
+            md.contains("| llama-3.1-8b | 32/8 × 128 | 4096 | 137.4 | 500.0 | 274.9 | 20000.0 | 6.87 | 40.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 16384 | 2199.0 | 8000.0 | 274.9 | — | — | — |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn random_bf16_kv_is_finite_of_both_signs() {
+        let v: Vec<f32> = random_bf16_kv_bytes(1000, 1)
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect();
+        assert!(v.iter().all(|x| (0.5..1.0).contains(&x.abs())));
+        assert!(v.iter().any(|&x| x < 0.0) && v.iter().any(|&x| x > 0.0));
     }
 
     #[test]

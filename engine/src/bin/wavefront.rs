@@ -120,11 +120,15 @@ struct BenchArgs {
     gemv: bool,
     /// Instead of the model benchmark: one decode step's attention of `--shape` (default: all
     /// three shapes) at each `--depth` (default 1024,8192,32768 where the shape's context
-    /// allows), the fused decode kernel
-    /// against the separate RoPE and attention kernels (to depth 8192), on random f16 K/V (GPU
-    /// only; at least 20 reps).
+    /// allows), the fused decode kernel against the separate RoPE and attention kernels (to
+    /// depth 8192), on random f16 K/V; and the causal prefill attention of each
+    /// `--prefill-len` rows (default 512,4096,16384 where the context allows), the flash kernel
+    /// against the simple one (to 4096 rows), on random bf16 K/V (GPU only; at least 20 reps).
     #[arg(long, conflicts_with_all = ["model", "pp", "tg", "gemv"])]
     attention: bool,
+    /// Prefill lengths of `--attention`, comma-separated (each at least 2).
+    #[arg(long, value_delimiter = ',', requires = "attention")]
+    prefill_len: Vec<usize>,
 }
 
 /// Float flags take negative numbers (`--temperature -1`) so that the range check, not the
@@ -410,14 +414,15 @@ fn write_report<R: serde::Serialize>(args: &BenchArgs, md: &str, report: &R) -> 
 fn bench_attention(args: &BenchArgs) -> Result<()> {
     let shapes = bench_shapes(args)?;
     let depths = (!args.depth.is_empty()).then_some(args.depth.as_slice());
-    wavefront::bench::attention::plan(&shapes, depths)?; // before a backend starts
-    let Some(b) = select_gpu(args.backend, args.kernels.as_ref())? else {
+    let lens = (!args.prefill_len.is_empty()).then_some(args.prefill_len.as_slice());
+    wavefront::bench::attention::plan(&shapes, depths, lens)?; // before a backend starts
+    let Some(mut b) = select_gpu(args.backend, args.kernels.as_ref())? else {
         bail!(
             "bench --attention measures the GPU's decode attention kernels; the CPU backend has \
              none (run it with a usable GPU, --backend gpu or auto)"
         );
     };
-    let report = wavefront::bench::attention::run(&b, &shapes, depths, args.reps)?;
+    let report = wavefront::bench::attention::run(&mut b, &shapes, depths, lens, args.reps)?;
     write_report(args, &report.markdown(), &report)
 }
 
