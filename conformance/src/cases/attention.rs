@@ -360,6 +360,9 @@ pub fn grid() -> Vec<AttentionCase> {
         g.push(case(2, 0, (16, 2), 96, kv));
         g.push(case(33, 100, (8, 2), 16, kv));
         g.push(case(5, 11, (4, 2), 256, kv));
+        // the simple kernel from an empty cache: row 0 has one key, so a wave64 block's second
+        // wave sees none (its empty_wave path)
+        g.push(case(3, 0, (4, 2), 6, kv));
     }
     // larger scores through the flash kernel's online softmax (max subtraction across tiles)
     g.push(AttentionCase {
