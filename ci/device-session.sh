@@ -294,17 +294,31 @@ attention)
   cat "$OUT/summary.md"
   ;;
 prefill)
-  # The flash-prefill session (issue 9): the GPU unit tests, the op conformance binary (the
-  # flash kernel's prefill cases at both waves, path coverage) and the graph test; conformance
-  # on the fixtures; the attention microbench (decode rows, and prefill rows flash against
-  # simple) beside torch's SDPA (flash and cuDNN backends) on the same lengths; pp512, pp4096
-  # and pp16384 of Llama-3.2-1B and 3.1-8B (pp512 and pp4096 again with the simple kernel,
-  # WAVEFRONT_NO_FLASH_ATTENTION=1); a per-kernel profile (ncu) of the 1B and 8B pp512
-  # forwards. QUICK=1 skips the A/B and the profile; TESTS= the test binaries.
+  # The flash-prefill session (issue 9): first, where VARIANTS names kernel directories (copies
+  # of kernels/ with edits, carried in the working tree), each one's prefill attention rows of
+  # bench --attention (8B and 1B shapes, 4096 and 16384 rows) and, where CHECK names them too,
+  # its attention_prefill conformance at both waves; then the GPU unit tests (TESTS, default
+  # engine_lib ops_gpu gpu_graph: the op conformance binary has the flash kernel's cases at both
+  # waves and the path coverage), conformance on the fixtures, the attention microbench (decode
+  # rows, and prefill rows flash against simple) and torch's SDPA (flash and cuDNN backends) on
+  # the same lengths (NO_TORCH=1 skips it); pp at PPS (default 512 4096 16384) of Llama-3.2-1B
+  # and 3.1-8B, PP_REPS reps, and at SIMPLE_PPS (default 512 4096) again with the simple kernel
+  # (WAVEFRONT_NO_FLASH_ATTENTION=1); a per-kernel profile (ncu) of the 1B and 8B pp512
+  # forwards. QUICK=1 skips the simple-kernel pp runs and the profile.
   unpack .device/ops
   echo "| step | exit | time | result |" >"$OUT/summary.md"
   echo "|---|---:|---:|---|" >>"$OUT/summary.md"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for v in ${VARIANTS:-}; do
+    for shape in llama-3.1-8b llama-3.2-1b; do
+      start=$SECONDS
+      md="$OUT/variant-$(basename "$v")-$shape.md"
+      timeout 120 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape "$shape" --depth 1024 \
+        --prefill-len 4096,16384 --markdown "$md" >"$md.log" 2>&1
+      echo "| variant $v $shape | $? | $((SECONDS - start)) s | $(grep -E "\| (4096|16384) \|" "$md" | awk -F'|' '{printf "%s: %s TFLOP/s; ", $4, $8}') |" | tee -a "$OUT/summary.md"
+    done
+    finish
+  done
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   start=$SECONDS
   timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
@@ -312,23 +326,35 @@ prefill)
     --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
   echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
   finish
+  for v in ${CHECK:-}; do
+    start=$SECONDS
+    timeout 150 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op attention_prefill \
+      --kernels "$v" --report "$OUT/conformance-$(basename "$v").md" >"$OUT/conformance-$(basename "$v").log" 2>&1
+    echo "| conformance attention_prefill $v | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-$(basename "$v").log") |" | tee -a "$OUT/summary.md"
+    finish
+  done
   start=$SECONDS
   timeout 240 bin/wavefront bench --attention --backend gpu ${ATTN_ARGS:-} --json "$OUT/bench-attention.json" \
     --markdown "$OUT/bench-attention.md" >"$OUT/bench-attention.log" 2>&1
   echo "| bench --attention | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   finish
-  start=$SECONDS
-  timeout 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
-  echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-  finish
+  if [ "${NO_TORCH:-0}" != 1 ]; then
+    start=$SECONDS
+    timeout 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
+    echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    finish
+  fi
   for shape in llama-3.2-1b llama-3.1-8b; do
     for pp in ${PPS:-512 4096 16384}; do
-      bench "$shape-pp$pp" --shape "$shape" --pp "$pp" --tg 1 --reps 3 --depth 0 --sampling greedy
-      [ "${QUICK:-0}" = 1 ] || [ "$pp" -gt 4096 ] ||
-        WAVEFRONT_NO_FLASH_ATTENTION=1 bench "$shape-pp$pp-simple" --shape "$shape" --pp "$pp" --tg 1 --reps 3 --depth 0 --sampling greedy
+      bench "$shape-pp$pp" --shape "$shape" --pp "$pp" --tg 1 --reps "${PP_REPS:-3}" --depth 0 --sampling greedy
+    done
+    [ "${QUICK:-0}" = 1 ] && continue
+    for pp in ${SIMPLE_PPS-512 4096}; do
+      WAVEFRONT_NO_FLASH_ATTENTION=1 bench "$shape-pp$pp-simple" --shape "$shape" --pp "$pp" --tg 1 \
+        --reps "${PP_REPS:-3}" --depth 0 --sampling greedy
     done
   done
-  if [ "${QUICK:-0}" != 1 ] && command -v ncu >/dev/null; then
+  if [ "${QUICK:-0}" != 1 ] && [ "${NO_NCU:-0}" != 1 ] && command -v ncu >/dev/null; then
     for shape in llama-3.2-1b llama-3.1-8b; do
       timeout 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-$shape-pp512.csv" bin/wavefront bench --backend gpu \
@@ -340,7 +366,7 @@ prefill)
     done
   fi
   grep -E "^\| [a-z].* \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|" "$OUT/bench-attention.md" | tail -12
-  cat "$OUT/torch-sdpa.md" 2>/dev/null | grep "^| llama"
+  grep "^| llama" "$OUT/torch-sdpa.md" 2>/dev/null
   for f in "$OUT"/bench-*pp*.md; do echo "== $f"; grep -E "^\| pp" "$f"; done
   cat "$OUT/summary.md"
   ;;

@@ -8,19 +8,22 @@
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
 //   head_dim) of T ∈ {f16, bf16} (engine/src/kv_cache.rs). Entry points flash_attention_{HD}_{T}
 //   take head_dim a multiple of 16 up to HD ∈ {64, 128}.
-// Tiles: a block owns one KV head and FA_BM = 16 · FA_WAVES query rows of the flattened
+// Tiles: a block owns one KV head and BM = 16 · MT · FA_WAVES query rows of the flattened
 //   (row, head-in-group) index f = i · G + g, so every K/V tile it loads serves the whole GQA
-//   group (G = 1, 3, 4, 8, … alike); wave w owns rows 16w .. 16w + 15 of the block's tile.
-//   Keys go in tiles of FA_BN = 32: K and V tiles in shared memory (16-byte loads, rows padded
-//   by 8 values: conflict-free fragment reads), S = Q·Kᵀ (16 × 32 a wave), masked, online
-//   softmax in registers, P rounded to T, O += P·V. Q is rounded to T once, into the A
-//   fragments (registers) of the wave's rows.
-// Launch: grid (n_kv_heads, ceil(rows · G / FA_BM)), block FA_BLOCK = 256 (FA_WAVES = 256 / WAVE
-//   waves: FA_BM = 128 rows at WAVE=32, 64 at WAVE=64); block y runs tile count − 1 − y, so the
-//   tiles with the most keys start first. Static shared memory: K, V tiles and the waves'
-//   P scratch, 2 · 32 · (HD + 8) · 2 + FA_WAVES · 16 · MMA_SCRATCH_LD · 2 bytes (≤ 23 KiB at
-//   HD 128: two blocks in a CDNA CU's 64 KiB). The next K/V tile is loaded into registers while
-//   the current one computes.
+//   group (G = 1, 3, 4, 8, … alike); wave w owns the MT m-tiles of 16 rows from 16 · MT · w.
+//   Keys go in tiles of BN: K and V tiles in shared memory (16-byte loads, rows padded by 8
+//   values: conflict-free fragment reads), S = Q·Kᵀ (16 · MT × BN a wave; each K fragment read
+//   serves the MT m-tiles), masked, online softmax in registers, P rounded to T, O += P·V (each
+//   V fragment likewise). Q is rounded to T once, into the A fragments (registers) of the
+//   wave's rows. MT and BN per entry point (FaTile) are chosen by measurement and by the
+//   register file: no spills at any target.
+// Launch: grid (n_kv_heads, Y), block FA_BLOCK = 256 (FA_WAVES = 256 / WAVE waves), Y at least
+//   ceil(rows · G / (16 · FA_WAVES)) (the tile count at MT = 1, whatever the entry point's MT);
+//   block y runs tile count − 1 − y, so the tiles with the most keys start first, and blocks
+//   past the tile count return. Static shared memory: K, V tiles and the waves' P scratch,
+//   2 · BN · (HD + 8) · 2 + FA_WAVES · 16 · MMA_SCRATCH_LD · 2 bytes (at most 23 KiB: two
+//   blocks in a CDNA CU's 64 KiB). The next K/V tile is loaded into registers while the current
+//   one computes.
 // Masking: keys j > p are excluded with −inf before the softmax; a tile wholly at or below the
 //   block's first position skips the test. Keys past the block's last position are never read
 //   (their tile rows are zero: the arena past the prefix may hold anything, NaN included).
@@ -29,7 +32,7 @@
 //   row sum ℓ adds the unrounded weights.
 // Positions: pos0 as given (a decode step's device-side position goes to the decode kernels).
 // Contract (checked by the host): head_dim a multiple of 16, 16 ≤ head_dim ≤ HD, n_heads a
-//   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, rows · G / FA_BM < 65536.
+//   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, Y < 65536.
 // Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128):
 //   tile:    a key tile wholly below the block's first position (no mask test)
 //   masked:  a key tile that crosses a row's position (the causal mask test)
@@ -41,9 +44,22 @@ enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL };
 
 constexpr int FA_BLOCK = 256;
 constexpr int FA_WAVES = FA_BLOCK / WAVE;
-constexpr int FA_BM = 16 * FA_WAVES;
-constexpr int FA_BN = 32;
 constexpr int FA_PAD = 8;
+// B fragments read ahead of their products (KSTEPS = HD / 16 = 4 or 8 is a multiple); RDNA3's
+// are 8 registers each (all 16 k of a column): read ahead, even 2 of them spill at HD 128.
+constexpr int FA_BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4;
+// Per entry point: MT m-tiles of 16 rows a wave (each K/V fragment read from shared memory
+// serves MT products) and BN keys a tile.
+template <int HD>
+struct FaTile;
+template <>
+struct FaTile<64> {
+  static constexpr int MT = 1, BN = 32;
+};
+template <>
+struct FaTile<128> {
+  static constexpr int MT = 1, BN = 32;
+};
 constexpr float FA_LOG2E = 1.4426950408889634f;
 
 // 2^x, approximate (≤ 2 ulp): the softmax weights (rounded to 16 bits after) need no more.
@@ -57,10 +73,10 @@ WF_DEVICE float fa_exp2(float x) {
 #endif
 }
 
-// Key rows j0 .. j0 + FA_BN − 1 of a K and a V plane, FA_PER 16-byte pieces a thread (piece
+// Key rows j0 .. j0 + BN − 1 of a K and a V plane, FA_PER 16-byte pieces a thread (piece
 // t = thread + u · FA_BLOCK: row t / pieces, dims 8 · (t % pieces) ..); rows past last_pos are
 // zeros (never read from memory).
-template <int FA_PER>
+template <int FA_PER, int BN>
 WF_DEVICE void fa_fetch(uint32_t (&kreg)[FA_PER][4], uint32_t (&vreg)[FA_PER][4], const uint16_t* kh,
                         const uint16_t* vh, int j0, int last_pos, int head_dim, int pieces) {
 #pragma unroll
@@ -68,7 +84,7 @@ WF_DEVICE void fa_fetch(uint32_t (&kreg)[FA_PER][4], uint32_t (&vreg)[FA_PER][4]
     const int t = thread_index() + u * FA_BLOCK;
     const int r = t / pieces, c = (t % pieces) * 8;
     wf_u32x4 k4 = {0u, 0u, 0u, 0u}, v4 = {0u, 0u, 0u, 0u};
-    if (t < FA_BN * pieces && j0 + r <= last_pos) {
+    if (t < BN * pieces && j0 + r <= last_pos) {
       k4 = *(const wf_u32x4*)(kh + (i64)(j0 + r) * head_dim + c);
       v4 = *(const wf_u32x4*)(vh + (i64)(j0 + r) * head_dim + c);
     }
@@ -100,60 +116,73 @@ template <class KV, int HD>
 WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, float* out, int layer,
                                        int pos0, int rows, int n_heads, int n_kv_heads,
                                        int head_dim, int capacity, float scale) {
+  constexpr int MT = FaTile<HD>::MT;  // m-tiles (16 rows) a wave
+  constexpr int BN = FaTile<HD>::BN;  // keys a tile
+  constexpr int BM = 16 * MT * FA_WAVES;
   constexpr int LD = HD + FA_PAD;
   constexpr int KSTEPS = HD / 16;  // k-steps of Q·Kᵀ and n-tiles of O
-  constexpr int NT = FA_BN / 16;   // n-tiles of S and k-steps of P·V
-  constexpr int FA_PER = (FA_BN * HD / 8 + FA_BLOCK - 1) / FA_BLOCK;  // K (and V) pieces a thread
+  constexpr int NT = BN / 16;      // n-tiles of S and k-steps of P·V
+  constexpr int FA_PER = (BN * HD / 8 + FA_BLOCK - 1) / FA_BLOCK;  // K (and V) pieces a thread
   const int slot = KV::id - 1 + (HD == 128 ? 2 : 0);
-  WF_SHARED uint16_t ks[FA_BN * LD];
-  WF_SHARED uint16_t vs[FA_BN * LD];
+  WF_SHARED uint16_t ks[BN * LD];
+  WF_SHARED uint16_t vs[BN * LD];
   WF_SHARED uint16_t scratch[FA_WAVES * 16 * MMA_SCRATCH_LD];
 
   const int kvh = block_index_x();
   const int group = n_heads / n_kv_heads;
   const int flat = rows * group;  // flattened (row, head-in-group) count
-  const int tiles = (flat + FA_BM - 1) / FA_BM;
-  const int f0 = (tiles - 1 - block_index_y()) * FA_BM;
-  const int f_end = f0 + FA_BM < flat ? f0 + FA_BM : flat;
-  if (f0 + FA_BM > flat && thread_index() == 0) WF_PATH(slot, PATH_PARTIAL);
+  const int tiles = (flat + BM - 1) / BM;
+  const int tile = tiles - 1 - block_index_y();  // the most keys first
+  if (tile < 0) return;  // the grid is sized for one m-tile a wave
+  const int f0 = tile * BM;
+  const int f_end = f0 + BM < flat ? f0 + BM : flat;
+  if (f0 + BM > flat && thread_index() == 0) WF_PATH(slot, PATH_PARTIAL);
   const int first_pos = pos0 + f0 / group;         // the block's smallest position
   const int last_pos = pos0 + (f_end - 1) / group;  // and largest: keys 0 ..= last_pos
   const int lane = wave_lane(), w = wave_index();
   const int ksteps = head_dim / 16;
+  const int fw = f0 + 16 * MT * w;  // the wave's first row
 
-  // Q: the wave's 16 rows, rounded to T into A fragments (k-step kk covers dims 16kk ..).
-  MmaA qa[KSTEPS];
+  // Q: the wave's rows, rounded to T into A fragments (k-step kk covers dims 16kk ..).
+  MmaA qa[MT][KSTEPS];
 #pragma unroll
-  for (int kk = 0; kk < KSTEPS; ++kk) {
-    float v[MMA_A_N];
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int i = 0; i < MMA_A_N; ++i) {
-      const int f = f0 + 16 * w + mma_a_row(lane, i);
-      const int d = 16 * kk + mma_a_k(lane, i);
-      v[i] = 0.0f;
-      if (f < f_end && d < head_dim) {
-        const int r = f / group, h = kvh * group + f % group;
-        v[i] = q[((i64)r * n_heads + h) * head_dim + d] * (scale * FA_LOG2E);
+    for (int kk = 0; kk < KSTEPS; ++kk) {
+      float v[MMA_A_N];
+#pragma unroll
+      for (int i = 0; i < MMA_A_N; ++i) {
+        const int f = fw + 16 * mt + mma_a_row(lane, i);
+        const int d = 16 * kk + mma_a_k(lane, i);
+        v[i] = 0.0f;
+        if (f < f_end && d < head_dim) {
+          const int r = f / group, h = kvh * group + f % group;
+          v[i] = q[((i64)r * n_heads + h) * head_dim + d] * (scale * FA_LOG2E);
+        }
       }
+      qa[mt][kk] = mma_a_pack<KV>(v);
     }
-    qa[kk] = mma_a_pack<KV>(v);
-  }
   // Each row slot's position (idle rows: the last position, so they see keys and stay finite).
-  int pos[MMA_ROWS];
+  int pos[MT][MMA_ROWS];
 #pragma unroll
-  for (int e = 0; e < MMA_C; ++e) {
-    const int f = f0 + 16 * w + mma_c_row(lane, e);
-    pos[mma_c_slot(e)] = f < f_end ? pos0 + f / group : last_pos;
-  }
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int e = 0; e < MMA_C; ++e) {
+      const int f = fw + 16 * mt + mma_c_row(lane, e);
+      pos[mt][mma_c_slot(e)] = f < f_end ? pos0 + f / group : last_pos;
+    }
 
-  MmaC o[KSTEPS];
+  MmaC o[MT][KSTEPS];
+  float m[MT][MMA_ROWS], l[MT][MMA_ROWS];
 #pragma unroll
-  for (int n = 0; n < KSTEPS; ++n) mma_zero(o[n]);
-  float m[MMA_ROWS], l[MMA_ROWS];
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-  for (int s = 0; s < MMA_ROWS; ++s) {
-    m[s] = -wf_inf();
-    l[s] = 0.0f;
+    for (int n = 0; n < KSTEPS; ++n) mma_zero(o[mt][n]);
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) {
+      m[mt][r] = -wf_inf();
+      l[mt][r] = 0.0f;
+    }
   }
 
   const i64 plane = (i64)capacity * head_dim;
@@ -165,92 +194,123 @@ WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, flo
   // K/V tiles are fetched into registers one tile ahead (the loads of tile j + 1 are in flight
   // while tile j computes), then stored to shared memory.
   uint32_t kreg[FA_PER][4], vreg[FA_PER][4];
-  fa_fetch(kreg, vreg, kh, vh, 0, last_pos, head_dim, pieces);
-  for (int j0 = 0; j0 <= last_pos; j0 += FA_BN) {
+  fa_fetch<FA_PER, BN>(kreg, vreg, kh, vh, 0, last_pos, head_dim, pieces);
+  for (int j0 = 0; j0 <= last_pos; j0 += BN) {
     block_sync();  // the previous tile's readers are done
 #pragma unroll
     for (int u = 0; u < FA_PER; ++u) {
-      if (thread_index() + u * FA_BLOCK < FA_BN * pieces) {
+      if (thread_index() + u * FA_BLOCK < BN * pieces) {
         fa_store(ks, LD, kreg, u, pieces);
         fa_store(vs, LD, vreg, u, pieces);
       }
     }
     block_sync();
-    if (j0 + FA_BN <= last_pos) fa_fetch(kreg, vreg, kh, vh, j0 + FA_BN, last_pos, head_dim, pieces);
+    if (j0 + BN <= last_pos) fa_fetch<FA_PER, BN>(kreg, vreg, kh, vh, j0 + BN, last_pos, head_dim, pieces);
 
-    MmaC s[NT];
+    // S = Q·Kᵀ: each K fragment serves the wave's MT m-tiles.
+    // FA_BATCH fragments are read before their products issue (loads in flight together, not
+    // one load-to-use latency a product).
+    MmaC s[MT][NT];
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
-      mma_zero(s[n]);
 #pragma unroll
-      for (int kk = 0; kk < KSTEPS; ++kk)
-        if (kk < ksteps) mma<KV>(s[n], qa[kk], mma_b_nk(ks + 16 * n * LD + 16 * kk, LD));
+      for (int mt = 0; mt < MT; ++mt) mma_zero(s[mt][n]);
+#pragma unroll
+      for (int k0 = 0; k0 < KSTEPS; k0 += FA_BATCH) {
+        MmaB kb[FA_BATCH];
+#pragma unroll
+        for (int b = 0; b < FA_BATCH; ++b)
+          if (k0 + b < ksteps) kb[b] = mma_b_nk(ks + 16 * n * LD + 16 * (k0 + b), LD);
+#pragma unroll
+        for (int b = 0; b < FA_BATCH; ++b)
+          if (k0 + b < ksteps)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) mma<KV>(s[mt][n], qa[mt][k0 + b], kb[b]);
+      }
     }
-    const bool masked = j0 + FA_BN - 1 > first_pos;
+    const bool masked = j0 + BN - 1 > first_pos;
     if (masked) {
       if (thread_index() == 0) WF_PATH(slot, PATH_MASKED);
 #pragma unroll
-      for (int n = 0; n < NT; ++n)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int e = 0; e < MMA_C; ++e)
-          if (j0 + 16 * n + mma_c_col(lane, e) > pos[mma_c_slot(e)]) s[n].c[e] = -wf_inf();
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int e = 0; e < MMA_C; ++e)
+            if (j0 + 16 * n + mma_c_col(lane, e) > pos[mt][mma_c_slot(e)]) s[mt][n].c[e] = -wf_inf();
     } else if (thread_index() == 0) {
       WF_PATH(slot, PATH_TILE);
     }
     // Online softmax (scores are already in log2 units: q carries scale · log2 e).
-    float mx[MMA_ROWS];
 #pragma unroll
-    for (int r = 0; r < MMA_ROWS; ++r) mx[r] = -wf_inf();
+    for (int mt = 0; mt < MT; ++mt) {
+      float mx[MMA_ROWS];
 #pragma unroll
-    for (int n = 0; n < NT; ++n)
+      for (int r = 0; r < MMA_ROWS; ++r) mx[r] = -wf_inf();
 #pragma unroll
-      for (int e = 0; e < MMA_C; ++e) mx[mma_c_slot(e)] = max_num(mx[mma_c_slot(e)], s[n].c[e]);
-    float corr[MMA_ROWS], sum[MMA_ROWS];
+      for (int n = 0; n < NT; ++n)
 #pragma unroll
-    for (int r = 0; r < MMA_ROWS; ++r) {
-      // Every row has a key ≤ its position in the first tile, so m is finite from then on.
-      const float m_new = max_num(m[r], mma_row_max(mx[r]));
-      corr[r] = fa_exp2(m[r] - m_new);  // 0 on the first tile (m = −inf)
-      m[r] = m_new;
-      sum[r] = 0.0f;
-    }
+        for (int e = 0; e < MMA_C; ++e) mx[mma_c_slot(e)] = max_num(mx[mma_c_slot(e)], s[mt][n].c[e]);
+      float corr[MMA_ROWS], sum[MMA_ROWS];
 #pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int e = 0; e < MMA_C; ++e) {
-        const float p = fa_exp2(s[n].c[e] - m[mma_c_slot(e)]);
-        s[n].c[e] = p;
-        sum[mma_c_slot(e)] += p;
+      for (int r = 0; r < MMA_ROWS; ++r) {
+        // Every row has a key ≤ its position in the first tile, so m is finite from then on.
+        const float m_new = max_num(m[mt][r], mma_row_max(mx[r]));
+        corr[r] = fa_exp2(m[mt][r] - m_new);  // 0 on the first tile (m = −inf)
+        m[mt][r] = m_new;
+        sum[r] = 0.0f;
       }
 #pragma unroll
-    for (int r = 0; r < MMA_ROWS; ++r) l[r] = l[r] * corr[r] + mma_row_sum(sum[r]);
+      for (int n = 0; n < NT; ++n)
 #pragma unroll
-    for (int n = 0; n < KSTEPS; ++n)
+        for (int e = 0; e < MMA_C; ++e) {
+          const float p = fa_exp2(s[mt][n].c[e] - m[mt][mma_c_slot(e)]);
+          s[mt][n].c[e] = p;
+          sum[mma_c_slot(e)] += p;
+        }
 #pragma unroll
-      for (int e = 0; e < MMA_C; ++e) o[n].c[e] *= corr[mma_c_slot(e)];
-    // O += P · V
-#pragma unroll
-    for (int kk = 0; kk < NT; ++kk) {
-      const MmaA pa = mma_c_to_a<KV>(s[kk], wscratch);
+      for (int r = 0; r < MMA_ROWS; ++r) l[mt][r] = l[mt][r] * corr[r] + mma_row_sum(sum[r]);
 #pragma unroll
       for (int n = 0; n < KSTEPS; ++n)
-        if (n < ksteps) mma<KV>(o[n], pa, mma_b_kn(vs + 16 * kk * LD + 16 * n, LD));
+#pragma unroll
+        for (int e = 0; e < MMA_C; ++e) o[mt][n].c[e] *= corr[mma_c_slot(e)];
+    }
+    // O += P · V: each V fragment serves the wave's MT m-tiles.
+#pragma unroll
+    for (int kk = 0; kk < NT; ++kk) {
+      MmaA pa[MT];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) pa[mt] = mma_c_to_a<KV>(s[mt][kk], wscratch);
+#pragma unroll
+      for (int n0 = 0; n0 < KSTEPS; n0 += FA_BATCH) {
+        MmaB vb[FA_BATCH];
+#pragma unroll
+        for (int b = 0; b < FA_BATCH; ++b)
+          if (n0 + b < ksteps) vb[b] = mma_b_kn(vs + 16 * kk * LD + 16 * (n0 + b), LD);
+#pragma unroll
+        for (int b = 0; b < FA_BATCH; ++b)
+          if (n0 + b < ksteps)
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) mma<KV>(o[mt][n0 + b], pa[mt], vb[b]);
+      }
     }
   }
 
 #pragma unroll
-  for (int e = 0; e < MMA_C; ++e) {
-    const int f = f0 + 16 * w + mma_c_row(lane, e);
-    if (f >= f_end) continue;
-    const int r = f / group, h = kvh * group + f % group;
-    float* orow = out + ((i64)r * n_heads + h) * head_dim;
-    const float inv = 1.0f / l[mma_c_slot(e)];
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int n = 0; n < KSTEPS; ++n) {
-      const int d = 16 * n + mma_c_col(lane, e);
-      if (n < ksteps) orow[d] = o[n].c[e] * inv;
+    for (int e = 0; e < MMA_C; ++e) {
+      const int f = fw + 16 * mt + mma_c_row(lane, e);
+      if (f >= f_end) continue;
+      const int r = f / group, h = kvh * group + f % group;
+      float* orow = out + ((i64)r * n_heads + h) * head_dim;
+      const float inv = 1.0f / l[mt][mma_c_slot(e)];
+#pragma unroll
+      for (int n = 0; n < KSTEPS; ++n) {
+        const int d = 16 * n + mma_c_col(lane, e);
+        if (n < ksteps) orow[d] = o[mt][n].c[e] * inv;
+      }
     }
-  }
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)

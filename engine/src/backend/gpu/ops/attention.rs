@@ -114,7 +114,9 @@ pub(in crate::backend::gpu) fn flash_takes(p: &AttentionParams, kv: DType) -> bo
 }
 
 /// The flash kernel's grid: (n_kv_heads, row tiles), a row tile being `16 · 256 / wave`
-/// flattened (row, head-in-group) indices.
+/// flattened (row, head-in-group) indices: one m-tile of 16 rows a wave, the most tiles any
+/// entry point needs (an entry point with MT m-tiles a wave leaves the blocks past its own tile
+/// count idle; they return at once).
 fn flash_grid(wave: u32, rows: usize, n_heads: usize, n_kv_heads: usize) -> (u32, u32) {
     let tile = 16 * (FLASH_BLOCK / wave) as usize;
     let flat = rows * (n_heads / n_kv_heads);
