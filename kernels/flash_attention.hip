@@ -64,8 +64,10 @@ constexpr float FA_LOG2E = 1.4426950408889634f;
 
 // 2^x, approximate (≤ 2 ulp): the softmax weights (rounded to 16 bits after) need no more.
 WF_DEVICE float fa_exp2(float x) {
-#if defined(WF_HIP)
+#if defined(WF_HIP) && __has_builtin(__builtin_amdgcn_exp2f)
   return __builtin_amdgcn_exp2f(x);
+#elif defined(WF_HIP)
+  return __builtin_exp2f(x);  // older clang (HIP 5.x hipRTC): llvm.exp2, v_exp_f32 with range scaling
 #else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
