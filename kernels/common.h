@@ -715,8 +715,8 @@ WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {
 //   A: a fragment of registers, MMA_A_N 16-bit values a lane; value i of lane l is
 //      A[mma_a_row(l)][mma_a_k(l, i)] (built by mma_a_pack from f32 values, rounded to C16);
 //   B: read from shared memory by mma_b_nk (B[k][n] = p[n·ld + k]: a tile of keys × dims read
-//      as Kᵀ) or mma_b_kn (B[k][n] = p[k·ld + n]: a tile of keys × dims read as V); p 16-byte
-//      aligned, ld a multiple of 8 (the rows of ldmatrix on NVIDIA);
+//      as Kᵀ) or mma_b_kn (B[k][n] = p[k·ld + n]: a tile of keys × dims read as V); p 4-byte
+//      aligned, ld even;
 //   C: MMA_C f32 values a lane; value e of lane l is C[mma_c_row(l, e)][mma_c_col(l, e)]. A lane
 //      holds MMA_ROWS distinct rows (value e is in row slot mma_c_slot(e)); the lanes that
 //      share a row differ in the bits below MMA_ROW_SPAN (mma_row_max / mma_row_sum combine
@@ -725,8 +725,10 @@ WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {
 //      product (P · V), rounded to C16; `scratch` is the wave's own 16 × MMA_SCRATCH_LD 16-bit
 //      values of shared memory, used where the two layouts differ (every lane must call it).
 // The implementation (WF_MMA):
-//   WF_MMA_SYNC: NVIDIA sm_80+ at WAVE=32: two mma.sync.m16n8k16 (PTX ISA fragment layouts), B
-//     by one ldmatrix.x4 (.trans for mma_b_kn); C is already A's layout (no scratch).
+//   WF_MMA_SYNC: NVIDIA sm_80+ at WAVE=32: two mma.sync.m16n8k16 (PTX ISA fragment layouts);
+//     C is already A's layout (no scratch). B by 32-bit shared loads (mma_b_kn: 16-bit loads
+//     paired): ldmatrix.x4 measured slower in the flash kernel on the H200 (hd 128: 104 against
+//     118 TFLOP/s at 4096 rows; hd 64: 87 against 94), bench/results/2026-12-03-prefill-h200.
 //   WF_MMA_MFMA: AMD CDNA2/3 (gfx90a, gfx94x, gfx950), WAVE=64: v_mfma_f32_16x16x16_f16 /
 //     _bf16_1k (AMD's matrix instruction calculator layouts: A row l%16, k 4·(l/16)+i; B col
 //     l%16, k 4·(l/16)+i; C row 4·(l/16)+i, col l%16).
@@ -776,25 +778,6 @@ WF_DEVICE uint32_t lds_u32(const uint16_t* p) { return *(const uint32_t*)p; }
 enum { MMA_A_N = 8, MMA_C = 8, MMA_ROWS = 2, MMA_ROW_SPAN = 4, MMA_SCRATCH_LD = 2 };
 struct MmaA { uint32_t r[4]; };
 struct MmaB { uint32_t r[4]; };
-// ldmatrix.x4 (.trans): four 8×8 16-bit matrices from shared memory, lane l giving the address
-// of row l % 8 of matrix l / 8 (16-byte aligned); lane l receives row l / 4, columns 2 (l % 4)
-// and 2 (l % 4) + 1 of each matrix (of its transpose with TRANS), matrix i in r[i].
-template <bool TRANS>
-WF_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* p) {
-  uint32_t a;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  // volatile (kept in program order with the barriers around the tile's reads), no memory
-  // clobber (which would also pin every other load and the products around it).
-  if (TRANS) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-  } else {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-  }
-}
 // groupID g = l / 4, thread-in-group t = l % 4. A register j holds (row g + 8·(j%2),
 // k 2t + 8·(j/2) + half). C of the n-half h = e / 4: (row g + 8·((e%4)/2), col 8h + 2t + e%2).
 WF_DEVICE int mma_a_row(int l, int i) { return (l >> 2) + 8 * ((i >> 1) & 1); }
@@ -852,10 +835,12 @@ WF_DEVICE MmaB mma_b_nk(const uint16_t* p, int ld) {
   const int l = wave_lane();
   MmaB b;
 #if WF_MMA == WF_MMA_SYNC
-  // Four 8×8 matrices (n-half h = m / 2, k-half m % 2), lane l addressing row l % 8 of matrix
-  // l / 8: a lane receives B[k = 2t, 2t + 1][n = g] of each, register m.
-  const int m = l >> 3;
-  ldmatrix_x4<false>(b.r, p + (8 * (m >> 1) + (l & 7)) * ld + 8 * (m & 1));
+  const int g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    b.r[2 * h] = lds_u32(p + (8 * h + g) * ld + 2 * t);
+    b.r[2 * h + 1] = lds_u32(p + (8 * h + g) * ld + 2 * t + 8);
+  }
 #elif WF_MMA == WF_MMA_MFMA
   const uint16_t* q = p + (l & 15) * ld + 4 * (l >> 4);
   b.r[0] = lds_u32(q);
@@ -877,9 +862,13 @@ WF_DEVICE MmaB mma_b_kn(const uint16_t* p, int ld) {
   const int l = wave_lane();
   MmaB b;
 #if WF_MMA == WF_MMA_SYNC
-  // The same four matrices stored k-major (rows of k, n along the row), transposed on load.
-  const int m = l >> 3;
-  ldmatrix_x4<true>(b.r, p + (8 * (m & 1) + (l & 7)) * ld + 8 * (m >> 1));
+  const int g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint16_t* q = p + 2 * t * ld + 8 * h + g;
+    b.r[2 * h] = pack_u16x2(q[0], q[ld]);
+    b.r[2 * h + 1] = pack_u16x2(q[8 * ld], q[9 * ld]);
+  }
 #elif WF_MMA == WF_MMA_MFMA
   const uint16_t* q = p + 4 * (l >> 4) * ld + (l & 15);
   b.r[0] = pack_u16x2(q[0], q[ld]);

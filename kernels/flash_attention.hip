@@ -45,20 +45,23 @@ enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL };
 constexpr int FA_BLOCK = 256;
 constexpr int FA_WAVES = FA_BLOCK / WAVE;
 constexpr int FA_PAD = 8;
-// B fragments read ahead of their products (KSTEPS = HD / 16 = 4 or 8 is a multiple); RDNA3's
-// are 8 registers each (all 16 k of a column): read ahead, even 2 of them spill at HD 128.
-constexpr int FA_BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4;
+
 // Per entry point: MT m-tiles of 16 rows a wave (each K/V fragment read from shared memory
-// serves MT products) and BN keys a tile.
+// serves MT products), BN keys a tile, and BATCH B fragments read ahead of their products (a
+// divisor of HD / 16). Measured on the H200 (bench/results/2026-12-03-prefill-h200): MT 2 and
+// BN 64 were no faster; BATCH 4 gives HD 128 +5% (118 against 112 TFLOP/s at 4096 rows) but
+// costs HD 64 its second resident block (registers past 128: 94 against 137), so HD 64 reads
+// one ahead. RDNA3's fragments are 8 registers each (all 16 k of a column): there even 2 ahead
+// spill at HD 128.
 template <int HD>
 struct FaTile;
 template <>
 struct FaTile<64> {
-  static constexpr int MT = 1, BN = 32;
+  static constexpr int MT = 1, BN = 32, BATCH = 1;
 };
 template <>
 struct FaTile<128> {
-  static constexpr int MT = 1, BN = 32;
+  static constexpr int MT = 1, BN = 32, BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4;
 };
 constexpr float FA_LOG2E = 1.4426950408889634f;
 
@@ -120,6 +123,7 @@ WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, flo
                                        int head_dim, int capacity, float scale) {
   constexpr int MT = FaTile<HD>::MT;  // m-tiles (16 rows) a wave
   constexpr int BN = FaTile<HD>::BN;  // keys a tile
+  constexpr int FA_BATCH = FaTile<HD>::BATCH;
   constexpr int BM = 16 * MT * FA_WAVES;
   constexpr int LD = HD + FA_PAD;
   constexpr int KSTEPS = HD / 16;  // k-steps of Q·Kᵀ and n-tiles of O
@@ -210,8 +214,7 @@ WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, flo
     if (j0 + BN <= last_pos) fa_fetch<FA_PER, BN>(kreg, vreg, kh, vh, j0 + BN, last_pos, head_dim, pieces);
 
     // S = Q·Kᵀ: each K fragment serves the wave's MT m-tiles.
-    // FA_BATCH fragments are read before their products issue (loads in flight together, not
-    // one load-to-use latency a product).
+    // FA_BATCH fragments are read before their products issue (loads in flight together).
     MmaC s[MT][NT];
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
