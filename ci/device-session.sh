@@ -315,7 +315,7 @@ prefill)
       md="$OUT/variant-$(basename "$v")-$shape.md"
       timeout 120 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape "$shape" --depth 1024 \
         --prefill-len 4096,16384 --markdown "$md" >"$md.log" 2>&1
-      echo "| variant $v $shape | $? | $((SECONDS - start)) s | $(grep -E "\| (4096|16384) \|" "$md" | awk -F'|' '{printf "%s: %s TFLOP/s; ", $4, $8}') |" | tee -a "$OUT/summary.md"
+      echo "| variant $v $shape | $? | $((SECONDS - start)) s | $(grep -E "\| (4096|16384) \|" "$md" | awk -F'|' '{printf "%s: %s TFLOP/s; ", $4, $7}') |" | tee -a "$OUT/summary.md"
     done
     finish
   done
