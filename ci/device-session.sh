@@ -344,15 +344,14 @@ prefill)
     echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     finish
   fi
+  # One bench call per shape and kernel (each call generates the shape's random weights).
+  pps=$(echo ${PPS:-512 4096 16384} | tr ' ' ',')
+  simple_pps=$(echo ${SIMPLE_PPS-512 4096} | tr ' ' ',')
   for shape in llama-3.2-1b llama-3.1-8b; do
-    for pp in ${PPS:-512 4096 16384}; do
-      bench "$shape-pp$pp" --shape "$shape" --pp "$pp" --tg 1 --reps "${PP_REPS:-3}" --depth 0 --sampling greedy
-    done
-    [ "${QUICK:-0}" = 1 ] && continue
-    for pp in ${SIMPLE_PPS-512 4096}; do
-      WAVEFRONT_NO_FLASH_ATTENTION=1 bench "$shape-pp$pp-simple" --shape "$shape" --pp "$pp" --tg 1 \
+    bench "$shape-pp" --shape "$shape" --pp "$pps" --tg 1 --reps "${PP_REPS:-3}" --depth 0 --sampling greedy
+    [ "${QUICK:-0}" = 1 ] || [ -z "$simple_pps" ] ||
+      WAVEFRONT_NO_FLASH_ATTENTION=1 bench "$shape-pp-simple" --shape "$shape" --pp "$simple_pps" --tg 1 \
         --reps "${PP_REPS:-3}" --depth 0 --sampling greedy
-    done
   done
   if [ "${QUICK:-0}" != 1 ] && [ "${NO_NCU:-0}" != 1 ] && command -v ncu >/dev/null; then
     for shape in llama-3.2-1b llama-3.1-8b; do

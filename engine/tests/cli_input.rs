@@ -102,6 +102,11 @@ fn bench_flags_out_of_range_are_refused_before_loading() {
             &format!("{field} must be at least 1, got 0"),
         );
     }
+    // Each prompt length of a list.
+    assert_error(
+        &["bench", "--model", NEVER_LOADED, "--pp", "512,0"],
+        "pp must be at least 1, got 0",
+    );
     // Cache sizes that do not fit in a number.
     assert_error(
         &[
