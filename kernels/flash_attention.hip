@@ -49,7 +49,7 @@ constexpr int FA_PAD = 8;
 // Per entry point: MT m-tiles of 16 rows a wave (each K/V fragment read from shared memory
 // serves MT products), BN keys a tile, and BATCH B fragments read ahead of their products (a
 // divisor of HD / 16). Measured on the H200 (bench/results/2026-12-03-prefill-h200): MT 2 and
-// BN 64 were no faster; BATCH 4 gives HD 128 +5% (118 against 112 TFLOP/s at 4096 rows) but
+// BN 64 were no faster (measured with ldmatrix loads, since dropped; worth retrying); BATCH 4 gives HD 128 +5% (118 against 112 TFLOP/s at 4096 rows) but
 // costs HD 64 its second resident block (registers past 128: 94 against 137), so HD 64 reads
 // one ahead. RDNA3's fragments are 8 registers each (all 16 k of a column): there even 2 ahead
 // spill at HD 128.
