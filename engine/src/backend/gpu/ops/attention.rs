@@ -6,7 +6,7 @@
 //! softmax weights rounded to the KV type); everything else the simple kernel
 //! (`kernels/attention.hip`, f32 throughout).
 
-use super::suffix;
+use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, AttentionParams, TensorInfo};
@@ -61,39 +61,20 @@ pub(in crate::backend::gpu) fn attention(
     if p.rows == 0 || p.n_heads == 0 {
         return Ok(());
     }
+    let ptrs = [q.ptr(), arena.ptr(), out.ptr()];
+    let dims = [
+        int(OP, "layer", p.layer)?,
+        int(OP, "pos0", p.pos0)?,
+        int(OP, "rows", p.rows)?,
+        int(OP, "n_heads", p.n_heads)?,
+        int(OP, "n_kv_heads", p.n_kv_heads)?,
+        int(OP, "head_dim", hd)?,
+        int(OP, "capacity", layout.capacity)?,
+    ];
     if b.flash_attention() && step.is_none() && flash_takes(&p, arena.dtype()) {
-        return launch_flash_attention(
-            b,
-            arena.dtype(),
-            [q.ptr(), arena.ptr(), out.ptr()],
-            [
-                int(OP, "layer", p.layer)?,
-                int(OP, "pos0", p.pos0)?,
-                int(OP, "rows", p.rows)?,
-                int(OP, "n_heads", p.n_heads)?,
-                int(OP, "n_kv_heads", p.n_kv_heads)?,
-                int(OP, "head_dim", hd)?,
-                int(OP, "capacity", layout.capacity)?,
-            ],
-            p.scale(),
-        );
+        return launch_flash_attention(b, arena.dtype(), ptrs, dims, p.scale());
     }
-    launch_attention(
-        b,
-        arena.dtype(),
-        [q.ptr(), arena.ptr(), out.ptr()],
-        [
-            int(OP, "layer", p.layer)?,
-            int(OP, "pos0", p.pos0)?,
-            int(OP, "rows", p.rows)?,
-            int(OP, "n_heads", p.n_heads)?,
-            int(OP, "n_kv_heads", p.n_kv_heads)?,
-            int(OP, "head_dim", hd)?,
-            int(OP, "capacity", layout.capacity)?,
-        ],
-        p.scale(),
-        step.unwrap_or(0),
-    )
+    launch_attention(b, arena.dtype(), ptrs, dims, p.scale(), step.unwrap_or(0))
 }
 
 /// Largest head dim of the flash kernel (its `HD = 128` entry points).
@@ -155,12 +136,7 @@ fn launch_flash_attention(
         block: (FLASH_BLOCK, 1, 1),
         shared_bytes: 0,
     };
-    let args: Vec<KernelArg> = ptrs
-        .iter()
-        .map(|&p| KernelArg::Ptr(p))
-        .chain(dims.iter().map(|&d| KernelArg::I32(d)))
-        .chain([KernelArg::F32(scale)])
-        .collect();
+    let args = kernel_args(&ptrs, &dims, &[KernelArg::F32(scale)]);
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity; flash_takes bounds head_dim (multiple of 16, ≤ 128).
     unsafe { b.launch(&name, cfg, &args) }
@@ -191,12 +167,7 @@ pub(in crate::backend::gpu) fn launch_attention(
         block: (if rows == 1 { 1024 } else { 128 }, 1, 1),
         shared_bytes: 0,
     };
-    let args: Vec<KernelArg> = ptrs
-        .iter()
-        .map(|&p| KernelArg::Ptr(p))
-        .chain(dims.iter().map(|&d| KernelArg::I32(d)))
-        .chain([KernelArg::F32(scale), KernelArg::Ptr(step)])
-        .collect();
+    let args = kernel_args(&ptrs, &dims, &[KernelArg::F32(scale), KernelArg::Ptr(step)]);
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity and head_dim ≤ 256.
     unsafe { b.launch(&name, cfg, &args) }

@@ -4,7 +4,7 @@
 //! (f32 KV, head dims off a multiple of 16, below 32 or past 256, more than one row) go through
 //! the separate `rope_kv_write` and `attention` ops.
 
-use super::suffix;
+use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, AttentionParams, TensorInfo};
@@ -163,12 +163,7 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
         block: (BLOCK, 1, 1),
         shared_bytes: 0,
     };
-    let args: Vec<KernelArg> = ptrs
-        .iter()
-        .map(|&p| KernelArg::Ptr(p))
-        .chain(dims.iter().map(|&d| KernelArg::I32(d)))
-        .chain([KernelArg::F32(scale), KernelArg::Ptr(step)])
-        .collect();
+    let args = kernel_args(&ptrs, &dims, &[KernelArg::F32(scale), KernelArg::Ptr(step)]);
     // SAFETY: the caller checked q, k, v, inv_freq and out against the params and the arena
     // against its layout, with pos0 < capacity; the workspace holds WS_COUNTERS ≥ columns
     // counters and WS_FLOATS ≥ n_heads · s_max · (head_dim + 2) floats (max_splits).

@@ -12,7 +12,7 @@ pub(super) mod rms_norm;
 pub(super) mod rope;
 pub(super) mod sampling;
 
-use super::vendor::LaunchConfig;
+use super::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -32,6 +32,16 @@ pub(super) fn linear_grid(op: &str, n: i64, block: u32) -> Result<LaunchConfig> 
         block: (block, 1, 1),
         shared_bytes: 0,
     })
+}
+
+/// A kernel's arguments in the ABI's order: the pointers, then the 32-bit dimensions, then
+/// `tail` (scale, step block, …).
+pub(super) fn kernel_args(ptrs: &[DevicePtr], dims: &[i32], tail: &[KernelArg]) -> Vec<KernelArg> {
+    ptrs.iter()
+        .map(|&p| KernelArg::Ptr(p))
+        .chain(dims.iter().map(|&d| KernelArg::I32(d)))
+        .chain(tail.iter().copied())
+        .collect()
 }
 
 /// `n` as a 64-bit kernel element count.

@@ -1,7 +1,7 @@
 //! RoPE (HF rotate-half) fused with the KV write: rotates `q (rows, n_heads·head_dim)` in place,
 //! writes rotated K and plain V into the arena at positions `pos0 .. pos0 + rows` of `layer`.
 
-use super::suffix;
+use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, RopeKvParams, TensorInfo};
@@ -97,12 +97,7 @@ pub(in crate::backend::gpu) fn launch_rope_kv_write(
         block: (256, 1, 1),
         shared_bytes: 0,
     };
-    let args: Vec<KernelArg> = ptrs
-        .iter()
-        .map(|&p| KernelArg::Ptr(p))
-        .chain(dims.iter().map(|&d| KernelArg::I32(d)))
-        .chain([KernelArg::Ptr(step)])
-        .collect();
+    let args = kernel_args(&ptrs, &dims, &[KernelArg::Ptr(step)]);
     // SAFETY: the caller checked q, k, v, inv_freq against the params and the arena against
     // its layout, with pos0 + rows ≤ capacity.
     unsafe { b.launch(&name, cfg, &args) }
