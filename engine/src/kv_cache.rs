@@ -26,6 +26,15 @@ use crate::tensor::DType;
 /// the tile rows are padded there by 8 elements so the matrix-fragment reads hit distinct
 /// banks. Positions past the block's last query are never fetched (their tile rows are zeros).
 /// Positions `len..capacity` hold stale or unwritten data and are never read.
+///
+/// **Q8_0** (`DType::Q8_0Kv`, [`crate::kv_quant`]): the same element order, each run of 32
+/// elements of a row one Q8_0 block (f16 scale, 32 int8), stored in 256-element superblocks of
+/// 272 bytes (the quants, then the 8 scales), so `head_dim` must be a multiple of 32 and a row
+/// is `head_dim / 32` whole blocks: 34 bytes a block against 64 in f16 (0.53×). A row's quants
+/// are one aligned run of `head_dim` bytes except where the row crosses a superblock (head_dim
+/// 96, 160, …: two runs, each a multiple of 16 bytes, aligned); the decode kernel reads 8 quants
+/// (8 bytes) a lane where it reads 8 f16 (16 bytes) for the 16-bit types, and the block's scale
+/// beside them (4 lanes share it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvLayout {
     pub n_layers: usize,
@@ -41,14 +50,20 @@ impl KvLayout {
         2 * self.n_layers * self.n_kv_heads * self.capacity * self.head_dim
     }
 
-    /// Bytes of K and V of one position over all layers: what attention reads per position.
+    /// Bytes of K and V of one position over all layers: what attention reads per position
+    /// (Q8_0: 34 bytes a block of 32).
     pub fn bytes_per_position(&self) -> usize {
-        2 * self.n_layers * self.n_kv_heads * self.head_dim * self.dtype.block_bytes()
+        let n = 2 * self.n_layers * self.n_kv_heads * self.head_dim;
+        match self.dtype {
+            DType::Q8_0Kv => n / 32 * 34,
+            d => n * d.block_bytes(),
+        }
     }
 
-    /// Bytes of the whole arena: `2 · layers · kv_heads · head_dim · capacity · sizeof(dtype)`.
+    /// Bytes of the whole arena: `2 · layers · kv_heads · head_dim · capacity · sizeof(dtype)`
+    /// (Q8_0: whole superblocks).
     pub fn bytes(&self) -> usize {
-        self.elems() * self.dtype.block_bytes()
+        self.dtype.bytes_for(self.elems())
     }
 
     /// Element offset of `(layer, kv, head, pos, 0)`; `kv` is 0 for K, 1 for V.
@@ -81,10 +96,19 @@ pub struct KvCache<T> {
 }
 
 fn check_layout(layout: &KvLayout) -> Result<()> {
-    if !matches!(layout.dtype, DType::F32 | DType::F16 | DType::BF16) {
+    if !matches!(
+        layout.dtype,
+        DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0Kv
+    ) {
         return Err(Error::InvalidRequest(format!(
             "KV cache dtype {} is not supported",
             layout.dtype
+        )));
+    }
+    if layout.dtype == DType::Q8_0Kv && layout.head_dim % crate::kv_quant::BLOCK != 0 {
+        return Err(Error::InvalidRequest(format!(
+            "a Q8_0 KV cache needs a head_dim that is a multiple of 32, not {}",
+            layout.head_dim
         )));
     }
     if layout.capacity == 0 {

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod formats;
 pub mod generate;
 pub mod kv_cache;
+pub mod kv_quant;
 pub mod model;
 pub mod rope;
 pub mod sampler;

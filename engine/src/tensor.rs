@@ -18,6 +18,9 @@ pub enum DType {
     Q4_1,
     Q4_K,
     Q6_K,
+    /// The KV cache's Q8_0: llama.cpp's Q8_0 values in 256-element superblocks with the scales
+    /// gathered at the end ([`crate::kv_quant`]); never a model file's type.
+    Q8_0Kv,
 }
 
 impl DType {
@@ -31,6 +34,7 @@ impl DType {
             DType::Q4_1 => "Q4_1",
             DType::Q4_K => "Q4_K",
             DType::Q6_K => "Q6_K",
+            DType::Q8_0Kv => "Q8_0_KV",
         }
     }
 
@@ -39,7 +43,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => 32,
-            DType::Q4_K | DType::Q6_K => 256,
+            DType::Q4_K | DType::Q6_K | DType::Q8_0Kv => 256,
         }
     }
 
@@ -53,7 +57,13 @@ impl DType {
             DType::Q4_1 => 20,
             DType::Q4_K => 144,
             DType::Q6_K => 210,
+            DType::Q8_0Kv => crate::kv_quant::SUPER_BYTES,
         }
+    }
+
+    /// Bytes of a tensor of `n` elements: whole blocks, the last one padded.
+    pub fn bytes_for(self, n: usize) -> usize {
+        n.div_ceil(self.block_elems()) * self.block_bytes()
     }
 
     /// Bytes needed for a row of `n` elements, or `None` if `n` is not a whole number of blocks.
@@ -72,7 +82,8 @@ impl std::fmt::Display for DType {
     }
 }
 
-/// Rounds `v` in place to the values `dtype` can hold (round-to-nearest-even; F32 unchanged).
+/// Rounds `v` in place to the values `dtype` can hold (round-to-nearest-even; F32 unchanged;
+/// the KV cache's Q8_0 block by block from `v[0]`).
 pub fn round_to(dtype: DType, v: &mut [f32]) {
     match dtype {
         DType::BF16 => v
@@ -81,12 +92,13 @@ pub fn round_to(dtype: DType, v: &mut [f32]) {
         DType::F16 => v
             .iter_mut()
             .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
+        DType::Q8_0Kv => crate::kv_quant::round_trip(v),
         _ => {}
     }
 }
 
-/// Little-endian bytes of `v` stored as `dtype` (F32, F16 or BF16; rounded to nearest even),
-/// or `None` for any other dtype.
+/// Little-endian bytes of `v` stored as `dtype` (F32, F16 or BF16, rounded to nearest even; or
+/// the KV cache's Q8_0, [`crate::kv_quant::encode`]), or `None` for any other dtype.
 pub fn encode_f32(dtype: DType, v: &[f32]) -> Option<Vec<u8>> {
     Some(match dtype {
         DType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -98,6 +110,7 @@ pub fn encode_f32(dtype: DType, v: &[f32]) -> Option<Vec<u8>> {
             .iter()
             .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
             .collect(),
+        DType::Q8_0Kv => crate::kv_quant::encode(v),
         _ => return None,
     })
 }

@@ -38,12 +38,17 @@ fn run_json_reports_ids_text_finish_and_timings() {
     assert!(j["timings"]["decode_tok_s"].as_f64().unwrap() > 0.0);
 }
 
-/// `--kv-type` picks the KV cache's element type (reported in the JSON); 16-bit K/V keep the
-/// golden first token, and an unknown type is refused by name.
+/// `--kv-type` picks the KV cache's element type (reported in the JSON); 16-bit and Q8_0 K/V
+/// keep the golden first token, and an unknown type is refused by name.
 #[test]
 fn kv_type_sets_the_cache_element_type() {
     let m = model();
-    for (flag, name) in [("f32", "f32"), ("bf16", "bf16"), ("f16", "f16")] {
+    for (flag, name) in [
+        ("f32", "f32"),
+        ("bf16", "bf16"),
+        ("f16", "f16"),
+        ("q8_0", "q8_0"),
+    ] {
         let o = wavefront(&[
             "run",
             "--model",

@@ -177,6 +177,59 @@ fn kv_arena_size_is_two_layers_heads_dim_capacity_sizeof() {
     };
     assert!(KvCache::<CpuTensor>::new(&b, bad).is_err());
     assert!(b.alloc(DType::F32, 3).is_ok());
+    // Q8_0: 34 bytes a block of 32, in whole 272-byte superblocks of 256 elements.
+    let q8 = KvLayout {
+        n_layers: 3,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 37,
+        dtype: DType::Q8_0Kv,
+    };
+    let cache: KvCache<CpuTensor> = KvCache::new(&b, q8).unwrap();
+    let elems = 2 * 3 * 2 * 64 * 37;
+    assert_eq!(cache.arena().len(), elems);
+    assert_eq!(cache.bytes(), elems.div_ceil(256) * 272);
+    assert_eq!(q8.bytes_per_position(), 2 * 3 * 2 * 64 / 32 * 34);
+    let err = KvCache::<CpuTensor>::new(&b, KvLayout { head_dim: 48, ..q8 })
+        .err()
+        .expect("head_dim 48 is not whole Q8_0 blocks");
+    assert!(err.to_string().contains("multiple of 32"), "{err}");
+}
+
+/// A Q8_0 KV cache holds what `kv_quant` stores: K/V rows written through `rope_kv_write`
+/// read back as their Q8_0 round trip, and the model's logits stay near the f32 cache's.
+#[test]
+fn q8_0_kv_cache_stores_q8_0_rows_and_keeps_the_logits_close() {
+    let mut cfg = config(false, false);
+    cfg.head_dim = 32; // whole Q8_0 blocks
+    let engine_with = |kv_dtype| {
+        let opts = EngineOptions {
+            kv_dtype: Some(kv_dtype),
+            ..EngineOptions::default()
+        };
+        Engine::new(CpuBackend::default(), &random_model(cfg.clone(), 42, DType::BF16), opts)
+            .unwrap()
+    };
+    let f32_engine = engine_with(DType::F32);
+    let mut seq = f32_engine.new_sequence(16).unwrap();
+    let want = f32_engine.forward(&mut seq, &TOKENS, Logits::All).unwrap();
+    let q8_engine = engine_with(DType::Q8_0Kv);
+    let mut seq = q8_engine.new_sequence(16).unwrap();
+    let got = q8_engine.forward(&mut seq, &TOKENS, Logits::All).unwrap();
+    assert_eq!(seq.cache.layout().dtype, DType::Q8_0Kv);
+    let (k, v) = seq.cache.read_layer(q8_engine.backend(), 0).unwrap();
+    for x in [&k, &v] {
+        let mut again = x.clone();
+        wavefront::tensor::round_to(DType::Q8_0Kv, &mut again);
+        assert_eq!(x, &again, "rows are Q8_0 values");
+    }
+    let (w, g) = (want.unwrap(), got.unwrap());
+    let err: f32 = w.iter().zip(&g).map(|(a, b)| (a - b).powi(2)).sum();
+    let norm: f32 = w.iter().map(|a| a * a).sum();
+    // Q8_0 moves each K/V element by up to half a step d/2 of its block (d = amax / 127): mean
+    // square d²/12, at most 32·amax²/(12·127²) ≤ 1.7e-4 of a block's energy (≥ amax²). 4 such
+    // roundings (K and V of 2 layers) through pre-norm blocks of gain ≤ 1: NMSE ≤ 6.6e-4.
+    assert!(err > 0.0 && err / norm < 6.6e-4, "NMSE {}", err / norm);
 }
 
 /// The device-side decode step (`begin_decode` / `queue_sample` / `queue_decode` /

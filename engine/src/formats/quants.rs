@@ -49,6 +49,7 @@ fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<(), St
         DType::Q4_1 => block_q4_1,
         DType::Q4_K => block_q4_k,
         DType::Q6_K => block_q6_k,
+        DType::Q8_0Kv => return Err(format!("{dtype} is the KV cache's type, not a file's")),
     };
     let (bb, be) = (dtype.block_bytes(), dtype.block_elems());
     // Lengths were checked above: both iterators yield exactly n / be items.

@@ -11,6 +11,8 @@ pub enum CpuTensor {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    /// The KV cache's Q8_0 ([`crate::kv_quant`]): `len` elements in their bytes.
+    Q8_0Kv { bytes: Vec<u8>, len: usize },
 }
 
 impl TensorInfo for CpuTensor {
@@ -19,6 +21,7 @@ impl TensorInfo for CpuTensor {
             CpuTensor::F32(_) => DType::F32,
             CpuTensor::F16(_) => DType::F16,
             CpuTensor::BF16(_) => DType::BF16,
+            CpuTensor::Q8_0Kv { .. } => DType::Q8_0Kv,
         }
     }
 
@@ -27,6 +30,7 @@ impl TensorInfo for CpuTensor {
             CpuTensor::F32(v) => v.len(),
             CpuTensor::F16(v) => v.len(),
             CpuTensor::BF16(v) => v.len(),
+            CpuTensor::Q8_0Kv { len, .. } => *len,
         }
     }
 }
@@ -45,6 +49,10 @@ impl CpuTensor {
             DType::F32 => CpuTensor::F32(vec![0.0; n]),
             DType::F16 => CpuTensor::F16(vec![f16::ZERO; n]),
             DType::BF16 => CpuTensor::BF16(vec![bf16::ZERO; n]),
+            DType::Q8_0Kv => CpuTensor::Q8_0Kv {
+                bytes: vec![0; dtype.bytes_for(n)],
+                len: n,
+            },
             other => {
                 return Err(Error::Backend {
                     backend: "cpu",
@@ -76,10 +84,15 @@ impl CpuTensor {
             CpuTensor::F32(v) => dst.copy_from_slice(&v[start..end]),
             CpuTensor::F16(v) => super::simd::f16_to_f32(&v[start..end], dst),
             CpuTensor::BF16(v) => super::simd::bf16_to_f32(&v[start..end], dst),
+            CpuTensor::Q8_0Kv { bytes, len } => {
+                assert!(end <= *len, "elements {start}..{end} of {len}");
+                crate::kv_quant::read(bytes, start, dst)
+            }
         }
     }
 
-    /// Writes `src` (rounded to this tensor's dtype, round-to-nearest-even) at `start`.
+    /// Writes `src` (rounded to this tensor's dtype, round-to-nearest-even) at `start`; a Q8_0
+    /// tensor takes whole blocks (`start` and `src.len()` multiples of 32).
     pub fn write_f32(&mut self, start: usize, src: &[f32]) {
         let end = start + src.len();
         match self {
@@ -92,6 +105,10 @@ impl CpuTensor {
                 .iter_mut()
                 .zip(src)
                 .for_each(|(d, &s)| *d = bf16::from_f32(s)),
+            CpuTensor::Q8_0Kv { bytes, len } => {
+                assert!(end <= *len, "elements {start}..{end} of {len}");
+                crate::kv_quant::write(bytes, start, src)
+            }
         }
     }
 

@@ -34,6 +34,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
+use crate::kv_quant;
 use crate::sampler::SamplingParams;
 use crate::tensor::DType;
 pub use module::KernelSources;
@@ -110,7 +111,8 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
-    /// The device address of element `i` (no bounds check: callers check lengths first).
+    /// The device address of element `i` (no bounds check: callers check lengths first; plain
+    /// types only).
     pub fn ptr_at(&self, i: usize) -> DevicePtr {
         self.buf.ptr + (i * self.dtype.block_bytes()) as u64
     }
@@ -435,7 +437,10 @@ impl GpuBackend {
     }
 
     fn new_tensor(&self, dtype: DType, len: usize) -> Result<GpuTensor> {
-        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        if !matches!(
+            dtype,
+            DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0Kv
+        ) {
             return Err(Error::Backend {
                 backend: "gpu",
                 op: "alloc".into(),
@@ -443,6 +448,7 @@ impl GpuBackend {
             });
         }
         let bytes = len
+            .div_ceil(dtype.block_elems())
             .checked_mul(dtype.block_bytes())
             .ok_or_else(|| Error::Backend {
                 backend: "gpu",
@@ -605,7 +611,7 @@ impl Backend for GpuBackend {
 
     fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
         let size = dtype.block_bytes();
-        if dtype.is_quantized() || bytes.len() % size != 0 {
+        if (dtype.is_quantized() && dtype != DType::Q8_0Kv) || bytes.len() % size != 0 {
             return Err(bad(
                 "upload",
                 format!(
@@ -614,7 +620,7 @@ impl Backend for GpuBackend {
                 ),
             ));
         }
-        let t = self.new_tensor(dtype, bytes.len() / size)?;
+        let t = self.new_tensor(dtype, bytes.len() / size * dtype.block_elems())?;
         self.vendor.htod(t.ptr(), bytes)?;
         Ok(t)
     }
@@ -629,6 +635,18 @@ impl Backend for GpuBackend {
                 "download",
                 format!("elements {start}..+{n} of a tensor of {}", t.len),
             ));
+        }
+        if t.dtype == DType::Q8_0Kv {
+            // Whole superblocks around the range, decoded.
+            let (first, last) = (start / kv_quant::SUPER, (start + n).div_ceil(kv_quant::SUPER));
+            let mut bytes = vec![0u8; (last - first) * kv_quant::SUPER_BYTES];
+            if !bytes.is_empty() {
+                let at = t.buf.ptr + (first * kv_quant::SUPER_BYTES) as u64;
+                self.vendor.dtoh(&mut bytes, at)?;
+            }
+            let mut out = vec![0.0; n];
+            kv_quant::read(&bytes, start - first * kv_quant::SUPER, &mut out);
+            return Ok(out);
         }
         let mut bytes = vec![0u8; n * t.dtype.block_bytes()];
         self.vendor.dtoh(&mut bytes, t.ptr_at(start))?;
@@ -662,7 +680,7 @@ impl Backend for GpuBackend {
         let fits = offset
             .checked_add(src.len())
             .is_some_and(|end| end <= dst.len());
-        if src.dtype() != dst.dtype() || !fits {
+        if src.dtype() != dst.dtype() || !fits || src.dtype().is_quantized() {
             return Err(bad(
                 "copy",
                 format!(
