@@ -30,7 +30,8 @@ import sys
 
 # --- the ABI ----------------------------------------------------------------------------------
 # kernel: (file, parameters, block, grid). T is the KV or table element type of the suffix
-# (_f32: float, _f16/_bf16: uint16_t); S/D the convert source/destination types.
+# (_f32: float, _f16/_bf16: uint16_t, _q8_0: uint8_t, the KV cache's Q8_0 bytes); S/D the
+# convert source/destination types.
 
 EMBEDDING = "const T* table, const int* tokens, float* out, int n_tokens, int hidden, int vocab"
 ROPE = ("float* q, const float* k, const float* v, const float* inv_freq, T* arena, int layer, "
@@ -41,9 +42,11 @@ ATTENTION = ("const float* q, const T* arena, float* out, int layer, int pos0, i
 ELEMENTS = "(ceil(n/256))"
 
 ABI = {}
-for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t")):
-    ABI[f"embedding_{suffix}"] = ("embedding.hip", EMBEDDING.replace("T*", t + "*"), 256,
-                                  "(n_tokens)")
+for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t"),
+                  ("q8_0", "uint8_t")):
+    if suffix != "q8_0":  # the KV cache's Q8_0 is no embedding table type
+        ABI[f"embedding_{suffix}"] = ("embedding.hip", EMBEDDING.replace("T*", t + "*"), 256,
+                                      "(n_tokens)")
     ABI[f"rope_kv_write_{suffix}"] = ("rope.hip", ROPE.replace("T*", t + "*"), 256, "(rows)")
     ABI[f"attention_{suffix}"] = ("attention.hip", ATTENTION.replace("T*", t + "*"), 128,
                                   "(n_heads, rows)")
@@ -75,9 +78,10 @@ DECODE_ATTENTION = ("const float* q, const float* k, const float* v, const float
                     "uint16_t* arena, float* out, float* ws, int* counters, int layer, int pos0, "
                     "int n_heads, int n_kv_heads, int head_dim, int capacity, int s_max, "
                     "float scale, const int* step")
-for suffix in ("f16", "bf16"):
-    ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip", DECODE_ATTENTION, 256,
-                                         "(n_kv_heads*slabs, s_max)")
+for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
+    ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip",
+                                         DECODE_ATTENTION.replace("uint16_t* arena", t + "* arena"),
+                                         256, "(n_kv_heads*slabs, s_max)")
 FLASH_ATTENTION = ATTENTION.replace("T*", "uint16_t*").replace(", const int* step", "")
 for hd in (64, 128):
     for suffix in ("f16", "bf16"):

@@ -5,7 +5,8 @@
 //   out[i, h, :] = Σ_j softmax(s)_j · V[kvh, j, :]        (max-subtracted softmax)
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
-//   head_dim) of T ∈ {f32, f16, bf16}, K at kv = 0, V at kv = 1 (engine/src/kv_cache.rs).
+//   head_dim) of T ∈ {f32, f16, bf16, q8_0} (q8_0: common.h Q8, read element by element),
+//   K at kv = 0, V at kv = 1 (engine/src/kv_cache.rs).
 // Launch: grid (n_heads, rows); block B: attention_{T} (prefill rows) B = ATTENTION_BLOCK = 128;
 //   attention_decode_{T} (one row) B = ATTENTION_DECODE_BLOCK = 1024, so a decode row walks its
 //   keys 1024 / WAVE at a time (a few hundred keys: a few iterations, not dozens) while prefill
@@ -26,7 +27,7 @@
 //   launch serves every length; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
 //   pos0 + rows ≤ capacity, layer < n_layers.
-// Paths (WF_PATH, slot = the KV type's codec id; + 3 for attention_decode_{T}):
+// Paths (WF_PATH, slot = the KV type's codec id; + 4 for attention_decode_{T}):
 //   keys:       a wave folds a key into its running (m, ℓ, a)
 //   empty_wave: the merge meets a wave that saw no key (fewer keys than waves)
 //   step:       pos0 read from the step block (attention_decode_{T})
@@ -48,7 +49,7 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   if (h >= n_heads || i >= rows || head_dim > ATTENTION_MAX_HEAD_DIM) return;
   constexpr int NW = BLOCK / WAVE;  // waves
   constexpr bool DECODE = BLOCK == ATTENTION_DECODE_BLOCK;
-  const int slot = KV::id + (DECODE ? 3 : 0);
+  const int slot = KV::id + (DECODE ? 4 : 0);
   if (step != nullptr) {
     pos0 = step[1];
     if (DECODE && h == 0 && i == 0 && thread_index() == 0) WF_PATH(slot, PATH_STEP);
@@ -58,9 +59,9 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
   const int keys = pos0 + i + 1;  // causal: positions 0 ..= pos0 + i
   const int lane = wave_lane(), w = wave_index();
   const float* qh = q + ((i64)i * n_heads + h) * head_dim;  // (head_dim)
-  // (capacity, head_dim) K and V planes of (layer, kvh)
-  const typename KV::storage* kh = arena + (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;
-  const typename KV::storage* vh = arena + (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
+  // element bases of the (capacity, head_dim) K and V planes of (layer, kvh)
+  const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;
+  const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
 
   float qv[ATTENTION_DIMS], acc[ATTENTION_DIMS];
 #pragma unroll
@@ -77,11 +78,11 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
     const bool valid = j < keys;
     float part = 0.0f;
     if (valid) {
-      const typename KV::storage* kj = kh + (i64)j * head_dim;
+      const i64 kj = kh + (i64)j * head_dim;
 #pragma unroll
       for (int c = 0; c < ATTENTION_DIMS; ++c) {
         const int d = lane + c * WAVE;
-        if (d < head_dim) part += qv[c] * KV::load(kj[d]);
+        if (d < head_dim) part += qv[c] * kv_read<KV>(arena, kj + d);
       }
     }
     const float s = wave_sum(part) * scale;  // every lane of the wave: s_j
@@ -91,11 +92,11 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
       const float corr = wf_expf(m - m_new);  // 0 on the first key (m = -inf)
       const float p = wf_expf(s - m_new);
       l = l * corr + p;
-      const typename KV::storage* vj = vh + (i64)j * head_dim;
+      const i64 vj = vh + (i64)j * head_dim;
 #pragma unroll
       for (int c = 0; c < ATTENTION_DIMS; ++c) {
         const int d = lane + c * WAVE;
-        if (d < head_dim) acc[c] = acc[c] * corr + p * KV::load(vj[d]);
+        if (d < head_dim) acc[c] = acc[c] * corr + p * kv_read<KV>(arena, vj + d);
       }
       m = m_new;
     }
@@ -178,4 +179,20 @@ extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
         const int* step) {
   attention_kernel<BF16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
                              capacity, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
+    attention_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
+                   int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                   float scale, const int* step) {
+  attention_kernel<Q8, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads,
+                                        head_dim, capacity, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
+    attention_decode_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
+                          int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                          float scale, const int* step) {
+  attention_kernel<Q8, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads,
+                                               n_kv_heads, head_dim, capacity, scale, step);
 }

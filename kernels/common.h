@@ -48,9 +48,11 @@
 #error "kernels/common.h: unknown compiler (expected HIP, CUDA or WF_HOST_TEST)"
 #endif
 
-// Fixed-width types. The run-time compilers have no host headers: define the three we use
+// Fixed-width types. The run-time compilers have no host headers: define the ones we use
 // (identical to the platforms' own, so a second identical typedef is harmless).
 #if defined(__CUDACC_RTC__) || defined(__HIPCC_RTC__)
+typedef unsigned char uint8_t;
+typedef signed char int8_t;
 typedef unsigned short uint16_t;
 typedef unsigned int uint32_t;
 typedef int int32_t;
@@ -136,6 +138,13 @@ WF_DEVICE float wf_expf(float x) { return expf(x); }
 WF_DEVICE double wf_fma(double a, double b, double c) { return fma(a, b, c); }
 WF_DEVICE double wf_rint(double x) { return rint(x); }
 #endif
+
+// Round to nearest, ties away from zero (C's roundf, Rust's f32::round) from rint: x − rint(x)
+// is exact, and ±0.5 only at a tie, where rint went to the even side.
+WF_DEVICE float wf_round_away(float x) {
+  const float r = wf_rintf(x), diff = x - r;
+  return diff == 0.5f || diff == -0.5f ? x + (x > 0.0f ? 0.5f : -0.5f) : r;
+}
 
 WF_DEVICE float wf_inf() { return f32_from_bits(0x7f800000u); }
 WF_DEVICE bool wf_isnan(float x) { return x != x; }
@@ -300,6 +309,41 @@ struct BF16 {
   static WF_DEVICE uint16_t store_hw(float x) { return f32_to_bf16_hw(x); }  // x not NaN
   static WF_DEVICE float load_hw(uint16_t x) { return bf16_to_f32(x); }
 };
+// The KV cache's Q8_0 (engine/src/kv_quant.rs): blocks of 32 elements, each an f16 scale d
+// and 32 int8 quants q (the value q·d), in superblocks of 256 elements and 272 bytes (the 256
+// quants in element order, then the 8 scales). Element e of an arena: its quant at byte
+// (e / 256)·272 + e mod 256, its block's scale at (e / 256)·272 + 256 + 2·((e mod 256) / 32).
+struct Q8 {
+  typedef uint8_t storage;
+  enum { id = 3 };
+  static WF_DEVICE i64 quant_byte(i64 e) { return (e >> 8) * 272 + (e & 255); }
+  static WF_DEVICE i64 scale_byte(i64 e) { return (e >> 8) * 272 + 256 + ((e & 255) >> 5) * 2; }
+  // Element e of arena a, as f32 (q·d is exact in f32).
+  static WF_DEVICE float read(const uint8_t* a, i64 e) {
+    const float d = f16_to_f32(*(const uint16_t*)(a + scale_byte(e)));
+    return (float)(int)(int8_t)a[quant_byte(e)] * d;
+  }
+  // llama.cpp's quantize_row_q8_0_ref for a block whose largest magnitude is amax: the scale
+  // d = amax / 127 (its f16 bits in *dh, the f32 value it reads back as returned), and
+  // 1 / d (0 when d is 0) in *id: q = round(x · id), half away from zero.
+  static WF_DEVICE float scale(float amax, uint16_t* dh, float* id) {
+    const float d = amax / 127.0f;
+    *id = d != 0.0f ? 1.0f / d : 0.0f;
+    *dh = f32_to_f16(d);
+    return f16_to_f32(*dh);
+  }
+  static WF_DEVICE int quant(float x, float id) { return (int)wf_round_away(x * id); }
+};
+
+// Element e of a KV arena of codec KV, as f32.
+template <class KV>
+WF_DEVICE float kv_read(const typename KV::storage* a, i64 e) {
+  return KV::load(a[e]);
+}
+template <>
+WF_DEVICE float kv_read<Q8>(const uint8_t* a, i64 e) {
+  return Q8::read(a, e);
+}
 
 // ---------------------------------------------------------------------------------------------
 // sin and cos of an f32 angle, correctly rounded in practice (≤ 0.5 ulp + 2^-30 relative:

@@ -108,50 +108,97 @@ WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, con
 
 WF_DEVICE int imin(int a, int b) { return a < b ? a : b; }
 
+// A lane's piece of a K/V row: 8 consecutive dims d0 .. d0 + 8 of element e (a multiple of 8),
+// held as 4 words between its load and its use. 16-bit KV: the piece is one 16-byte vector (8
+// f16/bf16). Q8_0 (common.h Q8): 8 quants (an 8-byte load: words 0, 1) and the scale of their
+// block (word 2); the 4 lanes of a block (pieces 4m .. 4m + 3: 32 dims) share it.
 template <class KV>
-WF_DEVICE void round_to(float (&v)[8]) {
+struct Piece {
+  static WF_DEVICE void load(const uint16_t* arena, i64 e, uint32_t (&w)[4]) {
+    const wf_u32x4 t = *(const wf_u32x4*)(arena + e);
+    w[0] = t.x;
+    w[1] = t.y;
+    w[2] = t.z;
+    w[3] = t.w;
+  }
+  // K/V widened to f32: bf16 by its exact shift, f16 by the hardware conversion
+  // (f16_to_f32_hw: exact, like the codec, for every value a cache holds).
+  static WF_DEVICE float widen(uint16_t h) {
+    return KV::id == F16::id ? f16_to_f32_hw(h) : KV::load(h);
+  }
+  static WF_DEVICE void unpack(const uint32_t (&w)[4], float (&v)[8]) {
 #pragma unroll
-  for (int e = 0; e < 8; ++e) v[e] = KV::load(KV::store(v[e]));
-}
+    for (int e = 0; e < 8; ++e)
+      v[e] = widen((uint16_t)((e & 1) ? w[e >> 1] >> 16 : w[e >> 1] & 0xffffu));
+  }
+  // v rounded in place to the stored values, and the stored form in w. Called by every thread
+  // of the block together (the Q8 version shuffles).
+  static WF_DEVICE void round(float (&v)[8], uint32_t (&w)[4]) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const uint16_t a = KV::store(v[2 * e]), b = KV::store(v[2 * e + 1]);
+      v[2 * e] = KV::load(a);
+      v[2 * e + 1] = KV::load(b);
+      w[e] = (uint32_t)a | ((uint32_t)b << 16);
+    }
+  }
+  static WF_DEVICE void store(uint16_t* arena, i64 e, const uint32_t (&w)[4], int) {
+    *(wf_u32x4*)(arena + e) = wf_u32x4{w[0], w[1], w[2], w[3]};
+  }
+};
 
+template <>
+struct Piece<Q8> {
+  static WF_DEVICE void load(const uint8_t* arena, i64 e, uint32_t (&w)[4]) {
+    const wf_u32x2 t = *(const wf_u32x2*)(arena + Q8::quant_byte(e));
+    w[0] = t.x;
+    w[1] = t.y;
+    w[2] = *(const uint16_t*)(arena + Q8::scale_byte(e));
+  }
+  static WF_DEVICE void unpack(const uint32_t (&w)[4], float (&v)[8]) {
+    const float d = f16_to_f32_hw((uint16_t)w[2]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      v[e] = (float)(int)(int8_t)((w[e >> 2] >> ((e & 3) * 8)) & 0xffu) * d;
+  }
+  // The block's largest magnitude over its 4 lanes (xor 1 and 2: lanes 4m .. 4m + 3 of a wave,
+  // the pieces of one block), then llama.cpp's arithmetic (common.h Q8).
+  static WF_DEVICE void round(float (&v)[8], uint32_t (&w)[4]) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = max_num(amax, v[e] < 0.0f ? -v[e] : v[e]);
+    amax = max_num(amax, wave_shfl_xor(amax, 1));
+    amax = max_num(amax, wave_shfl_xor(amax, 2));
+    uint16_t dh;
+    float id;
+    const float d = Q8::scale(amax, &dh, &id);
+    w[0] = w[1] = 0;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const int q = Q8::quant(v[e], id);
+      v[e] = (float)q * d;
+      w[e >> 2] |= ((uint32_t)q & 0xffu) << ((e & 3) * 8);
+    }
+    w[2] = dh;
+    w[3] = 0;
+  }
+  static WF_DEVICE void store(uint8_t* arena, i64 e, const uint32_t (&w)[4], int pc) {
+    *(wf_u32x2*)(arena + Q8::quant_byte(e)) = wf_u32x2{w[0], w[1]};
+    if ((pc & 3) == 0) *(uint16_t*)(arena + Q8::scale_byte(e)) = (uint16_t)w[2];
+  }
+};
+
+// One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < DA_UNROLL) of the plane at
+// element base, those before c1 and not the new key (that one comes from shared memory).
 template <class KV>
-WF_DEVICE void store_piece(uint16_t* p, const float (&v)[8]) {
-  store4<KV>(p, *(const float(*)[4])v);
-  store4<KV>(p + 4, *(const float(*)[4])(v + 4));
-}
-
-WF_DEVICE void load_piece(const uint16_t* p, uint32_t (&w)[4]) {
-  const wf_u32x4 t = *(const wf_u32x4*)p;
-  w[0] = t.x;
-  w[1] = t.y;
-  w[2] = t.z;
-  w[3] = t.w;
-}
-
-// One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < DA_UNROLL) of plane
-// base, those before c1 and not the new key (that one comes from shared memory).
-WF_DEVICE void load_batch(const uint16_t* base, int c0, int i0, int c1, int kps, int kslot,
-                          int pos, int head_dim, int d0, bool active,
+WF_DEVICE void load_batch(const typename KV::storage* arena, i64 base, int c0, int i0, int c1,
+                          int kps, int kslot, int pos, int head_dim, int d0, bool active,
                           uint32_t (&w)[DA_UNROLL][4]) {
 #pragma unroll
   for (int u = 0; u < DA_UNROLL; ++u) {
     const int j = c0 + i0 + u * kps + kslot;
-    if (active && j < c1 && j != pos) load_piece(base + (i64)j * head_dim + d0, w[u]);
+    if (active && j < c1 && j != pos) Piece<KV>::load(arena, base + (i64)j * head_dim + d0, w[u]);
   }
-}
-
-// A K/V piece widened to f32: bf16 by its exact shift, f16 by the hardware conversion
-// (f16_to_f32_hw: exact, like the codec, for every value a cache holds).
-template <class KV>
-WF_DEVICE float kv_widen(uint16_t h) {
-  return KV::id == F16::id ? f16_to_f32_hw(h) : KV::load(h);
-}
-
-template <class KV>
-WF_DEVICE void unpack_piece(const uint32_t (&w)[4], float (&v)[8]) {
-#pragma unroll
-  for (int e = 0; e < 8; ++e)
-    v[e] = kv_widen<KV>((uint16_t)((e & 1) ? w[e >> 1] >> 16 : w[e >> 1] & 0xffffu));
 }
 
 // The key's score for each of the DA_GROUP heads, from the lanes' 8-dim partials part[g] over
@@ -174,7 +221,8 @@ WF_DEVICE float head_score(float (&part)[DA_GROUP], int pc, int p2) {
 
 template <class KV>
 WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const float* v,
-                                        const float* inv_freq, uint16_t* arena, float* out,
+                                        const float* inv_freq, typename KV::storage* arena,
+                                        float* out,
                                         float* ws, int* counters, int layer, int pos, int n_heads,
                                         int n_kv_heads, int head_dim, int capacity, int s_max,
                                         float scale, const int* step) {
@@ -207,10 +255,11 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const int d0 = pc * 8;
 
   // The first K batch is in flight while the angles, q and the new key are worked out.
-  const uint16_t* kh = arena + (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;
-  const uint16_t* vh = arena + (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
+  const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;  // elements
+  const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
   uint32_t kw[DA_UNROLL][4], vw[DA_UNROLL][4];  // the batch being used
-  load_batch(kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0, active, kw);
+  load_batch<KV>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
+                 active, kw);
 
   WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
   // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
@@ -234,20 +283,26 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     for (int e = 0; e < 8; ++e) qv[g][e] = 0.0f;
     if (active && g < gb) rope_piece(q + (i64)(h0 + g) * head_dim, d0, half, sn, cs, qv[g]);
   }
-  const bool has_new = j1 == len;  // this split holds key p
-  if (has_new && active && kslot == 0) {
-    float kn[8], vn[8];
-    rope_piece(k + (i64)kvh * head_dim, d0, half, sn, cs, kn);
-    load_f32x4(v + (i64)kvh * head_dim + d0, *(float(*)[4])vn);
-    load_f32x4(v + (i64)kvh * head_dim + d0 + 4, *(float(*)[4])(vn + 4));
-    round_to<KV>(kn);
-    round_to<KV>(vn);
-    store_f32s(knew + d0, kn);
-    store_f32s(vnew + d0, vn);
-    if (slab == 0) {
-      WF_PATH(slot_id, PATH_WRITE);
-      store_piece<KV>((uint16_t*)kh + (i64)pos * head_dim + d0, kn);
-      store_piece<KV>((uint16_t*)vh + (i64)pos * head_dim + d0, vn);
+  const bool has_new = j1 == len;  // this split holds key p (the same for the whole block)
+  if (has_new) {
+    const bool mine = active && kslot == 0;  // key slot 0's lanes: threads 0 .. p2 of wave 0
+    float kn[8] = {}, vn[8] = {};
+    if (mine) {
+      rope_piece(k + (i64)kvh * head_dim, d0, half, sn, cs, kn);
+      load_f32x4(v + (i64)kvh * head_dim + d0, *(float(*)[4])vn);
+      load_f32x4(v + (i64)kvh * head_dim + d0 + 4, *(float(*)[4])(vn + 4));
+    }
+    uint32_t kq[4], vq[4];
+    Piece<KV>::round(kn, kq);  // every thread (Q8 shuffles inside groups of 4 lanes)
+    Piece<KV>::round(vn, vq);
+    if (mine) {
+      store_f32s(knew + d0, kn);
+      store_f32s(vnew + d0, vn);
+      if (slab == 0) {
+        WF_PATH(slot_id, PATH_WRITE);
+        Piece<KV>::store(arena, kh + (i64)pos * head_dim + d0, kq, pc);
+        Piece<KV>::store(arena, vh + (i64)pos * head_dim + d0, vq, pc);
+      }
     }
   }
   block_sync();
@@ -263,10 +318,11 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     const int c1 = imin(j1, c0 + DA_CHUNK), n = c1 - c0;
     if (c0 > j0 && t == 0) WF_PATH(slot_id, PATH_CHUNKS);
     // (1) scores; the batch in kw (the first one loaded ahead), the next in flight meanwhile
-    if (c0 > j0) load_batch(kh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, kw);
+    if (c0 > j0) load_batch<KV>(arena, kh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, kw);
     for (int i0 = 0; i0 < n; i0 += DA_UNROLL * kps) {
       uint32_t next[DA_UNROLL][4];
-      load_batch(kh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0, active, next);
+      load_batch<KV>(arena, kh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0,
+                     active, next);
 #pragma unroll
       for (int u = 0; u < DA_UNROLL; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
@@ -281,7 +337,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
             for (int e = 0; e < 8; ++e) kf[e] = knew[d0 + e];
           } else {
             WF_PATH(slot_id, PATH_KEYS);
-            unpack_piece<KV>(kw[u], kf);
+            Piece<KV>::unpack(kw[u], kf);
           }
 #pragma unroll
           for (int g = 0; g < DA_GROUP; ++g)
@@ -298,7 +354,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
         for (int x = 0; x < 4; ++x) kw[u][x] = next[u][x];
     }
     // The first V batch is in flight during the softmax.
-    load_batch(vh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, vw);
+    load_batch<KV>(arena, vh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, vw);
     block_sync();
     // (2) softmax over the sub-chunk: wave w takes head w (every wave runs the reductions)
     {
@@ -338,7 +394,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     }
     for (int i0 = 0; i0 < n; i0 += DA_UNROLL * kps) {
       uint32_t next[DA_UNROLL][4];
-      load_batch(vh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0, active, next);
+      load_batch<KV>(arena, vh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0,
+                     active, next);
 #pragma unroll
       for (int u = 0; u < DA_UNROLL; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
@@ -348,7 +405,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
 #pragma unroll
             for (int e = 0; e < 8; ++e) vf[e] = vnew[d0 + e];
           } else {
-            unpack_piece<KV>(vw[u], vf);
+            Piece<KV>::unpack(vw[u], vf);
           }
 #pragma unroll
           for (int g = 0; g < DA_GROUP; ++g) {
@@ -464,4 +521,13 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                           int s_max, float scale, const int* step) {
   decode_attention_kernel<BF16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
                                 n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step);
+}
+
+extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
+    decode_attention_q8_0(const float* q, const float* k, const float* v, const float* inv_freq,
+                          uint8_t* arena, float* out, float* ws, int* counters, int layer,
+                          int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
+                          int s_max, float scale, const int* step) {
+  decode_attention_kernel<Q8>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
+                              n_kv_heads, head_dim, capacity, s_max, scale, step);
 }

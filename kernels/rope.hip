@@ -7,7 +7,7 @@
 //
 // Shapes: q (rows, n_heads, head_dim) f32; k, v (rows, n_kv_heads, head_dim) f32;
 //   inv_freq (head_dim / 2) f32; arena (n_layers, 2, n_kv_heads, capacity, head_dim) of
-//   T ∈ {f32, f16, bf16}: element (layer, kv, head, pos, d) at
+//   T ∈ {f32, f16, bf16, q8_0} (q8_0: common.h Q8, head_dim a multiple of 32): element (layer, kv, head, pos, d) at
 //   (((layer·2 + kv)·n_kv_heads + head)·capacity + pos)·head_dim + d, K at kv = 0, V at kv = 1
 //   (engine/src/kv_cache.rs).
 // Launch: grid (rows); block ROPE_BLOCK = 256; no dynamic shared memory (static: the row's
@@ -18,8 +18,9 @@
 //   d: G = 4 (float4 loads of q, k, v; K/V stores of 4 elements) when half is a
 //   multiple of 4 and every base pointer is 16-byte aligned, else G = 1. Thread t takes
 //   groups t, t + 256, … of, in turn: the n_heads·half/G q groups (head h = g / (half/G)),
-//   the n_kv_heads·half/G k groups, the n_kv_heads·head_dim/G v groups. Every element is
-//   read and written by exactly one thread.
+//   the n_kv_heads·half/G k groups, the n_kv_heads·head_dim/G v groups (q8_0: the
+//   n_kv_heads·head_dim/32 Q8_0 blocks of k, then of v, one a thread). Every element is read and
+//   written by exactly one thread.
 // Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
 //   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
 //   launch serves every position; a pos0 outside [0, capacity − rows] writes nothing.
@@ -67,6 +68,80 @@ WF_DEVICE void rotate_g(const float* x, int d, int half, const float* sn, const 
   }
 }
 
+// The row's rotated K and plain V heads into the arena at element bases k_base, v_base (head h
+// at + h·head_stride).
+template <class KV, int G>
+struct KvRows {
+  static WF_DEVICE void write(const float* krow, const float* vrow, typename KV::storage* arena,
+                              i64 k_base, i64 v_base, i64 head_stride, int n_kv_heads,
+                              int head_dim, const float* sn, const float* cs) {
+    const int t = thread_index(), half = head_dim / 2, groups = half / G;
+    for (int g = t; g < n_kv_heads * groups; g += ROPE_BLOCK) {
+      const int h = g / groups, d = (g - h * groups) * G;
+      float lo[G], hi[G];
+      rotate_g<G>(krow + (i64)h * head_dim, d, half, sn, cs, lo, hi);
+      typename KV::storage* dst = arena + k_base + h * head_stride;
+      store_g_as<KV>(dst + d, lo);
+      store_g_as<KV>(dst + d + half, hi);
+    }
+    for (int g = t; g < n_kv_heads * head_dim / G; g += ROPE_BLOCK) {
+      const int e = g * G, h = e / head_dim, d = e - h * head_dim;
+      float x[G];
+      load_g(vrow + e, x);
+      store_g_as<KV>(arena + v_base + h * head_stride + d, x);
+    }
+  }
+};
+
+// Q8_0: a thread per block of 32 elements (head_dim a multiple of 32): it rotates (K) or
+// copies (V) the block's 32 values, quantizes them (common.h Q8) and writes the 32 quants as
+// two 16-byte stores and the f16 scale. Each element is rotated by rotate_g<1>'s expressions.
+template <int G>
+struct KvRows<Q8, G> {
+  static WF_DEVICE void store_block(uint8_t* arena, i64 e, const float (&x)[32]) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) amax = max_num(amax, x[i] < 0.0f ? -x[i] : x[i]);
+    uint16_t dh;
+    float id;
+    Q8::scale(amax, &dh, &id);
+    uint32_t w[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = 0;
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      w[i >> 2] |= ((uint32_t)Q8::quant(x[i], id) & 0xffu) << ((i & 3) * 8);
+    wf_u32x4* q = (wf_u32x4*)(arena + Q8::quant_byte(e));
+    q[0] = wf_u32x4{w[0], w[1], w[2], w[3]};
+    q[1] = wf_u32x4{w[4], w[5], w[6], w[7]};
+    *(uint16_t*)(arena + Q8::scale_byte(e)) = dh;
+  }
+  static WF_DEVICE void write(const float* krow, const float* vrow, uint8_t* arena, i64 k_base,
+                              i64 v_base, i64 head_stride, int n_kv_heads, int head_dim,
+                              const float* sn, const float* cs) {
+    const int t = thread_index(), half = head_dim / 2, blocks = head_dim / 32;
+    for (int b = t; b < 2 * n_kv_heads * blocks; b += ROPE_BLOCK) {
+      const bool is_v = b >= n_kv_heads * blocks;
+      const int bb = is_v ? b - n_kv_heads * blocks : b;
+      const int h = bb / blocks, d0 = (bb - h * blocks) * 32;
+      const float* x = (is_v ? vrow : krow) + (i64)h * head_dim;
+      float y[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        const int d = d0 + i;
+        if (is_v) {
+          y[i] = x[d];
+        } else if (d < half) {
+          y[i] = x[d] * cs[d] - x[d + half] * sn[d];
+        } else {
+          y[i] = x[d] * cs[d - half] + x[d - half] * sn[d - half];
+        }
+      }
+      store_block(arena, (is_v ? v_base : k_base) + h * head_stride + d0, y);
+    }
+  }
+};
+
 template <class KV, int G>
 WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* inv_freq,
                         typename KV::storage* arena, int layer, int pos, int row, int n_heads,
@@ -96,27 +171,15 @@ WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* i
     store_g(x + d, lo);
     store_g(x + d + half, hi);
   }
-  for (int g = t; g < n_kv_heads * groups; g += ROPE_BLOCK) {
-    const int h = g / groups, d = (g - h * groups) * G;
-    float lo[G], hi[G];
-    rotate_g<G>(krow + (i64)h * head_dim, d, half, sn, cs, lo, hi);
-    typename KV::storage* dst = arena + k_base + h * head_stride;
-    store_g_as<KV>(dst + d, lo);
-    store_g_as<KV>(dst + d + half, hi);
-  }
-  for (int g = t; g < n_kv_heads * head_dim / G; g += ROPE_BLOCK) {
-    const int e = g * G, h = e / head_dim, d = e - h * head_dim;
-    float x[G];
-    load_g(vrow + e, x);
-    store_g_as<KV>(arena + v_base + h * head_stride + d, x);
-  }
+  KvRows<KV, G>::write(krow, vrow, arena, k_base, v_base, head_stride, n_kv_heads, head_dim,
+                       sn, cs);
 }
 
 template <class KV>
-__device__ void rope_kernel(float* q, const float* k, const float* v, const float* inv_freq,
-                            typename KV::storage* arena, int layer, int pos0, int rows,
-                            int n_heads, int n_kv_heads, int head_dim, int capacity,
-                            const int* step) {
+WF_DEVICE void rope_kernel(float* q, const float* k, const float* v, const float* inv_freq,
+                           typename KV::storage* arena, int layer, int pos0, int rows,
+                           int n_heads, int n_kv_heads, int head_dim, int capacity,
+                           const int* step) {
   const int row = block_index_x();
   if (row >= rows) return;
   if (step != nullptr) {
@@ -151,6 +214,14 @@ extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
                       int n_kv_heads, int head_dim, int capacity, const int* step) {
   rope_kernel<F16>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
                    capacity, step);
+}
+
+extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)
+    rope_kv_write_q8_0(float* q, const float* k, const float* v, const float* inv_freq,
+                       uint8_t* arena, int layer, int pos0, int rows, int n_heads,
+                       int n_kv_heads, int head_dim, int capacity, const int* step) {
+  rope_kernel<Q8>(q, k, v, inv_freq, arena, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                  capacity, step);
 }
 
 extern "C" __global__ void __launch_bounds__(ROPE_BLOCK)

@@ -11,8 +11,9 @@ use crate::compare::Comparison;
 
 /// Guard elements after every output.
 pub const GUARD: usize = 64;
-/// What the guard elements hold; exactly representable in f32, f16 and bf16.
-pub const SENTINEL: f32 = -1024.0;
+/// What the guard elements hold; exactly representable in f32, f16 and bf16, and a block of it
+/// is an exact Q8_0 block (−127 · 8: scale 8, quants −127).
+pub const SENTINEL: f32 = -1016.0;
 
 /// Seeded inputs: the engine's SplitMix64 stream (`CoinRng`), the same on every machine.
 #[derive(Debug, Clone)]
@@ -48,9 +49,9 @@ pub fn rounded(dtype: DType, mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// Little-endian bytes of `v` in `dtype` (F32, F16, BF16).
+/// Little-endian bytes of `v` in `dtype` (F32, F16, BF16, the KV cache's Q8_0).
 pub fn to_bytes(dtype: DType, v: &[f32]) -> Vec<u8> {
-    wavefront::tensor::encode_f32(dtype, v).expect("test data is stored as F32, F16 or BF16")
+    wavefront::tensor::encode_f32(dtype, v).expect("test data is stored as F32, F16, BF16 or Q8_0")
 }
 
 pub fn upload<B: Backend>(b: &B, dtype: DType, v: &[f32]) -> Result<B::Tensor> {
@@ -75,7 +76,9 @@ pub fn read_guarded<B: Backend>(
     n: usize,
 ) -> Result<std::result::Result<Vec<f32>, Comparison>> {
     let mut v = b.download_f32(t)?;
-    if let Some(i) = v[n..].iter().position(|&x| x != SENTINEL) {
+    // (a Q8_0 tensor may hold zero padding past its guard, to the end of its superblock)
+    let guard_end = (n + GUARD).min(v.len());
+    if let Some(i) = v[n..guard_end].iter().position(|&x| x != SENTINEL) {
         return Ok(Err(Comparison::fail(format!(
             "out-of-bounds write: guard element {i} past the end ({} elements) holds {}",
             n,
@@ -140,8 +143,9 @@ mod tests {
 
     #[test]
     fn sentinel_survives_every_storage_type() {
-        for d in [DType::F32, DType::F16, DType::BF16] {
+        for d in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
             assert_eq!(rounded(d, vec![SENTINEL]), vec![SENTINEL]);
+            assert_eq!(rounded(d, vec![SENTINEL; GUARD]), vec![SENTINEL; GUARD]);
         }
     }
 }

@@ -179,6 +179,7 @@ pub mod harness;
 pub mod model;
 pub mod models;
 pub mod planted;
+pub mod q8;
 pub mod report;
 pub mod rounded;
 pub mod tolerance;

@@ -16,6 +16,7 @@ use super::{Check, Op};
 use crate::compare::compare;
 use crate::compare::Comparison;
 use crate::harness::{fill_cache, guarded, read_arena, read_guarded, rounded, upload, Rng};
+use crate::q8;
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +94,9 @@ impl AttentionCase {
             max_score: self.max_score(),
             input: self.matrix_input(),
         });
-        if !self.rope {
+        if !self.rope || self.kv == DType::Q8_0Kv {
+            // Q8_0: the stored rows are judged on the Q8_0 grid (crate::q8) and the output
+            // against attention over those rows.
             return att;
         }
         // The rows' keys and values enter through the rotation and the store's rounding (a
@@ -258,16 +261,6 @@ impl AttentionCase {
             }
             all
         };
-        let k3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&k_pre, &k_rows)).expect("sized");
-        let v3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&v_pre, &v_rows)).expect("sized");
-        let want = ops::attention(q_rot.view(), k3.view(), v3.view(), self.pos0);
-        let want: Vec<f32> = want
-            .permuted_axes([1, 0, 2])
-            .as_standard_layout()
-            .iter()
-            .copied()
-            .collect();
-
         // The arena: the rows written at pos0 .., the prefix as it was, the rest still NaN.
         let (mut got_k, mut got_v, mut untouched) = (vec![], vec![], Comparison::exact());
         for (o, x) in arena.iter().enumerate() {
@@ -306,11 +299,44 @@ impl AttentionCase {
             v.sort_by_key(|&(i, _)| i);
             v.into_iter().map(|(_, x)| x).collect()
         };
-        let tol_kv = tolerance(Kind::Rotation { store: self.kv }).nmse;
+        let (got_k, got_v) = (order(got_k), order(got_v));
+        let (check_k, check_v, att_k, att_v) = if self.kv == DType::Q8_0Kv {
+            // The rows on the Q8_0 grid (V bit-exact, K up to ties within the rotation's
+            // slack), then the output over the rows the engine stored.
+            let k_unrounded: Vec<f32> = k_rot.iter().copied().collect();
+            let slack = q8::rotation_slack(
+                heads_first(&k_new, nkv).as_slice().expect("standard layout"),
+                hd,
+            );
+            let v_plain: Vec<f32> = heads_first(&v_new, nkv).iter().copied().collect();
+            (
+                q8::q8_rows(&k_unrounded, &slack, &got_k),
+                q8::q8_rows(&v_plain, &vec![0.0; v_plain.len()], &got_v),
+                got_k.clone(),
+                got_v.clone(),
+            )
+        } else {
+            let tol_kv = tolerance(Kind::Rotation { store: self.kv }).nmse;
+            (
+                compare(&k_rows, &got_k, tol_kv),
+                compare(&v_rows, &got_v, tol_kv),
+                k_rows,
+                v_rows,
+            )
+        };
+        let k3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&k_pre, &att_k)).expect("sized");
+        let v3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&v_pre, &att_v)).expect("sized");
+        let want = ops::attention(q_rot.view(), k3.view(), v3.view(), self.pos0);
+        let want: Vec<f32> = want
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .iter()
+            .copied()
+            .collect();
         Ok(vec![
             Check::new("out", compare(&want, &got, self.tolerance().nmse)),
-            Check::new("k", compare(&k_rows, &order(got_k), tol_kv)),
-            Check::new("v", compare(&v_rows, &order(got_v), tol_kv)),
+            Check::new("k", check_k),
+            Check::new("v", check_v),
             Check::new("rest of arena", untouched),
         ])
     }
@@ -376,8 +402,18 @@ pub fn grid() -> Vec<AttentionCase> {
             ..case(rows, 20, (8, 2), 64, DType::F32)
         });
     }
+    // Q8_0 K/V (head dims multiples of 32; the simple kernel for prefill and the phase-1
+    // decode kernel): awkward lengths, GQA 1/3/4/8, head dim 96 whose rows cross superblocks
+    for (i, (rows, pos0)) in [(1, 0), (1, 2), (1, 126), (1, 512), (1, 8190), (3, 0), (113, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let hd = [64, 96, 128, 256, 128, 96, 64][i];
+        g.push(case(rows, pos0, gqa[i % 4], hd, DType::Q8_0Kv));
+    }
+    g.push(case(127, 5, (8, 2), 32, DType::Q8_0Kv));
     // the decode step's length read on the device
-    for kv in [DType::F32, DType::F16, DType::BF16] {
+    for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
         for (kv_len, hd) in [(1, 64), (513, 128)] {
             g.push(AttentionCase {
                 via_step: true,
@@ -427,6 +463,24 @@ fn rope_grid(
         magnitude: 16.0,
         ..rope(1, 4000, (8, 2), 64, DType::F16)
     });
+    // Q8_0 K/V through the fused kernel (quantized in groups of 4 lanes): one split, several,
+    // sub-chunks, long contexts, head dims 32–256 (96: rows that cross superblocks), GQA 1–16;
+    // large scores; and prefill rows through the separate ops
+    for (i, kv_len) in [1usize, 3, 65, 127, 513, 2100, 8191, 32768]
+        .into_iter()
+        .enumerate()
+    {
+        let hd = [64, 96, 128, 256, 32, 96, 128, 64][i];
+        let mut c = rope(1, kv_len, gqa[i % gqa.len()], hd, DType::Q8_0Kv);
+        c.via_step = i % 2 == 0;
+        g.push(c);
+    }
+    g.push(AttentionCase {
+        magnitude: 16.0,
+        ..rope(1, 4000, (8, 2), 64, DType::Q8_0Kv)
+    });
+    g.push(rope(5, 40, (8, 2), 64, DType::Q8_0Kv));
+    g.push(rope(3, 700, (12, 3), 96, DType::Q8_0Kv));
     // the separate ops: f32 KV, a head dim off 16, prefill rows
     g.push(rope(1, 300, (8, 2), 64, DType::F32));
     g.push(rope(1, 300, (8, 2), 72, DType::F16));
@@ -441,6 +495,12 @@ fn drawn_case(
     rope: bool,
     (rows, pos0, group, n_kv_heads, head_dim, kv, seed): Drawn,
 ) -> AttentionCase {
+    // Q8_0 rows are whole blocks of 32
+    let head_dim = if kv == DType::Q8_0Kv && head_dim % 32 != 0 {
+        head_dim / 32 * 32 + 32
+    } else {
+        head_dim
+    };
     AttentionCase {
         rows,
         pos0,
@@ -462,7 +522,12 @@ pub fn strategy() -> impl Strategy<Value = AttentionCase> {
         1usize..5,
         1usize..4,
         prop_oneof![Just(16usize), Just(64), Just(80), Just(96), Just(128)],
-        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        prop_oneof![
+            Just(DType::F32),
+            Just(DType::F16),
+            Just(DType::BF16),
+            Just(DType::Q8_0Kv)
+        ],
         any::<u64>(),
     )
         .prop_map(|d| drawn_case(false, d))
@@ -477,7 +542,12 @@ pub fn rope_strategy() -> impl Strategy<Value = AttentionCase> {
         1usize..9,
         1usize..4,
         prop_oneof![Just(64usize), Just(80), Just(96), Just(128), Just(256)],
-        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        prop_oneof![
+            Just(DType::F32),
+            Just(DType::F16),
+            Just(DType::BF16),
+            Just(DType::Q8_0Kv)
+        ],
         any::<u64>(),
     )
         .prop_map(|d| drawn_case(true, d))

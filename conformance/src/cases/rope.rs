@@ -13,6 +13,7 @@ use wavefront_reference::ops::rope;
 use super::Check;
 use crate::compare::{compare, Comparison};
 use crate::harness::{poisoned_cache, read_arena, read_guarded, rounded, upload, with_guard, Rng};
+use crate::q8;
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,10 +169,26 @@ impl RopeCase {
         };
         let tol_q = tolerance(Kind::Rotation { store: DType::F32 }).nmse;
         let tol_kv = self.tolerance().nmse;
+        let (check_k, check_v) = if self.kv == DType::Q8_0Kv {
+            // On the Q8_0 grid (crate::q8): V bit-exact, K up to ties within the rotation's
+            // slack (the unrotated pairs in exp_k's (head, row, dim) order).
+            let k_heads = heads_first(&k, self.n_kv_heads);
+            let slack = q8::rotation_slack(k_heads.as_slice().expect("standard layout"), hd);
+            let zero = vec![0.0; exp_v.len()];
+            (
+                q8::q8_rows(&exp_k, &slack, &got_k),
+                q8::q8_rows(&exp_v, &zero, &got_v),
+            )
+        } else {
+            (
+                compare(&rounded(self.kv, exp_k), &got_k, tol_kv),
+                compare(&rounded(self.kv, exp_v), &got_v, tol_kv),
+            )
+        };
         Ok(vec![
             Check::new("q", compare(&rows_first(&want_q), &got_q, tol_q)),
-            Check::new("k", compare(&rounded(self.kv, exp_k), &got_k, tol_kv)),
-            Check::new("v", compare(&rounded(self.kv, exp_v), &got_v, tol_kv)),
+            Check::new("k", check_k),
+            Check::new("v", check_v),
             Check::new("rest of arena", untouched),
         ])
     }
@@ -208,6 +225,16 @@ pub fn grid() -> Vec<RopeCase> {
             g.push(base(rows, pos0, h, kvh, hd, kv));
         }
     }
+    // Q8_0 K/V: whole blocks of 32, a thread a block; head dim 96 crosses superblocks
+    for (rows, pos0, h, kvh, hd) in [
+        (1, 0, 4, 4, 64),
+        (3, 0, 9, 3, 96),
+        (1, 8191, 32, 8, 128),
+        (113, 5, 6, 2, 32),
+        (7, 506, 12, 4, 256),
+    ] {
+        g.push(base(rows, pos0, h, kvh, hd, DType::Q8_0Kv));
+    }
     g.push(RopeCase {
         theta: 500000.0,
         llama3: true,
@@ -226,6 +253,10 @@ pub fn grid() -> Vec<RopeCase> {
             });
         }
     }
+    g.push(RopeCase {
+        via_step: true,
+        ..base(1, 127, 8, 2, 128, DType::Q8_0Kv)
+    });
     g
 }
 
@@ -236,7 +267,12 @@ pub fn strategy() -> impl Strategy<Value = RopeCase> {
         1usize..5,
         1usize..4,
         prop_oneof![Just(16usize), Just(64), Just(80), Just(96), Just(128)],
-        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        prop_oneof![
+            Just(DType::F32),
+            Just(DType::F16),
+            Just(DType::BF16),
+            Just(DType::Q8_0Kv)
+        ],
         any::<bool>(),
         any::<u64>(),
     )
@@ -246,7 +282,12 @@ pub fn strategy() -> impl Strategy<Value = RopeCase> {
                 pos0,
                 n_heads: group * n_kv_heads,
                 n_kv_heads,
-                head_dim,
+                // Q8_0 rows are whole blocks of 32
+                head_dim: if kv == DType::Q8_0Kv && head_dim % 32 != 0 {
+                    head_dim / 32 * 32 + 32
+                } else {
+                    head_dim
+                },
                 capacity: pos0 + rows + 3,
                 kv,
                 theta: if llama3 { 500000.0 } else { 10000.0 },

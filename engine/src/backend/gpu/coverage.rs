@@ -67,15 +67,23 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("rope_kv_write_f32", "rope.hip", 0, ROPE),
     k("rope_kv_write_f16", "rope.hip", 1, ROPE),
     k("rope_kv_write_bf16", "rope.hip", 2, ROPE),
+    k("rope_kv_write_q8_0", "rope.hip", 3, ROPE),
     k("attention_f32", "attention.hip", 0, ATTENTION),
     k("attention_f16", "attention.hip", 1, ATTENTION),
     k("attention_bf16", "attention.hip", 2, ATTENTION),
-    k("attention_decode_f32", "attention.hip", 3, ATTENTION_DECODE),
-    k("attention_decode_f16", "attention.hip", 4, ATTENTION_DECODE),
+    k("attention_q8_0", "attention.hip", 3, ATTENTION),
+    k("attention_decode_f32", "attention.hip", 4, ATTENTION_DECODE),
+    k("attention_decode_f16", "attention.hip", 5, ATTENTION_DECODE),
     k(
         "attention_decode_bf16",
         "attention.hip",
-        5,
+        6,
+        ATTENTION_DECODE,
+    ),
+    k(
+        "attention_decode_q8_0",
+        "attention.hip",
+        7,
         ATTENTION_DECODE,
     ),
     k(
@@ -88,6 +96,12 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "decode_attention_bf16",
         "decode_attention.hip",
         1,
+        DECODE_ATTENTION,
+    ),
+    k(
+        "decode_attention_q8_0",
+        "decode_attention.hip",
+        2,
         DECODE_ATTENTION,
     ),
     k(
@@ -345,10 +359,10 @@ mod tests {
             all_paths().len(),
             3 * 3
                 + 4
-                + 3 * 3
-                + 3 * 2
-                + 3 * 3
-                + 2 * 8
+                + 4 * 3
+                + 4 * 2
+                + 4 * 3
+                + 3 * 8
                 + 4 * 3
                 + 3
                 + 2

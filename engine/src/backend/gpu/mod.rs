@@ -175,7 +175,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 32] = [
+pub const ABI_KERNELS: [&str; 36] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -183,14 +183,18 @@ pub const ABI_KERNELS: [&str; 32] = [
     "rope_kv_write_f32",
     "rope_kv_write_f16",
     "rope_kv_write_bf16",
+    "rope_kv_write_q8_0",
     "attention_f32",
     "attention_f16",
     "attention_bf16",
+    "attention_q8_0",
     "attention_decode_f32",
     "attention_decode_f16",
     "attention_decode_bf16",
+    "attention_decode_q8_0",
     "decode_attention_f16",
     "decode_attention_bf16",
+    "decode_attention_q8_0",
     "flash_attention_64_f16",
     "flash_attention_64_bf16",
     "flash_attention_128_f16",

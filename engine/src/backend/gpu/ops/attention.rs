@@ -3,8 +3,8 @@
 //!
 //! Prefill rows (more than one) over f16/bf16 KV with a head dim that is a multiple of 16 up to
 //! 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and the
-//! softmax weights rounded to the KV type); everything else the simple kernel
-//! (`kernels/attention.hip`, f32 throughout).
+//! softmax weights rounded to the KV type); everything else, Q8_0 K/V among it, the simple
+//! kernel (`kernels/attention.hip`, f32 throughout).
 
 use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
@@ -56,7 +56,7 @@ pub(in crate::backend::gpu) fn attention(
         "arena",
         arena,
         layout.elems(),
-        &[DType::F32, DType::F16, DType::BF16],
+        &[DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv],
     )?;
     if p.rows == 0 || p.n_heads == 0 {
         return Ok(());

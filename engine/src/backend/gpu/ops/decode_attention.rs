@@ -42,7 +42,7 @@ fn columns(p: &AttentionParams) -> usize {
 /// Whether the fused kernel takes `p` over a KV arena of `kv`.
 pub(in crate::backend::gpu) fn fusable(p: &AttentionParams, kv: DType) -> bool {
     p.rows == 1
-        && matches!(kv, DType::F16 | DType::BF16)
+        && matches!(kv, DType::F16 | DType::BF16 | DType::Q8_0Kv)
         && p.head_dim % 16 == 0
         && p.head_dim >= 32
         && p.head_dim <= MAX_HEAD_DIM
@@ -110,7 +110,7 @@ pub(in crate::backend::gpu) fn rope_attention(
         "arena",
         cache.arena(),
         layout.elems(),
-        &[DType::F16, DType::BF16],
+        &[DType::F16, DType::BF16, DType::Q8_0Kv],
     )?;
     let s_max = max_splits(b.info().multiprocessors as usize, &p, layout.capacity);
     let (ws, counters) = b.attention_workspace();

@@ -56,6 +56,7 @@ pub(super) fn suffix(op: &str, dtype: DType) -> Result<&'static str> {
         DType::F32 => Ok("f32"),
         DType::F16 => Ok("f16"),
         DType::BF16 => Ok("bf16"),
+        DType::Q8_0Kv => Ok("q8_0"),
         other => Err(super::bad(op, format!("no {op} kernel for {other}"))),
     }
 }

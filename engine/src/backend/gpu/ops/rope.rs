@@ -57,7 +57,7 @@ pub(in crate::backend::gpu) fn rope_kv_write(
         "arena",
         cache.arena(),
         layout.elems(),
-        &[DType::F32, DType::F16, DType::BF16],
+        &[DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv],
     )?;
     if p.rows == 0 {
         return Ok(());
