@@ -23,6 +23,8 @@ pub struct ModelCheckOptions {
     pub settings: Vec<SamplingParams>,
     /// Greedy tokens compared under the divergence rule.
     pub greedy_tokens: usize,
+    /// The engine's KV cache type (`None`: the backend's preference).
+    pub kv_dtype: Option<wavefront::DType>,
 }
 
 impl Default for ModelCheckOptions {
@@ -31,6 +33,7 @@ impl Default for ModelCheckOptions {
             sample_steps: 200,
             settings: sampling_settings(),
             greedy_tokens: 32,
+            kv_dtype: None,
         }
     }
 }
@@ -202,7 +205,11 @@ fn run_checks<B: Backend>(
     report.backend = b.name().to_string();
     let model = wavefront::load(path)?;
     let reference = crate::bridge::reference_model(&model, b.weight_dtype())?;
-    let engine = Engine::new(b, &model, EngineOptions::default())?;
+    let engine_opts = EngineOptions {
+        kv_dtype: opts.kv_dtype,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(b, &model, engine_opts)?;
     let tol = ModelTolerances::for_engine(&engine);
     let logits = tol.logits();
     report.tolerance = logits.nmse;

@@ -160,9 +160,13 @@ pub fn tolerance(kind: Kind) -> Tolerance {
 
 /// Mean square relative error of one round-to-nearest into `dtype`: the error is uniform over
 /// ±u relative (half an ulp), so its mean square is u²/3. 0 for f32 (no rounding beyond f32).
+/// The KV cache's Q8_0: an element moves by up to half a step d/2 of its block (d = amax/127),
+/// uniformly, mean square d²/12; a block of 32 then carries 32·amax²/(12·127²), at most that
+/// fraction of its own energy (≥ amax²): 1.65·10⁻⁴ whatever the data.
 fn rounding_ms(dtype: DType) -> f64 {
     match dtype {
         DType::F16 | DType::BF16 => unit_roundoff(dtype).powi(2) / 3.0,
+        DType::Q8_0Kv => 32.0 / (12.0 * 127.0 * 127.0),
         _ => 0.0,
     }
 }
@@ -194,7 +198,10 @@ fn model_bound(
     let h = if head { 1.0 } else { 0.0 };
     let reassociation = (2.0 * l * k as f64 * U_F32).powi(2);
     let activations = (4.0 * l + h) * rounding_ms(input);
-    let cache = 4.0 * l * rounding_ms(kv);
+    // 16-bit K/V: K, V and the flash kernel's q and P (4 a block); Q8_0: K and V (its prefill
+    // takes the simple kernel, q and P in f32).
+    let cache_events = if kv == DType::Q8_0Kv { 2.0 } else { 4.0 };
+    let cache = cache_events * l * rounding_ms(kv);
     let matrices = (7.0 * l + h) * rounding_ms(weights);
     let mut parts = vec![format!("f32 reassociation (2·{layers}·{k}·u)²")];
     let head_term = if head { " + 1 (head)" } else { "" };
@@ -203,7 +210,11 @@ fn model_bound(
             "(4·{layers}{head_term}) matmul inputs rounded to {input} (u²/3 each)"
         ));
     }
-    if kv != DType::F32 {
+    if kv == DType::Q8_0Kv {
+        parts.push(format!(
+            "2·{layers} K/V roundings to Q8_0 (32/(12·127²) each: half a step of the block's amax/127)"
+        ));
+    } else if kv != DType::F32 {
         parts.push(format!(
             "2·{layers} K/V roundings and 2·{layers} attention inputs (q, P) rounded to {kv} (u²/3 each)"
         ));
@@ -253,6 +264,11 @@ mod tests {
         assert!(m(3, true, DType::BF16, DType::F16, DType::BF16) > got);
         // A 2–3 layer fixture's logits bound stays under an end-to-end bug of 1e-4.
         assert!(got < 1e-4 && m(2, true, DType::BF16, DType::F16, DType::F32) < 1e-4);
+        // Q8_0 K/V: 2 roundings a block (K, V; no matrix-input rounding of q and P).
+        let q8 = m(3, true, DType::BF16, DType::Q8_0Kv, DType::F32);
+        let rq8 = 32.0 / (12.0 * 127.0 * 127.0);
+        let want = reassoc(3.0) + 13.0 * r16 + 6.0 * rq8;
+        assert!((q8 - want).abs() <= 1e-12 * want, "{q8} vs {want}");
     }
 
     #[test]

@@ -20,6 +20,23 @@ fn cpu_engine_matches_the_reference_on_every_fixture() {
     }
 }
 
+/// A Q8_0 KV cache (`--kv-type q8_0`) within its derived bounds on every fixture it takes.
+#[test]
+fn cpu_engine_with_a_q8_0_kv_cache_matches_the_reference_on_the_fixtures() {
+    let opts = ModelCheckOptions {
+        kv_dtype: Some(wavefront::DType::Q8_0Kv),
+        ..ModelCheckOptions::default()
+    };
+    for path in common::q8_fixture_models() {
+        assert_pass(&check_model_with(
+            &|| Ok(CpuBackend::default()),
+            &path,
+            "kv=q8_0",
+            &opts,
+        ));
+    }
+}
+
 #[test]
 fn cpu_engine_matches_the_reference_on_smollm2() {
     let path = wavefront::fetch::default_model().unwrap();
@@ -28,6 +45,7 @@ fn cpu_engine_matches_the_reference_on_smollm2() {
         // Each filter alone and all together (the full list runs on the fixtures).
         settings: vec![sampling_settings()[2], sampling_settings()[4]],
         greedy_tokens: 32,
+        kv_dtype: None,
     };
     assert_pass(&check_model_with(
         &|| Ok(CpuBackend::default()),

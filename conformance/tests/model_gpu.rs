@@ -1,5 +1,5 @@
 //! Model-level conformance of the GPU engine (16-bit tolerances) on every fixture and on
-//! SmolLM2, at every wave variant. Skips, saying so, where no GPU is usable (CI).
+//! SmolLM2, at every wave variant; and with a Q8_0 KV cache on the fixtures it takes. Skips, saying so, where no GPU is usable (CI).
 
 mod common;
 
@@ -25,6 +25,7 @@ fn gpu_engine_matches_the_reference_on_fixtures_and_smollm2() {
             sample_steps: 200,
             settings: sampling_settings(),
             greedy_tokens: 32,
+            kv_dtype: None,
         };
         reports.push(check_model_with(
             &make,
@@ -32,6 +33,19 @@ fn gpu_engine_matches_the_reference_on_fixtures_and_smollm2() {
             &format!("WAVE={wave}"),
             &opts,
         ));
+        // A Q8_0 KV cache on the fixtures it takes and on SmolLM2.
+        let q8 = ModelCheckOptions {
+            kv_dtype: Some(wavefront::DType::Q8_0Kv),
+            ..ModelCheckOptions::default()
+        };
+        for path in common::q8_fixture_models().iter().chain([&smollm2]) {
+            reports.push(check_model_with(
+                &make,
+                path,
+                &format!("WAVE={wave},kv=q8_0"),
+                &q8,
+            ));
+        }
         for r in reports {
             println!("{}", r.markdown());
             if !r.all_pass() {

@@ -32,6 +32,7 @@ fn the_16_bit_path_stays_within_the_derived_bounds_on_smollm2() {
         sample_steps: 0,
         settings: vec![],
         greedy_tokens: 0,
+        kv_dtype: None,
     };
     let r = wavefront_conformance::models::check_model_with(
         &|| Ok(Rounded::gpu_like()),

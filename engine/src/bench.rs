@@ -227,10 +227,7 @@ fn fill_cache<B: Backend>(engine: &Engine<B>, seq: &mut Sequence<B>, depth: usiz
         at += block.len();
     }
     if at < n {
-        let tail = b.upload(
-            layout.dtype,
-            &bytes[..(n - at) * layout.dtype.block_bytes()],
-        )?;
+        let tail = b.upload(layout.dtype, &bytes[..layout.dtype.bytes_for(n - at)])?;
         b.copy_into(&tail, arena, at)?;
     }
     seq.cache.set_len(depth)

@@ -47,6 +47,18 @@ pub fn fixture_models() -> Vec<(PathBuf, PathBuf)> {
     out
 }
 
+/// The fixtures whose head_dim is whole Q8_0 blocks (a multiple of 32): the ones a Q8_0 KV
+/// cache takes.
+pub fn q8_fixture_models() -> Vec<PathBuf> {
+    let q8 = fixture_models()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| wavefront::load(p).unwrap().config.head_dim % 32 == 0)
+        .collect::<Vec<_>>();
+    assert!(q8.len() >= 3, "hd 32, 64 and 128 fixtures: {q8:?}");
+    q8
+}
+
 pub struct Golden {
     pub input_ids: Vec<u32>,
     pub greedy_prompt: Vec<u32>,

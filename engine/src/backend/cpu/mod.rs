@@ -23,6 +23,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
+use crate::kv_quant;
 use crate::sampler::SamplingParams;
 use crate::tensor::DType;
 
@@ -148,7 +149,11 @@ impl Backend for CpuBackend {
             op: "copy".into(),
             detail,
         };
-        let end = offset.checked_add(src.len()).filter(|&e| e <= dst.len());
+        // In whole blocks for a block type (a tensor's last block is whole in memory).
+        let be = src.dtype().block_elems();
+        let end = offset
+            .checked_add(src.len())
+            .filter(|&e| e.div_ceil(be) <= dst.len().div_ceil(be) && offset % be == 0);
         let Some(end) = end else {
             return Err(bad());
         };
@@ -156,6 +161,13 @@ impl Backend for CpuBackend {
             (CpuTensor::F32(s), CpuTensor::F32(d)) => d[offset..end].copy_from_slice(s),
             (CpuTensor::F16(s), CpuTensor::F16(d)) => d[offset..end].copy_from_slice(s),
             (CpuTensor::BF16(s), CpuTensor::BF16(d)) => d[offset..end].copy_from_slice(s),
+            (CpuTensor::Q8_0Kv { bytes: s, len }, CpuTensor::Q8_0Kv { bytes: d, .. })
+                if offset % kv_quant::SUPER == 0 =>
+            {
+                let at = offset / kv_quant::SUPER * kv_quant::SUPER_BYTES;
+                let n = kv_quant::bytes_for(*len);
+                d[at..at + n].copy_from_slice(&s[..n]);
+            }
             _ => return Err(bad()),
         }
         Ok(())

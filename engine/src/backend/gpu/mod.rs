@@ -111,10 +111,10 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
-    /// The device address of element `i` (no bounds check: callers check lengths first; plain
-    /// types only).
+    /// The device address of element `i` (no bounds check: callers check lengths first; for a
+    /// block type, the block holding `i`, so callers pass block starts).
     pub fn ptr_at(&self, i: usize) -> DevicePtr {
-        self.buf.ptr + (i * self.dtype.block_bytes()) as u64
+        self.buf.ptr + (i / self.dtype.block_elems() * self.dtype.block_bytes()) as u64
     }
 
     pub fn ptr(&self) -> DevicePtr {
@@ -681,10 +681,13 @@ impl Backend for GpuBackend {
     }
 
     fn copy_into(&self, src: &GpuTensor, dst: &mut GpuTensor, offset: usize) -> Result<()> {
-        let fits = offset
-            .checked_add(src.len())
-            .is_some_and(|end| end <= dst.len());
-        if src.dtype() != dst.dtype() || !fits || src.dtype().is_quantized() {
+        // In whole blocks for a block type (a tensor's last block is whole in memory).
+        let be = src.dtype().block_elems();
+        let fits = offset % be == 0
+            && offset
+                .checked_add(src.len())
+                .is_some_and(|end| end.div_ceil(be) <= dst.len().div_ceil(be));
+        if src.dtype() != dst.dtype() || !fits {
             return Err(bad(
                 "copy",
                 format!(
@@ -696,7 +699,9 @@ impl Backend for GpuBackend {
                 ),
             ));
         }
-        let bytes = src.len() * src.dtype().block_bytes();
+        // (a partial last block of a block type copies its padding too: dst has room for it,
+        // its own blocks being whole)
+        let bytes = src.dtype().bytes_for(src.len());
         self.vendor.dtod(dst.ptr_at(offset), src.ptr(), bytes)
     }
 
