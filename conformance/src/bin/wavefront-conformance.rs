@@ -20,6 +20,26 @@ enum BackendChoice {
     Gpu,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KvType {
+    F32,
+    F16,
+    Bf16,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl KvType {
+    fn dtype(self) -> wavefront::DType {
+        match self {
+            KvType::F32 => wavefront::DType::F32,
+            KvType::F16 => wavefront::DType::F16,
+            KvType::Bf16 => wavefront::DType::BF16,
+            KvType::Q8_0 => wavefront::DType::Q8_0Kv,
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "wavefront-conformance",
@@ -53,6 +73,10 @@ struct Args {
     /// Run the model-level checks on every model under this directory.
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// The KV cache type of the model-level checks (default: the backend's; q8_0 skips the
+    /// models whose head_dim is not a multiple of 32).
+    #[arg(long, value_enum)]
+    kv_type: Option<KvType>,
     /// Check greedy token streams against these transformers goldens
     /// (fixtures/smollm2/greedy_goldens.json) on the default model.
     #[arg(long)]
@@ -263,14 +287,36 @@ impl Outcome {
                 .md
                 .push_str(&format!("### {variant}: backend failed to start: {e}\n\n")),
         }
+        let kv = args.kv_type.map(KvType::dtype);
+        let opts = models::ModelCheckOptions {
+            kv_dtype: kv,
+            ..Default::default()
+        };
+        let variant = match args.kv_type {
+            Some(k) => format!(
+                "{variant}{}kv={}",
+                if variant.is_empty() { "" } else { "," },
+                k.to_possible_value().expect("no skipped values").get_name()
+            ),
+            None => variant.to_string(),
+        };
         for path in model_paths {
-            let mr = models::check_model(make, path, variant);
+            if kv == Some(wavefront::DType::Q8_0Kv)
+                && wavefront::load(path).is_ok_and(|m| m.config.head_dim % 32 != 0)
+            {
+                self.md.push_str(&format!(
+                    "### {}: skipped (head_dim not a multiple of 32: no Q8_0 KV)\n\n",
+                    path.display()
+                ));
+                continue;
+            }
+            let mr = models::check_model_with(make, path, &variant, &opts);
             self.md.push_str(&mr.markdown());
             self.md.push('\n');
             self.model_reports.push(mr);
         }
         if let Some(golden) = &args.golden {
-            let mr = golden_report(make, golden, variant, args.streams_dir.as_deref());
+            let mr = golden_report(make, golden, &variant, args.streams_dir.as_deref());
             self.md.push_str(&mr.markdown());
             self.md.push('\n');
             self.model_reports.push(mr);
