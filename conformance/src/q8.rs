@@ -72,10 +72,7 @@ pub fn q8_rows(want: &[f32], slack: &[f64], got: &[f32]) -> Comparison {
         // The engine's d = amax' / 127 (one rounding), then f16: every scale it can have.
         let d_lo = lo / 127.0 * (1.0 - 2.0 * U_F32);
         let d_hi = hi / 127.0 * (1.0 + 2.0 * U_F32);
-        let mut scales = vec![
-            f16::from_f64(d_lo).to_f32(),
-            f16::from_f64(d_hi).to_f32(),
-        ];
+        let mut scales = vec![f16::from_f64(d_lo).to_f32(), f16::from_f64(d_hi).to_f32()];
         scales.dedup();
         let Some(&scale) = scales.iter().find(|&&d| {
             d > 0.0
@@ -118,9 +115,10 @@ pub fn q8_rows(want: &[f32], slack: &[f64], got: &[f32]) -> Comparison {
             }
         }
     }
-    Comparison::exact().with_note((flips > 0).then(|| {
-        format!("{flips} element(s) within the f32 slack of a Q8_0 rounding tie")
-    }))
+    Comparison::exact().with_note(
+        (flips > 0)
+            .then(|| format!("{flips} element(s) within the f32 slack of a Q8_0 rounding tie")),
+    )
 }
 
 /// The slack of rotated values (`rope.hip`'s `x·cos ∓ y·sin`, the reference's the same in f32

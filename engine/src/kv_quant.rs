@@ -131,7 +131,10 @@ mod tests {
         assert_eq!((quant_byte(0), scale_byte(0)), (0, 256));
         assert_eq!((quant_byte(255), scale_byte(255)), (255, 256 + 14));
         assert_eq!((quant_byte(256), scale_byte(256)), (272, 272 + 256));
-        assert_eq!((quant_byte(300), scale_byte(300)), (272 + 44, 272 + 256 + 2));
+        assert_eq!(
+            (quant_byte(300), scale_byte(300)),
+            (272 + 44, 272 + 256 + 2)
+        );
         assert_eq!(bytes_for(0), 0);
         assert_eq!(bytes_for(1), 272);
         assert_eq!(bytes_for(512), 544);
@@ -147,7 +150,10 @@ mod tests {
             // |x − q·d16| ≤ |x − q·d| + |q|·|d − d16| ≤ d/2 + 127·d·2⁻¹¹
             let bound = d / 2.0 + 127.0 * d / 2048.0 + 1e-6;
             for (a, b2) in x.iter().zip(y) {
-                assert!((a - b2).abs() <= bound, "block {b}: {a} → {b2} (bound {bound})");
+                assert!(
+                    (a - b2).abs() <= bound,
+                    "block {b}: {a} → {b2} (bound {bound})"
+                );
             }
             // the largest element maps to ±127
             let i = x.iter().position(|v| v.abs() == amax).unwrap();

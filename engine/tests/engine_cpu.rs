@@ -207,8 +207,12 @@ fn q8_0_kv_cache_stores_q8_0_rows_and_keeps_the_logits_close() {
             kv_dtype: Some(kv_dtype),
             ..EngineOptions::default()
         };
-        Engine::new(CpuBackend::default(), &random_model(cfg.clone(), 42, DType::BF16), opts)
-            .unwrap()
+        Engine::new(
+            CpuBackend::default(),
+            &random_model(cfg.clone(), 42, DType::BF16),
+            opts,
+        )
+        .unwrap()
     };
     let f32_engine = engine_with(DType::F32);
     let mut seq = f32_engine.new_sequence(16).unwrap();

@@ -305,7 +305,9 @@ impl AttentionCase {
             // slack), then the output over the rows the engine stored.
             let k_unrounded: Vec<f32> = k_rot.iter().copied().collect();
             let slack = q8::rotation_slack(
-                heads_first(&k_new, nkv).as_slice().expect("standard layout"),
+                heads_first(&k_new, nkv)
+                    .as_slice()
+                    .expect("standard layout"),
                 hd,
             );
             let v_plain: Vec<f32> = heads_first(&v_new, nkv).iter().copied().collect();
@@ -404,9 +406,17 @@ pub fn grid() -> Vec<AttentionCase> {
     }
     // Q8_0 K/V (head dims multiples of 32; the simple kernel for prefill and the phase-1
     // decode kernel): awkward lengths, GQA 1/3/4/8, head dim 96 whose rows cross superblocks
-    for (i, (rows, pos0)) in [(1, 0), (1, 2), (1, 126), (1, 512), (1, 8190), (3, 0), (113, 0)]
-        .into_iter()
-        .enumerate()
+    for (i, (rows, pos0)) in [
+        (1, 0),
+        (1, 2),
+        (1, 126),
+        (1, 512),
+        (1, 8190),
+        (3, 0),
+        (113, 0),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let hd = [64, 96, 128, 256, 128, 96, 64][i];
         g.push(case(rows, pos0, gqa[i % 4], hd, DType::Q8_0Kv));

@@ -45,9 +45,14 @@ pub fn prefill_flops(c: &ModelConfig, len: usize) -> f64 {
     4.0 * (len as f64).powi(2) / 2.0 * c.head_dim as f64 * c.n_heads as f64
 }
 
-/// K and V bytes of `len` positions of one layer: what the step's attention reads at least.
+/// K and V bytes of `len` positions of one layer: what the step's attention reads at least
+/// (Q8_0: 34 bytes a block of 32).
 pub fn kv_bytes(c: &ModelConfig, len: usize, kv: DType) -> usize {
-    2 * c.n_kv_heads * len * c.head_dim * kv.block_bytes()
+    let n = 2 * c.n_kv_heads * len * c.head_dim;
+    match kv {
+        DType::Q8_0Kv => n / 32 * 34,
+        _ => n * kv.block_bytes(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,12 +79,12 @@ impl AttentionRow {
     fn new(
         model: &str,
         c: &ModelConfig,
-        depth: usize,
+        (depth, kv): (usize, DType),
         fused_ms: f64,
         separate_ms: Option<f64>,
         copy_gb_s: f64,
     ) -> Self {
-        let bytes = kv_bytes(c, depth + 1, DType::F16);
+        let bytes = kv_bytes(c, depth + 1, kv);
         let gb_s = |ms: f64| bytes as f64 / (ms * 1e-3) / 1e9;
         AttentionRow {
             model: model.to_string(),
@@ -150,6 +155,8 @@ pub struct AttentionReport {
     /// Device-to-device copy, bytes read + written per second (median).
     pub copy_gb_s: f64,
     pub reps: usize,
+    /// The decode rows' KV type.
+    pub kv: String,
     pub rows: Vec<AttentionRow>,
     /// Prefill attention per shape and length (empty when none was asked for).
     pub prefill: Vec<PrefillRow>,
@@ -159,8 +166,8 @@ pub struct AttentionReport {
 impl AttentionReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "Decode attention microbenchmark, one query row, f16 K/V | backend: {} | device: {} | copy bandwidth: {:.1} GB/s | median of {} reps after a warm-up, each rep one call per layer of an arena past the L2 (≥ 150 MB of K/V); fused: decode_attention (RoPE, KV write, split-K attention); separate: rope_kv_write + attention_decode (to depth {SEPARATE_MAX_DEPTH}); GB/s = K/V bytes of the cached positions / time; ratio = fused time / separate time\n\n",
-            self.backend, self.device, self.copy_gb_s, self.reps
+            "Decode attention microbenchmark, one query row, {} K/V | backend: {} | device: {} | copy bandwidth: {:.1} GB/s | median of {} reps after a warm-up, each rep one call per layer of an arena past the L2 (≥ 150 MB of K/V); fused: decode_attention (RoPE, KV write, split-K attention); separate: rope_kv_write + attention_decode (to depth {SEPARATE_MAX_DEPTH}); GB/s = K/V bytes of the cached positions / time; ratio = fused time / separate time\n\n",
+            self.kv, self.backend, self.device, self.copy_gb_s, self.reps
         );
         if let Some(k) = crate::backend::describe_kernels(&self.kernels) {
             s.push_str(&format!("kernels: {k}\n\n"));
@@ -274,23 +281,41 @@ fn random_f16_bytes(n: usize, seed: u64) -> Vec<u8> {
     random_16bit_bytes(n, seed, |r| (r & 0x8000) | 0x3800 | (r & 0x03ff))
 }
 
-/// Times one shape at one depth: (fused ms, separate ms where timed).
+/// Times one shape at one depth over K/V of `kv` (F16 or Q8_0): (fused ms, separate ms where
+/// timed).
 fn measure(
     b: &GpuBackend,
     c: &ModelConfig,
-    depth: usize,
+    (depth, kv): (usize, DType),
     reps: usize,
 ) -> Result<(f64, Option<f64>)> {
     let cap = depth + 1;
-    let layers = copies(kv_bytes(c, cap, DType::F16));
+    let layers = copies(kv_bytes(c, cap, kv));
     let layout = KvLayout {
         n_layers: layers,
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
         capacity: cap,
-        dtype: DType::F16,
+        dtype: kv,
     };
-    let arena = b.upload(DType::F16, &random_f16_bytes(layout.elems(), 11))?;
+    let bytes = match kv {
+        DType::F16 => random_f16_bytes(layout.elems(), 11),
+        DType::Q8_0Kv => {
+            // the f16 values' distribution, quantized
+            let f16 = random_f16_bytes(layout.elems(), 11);
+            let v: Vec<f32> = f16
+                .chunks_exact(2)
+                .map(|h| half::f16::from_le_bytes([h[0], h[1]]).to_f32())
+                .collect();
+            crate::kv_quant::encode(&v)
+        }
+        other => {
+            return Err(Error::InvalidRequest(format!(
+                "bench --attention: decode rows over f16 or q8_0 K/V, not {other}"
+            )))
+        }
+    };
+    let arena = b.upload(kv, &bytes)?;
     let mut cache = KvCache::from_arena(arena, layout)?;
     cache.set_len(depth)?;
     let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
@@ -398,7 +423,7 @@ pub fn plan<'a>(
 pub fn run(
     b: &mut GpuBackend,
     shapes: &[&str],
-    depths: Option<&[usize]>,
+    (depths, kv): (Option<&[usize]>, DType),
     lens: Option<&[usize]>,
     reps: usize,
 ) -> Result<AttentionReport> {
@@ -410,9 +435,14 @@ pub fn run(
     for p in plan {
         let c = &p.config;
         for depth in p.depths {
-            let (fused, separate) = measure(b, c, depth, reps)?;
+            let (fused, separate) = measure(b, c, (depth, kv), reps)?;
             rows.push(AttentionRow::new(
-                p.name, c, depth, fused, separate, copy_gb_s,
+                p.name,
+                c,
+                (depth, kv),
+                fused,
+                separate,
+                copy_gb_s,
             ));
         }
         for len in p.lens {
@@ -425,6 +455,10 @@ pub fn run(
         device: b.device(),
         copy_gb_s,
         reps,
+        kv: match kv {
+            DType::Q8_0Kv => "q8_0".into(),
+            d => d.name().to_lowercase(),
+        },
         rows,
         prefill,
         kernels: b.kernel_sources(),
@@ -441,7 +475,8 @@ mod tests {
         // 8 KV heads of 128, K and V, 2 bytes: 4 KiB a position.
         assert_eq!(kv_bytes(&c, 1, DType::F16), 4096);
         assert_eq!(kv_bytes(&c, 8193, DType::F16), 8193 * 4096);
-        // Past the L2 in copies of a layer: 32 MiB at depth 8192 → 5 layers for 150 MB.
+        assert_eq!(kv_bytes(&c, 1, DType::Q8_0Kv), 4096 / 64 * 34); // 34 bytes a block of 32
+                                                                    // Past the L2 in copies of a layer: 32 MiB at depth 8192 → 5 layers for 150 MB.
         assert_eq!(copies(kv_bytes(&c, 8193, DType::F16)), 5);
     }
 
@@ -449,7 +484,14 @@ mod tests {
     fn the_table_has_a_row_per_shape_and_depth_with_its_rates() {
         let c = crate::formats::random::shape("llama-3.2-1b").unwrap();
         // depth 8191: 8192 positions × 8 heads × 64 dims × 2 × 2 bytes = 16.777216 MB
-        let row = AttentionRow::new("llama-3.2-1b", &c, 8191, 0.01, Some(0.04), 2000.0);
+        let row = AttentionRow::new(
+            "llama-3.2-1b",
+            &c,
+            (8191, DType::F16),
+            0.01,
+            Some(0.04),
+            2000.0,
+        );
         assert_eq!(row.kv_bytes, 16_777_216);
         assert!(
             (row.fused_gb_s - 1677.7216).abs() < 1e-6,
@@ -458,8 +500,9 @@ mod tests {
         );
         assert!((row.fused_pct_copy - 83.88608).abs() < 1e-9);
         assert!((row.ratio.unwrap() - 0.25).abs() < 1e-12);
-        let deep = AttentionRow::new("llama-3.2-1b", &c, 32768, 0.02, None, 2000.0);
+        let deep = AttentionRow::new("llama-3.2-1b", &c, (32768, DType::F16), 0.02, None, 2000.0);
         let report = AttentionReport {
+            kv: "f16".into(),
             backend: "gpu".into(),
             device: "test".into(),
             copy_gb_s: 2000.0,
@@ -525,6 +568,7 @@ mod tests {
         assert!((r.speedup.unwrap() - 40.0).abs() < 1e-12);
         let long = PrefillRow::new("llama-3.1-8b", &c, 16384, 8.0, None);
         let report = AttentionReport {
+            kv: "f16".into(),
             backend: "gpu".into(),
             device: "test".into(),
             copy_gb_s: 2000.0,

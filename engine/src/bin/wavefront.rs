@@ -133,7 +133,7 @@ struct BenchArgs {
     /// Instead of the model benchmark: one decode step's attention of `--shape` (default: all
     /// three shapes) at each `--depth` (default 1024,8192,32768 where the shape's context
     /// allows), the fused decode kernel against the separate RoPE and attention kernels (to
-    /// depth 8192), on random f16 K/V; and the causal prefill attention of each
+    /// depth 8192), on random f16 K/V (`--kv-type q8_0`: Q8_0); and the causal prefill attention of each
     /// `--prefill-len` rows (default 512,4096,16384 where the context allows), the flash kernel
     /// against the simple one (to 4096 rows), on random bf16 K/V (GPU only; at least 20 reps).
     #[arg(long, conflicts_with_all = ["model", "pp", "tg", "gemv"])]
@@ -434,7 +434,12 @@ fn bench_attention(args: &BenchArgs) -> Result<()> {
              none (run it with a usable GPU, --backend gpu or auto)"
         );
     };
-    let report = wavefront::bench::attention::run(&mut b, &shapes, depths, lens, args.reps)?;
+    let kv = match args.kv_type {
+        None | Some(KvType::F16) => wavefront::DType::F16,
+        Some(KvType::Q8_0) => wavefront::DType::Q8_0Kv,
+        Some(_) => bail!("bench --attention: --kv-type f16 or q8_0 (the fused decode kernel's)"),
+    };
+    let report = wavefront::bench::attention::run(&mut b, &shapes, (depths, kv), lens, args.reps)?;
     write_report(args, &report.markdown(), &report)
 }
 

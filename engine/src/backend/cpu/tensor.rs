@@ -12,7 +12,10 @@ pub enum CpuTensor {
     F16(Vec<f16>),
     BF16(Vec<bf16>),
     /// The KV cache's Q8_0 ([`crate::kv_quant`]): `len` elements in their bytes.
-    Q8_0Kv { bytes: Vec<u8>, len: usize },
+    Q8_0Kv {
+        bytes: Vec<u8>,
+        len: usize,
+    },
 }
 
 impl TensorInfo for CpuTensor {

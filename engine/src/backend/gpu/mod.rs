@@ -441,10 +441,7 @@ impl GpuBackend {
     }
 
     fn new_tensor(&self, dtype: DType, len: usize) -> Result<GpuTensor> {
-        if !matches!(
-            dtype,
-            DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0Kv
-        ) {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0Kv) {
             return Err(Error::Backend {
                 backend: "gpu",
                 op: "alloc".into(),
@@ -642,7 +639,10 @@ impl Backend for GpuBackend {
         }
         if t.dtype == DType::Q8_0Kv {
             // Whole superblocks around the range, decoded.
-            let (first, last) = (start / kv_quant::SUPER, (start + n).div_ceil(kv_quant::SUPER));
+            let (first, last) = (
+                start / kv_quant::SUPER,
+                (start + n).div_ceil(kv_quant::SUPER),
+            );
             let mut bytes = vec![0u8; (last - first) * kv_quant::SUPER_BYTES];
             if !bytes.is_empty() {
                 let at = t.buf.ptr + (first * kv_quant::SUPER_BYTES) as u64;
