@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|kvq8-bench}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -367,6 +367,67 @@ prefill)
   grep -E "^\| [a-z].* \| [0-9]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|" "$OUT/bench-attention.md" | tail -12
   grep "^| llama" "$OUT/torch-sdpa.md" 2>/dev/null
   for f in "$OUT"/bench-*pp*.md; do echo "== $f"; grep -E "^\| pp" "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+kvq8-check)
+  # The Q8_0 KV session, part 1 (issue 9): the GPU unit tests and the op conformance binary
+  # (every case at both waves with kernel path coverage: the Q8_0 kernels' among them), the
+  # graph test; conformance on the fixtures with the default (f16) and the Q8_0 KV cache.
+  unpack .device/ops
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
+  for kv in f16 q8_0; do
+    start=$SECONDS
+    timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
+      --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
+      --kv-type $kv --report "$OUT/conformance-fixtures-$kv.md" --json "$OUT/conformance-fixtures-$kv.json" \
+      >"$OUT/conformance-fixtures-$kv.log" 2>&1
+    echo "| wavefront-conformance fixtures kv=$kv | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures-$kv.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗" "$OUT/conformance-fixtures-$kv.log" | head -20
+    finish
+  done
+  cat "$OUT/summary.md"
+  ;;
+kvq8-bench)
+  # Part 2: the attention microbench (decode rows over f16 and Q8_0 K/V; prefill rows flash
+  # against simple), torch's SDPA on the same prefill rows (NO_TORCH=1 skips it), and the model
+  # benches of Llama-3.2-1B and 3.1-8B with f16 and Q8_0 K/V: pp at PPS (default 512 4096 16384)
+  # and tg32 at depths 0, 8192, 32768.
+  unpack .device/ops
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for shape in llama-3.2-1b llama-3.1-8b; do
+    for kv in f16 q8_0; do
+      start=$SECONDS
+      lens=""
+      [ $kv = f16 ] && lens="--prefill-len 4096,16384"
+      # shellcheck disable=SC2086
+      timeout 150 bin/wavefront bench --attention --backend gpu --shape $shape \
+        --depth 8192,32768,131071 $lens --kv-type $kv --json "$OUT/bench-attention-$shape-$kv.json" \
+        --markdown "$OUT/bench-attention-$shape-$kv.md" >"$OUT/bench-attention-$shape-$kv.log" 2>&1
+      echo "| bench --attention $shape kv=$kv | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+  done
+  if [ "${NO_TORCH:-0}" != 1 ]; then
+    start=$SECONDS
+    timeout 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
+    echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    finish
+  fi
+  pps=$(echo ${PPS:-512 4096 16384} | tr ' ' ',')
+  for shape in llama-3.2-1b llama-3.1-8b; do
+    for kv in f16 q8_0; do
+      bench "$shape-$kv" --shape "$shape" --pp "$pps" --tg 32 --reps "${REPS:-3}" --depth 0,8192,32768 \
+        --sampling greedy --kv-type $kv
+    done
+  done
+  for f in "$OUT"/bench-attention-*.md; do echo "== $f"; grep -E "^\| llama" "$f"; done
+  grep "^| llama" "$OUT/torch-sdpa.md" 2>/dev/null
+  for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (pp|tg)" "$f"; done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;

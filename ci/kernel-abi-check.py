@@ -82,11 +82,11 @@ for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")
     ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip",
                                          DECODE_ATTENTION.replace("uint16_t* arena", t + "* arena"),
                                          256, "(n_kv_heads*slabs, s_max)")
-FLASH_ATTENTION = ATTENTION.replace("T*", "uint16_t*").replace(", const int* step", "")
+FLASH_ATTENTION = ATTENTION.replace(", const int* step", "")
 for hd in (64, 128):
-    for suffix in ("f16", "bf16"):
+    for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
         ABI[f"flash_attention_{hd}_{suffix}"] = (
-            "flash_attention.hip", FLASH_ATTENTION, 256,
+            "flash_attention.hip", FLASH_ATTENTION.replace("T*", t + "*"), 256,
             "(n_kv_heads, ceil(rows*n_heads/n_kv_heads/(16*256/WAVE)))")
 GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
         "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual")

@@ -6,8 +6,10 @@
 //   out[i, h, :] = Σ_{j ≤ p} softmax_j(q[i, h, :] · K[kvh, j, :] · scale) · V[kvh, j, :].
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
-//   head_dim) of T ∈ {f16, bf16} (engine/src/kv_cache.rs). Entry points flash_attention_{HD}_{T}
-//   take head_dim a multiple of 16 up to HD ∈ {64, 128}.
+//   head_dim) of T ∈ {f16, bf16, q8_0} (engine/src/kv_cache.rs; q8_0: common.h Q8, its values
+//   widened and rounded to f16 on their way into shared memory, so its matrix type M is f16;
+//   for f16/bf16 M = T). Entry points flash_attention_{HD}_{T} take head_dim a multiple of 16
+//   (of 32 for q8_0) up to HD ∈ {64, 128}.
 // Tiles: a block owns one KV head and BM = 16 · MT · FA_WAVES query rows of the flattened
 //   (row, head-in-group) index f = i · G + g, so every K/V tile it loads serves the whole GQA
 //   group (G = 1, 3, 4, 8, … alike); wave w owns the MT m-tiles of 16 rows from 16 · MT · w.
@@ -28,12 +30,12 @@
 //   block's first position skips the test. Keys past the block's last position are never read
 //   (their tile rows are zero: the arena past the prefix may hold anything, NaN included).
 // Rounding (conformance derives the tolerance from it): q and the softmax weights P are rounded
-//   to T (the matrix inputs); scores, the running max and sum, and O accumulate in f32; the
-//   row sum ℓ adds the unrounded weights.
+//   to M (the matrix inputs), and q8_0's K and V values too; scores, the running max and sum,
+//   and O accumulate in f32; the row sum ℓ adds the unrounded weights.
 // Positions: pos0 as given (a decode step's device-side position goes to the decode kernels).
 // Contract (checked by the host): head_dim a multiple of 16, 16 ≤ head_dim ≤ HD, n_heads a
 //   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, Y < 65536.
-// Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128):
+// Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128; q8_0: 4, 5 for HD = 128):
 //   tile:    a key tile wholly below the block's first position (no mask test)
 //   masked:  a key tile that crosses a row's position (the causal mask test)
 //   partial: the block's last rows run past rows · G (idle rows, not written)
@@ -78,49 +80,92 @@ WF_DEVICE float fa_exp2(float x) {
 #endif
 }
 
-// Key rows j0 .. j0 + BN − 1 of a K and a V plane, FA_PER 16-byte pieces a thread (piece
-// t = thread + u · FA_BLOCK: row t / pieces, dims 8 · (t % pieces) ..); rows past last_pos are
-// zeros (never read from memory).
-template <int FA_PER, int BN>
-WF_DEVICE void fa_fetch(uint32_t (&kreg)[FA_PER][4], uint32_t (&vreg)[FA_PER][4], const uint16_t* kh,
-                        const uint16_t* vh, int j0, int last_pos, int head_dim, int pieces) {
+// How a K/V piece of 8 dims (element e, a multiple of 8) of an arena of storage codec S is
+// fetched into 4 registers and becomes 8 matrix-input values in shared memory, and the codec
+// of the matrix instructions (Mma). 16-bit KV: one 16-byte vector, stored as it is. Q8_0
+// (common.h Q8): 8 quants (8 bytes) and their block's scale, widened to q·d and rounded to f16
+// (the matrix inputs are f16; the rounding is conformance's, like q's and P's).
+template <class S>
+struct FaSrc {
+  typedef S Mma;
+  static WF_DEVICE void fetch(const uint16_t* arena, i64 e, uint32_t (&w)[4]) {
+    const wf_u32x4 t = *(const wf_u32x4*)(arena + e);
+    w[0] = t.x;
+    w[1] = t.y;
+    w[2] = t.z;
+    w[3] = t.w;
+  }
+  static WF_DEVICE wf_u32x4 halves(const uint32_t (&w)[4]) {
+    wf_u32x4 x;
+    x.x = w[0];
+    x.y = w[1];
+    x.z = w[2];
+    x.w = w[3];
+    return x;
+  }
+};
+template <>
+struct FaSrc<Q8> {
+  typedef F16 Mma;
+  static WF_DEVICE void fetch(const uint8_t* arena, i64 e, uint32_t (&w)[4]) {
+    const wf_u32x2 t = *(const wf_u32x2*)(arena + Q8::quant_byte(e));
+    w[0] = t.x;
+    w[1] = t.y;
+    w[2] = *(const uint16_t*)(arena + Q8::scale_byte(e));
+    w[3] = 0;
+  }
+  static WF_DEVICE wf_u32x4 halves(const uint32_t (&w)[4]) {
+    const float d = f16_to_f32_hw((uint16_t)w[2]);
+    uint32_t h[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int b = 2 * i;
+      const float lo = (float)(int)(int8_t)((w[b >> 2] >> ((b & 3) * 8)) & 0xffu) * d;
+      const float hi = (float)(int)(int8_t)((w[b >> 2] >> (((b + 1) & 3) * 8)) & 0xffu) * d;
+      h[i] = (uint32_t)F16::store_hw(lo) | ((uint32_t)F16::store_hw(hi) << 16);
+    }
+    wf_u32x4 x;
+    x.x = h[0];
+    x.y = h[1];
+    x.z = h[2];
+    x.w = h[3];
+    return x;
+  }
+};
+
+// Key rows j0 .. j0 + BN − 1 of the K and V planes at element bases kh, vh, FA_PER pieces of 8
+// dims a thread (piece t = thread + u · FA_BLOCK: row t / pieces, dims 8 · (t % pieces) ..);
+// rows past last_pos are zeros (never read from memory).
+template <class S, int FA_PER, int BN>
+WF_DEVICE void fa_fetch(uint32_t (&kreg)[FA_PER][4], uint32_t (&vreg)[FA_PER][4],
+                        const typename S::storage* arena, i64 kh, i64 vh, int j0, int last_pos,
+                        int head_dim, int pieces) {
 #pragma unroll
   for (int u = 0; u < FA_PER; ++u) {
     const int t = thread_index() + u * FA_BLOCK;
     const int r = t / pieces, c = (t % pieces) * 8;
-    wf_u32x4 k4 = {0u, 0u, 0u, 0u}, v4 = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int x = 0; x < 4; ++x) kreg[u][x] = vreg[u][x] = 0u;
     if (t < BN * pieces && j0 + r <= last_pos) {
-      k4 = *(const wf_u32x4*)(kh + (i64)(j0 + r) * head_dim + c);
-      v4 = *(const wf_u32x4*)(vh + (i64)(j0 + r) * head_dim + c);
+      FaSrc<S>::fetch(arena, kh + (i64)(j0 + r) * head_dim + c, kreg[u]);
+      FaSrc<S>::fetch(arena, vh + (i64)(j0 + r) * head_dim + c, vreg[u]);
     }
-    kreg[u][0] = k4.x;
-    kreg[u][1] = k4.y;
-    kreg[u][2] = k4.z;
-    kreg[u][3] = k4.w;
-    vreg[u][0] = v4.x;
-    vreg[u][1] = v4.y;
-    vreg[u][2] = v4.z;
-    vreg[u][3] = v4.w;
   }
 }
 
 // Piece u of a thread (fa_fetch) into a shared tile row of LD values.
-template <int FA_PER>
+template <class S, int FA_PER>
 WF_DEVICE void fa_store(uint16_t* tile, int ld, const uint32_t (&reg)[FA_PER][4], int u, int pieces) {
   const int t = thread_index() + u * FA_BLOCK;
   const int r = t / pieces, c = (t % pieces) * 8;
-  wf_u32x4 x;
-  x.x = reg[u][0];
-  x.y = reg[u][1];
-  x.z = reg[u][2];
-  x.w = reg[u][3];
-  *(wf_u32x4*)(tile + r * ld + c) = x;
+  *(wf_u32x4*)(tile + r * ld + c) = FaSrc<S>::halves(reg[u]);
 }
 
-template <class KV, int HD>
-WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, float* out, int layer,
-                                       int pos0, int rows, int n_heads, int n_kv_heads,
+template <class S, int HD>
+WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage* arena, float* out,
+                                       int layer, int pos0, int rows, int n_heads, int n_kv_heads,
                                        int head_dim, int capacity, float scale) {
+  typedef typename FaSrc<S>::Mma KV;  // the matrix inputs' type
   constexpr int MT = FaTile<HD>::MT;  // m-tiles (16 rows) a wave
   constexpr int BN = FaTile<HD>::BN;  // keys a tile
   constexpr int FA_BATCH = FaTile<HD>::BATCH;
@@ -129,7 +174,7 @@ WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, flo
   constexpr int KSTEPS = HD / 16;  // k-steps of Q·Kᵀ and n-tiles of O
   constexpr int NT = BN / 16;      // n-tiles of S and k-steps of P·V
   constexpr int FA_PER = (BN * HD / 8 + FA_BLOCK - 1) / FA_BLOCK;  // K (and V) pieces a thread
-  const int slot = KV::id - 1 + (HD == 128 ? 2 : 0);
+  const int slot = S::id == Q8::id ? (HD == 128 ? 5 : 4) : S::id - 1 + (HD == 128 ? 2 : 0);
   WF_SHARED uint16_t ks[BN * LD];
   WF_SHARED uint16_t vs[BN * LD];
   WF_SHARED uint16_t scratch[FA_WAVES * 16 * MMA_SCRATCH_LD];
@@ -192,26 +237,27 @@ WF_DEVICE void flash_attention_kernel(const float* q, const uint16_t* arena, flo
   }
 
   const i64 plane = (i64)capacity * head_dim;
-  const uint16_t* kh = arena + (((i64)layer * 2 + 0) * n_kv_heads + kvh) * plane;
-  const uint16_t* vh = arena + (((i64)layer * 2 + 1) * n_kv_heads + kvh) * plane;
+  const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * plane;  // element bases
+  const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * plane;
   const int pieces = head_dim / 8;  // 16-byte pieces a key row
   uint16_t* wscratch = scratch + w * 16 * MMA_SCRATCH_LD;
 
   // K/V tiles are fetched into registers one tile ahead (the loads of tile j + 1 are in flight
   // while tile j computes), then stored to shared memory.
   uint32_t kreg[FA_PER][4], vreg[FA_PER][4];
-  fa_fetch<FA_PER, BN>(kreg, vreg, kh, vh, 0, last_pos, head_dim, pieces);
+  fa_fetch<S, FA_PER, BN>(kreg, vreg, arena, kh, vh, 0, last_pos, head_dim, pieces);
   for (int j0 = 0; j0 <= last_pos; j0 += BN) {
     block_sync();  // the previous tile's readers are done
 #pragma unroll
     for (int u = 0; u < FA_PER; ++u) {
       if (thread_index() + u * FA_BLOCK < BN * pieces) {
-        fa_store(ks, LD, kreg, u, pieces);
-        fa_store(vs, LD, vreg, u, pieces);
+        fa_store<S>(ks, LD, kreg, u, pieces);
+        fa_store<S>(vs, LD, vreg, u, pieces);
       }
     }
     block_sync();
-    if (j0 + BN <= last_pos) fa_fetch<FA_PER, BN>(kreg, vreg, kh, vh, j0 + BN, last_pos, head_dim, pieces);
+    if (j0 + BN <= last_pos)
+      fa_fetch<S, FA_PER, BN>(kreg, vreg, arena, kh, vh, j0 + BN, last_pos, head_dim, pieces);
 
     // S = Q·Kᵀ: each K fragment serves the wave's MT m-tiles.
     // FA_BATCH fragments are read before their products issue (loads in flight together).
@@ -344,4 +390,18 @@ extern "C" __global__ void __launch_bounds__(FA_BLOCK)
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
   flash_attention_kernel<BF16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
                                     capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_64_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  flash_attention_kernel<Q8, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                 capacity, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_128_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+  flash_attention_kernel<Q8, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                  capacity, scale);
 }

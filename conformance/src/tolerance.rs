@@ -37,12 +37,15 @@ pub enum Kind {
     /// Attention: scores of length `head_dim`, a softmax over `kv_len` keys whose scores reach
     /// `max_score` in magnitude, a weighted sum of `kv_len` values; `input` the type q and the
     /// softmax weights are rounded to before their matrix products (F32: none; the prefill
-    /// kernel on matrix instructions rounds both to the KV type).
+    /// kernel on matrix instructions rounds both to the KV type, or to f16 over Q8_0 K/V);
+    /// `kv_input` the type the stored K and V are rounded to on their way in (F32: none; Q8_0
+    /// K/V in the prefill kernel: f16).
     Attention {
         head_dim: usize,
         kv_len: usize,
         max_score: f64,
         input: DType,
+        kv_input: DType,
     },
     /// Whole-model hidden states, KV and logits after `layers` residual blocks (plus the LM
     /// head when `head`), the longest reduction `k`, when the engine rounds every matmul input
@@ -122,6 +125,7 @@ pub fn tolerance(kind: Kind) -> Tolerance {
             kv_len,
             max_score,
             input,
+            kv_input,
         } => {
             let f32_part = sq(2.0 * head_dim as f64 * u * max_score.max(1.0))
                 + sq(2.0 * kv_len as f64 * u)
@@ -130,6 +134,20 @@ pub fn tolerance(kind: Kind) -> Tolerance {
                 "scores: dots of {head_dim} (2·hd·u), amplified by exp at |score| ≤ {max_score:.0}; \
                  softmax sum and weighted sum over {kv_len} keys (2·n·u); exp and division (8u)"
             );
+            // K rounded (relative u_kv a component) moves a score as q's rounding does
+            // (2·u·max_score); V rounded moves the weighted sum by a relative u (2u).
+            let (kv_part, reason) = if kv_input == DType::F32 {
+                (0.0, reason)
+            } else {
+                let uk = unit_roundoff(kv_input);
+                (
+                    sq(2.0 * uk * max_score.max(1.0)) + sq(2.0 * uk),
+                    format!(
+                        "{reason}; K and V rounded to {kv_input} on their way in (2·u·max_score,                          2u)"
+                    ),
+                )
+            };
+            let f32_part = f32_part + kv_part;
             if input == DType::F32 {
                 (f32_part, reason)
             } else {
@@ -198,10 +216,13 @@ fn model_bound(
     let h = if head { 1.0 } else { 0.0 };
     let reassociation = (2.0 * l * k as f64 * U_F32).powi(2);
     let activations = (4.0 * l + h) * rounding_ms(input);
-    // 16-bit K/V: K, V and the flash kernel's q and P (4 a block); Q8_0: K and V (its prefill
-    // takes the simple kernel, q and P in f32).
-    let cache_events = if kv == DType::Q8_0Kv { 2.0 } else { 4.0 };
-    let cache = cache_events * l * rounding_ms(kv);
+    // 16-bit K/V: K, V and the flash kernel's q and P (4 a block); Q8_0: K and V to Q8_0, and
+    // the flash kernel's q, P, K and V to f16 (4 more a block).
+    let cache = if kv == DType::Q8_0Kv {
+        2.0 * l * rounding_ms(kv) + 4.0 * l * rounding_ms(DType::F16)
+    } else {
+        4.0 * l * rounding_ms(kv)
+    };
     let matrices = (7.0 * l + h) * rounding_ms(weights);
     let mut parts = vec![format!("f32 reassociation (2·{layers}·{k}·u)²")];
     let head_term = if head { " + 1 (head)" } else { "" };
@@ -212,7 +233,8 @@ fn model_bound(
     }
     if kv == DType::Q8_0Kv {
         parts.push(format!(
-            "2·{layers} K/V roundings to Q8_0 (32/(12·127²) each: half a step of the block's amax/127)"
+            "2·{layers} K/V roundings to Q8_0 (32/(12·127²) each: half a step of the block's \
+             amax/127) and 4·{layers} prefill matrix inputs (q, P, K, V) rounded to F16 (u²/3 each)"
         ));
     } else if kv != DType::F32 {
         parts.push(format!(
@@ -264,10 +286,11 @@ mod tests {
         assert!(m(3, true, DType::BF16, DType::F16, DType::BF16) > got);
         // A 2–3 layer fixture's logits bound stays under an end-to-end bug of 1e-4.
         assert!(got < 1e-4 && m(2, true, DType::BF16, DType::F16, DType::F32) < 1e-4);
-        // Q8_0 K/V: 2 roundings a block (K, V; no matrix-input rounding of q and P).
+        // Q8_0 K/V: 2 roundings to Q8_0 a block (K, V) and 4 to f16 (the flash kernel's q, P,
+        // K, V).
         let q8 = m(3, true, DType::BF16, DType::Q8_0Kv, DType::F32);
         let rq8 = 32.0 / (12.0 * 127.0 * 127.0);
-        let want = reassoc(3.0) + 13.0 * r16 + 6.0 * rq8;
+        let want = reassoc(3.0) + 13.0 * r16 + 6.0 * rq8 + 12.0 * rkv;
         assert!((q8 - want).abs() <= 1e-12 * want, "{q8} vs {want}");
     }
 
@@ -297,6 +320,7 @@ mod tests {
                 kv_len: 8191,
                 max_score: 1.0,
                 input: DType::F32,
+                kv_input: DType::F32,
             })
             .nmse
                 < 1e-5

@@ -127,6 +127,7 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
         max_score: 8.0,
         // Prefill rows of f16 KV at head dim 128: the flash kernel, q and P rounded to f16.
         input: DType::F16,
+        kv_input: DType::F32,
     })
     .nmse;
     let c = compare(

@@ -72,10 +72,21 @@ impl AttentionCase {
     }
 
     /// What q and the softmax weights may be rounded to: the KV type for prefill rows over 16-bit
-    /// KV (the GPU's flash kernel feeds them to matrix instructions), else nothing (f32).
+    /// KV (the GPU's flash kernel feeds them to matrix instructions), f16 over Q8_0 K/V (head
+    /// dims to 128: the flash kernel's f16 entry points), else nothing (f32).
     fn matrix_input(&self) -> DType {
-        if self.rows > 1 && matches!(self.kv, DType::F16 | DType::BF16) {
-            self.kv
+        match self.kv {
+            DType::F16 | DType::BF16 if self.rows > 1 => self.kv,
+            DType::Q8_0Kv if self.rows > 1 && self.head_dim <= 128 => DType::F16,
+            _ => DType::F32,
+        }
+    }
+
+    /// What the stored K and V may be rounded to on their way into the matrix products: f16
+    /// where Q8_0 K/V feed the flash kernel, else nothing.
+    fn kv_input(&self) -> DType {
+        if self.kv == DType::Q8_0Kv {
+            self.matrix_input()
         } else {
             DType::F32
         }
@@ -93,6 +104,7 @@ impl AttentionCase {
             kv_len: self.kv_len(),
             max_score: self.max_score(),
             input: self.matrix_input(),
+            kv_input: self.kv_input(),
         });
         if !self.rope || self.kv == DType::Q8_0Kv {
             // Q8_0: the stored rows are judged on the Q8_0 grid (crate::q8) and the output
@@ -404,8 +416,8 @@ pub fn grid() -> Vec<AttentionCase> {
             ..case(rows, 20, (8, 2), 64, DType::F32)
         });
     }
-    // Q8_0 K/V (head dims multiples of 32; the simple kernel for prefill and the phase-1
-    // decode kernel): awkward lengths, GQA 1/3/4/8, head dim 96 whose rows cross superblocks
+    // Q8_0 K/V (head dims multiples of 32; the phase-1 decode kernel, and prefill rows):
+    // awkward lengths, GQA 1/3/4/8, head dim 96 whose rows cross superblocks
     for (i, (rows, pos0)) in [
         (1, 0),
         (1, 2),
@@ -422,6 +434,13 @@ pub fn grid() -> Vec<AttentionCase> {
         g.push(case(rows, pos0, gqa[i % 4], hd, DType::Q8_0Kv));
     }
     g.push(case(127, 5, (8, 2), 32, DType::Q8_0Kv));
+    // Q8_0 through the flash kernel (its K/V widened to f16): the 8B shape over several row
+    // tiles, a chunk after a long prefix, two rows at head dim 96 (the 128-wide entry point);
+    // head dim 256 takes the simple kernel
+    g.push(case(513, 0, (32, 8), 128, DType::Q8_0Kv));
+    g.push(case(200, 7991, (9, 3), 64, DType::Q8_0Kv));
+    g.push(case(2, 0, (16, 2), 96, DType::Q8_0Kv));
+    g.push(case(5, 11, (4, 2), 256, DType::Q8_0Kv));
     // the decode step's length read on the device
     for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
         for (kv_len, hd) in [(1, 64), (513, 128)] {

@@ -128,6 +128,18 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         3,
         FLASH_ATTENTION,
     ),
+    k(
+        "flash_attention_64_q8_0",
+        "flash_attention.hip",
+        4,
+        FLASH_ATTENTION,
+    ),
+    k(
+        "flash_attention_128_q8_0",
+        "flash_attention.hip",
+        5,
+        FLASH_ATTENTION,
+    ),
     k("swiglu", "elementwise.hip", 0, MAIN),
     k("add", "elementwise.hip", 1, MAIN),
     k("bias_add", "elementwise.hip", 2, MAIN),
@@ -363,7 +375,7 @@ mod tests {
                 + 4 * 2
                 + 4 * 3
                 + 3 * 8
-                + 4 * 3
+                + 6 * 3
                 + 3
                 + 2
                 + 4

@@ -175,7 +175,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 36] = [
+pub const ABI_KERNELS: [&str; 38] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -199,6 +199,8 @@ pub const ABI_KERNELS: [&str; 36] = [
     "flash_attention_64_bf16",
     "flash_attention_128_f16",
     "flash_attention_128_bf16",
+    "flash_attention_64_q8_0",
+    "flash_attention_128_q8_0",
     "swiglu",
     "add",
     "bias_add",

@@ -1,10 +1,10 @@
 //! Causal grouped-query attention over the KV arena: query row `i` at position `pos0 + i`, head
 //! `h` reads KV head `h / (n_heads / n_kv_heads)` over keys `0 ..= pos0 + i`.
 //!
-//! Prefill rows (more than one) over f16/bf16 KV with a head dim that is a multiple of 16 up to
-//! 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and the
-//! softmax weights rounded to the KV type); everything else, Q8_0 K/V among it, the simple
-//! kernel (`kernels/attention.hip`, f32 throughout).
+//! Prefill rows (more than one) over f16/bf16/Q8_0 KV with a head dim that is a multiple of 16
+//! up to 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and
+//! the softmax weights rounded to the KV type, f16 over Q8_0, whose K and V are widened to f16);
+//! everything else the simple kernel (`kernels/attention.hip`, f32 throughout).
 
 use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
@@ -85,11 +85,11 @@ const FLASH_BLOCK: u32 = 256;
 
 /// Whether the flash kernel takes `p` over a KV arena of `kv` (positions given, not read from a
 /// step): prefill rows (a single row is decode: the fused decode kernel or
-/// `attention_decode_{T}`), 16-bit KV, head_dim a multiple
-/// of 16 in 16 ..= 128.
+/// `attention_decode_{T}`), 16-bit or Q8_0 KV (Q8_0 widened to f16 for the matrix
+/// instructions), head_dim a multiple of 16 in 16 ..= 128.
 pub(in crate::backend::gpu) fn flash_takes(p: &AttentionParams, kv: DType) -> bool {
     p.rows > 1
-        && matches!(kv, DType::F16 | DType::BF16)
+        && matches!(kv, DType::F16 | DType::BF16 | DType::Q8_0Kv)
         && p.head_dim % 16 == 0
         && (16..=FLASH_MAX_HEAD_DIM).contains(&p.head_dim)
 }
@@ -193,6 +193,7 @@ mod tests {
         let p = params(512, 32, 8, 128);
         assert!(flash_takes(&p, DType::BF16) && flash_takes(&p, DType::F16));
         assert!(!flash_takes(&p, DType::F32));
+        assert!(flash_takes(&p, DType::Q8_0Kv));
         assert!(!flash_takes(&params(1, 32, 8, 128), DType::BF16)); // decode
         assert!(flash_takes(&params(2, 32, 8, 64), DType::BF16));
         assert!(flash_takes(&params(7, 9, 3, 80), DType::F16));
