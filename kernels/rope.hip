@@ -25,10 +25,11 @@
 //   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
 //   launch serves every position; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim even and ≤ ROPE_MAX_HEAD_DIM = 512, pos0 + rows ≤
-//   capacity, layer < n_layers.
+//   capacity, layer < n_layers; q8_0: head_dim a multiple of 32, q, k, v, inv_freq and the
+//   arena 16-byte aligned.
 // Paths (WF_PATH, slot = the KV type's codec id):
 //   g4:   groups of 4 (half a multiple of 4, 16-byte aligned bases): vector loads and stores
-//   g1:   groups of 1: every element scalar
+//   g1:   groups of 1: every element scalar (never q8_0: see the contract)
 //   step: pos0 read from the step block
 
 #include "common.h"
@@ -188,9 +189,11 @@ WF_DEVICE void rope_kernel(float* q, const float* k, const float* v, const float
     if (pos0 < 0 || pos0 > capacity - rows) return;
   }
   // G = 4 needs half % 4 == 0 (so every row, head and d + half offset keeps the alignment of
-  // the base pointers) and 16-byte aligned bases.
-  const bool vec = (head_dim / 2) % 4 == 0 && is_aligned(q, 16) && is_aligned(k, 16) &&
-                   is_aligned(v, 16) && is_aligned(inv_freq, 16) && is_aligned(arena, 16);
+  // the base pointers) and 16-byte aligned bases. Q8_0 always takes it: its head_dim is a
+  // multiple of 32 and the host passes 16-byte aligned tensors (its contract).
+  const bool vec = KV::id == Q8::id ||
+                   ((head_dim / 2) % 4 == 0 && is_aligned(q, 16) && is_aligned(k, 16) &&
+                    is_aligned(v, 16) && is_aligned(inv_freq, 16) && is_aligned(arena, 16));
   if (vec) {
     rope_row<KV, 4>(q, k, v, inv_freq, arena, layer, pos0 + row, row, n_heads, n_kv_heads,
                     head_dim, capacity);

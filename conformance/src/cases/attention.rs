@@ -441,6 +441,8 @@ pub fn grid() -> Vec<AttentionCase> {
     g.push(case(200, 7991, (9, 3), 64, DType::Q8_0Kv));
     g.push(case(2, 0, (16, 2), 96, DType::Q8_0Kv));
     g.push(case(5, 11, (4, 2), 256, DType::Q8_0Kv));
+    // the simple kernel from an empty cache: row 0's one key leaves waves empty (empty_wave)
+    g.push(case(3, 0, (4, 2), 256, DType::Q8_0Kv));
     // the decode step's length read on the device
     for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
         for (kv_len, hd) in [(1, 64), (513, 128)] {
@@ -508,6 +510,8 @@ fn rope_grid(
         magnitude: 16.0,
         ..rope(1, 4000, (8, 2), 64, DType::Q8_0Kv)
     });
+    // one split of 2100 keys: three sub-chunks
+    g.push(rope(1, 2100, (512, 512), 32, DType::Q8_0Kv));
     g.push(rope(5, 40, (8, 2), 64, DType::Q8_0Kv));
     g.push(rope(3, 700, (12, 3), 96, DType::Q8_0Kv));
     // the separate ops: f32 KV, a head dim off 16, prefill rows

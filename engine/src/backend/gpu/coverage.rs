@@ -16,7 +16,8 @@ use crate::error::Result;
 pub const SLOTS: usize = 8;
 
 /// One kernel's coverage slot in its file's module and its paths, bit `i` = `paths[i]` (the
-/// order of the file's `enum ...Path`).
+/// order of the file's `enum ...Path`; an empty name: a path of the file this kernel cannot
+/// take, by its contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelPaths {
     pub kernel: &'static str,
@@ -27,6 +28,9 @@ pub struct KernelPaths {
 
 const VEC_TAIL_SCALAR: &[&str] = &["vec", "tail", "scalar"];
 const ROPE: &[&str] = &["g4", "g1", "step"];
+/// Q8_0 rows are whole blocks of 32 (half a multiple of 16) and the host passes 16-byte aligned
+/// tensors: the vector path only.
+const ROPE_Q8: &[&str] = &["g4", "", "step"];
 const ATTENTION: &[&str] = &["keys", "empty_wave"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const DECODE_ATTENTION: &[&str] = &[
@@ -67,7 +71,7 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("rope_kv_write_f32", "rope.hip", 0, ROPE),
     k("rope_kv_write_f16", "rope.hip", 1, ROPE),
     k("rope_kv_write_bf16", "rope.hip", 2, ROPE),
-    k("rope_kv_write_q8_0", "rope.hip", 3, ROPE),
+    k("rope_kv_write_q8_0", "rope.hip", 3, ROPE_Q8),
     k("attention_f32", "attention.hip", 0, ATTENTION),
     k("attention_f16", "attention.hip", 1, ATTENTION),
     k("attention_bf16", "attention.hip", 2, ATTENTION),
@@ -186,7 +190,12 @@ pub type Path = (&'static str, &'static str);
 pub fn all_paths() -> Vec<Path> {
     KERNEL_PATHS
         .iter()
-        .flat_map(|k| k.paths.iter().map(move |p| (k.kernel, *p)))
+        .flat_map(|k| {
+            k.paths
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(move |p| (k.kernel, *p))
+        })
         .collect()
 }
 
@@ -199,7 +208,7 @@ pub fn decode(file: &str, words: &[u32; SLOTS]) -> Vec<Path> {
             k.paths
                 .iter()
                 .enumerate()
-                .filter(move |(bit, _)| words[k.slot] & (1 << bit) != 0)
+                .filter(move |(bit, p)| words[k.slot] & (1 << bit) != 0 && !p.is_empty())
                 .map(move |(_, p)| (k.kernel, *p))
         })
         .collect()
@@ -325,11 +334,11 @@ mod tests {
                     "{}: not in {file}",
                     k.kernel
                 );
-                // bit i is the i-th name of one of the file's enums; a kernel may use a prefix
+                // bit i is the i-th name of one of the file's enums (or empty: a path the kernel
+                // cannot take); a kernel may use a prefix
                 assert!(
-                    enums
-                        .iter()
-                        .any(|e| e.len() >= k.paths.len() && k.paths == &e[..k.paths.len()]),
+                    enums.iter().any(|e| e.len() >= k.paths.len()
+                        && k.paths.iter().zip(e).all(|(p, n)| p.is_empty() || p == n)),
                     "{}: paths {:?} are no prefix of an enum of {file} ({enums:?})",
                     k.kernel,
                     k.paths
@@ -367,11 +376,19 @@ mod tests {
             ]
         );
         assert!(decode("rope.hip", &[0; SLOTS]).is_empty());
+        // rope_kv_write_q8_0 (slot 3) has no g1 path: its bit names nothing
+        let mut r = [0u32; SLOTS];
+        r[3] = 0b111;
+        assert_eq!(
+            decode("rope.hip", &r),
+            [("rope_kv_write_q8_0", "g4"), ("rope_kv_write_q8_0", "step")]
+        );
         assert_eq!(
             all_paths().len(),
             3 * 3
                 + 4
-                + 4 * 3
+                + 3 * 3
+                + 2
                 + 4 * 2
                 + 4 * 3
                 + 3 * 8

@@ -62,6 +62,20 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     if p.rows == 0 {
         return Ok(());
     }
+    let ptrs = [
+        q.ptr(),
+        k.ptr(),
+        v.ptr(),
+        inv_freq.ptr(),
+        cache.arena().ptr(),
+    ];
+    if layout.dtype == DType::Q8_0Kv && ptrs.iter().any(|&p| p % 16 != 0) {
+        // (the kernel's contract: Q8_0 takes the 16-byte vector path only)
+        return Err(bad(
+            OP,
+            "Q8_0 KV needs 16-byte aligned q, k, v, inv_freq".into(),
+        ));
+    }
     let arena = cache.arena_mut();
     launch_rope_kv_write(
         b,
