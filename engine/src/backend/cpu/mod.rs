@@ -395,6 +395,39 @@ mod tests {
         assert_eq!(b.download_f32(&t).unwrap(), xs);
         assert!(b.upload(DType::F32, &[0u8; 7]).is_err());
         assert!(b.upload(DType::Q4_0, &[0u8; 18]).is_err());
+        // the KV cache's Q8_0: whole superblocks, values as Q8_0 holds them
+        let v: Vec<f32> = (0..300).map(|i| (i as f32 - 150.0) / 37.0).collect();
+        let t = b
+            .upload(DType::Q8_0Kv, &crate::kv_quant::encode(&v))
+            .unwrap();
+        assert_eq!((t.dtype(), t.len()), (DType::Q8_0Kv, 512));
+        let mut want = v.clone();
+        crate::kv_quant::round_trip(&mut want);
+        assert_eq!(&b.download_f32(&t).unwrap()[..300], &want[..]);
+        assert!(b.upload(DType::Q8_0Kv, &[0u8; 271]).is_err());
+    }
+
+    #[test]
+    fn q8_0_copies_go_in_whole_superblocks() {
+        let b = CpuBackend::default();
+        let v: Vec<f32> = (0..256).map(|i| i as f32 / 255.0).collect();
+        let src = b
+            .upload(DType::Q8_0Kv, &crate::kv_quant::encode(&v))
+            .unwrap();
+        let mut dst = b.alloc(DType::Q8_0Kv, 600).unwrap();
+        b.copy_into(&src, &mut dst, 256).unwrap();
+        let got = b.download_f32(&dst).unwrap();
+        assert!(got[..256].iter().all(|&x| x == 0.0));
+        assert_eq!(&got[256..512], &b.download_f32(&src).unwrap()[..]);
+        assert!(
+            b.copy_into(&src, &mut dst, 32).is_err(),
+            "inside a superblock"
+        );
+        assert!(
+            b.copy_into(&src, &mut dst, 512).is_ok(),
+            "the last, partial one"
+        );
+        assert!(b.copy_into(&src, &mut dst, 768).is_err(), "past the end");
     }
 
     #[test]
