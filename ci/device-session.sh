@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|kvq8-bench}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|kvq8-bench|kvq8-ab}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -428,6 +428,41 @@ kvq8-bench)
   for f in "$OUT"/bench-attention-*.md; do echo "== $f"; grep -E "^\| llama" "$f"; done
   grep "^| llama" "$OUT/torch-sdpa.md" 2>/dev/null
   for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (pp|tg)" "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+kvq8-ab)
+  # A/B of decode-kernel variants over Q8_0 K/V: for each kernel directory of VARIANTS (copies
+  # of kernels/ with edits, carried in .device/ops), the fused kernel's rope_attention
+  # conformance at both waves, the attention microbench over Q8_0 K/V (1B and 8B shapes,
+  # depths 8192, 32768, 131071), and tg32 at depths 0, 8192, 32768 (Q8_0 K/V); the embedded
+  # kernels' f16 microbench rows once, for the ratio.
+  unpack .device/ops
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  for v in ${VARIANTS:-kernels}; do
+    name=$(basename "$v")
+    start=$SECONDS
+    timeout 120 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op rope_attention \
+      --kernels "$v" --report "$OUT/conformance-$name.md" >"$OUT/conformance-$name.log" 2>&1
+    echo "| conformance rope_attention $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-$name.log") |" | tee -a "$OUT/summary.md"
+    for shape in llama-3.2-1b llama-3.1-8b; do
+      start=$SECONDS
+      md="$OUT/attention-$name-$shape.md"
+      timeout 60 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape $shape --kv-type q8_0 \
+        --depth 8192,32768,131071 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
+      echo "| attention $name $shape | $? | $((SECONDS - start)) s | $(grep -E "^\| llama.* \| (8192|32768|131071) \|" "$md" | awk -F'|' '{printf "%s: %s us; ", $4, $7}') |" | tee -a "$OUT/summary.md"
+      bench "$name-$shape" --kernels "$v" --shape $shape --pp 512 --tg 32 --reps 3 --depth 0,8192,32768 \
+        --sampling greedy --kv-type q8_0
+    done
+    finish
+  done
+  for shape in llama-3.2-1b llama-3.1-8b; do
+    timeout 60 bin/wavefront bench --attention --backend gpu --shape $shape --depth 8192,32768,131071 \
+      --prefill-len 512 --markdown "$OUT/attention-f16-$shape.md" >/dev/null 2>&1
+  done
+  finish
+  for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;

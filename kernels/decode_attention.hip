@@ -66,7 +66,7 @@
 constexpr int DA_BLOCK = 256;
 constexpr int DA_MIN_BLOCKS = 2;    // blocks a multiprocessor holds (registers ≤ 128 a thread)
 constexpr int DA_GROUP = 4;         // query heads per block (a slab of the GQA group)
-constexpr int DA_UNROLL = 2;        // key steps a load batch (two batches in flight)
+constexpr int DA_UNROLL = 2;        // key steps a load batch (two batches in flight), 16-bit KV
 constexpr int DA_CHUNK = 1024;      // keys per sub-chunk: DA_GROUP · DA_CHUNK f32 scores = 16 KiB
 constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
 constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
@@ -114,6 +114,7 @@ WF_DEVICE int imin(int a, int b) { return a < b ? a : b; }
 // block (word 2); the 4 lanes of a block (pieces 4m .. 4m + 3: 32 dims) share it.
 template <class KV>
 struct Piece {
+  enum { unroll = DA_UNROLL };  // key steps a load batch
   static WF_DEVICE void load(const uint16_t* arena, i64 e, uint32_t (&w)[4]) {
     const wf_u32x4 t = *(const wf_u32x4*)(arena + e);
     w[0] = t.x;
@@ -126,10 +127,12 @@ struct Piece {
   static WF_DEVICE float widen(uint16_t h) {
     return KV::id == F16::id ? f16_to_f32_hw(h) : KV::load(h);
   }
-  static WF_DEVICE void unpack(const uint32_t (&w)[4], float (&v)[8]) {
+  // The piece's values are scale · v; returns the scale (1 here).
+  static WF_DEVICE float unpack(const uint32_t (&w)[4], float (&v)[8]) {
 #pragma unroll
     for (int e = 0; e < 8; ++e)
       v[e] = widen((uint16_t)((e & 1) ? w[e >> 1] >> 16 : w[e >> 1] & 0xffffu));
+    return 1.0f;
   }
   // v rounded in place to the stored values, and the stored form in w. Called by every thread
   // of the block together (the Q8 version shuffles).
@@ -149,17 +152,22 @@ struct Piece {
 
 template <>
 struct Piece<Q8> {
+  // Key steps a batch. A piece is half the bytes of a 16-bit one, and at 2 steps the loop
+  // moves Q8_0 no faster than f16 (bound by the loads in flight, not by their bytes: 2253295,
+  // bench/results/2026-12-03-kvq8-h200); more steps cost registers.
+  enum { unroll = DA_UNROLL };
   static WF_DEVICE void load(const uint8_t* arena, i64 e, uint32_t (&w)[4]) {
     const wf_u32x2 t = *(const wf_u32x2*)(arena + Q8::quant_byte(e));
     w[0] = t.x;
     w[1] = t.y;
     w[2] = *(const uint16_t*)(arena + Q8::scale_byte(e));
   }
-  static WF_DEVICE void unpack(const uint32_t (&w)[4], float (&v)[8]) {
-    const float d = f16_to_f32_hw((uint16_t)w[2]);
+  // The quants as f32; returns the block's scale d (the values are d · q: the caller folds d
+  // into its products, one multiply a head instead of 8).
+  static WF_DEVICE float unpack(const uint32_t (&w)[4], float (&v)[8]) {
 #pragma unroll
-    for (int e = 0; e < 8; ++e)
-      v[e] = (float)(int)(int8_t)((w[e >> 2] >> ((e & 3) * 8)) & 0xffu) * d;
+    for (int e = 0; e < 8; ++e) v[e] = (float)(int)(int8_t)((w[e >> 2] >> ((e & 3) * 8)) & 0xffu);
+    return f16_to_f32_hw((uint16_t)w[2]);
   }
   // The block's largest magnitude over its 4 lanes (xor 1 and 2: lanes 4m .. 4m + 3 of a wave,
   // the pieces of one block), then llama.cpp's arithmetic (common.h Q8).
@@ -188,14 +196,14 @@ struct Piece<Q8> {
   }
 };
 
-// One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < DA_UNROLL) of the plane at
+// One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < U) of the plane at
 // element base, those before c1 and not the new key (that one comes from shared memory).
-template <class KV>
+template <class KV, int U>
 WF_DEVICE void load_batch(const typename KV::storage* arena, i64 base, int c0, int i0, int c1,
                           int kps, int kslot, int pos, int head_dim, int d0, bool active,
-                          uint32_t (&w)[DA_UNROLL][4]) {
+                          uint32_t (&w)[U][4]) {
 #pragma unroll
-  for (int u = 0; u < DA_UNROLL; ++u) {
+  for (int u = 0; u < U; ++u) {
     const int j = c0 + i0 + u * kps + kslot;
     if (active && j < c1 && j != pos) Piece<KV>::load(arena, base + (i64)j * head_dim + d0, w[u]);
   }
@@ -227,6 +235,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
                                         int n_kv_heads, int head_dim, int capacity, int s_max,
                                         float scale, const int* step) {
   const int slot_id = KV::id - 1;
+  constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
   if (step != nullptr) {
     pos = step[1];
@@ -257,8 +266,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   // The first K batch is in flight while the angles, q and the new key are worked out.
   const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;  // elements
   const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
-  uint32_t kw[DA_UNROLL][4], vw[DA_UNROLL][4];  // the batch being used
-  load_batch<KV>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
+  uint32_t kw[U][4], vw[U][4];  // the batch being used
+  load_batch<KV, U>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
                  active, kw);
 
   WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
@@ -318,43 +327,45 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     const int c1 = imin(j1, c0 + DA_CHUNK), n = c1 - c0;
     if (c0 > j0 && t == 0) WF_PATH(slot_id, PATH_CHUNKS);
     // (1) scores; the batch in kw (the first one loaded ahead), the next in flight meanwhile
-    if (c0 > j0) load_batch<KV>(arena, kh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, kw);
-    for (int i0 = 0; i0 < n; i0 += DA_UNROLL * kps) {
-      uint32_t next[DA_UNROLL][4];
-      load_batch<KV>(arena, kh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0,
+    if (c0 > j0) load_batch<KV, U>(arena, kh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, kw);
+    for (int i0 = 0; i0 < n; i0 += U * kps) {
+      uint32_t next[U][4];
+      load_batch<KV, U>(arena, kh, c0, i0 + U * kps, c1, kps, kslot, pos, head_dim, d0,
                      active, next);
 #pragma unroll
-      for (int u = 0; u < DA_UNROLL; ++u) {
+      for (int u = 0; u < U; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
         float part[DA_GROUP];
 #pragma unroll
         for (int g = 0; g < DA_GROUP; ++g) part[g] = 0.0f;
         if (active && j < c1) {
-          float kf[8];
+          float kf[8], ks = 1.0f;  // the key's dims are ks · kf
           if (j == pos) {
             WF_PATH(slot_id, PATH_NEW);
 #pragma unroll
             for (int e = 0; e < 8; ++e) kf[e] = knew[d0 + e];
           } else {
             WF_PATH(slot_id, PATH_KEYS);
-            Piece<KV>::unpack(kw[u], kf);
+            ks = Piece<KV>::unpack(kw[u], kf);
           }
 #pragma unroll
-          for (int g = 0; g < DA_GROUP; ++g)
+          for (int g = 0; g < DA_GROUP; ++g) {
 #pragma unroll
             for (int e = 0; e < 8; ++e) part[g] = wf_fmaf(qv[g][e], kf[e], part[g]);
+            part[g] *= ks;
+          }
         }
         const float sc = head_score(part, pc, p2);
         const int g = ((pc & (p2 >> 1)) ? 2 : 0) + ((pc & (p2 >> 2)) ? 1 : 0);
         if ((pc & ((p2 >> 2) - 1)) == 0 && g < gb && j < c1) buf[g * DA_CHUNK + i] = sc * scale;
       }
 #pragma unroll
-      for (int u = 0; u < DA_UNROLL; ++u)
+      for (int u = 0; u < U; ++u)
 #pragma unroll
         for (int x = 0; x < 4; ++x) kw[u][x] = next[u][x];
     }
     // The first V batch is in flight during the softmax.
-    load_batch<KV>(arena, vh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, vw);
+    load_batch<KV, U>(arena, vh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, vw);
     block_sync();
     // (2) softmax over the sub-chunk: wave w takes head w (every wave runs the reductions)
     {
@@ -392,31 +403,31 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[g][e] *= f;
     }
-    for (int i0 = 0; i0 < n; i0 += DA_UNROLL * kps) {
-      uint32_t next[DA_UNROLL][4];
-      load_batch<KV>(arena, vh, c0, i0 + DA_UNROLL * kps, c1, kps, kslot, pos, head_dim, d0,
+    for (int i0 = 0; i0 < n; i0 += U * kps) {
+      uint32_t next[U][4];
+      load_batch<KV, U>(arena, vh, c0, i0 + U * kps, c1, kps, kslot, pos, head_dim, d0,
                      active, next);
 #pragma unroll
-      for (int u = 0; u < DA_UNROLL; ++u) {
+      for (int u = 0; u < U; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
         if (active && j < c1) {
-          float vf[8];
+          float vf[8], vs = 1.0f;  // the value's dims are vs · vf
           if (j == pos) {
 #pragma unroll
             for (int e = 0; e < 8; ++e) vf[e] = vnew[d0 + e];
           } else {
-            Piece<KV>::unpack(vw[u], vf);
+            vs = Piece<KV>::unpack(vw[u], vf);
           }
 #pragma unroll
           for (int g = 0; g < DA_GROUP; ++g) {
-            const float p = g < gb ? buf[g * DA_CHUNK + i] : 0.0f;
+            const float p = (g < gb ? buf[g * DA_CHUNK + i] : 0.0f) * vs;
 #pragma unroll
             for (int e = 0; e < 8; ++e) acc[g][e] = wf_fmaf(p, vf[e], acc[g][e]);
           }
         }
       }
 #pragma unroll
-      for (int u = 0; u < DA_UNROLL; ++u)
+      for (int u = 0; u < U; ++u)
 #pragma unroll
         for (int x = 0; x < 4; ++x) vw[u][x] = next[u][x];
     }
