@@ -451,7 +451,7 @@ kvq8-ab)
       md="$OUT/attention-$name-$shape.md"
       timeout 60 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape $shape --kv-type q8_0 \
         --depth 8192,32768,131071 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
-      echo "| attention $name $shape | $? | $((SECONDS - start)) s | $(grep -E "^\| llama.* \| (8192|32768|131071) \|" "$md" | awk -F'|' '{printf "%s: %s us; ", $4, $7}') |" | tee -a "$OUT/summary.md"
+      echo "| attention $name $shape | $? | $((SECONDS - start)) s | $(grep -E "^\| llama.* \| (8192|32768|131071) \|" "$md" | awk -F'|' '{printf "%s: %s us, %s GB/s; ", $4, $6, $7}') |" | tee -a "$OUT/summary.md"
       bench "$name-$shape" --kernels "$v" --shape $shape --pp 512 --tg 32 --reps 3 --depth 0,8192,32768 \
         --sampling greedy --kv-type q8_0
     done
