@@ -91,12 +91,33 @@ finish() { # archive the stage's results into the one file that comes back (afte
   tar -C /tmp/wavefront-results -czf "$DEST/$stage.tar.gz" "$stage"
 }
 
+begin_summary() { # the stage's summary table, empty
+  echo "| step | exit | time | result |" >"$OUT/summary.md"
+  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+}
+
+gpu_info() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+}
+
 bench() { # name, args...
   local name=$1 start=$SECONDS
   shift
   bin/wavefront bench --backend gpu "$@" --json "$OUT/bench-$name.json" --markdown "$OUT/bench-$name.md" \
     >"$OUT/bench-$name.log" 2>&1
   echo "| bench $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  finish
+}
+
+fixtures_conformance() { # name [extra args]: wavefront-conformance on the fixtures (model-level
+  # checks and sampled streams through the device sampler, both waves), a summary row
+  local name=$1 start=$SECONDS
+  shift
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
+    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
+    "$@" --report "$OUT/$name.md" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
+  echo "| wavefront-conformance $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/$name.log") |" | tee -a "$OUT/summary.md"
+  grep -E "FAIL|✗" "$OUT/$name.log" | head -20
   finish
 }
 
@@ -114,9 +135,8 @@ pack) pack ;;
 ops)
   unpack .device/ops
   cp .device/ops/model.part00 /root/wavefront-model.part00
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   bin/wavefront info --devices | tee "$OUT/devices.txt"
   for t in $OPS_TESTS engine_lib; do run_test "${t#*:}"; done
   start=$SECONDS
@@ -133,8 +153,7 @@ llama)
   # Llama 3 shapes as Hugging Face directories (the model's context, 131072, by default), and
   # the benchmarks of the random-weight shapes. Needs no model file.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  begin_summary
   for shape in llama-3.2-1b llama-3.1-8b; do
     dir=/tmp/hf-$shape
     start=$SECONDS
@@ -168,8 +187,7 @@ smollm2)
   mkdir -p "$(dirname "$model")"
   cat .device/ops/model.part00 .device/models/model.part01 >"$model"
   echo "$sha  $model" | sha256sum -c - || exit 3
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
+  begin_summary
   for t in $MODEL_TESTS; do run_test "${t#*:}"; finish; done
   start=$SECONDS
   # The SmolLM2 model-level report is model_gpu's output (in its log); this adds the golden
@@ -200,17 +218,10 @@ decode)
   # without overlapped GEMV launches (WAVEFRONT_NO_PDL=1) for the A/B; and a per-kernel time
   # profile (ncu) of Llama-3.2-1B decode steps against the step time.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   for t in engine_lib ops_gpu gpu_graph; do run_test "$t"; finish; done
-  start=$SECONDS
-  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
-    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
-    --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
-  echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
-  grep -E "FAIL|✗" "$OUT/conformance-fixtures.log" | head -20
-  finish
+  fixtures_conformance conformance-fixtures
   if [ "${QUICK:-0}" = 1 ]; then  # the checks, and the 1B and SmolLM2 benches alone
     for shape in smollm2-135m llama-3.2-1b; do
       bench "$shape" --shape "$shape" --reps 5 --depth 0 --sampling greedy,default
@@ -250,16 +261,10 @@ attention)
   # attention kernels (WAVEFRONT_NO_FUSED_ATTENTION=1) for the A/B; a per-kernel profile (ncu)
   # of Llama-3.2-1B decode steps at depth 0 and 8192.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   for t in ${TESTS:-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
-  start=$SECONDS
-  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
-    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
-    --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
-  echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
-  finish
+  fixtures_conformance conformance-fixtures
   start=$SECONDS
   timeout 240 bin/wavefront bench --attention --backend gpu --json "$OUT/bench-attention.json" \
     --markdown "$OUT/bench-attention.md" >"$OUT/bench-attention.log" 2>&1
@@ -306,9 +311,8 @@ prefill)
   # (WAVEFRONT_NO_FLASH_ATTENTION=1); a per-kernel profile (ncu) of the 1B and 8B pp512
   # forwards. QUICK=1 skips the simple-kernel pp runs and the profile.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   for v in ${VARIANTS:-}; do
     for shape in llama-3.1-8b llama-3.2-1b; do
       start=$SECONDS
@@ -320,12 +324,7 @@ prefill)
     finish
   done
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
-  start=$SECONDS
-  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
-    --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
-    --report "$OUT/conformance-fixtures.md" --json "$OUT/conformance-fixtures.json" >"$OUT/conformance-fixtures.log" 2>&1
-  echo "| wavefront-conformance fixtures | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures.log") |" | tee -a "$OUT/summary.md"
-  finish
+  fixtures_conformance conformance-fixtures
   for v in ${CHECK:-}; do
     start=$SECONDS
     timeout 150 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op attention_prefill \
@@ -374,20 +373,10 @@ kvq8-check)
   # (every case at both waves with kernel path coverage: the Q8_0 kernels' among them), the
   # graph test; conformance on the fixtures with the default (f16) and the Q8_0 KV cache.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
-  for kv in f16 q8_0; do
-    start=$SECONDS
-    timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
-      --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
-      --kv-type $kv --report "$OUT/conformance-fixtures-$kv.md" --json "$OUT/conformance-fixtures-$kv.json" \
-      >"$OUT/conformance-fixtures-$kv.log" 2>&1
-    echo "| wavefront-conformance fixtures kv=$kv | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-fixtures-$kv.log") |" | tee -a "$OUT/summary.md"
-    grep -E "FAIL|✗" "$OUT/conformance-fixtures-$kv.log" | head -20
-    finish
-  done
+  for kv in f16 q8_0; do fixtures_conformance "conformance-fixtures-$kv" --kv-type $kv; done
   cat "$OUT/summary.md"
   ;;
 kvq8-bench)
@@ -396,9 +385,8 @@ kvq8-bench)
   # benches of Llama-3.2-1B and 3.1-8B with f16 and Q8_0 K/V: pp at PPS (default 512 4096 16384)
   # and tg32 at depths 0, 8192, 32768.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   for shape in llama-3.2-1b llama-3.1-8b; do
     for kv in f16 q8_0; do
       start=$SECONDS
@@ -437,9 +425,8 @@ kvq8-ab)
   # depths 8192, 32768, 131071), and tg32 at depths 0, 8192, 32768 (Q8_0 K/V); the embedded
   # kernels' f16 microbench rows once, for the ratio.
   unpack .device/ops
-  echo "| step | exit | time | result |" >"$OUT/summary.md"
-  echo "|---|---:|---:|---|" >>"$OUT/summary.md"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+  begin_summary
+  gpu_info
   for v in ${VARIANTS:-kernels}; do
     name=$(basename "$v")
     start=$SECONDS
