@@ -18,11 +18,6 @@ use wavefront::kv_quant::{quantize_block, BLOCK};
 use crate::compare::Comparison;
 use crate::tolerance::U_F32;
 
-/// Rust's `f32::round` (half away from zero) on f64.
-fn round_away(x: f64) -> f64 {
-    x.round()
-}
-
 /// `got` (the stored rows, dequantized; blocks of 32 from index 0) against `want` (the
 /// reference's f32 values before quantization), `slack[i]` bounding |engine's value − want[i]|.
 pub fn q8_rows(want: &[f32], slack: &[f64], got: &[f32]) -> Comparison {
@@ -87,7 +82,6 @@ pub fn q8_rows(want: &[f32], slack: &[f64], got: &[f32]) -> Comparison {
                 &g[..4]
             ));
         };
-        let _ = scale;
         // id = 1 / d' over the range of d' (one more rounding).
         let (id_lo, id_hi) = (
             1.0 / d_hi * (1.0 - 2.0 * U_F32),
@@ -100,7 +94,8 @@ pub fn q8_rows(want: &[f32], slack: &[f64], got: &[f32]) -> Comparison {
             let t_max = ts.iter().copied().fold(f64::NEG_INFINITY, f64::max) * (1.0 + 2.0 * U_F32);
             let (t_min, t_max) = (t_min.min(t_max), t_max.max(t_min));
             let q = (g[i] / scale).round() as f64;
-            let (q_lo, q_hi) = (round_away(t_min).max(-127.0), round_away(t_max).min(127.0));
+            // (f64::round: half away from zero, as the quantizer rounds)
+            let (q_lo, q_hi) = (t_min.round().max(-127.0), t_max.round().min(127.0));
             if q < q_lo || q > q_hi {
                 return Comparison::fail(format!(
                     "element {}: quant {q} outside [{q_lo}, {q_hi}] (reference value {}, slack \

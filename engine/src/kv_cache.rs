@@ -72,6 +72,14 @@ impl KvLayout {
     }
 }
 
+/// The `--kv-type` spelling of a KV cache dtype (`q8_0` for the cache's Q8_0).
+pub fn kv_type_name(dtype: DType) -> String {
+    match dtype {
+        DType::Q8_0Kv => "q8_0".into(),
+        d => d.name().to_lowercase(),
+    }
+}
+
 /// A point to roll back to (speculative decoding, shared prefixes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvSnapshot {

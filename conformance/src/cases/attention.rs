@@ -529,8 +529,8 @@ fn drawn_case(
     (rows, pos0, group, n_kv_heads, head_dim, kv, seed): Drawn,
 ) -> AttentionCase {
     // Q8_0 rows are whole blocks of 32
-    let head_dim = if kv == DType::Q8_0Kv && head_dim % 32 != 0 {
-        head_dim / 32 * 32 + 32
+    let head_dim = if kv == DType::Q8_0Kv {
+        head_dim.next_multiple_of(32)
     } else {
         head_dim
     };

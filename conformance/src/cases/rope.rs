@@ -283,8 +283,8 @@ pub fn strategy() -> impl Strategy<Value = RopeCase> {
                 n_heads: group * n_kv_heads,
                 n_kv_heads,
                 // Q8_0 rows are whole blocks of 32
-                head_dim: if kv == DType::Q8_0Kv && head_dim % 32 != 0 {
-                    head_dim / 32 * 32 + 32
+                head_dim: if kv == DType::Q8_0Kv {
+                    head_dim.next_multiple_of(32)
                 } else {
                     head_dim
                 },

@@ -46,13 +46,16 @@ pub fn prefill_flops(c: &ModelConfig, len: usize) -> f64 {
 }
 
 /// K and V bytes of `len` positions of one layer: what the step's attention reads at least
-/// (Q8_0: 34 bytes a block of 32).
+/// (`KvLayout::bytes_per_position`; Q8_0: 34 bytes a block of 32).
 pub fn kv_bytes(c: &ModelConfig, len: usize, kv: DType) -> usize {
-    let n = 2 * c.n_kv_heads * len * c.head_dim;
-    match kv {
-        DType::Q8_0Kv => n / 32 * 34,
-        _ => n * kv.block_bytes(),
-    }
+    let layer = KvLayout {
+        n_layers: 1,
+        n_kv_heads: c.n_kv_heads,
+        head_dim: c.head_dim,
+        capacity: len,
+        dtype: kv,
+    };
+    layer.bytes_per_position() * len
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -455,10 +458,7 @@ pub fn run(
         device: b.device(),
         copy_gb_s,
         reps,
-        kv: match kv {
-            DType::Q8_0Kv => "q8_0".into(),
-            d => d.name().to_lowercase(),
-        },
+        kv: crate::kv_cache::kv_type_name(kv),
         rows,
         prefill,
         kernels: b.kernel_sources(),

@@ -55,14 +55,6 @@ fn engine_options(kv: Option<KvType>) -> EngineOptions {
     }
 }
 
-/// The `--kv-type` spelling of a KV dtype.
-fn kv_type_name(dtype: wavefront::DType) -> String {
-    match dtype {
-        wavefront::DType::Q8_0Kv => "q8_0".into(),
-        d => d.name().to_lowercase(),
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Text,
@@ -542,7 +534,7 @@ fn generate<B: Backend>(
             "finish_reason": reason,
             "seed": seed,
             "context": plan.capacity,
-            "kv_type": kv_type_name(engine.kv_dtype()),
+            "kv_type": wavefront::kv_cache::kv_type_name(engine.kv_dtype()),
             "kernels": kernels,
             "timings": {
                 "prompt_tokens": t.prompt_tokens,

@@ -161,9 +161,8 @@ impl Backend for CpuBackend {
             (CpuTensor::F32(s), CpuTensor::F32(d)) => d[offset..end].copy_from_slice(s),
             (CpuTensor::F16(s), CpuTensor::F16(d)) => d[offset..end].copy_from_slice(s),
             (CpuTensor::BF16(s), CpuTensor::BF16(d)) => d[offset..end].copy_from_slice(s),
-            (CpuTensor::Q8_0Kv { bytes: s, len }, CpuTensor::Q8_0Kv { bytes: d, .. })
-                if offset % kv_quant::SUPER == 0 =>
-            {
+            // (offset is whole superblocks: checked above)
+            (CpuTensor::Q8_0Kv { bytes: s, len }, CpuTensor::Q8_0Kv { bytes: d, .. }) => {
                 let at = offset / kv_quant::SUPER * kv_quant::SUPER_BYTES;
                 let n = kv_quant::bytes_for(*len);
                 d[at..at + n].copy_from_slice(&s[..n]);
