@@ -10,13 +10,16 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/quants")
 }
 
-const TYPES: [DType; 7] = [
+const TYPES: [DType; 10] = [
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
     DType::Q4_K,
+    DType::Q5_K,
     DType::Q6_K,
 ];
 

@@ -47,7 +47,10 @@ fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<(), St
         DType::Q8_0 => block_q8_0,
         DType::Q4_0 => block_q4_0,
         DType::Q4_1 => block_q4_1,
+        DType::Q5_0 => block_q5_0,
+        DType::Q5_1 => block_q5_1,
         DType::Q4_K => block_q4_k,
+        DType::Q5_K => block_q5_k,
         DType::Q6_K => block_q6_k,
         DType::Q8_0Kv => return Err(format!("{dtype} is the KV cache's type, not a file's")),
     };
@@ -57,6 +60,57 @@ fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<(), St
         block(src, dst);
     }
     Ok(())
+}
+
+/// `blocks` random but valid blocks of the block type `dtype`, every byte drawn from `next`
+/// except the f16 scale fields, which are set so the values reach about `scale` in magnitude
+/// (each scale a random fraction in [0.5, 1] of that; Q4_1/Q5_1 minimums and K-quant minimum
+/// scales likewise, so rows are not all of one sign). For tests and benchmarks of the
+/// quantized kernels: every bit pattern of the quants and of the K-quants' packed 6-bit scales
+/// occurs. Panics on a plain dtype.
+pub fn random_blocks(
+    dtype: DType,
+    blocks: usize,
+    scale: f32,
+    mut next: impl FnMut() -> u64,
+) -> Vec<u8> {
+    assert!(
+        dtype.is_quantized() && dtype != DType::Q8_0Kv,
+        "{dtype} is not a weight block type"
+    );
+    // (offset of the main f16 scale, largest |quant| times the largest sub-scale it multiplies,
+    //  offset of the f16 minimum or minimum scale (if any), largest sub-minimum)
+    let (d_at, d_span, m_at, m_span): (usize, f32, Option<usize>, f32) = match dtype {
+        DType::Q8_0 => (0, 127.0, None, 1.0),
+        DType::Q4_0 => (0, 8.0, None, 1.0),
+        DType::Q4_1 => (0, 15.0, Some(2), 1.0),
+        DType::Q5_0 => (0, 16.0, None, 1.0),
+        DType::Q5_1 => (0, 31.0, Some(2), 1.0),
+        DType::Q4_K => (0, 15.0 * 63.0, Some(2), 63.0),
+        DType::Q5_K => (0, 31.0 * 63.0, Some(2), 63.0),
+        DType::Q6_K => (208, 32.0 * 128.0, None, 1.0),
+        _ => unreachable!(),
+    };
+    let bb = dtype.block_bytes();
+    let mut out = Vec::with_capacity(blocks * bb);
+    for _ in 0..blocks {
+        let start = out.len();
+        out.extend((0..bb).map(|_| next() as u8));
+        let frac = |r: u64| 0.5 + (r % 1024) as f32 / 2048.0;
+        let d = scale * frac(next()) / d_span;
+        out[start + d_at..start + d_at + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+        if let Some(m_at) = m_at {
+            // Q4_1/Q5_1: y = q·d + m, so m = −scale/2 centres the values; K-quants subtract
+            // dmin·m with m up to 63.
+            let m = if m_span == 1.0 {
+                -0.5 * scale * frac(next())
+            } else {
+                0.5 * scale * frac(next()) / m_span
+            };
+            out[start + m_at..start + m_at + 2].copy_from_slice(&f16::from_f32(m).to_le_bytes());
+        }
+    }
+    out
 }
 
 /// Reads the little-endian f16 at `b[i..i + 2]` as f32 (exact).
@@ -109,6 +163,37 @@ fn block_q4_1(b: &[u8], y: &mut [f32]) {
     }
 }
 
+/// The 5-bit values of a Q5_0/Q5_1 block: `qh` (a little-endian u32) holds bit 4 of element
+/// `j` at bit `j`; the low 4 bits are the nibbles of `qs` as in Q4_0.
+fn q5_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
+    let h = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    let mut q = [0u8; 32];
+    for (j, &b) in qs.iter().enumerate() {
+        q[j] = (b & 0x0F) | ((((h >> j) & 1) as u8) << 4);
+        q[j + 16] = (b >> 4) | ((((h >> (j + 16)) & 1) as u8) << 4);
+    }
+    q
+}
+
+/// `block_q5_0` (22 bytes, 32 elements): `d: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`.
+/// `y = (q - 16) * d`.
+fn block_q5_0(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    for (yj, &q) in y.iter_mut().zip(&q5_values(&b[2..6], &b[6..22])) {
+        *yj = (q as i32 - 16) as f32 * d;
+    }
+}
+
+/// `block_q5_1` (24 bytes, 32 elements): `d: f16`, `m: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`.
+/// `y = q * d + m`.
+fn block_q5_1(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let m = f16_at(b, 2);
+    for (yj, &q) in y.iter_mut().zip(&q5_values(&b[4..8], &b[8..24])) {
+        *yj = q as f32 * d + m;
+    }
+}
+
 /// The 6-bit scale and min of sub-block `j` (0..8) of a Q4_K block, packed in 12 bytes
 /// (ggml `get_scale_min_k4`): sub-blocks 0..4 use the low 6 bits of bytes `j` and `j + 4`;
 /// sub-blocks 4..8 combine a nibble of byte `j + 4` with the top 2 bits of bytes `j - 4`/`j`.
@@ -141,6 +226,30 @@ fn block_q4_k(b: &[u8], y: &mut [f32]) {
         for l in 0..32 {
             lo[l] = d_lo * (q[l] & 0x0F) as f32 - min_lo;
             hi[l] = d_hi * (q[l] >> 4) as f32 - min_hi;
+        }
+    }
+}
+
+/// `block_q5_K` (176 bytes, 256 elements): `d: f16`, `dmin: f16`, `scales: [u8; 12]` (as in
+/// Q4_K), `qh: [u8; 32]`, `qs: [u8; 128]`. Sub-block `j` takes its low 4 bits as Q4_K does
+/// and bit 4 from bit `j` of `qh[l]`. `y = (d * sc) * q - (dmin * m)`.
+fn block_q5_k(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let dmin = f16_at(b, 2);
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for (c, (q, out)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+        let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
+        let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
+        let (d_lo, min_lo) = (d * sc_lo as f32, dmin * m_lo as f32);
+        let (d_hi, min_hi) = (d * sc_hi as f32, dmin * m_hi as f32);
+        let (lo, hi) = out.split_at_mut(32);
+        for l in 0..32 {
+            let h_lo = ((qh[l] >> (2 * c)) & 1) << 4;
+            let h_hi = ((qh[l] >> (2 * c + 1)) & 1) << 4;
+            lo[l] = d_lo * ((q[l] & 0x0F) | h_lo) as f32 - min_lo;
+            hi[l] = d_hi * ((q[l] >> 4) | h_hi) as f32 - min_hi;
         }
     }
 }

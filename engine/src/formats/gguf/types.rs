@@ -431,8 +431,11 @@ impl GgmlType {
     pub const F16: GgmlType = GgmlType(1);
     pub const Q4_0: GgmlType = GgmlType(2);
     pub const Q4_1: GgmlType = GgmlType(3);
+    pub const Q5_0: GgmlType = GgmlType(6);
+    pub const Q5_1: GgmlType = GgmlType(7);
     pub const Q8_0: GgmlType = GgmlType(8);
     pub const Q4_K: GgmlType = GgmlType(12);
+    pub const Q5_K: GgmlType = GgmlType(13);
     pub const Q6_K: GgmlType = GgmlType(14);
     pub const BF16: GgmlType = GgmlType(30);
 
@@ -459,7 +462,10 @@ impl GgmlType {
             GgmlType::Q4_0 => DType::Q4_0,
             GgmlType::Q4_1 => DType::Q4_1,
             GgmlType::Q8_0 => DType::Q8_0,
+            GgmlType::Q5_0 => DType::Q5_0,
+            GgmlType::Q5_1 => DType::Q5_1,
             GgmlType::Q4_K => DType::Q4_K,
+            GgmlType::Q5_K => DType::Q5_K,
             GgmlType::Q6_K => DType::Q6_K,
             _ => return None,
         })
