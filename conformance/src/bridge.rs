@@ -1,11 +1,13 @@
 //! The reference model built from a loaded model: the engine owns file formats, the reference
-//! receives plain arrays. Matrices take exactly the values an engine storing weights as
-//! `weight_dtype` uses (`wavefront::model::weight_values`); norm weights and biases stay f32,
-//! as in the engine. With `F32`, the reference sees the file's values unrounded.
+//! receives plain arrays. Matrices take exactly the values an engine storing weights that way
+//! uses (`wavefront::model::WeightStorage::values`): native block types dequantized, others
+//! rounded to the weight dtype; norm weights and biases stay f32, as in the engine. With `F32`,
+//! the reference sees the file's values unrounded.
 
 use ndarray::{Array1, Array2};
 use wavefront::config::{names, ModelConfig};
-use wavefront::{DType, Error, LoadedModel, Result};
+use wavefront::model::WeightStorage;
+use wavefront::{Error, LoadedModel, Result};
 use wavefront_reference as r;
 
 pub fn reference_config(c: &ModelConfig) -> r::Config {
@@ -35,16 +37,11 @@ pub fn reference_config(c: &ModelConfig) -> r::Config {
     }
 }
 
-fn values(m: &LoadedModel, name: &str, weight_dtype: DType) -> Result<Vec<f32>> {
-    let t = m.tensor(name)?;
-    if wavefront::model::is_matrix(name) {
-        wavefront::model::weight_values(t, weight_dtype)
-    } else {
-        t.to_f32()
-    }
+fn values(m: &LoadedModel, name: &str, storage: WeightStorage) -> Result<Vec<f32>> {
+    storage.values(m.tensor(name)?)
 }
 
-fn matrix(m: &LoadedModel, name: &str, dt: DType) -> Result<Array2<f32>> {
+fn matrix(m: &LoadedModel, name: &str, dt: WeightStorage) -> Result<Array2<f32>> {
     let t = m.tensor(name)?;
     let (rows, cols) = match t.shape[..] {
         [r, c] => (r, c),
@@ -60,12 +57,15 @@ fn matrix(m: &LoadedModel, name: &str, dt: DType) -> Result<Array2<f32>> {
     Ok(Array2::from_shape_vec((rows, cols), values(m, name, dt)?).expect("validated length"))
 }
 
-fn vector(m: &LoadedModel, name: &str, dt: DType) -> Result<Array1<f32>> {
+fn vector(m: &LoadedModel, name: &str, dt: WeightStorage) -> Result<Array1<f32>> {
     Ok(Array1::from(values(m, name, dt)?))
 }
 
-/// The reference model for `m`, with matrices as stored in `weight_dtype`.
-pub fn reference_model(m: &LoadedModel, weight_dtype: DType) -> Result<r::Model> {
+/// The reference model for `m`, with matrices as a backend storing them this way holds them
+/// (a `DType`: every matrix converted to it; `WeightStorage::of(backend)`: native block types
+/// kept, their values dequantized exactly).
+pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Result<r::Model> {
+    let weight_dtype = storage.into();
     let c = &m.config;
     let mut layers = Vec::with_capacity(c.n_layers);
     for l in 0..c.n_layers {

@@ -87,6 +87,21 @@ macro_rules! forward_to_cpu {
             self.inner.weight_dtype()
         }
 
+        fn native_weight_dtypes(&self) -> &'static [wavefront::DType] {
+            self.inner.native_weight_dtypes()
+        }
+
+        fn mixed_stacks(&self) -> bool {
+            self.inner.mixed_stacks()
+        }
+
+        fn upload_stack(
+            &self,
+            parts: &[(wavefront::DType, &[u8])],
+        ) -> wavefront::Result<CpuTensor> {
+            self.inner.upload_stack(parts)
+        }
+
         fn alloc(&self, dtype: wavefront::DType, n: usize) -> wavefront::Result<CpuTensor> {
             self.inner.alloc(dtype, n)
         }

@@ -42,10 +42,11 @@ impl ModelTolerances {
     }
 
     /// Against an oracle that keeps the f32 weights the engine rounded to its weight dtype
-    /// (transformers' goldens).
+    /// (transformers' goldens); F32 (no rounding) when the engine holds every matrix as the
+    /// file stores it (native block types: the oracle's dequantized weights exactly).
     pub fn against_unrounded_weights<B: Backend>(engine: &Engine<B>) -> Self {
         ModelTolerances {
-            weights: engine.backend().weight_dtype(),
+            weights: engine.weight_rounding(),
             ..Self::for_engine(engine)
         }
     }

@@ -204,7 +204,8 @@ fn run_checks<B: Backend>(
 ) -> Result<()> {
     report.backend = b.name().to_string();
     let model = wavefront::load(path)?;
-    let reference = crate::bridge::reference_model(&model, b.weight_dtype())?;
+    let reference =
+        crate::bridge::reference_model(&model, wavefront::model::WeightStorage::of(&b))?;
     let engine_opts = EngineOptions {
         kv_dtype: opts.kv_dtype,
         ..EngineOptions::default()

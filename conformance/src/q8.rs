@@ -21,7 +21,7 @@ use crate::tolerance::U_F32;
 /// `got` (the stored rows, dequantized; blocks of 32 from index 0) against `want` (the
 /// reference's f32 values before quantization), `slack[i]` bounding |engine's value − want[i]|.
 pub fn q8_rows(want: &[f32], slack: &[f64], got: &[f32]) -> Comparison {
-    if want.len() != got.len() || slack.len() != want.len() || want.len() % BLOCK != 0 {
+    if want.len() != got.len() || slack.len() != want.len() || !want.len().is_multiple_of(BLOCK) {
         return Comparison::fail(format!(
             "{} stored values for {} reference values ({} slacks): not whole Q8_0 blocks",
             got.len(),

@@ -20,6 +20,36 @@ fn cpu_engine_matches_the_reference_on_every_fixture() {
     }
 }
 
+/// Quantized GGUF files (every block type, and a Q4_K_M-like mix whose QKV and gate/up stacks
+/// mix Q4_K and Q6_K): the CPU keeps the blocks and computes with them; the reference gets the
+/// dequantized weights.
+#[test]
+fn cpu_engine_matches_the_reference_on_every_quantized_fixture() {
+    for path in common::quant_fixture_models() {
+        let model = wavefront::load(&path).unwrap();
+        let engine = wavefront::Engine::new(
+            CpuBackend::default(),
+            &model,
+            wavefront::EngineOptions::default(),
+        )
+        .unwrap();
+        // Held as stored: nothing converted, the bytes of the file's weights.
+        assert_eq!(
+            engine.weight_rounding(),
+            wavefront::DType::F32,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            engine.weight_bytes(),
+            model.weight_bytes(),
+            "{}",
+            path.display()
+        );
+        assert_pass(&check_model(&|| Ok(CpuBackend::default()), &path, ""));
+    }
+}
+
 /// A Q8_0 KV cache (`--kv-type q8_0`) within its derived bounds on every fixture it takes.
 #[test]
 fn cpu_engine_with_a_q8_0_kv_cache_matches_the_reference_on_the_fixtures() {

@@ -427,7 +427,7 @@ mod tests {
         let per_position = 2 * 2 * e.config().n_kv_heads * e.config().head_dim;
         let mut seq = e.new_sequence(FILL_BLOCK / per_position + 7).unwrap();
         let n = seq.cache.layout().elems();
-        assert!(n > FILL_BLOCK && n % FILL_BLOCK != 0, "{n}");
+        assert!(n > FILL_BLOCK && !n.is_multiple_of(FILL_BLOCK), "{n}");
         fill_cache(&e, &mut seq, 100).unwrap();
         assert_eq!(seq.cache.len(), 100);
         let arena = e.backend().download_f32(seq.cache.arena()).unwrap();

@@ -113,7 +113,7 @@ fn check_layout(layout: &KvLayout) -> Result<()> {
             layout.dtype
         )));
     }
-    if layout.dtype == DType::Q8_0Kv && layout.head_dim % crate::kv_quant::BLOCK != 0 {
+    if layout.dtype == DType::Q8_0Kv && !layout.head_dim.is_multiple_of(crate::kv_quant::BLOCK) {
         return Err(Error::InvalidRequest(format!(
             "a Q8_0 KV cache needs a head_dim that is a multiple of 32, not {}",
             layout.head_dim

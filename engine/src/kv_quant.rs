@@ -58,7 +58,7 @@ pub fn quantize_block(x: &[f32]) -> (f16, [i8; BLOCK]) {
 /// Writes `src` (a whole number of blocks) at element `start` (a multiple of 32) of `bytes`.
 pub fn write(bytes: &mut [u8], start: usize, src: &[f32]) {
     assert!(
-        start % BLOCK == 0 && src.len() % BLOCK == 0,
+        start.is_multiple_of(BLOCK) && src.len().is_multiple_of(BLOCK),
         "Q8_0 writes whole blocks"
     );
     for (b, x) in src.chunks_exact(BLOCK).enumerate() {

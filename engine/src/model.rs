@@ -38,9 +38,106 @@ impl Default for EngineOptions {
     }
 }
 
+/// How a backend holds a model's weights: matrices of a dtype in `native` (GGUF block types the
+/// backend computes with directly) as the file stores them, other matrices converted to `dtype`;
+/// norm weights and biases in f32 (small, and precision-sensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightStorage {
+    pub dtype: DType,
+    pub native: &'static [DType],
+    /// Stacks (QKV, gate/up) may mix native types ([`Backend::upload_stack`]).
+    pub mixed_stacks: bool,
+}
+
+impl WeightStorage {
+    pub fn of<B: Backend>(backend: &B) -> Self {
+        WeightStorage {
+            dtype: backend.weight_dtype(),
+            native: backend.native_weight_dtypes(),
+            mixed_stacks: backend.mixed_stacks(),
+        }
+    }
+
+    /// The dtype tensor `name`, stored in the file as `file`, is held in.
+    pub fn stored(&self, name: &str, file: DType) -> DType {
+        if !is_matrix(name) {
+            DType::F32
+        } else if self.native.contains(&file) {
+            file
+        } else {
+            self.dtype
+        }
+    }
+
+    /// The values `t` takes when held this way: dequantized, then (matrices converted to
+    /// `dtype`) rounded to `dtype` (round-to-nearest-even). Conformance builds the reference
+    /// from exactly these values.
+    pub fn values(&self, t: &HostTensor) -> Result<Vec<f32>> {
+        let mut v = t.to_f32()?;
+        crate::tensor::round_to(self.stored(&t.name, t.dtype), &mut v);
+        Ok(v)
+    }
+
+    /// Bytes of `model`'s weights held this way (matrices as [`WeightStorage::stored`] says,
+    /// the stacks of [`upload_stacked`] converted whole where their parts' types differ and
+    /// the backend holds no mixed stacks; norm weights and biases in f32).
+    pub fn loaded_bytes(&self, model: &LoadedModel) -> usize {
+        let c = &model.config;
+        let mut stacked = std::collections::BTreeMap::new();
+        for l in 0..c.n_layers {
+            for group in [
+                &[names::WQ, names::WK, names::WV][..],
+                &[names::GATE, names::UP][..],
+            ] {
+                let names: Vec<String> = group.iter().map(|s| names::layer(l, s)).collect();
+                let types: Vec<DType> = names
+                    .iter()
+                    .filter_map(|n| model.tensors.get(n))
+                    .map(|t| self.stored(&t.name, t.dtype))
+                    .collect();
+                let mixed = !self.mixed_stacks && types.windows(2).any(|w| w[0] != w[1]);
+                for n in names {
+                    stacked.insert(n, mixed);
+                }
+            }
+        }
+        model
+            .tensors
+            .values()
+            .map(|t| {
+                let dtype = if stacked.get(&t.name) == Some(&true) {
+                    WeightStorage::from(self.dtype).stored(&t.name, t.dtype)
+                } else {
+                    self.stored(&t.name, t.dtype)
+                };
+                dtype.bytes_for(t.n_elems())
+            })
+            .sum()
+    }
+
+    /// Whether any matrix of `model` is held in a type other than its file's (so its values
+    /// may be rounded).
+    pub fn converts_any(&self, model: &LoadedModel) -> bool {
+        model
+            .tensors
+            .values()
+            .any(|t| is_matrix(&t.name) && self.stored(&t.name, t.dtype) != t.dtype)
+    }
+}
+
+/// Storing every matrix as `dtype` (no native block types).
+impl From<DType> for WeightStorage {
+    fn from(dtype: DType) -> Self {
+        WeightStorage {
+            dtype,
+            native: &[],
+            mixed_stacks: false,
+        }
+    }
+}
+
 /// The values a weight tensor takes on a backend storing weights as `dtype`: dequantized,
 /// then rounded to `dtype` (round-to-nearest-even). Norm weights and biases stay f32.
-/// Conformance builds the reference from exactly these values.
 pub fn weight_values(t: &HostTensor, dtype: DType) -> Result<Vec<f32>> {
     let mut v = t.to_f32()?;
     crate::tensor::round_to(dtype, &mut v);
@@ -51,15 +148,6 @@ pub fn weight_values(t: &HostTensor, dtype: DType) -> Result<Vec<f32>> {
 /// (norm weights, biases: small, and precision-sensitive).
 pub fn is_matrix(name: &str) -> bool {
     !(name.ends_with("norm.weight") || name.ends_with(".bias"))
-}
-
-/// The type `t` is stored in on `backend`: its weight dtype for matrices, f32 otherwise.
-fn stored_dtype<B: Backend>(backend: &B, t: &HostTensor) -> DType {
-    if is_matrix(&t.name) {
-        backend.weight_dtype()
-    } else {
-        DType::F32
-    }
 }
 
 /// `t`'s bytes in `dtype` (converted unless it already is).
@@ -73,14 +161,35 @@ fn stored_bytes(t: &HostTensor, dtype: DType) -> Result<std::borrow::Cow<'_, [u8
 }
 
 fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
-    let dtype = stored_dtype(backend, t);
+    let dtype = WeightStorage::of(backend).stored(&t.name, t.dtype);
     backend.upload(dtype, &stored_bytes(t, dtype)?)
 }
 
 /// `parts` stacked along their first (output) dimension into one tensor, `[T_0; T_1; …]`: the
-/// fused QKV and gate/up layouts (one read of the activation, one launch at batch 1).
+/// fused QKV and gate/up layouts (one read of the activation, one launch at batch 1). Parts of
+/// different native block types (a Q4_K_M file's Q4_K query and Q6_K value) make a mixed stack
+/// ([`Backend::upload_stack`]) where the backend holds those, else the stack is converted to
+/// the backend's weight dtype.
 fn upload_stacked<B: Backend>(backend: &B, parts: &[&HostTensor]) -> Result<B::Tensor> {
-    let dtype = stored_dtype(backend, parts[0]);
+    let storage = WeightStorage::of(backend);
+    let mut dtype = storage.stored(&parts[0].name, parts[0].dtype);
+    if parts
+        .iter()
+        .any(|t| storage.stored(&t.name, t.dtype) != dtype)
+    {
+        if storage.mixed_stacks {
+            let stored: Vec<(DType, std::borrow::Cow<'_, [u8]>)> = parts
+                .iter()
+                .map(|t| {
+                    let d = storage.stored(&t.name, t.dtype);
+                    Ok((d, stored_bytes(t, d)?))
+                })
+                .collect::<Result<_>>()?;
+            let refs: Vec<(DType, &[u8])> = stored.iter().map(|(d, b)| (*d, &**b)).collect();
+            return backend.upload_stack(&refs);
+        }
+        dtype = WeightStorage::from(storage.dtype).stored(&parts[0].name, parts[0].dtype);
+    }
     let mut bytes = Vec::new();
     for t in parts {
         bytes.extend_from_slice(&stored_bytes(t, dtype)?);
@@ -185,6 +294,8 @@ pub struct Engine<B: Backend> {
     /// `None` when tied to `embed`.
     lm_head: Option<B::Tensor>,
     inv_freq: B::Tensor,
+    /// [`Engine::weight_rounding`].
+    weight_rounding: DType,
 }
 
 impl<B: Backend> Engine<B> {
@@ -226,7 +337,13 @@ impl<B: Backend> Engine<B> {
             Some(get(names::LM_HEAD)?)
         };
         let inv_freq = backend.upload_f32(&crate::rope::inv_freq(&config))?;
+        let weight_rounding = if WeightStorage::of(&backend).converts_any(model) {
+            backend.weight_dtype()
+        } else {
+            DType::F32
+        };
         Ok(Engine {
+            weight_rounding,
             embed: get(names::EMBED)?,
             final_norm: get(names::FINAL_NORM)?,
             layers,
@@ -242,9 +359,15 @@ impl<B: Backend> Engine<B> {
         &self.backend
     }
 
+    /// The dtype some matrices were converted (rounded) to at load, or F32 when every matrix is
+    /// held as the file stores it.
+    pub fn weight_rounding(&self) -> DType {
+        self.weight_rounding
+    }
+
     /// Bytes of weights the backend holds.
     pub fn weight_bytes(&self) -> usize {
-        let size = |t: &B::Tensor| t.len() * t.dtype().block_bytes();
+        let size = |t: &B::Tensor| t.bytes();
         let layers: usize = self
             .layers
             .iter()
@@ -272,8 +395,8 @@ impl<B: Backend> Engine<B> {
     /// embedding row. An untied embedding table is not read beyond that row. The KV cache read
     /// at the current depth comes on top (`KvLayout::bytes_per_position` per position).
     pub fn decode_weight_bytes(&self) -> usize {
-        let size = |t: &B::Tensor| t.len() * t.dtype().block_bytes();
-        let embed_row = self.config.hidden_size * self.embed.dtype().block_bytes();
+        let size = |t: &B::Tensor| t.bytes();
+        let embed_row = self.embed.dtype().bytes_for(self.config.hidden_size);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         self.weight_bytes() - size(&self.embed) - self.lm_head.as_ref().map_or(0, size)
             + size(head)

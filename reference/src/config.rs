@@ -68,13 +68,13 @@ impl Config {
         if let Some((field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return bad(field, "must be positive".into());
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(
                 "n_kv_heads",
                 format!("{} does not divide n_heads", self.n_kv_heads),
             );
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(
                 "head_dim",
                 format!("{} is odd; RoPE rotates pairs", self.head_dim),

@@ -3,6 +3,8 @@
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use wavefront::backend::{Backend, LinearParams, LogitsParams};
+use wavefront::formats::quants;
+use wavefront::model::WeightStorage;
 use wavefront::{DType, Result};
 use wavefront_reference::ops;
 
@@ -56,7 +58,42 @@ impl LinearCase {
     }
 
     pub fn tolerance<B: Backend>(&self, b: &B) -> Tolerance {
-        self.tolerance_for(b.matmul_input_dtype(self.weight))
+        self.tolerance_for(b.matmul_input_dtype(self.stored(b)))
+    }
+
+    /// The dtype the backend holds the weights in: a plain dtype as given; a GGUF block type
+    /// as the backend holds a model file's matrices of that type (`WeightStorage`): its own
+    /// blocks where the backend computes with them, else converted to its weight dtype.
+    pub fn stored<B: Backend>(&self, b: &B) -> DType {
+        if self.weight.is_quantized() {
+            WeightStorage::of(b).stored("w", self.weight)
+        } else {
+            self.weight
+        }
+    }
+
+    /// The weights as both sides see them, and the tensor the backend gets.
+    fn weights<B: Backend>(&self, b: &B, rng: &mut Rng) -> Result<(Vec<f32>, B::Tensor)> {
+        let (k, m) = (self.in_features, self.out_features);
+        let scale = 1.0 / (k as f32).sqrt();
+        if !self.weight.is_quantized() {
+            let w = rounded(self.weight, rng.values(m * k, scale));
+            let t = upload(b, self.weight, &w)?;
+            return Ok((w, t));
+        }
+        let blocks = (m * k).div_ceil(self.weight.block_elems());
+        let bytes = quants::random_blocks(self.weight, blocks, scale, || rng.next_u64());
+        let w = quants::dequantize(self.weight, &bytes, m * k)
+            .map_err(wavefront::Error::InvalidRequest)?;
+        let stored = self.stored(b);
+        if stored == self.weight {
+            let t = b.upload(stored, &bytes)?;
+            Ok((w, t))
+        } else {
+            let w = rounded(stored, w);
+            let t = upload(b, stored, &w)?;
+            Ok((w, t))
+        }
     }
 
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
@@ -65,10 +102,9 @@ impl LinearCase {
         let row0 = self.logits_row0.unwrap_or(0);
         let total_rows = row0 + self.rows;
         let x = rng.values(total_rows * k, 1.0);
-        let w = rounded(self.weight, rng.values(m * k, 1.0 / (k as f32).sqrt()));
+        let (w, wt) = self.weights(b, &mut rng)?;
         let bias = rng.values(m, 0.5);
         let xt = upload(b, DType::F32, &x)?;
-        let wt = upload(b, self.weight, &w)?;
         let bt = upload(b, DType::F32, &bias)?;
         let n = self.rows * m;
         let mut out = guarded(b, DType::F32, n)?;
@@ -151,15 +187,52 @@ pub fn grid() -> Vec<LinearCase> {
             ..base(rows, 576, 1000, DType::BF16, false)
         });
     }
+    // GGUF block types: one block per row, a few, the real shapes' reductions; odd numbers of
+    // output features (rows of blocks that end mid-tile); the batched path; a bias; the LM head
+    // over a quantized (tied) embedding table.
+    for weight in QUANT {
+        let be = weight.block_elems();
+        for (rows, k, m) in [
+            (1, be, 33),
+            (1, 576usize.next_multiple_of(be), 1536),
+            (1, 1536, 577),
+            (1, 4096, 65),
+            (3, 2 * be, 96),
+            (113, 576usize.next_multiple_of(be), 192),
+        ] {
+            g.push(base(rows, k, m, weight, false));
+        }
+        g.push(base(5, 3 * be, 80, weight, true));
+        g.push(LinearCase {
+            logits_row0: Some(3),
+            ..base(2, 576usize.next_multiple_of(be), 1000, weight, false)
+        });
+    }
     g
 }
 
+/// The GGUF block types model files hold weights in.
+pub const QUANT: [DType; 8] = [
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
 pub fn strategy() -> impl Strategy<Value = LinearCase> {
+    let weight = prop_oneof![
+        3 => prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        2 => proptest::sample::select(QUANT.to_vec()),
+    ];
     (
         1usize..16,
         1usize..300,
         1usize..300,
-        prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        weight,
         any::<bool>(),
         prop_oneof![Just(None), (0usize..5).prop_map(Some)],
         any::<u64>(),
@@ -167,7 +240,13 @@ pub fn strategy() -> impl Strategy<Value = LinearCase> {
         .prop_map(
             |(rows, in_features, out_features, weight, bias, logits_row0, seed)| LinearCase {
                 rows,
-                in_features,
+                // Block types: whole blocks per row (1 to 4 K-quant super-blocks, 1 to 10
+                // blocks of 32).
+                in_features: match weight.block_elems() {
+                    1 => in_features,
+                    256 => 256 * (1 + in_features % 4),
+                    be => be * (1 + in_features % 10),
+                },
                 out_features,
                 weight,
                 bias: bias && logits_row0.is_none(),

@@ -47,13 +47,30 @@ pub fn fixture_models() -> Vec<(PathBuf, PathBuf)> {
     out
 }
 
+/// The quantized GGUF fixtures (`fixtures/gen/quant_models.py`): every GGUF block type, and a
+/// Q4_K_M-like mix.
+pub fn quant_fixture_models() -> Vec<PathBuf> {
+    let models: Vec<PathBuf> = sorted_entries(&repo().join("fixtures/quant_models"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    assert!(models.len() >= 9, "quantized fixtures missing: {models:?}");
+    models
+}
+
 /// The fixtures whose head_dim is whole Q8_0 blocks (a multiple of 32): the ones a Q8_0 KV
 /// cache takes.
 pub fn q8_fixture_models() -> Vec<PathBuf> {
     let q8 = fixture_models()
         .into_iter()
         .map(|(p, _)| p)
-        .filter(|p| wavefront::load(p).unwrap().config.head_dim % 32 == 0)
+        .filter(|p| {
+            wavefront::load(p)
+                .unwrap()
+                .config
+                .head_dim
+                .is_multiple_of(32)
+        })
         .collect::<Vec<_>>();
     assert!(q8.len() >= 3, "hd 32, 64 and 128 fixtures: {q8:?}");
     q8

@@ -34,6 +34,10 @@ pub trait TensorInfo {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Bytes the tensor holds.
+    fn bytes(&self) -> usize {
+        self.dtype().bytes_for(self.len())
+    }
 }
 
 /// A kernel source file a backend runs, as reports record it: which kernels produced the
@@ -159,8 +163,32 @@ pub trait Backend: Send + Sync + Sized {
     fn name(&self) -> &'static str;
     /// Human-readable device description.
     fn device(&self) -> String;
-    /// The dtype linear weights are stored in on this backend.
+    /// The dtype linear weights are stored in on this backend (those of a dtype in
+    /// [`Backend::native_weight_dtypes`] excepted).
     fn weight_dtype(&self) -> DType;
+    /// Quantized (GGUF block) dtypes this backend keeps as the file stores them: its `linear`,
+    /// `logits` and `embedding` ops (and their fused forms) read those blocks and dequantize in
+    /// registers, with f32 accumulation. Weights of any other dtype are converted to
+    /// [`Backend::weight_dtype`] at load.
+    fn native_weight_dtypes(&self) -> &'static [DType] {
+        &[]
+    }
+    /// Whether [`Backend::upload_stack`] works (else the engine converts a stack whose parts
+    /// have different native dtypes to [`Backend::weight_dtype`]).
+    fn mixed_stacks(&self) -> bool {
+        false
+    }
+    /// One weight tensor from parts of different native dtypes stacked along the output
+    /// dimension (a Q4_K_M file's Q4_K query and key with a Q6_K value, as one QKV matrix): the
+    /// ops read each part's rows as that part's type.
+    fn upload_stack(&self, parts: &[(DType, &[u8])]) -> Result<Self::Tensor> {
+        let _ = parts;
+        Err(Error::Backend {
+            backend: self.name(),
+            op: "upload_stack".into(),
+            detail: "this backend holds no stacks of mixed types".into(),
+        })
+    }
     /// The type activations are rounded to before a product with `weight`-typed weights (F32:
     /// not rounded). The conformance tolerances derive from it.
     fn matmul_input_dtype(&self, weight: DType) -> DType {
@@ -178,7 +206,8 @@ pub trait Backend: Send + Sync + Sized {
 
     /// A tensor of `n` elements with unspecified contents.
     fn alloc(&self, dtype: DType, n: usize) -> Result<Self::Tensor>;
-    /// A tensor from little-endian bytes of `dtype` (F32, F16 or BF16).
+    /// A tensor from little-endian bytes of `dtype` (F32, F16 or BF16, or whole blocks of one of
+    /// [`Backend::native_weight_dtypes`]).
     fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<Self::Tensor>;
     fn upload_f32(&self, data: &[f32]) -> Result<Self::Tensor> {
         let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use wavefront::backend::cpu::CpuBackend;
 use wavefront::backend::gpu;
 use wavefront::backend::Backend;
+use wavefront::model::WeightStorage;
 use wavefront::tokenizer::ChatMessage;
+use wavefront::DType;
 use wavefront::{Engine, EngineOptions, GenerationRequest, Generator, LoadedModel, SamplingParams};
 
 #[derive(Parser)]
@@ -110,6 +112,10 @@ struct BenchArgs {
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
+    /// With `--shape`: random weights in this GGUF block type instead of bf16 (every matrix;
+    /// the shape's rows must be whole blocks: the K-quants need multiples of 256).
+    #[arg(long, value_enum, requires = "shape")]
+    quant: Option<Quant>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -195,12 +201,15 @@ struct RunArgs {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // The command runs on a worker of rayon's pool: the CPU backend's parallel ops then start
+    // from a worker, instead of waking the pool and sleeping on a latch from outside it for
+    // every op (a third of the time of a 2-core decode step went to that).
+    let result = rayon::scope(|_| match cli.command {
         Command::Run(args) => run(args),
         Command::Info { devices: true, .. } => info_devices(),
         Command::Info { model, .. } => info(model),
         Command::Bench(args) => bench(args),
-    };
+    });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -298,6 +307,42 @@ fn request_settings(args: &RunArgs) -> Result<GenerationRequest> {
     Ok(request)
 }
 
+/// GGUF block types `bench --quant` generates random weights in.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Quant {
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_1")]
+    Q4_1,
+    #[value(name = "q5_0")]
+    Q5_0,
+    #[value(name = "q5_1")]
+    Q5_1,
+    #[value(name = "q4_k")]
+    Q4K,
+    #[value(name = "q5_k")]
+    Q5K,
+    #[value(name = "q6_k")]
+    Q6K,
+}
+
+impl Quant {
+    fn dtype(self) -> DType {
+        match self {
+            Quant::Q8_0 => DType::Q8_0,
+            Quant::Q4_0 => DType::Q4_0,
+            Quant::Q4_1 => DType::Q4_1,
+            Quant::Q5_0 => DType::Q5_0,
+            Quant::Q5_1 => DType::Q5_1,
+            Quant::Q4K => DType::Q4_K,
+            Quant::Q5K => DType::Q5_K,
+            Quant::Q6K => DType::Q6_K,
+        }
+    }
+}
+
 /// A rate for the summary line: one decimal, or "—" where there is none (nothing timed).
 fn rate(r: Option<f64>) -> String {
     r.map_or_else(|| "—".to_string(), |r| format!("{r:.1}"))
@@ -331,13 +376,24 @@ fn bench(args: BenchArgs) -> Result<()> {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
         None => None,
     };
+    let weights = args.quant.map_or(DType::BF16, Quant::dtype);
+    if let Some((s, config)) = &shape {
+        wavefront::formats::random::quantizable(config, weights).map_err(|e| {
+            anyhow::anyhow!("--quant {}: {e} (in {s})", weights.name().to_lowercase())
+        })?;
+    }
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let (model, name) = match shape {
         Some((shape, config)) => {
             eprintln!("[generating random {shape} weights]");
+            let what = if weights == DType::BF16 {
+                String::new()
+            } else {
+                format!(", {weights}")
+            };
             (
-                wavefront::formats::random::random_model(config, 1, wavefront::DType::BF16),
-                format!("{shape} (random weights)"),
+                wavefront::formats::random::random_model(config, 1, weights),
+                format!("{shape} (random weights{what})"),
             )
         }
         None => {
@@ -605,16 +661,14 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
         "weights:      {:.1} MiB as stored",
         mib(model.weight_bytes())
     );
-    let matrix: usize = model
-        .tensors
-        .values()
-        .filter(|t| wavefront::model::is_matrix(&t.name))
-        .map(|t| t.n_elems())
-        .sum();
-    let resident = matrix * 2 + (params - matrix) * 4;
+    // As each backend holds them: the CPU keeps GGUF blocks as they are; the GPU (until its
+    // quantized kernels land) holds matrices in 16 bits. Norm weights and biases in f32.
+    let cpu = WeightStorage::of(&CpuBackend::default());
+    let gpu = WeightStorage::from(DType::F16);
     println!(
-        "memory:       {:.1} MiB of weights as loaded (16-bit matrices, f32 norms)",
-        mib(resident)
+        "memory:       {:.1} MiB of weights as loaded on the CPU (block types kept), {:.1} MiB on a GPU (16-bit matrices)",
+        mib(cpu.loaded_bytes(&model)),
+        mib(gpu.loaded_bytes(&model))
     );
     let kv_per_token = 2 * c.n_layers * c.n_kv_heads * c.head_dim;
     println!(

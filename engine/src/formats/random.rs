@@ -52,7 +52,9 @@ pub fn shape(name: &str) -> Result<ModelConfig> {
 
 /// Values are uniform in ±[0.1·scale, scale] with a random sign: never zero, so unwritten or
 /// mis-indexed outputs show. Matrices use `scale = 1/√in_features` (activations stay O(1));
-/// norm weights are 1 ± 0.1.
+/// norm weights are 1 ± 0.1. With a GGUF block type as `dtype`, every matrix is random valid
+/// blocks of it (`quants::random_blocks`, values up to the same scale) — check
+/// [`quantizable`] first: a matrix whose rows are not whole blocks stays f32.
 pub fn random_model(config: ModelConfig, seed: u64, dtype: DType) -> LoadedModel {
     let list = config.expected_tensors();
     // One seeded stream per tensor, generated in parallel (an 8B model is 8·10⁹ draws).
@@ -78,6 +80,21 @@ pub fn random_model(config: ModelConfig, seed: u64, dtype: DType) -> LoadedModel
     }
 }
 
+/// Whether every matrix of `config` has rows of whole `dtype` blocks (a plain dtype: always),
+/// or the message saying which does not.
+pub fn quantizable(config: &ModelConfig, dtype: DType) -> std::result::Result<(), String> {
+    let be = dtype.block_elems();
+    for (name, shape) in config.expected_tensors() {
+        let row = *shape.last().unwrap_or(&1);
+        if crate::model::is_matrix(&name) && row % be != 0 {
+            return Err(format!(
+                "{dtype} holds rows in {be}-element blocks; {name} has rows of {row}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `n` seeded values in ±[0.1, 1] (never zero).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = crate::sampler::CoinRng::new(seed);
@@ -93,6 +110,22 @@ fn random_tensor(name: &str, shape: Vec<usize>, seed: u64, dtype: DType) -> Host
     } else {
         1.0 / (*shape.last().unwrap_or(&1) as f32).sqrt()
     };
+    let row = *shape.last().unwrap_or(&1);
+    if dtype.is_quantized()
+        && crate::model::is_matrix(name)
+        && row.is_multiple_of(dtype.block_elems())
+    {
+        let bytes =
+            crate::formats::quants::random_blocks(dtype, n / dtype.block_elems(), scale, || {
+                rng.next_u64()
+            });
+        return HostTensor {
+            name: name.to_string(),
+            dtype,
+            shape,
+            storage: Storage::Owned(Arc::new(bytes)),
+        };
+    }
     let dtype = if matches!(dtype, DType::F16 | DType::BF16) {
         dtype
     } else {

@@ -25,7 +25,7 @@ pub fn attention(
     let layout = *cache.layout();
     let kv_len = p.pos0 + p.rows;
     if p.n_kv_heads == 0
-        || p.n_heads % p.n_kv_heads != 0
+        || !p.n_heads.is_multiple_of(p.n_kv_heads)
         || layout.head_dim != hd
         || layout.n_kv_heads != p.n_kv_heads
         || p.layer >= layout.n_layers
@@ -42,34 +42,38 @@ pub fn attention(
     let q = &q.f32(OP, "q")?[..p.rows * qd];
     let arena = cache.arena();
     // One task per (row, head): out[(row, head)] is a contiguous run of head_dim.
-    out.f32_mut(OP, "out")?[..p.rows * qd]
-        .par_chunks_mut(hd)
-        .enumerate()
-        .for_each(|(task, o)| {
-            let (i, h) = (task / p.n_heads, task % p.n_heads);
-            let kvh = h / group;
-            let keys = p.pos0 + i + 1; // causal: positions 0..=pos0+i
-            let qh = &q[i * qd + h * hd..i * qd + (h + 1) * hd];
-            let mut row = vec![0.0f32; hd];
-            // scores (keys)
-            let mut scores: Vec<f32> = (0..keys)
-                .map(|j| {
-                    arena.read_f32(layout.offset(p.layer, 0, kvh, j), &mut row);
-                    simd::dot(qh, &row) * scale
-                })
-                .collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            // (head_dim) ← Σ_j softmax_j · V[j]
-            o.fill(0.0);
-            for (j, &s) in scores.iter().enumerate() {
-                arena.read_f32(layout.offset(p.layer, 1, kvh, j), &mut row);
-                simd::axpy(s / sum, &row, o);
-            }
-        });
+    let task = |(task, o): (usize, &mut [f32])| {
+        let (i, h) = (task / p.n_heads, task % p.n_heads);
+        let kvh = h / group;
+        let keys = p.pos0 + i + 1; // causal: positions 0..=pos0+i
+        let qh = &q[i * qd + h * hd..i * qd + (h + 1) * hd];
+        let mut row = vec![0.0f32; hd];
+        // scores (keys)
+        let mut scores: Vec<f32> = (0..keys)
+            .map(|j| {
+                arena.read_f32(layout.offset(p.layer, 0, kvh, j), &mut row);
+                simd::dot(qh, &row) * scale
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        // (head_dim) ← Σ_j softmax_j · V[j]
+        o.fill(0.0);
+        for (j, &s) in scores.iter().enumerate() {
+            arena.read_f32(layout.offset(p.layer, 1, kvh, j), &mut row);
+            simd::axpy(s / sum, &row, o);
+        }
+    };
+    let out = &mut out.f32_mut(OP, "out")?[..p.rows * qd];
+    // Parallel over (row, head) once there is enough work to pay for the thread pool's wake-ups.
+    if p.rows * p.n_heads * kv_len * hd < 1 << 16 {
+        out.chunks_mut(hd).enumerate().for_each(task);
+    } else {
+        out.par_chunks_mut(hd).enumerate().for_each(task);
+    }
     Ok(())
 }

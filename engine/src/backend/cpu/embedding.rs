@@ -6,7 +6,6 @@ use crate::error::{Error, Result};
 use crate::tensor::DType;
 
 const OP: &str = "embedding";
-const ANY: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
 pub fn embedding(
     table: &CpuTensor,
@@ -14,7 +13,14 @@ pub fn embedding(
     out: &mut CpuTensor,
     p: EmbeddingParams,
 ) -> Result<()> {
-    check_tensor("cpu", OP, "table", table, p.vocab * p.hidden, ANY)?;
+    check_tensor(
+        "cpu",
+        OP,
+        "table",
+        table,
+        p.vocab * p.hidden,
+        &super::weight_types(),
+    )?;
     check_tensor(
         "cpu",
         OP,

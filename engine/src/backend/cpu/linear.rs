@@ -1,11 +1,12 @@
-//! Linear layers: `out (rows, out) = x (rows, in) · wᵀ + bias`, weights in f32, bf16 or f16,
-//! f32 accumulation. Parallel over output features; each weight row is converted to f32 once
-//! and reused for every input row (the batched prefill case).
+//! Linear layers: `out (rows, out) = x (rows, in) · wᵀ + bias`, weights in f32, bf16, f16 or a
+//! GGUF block type ([`super::NATIVE_WEIGHTS`]), f32 accumulation. Parallel over output features;
+//! at batch 1 a quantized row is dequantized in registers inside the dot product; otherwise
+//! each weight row is converted to f32 once and reused for every input row (prefill).
 
 use rayon::prelude::*;
 
-use super::{simd, CpuTensor};
-use crate::backend::{check_tensor, LinearParams};
+use super::{qrow, simd, CpuTensor};
+use crate::backend::{check_tensor, LinearParams, TensorInfo};
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -22,12 +23,12 @@ pub fn linear(
 ) -> Result<()> {
     let (n, k, m) = (p.rows, p.in_features, p.out_features);
     check_tensor("cpu", OP, "x", x, n * k, &[DType::F32])?;
-    check_tensor("cpu", OP, "w", w, m * k, WEIGHTS)?;
+    check_weight(OP, w, m * k, k)?;
     check_tensor("cpu", OP, "out", out, n * m, &[DType::F32])?;
     let x = &x.f32(OP, "x")?[..n * k];
     let bias = match bias {
         Some(b) => {
-            check_tensor("cpu", OP, "bias", b, m, WEIGHTS)?;
+            check_tensor("cpu", OP, "bias", b, m, PLAIN)?;
             Some(b.to_f32_vec())
         }
         None => None,
@@ -37,8 +38,8 @@ pub fn linear(
     Ok(())
 }
 
-/// Weight (and bias) types the CPU reads.
-const WEIGHTS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
+/// Bias types the CPU reads, and the plain weight types (besides [`super::NATIVE_WEIGHTS`]).
+const PLAIN: &[DType] = &[DType::F32, DType::F16, DType::BF16];
 
 /// Stacked projections: part `i` is exactly what [`linear`] computes with the rows
 /// `row0_i .. row0_i + parts[i]` of `w` (and of `bias`) as its own weight (and bias).
@@ -60,7 +61,7 @@ pub fn linear_stacked(
         .ok_or_else(|| bad(OP, format!("parts {parts:?} overflow")))?;
     let (n, k) = (rows, in_features);
     check_tensor("cpu", OP, "x", x, mul(OP, n, k)?, &[DType::F32])?;
-    check_tensor("cpu", OP, "w", w, mul(OP, total, k)?, WEIGHTS)?;
+    check_weight(OP, w, mul(OP, total, k)?, k)?;
     for (i, (o, &m)) in outs.iter().zip(parts).enumerate() {
         check_tensor(
             "cpu",
@@ -73,7 +74,7 @@ pub fn linear_stacked(
     }
     let bias = match bias {
         Some(b) => {
-            check_tensor("cpu", OP, "bias", b, total, WEIGHTS)?;
+            check_tensor("cpu", OP, "bias", b, total, PLAIN)?;
             Some(b.to_f32_vec())
         }
         None => None,
@@ -110,7 +111,7 @@ pub fn gate_up_swiglu(
     let (n, k) = (rows, in_features);
     let len = mul(OP, n, inter)?;
     check_tensor("cpu", OP, "x", x, mul(OP, n, k)?, &[DType::F32])?;
-    check_tensor("cpu", OP, "w", w, mul(OP, mul(OP, 2, inter)?, k)?, WEIGHTS)?;
+    check_weight(OP, w, mul(OP, mul(OP, 2, inter)?, k)?, k)?;
     check_tensor("cpu", OP, "tmp", tmp, mul(OP, 2, len)?, &[DType::F32])?;
     check_tensor("cpu", OP, "out", out, len, &[DType::F32])?;
     let x = &x.f32(OP, "x")?[..n * k];
@@ -139,7 +140,8 @@ fn bad(op: &str, detail: String) -> Error {
     }
 }
 
-/// `out (rows, m) = x (rows, k) · W[row0 .. row0 + m]ᵀ (+ bias (m))`; lengths checked by callers.
+/// `out (rows, m) = x (rows, k) · W[row0 .. row0 + m]ᵀ (+ bias (m))`; lengths checked by callers
+/// (for block-quantized weights also that `k` is whole blocks: [`check_weight`]).
 fn linear_into(
     x: &[f32],
     w: &CpuTensor,
@@ -152,33 +154,191 @@ fn linear_into(
     if n == 0 || m == 0 {
         return;
     }
-    // (m, n): one contiguous run of n results per output feature.
-    let mut out_t = if n == 1 {
-        Vec::new()
+    // Weight row `r`: its bytes when block-quantized (read in place), else converted to f32.
+    let quant = quant_parts(w, k);
+    let quant = quant.as_deref();
+    if n == 1 {
+        gemv(x, w, quant, row0, bias, out, k, m);
     } else {
-        vec![0.0f32; m * n]
-    };
-    let target: &mut [f32] = if n == 1 { out } else { &mut out_t };
-    target
-        .par_chunks_mut(CHUNK * n)
+        gemm(x, w, quant, row0, bias, out, p);
+    }
+}
+
+/// A block-quantized weight matrix as parts of rows: (first row, type, bytes, bytes per row).
+/// One part, or one per part of a [`CpuTensor::Stack`].
+type Part<'a> = (usize, DType, &'a [u8], usize);
+type Quant<'a, 'b> = Option<&'b [Part<'a>]>;
+
+fn quant_part(row0: usize, t: &CpuTensor, k: usize) -> Option<(Part<'_>, usize)> {
+    match t {
+        CpuTensor::Quant { dtype, bytes, len } => Some((
+            (
+                row0,
+                *dtype,
+                bytes.as_slice(),
+                k / dtype.block_elems() * dtype.block_bytes(),
+            ),
+            len / k,
+        )),
+        _ => None,
+    }
+}
+
+fn quant_parts(w: &CpuTensor, k: usize) -> Option<Vec<Part<'_>>> {
+    let one = |row0, t| quant_part(row0, t, k);
+    match w {
+        CpuTensor::Quant { .. } => one(0, w).map(|(p, _)| vec![p]),
+        CpuTensor::Stack(parts) => {
+            let mut row0 = 0;
+            parts
+                .iter()
+                .map(|t| {
+                    let (p, rows) = one(row0, t)?;
+                    row0 += rows;
+                    Some(p)
+                })
+                .collect()
+        }
+        _ => None,
+    }
+}
+
+/// Row `r` of a quantized matrix: its type and bytes.
+fn quant_row<'a>(parts: &[Part<'a>], r: usize) -> (DType, &'a [u8]) {
+    let &(row0, dtype, bytes, rb) = parts
+        .iter()
+        .rev()
+        .find(|p| p.0 <= r)
+        .expect("the first part starts at row 0");
+    let i = r - row0;
+    (dtype, &bytes[i * rb..(i + 1) * rb])
+}
+
+/// Batch 1: one dot product per output feature; a quantized row is dequantized in registers
+/// inside it, never stored.
+#[allow(clippy::too_many_arguments)]
+fn gemv(
+    x: &[f32],
+    w: &CpuTensor,
+    quant: Quant,
+    row0: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    k: usize,
+    m: usize,
+) {
+    // A few tasks per thread: enough to balance, few enough that scheduling stays cheap.
+    let chunk = CHUNK.max(m.div_ceil(4 * rayon::current_num_threads()));
+    out[..m]
+        .par_chunks_mut(chunk)
         .enumerate()
         .for_each(|(c, block)| {
-            let mut row = vec![0.0f32; k];
-            for (jj, res) in block.chunks_mut(n).enumerate() {
-                let j = c * CHUNK + jj;
-                w.read_f32((row0 + j) * k, &mut row); // (k) ← w[row0 + j]
+            let mut row = Vec::new();
+            for (jj, res) in block.iter_mut().enumerate() {
+                let (j, r) = (c * chunk + jj, row0 + c * chunk + jj);
                 let b = bias.map_or(0.0, |b| b[j]);
-                for (i, r) in res.iter_mut().enumerate() {
-                    *r = simd::dot(&x[i * k..(i + 1) * k], &row) + b;
+                *res = match quant {
+                    Some(parts) => {
+                        let (dtype, bytes) = quant_row(parts, r);
+                        qrow::dot(dtype, bytes, x)
+                    }
+                    None => {
+                        row.resize(k, 0.0);
+                        w.read_f32(r * k, &mut row); // (k) ← w[r]
+                        simd::dot(x, &row)
+                    }
+                } + b;
+            }
+        });
+}
+
+/// Output features per task of the batched path: their f32 weights (`GEMM_COLS × k`) stay in
+/// the L2 cache while every input row passes over them.
+const GEMM_COLS: usize = 64;
+
+/// Several rows (prefill): parallel over blocks of output features; each block's weight rows
+/// converted to f32 once, then every input row dotted with them. Each result is bit for bit
+/// what [`gemv`] computes for that row alone (`qrow::dots` keeps `qrow::dot`'s order; plain
+/// weights use `simd::dot` in both), so no row depends on the batch it came in.
+fn gemm(
+    x: &[f32],
+    w: &CpuTensor,
+    quant: Quant,
+    row0: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    p: LinearParams,
+) {
+    let (n, k, m) = (p.rows, p.in_features, p.out_features);
+    // (blocks of output features, n, GEMM_COLS): each task's results contiguous, then scattered.
+    let mut tiles = vec![0.0f32; m.div_ceil(GEMM_COLS) * n * GEMM_COLS];
+    tiles
+        .par_chunks_mut(n * GEMM_COLS)
+        .enumerate()
+        .for_each(|(c, tile)| {
+            let (j0, j1) = (c * GEMM_COLS, ((c + 1) * GEMM_COLS).min(m));
+            let cols = j1 - j0;
+            let mut wf = vec![0.0f32; cols * k];
+            for (jj, row) in wf.chunks_exact_mut(k).enumerate() {
+                let r = row0 + j0 + jj;
+                match quant {
+                    Some(parts) => {
+                        let (dtype, bytes) = quant_row(parts, r);
+                        qrow::dequant(dtype, bytes, row)
+                    }
+                    None => w.read_f32(r * k, row),
+                }
+            }
+            match quant {
+                Some(_) => qrow::dots(x, n, k, &wf, cols, tile, GEMM_COLS),
+                None => {
+                    for i in 0..n {
+                        for (jj, wr) in wf.chunks_exact(k).enumerate() {
+                            tile[i * GEMM_COLS + jj] = simd::dot(&x[i * k..(i + 1) * k], wr);
+                        }
+                    }
+                }
+            }
+            if let Some(b) = bias {
+                for i in 0..n {
+                    for jj in 0..cols {
+                        tile[i * GEMM_COLS + jj] += b[j0 + jj];
+                    }
                 }
             }
         });
-    if n > 1 {
-        // (rows, m) ← (m, rows)ᵀ
-        out.par_chunks_mut(m).enumerate().for_each(|(i, o)| {
-            for (j, v) in o.iter_mut().enumerate() {
-                *v = out_t[j * n + i];
+    // (n, m) ← the tiles
+    out[..n * m]
+        .par_chunks_mut(m)
+        .enumerate()
+        .for_each(|(i, o)| {
+            for (c, oc) in o.chunks_mut(GEMM_COLS).enumerate() {
+                let t = &tiles[(c * n + i) * GEMM_COLS..];
+                oc.copy_from_slice(&t[..oc.len()]);
             }
         });
+}
+
+/// Checks a weight operand: a dtype the CPU reads, at least `need` elements, and for a
+/// block-quantized matrix, rows of `k` elements that are whole blocks.
+fn check_weight(op: &str, w: &CpuTensor, need: usize, k: usize) -> Result<()> {
+    check_tensor("cpu", op, "w", w, need, &super::weight_types())?;
+    let parts = match w {
+        CpuTensor::Stack(parts) => parts.as_slice(),
+        one => std::slice::from_ref(one),
+    };
+    for p in parts {
+        let be = p.dtype().block_elems();
+        if !k.is_multiple_of(be) || p.len() % k != 0 {
+            return Err(bad(
+                op,
+                format!(
+                    "{} weights hold rows in {be}-element blocks; in_features {k} is not a multiple of {be} (or a part of {} elements is not whole rows)",
+                    p.dtype(),
+                    p.len()
+                ),
+            ));
+        }
     }
+    Ok(())
 }

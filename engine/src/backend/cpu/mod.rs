@@ -5,6 +5,7 @@ mod attention;
 mod elementwise;
 mod embedding;
 mod linear;
+mod qrow;
 mod rms_norm;
 mod rope;
 pub mod simd;
@@ -53,6 +54,26 @@ impl CpuBackend {
     }
 }
 
+/// The quantized weight types the CPU backend keeps as the file stores them (its linear,
+/// embedding and logits ops read the blocks): every GGUF block type the loaders know.
+pub const NATIVE_WEIGHTS: &[DType] = &[
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
+/// Every type a weight matrix or embedding table may have on the CPU.
+fn weight_types() -> Vec<DType> {
+    let mut t = vec![DType::F32, DType::F16, DType::BF16];
+    t.extend_from_slice(NATIVE_WEIGHTS);
+    t
+}
+
 fn bad_bytes(dtype: DType, len: usize) -> Error {
     Error::Backend {
         backend: "cpu",
@@ -80,6 +101,29 @@ impl Backend for CpuBackend {
         self.weight_dtype
     }
 
+    fn native_weight_dtypes(&self) -> &'static [DType] {
+        NATIVE_WEIGHTS
+    }
+
+    fn mixed_stacks(&self) -> bool {
+        true
+    }
+
+    fn upload_stack(&self, parts: &[(DType, &[u8])]) -> Result<CpuTensor> {
+        let parts = parts
+            .iter()
+            .map(|&(dtype, bytes)| match dtype.is_quantized() {
+                true => self.upload(dtype, bytes),
+                false => Err(Error::Backend {
+                    backend: "cpu",
+                    op: "upload_stack".into(),
+                    detail: format!("stacks hold block types, not {dtype}"),
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CpuTensor::Stack(parts))
+    }
+
     /// f32: the CPU has the memory, and f32 keeps the engine's KV state within rounding of
     /// the reference's.
     fn preferred_kv_dtype(&self) -> DType {
@@ -97,13 +141,20 @@ impl Backend for CpuBackend {
 
     fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<CpuTensor> {
         let size = dtype.block_bytes();
-        if dtype == DType::Q8_0Kv && bytes.len() % size == 0 {
+        if dtype == DType::Q8_0Kv && bytes.len().is_multiple_of(size) {
             return Ok(CpuTensor::Q8_0Kv {
                 bytes: bytes.to_vec(),
                 len: bytes.len() / size * dtype.block_elems(),
             });
         }
-        if dtype.is_quantized() || bytes.len() % size != 0 {
+        if NATIVE_WEIGHTS.contains(&dtype) && bytes.len().is_multiple_of(size) {
+            return Ok(CpuTensor::Quant {
+                dtype,
+                bytes: bytes.to_vec(),
+                len: bytes.len() / size * dtype.block_elems(),
+            });
+        }
+        if dtype.is_quantized() || !bytes.len().is_multiple_of(size) {
             return Err(bad_bytes(dtype, bytes.len()));
         }
         let halves = || {
@@ -153,7 +204,7 @@ impl Backend for CpuBackend {
         let be = src.dtype().block_elems();
         let end = offset
             .checked_add(src.len())
-            .filter(|&e| e.div_ceil(be) <= dst.len().div_ceil(be) && offset % be == 0);
+            .filter(|&e| e.div_ceil(be) <= dst.len().div_ceil(be) && offset.is_multiple_of(be));
         let Some(end) = end else {
             return Err(bad());
         };
@@ -393,7 +444,13 @@ mod tests {
         assert_eq!(t.dtype(), DType::BF16);
         assert_eq!(b.download_f32(&t).unwrap(), xs);
         assert!(b.upload(DType::F32, &[0u8; 7]).is_err());
-        assert!(b.upload(DType::Q4_0, &[0u8; 18]).is_err());
+        // a model file's block type: whole blocks, kept as they are
+        assert!(b.upload(DType::Q4_0, &[0u8; 17]).is_err());
+        let mut q = vec![0u8; 36];
+        q[1] = 0x40; // d = 2.0: element 0 = (0 - 8) * 2
+        let t = b.upload(DType::Q4_0, &q).unwrap();
+        assert_eq!((t.dtype(), t.len()), (DType::Q4_0, 64));
+        assert_eq!(b.download_f32(&t).unwrap()[..2], [-16.0, -16.0]);
         // the KV cache's Q8_0: whole superblocks, values as Q8_0 holds them
         let v: Vec<f32> = (0..300).map(|i| (i as f32 - 150.0) / 37.0).collect();
         let t = b

@@ -37,14 +37,20 @@ pub fn rms_norm(
     }
     let w = w.to_f32_vec();
     let out = &mut out.f32_mut(OP, "out")?[..n];
-    out.par_chunks_mut(p.dim)
-        .zip(x.par_chunks(p.dim))
-        .for_each(|(o, row)| {
-            let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / p.dim as f32;
-            let inv = 1.0 / (mean_sq + p.eps).sqrt();
-            for ((o, &v), &g) in o.iter_mut().zip(row).zip(&w) {
-                *o = g * (v * inv);
-            }
-        });
+    let norm = |(o, row): (&mut [f32], &[f32])| {
+        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / p.dim as f32;
+        let inv = 1.0 / (mean_sq + p.eps).sqrt();
+        for ((o, &v), &g) in o.iter_mut().zip(row).zip(&w) {
+            *o = g * (v * inv);
+        }
+    };
+    if p.rows <= 1 {
+        // One row: not worth a trip through the thread pool (decode).
+        out.chunks_mut(p.dim).zip(x.chunks(p.dim)).for_each(norm);
+    } else {
+        out.par_chunks_mut(p.dim)
+            .zip(x.par_chunks(p.dim))
+            .for_each(norm);
+    }
     Ok(())
 }

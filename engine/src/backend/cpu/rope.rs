@@ -37,7 +37,7 @@ pub fn rope_kv_write(
     check_tensor("cpu", OP, "v", v, p.rows * kvd, &[DType::F32])?;
     check_tensor("cpu", OP, "inv_freq", inv_freq, hd / 2, &[DType::F32])?;
     let layout = *cache.layout();
-    if hd % 2 != 0
+    if !hd.is_multiple_of(2)
         || layout.head_dim != hd
         || layout.n_kv_heads != p.n_kv_heads
         || p.layer >= layout.n_layers

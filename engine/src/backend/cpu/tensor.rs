@@ -16,6 +16,16 @@ pub enum CpuTensor {
         bytes: Vec<u8>,
         len: usize,
     },
+    /// A model file's quantized weights, kept in their GGUF blocks (`dtype` one of
+    /// [`super::NATIVE_WEIGHTS`]): `len` elements, whole blocks.
+    Quant {
+        dtype: DType,
+        bytes: Vec<u8>,
+        len: usize,
+    },
+    /// `Quant` tensors of different types stacked along the output dimension
+    /// ([`crate::backend::Backend::upload_stack`]); its dtype is the first part's.
+    Stack(Vec<CpuTensor>),
 }
 
 impl TensorInfo for CpuTensor {
@@ -25,6 +35,8 @@ impl TensorInfo for CpuTensor {
             CpuTensor::F16(_) => DType::F16,
             CpuTensor::BF16(_) => DType::BF16,
             CpuTensor::Q8_0Kv { .. } => DType::Q8_0Kv,
+            CpuTensor::Quant { dtype, .. } => *dtype,
+            CpuTensor::Stack(parts) => parts[0].dtype(),
         }
     }
 
@@ -33,7 +45,15 @@ impl TensorInfo for CpuTensor {
             CpuTensor::F32(v) => v.len(),
             CpuTensor::F16(v) => v.len(),
             CpuTensor::BF16(v) => v.len(),
-            CpuTensor::Q8_0Kv { len, .. } => *len,
+            CpuTensor::Q8_0Kv { len, .. } | CpuTensor::Quant { len, .. } => *len,
+            CpuTensor::Stack(parts) => parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            CpuTensor::Stack(parts) => parts.iter().map(|p| p.bytes()).sum(),
+            t => t.dtype().bytes_for(t.len()),
         }
     }
 }
@@ -91,6 +111,25 @@ impl CpuTensor {
                 assert!(end <= *len, "elements {start}..{end} of {len}");
                 crate::kv_quant::read(bytes, start, dst)
             }
+            CpuTensor::Quant { dtype, bytes, len } => {
+                assert!(end <= *len, "elements {start}..{end} of {len}");
+                read_blocks(*dtype, bytes, start, dst)
+            }
+            CpuTensor::Stack(parts) => {
+                // Part by part: a range may span parts.
+                let (mut at, mut done, mut base) = (start, 0, 0);
+                for p in parts {
+                    let n = p.len();
+                    if done < dst.len() && at < base + n {
+                        let take = (base + n - at).min(dst.len() - done);
+                        p.read_f32(at - base, &mut dst[done..done + take]);
+                        at += take;
+                        done += take;
+                    }
+                    base += n;
+                }
+                assert!(done == dst.len(), "elements {start}..{end} of {base}");
+            }
         }
     }
 
@@ -112,6 +151,12 @@ impl CpuTensor {
                 assert!(end <= *len, "elements {start}..{end} of {len}");
                 crate::kv_quant::write(bytes, start, src)
             }
+            CpuTensor::Quant { .. } | CpuTensor::Stack(_) => {
+                panic!(
+                    "{} weights are read-only (write_f32 at {start})",
+                    self.dtype()
+                )
+            }
         }
     }
 
@@ -119,5 +164,29 @@ impl CpuTensor {
         let mut out = vec![0.0; self.len()];
         self.read_f32(0, &mut out);
         out
+    }
+}
+
+/// Elements `start .. start + dst.len()` of a blocked tensor, dequantized: whole blocks go
+/// straight into `dst`, a partial block at either end through a block-sized buffer.
+fn read_blocks(dtype: DType, bytes: &[u8], start: usize, dst: &mut [f32]) {
+    let (be, bb) = (dtype.block_elems(), dtype.block_bytes());
+    let mut buf = vec![0.0f32; be];
+    let (mut at, mut done) = (start, 0);
+    while done < dst.len() {
+        let (block, within) = (at / be, at % be);
+        let n = (be - within).min(dst.len() - done);
+        let src = &bytes[block * bb..(block + 1) * bb];
+        let out = if n == be {
+            &mut dst[done..done + be]
+        } else {
+            &mut buf[..]
+        };
+        super::qrow::dequant(dtype, src, out);
+        if n != be {
+            dst[done..done + n].copy_from_slice(&buf[within..within + n]);
+        }
+        at += n;
+        done += n;
     }
 }

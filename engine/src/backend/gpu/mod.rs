@@ -614,7 +614,7 @@ impl Backend for GpuBackend {
 
     fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
         let size = dtype.block_bytes();
-        if (dtype.is_quantized() && dtype != DType::Q8_0Kv) || bytes.len() % size != 0 {
+        if (dtype.is_quantized() && dtype != DType::Q8_0Kv) || !bytes.len().is_multiple_of(size) {
             return Err(bad(
                 "upload",
                 format!(
@@ -685,7 +685,7 @@ impl Backend for GpuBackend {
     fn copy_into(&self, src: &GpuTensor, dst: &mut GpuTensor, offset: usize) -> Result<()> {
         // In whole blocks for a block type (a tensor's last block is whole in memory).
         let be = src.dtype().block_elems();
-        let fits = offset % be == 0
+        let fits = offset.is_multiple_of(be)
             && offset
                 .checked_add(src.len())
                 .is_some_and(|end| end.div_ceil(be) <= dst.len().div_ceil(be));

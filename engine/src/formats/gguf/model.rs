@@ -335,7 +335,11 @@ fn permute_with(
     n_head: usize,
     map: impl Fn(usize, usize, usize, usize) -> (usize, usize),
 ) -> Option<Vec<u8>> {
-    if n_head == 0 || rows == 0 || rows % (2 * n_head) != 0 || bytes.len() % rows != 0 {
+    if n_head == 0
+        || rows == 0
+        || !rows.is_multiple_of(2 * n_head)
+        || !bytes.len().is_multiple_of(rows)
+    {
         return None;
     }
     let half = rows / n_head / 2;

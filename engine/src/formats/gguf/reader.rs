@@ -236,7 +236,7 @@ fn check_tensor(
     let n_bytes = (n_elems / block_elems)
         .checked_mul(block_bytes)
         .ok_or_else(|| corrupt(format!("shape {ne:?} overflows")))?;
-    if offset % alignment as u64 != 0 {
+    if !offset.is_multiple_of(alignment as u64) {
         return Err(corrupt(format!(
             "data offset {offset} is not a multiple of the alignment {alignment}"
         )));

@@ -257,24 +257,24 @@ fn unknown_ggml_type_is_unsupported_dtype() {
 fn known_ggml_type_the_engine_cannot_load_is_unsupported_dtype() {
     let dir = tmp();
     let (b, _, _) = builder::tiny_llama();
-    // Q5_0: 32 elements in 22 bytes. The file parses (the type is known); loading refuses it.
+    // IQ4_NL: 32 elements in 18 bytes. The file parses (the type is known); loading refuses it.
     let b = b.tensor(
         "blk.0.ffn_up.weight",
         &[32, 32],
-        GgmlType(6),
-        vec![1; 32 * 22],
+        GgmlType(20),
+        vec![1; 32 * 18],
     );
-    let path = b.write(dir.path(), "q5.gguf");
+    let path = b.write(dir.path(), "iq4.gguf");
     assert!(read(&path).is_ok());
     let err = load(&path).unwrap_err();
     match &err {
         Error::UnsupportedDtype { tensor, dtype, .. } => {
             assert_eq!(tensor, "blk.0.ffn_up.weight");
-            assert_eq!(dtype, "Q5_0 (ggml type 6)");
+            assert_eq!(dtype, "IQ4_NL (ggml type 20)");
         }
         e => panic!("{e:?}"),
     }
-    assert!(err.to_string().contains("q5.gguf"), "{err}");
+    assert!(err.to_string().contains("iq4.gguf"), "{err}");
 }
 
 /// Overwrites the u64 that starts `at` in `bytes`.

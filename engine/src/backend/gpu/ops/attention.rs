@@ -32,7 +32,7 @@ pub(in crate::backend::gpu) fn attention(
     check_tensor("gpu", OP, "out", out, p.rows * qd, &[DType::F32])?;
     let layout = *cache.layout();
     if p.n_kv_heads == 0
-        || p.n_heads % p.n_kv_heads != 0
+        || !p.n_heads.is_multiple_of(p.n_kv_heads)
         || layout.head_dim != hd
         || layout.n_kv_heads != p.n_kv_heads
         || p.layer >= layout.n_layers
@@ -90,7 +90,7 @@ const FLASH_BLOCK: u32 = 256;
 pub(in crate::backend::gpu) fn flash_takes(p: &AttentionParams, kv: DType) -> bool {
     p.rows > 1
         && matches!(kv, DType::F16 | DType::BF16 | DType::Q8_0Kv)
-        && p.head_dim % 16 == 0
+        && p.head_dim.is_multiple_of(16)
         && (16..=FLASH_MAX_HEAD_DIM).contains(&p.head_dim)
 }
 

@@ -43,11 +43,11 @@ fn columns(p: &AttentionParams) -> usize {
 pub(in crate::backend::gpu) fn fusable(p: &AttentionParams, kv: DType) -> bool {
     p.rows == 1
         && matches!(kv, DType::F16 | DType::BF16 | DType::Q8_0Kv)
-        && p.head_dim % 16 == 0
+        && p.head_dim.is_multiple_of(16)
         && p.head_dim >= 32
         && p.head_dim <= MAX_HEAD_DIM
         && p.n_kv_heads > 0
-        && p.n_heads % p.n_kv_heads == 0
+        && p.n_heads.is_multiple_of(p.n_kv_heads)
         && p.n_heads > 0
         && columns(p) <= WS_COUNTERS
         && p.n_heads * (p.head_dim + 2) <= WS_FLOATS

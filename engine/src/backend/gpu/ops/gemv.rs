@@ -45,7 +45,7 @@ pub(in crate::backend::gpu) fn gemv_grid(
     k: usize,
     wave: u32,
 ) -> Result<LaunchConfig> {
-    if wave == 0 || GEMV_BLOCK % wave != 0 {
+    if wave == 0 || !GEMV_BLOCK.is_multiple_of(wave) {
         return Err(bad(op, format!("wave {wave} does not divide {GEMV_BLOCK}")));
     }
     let per_block = u64::from(GEMV_BLOCK / wave);

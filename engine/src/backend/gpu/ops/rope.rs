@@ -34,7 +34,7 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     check_tensor("gpu", OP, "v", v, p.rows * kvd, f32)?;
     check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2, f32)?;
     let layout = *cache.layout();
-    if hd % 2 != 0
+    if !hd.is_multiple_of(2)
         || hd > ROPE_MAX_HEAD_DIM
         || layout.head_dim != hd
         || layout.n_kv_heads != p.n_kv_heads

@@ -1,0 +1,729 @@
+//! Rows of quantized (GGUF block) weights on the CPU: dequantized in registers, bit for bit
+//! the values `formats::quants` gives (the same f32 operations in the same order, no fused
+//! multiply-adds), and dotted with f32 activations with f32 accumulation.
+//!
+//! Every function here is compiled three times — AVX-512, AVX2+FMA+F16C, and the baseline —
+//! and the best the CPU supports is chosen at run time, so one binary runs everywhere. The
+//! block decoders are `#[inline(always)]` so each copy vectorizes them with its own features.
+
+use half::f16;
+
+use crate::tensor::DType;
+
+/// Independent accumulators: one per element of a 32-element group, reduced pairwise at the end.
+const LANES: usize = 32;
+
+#[inline(always)]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Decodes one block of `dtype` (`b` its bytes) into `y` (its `block_elems()` values).
+#[inline(always)]
+fn decode(dtype: DType, b: &[u8], y: &mut [f32]) {
+    match dtype {
+        DType::Q8_0 => {
+            let d = f16_at(b, 0);
+            for (yj, &q) in y[..32].iter_mut().zip(&b[2..34]) {
+                *yj = (q as i8) as f32 * d;
+            }
+        }
+        DType::Q4_0 => {
+            let d = f16_at(b, 0);
+            let qs = &b[2..18];
+            for j in 0..16 {
+                y[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
+                y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
+            }
+        }
+        DType::Q4_1 => {
+            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+            let qs = &b[4..20];
+            for j in 0..16 {
+                y[j] = (qs[j] & 0x0F) as f32 * d + m;
+                y[j + 16] = (qs[j] >> 4) as f32 * d + m;
+            }
+        }
+        DType::Q5_0 => {
+            let d = f16_at(b, 0);
+            let h = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let qs = &b[6..22];
+            for j in 0..16 {
+                let lo = (qs[j] & 0x0F) as u32 | ((h >> j) & 1) << 4;
+                let hi = (qs[j] >> 4) as u32 | ((h >> (j + 16)) & 1) << 4;
+                y[j] = (lo as i32 - 16) as f32 * d;
+                y[j + 16] = (hi as i32 - 16) as f32 * d;
+            }
+        }
+        DType::Q5_1 => {
+            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+            let h = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            let qs = &b[8..24];
+            for j in 0..16 {
+                let lo = (qs[j] & 0x0F) as u32 | ((h >> j) & 1) << 4;
+                let hi = (qs[j] >> 4) as u32 | ((h >> (j + 16)) & 1) << 4;
+                y[j] = lo as f32 * d + m;
+                y[j + 16] = hi as f32 * d + m;
+            }
+        }
+        DType::Q4_K | DType::Q5_K => {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let scales = &b[4..16];
+            let (qh, qs) = if dtype == DType::Q5_K {
+                (Some(&b[16..48]), &b[48..176])
+            } else {
+                (None, &b[16..144])
+            };
+            for c in 0..4 {
+                let q = &qs[32 * c..32 * c + 32];
+                let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
+                let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
+                let (d_lo, min_lo) = (d * sc_lo as f32, dmin * m_lo as f32);
+                let (d_hi, min_hi) = (d * sc_hi as f32, dmin * m_hi as f32);
+                let out = &mut y[64 * c..64 * c + 64];
+                for l in 0..32 {
+                    let (mut lo, mut hi) = (q[l] & 0x0F, q[l] >> 4);
+                    if let Some(qh) = qh {
+                        lo |= ((qh[l] >> (2 * c)) & 1) << 4;
+                        hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                    }
+                    out[l] = d_lo * lo as f32 - min_lo;
+                    out[l + 32] = d_hi * hi as f32 - min_hi;
+                }
+            }
+        }
+        DType::Q6_K => {
+            let d = f16_at(b, 208);
+            for half in 0..2 {
+                let ql = &b[64 * half..64 * half + 64];
+                let qh = &b[128 + 32 * half..128 + 32 * half + 32];
+                let sc = &b[192 + 8 * half..192 + 8 * half + 8];
+                let out = &mut y[128 * half..128 * half + 128];
+                for l in 0..32 {
+                    let is = l / 16;
+                    let q = [
+                        (ql[l] & 0x0F) | ((qh[l] & 3) << 4),
+                        (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4),
+                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                        (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
+                    ];
+                    for (k, &qk) in q.iter().enumerate() {
+                        let scale = sc[is + 2 * k] as i8 as f32;
+                        out[l + 32 * k] = d * scale * (qk as i32 - 32) as f32;
+                    }
+                }
+            }
+        }
+        other => unreachable!("{other} is not a weight block type"),
+    }
+}
+
+/// ggml `get_scale_min_k4` (see `formats::quants`).
+#[inline(always)]
+fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        (
+            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
+            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+        )
+    }
+}
+
+#[inline(always)]
+fn dequant_body(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    let (be, bb) = (dtype.block_elems(), dtype.block_bytes());
+    for (b, y) in bytes.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
+        decode(dtype, b, y);
+    }
+}
+
+/// The baseline's order: lane `l` of 32 accumulates the elements `32g + l` for increasing `g`,
+/// then the lanes are summed pairwise.
+#[inline(always)]
+fn lanes_accumulate(acc: &mut [f32; LANES], x: &[f32], w: &[f32]) {
+    for (xg, wg) in x.chunks_exact(LANES).zip(w.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += xg[l] * wg[l];
+        }
+    }
+}
+
+#[inline(always)]
+fn lanes_reduce(mut acc: [f32; LANES]) -> f32 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    acc[0]
+}
+
+#[inline(always)]
+fn dot_body(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
+    let (be, bb) = (dtype.block_elems(), dtype.block_bytes());
+    let mut acc = [0.0f32; LANES];
+    let mut w = [0.0f32; 256];
+    for (b, xs) in bytes.chunks_exact(bb).zip(x.chunks_exact(be)) {
+        decode(dtype, b, &mut w[..be]);
+        lanes_accumulate(&mut acc, xs, &w[..be]);
+    }
+    lanes_reduce(acc)
+}
+
+#[inline(always)]
+fn dots_body(x: &[f32], n: usize, k: usize, w: &[f32], c: usize, out: &mut [f32], stride: usize) {
+    for i in 0..n {
+        for j in 0..c {
+            let mut acc = [0.0f32; LANES];
+            lanes_accumulate(&mut acc, &x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+            out[i * stride + j] = lanes_reduce(acc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// The little-endian f16 at `b[i..i + 2]` as f32 (exact). Broadcast first: an insert into
+    /// a register would make the conversion wait on whatever last wrote it (an accumulator).
+    #[inline(always)]
+    unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes([
+            b[i],
+            b[i + 1],
+        ]))))
+    }
+
+    /// The f16 at `b[i..i + 2]` in all 16 lanes, as f32 (exact).
+    #[inline(always)]
+    unsafe fn splat_f16(b: &[u8], i: usize) -> __m512 {
+        _mm512_cvtph_ps(_mm256_set1_epi16(i16::from_le_bytes([b[i], b[i + 1]])))
+    }
+
+    /// 16 bytes from `b[i..]` widened to 16 lanes of u32.
+    #[inline(always)]
+    unsafe fn bytes16(b: &[u8], i: usize) -> __m512i {
+        debug_assert!(i + 16 <= b.len());
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i))
+    }
+
+    /// Bit 4 of 16 elements from bits `shift .. shift + 16` of `h`, as 16 lanes of 0 or 16.
+    #[inline(always)]
+    unsafe fn high_bits(h: u32, shift: u32) -> __m512i {
+        let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        let v = _mm512_srlv_epi32(_mm512_set1_epi32((h >> shift) as i32), lanes);
+        _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(1)), 4)
+    }
+
+    #[inline(always)]
+    unsafe fn cvt(v: __m512i) -> __m512 {
+        _mm512_cvtepi32_ps(v)
+    }
+
+    /// Calls `f(offset, w)` for every 16 consecutive weights `w` (elements `offset ..
+    /// offset + 16` of the row) of the blocks in `bytes`, each lane the exact value
+    /// `formats::quants` gives: the same f32 operations in the same order, no FMA. One loop per
+    /// type (the match outside it), so block sizes and offsets are constants in each.
+    #[inline(always)]
+    unsafe fn for_each16(dtype: DType, bytes: &[u8], mut f: impl FnMut(usize, __m512)) {
+        let f = &mut f;
+        macro_rules! each {
+            ($block:ident) => {
+                for (i, b) in bytes.chunks_exact(dtype.block_bytes()).enumerate() {
+                    $block(b, i * dtype.block_elems(), f);
+                }
+            };
+        }
+        match dtype {
+            DType::Q8_0 => each!(q8_0),
+            DType::Q4_0 => each!(q4_0),
+            DType::Q4_1 => each!(q4_1),
+            DType::Q5_0 => each!(q5_0),
+            DType::Q5_1 => each!(q5_1),
+            DType::Q4_K => each!(q4_k),
+            DType::Q5_K => each!(q5_k),
+            DType::Q6_K => each!(q6_k),
+            other => unreachable!("{other} is not a weight block type"),
+        }
+    }
+
+    #[inline(always)]
+    fn mask4() -> __m512i {
+        unsafe { _mm512_set1_epi32(0x0F) }
+    }
+
+    #[inline(always)]
+    unsafe fn q8_0(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let d = splat_f16(b, 0);
+        for h in 0..2 {
+            let q = _mm_loadu_si128(b.as_ptr().add(2 + 16 * h) as *const __m128i);
+            f(o + 16 * h, _mm512_mul_ps(cvt(_mm512_cvtepi8_epi32(q)), d));
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q4_0(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let d = splat_f16(b, 0);
+        let q = bytes16(b, 2);
+        let eight = _mm512_set1_epi32(8);
+        let lo = _mm512_sub_epi32(_mm512_and_si512(q, mask4()), eight);
+        let hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight);
+        f(o, _mm512_mul_ps(cvt(lo), d));
+        f(o + 16, _mm512_mul_ps(cvt(hi), d));
+    }
+
+    #[inline(always)]
+    unsafe fn q4_1(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let (d, m) = (splat_f16(b, 0), splat_f16(b, 2));
+        let q = bytes16(b, 4);
+        let (lo, hi) = (_mm512_and_si512(q, mask4()), _mm512_srli_epi32(q, 4));
+        f(o, _mm512_add_ps(_mm512_mul_ps(cvt(lo), d), m));
+        f(o + 16, _mm512_add_ps(_mm512_mul_ps(cvt(hi), d), m));
+    }
+
+    /// The 5-bit values of a Q5_0/Q5_1 block whose `qh` starts at `b[at]`, `qs` after it.
+    #[inline(always)]
+    unsafe fn q5_values(b: &[u8], at: usize) -> (__m512i, __m512i) {
+        let h = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let q = bytes16(b, at + 4);
+        (
+            _mm512_or_si512(_mm512_and_si512(q, mask4()), high_bits(h, 0)),
+            _mm512_or_si512(_mm512_srli_epi32(q, 4), high_bits(h, 16)),
+        )
+    }
+
+    #[inline(always)]
+    unsafe fn q5_0(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let d = splat_f16(b, 0);
+        let (lo, hi) = q5_values(b, 2);
+        let sixteen = _mm512_set1_epi32(16);
+        f(o, _mm512_mul_ps(cvt(_mm512_sub_epi32(lo, sixteen)), d));
+        f(o + 16, _mm512_mul_ps(cvt(_mm512_sub_epi32(hi, sixteen)), d));
+    }
+
+    #[inline(always)]
+    unsafe fn q5_1(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let (d, m) = (splat_f16(b, 0), splat_f16(b, 2));
+        let (lo, hi) = q5_values(b, 4);
+        f(o, _mm512_add_ps(_mm512_mul_ps(cvt(lo), d), m));
+        f(o + 16, _mm512_add_ps(_mm512_mul_ps(cvt(hi), d), m));
+    }
+
+    #[inline(always)]
+    unsafe fn q4_k(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        k_quant::<false>(b, o, f)
+    }
+
+    #[inline(always)]
+    unsafe fn q5_k(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        k_quant::<true>(b, o, f)
+    }
+
+    /// Q4_K, or Q5_K (`FIVE`: a fifth bit from `qh`).
+    #[inline(always)]
+    unsafe fn k_quant<const FIVE: bool>(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let scales = &b[4..16];
+        let qs_at = if FIVE { 48 } else { 16 };
+        let one = _mm512_set1_epi32(1);
+        for c in 0..4 {
+            let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
+            let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
+            let d_lo = _mm512_set1_ps(d * sc_lo as f32);
+            let min_lo = _mm512_set1_ps(dmin * m_lo as f32);
+            let d_hi = _mm512_set1_ps(d * sc_hi as f32);
+            let min_hi = _mm512_set1_ps(dmin * m_hi as f32);
+            for half in 0..2 {
+                let l = 16 * half;
+                let q = bytes16(b, qs_at + 32 * c + l);
+                let (mut lo, mut hi) = (_mm512_and_si512(q, mask4()), _mm512_srli_epi32(q, 4));
+                if FIVE {
+                    // Bits 2c and 2c + 1 of qh[l], moved to bit 4.
+                    let qh = _mm512_srlv_epi32(bytes16(b, 16 + l), _mm512_set1_epi32(2 * c as i32));
+                    lo = _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_and_si512(qh, one), 4));
+                    let qh1 = _mm512_srli_epi32(qh, 1);
+                    hi = _mm512_or_si512(hi, _mm512_slli_epi32(_mm512_and_si512(qh1, one), 4));
+                }
+                let at = o + 64 * c + l;
+                f(at, _mm512_sub_ps(_mm512_mul_ps(d_lo, cvt(lo)), min_lo));
+                f(at + 32, _mm512_sub_ps(_mm512_mul_ps(d_hi, cvt(hi)), min_hi));
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q6_k(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        let d = f16_at(b, 208);
+        let (three, thirty_two) = (_mm512_set1_epi32(3), _mm512_set1_epi32(32));
+        for half in 0..2 {
+            let (ql, qh, sc) = (64 * half, 128 + 32 * half, 192 + 8 * half);
+            for is in 0..2 {
+                let l = 16 * is;
+                let a = bytes16(b, ql + l);
+                let c = bytes16(b, ql + l + 32);
+                let h = bytes16(b, qh + l);
+                let h2 = |v: __m512i| _mm512_slli_epi32(_mm512_and_si512(v, three), 4);
+                let q = [
+                    _mm512_or_si512(_mm512_and_si512(a, mask4()), h2(h)),
+                    _mm512_or_si512(_mm512_and_si512(c, mask4()), h2(_mm512_srli_epi32(h, 2))),
+                    _mm512_or_si512(_mm512_srli_epi32(a, 4), h2(_mm512_srli_epi32(h, 4))),
+                    _mm512_or_si512(_mm512_srli_epi32(c, 4), h2(_mm512_srli_epi32(h, 6))),
+                ];
+                for (k, qk) in q.into_iter().enumerate() {
+                    let ds = _mm512_set1_ps(d * b[sc + is + 2 * k] as i8 as f32);
+                    let w = _mm512_mul_ps(ds, cvt(_mm512_sub_epi32(qk, thirty_two)));
+                    f(o + 128 * half + l + 32 * k, w);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn dequant_avx512(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+        let n = bytes.len() / dtype.block_bytes() * dtype.block_elems();
+        assert!(out.len() >= n);
+        let p = out.as_mut_ptr();
+        for_each16(dtype, bytes, |o, w| _mm512_storeu_ps(p.add(o), w));
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn dot_avx512(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
+        let n = bytes.len() / dtype.block_bytes() * dtype.block_elems();
+        assert!(x.len() >= n);
+        let p = x.as_ptr();
+        // Two accumulators (16-element groups by the parity of their index: a constant in
+        // every block decoder) to hide the FMA latency.
+        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for_each16(dtype, bytes, |o, w| {
+            let xw = _mm512_loadu_ps(p.add(o));
+            if o & 16 == 0 {
+                a0 = _mm512_fmadd_ps(xw, w, a0);
+            } else {
+                a1 = _mm512_fmadd_ps(xw, w, a1);
+            }
+        });
+        _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
+    }
+
+    /// `out[i·stride + j] = Σ x_i · w_j` for `n` rows of `x` and `c` rows of `w` (all `k` long,
+    /// a multiple of 32), each in [`dot_avx512`]'s order: its result bit for bit.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn dots_avx512(
+        x: &[f32],
+        n: usize,
+        k: usize,
+        w: &[f32],
+        c: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        assert!(k.is_multiple_of(32) && x.len() >= n * k && w.len() >= c * k);
+        assert!(n == 0 || c == 0 || out.len() > (n - 1) * stride + c - 1);
+        let mut i = 0;
+        while i < n {
+            let r = (n - i).min(4);
+            let mut j = 0;
+            while j < c {
+                let cc = (c - j).min(2);
+                let t = (x, i, k, w, j, &mut *out, stride);
+                match (r, cc) {
+                    (4, 2) => tile::<4, 2>(t),
+                    (4, _) => tile::<4, 1>(t),
+                    (3, 2) => tile::<3, 2>(t),
+                    (3, _) => tile::<3, 1>(t),
+                    (2, 2) => tile::<2, 2>(t),
+                    (2, _) => tile::<2, 1>(t),
+                    (_, 2) => tile::<1, 2>(t),
+                    _ => tile::<1, 1>(t),
+                }
+                j += cc;
+            }
+            i += r;
+        }
+    }
+
+    type Tile<'a> = (
+        &'a [f32],
+        usize,
+        usize,
+        &'a [f32],
+        usize,
+        &'a mut [f32],
+        usize,
+    );
+
+    /// Rows `i0 .. i0 + R` of x against rows `j0 .. j0 + C` of w: two accumulators a pair (the
+    /// first and second 16 of every 32 elements), as in [`dot_avx512`].
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // acc[r][cj]: the tile's indices read best as such
+    unsafe fn tile<const R: usize, const C: usize>((x, i0, k, w, j0, out, stride): Tile) {
+        let mut acc = [[[_mm512_setzero_ps(); 2]; C]; R];
+        let xp = x.as_ptr().add(i0 * k);
+        let wp = w.as_ptr().add(j0 * k);
+        let mut o = 0;
+        while o < k {
+            let mut xv = [[_mm512_setzero_ps(); 2]; R];
+            for (r, v) in xv.iter_mut().enumerate() {
+                v[0] = _mm512_loadu_ps(xp.add(r * k + o));
+                v[1] = _mm512_loadu_ps(xp.add(r * k + o + 16));
+            }
+            for cj in 0..C {
+                let wa = _mm512_loadu_ps(wp.add(cj * k + o));
+                let wb = _mm512_loadu_ps(wp.add(cj * k + o + 16));
+                for r in 0..R {
+                    acc[r][cj][0] = _mm512_fmadd_ps(xv[r][0], wa, acc[r][cj][0]);
+                    acc[r][cj][1] = _mm512_fmadd_ps(xv[r][1], wb, acc[r][cj][1]);
+                }
+            }
+            o += 32;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (cj, a) in row.iter().enumerate() {
+                out[(i0 + r) * stride + j0 + cj] = _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1]));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dots_avx2(
+        x: &[f32],
+        n: usize,
+        k: usize,
+        w: &[f32],
+        c: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        dots_body(x, n, k, w, c, out, stride)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequant_avx2(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+        dequant_body(dtype, bytes, out)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_avx2(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
+        dot_body(dtype, bytes, x)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static LEVEL: OnceLock<Level> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let has = |f: &str| match f {
+                "avx512f" => std::is_x86_feature_detected!("avx512f"),
+                "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+                "avx512vl" => std::is_x86_feature_detected!("avx512vl"),
+                "avx2" => std::is_x86_feature_detected!("avx2"),
+                "fma" => std::is_x86_feature_detected!("fma"),
+                "f16c" => std::is_x86_feature_detected!("f16c"),
+                _ => false,
+            };
+            let avx2 = has("avx2") && has("fma") && has("f16c");
+            if avx2 && has("avx512f") && has("avx512bw") && has("avx512vl") {
+                Level::Avx512
+            } else if avx2 {
+                Level::Avx2
+            } else {
+                Level::Base
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Level::Base
+    }
+}
+
+/// Whether `dtype` is a block type this module decodes.
+pub fn supports(dtype: DType) -> bool {
+    super::NATIVE_WEIGHTS.contains(&dtype)
+}
+
+/// Dequantizes whole blocks of `dtype` from `bytes` into `out` (`out.len()` elements; both
+/// lengths whole blocks, checked by the caller).
+pub fn dequant(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    assert!(supports(dtype), "{dtype}");
+    match level() {
+        // SAFETY: the CPU has the features each variant is compiled with (`level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::dequant_avx512(dtype, bytes, out) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::dequant_avx2(dtype, bytes, out) },
+        _ => dequant_body(dtype, bytes, out),
+    }
+}
+
+/// `Σ x[i] · w[i]` over one row `w` of `dtype` (its `bytes`, `x.len()` elements, whole blocks),
+/// with `w` dequantized exactly as [`dequant`] does.
+pub fn dot(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
+    assert!(supports(dtype), "{dtype}");
+    match level() {
+        // SAFETY: the CPU has the features each variant is compiled with (`level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::dot_avx512(dtype, bytes, x) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::dot_avx2(dtype, bytes, x) },
+        _ => dot_body(dtype, bytes, x),
+    }
+}
+
+/// `out[i·stride + j] = Σ x_i · w_j` for the `n` rows of `x` and the `c` rows of `w`, all `k`
+/// long (a multiple of 32), where `w` holds rows of a block type as [`dequant`] gives them:
+/// each result bit for bit what [`dot`] gives for that row's blocks and `x_i` (the same
+/// operations in the same order), so a row's output never depends on how many rows were
+/// computed together (batch invariance).
+#[allow(clippy::too_many_arguments)]
+pub fn dots(x: &[f32], n: usize, k: usize, w: &[f32], c: usize, out: &mut [f32], stride: usize) {
+    assert!(
+        k.is_multiple_of(32),
+        "rows of {k} elements are not whole 32-element groups"
+    );
+    match level() {
+        // SAFETY: the CPU has the features each variant is compiled with (`level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::dots_avx512(x, n, k, w, c, out, stride) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::dots_avx2(x, n, k, w, c, out, stride) },
+        _ => dots_body(x, n, k, w, c, out, stride),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::quants;
+
+    /// Random but valid blocks: every byte random except the f16 scales, which are finite.
+    fn random_blocks(dtype: DType, blocks: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        let bb = dtype.block_bytes();
+        let mut out = Vec::with_capacity(blocks * bb);
+        for _ in 0..blocks {
+            let mut b: Vec<u8> = (0..bb).map(|_| next() as u8).collect();
+            let scale_at: &[usize] = match dtype {
+                DType::Q6_K => &[208],
+                DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+                _ => &[0],
+            };
+            for &at in scale_at {
+                let v = (next() % 2000) as f32 / 1000.0 - 1.0;
+                b[at..at + 2].copy_from_slice(&f16::from_f32(v * 0.05).to_le_bytes());
+            }
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn dequant_is_bit_identical_to_formats_quants_at_every_level() {
+        for &dtype in super::super::NATIVE_WEIGHTS {
+            let blocks = 5;
+            let bytes = random_blocks(dtype, blocks, dtype.block_bytes() as u64);
+            let n = blocks * dtype.block_elems();
+            let want = quants::dequantize(dtype, &bytes, n).unwrap();
+            let mut got = vec![0.0; n];
+            dequant(dtype, &bytes, &mut got);
+            let mut base = vec![0.0; n];
+            dequant_body(dtype, &bytes, &mut base);
+            for i in 0..n {
+                assert_eq!(got[i].to_bits(), want[i].to_bits(), "{dtype} [{i}]");
+                assert_eq!(base[i].to_bits(), want[i].to_bits(), "{dtype} base [{i}]");
+            }
+        }
+    }
+
+    #[test]
+    fn dots_of_dequantized_rows_are_bit_identical_to_dot() {
+        for &dtype in super::super::NATIVE_WEIGHTS {
+            let (rows_w, n) = (7, 9);
+            let k = 2 * dtype.block_elems().max(64);
+            let rb = k / dtype.block_elems() * dtype.block_bytes();
+            let bytes = random_blocks(dtype, rows_w * k / dtype.block_elems(), 11);
+            let mut w = vec![0.0; rows_w * k];
+            dequant(dtype, &bytes, &mut w);
+            let x: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0)
+                .collect();
+            let stride = rows_w + 3;
+            let mut out = vec![f32::NAN; n * stride];
+            dots(&x, n, k, &w, rows_w, &mut out, stride);
+            let mut base = vec![f32::NAN; n * stride];
+            dots_body(&x, n, k, &w, rows_w, &mut base, stride);
+            for i in 0..n {
+                for j in 0..rows_w {
+                    let xi = &x[i * k..(i + 1) * k];
+                    let want = dot(dtype, &bytes[j * rb..(j + 1) * rb], xi);
+                    assert_eq!(
+                        out[i * stride + j].to_bits(),
+                        want.to_bits(),
+                        "{dtype} ({i}, {j})"
+                    );
+                    let want = dot_body(dtype, &bytes[j * rb..(j + 1) * rb], xi);
+                    assert_eq!(
+                        base[i * stride + j].to_bits(),
+                        want.to_bits(),
+                        "{dtype} base ({i}, {j})"
+                    );
+                }
+                assert!(out[i * stride + rows_w].is_nan(), "wrote past the columns");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_matches_an_f64_dot_of_the_dequantized_row() {
+        for &dtype in super::super::NATIVE_WEIGHTS {
+            for blocks in [1, 3, 18] {
+                let bytes = random_blocks(dtype, blocks, 7 + blocks as u64);
+                let n = blocks * dtype.block_elems();
+                let w = quants::dequantize(dtype, &bytes, n).unwrap();
+                let x: Vec<f32> = (0..n)
+                    .map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0)
+                    .collect();
+                let exact: f64 = w.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let mag: f64 = w
+                    .iter()
+                    .zip(&x)
+                    .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                    .sum();
+                // Any summation order: |error| ≤ n·u·Σ|x·w| (products exact in f64, each
+                // f32 product and addition rounding once).
+                let bound = 2.0 * n as f64 * f32::EPSILON as f64 / 2.0 * mag;
+                for (name, got) in [
+                    ("dispatch", dot(dtype, &bytes, &x)),
+                    ("base", dot_body(dtype, &bytes, &x)),
+                ] {
+                    assert!(
+                        (got as f64 - exact).abs() <= bound,
+                        "{dtype} {name} n={n}: {got} vs {exact} (bound {bound})"
+                    );
+                }
+            }
+        }
+    }
+}
