@@ -283,7 +283,90 @@ pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], coin: f3
             "coin must be in [0, 1), got {coin}"
         )));
     }
+    if let Some(id) = sample_top_k(logits, params, history, coin)? {
+        return Ok(id);
+    }
     Ok(pick(&distribution(logits, params, history)?, coin) as u32)
+}
+
+/// [`sample`] when top-k keeps fewer than the whole vocabulary: the same steps in the same
+/// arithmetic, on the kept ids only (ascending), so the id is the one `pick(distribution(..))`
+/// gives: every masked entry there is an exact 0 (or −inf before the softmax), which leaves
+/// each sum in index order, each maximum and each ranking unchanged. What it saves is the
+/// vocabulary-sized passes after the selection (exps, masks, renormalizations). `None`: not
+/// that case.
+fn sample_top_k(
+    logits: &[f32],
+    params: &SamplingParams,
+    history: &[u32],
+    coin: f32,
+) -> Result<Option<u32>> {
+    if params.is_greedy() || params.top_k == 0 || params.top_k >= logits.len() {
+        return Ok(None);
+    }
+    params.validate()?;
+    check_logits(logits)?;
+    let mut l = logits.to_vec();
+    apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    if let Some(i) = l.iter().position(|&v| v == f32::INFINITY) {
+        return Err(Error::InvalidRequest(format!(
+            "logit {i} overflows under the repetition penalty"
+        )));
+    }
+    let max = l[argmax(&l)];
+    let scaled: Vec<f32> = l.iter().map(|&v| (v - max) / params.temperature).collect();
+    // top-k as top_k_mask: ≥ the k-th largest
+    let mut sel = scaled.clone();
+    let (_, &mut kth, _) = sel.select_nth_unstable_by(params.top_k - 1, |a, b| b.total_cmp(a));
+    let ids: Vec<usize> = (0..scaled.len()).filter(|&i| scaled[i] >= kth).collect();
+    // softmax over the kept
+    let m = ids.iter().fold(f32::NEG_INFINITY, |m, &i| m.max(scaled[i]));
+    let e: Vec<f32> = ids.iter().map(|&i| sampler_exp(scaled[i] - m)).collect();
+    let sum: f32 = e.iter().sum();
+    let mut probs: Vec<f32> = e.iter().map(|&v| v / sum).collect();
+    // top-p (descending probability, ties by lower id)
+    if params.top_p < 1.0 {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(ids[a].cmp(&ids[b])));
+        let mut above = 0.0f32;
+        let mut drop = vec![false; ids.len()];
+        for (rank, &j) in order.iter().enumerate() {
+            if rank > 0 && above >= params.top_p {
+                drop[j] = true;
+            }
+            above += probs[j];
+        }
+        for (p, d) in probs.iter_mut().zip(drop) {
+            if d {
+                *p = 0.0;
+            }
+        }
+    }
+    // min-p on what top-p left (a dropped id is an exact 0: below any threshold but 0 itself,
+    // and 0 stays 0)
+    if params.min_p > 0.0 {
+        let top = probs.iter().fold(0.0f32, |a, &p| a.max(p));
+        let threshold = params.min_p * top;
+        for p in probs.iter_mut() {
+            if *p < threshold {
+                *p = 0.0;
+            }
+        }
+    }
+    // renormalize, then pick as `pick` does
+    let total: f32 = probs.iter().sum();
+    let dist: Vec<f32> = probs.iter().map(|&p| p / total).collect();
+    let r = coin * dist.iter().sum::<f32>();
+    let mut acc = 0.0f32;
+    for (j, &p) in dist.iter().enumerate() {
+        acc += p;
+        if r < acc {
+            return Ok(Some(ids[j] as u32));
+        }
+    }
+    Ok(Some(
+        dist.iter().rposition(|&p| p > 0.0).map_or(0, |j| ids[j]) as u32,
+    ))
 }
 
 /// Step 8's draw: the first id (ascending) whose cumulative probability exceeds `coin · total`;
@@ -345,6 +428,61 @@ impl CoinRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The top-k path draws exactly the id the full distribution gives, over logits with ties
+    /// (values on a coarse grid), -inf entries, penalties and every filter setting.
+    #[test]
+    fn the_top_k_path_draws_what_the_full_distribution_draws() {
+        let mut rng = CoinRng::new(9);
+        let mut checked = 0;
+        for case in 0..400 {
+            let n = 50 + case % 300;
+            let logits: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 37 == 5 {
+                        f32::NEG_INFINITY
+                    } else {
+                        ((rng.next_u64() % 64) as f32 - 32.0) / 4.0
+                    }
+                })
+                .collect();
+            let history: Vec<u32> = (0..8).map(|_| (rng.next_u64() % n as u64) as u32).collect();
+            let params = SamplingParams {
+                temperature: [0.3, 0.8, 1.0, 2.5][case % 4],
+                top_k: [1, 2, 5, 40, n - 1][case % 5],
+                top_p: [1.0, 0.95, 0.5, 0.1][(case / 4) % 4],
+                min_p: [0.0, 0.05, 0.3][(case / 3) % 3],
+                repeat_penalty: [1.0, 1.1, 0.7][(case / 5) % 3],
+            };
+            for _ in 0..4 {
+                let coin = rng.coin();
+                let want = pick(&distribution(&logits, &params, &history).unwrap(), coin) as u32;
+                let got = sample_top_k(&logits, &params, &history, coin).unwrap();
+                assert_eq!(got, Some(want), "case {case}: {params:?} coin {coin}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 1600);
+        // Not that case: greedy, top-k off or keeping the whole vocabulary.
+        let l = [1.0f32, 2.0, 3.0];
+        for p in [
+            SamplingParams {
+                temperature: 0.0,
+                top_k: 2,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 0,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 3,
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(sample_top_k(&l, &p, &[], 0.5).unwrap(), None, "{p:?}");
+        }
+    }
 
     /// Selection gives the k-th largest of a full sort (total order), ties and signed zeros
     /// included, so the mask is the one a sort would give.
