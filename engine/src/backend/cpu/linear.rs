@@ -80,17 +80,22 @@ pub fn linear_stacked(
         None => None,
     };
     let x = &x.f32(OP, "x")?[..n * k];
-    let mut row0 = 0;
+    // All parts as one product (one trip through the thread pool), then split: each element is
+    // computed exactly as the part's own product computes it (per row, per output feature).
+    let mut all = vec![0.0f32; n * total];
+    let p = LinearParams {
+        rows: n,
+        in_features: k,
+        out_features: total,
+    };
+    linear_into(x, w, 0, bias.as_deref(), &mut all, p);
+    let mut col0 = 0;
     for (o, &m) in outs.iter_mut().zip(parts) {
         let out = &mut o.f32_mut(OP, "out")?[..n * m];
-        let b = bias.as_ref().map(|b| &b[row0..row0 + m]);
-        let p = LinearParams {
-            rows: n,
-            in_features: k,
-            out_features: m,
-        };
-        linear_into(x, w, row0, b, out, p);
-        row0 += m;
+        for (i, dst) in out.chunks_exact_mut(m.max(1)).enumerate().take(n) {
+            dst.copy_from_slice(&all[i * total + col0..i * total + col0 + m]);
+        }
+        col0 += m;
     }
     Ok(())
 }
@@ -115,14 +120,24 @@ pub fn gate_up_swiglu(
     check_tensor("cpu", OP, "tmp", tmp, mul(OP, 2, len)?, &[DType::F32])?;
     check_tensor("cpu", OP, "out", out, len, &[DType::F32])?;
     let x = &x.f32(OP, "x")?[..n * k];
-    let (gate, up) = tmp.f32_mut(OP, "tmp")?[..2 * len].split_at_mut(len);
     let p = LinearParams {
         rows: n,
         in_features: k,
         out_features: inter,
     };
-    linear_into(x, w, 0, None, gate, p);
-    linear_into(x, w, inter, None, up, p);
+    if n == 1 {
+        // One product over the stacked rows: [gate | up] is tmp's layout already.
+        let both = LinearParams {
+            out_features: 2 * inter,
+            ..p
+        };
+        linear_into(x, w, 0, None, &mut tmp.f32_mut(OP, "tmp")?[..2 * len], both);
+    } else {
+        let (gate, up) = tmp.f32_mut(OP, "tmp")?[..2 * len].split_at_mut(len);
+        linear_into(x, w, 0, None, gate, p);
+        linear_into(x, w, inter, None, up, p);
+    }
+    let (gate, up) = tmp.f32_mut(OP, "tmp")?[..2 * len].split_at_mut(len);
     super::elementwise::swiglu_slices(gate, up, &mut out.f32_mut(OP, "out")?[..len]);
     Ok(())
 }

@@ -203,7 +203,11 @@ mod x86 {
     /// The f16 at `b[i..i + 2]` in all 16 lanes, as f32 (exact).
     #[inline(always)]
     unsafe fn splat_f16(b: &[u8], i: usize) -> __m512 {
-        _mm512_cvtph_ps(_mm256_set1_epi16(i16::from_le_bytes([b[i], b[i + 1]])))
+        // A 128-bit conversion and a broadcast: cheaper than converting 16 lanes.
+        _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes([
+            b[i],
+            b[i + 1],
+        ]))))
     }
 
     /// 16 bytes from `b[i..]` widened to 16 lanes of u32.
@@ -267,24 +271,49 @@ mod x86 {
         }
     }
 
+    /// 0, 1, …, 15 as f32.
+    #[inline(always)]
+    unsafe fn iota() -> __m512 {
+        _mm512_set_ps(
+            15.0, 14.0, 13.0, 12.0, 11.0, 10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0,
+        )
+    }
+
+    // A block's 16 (or 32) possible values are computed once, with the scalar decoder's
+    // operations (a table lane holds exactly what `decode` gives for that quant), and each
+    // weight is looked up by its quant: one permute for 16 weights instead of a conversion, a
+    // multiply and an add. `permutexvar` reads the low 4 bits of each index (the low nibble
+    // needs no mask); `permutex2var` the low 5 (two tables of 16).
+
     #[inline(always)]
     unsafe fn q4_0(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
-        let d = splat_f16(b, 0);
+        // ((q - 8) as f32) * d
+        let t = _mm512_mul_ps(_mm512_sub_ps(iota(), _mm512_set1_ps(8.0)), splat_f16(b, 0));
         let q = bytes16(b, 2);
-        let eight = _mm512_set1_epi32(8);
-        let lo = _mm512_sub_epi32(_mm512_and_si512(q, mask4()), eight);
-        let hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight);
-        f(o, _mm512_mul_ps(cvt(lo), d));
-        f(o + 16, _mm512_mul_ps(cvt(hi), d));
+        f(o, _mm512_permutexvar_ps(q, t));
+        f(o + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), t));
+    }
+
+    /// The f16 pair at `b[i..i + 4]` (d, then m) in all 16 lanes each, as f32 (exact): one
+    /// 128-bit conversion for both (a 512-bit one per scale costs more).
+    #[inline(always)]
+    unsafe fn splat_f16_pair(b: &[u8], i: usize) -> (__m512, __m512) {
+        let bits = i32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let dm = _mm_cvtph_ps(_mm_set1_epi32(bits));
+        (
+            _mm512_broadcastss_ps(dm),
+            _mm512_broadcastss_ps(_mm_movehdup_ps(dm)),
+        )
     }
 
     #[inline(always)]
     unsafe fn q4_1(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
-        let (d, m) = (splat_f16(b, 0), splat_f16(b, 2));
+        // q as f32 * d + m
+        let (d, m) = splat_f16_pair(b, 0);
+        let t = _mm512_add_ps(_mm512_mul_ps(iota(), d), m);
         let q = bytes16(b, 4);
-        let (lo, hi) = (_mm512_and_si512(q, mask4()), _mm512_srli_epi32(q, 4));
-        f(o, _mm512_add_ps(_mm512_mul_ps(cvt(lo), d), m));
-        f(o + 16, _mm512_add_ps(_mm512_mul_ps(cvt(hi), d), m));
+        f(o, _mm512_permutexvar_ps(q, t));
+        f(o + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), t));
     }
 
     /// The 5-bit values of a Q5_0/Q5_1 block whose `qh` starts at `b[at]`, `qs` after it.
@@ -300,19 +329,27 @@ mod x86 {
 
     #[inline(always)]
     unsafe fn q5_0(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
+        // ((q - 16) as f32) * d: quants 0..16 then 16..32
         let d = splat_f16(b, 0);
+        let t0 = _mm512_mul_ps(_mm512_sub_ps(iota(), _mm512_set1_ps(16.0)), d);
+        let t1 = _mm512_mul_ps(iota(), d);
         let (lo, hi) = q5_values(b, 2);
-        let sixteen = _mm512_set1_epi32(16);
-        f(o, _mm512_mul_ps(cvt(_mm512_sub_epi32(lo, sixteen)), d));
-        f(o + 16, _mm512_mul_ps(cvt(_mm512_sub_epi32(hi, sixteen)), d));
+        f(o, _mm512_permutex2var_ps(t0, lo, t1));
+        f(o + 16, _mm512_permutex2var_ps(t0, hi, t1));
     }
 
     #[inline(always)]
     unsafe fn q5_1(b: &[u8], o: usize, f: &mut impl FnMut(usize, __m512)) {
-        let (d, m) = (splat_f16(b, 0), splat_f16(b, 2));
+        // q as f32 * d + m
+        let (d, m) = splat_f16_pair(b, 0);
+        let t0 = _mm512_add_ps(_mm512_mul_ps(iota(), d), m);
+        let t1 = _mm512_add_ps(
+            _mm512_mul_ps(_mm512_add_ps(iota(), _mm512_set1_ps(16.0)), d),
+            m,
+        );
         let (lo, hi) = q5_values(b, 4);
-        f(o, _mm512_add_ps(_mm512_mul_ps(cvt(lo), d), m));
-        f(o + 16, _mm512_add_ps(_mm512_mul_ps(cvt(hi), d), m));
+        f(o, _mm512_permutex2var_ps(t0, lo, t1));
+        f(o + 16, _mm512_permutex2var_ps(t0, hi, t1));
     }
 
     #[inline(always)]
@@ -332,27 +369,43 @@ mod x86 {
         let scales = &b[4..16];
         let qs_at = if FIVE { 48 } else { 16 };
         let one = _mm512_set1_epi32(1);
+        let sixteen = _mm512_add_ps(iota(), _mm512_set1_ps(16.0));
+        // (d·sc) * q - (dmin·m) for the quants 0..16 (and 16..32)
+        let tables = |sc: u8, m: u8| {
+            let (ds, dm) = (
+                _mm512_set1_ps(d * sc as f32),
+                _mm512_set1_ps(dmin * m as f32),
+            );
+            let t0 = _mm512_sub_ps(_mm512_mul_ps(ds, iota()), dm);
+            let t1 = if FIVE {
+                _mm512_sub_ps(_mm512_mul_ps(ds, sixteen), dm)
+            } else {
+                t0
+            };
+            (t0, t1)
+        };
         for c in 0..4 {
             let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
             let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-            let d_lo = _mm512_set1_ps(d * sc_lo as f32);
-            let min_lo = _mm512_set1_ps(dmin * m_lo as f32);
-            let d_hi = _mm512_set1_ps(d * sc_hi as f32);
-            let min_hi = _mm512_set1_ps(dmin * m_hi as f32);
+            let (lo0, lo1) = tables(sc_lo, m_lo);
+            let (hi0, hi1) = tables(sc_hi, m_hi);
             for half in 0..2 {
                 let l = 16 * half;
                 let q = bytes16(b, qs_at + 32 * c + l);
-                let (mut lo, mut hi) = (_mm512_and_si512(q, mask4()), _mm512_srli_epi32(q, 4));
+                let at = o + 64 * c + l;
                 if FIVE {
                     // Bits 2c and 2c + 1 of qh[l], moved to bit 4.
                     let qh = _mm512_srlv_epi32(bytes16(b, 16 + l), _mm512_set1_epi32(2 * c as i32));
-                    lo = _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_and_si512(qh, one), 4));
-                    let qh1 = _mm512_srli_epi32(qh, 1);
-                    hi = _mm512_or_si512(hi, _mm512_slli_epi32(_mm512_and_si512(qh1, one), 4));
+                    let h0 = _mm512_slli_epi32(_mm512_and_si512(qh, one), 4);
+                    let h1 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 1), one), 4);
+                    let lo = _mm512_or_si512(_mm512_and_si512(q, mask4()), h0);
+                    let hi = _mm512_or_si512(_mm512_srli_epi32(q, 4), h1);
+                    f(at, _mm512_permutex2var_ps(lo0, lo, lo1));
+                    f(at + 32, _mm512_permutex2var_ps(hi0, hi, hi1));
+                } else {
+                    f(at, _mm512_permutexvar_ps(q, lo0));
+                    f(at + 32, _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), hi0));
                 }
-                let at = o + 64 * c + l;
-                f(at, _mm512_sub_ps(_mm512_mul_ps(d_lo, cvt(lo)), min_lo));
-                f(at + 32, _mm512_sub_ps(_mm512_mul_ps(d_hi, cvt(hi)), min_hi));
             }
         }
     }
