@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|kvq8-bench|kvq8-ab}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|kvq8-bench|kvq8-ab}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -377,6 +377,19 @@ kvq8-check)
   gpu_info
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   for kv in f16 q8_0; do fixtures_conformance "conformance-fixtures-$kv" --kv-type $kv; done
+  cat "$OUT/summary.md"
+  ;;
+quant-check)
+  # Issue 10's CPU session changed paths every backend shares (how weights are held, the
+  # linear cases of every GGUF block type): the GPU unit tests, every op case at both waves
+  # (block types through the GPU's conversion to 16 bits), the graph test, and conformance on
+  # the fixtures and on the quantized fixtures (fixtures/quant_models, converted at load).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
+  # shellcheck disable=SC2046
+  fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
   cat "$OUT/summary.md"
   ;;
 kvq8-bench)
