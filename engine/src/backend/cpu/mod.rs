@@ -5,7 +5,9 @@ mod attention;
 mod elementwise;
 mod embedding;
 mod linear;
-mod qrow;
+pub mod qrow;
+#[cfg(target_arch = "x86_64")]
+mod qrow_avx2;
 mod rms_norm;
 mod rope;
 pub mod simd;

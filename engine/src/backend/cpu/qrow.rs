@@ -120,7 +120,7 @@ fn decode(dtype: DType, b: &[u8], y: &mut [f32]) {
 
 /// ggml `get_scale_min_k4` (see `formats::quants`).
 #[inline(always)]
-fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
@@ -543,39 +543,53 @@ mod x86 {
             }
         }
     }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dots_avx2(
-        x: &[f32],
-        n: usize,
-        k: usize,
-        w: &[f32],
-        c: usize,
-        out: &mut [f32],
-        stride: usize,
-    ) {
-        dots_body(x, n, k, w, c, out, stride)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dequant_avx2(dtype: DType, bytes: &[u8], out: &mut [f32]) {
-        dequant_body(dtype, bytes, out)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_avx2(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
-        dot_body(dtype, bytes, x)
-    }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
+/// The instruction sets a variant of these loops is compiled for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Level {
     Avx512,
     Avx2,
+    /// Portable Rust (what the compiler makes of it for the target).
     Base,
 }
 
-fn level() -> Level {
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Avx512 => "avx512",
+            Level::Avx2 => "avx2",
+            Level::Base => "portable",
+        }
+    }
+}
+
+/// The best variant this CPU runs, or the one `WAVEFRONT_CPU_SIMD` (`avx512`, `avx2`,
+/// `portable`) asks for when the CPU has it (to compare them, or to test a lower one).
+pub fn level() -> Level {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = detected();
+        let asked = std::env::var("WAVEFRONT_CPU_SIMD").ok();
+        let order = [Level::Base, Level::Avx2, Level::Avx512];
+        let rank = |l: Level| order.iter().position(|&o| o == l).unwrap_or(0);
+        match order.iter().find(|l| Some(l.name()) == asked.as_deref()) {
+            Some(&l) if rank(l) <= rank(best) => l,
+            _ => best,
+        }
+    })
+}
+
+/// The variants this CPU runs, best first.
+pub fn levels() -> Vec<Level> {
+    [Level::Avx512, Level::Avx2, Level::Base]
+        .into_iter()
+        .filter(|&l| l == Level::Base || detected() == Level::Avx512 || detected() == l)
+        .collect()
+}
+
+fn detected() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
@@ -614,13 +628,18 @@ pub fn supports(dtype: DType) -> bool {
 /// Dequantizes whole blocks of `dtype` from `bytes` into `out` (`out.len()` elements; both
 /// lengths whole blocks, checked by the caller).
 pub fn dequant(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    dequant_at(level(), dtype, bytes, out)
+}
+
+fn dequant_at(l: Level, dtype: DType, bytes: &[u8], out: &mut [f32]) {
     assert!(supports(dtype), "{dtype}");
-    match level() {
-        // SAFETY: the CPU has the features each variant is compiled with (`level`).
+    assert!(levels().contains(&l), "{l:?}");
+    match l {
+        // SAFETY: the CPU has the features each variant is compiled with (`levels`).
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { x86::dequant_avx512(dtype, bytes, out) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::dequant_avx2(dtype, bytes, out) },
+        Level::Avx2 => unsafe { super::qrow_avx2::dequant(dtype, bytes, out) },
         _ => dequant_body(dtype, bytes, out),
     }
 }
@@ -628,13 +647,18 @@ pub fn dequant(dtype: DType, bytes: &[u8], out: &mut [f32]) {
 /// `Σ x[i] · w[i]` over one row `w` of `dtype` (its `bytes`, `x.len()` elements, whole blocks),
 /// with `w` dequantized exactly as [`dequant`] does.
 pub fn dot(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
+    dot_at(level(), dtype, bytes, x)
+}
+
+fn dot_at(l: Level, dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
     assert!(supports(dtype), "{dtype}");
-    match level() {
-        // SAFETY: the CPU has the features each variant is compiled with (`level`).
+    assert!(levels().contains(&l), "{l:?}");
+    match l {
+        // SAFETY: the CPU has the features each variant is compiled with (`levels`).
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { x86::dot_avx512(dtype, bytes, x) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::dot_avx2(dtype, bytes, x) },
+        Level::Avx2 => unsafe { super::qrow_avx2::dot(dtype, bytes, x) },
         _ => dot_body(dtype, bytes, x),
     }
 }
@@ -646,16 +670,31 @@ pub fn dot(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
 /// computed together (batch invariance).
 #[allow(clippy::too_many_arguments)]
 pub fn dots(x: &[f32], n: usize, k: usize, w: &[f32], c: usize, out: &mut [f32], stride: usize) {
+    dots_at(level(), x, n, k, w, c, out, stride)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dots_at(
+    l: Level,
+    x: &[f32],
+    n: usize,
+    k: usize,
+    w: &[f32],
+    c: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
     assert!(
         k.is_multiple_of(32),
         "rows of {k} elements are not whole 32-element groups"
     );
-    match level() {
-        // SAFETY: the CPU has the features each variant is compiled with (`level`).
+    assert!(levels().contains(&l), "{l:?}");
+    match l {
+        // SAFETY: the CPU has the features each variant is compiled with (`levels`).
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { x86::dots_avx512(x, n, k, w, c, out, stride) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::dots_avx2(x, n, k, w, c, out, stride) },
+        Level::Avx2 => unsafe { super::qrow_avx2::dots(x, n, k, w, c, out, stride) },
         _ => dots_body(x, n, k, w, c, out, stride),
     }
 }
@@ -694,86 +733,79 @@ mod tests {
 
     #[test]
     fn dequant_is_bit_identical_to_formats_quants_at_every_level() {
-        for &dtype in super::super::NATIVE_WEIGHTS {
-            let blocks = 5;
-            let bytes = random_blocks(dtype, blocks, dtype.block_bytes() as u64);
-            let n = blocks * dtype.block_elems();
-            let want = quants::dequantize(dtype, &bytes, n).unwrap();
-            let mut got = vec![0.0; n];
-            dequant(dtype, &bytes, &mut got);
-            let mut base = vec![0.0; n];
-            dequant_body(dtype, &bytes, &mut base);
-            for i in 0..n {
-                assert_eq!(got[i].to_bits(), want[i].to_bits(), "{dtype} [{i}]");
-                assert_eq!(base[i].to_bits(), want[i].to_bits(), "{dtype} base [{i}]");
-            }
-        }
-    }
-
-    #[test]
-    fn dots_of_dequantized_rows_are_bit_identical_to_dot() {
-        for &dtype in super::super::NATIVE_WEIGHTS {
-            let (rows_w, n) = (7, 9);
-            let k = 2 * dtype.block_elems().max(64);
-            let rb = k / dtype.block_elems() * dtype.block_bytes();
-            let bytes = random_blocks(dtype, rows_w * k / dtype.block_elems(), 11);
-            let mut w = vec![0.0; rows_w * k];
-            dequant(dtype, &bytes, &mut w);
-            let x: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0)
-                .collect();
-            let stride = rows_w + 3;
-            let mut out = vec![f32::NAN; n * stride];
-            dots(&x, n, k, &w, rows_w, &mut out, stride);
-            let mut base = vec![f32::NAN; n * stride];
-            dots_body(&x, n, k, &w, rows_w, &mut base, stride);
-            for i in 0..n {
-                for j in 0..rows_w {
-                    let xi = &x[i * k..(i + 1) * k];
-                    let want = dot(dtype, &bytes[j * rb..(j + 1) * rb], xi);
-                    assert_eq!(
-                        out[i * stride + j].to_bits(),
-                        want.to_bits(),
-                        "{dtype} ({i}, {j})"
-                    );
-                    let want = dot_body(dtype, &bytes[j * rb..(j + 1) * rb], xi);
-                    assert_eq!(
-                        base[i * stride + j].to_bits(),
-                        want.to_bits(),
-                        "{dtype} base ({i}, {j})"
-                    );
-                }
-                assert!(out[i * stride + rows_w].is_nan(), "wrote past the columns");
-            }
-        }
-    }
-
-    #[test]
-    fn dot_matches_an_f64_dot_of_the_dequantized_row() {
-        for &dtype in super::super::NATIVE_WEIGHTS {
-            for blocks in [1, 3, 18] {
-                let bytes = random_blocks(dtype, blocks, 7 + blocks as u64);
+        assert!(levels().contains(&Level::Base));
+        for l in levels() {
+            for &dtype in super::super::NATIVE_WEIGHTS {
+                let blocks = 5;
+                let bytes = random_blocks(dtype, blocks, dtype.block_bytes() as u64);
                 let n = blocks * dtype.block_elems();
-                let w = quants::dequantize(dtype, &bytes, n).unwrap();
-                let x: Vec<f32> = (0..n)
+                let want = quants::dequantize(dtype, &bytes, n).unwrap();
+                let mut got = vec![0.0; n];
+                dequant_at(l, dtype, &bytes, &mut got);
+                for i in 0..n {
+                    assert_eq!(got[i].to_bits(), want[i].to_bits(), "{l:?} {dtype} [{i}]");
+                }
+            }
+        }
+    }
+
+    /// At each level the batched tile gives, for every pair, exactly the batch-1 dot.
+    #[test]
+    fn dots_of_dequantized_rows_are_bit_identical_to_dot_at_every_level() {
+        for l in levels() {
+            for &dtype in super::super::NATIVE_WEIGHTS {
+                let (rows_w, n) = (7, 9);
+                let k = 2 * dtype.block_elems().max(64);
+                let rb = k / dtype.block_elems() * dtype.block_bytes();
+                let bytes = random_blocks(dtype, rows_w * k / dtype.block_elems(), 11);
+                let mut w = vec![0.0; rows_w * k];
+                dequant_at(l, dtype, &bytes, &mut w);
+                let x: Vec<f32> = (0..n * k)
                     .map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0)
                     .collect();
-                let exact: f64 = w.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
-                let mag: f64 = w
-                    .iter()
-                    .zip(&x)
-                    .map(|(&a, &b)| (a as f64 * b as f64).abs())
-                    .sum();
-                // Any summation order: |error| ≤ n·u·Σ|x·w| (products exact in f64, each
-                // f32 product and addition rounding once).
-                let bound = 2.0 * n as f64 * f32::EPSILON as f64 / 2.0 * mag;
-                for (name, got) in [
-                    ("dispatch", dot(dtype, &bytes, &x)),
-                    ("base", dot_body(dtype, &bytes, &x)),
-                ] {
+                let stride = rows_w + 3;
+                let mut out = vec![f32::NAN; n * stride];
+                dots_at(l, &x, n, k, &w, rows_w, &mut out, stride);
+                for i in 0..n {
+                    for j in 0..rows_w {
+                        let xi = &x[i * k..(i + 1) * k];
+                        let want = dot_at(l, dtype, &bytes[j * rb..(j + 1) * rb], xi);
+                        assert_eq!(
+                            out[i * stride + j].to_bits(),
+                            want.to_bits(),
+                            "{l:?} {dtype} ({i}, {j})"
+                        );
+                    }
+                    assert!(out[i * stride + rows_w].is_nan(), "wrote past the columns");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot_matches_an_f64_dot_of_the_dequantized_row_at_every_level() {
+        for l in levels() {
+            for &dtype in super::super::NATIVE_WEIGHTS {
+                for blocks in [1, 3, 18] {
+                    let bytes = random_blocks(dtype, blocks, 7 + blocks as u64);
+                    let n = blocks * dtype.block_elems();
+                    let w = quants::dequantize(dtype, &bytes, n).unwrap();
+                    let x: Vec<f32> = (0..n)
+                        .map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0)
+                        .collect();
+                    let exact: f64 = w.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let mag: f64 = w
+                        .iter()
+                        .zip(&x)
+                        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                        .sum();
+                    // Any summation order: |error| ≤ n·u·Σ|x·w| (products exact in f64, each
+                    // f32 product and addition rounding once).
+                    let bound = 2.0 * n as f64 * f32::EPSILON as f64 / 2.0 * mag;
+                    let got = dot_at(l, dtype, &bytes, &x);
                     assert!(
                         (got as f64 - exact).abs() <= bound,
-                        "{dtype} {name} n={n}: {got} vs {exact} (bound {bound})"
+                        "{l:?} {dtype} n={n}: {got} vs {exact} (bound {bound})"
                     );
                 }
             }
