@@ -432,6 +432,45 @@ mod tests {
     use super::*;
     use crate::backend::TensorInfo;
 
+    /// Block-quantized weights whose rows are not whole blocks, and mixed stacks whose parts are
+    /// not whole rows, are refused with the reason, never read out of bounds.
+    #[test]
+    fn quantized_rows_that_are_not_whole_blocks_are_a_clear_error() {
+        let b = CpuBackend::default();
+        let w = b.upload(DType::Q4_K, &vec![0u8; 144 * 2]).unwrap(); // 512 elements
+        let x = b.upload_f32(&[1.0; 128]).unwrap();
+        let mut out = b.alloc(DType::F32, 4).unwrap();
+        let p = LinearParams {
+            rows: 1,
+            in_features: 128,
+            out_features: 4,
+        };
+        let err = b.linear(&x, &w, None, &mut out, p).unwrap_err().to_string();
+        assert!(
+            err.contains("Q4_K") && err.contains("in_features 128"),
+            "{err}"
+        );
+        // a stack: Q8_0 rows of 64 then a Q4_0 part of 96 elements (not whole rows of 64)
+        let s = b
+            .upload_stack(&[(DType::Q8_0, &[0u8; 34 * 4]), (DType::Q4_0, &[0u8; 18 * 3])])
+            .unwrap();
+        assert_eq!(
+            (s.dtype(), s.len(), s.bytes()),
+            (DType::Q8_0, 224, 34 * 4 + 18 * 3)
+        );
+        let x = b.upload_f32(&[1.0; 64]).unwrap();
+        let mut out = b.alloc(DType::F32, 3).unwrap();
+        let p = LinearParams {
+            rows: 1,
+            in_features: 64,
+            out_features: 3,
+        };
+        let err = b.linear(&x, &s, None, &mut out, p).unwrap_err().to_string();
+        assert!(err.contains("not whole rows"), "{err}");
+        // plain types in a stack are refused
+        assert!(b.upload_stack(&[(DType::F32, &[0u8; 8])]).is_err());
+    }
+
     #[test]
     fn upload_download_round_trips_each_dtype() {
         let b = CpuBackend::default();
