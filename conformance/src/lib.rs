@@ -97,9 +97,16 @@ macro_rules! forward_to_cpu {
 
         fn upload_stack(
             &self,
-            parts: &[(wavefront::DType, &[u8])],
+            parts: &[&wavefront::tensor::HostTensor],
         ) -> wavefront::Result<CpuTensor> {
             self.inner.upload_stack(parts)
+        }
+
+        fn upload_native(
+            &self,
+            t: &wavefront::tensor::HostTensor,
+        ) -> wavefront::Result<CpuTensor> {
+            self.inner.upload_native(t)
         }
 
         fn alloc(&self, dtype: wavefront::DType, n: usize) -> wavefront::Result<CpuTensor> {

@@ -161,7 +161,11 @@ fn stored_bytes(t: &HostTensor, dtype: DType) -> Result<std::borrow::Cow<'_, [u8
 }
 
 fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
-    let dtype = WeightStorage::of(backend).stored(&t.name, t.dtype);
+    let storage = WeightStorage::of(backend);
+    let dtype = storage.stored(&t.name, t.dtype);
+    if dtype == t.dtype && storage.native.contains(&dtype) {
+        return backend.upload_native(t);
+    }
     backend.upload(dtype, &stored_bytes(t, dtype)?)
 }
 
@@ -172,22 +176,16 @@ fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
 /// the backend's weight dtype.
 fn upload_stacked<B: Backend>(backend: &B, parts: &[&HostTensor]) -> Result<B::Tensor> {
     let storage = WeightStorage::of(backend);
+    let native = |t: &&HostTensor| storage.native.contains(&storage.stored(&t.name, t.dtype));
+    if storage.mixed_stacks && parts.iter().all(native) {
+        // Each part as the file stores it (in place where the backend can).
+        return backend.upload_stack(parts);
+    }
     let mut dtype = storage.stored(&parts[0].name, parts[0].dtype);
     if parts
         .iter()
         .any(|t| storage.stored(&t.name, t.dtype) != dtype)
     {
-        if storage.mixed_stacks {
-            let stored: Vec<(DType, std::borrow::Cow<'_, [u8]>)> = parts
-                .iter()
-                .map(|t| {
-                    let d = storage.stored(&t.name, t.dtype);
-                    Ok((d, stored_bytes(t, d)?))
-                })
-                .collect::<Result<_>>()?;
-            let refs: Vec<(DType, &[u8])> = stored.iter().map(|(d, b)| (*d, &**b)).collect();
-            return backend.upload_stack(&refs);
-        }
         dtype = WeightStorage::from(storage.dtype).stored(&parts[0].name, parts[0].dtype);
     }
     let mut bytes = Vec::new();

@@ -178,10 +178,16 @@ pub trait Backend: Send + Sync + Sized {
     fn mixed_stacks(&self) -> bool {
         false
     }
-    /// One weight tensor from parts of different native dtypes stacked along the output
-    /// dimension (a Q4_K_M file's Q4_K query and key with a Q6_K value, as one QKV matrix): the
-    /// ops read each part's rows as that part's type.
-    fn upload_stack(&self, parts: &[(DType, &[u8])]) -> Result<Self::Tensor> {
+    /// A matrix of a native block type as the file stores it (`t.dtype` in
+    /// [`Backend::native_weight_dtypes`]); a backend that can read the loader's bytes in place
+    /// (the file's mapping) shares them instead of copying. Default: [`Backend::upload`].
+    fn upload_native(&self, t: &crate::tensor::HostTensor) -> Result<Self::Tensor> {
+        self.upload(t.dtype, t.bytes())
+    }
+    /// One weight tensor from native-typed matrices stacked along the output dimension (the
+    /// QKV and gate/up stacks; types may differ, as a Q4_K_M file's Q4_K query with its Q6_K
+    /// value): the ops read each part's rows as that part's type.
+    fn upload_stack(&self, parts: &[&crate::tensor::HostTensor]) -> Result<Self::Tensor> {
         let _ = parts;
         Err(Error::Backend {
             backend: self.name(),

@@ -266,14 +266,18 @@ fn run(args: RunArgs) -> Result<()> {
     // value fails at once, before anything is loaded.
     let request = request_settings(&args)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
-    let model = load(args.model.clone())?;
+    let mut model = load(args.model.clone())?;
+    // The engine holds its own copy of the weights: the file's mapping goes once it is built
+    // (else its pages count twice in the resident memory of a CPU run).
     match gpu {
         Some(b) => {
             let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
+            model.tensors.clear();
             generate(&engine, &model, &args, request)
         }
         None => {
             let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
+            model.tensors.clear();
             generate(&engine, &model, &args, request)
         }
     }

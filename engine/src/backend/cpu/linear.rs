@@ -190,7 +190,7 @@ fn quant_part(row0: usize, t: &CpuTensor, k: usize) -> Option<(Part<'_>, usize)>
             (
                 row0,
                 *dtype,
-                bytes.as_slice(),
+                &**bytes,
                 k / dtype.block_elems() * dtype.block_bytes(),
             ),
             len / k,

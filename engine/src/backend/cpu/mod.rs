@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::kv_quant;
 use crate::sampler::SamplingParams;
-use crate::tensor::DType;
+use crate::tensor::{DType, HostTensor};
 
 #[derive(Debug, Clone)]
 pub struct CpuBackend {
@@ -111,19 +111,30 @@ impl Backend for CpuBackend {
         true
     }
 
-    fn upload_stack(&self, parts: &[(DType, &[u8])]) -> Result<CpuTensor> {
+    fn upload_stack(&self, parts: &[&HostTensor]) -> Result<CpuTensor> {
         let parts = parts
             .iter()
-            .map(|&(dtype, bytes)| match dtype.is_quantized() {
-                true => self.upload(dtype, bytes),
-                false => Err(Error::Backend {
-                    backend: "cpu",
-                    op: "upload_stack".into(),
-                    detail: format!("stacks hold block types, not {dtype}"),
-                }),
-            })
+            .map(|t| self.upload_native(t))
             .collect::<Result<Vec<_>>>()?;
         Ok(CpuTensor::Stack(parts))
+    }
+
+    /// In place: the tensor shares the loader's bytes (the file's mapping) instead of a copy.
+    fn upload_native(&self, t: &HostTensor) -> Result<CpuTensor> {
+        let (bb, be) = (t.dtype.block_bytes(), t.dtype.block_elems());
+        let n = t.bytes().len();
+        if !NATIVE_WEIGHTS.contains(&t.dtype) || n % bb != 0 {
+            return Err(Error::Backend {
+                backend: "cpu",
+                op: "upload_native".into(),
+                detail: format!("{}: {n} bytes of {} is not whole blocks of a block type", t.name, t.dtype),
+            });
+        }
+        Ok(CpuTensor::Quant {
+            dtype: t.dtype,
+            bytes: tensor::Blocks::Shared(t.storage.clone()),
+            len: n / bb * be,
+        })
     }
 
     /// f32: the CPU has the memory, and f32 keeps the engine's KV state within rounding of
@@ -152,7 +163,7 @@ impl Backend for CpuBackend {
         if NATIVE_WEIGHTS.contains(&dtype) && bytes.len().is_multiple_of(size) {
             return Ok(CpuTensor::Quant {
                 dtype,
-                bytes: bytes.to_vec(),
+                bytes: tensor::Blocks::Owned(bytes.to_vec()),
                 len: bytes.len() / size * dtype.block_elems(),
             });
         }
@@ -451,9 +462,14 @@ mod tests {
             "{err}"
         );
         // a stack: Q8_0 rows of 64 then a Q4_0 part of 96 elements (not whole rows of 64)
-        let s = b
-            .upload_stack(&[(DType::Q8_0, &[0u8; 34 * 4]), (DType::Q4_0, &[0u8; 18 * 3])])
-            .unwrap();
+        let host = |name: &str, dtype, bytes: Vec<u8>| HostTensor {
+            name: name.into(),
+            dtype,
+            shape: vec![],
+            storage: crate::tensor::Storage::Owned(std::sync::Arc::new(bytes)),
+        };
+        let (a, c) = (host("a", DType::Q8_0, vec![0; 34 * 4]), host("c", DType::Q4_0, vec![0; 18 * 3]));
+        let s = b.upload_stack(&[&a, &c]).unwrap();
         assert_eq!(
             (s.dtype(), s.len(), s.bytes()),
             (DType::Q8_0, 224, 34 * 4 + 18 * 3)
@@ -468,7 +484,7 @@ mod tests {
         let err = b.linear(&x, &s, None, &mut out, p).unwrap_err().to_string();
         assert!(err.contains("not whole rows"), "{err}");
         // plain types in a stack are refused
-        assert!(b.upload_stack(&[(DType::F32, &[0u8; 8])]).is_err());
+        assert!(b.upload_stack(&[&host("f", DType::F32, vec![0; 8])]).is_err());
     }
 
     #[test]

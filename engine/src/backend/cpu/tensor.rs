@@ -4,7 +4,31 @@ use half::{bf16, f16};
 
 use crate::backend::TensorInfo;
 use crate::error::{Error, Result};
-use crate::tensor::DType;
+use crate::tensor::{DType, Storage};
+
+/// The bytes of a [`CpuTensor::Quant`]: its own, or a model file's (mapped or loader-owned,
+/// shared, never copied).
+#[derive(Debug, Clone)]
+pub enum Blocks {
+    Owned(Vec<u8>),
+    Shared(Storage),
+}
+
+impl std::ops::Deref for Blocks {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Blocks::Owned(v) => v,
+            Blocks::Shared(s) => s.bytes(),
+        }
+    }
+}
+
+impl PartialEq for Blocks {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CpuTensor {
@@ -17,10 +41,11 @@ pub enum CpuTensor {
         len: usize,
     },
     /// A model file's quantized weights, kept in their GGUF blocks (`dtype` one of
-    /// [`super::NATIVE_WEIGHTS`]): `len` elements, whole blocks.
+    /// [`super::NATIVE_WEIGHTS`]): `len` elements, whole blocks; read in place from the file's
+    /// mapping where the loader has one.
     Quant {
         dtype: DType,
-        bytes: Vec<u8>,
+        bytes: Blocks,
         len: usize,
     },
     /// `Quant` tensors of different types stacked along the output dimension
