@@ -102,10 +102,7 @@ macro_rules! forward_to_cpu {
             self.inner.upload_stack(parts)
         }
 
-        fn upload_native(
-            &self,
-            t: &wavefront::tensor::HostTensor,
-        ) -> wavefront::Result<CpuTensor> {
+        fn upload_native(&self, t: &wavefront::tensor::HostTensor) -> wavefront::Result<CpuTensor> {
             self.inner.upload_native(t)
         }
 

@@ -27,6 +27,18 @@ pub enum DType {
 }
 
 impl DType {
+    /// The GGUF block types model files hold weights in (the KV cache's Q8_0 is not one).
+    pub const WEIGHT_BLOCKS: [DType; 8] = [
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "F32",

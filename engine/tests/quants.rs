@@ -10,18 +10,12 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/quants")
 }
 
-const TYPES: [DType; 10] = [
-    DType::F16,
-    DType::BF16,
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
+/// The 16-bit types, then every GGUF block type.
+fn types() -> Vec<DType> {
+    let mut t = vec![DType::F16, DType::BF16];
+    t.extend(DType::WEIGHT_BLOCKS);
+    t
+}
 
 struct Golden {
     raw: Vec<u8>,
@@ -58,7 +52,7 @@ fn assert_bits_eq(dtype: DType, got: &[f32], expected: &[f32]) {
 
 #[test]
 fn every_type_matches_gguf_py_bit_for_bit() {
-    for dtype in TYPES {
+    for dtype in types() {
         let g = golden(dtype);
         let got = dequantize(dtype, &g.raw, g.expected.len()).unwrap();
         assert_bits_eq(dtype, &got, &g.expected);
@@ -76,7 +70,7 @@ fn every_type_matches_gguf_py_bit_for_bit() {
 
 #[test]
 fn row_by_row_equals_whole_tensor() {
-    for dtype in TYPES {
+    for dtype in types() {
         let g = golden(dtype);
         // Rows of two blocks each.
         let row_elems = 2 * dtype.block_elems();
@@ -91,7 +85,7 @@ fn row_by_row_equals_whole_tensor() {
 
 #[test]
 fn wrong_byte_count_names_expected_and_actual() {
-    for dtype in TYPES.into_iter().chain([DType::F32]) {
+    for dtype in types().into_iter().chain([DType::F32]) {
         let n = 4 * dtype.block_elems();
         let need = dtype.row_bytes(n).unwrap();
         for len in [0, need - 1, need + 1, need + dtype.block_bytes()] {

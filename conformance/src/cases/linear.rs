@@ -190,7 +190,7 @@ pub fn grid() -> Vec<LinearCase> {
     // GGUF block types: one block per row, a few, the real shapes' reductions; odd numbers of
     // output features (rows of blocks that end mid-tile); the batched path; a bias; the LM head
     // over a quantized (tied) embedding table.
-    for weight in QUANT {
+    for weight in DType::WEIGHT_BLOCKS {
         let be = weight.block_elems();
         for (rows, k, m) in [
             (1, be, 33),
@@ -211,22 +211,10 @@ pub fn grid() -> Vec<LinearCase> {
     g
 }
 
-/// The GGUF block types model files hold weights in.
-pub const QUANT: [DType; 8] = [
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
-
 pub fn strategy() -> impl Strategy<Value = LinearCase> {
     let weight = prop_oneof![
         3 => prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
-        2 => proptest::sample::select(QUANT.to_vec()),
+        2 => proptest::sample::select(DType::WEIGHT_BLOCKS.to_vec()),
     ];
     (
         1usize..16,

@@ -40,31 +40,25 @@ fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<(), St
             bytes.len()
         ));
     }
-    let block = match dtype {
-        DType::F32 => block_f32,
-        DType::F16 => block_f16,
-        DType::BF16 => block_bf16,
-        DType::Q8_0 => block_q8_0,
-        DType::Q4_0 => block_q4_0,
-        DType::Q4_1 => block_q4_1,
-        DType::Q5_0 => block_q5_0,
-        DType::Q5_1 => block_q5_1,
-        DType::Q4_K => block_q4_k,
-        DType::Q5_K => block_q5_k,
-        DType::Q6_K => block_q6_k,
-        DType::Q8_0Kv => return Err(format!("{dtype} is the KV cache's type, not a file's")),
-    };
+    if dtype == DType::Q8_0Kv {
+        return Err(format!("{dtype} is the KV cache's type, not a file's"));
+    }
     let (bb, be) = (dtype.block_bytes(), dtype.block_elems());
     // Lengths were checked above: both iterators yield exactly n / be items.
     for (src, dst) in bytes.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
-        block(src, dst);
+        match dtype {
+            DType::F32 => block_f32(src, dst),
+            DType::F16 => block_f16(src, dst),
+            DType::BF16 => block_bf16(src, dst),
+            _ => decode_block(dtype, src, dst),
+        }
     }
     Ok(())
 }
 
 /// `blocks` random but valid blocks of the block type `dtype`, every byte drawn from `next`
 /// except the f16 scale fields, which are set so the values reach about `scale` in magnitude
-/// (each scale a random fraction in [0.5, 1] of that; Q4_1/Q5_1 minimums and K-quant minimum
+/// (each scale of a random sign and a random fraction in [0.5, 1] of that; Q4_1/Q5_1 minimums and K-quant minimum
 /// scales likewise, so rows are not all of one sign). For tests and benchmarks of the
 /// quantized kernels: every bit pattern of the quants and of the K-quants' packed 6-bit scales
 /// occurs. Panics on a plain dtype.
@@ -97,7 +91,10 @@ pub fn random_blocks(
         let start = out.len();
         out.extend((0..bb).map(|_| next() as u8));
         let frac = |r: u64| 0.5 + (r % 1024) as f32 / 2048.0;
-        let d = scale * frac(next()) / d_span;
+        // Either sign: Q4_0's and Q5_0's scales are negative whenever a block's largest
+        // magnitude is a positive value (ggml divides it by -8 or -16).
+        let sign = if next() & 1 == 0 { 1.0 } else { -1.0 };
+        let d = sign * scale * frac(next()) / d_span;
         out[start + d_at..start + d_at + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
         if let Some(m_at) = m_at {
             // Q4_1/Q5_1: y = q·d + m, so m = −scale/2 centres the values; K-quants subtract
@@ -114,6 +111,7 @@ pub fn random_blocks(
 }
 
 /// Reads the little-endian f16 at `b[i..i + 2]` as f32 (exact).
+#[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
@@ -131,8 +129,27 @@ fn block_bf16(b: &[u8], y: &mut [f32]) {
     y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
 }
 
+/// One block of the weight block type `dtype` (one of [`DType::WEIGHT_BLOCKS`]) from `b` into
+/// `y` (its `block_elems()` values). Inlined into its callers, so the CPU backend's portable
+/// loops vectorize it with their own target features.
+#[inline(always)]
+pub(crate) fn decode_block(dtype: DType, b: &[u8], y: &mut [f32]) {
+    match dtype {
+        DType::Q8_0 => block_q8_0(b, y),
+        DType::Q4_0 => block_q4_0(b, y),
+        DType::Q4_1 => block_q4_1(b, y),
+        DType::Q5_0 => block_q5_0(b, y),
+        DType::Q5_1 => block_q5_1(b, y),
+        DType::Q4_K => block_q4_k(b, y),
+        DType::Q5_K => block_q5_k(b, y),
+        DType::Q6_K => block_q6_k(b, y),
+        other => unreachable!("{other} is not a weight block type"),
+    }
+}
+
 /// `block_q8_0` (34 bytes, 32 elements): `d: f16`, `qs: [i8; 32]`.
 /// `y[j] = qs[j] * d`.
+#[inline(always)]
 fn block_q8_0(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     for (yj, &q) in y.iter_mut().zip(&b[2..34]) {
@@ -142,6 +159,7 @@ fn block_q8_0(b: &[u8], y: &mut [f32]) {
 
 /// `block_q4_0` (18 bytes, 32 elements): `d: f16`, `qs: [u8; 16]`; element `j < 16` is the low
 /// nibble of `qs[j]`, element `j + 16` its high nibble. `y = (q - 8) * d`.
+#[inline(always)]
 fn block_q4_0(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let (lo, hi) = y.split_at_mut(16);
@@ -153,6 +171,7 @@ fn block_q4_0(b: &[u8], y: &mut [f32]) {
 
 /// `block_q4_1` (20 bytes, 32 elements): `d: f16`, `m: f16`, `qs: [u8; 16]` (nibbles as in
 /// Q4_0). `y = q * d + m`.
+#[inline(always)]
 fn block_q4_1(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let m = f16_at(b, 2);
@@ -165,6 +184,7 @@ fn block_q4_1(b: &[u8], y: &mut [f32]) {
 
 /// The 5-bit values of a Q5_0/Q5_1 block: `qh` (a little-endian u32) holds bit 4 of element
 /// `j` at bit `j`; the low 4 bits are the nibbles of `qs` as in Q4_0.
+#[inline(always)]
 fn q5_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
     let h = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
     let mut q = [0u8; 32];
@@ -177,6 +197,7 @@ fn q5_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
 
 /// `block_q5_0` (22 bytes, 32 elements): `d: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`.
 /// `y = (q - 16) * d`.
+#[inline(always)]
 fn block_q5_0(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     for (yj, &q) in y.iter_mut().zip(&q5_values(&b[2..6], &b[6..22])) {
@@ -186,6 +207,7 @@ fn block_q5_0(b: &[u8], y: &mut [f32]) {
 
 /// `block_q5_1` (24 bytes, 32 elements): `d: f16`, `m: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`.
 /// `y = q * d + m`.
+#[inline(always)]
 fn block_q5_1(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let m = f16_at(b, 2);
@@ -197,7 +219,8 @@ fn block_q5_1(b: &[u8], y: &mut [f32]) {
 /// The 6-bit scale and min of sub-block `j` (0..8) of a Q4_K block, packed in 12 bytes
 /// (ggml `get_scale_min_k4`): sub-blocks 0..4 use the low 6 bits of bytes `j` and `j + 4`;
 /// sub-blocks 4..8 combine a nibble of byte `j + 4` with the top 2 bits of bytes `j - 4`/`j`.
-fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+#[inline(always)]
+pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
@@ -212,6 +235,7 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
 /// 6-bit scale/min pairs), `qs: [u8; 128]`. Each 32-byte chunk `c` of `qs` holds sub-block
 /// `2c` in its low nibbles and `2c + 1` in its high nibbles. For sub-block `j` with scale
 /// `sc`, min `m`: `y = (d * sc) * q - (dmin * m)`.
+#[inline(always)]
 fn block_q4_k(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let dmin = f16_at(b, 2);
@@ -233,6 +257,7 @@ fn block_q4_k(b: &[u8], y: &mut [f32]) {
 /// `block_q5_K` (176 bytes, 256 elements): `d: f16`, `dmin: f16`, `scales: [u8; 12]` (as in
 /// Q4_K), `qh: [u8; 32]`, `qs: [u8; 128]`. Sub-block `j` takes its low 4 bits as Q4_K does
 /// and bit 4 from bit `j` of `qh[l]`. `y = (d * sc) * q - (dmin * m)`.
+#[inline(always)]
 fn block_q5_k(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let dmin = f16_at(b, 2);
@@ -259,6 +284,7 @@ fn block_q5_k(b: &[u8], y: &mut [f32]) {
 /// elements uses 64 bytes of `ql` and 32 of `qh`; within a half, element `l + 32 * k`
 /// (k = 0..4) takes the low/high nibble of `ql[l]`/`ql[l + 32]` and bits `2k..2k+2` of
 /// `qh[l]`. `y = (d * scale) * (q - 32)`.
+#[inline(always)]
 fn block_q6_k(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 208);
     for (half, out) in y.chunks_exact_mut(128).enumerate() {

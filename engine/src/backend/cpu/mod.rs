@@ -58,16 +58,7 @@ impl CpuBackend {
 
 /// The quantized weight types the CPU backend keeps as the file stores them (its linear,
 /// embedding and logits ops read the blocks): every GGUF block type the loaders know.
-pub const NATIVE_WEIGHTS: &[DType] = &[
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
+pub const NATIVE_WEIGHTS: &[DType] = &DType::WEIGHT_BLOCKS;
 
 /// Every type a weight matrix or embedding table may have on the CPU.
 fn weight_types() -> Vec<DType> {
@@ -123,11 +114,14 @@ impl Backend for CpuBackend {
     fn upload_native(&self, t: &HostTensor) -> Result<CpuTensor> {
         let (bb, be) = (t.dtype.block_bytes(), t.dtype.block_elems());
         let n = t.bytes().len();
-        if !NATIVE_WEIGHTS.contains(&t.dtype) || n % bb != 0 {
+        if !NATIVE_WEIGHTS.contains(&t.dtype) || !n.is_multiple_of(bb) {
             return Err(Error::Backend {
                 backend: "cpu",
                 op: "upload_native".into(),
-                detail: format!("{}: {n} bytes of {} is not whole blocks of a block type", t.name, t.dtype),
+                detail: format!(
+                    "{}: {n} bytes of {} is not whole blocks of a block type",
+                    t.name, t.dtype
+                ),
             });
         }
         Ok(CpuTensor::Quant {
@@ -468,7 +462,10 @@ mod tests {
             shape: vec![],
             storage: crate::tensor::Storage::Owned(std::sync::Arc::new(bytes)),
         };
-        let (a, c) = (host("a", DType::Q8_0, vec![0; 34 * 4]), host("c", DType::Q4_0, vec![0; 18 * 3]));
+        let (a, c) = (
+            host("a", DType::Q8_0, vec![0; 34 * 4]),
+            host("c", DType::Q4_0, vec![0; 18 * 3]),
+        );
         let s = b.upload_stack(&[&a, &c]).unwrap();
         assert_eq!(
             (s.dtype(), s.len(), s.bytes()),
@@ -484,7 +481,9 @@ mod tests {
         let err = b.linear(&x, &s, None, &mut out, p).unwrap_err().to_string();
         assert!(err.contains("not whole rows"), "{err}");
         // plain types in a stack are refused
-        assert!(b.upload_stack(&[&host("f", DType::F32, vec![0; 8])]).is_err());
+        assert!(b
+            .upload_stack(&[&host("f", DType::F32, vec![0; 8])])
+            .is_err());
     }
 
     #[test]

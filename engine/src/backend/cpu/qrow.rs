@@ -2,134 +2,16 @@
 //! the values `formats::quants` gives (the same f32 operations in the same order, no fused
 //! multiply-adds), and dotted with f32 activations with f32 accumulation.
 //!
-//! Every function here is compiled three times — AVX-512, AVX2+FMA+F16C, and the baseline —
-//! and the best the CPU supports is chosen at run time, so one binary runs everywhere. The
-//! block decoders are `#[inline(always)]` so each copy vectorizes them with its own features.
+//! Every function here comes in three variants — AVX-512 intrinsics (this file), AVX2
+//! intrinsics (`qrow_avx2`), and portable Rust over `formats::quants`' own (inlined) block
+//! decoders — and the best the CPU supports is chosen at run time, so one binary runs
+//! everywhere.
 
-use half::f16;
-
+use crate::formats::quants::{decode_block as decode, scale_min_k4};
 use crate::tensor::DType;
 
 /// Independent accumulators: one per element of a 32-element group, reduced pairwise at the end.
 const LANES: usize = 32;
-
-#[inline(always)]
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// Decodes one block of `dtype` (`b` its bytes) into `y` (its `block_elems()` values).
-#[inline(always)]
-fn decode(dtype: DType, b: &[u8], y: &mut [f32]) {
-    match dtype {
-        DType::Q8_0 => {
-            let d = f16_at(b, 0);
-            for (yj, &q) in y[..32].iter_mut().zip(&b[2..34]) {
-                *yj = (q as i8) as f32 * d;
-            }
-        }
-        DType::Q4_0 => {
-            let d = f16_at(b, 0);
-            let qs = &b[2..18];
-            for j in 0..16 {
-                y[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
-                y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
-            }
-        }
-        DType::Q4_1 => {
-            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-            let qs = &b[4..20];
-            for j in 0..16 {
-                y[j] = (qs[j] & 0x0F) as f32 * d + m;
-                y[j + 16] = (qs[j] >> 4) as f32 * d + m;
-            }
-        }
-        DType::Q5_0 => {
-            let d = f16_at(b, 0);
-            let h = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let qs = &b[6..22];
-            for j in 0..16 {
-                let lo = (qs[j] & 0x0F) as u32 | ((h >> j) & 1) << 4;
-                let hi = (qs[j] >> 4) as u32 | ((h >> (j + 16)) & 1) << 4;
-                y[j] = (lo as i32 - 16) as f32 * d;
-                y[j + 16] = (hi as i32 - 16) as f32 * d;
-            }
-        }
-        DType::Q5_1 => {
-            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-            let h = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-            let qs = &b[8..24];
-            for j in 0..16 {
-                let lo = (qs[j] & 0x0F) as u32 | ((h >> j) & 1) << 4;
-                let hi = (qs[j] >> 4) as u32 | ((h >> (j + 16)) & 1) << 4;
-                y[j] = lo as f32 * d + m;
-                y[j + 16] = hi as f32 * d + m;
-            }
-        }
-        DType::Q4_K | DType::Q5_K => {
-            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let scales = &b[4..16];
-            let (qh, qs) = if dtype == DType::Q5_K {
-                (Some(&b[16..48]), &b[48..176])
-            } else {
-                (None, &b[16..144])
-            };
-            for c in 0..4 {
-                let q = &qs[32 * c..32 * c + 32];
-                let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
-                let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-                let (d_lo, min_lo) = (d * sc_lo as f32, dmin * m_lo as f32);
-                let (d_hi, min_hi) = (d * sc_hi as f32, dmin * m_hi as f32);
-                let out = &mut y[64 * c..64 * c + 64];
-                for l in 0..32 {
-                    let (mut lo, mut hi) = (q[l] & 0x0F, q[l] >> 4);
-                    if let Some(qh) = qh {
-                        lo |= ((qh[l] >> (2 * c)) & 1) << 4;
-                        hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
-                    }
-                    out[l] = d_lo * lo as f32 - min_lo;
-                    out[l + 32] = d_hi * hi as f32 - min_hi;
-                }
-            }
-        }
-        DType::Q6_K => {
-            let d = f16_at(b, 208);
-            for half in 0..2 {
-                let ql = &b[64 * half..64 * half + 64];
-                let qh = &b[128 + 32 * half..128 + 32 * half + 32];
-                let sc = &b[192 + 8 * half..192 + 8 * half + 8];
-                let out = &mut y[128 * half..128 * half + 128];
-                for l in 0..32 {
-                    let is = l / 16;
-                    let q = [
-                        (ql[l] & 0x0F) | ((qh[l] & 3) << 4),
-                        (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4),
-                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
-                        (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
-                    ];
-                    for (k, &qk) in q.iter().enumerate() {
-                        let scale = sc[is + 2 * k] as i8 as f32;
-                        out[l + 32 * k] = d * scale * (qk as i32 - 32) as f32;
-                    }
-                }
-            }
-        }
-        other => unreachable!("{other} is not a weight block type"),
-    }
-}
-
-/// ggml `get_scale_min_k4` (see `formats::quants`).
-#[inline(always)]
-pub(super) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (s[j] & 63, s[j + 4] & 63)
-    } else {
-        (
-            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
-    }
-}
 
 #[inline(always)]
 fn dequant_body(dtype: DType, bytes: &[u8], out: &mut [f32]) {
@@ -704,31 +586,10 @@ mod tests {
     use super::*;
     use crate::formats::quants;
 
-    /// Random but valid blocks: every byte random except the f16 scales, which are finite.
+    /// Random valid blocks (`quants::random_blocks`, values up to 0.05) from a seeded stream.
     fn random_blocks(dtype: DType, blocks: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) as u32
-        };
-        let bb = dtype.block_bytes();
-        let mut out = Vec::with_capacity(blocks * bb);
-        for _ in 0..blocks {
-            let mut b: Vec<u8> = (0..bb).map(|_| next() as u8).collect();
-            let scale_at: &[usize] = match dtype {
-                DType::Q6_K => &[208],
-                DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
-                _ => &[0],
-            };
-            for &at in scale_at {
-                let v = (next() % 2000) as f32 / 1000.0 - 1.0;
-                b[at..at + 2].copy_from_slice(&f16::from_f32(v * 0.05).to_le_bytes());
-            }
-            out.extend_from_slice(&b);
-        }
-        out
+        let mut rng = crate::sampler::CoinRng::new(seed);
+        quants::random_blocks(dtype, blocks, 0.05, || rng.next_u64())
     }
 
     #[test]

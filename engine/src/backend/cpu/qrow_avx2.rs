@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::qrow::scale_min_k4;
+use crate::formats::quants::scale_min_k4;
 use crate::tensor::DType;
 
 /// The little-endian f16 at `b[i..i + 2]` as f32 (exact).
