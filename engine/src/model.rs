@@ -136,14 +136,6 @@ impl From<DType> for WeightStorage {
     }
 }
 
-/// The values a weight tensor takes on a backend storing weights as `dtype`: dequantized,
-/// then rounded to `dtype` (round-to-nearest-even). Norm weights and biases stay f32.
-pub fn weight_values(t: &HostTensor, dtype: DType) -> Result<Vec<f32>> {
-    let mut v = t.to_f32()?;
-    crate::tensor::round_to(dtype, &mut v);
-    Ok(v)
-}
-
 /// Whether the tensor `name` is stored in the backend's weight dtype (matrices) or in f32
 /// (norm weights, biases: small, and precision-sensitive).
 pub fn is_matrix(name: &str) -> bool {
