@@ -342,9 +342,9 @@ fn check_weight(op: &str, w: &CpuTensor, need: usize, k: usize) -> Result<()> {
         CpuTensor::Stack(parts) => parts.as_slice(),
         one => std::slice::from_ref(one),
     };
-    for p in parts {
+    for p in parts.iter().filter(|p| p.dtype().is_quantized()) {
         let be = p.dtype().block_elems();
-        if !k.is_multiple_of(be) || p.len() % k != 0 {
+        if k == 0 || !k.is_multiple_of(be) || !p.len().is_multiple_of(k) {
             return Err(bad(
                 op,
                 format!(

@@ -480,6 +480,17 @@ mod tests {
         };
         let err = b.linear(&x, &s, None, &mut out, p).unwrap_err().to_string();
         assert!(err.contains("not whole rows"), "{err}");
+        // rows of nothing: an error, not a division by zero
+        let empty = LinearParams {
+            rows: 1,
+            in_features: 0,
+            out_features: 3,
+        };
+        let err = b
+            .linear(&x, &w, None, &mut out, empty)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("in_features 0"), "{err}");
         // plain types in a stack are refused
         assert!(b
             .upload_stack(&[&host("f", DType::F32, vec![0; 8])])
