@@ -236,13 +236,11 @@ fn check_logits(logits: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// The final renormalized distribution after every filter (zeros where masked). For greedy
-/// parameters this is one-hot on the argmax. Arithmetic step for step as the reference's, so
-/// that the same logits and coin give the same id.
-pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
+/// The checked parameters and logits, with the repetition penalty applied (step 1 of both
+/// sampling paths); a logit the penalty overflows is an error.
+fn penalized(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
     params.validate()?;
     check_logits(logits)?;
-    // 1. repetition penalty
     let mut l = logits.to_vec();
     apply_repetition_penalty(&mut l, history, params.repeat_penalty);
     if let Some(i) = l.iter().position(|&v| v == f32::INFINITY) {
@@ -250,6 +248,15 @@ pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) ->
             "logit {i} overflows under the repetition penalty"
         )));
     }
+    Ok(l)
+}
+
+/// The final renormalized distribution after every filter (zeros where masked). For greedy
+/// parameters this is one-hot on the argmax. Arithmetic step for step as the reference's, so
+/// that the same logits and coin give the same id.
+pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
+    // 1. repetition penalty
+    let l = penalized(logits, params, history)?;
     // 2. greedy
     let best = argmax(&l);
     if params.is_greedy() {
@@ -304,15 +311,7 @@ fn sample_top_k(
     if params.is_greedy() || params.top_k == 0 || params.top_k >= logits.len() {
         return Ok(None);
     }
-    params.validate()?;
-    check_logits(logits)?;
-    let mut l = logits.to_vec();
-    apply_repetition_penalty(&mut l, history, params.repeat_penalty);
-    if let Some(i) = l.iter().position(|&v| v == f32::INFINITY) {
-        return Err(Error::InvalidRequest(format!(
-            "logit {i} overflows under the repetition penalty"
-        )));
-    }
+    let l = penalized(logits, params, history)?;
     let max = l[argmax(&l)];
     let scaled: Vec<f32> = l.iter().map(|&v| (v - max) / params.temperature).collect();
     // top-k as top_k_mask: ≥ the k-th largest

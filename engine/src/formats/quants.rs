@@ -237,21 +237,7 @@ pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
 /// `sc`, min `m`: `y = (d * sc) * q - (dmin * m)`.
 #[inline(always)]
 fn block_q4_k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let dmin = f16_at(b, 2);
-    let scales = &b[4..16];
-    let qs = &b[16..144];
-    for (c, (q, out)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-        let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
-        let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
-        let (d_lo, min_lo) = (d * sc_lo as f32, dmin * m_lo as f32);
-        let (d_hi, min_hi) = (d * sc_hi as f32, dmin * m_hi as f32);
-        let (lo, hi) = out.split_at_mut(32);
-        for l in 0..32 {
-            lo[l] = d_lo * (q[l] & 0x0F) as f32 - min_lo;
-            hi[l] = d_hi * (q[l] >> 4) as f32 - min_hi;
-        }
-    }
+    block_k::<false>(b, y)
 }
 
 /// `block_q5_K` (176 bytes, 256 elements): `d: f16`, `dmin: f16`, `scales: [u8; 12]` (as in
@@ -259,11 +245,20 @@ fn block_q4_k(b: &[u8], y: &mut [f32]) {
 /// and bit 4 from bit `j` of `qh[l]`. `y = (d * sc) * q - (dmin * m)`.
 #[inline(always)]
 fn block_q5_k(b: &[u8], y: &mut [f32]) {
+    block_k::<true>(b, y)
+}
+
+/// Q4_K, or Q5_K (`FIVE`: bit 4 from `qh`).
+#[inline(always)]
+fn block_k<const FIVE: bool>(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let dmin = f16_at(b, 2);
     let scales = &b[4..16];
-    let qh = &b[16..48];
-    let qs = &b[48..176];
+    let (qh, qs) = if FIVE {
+        (&b[16..48], &b[48..176])
+    } else {
+        (&b[0..0], &b[16..144])
+    };
     for (c, (q, out)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
         let (sc_lo, m_lo) = scale_min_k4(2 * c, scales);
         let (sc_hi, m_hi) = scale_min_k4(2 * c + 1, scales);
@@ -271,10 +266,13 @@ fn block_q5_k(b: &[u8], y: &mut [f32]) {
         let (d_hi, min_hi) = (d * sc_hi as f32, dmin * m_hi as f32);
         let (lo, hi) = out.split_at_mut(32);
         for l in 0..32 {
-            let h_lo = ((qh[l] >> (2 * c)) & 1) << 4;
-            let h_hi = ((qh[l] >> (2 * c + 1)) & 1) << 4;
-            lo[l] = d_lo * ((q[l] & 0x0F) | h_lo) as f32 - min_lo;
-            hi[l] = d_hi * ((q[l] >> 4) | h_hi) as f32 - min_hi;
+            let (mut ql, mut qhi) = (q[l] & 0x0F, q[l] >> 4);
+            if FIVE {
+                ql |= ((qh[l] >> (2 * c)) & 1) << 4;
+                qhi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+            }
+            lo[l] = d_lo * ql as f32 - min_lo;
+            hi[l] = d_hi * qhi as f32 - min_hi;
         }
     }
 }
