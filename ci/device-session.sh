@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|kvq8-bench|kvq8-ab}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|kvq8-bench|kvq8-ab}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -390,6 +390,45 @@ quant-check)
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   # shellcheck disable=SC2046
   fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  cat "$OUT/summary.md"
+  ;;
+quant-gpu)
+  # Issue 10's GPU half: the GPU unit tests, every op case at both waves with path coverage
+  # (qgemv.hip: the block types' GEMVs, fused forms, mixed stacks, the dequantized GEMM, the
+  # embedding of quantized tables), the graph test, conformance on the fixtures and on the
+  # quantized fixtures (held as blocks on the device now); then the random-weight benches of
+  # SHAPES (default llama-3.2-1b llama-3.1-8b) in each of QUANTS (default q4_0 q4_k q8_0):
+  # pp512 and tg128, greedy and default sampling.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
+  if [ "${NO_FIXTURES:-0}" != 1 ]; then
+    # shellcheck disable=SC2046
+    fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  fi
+  # The GEMV microbench over the 8B shape's projections per block type (GEMV_QUANTS), and for
+  # each kernel directory of VARIANTS (edited copies of kernels/) over Q4_0.
+  for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
+    start=$SECONDS
+    timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
+      --markdown "$OUT/bench-gemv-8b-$q.md" >"$OUT/bench-gemv-8b-$q.log" 2>&1
+    echo "| bench --gemv 8b $q | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  done
+  for v in ${VARIANTS:-}; do
+    start=$SECONDS
+    timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant q4_0 --kernels "$v" \
+      --markdown "$OUT/bench-gemv-8b-q4_0-$(basename "$v").md" >"$OUT/bench-gemv-$(basename "$v").log" 2>&1
+    echo "| bench --gemv 8b q4_0 variant $v | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  done
+  finish
+  for f in "$OUT"/bench-gemv-*.md; do echo "== $f"; grep -E "^\| llama" "$f" | awk -F'|' '{print $3, $6, $7, $8, $12}'; done
+  for q in ${QUANTS:-q4_0 q4_k q8_0}; do
+    for shape in ${SHAPES:-llama-3.2-1b llama-3.1-8b}; do
+      bench "$shape-$q" --shape "$shape" --quant "$q" --reps 5 --depth 0 --sampling greedy,default
+    done
+  done
+  for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
   cat "$OUT/summary.md"
   ;;
 kvq8-bench)

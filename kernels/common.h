@@ -139,6 +139,19 @@ WF_DEVICE double wf_fma(double a, double b, double c) { return fma(a, b, c); }
 WF_DEVICE double wf_rint(double x) { return rint(x); }
 #endif
 
+// a·b + c with the product rounded before the sum (never contracted into an FMA, which
+// NVRTC and clang may otherwise do): ggml's dequantization formulas (q·d + m).
+WF_DEVICE float wf_mul_add_rn(float a, float b, float c) {
+#if defined(WF_CUDA)
+  return __fadd_rn(__fmul_rn(a, b), c);
+#elif defined(WF_HIP)
+#pragma clang fp contract(off)
+  return a * b + c;
+#else
+  return a * b + c;
+#endif
+}
+
 // Round to nearest, ties away from zero (C's roundf, Rust's f32::round) from rint: x − rint(x)
 // is exact, and ±0.5 only at a tie, where rint went to the even side.
 WF_DEVICE float wf_round_away(float x) {
@@ -454,7 +467,7 @@ WF_DEVICE void wf_sincosf(float a, float* s, float* c) {
 // case reaches which path (engine/src/backend/gpu/coverage.rs holds the table); otherwise it
 // compiles to nothing, so the kernels the engine runs carry no trace of it.
 // ---------------------------------------------------------------------------------------------
-#define WF_COVERAGE_SLOTS 8
+#define WF_COVERAGE_SLOTS 24
 #if defined(WF_COVERAGE)
 extern "C" {
 __device__ unsigned int wf_coverage[WF_COVERAGE_SLOTS];
@@ -740,6 +753,30 @@ WF_DEVICE void store4(uint16_t* p, const float (&v)[4]) {
 WF_DEVICE uint16_t* dynamic_shared_u16() {
   extern WF_SHARED wf_u32x4 wf_dynamic_shared[];
   return (uint16_t*)wf_dynamic_shared;
+}
+
+// The RMSNorm's scale 1/sqrt(mean(x²) + eps) of x (k values), as rms_norm.hip's pass 1
+// computes it with BLOCK = RMS_NORM_BLOCK threads: thread t sums x² over the float4 vectors t,
+// t + BLOCK, … (vec4: x on 16 bytes), then the scalar tail (or, not vec4, over the elements t,
+// t + BLOCK, …); block_sum; every thread gets the scale. The GEMV kernels' fused norm prologues
+// call it, so a fused product sees exactly rms_norm's scale.
+template <int BLOCK>
+WF_DEVICE float rms_scale(const float* x, int k, float eps, bool vec4) {
+  const int t = thread_index();
+  const int n_vec = vec4 ? k / 4 : 0;
+  float ss = 0.0f;
+  for (int i = t; i < n_vec; i += BLOCK) {
+    float v[4];
+    load_f32x4(x + 4 * i, v);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) ss += v[j] * v[j];
+  }
+  for (int i = 4 * n_vec + t; i < k; i += BLOCK) {
+    const float v = x[i];
+    ss += v * v;
+  }
+  ss = block_sum<BLOCK>(ss);
+  return 1.0f / wf_sqrtf(ss / (float)k + eps);
 }
 
 // N f32 values (N a multiple of 4) as N/4 16-byte stores.

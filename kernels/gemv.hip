@@ -81,26 +81,6 @@ WF_DEVICE float rounded_x(float x) {
   return C::load(C::store(x));
 }
 
-// The norm's scale 1/sqrt(mean(x²) + eps), as rms_norm.hip's pass 1 computes it (same
-// partition over GEMV_BLOCK = RMS_NORM_BLOCK threads, same reduction); every thread gets it.
-WF_DEVICE float norm_scale(const float* x, int k, float eps, bool vec4) {
-  const int t = thread_index();
-  const int n_vec = vec4 ? k / 4 : 0;
-  float ss = 0.0f;
-  for (int i = t; i < n_vec; i += GEMV_BLOCK) {
-    float v[4];
-    load_f32x4(x + 4 * i, v);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) ss += v[j] * v[j];
-  }
-  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) {
-    const float v = x[i];
-    ss += v * v;
-  }
-  ss = block_sum<GEMV_BLOCK>(ss);
-  return 1.0f / wf_sqrtf(ss / (float)k + eps);
-}
-
 // The GEMV's input element: x[i], or the norm's output g[i] · (x[i] · scale) (rms_norm's
 // expression), before its rounding to the weight type.
 WF_DEVICE float input_at(const float* x, const float* g, float scale, i64 i) {
@@ -268,7 +248,7 @@ WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const flo
   float scale = 1.0f;
   if (norm_w) {
     WF_PATH(slot, PATH_NORM);
-    scale = norm_scale(x, k, eps, vec4);
+    scale = rms_scale<GEMV_BLOCK>(x, k, eps, vec4);
   }
   Input<C> in = {0, x, norm_w, scale};
   if (staged) {

@@ -49,6 +49,17 @@ pub fn rounded(dtype: DType, mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
+/// `n` elements of the GGUF block type `dtype` as random blocks (values about `scale` in
+/// magnitude, every quant bit pattern reachable): the file's bytes and the values they
+/// dequantize to (exactly, `formats::quants`), which the reference gets.
+pub fn block_values(dtype: DType, n: usize, scale: f32, rng: &mut Rng) -> (Vec<u8>, Vec<f32>) {
+    let blocks = n.div_ceil(dtype.block_elems());
+    let bytes = wavefront::formats::quants::random_blocks(dtype, blocks, scale, || rng.next_u64());
+    let values = wavefront::formats::quants::dequantize(dtype, &bytes, n)
+        .expect("random_blocks gives whole blocks");
+    (bytes, values)
+}
+
 /// Little-endian bytes of `v` in `dtype` (F32, F16, BF16, the KV cache's Q8_0).
 pub fn to_bytes(dtype: DType, v: &[f32]) -> Vec<u8> {
     wavefront::tensor::encode_f32(dtype, v).expect("test data is stored as F32, F16, BF16 or Q8_0")

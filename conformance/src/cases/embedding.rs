@@ -1,4 +1,5 @@
-//! `embedding`: rows of a table in f32/f16/bf16, widened to f32.
+//! `embedding`: rows of a table in f32/f16/bf16, widened to f32, or in a GGUF block type,
+//! dequantized (exactly: the reference gets the dequantized table).
 
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -8,7 +9,7 @@ use wavefront_reference::ops;
 
 use super::Check;
 use crate::compare::compare;
-use crate::harness::{guarded, read_guarded, rounded, upload, Rng};
+use crate::harness::{block_values, guarded, read_guarded, rounded, upload, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +35,14 @@ impl EmbeddingCase {
 
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
         let mut rng = Rng::new(self.seed);
-        let table = rounded(self.dtype, rng.values(self.vocab * self.hidden, 1.0));
+        let (table, t) = if self.dtype.is_quantized() {
+            let (bytes, values) = block_values(self.dtype, self.vocab * self.hidden, 1.0, &mut rng);
+            (values, b.upload(self.dtype, &bytes)?)
+        } else {
+            let table = rounded(self.dtype, rng.values(self.vocab * self.hidden, 1.0));
+            let t = upload(b, self.dtype, &table)?;
+            (table, t)
+        };
         // Include the first and last ids: off-by-one row arithmetic shows there.
         let mut tokens: Vec<u32> = (0..self.n_tokens)
             .map(|_| rng.below(self.vocab) as u32)
@@ -44,7 +52,6 @@ impl EmbeddingCase {
             tokens[1] = 0;
         }
         let n = self.n_tokens * self.hidden;
-        let t = upload(b, self.dtype, &table)?;
         let mut out = guarded(b, DType::F32, n)?;
         let p = EmbeddingParams {
             vocab: self.vocab,
@@ -88,6 +95,17 @@ pub fn grid() -> Vec<EmbeddingCase> {
                 seed: 11,
             });
         }
+    }
+    // Block types: rows of whole blocks (256 elements: a K-quant super-block, eight 32-blocks),
+    // the first and last ids among them.
+    for dtype in DType::WEIGHT_BLOCKS {
+        g.push(EmbeddingCase {
+            vocab: 37,
+            hidden: 512,
+            n_tokens: 5,
+            dtype,
+            seed: 11,
+        });
     }
     g
 }

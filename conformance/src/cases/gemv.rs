@@ -13,12 +13,13 @@
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;
 use wavefront::backend::{Backend, LinearParams, PreNorm};
+use wavefront::tensor::{HostTensor, Storage};
 use wavefront::{DType, Result};
 use wavefront_reference::ops;
 
 use super::{Check, Op};
 use crate::compare::compare;
-use crate::harness::{guarded, read_guarded, rounded, upload, with_guard, Rng};
+use crate::harness::{block_values, guarded, read_guarded, rounded, upload, with_guard, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 /// Which op a case calls.
@@ -40,6 +41,9 @@ pub struct GemvCase {
     /// Output features of each stacked matrix (`[inter]` for the gate/up form).
     pub parts: Vec<usize>,
     pub weight: DType,
+    /// The last stacked matrix's type when it differs from `weight` (GGUF block types: a mixed
+    /// stack, as a Q4_K_M file's Q4_K query and key with its Q6_K value).
+    pub last: Option<DType>,
     pub bias: bool,
     /// The RMSNorm prologue (`norm_linear_stacked`, `norm_gate_up_swiglu`; not with `Linear`).
     pub norm: bool,
@@ -74,6 +78,9 @@ impl GemvCase {
             parts.join("+"),
             self.weight
         );
+        if let Some(last) = self.last {
+            s.push_str(&format!(",last={last}"));
+        }
         if self.bias {
             s.push_str(",bias");
         }
@@ -140,6 +147,49 @@ impl GemvCase {
         self.tolerance_for(b.matmul_input_dtype(self.weight))
     }
 
+    /// The stacked weight (`mats` rows of K) as the reference sees it and the backend's tensor:
+    /// 16/32-bit values rounded to `weight`; GGUF blocks as the file holds them (one upload, or
+    /// with `last` a stack of two types through `upload_stack`), the reference getting their
+    /// exact dequantized values.
+    fn weights<B: Backend>(
+        &self,
+        b: &B,
+        mats: &[usize],
+        rng: &mut Rng,
+    ) -> Result<(Vec<f32>, B::Tensor)> {
+        let k = self.in_features;
+        let total: usize = mats.iter().sum();
+        let scale = 1.0 / (k as f32).sqrt();
+        if !self.weight.is_quantized() {
+            let w = rounded(self.weight, rng.values(total * k, scale));
+            let t = upload(b, self.weight, &w)?;
+            return Ok((w, t));
+        }
+        let Some(last) = self.last else {
+            let (bytes, w) = block_values(self.weight, total * k, scale, rng);
+            return Ok((w, b.upload(self.weight, &bytes)?));
+        };
+        let mut values = Vec::new();
+        let mut parts = Vec::new();
+        for (i, &m) in mats.iter().enumerate() {
+            let dtype = if i + 1 == mats.len() {
+                last
+            } else {
+                self.weight
+            };
+            let (bytes, w) = block_values(dtype, m * k, scale, rng);
+            values.extend_from_slice(&w);
+            parts.push(HostTensor {
+                name: format!("part{i}"),
+                dtype,
+                shape: vec![m, k],
+                storage: Storage::Owned(std::sync::Arc::new(bytes)),
+            });
+        }
+        let refs: Vec<&HostTensor> = parts.iter().collect();
+        Ok((values, b.upload_stack(&refs)?))
+    }
+
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
         let mut rng = Rng::new(self.seed);
         let (n, k) = (self.rows, self.in_features);
@@ -150,7 +200,7 @@ impl GemvCase {
         };
         let total: usize = mats.iter().sum();
         let x = rng.values(n * k, 1.0);
-        let w = rounded(self.weight, rng.values(total * k, 1.0 / (k as f32).sqrt()));
+        let (w, wt) = self.weights(b, &mats, &mut rng)?;
         let bias = rng.values(total, 0.5);
         // The norm's weights (around 1, as trained models' are) and eps.
         let g: Vec<f32> = rng.values(k, 0.5).iter().map(|v| 1.0 + v).collect();
@@ -158,7 +208,6 @@ impl GemvCase {
         // The values the residual form adds into.
         let prior = rng.values(n * self.parts[0], 1.0);
         let mut xt = upload(b, DType::F32, &x)?;
-        let wt = upload(b, self.weight, &w)?;
         let bt = upload(b, DType::F32, &bias)?;
         let bias_t = self.bias.then_some(&bt);
 
@@ -262,6 +311,7 @@ pub fn grid() -> Vec<GemvCase> {
         in_features,
         parts: parts.to_vec(),
         weight,
+        last: None,
         bias,
         norm: false,
         residual: false,
@@ -361,6 +411,51 @@ pub fn grid() -> Vec<GemvCase> {
         g.push(case(GemvOp::GateUp, 4, 96, &[40], weight, false));
         g.push(case(GemvOp::GateUp, 1, 96, &[40], weight, false));
     }
+    // GGUF block types (qgemv.hip at one row, dequantize + f16 GEMM past it), K whole
+    // K-quant super-blocks: one row of an odd M (a wave with one live row of its two); QKV
+    // with the norm prologue and a bias (every output part); the residual epilogue and the
+    // gate/up form with K = 7424 past one LDS tile of 7168 (a second staging); gate/up with
+    // the norm; rows > 1 through the dequantized GEMM, stacked with a bias and gate/up.
+    let mixed = |c: GemvCase, last| GemvCase {
+        last: Some(last),
+        ..c
+    };
+    for weight in DType::WEIGHT_BLOCKS {
+        g.push(case(GemvOp::Linear, 1, 512, &[37], weight, false));
+        g.push(normed(case(
+            GemvOp::Stacked,
+            1,
+            512,
+            &[24, 8, 8],
+            weight,
+            true,
+        )));
+        g.push(residual(case(GemvOp::Linear, 1, 7424, &[9], weight, true)));
+        g.push(case(GemvOp::GateUp, 1, 7424, &[5], weight, false));
+        g.push(normed(case(GemvOp::GateUp, 1, 512, &[24], weight, false)));
+        g.push(case(GemvOp::Stacked, 3, 256, &[48, 16, 16], weight, true));
+        g.push(case(GemvOp::GateUp, 2, 256, &[40], weight, false));
+    }
+    // Mixed stacks (a Q4_K_M file's types): one launch per segment, the norm in each; gate and
+    // up of two types through two products and the swiglu kernel; the GEMM route per part.
+    let (q4k, q6k) = (DType::Q4_K, DType::Q6_K);
+    g.push(mixed(
+        normed(case(GemvOp::Stacked, 1, 512, &[24, 8, 8], q4k, true)),
+        q6k,
+    ));
+    g.push(mixed(
+        case(GemvOp::Stacked, 1, 256, &[16, 16], q4k, false),
+        q6k,
+    ));
+    g.push(mixed(
+        normed(case(GemvOp::GateUp, 1, 512, &[24], q4k, false)),
+        q6k,
+    ));
+    g.push(mixed(
+        case(GemvOp::Stacked, 3, 256, &[48, 16, 16], q4k, true),
+        q6k,
+    ));
+    g.push(mixed(case(GemvOp::GateUp, 2, 256, &[40], q4k, false), q6k));
     g
 }
 
@@ -391,6 +486,7 @@ pub fn strategy() -> impl Strategy<Value = GemvCase> {
                     in_features,
                     parts,
                     weight,
+                    last: None,
                     bias: bias && op != GemvOp::GateUp,
                     norm: fused && op != GemvOp::Linear,
                     residual: fused && op == GemvOp::Linear,

@@ -3,14 +3,13 @@
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use wavefront::backend::{Backend, LinearParams, LogitsParams};
-use wavefront::formats::quants;
 use wavefront::model::WeightStorage;
 use wavefront::{DType, Result};
 use wavefront_reference::ops;
 
 use super::{Check, Op};
 use crate::compare::compare;
-use crate::harness::{guarded, read_guarded, rounded, upload, Rng};
+use crate::harness::{block_values, guarded, read_guarded, rounded, upload, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,10 +80,7 @@ impl LinearCase {
             let t = upload(b, self.weight, &w)?;
             return Ok((w, t));
         }
-        let blocks = (m * k).div_ceil(self.weight.block_elems());
-        let bytes = quants::random_blocks(self.weight, blocks, scale, || rng.next_u64());
-        let w = quants::dequantize(self.weight, &bytes, m * k)
-            .map_err(wavefront::Error::InvalidRequest)?;
+        let (bytes, w) = block_values(self.weight, m * k, scale, rng);
         let stored = self.stored(b);
         if stored == self.weight {
             let t = b.upload(stored, &bytes)?;

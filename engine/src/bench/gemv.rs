@@ -64,9 +64,9 @@ impl Projection {
         }
     }
 
-    /// Bytes of bf16 weight one call reads.
-    pub fn weight_bytes(&self) -> usize {
-        self.rows() * self.k * DType::BF16.block_bytes()
+    /// Bytes of weight one call reads when W is of `dtype` (bf16, or a GGUF block type).
+    pub fn weight_bytes(&self, dtype: DType) -> usize {
+        dtype.bytes_for(self.rows() * self.k)
     }
 
     /// `576+192+192 x 576`, `2·1536 x 576`.
@@ -129,8 +129,14 @@ pub struct GemvRow {
 }
 
 impl GemvRow {
-    fn new(model: &str, p: Projection, gemv_ms: f64, blas_ms: f64, copy_gb_s: f64) -> Self {
-        let bytes = p.weight_bytes();
+    fn new(
+        model: &str,
+        p: Projection,
+        weight: DType,
+        (gemv_ms, blas_ms): (f64, f64),
+        copy_gb_s: f64,
+    ) -> Self {
+        let bytes = p.weight_bytes(weight);
         let gb_s = |ms: f64| bytes as f64 / (ms * 1e-3) / 1e9;
         let (g, b) = (gb_s(gemv_ms), gb_s(blas_ms));
         GemvRow {
@@ -156,15 +162,31 @@ pub struct GemvReport {
     pub copy_gb_s: f64,
     /// Timed repetitions per side (after one warm-up).
     pub reps: usize,
+    /// The weights' type: bf16, or a GGUF block type (`--quant`).
+    #[serde(serialize_with = "dtype_name")]
+    pub weight: DType,
     pub rows: Vec<GemvRow>,
     pub kernels: Vec<KernelSource>,
+}
+
+fn dtype_name<S: serde::Serializer>(d: &DType, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(d.name())
 }
 
 impl GemvReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "GEMV microbenchmark, batch 1, bf16 weights | backend: {} | device: {} | copy bandwidth: {:.1} GB/s | median of {} reps after a warm-up, each rep one call per weight copy back to back (≥ 150 MB of weights, past the L2); custom: the decode step's fused form (norm prologue for qkv and gate_up, residual epilogue for o_proj and down); BLAS: the same with separate rms_norm / convert / GEMM / add; GB/s = weight bytes / time; ratio = custom time / BLAS time\n\n",
-            self.backend, self.device, self.copy_gb_s, self.reps
+            "GEMV microbenchmark, batch 1, {} weights | backend: {} | device: {} | copy bandwidth: {:.1} GB/s | median of {} reps after a warm-up, each rep one call per weight copy back to back (≥ 150 MB of weights, past the L2); custom: the decode step's fused form (norm prologue for qkv and gate_up, residual epilogue for o_proj and down); BLAS: the same with separate rms_norm / convert{} / GEMM / add; GB/s = weight bytes / time; ratio = custom time / BLAS time\n\n",
+            self.weight.name().to_lowercase(),
+            self.backend,
+            self.device,
+            self.copy_gb_s,
+            self.reps,
+            if self.weight.is_quantized() {
+                " / dequantize to f16"
+            } else {
+                ""
+            }
         );
         if let Some(k) = crate::backend::describe_kernels(&self.kernels) {
             s.push_str(&format!("kernels: {k}\n\n"));
@@ -235,16 +257,23 @@ fn outputs(b: &GpuBackend, parts: &[usize]) -> Result<Vec<GpuTensor>> {
     parts.iter().map(|&m| b.alloc(DType::F32, m)).collect()
 }
 
+/// Random weights of `dtype` for `p`: bf16 bytes, or valid blocks of a GGUF block type (values
+/// up to 1/√k, as the random models'), from `seed`.
+fn random_weights(p: &Projection, dtype: DType, seed: u64) -> Vec<u8> {
+    if !dtype.is_quantized() {
+        return random_bf16_bytes(p.rows() * p.k, seed);
+    }
+    let mut rng = crate::sampler::CoinRng::new(seed);
+    let blocks = (p.rows() * p.k).div_ceil(dtype.block_elems());
+    let scale = 1.0 / (p.k as f32).sqrt();
+    crate::formats::quants::random_blocks(dtype, blocks, scale, || rng.next_u64())
+}
+
 /// Times one projection both ways, as the decode step runs it.
-fn measure(b: &GpuBackend, p: &Projection, reps: usize) -> Result<(f64, f64)> {
-    let n = copies(p.weight_bytes());
+fn measure(b: &GpuBackend, p: &Projection, weight: DType, reps: usize) -> Result<(f64, f64)> {
+    let n = copies(p.weight_bytes(weight));
     let ws = (0..n)
-        .map(|i| {
-            b.upload(
-                DType::BF16,
-                &random_bf16_bytes(p.rows() * p.k, 7 + i as u64),
-            )
-        })
+        .map(|i| b.upload(weight, &random_weights(p, weight, 7 + i as u64)))
         .collect::<Result<Vec<_>>>()?;
     let mut x = b.upload_f32(&crate::formats::random::values(p.k, 3))?;
     let g = b.upload_f32(&vec![1.0; p.k])?;
@@ -320,8 +349,9 @@ fn measure(b: &GpuBackend, p: &Projection, reps: usize) -> Result<(f64, f64)> {
 }
 
 /// Runs the GEMV microbenchmark for the model shapes `shapes` (names of
-/// [`crate::formats::random::shape`]) with at least [`MIN_REPS`] repetitions per side.
-pub fn run(b: &GpuBackend, shapes: &[&str], reps: usize) -> Result<GemvReport> {
+/// [`crate::formats::random::shape`]) with at least [`MIN_REPS`] repetitions per side, weights
+/// of `weight` (bf16, or a GGUF block type whose blocks divide every row).
+pub fn run(b: &GpuBackend, shapes: &[&str], reps: usize, weight: DType) -> Result<GemvReport> {
     let configs = shapes
         .iter()
         .map(|s| crate::formats::random::shape(s).map(|c| (*s, c)))
@@ -336,8 +366,8 @@ pub fn run(b: &GpuBackend, shapes: &[&str], reps: usize) -> Result<GemvReport> {
     let mut rows = Vec::new();
     for (name, c) in configs {
         for p in projections(&c) {
-            let (gemv, blas) = measure(b, &p, reps)?;
-            rows.push(GemvRow::new(name, p, gemv, blas, copy_gb_s));
+            let times = measure(b, &p, weight, reps)?;
+            rows.push(GemvRow::new(name, p, weight, times, copy_gb_s));
         }
     }
     Ok(GemvReport {
@@ -345,6 +375,7 @@ pub fn run(b: &GpuBackend, shapes: &[&str], reps: usize) -> Result<GemvReport> {
         device: b.device(),
         copy_gb_s,
         reps,
+        weight,
         rows,
         kernels: b.kernel_sources(),
     })
@@ -372,9 +403,10 @@ mod tests {
             ]
         );
         // One layer's matrices + the head: what a decode step reads per layer (and once).
-        let layer: usize = p[..4].iter().map(Projection::weight_bytes).sum();
+        let layer: usize = p[..4].iter().map(|q| q.weight_bytes(DType::BF16)).sum();
         assert_eq!(layer, 2 * (576 * 960 + 576 * 576 + 3 * 576 * 1536));
-        assert_eq!(p[4].weight_bytes(), 2 * 49152 * 576);
+        assert_eq!(p[4].weight_bytes(DType::BF16), 2 * 49152 * 576);
+        assert_eq!(p[4].weight_bytes(DType::Q4_0), 49152 * 576 / 32 * 18);
         // The 8B shape: GQA 32/8 heads of 128, intermediate 14336.
         let c = crate::formats::random::shape("llama-3.1-8b").unwrap();
         let p = projections(&c);
@@ -401,7 +433,7 @@ mod tests {
     fn the_table_has_a_row_per_projection_with_its_rates() {
         let c = crate::formats::random::shape("smollm2-135m").unwrap();
         let p = projections(&c).remove(0); // 960 x 576 bf16 = 1.10592 MB
-        let row = GemvRow::new("smollm2-135m", p, 0.001, 0.004, 2000.0);
+        let row = GemvRow::new("smollm2-135m", p, DType::BF16, (0.001, 0.004), 2000.0);
         assert!((row.gemv_gb_s - 1105.92).abs() < 1e-6, "{}", row.gemv_gb_s);
         assert!((row.blas_gb_s - 276.48).abs() < 1e-6);
         assert!((row.gemv_pct_copy - 55.296).abs() < 1e-9);
@@ -411,6 +443,7 @@ mod tests {
             device: "test".into(),
             copy_gb_s: 2000.0,
             reps: 20,
+            weight: DType::BF16,
             rows: vec![row],
             kernels: vec![],
         };

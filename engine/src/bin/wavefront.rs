@@ -447,7 +447,14 @@ fn bench_gemv(args: &BenchArgs) -> Result<()> {
              neither (run it with a usable GPU, --backend gpu or auto)"
         );
     };
-    let report = wavefront::bench::gemv::run(&b, &shapes, args.reps)?;
+    let weight = args.quant.map_or(DType::BF16, Quant::dtype);
+    for s in &shapes {
+        let config = wavefront::formats::random::shape(s)?;
+        wavefront::formats::random::quantizable(&config, weight).map_err(|e| {
+            anyhow::anyhow!("--quant {}: {e} (in {s})", weight.name().to_lowercase())
+        })?;
+    }
+    let report = wavefront::bench::gemv::run(&b, &shapes, args.reps, weight)?;
     write_report(args, &report.markdown(), &report)
 }
 
@@ -665,12 +672,13 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
         "weights:      {:.1} MiB as stored",
         mib(model.weight_bytes())
     );
-    // As each backend holds them: the CPU keeps GGUF blocks as they are; the GPU (until its
-    // quantized kernels land) holds matrices in 16 bits. Norm weights and biases in f32.
+    // As each backend holds them: both keep GGUF blocks as they are (the GPU in its split
+    // layout, the same bytes); other matrices in 16 bits on a GPU, f32 on the CPU. Norm
+    // weights and biases in f32.
     let cpu = WeightStorage::of(&CpuBackend::default());
-    let gpu = WeightStorage::from(DType::F16);
+    let gpu = wavefront::backend::gpu::WEIGHT_STORAGE;
     println!(
-        "memory:       {:.1} MiB of weights as loaded on the CPU (block types kept), {:.1} MiB on a GPU (16-bit matrices)",
+        "memory:       {:.1} MiB of weights as loaded on the CPU, {:.1} MiB on a GPU",
         mib(cpu.loaded_bytes(&model)),
         mib(gpu.loaded_bytes(&model))
     );

@@ -13,7 +13,7 @@ use super::{bad, GpuBackend};
 use crate::error::Result;
 
 /// Slots per module (`WF_COVERAGE_SLOTS` in common.h).
-pub const SLOTS: usize = 8;
+pub const SLOTS: usize = 24;
 
 /// One kernel's coverage slot in its file's module and its paths, bit `i` = `paths[i]` (the
 /// order of the file's `enum ...Path`; an empty name: a path of the file this kernel cannot
@@ -42,6 +42,11 @@ const GEMV: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
 ];
 const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds"];
+const QGEMV: &[&str] = &[
+    "main", "tiles", "norm", "bias", "out0", "out1", "out2", "residual",
+];
+const QGEMV_SWIGLU: &[&str] = &["main", "tiles", "norm"];
+const DEQUANT: &[&str] = &["rows", "ids", "f16"];
 
 const fn k(
     kernel: &'static str,
@@ -159,6 +164,31 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_bf16", "gemv.hip", 1, GEMV),
     k("gemv_swiglu_f16", "gemv.hip", 2, GEMV_SWIGLU),
     k("gemv_swiglu_bf16", "gemv.hip", 3, GEMV_SWIGLU),
+    // qgemv.hip: slot 3·type + form, types in DType::WEIGHT_BLOCKS' order
+    k("qgemv_q8_0", "qgemv.hip", 0, QGEMV),
+    k("qgemv_swiglu_q8_0", "qgemv.hip", 1, QGEMV_SWIGLU),
+    k("dequant_q8_0", "qgemv.hip", 2, DEQUANT),
+    k("qgemv_q4_0", "qgemv.hip", 3, QGEMV),
+    k("qgemv_swiglu_q4_0", "qgemv.hip", 4, QGEMV_SWIGLU),
+    k("dequant_q4_0", "qgemv.hip", 5, DEQUANT),
+    k("qgemv_q4_1", "qgemv.hip", 6, QGEMV),
+    k("qgemv_swiglu_q4_1", "qgemv.hip", 7, QGEMV_SWIGLU),
+    k("dequant_q4_1", "qgemv.hip", 8, DEQUANT),
+    k("qgemv_q5_0", "qgemv.hip", 9, QGEMV),
+    k("qgemv_swiglu_q5_0", "qgemv.hip", 10, QGEMV_SWIGLU),
+    k("dequant_q5_0", "qgemv.hip", 11, DEQUANT),
+    k("qgemv_q5_1", "qgemv.hip", 12, QGEMV),
+    k("qgemv_swiglu_q5_1", "qgemv.hip", 13, QGEMV_SWIGLU),
+    k("dequant_q5_1", "qgemv.hip", 14, DEQUANT),
+    k("qgemv_q4_k", "qgemv.hip", 15, QGEMV),
+    k("qgemv_swiglu_q4_k", "qgemv.hip", 16, QGEMV_SWIGLU),
+    k("dequant_q4_k", "qgemv.hip", 17, DEQUANT),
+    k("qgemv_q5_k", "qgemv.hip", 18, QGEMV),
+    k("qgemv_swiglu_q5_k", "qgemv.hip", 19, QGEMV_SWIGLU),
+    k("dequant_q5_k", "qgemv.hip", 20, DEQUANT),
+    k("qgemv_q6_k", "qgemv.hip", 21, QGEMV),
+    k("qgemv_swiglu_q6_k", "qgemv.hip", 22, QGEMV_SWIGLU),
+    k("dequant_q6_k", "qgemv.hip", 23, DEQUANT),
     k(
         "sample_pick",
         "sampling.hip",
@@ -398,6 +428,7 @@ mod tests {
                 + 4
                 + 2 * 10
                 + 2 * 5
+                + 8 * (8 + 3 + 3)
                 + 8
                 + 2
                 + 3

@@ -17,6 +17,7 @@ pub mod coverage;
 mod device;
 pub mod module;
 mod ops;
+pub mod quant;
 pub mod step;
 #[cfg(test)]
 mod tests;
@@ -103,11 +104,14 @@ impl Drop for GpuBuffer {
     }
 }
 
-/// A device tensor: `len` elements of `dtype` in one allocation.
+/// A device tensor: `len` elements of `dtype` in one allocation. A GGUF block type is held in
+/// the split layout of `kernels/qgemv.hip` ([`quant`]), one segment per stacked part (a mixed
+/// stack's parts have their own types; `dtype` is the first part's).
 pub struct GpuTensor {
     buf: GpuBuffer,
     dtype: DType,
     len: usize,
+    segs: Vec<quant::QuantSeg>,
 }
 
 impl GpuTensor {
@@ -123,6 +127,11 @@ impl GpuTensor {
 
     pub fn bytes(&self) -> usize {
         self.buf.bytes
+    }
+
+    /// The segments of a block-quantized tensor (empty for any other).
+    pub fn quant_segs(&self) -> &[quant::QuantSeg] {
+        &self.segs
     }
 }
 
@@ -146,6 +155,14 @@ impl std::fmt::Debug for GpuTensor {
     }
 }
 
+/// How the GPU backend holds a model's weights ([`Backend::native_weight_dtypes`] and
+/// friends, known without opening a device: `wavefront info`).
+pub const WEIGHT_STORAGE: crate::model::WeightStorage = crate::model::WeightStorage {
+    dtype: DType::BF16,
+    native: &DType::WEIGHT_BLOCKS,
+    mixed_stacks: true,
+};
+
 /// Grow-only device scratch reused by ops (stream order makes reuse safe).
 #[derive(Default)]
 struct Scratch {
@@ -157,6 +174,8 @@ struct Scratch {
     argmax: Option<GpuBuffer>,
     /// `Backend::sample`'s step block (32 bytes) and history (i32 ids).
     sample_step: Option<GpuBuffer>,
+    /// Block-quantized weights dequantized to f16 for the prefill GEMM (`ops::qgemv`).
+    dequant: Option<GpuBuffer>,
     /// `sample_step`'s workspace, for the largest vocabulary sampled so far.
     sampler: Option<ops::sampling::SamplerWorkspace>,
 }
@@ -175,7 +194,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 38] = [
+pub const ABI_KERNELS: [&str; 62] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -211,6 +230,30 @@ pub const ABI_KERNELS: [&str; 38] = [
     "gemv_bf16",
     "gemv_swiglu_f16",
     "gemv_swiglu_bf16",
+    "qgemv_q8_0",
+    "qgemv_q4_0",
+    "qgemv_q4_1",
+    "qgemv_q5_0",
+    "qgemv_q5_1",
+    "qgemv_q4_k",
+    "qgemv_q5_k",
+    "qgemv_q6_k",
+    "qgemv_swiglu_q8_0",
+    "qgemv_swiglu_q4_0",
+    "qgemv_swiglu_q4_1",
+    "qgemv_swiglu_q5_0",
+    "qgemv_swiglu_q5_1",
+    "qgemv_swiglu_q4_k",
+    "qgemv_swiglu_q5_k",
+    "qgemv_swiglu_q6_k",
+    "dequant_q8_0",
+    "dequant_q4_0",
+    "dequant_q4_1",
+    "dequant_q5_0",
+    "dequant_q5_1",
+    "dequant_q4_k",
+    "dequant_q5_k",
+    "dequant_q6_k",
     "sample_prep",
     "sample_topk",
     "sample_pick",
@@ -462,7 +505,22 @@ impl GpuBackend {
             buf: GpuBuffer::new(&self.vendor, bytes)?,
             dtype,
             len,
+            segs: Vec::new(),
         })
+    }
+
+    /// A block-quantized tensor from split-layout bytes and their segments.
+    fn quant_tensor(&self, bytes: &[u8], segs: Vec<quant::QuantSeg>) -> Result<GpuTensor> {
+        let t = GpuTensor {
+            buf: GpuBuffer::new(&self.vendor, bytes.len().max(1))?,
+            dtype: segs.first().map_or(DType::Q8_0, |s| s.dtype),
+            len: segs.iter().map(|s| s.elems).sum(),
+            segs,
+        };
+        if !bytes.is_empty() {
+            self.vendor.htod(t.ptr(), bytes)?;
+        }
+        Ok(t)
     }
 
     /// Records the work `f` queues into a graph instead of running it (`f` must not wait for
@@ -594,7 +652,34 @@ impl Backend for GpuBackend {
     }
 
     fn weight_dtype(&self) -> DType {
-        DType::BF16
+        WEIGHT_STORAGE.dtype
+    }
+
+    /// Every GGUF weight block type, in the split layout of `kernels/qgemv.hip`.
+    fn native_weight_dtypes(&self) -> &'static [DType] {
+        WEIGHT_STORAGE.native
+    }
+
+    fn mixed_stacks(&self) -> bool {
+        WEIGHT_STORAGE.mixed_stacks
+    }
+
+    fn upload_stack(&self, parts: &[&crate::tensor::HostTensor]) -> Result<GpuTensor> {
+        let views: Vec<(DType, &[u8])> = parts.iter().map(|t| (t.dtype, t.bytes())).collect();
+        let (bytes, segs) = quant::stack(&views).ok_or_else(|| {
+            let names: Vec<String> = parts
+                .iter()
+                .map(|t| format!("{} ({}, {} bytes)", t.name, t.dtype, t.bytes().len()))
+                .collect();
+            bad(
+                "upload_stack",
+                format!(
+                    "{} are not whole blocks of GGUF block types",
+                    names.join(", ")
+                ),
+            )
+        })?;
+        self.quant_tensor(&bytes, segs)
     }
 
     fn kernel_sources(&self) -> Vec<crate::backend::KernelSource> {
@@ -602,8 +687,15 @@ impl Backend for GpuBackend {
     }
 
     /// Activations are converted to the weights' type for the BLAS GEMM (e.g. bf16 × bf16 → f32).
+    /// Over block-quantized weights the GEMV keeps them f32, and the GEMM (rows > 1) takes x
+    /// and the dequantized weights both rounded to f16: each product then carries at most two
+    /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states.
     fn matmul_input_dtype(&self, weight: DType) -> DType {
-        weight
+        if quant::quant_range(weight).is_some() {
+            DType::F16
+        } else {
+            weight
+        }
     }
 
     fn alloc(&self, dtype: DType, n: usize) -> Result<GpuTensor> {
@@ -613,6 +705,18 @@ impl Backend for GpuBackend {
     }
 
     fn upload(&self, dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
+        if quant::quant_range(dtype).is_some() {
+            let (split, seg) = quant::split(dtype, bytes, 0).ok_or_else(|| {
+                bad(
+                    "upload",
+                    format!(
+                        "{} bytes is not a whole number of {dtype} blocks",
+                        bytes.len()
+                    ),
+                )
+            })?;
+            return self.quant_tensor(&split, vec![seg]);
+        }
         let size = dtype.block_bytes();
         if (dtype.is_quantized() && dtype != DType::Q8_0Kv) || !bytes.len().is_multiple_of(size) {
             return Err(bad(
@@ -638,6 +742,22 @@ impl Backend for GpuBackend {
                 "download",
                 format!("elements {start}..+{n} of a tensor of {}", t.len),
             ));
+        }
+        if !t.segs.is_empty() {
+            // Every segment back in the file's layout, decoded (tests and reports only).
+            let mut all = vec![0u8; t.buf.bytes];
+            self.vendor.dtoh(&mut all, t.ptr())?;
+            let mut out = Vec::with_capacity(t.len);
+            for seg in &t.segs {
+                let nbytes = seg.dtype.bytes_for(seg.elems);
+                let at = seg.qa as usize;
+                let file = quant::join(seg.dtype, &all[at..at + nbytes])
+                    .ok_or_else(|| bad("download", format!("a {} segment", seg.dtype)))?;
+                let v = crate::formats::quants::dequantize(seg.dtype, &file, seg.elems)
+                    .map_err(|e| bad("download", e))?;
+                out.extend_from_slice(&v);
+            }
+            return Ok(out[start..start + n].to_vec());
         }
         if t.dtype == DType::Q8_0Kv {
             // Whole superblocks around the range, decoded.
@@ -689,7 +809,7 @@ impl Backend for GpuBackend {
             && offset
                 .checked_add(src.len())
                 .is_some_and(|end| end.div_ceil(be) <= dst.len().div_ceil(be));
-        if src.dtype() != dst.dtype() || !fits {
+        if src.dtype() != dst.dtype() || !fits || !src.segs.is_empty() || !dst.segs.is_empty() {
             return Err(bad(
                 "copy",
                 format!(

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::ops::sampling::{launch_sample_step, SamplerWorkspace};
 use super::vendor::{EventHandle, Vendor};
 use super::{bad, GpuBackend, GpuBuffer, GpuTensor};
-use crate::backend::{check_tensor, EmbeddingParams, TensorInfo};
+use crate::backend::{check_tensor, EmbeddingParams};
 use crate::error::{Error, Result};
 use crate::sampler::SamplingParams;
 use crate::tensor::DType;
@@ -257,13 +257,12 @@ impl GpuStep {
                 format!("vocab {}, the step was made for {}", p.vocab, self.vocab),
             ));
         }
-        let any = &[DType::F32, DType::F16, DType::BF16];
-        check_tensor("gpu", OP, "table", table, p.vocab * p.hidden, any)?;
+        let tables = super::ops::embedding::TABLES;
+        check_tensor("gpu", OP, "table", table, p.vocab * p.hidden, tables)?;
         check_tensor("gpu", OP, "out", out, p.hidden, &[DType::F32])?;
         super::ops::embedding::launch_embedding(
             b,
-            table.dtype(),
-            table.ptr(),
+            table,
             self.block.ptr,
             out.ptr(),
             1,

@@ -1,4 +1,5 @@
-//! Token embedding: `out (n_tokens, hidden) = table[tokens]`, converted to f32 on the device.
+//! Token embedding: `out (n_tokens, hidden) = table[tokens]`, converted to f32 on the device
+//! (a block-quantized table: its rows dequantized exactly, `dequant_{T}` of qgemv.hip).
 
 use super::suffix;
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
@@ -17,8 +18,7 @@ pub(in crate::backend::gpu) fn embedding(
     out: &mut GpuTensor,
     p: EmbeddingParams,
 ) -> Result<()> {
-    let any = &[DType::F32, DType::F16, DType::BF16];
-    check_tensor("gpu", OP, "table", table, p.vocab * p.hidden, any)?;
+    check_tensor("gpu", OP, "table", table, p.vocab * p.hidden, TABLES)?;
     check_tensor(
         "gpu",
         OP,
@@ -58,8 +58,7 @@ pub(in crate::backend::gpu) fn embedding(
     b.vendor.htod(ids_ptr, &ids)?;
     launch_embedding(
         b,
-        table.dtype(),
-        table.ptr(),
+        table,
         ids_ptr,
         out.ptr(),
         n_tokens,
@@ -68,26 +67,45 @@ pub(in crate::backend::gpu) fn embedding(
     )
 }
 
-/// `embedding_{T}`: one block of 256 threads per token.
-#[allow(clippy::too_many_arguments)]
+/// Table types the embedding reads.
+pub(in crate::backend::gpu) const TABLES: &[DType] = &[
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
+/// `embedding_{T}`: one block of 256 threads per token; a block-quantized table through
+/// `dequant_{T}` with the ids (one block per token as well).
 pub(in crate::backend::gpu) fn launch_embedding(
     b: &GpuBackend,
-    dtype: DType,
-    table: DevicePtr,
+    table: &GpuTensor,
     tokens: DevicePtr,
     out: DevicePtr,
     n_tokens: i32,
     hidden: i32,
     vocab: i32,
 ) -> Result<()> {
-    let name = format!("embedding_{}", suffix(OP, dtype)?);
+    if let [seg] = table.quant_segs() {
+        let rows = super::qgemv::Rows::Ids { ids: tokens, vocab };
+        let (n, k) = (n_tokens.max(0) as usize, hidden.max(0) as usize);
+        return super::qgemv::launch_dequant(b, OP, seg, table.ptr(), rows, n, k, out, false);
+    }
+    let name = format!("embedding_{}", suffix(OP, table.dtype())?);
     let cfg = LaunchConfig {
         grid: (n_tokens as u32, 1, 1),
         block: (256, 1, 1),
         shared_bytes: 0,
     };
     let args = [
-        KernelArg::Ptr(table),
+        KernelArg::Ptr(table.ptr()),
         KernelArg::Ptr(tokens),
         KernelArg::Ptr(out),
         KernelArg::I32(n_tokens),

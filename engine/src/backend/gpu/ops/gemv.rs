@@ -35,7 +35,9 @@ pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 1;
 
 /// Whether a product of `rows` input rows with `w_dtype` weights runs on the GEMV kernels.
 pub(in crate::backend::gpu) fn uses_gemv(rows: usize, w_dtype: DType) -> bool {
-    rows <= GEMV_MAX_ROWS && matches!(w_dtype, DType::F16 | DType::BF16)
+    rows <= GEMV_MAX_ROWS
+        && (matches!(w_dtype, DType::F16 | DType::BF16)
+            || crate::backend::gpu::quant::quant_range(w_dtype).is_some())
 }
 
 /// One wave per output row: `ceil(rows / (GEMV_BLOCK / wave))` blocks of `GEMV_BLOCK`.
@@ -208,6 +210,8 @@ mod tests {
         assert!(uses_gemv(1, DType::BF16) && uses_gemv(1, DType::F16));
         assert!(!uses_gemv(2, DType::BF16), "prefill stays on BLAS");
         assert!(!uses_gemv(1, DType::F32), "f32 weights stay on BLAS");
+        assert!(uses_gemv(1, DType::Q4_K), "block types: qgemv.hip");
+        assert!(!uses_gemv(2, DType::Q4_0), "prefill: dequantize + GEMM");
         assert_eq!(kernel_name("t", "gemv", DType::F16).unwrap(), "gemv_f16");
         assert_eq!(
             kernel_name("t", "gemv_swiglu", DType::BF16).unwrap(),

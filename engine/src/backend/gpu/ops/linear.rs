@@ -8,6 +8,8 @@
 
 use super::elementwise::{launch_bias_add, launch_convert, launch_swiglu};
 use super::gemv::{launch_gemv, launch_gemv_swiglu, uses_gemv, Gemv, NormPrologue};
+use super::qgemv::{self, launch_dequant, launch_qgemv, launch_qgemv_swiglu, QGemv, Rows};
+use crate::backend::gpu::quant::QuantSeg;
 use crate::backend::gpu::vendor::{DevicePtr, Gemm};
 use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, unfused, LinearParams, LogitsParams, PreNorm, TensorInfo};
@@ -71,6 +73,7 @@ fn single(
     let stack = Stack {
         w: w.ptr(),
         dtype: w.dtype(),
+        segs: w.quant_segs(),
         bias: bias.map(|t| t.ptr()),
         outs: &[out.ptr()],
         parts: &[m],
@@ -187,6 +190,7 @@ pub(in crate::backend::gpu) fn logits(
     let stack = Stack {
         w: w.ptr(),
         dtype: w.dtype(),
+        segs: w.quant_segs(),
         bias: None,
         outs: &[out.ptr()],
         parts: &[lp.out_features],
@@ -226,8 +230,21 @@ pub(in crate::backend::gpu) enum Route {
     Blas,
 }
 
-/// Weight types the GEMM takes.
-const WEIGHTS: &[DType] = &[DType::BF16, DType::F16, DType::F32];
+/// Weight types the products take: 16- and 32-bit (BLAS, the GEMVs) and the GGUF block types
+/// (qgemv.rs).
+const WEIGHTS: &[DType] = &[
+    DType::BF16,
+    DType::F16,
+    DType::F32,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
 
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn linear_stacked(
@@ -285,6 +302,7 @@ fn stacked(
     let stack = Stack {
         w: w.ptr(),
         dtype: w.dtype(),
+        segs: w.quant_segs(),
         bias: bias.map(|t| t.ptr()),
         outs: &ptrs,
         parts,
@@ -334,7 +352,29 @@ fn gate_up(
     if route == Route::Auto && uses_gemv(rows, w.dtype()) {
         let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
         let (wp, xp, op) = (w.ptr(), x.ptr(), out.ptr());
-        return launch_gemv_swiglu(b, OP, w.dtype(), wp, xp, norm, op, inter_i, k_i);
+        match w.quant_segs() {
+            [] => return launch_gemv_swiglu(b, OP, w.dtype(), wp, xp, norm, op, inter_i, k_i),
+            [seg] => return launch_qgemv_swiglu(b, OP, seg, wp, xp, norm, op, inter_i, k_i),
+            _ => {
+                // Gate and up of different block types: both products into tmp (the norm in
+                // each launch's prologue), then the swiglu kernel.
+                let (gate, up) = (tmp.ptr(), tmp.ptr_at(n));
+                let stack = Stack {
+                    w: wp,
+                    dtype: w.dtype(),
+                    segs: w.quant_segs(),
+                    bias: None,
+                    outs: &[gate, up],
+                    parts: &[inter, inter],
+                };
+                let fuse = Fuse {
+                    norm,
+                    residual: false,
+                };
+                launch_stacked(b, OP, xp, &stack, rows, k, Route::Auto, fuse)?;
+                return launch_swiglu(b, gate, up, op, super::count(n));
+            }
+        }
     }
     if norm.is_some() {
         return Err(bad(OP, "a fused norm needs the GEMV route".into()));
@@ -344,6 +384,7 @@ fn gate_up(
     let stack = Stack {
         w: w.ptr(),
         dtype: w.dtype(),
+        segs: w.quant_segs(),
         bias: None,
         outs: &[gate, up],
         parts: &[inter, inter],
@@ -370,6 +411,8 @@ fn checked_sum(op: &str, parts: &[usize]) -> Result<usize> {
 struct Stack<'a> {
     w: DevicePtr,
     dtype: DType,
+    /// The segments of a block-quantized W (empty otherwise).
+    segs: &'a [QuantSeg],
     bias: Option<DevicePtr>,
     outs: &'a [DevicePtr],
     parts: &'a [usize],
@@ -395,6 +438,9 @@ fn launch_stacked(
     }
     let (rows_i, k_i) = (int(op, "rows", rows)?, int(op, "in", k)?);
     int(op, "out", total)?;
+    if !s.segs.is_empty() {
+        return launch_quant(b, op, x, s, rows, k, route, fuse);
+    }
     if route == Route::Auto && uses_gemv(rows, s.dtype) {
         let mut g = Gemv {
             dtype: s.dtype,
@@ -458,6 +504,126 @@ fn launch_stacked(
             }
         }
         row0 += m;
+    }
+    drop(scratch);
+    Ok(())
+}
+
+/// Each part of a block-quantized stack located in its segment: `(segment, first row in it,
+/// first row in the stack, rows)`. Errors when a part is not within one segment.
+fn locate(op: &str, s: &Stack, k: usize) -> Result<Vec<(usize, usize, usize, usize)>> {
+    let seg_rows: Vec<usize> = s.segs.iter().map(|g| g.elems / k.max(1)).collect();
+    let mut out = Vec::with_capacity(s.parts.len());
+    let (mut seg, mut seg_row0, mut row) = (0usize, 0usize, 0usize);
+    for &m in s.parts {
+        while seg < seg_rows.len() && m > 0 && row >= seg_row0 + seg_rows[seg] {
+            seg_row0 += seg_rows[seg];
+            seg += 1;
+        }
+        if m > 0 && (seg == seg_rows.len() || row + m > seg_row0 + seg_rows[seg]) {
+            return Err(bad(
+                op,
+                format!(
+                    "stacked parts {:?} do not follow the weight's segments",
+                    s.parts
+                ),
+            ));
+        }
+        out.push((seg.min(seg_rows.len() - 1), row - seg_row0, row, m));
+        row += m;
+    }
+    Ok(out)
+}
+
+/// [`launch_stacked`] over block-quantized weights: at one row (engine route) one `qgemv`
+/// launch per segment's run of parts (up to three); otherwise, per part, its rows dequantized
+/// to f16 in slices and one f16 GEMM per slice (x converted to f16 once), then the bias.
+#[allow(clippy::too_many_arguments)]
+fn launch_quant(
+    b: &GpuBackend,
+    op: &str,
+    x: DevicePtr,
+    s: &Stack,
+    rows: usize,
+    k: usize,
+    route: Route,
+    fuse: Fuse,
+) -> Result<()> {
+    let k_i = int(op, "in", k)?;
+    let located = locate(op, s, k)?;
+    if route == Route::Auto && rows == 1 {
+        let mut i = 0;
+        while i < located.len() {
+            let (seg, row_in_seg, stack_row, _) = located[i];
+            let mut g = QGemv {
+                seg: s.segs[seg],
+                base: s.w,
+                row0: row_in_seg,
+                x,
+                norm: fuse.norm,
+                bias: s.bias.map(|p| p + (stack_row * 4) as u64),
+                outs: [0; 3],
+                parts: [0; 3],
+                k: k_i,
+                residual: fuse.residual,
+            };
+            let mut n = 0;
+            while i < located.len() && n < 3 && located[i].0 == seg {
+                g.outs[n] = s.outs[i];
+                g.parts[n] = int(op, "out", located[i].3)?;
+                n += 1;
+                i += 1;
+            }
+            launch_qgemv(b, op, &g)?;
+        }
+        return Ok(());
+    }
+    if fuse.norm.is_some() || fuse.residual {
+        return Err(bad(
+            op,
+            "a fused norm or residual needs the GEMV route".into(),
+        ));
+    }
+    let rows_i = int(op, "rows", rows)?;
+    let mut scratch = b
+        .scratch
+        .lock()
+        .map_err(|_| bad(op, "scratch lock poisoned".into()))?;
+    let x16 = scratch_ptr(&b.vendor, &mut scratch.bf16, rows * k * 2)?;
+    launch_convert(b, DType::F32, DType::F16, x, x16, super::count(rows * k))?;
+    let slice_rows = (qgemv::DEQUANT_SLICE / k.max(1)).max(1);
+    for (&(seg, row_in_seg, stack_row, m), &out) in located.iter().zip(s.outs) {
+        let m_i = int(op, "out", m)?;
+        let mut r = 0;
+        while r < m {
+            let n = slice_rows.min(m - r);
+            let w16 = scratch_ptr(&b.vendor, &mut scratch.dequant, n * k * 2)?;
+            let from = Rows::Range {
+                row0: row_in_seg + r,
+            };
+            launch_dequant(b, op, &s.segs[seg], s.w, from, n, k, w16, true)?;
+            let g = Gemm {
+                inputs: DType::F16,
+                trans_a: true,
+                trans_b: false,
+                m: int(op, "out", n)?,
+                n: rows_i,
+                k: k_i,
+                a: w16,
+                lda: k_i,
+                b: x16,
+                ldb: k_i,
+                c: out + (r * 4) as u64,
+                ldc: m_i,
+            };
+            // SAFETY: w16 holds n·k f16 (just written), x16 rows·k f16, out rows·m f32 of
+            // which this slice writes columns r..r + n of every row (ldc = m).
+            unsafe { b.vendor.gemm_f32_out(&g)? };
+            r += n;
+        }
+        if let (Some(bias), true) = (s.bias, m > 0) {
+            launch_bias_add(b, out, bias + (stack_row * 4) as u64, rows_i, m_i)?;
+        }
     }
     drop(scratch);
     Ok(())

@@ -8,6 +8,7 @@ pub(super) mod elementwise;
 pub(super) mod embedding;
 pub(super) mod gemv;
 pub(super) mod linear;
+pub(super) mod qgemv;
 pub(super) mod rms_norm;
 pub(super) mod rope;
 pub(super) mod sampling;

@@ -1,0 +1,313 @@
+//! Products over GGUF block-quantized weights (`kernels/qgemv.hip`, the split layout of
+//! [`crate::backend::gpu::quant`]).
+//!
+//! One row (batch-1 decode): `qgemv_{T}` / `qgemv_swiglu_{T}` read the blocks with 16-byte loads
+//! and dequantize in registers, activations f32, with the RMSNorm prologue and the residual
+//! epilogue of the 16-bit GEMVs (`gemv.rs`). A stack whose parts have different types (a mixed
+//! stack) takes one launch per run of parts within one segment.
+//! More rows (prefill): each matrix part dequantized to f16 (`dequant_{T}`, in slices of at most
+//! [`DEQUANT_SLICE`] elements) and one f16 GEMM per slice with x converted to f16, f32
+//! accumulation: matrix cores instead of one weight read per row.
+//! Embedding rows of a quantized table: `dequant_{T}` by token id, f32, exact.
+
+use super::gemv::NormPrologue;
+use crate::backend::gpu::quant::QuantSeg;
+use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
+use crate::backend::gpu::{bad, GpuBackend};
+use crate::error::Result;
+use crate::tensor::DType;
+
+/// Threads per block (ABI: `QGEMV_BLOCK` = `DEQUANT_BLOCK` in qgemv.hip).
+const QGEMV_BLOCK: u32 = 256;
+/// Input elements staged in LDS at a time (ABI: `QGEMV_TILE`).
+const QGEMV_TILE: usize = 7168;
+
+/// The most elements dequantized into the f16 scratch at once (64 MiB): a larger matrix (an LM
+/// head) is multiplied in slices of rows.
+pub(in crate::backend::gpu) const DEQUANT_SLICE: usize = 32 << 20;
+
+/// The kernel suffix of a block type.
+pub(in crate::backend::gpu) fn suffix(op: &str, dtype: DType) -> Result<&'static str> {
+    Ok(match dtype {
+        DType::Q8_0 => "q8_0",
+        DType::Q4_0 => "q4_0",
+        DType::Q4_1 => "q4_1",
+        DType::Q5_0 => "q5_0",
+        DType::Q5_1 => "q5_1",
+        DType::Q4_K => "q4_k",
+        DType::Q5_K => "q5_k",
+        DType::Q6_K => "q6_k",
+        other => return Err(bad(op, format!("no quantized kernel for {other}"))),
+    })
+}
+
+/// LDS of a launch over `k` inputs: one tile (at most `QGEMV_TILE` elements) as f32 with 4
+/// pad floats after every 32.
+fn shared_bytes(k: usize) -> u32 {
+    (4 * k.min(QGEMV_TILE) / 32 * 36) as u32
+}
+
+/// `blocks` of [`QGEMV_BLOCK`] threads, checked against a 1-D grid.
+fn grid(op: &str, blocks: u64, k: usize) -> Result<LaunchConfig> {
+    let blocks = u32::try_from(blocks)
+        .ok()
+        .filter(|&b| b <= i32::MAX as u32)
+        .ok_or_else(|| bad(op, format!("{blocks} blocks exceed a 1-D grid")))?;
+    Ok(LaunchConfig {
+        grid: (blocks, 1, 1),
+        block: (QGEMV_BLOCK, 1, 1),
+        shared_bytes: shared_bytes(k),
+    })
+}
+
+/// Checks what every quantized launch needs: K a whole number of blocks, x (and the norm
+/// weights) on 16 bytes (the kernels stage them with 16-byte loads).
+fn check(op: &str, dtype: DType, k: i32, x: DevicePtr, norm: Option<NormPrologue>) -> Result<()> {
+    let be = dtype.block_elems() as i32;
+    if k < 0 || k % be != 0 {
+        return Err(bad(
+            op,
+            format!("in_features {k} is not a whole number of {dtype} blocks ({be} elements)"),
+        ));
+    }
+    if !x.is_multiple_of(16) || norm.is_some_and(|n| !n.w.is_multiple_of(16)) {
+        return Err(bad(
+            op,
+            "x and the norm weights must start on 16 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One quantized GEMV launch: the rows of `parts` (up to three, stacked in this order within
+/// `seg` from its row `row0`) to their outputs.
+pub(in crate::backend::gpu) struct QGemv {
+    pub seg: QuantSeg,
+    /// The tensor's device address (segments are offsets into it).
+    pub base: DevicePtr,
+    /// The first row of the launch within the segment.
+    pub row0: usize,
+    pub x: DevicePtr,
+    pub norm: Option<NormPrologue>,
+    /// The bias of the launch's first row (f32), if any.
+    pub bias: Option<DevicePtr>,
+    pub outs: [DevicePtr; 3],
+    pub parts: [i32; 3],
+    pub k: i32,
+    pub residual: bool,
+}
+
+fn norm_args(norm: Option<NormPrologue>) -> [KernelArg; 2] {
+    let n = norm.unwrap_or(NormPrologue { w: 0, eps: 0.0 });
+    [KernelArg::Ptr(n.w), KernelArg::F32(n.eps)]
+}
+
+/// The split arrays of `seg` from row `row0` of `k` elements: `(qa, sa)` device addresses.
+fn arrays(op: &str, base: DevicePtr, seg: &QuantSeg, row0: usize, k: usize) -> Result<[u64; 2]> {
+    let (_, qb) = crate::backend::gpu::quant::quant_range(seg.dtype)
+        .ok_or_else(|| bad(op, format!("{} is not a held block type", seg.dtype)))?;
+    let sb = seg.dtype.block_bytes() - qb;
+    let blocks = (row0 * k / seg.dtype.block_elems()) as u64;
+    Ok([
+        base + seg.qa + blocks * qb as u64,
+        base + seg.sa + blocks * sb as u64,
+    ])
+}
+
+/// `qgemv_{T}`: two rows a wave, one launch for the parts.
+pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv) -> Result<()> {
+    let rows: i64 = g.parts.iter().map(|&p| i64::from(p)).sum();
+    if rows == 0 {
+        return Ok(());
+    }
+    check(op, g.seg.dtype, g.k, g.x, g.norm)?;
+    let k = g.k as usize;
+    if g.parts.iter().any(|&p| p < 0) || (g.row0 + rows as usize) * k > g.seg.elems {
+        return Err(bad(
+            op,
+            format!(
+                "parts {:?} from row {} of a {}-element segment",
+                g.parts, g.row0, g.seg.elems
+            ),
+        ));
+    }
+    let name = format!("qgemv_{}", suffix(op, g.seg.dtype)?);
+    let per_block = u64::from(2 * QGEMV_BLOCK / b.wave);
+    let cfg = grid(op, (rows as u64).div_ceil(per_block), k)?;
+    let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
+    let [norm_w, eps] = norm_args(g.norm);
+    let args = [
+        KernelArg::Ptr(qa),
+        KernelArg::Ptr(sa),
+        KernelArg::Ptr(g.x),
+        norm_w,
+        eps,
+        KernelArg::Ptr(g.bias.unwrap_or(0)),
+        KernelArg::Ptr(g.outs[0]),
+        KernelArg::Ptr(g.outs[1]),
+        KernelArg::Ptr(g.outs[2]),
+        KernelArg::I32(g.parts[0]),
+        KernelArg::I32(g.parts[1]),
+        KernelArg::I32(g.parts[2]),
+        KernelArg::I32(g.k),
+        KernelArg::I32(i32::from(g.residual)),
+    ];
+    // SAFETY: the segment holds rows row0.. row0 + Σparts of k elements (checked), x (and the
+    // norm weights) ≥ k f32 on 16 bytes, bias ≥ Σparts f32, out_i ≥ parts[i] f32 (callers);
+    // only the weights are read before the dependency wait.
+    unsafe { b.launch_overlapped(&name, cfg, &args) }
+}
+
+/// `qgemv_swiglu_{T}`: `out (inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for the segment's
+/// `[W_g; W_u]` (2·inter rows of k).
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
+    b: &GpuBackend,
+    op: &str,
+    seg: &QuantSeg,
+    base: DevicePtr,
+    x: DevicePtr,
+    norm: Option<NormPrologue>,
+    out: DevicePtr,
+    inter: i32,
+    k: i32,
+) -> Result<()> {
+    if inter == 0 {
+        return Ok(());
+    }
+    check(op, seg.dtype, k, x, norm)?;
+    if inter < 0 || 2 * inter as usize * k as usize > seg.elems {
+        return Err(bad(
+            op,
+            format!("2·{inter} rows of {k} in {} elements", seg.elems),
+        ));
+    }
+    let name = format!("qgemv_swiglu_{}", suffix(op, seg.dtype)?);
+    let per_block = u64::from(QGEMV_BLOCK / b.wave);
+    let cfg = grid(op, (inter as u64).div_ceil(per_block), k as usize)?;
+    let [qa, sa] = arrays(op, base, seg, 0, k as usize)?;
+    let [norm_w, eps] = norm_args(norm);
+    let args = [
+        KernelArg::Ptr(qa),
+        KernelArg::Ptr(sa),
+        KernelArg::Ptr(x),
+        norm_w,
+        eps,
+        KernelArg::Ptr(out),
+        KernelArg::I32(inter),
+        KernelArg::I32(k),
+    ];
+    // SAFETY: the segment holds 2·inter rows of k (checked), x (and the norm weights) ≥ k f32
+    // on 16 bytes, out ≥ inter f32 (callers); only the weights are read before the wait.
+    unsafe { b.launch_overlapped(&name, cfg, &args) }
+}
+
+/// Where `dequant_{T}` takes its rows: `row0 + b`, or ids on the device (the embedding; an id
+/// outside `[0, vocab)` gives a zero row).
+#[derive(Debug, Clone, Copy)]
+pub(in crate::backend::gpu) enum Rows {
+    Range { row0: usize },
+    Ids { ids: DevicePtr, vocab: i32 },
+}
+
+/// `dequant_{T}`: `n_rows` rows of `k` elements of the segment into `out`, f32 or f16.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn launch_dequant(
+    b: &GpuBackend,
+    op: &str,
+    seg: &QuantSeg,
+    base: DevicePtr,
+    rows: Rows,
+    n_rows: usize,
+    k: usize,
+    out: DevicePtr,
+    f16: bool,
+) -> Result<()> {
+    if n_rows == 0 || k == 0 {
+        return Ok(());
+    }
+    let k_i = i32::try_from(k).map_err(|_| bad(op, format!("{k} columns")))?;
+    check(op, seg.dtype, k_i, 0, None)?;
+    let (row0, ids, vocab) = match rows {
+        Rows::Range { row0 } => {
+            if (row0 + n_rows) * k > seg.elems {
+                return Err(bad(
+                    op,
+                    format!("rows {row0}..+{n_rows} of {k} in {} elements", seg.elems),
+                ));
+            }
+            (row0, 0, 0)
+        }
+        Rows::Ids { ids, vocab } => {
+            if vocab as usize * k > seg.elems {
+                return Err(bad(
+                    op,
+                    format!("{vocab} rows of {k} in {} elements", seg.elems),
+                ));
+            }
+            (0, ids, vocab)
+        }
+    };
+    let name = format!("dequant_{}", suffix(op, seg.dtype)?);
+    let n = i32::try_from(n_rows).map_err(|_| bad(op, format!("{n_rows} rows")))?;
+    let cfg = LaunchConfig {
+        grid: (n as u32, 1, 1),
+        block: (QGEMV_BLOCK, 1, 1),
+        shared_bytes: 0,
+    };
+    let args = [
+        KernelArg::Ptr(base + seg.qa),
+        KernelArg::Ptr(base + seg.sa),
+        KernelArg::Ptr(ids),
+        KernelArg::I32(i32::try_from(row0).map_err(|_| bad(op, format!("row {row0}")))?),
+        KernelArg::I32(n),
+        KernelArg::I32(k_i),
+        KernelArg::I32(vocab),
+        KernelArg::Ptr(out),
+        KernelArg::I32(i32::from(f16)),
+    ];
+    // SAFETY: the rows read lie within the segment (checked; ids outside [0, vocab) read
+    // nothing), out holds n_rows·k elements of f32 or f16 (callers).
+    unsafe { b.launch(&name, cfg, &args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tile_of_padded_f32_at_most_32256_bytes() {
+        assert_eq!(shared_bytes(32), 144);
+        assert_eq!(shared_bytes(4096), 4096 * 4 / 32 * 36);
+        assert_eq!(shared_bytes(QGEMV_TILE), 32256);
+        assert_eq!(shared_bytes(14336), 32256, "tiled past 7168");
+        assert!(
+            shared_bytes(1 << 20) <= 32 * 1024,
+            "two blocks share a 64 KiB LDS"
+        );
+        assert_eq!(
+            QGEMV_TILE % 256,
+            0,
+            "no K-quant super-block straddles two tiles"
+        );
+    }
+
+    #[test]
+    fn every_weight_block_type_has_kernels_and_others_do_not() {
+        for d in DType::WEIGHT_BLOCKS {
+            let s = suffix("t", d).unwrap();
+            assert_eq!(s, d.name().to_ascii_lowercase(), "{d}");
+        }
+        assert!(suffix("t", DType::BF16).is_err());
+        assert!(suffix("t", DType::Q8_0Kv).is_err());
+    }
+
+    #[test]
+    fn k_must_be_whole_blocks_and_x_aligned() {
+        assert!(check("t", DType::Q4_K, 512, 0, None).is_ok());
+        assert!(check("t", DType::Q4_K, 288, 0, None).is_err());
+        assert!(check("t", DType::Q4_0, 32, 8, None).is_err());
+        let n = NormPrologue { w: 4, eps: 1e-5 };
+        assert!(check("t", DType::Q8_0, 32, 0, Some(n)).is_err());
+    }
+}

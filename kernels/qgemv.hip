@@ -1,0 +1,687 @@
+// Batch-1 products over GGUF block-quantized weights (the decode step's projections over a
+// Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K model), and the dequantization of
+// whole rows (the embedding lookup of a quantized table; the prefill's per-matrix f16 copy
+// that feeds the BLAS GEMM):
+//   qgemv_{T}:        out (M) = a (K) · Wᵀ (+ bias) (+ out, the residual add), M = m0 + m1 + m2
+//                     rows stacked as in gemv.hip (row r to out0, out1 or out2);
+//   qgemv_swiglu_{T}: out (I) = silu(a · W_gᵀ) ⊙ (a · W_uᵀ) for W = [W_g; W_u] (2·I, K);
+//   dequant_{T}:      out[b, :] = W[row_b, :] for b < n_rows, row_b = ids[b] (ids given; an
+//                     id outside [0, vocab) gives a zero row) or row0 + b, written as f32 or
+//                     (out_f16) as f16 rounded to nearest even;
+// where a = x, or with norm_w the RMSNorm of x (rms_norm.hip's scale, common.h rms_scale:
+// the same partition and reduction), never rounded: activations stay f32.
+//
+// Device layout of a block-quantized tensor ("split"): the file's blocks, each cut into its
+// quant bytes (QB, a multiple of 16) and the rest (its scales, SB bytes, in the block's byte
+// order), stored as two arrays: qa = the quant bytes of every block, block after block, then
+// sa (16-byte aligned, right after qa rounded up to 16) = the rest of every block. The bytes
+// are the file's, only moved (the host's `quant_split`), so the tensor takes the file's size
+// (+ < 16 bytes); every quant load is a 16-byte load. Per type (block elements BE):
+//   Q8_0 (BE 32):  qa qs[32];              sa d
+//   Q4_0 (32):     qa qs[16];              sa d
+//   Q4_1 (32):     qa qs[16];              sa d, m
+//   Q5_0 (32):     qa qs[16];              sa d, qh[4]
+//   Q5_1 (32):     qa qs[16];              sa d, m, qh[4]
+//   Q4_K (256):    qa qs[128];             sa d, dmin, scales[12]
+//   Q5_K (256):    qa qh[32], qs[128];     sa d, dmin, scales[12]
+//   Q6_K (256):    qa ql[128], qh[64];     sa scales[16], d
+// (the formulas are formats/quants.rs's, which are ggml's dequantize_row_*).
+//
+// Arithmetic: a chunk is 16 quant bytes: Q8_0 16 consecutive elements; every other type 32
+// elements in two groups of 16 consecutive ones (low and high nibbles) whose values are
+// w = A_g · q + M_g with q the integer quant (minus its offset) and A_g, M_g the group's scale
+// and minimum (M = 0 but for Q4_1, Q5_1, Q4_K, Q5_K). The GEMV sums, per group,
+// A_g · Σ q·a + M_g · Σ a (f32 FMAs; q exact in f32), so it differs from the reference's
+// Σ w·a (w dequantized exactly) by f32 roundings of the same dot products only: the matmul
+// bound over K with f32 inputs. dequant_{T} computes w exactly as formats/quants.rs does (the
+// same operations, products and sums rounded separately: wf_mul_add_rn).
+//
+// Shapes: qa/sa the split layout of M·K (or 2·I·K, or vocab·K) elements; K a multiple of the
+//   block (checked by the host); x (K) f32 and norm_w (K) f32 on 16 bytes (the host's
+//   tensors); bias (M) f32 or null; out0/out1/out2 f32 (m1, m2 may be 0); out (I) f32.
+// Launch: qgemv grid (ceil(M / ROWS)), ROWS = 2·QGEMV_BLOCK/WAVE (each wave owns two
+//   consecutive rows); qgemv_swiglu grid (ceil(I / (QGEMV_BLOCK/WAVE))) (each wave one output:
+//   its gate and up rows); block QGEMV_BLOCK = 256; dynamic shared memory
+//   4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB CDNA LDS).
+//   dequant grid (n_rows), block 256, no shared memory.
+// Indexing: the input is staged tile by tile (QGEMV_TILE = 7168 elements, a multiple of 256,
+//   so no block straddles two tiles) in LDS as f32, 4 pad floats after every 32 (element e at
+//   e + 4·⌊e/32⌋): lane l of a wave reads its chunks' 16-element groups as 16-byte LDS loads,
+//   and the padding spreads the lanes of a load over the banks. Lane l takes the chunks
+//   l, l + WAVE, … of the tile (for both rows at once: each group of the input is read once
+//   for the two rows), QGEMV_UNROLL chunks a row in flight ahead of their use (the next
+//   step's loads issued before this step's FMAs). Per row the lane keeps one f32 sum, the
+//   wave folds them with common.h's butterfly (fixed order), lane 0 runs the epilogue.
+//   dequant: thread t writes the chunks t, t + 256, … of its row.
+// Overlap (launched overlapped, common.h): the first tile's first weight loads are issued
+//   before wf_dependency_wait; x, the outputs and norm_w are touched only after it.
+// Contract: M, I, n_rows < 2^31 and K ≤ 2^31 − 1 (host-checked); every thread reaches every
+//   barrier and wave reduction (block-uniform loops; waves past the last row reduce zeros and
+//   write nothing). Each output element is read and written by one lane only, so `residual`
+//   may add into the residual stream in place; x must not alias an output.
+// Paths (WF_PATH; slot 3·type + 0 qgemv, + 1 qgemv_swiglu, + 2 dequant, types in the order
+// above). qgemv and qgemv_swiglu (the epilogue's paths qgemv only):
+//   main:     the body (every launch with a live row)
+//   tiles:    K past one tile: the input staged again (after a barrier) for the next tile
+//   norm:     the RMSNorm prologue (norm_w given)
+//   bias:     the bias added in the epilogue
+//   out0:     a row of the first stacked matrix, written to out0
+//   out1:     a row of the second, written to out1
+//   out2:     a row of the third, written to out2
+//   residual: the epilogue adds into the output (out[r] + y)
+// dequant:
+//   rows:     rows row0 + b
+//   ids:      rows ids[b] (the embedding)
+//   f16:      the values rounded to f16 (else f32)
+// (An id outside [0, vocab) is a guard, not a path: the row is zeros, as in embedding.hip.)
+
+#include "common.h"
+
+constexpr int QGEMV_BLOCK = 256;
+constexpr int QGEMV_TILE = 7168;  // input elements staged in LDS at a time
+constexpr int QGEMV_UNROLL = 2;   // chunks a row in flight per lane
+constexpr int DEQUANT_BLOCK = 256;
+enum QgemvPath {
+  PATH_MAIN,
+  PATH_TILES,
+  PATH_NORM,
+  PATH_BIAS,
+  PATH_OUT0,
+  PATH_OUT1,
+  PATH_OUT2,
+  PATH_RESIDUAL
+};
+enum DequantPath { PATH_ROWS, PATH_IDS, PATH_F16 };
+
+// One chunk's loaded words: q the 16 quant bytes, h the companion high bits (Q5_K, Q6_K), s the
+// scale bytes. Words a type does not use are never written nor read (no registers).
+struct Chunk {
+  uint32_t q[4];
+  uint32_t h[4];
+  uint32_t s[4];
+};
+
+WF_DEVICE void load_words(const uint8_t* p, uint32_t (&w)[4]) {
+  const wf_u32x4 t = *(const wf_u32x4*)p;
+  w[0] = t.x;
+  w[1] = t.y;
+  w[2] = t.z;
+  w[3] = t.w;
+}
+WF_DEVICE uint32_t load_u16(const uint8_t* p) { return *(const uint16_t*)p; }
+WF_DEVICE uint32_t load_u32(const uint8_t* p) { return *(const uint32_t*)p; }
+
+// Byte j (0..15, a runtime value) of 4 words, without indexing the array at run time.
+WF_DEVICE uint32_t byte_of(const uint32_t (&w)[4], int j) {
+  const int i = j >> 2;
+  const uint32_t word = i == 0 ? w[0] : i == 1 ? w[1] : i == 2 ? w[2] : w[3];
+  return (word >> (8 * (j & 3))) & 0xffu;
+}
+
+// u − bias as f32, exact for integers u < 2^23: u placed in the mantissa of 2^23.
+WF_DEVICE float int_minus(uint32_t u, float bias) {
+  return f32_from_bits(0x4b000000u | u) - (8388608.0f + bias);
+}
+
+WF_DEVICE float half_lo(uint32_t w) { return f16_to_f32_hw((uint16_t)(w & 0xffffu)); }
+WF_DEVICE float half_hi(uint32_t w) { return f16_to_f32_hw((uint16_t)(w >> 16)); }
+
+// The 4-bit value of element j of group g (g = 0: low nibble of byte j, 1: high nibble).
+WF_DEVICE uint32_t nibble(const Chunk& c, int g, int j) {
+  return (c.q[j >> 2] >> (8 * (j & 3) + 4 * g)) & 0xfu;
+}
+
+// Q4_K/Q5_K: the 6-bit scale and minimum of sub-block j (ggml get_scale_min_k4) from the 12
+// scale bytes at byte 4 of the block's rest (s).
+WF_DEVICE void scale_min_k4(const Chunk& c, int j, float& sc, float& m) {
+  if (j < 4) {
+    sc = (float)(byte_of(c.s, 4 + j) & 63u);
+    m = (float)(byte_of(c.s, 8 + j) & 63u);
+  } else {
+    sc = (float)((byte_of(c.s, 8 + j) & 0xfu) | ((byte_of(c.s, j) >> 6) << 4));
+    m = (float)((byte_of(c.s, 8 + j) >> 4) | ((byte_of(c.s, 4 + j) >> 6) << 4));
+  }
+}
+
+// Per type: id (slot group), BE elements a block, QB/SB bytes of its two parts, CPB chunks a
+// block, G groups a chunk, MIN whether M ≠ 0; load (chunk cc of block blk), elem (the first
+// element of group g within the block), q (the integer of element j of group g, as f32),
+// coef (A_g, M_g).
+struct TQ8_0 {
+  enum { id = 0, BE = 32, QB = 32, SB = 2, CPB = 2, G = 1, MIN = 0 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
+    load_words(qa + blk * QB + 16 * cc, c.q);
+    c.s[0] = load_u16(sa + blk * SB);
+  }
+  static WF_DEVICE int elem(int cc, int g) { return 16 * cc + 0 * g; }
+  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int /*g*/, int j) {
+    return int_minus(((c.q[j >> 2] >> (8 * (j & 3))) & 0xffu) ^ 0x80u, 128.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
+    a = half_lo(c.s[0]);
+    m = 0.0f;
+  }
+};
+
+struct TQ4_0 {
+  enum { id = 1, BE = 32, QB = 16, SB = 2, CPB = 1, G = 2, MIN = 0 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
+    load_words(qa + blk * QB, c.q);
+    c.s[0] = load_u16(sa + blk * SB);
+  }
+  static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
+  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
+    return int_minus(nibble(c, g, j), 8.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
+    a = half_lo(c.s[0]);
+    m = 0.0f;
+  }
+};
+
+struct TQ4_1 {
+  enum { id = 2, BE = 32, QB = 16, SB = 4, CPB = 1, G = 2, MIN = 1 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
+    load_words(qa + blk * QB, c.q);
+    c.s[0] = load_u32(sa + blk * SB);
+  }
+  static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
+  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
+    return int_minus(nibble(c, g, j), 0.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
+    a = half_lo(c.s[0]);
+    m = half_hi(c.s[0]);
+  }
+};
+
+// Q5_0/Q5_1: bit 4 of element j of group g is bit j + 16·g of qh (s[1]).
+WF_DEVICE uint32_t five_bit(const Chunk& c, int g, int j) {
+  return nibble(c, g, j) | (((c.s[1] >> (j + 16 * g)) & 1u) << 4);
+}
+
+struct TQ5_0 {
+  enum { id = 3, BE = 32, QB = 16, SB = 6, CPB = 1, G = 2, MIN = 0 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
+    load_words(qa + blk * QB, c.q);
+    const uint8_t* s = sa + blk * SB;  // 2-byte aligned
+    c.s[0] = load_u16(s);
+    c.s[1] = load_u16(s + 2) | (load_u16(s + 4) << 16);
+  }
+  static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
+  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
+    return int_minus(five_bit(c, g, j), 16.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
+    a = half_lo(c.s[0]);
+    m = 0.0f;
+  }
+};
+
+struct TQ5_1 {
+  enum { id = 4, BE = 32, QB = 16, SB = 8, CPB = 1, G = 2, MIN = 1 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
+    load_words(qa + blk * QB, c.q);
+    const wf_u32x2 t = *(const wf_u32x2*)(sa + blk * SB);
+    c.s[0] = t.x;
+    c.s[1] = t.y;
+  }
+  static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
+  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
+    return int_minus(five_bit(c, g, j), 0.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
+    a = half_lo(c.s[0]);
+    m = half_hi(c.s[0]);
+  }
+};
+
+// Q4_K/Q5_K chunk cc (0..8) is qs[16·cc, +16): pair p = cc/2 of 64 elements, offset 16·(cc%2);
+// group 0 (low nibbles) is sub-block 2p, group 1 (high) sub-block 2p + 1.
+WF_DEVICE int k_elem(int cc, int g) { return 64 * (cc >> 1) + 32 * g + 16 * (cc & 1); }
+WF_DEVICE void k_coef(const Chunk& c, int cc, int g, float& a, float& m) {
+  float sc, mn;
+  scale_min_k4(c, 2 * (cc >> 1) + g, sc, mn);
+  a = half_lo(c.s[0]) * sc;     // d·sc: exact (an f16 times a 6-bit integer)
+  m = -(half_hi(c.s[0]) * mn);  // −dmin·m: exact
+}
+
+struct TQ4_K {
+  enum { id = 5, BE = 256, QB = 128, SB = 16, CPB = 8, G = 2, MIN = 1 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
+    load_words(qa + blk * QB + 16 * cc, c.q);
+    load_words(sa + blk * SB, c.s);
+  }
+  static WF_DEVICE int elem(int cc, int g) { return k_elem(cc, g); }
+  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
+    return int_minus(nibble(c, g, j), 0.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int cc, int g, float& a, float& m) {
+    k_coef(c, cc, g, a, m);
+  }
+};
+
+struct TQ5_K {
+  enum { id = 6, BE = 256, QB = 160, SB = 16, CPB = 8, G = 2, MIN = 1 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
+    const uint8_t* b = qa + blk * QB;
+    load_words(b + 32 + 16 * cc, c.q);
+    load_words(b + 16 * (cc & 1), c.h);  // qh[l] for this chunk's l = 16·(cc%2) + j
+    load_words(sa + blk * SB, c.s);
+  }
+  static WF_DEVICE int elem(int cc, int g) { return k_elem(cc, g); }
+  static WF_DEVICE float q(const Chunk& c, int cc, int g, int j) {
+    const uint32_t hi = (byte_of(c.h, j) >> (2 * (cc >> 1) + g)) & 1u;
+    return int_minus(nibble(c, g, j) | (hi << 4), 0.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int cc, int g, float& a, float& m) {
+    k_coef(c, cc, g, a, m);
+  }
+};
+
+// Q6_K chunk cc (0..8): half hf = cc/4 (128 elements), ql bytes 64·hf + 16·(cc%4); with
+// l0 = 16·(cc%2) and k0 = (cc/2)%2 (the chunk is ql[l] or ql[l + 32]), group g is the
+// quarter k = k0 + 2g: elements 128·hf + 32·k + l0 + j, bits 2k..2k+2 of qh[32·hf + l0 + j],
+// scale scales[8·hf + cc%2 + 2k].
+WF_DEVICE int q6_quarter(int cc, int g) { return ((cc >> 1) & 1) + 2 * g; }
+
+struct TQ6_K {
+  enum { id = 7, BE = 256, QB = 192, SB = 18, CPB = 8, G = 2, MIN = 0 };
+  static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
+    const uint8_t* b = qa + blk * QB;
+    const int hf = cc >> 2;
+    load_words(b + 64 * hf + 16 * (cc & 3), c.q);
+    load_words(b + 128 + 32 * hf + 16 * (cc & 1), c.h);
+    const uint8_t* s = sa + blk * SB;
+    c.s[0] = load_u16(s + 16);
+    const int sc = 8 * hf + (cc & 1) + 2 * ((cc >> 1) & 1);
+    c.s[1] = s[sc];
+    c.s[2] = s[sc + 4];
+  }
+  static WF_DEVICE int elem(int cc, int g) {
+    return 128 * (cc >> 2) + 32 * q6_quarter(cc, g) + 16 * (cc & 1);
+  }
+  static WF_DEVICE float q(const Chunk& c, int cc, int g, int j) {
+    const uint32_t hi = (byte_of(c.h, j) >> (2 * q6_quarter(cc, g))) & 3u;
+    return int_minus(nibble(c, g, j) | (hi << 4), 32.0f);
+  }
+  static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int g, float& a, float& m) {
+    const uint32_t s = g ? c.s[2] : c.s[1];
+    a = half_lo(c.s[0]) * (float)(int)(int8_t)(uint8_t)s;  // d·scale: exact
+    m = 0.0f;
+  }
+};
+
+// The padded LDS index of staged element e.
+WF_DEVICE int pad_index(int e) { return e + 4 * (e >> 5); }
+
+// Elements [t0, t0 + n) of a (x, or its RMSNorm with g and scale) into xs (padded), n a
+// multiple of 32, then a barrier.
+WF_DEVICE void stage_tile(const float* x, const float* g, float scale, int t0, int n, float* xs) {
+  for (int i = 4 * thread_index(); i < n; i += 4 * QGEMV_BLOCK) {
+    float v[4];
+    load_f32x4(x + t0 + i, v);
+    if (g) {
+      float w4[4];
+      load_f32x4(g + t0 + i, w4);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
+    }
+    store_f32x4(xs + pad_index(i), v);
+  }
+  block_sync();
+}
+
+// The chunks c0, c0 + WAVE, … (QGEMV_UNROLL of them, those below c_end) of each row.
+template <class T, int NR>
+WF_DEVICE void load_step(const uint8_t* qa, const uint8_t* sa, const i64 (&row_blk)[NR], int c0,
+                         int c_end, Chunk (&ch)[NR][QGEMV_UNROLL]) {
+#pragma unroll
+  for (int u = 0; u < QGEMV_UNROLL; ++u) {
+    const int c = c0 + u * WAVE;
+    if (c < c_end) {
+#pragma unroll
+      for (int r = 0; r < NR; ++r) T::load(qa, sa, row_blk[r] + c / T::CPB, c % T::CPB, ch[r][u]);
+    }
+  }
+}
+
+// acc[r] += chunk c of row r · the staged input (tile starting at element t0).
+template <class T, int NR>
+WF_DEVICE void dot_chunk(const Chunk (&ch)[NR], int c, int t0, const float* xs,
+                         float (&acc)[NR]) {
+  const int cc = c % T::CPB;
+  const int base = (c / T::CPB) * T::BE - t0;
+#pragma unroll
+  for (int g = 0; g < T::G; ++g) {
+    const float* xp = xs + pad_index(base + T::elem(cc, g));
+    float xv[16];
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      float t[4];
+      load_f32x4(xp + 4 * v, t);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) xv[4 * v + e] = t[e];
+    }
+    float sx = 0.0f;
+    if (T::MIN) {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) sx += xv[j];
+    }
+#pragma unroll
+    for (int r = 0; r < NR; ++r) {
+      float sq = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) sq = wf_fmaf(T::q(ch[r], cc, g, j), xv[j], sq);
+      float a, m;
+      T::coef(ch[r], cc, g, a, m);
+      acc[r] = wf_fmaf(a, sq, acc[r]);
+      if (T::MIN) acc[r] = wf_fmaf(m, sx, acc[r]);
+    }
+  }
+}
+
+// The shared body: the first loads, the prologue, every tile. row_blk[r] is the first block
+// of row r (a dead row points at a live one: its loads are harmless and its sum unused);
+// `live` whether the wave has any live row (wave-uniform). Returns the lane's sums in acc.
+template <class T, int NR>
+WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_blk)[NR],
+                          bool live, const float* x, const float* norm_w, float eps, int k,
+                          int slot, float (&acc)[NR]) {
+  constexpr int TILE_CHUNKS = QGEMV_TILE / T::BE * T::CPB;
+  const int lane = wave_lane();
+  const int n_chunks = k / T::BE * T::CPB;
+  float* xs = (float*)dynamic_shared_u16();
+  Chunk cur[NR][QGEMV_UNROLL];
+  const int first_end = n_chunks < TILE_CHUNKS ? n_chunks : TILE_CHUNKS;
+  wf_allow_dependents();
+  if (live) load_step<T, NR>(qa, sa, row_blk, lane, first_end, cur);  // during the prologue
+  wf_dependency_wait();  // x (and the outputs) are the earlier kernels'; W is not
+  float scale = 1.0f;
+  if (norm_w) {
+    WF_PATH(slot, PATH_NORM);
+    scale = rms_scale<QGEMV_BLOCK>(x, k, eps, true);
+  }
+  if (live) WF_PATH(slot, PATH_MAIN);
+  for (int t0 = 0; t0 < k; t0 += QGEMV_TILE) {  // block-uniform
+    const int n = k - t0 < QGEMV_TILE ? k - t0 : QGEMV_TILE;
+    const int c_begin = t0 / T::BE * T::CPB;
+    const int c_end = c_begin + n / T::BE * T::CPB;
+    if (t0 > 0) {
+      WF_PATH(slot, PATH_TILES);
+      block_sync();  // every wave is done with the previous tile
+      if (live) load_step<T, NR>(qa, sa, row_blk, c_begin + lane, c_end, cur);
+    }
+    stage_tile(x, norm_w, scale, t0, n, xs);
+    if (!live) continue;
+    for (int c0 = c_begin + lane; c0 < c_end; c0 += QGEMV_UNROLL * WAVE) {
+      Chunk next[NR][QGEMV_UNROLL];
+      load_step<T, NR>(qa, sa, row_blk, c0 + QGEMV_UNROLL * WAVE, c_end, next);
+#pragma unroll
+      for (int u = 0; u < QGEMV_UNROLL; ++u) {
+        const int c = c0 + u * WAVE;
+        if (c < c_end) {
+          Chunk one[NR];
+#pragma unroll
+          for (int r = 0; r < NR; ++r) one[r] = cur[r][u];
+          dot_chunk<T, NR>(one, c, t0, xs, acc);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < NR; ++r) {
+#pragma unroll
+        for (int u = 0; u < QGEMV_UNROLL; ++u) cur[r][u] = next[r][u];
+      }
+    }
+  }
+}
+
+template <class T>
+WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
+                            const float* norm_w, float eps, const float* bias, float* out0,
+                            float* out1, float* out2, int m0, int m1, int m2, int k,
+                            int residual) {
+  const int slot = 3 * T::id;
+  const int m = m0 + m1 + m2;
+  const int r0 = 2 * (block_index_x() * (QGEMV_BLOCK / WAVE) + wave_index());
+  const i64 bpr = k / T::BE;
+  const i64 row_blk[2] = {(i64)(r0 < m ? r0 : 0) * bpr, (i64)(r0 + 1 < m ? r0 + 1 : 0) * bpr};
+  float acc[2] = {0.0f, 0.0f};
+  qgemv_rows<T, 2>(qa, sa, row_blk, r0 < m, x, norm_w, eps, k, slot, acc);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float s = wave_sum(acc[i]);  // every wave of the block, live or not
+    const int r = r0 + i;
+    if (r < m && wave_lane() == 0) {
+      float y = s;
+      if (bias) {
+        WF_PATH(slot, PATH_BIAS);
+        y += bias[r];
+      }
+      float* o;
+      if (r < m0) {
+        WF_PATH(slot, PATH_OUT0);
+        o = out0 + r;
+      } else if (r < m0 + m1) {
+        WF_PATH(slot, PATH_OUT1);
+        o = out1 + (r - m0);
+      } else {
+        WF_PATH(slot, PATH_OUT2);
+        o = out2 + (r - m0 - m1);
+      }
+      if (residual) {
+        WF_PATH(slot, PATH_RESIDUAL);
+        y = *o + y;
+      }
+      *o = y;
+    }
+  }
+}
+
+template <class T>
+WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
+                                   const float* norm_w, float eps, float* out, int inter,
+                                   int k) {
+  const int slot = 3 * T::id + 1;
+  const int r = block_index_x() * (QGEMV_BLOCK / WAVE) + wave_index();
+  const bool live = r < inter;
+  const i64 bpr = k / T::BE;
+  const i64 rr = live ? r : 0;
+  const i64 row_blk[2] = {rr * bpr, ((i64)inter + rr) * bpr};  // gate, up
+  float acc[2] = {0.0f, 0.0f};
+  qgemv_rows<T, 2>(qa, sa, row_blk, live, x, norm_w, eps, k, slot, acc);
+  const float g = wave_sum(acc[0]);
+  const float u = wave_sum(acc[1]);
+  if (live && wave_lane() == 0) out[r] = g / (1.0f + wf_expf(-g)) * u;
+}
+
+// Row b of the output: every chunk of the source row dequantized exactly (formats/quants.rs's
+// operations: A·q, or A·q + M with the product rounded before the sum).
+template <class T>
+WF_DEVICE void dequant_kernel(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0,
+                              int n_rows, int k, int vocab, void* out, int out_f16) {
+  const int slot = 3 * T::id + 2;
+  const int b = block_index_x();
+  if (b >= n_rows) return;
+  int row = row0 + b;
+  if (ids) {
+    WF_PATH(slot, PATH_IDS);
+    row = ids[b];
+  } else {
+    WF_PATH(slot, PATH_ROWS);
+  }
+  const bool valid = !ids || (row >= 0 && row < vocab);
+  if (out_f16) WF_PATH(slot, PATH_F16);
+  float* of = (float*)out + (i64)b * k;        // (k) when f32
+  uint16_t* oh = (uint16_t*)out + (i64)b * k;  // (k) when f16
+  const int n_chunks = k / T::BE * T::CPB;
+  const i64 blk0 = (i64)(valid ? row : 0) * (k / T::BE);
+  for (int c = thread_index(); c < n_chunks; c += DEQUANT_BLOCK) {
+    const int cc = c % T::CPB;
+    Chunk ch;
+    if (valid) T::load(qa, sa, blk0 + c / T::CPB, cc, ch);
+#pragma unroll
+    for (int g = 0; g < T::G; ++g) {
+      float a = 0.0f, m = 0.0f;
+      if (valid) T::coef(ch, cc, g, a, m);
+      const i64 e0 = (i64)(c / T::CPB) * T::BE + T::elem(cc, g);
+      float v[16];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        v[j] = 0.0f;
+        if (valid) v[j] = T::MIN ? wf_mul_add_rn(a, T::q(ch, cc, g, j), m) : a * T::q(ch, cc, g, j);
+      }
+      if (out_f16) {
+#pragma unroll
+        for (int j = 0; j < 16; j += 4) {
+          uint16_t h[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) h[e] = f32_to_f16_hw(v[j + e]);
+          store_u16x4(oh + e0 + j, h);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 16; j += 4) {
+          float t[4] = {v[j], v[j + 1], v[j + 2], v[j + 3]};
+          store_f32x4(of + e0 + j, t);
+        }
+      }
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ8_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ8_0>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q8_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ8_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ4_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ4_0>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q4_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ4_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ4_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ4_1>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q4_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ4_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ5_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ5_0>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q5_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ5_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ5_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ5_1>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q5_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ5_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ4_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ4_K>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q4_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ4_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ5_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ5_K>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q5_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ5_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
+              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
+              int k, int residual) {
+  qgemv_kernel<TQ6_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                     float eps, float* out, int inter, int k) {
+  qgemv_swiglu_kernel<TQ6_K>(qa, sa, x, norm_w, eps, out, inter, k);
+}
+extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
+    dequant_q6_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
+                int vocab, void* out, int out_f16) {
+  dequant_kernel<TQ6_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+}
