@@ -5,8 +5,8 @@
 //! function (the only place grid and block sizes are computed, per the kernel ABI) and the Rust
 //! entry that checks shapes before launching.
 //!
-//! Tensors are device buffers with a dtype and a length: activations f32, weights bf16, the KV
-//! arena f16 by default. Every op is queued on the vendor's single stream, so ops run in call
+//! Tensors are device buffers with a dtype and a length: activations f32, weights bf16 or, for
+//! a GGUF file's block types, the file's blocks ([`quant`]), the KV arena f16 by default. Every op is queued on the vendor's single stream, so ops run in call
 //! order; `download_f32`, `sample` and `synchronize` wait for the stream.
 //!
 //! The wave size is fixed when the backend is built (`GpuOptions::wave`): the device's own by
