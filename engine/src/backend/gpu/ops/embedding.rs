@@ -68,19 +68,7 @@ pub(in crate::backend::gpu) fn embedding(
 }
 
 /// Table types the embedding reads.
-pub(in crate::backend::gpu) const TABLES: &[DType] = &[
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
+pub(in crate::backend::gpu) const TABLES: &[DType] = &super::WEIGHT_TYPES;
 
 /// `embedding_{T}`: one block of 256 threads per token; a block-quantized table through
 /// `dequant_{T}` with the ids (one block per token as well).

@@ -230,21 +230,8 @@ pub(in crate::backend::gpu) enum Route {
     Blas,
 }
 
-/// Weight types the products take: 16- and 32-bit (BLAS, the GEMVs) and the GGUF block types
-/// (qgemv.rs).
-const WEIGHTS: &[DType] = &[
-    DType::BF16,
-    DType::F16,
-    DType::F32,
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-];
+/// Weight types the products take.
+const WEIGHTS: &[DType] = &super::WEIGHT_TYPES;
 
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn linear_stacked(

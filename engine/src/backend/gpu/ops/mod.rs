@@ -51,6 +51,20 @@ pub(super) fn count(n: usize) -> i64 {
     n as i64
 }
 
+/// Weight (and embedding table) types the GPU's products read: f32, f16, bf16 and every GGUF
+/// weight block type (`qgemv.rs`).
+pub(super) const WEIGHT_TYPES: [DType; 11] = {
+    let mut t = [DType::F32; 11];
+    t[1] = DType::F16;
+    t[2] = DType::BF16;
+    let mut i = 0;
+    while i < DType::WEIGHT_BLOCKS.len() {
+        t[3 + i] = DType::WEIGHT_BLOCKS[i];
+        i += 1;
+    }
+    t
+};
+
 /// The kernel name suffix of a 16-bit-or-f32 element type (`_f32`, `_f16`, `_bf16`).
 pub(super) fn suffix(op: &str, dtype: DType) -> Result<&'static str> {
     match dtype {
