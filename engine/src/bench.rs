@@ -328,7 +328,12 @@ pub fn run<B: Backend>(
         params: c.n_params(),
         backend: b.name().to_string(),
         device: b.device(),
-        weight_dtype: b.weight_dtype().name().to_string(),
+        weight_dtype: engine
+            .matrix_dtypes()
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("+"),
         kv_dtype: engine.kv_dtype().name().to_string(),
         weight_bytes,
         decode_weight_bytes,

@@ -356,6 +356,26 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Bytes of weights the backend holds.
+    /// The types the matrices are held in, distinct, in first-seen order (embedding, then
+    /// each layer's QKV, O, gate/up, down, then the LM head): `BF16`, or a file's block
+    /// types such as `Q4_K, Q6_K` (a mixed stack counts its first part's type).
+    pub fn matrix_dtypes(&self) -> Vec<DType> {
+        let mut seen = Vec::new();
+        let layers = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wqkv, &l.wo, &l.gate_up, &l.down]);
+        for t in std::iter::once(&self.embed)
+            .chain(layers)
+            .chain(self.lm_head.as_ref())
+        {
+            if !seen.contains(&t.dtype()) {
+                seen.push(t.dtype());
+            }
+        }
+        seen
+    }
+
     pub fn weight_bytes(&self) -> usize {
         let size = |t: &B::Tensor| t.bytes();
         let layers: usize = self

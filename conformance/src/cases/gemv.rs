@@ -435,6 +435,10 @@ pub fn grid() -> Vec<GemvCase> {
         g.push(normed(case(GemvOp::GateUp, 1, 512, &[24], weight, false)));
         g.push(case(GemvOp::Stacked, 3, 256, &[48, 16, 16], weight, true));
         g.push(case(GemvOp::GateUp, 2, 256, &[40], weight, false));
+        // Many rows: more blocks than a device holds at once (10000 row pairs are 1250 blocks
+        // of 8 waves at WAVE=32, 2500 of 4 at WAVE=64; 9000 SwiGLU outputs 1125 and 2250).
+        g.push(case(GemvOp::Linear, 1, 256, &[20000], weight, true));
+        g.push(normed(case(GemvOp::GateUp, 1, 256, &[9000], weight, false)));
     }
     // Mixed stacks (a Q4_K_M file's types): one launch per segment, the norm in each; gate and
     // up of two types through two products and the swiglu kernel; the GEMM route per part.
