@@ -615,3 +615,51 @@ fn launch_quant(
     drop(scratch);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(dtype: DType, rows: usize, k: usize) -> QuantSeg {
+        QuantSeg {
+            dtype,
+            elems: rows * k,
+            qa: 0,
+            sa: 0,
+        }
+    }
+
+    fn stack<'a>(segs: &'a [QuantSeg], parts: &'a [usize]) -> Stack<'a> {
+        Stack {
+            w: 0,
+            dtype: segs[0].dtype,
+            segs,
+            bias: None,
+            outs: &[0, 0, 0],
+            parts,
+        }
+    }
+
+    #[test]
+    fn parts_are_located_in_their_segments() {
+        let k = 256;
+        // One segment (a uniform QKV stack): every part in it, at its row.
+        let one = [seg(DType::Q4_0, 40, k)];
+        let got = locate("t", &stack(&one, &[24, 8, 8]), k).unwrap();
+        assert_eq!(got, [(0, 0, 0, 24), (0, 24, 24, 8), (0, 32, 32, 8)]);
+        // A mixed stack, one segment a part (Q4_K query and key, Q6_K value).
+        let mixed = [
+            seg(DType::Q4_K, 24, k),
+            seg(DType::Q4_K, 8, k),
+            seg(DType::Q6_K, 8, k),
+        ];
+        let got = locate("t", &stack(&mixed, &[24, 8, 8]), k).unwrap();
+        assert_eq!(got, [(0, 0, 0, 24), (1, 0, 24, 8), (2, 0, 32, 8)]);
+        // An empty part takes no rows.
+        let got = locate("t", &stack(&one, &[32, 0, 8]), k).unwrap();
+        assert_eq!(got[2], (0, 32, 32, 8));
+        // A part across two segments, or past the last, is refused.
+        assert!(locate("t", &stack(&mixed, &[30, 10]), k).is_err());
+        assert!(locate("t", &stack(&one, &[40, 1]), k).is_err());
+    }
+}
