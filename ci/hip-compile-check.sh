@@ -6,7 +6,9 @@
 #   1. ci/kernel-abi-check.py: the extern "C" entry points match the kernel ABI (and the
 #      checker's own self-test);
 #   2. ci/kernel-math-check.cpp: common.h's 16-bit conversions and sin/cos against independent
-#      oracles on the host (x86-64 with F16C; skipped elsewhere);
+#      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
+#      qgemv.hip's block decoders run on the host against gguf-py's dequantized values
+#      (fixtures/quants) bit for bit, and its GEMV dot products against f64;
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call
@@ -91,6 +93,12 @@ if [ "$(uname -m)" = x86_64 ] && grep -qw f16c /proc/cpuinfo 2>/dev/null; then
 else
   echo "hip-compile-check: skipping the host math check (needs x86-64 with F16C)"
 fi
+
+# --- 2b. qgemv.hip's block decoders on the host, against gguf-py's values ----------------------
+"$CLANGXX" -O1 -std=c++17 -Wno-unknown-pragmas -DWAVE=32 -I "$ROOT/kernels" \
+  "$ROOT/ci/kernel-quant-check.cpp" -o "$OUT/kernel-quant-check"
+"$OUT/kernel-quant-check" "$ROOT/fixtures/quants" | grep -v '^ok ' || true
+"$OUT/kernel-quant-check" "$ROOT/fixtures/quants" >/dev/null
 
 # --- 3. compile -------------------------------------------------------------------------------
 # -include hip/hip_runtime.h: what hipcc adds (clang's HIP wrapper does not include it);

@@ -457,7 +457,10 @@ WF_DEVICE void wf_sincosf(float a, float* s, float* c) {
   *c = (float)(((k + 1) & 2) ? -cv : cv);
 }
 
-#if !defined(WF_HOST)
+// The device section. A host test may compile it too (WF_HOST_DEVICE_SHIMS: the test supplies
+// CUDA's names — threadIdx, __syncthreads, __shfl_xor_sync, … — and runs threads one by one;
+// ci/kernel-quant-check.cpp); a GPU build always does.
+#if !defined(WF_HOST) || defined(WF_HOST_DEVICE_SHIMS)
 // ---------------------------------------------------------------------------------------------
 // Path coverage. Every kernel names its paths (the branches that compute something different:
 // vector or scalar, aligned or not, a tail, a special case) in its file's `enum ...Path` and doc
@@ -548,10 +551,12 @@ WF_DEVICE void wf_fence_device() {
 WF_DEVICE float wf_load_coherent(const float* p) {
 #if defined(WF_HIP)
   return __hip_atomic_load(p, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
-#else
+#elif defined(WF_CUDA)
   float f;
   asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(f) : "l"(p));
   return f;
+#else
+  return *p;  // a host test's one thread
 #endif
 }
 
@@ -1082,6 +1087,6 @@ WF_DEVICE MmaA mma_c_to_a(const MmaC& c, uint16_t* scratch) {
 #endif
   return a;
 }
-#endif  // !WF_HOST
+#endif  // !WF_HOST || WF_HOST_DEVICE_SHIMS
 
 #endif  // WAVEFRONT_KERNELS_COMMON_H

@@ -1,0 +1,212 @@
+// Host check of kernels/qgemv.hip's block decoders (the same source the GPUs compile, built here
+// with WF_HOST_TEST and host stand-ins for CUDA's thread names), against an independent oracle:
+//   1. dequant_{T} run thread by thread over fixtures/quants/{T}.bin (blocks in the file's
+//      layout, moved into the split layout here) gives gguf-py's dequantized values
+//      (fixtures/quants/{T}.f32, written by fixtures/gen/quant_goldens.py) bit for bit;
+//   2. the GEMV's chunk dot products (dot_chunk over the padded LDS tile, as qgemv_{T} runs
+//      them, tiles of QGEMV_TILE) equal Σ w·x over those values computed in double, within the
+//      f32 reassociation bound 2·K·u·Σ|w·x|.
+// A kernel author who edits a decoder learns here, without a GPU, whether it still decodes
+// ggml's blocks; the device conformance suite checks the kernels whole.
+//
+// Usage: kernel-quant-check FIXTURES_DIR   (the repository's fixtures/quants)
+// Exit status 0 iff every check passed. Prints "N passed, M failed".
+//
+// Build: c++ -O1 -std=c++17 -DWAVE=32 -I kernels ci/kernel-quant-check.cpp
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <string>
+#include <vector>
+
+// CUDA's names, for one thread at a time on the host.
+struct WfDim {
+  unsigned x, y, z;
+};
+static WfDim threadIdx, blockIdx;
+struct float4 {
+  float x, y, z, w;
+};
+struct uint4 {
+  unsigned x, y, z, w;
+};
+struct uint2 {
+  unsigned x, y;
+};
+inline void __syncthreads() {}
+inline void __syncwarp(unsigned = 0) {}
+inline void __threadfence() {}
+inline unsigned __shfl_xor_sync(unsigned, unsigned v, int, int = 32) { return v; }
+inline float __shfl_xor_sync(unsigned, float v, int, int = 32) { return v; }
+inline int atomicAdd(int* p, int v) {
+  const int o = *p;
+  *p += v;
+  return o;
+}
+inline int atomicOr(int* p, int v) {
+  const int o = *p;
+  *p |= v;
+  return o;
+}
+inline unsigned atomicOr(unsigned* p, unsigned v) {
+  const unsigned o = *p;
+  *p |= v;
+  return o;
+}
+inline int atomicExch(int* p, int v) {
+  const int o = *p;
+  *p = v;
+  return o;
+}
+#define __global__
+#define __launch_bounds__(...)
+#define WF_HOST_TEST 1
+#define WF_HOST_DEVICE_SHIMS 1
+
+#include "qgemv.hip"
+
+wf_u32x4 wf_dynamic_shared[QGEMV_TILE * 36 / 32 / 4];
+
+static int g_pass = 0, g_fail = 0;
+
+static void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++g_pass;
+    printf("ok   %s\n", what.c_str());
+  } else {
+    ++g_fail;
+    printf("FAIL %s\n", what.c_str());
+  }
+}
+
+static std::vector<uint8_t> read_file(const std::string& path) {
+  std::vector<uint8_t> v;
+  FILE* f = fopen(path.c_str(), "rb");
+  if (!f) return v;
+  uint8_t buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
+  fclose(f);
+  return v;
+}
+
+// The split layout (engine/src/backend/gpu/quant.rs): quant bytes [q0, q0 + qb) of every block,
+// then the rest of every block.
+static std::vector<uint8_t> split(const std::vector<uint8_t>& file, int bb, int q0, int qb) {
+  const size_t nb = file.size() / bb;
+  const int sb = bb - qb;
+  std::vector<uint8_t> out(file.size() + 64, 0);
+  for (size_t i = 0; i < nb; ++i) {
+    const uint8_t* b = file.data() + i * bb;
+    memcpy(out.data() + i * qb, b + q0, qb);
+    uint8_t* s = out.data() + nb * qb + i * sb;
+    memcpy(s, b, q0);
+    memcpy(s + q0, b + q0 + qb, bb - q0 - qb);
+  }
+  return out;
+}
+
+typedef void (*Dequant)(const uint8_t*, const uint8_t*, const int*, int, int, int, int, void*, int);
+
+struct Type {
+  const char* name;
+  int bb, q0, qb;  // block bytes, first quant byte, quant bytes
+  Dequant dequant;
+  float (*gemv)(const uint8_t*, const uint8_t*, const float*, int);
+};
+
+// One row of K: the sum qgemv_{T} forms (tile by tile, every chunk, lane order aside).
+template <class T>
+static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k) {
+  float* xs = (float*)wf_dynamic_shared;
+  float acc[1] = {0.0f};
+  for (int t0 = 0; t0 < k; t0 += QGEMV_TILE) {
+    const int n = k - t0 < QGEMV_TILE ? k - t0 : QGEMV_TILE;
+    for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {
+      threadIdx.x = t;
+      stage_tile(x, nullptr, 1.0f, t0, n, xs);
+    }
+    const int c_begin = t0 / T::BE * T::CPB, c_end = c_begin + n / T::BE * T::CPB;
+    for (int c = c_begin; c < c_end; ++c) {
+      Chunk ch[1];
+      T::load(qa, sa, c / T::CPB, c % T::CPB, ch[0]);
+      dot_chunk<T, 1>(ch, c, t0, xs, acc);
+    }
+  }
+  return acc[0];
+}
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: kernel-quant-check FIXTURES_DIR\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const Type types[] = {
+      {"Q8_0", 34, 2, 32, dequant_q8_0, row_dot<TQ8_0>},
+      {"Q4_0", 18, 2, 16, dequant_q4_0, row_dot<TQ4_0>},
+      {"Q4_1", 20, 4, 16, dequant_q4_1, row_dot<TQ4_1>},
+      {"Q5_0", 22, 6, 16, dequant_q5_0, row_dot<TQ5_0>},
+      {"Q5_1", 24, 8, 16, dequant_q5_1, row_dot<TQ5_1>},
+      {"Q4_K", 144, 16, 128, dequant_q4_k, row_dot<TQ4_K>},
+      {"Q5_K", 176, 16, 160, dequant_q5_k, row_dot<TQ5_K>},
+      {"Q6_K", 210, 0, 192, dequant_q6_k, row_dot<TQ6_K>},
+  };
+  for (const Type& t : types) {
+    const std::vector<uint8_t> file = read_file(dir + "/" + t.name + ".bin");
+    const std::vector<uint8_t> want_bytes = read_file(dir + "/" + t.name + ".f32");
+    const size_t n = want_bytes.size() / 4;
+    if (file.empty() || n == 0 || file.size() % t.bb != 0) {
+      check(false, std::string(t.name) + ": fixtures missing or not whole blocks");
+      continue;
+    }
+    std::vector<float> want(n);
+    memcpy(want.data(), want_bytes.data(), 4 * n);
+    const std::vector<uint8_t> s = split(file, t.bb, t.q0, t.qb);
+    const size_t nb = file.size() / t.bb;
+    const uint8_t* qa = s.data();
+    const uint8_t* sa = s.data() + nb * t.qb;
+    // 1. dequant as one row of n elements, thread by thread.
+    std::vector<float> got(n, -1.0f);
+    blockIdx.x = 0;
+    for (unsigned th = 0; th < DEQUANT_BLOCK; ++th) {
+      threadIdx.x = th;
+      t.dequant(qa, sa, nullptr, 0, 1, (int)n, 0, got.data(), 0);
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < n; ++i) bad += memcmp(&got[i], &want[i], 4) != 0;
+    check(bad == 0, std::string(t.name) + ": dequant_" + t.name + " equals gguf-py bit for bit (" +
+                        std::to_string(n) + " values, " + std::to_string(bad) + " differ)");
+    // 2. the GEMV's dot products: the fixture's blocks tiled into a row of K = 14336 (two LDS
+    // tiles) against seeded inputs.
+    const int k = 14336;
+    const size_t be = n / nb, reps = k / be;
+    std::vector<uint8_t> rowfile;
+    for (size_t r = 0; r < reps; ++r) {
+      const size_t b = r % nb;
+      rowfile.insert(rowfile.end(), file.begin() + b * t.bb, file.begin() + (b + 1) * t.bb);
+    }
+    const std::vector<uint8_t> rs = split(rowfile, t.bb, t.q0, t.qb);
+    std::vector<float> x(k);
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < k; ++i) {
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      x[i] = (float)((double)(st >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    }
+    double exact = 0.0, mag = 0.0;
+    for (int i = 0; i < k; ++i) {
+      const float w = want[(i / be) % nb * be + i % be];
+      exact += (double)w * x[i];
+      mag += fabs((double)w * x[i]);
+    }
+    const float dot = t.gemv(rs.data(), rs.data() + reps * t.qb, x.data(), k);
+    const double err = fabs(dot - exact), bound = 2.0 * k * ldexp(1.0, -24) * mag;
+    check(err <= bound, std::string(t.name) + ": the GEMV's dot of K = 14336 within 2Ku·Σ|wx| (" +
+                            std::to_string(err) + " ≤ " + std::to_string(bound) + ")");
+  }
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail == 0 ? 0 : 1;
+}
