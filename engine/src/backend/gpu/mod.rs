@@ -6,8 +6,9 @@
 //! entry that checks shapes before launching.
 //!
 //! Tensors are device buffers with a dtype and a length: activations f32, weights bf16 or, for
-//! a GGUF file's block types, the file's blocks ([`quant`]), the KV arena f16 by default. Every op is queued on the vendor's single stream, so ops run in call
-//! order; `download_f32`, `sample` and `synchronize` wait for the stream.
+//! a GGUF file's block types, the file's blocks ([`quant`]), the KV arena f16 by default. Every
+//! op is queued on the vendor's single stream, so ops run in call order; `download_f32`,
+//! `sample` and `synchronize` wait for the stream.
 //!
 //! The wave size is fixed when the backend is built (`GpuOptions::wave`): the device's own by
 //! default; on NVIDIA a backend with `wave: Some(64)` runs the WAVE=64 build of every kernel,

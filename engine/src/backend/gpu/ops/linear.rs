@@ -407,7 +407,8 @@ struct Stack<'a> {
 
 /// `outs[i] (rows, parts[i]) = x (rows, k) · W_iᵀ (+ b_i)`: one GEMV launch for all parts when
 /// [`uses_gemv`], else x converted once and one GEMM (+ bias add) per part at its offset into
-/// the stacked weight and bias. Callers checked every length.
+/// the stacked weight and bias; block-quantized weights take the same two routes through
+/// [`launch_quant_gemv`] and [`launch_quant_gemm`]. Callers checked every length.
 #[allow(clippy::too_many_arguments)]
 fn launch_stacked(
     b: &GpuBackend,
@@ -425,10 +426,19 @@ fn launch_stacked(
     }
     let (rows_i, k_i) = (int(op, "rows", rows)?, int(op, "in", k)?);
     int(op, "out", total)?;
-    if !s.segs.is_empty() {
-        return launch_quant(b, op, x, s, rows, k, route, fuse);
+    let gemv = route == Route::Auto && uses_gemv(rows, s.dtype);
+    if !gemv && (fuse.norm.is_some() || fuse.residual) {
+        return Err(bad(
+            op,
+            "a fused norm or residual needs the GEMV route".into(),
+        ));
     }
-    if route == Route::Auto && uses_gemv(rows, s.dtype) {
+    match (s.segs.is_empty(), gemv) {
+        (false, true) => return launch_quant_gemv(b, op, x, s, k, fuse),
+        (false, false) => return launch_quant_gemm(b, op, x, s, rows, k),
+        (true, _) => {}
+    }
+    if gemv {
         let mut g = Gemv {
             dtype: s.dtype,
             w: s.w,
@@ -445,12 +455,6 @@ fn launch_stacked(
             g.parts[i] = int(op, "out", m)?;
         }
         return launch_gemv(b, op, &g);
-    }
-    if fuse.norm.is_some() || fuse.residual {
-        return Err(bad(
-            op,
-            "a fused norm or residual needs the GEMV route".into(),
-        ));
     }
     let mut scratch = b
         .scratch
@@ -522,55 +526,58 @@ fn locate(op: &str, s: &Stack, k: usize) -> Result<Vec<(usize, usize, usize, usi
     Ok(out)
 }
 
-/// [`launch_stacked`] over block-quantized weights: at one row (engine route) one `qgemv`
-/// launch per segment's run of parts (up to three); otherwise, per part, its rows dequantized
-/// to f16 in slices and one f16 GEMM per slice (x converted to f16 once), then the bias.
-#[allow(clippy::too_many_arguments)]
-fn launch_quant(
+/// [`launch_stacked`]'s GEMV route over block-quantized weights (one row): one `qgemv` launch
+/// per segment's run of parts (up to three).
+fn launch_quant_gemv(
+    b: &GpuBackend,
+    op: &str,
+    x: DevicePtr,
+    s: &Stack,
+    k: usize,
+    fuse: Fuse,
+) -> Result<()> {
+    let k_i = int(op, "in", k)?;
+    let located = locate(op, s, k)?;
+    let mut i = 0;
+    while i < located.len() {
+        let (seg, row_in_seg, stack_row, _) = located[i];
+        let mut g = QGemv {
+            seg: s.segs[seg],
+            base: s.w,
+            row0: row_in_seg,
+            x,
+            norm: fuse.norm,
+            bias: s.bias.map(|p| p + (stack_row * 4) as u64),
+            outs: [0; 3],
+            parts: [0; 3],
+            k: k_i,
+            residual: fuse.residual,
+        };
+        let mut n = 0;
+        while i < located.len() && n < 3 && located[i].0 == seg {
+            g.outs[n] = s.outs[i];
+            g.parts[n] = int(op, "out", located[i].3)?;
+            n += 1;
+            i += 1;
+        }
+        launch_qgemv(b, op, &g)?;
+    }
+    Ok(())
+}
+
+/// [`launch_stacked`]'s GEMM route over block-quantized weights: per part, its rows
+/// dequantized to f16 in slices and one f16 GEMM per slice (x converted to f16 once), then the
+/// bias.
+fn launch_quant_gemm(
     b: &GpuBackend,
     op: &str,
     x: DevicePtr,
     s: &Stack,
     rows: usize,
     k: usize,
-    route: Route,
-    fuse: Fuse,
 ) -> Result<()> {
     let k_i = int(op, "in", k)?;
     let located = locate(op, s, k)?;
-    if route == Route::Auto && rows == 1 {
-        let mut i = 0;
-        while i < located.len() {
-            let (seg, row_in_seg, stack_row, _) = located[i];
-            let mut g = QGemv {
-                seg: s.segs[seg],
-                base: s.w,
-                row0: row_in_seg,
-                x,
-                norm: fuse.norm,
-                bias: s.bias.map(|p| p + (stack_row * 4) as u64),
-                outs: [0; 3],
-                parts: [0; 3],
-                k: k_i,
-                residual: fuse.residual,
-            };
-            let mut n = 0;
-            while i < located.len() && n < 3 && located[i].0 == seg {
-                g.outs[n] = s.outs[i];
-                g.parts[n] = int(op, "out", located[i].3)?;
-                n += 1;
-                i += 1;
-            }
-            launch_qgemv(b, op, &g)?;
-        }
-        return Ok(());
-    }
-    if fuse.norm.is_some() || fuse.residual {
-        return Err(bad(
-            op,
-            "a fused norm or residual needs the GEMV route".into(),
-        ));
-    }
     let rows_i = int(op, "rows", rows)?;
     let mut scratch = b
         .scratch
