@@ -119,6 +119,21 @@ WF_DEVICE uint32_t f32_bits(float f) {
 #endif
 }
 
+// 2^23 + byte b of w as f32 (b = 0..3, a compile-time value): one byte permute (CUDA prmt, AMD
+// v_perm_b32) puts the byte under the exponent 0x4B, so the value minus 2^23 is the byte,
+// exactly. The block-quantized GEMV's integer-to-float conversion, four values a word.
+WF_DEVICE float byte_in_mantissa(uint32_t w, int b) {
+#if defined(WF_HIP)
+  // Bytes 0–3 are w's, 4–7 the constant's; selector 0x0C is a zero byte.
+  return f32_from_bits(__builtin_amdgcn_perm(0x4b000000u, w, 0x070c0c00u | (uint32_t)b));
+#elif defined(WF_CUDA)
+  // Bytes 0–3 are w's, 4–7 the constant's (byte 4 is zero, byte 7 is 0x4B).
+  return f32_from_bits(__byte_perm(w, 0x4b000000u, 0x7440u | (uint32_t)b));
+#else
+  return f32_from_bits(((w >> (8 * b)) & 0xffu) | 0x4b000000u);
+#endif
+}
+
 // Math that must stay IEEE-accurate: fused multiply-add (one rounding), round to nearest
 // even, square root (correctly rounded on all three: HIP's __builtin_sqrtf is the
 // correctly-rounded expansion unless fast math is asked for; NVRTC's default is -prec-sqrt),

@@ -33,7 +33,10 @@
 // and minimum (M = 0 but for Q4_1, Q5_1, Q4_K, Q5_K). The GEMV sums, per group,
 // A_g · Σ q·a + M_g · Σ a (f32 FMAs; q exact in f32), so it differs from the reference's
 // Σ w·a (w dequantized exactly) by f32 roundings of the same dot products only: the matmul
-// bound over K with f32 inputs. dequant_{T} computes w exactly as formats/quants.rs does (the
+// bound over K with f32 inputs. The integers are unpacked a word (four values) at a time with
+// bitwise operations and converted with one byte permute each (common.h byte_in_mantissa:
+// 2^23 + q exactly) and one subtraction; the kernels are bound by this per-element work, not
+// by the bytes (bench/results/2026-12-03-qgemv-h200). dequant_{T} computes w exactly as formats/quants.rs does (the
 // same operations, products and sums rounded separately: wf_mul_add_rn).
 //
 // Shapes: qa/sa the split layout of M·K (or 2·I·K, or vocab·K) elements; K a multiple of the
@@ -111,13 +114,6 @@ WF_DEVICE void load_words(const uint8_t* p, uint32_t (&w)[4]) {
 WF_DEVICE uint32_t load_u16(const uint8_t* p) { return *(const uint16_t*)p; }
 WF_DEVICE uint32_t load_u32(const uint8_t* p) { return *(const uint32_t*)p; }
 
-// Byte j (0..15, a runtime value) of 4 words, without indexing the array at run time.
-WF_DEVICE uint32_t byte_of(const uint32_t (&w)[4], int j) {
-  const int i = j >> 2;
-  const uint32_t word = i == 0 ? w[0] : i == 1 ? w[1] : i == 2 ? w[2] : w[3];
-  return (word >> (8 * (j & 3))) & 0xffu;
-}
-
 // u − bias as f32, exact for integers u < 2^23: u placed in the mantissa of 2^23.
 WF_DEVICE float int_minus(uint32_t u, float bias) {
   return f32_from_bits(0x4b000000u | u) - (8388608.0f + bias);
@@ -126,36 +122,43 @@ WF_DEVICE float int_minus(uint32_t u, float bias) {
 WF_DEVICE float half_lo(uint32_t w) { return f16_to_f32_hw((uint16_t)(w & 0xffffu)); }
 WF_DEVICE float half_hi(uint32_t w) { return f16_to_f32_hw((uint16_t)(w >> 16)); }
 
-// The 4-bit value of element j of group g (g = 0: low nibble of byte j, 1: high nibble).
-WF_DEVICE uint32_t nibble(const Chunk& c, int g, int j) {
-  return (c.q[j >> 2] >> (8 * (j & 3) + 4 * g)) & 0xfu;
+// The 4-bit values of elements 4i..4i+3 of group g, one a byte (g = 0: the low nibbles of
+// bytes 4i..4i+3 of the chunk, 1: the high nibbles).
+WF_DEVICE uint32_t nibbles(const Chunk& c, int g, int i) {
+  return (c.q[i] >> (4 * g)) & 0x0f0f0f0fu;
 }
 
+// Bits 0..3 of h spread to bit 0 of bytes 0..3 (the four shifted copies do not overlap).
+WF_DEVICE uint32_t spread4(uint32_t h) { return ((h & 0xfu) * 0x00204081u) & 0x01010101u; }
+
 // Q4_K/Q5_K: the 6-bit scale and minimum of sub-block j (ggml get_scale_min_k4) from the 12
-// scale bytes at byte 4 of the block's rest (s).
+// scale bytes at byte 4 of the block's rest (s[1..3] = bytes 0–3, 4–7, 8–11 of scales), four
+// sub-blocks at a time (one byte each): sub-blocks 0–3 are the low six bits of bytes 0–3
+// (scales) and 4–7 (minimums); 4–7 take their low four bits from bytes 8–11 (scale: low
+// nibble, minimum: high nibble) and their top two from the top two bits of bytes 0–3 / 4–7.
 WF_DEVICE void scale_min_k4(const Chunk& c, int j, float& sc, float& m) {
-  if (j < 4) {
-    sc = (float)(byte_of(c.s, 4 + j) & 63u);
-    m = (float)(byte_of(c.s, 8 + j) & 63u);
-  } else {
-    sc = (float)((byte_of(c.s, 8 + j) & 0xfu) | ((byte_of(c.s, j) >> 6) << 4));
-    m = (float)((byte_of(c.s, 8 + j) >> 4) | ((byte_of(c.s, 4 + j) >> 6) << 4));
-  }
+  const uint32_t sw = j < 4 ? c.s[1] & 0x3f3f3f3fu
+                            : (c.s[3] & 0x0f0f0f0fu) | ((c.s[1] >> 2) & 0x30303030u);
+  const uint32_t mw = j < 4 ? c.s[2] & 0x3f3f3f3fu
+                            : ((c.s[3] >> 4) & 0x0f0f0f0fu) | ((c.s[2] >> 2) & 0x30303030u);
+  const int sh = 8 * (j & 3);
+  sc = int_minus((sw >> sh) & 0xffu, 0.0f);
+  m = int_minus((mw >> sh) & 0xffu, 0.0f);
 }
 
 // Per type: id (slot group), BE elements a block, QB/SB bytes of its two parts, CPB chunks a
-// block, G groups a chunk, MIN whether M ≠ 0; load (chunk cc of block blk), elem (the first
-// element of group g within the block), q (the integer of element j of group g, as f32),
-// coef (A_g, M_g).
+// block, G groups a chunk, MIN whether M ≠ 0, BIAS the quants' offset; load (chunk cc of block
+// blk), elem (the first element of group g within the block), word (the integer quants of
+// elements 4i..4i+3 of group g plus BIAS, one unsigned byte each), coef (A_g, M_g).
 struct TQ8_0 {
-  enum { id = 0, BE = 32, QB = 32, SB = 2, CPB = 2, G = 1, MIN = 0 };
+  enum { id = 0, BE = 32, QB = 32, SB = 2, CPB = 2, G = 1, MIN = 0, BIAS = 128 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
     load_words(qa + blk * QB + 16 * cc, c.q);
     c.s[0] = load_u16(sa + blk * SB);
   }
   static WF_DEVICE int elem(int cc, int g) { return 16 * cc + 0 * g; }
-  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int /*g*/, int j) {
-    return int_minus(((c.q[j >> 2] >> (8 * (j & 3))) & 0xffu) ^ 0x80u, 128.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int /*cc*/, int /*g*/, int i) {
+    return c.q[i] ^ 0x80808080u;  // int8 s as the byte s + 128
   }
   static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
     a = half_lo(c.s[0]);
@@ -164,14 +167,14 @@ struct TQ8_0 {
 };
 
 struct TQ4_0 {
-  enum { id = 1, BE = 32, QB = 16, SB = 2, CPB = 1, G = 2, MIN = 0 };
+  enum { id = 1, BE = 32, QB = 16, SB = 2, CPB = 1, G = 2, MIN = 0, BIAS = 8 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
     load_words(qa + blk * QB, c.q);
     c.s[0] = load_u16(sa + blk * SB);
   }
   static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
-  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
-    return int_minus(nibble(c, g, j), 8.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int /*cc*/, int g, int i) {
+    return nibbles(c, g, i);
   }
   static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
     a = half_lo(c.s[0]);
@@ -180,14 +183,14 @@ struct TQ4_0 {
 };
 
 struct TQ4_1 {
-  enum { id = 2, BE = 32, QB = 16, SB = 4, CPB = 1, G = 2, MIN = 1 };
+  enum { id = 2, BE = 32, QB = 16, SB = 4, CPB = 1, G = 2, MIN = 1, BIAS = 0 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
     load_words(qa + blk * QB, c.q);
     c.s[0] = load_u32(sa + blk * SB);
   }
   static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
-  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
-    return int_minus(nibble(c, g, j), 0.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int /*cc*/, int g, int i) {
+    return nibbles(c, g, i);
   }
   static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
     a = half_lo(c.s[0]);
@@ -196,12 +199,12 @@ struct TQ4_1 {
 };
 
 // Q5_0/Q5_1: bit 4 of element j of group g is bit j + 16·g of qh (s[1]).
-WF_DEVICE uint32_t five_bit(const Chunk& c, int g, int j) {
-  return nibble(c, g, j) | (((c.s[1] >> (j + 16 * g)) & 1u) << 4);
+WF_DEVICE uint32_t five_bits(const Chunk& c, int g, int i) {
+  return nibbles(c, g, i) | (spread4(c.s[1] >> (4 * i + 16 * g)) << 4);
 }
 
 struct TQ5_0 {
-  enum { id = 3, BE = 32, QB = 16, SB = 6, CPB = 1, G = 2, MIN = 0 };
+  enum { id = 3, BE = 32, QB = 16, SB = 6, CPB = 1, G = 2, MIN = 0, BIAS = 16 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
     load_words(qa + blk * QB, c.q);
     const uint8_t* s = sa + blk * SB;  // 2-byte aligned
@@ -209,8 +212,8 @@ struct TQ5_0 {
     c.s[1] = load_u16(s + 2) | (load_u16(s + 4) << 16);
   }
   static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
-  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
-    return int_minus(five_bit(c, g, j), 16.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int /*cc*/, int g, int i) {
+    return five_bits(c, g, i);
   }
   static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
     a = half_lo(c.s[0]);
@@ -219,7 +222,7 @@ struct TQ5_0 {
 };
 
 struct TQ5_1 {
-  enum { id = 4, BE = 32, QB = 16, SB = 8, CPB = 1, G = 2, MIN = 1 };
+  enum { id = 4, BE = 32, QB = 16, SB = 8, CPB = 1, G = 2, MIN = 1, BIAS = 0 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int /*cc*/, Chunk& c) {
     load_words(qa + blk * QB, c.q);
     const wf_u32x2 t = *(const wf_u32x2*)(sa + blk * SB);
@@ -227,8 +230,8 @@ struct TQ5_1 {
     c.s[1] = t.y;
   }
   static WF_DEVICE int elem(int /*cc*/, int g) { return 16 * g; }
-  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
-    return int_minus(five_bit(c, g, j), 0.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int /*cc*/, int g, int i) {
+    return five_bits(c, g, i);
   }
   static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int /*g*/, float& a, float& m) {
     a = half_lo(c.s[0]);
@@ -247,14 +250,14 @@ WF_DEVICE void k_coef(const Chunk& c, int cc, int g, float& a, float& m) {
 }
 
 struct TQ4_K {
-  enum { id = 5, BE = 256, QB = 128, SB = 16, CPB = 8, G = 2, MIN = 1 };
+  enum { id = 5, BE = 256, QB = 128, SB = 16, CPB = 8, G = 2, MIN = 1, BIAS = 0 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
     load_words(qa + blk * QB + 16 * cc, c.q);
     load_words(sa + blk * SB, c.s);
   }
   static WF_DEVICE int elem(int cc, int g) { return k_elem(cc, g); }
-  static WF_DEVICE float q(const Chunk& c, int /*cc*/, int g, int j) {
-    return int_minus(nibble(c, g, j), 0.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int /*cc*/, int g, int i) {
+    return nibbles(c, g, i);
   }
   static WF_DEVICE void coef(const Chunk& c, int cc, int g, float& a, float& m) {
     k_coef(c, cc, g, a, m);
@@ -262,7 +265,7 @@ struct TQ4_K {
 };
 
 struct TQ5_K {
-  enum { id = 6, BE = 256, QB = 160, SB = 16, CPB = 8, G = 2, MIN = 1 };
+  enum { id = 6, BE = 256, QB = 160, SB = 16, CPB = 8, G = 2, MIN = 1, BIAS = 0 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
     const uint8_t* b = qa + blk * QB;
     load_words(b + 32 + 16 * cc, c.q);
@@ -270,9 +273,9 @@ struct TQ5_K {
     load_words(sa + blk * SB, c.s);
   }
   static WF_DEVICE int elem(int cc, int g) { return k_elem(cc, g); }
-  static WF_DEVICE float q(const Chunk& c, int cc, int g, int j) {
-    const uint32_t hi = (byte_of(c.h, j) >> (2 * (cc >> 1) + g)) & 1u;
-    return int_minus(nibble(c, g, j) | (hi << 4), 0.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int cc, int g, int i) {
+    const uint32_t hi = (c.h[i] >> (2 * (cc >> 1) + g)) & 0x01010101u;  // qh bit of each byte
+    return nibbles(c, g, i) | (hi << 4);
   }
   static WF_DEVICE void coef(const Chunk& c, int cc, int g, float& a, float& m) {
     k_coef(c, cc, g, a, m);
@@ -286,7 +289,7 @@ struct TQ5_K {
 WF_DEVICE int q6_quarter(int cc, int g) { return ((cc >> 1) & 1) + 2 * g; }
 
 struct TQ6_K {
-  enum { id = 7, BE = 256, QB = 192, SB = 18, CPB = 8, G = 2, MIN = 0 };
+  enum { id = 7, BE = 256, QB = 192, SB = 18, CPB = 8, G = 2, MIN = 0, BIAS = 32 };
   static WF_DEVICE void load(const uint8_t* qa, const uint8_t* sa, i64 blk, int cc, Chunk& c) {
     const uint8_t* b = qa + blk * QB;
     const int hf = cc >> 2;
@@ -301,9 +304,9 @@ struct TQ6_K {
   static WF_DEVICE int elem(int cc, int g) {
     return 128 * (cc >> 2) + 32 * q6_quarter(cc, g) + 16 * (cc & 1);
   }
-  static WF_DEVICE float q(const Chunk& c, int cc, int g, int j) {
-    const uint32_t hi = (byte_of(c.h, j) >> (2 * q6_quarter(cc, g))) & 3u;
-    return int_minus(nibble(c, g, j) | (hi << 4), 32.0f);
+  static WF_DEVICE uint32_t word(const Chunk& c, int cc, int g, int i) {
+    const uint32_t hi = (c.h[i] >> (2 * q6_quarter(cc, g))) & 0x03030303u;  // two qh bits a byte
+    return nibbles(c, g, i) | (hi << 4);
   }
   static WF_DEVICE void coef(const Chunk& c, int /*cc*/, int g, float& a, float& m) {
     const uint32_t s = g ? c.s[2] : c.s[1];
@@ -311,6 +314,18 @@ struct TQ6_K {
     m = 0.0f;
   }
 };
+
+// The 16 integer quants of group g of a chunk as f32 (exact): 2^23 + (quant + BIAS) from the
+// byte permute, minus 2^23 + BIAS.
+template <class T>
+WF_DEVICE void group_values(const Chunk& c, int cc, int g, float (&v)[16]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t w = T::word(c, cc, g, i);
+#pragma unroll
+    for (int b = 0; b < 4; ++b) v[4 * i + b] = byte_in_mantissa(w, b) - (8388608.0f + T::BIAS);
+  }
+}
 
 // The padded LDS index of staged element e.
 WF_DEVICE int pad_index(int e) { return e + 4 * (e >> 5); }
@@ -370,9 +385,11 @@ WF_DEVICE void dot_chunk(const Chunk (&ch)[NR], int c, int t0, const float* xs,
     }
 #pragma unroll
     for (int r = 0; r < NR; ++r) {
+      float q[16];
+      group_values<T>(ch[r], cc, g, q);
       float sq = 0.0f;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) sq = wf_fmaf(T::q(ch[r], cc, g, j), xv[j], sq);
+      for (int j = 0; j < 16; ++j) sq = wf_fmaf(q[j], xv[j], sq);
       float a, m;
       T::coef(ch[r], cc, g, a, m);
       acc[r] = wf_fmaf(a, sq, acc[r]);
@@ -518,18 +535,19 @@ WF_DEVICE void dequant_kernel(const uint8_t* qa, const uint8_t* sa, const int* i
   const i64 blk0 = (i64)(valid ? row : 0) * (k / T::BE);
   for (int c = thread_index(); c < n_chunks; c += DEQUANT_BLOCK) {
     const int cc = c % T::CPB;
-    Chunk ch;
+    Chunk ch = {};
     if (valid) T::load(qa, sa, blk0 + c / T::CPB, cc, ch);
 #pragma unroll
     for (int g = 0; g < T::G; ++g) {
       float a = 0.0f, m = 0.0f;
       if (valid) T::coef(ch, cc, g, a, m);
       const i64 e0 = (i64)(c / T::CPB) * T::BE + T::elem(cc, g);
-      float v[16];
+      float q[16], v[16];
+      group_values<T>(ch, cc, g, q);
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
         v[j] = 0.0f;
-        if (valid) v[j] = T::MIN ? wf_mul_add_rn(a, T::q(ch, cc, g, j), m) : a * T::q(ch, cc, g, j);
+        if (valid) v[j] = T::MIN ? wf_mul_add_rn(a, q[j], m) : a * q[j];
       }
       if (out_f16) {
 #pragma unroll
