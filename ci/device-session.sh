@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|kvq8-bench|kvq8-ab}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|qgemv-profile|kvq8-bench|kvq8-ab}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -429,6 +429,54 @@ quant-gpu)
     done
   done
   for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+qgemv-profile)
+  # Where the block-quantized GEMV's time goes: the GEMV op cases at both waves (the routing a
+  # change touched), TESTS (default engine_lib gpu_graph), then Nsight Compute's full set on
+  # one launch of each of the 8B shape's products per type of PROFILE_QUANTS (default q4_0
+  # q4_k) inside `bench --gemv` (launches counted per kernel name: qkv, o_proj, down, lm_head
+  # use qgemv_T in that order with 11, 16, 5, 1 weight copies × 21 samples; gate_up
+  # qgemv_swiglu_T), and VARIANTS' microbench over Q4_0 and Q4_K.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  start=$SECONDS
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op linear --op linear_stacked \
+    --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual --op embedding \
+    --report "$OUT/conformance-gemv.md" >"$OUT/conformance-gemv.log" 2>&1
+  echo "| conformance gemv ops, both waves | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv.log") |" | tee -a "$OUT/summary.md"
+  finish
+  for t in ${TESTS-engine_lib gpu_graph}; do run_test "$t"; finish; done
+  if command -v ncu >/dev/null; then
+    for q in ${PROFILE_QUANTS-q4_0 q4_k}; do
+      for spec in "qgemv_$q:10:qkv" "qgemv_$q:582:down" "qgemv_$q:682:lm_head" "qgemv_swiglu_$q:10:gate_up"; do
+        IFS=: read -r kname skip proj <<<"$spec"
+        start=$SECONDS
+        timeout 150 ncu --set full --kernel-name "$kname" --launch-skip "$skip" --launch-count 1 \
+          -o "$OUT/ncu-$q-$proj" bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
+          >"$OUT/ncu-$q-$proj.log" 2>&1
+        echo "| ncu $q $proj | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        ncu -i "$OUT/ncu-$q-$proj.ncu-rep" --page details >"$OUT/ncu-$q-$proj.txt" 2>&1
+        finish
+      done
+    done
+  fi
+  for v in ${VARIANTS:-}; do
+    for q in q4_0 q4_k; do
+      start=$SECONDS
+      timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant $q --kernels "$v" \
+        --markdown "$OUT/bench-gemv-8b-$q-$(basename "$v").md" >"$OUT/bench-gemv-$q-$(basename "$v").log" 2>&1
+      echo "| bench --gemv 8b $q variant $v | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+  done
+  for f in "$OUT"/ncu-*.txt; do
+    echo "== $f"
+    grep -E "^ +(Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|L1/TEX Hit Rate|L2 Hit Rate|Executed Ipc Active|Warp Cycles Per Issued Instruction|Block Limit Registers|Executed Instructions) " "$f" | awk '{$1=$1; print}' | tr '\n' ';'
+    echo
+  done
+  for f in "$OUT"/bench-gemv-*.md; do echo "== $f"; grep -E "^\| llama" "$f" | awk -F'|' '{print $3, $6, $7}'; done
   cat "$OUT/summary.md"
   ;;
 kvq8-bench)
