@@ -18,6 +18,7 @@ pub mod kv_quant;
 pub mod model;
 pub mod rope;
 pub mod sampler;
+pub mod serve;
 pub mod tensor;
 pub mod tokenizer;
 

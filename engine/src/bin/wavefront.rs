@@ -2,7 +2,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -10,6 +11,7 @@ use wavefront::backend::cpu::CpuBackend;
 use wavefront::backend::gpu;
 use wavefront::backend::Backend;
 use wavefront::model::WeightStorage;
+use wavefront::serve::ServeOptions;
 use wavefront::tokenizer::ChatMessage;
 use wavefront::DType;
 use wavefront::{Engine, EngineOptions, GenerationRequest, Generator, LoadedModel, SamplingParams};
@@ -77,6 +79,52 @@ enum Command {
     },
     /// Measure prefill and decode speed against the bandwidth roofline (llama-bench style).
     Bench(BenchArgs),
+    /// Serve OpenAI's HTTP API: chat and text completions, streamed (server-sent events) or not.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// GGUF file or Hugging Face directory (default: SmolLM2-135M-Instruct, fetched on first use).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Address to listen on: an IP address or localhost. A non-loopback address needs
+    /// --api-key (or --insecure-public).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 = any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health [env: WAVEFRONT_API_KEY].
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Listen on a non-loopback address without an API key.
+    #[arg(long)]
+    insecure_public: bool,
+    /// Sequences generating at once, each with its own KV cache (at least 1).
+    #[arg(long, default_value_t = 4)]
+    slots: usize,
+    /// Requests waiting for a slot before the server answers 429 (at least 1).
+    #[arg(long, default_value_t = 16)]
+    queue: usize,
+    /// KV capacity of each slot in tokens (prompt + max_tokens must fit): at least 2, at most
+    /// the model's context length (default: the model's, capped so that every slot's cache
+    /// fits in the free memory).
+    #[arg(long)]
+    context: Option<usize>,
+    /// Seconds from a request's arrival to its end, waiting included; a request past it is
+    /// cancelled (504, or an error event in a stream).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 600.0)]
+    timeout: f64,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Compile the GPU kernels from this directory (a copy of kernels/ with edits) instead of
+    /// the embedded ones [env: WAVEFRONT_KERNELS_DIR].
+    #[arg(long, value_name = "DIR")]
+    kernels: Option<PathBuf>,
+    /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
+    #[arg(long, value_enum)]
+    kv_type: Option<KvType>,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +257,7 @@ fn main() {
         Command::Info { devices: true, .. } => info_devices(),
         Command::Info { model, .. } => info(model),
         Command::Bench(args) => bench(args),
+        Command::Serve(args) => serve(args),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -309,6 +358,99 @@ fn request_settings(args: &RunArgs) -> Result<GenerationRequest> {
     };
     request.check_settings()?;
     Ok(request)
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    // The flags first (a public address without a key among them), then the backend, then the
+    // model: a bad value fails before anything loads.
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!(
+            "--timeout must be a finite number of seconds > 0, got {}",
+            args.timeout
+        );
+    }
+    let api_key = args.api_key.clone().or_else(|| {
+        std::env::var("WAVEFRONT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    });
+    let mut opts = ServeOptions {
+        host: wavefront::serve::parse_host(&args.host)?,
+        port: args.port,
+        api_key,
+        insecure_public: args.insecure_public,
+        slots: args.slots,
+        queue: args.queue,
+        timeout: Duration::from_secs_f64(args.timeout),
+        ..ServeOptions::new("")
+    };
+    opts.check()?;
+    if let Some(c) = args.context.filter(|&c| c < 2) {
+        bail!("--context must be at least 2 (one prompt token and one generated), got {c}");
+    }
+    let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
+    let mut model = load(args.model.clone())?;
+    opts.model_id = model_id(&model.path);
+    let tokenizer = Arc::new(
+        model
+            .tokenizer
+            .take()
+            .context("this model carries no tokenizer, so it cannot serve text")?,
+    );
+    match gpu {
+        Some(b) => {
+            let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
+            model.tensors.clear();
+            serve_engine(&engine, tokenizer, &args, &opts)
+        }
+        None => {
+            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
+            model.tensors.clear();
+            serve_engine(&engine, tokenizer, &args, &opts)
+        }
+    }
+}
+
+/// The id the server gives the model: its file name without `.gguf`, or its directory's name.
+fn model_id(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    name.strip_suffix(".gguf")
+        .map(str::to_string)
+        .unwrap_or(name)
+}
+
+fn serve_engine<B: Backend>(
+    engine: &Engine<B>,
+    tokenizer: Arc<wavefront::Tokenizer>,
+    args: &ServeArgs,
+    opts: &ServeOptions,
+) -> Result<()> {
+    let model_context = engine.config().max_position_embeddings;
+    if let Some(c) = args.context.filter(|&c| c > model_context) {
+        bail!("--context must be at most the model's context length, {model_context}, got {c}");
+    }
+    let plan = wavefront::serve::slot_context(engine, args.context, opts.slots)?;
+    eprintln!("[{} slots, each: {}]", opts.slots, plan.describe());
+    wavefront::serve::run(
+        engine,
+        tokenizer,
+        plan.capacity,
+        opts,
+        wavefront::serve::shutdown_signal(),
+        |addr| {
+            eprintln!(
+                "[serving {} on {} {}: listening on http://{addr}]",
+                opts.model_id,
+                engine.backend().name(),
+                engine.backend().device()
+            )
+        },
+    )?;
+    eprintln!("[shut down]");
+    Ok(())
 }
 
 /// GGUF block types `bench --quant` generates random weights in.
@@ -547,8 +689,7 @@ fn generate<B: Backend>(
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::user(prompt.clone()));
-        let text = tokenizer.apply_chat_template(&messages, true)?;
-        tokenizer.encode(&text, false)?
+        tokenizer.encode_chat(&messages)?
     } else {
         tokenizer.encode(&prompt, true)?
     };

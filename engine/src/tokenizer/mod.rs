@@ -92,6 +92,14 @@ impl Tokenizer {
         self.special.eos_token_ids.contains(&id)
     }
 
+    /// The prompt of a chat: the template over `messages` with the generation prompt, encoded
+    /// without adding special tokens (the template writes them). What `wavefront run --chat`
+    /// and the server's chat completions prefill.
+    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.apply_chat_template(messages, true)?;
+        self.encode(&text, false)
+    }
+
     /// Renders the chat template over `messages` (Hugging Face semantics).
     pub fn apply_chat_template(
         &self,

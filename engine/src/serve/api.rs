@@ -1,0 +1,691 @@
+//! OpenAI's request bodies → a checked [`GenerationRequest`], and the response bodies and
+//! stream chunks back. Every refusal is an [`ApiError`] naming the field.
+//!
+//! A body is read in three passes so that each kind of fault gets its own answer: JSON that
+//! does not parse (no field to name), a field this server does not know (named), a field of
+//! the wrong type (named by its path, `messages[1].content`); then the values are checked.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use crate::generate::{FinishReason, GenerationRequest};
+use crate::sampler::SamplingParams;
+use crate::tokenizer::{ChatMessage, Tokenizer};
+
+/// What a request is checked against: the served model and each slot's context.
+pub struct ApiContext<'a> {
+    pub model_id: &'a str,
+    pub tokenizer: &'a Tokenizer,
+    /// The model's vocabulary (token ids of a prompt are below it).
+    pub vocab_size: usize,
+    /// KV capacity of a slot: prompt + max_tokens must fit.
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`
+    Chat,
+    /// `/v1/completions`
+    Completion,
+}
+
+impl Endpoint {
+    /// The field the prompt comes from.
+    pub fn prompt_param(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "messages",
+            Endpoint::Completion => "prompt",
+        }
+    }
+}
+
+/// A request ready for the scheduler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub endpoint: Endpoint,
+    pub request: GenerationRequest,
+    pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk with `usage` and no choices.
+    pub include_usage: bool,
+}
+
+/// The stop strings OpenAI allows at most.
+pub const MAX_STOP: usize = 4;
+
+const COMMON_FIELDS: &[&str] = &[
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repeat_last_n",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "user",
+];
+const CHAT_FIELDS: &[&str] = &[
+    "messages",
+    "max_completion_tokens",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "parallel_tool_calls",
+];
+const COMPLETION_FIELDS: &[&str] = &["prompt", "echo", "suffix", "best_of"];
+
+/// The fields both endpoints take. `Option` throughout: absent and `null` mean the default.
+#[derive(Deserialize)]
+struct Common {
+    model: Option<String>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<u64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u64>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    repeat_last_n: Option<u64>,
+    seed: Option<u64>,
+    stop: Option<Value>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    n: Option<u64>,
+    logprobs: Option<Value>,
+    top_logprobs: Option<Value>,
+    logit_bias: Option<Map<String, Value>>,
+    /// An end-user identifier OpenAI uses for abuse monitoring; it changes no output.
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ChatFields {
+    messages: Vec<WireMessage>,
+    max_completion_tokens: Option<u64>,
+    tools: Option<Vec<Value>>,
+    tool_choice: Option<Value>,
+    response_format: Option<Value>,
+    /// Only meaningful with tools, which are refused.
+    #[allow(dead_code)]
+    parallel_tool_calls: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireMessage {
+    role: String,
+    content: Value,
+}
+
+#[derive(Deserialize)]
+struct CompletionFields {
+    prompt: Value,
+    echo: Option<bool>,
+    suffix: Option<String>,
+    best_of: Option<u64>,
+}
+
+/// Parses and checks a `/v1/chat/completions` body.
+pub fn parse_chat(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
+    let value = object(body, CHAT_FIELDS)?;
+    let common: Common = typed(&value)?;
+    let chat: ChatFields = typed(&value)?;
+    check_common(&common, ctx)?;
+    if chat.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::unsupported(
+            "tools",
+            "tools are not supported yet",
+        ));
+    }
+    if let Some(c) = chat.tool_choice.as_ref().filter(|c| !c.is_null()) {
+        if c != "none" && c != "auto" {
+            return Err(ApiError::unsupported(
+                "tool_choice",
+                "tool_choice must be \"none\" or \"auto\" (tools are not supported yet)",
+            ));
+        }
+    }
+    if let Some(f) = chat.response_format.as_ref().filter(|f| !f.is_null()) {
+        if f.get("type").and_then(Value::as_str) != Some("text") {
+            return Err(ApiError::unsupported(
+                "response_format",
+                "only {\"type\": \"text\"} is supported",
+            ));
+        }
+    }
+    let messages = messages(&chat.messages)?;
+    let prompt = ctx
+        .tokenizer
+        .encode_chat(&messages)
+        .map_err(|e| ApiError::from_engine(&e, "messages"))?;
+    let max_tokens = match (common.max_tokens, chat.max_completion_tokens) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid(
+                "max_completion_tokens",
+                format!("max_completion_tokens ({b}) and max_tokens ({a}) disagree; give one"),
+            ))
+        }
+        (_, Some(b)) => Some(("max_completion_tokens", b)),
+        (Some(a), None) => Some(("max_tokens", a)),
+        (None, None) => None,
+    };
+    prepare(Endpoint::Chat, common, prompt, max_tokens, ctx)
+}
+
+/// Parses and checks a `/v1/completions` body.
+pub fn parse_completion(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
+    let value = object(body, COMPLETION_FIELDS)?;
+    let common: Common = typed(&value)?;
+    let fields: CompletionFields = typed(&value)?;
+    check_common(&common, ctx)?;
+    if fields.echo == Some(true) {
+        return Err(ApiError::unsupported("echo", "echo is not supported yet"));
+    }
+    if fields.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::unsupported("suffix", "suffix is not supported"));
+    }
+    if fields.best_of.is_some_and(|b| b != 1) {
+        return Err(ApiError::unsupported("best_of", "best_of must be 1"));
+    }
+    let prompt = completion_prompt(&fields.prompt, ctx)?;
+    let max_tokens = common.max_tokens.map(|n| ("max_tokens", n));
+    prepare(Endpoint::Completion, common, prompt, max_tokens, ctx)
+}
+
+/// The body as a JSON object whose every key this endpoint knows.
+fn object(body: &[u8], endpoint_fields: &[&str]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_body(format!("the body is not valid JSON: {e}")))?;
+    let Some(map) = value.as_object() else {
+        return Err(ApiError::bad_body("the body must be a JSON object"));
+    };
+    if let Some(k) = map
+        .keys()
+        .find(|k| !COMMON_FIELDS.contains(&k.as_str()) && !endpoint_fields.contains(&k.as_str()))
+    {
+        return Err(
+            ApiError::invalid(k.as_str(), format!("unrecognized request argument: {k}"))
+                .with_code("unknown_parameter"),
+        );
+    }
+    Ok(value)
+}
+
+/// `value` as `T`, a type fault naming its path (`messages[0].content`, `temperature`).
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // A missing field's path is its container's: serde names the field in the message.
+        let param = match (inner.strip_prefix("missing field `"), path.as_str()) {
+            (Some(rest), ".") => rest.trim_end_matches('`').to_string(),
+            (Some(rest), p) => format!("{p}.{}", rest.trim_end_matches('`')),
+            (None, ".") => String::new(),
+            (None, p) => p.to_string(),
+        };
+        if param.is_empty() {
+            ApiError::bad_body(inner)
+        } else {
+            ApiError::invalid(param.clone(), format!("{param}: {inner}"))
+        }
+    })
+}
+
+/// The checks of fields that both endpoints share and that need no prompt.
+fn check_common(c: &Common, ctx: &ApiContext) -> Result<(), ApiError> {
+    if let Some(m) = c.model.as_deref() {
+        if m != ctx.model_id {
+            return Err(ApiError::not_found(format!(
+                "the model `{m}` does not exist; this server serves `{}`",
+                ctx.model_id
+            ))
+            .with_code("model_not_found")
+            .with_param("model"));
+        }
+    }
+    if let Some(n) = c.n.filter(|&n| n != 1) {
+        return Err(ApiError::unsupported(
+            "n",
+            format!("n must be 1 (one choice per request), got {n}"),
+        ));
+    }
+    for (field, v) in [
+        ("presence_penalty", c.presence_penalty),
+        ("frequency_penalty", c.frequency_penalty),
+    ] {
+        if let Some(v) = v.filter(|&v| v != 0.0) {
+            return Err(ApiError::unsupported(
+                field,
+                format!(
+                    "{field} is not supported yet (only 0), got {v}; repeat_penalty is (a \
+                     multiplicative penalty on the last repeat_last_n tokens)"
+                ),
+            ));
+        }
+    }
+    if c.logprobs
+        .as_ref()
+        .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+    {
+        return Err(ApiError::unsupported(
+            "logprobs",
+            "logprobs are not supported yet",
+        ));
+    }
+    if c.top_logprobs
+        .as_ref()
+        .is_some_and(|v| !v.is_null() && v.as_u64() != Some(0))
+    {
+        return Err(ApiError::unsupported(
+            "top_logprobs",
+            "top_logprobs are not supported yet",
+        ));
+    }
+    if c.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(ApiError::unsupported(
+            "logit_bias",
+            "logit_bias is not supported yet",
+        ));
+    }
+    if c.stream_options.is_some() && c.stream != Some(true) {
+        return Err(ApiError::invalid(
+            "stream_options",
+            "stream_options is only allowed with \"stream\": true",
+        ));
+    }
+    Ok(())
+}
+
+/// Chat messages for the template: roles system, user and assistant; content a string or an
+/// array of text parts (joined with newlines).
+fn messages(wire: &[WireMessage]) -> Result<Vec<ChatMessage>, ApiError> {
+    if wire.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "messages must hold at least one message",
+        ));
+    }
+    let mut out = Vec::with_capacity(wire.len());
+    for (i, m) in wire.iter().enumerate() {
+        if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                format!(
+                    "messages[{i}].role must be \"system\", \"user\" or \"assistant\", got {:?}",
+                    m.role
+                ),
+            ));
+        }
+        let content = match &m.content {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => {
+                let mut texts = Vec::with_capacity(parts.len());
+                for (j, p) in parts.iter().enumerate() {
+                    match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                        (Some("text"), Some(Value::String(t))) => texts.push(t.as_str()),
+                        _ => {
+                            return Err(ApiError::invalid(
+                                format!("messages[{i}].content[{j}]"),
+                                format!(
+                                    "messages[{i}].content[{j}] must be {{\"type\": \"text\", \"text\": STRING}} (only text is supported)"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                texts.join("\n")
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].content"),
+                    format!("messages[{i}].content must be a string or an array of text parts"),
+                ))
+            }
+        };
+        out.push(ChatMessage::new(m.role.clone(), content));
+    }
+    Ok(out)
+}
+
+/// A completion's prompt: a string, an array of one string, or an array of token ids; the
+/// string encoded as `wavefront run` encodes its prompt (with the model's special tokens).
+fn completion_prompt(prompt: &Value, ctx: &ApiContext) -> Result<Vec<u32>, ApiError> {
+    let encode = |s: &str| {
+        ctx.tokenizer
+            .encode(s, true)
+            .map_err(|e| ApiError::from_engine(&e, "prompt"))
+    };
+    let shape = || {
+        ApiError::invalid(
+            "prompt",
+            "prompt must be a string, an array of one string, or an array of token ids",
+        )
+    };
+    match prompt {
+        Value::String(s) => encode(s),
+        Value::Array(items) => match items.as_slice() {
+            [Value::String(s)] => encode(s),
+            [Value::String(_), ..] => Err(ApiError::unsupported(
+                "prompt",
+                "one prompt per request (an array of several strings asks for several completions)",
+            )),
+            _ => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|&t| (t as usize) < ctx.vocab_size)
+                        .map(|t| t as u32)
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                "prompt",
+                                format!(
+                                    "prompt token {v} is not an id of the vocabulary (0 to {})",
+                                    ctx.vocab_size - 1
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>(),
+        },
+        _ => Err(shape()),
+    }
+}
+
+/// The stop field: a string or an array of at most [`MAX_STOP`] strings.
+fn stop_strings(stop: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "stop",
+            format!("stop must be a string or an array of at most {MAX_STOP} strings"),
+        )
+    };
+    match stop {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) if items.len() <= MAX_STOP => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The request for the scheduler: sampling (OpenAI's defaults: temperature 1, top-p 1, no
+/// other filter), the context checks, the seed (from the clock when absent).
+fn prepare(
+    endpoint: Endpoint,
+    c: Common,
+    prompt: Vec<u32>,
+    max_tokens: Option<(&'static str, u64)>,
+    ctx: &ApiContext,
+) -> Result<Prepared, ApiError> {
+    let param = endpoint.prompt_param();
+    if prompt.is_empty() {
+        return Err(ApiError::invalid(param, format!("{param} has no tokens")));
+    }
+    let capacity = ctx.capacity;
+    if prompt.len() >= capacity {
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "the prompt has {} tokens; a slot's context holds {capacity} (the prompt and at \
+                 least one generated token must fit)",
+                prompt.len()
+            ),
+        )
+        .with_code("context_length_exceeded"));
+    }
+    let room = capacity - prompt.len();
+    let max_tokens = match max_tokens {
+        Some((field, 0)) => {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must be at least 1, got 0"),
+            ))
+        }
+        Some((field, n)) if n > room as u64 => {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "a slot's context holds {capacity} tokens; the prompt has {} and {field} asks \
+                     for {n} more ({} in all)",
+                    prompt.len(),
+                    prompt.len() as u64 + n
+                ),
+            )
+            .with_code("context_length_exceeded"))
+        }
+        Some((_, n)) => n as usize,
+        None => room,
+    };
+    let defaults = SamplingParams::default();
+    let sampling = SamplingParams {
+        temperature: c.temperature.unwrap_or(defaults.temperature),
+        top_k: c.top_k.map_or(0, |k| k.min(usize::MAX as u64) as usize),
+        top_p: c.top_p.unwrap_or(defaults.top_p),
+        min_p: c.min_p.unwrap_or(defaults.min_p),
+        repeat_penalty: c.repeat_penalty.unwrap_or(defaults.repeat_penalty),
+    };
+    let request = GenerationRequest {
+        prompt,
+        max_tokens,
+        sampling,
+        seed: c.seed.unwrap_or_else(clock_seed),
+        stop: stop_strings(c.stop.as_ref())?,
+        repeat_last_n: c
+            .repeat_last_n
+            .map_or(64, |n| n.min(usize::MAX as u64) as usize),
+        context: Some(capacity),
+    };
+    request
+        .check_settings()
+        .map_err(|e| ApiError::from_engine(&e, param))?;
+    Ok(Prepared {
+        endpoint,
+        request,
+        stream: c.stream == Some(true),
+        include_usage: c
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// OpenAI's `finish_reason`: `stop` for an end-of-sequence token or a stop string, `length` for
+/// `max_tokens` or a full context.
+pub fn finish_reason(f: &FinishReason) -> &'static str {
+    match f {
+        FinishReason::Eos | FinishReason::Stop(_) => "stop",
+        FinishReason::MaxTokens | FinishReason::ContextFull => "length",
+    }
+}
+
+/// Token counts of a finished request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+impl Usage {
+    pub fn json(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        })
+    }
+}
+
+/// What every response and chunk of one request carries: its id, creation time and model.
+#[derive(Debug, Clone)]
+pub struct ResponseMeta {
+    pub endpoint: Endpoint,
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+impl ResponseMeta {
+    /// The whole (non-streamed) response.
+    pub fn response(&self, text: &str, finish: &FinishReason, usage: Usage) -> Value {
+        let (object, choice) = match self.endpoint {
+            Endpoint::Chat => (
+                "chat.completion",
+                json!({
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": null,
+                    "finish_reason": finish_reason(finish),
+                }),
+            ),
+            Endpoint::Completion => (
+                "text_completion",
+                json!({
+                    "index": 0,
+                    "text": text,
+                    "logprobs": null,
+                    "finish_reason": finish_reason(finish),
+                }),
+            ),
+        };
+        json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": usage.json(),
+        })
+    }
+
+    /// A stream chunk with one choice: `text` (and, for chat, the role in the first chunk)
+    /// and `finish` in the last. `usage: null` on every chunk when the last carries usage.
+    pub fn chunk(
+        &self,
+        role: bool,
+        text: Option<&str>,
+        finish: Option<&FinishReason>,
+        include_usage: bool,
+    ) -> Value {
+        let finish = finish.map(finish_reason);
+        let (object, choice) = match self.endpoint {
+            Endpoint::Chat => {
+                let mut delta = Map::new();
+                if role {
+                    delta.insert("role".into(), "assistant".into());
+                }
+                if let Some(t) = text {
+                    delta.insert("content".into(), t.into());
+                }
+                (
+                    "chat.completion.chunk",
+                    json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}),
+                )
+            }
+            Endpoint::Completion => (
+                "text_completion",
+                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+            ),
+        };
+        let mut chunk = json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        });
+        if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    }
+
+    /// The last chunk of `stream_options.include_usage`: no choices, the usage.
+    pub fn usage_chunk(&self, usage: Usage) -> Value {
+        let object = match self.endpoint {
+            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Completion => "text_completion",
+        };
+        json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage.json(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_takes_a_string_or_up_to_four() {
+        assert_eq!(stop_strings(None).unwrap(), Vec::<String>::new());
+        assert_eq!(stop_strings(Some(&json!("x"))).unwrap(), vec!["x"]);
+        assert_eq!(
+            stop_strings(Some(&json!(["a", "b"]))).unwrap(),
+            vec!["a", "b"]
+        );
+        for bad in [json!(["a", 1]), json!(5), json!(["a", "b", "c", "d", "e"])] {
+            let e = stop_strings(Some(&bad)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("stop"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finish_reasons_are_openais() {
+        assert_eq!(finish_reason(&FinishReason::Eos), "stop");
+        assert_eq!(finish_reason(&FinishReason::Stop("x".into())), "stop");
+        assert_eq!(finish_reason(&FinishReason::MaxTokens), "length");
+        assert_eq!(finish_reason(&FinishReason::ContextFull), "length");
+    }
+
+    #[test]
+    fn type_faults_name_their_path() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            messages: Vec<WireMessage>,
+            temperature: Option<f32>,
+        }
+        let e = typed::<T>(&json!({"messages": [], "temperature": "hot"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = typed::<T>(&json!({"messages": [{"role": "user", "content": "x", "x": 1}]}))
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].x"), "{e}");
+        let e = typed::<T>(&json!({"messages": [{"role": "user"}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content"), "{e}");
+        let e = typed::<T>(&json!({"temperature": 1})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"), "{e}");
+    }
+}

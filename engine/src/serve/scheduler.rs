@@ -1,0 +1,254 @@
+//! The engine thread: it owns the engine, takes requests from a bounded queue into at most
+//! `slots` sequences (each its own [`Generator`], so its own KV cache), and steps every active
+//! sequence one token per round, in admission order, admitting new requests between rounds.
+//!
+//! A sequence's tokens depend only on its own request: its generator is the one `wavefront
+//! run` drives, with the same prompt, settings, seed and capacity, and the sequences share
+//! nothing but the weights. Each round runs one sequence after another (no batched pass over
+//! the slots yet), and a new request's prompt is prefilled whole in the round it joins.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::api::Usage;
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::backend::Backend;
+use crate::generate::{FinishReason, GenerationRequest, Generator};
+use crate::model::Engine;
+use crate::tokenizer::Tokenizer;
+
+/// What the engine thread tells a request's handler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Text that one or more tokens completed (never empty).
+    Text(String),
+    /// The generation ended; no event follows.
+    Done { finish: FinishReason, usage: Usage },
+    /// The generation failed or was cancelled (timeout); no event follows.
+    Failed(ApiError),
+}
+
+/// A request waiting for a slot.
+pub struct Job {
+    pub request: GenerationRequest,
+    /// The field the prompt came from, for errors about it.
+    pub prompt_param: &'static str,
+    pub events: UnboundedSender<Event>,
+    pub arrived: Instant,
+    pub timeout: Duration,
+}
+
+impl Job {
+    /// A job and the receiving end of its events.
+    pub fn new(
+        request: GenerationRequest,
+        prompt_param: &'static str,
+        timeout: Duration,
+    ) -> (Job, UnboundedReceiver<Event>) {
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        let job = Job {
+            request,
+            prompt_param,
+            events,
+            arrived: Instant::now(),
+            timeout,
+        };
+        (job, rx)
+    }
+}
+
+/// The sending side of the queue, held by the HTTP handlers.
+#[derive(Clone)]
+pub struct Queue {
+    tx: SyncSender<Job>,
+    capacity: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue holds `capacity` requests already.
+    Full { capacity: usize },
+    /// The engine thread has stopped.
+    Closed,
+}
+
+impl Queue {
+    /// A queue of `capacity` waiting requests (at least 1) and its receiving end.
+    pub fn bounded(capacity: usize) -> (Queue, Receiver<Job>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        (Queue { tx, capacity }, rx)
+    }
+
+    /// Queues `job` without waiting; counts it in the queue-depth gauge.
+    pub fn submit(&self, job: Job, metrics: &Metrics) -> Result<(), SubmitError> {
+        metrics.queue_depth.fetch_add(1, Relaxed);
+        let r = self.tx.try_send(job);
+        if r.is_err() {
+            metrics.queue_depth.fetch_sub(1, Relaxed);
+        }
+        r.map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Full {
+                capacity: self.capacity,
+            },
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        })
+    }
+}
+
+/// A sequence in a slot.
+struct Active<'e, B: Backend> {
+    gen: Generator<'e, B>,
+    events: UnboundedSender<Event>,
+    arrived: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    last_token: Option<Instant>,
+}
+
+impl<B: Backend> Active<'_, B> {
+    /// One step; whether the sequence goes on.
+    fn round(&mut self, metrics: &Metrics) -> bool {
+        if self.events.is_closed() {
+            metrics.cancelled.fetch_add(1, Relaxed);
+            return false;
+        }
+        if Instant::now() >= self.deadline {
+            metrics.timed_out.fetch_add(1, Relaxed);
+            let _ = self
+                .events
+                .send(Event::Failed(ApiError::timeout(self.timeout.as_secs_f64())));
+            return false;
+        }
+        match self.gen.step() {
+            Err(e) => {
+                let _ = self
+                    .events
+                    .send(Event::Failed(ApiError::internal(e.to_string())));
+                false
+            }
+            Ok(step) => {
+                if let Some(step) = step {
+                    if step.token.is_some() {
+                        let now = Instant::now();
+                        match self.last_token {
+                            None => metrics.ttft.observe(now - self.arrived),
+                            Some(t) => metrics.itl.observe(now - t),
+                        }
+                        self.last_token = Some(now);
+                        metrics.generated_tokens.fetch_add(1, Relaxed);
+                    }
+                    if !step.text.is_empty() {
+                        let _ = self.events.send(Event::Text(step.text));
+                    }
+                }
+                match self.gen.finish_reason() {
+                    None => true,
+                    Some(finish) => {
+                        let usage = Usage {
+                            prompt_tokens: self.gen.timings().prompt_tokens,
+                            completion_tokens: self.gen.generated().len(),
+                        };
+                        let _ = self.events.send(Event::Done {
+                            finish: finish.clone(),
+                            usage,
+                        });
+                        false
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts `job`'s generator, or answers why it cannot start (gone, timed out, refused).
+fn admit<'e, B: Backend>(
+    engine: &'e Engine<B>,
+    tokenizer: &'e Tokenizer,
+    job: Job,
+    metrics: &Metrics,
+) -> Option<Active<'e, B>> {
+    if job.events.is_closed() {
+        metrics.cancelled.fetch_add(1, Relaxed);
+        return None;
+    }
+    let deadline = job.arrived + job.timeout;
+    if Instant::now() >= deadline {
+        metrics.timed_out.fetch_add(1, Relaxed);
+        let _ = job
+            .events
+            .send(Event::Failed(ApiError::timeout(job.timeout.as_secs_f64())));
+        return None;
+    }
+    let prompt_tokens = job.request.prompt.len();
+    match Generator::new(engine, Some(tokenizer), job.request) {
+        Ok(gen) => {
+            metrics
+                .prompt_tokens
+                .fetch_add(prompt_tokens as u64, Relaxed);
+            Some(Active {
+                gen,
+                events: job.events,
+                arrived: job.arrived,
+                deadline,
+                timeout: job.timeout,
+                last_token: None,
+            })
+        }
+        Err(e) => {
+            let _ = job
+                .events
+                .send(Event::Failed(ApiError::from_engine(&e, job.prompt_param)));
+            None
+        }
+    }
+}
+
+/// Runs until the queue's every sender is gone (the HTTP side has shut down) and the last
+/// admitted sequence has finished.
+pub fn run<B: Backend>(
+    engine: &Engine<B>,
+    tokenizer: &Tokenizer,
+    jobs: Receiver<Job>,
+    slots: usize,
+    metrics: &Metrics,
+) {
+    let mut active: Vec<Active<'_, B>> = Vec::with_capacity(slots);
+    let mut open = true;
+    loop {
+        // Admit between rounds: wait for work when idle, else take what is already queued.
+        while open && active.len() < slots {
+            let job = if active.is_empty() {
+                match jobs.recv() {
+                    Ok(j) => j,
+                    Err(_) => {
+                        open = false;
+                        break;
+                    }
+                }
+            } else {
+                match jobs.try_recv() {
+                    Ok(j) => j,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            };
+            metrics.queue_depth.fetch_sub(1, Relaxed);
+            if let Some(a) = admit(engine, tokenizer, job, metrics) {
+                active.push(a);
+                metrics.set_active(active.len());
+            }
+        }
+        if active.is_empty() && !open {
+            return;
+        }
+        active.retain_mut(|a| a.round(metrics));
+        metrics.set_active(active.len());
+    }
+}
