@@ -447,8 +447,8 @@ fn prepare(
         return Err(ApiError::invalid(
             param,
             format!(
-                "the prompt has {} tokens; a slot's context holds {capacity} (the prompt and at \
-                 least one generated token must fit)",
+                "the prompt ({param}) has {} tokens; a slot's context holds {capacity} (the \
+                 prompt and at least one generated token must fit)",
                 prompt.len()
             ),
         )

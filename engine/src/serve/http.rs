@@ -9,8 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -43,6 +42,8 @@ pub struct Shared {
     /// SHA-256 of the API key: requests are checked by comparing digests in constant time.
     pub api_key_digest: Option<[u8; 32]>,
     pub timeout: Duration,
+    /// Largest request body taken (bytes).
+    pub body_limit: usize,
     /// Set once shutdown has begun (`/health` answers 503).
     pub draining: Arc<AtomicBool>,
     pub next_id: AtomicU64,
@@ -50,8 +51,9 @@ pub struct Shared {
 
 type AppState = Arc<Shared>;
 
-/// The routes over `shared`, with a request body limit of `body_limit` bytes.
-pub fn router(shared: AppState, body_limit: usize) -> Router {
+/// The routes over `shared`.
+pub fn router(shared: AppState) -> Router {
+    let body_limit = shared.body_limit;
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
@@ -151,24 +153,20 @@ async fn models(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn chat(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    generate(s, Endpoint::Chat, body).await
+async fn chat(State(s): State<AppState>, req: Request) -> Response {
+    generate(s, Endpoint::Chat, req).await
 }
 
-async fn completions(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    generate(s, Endpoint::Completion, body).await
+async fn completions(State(s): State<AppState>, req: Request) -> Response {
+    generate(s, Endpoint::Completion, req).await
 }
 
 /// Parses (off the runtime's thread: tokenizing and templating a long prompt takes a while),
 /// queues, and answers as one object or as a stream.
-async fn generate(
-    s: AppState,
-    endpoint: Endpoint,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
+async fn generate(s: AppState, endpoint: Endpoint, req: Request) -> Response {
+    let body = match read_body(req, s.body_limit).await {
         Ok(b) => b,
-        Err(r) => return body_rejection(r).into_response(),
+        Err(e) => return e.into_response(),
     };
     let shared = s.clone();
     let parsed = tokio::task::spawn_blocking(move || {
@@ -218,15 +216,32 @@ async fn generate(
     }
 }
 
-fn body_rejection(r: BytesRejection) -> ApiError {
-    let status = r.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::bad_body(format!("the request body is too large: {}", r.body_text()))
-            .with_status(status)
-            .with_code("body_too_large")
-    } else {
-        ApiError::bad_body(r.body_text()).with_status(status)
+/// The body, at most `limit` bytes. A `Content-Length` past the limit is refused before any
+/// of the body is read (so a client that sent `Expect: 100-continue` never sends it).
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::bad_body(format!(
+            "the request body is larger than the server's limit of {limit} bytes"
+        ))
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_code("body_too_large")
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
     }
+    // The router's body limit (`DefaultBodyLimit`) holds a body without a length to it.
+    Bytes::from_request(req, &()).await.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_body(format!("reading the request body: {}", r.body_text()))
+                .with_status(r.status())
+        }
+    })
 }
 
 /// Collects the events into one response.

@@ -190,10 +190,11 @@ pub fn run<B: Backend>(
             .as_ref()
             .map(|k| Sha256::digest(k.as_bytes()).into()),
         timeout: opts.timeout,
+        body_limit: MAX_BODY_BYTES,
         draining: draining.clone(),
         next_id: AtomicU64::new(0),
     });
-    let app = http::router(shared, MAX_BODY_BYTES);
+    let app = http::router(shared);
     // The HTTP thread owns the only handles on the queue's sending side (in `app`): when it
     // has served its last connection they are dropped, and the engine loop below ends.
     let http = std::thread::Builder::new()
