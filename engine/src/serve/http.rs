@@ -37,7 +37,6 @@ pub struct Shared {
     /// KV capacity of each slot.
     pub capacity: usize,
     pub queue: Queue,
-    pub queue_capacity: usize,
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the API key: requests are checked by comparing digests in constant time.
     pub api_key_digest: Option<[u8; 32]>,

@@ -183,7 +183,6 @@ pub fn run<B: Backend>(
         vocab_size: engine.config().vocab_size,
         capacity,
         queue,
-        queue_capacity: opts.queue,
         metrics: metrics.clone(),
         api_key_digest: opts
             .api_key
