@@ -318,6 +318,23 @@ fn a_chat_completes_in_openais_shape_with_its_usage() {
     assert_eq!(finish == "length", completion == 12, "{v}");
     assert_eq!(u["total_tokens"], prompt.len() as u64 + completion);
 
+    // Content as text parts: the parts joined with newlines.
+    let parts = json!([{"role": "user", "content": [
+        {"type": "text", "text": "What is"}, {"type": "text", "text": "the capital of France?"}
+    ]}]);
+    let joined = user("What is\nthe capital of France?");
+    let answer = |messages: &Value| {
+        let r = post(
+            &s.url("/v1/chat/completions"),
+            &json!({"messages": messages, "max_tokens": 8, "temperature": 0}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    };
+    let (a, b) = (answer(&parts), answer(&joined));
+    assert_eq!(a["choices"], b["choices"]);
+    assert_eq!(a["usage"], b["usage"]);
+
     // A text completion, held back at a stop string.
     let r = post(
         &s.url("/v1/completions"),
@@ -744,6 +761,36 @@ fn bad_requests_get_an_error_naming_the_field_while_a_good_one_completes() {
         ),
         (
             &chat,
+            with(json!({"tool_choice": "required"})),
+            400,
+            Some("tool_choice"),
+        ),
+        (
+            &chat,
+            with(json!({"response_format": {"type": "json_object"}})),
+            400,
+            Some("response_format"),
+        ),
+        (
+            &chat,
+            with(json!({"logit_bias": {"42": -100}})),
+            400,
+            Some("logit_bias"),
+        ),
+        (
+            &chat,
+            with(json!({"max_tokens": 4, "max_completion_tokens": 5})),
+            400,
+            Some("max_completion_tokens"),
+        ),
+        (
+            &chat,
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}).to_string(),
+            400,
+            Some("messages[0].content[0]"),
+        ),
+        (
+            &chat,
             json!({"messages": []}).to_string(),
             400,
             Some("messages"),
@@ -813,6 +860,18 @@ fn bad_requests_get_an_error_naming_the_field_while_a_good_one_completes() {
             json!({"prompt": "x", "echo": true}).to_string(),
             400,
             Some("echo"),
+        ),
+        (
+            &completions,
+            json!({"prompt": "x", "suffix": "y"}).to_string(),
+            400,
+            Some("suffix"),
+        ),
+        (
+            &completions,
+            json!({"prompt": "x", "best_of": 2}).to_string(),
+            400,
+            Some("best_of"),
         ),
         (
             &completions,

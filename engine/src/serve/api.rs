@@ -168,7 +168,7 @@ pub fn parse_chat(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
         if f.get("type").and_then(Value::as_str) != Some("text") {
             return Err(ApiError::unsupported(
                 "response_format",
-                "only {\"type\": \"text\"} is supported",
+                "response_format must be {\"type\": \"text\"} (structured output is not supported yet)",
             ));
         }
     }

@@ -192,7 +192,7 @@ async fn generate(s: AppState, endpoint: Endpoint, req: Request) -> Response {
         stream,
         include_usage,
     } = prepared;
-    let (job, events) = Job::new(request, endpoint.prompt_param(), s.timeout);
+    let (job, events) = Job::new(request, s.timeout);
     match s.queue.submit(job, &s.metrics) {
         Ok(()) => {}
         Err(SubmitError::Full { capacity }) => {

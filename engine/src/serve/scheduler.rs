@@ -35,8 +35,6 @@ pub enum Event {
 /// A request waiting for a slot.
 pub struct Job {
     pub request: GenerationRequest,
-    /// The field the prompt came from, for errors about it.
-    pub prompt_param: &'static str,
     pub events: UnboundedSender<Event>,
     pub arrived: Instant,
     pub timeout: Duration,
@@ -44,15 +42,10 @@ pub struct Job {
 
 impl Job {
     /// A job and the receiving end of its events.
-    pub fn new(
-        request: GenerationRequest,
-        prompt_param: &'static str,
-        timeout: Duration,
-    ) -> (Job, UnboundedReceiver<Event>) {
+    pub fn new(request: GenerationRequest, timeout: Duration) -> (Job, UnboundedReceiver<Event>) {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             request,
-            prompt_param,
             events,
             arrived: Instant::now(),
             timeout,
@@ -198,10 +191,12 @@ fn admit<'e, B: Backend>(
                 last_token: None,
             })
         }
+        // The request was checked before it was queued: what fails here is the server's
+        // state (the memory for its KV cache), not the request.
         Err(e) => {
-            let _ = job
-                .events
-                .send(Event::Failed(ApiError::from_engine(&e, job.prompt_param)));
+            let _ = job.events.send(Event::Failed(ApiError::unavailable(format!(
+                "the request could not start: {e}"
+            ))));
             None
         }
     }
