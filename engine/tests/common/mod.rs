@@ -1,3 +1,4 @@
 pub mod cli;
 pub mod gpu;
+pub mod http;
 pub mod tiny_hf;
