@@ -135,63 +135,63 @@ impl Metrics {
                 "wavefront_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
             );
         }
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+        // (type, name, help, value) of each single-valued metric.
+        let scalars: [(&str, &str, &str, u64); 8] = [
+            (
+                "counter",
+                "wavefront_prompt_tokens_total",
+                "Prompt tokens of the requests admitted to a slot.",
+                self.prompt_tokens.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_generated_tokens_total",
+                "Tokens generated.",
+                self.generated_tokens.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_requests_cancelled_total",
+                "Generations cancelled because the client went away.",
+                self.cancelled.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_requests_timed_out_total",
+                "Generations cancelled by the per-request timeout.",
+                self.timed_out.load(Relaxed),
+            ),
+            (
+                "gauge",
+                "wavefront_queue_depth",
+                "Requests accepted and waiting for a slot.",
+                self.queue_depth.load(Relaxed),
+            ),
+            (
+                "gauge",
+                "wavefront_slots",
+                "Sequences the engine runs at once (--slots).",
+                self.slots as u64,
+            ),
+            (
+                "gauge",
+                "wavefront_slots_active",
+                "Sequences generating now.",
+                self.active.load(Relaxed),
+            ),
+            (
+                "gauge",
+                "wavefront_slots_active_peak",
+                "The most sequences generating at once since the server started.",
+                self.active_peak.load(Relaxed),
+            ),
+        ];
+        for (kind, name, help, v) in scalars {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        counter(
-            &mut out,
-            "wavefront_prompt_tokens_total",
-            "Prompt tokens of the requests admitted to a slot.",
-            self.prompt_tokens.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "wavefront_generated_tokens_total",
-            "Tokens generated.",
-            self.generated_tokens.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "wavefront_requests_cancelled_total",
-            "Generations cancelled because the client went away.",
-            self.cancelled.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "wavefront_requests_timed_out_total",
-            "Generations cancelled by the per-request timeout.",
-            self.timed_out.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "wavefront_queue_depth",
-            "Requests accepted and waiting for a slot.",
-            self.queue_depth.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "wavefront_slots",
-            "Sequences the engine runs at once (--slots).",
-            self.slots as u64,
-        );
-        gauge(
-            &mut out,
-            "wavefront_slots_active",
-            "Sequences generating now.",
-            self.active.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "wavefront_slots_active_peak",
-            "The most sequences generating at once since the server started.",
-            self.active_peak.load(Relaxed),
-        );
+        }
         self.ttft.render(
             &mut out,
             "wavefront_time_to_first_token_seconds",
