@@ -405,3 +405,81 @@ fn sigterm_finishes_the_stream_in_flight_then_exits() {
     assert!(s.stderr.lock().unwrap().contains("[shut down]"));
     assert!(agent().get(&s.url("/health")).call().is_err());
 }
+
+/// Resident memory of a process (kB), from /proc (Linux).
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn two_hundred_requests_keep_the_resident_memory_within_ten_percent() {
+    let s = Server::start(&["--slots", "4"]);
+    let Some(_) = rss_kb(s.child.id()) else {
+        eprintln!("skipped: no /proc/PID/status here to read the server's memory from");
+        return;
+    };
+    // Four clients at once, each request a different kind: chat or completion, whole or
+    // streamed, some streams dropped after their first piece (the disconnect path).
+    let run = |n: usize, offset: usize| {
+        let handles: Vec<_> = (0..4)
+            .map(|c| {
+                let (chat, text) = (s.url("/v1/chat/completions"), s.url("/v1/completions"));
+                std::thread::spawn(move || {
+                    for i in (0..n).filter(|i| i % 4 == c) {
+                        let k = i + offset;
+                        let seed = k as u64;
+                        match k % 4 {
+                            0 => {
+                                let body = json!({"messages": user(&format!("Say {k}.")),
+                                    "max_tokens": 4, "seed": seed});
+                                assert_eq!(post(&chat, &body).status, 200);
+                            }
+                            1 => {
+                                let body = json!({"prompt": format!("{k} apples and"),
+                                    "max_tokens": 4, "seed": seed});
+                                assert_eq!(post(&text, &body).status, 200);
+                            }
+                            2 => {
+                                let body = json!({"messages": user(&format!("Count to {k}.")),
+                                    "max_tokens": 4, "seed": seed, "stream": true});
+                                let done = Sse::open(&chat, &body).any(|d| d == "[DONE]");
+                                assert!(done, "request {k}: no [DONE]");
+                            }
+                            _ => {
+                                let body = json!({"prompt": COUNTING, "max_tokens": 64,
+                                    "seed": seed, "stream": true});
+                                let mut sse = Sse::open(&text, &body);
+                                assert!(sse.next().is_some(), "request {k}: no first chunk");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    };
+    run(40, 0); // warm-up: the allocator's pools and every code path touched once
+    let before = rss_kb(s.child.id()).unwrap();
+    run(200, 40);
+    // Every slot idle again (dropped streams end at the next round).
+    s.wait_metric("wavefront_slots_active", 0.0);
+    let after = rss_kb(s.child.id()).unwrap();
+    eprintln!("RSS after warm-up {before} kB, after 200 more requests {after} kB");
+    assert!(
+        after as f64 <= 1.10 * before as f64,
+        "resident memory grew from {before} kB to {after} kB over 200 requests"
+    );
+    assert!(
+        s.metric("wavefront_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}")
+            >= 120.0
+    );
+}
