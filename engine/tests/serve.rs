@@ -483,3 +483,53 @@ fn two_hundred_requests_keep_the_resident_memory_within_ten_percent() {
             >= 120.0
     );
 }
+
+#[test]
+fn the_serving_bench_reports_every_stream_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("serve.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_wavefront"))
+        .args(["bench", "--serve", "--backend", "cpu", "--model"])
+        .arg(common::cli::default_model())
+        .args(["--streams", "1,3", "--reps", "2", "--tg", "8", "--json"])
+        .arg(&json_path)
+        .env("WAVEFRONT_GPU", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| streams | requests | tokens | aggregate tok/s"),
+        "{stdout}"
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(v["slots"], 3, "the largest stream count: {v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, n) in rows.iter().zip([1, 3]) {
+        assert_eq!(row["streams"], n);
+        assert_eq!(row["requests"], 2 * n, "{row}");
+        // Greedy counting never ends early: every request generates its 8 tokens.
+        assert_eq!(row["tokens"], 16 * n, "{row}");
+        let agg = row["aggregate_tok_s"].as_f64().unwrap();
+        let wall = row["wall_s"].as_f64().unwrap();
+        assert!(
+            agg > 0.0 && (agg * wall - (16 * n) as f64).abs() < 1e-6,
+            "{row}"
+        );
+        assert!(row["itl_p50_ms"].as_f64().unwrap() <= row["itl_p99_ms"].as_f64().unwrap());
+        assert!(row["ttft_p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(rows[0]["scaling"], 1.0);
+    // A bad count is refused before a server starts.
+    let bad = Command::new(env!("CARGO_BIN_EXE_wavefront"))
+        .args(["bench", "--serve", "--streams", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--streams takes counts of at least 1"));
+}

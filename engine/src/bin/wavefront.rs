@@ -187,6 +187,24 @@ struct BenchArgs {
     /// Prefill lengths of `--attention`, comma-separated (each at least 2).
     #[arg(long, value_delimiter = ',', requires = "attention")]
     prefill_len: Vec<usize>,
+    /// Instead of the model benchmark: `wavefront serve` (started here on a free loopback
+    /// port with `--model`, `--backend`, `--kernels`, `--kv-type`) under each `--streams`
+    /// count of concurrent clients, each sending `--reps` greedy streamed completions of
+    /// `--tg` tokens in a row: aggregate tok/s, per-stream tok/s, time to first text and the
+    /// gaps between text chunks (p50, p99).
+    #[arg(long, conflicts_with_all = ["shape", "pp", "depth", "gemv", "attention", "quant"])]
+    serve: bool,
+    /// Concurrent clients of `--serve`, comma-separated (each at least 1).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,4,16,64",
+        requires = "serve"
+    )]
+    streams: Vec<usize>,
+    /// The server's `--slots` under `--serve` (default: the largest `--streams` count).
+    #[arg(long, requires = "serve")]
+    slots: Option<usize>,
 }
 
 /// Float flags take negative numbers (`--temperature -1`) so that the range check, not the
@@ -518,6 +536,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.attention {
         return bench_attention(&args);
     }
+    if args.serve {
+        return bench_serve(&args);
+    }
     let shape = match &args.shape {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
         None => None,
@@ -597,6 +618,95 @@ fn bench_gemv(args: &BenchArgs) -> Result<()> {
         })?;
     }
     let report = wavefront::bench::gemv::run(&b, &shapes, args.reps, weight)?;
+    write_report(args, &report.markdown(), &report)
+}
+
+/// `bench --serve`: this executable's `serve` on a free loopback port, measured by
+/// `wavefront::bench::serve` from client threads; the server is stopped when done.
+fn bench_serve(args: &BenchArgs) -> Result<()> {
+    use std::io::BufRead;
+    if args.streams.is_empty() || args.streams.contains(&0) {
+        bail!("--streams takes counts of at least 1");
+    }
+    let streams_max = args.streams.iter().copied().max().unwrap_or(1);
+    let slots = args.slots.unwrap_or(streams_max);
+    // Each slot's cache: the prompt (a few tokens), the generated ones and some room.
+    let context = args.tg + 64;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["serve", "--port", "0", "--backend"])
+        .arg(match args.backend {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Gpu => "gpu",
+        })
+        .args(["--slots", &slots.to_string()])
+        .args(["--queue", &streams_max.to_string()])
+        .args(["--context", &context.to_string()]);
+    if let Some(m) = &args.model {
+        cmd.arg("--model").arg(m);
+    }
+    if let Some(k) = &args.kernels {
+        cmd.arg("--kernels").arg(k);
+    }
+    if let Some(kv) = args.kv_type {
+        cmd.arg("--kv-type").arg(
+            kv.to_possible_value()
+                .map_or("f16".into(), |v| v.get_name().to_string()),
+        );
+    }
+    let mut child = cmd
+        .env_remove("WAVEFRONT_API_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting wavefront serve")?;
+    // Killed on every way out of here.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().context("the server's stderr")?;
+    let mut child = Kill(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let (base, server) = loop {
+        let Some(line) = lines.next().transpose()? else {
+            let status = child.0.wait()?;
+            bail!("wavefront serve exited ({status}) before listening:\n{seen}");
+        };
+        eprintln!("{line}");
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(i) = line.find("listening on http://") {
+            let addr = line[i + "listening on ".len()..]
+                .trim()
+                .trim_end_matches(']');
+            let server = line
+                .trim_start_matches("[serving ")
+                .split(": listening")
+                .next();
+            break (addr.to_string(), server.unwrap_or_default().to_string());
+        }
+    };
+    // Drain the server's stderr so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let rows = wavefront::bench::serve::run(&base, &args.streams, args.reps, args.tg)?;
+    let (model, backend) = match server.split_once(" on ") {
+        Some((m, b)) => (m.to_string(), b.to_string()),
+        None => (server.clone(), String::new()),
+    };
+    let report = wavefront::bench::serve::ServeReport {
+        model,
+        backend,
+        slots,
+        max_tokens: args.tg,
+        reps: args.reps,
+        rows,
+    };
+    drop(child);
     write_report(args, &report.markdown(), &report)
 }
 
