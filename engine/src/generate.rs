@@ -90,15 +90,19 @@ impl FinishReason {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
     pub prompt_tokens: usize,
+    /// Prompt tokens whose KV an earlier generation on the same sequence had prefilled
+    /// ([`Generator::resume`]): not prefilled again.
+    pub cached_tokens: usize,
     pub prefill: Duration,
     pub generated_tokens: usize,
     pub decode: Duration,
 }
 
 impl Timings {
-    /// Prompt tokens per second; `None` when nothing was prefilled or no time was measured.
+    /// Prompt tokens prefilled (the cached ones not counted) per second; `None` when nothing
+    /// was prefilled or no time was measured.
     pub fn prefill_tok_s(&self) -> Option<f64> {
-        rate(self.prompt_tokens, self.prefill)
+        rate(self.prompt_tokens.saturating_sub(self.cached_tokens), self.prefill)
     }
 
     /// Decode rate over the tokens after the first (the first comes from the prefill logits);
@@ -140,6 +144,8 @@ pub struct Generator<'a, B: Backend> {
     finish: Option<FinishReason>,
     timings: Timings,
     prefilled: bool,
+    /// Prompt positions whose KV the sequence already holds (`resume`): the prefill starts there.
+    reused: usize,
 }
 
 impl<'a, B: Backend> Generator<'a, B> {
@@ -149,6 +155,83 @@ impl<'a, B: Backend> Generator<'a, B> {
         tokenizer: Option<&'a Tokenizer>,
         request: GenerationRequest,
     ) -> Result<Self> {
+        let capacity = Self::check(engine, &request)?;
+        let seq = engine.new_sequence(capacity)?;
+        Ok(Self::start(engine, tokenizer, request, seq, 0))
+    }
+
+    /// [`Generator::new`] on a sequence an earlier generation used ([`Generator::into_parts`]),
+    /// its KV cache kept: the first positions whose tokens that generation *prefilled*
+    /// (`prefilled`, its prompt) and this prompt share are reused, not prefilled again — as many
+    /// as a multiple of the engine's `max_batch` allows, and never the prompt's last token
+    /// (its logits start the generation). The rest is prefilled in exactly the chunks a fresh
+    /// generation's prefill runs from position 0, and the reused positions hold what those
+    /// chunks wrote, so the tokens are the fresh generation's on every backend (decoded
+    /// positions, which a prefill would compute another way, are never reused). The sequence
+    /// must hold the capacity the request asks for.
+    pub fn resume(
+        engine: &'a Engine<B>,
+        tokenizer: Option<&'a Tokenizer>,
+        request: GenerationRequest,
+        mut seq: Sequence<B>,
+        prefilled: &[u32],
+    ) -> Result<Self> {
+        let capacity = Self::check(engine, &request)?;
+        if seq.cache.capacity() != capacity {
+            return Err(Error::InvalidRequest(format!(
+                "the sequence holds {} positions; the request asks for {capacity}",
+                seq.cache.capacity()
+            )));
+        }
+        let known = &prefilled[..prefilled.len().min(seq.cache.len())];
+        let shared = known
+            .iter()
+            .zip(&request.prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(request.prompt.len() - 1);
+        let reused = shared - shared % engine.options().max_batch;
+        seq.cache.set_len(reused)?;
+        Ok(Self::start(engine, tokenizer, request, seq, reused))
+    }
+
+    /// The sequence (its KV cache holding at least the prompt's positions) and the prompt, for
+    /// [`Generator::resume`].
+    pub fn into_parts(self) -> (Sequence<B>, Vec<u32>) {
+        (self.seq, self.request.prompt)
+    }
+
+    fn start(
+        engine: &'a Engine<B>,
+        tokenizer: Option<&'a Tokenizer>,
+        request: GenerationRequest,
+        seq: Sequence<B>,
+        reused: usize,
+    ) -> Self {
+        Generator {
+            engine,
+            tokenizer,
+            ahead: false,
+            context: request.prompt.clone(),
+            generated: Vec::new(),
+            detok: IncrementalDecoder::new(true),
+            pending: String::new(),
+            text: String::new(),
+            finish: None,
+            timings: Timings {
+                prompt_tokens: request.prompt.len(),
+                cached_tokens: reused,
+                ..Default::default()
+            },
+            prefilled: false,
+            reused,
+            request,
+            seq,
+        }
+    }
+
+    /// Every check of a request against the engine; the KV capacity it gets.
+    fn check(engine: &Engine<B>, request: &GenerationRequest) -> Result<usize> {
         request.check_settings()?;
         if request.prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt has no tokens".into()));
@@ -176,25 +259,7 @@ impl<'a, B: Backend> Generator<'a, B> {
                 request.prompt.len()
             )));
         }
-        let seq = engine.new_sequence(capacity)?;
-        Ok(Generator {
-            engine,
-            tokenizer,
-            ahead: false,
-            context: request.prompt.clone(),
-            generated: Vec::new(),
-            detok: IncrementalDecoder::new(true),
-            pending: String::new(),
-            text: String::new(),
-            finish: None,
-            timings: Timings {
-                prompt_tokens: request.prompt.len(),
-                ..Default::default()
-            },
-            prefilled: false,
-            request,
-            seq,
-        })
+        Ok(capacity)
     }
 
     /// Generates the next token; `None` once finished (see [`Generator::finish_reason`]).
@@ -215,7 +280,11 @@ impl<'a, B: Backend> Generator<'a, B> {
         let (params, window) = (self.request.sampling, self.request.repeat_last_n);
         if !decoding {
             let e = self.engine;
-            e.forward(&mut self.seq, &self.request.prompt, Logits::Last)?;
+            e.forward(
+                &mut self.seq,
+                &self.request.prompt[self.reused..],
+                Logits::Last,
+            )?;
             e.backend().synchronize()?;
             self.timings.prefill = start.elapsed();
             self.prefilled = true;
@@ -348,9 +417,21 @@ mod tests {
             prefill,
             generated_tokens,
             decode,
+            ..Default::default()
         };
         assert_eq!(t(0, ms(5), 0, ms(0)).prefill_tok_s(), None);
         assert_eq!(t(7, ms(0), 0, ms(0)).prefill_tok_s(), None);
+        // Cached prompt tokens were not prefilled: the rate counts the others only.
+        let cached = Timings {
+            cached_tokens: 5,
+            ..t(7, ms(10), 0, ms(0))
+        };
+        assert_eq!(cached.prefill_tok_s(), Some(200.0));
+        let all_cached = Timings {
+            cached_tokens: 7,
+            ..t(7, ms(10), 0, ms(0))
+        };
+        assert_eq!(all_cached.prefill_tok_s(), None);
         // One generated token comes from the prefill: no decode rate.
         assert_eq!(t(7, ms(10), 1, ms(0)).decode_tok_s(), None);
         assert_eq!(t(7, ms(10), 1, ms(3)).decode_tok_s(), None);

@@ -533,3 +533,68 @@ fn the_serving_bench_reports_every_stream_count() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--streams takes counts of at least 1"));
 }
+
+/// A prompt of `n` tokens (a long counting text, cut), and `tail` appended.
+fn long_prompt(n: usize, tail: &str) -> Vec<u32> {
+    let text: String = (1..2000).map(|i| format!("{i}, ")).collect();
+    let mut ids = tokenizer().encode(&text, false).unwrap();
+    assert!(ids.len() >= n, "{} tokens", ids.len());
+    ids.truncate(n);
+    ids.extend(tokenizer().encode(tail, false).unwrap());
+    ids
+}
+
+#[test]
+fn a_shared_prompt_prefix_is_not_prefilled_again_and_the_tokens_stay_a_fresh_runs() {
+    let first = long_prompt(700, "");
+    let second = long_prompt(600, " and then the count stops. The next number is");
+    let greedy = |prompt: &[u32]| GenerationRequest {
+        max_tokens: 6,
+        context: Some(1024),
+        ..GenerationRequest::new(prompt.to_vec())
+    };
+
+    // The library: resuming on the first generation's sequence reuses 512 positions (600
+    // shared, down to a multiple of max_batch) and gives the fresh generation's tokens.
+    let engine = Engine::new(CpuBackend::default(), model(), EngineOptions::default()).unwrap();
+    let mut a = Generator::new(&engine, Some(tokenizer()), greedy(&first)).unwrap();
+    while a.step().unwrap().is_some() {}
+    let (seq, prefilled) = a.into_parts();
+    assert_eq!(prefilled, first);
+    let mut b =
+        Generator::resume(&engine, Some(tokenizer()), greedy(&second), seq, &prefilled).unwrap();
+    while b.step().unwrap().is_some() {}
+    assert_eq!(b.timings().cached_tokens, 512);
+    let (fresh_text, fresh_n) = library(greedy(&second));
+    assert_eq!(b.generated().len(), fresh_n);
+    assert_eq!(b.text(), fresh_text);
+    // A sequence of another capacity is refused, not silently reused.
+    let (seq, prefilled) = b.into_parts();
+    let other = GenerationRequest {
+        context: Some(512),
+        ..greedy(&second)
+    };
+    assert!(Generator::resume(&engine, Some(tokenizer()), other, seq, &prefilled).is_err());
+
+    // The server, one slot: the second request finds the first's KV in the idle slot.
+    let s = Server::start_with_context(1024, &["--slots", "1"]);
+    let ask = |prompt: &[u32]| {
+        let r = post(
+            &s.url("/v1/completions"),
+            &json!({"prompt": prompt, "max_tokens": 6, "temperature": 0}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    ask(&first);
+    assert_eq!(s.metric("wavefront_prompt_tokens_cached_total"), 0.0);
+    assert_eq!(ask(&second), fresh_text);
+    assert_eq!(s.metric("wavefront_prompt_tokens_cached_total"), 512.0);
+    // Nothing shared with a short unrelated prompt: nothing reused.
+    ask(&tokenizer().encode("The sky is", false).unwrap());
+    assert_eq!(s.metric("wavefront_prompt_tokens_cached_total"), 512.0);
+    assert_eq!(
+        s.metric("wavefront_prompt_tokens_total"),
+        (first.len() + second.len() + 3) as f64
+    );
+}

@@ -73,6 +73,8 @@ pub struct Metrics {
     /// (endpoint, status) → requests answered.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     pub prompt_tokens: AtomicU64,
+    /// Prompt tokens whose KV an idle slot held (prompt caching): not prefilled again.
+    pub prompt_tokens_cached: AtomicU64,
     pub generated_tokens: AtomicU64,
     /// Requests accepted but not yet in a slot.
     pub queue_depth: AtomicU64,
@@ -94,6 +96,7 @@ impl Metrics {
             slots,
             requests: Mutex::new(BTreeMap::new()),
             prompt_tokens: AtomicU64::new(0),
+            prompt_tokens_cached: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             active: AtomicU64::new(0),
@@ -136,12 +139,18 @@ impl Metrics {
             );
         }
         // (type, name, help, value) of each single-valued metric.
-        let scalars: [(&str, &str, &str, u64); 8] = [
+        let scalars: [(&str, &str, &str, u64); 9] = [
             (
                 "counter",
                 "wavefront_prompt_tokens_total",
                 "Prompt tokens of the requests admitted to a slot.",
                 self.prompt_tokens.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_prompt_tokens_cached_total",
+                "Prompt tokens whose KV an idle slot already held (not prefilled again).",
+                self.prompt_tokens_cached.load(Relaxed),
             ),
             (
                 "counter",

@@ -5,7 +5,14 @@
 //! A sequence's tokens depend only on its own request: its generator is the one `wavefront
 //! run` drives, with the same prompt, settings, seed and capacity, and the sequences share
 //! nothing but the weights. Each round runs one sequence after another (no batched pass over
-//! the slots yet), and a new request's prompt is prefilled whole in the round it joins.
+//! the slots yet), and a new request's prompt is prefilled in the round it joins.
+//!
+//! Prompt caching: a finished sequence keeps its KV cache in an idle slot, with the prompt it
+//! prefilled. A new request takes the idle slot whose prefilled prompt shares the longest
+//! prefix with its own and resumes there ([`Generator::resume`]: the shared positions, to a
+//! multiple of the engine's `max_batch`, are not prefilled again, and the tokens stay those of a
+//! fresh generation); with no idle slot it gets a new sequence. Live sequences, generating or
+//! idle, are at most `slots`: the memory `serve::slot_context` planned for.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
@@ -18,7 +25,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::backend::Backend;
 use crate::generate::{FinishReason, GenerationRequest, Generator};
-use crate::model::Engine;
+use crate::model::{Engine, Sequence};
 use crate::tokenizer::Tokenizer;
 
 /// What the engine thread tells a request's handler.
@@ -102,26 +109,43 @@ struct Active<'e, B: Backend> {
     last_token: Option<Instant>,
 }
 
+/// What a round left a sequence in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Still generating.
+    Going,
+    /// Finished, cancelled or timed out: its sequence may serve the next request.
+    Ended,
+    /// The engine failed on it: its sequence is dropped.
+    Broken,
+}
+
+/// A finished sequence kept for the next request, with the prompt it prefilled.
+struct Idle<B: Backend> {
+    seq: Sequence<B>,
+    prefilled: Vec<u32>,
+}
+
 impl<B: Backend> Active<'_, B> {
-    /// One step; whether the sequence goes on.
-    fn round(&mut self, metrics: &Metrics) -> bool {
+    /// One step.
+    fn round(&mut self, metrics: &Metrics) -> After {
         if self.events.is_closed() {
             metrics.cancelled.fetch_add(1, Relaxed);
-            return false;
+            return After::Ended;
         }
         if Instant::now() >= self.deadline {
             metrics.timed_out.fetch_add(1, Relaxed);
             let _ = self
                 .events
                 .send(Event::Failed(ApiError::timeout(self.timeout.as_secs_f64())));
-            return false;
+            return After::Ended;
         }
         match self.gen.step() {
             Err(e) => {
                 let _ = self
                     .events
                     .send(Event::Failed(ApiError::internal(e.to_string())));
-                false
+                After::Broken
             }
             Ok(step) => {
                 if let Some(step) = step {
@@ -139,7 +163,7 @@ impl<B: Backend> Active<'_, B> {
                     }
                 }
                 match self.gen.finish_reason() {
-                    None => true,
+                    None => After::Going,
                     Some(finish) => {
                         let usage = Usage {
                             prompt_tokens: self.gen.timings().prompt_tokens,
@@ -149,7 +173,7 @@ impl<B: Backend> Active<'_, B> {
                             finish: finish.clone(),
                             usage,
                         });
-                        false
+                        After::Ended
                     }
                 }
             }
@@ -157,11 +181,14 @@ impl<B: Backend> Active<'_, B> {
     }
 }
 
-/// Starts `job`'s generator, or answers why it cannot start (gone, timed out, refused).
+/// Starts `job`'s generator — on the idle sequence whose prefilled prompt shares the longest
+/// prefix with its prompt, else on a new one — or answers why it cannot start (gone, timed
+/// out, refused).
 fn admit<'e, B: Backend>(
     engine: &'e Engine<B>,
     tokenizer: &'e Tokenizer,
     job: Job,
+    idle: &mut Vec<Idle<B>>,
     metrics: &Metrics,
 ) -> Option<Active<'e, B>> {
     if job.events.is_closed() {
@@ -177,11 +204,30 @@ fn admit<'e, B: Backend>(
         return None;
     }
     let prompt_tokens = job.request.prompt.len();
-    match Generator::new(engine, Some(tokenizer), job.request) {
+    let shared = |i: &Idle<B>| {
+        let known = &i.prefilled[..i.prefilled.len().min(i.seq.cache.len())];
+        known
+            .iter()
+            .zip(&job.request.prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let best = (0..idle.len()).max_by_key(|&i| shared(&idle[i]));
+    let started = match best {
+        Some(i) => {
+            let Idle { seq, prefilled } = idle.swap_remove(i);
+            Generator::resume(engine, Some(tokenizer), job.request, seq, &prefilled)
+        }
+        None => Generator::new(engine, Some(tokenizer), job.request),
+    };
+    match started {
         Ok(gen) => {
             metrics
                 .prompt_tokens
                 .fetch_add(prompt_tokens as u64, Relaxed);
+            metrics
+                .prompt_tokens_cached
+                .fetch_add(gen.timings().cached_tokens as u64, Relaxed);
             Some(Active {
                 gen,
                 events: job.events,
@@ -212,6 +258,7 @@ pub fn run<B: Backend>(
     metrics: &Metrics,
 ) {
     let mut active: Vec<Active<'_, B>> = Vec::with_capacity(slots);
+    let mut idle: Vec<Idle<B>> = Vec::with_capacity(slots);
     let mut open = true;
     loop {
         // Admit between rounds: wait for work when idle, else take what is already queued.
@@ -235,7 +282,7 @@ pub fn run<B: Backend>(
                 }
             };
             metrics.queue_depth.fetch_sub(1, Relaxed);
-            if let Some(a) = admit(engine, tokenizer, job, metrics) {
+            if let Some(a) = admit(engine, tokenizer, job, &mut idle, metrics) {
                 active.push(a);
                 metrics.set_active(active.len());
             }
@@ -243,7 +290,17 @@ pub fn run<B: Backend>(
         if active.is_empty() && !open {
             return;
         }
-        active.retain_mut(|a| a.round(metrics));
+        let mut i = 0;
+        while i < active.len() {
+            match active[i].round(metrics) {
+                After::Going => i += 1,
+                After::Ended => {
+                    let (seq, prefilled) = active.remove(i).gen.into_parts();
+                    idle.push(Idle { seq, prefilled });
+                }
+                After::Broken => drop(active.remove(i)),
+            }
+        }
         metrics.set_active(active.len());
     }
 }
