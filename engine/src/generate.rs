@@ -102,7 +102,10 @@ impl Timings {
     /// Prompt tokens prefilled (the cached ones not counted) per second; `None` when nothing
     /// was prefilled or no time was measured.
     pub fn prefill_tok_s(&self) -> Option<f64> {
-        rate(self.prompt_tokens.saturating_sub(self.cached_tokens), self.prefill)
+        rate(
+            self.prompt_tokens.saturating_sub(self.cached_tokens),
+            self.prefill,
+        )
     }
 
     /// Decode rate over the tokens after the first (the first comes from the prefill logits);
@@ -119,7 +122,8 @@ fn rate(tokens: usize, time: Duration) -> Option<f64> {
 
 /// One generated token and the text it completed (may be empty mid-character or while a
 /// possible stop string is held back). The last step of a generation may carry no token, only
-/// the text that was held back until the end.
+/// the text that was held back until the end; a step of a prompt longer than the engine's
+/// `max_batch` prefills one chunk and carries neither token nor text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub token: Option<u32>,
@@ -144,8 +148,9 @@ pub struct Generator<'a, B: Backend> {
     finish: Option<FinishReason>,
     timings: Timings,
     prefilled: bool,
-    /// Prompt positions whose KV the sequence already holds (`resume`): the prefill starts there.
-    reused: usize,
+    /// Prompt positions whose KV the sequence holds: the reused ones (`resume`), then each
+    /// prefilled chunk's.
+    prefill_pos: usize,
 }
 
 impl<'a, B: Backend> Generator<'a, B> {
@@ -224,7 +229,7 @@ impl<'a, B: Backend> Generator<'a, B> {
                 ..Default::default()
             },
             prefilled: false,
-            reused,
+            prefill_pos: reused,
             request,
             seq,
         }
@@ -262,7 +267,9 @@ impl<'a, B: Backend> Generator<'a, B> {
         Ok(capacity)
     }
 
-    /// Generates the next token; `None` once finished (see [`Generator::finish_reason`]).
+    /// Generates the next token; `None` once finished (see [`Generator::finish_reason`]). A
+    /// prompt is prefilled one `max_batch` chunk a call: the calls before its last chunk return
+    /// a step without a token.
     ///
     /// The device runs one token ahead: before this call waits for token t it has queued the
     /// decode step of token t + 1 (which reads t on the device), so the host's detokenizing and
@@ -279,14 +286,23 @@ impl<'a, B: Backend> Generator<'a, B> {
         let decoding = self.prefilled;
         let (params, window) = (self.request.sampling, self.request.repeat_last_n);
         if !decoding {
+            // One chunk of the engine's prefill plan a call (positions from 0 in chunks of
+            // max_batch, the chunks a single forward would run), so that a scheduler can step
+            // other sequences between the chunks of a long prompt.
             let e = self.engine;
-            e.forward(
-                &mut self.seq,
-                &self.request.prompt[self.reused..],
-                Logits::Last,
-            )?;
+            let prompt = &self.request.prompt;
+            let end = (self.prefill_pos + e.options().max_batch).min(prompt.len());
+            e.forward(&mut self.seq, &prompt[self.prefill_pos..end], Logits::Last)?;
+            self.prefill_pos = end;
+            if end < prompt.len() {
+                self.timings.prefill += start.elapsed();
+                return Ok(Some(Step {
+                    token: None,
+                    text: String::new(),
+                }));
+            }
             e.backend().synchronize()?;
-            self.timings.prefill = start.elapsed();
+            self.timings.prefill += start.elapsed();
             self.prefilled = true;
             e.begin_decode(&mut self.seq, &self.request.prompt, self.request.seed)?;
             e.queue_sample(&mut self.seq, &params, window)?;

@@ -209,3 +209,44 @@ fn bad_requests_are_refused_before_running() {
         )
     );
 }
+
+#[test]
+fn a_long_prompt_is_prefilled_a_chunk_a_step_and_gives_one_forwards_first_token() {
+    let e = engine();
+    let text: String = (1..800).map(|i| format!("{i}, ")).collect();
+    let mut ids = model()
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode(&text, false)
+        .unwrap();
+    ids.truncate(1100); // chunks of 512, 512 and 76
+    assert_eq!(ids.len(), 1100);
+    let request = GenerationRequest {
+        max_tokens: 1,
+        context: Some(2048),
+        ..GenerationRequest::new(ids.clone())
+    };
+    let mut g = Generator::new(&e, model().tokenizer.as_ref(), request).unwrap();
+    for chunk in 0..2 {
+        let s = g.step().unwrap().expect("a prefill step");
+        assert_eq!(s.token, None, "chunk {chunk}");
+        assert!(s.text.is_empty(), "chunk {chunk}");
+        assert_eq!(g.sequence().cache.len(), 512 * (chunk + 1));
+    }
+    let first = g
+        .step()
+        .unwrap()
+        .and_then(|s| s.token)
+        .expect("the first token");
+    assert_eq!(g.timings().prompt_tokens, 1100);
+
+    // The same prompt in one forward (the engine chunks it the same way inside), then argmax.
+    let mut seq = e.new_sequence(2048).unwrap();
+    e.forward(&mut seq, &ids, wavefront::Logits::Last).unwrap();
+    let logits = e.last_logits(&seq).unwrap();
+    let argmax = (0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(b.cmp(&a)))
+        .unwrap() as u32;
+    assert_eq!(first, argmax);
+}

@@ -5,7 +5,8 @@
 //! A sequence's tokens depend only on its own request: its generator is the one `wavefront
 //! run` drives, with the same prompt, settings, seed and capacity, and the sequences share
 //! nothing but the weights. Each round runs one sequence after another (no batched pass over
-//! the slots yet), and a new request's prompt is prefilled in the round it joins.
+//! the slots yet); a prompt is prefilled one chunk of the engine's `max_batch` a round (the
+//! generator's prefill steps), so other sequences keep generating between its chunks.
 //!
 //! Prompt caching: a finished sequence keeps its KV cache in an idle slot, with the prompt it
 //! prefilled. A new request takes the idle slot whose prefilled prompt shares the longest
