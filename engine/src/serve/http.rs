@@ -54,6 +54,7 @@ type AppState = Arc<Shared>;
 pub fn router(shared: AppState) -> Router {
     let body_limit = shared.body_limit;
     Router::new()
+        .route("/", get(chat_page))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
@@ -69,6 +70,7 @@ pub fn router(shared: AppState) -> Router {
 /// The label a path is counted under: the route, or `other`.
 fn endpoint_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/v1/chat/completions" => "/v1/chat/completions",
         "/v1/completions" => "/v1/completions",
         "/v1/models" => "/v1/models",
@@ -78,11 +80,12 @@ fn endpoint_label(path: &str) -> &'static str {
     }
 }
 
-/// The API key (every route but `/health`), then the request, then its count.
+/// The API key (every route but `/health` and the chat page, which is static: the calls it
+/// makes carry the key), then the request, then its count.
 async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let label = endpoint_label(req.uri().path());
     let response = match (&s.api_key_digest, label) {
-        (Some(digest), l) if l != "/health" => match bearer(&req) {
+        (Some(digest), l) if l != "/health" && l != "/" => match bearer(&req) {
             Some(token) if bool::from(Sha256::digest(token.as_bytes()).ct_eq(digest)) => {
                 next.run(req).await
             }
@@ -118,6 +121,28 @@ async fn method_not_allowed(req: Request) -> ApiError {
     ))
     .with_code("method_not_allowed")
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// The chat page (`chat.html`): one static file whose script talks to `/v1/chat/completions`.
+const CHAT_PAGE: &str = include_str!("chat.html");
+
+/// The chat page, with a content security policy that lets it load nothing but itself and
+/// connect to nothing but this server.
+async fn chat_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+                 frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        CHAT_PAGE,
+    )
+        .into_response()
 }
 
 async fn health(State(s): State<AppState>) -> Response {

@@ -40,7 +40,8 @@ pub struct ServeOptions {
     pub host: IpAddr,
     /// 0 = an ephemeral port (the bound address goes to `on_ready`).
     pub port: u16,
-    /// Requests (all but `/health`) must carry `Authorization: Bearer KEY`.
+    /// Requests (all but `/health` and the chat page at `/`) must carry
+    /// `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
     /// Allows a non-loopback host without an API key.
     pub insecure_public: bool,
