@@ -1,7 +1,15 @@
 //! The chat page at `GET /`: served self-contained (no asset from elsewhere, a content security
-//! policy that allows none), and without the API key while the API it calls still needs it.
+//! policy that allows none), without the API key while the API it calls still needs it, and
+//! driven in headless Chromium (`tests/browser/chat_page.py`: a reply streams in, a second is
+//! stopped mid-stream and kept, the page sends again). The browser test skips, saying so, where
+//! Chromium, chromedriver or Python's selenium is missing, and fails instead where
+//! `WAVEFRONT_EXPECT_BROWSER=1` (as `.ci/run` sets).
 
 mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::http::*;
 use serde_json::json;
@@ -73,4 +81,105 @@ fn the_page_needs_no_key_but_the_api_it_calls_does() {
     assert_eq!(post_raw(&chat, &body, Some("s3cret")).status, 200);
     // Only `/` is exempt: another path still needs the key before it is even routed.
     assert_eq!(get(&s.url("/index.html"), None).status, 401);
+}
+
+/// What the browser test needs and is missing, or a Python that can import selenium.
+fn browser_tools() -> Result<String, Vec<&'static str>> {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    let mut missing = Vec::new();
+    if !on_path("chromium") && !on_path("chromium-browser") {
+        missing.push("chromium");
+    }
+    if !on_path("chromedriver") {
+        missing.push("chromium-driver (chromedriver)");
+    }
+    // Debian's python3-selenium is in the system Python, which a PATH's python3 may not be.
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import selenium"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if python.is_none() {
+        missing.push("python3-selenium");
+    }
+    match python {
+        Some(py) if missing.is_empty() => Ok(py.to_string()),
+        _ => Err(missing),
+    }
+}
+
+#[test]
+fn the_page_streams_and_stops_in_headless_chromium() {
+    let python = match browser_tools() {
+        Ok(py) => py,
+        Err(missing) => {
+            let what = format!(
+                "the browser test needs {} (Debian: apt-get install chromium chromium-driver \
+                 python3-selenium)",
+                missing.join(", ")
+            );
+            assert!(
+                std::env::var("WAVEFRONT_EXPECT_BROWSER").as_deref() != Ok("1"),
+                "WAVEFRONT_EXPECT_BROWSER=1 but {what}"
+            );
+            eprintln!("skipped: {what}");
+            return;
+        }
+    };
+    let s = Server::start(&["--api-key", "browser-key"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/chat_page.py");
+    let out_path = std::env::temp_dir().join(format!("wavefront-chat-page-{}.log", s.child.id()));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg(s.url("/"))
+        .args(["--api-key", "browser-key"])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("python3 runs");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    println!("{output}");
+    if status.is_some_and(|s| s.success()) {
+        // The Stop reached the server as a disconnect, which cancelled the generation.
+        let cancelled = || {
+            let metrics = get(&s.url("/metrics"), Some("browser-key")).text;
+            metric_in(&metrics, "wavefront_requests_cancelled_total")
+        };
+        let start = Instant::now();
+        while cancelled() != 1.0 && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            cancelled(),
+            1.0,
+            "the stopped stream was cancelled on the server"
+        );
+    }
+    let server_log = s.stderr.lock().unwrap().clone();
+    let status =
+        status.unwrap_or_else(|| panic!("the browser test ran past 240 s; server:\n{server_log}"));
+    assert!(
+        status.success(),
+        "the browser test failed ({status}); server:\n{server_log}"
+    );
 }
