@@ -27,6 +27,54 @@ pub struct GenerationRequest {
     /// free memory (`Engine::context_plan`). At least 2 (one prompt token and one generated), at
     /// most the model's context length, and it must fit.
     pub context: Option<usize>,
+    /// `Some(n)`: every generated token's step also carries its log-probability under the
+    /// model (the log-softmax of the raw logits, before temperature, penalties and filters) and
+    /// the `n` most likely tokens' ([`TokenLogprobs`]; n ≤ [`MAX_TOP_LOGPROBS`]). The logits
+    /// row is copied back per token, and the device no longer runs a token ahead.
+    pub logprobs: Option<usize>,
+}
+
+/// The most alternatives [`GenerationRequest::logprobs`] may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// A generated token's log-probability and the most likely alternatives at its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: u32,
+    pub logprob: f32,
+    /// `(id, log-probability)`, most likely first (ties: the lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprobs {
+    /// From one position's raw logits: log-softmax in f64 (max-shifted), the `n` largest.
+    pub fn from_logits(logits: &[f32], token: u32, n: usize) -> TokenLogprobs {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        let lp = |id: u32| (logits[id as usize] as f64 - lse) as f32;
+        let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+        let order = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        let n = n.min(ids.len());
+        if n > 0 && n < ids.len() {
+            ids.select_nth_unstable_by(n - 1, order);
+        }
+        ids.truncate(n);
+        ids.sort_by(order);
+        TokenLogprobs {
+            token,
+            logprob: lp(token),
+            top: ids.into_iter().map(|id| (id, lp(id))).collect(),
+        }
+    }
 }
 
 impl GenerationRequest {
@@ -39,6 +87,7 @@ impl GenerationRequest {
             stop: Vec::new(),
             repeat_last_n: 64,
             context: None,
+            logprobs: None,
         }
     }
 
@@ -59,6 +108,13 @@ impl GenerationRequest {
         }
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err(Error::invalid_param("stop", "\"\"", "a non-empty string"));
+        }
+        if let Some(n) = self.logprobs.filter(|&n| n > MAX_TOP_LOGPROBS) {
+            return Err(Error::invalid_param(
+                "logprobs",
+                n,
+                format!("at most {MAX_TOP_LOGPROBS} alternatives"),
+            ));
         }
         Ok(())
     }
@@ -124,10 +180,12 @@ fn rate(tokens: usize, time: Duration) -> Option<f64> {
 /// possible stop string is held back). The last step of a generation may carry no token, only
 /// the text that was held back until the end; a step of a prompt longer than the engine's
 /// `max_batch` prefills one chunk and carries neither token nor text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub token: Option<u32>,
     pub text: String,
+    /// The token's log-probabilities, when the request asked for them.
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 pub struct Generator<'a, B: Backend> {
@@ -299,6 +357,7 @@ impl<'a, B: Backend> Generator<'a, B> {
                 return Ok(Some(Step {
                     token: None,
                     text: String::new(),
+                    logprobs: None,
                 }));
             }
             e.backend().synchronize()?;
@@ -307,16 +366,30 @@ impl<'a, B: Backend> Generator<'a, B> {
             e.begin_decode(&mut self.seq, &self.request.prompt, self.request.seed)?;
             e.queue_sample(&mut self.seq, &params, window)?;
         } else if !self.ahead {
-            // The last call could not queue this token's step: the cache is full.
-            return self.finish_with(FinishReason::ContextFull);
+            if self.request.logprobs.is_none() || self.seq.cache.remaining() == 0 {
+                // The last call could not queue this token's step: the cache is full.
+                return self.finish_with(FinishReason::ContextFull);
+            }
+            // Logprobs: this token's step was not queued ahead (its logits must survive
+            // until it is taken).
+            self.engine.queue_decode(&mut self.seq, &params, window)?;
         }
-        // Queue the next token's step before waiting for this one, when one will be wanted.
-        self.ahead =
-            self.generated.len() + 1 < self.request.max_tokens && self.seq.cache.remaining() > 0;
+        // Queue the next token's step before waiting for this one, when one will be wanted
+        // (not with logprobs: the next step's forward would overwrite this token's logits).
+        self.ahead = self.request.logprobs.is_none()
+            && self.generated.len() + 1 < self.request.max_tokens
+            && self.seq.cache.remaining() > 0;
         if self.ahead {
             self.engine.queue_decode(&mut self.seq, &params, window)?;
         }
         let token = self.engine.take_token(&mut self.seq)?;
+        let logprobs = match self.request.logprobs {
+            Some(n) => {
+                let logits = self.engine.last_logits(&self.seq)?;
+                Some(TokenLogprobs::from_logits(&logits, token, n))
+            }
+            None => None,
+        };
         if decoding {
             self.timings.decode += start.elapsed();
         }
@@ -332,6 +405,7 @@ impl<'a, B: Backend> Generator<'a, B> {
                 return Ok(Some(Step {
                     token: Some(token),
                     text: rest,
+                    logprobs,
                 }));
             }
             let piece = self.detok.push(tok, token)?;
@@ -339,11 +413,13 @@ impl<'a, B: Backend> Generator<'a, B> {
             return Ok(Some(Step {
                 token: Some(token),
                 text,
+                logprobs,
             }));
         }
         Ok(Some(Step {
             token: Some(token),
             text: String::new(),
+            logprobs,
         }))
     }
 
@@ -395,6 +471,7 @@ impl<'a, B: Backend> Generator<'a, B> {
             Ok(Some(Step {
                 token: None,
                 text: rest,
+                logprobs: None,
             }))
         }
     }
@@ -424,6 +501,32 @@ impl<'a, B: Backend> Generator<'a, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logprobs_are_the_log_softmax_and_the_largest_first() {
+        let logits = [1.0f32, 3.0, 3.0, -2.0, 0.5];
+        let lse = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln();
+        let t = TokenLogprobs::from_logits(&logits, 4, 3);
+        assert_eq!(t.token, 4);
+        assert!((t.logprob as f64 - (0.5 - lse)).abs() < 1e-6, "{t:?}");
+        // 3.0 twice (the lower id first), then 1.0.
+        let ids: Vec<u32> = t.top.iter().map(|&(id, _)| id).collect();
+        assert_eq!(ids, [1, 2, 0]);
+        assert!((t.top[0].1 as f64 - (3.0 - lse)).abs() < 1e-6);
+        assert_eq!(t.top[0].1, t.top[1].1);
+        // Probabilities sum to 1 over the whole row; n past the row is the row.
+        let all = TokenLogprobs::from_logits(&logits, 0, 99);
+        assert_eq!(all.top.len(), 5);
+        let total: f64 = all.top.iter().map(|&(_, l)| (l as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        assert!(TokenLogprobs::from_logits(&logits, 1, 0).top.is_empty());
+        // Large logits do not overflow (max-shifted).
+        let big = TokenLogprobs::from_logits(&[1000.0, 1000.0], 0, 1);
+        assert!(
+            (big.logprob - (-std::f32::consts::LN_2)).abs() < 1e-6,
+            "{big:?}"
+        );
+    }
 
     #[test]
     fn rates_of_nothing_are_none() {

@@ -250,3 +250,46 @@ fn a_long_prompt_is_prefilled_a_chunk_a_step_and_gives_one_forwards_first_token(
         .unwrap() as u32;
     assert_eq!(first, argmax);
 }
+
+#[test]
+fn logprobs_report_each_tokens_log_softmax_without_changing_the_tokens() {
+    let e = engine();
+    let ids = prompt("The capital of France is");
+    let request = |logprobs| GenerationRequest {
+        max_tokens: 8,
+        logprobs,
+        ..GenerationRequest::new(ids.clone())
+    };
+    let (plain_text, plain) = stream(&e, request(None));
+    let mut g = Generator::new(&e, model().tokenizer.as_ref(), request(Some(3))).unwrap();
+    let mut steps = Vec::new();
+    while let Some(s) = g.step().unwrap() {
+        steps.push(s);
+    }
+    assert_eq!(
+        g.generated(),
+        plain.generated(),
+        "logprobs changed the tokens"
+    );
+    assert_eq!(g.text(), plain_text);
+    let reported: Vec<_> = steps.iter().filter_map(|s| s.logprobs.clone()).collect();
+    assert_eq!(reported.len(), g.generated().len());
+    for (lp, &id) in reported.iter().zip(g.generated()) {
+        assert_eq!(lp.token, id);
+        assert_eq!(lp.top.len(), 3);
+        // Greedy: the token is the most likely one.
+        assert_eq!(lp.top[0], (id, lp.logprob));
+        assert!(lp.logprob <= 0.0 && lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    // The first token's against the prompt's logits from one forward.
+    let mut seq = e.new_sequence(256).unwrap();
+    e.forward(&mut seq, &ids, wavefront::Logits::Last).unwrap();
+    let logits = e.last_logits(&seq).unwrap();
+    let first = wavefront::TokenLogprobs::from_logits(&logits, reported[0].token, 3);
+    assert_eq!(first, reported[0]);
+    // Too many alternatives are refused.
+    let err = Generator::new(&e, model().tokenizer.as_ref(), request(Some(21)))
+        .err()
+        .expect("21 alternatives refused");
+    assert!(err.to_string().contains("logprobs"), "{err}");
+}

@@ -598,3 +598,88 @@ fn a_shared_prompt_prefix_is_not_prefilled_again_and_the_tokens_stay_a_fresh_run
         (first.len() + second.len() + 3) as f64
     );
 }
+
+#[test]
+fn logprobs_come_per_token_whole_and_streamed_and_match_the_library() {
+    let s = Server::start(&[]);
+    let chat = s.url("/v1/chat/completions");
+    let body = json!({"messages": user("What is the capital of France?"), "max_tokens": 8,
+        "temperature": 0, "logprobs": true, "top_logprobs": 2});
+    let r = post(&chat, &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let content = v["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let n = v["usage"]["completion_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(content.len(), n, "{v}");
+    let mut joined = String::new();
+    for e in &content {
+        let token = e["token"].as_str().unwrap();
+        joined.push_str(token);
+        let lp = e["logprob"].as_f64().unwrap();
+        assert!(lp <= 0.0, "{e}");
+        assert_eq!(e["bytes"].as_array().unwrap().len(), token.len());
+        let top = e["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        // Greedy: the chosen token is the most likely.
+        assert_eq!(top[0]["token"], e["token"]);
+        assert_eq!(top[0]["logprob"], e["logprob"]);
+        assert!(top[0]["logprob"].as_f64() >= top[1]["logprob"].as_f64());
+    }
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(joined.starts_with(text), "{joined:?} vs {text:?}");
+
+    // The library, same request: the same tokens' log-probabilities.
+    let messages = [ChatMessage::new("user", "What is the capital of France?")];
+    let ids = tokenizer().encode_chat(&messages).unwrap();
+    let engine = Engine::new(CpuBackend::default(), model(), EngineOptions::default()).unwrap();
+    let request = GenerationRequest {
+        max_tokens: 8,
+        context: Some(CONTEXT),
+        logprobs: Some(2),
+        ..GenerationRequest::new(ids)
+    };
+    let mut g = Generator::new(&engine, Some(tokenizer()), request).unwrap();
+    let mut lib = Vec::new();
+    while let Some(step) = g.step().unwrap() {
+        lib.extend(step.logprobs);
+    }
+    assert_eq!(lib.len(), content.len());
+    for (l, e) in lib.iter().zip(&content) {
+        // As f32: JSON's decimal, parsed back, is the f32's value within an f64 ulp.
+        assert_eq!(l.logprob, e["logprob"].as_f64().unwrap() as f32);
+    }
+
+    // Streamed: the chunks' entries, joined, are the whole response's.
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let mut streamed = Vec::new();
+    for d in Sse::open(&chat, &stream_body) {
+        if d == "[DONE]" {
+            break;
+        }
+        let c: Value = serde_json::from_str(&d).unwrap();
+        if let Some(entries) = c["choices"][0]["logprobs"]["content"].as_array() {
+            streamed.extend(entries.iter().cloned());
+        }
+    }
+    assert_eq!(streamed, content);
+
+    // Completions: the legacy form, one entry per token in each list.
+    let r = post(
+        &s.url("/v1/completions"),
+        &json!({"prompt": COUNTING, "max_tokens": 5, "temperature": 0, "logprobs": 3}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let lp = r.json()["choices"][0]["logprobs"].clone();
+    for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+        assert_eq!(lp[key].as_array().unwrap().len(), 5, "{key}: {lp}");
+    }
+    assert_eq!(lp["text_offset"][0], 0);
+    assert_eq!(lp["top_logprobs"][0].as_object().unwrap().len(), 3);
+    // Without asking: null.
+    let r = post(&chat, &json!({"messages": user("Hi"), "max_tokens": 2}));
+    assert!(r.json()["choices"][0]["logprobs"].is_null());
+}

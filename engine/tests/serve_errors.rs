@@ -104,17 +104,38 @@ fn bad_requests_get_an_error_naming_the_field_while_a_good_one_completes() {
             Some("frequency_penalty"),
         ),
         (&chat, with(json!({"n": 2})), 400, Some("n")),
-        (
-            &chat,
-            with(json!({"logprobs": true})),
-            400,
-            Some("logprobs"),
-        ),
+        // Chat's logprobs is a boolean, and top_logprobs (0 to 20) needs it.
+        (&chat, with(json!({"logprobs": 1})), 400, Some("logprobs")),
         (
             &chat,
             with(json!({"top_logprobs": 2})),
             400,
             Some("top_logprobs"),
+        ),
+        (
+            &chat,
+            with(json!({"logprobs": true, "top_logprobs": 21})),
+            400,
+            Some("top_logprobs"),
+        ),
+        (
+            &chat,
+            with(json!({"logprobs": true, "top_logprobs": -1})),
+            400,
+            Some("top_logprobs"),
+        ),
+        // Completions' logprobs is the number of alternatives.
+        (
+            &completions,
+            json!({"prompt": "Hi", "logprobs": true}).to_string(),
+            400,
+            Some("logprobs"),
+        ),
+        (
+            &completions,
+            json!({"prompt": "Hi", "logprobs": 21}).to_string(),
+            400,
+            Some("logprobs"),
         ),
         (&chat, with(json!({"stop": ""})), 400, Some("stop")),
         (

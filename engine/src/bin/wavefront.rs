@@ -373,6 +373,7 @@ fn request_settings(args: &RunArgs) -> Result<GenerationRequest> {
         stop: args.stop.clone(),
         repeat_last_n: args.repeat_last_n,
         context: args.context,
+        logprobs: None,
     };
     request.check_settings()?;
     Ok(request)

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use crate::generate::{FinishReason, GenerationRequest};
+use crate::generate::{FinishReason, GenerationRequest, TokenLogprobs, MAX_TOP_LOGPROBS};
 use crate::sampler::SamplingParams;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
@@ -282,24 +282,6 @@ fn check_common(c: &Common, ctx: &ApiContext) -> Result<(), ApiError> {
             ));
         }
     }
-    if c.logprobs
-        .as_ref()
-        .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
-    {
-        return Err(ApiError::unsupported(
-            "logprobs",
-            "logprobs are not supported yet",
-        ));
-    }
-    if c.top_logprobs
-        .as_ref()
-        .is_some_and(|v| !v.is_null() && v.as_u64() != Some(0))
-    {
-        return Err(ApiError::unsupported(
-            "top_logprobs",
-            "top_logprobs are not supported yet",
-        ));
-    }
     if c.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(ApiError::unsupported(
             "logit_bias",
@@ -431,6 +413,55 @@ fn stop_strings(stop: Option<&Value>) -> Result<Vec<String>, ApiError> {
 
 /// The request for the scheduler: sampling (OpenAI's defaults: temperature 1, top-p 1, no
 /// other filter), the context checks, the seed (from the clock when absent).
+/// How many alternatives a request's log-probabilities ask for (`None`: none asked). Chat:
+/// `logprobs: true` with `top_logprobs` 0 to 20 (which needs `logprobs`); completions:
+/// `logprobs` an integer 0 to 20 (OpenAI's legacy form).
+fn logprobs_asked(endpoint: Endpoint, c: &Common) -> Result<Option<usize>, ApiError> {
+    let count = |field: &'static str, v: &Value| match v.as_u64() {
+        Some(n) if n as usize <= MAX_TOP_LOGPROBS => Ok(n as usize),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{field} must be an integer from 0 to {MAX_TOP_LOGPROBS}, got {v}"),
+        )),
+    };
+    let top = match c.top_logprobs.as_ref().filter(|v| !v.is_null()) {
+        Some(v) => Some(count("top_logprobs", v)?),
+        None => None,
+    };
+    let logprobs = c.logprobs.as_ref().filter(|v| !v.is_null());
+    match endpoint {
+        Endpoint::Chat => {
+            let asked = match logprobs {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(ApiError::invalid(
+                        "logprobs",
+                        format!("logprobs must be a boolean here, got {v}"),
+                    ))
+                }
+            };
+            match (asked, top) {
+                (false, Some(_)) => Err(ApiError::invalid(
+                    "top_logprobs",
+                    "top_logprobs needs logprobs: true",
+                )),
+                (false, None) => Ok(None),
+                (true, top) => Ok(Some(top.unwrap_or(0))),
+            }
+        }
+        Endpoint::Completion => {
+            if top.is_some() {
+                return Err(ApiError::invalid(
+                    "top_logprobs",
+                    "/v1/completions takes logprobs as the number of alternatives",
+                ));
+            }
+            logprobs.map(|v| count("logprobs", v)).transpose()
+        }
+    }
+}
+
 fn prepare(
     endpoint: Endpoint,
     c: Common,
@@ -485,6 +516,7 @@ fn prepare(
         min_p: c.min_p.unwrap_or(defaults.min_p),
         repeat_penalty: c.repeat_penalty.unwrap_or(defaults.repeat_penalty),
     };
+    let logprobs = logprobs_asked(endpoint, &c)?;
     let request = GenerationRequest {
         prompt,
         max_tokens,
@@ -495,6 +527,7 @@ fn prepare(
             .repeat_last_n
             .map_or(64, |n| n.min(usize::MAX as u64) as usize),
         context: Some(capacity),
+        logprobs,
     };
     request
         .check_settings()
@@ -543,25 +576,106 @@ impl Usage {
     }
 }
 
-/// What every response and chunk of one request carries: its id, creation time and model.
+/// One generated token's log-probabilities as the API shows them: the token's text and the
+/// alternatives' (each decoded alone: a token inside a multi-byte character shows as U+FFFD).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogprobEntry {
+    pub token: String,
+    pub logprob: f32,
+    pub top: Vec<(String, f32)>,
+}
+
+impl LogprobEntry {
+    pub fn new(tok: &Tokenizer, lp: &TokenLogprobs) -> LogprobEntry {
+        let text = |id: u32| tok.decode(&[id], false).unwrap_or_default();
+        LogprobEntry {
+            token: text(lp.token),
+            logprob: lp.logprob,
+            top: lp.top.iter().map(|&(id, l)| (text(id), l)).collect(),
+        }
+    }
+}
+
+/// A choice's `logprobs` for `entries`: chat's `{"content": [{token, logprob, bytes,
+/// top_logprobs}]}`, or completions' `{tokens, token_logprobs, top_logprobs, text_offset}` with
+/// the offsets in characters of the generated text, the first at `offset`.
+pub fn logprobs_json(endpoint: Endpoint, entries: &[LogprobEntry], offset: usize) -> Value {
+    match endpoint {
+        Endpoint::Chat => {
+            let one = |t: &str, l: f32| json!({"token": t, "logprob": l, "bytes": t.as_bytes()});
+            let content: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let mut v = one(&e.token, e.logprob);
+                    let top: Vec<Value> = e.top.iter().map(|(t, l)| one(t, *l)).collect();
+                    v["top_logprobs"] = top.into();
+                    v
+                })
+                .collect();
+            json!({ "content": content })
+        }
+        Endpoint::Completion => {
+            let mut at = offset;
+            let mut text_offset = Vec::with_capacity(entries.len());
+            for e in entries {
+                text_offset.push(at);
+                at += e.token.chars().count();
+            }
+            let top: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let m: Map<String, Value> =
+                        e.top.iter().map(|(t, l)| (t.clone(), json!(l))).collect();
+                    Value::Object(m)
+                })
+                .collect();
+            json!({
+                "tokens": entries.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),
+                "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+                "top_logprobs": top,
+                "text_offset": text_offset,
+            })
+        }
+    }
+}
+
+/// What every response and chunk of one request carries: its id, creation time and model, and
+/// whether it reports log-probabilities.
 #[derive(Debug, Clone)]
 pub struct ResponseMeta {
     pub endpoint: Endpoint,
     pub id: String,
     pub created: u64,
     pub model: String,
+    pub logprobs: bool,
 }
 
 impl ResponseMeta {
+    /// `logprobs` of a choice holding `entries`: null unless the request asked.
+    fn logprobs_of(&self, entries: &[LogprobEntry], offset: usize) -> Value {
+        if self.logprobs {
+            logprobs_json(self.endpoint, entries, offset)
+        } else {
+            Value::Null
+        }
+    }
+
     /// The whole (non-streamed) response.
-    pub fn response(&self, text: &str, finish: &FinishReason, usage: Usage) -> Value {
+    pub fn response(
+        &self,
+        text: &str,
+        finish: &FinishReason,
+        usage: Usage,
+        entries: &[LogprobEntry],
+    ) -> Value {
+        let logprobs = self.logprobs_of(entries, 0);
         let (object, choice) = match self.endpoint {
             Endpoint::Chat => (
                 "chat.completion",
                 json!({
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
-                    "logprobs": null,
+                    "logprobs": logprobs,
                     "finish_reason": finish_reason(finish),
                 }),
             ),
@@ -570,7 +684,7 @@ impl ResponseMeta {
                 json!({
                     "index": 0,
                     "text": text,
-                    "logprobs": null,
+                    "logprobs": logprobs,
                     "finish_reason": finish_reason(finish),
                 }),
             ),
@@ -585,16 +699,25 @@ impl ResponseMeta {
         })
     }
 
-    /// A stream chunk with one choice: `text` (and, for chat, the role in the first chunk)
-    /// and `finish` in the last. `usage: null` on every chunk when the last carries usage.
+    /// A stream chunk with one choice: `text` (and, for chat, the role in the first chunk),
+    /// the log-probabilities of the tokens it reports (`entries`, the first at character
+    /// `offset` of the generated text) and `finish` in the last. `usage: null` on every chunk
+    /// when the last carries usage.
     pub fn chunk(
         &self,
         role: bool,
         text: Option<&str>,
         finish: Option<&FinishReason>,
         include_usage: bool,
+        entries: &[LogprobEntry],
+        offset: usize,
     ) -> Value {
         let finish = finish.map(finish_reason);
+        let logprobs = if entries.is_empty() {
+            Value::Null
+        } else {
+            self.logprobs_of(entries, offset)
+        };
         let (object, choice) = match self.endpoint {
             Endpoint::Chat => {
                 let mut delta = Map::new();
@@ -606,12 +729,12 @@ impl ResponseMeta {
                 }
                 (
                     "chat.completion.chunk",
-                    json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}),
+                    json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}),
                 )
             }
             Endpoint::Completion => (
                 "text_completion",
-                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": finish}),
             ),
         };
         let mut chunk = json!({

@@ -217,6 +217,7 @@ async fn generate(s: AppState, endpoint: Endpoint, req: Request) -> Response {
         stream,
         include_usage,
     } = prepared;
+    let logprobs = request.logprobs.is_some();
     let (job, events) = Job::new(request, s.timeout);
     match s.queue.submit(job, &s.metrics) {
         Ok(()) => {}
@@ -232,6 +233,7 @@ async fn generate(s: AppState, endpoint: Endpoint, req: Request) -> Response {
         id: response_id(&s, endpoint),
         created: unix_now(),
         model: s.model_id.clone(),
+        logprobs,
     };
     if stream {
         Sse::new(ChunkStream::new(events, meta, include_usage)).into_response()
@@ -271,11 +273,15 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
 /// Collects the events into one response.
 async fn whole(mut events: UnboundedReceiver<Event>, meta: ResponseMeta) -> Response {
     let mut text = String::new();
+    let mut entries = Vec::new();
     while let Some(e) = events.recv().await {
         match e {
-            Event::Text(t) => text.push_str(&t),
+            Event::Piece { text: t, logprobs } => {
+                text.push_str(&t);
+                entries.extend(logprobs);
+            }
             Event::Done { finish, usage } => {
-                return Json(meta.response(&text, &finish, usage)).into_response()
+                return Json(meta.response(&text, &finish, usage, &entries)).into_response()
             }
             Event::Failed(e) => return e.into_response(),
         }
@@ -311,13 +317,23 @@ struct ChunkStream {
     include_usage: bool,
     out: std::collections::VecDeque<SseEvent>,
     done: bool,
+    /// Characters of the generated text the chunks so far reported logprobs for (completions'
+    /// `text_offset`).
+    offset: usize,
 }
 
 impl ChunkStream {
     fn new(events: UnboundedReceiver<Event>, meta: ResponseMeta, include_usage: bool) -> Self {
         let mut out = std::collections::VecDeque::new();
         if meta.endpoint == Endpoint::Chat {
-            out.push_back(data(&meta.chunk(true, Some(""), None, include_usage)));
+            out.push_back(data(&meta.chunk(
+                true,
+                Some(""),
+                None,
+                include_usage,
+                &[],
+                0,
+            )));
         }
         ChunkStream {
             events,
@@ -325,17 +341,26 @@ impl ChunkStream {
             include_usage,
             out,
             done: false,
+            offset: 0,
         }
     }
 
     fn push(&mut self, e: Event) {
         let (m, u) = (&self.meta, self.include_usage);
         match e {
-            Event::Text(t) => self.out.push_back(data(&m.chunk(false, Some(&t), None, u))),
+            Event::Piece { text, logprobs } => {
+                let entries: Vec<_> = logprobs.into_iter().collect();
+                let chunk = m.chunk(false, Some(&text), None, u, &entries, self.offset);
+                self.offset += entries
+                    .iter()
+                    .map(|e| e.token.chars().count())
+                    .sum::<usize>();
+                self.out.push_back(data(&chunk));
+            }
             Event::Done { finish, usage } => {
                 let text = (m.endpoint == Endpoint::Completion).then_some("");
                 self.out
-                    .push_back(data(&m.chunk(false, text, Some(&finish), u)));
+                    .push_back(data(&m.chunk(false, text, Some(&finish), u, &[], 0)));
                 if u {
                     self.out.push_back(data(&m.usage_chunk(usage)));
                 }

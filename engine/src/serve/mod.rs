@@ -7,8 +7,7 @@
 //! never leaves the caller's thread, so any backend serves, `Send` or not.
 //!
 //! Not yet here (issue 11): one batched pass over all active sequences per step (each
-//! sequence runs its own decode step in turn), chunked prefill, prompt caching (each request
-//! gets a fresh KV cache), `logprobs`, presence/frequency penalties, tools.
+//! sequence runs its own decode step in turn), presence/frequency penalties, tools.
 
 pub mod api;
 pub mod error;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::api::Usage;
+use super::api::{LogprobEntry, Usage};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::backend::Backend;
@@ -32,8 +32,12 @@ use crate::tokenizer::Tokenizer;
 /// What the engine thread tells a request's handler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Text that one or more tokens completed (never empty).
-    Text(String),
+    /// Text that one or more tokens completed, and the log-probabilities of the token this
+    /// step generated when the request asked for them (at least one of the two is there).
+    Piece {
+        text: String,
+        logprobs: Option<LogprobEntry>,
+    },
     /// The generation ended; no event follows.
     Done { finish: FinishReason, usage: Usage },
     /// The generation failed or was cancelled (timeout); no event follows.
@@ -103,6 +107,7 @@ impl Queue {
 /// A sequence in a slot.
 struct Active<'e, B: Backend> {
     gen: Generator<'e, B>,
+    tokenizer: &'e Tokenizer,
     events: UnboundedSender<Event>,
     arrived: Instant,
     deadline: Instant,
@@ -159,8 +164,15 @@ impl<B: Backend> Active<'_, B> {
                         self.last_token = Some(now);
                         metrics.generated_tokens.fetch_add(1, Relaxed);
                     }
-                    if !step.text.is_empty() {
-                        let _ = self.events.send(Event::Text(step.text));
+                    let logprobs = step
+                        .logprobs
+                        .as_ref()
+                        .map(|lp| LogprobEntry::new(self.tokenizer, lp));
+                    if !step.text.is_empty() || logprobs.is_some() {
+                        let _ = self.events.send(Event::Piece {
+                            text: step.text,
+                            logprobs,
+                        });
                     }
                 }
                 match self.gen.finish_reason() {
@@ -231,6 +243,7 @@ fn admit<'e, B: Backend>(
                 .fetch_add(gen.timings().cached_tokens as u64, Relaxed);
             Some(Active {
                 gen,
+                tokenizer,
                 events: job.events,
                 arrived: job.arrived,
                 deadline,

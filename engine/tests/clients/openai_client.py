@@ -6,6 +6,7 @@ Checks, exiting non-zero on the first failure:
   - a non-streamed chat and the same request streamed (stream_options.include_usage) give the
     same text, finish reason and usage (sampled, fixed seed);
   - a second seed gives another text (the seed reaches the sampler);
+  - logprobs with top_logprobs parse into the client's types, one entry per token;
   - a text completion with a stop string ends with finish_reason "stop" and without it;
   - a bad request raises openai.BadRequestError naming the field (OpenAI's error object);
   - a wrong key raises openai.AuthenticationError.
@@ -62,6 +63,15 @@ def main() -> int:
         whole.usage.prompt_tokens,
         whole.usage.completion_tokens,
     ), (usage, whole.usage)
+
+    lp = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2
+    )
+    content = lp.choices[0].logprobs.content
+    assert len(content) == lp.usage.completion_tokens, (len(content), lp.usage)
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 2, t
+        assert t.top_logprobs[0].token == t.token, t  # greedy: the most likely token
 
     other = client.chat.completions.create(**{**params, "seed": 43}).choices[0].message.content
     assert other != text, "seeds 42 and 43 gave the same text"
