@@ -211,6 +211,16 @@ pub struct Generator<'a, B: Backend> {
     prefill_pos: usize,
 }
 
+/// How many of `prompt`'s first tokens equal those of `prefilled` whose KV a cache of `cached`
+/// positions still holds ([`Generator::resume`] reuses these, cut to its chunk plan).
+pub fn cached_prefix(prefilled: &[u32], cached: usize, prompt: &[u32]) -> usize {
+    prefilled[..prefilled.len().min(cached)]
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
 impl<'a, B: Backend> Generator<'a, B> {
     /// Validates the request; the prompt runs on the first call to [`Generator::step`].
     pub fn new(
@@ -246,12 +256,7 @@ impl<'a, B: Backend> Generator<'a, B> {
                 seq.cache.capacity()
             )));
         }
-        let known = &prefilled[..prefilled.len().min(seq.cache.len())];
-        let shared = known
-            .iter()
-            .zip(&request.prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
+        let shared = cached_prefix(prefilled, seq.cache.len(), &request.prompt)
             .min(request.prompt.len() - 1);
         let reused = shared - shared % engine.options().max_batch;
         seq.cache.set_len(reused)?;

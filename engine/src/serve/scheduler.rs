@@ -25,7 +25,7 @@ use super::api::{LogprobEntry, Usage};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::backend::Backend;
-use crate::generate::{FinishReason, GenerationRequest, Generator};
+use crate::generate::{cached_prefix, FinishReason, GenerationRequest, Generator};
 use crate::model::{Engine, Sequence};
 use crate::tokenizer::Tokenizer;
 
@@ -217,14 +217,7 @@ fn admit<'e, B: Backend>(
         return None;
     }
     let prompt_tokens = job.request.prompt.len();
-    let shared = |i: &Idle<B>| {
-        let known = &i.prefilled[..i.prefilled.len().min(i.seq.cache.len())];
-        known
-            .iter()
-            .zip(&job.request.prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-    };
+    let shared = |i: &Idle<B>| cached_prefix(&i.prefilled, i.seq.cache.len(), &job.request.prompt);
     let best = (0..idle.len()).max_by_key(|&i| shared(&idle[i]));
     let started = match best {
         Some(i) => {
