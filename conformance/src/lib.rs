@@ -131,6 +131,21 @@ macro_rules! forward_to_cpu {
             self.inner.copy_into(src, dst, offset)
         }
 
+        fn copy_range(
+            &self,
+            src: &CpuTensor,
+            src_offset: usize,
+            dst: &mut CpuTensor,
+            dst_offset: usize,
+            n: usize,
+        ) -> wavefront::Result<()> {
+            self.inner.copy_range(src, src_offset, dst, dst_offset, n)
+        }
+
+        fn batch_invariant_rows(&self) -> usize {
+            self.inner.batch_invariant_rows()
+        }
+
         fn embedding(
             &self,
             table: &CpuTensor,
@@ -189,6 +204,7 @@ macro_rules! forward_to_cpu {
     };
 }
 
+pub mod batch;
 pub mod bridge;
 pub mod cases;
 pub mod compare;

@@ -26,6 +26,11 @@ pub enum Bug {
     /// The sampler's softmax sums its exponentials in descending id order (a GPU reduction
     /// tree would reorder it too): the same math, other bits.
     SamplerSumReordered,
+    /// The LM head of a batch (rows > 1) sums each row's products in descending order, as a
+    /// kernel choosing its reduction by the number of rows would: every op case passes (the
+    /// same math within tolerance), but a row's logits depend on the batch it came in. Not in
+    /// [`Bug::ALL`] (no op case can see it): the batch-invariance check must.
+    BatchRowsReordered,
 }
 
 impl Bug {
@@ -320,7 +325,26 @@ impl Backend for Planted {
         out: &mut CpuTensor,
         p: LogitsParams,
     ) -> Result<()> {
-        self.inner.logits(x, w, out, p)
+        if self.bug != Some(Bug::BatchRowsReordered) || p.rows < 2 {
+            return self.inner.logits(x, w, out, p);
+        }
+        let xs = self.inner.download_f32(x)?;
+        let ws = self.inner.download_f32(w)?;
+        let (h, v) = (p.hidden, p.vocab);
+        let o = out.f32_mut("logits", "out")?;
+        if o.len() < p.rows * v || xs.len() < (p.row0 + p.rows) * h || ws.len() < v * h {
+            return Err(wavefront::Error::InvalidRequest(
+                "planted logits: short tensors".into(),
+            ));
+        }
+        for r in 0..p.rows {
+            let xr = &xs[(p.row0 + r) * h..(p.row0 + r + 1) * h];
+            for j in 0..v {
+                let wr = &ws[j * h..(j + 1) * h];
+                o[r * v + j] = (0..h).rev().map(|i| xr[i] * wr[i]).sum();
+            }
+        }
+        Ok(())
     }
 
     fn sample(

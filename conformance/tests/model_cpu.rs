@@ -84,3 +84,30 @@ fn cpu_engine_matches_the_reference_on_smollm2() {
         &opts,
     ));
 }
+
+/// Batch invariance (issue 11): sequences decoded together in one batched pass get, bit for
+/// bit, the logits and tokens each gets alone — on every fixture (plain and quantized) at
+/// several batch sizes, and on SmolLM2.
+#[test]
+fn cpu_batched_decode_gives_each_sequence_its_own_logits_bit_for_bit() {
+    use wavefront_conformance::batch::check_batch_invariance;
+    let make = || Ok(CpuBackend::default());
+    let mut paths: Vec<_> = common::fixture_models()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    paths.extend(common::quant_fixture_models());
+    for path in &paths {
+        let r = check_batch_invariance(&make, path, "cpu", &[2, 3, 5], 5).unwrap();
+        println!("{}", r.markdown());
+        assert!(r.all_pass(), "{}", r.markdown());
+        assert!(
+            r.runs.iter().all(|run| run.passes == run.steps),
+            "one pass a step"
+        );
+    }
+    let smollm2 = wavefront::fetch::default_model().unwrap();
+    let r = check_batch_invariance(&make, &smollm2, "cpu", &[4], 4).unwrap();
+    println!("{}", r.markdown());
+    assert!(r.all_pass(), "{}", r.markdown());
+}

@@ -55,3 +55,35 @@ fn gpu_engine_matches_the_reference_on_fixtures_and_smollm2() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Batch invariance on the GPU at every wave variant: sequences decoded together get each
+/// one's own logits bit for bit (the engine's passes hold at most `decode_batch_rows`
+/// sequences: the rows its products keep invariant).
+#[test]
+fn gpu_batched_decode_gives_each_sequence_its_own_logits_bit_for_bit() {
+    use wavefront_conformance::batch::check_batch_invariance;
+    let waves = common::gpu_waves();
+    if waves.is_empty() {
+        return;
+    }
+    let smollm2 = wavefront::fetch::default_model().unwrap();
+    let mut failures = Vec::new();
+    for wave in waves {
+        let make = move || common::gpu(wave);
+        let mut paths: Vec<_> = common::fixture_models()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        paths.extend(common::quant_fixture_models());
+        paths.push(smollm2.clone());
+        for path in &paths {
+            let r = check_batch_invariance(&make, path, &format!("WAVE={wave}"), &[2, 3, 5], 5)
+                .unwrap();
+            println!("{}", r.markdown());
+            if !r.all_pass() {
+                failures.push(format!("{} WAVE={wave}", r.model));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -1,6 +1,8 @@
 //! The suite proves its power: each planted bug is caught by named cases of the op it breaks,
 //! and by no case of an unrelated op.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use wavefront_conformance::cases::{self, Op};
@@ -18,6 +20,8 @@ fn expected_ops(bug: Bug) -> &'static [Op] {
             &[Op::AttentionPrefill, Op::AttentionDecode, Op::RopeAttention]
         }
         Bug::TopPKeepsOneTooMany | Bug::SamplerSumReordered => &[Op::Sample],
+        // Not in Bug::ALL: no op case can see it (`a_batch_dependent_reduction_is_caught…`).
+        Bug::BatchRowsReordered => &[],
     }
 }
 
@@ -74,4 +78,33 @@ fn the_planted_code_paths_pass_everything_with_no_bug_switched_on() {
         .map(|c| format!("{}: {:?}", c.case, c.failures()))
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A row reduced in an order that depends on the batch passes every op case (same math, other
+/// bits) and is caught by the batch-invariance check; the planted code paths without the bug
+/// pass it (so what is caught is the bug).
+#[test]
+fn a_batch_dependent_reduction_is_caught_by_the_batch_invariance_check() {
+    use wavefront_conformance::batch::check_batch_invariance;
+    let path = common::fixture_models()[0].0.clone();
+    // The op it changes (the other ops are the clean code paths, passing as above).
+    let logits: Vec<_> = cases::grid()
+        .into_iter()
+        .filter(|c| c.op() == Op::Logits)
+        .collect();
+    assert!(!logits.is_empty());
+    let bug = Bug::BatchRowsReordered;
+    let r = report::run(&Planted::new(bug), &logits, "batch rows reordered");
+    assert!(
+        r.results.iter().all(|c| c.pass()),
+        "a logits case saw {bug:?}"
+    );
+    let caught =
+        check_batch_invariance(&|| Ok(Planted::new(bug)), &path, "planted", &[3], 4).unwrap();
+    println!("{}", caught.markdown());
+    assert!(!caught.all_pass(), "{bug:?} went unnoticed");
+    assert!(caught.runs[0].passes > 0);
+    let clean = check_batch_invariance(&|| Ok(Planted::clean()), &path, "clean", &[3], 4).unwrap();
+    println!("{}", clean.markdown());
+    assert!(clean.all_pass(), "{}", clean.markdown());
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 use crate::detok::IncrementalDecoder;
 use crate::error::{Error, Result};
-use crate::model::{Engine, Logits, Sequence};
+use crate::model::{DecodeBatch, Engine, Logits, Sequence};
 use crate::sampler::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
@@ -188,6 +188,15 @@ pub struct Step {
     pub logprobs: Option<TokenLogprobs>,
 }
 
+/// What [`Generator::begin`] left a step in.
+enum Begin {
+    /// The step is over (finished, or a prompt chunk without a token).
+    Done(Option<Step>),
+    /// A token is on its way: take it, after queuing the next token's decode step if
+    /// `queue_ahead`.
+    Take { queue_ahead: bool },
+}
+
 pub struct Generator<'a, B: Backend> {
     engine: &'a Engine<B>,
     tokenizer: Option<&'a Tokenizer>,
@@ -209,6 +218,8 @@ pub struct Generator<'a, B: Backend> {
     /// Prompt positions whose KV the sequence holds: the reused ones (`resume`), then each
     /// prefilled chunk's.
     prefill_pos: usize,
+    /// When the step in progress began, and whether it was decoding.
+    step_start: Option<(Instant, bool)>,
 }
 
 /// How many of `prompt`'s first tokens equal those of `prefilled` whose KV a cache of `cached`
@@ -293,6 +304,7 @@ impl<'a, B: Backend> Generator<'a, B> {
             },
             prefilled: false,
             prefill_pos: reused,
+            step_start: None,
             request,
             seq,
         }
@@ -339,15 +351,81 @@ impl<'a, B: Backend> Generator<'a, B> {
     /// streaming of t overlaps the device's work on t + 1. A step queued past the end (after an
     /// end-of-sequence token or a stop string) is wasted work, never output.
     pub fn step(&mut self) -> Result<Option<Step>> {
+        match self.begin()? {
+            Begin::Done(step) => Ok(step),
+            Begin::Take { queue_ahead } => {
+                if queue_ahead {
+                    let (params, window) = self.settings();
+                    self.engine.queue_decode(&mut self.seq, &params, window)?;
+                }
+                self.take()
+            }
+        }
+    }
+
+    /// [`Generator::step`] for several generations of one engine at once: each one's step
+    /// exactly as its own `step` would run it, except that the decode steps they queue are
+    /// queued together, in batched passes ([`Engine::queue_decode_batch`]: each pass reads
+    /// the weights once for all its sequences, and each sequence's tokens stay what it alone
+    /// generates). Prompts are prefilled one chunk a call, one generation after another, as
+    /// `step` does. The outer error is the batched pass's (every generation in it is then in
+    /// an unknown state); the inner results are each generation's `step` result.
+    pub fn step_batch(
+        gens: &mut [&mut Generator<'a, B>],
+        batch: &mut DecodeBatch<B>,
+    ) -> Result<Vec<Result<Option<Step>>>> {
+        let Some(engine) = gens.first().map(|g| g.engine) else {
+            return Ok(Vec::new());
+        };
+        if gens.iter().any(|g| !std::ptr::eq(g.engine, engine)) {
+            return Err(Error::InvalidRequest(
+                "a decode batch takes generations of one engine".into(),
+            ));
+        }
+        let begun: Vec<Result<Begin>> = gens.iter_mut().map(|g| g.begin()).collect();
+        let ahead: Vec<usize> = begun
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| matches!(b, Ok(Begin::Take { queue_ahead: true })))
+            .map(|(i, _)| i)
+            .collect();
+        let params: Vec<(SamplingParams, usize)> =
+            ahead.iter().map(|&i| gens[i].settings()).collect();
+        let mut seqs: Vec<&mut Sequence<B>> = gens
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| ahead.contains(i))
+            .map(|(_, g)| &mut g.seq)
+            .collect();
+        engine.queue_decode_batch(batch, &mut seqs, &params)?;
+        Ok(gens
+            .iter_mut()
+            .zip(begun)
+            .map(|(g, b)| match b? {
+                Begin::Done(step) => Ok(step),
+                Begin::Take { .. } => g.take(),
+            })
+            .collect())
+    }
+
+    /// The request's sampling settings and repetition window.
+    fn settings(&self) -> (SamplingParams, usize) {
+        (self.request.sampling, self.request.repeat_last_n)
+    }
+
+    /// A step up to the decode step it may queue ahead: finishing, or a prompt chunk, or the
+    /// prefill's first sample queued, or (with log-probabilities) this token's decode step.
+    fn begin(&mut self) -> Result<Begin> {
         if self.finish.is_some() {
-            return Ok(None);
+            return Ok(Begin::Done(None));
         }
         if self.generated.len() >= self.request.max_tokens {
-            return self.finish_with(FinishReason::MaxTokens);
+            return self.finish_with(FinishReason::MaxTokens).map(Begin::Done);
         }
         let start = Instant::now();
+        self.step_start = Some((start, self.prefilled));
         let decoding = self.prefilled;
-        let (params, window) = (self.request.sampling, self.request.repeat_last_n);
+        let (params, window) = self.settings();
         if !decoding {
             // One chunk of the engine's prefill plan a call (positions from 0 in chunks of
             // max_batch, the chunks a single forward would run), so that a scheduler can step
@@ -359,11 +437,12 @@ impl<'a, B: Backend> Generator<'a, B> {
             self.prefill_pos = end;
             if end < prompt.len() {
                 self.timings.prefill += start.elapsed();
-                return Ok(Some(Step {
+                self.step_start = None;
+                return Ok(Begin::Done(Some(Step {
                     token: None,
                     text: String::new(),
                     logprobs: None,
-                }));
+                })));
             }
             e.backend().synchronize()?;
             self.timings.prefill += start.elapsed();
@@ -373,7 +452,8 @@ impl<'a, B: Backend> Generator<'a, B> {
         } else if !self.ahead {
             if self.request.logprobs.is_none() || self.seq.cache.remaining() == 0 {
                 // The last call could not queue this token's step: the cache is full.
-                return self.finish_with(FinishReason::ContextFull);
+                self.step_start = None;
+                return self.finish_with(FinishReason::ContextFull).map(Begin::Done);
             }
             // Logprobs: this token's step was not queued ahead (its logits must survive
             // until it is taken).
@@ -384,9 +464,18 @@ impl<'a, B: Backend> Generator<'a, B> {
         self.ahead = self.request.logprobs.is_none()
             && self.generated.len() + 1 < self.request.max_tokens
             && self.seq.cache.remaining() > 0;
-        if self.ahead {
-            self.engine.queue_decode(&mut self.seq, &params, window)?;
-        }
+        Ok(Begin::Take {
+            queue_ahead: self.ahead,
+        })
+    }
+
+    /// The rest of a step after [`Generator::begin`] (and the decode step it asked for): waits
+    /// for the token and emits it.
+    fn take(&mut self) -> Result<Option<Step>> {
+        let (start, decoding) = self
+            .step_start
+            .take()
+            .ok_or_else(|| Error::InvalidRequest("a step takes a token it began".into()))?;
         let token = self.engine.take_token(&mut self.seq)?;
         let logprobs = match self.request.logprobs {
             Some(n) => {

@@ -26,7 +26,7 @@ pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
 pub use formats::{load, LoadedModel};
 pub use generate::{FinishReason, GenerationRequest, Generator, Step, TokenLogprobs};
-pub use model::{Engine, EngineOptions, Logits, Sequence};
+pub use model::{DecodeBatch, Engine, EngineOptions, Logits, Sequence};
 pub use sampler::SamplingParams;
 pub use tensor::{DType, HostTensor};
 pub use tokenizer::Tokenizer;

@@ -243,6 +243,18 @@ impl<B: Backend> Sequence<B> {
     pub fn decode_counts(&self) -> (usize, usize) {
         (self.decode_steps, self.replays)
     }
+
+    /// The one-row scratch and the step state a batched decode row uses.
+    fn decode_parts(&mut self) -> Result<(&mut Scratch<B>, &B::Step)> {
+        match (self.scratch.as_mut(), self.step.as_ref()) {
+            (Some(s), Some(st)) => Ok((s, st)),
+            _ => Err(not_decoding()),
+        }
+    }
+}
+
+fn not_decoding() -> Error {
+    Error::InvalidRequest("a decode step needs begin_decode first".into())
 }
 
 /// Where a forward's tokens come from.
@@ -251,6 +263,52 @@ enum Input<'a> {
     Tokens(&'a [u32]),
     /// One token, the decode step's, read on the device.
     Step,
+}
+
+/// What a forward's rows are: a chunk of one sequence (its cache, and with `step` positions
+/// read on the device), or one decode row of each of several sequences (each row's token and
+/// position its sequence's step's, each row attending over its own cache).
+enum Rows<'a, 's, B: Backend> {
+    One {
+        cache: &'a mut KvCache<B::Tensor>,
+        step: Option<&'a B::Step>,
+        input: Input<'a>,
+    },
+    Batch(&'a mut [&'s mut Sequence<B>]),
+}
+
+/// The working memory of a batched decode step ([`Engine::queue_decode_batch`]): activations
+/// for its rows; each sequence's own scratch holds its row around the attention.
+pub struct DecodeBatch<B: Backend> {
+    scratch: Option<Scratch<B>>,
+    /// Copy each row's logits into its sequence's scratch ([`Engine::last_logits`] then reads
+    /// them as after [`Engine::queue_decode`]); off by default: a copy per row and step.
+    pub keep_logits: bool,
+    /// Passes queued, and rows in them, since the batch was made.
+    passes: usize,
+    rows: usize,
+}
+
+impl<B: Backend> DecodeBatch<B> {
+    pub fn new() -> Self {
+        DecodeBatch {
+            scratch: None,
+            keep_logits: false,
+            passes: 0,
+            rows: 0,
+        }
+    }
+
+    /// `(batched passes queued, rows in them)`.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.passes, self.rows)
+    }
+}
+
+impl<B: Backend> Default for DecodeBatch<B> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Which logits a forward step computes.
@@ -486,13 +544,24 @@ impl<B: Backend> Engine<B> {
         if fits {
             return Ok(());
         }
-        let c = &self.config;
         // A captured step points into the old scratch.
         seq.graph = None;
-        let rows = rows.max(seq.scratch.as_ref().map_or(0, |s| s.rows));
-        let logit_rows = logit_rows.max(seq.scratch.as_ref().map_or(0, |s| s.logit_rows));
+        seq.scratch = Some(self.alloc_scratch(seq.scratch.as_ref(), rows, logit_rows)?);
+        Ok(())
+    }
+
+    /// Scratch for `rows` rows and `logit_rows` rows of logits, at least `old`'s.
+    fn alloc_scratch(
+        &self,
+        old: Option<&Scratch<B>>,
+        rows: usize,
+        logit_rows: usize,
+    ) -> Result<Scratch<B>> {
+        let c = &self.config;
+        let rows = rows.max(old.map_or(0, |s| s.rows));
+        let logit_rows = logit_rows.max(old.map_or(0, |s| s.logit_rows));
         let f = |n: usize| self.backend.alloc(DType::F32, n);
-        seq.scratch = Some(Scratch {
+        Ok(Scratch {
             rows,
             x: f(rows * c.hidden_size)?,
             h: f(rows * c.hidden_size)?,
@@ -505,8 +574,7 @@ impl<B: Backend> Engine<B> {
             act: f(rows * c.intermediate_size)?,
             logits: f(logit_rows * c.vocab_size)?,
             logit_rows,
-        });
-        Ok(())
+        })
     }
 
     /// Runs `tokens` through the model at the sequence's next positions, appending to its KV
@@ -616,7 +684,12 @@ impl<B: Backend> Engine<B> {
         seq.logits_ready = 0;
         let Sequence { cache, scratch, .. } = seq;
         let s = scratch.as_mut().expect("allocated above");
-        self.queue_forward(cache, s, None, Input::Tokens(tokens), want, trace)?;
+        let rows = Rows::One {
+            cache,
+            step: None,
+            input: Input::Tokens(tokens),
+        };
+        self.queue_forward(rows, s, want, trace)?;
         seq.cache.advance(n)?;
         seq.logits_ready = want.map_or(0, |w| w.1);
         Ok(())
@@ -738,6 +811,89 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
+    /// The most sequences one batched decode pass takes ([`Engine::queue_decode_batch`]): the
+    /// backend's [`Backend::batch_invariant_rows`], at most the engine's `max_batch`.
+    pub fn decode_batch_rows(&self) -> usize {
+        self.backend
+            .batch_invariant_rows()
+            .min(self.options.max_batch)
+            .max(1)
+    }
+
+    /// Queues one decode step for each of `seqs`, as [`Engine::queue_decode`] queues it for
+    /// each alone with `params[i]` (sampling, repetition window), in batched passes of at most
+    /// [`Engine::decode_batch_rows`] sequences: the norms, projections and LM head over every
+    /// row of a pass at once (each weight read once a pass, not once a sequence), each row's
+    /// RoPE, KV write and attention over its own cache at its own position (its sequence's
+    /// step state); then each sequence's sample from its row, and its id posted. A row's logits
+    /// are, bit for bit, what its sequence alone computes, whatever else is in the pass (the
+    /// backend's batch-invariance contract), so its tokens are too. A pass of one sequence is
+    /// [`Engine::queue_decode`] (its captured graph). Every sequence is checked (decoding, room
+    /// for a token, valid sampling) before anything is queued. The logits of a batched row stay
+    /// in the batch (`last_logits` of its sequence is an error) unless `batch.keep_logits`.
+    pub fn queue_decode_batch(
+        &self,
+        batch: &mut DecodeBatch<B>,
+        seqs: &mut [&mut Sequence<B>],
+        params: &[(SamplingParams, usize)],
+    ) -> Result<()> {
+        if seqs.len() != params.len() {
+            return Err(Error::InvalidRequest(format!(
+                "a decode batch of {} sequences with {} sampling settings",
+                seqs.len(),
+                params.len()
+            )));
+        }
+        for (seq, (p, _)) in seqs.iter().zip(params) {
+            if seq.step.is_none() {
+                return Err(not_decoding());
+            }
+            p.validate()?;
+            seq.cache.check_room(1)?;
+        }
+        let vocab = self.config.vocab_size;
+        let most = self.decode_batch_rows();
+        for (group, settings) in seqs.chunks_mut(most).zip(params.chunks(most)) {
+            let n = group.len();
+            if n == 1 {
+                let (p, window) = &settings[0];
+                self.queue_decode(group[0], p, *window)?;
+                continue;
+            }
+            for seq in group.iter_mut() {
+                self.scratch(seq, 1, 1)?;
+            }
+            let fits = batch
+                .scratch
+                .as_ref()
+                .is_some_and(|s| s.rows >= n && s.logit_rows >= n);
+            if !fits {
+                batch.scratch = Some(self.alloc_scratch(batch.scratch.as_ref(), n, n)?);
+            }
+            let s = batch.scratch.as_mut().expect("allocated above");
+            self.queue_forward(Rows::Batch(group), s, Some((0, n)), None)?;
+            for (i, (seq, (p, window))) in group.iter_mut().zip(settings).enumerate() {
+                let step = seq.step.as_mut().ok_or_else(not_decoding)?;
+                self.backend
+                    .sample_step(&s.logits, i, vocab, p, *window, step)?;
+                self.backend.post_token(step)?;
+                seq.cache.advance(1)?;
+                seq.decode_steps += 1;
+                seq.logits_ready = 0;
+                if batch.keep_logits {
+                    let one = seq.scratch.as_mut().ok_or_else(not_decoding)?;
+                    let row = i * vocab;
+                    self.backend
+                        .copy_range(&s.logits, row, &mut one.logits, 0, vocab)?;
+                    seq.logits_ready = 1;
+                }
+            }
+            batch.passes += 1;
+            batch.rows += n;
+        }
+        Ok(())
+    }
+
     /// Waits for the oldest posted id (work queued after it may still run).
     pub fn take_token(&self, seq: &mut Sequence<B>) -> Result<u32> {
         match seq.step.as_mut() {
@@ -757,7 +913,12 @@ impl<B: Backend> Engine<B> {
         params: &SamplingParams,
         window: usize,
     ) -> Result<()> {
-        self.queue_forward(cache, s, Some(step), Input::Step, Some((0, 1)), None)?;
+        let rows = Rows::One {
+            cache,
+            step: Some(&*step),
+            input: Input::Step,
+        };
+        self.queue_forward(rows, s, Some((0, 1)), None)?;
         let vocab = self.config.vocab_size;
         self.backend
             .sample_step(&s.logits, 0, vocab, params, window, step)
@@ -768,20 +929,23 @@ impl<B: Backend> Engine<B> {
     /// are read from the step state on the device.
     fn queue_forward(
         &self,
-        cache: &mut KvCache<B::Tensor>,
+        mut rows: Rows<'_, '_, B>,
         s: &mut Scratch<B>,
-        step: Option<&B::Step>,
-        input: Input<'_>,
         want: Option<(usize, usize)>,
         mut trace: Option<&mut Trace>,
     ) -> Result<()> {
         let c = &self.config;
         let b = &self.backend;
-        let n = match input {
-            Input::Tokens(t) => t.len(),
-            Input::Step => 1,
+        let n = match &rows {
+            Rows::One {
+                input: Input::Tokens(t),
+                ..
+            } => t.len(),
+            Rows::One {
+                input: Input::Step, ..
+            } => 1,
+            Rows::Batch(seqs) => seqs.len(),
         };
-        let pos0 = cache.len();
         let (hidden, eps) = (c.hidden_size, c.rms_norm_eps);
         let norm = RmsNormParams {
             rows: n,
@@ -804,13 +968,33 @@ impl<B: Backend> Engine<B> {
             vocab: c.vocab_size,
             hidden,
         };
-        match (input, step) {
-            (Input::Tokens(tokens), _) => b.embedding(&self.embed, tokens, &mut s.x, ep)?,
-            (Input::Step, Some(st)) => b.embedding_step(&self.embed, st, &mut s.x, ep)?,
-            (Input::Step, None) => {
+        match &mut rows {
+            Rows::One {
+                input: Input::Tokens(tokens),
+                ..
+            } => b.embedding(&self.embed, tokens, &mut s.x, ep)?,
+            Rows::One {
+                input: Input::Step,
+                step: Some(st),
+                ..
+            } => b.embedding_step(&self.embed, st, &mut s.x, ep)?,
+            Rows::One {
+                input: Input::Step,
+                step: None,
+                ..
+            } => {
                 return Err(Error::InvalidRequest(
                     "a step-input forward needs the step state".into(),
                 ))
+            }
+            // Each row the embedding of its sequence's step token, made in the sequence's
+            // scratch and copied into the batch's.
+            Rows::Batch(seqs) => {
+                for (i, seq) in seqs.iter_mut().enumerate() {
+                    let (one, step) = seq.decode_parts()?;
+                    b.embedding_step(&self.embed, step, &mut one.x, ep)?;
+                    b.copy_range(&one.x, 0, &mut s.x, i * hidden, hidden)?;
+                }
             }
         }
         record(&s.x)?;
@@ -839,24 +1023,59 @@ impl<B: Backend> Engine<B> {
             // rotate q and k; k, v → cache at pos0..pos0+n; then
             // attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n   (n, q_dim)
             // (one fused kernel for a decode row where the backend has it)
-            let ap = AttentionParams {
+            let ap = |pos0: usize, rows: usize| AttentionParams {
                 layer: l,
                 pos0,
-                rows: n,
+                rows,
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,
                 head_dim: c.head_dim,
             };
-            b.rope_attention(
-                &mut s.q,
-                &s.k,
-                &s.v,
-                &self.inv_freq,
-                cache,
-                &mut s.attn,
-                ap,
-                step,
-            )?;
+            match &mut rows {
+                Rows::One { cache, step, .. } => {
+                    let p = ap(cache.len(), n);
+                    b.rope_attention(
+                        &mut s.q,
+                        &s.k,
+                        &s.v,
+                        &self.inv_freq,
+                        cache,
+                        &mut s.attn,
+                        p,
+                        *step,
+                    )?
+                }
+                // Row i in sequence i's scratch, over its cache at its step's position.
+                Rows::Batch(seqs) => {
+                    let (qd, kd) = (c.q_dim(), c.kv_dim());
+                    for (i, seq) in seqs.iter_mut().enumerate() {
+                        let p = ap(seq.cache.len(), 1);
+                        let Sequence {
+                            cache,
+                            scratch,
+                            step,
+                            ..
+                        } = &mut **seq;
+                        let (Some(one), Some(step)) = (scratch.as_mut(), step.as_ref()) else {
+                            return Err(not_decoding());
+                        };
+                        b.copy_range(&s.q, i * qd, &mut one.q, 0, qd)?;
+                        b.copy_range(&s.k, i * kd, &mut one.k, 0, kd)?;
+                        b.copy_range(&s.v, i * kd, &mut one.v, 0, kd)?;
+                        b.rope_attention(
+                            &mut one.q,
+                            &one.k,
+                            &one.v,
+                            &self.inv_freq,
+                            cache,
+                            &mut one.attn,
+                            p,
+                            Some(step),
+                        )?;
+                        b.copy_range(&one.attn, 0, &mut s.attn, i * qd, qd)?;
+                    }
+                }
+            }
             // x += attn·Woᵀ                                       (n, hidden)
             let o_proj = lin(c.q_dim(), hidden);
             b.linear_residual(&s.attn, &w.wo, None, &mut s.x, &mut s.o, o_proj)?;

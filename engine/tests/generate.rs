@@ -293,3 +293,89 @@ fn logprobs_report_each_tokens_log_softmax_without_changing_the_tokens() {
         .expect("21 alternatives refused");
     assert!(err.to_string().contains("logprobs"), "{err}");
 }
+
+/// Generations stepped together (`Generator::step_batch`: their decode steps in batched passes)
+/// give each one exactly the steps — tokens, text, log-probabilities, finish — it gives
+/// stepped alone; with prompts of different lengths (one prefilled in several chunks while the
+/// others decode), different settings and lengths (some finish early and keep being passed),
+/// a stop string and one asking for log-probabilities.
+#[test]
+fn generations_stepped_in_batches_give_each_ones_own_steps() {
+    let options = EngineOptions {
+        max_batch: 16,
+        ..EngineOptions::default()
+    };
+    let e = Engine::new(CpuBackend::default(), model(), options).unwrap();
+    let texts = [
+        "The capital of France is",
+        "Write a haiku about the sea.",
+        "Once upon a time, in a land far away, there lived a king who had three daughters and a very old dog",
+        "1, 2, 3,",
+        "The quick brown fox",
+    ];
+    let requests: Vec<GenerationRequest> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| GenerationRequest {
+            max_tokens: [12, 20, 9, 16, 3][i],
+            sampling: if i % 2 == 0 {
+                SamplingParams::greedy()
+            } else {
+                SamplingParams {
+                    temperature: 0.8,
+                    top_k: 40,
+                    top_p: 0.95,
+                    min_p: 0.05,
+                    repeat_penalty: 1.1,
+                }
+            },
+            seed: 7 + i as u64,
+            stop: if i == 3 { vec![" 6".into()] } else { vec![] },
+            logprobs: (i == 1).then_some(2),
+            context: Some(256),
+            ..GenerationRequest::new(prompt(t))
+        })
+        .collect();
+    assert!(requests[2].prompt.len() > 16, "a prompt of several chunks");
+    let tok = model().tokenizer.as_ref();
+    let alone: Vec<Vec<wavefront::Step>> = requests
+        .iter()
+        .map(|r| {
+            let mut g = Generator::new(&e, tok, r.clone()).unwrap();
+            std::iter::from_fn(|| g.step().unwrap()).collect()
+        })
+        .collect();
+    let mut gens: Vec<Generator<'_, CpuBackend>> = requests
+        .iter()
+        .map(|r| Generator::new(&e, tok, r.clone()).unwrap())
+        .collect();
+    let mut batch = wavefront::DecodeBatch::new();
+    let mut together: Vec<Vec<wavefront::Step>> = vec![Vec::new(); gens.len()];
+    let mut done = vec![false; gens.len()];
+    while done.iter().any(|d| !d) {
+        let mut refs: Vec<&mut Generator<'_, CpuBackend>> = gens.iter_mut().collect();
+        let steps = Generator::step_batch(&mut refs, &mut batch).unwrap();
+        for (i, s) in steps.into_iter().enumerate() {
+            match s.unwrap() {
+                Some(s) => together[i].push(s),
+                None => done[i] = true,
+            }
+        }
+    }
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a, t, "generation {i}");
+        assert!(gens[i].finish_reason().is_some(), "generation {i} finished");
+    }
+    let (passes, rows) = batch.counts();
+    assert!(
+        passes > 0 && rows > passes,
+        "batched passes of several rows: {passes}, {rows}"
+    );
+    // Different engines do not share a batch.
+    let other = Engine::new(CpuBackend::default(), model(), EngineOptions::default()).unwrap();
+    let mut a = Generator::new(&e, tok, requests[0].clone()).unwrap();
+    let mut b = Generator::new(&other, tok, requests[0].clone()).unwrap();
+    let err =
+        Generator::step_batch(&mut [&mut a, &mut b], &mut batch).expect_err("two engines refused");
+    assert!(err.to_string().contains("one engine"), "{err}");
+}

@@ -303,8 +303,16 @@ fn concurrent_greedy_clients_each_get_what_they_get_alone() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(together, alone);
-    // They did run together.
+    // They did run together, in batched passes.
     assert!(s.metric("wavefront_slots_active_peak") >= 2.0);
+    let (passes, rows) = (
+        s.metric("wavefront_decode_passes_total"),
+        s.metric("wavefront_decode_pass_rows_total"),
+    );
+    assert!(
+        passes > 0.0 && rows >= 2.0 * passes,
+        "{passes} passes, {rows} rows"
+    );
 }
 
 #[test]

@@ -244,6 +244,22 @@ pub trait Backend: Send + Sync + Sized {
     /// Copies all of `src` into `dst` from element `offset` on (same dtype; `offset +
     /// src.len() ≤ dst.len()`), on the device.
     fn copy_into(&self, src: &Self::Tensor, dst: &mut Self::Tensor, offset: usize) -> Result<()>;
+    /// Copies elements `src_offset .. src_offset + n` of `src` to `dst_offset ..` of `dst`
+    /// (same plain dtype: F32, F16 or BF16), on the device: a row of a batch's activations to
+    /// a sequence's and back ([`crate::model::Engine::queue_decode_batch`]).
+    fn copy_range(
+        &self,
+        src: &Self::Tensor,
+        src_offset: usize,
+        dst: &mut Self::Tensor,
+        dst_offset: usize,
+        n: usize,
+    ) -> Result<()>;
+    /// The most rows a product may have for every row's result to be, bit for bit, what the
+    /// same op computes for that row alone (each row reduced in one fixed order whatever the
+    /// number of rows): a batched decode step over more sequences runs in groups of at most
+    /// this many, so no sequence's logits depend on what else is in the batch.
+    fn batch_invariant_rows(&self) -> usize;
     /// Copies all of `src` into `dst` (same dtype and length) on the device.
     fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()> {
         if src.len() != dst.len() {
@@ -566,6 +582,37 @@ pub mod unfused {
         b.linear(x, w, bias, tmp, p)?;
         b.add(acc, tmp, p.rows * p.out_features)
     }
+}
+
+/// Checks a [`Backend::copy_range`]: the same plain dtype, both ranges within their tensors.
+pub(crate) fn check_copy_range<T: TensorInfo>(
+    backend: &'static str,
+    src: &T,
+    src_offset: usize,
+    dst: &T,
+    dst_offset: usize,
+    n: usize,
+) -> Result<()> {
+    let within = |off: usize, len: usize| off.checked_add(n).is_some_and(|e| e <= len);
+    let plain = matches!(src.dtype(), DType::F32 | DType::F16 | DType::BF16);
+    if !plain
+        || src.dtype() != dst.dtype()
+        || !within(src_offset, src.len())
+        || !within(dst_offset, dst.len())
+    {
+        return Err(Error::Backend {
+            backend,
+            op: "copy_range".into(),
+            detail: format!(
+                "{n} elements from {src_offset} of {} {} to {dst_offset} of {} {} (F32, F16 or BF16, both ranges within their tensors)",
+                src.len(),
+                src.dtype(),
+                dst.len(),
+                dst.dtype()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `Backend::linear_stacked`'s part list: 1 to 3 parts, one output each.

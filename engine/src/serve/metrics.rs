@@ -76,6 +76,10 @@ pub struct Metrics {
     /// Prompt tokens whose KV an idle slot held (prompt caching): not prefilled again.
     pub prompt_tokens_cached: AtomicU64,
     pub generated_tokens: AtomicU64,
+    /// Batched decode passes (several sequences' decode steps in one pass), and the sequence
+    /// rows in them.
+    pub decode_passes: AtomicU64,
+    pub decode_pass_rows: AtomicU64,
     /// Requests accepted but not yet in a slot.
     pub queue_depth: AtomicU64,
     /// Sequences in a slot now.
@@ -98,6 +102,8 @@ impl Metrics {
             prompt_tokens: AtomicU64::new(0),
             prompt_tokens_cached: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
+            decode_passes: AtomicU64::new(0),
+            decode_pass_rows: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             active: AtomicU64::new(0),
             active_peak: AtomicU64::new(0),
@@ -139,7 +145,7 @@ impl Metrics {
             );
         }
         // (type, name, help, value) of each single-valued metric.
-        let scalars: [(&str, &str, &str, u64); 9] = [
+        let scalars: [(&str, &str, &str, u64); 11] = [
             (
                 "counter",
                 "wavefront_prompt_tokens_total",
@@ -157,6 +163,18 @@ impl Metrics {
                 "wavefront_generated_tokens_total",
                 "Tokens generated.",
                 self.generated_tokens.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_decode_passes_total",
+                "Batched decode passes: several sequences' decode steps in one pass over the weights.",
+                self.decode_passes.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_decode_pass_rows_total",
+                "Sequences decoded in batched passes (summed over the passes).",
+                self.decode_pass_rows.load(Relaxed),
             ),
             (
                 "counter",

@@ -4,9 +4,12 @@
 //!
 //! A sequence's tokens depend only on its own request: its generator is the one `wavefront
 //! run` drives, with the same prompt, settings, seed and capacity, and the sequences share
-//! nothing but the weights. Each round runs one sequence after another (no batched pass over
-//! the slots yet); a prompt is prefilled one chunk of the engine's `max_batch` a round (the
-//! generator's prefill steps), so other sequences keep generating between its chunks.
+//! nothing but the weights. Each round steps every active generator together
+//! ([`Generator::step_batch`]): their decode steps run in batched passes (continuous
+//! batching: each pass reads the weights once for all its sequences, and the engine keeps each
+//! sequence's logits bit-identical to its own alone); a prompt is prefilled one chunk of the
+//! engine's `max_batch` a round (the generator's prefill steps), so the others keep generating
+//! between its chunks, and joins the passes once prefilled.
 //!
 //! Prompt caching: a finished sequence keeps its KV cache in an idle slot, with the prompt it
 //! prefilled. A new request takes the idle slot whose prefilled prompt shares the longest
@@ -25,8 +28,8 @@ use super::api::{LogprobEntry, Usage};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::backend::Backend;
-use crate::generate::{cached_prefix, FinishReason, GenerationRequest, Generator};
-use crate::model::{Engine, Sequence};
+use crate::generate::{cached_prefix, FinishReason, GenerationRequest, Generator, Step};
+use crate::model::{DecodeBatch, Engine, Sequence};
 use crate::tokenizer::Tokenizer;
 
 /// What the engine thread tells a request's handler.
@@ -133,24 +136,27 @@ struct Idle<B: Backend> {
 }
 
 impl<B: Backend> Active<'_, B> {
-    /// One step.
-    fn round(&mut self, metrics: &Metrics) -> After {
+    /// Before a round: `Some(Ended)` for a sequence whose client has gone or whose time is up.
+    fn check(&mut self, metrics: &Metrics) -> Option<After> {
         if self.events.is_closed() {
             metrics.cancelled.fetch_add(1, Relaxed);
-            return After::Ended;
+            return Some(After::Ended);
         }
         if Instant::now() >= self.deadline {
             metrics.timed_out.fetch_add(1, Relaxed);
             let _ = self
                 .events
                 .send(Event::Failed(ApiError::timeout(self.timeout.as_secs_f64())));
-            return After::Ended;
+            return Some(After::Ended);
         }
-        match self.gen.step() {
+        None
+    }
+
+    /// The round's step result, passed on to the client.
+    fn after(&mut self, step: Result<Option<Step>, String>, metrics: &Metrics) -> After {
+        match step {
             Err(e) => {
-                let _ = self
-                    .events
-                    .send(Event::Failed(ApiError::internal(e.to_string())));
+                let _ = self.events.send(Event::Failed(ApiError::internal(e)));
                 After::Broken
             }
             Ok(step) => {
@@ -266,6 +272,7 @@ pub fn run<B: Backend>(
 ) {
     let mut active: Vec<Active<'_, B>> = Vec::with_capacity(slots);
     let mut idle: Vec<Idle<B>> = Vec::with_capacity(slots);
+    let mut batch = DecodeBatch::new();
     let mut open = true;
     loop {
         // Admit between rounds: wait for work when idle, else take what is already queued.
@@ -297,10 +304,42 @@ pub fn run<B: Backend>(
         if active.is_empty() && !open {
             return;
         }
-        let mut i = 0;
-        while i < active.len() {
-            match active[i].round(metrics) {
-                After::Going => i += 1,
+        // Cancelled and timed-out sequences leave first; the rest step together.
+        let mut afters: Vec<Option<After>> = active.iter_mut().map(|a| a.check(metrics)).collect();
+        let stepping: Vec<usize> = (0..active.len()).filter(|&i| afters[i].is_none()).collect();
+        let mut gens: Vec<&mut Generator<'_, B>> = active
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| stepping.contains(i))
+            .map(|(_, a)| &mut a.gen)
+            .collect();
+        let before = batch.counts();
+        let stepped = Generator::step_batch(&mut gens, &mut batch);
+        let (passes, rows) = batch.counts();
+        metrics
+            .decode_passes
+            .fetch_add((passes - before.0) as u64, Relaxed);
+        metrics
+            .decode_pass_rows
+            .fetch_add((rows - before.1) as u64, Relaxed);
+        match stepped {
+            Ok(steps) => {
+                for (&i, step) in stepping.iter().zip(steps) {
+                    let step = step.map_err(|e| e.to_string());
+                    afters[i] = Some(active[i].after(step, metrics));
+                }
+            }
+            // The batched pass failed: every sequence in it is in an unknown state.
+            Err(e) => {
+                for &i in &stepping {
+                    let failed = Err(format!("the batched decode step failed: {e}"));
+                    afters[i] = Some(active[i].after(failed, metrics));
+                }
+            }
+        }
+        for (i, after) in afters.into_iter().enumerate().rev() {
+            match after.unwrap_or(After::Going) {
+                After::Going => {}
                 After::Ended => {
                     let (seq, prefilled) = active.remove(i).gen.into_parts();
                     idle.push(Idle { seq, prefilled });

@@ -230,6 +230,37 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn copy_range(
+        &self,
+        src: &CpuTensor,
+        src_offset: usize,
+        dst: &mut CpuTensor,
+        dst_offset: usize,
+        n: usize,
+    ) -> Result<()> {
+        crate::backend::check_copy_range("cpu", src, src_offset, dst, dst_offset, n)?;
+        let (s, d) = (src_offset..src_offset + n, dst_offset..dst_offset + n);
+        match (src, dst) {
+            (CpuTensor::F32(a), CpuTensor::F32(b)) => b[d].copy_from_slice(&a[s]),
+            (CpuTensor::F16(a), CpuTensor::F16(b)) => b[d].copy_from_slice(&a[s]),
+            (CpuTensor::BF16(a), CpuTensor::BF16(b)) => b[d].copy_from_slice(&a[s]),
+            _ => {
+                return Err(Error::Backend {
+                    backend: "cpu",
+                    op: "copy_range".into(),
+                    detail: "a tensor of a plain dtype held in another form".into(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Any: every CPU op computes each row as it computes the row alone (`linear`'s batched
+    /// path keeps the batch-1 dot products' order; the other ops are per row).
+    fn batch_invariant_rows(&self) -> usize {
+        usize::MAX
+    }
+
     fn embedding(
         &self,
         table: &CpuTensor,

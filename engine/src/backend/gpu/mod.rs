@@ -828,6 +828,29 @@ impl Backend for GpuBackend {
         self.vendor.dtod(dst.ptr_at(offset), src.ptr(), bytes)
     }
 
+    fn copy_range(
+        &self,
+        src: &GpuTensor,
+        src_offset: usize,
+        dst: &mut GpuTensor,
+        dst_offset: usize,
+        n: usize,
+    ) -> Result<()> {
+        crate::backend::check_copy_range("gpu", src, src_offset, dst, dst_offset, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let bytes = src.dtype().bytes_for(n);
+        self.vendor
+            .dtod(dst.ptr_at(dst_offset), src.ptr_at(src_offset), bytes)
+    }
+
+    /// [`ops::gemv::GEMV_MAX_ROWS`]: products of more rows take BLAS's GEMM, whose reduction
+    /// order depends on the number of rows.
+    fn batch_invariant_rows(&self) -> usize {
+        ops::gemv::GEMV_MAX_ROWS
+    }
+
     /// Device events around the queued work.
     fn time_ms(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
         GpuBackend::time_ms(self, |_| f()).map(f64::from)
