@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|qgemv-profile|kvq8-bench|kvq8-ab}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|qgemv-profile|kvq8-bench|kvq8-ab}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -426,6 +426,39 @@ quant-gpu)
   for q in ${QUANTS:-q4_0 q4_k q8_0}; do
     for shape in ${SHAPES:-llama-3.2-1b llama-3.1-8b}; do
       bench "$shape-$q" --shape "$shape" --quant "$q" --reps 5 --depth 0 --sampling greedy,default
+    done
+  done
+  for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+batch)
+  # Issue 11's batched decode pass on the GPU (the GEMVs over up to 16 input rows): the GPU unit
+  # tests, every op case at both waves with path coverage (the multi-row GEMV and, past 16 rows,
+  # BLAS), the graph test, conformance on the plain and the quantized fixtures (prefill chunks of
+  # up to 16 rows now take the GEMVs). The batch-invariance check itself is model_gpu's (stage
+  # smollm2, which needs the model).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
+  # shellcheck disable=SC2046
+  fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  cat "$OUT/summary.md"
+  ;;
+batch-bench)
+  # The batched decode's throughput: random-weight SHAPES (default llama-3.2-1b llama-3.1-8b) in
+  # bf16 and each of QUANTS (default q4_0): tg128 alone and in batches of BATCHES (default
+  # 2,4,8,16) sequences (rows "tg128 xB", aggregate tok/s), and short prompts either side of the
+  # GEMV's 16 rows (pp8, pp16 on the GEMVs, pp17, pp32 on BLAS) beside pp512.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  for shape in ${SHAPES:-llama-3.2-1b llama-3.1-8b}; do
+    for q in bf16 ${QUANTS-q4_0}; do
+      quant=()
+      [ "$q" = bf16 ] || quant=(--quant "$q")
+      bench "$shape-$q" --shape "$shape" "${quant[@]}" --reps 3 --depth 0 --pp 8,16,17,32,512 \
+        --batch "${BATCHES:-2,4,8,16}"
     done
   done
   for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done

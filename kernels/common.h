@@ -602,6 +602,20 @@ WF_DEVICE int wf_atomic_exch(int* p, int v) {
 WF_DEVICE int wave_lane() { return thread_index() & (WAVE - 1); }
 WF_DEVICE int wave_index() { return thread_index() / WAVE; }
 
+// The GEMVs over n_in input rows (a batched decode pass): block b of the 1-D grid computes
+// output block b / n_in for input row b % n_in, so the n_in blocks reading the same weight rows
+// run side by side (W from the L2 for all but the first) and each input row's results are
+// computed exactly as a launch for that row alone computes them (batch invariance).
+struct BatchBlock {
+  int block;  // the output block
+  int row;    // the input row
+};
+
+WF_DEVICE BatchBlock batch_block(int n_in) {
+  const int b = block_index_x();
+  return BatchBlock{b / n_in, b % n_in};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logical-wave shuffles. wave_shfl_xor(v, mask): lane l receives v of lane l ^ mask
 // (0 < mask < WAVE, the same mask on every lane).

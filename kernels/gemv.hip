@@ -17,8 +17,11 @@
 //         f32 or null (stacked as w); out0 (m0), out1 (m1), out2 (m2) f32 (m1, m2 may be 0,
 //         their pointers then unused; with `residual` they hold the values added to); out (I)
 //         f32 for the SwiGLU form.
-// Launch: grid (ceil(M / ROWS)) — ceil(I / ROWS) for gemv_swiglu — with ROWS = GEMV_BLOCK / WAVE
-//   rows per block; block GEMV_BLOCK = 256 (8 waves at WAVE=32, 4 at 64); dynamic shared memory
+// Batches: n_in input rows (x (n_in, K), out_i (n_in, m_i), out (n_in, I)); the grid is n_in
+//   times the one-row grid, block b computing output block b / n_in for input row b % n_in
+//   (common.h batch_block): every input row's results exactly those of a launch for it alone.
+// Launch: grid (n_in · ceil(M / ROWS)) — n_in · ceil(I / ROWS) for gemv_swiglu — with ROWS =
+//   GEMV_BLOCK / WAVE rows per block; block GEMV_BLOCK = 256 (8 waves at WAVE=32, 4 at 64); dynamic shared memory
 //   2·K bytes rounded up to 16 when K ≤ GEMV_LDS_MAX (a staged in LDS: at most 32 KiB, so two
 //   blocks fit a 64 KiB CDNA LDS), else none (a read through the cache by every wave).
 // Indexing: wave w of block b owns row r = b·ROWS + w (gemv_swiglu: rows r and I + r, at once).
@@ -263,10 +266,15 @@ WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const flo
 template <class C>
 WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
                            const float* bias, float* out0, float* out1, float* out2, int m0,
-                           int m1, int m2, int k, int residual) {
+                           int m1, int m2, int k, int residual, int n_in) {
   const int slot = C::id - 1;
   const int m = m0 + m1 + m2;
-  const int r = block_index_x() * (GEMV_BLOCK / WAVE) + wave_index();
+  const BatchBlock bb = batch_block(n_in);
+  x += (i64)bb.row * k;
+  out0 += (i64)bb.row * m0;
+  out1 += (i64)bb.row * m1;
+  out2 += (i64)bb.row * m2;
+  const int r = bb.block * (GEMV_BLOCK / WAVE) + wave_index();
   const bool live = r < m;
   const uint16_t* const rows[1] = {w + (i64)(live ? r : 0) * k};  // (k)
   float acc[1] = {0.0f};
@@ -299,9 +307,12 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
 
 template <class C>
 WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float* norm_w,
-                                  float eps, float* out, int inter, int k) {
+                                  float eps, float* out, int inter, int k, int n_in) {
   const int slot = C::id + 1;
-  const int r = block_index_x() * (GEMV_BLOCK / WAVE) + wave_index();
+  const BatchBlock bb = batch_block(n_in);
+  x += (i64)bb.row * k;
+  out += (i64)bb.row * inter;
+  const int r = bb.block * (GEMV_BLOCK / WAVE) + wave_index();
   const bool live = r < inter;
   const i64 rr = live ? r : 0;
   const uint16_t* const rows[2] = {w + rr * k, w + ((i64)inter + rr) * k};  // (k) each
@@ -315,25 +326,25 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-             int k, int residual) {
-  gemv_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+             int k, int residual, int n_in) {
+  gemv_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                    float* out, int inter, int k) {
-  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k);
+                    float* out, int inter, int k, int n_in) {
+  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                     float* out, int inter, int k) {
-  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k);
+                     float* out, int inter, int k, int n_in) {
+  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in);
 }

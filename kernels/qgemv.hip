@@ -42,9 +42,11 @@
 // Shapes: qa/sa the split layout of M·K (or 2·I·K, or vocab·K) elements; K a multiple of the
 //   block (checked by the host); x (K) f32 and norm_w (K) f32 on 16 bytes (the host's
 //   tensors); bias (M) f32 or null; out0/out1/out2 f32 (m1, m2 may be 0); out (I) f32.
-// Launch: qgemv grid (ceil(M / ROWS)), ROWS = 2·QGEMV_BLOCK/WAVE (each wave owns two
-//   consecutive rows); qgemv_swiglu grid (ceil(I / (QGEMV_BLOCK/WAVE))) (each wave one output:
-//   its gate and up rows); block QGEMV_BLOCK = 256; dynamic shared memory
+// Batches: n_in input rows as in gemv.hip (x (n_in, K), outputs (n_in, ·); the grid n_in times
+//   the one-row grid, block b computing output block b / n_in for input row b % n_in).
+// Launch: qgemv grid (n_in · ceil(M / ROWS)), ROWS = 2·QGEMV_BLOCK/WAVE (each wave owns two
+//   consecutive rows); qgemv_swiglu grid (n_in · ceil(I / (QGEMV_BLOCK/WAVE))) (each wave one
+//   output: its gate and up rows); block QGEMV_BLOCK = 256; dynamic shared memory
 //   4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB CDNA LDS).
 //   dequant grid (n_rows), block 256, no shared memory.
 // Indexing: the input is staged tile by tile (QGEMV_TILE = 7168 elements, a multiple of 256,
@@ -457,10 +459,15 @@ template <class T>
 WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, const float* bias, float* out0,
                             float* out1, float* out2, int m0, int m1, int m2, int k,
-                            int residual) {
+                            int residual, int n_in) {
   const int slot = 3 * T::id;
   const int m = m0 + m1 + m2;
-  const int r0 = 2 * (block_index_x() * (QGEMV_BLOCK / WAVE) + wave_index());
+  const BatchBlock bb = batch_block(n_in);
+  x += (i64)bb.row * k;
+  out0 += (i64)bb.row * m0;
+  out1 += (i64)bb.row * m1;
+  out2 += (i64)bb.row * m2;
+  const int r0 = 2 * (bb.block * (QGEMV_BLOCK / WAVE) + wave_index());
   const i64 bpr = k / T::BE;
   const i64 row_blk[2] = {(i64)(r0 < m ? r0 : 0) * bpr, (i64)(r0 + 1 < m ? r0 + 1 : 0) * bpr};
   float acc[2] = {0.0f, 0.0f};
@@ -498,9 +505,12 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
 template <class T>
 WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                                    const float* norm_w, float eps, float* out, int inter,
-                                   int k) {
+                                   int k, int n_in) {
   const int slot = 3 * T::id + 1;
-  const int r = block_index_x() * (QGEMV_BLOCK / WAVE) + wave_index();
+  const BatchBlock bb = batch_block(n_in);
+  x += (i64)bb.row * k;
+  out += (i64)bb.row * inter;
+  const int r = bb.block * (QGEMV_BLOCK / WAVE) + wave_index();
   const bool live = r < inter;
   const i64 bpr = k / T::BE;
   const i64 rr = live ? r : 0;
@@ -571,13 +581,14 @@ WF_DEVICE void dequant_kernel(const uint8_t* qa, const uint8_t* sa, const int* i
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ8_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ8_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ8_0>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ8_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q8_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -588,13 +599,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ4_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ4_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ4_0>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ4_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -605,13 +617,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ4_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ4_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ4_1>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ4_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -622,13 +635,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ5_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ5_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ5_0>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ5_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -639,13 +653,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ5_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ5_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ5_1>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ5_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -656,13 +671,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ4_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ4_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ4_K>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ4_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -673,13 +689,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ5_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ5_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ5_K>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ5_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -690,13 +707,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual) {
-  qgemv_kernel<TQ6_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual);
+              int k, int residual, int n_in) {
+  qgemv_kernel<TQ6_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+                  n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k) {
-  qgemv_swiglu_kernel<TQ6_K>(qa, sa, x, norm_w, eps, out, inter, k);
+                     float eps, float* out, int inter, int k, int n_in) {
+  qgemv_swiglu_kernel<TQ6_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q6_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,

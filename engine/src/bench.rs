@@ -29,6 +29,9 @@ pub struct BenchOptions {
     pub reps: usize,
     /// The samplers of the decode tests: greedy rows are `tgN`, sampled rows `tgN sampled`.
     pub sampling: Vec<BenchSampling>,
+    /// Batched decode tests (rows `tgN xB`): B sequences at depth 0 decoded together, greedy,
+    /// in the engine's batched passes ([`Engine::queue_decode_batch`]); tok/s over all of them.
+    pub batches: Vec<usize>,
 }
 
 /// How the decode tests pick tokens.
@@ -89,6 +92,7 @@ impl Default for BenchOptions {
             depths: vec![0, 8192, 32768],
             reps: 5,
             sampling: vec![BenchSampling::Greedy],
+            batches: Vec::new(),
         }
     }
 }
@@ -117,6 +121,13 @@ impl BenchOptions {
                 "sampling",
                 "(none)",
                 "at least one of greedy, default",
+            ));
+        }
+        if let Some(&b) = self.batches.iter().find(|&&b| !(2..=4096).contains(&b)) {
+            return Err(Error::invalid_param(
+                "batch",
+                b,
+                "from 2 to 4096 sequences (batch 1 is the tgN row)",
             ));
         }
         if let Some(&p) = self.pp.iter().find(|p| p.checked_add(1).is_none()) {
@@ -324,6 +335,52 @@ pub fn run<B: Backend>(
             });
         }
     }
+    // tgN xB: B sequences (one-token prompts) decoding together, greedy; the aggregate rate.
+    for &n in &opts.batches {
+        let (params, window) = BenchSampling::Greedy.params();
+        let settings = vec![(params, window); n];
+        let contexts: Vec<Vec<u32>> = (0..n)
+            .map(|i| tokens(1, c.vocab_size, 10 + i as u64))
+            .collect();
+        let mut seqs = (0..n)
+            .map(|_| engine.new_sequence(opts.tg + 2))
+            .collect::<Result<Vec<_>>>()?;
+        let mut batch = crate::model::DecodeBatch::new();
+        let mut samples = Vec::new();
+        for rep in 0..=opts.reps {
+            for (seq, ctx) in seqs.iter_mut().zip(&contexts) {
+                seq.cache.clear();
+                engine.forward(seq, ctx, Logits::Last)?;
+                engine.begin_decode(seq, ctx, rep as u64)?;
+            }
+            let ms = b.time_ms(&mut || {
+                for seq in seqs.iter_mut() {
+                    engine.queue_sample(seq, &params, window)?;
+                }
+                for _ in 0..opts.tg {
+                    let mut refs: Vec<&mut Sequence<B>> = seqs.iter_mut().collect();
+                    engine.queue_decode_batch(&mut batch, &mut refs, &settings)?;
+                    for seq in seqs.iter_mut() {
+                        engine.take_token(seq)?;
+                    }
+                }
+                for seq in seqs.iter_mut() {
+                    engine.take_token(seq)?;
+                }
+                Ok(())
+            })?;
+            if rep > 0 {
+                samples.push((n * opts.tg) as f64 / (ms / 1e3));
+            }
+        }
+        rows.push(BenchRow {
+            test: format!("tg{} x{n}", opts.tg),
+            tok_s: median(samples.clone()),
+            samples,
+            bytes_per_token: None,
+            roofline_tok_s: None,
+        });
+    }
     Ok(BenchReport {
         model: model.to_string(),
         params: c.n_params(),
@@ -450,6 +507,7 @@ mod tests {
             depths: vec![0, 16],
             reps: 1,
             sampling: vec![BenchSampling::Greedy, BenchSampling::Default],
+            batches: vec![3],
         };
         let r = run(&e, "tiny", &opts).unwrap();
         assert_eq!(r.decode_weight_bytes, e.decode_weight_bytes());
@@ -464,7 +522,20 @@ mod tests {
             ["pp4", "pp3"],
             "one row per prompt length, in order"
         );
-        let decode: Vec<&BenchRow> = r.rows.iter().filter(|r| r.test.starts_with("tg")).collect();
+        // The batched row last: a rate, no per-token roofline (the weights are read once a pass).
+        let batched = r.rows.last().unwrap();
+        assert_eq!(batched.test, "tg2 x3");
+        assert!(batched.tok_s > 0.0 && batched.roofline_tok_s.is_none());
+        let bad = BenchOptions {
+            batches: vec![1],
+            ..opts.clone()
+        };
+        assert!(bad.validate().is_err(), "batch 1 is the tg row");
+        let decode: Vec<&BenchRow> = r
+            .rows
+            .iter()
+            .filter(|r| r.test.starts_with("tg") && !r.test.contains(" x"))
+            .collect();
         let names: Vec<&str> = decode.iter().map(|r| r.test.as_str()).collect();
         assert_eq!(
             names,

@@ -390,32 +390,68 @@ pub fn grid() -> Vec<GemvCase> {
             g.push(residual(case(GemvOp::Linear, 1, k, &[m], weight, bias)));
         }
     }
-    // Rows > 1: the fused forms' separate ops (rms_norm then BLAS, BLAS then add).
+    // Rows > 1: on 16-bit weights up to 16 rows the GEMV over several input rows (a batched
+    // decode pass: the fused forms in one launch), past 16 (and on f32 weights at every row
+    // count) the fused forms' separate ops (rms_norm then BLAS, BLAS then add). 3 rows of an
+    // odd K: rows 1 and 2 of x off 16 bytes (the scalar paths of the norm and the input).
     for weight in [DType::F32, DType::BF16] {
+        for rows in [3, 17] {
+            g.push(normed(case(
+                GemvOp::Stacked,
+                rows,
+                80,
+                &[48, 16, 16],
+                weight,
+                true,
+            )));
+            g.push(normed(case(
+                GemvOp::GateUp,
+                rows - 1,
+                96,
+                &[40],
+                weight,
+                false,
+            )));
+            g.push(residual(case(
+                GemvOp::Linear,
+                rows,
+                96,
+                &[40],
+                weight,
+                true,
+            )));
+        }
         g.push(normed(case(
             GemvOp::Stacked,
             3,
-            80,
-            &[48, 16, 16],
+            77,
+            &[9, 3, 3],
+            weight,
+            false,
+        )));
+        g.push(residual(case(
+            GemvOp::Linear,
+            16,
+            16392,
+            &[8],
             weight,
             true,
         )));
-        g.push(normed(case(GemvOp::GateUp, 2, 96, &[40], weight, false)));
-        g.push(residual(case(GemvOp::Linear, 3, 96, &[40], weight, true)));
     }
-    // Rows > 1: the BLAS path of the stacked forms (offsets into W and the bias), every weight
-    // type (f32 weights take BLAS at every row count).
+    // Rows > 1 without the fusions: the multi-row GEMV (≤ 16) and the BLAS path of the
+    // stacked forms (offsets into W and the bias), every weight type.
     for weight in [DType::F32, DType::F16, DType::BF16] {
-        g.push(case(GemvOp::Stacked, 3, 80, &[48, 16, 16], weight, true));
-        g.push(case(GemvOp::Stacked, 1, 80, &[48, 16, 16], weight, true));
-        g.push(case(GemvOp::GateUp, 4, 96, &[40], weight, false));
-        g.push(case(GemvOp::GateUp, 1, 96, &[40], weight, false));
+        for rows in [1, 3, 17] {
+            g.push(case(GemvOp::Stacked, rows, 80, &[48, 16, 16], weight, true));
+            g.push(case(GemvOp::GateUp, rows + 1, 96, &[40], weight, false));
+        }
     }
-    // GGUF block types (qgemv.hip at one row, dequantize + f16 GEMM past it), K whole
+    // GGUF block types (qgemv.hip up to 16 rows, dequantize + f16 GEMM past it), K whole
     // K-quant super-blocks: one row of an odd M (a wave with one live row of its two); QKV
     // with the norm prologue and a bias (every output part); the residual epilogue and the
     // gate/up form with K = 7424 past one LDS tile of 7168 (a second staging); gate/up with
-    // the norm; rows > 1 through the dequantized GEMM, stacked with a bias and gate/up.
+    // the norm; 2–5 rows through qgemv.hip's input rows, 16–17 through the dequantized GEMM,
+    // stacked with a bias and gate/up.
     let mixed = |c: GemvCase, last| GemvCase {
         last: Some(last),
         ..c
@@ -433,8 +469,18 @@ pub fn grid() -> Vec<GemvCase> {
         g.push(residual(case(GemvOp::Linear, 1, 7424, &[9], weight, true)));
         g.push(case(GemvOp::GateUp, 1, 7424, &[5], weight, false));
         g.push(normed(case(GemvOp::GateUp, 1, 512, &[24], weight, false)));
-        g.push(case(GemvOp::Stacked, 3, 256, &[48, 16, 16], weight, true));
-        g.push(case(GemvOp::GateUp, 2, 256, &[40], weight, false));
+        for rows in [3, 17] {
+            g.push(case(
+                GemvOp::Stacked,
+                rows,
+                256,
+                &[48, 16, 16],
+                weight,
+                true,
+            ));
+            g.push(case(GemvOp::GateUp, rows - 1, 256, &[40], weight, false));
+        }
+        g.push(residual(case(GemvOp::Linear, 5, 512, &[37], weight, true)));
         // Many rows: more blocks than a device holds at once (10000 row pairs are 1250 blocks
         // of 8 waves at WAVE=32, 2500 of 4 at WAVE=64; 9000 SwiGLU outputs 1125 and 2250).
         g.push(case(GemvOp::Linear, 1, 256, &[20000], weight, true));
@@ -455,11 +501,20 @@ pub fn grid() -> Vec<GemvCase> {
         normed(case(GemvOp::GateUp, 1, 512, &[24], q4k, false)),
         q6k,
     ));
+    for rows in [3, 17] {
+        g.push(mixed(
+            case(GemvOp::Stacked, rows, 256, &[48, 16, 16], q4k, true),
+            q6k,
+        ));
+        g.push(mixed(
+            case(GemvOp::GateUp, rows - 1, 256, &[40], q4k, false),
+            q6k,
+        ));
+    }
     g.push(mixed(
-        case(GemvOp::Stacked, 3, 256, &[48, 16, 16], q4k, true),
+        normed(case(GemvOp::GateUp, 4, 512, &[24], q4k, false)),
         q6k,
     ));
-    g.push(mixed(case(GemvOp::GateUp, 2, 256, &[40], q4k, false), q6k));
     g
 }
 

@@ -157,6 +157,10 @@ struct BenchArgs {
     /// temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1 over 64 tokens).
     #[arg(long, value_delimiter = ',', default_value = "greedy")]
     sampling: Vec<String>,
+    /// Batched decode tests, comma-separated sequence counts (rows "tgN xB": B sequences
+    /// decoded together, greedy, in the engine's batched passes; tok/s over all of them).
+    #[arg(long, value_delimiter = ',')]
+    batch: Vec<usize>,
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
@@ -525,6 +529,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             .iter()
             .map(|s| wavefront::bench::BenchSampling::parse(s))
             .collect::<std::result::Result<_, _>>()?,
+        batches: args.batch.clone(),
         ..Default::default()
     };
     if !args.depth.is_empty() {

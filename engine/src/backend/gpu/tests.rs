@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::module::{CompileRequest, ModuleCache, Origin};
+use super::ops::gemv::GEMV_MAX_ROWS;
 use super::vendor::{
     CompileInput, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, Gemm, GraphHandle, KernelArg,
     LaunchConfig, ModuleHandle, Runtime, Vendor,
@@ -358,7 +359,8 @@ fn wave_is_native_or_emulated_64_on_nvidia_only() {
 fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let (rows, k, m) = (3, 8, 300);
+    // Past the GEMV's rows: BLAS.
+    let (rows, k, m) = (GEMV_MAX_ROWS + 1, 8, 300);
     let x = b.upload_f32(&vec![1.0; rows * k]).unwrap();
     let w = b.upload(DType::BF16, &vec![0u8; m * k * 2]).unwrap();
     let bias = b.upload_f32(&vec![0.5; m]).unwrap();
@@ -378,7 +380,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     assert_eq!(name, "convert_f32_to_bf16");
     assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (256, 1, 1)));
     assert_eq!(args[0], KernelArg::Ptr(x.ptr()));
-    assert_eq!(args[2], KernelArg::I64(24));
+    assert_eq!(args[2], KernelArg::I64(17 * 8));
     let KernelArg::Ptr(x_bf16) = args[1] else {
         panic!()
     };
@@ -390,7 +392,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
         trans_a: true,
         trans_b: false,
         m: 300,
-        n: 3,
+        n: 17,
         k: 8,
         a: w.ptr(),
         lda: 8,
@@ -404,8 +406,18 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
         panic!("{calls:?}")
     };
     assert_eq!(name, "bias_add");
-    assert_eq!(cfg.grid, (4, 1, 1), "ceil(900 / 256)");
-    assert_eq!(args[2..], [KernelArg::I32(3), KernelArg::I32(300)]);
+    assert_eq!(cfg.grid, (20, 1, 1), "ceil(17 · 300 / 256)");
+    assert_eq!(args[2..], [KernelArg::I32(17), KernelArg::I32(300)]);
+    // Three rows: one GEMV launch of three times the one-row grid, n_in = 3 (its last argument).
+    let p3 = LinearParams { rows: 3, ..p };
+    b.linear(&x, &w, Some(&bias), &mut out, p3).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, cfg, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!((calls.len(), name.as_str()), (1, "gemv_bf16"));
+    assert_eq!(cfg.grid, (3 * 38, 1, 1), "3 × ceil(300 / 8)");
+    assert_eq!(args.last(), Some(&KernelArg::I32(3)));
     // Logits of row 2 read x from row 2 on: one row of bf16 weights is one GEMV launch.
     let lp = LogitsParams {
         row0: 2,
@@ -437,17 +449,19 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
 }
 
 #[test]
-fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
+fn up_to_16_rows_are_one_gemv_launch_and_more_a_gemm_per_part_at_its_offsets() {
+    // Rows past the GEMV's: the BLAS route.
+    const BLAS: usize = GEMV_MAX_ROWS + 1;
     for wave in [32, 64] {
         let v = FakeVendor::new(Runtime::Cuda, 32);
         let b = build(&v, Some(wave), &ModuleCache::new(None), &[]).unwrap();
         let (k, parts) = (16, [24usize, 8, 8]);
-        let x = b.upload_f32(&vec![1.0; 3 * k]).unwrap();
+        let x = b.upload_f32(&vec![1.0; BLAS * k]).unwrap();
         let w = b.upload(DType::F16, &vec![0u8; 40 * k * 2]).unwrap();
         let bias = b.upload_f32(&[0.5; 40]).unwrap();
         let mut o: Vec<_> = parts
             .iter()
-            .map(|&m| b.alloc(DType::F32, 3 * m).unwrap())
+            .map(|&m| b.alloc(DType::F32, BLAS * m).unwrap())
             .collect();
         v.calls();
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -476,11 +490,11 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         };
         assert_eq!(args[..6], ptrs(0, o[0].ptr())[..]);
         assert_eq!(args[6..8], [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]);
-        assert_eq!(args[8..], [24, 8, 8, 16, 0].map(KernelArg::I32)[..]);
+        assert_eq!(args[8..], [24, 8, 8, 16, 0, 1].map(KernelArg::I32)[..]);
         // The norm as the prologue: the same launch with the norm weights and eps, h untouched.
         let g = b.upload_f32(&[1.0; 16]).unwrap();
-        let mut h = b.alloc(DType::F32, 3 * k).unwrap();
-        let mut xm = b.upload_f32(&vec![1.0; 3 * k]).unwrap();
+        let mut h = b.alloc(DType::F32, BLAS * k).unwrap();
+        let mut xm = b.upload_f32(&vec![1.0; BLAS * k]).unwrap();
         let norm = PreNorm {
             weight: &g,
             eps: 1e-5,
@@ -507,9 +521,21 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         assert_eq!(args[1], KernelArg::Ptr(xm_ptr));
         assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
         assert!(!args.contains(&KernelArg::Ptr(h_ptr)), "h is not written");
-        // At three rows: rms_norm into h, then x converted and a GEMM per part from h.
+        // Three rows: the same launch over three input rows (each block's row b mod 3).
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
         b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 3, k)
+            .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, cfg, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
+        assert_eq!(cfg.grid, (3 * blocks, 1, 1));
+        assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
+        assert_eq!(args.last(), Some(&KernelArg::I32(3)));
+        // Past the GEMV's rows: rms_norm into h, then x converted and a GEMM per part from h.
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, BLAS, k)
             .unwrap();
         let calls = v.calls();
         assert!(matches!(&calls[0], Call::Launch(n, _, a) if n == "rms_norm"
@@ -519,8 +545,8 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             && a[0] == KernelArg::Ptr(h_ptr))
         );
         // The residual as the epilogue: one launch adding into acc (tmp untouched).
-        let mut acc = b.alloc(DType::F32, 3 * 24).unwrap();
-        let mut tmp24 = b.alloc(DType::F32, 3 * 24).unwrap();
+        let mut acc = b.alloc(DType::F32, BLAS * 24).unwrap();
+        let mut tmp24 = b.alloc(DType::F32, BLAS * 24).unwrap();
         let lp = LinearParams {
             rows: 1,
             in_features: k,
@@ -534,9 +560,9 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         };
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
         assert_eq!(args[5], KernelArg::Ptr(acc.ptr()));
-        assert_eq!(args[8..], [24, 0, 0, 16, 1].map(KernelArg::I32)[..]);
-        // Two rows: the GEMM into tmp, then add.
-        let lp2 = LinearParams { rows: 2, ..lp };
+        assert_eq!(args[8..], [24, 0, 0, 16, 1, 1].map(KernelArg::I32)[..]);
+        // Past the GEMV's rows: the GEMM into tmp, then add.
+        let lp2 = LinearParams { rows: BLAS, ..lp };
         b.linear_residual(&x, &w, None, &mut acc, &mut tmp24, lp2)
             .unwrap();
         let calls = v.calls();
@@ -561,11 +587,11 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         };
         assert_eq!(args[4], KernelArg::Ptr(0), "no bias");
         assert_eq!(args[7], KernelArg::Ptr(0));
-        assert_eq!(args[8..], [24, 8, 0, 16, 0].map(KernelArg::I32)[..]);
-        // Three rows: x converted once, then per part a GEMM at its row offset and a bias add
-        // at its bias offset.
+        assert_eq!(args[8..], [24, 8, 0, 16, 0, 1].map(KernelArg::I32)[..]);
+        // Past the GEMV's rows: x converted once, then per part a GEMM at its row offset and a
+        // bias add at its bias offset.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
-        b.linear_stacked(&x, &w, Some(&bias), &mut outs, &parts, 3, k)
+        b.linear_stacked(&x, &w, Some(&bias), &mut outs, &parts, BLAS, k)
             .unwrap();
         let calls = v.calls();
         assert_eq!(calls.len(), 7, "{calls:?}");
@@ -574,7 +600,7 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
             let Call::Gemm(g) = &calls[1 + 2 * i] else {
                 panic!("{calls:?}")
             };
-            assert_eq!((g.m, g.n, g.k), (parts[i] as i32, 3, 16));
+            assert_eq!((g.m, g.n, g.k), (parts[i] as i32, BLAS as i32, 16));
             assert_eq!((g.a, g.c), (w.ptr() + (row0 * k * 2) as u64, o[i].ptr()));
             let Call::Launch(name, _, args) = &calls[2 + 2 * i] else {
                 panic!("{calls:?}")
@@ -584,8 +610,8 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         }
         // Gate/up: one fused launch at one row; at two rows two GEMMs into tmp, then swiglu.
         let inter = 20;
-        let mut tmp = b.alloc(DType::F32, 2 * 2 * inter).unwrap();
-        let mut out = b.alloc(DType::F32, 2 * inter).unwrap();
+        let mut tmp = b.alloc(DType::F32, 2 * BLAS * inter).unwrap();
+        let mut out = b.alloc(DType::F32, BLAS * inter).unwrap();
         b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, k, inter)
             .unwrap();
         let calls = v.calls();
@@ -603,7 +629,8 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
                 KernelArg::F32(0.0),
                 KernelArg::Ptr(out.ptr()),
                 KernelArg::I32(20),
-                KernelArg::I32(16)
+                KernelArg::I32(16),
+                KernelArg::I32(1)
             ]
         );
         // With the norm prologue: the norm weights and eps, h untouched.
@@ -622,7 +649,18 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
                 .chain([KernelArg::F32(1e-5)])
                 .collect::<Vec<_>>()[..]
         );
+        // Two rows: the same launch over both (tmp untouched).
         b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter)
+            .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, cfg, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((calls.len(), name.as_str()), (1, "gemv_swiglu_f16"));
+        assert_eq!(cfg.grid, (2 * 20u32.div_ceil(256 / wave), 1, 1));
+        assert_eq!(args.last(), Some(&KernelArg::I32(2)));
+        // Past the GEMV's rows: two GEMMs into tmp, then swiglu.
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, BLAS, k, inter)
             .unwrap();
         let calls = v.calls();
         assert_eq!(calls.len(), 4, "{calls:?}");
@@ -632,13 +670,16 @@ fn one_row_is_one_gemv_launch_and_more_rows_a_gemm_per_part_at_its_offsets() {
         assert_eq!((g.a, g.c), (w.ptr(), tmp.ptr()));
         assert_eq!(
             (u.a, u.c),
-            (w.ptr() + (20 * 16 * 2) as u64, tmp.ptr() + 40 * 4)
+            (
+                w.ptr() + (20 * 16 * 2) as u64,
+                tmp.ptr() + (BLAS * 20 * 4) as u64
+            )
         );
         let Call::Launch(name, _, args) = &calls[3] else {
             panic!("{calls:?}")
         };
         assert_eq!(name, "swiglu");
-        assert_eq!(args[3], KernelArg::I64(40));
+        assert_eq!(args[3], KernelArg::I64(BLAS as i64 * 20));
         // The BLAS baseline of the bench at one row; a short tmp is refused before any work.
         b.gate_up_swiglu_blas(&x, &w, &mut tmp, &mut out, 1, k, inter)
             .unwrap();

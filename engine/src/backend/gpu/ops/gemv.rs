@@ -28,10 +28,34 @@ pub(in crate::backend::gpu) fn gemv_shared_bytes(k: usize) -> u32 {
     }
 }
 
-/// The most input rows that take the GEMV kernels. 1: a GEMV reads all of W once per input row,
-/// so at two rows it already reads W twice where the GEMM reads it once; batch-1 decode is
-/// where the GEMM (N = 1, plus its convert pass) wastes bandwidth. Prefill stays on BLAS.
-pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 1;
+/// The most input rows that take the GEMV kernels (and so the most sequences of a batched
+/// decode pass: [`crate::backend::Backend::batch_invariant_rows`]). A launch over n rows runs n
+/// times the one-row grid, each input row's blocks computing exactly what a launch for that row
+/// alone computes (`common.h` batch_block; the n blocks over the same weight rows run side by
+/// side, so W comes from HBM about once and from the L2 for the other rows): the rows are
+/// batch-invariant, where BLAS's GEMM picks its reduction by the number of rows. The work per
+/// row stays a GEMV's, so prefill chunks of more rows take BLAS (matrix cores). Rows whose
+/// input does not start on 16 bytes (K not a multiple of 4) take the kernels' scalar paths, so
+/// for such K the invariance needs the rows at the same alignment alone and batched.
+pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 16;
+
+/// `cfg` (a one-row grid) for `n_in` input rows: `n_in` times the blocks.
+pub(in crate::backend::gpu) fn batched(
+    op: &str,
+    cfg: LaunchConfig,
+    n_in: i32,
+) -> Result<LaunchConfig> {
+    let blocks = u32::try_from(n_in)
+        .ok()
+        .filter(|&n| n >= 1)
+        .and_then(|n| cfg.grid.0.checked_mul(n))
+        .filter(|&b| b <= i32::MAX as u32)
+        .ok_or_else(|| bad(op, format!("{n_in} input rows of {} blocks", cfg.grid.0)))?;
+    Ok(LaunchConfig {
+        grid: (blocks, 1, 1),
+        ..cfg
+    })
+}
 
 /// Whether a product of `rows` input rows with `w_dtype` weights runs on the GEMV kernels.
 pub(in crate::backend::gpu) fn uses_gemv(rows: usize, w_dtype: DType) -> bool {
@@ -92,6 +116,8 @@ pub(in crate::backend::gpu) struct Gemv {
     pub parts: [i32; 3],
     pub k: i32,
     pub residual: bool,
+    /// Input rows: x (n_in, k), out_i (n_in, parts[i]).
+    pub n_in: i32,
 }
 
 fn norm_args(norm: Option<NormPrologue>) -> [KernelArg; 2] {
@@ -109,7 +135,7 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         return Err(bad(op, format!("parts {:?} of {} columns", g.parts, g.k)));
     }
     let name = kernel_name(op, "gemv", g.dtype)?;
-    let cfg = gemv_grid(op, rows, g.k as usize, b.wave)?;
+    let cfg = batched(op, gemv_grid(op, rows, g.k as usize, b.wave)?, g.n_in)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = [
         KernelArg::Ptr(g.w),
@@ -125,9 +151,10 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         KernelArg::I32(g.parts[2]),
         KernelArg::I32(g.k),
         KernelArg::I32(i32::from(g.residual)),
+        KernelArg::I32(g.n_in),
     ];
-    // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x (and the norm weights) ≥ k
-    // f32, bias ≥ rows f32, out_i ≥ parts[i] f32, and that x aliases no output; the kernel
+    // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x ≥ n_in·k f32 (the norm
+    // weights ≥ k), bias ≥ rows f32, out_i ≥ n_in·parts[i] f32, and that x aliases no output; the kernel
     // reads only W before its dependency wait and writes nothing before it (overlapped).
     unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
@@ -144,12 +171,14 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     out: DevicePtr,
     inter: i32,
     k: i32,
+    n_in: i32,
 ) -> Result<()> {
     if inter == 0 {
         return Ok(());
     }
     let name = kernel_name(op, "gemv_swiglu", dtype)?;
-    let cfg = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
+    let one = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
+    let cfg = batched(op, one, n_in)?;
     let [norm_w, eps] = norm_args(norm);
     let args = [
         KernelArg::Ptr(w),
@@ -159,9 +188,10 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
         KernelArg::Ptr(out),
         KernelArg::I32(inter),
         KernelArg::I32(k),
+        KernelArg::I32(n_in),
     ];
-    // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x (and the norm weights) ≥ k
-    // f32, out ≥ inter f32; W alone is read before the dependency wait (overlapped).
+    // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x ≥ n_in·k f32 (the norm
+    // weights ≥ k), out ≥ n_in·inter f32; W alone is read before the dependency wait (overlapped).
     unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
 
@@ -206,12 +236,21 @@ mod tests {
     }
 
     #[test]
-    fn only_single_rows_of_16_bit_weights_take_the_gemv() {
+    fn up_to_16_rows_of_16_bit_or_block_weights_take_the_gemv() {
         assert!(uses_gemv(1, DType::BF16) && uses_gemv(1, DType::F16));
-        assert!(!uses_gemv(2, DType::BF16), "prefill stays on BLAS");
+        assert!(uses_gemv(16, DType::BF16), "a batched decode pass");
+        assert!(!uses_gemv(17, DType::BF16), "prefill stays on BLAS");
         assert!(!uses_gemv(1, DType::F32), "f32 weights stay on BLAS");
-        assert!(uses_gemv(1, DType::Q4_K), "block types: qgemv.hip");
-        assert!(!uses_gemv(2, DType::Q4_0), "prefill: dequantize + GEMM");
+        assert!(
+            uses_gemv(1, DType::Q4_K) && uses_gemv(16, DType::Q4_0),
+            "qgemv.hip"
+        );
+        assert!(!uses_gemv(17, DType::Q4_0), "prefill: dequantize + GEMM");
+        // n input rows: n times the one-row grid, within a 1-D grid.
+        let one = gemv_grid("gemv", 300, 8, 32).unwrap();
+        assert_eq!(batched("gemv", one, 5).unwrap().grid, (5 * 38, 1, 1));
+        assert!(batched("gemv", one, 0).is_err());
+        assert!(batched("gemv", one, i32::MAX).is_err());
         assert_eq!(kernel_name("t", "gemv", DType::F16).unwrap(), "gemv_f16");
         assert_eq!(
             kernel_name("t", "gemv_swiglu", DType::BF16).unwrap(),

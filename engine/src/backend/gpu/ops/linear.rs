@@ -3,8 +3,9 @@
 //! accumulation (the ABI): column-major
 //! `gemm(opA = T, opB = N, M = out, N = rows, K = in, A = W, lda = in, B = x_bf16, ldb = in,
 //! C = out, ldc = out)`, which is row-major `out (rows, out) = x (rows, in) · Wᵀ`; then the bias.
-//! A single row over 16-bit weights (batch-1 decode) takes the GEMV kernels instead
-//! (`gemv.rs`: the same arithmetic, no convert pass, W read once).
+//! Up to `GEMV_MAX_ROWS` rows (batch-1 decode, a batched decode pass) take the GEMV kernels
+//! instead (`gemv.rs`: the same arithmetic, no convert pass, W read from HBM about once, each
+//! row computed as it is alone).
 
 use super::elementwise::{launch_bias_add, launch_convert, launch_swiglu};
 use super::gemv::{launch_gemv, launch_gemv_swiglu, uses_gemv, Gemv, NormPrologue};
@@ -27,7 +28,7 @@ pub(in crate::backend::gpu) fn linear(
     single(b, "linear", "out", x, w, bias, out, p, Fuse::NONE)
 }
 
-/// `acc += x · Wᵀ (+ bias)`: at one row a GEMV whose epilogue adds into acc in place (no tmp,
+/// `acc += x · Wᵀ (+ bias)`: up to `GEMV_MAX_ROWS` rows a GEMV whose epilogue adds into acc in place (no tmp,
 /// no add pass), else the separate ops.
 pub(in crate::backend::gpu) fn linear_residual(
     b: &GpuBackend,
@@ -90,7 +91,7 @@ fn prologue(op: &str, norm: &PreNorm<'_, GpuTensor>, k: usize) -> Result<NormPro
     })
 }
 
-/// `rms_norm(x) · norm` then the stacked projections: at one row one GEMV launch that
+/// `rms_norm(x) · norm` then the stacked projections: up to `GEMV_MAX_ROWS` rows one GEMV launch that
 /// normalises x in its prologue (h untouched), else the separate ops.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn norm_linear_stacked(
@@ -137,7 +138,7 @@ pub(in crate::backend::gpu) fn norm_linear_stacked(
     )
 }
 
-/// `rms_norm(x) · norm` then gate/up + SwiGLU: at one row one GEMV launch with the norm in its
+/// `rms_norm(x) · norm` then gate/up + SwiGLU: up to `GEMV_MAX_ROWS` rows one GEMV launch with the norm in its
 /// prologue (h untouched), else the separate ops.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
@@ -338,10 +339,16 @@ fn gate_up(
     }
     if route == Route::Auto && uses_gemv(rows, w.dtype()) {
         let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
+        let rows_i = int(OP, "rows", rows)?;
         let (wp, xp, op) = (w.ptr(), x.ptr(), out.ptr());
         match w.quant_segs() {
-            [] => return launch_gemv_swiglu(b, OP, w.dtype(), wp, xp, norm, op, inter_i, k_i),
-            [seg] => return launch_qgemv_swiglu(b, OP, seg, wp, xp, norm, op, inter_i, k_i),
+            [] => {
+                let dt = w.dtype();
+                return launch_gemv_swiglu(b, OP, dt, wp, xp, norm, op, inter_i, k_i, rows_i);
+            }
+            [seg] => {
+                return launch_qgemv_swiglu(b, OP, seg, wp, xp, norm, op, inter_i, k_i, rows_i)
+            }
             _ => {
                 // Gate and up of different block types: both products into tmp (the norm in
                 // each launch's prologue), then the swiglu kernel.
@@ -434,7 +441,7 @@ fn launch_stacked(
         ));
     }
     match (s.segs.is_empty(), gemv) {
-        (false, true) => return launch_quant_gemv(b, op, x, s, k, fuse),
+        (false, true) => return launch_quant_gemv(b, op, x, s, rows_i, k, fuse),
         (false, false) => return launch_quant_gemm(b, op, x, s, rows, k),
         (true, _) => {}
     }
@@ -449,6 +456,7 @@ fn launch_stacked(
             parts: [0; 3],
             k: k_i,
             residual: fuse.residual,
+            n_in: rows_i,
         };
         for (i, (&o, &m)) in s.outs.iter().zip(s.parts).enumerate() {
             g.outs[i] = o;
@@ -526,13 +534,15 @@ fn locate(op: &str, s: &Stack, k: usize) -> Result<Vec<(usize, usize, usize, usi
     Ok(out)
 }
 
-/// [`launch_stacked`]'s GEMV route over block-quantized weights (one row): one `qgemv` launch
-/// per segment's run of parts (up to three).
+/// [`launch_stacked`]'s GEMV route over block-quantized weights (up to
+/// [`super::gemv::GEMV_MAX_ROWS`] rows): one `qgemv` launch per segment's run of parts (up to
+/// three).
 fn launch_quant_gemv(
     b: &GpuBackend,
     op: &str,
     x: DevicePtr,
     s: &Stack,
+    rows: i32,
     k: usize,
     fuse: Fuse,
 ) -> Result<()> {
@@ -552,6 +562,7 @@ fn launch_quant_gemv(
             parts: [0; 3],
             k: k_i,
             residual: fuse.residual,
+            n_in: rows,
         };
         let mut n = 0;
         while i < located.len() && n < 3 && located[i].0 == seg {

@@ -10,7 +10,7 @@
 //! accumulation: matrix cores instead of one weight read per row.
 //! Embedding rows of a quantized table: `dequant_{T}` by token id, f32, exact.
 
-use super::gemv::NormPrologue;
+use super::gemv::{batched, NormPrologue};
 use crate::backend::gpu::quant::QuantSeg;
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, GpuBackend};
@@ -95,6 +95,8 @@ pub(in crate::backend::gpu) struct QGemv {
     pub parts: [i32; 3],
     pub k: i32,
     pub residual: bool,
+    /// Input rows: x (n_in, k), out_i (n_in, parts[i]).
+    pub n_in: i32,
 }
 
 fn norm_args(norm: Option<NormPrologue>) -> [KernelArg; 2] {
@@ -133,7 +135,7 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     }
     let name = format!("qgemv_{}", suffix(op, g.seg.dtype)?);
     let per_block = u64::from(2 * QGEMV_BLOCK / b.wave);
-    let cfg = grid(op, (rows as u64).div_ceil(per_block), k)?;
+    let cfg = batched(op, grid(op, (rows as u64).div_ceil(per_block), k)?, g.n_in)?;
     let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = [
@@ -151,9 +153,11 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
         KernelArg::I32(g.parts[2]),
         KernelArg::I32(g.k),
         KernelArg::I32(i32::from(g.residual)),
+        KernelArg::I32(g.n_in),
     ];
-    // SAFETY: the segment holds rows row0.. row0 + Σparts of k elements (checked), x (and the
-    // norm weights) ≥ k f32 on 16 bytes, bias ≥ Σparts f32, out_i ≥ parts[i] f32 (callers);
+    // SAFETY: the segment holds rows row0.. row0 + Σparts of k elements (checked), x ≥ n_in·k
+    // f32 on 16 bytes (rows of whole blocks: every row on 16 bytes), the norm weights ≥ k f32,
+    // bias ≥ Σparts f32, out_i ≥ n_in·parts[i] f32 (callers);
     // only the weights are read before the dependency wait.
     unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
@@ -171,6 +175,7 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
     out: DevicePtr,
     inter: i32,
     k: i32,
+    n_in: i32,
 ) -> Result<()> {
     if inter == 0 {
         return Ok(());
@@ -184,7 +189,8 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
     }
     let name = format!("qgemv_swiglu_{}", suffix(op, seg.dtype)?);
     let per_block = u64::from(QGEMV_BLOCK / b.wave);
-    let cfg = grid(op, (inter as u64).div_ceil(per_block), k as usize)?;
+    let one = grid(op, (inter as u64).div_ceil(per_block), k as usize)?;
+    let cfg = batched(op, one, n_in)?;
     let [qa, sa] = arrays(op, base, seg, 0, k as usize)?;
     let [norm_w, eps] = norm_args(norm);
     let args = [
@@ -196,9 +202,10 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
         KernelArg::Ptr(out),
         KernelArg::I32(inter),
         KernelArg::I32(k),
+        KernelArg::I32(n_in),
     ];
-    // SAFETY: the segment holds 2·inter rows of k (checked), x (and the norm weights) ≥ k f32
-    // on 16 bytes, out ≥ inter f32 (callers); only the weights are read before the wait.
+    // SAFETY: the segment holds 2·inter rows of k (checked), x ≥ n_in·k f32 on 16 bytes, the
+    // norm weights ≥ k f32, out ≥ n_in·inter f32 (callers); only the weights are read before the wait.
     unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
 
