@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|qgemv-profile|kvq8-bench|kvq8-ab}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -443,6 +443,38 @@ batch)
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   # shellcheck disable=SC2046
   fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  cat "$OUT/summary.md"
+  ;;
+batch-check)
+  # The batched pass's second look (the GEMVs over several rows only inside a batched decode
+  # pass): carry .device/ops with .device/m1, then .device/m2, then .device/m3 (the default
+  # model in three parts, one a call within the warm window). The GEMV op cases at both waves,
+  # the GPU unit tests, model_gpu's batch-invariance test and the golden streams, and the
+  # benches of the 8B bf16 and 1B Q4_0 shapes (pp16 on BLAS again, pp17, tg128 x16).
+  unpack .device/ops
+  mkdir -p "$(dirname "$model")"
+  cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
+  echo "$sha  $model" | sha256sum -c - || exit 3
+  begin_summary
+  gpu_info
+  start=$SECONDS
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op linear --op linear_stacked \
+    --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual \
+    --report "$OUT/conformance-gemv.md" >"$OUT/conformance-gemv.log" 2>&1
+  echo "| conformance gemv ops, both waves | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv.log") |" | tee -a "$OUT/summary.md"
+  grep -E "FAIL|✗" "$OUT/conformance-gemv.log" | head -20
+  finish
+  run_test engine_lib
+  finish
+  start=$SECONDS
+  bin/model_gpu --test-threads=1 --nocapture gpu_batched >"$OUT/test-model_gpu-batched.log" 2>&1
+  echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -c bit-identical "$OUT/test-model_gpu-batched.log") bit-identical runs, $(grep -E '^test result' "$OUT/test-model_gpu-batched.log") |" | tee -a "$OUT/summary.md"
+  finish
+  run_test golden_tokens
+  finish
+  bench llama-3.1-8b-bf16 --shape llama-3.1-8b --reps 3 --depth 0 --pp 16,17 --batch 16
+  bench llama-3.2-1b-q4_0 --shape llama-3.2-1b --quant q4_0 --reps 3 --depth 0 --pp 16,17 --batch 16
+  for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|pp)" "$f"; done
   cat "$OUT/summary.md"
   ;;
 batch-bench)

@@ -871,7 +871,9 @@ impl<B: Backend> Engine<B> {
                 batch.scratch = Some(self.alloc_scratch(batch.scratch.as_ref(), n, n)?);
             }
             let s = batch.scratch.as_mut().expect("allocated above");
-            self.queue_forward(Rows::Batch(group), s, Some((0, n)), None)?;
+            self.backend.invariant_rows(&mut || {
+                self.queue_forward(Rows::Batch(&mut *group), s, Some((0, n)), None)
+            })?;
             for (i, (seq, (p, window))) in group.iter_mut().zip(settings).enumerate() {
                 let step = seq.step.as_mut().ok_or_else(not_decoding)?;
                 self.backend

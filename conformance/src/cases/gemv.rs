@@ -49,6 +49,9 @@ pub struct GemvCase {
     pub norm: bool,
     /// The residual epilogue (`linear_residual`; `Linear` only).
     pub residual: bool,
+    /// Run inside `Backend::invariant_rows` (a batched decode pass: on the GPU up to 16 rows
+    /// take the GEMVs over several input rows instead of BLAS).
+    pub batched: bool,
     pub seed: u64,
 }
 
@@ -78,6 +81,9 @@ impl GemvCase {
             parts.join("+"),
             self.weight
         );
+        if self.batched {
+            s.push_str(",batched");
+        }
         if let Some(last) = self.last {
             s.push_str(&format!(",last={last}"));
         }
@@ -238,48 +244,64 @@ impl GemvCase {
         let gt = upload(b, DType::F32, &g)?;
         let norm = PreNorm { weight: &gt, eps };
         let mut h = guarded(b, DType::F32, n * k)?;
-        let wants: Vec<Vec<f32>> = match self.op {
-            GemvOp::Linear => {
-                let p = LinearParams {
-                    rows: n,
-                    in_features: k,
-                    out_features: self.parts[0],
-                };
-                if self.residual {
-                    // outs[0] holds the prior (then its guard) and is added into.
-                    outs[0] = upload(b, DType::F32, &with_guard(prior.clone()))?;
-                    let mut tmp = guarded(b, DType::F32, n * self.parts[0])?;
-                    b.linear_residual(&xt, &wt, bias_t, &mut outs[0], &mut tmp, p)?;
-                    let w0 = flat(&want[0]);
-                    vec![prior.iter().zip(w0).map(|(a, y)| a + y).collect()]
-                } else {
-                    b.linear(&xt, &wt, bias_t, &mut outs[0], p)?;
+        let mut run_op = || -> Result<Vec<Vec<f32>>> {
+            Ok(match self.op {
+                GemvOp::Linear => {
+                    let p = LinearParams {
+                        rows: n,
+                        in_features: k,
+                        out_features: self.parts[0],
+                    };
+                    if self.residual {
+                        // outs[0] holds the prior (then its guard) and is added into.
+                        outs[0] = upload(b, DType::F32, &with_guard(prior.clone()))?;
+                        let mut tmp = guarded(b, DType::F32, n * self.parts[0])?;
+                        b.linear_residual(&xt, &wt, bias_t, &mut outs[0], &mut tmp, p)?;
+                        let w0 = flat(&want[0]);
+                        vec![prior.iter().zip(w0).map(|(a, y)| a + y).collect()]
+                    } else {
+                        b.linear(&xt, &wt, bias_t, &mut outs[0], p)?;
+                        want.iter().map(flat).collect()
+                    }
+                }
+                GemvOp::Stacked => {
+                    let mut refs: Vec<&mut B::Tensor> = outs.iter_mut().collect();
+                    if self.norm {
+                        let parts = &self.parts;
+                        b.norm_linear_stacked(
+                            &mut xt, norm, &mut h, &wt, bias_t, &mut refs, parts, n, k,
+                        )?;
+                    } else {
+                        b.linear_stacked(&xt, &wt, bias_t, &mut refs, &self.parts, n, k)?;
+                    }
                     want.iter().map(flat).collect()
                 }
-            }
-            GemvOp::Stacked => {
-                let mut refs: Vec<&mut B::Tensor> = outs.iter_mut().collect();
-                if self.norm {
-                    let parts = &self.parts;
-                    b.norm_linear_stacked(
-                        &mut xt, norm, &mut h, &wt, bias_t, &mut refs, parts, n, k,
-                    )?;
-                } else {
-                    b.linear_stacked(&xt, &wt, bias_t, &mut refs, &self.parts, n, k)?;
+                GemvOp::GateUp => {
+                    let inter = self.parts[0];
+                    let mut tmp = guarded(b, DType::F32, 2 * n * inter)?;
+                    if self.norm {
+                        let out = &mut outs[0];
+                        b.norm_gate_up_swiglu(
+                            &mut xt, norm, &mut h, &wt, &mut tmp, out, n, k, inter,
+                        )?;
+                    } else {
+                        b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter)?;
+                    }
+                    vec![flat(&ops::swiglu(want[0].view(), want[1].view()))]
                 }
-                want.iter().map(flat).collect()
-            }
-            GemvOp::GateUp => {
-                let inter = self.parts[0];
-                let mut tmp = guarded(b, DType::F32, 2 * n * inter)?;
-                if self.norm {
-                    let out = &mut outs[0];
-                    b.norm_gate_up_swiglu(&mut xt, norm, &mut h, &wt, &mut tmp, out, n, k, inter)?;
-                } else {
-                    b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter)?;
-                }
-                vec![flat(&ops::swiglu(want[0].view(), want[1].view()))]
-            }
+            })
+        };
+        let wants = if self.batched {
+            let mut got = None;
+            b.invariant_rows(&mut || {
+                got = Some(run_op()?);
+                Ok(())
+            })?;
+            got.ok_or_else(|| {
+                wavefront::Error::InvalidRequest("invariant_rows did not run the op".into())
+            })?
+        } else {
+            run_op()?
         };
         let tol = self.tolerance(b).nmse;
         let mut checks = Vec::new();
@@ -315,8 +337,10 @@ pub fn grid() -> Vec<GemvCase> {
         bias,
         norm: false,
         residual: false,
+        batched: false,
         seed: 47,
     };
+    let batched = |c: GemvCase| GemvCase { batched: true, ..c };
     let normed = |c: GemvCase| GemvCase { norm: true, ..c };
     let residual = |c: GemvCase| GemvCase {
         residual: true,
@@ -390,67 +414,78 @@ pub fn grid() -> Vec<GemvCase> {
             g.push(residual(case(GemvOp::Linear, 1, k, &[m], weight, bias)));
         }
     }
-    // Rows > 1: on 16-bit weights up to 16 rows the GEMV over several input rows (a batched
-    // decode pass: the fused forms in one launch), past 16 (and on f32 weights at every row
-    // count) the fused forms' separate ops (rms_norm then BLAS, BLAS then add). 3 rows of an
+    // Rows > 1: in a batched decode pass (`batched`) on 16-bit weights up to 16 rows the GEMV
+    // over several input rows (the fused forms in one launch); otherwise, past 16 and on f32
+    // weights the fused forms' separate ops (rms_norm then BLAS, BLAS then add). 3 rows of an
     // odd K: rows 1 and 2 of x off 16 bytes (the scalar paths of the norm and the input).
     for weight in [DType::F32, DType::BF16] {
-        for rows in [3, 17] {
-            g.push(normed(case(
+        for (rows, pass) in [(3, false), (3, true), (17, true)] {
+            let b = |c: GemvCase| if pass { batched(c) } else { c };
+            g.push(b(normed(case(
                 GemvOp::Stacked,
                 rows,
                 80,
                 &[48, 16, 16],
                 weight,
                 true,
-            )));
-            g.push(normed(case(
+            ))));
+            g.push(b(normed(case(
                 GemvOp::GateUp,
                 rows - 1,
                 96,
                 &[40],
                 weight,
                 false,
-            )));
-            g.push(residual(case(
+            ))));
+            g.push(b(residual(case(
                 GemvOp::Linear,
                 rows,
                 96,
                 &[40],
                 weight,
                 true,
-            )));
+            ))));
         }
-        g.push(normed(case(
+        g.push(batched(normed(case(
             GemvOp::Stacked,
             3,
             77,
             &[9, 3, 3],
             weight,
             false,
-        )));
-        g.push(residual(case(
+        ))));
+        g.push(batched(residual(case(
             GemvOp::Linear,
             16,
             16392,
             &[8],
             weight,
             true,
-        )));
+        ))));
     }
-    // Rows > 1 without the fusions: the multi-row GEMV (≤ 16) and the BLAS path of the
-    // stacked forms (offsets into W and the bias), every weight type.
+    // Rows > 1 without the fusions: the BLAS path of the stacked forms (offsets into W and the
+    // bias) and, batched, the multi-row GEMV, every weight type.
     for weight in [DType::F32, DType::F16, DType::BF16] {
         for rows in [1, 3, 17] {
             g.push(case(GemvOp::Stacked, rows, 80, &[48, 16, 16], weight, true));
             g.push(case(GemvOp::GateUp, rows + 1, 96, &[40], weight, false));
         }
+        g.push(batched(case(
+            GemvOp::Stacked,
+            3,
+            80,
+            &[48, 16, 16],
+            weight,
+            true,
+        )));
+        g.push(batched(case(GemvOp::GateUp, 4, 96, &[40], weight, false)));
     }
-    // GGUF block types (qgemv.hip up to 16 rows, dequantize + f16 GEMM past it), K whole
+    // GGUF block types (qgemv.hip at one row or a batched pass of up to 16, dequantize + f16
+    // GEMM otherwise), K whole
     // K-quant super-blocks: one row of an odd M (a wave with one live row of its two); QKV
     // with the norm prologue and a bias (every output part); the residual epilogue and the
     // gate/up form with K = 7424 past one LDS tile of 7168 (a second staging); gate/up with
-    // the norm; 2–5 rows through qgemv.hip's input rows, 16–17 through the dequantized GEMM,
+    // the norm; rows > 1 through the dequantized GEMM and, batched, qgemv.hip's input rows,
     // stacked with a bias and gate/up.
     let mixed = |c: GemvCase, last| GemvCase {
         last: Some(last),
@@ -469,18 +504,25 @@ pub fn grid() -> Vec<GemvCase> {
         g.push(residual(case(GemvOp::Linear, 1, 7424, &[9], weight, true)));
         g.push(case(GemvOp::GateUp, 1, 7424, &[5], weight, false));
         g.push(normed(case(GemvOp::GateUp, 1, 512, &[24], weight, false)));
-        for rows in [3, 17] {
-            g.push(case(
-                GemvOp::Stacked,
-                rows,
-                256,
-                &[48, 16, 16],
-                weight,
-                true,
-            ));
-            g.push(case(GemvOp::GateUp, rows - 1, 256, &[40], weight, false));
-        }
-        g.push(residual(case(GemvOp::Linear, 5, 512, &[37], weight, true)));
+        g.push(case(GemvOp::Stacked, 3, 256, &[48, 16, 16], weight, true));
+        g.push(case(GemvOp::GateUp, 2, 256, &[40], weight, false));
+        g.push(batched(case(
+            GemvOp::Stacked,
+            3,
+            256,
+            &[48, 16, 16],
+            weight,
+            true,
+        )));
+        g.push(batched(case(GemvOp::GateUp, 2, 256, &[40], weight, false)));
+        g.push(batched(residual(case(
+            GemvOp::Linear,
+            5,
+            512,
+            &[37],
+            weight,
+            true,
+        ))));
         // Many rows: more blocks than a device holds at once (10000 row pairs are 1250 blocks
         // of 8 waves at WAVE=32, 2500 of 4 at WAVE=64; 9000 SwiGLU outputs 1125 and 2250).
         g.push(case(GemvOp::Linear, 1, 256, &[20000], weight, true));
@@ -501,20 +543,21 @@ pub fn grid() -> Vec<GemvCase> {
         normed(case(GemvOp::GateUp, 1, 512, &[24], q4k, false)),
         q6k,
     ));
-    for rows in [3, 17] {
-        g.push(mixed(
-            case(GemvOp::Stacked, rows, 256, &[48, 16, 16], q4k, true),
+    for pass in [false, true] {
+        let b = |c: GemvCase| if pass { batched(c) } else { c };
+        g.push(b(mixed(
+            case(GemvOp::Stacked, 3, 256, &[48, 16, 16], q4k, true),
             q6k,
-        ));
-        g.push(mixed(
-            case(GemvOp::GateUp, rows - 1, 256, &[40], q4k, false),
+        )));
+        g.push(b(mixed(
+            case(GemvOp::GateUp, 2, 256, &[40], q4k, false),
             q6k,
-        ));
+        )));
     }
-    g.push(mixed(
+    g.push(batched(mixed(
         normed(case(GemvOp::GateUp, 4, 512, &[24], q4k, false)),
         q6k,
-    ));
+    )));
     g
 }
 
@@ -549,6 +592,7 @@ pub fn strategy() -> impl Strategy<Value = GemvCase> {
                     bias: bias && op != GemvOp::GateUp,
                     norm: fused && op != GemvOp::Linear,
                     residual: fused && op == GemvOp::Linear,
+                    batched: rows > 1 && seed % 2 == 0,
                     seed,
                 }
             },

@@ -255,11 +255,20 @@ pub trait Backend: Send + Sync + Sized {
         dst_offset: usize,
         n: usize,
     ) -> Result<()>;
-    /// The most rows a product may have for every row's result to be, bit for bit, what the
-    /// same op computes for that row alone (each row reduced in one fixed order whatever the
-    /// number of rows): a batched decode step over more sequences runs in groups of at most
-    /// this many, so no sequence's logits depend on what else is in the batch.
+    /// The most rows a product may have, inside [`Backend::invariant_rows`], for every row's
+    /// result to be, bit for bit, what the same op computes for that row alone (each row
+    /// reduced in one fixed order whatever the number of rows): a batched decode step over more
+    /// sequences runs in groups of at most this many, so no sequence's logits depend on what
+    /// else is in the batch.
     fn batch_invariant_rows(&self) -> usize;
+    /// Queues the work `f` queues with every product of up to
+    /// [`Backend::batch_invariant_rows`] rows computed row by row exactly as for the row alone
+    /// (a batched decode pass). Outside it a backend may pick its fastest route per row count
+    /// (the GPU: BLAS's GEMM for a prompt chunk of several rows, whose reduction order depends
+    /// on the rows). Default: `f()` (a backend whose every route is invariant).
+    fn invariant_rows(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        f()
+    }
     /// Copies all of `src` into `dst` (same dtype and length) on the device.
     fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()> {
         if src.len() != dst.len() {

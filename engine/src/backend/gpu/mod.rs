@@ -282,9 +282,19 @@ pub struct GpuBackend {
     /// `WAVEFRONT_NO_FLASH_ATTENTION=1`: prefill rows through the simple attention kernel
     /// instead of the flash kernel (for A/B measurements).
     flash_attention: bool,
+    /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
+    /// GEMVs (each row as alone), not BLAS.
+    invariant: std::sync::atomic::AtomicBool,
 }
 
 impl GpuBackend {
+    /// Whether a product of `rows` rows of `w_dtype` weights takes the GEMV kernels
+    /// ([`ops::gemv::uses_gemv`]; more than one row only inside [`Backend::invariant_rows`]).
+    pub(crate) fn uses_gemv(&self, rows: usize, w_dtype: DType) -> bool {
+        let invariant = self.invariant.load(std::sync::atomic::Ordering::Relaxed);
+        ops::gemv::uses_gemv(rows, w_dtype, invariant)
+    }
+
     /// Builds the backend on an opened vendor: picks the wave, compiles (or loads from the
     /// cache) every kernel file of `opts.kernels`, resolves every ABI kernel.
     pub fn with_vendor(
@@ -402,6 +412,7 @@ impl GpuBackend {
             attn_ws,
             fuse_attention,
             flash_attention,
+            invariant: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -849,6 +860,16 @@ impl Backend for GpuBackend {
     /// order depends on the number of rows.
     fn batch_invariant_rows(&self) -> usize {
         ops::gemv::GEMV_MAX_ROWS
+    }
+
+    /// Products of 2 to `GEMV_MAX_ROWS` rows take the GEMVs inside `f` (outside, BLAS: a
+    /// prompt chunk of a few rows is faster on the matrix cores than one GEMV per row).
+    fn invariant_rows(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let was = self.invariant.swap(true, Relaxed);
+        let r = f();
+        self.invariant.store(was, Relaxed);
+        r
     }
 
     /// Device events around the queued work.

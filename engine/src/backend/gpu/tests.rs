@@ -408,9 +408,14 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     assert_eq!(name, "bias_add");
     assert_eq!(cfg.grid, (20, 1, 1), "ceil(17 · 300 / 256)");
     assert_eq!(args[2..], [KernelArg::I32(17), KernelArg::I32(300)]);
-    // Three rows: one GEMV launch of three times the one-row grid, n_in = 3 (its last argument).
+    // Three rows: BLAS (a prompt chunk); inside invariant_rows (a batched decode pass) one GEMV
+    // launch of three times the one-row grid, n_in = 3 (its last argument).
     let p3 = LinearParams { rows: 3, ..p };
     b.linear(&x, &w, Some(&bias), &mut out, p3).unwrap();
+    let calls = v.calls();
+    assert!(matches!(&calls[1], Call::Gemm(g) if g.n == 3), "{calls:?}");
+    b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p3))
+        .unwrap();
     let calls = v.calls();
     let Call::Launch(name, cfg, args) = &calls[0] else {
         panic!("{calls:?}")
@@ -449,7 +454,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
 }
 
 #[test]
-fn up_to_16_rows_are_one_gemv_launch_and_more_a_gemm_per_part_at_its_offsets() {
+fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_part() {
     // Rows past the GEMV's: the BLAS route.
     const BLAS: usize = GEMV_MAX_ROWS + 1;
     for wave in [32, 64] {
@@ -521,10 +526,13 @@ fn up_to_16_rows_are_one_gemv_launch_and_more_a_gemm_per_part_at_its_offsets() {
         assert_eq!(args[1], KernelArg::Ptr(xm_ptr));
         assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
         assert!(!args.contains(&KernelArg::Ptr(h_ptr)), "h is not written");
-        // Three rows: the same launch over three input rows (each block's row b mod 3).
-        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
-        b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 3, k)
-            .unwrap();
+        // Three rows in a batched decode pass: the same launch over three input rows (each
+        // block's row b mod 3).
+        b.invariant_rows(&mut || {
+            let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+            b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 3, k)
+        })
+        .unwrap();
         let calls = v.calls();
         let Call::Launch(name, cfg, args) = &calls[0] else {
             panic!("{calls:?}")
@@ -533,10 +541,17 @@ fn up_to_16_rows_are_one_gemv_launch_and_more_a_gemm_per_part_at_its_offsets() {
         assert_eq!(cfg.grid, (3 * blocks, 1, 1));
         assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
         assert_eq!(args.last(), Some(&KernelArg::I32(3)));
-        // Past the GEMV's rows: rms_norm into h, then x converted and a GEMM per part from h.
+        // Three rows outside a batched pass, or past the GEMV's rows: rms_norm into h, then x
+        // converted and a GEMM per part from h.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
-        b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, BLAS, k)
+        b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 3, k)
             .unwrap();
+        assert!(matches!(&v.calls()[0], Call::Launch(n, _, _) if n == "rms_norm"));
+        let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
+        b.invariant_rows(&mut || {
+            b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, BLAS, k)
+        })
+        .unwrap();
         let calls = v.calls();
         assert!(matches!(&calls[0], Call::Launch(n, _, a) if n == "rms_norm"
             && a[3] == KernelArg::Ptr(h_ptr)));
@@ -649,8 +664,8 @@ fn up_to_16_rows_are_one_gemv_launch_and_more_a_gemm_per_part_at_its_offsets() {
                 .chain([KernelArg::F32(1e-5)])
                 .collect::<Vec<_>>()[..]
         );
-        // Two rows: the same launch over both (tmp untouched).
-        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter)
+        // Two rows in a batched decode pass: the same launch over both (tmp untouched).
+        b.invariant_rows(&mut || b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter))
             .unwrap();
         let calls = v.calls();
         let Call::Launch(name, cfg, args) = &calls[0] else {
@@ -659,7 +674,11 @@ fn up_to_16_rows_are_one_gemv_launch_and_more_a_gemm_per_part_at_its_offsets() {
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_swiglu_f16"));
         assert_eq!(cfg.grid, (2 * 20u32.div_ceil(256 / wave), 1, 1));
         assert_eq!(args.last(), Some(&KernelArg::I32(2)));
-        // Past the GEMV's rows: two GEMMs into tmp, then swiglu.
+        // Past the GEMV's rows (or two rows outside a batched pass): two GEMMs into tmp, then
+        // swiglu.
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter)
+            .unwrap();
+        assert!(matches!(&v.calls()[1], Call::Gemm(_)));
         b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, BLAS, k, inter)
             .unwrap();
         let calls = v.calls();

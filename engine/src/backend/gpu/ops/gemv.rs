@@ -34,7 +34,7 @@ pub(in crate::backend::gpu) fn gemv_shared_bytes(k: usize) -> u32 {
 /// alone computes (`common.h` batch_block; the n blocks over the same weight rows run side by
 /// side, so W comes from HBM about once and from the L2 for the other rows): the rows are
 /// batch-invariant, where BLAS's GEMM picks its reduction by the number of rows. The work per
-/// row stays a GEMV's, so prefill chunks of more rows take BLAS (matrix cores). Rows whose
+/// row stays a GEMV's, so only a batched decode pass takes them ([`uses_gemv`]). Rows whose
 /// input does not start on 16 bytes (K not a multiple of 4) take the kernels' scalar paths, so
 /// for such K the invariance needs the rows at the same alignment alone and batched.
 pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 16;
@@ -57,9 +57,12 @@ pub(in crate::backend::gpu) fn batched(
     })
 }
 
-/// Whether a product of `rows` input rows with `w_dtype` weights runs on the GEMV kernels.
-pub(in crate::backend::gpu) fn uses_gemv(rows: usize, w_dtype: DType) -> bool {
-    rows <= GEMV_MAX_ROWS
+/// Whether a product of `rows` input rows with `w_dtype` weights runs on the GEMV kernels: one
+/// row, or (`invariant`: inside `Backend::invariant_rows`, a batched decode pass) up to
+/// [`GEMV_MAX_ROWS`]. A prompt chunk of a few rows stays on BLAS: the GEMV's work per row is
+/// a batch-1 GEMV's (measured on the 8B shape: pp16 on the GEMVs 464 tok/s, pp17 on BLAS 2,527).
+pub(in crate::backend::gpu) fn uses_gemv(rows: usize, w_dtype: DType, invariant: bool) -> bool {
+    (rows == 1 || (invariant && rows <= GEMV_MAX_ROWS))
         && (matches!(w_dtype, DType::F16 | DType::BF16)
             || crate::backend::gpu::quant::quant_range(w_dtype).is_some())
 }
@@ -237,15 +240,17 @@ mod tests {
 
     #[test]
     fn up_to_16_rows_of_16_bit_or_block_weights_take_the_gemv() {
-        assert!(uses_gemv(1, DType::BF16) && uses_gemv(1, DType::F16));
-        assert!(uses_gemv(16, DType::BF16), "a batched decode pass");
-        assert!(!uses_gemv(17, DType::BF16), "prefill stays on BLAS");
-        assert!(!uses_gemv(1, DType::F32), "f32 weights stay on BLAS");
+        assert!(uses_gemv(1, DType::BF16, false) && uses_gemv(1, DType::F16, false));
+        assert!(uses_gemv(16, DType::BF16, true), "a batched decode pass");
+        assert!(!uses_gemv(2, DType::BF16, false), "a prompt chunk: BLAS");
+        assert!(!uses_gemv(17, DType::BF16, true), "past 16 rows: BLAS");
+        assert!(!uses_gemv(1, DType::F32, true), "f32 weights stay on BLAS");
         assert!(
-            uses_gemv(1, DType::Q4_K) && uses_gemv(16, DType::Q4_0),
+            uses_gemv(1, DType::Q4_K, false) && uses_gemv(16, DType::Q4_0, true),
             "qgemv.hip"
         );
-        assert!(!uses_gemv(17, DType::Q4_0), "prefill: dequantize + GEMM");
+        assert!(!uses_gemv(17, DType::Q4_0, true), "dequantize + GEMM");
+        assert!(!uses_gemv(3, DType::Q4_0, false), "dequantize + GEMM");
         // n input rows: n times the one-row grid, within a 1-D grid.
         let one = gemv_grid("gemv", 300, 8, 32).unwrap();
         assert_eq!(batched("gemv", one, 5).unwrap().grid, (5 * 38, 1, 1));

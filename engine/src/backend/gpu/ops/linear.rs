@@ -8,7 +8,7 @@
 //! row computed as it is alone).
 
 use super::elementwise::{launch_bias_add, launch_convert, launch_swiglu};
-use super::gemv::{launch_gemv, launch_gemv_swiglu, uses_gemv, Gemv, NormPrologue};
+use super::gemv::{launch_gemv, launch_gemv_swiglu, Gemv, NormPrologue};
 use super::qgemv::{self, launch_dequant, launch_qgemv, launch_qgemv_swiglu, QGemv, Rows};
 use crate::backend::gpu::quant::QuantSeg;
 use crate::backend::gpu::vendor::{DevicePtr, Gemm};
@@ -39,7 +39,7 @@ pub(in crate::backend::gpu) fn linear_residual(
     tmp: &mut GpuTensor,
     p: LinearParams,
 ) -> Result<()> {
-    if !uses_gemv(p.rows, w.dtype()) {
+    if !b.uses_gemv(p.rows, w.dtype()) {
         return unfused::linear_residual(b, x, w, bias, acc, tmp, p);
     }
     let fuse = Fuse {
@@ -106,7 +106,7 @@ pub(in crate::backend::gpu) fn norm_linear_stacked(
     rows: usize,
     in_features: usize,
 ) -> Result<()> {
-    if !uses_gemv(rows, w.dtype()) {
+    if !b.uses_gemv(rows, w.dtype()) {
         return unfused::norm_linear_stacked(
             b,
             x,
@@ -153,7 +153,7 @@ pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
     in_features: usize,
     inter: usize,
 ) -> Result<()> {
-    if !uses_gemv(rows, w.dtype()) {
+    if !b.uses_gemv(rows, w.dtype()) {
         return unfused::norm_gate_up_swiglu(b, x, norm, h, w, tmp, out, rows, in_features, inter);
     }
     let n = prologue("norm_gate_up_swiglu", &norm, in_features)?;
@@ -337,7 +337,7 @@ fn gate_up(
     if n == 0 {
         return Ok(());
     }
-    if route == Route::Auto && uses_gemv(rows, w.dtype()) {
+    if route == Route::Auto && b.uses_gemv(rows, w.dtype()) {
         let (inter_i, k_i) = (int(OP, "inter", inter)?, int(OP, "in", k)?);
         let rows_i = int(OP, "rows", rows)?;
         let (wp, xp, op) = (w.ptr(), x.ptr(), out.ptr());
@@ -433,7 +433,7 @@ fn launch_stacked(
     }
     let (rows_i, k_i) = (int(op, "rows", rows)?, int(op, "in", k)?);
     int(op, "out", total)?;
-    let gemv = route == Route::Auto && uses_gemv(rows, s.dtype);
+    let gemv = route == Route::Auto && b.uses_gemv(rows, s.dtype);
     if !gemv && (fuse.norm.is_some() || fuse.residual) {
         return Err(bad(
             op,
