@@ -260,13 +260,17 @@ fn served_tokens_equal_the_library_generator_and_wavefront_run() {
 
 #[test]
 fn concurrent_greedy_clients_each_get_what_they_get_alone() {
-    let s = Server::start(&["--slots", "4"]);
+    let s = Server::start(&["--slots", "8"]);
     let url = s.url("/v1/chat/completions");
     let prompts = [
         "What is the capital of France?",
         "Write a haiku about rain.",
         "List three colours.",
         "How many legs does a spider have?",
+        "Name a planet.",
+        "What is 2 + 2?",
+        "Say hello in Spanish.",
+        "Which ocean is the largest?",
     ];
     let body = |p: &str| json!({"messages": user(p), "max_tokens": 24, "temperature": 0});
     let alone: Vec<String> = prompts
@@ -304,7 +308,7 @@ fn concurrent_greedy_clients_each_get_what_they_get_alone() {
     });
     assert_eq!(together, alone);
     // They did run together, in batched passes.
-    assert!(s.metric("wavefront_slots_active_peak") >= 2.0);
+    assert!(s.metric("wavefront_slots_active_peak") >= 4.0);
     let (passes, rows) = (
         s.metric("wavefront_decode_passes_total"),
         s.metric("wavefront_decode_pass_rows_total"),
