@@ -89,20 +89,28 @@ for hd in (64, 128):
             "flash_attention.hip", FLASH_ATTENTION.replace("T*", t + "*"), 256,
             "(n_kv_heads, ceil(rows*n_heads/n_kv_heads/(16*256/WAVE)))")
 GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
-        "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual")
+        "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual, "
+        "int n_in")
 GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "
-               "int inter, int k")
+               "int inter, int k, int n_in")
 for suffix in ("f16", "bf16"):
-    ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(ceil((m0+m1+m2)/(256/WAVE)))")
-    ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256, "(ceil(inter/(256/WAVE)))")
+    ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
+    ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
+                                    "(n_in*ceil(inter/(256/WAVE)))")
+    # The batched forms: GEMV_NB = 4 input rows a block.
+    ABI[f"gemv_nb_{suffix}"] = ("gemv.hip", GEMV, 256,
+                                "(ceil(n_in/4)*ceil((m0+m1+m2)/(256/WAVE)))")
+    ABI[f"gemv_swiglu_nb_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
+                                       "(ceil(n_in/4)*ceil(inter/(256/WAVE)))")
 QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "
            "int vocab, void* out, int out_f16")
 # The GGUF weight block types (split layout, qgemv.hip).
 for suffix in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"):
-    ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(ceil((m0+m1+m2)/(2*256/WAVE)))")
-    ABI[f"qgemv_swiglu_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256, "(ceil(inter/(256/WAVE)))")
+    ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*ceil((m0+m1+m2)/(2*256/WAVE)))")
+    ABI[f"qgemv_swiglu_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
+                                     "(n_in*ceil(inter/(256/WAVE)))")
     ABI[f"dequant_{suffix}"] = ("qgemv.hip", DEQUANT, 256, "(n_rows)")
 
 # --- source parsing ---------------------------------------------------------------------------

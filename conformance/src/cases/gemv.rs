@@ -463,6 +463,45 @@ pub fn grid() -> Vec<GemvCase> {
             true,
         ))));
     }
+    // The batched GEMVs (four input rows a block) on every path at both 16-bit types: two groups
+    // (5 rows) of an odd K staged in LDS (vector rows with a tail, rows off 16 bytes scalar) with
+    // the norm, a bias and three outputs; the residual with a tail; gate/up with the norm and an
+    // odd K; K = 16388 past the staging (x read per wave, a tail), with and without the norm.
+    for weight in [DType::F16, DType::BF16] {
+        g.push(batched(normed(case(
+            GemvOp::Stacked,
+            5,
+            77,
+            &[9, 3, 3],
+            weight,
+            true,
+        ))));
+        g.push(batched(residual(case(
+            GemvOp::Linear,
+            3,
+            100,
+            &[33],
+            weight,
+            false,
+        ))));
+        g.push(batched(normed(case(
+            GemvOp::GateUp,
+            3,
+            77,
+            &[5],
+            weight,
+            false,
+        ))));
+        g.push(batched(case(GemvOp::GateUp, 6, 16388, &[6], weight, false)));
+        g.push(batched(normed(case(
+            GemvOp::Stacked,
+            2,
+            16388,
+            &[8, 4],
+            weight,
+            false,
+        ))));
+    }
     // Rows > 1 without the fusions: the BLAS path of the stacked forms (offsets into W and the
     // bias) and, batched, the multi-row GEMV, every weight type.
     for weight in [DType::F32, DType::F16, DType::BF16] {
