@@ -97,11 +97,6 @@ for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
                                     "(n_in*ceil(inter/(256/WAVE)))")
-    # The batched forms: GEMV_NB = 4 input rows a block.
-    ABI[f"gemv_nb_{suffix}"] = ("gemv.hip", GEMV, 256,
-                                "(ceil(n_in/4)*ceil((m0+m1+m2)/(256/WAVE)))")
-    ABI[f"gemv_swiglu_nb_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
-                                       "(ceil(n_in/4)*ceil(inter/(256/WAVE)))")
 QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "

@@ -47,18 +47,8 @@
 //   (block-uniform, as WAVE=64 emulation needs): waves past the last row reduce zeros and write
 //   nothing. Each output element is read and written by one lane only, so `residual` may add
 //   into the residual stream in place; x must not alias an output.
-// Batched forms (a batched decode pass of n_in > 1 input rows): gemv_nb_{f16,bf16} and
-// gemv_swiglu_nb_{f16,bf16}, the same products for x (n_in, K) into outputs (n_in, ·), GEMV_NB = 4
-// input rows a block: grid (groups · ceil(M / ROWS)), groups = ceil(n_in / GEMV_NB), block b
-// taking input rows (b mod groups)·GEMV_NB … and output block b / groups; dynamic shared memory
-// GEMV_NB · 2·ks bytes (ks = K rounded up to 8) when GEMV_NB·ks ≤ GEMV_LDS_MAX (each row staged
-// as above at b·ks), else none. Each weight vector is loaded and converted once for the block's
-// rows; each row's sums are the one-row kernel's FMAs in its order (and its prologue), so each
-// row's result equals gemv_{T} / gemv_swiglu_{T} on that row alone bit for bit (for K a
-// multiple of 4; otherwise the rows' 16-byte alignment may pick another path).
-// Paths (WF_PATH; slot 0 gemv_f16, 1 gemv_bf16, 2 gemv_swiglu_f16, 3 gemv_swiglu_bf16,
-// 4 gemv_nb_f16, 5 gemv_nb_bf16, 6 gemv_swiglu_nb_f16, 7 gemv_swiglu_nb_bf16; the SwiGLU
-// kernels have the first five):
+// Paths (WF_PATH; slot 0 gemv_f16, 1 gemv_bf16, 2 gemv_swiglu_f16, 3 gemv_swiglu_bf16; the
+// SwiGLU kernels have the first five):
 //   vec:      the row(s) (and, unstaged, x) on 16 bytes: 16-byte weight loads, pipelined
 //   tail:     after the vectors, the K mod 8 elements, scalar
 //   scalar:   a row off 16 bytes (or, unstaged, x): every element scalar
@@ -273,33 +263,6 @@ WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const flo
   if (live) dot_rows<C, NR>(rows, in, k, n_vec, h, vec, slot, acc);
 }
 
-// The epilogue of row r (lane 0): y = s (+ bias[r]) into its part's output (added to it with
-// `residual`).
-WF_DEVICE void gemv_store(int slot, int r, float s, const float* bias, float* out0, float* out1,
-                          float* out2, int m0, int m1, int residual) {
-  float y = s;
-  if (bias) {
-    WF_PATH(slot, PATH_BIAS);
-    y += bias[r];
-  }
-  float* o;
-  if (r < m0) {
-    WF_PATH(slot, PATH_OUT0);
-    o = out0 + r;
-  } else if (r < m0 + m1) {
-    WF_PATH(slot, PATH_OUT1);
-    o = out1 + (r - m0);
-  } else {
-    WF_PATH(slot, PATH_OUT2);
-    o = out2 + (r - m0 - m1);
-  }
-  if (residual) {
-    WF_PATH(slot, PATH_RESIDUAL);
-    y = *o + y;
-  }
-  *o = y;
-}
-
 template <class C>
 WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
                            const float* bias, float* out0, float* out1, float* out2, int m0,
@@ -317,7 +280,29 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
   float acc[1] = {0.0f};
   gemv_rows<C, 1>(rows, live, x, norm_w, eps, k, slot, acc);
   const float s = wave_sum(acc[0]);  // every wave of the block, live or not
-  if (live && wave_lane() == 0) gemv_store(slot, r, s, bias, out0, out1, out2, m0, m1, residual);
+  if (live && wave_lane() == 0) {
+    float y = s;
+    if (bias) {
+      WF_PATH(slot, PATH_BIAS);
+      y += bias[r];
+    }
+    float* o;
+    if (r < m0) {
+      WF_PATH(slot, PATH_OUT0);
+      o = out0 + r;
+    } else if (r < m0 + m1) {
+      WF_PATH(slot, PATH_OUT1);
+      o = out1 + (r - m0);
+    } else {
+      WF_PATH(slot, PATH_OUT2);
+      o = out2 + (r - m0 - m1);
+    }
+    if (residual) {
+      WF_PATH(slot, PATH_RESIDUAL);
+      y = *o + y;
+    }
+    *o = y;
+  }
 }
 
 template <class C>
@@ -336,216 +321,6 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float
   const float g = wave_sum(acc[0]);
   const float u = wave_sum(acc[1]);
   if (live && wave_lane() == 0) out[r] = g / (1.0f + wf_expf(-g)) * u;
-}
-
-// ---- The batched forms: GEMV_NB input rows a block (a batched decode pass) ----
-// Each weight vector is loaded and converted once for the block's input rows; each row's sums
-// take the FMAs of the one-row kernels in their order (per row and output: the lane's vectors
-// ascending, then its tail, then the same butterfly), each row's input is its own prologue's
-// (its norm scale by rms_scale, rounded as rounded_x), so every row's result is bit for bit the
-// one-row kernel's for that row alone.
-constexpr int GEMV_NB = 4;
-
-// The block's input rows: row b is x + b·k (staged at xs + b·ks when xs is given), its norm
-// scale scale[b] (in shared memory: four more live registers a row would spill on CDNA). Each
-// row's Input is made where it is read.
-template <class C>
-struct Inputs {
-  const uint16_t* xs;
-  const float* x;
-  const float* g;
-  const float* scale;
-  int k;
-  int ks;
-
-  WF_DEVICE Input<C> row(int b) const {
-    return Input<C>{xs ? xs + b * ks : 0, x + (i64)b * k, g, scale[b]};
-  }
-};
-
-// acc[b][j] += Σ_i W_j[i] · a_b[i] for the block's nb live input rows (block-uniform).
-template <class C, int NR>
-WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], const Inputs<C>& in, int nb,
-                           int k, int n_vec, Words (&h)[NR][GEMV_UNROLL / NR], bool vec,
-                           int slot, float (&acc)[GEMV_NB][NR]) {
-  constexpr int U = GEMV_UNROLL / NR;
-  const int lane = wave_lane();
-  for (int v0 = lane; v0 < n_vec; v0 += U * WAVE) {
-    WF_PATH(slot, PATH_VEC);
-    Words next[NR][U];
-    load_step<NR>(rows, v0 + U * WAVE, n_vec, next);  // in flight during this step's FMAs
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int v = v0 + u * WAVE;
-      if (v < n_vec) {
-        float wv[NR][8];
-#pragma unroll
-        for (int j = 0; j < NR; ++j) {
-#pragma unroll
-          for (int e = 0; e < 8; ++e) wv[j][e] = C::load(word_half(h[j][u], e));
-        }
-#pragma unroll
-        for (int b = 0; b < GEMV_NB; ++b) {
-          if (b < nb) {
-            float xs[8];
-            in.row(b).vec8(v, xs);
-#pragma unroll
-            for (int j = 0; j < NR; ++j) {
-#pragma unroll
-              for (int e = 0; e < 8; ++e) acc[b][j] = wf_fmaf(wv[j][e], xs[e], acc[b][j]);
-            }
-          }
-        }
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < NR; ++j) {
-#pragma unroll
-      for (int u = 0; u < U; ++u) h[j][u] = next[j][u];
-    }
-  }
-  for (int i = n_vec * 8 + lane; i < k; i += WAVE) {
-    WF_PATH(slot, vec ? PATH_TAIL : PATH_SCALAR);
-    float wi[NR];
-#pragma unroll
-    for (int j = 0; j < NR; ++j) wi[j] = C::load(rows[j][i]);
-#pragma unroll
-    for (int b = 0; b < GEMV_NB; ++b) {
-      if (b < nb) {
-        const float xi = in.row(b).at(i);
-#pragma unroll
-        for (int j = 0; j < NR; ++j) acc[b][j] = wf_fmaf(wi[j], xi, acc[b][j]);
-      }
-    }
-  }
-}
-
-// The batched body: the first weight loads, each live input row's prologue (its norm scale;
-// staged in LDS at b·ks, ks = K rounded up to 8, when GEMV_NB·ks ≤ GEMV_LDS_MAX, else read from
-// x per wave), then one pass over the weights for all of them.
-template <class C, int NR>
-WF_DEVICE void gemv_rows_nb(const uint16_t* const (&rows)[NR], bool live, const float* x, int nb,
-                            const float* norm_w, float eps, int k, int slot,
-                            float (&acc)[GEMV_NB][NR]) {
-  const int ks = (k + 7) & ~7;
-  const bool staged = GEMV_NB * ks <= GEMV_LDS_MAX;
-  bool vec = true;
-  if (!staged) {
-    for (int b = 0; b < nb; ++b) vec = vec && is_aligned(x + (i64)b * k, 16);
-    vec = vec && (norm_w == 0 || is_aligned(norm_w, 16));
-  }
-#pragma unroll
-  for (int j = 0; j < NR; ++j) vec = vec && is_aligned(rows[j], 16);
-  const int n_vec = live && vec ? k / 8 : 0;
-  wf_allow_dependents();
-  Words h[NR][GEMV_UNROLL / NR];
-  load_step<NR>(rows, wave_lane(), n_vec, h);  // in flight during the prologue
-  wf_dependency_wait();  // x (and the outputs) are the earlier kernels'; W is not
-  uint16_t* xs = dynamic_shared_u16();
-  WF_SHARED float scale[GEMV_NB];
-  for (int b = 0; b < nb; ++b) {  // block-uniform
-    const float* xb = x + (i64)b * k;
-    const bool vec4 = is_aligned(xb, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
-    float sc = 1.0f;
-    if (norm_w) {
-      WF_PATH(slot, PATH_NORM);
-      sc = rms_scale<GEMV_BLOCK>(xb, k, eps, vec4);
-    }
-    if (thread_index() == 0) scale[b] = sc;  // every thread holds the same value
-    if (staged) {
-      WF_PATH(slot, PATH_LDS);
-      stage_input<C>(xb, norm_w, sc, k, vec4, xs + b * ks);
-    }
-  }
-  block_sync();  // the scales (and the staged rows) are visible to every wave
-  const Inputs<C> in = {staged ? xs : 0, x, norm_w, scale, k, ks};
-  if (live) dot_rows_nb<C, NR>(rows, in, nb, k, n_vec, h, vec, slot, acc);
-}
-
-// Block b: input rows g·GEMV_NB .. (nb of them) for g = b mod groups, output block b / groups.
-struct NbBlock {
-  int block;
-  int row0;
-  int nb;
-};
-
-WF_DEVICE NbBlock nb_block(int n_in) {
-  const int groups = (n_in + GEMV_NB - 1) / GEMV_NB;
-  const int b = block_index_x();
-  const int row0 = (b % groups) * GEMV_NB;
-  const int left = n_in - row0;
-  return NbBlock{b / groups, row0, left < GEMV_NB ? left : GEMV_NB};
-}
-
-template <class C>
-WF_DEVICE void gemv_nb_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                              const float* bias, float* out0, float* out1, float* out2, int m0,
-                              int m1, int m2, int k, int residual, int n_in) {
-  const int slot = C::id + 3;
-  const int m = m0 + m1 + m2;
-  const NbBlock nbb = nb_block(n_in);
-  const int r = nbb.block * (GEMV_BLOCK / WAVE) + wave_index();
-  const bool live = r < m;
-  const uint16_t* const rows[1] = {w + (i64)(live ? r : 0) * k};  // (k)
-  float acc[GEMV_NB][1] = {};
-  gemv_rows_nb<C, 1>(rows, live, x + (i64)nbb.row0 * k, nbb.nb, norm_w, eps, k, slot, acc);
-#pragma unroll
-  for (int b = 0; b < GEMV_NB; ++b) {
-    if (b < nbb.nb) {  // block-uniform
-      const float s = wave_sum(acc[b][0]);
-      const i64 y = nbb.row0 + b;
-      if (live && wave_lane() == 0)
-        gemv_store(slot, r, s, bias, out0 + y * m0, out1 + y * m1, out2 + y * m2, m0, m1,
-                   residual);
-    }
-  }
-}
-
-template <class C>
-WF_DEVICE void gemv_swiglu_nb_kernel(const uint16_t* w, const float* x, const float* norm_w,
-                                     float eps, float* out, int inter, int k, int n_in) {
-  const int slot = C::id + 5;
-  const NbBlock nbb = nb_block(n_in);
-  const int r = nbb.block * (GEMV_BLOCK / WAVE) + wave_index();
-  const bool live = r < inter;
-  const i64 rr = live ? r : 0;
-  const uint16_t* const rows[2] = {w + rr * k, w + ((i64)inter + rr) * k};  // (k) each
-  float acc[GEMV_NB][2] = {};  // gate, up
-  gemv_rows_nb<C, 2>(rows, live, x + (i64)nbb.row0 * k, nbb.nb, norm_w, eps, k, slot, acc);
-#pragma unroll
-  for (int b = 0; b < GEMV_NB; ++b) {
-    if (b < nbb.nb) {  // block-uniform
-      const float g = wave_sum(acc[b][0]);
-      const float u = wave_sum(acc[b][1]);
-      if (live && wave_lane() == 0) out[(nbb.row0 + b) * (i64)inter + r] = g / (1.0f + wf_expf(-g)) * u;
-    }
-  }
-}
-
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_nb_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-                int k, int residual, int n_in) {
-  gemv_nb_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
-}
-
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_nb_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                 const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-                 int k, int residual, int n_in) {
-  gemv_nb_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
-}
-
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_nb_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                       float* out, int inter, int k, int n_in) {
-  gemv_swiglu_nb_kernel<F16>(w, x, norm_w, eps, out, inter, k, n_in);
-}
-
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_nb_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                        float* out, int inter, int k, int n_in) {
-  gemv_swiglu_nb_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)

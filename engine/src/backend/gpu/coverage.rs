@@ -164,10 +164,6 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_bf16", "gemv.hip", 1, GEMV),
     k("gemv_swiglu_f16", "gemv.hip", 2, GEMV_SWIGLU),
     k("gemv_swiglu_bf16", "gemv.hip", 3, GEMV_SWIGLU),
-    k("gemv_nb_f16", "gemv.hip", 4, GEMV),
-    k("gemv_nb_bf16", "gemv.hip", 5, GEMV),
-    k("gemv_swiglu_nb_f16", "gemv.hip", 6, GEMV_SWIGLU),
-    k("gemv_swiglu_nb_bf16", "gemv.hip", 7, GEMV_SWIGLU),
     // qgemv.hip: slot 3·type + form, types in DType::WEIGHT_BLOCKS' order
     k("qgemv_q8_0", "qgemv.hip", 0, QGEMV),
     k("qgemv_swiglu_q8_0", "qgemv.hip", 1, QGEMV_SWIGLU),
@@ -430,8 +426,8 @@ mod tests {
                 + 3
                 + 2
                 + 4
-                + 4 * 10
-                + 4 * 5
+                + 2 * 10
+                + 2 * 5
                 + 8 * (8 + 3 + 3)
                 + 8
                 + 2

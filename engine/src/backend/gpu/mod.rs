@@ -195,7 +195,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 66] = [
+pub const ABI_KERNELS: [&str; 62] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -231,10 +231,6 @@ pub const ABI_KERNELS: [&str; 66] = [
     "gemv_bf16",
     "gemv_swiglu_f16",
     "gemv_swiglu_bf16",
-    "gemv_nb_f16",
-    "gemv_nb_bf16",
-    "gemv_swiglu_nb_f16",
-    "gemv_swiglu_nb_bf16",
     "qgemv_q8_0",
     "qgemv_q4_0",
     "qgemv_q4_1",

@@ -39,31 +39,6 @@ pub(in crate::backend::gpu) fn gemv_shared_bytes(k: usize) -> u32 {
 /// for such K the invariance needs the rows at the same alignment alone and batched.
 pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 16;
 
-/// Input rows a block of the batched kernels takes (ABI: `GEMV_NB` in gemv.hip).
-pub(in crate::backend::gpu) const GEMV_NB: usize = 4;
-
-/// The dynamic shared memory of a batched GEMV over `k` inputs: [`GEMV_NB`] rows of k rounded
-/// up to 8, 2 bytes each, when they fit [`GEMV_LDS_MAX`] elements; else none.
-pub(in crate::backend::gpu) fn gemv_nb_shared_bytes(k: usize) -> u32 {
-    let ks = k.next_multiple_of(8);
-    if GEMV_NB * ks <= GEMV_LDS_MAX {
-        (2 * GEMV_NB * ks) as u32
-    } else {
-        0
-    }
-}
-
-/// The launch of a batched kernel over `n_in` (> 1) input rows from the one-row grid `one`:
-/// `ceil(n_in / GEMV_NB)` times the blocks, its own shared memory.
-fn nb_grid(op: &str, one: LaunchConfig, n_in: i32, k: usize) -> Result<LaunchConfig> {
-    let groups = (n_in.max(1) + GEMV_NB as i32 - 1) / GEMV_NB as i32;
-    let cfg = batched(op, one, groups)?;
-    Ok(LaunchConfig {
-        shared_bytes: gemv_nb_shared_bytes(k),
-        ..cfg
-    })
-}
-
 /// `cfg` (a one-row grid) for `n_in` input rows: `n_in` times the blocks.
 pub(in crate::backend::gpu) fn batched(
     op: &str,
@@ -162,13 +137,8 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     if rows > i64::from(i32::MAX) || g.parts.iter().any(|&p| p < 0) || g.k < 0 {
         return Err(bad(op, format!("parts {:?} of {} columns", g.parts, g.k)));
     }
-    let one = gemv_grid(op, rows, g.k as usize, b.wave)?;
-    let (name, cfg) = if g.n_in > 1 {
-        let cfg = nb_grid(op, one, g.n_in, g.k as usize)?;
-        (kernel_name(op, "gemv_nb", g.dtype)?, cfg)
-    } else {
-        (kernel_name(op, "gemv", g.dtype)?, batched(op, one, g.n_in)?)
-    };
+    let name = kernel_name(op, "gemv", g.dtype)?;
+    let cfg = batched(op, gemv_grid(op, rows, g.k as usize, b.wave)?, g.n_in)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = [
         KernelArg::Ptr(g.w),
@@ -209,16 +179,9 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     if inter == 0 {
         return Ok(());
     }
+    let name = kernel_name(op, "gemv_swiglu", dtype)?;
     let one = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
-    let (name, cfg) = if n_in > 1 {
-        let cfg = nb_grid(op, one, n_in, k.max(0) as usize)?;
-        (kernel_name(op, "gemv_swiglu_nb", dtype)?, cfg)
-    } else {
-        (
-            kernel_name(op, "gemv_swiglu", dtype)?,
-            batched(op, one, n_in)?,
-        )
-    };
+    let cfg = batched(op, one, n_in)?;
     let [norm_w, eps] = norm_args(norm);
     let args = [
         KernelArg::Ptr(w),
