@@ -383,6 +383,15 @@ pub fn pick(dist: &[f32], coin: f32) -> usize {
     dist.iter().rposition(|&p| p > 0.0).unwrap_or(0)
 }
 
+/// A seed from the clock (nanoseconds since the Unix epoch): what a request that gives none
+/// is sampled with (`wavefront run` without `--seed`, the server without `seed`).
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// A small deterministic generator for coins (SplitMix64); `seed` fixes the whole stream.
 #[derive(Debug, Clone)]
 pub struct CoinRng(u64);

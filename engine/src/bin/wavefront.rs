@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -310,26 +310,25 @@ fn select_gpu(choice: BackendChoice, kernels: Option<&PathBuf>) -> Result<Option
     if let Some(d) = kernels {
         opts.kernels = gpu::KernelSources::Dir(d.clone());
     }
-    let detect = || gpu::detect_with(&opts);
-    Ok(match choice {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => match detect() {
-            Ok(b) => Some(b),
-            Err(gpu::OpenError::Unavailable(reason)) => bail!("no usable GPU: {reason}"),
-            Err(gpu::OpenError::Failed(e)) => bail!("the GPU failed to start: {e}"),
-        },
-        BackendChoice::Auto => match detect() {
-            Ok(b) => Some(b),
-            Err(gpu::OpenError::Unavailable(reason)) => {
+    let choice = match choice {
+        BackendChoice::Auto => gpu::BackendChoice::Auto,
+        BackendChoice::Cpu => gpu::BackendChoice::Cpu,
+        BackendChoice::Gpu => gpu::BackendChoice::Gpu,
+    };
+    match gpu::select(choice, &opts) {
+        Ok(gpu::Selected::Gpu(b)) => Ok(Some(b)),
+        Ok(gpu::Selected::Cpu { no_gpu }) => {
+            if let Some(reason) = no_gpu {
                 let first = reason.lines().next().unwrap_or_default();
                 eprintln!("[no usable GPU ({first}); falling back to the CPU]");
-                None
             }
-            Err(gpu::OpenError::Failed(e)) => {
-                bail!("the GPU failed to start: {e} (use --backend cpu to run on the CPU anyway)")
-            }
-        },
-    })
+            Ok(None)
+        }
+        Err(e @ gpu::SelectError::Failed(_)) if choice == gpu::BackendChoice::Auto => {
+            bail!("{e} (use --backend cpu to run on the CPU anyway)")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -357,12 +356,7 @@ fn run(args: RunArgs) -> Result<()> {
 /// The request from the flags, checked, without its prompt (tokenized once the model is
 /// loaded). The ranges live in the library (`GenerationRequest::check_settings`), not here.
 fn request_settings(args: &RunArgs) -> Result<GenerationRequest> {
-    let seed = args.seed.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
+    let seed = args.seed.unwrap_or_else(wavefront::sampler::clock_seed);
     let request = GenerationRequest {
         prompt: Vec::new(),
         max_tokens: args.max_tokens,
@@ -413,7 +407,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
-    opts.model_id = model_id(&model.path);
+    opts.model_id = wavefront::serve::model_id(&model.path);
     let tokenizer = Arc::new(
         model
             .tokenizer
@@ -432,17 +426,6 @@ fn serve(args: ServeArgs) -> Result<()> {
             serve_engine(&engine, tokenizer, &args, &opts)
         }
     }
-}
-
-/// The id the server gives the model: its file name without `.gguf`, or its directory's name.
-fn model_id(path: &std::path::Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
-    name.strip_suffix(".gguf")
-        .map(str::to_string)
-        .unwrap_or(name)
 }
 
 fn serve_engine<B: Backend>(

@@ -521,7 +521,7 @@ fn prepare(
         prompt,
         max_tokens,
         sampling,
-        seed: c.seed.unwrap_or_else(clock_seed),
+        seed: c.seed.unwrap_or_else(crate::sampler::clock_seed),
         stop: stop_strings(c.stop.as_ref())?,
         repeat_last_n: c
             .repeat_last_n
@@ -541,13 +541,6 @@ fn prepare(
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
     })
-}
-
-fn clock_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// OpenAI's `finish_reason`: `stop` for an end-of-sequence token or a stop string, `length` for

@@ -109,6 +109,17 @@ pub fn parse_host(s: &str) -> Result<IpAddr, ServeError> {
     })
 }
 
+/// The id a server gives a model: its file name without `.gguf`, or its directory's name.
+pub fn model_id(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    name.strip_suffix(".gguf")
+        .map(str::to_string)
+        .unwrap_or(name)
+}
+
 /// Each slot's KV capacity: `requested`, or the model's context capped to what `slots`
 /// caches fit in the backend's free memory (after the weights, each slot's working memory and
 /// the reserve). Refused, before any allocation, when `slots` caches of it cannot fit.

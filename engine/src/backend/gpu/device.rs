@@ -6,6 +6,7 @@
 
 use super::vendor::{cuda, hip, DeviceInfo, OpenError, Runtime};
 use super::{GpuBackend, GpuOptions};
+use crate::error::Error;
 
 /// The runtimes to try for a `WAVEFRONT_GPU` value; `Err` is the reason there are none.
 pub fn runtime_order(value: Option<&str>) -> Result<Vec<Runtime>, String> {
@@ -53,6 +54,55 @@ pub fn detect_with(opts: &GpuOptions) -> Result<GpuBackend, OpenError> {
     match failure {
         Some(e) => Err(OpenError::Failed(e)),
         None => Err(OpenError::Unavailable(reasons.join("; "))),
+    }
+}
+
+/// Which backend a command asks for (`--backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The GPU when one is usable, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// The backend [`select`] chose.
+// Made once per process and taken apart at once: the GPU variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Selected {
+    Gpu(GpuBackend),
+    /// The CPU; with `Auto`, `no_gpu` says why there is no GPU (`detect`'s reason).
+    Cpu {
+        no_gpu: Option<String>,
+    },
+}
+
+/// Why [`select`] chose no backend.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// `Gpu` asked for, and no runtime or device is there.
+    #[error("no usable GPU: {0}")]
+    NoGpu(String),
+    /// A GPU is there but failed to open (a broken install, a kernel that does not compile):
+    /// an error even under `Auto`, never hidden behind a silent CPU run.
+    #[error("the GPU failed to start: {0}")]
+    Failed(Error),
+}
+
+/// The backend `choice` asks for: with `Auto`, the GPU when one is usable and the CPU when
+/// there is none (saying why).
+pub fn select(choice: BackendChoice, opts: &GpuOptions) -> Result<Selected, SelectError> {
+    if choice == BackendChoice::Cpu {
+        return Ok(Selected::Cpu { no_gpu: None });
+    }
+    match detect_with(opts) {
+        Ok(b) => Ok(Selected::Gpu(b)),
+        Err(OpenError::Unavailable(reason)) if choice == BackendChoice::Auto => Ok(Selected::Cpu {
+            no_gpu: Some(reason),
+        }),
+        Err(OpenError::Unavailable(reason)) => Err(SelectError::NoGpu(reason)),
+        Err(OpenError::Failed(e)) => Err(SelectError::Failed(e)),
     }
 }
 

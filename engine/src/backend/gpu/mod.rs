@@ -27,7 +27,10 @@ pub mod vendor;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use device::{detect, detect_with, device_report, devices, require_gpu, runtime_order};
+pub use device::{
+    detect, detect_with, device_report, devices, require_gpu, runtime_order, select, BackendChoice,
+    SelectError, Selected,
+};
 pub use vendor::{DeviceInfo, OpenError, Runtime};
 
 use crate::backend::{
