@@ -321,13 +321,7 @@ fn generations_stepped_in_batches_give_each_ones_own_steps() {
             sampling: if i % 2 == 0 {
                 SamplingParams::greedy()
             } else {
-                SamplingParams {
-                    temperature: 0.8,
-                    top_k: 40,
-                    top_p: 0.95,
-                    min_p: 0.05,
-                    repeat_penalty: 1.1,
-                }
+                wavefront::bench::BenchSampling::default_params().0
             },
             seed: 7 + i as u64,
             stop: if i == 3 { vec![" 6".into()] } else { vec![] },
