@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -618,6 +618,27 @@ kvq8-ab)
   done
   finish
   for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
+  cat "$OUT/summary.md"
+  ;;
+sampler)
+  # The device sampler with OpenAI's presence and frequency penalties (issue 11): the sample op
+  # cases at both waves with path coverage (sample_prep's counts path), the GPU unit tests, the
+  # graph test, the sampled streams of the fixtures through the device sampler (the model-level
+  # settings include the penalties), and greedy vs default sampling on Llama-3.2-1B (tg128).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  start=$SECONDS
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --op sample \
+    --report "$OUT/conformance-sample.md" >"$OUT/conformance-sample.log" 2>&1
+  echo "| conformance sample op, both waves | $? | $((SECONDS - start)) s | $(grep -c '✗' "$OUT/conformance-sample.log") ✗ |" | tee -a "$OUT/summary.md"
+  grep -E "✗" "$OUT/conformance-sample.log" | head -20
+  grep -iE "unreached" "$OUT/conformance-sample.log" | head -20
+  finish
+  for t in ${TESTS-engine_lib gpu_graph}; do run_test "$t"; finish; done
+  fixtures_conformance conformance-fixtures
+  bench llama-3.2-1b-sampling --shape llama-3.2-1b --reps 5 --depth 0 --pp 512 --tg 128 --sampling greedy,default
+  grep -E "^\| (tg|pp)" "$OUT/bench-llama-3.2-1b-sampling.md"
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;

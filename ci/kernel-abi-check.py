@@ -65,7 +65,8 @@ ABI.update({
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
     "sample_prep": ("sampling.hip", "const float* logits, int vocab, const int* step, "
                     "const int* hist, int hist_cap, int window, float repeat_penalty, "
-                    "int write_work, float* work, int* part", 256, "(ceil(vocab/2048))"),
+                    "float presence_penalty, float frequency_penalty, int write_work, "
+                    "float* work, int* part", 256, "(ceil(vocab/2048))"),
     "sample_topk": ("sampling.hip", "int vocab, float temperature, int top_k, const float* work, "
                     "int* part, int n_parts, int* stage_id, float* stage_p", 256,
                     "(ceil(vocab/2048))"),

@@ -18,12 +18,12 @@
 //   scalar:  x not on 16 bytes: every element scalar
 //   invalid: NaN, +inf, all -inf or n ≤ 0: returns -1
 //
-// The sampler of a decode step: one decode step's token from one logits row, the repetition
-//   penalty taken over the device-side history, the coin given or drawn from a device-side
+// The sampler of a decode step: one decode step's token from one logits row, the repetition,
+//   presence and frequency penalties taken over the device-side history, the coin given or drawn from a device-side
 //   SplitMix64 state; bit for bit the reference's `distribution` + `pick`. Three launches, so
 //   that every pass over the vocabulary is spread over the device (one block per SAMPLE_CHUNK
 //   ids) and only the candidates reach the one block that draws:
-//     sample_prep (G blocks):  the penalty, the row's checks and each chunk's argmax;
+//     sample_prep (G blocks):  the penalties, the row's checks and each chunk's argmax;
 //     sample_topk (G blocks):  sampled steps only (temperature > 0): each chunk's scaled logits
 //                              and its own top-k candidates;
 //     sample_pick (1 block):   the decisions, the global top-k over the candidates, the softmax,
@@ -44,14 +44,17 @@
 //   candidates.
 //   Contract (the host's): vocab ≥ 1, the workspace sized for ≥ vocab; temperature finite;
 //   top_k in [0, vocab) (0 = off); top_p in (0, 1] (≥ 1 = off); min_p in [0, 1] (0 = off);
-//   repeat_penalty finite > 0 (1 = off); window ≥ 0 (0 = the whole context).
+//   repeat_penalty finite > 0 (1 = off); presence_penalty, frequency_penalty in [-2, 2] (0 =
+//   off); window ≥ 0 (0 = the whole context).
 //   Steps (the reference's; float operations in its order, so the ids agree exactly):
 //   sample_prep, block b over ids [b·CHUNK, min((b + 1)·CHUNK, vocab)):
-//   1. the chunk's penalised ids flagged in shared memory from hist[max(0, pos + 1 − window)
-//      ..= min(pos, hist_cap − 1)] (an id flagged twice is penalised once: the reference's
-//      "distinct ids"; ids ≥ vocab fall in no chunk);
-//   2. per id: a NaN or +inf, a value other than -inf (the raw row); l ← l · penalty if l < 0
-//      else l / penalty when flagged; +inf after it; the chunk's argmax (lowest id on ties);
+//   1. the chunk's ids counted in shared memory (atomic adds: the count, not the order,
+//      matters) from hist[max(0, pos + 1 − window) ..= min(pos, hist_cap − 1)] (ids ≥ vocab
+//      fall in no chunk);
+//   2. per id: a NaN or +inf, a value other than -inf (the raw row); for an id counted c > 0
+//      times (the repetition penalty once, the reference's "distinct ids"): l ← l · penalty if
+//      l < 0 else l / penalty, then l ← l − (c · frequency + presence), each rounded; +inf
+//      after them; the chunk's argmax (lowest id on ties);
 //      the penalised row written to work when the step samples (temperature > 0).
 //   sample_topk, block b (every block first folds all G parts: the row's maximum M and its
 //   checks; a step that fails or is greedy stops here):
@@ -93,7 +96,8 @@
 //   top_p_lds:    (pick) top-p with its sort in shared memory
 //   top_p_global: (pick) top-p with its sort in the keys workspace
 //   min_p:        (pick) the min-p filter
-//   penalty:      (prep) the window's ids flagged and penalised
+//   penalty:      (prep) the window's ids counted and penalised
+//   counts:       (prep) presence/frequency on: c · frequency + presence subtracted
 //   work:         (prep) the penalised row written for a sampled step
 //   stop:         (topk) a failed or greedy step: no candidates
 //   chunk_top_k:  (topk) a chunk's radix select of its k-th largest scaled logit
@@ -113,7 +117,7 @@ enum SamplePickPath {
   PATH_TOP_P_GLOBAL,
   PATH_MIN_P
 };
-enum SamplePrepPath { PATH_PENALTY, PATH_WORK };
+enum SamplePrepPath { PATH_PENALTY, PATH_WORK, PATH_COUNTS };
 enum SampleTopkPath { PATH_STOP, PATH_CHUNK_TOP_K, PATH_ALL };
 
 // (v, i) beats (best_v, best_i): larger value, or equal value and smaller index. NaN v never
@@ -393,22 +397,25 @@ WF_DEVICE void sample_fold_parts(const int* part, int n_parts, float* best_v, in
 
 extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
     sample_prep(const float* logits, int vocab, const int* step, const int* hist, int hist_cap,
-                int window, float repeat_penalty, int write_work, float* work, int* part) {
-  WF_SHARED int flagged[SAMPLE_CHUNK];
+                int window, float repeat_penalty, float presence_penalty,
+                float frequency_penalty, int write_work, float* work, int* part) {
+  WF_SHARED int count[SAMPLE_CHUNK];
   const int t = thread_index(), b = block_index_x();
   const int begin = b * SAMPLE_CHUNK;
   const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
-  for (int j = t; j < SAMPLE_CHUNK; j += SAMPLE_PART_BLOCK) flagged[j] = 0;
+  for (int j = t; j < SAMPLE_CHUNK; j += SAMPLE_PART_BLOCK) count[j] = 0;
   block_sync();
-  // 1. the window's ids in this chunk
+  // 1. the window's ids in this chunk, counted
   int lo, hi;
   sample_window(step[1], hist_cap, window, &lo, &hi);
-  const bool penalise = repeat_penalty != 1.0f && lo <= hi;
+  const bool counts = presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  const bool penalise = (repeat_penalty != 1.0f || counts) && lo <= hi;
   if (penalise) {
     if (b == 0 && t == 0) WF_PATH(2, PATH_PENALTY);
+    if (b == 0 && t == 0 && counts) WF_PATH(2, PATH_COUNTS);
     for (int j = lo + t; j <= hi; j += SAMPLE_PART_BLOCK) {
       const uint32_t at = (uint32_t)(hist[j] - begin);  // ids below begin wrap past n
-      if (hist[j] >= 0 && at < (uint32_t)n) flagged[at] = 1;
+      if (hist[j] >= 0 && at < (uint32_t)n) wf_atomic_add(&count[at], 1);
     }
   }
   block_sync();
@@ -429,7 +436,11 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
     float v = raw[u];
     flags |= argmax_bad(v) ? SAMPLE_BAD : 0;
     flags |= v != -wf_inf() ? SAMPLE_ANY : 0;
-    if (penalise && flagged[j]) v = v < 0.0f ? v * repeat_penalty : v / repeat_penalty;
+    const int c = penalise ? count[j] : 0;
+    if (c > 0) {
+      v = v < 0.0f ? v * repeat_penalty : v / repeat_penalty;  // × or ÷ 1 when off: exact
+      if (counts) v = __fsub_rn(v, __fadd_rn(__fmul_rn((float)c, frequency_penalty), presence_penalty));
+    }
     flags |= v == wf_inf() ? SAMPLE_POS_INF : 0;
     if (argmax_beats(v, begin + j, best_v, best_i)) {
       best_v = v;

@@ -39,7 +39,7 @@ impl Default for ModelCheckOptions {
 }
 
 /// Several temperature / top-k / top-p / min-p / penalty settings, each filter on its own and
-/// all together.
+/// all together, and OpenAI's presence and frequency penalties.
 pub fn sampling_settings() -> Vec<SamplingParams> {
     let d = SamplingParams::default();
     vec![
@@ -64,6 +64,14 @@ pub fn sampling_settings() -> Vec<SamplingParams> {
             top_p: 0.95,
             min_p: 0.05,
             repeat_penalty: 1.1,
+            ..d
+        },
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            presence_penalty: 0.5,
+            frequency_penalty: 0.8,
+            ..d
         },
     ]
 }

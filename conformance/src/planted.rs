@@ -26,6 +26,9 @@ pub enum Bug {
     /// The sampler's softmax sums its exponentials in descending id order (a GPU reduction
     /// tree would reorder it too): the same math, other bits.
     SamplerSumReordered,
+    /// The frequency penalty counts each distinct id once (presence semantics), as a kernel
+    /// flagging ids instead of counting them would.
+    FrequencyCountedOnce,
     /// The LM head of a batch (rows > 1) sums each row's products in descending order, as a
     /// kernel choosing its reduction by the number of rows would: every op case passes (the
     /// same math within tolerance), but a row's logits depend on the batch it came in. Not in
@@ -34,7 +37,7 @@ pub enum Bug {
 }
 
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::RopeSignFlipped,
         Bug::CausalMaskOffByOne,
         Bug::WrongGqaHeadMapping,
@@ -42,6 +45,7 @@ impl Bug {
         Bug::TopPKeepsOneTooMany,
         Bug::SoftmaxWithoutMaxSubtraction,
         Bug::SamplerSumReordered,
+        Bug::FrequencyCountedOnce,
     ];
 }
 
@@ -207,9 +211,19 @@ fn sample(
     }
     let mut l = logits.to_vec();
     sampler::apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    if bug == Some(Bug::FrequencyCountedOnce) {
+        let mut distinct = history.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let (p, f) = (params.presence_penalty, params.frequency_penalty);
+        sampler::apply_presence_frequency(&mut l, &distinct, p, f);
+    } else {
+        let (p, f) = (params.presence_penalty, params.frequency_penalty);
+        sampler::apply_presence_frequency(&mut l, history, p, f);
+    }
     if l.contains(&f32::INFINITY) {
         return Err(wavefront::Error::InvalidRequest(
-            "a logit overflows under the repetition penalty".into(),
+            "a logit overflows under the penalties".into(),
         ));
     }
     let best = sampler::argmax(&l);

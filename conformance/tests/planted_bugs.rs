@@ -19,7 +19,9 @@ fn expected_ops(bug: Bug) -> &'static [Op] {
         Bug::CausalMaskOffByOne | Bug::WrongGqaHeadMapping | Bug::SoftmaxWithoutMaxSubtraction => {
             &[Op::AttentionPrefill, Op::AttentionDecode, Op::RopeAttention]
         }
-        Bug::TopPKeepsOneTooMany | Bug::SamplerSumReordered => &[Op::Sample],
+        Bug::TopPKeepsOneTooMany | Bug::SamplerSumReordered | Bug::FrequencyCountedOnce => {
+            &[Op::Sample]
+        }
         // Not in Bug::ALL: no op case can see it (`a_batch_dependent_reduction_is_caught…`).
         Bug::BatchRowsReordered => &[],
     }

@@ -64,6 +64,8 @@ impl BenchSampling {
                 top_p: 0.95,
                 min_p: 0.05,
                 repeat_penalty: 1.1,
+                presence_penalty: 0.0,
+                frequency_penalty: 0.0,
             },
             64,
         )

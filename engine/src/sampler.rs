@@ -2,7 +2,9 @@
 //! engine and the reference draw the same number and their tokens compare exactly.
 //!
 //! The pipeline (the same contract as `wavefront_reference::sampler`):
-//! 1. repetition penalty (transformers semantics, once per distinct id in `history`);
+//! 1. repetition penalty (transformers semantics, once per distinct id in `history`), then
+//!    presence and frequency (OpenAI's: `c · frequency + presence` subtracted from the logit
+//!    of an id seen c > 0 times in `history`);
 //! 2. temperature ≤ 0 → argmax (lowest id on ties);
 //! 3. divide by temperature; 4. top-k (ties at the boundary kept); 5. softmax;
 //! 6. top-p (keep a token iff the mass ranked strictly above it is < top_p);
@@ -23,6 +25,10 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// Finite and > 0; 1 = off.
     pub repeat_penalty: f32,
+    /// In [-2, 2]; 0 = off. Subtracted once from the logit of every id in the history.
+    pub presence_penalty: f32,
+    /// In [-2, 2]; 0 = off. Subtracted once per occurrence in the history.
+    pub frequency_penalty: f32,
 }
 
 impl Default for SamplingParams {
@@ -34,6 +40,8 @@ impl Default for SamplingParams {
             top_p: 1.0,
             min_p: 0.0,
             repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
         }
     }
 }
@@ -69,7 +77,20 @@ impl SamplingParams {
         if !(r.is_finite() && r > 0.0) {
             return bad("repeat_penalty", r, "finite and > 0 (1 = off)");
         }
+        for (field, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(field, v, "in [-2, 2] (0 = off)");
+            }
+        }
         Ok(())
+    }
+
+    /// Whether any penalty over the history changes a logit (given a non-empty history).
+    pub fn penalizes(&self) -> bool {
+        self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
     }
 }
 
@@ -85,6 +106,31 @@ pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f3
             seen[i] = true;
             let l = logits[i];
             logits[i] = if l < 0.0 { l * penalty } else { l / penalty };
+        }
+    }
+}
+
+/// OpenAI's presence and frequency penalties, after the repetition penalty (vLLM's and
+/// llama.cpp's order): an id seen c > 0 times in `history` gets `l − (c · frequency +
+/// presence)`, each operation rounded in f32 (as the reference and `sample_prep`).
+pub fn apply_presence_frequency(
+    logits: &mut [f32],
+    history: &[u32],
+    presence: f32,
+    frequency: f32,
+) {
+    if presence == 0.0 && frequency == 0.0 {
+        return;
+    }
+    let mut count = vec![0u32; logits.len()];
+    for &id in history {
+        if let Some(c) = count.get_mut(id as usize) {
+            *c += 1;
+        }
+    }
+    for (l, &c) in logits.iter_mut().zip(&count) {
+        if c > 0 {
+            *l -= c as f32 * frequency + presence;
         }
     }
 }
@@ -236,16 +282,22 @@ fn check_logits(logits: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// The checked parameters and logits, with the repetition penalty applied (step 1 of both
-/// sampling paths); a logit the penalty overflows is an error.
+/// The checked parameters and logits, with the penalties applied (step 1 of both sampling
+/// paths); a logit a penalty overflows is an error.
 fn penalized(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
     params.validate()?;
     check_logits(logits)?;
     let mut l = logits.to_vec();
     apply_repetition_penalty(&mut l, history, params.repeat_penalty);
+    apply_presence_frequency(
+        &mut l,
+        history,
+        params.presence_penalty,
+        params.frequency_penalty,
+    );
     if let Some(i) = l.iter().position(|&v| v == f32::INFINITY) {
         return Err(Error::InvalidRequest(format!(
-            "logit {i} overflows under the repetition penalty"
+            "logit {i} overflows under the penalties"
         )));
     }
     Ok(l)
@@ -461,6 +513,8 @@ mod tests {
                 top_p: [1.0, 0.95, 0.5, 0.1][(case / 4) % 4],
                 min_p: [0.0, 0.05, 0.3][(case / 3) % 3],
                 repeat_penalty: [1.0, 1.1, 0.7][(case / 5) % 3],
+                presence_penalty: [0.0, 0.5, -1.0][(case / 7) % 3],
+                frequency_penalty: [0.0, 1.5, -0.25][(case / 11) % 3],
             };
             for _ in 0..4 {
                 let coin = rng.coin();
@@ -541,6 +595,26 @@ mod tests {
         let mut l = [2.0, -2.0, 1.0];
         apply_repetition_penalty(&mut l, &[0, 1, 0, 1], 2.0);
         assert_eq!(l, [1.0, -4.0, 1.0]);
+    }
+
+    #[test]
+    fn presence_once_and_frequency_per_occurrence() {
+        // OpenAI's formula by hand: ids 0 (three times) and 2 (once); 9 is outside.
+        let mut l = [2.0, -2.0, 1.0];
+        apply_presence_frequency(&mut l, &[0, 2, 0, 9, 0], 0.5, 0.25);
+        assert_eq!(l, [2.0 - (3.0 * 0.25 + 0.5), -2.0, 1.0 - (0.25 + 0.5)]);
+        let p = SamplingParams {
+            frequency_penalty: 2.0,
+            ..SamplingParams::greedy()
+        };
+        assert!(p.penalizes() && p.validate().is_ok());
+        assert_eq!(sample(&[2.5, 1.0], &p, &[0], 0.0).unwrap(), 1);
+        assert_eq!(sample(&[2.5, 1.0], &p, &[], 0.0).unwrap(), 0);
+        let bad = SamplingParams {
+            presence_penalty: -2.5,
+            ..p
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -249,6 +249,8 @@ fn the_step_decode_equals_forward_and_sample() {
         top_p: 0.9,
         min_p: 0.02,
         repeat_penalty: 1.3,
+        presence_penalty: 0.0,
+        frequency_penalty: 0.0,
     };
     for (params, window) in [(SamplingParams::greedy(), 0), (sampled, 4), (sampled, 0)] {
         let e = engine(config(true, false), 512);

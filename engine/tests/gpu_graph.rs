@@ -86,6 +86,8 @@ fn the_decode_step_gives_identical_tokens_captured_and_uncaptured() {
         top_p: 0.95,
         min_p: 0.05,
         repeat_penalty: 1.1,
+        presence_penalty: 0.0,
+        frequency_penalty: 0.0,
     };
     let prompt: Vec<u32> = (0..9).map(|i| 1000 + 37 * i).collect();
     let n = 64;

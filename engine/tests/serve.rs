@@ -175,11 +175,13 @@ fn served_tokens_equal_the_library_generator_and_wavefront_run() {
         top_p: 0.95,
         min_p: 0.05,
         repeat_penalty: 1.1,
+        presence_penalty: 0.6,
+        frequency_penalty: 0.4,
     };
     let body = json!({
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
         "max_tokens": 20, "temperature": 0.9, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
-        "repeat_penalty": 1.1, "seed": 1234,
+        "repeat_penalty": 1.1, "presence_penalty": 0.6, "frequency_penalty": 0.4, "seed": 1234,
     });
     let served = post(&s.url("/v1/chat/completions"), &body).json();
     let content = served["choices"][0]["message"]["content"].as_str().unwrap();
@@ -224,6 +226,10 @@ fn served_tokens_equal_the_library_generator_and_wavefront_run() {
         "0.05",
         "--repeat-penalty",
         "1.1",
+        "--presence-penalty",
+        "0.6",
+        "--frequency-penalty",
+        "0.4",
         "--seed",
         "1234",
         "--format",

@@ -93,13 +93,13 @@ fn bad_requests_get_an_error_naming_the_field_while_a_good_one_completes() {
         ),
         (
             &chat,
-            with(json!({"presence_penalty": 0.5})),
+            with(json!({"presence_penalty": 2.5})),
             400,
             Some("presence_penalty"),
         ),
         (
             &chat,
-            with(json!({"frequency_penalty": -1})),
+            with(json!({"frequency_penalty": -2.01})),
             400,
             Some("frequency_penalty"),
         ),

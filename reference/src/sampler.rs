@@ -1,5 +1,5 @@
-//! Turning logits into a token: repetition penalty, temperature, top-k, top-p, min-p, then one
-//! draw. The randomness is an argument (`coin`, uniform in [0, 1)), so the reference and the
+//! Turning logits into a token: repetition penalty, presence and frequency penalties,
+//! temperature, top-k, top-p, min-p, then one draw. The randomness is an argument (`coin`, uniform in [0, 1)), so the reference and the
 //! engine, given the same coin, pick the same token.
 //!
 //! The order and semantics are those of transformers' `RepetitionPenaltyLogitsProcessor`,
@@ -7,6 +7,11 @@
 //! applied in that order, with ties broken by token id:
 //! 1. each distinct id of `history` (ids outside the vocabulary are ignored) has its logit
 //!    multiplied by the penalty if negative, divided by it otherwise;
+//!    then OpenAI's presence and frequency penalties (transformers has no processor for them;
+//!    the formula is OpenAI's API reference, "Parameter details": `mu[j] - c[j] *
+//!    alpha_frequency - float(c[j] > 0) * alpha_presence`, as vLLM and llama.cpp apply it after
+//!    the repetition penalty): an id occurring c > 0 times in `history` has `c * frequency +
+//!    presence` subtracted from its logit, in f32 in that order;
 //! 2. temperature <= 0 is greedy: the argmax (lowest id on ties) gets probability 1;
 //! 3. logits are divided by the temperature (after subtracting their maximum, which changes
 //!    neither the softmax nor any mask, and keeps a tiny temperature from overflowing);
@@ -33,6 +38,10 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// Penalise tokens already in the history (> 1 discourages repeats); 1 = off.
     pub repeat_penalty: f32,
+    /// Subtracted once from the logit of every id in the history; in [-2, 2], 0 = off.
+    pub presence_penalty: f32,
+    /// Subtracted from an id's logit once per occurrence in the history; in [-2, 2], 0 = off.
+    pub frequency_penalty: f32,
 }
 
 impl Default for SamplingParams {
@@ -43,6 +52,8 @@ impl Default for SamplingParams {
             top_p: 1.0,
             min_p: 0.0,
             repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
         }
     }
 }
@@ -87,6 +98,14 @@ impl SamplingParams {
                 "must be a finite number > 0 (1 for off)",
             );
         }
+        for (param, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(param, v, "must be in [-2, 2] (0 for off)");
+            }
+        }
         Ok(())
     }
 }
@@ -109,11 +128,17 @@ pub fn sample(logits: &[f32], params: &SamplingParams, history: &[u32], coin: f3
 pub fn distribution(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
     params.validate()?;
     check_logits(logits)?;
-    // 1. Repetition penalty.
+    // 1. Repetition penalty, then presence and frequency.
     let mut logits = logits.to_vec(); // (vocab)
     apply_repetition_penalty(&mut logits, history, params.repeat_penalty);
+    apply_presence_frequency(
+        &mut logits,
+        history,
+        params.presence_penalty,
+        params.frequency_penalty,
+    );
     if let Some(index) = logits.iter().position(|&l| l == f32::INFINITY) {
-        let reason = "overflows to +inf under the repetition penalty";
+        let reason = "overflows to +inf under the penalties";
         return Err(Error::BadLogits {
             index,
             value: f32::INFINITY,
@@ -175,6 +200,31 @@ pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f3
             seen[id] = true;
             let l = logits[id];
             logits[id] = if l < 0.0 { l * penalty } else { l / penalty };
+        }
+    }
+}
+
+/// Step 1, second part, in place: each id below `logits.len()` occurring c > 0 times in
+/// `history` gets `l - (c * frequency + presence)` (c as f32, each operation rounded: the
+/// kernels repeat it without contraction). The logits of ids not in the history are untouched.
+pub fn apply_presence_frequency(
+    logits: &mut [f32],
+    history: &[u32],
+    presence: f32,
+    frequency: f32,
+) {
+    if presence == 0.0 && frequency == 0.0 {
+        return;
+    }
+    let mut count = vec![0u32; logits.len()];
+    for &id in history {
+        if let Some(c) = count.get_mut(id as usize) {
+            *c += 1;
+        }
+    }
+    for (l, &c) in logits.iter_mut().zip(&count) {
+        if c > 0 {
+            *l -= c as f32 * frequency + presence;
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 use wavefront_reference::sampler::{
-    apply_repetition_penalty, argmax, distribution, min_p_mask, pick, sample, top_k_mask,
-    top_p_mask, SamplingParams,
+    apply_presence_frequency, apply_repetition_penalty, argmax, distribution, min_p_mask, pick,
+    sample, top_k_mask, top_p_mask, SamplingParams,
 };
 use wavefront_reference::{ops, Error};
 
@@ -32,14 +32,20 @@ fn params() -> impl Strategy<Value = SamplingParams> {
         prop_oneof![Just(1.0f32), 0.05f32..1.0],
         prop_oneof![Just(0.0f32), 0.0f32..0.5],
         0.5f32..2.0,
+        prop_oneof![Just(0.0f32), -2.0f32..=2.0],
+        prop_oneof![Just(0.0f32), -2.0f32..=2.0],
     )
         .prop_map(
-            |(temperature, top_k, top_p, min_p, repeat_penalty)| SamplingParams {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                repeat_penalty,
+            |(temperature, top_k, top_p, min_p, repeat_penalty, presence, frequency)| {
+                SamplingParams {
+                    temperature,
+                    top_k,
+                    top_p,
+                    min_p,
+                    repeat_penalty,
+                    presence_penalty: presence,
+                    frequency_penalty: frequency,
+                }
             },
         )
 }
@@ -105,6 +111,7 @@ proptest! {
         // Nothing outside top-k of the penalized logits has mass.
         let mut penalized = logits.clone();
         apply_repetition_penalty(&mut penalized, &history, p.repeat_penalty);
+        apply_presence_frequency(&mut penalized, &history, p.presence_penalty, p.frequency_penalty);
         let keep = top_k_mask(&penalized, p.top_k);
         prop_assert!(dist.iter().zip(&keep).all(|(&x, &k)| k || x == 0.0));
     }
@@ -134,6 +141,17 @@ proptest! {
     }
 
     #[test]
+    fn presence_once_frequency_per_occurrence(logits in any_logits(), history in prop::collection::vec(0u32..60, 0..30), presence in -2.0f32..=2.0, frequency in -2.0f32..=2.0) {
+        let mut out = logits.clone();
+        apply_presence_frequency(&mut out, &history, presence, frequency);
+        for (i, (&before, &after)) in logits.iter().zip(&out).enumerate() {
+            let c = history.iter().filter(|&&h| h == i as u32).count();
+            let want = if c == 0 { before } else { before - (c as f32 * frequency + presence) };
+            prop_assert_eq!(after.to_bits(), want.to_bits(), "id {} seen {} times", i, c);
+        }
+    }
+
+    #[test]
     fn repetition_penalty_applies_once_per_distinct_id(logits in any_logits(), history in prop::collection::vec(0u32..60, 0..30), penalty in 0.5f32..3.0) {
         let mut out = logits.clone();
         apply_repetition_penalty(&mut out, &history, penalty);
@@ -160,6 +178,38 @@ fn greedy_takes_the_lowest_index_on_ties() {
         ..SamplingParams::greedy()
     };
     assert_eq!(sample(&[0.5, 2.0, 1.5], &p, &[1, 1], 0.0).unwrap(), 2);
+}
+
+#[test]
+fn presence_and_frequency_follow_openais_formula() {
+    // OpenAI's API reference: mu[j] - c[j] * alpha_frequency - float(c[j] > 0) * alpha_presence,
+    // worked by hand with values exact in f32. History [1, 1, 2, 7]: c = [0, 2, 1, 0] (7 is
+    // outside the vocabulary of 4 and ignored).
+    let mut l = vec![1.0f32, 2.0, 0.5, -3.0];
+    apply_presence_frequency(&mut l, &[1, 1, 2, 7], 0.25, 0.5);
+    // id 1: 2 - (2 * 0.5 + 0.25) = 0.75; id 2: 0.5 - (0.5 + 0.25) = -0.25.
+    assert_eq!(l, vec![1.0, 0.75, -0.25, -3.0]);
+    // Negative values encourage repeats; -inf stays -inf.
+    let mut l = vec![f32::NEG_INFINITY, 0.0];
+    apply_presence_frequency(&mut l, &[0, 1, 1, 1], -1.0, -0.5);
+    assert_eq!(l, vec![f32::NEG_INFINITY, 2.5]);
+    // After the repetition penalty (vLLM's and llama.cpp's order): token 1's 4.0 / 2 = 2.0,
+    // then 2.0 - (2 * 0.5) = 1.0 < 1.5, so token 2 wins. (Without the frequency penalty
+    // token 1 would, at 2.0; in the other order, (4.0 - 1.0) / 2 = 1.5 ties token 2 and the
+    // lower id, 1, would.)
+    let p = SamplingParams {
+        repeat_penalty: 2.0,
+        frequency_penalty: 0.5,
+        ..SamplingParams::greedy()
+    };
+    let dist = distribution(&[1.0, 4.0, 1.5], &p, &[1, 1]).unwrap();
+    assert_eq!(dist, vec![0.0, 0.0, 1.0]);
+    let p = SamplingParams {
+        presence_penalty: 1.5,
+        ..SamplingParams::greedy()
+    };
+    assert_eq!(sample(&[0.5, 2.0, 1.0], &p, &[1], 0.0).unwrap(), 2);
+    assert_eq!(sample(&[0.5, 2.0, 1.0], &p, &[], 0.0).unwrap(), 1);
 }
 
 #[test]
@@ -280,6 +330,18 @@ fn bad_parameters_are_typed_errors() {
         }),
         "repeat_penalty"
     );
+    for v in [2.5, -2.01, f32::NAN, f32::INFINITY] {
+        let p = SamplingParams {
+            presence_penalty: v,
+            ..d
+        };
+        assert_eq!(param_error(p), "presence_penalty");
+        let p = SamplingParams {
+            frequency_penalty: v,
+            ..d
+        };
+        assert_eq!(param_error(p), "frequency_penalty");
+    }
     for coin in [-0.1, 1.0, f32::NAN] {
         match sample(&[1.0, 2.0], &d, &[], coin) {
             Err(Error::BadSamplingParam { param: "coin", .. }) => {}

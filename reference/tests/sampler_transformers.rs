@@ -58,6 +58,7 @@ fn params(c: &Value) -> SamplingParams {
         top_p: f("top_p"),
         min_p: f("min_p"),
         repeat_penalty: f("repeat_penalty"),
+        ..SamplingParams::default() // transformers has no presence/frequency processor
     }
 }
 

@@ -33,6 +33,7 @@ pub fn request_settings(opts: &GenOptions) -> Result<GenerationRequest> {
             top_p: opts.top_p,
             min_p: 0.0,
             repeat_penalty: opts.repeat_penalty,
+            ..SamplingParams::default() // shimmy has no presence/frequency penalties
         },
         seed: opts
             .seed
@@ -198,6 +199,8 @@ mod tests {
                 top_p: 0.8,
                 min_p: 0.0,
                 repeat_penalty: 1.2,
+                presence_penalty: 0.0,
+                frequency_penalty: 0.0,
             }
         );
         assert_eq!(r.seed, 99);

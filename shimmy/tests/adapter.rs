@@ -60,6 +60,8 @@ fn engine_run(
             top_p: opts.top_p,
             min_p: 0.0,
             repeat_penalty: opts.repeat_penalty,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
         },
         seed: u64::from(opts.seed.unwrap()),
         stop: opts.stop_tokens.clone(),

@@ -140,6 +140,8 @@ fn engine_reply(model_id: &str, messages: &[(String, String)], max_tokens: usize
             top_p: defaults.top_p,
             min_p: 0.0,
             repeat_penalty: defaults.repeat_penalty,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
         },
         seed: 0,
         stop: family.stop_tokens(),

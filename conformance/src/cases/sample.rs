@@ -62,6 +62,8 @@ pub fn to_reference(p: &SamplingParams) -> rs::SamplingParams {
         top_p: p.top_p,
         min_p: p.min_p,
         repeat_penalty: p.repeat_penalty,
+        presence_penalty: p.presence_penalty,
+        frequency_penalty: p.frequency_penalty,
     }
 }
 
@@ -69,7 +71,7 @@ impl SampleCase {
     pub fn name(&self) -> String {
         let p = &self.params;
         format!(
-            "vocab={},{:?},t={},k={},p={},minp={},pen={},hist={}",
+            "vocab={},{:?},t={},k={},p={},minp={},pen={},{}hist={}",
             self.vocab,
             self.logits,
             p.temperature,
@@ -77,6 +79,11 @@ impl SampleCase {
             p.top_p,
             p.min_p,
             p.repeat_penalty,
+            if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+                format!("pres={},freq={},", p.presence_penalty, p.frequency_penalty)
+            } else {
+                String::new()
+            },
             self.history_len
         )
     }
@@ -209,6 +216,21 @@ pub fn settings() -> Vec<SamplingParams> {
             top_p: 0.95,
             min_p: 0.05,
             repeat_penalty: 1.1,
+            ..d
+        },
+        // OpenAI's presence and frequency penalties, greedy (the argmax moves off repeated
+        // ids) and sampled, with the repetition penalty and without.
+        SamplingParams {
+            presence_penalty: 0.7,
+            frequency_penalty: 1.3,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            temperature: 0.9,
+            repeat_penalty: 1.2,
+            presence_penalty: -0.4,
+            frequency_penalty: 0.9,
+            ..d
         },
     ]
 }

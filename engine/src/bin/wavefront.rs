@@ -244,7 +244,15 @@ struct RunArgs {
     /// Finite and > 0; 1 = off.
     #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     repeat_penalty: f32,
-    /// Tokens the repetition penalty looks back over (0 = the whole context).
+    /// Subtracted once from the logit of each token in the window (OpenAI's); in [-2, 2],
+    /// 0 = off.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Subtracted from a token's logit once per occurrence in the window (OpenAI's); in
+    /// [-2, 2], 0 = off.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    /// Tokens the penalties look back over (0 = the whole context).
     #[arg(long, default_value_t = 64)]
     repeat_last_n: usize,
     /// Seed for sampling (default: from the clock; printed in JSON output).
@@ -366,6 +374,8 @@ fn request_settings(args: &RunArgs) -> Result<GenerationRequest> {
             top_p: args.top_p,
             min_p: args.min_p,
             repeat_penalty: args.repeat_penalty,
+            presence_penalty: args.presence_penalty,
+            frequency_penalty: args.frequency_penalty,
         },
         seed,
         stop: args.stop.clone(),

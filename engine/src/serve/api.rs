@@ -268,20 +268,6 @@ fn check_common(c: &Common, ctx: &ApiContext) -> Result<(), ApiError> {
             format!("n must be 1 (one choice per request), got {n}"),
         ));
     }
-    for (field, v) in [
-        ("presence_penalty", c.presence_penalty),
-        ("frequency_penalty", c.frequency_penalty),
-    ] {
-        if let Some(v) = v.filter(|&v| v != 0.0) {
-            return Err(ApiError::unsupported(
-                field,
-                format!(
-                    "{field} is not supported yet (only 0), got {v}; repeat_penalty is (a \
-                     multiplicative penalty on the last repeat_last_n tokens)"
-                ),
-            ));
-        }
-    }
     if c.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(ApiError::unsupported(
             "logit_bias",
@@ -515,6 +501,8 @@ fn prepare(
         top_p: c.top_p.unwrap_or(defaults.top_p),
         min_p: c.min_p.unwrap_or(defaults.min_p),
         repeat_penalty: c.repeat_penalty.unwrap_or(defaults.repeat_penalty),
+        presence_penalty: c.presence_penalty.unwrap_or(defaults.presence_penalty),
+        frequency_penalty: c.frequency_penalty.unwrap_or(defaults.frequency_penalty),
     };
     let logprobs = logprobs_asked(endpoint, &c)?;
     let request = GenerationRequest {

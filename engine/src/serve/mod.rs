@@ -6,8 +6,7 @@
 //! parses, checks and queues requests and streams their events back ([`http`]). The engine
 //! never leaves the caller's thread, so any backend serves, `Send` or not.
 //!
-//! Not yet here (issue 11): one batched pass over all active sequences per step (each
-//! sequence runs its own decode step in turn), presence/frequency penalties, tools.
+//! Not yet here (issue 11): tools.
 
 pub mod api;
 pub mod error;

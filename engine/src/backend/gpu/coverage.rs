@@ -204,7 +204,12 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
             "min_p",
         ],
     ),
-    k("sample_prep", "sampling.hip", 2, &["penalty", "work"]),
+    k(
+        "sample_prep",
+        "sampling.hip",
+        2,
+        &["penalty", "work", "counts"],
+    ),
     k(
         "sample_topk",
         "sampling.hip",

@@ -962,6 +962,8 @@ fn sample_step_draws_coinrng_coins_and_extends_the_history_on_the_device() {
         top_p: 0.95,
         min_p: 0.05,
         repeat_penalty: 1.1,
+        presence_penalty: 0.0,
+        frequency_penalty: 0.0,
     };
     // 3 + 14 ids: the last one lands past hist_cap (dropped); every call sees its whole context
     let (seed, calls, hist_cap) = (0x5eed_u64, 14usize, 16usize);

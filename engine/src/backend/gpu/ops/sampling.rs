@@ -212,6 +212,8 @@ pub(in crate::backend::gpu) fn launch_sample_step(
         KernelArg::I32(hist_cap),
         KernelArg::I32(int(OP, "window", window)?),
         KernelArg::F32(p.repeat_penalty),
+        KernelArg::F32(p.presence_penalty),
+        KernelArg::F32(p.frequency_penalty),
         KernelArg::I32(i32::from(sampled)),
         KernelArg::Ptr(ws.part(Part::Work)),
         KernelArg::Ptr(parts),
@@ -258,8 +260,8 @@ fn token(kernel: &str, id: i32, vocab: usize) -> Result<u32> {
     match usize::try_from(id) {
         Ok(i) if i < vocab => Ok(i as u32),
         _ if id == -1 => Err(Error::InvalidRequest(
-            "the logits row holds a NaN or +inf, or every logit is -inf (after the repetition \
-             penalty: +inf)"
+            "the logits row holds a NaN or +inf, or every logit is -inf (after the penalties: \
+             +inf)"
                 .into(),
         )),
         _ => Err(bad(
@@ -302,7 +304,7 @@ pub(in crate::backend::gpu) fn sample(
         .lock()
         .map_err(|_| bad(OP, "scratch lock poisoned".into()))?;
     // Greedy without a penalty: the argmax kernel alone.
-    let penalty_applies = params.repeat_penalty != 1.0 && !history.is_empty();
+    let penalty_applies = params.penalizes() && !history.is_empty();
     if params.is_greedy() && !penalty_applies {
         let out = scratch_ptr(&b.vendor, &mut scratch.argmax, 4)?;
         launch_argmax(b, row_ptr, n, out)?;
