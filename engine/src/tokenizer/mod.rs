@@ -5,7 +5,7 @@ pub mod chat;
 pub mod gguf;
 pub mod hf;
 
-pub use chat::ChatMessage;
+pub use chat::{ChatInput, ChatMessage};
 
 use crate::error::{Error, Result};
 
@@ -94,22 +94,49 @@ impl Tokenizer {
 
     /// The prompt of a chat: the template over `messages` with the generation prompt, encoded
     /// without adding special tokens (the template writes them). What `wavefront run --chat`
-    /// and the server's chat completions prefill.
+    /// prefills.
     pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let text = self.apply_chat_template(messages, true)?;
+        self.encode_chat_input(&ChatInput {
+            messages,
+            tools: None,
+            add_generation_prompt: true,
+        })
+    }
+
+    /// [`Tokenizer::encode_chat`] of a chat with tools: what the server's chat completions
+    /// prefill.
+    pub fn encode_chat_input(&self, input: &ChatInput) -> Result<Vec<u32>> {
+        let text = self.apply_chat_input(input)?;
         self.encode(&text, false)
     }
 
-    /// Renders the chat template over `messages` (Hugging Face semantics).
+    /// Renders the chat template over `messages` (Hugging Face semantics, no tools).
     pub fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let template = self
-            .chat_template
+        self.apply_chat_input(&ChatInput {
+            messages,
+            tools: None,
+            add_generation_prompt,
+        })
+    }
+
+    /// Renders the chat template over `input`: transformers' `apply_chat_template(messages,
+    /// tools=..., add_generation_prompt=..., tokenize=False)`.
+    pub fn apply_chat_input(&self, input: &ChatInput) -> Result<String> {
+        chat::render_input(self.template()?, input, &self.special)
+    }
+
+    /// Whether the chat template reads `tools` ([`chat::takes_tools`]).
+    pub fn chat_template_takes_tools(&self) -> Result<bool> {
+        chat::takes_tools(self.template()?)
+    }
+
+    fn template(&self) -> Result<&str> {
+        self.chat_template
             .as_deref()
-            .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
-        chat::render(template, messages, add_generation_prompt, &self.special)
+            .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))
     }
 }
