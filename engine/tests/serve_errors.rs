@@ -162,7 +162,33 @@ fn bad_requests_get_an_error_naming_the_field_while_a_good_one_completes() {
             &chat,
             with(json!({"tools": [{"type": "function"}]})),
             400,
+            Some("tools[0].function"),
+        ),
+        (
+            &chat,
+            with(json!({"tools": [{"type": "function", "function": {"name": 5}}]})),
+            400,
+            Some("tools[0].function.name"),
+        ),
+        (&chat, with(json!({"tools": {"type": "function"}})), 400, Some("tools")),
+        // A well-formed tool, but this model's template never reads `tools`.
+        (
+            &chat,
+            with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})),
+            400,
             Some("tools"),
+        ),
+        (
+            &chat,
+            json!({"messages": [{"role": "tool", "content": "42"}]}).to_string(),
+            400,
+            Some("messages[0].tool_call_id"),
+        ),
+        (
+            &chat,
+            json!({"messages": [{"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f"}}]}]}).to_string(),
+            400,
+            Some("messages[0].tool_calls[0].function.arguments"),
         ),
         (
             &chat,
@@ -303,6 +329,14 @@ fn bad_requests_get_an_error_naming_the_field_while_a_good_one_completes() {
             assert!(err["message"].as_str().unwrap().contains(field), "{e}");
         }
     }
+    // Tools are refused, not dropped, when the template has no place for them.
+    let r = post(
+        &chat,
+        &json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "f"}}]}),
+    );
+    assert_eq!(r.status, 400);
+    let m = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(m.contains("chat template does not take tools"), "{m}");
     // A body past the limit (1 MiB) is refused from its length, before it is sent.
     let r = oversized(&s.base, 2 << 20);
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");

@@ -4,6 +4,13 @@
 //! A body is read in three passes so that each kind of fault gets its own answer: JSON that
 //! does not parse (no field to name), a field this server does not know (named), a field of
 //! the wrong type (named by its path, `messages[1].content`); then the values are checked.
+//!
+//! Tools: `tools` (OpenAI's function tools, checked and given to the chat template as sent;
+//! refused when the model's template never reads `tools`), assistant messages with
+//! `tool_calls` and `tool` messages with `tool_call_id` go into the prompt. The reply stays
+//! text: nothing parses tool calls out of it (no `tool_calls` in the response, `finish_reason`
+//! `stop` or `length`), and `tool_choice` takes only `"none"` and `"auto"`, which render the
+//! same prompt.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -11,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use crate::generate::{FinishReason, GenerationRequest, TokenLogprobs, MAX_TOP_LOGPROBS};
 use crate::sampler::SamplingParams;
-use crate::tokenizer::{ChatMessage, Tokenizer};
+use crate::tokenizer::{ChatInput, ChatMessage, Tokenizer};
 
 /// What a request is checked against: the served model and each slot's context.
 pub struct ApiContext<'a> {
@@ -124,7 +131,7 @@ struct ChatFields {
     tools: Option<Vec<Value>>,
     tool_choice: Option<Value>,
     response_format: Option<Value>,
-    /// Only meaningful with tools, which are refused.
+    /// Nothing parses calls out of the reply, so how many it may hold changes nothing here.
     #[allow(dead_code)]
     parallel_tool_calls: Option<bool>,
 }
@@ -133,7 +140,11 @@ struct ChatFields {
 #[serde(deny_unknown_fields)]
 struct WireMessage {
     role: String,
-    content: Value,
+    /// Absent or null only in an assistant turn of tool calls.
+    content: Option<Value>,
+    tool_calls: Option<Vec<Value>>,
+    tool_call_id: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,20 +161,20 @@ pub fn parse_chat(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
     let common: Common = typed(&value)?;
     let chat: ChatFields = typed(&value)?;
     check_common(&common, ctx)?;
-    if chat.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::unsupported(
-            "tools",
-            "tools are not supported yet",
-        ));
-    }
-    if let Some(c) = chat.tool_choice.as_ref().filter(|c| !c.is_null()) {
-        if c != "none" && c != "auto" {
+    // An empty list is no tools (Python's `tools=None` to the template).
+    let tools = chat.tools.as_deref().filter(|t| !t.is_empty());
+    if let Some(tools) = tools {
+        check_tools(tools)?;
+        // A template that never reads `tools` would drop them without a word. (One that does
+        // not parse, or no template, is answered when the messages are rendered.)
+        if let Ok(false) = ctx.tokenizer.chat_template_takes_tools() {
             return Err(ApiError::unsupported(
-                "tool_choice",
-                "tool_choice must be \"none\" or \"auto\" (tools are not supported yet)",
+                "tools",
+                "this model's chat template does not take tools (it never reads `tools`)",
             ));
         }
     }
+    check_tool_choice(chat.tool_choice.as_ref())?;
     if let Some(f) = chat.response_format.as_ref().filter(|f| !f.is_null()) {
         if f.get("type").and_then(Value::as_str) != Some("text") {
             return Err(ApiError::unsupported(
@@ -173,9 +184,14 @@ pub fn parse_chat(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
         }
     }
     let messages = messages(&chat.messages)?;
+    let input = ChatInput {
+        messages: &messages,
+        tools,
+        add_generation_prompt: true,
+    };
     let prompt = ctx
         .tokenizer
-        .encode_chat(&messages)
+        .encode_chat_input(&input)
         .map_err(|e| ApiError::from_engine(&e, "messages"))?;
     let max_tokens = match (common.max_tokens, chat.max_completion_tokens) {
         (Some(a), Some(b)) if a != b => {
@@ -283,8 +299,9 @@ fn check_common(c: &Common, ctx: &ApiContext) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Chat messages for the template: roles system, user and assistant; content a string or an
-/// array of text parts (joined with newlines).
+/// Chat messages for the template: roles system, user, assistant and tool; content a string or
+/// an array of text parts (joined with newlines). An assistant turn may carry `tool_calls`
+/// (then its content may be null or absent); a tool turn answers one by `tool_call_id`.
 fn messages(wire: &[WireMessage]) -> Result<Vec<ChatMessage>, ApiError> {
     if wire.is_empty() {
         return Err(ApiError::invalid(
@@ -294,44 +311,213 @@ fn messages(wire: &[WireMessage]) -> Result<Vec<ChatMessage>, ApiError> {
     }
     let mut out = Vec::with_capacity(wire.len());
     for (i, m) in wire.iter().enumerate() {
-        if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+        let role = m.role.as_str();
+        if !matches!(role, "system" | "user" | "assistant" | "tool") {
             return Err(ApiError::invalid(
                 format!("messages[{i}].role"),
                 format!(
-                    "messages[{i}].role must be \"system\", \"user\" or \"assistant\", got {:?}",
+                    "messages[{i}].role must be \"system\", \"user\", \"assistant\" or \"tool\", got {:?}",
                     m.role
                 ),
             ));
         }
-        let content = match &m.content {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => {
-                let mut texts = Vec::with_capacity(parts.len());
-                for (j, p) in parts.iter().enumerate() {
-                    match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                        (Some("text"), Some(Value::String(t))) => texts.push(t.as_str()),
-                        _ => {
-                            return Err(ApiError::invalid(
-                                format!("messages[{i}].content[{j}]"),
-                                format!(
-                                    "messages[{i}].content[{j}] must be {{\"type\": \"text\", \"text\": STRING}} (only text is supported)"
-                                ),
-                            ))
-                        }
-                    }
-                }
-                texts.join("\n")
-            }
-            _ => {
+        let tool_calls = match &m.tool_calls {
+            Some(_) if role != "assistant" => {
                 return Err(ApiError::invalid(
-                    format!("messages[{i}].content"),
-                    format!("messages[{i}].content must be a string or an array of text parts"),
+                    format!("messages[{i}].tool_calls"),
+                    format!(
+                        "messages[{i}].tool_calls: only an assistant message carries tool calls"
+                    ),
                 ))
             }
+            Some(calls) => {
+                check_tool_calls(i, calls)?;
+                Some(calls.clone())
+            }
+            None => None,
         };
-        out.push(ChatMessage::new(m.role.clone(), content));
+        match (role, &m.tool_call_id) {
+            ("tool", None) => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].tool_call_id"),
+                    format!("messages[{i}].tool_call_id: a tool message names the call it answers"),
+                ))
+            }
+            ("tool", Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].tool_call_id"),
+                    format!("messages[{i}].tool_call_id: only a tool message answers a call"),
+                ))
+            }
+        }
+        let calls_only = tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+        let content = match (&m.content, calls_only) {
+            (None | Some(Value::Null), true) => None,
+            (Some(c), _) => Some(content_text(i, c)?),
+            (None, false) => None,
+        };
+        if content.is_none() && !calls_only {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].content"),
+                format!(
+                    "messages[{i}].content must be a string or an array of text parts (only an \
+                     assistant message with tool_calls may leave it out)"
+                ),
+            ));
+        }
+        out.push(ChatMessage {
+            role: m.role.clone(),
+            content,
+            tool_calls,
+            tool_call_id: m.tool_call_id.clone(),
+            name: m.name.clone(),
+        });
     }
     Ok(out)
+}
+
+/// A message's content: a string, or an array of text parts joined with newlines.
+fn content_text(i: usize, content: &Value) -> Result<String, ApiError> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for (j, p) in parts.iter().enumerate() {
+                match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => texts.push(t.as_str()),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            format!("messages[{i}].content[{j}]"),
+                            format!(
+                                "messages[{i}].content[{j}] must be {{\"type\": \"text\", \"text\": STRING}} (only text is supported)"
+                            ),
+                        ))
+                    }
+                }
+            }
+            Ok(texts.join("\n"))
+        }
+        _ => Err(ApiError::invalid(
+            format!("messages[{i}].content"),
+            format!("messages[{i}].content must be a string or an array of text parts"),
+        )),
+    }
+}
+
+/// An assistant turn's calls, as OpenAI sends them back: `{"id": STRING, "type": "function",
+/// "function": {"name": STRING, "arguments": STRING}}` (the arguments may also be an object,
+/// as transformers' examples write them).
+fn check_tool_calls(i: usize, calls: &[Value]) -> Result<(), ApiError> {
+    for (j, call) in calls.iter().enumerate() {
+        let at = format!("messages[{i}].tool_calls[{j}]");
+        let bad = |field: &str, what: &str| {
+            let param = if field.is_empty() {
+                at.clone()
+            } else {
+                format!("{at}.{field}")
+            };
+            Err(ApiError::invalid(
+                param.clone(),
+                format!("{param} must be {what}"),
+            ))
+        };
+        let Some(call) = call.as_object() else {
+            return bad(
+                "",
+                "an object {\"id\", \"type\": \"function\", \"function\"}",
+            );
+        };
+        if call.get("id").is_some_and(|id| !id.is_string()) {
+            return bad("id", "a string");
+        }
+        if call.get("type").and_then(Value::as_str) != Some("function") {
+            return bad("type", "\"function\"");
+        }
+        let Some(function) = call.get("function").and_then(Value::as_object) else {
+            return bad("function", "an object {\"name\", \"arguments\"}");
+        };
+        if !is_name(function.get("name")) {
+            return bad("function.name", "a non-empty string");
+        }
+        if !function
+            .get("arguments")
+            .is_some_and(|a| a.is_string() || a.is_object())
+        {
+            return bad("function.arguments", "a string of JSON (or an object)");
+        }
+    }
+    Ok(())
+}
+
+/// A function's name: a non-empty string.
+fn is_name(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+}
+
+/// OpenAI's function tools: `{"type": "function", "function": {"name": STRING, "description":
+/// STRING, "parameters": OBJECT}}`, description and parameters optional. The template gets
+/// them as sent.
+fn check_tools(tools: &[Value]) -> Result<(), ApiError> {
+    for (i, tool) in tools.iter().enumerate() {
+        let bad = |field: &str, what: &str| {
+            let param = if field.is_empty() {
+                format!("tools[{i}]")
+            } else {
+                format!("tools[{i}].{field}")
+            };
+            Err(ApiError::invalid(
+                param.clone(),
+                format!("{param} must be {what}"),
+            ))
+        };
+        let Some(tool) = tool.as_object() else {
+            return bad(
+                "",
+                "an object {\"type\": \"function\", \"function\": {...}}",
+            );
+        };
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return bad("type", "\"function\" (the only kind of tool)");
+        }
+        let Some(function) = tool.get("function").and_then(Value::as_object) else {
+            return bad(
+                "function",
+                "an object {\"name\", \"description\", \"parameters\"}",
+            );
+        };
+        if !is_name(function.get("name")) {
+            return bad("function.name", "a non-empty string");
+        }
+        if function.get("description").is_some_and(|d| !d.is_string()) {
+            return bad("function.description", "a string");
+        }
+        if function.get("parameters").is_some_and(|p| !p.is_object()) {
+            return bad("function.parameters", "an object (a JSON Schema)");
+        }
+    }
+    Ok(())
+}
+
+/// `tool_choice`: `"none"` and `"auto"` render the same prompt (the tools, for the model to
+/// use or not); `"required"` and a named function are refused, since nothing here forces a
+/// call.
+fn check_tool_choice(choice: Option<&Value>) -> Result<(), ApiError> {
+    match choice {
+        None | Some(Value::Null) => Ok(()),
+        Some(c) if c == "none" || c == "auto" => Ok(()),
+        Some(c) if c == "required" || c.is_object() => Err(ApiError::unsupported(
+            "tool_choice",
+            format!(
+                "tool_choice {c} is not supported: nothing forces the model to call a tool \
+                 (\"none\" and \"auto\" are)"
+            ),
+        )),
+        Some(c) => Err(ApiError::invalid(
+            "tool_choice",
+            format!("tool_choice must be \"none\", \"auto\", \"required\" or {{\"type\": \"function\", ...}}, got {c}"),
+        )),
+    }
 }
 
 /// A completion's prompt: a string, an array of one string, or an array of token ids; the
@@ -766,6 +952,150 @@ mod tests {
         }
     }
 
+    fn wire(v: Value) -> Vec<WireMessage> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn tool_turns_become_template_messages() {
+        let call =
+            json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        let m = messages(&wire(json!([
+            {"role": "user", "content": "hi", "name": "ann"},
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "42"}]},
+        ])))
+        .unwrap();
+        assert_eq!(m[0].name.as_deref(), Some("ann"));
+        assert_eq!(m[1], ChatMessage::tool_calls(vec![call.clone()]));
+        assert_eq!(m[2], m[1]);
+        assert_eq!(m[3], ChatMessage::tool_result("c1", "42"));
+    }
+
+    #[test]
+    fn malformed_tool_turns_name_the_field() {
+        let call =
+            json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        for (msgs, param) in [
+            (
+                json!([{"role": "user", "tool_calls": [call]}]),
+                "messages[0].tool_calls",
+            ),
+            (
+                json!([{"role": "assistant", "content": null}]),
+                "messages[0].content",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": []}]),
+                "messages[0].content",
+            ),
+            (
+                json!([{"role": "user", "content": null}]),
+                "messages[0].content",
+            ),
+            (
+                json!([{"role": "tool", "content": "x"}]),
+                "messages[0].tool_call_id",
+            ),
+            (
+                json!([{"role": "user", "content": "x", "tool_call_id": "c1"}]),
+                "messages[0].tool_call_id",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [5]}]),
+                "messages[0].tool_calls[0]",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"id": 1, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]),
+                "messages[0].tool_calls[0].id",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}]),
+                "messages[0].tool_calls[0].type",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"type": "function"}]}]),
+                "messages[0].tool_calls[0].function",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "", "arguments": "{}"}}]}]),
+                "messages[0].tool_calls[0].function.name",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}]),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+        ] {
+            let e = messages(&wire(msgs.clone())).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{msgs}: {e}");
+            assert!(e.message.contains(param), "{e}");
+        }
+    }
+
+    #[test]
+    fn malformed_tools_name_the_field() {
+        let f = json!({"name": "f", "description": "d", "parameters": {"type": "object"}});
+        check_tools(&[json!({"type": "function", "function": f})]).unwrap();
+        check_tools(&[json!({"type": "function", "function": {"name": "f"}})]).unwrap();
+        for (tool, param) in [
+            (json!("f"), "tools[1]"),
+            (json!({"function": f}), "tools[1].type"),
+            (json!({"type": "retrieval", "function": f}), "tools[1].type"),
+            (json!({"type": "function"}), "tools[1].function"),
+            (
+                json!({"type": "function", "function": []}),
+                "tools[1].function",
+            ),
+            (
+                json!({"type": "function", "function": {"description": "d"}}),
+                "tools[1].function.name",
+            ),
+            (
+                json!({"type": "function", "function": {"name": 3}}),
+                "tools[1].function.name",
+            ),
+            (
+                json!({"type": "function", "function": {"name": "f", "description": 1}}),
+                "tools[1].function.description",
+            ),
+            (
+                json!({"type": "function", "function": {"name": "f", "parameters": "{}"}}),
+                "tools[1].function.parameters",
+            ),
+        ] {
+            let good = json!({"type": "function", "function": f});
+            let e = check_tools(&[good, tool.clone()]).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{tool}: {e}");
+            assert!(e.message.contains(param), "{e}");
+        }
+    }
+
+    #[test]
+    fn tool_choice_takes_none_and_auto() {
+        for ok in [
+            None,
+            Some(json!(null)),
+            Some(json!("none")),
+            Some(json!("auto")),
+        ] {
+            check_tool_choice(ok.as_ref()).unwrap();
+        }
+        for (bad, code) in [
+            (json!("required"), Some("unsupported_parameter")),
+            (
+                json!({"type": "function", "function": {"name": "f"}}),
+                Some("unsupported_parameter"),
+            ),
+            (json!("sometimes"), None),
+            (json!(1), None),
+        ] {
+            let e = check_tool_choice(Some(&bad)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("tool_choice"), "{bad}");
+            assert_eq!(e.code, code, "{bad}");
+        }
+    }
+
     #[test]
     fn finish_reasons_are_openais() {
         assert_eq!(finish_reason(&FinishReason::Eos), "stop");
@@ -787,7 +1117,9 @@ mod tests {
         let e = typed::<T>(&json!({"messages": [{"role": "user", "content": "x", "x": 1}]}))
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].x"), "{e}");
-        let e = typed::<T>(&json!({"messages": [{"role": "user"}]})).unwrap_err();
+        // A missing content is the messages' check to name (an assistant turn of calls has none).
+        let t = typed::<T>(&json!({"messages": [{"role": "user"}]})).unwrap();
+        let e = messages(&t.messages).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content"), "{e}");
         let e = typed::<T>(&json!({"temperature": 1})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"), "{e}");

@@ -6,7 +6,8 @@
 //! parses, checks and queues requests and streams their events back ([`http`]). The engine
 //! never leaves the caller's thread, so any backend serves, `Send` or not.
 //!
-//! Not yet here (issue 11): tools.
+//! Not yet here (issue 11): tool calls parsed out of a reply (tools go into the prompt through
+//! the chat template; the reply is text, see [`api`]).
 
 pub mod api;
 pub mod error;

@@ -30,18 +30,14 @@ impl Server {
     }
 
     pub fn start_with_context(context: usize, extra: &[&str]) -> Server {
-        let model = super::cli::default_model();
+        Self::start_model(&super::cli::default_model(), context, extra)
+    }
+
+    /// `wavefront serve --model model` on the CPU, an ephemeral port and `context`.
+    pub fn start_model(model: &str, context: usize, extra: &[&str]) -> Server {
         let context = context.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wavefront"))
-            .args([
-                "serve",
-                "--model",
-                &model,
-                "--backend",
-                "cpu",
-                "--port",
-                "0",
-            ])
+            .args(["serve", "--model", model, "--backend", "cpu", "--port", "0"])
             .args(["--context", &context])
             .args(extra)
             .env("WAVEFRONT_GPU", "off")

@@ -1,0 +1,103 @@
+//! `wavefront serve` with tools, on a model whose chat template takes them: the tiny Qwen2 of
+//! `fixtures/models/qwen2_bias` with the `bpe_tiny` tokenizer and
+//! `fixtures/chat_templates/chatml_tools.jinja`. Each conversation of
+//! `fixtures/chat_templates/goldens.json` (tools, OpenAI tool calls and tool turns) sent as a
+//! request prefills exactly the tokens of transformers' rendering of it. Refusals on a model
+//! whose template does not take tools are in `serve_errors.rs`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::http::*;
+use serde_json::{json, Value};
+
+/// Each slot's context: the longest rendered conversation (2213 tokens of this small
+/// vocabulary) fits.
+const CONTEXT: usize = 4096;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// The model directory: the tiny Qwen2's weights and config (its position limit raised to
+/// [`CONTEXT`]: RoPE has no table, and the assertions are on the prompt, not the logits), the
+/// `bpe_tiny` tokenizer (405 tokens, below the model's 512) and the tools template.
+fn model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, name: &str| std::fs::copy(from.join(name), dir.path().join(name));
+    let model = fixtures().join("models/qwen2_bias");
+    copy(&model, "model.safetensors").unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    config["max_position_embeddings"] = json!(CONTEXT);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let tok = fixtures().join("tokenizers/bpe_tiny");
+    copy(&tok, "tokenizer.json").unwrap();
+    copy(&tok, "tokenizer_config.json").unwrap();
+    std::fs::copy(
+        fixtures().join("chat_templates/chatml_tools.jinja"),
+        dir.path().join("chat_template.jinja"),
+    )
+    .unwrap();
+    dir
+}
+
+fn goldens() -> Value {
+    let path = fixtures().join("chat_templates/goldens.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn tools_and_tool_turns_prefill_transformers_rendering() {
+    let dir = model_dir();
+    let s = Server::start_model(dir.path().to_str().unwrap(), CONTEXT, &["--slots", "1"]);
+    let chat = s.url("/v1/chat/completions");
+    let g = goldens();
+    let conversations = g["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 6);
+    for conv in conversations {
+        let name = conv["name"].as_str().unwrap();
+        let golden = g["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["template"] == "chatml_tools.jinja"
+                    && c["conversation"] == name
+                    && c["add_generation_prompt"] == true
+            })
+            .unwrap();
+        let golden_tokens = golden["ids"].as_array().unwrap().len();
+        let mut body = json!({"messages": conv["messages"], "max_tokens": 1, "temperature": 0});
+        if !conv["tools"].is_null() {
+            body["tools"] = conv["tools"].clone();
+        }
+        // "none" and "auto" render the same prompt.
+        for choice in [None, Some("auto"), Some("none")] {
+            if let Some(c) = choice {
+                body["tool_choice"] = json!(c);
+            }
+            let r = post(&chat, &body);
+            assert_eq!(r.status, 200, "{name} {choice:?}: {}", r.text);
+            let v = r.json();
+            assert_eq!(
+                v["usage"]["prompt_tokens"].as_u64().unwrap() as usize,
+                golden_tokens,
+                "{name} {choice:?}"
+            );
+            // The reply stays text: no calls are parsed out of it.
+            let message = &v["choices"][0]["message"];
+            assert!(message["content"].is_string(), "{v}");
+            assert!(message.get("tool_calls").is_none(), "{v}");
+        }
+    }
+    // Nothing forces a call, so "required" is refused here too.
+    let conv = &conversations[1];
+    let r = post(
+        &chat,
+        &json!({"messages": conv["messages"], "tools": conv["tools"], "tool_choice": "required"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "tool_choice");
+}
