@@ -443,8 +443,14 @@ pub fn sampled_tokens<B: Backend>(
     }
     let p = params;
     let what = format!(
-        "sampled {steps} (t={},k={},p={},minp={},pen={})",
-        p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty
+        "sampled {steps} (t={},k={},p={},minp={},pen={},pres={},freq={})",
+        p.temperature,
+        p.top_k,
+        p.top_p,
+        p.min_p,
+        p.repeat_penalty,
+        p.presence_penalty,
+        p.frequency_penalty
     );
     let mut summary = format!(
         "{compared} of {steps} compared, {} divergences",

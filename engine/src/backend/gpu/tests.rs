@@ -832,18 +832,20 @@ fn attention_and_argmax_use_the_abi_grids() {
     let (_, cfg, args) = launches[1];
     assert_eq!((prep_cfg.grid, prep_cfg.block), ((1, 1, 1), (256, 1, 1)));
     assert_eq!((cfg.grid, cfg.block), ((1, 1, 1), (1024, 1, 1)));
-    assert_eq!((prep.len(), args.len()), (10, 16));
+    assert_eq!((prep.len(), args.len()), (12, 16));
     assert_eq!(
         prep[..2],
         [KernelArg::Ptr(logits.ptr() + 50 * 4), KernelArg::I32(50)]
     );
-    // hist_cap and window: the history's length; the penalty; no penalised row for greedy
+    // hist_cap and window: the history's length; the penalties (repetition, presence,
+    // frequency); no penalised row for greedy
     assert_eq!(
-        prep[4..8],
+        prep[4..10],
         [2, 2]
             .map(KernelArg::I32)
             .into_iter()
-            .chain([KernelArg::F32(1.3), KernelArg::I32(0)])
+            .chain([1.3, 0.0, 0.0].map(KernelArg::F32))
+            .chain([KernelArg::I32(0)])
             .collect::<Vec<_>>()[..]
     );
     // pick: the same step block and history; temperature 0; top_k ≥ vocab passes as off (0);
@@ -852,7 +854,7 @@ fn attention_and_argmax_use_the_abi_grids() {
     assert_eq!(args[2], KernelArg::I32(2));
     assert_eq!(args[3], KernelArg::F32(0.0));
     assert_eq!(args[4], KernelArg::I32(0));
-    assert_eq!((&args[7], &args[8]), (&prep[9], &KernelArg::I32(1)));
+    assert_eq!((&args[7], &args[8]), (&prep[11], &KernelArg::I32(1)));
     let args = prep;
     // the step block and history as uploaded: token -2, pos 1, the coin, then the ids
     let KernelArg::Ptr(step) = args[2] else {
