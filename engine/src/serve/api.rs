@@ -411,17 +411,7 @@ fn content_text(i: usize, content: &Value) -> Result<String, ApiError> {
 fn check_tool_calls(i: usize, calls: &[Value]) -> Result<(), ApiError> {
     for (j, call) in calls.iter().enumerate() {
         let at = format!("messages[{i}].tool_calls[{j}]");
-        let bad = |field: &str, what: &str| {
-            let param = if field.is_empty() {
-                at.clone()
-            } else {
-                format!("{at}.{field}")
-            };
-            Err(ApiError::invalid(
-                param.clone(),
-                format!("{param} must be {what}"),
-            ))
-        };
+        let bad = |field: &str, what: &str| Err(shape_error(&at, field, what));
         let Some(call) = call.as_object() else {
             return bad(
                 "",
@@ -450,6 +440,16 @@ fn check_tool_calls(i: usize, calls: &[Value]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `{at}.{field} must be {what}` (or `{at} …` for the whole), naming `{at}.{field}`.
+fn shape_error(at: &str, field: &str, what: &str) -> ApiError {
+    let param = if field.is_empty() {
+        at.to_string()
+    } else {
+        format!("{at}.{field}")
+    };
+    ApiError::invalid(param.clone(), format!("{param} must be {what}"))
+}
+
 /// A function's name: a non-empty string.
 fn is_name(v: Option<&Value>) -> bool {
     v.and_then(Value::as_str).is_some_and(|n| !n.is_empty())
@@ -460,17 +460,8 @@ fn is_name(v: Option<&Value>) -> bool {
 /// them as sent.
 fn check_tools(tools: &[Value]) -> Result<(), ApiError> {
     for (i, tool) in tools.iter().enumerate() {
-        let bad = |field: &str, what: &str| {
-            let param = if field.is_empty() {
-                format!("tools[{i}]")
-            } else {
-                format!("tools[{i}].{field}")
-            };
-            Err(ApiError::invalid(
-                param.clone(),
-                format!("{param} must be {what}"),
-            ))
-        };
+        let at = format!("tools[{i}]");
+        let bad = |field: &str, what: &str| Err(shape_error(&at, field, what));
         let Some(tool) = tool.as_object() else {
             return bad(
                 "",
