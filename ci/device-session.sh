@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -639,6 +639,29 @@ sampler)
   fixtures_conformance conformance-fixtures
   bench llama-3.2-1b-sampling --shape llama-3.2-1b --reps 5 --depth 0 --pp 512 --tg 128 --sampling greedy,default
   grep -E "^\| (tg|pp)" "$OUT/bench-llama-3.2-1b-sampling.md"
+  cat "$OUT/summary.md"
+  ;;
+serve-gpu)
+  # Issue 11's serving numbers on the GPU: `wavefront serve` on the default model (SmolLM2 Q4_1)
+  # under 1, 4, 16 and 64 concurrent streaming clients (`bench --serve`; slots = streams), and the
+  # engine-level rows (tg128 alone, x4, x16). Carry .device/ops with .device/m1, then .device/m2,
+  # then .device/m3 and this stage (the model in three parts, as batch-check).
+  unpack .device/ops
+  mkdir -p "$(dirname "$model")"
+  cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
+  echo "$sha  $model" | sha256sum -c - || exit 3
+  begin_summary
+  gpu_info
+  bench smollm2-batch --model "$model" --reps 3 --depth 0 --pp 512 --tg 128 --batch 4,16
+  start=$SECONDS
+  timeout 420 bin/wavefront bench --serve --model "$model" --backend gpu --streams "${STREAMS:-1,4,16,64}" \
+    --tg 128 --reps 3 --json "$OUT/serve-smollm2.json" --markdown "$OUT/serve-smollm2.md" \
+    >"$OUT/serve-smollm2.log" 2>&1
+  echo "| bench --serve smollm2 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  finish
+  grep -E "^\| (tg|pp)" "$OUT/bench-smollm2-batch.md"
+  cat "$OUT/serve-smollm2.md"
+  tail -5 "$OUT/serve-smollm2.log"
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
