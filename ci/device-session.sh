@@ -85,6 +85,12 @@ unpack() { # dir
   done
 }
 
+model_from_parts() { # the default model from .device/m1..m3 (three calls' carries), checked
+  mkdir -p "$(dirname "$model")"
+  cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
+  echo "$sha  $model" | sha256sum -c - || exit 3
+}
+
 finish() { # archive the stage's results into the one file that comes back (after every step,
   # so that a call stopped at its time limit still returns what was done)
   mkdir -p "$DEST"
@@ -452,9 +458,7 @@ batch-check)
   # the GPU unit tests, model_gpu's batch-invariance test and the golden streams, and the
   # benches of the 8B bf16 and 1B Q4_0 shapes (pp16 on BLAS again, pp17, tg128 x16).
   unpack .device/ops
-  mkdir -p "$(dirname "$model")"
-  cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
-  echo "$sha  $model" | sha256sum -c - || exit 3
+  model_from_parts
   begin_summary
   gpu_info
   start=$SECONDS
@@ -647,9 +651,7 @@ serve-gpu)
   # engine-level rows (tg128 alone, x4, x16). Carry .device/ops with .device/m1, then .device/m2,
   # then .device/m3 and this stage (the model in three parts, as batch-check).
   unpack .device/ops
-  mkdir -p "$(dirname "$model")"
-  cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
-  echo "$sha  $model" | sha256sum -c - || exit 3
+  model_from_parts
   begin_summary
   gpu_info
   bench smollm2-batch --model "$model" --reps 3 --depth 0 --pp 512 --tg 128 --batch 4,16
