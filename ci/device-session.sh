@@ -625,10 +625,10 @@ kvq8-ab)
   cat "$OUT/summary.md"
   ;;
 sampler)
-  # The device sampler with OpenAI's presence and frequency penalties (issue 11): the sample op
-  # cases at both waves with path coverage (sample_prep's counts path), the GPU unit tests, the
-  # graph test, the sampled streams of the fixtures through the device sampler (the model-level
-  # settings include the penalties), and greedy vs default sampling on Llama-3.2-1B (tg128).
+  # The device sampler (issues 8 and 11): the sample op cases at both waves with the path
+  # coverage of the sampling kernels, the GPU unit tests, the graph test, the sampled streams
+  # of the fixtures through the device sampler (the model-level settings include the
+  # penalties), and greedy vs default sampling (tg128).
   unpack .device/ops
   begin_summary
   gpu_info
@@ -641,8 +641,13 @@ sampler)
   finish
   for t in ${TESTS-engine_lib gpu_graph}; do run_test "$t"; finish; done
   fixtures_conformance conformance-fixtures
-  bench llama-3.2-1b-sampling --shape llama-3.2-1b --reps 5 --depth 0 --pp 512 --tg 128 --sampling greedy,default
-  grep -E "^\| (tg|pp)" "$OUT/bench-llama-3.2-1b-sampling.md"
+  # The sampler's cost beside greedy at two vocabularies: Llama 3's (63 chunks: sample_topk's
+  # bound from the chunk maxima) and SmolLM2's (24 chunks, fewer than top-k 40: from the
+  # groups' maxima).
+  for shape in ${SHAPES:-llama-3.2-1b smollm2-135m}; do
+    bench $shape-sampling --shape $shape --reps 5 --depth 0 --pp 512 --tg 128 --sampling greedy,default
+    grep -E "^\| (tg|pp)" "$OUT/bench-$shape-sampling.md"
+  done
   cat "$OUT/summary.md"
   ;;
 serve-gpu)

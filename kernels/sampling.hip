@@ -39,9 +39,10 @@
 //     4-5 the SplitMix64 state (u64, little-endian), 6 the coin (f32), 7 reserved;
 //   hist (hist_cap) i32 ids; the workspace, for this vocab: work, stage_p, tmp_p, cand_p
 //   (vocab) f32; stage_id, tmp_id, cand_id (vocab) i32; keys (next power of two ≥ vocab) u64;
-//   part (G, 4) i32: per chunk the argmax value's bits, its id, the flags (bit 0 a NaN or +inf
+//   part (G, 12) i32: per chunk the argmax value's bits, its id, the flags (bit 0 a NaN or +inf
 //   in the row, bit 1 a value other than -inf, bit 2 +inf after the penalty), the number of
-//   candidates.
+//   candidates, then the bits of the penalised maximum of each of its 8 groups (group g: the
+//   ids of threads 32g … 32g + 31, 256 ids).
 //   Contract (the host's): vocab ≥ 1, the workspace sized for ≥ vocab; temperature finite;
 //   top_k in [0, vocab) (0 = off); top_p in (0, 1] (≥ 1 = off); min_p in [0, 1] (0 = off);
 //   repeat_penalty finite > 0 (1 = off); presence_penalty, frequency_penalty in [-2, 2] (0 =
@@ -55,28 +56,36 @@
 //      times (the repetition penalty once, the reference's "distinct ids"): l ← l · penalty if
 //      l < 0 else l / penalty, then l ← l − (c · frequency + presence), each rounded; +inf
 //      after them; the chunk's argmax (lowest id on ties);
-//      the penalised row written to work when the step samples (temperature > 0).
+//      the penalised row written to work when the step samples (temperature > 0); the
+//      maxima of the chunk's 8 groups.
 //   sample_topk, block b (every block first folds all G parts: the row's maximum M and its
 //   checks; a step that fails or is greedy stops here):
 //   3. scaled = (l − M) / temperature for the chunk's ids, in shared memory;
-//   4. top-k (0 < k < vocab): the chunk's k-th largest scaled value τ_b by a radix select
-//      (four passes of 8 bits over a key in f32 total order), else τ_b = -inf; candidates:
-//      scaled ≥ τ_b and not -inf, in id order, at stage[b·CHUNK ..], their count in part[b].
-//      The global k-th largest τ is ≥ every τ_b (a chunk is a subset), so every id with
-//      scaled ≥ τ is a candidate, and τ is the k-th largest candidate.
+//   4. top-k (0 < k < vocab): a bound β, the k-th largest of the G chunk maxima when k ≤ G ≤
+//      512, else of the 8·G group maxima when k ≤ 8·G ≤ 512, by ranks (each thread counts the
+//      maxima above its own), else none (β = -inf); the maxima of disjoint sets of ids, so at
+//      least k ids are ≥ β and the row's k-th largest is ≥ β; scaled β = (β − M) / T. The
+//      chunk's ids with scaled ≥ β (not -inf) are its candidates unless there are more than k:
+//      then also ≥ the chunk's own k-th largest τ_b, by a radix select (four passes of 8 bits
+//      over a key in f32 total order); in id order at stage[b·CHUNK ..], their count in
+//      part[b]. The global k-th largest scaled τ is ≥ both (scaling is nondecreasing; a chunk
+//      is a subset), so every id with scaled ≥ τ is a candidate, and τ is the k-th largest
+//      candidate. On real logits β leaves a few candidates a chunk: no select runs.
 //   sample_pick (one block):
 //   5. the parts folded: a NaN or +inf, every value -inf, a coin outside [0, 1): token -1;
 //      +inf after the penalty: -1; greedy (temperature ≤ 0), or every value -inf after the
 //      penalty (the reference's NaN-filled distribution then draws id 0, the argmax): the
 //      argmax;
 //   6. the chunks' candidates gathered in id order into tmp; top-k: τ = their k-th largest
-//      (radix select) when there are more than k of them, else every one is kept (fewer than
-//      k values in the row are above -inf); kept: scaled ≥ τ, compacted in id order into cand
+//      when there are more than k of them (by ranks when at most SAMPLE_PICK_BLOCK, else a
+//      radix select), else every one is kept (fewer than k values in the row are above
+//      -inf); kept: scaled ≥ τ, compacted in id order into cand
 //      (thread t owns a contiguous range; a block scan gives its offset); e =
 //      wf_sampler_exp(scaled) (the reference's softmax subtracts the kept maximum, +0:
 //      v − 0 = v); sum serial in id order by thread 0; p = e / sum;
-//   7. top-p (< 1): keys (~bits(p) << 32 | position) sorted ascending (bitonic; in shared
-//      memory up to SAMPLE_SORT_LDS keys, else in keys): p descending, id ascending; thread 0
+//   7. top-p (< 1): keys (~bits(p) << 32 | position) sorted ascending (up to SAMPLE_PICK_BLOCK
+//      keys each placed at its rank; else bitonic, in shared memory up to SAMPLE_SORT_LDS
+//      keys, else in keys): p descending, id ascending; thread 0
 //      walks them, zeroing p of each token of rank > 0 whose mass ranked above is ≥ top_p;
 //   8. min-p (> 0): threshold = min_p · (max of p, folded from 0); p < threshold zeroed;
 //   9. thread 0: total = Σ p (id order), dist = p / total, total2 = Σ dist, r = coin · total2;
@@ -84,24 +93,28 @@
 //   Launch: sample_prep and sample_topk grid (G), block SAMPLE_PART_BLOCK = 256 (thread t reads
 //   ids t, t + 256, … of its chunk: SAMPLE_CHUNK / 256 loads in flight, coalesced);
 //   sample_pick grid (1), block SAMPLE_PICK_BLOCK = 1024. No dynamic shared memory (static:
-//   prep 8 KiB, topk ≤ 26 KiB, pick ≤ 50 KiB). The serial sums and walks of sample_pick run
+//   prep 8 KiB, topk ≤ 27 KiB, pick ≤ 33 KiB). The serial sums and walks of sample_pick run
 //   on thread 0 over the candidates (k of top-k plus ties; every id above -inf when top-k is
 //   off).
 // Paths (WF_PATH; sample_pick slot 1, sample_prep slot 2, sample_topk slot 3):
 //   unsamplable:  (pick) a NaN, +inf, all -inf, or a bad coin: token -1
 //   penalty_inf:  (pick) +inf after the penalty: token -1
 //   greedy:       (pick) temperature ≤ 0 (or all -inf after the penalty): the argmax
-//   top_k:        (pick) the radix select of the k-th largest candidate
+//   top_k:        (pick) the radix select of the k-th largest candidate (over 1024 of them)
+//   top_k_rank:   (pick) the k-th largest of at most 1024 candidates, by ranks
 //   softmax:      (pick) a sampled step: candidates, softmax, the draw
-//   top_p_lds:    (pick) top-p with its sort in shared memory
+//   top_p_rank:   (pick) top-p over at most 1024 candidates, each key placed at its rank
+//   top_p_lds:    (pick) top-p with its bitonic sort in shared memory
 //   top_p_global: (pick) top-p with its sort in the keys workspace
 //   min_p:        (pick) the min-p filter
 //   penalty:      (prep) the window's ids counted and penalised
 //   counts:       (prep) presence/frequency on: c · frequency + presence subtracted
 //   work:         (prep) the penalised row written for a sampled step
 //   stop:         (topk) a failed or greedy step: no candidates
-//   chunk_top_k:  (topk) a chunk's radix select of its k-th largest scaled logit
-//   all:          (topk) a chunk of at most k ids, or top-k off: every id above -inf
+//   chunk_top_k:  (topk) more than k candidates: the chunk's radix select of its k-th largest
+//   bound:        (topk) the bound β left at most k candidates: no select
+//   all:          (topk) no bound and at most k ids above -inf, or top-k off: every id above
+//                 -inf
 
 #include "common.h"
 
@@ -115,10 +128,12 @@ enum SamplePickPath {
   PATH_SOFTMAX,
   PATH_TOP_P_LDS,
   PATH_TOP_P_GLOBAL,
-  PATH_MIN_P
+  PATH_MIN_P,
+  PATH_TOP_K_RANK,
+  PATH_TOP_P_RANK
 };
 enum SamplePrepPath { PATH_PENALTY, PATH_WORK, PATH_COUNTS };
-enum SampleTopkPath { PATH_STOP, PATH_CHUNK_TOP_K, PATH_ALL };
+enum SampleTopkPath { PATH_STOP, PATH_CHUNK_TOP_K, PATH_ALL, PATH_BOUND };
 
 // (v, i) beats (best_v, best_i): larger value, or equal value and smaller index. NaN v never
 // beats anything (both comparisons are false).
@@ -211,7 +226,11 @@ constexpr int SAMPLE_PART_BLOCK = 256;  // their threads
 constexpr int SAMPLE_PER_THREAD = SAMPLE_CHUNK / SAMPLE_PART_BLOCK;
 constexpr int SAMPLE_PICK_BLOCK = 1024;
 constexpr int SAMPLE_SORT_LDS = 2048;  // top-p keys sorted in shared memory up to this many
-constexpr int SAMPLE_PART_WORDS = 4;   // i32 words per chunk in part
+constexpr int SAMPLE_GROUPS = SAMPLE_PART_BLOCK / 32;  // 32-thread groups of a prep block
+constexpr int SAMPLE_PART_WORDS = 4 + SAMPLE_GROUPS;  // i32 words per chunk in part
+constexpr int SAMPLE_BOUND_MAX = 512;  // maxima a topk block ranks for its bound, at most
+// sample_pick's rank sort holds n ≤ SAMPLE_PICK_BLOCK keys and them sorted in s_a
+static_assert(2 * SAMPLE_PICK_BLOCK <= SAMPLE_SORT_LDS, "s_a holds the rank sort");
 // part[b] flags
 constexpr int SAMPLE_BAD = 1;      // a NaN or +inf in the row
 constexpr int SAMPLE_ANY = 2;      // a value other than -inf in the row
@@ -224,6 +243,16 @@ WF_DEVICE u64 sample_splitmix64(u64* state) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+// The step's coin: given (flags bit 0 clear: the f32 at word 6) or drawn from the SplitMix64
+// state (CoinRng::next_u64 then coin()); *next, when given, the state after the step.
+WF_DEVICE float sample_step_coin(const int* step, u64* next) {
+  u64 state = (u64)(uint32_t)step[4] | ((u64)(uint32_t)step[5] << 32);
+  float coin = f32_from_bits((uint32_t)step[6]);
+  if ((step[3] & 1) != 0) coin = (float)(uint32_t)(sample_splitmix64(&state) >> 40) / 16777216.0f;
+  if (next) *next = state;
+  return coin;
 }
 
 // f32 → u32 whose unsigned order is f32::total_cmp's (−0 below +0; no NaN reaches it).
@@ -241,23 +270,56 @@ WF_DEVICE void sample_window(int pos, int hist_cap, int window, int* lo, int* hi
   *lo = (window > 0 && pos + 1 - window > 0) ? pos + 1 - window : 0;
 }
 
-// Exclusive prefix sum of v over the block's threads (in thread order); *total = the sum.
+// Exclusive prefix sum of v over the block's threads (in thread order); *total = the sum. Each
+// wave scans by butterflies (after the exchange at mask m, `sum` is the total of the lane's
+// aligned group of 2m lanes and `pre` the part of it below the lane), then every thread adds
+// the totals of the waves before its own: two barriers, whatever the block size.
 template <int BLOCK>
 WF_DEVICE int sample_block_scan(int v, int* total) {
-  WF_SHARED int s[BLOCK];
-  const int t = thread_index();
-  s[t] = v;
-  block_sync();
-  for (int off = 1; off < BLOCK; off <<= 1) {
-    const int x = t >= off ? s[t - off] : 0;
-    block_sync();
-    s[t] += x;
-    block_sync();
+  WF_SHARED int s_wave[BLOCK / WAVE];
+  const int lane = wave_lane(), w = wave_index();
+  int sum = v, pre = 0;
+#pragma unroll
+  for (int m = 1; m < WAVE; m <<= 1) {
+    const int o = wave_shfl_xor(sum, m);
+    if (lane & m) pre += o;
+    sum += o;
   }
-  const int inclusive = s[t];
-  *total = s[BLOCK - 1];
+  if (lane == 0) s_wave[w] = sum;
   block_sync();
-  return inclusive - v;
+  int before = 0, all = 0;
+  // not unrolled: unrolled, its LDS reads take scalar registers that wave64 targets spill
+#pragma unroll 1
+  for (int i = 0; i < BLOCK / WAVE; ++i) {
+    const int x = s_wave[i];
+    before += i < w ? x : 0;
+    all += x;
+  }
+  *total = all;
+  block_sync();  // s_wave may be reused by the next call
+  return before + pre;
+}
+
+// The k-th largest of x[0, n) (1 ≤ k ≤ n ≤ BLOCK · per) by ranks: each thread counts, for its
+// elements, those of x greater and those greater or equal; the value with greater < k ≤ greater
+// or equal is the k-th largest (every thread holding it writes the same value). x is in shared
+// memory; n · n comparisons in all, for the small sets where a radix select's sixteen barriers
+// cost more. `out` is the caller's shared word. Every thread gets the value.
+template <int BLOCK>
+WF_DEVICE float sample_kth_by_rank(const float* x, int n, int k, float* out) {
+  for (int i = thread_index(); i < n; i += BLOCK) {
+    const float v = x[i];
+    int gt = 0, ge = 0;
+    for (int j = 0; j < n; ++j) {
+      gt += x[j] > v ? 1 : 0;
+      ge += x[j] >= v ? 1 : 0;
+    }
+    if (gt < k && k <= ge) *out = v;
+  }
+  block_sync();
+  const float r = *out;
+  block_sync();  // *out may be reused
+  return r;
 }
 
 // The k-th largest of x[0, n) (1 ≤ k ≤ n) in total order: four 8-bit digits of sample_key,
@@ -429,6 +491,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
   }
   float best_v = -wf_inf();
   int best_i = 0x7fffffff, flags = 0;
+  float group_max = -wf_inf();  // of this thread's ids, then of its 32-thread group's
 #pragma unroll
   for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
     const int j = t + u * SAMPLE_PART_BLOCK;
@@ -446,11 +509,20 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
       best_v = v;
       best_i = begin + j;
     }
+    group_max = v > group_max ? v : group_max;
     if (write_work) work[begin + j] = v;
   }
+  // the maxima of the 32-thread groups (lanes of one group differ in bits 0-4 only, whatever
+  // the wave size): sample_topk's lower bound of the k-th largest
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) {
+    const float o = wave_shfl_xor(group_max, m);
+    group_max = o > group_max ? o : group_max;
+  }
+  int* p = part + (i64)b * SAMPLE_PART_WORDS;
+  if ((t & 31) == 0) p[4 + (t >> 5)] = (int)f32_bits(group_max);
   sample_block_best<SAMPLE_PART_BLOCK>(&best_v, &best_i, &flags);
   if (t == 0) {
-    int* p = part + (i64)b * SAMPLE_PART_WORDS;
     p[0] = (int)f32_bits(best_v);
     p[1] = best_i;
     p[2] = flags;
@@ -463,6 +535,8 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
                 int n_parts, int* stage_id, float* stage_p) {
   WF_SHARED float xs[SAMPLE_CHUNK];
   WF_SHARED uint32_t hist_words[SAMPLE_HIST_WORDS];
+  WF_SHARED float bound_vals[SAMPLE_BOUND_MAX];
+  WF_SHARED float s_bound;
   const int t = thread_index(), b = block_index_x();
   const int begin = b * SAMPLE_CHUNK;
   const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
@@ -481,27 +555,61 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
     if (j < n) xs[j] = (work[begin + j] - best_v) / temperature;
   }
   block_sync();
-  // 4. this chunk's top-k threshold and its candidates in id order
-  float kth = -wf_inf();
-  if (top_k > 0 && n > top_k) {
-    if (t == 0) WF_PATH(3, PATH_CHUNK_TOP_K);
-    kth = sample_kth_largest<SAMPLE_PART_BLOCK>(xs, n, top_k, hist_words);
-  } else if (t == 0) {
-    WF_PATH(3, PATH_ALL);
+  // 4. a lower bound of the row's k-th largest: the k-th largest of the chunks' maxima, or
+  //    of their 32-thread groups' maxima (the maxima of disjoint sets of ids: at least k ids
+  //    of the row are ≥ it), ranked in shared memory when there are few enough
+  const bool top_k_on = top_k > 0 && top_k < vocab;
+  int m = 0;
+  bool groups = false;
+  if (top_k_on && top_k <= n_parts && n_parts <= SAMPLE_BOUND_MAX) {
+    m = n_parts;
+  } else if (top_k_on && top_k <= n_parts * SAMPLE_GROUPS &&
+             n_parts * SAMPLE_GROUPS <= SAMPLE_BOUND_MAX) {
+    m = n_parts * SAMPLE_GROUPS;
+    groups = true;
   }
+  float thr = -wf_inf();  // scaled: candidates are ≥ it and not -inf
+  if (m > 0) {
+    for (int i = t; i < m; i += SAMPLE_PART_BLOCK) {
+      const int w = groups ? (i / SAMPLE_GROUPS) * SAMPLE_PART_WORDS + 4 + i % SAMPLE_GROUPS
+                           : i * SAMPLE_PART_WORDS;
+      bound_vals[i] = f32_from_bits((uint32_t)part[w]);
+    }
+    block_sync();
+    const float bound = sample_kth_by_rank<SAMPLE_PART_BLOCK>(bound_vals, m, top_k, &s_bound);
+    // scaled as the chunk's logits are: (l − M) / T is nondecreasing in l, so an id whose
+    // scaled logit reaches the k-th largest scaled logit reaches this too
+    thr = (bound - best_v) / temperature;
+  }
+  //    then this chunk's candidates, ≥ the bound; more than k of them: this chunk's own k-th
+  //    largest (a radix select), also a lower bound (a chunk is a subset of the row)
   const int j0 = t * SAMPLE_PER_THREAD;  // thread t owns ids [j0, j0 + SAMPLE_PER_THREAD)
   int count = 0;
 #pragma unroll
   for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
     const int j = j0 + u;
-    count += (j < n && xs[j] >= kth && xs[j] != -wf_inf()) ? 1 : 0;
+    count += (j < n && xs[j] >= thr && xs[j] != -wf_inf()) ? 1 : 0;
   }
   int total;
   int at = begin + sample_block_scan<SAMPLE_PART_BLOCK>(count, &total);
+  if (top_k_on && total > top_k) {
+    if (t == 0) WF_PATH(3, PATH_CHUNK_TOP_K);
+    const float kth = sample_kth_largest<SAMPLE_PART_BLOCK>(xs, n, top_k, hist_words);
+    thr = kth > thr ? kth : thr;
+    count = 0;
+#pragma unroll
+    for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+      const int j = j0 + u;
+      count += (j < n && xs[j] >= thr && xs[j] != -wf_inf()) ? 1 : 0;
+    }
+    at = begin + sample_block_scan<SAMPLE_PART_BLOCK>(count, &total);
+  } else if (t == 0) {
+    WF_PATH(3, m > 0 ? PATH_BOUND : PATH_ALL);
+  }
 #pragma unroll
   for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
     const int j = j0 + u;
-    if (j < n && xs[j] >= kth && xs[j] != -wf_inf()) {
+    if (j < n && xs[j] >= thr && xs[j] != -wf_inf()) {
       stage_id[at] = begin + j;
       stage_p[at] = xs[j];
       ++at;
@@ -548,13 +656,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
   int* s_id = (int*)s_b;
   float* s_p = (float*)s_b + SAMPLE_SORT_LDS;
   const int t = thread_index();
-  // The step block, read by every thread here; thread 0 rewrites it after the last barrier.
-  const int pos = step[1];
-  const uint32_t calls = (uint32_t)step[2] + 1u;
-  u64 state = (u64)(uint32_t)step[4] | ((u64)(uint32_t)step[5] << 32);
-  const bool drawn = (step[3] & 1) != 0;
-  float coin = f32_from_bits((uint32_t)step[6]);
-  if (drawn) coin = (float)(uint32_t)(sample_splitmix64(&state) >> 40) / 16777216.0f;
+  // The step block, read by every thread here for the coin; thread 0 reads it again and
+  // rewrites it after the last barrier (the position and the state are not held in
+  // registers across the kernel: wave64 targets would spill scalar registers).
+  const float coin = sample_step_coin(step, nullptr);
   // 5. the decisions
   float best_v;
   int best_i, flags;
@@ -590,7 +695,14 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
     }
     block_sync();
     float kth = -wf_inf();
-    if (top_k > 0 && n_c > top_k) {
+    if (top_k > 0 && n_c > top_k && n_c <= SAMPLE_PICK_BLOCK) {
+      // few candidates (the chunks' bound kept them few): ranked in shared memory
+      if (t == 0) WF_PATH(1, PATH_TOP_K_RANK);
+      float* vals = (float*)s_a;
+      if (t < n_c) vals[t] = tmp_p[t];
+      block_sync();
+      kth = sample_kth_by_rank<SAMPLE_PICK_BLOCK>(vals, n_c, top_k, &s_threshold);
+    } else if (top_k > 0 && n_c > top_k) {
       if (t == 0) WF_PATH(1, PATH_TOP_K);
       kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k, (uint32_t*)s_a);
     }
@@ -617,14 +729,32 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
     if (top_p < 1.0f) {
       int n2 = 1;
       while (n2 < n) n2 <<= 1;
+      const bool rank = n <= SAMPLE_PICK_BLOCK;
       const bool lds = n2 <= SAMPLE_SORT_LDS;
-      if (t == 0) WF_PATH(1, lds ? PATH_TOP_P_LDS : PATH_TOP_P_GLOBAL);
-      u64* k = lds ? s_a : keys;
-      for (int j = t; j < n2; j += SAMPLE_PICK_BLOCK) {
-        k[j] = j < n ? ((u64)(~f32_bits(ps[j])) << 32) | (u64)(uint32_t)j : ~0ull;
+      if (t == 0) WF_PATH(1, rank ? PATH_TOP_P_RANK : lds ? PATH_TOP_P_LDS : PATH_TOP_P_GLOBAL);
+      u64* k = rank ? s_a + SAMPLE_PICK_BLOCK : lds ? s_a : keys;
+      if (rank) {
+        // one key a thread, placed at its rank (the keys are distinct: the position is in
+        // them), s_a[0, n) the keys and s_a[SAMPLE_PICK_BLOCK, + n) them sorted
+        u64 key = 0;
+        if (t < n) {
+          key = ((u64)(~f32_bits(ps[t])) << 32) | (u64)(uint32_t)t;
+          s_a[t] = key;
+        }
+        block_sync();
+        if (t < n) {
+          int r = 0;
+          for (int j = 0; j < n; ++j) r += s_a[j] < key ? 1 : 0;
+          k[r] = key;
+        }
+        block_sync();
+      } else {
+        for (int j = t; j < n2; j += SAMPLE_PICK_BLOCK) {
+          k[j] = j < n ? ((u64)(~f32_bits(ps[j])) << 32) | (u64)(uint32_t)j : ~0ull;
+        }
+        block_sync();
+        sample_bitonic_sort(k, n2);
       }
-      block_sync();
-      sample_bitonic_sort(k, n2);
       if (t == 0) {
         float above = 0.0f;  // the mass ranked above, dropped tokens included
         for (int r = 0; r < n; ++r) {
@@ -677,13 +807,16 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
   }
   block_sync();
   if (t == 0) {
+    u64 state;
+    sample_step_coin(step, &state);
+    const int pos = step[1];
     const int token = fail ? -1 : s_token;
     step[0] = token;
     if (!fail) {
       if (pos + 1 >= 0 && pos + 1 < hist_cap) hist[pos + 1] = token;
       step[1] = pos + 1;
     }
-    step[2] = (int)calls;
+    step[2] = (int)((uint32_t)step[2] + 1u);
     step[4] = (int)(uint32_t)state;
     step[5] = (int)(uint32_t)(state >> 32);
   }

@@ -39,6 +39,20 @@ impl CoverageReport {
         !self.paths.is_empty() && self.unreached().is_empty()
     }
 
+    /// The report restricted to the kernels some case reached (each with all its paths): for a
+    /// run of selected ops (`--op sample`), whose cases cannot reach the other ops' kernels.
+    /// A kernel the selection reaches at all must still have every path reached.
+    pub fn scoped_to_reached_kernels(mut self) -> CoverageReport {
+        let reached: Vec<&'static str> = self
+            .paths
+            .iter()
+            .filter(|p| p.first.is_some())
+            .map(|p| p.kernel)
+            .collect();
+        self.paths.retain(|p| reached.contains(&p.kernel));
+        self
+    }
+
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -96,4 +110,41 @@ pub fn run(b: &GpuBackend, cases: &[Case], variant: &str) -> Result<CoverageRepo
         variant: variant.to_string(),
         paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(kernel: &'static str, path: &'static str, reached: bool) -> PathCoverage {
+        PathCoverage {
+            kernel,
+            path,
+            first: reached.then(|| (Op::Sample, "case".to_string())),
+            cases: usize::from(reached),
+        }
+    }
+
+    #[test]
+    fn a_scoped_report_keeps_every_path_of_each_reached_kernel() {
+        let report = CoverageReport {
+            variant: "WAVE=32".into(),
+            paths: vec![
+                path("sample_pick", "greedy", true),
+                path("sample_pick", "top_p_rank", false),
+                path("rms_norm", "vec", false),
+                path("rms_norm", "tail", false),
+            ],
+        };
+        let scoped = report.scoped_to_reached_kernels();
+        assert_eq!(scoped.paths.len(), 2);
+        assert_eq!(scoped.unreached(), vec!["sample_pick.top_p_rank".to_string()]);
+        assert!(!scoped.all_reached());
+        let none = CoverageReport {
+            variant: String::new(),
+            paths: vec![path("rms_norm", "vec", false)],
+        }
+        .scoped_to_reached_kernels();
+        assert!(!none.all_reached(), "a selection reaching no kernel covers nothing");
+    }
 }

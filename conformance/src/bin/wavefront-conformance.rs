@@ -61,7 +61,8 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     kernels: Option<PathBuf>,
     /// Skip the kernel path coverage pass (each case run again on kernels built with
-    /// -DWF_COVERAGE, which must reach every path of every kernel).
+    /// -DWF_COVERAGE, which must reach every path of every kernel; with --op, every path of
+    /// each kernel the selected cases reach).
     #[arg(long)]
     no_coverage: bool,
     /// Only this op (repeatable).
@@ -175,8 +176,8 @@ fn run() -> Result<bool> {
                     })
                 };
                 out.check(&make, &format!("WAVE={w}"), &selected, &model_paths, &args);
-                if args.ops.is_empty() && !args.no_coverage {
-                    out.coverage(&coverage_opts, &selected);
+                if !args.no_coverage {
+                    out.coverage(&coverage_opts, &selected, !args.ops.is_empty());
                 }
             }
         }
@@ -245,11 +246,13 @@ struct Outcome {
 
 impl Outcome {
     /// Every case once more on kernels built with their path marks.
-    fn coverage(&mut self, opts: &GpuOptions, selected: &[cases::Case]) {
+    /// With `scoped` (ops selected), only the kernels their cases reached are reported.
+    fn coverage(&mut self, opts: &GpuOptions, selected: &[cases::Case], scoped: bool) {
         let variant = format!("WAVE={}", opts.wave.unwrap_or(0));
         let run = gpu::detect_with(opts)
             .map_err(|e| e.to_string())
-            .and_then(|b| coverage::run(&b, selected, &variant).map_err(|e| e.to_string()));
+            .and_then(|b| coverage::run(&b, selected, &variant).map_err(|e| e.to_string()))
+            .map(|c| if scoped { c.scoped_to_reached_kernels() } else { c });
         match run {
             Ok(c) => {
                 self.md.push_str(&c.markdown());

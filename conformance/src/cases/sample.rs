@@ -310,9 +310,10 @@ pub fn grid() -> Vec<SampleCase> {
         64,
         80,
     ));
-    // top-k off with top-p on: the whole vocabulary is candidates, sorted in shared memory
-    // (1000 above) or, past 2048, in the workspace;
+    // top-k off with top-p on: the whole vocabulary is candidates, each placed at its rank
+    // (1000 above), sorted in shared memory (1500) or, past 2048, in the workspace;
     let whole = SamplingParams { top_k: 0, ..cli };
+    g.push(case(1500, Logits::Flat, whole, 16, 77));
     g.push(case(5000, Logits::Flat, whole, 16, 77));
     g.push(case(49152, Logits::Peaked, whole, 16, 77));
     // a penalty below 1 that overflows to +inf (refused), and one that takes every id of a

@@ -202,6 +202,8 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
             "top_p_lds",
             "top_p_global",
             "min_p",
+            "top_k_rank",
+            "top_p_rank",
         ],
     ),
     k(
@@ -214,7 +216,7 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "sample_topk",
         "sampling.hip",
         3,
-        &["stop", "chunk_top_k", "all"],
+        &["stop", "chunk_top_k", "all", "bound"],
     ),
 ];
 

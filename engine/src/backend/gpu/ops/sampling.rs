@@ -84,8 +84,9 @@ impl StepBlock {
 pub(in crate::backend::gpu) const SAMPLE_CHUNK: usize = 2048;
 /// `sample_pick`'s threads, which fold one chunk's part each (ABI: `SAMPLE_PICK_BLOCK`).
 const SAMPLE_PICK_BLOCK: usize = 1024;
-/// i32 words per chunk in the parts (ABI: `SAMPLE_PART_WORDS`).
-const SAMPLE_PART_WORDS: usize = 4;
+/// i32 words per chunk in the parts: the argmax, its id, the flags, the candidates, then the
+/// maxima of the chunk's eight 32-thread groups (ABI: `SAMPLE_PART_WORDS`).
+const SAMPLE_PART_WORDS: usize = 12;
 
 /// The largest vocabulary the device sampler takes: its chunks are folded by one block of
 /// 1024 threads (≤ 1024 · 2048 ids), and its radix histograms count in 16 bits (kernels/
@@ -99,7 +100,7 @@ pub(in crate::backend::gpu) fn sample_chunks(vocab: usize) -> usize {
 
 /// Device scratch of the sampler for vocabularies up to `vocab`: one allocation holding keys
 /// (next power of two ≥ vocab) u64, then work, stage_id, stage_p, tmp_id, tmp_p, cand_id,
-/// cand_p (vocab each, 4 bytes), then the parts (chunks × 4 i32).
+/// cand_p (vocab each, 4 bytes), then the parts (chunks × 12 i32).
 pub(in crate::backend::gpu) struct SamplerWorkspace {
     buf: GpuBuffer,
     vocab: usize,
@@ -410,15 +411,15 @@ mod tests {
 
     #[test]
     fn workspace_bytes() {
-        // keys, 7 vocab-long arrays, 4 words per 2048-id chunk
-        assert_eq!(SamplerWorkspace::bytes(1), Some(8 + 28 + 16));
+        // keys, 7 vocab-long arrays, 12 words per 2048-id chunk
+        assert_eq!(SamplerWorkspace::bytes(1), Some(8 + 28 + 48));
         assert_eq!(
             SamplerWorkspace::bytes(1000),
-            Some(1024 * 8 + 1000 * 28 + 16)
+            Some(1024 * 8 + 1000 * 28 + 48)
         );
         assert_eq!(
             SamplerWorkspace::bytes(128_256),
-            Some(131_072 * 8 + 128_256 * 28 + 63 * 16)
+            Some(131_072 * 8 + 128_256 * 28 + 63 * 48)
         );
         assert_eq!(SamplerWorkspace::bytes(usize::MAX), None);
         assert_eq!(sample_chunks(SAMPLE_MAX_VOCAB), 977);
