@@ -138,13 +138,19 @@ mod tests {
         };
         let scoped = report.scoped_to_reached_kernels();
         assert_eq!(scoped.paths.len(), 2);
-        assert_eq!(scoped.unreached(), vec!["sample_pick.top_p_rank".to_string()]);
+        assert_eq!(
+            scoped.unreached(),
+            vec!["sample_pick.top_p_rank".to_string()]
+        );
         assert!(!scoped.all_reached());
         let none = CoverageReport {
             variant: String::new(),
             paths: vec![path("rms_norm", "vec", false)],
         }
         .scoped_to_reached_kernels();
-        assert!(!none.all_reached(), "a selection reaching no kernel covers nothing");
+        assert!(
+            !none.all_reached(),
+            "a selection reaching no kernel covers nothing"
+        );
     }
 }

@@ -252,7 +252,13 @@ impl Outcome {
         let run = gpu::detect_with(opts)
             .map_err(|e| e.to_string())
             .and_then(|b| coverage::run(&b, selected, &variant).map_err(|e| e.to_string()))
-            .map(|c| if scoped { c.scoped_to_reached_kernels() } else { c });
+            .map(|c| {
+                if scoped {
+                    c.scoped_to_reached_kernels()
+                } else {
+                    c
+                }
+            });
         match run {
             Ok(c) => {
                 self.md.push_str(&c.markdown());
