@@ -76,10 +76,12 @@
 //      +inf after the penalty: -1; greedy (temperature ≤ 0), or every value -inf after the
 //      penalty (the reference's NaN-filled distribution then draws id 0, the argmax): the
 //      argmax;
-//   6. the chunks' candidates gathered in id order into tmp; top-k: τ = their k-th largest
-//      when there are more than k of them (by ranks when at most SAMPLE_PICK_BLOCK, else a
-//      radix select), else every one is kept (fewer than k values in the row are above
-//      -inf); kept: scaled ≥ τ, compacted in id order into cand
+//   6. the chunks' candidates gathered in id order, into shared memory when there are at most
+//      SAMPLE_PICK_BLOCK (one a thread), else into tmp; top-k: τ = their k-th largest when
+//      there are more than k of them (by ranks in shared memory, else a radix select), else
+//      every one is kept (fewer than k values in the row are above -inf); kept: scaled ≥ τ,
+//      compacted in id order (in shared memory, each thread's candidate in its registers;
+//      else into cand)
 //      (thread t owns a contiguous range; a block scan gives its offset); e =
 //      wf_sampler_exp(scaled) (the reference's softmax subtracts the kept maximum, +0:
 //      v − 0 = v); sum serial in id order by thread 0; p = e / sum;
@@ -102,6 +104,8 @@
 //   greedy:       (pick) temperature ≤ 0 (or all -inf after the penalty): the argmax
 //   top_k:        (pick) the radix select of the k-th largest candidate (over 1024 of them)
 //   top_k_rank:   (pick) the k-th largest of at most 1024 candidates, by ranks
+//   candidates_lds:    (pick) at most 1024 candidates: gathered and kept in shared memory
+//   candidates_global: (pick) more: gathered into tmp, kept into cand
 //   softmax:      (pick) a sampled step: candidates, softmax, the draw
 //   top_p_rank:   (pick) top-p over at most 1024 candidates, each key placed at its rank
 //   top_p_lds:    (pick) top-p with its bitonic sort in shared memory
@@ -130,7 +134,9 @@ enum SamplePickPath {
   PATH_TOP_P_GLOBAL,
   PATH_MIN_P,
   PATH_TOP_K_RANK,
-  PATH_TOP_P_RANK
+  PATH_TOP_P_RANK,
+  PATH_CANDIDATES_LDS,
+  PATH_CANDIDATES_GLOBAL
 };
 enum SamplePrepPath { PATH_PENALTY, PATH_WORK, PATH_COUNTS };
 enum SampleTopkPath { PATH_STOP, PATH_CHUNK_TOP_K, PATH_ALL, PATH_BOUND };
@@ -465,6 +471,13 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
   const int t = thread_index(), b = block_index_x();
   const int begin = b * SAMPLE_CHUNK;
   const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
+  // the chunk's logits loaded first: in flight while the history is counted
+  float raw[SAMPLE_PER_THREAD];
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = t + u * SAMPLE_PART_BLOCK;
+    raw[u] = j < n ? logits[begin + j] : -wf_inf();
+  }
   for (int j = t; j < SAMPLE_CHUNK; j += SAMPLE_PART_BLOCK) count[j] = 0;
   block_sync();
   // 1. the window's ids in this chunk, counted
@@ -483,12 +496,6 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
   block_sync();
   // 2. checks, penalty, argmax; the penalised row
   if (write_work && b == 0 && t == 0) WF_PATH(2, PATH_WORK);
-  float raw[SAMPLE_PER_THREAD];
-#pragma unroll
-  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
-    const int j = t + u * SAMPLE_PART_BLOCK;
-    raw[u] = j < n ? logits[begin + j] : -wf_inf();
-  }
   float best_v = -wf_inf();
   int best_i = 0x7fffffff, flags = 0;
   float group_max = -wf_inf();  // of this thread's ids, then of its 32-thread group's
@@ -540,6 +547,32 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
   const int t = thread_index(), b = block_index_x();
   const int begin = b * SAMPLE_CHUNK;
   const int n = vocab - begin < SAMPLE_CHUNK ? vocab - begin : SAMPLE_CHUNK;
+  // 4. (its maxima) a lower bound of the row's k-th largest: the k-th largest of the chunks'
+  //    maxima, or of their 32-thread groups' maxima (the maxima of disjoint sets of ids: at
+  //    least k ids of the row are ≥ it), ranked in shared memory when there are few enough
+  const bool top_k_on = top_k > 0 && top_k < vocab;
+  int m = 0;
+  bool groups = false;
+  if (top_k_on && top_k <= n_parts && n_parts <= SAMPLE_BOUND_MAX) {
+    m = n_parts;
+  } else if (top_k_on && top_k <= n_parts * SAMPLE_GROUPS &&
+             n_parts * SAMPLE_GROUPS <= SAMPLE_BOUND_MAX) {
+    m = n_parts * SAMPLE_GROUPS;
+    groups = true;
+  }
+  // The maxima and the chunk's penalised logits are loaded before the fold, their reads in
+  // flight with its own (the fold's barriers publish bound_vals).
+  for (int i = t; i < m; i += SAMPLE_PART_BLOCK) {
+    const int w = groups ? (i / SAMPLE_GROUPS) * SAMPLE_PART_WORDS + 4 + i % SAMPLE_GROUPS
+                         : i * SAMPLE_PART_WORDS;
+    bound_vals[i] = f32_from_bits((uint32_t)part[w]);
+  }
+  float l[SAMPLE_PER_THREAD];
+#pragma unroll
+  for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
+    const int j = t + u * SAMPLE_PART_BLOCK;
+    l[u] = j < n ? work[begin + j] : 0.0f;
+  }
   float best_v;
   int best_i, flags;
   sample_fold_parts<SAMPLE_PART_BLOCK>(part, n_parts, &best_v, &best_i, &flags);
@@ -552,30 +585,11 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PART_BLOCK)
 #pragma unroll
   for (int u = 0; u < SAMPLE_PER_THREAD; ++u) {
     const int j = t + u * SAMPLE_PART_BLOCK;
-    if (j < n) xs[j] = (work[begin + j] - best_v) / temperature;
+    if (j < n) xs[j] = (l[u] - best_v) / temperature;
   }
   block_sync();
-  // 4. a lower bound of the row's k-th largest: the k-th largest of the chunks' maxima, or
-  //    of their 32-thread groups' maxima (the maxima of disjoint sets of ids: at least k ids
-  //    of the row are ≥ it), ranked in shared memory when there are few enough
-  const bool top_k_on = top_k > 0 && top_k < vocab;
-  int m = 0;
-  bool groups = false;
-  if (top_k_on && top_k <= n_parts && n_parts <= SAMPLE_BOUND_MAX) {
-    m = n_parts;
-  } else if (top_k_on && top_k <= n_parts * SAMPLE_GROUPS &&
-             n_parts * SAMPLE_GROUPS <= SAMPLE_BOUND_MAX) {
-    m = n_parts * SAMPLE_GROUPS;
-    groups = true;
-  }
   float thr = -wf_inf();  // scaled: candidates are ≥ it and not -inf
   if (m > 0) {
-    for (int i = t; i < m; i += SAMPLE_PART_BLOCK) {
-      const int w = groups ? (i / SAMPLE_GROUPS) * SAMPLE_PART_WORDS + 4 + i % SAMPLE_GROUPS
-                           : i * SAMPLE_PART_WORDS;
-      bound_vals[i] = f32_from_bits((uint32_t)part[w]);
-    }
-    block_sync();
     const float bound = sample_kth_by_rank<SAMPLE_PART_BLOCK>(bound_vals, m, top_k, &s_bound);
     // scaled as the chunk's logits are: (l − M) / T is nondecreasing in l, so an id whose
     // scaled logit reaches the k-th largest scaled logit reaches this too
@@ -648,11 +662,12 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
                 u64* keys) {
   WF_SHARED int s_token;
   WF_SHARED float s_sum, s_threshold;
-  // Two 16 KiB regions, each reused: A holds the radix histogram copies, then the top-p keys;
-  // B the chunks' offsets during the gather, then the kept candidates (ids, p) when they fit.
+  // Two 16 KiB regions, each reused: A holds the chunks' offsets during the gather, the radix
+  // histogram copies, then the top-p keys; B the gathered candidates (ids, p) when there are at
+  // most SAMPLE_PICK_BLOCK, then the kept candidates when they fit.
   WF_SHARED u64 s_a[SAMPLE_SORT_LDS];
   WF_SHARED u64 s_b[SAMPLE_SORT_LDS];
-  int* s_off = (int*)s_b;
+  int* s_off = (int*)s_a;  // the chunks' offsets, before any use of s_a below
   int* s_id = (int*)s_b;
   float* s_p = (float*)s_b + SAMPLE_SORT_LDS;
   const int t = thread_index();
@@ -684,37 +699,55 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_PICK_BLOCK)
     const int off = sample_block_scan<SAMPLE_PICK_BLOCK>(c, &n_c);
     s_off[t] = off;
     block_sync();
+    // At most one a thread (the chunks' bound keeps real logits there): gathered, ranked and
+    // compacted in shared memory, each thread holding its candidate in registers; else through
+    // the workspace (tmp, then cand).
+    const bool small = n_c <= SAMPLE_PICK_BLOCK;
+    if (t == 0) WF_PATH(1, small ? PATH_CANDIDATES_LDS : PATH_CANDIDATES_GLOBAL);
+    int* g_id = small ? s_id : tmp_id;
+    float* g_p = small ? s_p : tmp_p;
     // wave w gathers chunks w, w + waves, … (their counts read in parallel)
     constexpr int NW = SAMPLE_PICK_BLOCK / WAVE;
     for (int b = wave_index(); b < n_parts; b += NW) {
       const int cb = part[(i64)b * SAMPLE_PART_WORDS + 3];
       for (int j = wave_lane(); j < cb; j += WAVE) {
-        tmp_id[s_off[b] + j] = stage_id[(i64)b * SAMPLE_CHUNK + j];
-        tmp_p[s_off[b] + j] = stage_p[(i64)b * SAMPLE_CHUNK + j];
+        g_id[s_off[b] + j] = stage_id[(i64)b * SAMPLE_CHUNK + j];
+        g_p[s_off[b] + j] = stage_p[(i64)b * SAMPLE_CHUNK + j];
       }
     }
     block_sync();
     float kth = -wf_inf();
-    if (top_k > 0 && n_c > top_k && n_c <= SAMPLE_PICK_BLOCK) {
-      // few candidates (the chunks' bound kept them few): ranked in shared memory
-      if (t == 0) WF_PATH(1, PATH_TOP_K_RANK);
-      float* vals = (float*)s_a;
-      if (t < n_c) vals[t] = tmp_p[t];
-      block_sync();
-      kth = sample_kth_by_rank<SAMPLE_PICK_BLOCK>(vals, n_c, top_k, &s_threshold);
-    } else if (top_k > 0 && n_c > top_k) {
-      if (t == 0) WF_PATH(1, PATH_TOP_K);
-      kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k, (uint32_t*)s_a);
+    int n;
+    if (small) {
+      if (top_k > 0 && n_c > top_k) {
+        if (t == 0) WF_PATH(1, PATH_TOP_K_RANK);
+        kth = sample_kth_by_rank<SAMPLE_PICK_BLOCK>(s_p, n_c, top_k, &s_threshold);
+      }
+      const int my_id = t < n_c ? s_id[t] : 0;
+      const float my_p = t < n_c ? s_p[t] : -wf_inf();
+      const bool keep = t < n_c && my_p >= kth;
+      const int at = sample_block_scan<SAMPLE_PICK_BLOCK>(keep ? 1 : 0, &n);  // synchronises
+      if (keep) {
+        s_id[at] = my_id;
+        s_p[at] = wf_sampler_exp(my_p);
+      }
+    } else {
+      if (top_k > 0 && n_c > top_k) {
+        if (t == 0) WF_PATH(1, PATH_TOP_K);
+        kth = sample_kth_largest<SAMPLE_PICK_BLOCK>(tmp_p, n_c, top_k, (uint32_t*)s_a);
+      }
+      n = sample_compact(tmp_id, tmp_p, n_c, kth, cand_id, cand_p);
     }
-    const int n = sample_compact(tmp_id, tmp_p, n_c, kth, cand_id, cand_p);
     // The serial steps below read the candidates from shared memory when they fit.
     const bool fits = n <= SAMPLE_SORT_LDS;
     int* ids = fits ? s_id : cand_id;
     float* ps = fits ? s_p : cand_p;
-    for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) {
-      const float e = wf_sampler_exp(cand_p[j]);
-      if (fits) ids[j] = cand_id[j];
-      ps[j] = e;
+    if (!small) {
+      for (int j = t; j < n; j += SAMPLE_PICK_BLOCK) {
+        const float e = wf_sampler_exp(cand_p[j]);
+        if (fits) ids[j] = cand_id[j];
+        ps[j] = e;
+      }
     }
     block_sync();
     if (t == 0) {

@@ -204,6 +204,8 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
             "min_p",
             "top_k_rank",
             "top_p_rank",
+            "candidates_lds",
+            "candidates_global",
         ],
     ),
     k(
@@ -436,7 +438,7 @@ mod tests {
                 + 2 * 10
                 + 2 * 5
                 + 8 * (8 + 3 + 3)
-                + 10
+                + 12
                 + 3
                 + 4
         );
