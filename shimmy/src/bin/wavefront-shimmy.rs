@@ -21,7 +21,8 @@ use wavefront_shimmy::{family, family_of, Options, WavefrontEngine};
     about = "Shimmy's server (OpenAI/Ollama-compatible) running on Wavefront"
 )]
 struct Cli {
-    /// GGUF file or Hugging Face directory (default: SmolLM2-135M-Instruct, fetched on first use).
+    /// GGUF file, Hugging Face directory, or `smollm2` / `gemma3` (fetched on first use; default:
+    /// smollm2, SmolLM2-135M-Instruct).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Address to listen on; port 0 takes a free port (the address is printed). Shimmy refuses
@@ -71,12 +72,11 @@ async fn run(cli: Cli) -> Result<()> {
         family(t)?;
     }
     ApiSecurity::from_env()?.validate_bind(cli.bind)?;
-    let path = match cli.model {
-        Some(p) => p,
-        None => tokio::task::spawn_blocking(wavefront::fetch::default_model)
-            .await?
-            .context("the default model is unavailable")?,
-    };
+    // A path, a model name (`smollm2`, `gemma3`: fetched on first use), or the default model.
+    let model = cli.model.clone();
+    let path = tokio::task::spawn_blocking(move || wavefront::fetch::resolve(model.as_deref()))
+        .await?
+        .context("the model is unavailable")?;
     let name = cli
         .name
         .unwrap_or_else(|| wavefront::serve::model_id(&path));
