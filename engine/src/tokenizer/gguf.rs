@@ -6,7 +6,11 @@
 //!   where a token is not already spelled in it, the file's merges, a `ByteLevel` pre-tokenizer
 //!   (or a split regex chosen by `tokenizer.ggml.pre`) and decoder;
 //! - `llama`: SentencePiece BPE (`LlamaTokenizer`): the file's merges or ones derived from the
-//!   scores (`generate_merges`), `Metaspace` (prefix `▁` on the first piece), byte fallback.
+//!   scores (`generate_merges`), `Metaspace` (prefix `▁` on the first piece), byte fallback;
+//! - `llama` in a Gemma file (`gemma`, `gemma2`, `gemma3`; transformers' `gemma_tokenizer` →
+//!   `GemmaTokenizer`): tokens of spaces respelled as `▁`s, merges derived with each token's
+//!   position in the file as its score (Gemma's scores do not follow its merge order), spaces
+//!   normalized to `▁` with no prefix, byte fallback, no strip when decoding.
 //!
 //! As in transformers, `tokenizer.ggml.add_space_prefix` is not consulted: the SentencePiece
 //! path always prefixes `▁` to the first piece (llama.cpp honours the flag; files that set it to
@@ -66,9 +70,11 @@ fn split_regex(pre: &str) -> Option<&'static str> {
     })
 }
 
-/// Architectures whose SentencePiece vocabularies transformers builds differently (Gemma,
-/// Phi-3); the engine runs neither, so they are refused rather than built wrong.
-const SENTENCEPIECE_VARIANTS: &[&str] = &["gemma", "gemma2", "gemma3", "phi3"];
+/// Architectures whose SentencePiece vocabularies transformers builds differently and the engine
+/// does not (Phi-3): refused rather than built wrong.
+const SENTENCEPIECE_VARIANTS: &[&str] = &["phi3"];
+/// Architectures whose SentencePiece vocabulary is built as `GemmaTokenizer` ([`gemma`]).
+const GEMMA_ARCHS: &[&str] = &["gemma", "gemma2", "gemma3"];
 
 /// The tokenizer the file's metadata describes; `None` when it has no `tokenizer.ggml.model`.
 /// A pipeline that does not build (merges of unknown tokens, ...) is an
@@ -100,7 +106,11 @@ fn build(file: &GgufFile) -> Result<Option<Tokenizer>> {
             if SENTENCEPIECE_VARIANTS.contains(&arch) {
                 return Err(unsupported(format!("the `{arch}` SentencePiece tokenizer")));
             }
-            (sentencepiece(file, &tokens)?, true)
+            if GEMMA_ARCHS.contains(&arch) {
+                (gemma(&tokens)?, true)
+            } else {
+                (sentencepiece(file, &tokens)?, true)
+            }
         }
         other => {
             return Err(unsupported(format!(
@@ -363,6 +373,61 @@ fn sentencepiece(file: &GgufFile, tokens: &[&str]) -> Result<tokenizers::Tokeniz
     Ok(tk)
 }
 
+/// Gemma's SentencePiece BPE (transformers `gemma_tokenizer` and `GemmaTokenizer`): a token made
+/// only of whitespace that holds a space is stored with real spaces but looked up as that many
+/// `▁`s, so it is respelled; the file has no merges, and they are derived from the vocabulary
+/// with each token's position as its score (−index: earlier tokens merge first). Spaces become
+/// `▁` (a normalizer, no prefix), the `Split` on " " pre-tokenizer of `GemmaTokenizer` (which
+/// never splits what the normalizer left), byte fallback, and a decoder that turns `▁` back
+/// into spaces and strips nothing.
+fn gemma(tokens: &[&str]) -> Result<tokenizers::Tokenizer> {
+    let respelled: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            if t.contains(' ') && t.trim().is_empty() {
+                "▁".repeat(t.chars().count())
+            } else {
+                t.to_string()
+            }
+        })
+        .collect();
+    let spelled: Vec<&str> = respelled.iter().map(String::as_str).collect();
+    let vocab: HashMap<&str, u32> = spelled
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (*t, i as u32))
+        .collect();
+    let positions: Vec<f32> = (0..spelled.len()).map(|i| -(i as f32)).collect();
+    let merges = generate_merges(&spelled, &positions, &vocab);
+    let vocab: Vocab = vocab.into_iter().map(|(t, i)| (t.to_string(), i)).collect();
+    let bpe = build_bpe(
+        BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .unk_token("<unk>".into())
+            .fuse_unk(true)
+            .byte_fallback(true),
+    )?;
+    let mut tk = tokenizers::Tokenizer::new(bpe);
+    let err = |e: String| Error::Tokenizer(format!("the Gemma pipeline: {e}"));
+    tk.with_normalizer(Some(
+        Replace::new(" ", "▁").map_err(|e| err(e.to_string()))?,
+    ));
+    let split = Split::new(
+        SplitPattern::String(" ".into()),
+        SplitDelimiterBehavior::MergedWithPrevious,
+        false,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    tk.with_pre_tokenizer(Some(split));
+    let replace = Replace::new("▁", " ").map_err(|e| err(e.to_string()))?;
+    tk.with_decoder(Some(DecoderSequence::new(vec![
+        DecoderWrapper::Replace(replace),
+        DecoderWrapper::ByteFallback(ByteFallback::new()),
+        DecoderWrapper::Fuse(Fuse::new()),
+    ])));
+    Ok(tk)
+}
+
 /// Merges implied by a vocabulary and its scores (transformers `generate_merges` with
 /// `vocab_scores`): every split of every token into two vocabulary tokens, grouped per token
 /// and ordered by the pieces' ids, then all sorted by (score, left length, right length)
@@ -517,8 +582,9 @@ mod tests {
             err.to_string().contains("bert") && err.to_string().contains("tok.gguf"),
             "{err}"
         );
+        // Phi-3's SentencePiece variant is not built: refused, not built wrong.
         let (_d, f) = read(
-            &sentencepiece_file().kv("general.architecture", GgufValue::String("gemma2".into())),
+            &sentencepiece_file().kv("general.architecture", GgufValue::String("phi3".into())),
         );
         assert!(matches!(
             from_gguf(&f).unwrap_err(),
