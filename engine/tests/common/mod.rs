@@ -2,3 +2,4 @@ pub mod cli;
 pub mod gpu;
 pub mod http;
 pub mod tiny_hf;
+pub mod tokenizer;
