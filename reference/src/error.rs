@@ -26,6 +26,9 @@ pub enum Error {
     /// Appending to the KV cache would pass its capacity; the cache is left unchanged.
     #[error("KV cache full: capacity {capacity}, requested {requested}")]
     CacheFull { capacity: usize, requested: usize },
+    /// A rollback of the KV cache to more positions than it holds.
+    #[error("KV cache rollback to {requested} positions: it holds {len}")]
+    RollForward { len: usize, requested: usize },
     /// A sampling parameter (or the coin) outside its domain.
     #[error("sampling parameter {param} = {value}: {reason}")]
     BadSamplingParam {

@@ -65,6 +65,20 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
+    /// Forgets positions `len..` (speculative decoding drops the rows of rejected drafts): only
+    /// the length moves, nothing is copied, and the next forward writes over those rows.
+    /// Rolling forward (`len > self.len()`) is an error and changes nothing.
+    pub fn rollback_to(&mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::RollForward {
+                len: self.len,
+                requested: len,
+            });
+        }
+        self.len = len;
+        Ok(())
+    }
+
     /// Checks that `n` more positions fit; the error leaves the cache untouched.
     pub(crate) fn check_room(&self, n: usize) -> Result<()> {
         let requested = self.len + n;
@@ -133,5 +147,17 @@ mod tests {
         assert_eq!(cache.check_room(2), Err(err));
         cache.truncate(1);
         assert_eq!(cache.k(0), k.slice(s![.., ..1, ..]));
+        // Rolling forward is refused and changes nothing; rolling back moves only the length.
+        let err = Error::RollForward {
+            len: 1,
+            requested: 2,
+        };
+        assert_eq!(cache.rollback_to(2), Err(err));
+        assert_eq!(cache.len(), 1);
+        cache.advance(2);
+        assert_eq!(cache.rollback_to(1), Ok(()));
+        assert_eq!((cache.len(), cache.k(0)), (1, k.slice(s![.., ..1, ..])));
+        assert_eq!(cache.rollback_to(0), Ok(()));
+        assert!(cache.is_empty());
     }
 }

@@ -202,6 +202,39 @@ fn truncate_then_forward_reproduces_the_logits() {
     }
 }
 
+/// Speculative decoding's rollback: rows written and then rolled back (`rollback_to`) leave no
+/// trace: the next forward gives, bit for bit, the logits and cache of a run that never wrote
+/// them.
+#[test]
+fn rollback_then_forward_equals_never_having_written_the_rows() {
+    let tokens = Rng::new(12).tokens(6, 50);
+    for (name, model) in models() {
+        let mut rolled = model.new_cache(10);
+        model.forward(&tokens[..4], &mut rolled).unwrap();
+        model.forward(&[9, 13, 21], &mut rolled).unwrap(); // rejected drafts
+        rolled.rollback_to(4).unwrap();
+        let got = model.forward(&tokens[4..], &mut rolled).unwrap();
+        let mut fresh = model.new_cache(10);
+        model.forward(&tokens[..4], &mut fresh).unwrap();
+        let want = model.forward(&tokens[4..], &mut fresh).unwrap();
+        assert_eq!(got, want, "{name}");
+        assert_eq!(rolled.len(), fresh.len(), "{name}");
+        for l in 0..rolled.n_layers() {
+            assert_eq!(rolled.k(l), fresh.k(l), "{name} layer {l}");
+            assert_eq!(rolled.v(l), fresh.v(l), "{name} layer {l}");
+        }
+        // Rolling forward is refused.
+        assert_eq!(
+            rolled.rollback_to(7),
+            Err(Error::RollForward {
+                len: 6,
+                requested: 7
+            }),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn the_trace_holds_every_hidden_state() {
     let model = gqa_model(11);
