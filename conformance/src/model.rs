@@ -218,7 +218,7 @@ pub fn kv_lifecycle<B: Backend>(
     }
     checks.extend(check_kv(engine, &seq.cache, &rc, "after decode", tol)?);
     if let Some(snap) = snap {
-        seq.cache.rollback_to(snap)?;
+        seq.cache.rollback_to(snap.len())?;
         rc.truncate(snap.len());
         checks.extend(check_kv(engine, &seq.cache, &rc, "after rollback", tol)?);
         for &t in &tokens[mark..] {

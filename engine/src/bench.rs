@@ -305,7 +305,7 @@ pub fn run<B: Backend>(
             let (params, window) = sampling.params();
             let mut samples = Vec::new();
             for rep in 0..=opts.reps {
-                seq.cache.rollback_to(start)?;
+                seq.cache.rollback_to(start.len())?;
                 engine.begin_decode(&mut seq, &context, rep as u64)?;
                 let ms = b.time_ms(&mut || {
                     engine.queue_sample(&mut seq, &params, window)?;

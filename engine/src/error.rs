@@ -109,6 +109,10 @@ pub enum Error {
     #[error("context full: {requested} positions requested, KV cache capacity is {capacity}")]
     ContextFull { capacity: usize, requested: usize },
 
+    /// A rollback of the KV cache to more positions than it holds.
+    #[error("KV cache rollback to {requested} positions: it holds {len}")]
+    KvRollForward { len: usize, requested: usize },
+
     /// A request the engine refuses before running it (an empty prompt, a token outside the
     /// vocabulary...).
     #[error("invalid request: {0}")]

@@ -228,15 +228,18 @@ impl<T: TensorInfo> KvCache<T> {
         KvSnapshot { len: self.len }
     }
 
-    /// Forgets every position written after `snap`. Rolling forward is an error.
-    pub fn rollback_to(&mut self, snap: KvSnapshot) -> Result<()> {
-        if snap.len > self.len {
-            return Err(Error::InvalidRequest(format!(
-                "cannot roll the KV cache forward from {} to {}",
-                self.len, snap.len
-            )));
+    /// Forgets every position from `len` on (a snapshot's [`KvSnapshot::len`], or the
+    /// accepted length after a speculative verification): only the length moves, nothing is
+    /// copied, and the next forward writes over those positions. Rolling forward is an error
+    /// ([`Error::KvRollForward`]) and changes nothing.
+    pub fn rollback_to(&mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::KvRollForward {
+                len: self.len,
+                requested: len,
+            });
         }
-        self.len = snap.len;
+        self.len = len;
         Ok(())
     }
 

@@ -101,18 +101,22 @@ fn rollback_then_replay_reproduces_logits_and_kv() {
     let kv_at_snap = seq.cache.read_layer(e.backend(), 1).unwrap();
     e.forward(&mut seq, &TOKENS[5..8], Logits::Last).unwrap();
     let first = e.last_logits(&seq).unwrap();
-    seq.cache.rollback_to(snap).unwrap();
+    seq.cache.rollback_to(snap.len()).unwrap();
     assert_eq!(seq.cache.len(), 5);
     assert_eq!(seq.cache.read_layer(e.backend(), 1).unwrap(), kv_at_snap);
     e.forward(&mut seq, &TOKENS[5..8], Logits::Last).unwrap();
     assert_eq!(e.last_logits(&seq).unwrap(), first);
     // Rolling forward is refused.
     let later = seq.cache.snapshot();
-    seq.cache.rollback_to(snap).unwrap();
+    seq.cache.rollback_to(snap.len()).unwrap();
     assert!(matches!(
-        seq.cache.rollback_to(later),
-        Err(Error::InvalidRequest(_))
+        seq.cache.rollback_to(later.len()),
+        Err(Error::KvRollForward {
+            len: 5,
+            requested: 8
+        })
     ));
+    assert_eq!(seq.cache.len(), 5);
 }
 
 #[test]
@@ -317,5 +321,51 @@ fn the_step_decode_refuses_misuse_with_typed_errors() {
     assert!(matches!(err, Error::ContextFull { .. }), "{err}");
     for _ in 0..3 {
         assert!(e.take_token(&mut seq).unwrap() < 97);
+    }
+}
+
+/// Speculative verification (issue 13): the k + 1 rows of one forward over the last token and
+/// k drafts, at a non-zero start, are bit for bit the logits the decode step (`queue_decode`,
+/// the plain generation's path) computes for each token alone; and a forward over rows that
+/// are then rolled back leaves no trace in the next forward's logits or the cache.
+#[test]
+fn verification_rows_equal_decode_steps_and_rollback_leaves_no_trace() {
+    let greedy = wavefront::SamplingParams::greedy();
+    for (bias, tie) in [(false, false), (true, true)] {
+        let e = engine(config(bias, tie), 512);
+        let vocab = e.config().vocab_size;
+        let prompt = &TOKENS[..4];
+        // The plain decode: the first token from the prefill, then 4 decode steps.
+        let mut plain = e.new_sequence(32).unwrap();
+        e.forward(&mut plain, prompt, Logits::Last).unwrap();
+        e.begin_decode(&mut plain, prompt, 7).unwrap();
+        e.queue_sample(&mut plain, &greedy, 0).unwrap();
+        let mut tokens = vec![e.take_token(&mut plain).unwrap()];
+        let mut step_logits = Vec::new();
+        for _ in 0..4 {
+            e.queue_decode(&mut plain, &greedy, 0).unwrap();
+            step_logits.extend(e.last_logits(&plain).unwrap());
+            tokens.push(e.take_token(&mut plain).unwrap());
+        }
+        // One verification pass over the first 4 tokens, after rows that were rolled back.
+        let mut spec = e.new_sequence(32).unwrap();
+        e.forward(&mut spec, prompt, Logits::Last).unwrap();
+        e.forward(&mut spec, &[90, 91, 92, 93, 94, 95], Logits::All)
+            .unwrap();
+        spec.cache.rollback_to(prompt.len()).unwrap();
+        let rows = e
+            .forward(&mut spec, &tokens[..4], Logits::All)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.len(), 4 * vocab);
+        assert_eq!(rows, step_logits, "bias {bias}, tie {tie}");
+        assert_eq!(spec.cache.len(), plain.cache.len());
+        for l in 0..2 {
+            assert_eq!(
+                spec.cache.read_layer(e.backend(), l).unwrap(),
+                plain.cache.read_layer(e.backend(), l).unwrap(),
+                "layer {l}"
+            );
+        }
     }
 }
