@@ -217,4 +217,5 @@ pub mod planted;
 pub mod q8;
 pub mod report;
 pub mod rounded;
+pub mod speculative;
 pub mod tolerance;

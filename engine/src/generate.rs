@@ -1,13 +1,15 @@
 //! The decode loop: prefill the prompt, then sample, stream text and stop — the API the CLI
 //! (and later the server) drive.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::detok::IncrementalDecoder;
 use crate::error::{Error, Result};
 use crate::model::{DecodeBatch, Engine, Logits, Sequence};
-use crate::sampler::SamplingParams;
+use crate::sampler::{CoinRng, SamplingParams};
+use crate::speculative::{lookup_draft, AdaptiveK, LookupParams, SpecBug, SpecStats};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +199,20 @@ enum Begin {
     Take { queue_ahead: bool },
 }
 
+/// Speculative decoding's state in a generation ([`Generator::with_lookup`]).
+struct Speculation {
+    params: LookupParams,
+    k: AdaptiveK,
+    /// The request's coin stream, drawn on the host while speculating (the plain run draws
+    /// the same coins on the device, one per token).
+    rng: CoinRng,
+    /// Verified tokens not yet emitted, with their log-probabilities.
+    queue: VecDeque<(u32, Option<TokenLogprobs>)>,
+    stats: SpecStats,
+    /// Adaptive k switched speculation off and decoding went over to the plain device path.
+    handed_off: bool,
+}
+
 pub struct Generator<'a, B: Backend> {
     engine: &'a Engine<B>,
     tokenizer: Option<&'a Tokenizer>,
@@ -220,6 +236,8 @@ pub struct Generator<'a, B: Backend> {
     prefill_pos: usize,
     /// When the step in progress began, and whether it was decoding.
     step_start: Option<(Instant, bool)>,
+    /// Prompt-lookup speculation, when asked for.
+    spec: Option<Speculation>,
 }
 
 /// How many of `prompt`'s first tokens equal those of `prefilled` whose KV a cache of `cached`
@@ -305,9 +323,42 @@ impl<'a, B: Backend> Generator<'a, B> {
             prefilled: false,
             prefill_pos: reused,
             step_start: None,
+            spec: None,
             request,
             seq,
         }
+    }
+
+    /// Decodes speculatively with prompt lookup (module [`crate::speculative`]): each decode
+    /// step drafts up to k tokens from the context, scores them with the last token in one
+    /// forward, and keeps the drafts while they equal the tokens sampled from their rows (each
+    /// row with the coin and penalty history the plain decode would use at its position), so
+    /// the tokens, their log-probabilities, the finish reason and the text are the plain
+    /// generation's. Set before the first step.
+    pub fn with_lookup(mut self, params: LookupParams) -> Result<Self> {
+        params.validate()?;
+        if self.prefilled {
+            return Err(Error::InvalidRequest(
+                "speculation is set before the first token".into(),
+            ));
+        }
+        self.spec = Some(Speculation {
+            params,
+            k: AdaptiveK::new(&params),
+            rng: CoinRng::new(self.request.seed),
+            queue: VecDeque::new(),
+            stats: SpecStats::default(),
+            handed_off: false,
+        });
+        Ok(self)
+    }
+
+    /// Speculation's counts so far; `None` without speculation.
+    pub fn spec_stats(&self) -> Option<SpecStats> {
+        self.spec.as_ref().map(|s| SpecStats {
+            switched_off: s.k.is_off(),
+            ..s.stats
+        })
     }
 
     /// Every check of a request against the engine; the KV capacity it gets.
@@ -447,8 +498,20 @@ impl<'a, B: Backend> Generator<'a, B> {
             e.backend().synchronize()?;
             self.timings.prefill += start.elapsed();
             self.prefilled = true;
+            if self.spec.is_some() {
+                // The first token from the prefill's logits, with the stream's first coin.
+                self.step_start = None;
+                let logits = e.last_logits(&self.seq)?;
+                self.verify_rows(&logits, &[])?;
+                return self.emit_verified().map(Begin::Done);
+            }
             e.begin_decode(&mut self.seq, &self.request.prompt, self.request.seed)?;
             e.queue_sample(&mut self.seq, &params, window)?;
+        } else if self.spec.as_ref().is_some_and(|s| !s.handed_off) {
+            if let Some(step) = self.spec_step(start)? {
+                return Ok(Begin::Done(step));
+            }
+            // Handed off: the next token's sample is queued on the device, as after a prefill.
         } else if !self.ahead {
             if self.request.logprobs.is_none() || self.seq.cache.remaining() == 0 {
                 // The last call could not queue this token's step: the cache is full.
@@ -469,6 +532,105 @@ impl<'a, B: Backend> Generator<'a, B> {
         })
     }
 
+    /// A speculative decode step: the next verified token, verifying a draft first when none
+    /// is left (`Ok(None)` instead when adaptive k has just switched speculation off: the
+    /// plain decode's sample is then queued on the device).
+    fn spec_step(&mut self, start: Instant) -> Result<Option<Option<Step>>> {
+        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
+        if spec.queue.is_empty() {
+            if self.seq.cache.remaining() == 0 {
+                // As the plain decode: every position's logits were sampled; the cache is full.
+                self.step_start = None;
+                return self.finish_with(FinishReason::ContextFull).map(Some);
+            }
+            let last = *self.context.last().ok_or_else(not_speculating)?;
+            if spec.k.is_off() {
+                // The cache holds the context but its last token: decode that token, then
+                // sample on the device with the coin stream where the host left it.
+                spec.handed_off = true;
+                let seed = spec.rng.state();
+                let (params, window) = self.settings();
+                let e = self.engine;
+                e.forward(&mut self.seq, &[last], Logits::Last)?;
+                e.begin_decode(&mut self.seq, &self.context, seed)?;
+                e.queue_sample(&mut self.seq, &params, window)?;
+                return Ok(None);
+            }
+            // Draft up to k tokens, no more than the tokens still wanted after the one every
+            // verification gives, nor the positions the cache has left.
+            let budget = self.request.max_tokens - self.generated.len();
+            let k = spec
+                .k
+                .k()
+                .min(budget - 1)
+                .min(self.seq.cache.remaining() - 1);
+            let draft = lookup_draft(&self.context, spec.params.ngram, k);
+            let mut input = Vec::with_capacity(draft.len() + 1);
+            input.push(last);
+            input.extend_from_slice(&draft);
+            let before = self.seq.cache.len();
+            let logits = self
+                .engine
+                .forward(&mut self.seq, &input, Logits::All)?
+                .ok_or_else(not_speculating)?;
+            let accepted = self.verify_rows(&logits, &draft)?;
+            let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
+            // Keep the KV of the last token and the accepted drafts; the correction (the last
+            // sampled token) is the next verification's first row.
+            if spec.params.planted != Some(SpecBug::NoRollback) {
+                self.seq.cache.rollback_to(before + 1 + accepted)?;
+            }
+            spec.k.update(draft.len(), accepted);
+            self.timings.decode += start.elapsed();
+        }
+        self.step_start = None;
+        self.emit_verified().map(Some)
+    }
+
+    /// Samples the rows of a verification (`logits`, (draft.len() + 1, vocab)) in order, each
+    /// with the next coin of the request's stream and the penalty window of the context as the
+    /// plain decode would have it there, and queues the tokens: every accepted draft (equal to
+    /// its row's sample) and the first sample that differs from its draft (or follows the
+    /// last). Returns the drafts accepted.
+    fn verify_rows(&mut self, logits: &[f32], draft: &[u32]) -> Result<usize> {
+        let vocab = self.engine.config().vocab_size;
+        let (params, window) = self.settings();
+        let n_logprobs = self.request.logprobs;
+        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
+        let mut history = self.context.clone();
+        let mut accepted = 0;
+        for (i, row) in logits.chunks_exact(vocab).take(draft.len() + 1).enumerate() {
+            let h = match window {
+                0 => &history[..],
+                n => &history[history.len().saturating_sub(n)..],
+            };
+            let sampled = crate::sampler::sample(row, &params, h, spec.rng.coin())?;
+            let token = match (draft.get(i), spec.params.planted) {
+                (Some(&d), Some(SpecBug::AcceptUnchecked)) => d,
+                _ => sampled,
+            };
+            let lp = n_logprobs.map(|n| TokenLogprobs::from_logits(row, token, n));
+            spec.queue.push_back((token, lp));
+            history.push(token);
+            if draft.get(i) != Some(&token) {
+                break;
+            }
+            accepted += 1;
+        }
+        spec.stats.verifications += 1;
+        spec.stats.drafted += draft.len();
+        spec.stats.accepted += accepted;
+        spec.stats.tokens += accepted + 1;
+        Ok(accepted)
+    }
+
+    /// Emits the oldest verified token.
+    fn emit_verified(&mut self) -> Result<Option<Step>> {
+        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
+        let (token, logprobs) = spec.queue.pop_front().ok_or_else(not_speculating)?;
+        self.emit(token, logprobs)
+    }
+
     /// The rest of a step after [`Generator::begin`] (and the decode step it asked for): waits
     /// for the token and emits it.
     fn take(&mut self) -> Result<Option<Step>> {
@@ -487,6 +649,12 @@ impl<'a, B: Backend> Generator<'a, B> {
         if decoding {
             self.timings.decode += start.elapsed();
         }
+        self.emit(token, logprobs)
+    }
+
+    /// Records a generated token and returns its step: the text it completes, or the end at
+    /// an end-of-sequence token or a stop string.
+    fn emit(&mut self, token: u32, logprobs: Option<TokenLogprobs>) -> Result<Option<Step>> {
         self.timings.generated_tokens += 1;
         self.generated.push(token);
         self.context.push(token);
@@ -590,6 +758,10 @@ impl<'a, B: Backend> Generator<'a, B> {
     pub fn sequence(&self) -> &Sequence<B> {
         &self.seq
     }
+}
+
+fn not_speculating() -> Error {
+    Error::InvalidRequest("a speculative step without a verified token".into())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod model;
 pub mod rope;
 pub mod sampler;
 pub mod serve;
+pub mod speculative;
 pub mod tensor;
 pub mod tokenizer;
 

@@ -1,0 +1,290 @@
+//! Speculative identity (issue 13): a generation with prompt-lookup speculation
+//! ([`Generator::with_lookup`]) gives the plain generation's steps — every token, its text, its
+//! log-probabilities, the finish reason — greedy and sampled with a seed, with penalties over
+//! the history window, stop strings, `max_tokens`, a full context and adaptive k's switch to
+//! plain decode. The oracle is the plain run of the same engine. On the CPU the verification
+//! rows are bit for bit the decode steps' logits, so the streams must be identical; the check
+//! also counts what was drafted, accepted and rejected, so that a run in which speculation never
+//! did anything cannot pass as proof (the caller asserts the counts).
+
+use std::path::Path;
+
+use serde::Serialize;
+use wavefront::backend::Backend;
+use wavefront::speculative::{LookupParams, SpecBug};
+use wavefront::{
+    Engine, EngineOptions, GenerationRequest, Generator, LoadedModel, Result, SamplingParams, Step,
+};
+
+use crate::harness::Rng;
+
+/// One request's comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpecRun {
+    pub setting: String,
+    /// Tokens the plain run generated (and the speculative one must).
+    pub tokens: usize,
+    pub finish: String,
+    pub verifications: usize,
+    pub drafted: usize,
+    pub accepted: usize,
+    pub switched_off: bool,
+    /// The first difference, `None` when the streams are identical.
+    pub mismatch: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpecReport {
+    pub model: String,
+    pub label: String,
+    pub runs: Vec<SpecRun>,
+}
+
+impl SpecReport {
+    pub fn all_pass(&self) -> bool {
+        self.runs.iter().all(|r| r.mismatch.is_none())
+    }
+
+    /// Drafted tokens, accepted ones, and rejections (verifications that kept fewer drafts
+    /// than they scored are at least `drafted - accepted > 0`), over all runs.
+    pub fn totals(&self) -> (usize, usize) {
+        self.runs
+            .iter()
+            .fold((0, 0), |(d, a), r| (d + r.drafted, a + r.accepted))
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "#### speculative identity (prompt lookup): {} {}\n\n| setting | tokens | finish | verifications | drafted | accepted | result |\n|---|---:|---|---:|---:|---:|---|\n",
+            self.model, self.label
+        );
+        for r in &self.runs {
+            let result = r.mismatch.as_deref().unwrap_or("identical");
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {result} |\n",
+                r.setting, r.tokens, r.finish, r.verifications, r.drafted, r.accepted
+            ));
+        }
+        s
+    }
+}
+
+/// A request of the check and the lookup settings it speculates with.
+#[derive(Debug, Clone)]
+pub struct SpecCase {
+    pub name: String,
+    pub request: GenerationRequest,
+    pub lookup: LookupParams,
+}
+
+/// A prompt that repeats itself (so the drafter finds n-grams from the start): `len` ids
+/// below `vocab`, a random phrase of 7 repeated.
+pub fn repeating_prompt(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    let phrase: Vec<u32> = (0..7).map(|_| rng.below(vocab) as u32).collect();
+    phrase.iter().copied().cycle().take(len).collect()
+}
+
+/// The cases every model runs: greedy; sampled with seeds under each family of filters and
+/// penalties (windows 0, 64 and 8); log-probabilities; a small `max_tokens`; a context that
+/// fills; k = 1; and adaptive k asked to give up at once (`min_acceptance` 1: plain decode on
+/// the device after the warm-up).
+pub fn cases(prompt: &[u32], planted: Option<SpecBug>) -> Vec<SpecCase> {
+    let settings = crate::models::sampling_settings();
+    let lookup = |k: usize, ngram: usize| LookupParams {
+        ngram,
+        planted,
+        ..LookupParams::new(k)
+    };
+    let base = GenerationRequest {
+        max_tokens: 48,
+        context: Some(prompt.len() + 64),
+        ..GenerationRequest::new(prompt.to_vec())
+    };
+    let mut out = vec![SpecCase {
+        name: "greedy k=4".into(),
+        request: base.clone(),
+        lookup: lookup(4, 3),
+    }];
+    for (i, (s, window)) in [
+        (settings[4], 64),
+        (settings[5], 8),
+        (settings[3], 0),
+        (settings[1], 64),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push(SpecCase {
+            name: format!("sampled {i} seed {} window {window}", 11 + i),
+            request: GenerationRequest {
+                sampling: s,
+                seed: 11 + i as u64,
+                repeat_last_n: window,
+                ..base.clone()
+            },
+            lookup: lookup(5, 2),
+        });
+    }
+    out.push(SpecCase {
+        name: "sampled, logprobs 3, k=3".into(),
+        request: GenerationRequest {
+            sampling: settings[0],
+            seed: 5,
+            logprobs: Some(3),
+            ..base.clone()
+        },
+        lookup: lookup(3, 3),
+    });
+    out.push(SpecCase {
+        name: "greedy, max_tokens 7, k=8".into(),
+        request: GenerationRequest {
+            max_tokens: 7,
+            ..base.clone()
+        },
+        lookup: lookup(8, 3),
+    });
+    out.push(SpecCase {
+        name: "greedy, context full, k=6".into(),
+        request: GenerationRequest {
+            context: Some(prompt.len() + 13),
+            ..base.clone()
+        },
+        lookup: lookup(6, 1),
+    });
+    out.push(SpecCase {
+        name: "sampled, k=1".into(),
+        request: GenerationRequest {
+            sampling: SamplingParams {
+                temperature: 0.5,
+                ..SamplingParams::default()
+            },
+            seed: 3,
+            ..base.clone()
+        },
+        lookup: lookup(1, 2),
+    });
+    out.push(SpecCase {
+        name: "sampled, switched off after the warm-up".into(),
+        request: GenerationRequest {
+            sampling: settings[1],
+            seed: 4,
+            ..base.clone()
+        },
+        lookup: LookupParams {
+            min_acceptance: 1.0,
+            ..lookup(1, 1)
+        },
+    });
+    out
+}
+
+/// Every step of a generation, and its finish reason.
+fn run_all<B: Backend>(g: &mut Generator<'_, B>) -> Result<(Vec<Step>, String)> {
+    let mut steps = Vec::new();
+    while let Some(s) = g.step()? {
+        steps.push(s);
+    }
+    let finish = g
+        .finish_reason()
+        .map_or("none".into(), |f| format!("{f:?}"));
+    Ok((steps, finish))
+}
+
+/// The first difference of two step streams (tokens, text, log-probabilities by bits).
+fn first_difference(plain: &[Step], spec: &[Step]) -> Option<String> {
+    for (i, (a, b)) in plain.iter().zip(spec).enumerate() {
+        if a.token != b.token || a.text != b.text {
+            return Some(format!(
+                "step {i}: plain {:?} {:?}, speculative {:?} {:?}",
+                a.token, a.text, b.token, b.text
+            ));
+        }
+        let bits = |s: &Step| {
+            s.logprobs.as_ref().map(|l| {
+                let mut v = vec![l.token, l.logprob.to_bits()];
+                v.extend(l.top.iter().flat_map(|&(id, p)| [id, p.to_bits()]));
+                v
+            })
+        };
+        if bits(a) != bits(b) {
+            return Some(format!(
+                "step {i}: log-probabilities {:?} plain, {:?} speculative",
+                a.logprobs, b.logprobs
+            ));
+        }
+    }
+    (plain.len() != spec.len())
+        .then(|| format!("{} steps plain, {} speculative", plain.len(), spec.len()))
+}
+
+/// One case: the plain generation, then the speculative one, compared step by step.
+pub fn run_case<B: Backend>(
+    engine: &Engine<B>,
+    model: &LoadedModel,
+    case: &SpecCase,
+) -> Result<SpecRun> {
+    let tok = model.tokenizer.as_ref();
+    let mut plain = Generator::new(engine, tok, case.request.clone())?;
+    let (want, want_finish) = run_all(&mut plain)?;
+    let mut spec = Generator::new(engine, tok, case.request.clone())?.with_lookup(case.lookup)?;
+    // An error the plain run did not have is a difference too (a planted bug may leave the
+    // cache where the plain decode cannot start).
+    let (got, got_finish) = match run_all(&mut spec) {
+        Ok(r) => r,
+        Err(e) => (Vec::new(), format!("error: {e}")),
+    };
+    let stats = spec.spec_stats().unwrap_or_default();
+    let mismatch = (want_finish != got_finish)
+        .then(|| format!("finish {want_finish} plain, {got_finish} speculative"))
+        .or_else(|| first_difference(&want, &got));
+    Ok(SpecRun {
+        setting: case.name.clone(),
+        tokens: plain.generated().len(),
+        finish: want_finish,
+        verifications: stats.verifications,
+        drafted: stats.drafted,
+        accepted: stats.accepted,
+        switched_off: stats.switched_off,
+        mismatch,
+    })
+}
+
+/// [`cases`] over a [`repeating_prompt`] of 40 ids on the model at `path`, on a backend from
+/// `make`.
+pub fn check_speculation<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    path: &Path,
+    label: &str,
+    planted: Option<SpecBug>,
+) -> Result<SpecReport> {
+    check_cases(make, path, label, &|model| {
+        cases(
+            &repeating_prompt(0x5bec, 40, model.config.vocab_size),
+            planted,
+        )
+    })
+}
+
+/// The cases `cases_for` makes for the model at `path`, on a backend from `make`.
+pub fn check_cases<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    path: &Path,
+    label: &str,
+    cases_for: &dyn Fn(&LoadedModel) -> Vec<SpecCase>,
+) -> Result<SpecReport> {
+    let model = wavefront::load(path)?;
+    let engine = Engine::new(make()?, &model, EngineOptions::default())?;
+    let runs = cases_for(&model)
+        .iter()
+        .map(|c| run_case(&engine, &model, c))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpecReport {
+        model: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+        label: label.into(),
+        runs,
+    })
+}

@@ -1,0 +1,281 @@
+//! Speculative decoding with prompt lookup (issue 13): a drafter proposes the tokens that
+//! followed the last n-gram where it occurred before in the prompt or the generated text, the
+//! target model scores the last accepted token and the drafts in one forward (k + 1 rows), and
+//! each row is sampled exactly as the plain decode would sample that position — the same coin
+//! of the request's stream, the same penalty history — so a draft is kept only while it equals
+//! the sampled token. The first sampled token that differs is the correction, and the KV cache
+//! is rolled back past it ([`crate::kv_cache::KvCache::rollback_to`]). For a deterministic
+//! drafter the output is therefore the plain run's token for token, greedy or sampled
+//! (`conformance/src/speculative.rs` proves it on every fixture and SmolLM2).
+
+use crate::error::{Error, Result};
+
+/// The longest draft a verification takes (rows of one forward beside the last token).
+pub const MAX_DRAFT: usize = 64;
+/// The longest n-gram the drafter matches.
+pub const MAX_NGRAM: usize = 16;
+
+/// Prompt-lookup speculation's settings (`wavefront run --lookup N [--lookup-ngram M]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LookupParams {
+    /// Most drafted tokens a verification scores (k), 1..=[`MAX_DRAFT`]; adaptive k stays at
+    /// or below it.
+    pub max_draft: usize,
+    /// The drafter matches the last `ngram` tokens (then shorter suffixes, down to one token),
+    /// 1..=[`MAX_NGRAM`].
+    pub ngram: usize,
+    /// Speculation turns itself off (plain decode for the rest of the generation) once the
+    /// measured acceptance rate (accepted / drafted, a moving average over the verifications
+    /// that drafted anything) falls below this, after [`WARMUP`] such verifications; in [0, 1]
+    /// (0 = never off).
+    pub min_acceptance: f64,
+    /// A planted bug for the conformance suite's own test (`conformance/src/planted.rs`):
+    /// `None` outside it.
+    #[doc(hidden)]
+    pub planted: Option<SpecBug>,
+}
+
+/// Verifications with a draft before adaptive k may switch speculation off.
+pub const WARMUP: usize = 8;
+
+impl LookupParams {
+    pub fn new(max_draft: usize) -> Self {
+        LookupParams {
+            max_draft,
+            ngram: 3,
+            min_acceptance: 0.1,
+            planted: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_DRAFT).contains(&self.max_draft) {
+            return Err(Error::invalid_param(
+                "lookup",
+                self.max_draft,
+                format!("in 1..={MAX_DRAFT} (drafted tokens a verification scores)"),
+            ));
+        }
+        if !(1..=MAX_NGRAM).contains(&self.ngram) {
+            return Err(Error::invalid_param(
+                "lookup_ngram",
+                self.ngram,
+                format!("in 1..={MAX_NGRAM}"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_acceptance) {
+            return Err(Error::invalid_param(
+                "min_acceptance",
+                self.min_acceptance,
+                "in [0, 1] (0 = never off)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Mistakes a speculative decoder could make, planted one at a time by the conformance suite
+/// to show that its identity tests catch them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecBug {
+    /// A drafted token is accepted without comparing it to the sampled one.
+    AcceptUnchecked,
+    /// The KV rows of rejected drafts are kept (no rollback).
+    NoRollback,
+}
+
+/// Up to `max` tokens that followed the latest earlier occurrence of `context`'s last `ngram`
+/// tokens (then of its last `ngram - 1`, …, down to 1); empty when none occurs or `max` is 0.
+/// The suffix itself is not a match of itself; a match runs to the end of `context` at most.
+pub fn lookup_draft(context: &[u32], ngram: usize, max: usize) -> Vec<u32> {
+    let len = context.len();
+    if max == 0 {
+        return Vec::new();
+    }
+    for n in (1..=ngram.min(len.saturating_sub(1))).rev() {
+        let suffix = &context[len - n..];
+        // Latest start first: the most recent context predicts best.
+        if let Some(start) = (0..len - n).rev().find(|&s| &context[s..s + n] == suffix) {
+            let from = start + n;
+            return context[from..(from + max).min(len)].to_vec();
+        }
+    }
+    Vec::new()
+}
+
+/// Counts of a speculative generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpecStats {
+    /// Verification forwards (each emits at least one token).
+    pub verifications: usize,
+    /// Drafted tokens scored.
+    pub drafted: usize,
+    /// Drafted tokens accepted (equal to the sampled token).
+    pub accepted: usize,
+    /// Tokens the verifications gave (accepted drafts plus one sampled token each; those after
+    /// an end-of-sequence token or a stop string are not emitted).
+    pub tokens: usize,
+    /// Whether adaptive k switched speculation off.
+    pub switched_off: bool,
+}
+
+impl SpecStats {
+    /// Accepted / drafted; `None` with nothing drafted.
+    pub fn acceptance(&self) -> Option<f64> {
+        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// Tokens per verification forward; `None` before the first.
+    pub fn tokens_per_verification(&self) -> Option<f64> {
+        (self.verifications > 0).then(|| self.tokens as f64 / self.verifications as f64)
+    }
+}
+
+/// Adaptive draft length: k grows by 2 after a verification that accepted every draft and
+/// shrinks by 1 after one that rejected some (within 1..=max), and speculation switches off
+/// once the moving acceptance rate is below `min_acceptance` after [`WARMUP`] drafted
+/// verifications (a rejected draft costs a verification row and gains nothing).
+#[derive(Debug, Clone)]
+pub struct AdaptiveK {
+    max: usize,
+    k: usize,
+    min_acceptance: f64,
+    /// Exponential moving average of accepted / drafted (weight 1/4 on the newest).
+    rate: f64,
+    drafted_steps: usize,
+    off: bool,
+}
+
+impl AdaptiveK {
+    pub fn new(params: &LookupParams) -> Self {
+        AdaptiveK {
+            max: params.max_draft,
+            k: params.max_draft,
+            min_acceptance: params.min_acceptance,
+            rate: 1.0,
+            drafted_steps: 0,
+            off: false,
+        }
+    }
+
+    /// The draft length to ask for now (0 once off).
+    pub fn k(&self) -> usize {
+        if self.off {
+            0
+        } else {
+            self.k
+        }
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.off
+    }
+
+    /// The moving acceptance rate.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Records a verification of `drafted` drafts of which `accepted` were kept.
+    pub fn update(&mut self, drafted: usize, accepted: usize) {
+        if drafted == 0 {
+            return;
+        }
+        self.drafted_steps += 1;
+        self.rate = 0.75 * self.rate + 0.25 * (accepted as f64 / drafted as f64);
+        self.k = if accepted == drafted {
+            (self.k + 2).min(self.max)
+        } else {
+            self.k.saturating_sub(1).max(1)
+        };
+        if self.drafted_steps >= WARMUP && self.rate < self.min_acceptance {
+            self.off = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_the_latest_longest_match() {
+        //            0  1  2  3  4  5  6  7  8  9
+        let c = [1, 2, 3, 4, 9, 2, 3, 5, 6, 2, 3];
+        // "2 3" last occurred at 5..7, followed by 5 6 2 3.
+        assert_eq!(lookup_draft(&c, 2, 3), [5, 6, 2]);
+        assert_eq!(lookup_draft(&c, 2, 10), [5, 6, 2, 3]);
+        // The 3-gram "9 2 3"? No: "6 2 3" never occurred before; the 2-gram answers.
+        assert_eq!(lookup_draft(&c, 3, 2), [5, 6]);
+        // A longer match wins over a later shorter one.
+        let d = [7, 8, 9, 1, 8, 9, 2, 7, 8, 9];
+        assert_eq!(lookup_draft(&d, 3, 2), [1, 8]);
+        assert_eq!(lookup_draft(&d, 2, 2), [2, 7]);
+        // Nothing to match, or nothing asked.
+        assert!(lookup_draft(&[1, 2, 3], 3, 4).is_empty());
+        assert!(lookup_draft(&c, 2, 0).is_empty());
+        assert!(lookup_draft(&[5], 3, 4).is_empty());
+        assert!(lookup_draft(&[], 3, 4).is_empty());
+        // A repeated token drafts itself.
+        assert_eq!(lookup_draft(&[4, 4], 3, 5), [4]);
+    }
+
+    #[test]
+    fn bad_settings_are_typed_errors() {
+        assert!(LookupParams::new(1).validate().is_ok());
+        assert!(LookupParams::new(MAX_DRAFT).validate().is_ok());
+        let cases = [
+            (LookupParams::new(0), "lookup must be in 1..=64"),
+            (LookupParams::new(1 << 40), "lookup must be in 1..=64"),
+            (
+                LookupParams {
+                    ngram: 0,
+                    ..LookupParams::new(4)
+                },
+                "lookup_ngram must be in 1..=16, got 0",
+            ),
+            (
+                LookupParams {
+                    min_acceptance: f64::NAN,
+                    ..LookupParams::new(4)
+                },
+                "min_acceptance must be in [0, 1]",
+            ),
+        ];
+        for (p, msg) in cases {
+            let e = p.validate().unwrap_err();
+            assert!(matches!(e, Error::InvalidParam { .. }), "{e:?}");
+            assert!(e.to_string().starts_with(msg), "{e} / {msg}");
+        }
+    }
+
+    #[test]
+    fn k_adapts_to_acceptance_and_switches_off() {
+        let mut a = AdaptiveK::new(&LookupParams::new(6));
+        assert_eq!(a.k(), 6);
+        a.update(6, 2);
+        assert_eq!(a.k(), 5);
+        a.update(5, 5);
+        assert_eq!(a.k(), 6, "grows, capped at the max");
+        a.update(0, 0);
+        assert_eq!(a.k(), 6, "no draft, no information");
+        for _ in 0..10 {
+            a.update(1, 0);
+        }
+        assert_eq!(a.k(), 0);
+        assert!(a.is_off() && a.rate() < 0.1, "{}", a.rate());
+        // Good acceptance never switches it off; min_acceptance 0 never does either.
+        let mut good = AdaptiveK::new(&LookupParams::new(4));
+        let mut never = AdaptiveK::new(&LookupParams {
+            min_acceptance: 0.0,
+            ..LookupParams::new(4)
+        });
+        for _ in 0..50 {
+            good.update(4, 3);
+            never.update(4, 0);
+        }
+        assert!(!good.is_off() && good.k() >= 1);
+        assert!(!never.is_off() && never.k() == 1);
+    }
+}
