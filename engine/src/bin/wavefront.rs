@@ -279,6 +279,27 @@ struct RunArgs {
     kv_type: Option<KvType>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
+    /// Speculative decoding with prompt lookup: each step drafts up to N tokens (1..=64) from
+    /// the tokens that followed the last n-gram's latest occurrence in the prompt or the output,
+    /// and verifies them in one forward. The output is the one without (greedy or seeded).
+    #[arg(long, value_name = "N")]
+    lookup: Option<usize>,
+    /// The n-gram --lookup matches (then shorter ones, down to one token); 1..=16.
+    #[arg(long, value_name = "M", default_value_t = 3, requires = "lookup")]
+    lookup_ngram: usize,
+}
+
+/// `--lookup N --lookup-ngram M`, checked.
+fn lookup_settings(args: &RunArgs) -> Result<Option<wavefront::speculative::LookupParams>> {
+    let Some(n) = args.lookup else {
+        return Ok(None);
+    };
+    let params = wavefront::speculative::LookupParams {
+        ngram: args.lookup_ngram,
+        ..wavefront::speculative::LookupParams::new(n)
+    };
+    params.validate()?;
+    Ok(Some(params))
 }
 
 fn main() {
@@ -350,6 +371,7 @@ fn run(args: RunArgs) -> Result<()> {
     // The flags first, then the backend (`--backend gpu` without a GPU), then the model: a bad
     // value fails at once, before anything is loaded.
     let request = request_settings(&args)?;
+    lookup_settings(&args)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
     // The engine holds its own copy of the weights: the file's mapping goes once it is built
@@ -817,6 +839,9 @@ fn generate<B: Backend>(
     let plan = engine.context_plan(request.context)?;
     request.context = Some(plan.capacity);
     let mut gen = Generator::new(engine, Some(tokenizer), request)?;
+    if let Some(l) = lookup_settings(args)? {
+        gen = gen.with_lookup(l)?;
+    }
     if text_mode {
         eprintln!("[{}]", plan.describe());
     }
@@ -835,8 +860,26 @@ fn generate<B: Backend>(
     }
     let t = gen.timings();
     let reason = gen.finish_reason().map(|r| r.as_str()).unwrap_or("unknown");
+    let spec = gen.spec_stats();
     if text_mode {
         writeln!(out)?;
+        if let Some(s) = spec {
+            eprintln!(
+                "[lookup: {} verifications, {} of {} drafted tokens accepted ({}), {} tokens a verification{}]",
+                s.verifications,
+                s.accepted,
+                s.drafted,
+                s.acceptance()
+                    .map_or("—".into(), |a| format!("{:.0}%", 100.0 * a)),
+                s.tokens_per_verification()
+                    .map_or("—".into(), |t| format!("{t:.2}")),
+                if s.switched_off {
+                    "; switched off (acceptance too low)"
+                } else {
+                    ""
+                },
+            );
+        }
         eprintln!(
             "[{} prompt tokens, {} tok/s prefill | {} generated, {} tok/s decode | finish: {reason} | {} {}]",
             t.prompt_tokens,
@@ -860,6 +903,14 @@ fn generate<B: Backend>(
             "context": plan.capacity,
             "kv_type": wavefront::kv_cache::kv_type_name(engine.kv_dtype()),
             "kernels": kernels,
+            "speculation": spec.map(|s| serde_json::json!({
+                "verifications": s.verifications,
+                "drafted": s.drafted,
+                "accepted": s.accepted,
+                "acceptance": s.acceptance(),
+                "tokens_per_verification": s.tokens_per_verification(),
+                "switched_off": s.switched_off,
+            })),
             "timings": {
                 "prompt_tokens": t.prompt_tokens,
                 "prefill_ms": t.prefill.as_secs_f64() * 1e3,
