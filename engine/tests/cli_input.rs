@@ -90,8 +90,56 @@ fn limits_out_of_range_are_refused_before_loading() {
             "context must be at least 2 (one prompt token and one generated), got 1",
         ),
         (&["--stop", ""], "stop must be a non-empty string, got \"\""),
+        (
+            &["--lookup", "0"],
+            "lookup must be in 1..=64 (drafted tokens a verification scores), got 0",
+        ),
+        (
+            &["--lookup", "18446744073709551615"],
+            "lookup must be in 1..=64 (drafted tokens a verification scores), got 18446744073709551615",
+        ),
+        (
+            &["--lookup", "4", "--lookup-ngram", "0"],
+            "lookup_ngram must be in 1..=16, got 0",
+        ),
     ];
     assert_run_refused(cases);
+}
+
+/// `--lookup` changes the speed, never the output: the same tokens and text as without, and
+/// the JSON says what was drafted and accepted (a prompt that repeats itself, so drafts come).
+#[test]
+fn a_lookup_run_gives_the_plain_runs_tokens_and_reports_its_drafts() {
+    let m = default_model();
+    let prompt = "one two three four one two three four one two three";
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--model",
+            &m,
+            "--backend",
+            "cpu",
+            "--seed",
+            "3",
+            "--max-tokens",
+            "12",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.push(prompt);
+        let o = wavefront(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let spec = run(&["--lookup", "4", "--lookup-ngram", "2"]);
+    assert_eq!(spec["generated_tokens"], plain["generated_tokens"]);
+    assert_eq!(spec["text"], plain["text"]);
+    assert!(plain["speculation"].is_null());
+    let s = &spec["speculation"];
+    assert!(s["verifications"].as_u64().is_some_and(|v| v >= 1), "{s}");
+    assert!(s["drafted"].as_u64().is_some_and(|d| d >= 1), "{s}");
 }
 
 #[test]
