@@ -9,6 +9,7 @@ use serde::Serialize;
 
 pub mod attention;
 pub mod gemv;
+pub mod lookup;
 pub mod serve;
 
 use crate::backend::{Backend, TensorInfo};

@@ -561,7 +561,7 @@ impl<'a, B: Backend> Generator<'a, B> {
             let budget = self.request.max_tokens - self.generated.len();
             let k = spec
                 .k
-                .k()
+                .next_k()
                 .min(budget - 1)
                 .min(self.seq.cache.remaining() - 1);
             let draft = lookup_draft(&self.context, spec.params.ngram, k);
@@ -580,7 +580,7 @@ impl<'a, B: Backend> Generator<'a, B> {
             if spec.params.planted != Some(SpecBug::NoRollback) {
                 self.seq.cache.rollback_to(before + 1 + accepted)?;
             }
-            spec.k.update(draft.len(), accepted);
+            spec.k.update(draft.len(), accepted, start.elapsed());
             self.timings.decode += start.elapsed();
         }
         self.step_start = None;

@@ -8,6 +8,8 @@
 //! drafter the output is therefore the plain run's token for token, greedy or sampled
 //! (`conformance/src/speculative.rs` proves it on every fixture and SmolLM2).
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 
 /// The longest draft a verification takes (rows of one forward beside the last token).
@@ -27,7 +29,8 @@ pub struct LookupParams {
     /// Speculation turns itself off (plain decode for the rest of the generation) once the
     /// measured acceptance rate (accepted / drafted, a moving average over the verifications
     /// that drafted anything) falls below this, after [`WARMUP`] such verifications; in [0, 1]
-    /// (0 = never off).
+    /// (0 = never for this reason; it also switches off when it measures slower than the
+    /// plain steps, [`AdaptiveK`]).
     pub min_acceptance: f64,
     /// A planted bug for the conformance suite's own test (`conformance/src/planted.rs`):
     /// `None` outside it.
@@ -134,8 +137,12 @@ impl SpecStats {
 
 /// Adaptive draft length: k grows by 2 after a verification that accepted every draft and
 /// shrinks by 1 after one that rejected some (within 1..=max), and speculation switches off
-/// once the moving acceptance rate is below `min_acceptance` after [`WARMUP`] drafted
-/// verifications (a rejected draft costs a verification row and gains nothing).
+/// when it does not pay: once the moving acceptance rate is below `min_acceptance` after
+/// [`WARMUP`] drafted verifications (a rejected draft costs a verification row and gains
+/// nothing), or once, after [`WARMUP`] of each, the measured time a token of the verifications
+/// that drafted is above that of the one-row steps that did not (the plain decode's cost: on a
+/// backend where k rows cost about k decode steps, the CPU's, speculation is slower unless
+/// nearly everything is accepted).
 #[derive(Debug, Clone)]
 pub struct AdaptiveK {
     max: usize,
@@ -144,7 +151,22 @@ pub struct AdaptiveK {
     /// Exponential moving average of accepted / drafted (weight 1/4 on the newest).
     rate: f64,
     drafted_steps: usize,
+    /// Moving averages (weight 1/4) of the seconds a token costs with drafts and without, and
+    /// how many steps of each were measured.
+    spec_secs: f64,
+    plain_secs: f64,
+    plain_steps: usize,
+    /// Draft lengths asked for ([`AdaptiveK::next_k`]).
+    asked: usize,
     off: bool,
+}
+
+fn ema(old: f64, new: f64, n: usize) -> f64 {
+    if n == 0 {
+        new
+    } else {
+        0.75 * old + 0.25 * new
+    }
 }
 
 impl AdaptiveK {
@@ -155,6 +177,10 @@ impl AdaptiveK {
             min_acceptance: params.min_acceptance,
             rate: 1.0,
             drafted_steps: 0,
+            spec_secs: 0.0,
+            plain_secs: 0.0,
+            plain_steps: 0,
+            asked: 0,
             off: false,
         }
     }
@@ -168,6 +194,18 @@ impl AdaptiveK {
         }
     }
 
+    /// The draft length for the next verification: [`AdaptiveK::k`], except that every 4th
+    /// is a one-row probe (0) until [`WARMUP`] one-row steps are measured, so that the plain
+    /// cost is known even where the drafter always finds something.
+    pub fn next_k(&mut self) -> usize {
+        self.asked += 1;
+        if self.plain_steps < WARMUP && self.asked.is_multiple_of(4) {
+            0
+        } else {
+            self.k()
+        }
+    }
+
     pub fn is_off(&self) -> bool {
         self.off
     }
@@ -177,19 +215,26 @@ impl AdaptiveK {
         self.rate
     }
 
-    /// Records a verification of `drafted` drafts of which `accepted` were kept.
-    pub fn update(&mut self, drafted: usize, accepted: usize) {
+    /// Records a verification of `drafted` drafts of which `accepted` were kept, which took
+    /// `elapsed` (forward and sampling; it gave `accepted + 1` tokens).
+    pub fn update(&mut self, drafted: usize, accepted: usize, elapsed: Duration) {
+        let per_token = elapsed.as_secs_f64() / (accepted + 1) as f64;
         if drafted == 0 {
-            return;
-        }
-        self.drafted_steps += 1;
-        self.rate = 0.75 * self.rate + 0.25 * (accepted as f64 / drafted as f64);
-        self.k = if accepted == drafted {
-            (self.k + 2).min(self.max)
+            self.plain_secs = ema(self.plain_secs, per_token, self.plain_steps);
+            self.plain_steps += 1;
         } else {
-            self.k.saturating_sub(1).max(1)
-        };
-        if self.drafted_steps >= WARMUP && self.rate < self.min_acceptance {
+            self.spec_secs = ema(self.spec_secs, per_token, self.drafted_steps);
+            self.drafted_steps += 1;
+            self.rate = 0.75 * self.rate + 0.25 * (accepted as f64 / drafted as f64);
+            self.k = if accepted == drafted {
+                (self.k + 2).min(self.max)
+            } else {
+                self.k.saturating_sub(1).max(1)
+            };
+        }
+        let warm = self.drafted_steps >= WARMUP;
+        let slower = self.plain_steps >= WARMUP && self.spec_secs > self.plain_secs;
+        if warm && (self.rate < self.min_acceptance || slower) {
             self.off = true;
         }
     }
@@ -252,16 +297,17 @@ mod tests {
 
     #[test]
     fn k_adapts_to_acceptance_and_switches_off() {
+        let ms = Duration::from_millis;
         let mut a = AdaptiveK::new(&LookupParams::new(6));
         assert_eq!(a.k(), 6);
-        a.update(6, 2);
+        a.update(6, 2, ms(30));
         assert_eq!(a.k(), 5);
-        a.update(5, 5);
+        a.update(5, 5, ms(30));
         assert_eq!(a.k(), 6, "grows, capped at the max");
-        a.update(0, 0);
-        assert_eq!(a.k(), 6, "no draft, no information");
+        a.update(0, 0, ms(10));
+        assert_eq!(a.k(), 6, "no draft, no change of k");
         for _ in 0..10 {
-            a.update(1, 0);
+            a.update(1, 0, ms(10));
         }
         assert_eq!(a.k(), 0);
         assert!(a.is_off() && a.rate() < 0.1, "{}", a.rate());
@@ -272,10 +318,33 @@ mod tests {
             ..LookupParams::new(4)
         });
         for _ in 0..50 {
-            good.update(4, 3);
-            never.update(4, 0);
+            good.update(4, 3, ms(20));
+            never.update(4, 0, ms(20));
         }
         assert!(!good.is_off() && good.k() >= 1);
         assert!(!never.is_off() && never.k() == 1);
+        // Accepting most drafts but paying more a token than the plain steps: off, once both
+        // are measured; cheaper a token: on.
+        let (mut slow, mut fast) = (
+            AdaptiveK::new(&LookupParams::new(4)),
+            AdaptiveK::new(&LookupParams::new(4)),
+        );
+        for i in 0..2 * WARMUP {
+            // Not before WARMUP of each are measured.
+            assert_eq!(slow.is_off(), i >= WARMUP, "step {i}");
+            slow.update(4, 3, ms(50)); // 12.5 ms a token
+            slow.update(0, 0, ms(10)); // 10 ms a token
+            fast.update(4, 3, ms(30)); // 7.5 ms a token
+            fast.update(0, 0, ms(10));
+        }
+        assert!(slow.is_off() && !fast.is_off());
+        // Every 4th verification probes one row until the plain cost is measured.
+        let mut p = AdaptiveK::new(&LookupParams::new(3));
+        let ks: Vec<usize> = (0..8).map(|_| p.next_k()).collect();
+        assert_eq!(ks, [3, 3, 3, 0, 3, 3, 3, 0]);
+        for _ in 0..WARMUP {
+            p.update(0, 0, ms(10));
+        }
+        assert!((0..8).all(|_| p.next_k() == 3));
     }
 }

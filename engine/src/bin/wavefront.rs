@@ -212,6 +212,15 @@ struct BenchArgs {
     /// The server's `--slots` under `--serve` (default: the largest `--streams` count).
     #[arg(long, requires = "serve")]
     slots: Option<usize>,
+    /// Instead of the model benchmark: prompt-lookup speculation with drafts of up to N tokens
+    /// (`run --lookup`) against plain decode, greedy, on a fixed set of input-grounded chat
+    /// prompts (summarise a text, edit it, edit code) of `--model`: tok/s of each, accepted
+    /// tokens per verification step, acceptance rate (`--tg` tokens, `--reps` reps).
+    #[arg(long, value_name = "N", conflicts_with_all = ["shape", "pp", "depth", "gemv", "attention", "serve", "quant", "batch"])]
+    lookup: Option<usize>,
+    /// The n-gram `--lookup` matches; 1..=16.
+    #[arg(long, value_name = "M", default_value_t = 3, requires = "lookup")]
+    lookup_ngram: usize,
 }
 
 /// Float flags take negative numbers (`--temperature -1`) so that the range check, not the
@@ -567,6 +576,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.serve {
         return bench_serve(&args);
     }
+    if let Some(n) = args.lookup {
+        return bench_lookup(&args, n);
+    }
     let shape = match &args.shape {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
         None => None,
@@ -615,6 +627,49 @@ fn bench(args: BenchArgs) -> Result<()> {
             let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
             drop(model);
             wavefront::bench::run(&engine, &name, &opts)?
+        }
+    };
+    let md = report.markdown();
+    println!("{md}");
+    if let Some(p) = &args.markdown {
+        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// `bench --lookup N`: prompt-lookup speculation against plain decode
+/// (`wavefront::bench::lookup`).
+fn bench_lookup(args: &BenchArgs, n: usize) -> Result<()> {
+    let params = wavefront::speculative::LookupParams {
+        ngram: args.lookup_ngram,
+        ..wavefront::speculative::LookupParams::new(n)
+    };
+    params.validate()?;
+    let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
+    let mut model = load(args.model.clone())?;
+    let name = model
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tokenizer = model
+        .tokenizer
+        .take()
+        .context("bench --lookup runs chat prompts: this model carries no tokenizer")?;
+    let report = match gpu {
+        Some(b) => {
+            let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
+            drop(model);
+            wavefront::bench::lookup::run(&engine, &tokenizer, &name, params, args.tg, args.reps)?
+        }
+        None => {
+            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
+            drop(model);
+            wavefront::bench::lookup::run(&engine, &tokenizer, &name, params, args.tg, args.reps)?
         }
     };
     let md = report.markdown();
