@@ -17,6 +17,8 @@ use wavefront::{
 };
 
 use crate::harness::Rng;
+use crate::model::{check_greedy, engine_greedy, ModelTolerances, Stream};
+use crate::models::greedy_gap;
 
 /// One request's comparison.
 #[derive(Debug, Clone, Serialize)]
@@ -279,6 +281,107 @@ pub fn check_cases<B: Backend>(
         .iter()
         .map(|c| run_case(&engine, &model, c))
         .collect::<Result<Vec<_>>>()?;
+    Ok(SpecReport {
+        model: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+        label: label.into(),
+        runs,
+    })
+}
+
+/// A greedy generation's tokens and each step's 10 most likely (id, log-probability): a
+/// log-probability gap is the logit gap (the same row's log-sum-exp cancels).
+fn greedy_stream(steps: &[Step]) -> Stream {
+    let mut s = Stream {
+        tokens: Vec::new(),
+        top: Vec::new(),
+    };
+    for step in steps {
+        if let (Some(t), Some(lp)) = (step.token, &step.logprobs) {
+            s.tokens.push(t);
+            s.top.push(lp.top.clone());
+        }
+    }
+    s
+}
+
+/// The GPU's rule for speculation. A verification's k + 1 rows run the prefill's kernels
+/// (GEMM projections, the flash attention kernel) where the plain decode runs the decode
+/// step's (GEMV, the fused decode attention), so a row's logits may differ from the decode
+/// step's in the last bits (each is within the derived bound of the reference, neither equals
+/// the other), and a greedy stream may take the other side of a near-tie. Each greedy case
+/// (with the 10 most likely tokens of every step) is compared by the suite's greedy divergence
+/// rule ([`check_greedy`]): identical, or at the first divergence each side's token in the
+/// other's top 5 with both logit gaps under the bound the suite allows the engine against the
+/// reference ([`greedy_gap`] of the engine's derived logits tolerance, from the plain decode's
+/// own logits). Sampled cases are left to the CPU's exact check (a sampled divergence needs
+/// both full distributions). A run's `mismatch` is the rule's failure; an explained divergence
+/// is noted in its `setting`.
+pub fn check_greedy_divergence<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    path: &Path,
+    label: &str,
+    cases_for: &dyn Fn(&LoadedModel) -> Vec<SpecCase>,
+) -> Result<SpecReport> {
+    let model = wavefront::load(path)?;
+    let engine = Engine::new(make()?, &model, EngineOptions::default())?;
+    let tol = ModelTolerances::for_engine(&engine).logits().nmse;
+    let tok = model.tokenizer.as_ref();
+    let mut runs = Vec::new();
+    for case in cases_for(&model)
+        .into_iter()
+        .filter(|c| c.request.sampling.is_greedy())
+    {
+        let request = GenerationRequest {
+            logprobs: Some(10),
+            ..case.request.clone()
+        };
+        let gap = greedy_gap(tol, &engine_greedy(&engine, &request.prompt, 1)?);
+        let mut plain = Generator::new(&engine, tok, request.clone())?;
+        let (want, want_finish) = run_all(&mut plain)?;
+        let mut spec = Generator::new(&engine, tok, request)?.with_lookup(case.lookup)?;
+        let (got, got_finish) = match run_all(&mut spec) {
+            Ok(r) => r,
+            Err(e) => (Vec::new(), format!("error: {e}")),
+        };
+        let stats = spec.spec_stats().unwrap_or_default();
+        // After a divergence the streams may end apart (a stop string, an end-of-sequence
+        // token): the rule judges their common length, and streams identical over it must
+        // also have the same length and finish.
+        let (a, b) = (greedy_stream(&want), greedy_stream(&got));
+        let n = a.tokens.len().min(b.tokens.len());
+        let cut = |s: &Stream| Stream {
+            tokens: s.tokens[..n].to_vec(),
+            top: s.top[..n].to_vec(),
+        };
+        let cmp = check_greedy(&cut(&a), &cut(&b), gap);
+        let mismatch = match (&cmp.failure, &cmp.note) {
+            (Some(f), _) => Some(f.clone()),
+            (None, None) if a.tokens.len() != b.tokens.len() || want_finish != got_finish => {
+                Some(format!(
+                    "{} tokens and finish {want_finish} plain, {} and {got_finish} speculative",
+                    a.tokens.len(),
+                    b.tokens.len()
+                ))
+            }
+            _ => None,
+        };
+        runs.push(SpecRun {
+            setting: match &cmp.note {
+                Some(n) => format!("{} ({n})", case.name),
+                None => case.name.clone(),
+            },
+            tokens: plain.generated().len(),
+            finish: want_finish,
+            verifications: stats.verifications,
+            drafted: stats.drafted,
+            accepted: stats.accepted,
+            switched_off: stats.switched_off,
+            mismatch,
+        });
+    }
     Ok(SpecReport {
         model: path.file_name().map_or_else(
             || path.display().to_string(),

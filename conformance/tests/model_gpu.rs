@@ -87,3 +87,73 @@ fn gpu_batched_decode_gives_each_sequence_its_own_logits_bit_for_bit() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Prompt-lookup speculation on the GPU at every wave variant (issue 13): greedy streams with
+/// and without speculation on every fixture (the repeating prompt's greedy cases: k = 4, a
+/// small max_tokens, a context that fills) and on SmolLM2 (copying a text, where drafts are
+/// long), under the greedy divergence rule: the verification rows run the prefill's kernels,
+/// the plain decode the decode step's, so the logits agree within the derived bound, not by
+/// bits (`wavefront_conformance::speculative::check_greedy_divergence` says why and how).
+#[test]
+fn gpu_lookup_speculation_keeps_greedy_streams_within_the_divergence_rule() {
+    use wavefront::speculative::LookupParams;
+    use wavefront::GenerationRequest;
+    use wavefront_conformance::speculative::{
+        cases, check_greedy_divergence, repeating_prompt, SpecCase,
+    };
+    let waves = common::gpu_waves();
+    if waves.is_empty() {
+        return;
+    }
+    let smollm2 = wavefront::fetch::default_model().unwrap();
+    let copy_case = |model: &wavefront::LoadedModel| {
+        let tok = model.tokenizer.as_ref().unwrap();
+        let text = "Rust is a general-purpose programming language emphasizing performance, \
+                    type safety and concurrency. It enforces memory safety without a garbage \
+                    collector.";
+        let prompt = tok
+            .encode(
+                &format!("Copy the text exactly.\n\nText: {text}\n\nCopy: {text}\n\nCopy:"),
+                true,
+            )
+            .unwrap();
+        vec![SpecCase {
+            name: "copy, greedy, k=8".into(),
+            request: GenerationRequest {
+                max_tokens: 48,
+                ..GenerationRequest::new(prompt)
+            },
+            lookup: LookupParams::new(8),
+        }]
+    };
+    let mut failures = Vec::new();
+    let (mut drafted, mut accepted) = (0, 0);
+    for wave in waves {
+        let make = move || common::gpu(wave);
+        let label = format!("WAVE={wave}");
+        let mut reports = Vec::new();
+        for (path, _) in common::fixture_models() {
+            reports.push(
+                check_greedy_divergence(&make, &path, &label, &|m| {
+                    cases(&repeating_prompt(0x5bec, 40, m.config.vocab_size), None)
+                })
+                .unwrap(),
+            );
+        }
+        reports.push(check_greedy_divergence(&make, &smollm2, &label, &copy_case).unwrap());
+        for r in reports {
+            println!("{}", r.markdown());
+            let (d, a) = r.totals();
+            drafted += d;
+            accepted += a;
+            if !r.all_pass() {
+                failures.push(format!("{} {label}", r.model));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        accepted > 0 && drafted > accepted,
+        "{accepted} of {drafted}"
+    );
+}

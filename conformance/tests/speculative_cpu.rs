@@ -118,3 +118,34 @@ fn lookup_speculation_is_the_plain_generation_on_smollm2() {
     let sampled = &r.runs[1];
     assert!(sampled.accepted > 0, "{}", r.markdown());
 }
+
+/// The GPU's check (`check_greedy_divergence`, run here on the CPU where the streams are
+/// identical): it passes the speculative streams with no divergence to explain, and fails a
+/// planted bug's.
+#[test]
+fn the_gpu_divergence_check_passes_identity_and_catches_a_planted_bug() {
+    use wavefront_conformance::speculative::{cases, check_greedy_divergence, repeating_prompt};
+    let make = || Ok(CpuBackend::default());
+    let fixtures = common::fixture_models();
+    let run = |path: &std::path::Path, bug| {
+        check_greedy_divergence(&make, path, "cpu", &|m| {
+            cases(&repeating_prompt(0x5bec, 40, m.config.vocab_size), bug)
+        })
+        .unwrap()
+    };
+    let clean = run(&fixtures[0].0, None);
+    assert!(clean.all_pass(), "{}", clean.markdown());
+    assert_eq!(clean.runs.len(), 3, "the greedy cases");
+    assert!(
+        clean.runs.iter().all(|r| !r.setting.contains("diverged")),
+        "{}",
+        clean.markdown()
+    );
+    let caught = fixtures
+        .iter()
+        .any(|(p, _)| !run(p, Some(SpecBug::AcceptUnchecked)).all_pass());
+    assert!(
+        caught,
+        "AcceptUnchecked passed the divergence rule everywhere"
+    );
+}
