@@ -85,6 +85,8 @@ pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Re
             bq: bias(names::BQ)?,
             bk: bias(names::BK)?,
             bv: bias(names::BV)?,
+            q_norm: None,
+            k_norm: None,
             wo: matrix(m, &n(names::WO), weight_dtype)?,
             mlp_norm: vector(m, &n(names::MLP_NORM), weight_dtype)?,
             w_gate: matrix(m, &n(names::GATE), weight_dtype)?,

@@ -10,6 +10,9 @@ pub enum Error {
         expected: Vec<usize>,
         actual: Vec<usize>,
     },
+    /// A tensor that the other weights imply is absent (e.g. `k_norm` beside a `q_norm`).
+    #[error("tensor {tensor} is missing: {reason}")]
+    MissingWeight { tensor: String, reason: String },
     /// The config itself is inconsistent (e.g. `n_heads` not a multiple of `n_kv_heads`).
     #[error("config field {field}: {reason}")]
     BadConfig { field: &'static str, reason: String },

@@ -1,10 +1,11 @@
-//! The oracle: a Llama-family decoder (Llama 2/3, Mistral, SmolLM2, TinyLlama, Qwen2) in f32
+//! The oracle: a Llama-family decoder (Llama 2/3, Mistral, SmolLM2, TinyLlama, Qwen2, Qwen3) in f32
 //! on ndarray, written to be read. Every other implementation is judged against it.
 //!
 //! The forward pass ([`Model::forward`]) for tokens at positions `p0..p0 + seq`:
 //! 1. `x = embed[tokens]`, the residual stream, (seq, hidden).
 //! 2. For each layer: `h = rms_norm(x)`; `q, k, v = h·Wqᵀ (+bq), h·Wkᵀ (+bk), h·Wvᵀ (+bv)`, split
-//!    into heads; RoPE rotates q and k by their absolute positions (rotate-half pairs
+//!    into heads; with QK-norm (Qwen3) each q and k head is RMS-normalised over head_dim; RoPE
+//!    rotates q and k by their absolute positions (rotate-half pairs
 //!    `(i, i + d/2)`, frequencies `theta^(-2i/d)`, optionally Llama 3 scaled); k and v are
 //!    appended to the KV cache; each query head attends causally (position p sees keys 0..=p,
 //!    scale `1/sqrt(d)`) to its KV head (`h / (n_heads / n_kv_heads)`, grouped-query

@@ -150,6 +150,9 @@ impl Model {
         let q = split_heads(q, c.n_heads); // (n_heads, seq, hd)
         let k = split_heads(k, c.n_kv_heads); // (n_kv_heads, seq, hd)
         let v = split_heads(v, c.n_kv_heads); // (n_kv_heads, seq, hd)
+                                              // Qwen3: RMSNorm over each head's head_dim, before RoPE (no-op where absent).
+        let q = qk_norm(q, lw.q_norm.as_ref(), c.rms_norm_eps); // (n_heads, seq, hd)
+        let k = qk_norm(k, lw.k_norm.as_ref(), c.rms_norm_eps); // (n_kv_heads, seq, hd)
         let q = rope::apply(q.view(), positions, self.inv_freq.view()); // (n_heads, seq, hd)
         let k = rope::apply(k.view(), positions, self.inv_freq.view()); // (n_kv_heads, seq, hd)
 
@@ -158,6 +161,24 @@ impl Model {
         let o = ops::attention(q.view(), k_all, v_all, positions[0]); // (n_heads, seq, hd)
         ops::linear(merge_heads(o).view(), lw.wo.view(), None) // (seq, hidden)
     }
+}
+
+/// QK-norm (Qwen3): each head's vector `x[h, t, ..]` (head_dim) normalised by its own RMS and
+/// scaled by the one gain `w` (head_dim) shared by all heads; `x` unchanged when `w` is `None`.
+///
+/// transformers `Qwen3Attention.forward`:
+/// `query_states = self.q_norm(self.q_proj(hidden_states).view(hidden_shape)).transpose(1, 2)`
+/// (and the same for keys with `k_norm`), where `q_norm = Qwen3RMSNorm(head_dim, eps=rms_norm_eps)`
+/// is `LlamaRMSNorm`'s formula; RoPE is applied afterwards.
+fn qk_norm(x: Array3<f32>, w: Option<&Array1<f32>>, eps: f32) -> Array3<f32> {
+    let Some(w) = w else { return x };
+    let (heads, seq, hd) = x.dim();
+    let rows = x
+        .into_shape_with_order((heads * seq, hd))
+        .expect("standard layout from split_heads"); // (heads * seq, hd)
+    ops::rms_norm(rows.view(), w.view(), eps)
+        .into_shape_with_order((heads, seq, hd))
+        .expect("same number of elements") // (heads, seq, hd)
 }
 
 /// (seq, heads * hd) → (heads, seq, hd): head j is columns `j*hd..(j+1)*hd`.
@@ -191,11 +212,30 @@ fn validate_weights(c: &Config, w: &Weights) -> Result<()> {
     }
     for (l, lw) in w.layers.iter().enumerate() {
         let name = |t: &str| format!("layers.{l}.{t}");
+        // QK-norm normalises queries and keys together or not at all (Qwen3).
+        if lw.q_norm.is_some() != lw.k_norm.is_some() {
+            let (have, lack) = if lw.q_norm.is_some() {
+                ("q_norm", "k_norm")
+            } else {
+                ("k_norm", "q_norm")
+            };
+            return Err(Error::MissingWeight {
+                tensor: name(lack),
+                reason: format!("{} is present: QK-norm needs both", name(have)),
+            });
+        }
         check1(&name("attn_norm"), &lw.attn_norm, h)?;
         check2(&name("wq"), &lw.wq, [q, h])?;
         check2(&name("wk"), &lw.wk, [kv, h])?;
         check2(&name("wv"), &lw.wv, [kv, h])?;
-        for (t, b, n) in [("bq", &lw.bq, q), ("bk", &lw.bk, kv), ("bv", &lw.bv, kv)] {
+        let hd = c.head_dim;
+        for (t, b, n) in [
+            ("bq", &lw.bq, q),
+            ("bk", &lw.bk, kv),
+            ("bv", &lw.bv, kv),
+            ("q_norm", &lw.q_norm, hd),
+            ("k_norm", &lw.k_norm, hd),
+        ] {
             if let Some(b) = b {
                 check1(&name(t), b, n)?;
             }

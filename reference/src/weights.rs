@@ -3,7 +3,8 @@
 
 use ndarray::{Array1, Array2};
 
-/// One decoder layer: pre-norm attention, then pre-norm SwiGLU MLP.
+/// One decoder layer: pre-norm attention, then pre-norm SwiGLU MLP. The optional tensors are
+/// the family differences (Qwen2's QKV bias, Qwen3's QK-norm): present means applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerWeights {
     /// (hidden)
@@ -20,6 +21,10 @@ pub struct LayerWeights {
     pub bk: Option<Array1<f32>>,
     /// (n_kv_heads * head_dim); Qwen2 only
     pub bv: Option<Array1<f32>>,
+    /// (head_dim); Qwen3 only: the QK-norm gain applied to every query head before RoPE
+    pub q_norm: Option<Array1<f32>>,
+    /// (head_dim); Qwen3 only: the QK-norm gain applied to every key head before RoPE
+    pub k_norm: Option<Array1<f32>>,
     /// (hidden, n_heads * head_dim)
     pub wo: Array2<f32>,
     /// (hidden)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gqa_config, gqa_model, random_weights, rel_max_diff, Rng};
+use common::{gqa_config, gqa_model, random_weights, random_weights_qk, rel_max_diff, Rng};
 use ndarray::{concatenate, s, Array2, Axis};
 use wavefront_reference::{Config, Error, KvCache, Model, RopeConfig, RopeScaling, Weights};
 
@@ -15,8 +15,8 @@ use wavefront_reference::{Config, Error, KvCache, Model, RopeConfig, RopeScaling
 /// logits by O(1)).
 const REASSOCIATION: f32 = 1e-5;
 
-/// The three architectures the tests run on: Llama with GQA and an untied head; Qwen2-like
-/// (QKV bias, tied head); Llama 3 rope scaling.
+/// The architectures the tests run on: Llama with GQA and an untied head; Qwen2-like
+/// (QKV bias, tied head); Llama 3 rope scaling; Qwen3-like (QK-norm, tied head).
 fn models() -> Vec<(&'static str, Model)> {
     let qwen = Model::new(gqa_config(), random_weights(&gqa_config(), 2, true, true)).unwrap();
     let mut c3 = gqa_config();
@@ -30,10 +30,16 @@ fn models() -> Vec<(&'static str, Model)> {
         },
     };
     let llama3 = Model::new(c3.clone(), random_weights(&c3, 3, false, false)).unwrap();
+    let qwen3 = Model::new(
+        gqa_config(),
+        random_weights_qk(&gqa_config(), 5, false, true, true),
+    )
+    .unwrap();
     vec![
         ("llama-gqa", gqa_model(1)),
         ("qwen2-bias-tied", qwen),
         ("llama3-rope", llama3),
+        ("qwen3-qknorm-tied", qwen3),
     ]
 }
 
@@ -325,6 +331,27 @@ fn every_tensor_shape_is_checked_against_the_config() {
         shape_error(&c, w),
         ("layers.0.bk".into(), vec![16], vec![7])
     );
+    let qk = random_weights_qk(&c, 14, false, false, true);
+    let mut w = qk.clone();
+    w.layers[1].k_norm = Some(rng.array(16, 1.0));
+    assert_eq!(
+        shape_error(&c, w),
+        ("layers.1.k_norm".into(), vec![8], vec![16])
+    );
+    // QK-norm on queries without keys (or the reverse) is a missing tensor, not a shape.
+    for (l, drop_q) in [(0, true), (1, false)] {
+        let mut w = qk.clone();
+        if drop_q {
+            w.layers[l].q_norm = None;
+        } else {
+            w.layers[l].k_norm = None;
+        }
+        let lacking = format!("layers.{l}.{}", if drop_q { "q_norm" } else { "k_norm" });
+        match Model::new(c.clone(), w) {
+            Err(Error::MissingWeight { tensor, .. }) => assert_eq!(tensor, lacking),
+            other => panic!("expected a missing {lacking}, got {other:?}"),
+        }
+    }
     let mut w = good.clone();
     w.layers[1].mlp_norm = rng.array(23, 1.0);
     assert_eq!(

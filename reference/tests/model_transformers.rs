@@ -1,10 +1,11 @@
 //! The whole forward pass against transformers' f32 forward on the same weights:
-//! fixtures/reference/tiny_models.json, made by fixtures/gen/reference_goldens.py, which
+//! fixtures/reference/tiny_models.json (Llama, Qwen2) and families.json (Qwen3), made by
+//! fixtures/gen/reference_goldens.py, which
 //! draws the weights exactly as `common::random_weights` does.
 
 mod common;
 
-use common::random_weights;
+use common::random_weights_qk;
 use ndarray::{Array2, Axis};
 use serde_json::Value;
 use wavefront_reference::{Config, Model, RopeConfig, RopeScaling};
@@ -14,12 +15,13 @@ use wavefront_reference::{Config, Model, RopeConfig, RopeScaling};
 /// eager attention disagree at ~3e-14 on these models (recorded in the fixture).
 const LOGITS_NMSE: f64 = 1e-9;
 
-fn goldens() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/reference/tiny_models.json"
+/// `fixtures/reference/<file>`: tiny_models.json (Llama, Qwen2), families.json (Qwen3, …).
+fn goldens(file: &str) -> Value {
+    let path = format!(
+        "{}/../fixtures/reference/{file}",
+        env!("CARGO_MANIFEST_DIR")
     );
-    let text = std::fs::read_to_string(path).expect("fixtures/reference/tiny_models.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).expect("valid JSON")
 }
 
@@ -88,15 +90,29 @@ fn nmse(ours: &Array2<f32>, theirs: &Array2<f32>) -> f64 {
 
 #[test]
 fn logits_and_hidden_states_match_transformers() {
-    let g = goldens();
-    for m in g["models"].as_array().unwrap() {
+    check_file("tiny_models.json", 4);
+}
+
+/// Qwen3 (QK-norm): the same forward and the same bound as the Llama family.
+#[test]
+fn other_families_match_transformers() {
+    check_file("families.json", 2);
+}
+
+/// Every model of `file` (at least `n_models` of them) against its transformers goldens.
+fn check_file(file: &str, n_models: usize) {
+    let g = goldens(file);
+    let models = g["models"].as_array().unwrap();
+    assert!(models.len() >= n_models, "{file}: {} models", models.len());
+    for m in models {
         let name = m["name"].as_str().unwrap();
         let c = config(m);
-        let w = random_weights(
+        let w = random_weights_qk(
             &c,
             m["seed"].as_u64().unwrap(),
             m["bias"].as_bool().unwrap(),
             m["tied"].as_bool().unwrap(),
+            m["qk_norm"].as_bool().unwrap_or(false),
         );
         let model = Model::new(c, w).unwrap();
         let tokens: Vec<u32> = m["tokens"]

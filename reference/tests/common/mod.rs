@@ -60,6 +60,13 @@ pub fn gqa_config() -> Config {
 
 /// Weights of the right shapes; linear weights scaled by 1/sqrt(fan_in), norms near 1.
 pub fn random_weights(c: &Config, seed: u64, bias: bool, tied: bool) -> Weights {
+    random_weights_qk(c, seed, bias, tied, false)
+}
+
+/// [`random_weights`], then with `qk_norm` each layer's Qwen3 `q_norm` and `k_norm` gains
+/// (head_dim, near 1) drawn from the same stream after everything else, so the other tensors
+/// are the same as without.
+pub fn random_weights_qk(c: &Config, seed: u64, bias: bool, tied: bool, qk_norm: bool) -> Weights {
     let mut r = Rng::new(seed);
     let (h, i, v, q, kv) = (
         c.hidden_size,
@@ -81,6 +88,8 @@ pub fn random_weights(c: &Config, seed: u64, bias: bool, tied: bool) -> Weights 
             bq: bias.then(|| r.array(q, 0.5)),
             bk: bias.then(|| r.array(kv, 0.5)),
             bv: bias.then(|| r.array(kv, 0.5)),
+            q_norm: None,
+            k_norm: None,
             wo: lin(&mut r, h, q),
             mlp_norm: norm(&mut r),
             w_gate: lin(&mut r, i, h),
@@ -88,12 +97,19 @@ pub fn random_weights(c: &Config, seed: u64, bias: bool, tied: bool) -> Weights 
             w_down: lin(&mut r, h, i),
         })
         .collect();
-    Weights {
+    let mut w = Weights {
         embed: r.array((v, h), 1.0),
         layers,
         final_norm: norm(&mut r),
         lm_head: (!tied).then(|| lin(&mut r, v, h)),
+    };
+    if qk_norm {
+        for lw in &mut w.layers {
+            lw.q_norm = Some(r.array(c.head_dim, 0.2) + 1.0);
+            lw.k_norm = Some(r.array(c.head_dim, 0.2) + 1.0);
+        }
     }
+    w
 }
 
 pub fn gqa_model(seed: u64) -> Model {
