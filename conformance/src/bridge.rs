@@ -77,6 +77,13 @@ pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Re
                 Ok(None)
             }
         };
+        let qk_norm = |s: &str| -> Result<Option<Array1<f32>>> {
+            if c.qk_norm {
+                Ok(Some(vector(m, &n(s), weight_dtype)?))
+            } else {
+                Ok(None)
+            }
+        };
         layers.push(r::weights::LayerWeights {
             attn_norm: vector(m, &n(names::ATTN_NORM), weight_dtype)?,
             wq: matrix(m, &n(names::WQ), weight_dtype)?,
@@ -85,8 +92,8 @@ pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Re
             bq: bias(names::BQ)?,
             bk: bias(names::BK)?,
             bv: bias(names::BV)?,
-            q_norm: None,
-            k_norm: None,
+            q_norm: qk_norm(names::Q_NORM)?,
+            k_norm: qk_norm(names::K_NORM)?,
             wo: matrix(m, &n(names::WO), weight_dtype)?,
             mlp_norm: vector(m, &n(names::MLP_NORM), weight_dtype)?,
             w_gate: matrix(m, &n(names::GATE), weight_dtype)?,

@@ -83,6 +83,15 @@ macro_rules! forward_to_cpu {
             Ok(())
         }
 
+        fn rms_norm_in_place(
+            &self,
+            x: &mut CpuTensor,
+            w: &CpuTensor,
+            p: wavefront::backend::RmsNormParams,
+        ) -> wavefront::Result<()> {
+            self.inner.rms_norm_in_place(x, w, p)
+        }
+
         fn weight_dtype(&self) -> wavefront::DType {
             self.inner.weight_dtype()
         }

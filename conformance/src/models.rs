@@ -134,15 +134,23 @@ impl ModelReport {
     }
 }
 
-/// Model directories (with config.json) and GGUF files directly under `dir` and one level down.
+/// Model directories (with config.json) and GGUF files directly under `dir`, and the GGUF
+/// copies inside such a model directory (`fixtures/models/qwen3_tied/model.f16.gguf`).
 pub fn fixture_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let sorted = |d: &Path| -> std::io::Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let is_gguf = |p: &Path| p.extension().is_some_and(|e| e == "gguf");
     let mut out = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.join("config.json").is_file() || p.extension().is_some_and(|e| e == "gguf") {
+    for p in sorted(dir)? {
+        if p.join("config.json").is_file() {
+            out.push(p.clone());
+            out.extend(sorted(&p)?.into_iter().filter(|f| is_gguf(f)));
+        } else if is_gguf(&p) {
             out.push(p);
         }
     }
@@ -269,4 +277,24 @@ pub fn greedy_gap(nmse_tol: f64, reference: &crate::model::Stream) -> f32 {
     let top = &reference.top[0];
     let rms = (top.iter().map(|(_, l)| (*l as f64).powi(2)).sum::<f64>() / top.len() as f64).sqrt();
     (2.0 * nmse_tol.sqrt() * rms) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixture_dirs_lists_model_dirs_and_the_ggufs_inside_them() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
+        let got = fixture_dirs(&root).unwrap();
+        for want in ["llama_mha", "qwen3_tied", "qwen3_tied/model.f16.gguf"] {
+            assert!(got.contains(&root.join(want)), "{want} not in {got:?}");
+        }
+        // Only models: no golden files, no README.
+        assert!(
+            got.iter()
+                .all(|p| p.join("config.json").is_file()
+                    || p.extension().is_some_and(|e| e == "gguf"))
+        );
+    }
 }

@@ -2,13 +2,16 @@
 //! (Hugging Face `config.json` or GGUF metadata).
 
 /// Decoder families the engine runs. They differ only in the details recorded in
-/// [`ModelConfig`] (QKV bias, tied head, rope scaling), so one forward pass serves all.
+/// [`ModelConfig`] (QKV bias, QK-norm, tied head, rope scaling), so one forward pass serves all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// Llama 2/3/3.x, Mistral, SmolLM2, TinyLlama.
     Llama,
     /// Qwen2: Llama with a bias on the Q, K and V projections.
     Qwen2,
+    /// Qwen3: Llama with QK-norm (an RMSNorm over head_dim on every query and key head, before
+    /// RoPE), no QKV bias, and a head_dim of its own (not hidden / heads).
+    Qwen3,
 }
 
 impl Arch {
@@ -16,6 +19,7 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
 }
@@ -52,6 +56,9 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Q, K and V projections carry a bias (Qwen2).
     pub attention_bias: bool,
+    /// Each layer's query and key heads are RMS-normalised over head_dim before RoPE, with the
+    /// gains `self_attn.q_norm.weight` and `self_attn.k_norm.weight` (head_dim) (Qwen3).
+    pub qk_norm: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -86,6 +93,10 @@ impl ModelConfig {
                 t.push((n(names::BK), vec![self.kv_dim()]));
                 t.push((n(names::BV), vec![self.kv_dim()]));
             }
+            if self.qk_norm {
+                t.push((n(names::Q_NORM), vec![self.head_dim]));
+                t.push((n(names::K_NORM), vec![self.head_dim]));
+            }
             t.push((n(names::WO), vec![h, self.q_dim()]));
             t.push((n(names::MLP_NORM), vec![h]));
             t.push((n(names::GATE), vec![i, h]));
@@ -97,6 +108,30 @@ impl ModelConfig {
             t.push((names::LM_HEAD.to_string(), vec![v, h]));
         }
         t
+    }
+
+    /// What sets this model apart from a plain Llama, in words (`wavefront info`): e.g.
+    /// `["QK-norm", "tied LM head"]` for Qwen3-0.6B.
+    pub fn features(&self) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        if self.attention_bias {
+            f.push("QKV bias");
+        }
+        if self.qk_norm {
+            f.push("QK-norm");
+        }
+        if self.rope_scaling.is_some() {
+            f.push("llama3 rope scaling");
+        } else if self.rope_freq_factors.is_some() {
+            f.push("rope frequency factors");
+        }
+        if self.head_dim * self.n_heads != self.hidden_size {
+            f.push("head_dim != hidden / heads");
+        }
+        if self.tie_word_embeddings {
+            f.push("tied LM head");
+        }
+        f
     }
 
     /// Parameter count, from the tensor list.
@@ -122,6 +157,8 @@ pub mod names {
     pub const BQ: &str = "self_attn.q_proj.bias";
     pub const BK: &str = "self_attn.k_proj.bias";
     pub const BV: &str = "self_attn.v_proj.bias";
+    pub const Q_NORM: &str = "self_attn.q_norm.weight";
+    pub const K_NORM: &str = "self_attn.k_norm.weight";
     pub const MLP_NORM: &str = "post_attention_layernorm.weight";
     pub const GATE: &str = "mlp.gate_proj.weight";
     pub const UP: &str = "mlp.up_proj.weight";

@@ -193,6 +193,8 @@ struct Layer<B: Backend> {
     wqkv: B::Tensor,
     /// `[bq; bk; bv]` (Qwen2).
     bias: Option<B::Tensor>,
+    /// `(q_norm, k_norm)`, each (head_dim) (Qwen3's QK-norm).
+    qk_norm: Option<(B::Tensor, B::Tensor)>,
     wo: B::Tensor,
     mlp_norm: B::Tensor,
     /// `[W_gate; W_up]` (2·intermediate, hidden).
@@ -369,10 +371,16 @@ impl<B: Backend> Engine<B> {
             } else {
                 None
             };
+            let qk_norm = if config.qk_norm {
+                Some((get(&n(names::Q_NORM))?, get(&n(names::K_NORM))?))
+            } else {
+                None
+            };
             layers.push(Layer {
                 attn_norm: get(&n(names::ATTN_NORM))?,
                 wqkv: stacked(&[n(names::WQ), n(names::WK), n(names::WV)])?,
                 bias,
+                qk_norm,
                 wo: get(&n(names::WO))?,
                 mlp_norm: get(&n(names::MLP_NORM))?,
                 gate_up: stacked(&[n(names::GATE), n(names::UP)])?,
@@ -1022,6 +1030,16 @@ impl<B: Backend> Engine<B> {
                 n,
                 hidden,
             )?;
+            // Qwen3: q, k = rms_norm(q)·w_qn, rms_norm(k)·w_kn over each head's head_dim
+            if let Some((q_norm, k_norm)) = &w.qk_norm {
+                let heads = |h: usize| RmsNormParams {
+                    rows: n * h,
+                    dim: c.head_dim,
+                    eps,
+                };
+                b.rms_norm_in_place(&mut s.q, q_norm, heads(c.n_heads))?;
+                b.rms_norm_in_place(&mut s.k, k_norm, heads(c.n_kv_heads))?;
+            }
             // rotate q and k; k, v → cache at pos0..pos0+n; then
             // attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n   (n, q_dim)
             // (one fused kernel for a decode row where the backend has it)

@@ -186,3 +186,35 @@ fn bad_inputs_exit_non_zero_with_a_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("context"));
 }
+
+#[test]
+fn info_names_the_family_and_its_features() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
+    for (dir, want) in [
+        (
+            "qwen3_tied",
+            [
+                "architecture: qwen3",
+                "features:     QK-norm, head_dim != hidden / heads, tied LM head",
+            ],
+        ),
+        (
+            "qwen2_bias",
+            [
+                "architecture: qwen2",
+                "features:     QKV bias, tied LM head",
+            ],
+        ),
+        (
+            "llama_mha",
+            ["architecture: llama", "features:     none beyond Llama"],
+        ),
+    ] {
+        let o = wavefront(&["info", fixtures.join(dir).to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        for w in want {
+            assert!(out.contains(w), "{dir}: missing {w:?} in:\n{out}");
+        }
+    }
+}

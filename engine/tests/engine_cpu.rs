@@ -30,8 +30,18 @@ fn config(attention_bias: bool, tie: bool) -> ModelConfig {
         max_position_embeddings: 64,
         tie_word_embeddings: tie,
         attention_bias,
+        qk_norm: false,
         bos_token_id: None,
         eos_token_ids: vec![],
+    }
+}
+
+/// Qwen3's shape of the same model: QK-norm, tied head.
+fn qwen3_config() -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Qwen3,
+        qk_norm: true,
+        ..config(false, true)
     }
 }
 
@@ -53,13 +63,14 @@ fn full_logits(e: &Engine<CpuBackend>) -> Vec<f32> {
 
 #[test]
 fn chunked_prefill_equals_one_chunk() {
-    for (bias, tie) in [(false, false), (true, true)] {
-        let whole = full_logits(&engine(config(bias, tie), 512));
+    for cfg in [config(false, false), config(true, true), qwen3_config()] {
+        let whole = full_logits(&engine(cfg.clone(), 512));
         for chunk in [1, 3, 4, 10] {
             assert_eq!(
-                full_logits(&engine(config(bias, tie), chunk)),
+                full_logits(&engine(cfg.clone(), chunk)),
                 whole,
-                "chunk {chunk}"
+                "{:?} chunk {chunk}",
+                cfg.arch
             );
         }
     }
@@ -67,7 +78,12 @@ fn chunked_prefill_equals_one_chunk() {
 
 #[test]
 fn prefill_then_decode_equals_full_forward() {
-    let e = engine(config(true, false), 512);
+    for cfg in [config(true, false), qwen3_config()] {
+        prefill_then_decode(engine(cfg, 512));
+    }
+}
+
+fn prefill_then_decode(e: Engine<CpuBackend>) {
     let whole = full_logits(&e);
     let vocab = 97;
     for split in [1, 4, 10] {

@@ -34,10 +34,16 @@ struct Expected {
     rope_low_freq_factor: Option<f64>,
     rope_high_freq_factor: Option<f64>,
     rope_original_max_position_embeddings: Option<usize>,
+    /// Recorded for the families file only (Qwen3): the attention has q_norm / k_norm.
+    #[serde(default)]
+    qk_norm: bool,
 }
 
-fn cases() -> Vec<Case> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/configs/cases.json");
+/// `fixtures/configs/<file>`: cases.json (Llama, Mistral, Qwen2), families.json (Qwen3).
+fn cases(file: &str) -> Vec<Case> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/configs")
+        .join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -47,18 +53,28 @@ fn parse(config: &Value) -> wavefront::Result<ModelConfig> {
 
 #[test]
 fn configs_resolve_as_in_transformers() {
-    let cases = cases();
-    assert!(cases.len() >= 10);
+    check_cases("cases.json", 10);
+}
+
+#[test]
+fn family_configs_resolve_as_in_transformers() {
+    check_cases("families.json", 3);
+}
+
+fn check_cases(file: &str, n_cases: usize) {
+    let cases = cases(file);
+    assert!(cases.len() >= n_cases, "{file}: {} cases", cases.len());
     for case in cases {
         let (c, e) = (parse(&case.config).unwrap(), &case.expected);
         let name = &case.name;
         let model_type = case.config["model_type"].as_str().unwrap();
-        let arch = if model_type == "qwen2" {
-            Arch::Qwen2
-        } else {
-            Arch::Llama
+        let arch = match model_type {
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            _ => Arch::Llama,
         };
         assert_eq!(c.arch, arch, "{name}");
+        assert_eq!(c.qk_norm, e.qk_norm, "{name}");
         assert_eq!(
             c.vocab_size,
             case.config["vocab_size"].as_u64().unwrap() as usize,
@@ -156,6 +172,9 @@ fn unsupported_variants_are_named() {
     unsupported(with(json!({"hidden_act": "gelu"})), "gelu");
     unsupported(with(json!({"mlp_bias": true})), "mlp_bias");
     unsupported(with(json!({"attention_bias": true})), "attention_bias");
+    // Qwen3Attention's attention_bias puts a bias on o_proj too.
+    let qwen3_bias = json!({"model_type": "qwen3", "attention_bias": true, "head_dim": 8});
+    unsupported(with(qwen3_bias), "attention_bias");
     unsupported(with(json!({"model_type": "gemma"})), "gemma");
     let mut c = base();
     c.as_object_mut().unwrap().remove("model_type");

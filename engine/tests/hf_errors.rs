@@ -537,3 +537,74 @@ fn qwen2_loads_with_qkv_biases_and_names_a_missing_one() {
         "{err}"
     );
 }
+
+/// A Qwen3 directory: the tiny model's config as `qwen3` (head_dim 4, Qwen3Config's default
+/// being 128) and its tensors plus each layer's QK-norm gains (head_dim).
+fn qwen3_tensors(norm_len: usize) -> Vec<RawTensor> {
+    let mut ts = tensors();
+    for l in 0..2 {
+        for (k, which) in ["q_norm", "k_norm"].iter().enumerate() {
+            let data = random_values(100 + 2 * l as u64 + k as u64, norm_len)
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            ts.push(RawTensor {
+                name: format!("model.layers.{l}.self_attn.{which}.weight"),
+                dtype: Dtype::F32,
+                shape: vec![norm_len],
+                data,
+            });
+        }
+    }
+    ts
+}
+
+fn qwen3_config() -> serde_json::Value {
+    let mut cfg = config_json();
+    cfg["model_type"] = json!("qwen3");
+    cfg["architectures"] = json!(["Qwen3ForCausalLM"]);
+    cfg["head_dim"] = json!(4);
+    cfg
+}
+
+#[test]
+fn qwen3_loads_with_its_qk_norm_and_names_a_missing_or_misshapen_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &qwen3_config());
+    let st = dir.path().join("model.safetensors");
+    write_safetensors(&st, &qwen3_tensors(4));
+    let m = load(dir.path()).unwrap();
+    assert!(m.config.qk_norm && m.config.arch == wavefront::Arch::Qwen3);
+    assert!(m
+        .tensors
+        .contains_key("model.layers.1.self_attn.k_norm.weight"));
+    for missing in [
+        "model.layers.0.self_attn.q_norm.weight",
+        "model.layers.1.self_attn.k_norm.weight",
+    ] {
+        let ts: Vec<_> = qwen3_tensors(4)
+            .into_iter()
+            .filter(|t| t.name != missing)
+            .collect();
+        write_safetensors(&st, &ts);
+        let err = load(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, Error::WeightsMismatch { tensor, found: None, .. } if tensor == missing),
+            "{err}"
+        );
+    }
+    // A Llama checkpoint relabelled qwen3 (no QK-norm tensors at all) names the first.
+    write_safetensors(&st, &tensors());
+    let err = load(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::WeightsMismatch { tensor, found: None, .. } if tensor == "model.layers.0.self_attn.q_norm.weight"),
+        "{err}"
+    );
+    // Gains of any width but head_dim: a shape error naming them.
+    write_safetensors(&st, &qwen3_tensors(8));
+    let err = load(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::WeightsMismatch { tensor, found: Some(_), .. } if tensor.ends_with("q_norm.weight")),
+        "{err}"
+    );
+}

@@ -1,4 +1,6 @@
-//! `rms_norm` with the fused residual add: `x += residual; out = x / √(mean(x²) + eps) · w`.
+//! `rms_norm` with the fused residual add: `x += residual; out = x / √(mean(x²) + eps) · w`;
+//! and its in-place form `rms_norm_in_place` (`x = x / √(mean(x²) + eps) · w`), Qwen3's QK-norm
+//! over rows of head_dim (the GPU runs the same kernel with `out` = `x`).
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
@@ -8,7 +10,7 @@ use wavefront_reference::ops;
 
 use super::Check;
 use crate::compare::compare;
-use crate::harness::{guarded, read_guarded, upload, Rng};
+use crate::harness::{guarded, read_guarded, upload, with_guard, Rng};
 use crate::tolerance::{tolerance, Kind, Tolerance};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +19,8 @@ pub struct RmsNormCase {
     pub dim: usize,
     pub eps: f32,
     pub residual: bool,
+    /// `rms_norm_in_place` (no residual): the result is read back from `x` itself.
+    pub in_place: bool,
     /// Magnitude of x: small values make eps matter, large ones test the squares' range.
     pub scale: f32,
     pub seed: u64,
@@ -25,8 +29,13 @@ pub struct RmsNormCase {
 impl RmsNormCase {
     pub fn name(&self) -> String {
         format!(
-            "rows={},dim={},eps={:e},residual={},scale={:e}",
-            self.rows, self.dim, self.eps, self.residual, self.scale
+            "rows={},dim={},eps={:e},residual={},scale={:e}{}",
+            self.rows,
+            self.dim,
+            self.eps,
+            self.residual,
+            self.scale,
+            if self.in_place { ",in_place" } else { "" }
         )
     }
 
@@ -43,12 +52,15 @@ impl RmsNormCase {
         let mut xt = upload(b, DType::F32, &x)?;
         let rt = upload(b, DType::F32, &r)?;
         let wt = upload(b, DType::F32, &w)?;
-        let mut out = guarded(b, DType::F32, n)?;
         let p = RmsNormParams {
             rows: self.rows,
             dim: self.dim,
             eps: self.eps,
         };
+        if self.in_place {
+            return self.run_in_place(b, x, w, p);
+        }
+        let mut out = guarded(b, DType::F32, n)?;
         b.rms_norm(&mut xt, self.residual.then_some(&rt), &wt, &mut out, p)?;
         let got = match read_guarded(b, &out, n)? {
             Ok(v) => v,
@@ -77,6 +89,33 @@ impl RmsNormCase {
     }
 }
 
+impl RmsNormCase {
+    /// `x` normalised in place, in a guarded buffer (the elements past `rows·dim` must stay).
+    fn run_in_place<B: Backend>(
+        &self,
+        b: &B,
+        x: Vec<f32>,
+        w: Vec<f32>,
+        p: RmsNormParams,
+    ) -> Result<Vec<Check>> {
+        let n = self.rows * self.dim;
+        let mut xt = upload(b, DType::F32, &with_guard(x.clone()))?;
+        let wt = upload(b, DType::F32, &w)?;
+        b.rms_norm_in_place(&mut xt, &wt, p)?;
+        let got = match read_guarded(b, &xt, n)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("x", fail)]),
+        };
+        let x = Array2::from_shape_vec((self.rows, self.dim), x).expect("sized");
+        let want = ops::rms_norm(x.view(), Array1::from(w).view(), self.eps);
+        let tol = self.tolerance().nmse;
+        Ok(vec![Check::new(
+            "x",
+            compare(want.as_slice().expect("standard"), &got, tol),
+        )])
+    }
+}
+
 pub fn grid() -> Vec<RmsNormCase> {
     let mut g = Vec::new();
     // dim 5: row 0 aligned with a scalar tail, rows 1.. off 16 bytes (scalar); dim 1: a tail
@@ -96,10 +135,24 @@ pub fn grid() -> Vec<RmsNormCase> {
                 dim,
                 eps: 1e-5,
                 residual,
+                in_place: false,
                 scale: 1.0,
                 seed: 21,
             });
         }
+    }
+    // In place, rows of head_dim (QK-norm: tokens × heads): 128 and 64 (Qwen3's), 80, 16 and
+    // an odd 6 (rows 1.. off 16 bytes: the scalar path), one row (a decode step's one head).
+    for (rows, dim) in [(48, 128), (3 * 17, 64), (5, 80), (9, 16), (7, 6), (1, 128)] {
+        g.push(RmsNormCase {
+            rows,
+            dim,
+            eps: 1e-6,
+            residual: false,
+            in_place: true,
+            scale: 1.0,
+            seed: 24,
+        });
     }
     // eps comparable to mean(x²), and large activations.
     g.push(RmsNormCase {
@@ -107,6 +160,7 @@ pub fn grid() -> Vec<RmsNormCase> {
         dim: 128,
         eps: 1e-2,
         residual: true,
+        in_place: false,
         scale: 0.05,
         seed: 22,
     });
@@ -115,6 +169,7 @@ pub fn grid() -> Vec<RmsNormCase> {
         dim: 128,
         eps: 1e-6,
         residual: false,
+        in_place: false,
         scale: 300.0,
         seed: 23,
     });
@@ -125,15 +180,20 @@ pub fn strategy() -> impl Strategy<Value = RmsNormCase> {
     (
         1usize..20,
         1usize..700,
-        any::<bool>(),
+        prop_oneof![
+            Just((false, false)),
+            Just((true, false)),
+            Just((false, true))
+        ],
         prop_oneof![Just(1e-5f32), Just(1e-6)],
         any::<u64>(),
     )
-        .prop_map(|(rows, dim, residual, eps, seed)| RmsNormCase {
+        .prop_map(|(rows, dim, (residual, in_place), eps, seed)| RmsNormCase {
             rows,
             dim,
             eps,
             residual,
+            in_place,
             scale: 1.0,
             seed,
         })

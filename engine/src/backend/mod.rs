@@ -306,6 +306,14 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: RmsNormParams,
     ) -> Result<()>;
+    /// `x = norm(x) · w` in place, row by row: QK-norm (Qwen3), `x` a projection's query (or
+    /// key) heads seen as `p.rows` rows of `p.dim` = head_dim, `w` (head_dim) f32.
+    fn rms_norm_in_place(
+        &self,
+        x: &mut Self::Tensor,
+        w: &Self::Tensor,
+        p: RmsNormParams,
+    ) -> Result<()>;
     fn linear(
         &self,
         x: &Self::Tensor,

@@ -988,6 +988,15 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
     println!("model:        {}", model.path.display());
     println!("format:       {:?}", model.format);
     println!("architecture: {}", c.arch.name());
+    let features = c.features();
+    println!(
+        "features:     {}",
+        if features.is_empty() {
+            "none beyond Llama".to_string()
+        } else {
+            features.join(", ")
+        }
+    );
     println!(
         "shapes:       {} layers, hidden {}, intermediate {}, {} heads / {} KV heads (GQA {}), head_dim {}, vocab {}",
         c.n_layers,

@@ -32,6 +32,7 @@ pub fn shape(name: &str) -> Result<ModelConfig> {
         max_position_embeddings: ctx,
         tie_word_embeddings: tie,
         attention_bias: false,
+        qk_norm: false,
         bos_token_id: None,
         eos_token_ids: vec![],
     };

@@ -901,6 +901,10 @@ impl Backend for GpuBackend {
         ops::rms_norm::rms_norm(self, x, residual, w, out, p)
     }
 
+    fn rms_norm_in_place(&self, x: &mut GpuTensor, w: &GpuTensor, p: RmsNormParams) -> Result<()> {
+        ops::rms_norm::rms_norm_in_place(self, x, w, p)
+    }
+
     fn linear(
         &self,
         x: &GpuTensor,

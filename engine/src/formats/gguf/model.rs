@@ -35,10 +35,11 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     let arch = match arch_name {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
         other => {
             return Err(Error::UnsupportedModel {
                 path: path.clone(),
-                detail: format!("GGUF architecture `{other}` (supported: llama, qwen2)"),
+                detail: format!("GGUF architecture `{other}` (supported: llama, qwen2, qwen3)"),
             })
         }
     };
@@ -178,6 +179,8 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         // llama.cpp writes `output.weight` only when the head is not the embedding.
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),
         attention_bias: arch == Arch::Qwen2,
+        // llama.cpp's `qwen3` graph always applies `attn_q_norm` / `attn_k_norm`.
+        qk_norm: arch == Arch::Qwen3,
         bos_token_id: file.opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_token_ids,
     })
@@ -240,6 +243,8 @@ pub fn canonical_name(gguf_name: &str) -> Option<String> {
         "attn_q.bias" => names::BQ,
         "attn_k.bias" => names::BK,
         "attn_v.bias" => names::BV,
+        "attn_q_norm.weight" => names::Q_NORM,
+        "attn_k_norm.weight" => names::K_NORM,
         "attn_output.weight" => names::WO,
         "ffn_norm.weight" => names::MLP_NORM,
         "ffn_gate.weight" => names::GATE,

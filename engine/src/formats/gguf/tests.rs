@@ -455,6 +455,54 @@ fn shape_disagreeing_with_config_is_shape_mismatch() {
     assert!(err.to_string().contains("shape.gguf"), "{err}");
 }
 
+/// The tiny Llama relabelled `qwen3` (llama.cpp's `qwen3.*` keys), with `head_dim` 8 gains.
+fn tiny_qwen3(q: &[f32], k_norm: Option<&[f32]>) -> GgufBuilder {
+    let (mut b, _, _) = builder::tiny_llama();
+    for (key, v) in b.kv.iter_mut() {
+        if let Some(rest) = key.strip_prefix("llama.") {
+            *key = format!("qwen3.{rest}");
+        }
+        if key == "general.architecture" {
+            *v = GgufValue::String("qwen3".into());
+        }
+    }
+    let b = b
+        .tensor_f32("blk.0.attn_q.weight", &[16, 16], q)
+        .tensor_f32("blk.0.attn_q_norm.weight", &[8], &builder::values(8, 31));
+    match k_norm {
+        Some(k) => b.tensor_f32("blk.0.attn_k_norm.weight", &[8], k),
+        None => b,
+    }
+}
+
+#[test]
+fn qwen3_keeps_rows_and_reads_the_qk_norm_gains() {
+    let dir = tmp();
+    let wq = builder::values(256, 21);
+    let k_norm = builder::values(8, 32);
+    let b = tiny_qwen3(&wq, Some(&k_norm));
+    let m = crate::formats::load(&b.write(dir.path(), "qwen3.gguf")).unwrap();
+    assert_eq!(m.config.arch, Arch::Qwen3);
+    assert!(m.config.qk_norm && !m.config.attention_bias);
+    // Qwen3 rows are in the checkpoint's order (llama.cpp runs it with NEOX RoPE): no un-permute.
+    assert_eq!(
+        f32s(m.tensor(&names::layer(0, names::WQ)).unwrap().bytes()),
+        wq
+    );
+    assert_eq!(
+        f32s(m.tensor(&names::layer(0, names::K_NORM)).unwrap().bytes()),
+        k_norm
+    );
+    // Without attn_k_norm: a typed error naming the canonical tensor.
+    let b = tiny_qwen3(&wq, None);
+    let err = crate::formats::load(&b.write(dir.path(), "no_k_norm.gguf")).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { tensor, .. } if *tensor == names::layer(0, names::K_NORM)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no_k_norm.gguf"), "{err}");
+}
+
 #[test]
 fn missing_tensor() {
     let dir = tmp();

@@ -1,6 +1,6 @@
 //! `config.json` (+ `generation_config.json`) → [`ModelConfig`], with transformers' semantics:
-//! per-class defaults for absent fields (`LlamaConfig`, `MistralConfig`, `Qwen2Config` in
-//! transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
+//! per-class defaults for absent fields (`LlamaConfig`, `MistralConfig`, `Qwen2Config`,
+//! `Qwen3Config` in transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
 //! (4.x `rope_theta` + `rope_scaling`, 5.x `rope_parameters`).
 
 use std::path::Path;
@@ -26,6 +26,7 @@ enum Family {
     Llama,
     Mistral,
     Qwen2,
+    Qwen3,
 }
 
 impl Family {
@@ -34,6 +35,7 @@ impl Family {
             "llama" => Some(Family::Llama),
             "mistral" => Some(Family::Mistral),
             "qwen2" => Some(Family::Qwen2),
+            "qwen3" => Some(Family::Qwen3),
             _ => None,
         }
     }
@@ -43,6 +45,7 @@ impl Family {
             "LlamaForCausalLM" => Some(Family::Llama),
             "MistralForCausalLM" => Some(Family::Mistral),
             "Qwen2ForCausalLM" => Some(Family::Qwen2),
+            "Qwen3ForCausalLM" => Some(Family::Qwen3),
             _ => None,
         }
     }
@@ -51,6 +54,7 @@ impl Family {
         match self {
             Family::Llama | Family::Mistral => Arch::Llama,
             Family::Qwen2 => Arch::Qwen2,
+            Family::Qwen3 => Arch::Qwen3,
         }
     }
 
@@ -60,7 +64,16 @@ impl Family {
         match self {
             Family::Llama => n_heads,
             Family::Mistral => 8,
-            Family::Qwen2 => 32,
+            Family::Qwen2 | Family::Qwen3 => 32,
+        }
+    }
+
+    /// `head_dim` when absent: `Qwen3Config` has its own default (128); the others derive it
+    /// as hidden / heads.
+    fn default_head_dim(self) -> Option<usize> {
+        match self {
+            Family::Qwen3 => Some(128),
+            Family::Llama | Family::Mistral | Family::Qwen2 => None,
         }
     }
 
@@ -68,7 +81,7 @@ impl Family {
         match self {
             Family::Llama => 2048,
             Family::Mistral => 4096 * 32,
-            Family::Qwen2 => 32768,
+            Family::Qwen2 | Family::Qwen3 => 32768,
         }
     }
 
@@ -76,7 +89,7 @@ impl Family {
     fn default_bos_eos(self) -> (Option<u32>, Vec<u32>) {
         match self {
             Family::Llama | Family::Mistral => (Some(1), vec![2]),
-            Family::Qwen2 => (None, vec![]),
+            Family::Qwen2 | Family::Qwen3 => (None, vec![]),
         }
     }
 }
@@ -241,10 +254,11 @@ pub fn parse_config(
             format!("{n_kv_heads} does not divide num_attention_heads = {n_heads}"),
         ));
     }
-    let head_dim = match f.usize("head_dim")? {
-        Some(d) => f.positive("head_dim", d)?,
-        None if hidden_size % n_heads == 0 => hidden_size / n_heads,
-        None => {
+    let head_dim = match (f.usize("head_dim")?, family.default_head_dim()) {
+        (Some(d), _) => f.positive("head_dim", d)?,
+        (None, Some(d)) => d,
+        (None, None) if hidden_size % n_heads == 0 => hidden_size / n_heads,
+        (None, None) => {
             return Err(f.err(
                 "hidden_size",
                 format!("{hidden_size} is not a multiple of num_attention_heads = {n_heads}"),
@@ -298,6 +312,7 @@ pub fn parse_config(
         max_position_embeddings: sliding_window_cap(&f, family, trained_context)?,
         tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
         attention_bias: family == Family::Qwen2,
+        qk_norm: family == Family::Qwen3,
         bos_token_id,
         eos_token_ids,
     })
@@ -316,7 +331,7 @@ fn family(f: &Fields) -> Result<Family> {
         return Family::from_model_type(t).ok_or_else(|| {
             unsupported(
                 f,
-                format!("model_type `{t}` (supported: llama, mistral, qwen2)"),
+                format!("model_type `{t}` (supported: llama, mistral, qwen2, qwen3)"),
             )
         });
     }
@@ -329,7 +344,7 @@ fn family(f: &Fields) -> Result<Family> {
     Family::from_architecture(first).ok_or_else(|| {
         unsupported(
             f,
-            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"),
+            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"),
         )
     })
 }
@@ -342,15 +357,15 @@ fn check_supported(f: &Fields, family: Family) -> Result<()> {
             return Err(unsupported(f, format!("hidden_act `{act}` (only silu)")));
         }
     }
-    if family == Family::Llama {
-        if f.bool("mlp_bias")? == Some(true) {
-            return Err(unsupported(f, "mlp_bias = true"));
-        }
+    if family == Family::Llama && f.bool("mlp_bias")? == Some(true) {
+        return Err(unsupported(f, "mlp_bias = true"));
+    }
+    if family == Family::Llama || family == Family::Qwen3 {
         // LlamaAttention puts the bias on o_proj too, which ModelConfig cannot express.
         if f.bool("attention_bias")? == Some(true) {
             return Err(unsupported(
                 f,
-                "attention_bias = true (Llama puts a bias on o_proj as well as q/k/v)",
+                "attention_bias = true (Llama and Qwen3 put a bias on o_proj as well as q/k/v)",
             ));
         }
     }
@@ -367,8 +382,8 @@ fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usiz
             None => Some(4096),
             Some(_) => f.usize("sliding_window")?,
         },
-        Family::Qwen2 if f.bool("use_sliding_window")? == Some(true) => {
-            // Layers from max_window_layers on slide (Qwen2Config.layer_types).
+        Family::Qwen2 | Family::Qwen3 if f.bool("use_sliding_window")? == Some(true) => {
+            // Layers from max_window_layers on slide (Qwen2Config / Qwen3Config.layer_types).
             let from = f.usize("max_window_layers")?.unwrap_or(28);
             let layers = f.required_usize("num_hidden_layers")?;
             match f.obj.get("sliding_window") {
@@ -377,7 +392,7 @@ fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usiz
                 Some(_) => f.usize("sliding_window")?,
             }
         }
-        Family::Qwen2 => None,
+        Family::Qwen2 | Family::Qwen3 => None,
     };
     match window {
         Some(0) => Err(f.err("sliding_window", "must be positive, found 0")),

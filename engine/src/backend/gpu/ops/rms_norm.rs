@@ -41,6 +41,35 @@ pub(in crate::backend::gpu) fn rms_norm(
     )
 }
 
+/// `x = norm(x) · w` in place (QK-norm): the same kernel with `out = x`. Each thread reads the
+/// elements it writes, and only after the block's sum of squares (`rms_norm_kernel`'s pass 2
+/// walks the indices of pass 1), so the aliasing is safe.
+pub(in crate::backend::gpu) fn rms_norm_in_place(
+    b: &GpuBackend,
+    x: &mut GpuTensor,
+    w: &GpuTensor,
+    p: RmsNormParams,
+) -> Result<()> {
+    const OP: &str = "rms_norm_in_place";
+    let n = p.rows * p.dim;
+    let f32 = &[DType::F32];
+    check_tensor("gpu", OP, "x", x, n, f32)?;
+    check_tensor("gpu", OP, "w", w, p.dim, f32)?;
+    if n == 0 {
+        return Ok(());
+    }
+    launch_rms_norm(
+        b,
+        x.ptr(),
+        0,
+        w.ptr(),
+        x.ptr(),
+        int(OP, "rows", p.rows)?,
+        int(OP, "dim", p.dim)?,
+        p.eps,
+    )
+}
+
 /// `rms_norm`: one block of 256 threads per row; `residual` 0 means none.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_rms_norm(
