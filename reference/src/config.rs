@@ -15,6 +15,9 @@ pub struct Config {
     pub head_dim: usize,
     pub rms_norm_eps: f32,
     pub rope: RopeConfig,
+    /// Sliding-window attention (Mistral): every layer's query at position p sees only the keys
+    /// `p − w < j ≤ p`; `None`: full causal attention.
+    pub sliding_window: Option<usize>,
 }
 
 /// Rotary position embedding: base and an optional rescaling of the frequencies.
@@ -85,6 +88,9 @@ impl Config {
                 "rms_norm_eps",
                 format!("{} is not a number >= 0", self.rms_norm_eps),
             );
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window", "must be positive".into());
         }
         if !positive(self.rope.theta) {
             return bad("rope.theta", format!("{} is not positive", self.rope.theta));

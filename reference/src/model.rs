@@ -158,7 +158,7 @@ impl Model {
 
         // Attend over every cached position plus the new ones.
         let (k_all, v_all) = cache.write(l, k.view(), v.view()); // (n_kv_heads, start + seq, hd)
-        let o = ops::attention(q.view(), k_all, v_all, positions[0]); // (n_heads, seq, hd)
+        let o = ops::attention_windowed(q.view(), k_all, v_all, positions[0], c.sliding_window); // (n_heads, seq, hd)
         ops::linear(merge_heads(o).view(), lw.wo.view(), None) // (seq, hidden)
     }
 }

@@ -1,5 +1,5 @@
 //! The whole forward pass against transformers' f32 forward on the same weights:
-//! fixtures/reference/tiny_models.json (Llama, Qwen2) and families.json (Qwen3), made by
+//! fixtures/reference/tiny_models.json (Llama, Qwen2) and families.json (Qwen3, Mistral), made by
 //! fixtures/gen/reference_goldens.py, which
 //! draws the weights exactly as `common::random_weights` does.
 
@@ -58,6 +58,7 @@ fn config(m: &Value) -> Config {
             theta: f32_of(r, "rope_theta"),
             scaling,
         },
+        sliding_window: c["sliding_window"].as_u64().map(|w| w as usize),
     }
 }
 
@@ -93,10 +94,11 @@ fn logits_and_hidden_states_match_transformers() {
     check_file("tiny_models.json", 4);
 }
 
-/// Qwen3 (QK-norm): the same forward and the same bound as the Llama family.
+/// Qwen3 (QK-norm) and Mistral (a sliding window of 64 over 300 positions): the same forward
+/// and the same bound as the Llama family.
 #[test]
 fn other_families_match_transformers() {
-    check_file("families.json", 2);
+    check_file("families.json", 3);
 }
 
 /// Every model of `file` (at least `n_models` of them) against its transformers goldens.

@@ -16,6 +16,18 @@ pub fn attention(
     v: ArrayView3<f32>,
     q_start: usize,
 ) -> Array3<f32> {
+    attention_windowed(q, k, v, q_start, None)
+}
+
+/// [`attention`] with an optional sliding window of `w` keys: the query at position p sees keys
+/// `j` with `p − w < j ≤ p` (the last `w` positions, itself included); `None` is causal only.
+pub fn attention_windowed(
+    q: ArrayView3<f32>,
+    k: ArrayView3<f32>,
+    v: ArrayView3<f32>,
+    q_start: usize,
+    window: Option<usize>,
+) -> Array3<f32> {
     let (n_heads, seq, head_dim) = q.dim();
     let (n_kv_heads, kv_len, _) = k.dim();
     assert!(
@@ -37,13 +49,26 @@ pub fn attention(
         ); // (kv_len, hd)
         let scores = q.index_axis(Axis(0), h).dot(&k_h.t()) * scale; // (seq, kv_len)
         for t in 0..seq {
-            let visible = q_start + t + 1; // keys 0..=position
-            let p = softmax(scores.slice(s![t, ..visible])); // (visible)
-            let o = p.dot(&v_h.slice(s![..visible, ..])); // (hd)
+            let end = q_start + t + 1; // causal: keys ..=position
+            let first = window_start(q_start + t, window); // and none before the window
+            let p = softmax(scores.slice(s![t, first..end])); // (end - first)
+            let o = p.dot(&v_h.slice(s![first..end, ..])); // (hd)
             out.slice_mut(s![h, t, ..]).assign(&o);
         }
     }
     out
+}
+
+/// The first key a query at `pos` sees under a sliding window of `w` keys.
+///
+/// transformers `masking_utils.sliding_window_overlay` (Mistral's
+/// `create_sliding_window_causal_mask`): `kv_idx > q_idx - sliding_window`, and'ed with the
+/// causal `kv_idx <= q_idx`; so keys `pos + 1 − w ..= pos`.
+pub fn window_start(pos: usize, window: Option<usize>) -> usize {
+    match window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +123,48 @@ mod tests {
         for (g, w) in got.iter().zip(naive(&q, &k, &v, 4).iter()) {
             assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
         }
+    }
+
+    /// The window's keys only: a query at p sees p − w < j ≤ p. Every key outside the window
+    /// is replaced by a huge planted value; the outputs must not change, and must equal full
+    /// attention over the window's keys alone.
+    #[test]
+    fn a_sliding_window_sees_exactly_the_last_w_keys() {
+        let (q, k, v) = (
+            filled((4, 6, 8), 0.1),
+            filled((2, 9, 8), 0.2),
+            filled((2, 9, 8), 0.3),
+        );
+        let w = 3;
+        let got = attention_windowed(q.view(), k.view(), v.view(), 3, Some(w)); // positions 3..9
+        for t in 0..6 {
+            let pos = 3 + t;
+            assert_eq!(window_start(pos, Some(w)), pos + 1 - w);
+            let (mut k2, mut v2) = (k.clone(), v.clone());
+            for j in 0..pos + 1 - w {
+                k2.slice_mut(s![.., j, ..]).fill(50.0);
+                v2.slice_mut(s![.., j, ..]).fill(1e6);
+            }
+            let planted = attention_windowed(q.view(), k2.view(), v2.view(), 3, Some(w));
+            assert_eq!(
+                planted.slice(s![.., t, ..]),
+                got.slice(s![.., t, ..]),
+                "pos {pos}"
+            );
+            // the window alone, as plain causal attention of its last query
+            let (ks, vs) = (
+                k.slice(s![.., pos + 1 - w..=pos, ..]),
+                v.slice(s![.., pos + 1 - w..=pos, ..]),
+            );
+            let alone = attention(q.slice(s![.., t..=t, ..]), ks, vs, w - 1);
+            for (a, b) in alone.iter().zip(got.slice(s![.., t, ..]).iter()) {
+                assert!((a - b).abs() <= 1e-6, "pos {pos}: {a} vs {b}");
+            }
+        }
+        // A window at least as long as the context is plain causal attention.
+        let wide = attention_windowed(q.view(), k.view(), v.view(), 3, Some(9));
+        assert_eq!(wide, attention(q.view(), k.view(), v.view(), 3));
+        assert_eq!(window_start(1, Some(5)), 0);
     }
 
     #[test]

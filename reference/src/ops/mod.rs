@@ -10,7 +10,7 @@ pub mod rope;
 pub mod softmax;
 pub mod swiglu;
 
-pub use attention::attention;
+pub use attention::{attention, attention_windowed};
 pub use embedding::embedding;
 pub use linear::linear;
 pub use rms_norm::rms_norm;

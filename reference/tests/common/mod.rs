@@ -55,6 +55,7 @@ pub fn gqa_config() -> Config {
             theta: 10000.0,
             scaling: RopeScaling::None,
         },
+        sliding_window: None,
     }
 }
 
