@@ -34,7 +34,7 @@ pub fn reference_config(c: &ModelConfig) -> r::Config {
             theta: c.rope_theta,
             scaling,
         },
-        sliding_window: None,
+        sliding_window: c.sliding_window,
     }
 }
 

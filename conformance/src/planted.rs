@@ -143,6 +143,7 @@ fn attention(
     let (mut kr, mut vr) = (vec![0.0f32; hd], vec![0.0f32; hd]);
     for i in 0..p.rows {
         let pos = p.pos0 + i;
+        let first = wavefront::backend::window_start(pos, p.window);
         let last = if bug == Some(Bug::CausalMaskOffByOne) {
             (pos + 1).min(layout.capacity - 1)
         } else {
@@ -155,7 +156,7 @@ fn attention(
                 h / group
             };
             let qh = &q[(i * p.n_heads + h) * hd..][..hd];
-            let scores: Vec<f32> = (0..=last)
+            let scores: Vec<f32> = (first..=last)
                 .map(|j| {
                     cache
                         .arena()
@@ -172,7 +173,7 @@ fn attention(
             let sum: f32 = e.iter().sum();
             let o = &mut out[(i * p.n_heads + h) * hd..][..hd];
             o.fill(0.0);
-            for (j, w) in e.iter().enumerate() {
+            for (j, w) in (first..).zip(&e) {
                 cache
                     .arena()
                     .read_f32(layout.offset(p.layer, 1, kvh, j), &mut vr);

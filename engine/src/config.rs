@@ -52,6 +52,9 @@ pub struct ModelConfig {
     pub rope_freq_factors: Option<Vec<f32>>,
     /// The context length the model was trained for; the default KV capacity.
     pub max_position_embeddings: usize,
+    /// Sliding-window attention over every layer (Mistral's `sliding_window`): the query at
+    /// position p sees only the keys `p − w < j ≤ p`. `None`: full causal attention.
+    pub sliding_window: Option<usize>,
     /// The LM head is the token embedding (no separate `lm_head.weight`).
     pub tie_word_embeddings: bool,
     /// Q, K and V projections carry a bias (Qwen2).
@@ -119,6 +122,9 @@ impl ModelConfig {
         }
         if self.qk_norm {
             f.push("QK-norm");
+        }
+        if self.sliding_window.is_some() {
+            f.push("sliding-window attention");
         }
         if self.rope_scaling.is_some() {
             f.push("llama3 rope scaling");

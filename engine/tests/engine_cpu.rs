@@ -31,6 +31,7 @@ fn config(attention_bias: bool, tie: bool) -> ModelConfig {
         tie_word_embeddings: tie,
         attention_bias,
         qk_norm: false,
+        sliding_window: None,
         bos_token_id: None,
         eos_token_ids: vec![],
     }

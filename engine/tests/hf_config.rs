@@ -83,11 +83,22 @@ fn check_cases(file: &str, n_cases: usize) {
         assert_eq!(c.n_kv_heads, e.num_key_value_heads, "{name}");
         assert_eq!(c.head_dim, e.head_dim, "{name}");
         assert_eq!(c.rms_norm_eps, e.rms_norm_eps as f32, "{name}");
-        // The engine caps its context at the sliding window (exact within the window).
-        let context = e
-            .max_position_embeddings
-            .min(e.sliding_window.unwrap_or(usize::MAX));
-        assert_eq!(c.max_position_embeddings, context, "{name}");
+        if model_type == "mistral" {
+            // Mistral's window (every layer's) is the attention's: the whole context stays.
+            assert_eq!(c.sliding_window, e.sliding_window, "{name}");
+            assert_eq!(
+                c.max_position_embeddings, e.max_position_embeddings,
+                "{name}"
+            );
+        } else {
+            // Qwen2/Qwen3 slide only from max_window_layers on, which the engine does not
+            // run: it caps its context at the window instead (exact within the window).
+            let context = e
+                .max_position_embeddings
+                .min(e.sliding_window.unwrap_or(usize::MAX));
+            assert_eq!(c.max_position_embeddings, context, "{name}");
+            assert_eq!(c.sliding_window, None, "{name}");
+        }
         assert_eq!(c.tie_word_embeddings, e.tie_word_embeddings, "{name}");
         assert_eq!(c.bos_token_id, e.bos_token_id, "{name}");
         assert_eq!(c.eos_token_ids, e.eos_token_id, "{name}");

@@ -158,6 +158,7 @@ impl AttentionCase {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: hd,
+            window: None,
         };
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         b.attention(&qt, &cache, &mut out, p, step.as_ref())?;
@@ -229,6 +230,7 @@ impl AttentionCase {
             n_heads: self.n_heads,
             n_kv_heads: nkv,
             head_dim: hd,
+            window: None,
         };
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         b.rope_attention(

@@ -124,7 +124,8 @@ pub struct RopeKvParams {
 
 /// Causal attention of `q (rows, n_heads·head_dim)` at positions `pos0 ..` over the cached keys
 /// and values `0 .. pos0 + rows` of `layer`; `out` has q's shape. Query head `h` reads KV head
-/// `h / (n_heads / n_kv_heads)`.
+/// `h / (n_heads / n_kv_heads)`. With a sliding `window` of `w` keys (Mistral) the query at
+/// position p sees only the keys `p − w < j ≤ p` ([`window_start`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionParams {
     pub layer: usize,
@@ -133,6 +134,13 @@ pub struct AttentionParams {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    pub window: Option<usize>,
+}
+
+/// The first key a query at `pos` sees under a sliding window of `w` keys: `pos + 1 − w`
+/// (transformers' `sliding_window_overlay`: `kv_idx > q_idx - sliding_window`), else 0.
+pub fn window_start(pos: usize, window: Option<usize>) -> usize {
+    window.map_or(0, |w| (pos + 1).saturating_sub(w))
 }
 
 impl AttentionParams {
@@ -306,6 +314,12 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: RmsNormParams,
     ) -> Result<()>;
+    /// Whether [`Backend::attention`] (and `rope_attention`) honour [`AttentionParams::window`]
+    /// at any length. A backend without it runs a windowed model only within the window, where
+    /// the window masks nothing: the engine caps the context to it ([`crate::Engine::new`]).
+    fn sliding_window(&self) -> bool {
+        false
+    }
     /// `x = norm(x) · w` in place, row by row: QK-norm (Qwen3), `x` a projection's query (or
     /// key) heads seen as `p.rows` rows of `p.dim` = head_dim, `w` (head_dim) f32.
     fn rms_norm_in_place(

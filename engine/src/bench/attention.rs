@@ -260,6 +260,7 @@ fn measure_prefill(
         n_heads: c.n_heads,
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
+        window: None,
     };
     let mut run = |b: &GpuBackend| {
         time(b, reps, 1, &mut |_| {
@@ -334,6 +335,7 @@ fn measure(
         n_heads: c.n_heads,
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
+        window: None,
     };
     let fused = time(b, reps, layers, &mut |l| {
         b.rope_attention(

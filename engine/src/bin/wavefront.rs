@@ -488,6 +488,9 @@ fn serve_engine<B: Backend>(
     }
     let plan = wavefront::serve::slot_context(engine, args.context, opts.slots)?;
     eprintln!("[{} slots, each: {}]", opts.slots, plan.describe());
+    if let Some(note) = engine.context_note() {
+        eprintln!("[{note}]");
+    }
     wavefront::serve::run(
         engine,
         tokenizer,
@@ -900,6 +903,9 @@ fn generate<B: Backend>(
     if text_mode {
         eprintln!("[{}]", plan.describe());
     }
+    if let Some(note) = engine.context_note() {
+        eprintln!("[{note}]");
+    }
     let kernels = engine.backend().kernel_sources();
     if text_mode && kernels.iter().any(|k| !k.embedded) {
         if let Some(k) = wavefront::backend::describe_kernels(&kernels) {
@@ -1017,7 +1023,13 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
         _ => format!("theta {}", c.rope_theta),
     };
     println!("rope:         {rope}");
-    println!("context:      {} tokens", c.max_position_embeddings);
+    match c.sliding_window {
+        Some(w) => println!(
+            "context:      {} tokens, sliding window of {w} (the GPU backend caps the context to it)",
+            c.max_position_embeddings
+        ),
+        None => println!("context:      {} tokens", c.max_position_embeddings),
+    }
     println!(
         "head:         {}{}",
         if c.tie_word_embeddings {

@@ -33,6 +33,7 @@ pub fn shape(name: &str) -> Result<ModelConfig> {
         tie_word_embeddings: tie,
         attention_bias: false,
         qk_norm: false,
+        sliding_window: None,
         bos_token_id: None,
         eos_token_ids: vec![],
     };

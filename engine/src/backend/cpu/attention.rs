@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::{simd, CpuTensor};
-use crate::backend::{check_tensor, AttentionParams};
+use crate::backend::{check_tensor, window_start, AttentionParams};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::tensor::DType;
@@ -45,11 +45,13 @@ pub fn attention(
     let task = |(task, o): (usize, &mut [f32])| {
         let (i, h) = (task / p.n_heads, task % p.n_heads);
         let kvh = h / group;
-        let keys = p.pos0 + i + 1; // causal: positions 0..=pos0+i
+        // causal, within the window: positions first..=pos0+i
+        let first = window_start(p.pos0 + i, p.window);
+        let keys = first..p.pos0 + i + 1;
         let qh = &q[i * qd + h * hd..i * qd + (h + 1) * hd];
         let mut row = vec![0.0f32; hd];
         // scores (keys)
-        let mut scores: Vec<f32> = (0..keys)
+        let mut scores: Vec<f32> = keys
             .map(|j| {
                 arena.read_f32(layout.offset(p.layer, 0, kvh, j), &mut row);
                 simd::dot(qh, &row) * scale
@@ -63,7 +65,7 @@ pub fn attention(
         }
         // (head_dim) ← Σ_j softmax_j · V[j]
         o.fill(0.0);
-        for (j, &s) in scores.iter().enumerate() {
+        for (j, &s) in (first..).zip(&scores) {
             arena.read_f32(layout.offset(p.layer, 1, kvh, j), &mut row);
             simd::axpy(s / sum, &row, o);
         }

@@ -733,6 +733,7 @@ fn attention_and_argmax_use_the_abi_grids() {
         n_heads: 6,
         n_kv_heads: 2,
         head_dim: 64,
+        window: None,
     };
     b.attention(&q, &cache, &mut out, p, None).unwrap();
     let calls = v.calls();

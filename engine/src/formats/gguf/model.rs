@@ -176,6 +176,8 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         rope_scaling: None,
         rope_freq_factors,
         max_position_embeddings,
+        // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1).
+        sliding_window: None,
         // llama.cpp writes `output.weight` only when the head is not the embedding.
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),
         attention_bias: arch == Arch::Qwen2,

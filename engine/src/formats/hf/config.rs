@@ -310,6 +310,7 @@ pub fn parse_config(
         rope_scaling,
         rope_freq_factors: None,
         max_position_embeddings: sliding_window_cap(&f, family, trained_context)?,
+        sliding_window: sliding_window(&f, family)?,
         tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
         attention_bias: family == Family::Qwen2,
         qk_norm: family == Family::Qwen3,
@@ -372,16 +373,27 @@ fn check_supported(f: &Fields, family: Family) -> Result<()> {
     Ok(())
 }
 
+/// Mistral's window, every layer's (`MistralConfig.sliding_window`, 4096 when absent, none when
+/// `null`): the engine's attention masks keys outside it.
+fn sliding_window(f: &Fields, family: Family) -> Result<Option<usize>> {
+    let window = match (family, f.obj.get("sliding_window")) {
+        (Family::Mistral, None) => Some(4096),
+        (Family::Mistral, Some(_)) => f.usize("sliding_window")?,
+        _ => None,
+    };
+    if window == Some(0) {
+        return Err(f.err("sliding_window", "must be positive, found 0"));
+    }
+    Ok(window)
+}
+
 /// The context the engine may use: the trained context, capped at the sliding window where
-/// the model has one (Mistral v0.1, Qwen2 with `use_sliding_window`). Within the window,
-/// sliding-window attention equals full attention, so the capped model is exact.
+/// only some layers slide (Qwen2/Qwen3 with `use_sliding_window`: the layers from
+/// `max_window_layers` on), which the engine does not run. Within the window, sliding-window
+/// attention equals full attention, so the capped model is exact.
 fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usize> {
     let window = match family {
-        Family::Llama => None,
-        Family::Mistral => match f.obj.get("sliding_window") {
-            None => Some(4096),
-            Some(_) => f.usize("sliding_window")?,
-        },
+        Family::Llama | Family::Mistral => None,
         Family::Qwen2 | Family::Qwen3 if f.bool("use_sliding_window")? == Some(true) => {
             // Layers from max_window_layers on slide (Qwen2Config / Qwen3Config.layer_types).
             let from = f.usize("max_window_layers")?.unwrap_or(28);

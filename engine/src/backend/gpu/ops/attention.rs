@@ -185,6 +185,7 @@ mod tests {
             n_heads,
             n_kv_heads,
             head_dim,
+            window: None,
         }
     }
 

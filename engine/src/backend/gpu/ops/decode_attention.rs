@@ -182,6 +182,7 @@ mod tests {
             n_heads,
             n_kv_heads,
             head_dim,
+            window: None,
         }
     }
 
