@@ -38,7 +38,8 @@ ROPE = ("float* q, const float* k, const float* v, const float* inv_freq, T* are
         "int pos0, int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, "
         "const int* step")
 ATTENTION = ("const float* q, const T* arena, float* out, int layer, int pos0, int rows, "
-             "int n_heads, int n_kv_heads, int head_dim, int capacity, float scale, const int* step")
+             "int n_heads, int n_kv_heads, int head_dim, int capacity, float scale, const int* step, "
+             "int window")
 ELEMENTS = "(ceil(n/256))"
 
 ABI = {}
@@ -83,7 +84,7 @@ for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")
     ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip",
                                          DECODE_ATTENTION.replace("uint16_t* arena", t + "* arena"),
                                          256, "(n_kv_heads*slabs, s_max)")
-FLASH_ATTENTION = ATTENTION.replace(", const int* step", "")
+FLASH_ATTENTION = ATTENTION.replace(", const int* step, int window", "")
 for hd in (64, 128):
     for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
         ABI[f"flash_attention_{hd}_{suffix}"] = (

@@ -1,7 +1,9 @@
 // Causal grouped-query attention over the KV arena (the simple, correct kernel; the fused
 // flash-style kernel is a later issue). For query row i at position p = pos0 + i and head h,
 // with KV head kvh = h / (n_heads / n_kv_heads):
-//   s_j = (q[i, h, :] · K[kvh, j, :]) · scale            for keys j = 0 ..= p
+//   s_j = (q[i, h, :] · K[kvh, j, :]) · scale            for keys j = first ..= p
+//   first = 0, or with a sliding window of W keys (window > 0; Mistral) p + 1 − W when positive:
+//   the keys p − W < j ≤ p (transformers' sliding_window_overlay); keys before are never read
 //   out[i, h, :] = Σ_j softmax(s)_j · V[kvh, j, :]        (max-subtracted softmax)
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
@@ -14,8 +16,8 @@
 //   (static: the waves' partial accumulators, B / WAVE · 256 f32 ≤ 32 KiB).
 //   (gridDim.y limits rows to 65535 per launch.)
 // Indexing: block (h, i). The block's NW = B / WAVE waves split the keys: wave w takes
-//   j = w, w + NW, w + 2·NW, …; every wave runs the same number of iterations,
-//   ceil((p + 1) / NW), idle on j > p, so the wave reductions stay block-uniform. Lane l
+//   j = first + w, first + w + NW, …; every wave runs the same number of iterations,
+//   ceil((p + 1 − first) / NW), idle on j > p, so the wave reductions stay block-uniform. Lane l
 //   owns the dims d = l + c·WAVE (c < 256 / WAVE, d < head_dim): it holds q[d] and the
 //   accumulator for out[d], and reads K[j][d], V[j][d] (coalesced across lanes).
 // Softmax, per wave online: running max m, running sum ℓ = Σ e^(s - m), accumulator
@@ -26,7 +28,7 @@
 //   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
 //   launch serves every length; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
-//   pos0 + rows ≤ capacity, layer < n_layers.
+//   pos0 + rows ≤ capacity, layer < n_layers, window ≥ 0 (0: none).
 // Paths (WF_PATH, slot = the KV type's codec id; + 4 for attention_decode_{T}):
 //   keys:       a wave folds a key into its running (m, ℓ, a)
 //   empty_wave: the merge meets a wave that saw no key (fewer keys than waves)
@@ -44,7 +46,8 @@ constexpr int ATTENTION_DIMS = ATTENTION_MAX_HEAD_DIM / WAVE;  // dims per lane
 template <class KV, int BLOCK>
 __device__ void attention_kernel(const float* q, const typename KV::storage* arena, float* out,
                                  int layer, int pos0, int rows, int n_heads, int n_kv_heads,
-                                 int head_dim, int capacity, float scale, const int* step) {
+                                 int head_dim, int capacity, float scale, const int* step,
+                                 int window) {
   const int h = block_index_x(), i = block_index_y();
   if (h >= n_heads || i >= rows || head_dim > ATTENTION_MAX_HEAD_DIM) return;
   constexpr int NW = BLOCK / WAVE;  // waves
@@ -56,7 +59,10 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
     if (pos0 < 0 || pos0 > capacity - rows) return;
   }
   const int kvh = h / (n_heads / n_kv_heads);
-  const int keys = pos0 + i + 1;  // causal: positions 0 ..= pos0 + i
+  const int pos = pos0 + i;
+  // causal, within the window: positions first ..= pos
+  const int first = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
+  const int keys = pos + 1 - first;
   const int lane = wave_lane(), w = wave_index();
   const float* qh = q + ((i64)i * n_heads + h) * head_dim;  // (head_dim)
   // element bases of the (capacity, head_dim) K and V planes of (layer, kvh)
@@ -74,8 +80,8 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
 
   const int iters = (keys + NW - 1) / NW;
   for (int it = 0; it < iters; ++it) {
-    const int j = it * NW + w;
-    const bool valid = j < keys;
+    const int j = first + it * NW + w;
+    const bool valid = it * NW + w < keys;
     float part = 0.0f;
     if (valid) {
       const i64 kj = kh + (i64)j * head_dim;
@@ -136,63 +142,63 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step) {
+        const int* step, int window) {
   attention_kernel<F32, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step);
+                             capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step) {
+        const int* step, int window) {
   attention_kernel<F32, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step);
+                             capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step) {
+        const int* step, int window) {
   attention_kernel<F16, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step);
+                             capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step) {
+        const int* step, int window) {
   attention_kernel<F16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step);
+                             capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step) {
+        const int* step, int window) {
   attention_kernel<BF16, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step);
+                             capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step) {
+        const int* step, int window) {
   attention_kernel<BF16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step);
+                             capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
                    int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                   float scale, const int* step) {
+                   float scale, const int* step, int window) {
   attention_kernel<Q8, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads,
-                                        head_dim, capacity, scale, step);
+                                        head_dim, capacity, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
                           int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                          float scale, const int* step) {
+                          float scale, const int* step, int window) {
   attention_kernel<Q8, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads,
-                                               n_kv_heads, head_dim, capacity, scale, step);
+                                               n_kv_heads, head_dim, capacity, scale, step, window);
 }

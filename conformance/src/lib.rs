@@ -83,10 +83,6 @@ macro_rules! forward_to_cpu {
             Ok(())
         }
 
-        fn sliding_window(&self) -> bool {
-            self.inner.sliding_window()
-        }
-
         fn rms_norm_in_place(
             &self,
             x: &mut CpuTensor,

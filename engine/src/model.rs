@@ -346,8 +346,6 @@ pub struct Engine<B: Backend> {
     inv_freq: B::Tensor,
     /// [`Engine::weight_rounding`].
     weight_rounding: DType,
-    /// [`Engine::context_note`]: the window the context was capped to.
-    window_cap: Option<usize>,
 }
 
 impl<B: Backend> Engine<B> {
@@ -356,16 +354,7 @@ impl<B: Backend> Engine<B> {
         if options.max_batch == 0 {
             return Err(Error::InvalidRequest("max_batch must be at least 1".into()));
         }
-        let mut config = model.config.clone();
-        // A backend without sliding-window attention runs a windowed model within its window,
-        // where the window masks nothing (exact): the context is capped to it.
-        let window_cap = match config.sliding_window {
-            Some(w) if !backend.sliding_window() && w < config.max_position_embeddings => {
-                config.max_position_embeddings = w;
-                Some(w)
-            }
-            _ => None,
-        };
+        let config = model.config.clone();
         let get = |name: &str| model.tensor(name).and_then(|t| upload_weight(&backend, t));
         let stacked = |names: &[String]| -> Result<B::Tensor> {
             let parts = names
@@ -411,7 +400,6 @@ impl<B: Backend> Engine<B> {
         };
         Ok(Engine {
             weight_rounding,
-            window_cap,
             embed: get(names::EMBED)?,
             final_norm: get(names::FINAL_NORM)?,
             layers,
@@ -425,17 +413,6 @@ impl<B: Backend> Engine<B> {
 
     pub fn backend(&self) -> &B {
         &self.backend
-    }
-
-    /// Why `config().max_position_embeddings` is below the model's: the backend has no
-    /// sliding-window attention, so the context was capped to the window (`None`: not capped).
-    pub fn context_note(&self) -> Option<String> {
-        self.window_cap.map(|w| {
-            format!(
-                "the {} backend has no sliding-window attention yet: context capped to the                  model's {w}-token window (exact within it; the cpu backend runs the full context)",
-                self.backend.name()
-            )
-        })
     }
 
     /// The dtype some matrices were converted (rounded) to at load, or F32 when every matrix is

@@ -199,6 +199,13 @@ fn info_names_the_family_and_its_features() {
             ],
         ),
         (
+            "mistral_window",
+            [
+                "features:     sliding-window attention, head_dim != hidden / heads",
+                "context:      128 tokens, sliding window of 5 keys",
+            ],
+        ),
+        (
             "qwen2_bias",
             [
                 "architecture: qwen2",

@@ -1,7 +1,8 @@
 //! Causal GQA attention over a filled KV arena: prefill (many query rows) and decode (one),
 //! awkward lengths, every head dim and GQA ratio of DESIGN.md, and large-magnitude scores that
 //! overflow a softmax without max subtraction. Positions past the last key are NaN-poisoned,
-//! so reading beyond the causal limit fails.
+//! so reading beyond the causal limit fails; with a sliding window (Mistral) so are the keys
+//! before the first row's window, so reading a key outside it fails.
 
 use ndarray::Array3;
 use proptest::prelude::*;
@@ -35,6 +36,8 @@ pub struct AttentionCase {
     /// `rope_attention`: q and the rows' own k, v arrive unrotated and the op rotates them,
     /// writes K/V at `pos0 ..` and attends (the GPU's fused decode kernel for one row).
     pub rope: bool,
+    /// A sliding window of this many keys: row p sees keys `p − w < j ≤ p`.
+    pub window: Option<usize>,
     pub seed: u64,
 }
 
@@ -65,10 +68,38 @@ impl AttentionCase {
             }
         ) + if self.via_step { ",step" } else { "" }
             + if self.rope { ",rope" } else { "" }
+            + &self
+                .window
+                .map_or(String::new(), |w| format!(",window={w}"))
     }
 
     fn kv_len(&self) -> usize {
         self.pos0 + self.rows
+    }
+
+    /// The most keys a row sees: the window, or every cached key.
+    fn visible(&self) -> usize {
+        self.window.map_or(self.kv_len(), |w| w.min(self.kv_len()))
+    }
+
+    /// Whether the window hides any key from any row (the GPU then takes its simple kernel,
+    /// f32 throughout, rather than the flash or the fused decode kernel).
+    fn masks(&self) -> bool {
+        self.window.is_some_and(|w| w < self.kv_len())
+    }
+
+    /// The positions no row sees (before the first row's window): NaN in the cache.
+    fn hidden(&self) -> usize {
+        self.window.map_or(0, |w| (self.pos0 + 1).saturating_sub(w))
+    }
+
+    /// `x` (n_kv_heads, len, hd) with positions `..hidden()` of each head set to NaN.
+    fn poison(&self, mut x: Vec<f32>, len: usize) -> Vec<f32> {
+        let hd = self.head_dim;
+        for h in 0..self.n_kv_heads {
+            x[h * len * hd..(h * len + self.hidden()) * hd].fill(f32::NAN);
+        }
+        x
     }
 
     /// What q and the softmax weights may be rounded to: the KV type for prefill rows over 16-bit
@@ -76,6 +107,7 @@ impl AttentionCase {
     /// dims to 128: the flash kernel's f16 entry points), else nothing (f32).
     fn matrix_input(&self) -> DType {
         match self.kv {
+            _ if self.masks() => DType::F32,
             DType::F16 | DType::BF16 if self.rows > 1 => self.kv,
             DType::Q8_0Kv if self.rows > 1 && self.head_dim <= 128 => DType::F16,
             _ => DType::F32,
@@ -101,7 +133,7 @@ impl AttentionCase {
     pub fn tolerance(&self) -> Tolerance {
         let att = tolerance(Kind::Attention {
             head_dim: self.head_dim,
-            kv_len: self.kv_len(),
+            kv_len: self.visible(),
             max_score: self.max_score(),
             input: self.matrix_input(),
             kv_input: self.kv_input(),
@@ -139,6 +171,7 @@ impl AttentionCase {
             rng.values(self.n_kv_heads * kv_len * hd, self.magnitude),
         );
         let v = rounded(self.kv, rng.values(self.n_kv_heads * kv_len * hd, 1.0));
+        let (k, v) = (self.poison(k, kv_len), self.poison(v, kv_len));
         let layer = 1;
         let layout = KvLayout {
             n_layers: 2,
@@ -158,7 +191,7 @@ impl AttentionCase {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: hd,
-            window: None,
+            window: self.window,
         };
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         b.attention(&qt, &cache, &mut out, p, step.as_ref())?;
@@ -172,7 +205,7 @@ impl AttentionCase {
             .permuted_axes([1, 0, 2]);
         let k3 = Array3::from_shape_vec((self.n_kv_heads, kv_len, hd), k).expect("sized");
         let v3 = Array3::from_shape_vec((self.n_kv_heads, kv_len, hd), v).expect("sized");
-        let want = ops::attention(q3.view(), k3.view(), v3.view(), self.pos0);
+        let want = ops::attention_windowed(q3.view(), k3.view(), v3.view(), self.pos0, self.window);
         let want: Vec<f32> = want
             .permuted_axes([1, 0, 2])
             .as_standard_layout()
@@ -200,6 +233,7 @@ impl AttentionCase {
         let nkv = self.n_kv_heads;
         let k_pre = rounded(self.kv, rng.values(nkv * self.pos0 * hd, self.magnitude));
         let v_pre = rounded(self.kv, rng.values(nkv * self.pos0 * hd, 1.0));
+        let (k_pre, v_pre) = (self.poison(k_pre, self.pos0), self.poison(v_pre, self.pos0));
         let k_new = rng.values(self.rows * kvd, self.magnitude);
         let v_new = rng.values(self.rows * kvd, 1.0);
         let rope_cfg = RopeConfig {
@@ -230,7 +264,7 @@ impl AttentionCase {
             n_heads: self.n_heads,
             n_kv_heads: nkv,
             head_dim: hd,
-            window: None,
+            window: self.window,
         };
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         b.rope_attention(
@@ -299,7 +333,8 @@ impl AttentionCase {
             } else if mine {
                 let pre = if kvi == 0 { &k_pre } else { &v_pre };
                 let want = pre[(h * self.pos0 + pos) * hd + d];
-                if x.to_bits() != want.to_bits() && untouched.pass() {
+                let same = x.to_bits() == want.to_bits() || (x.is_nan() && want.is_nan());
+                if !same && untouched.pass() {
                     untouched = Comparison::fail(format!("prefix element {o} changed"));
                 }
             } else if !x.is_nan() && untouched.pass() {
@@ -342,7 +377,8 @@ impl AttentionCase {
         };
         let k3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&k_pre, &att_k)).expect("sized");
         let v3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&v_pre, &att_v)).expect("sized");
-        let want = ops::attention(q_rot.view(), k3.view(), v3.view(), self.pos0);
+        let want =
+            ops::attention_windowed(q_rot.view(), k3.view(), v3.view(), self.pos0, self.window);
         let want: Vec<f32> = want
             .permuted_axes([1, 0, 2])
             .as_standard_layout()
@@ -370,6 +406,7 @@ pub fn grid() -> Vec<AttentionCase> {
         magnitude: 1.0,
         via_step: false,
         rope: false,
+        window: None,
         seed: 61,
     };
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
@@ -454,7 +491,44 @@ pub fn grid() -> Vec<AttentionCase> {
             });
         }
     }
-    g.extend(rope_grid(case));
+    g.extend(rope_grid(&case));
+    g.extend(window_grid(&case));
+    g
+}
+
+/// Sliding windows (Mistral): decode rows far past the window (position from the params and
+/// from the step), prefill rows that start inside the window and run past it, a chunk after a
+/// long prefix, and `rope_attention` decode rows, over every KV type; plus a window that masks
+/// nothing (the flash kernel may take those rows). Keys before the first row's window are NaN.
+fn window_grid(
+    case: &impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
+) -> Vec<AttentionCase> {
+    let mut g = Vec::new();
+    let windowed = |w: usize, c: AttentionCase| AttentionCase {
+        window: Some(w),
+        ..c
+    };
+    for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
+        g.push(windowed(17, case(1, 100, (8, 2), 64, kv)));
+        g.push(windowed(
+            9,
+            AttentionCase {
+                via_step: true,
+                ..case(1, 40, (4, 4), 128, kv)
+            },
+        ));
+        g.push(windowed(7, case(20, 0, (8, 2), 64, kv)));
+        g.push(windowed(16, case(40, 30, (9, 3), 64, kv)));
+        g.push(windowed(
+            8,
+            AttentionCase {
+                rope: true,
+                via_step: true,
+                ..case(1, 50, (8, 2), 64, kv)
+            },
+        ));
+    }
+    g.push(windowed(64, case(33, 0, (8, 2), 64, DType::F16)));
     g
 }
 
@@ -463,7 +537,7 @@ pub fn grid() -> Vec<AttentionCase> {
 /// than 4: several slabs), both 16-bit KV types, the position from the step; and f32 KV and
 /// prefill rows, which take the separate ops.
 fn rope_grid(
-    case: impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
+    case: &impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
 ) -> Vec<AttentionCase> {
     let mut g = Vec::new();
     let rope = |rows, kv_len: usize, heads, hd, kv| AttentionCase {
@@ -546,26 +620,34 @@ fn drawn_case(
         magnitude: 1.0,
         via_step: false,
         rope,
+        window: None,
         seed,
     }
 }
 
 pub fn strategy() -> impl Strategy<Value = AttentionCase> {
     (
-        1usize..10,
-        0usize..200,
-        1usize..5,
-        1usize..4,
-        prop_oneof![Just(16usize), Just(64), Just(80), Just(96), Just(128)],
-        prop_oneof![
-            Just(DType::F32),
-            Just(DType::F16),
-            Just(DType::BF16),
-            Just(DType::Q8_0Kv)
-        ],
-        any::<u64>(),
+        (
+            1usize..10,
+            0usize..200,
+            1usize..5,
+            1usize..4,
+            prop_oneof![Just(16usize), Just(64), Just(80), Just(96), Just(128)],
+            prop_oneof![
+                Just(DType::F32),
+                Just(DType::F16),
+                Just(DType::BF16),
+                Just(DType::Q8_0Kv)
+            ],
+            any::<u64>(),
+        ),
+        // a sliding window in one case of four
+        prop_oneof![3 => Just(None), 1 => (1usize..64).prop_map(Some)],
     )
-        .prop_map(|d| drawn_case(false, d))
+        .prop_map(|(d, window)| AttentionCase {
+            window,
+            ..drawn_case(false, d)
+        })
 }
 
 /// `rope_attention` at random decode lengths and shapes (rows 1, 16-bit KV: the fused kernel;

@@ -314,12 +314,6 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: RmsNormParams,
     ) -> Result<()>;
-    /// Whether [`Backend::attention`] (and `rope_attention`) honour [`AttentionParams::window`]
-    /// at any length. A backend without it runs a windowed model only within the window, where
-    /// the window masks nothing: the engine caps the context to it ([`crate::Engine::new`]).
-    fn sliding_window(&self) -> bool {
-        false
-    }
     /// `x = norm(x) · w` in place, row by row: QK-norm (Qwen3), `x` a projection's query (or
     /// key) heads seen as `p.rows` rows of `p.dim` = head_dim, `w` (head_dim) f32.
     fn rms_norm_in_place(

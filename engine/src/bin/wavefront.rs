@@ -488,9 +488,6 @@ fn serve_engine<B: Backend>(
     }
     let plan = wavefront::serve::slot_context(engine, args.context, opts.slots)?;
     eprintln!("[{} slots, each: {}]", opts.slots, plan.describe());
-    if let Some(note) = engine.context_note() {
-        eprintln!("[{note}]");
-    }
     wavefront::serve::run(
         engine,
         tokenizer,
@@ -903,9 +900,6 @@ fn generate<B: Backend>(
     if text_mode {
         eprintln!("[{}]", plan.describe());
     }
-    if let Some(note) = engine.context_note() {
-        eprintln!("[{note}]");
-    }
     let kernels = engine.backend().kernel_sources();
     if text_mode && kernels.iter().any(|k| !k.embedded) {
         if let Some(k) = wavefront::backend::describe_kernels(&kernels) {
@@ -1025,7 +1019,7 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
     println!("rope:         {rope}");
     match c.sliding_window {
         Some(w) => println!(
-            "context:      {} tokens, sliding window of {w} (the GPU backend caps the context to it)",
+            "context:      {} tokens, sliding window of {w} keys",
             c.max_position_embeddings
         ),
         None => println!("context:      {} tokens", c.max_position_embeddings),

@@ -282,10 +282,6 @@ impl Backend for CpuBackend {
         rms_norm::rms_norm(x, residual, w, out, p)
     }
 
-    fn sliding_window(&self) -> bool {
-        true
-    }
-
     fn rms_norm_in_place(&self, x: &mut CpuTensor, w: &CpuTensor, p: RmsNormParams) -> Result<()> {
         rms_norm::rms_norm_in_place(x, w, p)
     }

@@ -635,22 +635,6 @@ pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
     }
 }
 
-/// The GPU kernels have no sliding window yet ([`Backend::sliding_window`] is false): a
-/// windowed model runs only in a cache no longer than its window, where the window masks
-/// nothing (the engine caps the context so). A longer cache is refused, never run unmasked.
-fn within_window(op: &str, p: &AttentionParams, cache: &KvCache<GpuTensor>) -> Result<()> {
-    match p.window {
-        Some(w) if cache.layout().capacity > w => Err(bad(
-            op,
-            format!(
-                "sliding-window attention is not implemented on the GPU: a cache of {}                  positions exceeds the {w}-key window (the engine caps the context to the window)",
-                cache.layout().capacity
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn bad(op: &str, detail: String) -> Error {
     Error::Backend {
         backend: "gpu",
@@ -954,7 +938,6 @@ impl Backend for GpuBackend {
         p: AttentionParams,
         step: Option<&step::GpuStep>,
     ) -> Result<()> {
-        within_window("attention", &p, cache)?;
         let step = step.map(step::GpuStep::block_ptr);
         ops::attention::attention(self, q, cache, out, p, step)
     }
@@ -970,8 +953,14 @@ impl Backend for GpuBackend {
         p: AttentionParams,
         step: Option<&step::GpuStep>,
     ) -> Result<()> {
-        within_window("rope_attention", &p, cache)?;
-        if !self.fuse_attention || !ops::decode_attention::fusable(&p, cache.layout().dtype) {
+        // The fused kernel has no sliding window: a windowed model takes the separate kernels
+        // once its cache can outgrow the window (the simple attention kernel skips the keys
+        // before it).
+        let unmasked = p.window.is_none_or(|w| cache.layout().capacity <= w);
+        if !self.fuse_attention
+            || !unmasked
+            || !ops::decode_attention::fusable(&p, cache.layout().dtype)
+        {
             return crate::backend::unfused::rope_attention(
                 self, q, k, v, inv_freq, cache, out, p, step,
             );

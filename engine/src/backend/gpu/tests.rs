@@ -711,6 +711,61 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
     }
 }
 
+/// A decode row of a windowed model: the fused kernel (no window) while the cache cannot
+/// outgrow the window, else the separate RoPE/KV-write and simple decode attention kernels, the
+/// latter given the window.
+#[test]
+fn a_windowed_decode_row_takes_the_fused_kernel_only_while_the_window_masks_nothing() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let layout = KvLayout {
+        n_layers: 1,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 16,
+        dtype: DType::F16,
+    };
+    let mut cache = KvCache::new(&b, layout).unwrap();
+    let mut q = b.alloc(DType::F32, 4 * 64).unwrap();
+    let (k, vv) = (
+        b.alloc(DType::F32, 2 * 64).unwrap(),
+        b.alloc(DType::F32, 2 * 64).unwrap(),
+    );
+    let inv_freq = b.alloc(DType::F32, 32).unwrap();
+    let mut out = b.alloc(DType::F32, 4 * 64).unwrap();
+    for (window, kernels) in [
+        (None, &["decode_attention_f16"][..]),
+        (Some(16), &["decode_attention_f16"][..]),
+        (Some(5), &["rope_kv_write_f16", "attention_decode_f16"][..]),
+    ] {
+        let p = AttentionParams {
+            layer: 0,
+            pos0: 9,
+            rows: 1,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 64,
+            window,
+        };
+        v.calls();
+        b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
+            .unwrap();
+        let launches: Vec<(String, Vec<KernelArg>)> = v
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Launch(name, _, args) => Some((name, args)),
+                _ => None,
+            })
+            .collect();
+        let names: Vec<&str> = launches.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, kernels, "window {window:?}");
+        if let Some((_, args)) = launches.iter().find(|(n, _)| n == "attention_decode_f16") {
+            assert_eq!(args[12], KernelArg::I32(5));
+        }
+    }
+}
+
 #[test]
 fn attention_and_argmax_use_the_abi_grids() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
@@ -775,6 +830,25 @@ fn attention_and_argmax_use_the_abi_grids() {
     );
     assert_eq!(args[3..10], [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..]);
     assert_eq!(args[10], KernelArg::F32(0.125));
+    assert_eq!(args[12], KernelArg::I32(0), "no window");
+    // A sliding window: over f16 KV the flash kernel (no window) still takes rows the window
+    // masks nothing of (positions 3..8, window 8); rows past it take the simple kernel, which
+    // is given the window.
+    for (window, kernel) in [(8, "flash_attention_64_f16"), (6, "attention_f16")] {
+        let pw = AttentionParams {
+            window: Some(window),
+            ..p
+        };
+        b.attention(&q, &cache, &mut out, pw, None).unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, _, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(name, kernel, "window {window}");
+        if kernel == "attention_f16" {
+            assert_eq!(args[12], KernelArg::I32(6));
+        }
+    }
     // A context overflow is refused before launching.
     let p_big = AttentionParams { pos0: 12, ..p };
     assert!(b.attention(&q, &cache, &mut out, p_big, None).is_err());

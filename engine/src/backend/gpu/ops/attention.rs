@@ -1,5 +1,7 @@
 //! Causal grouped-query attention over the KV arena: query row `i` at position `pos0 + i`, head
-//! `h` reads KV head `h / (n_heads / n_kv_heads)` over keys `0 ..= pos0 + i`.
+//! `h` reads KV head `h / (n_heads / n_kv_heads)` over keys `0 ..= pos0 + i` (with a sliding
+//! window of W keys, only `pos0 + i − W < j`: the simple kernel skips the keys before it; the
+//! flash kernel, which has no window, takes windowed rows only where the window masks nothing).
 //!
 //! Prefill rows (more than one) over f16/bf16/Q8_0 KV with a head dim that is a multiple of 16
 //! up to 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and
@@ -71,10 +73,20 @@ pub(in crate::backend::gpu) fn attention(
         int(OP, "head_dim", hd)?,
         int(OP, "capacity", layout.capacity)?,
     ];
-    if b.flash_attention() && step.is_none() && flash_takes(&p, arena.dtype()) {
+    let unmasked = p.window.is_none_or(|w| p.pos0 + p.rows <= w);
+    if b.flash_attention() && step.is_none() && unmasked && flash_takes(&p, arena.dtype()) {
         return launch_flash_attention(b, arena.dtype(), ptrs, dims, p.scale());
     }
-    launch_attention(b, arena.dtype(), ptrs, dims, p.scale(), step.unwrap_or(0))
+    let window = int(OP, "window", p.window.unwrap_or(0))?;
+    launch_attention(
+        b,
+        arena.dtype(),
+        ptrs,
+        dims,
+        p.scale(),
+        step.unwrap_or(0),
+        window,
+    )
 }
 
 /// Largest head dim of the flash kernel (its `HD = 128` entry points).
@@ -154,6 +166,7 @@ pub(in crate::backend::gpu) fn launch_attention(
     dims: [i32; 7],
     scale: f32,
     step: DevicePtr,
+    window: i32,
 ) -> Result<()> {
     let (rows, n_heads) = (dims[2], dims[3]);
     let kind = if rows == 1 {
@@ -167,7 +180,12 @@ pub(in crate::backend::gpu) fn launch_attention(
         block: (if rows == 1 { 1024 } else { 128 }, 1, 1),
         shared_bytes: 0,
     };
-    let args = kernel_args(&ptrs, &dims, &[KernelArg::F32(scale), KernelArg::Ptr(step)]);
+    let tail = [
+        KernelArg::F32(scale),
+        KernelArg::Ptr(step),
+        KernelArg::I32(window),
+    ];
+    let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity and head_dim ≤ 256.
     unsafe { b.launch(&name, cfg, &args) }
