@@ -19,6 +19,8 @@ pub enum Bug {
     WrongGqaHeadMapping,
     /// K and V of row i are written at position pos0 + i + 1.
     KvWrittenAtWrongPosition,
+    /// A sliding window lets a query see one key before it (W + 1 keys, `p − W ≤ j ≤ p`).
+    SlidingWindowOneKeyTooMany,
     /// Top-p keeps the token after the one that crosses top_p.
     TopPKeepsOneTooMany,
     /// Attention's softmax exponentiates raw scores (no max subtraction): overflows.
@@ -37,9 +39,10 @@ pub enum Bug {
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::RopeSignFlipped,
         Bug::CausalMaskOffByOne,
+        Bug::SlidingWindowOneKeyTooMany,
         Bug::WrongGqaHeadMapping,
         Bug::KvWrittenAtWrongPosition,
         Bug::TopPKeepsOneTooMany,
@@ -143,7 +146,10 @@ fn attention(
     let (mut kr, mut vr) = (vec![0.0f32; hd], vec![0.0f32; hd]);
     for i in 0..p.rows {
         let pos = p.pos0 + i;
-        let first = wavefront::backend::window_start(pos, p.window);
+        let mut first = wavefront::backend::window_start(pos, p.window);
+        if bug == Some(Bug::SlidingWindowOneKeyTooMany) {
+            first = first.saturating_sub(1);
+        }
         let last = if bug == Some(Bug::CausalMaskOffByOne) {
             (pos + 1).min(layout.capacity - 1)
         } else {

@@ -16,7 +16,10 @@ fn expected_ops(bug: Bug) -> &'static [Op] {
         Bug::RopeSignFlipped | Bug::KvWrittenAtWrongPosition => {
             &[Op::RopeKvWrite, Op::RopeAttention]
         }
-        Bug::CausalMaskOffByOne | Bug::WrongGqaHeadMapping | Bug::SoftmaxWithoutMaxSubtraction => {
+        Bug::CausalMaskOffByOne
+        | Bug::WrongGqaHeadMapping
+        | Bug::SoftmaxWithoutMaxSubtraction
+        | Bug::SlidingWindowOneKeyTooMany => {
             &[Op::AttentionPrefill, Op::AttentionDecode, Op::RopeAttention]
         }
         Bug::TopPKeepsOneTooMany | Bug::SamplerSumReordered | Bug::FrequencyCountedOnce => {
