@@ -188,11 +188,18 @@ llama)
   cat "$OUT/summary.md"
   ;;
 smollm2)
-  # SmolLM2: the model-level test binaries, conformance with golden tokens, a run, the bench.
+  # SmolLM2: the model-level test binaries (model_gpu includes the prompt-lookup speculation
+  # check under the greedy divergence rule), conformance with golden tokens, runs, the bench, and
+  # prompt-lookup speculation against plain decode. The model comes from pack's two parts, or
+  # (when the call carried .device/m1..m3, as batch-check) from three.
   unpack .device/ops
-  mkdir -p "$(dirname "$model")"
-  cat .device/ops/model.part00 .device/models/model.part01 >"$model"
-  echo "$sha  $model" | sha256sum -c - || exit 3
+  if [ -d .device/m1 ]; then
+    model_from_parts
+  else
+    mkdir -p "$(dirname "$model")"
+    cat .device/ops/model.part00 .device/models/model.part01 >"$model"
+    echo "$sha  $model" | sha256sum -c - || exit 3
+  fi
   begin_summary
   for t in $MODEL_TESTS; do run_test "${t#*:}"; finish; done
   start=$SECONDS
@@ -213,6 +220,20 @@ smollm2)
   cmp <(grep -v '^\[' "$OUT/run-sampled.txt") <(grep -v '^\[' "$OUT/run-sampled-nograph.txt") \
     && echo "| sampled text identical with and without graphs | 0 | | |" | tee -a "$OUT/summary.md"
   bench smollm2-135m-q4_1 --model "$model" --reps 5 --depth 0 --sampling greedy,default
+  bench smollm2-lookup --model "$model" --lookup 8 --tg 128 --reps 5
+  for l in 0 8; do
+    args=(); [ $l = 0 ] || args=(--lookup $l)
+    bin/wavefront run --backend gpu --temperature 0 --max-tokens 128 "${args[@]}" \
+      "Repeat this sentence exactly: the quick brown fox jumps over the lazy dog, and the lazy dog sleeps." \
+      >"$OUT/run-lookup$l.txt" 2>&1
+    echo "| run greedy, lookup $l | $? | | $(grep -E '^\[' "$OUT/run-lookup$l.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
+  done
+  if cmp -s <(grep -v '^\[' "$OUT/run-lookup0.txt") <(grep -v '^\[' "$OUT/run-lookup8.txt"); then
+    echo "| greedy text identical with and without lookup | 0 | | |" | tee -a "$OUT/summary.md"
+  else
+    echo "| greedy text differs with lookup (rows through the prefill kernels: divergence rule) | 1 | | |" | tee -a "$OUT/summary.md"
+  fi
+  finish
   cat "$OUT"/bench-*.md
   cat "$OUT/summary.md"
   ;;
