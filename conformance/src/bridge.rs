@@ -35,6 +35,7 @@ pub fn reference_config(c: &ModelConfig) -> r::Config {
             scaling,
         },
         sliding_window: c.sliding_window,
+        features: r::Features::default(),
     }
 }
 
@@ -96,10 +97,12 @@ pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Re
             q_norm: qk_norm(names::Q_NORM)?,
             k_norm: qk_norm(names::K_NORM)?,
             wo: matrix(m, &n(names::WO), weight_dtype)?,
+            post_attn_norm: None,
             mlp_norm: vector(m, &n(names::MLP_NORM), weight_dtype)?,
             w_gate: matrix(m, &n(names::GATE), weight_dtype)?,
             w_up: matrix(m, &n(names::UP), weight_dtype)?,
             w_down: matrix(m, &n(names::DOWN), weight_dtype)?,
+            post_mlp_norm: None,
         });
     }
     let weights = r::weights::Weights {

@@ -1,4 +1,7 @@
 //! Hyper-parameters of a Llama-family decoder: everything the forward pass needs and nothing else.
+//! What sets a family apart from Llama (Gemma's GELU-tanh, embedding scale, soft-capping,
+//! per-layer windows and RoPE bases, ...) is data in [`Features`], never a fork of the forward
+//! pass; tensors a family adds (Qwen3's QK-norm, Gemma's post-norms) are optional weights.
 
 use crate::error::{Error, Result};
 
@@ -18,6 +21,44 @@ pub struct Config {
     /// Sliding-window attention (Mistral): every layer's query at position p sees only the keys
     /// `p − w < j ≤ p`; `None`: full causal attention.
     pub sliding_window: Option<usize>,
+    /// The family's departures from Llama; `Features::default()` is Llama.
+    pub features: Features,
+}
+
+/// The gated MLP's activation: `act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// `x / (1 + e^(−x))` (Llama, Qwen, Mistral: transformers' `"silu"`).
+    #[default]
+    Silu,
+    /// GELU with the tanh approximation (Gemma: transformers' `"gelu_pytorch_tanh"`,
+    /// PyTorch's `gelu(x, approximate="tanh")`).
+    GeluTanh,
+}
+
+/// Family differences that are numbers, not tensors. Each is one small function of the
+/// forward pass (see its field); the defaults are Llama's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Features {
+    /// The MLP's gate activation ([`crate::ops::gated`]).
+    pub activation: Activation,
+    /// The embedding rows are multiplied by this (Gemma: `hidden_size ** 0.5`, transformers'
+    /// `Gemma3TextScaledWordEmbedding.embed_scale`, an f32 of the Python double).
+    pub embed_scale: Option<f32>,
+    /// Attention scores are scaled by `query_pre_attn_scalar ** -0.5` instead of
+    /// `head_dim ** -0.5` (Gemma 2/3: `Gemma3Attention.scaling`).
+    pub query_pre_attn_scalar: Option<f32>,
+    /// Attention scores (after scaling, before the mask) become `c · tanh(s / c)` (Gemma 2's
+    /// `attn_logit_softcapping`, [`crate::ops::softcap`]).
+    pub attn_logit_softcap: Option<f32>,
+    /// The logits become `c · tanh(l / c)` (Gemma 2's `final_logit_softcapping`).
+    pub final_logit_softcap: Option<f32>,
+    /// Which layers [`Config::sliding_window`] applies to (Gemma: `layer_types`, five
+    /// `"sliding_attention"` to one `"full_attention"`); `None`: every layer (Mistral).
+    pub sliding_layers: Option<Vec<bool>>,
+    /// The RoPE of the sliding layers where it differs from [`Config::rope`] (Gemma 3:
+    /// `rope_parameters["sliding_attention"]`, theta 10 000 beside the global layers' 10⁶).
+    pub rope_local: Option<RopeConfig>,
 }
 
 /// Rotary position embedding: base and an optional rescaling of the frequencies.
@@ -54,6 +95,33 @@ impl Config {
     /// Width of the concatenated key (or value) heads.
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+
+    /// The sliding window of layer `l`, if it slides.
+    pub fn layer_window(&self, l: usize) -> Option<usize> {
+        match &self.features.sliding_layers {
+            Some(slides) if !slides.get(l).copied().unwrap_or(false) => None,
+            _ => self.sliding_window,
+        }
+    }
+
+    /// The rotary embedding of layer `l`: [`Features::rope_local`] on a sliding layer that
+    /// has one, else [`Config::rope`].
+    pub fn layer_rope(&self, l: usize) -> &RopeConfig {
+        match &self.features.rope_local {
+            Some(local) if self.layer_window(l).is_some() => local,
+            _ => &self.rope,
+        }
+    }
+
+    /// The factor attention scores are multiplied by: `query_pre_attn_scalar ** -0.5` where the
+    /// family sets it, else `head_dim ** -0.5` (each a Python double, used as f32).
+    pub fn attn_scale(&self) -> f32 {
+        let d = self
+            .features
+            .query_pre_attn_scalar
+            .map_or(self.head_dim as f64, f64::from);
+        d.powf(-0.5) as f32
     }
 
     /// Checks that the fields are consistent: sizes positive, `n_kv_heads` dividing
@@ -95,7 +163,48 @@ impl Config {
         if !positive(self.rope.theta) {
             return bad("rope.theta", format!("{} is not positive", self.rope.theta));
         }
-        self.rope.scaling.validate(self.head_dim)
+        self.rope.scaling.validate(self.head_dim)?;
+        self.features.validate(self)
+    }
+}
+
+impl Features {
+    fn validate(&self, c: &Config) -> Result<()> {
+        let bad = |field, reason: String| Err(Error::BadConfig { field, reason });
+        for (field, v) in [
+            ("features.embed_scale", self.embed_scale),
+            ("features.query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("features.attn_logit_softcap", self.attn_logit_softcap),
+            ("features.final_logit_softcap", self.final_logit_softcap),
+        ] {
+            if let Some(x) = v.filter(|&x| !positive(x)) {
+                return bad(field, format!("{x} is not positive"));
+            }
+        }
+        if let Some(slides) = &self.sliding_layers {
+            if slides.len() != c.n_layers {
+                return bad(
+                    "features.sliding_layers",
+                    format!("{} entries for {} layers", slides.len(), c.n_layers),
+                );
+            }
+            if c.sliding_window.is_none() {
+                return bad(
+                    "features.sliding_layers",
+                    "set without a sliding_window".into(),
+                );
+            }
+        }
+        if let Some(local) = &self.rope_local {
+            if !positive(local.theta) {
+                return bad(
+                    "features.rope_local.theta",
+                    format!("{} is not positive", local.theta),
+                );
+            }
+            local.scaling.validate(c.head_dim)?;
+        }
+        Ok(())
     }
 }
 

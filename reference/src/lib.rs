@@ -1,5 +1,7 @@
-//! The oracle: a Llama-family decoder (Llama 2/3, Mistral, SmolLM2, TinyLlama, Qwen2, Qwen3) in f32
-//! on ndarray, written to be read. Every other implementation is judged against it.
+//! The oracle: a Llama-family decoder (Llama 2/3, Mistral, SmolLM2, TinyLlama, Qwen2, Qwen3,
+//! Gemma 2/3) in f32 on ndarray, written to be read. Every other implementation is judged
+//! against it. The families differ by data ([`config::Features`]) and optional weights, listed
+//! after the steps.
 //!
 //! The forward pass ([`Model::forward`]) for tokens at positions `p0..p0 + seq`:
 //! 1. `x = embed[tokens]`, the residual stream, (seq, hidden).
@@ -12,6 +14,12 @@
 //!    attention); `x += concat(heads)·Woᵀ`.
 //! 3. Then the MLP: `h = rms_norm(x)`; `x += (silu(h·W_gateᵀ) * h·W_upᵀ)·W_downᵀ`.
 //! 4. `logits = rms_norm(x)·W_headᵀ`, where `W_head` is the embedding table when tied.
+//!
+//! Family departures, each one line of the forward pass: Gemma scales the embedding by
+//! √hidden, normalises each block's output again before its residual add (post-norms), gates
+//! the MLP with GELU-tanh, scales scores by `query_pre_attn_scalar^-0.5`, applies QK-norm
+//! (Gemma 3), slides a window over some layers only with a RoPE base of their own (Gemma 3)
+//! and soft-caps scores and logits (Gemma 2). Gemma's `(1 + w)` norm gains are resolved at load.
 //!
 //! Arithmetic follows transformers' formulas and their order where it changes f32 rounding
 //! (RMSNorm, inverse frequencies, RoPE angles), so the logits agree with transformers' f32
@@ -26,7 +34,7 @@ pub mod ops;
 pub mod sampler;
 pub mod weights;
 
-pub use config::{Config, RopeConfig, RopeScaling};
+pub use config::{Activation, Config, Features, RopeConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use kv_cache::KvCache;
 pub use model::{Model, Trace};

@@ -1,12 +1,13 @@
-//! The decoder: embedding, `n_layers` pre-norm blocks (attention, SwiGLU MLP), final norm,
-//! LM head.
+//! The decoder: embedding, `n_layers` pre-norm blocks (attention, gated MLP), final norm,
+//! LM head. Family differences are the config's [`crate::config::Features`] and optional
+//! weights, each applied at one line below.
 
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Ix1, Ix2};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
-use crate::ops::{self, rope};
+use crate::ops::{self, rope, softcap};
 use crate::weights::{LayerWeights, Weights};
 
 /// A validated model: the config, its weights and the rotary frequencies they imply.
@@ -16,6 +17,9 @@ pub struct Model {
     weights: Weights,
     /// (head_dim / 2)
     inv_freq: Array1<f32>,
+    /// (head_dim / 2): the sliding layers' frequencies where they have a RoPE of their own
+    /// (Gemma 3's local base)
+    inv_freq_local: Option<Array1<f32>>,
 }
 
 /// Every intermediate of one forward pass that the conformance suite compares.
@@ -36,10 +40,13 @@ impl Model {
         config.validate()?;
         validate_weights(&config, &weights)?;
         let inv_freq = rope::inv_freq(config.head_dim, &config.rope);
+        let inv_freq_local = (config.features.rope_local.as_ref())
+            .map(|local| rope::inv_freq(config.head_dim, local));
         Ok(Model {
             config,
             weights,
             inv_freq,
+            inv_freq_local,
         })
     }
 
@@ -51,9 +58,18 @@ impl Model {
         &self.weights
     }
 
-    /// The rotary inverse frequencies, (head_dim / 2).
+    /// The rotary inverse frequencies, (head_dim / 2) (of the global layers, where sliding
+    /// layers have their own: [`Model::layer_inv_freq`]).
     pub fn inv_freq(&self) -> &Array1<f32> {
         &self.inv_freq
+    }
+
+    /// The rotary inverse frequencies of layer `l`, (head_dim / 2) ([`Config::layer_rope`]).
+    pub fn layer_inv_freq(&self, l: usize) -> &Array1<f32> {
+        match &self.inv_freq_local {
+            Some(local) if self.config.layer_window(l).is_some() => local,
+            _ => &self.inv_freq,
+        }
     }
 
     /// An empty KV cache for `capacity` positions, shaped for this model.
@@ -102,24 +118,30 @@ impl Model {
             return Err(Error::Empty { what: "tokens" });
         }
         cache.check_room(tokens.len())?;
-        // 1. Look up the token embeddings: the residual stream x.
+        // 1. Look up the token embeddings: the residual stream x (Gemma: scaled by √hidden).
         let mut x = ops::embedding(w.embed.view(), tokens)?; // (seq, hidden)
+        if let Some(s) = c.features.embed_scale {
+            x.mapv_inplace(|v| v * s);
+        }
         let start = cache.len();
         let positions: Vec<usize> = (start..start + tokens.len()).collect();
         for (l, lw) in w.layers.iter().enumerate() {
             if let Some(t) = trace.as_deref_mut() {
                 t.push(x.clone());
             }
-            // 2. Attention block: x += wo · attention(rope(q), rope(k), v) of rms_norm(x).
+            // 2. Attention block: x += wo · attention(rope(q), rope(k), v) of rms_norm(x)
+            //    (Gemma: the block's output normalised again before the add).
             let h = ops::rms_norm(x.view(), lw.attn_norm.view(), c.rms_norm_eps); // (seq, hidden)
             let attn = self.attention_block(l, lw, h.view(), &positions, cache); // (seq, hidden)
-            x = x + attn;
-            // 3. MLP block: x += w_down · swiglu(w_gate · h, w_up · h), h = rms_norm(x).
+            x = x + post_norm(attn, lw.post_attn_norm.as_ref(), c.rms_norm_eps);
+            // 3. MLP block: x += w_down · (act(w_gate · h) * w_up · h), h = rms_norm(x), act
+            //    SiLU or GELU-tanh (Gemma: the output normalised before the add).
             let h = ops::rms_norm(x.view(), lw.mlp_norm.view(), c.rms_norm_eps); // (seq, hidden)
             let gate = ops::linear(h.view(), lw.w_gate.view(), None); // (seq, intermediate)
             let up = ops::linear(h.view(), lw.w_up.view(), None); // (seq, intermediate)
-            let act = ops::swiglu(gate.view(), up.view()); // (seq, intermediate)
-            x = x + ops::linear(act.view(), lw.w_down.view(), None); // (seq, hidden)
+            let act = ops::gated(gate.view(), up.view(), c.features.activation); // (seq, intermediate)
+            let mlp = ops::linear(act.view(), lw.w_down.view(), None); // (seq, hidden)
+            x = x + post_norm(mlp, lw.post_mlp_norm.as_ref(), c.rms_norm_eps);
         }
         if let Some(t) = trace {
             t.push(x.clone());
@@ -128,7 +150,10 @@ impl Model {
         cache.advance(tokens.len());
         // 5. Final norm, then the LM head (the embedding table when tied).
         let final_hidden = ops::rms_norm(x.view(), w.final_norm.view(), c.rms_norm_eps); // (seq, hidden)
-        let logits = ops::linear(final_hidden.view(), w.head().view(), None); // (seq, vocab)
+        let mut logits = ops::linear(final_hidden.view(), w.head().view(), None); // (seq, vocab)
+        if let Some(cap) = c.features.final_logit_softcap {
+            logits.mapv_inplace(|l| softcap(l, cap)); // Gemma 2
+        }
         Ok((final_hidden, logits))
     }
 
@@ -153,17 +178,34 @@ impl Model {
                                               // Qwen3: RMSNorm over each head's head_dim, before RoPE (no-op where absent).
         let q = qk_norm(q, lw.q_norm.as_ref(), c.rms_norm_eps); // (n_heads, seq, hd)
         let k = qk_norm(k, lw.k_norm.as_ref(), c.rms_norm_eps); // (n_kv_heads, seq, hd)
-        let q = rope::apply(q.view(), positions, self.inv_freq.view()); // (n_heads, seq, hd)
-        let k = rope::apply(k.view(), positions, self.inv_freq.view()); // (n_kv_heads, seq, hd)
+                                                                // Gemma 3: the sliding layers rotate with a base of their own.
+        let inv_freq = self.layer_inv_freq(l).view(); // (hd / 2)
+        let q = rope::apply(q.view(), positions, inv_freq); // (n_heads, seq, hd)
+        let k = rope::apply(k.view(), positions, inv_freq); // (n_kv_heads, seq, hd)
 
-        // Attend over every cached position plus the new ones.
+        // Attend over every cached position plus the new ones (this layer's window, if any).
         let (k_all, v_all) = cache.write(l, k.view(), v.view()); // (n_kv_heads, start + seq, hd)
-        let o = ops::attention_windowed(q.view(), k_all, v_all, positions[0], c.sliding_window); // (n_heads, seq, hd)
+        let scores = ops::Scores {
+            scale: c.attn_scale(),
+            softcap: c.features.attn_logit_softcap,
+            window: c.layer_window(l),
+        };
+        let o = ops::attention_with(q.view(), k_all, v_all, positions[0], scores); // (n_heads, seq, hd)
         ops::linear(merge_heads(o).view(), lw.wo.view(), None) // (seq, hidden)
     }
 }
 
-/// QK-norm (Qwen3): each head's vector `x[h, t, ..]` (head_dim) normalised by its own RMS and
+/// Gemma's post-norm: `rms_norm(y) · w` of a block's output before the residual add
+/// (`post_attention_layernorm`, `post_feedforward_layernorm` in `Gemma3DecoderLayer.forward`);
+/// `y` unchanged when `w` is `None`.
+fn post_norm(y: Array2<f32>, w: Option<&Array1<f32>>, eps: f32) -> Array2<f32> {
+    match w {
+        Some(w) => ops::rms_norm(y.view(), w.view(), eps),
+        None => y,
+    }
+}
+
+/// QK-norm (Qwen3, Gemma 3): each head's vector `x[h, t, ..]` (head_dim) normalised by its own RMS and
 /// scaled by the one gain `w` (head_dim) shared by all heads; `x` unchanged when `w` is `None`.
 ///
 /// transformers `Qwen3Attention.forward`:
@@ -235,6 +277,8 @@ fn validate_weights(c: &Config, w: &Weights) -> Result<()> {
             ("bv", &lw.bv, kv),
             ("q_norm", &lw.q_norm, hd),
             ("k_norm", &lw.k_norm, hd),
+            ("post_attn_norm", &lw.post_attn_norm, h),
+            ("post_mlp_norm", &lw.post_mlp_norm, h),
         ] {
             if let Some(b) = b {
                 check1(&name(t), b, n)?;

@@ -3,8 +3,10 @@
 
 use ndarray::{Array1, Array2};
 
-/// One decoder layer: pre-norm attention, then pre-norm SwiGLU MLP. The optional tensors are
-/// the family differences (Qwen2's QKV bias, Qwen3's QK-norm): present means applied.
+/// One decoder layer: pre-norm attention, then pre-norm gated MLP. The optional tensors are
+/// the family differences (Qwen2's QKV bias, Qwen3's and Gemma 3's QK-norm, Gemma's
+/// post-norms): present means applied. Gains are the factors the normalised values are
+/// multiplied by: Gemma's `(1 + w)` convention is resolved when the weights are loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerWeights {
     /// (hidden)
@@ -27,6 +29,9 @@ pub struct LayerWeights {
     pub k_norm: Option<Array1<f32>>,
     /// (hidden, n_heads * head_dim)
     pub wo: Array2<f32>,
+    /// (hidden); Gemma only: the attention block's output is normalised before the residual
+    /// add (transformers' Gemma `post_attention_layernorm`)
+    pub post_attn_norm: Option<Array1<f32>>,
     /// (hidden)
     pub mlp_norm: Array1<f32>,
     /// (intermediate, hidden)
@@ -35,6 +40,9 @@ pub struct LayerWeights {
     pub w_up: Array2<f32>,
     /// (hidden, intermediate)
     pub w_down: Array2<f32>,
+    /// (hidden); Gemma only: the MLP's output is normalised before the residual add
+    /// (`post_feedforward_layernorm`)
+    pub post_mlp_norm: Option<Array1<f32>>,
 }
 
 /// The whole model.

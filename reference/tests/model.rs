@@ -409,3 +409,53 @@ fn inconsistent_configs_are_rejected() {
         }
     }
 }
+
+/// Gemma 3's per-layer data: the window and the local RoPE apply to the sliding layers only,
+/// the score scale follows query_pre_attn_scalar, and inconsistent features are typed errors.
+#[test]
+fn features_pick_each_layers_window_rope_and_scale() {
+    use wavefront_reference::Features;
+    let mut c = common::gqa_config(); // 2 layers, head_dim 8
+    c.sliding_window = Some(4);
+    c.features = Features {
+        sliding_layers: Some(vec![true, false]),
+        rope_local: Some(RopeConfig {
+            theta: 10.0,
+            scaling: RopeScaling::None,
+        }),
+        query_pre_attn_scalar: Some(16.0),
+        ..Features::default()
+    };
+    c.validate().unwrap();
+    assert_eq!((c.layer_window(0), c.layer_window(1)), (Some(4), None));
+    assert_eq!(
+        (c.layer_rope(0).theta, c.layer_rope(1).theta),
+        (10.0, 10000.0)
+    );
+    assert_eq!(c.attn_scale(), 0.25);
+    c.features.query_pre_attn_scalar = None;
+    assert_eq!(c.attn_scale(), (8f64).powf(-0.5) as f32);
+    let w = common::random_weights(&c, 3, false, false);
+    let m = Model::new(c.clone(), w).unwrap();
+    assert_ne!(m.layer_inv_freq(0), m.layer_inv_freq(1));
+    assert_eq!(m.layer_inv_freq(1), m.inv_freq());
+
+    let bad = |f: Features| {
+        let mut c = c.clone();
+        c.features = f;
+        match c.validate() {
+            Err(Error::BadConfig { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    };
+    let wrong_len = Features {
+        sliding_layers: Some(vec![true]),
+        ..Features::default()
+    };
+    assert_eq!(bad(wrong_len), "features.sliding_layers");
+    let nan_cap = Features {
+        final_logit_softcap: Some(f32::NAN),
+        ..Features::default()
+    };
+    assert_eq!(bad(nan_cap), "features.final_logit_softcap");
+}

@@ -1,14 +1,15 @@
 //! The whole forward pass against transformers' f32 forward on the same weights:
-//! fixtures/reference/tiny_models.json (Llama, Qwen2) and families.json (Qwen3, Mistral), made by
+//! fixtures/reference/tiny_models.json (Llama, Qwen2) and families.json (Qwen3, Mistral, Gemma 3,
+//! Gemma 2), made by
 //! fixtures/gen/reference_goldens.py, which
 //! draws the weights exactly as `common::random_weights` does.
 
 mod common;
 
-use common::random_weights_qk;
+use common::random_weights_family;
 use ndarray::{Array2, Axis};
 use serde_json::Value;
-use wavefront_reference::{Config, Model, RopeConfig, RopeScaling};
+use wavefront_reference::{Activation, Config, Features, Model, RopeConfig, RopeScaling};
 
 /// The bound the conformance suite sets for whole-model f32 logits against transformers.
 /// Both sides compute in f32 with different summation orders; transformers' own SDPA and
@@ -59,6 +60,32 @@ fn config(m: &Value) -> Config {
             scaling,
         },
         sliding_window: c["sliding_window"].as_u64().map(|w| w as usize),
+        features: features(&c["features"]),
+    }
+}
+
+/// `features` of a Gemma golden (absent: Llama's defaults).
+fn features(f: &Value) -> Features {
+    let opt = |k: &str| f[k].as_f64().map(|x| x as f32);
+    Features {
+        activation: match f["activation"].as_str() {
+            None | Some("silu") => Activation::Silu,
+            Some("gelu_pytorch_tanh") => Activation::GeluTanh,
+            Some(other) => panic!("activation {other}"),
+        },
+        embed_scale: opt("embed_scale"),
+        query_pre_attn_scalar: opt("query_pre_attn_scalar"),
+        attn_logit_softcap: opt("attn_logit_softcapping"),
+        final_logit_softcap: opt("final_logit_softcapping"),
+        sliding_layers: f["sliding_layers"].as_array().map(|a| {
+            a.iter()
+                .map(|b| b.as_bool().expect("sliding_layers: booleans"))
+                .collect()
+        }),
+        rope_local: opt("rope_local_theta").map(|theta| RopeConfig {
+            theta,
+            scaling: RopeScaling::None,
+        }),
     }
 }
 
@@ -94,11 +121,13 @@ fn logits_and_hidden_states_match_transformers() {
     check_file("tiny_models.json", 4);
 }
 
-/// Qwen3 (QK-norm) and Mistral (a sliding window of 64 over 300 positions): the same forward
-/// and the same bound as the Llama family.
+/// Qwen3 (QK-norm), Mistral (a sliding window of 64 over 300 positions), Gemma 3 (GELU-tanh,
+/// post-norms, embedding scale, per-layer windows and RoPE bases, query_pre_attn_scalar) and
+/// Gemma 2 (soft-capped scores and logits): the same forward and the same bound as the Llama
+/// family.
 #[test]
 fn other_families_match_transformers() {
-    check_file("families.json", 3);
+    check_file("families.json", 5);
 }
 
 /// Every model of `file` (at least `n_models` of them) against its transformers goldens.
@@ -109,12 +138,13 @@ fn check_file(file: &str, n_models: usize) {
     for m in models {
         let name = m["name"].as_str().unwrap();
         let c = config(m);
-        let w = random_weights_qk(
+        let w = random_weights_family(
             &c,
             m["seed"].as_u64().unwrap(),
             m["bias"].as_bool().unwrap(),
             m["tied"].as_bool().unwrap(),
             m["qk_norm"].as_bool().unwrap_or(false),
+            m["post_norms"].as_bool().unwrap_or(false),
         );
         let model = Model::new(c, w).unwrap();
         let tokens: Vec<u32> = m["tokens"]

@@ -3,6 +3,7 @@
 
 use ndarray::{s, Array3, ArrayView3, Axis};
 
+use super::softcap::softcap;
 use super::softmax::softmax;
 
 /// `q` (n_heads, seq, hd) at absolute positions `q_start..q_start + seq`; `k`, `v`
@@ -28,6 +29,41 @@ pub fn attention_windowed(
     q_start: usize,
     window: Option<usize>,
 ) -> Array3<f32> {
+    // transformers: `self.scaling = head_dim**-0.5` (a Python double, used as f32).
+    let scale = (q.dim().2 as f64).powf(-0.5) as f32;
+    attention_with(
+        q,
+        k,
+        v,
+        q_start,
+        Scores {
+            scale,
+            softcap: None,
+            window,
+        },
+    )
+}
+
+/// How [`attention_with`] turns `q·kᵀ` into the scores the softmax sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// Multiplies `q·kᵀ`: `head_dim ** -0.5`, or Gemma's `query_pre_attn_scalar ** -0.5`.
+    pub scale: f32,
+    /// Gemma 2's soft-capping of the scaled scores ([`softcap`]), before the mask.
+    pub softcap: Option<f32>,
+    /// A sliding window of `w` keys ([`window_start`]).
+    pub window: Option<usize>,
+}
+
+/// The general form: scores `s = (q·kᵀ) · scale`, soft-capped if asked, softmax over the keys
+/// `window_start(p) ..= p` of the query at position p, times V.
+pub fn attention_with(
+    q: ArrayView3<f32>,
+    k: ArrayView3<f32>,
+    v: ArrayView3<f32>,
+    q_start: usize,
+    opts: Scores,
+) -> Array3<f32> {
     let (n_heads, seq, head_dim) = q.dim();
     let (n_kv_heads, kv_len, _) = k.dim();
     assert!(
@@ -39,18 +75,19 @@ pub fn attention_windowed(
         "attention: queries past the last key"
     );
     let group = n_heads / n_kv_heads;
-    // transformers: `self.scaling = head_dim**-0.5` (a Python double, used as f32).
-    let scale = (head_dim as f64).powf(-0.5) as f32;
     let mut out = Array3::zeros((n_heads, seq, head_dim));
     for h in 0..n_heads {
         let (k_h, v_h) = (
             k.index_axis(Axis(0), h / group),
             v.index_axis(Axis(0), h / group),
         ); // (kv_len, hd)
-        let scores = q.index_axis(Axis(0), h).dot(&k_h.t()) * scale; // (seq, kv_len)
+        let mut scores = q.index_axis(Axis(0), h).dot(&k_h.t()) * opts.scale; // (seq, kv_len)
+        if let Some(c) = opts.softcap {
+            scores.mapv_inplace(|s| softcap(s, c));
+        }
         for t in 0..seq {
             let end = q_start + t + 1; // causal: keys ..=position
-            let first = window_start(q_start + t, window); // and none before the window
+            let first = window_start(q_start + t, opts.window); // and none before the window
             let p = softmax(scores.slice(s![t, first..end])); // (end - first)
             let o = p.dot(&v_h.slice(s![first..end, ..])); // (hd)
             out.slice_mut(s![h, t, ..]).assign(&o);

@@ -4,15 +4,17 @@
 
 pub mod attention;
 pub mod embedding;
+pub mod gated;
 pub mod linear;
 pub mod rms_norm;
 pub mod rope;
+pub mod softcap;
 pub mod softmax;
-pub mod swiglu;
 
-pub use attention::{attention, attention_windowed};
+pub use attention::{attention, attention_windowed, attention_with, Scores};
 pub use embedding::embedding;
+pub use gated::{gated, swiglu};
 pub use linear::linear;
 pub use rms_norm::rms_norm;
+pub use softcap::softcap;
 pub use softmax::softmax;
-pub use swiglu::swiglu;

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use ndarray::{Array, Array1, Array2, Dimension, ShapeBuilder};
-use wavefront_reference::{Config, LayerWeights, Model, RopeConfig, RopeScaling, Weights};
+use wavefront_reference::{
+    Config, Features, LayerWeights, Model, RopeConfig, RopeScaling, Weights,
+};
 
 /// SplitMix64: a seeded stream of uniform numbers in [-1, 1).
 pub struct Rng(u64);
@@ -56,6 +58,7 @@ pub fn gqa_config() -> Config {
             scaling: RopeScaling::None,
         },
         sliding_window: None,
+        features: Features::default(),
     }
 }
 
@@ -68,6 +71,19 @@ pub fn random_weights(c: &Config, seed: u64, bias: bool, tied: bool) -> Weights 
 /// (head_dim, near 1) drawn from the same stream after everything else, so the other tensors
 /// are the same as without.
 pub fn random_weights_qk(c: &Config, seed: u64, bias: bool, tied: bool, qk_norm: bool) -> Weights {
+    random_weights_family(c, seed, bias, tied, qk_norm, false)
+}
+
+/// [`random_weights_qk`], then with `post_norms` each layer's Gemma post-attention and
+/// post-MLP gains (hidden, near 1) drawn after everything else, layer by layer.
+pub fn random_weights_family(
+    c: &Config,
+    seed: u64,
+    bias: bool,
+    tied: bool,
+    qk_norm: bool,
+    post_norms: bool,
+) -> Weights {
     let mut r = Rng::new(seed);
     let (h, i, v, q, kv) = (
         c.hidden_size,
@@ -92,10 +108,12 @@ pub fn random_weights_qk(c: &Config, seed: u64, bias: bool, tied: bool, qk_norm:
             q_norm: None,
             k_norm: None,
             wo: lin(&mut r, h, q),
+            post_attn_norm: None,
             mlp_norm: norm(&mut r),
             w_gate: lin(&mut r, i, h),
             w_up: lin(&mut r, i, h),
             w_down: lin(&mut r, h, i),
+            post_mlp_norm: None,
         })
         .collect();
     let mut w = Weights {
@@ -108,6 +126,12 @@ pub fn random_weights_qk(c: &Config, seed: u64, bias: bool, tied: bool, qk_norm:
         for lw in &mut w.layers {
             lw.q_norm = Some(r.array(c.head_dim, 0.2) + 1.0);
             lw.k_norm = Some(r.array(c.head_dim, 0.2) + 1.0);
+        }
+    }
+    if post_norms {
+        for lw in &mut w.layers {
+            lw.post_attn_norm = Some(norm(&mut r));
+            lw.post_mlp_norm = Some(norm(&mut r));
         }
     }
     w
