@@ -171,8 +171,9 @@ macro_rules! forward_to_cpu {
             up: &CpuTensor,
             out: &mut CpuTensor,
             n: usize,
+            act: wavefront::backend::Activation,
         ) -> wavefront::Result<()> {
-            self.inner.swiglu(gate, up, out, n)
+            self.inner.swiglu(gate, up, out, n, act)
         }
 
         fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> wavefront::Result<()> {
@@ -204,11 +205,12 @@ macro_rules! forward_to_cpu {
             rows: usize,
             in_features: usize,
             inter: usize,
+            act: wavefront::backend::Activation,
         ) -> wavefront::Result<()> {
             let xr = self.matmul_input(x)?;
             let x = xr.as_ref().unwrap_or(x);
             self.inner
-                .gate_up_swiglu(x, w, tmp, out, rows, in_features, inter)
+                .gate_up_swiglu(x, w, tmp, out, rows, in_features, inter, act)
         }
     };
 }

@@ -2,8 +2,8 @@
 //! against the `Backend` trait.
 
 use crate::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
-    TensorInfo,
+    Activation, AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm,
+    RmsNormParams, TensorInfo,
 };
 use crate::config::{names, ModelConfig};
 use crate::error::{Error, Result};
@@ -977,6 +977,7 @@ impl<B: Backend> Engine<B> {
         let ep = EmbeddingParams {
             vocab: c.vocab_size,
             hidden,
+            scale: 1.0,
         };
         match &mut rows {
             Rows::One {
@@ -1116,6 +1117,7 @@ impl<B: Backend> Engine<B> {
                 n,
                 hidden,
                 c.intermediate_size,
+                Activation::Silu,
             )?;
             // x += act·Wdᵀ                                        (n, hidden)
             let down = lin(c.intermediate_size, hidden);

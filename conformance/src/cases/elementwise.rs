@@ -2,7 +2,7 @@
 
 use ndarray::Array2;
 use proptest::prelude::*;
-use wavefront::backend::Backend;
+use wavefront::backend::{Activation, Backend};
 use wavefront::{DType, Result};
 use wavefront_reference::ops;
 
@@ -46,7 +46,7 @@ impl ElementwiseCase {
         let tol = self.tolerance().nmse;
         if self.swiglu {
             let mut out = guarded(b, DType::F32, self.n)?;
-            b.swiglu(&at, &ct, &mut out, self.n)?;
+            b.swiglu(&at, &ct, &mut out, self.n, Activation::Silu)?;
             let got = match read_guarded(b, &out, self.n)? {
                 Ok(v) => v,
                 Err(fail) => return Ok(vec![Check::new("out", fail)]),

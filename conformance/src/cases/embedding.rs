@@ -56,6 +56,7 @@ impl EmbeddingCase {
         let p = EmbeddingParams {
             vocab: self.vocab,
             hidden: self.hidden,
+            scale: 1.0,
         };
         b.embedding(&t, &tokens, &mut out, p)?;
         let got = match read_guarded(b, &out, n)? {

@@ -12,7 +12,7 @@
 
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;
-use wavefront::backend::{Backend, LinearParams, PreNorm};
+use wavefront::backend::{Activation, Backend, LinearParams, PreNorm};
 use wavefront::tensor::{HostTensor, Storage};
 use wavefront::{DType, Result};
 use wavefront_reference::ops;
@@ -282,10 +282,28 @@ impl GemvCase {
                     if self.norm {
                         let out = &mut outs[0];
                         b.norm_gate_up_swiglu(
-                            &mut xt, norm, &mut h, &wt, &mut tmp, out, n, k, inter,
+                            &mut xt,
+                            norm,
+                            &mut h,
+                            &wt,
+                            &mut tmp,
+                            out,
+                            n,
+                            k,
+                            inter,
+                            Activation::Silu,
                         )?;
                     } else {
-                        b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter)?;
+                        b.gate_up_swiglu(
+                            &xt,
+                            &wt,
+                            &mut tmp,
+                            &mut outs[0],
+                            n,
+                            k,
+                            inter,
+                            Activation::Silu,
+                        )?;
                     }
                     vec![flat(&ops::swiglu(want[0].view(), want[1].view()))]
                 }

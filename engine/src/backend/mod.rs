@@ -72,10 +72,24 @@ pub fn describe_kernels(sources: &[KernelSource]) -> Option<String> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Rows of an embedding table `(vocab, hidden)`, gathered and converted to f32, then multiplied
+/// by `scale` in f32 (Gemma scales by √hidden; 1.0 leaves the row unscaled, exactly).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmbeddingParams {
     pub vocab: usize,
     pub hidden: usize,
+    pub scale: f32,
+}
+
+/// The activation of a gated MLP: `out = act(gate) ⊙ up`, in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// SwiGLU (Llama, Qwen, Mistral; transformers' `silu`): `silu(x) = x · σ(x) = x / (1 + e^(−x))`.
+    #[default]
+    Silu,
+    /// GeGLU with the tanh approximation (Gemma; transformers' `gelu_pytorch_tanh`, PyTorch's
+    /// `gelu(x, approximate='tanh')`): `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
+    GeluTanh,
 }
 
 /// `out = rms_norm(x (+= residual first, if given)) · w` over rows of `dim`.
@@ -352,13 +366,14 @@ pub trait Backend: Send + Sync + Sized {
         p: AttentionParams,
         step: Option<&Self::Step>,
     ) -> Result<()>;
-    /// `out = silu(gate) · up`, elementwise over `n`.
+    /// `out = act(gate) · up`, elementwise over `n` (silu for SwiGLU, the name's case).
     fn swiglu(
         &self,
         gate: &Self::Tensor,
         up: &Self::Tensor,
         out: &mut Self::Tensor,
         n: usize,
+        act: Activation,
     ) -> Result<()>;
     /// `x += y`, elementwise over `n`.
     fn add(&self, x: &mut Self::Tensor, y: &Self::Tensor, n: usize) -> Result<()>;
@@ -426,7 +441,7 @@ pub trait Backend: Send + Sync + Sized {
         rows: usize,
         in_features: usize,
     ) -> Result<()>;
-    /// `out (rows, inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]` (2·inter, in).
+    /// `out (rows, inter) = act(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]` (2·inter, in).
     /// `tmp` holds at least 2·rows·inter f32 (the GPU's BLAS path for rows > 1 uses it).
     #[allow(clippy::too_many_arguments)]
     fn gate_up_swiglu(
@@ -438,6 +453,7 @@ pub trait Backend: Send + Sync + Sized {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()>;
     /// The attention block's input: `h = rms_norm(x) · norm.weight` (rows, in_features), then
     /// [`Backend::linear_stacked`] of `h`. `h` is scratch: a backend that fuses the norm into
@@ -471,8 +487,9 @@ pub trait Backend: Send + Sync + Sized {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()> {
-        unfused::norm_gate_up_swiglu(self, x, norm, h, w, tmp, out, rows, in_features, inter)
+        unfused::norm_gate_up_swiglu(self, x, norm, h, w, tmp, out, rows, in_features, inter, act)
     }
     /// The residual add after a projection: `acc (rows, out) += x · wᵀ (+ bias)` (the
     /// projection first, then the f32 add). `tmp` (rows·out f32) is scratch a backend that adds
@@ -523,7 +540,9 @@ pub trait Backend: Send + Sync + Sized {
 /// The fused ops of [`Backend`] as the separate ops they stand for: the trait's defaults, and
 /// what a fusing backend runs where it does not fuse (e.g. the GPU's BLAS path for rows > 1).
 pub mod unfused {
-    use super::{AttentionParams, Backend, LinearParams, PreNorm, RmsNormParams, RopeKvParams};
+    use super::{
+        Activation, AttentionParams, Backend, LinearParams, PreNorm, RmsNormParams, RopeKvParams,
+    };
     use crate::error::Result;
     use crate::kv_cache::KvCache;
 
@@ -585,6 +604,7 @@ pub mod unfused {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()> {
         let p = RmsNormParams {
             rows,
@@ -592,7 +612,7 @@ pub mod unfused {
             eps: norm.eps,
         };
         b.rms_norm(x, None, norm.weight, h, p)?;
-        b.gate_up_swiglu(h, w, tmp, out, rows, in_features, inter)
+        b.gate_up_swiglu(h, w, tmp, out, rows, in_features, inter, act)
     }
 
     pub fn linear_residual<B: Backend>(

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{copy_bandwidth, median};
 use crate::backend::gpu::{GpuBackend, GpuTensor};
-use crate::backend::{Backend, KernelSource, PreNorm, RmsNormParams};
+use crate::backend::{Activation, Backend, KernelSource, PreNorm, RmsNormParams};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
@@ -337,11 +337,20 @@ fn measure(b: &GpuBackend, p: &Projection, weight: DType, reps: usize) -> Result
             let mut out = b.alloc(DType::F32, *inter)?;
             let gemv = time(b, reps, n, &mut |i| {
                 let (x, h, t, o) = (&mut x, &mut h, &mut tmp, &mut out);
-                b.norm_gate_up_swiglu(x, norm, h, &ws[i], t, o, 1, p.k, *inter)
+                b.norm_gate_up_swiglu(x, norm, h, &ws[i], t, o, 1, p.k, *inter, Activation::Silu)
             })?;
             let blas = time(b, reps, n, &mut |i| {
                 b.rms_norm(&mut x, None, &g, &mut h, norm_params)?;
-                b.gate_up_swiglu_blas(&h, &ws[i], &mut tmp, &mut out, 1, p.k, *inter)
+                b.gate_up_swiglu_blas(
+                    &h,
+                    &ws[i],
+                    &mut tmp,
+                    &mut out,
+                    1,
+                    p.k,
+                    *inter,
+                    Activation::Silu,
+                )
             })?;
             Ok((gemv, blas))
         }

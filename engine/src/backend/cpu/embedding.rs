@@ -1,4 +1,4 @@
-//! Token embedding: rows of the table, converted to f32.
+//! Token embedding: rows of the table, converted to f32, then times `p.scale` in f32.
 
 use super::CpuTensor;
 use crate::backend::{check_tensor, EmbeddingParams};
@@ -41,11 +41,34 @@ pub fn embedding(
                 ),
             });
         }
-        // (hidden) ← table[t]
-        table.read_f32(
-            t as usize * p.hidden,
-            &mut out[i * p.hidden..(i + 1) * p.hidden],
-        );
+        // (hidden) ← table[t] · scale
+        let row = &mut out[i * p.hidden..(i + 1) * p.hidden];
+        table.read_f32(t as usize * p.hidden, row);
+        if p.scale != 1.0 {
+            row.iter_mut().for_each(|v| *v *= p.scale);
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    #[test]
+    fn the_row_is_multiplied_by_the_scale_in_f32() {
+        let b = super::super::CpuBackend::default();
+        let table = b.upload_f32(&[1.0, -2.0, 3.0, 0.25, 5.0, 6.0]).unwrap();
+        let mut out = b.alloc(DType::F32, 6).unwrap();
+        let p = EmbeddingParams {
+            vocab: 2,
+            hidden: 3,
+            scale: 640f32.sqrt(),
+        };
+        embedding(&table, &[1, 0], &mut out, p).unwrap();
+        let s = 640f32.sqrt();
+        let want = [0.25 * s, 5.0 * s, 6.0 * s, s, -2.0 * s, 3.0 * s];
+        assert_eq!(b.download_f32(&out).unwrap(), want);
+    }
 }

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::{qrow, simd, CpuTensor};
-use crate::backend::{check_tensor, LinearParams, TensorInfo};
+use crate::backend::{check_tensor, Activation, LinearParams, TensorInfo};
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -100,8 +100,8 @@ pub fn linear_stacked(
     Ok(())
 }
 
-/// `out = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)`: the gate and up products into the two halves of `tmp`
-/// exactly as [`linear`] computes them, then SwiGLU exactly as the `swiglu` op.
+/// `out = act(x · W_gᵀ) ⊙ (x · W_uᵀ)`: the gate and up products into the two halves of `tmp`
+/// exactly as [`linear`] computes them, then the activation exactly as the `swiglu` op.
 #[allow(clippy::too_many_arguments)]
 pub fn gate_up_swiglu(
     x: &CpuTensor,
@@ -111,6 +111,7 @@ pub fn gate_up_swiglu(
     rows: usize,
     in_features: usize,
     inter: usize,
+    act: Activation,
 ) -> Result<()> {
     const OP: &str = "gate_up_swiglu";
     let (n, k) = (rows, in_features);
@@ -138,7 +139,7 @@ pub fn gate_up_swiglu(
         linear_into(x, w, inter, None, up, p);
     }
     let (gate, up) = tmp.f32_mut(OP, "tmp")?[..2 * len].split_at_mut(len);
-    super::elementwise::swiglu_slices(gate, up, &mut out.f32_mut(OP, "out")?[..len]);
+    super::elementwise::swiglu_slices(gate, up, &mut out.f32_mut(OP, "out")?[..len], act);
     Ok(())
 }
 

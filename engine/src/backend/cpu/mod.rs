@@ -21,8 +21,8 @@ pub use tensor::CpuTensor;
 use half::{bf16, f16};
 
 use crate::backend::{
-    check_tensor, AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams,
-    RmsNormParams, RopeKvParams, TensorInfo,
+    check_tensor, Activation, AttentionParams, Backend, EmbeddingParams, LinearParams,
+    LogitsParams, RmsNormParams, RopeKvParams, TensorInfo,
 };
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -335,8 +335,9 @@ impl Backend for CpuBackend {
         up: &CpuTensor,
         out: &mut CpuTensor,
         n: usize,
+        act: Activation,
     ) -> Result<()> {
-        elementwise::swiglu(gate, up, out, n)
+        elementwise::swiglu(gate, up, out, n, act)
     }
 
     fn add(&self, x: &mut CpuTensor, y: &CpuTensor, n: usize) -> Result<()> {
@@ -441,8 +442,9 @@ impl Backend for CpuBackend {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()> {
-        linear::gate_up_swiglu(x, w, tmp, out, rows, in_features, inter)
+        linear::gate_up_swiglu(x, w, tmp, out, rows, in_features, inter, act)
     }
 
     fn sample(
@@ -672,13 +674,16 @@ mod tests {
     fn gate_up_swiglu_equals_two_linear_calls_and_swiglu_bit_for_bit() {
         let b = CpuBackend::default();
         let (k, inter) = (29, 11);
-        for rows in [1, 4] {
+        for (rows, act) in [1, 4]
+            .into_iter()
+            .flat_map(|r| [(r, Activation::Silu), (r, Activation::GeluTanh)])
+        {
             let (xv, wv) = (values(rows * k, 4), values(2 * inter * k, 5));
             let x = b.upload_f32(&xv).unwrap();
             let w = bf16_tensor(&b, &wv);
             let mut tmp = b.alloc(DType::F32, 2 * rows * inter).unwrap();
             let mut out = b.alloc(DType::F32, rows * inter).unwrap();
-            b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, inter)
+            b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, inter, act)
                 .unwrap();
             let p = LinearParams {
                 rows,
@@ -692,8 +697,8 @@ mod tests {
             b.linear(&x, &wg, None, &mut gate, p).unwrap();
             b.linear(&x, &wu, None, &mut up, p).unwrap();
             let mut want = b.alloc(DType::F32, rows * inter).unwrap();
-            b.swiglu(&gate, &up, &mut want, rows * inter).unwrap();
-            assert_eq!(out, want, "rows {rows}");
+            b.swiglu(&gate, &up, &mut want, rows * inter, act).unwrap();
+            assert_eq!(out, want, "rows {rows} {act:?}");
         }
     }
 
@@ -728,14 +733,14 @@ mod tests {
         // tmp needs 2·rows·inter
         let mut tmp = b.alloc(DType::F32, 3).unwrap();
         let e = b
-            .gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 2)
+            .gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 2, Activation::Silu)
             .unwrap_err();
         assert!(e.to_string().contains("tmp"), "{e}");
         let mut tmp = b.alloc(DType::F32, 4).unwrap();
-        b.gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 2)
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 2, Activation::Silu)
             .unwrap();
         let e = b
-            .gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 3)
+            .gate_up_swiglu(&x, &w, &mut tmp, &mut o1, 1, 2, 3, Activation::Silu)
             .unwrap_err();
         assert!(e.to_string().contains("w holds"), "{e}");
     }

@@ -34,8 +34,8 @@ pub use device::{
 pub use vendor::{DeviceInfo, OpenError, Runtime};
 
 use crate::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
-    RopeKvParams, TensorInfo,
+    Activation, AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm,
+    RmsNormParams, RopeKvParams, TensorInfo,
 };
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -600,7 +600,9 @@ impl GpuBackend {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()> {
+        not_yet("gate_up_swiglu", act, 1.0)?;
         let route = ops::linear::Route::Blas;
         ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
     }
@@ -633,6 +635,23 @@ pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
             ),
         }),
     }
+}
+
+/// Refuses what the kernels do not do yet: GELU-tanh and a scaled embedding.
+fn not_yet(op: &str, act: Activation, scale: f32) -> Result<()> {
+    if act != Activation::Silu {
+        return Err(bad(
+            op,
+            format!("activation {act:?} is not yet implemented on the GPU"),
+        ));
+    }
+    if scale != 1.0 {
+        return Err(bad(
+            op,
+            format!("embedding scale {scale} (≠ 1) is not yet implemented on the GPU"),
+        ));
+    }
+    Ok(())
 }
 
 fn bad(op: &str, detail: String) -> Error {
@@ -887,6 +906,7 @@ impl Backend for GpuBackend {
         out: &mut GpuTensor,
         p: EmbeddingParams,
     ) -> Result<()> {
+        not_yet("embedding", Activation::Silu, p.scale)?;
         ops::embedding::embedding(self, table, tokens, out, p)
     }
 
@@ -975,7 +995,9 @@ impl Backend for GpuBackend {
         up: &GpuTensor,
         out: &mut GpuTensor,
         n: usize,
+        act: Activation,
     ) -> Result<()> {
+        not_yet("swiglu", act, 1.0)?;
         ops::elementwise::swiglu(self, gate, up, out, n)
     }
 
@@ -1028,6 +1050,7 @@ impl Backend for GpuBackend {
         out: &mut GpuTensor,
         p: EmbeddingParams,
     ) -> Result<()> {
+        not_yet("embedding", Activation::Silu, p.scale)?;
         step.embedding(self, table, out, p)
     }
 
@@ -1063,7 +1086,9 @@ impl Backend for GpuBackend {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()> {
+        not_yet("gate_up_swiglu", act, 1.0)?;
         let route = ops::linear::Route::Auto;
         ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
     }
@@ -1094,7 +1119,9 @@ impl Backend for GpuBackend {
         rows: usize,
         in_features: usize,
         inter: usize,
+        act: Activation,
     ) -> Result<()> {
+        not_yet("norm_gate_up_swiglu", act, 1.0)?;
         ops::linear::norm_gate_up_swiglu(self, x, norm, h, w, tmp, out, rows, in_features, inter)
     }
 

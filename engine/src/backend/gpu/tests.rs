@@ -13,7 +13,7 @@ use super::vendor::{
 };
 use super::GpuOptions;
 use super::{choose_wave, GpuBackend, GpuTensor, ABI_KERNELS};
-use crate::backend::{AttentionParams, Backend, LinearParams, LogitsParams, PreNorm};
+use crate::backend::{Activation, AttentionParams, Backend, LinearParams, LogitsParams, PreNorm};
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, KvLayout};
 use crate::sampler::SamplingParams;
@@ -627,7 +627,7 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         let inter = 20;
         let mut tmp = b.alloc(DType::F32, 2 * BLAS * inter).unwrap();
         let mut out = b.alloc(DType::F32, BLAS * inter).unwrap();
-        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, k, inter)
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, k, inter, Activation::Silu)
             .unwrap();
         let calls = v.calls();
         let Call::Launch(name, cfg, args) = &calls[0] else {
@@ -649,8 +649,19 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
             ]
         );
         // With the norm prologue: the norm weights and eps, h untouched.
-        b.norm_gate_up_swiglu(&mut xm, norm, &mut h, &w, &mut tmp, &mut out, 1, k, inter)
-            .unwrap();
+        b.norm_gate_up_swiglu(
+            &mut xm,
+            norm,
+            &mut h,
+            &w,
+            &mut tmp,
+            &mut out,
+            1,
+            k,
+            inter,
+            Activation::Silu,
+        )
+        .unwrap();
         let calls = v.calls();
         let Call::Launch(name, _, args) = &calls[0] else {
             panic!("{calls:?}")
@@ -665,8 +676,10 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
                 .collect::<Vec<_>>()[..]
         );
         // Two rows in a batched decode pass: the same launch over both (tmp untouched).
-        b.invariant_rows(&mut || b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter))
-            .unwrap();
+        b.invariant_rows(&mut || {
+            b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter, Activation::Silu)
+        })
+        .unwrap();
         let calls = v.calls();
         let Call::Launch(name, cfg, args) = &calls[0] else {
             panic!("{calls:?}")
@@ -676,10 +689,10 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         assert_eq!(args.last(), Some(&KernelArg::I32(2)));
         // Past the GEMV's rows (or two rows outside a batched pass): two GEMMs into tmp, then
         // swiglu.
-        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter)
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter, Activation::Silu)
             .unwrap();
         assert!(matches!(&v.calls()[1], Call::Gemm(_)));
-        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, BLAS, k, inter)
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, BLAS, k, inter, Activation::Silu)
             .unwrap();
         let calls = v.calls();
         assert_eq!(calls.len(), 4, "{calls:?}");
@@ -700,13 +713,28 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         assert_eq!(name, "swiglu");
         assert_eq!(args[3], KernelArg::I64(BLAS as i64 * 20));
         // The BLAS baseline of the bench at one row; a short tmp is refused before any work.
-        b.gate_up_swiglu_blas(&x, &w, &mut tmp, &mut out, 1, k, inter)
+        b.gate_up_swiglu_blas(&x, &w, &mut tmp, &mut out, 1, k, inter, Activation::Silu)
             .unwrap();
         assert!(matches!(&v.calls()[1], Call::Gemm(_)));
         let mut short = b.alloc(DType::F32, 2 * inter - 1).unwrap();
         assert!(b
-            .gate_up_swiglu(&x, &w, &mut short, &mut out, 1, k, inter)
+            .gate_up_swiglu(&x, &w, &mut short, &mut out, 1, k, inter, Activation::Silu)
             .is_err());
+        assert!(v.calls().is_empty());
+        // GELU-tanh is not in the kernels yet: refused before any work.
+        let e = b
+            .gate_up_swiglu(
+                &x,
+                &w,
+                &mut tmp,
+                &mut out,
+                1,
+                k,
+                inter,
+                Activation::GeluTanh,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("not yet"), "{e}");
         assert!(v.calls().is_empty());
     }
 }

@@ -13,7 +13,9 @@ use super::qgemv::{self, launch_dequant, launch_qgemv, launch_qgemv_swiglu, QGem
 use crate::backend::gpu::quant::QuantSeg;
 use crate::backend::gpu::vendor::{DevicePtr, Gemm};
 use crate::backend::gpu::{bad, int, scratch_ptr, GpuBackend, GpuTensor};
-use crate::backend::{check_tensor, unfused, LinearParams, LogitsParams, PreNorm, TensorInfo};
+use crate::backend::{
+    check_tensor, unfused, Activation, LinearParams, LogitsParams, PreNorm, TensorInfo,
+};
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -154,7 +156,19 @@ pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
     inter: usize,
 ) -> Result<()> {
     if !b.uses_gemv(rows, w.dtype()) {
-        return unfused::norm_gate_up_swiglu(b, x, norm, h, w, tmp, out, rows, in_features, inter);
+        return unfused::norm_gate_up_swiglu(
+            b,
+            x,
+            norm,
+            h,
+            w,
+            tmp,
+            out,
+            rows,
+            in_features,
+            inter,
+            Activation::Silu,
+        );
     }
     let n = prologue("norm_gate_up_swiglu", &norm, in_features)?;
     gate_up(
