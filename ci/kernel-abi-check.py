@@ -33,7 +33,8 @@ import sys
 # (_f32: float, _f16/_bf16: uint16_t, _q8_0: uint8_t, the KV cache's Q8_0 bytes); S/D the
 # convert source/destination types.
 
-EMBEDDING = "const T* table, const int* tokens, float* out, int n_tokens, int hidden, int vocab"
+EMBEDDING = ("const T* table, const int* tokens, float* out, int n_tokens, int hidden, int vocab, "
+             "float scale")
 ROPE = ("float* q, const float* k, const float* v, const float* inv_freq, T* arena, int layer, "
         "int pos0, int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, "
         "const int* step")
@@ -56,7 +57,8 @@ for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t"),
 ABI.update({
     "rms_norm": ("rms_norm.hip", "float* x, const float* residual, const float* w, float* out, "
                  "int rows, int dim, float eps", 256, "(rows)"),
-    "swiglu": ("elementwise.hip", "const float* gate, const float* up, float* out, i64 n", 256,
+    "swiglu": ("elementwise.hip", "const float* gate, const float* up, float* out, i64 n, int act",
+               256,
                ELEMENTS),
     "add": ("elementwise.hip", "float* x, const float* y, i64 n", 256, ELEMENTS),
     "bias_add": ("elementwise.hip", "float* out, const float* bias, int rows, int cols", 256,
@@ -94,7 +96,7 @@ GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, cons
         "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual, "
         "int n_in")
 GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "
-               "int inter, int k, int n_in")
+               "int inter, int k, int n_in, int act")
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
@@ -102,7 +104,7 @@ for suffix in ("f16", "bf16"):
 QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "
-           "int vocab, void* out, int out_f16")
+           "int vocab, void* out, int out_f16, float scale")
 # The GGUF weight block types (split layout, qgemv.hip).
 for suffix in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"):
     ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*ceil((m0+m1+m2)/(2*256/WAVE)))")

@@ -109,7 +109,7 @@ static std::vector<uint8_t> split(const std::vector<uint8_t>& file, int bb, int 
   return out;
 }
 
-typedef void (*Dequant)(const uint8_t*, const uint8_t*, const int*, int, int, int, int, void*, int);
+typedef void (*Dequant)(const uint8_t*, const uint8_t*, const int*, int, int, int, int, void*, int, float);
 
 struct Type {
   const char* name;
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
     blockIdx.x = 0;
     for (unsigned th = 0; th < DEQUANT_BLOCK; ++th) {
       threadIdx.x = th;
-      t.dequant(qa, sa, nullptr, 0, 1, (int)n, 0, got.data(), 0);
+      t.dequant(qa, sa, nullptr, 0, 1, (int)n, 0, got.data(), 0, 1.0f);
     }
     size_t bad = 0;
     for (size_t i = 0; i < n; ++i) bad += memcmp(&got[i], &want[i], 4) != 0;

@@ -154,6 +154,26 @@ WF_DEVICE double wf_fma(double a, double b, double c) { return fma(a, b, c); }
 WF_DEVICE double wf_rint(double x) { return rint(x); }
 #endif
 
+// The gated MLP's activation, `act` as the engine's Activation (the `act` argument of the gated
+// kernels: swiglu, gemv_swiglu_*, qgemv_swiglu_*), y = act(g) · u:
+//   ACT_SILU (0):      silu(g) = g / (1 + e^(−g))
+//   ACT_GELU_TANH (1): PyTorch's gelu(g, approximate='tanh') = 0.5·g·(1 + tanh(z)),
+//                      z = √(2/π)·(g + 0.044715·g³), evaluated as g / (1 + e^(−2z)): the same
+//                      function (0.5·(1 + tanh z) = σ(2z) exactly), one e^x as silu, no tanhf
+//                      (a device-library call on AMD, which the compile check refuses). z is
+//                      formed in PyTorch's order (g³ first); against PyTorch's f32 kernel the
+//                      result differs by a few roundings of z, e^x and the division: ≤ 5u·|g|
+//                      absolute (tolerance.rs GatedGelu), and it is the more accurate of the
+//                      two where 1 + tanh z cancels (g ≪ 0).
+enum GateAct { ACT_SILU = 0, ACT_GELU_TANH = 1 };
+WF_DEVICE float wf_gelu_tanh(float g) {
+  const float beta = 0.7978845608028654f;  // √(2/π), PyTorch's M_SQRT2 · M_2_SQRTPI · 0.5
+  const float kappa = 0.044715f;
+  const float z = beta * (g + kappa * (g * g * g));
+  return g / (1.0f + wf_expf(-2.0f * z));
+}
+WF_DEVICE float wf_silu(float g) { return g / (1.0f + wf_expf(-g)); }
+
 // a·b + c with the product rounded before the sum (never contracted into an FMA, which
 // NVRTC and clang may otherwise do): ggml's dequantization formulas (q·d + m).
 WF_DEVICE float wf_mul_add_rn(float a, float b, float c) {

@@ -1,5 +1,6 @@
 // Elementwise f32 ops, one element per thread:
-//   swiglu:   out[i] = gate[i] / (1 + e^(-gate[i])) · up[i]   (silu(gate) · up, as the CPU)
+//   swiglu:   out[i] = act(gate[i]) · up[i], act common.h's gated activation (`act` 0: silu,
+//             gate / (1 + e^(−gate)), as the CPU; 1: gelu_tanh)
 //   add:      x[i] += y[i]
 //   bias_add: out[r·cols + c] += bias[c]
 //
@@ -10,25 +11,31 @@
 //   touch neighbouring elements, so each wave's accesses coalesce; with one element per
 //   thread (the ABI's grid) there is nothing for a wider vector load to add.
 
-// Paths (WF_PATH; slots 0 swiglu, 1 add, 2 bias_add): one each,
-//   main: the element's value (no branch beyond the bounds check)
+// Paths (WF_PATH; slots 0 swiglu, 1 add, 2 bias_add): main for each, and for swiglu gelu,
+//   main: the element's value (no branch beyond the bounds check; swiglu: silu)
+//   gelu: swiglu with act = ACT_GELU_TANH (one uniform branch per element)
 
 #include "common.h"
 
 constexpr int ELEMENTWISE_BLOCK = 256;
-enum ElementwisePath { PATH_MAIN };
+enum ElementwisePath { PATH_MAIN, PATH_GELU };
 
 WF_DEVICE i64 element_index() {
   return (i64)block_index_x() * ELEMENTWISE_BLOCK + thread_index();
 }
 
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
-    swiglu(const float* gate, const float* up, float* out, i64 n) {
+    swiglu(const float* gate, const float* up, float* out, i64 n, int act) {
   const i64 i = element_index();
   if (i < n) {
-    WF_PATH(0, PATH_MAIN);
     const float g = gate[i];
-    out[i] = g / (1.0f + wf_expf(-g)) * up[i];
+    if (act == ACT_GELU_TANH) {
+      WF_PATH(0, PATH_GELU);
+      out[i] = wf_gelu_tanh(g) * up[i];
+    } else {
+      WF_PATH(0, PATH_MAIN);
+      out[i] = wf_silu(g) * up[i];
+    }
   }
 }
 

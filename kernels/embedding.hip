@@ -1,4 +1,5 @@
-// Token embedding: out[t, :] = f32(table[tokens[t], :]).
+// Token embedding: out[t, :] = f32(table[tokens[t], :]) · scale, the product in f32 (Gemma's
+// √hidden; scale 1 leaves the value exactly as it was).
 //
 // Shapes: table (vocab, hidden) of T ∈ {f32, f16, bf16}; tokens (n_tokens) i32;
 //         out (n_tokens, hidden) f32.
@@ -23,7 +24,7 @@ enum EmbeddingPath { PATH_VEC, PATH_TAIL, PATH_SCALAR };
 
 template <class C>
 __device__ void embedding_kernel(const typename C::storage* table, const int* tokens, float* out,
-                                 int n_tokens, int hidden, int vocab) {
+                                 int n_tokens, int hidden, int vocab, float scale) {
   const int b = block_index_x();
   if (b >= n_tokens) return;
   const int id = tokens[b];
@@ -42,30 +43,32 @@ __device__ void embedding_kernel(const typename C::storage* table, const int* to
       WF_PATH(C::id, PATH_VEC);
       float v[VEC];
       load16<C>(src + (i64)k * VEC, v);
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) v[e] *= scale;
       store_f32s<VEC>(dst + (i64)k * VEC, v);
     }
     tail = n_vec * VEC;
   }
   for (int i = tail + thread_index(); i < hidden; i += EMBEDDING_BLOCK) {
     WF_PATH(C::id, aligned ? PATH_TAIL : PATH_SCALAR);
-    dst[i] = C::load(src[i]);
+    dst[i] = C::load(src[i]) * scale;
   }
 }
 
 extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)
     embedding_f32(const float* table, const int* tokens, float* out, int n_tokens, int hidden,
-                  int vocab) {
-  embedding_kernel<F32>(table, tokens, out, n_tokens, hidden, vocab);
+                  int vocab, float scale) {
+  embedding_kernel<F32>(table, tokens, out, n_tokens, hidden, vocab, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)
     embedding_f16(const uint16_t* table, const int* tokens, float* out, int n_tokens, int hidden,
-                  int vocab) {
-  embedding_kernel<F16>(table, tokens, out, n_tokens, hidden, vocab);
+                  int vocab, float scale) {
+  embedding_kernel<F16>(table, tokens, out, n_tokens, hidden, vocab, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(EMBEDDING_BLOCK)
     embedding_bf16(const uint16_t* table, const int* tokens, float* out, int n_tokens, int hidden,
-                  int vocab) {
-  embedding_kernel<BF16>(table, tokens, out, n_tokens, hidden, vocab);
+                  int vocab, float scale) {
+  embedding_kernel<BF16>(table, tokens, out, n_tokens, hidden, vocab, scale);
 }

@@ -3,8 +3,9 @@
 //   gemv_{f16,bf16}:        out (M) = a (K) · Wᵀ (+ bias) (+ out, the residual add), M = m0 + m1
 //                           + m2 rows stacked [W_0; W_1; W_2] (fused QKV), row r written to
 //                           out0[r] (r < m0), out1[r − m0] (r < m0 + m1) or out2[r − m0 − m1];
-//   gemv_swiglu_{f16,bf16}: out (I) = silu(a · W_gᵀ) ⊙ (a · W_uᵀ) for W = [W_g; W_u] (2·I, K),
-//                           silu as the `swiglu` kernel of elementwise.hip: g / (1 + e^(−g)) · u;
+//   gemv_swiglu_{f16,bf16}: out (I) = act(a · W_gᵀ) ⊙ (a · W_uᵀ) for W = [W_g; W_u] (2·I, K),
+//                           act as the `swiglu` kernel of elementwise.hip (common.h's gated
+//                           activation: `act` 0 silu, g / (1 + e^(−g)) · u; 1 gelu_tanh);
 // where a = x, or with norm_w, a = norm_w · (x · 1/sqrt(mean(x²) + eps)): the rms_norm kernel's
 // output, computed by every block the way rms_norm.hip computes it (the same partition of the
 // sum of squares over 256 threads, the same block reduction and expression), so the fused
@@ -48,7 +49,7 @@
 //   nothing. Each output element is read and written by one lane only, so `residual` may add
 //   into the residual stream in place; x must not alias an output.
 // Paths (WF_PATH; slot 0 gemv_f16, 1 gemv_bf16, 2 gemv_swiglu_f16, 3 gemv_swiglu_bf16; the
-// SwiGLU kernels have the first five):
+// SwiGLU kernels have the first five and gelu):
 //   vec:      the row(s) (and, unstaged, x) on 16 bytes: 16-byte weight loads, pipelined
 //   tail:     after the vectors, the K mod 8 elements, scalar
 //   scalar:   a row off 16 bytes (or, unstaged, x): every element scalar
@@ -59,6 +60,7 @@
 //   out1:     a row of the second, written to out1
 //   out2:     a row of the third, written to out2
 //   residual: the epilogue adds into the output (out[r] + y)
+//   gelu:     gemv_swiglu with act = ACT_GELU_TANH (the epilogue's activation)
 
 #include "common.h"
 
@@ -75,7 +77,8 @@ enum GemvPath {
   PATH_OUT0,
   PATH_OUT1,
   PATH_OUT2,
-  PATH_RESIDUAL
+  PATH_RESIDUAL,
+  PATH_GELU
 };
 
 // x[i] as the GEMM sees it: rounded to the weights' type and widened back (exact).
@@ -307,7 +310,7 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
 
 template <class C>
 WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float* norm_w,
-                                  float eps, float* out, int inter, int k, int n_in) {
+                                  float eps, float* out, int inter, int k, int n_in, int act) {
   const int slot = C::id + 1;
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
@@ -320,7 +323,14 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float
   gemv_rows<C, 2>(rows, live, x, norm_w, eps, k, slot, acc);
   const float g = wave_sum(acc[0]);
   const float u = wave_sum(acc[1]);
-  if (live && wave_lane() == 0) out[r] = g / (1.0f + wf_expf(-g)) * u;
+  if (live && wave_lane() == 0) {
+    if (act == ACT_GELU_TANH) {
+      WF_PATH(slot, PATH_GELU);
+      out[r] = wf_gelu_tanh(g) * u;
+    } else {
+      out[r] = wf_silu(g) * u;
+    }
+  }
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
@@ -339,12 +349,12 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                    float* out, int inter, int k, int n_in) {
-  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k, n_in);
+                    float* out, int inter, int k, int n_in, int act) {
+  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k, n_in, act);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                     float* out, int inter, int k, int n_in) {
-  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in);
+                     float* out, int inter, int k, int n_in, int act) {
+  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in, act);
 }

@@ -4,10 +4,12 @@
 // that feeds the BLAS GEMM):
 //   qgemv_{T}:        out (M) = a (K) · Wᵀ (+ bias) (+ out, the residual add), M = m0 + m1 + m2
 //                     rows stacked as in gemv.hip (row r to out0, out1 or out2);
-//   qgemv_swiglu_{T}: out (I) = silu(a · W_gᵀ) ⊙ (a · W_uᵀ) for W = [W_g; W_u] (2·I, K);
-//   dequant_{T}:      out[b, :] = W[row_b, :] for b < n_rows, row_b = ids[b] (ids given; an
-//                     id outside [0, vocab) gives a zero row) or row0 + b, written as f32 or
-//                     (out_f16) as f16 rounded to nearest even;
+//   qgemv_swiglu_{T}: out (I) = act(a · W_gᵀ) ⊙ (a · W_uᵀ) for W = [W_g; W_u] (2·I, K), act
+//                     common.h's gated activation (`act` 0 silu, 1 gelu_tanh);
+//   dequant_{T}:      out[b, :] = W[row_b, :] · scale for b < n_rows, row_b = ids[b] (ids
+//                     given; an id outside [0, vocab) gives a zero row) or row0 + b, the f32
+//                     product (scale 1: the value itself, exactly) written as f32 or (out_f16)
+//                     as f16 rounded to nearest even;
 // where a = x, or with norm_w the RMSNorm of x (rms_norm.hip's scale, common.h rms_scale:
 // the same partition and reduction), never rounded: activations stay f32.
 //
@@ -74,6 +76,7 @@
 //   out1:     a row of the second, written to out1
 //   out2:     a row of the third, written to out2
 //   residual: the epilogue adds into the output (out[r] + y)
+//   gelu:     qgemv_swiglu with act = ACT_GELU_TANH (the epilogue's activation)
 // dequant:
 //   rows:     rows row0 + b
 //   ids:      rows ids[b] (the embedding)
@@ -94,7 +97,8 @@ enum QgemvPath {
   PATH_OUT0,
   PATH_OUT1,
   PATH_OUT2,
-  PATH_RESIDUAL
+  PATH_RESIDUAL,
+  PATH_GELU
 };
 enum DequantPath { PATH_ROWS, PATH_IDS, PATH_F16 };
 
@@ -505,7 +509,7 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
 template <class T>
 WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                                    const float* norm_w, float eps, float* out, int inter,
-                                   int k, int n_in) {
+                                   int k, int n_in, int act) {
   const int slot = 3 * T::id + 1;
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
@@ -519,14 +523,22 @@ WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const f
   qgemv_rows<T, 2>(qa, sa, row_blk, live, x, norm_w, eps, k, slot, acc);
   const float g = wave_sum(acc[0]);
   const float u = wave_sum(acc[1]);
-  if (live && wave_lane() == 0) out[r] = g / (1.0f + wf_expf(-g)) * u;
+  if (live && wave_lane() == 0) {
+    if (act == ACT_GELU_TANH) {
+      WF_PATH(slot, PATH_GELU);
+      out[r] = wf_gelu_tanh(g) * u;
+    } else {
+      out[r] = wf_silu(g) * u;
+    }
+  }
 }
 
 // Row b of the output: every chunk of the source row dequantized exactly (formats/quants.rs's
 // operations: A·q, or A·q + M with the product rounded before the sum).
 template <class T>
 WF_DEVICE void dequant_kernel(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0,
-                              int n_rows, int k, int vocab, void* out, int out_f16) {
+                              int n_rows, int k, int vocab, void* out, int out_f16,
+                              float scale) {
   const int slot = 3 * T::id + 2;
   const int b = block_index_x();
   if (b >= n_rows) return;
@@ -557,7 +569,7 @@ WF_DEVICE void dequant_kernel(const uint8_t* qa, const uint8_t* sa, const int* i
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
         v[j] = 0.0f;
-        if (valid) v[j] = T::MIN ? wf_mul_add_rn(a, q[j], m) : a * q[j];
+        if (valid) v[j] = (T::MIN ? wf_mul_add_rn(a, q[j], m) : a * q[j]) * scale;
       }
       if (out_f16) {
 #pragma unroll
@@ -587,13 +599,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ8_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ8_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q8_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ8_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ8_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -605,13 +617,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ4_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ4_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ4_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ4_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -623,13 +635,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ4_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ4_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ4_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ4_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -641,13 +653,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ5_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ5_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ5_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ5_0>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -659,13 +671,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ5_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ5_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ5_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ5_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -677,13 +689,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ4_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ4_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ4_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ4_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -695,13 +707,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ5_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ5_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ5_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ5_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
@@ -713,11 +725,11 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in) {
-  qgemv_swiglu_kernel<TQ6_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in);
+                     float eps, float* out, int inter, int k, int n_in, int act) {
+  qgemv_swiglu_kernel<TQ6_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q6_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
-                int vocab, void* out, int out_f16) {
-  dequant_kernel<TQ6_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16);
+                int vocab, void* out, int out_f16, float scale) {
+  dequant_kernel<TQ6_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }

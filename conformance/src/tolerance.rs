@@ -24,10 +24,14 @@ pub fn unit_roundoff(dtype: DType) -> f64 {
 /// What a case computes, as far as rounding is concerned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
-    /// A copy with an exact widening conversion (embedding rows).
+    /// A copy with an exact widening conversion (embedding rows), then at most one f32 product
+    /// by the same factor on both sides (the embedding scale: one correctly rounded operation).
     Copy,
     /// A few f32 operations per element, at most one libm call (swiglu, add).
     Elementwise,
+    /// `gelu_tanh(g)·u` against the reference's PyTorch-form evaluation, where the inputs hold
+    /// Σ(g·u)² ≤ `ratio`·Σ(gelu_tanh(g)·u)² (the case checks it of its draw).
+    GatedGelu { ratio: f64 },
     /// A per-row f32 reduction of `n` terms, then a few operations (rms_norm).
     Reduction { n: usize },
     /// Dot products of length `k`; activations rounded to `input` first (F32 = not rounded).
@@ -74,11 +78,22 @@ pub fn tolerance(kind: Kind) -> Tolerance {
     let (nmse, reason) = match kind {
         Kind::Copy => (
             0.0,
-            "a row copy with an exact widening conversion: bit-exact".to_string(),
+            "a row copy with an exact widening conversion (and one f32 product by the same scale \
+             on both sides): bit-exact"
+                .to_string(),
         ),
         Kind::Elementwise => (
             sq(4.0 * u),
             "≤ 2 f32 roundings and ≤ 2 ulp of libm per element: relative 4u".into(),
+        ),
+        Kind::GatedGelu { ratio } => (
+            ratio * sq(10.0 * u),
+            format!(
+                "per element ≤ 10u·|g·u| absolute (reference 0.5·g·(1 + tanh z): z's 4 roundings \
+                 through tanh' (≤ 1.8u), tanh ≤ 2 ulp, 1 + t, ·g, ·u: 4.9u; engine g / (1 + \
+                 e^(−2z)), the same function: z through σ' (≤ 0.9u), e^x 2 ulp, 1 + e, the \
+                 division, ·u: 4.4u), over Σ(g·u)² ≤ {ratio}·Σ(out²)"
+            ),
         ),
         Kind::Reduction { n } => (
             sq(2.0 * n as f64 * u + 4.0 * u),

@@ -18,15 +18,21 @@ pub struct EmbeddingCase {
     pub hidden: usize,
     pub n_tokens: usize,
     pub dtype: DType,
+    /// The f32 factor of each row (Gemma's √hidden; 1.0 unscaled).
+    pub scale: f32,
     pub seed: u64,
 }
 
 impl EmbeddingCase {
     pub fn name(&self) -> String {
-        format!(
+        let mut s = format!(
             "vocab={},hidden={},tokens={},table={}",
             self.vocab, self.hidden, self.n_tokens, self.dtype
-        )
+        );
+        if self.scale != 1.0 {
+            s.push_str(&format!(",scale={}", self.scale));
+        }
+        s
     }
 
     pub fn tolerance(&self) -> Tolerance {
@@ -56,7 +62,7 @@ impl EmbeddingCase {
         let p = EmbeddingParams {
             vocab: self.vocab,
             hidden: self.hidden,
-            scale: 1.0,
+            scale: self.scale,
         };
         b.embedding(&t, &tokens, &mut out, p)?;
         let got = match read_guarded(b, &out, n)? {
@@ -64,7 +70,9 @@ impl EmbeddingCase {
             Err(fail) => return Ok(vec![Check::new("out", fail)]),
         };
         let table = Array2::from_shape_vec((self.vocab, self.hidden), table).expect("sized above");
-        let want = ops::embedding(table.view(), &tokens).expect("tokens are in range");
+        let want = ops::embedding(table.view(), &tokens)
+            .expect("tokens are in range")
+            .mapv(|v| v * self.scale);
         Ok(vec![Check::new(
             "out",
             compare(
@@ -93,20 +101,35 @@ pub fn grid() -> Vec<EmbeddingCase> {
                 hidden,
                 n_tokens,
                 dtype,
+                scale: 1.0,
                 seed: 11,
+            });
+        }
+        // Scaled (Gemma: √hidden): the vector, tail and scalar paths.
+        for (vocab, hidden, n_tokens) in [(97, 640, 3), (97, 13, 3)] {
+            g.push(EmbeddingCase {
+                vocab,
+                hidden,
+                n_tokens,
+                dtype,
+                scale: (hidden as f32).sqrt(),
+                seed: 12,
             });
         }
     }
     // Block types: rows of whole blocks (256 elements: a K-quant super-block, eight 32-blocks),
     // the first and last ids among them.
     for dtype in DType::WEIGHT_BLOCKS {
-        g.push(EmbeddingCase {
-            vocab: 37,
-            hidden: 512,
-            n_tokens: 5,
-            dtype,
-            seed: 11,
-        });
+        for scale in [1.0, 640f32.sqrt()] {
+            g.push(EmbeddingCase {
+                vocab: 37,
+                hidden: 512,
+                n_tokens: 5,
+                dtype,
+                scale,
+                seed: 11,
+            });
+        }
     }
     g
 }
@@ -117,13 +140,17 @@ pub fn strategy() -> impl Strategy<Value = EmbeddingCase> {
         1usize..200,
         1usize..40,
         prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        prop_oneof![Just(1.0f32), Just(0.1), Just(25.3)],
         any::<u64>(),
     )
-        .prop_map(|(vocab, hidden, n_tokens, dtype, seed)| EmbeddingCase {
-            vocab,
-            hidden,
-            n_tokens,
-            dtype,
-            seed,
-        })
+        .prop_map(
+            |(vocab, hidden, n_tokens, dtype, scale, seed)| EmbeddingCase {
+                vocab,
+                hidden,
+                n_tokens,
+                dtype,
+                scale,
+                seed,
+            },
+        )
 }

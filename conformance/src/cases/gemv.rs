@@ -52,6 +52,8 @@ pub struct GemvCase {
     /// Run inside `Backend::invariant_rows` (a batched decode pass: on the GPU up to 16 rows
     /// take the GEMVs over several input rows instead of BLAS).
     pub batched: bool,
+    /// The gate/up form's activation (`GateUp` only).
+    pub act: Activation,
     pub seed: u64,
 }
 
@@ -96,6 +98,9 @@ impl GemvCase {
         if self.residual {
             s.push_str(",residual");
         }
+        if self.act == Activation::GeluTanh {
+            s.push_str(",gelu");
+        }
         s
     }
 
@@ -111,6 +116,20 @@ impl GemvCase {
         });
         let ew = tolerance(Kind::Elementwise);
         let base = match self.op {
+            GemvOp::GateUp if self.act == Activation::GeluTanh => {
+                // κ = |g·gelu'(g) / gelu(g)| ≤ 2 for g ≥ −1.5 (1.91 there, 1.29 at 1), as
+                // silu's for g ≥ −3; the same |g| ≲ 1 keeps Σ(g·u)² ≤ (1.5 / |gelu(−1.5)|)²
+                // = 15² times Σ(gelu(g)·u)² (|g / gelu(g)| grows as g falls below 0).
+                let act = tolerance(Kind::GatedGelu { ratio: 225.0 });
+                Tolerance {
+                    nmse: 9.0 * mm.nmse + act.nmse,
+                    reason: format!(
+                        "gelu_tanh(g)·u of two products, relative e_u + κ·e_g with κ ≤ 2 for \
+                         g ≥ −1.5 (9× in energy) of: {}; plus {}",
+                        mm.reason, act.reason
+                    ),
+                }
+            }
             GemvOp::GateUp => Tolerance {
                 nmse: 9.0 * mm.nmse + ew.nmse,
                 reason: format!(
@@ -282,30 +301,15 @@ impl GemvCase {
                     if self.norm {
                         let out = &mut outs[0];
                         b.norm_gate_up_swiglu(
-                            &mut xt,
-                            norm,
-                            &mut h,
-                            &wt,
-                            &mut tmp,
-                            out,
-                            n,
-                            k,
-                            inter,
-                            Activation::Silu,
+                            &mut xt, norm, &mut h, &wt, &mut tmp, out, n, k, inter, self.act,
                         )?;
                     } else {
-                        b.gate_up_swiglu(
-                            &xt,
-                            &wt,
-                            &mut tmp,
-                            &mut outs[0],
-                            n,
-                            k,
-                            inter,
-                            Activation::Silu,
-                        )?;
+                        b.gate_up_swiglu(&xt, &wt, &mut tmp, &mut outs[0], n, k, inter, self.act)?;
                     }
-                    vec![flat(&ops::swiglu(want[0].view(), want[1].view()))]
+                    vec![flat(&match self.act {
+                        Activation::Silu => ops::swiglu(want[0].view(), want[1].view()),
+                        Activation::GeluTanh => ops::geglu(want[0].view(), want[1].view()),
+                    })]
                 }
             })
         };
@@ -356,7 +360,12 @@ pub fn grid() -> Vec<GemvCase> {
         norm: false,
         residual: false,
         batched: false,
+        act: Activation::Silu,
         seed: 47,
+    };
+    let gelu = |c: GemvCase| GemvCase {
+        act: Activation::GeluTanh,
+        ..c
     };
     let batched = |c: GemvCase| GemvCase { batched: true, ..c };
     let normed = |c: GemvCase| GemvCase { norm: true, ..c };
@@ -421,6 +430,27 @@ pub fn grid() -> Vec<GemvCase> {
         for (k, inter) in [(576, 1536), (77, 5), (16392, 6), (100, 6)] {
             g.push(normed(case(GemvOp::GateUp, 1, k, &[inter], weight, false)));
         }
+        // GELU-tanh (Gemma 3 270M: hidden 640, intermediate 2048): the fused GEMV's epilogue
+        // with and without the norm, a batched pass, and rows past the GEMV (the BLAS products,
+        // then the swiglu kernel).
+        g.push(gelu(case(GemvOp::GateUp, 1, 640, &[2048], weight, false)));
+        g.push(gelu(normed(case(
+            GemvOp::GateUp,
+            1,
+            640,
+            &[2048],
+            weight,
+            false,
+        ))));
+        g.push(gelu(batched(case(
+            GemvOp::GateUp,
+            4,
+            96,
+            &[40],
+            weight,
+            false,
+        ))));
+        g.push(gelu(case(GemvOp::GateUp, 17, 96, &[40], weight, false)));
         for (k, m, bias) in [
             (576, 576, false),
             (1536, 576, true),
@@ -584,6 +614,25 @@ pub fn grid() -> Vec<GemvCase> {
         // of 8 waves at WAVE=32, 2500 of 4 at WAVE=64; 9000 SwiGLU outputs 1125 and 2250).
         g.push(case(GemvOp::Linear, 1, 256, &[20000], weight, true));
         g.push(normed(case(GemvOp::GateUp, 1, 256, &[9000], weight, false)));
+        // GELU-tanh: qgemv_swiglu's epilogue (norm fused), batched, and the dequantized GEMM
+        // route followed by the swiglu kernel.
+        g.push(gelu(normed(case(
+            GemvOp::GateUp,
+            1,
+            512,
+            &[24],
+            weight,
+            false,
+        ))));
+        g.push(gelu(batched(case(
+            GemvOp::GateUp,
+            2,
+            256,
+            &[40],
+            weight,
+            false,
+        ))));
+        g.push(gelu(case(GemvOp::GateUp, 2, 256, &[40], weight, false)));
     }
     // Mixed stacks (a Q4_K_M file's types): one launch per segment, the norm in each; gate and
     // up of two types through two products and the swiglu kernel; the GEMM route per part.
@@ -613,6 +662,11 @@ pub fn grid() -> Vec<GemvCase> {
     }
     g.push(batched(mixed(
         normed(case(GemvOp::GateUp, 4, 512, &[24], q4k, false)),
+        q6k,
+    )));
+    // Gate and up of two types with GELU-tanh: two products, then the swiglu kernel.
+    g.push(gelu(mixed(
+        normed(case(GemvOp::GateUp, 1, 512, &[24], q4k, false)),
         q6k,
     )));
     g
@@ -650,6 +704,11 @@ pub fn strategy() -> impl Strategy<Value = GemvCase> {
                     norm: fused && op != GemvOp::Linear,
                     residual: fused && op == GemvOp::Linear,
                     batched: rows > 1 && seed % 2 == 0,
+                    act: if seed % 3 == 0 {
+                        Activation::GeluTanh
+                    } else {
+                        Activation::Silu
+                    },
                     seed,
                 }
             },

@@ -34,6 +34,11 @@ pub fn swiglu(gate: ArrayView2<f32>, up: ArrayView2<f32>) -> Array2<f32> {
     gated(gate, up, Activation::Silu)
 }
 
+/// `gate`, `up` (seq, intermediate) → `gelu_tanh(gate) * up` (GeGLU), (seq, intermediate).
+pub fn geglu(gate: ArrayView2<f32>, up: ArrayView2<f32>) -> Array2<f32> {
+    gated(gate, up, Activation::GeluTanh)
+}
+
 /// `gate`, `up` (seq, intermediate) → `act(gate) * up`, (seq, intermediate).
 pub fn gated(gate: ArrayView2<f32>, up: ArrayView2<f32>, act: Activation) -> Array2<f32> {
     Zip::from(&gate)

@@ -13,7 +13,7 @@ pub mod softmax;
 
 pub use attention::{attention, attention_windowed, attention_with, Scores};
 pub use embedding::embedding;
-pub use gated::{gated, swiglu};
+pub use gated::{gated, geglu, swiglu};
 pub use linear::linear;
 pub use rms_norm::rms_norm;
 pub use softcap::softcap;

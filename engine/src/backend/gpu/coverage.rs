@@ -41,11 +41,15 @@ const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
 ];
-const GEMV_SWIGLU: &[&str] = &["vec", "tail", "scalar", "norm", "lds"];
+/// The SwiGLU form: the first five, and gelu (bit 10; bias..residual are qgemv's epilogue).
+const GEMV_SWIGLU: &[&str] = &[
+    "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "gelu",
+];
 const QGEMV: &[&str] = &[
     "main", "tiles", "norm", "bias", "out0", "out1", "out2", "residual",
 ];
-const QGEMV_SWIGLU: &[&str] = &["main", "tiles", "norm"];
+/// The SwiGLU form: main, tiles, norm, and gelu (bit 8).
+const QGEMV_SWIGLU: &[&str] = &["main", "tiles", "norm", "", "", "", "", "", "gelu"];
 const DEQUANT: &[&str] = &["rows", "ids", "f16"];
 
 const fn k(
@@ -149,7 +153,7 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         5,
         FLASH_ATTENTION,
     ),
-    k("swiglu", "elementwise.hip", 0, MAIN),
+    k("swiglu", "elementwise.hip", 0, &["main", "gelu"]),
     k("add", "elementwise.hip", 1, MAIN),
     k("bias_add", "elementwise.hip", 2, MAIN),
     k("convert_f32_to_f16", "convert.hip", 1, MAIN),
@@ -432,12 +436,12 @@ mod tests {
                 + 4 * 3
                 + 3 * 8
                 + 6 * 3
-                + 3
+                + (2 + 1 + 1)
                 + 2
                 + 4
                 + 2 * 10
-                + 2 * 5
-                + 8 * (8 + 3 + 3)
+                + 2 * 6
+                + 8 * (8 + 4 + 3)
                 + 12
                 + 3
                 + 4

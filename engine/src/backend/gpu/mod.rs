@@ -602,9 +602,8 @@ impl GpuBackend {
         inter: usize,
         act: Activation,
     ) -> Result<()> {
-        not_yet("gate_up_swiglu", act, 1.0)?;
         let route = ops::linear::Route::Blas;
-        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
+        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter, act)
     }
 }
 
@@ -635,23 +634,6 @@ pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
             ),
         }),
     }
-}
-
-/// Refuses what the kernels do not do yet: GELU-tanh and a scaled embedding.
-fn not_yet(op: &str, act: Activation, scale: f32) -> Result<()> {
-    if act != Activation::Silu {
-        return Err(bad(
-            op,
-            format!("activation {act:?} is not yet implemented on the GPU"),
-        ));
-    }
-    if scale != 1.0 {
-        return Err(bad(
-            op,
-            format!("embedding scale {scale} (≠ 1) is not yet implemented on the GPU"),
-        ));
-    }
-    Ok(())
 }
 
 fn bad(op: &str, detail: String) -> Error {
@@ -906,7 +888,6 @@ impl Backend for GpuBackend {
         out: &mut GpuTensor,
         p: EmbeddingParams,
     ) -> Result<()> {
-        not_yet("embedding", Activation::Silu, p.scale)?;
         ops::embedding::embedding(self, table, tokens, out, p)
     }
 
@@ -997,8 +978,7 @@ impl Backend for GpuBackend {
         n: usize,
         act: Activation,
     ) -> Result<()> {
-        not_yet("swiglu", act, 1.0)?;
-        ops::elementwise::swiglu(self, gate, up, out, n)
+        ops::elementwise::swiglu(self, gate, up, out, n, act)
     }
 
     fn add(&self, x: &mut GpuTensor, y: &GpuTensor, n: usize) -> Result<()> {
@@ -1050,7 +1030,6 @@ impl Backend for GpuBackend {
         out: &mut GpuTensor,
         p: EmbeddingParams,
     ) -> Result<()> {
-        not_yet("embedding", Activation::Silu, p.scale)?;
         step.embedding(self, table, out, p)
     }
 
@@ -1088,9 +1067,8 @@ impl Backend for GpuBackend {
         inter: usize,
         act: Activation,
     ) -> Result<()> {
-        not_yet("gate_up_swiglu", act, 1.0)?;
         let route = ops::linear::Route::Auto;
-        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter)
+        ops::linear::gate_up_swiglu(self, route, x, w, tmp, out, rows, in_features, inter, act)
     }
 
     fn norm_linear_stacked(
@@ -1121,8 +1099,19 @@ impl Backend for GpuBackend {
         inter: usize,
         act: Activation,
     ) -> Result<()> {
-        not_yet("norm_gate_up_swiglu", act, 1.0)?;
-        ops::linear::norm_gate_up_swiglu(self, x, norm, h, w, tmp, out, rows, in_features, inter)
+        ops::linear::norm_gate_up_swiglu(
+            self,
+            x,
+            norm,
+            h,
+            w,
+            tmp,
+            out,
+            rows,
+            in_features,
+            inter,
+            act,
+        )
     }
 
     fn linear_residual(

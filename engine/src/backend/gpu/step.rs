@@ -268,6 +268,7 @@ impl GpuStep {
             1,
             super::int(OP, "hidden", p.hidden)?,
             super::int(OP, "vocab", p.vocab)?,
+            p.scale,
         )
     }
 }

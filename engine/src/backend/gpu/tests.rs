@@ -645,7 +645,8 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
                 KernelArg::Ptr(out.ptr()),
                 KernelArg::I32(20),
                 KernelArg::I32(16),
-                KernelArg::I32(1)
+                KernelArg::I32(1),
+                KernelArg::I32(0)
             ]
         );
         // With the norm prologue: the norm weights and eps, h untouched.
@@ -686,7 +687,7 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         };
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_swiglu_f16"));
         assert_eq!(cfg.grid, (2 * 20u32.div_ceil(256 / wave), 1, 1));
-        assert_eq!(args.last(), Some(&KernelArg::I32(2)));
+        assert_eq!(args[7], KernelArg::I32(2));
         // Past the GEMV's rows (or two rows outside a batched pass): two GEMMs into tmp, then
         // swiglu.
         b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter, Activation::Silu)
@@ -721,21 +722,24 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
             .gate_up_swiglu(&x, &w, &mut short, &mut out, 1, k, inter, Activation::Silu)
             .is_err());
         assert!(v.calls().is_empty());
-        // GELU-tanh is not in the kernels yet: refused before any work.
-        let e = b
-            .gate_up_swiglu(
-                &x,
-                &w,
-                &mut tmp,
-                &mut out,
-                1,
-                k,
-                inter,
-                Activation::GeluTanh,
-            )
-            .unwrap_err();
-        assert!(e.to_string().contains("not yet"), "{e}");
-        assert!(v.calls().is_empty());
+        // GELU-tanh: the same launches with act = 1 (the fused one; the BLAS path's swiglu).
+        let gelu = Activation::GeluTanh;
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, k, inter, gelu)
+            .unwrap();
+        let calls = v.calls();
+        assert!(
+            matches!(&calls[..], [Call::Launch(n, _, a)] if n == "gemv_swiglu_f16"
+                && a.last() == Some(&KernelArg::I32(1))),
+            "{calls:?}"
+        );
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, BLAS, k, inter, gelu)
+            .unwrap();
+        let calls = v.calls();
+        assert!(
+            matches!(&calls[3], Call::Launch(n, _, a) if n == "swiglu"
+                && a.last() == Some(&KernelArg::I32(1))),
+            "{calls:?}"
+        );
     }
 }
 

@@ -1,10 +1,10 @@
-//! Elementwise kernels: SwiGLU, the residual add, the bias add and the f32 → 16-bit conversion.
+//! Elementwise kernels: the gated activation (SwiGLU, GeGLU), the residual add, the bias add and the f32 → 16-bit conversion.
 //! All are 1-D launches of `ceil(n/256)` blocks of 256 threads.
 
-use super::{count, linear_grid, ELEMENTWISE_BLOCK};
-use crate::backend::check_tensor;
+use super::{act_arg, count, linear_grid, ELEMENTWISE_BLOCK};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg};
 use crate::backend::gpu::{bad, GpuBackend, GpuTensor};
+use crate::backend::{check_tensor, Activation};
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -16,6 +16,7 @@ pub(in crate::backend::gpu) fn swiglu(
     up: &GpuTensor,
     out: &mut GpuTensor,
     n: usize,
+    act: Activation,
 ) -> Result<()> {
     const OP: &str = "swiglu";
     check_tensor("gpu", OP, "gate", gate, n, F32)?;
@@ -24,16 +25,17 @@ pub(in crate::backend::gpu) fn swiglu(
     if n == 0 {
         return Ok(());
     }
-    launch_swiglu(b, gate.ptr(), up.ptr(), out.ptr(), count(n))
+    launch_swiglu(b, gate.ptr(), up.ptr(), out.ptr(), count(n), act)
 }
 
-/// `swiglu`: `out = gate / (1 + e^(−gate)) · up` over `n`.
+/// `swiglu`: `out = act(gate) · up` over `n` (silu: `gate / (1 + e^(−gate)) · up`).
 pub(in crate::backend::gpu) fn launch_swiglu(
     b: &GpuBackend,
     gate: DevicePtr,
     up: DevicePtr,
     out: DevicePtr,
     n: i64,
+    act: Activation,
 ) -> Result<()> {
     let cfg = linear_grid("swiglu", n, ELEMENTWISE_BLOCK)?;
     let args = [
@@ -41,6 +43,7 @@ pub(in crate::backend::gpu) fn launch_swiglu(
         KernelArg::Ptr(up),
         KernelArg::Ptr(out),
         KernelArg::I64(n),
+        act_arg(act),
     ];
     // SAFETY: the caller checked gate, up and out hold ≥ n f32.
     unsafe { b.launch("swiglu", cfg, &args) }

@@ -1,4 +1,5 @@
-//! Token embedding: `out (n_tokens, hidden) = table[tokens]`, converted to f32 on the device
+//! Token embedding: `out (n_tokens, hidden) = table[tokens] · scale`, converted to f32 on the
+//! device and multiplied by `p.scale` in f32
 //! (a block-quantized table: its rows dequantized exactly, `dequant_{T}` of qgemv.hip).
 
 use super::suffix;
@@ -64,6 +65,7 @@ pub(in crate::backend::gpu) fn embedding(
         n_tokens,
         hidden,
         int(OP, "vocab", p.vocab)?,
+        p.scale,
     )
 }
 
@@ -72,6 +74,7 @@ pub(in crate::backend::gpu) const TABLES: &[DType] = &super::WEIGHT_TYPES;
 
 /// `embedding_{T}`: one block of 256 threads per token; a block-quantized table through
 /// `dequant_{T}` with the ids (one block per token as well).
+#[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_embedding(
     b: &GpuBackend,
     table: &GpuTensor,
@@ -80,11 +83,23 @@ pub(in crate::backend::gpu) fn launch_embedding(
     n_tokens: i32,
     hidden: i32,
     vocab: i32,
+    scale: f32,
 ) -> Result<()> {
     if let [seg] = table.quant_segs() {
         let rows = super::qgemv::Rows::Ids { ids: tokens, vocab };
         let (n, k) = (n_tokens.max(0) as usize, hidden.max(0) as usize);
-        return super::qgemv::launch_dequant(b, OP, seg, table.ptr(), rows, n, k, out, false);
+        return super::qgemv::launch_dequant(
+            b,
+            OP,
+            seg,
+            table.ptr(),
+            rows,
+            n,
+            k,
+            out,
+            false,
+            scale,
+        );
     }
     let name = format!("embedding_{}", suffix(OP, table.dtype())?);
     let cfg = LaunchConfig {
@@ -99,6 +114,7 @@ pub(in crate::backend::gpu) fn launch_embedding(
         KernelArg::I32(n_tokens),
         KernelArg::I32(hidden),
         KernelArg::I32(vocab),
+        KernelArg::F32(scale),
     ];
     // SAFETY: the caller checked table ≥ vocab·hidden and out ≥ n_tokens·hidden; the kernel
     // reads no row for an id outside [0, vocab).

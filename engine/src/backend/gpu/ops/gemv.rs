@@ -9,6 +9,7 @@
 
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, GpuBackend};
+use crate::backend::Activation;
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -162,7 +163,7 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
 
-/// `gemv_swiglu_{T}`: `out (inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]`.
+/// `gemv_swiglu_{T}`: `out (inter) = act(x · W_gᵀ) ⊙ (x · W_uᵀ)` for `w = [W_g; W_u]`.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     b: &GpuBackend,
@@ -175,6 +176,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     inter: i32,
     k: i32,
     n_in: i32,
+    act: Activation,
 ) -> Result<()> {
     if inter == 0 {
         return Ok(());
@@ -192,6 +194,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
         KernelArg::I32(inter),
         KernelArg::I32(k),
         KernelArg::I32(n_in),
+        super::act_arg(act),
     ];
     // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x ≥ n_in·k f32 (the norm
     // weights ≥ k), out ≥ n_in·inter f32; W alone is read before the dependency wait (overlapped).

@@ -154,6 +154,7 @@ pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
     rows: usize,
     in_features: usize,
     inter: usize,
+    act: Activation,
 ) -> Result<()> {
     if !b.uses_gemv(rows, w.dtype()) {
         return unfused::norm_gate_up_swiglu(
@@ -167,7 +168,7 @@ pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
             rows,
             in_features,
             inter,
-            Activation::Silu,
+            act,
         );
     }
     let n = prologue("norm_gate_up_swiglu", &norm, in_features)?;
@@ -182,6 +183,7 @@ pub(in crate::backend::gpu) fn norm_gate_up_swiglu(
         in_features,
         inter,
         Some(n),
+        act,
     )
 }
 
@@ -323,8 +325,21 @@ pub(in crate::backend::gpu) fn gate_up_swiglu(
     rows: usize,
     in_features: usize,
     inter: usize,
+    act: Activation,
 ) -> Result<()> {
-    gate_up(b, route, x, w, tmp, out, rows, in_features, inter, None)
+    gate_up(
+        b,
+        route,
+        x,
+        w,
+        tmp,
+        out,
+        rows,
+        in_features,
+        inter,
+        None,
+        act,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -339,6 +354,7 @@ fn gate_up(
     in_features: usize,
     inter: usize,
     norm: Option<NormPrologue>,
+    act: Activation,
 ) -> Result<()> {
     const OP: &str = "gate_up_swiglu";
     let k = in_features;
@@ -358,10 +374,10 @@ fn gate_up(
         match w.quant_segs() {
             [] => {
                 let dt = w.dtype();
-                return launch_gemv_swiglu(b, OP, dt, wp, xp, norm, op, inter_i, k_i, rows_i);
+                return launch_gemv_swiglu(b, OP, dt, wp, xp, norm, op, inter_i, k_i, rows_i, act);
             }
             [seg] => {
-                return launch_qgemv_swiglu(b, OP, seg, wp, xp, norm, op, inter_i, k_i, rows_i)
+                return launch_qgemv_swiglu(b, OP, seg, wp, xp, norm, op, inter_i, k_i, rows_i, act)
             }
             _ => {
                 // Gate and up of different block types: both products into tmp (the norm in
@@ -380,7 +396,7 @@ fn gate_up(
                     residual: false,
                 };
                 launch_stacked(b, OP, xp, &stack, rows, k, Route::Auto, fuse)?;
-                return launch_swiglu(b, gate, up, op, super::count(n));
+                return launch_swiglu(b, gate, up, op, super::count(n), act);
             }
         }
     }
@@ -398,7 +414,7 @@ fn gate_up(
         parts: &[inter, inter],
     };
     launch_stacked(b, OP, x.ptr(), &stack, rows, k, Route::Blas, Fuse::NONE)?;
-    launch_swiglu(b, gate, up, out.ptr(), super::count(n))
+    launch_swiglu(b, gate, up, out.ptr(), super::count(n), act)
 }
 
 fn checked_mul(op: &str, a: usize, b: usize) -> Result<usize> {
@@ -620,7 +636,7 @@ fn launch_quant_gemm(
             let from = Rows::Range {
                 row0: row_in_seg + r,
             };
-            launch_dequant(b, op, &s.segs[seg], s.w, from, n, k, w16, true)?;
+            launch_dequant(b, op, &s.segs[seg], s.w, from, n, k, w16, true, 1.0)?;
             let g = Gemm {
                 inputs: DType::F16,
                 trans_a: true,

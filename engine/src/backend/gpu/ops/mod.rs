@@ -76,6 +76,14 @@ pub(super) fn suffix(op: &str, dtype: DType) -> Result<&'static str> {
     }
 }
 
+/// The gated kernels' `act` argument (common.h `GateAct`): 0 silu, 1 gelu_tanh.
+pub(in crate::backend::gpu) fn act_arg(act: crate::backend::Activation) -> KernelArg {
+    KernelArg::I32(match act {
+        crate::backend::Activation::Silu => 0,
+        crate::backend::Activation::GeluTanh => 1,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

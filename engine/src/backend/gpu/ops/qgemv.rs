@@ -14,6 +14,7 @@ use super::gemv::{batched, NormPrologue};
 use crate::backend::gpu::quant::QuantSeg;
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, GpuBackend};
+use crate::backend::Activation;
 use crate::error::Result;
 use crate::tensor::DType;
 
@@ -162,7 +163,7 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     unsafe { b.launch_overlapped(&name, cfg, &args) }
 }
 
-/// `qgemv_swiglu_{T}`: `out (inter) = silu(x · W_gᵀ) ⊙ (x · W_uᵀ)` for the segment's
+/// `qgemv_swiglu_{T}`: `out (inter) = act(x · W_gᵀ) ⊙ (x · W_uᵀ)` for the segment's
 /// `[W_g; W_u]` (2·inter rows of k).
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
@@ -176,6 +177,7 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
     inter: i32,
     k: i32,
     n_in: i32,
+    act: Activation,
 ) -> Result<()> {
     if inter == 0 {
         return Ok(());
@@ -203,6 +205,7 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
         KernelArg::I32(inter),
         KernelArg::I32(k),
         KernelArg::I32(n_in),
+        super::act_arg(act),
     ];
     // SAFETY: the segment holds 2·inter rows of k (checked), x ≥ n_in·k f32 on 16 bytes, the
     // norm weights ≥ k f32, out ≥ n_in·inter f32 (callers); only the weights are read before the wait.
@@ -217,7 +220,8 @@ pub(in crate::backend::gpu) enum Rows {
     Ids { ids: DevicePtr, vocab: i32 },
 }
 
-/// `dequant_{T}`: `n_rows` rows of `k` elements of the segment into `out`, f32 or f16.
+/// `dequant_{T}`: `n_rows` rows of `k` elements of the segment into `out`, each value times
+/// `scale` in f32 (1.0: exactly the value), stored f32 or f16.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_dequant(
     b: &GpuBackend,
@@ -229,6 +233,7 @@ pub(in crate::backend::gpu) fn launch_dequant(
     k: usize,
     out: DevicePtr,
     f16: bool,
+    scale: f32,
 ) -> Result<()> {
     if n_rows == 0 || k == 0 {
         return Ok(());
@@ -272,6 +277,7 @@ pub(in crate::backend::gpu) fn launch_dequant(
         KernelArg::I32(vocab),
         KernelArg::Ptr(out),
         KernelArg::I32(i32::from(f16)),
+        KernelArg::F32(scale),
     ];
     // SAFETY: the rows read lie within the segment (checked; ids outside [0, vocab) read
     // nothing), out holds n_rows·k elements of f32 or f16 (callers).
