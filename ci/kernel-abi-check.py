@@ -81,12 +81,12 @@ ABI.update({
 DECODE_ATTENTION = ("const float* q, const float* k, const float* v, const float* inv_freq, "
                     "uint16_t* arena, float* out, float* ws, int* counters, int layer, int pos0, "
                     "int n_heads, int n_kv_heads, int head_dim, int capacity, int s_max, "
-                    "float scale, const int* step")
+                    "float scale, const int* step, int window")
 for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
     ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip",
                                          DECODE_ATTENTION.replace("uint16_t* arena", t + "* arena"),
                                          256, "(n_kv_heads*slabs, s_max)")
-FLASH_ATTENTION = ATTENTION.replace(", const int* step, int window", "")
+FLASH_ATTENTION = ATTENTION.replace(", const int* step", "")
 for hd in (64, 128):
     for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
         ABI[f"flash_attention_{hd}_{suffix}"] = (

@@ -2,10 +2,11 @@
 // write fused in, split over the keys (flash-decoding) for long contexts:
 //   q_h  = rope(q[h]),  k_p = rope(k[kvh]),  v_p = v[kvh]     (rope.hip's rotation, bit for bit)
 //   K[kvh, p] ← k_p,  V[kvh, p] ← v_p                          (rounded to the KV type)
-//   s_j  = (q_h · K[kvh, j]) · scale                           for keys j = 0 ..= p
+//   s_j  = (q_h · K[kvh, j]) · scale                           for keys j = a ..= p
 //   out[h] = Σ_j softmax(s)_j · V[kvh, j]
 // for every query head h, kvh = h / G (G = n_heads / n_kv_heads), where the key at p is the
-// rotated k_p rounded to the KV type (the value the arena holds after the step).
+// rotated k_p rounded to the KV type (the value the arena holds after the step), and a = 0, or
+// with a sliding window of w keys (window = w > 0, a launch constant) a = max(0, p + 1 − w).
 //
 // Shapes: q (n_heads, head_dim), k, v (n_kv_heads, head_dim) f32 (the QKV projection's outputs,
 //   before RoPE; q is not written); inv_freq (head_dim / 2) f32; arena (n_layers, 2,
@@ -19,11 +20,12 @@
 //   32 KiB at WAVE=32, the sin/cos table ≤ 1 KiB, the new key and value ≤ 2 KiB).
 // Work split: block (b, s) takes KV head kvh = b / slabs and the query heads kvh·G + slab·4 ..
 //   (at most DA_GROUP = 4 of them, slab = b mod slabs: a group of more than 4 reads its K/V once
-//   per slab), over the keys of split s. With len = p + 1 keys, the splits in use are
-//   n = min(s_max, ceil(len / DA_MIN_KEYS)), each of c = ceil(len / n) keys (then n =
-//   ceil(len / c)): split s covers [s·c, min(len, (s + 1)·c)); blocks with s ≥ n return at once.
-//   The partition depends on len and s_max only (s_max is fixed at launch: one captured launch
-//   serves every length).
+//   per slab), over the keys of split s. With len = p + 1 − a keys (a the window's first key,
+//   0 without one), the splits in use are n = min(s_max, ceil(len / DA_MIN_KEYS)), each of
+//   c = ceil(len / n) keys (then n = ceil(len / c)): split s covers [a + s·c, min(p + 1, a +
+//   (s + 1)·c)); blocks with s ≥ n return at once. Keys before a are never read. The partition
+//   depends on p, the window and s_max only (window and s_max are fixed at launch, p read from
+//   the step: one captured launch serves every length).
 // Indexing: a key row is head_dim / 8 pieces of 16 bytes. Thread t is piece pc = t mod P2 of key
 //   slot t / P2 (P2 = the power of two ≥ head_dim / 8, ≤ 32, so a key's lanes sit in one wave;
 //   lanes with pc ≥ head_dim / 8 only take part in the shuffles): the block reads 256 / P2 keys
@@ -60,6 +62,7 @@
 //   combine: the last block of a slab combines the splits
 //   step:    the position read from the step block
 //   write:   the KV write at p
+//   window:  the window's first key a > 0 (the keys before it are not read)
 
 #include "common.h"
 
@@ -85,7 +88,8 @@ enum DecodeAttentionPath {
   PATH_PARTIAL,
   PATH_COMBINE,
   PATH_STEP,
-  PATH_WRITE
+  PATH_WRITE,
+  PATH_WINDOW
 };
 
 // The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
@@ -233,7 +237,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
                                         float* out,
                                         float* ws, int* counters, int layer, int pos, int n_heads,
                                         int n_kv_heads, int head_dim, int capacity, int s_max,
-                                        float scale, const int* step) {
+                                        float scale, const int* step, int window) {
   const int slot_id = KV::id - 1;
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
@@ -247,13 +251,15 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const int kvh = block_index_x() / slabs, slab = block_index_x() - kvh * slabs;
   const int h0 = kvh * group + slab * DA_GROUP;  // first query head of the block
   const int gb = imin(DA_GROUP, group - slab * DA_GROUP);
-  const int len = pos + 1;
+  const int first = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;  // a
+  const int len = pos + 1 - first;  // the keys a ..= p
   int n_split = imin(s_max, (len + DA_MIN_KEYS - 1) / DA_MIN_KEYS);
   const int per = (len + n_split - 1) / n_split;
   n_split = (len + per - 1) / per;
   const int s = block_index_y();
   if (s >= n_split) return;
-  const int j0 = s * per, j1 = imin(len, j0 + per);
+  if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
+  const int j0 = first + s * per, j1 = imin(pos + 1, j0 + per);
 
   const int half = head_dim / 2, pieces = head_dim / 8;
   int p2 = 1;
@@ -292,7 +298,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     for (int e = 0; e < 8; ++e) qv[g][e] = 0.0f;
     if (active && g < gb) rope_piece(q + (i64)(h0 + g) * head_dim, d0, half, sn, cs, qv[g]);
   }
-  const bool has_new = j1 == len;  // this split holds key p (the same for the whole block)
+  const bool has_new = j1 == pos + 1;  // this split holds key p (the same for the whole block)
   if (has_new) {
     const bool mine = active && kslot == 0;  // key slot 0's lanes: threads 0 .. p2 of wave 0
     float kn[8] = {}, vn[8] = {};
@@ -520,25 +526,25 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_f16(const float* q, const float* k, const float* v, const float* inv_freq,
                          uint16_t* arena, float* out, float* ws, int* counters, int layer,
                          int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                         int s_max, float scale, const int* step) {
+                         int s_max, float scale, const int* step, int window) {
   decode_attention_kernel<F16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
-                               n_kv_heads, head_dim, capacity, s_max, scale, step);
+                               n_kv_heads, head_dim, capacity, s_max, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_bf16(const float* q, const float* k, const float* v, const float* inv_freq,
                           uint16_t* arena, float* out, float* ws, int* counters, int layer,
                           int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                          int s_max, float scale, const int* step) {
+                          int s_max, float scale, const int* step, int window) {
   decode_attention_kernel<BF16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
-                                n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step);
+                                n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step, window);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_q8_0(const float* q, const float* k, const float* v, const float* inv_freq,
                           uint8_t* arena, float* out, float* ws, int* counters, int layer,
                           int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                          int s_max, float scale, const int* step) {
+                          int s_max, float scale, const int* step, int window) {
   decode_attention_kernel<Q8>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
-                              n_kv_heads, head_dim, capacity, s_max, scale, step);
+                              n_kv_heads, head_dim, capacity, s_max, scale, step, window);
 }

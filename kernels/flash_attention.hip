@@ -3,7 +3,8 @@
 // NVIDIA, MFMA on CDNA, WMMA on RDNA3, the FMA twin elsewhere). Same contract as
 // attention_{T} (attention.hip): for query row i at position p = pos0 + i and head h, with
 // KV head kvh = h / G (G = n_heads / n_kv_heads),
-//   out[i, h, :] = Σ_{j ≤ p} softmax_j(q[i, h, :] · K[kvh, j, :] · scale) · V[kvh, j, :].
+//   out[i, h, :] = Σ_{a ≤ j ≤ p} softmax_j(q[i, h, :] · K[kvh, j, :] · scale) · V[kvh, j, :],
+// a = 0, or with a sliding window of w keys (window = w > 0) a = max(0, p + 1 − w).
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
 //   head_dim) of T ∈ {f16, bf16, q8_0} (engine/src/kv_cache.rs; q8_0: common.h Q8, its values
@@ -26,9 +27,13 @@
 //   2 · BN · (HD + 8) · 2 + FA_WAVES · 16 · MMA_SCRATCH_LD · 2 bytes (at most 23 KiB: two
 //   blocks in a CDNA CU's 64 KiB). The next K/V tile is loaded into registers while the current
 //   one computes.
-// Masking: keys j > p are excluded with −inf before the softmax; a tile wholly at or below the
-//   block's first position skips the test. Keys past the block's last position are never read
-//   (their tile rows are zero: the arena past the prefix may hold anything, NaN included).
+// Masking: keys j > p (and, windowed, j < a) are excluded with −inf before the softmax; a tile
+//   wholly at or below the block's first position (and, windowed, at or past the last row's
+//   first key) skips the test. Keys past the block's last position, and windowed ones before
+//   the block's smallest first key (its first row's a), are never read: the loop starts at that
+//   key's tile and the tile rows outside [a_first, last_pos] are zeros (the arena there may hold
+//   anything, NaN included). A row whose keys all lie in later tiles keeps m = −inf and adds
+//   nothing (its weights and correction are taken against 0 instead of −inf) until they come.
 // Rounding (conformance derives the tolerance from it): q and the softmax weights P are rounded
 //   to M (the matrix inputs), and q8_0's K and V values too; scores, the running max and sum,
 //   and O accumulate in f32; the row sum ℓ adds the unrounded weights.
@@ -39,10 +44,11 @@
 //   tile:    a key tile wholly below the block's first position (no mask test)
 //   masked:  a key tile that crosses a row's position (the causal mask test)
 //   partial: the block's last rows run past rows · G (idle rows, not written)
+//   window:  a key tile before the last row's first key (the sliding window's mask test)
 
 #include "common.h"
 
-enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL };
+enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL, PATH_WINDOW };
 
 constexpr int FA_BLOCK = 256;
 constexpr int FA_WAVES = FA_BLOCK / WAVE;
@@ -79,6 +85,10 @@ WF_DEVICE float fa_exp2(float x) {
   return y;
 #endif
 }
+
+// The reference a row's weights are taken against: its running max m, or 0 while m = −inf
+// (no key of the row seen yet: every weight is 0, and −inf − −inf would be NaN).
+WF_DEVICE float fa_ref(float m) { return m == -wf_inf() ? 0.0f : m; }
 
 // How a K/V piece of 8 dims (element e, a multiple of 8) of an arena of storage codec S is
 // fetched into 4 registers and becomes 8 matrix-input values in shared memory, and the codec
@@ -135,18 +145,18 @@ struct FaSrc<Q8> {
 
 // Key rows j0 .. j0 + BN − 1 of the K and V planes at element bases kh, vh, FA_PER pieces of 8
 // dims a thread (piece t = thread + u · FA_BLOCK: row t / pieces, dims 8 · (t % pieces) ..);
-// rows past last_pos are zeros (never read from memory).
+// rows before first_key or past last_pos are zeros (never read from memory).
 template <class S, int FA_PER, int BN>
 WF_DEVICE void fa_fetch(uint32_t (&kreg)[FA_PER][4], uint32_t (&vreg)[FA_PER][4],
-                        const typename S::storage* arena, i64 kh, i64 vh, int j0, int last_pos,
-                        int head_dim, int pieces) {
+                        const typename S::storage* arena, i64 kh, i64 vh, int j0, int first_key,
+                        int last_pos, int head_dim, int pieces) {
 #pragma unroll
   for (int u = 0; u < FA_PER; ++u) {
     const int t = thread_index() + u * FA_BLOCK;
     const int r = t / pieces, c = (t % pieces) * 8;
 #pragma unroll
     for (int x = 0; x < 4; ++x) kreg[u][x] = vreg[u][x] = 0u;
-    if (t < BN * pieces && j0 + r <= last_pos) {
+    if (t < BN * pieces && j0 + r >= first_key && j0 + r <= last_pos) {
       FaSrc<S>::fetch(arena, kh + (i64)(j0 + r) * head_dim + c, kreg[u]);
       FaSrc<S>::fetch(arena, vh + (i64)(j0 + r) * head_dim + c, vreg[u]);
     }
@@ -164,7 +174,7 @@ WF_DEVICE void fa_store(uint16_t* tile, int ld, const uint32_t (&reg)[FA_PER][4]
 template <class S, int HD>
 WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage* arena, float* out,
                                        int layer, int pos0, int rows, int n_heads, int n_kv_heads,
-                                       int head_dim, int capacity, float scale) {
+                                       int head_dim, int capacity, float scale, int window) {
   typedef typename FaSrc<S>::Mma KV;  // the matrix inputs' type
   constexpr int MT = FaTile<HD>::MT;  // m-tiles (16 rows) a wave
   constexpr int BN = FaTile<HD>::BN;  // keys a tile
@@ -190,6 +200,11 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
   if (f0 + BM > flat && thread_index() == 0) WF_PATH(slot, PATH_PARTIAL);
   const int first_pos = pos0 + f0 / group;         // the block's smallest position
   const int last_pos = pos0 + (f_end - 1) / group;  // and largest: keys 0 ..= last_pos
+  // Windowed: the first row's first key (no row sees a key before it) and the last row's (from
+  // there on no row's window masks a key).
+  const int first_key = window > 0 && first_pos + 1 - window > 0 ? first_pos + 1 - window : 0;
+  const int last_first = window > 0 && last_pos + 1 - window > 0 ? last_pos + 1 - window : 0;
+  const int j_begin = first_key / BN * BN;  // the tiles before first_key's are never read
   const int lane = wave_lane(), w = wave_index();
   const int ksteps = head_dim / 16;
   const int fw = f0 + 16 * MT * w;  // the wave's first row
@@ -245,8 +260,9 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
   // K/V tiles are fetched into registers one tile ahead (the loads of tile j + 1 are in flight
   // while tile j computes), then stored to shared memory.
   uint32_t kreg[FA_PER][4], vreg[FA_PER][4];
-  fa_fetch<S, FA_PER, BN>(kreg, vreg, arena, kh, vh, 0, last_pos, head_dim, pieces);
-  for (int j0 = 0; j0 <= last_pos; j0 += BN) {
+  fa_fetch<S, FA_PER, BN>(kreg, vreg, arena, kh, vh, j_begin, first_key, last_pos, head_dim,
+                          pieces);
+  for (int j0 = j_begin; j0 <= last_pos; j0 += BN) {
     block_sync();  // the previous tile's readers are done
 #pragma unroll
     for (int u = 0; u < FA_PER; ++u) {
@@ -257,7 +273,8 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
     }
     block_sync();
     if (j0 + BN <= last_pos)
-      fa_fetch<S, FA_PER, BN>(kreg, vreg, arena, kh, vh, j0 + BN, last_pos, head_dim, pieces);
+      fa_fetch<S, FA_PER, BN>(kreg, vreg, arena, kh, vh, j0 + BN, first_key, last_pos, head_dim,
+                              pieces);
 
     // S = Q·Kᵀ: each K fragment serves the wave's MT m-tiles.
     // FA_BATCH fragments are read before their products issue (loads in flight together).
@@ -280,15 +297,24 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
       }
     }
     const bool masked = j0 + BN - 1 > first_pos;
-    if (masked) {
-      if (thread_index() == 0) WF_PATH(slot, PATH_MASKED);
+    const bool windowed = j0 < last_first;
+    if (masked || windowed) {
+      if (thread_index() == 0) {
+        if (masked) WF_PATH(slot, PATH_MASKED);
+        if (windowed) WF_PATH(slot, PATH_WINDOW);
+      }
+      // j outside [p + 1 − w, p] ⇔ p − j ∉ [0, w) ⇔ (unsigned)(p − j) ≥ w, one compare (p − j
+      // < 0 wraps past 2³¹; window 0: w = 2³¹ − 1, the causal test alone)
+      const unsigned w_lo = window > 0 ? (unsigned)window : 0x7fffffffu;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
-          for (int e = 0; e < MMA_C; ++e)
-            if (j0 + 16 * n + mma_c_col(lane, e) > pos[mt][mma_c_slot(e)]) s[mt][n].c[e] = -wf_inf();
+          for (int e = 0; e < MMA_C; ++e) {
+            const int j = j0 + 16 * n + mma_c_col(lane, e), p = pos[mt][mma_c_slot(e)];
+            if ((unsigned)(p - j) >= w_lo) s[mt][n].c[e] = -wf_inf();
+          }
     } else if (thread_index() == 0) {
       WF_PATH(slot, PATH_TILE);
     }
@@ -305,9 +331,10 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
       float corr[MMA_ROWS], sum[MMA_ROWS];
 #pragma unroll
       for (int r = 0; r < MMA_ROWS; ++r) {
-        // Every row has a key ≤ its position in the first tile, so m is finite from then on.
+        // m stays −inf until a tile holds one of the row's keys (the first tile, unwindowed);
+        // until then the weights (all 0) and the correction are taken against 0, not −inf.
         const float m_new = max_num(m[mt][r], mma_row_max(mx[r]));
-        corr[r] = fa_exp2(m[mt][r] - m_new);  // 0 on the first tile (m = −inf)
+        corr[r] = fa_exp2(m[mt][r] - fa_ref(m_new));  // 0 while m = −inf (l and O are 0 then)
         m[mt][r] = m_new;
         sum[r] = 0.0f;
       }
@@ -315,7 +342,7 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
       for (int n = 0; n < NT; ++n)
 #pragma unroll
         for (int e = 0; e < MMA_C; ++e) {
-          const float p = fa_exp2(s[mt][n].c[e] - m[mt][mma_c_slot(e)]);
+          const float p = fa_exp2(s[mt][n].c[e] - fa_ref(m[mt][mma_c_slot(e)]));
           s[mt][n].c[e] = p;
           sum[mma_c_slot(e)] += p;
         }
@@ -366,42 +393,48 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_64_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
-        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window) {
   flash_attention_kernel<F16, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                  capacity, scale);
+                                  capacity, scale, window);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_64_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
-        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window) {
   flash_attention_kernel<BF16, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                   capacity, scale);
+                                   capacity, scale, window);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_128_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
-        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window) {
   flash_attention_kernel<F16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                   capacity, scale);
+                                   capacity, scale, window);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_128_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
-        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window) {
   flash_attention_kernel<BF16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                    capacity, scale);
+                                    capacity, scale, window);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_64_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
-        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window) {
   flash_attention_kernel<Q8, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                 capacity, scale);
+                                 capacity, scale, window);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_128_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
-        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale) {
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window) {
   flash_attention_kernel<Q8, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                  capacity, scale);
+                                  capacity, scale, window);
 }

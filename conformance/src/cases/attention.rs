@@ -82,12 +82,6 @@ impl AttentionCase {
         self.window.map_or(self.kv_len(), |w| w.min(self.kv_len()))
     }
 
-    /// Whether the window hides any key from any row (the GPU then takes its simple kernel,
-    /// f32 throughout, rather than the flash or the fused decode kernel).
-    fn masks(&self) -> bool {
-        self.window.is_some_and(|w| w < self.kv_len())
-    }
-
     /// The positions no row sees (before the first row's window): NaN in the cache.
     fn hidden(&self) -> usize {
         self.window.map_or(0, |w| (self.pos0 + 1).saturating_sub(w))
@@ -107,7 +101,6 @@ impl AttentionCase {
     /// dims to 128: the flash kernel's f16 entry points), else nothing (f32).
     fn matrix_input(&self) -> DType {
         match self.kv {
-            _ if self.masks() => DType::F32,
             DType::F16 | DType::BF16 if self.rows > 1 => self.kv,
             DType::Q8_0Kv if self.rows > 1 && self.head_dim <= 128 => DType::F16,
             _ => DType::F32,
@@ -529,6 +522,33 @@ fn window_grid(
         ));
     }
     g.push(windowed(64, case(33, 0, (8, 2), 64, DType::F16)));
+    // The flash kernel's window (16-bit and Q8_0 KV): rows straddling the window's edge over
+    // many key tiles (the later row tiles skip the tiles before their first key), windows
+    // smaller than a key tile (32), a chunk far past the window (the keys before it NaN), GQA
+    // 1 and 4 (Gemma 3: 4 query heads on 1 KV head); head_dim 256 takes the simple kernel.
+    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
+        g.push(windowed(100, case(300, 0, (32, 4), 128, kv)));
+        g.push(windowed(5, case(70, 3, (4, 4), 64, kv)));
+        g.push(windowed(20, case(65, 40, (4, 1), 64, kv)));
+        g.push(windowed(512, case(200, 700, (4, 1), 128, kv)));
+        g.push(windowed(600, case(150, 100, (4, 1), 64, kv)));
+        g.push(windowed(512, case(40, 600, (4, 1), 256, kv)));
+    }
+    // The fused decode kernel's window (`rope_attention` rows; the keys before the window NaN):
+    // before the window fills and long after (the splits cover only the window's keys), GQA 4
+    // (Gemma 3 270M: head_dim 256, window 512) and 1, head_dim 64, the position from the step.
+    let rope = |c: AttentionCase, via_step| AttentionCase {
+        rope: true,
+        via_step,
+        ..c
+    };
+    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
+        g.push(windowed(512, rope(case(1, 300, (4, 1), 256, kv), false)));
+        g.push(windowed(512, rope(case(1, 2000, (4, 1), 256, kv), true)));
+        g.push(windowed(64, rope(case(1, 700, (4, 4), 64, kv), false)));
+        g.push(windowed(1000, rope(case(1, 5000, (4, 1), 64, kv), true)));
+        g.push(windowed(3, rope(case(1, 40, (4, 4), 64, kv), true)));
+    }
     g
 }
 

@@ -34,9 +34,9 @@ const ROPE_Q8: &[&str] = &["g4", "", "step"];
 const ATTENTION: &[&str] = &["keys", "empty_wave"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
 const DECODE_ATTENTION: &[&str] = &[
-    "keys", "new", "chunks", "single", "partial", "combine", "step", "write",
+    "keys", "new", "chunks", "single", "partial", "combine", "step", "write", "window",
 ];
-const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial"];
+const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window"];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
@@ -434,8 +434,8 @@ mod tests {
                 + 2
                 + 4 * 2
                 + 4 * 3
-                + 3 * 8
-                + 6 * 3
+                + 3 * 9
+                + 6 * 4
                 + (2 + 1 + 1)
                 + 2
                 + 4

@@ -954,14 +954,7 @@ impl Backend for GpuBackend {
         p: AttentionParams,
         step: Option<&step::GpuStep>,
     ) -> Result<()> {
-        // The fused kernel has no sliding window: a windowed model takes the separate kernels
-        // once its cache can outgrow the window (the simple attention kernel skips the keys
-        // before it).
-        let unmasked = p.window.is_none_or(|w| cache.layout().capacity <= w);
-        if !self.fuse_attention
-            || !unmasked
-            || !ops::decode_attention::fusable(&p, cache.layout().dtype)
-        {
+        if !self.fuse_attention || !ops::decode_attention::fusable(&p, cache.layout().dtype) {
             return crate::backend::unfused::rope_attention(
                 self, q, k, v, inv_freq, cache, out, p, step,
             );

@@ -743,11 +743,10 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
     }
 }
 
-/// A decode row of a windowed model: the fused kernel (no window) while the cache cannot
-/// outgrow the window, else the separate RoPE/KV-write and simple decode attention kernels, the
-/// latter given the window.
+/// A decode row of a windowed model: the fused kernel, given the window (its last argument),
+/// whether the window masks keys or not.
 #[test]
-fn a_windowed_decode_row_takes_the_fused_kernel_only_while_the_window_masks_nothing() {
+fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
     let layout = KvLayout {
@@ -765,11 +764,7 @@ fn a_windowed_decode_row_takes_the_fused_kernel_only_while_the_window_masks_noth
     );
     let inv_freq = b.alloc(DType::F32, 32).unwrap();
     let mut out = b.alloc(DType::F32, 4 * 64).unwrap();
-    for (window, kernels) in [
-        (None, &["decode_attention_f16"][..]),
-        (Some(16), &["decode_attention_f16"][..]),
-        (Some(5), &["rope_kv_write_f16", "attention_decode_f16"][..]),
-    ] {
+    for window in [None, Some(16), Some(5)] {
         let p = AttentionParams {
             layer: 0,
             pos0: 9,
@@ -782,19 +777,19 @@ fn a_windowed_decode_row_takes_the_fused_kernel_only_while_the_window_masks_noth
         v.calls();
         b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
             .unwrap();
-        let launches: Vec<(String, Vec<KernelArg>)> = v
-            .calls()
-            .into_iter()
+        let calls = v.calls();
+        let launches: Vec<_> = calls
+            .iter()
             .filter_map(|c| match c {
-                Call::Launch(name, _, args) => Some((name, args)),
+                Call::Launch(name, _, args) => Some((name.as_str(), args)),
                 _ => None,
             })
             .collect();
-        let names: Vec<&str> = launches.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, kernels, "window {window:?}");
-        if let Some((_, args)) = launches.iter().find(|(n, _)| n == "attention_decode_f16") {
-            assert_eq!(args[12], KernelArg::I32(5));
-        }
+        assert_eq!(launches.len(), 1, "window {window:?}: {calls:?}");
+        let (name, args) = launches[0];
+        assert_eq!(name, "decode_attention_f16", "window {window:?}");
+        let w = window.unwrap_or(0) as i32;
+        assert_eq!(args.last(), Some(&KernelArg::I32(w)), "window {window:?}");
     }
 }
 
@@ -839,7 +834,7 @@ fn attention_and_argmax_use_the_abi_grids() {
         [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..],
         "layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity"
     );
-    assert_eq!(args[10..], [KernelArg::F32(0.125)]);
+    assert_eq!(args[10..], [KernelArg::F32(0.125), KernelArg::I32(0)]);
     // f32 KV: the simple kernel, one block per (head, row).
     let cache32 = KvCache::new(
         &b,
@@ -863,10 +858,9 @@ fn attention_and_argmax_use_the_abi_grids() {
     assert_eq!(args[3..10], [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..]);
     assert_eq!(args[10], KernelArg::F32(0.125));
     assert_eq!(args[12], KernelArg::I32(0), "no window");
-    // A sliding window: over f16 KV the flash kernel (no window) still takes rows the window
-    // masks nothing of (positions 3..8, window 8); rows past it take the simple kernel, which
-    // is given the window.
-    for (window, kernel) in [(8, "flash_attention_64_f16"), (6, "attention_f16")] {
+    // A sliding window: over f16 KV the flash kernel takes the rows, given the window, whether
+    // it masks nothing (positions 3..8, window 8) or keys of some rows (window 6).
+    for window in [8, 6] {
         let pw = AttentionParams {
             window: Some(window),
             ..p
@@ -876,10 +870,8 @@ fn attention_and_argmax_use_the_abi_grids() {
         let Call::Launch(name, _, args) = &calls[0] else {
             panic!("{calls:?}")
         };
-        assert_eq!(name, kernel, "window {window}");
-        if kernel == "attention_f16" {
-            assert_eq!(args[12], KernelArg::I32(6));
-        }
+        assert_eq!(name, "flash_attention_64_f16", "window {window}");
+        assert_eq!(args[11], KernelArg::I32(window as i32));
     }
     // A context overflow is refused before launching.
     let p_big = AttentionParams { pos0: 12, ..p };

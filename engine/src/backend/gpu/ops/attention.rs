@@ -1,7 +1,7 @@
 //! Causal grouped-query attention over the KV arena: query row `i` at position `pos0 + i`, head
 //! `h` reads KV head `h / (n_heads / n_kv_heads)` over keys `0 ..= pos0 + i` (with a sliding
-//! window of W keys, only `pos0 + i − W < j`: the simple kernel skips the keys before it; the
-//! flash kernel, which has no window, takes windowed rows only where the window masks nothing).
+//! window of W keys, only `pos0 + i − W < j`: both kernels take the window as an argument and
+//! never read the keys before the first row's window).
 //!
 //! Prefill rows (more than one) over f16/bf16/Q8_0 KV with a head dim that is a multiple of 16
 //! up to 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and
@@ -73,11 +73,10 @@ pub(in crate::backend::gpu) fn attention(
         int(OP, "head_dim", hd)?,
         int(OP, "capacity", layout.capacity)?,
     ];
-    let unmasked = p.window.is_none_or(|w| p.pos0 + p.rows <= w);
-    if b.flash_attention() && step.is_none() && unmasked && flash_takes(&p, arena.dtype()) {
-        return launch_flash_attention(b, arena.dtype(), ptrs, dims, p.scale());
-    }
     let window = int(OP, "window", p.window.unwrap_or(0))?;
+    if b.flash_attention() && step.is_none() && flash_takes(&p, arena.dtype()) {
+        return launch_flash_attention(b, arena.dtype(), ptrs, dims, p.scale(), window);
+    }
     launch_attention(
         b,
         arena.dtype(),
@@ -124,6 +123,7 @@ fn launch_flash_attention(
     ptrs: [DevicePtr; 3],
     dims: [i32; 7],
     scale: f32,
+    window: i32,
 ) -> Result<()> {
     let (rows, n_heads, n_kv_heads, hd) = (dims[2], dims[3], dims[4], dims[5]);
     let variant = if hd <= 64 { 64 } else { 128 };
@@ -148,7 +148,11 @@ fn launch_flash_attention(
         block: (FLASH_BLOCK, 1, 1),
         shared_bytes: 0,
     };
-    let args = kernel_args(&ptrs, &dims, &[KernelArg::F32(scale)]);
+    let args = kernel_args(
+        &ptrs,
+        &dims,
+        &[KernelArg::F32(scale), KernelArg::I32(window)],
+    );
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity; flash_takes bounds head_dim (multiple of 16, ≤ 128).
     unsafe { b.launch(&name, cfg, &args) }

@@ -1,6 +1,8 @@
 //! The decode step's attention with RoPE and the KV write fused in, split over the keys
 //! (`kernels/decode_attention.hip`): one query row at position `pos0`; RoPE on q and k, k and v
-//! stored at `pos0`, causal attention over keys `0 ..= pos0`. Shapes the kernel does not take
+//! stored at `pos0`, causal attention over keys `0 ..= pos0` (with a sliding window of `w` keys,
+//! `pos0 + 1 − w ..= pos0`: the splits cover only those, the keys before are never read). Shapes
+//! the kernel does not take
 //! (f32 KV, head dims off a multiple of 16, below 32 or past 256, more than one row) go through
 //! the separate `rope_kv_write` and `attention` ops.
 
@@ -54,9 +56,10 @@ pub(in crate::backend::gpu) fn fusable(p: &AttentionParams, kv: DType) -> bool {
 }
 
 /// The split count of the launch (`s_max`): enough block columns × splits to give every
-/// multiprocessor `BLOCKS_PER_MP` blocks at long contexts, no more than the capacity can use,
-/// within the workspace. Depends on the model's shape, the device and the capacity only, never
-/// on the length, so one captured launch serves every step.
+/// multiprocessor `BLOCKS_PER_MP` blocks at long contexts, no more than the capacity (or the
+/// window: the most keys a row sees) can use, within the workspace. Depends on the model's shape
+/// and window, the device and the capacity only, never on the length, so one captured launch
+/// serves every step.
 pub(in crate::backend::gpu) fn max_splits(
     multiprocessors: usize,
     p: &AttentionParams,
@@ -64,7 +67,8 @@ pub(in crate::backend::gpu) fn max_splits(
 ) -> usize {
     let want = (multiprocessors * BLOCKS_PER_MP).div_ceil(columns(p));
     let room = WS_FLOATS / (p.n_heads * (p.head_dim + 2));
-    let most = capacity.div_ceil(MIN_KEYS).min(room).clamp(1, MAX_SPLITS);
+    let keys = p.window.map_or(capacity, |w| w.min(capacity));
+    let most = keys.div_ceil(MIN_KEYS).min(room).clamp(1, MAX_SPLITS);
     want.clamp(1, most)
 }
 
@@ -139,6 +143,7 @@ pub(in crate::backend::gpu) fn rope_attention(
         ],
         p.scale(),
         step.unwrap_or(0),
+        int(OP, "window", p.window.unwrap_or(0))?,
         columns(&p),
     )
 }
@@ -146,7 +151,7 @@ pub(in crate::backend::gpu) fn rope_attention(
 /// `decode_attention_{T}` over a (columns, s_max) grid of 256-thread blocks.
 /// `ptrs` = q, k, v, inv_freq, arena, out, ws, counters; `dims` = layer, pos0, n_heads,
 /// n_kv_heads, head_dim, capacity, s_max (the ABI order); `step` = a step block whose position
-/// replaces pos0, or 0 (null).
+/// replaces pos0, or 0 (null); `window` = the sliding window's keys, or 0 (none).
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_decode_attention(
     b: &GpuBackend,
@@ -155,6 +160,7 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
     dims: [i32; 7],
     scale: f32,
     step: DevicePtr,
+    window: i32,
     columns: usize,
 ) -> Result<()> {
     let name = format!("decode_attention_{}", suffix(OP, arena_dtype)?);
@@ -163,7 +169,12 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
         block: (BLOCK, 1, 1),
         shared_bytes: 0,
     };
-    let args = kernel_args(&ptrs, &dims, &[KernelArg::F32(scale), KernelArg::Ptr(step)]);
+    let tail = [
+        KernelArg::F32(scale),
+        KernelArg::Ptr(step),
+        KernelArg::I32(window),
+    ];
+    let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q, k, v, inv_freq and out against the params and the arena
     // against its layout, with pos0 < capacity; the workspace holds WS_COUNTERS ≥ columns
     // counters and WS_FLOATS ≥ n_heads · s_max · (head_dim + 2) floats (max_splits).
@@ -194,6 +205,13 @@ mod tests {
         assert_eq!(max_splits(132, &p, 131072), 33);
         assert_eq!(max_splits(132, &p, 100), 2);
         assert_eq!(max_splits(132, &p, 1), 1);
+        // A sliding window of 512 keys: at most 8 splits of 64, whatever the capacity.
+        let w = AttentionParams {
+            window: Some(512),
+            ..p
+        };
+        assert_eq!(max_splits(132, &w, 131072), 8);
+        assert_eq!(max_splits(132, &w, 100), 2);
         // A group of 8 takes two slabs per KV head: 16 columns.
         assert_eq!(max_splits(132, &params(64, 8, 128), 131072), 17);
         // Many heads: the workspace bounds it (n_heads · s_max · (hd + 2) ≤ WS_FLOATS).
