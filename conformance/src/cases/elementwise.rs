@@ -58,7 +58,7 @@ impl ElementwiseCase {
             let den: f64 = g
                 .iter()
                 .zip(&u)
-                .map(|(&g, &u)| sq(ops::swiglu::gelu_tanh(g) * u))
+                .map(|(&g, &u)| sq(ops::gated::gelu_tanh(g) * u))
                 .sum();
             tolerance(Kind::GatedGelu {
                 ratio: if den > 0.0 { num / den } else { f64::INFINITY },
