@@ -35,7 +35,21 @@ pub fn reference_config(c: &ModelConfig) -> r::Config {
             scaling,
         },
         sliding_window: c.sliding_window,
-        features: r::Features::default(),
+        features: r::Features {
+            activation: match c.activation {
+                wavefront::config::Activation::Silu => r::Activation::Silu,
+                wavefront::config::Activation::GeluTanh => r::Activation::GeluTanh,
+            },
+            embed_scale: c.embed_scale,
+            query_pre_attn_scalar: c.query_pre_attn_scalar,
+            attn_logit_softcap: None,
+            final_logit_softcap: None,
+            sliding_layers: c.sliding_layers.clone(),
+            rope_local: c.rope_local_theta.map(|theta| r::RopeConfig {
+                theta,
+                scaling: r::RopeScaling::None,
+            }),
+        },
     }
 }
 
@@ -79,6 +93,13 @@ pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Re
                 Ok(None)
             }
         };
+        let optional = |present: bool, s: &str| -> Result<Option<Array1<f32>>> {
+            if present {
+                Ok(Some(vector(m, &n(s), weight_dtype)?))
+            } else {
+                Ok(None)
+            }
+        };
         let qk_norm = |s: &str| -> Result<Option<Array1<f32>>> {
             if c.qk_norm {
                 Ok(Some(vector(m, &n(s), weight_dtype)?))
@@ -97,12 +118,12 @@ pub fn reference_model(m: &LoadedModel, storage: impl Into<WeightStorage>) -> Re
             q_norm: qk_norm(names::Q_NORM)?,
             k_norm: qk_norm(names::K_NORM)?,
             wo: matrix(m, &n(names::WO), weight_dtype)?,
-            post_attn_norm: None,
+            post_attn_norm: optional(c.post_norms, names::POST_ATTN_NORM)?,
             mlp_norm: vector(m, &n(names::MLP_NORM), weight_dtype)?,
             w_gate: matrix(m, &n(names::GATE), weight_dtype)?,
             w_up: matrix(m, &n(names::UP), weight_dtype)?,
             w_down: matrix(m, &n(names::DOWN), weight_dtype)?,
-            post_mlp_norm: None,
+            post_mlp_norm: optional(c.post_norms, names::POST_MLP_NORM)?,
         });
     }
     let weights = r::weights::Weights {

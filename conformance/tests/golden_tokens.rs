@@ -1,7 +1,7 @@
-//! Golden token streams: each backend's greedy tokens on SmolLM2 against transformers'
-//! (f32, dequantized GGUF) under the top-5 divergence rule, then frozen as insta snapshots so a
-//! change in any stream shows in review. The snapshot content is checked against the oracle in
-//! the same test before it is compared.
+//! Golden token streams: each backend's greedy tokens on SmolLM2 and Gemma 3 270M against
+//! transformers' (f32, dequantized GGUF) under the top-5 divergence rule, then frozen as insta
+//! snapshots so a change in any stream shows in review. The snapshot content is checked against
+//! the oracle in the same test before it is compared.
 
 mod common;
 
@@ -10,11 +10,17 @@ use wavefront::backend::Backend;
 use wavefront::{Engine, EngineOptions};
 use wavefront_conformance::golden::{check_golden_streams, read_greedy_goldens};
 
-fn golden_streams<B: Backend>(backend: B, label: &str) {
-    let model = common::smollm2();
+/// The real models with transformers goldens: (name, fixtures dir, loader).
+type RealModel = (&'static str, &'static str, fn() -> wavefront::LoadedModel);
+const SMOLLM2: RealModel = ("smollm2", "fixtures/smollm2", common::smollm2);
+const GEMMA3: RealModel = ("gemma3", "fixtures/gemma3", common::gemma3);
+
+fn golden_streams<B: Backend>(backend: B, label: &str, real: RealModel) {
+    let (model_name, dir, load) = real;
+    let model = load();
     let engine = Engine::new(backend, &model, EngineOptions::default()).unwrap();
     let goldens =
-        read_greedy_goldens(&common::repo().join("fixtures/smollm2/greedy_goldens.json")).unwrap();
+        read_greedy_goldens(&common::repo().join(format!("{dir}/greedy_goldens.json"))).unwrap();
     let (checks, streams) = check_golden_streams(&engine, &goldens).unwrap();
     for c in &checks {
         assert!(
@@ -27,7 +33,7 @@ fn golden_streams<B: Backend>(backend: B, label: &str) {
             println!("{label} {}: {note}", c.what);
         }
     }
-    let name = format!("smollm2_greedy_{label}");
+    let name = format!("{model_name}_greedy_{label}");
     let snap = common::repo().join(format!(
         "conformance/tests/snapshots/golden_tokens__{name}.snap"
     ));
@@ -58,7 +64,7 @@ fn golden_streams<B: Backend>(backend: B, label: &str) {
 
 #[test]
 fn cpu_greedy_streams_match_transformers_on_smollm2() {
-    golden_streams(CpuBackend::default(), "cpu");
+    golden_streams(CpuBackend::default(), "cpu", SMOLLM2);
 }
 
 /// Per runtime, arch and wave: kernels that differ in reduction order may break near-ties
@@ -68,6 +74,22 @@ fn gpu_greedy_streams_match_transformers_on_smollm2() {
     for wave in common::gpu_waves() {
         let b = common::gpu(wave).unwrap();
         let label = wavefront_conformance::golden::stream_label(&b);
-        golden_streams(b, &label);
+        golden_streams(b, &label, SMOLLM2);
+    }
+}
+
+/// Gemma 3 270M Q4_K_M (Q5_0, Q4_K, Q6_K and Q8_0 blocks; SentencePiece vocabulary of 262 144;
+/// five sliding layers to one global): the CPU keeps the blocks.
+#[test]
+fn cpu_greedy_streams_match_transformers_on_gemma3() {
+    golden_streams(CpuBackend::default(), "cpu", GEMMA3);
+}
+
+#[test]
+fn gpu_greedy_streams_match_transformers_on_gemma3() {
+    for wave in common::gpu_waves() {
+        let b = common::gpu(wave).unwrap();
+        let label = wavefront_conformance::golden::stream_label(&b);
+        golden_streams(b, &label, GEMMA3);
     }
 }

@@ -1,8 +1,11 @@
 //! The model hyper-parameters the engine needs, whatever file they came from
 //! (Hugging Face `config.json` or GGUF metadata).
 
+pub use crate::backend::Activation;
+
 /// Decoder families the engine runs. They differ only in the details recorded in
-/// [`ModelConfig`] (QKV bias, QK-norm, tied head, rope scaling), so one forward pass serves all.
+/// [`ModelConfig`] (QKV bias, QK-norm, tied head, rope scaling, Gemma's activation, scales,
+/// post-norms and per-layer windows), so one forward pass serves all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// Llama 2/3/3.x, Mistral, SmolLM2, TinyLlama.
@@ -12,6 +15,10 @@ pub enum Arch {
     /// Qwen3: Llama with QK-norm (an RMSNorm over head_dim on every query and key head, before
     /// RoPE), no QKV bias, and a head_dim of its own (not hidden / heads).
     Qwen3,
+    /// Gemma 3 (text): GELU-tanh gate, embedding × √hidden, QK-norm, a norm after attention
+    /// and after the MLP as well as before each, `(1 + w)` norm gains (resolved at load), and
+    /// five sliding-window layers (RoPE base 10 000) to one global layer (10⁶).
+    Gemma3,
 }
 
 impl Arch {
@@ -20,6 +27,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
         }
     }
 }
@@ -52,9 +60,26 @@ pub struct ModelConfig {
     pub rope_freq_factors: Option<Vec<f32>>,
     /// The context length the model was trained for; the default KV capacity.
     pub max_position_embeddings: usize,
-    /// Sliding-window attention over every layer (Mistral's `sliding_window`): the query at
+    /// Sliding-window attention (Mistral's and Gemma's `sliding_window`): the query at
     /// position p sees only the keys `p − w < j ≤ p`. `None`: full causal attention.
     pub sliding_window: Option<usize>,
+    /// The layers the window applies to (Gemma 3's `layer_types`: true = sliding); `None`:
+    /// every layer (Mistral). See [`ModelConfig::layer_window`].
+    pub sliding_layers: Option<Vec<bool>>,
+    /// The RoPE base of the sliding layers, where it differs from `rope_theta` (Gemma 3's
+    /// local base, 10 000); unscaled.
+    pub rope_local_theta: Option<f32>,
+    /// The MLP's gate activation (Gemma: GELU-tanh).
+    pub activation: Activation,
+    /// The embedding rows are multiplied by this (Gemma: `hidden_size ** 0.5` as f32).
+    pub embed_scale: Option<f32>,
+    /// Attention scores are scaled by `query_pre_attn_scalar ** -0.5` instead of
+    /// `head_dim ** -0.5` (Gemma). The engine's kernels take `head_dim ** -0.5`, so loaders
+    /// accept only a value equal to head_dim (every Gemma 3 size but 27B).
+    pub query_pre_attn_scalar: Option<f32>,
+    /// Each layer normalises its attention output and its MLP output before the residual adds
+    /// (Gemma's `post_attention_layernorm` / `post_feedforward_layernorm`).
+    pub post_norms: bool,
     /// The LM head is the token embedding (no separate `lm_head.weight`).
     pub tie_word_embeddings: bool,
     /// Q, K and V projections carry a bias (Qwen2).
@@ -73,6 +98,19 @@ impl ModelConfig {
 
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+
+    /// The sliding window of layer `l`, if it slides.
+    pub fn layer_window(&self, l: usize) -> Option<usize> {
+        match &self.sliding_layers {
+            Some(slides) if !slides.get(l).copied().unwrap_or(false) => None,
+            _ => self.sliding_window,
+        }
+    }
+
+    /// Whether layer `l` rotates with [`ModelConfig::rope_local_theta`].
+    pub fn layer_uses_local_rope(&self, l: usize) -> bool {
+        self.rope_local_theta.is_some() && self.layer_window(l).is_some()
     }
 
     /// Query heads per KV head (the GQA ratio).
@@ -101,10 +139,16 @@ impl ModelConfig {
                 t.push((n(names::K_NORM), vec![self.head_dim]));
             }
             t.push((n(names::WO), vec![h, self.q_dim()]));
+            if self.post_norms {
+                t.push((n(names::POST_ATTN_NORM), vec![h]));
+            }
             t.push((n(names::MLP_NORM), vec![h]));
             t.push((n(names::GATE), vec![i, h]));
             t.push((n(names::UP), vec![i, h]));
             t.push((n(names::DOWN), vec![h, i]));
+            if self.post_norms {
+                t.push((n(names::POST_MLP_NORM), vec![h]));
+            }
         }
         t.push((names::FINAL_NORM.to_string(), vec![h]));
         if !self.tie_word_embeddings {
@@ -123,8 +167,22 @@ impl ModelConfig {
         if self.qk_norm {
             f.push("QK-norm");
         }
-        if self.sliding_window.is_some() {
-            f.push("sliding-window attention");
+        match (&self.sliding_window, &self.sliding_layers) {
+            (Some(_), Some(_)) => f.push("sliding-window attention on some layers"),
+            (Some(_), None) => f.push("sliding-window attention"),
+            _ => {}
+        }
+        if self.rope_local_theta.is_some() {
+            f.push("local RoPE base on sliding layers");
+        }
+        if self.activation == Activation::GeluTanh {
+            f.push("GELU-tanh MLP");
+        }
+        if self.embed_scale.is_some() {
+            f.push("scaled embedding");
+        }
+        if self.post_norms {
+            f.push("post-attention and post-MLP norms");
         }
         if self.rope_scaling.is_some() {
             f.push("llama3 rope scaling");
@@ -165,7 +223,13 @@ pub mod names {
     pub const BV: &str = "self_attn.v_proj.bias";
     pub const Q_NORM: &str = "self_attn.q_norm.weight";
     pub const K_NORM: &str = "self_attn.k_norm.weight";
+    /// The MLP's pre-norm (Llama's name; Gemma calls it `pre_feedforward_layernorm`).
     pub const MLP_NORM: &str = "post_attention_layernorm.weight";
+    /// Gemma's norm of the attention output (Gemma's HF name is `post_attention_layernorm`,
+    /// Llama's MLP_NORM: loaders rename it to this).
+    pub const POST_ATTN_NORM: &str = "post_attention_norm.weight";
+    /// Gemma's norm of the MLP output.
+    pub const POST_MLP_NORM: &str = "post_feedforward_layernorm.weight";
     pub const GATE: &str = "mlp.gate_proj.weight";
     pub const UP: &str = "mlp.up_proj.weight";
     pub const DOWN: &str = "mlp.down_proj.weight";

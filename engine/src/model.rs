@@ -2,8 +2,8 @@
 //! against the `Backend` trait.
 
 use crate::backend::{
-    Activation, AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm,
-    RmsNormParams, TensorInfo,
+    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
+    TensorInfo,
 };
 use crate::config::{names, ModelConfig};
 use crate::error::{Error, Result};
@@ -193,8 +193,11 @@ struct Layer<B: Backend> {
     wqkv: B::Tensor,
     /// `[bq; bk; bv]` (Qwen2).
     bias: Option<B::Tensor>,
-    /// `(q_norm, k_norm)`, each (head_dim) (Qwen3's QK-norm).
+    /// `(q_norm, k_norm)`, each (head_dim) (Qwen3's and Gemma 3's QK-norm).
     qk_norm: Option<(B::Tensor, B::Tensor)>,
+    /// `(post_attn_norm, post_mlp_norm)`, each (hidden) (Gemma's norms of the attention and
+    /// MLP outputs).
+    post_norms: Option<(B::Tensor, B::Tensor)>,
     wo: B::Tensor,
     mlp_norm: B::Tensor,
     /// `[W_gate; W_up]` (2·intermediate, hidden).
@@ -344,6 +347,8 @@ pub struct Engine<B: Backend> {
     /// `None` when tied to `embed`.
     lm_head: Option<B::Tensor>,
     inv_freq: B::Tensor,
+    /// The sliding layers' frequencies where they have a RoPE base of their own (Gemma 3).
+    inv_freq_local: Option<B::Tensor>,
     /// [`Engine::weight_rounding`].
     weight_rounding: DType,
 }
@@ -376,7 +381,16 @@ impl<B: Backend> Engine<B> {
             } else {
                 None
             };
+            let post_norms = if config.post_norms {
+                Some((
+                    get(&n(names::POST_ATTN_NORM))?,
+                    get(&n(names::POST_MLP_NORM))?,
+                ))
+            } else {
+                None
+            };
             layers.push(Layer {
+                post_norms,
                 attn_norm: get(&n(names::ATTN_NORM))?,
                 wqkv: stacked(&[n(names::WQ), n(names::WK), n(names::WV)])?,
                 bias,
@@ -393,6 +407,9 @@ impl<B: Backend> Engine<B> {
             Some(get(names::LM_HEAD)?)
         };
         let inv_freq = backend.upload_f32(&crate::rope::inv_freq(&config))?;
+        let inv_freq_local = crate::rope::local_inv_freq(&config)
+            .map(|f| backend.upload_f32(&f))
+            .transpose()?;
         let weight_rounding = if WeightStorage::of(&backend).converts_any(model) {
             backend.weight_dtype()
         } else {
@@ -405,6 +422,7 @@ impl<B: Backend> Engine<B> {
             layers,
             lm_head,
             inv_freq,
+            inv_freq_local,
             config,
             options,
             backend,
@@ -934,6 +952,33 @@ impl<B: Backend> Engine<B> {
             .sample_step(&s.logits, 0, vocab, params, window, step)
     }
 
+    /// The residual add after a projection: `x += y·wᵀ`, or with Gemma's post-norm gain `post`
+    /// `x += rms_norm(y·wᵀ)·post` (`o` and `h` scratch of `p.rows × p.out_features`).
+    #[allow(clippy::too_many_arguments)]
+    fn residual(
+        &self,
+        y: &B::Tensor,
+        w: &B::Tensor,
+        post: Option<&B::Tensor>,
+        x: &mut B::Tensor,
+        o: &mut B::Tensor,
+        h: &mut B::Tensor,
+        p: LinearParams,
+    ) -> Result<()> {
+        let b = &self.backend;
+        let Some(post) = post else {
+            return b.linear_residual(y, w, None, x, o, p);
+        };
+        b.linear(y, w, None, o, p)?;
+        let norm = RmsNormParams {
+            rows: p.rows,
+            dim: p.out_features,
+            eps: self.config.rms_norm_eps,
+        };
+        b.rms_norm(o, None, post, h, norm)?;
+        b.add(x, h, p.rows * p.out_features)
+    }
+
     /// Queues the decoder over one chunk at the cache's next positions (no host bookkeeping:
     /// the caller advances the cache). `step`: positions and, for `Input::Step`, the token
     /// are read from the step state on the device.
@@ -974,10 +1019,11 @@ impl<B: Backend> Engine<B> {
             Ok(())
         };
         // x = embed(tokens)                                   (n, hidden)
+        // (Gemma: × √hidden, in f32 after the row is read)
         let ep = EmbeddingParams {
             vocab: c.vocab_size,
             hidden,
-            scale: 1.0,
+            scale: c.embed_scale.unwrap_or(1.0),
         };
         match &mut rows {
             Rows::One {
@@ -1041,9 +1087,14 @@ impl<B: Backend> Engine<B> {
                 b.rms_norm_in_place(&mut s.q, q_norm, heads(c.n_heads))?;
                 b.rms_norm_in_place(&mut s.k, k_norm, heads(c.n_kv_heads))?;
             }
-            // rotate q and k; k, v → cache at pos0..pos0+n; then
-            // attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n   (n, q_dim)
+            // rotate q and k (Gemma 3's sliding layers with their own base); k, v → cache at
+            // pos0..pos0+n; then attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n,
+            // within this layer's window if it slides                        (n, q_dim)
             // (one fused kernel for a decode row where the backend has it)
+            let inv_freq = match &self.inv_freq_local {
+                Some(local) if c.layer_uses_local_rope(l) => local,
+                _ => &self.inv_freq,
+            };
             let ap = |pos0: usize, rows: usize| AttentionParams {
                 layer: l,
                 pos0,
@@ -1051,21 +1102,12 @@ impl<B: Backend> Engine<B> {
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,
                 head_dim: c.head_dim,
-                window: c.sliding_window,
+                window: c.layer_window(l),
             };
             match &mut rows {
                 Rows::One { cache, step, .. } => {
                     let p = ap(cache.len(), n);
-                    b.rope_attention(
-                        &mut s.q,
-                        &s.k,
-                        &s.v,
-                        &self.inv_freq,
-                        cache,
-                        &mut s.attn,
-                        p,
-                        *step,
-                    )?
+                    b.rope_attention(&mut s.q, &s.k, &s.v, inv_freq, cache, &mut s.attn, p, *step)?
                 }
                 // Row i in sequence i's scratch, over its cache at its step's position.
                 Rows::Batch(seqs) => {
@@ -1088,7 +1130,7 @@ impl<B: Backend> Engine<B> {
                             &mut one.q,
                             &one.k,
                             &one.v,
-                            &self.inv_freq,
+                            inv_freq,
                             cache,
                             &mut one.attn,
                             p,
@@ -1098,11 +1140,15 @@ impl<B: Backend> Engine<B> {
                     }
                 }
             }
-            // x += attn·Woᵀ                                       (n, hidden)
+            // x += attn·Woᵀ (Gemma: x += rms_norm(attn·Woᵀ)·w_post)   (n, hidden)
             let o_proj = lin(c.q_dim(), hidden);
-            b.linear_residual(&s.attn, &w.wo, None, &mut s.x, &mut s.o, o_proj)?;
-            // act = silu(h·Wgᵀ) ⊙ h·Wuᵀ for h = rms_norm(x), over one stacked [Wg; Wu]
-            //                                                     (n, intermediate)
+            let post = w.post_norms.as_ref();
+            let post_attn = post.map(|p| &p.0);
+            self.residual(
+                &s.attn, &w.wo, post_attn, &mut s.x, &mut s.o, &mut s.h, o_proj,
+            )?;
+            // act = act(h·Wgᵀ) ⊙ h·Wuᵀ for h = rms_norm(x), over one stacked [Wg; Wu], act
+            // SiLU or GELU-tanh                                     (n, intermediate)
             let mlp_norm = PreNorm {
                 weight: &w.mlp_norm,
                 eps,
@@ -1117,11 +1163,14 @@ impl<B: Backend> Engine<B> {
                 n,
                 hidden,
                 c.intermediate_size,
-                Activation::Silu,
+                c.activation,
             )?;
-            // x += act·Wdᵀ                                        (n, hidden)
+            // x += act·Wdᵀ (Gemma: x += rms_norm(act·Wdᵀ)·w_post)      (n, hidden)
             let down = lin(c.intermediate_size, hidden);
-            b.linear_residual(&s.act, &w.down, None, &mut s.x, &mut s.o, down)?;
+            let post_mlp = post.map(|p| &p.1);
+            self.residual(
+                &s.act, &w.down, post_mlp, &mut s.x, &mut s.o, &mut s.h, down,
+            )?;
         }
         // h = final_norm(x)
         b.rms_norm(&mut s.x, None, &self.final_norm, &mut s.h, norm)?;

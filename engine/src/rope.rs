@@ -3,12 +3,25 @@
 
 use crate::config::ModelConfig;
 
-/// `head_dim / 2` inverse frequencies for `config`.
-pub fn inv_freq(config: &ModelConfig) -> Vec<f32> {
+/// The unscaled inverse frequencies of Gemma 3's sliding layers (base
+/// [`ModelConfig::rope_local_theta`]), `None` where the model has no local base.
+pub fn local_inv_freq(config: &ModelConfig) -> Option<Vec<f32>> {
+    let theta = config.rope_local_theta?;
     let d = config.head_dim;
-    let base: Vec<f32> = (0..d / 2)
-        .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f32 / d as f32))
-        .collect();
+    Some(default_inv_freq(d, theta))
+}
+
+/// `1 / theta^(2i/d)`, i in 0..d/2, in f32 as transformers computes it.
+fn default_inv_freq(d: usize, theta: f32) -> Vec<f32> {
+    (0..d / 2)
+        .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
+        .collect()
+}
+
+/// `head_dim / 2` inverse frequencies for `config` (its global layers, where sliding layers
+/// have a base of their own: [`local_inv_freq`]).
+pub fn inv_freq(config: &ModelConfig) -> Vec<f32> {
+    let base = default_inv_freq(config.head_dim, config.rope_theta);
     if let Some(f) = &config.rope_freq_factors {
         return base.iter().zip(f).map(|(b, f)| b / f).collect();
     }

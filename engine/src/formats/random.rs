@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::{Format, LoadedModel};
-use crate::config::{Arch, ModelConfig};
+use crate::config::{Activation, Arch, ModelConfig};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, HostTensor, Storage};
 
@@ -34,6 +34,12 @@ pub fn shape(name: &str) -> Result<ModelConfig> {
         attention_bias: false,
         qk_norm: false,
         sliding_window: None,
+        sliding_layers: None,
+        rope_local_theta: None,
+        activation: Activation::Silu,
+        embed_scale: None,
+        query_pre_attn_scalar: None,
+        post_norms: false,
         bos_token_id: None,
         eos_token_ids: vec![],
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::reader::{GgufFile, GgufTensorInfo};
-use crate::config::{names, Arch, ModelConfig};
+use crate::config::{names, Activation, Arch, ModelConfig};
 use crate::error::{Error, Result};
 use crate::formats::{Format, LoadedModel};
 use crate::tensor::{DType, HostTensor, Storage};
@@ -36,10 +36,13 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "gemma3" => Arch::Gemma3,
         other => {
             return Err(Error::UnsupportedModel {
                 path: path.clone(),
-                detail: format!("GGUF architecture `{other}` (supported: llama, qwen2, qwen3)"),
+                detail: format!(
+                    "GGUF architecture `{other}` (supported: llama, qwen2, qwen3, gemma3)"
+                ),
             })
         }
     };
@@ -162,6 +165,18 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         }
     }
 
+    let gemma = if arch == Arch::Gemma3 {
+        Some(gemma3_features(
+            file,
+            n_layers,
+            hidden_size,
+            n_heads,
+            head_dim,
+        )?)
+    } else {
+        None
+    };
+
     Ok(ModelConfig {
         arch,
         vocab_size,
@@ -177,14 +192,72 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         rope_freq_factors,
         max_position_embeddings,
         // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1).
-        sliding_window: None,
+        sliding_window: gemma.as_ref().map(|g| g.window),
+        sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
+        rope_local_theta: gemma.as_ref().map(|_| GEMMA3_LOCAL_ROPE_THETA),
+        activation: match gemma {
+            Some(_) => Activation::GeluTanh,
+            None => Activation::Silu,
+        },
+        // llama.cpp's gemma3 graph: `ggml_scale(inpL, sqrtf(n_embd))`.
+        embed_scale: gemma.as_ref().map(|_| (hidden_size as f32).sqrt()),
+        query_pre_attn_scalar: None,
+        post_norms: gemma.is_some(),
         // llama.cpp writes `output.weight` only when the head is not the embedding.
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),
         attention_bias: arch == Arch::Qwen2,
-        // llama.cpp's `qwen3` graph always applies `attn_q_norm` / `attn_k_norm`.
-        qk_norm: arch == Arch::Qwen3,
+        // llama.cpp's `qwen3` and `gemma3` graphs always apply `attn_q_norm` / `attn_k_norm`.
+        qk_norm: arch == Arch::Qwen3 || arch == Arch::Gemma3,
         bos_token_id: file.opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_token_ids,
+    })
+}
+
+/// The RoPE base of Gemma 3's sliding layers: llama.cpp sets it in code
+/// (`rope_freq_base_train_swa = 10000` for `LLM_ARCH_GEMMA3`), as transformers'
+/// `rope_local_base_freq` default; the file carries only the global base.
+const GEMMA3_LOCAL_ROPE_THETA: f32 = 10_000.0;
+/// Gemma 3's layer pattern: every sixth layer is global, the others slide (llama.cpp's
+/// `set_swa_pattern(6)`, transformers' `sliding_window_pattern`).
+const GEMMA3_SWA_PATTERN: usize = 6;
+
+struct Gemma3Features {
+    window: usize,
+    sliding_layers: Vec<bool>,
+}
+
+/// Gemma 3's window and layer pattern from `gemma3.attention.sliding_window`; a model whose
+/// score scale is not `head_dim ** -0.5` (27B: llama.cpp uses `(hidden / heads) ** -0.5`) is
+/// refused, as the engine's kernels take head_dim's.
+fn gemma3_features(
+    file: &GgufFile,
+    n_layers: usize,
+    hidden: usize,
+    n_heads: usize,
+    head_dim: usize,
+) -> Result<Gemma3Features> {
+    let key = "gemma3.attention.sliding_window";
+    let window = file.get_usize(key)?;
+    if window == 0 {
+        return Err(Error::config(&file.path, key, "must be positive, found 0"));
+    }
+    // llama.cpp's LLM_TYPE_27B (62 layers) scales scores by (hidden / heads) ** -0.5.
+    if n_layers == 62 && hidden / n_heads != head_dim {
+        return Err(Error::UnsupportedModel {
+            path: file.path.clone(),
+            detail: format!(
+                "Gemma 3 27B's score scale (hidden / heads = {}) ** -0.5 differs from head_dim \
+                 {head_dim} ** -0.5",
+                hidden / n_heads
+            ),
+        });
+    }
+    let sliding_layers = (0..n_layers)
+        .map(|l| (l + 1) % GEMMA3_SWA_PATTERN != 0)
+        .collect();
+    Ok(Gemma3Features {
+        window,
+        sliding_layers,
     })
 }
 
@@ -252,6 +325,9 @@ pub fn canonical_name(gguf_name: &str) -> Option<String> {
         "ffn_gate.weight" => names::GATE,
         "ffn_up.weight" => names::UP,
         "ffn_down.weight" => names::DOWN,
+        // Gemma's norms of the attention and MLP outputs (gains stored as 1 + w).
+        "post_attention_norm.weight" => names::POST_ATTN_NORM,
+        "post_ffw_norm.weight" => names::POST_MLP_NORM,
         _ => return None,
     };
     Some(names::layer(l, suffix))

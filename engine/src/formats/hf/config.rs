@@ -1,13 +1,13 @@
 //! `config.json` (+ `generation_config.json`) → [`ModelConfig`], with transformers' semantics:
 //! per-class defaults for absent fields (`LlamaConfig`, `MistralConfig`, `Qwen2Config`,
-//! `Qwen3Config` in transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
+//! `Qwen3Config`, `Gemma3TextConfig` in transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
 //! (4.x `rope_theta` + `rope_scaling`, 5.x `rope_parameters`).
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Arch, Llama3RopeScaling, ModelConfig};
+use crate::config::{Activation, Arch, Llama3RopeScaling, ModelConfig};
 use crate::error::{Error, Result};
 
 /// Fields that `config.json` must carry: transformers would silently fall back to the 7B
@@ -27,6 +27,7 @@ enum Family {
     Mistral,
     Qwen2,
     Qwen3,
+    Gemma3,
 }
 
 impl Family {
@@ -36,6 +37,7 @@ impl Family {
             "mistral" => Some(Family::Mistral),
             "qwen2" => Some(Family::Qwen2),
             "qwen3" => Some(Family::Qwen3),
+            "gemma3_text" => Some(Family::Gemma3),
             _ => None,
         }
     }
@@ -46,6 +48,7 @@ impl Family {
             "MistralForCausalLM" => Some(Family::Mistral),
             "Qwen2ForCausalLM" => Some(Family::Qwen2),
             "Qwen3ForCausalLM" => Some(Family::Qwen3),
+            "Gemma3ForCausalLM" => Some(Family::Gemma3),
             _ => None,
         }
     }
@@ -55,6 +58,7 @@ impl Family {
             Family::Llama | Family::Mistral => Arch::Llama,
             Family::Qwen2 => Arch::Qwen2,
             Family::Qwen3 => Arch::Qwen3,
+            Family::Gemma3 => Arch::Gemma3,
         }
     }
 
@@ -65,14 +69,16 @@ impl Family {
             Family::Llama => n_heads,
             Family::Mistral => 8,
             Family::Qwen2 | Family::Qwen3 => 32,
+            Family::Gemma3 => 4,
         }
     }
 
-    /// `head_dim` when absent: `Qwen3Config` has its own default (128); the others derive it
-    /// as hidden / heads.
+    /// `head_dim` when absent: `Qwen3Config` and `Gemma3TextConfig` have their own defaults
+    /// (128, 256); the others derive it as hidden / heads.
     fn default_head_dim(self) -> Option<usize> {
         match self {
             Family::Qwen3 => Some(128),
+            Family::Gemma3 => Some(256),
             Family::Llama | Family::Mistral | Family::Qwen2 => None,
         }
     }
@@ -82,6 +88,7 @@ impl Family {
             Family::Llama => 2048,
             Family::Mistral => 4096 * 32,
             Family::Qwen2 | Family::Qwen3 => 32768,
+            Family::Gemma3 => 131_072,
         }
     }
 
@@ -90,7 +97,13 @@ impl Family {
         match self {
             Family::Llama | Family::Mistral => (Some(1), vec![2]),
             Family::Qwen2 | Family::Qwen3 => (None, vec![]),
+            Family::Gemma3 => (Some(2), vec![1]),
         }
+    }
+
+    /// `tie_word_embeddings` when absent (`Gemma3TextConfig`: true; the others false).
+    fn default_tied(self) -> bool {
+        self == Family::Gemma3
     }
 }
 
@@ -293,8 +306,15 @@ pub fn parse_config(
         .usize("max_position_embeddings")?
         .unwrap_or(family.default_max_position_embeddings());
     let trained_context = f.positive("max_position_embeddings", trained_context)?;
-    let (rope_theta, rope_scaling) = rope(&f, trained_context)?;
     let (bos_token_id, eos_token_ids) = special_ids(&f, family, generation)?;
+    let gemma = match family {
+        Family::Gemma3 => Some(gemma3(&f, n_layers, head_dim)?),
+        _ => None,
+    };
+    let (rope_theta, rope_scaling) = match &gemma {
+        Some(g) => (g.global_theta, None),
+        None => rope(&f, trained_context)?,
+    };
 
     Ok(ModelConfig {
         arch: family.arch(),
@@ -310,10 +330,25 @@ pub fn parse_config(
         rope_scaling,
         rope_freq_factors: None,
         max_position_embeddings: sliding_window_cap(&f, family, trained_context)?,
-        sliding_window: sliding_window(&f, family)?,
-        tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
+        sliding_window: match &gemma {
+            Some(g) => Some(g.window),
+            None => sliding_window(&f, family)?,
+        },
+        sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
+        rope_local_theta: gemma.as_ref().map(|g| g.local_theta),
+        activation: match gemma {
+            Some(_) => Activation::GeluTanh,
+            None => Activation::Silu,
+        },
+        // Gemma3TextModel: `embed_scale = hidden_size ** 0.5`, an f32 tensor of the double.
+        embed_scale: gemma.as_ref().map(|_| (hidden_size as f64).sqrt() as f32),
+        query_pre_attn_scalar: gemma.as_ref().map(|g| g.query_pre_attn_scalar),
+        post_norms: gemma.is_some(),
+        tie_word_embeddings: f
+            .bool("tie_word_embeddings")?
+            .unwrap_or(family.default_tied()),
         attention_bias: family == Family::Qwen2,
-        qk_norm: family == Family::Qwen3,
+        qk_norm: family == Family::Qwen3 || family == Family::Gemma3,
         bos_token_id,
         eos_token_ids,
     })
@@ -332,7 +367,7 @@ fn family(f: &Fields) -> Result<Family> {
         return Family::from_model_type(t).ok_or_else(|| {
             unsupported(
                 f,
-                format!("model_type `{t}` (supported: llama, mistral, qwen2, qwen3)"),
+                format!("model_type `{t}` (supported: llama, mistral, qwen2, qwen3, gemma3_text)"),
             )
         });
     }
@@ -345,13 +380,16 @@ fn family(f: &Fields) -> Result<Family> {
     Family::from_architecture(first).ok_or_else(|| {
         unsupported(
             f,
-            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"),
+            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM)"),
         )
     })
 }
 
 /// Variants of the families that the single forward pass does not compute.
 fn check_supported(f: &Fields, family: Family) -> Result<()> {
+    if family == Family::Gemma3 {
+        return check_gemma3(f);
+    }
     // transformers' ACT2FN maps both names to SiLU.
     if let Some(act) = f.str("hidden_act")? {
         if act != "silu" && act != "swish" {
@@ -393,7 +431,7 @@ fn sliding_window(f: &Fields, family: Family) -> Result<Option<usize>> {
 /// attention equals full attention, so the capped model is exact.
 fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usize> {
     let window = match family {
-        Family::Llama | Family::Mistral => None,
+        Family::Llama | Family::Mistral | Family::Gemma3 => None,
         Family::Qwen2 | Family::Qwen3 if f.bool("use_sliding_window")? == Some(true) => {
             // Layers from max_window_layers on slide (Qwen2Config / Qwen3Config.layer_types).
             let from = f.usize("max_window_layers")?.unwrap_or(28);
@@ -411,6 +449,144 @@ fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usiz
         Some(w) => Ok(trained.min(w)),
         None => Ok(trained),
     }
+}
+
+/// Gemma 3 variants the engine does not compute: another activation (`hidden_activation`
+/// decides in `Gemma3MLP`), soft-capping, bidirectional attention, biases.
+fn check_gemma3(f: &Fields) -> Result<()> {
+    let act = f.str("hidden_activation")?.unwrap_or("gelu_pytorch_tanh");
+    if act != "gelu_pytorch_tanh" {
+        return Err(unsupported(
+            f,
+            format!("hidden_activation `{act}` (Gemma 3: only gelu_pytorch_tanh)"),
+        ));
+    }
+    for cap in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if let Some(c) = f.f64(cap)? {
+            return Err(unsupported(
+                f,
+                format!("{cap} = {c} (Gemma 2's soft-capping)"),
+            ));
+        }
+    }
+    for flag in ["use_bidirectional_attention", "attention_bias"] {
+        if f.bool(flag)? == Some(true) {
+            return Err(unsupported(f, format!("{flag} = true")));
+        }
+    }
+    Ok(())
+}
+
+/// What Gemma 3's config adds: the window and which layers slide, the two RoPE bases, the
+/// score scale.
+struct Gemma3 {
+    window: usize,
+    sliding_layers: Vec<bool>,
+    global_theta: f32,
+    local_theta: f32,
+    query_pre_attn_scalar: f32,
+}
+
+/// `Gemma3TextConfig`: `sliding_window` (4096 when absent), `layer_types` (when absent every
+/// `sliding_window_pattern`-th layer, 6 by default, is global), the RoPE bases from
+/// `rope_parameters.{full_attention, sliding_attention}.rope_theta` (5.x) or `rope_theta` and
+/// `rope_local_base_freq` (4.x; 10⁶ and 10⁴ when absent), and `query_pre_attn_scalar` (256),
+/// which must equal head_dim: the kernels scale scores by `head_dim ** -0.5`.
+fn gemma3(f: &Fields, n_layers: usize, head_dim: usize) -> Result<Gemma3> {
+    let window = match f.obj.get("sliding_window") {
+        None => 4096,
+        Some(_) => f
+            .usize("sliding_window")?
+            .ok_or_else(|| f.err("sliding_window", "null (Gemma 3 layers slide)"))?,
+    };
+    let window = f.positive("sliding_window", window)?;
+    let sliding_layers = match f.get("layer_types") {
+        None => {
+            let pattern = f.usize("sliding_window_pattern")?.unwrap_or(6);
+            let pattern = f.positive("sliding_window_pattern", pattern)?;
+            (0..n_layers).map(|l| (l + 1) % pattern != 0).collect()
+        }
+        Some(Value::Array(types)) if types.len() == n_layers => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(true),
+                Some("full_attention") => Ok(false),
+                _ => Err(f.err(
+                    "layer_types",
+                    format!("expected sliding_attention or full_attention, found {t}"),
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => {
+            return Err(f.err(
+                "layer_types",
+                format!("expected a list of {n_layers} layer types, found {v}"),
+            ))
+        }
+    };
+    let theta = |params: Option<&Map<String, Value>>, prefix: &str, fallback: f64| {
+        let empty = Map::new();
+        let p = Fields {
+            path: f.path,
+            obj: params.unwrap_or(&empty),
+            prefix,
+        };
+        let rope_type = p.str("rope_type")?.unwrap_or("default");
+        if rope_type != "default" {
+            return Err(unsupported(
+                f,
+                format!("{prefix}rope_type `{rope_type}` (Gemma 3: only default)"),
+            ));
+        }
+        let t = p.f64("rope_theta")?.unwrap_or(fallback);
+        if t <= 0.0 {
+            return Err(p.err("rope_theta", format!("must be positive, found {t}")));
+        }
+        Ok(t as f32)
+    };
+    if let Some(scaling) = f.object("rope_scaling")?.filter(|m| !m.is_empty()) {
+        theta(Some(scaling), "rope_scaling.", 1.0)?; // refuses any scaling but "default"
+    }
+    let nested = f.object("rope_parameters")?;
+    let by_type = |t: &str| -> Result<Option<&Map<String, Value>>> {
+        match nested.and_then(|n| n.get(t)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(v) => Err(f.err(
+                &format!("rope_parameters.{t}"),
+                format!("expected an object, found {v}"),
+            )),
+        }
+    };
+    let global_default = f.f64("rope_theta")?.unwrap_or(1_000_000.0);
+    let local_default = f.f64("rope_local_base_freq")?.unwrap_or(10_000.0);
+    let global_theta = theta(
+        by_type("full_attention")?,
+        "rope_parameters.full_attention.",
+        global_default,
+    )?;
+    let local_theta = theta(
+        by_type("sliding_attention")?,
+        "rope_parameters.sliding_attention.",
+        local_default,
+    )?;
+    let qpas = f.f64("query_pre_attn_scalar")?.unwrap_or(256.0);
+    if qpas != head_dim as f64 {
+        return Err(unsupported(
+            f,
+            format!(
+                "query_pre_attn_scalar = {qpas} differs from head_dim = {head_dim} (the \
+                 kernels scale scores by head_dim ** -0.5)"
+            ),
+        ));
+    }
+    Ok(Gemma3 {
+        window,
+        sliding_layers,
+        global_theta,
+        local_theta,
+        query_pre_attn_scalar: qpas as f32,
+    })
 }
 
 /// `(rope_theta, llama3 scaling)` from `rope_scaling` (4.x) or `rope_parameters` (5.x); a

@@ -1,8 +1,8 @@
 //! Hugging Face model directories: `config.json` (+ `generation_config.json`), weights in
 //! `model.safetensors` or `model.safetensors.index.json` + shards, and the tokenizer files.
 //!
-//! Tensor names in these files are already the canonical names; weights stay in the files'
-//! memory maps.
+//! Tensor names in these files are already the canonical names (Gemma's norms are renamed and
+//! their `(1 + w)` gains resolved, [`gemma_gains`]); weights stay in the files' memory maps.
 
 pub mod config;
 pub mod safetensors;
@@ -10,9 +10,12 @@ pub mod safetensors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use crate::config::{names, Arch};
 use crate::error::{Error, Result};
 use crate::formats::{Format, LoadedModel};
-use crate::tensor::HostTensor;
+use crate::tensor::{DType, HostTensor, Storage};
 
 pub use config::{load_config, parse_config, REQUIRED_FIELDS};
 
@@ -24,7 +27,10 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 /// implied shape, in a loadable dtype ([`crate::formats::load`] then checks byte lengths).
 pub fn load(dir: &Path) -> Result<LoadedModel> {
     let config = load_config(dir)?;
-    let weights = load_weights(dir)?;
+    let mut weights = load_weights(dir)?;
+    if config.arch == Arch::Gemma3 {
+        weights.tensors = gemma_gains(std::mem::take(&mut weights.tensors))?;
+    }
     // Each layer has tensors of its own: more layers than the weights hold tensors is a broken
     // config (and would make the expected-tensor list as long as the count says).
     let held = weights.tensors.len() + weights.unsupported.len();
@@ -82,6 +88,37 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         tensors,
         tokenizer,
     })
+}
+
+/// Gemma's norms under the canonical names, each gain `1 + w` in f32 as `Gemma3RMSNorm`
+/// computes it (`output * (1.0 + self.weight.float())`): Gemma's `post_attention_layernorm`
+/// (the attention output's norm) becomes [`names::POST_ATTN_NORM`] and its
+/// `pre_feedforward_layernorm` the MLP's pre-norm [`names::MLP_NORM`] (Llama's
+/// `post_attention_layernorm`). Every `*norm.weight` (input, the four a layer, QK-norm, final)
+/// is a Gemma RMSNorm gain.
+fn gemma_gains(tensors: BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>> {
+    let mut out = BTreeMap::new();
+    for (name, mut t) in tensors {
+        let name = if let Some(layer) = name.strip_suffix("post_attention_layernorm.weight") {
+            format!("{layer}{}", names::POST_ATTN_NORM)
+        } else if let Some(layer) = name.strip_suffix("pre_feedforward_layernorm.weight") {
+            format!("{layer}{}", names::MLP_NORM)
+        } else {
+            name
+        };
+        if name.ends_with("norm.weight") {
+            let gains: Vec<u8> = t
+                .to_f32()?
+                .into_iter()
+                .flat_map(|w| (1.0 + w).to_le_bytes())
+                .collect();
+            t.dtype = DType::F32;
+            t.storage = Storage::Owned(Arc::new(gains));
+        }
+        t.name = name.clone();
+        out.insert(name, t);
+    }
+    Ok(out)
 }
 
 /// Every tensor of the model's safetensors file(s).
