@@ -201,7 +201,12 @@ fn a_greedy_draft_run_gives_the_plain_runs_tokens_and_a_foreign_draft_is_refused
     let mut args = base.to_vec();
     args.extend_from_slice(&["--draft", &m, "--lookup", "3", prompt]);
     let o = wavefront(&args);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
 }
 
