@@ -24,10 +24,11 @@
 //! m − 1 + N·Σ (p'_i − p_i)² / p_i, so N decides the margin by which bugs fail.
 
 use serde::Serialize;
-use wavefront::sampler::{pick, CoinRng};
+use wavefront::backend::Backend;
+use wavefront::sampler::{distribution, pick, CoinRng};
 use wavefront::speculative::rule::{draft_seed, judge, Verdict};
-use wavefront::speculative::SpecBug;
-use wavefront::Result;
+use wavefront::speculative::{DraftParams, SpecBug};
+use wavefront::{Engine, GenerationRequest, Generator, Logits, Result, SamplingParams};
 
 /// The false-alarm probability of one shape's test.
 pub const FALSE_ALARM: f64 = 1e-6;
@@ -148,19 +149,124 @@ pub fn fit(shape: &RuleShape, samples: usize, seed: u64, planted: Option<SpecBug
         };
         counts[emitted as usize] += 1;
     }
-    let (mut statistic, mut cells, mut impossible) = (0.0, 0, 0);
-    for (&o, &p) in counts.iter().zip(&shape.p) {
-        if p > 0.0 {
-            let e = samples as f64 * p as f64;
-            statistic += (o as f64 - e).powi(2) / e;
-            cells += 1;
-        } else {
-            impossible += o;
-        }
-    }
-    let df = cells - 1;
+    let p: Vec<f64> = shape.p.iter().map(|&v| v as f64).collect();
+    let (statistic, df, impossible) = pearson(&counts, &p);
     Ok(Fit {
         shape: shape.name.into(),
+        samples,
+        df,
+        threshold: chi2_quantile(df, FALSE_ALARM),
+        statistic,
+        impossible,
+        accepted,
+    })
+}
+
+/// Pearson's X² of `counts` against the probabilities `p` (summing to 1), its degrees of
+/// freedom, and the draws in cells of probability 0. Cells expecting fewer than 5 draws are
+/// pooled into one (so that every cell of the statistic expects at least 5, the usual
+/// condition for its χ² approximation); the pool joins the smallest other cell if it alone
+/// expects fewer than 5.
+pub fn pearson(counts: &[usize], p: &[f64]) -> (f64, usize, usize) {
+    let n: usize = counts.iter().sum();
+    let mut cells: Vec<(f64, f64)> = Vec::new(); // (observed, expected)
+    let (mut pool_o, mut pool_e, mut impossible) = (0.0, 0.0, 0);
+    for (&o, &pi) in counts.iter().zip(p) {
+        let e = n as f64 * pi;
+        if pi <= 0.0 {
+            impossible += o;
+        } else if e < 5.0 {
+            pool_o += o as f64;
+            pool_e += e;
+        } else {
+            cells.push((o as f64, e));
+        }
+    }
+    if pool_e > 0.0 {
+        if pool_e < 5.0 && !cells.is_empty() {
+            let i = (0..cells.len())
+                .min_by(|&a, &b| cells[a].1.total_cmp(&cells[b].1))
+                .unwrap_or(0);
+            cells[i].0 += pool_o;
+            cells[i].1 += pool_e;
+        } else {
+            cells.push((pool_o, pool_e));
+        }
+    }
+    let statistic = cells.iter().map(|(o, e)| (o - e).powi(2) / e).sum();
+    (statistic, cells.len().saturating_sub(1).max(1), impossible)
+}
+
+/// The generator's draft-model speculation end to end: `samples` generations (seeds 0, 1, …)
+/// of `prompt` on `engine` drafted by `draft` with k = 1 under `sampling` (penalties over the
+/// whole context), each to its second token — the first drawn from the prefill's logits, the
+/// second from the first verification (the draft kept, or the correction). The joint
+/// distribution of the two tokens must be the target's, P(t1, t2) = p0(t1) · p1(t2 | t1), each
+/// factor computed by a plain forward of the target and the sampler's `distribution`: the
+/// rows, histories and coins the generator feeds the rule are checked with it. `sampling`
+/// should keep few tokens (top-k) so that the cells are few.
+pub fn fit_generator<B: Backend>(
+    engine: &Engine<B>,
+    draft: &Engine<B>,
+    prompt: &[u32],
+    sampling: SamplingParams,
+    samples: usize,
+    planted: Option<SpecBug>,
+) -> Result<Fit> {
+    let vocab = engine.config().vocab_size;
+    let request = |seed| GenerationRequest {
+        max_tokens: 3,
+        sampling,
+        seed,
+        repeat_last_n: 0,
+        context: Some(prompt.len() + 4),
+        ..GenerationRequest::new(prompt.to_vec())
+    };
+    // The exact joint distribution over (t1, t2), flattened t1 · vocab + t2.
+    let last_row = |tokens: &[u32]| -> Result<Vec<f32>> {
+        let mut seq = engine.new_sequence(tokens.len() + 1)?;
+        engine.forward(&mut seq, tokens, Logits::Last)?;
+        let logits = engine.last_logits(&seq)?;
+        distribution(&logits, &sampling, tokens)
+    };
+    let p0 = last_row(prompt)?;
+    let mut joint = vec![0.0f64; vocab * vocab];
+    for (t1, &a) in p0.iter().enumerate().filter(|(_, &a)| a > 0.0) {
+        let mut context = prompt.to_vec();
+        context.push(t1 as u32);
+        for (t2, &b) in last_row(&context)?.iter().enumerate() {
+            joint[t1 * vocab + t2] = a as f64 * b as f64;
+        }
+    }
+    let (mut counts, mut accepted) = (vec![0usize; vocab * vocab], 0);
+    for seed in 0..samples as u64 {
+        let params = DraftParams {
+            planted,
+            ..DraftParams::new(1)
+        };
+        let mut g = Generator::new(engine, None, request(seed))?.with_draft(draft, params)?;
+        g.step()?;
+        g.step()?;
+        let t = g.generated();
+        let stats = g.spec_stats().unwrap_or_default();
+        accepted += stats.accepted;
+        match (t.first(), t.get(1), stats.drafted) {
+            (Some(&a), Some(&b), 1) => counts[a as usize * vocab + b as usize] += 1,
+            _ => {
+                return Err(wavefront::Error::InvalidRequest(format!(
+                    "seed {seed}: {t:?} after a verification of {} drafts, not two tokens \
+                     after one",
+                    stats.drafted
+                )))
+            }
+        }
+    }
+    let (statistic, df, impossible) = pearson(&counts, &joint);
+    Ok(Fit {
+        shape: format!(
+            "generator, k = 1, {} cells with mass",
+            joint.iter().filter(|&&p| p > 0.0).count()
+        ),
         samples,
         df,
         threshold: chi2_quantile(df, FALSE_ALARM),
