@@ -535,66 +535,116 @@ pub fn check_greedy_divergence<B: Backend>(
 ) -> Result<SpecReport> {
     let model = wavefront::load(path)?;
     let engine = Engine::new(make()?, &model, EngineOptions::default())?;
-    let tol = ModelTolerances::for_engine(&engine).logits().nmse;
-    let tok = model.tokenizer.as_ref();
     let mut runs = Vec::new();
     for case in cases_for(&model)
         .into_iter()
         .filter(|c| c.request.sampling.is_greedy())
     {
-        let request = GenerationRequest {
-            logprobs: Some(10),
-            ..case.request.clone()
-        };
-        let gap = greedy_gap(tol, &engine_greedy(&engine, &request.prompt, 1)?);
-        let mut plain = Generator::new(&engine, tok, request.clone())?;
-        let (want, want_finish) = run_all(&mut plain)?;
-        let mut spec = Generator::new(&engine, tok, request)?.with_lookup(case.lookup)?;
-        let (got, got_finish) = match run_all(&mut spec) {
-            Ok(r) => r,
-            Err(e) => (Vec::new(), format!("error: {e}")),
-        };
-        let stats = spec.spec_stats().unwrap_or_default();
-        // After a divergence the streams may end apart (a stop string, an end-of-sequence
-        // token): the rule judges their common length, and streams identical over it must
-        // also have the same length and finish.
-        let (a, b) = (greedy_stream(&want), greedy_stream(&got));
-        let n = a.tokens.len().min(b.tokens.len());
-        let cut = |s: &Stream| Stream {
-            tokens: s.tokens[..n].to_vec(),
-            top: s.top[..n].to_vec(),
-        };
-        let cmp = check_greedy(&cut(&a), &cut(&b), gap);
-        let mismatch = match (&cmp.failure, &cmp.note) {
-            (Some(f), _) => Some(f.clone()),
-            (None, None) if a.tokens.len() != b.tokens.len() || want_finish != got_finish => {
-                Some(format!(
-                    "{} tokens and finish {want_finish} plain, {} and {got_finish} speculative",
-                    a.tokens.len(),
-                    b.tokens.len()
-                ))
-            }
-            _ => None,
-        };
-        runs.push(SpecRun {
-            setting: match &cmp.note {
-                Some(n) => format!("{} ({n})", case.name),
-                None => case.name.clone(),
-            },
-            tokens: plain.generated().len(),
-            finish: want_finish,
-            verifications: stats.verifications,
-            drafted: stats.drafted,
-            accepted: stats.accepted,
-            switched_off: stats.switched_off,
-            mismatch,
-        });
+        runs.push(divergence_run(
+            &engine,
+            &model,
+            &case.name,
+            &case.request,
+            |g| g.with_lookup(case.lookup),
+        )?);
     }
     Ok(SpecReport {
         model: path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into(),
         ),
+        label: label.into(),
+        runs,
+    })
+}
+
+/// One greedy case under the GPU's divergence rule ([`check_greedy_divergence`]): the plain
+/// generation of `request` (with the 10 most likely tokens of every step) and the one
+/// `speculate` makes speculative.
+fn divergence_run<'a, B: Backend>(
+    engine: &'a Engine<B>,
+    model: &'a LoadedModel,
+    name: &str,
+    request: &GenerationRequest,
+    speculate: impl FnOnce(Generator<'a, B>) -> Result<Generator<'a, B>>,
+) -> Result<SpecRun> {
+    let tol = ModelTolerances::for_engine(engine).logits().nmse;
+    let tok = model.tokenizer.as_ref();
+    let request = GenerationRequest {
+        logprobs: Some(10),
+        ..request.clone()
+    };
+    let gap = greedy_gap(tol, &engine_greedy(engine, &request.prompt, 1)?);
+    let mut plain = Generator::new(engine, tok, request.clone())?;
+    let (want, want_finish) = run_all(&mut plain)?;
+    let mut spec = speculate(Generator::new(engine, tok, request)?)?;
+    let (got, got_finish) = match run_all(&mut spec) {
+        Ok(r) => r,
+        Err(e) => (Vec::new(), format!("error: {e}")),
+    };
+    let stats = spec.spec_stats().unwrap_or_default();
+    // After a divergence the streams may end apart (a stop string, an end-of-sequence
+    // token): the rule judges their common length, and streams identical over it must
+    // also have the same length and finish.
+    let (a, b) = (greedy_stream(&want), greedy_stream(&got));
+    let n = a.tokens.len().min(b.tokens.len());
+    let cut = |s: &Stream| Stream {
+        tokens: s.tokens[..n].to_vec(),
+        top: s.top[..n].to_vec(),
+    };
+    let cmp = check_greedy(&cut(&a), &cut(&b), gap);
+    let mismatch = match (&cmp.failure, &cmp.note) {
+        (Some(f), _) => Some(f.clone()),
+        (None, None) if a.tokens.len() != b.tokens.len() || want_finish != got_finish => {
+            Some(format!(
+                "{} tokens and finish {want_finish} plain, {} and {got_finish} speculative",
+                a.tokens.len(),
+                b.tokens.len()
+            ))
+        }
+        _ => None,
+    };
+    Ok(SpecRun {
+        setting: match &cmp.note {
+            Some(n) => format!("{name} ({n})"),
+            None => name.into(),
+        },
+        tokens: plain.generated().len(),
+        finish: want_finish,
+        verifications: stats.verifications,
+        drafted: stats.drafted,
+        accepted: stats.accepted,
+        switched_off: stats.switched_off,
+        mismatch,
+    })
+}
+
+/// [`check_greedy_divergence`] for a draft model: the greedy [`draft_cases`] of `model`
+/// drafted by `draft`, each under the divergence rule (on a GPU the draft's rows and the
+/// verification's run other kernels than the plain decode step's).
+pub fn check_draft_greedy_divergence<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    model: &LoadedModel,
+    draft: &LoadedModel,
+    names: &str,
+    label: &str,
+    planted: Option<SpecBug>,
+) -> Result<SpecReport> {
+    wavefront::speculative::check_draft_model(model, draft)?;
+    let engine = Engine::new(make()?, model, EngineOptions::default())?;
+    let draft_engine = Engine::new(make()?, draft, EngineOptions::default())?;
+    let prompt = repeating_prompt(0x5bec, 40, model.config.vocab_size);
+    let runs = draft_cases(&prompt, planted)
+        .iter()
+        .filter(|c| c.identical)
+        .map(|c| {
+            divergence_run(&engine, model, &c.name, &c.request, |g| {
+                g.with_draft(&draft_engine, c.draft)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpecReport {
+        model: names.into(),
         label: label.into(),
         runs,
     })

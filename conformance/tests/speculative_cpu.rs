@@ -332,3 +332,37 @@ fn a_draft_model_of_another_tokenizer_is_refused() {
     let e = check_draft_model(&smol, &none).unwrap_err();
     assert!(e.to_string().contains("carries no tokenizer"), "{e}");
 }
+
+/// The GPU's check for draft models (`check_draft_greedy_divergence`, run here on the CPU
+/// where the streams are identical): it passes a perturbed self-draft with no divergence to
+/// explain, and fails a planted bug's streams.
+#[test]
+fn the_gpu_draft_divergence_check_passes_identity_and_catches_a_planted_bug() {
+    use wavefront_conformance::speculative::check_draft_greedy_divergence;
+    let make = || Ok(CpuBackend::default());
+    let fixtures = common::fixture_models();
+    let run = |path: &std::path::Path, bug| {
+        let model = wavefront::load(path).unwrap();
+        let mut draft = wavefront::load(path).unwrap();
+        perturb_final_norm(&mut draft, 0.3, 7).unwrap();
+        check_draft_greedy_divergence(&make, &model, &draft, "perturbed", "cpu", bug).unwrap()
+    };
+    let clean = run(&fixtures[0].0, None);
+    println!("{}", clean.markdown());
+    assert!(clean.all_pass(), "{}", clean.markdown());
+    assert_eq!(clean.runs.len(), 7, "the greedy cases");
+    assert!(
+        clean.runs.iter().all(|r| !r.setting.contains("diverged")),
+        "{}",
+        clean.markdown()
+    );
+    let (d, a) = clean.totals();
+    assert!(a > 0 && d > a, "{a} of {d}");
+    let caught = fixtures
+        .iter()
+        .any(|(p, _)| !run(p, Some(SpecBug::AcceptInverted)).all_pass());
+    assert!(
+        caught,
+        "AcceptInverted passed the divergence rule everywhere"
+    );
+}
