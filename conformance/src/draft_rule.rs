@@ -22,6 +22,10 @@
 //!
 //! A bug that emits a distribution p' ≠ p moves X²'s mean from m − 1 to about
 //! m − 1 + N·Σ (p'_i − p_i)² / p_i, so N decides the margin by which bugs fail.
+//!
+//! [`fit_generator`] runs the same test on the generator end to end (`Generator::with_draft`
+//! on real engines): the joint distribution of the first two tokens of sampled generations
+//! against the target's, computed by plain forwards.
 
 use serde::Serialize;
 use wavefront::backend::Backend;
