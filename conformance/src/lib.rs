@@ -15,6 +15,8 @@
 //! - `golden`: greedy token streams against transformers' SmolLM2 goldens;
 //! - `planted`: a CPU backend with planted bugs, to prove the suite catches them;
 //! - `rounded`: the GPU's 16-bit arithmetic on the CPU, with planted end-to-end bugs.
+//! - `speculative`, `draft_rule`: speculative decoding's identity checks and the χ² test of the
+//!   draft-model rule.
 
 /// Inside `impl Backend for W` where `W` wraps a `CpuBackend` in its field `inner`: the
 /// methods every CPU wrapper of this crate (`planted::Planted`, `rounded::Rounded`) passes on
@@ -220,6 +222,7 @@ pub mod bridge;
 pub mod cases;
 pub mod compare;
 pub mod coverage;
+pub mod draft_rule;
 pub mod golden;
 pub mod harness;
 pub mod model;

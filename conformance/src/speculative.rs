@@ -11,9 +11,10 @@ use std::path::Path;
 
 use serde::Serialize;
 use wavefront::backend::Backend;
-use wavefront::speculative::{LookupParams, SpecBug};
+use wavefront::speculative::{DraftParams, LookupParams, SpecBug};
 use wavefront::{
-    Engine, EngineOptions, GenerationRequest, Generator, LoadedModel, Result, SamplingParams, Step,
+    DType, Engine, EngineOptions, GenerationRequest, Generator, HostTensor, LoadedModel, Result,
+    SamplingParams, Step,
 };
 
 use crate::harness::Rng;
@@ -57,7 +58,7 @@ impl SpecReport {
 
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "#### speculative identity (prompt lookup): {} {}\n\n| setting | tokens | finish | verifications | drafted | accepted | result |\n|---|---:|---|---:|---:|---:|---|\n",
+            "#### speculative identity: {} {}\n\n| setting | tokens | finish | verifications | drafted | accepted | result |\n|---|---:|---|---:|---:|---:|---|\n",
             self.model, self.label
         );
         for r in &self.runs {
@@ -226,10 +227,25 @@ pub fn run_case<B: Backend>(
     model: &LoadedModel,
     case: &SpecCase,
 ) -> Result<SpecRun> {
+    compare(engine, model, &case.name, &case.request, true, |g| {
+        g.with_lookup(case.lookup)
+    })
+}
+
+/// The plain generation of `request`, then the one `speculate` makes speculative, compared
+/// step by step when `identical` (else only run, and its counts kept).
+fn compare<'a, B: Backend>(
+    engine: &'a Engine<B>,
+    model: &'a LoadedModel,
+    name: &str,
+    request: &GenerationRequest,
+    identical: bool,
+    speculate: impl FnOnce(Generator<'a, B>) -> Result<Generator<'a, B>>,
+) -> Result<SpecRun> {
     let tok = model.tokenizer.as_ref();
-    let mut plain = Generator::new(engine, tok, case.request.clone())?;
+    let mut plain = Generator::new(engine, tok, request.clone())?;
     let (want, want_finish) = run_all(&mut plain)?;
-    let mut spec = Generator::new(engine, tok, case.request.clone())?.with_lookup(case.lookup)?;
+    let mut spec = speculate(Generator::new(engine, tok, request.clone())?)?;
     // An error the plain run did not have is a difference too (a planted bug may leave the
     // cache where the plain decode cannot start).
     let (got, got_finish) = match run_all(&mut spec) {
@@ -237,11 +253,21 @@ pub fn run_case<B: Backend>(
         Err(e) => (Vec::new(), format!("error: {e}")),
     };
     let stats = spec.spec_stats().unwrap_or_default();
-    let mismatch = (want_finish != got_finish)
-        .then(|| format!("finish {want_finish} plain, {got_finish} speculative"))
-        .or_else(|| first_difference(&want, &got));
+    let mismatch = if identical {
+        (want_finish != got_finish)
+            .then(|| format!("finish {want_finish} plain, {got_finish} speculative"))
+            .or_else(|| first_difference(&want, &got))
+    } else {
+        got_finish
+            .starts_with("error")
+            .then(|| format!("speculative run failed: {got_finish}"))
+    };
     Ok(SpecRun {
-        setting: case.name.clone(),
+        setting: if identical {
+            name.into()
+        } else {
+            format!("{name} (run, not compared)")
+        },
         tokens: plain.generated().len(),
         finish: want_finish,
         verifications: stats.verifications,
@@ -250,6 +276,188 @@ pub fn run_case<B: Backend>(
         switched_off: stats.switched_off,
         mismatch,
     })
+}
+
+/// A draft-model request and its settings; `identical`: greedy, so the speculative stream
+/// must be the plain one (a sampled stream is distributed as the plain one, which the χ² test
+/// of `draft_rule` proves of the rule; here it is only run and counted).
+#[derive(Debug, Clone)]
+pub struct DraftCase {
+    pub name: String,
+    pub request: GenerationRequest,
+    pub draft: DraftParams,
+    pub identical: bool,
+}
+
+/// The draft-model cases every model runs: greedy (with penalties over windows 8 and 0,
+/// log-probabilities, a small `max_tokens`, a context that fills, k = 1 and k = 8, adaptive k
+/// asked to give up at once), then two sampled ones (not compared: see [`DraftCase`]).
+pub fn draft_cases(prompt: &[u32], planted: Option<SpecBug>) -> Vec<DraftCase> {
+    let settings = crate::models::sampling_settings();
+    let draft = |k: usize| DraftParams {
+        planted,
+        ..DraftParams::new(k)
+    };
+    let base = GenerationRequest {
+        max_tokens: 40,
+        context: Some(prompt.len() + 64),
+        ..GenerationRequest::new(prompt.to_vec())
+    };
+    let greedy_penalties = SamplingParams {
+        repeat_penalty: 1.3,
+        presence_penalty: 0.5,
+        frequency_penalty: 0.25,
+        ..SamplingParams::greedy()
+    };
+    let case = |name: &str, request: GenerationRequest, draft: DraftParams| DraftCase {
+        identical: request.sampling.is_greedy(),
+        name: name.into(),
+        request,
+        draft,
+    };
+    vec![
+        case("greedy k=4", base.clone(), draft(4)),
+        case(
+            "greedy, penalties window 8, k=5",
+            GenerationRequest {
+                sampling: greedy_penalties,
+                repeat_last_n: 8,
+                ..base.clone()
+            },
+            draft(5),
+        ),
+        case(
+            "greedy, penalties window 0, logprobs 3, k=3",
+            GenerationRequest {
+                sampling: greedy_penalties,
+                repeat_last_n: 0,
+                logprobs: Some(3),
+                ..base.clone()
+            },
+            draft(3),
+        ),
+        case(
+            "greedy, max_tokens 7, k=8",
+            GenerationRequest {
+                max_tokens: 7,
+                ..base.clone()
+            },
+            draft(8),
+        ),
+        case(
+            "greedy, context full, k=6",
+            GenerationRequest {
+                context: Some(prompt.len() + 13),
+                ..base.clone()
+            },
+            draft(6),
+        ),
+        case("greedy k=1", base.clone(), draft(1)),
+        case(
+            "greedy, switched off after the warm-up",
+            base.clone(),
+            DraftParams {
+                min_acceptance: 1.0,
+                ..draft(2)
+            },
+        ),
+        case(
+            "sampled seed 21, k=4",
+            GenerationRequest {
+                sampling: settings[4],
+                seed: 21,
+                repeat_last_n: 64,
+                ..base.clone()
+            },
+            draft(4),
+        ),
+        case(
+            "sampled with penalties, seed 22, logprobs 2, k=3",
+            GenerationRequest {
+                sampling: settings[5],
+                seed: 22,
+                repeat_last_n: 8,
+                logprobs: Some(2),
+                ..base.clone()
+            },
+            draft(3),
+        ),
+    ]
+}
+
+/// [`draft_cases`] over a [`repeating_prompt`] of 40 ids on the model at `path`, drafted by
+/// the model at `draft` (both on backends from `make`).
+pub fn check_draft_speculation<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    path: &Path,
+    draft: &Path,
+    label: &str,
+    planted: Option<SpecBug>,
+) -> Result<SpecReport> {
+    let name = |p: &Path| {
+        p.file_name()
+            .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+    };
+    let model = wavefront::load(path)?;
+    let draft_model = wavefront::load(draft)?;
+    let names = format!("{} drafted by {}", name(path), name(draft));
+    check_draft_models(make, &model, &draft_model, &names, label, planted)
+}
+
+/// [`draft_cases`] on `model` drafted by `draft` (loaded), named `names` in the report.
+pub fn check_draft_models<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    model: &LoadedModel,
+    draft: &LoadedModel,
+    names: &str,
+    label: &str,
+    planted: Option<SpecBug>,
+) -> Result<SpecReport> {
+    wavefront::speculative::check_draft_model(model, draft)?;
+    let engine = Engine::new(make()?, model, EngineOptions::default())?;
+    let draft_engine = Engine::new(make()?, draft, EngineOptions::default())?;
+    let prompt = repeating_prompt(0x5bec, 40, model.config.vocab_size);
+    let runs = draft_cases(&prompt, planted)
+        .iter()
+        .map(|c| {
+            compare(&engine, model, &c.name, &c.request, c.identical, |g| {
+                g.with_draft(&draft_engine, c.draft)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpecReport {
+        model: names.into(),
+        label: label.into(),
+        runs,
+    })
+}
+
+/// A draft that mostly agrees with `model`: its final norm's weights each scaled by
+/// 1 + `scale`·u, u uniform in [−1, 1) (seeded), so that its greedy drafts are kept at some
+/// positions and rejected at others.
+pub fn perturb_final_norm(model: &mut LoadedModel, scale: f32, seed: u64) -> Result<()> {
+    use wavefront::tensor::{encode_f32, Storage};
+    let name = wavefront::config::names::FINAL_NORM;
+    let t = model.tensor(name)?;
+    let mut rng = Rng::new(seed);
+    let w: Vec<f32> = t
+        .to_f32()?
+        .iter()
+        .map(|&v| v * (1.0 + scale * (2.0 * rng.unit() - 1.0)))
+        .collect();
+    let bytes = encode_f32(DType::F32, &w)
+        .ok_or_else(|| wavefront::Error::InvalidRequest("f32 encodes every value".into()))?;
+    let shape = t.shape.clone();
+    model.tensors.insert(
+        name.into(),
+        HostTensor {
+            name: name.into(),
+            dtype: DType::F32,
+            shape,
+            storage: Storage::Owned(std::sync::Arc::new(bytes)),
+        },
+    );
+    Ok(())
 }
 
 /// [`cases`] over a [`repeating_prompt`] of 40 ids on the model at `path`, on a backend from
@@ -327,66 +535,116 @@ pub fn check_greedy_divergence<B: Backend>(
 ) -> Result<SpecReport> {
     let model = wavefront::load(path)?;
     let engine = Engine::new(make()?, &model, EngineOptions::default())?;
-    let tol = ModelTolerances::for_engine(&engine).logits().nmse;
-    let tok = model.tokenizer.as_ref();
     let mut runs = Vec::new();
     for case in cases_for(&model)
         .into_iter()
         .filter(|c| c.request.sampling.is_greedy())
     {
-        let request = GenerationRequest {
-            logprobs: Some(10),
-            ..case.request.clone()
-        };
-        let gap = greedy_gap(tol, &engine_greedy(&engine, &request.prompt, 1)?);
-        let mut plain = Generator::new(&engine, tok, request.clone())?;
-        let (want, want_finish) = run_all(&mut plain)?;
-        let mut spec = Generator::new(&engine, tok, request)?.with_lookup(case.lookup)?;
-        let (got, got_finish) = match run_all(&mut spec) {
-            Ok(r) => r,
-            Err(e) => (Vec::new(), format!("error: {e}")),
-        };
-        let stats = spec.spec_stats().unwrap_or_default();
-        // After a divergence the streams may end apart (a stop string, an end-of-sequence
-        // token): the rule judges their common length, and streams identical over it must
-        // also have the same length and finish.
-        let (a, b) = (greedy_stream(&want), greedy_stream(&got));
-        let n = a.tokens.len().min(b.tokens.len());
-        let cut = |s: &Stream| Stream {
-            tokens: s.tokens[..n].to_vec(),
-            top: s.top[..n].to_vec(),
-        };
-        let cmp = check_greedy(&cut(&a), &cut(&b), gap);
-        let mismatch = match (&cmp.failure, &cmp.note) {
-            (Some(f), _) => Some(f.clone()),
-            (None, None) if a.tokens.len() != b.tokens.len() || want_finish != got_finish => {
-                Some(format!(
-                    "{} tokens and finish {want_finish} plain, {} and {got_finish} speculative",
-                    a.tokens.len(),
-                    b.tokens.len()
-                ))
-            }
-            _ => None,
-        };
-        runs.push(SpecRun {
-            setting: match &cmp.note {
-                Some(n) => format!("{} ({n})", case.name),
-                None => case.name.clone(),
-            },
-            tokens: plain.generated().len(),
-            finish: want_finish,
-            verifications: stats.verifications,
-            drafted: stats.drafted,
-            accepted: stats.accepted,
-            switched_off: stats.switched_off,
-            mismatch,
-        });
+        runs.push(divergence_run(
+            &engine,
+            &model,
+            &case.name,
+            &case.request,
+            |g| g.with_lookup(case.lookup),
+        )?);
     }
     Ok(SpecReport {
         model: path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into(),
         ),
+        label: label.into(),
+        runs,
+    })
+}
+
+/// One greedy case under the GPU's divergence rule ([`check_greedy_divergence`]): the plain
+/// generation of `request` (with the 10 most likely tokens of every step) and the one
+/// `speculate` makes speculative.
+fn divergence_run<'a, B: Backend>(
+    engine: &'a Engine<B>,
+    model: &'a LoadedModel,
+    name: &str,
+    request: &GenerationRequest,
+    speculate: impl FnOnce(Generator<'a, B>) -> Result<Generator<'a, B>>,
+) -> Result<SpecRun> {
+    let tol = ModelTolerances::for_engine(engine).logits().nmse;
+    let tok = model.tokenizer.as_ref();
+    let request = GenerationRequest {
+        logprobs: Some(10),
+        ..request.clone()
+    };
+    let gap = greedy_gap(tol, &engine_greedy(engine, &request.prompt, 1)?);
+    let mut plain = Generator::new(engine, tok, request.clone())?;
+    let (want, want_finish) = run_all(&mut plain)?;
+    let mut spec = speculate(Generator::new(engine, tok, request)?)?;
+    let (got, got_finish) = match run_all(&mut spec) {
+        Ok(r) => r,
+        Err(e) => (Vec::new(), format!("error: {e}")),
+    };
+    let stats = spec.spec_stats().unwrap_or_default();
+    // After a divergence the streams may end apart (a stop string, an end-of-sequence
+    // token): the rule judges their common length, and streams identical over it must
+    // also have the same length and finish.
+    let (a, b) = (greedy_stream(&want), greedy_stream(&got));
+    let n = a.tokens.len().min(b.tokens.len());
+    let cut = |s: &Stream| Stream {
+        tokens: s.tokens[..n].to_vec(),
+        top: s.top[..n].to_vec(),
+    };
+    let cmp = check_greedy(&cut(&a), &cut(&b), gap);
+    let mismatch = match (&cmp.failure, &cmp.note) {
+        (Some(f), _) => Some(f.clone()),
+        (None, None) if a.tokens.len() != b.tokens.len() || want_finish != got_finish => {
+            Some(format!(
+                "{} tokens and finish {want_finish} plain, {} and {got_finish} speculative",
+                a.tokens.len(),
+                b.tokens.len()
+            ))
+        }
+        _ => None,
+    };
+    Ok(SpecRun {
+        setting: match &cmp.note {
+            Some(n) => format!("{name} ({n})"),
+            None => name.into(),
+        },
+        tokens: plain.generated().len(),
+        finish: want_finish,
+        verifications: stats.verifications,
+        drafted: stats.drafted,
+        accepted: stats.accepted,
+        switched_off: stats.switched_off,
+        mismatch,
+    })
+}
+
+/// [`check_greedy_divergence`] for a draft model: the greedy [`draft_cases`] of `model`
+/// drafted by `draft`, each under the divergence rule (on a GPU the draft's rows and the
+/// verification's run other kernels than the plain decode step's).
+pub fn check_draft_greedy_divergence<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    model: &LoadedModel,
+    draft: &LoadedModel,
+    names: &str,
+    label: &str,
+    planted: Option<SpecBug>,
+) -> Result<SpecReport> {
+    wavefront::speculative::check_draft_model(model, draft)?;
+    let engine = Engine::new(make()?, model, EngineOptions::default())?;
+    let draft_engine = Engine::new(make()?, draft, EngineOptions::default())?;
+    let prompt = repeating_prompt(0x5bec, 40, model.config.vocab_size);
+    let runs = draft_cases(&prompt, planted)
+        .iter()
+        .filter(|c| c.identical)
+        .map(|c| {
+            divergence_run(&engine, model, &c.name, &c.request, |g| {
+                g.with_draft(&draft_engine, c.draft)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpecReport {
+        model: names.into(),
         label: label.into(),
         runs,
     })

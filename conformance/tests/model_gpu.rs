@@ -157,3 +157,51 @@ fn gpu_lookup_speculation_keeps_greedy_streams_within_the_divergence_rule() {
         "{accepted} of {drafted}"
     );
 }
+
+/// Draft-model speculation on the GPU at every wave variant (issue 13): greedy streams with and
+/// without a draft model on every fixture (drafted by itself, every draft kept, and by itself
+/// with its final norm perturbed, some rejected) and on SmolLM2 drafted by itself, under the
+/// greedy divergence rule (the draft's and the verification's rows run the prefill's kernels,
+/// the plain decode the decode step's). The draft model runs on a second backend of the device.
+#[test]
+fn gpu_draft_speculation_keeps_greedy_streams_within_the_divergence_rule() {
+    use wavefront_conformance::speculative::{check_draft_greedy_divergence, perturb_final_norm};
+    let waves = common::gpu_waves();
+    if waves.is_empty() {
+        return;
+    }
+    let mut paths: Vec<_> = common::fixture_models()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    paths.push(wavefront::fetch::default_model().unwrap());
+    let mut failures = Vec::new();
+    let (mut drafted, mut accepted) = (0, 0);
+    for wave in waves {
+        let make = move || common::gpu(wave);
+        let label = format!("WAVE={wave}");
+        for path in &paths {
+            let model = wavefront::load(path).unwrap();
+            let same = wavefront::load(path).unwrap();
+            let mut perturbed = wavefront::load(path).unwrap();
+            perturb_final_norm(&mut perturbed, 0.3, 7).unwrap();
+            for (draft, how) in [(&same, "itself"), (&perturbed, "itself perturbed")] {
+                let names = format!("{} drafted by {how}", path.display());
+                let r = check_draft_greedy_divergence(&make, &model, draft, &names, &label, None)
+                    .unwrap();
+                println!("{}", r.markdown());
+                let (d, a) = r.totals();
+                drafted += d;
+                accepted += a;
+                if !r.all_pass() {
+                    failures.push(format!("{names} {label}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        accepted > 0 && drafted > accepted,
+        "{accepted} of {drafted}"
+    );
+}

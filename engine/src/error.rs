@@ -113,6 +113,14 @@ pub enum Error {
     #[error("KV cache rollback to {requested} positions: it holds {len}")]
     KvRollForward { len: usize, requested: usize },
 
+    /// A draft model that cannot draft for the target (another vocabulary or tokenizer).
+    #[error("{draft} cannot draft for {target}: {detail}")]
+    DraftMismatch {
+        target: PathBuf,
+        draft: PathBuf,
+        detail: String,
+    },
+
     /// A request the engine refuses before running it (an empty prompt, a token outside the
     /// vocabulary...).
     #[error("invalid request: {0}")]

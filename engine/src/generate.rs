@@ -1,6 +1,8 @@
 //! The decode loop: prefill the prompt, then sample, stream text and stop — the API the CLI
 //! (and later the server) drive.
 
+mod draft;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use crate::detok::IncrementalDecoder;
 use crate::error::{Error, Result};
 use crate::model::{DecodeBatch, Engine, Logits, Sequence};
 use crate::sampler::{CoinRng, SamplingParams};
-use crate::speculative::{lookup_draft, AdaptiveK, LookupParams, SpecBug, SpecStats};
+use crate::speculative::{lookup_draft, AdaptiveK, DraftParams, LookupParams, SpecBug, SpecStats};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,9 +201,11 @@ enum Begin {
     Take { queue_ahead: bool },
 }
 
-/// Speculative decoding's state in a generation ([`Generator::with_lookup`]).
-struct Speculation {
-    params: LookupParams,
+/// Speculative decoding's state in a generation ([`Generator::with_lookup`],
+/// [`Generator::with_draft`]).
+struct Speculation<'a, B: Backend> {
+    drafter: Drafter<'a, B>,
+    planted: Option<SpecBug>,
     k: AdaptiveK,
     /// The request's coin stream, drawn on the host while speculating (the plain run draws
     /// the same coins on the device, one per token).
@@ -211,6 +215,15 @@ struct Speculation {
     stats: SpecStats,
     /// Adaptive k switched speculation off and decoding went over to the plain device path.
     handed_off: bool,
+}
+
+/// Where the drafts come from.
+enum Drafter<'a, B: Backend> {
+    /// Prompt lookup over the last `ngram` tokens: deterministic, drafts kept while equal to
+    /// their row's sample.
+    Lookup { ngram: usize },
+    /// A draft model, drafts kept by the Leviathan/Chen rule (`speculative::rule`).
+    Model(Box<draft::DraftModel<'a, B>>),
 }
 
 pub struct Generator<'a, B: Backend> {
@@ -236,8 +249,8 @@ pub struct Generator<'a, B: Backend> {
     prefill_pos: usize,
     /// When the step in progress began, and whether it was decoding.
     step_start: Option<(Instant, bool)>,
-    /// Prompt-lookup speculation, when asked for.
-    spec: Option<Speculation>,
+    /// Speculation, when asked for.
+    spec: Option<Speculation<'a, B>>,
 }
 
 /// How many of `prompt`'s first tokens equal those of `prefilled` whose KV a cache of `cached`
@@ -343,8 +356,44 @@ impl<'a, B: Backend> Generator<'a, B> {
             ));
         }
         self.spec = Some(Speculation {
-            params,
+            drafter: Drafter::Lookup {
+                ngram: params.ngram,
+            },
+            planted: params.planted,
             k: AdaptiveK::new(&params),
+            rng: CoinRng::new(self.request.seed),
+            queue: VecDeque::new(),
+            stats: SpecStats::default(),
+            handed_off: false,
+        });
+        Ok(self)
+    }
+
+    /// Decodes speculatively with a draft model (`draft`, an engine of the same backend whose
+    /// model shares the target's tokenizer: `speculative::check_draft_model` checks the files;
+    /// here the vocabulary sizes are checked): each decode step samples up to k tokens from the
+    /// draft model (its own KV cache, rolled back with the target's), scores them with the
+    /// last token in one forward of the target, and keeps them by the rule of
+    /// [`crate::speculative::rule`]. The output is distributed as the plain generation's;
+    /// greedy, it is the plain generation's. Set before the first step.
+    pub fn with_draft(mut self, draft: &'a Engine<B>, params: DraftParams) -> Result<Self> {
+        params.validate()?;
+        if self.prefilled {
+            return Err(Error::InvalidRequest(
+                "speculation is set before the first token".into(),
+            ));
+        }
+        let (tv, dv) = (self.engine.config().vocab_size, draft.config().vocab_size);
+        if tv != dv {
+            return Err(Error::InvalidRequest(format!(
+                "the draft model's vocabulary has {dv} tokens, the target's {tv}"
+            )));
+        }
+        let model = draft::DraftModel::new(draft, self.seq.cache.capacity(), self.request.seed)?;
+        self.spec = Some(Speculation {
+            drafter: Drafter::Model(Box::new(model)),
+            planted: params.planted,
+            k: AdaptiveK::with_limits(params.max_draft, params.min_acceptance),
             rng: CoinRng::new(self.request.seed),
             queue: VecDeque::new(),
             stats: SpecStats::default(),
@@ -536,6 +585,7 @@ impl<'a, B: Backend> Generator<'a, B> {
     /// is left (`Ok(None)` instead when adaptive k has just switched speculation off: the
     /// plain decode's sample is then queued on the device).
     fn spec_step(&mut self, start: Instant) -> Result<Option<Option<Step>>> {
+        let (params, window) = self.settings();
         let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
         if spec.queue.is_empty() {
             if self.seq.cache.remaining() == 0 {
@@ -549,7 +599,6 @@ impl<'a, B: Backend> Generator<'a, B> {
                 // sample on the device with the coin stream where the host left it.
                 spec.handed_off = true;
                 let seed = spec.rng.state();
-                let (params, window) = self.settings();
                 let e = self.engine;
                 e.forward(&mut self.seq, &[last], Logits::Last)?;
                 e.begin_decode(&mut self.seq, &self.context, seed)?;
@@ -564,7 +613,14 @@ impl<'a, B: Backend> Generator<'a, B> {
                 .next_k()
                 .min(budget - 1)
                 .min(self.seq.cache.remaining() - 1);
-            let draft = lookup_draft(&self.context, spec.params.ngram, k);
+            let base = self.context.len();
+            let (draft, q) = match &mut spec.drafter {
+                Drafter::Lookup { ngram } => (lookup_draft(&self.context, *ngram, k), None),
+                Drafter::Model(m) => {
+                    let (d, q) = m.draft(&self.context, k, &params, window)?;
+                    (d, Some(q))
+                }
+            };
             let mut input = Vec::with_capacity(draft.len() + 1);
             input.push(last);
             input.extend_from_slice(&draft);
@@ -573,12 +629,18 @@ impl<'a, B: Backend> Generator<'a, B> {
                 .engine
                 .forward(&mut self.seq, &input, Logits::All)?
                 .ok_or_else(not_speculating)?;
-            let accepted = self.verify_rows(&logits, &draft)?;
+            let accepted = match &q {
+                None => self.verify_rows(&logits, &draft)?,
+                Some(q) => self.verify_drafted(&logits, &draft, q)?,
+            };
             let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
             // Keep the KV of the last token and the accepted drafts; the correction (the last
             // sampled token) is the next verification's first row.
-            if spec.params.planted != Some(SpecBug::NoRollback) {
+            if spec.planted != Some(SpecBug::NoRollback) {
                 self.seq.cache.rollback_to(before + 1 + accepted)?;
+                if let Drafter::Model(m) = &mut spec.drafter {
+                    m.rollback(base, accepted)?;
+                }
             }
             spec.k.update(draft.len(), accepted, start.elapsed());
             self.timings.decode += start.elapsed();
@@ -600,12 +662,9 @@ impl<'a, B: Backend> Generator<'a, B> {
         let mut history = self.context.clone();
         let mut accepted = 0;
         for (i, row) in logits.chunks_exact(vocab).take(draft.len() + 1).enumerate() {
-            let h = match window {
-                0 => &history[..],
-                n => &history[history.len().saturating_sub(n)..],
-            };
+            let h = penalty_window(&history, window);
             let sampled = crate::sampler::sample(row, &params, h, spec.rng.coin())?;
-            let token = match (draft.get(i), spec.params.planted) {
+            let token = match (draft.get(i), spec.planted) {
                 (Some(&d), Some(SpecBug::AcceptUnchecked)) => d,
                 _ => sampled,
             };
@@ -757,6 +816,14 @@ impl<'a, B: Backend> Generator<'a, B> {
 
     pub fn sequence(&self) -> &Sequence<B> {
         &self.seq
+    }
+}
+
+/// The last `window` tokens of `history` (all of them for 0): what the penalties look at.
+fn penalty_window(history: &[u32], window: usize) -> &[u32] {
+    match window {
+        0 => history,
+        n => &history[history.len().saturating_sub(n)..],
     }
 }
 

@@ -7,10 +7,18 @@
 //! is rolled back past it ([`crate::kv_cache::KvCache::rollback_to`]). For a deterministic
 //! drafter the output is therefore the plain run's token for token, greedy or sampled
 //! (`conformance/src/speculative.rs` proves it on every fixture and SmolLM2).
+//!
+//! With a draft model ([`DraftParams`], `Generator::with_draft`) the drafts are sampled from a
+//! second, smaller model with the same tokenizer, and a draft is kept by the accept/reject
+//! rule of Leviathan et al. / Chen et al. ([`rule`], where the coin protocol is written down):
+//! the output is distributed as the target's (greedy: it is the plain greedy output).
+
+pub mod rule;
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::formats::LoadedModel;
 
 /// The longest draft a verification takes (rows of one forward beside the last token).
 pub const MAX_DRAFT: usize = 64;
@@ -86,6 +94,121 @@ pub enum SpecBug {
     AcceptUnchecked,
     /// The KV rows of rejected drafts are kept (no rollback).
     NoRollback,
+    /// Draft model: a draft is kept when p(x)/q(x) < coin (the comparison inverted).
+    AcceptInverted,
+    /// Draft model: the correction after a rejection is drawn from p, not from the residual
+    /// norm(max(0, p − q)).
+    ResampleFromTarget,
+    /// Draft model: the correction walks the residual max(0, p − q) against the raw coin,
+    /// without dividing by its mass.
+    ResidualUnnormalised,
+}
+
+impl SpecBug {
+    /// The draft-model rule's planted bugs ([`rule::judge`]), which the χ² test must catch.
+    pub const RULE: [SpecBug; 3] = [
+        SpecBug::AcceptInverted,
+        SpecBug::ResampleFromTarget,
+        SpecBug::ResidualUnnormalised,
+    ];
+}
+
+/// Draft-model speculation's settings (`wavefront run --draft MODEL [--draft-k N]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DraftParams {
+    /// Most tokens the draft model proposes a verification (k), 1..=[`MAX_DRAFT`]; adaptive k
+    /// stays at or below it.
+    pub max_draft: usize,
+    /// As [`LookupParams::min_acceptance`].
+    pub min_acceptance: f64,
+    /// A planted bug for the conformance suite: `None` outside it.
+    #[doc(hidden)]
+    pub planted: Option<SpecBug>,
+}
+
+impl DraftParams {
+    pub fn new(max_draft: usize) -> Self {
+        DraftParams {
+            max_draft,
+            min_acceptance: 0.1,
+            planted: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_DRAFT).contains(&self.max_draft) {
+            return Err(Error::invalid_param(
+                "draft_k",
+                self.max_draft,
+                format!("in 1..={MAX_DRAFT} (drafted tokens a verification scores)"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_acceptance) {
+            return Err(Error::invalid_param(
+                "min_acceptance",
+                self.min_acceptance,
+                "in [0, 1] (0 = never off)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `draft` can draft for `target`: the same vocabulary size and, when the target
+/// carries a tokenizer, the same tokenizer (every id the same token, the same BOS and EOS ids).
+/// The error names both models and the first difference.
+pub fn check_draft_model(target: &LoadedModel, draft: &LoadedModel) -> Result<()> {
+    let refuse = |detail: String| {
+        Err(Error::DraftMismatch {
+            target: target.path.clone(),
+            draft: draft.path.clone(),
+            detail,
+        })
+    };
+    let (tv, dv) = (target.config.vocab_size, draft.config.vocab_size);
+    if tv != dv {
+        return refuse(format!(
+            "vocabulary size {dv}, the target's is {tv} (a draft must share the target's tokenizer)"
+        ));
+    }
+    let (t, d) =
+        match (&target.tokenizer, &draft.tokenizer) {
+            (None, None) => return Ok(()),
+            (Some(t), Some(d)) => (t, d),
+            (Some(_), None) => return refuse(
+                "it carries no tokenizer, the target does (it cannot be checked to be the same)"
+                    .into(),
+            ),
+            (None, Some(_)) => return refuse("it carries a tokenizer, the target does not".into()),
+        };
+    if t.special.bos_token_id != d.special.bos_token_id {
+        return refuse(format!(
+            "BOS id {:?}, the target's is {:?}",
+            d.special.bos_token_id, t.special.bos_token_id
+        ));
+    }
+    if t.special.eos_token_ids != d.special.eos_token_ids {
+        return refuse(format!(
+            "end-of-sequence ids {:?}, the target's are {:?}",
+            d.special.eos_token_ids, t.special.eos_token_ids
+        ));
+    }
+    if t.vocab_size() != d.vocab_size() {
+        return refuse(format!(
+            "its tokenizer has {} tokens, the target's {}",
+            d.vocab_size(),
+            t.vocab_size()
+        ));
+    }
+    if let Some(id) = (0..t.vocab_size() as u32).find(|&id| t.id_to_token(id) != d.id_to_token(id))
+    {
+        return refuse(format!(
+            "token {id} is {:?}, the target's is {:?}",
+            d.id_to_token(id),
+            t.id_to_token(id)
+        ));
+    }
+    Ok(())
 }
 
 /// Up to `max` tokens that followed the latest earlier occurrence of `context`'s last `ngram`
@@ -171,10 +294,16 @@ fn ema(old: f64, new: f64, n: usize) -> f64 {
 
 impl AdaptiveK {
     pub fn new(params: &LookupParams) -> Self {
+        Self::with_limits(params.max_draft, params.min_acceptance)
+    }
+
+    /// Draft lengths up to `max`, off below `min_acceptance` (as [`LookupParams`]' fields,
+    /// and [`DraftParams`]').
+    pub fn with_limits(max: usize, min_acceptance: f64) -> Self {
         AdaptiveK {
-            max: params.max_draft,
-            k: params.max_draft,
-            min_acceptance: params.min_acceptance,
+            max,
+            k: max,
+            min_acceptance,
             rate: 1.0,
             drafted_steps: 0,
             spec_secs: 0.0,
@@ -284,6 +413,28 @@ mod tests {
                 LookupParams {
                     min_acceptance: f64::NAN,
                     ..LookupParams::new(4)
+                },
+                "min_acceptance must be in [0, 1]",
+            ),
+        ];
+        for (p, msg) in cases {
+            let e = p.validate().unwrap_err();
+            assert!(matches!(e, Error::InvalidParam { .. }), "{e:?}");
+            assert!(e.to_string().starts_with(msg), "{e} / {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_draft_settings_are_typed_errors() {
+        assert!(DraftParams::new(1).validate().is_ok());
+        assert!(DraftParams::new(MAX_DRAFT).validate().is_ok());
+        let cases = [
+            (DraftParams::new(0), "draft_k must be in 1..=64"),
+            (DraftParams::new(MAX_DRAFT + 1), "draft_k must be in 1..=64"),
+            (
+                DraftParams {
+                    min_acceptance: 1.5,
+                    ..DraftParams::new(4)
                 },
                 "min_acceptance must be in [0, 1]",
             ),

@@ -102,6 +102,14 @@ fn limits_out_of_range_are_refused_before_loading() {
             &["--lookup", "4", "--lookup-ngram", "0"],
             "lookup_ngram must be in 1..=16, got 0",
         ),
+        (
+            &["--draft", NEVER_LOADED, "--draft-k", "0"],
+            "draft_k must be in 1..=64 (drafted tokens a verification scores), got 0",
+        ),
+        (
+            &["--draft", NEVER_LOADED, "--draft-k", "65"],
+            "draft_k must be in 1..=64 (drafted tokens a verification scores), got 65",
+        ),
     ];
     assert_run_refused(cases);
 }
@@ -140,6 +148,66 @@ fn a_lookup_run_gives_the_plain_runs_tokens_and_reports_its_drafts() {
     let s = &spec["speculation"];
     assert!(s["verifications"].as_u64().is_some_and(|v| v >= 1), "{s}");
     assert!(s["drafted"].as_u64().is_some_and(|d| d >= 1), "{s}");
+}
+
+/// Greedy, `--draft` changes the speed, never the output; a model drafting for itself keeps
+/// every draft (the JSON says so); a draft of another vocabulary is refused, naming both.
+#[test]
+fn a_greedy_draft_run_gives_the_plain_runs_tokens_and_a_foreign_draft_is_refused() {
+    let m = default_model();
+    let prompt = "The three primary colours are";
+    let base = [
+        "run",
+        "--model",
+        &m,
+        "--backend",
+        "cpu",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "12",
+        "--format",
+        "json",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.push(prompt);
+        let o = wavefront(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let spec = run(&["--draft", &m, "--draft-k", "3"]);
+    assert_eq!(spec["generated_tokens"], plain["generated_tokens"]);
+    assert_eq!(spec["text"], plain["text"]);
+    let s = &spec["speculation"];
+    assert_eq!(s["drafter"], "draft model", "{s}");
+    assert!(s["drafted"].as_u64().is_some_and(|d| d >= 1), "{s}");
+    assert_eq!(s["accepted"], s["drafted"], "{s}");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/llama_mha");
+    let fixture = fixture.to_str().unwrap();
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--draft", fixture, prompt]);
+    let o = wavefront(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("llama_mha cannot draft for")
+            && err.contains("vocabulary size 256, the target's is 49152"),
+        "{err}"
+    );
+    // Not with --lookup.
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--draft", &m, "--lookup", "3", prompt]);
+    let o = wavefront(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! `wavefront bench --lookup N`: prompt-lookup speculation (issue 13) against plain decode on
-//! the same prompts — a fixed set of input-grounded chat prompts (summarise a given text, edit
-//! it, change a piece of code), where the answer copies spans of the input. Each prompt is
-//! generated greedily `reps` times plain and `reps` times with lookup; a row gives the median
-//! decode tok/s of each (the decode's tokens after the first over its time), the ratio, and
-//! speculation's counts: accepted tokens per verification step (a verification gives its
-//! accepted drafts plus one sampled token) and the acceptance rate (accepted / drafted). The
-//! two generations' tokens must be identical (the row says so; a difference is an error).
+//! `wavefront bench --lookup N` / `--draft MODEL`: speculative decoding (issue 13), prompt
+//! lookup or a draft model, against plain decode on the same prompts — a fixed set of
+//! input-grounded chat prompts (summarise a given text, edit it, change a piece of code), where
+//! the answer copies spans of the input. Each prompt is generated greedily `reps` times plain
+//! and `reps` times speculatively; a row gives the median decode tok/s of each (the decode's
+//! tokens after the first over its time), the ratio, and speculation's counts: accepted tokens
+//! per verification step (a verification gives its accepted drafts plus one sampled token) and
+//! the acceptance rate (accepted / drafted). The two generations' tokens must be identical
+//! (greedy: the row says so; a difference is an error).
 
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::generate::{GenerationRequest, Generator};
 use crate::model::Engine;
-use crate::speculative::LookupParams;
+use crate::speculative::{DraftParams, LookupParams};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 const TEXT: &str = "The lighthouse on Gull Point was built in 1871 from granite quarried on the \
@@ -56,8 +57,9 @@ pub struct LookupRow {
     /// Tokens generated (the same with and without lookup).
     pub tokens: usize,
     pub plain_tok_s: Option<f64>,
-    pub lookup_tok_s: Option<f64>,
-    /// `lookup_tok_s / plain_tok_s`.
+    /// With speculation.
+    pub spec_tok_s: Option<f64>,
+    /// `spec_tok_s / plain_tok_s`.
     pub speedup: Option<f64>,
     pub verifications: usize,
     pub drafted: usize,
@@ -74,8 +76,9 @@ pub struct LookupReport {
     pub model: String,
     pub backend: String,
     pub device: String,
+    /// The drafter, as its flags: `--lookup 8 --lookup-ngram 3`, `--draft NAME --draft-k 5`.
+    pub drafter: String,
     pub max_draft: usize,
-    pub ngram: usize,
     pub max_tokens: usize,
     pub reps: usize,
     pub rows: Vec<LookupRow>,
@@ -88,19 +91,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 impl LookupReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "prompt-lookup speculation | model: {} | backend: {} ({}) | --lookup {} \
-             --lookup-ngram {} | greedy chat prompts, up to {} tokens, median of {} rep(s) | the \
-             tokens are the plain decode's in every row\n\n\
-             | prompt | prompt tokens | tokens | plain tok/s | lookup tok/s | speedup | \
+            "speculative decoding | model: {} | backend: {} ({}) | {} | greedy chat prompts, up \
+             to {} tokens, median of {} rep(s) | the tokens are the plain decode's in every row\n\n\
+             | prompt | prompt tokens | tokens | plain tok/s | speculative tok/s | speedup | \
              verifications | accepted / step | acceptance |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-            self.model,
-            self.backend,
-            self.device,
-            self.max_draft,
-            self.ngram,
-            self.max_tokens,
-            self.reps
+            self.model, self.backend, self.device, self.drafter, self.max_tokens, self.reps
         );
         for r in &self.rows {
             let acceptance = r.acceptance.map(|a| 100.0 * a);
@@ -110,7 +106,7 @@ impl LookupReport {
                 r.prompt_tokens,
                 r.tokens,
                 opt(r.plain_tok_s, 1),
-                opt(r.lookup_tok_s, 1),
+                opt(r.spec_tok_s, 1),
                 opt(r.speedup, 2),
                 r.verifications,
                 opt(r.accepted_per_step, 2),
@@ -134,19 +130,39 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
+/// What drafts for the benchmark.
+pub enum Drafting<'e, B: Backend> {
+    Lookup(LookupParams),
+    /// A draft model's engine (its model checked against the target's,
+    /// `speculative::check_draft_model`), its name, the settings.
+    Draft(&'e Engine<B>, String, DraftParams),
+}
+
+impl<B: Backend> Drafting<'_, B> {
+    fn flags(&self) -> String {
+        match self {
+            Drafting::Lookup(l) => format!("--lookup {} --lookup-ngram {}", l.max_draft, l.ngram),
+            Drafting::Draft(_, name, d) => format!("--draft {name} --draft-k {}", d.max_draft),
+        }
+    }
+}
+
 /// The benchmark on `engine` with `tokenizer` (the model's own: the prompts are chats).
 pub fn run<B: Backend>(
     engine: &Engine<B>,
     tokenizer: &Tokenizer,
     model: &str,
-    lookup: LookupParams,
+    drafting: Drafting<'_, B>,
     max_tokens: usize,
     reps: usize,
 ) -> Result<LookupReport> {
-    lookup.validate()?;
+    let max_draft = match &drafting {
+        Drafting::Lookup(l) => l.validate().map(|_| l.max_draft)?,
+        Drafting::Draft(_, _, d) => d.validate().map(|_| d.max_draft)?,
+    };
     if reps == 0 || max_tokens == 0 {
         return Err(Error::InvalidRequest(
-            "bench --lookup needs --reps and --tg of at least 1".into(),
+            "bench --lookup / --draft needs --reps and --tg of at least 1".into(),
         ));
     }
     let mut rows = Vec::new();
@@ -163,12 +179,16 @@ pub fn run<B: Backend>(
         for rep in 0..=reps {
             let mut plain = Generator::new(engine, Some(tokenizer), request.clone())?;
             while plain.step()?.is_some() {}
-            let mut spec =
-                Generator::new(engine, Some(tokenizer), request.clone())?.with_lookup(lookup)?;
+            let spec = Generator::new(engine, Some(tokenizer), request.clone())?;
+            let mut spec = match &drafting {
+                Drafting::Lookup(l) => spec.with_lookup(*l)?,
+                Drafting::Draft(d, _, p) => spec.with_draft(d, *p)?,
+            };
             while spec.step()?.is_some() {}
             if spec.generated() != plain.generated() {
                 return Err(Error::InvalidRequest(format!(
-                    "bench --lookup, {name}: the speculative tokens differ from the plain ones"
+                    "bench {}, {name}: the speculative tokens differ from the plain ones",
+                    drafting.flags()
                 )));
             }
             if rep > 0 {
@@ -179,14 +199,14 @@ pub fn run<B: Backend>(
             stats = spec.spec_stats();
         }
         let s = stats.unwrap_or_default();
-        let (plain_tok_s, lookup_tok_s) = (median(plain_rates), median(lookup_rates));
+        let (plain_tok_s, spec_tok_s) = (median(plain_rates), median(lookup_rates));
         rows.push(LookupRow {
             prompt: name.into(),
             prompt_tokens: prompt.len(),
             tokens: tokens.len(),
             plain_tok_s,
-            lookup_tok_s,
-            speedup: plain_tok_s.zip(lookup_tok_s).map(|(p, l)| l / p),
+            spec_tok_s,
+            speedup: plain_tok_s.zip(spec_tok_s).map(|(p, l)| l / p),
             verifications: s.verifications,
             drafted: s.drafted,
             accepted: s.accepted,
@@ -200,8 +220,8 @@ pub fn run<B: Backend>(
         model: model.into(),
         backend: engine.backend().name().into(),
         device: engine.backend().device(),
-        max_draft: lookup.max_draft,
-        ngram: lookup.ngram,
+        drafter: drafting.flags(),
+        max_draft,
         max_tokens,
         reps,
         rows,

@@ -221,6 +221,15 @@ struct BenchArgs {
     /// The n-gram `--lookup` matches; 1..=16.
     #[arg(long, value_name = "M", default_value_t = 3, requires = "lookup")]
     lookup_ngram: usize,
+    /// Instead of the model benchmark: draft-model speculation (`run --draft`) with this model
+    /// (a path or a known name; same tokenizer as `--model`) against plain decode, greedy, on
+    /// the `--lookup` prompt set: tok/s of each, accepted tokens per verification step,
+    /// acceptance rate.
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["shape", "pp", "depth", "gemv", "attention", "serve", "quant", "batch", "lookup"])]
+    draft: Option<PathBuf>,
+    /// Most tokens `--draft` proposes a verification; 1..=64.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "draft")]
+    draft_k: usize,
 }
 
 /// Float flags take negative numbers (`--temperature -1`) so that the range check, not the
@@ -296,6 +305,56 @@ struct RunArgs {
     /// The n-gram --lookup matches (then shorter ones, down to one token); 1..=16.
     #[arg(long, value_name = "M", default_value_t = 3, requires = "lookup")]
     lookup_ngram: usize,
+    /// Speculative decoding with a draft model (a path or a known name, e.g. a smaller model
+    /// with the same tokenizer): each step samples up to --draft-k tokens from it and verifies
+    /// them in one forward, keeping each with probability min(1, p/q) (Leviathan et al.). The
+    /// output is distributed as without; greedy, it is the output without.
+    #[arg(long, value_name = "MODEL", conflicts_with = "lookup")]
+    draft: Option<PathBuf>,
+    /// Most tokens --draft proposes a verification; 1..=64.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "draft")]
+    draft_k: usize,
+}
+
+/// `--draft-k N` when `--draft` is given, checked.
+fn draft_settings(
+    draft: Option<&PathBuf>,
+    k: usize,
+) -> Result<Option<wavefront::speculative::DraftParams>> {
+    let Some(_) = draft else {
+        return Ok(None);
+    };
+    let params = wavefront::speculative::DraftParams::new(k);
+    params.validate()?;
+    Ok(Some(params))
+}
+
+/// The draft model of `--draft`, loaded and checked against the target `model`.
+fn load_draft(draft: Option<&PathBuf>, model: &LoadedModel) -> Result<Option<LoadedModel>> {
+    let Some(d) = draft else {
+        return Ok(None);
+    };
+    let m = load(Some(d.clone()))?;
+    wavefront::speculative::check_draft_model(model, &m)?;
+    Ok(Some(m))
+}
+
+/// The draft model's engine beside the target's, on a backend of the same kind (a second GPU
+/// backend on the same device, or the CPU).
+fn draft_engine<B: Backend>(
+    draft: Option<&LoadedModel>,
+    backend: impl FnOnce() -> Result<B>,
+    kv_type: Option<KvType>,
+) -> Result<Option<Engine<B>>> {
+    match draft {
+        Some(m) => Ok(Some(Engine::new(backend()?, m, engine_options(kv_type))?)),
+        None => Ok(None),
+    }
+}
+
+/// A second GPU backend, for a draft model's engine.
+fn second_gpu(kernels: Option<&PathBuf>) -> Result<gpu::GpuBackend> {
+    select_gpu(BackendChoice::Gpu, kernels)?.context("the draft model's GPU backend")
 }
 
 /// `--lookup N --lookup-ngram M`, checked.
@@ -381,20 +440,27 @@ fn run(args: RunArgs) -> Result<()> {
     // value fails at once, before anything is loaded.
     let request = request_settings(&args)?;
     lookup_settings(&args)?;
+    draft_settings(args.draft.as_ref(), args.draft_k)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
+    let draft = load_draft(args.draft.as_ref(), &model)?;
     // The engine holds its own copy of the weights: the file's mapping goes once it is built
     // (else its pages count twice in the resident memory of a CPU run).
     match gpu {
         Some(b) => {
             let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
+            let kernels = args.kernels.as_ref();
+            let d = draft_engine(draft.as_ref(), || second_gpu(kernels), args.kv_type)?;
             model.tensors.clear();
-            generate(&engine, &model, &args, request)
+            drop(draft);
+            generate(&engine, d.as_ref(), &model, &args, request)
         }
         None => {
             let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
+            let d = draft_engine(draft.as_ref(), || Ok(CpuBackend::default()), args.kv_type)?;
             model.tensors.clear();
-            generate(&engine, &model, &args, request)
+            drop(draft);
+            generate(&engine, d.as_ref(), &model, &args, request)
         }
     }
 }
@@ -576,8 +642,8 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.serve {
         return bench_serve(&args);
     }
-    if let Some(n) = args.lookup {
-        return bench_lookup(&args, n);
+    if args.lookup.is_some() || args.draft.is_some() {
+        return bench_spec(&args);
     }
     let shape = match &args.shape {
         Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
@@ -641,35 +707,61 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bench --lookup N`: prompt-lookup speculation against plain decode
+/// `bench --lookup N` / `--draft MODEL`: speculative decoding against plain decode
 /// (`wavefront::bench::lookup`).
-fn bench_lookup(args: &BenchArgs, n: usize) -> Result<()> {
-    let params = wavefront::speculative::LookupParams {
+fn bench_spec(args: &BenchArgs) -> Result<()> {
+    use wavefront::bench::lookup::Drafting;
+    let lookup = args.lookup.map(|n| wavefront::speculative::LookupParams {
         ngram: args.lookup_ngram,
         ..wavefront::speculative::LookupParams::new(n)
-    };
-    params.validate()?;
+    });
+    if let Some(l) = &lookup {
+        l.validate()?;
+    }
+    let draft_params = draft_settings(args.draft.as_ref(), args.draft_k)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
-    let name = model
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let draft = load_draft(args.draft.as_ref(), &model)?;
+    let file_name = |m: &LoadedModel| {
+        m.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let name = file_name(&model);
+    let draft_name = draft.as_ref().map(file_name).unwrap_or_default();
     let tokenizer = model
         .tokenizer
         .take()
-        .context("bench --lookup runs chat prompts: this model carries no tokenizer")?;
+        .context("bench --lookup / --draft runs chat prompts: this model carries no tokenizer")?;
+    fn drafting<'e, B: Backend>(
+        lookup: Option<wavefront::speculative::LookupParams>,
+        draft: Option<&'e Engine<B>>,
+        name: &str,
+        params: Option<wavefront::speculative::DraftParams>,
+    ) -> Result<Drafting<'e, B>> {
+        match (lookup, draft, params) {
+            (Some(l), _, _) => Ok(Drafting::Lookup(l)),
+            (None, Some(d), Some(p)) => Ok(Drafting::Draft(d, name.into(), p)),
+            _ => bail!("bench: --lookup or --draft"),
+        }
+    }
+    let opts = engine_options(args.kv_type);
     let report = match gpu {
         Some(b) => {
-            let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
-            drop(model);
-            wavefront::bench::lookup::run(&engine, &tokenizer, &name, params, args.tg, args.reps)?
+            let engine = Engine::new(b, &model, opts)?;
+            let kernels = args.kernels.as_ref();
+            let d = draft_engine(draft.as_ref(), || second_gpu(kernels), args.kv_type)?;
+            drop((model, draft));
+            let how = drafting(lookup, d.as_ref(), &draft_name, draft_params)?;
+            wavefront::bench::lookup::run(&engine, &tokenizer, &name, how, args.tg, args.reps)?
         }
         None => {
-            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
-            drop(model);
-            wavefront::bench::lookup::run(&engine, &tokenizer, &name, params, args.tg, args.reps)?
+            let engine = Engine::new(CpuBackend::default(), &model, opts)?;
+            let d = draft_engine(draft.as_ref(), || Ok(CpuBackend::default()), args.kv_type)?;
+            drop((model, draft));
+            let how = drafting(lookup, d.as_ref(), &draft_name, draft_params)?;
+            wavefront::bench::lookup::run(&engine, &tokenizer, &name, how, args.tg, args.reps)?
         }
     };
     let md = report.markdown();
@@ -863,6 +955,7 @@ fn info_devices() -> Result<()> {
 
 fn generate<B: Backend>(
     engine: &Engine<B>,
+    draft: Option<&Engine<B>>,
     model: &LoadedModel,
     args: &RunArgs,
     mut request: GenerationRequest,
@@ -897,6 +990,9 @@ fn generate<B: Backend>(
     if let Some(l) = lookup_settings(args)? {
         gen = gen.with_lookup(l)?;
     }
+    if let (Some(d), Some(p)) = (draft, draft_settings(args.draft.as_ref(), args.draft_k)?) {
+        gen = gen.with_draft(d, p)?;
+    }
     if text_mode {
         eprintln!("[{}]", plan.describe());
     }
@@ -920,7 +1016,8 @@ fn generate<B: Backend>(
         writeln!(out)?;
         if let Some(s) = spec {
             eprintln!(
-                "[lookup: {} verifications, {} of {} drafted tokens accepted ({}), {} tokens a verification{}]",
+                "[{}: {} verifications, {} of {} drafted tokens accepted ({}), {} tokens a verification{}]",
+                if draft.is_some() { "draft" } else { "lookup" },
                 s.verifications,
                 s.accepted,
                 s.drafted,
@@ -959,6 +1056,7 @@ fn generate<B: Backend>(
             "kv_type": wavefront::kv_cache::kv_type_name(engine.kv_dtype()),
             "kernels": kernels,
             "speculation": spec.map(|s| serde_json::json!({
+                "drafter": if draft.is_some() { "draft model" } else { "prompt lookup" },
                 "verifications": s.verifications,
                 "drafted": s.drafted,
                 "accepted": s.accepted,
