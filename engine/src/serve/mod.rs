@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod scheduler;
+pub mod tools;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, TcpListener};
