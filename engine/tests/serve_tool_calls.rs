@@ -444,3 +444,38 @@ fn malformed_tools_are_refused_naming_the_field() {
         assert_eq!(r.json()["error"]["type"], "invalid_request_error");
     }
 }
+
+#[test]
+fn the_openai_python_client_reads_the_calls() {
+    let Some(py) = common::openai::python() else {
+        return;
+    };
+    let s = Scripted::start("chatml_tools.jinja");
+    let text = format!("I will look it up.\n{CALL}");
+    s.script(Script::eos(&[&text]));
+    s.script(Script::chars(&text));
+    s.script(Script::eos(&["It is sunny", " in Paris."]));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_tools.py");
+    let out = std::process::Command::new(&py)
+        .args([script, &s.base])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai_tools.py failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    eprintln!("{report}");
+    assert_eq!(report["name"], "get_weather");
+    assert_eq!(report["arguments"], r#"{"city":"Paris"}"#);
+    // The third request carried the assistant's call and the tool's answer back.
+    let prompts = s.prompts.lock().unwrap();
+    assert_eq!(prompts.len(), 3);
+    assert!(
+        prompts[2].len() > prompts[0].len(),
+        "the round trip's prompt holds the turns"
+    );
+}
