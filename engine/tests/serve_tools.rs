@@ -112,3 +112,49 @@ fn tools_and_tool_turns_prefill_transformers_rendering() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json()["error"]["param"], "tool_choice.function.name");
 }
+
+/// `--chat-template FILE` replaces the model's template: the default model's never reads
+/// `tools` (a 400), the fixture's ChatML tools template does; a file that is missing or does
+/// not parse stops the server before the model loads.
+#[test]
+fn a_chat_template_flag_gives_the_default_model_tools() {
+    let template = fixtures().join("chat_templates/chatml_tools.jinja");
+    let body = json!({
+        "messages": user("What is the weather in Paris?"),
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "max_tokens": 1, "temperature": 0,
+    });
+    let plain = Server::start(&["--slots", "1"]);
+    let r = post(&plain.url("/v1/chat/completions"), &body);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "tools");
+    drop(plain);
+    let s = Server::start(&[
+        "--slots",
+        "1",
+        "--chat-template",
+        template.to_str().unwrap(),
+    ]);
+    let r = post(&s.url("/v1/chat/completions"), &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["choices"][0]["message"]["content"].is_string());
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jinja");
+    std::fs::write(&broken, "{% for m in messages %}").unwrap();
+    let missing = dir.path().join("missing.jinja");
+    for path in [&broken, &missing] {
+        let out = common::cli::wavefront(&[
+            "serve",
+            "--port",
+            "0",
+            "--chat-template",
+            path.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--chat-template"), "{err}");
+        assert!(!err.contains("listening"), "{err}");
+    }
+}
