@@ -4,9 +4,8 @@
 //! a text completion with a stop string, and gets OpenAI's errors for a bad field and a wrong
 //! key; this test then asks the same chat over raw HTTP and compares the client's text with it.
 //!
-//! The Python interpreter is `$WAVEFRONT_OPENAI_PYTHON`, else `python3`. Skips, saying so, when
-//! it cannot import `openai`, unless `WAVEFRONT_EXPECT_OPENAI=1` (CI: `.ci/run` installs the
-//! pinned client into `target/openai-venv` and sets both).
+//! The interpreter and when the test skips: `common::openai`. The same client reads tool
+//! calls in `serve_tool_calls.rs`.
 
 mod common;
 
@@ -17,43 +16,11 @@ use serde_json::{json, Value};
 
 const KEY: &str = "sk-wavefront-test";
 
-fn python() -> String {
-    std::env::var("WAVEFRONT_OPENAI_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn expected() -> bool {
-    std::env::var("WAVEFRONT_EXPECT_OPENAI").is_ok_and(|v| v.trim() == "1")
-}
-
 #[test]
 fn the_openai_python_client_completes_streamed_and_whole_chats() {
-    let py = python();
-    let probe = Command::new(&py)
-        .args(["-c", "import openai; print(openai.__version__)"])
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {
-            eprintln!("openai {}", String::from_utf8_lossy(&o.stdout).trim())
-        }
-        other => {
-            let why = match other {
-                // The exception's line (the last), not the traceback's header.
-                Ok(o) => String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .rfind(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .to_string(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                !expected(),
-                "WAVEFRONT_EXPECT_OPENAI=1 but {py} cannot import openai: {why}"
-            );
-            eprintln!("skipped: {py} cannot import the openai client ({why}); .ci/run installs it");
-            return;
-        }
-    }
-
+    let Some(py) = common::openai::python() else {
+        return;
+    };
     let s = Server::start(&["--api-key", KEY]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

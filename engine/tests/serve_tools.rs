@@ -2,8 +2,10 @@
 //! `fixtures/models/qwen2_bias` with the `bpe_tiny` tokenizer and
 //! `fixtures/chat_templates/chatml_tools.jinja`. Each conversation of
 //! `fixtures/chat_templates/goldens.json` (tools, OpenAI tool calls and tool turns) sent as a
-//! request prefills exactly the tokens of transformers' rendering of it. Refusals on a model
-//! whose template does not take tools are in `serve_errors.rs`.
+//! request prefills exactly the tokens of transformers' rendering of it, whatever the
+//! `tool_choice`, and the reply goes through the tool-call reader (the template's `<call>`
+//! format) on the real CPU backend. Refusals on a model whose template does not take tools are in
+//! `serve_errors.rs`; replies that are calls (scripted) in `serve_tool_calls.rs`.
 
 mod common;
 
@@ -73,12 +75,18 @@ fn tools_and_tool_turns_prefill_transformers_rendering() {
         if !conv["tools"].is_null() {
             body["tools"] = conv["tools"].clone();
         }
-        // "none" and "auto" render the same prompt.
-        for choice in [None, Some("auto"), Some("none")] {
+        // Every choice renders the same prompt.
+        for choice in [None, Some("auto"), Some("none"), Some("required")] {
             if let Some(c) = choice {
                 body["tool_choice"] = json!(c);
             }
             let r = post(&chat, &body);
+            let has_tools = conv["tools"].as_array().is_some_and(|t| !t.is_empty());
+            if choice == Some("required") && !has_tools {
+                assert_eq!(r.status, 400, "{name}: {}", r.text);
+                assert_eq!(r.json()["error"]["param"], "tool_choice", "{name}");
+                continue;
+            }
             assert_eq!(r.status, 200, "{name} {choice:?}: {}", r.text);
             let v = r.json();
             assert_eq!(
@@ -86,18 +94,67 @@ fn tools_and_tool_turns_prefill_transformers_rendering() {
                 golden_tokens,
                 "{name} {choice:?}"
             );
-            // The reply stays text: no calls are parsed out of it.
+            // The tiny model's one greedy token is no call: the reply is text.
             let message = &v["choices"][0]["message"];
             assert!(message["content"].is_string(), "{v}");
             assert!(message.get("tool_calls").is_none(), "{v}");
+            let finish = &v["choices"][0]["finish_reason"];
+            assert!(finish == "length" || finish == "stop", "{v}");
         }
     }
-    // Nothing forces a call, so "required" is refused here too.
+    // A named function must be one of the tools.
     let conv = &conversations[1];
+    let choice = json!({"type": "function", "function": {"name": "no_such_tool"}});
     let r = post(
         &chat,
-        &json!({"messages": conv["messages"], "tools": conv["tools"], "tool_choice": "required"}),
+        &json!({"messages": conv["messages"], "tools": conv["tools"], "tool_choice": choice}),
     );
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.json()["error"]["param"], "tool_choice");
+    assert_eq!(r.json()["error"]["param"], "tool_choice.function.name");
+}
+
+/// `--chat-template FILE` replaces the model's template: the default model's never reads
+/// `tools` (a 400), the fixture's ChatML tools template does; a file that is missing or does
+/// not parse stops the server before the model loads.
+#[test]
+fn a_chat_template_flag_gives_the_default_model_tools() {
+    let template = fixtures().join("chat_templates/chatml_tools.jinja");
+    let body = json!({
+        "messages": user("What is the weather in Paris?"),
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "max_tokens": 1, "temperature": 0,
+    });
+    let plain = Server::start(&["--slots", "1"]);
+    let r = post(&plain.url("/v1/chat/completions"), &body);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "tools");
+    drop(plain);
+    let s = Server::start(&[
+        "--slots",
+        "1",
+        "--chat-template",
+        template.to_str().unwrap(),
+    ]);
+    let r = post(&s.url("/v1/chat/completions"), &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["choices"][0]["message"]["content"].is_string());
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jinja");
+    std::fs::write(&broken, "{% for m in messages %}").unwrap();
+    let missing = dir.path().join("missing.jinja");
+    for path in [&broken, &missing] {
+        let out = common::cli::wavefront(&[
+            "serve",
+            "--port",
+            "0",
+            "--chat-template",
+            path.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--chat-template"), "{err}");
+        assert!(!err.contains("listening"), "{err}");
+    }
 }

@@ -127,6 +127,10 @@ struct ServeArgs {
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
+    /// Render chats with this Jinja chat template instead of the model's own (for example one
+    /// that takes `tools`; tool calls are read in the format it shows).
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -519,15 +523,28 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(c) = args.context.filter(|&c| c < 2) {
         bail!("--context must be at least 2 (one prompt token and one generated), got {c}");
     }
+    let chat_template = match &args.chat_template {
+        Some(path) => {
+            let source = std::fs::read_to_string(path)
+                .with_context(|| format!("--chat-template {}", path.display()))?;
+            // A template that does not parse fails here, not at the first request.
+            wavefront::tokenizer::chat::takes_tools(&source)
+                .with_context(|| format!("--chat-template {}", path.display()))?;
+            Some(source)
+        }
+        None => None,
+    };
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
     opts.model_id = wavefront::serve::model_id(&model.path);
-    let tokenizer = Arc::new(
-        model
-            .tokenizer
-            .take()
-            .context("this model carries no tokenizer, so it cannot serve text")?,
-    );
+    let mut tokenizer = model
+        .tokenizer
+        .take()
+        .context("this model carries no tokenizer, so it cannot serve text")?;
+    if chat_template.is_some() {
+        tokenizer.chat_template = chat_template;
+    }
+    let tokenizer = Arc::new(tokenizer);
     match gpu {
         Some(b) => {
             let engine = Engine::new(b, &model, engine_options(args.kv_type))?;

@@ -7,15 +7,20 @@
 //!
 //! Tools: `tools` (OpenAI's function tools, checked and given to the chat template as sent;
 //! refused when the model's template never reads `tools`), assistant messages with
-//! `tool_calls` and `tool` messages with `tool_call_id` go into the prompt. The reply stays
-//! text: nothing parses tool calls out of it (no `tool_calls` in the response, `finish_reason`
-//! `stop` or `length`), and `tool_choice` takes only `"none"` and `"auto"`, which render the
-//! same prompt.
+//! `tool_calls` and `tool` messages with `tool_call_id` go into the prompt. Unless
+//! `tool_choice` is `"none"`, the reply is read for calls in the format of the model's template
+//! ([`super::tools`]): `message.tool_calls` (or `delta.tool_calls` chunks) and `finish_reason`
+//! `tool_calls`. Every `tool_choice` renders the same prompt (the tools, as OpenAI's models
+//! see them with `"none"` too); `"required"` and a named function are not enforced while
+//! decoding (no grammar): a named function limits the calls read to it.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
+use super::tools::{
+    self, check_tool_choice, check_tools, is_name, shape_error, ToolChoice, ToolFormat, ToolParsing,
+};
 use crate::generate::{FinishReason, GenerationRequest, TokenLogprobs, MAX_TOP_LOGPROBS};
 use crate::sampler::SamplingParams;
 use crate::tokenizer::{ChatInput, ChatMessage, Tokenizer};
@@ -56,6 +61,8 @@ pub struct Prepared {
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with `usage` and no choices.
     pub include_usage: bool,
+    /// How the reply is read for tool calls (`None`: it is text).
+    pub tools: Option<ToolParsing>,
 }
 
 /// The stop strings OpenAI allows at most.
@@ -131,7 +138,8 @@ struct ChatFields {
     tools: Option<Vec<Value>>,
     tool_choice: Option<Value>,
     response_format: Option<Value>,
-    /// Nothing parses calls out of the reply, so how many it may hold changes nothing here.
+    /// Nothing limits the calls a reply may make while decoding, so all that are read are
+    /// returned, whatever this says.
     #[allow(dead_code)]
     parallel_tool_calls: Option<bool>,
 }
@@ -174,7 +182,8 @@ pub fn parse_chat(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
             ));
         }
     }
-    check_tool_choice(chat.tool_choice.as_ref())?;
+    let choice = check_tool_choice(chat.tool_choice.as_ref(), tools.unwrap_or(&[]))?;
+    let tool_parsing = tool_parsing(tools, &choice, ctx)?;
     if let Some(f) = chat.response_format.as_ref().filter(|f| !f.is_null()) {
         if f.get("type").and_then(Value::as_str) != Some("text") {
             return Err(ApiError::unsupported(
@@ -204,7 +213,47 @@ pub fn parse_chat(body: &[u8], ctx: &ApiContext) -> Result<Prepared, ApiError> {
         (Some(a), None) => Some(("max_tokens", a)),
         (None, None) => None,
     };
-    prepare(Endpoint::Chat, common, prompt, max_tokens, ctx)
+    let mut prepared = prepare(Endpoint::Chat, common, prompt, max_tokens, ctx)?;
+    prepared.tools = tool_parsing;
+    Ok(prepared)
+}
+
+/// How a reply is read for calls: not at all without tools or with `tool_choice` `"none"`, or
+/// when the model's template shows no format this server reads (then `"required"` and a named
+/// function are refused: no call could ever be returned).
+fn tool_parsing(
+    tools: Option<&[Value]>,
+    choice: &ToolChoice,
+    ctx: &ApiContext,
+) -> Result<Option<ToolParsing>, ApiError> {
+    let Some(tools) = tools else {
+        return Ok(None);
+    };
+    if *choice == ToolChoice::None {
+        return Ok(None);
+    }
+    let format = ctx
+        .tokenizer
+        .chat_template
+        .as_deref()
+        .and_then(ToolFormat::detect);
+    match (format, choice) {
+        (Some(format), ToolChoice::Function(name)) => Ok(Some(ToolParsing {
+            format,
+            names: vec![name.clone()],
+        })),
+        (Some(format), _) => Ok(Some(ToolParsing {
+            format,
+            names: tools::tool_names(tools),
+        })),
+        (None, ToolChoice::Auto) => Ok(None),
+        (None, _) => Err(ApiError::unsupported(
+            "tool_choice",
+            "this model's chat template writes tool calls in no format this server reads \
+             (Hermes/Qwen tags, Mistral's [TOOL_CALLS], Llama's JSON), so no call could be \
+             returned: use \"auto\" or \"none\"",
+        )),
+    }
 }
 
 /// Parses and checks a `/v1/completions` body.
@@ -440,77 +489,6 @@ fn check_tool_calls(i: usize, calls: &[Value]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `{at}.{field} must be {what}` (or `{at} …` for the whole), naming `{at}.{field}`.
-fn shape_error(at: &str, field: &str, what: &str) -> ApiError {
-    let param = if field.is_empty() {
-        at.to_string()
-    } else {
-        format!("{at}.{field}")
-    };
-    ApiError::invalid(param.clone(), format!("{param} must be {what}"))
-}
-
-/// A function's name: a non-empty string.
-fn is_name(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_str).is_some_and(|n| !n.is_empty())
-}
-
-/// OpenAI's function tools: `{"type": "function", "function": {"name": STRING, "description":
-/// STRING, "parameters": OBJECT}}`, description and parameters optional. The template gets
-/// them as sent.
-fn check_tools(tools: &[Value]) -> Result<(), ApiError> {
-    for (i, tool) in tools.iter().enumerate() {
-        let at = format!("tools[{i}]");
-        let bad = |field: &str, what: &str| Err(shape_error(&at, field, what));
-        let Some(tool) = tool.as_object() else {
-            return bad(
-                "",
-                "an object {\"type\": \"function\", \"function\": {...}}",
-            );
-        };
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
-            return bad("type", "\"function\" (the only kind of tool)");
-        }
-        let Some(function) = tool.get("function").and_then(Value::as_object) else {
-            return bad(
-                "function",
-                "an object {\"name\", \"description\", \"parameters\"}",
-            );
-        };
-        if !is_name(function.get("name")) {
-            return bad("function.name", "a non-empty string");
-        }
-        if function.get("description").is_some_and(|d| !d.is_string()) {
-            return bad("function.description", "a string");
-        }
-        if function.get("parameters").is_some_and(|p| !p.is_object()) {
-            return bad("function.parameters", "an object (a JSON Schema)");
-        }
-    }
-    Ok(())
-}
-
-/// `tool_choice`: `"none"` and `"auto"` render the same prompt (the tools, for the model to
-/// use or not); `"required"` and a named function are refused, since nothing here forces a
-/// call.
-fn check_tool_choice(choice: Option<&Value>) -> Result<(), ApiError> {
-    match choice {
-        None | Some(Value::Null) => Ok(()),
-        Some(c) if c == "none" || c == "auto" => Ok(()),
-        Some(c) if c == "required" || c.is_object() => Err(ApiError::unsupported(
-            "tool_choice",
-            format!(
-                "tool_choice {c} is not supported: nothing forces the model to call a tool \
-                 (\"none\" and \"auto\" are)"
-            ),
-        )),
-        Some(c) => Err(ApiError::invalid(
-            "tool_choice",
-            format!("tool_choice must be \"none\", \"auto\", \"required\" or {{\"type\": \"function\", ...}}, got {c}"),
-        )),
-    }
-}
-
 /// A completion's prompt: a string, an array of one string, or an array of token ids; the
 /// string encoded as `wavefront run` encodes its prompt (with the model's special tokens).
 fn completion_prompt(prompt: &Value, ctx: &ApiContext) -> Result<Vec<u32>, ApiError> {
@@ -705,6 +683,7 @@ fn prepare(
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
+        tools: None,
     })
 }
 
@@ -714,6 +693,15 @@ pub fn finish_reason(f: &FinishReason) -> &'static str {
     match f {
         FinishReason::Eos | FinishReason::Stop(_) => "stop",
         FinishReason::MaxTokens | FinishReason::ContextFull => "length",
+    }
+}
+
+/// The `finish_reason` of a reply that `called` tools or not: `tool_calls` when it has calls and
+/// ended by itself (a reply cut at `max_tokens` stays `length`).
+pub fn finish_reason_with_calls(f: &FinishReason, called: bool) -> &'static str {
+    match finish_reason(f) {
+        "stop" if called => "tool_calls",
+        r => r,
     }
 }
 
@@ -806,6 +794,8 @@ pub struct ResponseMeta {
     pub created: u64,
     pub model: String,
     pub logprobs: bool,
+    /// How a chat reply is read for tool calls (`None`: it is text).
+    pub tools: Option<ToolParsing>,
 }
 
 impl ResponseMeta {
@@ -828,15 +818,34 @@ impl ResponseMeta {
     ) -> Value {
         let logprobs = self.logprobs_of(entries, 0);
         let (object, choice) = match self.endpoint {
-            Endpoint::Chat => (
-                "chat.completion",
-                json!({
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": logprobs,
-                    "finish_reason": finish_reason(finish),
-                }),
-            ),
+            Endpoint::Chat => {
+                let mut message = json!({"role": "assistant", "content": text});
+                let mut reason = finish_reason(finish);
+                if let Some(p) = &self.tools {
+                    let (content, calls) = tools::parse(p, text);
+                    message["content"] = content.into();
+                    if !calls.is_empty() {
+                        let calls: Vec<Value> = calls
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                tools::call_json(&tools::call_id(&p.format, &self.id, i, c), c)
+                            })
+                            .collect();
+                        message["tool_calls"] = calls.into();
+                        reason = finish_reason_with_calls(finish, true);
+                    }
+                }
+                (
+                    "chat.completion",
+                    json!({
+                        "index": 0,
+                        "message": message,
+                        "logprobs": logprobs,
+                        "finish_reason": reason,
+                    }),
+                )
+            }
             Endpoint::Completion => (
                 "text_completion",
                 json!({
@@ -857,20 +866,32 @@ impl ResponseMeta {
         })
     }
 
+    /// A chat stream chunk whose delta is one piece of a tool call ([`tools::call_deltas`]),
+    /// with the log-probabilities of the tokens it reports.
+    pub fn tool_call_chunk(
+        &self,
+        delta: Value,
+        include_usage: bool,
+        entries: &[LogprobEntry],
+    ) -> Value {
+        let mut chunk = self.chunk(false, None, None, include_usage, entries, 0);
+        chunk["choices"][0]["delta"]["tool_calls"] = json!([delta]);
+        chunk
+    }
+
     /// A stream chunk with one choice: `text` (and, for chat, the role in the first chunk),
     /// the log-probabilities of the tokens it reports (`entries`, the first at character
-    /// `offset` of the generated text) and `finish` in the last. `usage: null` on every chunk
-    /// when the last carries usage.
+    /// `offset` of the generated text) and `finish` (a `finish_reason`) in the last. `usage:
+    /// null` on every chunk when the last carries usage.
     pub fn chunk(
         &self,
         role: bool,
         text: Option<&str>,
-        finish: Option<&FinishReason>,
+        finish: Option<&'static str>,
         include_usage: bool,
         entries: &[LogprobEntry],
         offset: usize,
     ) -> Value {
-        let finish = finish.map(finish_reason);
         let logprobs = if entries.is_empty() {
             Value::Null
         } else {
@@ -1021,69 +1042,6 @@ mod tests {
             let e = messages(&wire(msgs.clone())).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{msgs}: {e}");
             assert!(e.message.contains(param), "{e}");
-        }
-    }
-
-    #[test]
-    fn malformed_tools_name_the_field() {
-        let f = json!({"name": "f", "description": "d", "parameters": {"type": "object"}});
-        check_tools(&[json!({"type": "function", "function": f})]).unwrap();
-        check_tools(&[json!({"type": "function", "function": {"name": "f"}})]).unwrap();
-        for (tool, param) in [
-            (json!("f"), "tools[1]"),
-            (json!({"function": f}), "tools[1].type"),
-            (json!({"type": "retrieval", "function": f}), "tools[1].type"),
-            (json!({"type": "function"}), "tools[1].function"),
-            (
-                json!({"type": "function", "function": []}),
-                "tools[1].function",
-            ),
-            (
-                json!({"type": "function", "function": {"description": "d"}}),
-                "tools[1].function.name",
-            ),
-            (
-                json!({"type": "function", "function": {"name": 3}}),
-                "tools[1].function.name",
-            ),
-            (
-                json!({"type": "function", "function": {"name": "f", "description": 1}}),
-                "tools[1].function.description",
-            ),
-            (
-                json!({"type": "function", "function": {"name": "f", "parameters": "{}"}}),
-                "tools[1].function.parameters",
-            ),
-        ] {
-            let good = json!({"type": "function", "function": f});
-            let e = check_tools(&[good, tool.clone()]).unwrap_err();
-            assert_eq!(e.param.as_deref(), Some(param), "{tool}: {e}");
-            assert!(e.message.contains(param), "{e}");
-        }
-    }
-
-    #[test]
-    fn tool_choice_takes_none_and_auto() {
-        for ok in [
-            None,
-            Some(json!(null)),
-            Some(json!("none")),
-            Some(json!("auto")),
-        ] {
-            check_tool_choice(ok.as_ref()).unwrap();
-        }
-        for (bad, code) in [
-            (json!("required"), Some("unsupported_parameter")),
-            (
-                json!({"type": "function", "function": {"name": "f"}}),
-                Some("unsupported_parameter"),
-            ),
-            (json!("sometimes"), None),
-            (json!(1), None),
-        ] {
-            let e = check_tool_choice(Some(&bad)).unwrap_err();
-            assert_eq!(e.param.as_deref(), Some("tool_choice"), "{bad}");
-            assert_eq!(e.code, code, "{bad}");
         }
     }
 

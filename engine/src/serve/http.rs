@@ -21,10 +21,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::api::{self, ApiContext, Endpoint, Prepared, ResponseMeta};
+use super::api::{self, ApiContext, Endpoint, LogprobEntry, Prepared, ResponseMeta};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::scheduler::{Event, Job, Queue, SubmitError};
+use super::tools::{self, Part, ToolStream};
 use crate::tokenizer::Tokenizer;
 
 /// What every handler shares.
@@ -216,6 +217,7 @@ async fn generate(s: AppState, endpoint: Endpoint, req: Request) -> Response {
         request,
         stream,
         include_usage,
+        tools,
     } = prepared;
     let logprobs = request.logprobs.is_some();
     let (job, events) = Job::new(request, s.timeout);
@@ -234,6 +236,7 @@ async fn generate(s: AppState, endpoint: Endpoint, req: Request) -> Response {
         created: unix_now(),
         model: s.model_id.clone(),
         logprobs,
+        tools,
     };
     if stream {
         Sse::new(ChunkStream::new(events, meta, include_usage)).into_response()
@@ -308,7 +311,11 @@ pub fn unix_now() -> u64 {
 
 /// The events of one request as server-sent events: a first chunk with the role (chat), one
 /// chunk per piece of text, a last chunk with `finish_reason`, the usage chunk when asked for,
-/// then `data: [DONE]`. A failure is one `data: {"error": …}` event, and the stream ends
+/// then `data: [DONE]`. A chat read for tool calls passes its text through a [`ToolStream`]:
+/// text that may begin a call is held back until the call is whole, then comes as two
+/// `delta.tool_calls` chunks (the call's index, id, type and name; its arguments), or as the
+/// text it was if it is no valid call; log-probabilities of held tokens come with the next
+/// chunk. A failure is one `data: {"error": …}` event, and the stream ends
 /// without `[DONE]`. Dropping the stream (the client went away) drops the receiver, which the
 /// engine thread sees at its next round and frees the slot.
 struct ChunkStream {
@@ -320,6 +327,12 @@ struct ChunkStream {
     /// Characters of the generated text the chunks so far reported logprobs for (completions'
     /// `text_offset`).
     offset: usize,
+    /// The tool-call reader of a chat with tools.
+    tools: Option<ToolStream>,
+    /// Calls streamed so far.
+    calls: usize,
+    /// Log-probabilities of tokens whose text the tool-call reader holds.
+    held: Vec<LogprobEntry>,
 }
 
 impl ChunkStream {
@@ -335,6 +348,7 @@ impl ChunkStream {
                 0,
             )));
         }
+        let tools = meta.tools.clone().map(ToolStream::new);
         ChunkStream {
             events,
             meta,
@@ -342,14 +356,47 @@ impl ChunkStream {
             out,
             done: false,
             offset: 0,
+            tools,
+            calls: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// The chunks of what the tool-call reader passed on.
+    fn push_parts(&mut self, parts: Vec<Part>) {
+        let (m, u) = (&self.meta, self.include_usage);
+        for part in parts {
+            let entries = std::mem::take(&mut self.held);
+            match part {
+                Part::Text(t) => {
+                    self.out
+                        .push_back(data(&m.chunk(false, Some(&t), None, u, &entries, 0)))
+                }
+                Part::Call(c) => {
+                    let Some(p) = &m.tools else { continue };
+                    let id = tools::call_id(&p.format, &m.id, self.calls, &c);
+                    let [open, arguments] = tools::call_deltas(self.calls, &id, &c);
+                    self.out
+                        .push_back(data(&m.tool_call_chunk(open, u, &entries)));
+                    self.out
+                        .push_back(data(&m.tool_call_chunk(arguments, u, &[])));
+                    self.calls += 1;
+                }
+            }
         }
     }
 
     fn push(&mut self, e: Event) {
-        let (m, u) = (&self.meta, self.include_usage);
         match e {
             Event::Piece { text, logprobs } => {
+                if let Some(ts) = self.tools.as_mut() {
+                    let parts = ts.push(&text);
+                    self.held.extend(logprobs);
+                    self.push_parts(parts);
+                    return;
+                }
                 let entries: Vec<_> = logprobs.into_iter().collect();
+                let (m, u) = (&self.meta, self.include_usage);
                 let chunk = m.chunk(false, Some(&text), None, u, &entries, self.offset);
                 self.offset += entries
                     .iter()
@@ -358,9 +405,16 @@ impl ChunkStream {
                 self.out.push_back(data(&chunk));
             }
             Event::Done { finish, usage } => {
+                if let Some(ts) = self.tools.as_mut() {
+                    let parts = ts.finish();
+                    self.push_parts(parts);
+                }
+                let (m, u) = (&self.meta, self.include_usage);
                 let text = (m.endpoint == Endpoint::Completion).then_some("");
+                let entries = std::mem::take(&mut self.held);
+                let reason = api::finish_reason_with_calls(&finish, self.calls > 0);
                 self.out
-                    .push_back(data(&m.chunk(false, text, Some(&finish), u, &[], 0)));
+                    .push_back(data(&m.chunk(false, text, Some(reason), u, &entries, 0)));
                 if u {
                     self.out.push_back(data(&m.usage_chunk(usage)));
                 }

@@ -6,14 +6,15 @@
 //! parses, checks and queues requests and streams their events back ([`http`]). The engine
 //! never leaves the caller's thread, so any backend serves, `Send` or not.
 //!
-//! Not yet here (issue 11): tool calls parsed out of a reply (tools go into the prompt through
-//! the chat template; the reply is text, see [`api`]).
+//! Tools go into the prompt through the chat template, and calls come back out of the reply in
+//! the template's format ([`tools`]), as OpenAI's `tool_calls`.
 
 pub mod api;
 pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod scheduler;
+pub mod tools;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, TcpListener};
