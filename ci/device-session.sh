@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu}
+stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -470,6 +470,34 @@ batch)
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   # shellcheck disable=SC2046
   fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  cat "$OUT/summary.md"
+  ;;
+gemma3)
+  # Gemma 3 270M Q4_K_M (253 MB) on the GPU: carry .device/ops with .device/g1, then .device/g2
+  # .. .device/gN (the file split in parts of at most 45 MB, one a call within the warm window).
+  # The golden streams against transformers at both waves (golden_tokens' gemma3 test; the
+  # snapshot of a new device label is written for review), greedy and sampled runs, the bench.
+  unpack .device/ops
+  gemma=$HOME/.cache/wavefront/models/gemma-3-270m-q4_k_m.gguf
+  mkdir -p "$(dirname "$gemma")"
+  cat .device/g*/gemmapart.* >"$gemma"
+  echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gemma" | sha256sum -c - || exit 3
+  begin_summary
+  gpu_info
+  log="$OUT/test-golden_tokens-gemma3.log" start=$SECONDS
+  bin/golden_tokens gemma3 --test-threads=1 --nocapture >"$log" 2>&1
+  echo "| test golden_tokens gemma3 | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+  grep -E "panicked|FAILED|diverge" "$log" | head -20
+  mkdir -p "$OUT/golden-streams" && cp target/golden-streams/gemma3* "$OUT/golden-streams/" 2>/dev/null
+  finish
+  bin/wavefront run --backend gpu --model "$gemma" --temperature 0 --max-tokens 64 "The capital of France is" >"$OUT/run.txt" 2>&1
+  echo "| run Gemma 3 greedy | $? | | $(grep -E '^\[' "$OUT/run.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
+  WAVEFRONT_NO_GRAPH=1 bin/wavefront run --backend gpu --model "$gemma" --temperature 0 --max-tokens 64 "The capital of France is" >"$OUT/run-nograph.txt" 2>&1
+  cmp <(grep -v '^\[' "$OUT/run.txt") <(grep -v '^\[' "$OUT/run-nograph.txt") \
+    && echo "| greedy text identical with and without graphs | 0 | | |" | tee -a "$OUT/summary.md"
+  bench gemma3-270m-q4_k_m --model "$gemma" --reps 5 --depth 0 --sampling greedy,default
+  finish
+  cat "$OUT"/bench-*.md
   cat "$OUT/summary.md"
   ;;
 batch-check)
