@@ -477,6 +477,9 @@ fn check_gemma3(f: &Fields) -> Result<()> {
     Ok(())
 }
 
+/// The most layers a config with a per-layer window pattern may name (Gemma 3 27B has 62).
+const MAX_PATTERN_LAYERS: usize = 4096;
+
 /// What Gemma 3's config adds: the window and which layers slide, the two RoPE bases, the
 /// score scale.
 struct Gemma3 {
@@ -493,6 +496,14 @@ struct Gemma3 {
 /// `rope_local_base_freq` (4.x; 10⁶ and 10⁴ when absent), and `query_pre_attn_scalar` (256),
 /// which must equal head_dim: the kernels scale scores by `head_dim ** -0.5`.
 fn gemma3(f: &Fields, n_layers: usize, head_dim: usize) -> Result<Gemma3> {
+    // The layer pattern is a list of n_layers entries: a count no checkpoint has (the weights are
+    // checked against it only after the config) is refused before anything is allocated.
+    if n_layers > MAX_PATTERN_LAYERS {
+        return Err(f.err(
+            "num_hidden_layers",
+            format!("{n_layers} layers (at most {MAX_PATTERN_LAYERS} with per-layer windows)"),
+        ));
+    }
     let window = match f.obj.get("sliding_window") {
         None => 4096,
         Some(_) => f
