@@ -350,7 +350,9 @@ fn the_gpu_draft_divergence_check_passes_identity_and_catches_a_planted_bug() {
     let clean = run(&fixtures[0].0, None);
     println!("{}", clean.markdown());
     assert!(clean.all_pass(), "{}", clean.markdown());
-    assert_eq!(clean.runs.len(), 7, "the greedy cases");
+    // The unpenalised greedy cases: greedy with penalties is left to the exact CPU check (the
+    // divergence rule judges raw logits; those cases choose on penalised ones).
+    assert_eq!(clean.runs.len(), 5, "the unpenalised greedy cases");
     assert!(
         clean.runs.iter().all(|r| !r.setting.contains("diverged")),
         "{}",
