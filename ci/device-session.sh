@@ -497,6 +497,18 @@ gemma3)
     && echo "| greedy text identical with and without graphs | 0 | | |" | tee -a "$OUT/summary.md"
   bench gemma3-270m-q4_k_m --model "$gemma" --reps 5 --depth 0 --sampling greedy,default
   finish
+  # llama.cpp on the same file, when the call carried its source (.device/peer, from
+  # `bench/gpu-peer.sh pack`; an earlier call of the warm machine may have started the build).
+  if [ -f .device/peer/llama-src.tar.xz ]; then
+    start=$SECONDS
+    while pgrep -f "gpu-peer.sh build" >/dev/null; do sleep 5; done
+    [ -x /tmp/wavefront-gpu-peer/build/bin/llama-bench ] ||
+      bash bench/gpu-peer.sh build .device/peer/llama-src.tar.xz >"$OUT/peer-build.log" 2>&1
+    WF=bin/wavefront bash bench/gpu-peer.sh bench "$gemma" "${PEER_ROUNDS:-3}" >"$OUT/peer-gemma3.md" 2>"$OUT/peer-gemma3.log"
+    echo "| llama.cpp side by side | $? | $((SECONDS - start)) s | $(grep -E '^\| Wavefront /' "$OUT/peer-gemma3.md") |" | tee -a "$OUT/summary.md"
+    cat "$OUT/peer-gemma3.md"
+    finish
+  fi
   cat "$OUT"/bench-*.md
   cat "$OUT/summary.md"
   ;;

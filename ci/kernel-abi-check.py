@@ -56,7 +56,7 @@ for suffix, t in (("f32", "float"), ("f16", "uint16_t"), ("bf16", "uint16_t"),
                                          "(n_heads, 1)")
 ABI.update({
     "rms_norm": ("rms_norm.hip", "float* x, const float* residual, const float* w, float* out, "
-                 "int rows, int dim, float eps", 256, "(rows)"),
+                 "int rows, int dim, float eps, int accumulate", 256, "(rows)"),
     "swiglu": ("elementwise.hip", "const float* gate, const float* up, float* out, i64 n, int act",
                256,
                ELEMENTS),
@@ -316,7 +316,7 @@ def self_test(kernels_dir):
     print(("ok   " if not clean else "FAIL ") + "self-test: the sources as they are match")
     failures += bool(clean)
     f = dict(base)
-    f["rms_norm.hip"] = f["rms_norm.hip"].replace("float eps)", "int eps)")
+    f["rms_norm.hip"] = f["rms_norm.hip"].replace("float eps, int accumulate)", "int eps, int accumulate)")
     expect("a parameter type change", f, "rms_norm: parameters")
     f = dict(base)
     f["sampling.hip"] = f["sampling.hip"].replace("argmax(const float* x, int n, int* out) {",

@@ -975,8 +975,7 @@ impl<B: Backend> Engine<B> {
             dim: p.out_features,
             eps: self.config.rms_norm_eps,
         };
-        b.rms_norm(o, None, post, h, norm)?;
-        b.add(x, h, p.rows * p.out_features)
+        b.rms_norm_add(o, post, x, h, norm)
     }
 
     /// Queues the decoder over one chunk at the cache's next positions (no host bookkeeping:

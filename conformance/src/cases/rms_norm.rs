@@ -1,6 +1,8 @@
 //! `rms_norm` with the fused residual add: `x += residual; out = x / √(mean(x²) + eps) · w`;
 //! and its in-place form `rms_norm_in_place` (`x = x / √(mean(x²) + eps) · w`), Qwen3's QK-norm
-//! over rows of head_dim (the GPU runs the same kernel with `out` = `x`).
+//! over rows of head_dim (the GPU runs the same kernel with `out` = `x`); and Gemma's post-norm
+//! residual add `rms_norm_add` (`x += y / √(mean(y²) + eps) · w`, the GPU's kernel adding into
+//! `out` = `x` in its second pass).
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
@@ -21,6 +23,9 @@ pub struct RmsNormCase {
     pub residual: bool,
     /// `rms_norm_in_place` (no residual): the result is read back from `x` itself.
     pub in_place: bool,
+    /// `rms_norm_add` (no residual, not in place): the normalised rows added into a second
+    /// tensor, read back from it.
+    pub add: bool,
     /// Magnitude of x: small values make eps matter, large ones test the squares' range.
     pub scale: f32,
     pub seed: u64,
@@ -36,7 +41,7 @@ impl RmsNormCase {
             self.residual,
             self.scale,
             if self.in_place { ",in_place" } else { "" }
-        )
+        ) + if self.add { ",add" } else { "" }
     }
 
     pub fn tolerance(&self) -> Tolerance {
@@ -59,6 +64,9 @@ impl RmsNormCase {
         };
         if self.in_place {
             return self.run_in_place(b, x, w, p);
+        }
+        if self.add {
+            return self.run_add(b, x, r, w, p);
         }
         let mut out = guarded(b, DType::F32, n)?;
         b.rms_norm(&mut xt, self.residual.then_some(&rt), &wt, &mut out, p)?;
@@ -90,6 +98,37 @@ impl RmsNormCase {
 }
 
 impl RmsNormCase {
+    /// `acc += norm(y) · w` with `y` = the case's `x` and `acc` = its residual values, `acc` in a
+    /// guarded buffer; `y` must come back unchanged.
+    fn run_add<B: Backend>(
+        &self,
+        b: &B,
+        y: Vec<f32>,
+        acc: Vec<f32>,
+        w: Vec<f32>,
+        p: RmsNormParams,
+    ) -> Result<Vec<Check>> {
+        let n = self.rows * self.dim;
+        let mut yt = upload(b, DType::F32, &y)?;
+        let mut acct = upload(b, DType::F32, &with_guard(acc.clone()))?;
+        let wt = upload(b, DType::F32, &w)?;
+        let mut tmp = b.alloc(DType::F32, n)?;
+        b.rms_norm_add(&mut yt, &wt, &mut acct, &mut tmp, p)?;
+        let got = match read_guarded(b, &acct, n)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("x", fail)]),
+        };
+        let got_y = b.download_f32(&yt)?;
+        let ya = Array2::from_shape_vec((self.rows, self.dim), y.clone()).expect("sized");
+        let normed = ops::rms_norm(ya.view(), Array1::from(w).view(), self.eps);
+        let want = Array2::from_shape_vec((self.rows, self.dim), acc).expect("sized") + normed;
+        let tol = self.tolerance().nmse;
+        Ok(vec![
+            Check::new("x", compare(want.as_slice().expect("standard"), &got, tol)),
+            Check::new("y", compare(&y, &got_y[..n], 0.0)),
+        ])
+    }
+
     /// `x` normalised in place, in a guarded buffer (the elements past `rows·dim` must stay).
     fn run_in_place<B: Backend>(
         &self,
@@ -136,6 +175,7 @@ pub fn grid() -> Vec<RmsNormCase> {
                 eps: 1e-5,
                 residual,
                 in_place: false,
+                add: false,
                 scale: 1.0,
                 seed: 21,
             });
@@ -150,8 +190,23 @@ pub fn grid() -> Vec<RmsNormCase> {
             eps: 1e-6,
             residual: false,
             in_place: true,
+            add: false,
             scale: 1.0,
             seed: 24,
+        });
+    }
+    // Gemma's post-norm residual add: 640 (Gemma 3 270M's hidden size), 1152, an aligned row
+    // with a tail, rows off 16 bytes (dim 5), many rows.
+    for (rows, dim) in [(1, 640), (1, 1152), (3, 578), (3, 5), (33, 96)] {
+        g.push(RmsNormCase {
+            rows,
+            dim,
+            eps: 1e-6,
+            residual: false,
+            in_place: false,
+            add: true,
+            scale: 1.0,
+            seed: 25,
         });
     }
     // eps comparable to mean(x²), and large activations.
@@ -161,6 +216,7 @@ pub fn grid() -> Vec<RmsNormCase> {
         eps: 1e-2,
         residual: true,
         in_place: false,
+        add: false,
         scale: 0.05,
         seed: 22,
     });
@@ -170,6 +226,7 @@ pub fn grid() -> Vec<RmsNormCase> {
         eps: 1e-6,
         residual: false,
         in_place: false,
+        add: false,
         scale: 300.0,
         seed: 23,
     });
@@ -181,20 +238,24 @@ pub fn strategy() -> impl Strategy<Value = RmsNormCase> {
         1usize..20,
         1usize..700,
         prop_oneof![
-            Just((false, false)),
-            Just((true, false)),
-            Just((false, true))
+            Just((false, false, false)),
+            Just((true, false, false)),
+            Just((false, true, false)),
+            Just((false, false, true))
         ],
         prop_oneof![Just(1e-5f32), Just(1e-6)],
         any::<u64>(),
     )
-        .prop_map(|(rows, dim, (residual, in_place), eps, seed)| RmsNormCase {
-            rows,
-            dim,
-            eps,
-            residual,
-            in_place,
-            scale: 1.0,
-            seed,
-        })
+        .prop_map(
+            |(rows, dim, (residual, in_place, add), eps, seed)| RmsNormCase {
+                rows,
+                dim,
+                eps,
+                residual,
+                in_place,
+                add,
+                scale: 1.0,
+                seed,
+            },
+        )
 }

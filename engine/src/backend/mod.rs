@@ -328,6 +328,22 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: RmsNormParams,
     ) -> Result<()>;
+    /// Gemma's post-norm residual add, row by row: `x += norm(y) · w` (`y`, `x`, `tmp` (rows,
+    /// dim) f32, `w` (dim) f32). `tmp` is scratch a backend that adds in the norm's second pass
+    /// (the GPU's) may leave unwritten. The default runs [`Backend::rms_norm`] of `y` into `tmp`,
+    /// then [`Backend::add`]; a fused form must round as they do (the add one f32 rounding of
+    /// `x + norm(y)·w`). `y` is `&mut` for the default's sake only: its values are not changed.
+    fn rms_norm_add(
+        &self,
+        y: &mut Self::Tensor,
+        w: &Self::Tensor,
+        x: &mut Self::Tensor,
+        tmp: &mut Self::Tensor,
+        p: RmsNormParams,
+    ) -> Result<()> {
+        self.rms_norm(y, None, w, tmp, p)?;
+        self.add(x, tmp, p.rows * p.dim)
+    }
     /// `x = norm(x) · w` in place, row by row: QK-norm (Qwen3), `x` a projection's query (or
     /// key) heads seen as `p.rows` rows of `p.dim` = head_dim, `w` (head_dim) f32.
     fn rms_norm_in_place(

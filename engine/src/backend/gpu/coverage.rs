@@ -75,7 +75,7 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "rms_norm",
         "rms_norm.hip",
         0,
-        &["vec", "tail", "scalar", "residual"],
+        &["vec", "tail", "scalar", "residual", "accumulate"],
     ),
     k("rope_kv_write_f32", "rope.hip", 0, ROPE),
     k("rope_kv_write_f16", "rope.hip", 1, ROPE),

@@ -902,6 +902,17 @@ impl Backend for GpuBackend {
         ops::rms_norm::rms_norm(self, x, residual, w, out, p)
     }
 
+    fn rms_norm_add(
+        &self,
+        y: &mut GpuTensor,
+        w: &GpuTensor,
+        x: &mut GpuTensor,
+        _tmp: &mut GpuTensor,
+        p: RmsNormParams,
+    ) -> Result<()> {
+        ops::rms_norm::rms_norm_add(self, y, w, x, p)
+    }
+
     fn rms_norm_in_place(&self, x: &mut GpuTensor, w: &GpuTensor, p: RmsNormParams) -> Result<()> {
         ops::rms_norm::rms_norm_in_place(self, x, w, p)
     }

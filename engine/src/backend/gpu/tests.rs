@@ -13,7 +13,9 @@ use super::vendor::{
 };
 use super::GpuOptions;
 use super::{choose_wave, GpuBackend, GpuTensor, ABI_KERNELS};
-use crate::backend::{Activation, AttentionParams, Backend, LinearParams, LogitsParams, PreNorm};
+use crate::backend::{
+    Activation, AttentionParams, Backend, LinearParams, LogitsParams, PreNorm, RmsNormParams,
+};
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, KvLayout};
 use crate::sampler::SamplingParams;
@@ -791,6 +793,56 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
         let w = window.unwrap_or(0) as i32;
         assert_eq!(args.last(), Some(&KernelArg::I32(w)), "window {window:?}");
     }
+}
+
+/// Gemma's post-norm residual add: one `rms_norm` launch reading `y` (as the kernel's `x`, no
+/// residual) and adding into `x` (as its `out`, `accumulate` 1); `tmp` is not written. The
+/// plain norm passes `accumulate` 0.
+#[test]
+fn the_post_norm_residual_add_is_one_accumulating_rms_norm_launch() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let p = RmsNormParams {
+        rows: 2,
+        dim: 640,
+        eps: 1e-6,
+    };
+    let mut y = b.alloc(DType::F32, 2 * 640).unwrap();
+    let w = b.alloc(DType::F32, 640).unwrap();
+    let mut x = b.alloc(DType::F32, 2 * 640).unwrap();
+    let mut tmp = b.alloc(DType::F32, 2 * 640).unwrap();
+    v.calls();
+    b.rms_norm_add(&mut y, &w, &mut x, &mut tmp, p).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, cfg, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!((calls.len(), name.as_str()), (1, "rms_norm"), "{calls:?}");
+    assert_eq!(cfg.grid, (2, 1, 1));
+    assert_eq!(
+        args[..4],
+        [
+            KernelArg::Ptr(y.ptr()),
+            KernelArg::Ptr(0),
+            KernelArg::Ptr(w.ptr()),
+            KernelArg::Ptr(x.ptr())
+        ]
+    );
+    assert_eq!(args.last(), Some(&KernelArg::I32(1)));
+    assert!(
+        !args.contains(&KernelArg::Ptr(tmp.ptr())),
+        "tmp is not written"
+    );
+    b.rms_norm(&mut y, None, &w, &mut tmp, p).unwrap();
+    let calls = v.calls();
+    assert!(
+        matches!(&calls[0], Call::Launch(n, _, a) if n == "rms_norm" && a.last() == Some(&KernelArg::I32(0))),
+        "{calls:?}"
+    );
+    // A short x is a typed error, nothing launched.
+    let mut short = b.alloc(DType::F32, 640).unwrap();
+    assert!(b.rms_norm_add(&mut y, &w, &mut short, &mut tmp, p).is_err());
+    assert!(v.calls().iter().all(|c| !matches!(c, Call::Launch(..))));
 }
 
 #[test]

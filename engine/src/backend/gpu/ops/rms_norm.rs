@@ -38,6 +38,38 @@ pub(in crate::backend::gpu) fn rms_norm(
         int(OP, "rows", p.rows)?,
         int(OP, "dim", p.dim)?,
         p.eps,
+        false,
+    )
+}
+
+/// Gemma's post-norm residual add `x += norm(y) · w`: one launch with the kernel's `accumulate`
+/// (its pass 2 adds into `out` = `x`; `y` is read only). `tmp` stays unwritten.
+pub(in crate::backend::gpu) fn rms_norm_add(
+    b: &GpuBackend,
+    y: &GpuTensor,
+    w: &GpuTensor,
+    x: &mut GpuTensor,
+    p: RmsNormParams,
+) -> Result<()> {
+    const OP: &str = "rms_norm_add";
+    let n = p.rows * p.dim;
+    let f32 = &[DType::F32];
+    check_tensor("gpu", OP, "y", y, n, f32)?;
+    check_tensor("gpu", OP, "w", w, p.dim, f32)?;
+    check_tensor("gpu", OP, "x", x, n, f32)?;
+    if n == 0 {
+        return Ok(());
+    }
+    launch_rms_norm(
+        b,
+        y.ptr(),
+        0,
+        w.ptr(),
+        x.ptr(),
+        int(OP, "rows", p.rows)?,
+        int(OP, "dim", p.dim)?,
+        p.eps,
+        true,
     )
 }
 
@@ -67,10 +99,12 @@ pub(in crate::backend::gpu) fn rms_norm_in_place(
         int(OP, "rows", p.rows)?,
         int(OP, "dim", p.dim)?,
         p.eps,
+        false,
     )
 }
 
-/// `rms_norm`: one block of 256 threads per row; `residual` 0 means none.
+/// `rms_norm`: one block of 256 threads per row; `residual` 0 means none; `accumulate`: `out
+/// +=` the normalised rows (`out` must not alias `x` then).
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_rms_norm(
     b: &GpuBackend,
@@ -81,6 +115,7 @@ pub(in crate::backend::gpu) fn launch_rms_norm(
     rows: i32,
     dim: i32,
     eps: f32,
+    accumulate: bool,
 ) -> Result<()> {
     let cfg = LaunchConfig {
         grid: (rows as u32, 1, 1),
@@ -95,7 +130,9 @@ pub(in crate::backend::gpu) fn launch_rms_norm(
         KernelArg::I32(rows),
         KernelArg::I32(dim),
         KernelArg::F32(eps),
+        KernelArg::I32(i32::from(accumulate)),
     ];
-    // SAFETY: the caller checked x, out (and residual) ≥ rows·dim and w ≥ dim, all f32.
+    // SAFETY: the caller checked x, out (and residual) ≥ rows·dim and w ≥ dim, all f32 (and x,
+    // out distinct with accumulate).
     unsafe { b.launch(OP, cfg, &args) }
 }
