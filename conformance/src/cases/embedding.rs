@@ -73,14 +73,26 @@ impl EmbeddingCase {
         let want = ops::embedding(table.view(), &tokens)
             .expect("tokens are in range")
             .mapv(|v| v * self.scale);
-        Ok(vec![Check::new(
+        let tol = self.tolerance().nmse;
+        let mut checks = vec![Check::new(
             "out",
-            compare(
-                want.as_slice().expect("standard layout"),
-                &got,
-                self.tolerance().nmse,
-            ),
-        )])
+            compare(want.as_slice().expect("standard layout"), &got, tol),
+        )];
+        // The decode step's form: the row of the step's token (the context's last, read on the
+        // device), with the same scale.
+        let mut step = b.new_step(self.vocab, self.n_tokens)?;
+        b.reset_step(&mut step, &tokens, 0)?;
+        let mut one = guarded(b, DType::F32, self.hidden)?;
+        b.embedding_step(&t, &step, &mut one, p)?;
+        let last = want.row(self.n_tokens - 1).to_vec();
+        checks.push(Check::new(
+            "step",
+            match read_guarded(b, &one, self.hidden)? {
+                Ok(got) => compare(&last, &got, tol),
+                Err(fail) => fail,
+            },
+        ));
+        Ok(checks)
     }
 }
 
