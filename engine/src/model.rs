@@ -3,7 +3,7 @@
 
 use crate::backend::{
     AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
-    TensorInfo,
+    RowScratch, TensorInfo,
 };
 use crate::config::{names, ModelConfig};
 use crate::error::{Error, Result};
@@ -1108,9 +1108,9 @@ impl<B: Backend> Engine<B> {
                     let p = ap(cache.len(), n);
                     b.rope_attention(&mut s.q, &s.k, &s.v, inv_freq, cache, &mut s.attn, p, *step)?
                 }
-                // Row i in sequence i's scratch, over its cache at its step's position.
+                // Row i over sequence i's cache at its step's position (through its one-row
+                // scratch where the backend cannot address the row in place).
                 Rows::Batch(seqs) => {
-                    let (qd, kd) = (c.q_dim(), c.kv_dim());
                     for (i, seq) in seqs.iter_mut().enumerate() {
                         let p = ap(seq.cache.len(), 1);
                         let Sequence {
@@ -1122,20 +1122,24 @@ impl<B: Backend> Engine<B> {
                         let (Some(one), Some(step)) = (scratch.as_mut(), step.as_ref()) else {
                             return Err(not_decoding());
                         };
-                        b.copy_range(&s.q, i * qd, &mut one.q, 0, qd)?;
-                        b.copy_range(&s.k, i * kd, &mut one.k, 0, kd)?;
-                        b.copy_range(&s.v, i * kd, &mut one.v, 0, kd)?;
-                        b.rope_attention(
-                            &mut one.q,
-                            &one.k,
-                            &one.v,
+                        let one = RowScratch {
+                            q: &mut one.q,
+                            k: &mut one.k,
+                            v: &mut one.v,
+                            out: &mut one.attn,
+                        };
+                        b.rope_attention_row(
+                            i,
+                            &s.q,
+                            &s.k,
+                            &s.v,
+                            &mut s.attn,
+                            one,
                             inv_freq,
                             cache,
-                            &mut one.attn,
                             p,
                             Some(step),
                         )?;
-                        b.copy_range(&one.attn, 0, &mut s.attn, i * qd, qd)?;
                     }
                 }
             }

@@ -541,6 +541,29 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()> {
         unfused::rope_attention(self, q, k, v, inv_freq, cache, out, p, step)
     }
+    /// Row `row` of a batched decode pass: [`Backend::rope_attention`] (`p.rows` = 1) of row
+    /// `row` of `q` (rows of `n_heads·head_dim`), `k` and `v` (rows of `n_kv_heads·head_dim`)
+    /// over `cache` at the position of `step`, into row `row` of `out` (as `q`'s). The result
+    /// must be, bit for bit, what `rope_attention` gives that row alone. The default copies the
+    /// row into `one` (the sequence's one-row tensors), runs `rope_attention` there and copies
+    /// the result back; a backend that addresses the rows where they are (the GPU's fused
+    /// decode kernel) need not touch `one`.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention_row(
+        &self,
+        row: usize,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        out: &mut Self::Tensor,
+        one: RowScratch<'_, Self::Tensor>,
+        inv_freq: &Self::Tensor,
+        cache: &mut KvCache<Self::Tensor>,
+        p: AttentionParams,
+        step: Option<&Self::Step>,
+    ) -> Result<()> {
+        unfused::rope_attention_row(self, row, q, k, v, out, one, inv_freq, cache, p, step)
+    }
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,
@@ -553,14 +576,48 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<u32>;
 }
 
+/// One sequence's one-row tensors (`q`, `out` of `n_heads·head_dim`, `k`, `v` of
+/// `n_kv_heads·head_dim`): where [`Backend::rope_attention_row`]'s default works on a row.
+pub struct RowScratch<'a, T> {
+    pub q: &'a mut T,
+    pub k: &'a mut T,
+    pub v: &'a mut T,
+    pub out: &'a mut T,
+}
+
 /// The fused ops of [`Backend`] as the separate ops they stand for: the trait's defaults, and
 /// what a fusing backend runs where it does not fuse (e.g. the GPU's BLAS path for rows > 1).
 pub mod unfused {
     use super::{
         Activation, AttentionParams, Backend, LinearParams, PreNorm, RmsNormParams, RopeKvParams,
+        RowScratch,
     };
     use crate::error::Result;
     use crate::kv_cache::KvCache;
+
+    /// [`Backend::rope_attention_row`] through the sequence's one-row tensors: the row copied
+    /// in, [`Backend::rope_attention`] there, the result copied back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_attention_row<B: Backend>(
+        b: &B,
+        row: usize,
+        q: &B::Tensor,
+        k: &B::Tensor,
+        v: &B::Tensor,
+        out: &mut B::Tensor,
+        one: RowScratch<'_, B::Tensor>,
+        inv_freq: &B::Tensor,
+        cache: &mut KvCache<B::Tensor>,
+        p: AttentionParams,
+        step: Option<&B::Step>,
+    ) -> Result<()> {
+        let (qd, kd) = (p.n_heads * p.head_dim, p.n_kv_heads * p.head_dim);
+        b.copy_range(q, row * qd, one.q, 0, qd)?;
+        b.copy_range(k, row * kd, one.k, 0, kd)?;
+        b.copy_range(v, row * kd, one.v, 0, kd)?;
+        b.rope_attention(one.q, one.k, one.v, inv_freq, cache, one.out, p, step)?;
+        b.copy_range(one.out, 0, out, row * qd, qd)
+    }
 
     #[allow(clippy::too_many_arguments)]
     pub fn rope_attention<B: Backend>(

@@ -974,6 +974,30 @@ impl Backend for GpuBackend {
         ops::decode_attention::rope_attention(self, q, k, v, inv_freq, cache, out, p, step)
     }
 
+    /// The fused decode kernel on the row where it is (no copies); shapes it does not take go
+    /// through the sequence's one-row tensors.
+    fn rope_attention_row(
+        &self,
+        row: usize,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        out: &mut GpuTensor,
+        one: crate::backend::RowScratch<'_, GpuTensor>,
+        inv_freq: &GpuTensor,
+        cache: &mut KvCache<Self::Tensor>,
+        p: AttentionParams,
+        step: Option<&step::GpuStep>,
+    ) -> Result<()> {
+        if !self.fuse_attention || !ops::decode_attention::fusable(&p, cache.layout().dtype) {
+            return crate::backend::unfused::rope_attention_row(
+                self, row, q, k, v, out, one, inv_freq, cache, p, step,
+            );
+        }
+        let step = step.map(step::GpuStep::block_ptr);
+        ops::decode_attention::rope_attention_row(self, row, q, k, v, inv_freq, cache, out, p, step)
+    }
+
     fn swiglu(
         &self,
         gate: &GpuTensor,

@@ -84,6 +84,25 @@ pub(in crate::backend::gpu) fn rope_attention(
     p: AttentionParams,
     step: Option<DevicePtr>,
 ) -> Result<()> {
+    rope_attention_row(b, 0, q, k, v, inv_freq, cache, out, p, step)
+}
+
+/// [`rope_attention`] of row `row` of `q`, `k`, `v` into row `row` of `out` (a batched decode
+/// pass's row, addressed where it is: the same launch as for a one-row tensor, its pointers
+/// moved by whole rows).
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn rope_attention_row(
+    b: &GpuBackend,
+    row: usize,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    inv_freq: &GpuTensor,
+    cache: &mut KvCache<GpuTensor>,
+    out: &mut GpuTensor,
+    p: AttentionParams,
+    step: Option<DevicePtr>,
+) -> Result<()> {
     let hd = p.head_dim;
     let layout = *cache.layout();
     if !fusable(&p, layout.dtype) {
@@ -91,11 +110,12 @@ pub(in crate::backend::gpu) fn rope_attention(
     }
     let (qd, kvd) = (p.n_heads * hd, p.n_kv_heads * hd);
     let f32 = &[DType::F32];
-    check_tensor("gpu", OP, "q", q, qd, f32)?;
-    check_tensor("gpu", OP, "k", k, kvd, f32)?;
-    check_tensor("gpu", OP, "v", v, kvd, f32)?;
+    let rows = row + 1;
+    check_tensor("gpu", OP, "q", q, rows * qd, f32)?;
+    check_tensor("gpu", OP, "k", k, rows * kvd, f32)?;
+    check_tensor("gpu", OP, "v", v, rows * kvd, f32)?;
     check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2, f32)?;
-    check_tensor("gpu", OP, "out", out, qd, f32)?;
+    check_tensor("gpu", OP, "out", out, rows * qd, f32)?;
     if layout.head_dim != hd || layout.n_kv_heads != p.n_kv_heads || p.layer >= layout.n_layers {
         return Err(bad(
             OP,
@@ -123,12 +143,12 @@ pub(in crate::backend::gpu) fn rope_attention(
         b,
         arena.dtype(),
         [
-            q.ptr(),
-            k.ptr(),
-            v.ptr(),
+            q.ptr_at(row * qd),
+            k.ptr_at(row * kvd),
+            v.ptr_at(row * kvd),
             inv_freq.ptr(),
             arena.ptr(),
-            out.ptr(),
+            out.ptr_at(row * qd),
             ws,
             counters,
         ],
