@@ -221,6 +221,13 @@ struct Scratch<B: Backend> {
     logit_rows: usize,
 }
 
+/// A fresh value for [`Sequence::buffers`]: never repeats within the process.
+fn next_buffers_serial() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SERIAL: AtomicU64 = AtomicU64::new(1);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A captured decode step and the sampling it was captured with.
 struct DecodeGraph<B: Backend> {
     params: SamplingParams,
@@ -241,6 +248,10 @@ pub struct Sequence<B: Backend> {
     /// Decode steps queued since `begin_decode` (graph replays among them).
     decode_steps: usize,
     replays: usize,
+    /// Names the device buffers a captured step of this sequence points into (scratch, step
+    /// state, cache): a new value whenever one of them is (re)allocated, so a batched pass
+    /// captured with the old ones is never replayed ([`DecodeBatch`]'s graphs).
+    buffers: u64,
 }
 
 impl<B: Backend> Sequence<B> {
@@ -282,31 +293,54 @@ enum Rows<'a, 's, B: Backend> {
     Batch(&'a mut [&'s mut Sequence<B>]),
 }
 
+/// A batched pass's captured work (forward and each row's sample), for one ordered set of
+/// sequences (their [`Sequence::buffers`]) with their sampling settings.
+struct BatchGraph<B: Backend> {
+    buffers: Vec<u64>,
+    params: Vec<(SamplingParams, usize)>,
+    graph: B::Graph,
+}
+
+/// The most captured batched passes a [`DecodeBatch`] keeps (the oldest goes first): one for
+/// each group of a steady set of sequences, and a few for sets that come and go.
+const BATCH_GRAPHS: usize = 8;
+
 /// The working memory of a batched decode step ([`Engine::queue_decode_batch`]): activations
-/// for its rows; each sequence's own scratch holds its row around the attention.
+/// for its rows; each sequence's own scratch holds its row around the attention where the
+/// backend cannot address it in place; the passes captured as graphs.
 pub struct DecodeBatch<B: Backend> {
     scratch: Option<Scratch<B>>,
+    graphs: Vec<BatchGraph<B>>,
     /// Copy each row's logits into its sequence's scratch ([`Engine::last_logits`] then reads
     /// them as after [`Engine::queue_decode`]); off by default: a copy per row and step.
     pub keep_logits: bool,
-    /// Passes queued, and rows in them, since the batch was made.
+    /// Passes queued, and rows in them, since the batch was made; replays of captured passes
+    /// among the passes.
     passes: usize,
     rows: usize,
+    replays: usize,
 }
 
 impl<B: Backend> DecodeBatch<B> {
     pub fn new() -> Self {
         DecodeBatch {
             scratch: None,
+            graphs: Vec::new(),
             keep_logits: false,
             passes: 0,
             rows: 0,
+            replays: 0,
         }
     }
 
     /// `(batched passes queued, rows in them)`.
     pub fn counts(&self) -> (usize, usize) {
         (self.passes, self.rows)
+    }
+
+    /// Batched passes that were replays of a captured graph.
+    pub fn replays(&self) -> usize {
+        self.replays
     }
 }
 
@@ -559,6 +593,7 @@ impl<B: Backend> Engine<B> {
             graph: None,
             decode_steps: 0,
             replays: 0,
+            buffers: next_buffers_serial(),
         })
     }
 
@@ -572,6 +607,7 @@ impl<B: Backend> Engine<B> {
         }
         // A captured step points into the old scratch.
         seq.graph = None;
+        seq.buffers = next_buffers_serial();
         seq.scratch = Some(self.alloc_scratch(seq.scratch.as_ref(), rows, logit_rows)?);
         Ok(())
     }
@@ -735,6 +771,7 @@ impl<B: Backend> Engine<B> {
         if seq.step.is_none() {
             let capacity = seq.cache.layout().capacity;
             seq.step = Some(self.backend.new_step(self.config.vocab_size, capacity)?);
+            seq.buffers = next_buffers_serial();
         }
         let step = seq.step.as_mut().expect("made above");
         self.backend.reset_step(step, context, seed)?;
@@ -854,7 +891,9 @@ impl<B: Backend> Engine<B> {
     /// step state); then each sequence's sample from its row, and its id posted. A row's logits
     /// are, bit for bit, what its sequence alone computes, whatever else is in the pass (the
     /// backend's batch-invariance contract), so its tokens are too. A pass of one sequence is
-    /// [`Engine::queue_decode`] (its captured graph). Every sequence is checked (decoding, room
+    /// [`Engine::queue_decode`] (its captured graph); a pass of several is captured once too
+    /// (with graphs on) and replayed while the same sequences, with the same buffers, come in
+    /// the same order with the same settings. Every sequence is checked (decoding, room
     /// for a token, valid sampling) before anything is queued. The logits of a batched row stay
     /// in the batch (`last_logits` of its sequence is an error) unless `batch.keep_logits`.
     pub fn queue_decode_batch(
@@ -894,16 +933,63 @@ impl<B: Backend> Engine<B> {
                 .as_ref()
                 .is_some_and(|s| s.rows >= n && s.logit_rows >= n);
             if !fits {
+                // The captured passes point into the old scratch.
+                batch.graphs.clear();
                 batch.scratch = Some(self.alloc_scratch(batch.scratch.as_ref(), n, n)?);
             }
+            let DecodeBatch {
+                scratch, graphs, ..
+            } = &mut *batch;
+            let s = scratch.as_mut().expect("allocated above");
+            // The pass's work: the forward over every row, then each row's sample (what a
+            // graph captures; positions and tokens are read from the step states on the device).
+            let buffers: Vec<u64> = group.iter().map(|seq| seq.buffers).collect();
+            let found = graphs
+                .iter()
+                .position(|g| g.buffers == buffers && g.params == settings)
+                .filter(|_| self.options.graphs);
+            let replayed = match found {
+                Some(i) => {
+                    self.backend.replay_graph(&graphs[i].graph)?;
+                    true
+                }
+                None => {
+                    let mut work = || -> Result<()> {
+                        self.backend.invariant_rows(&mut || {
+                            self.queue_forward(Rows::Batch(&mut *group), s, Some((0, n)), None)
+                        })?;
+                        for (i, (seq, (p, window))) in group.iter_mut().zip(settings).enumerate() {
+                            let step = seq.step.as_mut().ok_or_else(not_decoding)?;
+                            self.backend
+                                .sample_step(&s.logits, i, vocab, p, *window, step)?;
+                        }
+                        Ok(())
+                    };
+                    let captured = match self.options.graphs {
+                        true => self.backend.capture_graph(&mut work)?,
+                        false => None,
+                    };
+                    match captured {
+                        Some(graph) => {
+                            self.backend.replay_graph(&graph)?;
+                            if graphs.len() == BATCH_GRAPHS {
+                                graphs.remove(0);
+                            }
+                            graphs.push(BatchGraph {
+                                buffers,
+                                params: settings.to_vec(),
+                                graph,
+                            });
+                        }
+                        None => work()?,
+                    }
+                    false
+                }
+            };
+            batch.replays += usize::from(replayed);
             let s = batch.scratch.as_mut().expect("allocated above");
-            self.backend.invariant_rows(&mut || {
-                self.queue_forward(Rows::Batch(&mut *group), s, Some((0, n)), None)
-            })?;
-            for (i, (seq, (p, window))) in group.iter_mut().zip(settings).enumerate() {
+            for (i, (seq, _)) in group.iter_mut().zip(settings).enumerate() {
                 let step = seq.step.as_mut().ok_or_else(not_decoding)?;
-                self.backend
-                    .sample_step(&s.logits, i, vocab, p, *window, step)?;
                 self.backend.post_token(step)?;
                 seq.cache.advance(1)?;
                 seq.decode_steps += 1;

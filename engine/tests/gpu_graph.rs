@@ -132,3 +132,107 @@ fn the_decode_step_gives_identical_tokens_captured_and_uncaptured() {
         assert_eq!(streams[0], host, "{params:?}: step decode vs the host loop");
     }
 }
+
+/// A batched decode pass is captured and replayed while the same sequences come with the same
+/// settings: three sequences (different prompts, so different positions; greedy and sampled)
+/// decoded together give, token for token, what each gives decoded alone, with graphs and
+/// without; the captured batch replays every pass after its first, and when a sequence leaves
+/// (the set changes) the remaining two are captured anew and still match.
+#[test]
+fn batched_passes_replay_captured_graphs_and_keep_each_sequences_tokens() {
+    use wavefront::formats::random::{random_model, shape};
+    use wavefront::{DecodeBatch, Engine, EngineOptions, Logits, SamplingParams, Sequence};
+    let Some(b1) = gpu() else { return };
+    let Some(b2) = gpu() else { return };
+    let model = random_model(shape("smollm2-135m").unwrap(), 6, DType::BF16);
+    let with = |graphs| EngineOptions {
+        graphs,
+        ..Default::default()
+    };
+    let captured = Engine::new(b1, &model, with(true)).unwrap();
+    let direct = Engine::new(b2, &model, with(false)).unwrap();
+    let sampled = SamplingParams {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        repeat_penalty: 1.1,
+        presence_penalty: 0.0,
+        frequency_penalty: 0.0,
+    };
+    let settings = [
+        (SamplingParams::greedy(), 0),
+        (sampled, 64),
+        (SamplingParams::greedy(), 0),
+    ];
+    let prompts: Vec<Vec<u32>> = (0..3)
+        .map(|s| {
+            (0..5 + 4 * s)
+                .map(|i| 900 + 31 * i + 7 * s as u32)
+                .collect()
+        })
+        .collect();
+    let (n, leave_after) = (24, 10);
+    let start = |e: &Engine<_>, i: usize| -> Sequence<_> {
+        let p = &prompts[i];
+        let mut seq = e.new_sequence(p.len() + n + 2).unwrap();
+        e.forward(&mut seq, p, Logits::Last).unwrap();
+        e.begin_decode(&mut seq, p, 40 + i as u64).unwrap();
+        let (params, window) = &settings[i];
+        e.queue_sample(&mut seq, params, *window).unwrap();
+        seq
+    };
+    // Each alone (uncaptured single steps), n steps.
+    let alone: Vec<Vec<u32>> = (0..3)
+        .map(|i| {
+            let mut seq = start(&direct, i);
+            let (params, window) = &settings[i];
+            let mut t = vec![direct.take_token(&mut seq).unwrap()];
+            for _ in 0..n {
+                direct.queue_decode(&mut seq, params, *window).unwrap();
+                t.push(direct.take_token(&mut seq).unwrap());
+            }
+            t
+        })
+        .collect();
+    for (e, graphs) in [(&captured, true), (&direct, false)] {
+        let mut seqs: Vec<_> = (0..3).map(|i| start(e, i)).collect();
+        let mut got: Vec<Vec<u32>> = seqs
+            .iter_mut()
+            .map(|s| vec![e.take_token(s).unwrap()])
+            .collect();
+        let mut batch = DecodeBatch::new();
+        for step in 0..n {
+            // Sequence 1 leaves after `leave_after` steps: passes of two from then on.
+            let live: Vec<usize> = if step < leave_after {
+                vec![0, 1, 2]
+            } else {
+                vec![0, 2]
+            };
+            let params: Vec<_> = live.iter().map(|&i| settings[i]).collect();
+            let mut group: Vec<&mut Sequence<_>> = seqs
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| live.contains(i))
+                .map(|(_, s)| s)
+                .collect();
+            e.queue_decode_batch(&mut batch, &mut group, &params)
+                .unwrap();
+            for (seq, &i) in group.iter_mut().zip(&live) {
+                got[i].push(e.take_token(seq).unwrap());
+            }
+        }
+        assert_eq!(batch.counts(), (n, 3 * leave_after + 2 * (n - leave_after)));
+        // Two captures (the set of three, then of two), every other pass a replay.
+        let replays = if graphs { n - 2 } else { 0 };
+        assert_eq!(batch.replays(), replays, "graphs {graphs}");
+        for i in [0, 2] {
+            assert_eq!(got[i], alone[i], "graphs {graphs}: sequence {i}");
+        }
+        assert_eq!(
+            got[1],
+            alone[1][..=leave_after],
+            "graphs {graphs}: sequence 1 until it left"
+        );
+    }
+}
