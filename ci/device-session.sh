@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -87,8 +87,49 @@ unpack() { # dir
 
 model_from_parts() { # the default model from .device/m1..m3 (three calls' carries), checked
   mkdir -p "$(dirname "$model")"
+  if [ -f "$model" ] && echo "$sha  $model" | sha256sum -c --status - 2>/dev/null; then
+    return # an earlier call (or `unblob`) put it there
+  fi
   cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
   echo "$sha  $model" | sha256sum -c - || exit 3
+}
+
+gemma=$HOME/.cache/wavefront/models/gemma-3-270m-q4_k_m.gguf
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+gemma_bytes=253113024
+
+# Both real models as one stream (Gemma 3's file, then the default model) cut into parts
+# .device/d01/part, .device/d02/part, … of at most BLOB_PART bytes: `pack-blob` here, one part a
+# call there within the warm window (the first call's smaller, beside the binaries: BLOB_FIRST);
+# `unblob` writes each file whose bytes have all arrived, sha256-checked.
+pack_blob() {
+  local first=${BLOB_FIRST:-25000000} part=${BLOB_PART:-49000000} i=1 off=0 size n
+  [ -f "$gemma" ] || target/release/wavefront info --model gemma3 >/dev/null
+  [ -f "$model" ] || target/release/wavefront info >/dev/null
+  rm -rf .device/d[0-9]*
+  size=$(( gemma_bytes + $(stat -c %s "$model") ))
+  while [ "$off" -lt "$size" ]; do
+    n=$part; [ "$i" = 1 ] && n=$first
+    mkdir -p "$(printf '.device/d%02d' "$i")"
+    cat "$gemma" "$model" | tail -c +$((off + 1)) | head -c "$n" >"$(printf '.device/d%02d/part' "$i")"
+    off=$((off + n)); i=$((i + 1))
+  done
+  du -b .device/d[0-9]*/part
+}
+
+unblob() {
+  local have
+  have=$(cat .device/d[0-9]*/part 2>/dev/null | wc -c)
+  mkdir -p "$(dirname "$model")"
+  if [ "$have" -ge "$gemma_bytes" ] && ! echo "$gemma_sha  $gemma" | sha256sum -c --status - 2>/dev/null; then
+    cat .device/d[0-9]*/part | head -c "$gemma_bytes" >"$gemma"
+    echo "$gemma_sha  $gemma" | sha256sum -c - || exit 3
+  fi
+  if [ "$have" -gt "$gemma_bytes" ] && ! echo "$sha  $model" | sha256sum -c --status - 2>/dev/null; then
+    cat .device/d[0-9]*/part | tail -c +$((gemma_bytes + 1)) >"$model"
+    echo "$sha  $model" | sha256sum -c - 2>/dev/null || rm -f "$model" # not all there yet
+  fi
+  echo "blob: $have bytes; gemma3 $([ -f "$gemma" ] && echo ok || echo absent), smollm2 $([ -f "$model" ] && echo ok || echo absent)"
 }
 
 finish() { # archive the stage's results into the one file that comes back (after every step,
@@ -138,6 +179,8 @@ run_test() { # name
 mkdir -p "$OUT"
 case $stage in
 pack) pack ;;
+pack-blob) pack_blob ;;
+unblob) unblob ;;
 ops)
   unpack .device/ops
   cp .device/ops/model.part00 /root/wavefront-model.part00
@@ -478,10 +521,11 @@ gemma3)
   # The golden streams against transformers at both waves (golden_tokens' gemma3 test; the
   # snapshot of a new device label is written for review), greedy and sampled runs, the bench.
   unpack .device/ops
-  gemma=$HOME/.cache/wavefront/models/gemma-3-270m-q4_k_m.gguf
   mkdir -p "$(dirname "$gemma")"
-  cat .device/g*/gemmapart.* >"$gemma"
-  echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gemma" | sha256sum -c - || exit 3
+  if ! echo "$gemma_sha  $gemma" | sha256sum -c --status - 2>/dev/null; then
+    cat .device/g*/gemmapart.* >"$gemma"
+    echo "$gemma_sha  $gemma" | sha256sum -c - || exit 3
+  fi
   begin_summary
   gpu_info
   log="$OUT/test-golden_tokens-gemma3.log" start=$SECONDS
