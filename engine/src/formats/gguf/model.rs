@@ -202,6 +202,8 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         // llama.cpp's gemma3 graph: `ggml_scale(inpL, sqrtf(n_embd))`.
         embed_scale: gemma.as_ref().map(|_| (hidden_size as f32).sqrt()),
         query_pre_attn_scalar: None,
+        attn_logit_softcap: None,
+        final_logit_softcap: None,
         post_norms: gemma.is_some(),
         // llama.cpp writes `output.weight` only when the head is not the embedding.
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),

@@ -343,6 +343,8 @@ pub fn parse_config(
         // Gemma3TextModel: `embed_scale = hidden_size ** 0.5`, an f32 tensor of the double.
         embed_scale: gemma.as_ref().map(|_| (hidden_size as f64).sqrt() as f32),
         query_pre_attn_scalar: gemma.as_ref().map(|g| g.query_pre_attn_scalar),
+        attn_logit_softcap: None,
+        final_logit_softcap: None,
         post_norms: gemma.is_some(),
         tie_word_embeddings: f
             .bool("tie_word_embeddings")?
