@@ -19,6 +19,11 @@ pub enum Arch {
     /// and after the MLP as well as before each, `(1 + w)` norm gains (resolved at load), and
     /// five sliding-window layers (RoPE base 10 000) to one global layer (10⁶).
     Gemma3,
+    /// Gemma 2: Gemma 3's layer (four norms, `(1 + w)` gains, GELU-tanh, embedding × √hidden)
+    /// without QK-norm, with attention logit and final logit soft-capping, a score scale of its
+    /// own (`query_pre_attn_scalar`) and a sliding window on every other layer (the even ones),
+    /// one RoPE base.
+    Gemma2,
 }
 
 impl Arch {
@@ -28,6 +33,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Gemma2 => "gemma2",
         }
     }
 }
