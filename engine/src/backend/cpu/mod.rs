@@ -479,6 +479,18 @@ impl Backend for CpuBackend {
     }
 }
 
+/// A typed error for a final logit soft-cap that is not a finite positive number.
+fn check_softcap(op: &str, c: f32) -> Result<()> {
+    if c.is_finite() && c > 0.0 {
+        return Ok(());
+    }
+    Err(Error::Backend {
+        backend: "cpu",
+        op: op.into(),
+        detail: format!("softcap {c} is not a finite positive number"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,16 +784,4 @@ mod tests {
             "{err}"
         );
     }
-}
-
-/// A typed error for a final logit soft-cap that is not a finite positive number.
-fn check_softcap(op: &str, c: f32) -> Result<()> {
-    if c.is_finite() && c > 0.0 {
-        return Ok(());
-    }
-    Err(Error::Backend {
-        backend: "cpu",
-        op: op.into(),
-        detail: format!("softcap {c} is not a finite positive number"),
-    })
 }
