@@ -126,9 +126,11 @@ impl ModelConfig {
     }
 
     /// The factor on `q·k` where it is not `head_dim ** -0.5`: `query_pre_attn_scalar ** -0.5`
-    /// (a double, used as f32, as transformers' `self.scaling`).
+    /// (a double, used as f32, as transformers' `self.scaling`); `None` where the scalar is
+    /// head_dim (the kernels' default is then the same number).
     pub fn attn_scale(&self) -> Option<f32> {
         self.query_pre_attn_scalar
+            .filter(|&s| f64::from(s) != self.head_dim as f64)
             .map(|s| f64::from(s).powf(-0.5) as f32)
     }
 

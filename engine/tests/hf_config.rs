@@ -307,7 +307,11 @@ fn a_minimal_gemma2_config_takes_gemma2configs_defaults() {
     assert_eq!(c.sliding_window, Some(4096));
     assert_eq!(c.sliding_layers, Some(vec![true, false, true, false, true]));
     assert_eq!(c.query_pre_attn_scalar, Some(256.0));
-    assert_eq!(c.attn_scale(), Some(0.0625));
+    assert_eq!(
+        c.attn_scale(),
+        None,
+        "256 = head_dim: the kernels' own head_dim^-0.5"
+    );
     assert_eq!(c.attn_logit_softcap, Some(50.0));
     assert_eq!(c.final_logit_softcap, Some(30.0));
     assert!(c.tie_word_embeddings);
