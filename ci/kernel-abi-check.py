@@ -40,7 +40,7 @@ ROPE = ("float* q, const float* k, const float* v, const float* inv_freq, T* are
         "const int* step")
 ATTENTION = ("const float* q, const T* arena, float* out, int layer, int pos0, int rows, "
              "int n_heads, int n_kv_heads, int head_dim, int capacity, float scale, const int* step, "
-             "int window")
+             "int window, float softcap")
 ELEMENTS = "(ceil(n/256))"
 
 ABI = {}
@@ -61,6 +61,7 @@ ABI.update({
                256,
                ELEMENTS),
     "add": ("elementwise.hip", "float* x, const float* y, i64 n", 256, ELEMENTS),
+    "softcap": ("elementwise.hip", "float* x, i64 n, float c, float inv_c", 256, ELEMENTS),
     "bias_add": ("elementwise.hip", "float* out, const float* bias, int rows, int cols", 256,
                  "(ceil(rows*cols/256))"),
     "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
@@ -81,12 +82,13 @@ ABI.update({
 DECODE_ATTENTION = ("const float* q, const float* k, const float* v, const float* inv_freq, "
                     "uint16_t* arena, float* out, float* ws, int* counters, int layer, int pos0, "
                     "int n_heads, int n_kv_heads, int head_dim, int capacity, int s_max, "
-                    "float scale, const int* step, int window")
+                    "float scale, const int* step, int window, float softcap")
 for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
     ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip",
                                          DECODE_ATTENTION.replace("uint16_t* arena", t + "* arena"),
                                          256, "(n_kv_heads*slabs, s_max)")
-FLASH_ATTENTION = ATTENTION.replace(", const int* step", "")
+FLASH_ATTENTION = ATTENTION.replace(", const int* step", "").replace(
+    "float softcap", "float softcap_log2, float softcap_k")
 for hd in (64, 128):
     for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
         ABI[f"flash_attention_{hd}_{suffix}"] = (

@@ -2,6 +2,8 @@
 // flash-style kernel is a later issue). For query row i at position p = pos0 + i and head h,
 // with KV head kvh = h / (n_heads / n_kv_heads):
 //   s_j = (q[i, h, :] · K[kvh, j, :]) · scale            for keys j = first ..= p
+//   s_j ← softcap · tanh(s_j / softcap) where softcap > 0 (Gemma 2's attention logit
+//   soft-cap, common.h wf_softcap; 0: off, a launch constant, so the branch is uniform)
 //   first = 0, or with a sliding window of W keys (window > 0; Mistral) p + 1 − W when positive:
 //   the keys p − W < j ≤ p (transformers' sliding_window_overlay); keys before are never read
 //   out[i, h, :] = Σ_j softmax(s)_j · V[kvh, j, :]        (max-subtracted softmax)
@@ -28,15 +30,17 @@
 //   (engine/src/backend/gpu/step.rs), pos0 = step[1], read on the device, so one captured
 //   launch serves every length; a pos0 outside [0, capacity − rows] writes nothing.
 // Contract (checked by the host): head_dim ≤ 256, n_heads a multiple of n_kv_heads,
-//   pos0 + rows ≤ capacity, layer < n_layers, window ≥ 0 (0: none).
+//   pos0 + rows ≤ capacity, layer < n_layers, window ≥ 0 (0: none), scale finite, softcap ≥ 0
+//   finite (0: none).
 // Paths (WF_PATH, slot = the KV type's codec id; + 4 for attention_decode_{T}):
 //   keys:       a wave folds a key into its running (m, ℓ, a)
 //   empty_wave: the merge meets a wave that saw no key (fewer keys than waves)
 //   step:       pos0 read from the step block (attention_decode_{T})
+//   softcap:    a key's score soft-capped (softcap > 0)
 
 #include "common.h"
 
-enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE, PATH_STEP };
+enum AttentionPath { PATH_KEYS, PATH_EMPTY_WAVE, PATH_STEP, PATH_SOFTCAP };
 
 constexpr int ATTENTION_BLOCK = 128;          // attention_{T}: prefill rows
 constexpr int ATTENTION_DECODE_BLOCK = 1024;  // attention_decode_{T}: one decode row
@@ -47,7 +51,7 @@ template <class KV, int BLOCK>
 __device__ void attention_kernel(const float* q, const typename KV::storage* arena, float* out,
                                  int layer, int pos0, int rows, int n_heads, int n_kv_heads,
                                  int head_dim, int capacity, float scale, const int* step,
-                                 int window) {
+                                 int window, float softcap) {
   const int h = block_index_x(), i = block_index_y();
   if (h >= n_heads || i >= rows || head_dim > ATTENTION_MAX_HEAD_DIM) return;
   constexpr int NW = BLOCK / WAVE;  // waves
@@ -77,6 +81,7 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
     acc[c] = 0.0f;
   }
   float m = -wf_inf(), l = 0.0f;
+  const float inv_cap = softcap > 0.0f ? 1.0f / softcap : 0.0f;
 
   const int iters = (keys + NW - 1) / NW;
   for (int it = 0; it < iters; ++it) {
@@ -91,9 +96,11 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
         if (d < head_dim) part += qv[c] * kv_read<KV>(arena, kj + d);
       }
     }
-    const float s = wave_sum(part) * scale;  // every lane of the wave: s_j
+    float s = wave_sum(part) * scale;  // every lane of the wave: s_j
+    if (softcap > 0.0f) s = wf_softcap(s, softcap, inv_cap);
     if (valid) {
       WF_PATH(slot, PATH_KEYS);
+      if (softcap > 0.0f) WF_PATH(slot, PATH_SOFTCAP);
       const float m_new = max_num(m, s);
       const float corr = wf_expf(m - m_new);  // 0 on the first key (m = -inf)
       const float p = wf_expf(s - m_new);
@@ -142,63 +149,64 @@ __device__ void attention_kernel(const float* q, const typename KV::storage* are
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step, int window) {
+        const int* step, int window, float softcap) {
   attention_kernel<F32, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step, window);
+                             capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_f32(const float* q, const float* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step, int window) {
+        const int* step, int window, float softcap) {
   attention_kernel<F32, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step, window);
+                             capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step, int window) {
+        const int* step, int window, float softcap) {
   attention_kernel<F16, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step, window);
+                             capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step, int window) {
+        const int* step, int window, float softcap) {
   attention_kernel<F16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step, window);
+                             capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step, int window) {
+        const int* step, int window, float softcap) {
   attention_kernel<BF16, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step, window);
+                             capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0, int rows,
         int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        const int* step, int window) {
+        const int* step, int window, float softcap) {
   attention_kernel<BF16, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                             capacity, scale, step, window);
+                             capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_BLOCK)
     attention_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
                    int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                   float scale, const int* step, int window) {
+                   float scale, const int* step, int window, float softcap) {
   attention_kernel<Q8, ATTENTION_BLOCK>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads,
-                                        head_dim, capacity, scale, step, window);
+                                        head_dim, capacity, scale, step, window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(ATTENTION_DECODE_BLOCK)
     attention_decode_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
                           int rows, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                          float scale, const int* step, int window) {
+                          float scale, const int* step, int window, float softcap) {
   attention_kernel<Q8, ATTENTION_DECODE_BLOCK>(q, arena, out, layer, pos0, rows, n_heads,
-                                               n_kv_heads, head_dim, capacity, scale, step, window);
+                                               n_kv_heads, head_dim, capacity, scale, step, window,
+                                               softcap);
 }

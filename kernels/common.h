@@ -174,6 +174,21 @@ WF_DEVICE float wf_gelu_tanh(float g) {
 }
 WF_DEVICE float wf_silu(float g) { return g / (1.0f + wf_expf(-g)); }
 
+// Gemma 2's soft-cap c·tanh(x / c) of an attention score or a logit, `inv_c` = 1 / c (the
+// caller's, once per launch): t = x·inv_c, tanh |t| = (1 − e) / (1 + e) with e = e^(−2|t|) ∈
+// (0, 1] (no overflow, no tanhf: a device-library call on AMD), the sign of t put back.
+// Against transformers' (x / c).tanh() · c: the reciprocal and the product (2 roundings of t,
+// tanh' ≤ 1), e^x (2 ulp) and 1 − e, which cancels for small |t| (absolute u), the division
+// and · c: ≤ 6u·c absolute (conformance's attention and logits cases). NaN stays NaN; ±inf
+// gives ±c.
+WF_DEVICE float wf_softcap(float x, float c, float inv_c) {
+  const float t = x * inv_c;
+  const float a = t < 0.0f ? -t : t;
+  const float e = wf_expf(-2.0f * a);
+  const float th = (1.0f - e) / (1.0f + e);
+  return (t < 0.0f ? -th : th) * c;
+}
+
 // a·b + c with the product rounded before the sum (never contracted into an FMA, which
 // NVRTC and clang may otherwise do): ggml's dequantization formulas (q·d + m).
 WF_DEVICE float wf_mul_add_rn(float a, float b, float c) {

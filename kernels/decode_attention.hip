@@ -3,10 +3,13 @@
 //   q_h  = rope(q[h]),  k_p = rope(k[kvh]),  v_p = v[kvh]     (rope.hip's rotation, bit for bit)
 //   K[kvh, p] ← k_p,  V[kvh, p] ← v_p                          (rounded to the KV type)
 //   s_j  = (q_h · K[kvh, j]) · scale                           for keys j = a ..= p
+//   s_j ← softcap · tanh(s_j / softcap)                          where softcap > 0
 //   out[h] = Σ_j softmax(s)_j · V[kvh, j]
 // for every query head h, kvh = h / G (G = n_heads / n_kv_heads), where the key at p is the
 // rotated k_p rounded to the KV type (the value the arena holds after the step), and a = 0, or
 // with a sliding window of w keys (window = w > 0, a launch constant) a = max(0, p + 1 − w).
+// The soft-cap (Gemma 2's attention logit soft-cap, common.h wf_softcap) is a launch constant
+// too (0: off), so its branch is uniform.
 //
 // Shapes: q (n_heads, head_dim), k, v (n_kv_heads, head_dim) f32 (the QKV projection's outputs,
 //   before RoPE; q is not written); inv_freq (head_dim / 2) f32; arena (n_layers, 2,
@@ -52,7 +55,7 @@
 // Contract (checked by the host): head_dim a multiple of 16, 32 ≤ head_dim ≤ 256 (each half of
 //   the rotation is whole pieces; P2 ≥ 4 for head_score), n_heads a multiple of n_kv_heads,
 //   1 ≤ s_max ≤ DA_MAX_SPLITS, arena, q, k, v, inv_freq and out 16-byte aligned,
-//   layer < n_layers.
+//   layer < n_layers, scale finite, softcap ≥ 0 finite.
 // Paths (WF_PATH, slot = the KV type's codec id − 1):
 //   keys:    a key read from the arena (j < p)
 //   new:     the step's own key and value, from shared memory
@@ -63,6 +66,7 @@
 //   step:    the position read from the step block
 //   write:   the KV write at p
 //   window:  the window's first key a > 0 (the keys before it are not read)
+//   softcap: a score soft-capped (softcap > 0)
 
 #include "common.h"
 
@@ -89,7 +93,8 @@ enum DecodeAttentionPath {
   PATH_COMBINE,
   PATH_STEP,
   PATH_WRITE,
-  PATH_WINDOW
+  PATH_WINDOW,
+  PATH_SOFTCAP
 };
 
 // The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
@@ -237,7 +242,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
                                         float* out,
                                         float* ws, int* counters, int layer, int pos, int n_heads,
                                         int n_kv_heads, int head_dim, int capacity, int s_max,
-                                        float scale, const int* step, int window) {
+                                        float scale, const int* step, int window,
+                                        float softcap) {
   const int slot_id = KV::id - 1;
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
@@ -328,6 +334,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
   float run_m = -wf_inf(), run_l = 0.0f;  // wave w's head (w < gb)
+  const float inv_cap = softcap > 0.0f ? 1.0f / softcap : 0.0f;
 
   for (int c0 = j0; c0 < j1; c0 += DA_CHUNK) {
     const int c1 = imin(j1, c0 + DA_CHUNK), n = c1 - c0;
@@ -363,7 +370,14 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
         }
         const float sc = head_score(part, pc, p2);
         const int g = ((pc & (p2 >> 1)) ? 2 : 0) + ((pc & (p2 >> 2)) ? 1 : 0);
-        if ((pc & ((p2 >> 2) - 1)) == 0 && g < gb && j < c1) buf[g * DA_CHUNK + i] = sc * scale;
+        if ((pc & ((p2 >> 2) - 1)) == 0 && g < gb && j < c1) {
+          float sv = sc * scale;
+          if (softcap > 0.0f) {
+            WF_PATH(slot_id, PATH_SOFTCAP);
+            sv = wf_softcap(sv, softcap, inv_cap);
+          }
+          buf[g * DA_CHUNK + i] = sv;
+        }
       }
 #pragma unroll
       for (int u = 0; u < U; ++u)
@@ -526,25 +540,28 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_f16(const float* q, const float* k, const float* v, const float* inv_freq,
                          uint16_t* arena, float* out, float* ws, int* counters, int layer,
                          int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                         int s_max, float scale, const int* step, int window) {
+                         int s_max, float scale, const int* step, int window, float softcap) {
   decode_attention_kernel<F16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
-                               n_kv_heads, head_dim, capacity, s_max, scale, step, window);
+                               n_kv_heads, head_dim, capacity, s_max, scale, step, window,
+                               softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_bf16(const float* q, const float* k, const float* v, const float* inv_freq,
                           uint16_t* arena, float* out, float* ws, int* counters, int layer,
                           int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                          int s_max, float scale, const int* step, int window) {
+                          int s_max, float scale, const int* step, int window, float softcap) {
   decode_attention_kernel<BF16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
-                                n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step, window);
+                                n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step,
+                                window, softcap);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
     decode_attention_q8_0(const float* q, const float* k, const float* v, const float* inv_freq,
                           uint8_t* arena, float* out, float* ws, int* counters, int layer,
                           int pos0, int n_heads, int n_kv_heads, int head_dim, int capacity,
-                          int s_max, float scale, const int* step, int window) {
+                          int s_max, float scale, const int* step, int window, float softcap) {
   decode_attention_kernel<Q8>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
-                              n_kv_heads, head_dim, capacity, s_max, scale, step, window);
+                              n_kv_heads, head_dim, capacity, s_max, scale, step, window,
+                              softcap);
 }

@@ -3,6 +3,8 @@
 //             gate / (1 + e^(−gate)), as the CPU; 1: gelu_tanh)
 //   add:      x[i] += y[i]
 //   bias_add: out[r·cols + c] += bias[c]
+//   softcap:  x[i] = c·tanh(x[i] / c) (Gemma 2's final logit soft-cap on the logits rows,
+//             common.h wf_softcap; c > 0, inv_c = 1 / c from the host)
 //
 // Shapes: gate, up, out, x, y (n) f32, n 64-bit; out (rows, cols) and bias (cols) for bias_add.
 // Launch: grid (ceil(n / 256)) — ceil(rows·cols / 256) for bias_add; block ELEMENTWISE_BLOCK
@@ -11,7 +13,8 @@
 //   touch neighbouring elements, so each wave's accesses coalesce; with one element per
 //   thread (the ABI's grid) there is nothing for a wider vector load to add.
 
-// Paths (WF_PATH; slots 0 swiglu, 1 add, 2 bias_add): main for each, and for swiglu gelu,
+// Paths (WF_PATH; slots 0 swiglu, 1 add, 2 bias_add, 3 softcap): main for each, and for
+//   swiglu gelu,
 //   main: the element's value (no branch beyond the bounds check; swiglu: silu)
 //   gelu: swiglu with act = ACT_GELU_TANH (one uniform branch per element)
 
@@ -54,5 +57,14 @@ extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
   if (i < (i64)rows * cols) {
     WF_PATH(2, PATH_MAIN);
     out[i] += bias[i % cols];
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(ELEMENTWISE_BLOCK)
+    softcap(float* x, i64 n, float c, float inv_c) {
+  const i64 i = element_index();
+  if (i < n) {
+    WF_PATH(3, PATH_MAIN);
+    x[i] = wf_softcap(x[i], c, inv_c);
   }
 }

@@ -4,7 +4,14 @@
 // attention_{T} (attention.hip): for query row i at position p = pos0 + i and head h, with
 // KV head kvh = h / G (G = n_heads / n_kv_heads),
 //   out[i, h, :] = Σ_{a ≤ j ≤ p} softmax_j(q[i, h, :] · K[kvh, j, :] · scale) · V[kvh, j, :],
-// a = 0, or with a sliding window of w keys (window = w > 0) a = max(0, p + 1 − w).
+// a = 0, or with a sliding window of w keys (window = w > 0) a = max(0, p + 1 − w); where
+// a soft-cap c each score s becomes c · tanh(s / c) before the mask (Gemma 2's attention logit
+// soft-cap). The scores are in log2 units (q carries scale · log2 e), so the cap is applied
+// there as c' · tanh(x / c') with x = s · log2 e and c' = c · log2 e (= log2 e · c · tanh(s / c),
+// the capped score in log2 units). The host passes softcap_log2 = c' (0: off, a launch
+// constant, so the branch is uniform) and softcap_k = −2 / c, both ready: a constant derived in
+// the kernel would take a VGPR for the whole key loop (on RDNA3 the HD 128 entry points have
+// none to spare).
 //
 // Shapes: q, out (rows, n_heads, head_dim) f32; arena (n_layers, 2, n_kv_heads, capacity,
 //   head_dim) of T ∈ {f16, bf16, q8_0} (engine/src/kv_cache.rs; q8_0: common.h Q8, its values
@@ -39,16 +46,18 @@
 //   and O accumulate in f32; the row sum ℓ adds the unrounded weights.
 // Positions: pos0 as given (a decode step's device-side position goes to the decode kernels).
 // Contract (checked by the host): head_dim a multiple of 16, 16 ≤ head_dim ≤ HD, n_heads a
-//   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, Y < 65536.
+//   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, Y < 65536, scale finite,
+//   softcap_log2 = c·log2 e and softcap_k = −2 / c for a finite c > 0, or both 0.
 // Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128; q8_0: 4, 5 for HD = 128):
 //   tile:    a key tile wholly below the block's first position (no mask test)
 //   masked:  a key tile that crosses a row's position (the causal mask test)
 //   partial: the block's last rows run past rows · G (idle rows, not written)
 //   window:  a key tile before the last row's first key (the sliding window's mask test)
+//   softcap: a key tile's scores soft-capped (softcap > 0)
 
 #include "common.h"
 
-enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL, PATH_WINDOW };
+enum FlashAttentionPath { PATH_TILE, PATH_MASKED, PATH_PARTIAL, PATH_WINDOW, PATH_SOFTCAP };
 
 constexpr int FA_BLOCK = 256;
 constexpr int FA_WAVES = FA_BLOCK / WAVE;
@@ -84,6 +93,18 @@ WF_DEVICE float fa_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 #endif
+}
+
+// Gemma 2's soft-cap of a score in log2 units, x = s·log2 e: c' · tanh(x / c') with c' = c·log2 e
+// and k = −2 / c (the host's): tanh |t| = (1 − e) / (1 + e), e = 2^(k·|x|) = e^(−2|s| / c) from
+// the approximate fa_exp2 (its argument one rounding off: e within ~3u relative), so ≤ 8u·c'
+// absolute, 8u·c in natural units (conformance: the attention cases' cap term); the same
+// function as common.h wf_softcap, with the matrix path's cheaper exponential.
+WF_DEVICE float fa_softcap(float x, float cap, float k) {
+  const float a = x < 0.0f ? -x : x;
+  const float e = fa_exp2(k * a);
+  const float th = (1.0f - e) / (1.0f + e);
+  return (x < 0.0f ? -th : th) * cap;
 }
 
 // The reference a row's weights are taken against: its running max m, or 0 while m = −inf
@@ -174,7 +195,8 @@ WF_DEVICE void fa_store(uint16_t* tile, int ld, const uint32_t (&reg)[FA_PER][4]
 template <class S, int HD>
 WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage* arena, float* out,
                                        int layer, int pos0, int rows, int n_heads, int n_kv_heads,
-                                       int head_dim, int capacity, float scale, int window) {
+                                       int head_dim, int capacity, float scale, int window,
+                                       float softcap_log2, float softcap_k) {
   typedef typename FaSrc<S>::Mma KV;  // the matrix inputs' type
   constexpr int MT = FaTile<HD>::MT;  // m-tiles (16 rows) a wave
   constexpr int BN = FaTile<HD>::BN;  // keys a tile
@@ -296,6 +318,16 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
             for (int mt = 0; mt < MT; ++mt) mma<KV>(s[mt][n], qa[mt][k0 + b], kb[b]);
       }
     }
+    if (softcap_log2 > 0.0f) {  // before the mask: a masked score stays −inf
+      if (thread_index() == 0) WF_PATH(slot, PATH_SOFTCAP);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int e = 0; e < MMA_C; ++e)
+            s[mt][n].c[e] = fa_softcap(s[mt][n].c[e], softcap_log2, softcap_k);
+    }
     const bool masked = j0 + BN - 1 > first_pos;
     const bool windowed = j0 < last_first;
     if (masked || windowed) {
@@ -394,47 +426,47 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_64_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        int window) {
+        int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<F16, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                  capacity, scale, window);
+                                  capacity, scale, window, softcap_log2, softcap_k);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_64_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        int window) {
+        int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<BF16, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                   capacity, scale, window);
+                                   capacity, scale, window, softcap_log2, softcap_k);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_128_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        int window) {
+        int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<F16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                   capacity, scale, window);
+                                   capacity, scale, window, softcap_log2, softcap_k);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_128_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        int window) {
+        int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<BF16, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                    capacity, scale, window);
+                                    capacity, scale, window, softcap_log2, softcap_k);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_64_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        int window) {
+        int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<Q8, 64>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                 capacity, scale, window);
+                                 capacity, scale, window, softcap_log2, softcap_k);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_BLOCK)
     flash_attention_128_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
         int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
-        int window) {
+        int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<Q8, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
-                                  capacity, scale, window);
+                                  capacity, scale, window, softcap_log2, softcap_k);
 }

@@ -42,8 +42,8 @@ pub fn reference_config(c: &ModelConfig) -> r::Config {
             },
             embed_scale: c.embed_scale,
             query_pre_attn_scalar: c.query_pre_attn_scalar,
-            attn_logit_softcap: None,
-            final_logit_softcap: None,
+            attn_logit_softcap: c.attn_logit_softcap,
+            final_logit_softcap: c.final_logit_softcap,
             sliding_layers: c.sliding_layers.clone(),
             rope_local: c.rope_local_theta.map(|theta| r::RopeConfig {
                 theta,

@@ -26,6 +26,9 @@ pub struct ModelTolerances {
     /// Weights rounded to this where the oracle's are not (F32 when the reference is built
     /// from the engine's own weights, as in every check of this module).
     pub weights: DType,
+    /// The model's final logit soft-cap (Gemma 2), which [`ModelTolerances::logits_nmse`]
+    /// accounts for.
+    pub final_softcap: Option<f32>,
 }
 
 impl ModelTolerances {
@@ -38,6 +41,7 @@ impl ModelTolerances {
             input: b.matmul_input_dtype(b.weight_dtype()),
             kv: engine.kv_dtype(),
             weights: DType::F32,
+            final_softcap: c.final_logit_softcap,
         }
     }
 
@@ -66,6 +70,33 @@ impl ModelTolerances {
     /// Logits: every block and the head.
     pub fn logits(&self) -> Tolerance {
         self.at(self.layers, true)
+    }
+
+    /// The logits' bound against the reference's logits `want`. Without a final soft-cap,
+    /// [`ModelTolerances::logits`]. With one (`c`), the raw logits' errors pass the cap with
+    /// slope ≤ 1 while their energy shrinks: the raw bound times Σl²/Σcap(l)², the raw logits
+    /// recovered from the reference's capped ones (`l = c·atanh(y / c)`, the cap inverted), plus
+    /// the GPU's evaluation of the cap (common.h wf_softcap, ≤ 6u·c an element) over Σcap(l)²,
+    /// each doubled for their sum ((a + b)² ≤ 2a² + 2b²).
+    pub fn logits_nmse(&self, want: &[f32]) -> f64 {
+        let raw_bound = self.logits().nmse;
+        let Some(c) = self.final_softcap.map(f64::from) else {
+            return raw_bound;
+        };
+        // |y| reaches c only where tanh rounds to 1: keep atanh finite (a bound no smaller).
+        let most = 1.0 - 1e-7;
+        let (mut raw, mut capped) = (0.0, 0.0);
+        for &y in want {
+            let y = f64::from(y);
+            let l = c * (y / c).clamp(-most, most).atanh();
+            raw += l * l;
+            capped += y * y;
+        }
+        if capped == 0.0 {
+            return raw_bound;
+        }
+        let eval = want.len() as f64 * (6.0 * crate::tolerance::U_F32 * c).powi(2);
+        2.0 * (raw_bound * raw / capped + eval / capped)
     }
 
     /// K and V of every layer (the deepest has been through every block's inputs).
@@ -122,7 +153,11 @@ pub fn check_trace<B: Backend>(
     ));
     checks.push(Check::new(
         "logits",
-        compare(flat(&want.logits), &got.logits, tol.logits().nmse),
+        compare(
+            flat(&want.logits),
+            &got.logits,
+            tol.logits_nmse(flat(&want.logits)),
+        ),
     ));
     Ok(checks)
 }
@@ -180,13 +215,12 @@ pub fn kv_lifecycle<B: Backend>(
     tols: &ModelTolerances,
 ) -> Result<Vec<Check>> {
     let tol = tols.kv_state().nmse;
-    let logits_tol = tols.logits().nmse;
     let mut worst: Option<Comparison> = None;
     let mut decoded = 0;
     let mut decode = |seq: &mut Sequence<B>, rc: &mut r::KvCache, t: u32| -> Result<()> {
         engine.forward(seq, &[t], Logits::Last)?;
         let want = reference.decode(t, rc).map_err(reference_error)?.to_vec();
-        let c = compare(&want, &engine.last_logits(seq)?, logits_tol);
+        let c = compare(&want, &engine.last_logits(seq)?, tols.logits_nmse(&want));
         decoded += 1;
         // The worst step, or the first that fails.
         let replace = match &worst {
@@ -266,7 +300,11 @@ pub fn prefill_chunks<B: Backend>(
         )?);
         checks.push(Check::new(
             format!("{label}: last logits"),
-            compare(&want_last, &engine.last_logits(&seq)?, tols.logits().nmse),
+            compare(
+                &want_last,
+                &engine.last_logits(&seq)?,
+                tols.logits_nmse(&want_last),
+            ),
         ));
     }
     Ok(checks)
@@ -594,4 +632,44 @@ pub fn check_greedy(expected: &Stream, actual: &Stream, gap: f32) -> Comparison 
     ok(Some(format!(
         "diverged at step {i} ({ta} vs {te}) within the rule: gaps {gap_e:.4} / {gap_a:.4}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tols(final_softcap: Option<f32>) -> ModelTolerances {
+        ModelTolerances {
+            layers: 2,
+            k: 128,
+            input: DType::BF16,
+            kv: DType::BF16,
+            weights: DType::F32,
+            final_softcap,
+        }
+    }
+
+    #[test]
+    fn a_final_soft_cap_scales_the_logits_bound_by_the_energy_it_removes() {
+        let want: Vec<f32> = [0.1f32, -0.5, 0.7, 0.3].to_vec();
+        let plain = tols(None);
+        assert_eq!(plain.logits_nmse(&want), plain.logits().nmse);
+        // Capped at 0.8: recover l = 0.8·atanh(y / 0.8), the bound grows by 2·Σl²/Σy² (+ the
+        // cap's evaluation, far smaller here).
+        let capped = tols(Some(0.8));
+        let (raw, cap): (f64, f64) = want
+            .iter()
+            .map(|&y| {
+                let (y, c) = (f64::from(y), f64::from(0.8f32));
+                ((c * (y / c).atanh()).powi(2), y * y)
+            })
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        let ratio = raw / cap;
+        assert!(ratio > 1.2, "{ratio}");
+        let got = capped.logits_nmse(&want);
+        let base = 2.0 * plain.logits().nmse * ratio;
+        assert!(got >= base && got < base * 1.01, "{got:e} vs {base:e}");
+        // A saturated logit (|y| = c after rounding) keeps the bound finite.
+        assert!(capped.logits_nmse(&[0.8, -0.8, 0.1]).is_finite());
+    }
 }

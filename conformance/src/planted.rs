@@ -25,6 +25,9 @@ pub enum Bug {
     TopPKeepsOneTooMany,
     /// Attention's softmax exponentiates raw scores (no max subtraction): overflows.
     SoftmaxWithoutMaxSubtraction,
+    /// Gemma 2's attention soft-cap taken of the unscaled product, `cap(q·k) · scale` instead
+    /// of `cap(q·k · scale)` (the cap applied where the dot product ends, before the scale).
+    SoftcapBeforeScale,
     /// The sampler's softmax sums its exponentials in descending id order (a GPU reduction
     /// tree would reorder it too): the same math, other bits.
     SamplerSumReordered,
@@ -39,7 +42,7 @@ pub enum Bug {
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::RopeSignFlipped,
         Bug::CausalMaskOffByOne,
         Bug::SlidingWindowOneKeyTooMany,
@@ -47,6 +50,7 @@ impl Bug {
         Bug::KvWrittenAtWrongPosition,
         Bug::TopPKeepsOneTooMany,
         Bug::SoftmaxWithoutMaxSubtraction,
+        Bug::SoftcapBeforeScale,
         Bug::SamplerSumReordered,
         Bug::FrequencyCountedOnce,
     ];
@@ -167,7 +171,14 @@ fn attention(
                     cache
                         .arena()
                         .read_f32(layout.offset(p.layer, 0, kvh, j), &mut kr);
-                    qh.iter().zip(&kr).map(|(a, b)| a * b).sum::<f32>() * p.scale()
+                    let dot = qh.iter().zip(&kr).map(|(a, b)| a * b).sum::<f32>();
+                    match p.softcap {
+                        Some(c) if bug == Some(Bug::SoftcapBeforeScale) => {
+                            wavefront::backend::softcap(dot, c) * p.scale()
+                        }
+                        Some(c) => wavefront::backend::softcap(dot * p.scale(), c),
+                        None => dot * p.scale(),
+                    }
                 })
                 .collect();
             let max = if bug == Some(Bug::SoftmaxWithoutMaxSubtraction) {
@@ -362,7 +373,8 @@ impl Backend for Planted {
             let xr = &xs[(p.row0 + r) * h..(p.row0 + r + 1) * h];
             for j in 0..v {
                 let wr = &ws[j * h..(j + 1) * h];
-                o[r * v + j] = (0..h).rev().map(|i| xr[i] * wr[i]).sum();
+                let l: f32 = (0..h).rev().map(|i| xr[i] * wr[i]).sum();
+                o[r * v + j] = p.softcap.map_or(l, |c| wavefront::backend::softcap(l, c));
             }
         }
         Ok(())

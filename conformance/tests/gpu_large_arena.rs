@@ -112,6 +112,8 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
         n_kv_heads: kv_heads,
         head_dim: hd,
         window: None,
+        score_scale: None,
+        softcap: None,
     };
     let q3g = gpu.upload_f32(q3).unwrap();
     let mut og = gpu.alloc(DType::F32, q3.len()).unwrap();

@@ -19,6 +19,7 @@ fn expected_ops(bug: Bug) -> &'static [Op] {
         Bug::CausalMaskOffByOne
         | Bug::WrongGqaHeadMapping
         | Bug::SoftmaxWithoutMaxSubtraction
+        | Bug::SoftcapBeforeScale
         | Bug::SlidingWindowOneKeyTooMany => {
             &[Op::AttentionPrefill, Op::AttentionDecode, Op::RopeAttention]
         }

@@ -19,6 +19,11 @@ pub enum Arch {
     /// and after the MLP as well as before each, `(1 + w)` norm gains (resolved at load), and
     /// five sliding-window layers (RoPE base 10 000) to one global layer (10⁶).
     Gemma3,
+    /// Gemma 2: Gemma 3's layer (four norms, `(1 + w)` gains, GELU-tanh, embedding × √hidden)
+    /// without QK-norm, with attention logit and final logit soft-capping, a score scale of its
+    /// own (`query_pre_attn_scalar`) and a sliding window on every other layer (the even ones),
+    /// one RoPE base.
+    Gemma2,
 }
 
 impl Arch {
@@ -28,6 +33,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Gemma2 => "gemma2",
         }
     }
 }
@@ -74,9 +80,15 @@ pub struct ModelConfig {
     /// The embedding rows are multiplied by this (Gemma: `hidden_size ** 0.5` as f32).
     pub embed_scale: Option<f32>,
     /// Attention scores are scaled by `query_pre_attn_scalar ** -0.5` instead of
-    /// `head_dim ** -0.5` (Gemma). The engine's kernels take `head_dim ** -0.5`, so loaders
-    /// accept only a value equal to head_dim (every Gemma 3 size but 27B).
+    /// `head_dim ** -0.5` (Gemma 2/3; 27B's differs from its head_dim). See
+    /// [`ModelConfig::attn_scale`].
     pub query_pre_attn_scalar: Option<f32>,
+    /// Attention scores, after scaling and before the mask, become `c · tanh(s / c)` (Gemma 2's
+    /// `attn_logit_softcapping`).
+    pub attn_logit_softcap: Option<f32>,
+    /// The logits become `c · tanh(l / c)` before sampling (Gemma 2's
+    /// `final_logit_softcapping`).
+    pub final_logit_softcap: Option<f32>,
     /// Each layer normalises its attention output and its MLP output before the residual adds
     /// (Gemma's `post_attention_layernorm` / `post_feedforward_layernorm`).
     pub post_norms: bool,
@@ -111,6 +123,15 @@ impl ModelConfig {
     /// Whether layer `l` rotates with [`ModelConfig::rope_local_theta`].
     pub fn layer_uses_local_rope(&self, l: usize) -> bool {
         self.rope_local_theta.is_some() && self.layer_window(l).is_some()
+    }
+
+    /// The factor on `q·k` where it is not `head_dim ** -0.5`: `query_pre_attn_scalar ** -0.5`
+    /// (a double, used as f32, as transformers' `self.scaling`); `None` where the scalar is
+    /// head_dim (the kernels' default is then the same number).
+    pub fn attn_scale(&self) -> Option<f32> {
+        self.query_pre_attn_scalar
+            .filter(|&s| f64::from(s) != self.head_dim as f64)
+            .map(|s| f64::from(s).powf(-0.5) as f32)
     }
 
     /// Query heads per KV head (the GQA ratio).
@@ -183,6 +204,15 @@ impl ModelConfig {
         }
         if self.post_norms {
             f.push("post-attention and post-MLP norms");
+        }
+        if self.attn_scale().is_some() {
+            f.push("score scale query_pre_attn_scalar^-0.5");
+        }
+        if self.attn_logit_softcap.is_some() {
+            f.push("attention logit soft-cap");
+        }
+        if self.final_logit_softcap.is_some() {
+            f.push("final logit soft-cap");
         }
         if self.rope_scaling.is_some() {
             f.push("llama3 rope scaling");

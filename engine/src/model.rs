@@ -1173,8 +1173,9 @@ impl<B: Backend> Engine<B> {
                 b.rms_norm_in_place(&mut s.k, k_norm, heads(c.n_kv_heads))?;
             }
             // rotate q and k (Gemma 3's sliding layers with their own base); k, v → cache at
-            // pos0..pos0+n; then attn = causal softmax(q·Kᵀ/√d)·V over positions 0..pos0+n,
-            // within this layer's window if it slides                        (n, q_dim)
+            // pos0..pos0+n; then attn = causal softmax(cap(q·Kᵀ·scale))·V over positions
+            // 0..pos0+n, within this layer's window if it slides, scale 1/√d or Gemma's
+            // query_pre_attn_scalar^-0.5, cap Gemma 2's soft-cap (else none)  (n, q_dim)
             // (one fused kernel for a decode row where the backend has it)
             let inv_freq = match &self.inv_freq_local {
                 Some(local) if c.layer_uses_local_rope(l) => local,
@@ -1188,6 +1189,8 @@ impl<B: Backend> Engine<B> {
                 n_kv_heads: c.n_kv_heads,
                 head_dim: c.head_dim,
                 window: c.layer_window(l),
+                score_scale: c.attn_scale(),
+                softcap: c.attn_logit_softcap,
             };
             match &mut rows {
                 Rows::One { cache, step, .. } => {
@@ -1274,6 +1277,7 @@ impl<B: Backend> Engine<B> {
                 rows,
                 hidden,
                 vocab: c.vocab_size,
+                softcap: c.final_logit_softcap,
             };
             b.logits(&s.h, head, &mut s.logits, lp)?;
         }

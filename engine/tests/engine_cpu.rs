@@ -37,6 +37,8 @@ fn config(attention_bias: bool, tie: bool) -> ModelConfig {
         activation: Activation::Silu,
         embed_scale: None,
         query_pre_attn_scalar: None,
+        attn_logit_softcap: None,
+        final_logit_softcap: None,
         post_norms: false,
         bos_token_id: None,
         eos_token_ids: vec![],
@@ -389,6 +391,58 @@ fn verification_rows_equal_decode_steps_and_rollback_leaves_no_trace() {
                 plain.cache.read_layer(e.backend(), l).unwrap(),
                 "layer {l}"
             );
+        }
+    }
+}
+
+#[test]
+fn gemma2_caps_bound_the_logits_and_nonsense_caps_are_typed_errors() {
+    let plain = full_logits(&engine(config(false, true), 1));
+    let capped_cfg = ModelConfig {
+        final_logit_softcap: Some(0.05),
+        attn_logit_softcap: Some(0.5),
+        query_pre_attn_scalar: Some(10.0),
+        ..config(false, true)
+    };
+    let capped = full_logits(&engine(capped_cfg.clone(), 1));
+    // |c·tanh(l / c)| ≤ c (= c where tanh rounds to 1 in f32)
+    assert!(
+        capped.iter().all(|l| l.abs() <= 0.05),
+        "the final cap bounds every logit"
+    );
+    assert!(
+        plain.iter().any(|l| l.abs() > 0.05),
+        "the cap bites on this model"
+    );
+    // A cap or scale that is not a finite positive number: a typed error from the forward,
+    // never a panic or NaN logits.
+    for bad in [
+        ModelConfig {
+            attn_logit_softcap: Some(f32::NAN),
+            ..capped_cfg.clone()
+        },
+        ModelConfig {
+            attn_logit_softcap: Some(-50.0),
+            ..capped_cfg.clone()
+        },
+        ModelConfig {
+            final_logit_softcap: Some(0.0),
+            ..capped_cfg.clone()
+        },
+        ModelConfig {
+            final_logit_softcap: Some(f32::INFINITY),
+            ..capped_cfg.clone()
+        },
+        ModelConfig {
+            query_pre_attn_scalar: Some(-1.0),
+            ..capped_cfg.clone()
+        },
+    ] {
+        let e = engine(bad.clone(), 1);
+        let mut seq = e.new_sequence(32).unwrap();
+        match e.forward(&mut seq, &TOKENS, Logits::All) {
+            Err(Error::Backend { .. }) => {}
+            other => panic!("{bad:?}: expected a backend error, got {other:?}"),
         }
     }
 }

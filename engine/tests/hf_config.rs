@@ -280,3 +280,143 @@ fn generation_config_eos_ids_are_merged() {
     );
     assert!(err.to_string().contains("generation_config.json"), "{err}");
 }
+
+fn gemma2(changes: Value) -> Value {
+    let mut c = json!({
+        "model_type": "gemma2", "vocab_size": 64, "hidden_size": 64, "intermediate_size": 48,
+        "num_hidden_layers": 5, "num_attention_heads": 4,
+    });
+    for (k, v) in changes.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+#[test]
+fn a_minimal_gemma2_config_takes_gemma2configs_defaults() {
+    // transformers' Gemma2Config(vocab_size=64, hidden_size=64, intermediate_size=48,
+    // num_hidden_layers=5, num_attention_heads=4): num_key_value_heads 4, head_dim 256,
+    // max_position_embeddings 8192, sliding_window 4096 with layer_types sliding, full,
+    // sliding, full, sliding; query_pre_attn_scalar 256, attn_logit_softcapping 50,
+    // final_logit_softcapping 30, tied, bos 2, eos 1, rope_theta 10000, rms_norm_eps 1e-6,
+    // hidden_activation gelu_pytorch_tanh.
+    let c = parse(&gemma2(json!({}))).unwrap();
+    assert_eq!(c.arch, Arch::Gemma2);
+    assert_eq!((c.n_kv_heads, c.head_dim), (4, 256));
+    assert_eq!(c.max_position_embeddings, 8192);
+    assert_eq!(c.sliding_window, Some(4096));
+    assert_eq!(c.sliding_layers, Some(vec![true, false, true, false, true]));
+    assert_eq!(c.query_pre_attn_scalar, Some(256.0));
+    assert_eq!(
+        c.attn_scale(),
+        None,
+        "256 = head_dim: the kernels' own head_dim^-0.5"
+    );
+    assert_eq!(c.attn_logit_softcap, Some(50.0));
+    assert_eq!(c.final_logit_softcap, Some(30.0));
+    assert!(c.tie_word_embeddings);
+    assert_eq!(
+        (c.bos_token_id, c.eos_token_ids.clone()),
+        (Some(2), vec![1])
+    );
+    assert_eq!(
+        (c.rope_theta, c.rope_scaling, c.rope_local_theta),
+        (10000.0, None, None)
+    );
+    assert_eq!(c.rms_norm_eps, 1e-6);
+    assert_eq!(c.activation, wavefront::config::Activation::GeluTanh);
+    assert_eq!(c.embed_scale, Some(8.0), "sqrt(64)");
+    assert!(c.post_norms && !c.qk_norm && !c.attention_bias);
+    // The architecture name stands in for model_type.
+    let mut a = gemma2(json!({}));
+    a.as_object_mut().unwrap().remove("model_type");
+    a["architectures"] = json!(["Gemma2ForCausalLM"]);
+    assert_eq!(parse(&a).unwrap(), c);
+}
+
+#[test]
+fn gemma2_takes_its_scale_caps_and_layer_types_as_written() {
+    // Gemma 2 27B's score scale: query_pre_attn_scalar 144 over head_dim 128.
+    let c = parse(&gemma2(json!({
+        "head_dim": 128, "query_pre_attn_scalar": 144, "attn_logit_softcapping": 20.0,
+        "final_logit_softcapping": null, "sliding_window": 7,
+        "layer_types": ["full_attention", "sliding_attention", "sliding_attention",
+                        "full_attention", "full_attention"],
+        "rope_theta": 500000.0,
+    })))
+    .unwrap();
+    assert_eq!(c.head_dim, 128);
+    assert_eq!(c.attn_scale(), Some((144f64).powf(-0.5) as f32));
+    assert_eq!(c.attn_logit_softcap, Some(20.0));
+    assert_eq!(c.final_logit_softcap, None, "null turns the cap off");
+    assert_eq!(c.sliding_window, Some(7));
+    assert_eq!(
+        c.sliding_layers,
+        Some(vec![false, true, true, false, false])
+    );
+    assert_eq!(c.layer_window(1), Some(7));
+    assert_eq!(c.layer_window(0), None);
+    assert_eq!(c.rope_theta, 500000.0);
+    assert!(c.features().contains(&"attention logit soft-cap"));
+    assert!(!c.features().contains(&"final logit soft-cap"));
+}
+
+#[test]
+fn nonsense_gemma2_caps_and_scales_are_config_errors() {
+    for (field, v) in [
+        ("attn_logit_softcapping", json!(-1.0)),
+        ("attn_logit_softcapping", json!(0.0)),
+        ("attn_logit_softcapping", json!("NaN")),
+        ("final_logit_softcapping", json!(-30.0)),
+        ("final_logit_softcapping", json!(1e300)),
+        ("final_logit_softcapping", json!("inf")),
+        ("query_pre_attn_scalar", json!(0)),
+        ("query_pre_attn_scalar", json!(-256)),
+        ("sliding_window", json!(0)),
+        ("sliding_window", json!(null)),
+    ] {
+        match parse(&gemma2(json!({ field: v.clone() }))) {
+            Err(Error::Config { field: f, .. }) => assert_eq!(f, field, "{v}"),
+            other => panic!("{field} = {v}: expected a config error, got {other:?}"),
+        }
+    }
+    unsupported(
+        gemma2(json!({"hidden_activation": "gelu"})),
+        "hidden_activation",
+    );
+    unsupported(
+        gemma2(
+            json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0}}),
+        ),
+        "rope scaling",
+    );
+}
+
+#[test]
+fn gemma3_takes_a_score_scale_other_than_head_dims_and_refuses_soft_caps() {
+    let gemma3 = |changes: Value| {
+        let mut c = json!({
+            "model_type": "gemma3_text", "vocab_size": 64, "hidden_size": 64,
+            "intermediate_size": 48, "num_hidden_layers": 6, "num_attention_heads": 4,
+            "head_dim": 128,
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    // Gemma 3 27B: query_pre_attn_scalar 168 over head_dim 128.
+    let c = parse(&gemma3(json!({"query_pre_attn_scalar": 168}))).unwrap();
+    assert_eq!(c.arch, Arch::Gemma3);
+    assert_eq!(c.attn_scale(), Some((168f64).powf(-0.5) as f32));
+    assert_eq!((c.attn_logit_softcap, c.final_logit_softcap), (None, None));
+    unsupported(
+        gemma3(json!({"attn_logit_softcapping": 50.0})),
+        "attn_logit_softcapping",
+    );
+    unsupported(
+        gemma3(json!({"final_logit_softcapping": 30.0})),
+        "final_logit_softcapping",
+    );
+}

@@ -2,7 +2,9 @@
 //! awkward lengths, every head dim and GQA ratio of DESIGN.md, and large-magnitude scores that
 //! overflow a softmax without max subtraction. Positions past the last key are NaN-poisoned,
 //! so reading beyond the causal limit fails; with a sliding window (Mistral) so are the keys
-//! before the first row's window, so reading a key outside it fails.
+//! before the first row's window, so reading a key outside it fails. Gemma's score scale
+//! (`query_pre_attn_scalar^-0.5` ≠ `head_dim^-0.5`) and Gemma 2's attention logit soft-cap run
+//! through every kernel against the reference's `attention_with`.
 
 use ndarray::Array3;
 use proptest::prelude::*;
@@ -18,7 +20,7 @@ use crate::compare::compare;
 use crate::compare::Comparison;
 use crate::harness::{fill_cache, guarded, read_arena, read_guarded, rounded, upload, Rng};
 use crate::q8;
-use crate::tolerance::{tolerance, Kind, Tolerance};
+use crate::tolerance::{tolerance, Kind, Tolerance, U_F32};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionCase {
@@ -38,6 +40,10 @@ pub struct AttentionCase {
     pub rope: bool,
     /// A sliding window of this many keys: row p sees keys `p − w < j ≤ p`.
     pub window: Option<usize>,
+    /// The factor on `q·k` where it is not `head_dim^-0.5` (Gemma's `query_pre_attn_scalar`).
+    pub score_scale: Option<f32>,
+    /// Gemma 2's attention logit soft-cap: scores become `c · tanh(s / c)` before the softmax.
+    pub softcap: Option<f32>,
     pub seed: u64,
 }
 
@@ -71,6 +77,41 @@ impl AttentionCase {
             + &self
                 .window
                 .map_or(String::new(), |w| format!(",window={w}"))
+            + &self
+                .score_scale
+                .map_or(String::new(), |x| format!(",scale={x}"))
+            + &self
+                .softcap
+                .map_or(String::new(), |c| format!(",softcap={c}"))
+    }
+
+    /// The factor on `q·k`: the case's, else `head_dim^-0.5` (as the engine computes it).
+    fn scale(&self) -> f32 {
+        self.score_scale
+            .unwrap_or((self.head_dim as f64).powf(-0.5) as f32)
+    }
+
+    /// How the reference forms the scores.
+    fn scores(&self) -> ops::Scores {
+        ops::Scores {
+            scale: self.scale(),
+            softcap: self.softcap,
+            window: self.window,
+        }
+    }
+
+    fn params(&self, layer: usize) -> AttentionParams {
+        AttentionParams {
+            layer,
+            pos0: self.pos0,
+            rows: self.rows,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            window: self.window,
+            score_scale: self.score_scale,
+            softcap: self.softcap,
+        }
     }
 
     fn kv_len(&self) -> usize {
@@ -117,10 +158,12 @@ impl AttentionCase {
         }
     }
 
-    /// |score| ≤ ‖q‖·‖k‖·scale ≤ magnitude²·head_dim·scale (Cauchy–Schwarz).
+    /// |score| ≤ ‖q‖·‖k‖·scale ≤ magnitude²·head_dim·scale (Cauchy–Schwarz), before any cap:
+    /// the errors of the dot products and of the rounded inputs scale with it, and the cap's
+    /// slope (≤ 1) passes them on no larger.
     fn max_score(&self) -> f64 {
         let m = self.magnitude as f64;
-        m * m * self.head_dim as f64 / (self.head_dim as f64).sqrt()
+        m * m * self.head_dim as f64 * self.scale() as f64
     }
 
     pub fn tolerance(&self) -> Tolerance {
@@ -131,6 +174,19 @@ impl AttentionCase {
             input: self.matrix_input(),
             kv_input: self.kv_input(),
         });
+        let att = match self.softcap {
+            // The cap's own evaluation (common.h wf_softcap ≤ 6u·c absolute a score, the
+            // flash kernel's fa_softcap ≤ 8u·c) moves the softmax weights, and so the output,
+            // by a relative 2·8u·c at most.
+            Some(c) => Tolerance {
+                nmse: att.nmse + (16.0 * U_F32 * c as f64).powi(2),
+                reason: format!(
+                    "{}; soft-capped at {c}: the cap's evaluation, ≤ 8u·c a score (16u·c)",
+                    att.reason
+                ),
+            },
+            None => att,
+        };
         if !self.rope || self.kv == DType::Q8_0Kv {
             // Q8_0: the stored rows are judged on the Q8_0 grid (crate::q8) and the output
             // against attention over those rows.
@@ -177,15 +233,7 @@ impl AttentionCase {
         let qt = upload(b, DType::F32, &q)?;
         let n = self.rows * qd;
         let mut out = guarded(b, DType::F32, n)?;
-        let p = AttentionParams {
-            layer,
-            pos0: self.pos0,
-            rows: self.rows,
-            n_heads: self.n_heads,
-            n_kv_heads: self.n_kv_heads,
-            head_dim: hd,
-            window: self.window,
-        };
+        let p = self.params(layer);
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         b.attention(&qt, &cache, &mut out, p, step.as_ref())?;
         let got = match read_guarded(b, &out, n)? {
@@ -198,7 +246,7 @@ impl AttentionCase {
             .permuted_axes([1, 0, 2]);
         let k3 = Array3::from_shape_vec((self.n_kv_heads, kv_len, hd), k).expect("sized");
         let v3 = Array3::from_shape_vec((self.n_kv_heads, kv_len, hd), v).expect("sized");
-        let want = ops::attention_windowed(q3.view(), k3.view(), v3.view(), self.pos0, self.window);
+        let want = ops::attention_with(q3.view(), k3.view(), v3.view(), self.pos0, self.scores());
         let want: Vec<f32> = want
             .permuted_axes([1, 0, 2])
             .as_standard_layout()
@@ -250,15 +298,7 @@ impl AttentionCase {
         );
         let ft = upload(b, DType::F32, inv_freq.as_slice().expect("contiguous"))?;
         let mut out = guarded(b, DType::F32, self.rows * qd)?;
-        let p = AttentionParams {
-            layer,
-            pos0: self.pos0,
-            rows: self.rows,
-            n_heads: self.n_heads,
-            n_kv_heads: nkv,
-            head_dim: hd,
-            window: self.window,
-        };
+        let p = self.params(layer);
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         b.rope_attention(
             &mut qt,
@@ -371,7 +411,7 @@ impl AttentionCase {
         let k3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&k_pre, &att_k)).expect("sized");
         let v3 = Array3::from_shape_vec((nkv, kv_len, hd), join(&v_pre, &att_v)).expect("sized");
         let want =
-            ops::attention_windowed(q_rot.view(), k3.view(), v3.view(), self.pos0, self.window);
+            ops::attention_with(q_rot.view(), k3.view(), v3.view(), self.pos0, self.scores());
         let want: Vec<f32> = want
             .permuted_axes([1, 0, 2])
             .as_standard_layout()
@@ -400,6 +440,8 @@ pub fn grid() -> Vec<AttentionCase> {
         via_step: false,
         rope: false,
         window: None,
+        score_scale: None,
+        softcap: None,
         seed: 61,
     };
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
@@ -486,6 +528,90 @@ pub fn grid() -> Vec<AttentionCase> {
     }
     g.extend(rope_grid(&case));
     g.extend(window_grid(&case));
+    g.extend(softcap_grid(&case));
+    g
+}
+
+/// Gemma's score scale and Gemma 2's attention soft-cap through every attention kernel and
+/// KV type: decode rows (`attention_decode_{T}`), prefill rows on the simple kernel (f32 KV,
+/// head_dim 256) and on the flash kernel (both widths), and the fused decode kernel
+/// (`rope_attention` rows), some with a sliding window too (Gemma 2 slides every other layer:
+/// the cap comes before the mask, so a masked key stays out). Caps of 1 to 5 over scores
+/// that reach past them (magnitude 2: std ≈ 0.37·4·√hd·scale ≈ 1–2, tails to 5+), so the cap
+/// bends many scores; the scale is query_pre_attn_scalar^-0.5 for a scalar ≠ head_dim (Gemma 2
+/// 9B/27B style: 144 over head_dim 64, 192 over 128, 224 over 256); one large cap (50, Gemma
+/// 2's) where it barely bites; and scale-only cases (no cap).
+fn softcap_grid(
+    case: &impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
+) -> Vec<AttentionCase> {
+    let mut g = Vec::new();
+    let gemma = |cap: Option<f32>, c: AttentionCase| AttentionCase {
+        magnitude: 2.0,
+        score_scale: Some(
+            (match c.head_dim {
+                64 => 144.0f64,
+                128 => 192.0,
+                _ => 224.0,
+            })
+            .powf(-0.5) as f32,
+        ),
+        softcap: cap,
+        ..c
+    };
+    let windowed = |w: usize, c: AttentionCase| AttentionCase {
+        window: Some(w),
+        ..c
+    };
+    let rope = |c: AttentionCase, via_step| AttentionCase {
+        rope: true,
+        via_step,
+        ..c
+    };
+    for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
+        // attention_decode_{T}: one row, the position from the params and from the step
+        g.push(gemma(Some(2.0), case(1, 100, (8, 2), 64, kv)));
+        g.push(gemma(
+            Some(3.0),
+            windowed(
+                9,
+                AttentionCase {
+                    via_step: true,
+                    ..case(1, 40, (4, 4), 128, kv)
+                },
+            ),
+        ));
+        // attention_{T}: prefill rows on the simple kernel (head_dim 256; f32 KV at 64)
+        g.push(gemma(Some(2.0), case(5, 11, (4, 2), 256, kv)));
+        g.push(gemma(Some(5.0), windowed(6, case(20, 3, (4, 1), 256, kv))));
+        // rope_attention through the separate ops (two rows)
+        g.push(gemma(Some(2.0), rope(case(2, 30, (8, 2), 64, kv), false)));
+    }
+    g.push(gemma(Some(2.0), case(7, 20, (8, 2), 64, DType::F32)));
+    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
+        // flash_attention_{64,128}_{T}: several row tiles, a chunk after a prefix, GQA 1 and
+        // 4, a window over several key tiles (masked keys after the cap)
+        g.push(gemma(Some(2.0), case(70, 3, (4, 4), 64, kv)));
+        g.push(gemma(Some(1.0), windowed(20, case(65, 40, (4, 1), 64, kv))));
+        g.push(gemma(Some(5.0), case(45, 30, (8, 2), 128, kv)));
+        g.push(gemma(
+            Some(3.0),
+            windowed(40, case(150, 100, (8, 4), 128, kv)),
+        ));
+        // decode_attention_{T} (the fused kernel): one split and several, a window, head dims
+        // 256 and 64, the position from the step
+        g.push(gemma(Some(2.0), rope(case(1, 300, (4, 1), 256, kv), false)));
+        g.push(gemma(
+            Some(3.0),
+            windowed(512, rope(case(1, 2000, (4, 1), 256, kv), true)),
+        ));
+        g.push(gemma(Some(1.0), rope(case(1, 4000, (8, 2), 64, kv), true)));
+        // the scale alone, and Gemma 2's own cap (50), through the flash and fused kernels
+        g.push(gemma(None, case(70, 3, (4, 4), 64, kv)));
+        g.push(gemma(None, rope(case(1, 700, (4, 4), 128, kv), false)));
+        g.push(gemma(Some(50.0), case(45, 30, (8, 2), 128, kv)));
+    }
+    g.push(gemma(None, case(1, 100, (8, 2), 64, DType::F32)));
+    g.push(gemma(None, case(7, 20, (8, 2), 64, DType::F32)));
     g
 }
 
@@ -641,6 +767,8 @@ fn drawn_case(
         via_step: false,
         rope,
         window: None,
+        score_scale: None,
+        softcap: None,
         seed,
     }
 }
@@ -661,11 +789,14 @@ pub fn strategy() -> impl Strategy<Value = AttentionCase> {
             ],
             any::<u64>(),
         ),
-        // a sliding window in one case of four
+        // a sliding window in one case of four, a soft-cap (and Gemma's scale) in one of four
         prop_oneof![3 => Just(None), 1 => (1usize..64).prop_map(Some)],
+        prop_oneof![3 => Just(None), 1 => (0.5f32..60.0).prop_map(Some)],
     )
-        .prop_map(|(d, window)| AttentionCase {
+        .prop_map(|(d, window, softcap)| AttentionCase {
             window,
+            softcap,
+            score_scale: softcap.map(|_| (d.4 as f32 * 1.5).powf(-0.5)),
             ..drawn_case(false, d)
         })
 }
@@ -686,6 +817,12 @@ pub fn rope_strategy() -> impl Strategy<Value = AttentionCase> {
             Just(DType::Q8_0Kv)
         ],
         any::<u64>(),
+        prop_oneof![3 => Just(None), 1 => (0.5f32..60.0).prop_map(Some)],
     )
-        .prop_map(|d| drawn_case(true, d))
+        .prop_map(
+            |(rows, pos0, group, n_kv, hd, kv, seed, softcap)| AttentionCase {
+                softcap,
+                ..drawn_case(true, (rows, pos0, group, n_kv, hd, kv, seed))
+            },
+        )
 }

@@ -10,7 +10,7 @@ use wavefront_reference::ops;
 use super::{Check, Op};
 use crate::compare::compare;
 use crate::harness::{block_values, guarded, read_guarded, rounded, upload, Rng};
-use crate::tolerance::{tolerance, Kind, Tolerance};
+use crate::tolerance::{tolerance, Kind, Tolerance, U_F32};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearCase {
@@ -21,6 +21,9 @@ pub struct LinearCase {
     pub bias: bool,
     /// `Some(row0)`: the logits op over rows `row0..` of a taller input (`rows` of them).
     pub logits_row0: Option<usize>,
+    /// The logits op's final soft-cap `c` (Gemma 2): each logit becomes `c · tanh(l / c)`.
+    /// Plain weight dtypes only (the cap follows the product, whatever computed it).
+    pub softcap: Option<f32>,
     pub seed: u64,
 }
 
@@ -44,6 +47,9 @@ impl LinearCase {
         if let Some(r) = self.logits_row0 {
             s.push_str(&format!(",row0={r}"));
         }
+        if let Some(c) = self.softcap {
+            s.push_str(&format!(",softcap={c}"));
+        }
         s
     }
 
@@ -57,7 +63,53 @@ impl LinearCase {
     }
 
     pub fn tolerance<B: Backend>(&self, b: &B) -> Tolerance {
-        self.tolerance_for(b.matmul_input_dtype(self.stored(b)))
+        let t = self.tolerance_for(b.matmul_input_dtype(self.stored(b)));
+        match self.softcap {
+            Some(c) => self.capped(t, c),
+            None => t,
+        }
+    }
+
+    /// The soft-capped logits' bound: the cap's slope is at most 1, so the product's absolute
+    /// errors pass through no larger while the values shrink: the product's NMSE times
+    /// Σl²/Σcap(l)² (`ratio`, of this draw's logits l); plus the cap's own evaluation (the
+    /// GPU's wf_softcap: ≤ 6u·c absolute an element, common.h), over Σcap(l)²; each doubled
+    /// for the sum of the two errors ((a + b)² ≤ 2a² + 2b²).
+    fn capped(&self, t: Tolerance, c: f32) -> Tolerance {
+        let l = self.reference_logits();
+        let sq = |x: f64| x * x;
+        let plain: f64 = l.iter().map(|&x| sq(x as f64)).sum();
+        let capped: f64 = l.iter().map(|&x| sq(ops::softcap(x, c) as f64)).sum();
+        let ratio = plain / capped;
+        let eval = l.len() as f64 * sq(6.0 * U_F32 * c as f64) / capped;
+        Tolerance {
+            nmse: 2.0 * (ratio * t.nmse + eval),
+            reason: format!(
+                "{}; soft-capped at {c}: × Σl²/Σcap(l)² = {ratio:.2} (slope ≤ 1), + the cap's \
+                 6u·c an element, doubled for the sum",
+                t.reason
+            ),
+        }
+    }
+
+    /// This case's uncapped logits as the reference computes them (plain weight dtypes: the
+    /// draw replayed without a backend).
+    fn reference_logits(&self) -> Vec<f32> {
+        let mut rng = Rng::new(self.seed);
+        let (k, m) = (self.in_features, self.out_features);
+        let row0 = self.logits_row0.unwrap_or(0);
+        let x = rng.values((row0 + self.rows) * k, 1.0);
+        assert!(
+            !self.weight.is_quantized(),
+            "soft-capped cases take plain weights"
+        );
+        let w = rounded(self.weight, rng.values(m * k, 1.0 / (k as f32).sqrt()));
+        let x = Array2::from_shape_vec((row0 + self.rows, k), x).expect("sized");
+        let w = Array2::from_shape_vec((m, k), w).expect("sized");
+        ops::linear(x.slice(ndarray::s![row0.., ..]), w.view(), None)
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// The dtype the backend holds the weights in: a plain dtype as given; a GGUF block type
@@ -114,6 +166,7 @@ impl LinearCase {
                     rows: self.rows,
                     hidden: k,
                     vocab: m,
+                    softcap: self.softcap,
                 },
             )?,
             None => b.linear(
@@ -136,11 +189,14 @@ impl LinearCase {
         let x = x.slice(ndarray::s![row0.., ..]);
         let w = Array2::from_shape_vec((m, k), w).expect("sized");
         let bias = Array1::from(bias);
-        let want = ops::linear(
+        let mut want = ops::linear(
             x,
             w.view(),
             (self.bias && self.logits_row0.is_none()).then(|| bias.view()),
         );
+        if let Some(c) = self.softcap {
+            want.mapv_inplace(|l| ops::softcap(l, c)); // Gemma 2's final_logit_softcapping
+        }
         let want = want.as_standard_layout();
         Ok(vec![Check::new(
             "out",
@@ -162,6 +218,7 @@ pub fn grid() -> Vec<LinearCase> {
         weight,
         bias,
         logits_row0: None,
+        softcap: None,
         seed: 31,
     };
     for weight in [DType::F32, DType::F16, DType::BF16] {
@@ -181,6 +238,21 @@ pub fn grid() -> Vec<LinearCase> {
         g.push(LinearCase {
             logits_row0: Some(row0),
             ..base(rows, 576, 1000, DType::BF16, false)
+        });
+    }
+    // Gemma 2's final soft-cap on the logits rows: caps near the logits' spread (std ≈ 0.37
+    // here, |l| up to ~1.2: 0.5 and 1 bend them) and far above it (30: nearly the identity),
+    // one row (the GEMV) and several (BLAS), a vocabulary that leaves the softcap kernel's
+    // last block partial (1000 = 3·256 + 232).
+    for (row0, rows, weight, c) in [
+        (0, 1, DType::BF16, 0.5f32),
+        (2, 3, DType::F32, 1.0),
+        (1, 20, DType::F16, 30.0),
+    ] {
+        g.push(LinearCase {
+            logits_row0: Some(row0),
+            softcap: Some(c),
+            ..base(rows, 576, 1000, weight, false)
         });
     }
     // GGUF block types: one block per row, a few, the real shapes' reductions; odd numbers of
@@ -235,6 +307,7 @@ pub fn strategy() -> impl Strategy<Value = LinearCase> {
                 weight,
                 bias: bias && logits_row0.is_none(),
                 logits_row0,
+                softcap: None,
                 seed,
             },
         )

@@ -139,8 +139,11 @@ pub struct RopeKvParams {
 /// Causal attention of `q (rows, n_heads·head_dim)` at positions `pos0 ..` over the cached keys
 /// and values `0 .. pos0 + rows` of `layer`; `out` has q's shape. Query head `h` reads KV head
 /// `h / (n_heads / n_kv_heads)`. With a sliding `window` of `w` keys (Mistral) the query at
-/// position p sees only the keys `p − w < j ≤ p` ([`window_start`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// position p sees only the keys `p − w < j ≤ p` ([`window_start`]). The scores are
+/// `s = (q·k) · scale` ([`AttentionParams::scale`]: `score_scale`, else `head_dim^-0.5`), then,
+/// with a `softcap` of `c`, `c · tanh(s / c)` (Gemma 2's `attn_logit_softcapping`: after the
+/// scaling, before the mask and the softmax).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionParams {
     pub layer: usize,
     pub pos0: usize,
@@ -149,6 +152,11 @@ pub struct AttentionParams {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub window: Option<usize>,
+    /// The factor on `q·k` where it is not `head_dim^-0.5` (Gemma:
+    /// `query_pre_attn_scalar^-0.5`); finite and positive.
+    pub score_scale: Option<f32>,
+    /// The attention logit soft-cap `c` (finite, positive); `None`: off.
+    pub softcap: Option<f32>,
 }
 
 /// The first key a query at `pos` sees under a sliding window of `w` keys: `pos + 1 − w`
@@ -158,19 +166,51 @@ pub fn window_start(pos: usize, window: Option<usize>) -> usize {
 }
 
 impl AttentionParams {
-    /// `head_dim^-0.5`, computed as transformers does (a double, used as f32).
+    /// The factor on `q·k`: `score_scale`, else `head_dim^-0.5` computed as transformers does
+    /// (a double, used as f32).
     pub fn scale(&self) -> f32 {
-        (self.head_dim as f64).powf(-0.5) as f32
+        self.score_scale
+            .unwrap_or((self.head_dim as f64).powf(-0.5) as f32)
+    }
+
+    /// The soft-cap as the kernels take it: `c`, or 0 for none.
+    pub fn softcap_arg(&self) -> f32 {
+        self.softcap.unwrap_or(0.0)
+    }
+
+    /// A typed error for a scale or a cap that is not a finite positive number (the kernels
+    /// would turn it into NaN scores).
+    pub fn check_scores(&self, backend: &'static str, op: &str) -> Result<()> {
+        for (what, v) in [("score_scale", self.score_scale), ("softcap", self.softcap)] {
+            if let Some(x) = v.filter(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(Error::Backend {
+                    backend,
+                    op: op.into(),
+                    detail: format!("{what} {x} is not a finite positive number"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
-/// Logits `out (rows, vocab)` for rows `row0 .. row0 + rows` of `x (.., hidden)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Gemma 2's soft-cap `c · tanh(x / c)` in transformers' order of operations (`x / c`, `tanh`,
+/// `· c`): the CPU backend's attention scores and final logits.
+pub fn softcap(x: f32, c: f32) -> f32 {
+    (x / c).tanh() * c
+}
+
+/// Logits `out (rows, vocab)` for rows `row0 .. row0 + rows` of `x (.., hidden)`; with a
+/// `softcap` of `c` each becomes `c · tanh(l / c)` (Gemma 2's `final_logit_softcapping`),
+/// before anything samples them.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogitsParams {
     pub row0: usize,
     pub rows: usize,
     pub hidden: usize,
     pub vocab: usize,
+    /// The final logit soft-cap `c` (finite, positive); `None`: off.
+    pub softcap: Option<f32>,
 }
 
 pub trait Backend: Send + Sync + Sized {
@@ -631,6 +671,7 @@ pub mod unfused {
         p: AttentionParams,
         step: Option<&B::Step>,
     ) -> Result<()> {
+        p.check_scores(b.name(), "rope_attention")?; // before anything is written
         let rp = RopeKvParams {
             layer: p.layer,
             pos0: p.pos0,

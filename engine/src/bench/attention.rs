@@ -261,6 +261,8 @@ fn measure_prefill(
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
         window: None,
+        score_scale: None,
+        softcap: None,
     };
     let mut run = |b: &GpuBackend| {
         time(b, reps, 1, &mut |_| {
@@ -336,6 +338,8 @@ fn measure(
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
         window: None,
+        score_scale: None,
+        softcap: None,
     };
     let fused = time(b, reps, layers, &mut |l| {
         b.rope_attention(

@@ -39,6 +39,8 @@ pub fn shape(name: &str) -> Result<ModelConfig> {
         activation: Activation::Silu,
         embed_scale: None,
         query_pre_attn_scalar: None,
+        attn_logit_softcap: None,
+        final_logit_softcap: None,
         post_norms: false,
         bos_token_id: None,
         eos_token_ids: vec![],

@@ -1,11 +1,12 @@
 //! Causal grouped-query attention over the KV cache (prefill and decode are the same loop):
 //! for query row `i` at position `p = pos0 + i` and head `h`, with KV head `h / group`,
-//! `out = softmax(q·Kᵀ · scale over keys 0..=p) · V`.
+//! `out = softmax(cap(q·Kᵀ · scale) over keys 0..=p) · V`, `cap` Gemma 2's soft-cap
+//! `c · tanh(s / c)` where the params set one (else the identity).
 
 use rayon::prelude::*;
 
 use super::{simd, CpuTensor};
-use crate::backend::{check_tensor, window_start, AttentionParams};
+use crate::backend::{check_tensor, softcap, window_start, AttentionParams};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::tensor::DType;
@@ -37,8 +38,9 @@ pub fn attention(
             detail: format!("params {p:?} do not match the KV layout {layout:?}"),
         });
     }
+    p.check_scores("cpu", OP)?;
     let group = p.n_heads / p.n_kv_heads;
-    let scale = p.scale();
+    let (scale, cap) = (p.scale(), p.softcap);
     let q = &q.f32(OP, "q")?[..p.rows * qd];
     let arena = cache.arena();
     // One task per (row, head): out[(row, head)] is a contiguous run of head_dim.
@@ -54,7 +56,8 @@ pub fn attention(
         let mut scores: Vec<f32> = keys
             .map(|j| {
                 arena.read_f32(layout.offset(p.layer, 0, kvh, j), &mut row);
-                simd::dot(qh, &row) * scale
+                let s = simd::dot(qh, &row) * scale;
+                cap.map_or(s, |c| softcap(s, c))
             })
             .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);

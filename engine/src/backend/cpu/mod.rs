@@ -368,7 +368,17 @@ impl Backend for CpuBackend {
             in_features: p.hidden,
             out_features: p.vocab,
         };
-        linear::linear(&rows, w, None, out, lp)
+        if let Some(c) = p.softcap {
+            check_softcap("logits", c)?;
+        }
+        linear::linear(&rows, w, None, out, lp)?;
+        if let Some(c) = p.softcap {
+            let n = p.rows * p.vocab;
+            for l in &mut out.f32_mut("logits", "out")?[..n] {
+                *l = crate::backend::softcap(*l, c);
+            }
+        }
+        Ok(())
     }
 
     fn new_step(&self, vocab: usize, capacity: usize) -> Result<CpuStep> {
@@ -467,6 +477,18 @@ impl Backend for CpuBackend {
         let l = &logits.f32("sample", "logits")?[row * vocab..(row + 1) * vocab];
         crate::sampler::sample(l, params, history, coin)
     }
+}
+
+/// A typed error for a final logit soft-cap that is not a finite positive number.
+fn check_softcap(op: &str, c: f32) -> Result<()> {
+    if c.is_finite() && c > 0.0 {
+        return Ok(());
+    }
+    Err(Error::Backend {
+        backend: "cpu",
+        op: op.into(),
+        detail: format!("softcap {c} is not a finite positive number"),
+    })
 }
 
 #[cfg(test)]

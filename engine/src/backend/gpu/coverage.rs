@@ -31,12 +31,13 @@ const ROPE: &[&str] = &["g4", "g1", "step"];
 /// Q8_0 rows are whole blocks of 32 (half a multiple of 16) and the host passes 16-byte aligned
 /// tensors: the vector path only.
 const ROPE_Q8: &[&str] = &["g4", "", "step"];
-const ATTENTION: &[&str] = &["keys", "empty_wave"];
-const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step"];
+/// Prefill rows never read the step's position (bit 2, attention_decode's).
+const ATTENTION: &[&str] = &["keys", "empty_wave", "", "softcap"];
+const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step", "softcap"];
 const DECODE_ATTENTION: &[&str] = &[
-    "keys", "new", "chunks", "single", "partial", "combine", "step", "write", "window",
+    "keys", "new", "chunks", "single", "partial", "combine", "step", "write", "window", "softcap",
 ];
-const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window"];
+const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window", "softcap"];
 const MAIN: &[&str] = &["main"];
 const GEMV: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
@@ -156,6 +157,7 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("swiglu", "elementwise.hip", 0, &["main", "gelu"]),
     k("add", "elementwise.hip", 1, MAIN),
     k("bias_add", "elementwise.hip", 2, MAIN),
+    k("softcap", "elementwise.hip", 3, MAIN),
     k("convert_f32_to_f16", "convert.hip", 1, MAIN),
     k("convert_f32_to_bf16", "convert.hip", 2, MAIN),
     k(
@@ -432,11 +434,11 @@ mod tests {
                 + 4
                 + 3 * 3
                 + 2
-                + 4 * 2
                 + 4 * 3
-                + 3 * 9
-                + 6 * 4
-                + (2 + 1 + 1)
+                + 4 * 4
+                + 3 * 10
+                + 6 * 5
+                + (2 + 1 + 1 + 1)
                 + 2
                 + 4
                 + 2 * 10

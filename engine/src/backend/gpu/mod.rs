@@ -198,7 +198,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 62] = [
+pub const ABI_KERNELS: [&str; 63] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -227,6 +227,7 @@ pub const ABI_KERNELS: [&str; 62] = [
     "swiglu",
     "add",
     "bias_add",
+    "softcap",
     "convert_f32_to_f16",
     "convert_f32_to_bf16",
     "argmax",

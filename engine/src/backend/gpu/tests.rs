@@ -431,6 +431,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
         rows: 1,
         hidden: k,
         vocab: m,
+        softcap: None,
     };
     b.logits(&x, &w, &mut out, lp).unwrap();
     let calls = v.calls();
@@ -453,6 +454,37 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
         panic!("{calls:?}")
     };
     assert_eq!((g.m, g.n, g.k, g.b), (300, 1, 8, x.ptr() + 2 * 8 * 4));
+    // A final logit soft-cap: the product, then `softcap` over the row in place (c, 1 / c).
+    let capped = LogitsParams {
+        softcap: Some(30.0),
+        ..lp
+    };
+    b.logits(&x, &w, &mut out, capped).unwrap();
+    let calls = v.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let Call::Launch(name, cfg, args) = &calls[1] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "softcap");
+    assert_eq!(cfg.grid, (2, 1, 1), "ceil(300 / 256)");
+    assert_eq!(
+        args[..],
+        [
+            KernelArg::Ptr(out.ptr()),
+            KernelArg::I64(300),
+            KernelArg::F32(30.0),
+            KernelArg::F32(1.0 / 30.0)
+        ]
+    );
+    // A nonsense cap is a typed error before anything is launched.
+    for c in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let bad = LogitsParams {
+            softcap: Some(c),
+            ..lp
+        };
+        assert!(b.logits(&x, &w, &mut out, bad).is_err(), "softcap {c}");
+        assert!(v.calls().is_empty(), "softcap {c}");
+    }
 }
 
 #[test]
@@ -775,6 +807,8 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
             n_kv_heads: 2,
             head_dim: 64,
             window,
+            score_scale: None,
+            softcap: None,
         };
         v.calls();
         b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
@@ -791,8 +825,51 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
         let (name, args) = launches[0];
         assert_eq!(name, "decode_attention_f16", "window {window:?}");
         let w = window.unwrap_or(0) as i32;
-        assert_eq!(args.last(), Some(&KernelArg::I32(w)), "window {window:?}");
+        let n = args.len();
+        assert_eq!(args[n - 4], KernelArg::F32(0.125), "head_dim^-0.5");
+        assert_eq!(
+            args[n - 2..],
+            [KernelArg::I32(w), KernelArg::F32(0.0)],
+            "window {window:?}, no soft-cap"
+        );
     }
+    // Gemma 2: its score scale and soft-cap as the fused kernel's launch constants.
+    let p = AttentionParams {
+        layer: 0,
+        pos0: 9,
+        rows: 1,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 64,
+        window: Some(4),
+        score_scale: Some(0.0625),
+        softcap: Some(50.0),
+    };
+    b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
+        .unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, _, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "decode_attention_f16");
+    let n = args.len();
+    assert_eq!(
+        args[n - 4..],
+        [
+            KernelArg::F32(0.0625),
+            KernelArg::Ptr(0),
+            KernelArg::I32(4),
+            KernelArg::F32(50.0)
+        ]
+    );
+    let bad = AttentionParams {
+        softcap: Some(f32::NAN),
+        ..p
+    };
+    assert!(b
+        .rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, bad, None)
+        .is_err());
+    assert!(v.calls().is_empty());
 }
 
 /// Gemma's post-norm residual add: one `rms_norm` launch reading `y` (as the kernel's `x`, no
@@ -868,6 +945,8 @@ fn attention_and_argmax_use_the_abi_grids() {
         n_kv_heads: 2,
         head_dim: 64,
         window: None,
+        score_scale: None,
+        softcap: None,
     };
     b.attention(&q, &cache, &mut out, p, None).unwrap();
     let calls = v.calls();
@@ -886,7 +965,16 @@ fn attention_and_argmax_use_the_abi_grids() {
         [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..],
         "layer, pos0, rows, n_heads, n_kv_heads, head_dim, capacity"
     );
-    assert_eq!(args[10..], [KernelArg::F32(0.125), KernelArg::I32(0)]);
+    assert_eq!(
+        args[10..],
+        [
+            KernelArg::F32(0.125),
+            KernelArg::I32(0),
+            KernelArg::F32(0.0),
+            KernelArg::F32(0.0)
+        ],
+        "scale, window, soft-cap off (c·log2 e, −2 / c)"
+    );
     // f32 KV: the simple kernel, one block per (head, row).
     let cache32 = KvCache::new(
         &b,
@@ -910,6 +998,7 @@ fn attention_and_argmax_use_the_abi_grids() {
     assert_eq!(args[3..10], [1, 3, 5, 6, 2, 64, 16].map(KernelArg::I32)[..]);
     assert_eq!(args[10], KernelArg::F32(0.125));
     assert_eq!(args[12], KernelArg::I32(0), "no window");
+    assert_eq!(args[13], KernelArg::F32(0.0), "no soft-cap");
     // A sliding window: over f16 KV the flash kernel takes the rows, given the window, whether
     // it masks nothing (positions 3..8, window 8) or keys of some rows (window 6).
     for window in [8, 6] {
@@ -924,6 +1013,68 @@ fn attention_and_argmax_use_the_abi_grids() {
         };
         assert_eq!(name, "flash_attention_64_f16", "window {window}");
         assert_eq!(args[11], KernelArg::I32(window as i32));
+    }
+    // Gemma's score scale and the attention soft-cap reach both prefill kernels and the
+    // decode kernel as launch constants (args: scale, [step,] window, softcap).
+    let gemma = AttentionParams {
+        score_scale: Some(0.0625),
+        softcap: Some(50.0),
+        ..p
+    };
+    b.attention(&q, &cache, &mut out, gemma, None).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, _, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "flash_attention_64_f16");
+    assert_eq!(
+        args[10..],
+        [
+            KernelArg::F32(0.0625),
+            KernelArg::I32(0),
+            KernelArg::F32(50.0 * std::f32::consts::LOG2_E),
+            KernelArg::F32(-2.0 / 50.0)
+        ],
+        "scale, window, the cap in the scores' log2 units"
+    );
+    b.attention(&q, &cache32, &mut out, gemma, None).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, _, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "attention_f32");
+    assert_eq!(args[10], KernelArg::F32(0.0625), "scale");
+    assert_eq!(args.last(), Some(&KernelArg::F32(50.0)), "softcap");
+    let one = AttentionParams { rows: 1, ..gemma };
+    b.attention(&q, &cache32, &mut out, one, None).unwrap();
+    let calls = v.calls();
+    let Call::Launch(name, _, args) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(name, "attention_decode_f32");
+    assert_eq!(
+        (args[10], args.last()),
+        (KernelArg::F32(0.0625), Some(&KernelArg::F32(50.0)))
+    );
+    // A nonsense scale or cap is a typed error before anything is launched.
+    for (score_scale, softcap) in [
+        (None, Some(-1.0)),
+        (None, Some(f32::NAN)),
+        (None, Some(0.0)),
+        (Some(f32::NAN), None),
+        (Some(-0.5), None),
+        (Some(f32::INFINITY), None),
+    ] {
+        let bad = AttentionParams {
+            score_scale,
+            softcap,
+            ..p
+        };
+        assert!(
+            b.attention(&q, &cache, &mut out, bad, None).is_err(),
+            "{bad:?}"
+        );
+        assert!(v.calls().is_empty(), "{bad:?}");
     }
     // A context overflow is refused before launching.
     let p_big = AttentionParams { pos0: 12, ..p };

@@ -36,12 +36,13 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "gemma2" => Arch::Gemma2,
         "gemma3" => Arch::Gemma3,
         other => {
             return Err(Error::UnsupportedModel {
                 path: path.clone(),
                 detail: format!(
-                    "GGUF architecture `{other}` (supported: llama, qwen2, qwen3, gemma3)"
+                    "GGUF architecture `{other}` (supported: llama, qwen2, qwen3, gemma2, gemma3)"
                 ),
             })
         }
@@ -165,16 +166,10 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         }
     }
 
-    let gemma = if arch == Arch::Gemma3 {
-        Some(gemma3_features(
-            file,
-            n_layers,
-            hidden_size,
-            n_heads,
-            head_dim,
-        )?)
-    } else {
-        None
+    let gemma = match arch {
+        Arch::Gemma2 => Some(gemma2_features(file, n_layers, hidden_size, n_heads)?),
+        Arch::Gemma3 => Some(gemma3_features(file, n_layers, hidden_size, n_heads)?),
+        _ => None,
     };
 
     Ok(ModelConfig {
@@ -194,14 +189,16 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1).
         sliding_window: gemma.as_ref().map(|g| g.window),
         sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
-        rope_local_theta: gemma.as_ref().map(|_| GEMMA3_LOCAL_ROPE_THETA),
+        rope_local_theta: (arch == Arch::Gemma3).then_some(GEMMA3_LOCAL_ROPE_THETA),
         activation: match gemma {
             Some(_) => Activation::GeluTanh,
             None => Activation::Silu,
         },
-        // llama.cpp's gemma3 graph: `ggml_scale(inpL, sqrtf(n_embd))`.
+        // llama.cpp's gemma2 and gemma3 graphs: `ggml_scale(inpL, sqrtf(n_embd))`.
         embed_scale: gemma.as_ref().map(|_| (hidden_size as f32).sqrt()),
-        query_pre_attn_scalar: None,
+        query_pre_attn_scalar: gemma.as_ref().and_then(|g| g.query_pre_attn_scalar),
+        attn_logit_softcap: gemma.as_ref().and_then(|g| g.attn_logit_softcap),
+        final_logit_softcap: gemma.as_ref().and_then(|g| g.final_logit_softcap),
         post_norms: gemma.is_some(),
         // llama.cpp writes `output.weight` only when the head is not the embedding.
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),
@@ -221,43 +218,97 @@ const GEMMA3_LOCAL_ROPE_THETA: f32 = 10_000.0;
 /// `set_swa_pattern(6)`, transformers' `sliding_window_pattern`).
 const GEMMA3_SWA_PATTERN: usize = 6;
 
-struct Gemma3Features {
+/// Gemma 2's layer pattern: the even layers slide (llama.cpp's `set_swa_pattern(2)`,
+/// transformers' `layer_types` default).
+const GEMMA2_SWA_PATTERN: usize = 2;
+/// Gemma 2's window where the file has no `gemma2.attention.sliding_window` (llama.cpp's
+/// `n_swa = 4096`, transformers' default).
+const GEMMA2_WINDOW: usize = 4096;
+/// Gemma 2's soft-caps where the file has no key (llama.cpp's hparams defaults, transformers'
+/// `Gemma2Config` defaults).
+const GEMMA2_ATTN_SOFTCAP: f32 = 50.0;
+const GEMMA2_FINAL_SOFTCAP: f32 = 30.0;
+/// The layer counts of llama.cpp's 27B types (`LLM_TYPE_27B`), which scale scores by
+/// `(hidden / heads) ** -0.5` instead of `head_dim ** -0.5`.
+const GEMMA2_27B_LAYERS: usize = 46;
+const GEMMA3_27B_LAYERS: usize = 62;
+
+struct GemmaFeatures {
     window: usize,
     sliding_layers: Vec<bool>,
+    /// `Some(hidden / heads)` where llama.cpp scales scores by its `** -0.5` (27B).
+    query_pre_attn_scalar: Option<f32>,
+    attn_logit_softcap: Option<f32>,
+    final_logit_softcap: Option<f32>,
 }
 
-/// Gemma 3's window and layer pattern from `gemma3.attention.sliding_window`; a model whose
-/// score scale is not `head_dim ** -0.5` (27B: llama.cpp uses `(hidden / heads) ** -0.5`) is
-/// refused, as the engine's kernels take head_dim's.
+/// The score scale of llama.cpp's Gemma graphs (`f_attention_scale`): `(hidden / heads) **
+/// -0.5` for the 27B layer count, else head_dim's (`None`).
+fn gemma_score_scalar(
+    n_layers: usize,
+    layers_27b: usize,
+    hidden: usize,
+    n_heads: usize,
+) -> Option<f32> {
+    (n_layers == layers_27b).then_some((hidden / n_heads) as f32)
+}
+
+/// Gemma 2's window (`gemma2.attention.sliding_window`, 4096 when absent) on the even layers,
+/// its soft-caps (`gemma2.attn_logit_softcapping`, `gemma2.final_logit_softcapping`: 50 and 30
+/// when absent; finite and positive, else a typed error) and the score scale.
+fn gemma2_features(
+    file: &GgufFile,
+    n_layers: usize,
+    hidden: usize,
+    n_heads: usize,
+) -> Result<GemmaFeatures> {
+    let key = "gemma2.attention.sliding_window";
+    let window = file.opt_usize(key)?.unwrap_or(GEMMA2_WINDOW);
+    if window == 0 {
+        return Err(Error::config(&file.path, key, "must be positive, found 0"));
+    }
+    let cap = |key: &str, default: f32| -> Result<Option<f32>> {
+        let c = file.opt_f32(key)?.unwrap_or(default);
+        if !(c.is_finite() && c > 0.0) {
+            return Err(Error::config(
+                &file.path,
+                key,
+                format!("must be a finite positive number, found {c}"),
+            ));
+        }
+        Ok(Some(c))
+    };
+    Ok(GemmaFeatures {
+        window,
+        sliding_layers: (0..n_layers).map(|l| l % GEMMA2_SWA_PATTERN == 0).collect(),
+        query_pre_attn_scalar: gemma_score_scalar(n_layers, GEMMA2_27B_LAYERS, hidden, n_heads),
+        attn_logit_softcap: cap("gemma2.attn_logit_softcapping", GEMMA2_ATTN_SOFTCAP)?,
+        final_logit_softcap: cap("gemma2.final_logit_softcapping", GEMMA2_FINAL_SOFTCAP)?,
+    })
+}
+
+/// Gemma 3's window and layer pattern from `gemma3.attention.sliding_window`, and the score
+/// scale (27B: llama.cpp uses `(hidden / heads) ** -0.5`).
 fn gemma3_features(
     file: &GgufFile,
     n_layers: usize,
     hidden: usize,
     n_heads: usize,
-    head_dim: usize,
-) -> Result<Gemma3Features> {
+) -> Result<GemmaFeatures> {
     let key = "gemma3.attention.sliding_window";
     let window = file.get_usize(key)?;
     if window == 0 {
         return Err(Error::config(&file.path, key, "must be positive, found 0"));
     }
-    // llama.cpp's LLM_TYPE_27B (62 layers) scales scores by (hidden / heads) ** -0.5.
-    if n_layers == 62 && hidden / n_heads != head_dim {
-        return Err(Error::UnsupportedModel {
-            path: file.path.clone(),
-            detail: format!(
-                "Gemma 3 27B's score scale (hidden / heads = {}) ** -0.5 differs from head_dim \
-                 {head_dim} ** -0.5",
-                hidden / n_heads
-            ),
-        });
-    }
     let sliding_layers = (0..n_layers)
         .map(|l| (l + 1) % GEMMA3_SWA_PATTERN != 0)
         .collect();
-    Ok(Gemma3Features {
+    Ok(GemmaFeatures {
         window,
         sliding_layers,
+        query_pre_attn_scalar: gemma_score_scalar(n_layers, GEMMA3_27B_LAYERS, hidden, n_heads),
+        attn_logit_softcap: None,
+        final_logit_softcap: None,
     })
 }
 

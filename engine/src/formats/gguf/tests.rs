@@ -666,3 +666,87 @@ proptest! {
         let _ = crate::formats::load(&path);
     }
 }
+
+/// The tiny Llama relabelled `gemma2` (llama.cpp's `gemma2.*` keys) with Gemma's post-norms, and
+/// `extra` keys on top.
+fn tiny_gemma2(extra: &[(&str, GgufValue)]) -> GgufBuilder {
+    let (mut b, _, _) = builder::tiny_llama();
+    for (key, v) in b.kv.iter_mut() {
+        if let Some(rest) = key.strip_prefix("llama.") {
+            *key = format!("gemma2.{rest}");
+        }
+        if key == "general.architecture" {
+            *v = GgufValue::String("gemma2".into());
+        }
+    }
+    let mut b = b
+        .tensor_f32(
+            "blk.0.post_attention_norm.weight",
+            &[16],
+            &builder::values(16, 41),
+        )
+        .tensor_f32(
+            "blk.0.post_ffw_norm.weight",
+            &[16],
+            &builder::values(16, 42),
+        );
+    for (key, v) in extra {
+        b = b.kv(key, v.clone());
+    }
+    b
+}
+
+#[test]
+fn gemma2_reads_llama_cpps_keys_and_defaults() {
+    let dir = tmp();
+    // Without the optional keys: llama.cpp's defaults (window 4096, caps 50 and 30), the even
+    // layers sliding, head_dim's score scale (not the 27B layer count).
+    let m = crate::formats::load(&tiny_gemma2(&[]).write(dir.path(), "g2.gguf")).unwrap();
+    let c = &m.config;
+    assert_eq!(c.arch, Arch::Gemma2);
+    assert_eq!(c.sliding_window, Some(4096));
+    assert_eq!(c.sliding_layers, Some(vec![true]));
+    assert_eq!(
+        (c.attn_logit_softcap, c.final_logit_softcap),
+        (Some(50.0), Some(30.0))
+    );
+    assert_eq!((c.query_pre_attn_scalar, c.rope_local_theta), (None, None));
+    assert!(c.post_norms && !c.qk_norm);
+    assert_eq!(c.embed_scale, Some(4.0), "sqrt(16)");
+    // With them: as written.
+    let b = tiny_gemma2(&[
+        ("gemma2.attention.sliding_window", GgufValue::U32(9)),
+        ("gemma2.attn_logit_softcapping", GgufValue::F32(20.0)),
+        ("gemma2.final_logit_softcapping", GgufValue::F32(15.0)),
+    ]);
+    let c = crate::formats::load(&b.write(dir.path(), "g2k.gguf"))
+        .unwrap()
+        .config;
+    assert_eq!(c.sliding_window, Some(9));
+    assert_eq!(
+        (c.attn_logit_softcap, c.final_logit_softcap),
+        (Some(20.0), Some(15.0))
+    );
+}
+
+#[test]
+fn gemma2_nonsense_caps_and_windows_are_config_errors() {
+    let dir = tmp();
+    for (key, value) in [
+        ("gemma2.attn_logit_softcapping", GgufValue::F32(-50.0)),
+        ("gemma2.attn_logit_softcapping", GgufValue::F32(f32::NAN)),
+        ("gemma2.final_logit_softcapping", GgufValue::F32(0.0)),
+        (
+            "gemma2.final_logit_softcapping",
+            GgufValue::F32(f32::INFINITY),
+        ),
+        ("gemma2.attention.sliding_window", GgufValue::U32(0)),
+    ] {
+        let b = tiny_gemma2(&[(key, value.clone())]);
+        let err = crate::formats::load(&b.write(dir.path(), "bad.gguf")).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { field, .. } if field == key),
+            "{key} = {value:?}: {err:?}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! `config.json` (+ `generation_config.json`) → [`ModelConfig`], with transformers' semantics:
 //! per-class defaults for absent fields (`LlamaConfig`, `MistralConfig`, `Qwen2Config`,
-//! `Qwen3Config`, `Gemma3TextConfig` in transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
+//! `Qwen3Config`, `Gemma2Config`, `Gemma3TextConfig` in transformers 5), JSON `null` meaning `None`, and RoPE parameters in both spellings
 //! (4.x `rope_theta` + `rope_scaling`, 5.x `rope_parameters`).
 
 use std::path::Path;
@@ -27,6 +27,7 @@ enum Family {
     Mistral,
     Qwen2,
     Qwen3,
+    Gemma2,
     Gemma3,
 }
 
@@ -37,6 +38,7 @@ impl Family {
             "mistral" => Some(Family::Mistral),
             "qwen2" => Some(Family::Qwen2),
             "qwen3" => Some(Family::Qwen3),
+            "gemma2" => Some(Family::Gemma2),
             "gemma3_text" => Some(Family::Gemma3),
             _ => None,
         }
@@ -48,6 +50,7 @@ impl Family {
             "MistralForCausalLM" => Some(Family::Mistral),
             "Qwen2ForCausalLM" => Some(Family::Qwen2),
             "Qwen3ForCausalLM" => Some(Family::Qwen3),
+            "Gemma2ForCausalLM" => Some(Family::Gemma2),
             "Gemma3ForCausalLM" => Some(Family::Gemma3),
             _ => None,
         }
@@ -58,6 +61,7 @@ impl Family {
             Family::Llama | Family::Mistral => Arch::Llama,
             Family::Qwen2 => Arch::Qwen2,
             Family::Qwen3 => Arch::Qwen3,
+            Family::Gemma2 => Arch::Gemma2,
             Family::Gemma3 => Arch::Gemma3,
         }
     }
@@ -69,16 +73,16 @@ impl Family {
             Family::Llama => n_heads,
             Family::Mistral => 8,
             Family::Qwen2 | Family::Qwen3 => 32,
-            Family::Gemma3 => 4,
+            Family::Gemma2 | Family::Gemma3 => 4,
         }
     }
 
-    /// `head_dim` when absent: `Qwen3Config` and `Gemma3TextConfig` have their own defaults
-    /// (128, 256); the others derive it as hidden / heads.
+    /// `head_dim` when absent: `Qwen3Config`, `Gemma2Config` and `Gemma3TextConfig` have their
+    /// own defaults (128, 256, 256); the others derive it as hidden / heads.
     fn default_head_dim(self) -> Option<usize> {
         match self {
             Family::Qwen3 => Some(128),
-            Family::Gemma3 => Some(256),
+            Family::Gemma2 | Family::Gemma3 => Some(256),
             Family::Llama | Family::Mistral | Family::Qwen2 => None,
         }
     }
@@ -88,6 +92,7 @@ impl Family {
             Family::Llama => 2048,
             Family::Mistral => 4096 * 32,
             Family::Qwen2 | Family::Qwen3 => 32768,
+            Family::Gemma2 => 8192,
             Family::Gemma3 => 131_072,
         }
     }
@@ -97,13 +102,14 @@ impl Family {
         match self {
             Family::Llama | Family::Mistral => (Some(1), vec![2]),
             Family::Qwen2 | Family::Qwen3 => (None, vec![]),
-            Family::Gemma3 => (Some(2), vec![1]),
+            Family::Gemma2 | Family::Gemma3 => (Some(2), vec![1]),
         }
     }
 
-    /// `tie_word_embeddings` when absent (`Gemma3TextConfig`: true; the others false).
+    /// `tie_word_embeddings` when absent (`Gemma2Config`, `Gemma3TextConfig`: true; the
+    /// others false).
     fn default_tied(self) -> bool {
-        self == Family::Gemma3
+        matches!(self, Family::Gemma2 | Family::Gemma3)
     }
 }
 
@@ -308,13 +314,17 @@ pub fn parse_config(
     let trained_context = f.positive("max_position_embeddings", trained_context)?;
     let (bos_token_id, eos_token_ids) = special_ids(&f, family, generation)?;
     let gemma = match family {
-        Family::Gemma3 => Some(gemma3(&f, n_layers, head_dim)?),
+        Family::Gemma2 => Some(gemma2(&f, n_layers)?),
+        Family::Gemma3 => Some(gemma3(&f, n_layers)?),
         _ => None,
     };
-    let (rope_theta, rope_scaling) = match &gemma {
-        Some(g) => (g.global_theta, None),
+    let (rope_theta, rope_scaling) = match gemma.as_ref().and_then(|g| g.global_theta) {
+        Some(theta) => (theta, None),
         None => rope(&f, trained_context)?,
     };
+    if family == Family::Gemma2 && rope_scaling.is_some() {
+        return Err(unsupported(&f, "rope scaling (Gemma 2: only default)"));
+    }
 
     Ok(ModelConfig {
         arch: family.arch(),
@@ -335,14 +345,16 @@ pub fn parse_config(
             None => sliding_window(&f, family)?,
         },
         sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
-        rope_local_theta: gemma.as_ref().map(|g| g.local_theta),
-        activation: match gemma {
+        rope_local_theta: gemma.as_ref().and_then(|g| g.local_theta),
+        activation: match &gemma {
             Some(_) => Activation::GeluTanh,
             None => Activation::Silu,
         },
         // Gemma3TextModel: `embed_scale = hidden_size ** 0.5`, an f32 tensor of the double.
         embed_scale: gemma.as_ref().map(|_| (hidden_size as f64).sqrt() as f32),
         query_pre_attn_scalar: gemma.as_ref().map(|g| g.query_pre_attn_scalar),
+        attn_logit_softcap: gemma.as_ref().and_then(|g| g.attn_logit_softcap),
+        final_logit_softcap: gemma.as_ref().and_then(|g| g.final_logit_softcap),
         post_norms: gemma.is_some(),
         tie_word_embeddings: f
             .bool("tie_word_embeddings")?
@@ -367,7 +379,10 @@ fn family(f: &Fields) -> Result<Family> {
         return Family::from_model_type(t).ok_or_else(|| {
             unsupported(
                 f,
-                format!("model_type `{t}` (supported: llama, mistral, qwen2, qwen3, gemma3_text)"),
+                format!(
+                    "model_type `{t}` (supported: llama, mistral, qwen2, qwen3, gemma2, \
+                     gemma3_text)"
+                ),
             )
         });
     }
@@ -380,15 +395,15 @@ fn family(f: &Fields) -> Result<Family> {
     Family::from_architecture(first).ok_or_else(|| {
         unsupported(
             f,
-            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM)"),
+            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)"),
         )
     })
 }
 
 /// Variants of the families that the single forward pass does not compute.
 fn check_supported(f: &Fields, family: Family) -> Result<()> {
-    if family == Family::Gemma3 {
-        return check_gemma3(f);
+    if family == Family::Gemma2 || family == Family::Gemma3 {
+        return check_gemma(f, family);
     }
     // transformers' ACT2FN maps both names to SiLU.
     if let Some(act) = f.str("hidden_act")? {
@@ -431,7 +446,7 @@ fn sliding_window(f: &Fields, family: Family) -> Result<Option<usize>> {
 /// attention equals full attention, so the capped model is exact.
 fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usize> {
     let window = match family {
-        Family::Llama | Family::Mistral | Family::Gemma3 => None,
+        Family::Llama | Family::Mistral | Family::Gemma2 | Family::Gemma3 => None,
         Family::Qwen2 | Family::Qwen3 if f.bool("use_sliding_window")? == Some(true) => {
             // Layers from max_window_layers on slide (Qwen2Config / Qwen3Config.layer_types).
             let from = f.usize("max_window_layers")?.unwrap_or(28);
@@ -451,22 +466,25 @@ fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usiz
     }
 }
 
-/// Gemma 3 variants the engine does not compute: another activation (`hidden_activation`
-/// decides in `Gemma3MLP`), soft-capping, bidirectional attention, biases.
-fn check_gemma3(f: &Fields) -> Result<()> {
+/// Gemma 2 and 3 variants the engine does not compute: another activation
+/// (`hidden_activation` decides in `Gemma2MLP` / `Gemma3MLP`), Gemma 2's soft-capping on a
+/// Gemma 3 config (its forward has none), bidirectional attention, biases.
+fn check_gemma(f: &Fields, family: Family) -> Result<()> {
     let act = f.str("hidden_activation")?.unwrap_or("gelu_pytorch_tanh");
     if act != "gelu_pytorch_tanh" {
         return Err(unsupported(
             f,
-            format!("hidden_activation `{act}` (Gemma 3: only gelu_pytorch_tanh)"),
+            format!("hidden_activation `{act}` (Gemma: only gelu_pytorch_tanh)"),
         ));
     }
-    for cap in ["attn_logit_softcapping", "final_logit_softcapping"] {
-        if let Some(c) = f.f64(cap)? {
-            return Err(unsupported(
-                f,
-                format!("{cap} = {c} (Gemma 2's soft-capping)"),
-            ));
+    if family == Family::Gemma3 {
+        for cap in ["attn_logit_softcapping", "final_logit_softcapping"] {
+            if let Some(c) = f.f64(cap)? {
+                return Err(unsupported(
+                    f,
+                    format!("{cap} = {c} (Gemma 2's soft-capping on a Gemma 3 config)"),
+                ));
+            }
         }
     }
     for flag in ["use_bidirectional_attention", "attention_bias"] {
@@ -480,43 +498,30 @@ fn check_gemma3(f: &Fields) -> Result<()> {
 /// The most layers a config with a per-layer window pattern may name (Gemma 3 27B has 62).
 const MAX_PATTERN_LAYERS: usize = 4096;
 
-/// What Gemma 3's config adds: the window and which layers slide, the two RoPE bases, the
-/// score scale.
-struct Gemma3 {
+/// What Gemma 2's and 3's configs add: the window and which layers slide, the RoPE bases (Gemma
+/// 3: two; Gemma 2: `None`, the one of [`rope`]), the score scale, and Gemma 2's soft-caps.
+struct Gemma {
     window: usize,
     sliding_layers: Vec<bool>,
-    global_theta: f32,
-    local_theta: f32,
+    global_theta: Option<f32>,
+    local_theta: Option<f32>,
     query_pre_attn_scalar: f32,
+    attn_logit_softcap: Option<f32>,
+    final_logit_softcap: Option<f32>,
 }
 
-/// `Gemma3TextConfig`: `sliding_window` (4096 when absent), `layer_types` (when absent every
-/// `sliding_window_pattern`-th layer, 6 by default, is global), the RoPE bases from
-/// `rope_parameters.{full_attention, sliding_attention}.rope_theta` (5.x) or `rope_theta` and
-/// `rope_local_base_freq` (4.x; 10⁶ and 10⁴ when absent), and `query_pre_attn_scalar` (256),
-/// which must equal head_dim: the kernels scale scores by `head_dim ** -0.5`.
-fn gemma3(f: &Fields, n_layers: usize, head_dim: usize) -> Result<Gemma3> {
-    // The layer pattern is a list of n_layers entries: a count no checkpoint has (the weights are
-    // checked against it only after the config) is refused before anything is allocated.
+/// Which layers slide: `layer_types` (`sliding_attention` / `full_attention`, one a layer), or
+/// where absent `default(layer)`. A layer count no checkpoint has (the weights are checked
+/// against it only after the config) is refused before the list is allocated.
+fn layer_types(f: &Fields, n_layers: usize, default: impl Fn(usize) -> bool) -> Result<Vec<bool>> {
     if n_layers > MAX_PATTERN_LAYERS {
         return Err(f.err(
             "num_hidden_layers",
             format!("{n_layers} layers (at most {MAX_PATTERN_LAYERS} with per-layer windows)"),
         ));
     }
-    let window = match f.obj.get("sliding_window") {
-        None => 4096,
-        Some(_) => f
-            .usize("sliding_window")?
-            .ok_or_else(|| f.err("sliding_window", "null (Gemma 3 layers slide)"))?,
-    };
-    let window = f.positive("sliding_window", window)?;
-    let sliding_layers = match f.get("layer_types") {
-        None => {
-            let pattern = f.usize("sliding_window_pattern")?.unwrap_or(6);
-            let pattern = f.positive("sliding_window_pattern", pattern)?;
-            (0..n_layers).map(|l| (l + 1) % pattern != 0).collect()
-        }
+    match f.get("layer_types") {
+        None => Ok((0..n_layers).map(default).collect()),
         Some(Value::Array(types)) if types.len() == n_layers => types
             .iter()
             .map(|t| match t.as_str() {
@@ -527,12 +532,84 @@ fn gemma3(f: &Fields, n_layers: usize, head_dim: usize) -> Result<Gemma3> {
                     format!("expected sliding_attention or full_attention, found {t}"),
                 )),
             })
-            .collect::<Result<_>>()?,
-        Some(v) => {
-            return Err(f.err(
-                "layer_types",
-                format!("expected a list of {n_layers} layer types, found {v}"),
-            ))
+            .collect(),
+        Some(v) => Err(f.err(
+            "layer_types",
+            format!("expected a list of {n_layers} layer types, found {v}"),
+        )),
+    }
+}
+
+/// `sliding_window`: 4096 when absent; Gemma's sliding layers need one (`null` is refused).
+fn gemma_window(f: &Fields) -> Result<usize> {
+    let window = match f.obj.get("sliding_window") {
+        None => 4096,
+        Some(_) => f
+            .usize("sliding_window")?
+            .ok_or_else(|| f.err("sliding_window", "null (Gemma's sliding layers need one)"))?,
+    };
+    f.positive("sliding_window", window)
+}
+
+/// `query_pre_attn_scalar` (256 when absent): scores are scaled by its `** -0.5`, so it must be
+/// a positive number.
+fn query_pre_attn_scalar(f: &Fields) -> Result<f32> {
+    let qpas = f.f64("query_pre_attn_scalar")?.unwrap_or(256.0);
+    if qpas <= 0.0 || !(qpas as f32).is_finite() {
+        return Err(f.err(
+            "query_pre_attn_scalar",
+            format!("must be a positive number, found {qpas}"),
+        ));
+    }
+    Ok(qpas as f32)
+}
+
+/// A Gemma 2 soft-cap: `default` when absent, off when `null`, else a positive number (the
+/// cap divides: 0 or a negative cap is no model).
+fn softcap(f: &Fields, field: &str, default: f64) -> Result<Option<f32>> {
+    let c = match f.obj.get(field) {
+        None => default,
+        Some(_) => match f.f64(field)? {
+            None => return Ok(None),
+            Some(c) => c,
+        },
+    };
+    if c <= 0.0 || !(c as f32).is_finite() {
+        return Err(f.err(field, format!("must be a positive number, found {c}")));
+    }
+    Ok(Some(c as f32))
+}
+
+/// `Gemma2Config`: `sliding_window` (4096 when absent) on the layers `layer_types` names
+/// sliding (when absent the even ones: `(i + 1) % 2` in `Gemma2Config.__post_init__`), one RoPE
+/// base ([`rope`], 10 000 when absent), `query_pre_attn_scalar` (256), `attn_logit_softcapping`
+/// (50) and `final_logit_softcapping` (30), each `null` for none.
+fn gemma2(f: &Fields, n_layers: usize) -> Result<Gemma> {
+    let sliding_layers = layer_types(f, n_layers, |l| (l + 1) % 2 != 0)?;
+    Ok(Gemma {
+        window: gemma_window(f)?,
+        sliding_layers,
+        global_theta: None,
+        local_theta: None,
+        query_pre_attn_scalar: query_pre_attn_scalar(f)?,
+        attn_logit_softcap: softcap(f, "attn_logit_softcapping", 50.0)?,
+        final_logit_softcap: softcap(f, "final_logit_softcapping", 30.0)?,
+    })
+}
+
+/// `Gemma3TextConfig`: `sliding_window` (4096 when absent), `layer_types` (when absent every
+/// `sliding_window_pattern`-th layer, 6 by default, is global), the RoPE bases from
+/// `rope_parameters.{full_attention, sliding_attention}.rope_theta` (5.x) or `rope_theta` and
+/// `rope_local_base_freq` (4.x; 10⁶ and 10⁴ when absent), and `query_pre_attn_scalar` (256),
+/// whatever head_dim is (27B's differs).
+fn gemma3(f: &Fields, n_layers: usize) -> Result<Gemma> {
+    let window = gemma_window(f)?;
+    let sliding_layers = match f.get("layer_types") {
+        Some(_) => layer_types(f, n_layers, |_| true)?,
+        None => {
+            let pattern = f.usize("sliding_window_pattern")?.unwrap_or(6);
+            let pattern = f.positive("sliding_window_pattern", pattern)?;
+            layer_types(f, n_layers, |l| (l + 1) % pattern != 0)?
         }
     };
     let theta = |params: Option<&Map<String, Value>>, prefix: &str, fallback: f64| {
@@ -581,22 +658,15 @@ fn gemma3(f: &Fields, n_layers: usize, head_dim: usize) -> Result<Gemma3> {
         "rope_parameters.sliding_attention.",
         local_default,
     )?;
-    let qpas = f.f64("query_pre_attn_scalar")?.unwrap_or(256.0);
-    if qpas != head_dim as f64 {
-        return Err(unsupported(
-            f,
-            format!(
-                "query_pre_attn_scalar = {qpas} differs from head_dim = {head_dim} (the \
-                 kernels scale scores by head_dim ** -0.5)"
-            ),
-        ));
-    }
-    Ok(Gemma3 {
+    let qpas = query_pre_attn_scalar(f)?;
+    Ok(Gemma {
         window,
         sliding_layers,
-        global_theta,
-        local_theta,
-        query_pre_attn_scalar: qpas as f32,
+        global_theta: Some(global_theta),
+        local_theta: Some(local_theta),
+        query_pre_attn_scalar: qpas,
+        attn_logit_softcap: None,
+        final_logit_softcap: None,
     })
 }
 

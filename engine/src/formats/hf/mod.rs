@@ -28,7 +28,7 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 pub fn load(dir: &Path) -> Result<LoadedModel> {
     let config = load_config(dir)?;
     let mut weights = load_weights(dir)?;
-    if config.arch == Arch::Gemma3 {
+    if matches!(config.arch, Arch::Gemma2 | Arch::Gemma3) {
         weights.tensors = gemma_gains(std::mem::take(&mut weights.tensors))?;
     }
     // Each layer has tensors of its own: more layers than the weights hold tensors is a broken

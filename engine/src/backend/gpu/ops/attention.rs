@@ -1,7 +1,8 @@
 //! Causal grouped-query attention over the KV arena: query row `i` at position `pos0 + i`, head
 //! `h` reads KV head `h / (n_heads / n_kv_heads)` over keys `0 ..= pos0 + i` (with a sliding
 //! window of W keys, only `pos0 + i − W < j`: both kernels take the window as an argument and
-//! never read the keys before the first row's window).
+//! never read the keys before the first row's window). Both take the score scale and the
+//! attention logit soft-cap (0: off) as arguments.
 //!
 //! Prefill rows (more than one) over f16/bf16/Q8_0 KV with a head dim that is a multiple of 16
 //! up to 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and
@@ -45,6 +46,7 @@ pub(in crate::backend::gpu) fn attention(
             format!("params {p:?} do not match the KV layout {layout:?}"),
         ));
     }
+    p.check_scores("gpu", OP)?;
     if hd > MAX_HEAD_DIM {
         return Err(bad(
             OP,
@@ -73,19 +75,24 @@ pub(in crate::backend::gpu) fn attention(
         int(OP, "head_dim", hd)?,
         int(OP, "capacity", layout.capacity)?,
     ];
-    let window = int(OP, "window", p.window.unwrap_or(0))?;
+    let scores = ScoreArgs {
+        scale: p.scale(),
+        window: int(OP, "window", p.window.unwrap_or(0))?,
+        softcap: p.softcap_arg(),
+    };
     if b.flash_attention() && step.is_none() && flash_takes(&p, arena.dtype()) {
-        return launch_flash_attention(b, arena.dtype(), ptrs, dims, p.scale(), window);
+        return launch_flash_attention(b, arena.dtype(), ptrs, dims, scores);
     }
-    launch_attention(
-        b,
-        arena.dtype(),
-        ptrs,
-        dims,
-        p.scale(),
-        step.unwrap_or(0),
-        window,
-    )
+    launch_attention(b, arena.dtype(), ptrs, dims, step.unwrap_or(0), scores)
+}
+
+/// How the attention kernels form their scores (the launch constants after the dims): the
+/// scale on `q·k`, the sliding window (0: none) and the soft-cap (0: none).
+#[derive(Debug, Clone, Copy)]
+pub(in crate::backend::gpu) struct ScoreArgs {
+    pub scale: f32,
+    pub window: i32,
+    pub softcap: f32,
 }
 
 /// Largest head dim of the flash kernel (its `HD = 128` entry points).
@@ -115,15 +122,19 @@ fn flash_grid(wave: u32, rows: usize, n_heads: usize, n_kv_heads: usize) -> (u32
     (n_kv_heads as u32, flat.div_ceil(tile) as u32)
 }
 
+/// log2 e as the kernel's FA_LOG2E (an f32).
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+
 /// `flash_attention_{64|128}_{T}` (the smallest that holds head_dim); the arguments of
-/// [`launch_attention`] but the step (positions are given: a step's rows are decode rows).
+/// [`launch_attention`] but the step (positions are given: a step's rows are decode rows), and
+/// the soft-cap `c` as the kernel takes it, in the log2 units of its scores: `c · log2 e` and
+/// `−2 / c` (both 0: off).
 fn launch_flash_attention(
     b: &GpuBackend,
     arena_dtype: DType,
     ptrs: [DevicePtr; 3],
     dims: [i32; 7],
-    scale: f32,
-    window: i32,
+    scores: ScoreArgs,
 ) -> Result<()> {
     let (rows, n_heads, n_kv_heads, hd) = (dims[2], dims[3], dims[4], dims[5]);
     let variant = if hd <= 64 { 64 } else { 128 };
@@ -151,7 +162,16 @@ fn launch_flash_attention(
     let args = kernel_args(
         &ptrs,
         &dims,
-        &[KernelArg::F32(scale), KernelArg::I32(window)],
+        &[
+            KernelArg::F32(scores.scale),
+            KernelArg::I32(scores.window),
+            KernelArg::F32(scores.softcap * LOG2_E),
+            KernelArg::F32(if scores.softcap > 0.0 {
+                -2.0 / scores.softcap
+            } else {
+                0.0
+            }),
+        ],
     );
     // SAFETY: the caller checked q and out against the params and the arena against its
     // layout, with pos0 + rows ≤ capacity; flash_takes bounds head_dim (multiple of 16, ≤ 128).
@@ -168,9 +188,8 @@ pub(in crate::backend::gpu) fn launch_attention(
     arena_dtype: DType,
     ptrs: [DevicePtr; 3],
     dims: [i32; 7],
-    scale: f32,
     step: DevicePtr,
-    window: i32,
+    scores: ScoreArgs,
 ) -> Result<()> {
     let (rows, n_heads) = (dims[2], dims[3]);
     let kind = if rows == 1 {
@@ -185,9 +204,10 @@ pub(in crate::backend::gpu) fn launch_attention(
         shared_bytes: 0,
     };
     let tail = [
-        KernelArg::F32(scale),
+        KernelArg::F32(scores.scale),
         KernelArg::Ptr(step),
-        KernelArg::I32(window),
+        KernelArg::I32(scores.window),
+        KernelArg::F32(scores.softcap),
     ];
     let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q and out against the params and the arena against its
@@ -208,6 +228,8 @@ mod tests {
             n_kv_heads,
             head_dim,
             window: None,
+            score_scale: None,
+            softcap: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! (f32 KV, head dims off a multiple of 16, below 32 or past 256, more than one row) go through
 //! the separate `rope_kv_write` and `attention` ops.
 
+use super::attention::ScoreArgs;
 use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
@@ -105,6 +106,7 @@ pub(in crate::backend::gpu) fn rope_attention_row(
 ) -> Result<()> {
     let hd = p.head_dim;
     let layout = *cache.layout();
+    p.check_scores("gpu", OP)?;
     if !fusable(&p, layout.dtype) {
         return Err(bad(OP, format!("the fused kernel does not take {p:?}")));
     }
@@ -161,9 +163,12 @@ pub(in crate::backend::gpu) fn rope_attention_row(
             int(OP, "capacity", layout.capacity)?,
             int(OP, "s_max", s_max)?,
         ],
-        p.scale(),
         step.unwrap_or(0),
-        int(OP, "window", p.window.unwrap_or(0))?,
+        ScoreArgs {
+            scale: p.scale(),
+            window: int(OP, "window", p.window.unwrap_or(0))?,
+            softcap: p.softcap_arg(),
+        },
         columns(&p),
     )
 }
@@ -171,16 +176,15 @@ pub(in crate::backend::gpu) fn rope_attention_row(
 /// `decode_attention_{T}` over a (columns, s_max) grid of 256-thread blocks.
 /// `ptrs` = q, k, v, inv_freq, arena, out, ws, counters; `dims` = layer, pos0, n_heads,
 /// n_kv_heads, head_dim, capacity, s_max (the ABI order); `step` = a step block whose position
-/// replaces pos0, or 0 (null); `window` = the sliding window's keys, or 0 (none).
-#[allow(clippy::too_many_arguments)]
+/// replaces pos0, or 0 (null); `scores` = the scale, the sliding window's keys (0: none) and
+/// the soft-cap (0: none).
 pub(in crate::backend::gpu) fn launch_decode_attention(
     b: &GpuBackend,
     arena_dtype: DType,
     ptrs: [DevicePtr; 8],
     dims: [i32; 7],
-    scale: f32,
     step: DevicePtr,
-    window: i32,
+    scores: ScoreArgs,
     columns: usize,
 ) -> Result<()> {
     let name = format!("decode_attention_{}", suffix(OP, arena_dtype)?);
@@ -190,9 +194,10 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
         shared_bytes: 0,
     };
     let tail = [
-        KernelArg::F32(scale),
+        KernelArg::F32(scores.scale),
         KernelArg::Ptr(step),
-        KernelArg::I32(window),
+        KernelArg::I32(scores.window),
+        KernelArg::F32(scores.softcap),
     ];
     let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q, k, v, inv_freq and out against the params and the arena
@@ -214,6 +219,8 @@ mod tests {
             n_kv_heads,
             head_dim,
             window: None,
+            score_scale: None,
+            softcap: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Elementwise kernels: the gated activation (SwiGLU, GeGLU), the residual add, the bias add and the f32 → 16-bit conversion.
+//! Elementwise kernels: the gated activation (SwiGLU, GeGLU), the residual add, the bias add, the
+//! final logit soft-cap and the f32 → 16-bit conversion.
 //! All are 1-D launches of `ceil(n/256)` blocks of 256 threads.
 
 use super::{act_arg, count, linear_grid, ELEMENTWISE_BLOCK};
@@ -98,6 +99,25 @@ pub(in crate::backend::gpu) fn launch_bias_add(
     ];
     // SAFETY: the caller checked out ≥ rows·cols and bias ≥ cols, both f32.
     unsafe { b.launch("bias_add", cfg, &args) }
+}
+
+/// `softcap`: `x = c · tanh(x / c)` over `n` (Gemma 2's final logit soft-cap; `c` finite and
+/// positive, checked by the caller).
+pub(in crate::backend::gpu) fn launch_softcap(
+    b: &GpuBackend,
+    x: DevicePtr,
+    n: i64,
+    c: f32,
+) -> Result<()> {
+    let cfg = linear_grid("softcap", n, ELEMENTWISE_BLOCK)?;
+    let args = [
+        KernelArg::Ptr(x),
+        KernelArg::I64(n),
+        KernelArg::F32(c),
+        KernelArg::F32(1.0 / c),
+    ];
+    // SAFETY: the caller checked x holds ≥ n f32.
+    unsafe { b.launch("softcap", cfg, &args) }
 }
 
 /// `convert_f32_to_{D}` (f32 → f16/bf16) over `n`.

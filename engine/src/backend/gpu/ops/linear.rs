@@ -7,7 +7,7 @@
 //! instead (`gemv.rs`: the same arithmetic, no convert pass, W read from HBM about once, each
 //! row computed as it is alone).
 
-use super::elementwise::{launch_bias_add, launch_convert, launch_swiglu};
+use super::elementwise::{launch_bias_add, launch_convert, launch_softcap, launch_swiglu};
 use super::gemv::{launch_gemv, launch_gemv_swiglu, Gemv, NormPrologue};
 use super::qgemv::{self, launch_dequant, launch_qgemv, launch_qgemv_swiglu, QGemv, Rows};
 use crate::backend::gpu::quant::QuantSeg;
@@ -212,6 +212,12 @@ pub(in crate::backend::gpu) fn logits(
         outs: &[out.ptr()],
         parts: &[lp.out_features],
     };
+    if let Some(c) = p.softcap.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        return Err(bad(
+            OP,
+            format!("softcap {c} is not a finite positive number"),
+        ));
+    }
     // The selected rows start row0·hidden elements into x.
     launch_stacked(
         b,
@@ -222,7 +228,13 @@ pub(in crate::backend::gpu) fn logits(
         hidden,
         Route::Auto,
         Fuse::NONE,
-    )
+    )?;
+    match p.softcap {
+        Some(c) if p.rows * vocab > 0 => {
+            launch_softcap(b, out.ptr(), super::count(p.rows * vocab), c)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a GEMV launch fuses around its product (the GEMV route only).
