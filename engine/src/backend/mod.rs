@@ -200,6 +200,12 @@ pub trait Backend: Send + Sync + Sized {
     fn mixed_stacks(&self) -> bool {
         false
     }
+    /// Whether an F32 weight matrix uploaded as such ([`Backend::upload`] of `DType::F32`) is
+    /// computed with unrounded (the LongRoPE attention factor folded into Q and K rows,
+    /// [`crate::Engine::new`]).
+    fn f32_matrices(&self) -> bool {
+        false
+    }
     /// A matrix of a native block type as the file stores it (`t.dtype` in
     /// [`Backend::native_weight_dtypes`]); a backend that can read the loader's bytes in place
     /// (the file's mapping) shares them instead of copying. Default: [`Backend::upload`].

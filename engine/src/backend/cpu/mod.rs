@@ -102,6 +102,10 @@ impl Backend for CpuBackend {
         true
     }
 
+    fn f32_matrices(&self) -> bool {
+        true
+    }
+
     fn upload_stack(&self, parts: &[&HostTensor]) -> Result<CpuTensor> {
         let parts = parts
             .iter()

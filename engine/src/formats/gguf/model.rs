@@ -190,6 +190,7 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         rope_theta,
         rope_scaling: None,
         rope_freq_factors,
+        rope_longrope: None,
         max_position_embeddings,
         // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1).
         sliding_window: gemma.as_ref().map(|g| g.window),
