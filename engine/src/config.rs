@@ -271,6 +271,10 @@ pub mod names {
     pub const GATE: &str = "mlp.gate_proj.weight";
     pub const UP: &str = "mlp.up_proj.weight";
     pub const DOWN: &str = "mlp.down_proj.weight";
+    /// Phi-3's fused `[Wq; Wk; Wv]`, split into WQ, WK, WV at load.
+    pub const QKV_FUSED: &str = "self_attn.qkv_proj.weight";
+    /// Phi-3's fused `[W_gate; W_up]`, split into GATE, UP at load.
+    pub const GATE_UP_FUSED: &str = "mlp.gate_up_proj.weight";
 
     /// `model.layers.{layer}.{suffix}`
     pub fn layer(layer: usize, suffix: &str) -> String {

@@ -125,58 +125,23 @@ fn gemma_gains(tensors: BTreeMap<String, HostTensor>) -> Result<BTreeMap<String,
     Ok(out)
 }
 
-/// Phi-3's fused projections under the canonical names, sharing the file's bytes: each layer's
-/// `self_attn.qkv_proj.weight` (q_dim + 2·kv_dim, hidden) is q, k, v by rows
-/// (`Phi3Attention.forward` slices `qkv[..., :query_pos]`, then the next `kv_dim`, then the
-/// rest) and `mlp.gate_up_proj.weight` (2·intermediate, hidden) is gate then up
-/// (`Phi3MLP.forward`: `gate, up_states = up_states.chunk(2, dim=-1)`). A fused tensor of
-/// another shape is a [`Error::WeightsMismatch`] naming it; a missing one is reported by the
-/// expected-tensor check as its first part.
+/// Phi-3's fused `qkv_proj` / `gate_up_proj` split by [`crate::formats::split_fused`]; a
+/// fused tensor of another shape is a [`Error::WeightsMismatch`] naming it.
 fn split_fused(
     tensors: BTreeMap<String, HostTensor>,
     config: &crate::config::ModelConfig,
     dir: &Path,
     weights_path: &Path,
 ) -> Result<BTreeMap<String, HostTensor>> {
-    let (h, i) = (config.hidden_size, config.intermediate_size);
-    let (q, kv) = (config.q_dim(), config.kv_dim());
-    let mut out = BTreeMap::new();
-    for (name, t) in tensors {
-        let parts: &[(&str, usize)] = if name.ends_with("self_attn.qkv_proj.weight") {
-            &[(names::WQ, q), (names::WK, kv), (names::WV, kv)]
-        } else if name.ends_with("mlp.gate_up_proj.weight") {
-            &[(names::GATE, i), (names::UP, i)]
-        } else {
-            out.insert(name, t);
-            continue;
-        };
-        let rows: usize = parts.iter().map(|p| p.1).sum();
-        let layer = name
-            .strip_suffix(if parts.len() == 3 {
-                "self_attn.qkv_proj.weight"
-            } else {
-                "mlp.gate_up_proj.weight"
-            })
-            .expect("matched above");
-        let mismatch = || Error::WeightsMismatch {
+    crate::formats::split_fused(tensors, config, |tensor, expected, found| {
+        Error::WeightsMismatch {
             config: dir.join(CONFIG_FILE),
             weights: weights_path.to_path_buf(),
-            tensor: name.clone(),
-            expected: vec![rows, h],
-            found: Some(t.shape.clone()),
-        };
-        if t.shape != [rows, h] {
-            return Err(mismatch());
+            tensor: tensor.to_string(),
+            expected,
+            found: Some(found),
         }
-        let mut start = 0;
-        for &(suffix, n) in parts {
-            let part_name = format!("{layer}{suffix}");
-            let part = t.rows(&part_name, start, n).ok_or_else(mismatch)?;
-            out.insert(part_name, part);
-            start += n;
-        }
-    }
-    Ok(out)
+    })
 }
 
 /// Every tensor of the model's safetensors file(s).
