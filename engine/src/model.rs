@@ -161,20 +161,6 @@ fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
     backend.upload(dtype, &stored_bytes(t, dtype)?)
 }
 
-/// `t`'s values times `factor`, as an f32 tensor of the same name and shape: LongRoPE's
-/// attention factor folded into the query and key projections ([`Engine::new`]).
-fn scaled_f32(t: &HostTensor, factor: f32) -> Result<HostTensor> {
-    let bytes: Vec<u8> = (t.to_f32()?.into_iter())
-        .flat_map(|x| (x * factor).to_le_bytes())
-        .collect();
-    Ok(HostTensor {
-        name: t.name.clone(),
-        dtype: DType::F32,
-        shape: t.shape.clone(),
-        storage: crate::tensor::Storage::Owned(std::sync::Arc::new(bytes)),
-    })
-}
-
 /// `parts` stacked along their first (output) dimension into one tensor, `[T_0; T_1; …]`: the
 /// fused QKV and gate/up layouts (one read of the activation, one launch at batch 1). Parts of
 /// different native block types (a Q4_K_M file's Q4_K query and Q6_K value) make a mixed stack
@@ -372,16 +358,6 @@ pub struct Engine<B: Backend> {
 
 impl<B: Backend> Engine<B> {
     /// Uploads `model`'s weights to `backend` (converting to its weight dtype).
-    ///
-    /// LongRoPE's attention factor `a` (transformers multiplies cos and sin by it, so both
-    /// rotated q and k carry it) is folded into the query and key rows of the stacked QKV
-    /// weight: `rope(a·Wq·h) = a·rope(Wq·h)` because the rotation is linear, so the kernels
-    /// and the KV cache see exactly the scaled vectors, and no kernel takes a factor. The
-    /// scaled rows are f32 copies (a file's block-quantized Q and K rows are dequantized for
-    /// it), and the stack is held in f32 where the backend computes with f32 matrices
-    /// ([`Backend::f32_matrices`]: the CPU; exact to one f32 rounding of `a·w`), else rounded
-    /// to its weight dtype like any f32 weight (the GPU: a bf16 rounding of `a·w`, where the
-    /// reference applies `a` to the rounded `w`).
     pub fn new(backend: B, model: &LoadedModel, options: EngineOptions) -> Result<Self> {
         if options.max_batch == 0 {
             return Err(Error::InvalidRequest("max_batch must be at least 1".into()));
@@ -395,9 +371,6 @@ impl<B: Backend> Engine<B> {
                 .collect::<Result<Vec<_>>>()?;
             upload_stacked(&backend, &parts)
         };
-        let attention_factor = (config.rope_longrope.as_ref())
-            .map(|r| r.attention_factor)
-            .filter(|&a| a != 1.0);
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
             let n = |s: &str| names::layer(l, s);
@@ -422,21 +395,7 @@ impl<B: Backend> Engine<B> {
             layers.push(Layer {
                 post_norms,
                 attn_norm: get(&n(names::ATTN_NORM))?,
-                wqkv: match attention_factor {
-                    Some(a) => {
-                        let q = scaled_f32(model.tensor(&n(names::WQ))?, a)?;
-                        let k = scaled_f32(model.tensor(&n(names::WK))?, a)?;
-                        let v = model.tensor(&n(names::WV))?;
-                        if backend.f32_matrices() {
-                            let v = scaled_f32(v, 1.0)?;
-                            let bytes = [q.bytes(), k.bytes(), v.bytes()].concat();
-                            backend.upload(DType::F32, &bytes)?
-                        } else {
-                            upload_stacked(&backend, &[&q, &k, v])?
-                        }
-                    }
-                    None => stacked(&[n(names::WQ), n(names::WK), n(names::WV)])?,
-                },
+                wqkv: stacked(&[n(names::WQ), n(names::WK), n(names::WV)])?,
                 bias,
                 qk_norm,
                 wo: get(&n(names::WO))?,
@@ -450,12 +409,16 @@ impl<B: Backend> Engine<B> {
         } else {
             Some(get(names::LM_HEAD)?)
         };
-        let inv_freq = backend.upload_f32(&crate::rope::inv_freq(&config))?;
+        // Each table: the frequencies, then the attention factor (LongRoPE's; Gemma 3's local
+        // layers have none).
+        let af = crate::rope::attention_factor(&config);
+        let table = |f: Vec<f32>, a: f32| backend.upload_f32(&crate::rope::table(f, a));
+        let inv_freq = table(crate::rope::inv_freq(&config), af)?;
         let inv_freq_local = crate::rope::local_inv_freq(&config)
-            .map(|f| backend.upload_f32(&f))
+            .map(|f| table(f, 1.0))
             .transpose()?;
         let inv_freq_long = crate::rope::longrope_inv_freq(&config, true)
-            .map(|f| backend.upload_f32(&f))
+            .map(|f| table(f, af))
             .transpose()?;
         let weight_rounding = if WeightStorage::of(&backend).converts_any(model) {
             backend.weight_dtype()

@@ -3,6 +3,24 @@
 
 use crate::config::ModelConfig;
 
+/// The rotary table the backends' RoPE takes: `freqs` (head_dim / 2), then the attention
+/// factor cos and sin are multiplied by (LongRoPE's [`crate::config::LongRope::attention_factor`],
+/// else 1, a no-op in f32). The rotation is linear, so the factor could as well scale q and k:
+/// it rides in the table so that the kernels, the KV cache and the reference see the same
+/// values with no rounding of weights.
+pub fn table(mut freqs: Vec<f32>, attention_factor: f32) -> Vec<f32> {
+    freqs.push(attention_factor);
+    freqs
+}
+
+/// The attention factor of `config`'s rotary table (1 without LongRoPE).
+pub fn attention_factor(config: &ModelConfig) -> f32 {
+    config
+        .rope_longrope
+        .as_ref()
+        .map_or(1.0, |r| r.attention_factor)
+}
+
 /// The unscaled inverse frequencies of Gemma 3's sliding layers (base
 /// [`ModelConfig::rope_local_theta`]), `None` where the model has no local base.
 pub fn local_inv_freq(config: &ModelConfig) -> Option<Vec<f32>> {

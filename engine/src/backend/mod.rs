@@ -200,12 +200,6 @@ pub trait Backend: Send + Sync + Sized {
     fn mixed_stacks(&self) -> bool {
         false
     }
-    /// Whether an F32 weight matrix uploaded as such ([`Backend::upload`] of `DType::F32`) is
-    /// computed with unrounded (the LongRoPE attention factor folded into Q and K rows,
-    /// [`crate::Engine::new`]).
-    fn f32_matrices(&self) -> bool {
-        false
-    }
     /// A matrix of a native block type as the file stores it (`t.dtype` in
     /// [`Backend::native_weight_dtypes`]); a backend that can read the loader's bytes in place
     /// (the file's mapping) shares them instead of copying. Default: [`Backend::upload`].
@@ -350,7 +344,8 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: LinearParams,
     ) -> Result<()>;
-    /// `inv_freq` holds `head_dim / 2` f32 rotary inverse frequencies. With `step`, the
+    /// `inv_freq` is the rotary table ([`crate::rope::table`]): `head_dim / 2` f32 inverse
+    /// frequencies, then the attention factor cos and sin are multiplied by. With `step`, the
     /// position is the step's, read where the step lives (`p.pos0` is only checked).
     #[allow(clippy::too_many_arguments)]
     fn rope_kv_write(

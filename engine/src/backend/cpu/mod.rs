@@ -102,10 +102,6 @@ impl Backend for CpuBackend {
         true
     }
 
-    fn f32_matrices(&self) -> bool {
-        true
-    }
-
     fn upload_stack(&self, parts: &[&HostTensor]) -> Result<CpuTensor> {
         let parts = parts
             .iter()

@@ -94,7 +94,7 @@ pub(in crate::backend::gpu) fn rope_attention(
     check_tensor("gpu", OP, "q", q, qd, f32)?;
     check_tensor("gpu", OP, "k", k, kvd, f32)?;
     check_tensor("gpu", OP, "v", v, kvd, f32)?;
-    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2, f32)?;
+    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2 + 1, f32)?;
     check_tensor("gpu", OP, "out", out, qd, f32)?;
     if layout.head_dim != hd || layout.n_kv_heads != p.n_kv_heads || p.layer >= layout.n_layers {
         return Err(bad(
