@@ -12,7 +12,8 @@
 // too (0: off), so its branch is uniform.
 //
 // Shapes: q (n_heads, head_dim), k, v (n_kv_heads, head_dim) f32 (the QKV projection's outputs,
-//   before RoPE; q is not written); inv_freq (head_dim / 2) f32; arena (n_layers, 2,
+//   before RoPE; q is not written); inv_freq (head_dim / 2 + 1) f32 (the frequencies, then the
+//   attention factor sin and cos are multiplied by, as in rope.hip); arena (n_layers, 2,
 //   n_kv_heads, capacity, head_dim) of T ∈ {f16, bf16} (engine/src/kv_cache.rs, K at kv = 0);
 //   out (n_heads, head_dim) f32; ws f32: n_heads · s_max · head_dim partial accumulators, then
 //   n_heads · s_max (max, sum) pairs; counters (n_kv_heads · slabs) ints, zero between launches.
@@ -289,7 +290,12 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   WF_SHARED float rescale[DA_GROUP], head_m[DA_GROUP], head_l[DA_GROUP];
   WF_SHARED int last;
   const float fpos = (float)pos;
-  for (int d = t; d < half; d += DA_BLOCK) wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+  const float attn_factor = inv_freq[half];
+  for (int d = t; d < half; d += DA_BLOCK) {
+    wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+    sn[d] *= attn_factor;
+    cs[d] *= attn_factor;
+  }
   block_sync();
 
   // The query heads' dims d0 .. d0 + 8 (rotated); the new key and value (rounded) in shared

@@ -1,12 +1,14 @@
 // RoPE (Hugging Face rotate-half) fused with the KV write, for positions pos0 .. pos0 + rows:
 //   q is rotated in place, k is rotated into the arena's K rows, v is copied to its V rows.
 // Rotation of a head vector x (head_dim) at position p, with half = head_dim / 2 and
-// angle θ_d = (float)p · inv_freq[d] (f32 product, sin/cos of it accurate, common.h):
-//   x[d]        ← x[d] · cos θ_d − x[d + half] · sin θ_d
-//   x[d + half] ← x[d + half] · cos θ_d + x[d] · sin θ_d        for d < half.
+// angle θ_d = (float)p · inv_freq[d] (f32 product, sin/cos of it accurate, common.h) and the
+// attention factor a = inv_freq[half] (LongRoPE's, else 1; sin and cos are multiplied by it
+// first, as transformers' `cos = emb.cos() * attention_scaling`):
+//   x[d]        ← x[d] · (a·cos θ_d) − x[d + half] · (a·sin θ_d)
+//   x[d + half] ← x[d + half] · (a·cos θ_d) + x[d] · (a·sin θ_d)        for d < half.
 //
 // Shapes: q (rows, n_heads, head_dim) f32; k, v (rows, n_kv_heads, head_dim) f32;
-//   inv_freq (head_dim / 2) f32; arena (n_layers, 2, n_kv_heads, capacity, head_dim) of
+//   inv_freq (head_dim / 2 + 1) f32 (the frequencies, then a); arena (n_layers, 2, n_kv_heads, capacity, head_dim) of
 //   T ∈ {f32, f16, bf16, q8_0} (q8_0: common.h Q8, head_dim a multiple of 32): element (layer, kv, head, pos, d) at
 //   (((layer·2 + kv)·n_kv_heads + head)·capacity + pos)·head_dim + d, K at kv = 0, V at kv = 1
 //   (engine/src/kv_cache.rs).
@@ -153,7 +155,12 @@ WF_DEVICE void rope_row(float* q, const float* k, const float* v, const float* i
   const float fpos = (float)pos;
   // The row's angles, once for all heads: sin and cos of pos · inv_freq[d], d < half.
   WF_SHARED float sn[ROPE_MAX_HEAD_DIM / 2], cs[ROPE_MAX_HEAD_DIM / 2];
-  for (int d = t; d < half; d += ROPE_BLOCK) wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+  const float a = inv_freq[half];
+  for (int d = t; d < half; d += ROPE_BLOCK) {
+    wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+    sn[d] *= a;
+    cs[d] *= a;
+  }
   block_sync();
   float* qrow = q + (i64)row * n_heads * head_dim;           // (n_heads, head_dim)
   const float* krow = k + (i64)row * n_kv_heads * head_dim;  // (n_kv_heads, head_dim)

@@ -12,6 +12,15 @@ use wavefront_reference as r;
 
 pub fn reference_config(c: &ModelConfig) -> r::Config {
     let scaling = match (&c.rope_freq_factors, &c.rope_scaling) {
+        _ if c.rope_longrope.is_some() => {
+            let l = c.rope_longrope.clone().expect("checked");
+            r::RopeScaling::LongRope {
+                short_factor: l.short_factor,
+                long_factor: l.long_factor,
+                original_max_position_embeddings: l.original_max_position_embeddings,
+                attention_factor: l.attention_factor,
+            }
+        }
         (Some(f), _) => r::RopeScaling::FreqFactors(f.clone()),
         (None, Some(s)) => r::RopeScaling::Llama3 {
             factor: s.factor,

@@ -99,8 +99,10 @@ fn rope_kv_write(
     p: RopeKvParams,
 ) -> Result<()> {
     let hd = p.head_dim;
-    let inv = inv_freq.f32("rope", "inv_freq")?.to_vec();
-    let flip: Vec<f32> = inv.iter().map(|f| -f).collect(); // sin(−θ) = −sin θ, cos unchanged
+    let table = inv_freq.f32("rope", "inv_freq")?;
+    let (inv, factor) = (table[..hd / 2 + 1].to_vec(), table[hd / 2]);
+    // sin(−θ) = −sin θ, cos unchanged (the attention factor, last, as it is)
+    let flip: Vec<f32> = (inv[..hd / 2].iter().map(|f| -f)).chain([factor]).collect();
     let freqs = if bug == Some(Bug::RopeSignFlipped) {
         &flip
     } else {

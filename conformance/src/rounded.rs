@@ -139,11 +139,14 @@ impl Backend for Rounded {
         };
         // θ^(−2i/d) · factor^(−2i/d) = (θ·factor)^(−2i/d)
         let d = p.head_dim as f64;
-        let wrong: Vec<f32> = inv_freq
-            .f32("rope_kv_write", "inv_freq")?
-            .iter()
-            .enumerate()
-            .map(|(i, &f)| (f as f64 * factor.powf(-2.0 * i as f64 / d)) as f32)
+        // (the table's last entry, the attention factor, stays as it is)
+        let table = inv_freq.f32("rope_kv_write", "inv_freq")?;
+        let half = p.head_dim / 2;
+        let wrong: Vec<f32> = (table.iter().enumerate())
+            .map(|(i, &f)| match i < half {
+                true => (f as f64 * factor.powf(-2.0 * i as f64 / d)) as f32,
+                false => f,
+            })
             .collect();
         let wrong = self.inner.upload_f32(&wrong)?;
         self.inner.rope_kv_write(q, k, v, &wrong, cache, p, step)

@@ -45,8 +45,10 @@ fn an_arena_past_2_32_elements_is_written_and_read_at_its_last_layer() {
     let q = rng.values(cap * heads * hd, 1.0);
     let k = rng.values(cap * kv_heads * hd, 1.0);
     let v = rng.values(cap * kv_heads * hd, 1.0);
+    // The rotary table: the frequencies, then an attention factor of 1.
     let inv: Vec<f32> = (0..hd / 2)
         .map(|i| 500000f64.powf(-2.0 * i as f64 / hd as f64) as f32)
+        .chain([1.0])
         .collect();
     let rope = |layer| RopeKvParams {
         layer,

@@ -111,3 +111,52 @@ fn cpu_batched_decode_gives_each_sequence_its_own_logits_bit_for_bit() {
     println!("{}", r.markdown());
     assert!(r.all_pass(), "{}", r.markdown());
 }
+
+/// LongRoPE's two tables (Phi-3): a sequence whose KV capacity is within the original context
+/// (8 positions in `phi3_longrope`) rotates with the short factors, a longer one with the long
+/// factors, on the engine as on the reference (each choosing by its cache's capacity); the
+/// two choices give different logits, so both tables are checked. (The fixture's own checks
+/// all run with capacities past 8: the long table.)
+#[test]
+fn cpu_engine_takes_longrope_short_factors_within_the_original_context() {
+    use wavefront_conformance::bridge::reference_model;
+    use wavefront_conformance::model::ModelTolerances;
+    let path = common::repo().join("fixtures/models/phi3_longrope");
+    let model = wavefront::load(&path).unwrap();
+    let original = model
+        .config
+        .rope_longrope
+        .as_ref()
+        .unwrap()
+        .original_max_position_embeddings;
+    assert_eq!(original, 8);
+    let backend = CpuBackend::default();
+    let reference = reference_model(&model, wavefront::model::WeightStorage::of(&backend)).unwrap();
+    let engine =
+        wavefront::Engine::new(backend, &model, wavefront::EngineOptions::default()).unwrap();
+    let bound = ModelTolerances::for_engine(&engine).logits().nmse;
+    let tokens = &common::golden(&path).input_ids[..6];
+    let mut by_capacity = Vec::new();
+    for capacity in [6, 8, 9, 14] {
+        let mut seq = engine.new_sequence(capacity).unwrap();
+        let got = engine
+            .forward(&mut seq, tokens, wavefront::Logits::All)
+            .unwrap()
+            .unwrap();
+        let want = reference
+            .forward(tokens, &mut reference.new_cache(capacity))
+            .unwrap();
+        let e = common::nmse(want.as_slice().unwrap(), &got);
+        println!("capacity {capacity}: logits NMSE {e:.2e} (bound {bound:.1e})");
+        assert!(e <= bound, "capacity {capacity}: NMSE {e:e} > {bound:e}");
+        by_capacity.push(got);
+    }
+    // Within the original context (6, 8) one table, beyond it (9, 14) the other.
+    assert_eq!(by_capacity[0], by_capacity[1]);
+    assert_eq!(by_capacity[2], by_capacity[3]);
+    let apart = common::nmse(&by_capacity[1], &by_capacity[2]);
+    assert!(
+        apart > 1e-6,
+        "short and long factors give the same logits ({apart:e})"
+    );
+}

@@ -24,6 +24,9 @@ pub enum Arch {
     /// own (`query_pre_attn_scalar`) and a sliding window on every other layer (the even ones),
     /// one RoPE base.
     Gemma2,
+    /// Phi-3/3.5 mini: Llama's forward with fused `qkv_proj` and `gate_up_proj` tensors (split
+    /// at load) and LongRoPE scaling ([`LongRope`]).
+    Phi3,
 }
 
 impl Arch {
@@ -34,6 +37,7 @@ impl Arch {
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
             Arch::Gemma2 => "gemma2",
+            Arch::Phi3 => "phi3",
         }
     }
 }
@@ -45,6 +49,24 @@ pub struct Llama3RopeScaling {
     pub low_freq_factor: f32,
     pub high_freq_factor: f32,
     pub original_max_position_embeddings: usize,
+}
+
+/// LongRoPE (Phi-3/3.5, transformers' `rope_type = "longrope"`, `_compute_longrope_parameters`;
+/// llama.cpp's `rope_factors_short` / `rope_factors_long`): `inv_freq[i] = 1 / (ext[i] ·
+/// theta^(2i/d))` with `ext` the short factors for a context of at most
+/// `original_max_position_embeddings` positions and the long ones beyond
+/// ([`ModelConfig::longrope_long`]), and cos and sin multiplied by `attention_factor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRope {
+    /// (head_dim / 2)
+    pub short_factor: Vec<f32>,
+    /// (head_dim / 2)
+    pub long_factor: Vec<f32>,
+    pub original_max_position_embeddings: usize,
+    /// transformers' `attention_scaling`: the config's `attention_factor`, else
+    /// `√(1 + ln(factor) / ln(original))` for `factor = max_position_embeddings / original > 1`
+    /// (else 1); GGUF's `rope.scaling.attn_factor`.
+    pub attention_factor: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +86,8 @@ pub struct ModelConfig {
     /// Per-frequency divisors of the rotary frequencies (`head_dim / 2` of them), as GGUF files
     /// store Llama 3 scaling (`rope_freqs.weight`): `inv_freq[i] = theta^(-2i/d) / factor[i]`.
     pub rope_freq_factors: Option<Vec<f32>>,
+    /// LongRoPE scaling (Phi-3/3.5).
+    pub rope_longrope: Option<LongRope>,
     /// The context length the model was trained for; the default KV capacity.
     pub max_position_embeddings: usize,
     /// Sliding-window attention (Mistral's and Gemma's `sliding_window`): the query at
@@ -118,6 +142,17 @@ impl ModelConfig {
             Some(slides) if !slides.get(l).copied().unwrap_or(false) => None,
             _ => self.sliding_window,
         }
+    }
+
+    /// Whether a sequence of `context` positions (its KV capacity) rotates with LongRoPE's long
+    /// factors: when `context` exceeds `original_max_position_embeddings`, llama.cpp's rule
+    /// (`n_ctx_per_seq > n_ctx_orig_yarn`). transformers re-decides at every forward by
+    /// `max(position_ids) + 1`; the two agree for a forward that fills the context, and the
+    /// engine never switches a sequence's frequencies mid-way. False without LongRoPE.
+    pub fn longrope_long(&self, context: usize) -> bool {
+        self.rope_longrope
+            .as_ref()
+            .is_some_and(|r| context > r.original_max_position_embeddings)
     }
 
     /// Whether layer `l` rotates with [`ModelConfig::rope_local_theta`].
@@ -214,6 +249,9 @@ impl ModelConfig {
         if self.final_logit_softcap.is_some() {
             f.push("final logit soft-cap");
         }
+        if self.rope_longrope.is_some() {
+            f.push("longrope scaling");
+        }
         if self.rope_scaling.is_some() {
             f.push("llama3 rope scaling");
         } else if self.rope_freq_factors.is_some() {
@@ -263,6 +301,10 @@ pub mod names {
     pub const GATE: &str = "mlp.gate_proj.weight";
     pub const UP: &str = "mlp.up_proj.weight";
     pub const DOWN: &str = "mlp.down_proj.weight";
+    /// Phi-3's fused `[Wq; Wk; Wv]`, split into WQ, WK, WV at load.
+    pub const QKV_FUSED: &str = "self_attn.qkv_proj.weight";
+    /// Phi-3's fused `[W_gate; W_up]`, split into GATE, UP at load.
+    pub const GATE_UP_FUSED: &str = "mlp.gate_up_proj.weight";
 
     /// `model.layers.{layer}.{suffix}`
     pub fn layer(layer: usize, suffix: &str) -> String {

@@ -383,6 +383,9 @@ pub struct Engine<B: Backend> {
     inv_freq: B::Tensor,
     /// The sliding layers' frequencies where they have a RoPE base of their own (Gemma 3).
     inv_freq_local: Option<B::Tensor>,
+    /// LongRoPE's long-factor frequencies, for sequences longer than the original context
+    /// ([`ModelConfig::longrope_long`]); `inv_freq` holds the short ones.
+    inv_freq_long: Option<B::Tensor>,
     /// [`Engine::weight_rounding`].
     weight_rounding: DType,
 }
@@ -440,9 +443,16 @@ impl<B: Backend> Engine<B> {
         } else {
             Some(get(names::LM_HEAD)?)
         };
-        let inv_freq = backend.upload_f32(&crate::rope::inv_freq(&config))?;
+        // Each table: the frequencies, then the attention factor (LongRoPE's; Gemma 3's local
+        // layers have none).
+        let af = crate::rope::attention_factor(&config);
+        let table = |f: Vec<f32>, a: f32| backend.upload_f32(&crate::rope::table(f, a));
+        let inv_freq = table(crate::rope::inv_freq(&config), af)?;
         let inv_freq_local = crate::rope::local_inv_freq(&config)
-            .map(|f| backend.upload_f32(&f))
+            .map(|f| table(f, 1.0))
+            .transpose()?;
+        let inv_freq_long = crate::rope::longrope_inv_freq(&config, true)
+            .map(|f| table(f, af))
             .transpose()?;
         let weight_rounding = if WeightStorage::of(&backend).converts_any(model) {
             backend.weight_dtype()
@@ -457,6 +467,7 @@ impl<B: Backend> Engine<B> {
             lm_head,
             inv_freq,
             inv_freq_local,
+            inv_freq_long,
             config,
             options,
             backend,
@@ -1177,8 +1188,10 @@ impl<B: Backend> Engine<B> {
             // 0..pos0+n, within this layer's window if it slides, scale 1/√d or Gemma's
             // query_pre_attn_scalar^-0.5, cap Gemma 2's soft-cap (else none)  (n, q_dim)
             // (one fused kernel for a decode row where the backend has it)
-            let inv_freq = match &self.inv_freq_local {
-                Some(local) if c.layer_uses_local_rope(l) => local,
+            // (LongRoPE: the long factors for a sequence whose context exceeds the original)
+            let inv_freq = |capacity: usize| match (&self.inv_freq_local, &self.inv_freq_long) {
+                (Some(local), _) if c.layer_uses_local_rope(l) => local,
+                (_, Some(long)) if c.longrope_long(capacity) => long,
                 _ => &self.inv_freq,
             };
             let ap = |pos0: usize, rows: usize| AttentionParams {
@@ -1195,7 +1208,8 @@ impl<B: Backend> Engine<B> {
             match &mut rows {
                 Rows::One { cache, step, .. } => {
                     let p = ap(cache.len(), n);
-                    b.rope_attention(&mut s.q, &s.k, &s.v, inv_freq, cache, &mut s.attn, p, *step)?
+                    let f = inv_freq(cache.capacity());
+                    b.rope_attention(&mut s.q, &s.k, &s.v, f, cache, &mut s.attn, p, *step)?
                 }
                 // Row i over sequence i's cache at its step's position (through its one-row
                 // scratch where the backend cannot address the row in place).
@@ -1224,7 +1238,7 @@ impl<B: Backend> Engine<B> {
                             &s.v,
                             &mut s.attn,
                             one,
-                            inv_freq,
+                            inv_freq(cache.capacity()),
                             cache,
                             p,
                             Some(step),

@@ -187,6 +187,36 @@ impl HostTensor {
         self.storage.bytes()
     }
 
+    /// Rows `start .. start + n` of a matrix `(rows, cols)` as a tensor of its own named
+    /// `name`, sharing the bytes (a block format's rows are whole blocks: row-major bytes of a
+    /// row range are contiguous). `None` when the tensor is not a matrix, the range passes its
+    /// end or a row is not whole blocks; callers turn that into their typed error.
+    pub fn rows(&self, name: &str, start: usize, n: usize) -> Option<HostTensor> {
+        let [rows, cols] = self.shape[..] else {
+            return None;
+        };
+        let end = start.checked_add(n).filter(|&e| e <= rows)?;
+        let row_bytes = self.dtype.row_bytes(cols)?;
+        let (from, len) = (start * row_bytes, (end - start) * row_bytes);
+        if from + len > self.bytes().len() {
+            return None;
+        }
+        let storage = match &self.storage {
+            Storage::Mapped { map, offset, .. } => Storage::Mapped {
+                map: map.clone(),
+                offset: offset + from,
+                len,
+            },
+            Storage::Owned(v) => Storage::Owned(Arc::new(v.get(from..from + len)?.to_vec())),
+        };
+        Some(HostTensor {
+            name: name.to_string(),
+            dtype: self.dtype,
+            shape: vec![n, cols],
+            storage,
+        })
+    }
+
     /// All elements as f32, dequantizing block formats (row-major, outermost first).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         crate::formats::quants::dequantize(self.dtype, self.bytes(), self.n_elems()).map_err(

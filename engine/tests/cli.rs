@@ -216,6 +216,13 @@ fn info_names_the_family_and_its_features() {
             "llama_mha",
             ["architecture: llama", "features:     none beyond Llama"],
         ),
+        (
+            "phi3_longrope",
+            [
+                "architecture: phi3",
+                "features:     sliding-window attention, longrope scaling",
+            ],
+        ),
     ] {
         let o = wavefront(&["info", fixtures.join(dir).to_str().unwrap()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

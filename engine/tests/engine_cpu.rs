@@ -27,6 +27,7 @@ fn config(attention_bias: bool, tie: bool) -> ModelConfig {
         rope_theta: 10000.0,
         rope_scaling: None,
         rope_freq_factors: None,
+        rope_longrope: None,
         max_position_embeddings: 64,
         tie_word_embeddings: tie,
         attention_bias,

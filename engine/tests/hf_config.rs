@@ -159,9 +159,22 @@ fn unsupported(config: Value, what: &str) {
     }
 }
 
+/// LongRoPE is data for every family (transformers' `_compute_longrope_parameters` serves
+/// any config): without its factor lists it is a config error naming the missing field.
+#[test]
+fn longrope_without_factors_names_the_missing_field() {
+    for key in ["rope_scaling", "rope_parameters"] {
+        let config = with(json!({key: {"rope_type": "longrope", "factor": 2.0}}));
+        match parse(&config) {
+            Err(Error::Config { field, .. }) => assert_eq!(field, format!("{key}.short_factor")),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn unsupported_rope_types_are_named() {
-    for t in ["linear", "dynamic", "yarn", "longrope", "proportional"] {
+    for t in ["linear", "dynamic", "yarn", "proportional"] {
         unsupported(
             with(json!({"rope_scaling": {"rope_type": t, "factor": 2.0}})),
             t,

@@ -84,6 +84,23 @@ pub enum RopeScaling {
     /// Per-frequency divisors as GGUF files store them (`rope_freqs.weight`, `head_dim / 2`
     /// values): `inv_freq[i] = theta^(-2i/d) / factors[i]`.
     FreqFactors(Vec<f32>),
+    /// LongRoPE (Phi-3/3.5 mini, transformers' `rope_type = "longrope"`,
+    /// `_compute_longrope_parameters`): per-frequency divisors,
+    /// `inv_freq[i] = 1 / (ext[i] · theta^(2i/d))`, with `ext = short_factor` for a context of at
+    /// most `original_max_position_embeddings` positions and `long_factor` beyond it
+    /// ([`RopeScaling::longrope_long`]); cos and sin are multiplied by `attention_factor`
+    /// (`Phi3RotaryEmbedding.attention_scaling`: the config's `attention_factor`, else
+    /// `√(1 + ln(factor) / ln(original_max_position_embeddings))` with
+    /// `factor = max_position_embeddings / original_max_position_embeddings`, or 1 when
+    /// `factor ≤ 1`; resolved by whoever builds the config).
+    LongRope {
+        /// (head_dim / 2)
+        short_factor: Vec<f32>,
+        /// (head_dim / 2)
+        long_factor: Vec<f32>,
+        original_max_position_embeddings: usize,
+        attention_factor: f32,
+    },
 }
 
 impl Config {
@@ -209,6 +226,27 @@ impl Features {
 }
 
 impl RopeScaling {
+    /// Whether LongRoPE takes its long factors for a context of `context` positions:
+    /// transformers' `longrope_frequency_update` takes them when `max(position_ids) + 1 >
+    /// original_max_position_embeddings`, re-deciding at every forward (keys already cached
+    /// keep the rotation they were written with); the reference decides once per KV cache, by
+    /// its capacity (llama.cpp's rule: `n_ctx_per_seq > n_ctx_orig_yarn`), which is
+    /// transformers' choice for a forward that fills the cache (`context` = its length).
+    /// False for every other scaling.
+    pub fn longrope_long(&self, context: usize) -> bool {
+        matches!(self, RopeScaling::LongRope { original_max_position_embeddings: n, .. } if context > *n)
+    }
+
+    /// The factor cos and sin are multiplied by: LongRoPE's `attention_factor`, else 1.
+    pub fn attention_factor(&self) -> f32 {
+        match self {
+            RopeScaling::LongRope {
+                attention_factor, ..
+            } => *attention_factor,
+            _ => 1.0,
+        }
+    }
+
     fn validate(&self, head_dim: usize) -> Result<()> {
         let bad = |reason: String| {
             Err(Error::BadConfig {
@@ -226,6 +264,31 @@ impl RopeScaling {
                 Some(x) => bad(format!("frequency factor {x} is not positive")),
                 None => Ok(()),
             },
+            RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings: n,
+                attention_factor,
+            } => {
+                for (name, f) in [("short_factor", short_factor), ("long_factor", long_factor)] {
+                    if f.len() != head_dim / 2 {
+                        return bad(format!(
+                            "longrope: {} {name} values, expected head_dim / 2 = {}",
+                            f.len(),
+                            head_dim / 2
+                        ));
+                    }
+                    if let Some(x) = f.iter().find(|&&x| !positive(x)) {
+                        return bad(format!("longrope: {name} value {x} is not positive"));
+                    }
+                }
+                if *n == 0 || !positive(*attention_factor) {
+                    return bad("longrope: need original_max_position_embeddings > 0 and \
+                         attention_factor > 0"
+                        .into());
+                }
+                Ok(())
+            }
             &RopeScaling::Llama3 {
                 factor,
                 low_freq_factor: low,
@@ -248,4 +311,51 @@ impl RopeScaling {
 /// A finite number > 0.
 fn positive(x: f32) -> bool {
     x > 0.0 && x.is_finite()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn longrope(short: usize, long: usize, original: usize, af: f32) -> RopeScaling {
+        RopeScaling::LongRope {
+            short_factor: vec![1.0; short],
+            long_factor: vec![2.0; long],
+            original_max_position_embeddings: original,
+            attention_factor: af,
+        }
+    }
+
+    #[test]
+    fn longrope_factor_lists_must_have_head_dim_over_2_positive_values() {
+        assert!(longrope(4, 4, 64, 1.2).validate(8).is_ok());
+        for (bad, what) in [
+            (longrope(3, 4, 64, 1.2), "short_factor"),
+            (longrope(4, 5, 64, 1.2), "long_factor"),
+            (longrope(4, 4, 0, 1.2), "original_max_position_embeddings"),
+            (longrope(4, 4, 64, 0.0), "attention_factor"),
+        ] {
+            match bad.validate(8) {
+                Err(Error::BadConfig { field, reason }) => {
+                    assert_eq!(field, "rope.scaling");
+                    assert!(reason.contains(what), "{reason}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        let mut negative = longrope(4, 4, 64, 1.2);
+        if let RopeScaling::LongRope { long_factor, .. } = &mut negative {
+            long_factor[2] = -1.0;
+        }
+        assert!(negative.validate(8).is_err());
+    }
+
+    #[test]
+    fn only_longrope_has_an_attention_factor_and_a_long_set() {
+        let l = longrope(4, 4, 64, 1.25);
+        assert_eq!(l.attention_factor(), 1.25);
+        assert!(!l.longrope_long(64) && l.longrope_long(65));
+        assert_eq!(RopeScaling::None.attention_factor(), 1.0);
+        assert!(!RopeScaling::None.longrope_long(usize::MAX));
+    }
 }

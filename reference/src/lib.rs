@@ -1,5 +1,5 @@
 //! The oracle: a Llama-family decoder (Llama 2/3, Mistral, SmolLM2, TinyLlama, Qwen2, Qwen3,
-//! Gemma 2/3) in f32 on ndarray, written to be read. Every other implementation is judged
+//! Gemma 2/3, Phi-3) in f32 on ndarray, written to be read. Every other implementation is judged
 //! against it. The families differ by data ([`config::Features`]) and optional weights, listed
 //! after the steps.
 //!
@@ -20,6 +20,9 @@
 //! the MLP with GELU-tanh, scales scores by `query_pre_attn_scalar^-0.5`, applies QK-norm
 //! (Gemma 3), slides a window over some layers only with a RoPE base of their own (Gemma 3)
 //! and soft-caps scores and logits (Gemma 2). Gemma's `(1 + w)` norm gains are resolved at load.
+//! Phi-3's LongRoPE divides each frequency by a short or a long factor (chosen by the KV
+//! cache's capacity) and scales cos and sin by an attention factor; its fused `qkv_proj` and
+//! `gate_up_proj` are split by whoever loads the weights.
 //!
 //! Arithmetic follows transformers' formulas and their order where it changes f32 rounding
 //! (RMSNorm, inverse frequencies, RoPE angles), so the logits agree with transformers' f32

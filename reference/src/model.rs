@@ -4,7 +4,7 @@
 
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Ix1, Ix2};
 
-use crate::config::Config;
+use crate::config::{Config, RopeScaling};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::ops::{self, rope, softcap};
@@ -20,6 +20,9 @@ pub struct Model {
     /// (head_dim / 2): the sliding layers' frequencies where they have a RoPE of their own
     /// (Gemma 3's local base)
     inv_freq_local: Option<Array1<f32>>,
+    /// (head_dim / 2): LongRoPE's long-factor frequencies, taken by a KV cache longer than
+    /// `original_max_position_embeddings` ([`crate::config::RopeScaling::longrope_long`])
+    inv_freq_long: Option<Array1<f32>>,
 }
 
 /// Every intermediate of one forward pass that the conformance suite compares.
@@ -42,11 +45,14 @@ impl Model {
         let inv_freq = rope::inv_freq(config.head_dim, &config.rope);
         let inv_freq_local = (config.features.rope_local.as_ref())
             .map(|local| rope::inv_freq(config.head_dim, local));
+        let inv_freq_long = matches!(config.rope.scaling, RopeScaling::LongRope { .. })
+            .then(|| rope::inv_freq_for_context(config.head_dim, &config.rope, usize::MAX));
         Ok(Model {
             config,
             weights,
             inv_freq,
             inv_freq_local,
+            inv_freq_long,
         })
     }
 
@@ -64,10 +70,19 @@ impl Model {
         &self.inv_freq
     }
 
-    /// The rotary inverse frequencies of layer `l`, (head_dim / 2) ([`Config::layer_rope`]).
+    /// The rotary inverse frequencies of layer `l`, (head_dim / 2) ([`Config::layer_rope`]);
+    /// LongRoPE's short set (a KV cache of any capacity: [`Model::layer_inv_freq_for_context`]).
     pub fn layer_inv_freq(&self, l: usize) -> &Array1<f32> {
-        match &self.inv_freq_local {
-            Some(local) if self.config.layer_window(l).is_some() => local,
+        self.layer_inv_freq_for_context(l, 0)
+    }
+
+    /// The rotary inverse frequencies of layer `l` in a KV cache of `context` positions,
+    /// (head_dim / 2): LongRoPE's long set when `context` exceeds its
+    /// `original_max_position_embeddings`, else as [`Model::layer_inv_freq`].
+    pub fn layer_inv_freq_for_context(&self, l: usize, context: usize) -> &Array1<f32> {
+        match (&self.inv_freq_local, &self.inv_freq_long) {
+            (Some(local), _) if self.config.layer_window(l).is_some() => local,
+            (_, Some(long)) if self.config.rope.scaling.longrope_long(context) => long,
             _ => &self.inv_freq,
         }
     }
@@ -178,10 +193,12 @@ impl Model {
                                               // Qwen3: RMSNorm over each head's head_dim, before RoPE (no-op where absent).
         let q = qk_norm(q, lw.q_norm.as_ref(), c.rms_norm_eps); // (n_heads, seq, hd)
         let k = qk_norm(k, lw.k_norm.as_ref(), c.rms_norm_eps); // (n_kv_heads, seq, hd)
-                                                                // Gemma 3: the sliding layers rotate with a base of their own.
-        let inv_freq = self.layer_inv_freq(l).view(); // (hd / 2)
-        let q = rope::apply(q.view(), positions, inv_freq); // (n_heads, seq, hd)
-        let k = rope::apply(k.view(), positions, inv_freq); // (n_kv_heads, seq, hd)
+                                                                // Gemma 3: the sliding layers rotate with a base of their own; LongRoPE
+                                                                // (Phi-3): factors chosen by the cache's context, cos/sin scaled.
+        let inv_freq = self.layer_inv_freq_for_context(l, cache.capacity()).view(); // (hd / 2)
+        let af = c.layer_rope(l).scaling.attention_factor();
+        let q = rope::apply_scaled(q.view(), positions, inv_freq, af); // (n_heads, seq, hd)
+        let k = rope::apply_scaled(k.view(), positions, inv_freq, af); // (n_kv_heads, seq, hd)
 
         // Attend over every cached position plus the new ones (this layer's window, if any).
         let (k_all, v_all) = cache.write(l, k.view(), v.view()); // (n_kv_heads, start + seq, hd)

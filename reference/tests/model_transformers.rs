@@ -34,6 +34,14 @@ fn f32_of(v: &Value, k: &str) -> f32 {
     v[k].as_f64().unwrap_or_else(|| panic!("{k}")) as f32
 }
 
+fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
 fn config(m: &Value) -> Config {
     let (c, r) = (&m["config"], &m["rope_parameters"]);
     let scaling = match r["rope_type"].as_str().unwrap() {
@@ -43,6 +51,14 @@ fn config(m: &Value) -> Config {
             low_freq_factor: f32_of(r, "low_freq_factor"),
             high_freq_factor: f32_of(r, "high_freq_factor"),
             original_max_position_embeddings: usize_of(r, "original_max_position_embeddings"),
+        },
+        // The attention factor is the one transformers computed (`attention_scaling`, from
+        // max_position_embeddings / original_max_position_embeddings), recorded in the golden.
+        "longrope" => RopeScaling::LongRope {
+            short_factor: f32s(&r["short_factor"]),
+            long_factor: f32s(&r["long_factor"]),
+            original_max_position_embeddings: usize_of(r, "original_max_position_embeddings"),
+            attention_factor: f32_of(m, "attention_scaling"),
         },
         other => panic!("rope type {other}"),
     };
@@ -122,12 +138,44 @@ fn logits_and_hidden_states_match_transformers() {
 }
 
 /// Qwen3 (QK-norm), Mistral (a sliding window of 64 over 300 positions), Gemma 3 (GELU-tanh,
-/// post-norms, embedding scale, per-layer windows and RoPE bases, query_pre_attn_scalar) and
-/// Gemma 2 (soft-capped scores and logits): the same forward and the same bound as the Llama
-/// family.
+/// post-norms, embedding scale, per-layer windows and RoPE bases, query_pre_attn_scalar),
+/// Gemma 2 (soft-capped scores and logits) and Phi-3 (LongRoPE, long factors over 300 positions
+/// with original_max_position_embeddings 64, short ones with 512): the same forward and the
+/// same bound as the Llama family.
 #[test]
 fn other_families_match_transformers() {
-    check_file("families.json", 5);
+    check_file("families.json", 7);
+}
+
+/// LongRoPE's frequencies are transformers' (`_compute_longrope_parameters`, recorded after its
+/// 300-position forward): the long set where 300 > original_max_position_embeddings, the short
+/// one otherwise, both present in the goldens.
+#[test]
+fn longrope_frequencies_are_transformers() {
+    let g = goldens("families.json");
+    let mut seen = (false, false);
+    for m in g["models"].as_array().unwrap() {
+        if m["rope_parameters"]["rope_type"] != "longrope" {
+            continue;
+        }
+        let c = config(m);
+        let long = m["longrope_long"].as_bool().unwrap();
+        assert_eq!(c.rope.scaling.longrope_long(300), long);
+        if long {
+            seen.0 = true;
+        } else {
+            seen.1 = true;
+        }
+        let w = random_weights_family(&c, 1, false, false, false, false);
+        let model = Model::new(c, w).unwrap();
+        let ours = model.layer_inv_freq_for_context(0, 300);
+        let theirs = f32s(&m["inv_freq"]);
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 2.0 * f32::EPSILON * b, "{a} vs {b}");
+        }
+    }
+    assert_eq!(seen, (true, true), "a long and a short LongRoPE golden");
 }
 
 /// Every model of `file` (at least `n_models` of them) against its transformers goldens.

@@ -296,7 +296,10 @@ impl AttentionCase {
             upload(b, DType::F32, &k_new)?,
             upload(b, DType::F32, &v_new)?,
         );
-        let ft = upload(b, DType::F32, inv_freq.as_slice().expect("contiguous"))?;
+        // The rotary table: the frequencies, then an attention factor of 1 (LongRoPE's factor
+        // is covered by the rope cases and the phi3 fixture's decode steps).
+        let table: Vec<f32> = inv_freq.iter().copied().chain([1.0]).collect();
+        let ft = upload(b, DType::F32, &table)?;
         let mut out = guarded(b, DType::F32, self.rows * qd)?;
         let p = self.params(layer);
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;

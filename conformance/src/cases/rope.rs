@@ -27,6 +27,9 @@ pub struct RopeCase {
     pub kv: DType,
     pub theta: f32,
     pub llama3: bool,
+    /// LongRoPE's attention factor (cos and sin multiplied by it): the last entry of the
+    /// rotary table; 1 (a no-op) for every other model.
+    pub attention_factor: f32,
     /// Read the position from a decode step's state (`Backend::Step`) instead of the params
     /// (one row: a decode step).
     pub via_step: bool,
@@ -46,7 +49,11 @@ impl RopeCase {
             self.kv,
             self.theta,
             if self.llama3 { ",llama3" } else { "" },
-        ) + if self.via_step { ",step" } else { "" }
+        ) + &if self.attention_factor != 1.0 {
+            format!(",af={}", self.attention_factor)
+        } else {
+            String::new()
+        } + if self.via_step { ",step" } else { "" }
     }
 
     pub fn tolerance(&self) -> Tolerance {
@@ -88,7 +95,13 @@ impl RopeCase {
         };
         let mut qt = upload(b, DType::F32, &with_guard(q.clone()))?;
         let (kt, vt) = (upload(b, DType::F32, &k)?, upload(b, DType::F32, &v)?);
-        let ft = upload(b, DType::F32, inv_freq.as_slice().expect("contiguous"))?;
+        // The rotary table: the frequencies, then the attention factor.
+        let table: Vec<f32> = inv_freq
+            .iter()
+            .copied()
+            .chain([self.attention_factor])
+            .collect();
+        let ft = upload(b, DType::F32, &table)?;
         let mut cache = poisoned_cache(b, layout)?;
         let p = RopeKvParams {
             layer,
@@ -115,15 +128,17 @@ impl RopeCase {
             let a = Array3::from_shape_vec((self.rows, heads, hd), x.to_vec()).expect("sized");
             a.permuted_axes([1, 0, 2]).as_standard_layout().to_owned()
         };
-        let want_q = rope::apply(
+        let want_q = rope::apply_scaled(
             heads_first(&q, self.n_heads).view(),
             &positions,
             inv_freq.view(),
+            self.attention_factor,
         );
-        let want_k = rope::apply(
+        let want_k = rope::apply_scaled(
             heads_first(&k, self.n_kv_heads).view(),
             &positions,
             inv_freq.view(),
+            self.attention_factor,
         );
         let want_v = heads_first(&v, self.n_kv_heads);
         let rows_first = |a: &Array3<f32>| -> Vec<f32> {
@@ -207,6 +222,7 @@ pub fn grid() -> Vec<RopeCase> {
         kv,
         theta: 10000.0,
         llama3: false,
+        attention_factor: 1.0,
         via_step: false,
         seed: 51,
     };
@@ -257,6 +273,21 @@ pub fn grid() -> Vec<RopeCase> {
         via_step: true,
         ..base(1, 127, 8, 2, 128, DType::Q8_0Kv)
     });
+    // LongRoPE's attention factor (Phi-3.5 mini's, 1.19): both vector widths, every KV type,
+    // and from a decode step
+    for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
+        for (rows, pos0, hd, via_step) in [(5, 3, 96, false), (1, 300, 96, true), (3, 7, 6, false)]
+        {
+            if kv == DType::Q8_0Kv && hd % 32 != 0 {
+                continue;
+            }
+            g.push(RopeCase {
+                attention_factor: 1.190_238_9,
+                via_step,
+                ..base(rows, pos0, 8, 2, hd, kv)
+            });
+        }
+    }
     g
 }
 
@@ -274,26 +305,30 @@ pub fn strategy() -> impl Strategy<Value = RopeCase> {
             Just(DType::Q8_0Kv)
         ],
         any::<bool>(),
+        prop_oneof![Just(1.0f32), 0.5f32..2.0],
         any::<u64>(),
     )
         .prop_map(
-            |(rows, pos0, group, n_kv_heads, head_dim, kv, llama3, seed)| RopeCase {
-                rows,
-                pos0,
-                n_heads: group * n_kv_heads,
-                n_kv_heads,
-                // Q8_0 rows are whole blocks of 32
-                head_dim: if kv == DType::Q8_0Kv {
-                    head_dim.next_multiple_of(32)
-                } else {
-                    head_dim
-                },
-                capacity: pos0 + rows + 3,
-                kv,
-                theta: if llama3 { 500000.0 } else { 10000.0 },
-                llama3,
-                via_step: false,
-                seed,
+            |(rows, pos0, group, n_kv_heads, head_dim, kv, llama3, attention_factor, seed)| {
+                RopeCase {
+                    rows,
+                    pos0,
+                    n_heads: group * n_kv_heads,
+                    n_kv_heads,
+                    // Q8_0 rows are whole blocks of 32
+                    head_dim: if kv == DType::Q8_0Kv {
+                        head_dim.next_multiple_of(32)
+                    } else {
+                        head_dim
+                    },
+                    capacity: pos0 + rows + 3,
+                    kv,
+                    theta: if llama3 { 500000.0 } else { 10000.0 },
+                    llama3,
+                    attention_factor,
+                    via_step: false,
+                    seed,
+                }
             },
         )
 }

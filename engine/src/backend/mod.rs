@@ -400,7 +400,8 @@ pub trait Backend: Send + Sync + Sized {
         out: &mut Self::Tensor,
         p: LinearParams,
     ) -> Result<()>;
-    /// `inv_freq` holds `head_dim / 2` f32 rotary inverse frequencies. With `step`, the
+    /// `inv_freq` is the rotary table ([`crate::rope::table`]): `head_dim / 2` f32 inverse
+    /// frequencies, then the attention factor cos and sin are multiplied by. With `step`, the
     /// position is the step's, read where the step lives (`p.pos0` is only checked).
     #[allow(clippy::too_many_arguments)]
     fn rope_kv_write(

@@ -328,7 +328,10 @@ fn measure(
     let mut q = b.upload_f32(&crate::formats::random::values(qd, 1))?;
     let k = b.upload_f32(&crate::formats::random::values(kvd, 2))?;
     let v = b.upload_f32(&crate::formats::random::values(kvd, 3))?;
-    let inv_freq = b.upload_f32(&crate::rope::inv_freq(c))?;
+    let inv_freq = b.upload_f32(&crate::rope::table(
+        crate::rope::inv_freq(c),
+        crate::rope::attention_factor(c),
+    ))?;
     let mut out = b.alloc(DType::F32, qd)?;
     let params = |layer| AttentionParams {
         layer,

@@ -1131,6 +1131,13 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
         (None, Some(_)) => format!("theta {}, per-frequency factors", c.rope_theta),
         _ => format!("theta {}", c.rope_theta),
     };
+    let rope = match &c.rope_longrope {
+        Some(r) => format!(
+            "{rope}, longrope (original context {}, attention factor {})",
+            r.original_max_position_embeddings, r.attention_factor
+        ),
+        None => rope,
+    };
     let rope = match c.rope_local_theta {
         Some(local) => format!("{rope} (global layers), theta {local} (sliding layers)"),
         None => rope,

@@ -86,6 +86,48 @@ impl LoadedModel {
 /// Loads a model from a GGUF file or a Hugging Face directory, validated. A path that is
 /// neither (a directory without `config.json`, a file without GGUF's magic) is
 /// [`Error::NotAModel`].
+/// Phi-3's fused projections under the canonical names, sharing the fused tensor's bytes
+/// ([`HostTensor::rows`]): each layer's [`names::QKV_FUSED`] (q_dim + 2·kv_dim, hidden) is q,
+/// k, v by rows (transformers' `Phi3Attention.forward` slices `qkv[..., :query_pos]`, then the
+/// next `kv_dim`, then the rest; llama.cpp's `attn_qkv` likewise) and [`names::GATE_UP_FUSED`]
+/// (2·intermediate, hidden) is gate then up (`Phi3MLP.forward`: `gate, up_states =
+/// up_states.chunk(2, dim=-1)`; llama.cpp's fused `ffn_up` under SwiGLU likewise). A fused
+/// tensor of another shape is `mismatch(name, expected, found)`; other tensors pass through.
+pub(crate) fn split_fused(
+    tensors: BTreeMap<String, HostTensor>,
+    config: &ModelConfig,
+    mismatch: impl Fn(&str, Vec<usize>, Vec<usize>) -> Error,
+) -> Result<BTreeMap<String, HostTensor>> {
+    use crate::config::names;
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    let (q, kv) = (config.q_dim(), config.kv_dim());
+    let mut out = BTreeMap::new();
+    for (name, t) in tensors {
+        let (layer, parts): (&str, &[(&str, usize)]) =
+            if let Some(layer) = name.strip_suffix(names::QKV_FUSED) {
+                (layer, &[(names::WQ, q), (names::WK, kv), (names::WV, kv)])
+            } else if let Some(layer) = name.strip_suffix(names::GATE_UP_FUSED) {
+                (layer, &[(names::GATE, i), (names::UP, i)])
+            } else {
+                out.insert(name, t);
+                continue;
+            };
+        let rows: usize = parts.iter().map(|p| p.1).sum();
+        let bad = || mismatch(&name, vec![rows, h], t.shape.clone());
+        if t.shape != [rows, h] {
+            return Err(bad());
+        }
+        let mut start = 0;
+        for &(suffix, n) in parts {
+            let part_name = format!("{layer}{suffix}");
+            let part = t.rows(&part_name, start, n).ok_or_else(bad)?;
+            out.insert(part_name, part);
+            start += n;
+        }
+    }
+    Ok(out)
+}
+
 pub fn load(path: &Path) -> Result<LoadedModel> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let model = if meta.is_dir() {

@@ -29,6 +29,7 @@ pub fn shape(name: &str) -> Result<ModelConfig> {
         rope_theta: theta,
         rope_scaling: None,
         rope_freq_factors: None,
+        rope_longrope: None,
         max_position_embeddings: ctx,
         tie_word_embeddings: tie,
         attention_bias: false,

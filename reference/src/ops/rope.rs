@@ -14,11 +14,38 @@ pub fn default_inv_freq(head_dim: usize, theta: f32) -> Array1<f32> {
     Array1::from_iter((0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f32 / d)))
 }
 
-/// The rotary inverse frequencies, (head_dim / 2), after the configured scaling.
+/// The rotary inverse frequencies, (head_dim / 2), after the configured scaling; LongRoPE's
+/// short factors (transformers' frequencies at initialisation, `seq_len=None`).
 pub fn inv_freq(head_dim: usize, rope: &RopeConfig) -> Array1<f32> {
+    inv_freq_for_context(head_dim, rope, 0)
+}
+
+/// The rotary inverse frequencies, (head_dim / 2), for a KV cache of `context` positions: as
+/// [`inv_freq`], except that LongRoPE takes its long factors when `context` exceeds its
+/// `original_max_position_embeddings` ([`RopeScaling::longrope_long`]).
+pub fn inv_freq_for_context(head_dim: usize, rope: &RopeConfig, context: usize) -> Array1<f32> {
     let base = default_inv_freq(head_dim, rope.theta); // (head_dim / 2)
     match &rope.scaling {
         RopeScaling::None => base,
+        RopeScaling::LongRope {
+            short_factor,
+            long_factor,
+            ..
+        } => {
+            // transformers' `_compute_longrope_parameters`:
+            // `inv_freq = 1.0 / (ext_factors * base**inv_freq_shape)`, all f32: the divisor
+            // multiplies the power before the reciprocal (not `default / ext`), so the f32
+            // rounding agrees.
+            let ext = if rope.scaling.longrope_long(context) {
+                long_factor
+            } else {
+                short_factor
+            };
+            let d = head_dim as f32;
+            Array1::from_iter(
+                (0..head_dim / 2).map(|i| 1.0 / (ext[i] * rope.theta.powf((2 * i) as f32 / d))),
+            )
+        }
         RopeScaling::FreqFactors(factors) => {
             Array1::from_iter(base.iter().zip(factors).map(|(&f, &div)| f / div))
         }
@@ -54,6 +81,19 @@ pub fn inv_freq(head_dim: usize, rope: &RopeConfig) -> Array1<f32> {
 /// `x·cos + rotate_half(x)·sin`, with cos/sin of `position · inv_freq` (head_dim / 2) repeated
 /// over both halves. Returns (heads, seq, head_dim).
 pub fn apply(x: ArrayView3<f32>, positions: &[usize], inv_freq: ArrayView1<f32>) -> Array3<f32> {
+    apply_scaled(x, positions, inv_freq, 1.0)
+}
+
+/// [`apply`] with cos and sin multiplied by `attention_factor` first (LongRoPE's
+/// `attention_scaling`, transformers' `Phi3RotaryEmbedding.forward`:
+/// `cos = emb.cos() * self.attention_scaling`, the same for sin, in f32); a factor of 1 is
+/// [`apply`] exactly.
+pub fn apply_scaled(
+    x: ArrayView3<f32>,
+    positions: &[usize],
+    inv_freq: ArrayView1<f32>,
+    attention_factor: f32,
+) -> Array3<f32> {
     let half = inv_freq.len();
     assert_eq!(
         x.dim().2,
@@ -67,7 +107,10 @@ pub fn apply(x: ArrayView3<f32>, positions: &[usize], inv_freq: ArrayView1<f32>)
             let (mut x1, mut x2) = row.multi_slice_mut((s![..half], s![half..])); // (half) each
             for i in 0..half {
                 let angle = pos as f32 * inv_freq[i];
-                let (sin, cos) = (angle.sin(), angle.cos());
+                let (sin, cos) = (
+                    angle.sin() * attention_factor,
+                    angle.cos() * attention_factor,
+                );
                 let (a, b) = (x1[i], x2[i]);
                 x1[i] = a * cos - b * sin;
                 x2[i] = b * cos + a * sin;
@@ -158,6 +201,52 @@ mod tests {
             assert!(
                 unchanged > 0 && divided > 0 && unchanged + divided < d / 2,
                 "d={d}"
+            );
+        }
+    }
+
+    fn longrope(original: usize, attention_factor: f32) -> RopeScaling {
+        RopeScaling::LongRope {
+            short_factor: vec![1.0, 2.0, 4.0, 8.0],
+            long_factor: vec![3.0, 5.0, 7.0, 9.0],
+            original_max_position_embeddings: original,
+            attention_factor,
+        }
+    }
+
+    #[test]
+    fn longrope_takes_short_factors_up_to_the_original_context_and_long_ones_beyond() {
+        let rope = config(10000.0, longrope(64, 1.5));
+        let base = default_inv_freq(8, 10000.0);
+        for (context, ext) in [
+            (0, [1.0, 2.0, 4.0, 8.0]),
+            (64, [1.0, 2.0, 4.0, 8.0]),
+            (65, [3.0, 5.0, 7.0, 9.0]),
+        ] {
+            let f = inv_freq_for_context(8, &rope, context);
+            for i in 0..4 {
+                let want = base[i] / ext[i];
+                assert!(
+                    (f[i] - want).abs() <= 2.0 * f32::EPSILON * want,
+                    "context {context}: {} vs {want}",
+                    f[i]
+                );
+            }
+        }
+        assert_eq!(inv_freq(8, &rope), inv_freq_for_context(8, &rope, 64));
+    }
+
+    #[test]
+    fn the_attention_factor_scales_the_rotated_vectors() {
+        let x = sample_x(2, 3, 8);
+        let f = inv_freq(8, &config(10000.0, RopeScaling::None));
+        let plain = apply(x.view(), &[0, 5, 99], f.view());
+        assert_eq!(apply_scaled(x.view(), &[0, 5, 99], f.view(), 1.0), plain);
+        let scaled = apply_scaled(x.view(), &[0, 5, 99], f.view(), 1.5);
+        for (s, p) in scaled.iter().zip(&plain) {
+            assert!(
+                (s - 1.5 * p).abs() <= 1e-6 * p.abs().max(1.0),
+                "{s} vs 1.5 × {p}"
             );
         }
     }

@@ -10,12 +10,14 @@ use crate::tensor::DType;
 const OP: &str = "rope_kv_write";
 
 /// Rotates one head vector `x (head_dim)` for position `pos`: with `h = head_dim / 2`,
-/// `x[d] ← x[d]·cos − x[d+h]·sin`, `x[d+h] ← x[d+h]·cos + x[d]·sin`, angle `pos · inv_freq[d]`.
+/// `x[d] ← x[d]·cos − x[d+h]·sin`, `x[d+h] ← x[d+h]·cos + x[d]·sin`, angle `pos · inv_freq[d]`,
+/// cos and sin multiplied by `inv_freq[h]` (the table's attention factor) first.
 pub fn rotate(x: &mut [f32], pos: usize, inv_freq: &[f32]) {
     let h = x.len() / 2;
+    let a = inv_freq[h];
     for d in 0..h {
         let angle = pos as f32 * inv_freq[d];
-        let (sin, cos) = (angle.sin(), angle.cos());
+        let (sin, cos) = (angle.sin() * a, angle.cos() * a);
         let (a, b) = (x[d], x[d + h]);
         x[d] = a * cos - b * sin;
         x[d + h] = b * cos + a * sin;
@@ -35,7 +37,7 @@ pub fn rope_kv_write(
     check_tensor("cpu", OP, "q", q, p.rows * qd, &[DType::F32])?;
     check_tensor("cpu", OP, "k", k, p.rows * kvd, &[DType::F32])?;
     check_tensor("cpu", OP, "v", v, p.rows * kvd, &[DType::F32])?;
-    check_tensor("cpu", OP, "inv_freq", inv_freq, hd / 2, &[DType::F32])?;
+    check_tensor("cpu", OP, "inv_freq", inv_freq, hd / 2 + 1, &[DType::F32])?;
     let layout = *cache.layout();
     if !hd.is_multiple_of(2)
         || layout.head_dim != hd
@@ -54,7 +56,7 @@ pub fn rope_kv_write(
             requested: p.pos0 + p.rows,
         });
     }
-    let inv_freq = &inv_freq.f32(OP, "inv_freq")?[..hd / 2];
+    let inv_freq = &inv_freq.f32(OP, "inv_freq")?[..hd / 2 + 1];
     let (k, v) = (k.f32(OP, "k")?, v.f32(OP, "v")?);
     for (i, qrow) in q.f32_mut(OP, "q")?.chunks_mut(qd).take(p.rows).enumerate() {
         let pos = p.pos0 + i;

@@ -796,7 +796,7 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
         b.alloc(DType::F32, 2 * 64).unwrap(),
         b.alloc(DType::F32, 2 * 64).unwrap(),
     );
-    let inv_freq = b.alloc(DType::F32, 32).unwrap();
+    let inv_freq = b.alloc(DType::F32, 33).unwrap();
     let mut out = b.alloc(DType::F32, 4 * 64).unwrap();
     for window in [None, Some(16), Some(5)] {
         let p = AttentionParams {

@@ -6,13 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::reader::{GgufFile, GgufTensorInfo};
-use crate::config::{names, Activation, Arch, ModelConfig};
+use crate::config::{names, Activation, Arch, LongRope, ModelConfig};
 use crate::error::{Error, Result};
 use crate::formats::{Format, LoadedModel};
 use crate::tensor::{DType, HostTensor, Storage};
 
 /// The rotary frequency factors tensor (Llama 3 rope scaling as llama.cpp stores it).
 const ROPE_FREQS: &str = "rope_freqs.weight";
+/// LongRoPE's factors as llama.cpp's converter writes them for Phi-3 (`Phi3MiniModel`:
+/// `rope_factors_long.weight`, `rope_factors_short.weight`, f32, head_dim / 2 each).
+const ROPE_FACTORS_LONG: &str = "rope_factors_long.weight";
+const ROPE_FACTORS_SHORT: &str = "rope_factors_short.weight";
 
 pub fn load(path: &Path) -> Result<LoadedModel> {
     let file = super::read(path)?;
@@ -38,11 +42,12 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         "qwen3" => Arch::Qwen3,
         "gemma2" => Arch::Gemma2,
         "gemma3" => Arch::Gemma3,
+        "phi3" => Arch::Phi3,
         other => {
             return Err(Error::UnsupportedModel {
                 path: path.clone(),
                 detail: format!(
-                    "GGUF architecture `{other}` (supported: llama, qwen2, qwen3, gemma2, gemma3)"
+                    "GGUF architecture `{other}` (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)"
                 ),
             })
         }
@@ -166,6 +171,19 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         }
     }
 
+    let rope_longrope = match arch {
+        Arch::Phi3 => longrope(file, head_dim, max_position_embeddings)?,
+        _ => None,
+    };
+    // Phi-3's window (`phi3.attention.sliding_window`; the converter writes 0 for none).
+    // transformers masks with it (Phi-3-mini-4k: 2047); the engine follows transformers.
+    let phi3_window = match arch {
+        Arch::Phi3 => file
+            .opt_usize(&key("attention.sliding_window"))?
+            .filter(|&w| w > 0),
+        _ => None,
+    };
+
     let gemma = match arch {
         Arch::Gemma2 => Some(gemma2_features(file, n_layers, hidden_size, n_heads)?),
         Arch::Gemma3 => Some(gemma3_features(file, n_layers, hidden_size, n_heads)?),
@@ -185,9 +203,10 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         rope_theta,
         rope_scaling: None,
         rope_freq_factors,
+        rope_longrope,
         max_position_embeddings,
         // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1).
-        sliding_window: gemma.as_ref().map(|g| g.window),
+        sliding_window: gemma.as_ref().map(|g| g.window).or(phi3_window),
         sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
         rope_local_theta: (arch == Arch::Gemma3).then_some(GEMMA3_LOCAL_ROPE_THETA),
         activation: match gemma {
@@ -312,6 +331,77 @@ fn gemma3_features(
     })
 }
 
+/// Phi-3's LongRoPE from `rope_factors_short.weight` / `rope_factors_long.weight` (both or
+/// neither), `phi3.rope.scaling.original_context_length` and `phi3.rope.scaling.attn_factor`
+/// (llama.cpp's converter computes it as transformers does; where absent, derived the same
+/// way from `context_length / original`). `None` without factors (Phi-3-mini-4k).
+fn longrope(file: &GgufFile, head_dim: usize, context: usize) -> Result<Option<LongRope>> {
+    let (long, short) = match (
+        file.tensor_info(ROPE_FACTORS_LONG),
+        file.tensor_info(ROPE_FACTORS_SHORT),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(l), Some(s)) => (
+            rope_freq_factors(file, l, head_dim)?,
+            rope_freq_factors(file, s, head_dim)?,
+        ),
+        (Some(_), None) => {
+            return Err(Error::MissingTensor {
+                path: file.path.clone(),
+                tensor: ROPE_FACTORS_SHORT.into(),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(Error::MissingTensor {
+                path: file.path.clone(),
+                tensor: ROPE_FACTORS_LONG.into(),
+            })
+        }
+    };
+    for (name, f) in [(ROPE_FACTORS_LONG, &long), (ROPE_FACTORS_SHORT, &short)] {
+        if let Some(x) = f.iter().find(|x| !(**x > 0.0 && x.is_finite())) {
+            return Err(Error::corrupt(
+                &file.path,
+                format!("tensor `{name}`: factor {x} is not a positive number"),
+            ));
+        }
+    }
+    let orig_key = "phi3.rope.scaling.original_context_length";
+    let original = file.get_usize(orig_key)?;
+    if original == 0 {
+        return Err(Error::config(
+            &file.path,
+            orig_key,
+            "must be positive, found 0",
+        ));
+    }
+    let af_key = "phi3.rope.scaling.attn_factor";
+    let attention_factor = match file.opt_f32(af_key)? {
+        Some(a) => a as f64,
+        None => {
+            let factor = context as f64 / original as f64;
+            if factor <= 1.0 {
+                1.0
+            } else {
+                (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+            }
+        }
+    };
+    if !(attention_factor > 0.0 && attention_factor.is_finite()) {
+        return Err(Error::config(
+            &file.path,
+            af_key,
+            format!("{attention_factor} is not a positive number"),
+        ));
+    }
+    Ok(Some(LongRope {
+        short_factor: short,
+        long_factor: long,
+        original_max_position_embeddings: original,
+        attention_factor: attention_factor as f32,
+    }))
+}
+
 /// `rope_freqs.weight`: `head_dim / 2` factors, stored as floats.
 fn rope_freq_factors(file: &GgufFile, info: &GgufTensorInfo, head_dim: usize) -> Result<Vec<f32>> {
     if info.shape != [head_dim / 2] {
@@ -364,6 +454,8 @@ pub fn canonical_name(gguf_name: &str) -> Option<String> {
     let suffix = match rest {
         "attn_norm.weight" => names::ATTN_NORM,
         "attn_q.weight" => names::WQ,
+        // Phi-3's fused [q; k; v], split at load (formats::split_fused).
+        "attn_qkv.weight" => names::QKV_FUSED,
         "attn_k.weight" => names::WK,
         "attn_v.weight" => names::WV,
         "attn_q.bias" => names::BQ,
@@ -392,9 +484,17 @@ pub fn model_tensors(
 ) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
     for info in &file.tensors {
-        let Some(name) = canonical_name(&info.name) else {
+        let Some(mut name) = canonical_name(&info.name) else {
             continue;
         };
+        // Phi-3's `ffn_up` holds gate and up (llama.cpp's SwiGLU halves, gate first) where the
+        // layer has no `ffn_gate`.
+        if config.arch == Arch::Phi3 && name.ends_with(names::UP) {
+            let gate = info.name.replace("ffn_up", "ffn_gate");
+            if file.tensor_info(&gate).is_none() {
+                name = name.replace(names::UP, names::GATE_UP_FUSED);
+            }
+        }
         let dtype = info
             .ggml_type
             .dtype()
@@ -437,7 +537,25 @@ pub fn model_tensors(
             },
         );
     }
-    Ok(out)
+    if config.arch != Arch::Phi3 {
+        return Ok(out);
+    }
+    crate::formats::split_fused(out, config, |tensor, expected, found| {
+        let gguf = if tensor.ends_with(names::QKV_FUSED) {
+            "attn_qkv"
+        } else {
+            "ffn_up"
+        };
+        let layer = (tensor.strip_prefix("model.layers."))
+            .and_then(|r| r.split('.').next())
+            .unwrap_or("?");
+        Error::ShapeMismatch {
+            path: file.path.clone(),
+            tensor: format!("blk.{layer}.{gguf}.weight"),
+            expected,
+            found,
+        }
+    })
 }
 
 /// Undoes llama.cpp's Q/K row permutation (`LlamaModel.permute` in convert_hf_to_gguf.py).

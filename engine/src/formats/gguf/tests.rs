@@ -750,3 +750,143 @@ fn gemma2_nonsense_caps_and_windows_are_config_errors() {
         );
     }
 }
+
+/// The tiny Llama as llama.cpp's converter writes Phi-3: `phi3.*` keys, a fused `attn_qkv`
+/// (q 16 + k 8 + v 8 rows), a fused `ffn_up` (gate 32 + up 32 rows, no `ffn_gate`), LongRoPE
+/// factors (head_dim / 2 = 4 each), the original context and the attention factor.
+/// Returns the builder, the fused QKV and the fused gate/up values.
+fn tiny_phi3() -> (GgufBuilder, Vec<f32>, Vec<f32>) {
+    let (mut b, _, _) = builder::tiny_llama();
+    for (key, v) in b.kv.iter_mut() {
+        if let Some(rest) = key.strip_prefix("llama.") {
+            *key = format!("phi3.{rest}");
+        }
+        if key == "general.architecture" {
+            *v = GgufValue::String("phi3".into());
+        }
+    }
+    let qkv = builder::values(32 * 16, 41);
+    let gate_up = builder::values(64 * 16, 42);
+    let b = b
+        .without_tensor("blk.0.attn_q.weight")
+        .without_tensor("blk.0.attn_k.weight")
+        .without_tensor("blk.0.attn_v.weight")
+        .without_tensor("blk.0.ffn_gate.weight")
+        .tensor_f32("blk.0.attn_qkv.weight", &[32, 16], &qkv)
+        .tensor_f32("blk.0.ffn_up.weight", &[64, 16], &gate_up)
+        .tensor_f32("rope_factors_long.weight", &[4], &[1.0, 2.0, 4.0, 8.0])
+        .tensor_f32("rope_factors_short.weight", &[4], &[1.0, 1.5, 2.0, 2.5])
+        .kv(
+            "phi3.rope.scaling.original_context_length",
+            GgufValue::U32(16),
+        )
+        .kv("phi3.rope.scaling.attn_factor", GgufValue::F32(1.25))
+        .kv("phi3.attention.sliding_window", GgufValue::U32(7));
+    (b, qkv, gate_up)
+}
+
+#[test]
+fn phi3_splits_the_fused_tensors_and_reads_longrope() {
+    let dir = tmp();
+    let (b, qkv, gate_up) = tiny_phi3();
+    let m = crate::formats::load(&b.write(dir.path(), "phi3.gguf")).unwrap();
+    let c = &m.config;
+    assert_eq!(c.arch, Arch::Phi3);
+    let r = c.rope_longrope.as_ref().unwrap();
+    assert_eq!(r.long_factor, vec![1.0, 2.0, 4.0, 8.0]);
+    assert_eq!(r.short_factor, vec![1.0, 1.5, 2.0, 2.5]);
+    assert_eq!(
+        (r.original_max_position_embeddings, r.attention_factor),
+        (16, 1.25)
+    );
+    assert_eq!(c.sliding_window, Some(7));
+    // Rows as the file holds them (NEOX RoPE: no un-permute), views of the mapping.
+    for (name, src, from, rows) in [
+        (names::WQ, &qkv, 0, 16),
+        (names::WK, &qkv, 16, 8),
+        (names::WV, &qkv, 24, 8),
+        (names::GATE, &gate_up, 0, 32),
+        (names::UP, &gate_up, 32, 32),
+    ] {
+        let t = m.tensor(&names::layer(0, name)).unwrap();
+        assert_eq!(t.shape, vec![rows, 16], "{name}");
+        assert!(matches!(t.storage, Storage::Mapped { .. }), "{name}");
+        assert_eq!(
+            f32s(t.bytes()),
+            src[from * 16..(from + rows) * 16],
+            "{name}"
+        );
+    }
+    // Without the attention factor key: derived as transformers does from 64 / 16.
+    let b = tiny_phi3().0.without("phi3.rope.scaling.attn_factor");
+    let m = crate::formats::load(&b.write(dir.path(), "phi3_af.gguf")).unwrap();
+    let want = (1.0 + 4f64.ln() / 16f64.ln()).sqrt() as f32;
+    assert_eq!(m.config.rope_longrope.unwrap().attention_factor, want);
+    // sliding_window 0 is the converter's "none".
+    let b = tiny_phi3()
+        .0
+        .kv("phi3.attention.sliding_window", GgufValue::U32(0));
+    let m = crate::formats::load(&b.write(dir.path(), "phi3_nw.gguf")).unwrap();
+    assert_eq!(m.config.sliding_window, None);
+}
+
+#[test]
+fn phi3_broken_fused_tensors_and_factors_are_typed_errors() {
+    let dir = tmp();
+    let load = |b: GgufBuilder, name: &str| crate::formats::load(&b.write(dir.path(), name));
+    // A fused QKV one row short, a fused gate/up of another width.
+    let b = tiny_phi3().0.tensor_f32(
+        "blk.0.attn_qkv.weight",
+        &[31, 16],
+        &builder::values(31 * 16, 1),
+    );
+    let err = load(b, "qkv.gguf").unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { tensor, expected, found, .. }
+            if tensor == "blk.0.attn_qkv.weight" && *expected == [32, 16] && *found == [31, 16]),
+        "{err:?}"
+    );
+    let b = tiny_phi3().0.tensor_f32(
+        "blk.0.ffn_up.weight",
+        &[48, 16],
+        &builder::values(48 * 16, 1),
+    );
+    let err = load(b, "up.gguf").unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { tensor, expected, .. }
+            if tensor == "blk.0.ffn_up.weight" && *expected == [64, 16]),
+        "{err:?}"
+    );
+    // Factor lists: the wrong length, one without the other, a non-positive factor.
+    let b = tiny_phi3()
+        .0
+        .tensor_f32("rope_factors_long.weight", &[3], &[1.0, 2.0, 3.0]);
+    let err = load(b, "len.gguf").unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { tensor, .. } if tensor == "rope_factors_long.weight"),
+        "{err:?}"
+    );
+    let b = tiny_phi3().0.without_tensor("rope_factors_short.weight");
+    let err = load(b, "one.gguf").unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "rope_factors_short.weight"),
+        "{err:?}"
+    );
+    let b = tiny_phi3()
+        .0
+        .tensor_f32("rope_factors_short.weight", &[4], &[1.0, 0.0, 2.0, 2.5]);
+    let err = load(b, "zero.gguf").unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("rope_factors_short")),
+        "{err:?}"
+    );
+    let b = tiny_phi3()
+        .0
+        .without("phi3.rope.scaling.original_context_length");
+    let err = load(b, "orig.gguf").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("phi3.rope.scaling.original_context_length"),
+        "{err}"
+    );
+}

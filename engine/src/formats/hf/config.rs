@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Activation, Arch, Llama3RopeScaling, ModelConfig};
+use crate::config::{Activation, Arch, Llama3RopeScaling, LongRope, ModelConfig};
 use crate::error::{Error, Result};
 
 /// Fields that `config.json` must carry: transformers would silently fall back to the 7B
@@ -29,6 +29,7 @@ enum Family {
     Qwen3,
     Gemma2,
     Gemma3,
+    Phi3,
 }
 
 impl Family {
@@ -40,6 +41,7 @@ impl Family {
             "qwen3" => Some(Family::Qwen3),
             "gemma2" => Some(Family::Gemma2),
             "gemma3_text" => Some(Family::Gemma3),
+            "phi3" => Some(Family::Phi3),
             _ => None,
         }
     }
@@ -52,6 +54,7 @@ impl Family {
             "Qwen3ForCausalLM" => Some(Family::Qwen3),
             "Gemma2ForCausalLM" => Some(Family::Gemma2),
             "Gemma3ForCausalLM" => Some(Family::Gemma3),
+            "Phi3ForCausalLM" => Some(Family::Phi3),
             _ => None,
         }
     }
@@ -63,6 +66,7 @@ impl Family {
             Family::Qwen3 => Arch::Qwen3,
             Family::Gemma2 => Arch::Gemma2,
             Family::Gemma3 => Arch::Gemma3,
+            Family::Phi3 => Arch::Phi3,
         }
     }
 
@@ -70,7 +74,7 @@ impl Family {
     /// "as many as the query heads" in every class).
     fn default_kv_heads(self, n_heads: usize) -> usize {
         match self {
-            Family::Llama => n_heads,
+            Family::Llama | Family::Phi3 => n_heads,
             Family::Mistral => 8,
             Family::Qwen2 | Family::Qwen3 => 32,
             Family::Gemma2 | Family::Gemma3 => 4,
@@ -83,13 +87,14 @@ impl Family {
         match self {
             Family::Qwen3 => Some(128),
             Family::Gemma2 | Family::Gemma3 => Some(256),
-            Family::Llama | Family::Mistral | Family::Qwen2 => None,
+            Family::Llama | Family::Mistral | Family::Qwen2 | Family::Phi3 => None,
         }
     }
 
     fn default_max_position_embeddings(self) -> usize {
         match self {
             Family::Llama => 2048,
+            Family::Phi3 => 4096,
             Family::Mistral => 4096 * 32,
             Family::Qwen2 | Family::Qwen3 => 32768,
             Family::Gemma2 => 8192,
@@ -103,6 +108,7 @@ impl Family {
             Family::Llama | Family::Mistral => (Some(1), vec![2]),
             Family::Qwen2 | Family::Qwen3 => (None, vec![]),
             Family::Gemma2 | Family::Gemma3 => (Some(2), vec![1]),
+            Family::Phi3 => (Some(1), vec![32000]),
         }
     }
 
@@ -318,10 +324,11 @@ pub fn parse_config(
         Family::Gemma3 => Some(gemma3(&f, n_layers)?),
         _ => None,
     };
-    let (rope_theta, rope_scaling) = match gemma.as_ref().and_then(|g| g.global_theta) {
-        Some(theta) => (theta, None),
-        None => rope(&f, trained_context)?,
-    };
+    let (rope_theta, rope_scaling, rope_longrope) =
+        match gemma.as_ref().and_then(|g| g.global_theta) {
+            Some(theta) => (theta, None, None),
+            None => rope(&f, family, trained_context, head_dim)?,
+        };
     if family == Family::Gemma2 && rope_scaling.is_some() {
         return Err(unsupported(&f, "rope scaling (Gemma 2: only default)"));
     }
@@ -339,6 +346,7 @@ pub fn parse_config(
         rope_theta,
         rope_scaling,
         rope_freq_factors: None,
+        rope_longrope,
         max_position_embeddings: sliding_window_cap(&f, family, trained_context)?,
         sliding_window: match &gemma {
             Some(g) => Some(g.window),
@@ -381,7 +389,7 @@ fn family(f: &Fields) -> Result<Family> {
                 f,
                 format!(
                     "model_type `{t}` (supported: llama, mistral, qwen2, qwen3, gemma2, \
-                     gemma3_text)"
+                     gemma3_text, phi3)"
                 ),
             )
         });
@@ -395,7 +403,7 @@ fn family(f: &Fields) -> Result<Family> {
     Family::from_architecture(first).ok_or_else(|| {
         unsupported(
             f,
-            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)"),
+            format!("architecture `{first}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM)"),
         )
     })
 }
@@ -431,7 +439,7 @@ fn check_supported(f: &Fields, family: Family) -> Result<()> {
 fn sliding_window(f: &Fields, family: Family) -> Result<Option<usize>> {
     let window = match (family, f.obj.get("sliding_window")) {
         (Family::Mistral, None) => Some(4096),
-        (Family::Mistral, Some(_)) => f.usize("sliding_window")?,
+        (Family::Mistral | Family::Phi3, Some(_)) => f.usize("sliding_window")?,
         _ => None,
     };
     if window == Some(0) {
@@ -446,7 +454,7 @@ fn sliding_window(f: &Fields, family: Family) -> Result<Option<usize>> {
 /// attention equals full attention, so the capped model is exact.
 fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usize> {
     let window = match family {
-        Family::Llama | Family::Mistral | Family::Gemma2 | Family::Gemma3 => None,
+        Family::Llama | Family::Mistral | Family::Gemma2 | Family::Gemma3 | Family::Phi3 => None,
         Family::Qwen2 | Family::Qwen3 if f.bool("use_sliding_window")? == Some(true) => {
             // Layers from max_window_layers on slide (Qwen2Config / Qwen3Config.layer_types).
             let from = f.usize("max_window_layers")?.unwrap_or(28);
@@ -670,9 +678,15 @@ fn gemma3(f: &Fields, n_layers: usize) -> Result<Gemma> {
     })
 }
 
-/// `(rope_theta, llama3 scaling)` from `rope_scaling` (4.x) or `rope_parameters` (5.x); a
-/// non-empty `rope_scaling` wins, as in transformers' `convert_rope_params_to_dict`.
-fn rope(f: &Fields, max_position_embeddings: usize) -> Result<(f32, Option<Llama3RopeScaling>)> {
+/// `(rope_theta, llama3 scaling, longrope scaling)` from `rope_scaling` (4.x) or
+/// `rope_parameters` (5.x); a non-empty `rope_scaling` wins, as in transformers'
+/// `convert_rope_params_to_dict`.
+fn rope(
+    f: &Fields,
+    family: Family,
+    max_position_embeddings: usize,
+    head_dim: usize,
+) -> Result<(f32, Option<Llama3RopeScaling>, Option<LongRope>)> {
     let (key, params) = match f.object("rope_scaling")?.filter(|m| !m.is_empty()) {
         Some(m) => ("rope_scaling", Some(m)),
         None => ("rope_parameters", f.object("rope_parameters")?),
@@ -702,6 +716,15 @@ fn rope(f: &Fields, max_position_embeddings: usize) -> Result<(f32, Option<Llama
         Some(t) => t,
         None => p.str("type")?.unwrap_or("default"),
     };
+    // Phi3Config renames the legacy "su" and "yarn" to "longrope".
+    let rope_type = match (family, rope_type) {
+        (Family::Phi3, "su" | "yarn") => "longrope",
+        (_, t) => t,
+    };
+    if rope_type == "longrope" {
+        let longrope = longrope(f, &p, family, max_position_embeddings, head_dim)?;
+        return Ok((theta as f32, None, Some(longrope)));
+    }
     let scaling = match rope_type {
         "default" => None,
         "llama3" => {
@@ -735,11 +758,89 @@ fn rope(f: &Fields, max_position_embeddings: usize) -> Result<(f32, Option<Llama
         other => {
             return Err(unsupported(
                 f,
-                format!("rope type `{other}` (supported: default, llama3)"),
+                format!("rope type `{other}` (supported: default, llama3, longrope)"),
             ))
         }
     };
-    Ok((theta as f32, scaling))
+    Ok((theta as f32, scaling, None))
+}
+
+/// LongRoPE's parameters (`p`: the rope object, prefixed in errors), as transformers'
+/// `_compute_longrope_parameters` reads them: `short_factor` and `long_factor` of head_dim / 2
+/// positive numbers each; `original_max_position_embeddings` from the top level (Phi-3's
+/// field, default 4096) else the rope object; `attention_factor` as given, else from
+/// `factor` (else max_position_embeddings / original): `√(1 + ln(factor) / ln(original))`
+/// when `factor > 1`, else 1, in f64 and then f32 as torch multiplies cos by it.
+fn longrope(
+    f: &Fields,
+    p: &Fields,
+    family: Family,
+    max_position_embeddings: usize,
+    head_dim: usize,
+) -> Result<LongRope> {
+    let factors = |name: &str| -> Result<Vec<f32>> {
+        let list = match p.get(name) {
+            Some(Value::Array(a)) => a,
+            Some(v) => return Err(p.err(name, format!("expected a list of numbers, found {v}"))),
+            None => return Err(p.err(name, "missing (required by longrope)")),
+        };
+        if list.len() != head_dim / 2 {
+            return Err(p.err(
+                name,
+                format!(
+                    "{} values, expected head_dim / 2 = {}",
+                    list.len(),
+                    head_dim / 2
+                ),
+            ));
+        }
+        list.iter()
+            .map(|x| match x.as_f64() {
+                Some(v) if v > 0.0 && v.is_finite() => Ok(v as f32),
+                _ => Err(p.err(name, format!("expected positive numbers, found {x}"))),
+            })
+            .collect()
+    };
+    let (short_factor, long_factor) = (factors("short_factor")?, factors("long_factor")?);
+    let top = f.usize("original_max_position_embeddings")?;
+    let original = match (top, p.usize("original_max_position_embeddings")?, family) {
+        (Some(n), _, _) | (None, Some(n), _) => n,
+        (None, None, Family::Phi3) => 4096,
+        (None, None, _) => {
+            return Err(p.err(
+                "original_max_position_embeddings",
+                "missing (required by longrope)",
+            ))
+        }
+    };
+    let original = p.positive("original_max_position_embeddings", original)?;
+    let attention_factor = match p.f64("attention_factor")? {
+        Some(a) if a > 0.0 => a,
+        Some(a) => return Err(p.err("attention_factor", format!("must be positive, found {a}"))),
+        None => {
+            let factor = match p.f64("factor")? {
+                Some(x) => x,
+                None => max_position_embeddings as f64 / original as f64,
+            };
+            if factor <= 1.0 {
+                1.0
+            } else {
+                (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+            }
+        }
+    };
+    if !attention_factor.is_finite() {
+        return Err(p.err(
+            "original_max_position_embeddings",
+            format!("{original} gives no finite attention factor (ln 1 = 0)"),
+        ));
+    }
+    Ok(LongRope {
+        short_factor,
+        long_factor,
+        original_max_position_embeddings: original,
+        attention_factor: attention_factor as f32,
+    })
 }
 
 /// BOS and EOS ids: the class default when absent, none when `null`; EOS ids of

@@ -31,6 +31,10 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
     if matches!(config.arch, Arch::Gemma2 | Arch::Gemma3) {
         weights.tensors = gemma_gains(std::mem::take(&mut weights.tensors))?;
     }
+    if config.arch == Arch::Phi3 {
+        let tensors = std::mem::take(&mut weights.tensors);
+        weights.tensors = split_fused(tensors, &config, dir, &weights.root)?;
+    }
     // Each layer has tensors of its own: more layers than the weights hold tensors is a broken
     // config (and would make the expected-tensor list as long as the count says).
     let held = weights.tensors.len() + weights.unsupported.len();
@@ -119,6 +123,25 @@ fn gemma_gains(tensors: BTreeMap<String, HostTensor>) -> Result<BTreeMap<String,
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// Phi-3's fused `qkv_proj` / `gate_up_proj` split by [`crate::formats::split_fused`]; a
+/// fused tensor of another shape is a [`Error::WeightsMismatch`] naming it.
+fn split_fused(
+    tensors: BTreeMap<String, HostTensor>,
+    config: &crate::config::ModelConfig,
+    dir: &Path,
+    weights_path: &Path,
+) -> Result<BTreeMap<String, HostTensor>> {
+    crate::formats::split_fused(tensors, config, |tensor, expected, found| {
+        Error::WeightsMismatch {
+            config: dir.join(CONFIG_FILE),
+            weights: weights_path.to_path_buf(),
+            tensor: tensor.to_string(),
+            expected,
+            found: Some(found),
+        }
+    })
 }
 
 /// Every tensor of the model's safetensors file(s).

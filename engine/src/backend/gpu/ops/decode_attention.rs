@@ -116,7 +116,7 @@ pub(in crate::backend::gpu) fn rope_attention_row(
     check_tensor("gpu", OP, "q", q, rows * qd, f32)?;
     check_tensor("gpu", OP, "k", k, rows * kvd, f32)?;
     check_tensor("gpu", OP, "v", v, rows * kvd, f32)?;
-    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2, f32)?;
+    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2 + 1, f32)?;
     check_tensor("gpu", OP, "out", out, rows * qd, f32)?;
     if layout.head_dim != hd || layout.n_kv_heads != p.n_kv_heads || p.layer >= layout.n_layers {
         return Err(bad(

@@ -32,7 +32,7 @@ pub(in crate::backend::gpu) fn rope_kv_write(
     check_tensor("gpu", OP, "q", q, p.rows * qd, f32)?;
     check_tensor("gpu", OP, "k", k, p.rows * kvd, f32)?;
     check_tensor("gpu", OP, "v", v, p.rows * kvd, f32)?;
-    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2, f32)?;
+    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2 + 1, f32)?;
     let layout = *cache.layout();
     if !hd.is_multiple_of(2)
         || hd > ROPE_MAX_HEAD_DIM
