@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(
             all_paths().len(),
             3 * 3
-                + 4
+                + 5 // rms_norm: vec, tail, scalar, residual, accumulate
                 + 3 * 3
                 + 2
                 + 4 * 3
