@@ -80,15 +80,7 @@ fn the_decode_step_gives_identical_tokens_captured_and_uncaptured() {
     };
     let captured = Engine::new(b1, &model, with(true)).unwrap();
     let direct = Engine::new(b2, &model, with(false)).unwrap();
-    let sampled = SamplingParams {
-        temperature: 0.8,
-        top_k: 40,
-        top_p: 0.95,
-        min_p: 0.05,
-        repeat_penalty: 1.1,
-        presence_penalty: 0.0,
-        frequency_penalty: 0.0,
-    };
+    let (sampled, _) = wavefront::bench::BenchSampling::default_params();
     let prompt: Vec<u32> = (0..9).map(|i| 1000 + 37 * i).collect();
     let n = 64;
     for (params, window) in [(SamplingParams::greedy(), 0), (sampled, 64)] {
@@ -151,15 +143,7 @@ fn batched_passes_replay_captured_graphs_and_keep_each_sequences_tokens() {
     };
     let captured = Engine::new(b1, &model, with(true)).unwrap();
     let direct = Engine::new(b2, &model, with(false)).unwrap();
-    let sampled = SamplingParams {
-        temperature: 0.8,
-        top_k: 40,
-        top_p: 0.95,
-        min_p: 0.05,
-        repeat_penalty: 1.1,
-        presence_penalty: 0.0,
-        frequency_penalty: 0.0,
-    };
+    let (sampled, _) = wavefront::bench::BenchSampling::default_params();
     let settings = [
         (SamplingParams::greedy(), 0),
         (sampled, 64),
