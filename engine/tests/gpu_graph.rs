@@ -152,7 +152,7 @@ fn batched_passes_replay_captured_graphs_and_keep_each_sequences_tokens() {
     let prompts: Vec<Vec<u32>> = (0..3)
         .map(|s| {
             (0..5 + 4 * s)
-                .map(|i| 900 + 31 * i + 7 * s as u32)
+                .map(|i| 900 + 31 * i + 7 * s)
                 .collect()
         })
         .collect();
