@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -513,6 +513,58 @@ batch)
   for t in ${TESTS-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   # shellcheck disable=SC2046
   fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  cat "$OUT/summary.md"
+  ;;
+batch-profile)
+  # Where a batched decode pass's time goes (issue 11): the 1B shape's bf16 bench alone and in
+  # batches of BATCHES (default 2,4,16: the wall time per pass), then Nsight Compute's kernel
+  # times of a `bench --batch 16` run cut into passes (ci/ncu-step-profile.py --batch: a table
+  # per rows a pass), then its full sections on one batched launch of each GEMV kernel (the
+  # first launch whose grid is 16 times the one-row grid: found in the timing CSV).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  if [ "${SECTIONS_ONLY:-0}" != 1 ]; then
+    bench 1b-bf16 --shape llama-3.2-1b --reps 3 --depth 0 --pp 1 --batch "${BATCHES:-2,4,16}"
+    grep -E "^\| tg" "$OUT/bench-1b-bf16.md"
+  fi
+  if command -v ncu >/dev/null && [ "${SECTIONS_ONLY:-0}" = 1 ]; then
+    cp .device/ncu-1b-x16.csv "$OUT/" # an earlier call's timing run
+  elif command -v ncu >/dev/null; then
+    start=$SECONDS
+    timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      --log-file "$OUT/ncu-1b-x16.csv" bin/wavefront bench --backend gpu \
+      --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --batch 16 \
+      >"$OUT/ncu-1b-x16.log" 2>&1
+    echo "| ncu llama-3.2-1b x16 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    python3 ci/ncu-step-profile.py --batch "$OUT/ncu-1b-x16.csv" | tee "$OUT/ncu-1b-x16.md"
+    finish
+  fi
+  if command -v ncu >/dev/null; then
+    for kern in gemv_bf16 gemv_swiglu_bf16; do
+      skip=$(python3 - "$OUT/ncu-1b-x16.csv" "$kern" <<'PY'
+import csv, sys
+lines = [l for l in open(sys.argv[1], newline="") if l.startswith('"')]
+seen, grids = 0, []
+for row in csv.DictReader(lines):
+    if row.get("Metric Name") != "gpu__time_duration.sum" or row["Kernel Name"].split("(")[0] != sys.argv[2]:
+        continue
+    g = int((row.get("Grid Size") or "0").strip("()").split(",")[0] or 0)
+    grids.append(g)
+one = min(grids)
+print(next((i for i, g in enumerate(grids) if g == 16 * one and i > 0), 0))
+PY
+)
+      start=$SECONDS
+      timeout 150 ncu --clock-control none --kernel-name "$kern" --launch-skip "$skip" --launch-count 1 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+        --section SchedulerStats --section WarpStateStats --section LaunchStats --section ComputeWorkloadAnalysis \
+        bin/wavefront bench --backend gpu --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --batch 16 \
+        >"$OUT/ncu-$kern-x16.txt" 2>&1
+      echo "| ncu $kern x16 (launch $skip) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+  fi
   cat "$OUT/summary.md"
   ;;
 gemma3)

@@ -8,7 +8,11 @@ kernels). For each kernel name the table gives its launches per step and the med
 steps of its summed time, then the median step total: the device time of a step without the
 gaps between kernels. With --prefill the steps are the prefill forwards instead: those whose
 kernel time is at least half the longest forward's (a profiled `bench --pp N --tg 1` run).
-Usage: ncu-step-profile.py [--prefill] CSV [CSV...] (one table per file).
+With --batch the steps are batched decode passes (a profiled `bench --batch B` run): a pass
+starts at the first `embedding_*` launch after a `sample_*` one (a pass embeds each of its rows,
+then runs the layers over all of them, then samples each row), and the passes are grouped by
+their rows (their `sample_pick` launches, or `sample_step` ones), one table per group.
+Usage: ncu-step-profile.py [--prefill | --batch] CSV [CSV...] (one table per file).
 """
 import csv
 import statistics
@@ -31,10 +35,11 @@ def kernels(path):
     return out
 
 
-def steps(ks, prefill=False):
+def steps(ks, prefill=False, batch=False):
     cur, all_ = [], []
     for name, us in ks:
-        if name.startswith("embedding_") and cur:
+        after_sample = bool(cur) and cur[-1][0].startswith("sample_")
+        if name.startswith("embedding_") and cur and (after_sample or not batch):
             all_.append(cur)
             cur = []
         cur.append((name, us))
@@ -46,9 +51,26 @@ def steps(ks, prefill=False):
     return [s for s in all_ if any(n in ("sample_step", "sample_pick") for n, _ in s)]
 
 
-def table(path, prefill=False):
-    ss = steps(kernels(path), prefill)
-    what = "prefill forward" if prefill else "decode step"
+def rows_of(step):
+    """The sequences a decode pass sampled."""
+    return sum(1 for n, _ in step if n in ("sample_step", "sample_pick"))
+
+
+def table(path, prefill=False, batch=False):
+    ks = kernels(path)
+    if batch:
+        groups = {}
+        for st in steps(ks, batch=True):
+            groups.setdefault(rows_of(st), []).append(st)
+        return "\n".join(
+            table_of(f"{path} [{r} row{'s' if r != 1 else ''} a pass]", groups[r], "decode pass")
+            for r in sorted(groups)
+        )
+    ss = steps(ks, prefill)
+    return table_of(path, ss, "prefill forward" if prefill else "decode step")
+
+
+def table_of(path, ss, what):
     if not ss:
         return f"{path}: no {what} found\n"
     names = sorted({n for s in ss for n, _ in s})
@@ -59,7 +81,7 @@ def table(path, prefill=False):
         rows.append((n, cnt, statistics.median(per)))
     total = statistics.median([sum(us for _, us in s) for s in ss])
     launches = statistics.median([len(s) for s in ss])
-    out = [f"{path}: {len(ss)} {what}s, median {launches:.0f} launches and {total:.1f} µs of kernel time per step\n",
+    out = [f"{path}: {len(ss)} × {what}, median {launches:.0f} launches and {total:.1f} µs of kernel time per step\n",
            "| kernel | launches/step | µs/step | share |", "|---|---:|---:|---:|"]
     for n, cnt, us in sorted(rows, key=lambda r: -r[2]):
         out.append(f"| {n} | {cnt:g} | {us:.1f} | {100 * us / total:.1f}% |")
@@ -69,5 +91,6 @@ def table(path, prefill=False):
 if __name__ == "__main__":
     args = sys.argv[1:]
     prefill = "--prefill" in args
-    for p in (a for a in args if a != "--prefill"):
-        print(table(p, prefill))
+    batch = "--batch" in args
+    for p in (a for a in args if a not in ("--prefill", "--batch")):
+        print(table(p, prefill, batch))

@@ -49,7 +49,9 @@
 //   nothing. Each output element is read and written by one lane only, so `residual` may add
 //   into the residual stream in place; x must not alias an output.
 // Paths (WF_PATH; slot 0 gemv_f16, 1 gemv_bf16, 2 gemv_swiglu_f16, 3 gemv_swiglu_bf16; the
-// SwiGLU kernels have the first five and gelu):
+// SwiGLU kernels have the first five and gelu; the several-row forms below: 4, 5
+// gemv_stage_{f16,bf16} (vec, norm), 6, 7 gemv_rows_{f16,bf16} (vec, bias, out0-2, residual),
+// 8, 9 gemv_swiglu_rows_{f16,bf16} (vec, gelu)):
 //   vec:      the row(s) (and, unstaged, x) on 16 bytes: 16-byte weight loads, pipelined
 //   tail:     after the vectors, the K mod 8 elements, scalar
 //   scalar:   a row off 16 bytes (or, unstaged, x): every element scalar
@@ -333,6 +335,173 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The several-row forms (a batched decode pass: every input row computed exactly as alone, but
+// each weight vector loaded and widened once for up to GEMV_NB rows). Taken by the host only
+// when K is a multiple of 8 and W, x (and norm_w) start on 16 bytes, where the one-row kernel
+// takes its vector path for every row, staged or not; the FMAs of each (row, input row) pair
+// are then the one-row kernel's, in its order (lane l: vectors l, l + WAVE, … ascending, each
+// vector's 8 elements ascending; the same butterfly), so the results are bit for bit.
+//   gemv_stage_{T}: one block per input row writes its input a (rms_norm's scale computed as
+//     the one-row kernel's prologue computes it, then the same rounding to the weight type) to
+//     xh (n_in, ks), ks = K rounded up to 8: the rows' prologues run once, out of the weight
+//     stream's way.
+//   gemv_rows_{T}: wave w of block b owns rows GEMV_NR·(b'·WAVES + w) + j (j < GEMV_NR, b' the
+//     output block of common.h batch_block over the ceil(n_in / GEMV_NB) input groups) and
+//     input rows GEMV_NB·g + i (i < GEMV_NB, g the group); the epilogue as gemv_{T}'s per pair.
+//   gemv_swiglu_rows_{T}: the gate and up rows of one output row a wave, the epilogue as
+//     gemv_swiglu_{T}'s per input row.
+constexpr int GEMV_NB = 8;  // input rows a block of the several-row kernels
+constexpr int GEMV_NR = 2;  // weight rows a wave of gemv_rows_{T}
+
+template <class C>
+WF_DEVICE void gemv_stage_kernel(const float* x, const float* norm_w, float eps, uint16_t* xh,
+                                 int k, int ks, int slot) {
+  const int row = block_index_x();
+  x += (i64)row * k;
+  xh += (i64)row * ks;
+  WF_PATH(slot, PATH_VEC);
+  const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
+  float scale = 1.0f;
+  if (norm_w) {
+    WF_PATH(slot, PATH_NORM);
+    scale = rms_scale<GEMV_BLOCK>(x, k, eps, vec4);
+  }
+  stage_input<C>(x, norm_w, scale, k, vec4, xh);
+}
+
+// acc[j][i] = Σ_v W_j[v] · a_i[v] over this lane's vectors, for the NR rows and the nb ≤ GEMV_NB
+// input rows xh + i·ks (staged, on 16 bytes); rows of a dead wave are not read.
+template <class C, int NR>
+WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], bool live, const uint16_t* xh,
+                           int ks, int nb, int k, int slot, float (&acc)[NR][GEMV_NB]) {
+  constexpr int U = GEMV_UNROLL / NR;
+  const int lane = wave_lane();
+  const int n_vec = live ? k / 8 : 0;
+  wf_allow_dependents();
+  Words h[NR][U];
+  load_step<NR>(rows, lane, n_vec, h);  // in flight while the kernels ahead drain
+  wf_dependency_wait();                 // xh (and the outputs) are the earlier kernels'
+  for (int v0 = lane; v0 < n_vec; v0 += U * WAVE) {
+    WF_PATH(slot, PATH_VEC);
+    Words next[NR][U];
+    load_step<NR>(rows, v0 + U * WAVE, n_vec, next);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int v = v0 + u * WAVE;
+      if (v < n_vec) {
+        float wv[NR][8];
+#pragma unroll
+        for (int j = 0; j < NR; ++j) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) wv[j][e] = C::load(word_half(h[j][u], e));
+        }
+#pragma unroll
+        for (int i = 0; i < GEMV_NB; ++i) {
+          if (i < nb) {
+            uint16_t xv[8];
+            load_u16x8(xh + (i64)i * ks + (i64)v * 8, xv);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+              const float xe = C::load(xv[e]);
+#pragma unroll
+              for (int j = 0; j < NR; ++j) acc[j][i] = wf_fmaf(wv[j][e], xe, acc[j][i]);
+            }
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) h[j][u] = next[j][u];
+    }
+  }
+}
+
+template <class C>
+WF_DEVICE void gemv_rows_kernel(const uint16_t* w, const uint16_t* xh, int ks, const float* bias,
+                                float* out0, float* out1, float* out2, int m0, int m1, int m2,
+                                int k, int residual, int n_in) {
+  const int slot = C::id + 5;  // 6, 7
+  const int m = m0 + m1 + m2;
+  const BatchBlock bb = batch_block((n_in + GEMV_NB - 1) / GEMV_NB);
+  const int first = bb.row * GEMV_NB;
+  const int nb = n_in - first < GEMV_NB ? n_in - first : GEMV_NB;
+  xh += (i64)first * ks;
+  const int r0 = (bb.block * (GEMV_BLOCK / WAVE) + wave_index()) * GEMV_NR;
+  const bool live = r0 < m;
+  const uint16_t* rows[GEMV_NR];
+#pragma unroll
+  for (int j = 0; j < GEMV_NR; ++j) rows[j] = w + (i64)(r0 + j < m ? r0 + j : 0) * k;
+  float acc[GEMV_NR][GEMV_NB] = {};
+  dot_rows_nb<C, GEMV_NR>(rows, live, xh, ks, nb, k, slot, acc);
+#pragma unroll
+  for (int i = 0; i < GEMV_NB; ++i) {
+    if (i >= nb) break;  // block-uniform
+#pragma unroll
+    for (int j = 0; j < GEMV_NR; ++j) {
+      const float s = wave_sum(acc[j][i]);  // every wave of the block, live or not
+      const int r = r0 + j;
+      if (r < m && wave_lane() == 0) {
+        const i64 row = first + i;
+        float y = s;
+        if (bias) {
+          WF_PATH(slot, PATH_BIAS);
+          y += bias[r];
+        }
+        float* o;
+        if (r < m0) {
+          WF_PATH(slot, PATH_OUT0);
+          o = out0 + row * m0 + r;
+        } else if (r < m0 + m1) {
+          WF_PATH(slot, PATH_OUT1);
+          o = out1 + row * m1 + (r - m0);
+        } else {
+          WF_PATH(slot, PATH_OUT2);
+          o = out2 + row * m2 + (r - m0 - m1);
+        }
+        if (residual) {
+          WF_PATH(slot, PATH_RESIDUAL);
+          y = *o + y;
+        }
+        *o = y;
+      }
+    }
+  }
+}
+
+template <class C>
+WF_DEVICE void gemv_swiglu_rows_kernel(const uint16_t* w, const uint16_t* xh, int ks, float* out,
+                                       int inter, int k, int n_in, int act) {
+  const int slot = C::id + 7;  // 8, 9
+  const BatchBlock bb = batch_block((n_in + GEMV_NB - 1) / GEMV_NB);
+  const int first = bb.row * GEMV_NB;
+  const int nb = n_in - first < GEMV_NB ? n_in - first : GEMV_NB;
+  xh += (i64)first * ks;
+  const int r = bb.block * (GEMV_BLOCK / WAVE) + wave_index();
+  const bool live = r < inter;
+  const i64 rr = live ? r : 0;
+  const uint16_t* const rows[2] = {w + rr * k, w + ((i64)inter + rr) * k};  // gate, up
+  float acc[2][GEMV_NB] = {};
+  dot_rows_nb<C, 2>(rows, live, xh, ks, nb, k, slot, acc);
+#pragma unroll
+  for (int i = 0; i < GEMV_NB; ++i) {
+    if (i >= nb) break;  // block-uniform
+    const float g = wave_sum(acc[0][i]);
+    const float u = wave_sum(acc[1][i]);
+    if (live && wave_lane() == 0) {
+      float* o = out + (i64)(first + i) * inter + r;
+      if (act == ACT_GELU_TANH) {
+        WF_PATH(slot, PATH_GELU);
+        *o = wf_gelu_tanh(g) * u;
+      } else {
+        *o = wf_silu(g) * u;
+      }
+    }
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
@@ -357,4 +526,40 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
                      float* out, int inter, int k, int n_in, int act) {
   gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_stage_f16(const float* x, const float* norm_w, float eps, uint16_t* xh, int k, int ks) {
+  gemv_stage_kernel<F16>(x, norm_w, eps, xh, k, ks, 4);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_stage_bf16(const float* x, const float* norm_w, float eps, uint16_t* xh, int k, int ks) {
+  gemv_stage_kernel<BF16>(x, norm_w, eps, xh, k, ks, 5);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_rows_f16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
+                  float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
+                  int n_in) {
+  gemv_rows_kernel<F16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_rows_bf16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
+                   float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
+                   int n_in) {
+  gemv_rows_kernel<BF16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_swiglu_rows_f16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
+                         int k, int n_in, int act) {
+  gemv_swiglu_rows_kernel<F16>(w, xh, ks, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_swiglu_rows_bf16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
+                          int k, int n_in, int act) {
+  gemv_swiglu_rows_kernel<BF16>(w, xh, ks, out, inter, k, n_in, act);
 }

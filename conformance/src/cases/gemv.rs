@@ -8,7 +8,9 @@
 //! The fused forms: `norm_linear_stacked` and `norm_gate_up_swiglu` (the RMSNorm of x as the
 //! GEMV's prologue) against `rms_norm` then the product, and `linear_residual` (the residual add
 //! as the epilogue) against the product added to a prior value; K up to 16384 stages x in LDS,
-//! K past it reads x (and the norm weights) through the cache.
+//! K past it reads x (and the norm weights) through the cache. Batched (a decode pass of up to
+//! 16 rows), K a multiple of 8 takes the several-row kernels (inputs staged once, up to 8 input
+//! rows a block), any other K n_in times the one-row grid.
 
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;
@@ -546,6 +548,37 @@ pub fn grid() -> Vec<GemvCase> {
             2,
             16388,
             &[8, 4],
+            weight,
+            false,
+        ))));
+    }
+    // The several-row kernels (a batched pass with K a multiple of 8 on 16 bytes: the inputs
+    // staged, then up to 8 input rows a block) at both 16-bit types: 11 rows (a full group of 8
+    // and a partial one of 3) through the norm, a bias and three parts of an odd total (a
+    // wave's second row past the last); the residual over 9 rows; gate/up with the norm over
+    // 10 rows and 5 outputs (dead waves).
+    for weight in [DType::F16, DType::BF16] {
+        g.push(batched(normed(case(
+            GemvOp::Stacked,
+            11,
+            64,
+            &[24, 8, 7],
+            weight,
+            true,
+        ))));
+        g.push(batched(residual(case(
+            GemvOp::Linear,
+            9,
+            128,
+            &[33],
+            weight,
+            false,
+        ))));
+        g.push(batched(normed(case(
+            GemvOp::GateUp,
+            10,
+            64,
+            &[5],
             weight,
             false,
         ))));

@@ -46,6 +46,13 @@ const GEMV: &[&str] = &[
 const GEMV_SWIGLU: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "gelu",
 ];
+/// The several-row forms: the staging kernel (every row's input; the norm), the products
+/// (vectors only, by the host's choice: K a multiple of 8 on 16 bytes) and their epilogues.
+const GEMV_STAGE: &[&str] = &["vec", "", "", "norm"];
+const GEMV_ROWS: &[&str] = &[
+    "vec", "", "", "", "", "bias", "out0", "out1", "out2", "residual",
+];
+const GEMV_SWIGLU_ROWS: &[&str] = &["vec", "", "", "", "", "", "", "", "", "", "gelu"];
 const QGEMV: &[&str] = &[
     "main", "tiles", "norm", "bias", "out0", "out1", "out2", "residual",
 ];
@@ -170,6 +177,12 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_bf16", "gemv.hip", 1, GEMV),
     k("gemv_swiglu_f16", "gemv.hip", 2, GEMV_SWIGLU),
     k("gemv_swiglu_bf16", "gemv.hip", 3, GEMV_SWIGLU),
+    k("gemv_stage_f16", "gemv.hip", 4, GEMV_STAGE),
+    k("gemv_stage_bf16", "gemv.hip", 5, GEMV_STAGE),
+    k("gemv_rows_f16", "gemv.hip", 6, GEMV_ROWS),
+    k("gemv_rows_bf16", "gemv.hip", 7, GEMV_ROWS),
+    k("gemv_swiglu_rows_f16", "gemv.hip", 8, GEMV_SWIGLU_ROWS),
+    k("gemv_swiglu_rows_bf16", "gemv.hip", 9, GEMV_SWIGLU_ROWS),
     // qgemv.hip: slot 3·type + form, types in DType::WEIGHT_BLOCKS' order
     k("qgemv_q8_0", "qgemv.hip", 0, QGEMV),
     k("qgemv_swiglu_q8_0", "qgemv.hip", 1, QGEMV_SWIGLU),
@@ -443,6 +456,7 @@ mod tests {
                 + 4
                 + 2 * 10
                 + 2 * 6
+                + 2 * (2 + 6 + 2) // several rows: stage, rows, swiglu_rows
                 + 8 * (8 + 4 + 3)
                 + 12
                 + 3

@@ -198,7 +198,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 63] = [
+pub const ABI_KERNELS: [&str; 69] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -235,6 +235,12 @@ pub const ABI_KERNELS: [&str; 63] = [
     "gemv_bf16",
     "gemv_swiglu_f16",
     "gemv_swiglu_bf16",
+    "gemv_stage_f16",
+    "gemv_stage_bf16",
+    "gemv_rows_f16",
+    "gemv_rows_bf16",
+    "gemv_swiglu_rows_f16",
+    "gemv_swiglu_rows_bf16",
     "qgemv_q8_0",
     "qgemv_q4_0",
     "qgemv_q4_1",
@@ -280,6 +286,12 @@ pub struct GpuBackend {
     /// The fused decode attention's counters and split partials (ops::decode_attention),
     /// allocated once and zeroed: captured steps point into it, so it never moves.
     attn_ws: GpuBuffer,
+    /// The several-row GEMVs' staged inputs (ops::gemv::GEMV_STAGE_BYTES), allocated once:
+    /// captured batched passes point into it.
+    gemv_stage: GpuBuffer,
+    /// `WAVEFRONT_NO_GEMV_ROWS=1`: a batched pass's GEMVs as n_in times the one-row grid
+    /// instead of the several-row kernels (for A/B measurements).
+    gemv_rows: bool,
     /// `WAVEFRONT_NO_FUSED_ATTENTION=1`: decode attention as the separate RoPE and attention
     /// ops (for A/B measurements).
     fuse_attention: bool,
@@ -400,6 +412,8 @@ impl GpuBackend {
         }
         let attn_ws = GpuBuffer::new(&vendor, ops::decode_attention::WS_BYTES)?;
         vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
+        let gemv_stage = GpuBuffer::new(&vendor, ops::gemv::GEMV_STAGE_BYTES)?;
+        let gemv_rows = !std::env::var("WAVEFRONT_NO_GEMV_ROWS").is_ok_and(|v| v.trim() == "1");
         let fuse_attention =
             !std::env::var("WAVEFRONT_NO_FUSED_ATTENTION").is_ok_and(|v| v.trim() == "1");
         let flash_attention =
@@ -414,6 +428,8 @@ impl GpuBackend {
             coverage: opts.coverage,
             modules,
             attn_ws,
+            gemv_stage,
+            gemv_rows,
             fuse_attention,
             flash_attention,
             invariant: std::sync::atomic::AtomicBool::new(false),
@@ -445,6 +461,23 @@ impl GpuBackend {
             counters + (ops::decode_attention::WS_COUNTERS * 4) as DevicePtr,
             counters,
         )
+    }
+
+    /// The several-row GEMVs' staging buffer (ops::gemv::GEMV_STAGE_BYTES).
+    fn gemv_stage_buffer(&self) -> DevicePtr {
+        self.gemv_stage.ptr
+    }
+
+    /// Whether a batched pass's GEMVs may take the several-row kernels
+    /// (`WAVEFRONT_NO_GEMV_ROWS`).
+    fn gemv_rows(&self) -> bool {
+        self.gemv_rows
+    }
+
+    /// Lets a batched pass's GEMVs take the several-row kernels, or not (n_in times the one-row
+    /// grid), whatever `WAVEFRONT_NO_GEMV_ROWS` said: for A/B measurements and tests.
+    pub fn set_gemv_rows(&mut self, on: bool) {
+        self.gemv_rows = on;
     }
 
     /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`).

@@ -40,6 +40,95 @@ pub(in crate::backend::gpu) fn gemv_shared_bytes(k: usize) -> u32 {
 /// for such K the invariance needs the rows at the same alignment alone and batched.
 pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 16;
 
+/// Input rows a block of the several-row kernels (ABI: `GEMV_NB` in gemv.hip).
+pub(in crate::backend::gpu) const GEMV_NB: usize = 8;
+
+/// Weight rows a wave of `gemv_rows_{T}` (ABI: `GEMV_NR` in gemv.hip).
+const GEMV_NR: u32 = 2;
+
+/// The longest input the several-row kernels stage (`gemv_stage_{T}` writes the rounded inputs
+/// of up to [`GEMV_MAX_ROWS`] rows to the backend's staging buffer of
+/// [`GEMV_STAGE_BYTES`], allocated once so that captured passes may point into it).
+pub(in crate::backend::gpu) const GEMV_ROWS_MAX_K: usize = 65536;
+
+/// The staging buffer of the several-row kernels: [`GEMV_MAX_ROWS`] rows of
+/// [`GEMV_ROWS_MAX_K`] 16-bit values (2 MiB).
+pub(in crate::backend::gpu) const GEMV_STAGE_BYTES: usize = GEMV_MAX_ROWS * GEMV_ROWS_MAX_K * 2;
+
+/// Whether a product over `n_in` input rows takes the several-row kernels (`gemv_stage_{T}`,
+/// then `gemv_rows_{T}` / `gemv_swiglu_rows_{T}`): 2 to [`GEMV_MAX_ROWS`] rows, K a multiple
+/// of 8 up to [`GEMV_ROWS_MAX_K`], W, x and the norm weights on 16 bytes — where the one-row
+/// kernel takes its vector path for every row, so that the several-row kernels, running the
+/// same FMAs in the same order, give each row the bits of its launch alone. Anything else
+/// keeps `n_in` times the one-row grid.
+pub(in crate::backend::gpu) fn takes_rows_kernels(
+    n_in: i32,
+    k: i32,
+    w: DevicePtr,
+    x: DevicePtr,
+    norm: Option<NormPrologue>,
+) -> bool {
+    let on16 = |p: DevicePtr| p.is_multiple_of(16);
+    (2..=GEMV_MAX_ROWS as i32).contains(&n_in)
+        && k > 0
+        && k % 8 == 0
+        && k as usize <= GEMV_ROWS_MAX_K
+        && on16(w)
+        && on16(x)
+        && norm.is_none_or(|n| on16(n.w))
+}
+
+/// The staged rows' stride: K rounded up to 8 (each row on 16 bytes).
+fn stage_stride(k: i32) -> i32 {
+    (k + 7) / 8 * 8
+}
+
+/// `gemv_stage_{T}`: x (n_in, k) → the staging buffer, normed when `norm`, rounded to `dtype`.
+fn launch_stage(
+    b: &GpuBackend,
+    op: &str,
+    dtype: DType,
+    x: DevicePtr,
+    norm: Option<NormPrologue>,
+    k: i32,
+    n_in: i32,
+) -> Result<DevicePtr> {
+    let name = kernel_name(op, "gemv_stage", dtype)?;
+    let xh = b.gemv_stage_buffer();
+    let cfg = LaunchConfig {
+        grid: (n_in as u32, 1, 1),
+        block: (GEMV_BLOCK, 1, 1),
+        shared_bytes: 0,
+    };
+    let [norm_w, eps] = norm_args(norm);
+    let args = [
+        KernelArg::Ptr(x),
+        norm_w,
+        eps,
+        KernelArg::Ptr(xh),
+        KernelArg::I32(k),
+        KernelArg::I32(stage_stride(k)),
+    ];
+    // SAFETY: takes_rows_kernels held (n_in ≤ GEMV_MAX_ROWS, k ≤ GEMV_ROWS_MAX_K: the staged
+    // rows fit the buffer); the caller checked x ≥ n_in·k f32 and the norm weights ≥ k.
+    unsafe { b.launch(&name, cfg, &args)? };
+    Ok(xh)
+}
+
+/// The several-row kernels' grid: `blocks` (over the weight rows) times the input groups.
+fn rows_grid(op: &str, blocks: u64, n_in: i32) -> Result<LaunchConfig> {
+    let groups = (n_in.max(1) as u64).div_ceil(GEMV_NB as u64);
+    let total = blocks
+        .checked_mul(groups)
+        .filter(|&t| t <= i32::MAX as u64)
+        .ok_or_else(|| bad(op, format!("{blocks} blocks of {n_in} input rows")))?;
+    Ok(LaunchConfig {
+        grid: (total as u32, 1, 1),
+        block: (GEMV_BLOCK, 1, 1),
+        shared_bytes: 0,
+    })
+}
+
 /// `cfg` (a one-row grid) for `n_in` input rows: `n_in` times the blocks.
 pub(in crate::backend::gpu) fn batched(
     op: &str,
@@ -138,6 +227,29 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     if rows > i64::from(i32::MAX) || g.parts.iter().any(|&p| p < 0) || g.k < 0 {
         return Err(bad(op, format!("parts {:?} of {} columns", g.parts, g.k)));
     }
+    if b.gemv_rows() && takes_rows_kernels(g.n_in, g.k, g.w, g.x, g.norm) {
+        let xh = launch_stage(b, op, g.dtype, g.x, g.norm, g.k, g.n_in)?;
+        let per_block = u64::from(GEMV_BLOCK / b.wave * GEMV_NR);
+        let cfg = rows_grid(op, (rows as u64).div_ceil(per_block), g.n_in)?;
+        let args = [
+            KernelArg::Ptr(g.w),
+            KernelArg::Ptr(xh),
+            KernelArg::I32(stage_stride(g.k)),
+            KernelArg::Ptr(g.bias.unwrap_or(0)),
+            KernelArg::Ptr(g.outs[0]),
+            KernelArg::Ptr(g.outs[1]),
+            KernelArg::Ptr(g.outs[2]),
+            KernelArg::I32(g.parts[0]),
+            KernelArg::I32(g.parts[1]),
+            KernelArg::I32(g.parts[2]),
+            KernelArg::I32(g.k),
+            KernelArg::I32(i32::from(g.residual)),
+            KernelArg::I32(g.n_in),
+        ];
+        let name = kernel_name(op, "gemv_rows", g.dtype)?;
+        // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
+        return unsafe { b.launch_overlapped(&name, cfg, &args) };
+    }
     let name = kernel_name(op, "gemv", g.dtype)?;
     let cfg = batched(op, gemv_grid(op, rows, g.k as usize, b.wave)?, g.n_in)?;
     let [norm_w, eps] = norm_args(g.norm);
@@ -180,6 +292,24 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
 ) -> Result<()> {
     if inter == 0 {
         return Ok(());
+    }
+    if b.gemv_rows() && takes_rows_kernels(n_in, k, w, x, norm) {
+        let xh = launch_stage(b, op, dtype, x, norm, k, n_in)?;
+        let per_block = u64::from(GEMV_BLOCK / b.wave);
+        let cfg = rows_grid(op, (inter.max(0) as u64).div_ceil(per_block), n_in)?;
+        let args = [
+            KernelArg::Ptr(w),
+            KernelArg::Ptr(xh),
+            KernelArg::I32(stage_stride(k)),
+            KernelArg::Ptr(out),
+            KernelArg::I32(inter),
+            KernelArg::I32(k),
+            KernelArg::I32(n_in),
+            super::act_arg(act),
+        ];
+        let name = kernel_name(op, "gemv_swiglu_rows", dtype)?;
+        // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
+        return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
     let name = kernel_name(op, "gemv_swiglu", dtype)?;
     let one = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
@@ -226,6 +356,65 @@ mod tests {
         assert!(gemv_grid("gemv", -1, 8, 32).is_err());
         assert!(gemv_grid("gemv", 8, 8, 48).is_err());
         assert!(gemv_grid("gemv", 8, 8, 0).is_err());
+    }
+
+    #[test]
+    fn several_rows_take_the_rows_kernels_only_where_the_one_row_kernel_is_all_vectors() {
+        let norm = |w| Some(NormPrologue { w, eps: 1e-5 });
+        assert!(takes_rows_kernels(2, 2048, 0x1000, 0x2000, None));
+        assert!(takes_rows_kernels(16, 8192, 0x1000, 0x2000, norm(0x3000)));
+        assert!(takes_rows_kernels(
+            16,
+            GEMV_ROWS_MAX_K as i32,
+            0x1000,
+            0x2000,
+            None
+        ));
+        assert!(
+            !takes_rows_kernels(1, 2048, 0x1000, 0x2000, None),
+            "one row"
+        );
+        assert!(
+            !takes_rows_kernels(17, 2048, 0x1000, 0x2000, None),
+            "past 16 rows"
+        );
+        assert!(
+            !takes_rows_kernels(4, 100, 0x1000, 0x2000, None),
+            "K mod 8 = 4"
+        );
+        assert!(!takes_rows_kernels(4, 77, 0x1000, 0x2000, None), "odd K");
+        assert!(
+            !takes_rows_kernels(4, 0, 0x1000, 0x2000, None),
+            "empty rows"
+        );
+        assert!(
+            !takes_rows_kernels(4, GEMV_ROWS_MAX_K as i32 + 8, 0x1000, 0x2000, None),
+            "past the staging buffer"
+        );
+        assert!(
+            !takes_rows_kernels(4, 64, 0x1008, 0x2000, None),
+            "W off 16 bytes"
+        );
+        assert!(
+            !takes_rows_kernels(4, 64, 0x1000, 0x2004, None),
+            "x off 16 bytes"
+        );
+        assert!(
+            !takes_rows_kernels(4, 64, 0x1000, 0x2000, norm(0x3004)),
+            "norm off 16"
+        );
+        assert_eq!(GEMV_STAGE_BYTES, 2 << 20);
+        assert_eq!((stage_stride(8), stage_stride(2048)), (8, 2048));
+    }
+
+    #[test]
+    fn rows_grid_covers_the_input_groups() {
+        for (blocks, n_in, total) in [(128, 2, 128), (128, 8, 128), (128, 9, 256), (96, 16, 192)] {
+            let c = rows_grid("gemv", blocks, n_in).unwrap();
+            assert_eq!(c.grid, (total, 1, 1), "{blocks} blocks, {n_in} rows");
+            assert_eq!((c.block, c.shared_bytes), ((256, 1, 1), 0));
+        }
+        assert!(rows_grid("gemv", u64::from(u32::MAX), 16).is_err());
     }
 
     #[test]
