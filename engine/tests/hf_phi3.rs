@@ -169,9 +169,12 @@ fn a_missing_fused_tensor_is_named_by_its_first_part() {
     );
 }
 
+/// A config edit: its name and what it breaks.
+type Breakage = (&'static str, fn(&mut Value));
+
 #[test]
 fn broken_longrope_parameters_are_typed_errors() {
-    let cases: [(&str, fn(&mut Value)); 6] = [
+    let cases: [Breakage; 6] = [
         ("short_factor", |c| {
             c["rope_parameters"]["short_factor"]
                 .as_array_mut()
