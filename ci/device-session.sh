@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -564,6 +564,52 @@ PY
       echo "| ncu $kern x16 (launch $skip) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
       finish
     done
+  fi
+  cat "$OUT/summary.md"
+  ;;
+rows)
+  # The several-row GEMVs of a batched pass (issue 11), in two calls. Call 1 (carry .device/ops):
+  # the GEMV op cases at both waves with path coverage, the graph test, the 1B and 8B bf16
+  # batched benches with the several-row kernels and without them (WAVEFRONT_NO_GEMV_ROWS=1)
+  # for the A/B, and the kernel-time profile of a 1B pass of 16. Call 2 (carry .device/models,
+  # PART=2): model_gpu's batch invariance (fixtures, quantized fixtures and SmolLM2 × batches of
+  # 2, 3, 5 × both waves: every row bit for bit its sequence alone) and the golden streams.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  if [ "${PART:-1}" = 1 ]; then
+    start=$SECONDS
+    timeout 300 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
+      --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual \
+      --report "$OUT/gemv-ops.md" --json "$OUT/gemv-ops.json" >"$OUT/gemv-ops.log" 2>&1
+    echo "| wavefront-conformance GEMV ops | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/gemv-ops.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗|gemv_stage|gemv_rows|gemv_swiglu_rows" "$OUT/gemv-ops.log" | head -30
+    finish
+    run_test gpu_graph; finish
+    for shape in llama-3.2-1b llama-3.1-8b; do
+      bench "$shape" --shape "$shape" --reps 3 --depth 0 --pp 1 --batch "${BATCHES:-2,4,8,16}"
+      WAVEFRONT_NO_GEMV_ROWS=1 bench "$shape-one-row-grid" --shape "$shape" --reps 3 --depth 0 --pp 1 --batch 16
+    done
+    for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
+    if command -v ncu >/dev/null; then
+      start=$SECONDS
+      timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+        --log-file "$OUT/ncu-1b-x16.csv" bin/wavefront bench --backend gpu \
+        --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --batch 16 >"$OUT/ncu-1b-x16.log" 2>&1
+      echo "| ncu llama-3.2-1b x16 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      python3 ci/ncu-step-profile.py --batch "$OUT/ncu-1b-x16.csv" | tee "$OUT/ncu-1b-x16.md" | tail -14
+      finish
+    fi
+  else
+    mkdir -p "$(dirname "$model")"
+    cat .device/ops/model.part00 .device/models/model.part01 >"$model"
+    echo "$sha  $model" | sha256sum -c - || exit 3
+    log="$OUT/test-model_gpu-batched.log" start=$SECONDS
+    bin/model_gpu gpu_batched --test-threads=1 --nocapture >"$log" 2>&1
+    echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+    grep -cE "bit-identical|identical" "$log"; grep -E "panicked|FAILED|differ" "$log" | head -20
+    finish
+    run_test golden_tokens; finish
   fi
   cat "$OUT/summary.md"
   ;;
