@@ -601,9 +601,13 @@ rows)
       finish
     fi
   else
-    mkdir -p "$(dirname "$model")"
-    cat .device/ops/model.part00 .device/models/model.part01 >"$model"
-    echo "$sha  $model" | sha256sum -c - || exit 3
+    if [ -d .device/m1 ]; then
+      model_from_parts
+    else
+      mkdir -p "$(dirname "$model")"
+      cat .device/ops/model.part00 .device/models/model.part01 >"$model"
+      echo "$sha  $model" | sha256sum -c - || exit 3
+    fi
     log="$OUT/test-model_gpu-batched.log" start=$SECONDS
     bin/model_gpu gpu_batched --test-threads=1 --nocapture >"$log" 2>&1
     echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
