@@ -282,7 +282,7 @@ pub fn grid() -> Vec<RopeCase> {
                 continue;
             }
             g.push(RopeCase {
-                attention_factor: 1.190_238_9,
+                attention_factor: 1.190_239,
                 via_step,
                 ..base(rows, pos0, 8, 2, hd, kv)
             });
