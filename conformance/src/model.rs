@@ -29,6 +29,9 @@ pub struct ModelTolerances {
     /// The model's final logit soft-cap (Gemma 2), which [`ModelTolerances::logits_nmse`]
     /// accounts for.
     pub final_softcap: Option<f32>,
+    /// How much the model multiplies its attention scores beyond `q·k/√head_dim`
+    /// ([`ModelTolerances::score_gain_of`]; `Kind::Model`).
+    pub score_gain: f64,
 }
 
 impl ModelTolerances {
@@ -42,7 +45,20 @@ impl ModelTolerances {
             kv: engine.kv_dtype(),
             weights: DType::F32,
             final_softcap: c.final_logit_softcap,
+            score_gain: Self::score_gain_of(c),
         }
+    }
+
+    /// The scores' gain over the standard `q·k/√head_dim`: LongRoPE's attention factor a
+    /// multiplies cos and sin, so q and k, so every score by a²; Gemma's score scale
+    /// `query_pre_attn_scalar^-0.5` stands for `head_dim^-0.5`, a gain of √(head_dim / scalar).
+    /// (A soft-cap's slope is ≤ 1: it adds no gain.)
+    pub fn score_gain_of(c: &wavefront::config::ModelConfig) -> f64 {
+        let a = f64::from(wavefront::rope::attention_factor(c));
+        let scale = c
+            .attn_scale()
+            .map_or(1.0, |s| f64::from(s) * (c.head_dim as f64).sqrt());
+        a * a * scale
     }
 
     /// Against an oracle that keeps the f32 weights the engine rounded to its weight dtype
@@ -64,6 +80,7 @@ impl ModelTolerances {
             input: self.input,
             kv: self.kv,
             weights: self.weights,
+            score_gain: self.score_gain,
         })
     }
 
@@ -646,6 +663,7 @@ mod tests {
             kv: DType::BF16,
             weights: DType::F32,
             final_softcap,
+            score_gain: 1.0,
         }
     }
 

@@ -56,6 +56,10 @@ pub enum Kind {
     /// to `input`, stores K and V as `kv`, and holds weights rounded to `weights` where the
     /// oracle's are not (F32 for any of the three: no such rounding; the reference normally gets
     /// the engine's own weights, so `weights` is F32 except against transformers' goldens).
+    /// `score_gain`: how much the model multiplies its attention scores beyond the standard
+    /// `q·k/√head_dim` (LongRoPE's attention factor a scales q and k, so the scores by a²;
+    /// Gemma's `query_pre_attn_scalar^-0.5` in place of `head_dim^-0.5`); 1 for the standard
+    /// scale, and a gain below 1 counts as 1 (see [`model_bound`]).
     Model {
         layers: usize,
         k: usize,
@@ -63,6 +67,7 @@ pub enum Kind {
         input: DType,
         kv: DType,
         weights: DType,
+        score_gain: f64,
     },
 }
 
@@ -186,7 +191,8 @@ pub fn tolerance(kind: Kind) -> Tolerance {
             input,
             kv,
             weights,
-        } => model_bound(layers, k, head, input, kv, weights),
+            score_gain,
+        } => model_bound(layers, k, head, input, kv, weights, score_gain),
     };
     Tolerance { nmse, reason }
 }
@@ -212,13 +218,36 @@ fn rounding_ms(dtype: DType) -> f64 {
 ///   head 1 more, each a relative error of mean square u²/3 on the sublayer it feeds;
 /// - KV storage: K and V of every block rounded once (2 per block); and prefill attention's
 ///   matrix inputs, q and the softmax weights, rounded to the KV type (2 per block: the GPU's
-///   flash kernel; q's rounding moves a score by u·|score|, O(u) at the fixtures' scores);
+///   flash kernel; q's rounding moves a score by u·|score|, O(u) at the standard scale's
+///   scores). The decode kernel rounds fewer (K and V; q and the weights stay f32);
 /// - weight rounding (against an f32-weight oracle): 7 matrices per block and the head, each
-///   perturbing its product like an input rounding.
+///   perturbing its product like an input rounding;
+/// - the score gain g (`score_gain`). Three of a block's events reach the output through the
+///   attention scores: the normed x rounded for the QKV product (its error reaches q and k as
+///   well as v), K rounded into the cache, and the flash kernel's q (over Q8_0 K/V: K to
+///   Q8_0, and q and K to f16). A relative error ε_d on q or k moves the score
+///   s = g·Σ_d q_d·k_d/√d by δs = g·Σ_d ε_d·q_d·k_d/√d: g times what it moves the standard
+///   score, so its mean square by g². Softmax passes score errors on linearly,
+///   δo = Σ_j P_j·(δs_j − Σ_i P_i·δs_i)·v_j, so the output's share from them grows by g² at the
+///   same weights P. The count above gives each event u²/3 at g = 1; at g > 1 each of the three
+///   is counted g²·u²/3, (g² − 1)·u²/3 more. Its v share (not amplified) is weighted g² with the
+///   rest, as the split is not known: g² bounds it. g² is exact where the scores are small (the
+///   weights nearly uniform) and an upper bound beyond, where larger scores sharpen the softmax
+///   and its slope P_j·(1 − P_j) shrinks (`score_path_errors_grow_by_at_most_the_gain_squared`
+///   measures both). Not amplified: V (it enters the weighted sum linearly), the softmax weights
+///   (rounded after the exponential: relative u each), the o, gate/up, down and head inputs. A
+///   soft-cap c·tanh(s/c) has slope ≤ 1: no gain of its own. A gain < 1 counts as 1 (the count
+///   of 1 stands for the event's v share too, and the bound never drops below the standard
+///   scale's). LongRoPE's attention factor a gives g = a² (weight a⁴); a = 1 adds exactly 0.
+///   The f32 reassociation term needs no gain while g·head_dim ≤ k: a score's dot of head_dim
+///   terms then moves by ≤ 2·head_dim·u·g of a standard score, within the block's 2·k·u
+///   (phi3_longrope: 2.33·16 ≤ 96; Phi-3 mini 128k: 1.42·96 ≤ 8192). Upstream errors that
+///   reach a later block's q and k are passed on with the block gain ≤ 1 below, as at g = 1.
 ///
 /// Rounding errors are independent, so they add in energy; a pre-norm residual block passes an
 /// upstream error on with gain ≤ 1 (RMSNorm removes scale, the residual adds it once), so the
-/// energies of L blocks add without amplification: NMSE ≤ Σ events · u²/3.
+/// energies of L blocks add without amplification: NMSE ≤ Σ events · u²/3 (· g² for the score
+/// path's).
 fn model_bound(
     layers: usize,
     k: usize,
@@ -226,6 +255,7 @@ fn model_bound(
     input: DType,
     kv: DType,
     weights: DType,
+    score_gain: f64,
 ) -> (f64, String) {
     let l = layers as f64;
     let h = if head { 1.0 } else { 0.0 };
@@ -239,6 +269,15 @@ fn model_bound(
         4.0 * l * rounding_ms(kv)
     };
     let matrices = (7.0 * l + h) * rounding_ms(weights);
+    // The score path's events a block: the QKV input, K, the flash kernel's q (Q8_0: K to Q8_0,
+    // q and K to f16), each (g² − 1)·u²/3 beyond the count above.
+    let extra_weight = score_gain.max(1.0).powi(2) - 1.0;
+    let score_events = if kv == DType::Q8_0Kv {
+        rounding_ms(input) + rounding_ms(kv) + 2.0 * rounding_ms(DType::F16)
+    } else {
+        rounding_ms(input) + 2.0 * rounding_ms(kv)
+    };
+    let score_path = extra_weight * l * score_events;
     let mut parts = vec![format!("f32 reassociation (2·{layers}·{k}·u)²")];
     let head_term = if head { " + 1 (head)" } else { "" };
     if input != DType::F32 {
@@ -261,8 +300,20 @@ fn model_bound(
             "(7·{layers}{head_term}) weight matrices rounded to {weights} (u²/3 each)"
         ));
     }
+    if score_path > 0.0 {
+        parts.push(format!(
+            "score gain {score_gain:.3}: the score path's roundings of {layers} blocks (QKV \
+             input, K, the flash kernel's q{}) weighted {:.3} (g²) instead of 1",
+            if kv == DType::Q8_0Kv {
+                " and K to f16"
+            } else {
+                ""
+            },
+            extra_weight + 1.0
+        ));
+    }
     (
-        reassociation + activations + cache + matrices,
+        reassociation + activations + cache + matrices + score_path,
         format!(
             "{}; independent errors add in energy through {layers} pre-norm residual blocks (gain ≤ 1)",
             parts.join(" + ")
@@ -284,6 +335,7 @@ mod tests {
                 input,
                 kv,
                 weights,
+                score_gain: 1.0,
             })
             .nmse
         };
@@ -307,6 +359,127 @@ mod tests {
         let rq8 = 32.0 / (12.0 * 127.0 * 127.0);
         let want = reassoc(3.0) + 13.0 * r16 + 6.0 * rq8 + 12.0 * rkv;
         assert!((q8 - want).abs() <= 1e-12 * want, "{q8} vs {want}");
+    }
+
+    fn model(layers: usize, k: usize, kv: DType, score_gain: f64) -> Tolerance {
+        tolerance(Kind::Model {
+            layers,
+            k,
+            head: true,
+            input: DType::BF16,
+            kv,
+            weights: DType::F32,
+            score_gain,
+        })
+    }
+
+    #[test]
+    fn the_score_gain_weights_the_score_paths_roundings_by_its_square() {
+        let r16 = U_BF16 * U_BF16 / 3.0;
+        let rkv = U_F16 * U_F16 / 3.0;
+        let rq8 = 32.0 / (12.0 * 127.0 * 127.0);
+        let reassoc = (2.0 * 3.0 * 256.0 * U_F32).powi(2);
+        // Gain 1 (and a gain below 1: a smaller score scale) is the count without the term,
+        // to the bit.
+        let plain = model(3, 256, DType::F16, 1.0);
+        let want = reassoc + 13.0 * r16 + 12.0 * rkv;
+        assert!((plain.nmse - want).abs() <= 1e-12 * want);
+        assert_eq!(model(3, 256, DType::F16, 0.6).nmse, plain.nmse);
+        assert!(!plain.reason.contains("score gain"));
+        // LongRoPE's a = √(7/3) (phi3_longrope): g = a² = 7/3, the score path's events of each
+        // block (QKV input, K, the flash kernel's q) weighted g² = 49/9.
+        let g = 7.0 / 3.0;
+        let extra = (g * g - 1.0) * 3.0 * (r16 + 2.0 * rkv);
+        let got = model(3, 256, DType::F16, g);
+        assert!((got.nmse - (plain.nmse + extra)).abs() <= 1e-12 * got.nmse);
+        assert!(got.reason.contains("score gain 2.333"), "{}", got.reason);
+        // Q8_0 K/V: K to Q8_0, and the flash kernel's q and K to f16.
+        let q8 = model(3, 256, DType::Q8_0Kv, g).nmse - model(3, 256, DType::Q8_0Kv, 1.0).nmse;
+        let want = (g * g - 1.0) * 3.0 * (r16 + rq8 + 2.0 * rkv);
+        assert!((q8 - want).abs() <= 1e-12 * want, "{q8} vs {want}");
+        // phi3_longrope on the GPU (2 blocks, k 96, bf16 inputs, f16 K/V): the H200 measured a
+        // decode logits NMSE of 5.44e-5 (conformance/reports/…-f2c899d-gemma2-phi3-batch.md),
+        // over the gain-free bound 4.64e-5; the gain's 4.66e-5 more makes 9.30e-5, 1.7×.
+        let before = model(2, 96, DType::F16, 1.0).nmse;
+        let after = model(2, 96, DType::F16, g).nmse;
+        assert!((4.6e-5..4.7e-5).contains(&before), "{before:e}");
+        assert!((9.25e-5..9.35e-5).contains(&after), "{after:e}");
+        assert!(after > 1.7 * 5.44e-5);
+    }
+
+    /// Mean NMSE over `trials` draws of one attention row (head_dim 16, 14 keys, components
+    /// uniform with RMS `sigma` for q and K, 1 for V) with scores `gain·q·k/4`, when q and K are
+    /// rounded to f16 as the GPU rounds them, against the unrounded row (in f64).
+    fn score_path_nmse(gain: f64, sigma: f64, trials: usize) -> f64 {
+        let (hd, n) = (16, 14);
+        let mut rng = crate::harness::Rng::new(11);
+        let mut draw = |len: usize, rms: f64| -> Vec<f64> {
+            (0..len)
+                .map(|_| (2.0 * f64::from(rng.unit()) - 1.0) * 3f64.sqrt() * rms)
+                .collect()
+        };
+        let f16 = |x: &[f64]| -> Vec<f64> {
+            x.iter().map(|&v| half::f16::from_f64(v).to_f64()).collect()
+        };
+        let attend = |q: &[f64], k: &[Vec<f64>], v: &[Vec<f64>]| -> Vec<f64> {
+            let s: Vec<f64> = k
+                .iter()
+                .map(|kj| gain * q.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>() / 4.0)
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let p: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let total: f64 = p.iter().sum();
+            (0..hd)
+                .map(|d| p.iter().zip(v).map(|(pj, vj)| pj * vj[d]).sum::<f64>() / total)
+                .collect()
+        };
+        let (mut err, mut energy) = (0.0, 0.0);
+        for _ in 0..trials {
+            let q = draw(hd, sigma);
+            let k: Vec<Vec<f64>> = (0..n).map(|_| draw(hd, sigma)).collect();
+            let v: Vec<Vec<f64>> = (0..n).map(|_| draw(hd, 1.0)).collect();
+            let want = attend(&q, &k, &v);
+            let got = attend(
+                &f16(&q),
+                &k.iter().map(|kj| f16(kj)).collect::<Vec<_>>(),
+                &v,
+            );
+            err += want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>();
+            energy += want.iter().map(|a| a * a).sum::<f64>();
+        }
+        err / energy
+    }
+
+    #[test]
+    fn score_path_errors_grow_by_at_most_the_gain_squared() {
+        // Two score-path events (q and K to f16), each counted u²/3 at gain 1 and g²·u²/3 at g.
+        let count = 2.0 * U_F16 * U_F16 / 3.0;
+        for g in [7.0 / 3.0, 4.0] {
+            // Small scores (RMS 0.09): the weights nearly uniform, the growth g² (to 5%).
+            let small = score_path_nmse(g, 0.3, 2000) / score_path_nmse(1.0, 0.3, 2000);
+            assert!(
+                (0.95 * g * g..=g * g).contains(&small),
+                "small scores: ×{small:.2} at gain {g:.2}, g² = {:.2}",
+                g * g
+            );
+            // Standard-size scores (RMS 1 and 2.25): the softmax sharpens, the growth stays
+            // above 1 and below g².
+            for sigma in [1.0, 1.5] {
+                let grows = score_path_nmse(g, sigma, 2000) / score_path_nmse(1.0, sigma, 2000);
+                assert!(grows > 1.0 && grows < g * g, "×{grows:.2} at σ {sigma}");
+            }
+        }
+        // And the count of 1 an event holds at gain 1 for scores of RMS ≤ 1, and at gain g for
+        // the same q and K, g².
+        for sigma in [0.3, 1.0] {
+            assert!(score_path_nmse(1.0, sigma, 2000) < count, "σ {sigma}");
+            let g = 7.0 / 3.0;
+            assert!(score_path_nmse(g, sigma, 2000) < g * g * count, "σ {sigma}");
+        }
     }
 
     #[test]

@@ -44,6 +44,62 @@ fn the_16_bit_path_stays_within_the_derived_bounds_on_smollm2() {
     assert!(r.all_pass(), "{}", r.markdown());
 }
 
+#[test]
+fn the_longrope_attention_factor_is_covered_by_the_score_gain_and_needs_it() {
+    // phi3_longrope with its attention factor a set to 1, its own √(7/3) and beyond: the 16-bit
+    // path stays within the bound with the score gain a² at every a, and at a = 2.5 its decode
+    // logits exceed the bound without it (the term is needed, not slack).
+    let path = common::repo().join("fixtures/models/phi3_longrope");
+    let own = wavefront::load(&path)
+        .unwrap()
+        .config
+        .rope_longrope
+        .unwrap()
+        .attention_factor;
+    assert!((own - (7.0f32 / 3.0).sqrt()).abs() < 1e-6, "{own}");
+    for a in [1.0, own, 2.0, 2.5] {
+        let mut model = wavefront::load(&path).unwrap();
+        model
+            .config
+            .rope_longrope
+            .as_mut()
+            .expect("phi3_longrope has LongRoPE")
+            .attention_factor = a;
+        let reference = reference_model(&model, DType::BF16).unwrap();
+        let tokens = check_tokens(&model);
+        let engine = Engine::new(Rounded::gpu_like(), &model, EngineOptions::default()).unwrap();
+        let tol = ModelTolerances::for_engine(&engine);
+        let gain = f64::from(a) * f64::from(a);
+        assert!(
+            (tol.score_gain - gain).abs() < 1e-6 * gain,
+            "{}",
+            tol.score_gain
+        );
+        let mut checks = check_trace(&engine, &reference, &tokens, &tol).unwrap();
+        checks.extend(kv_lifecycle(&engine, &reference, &tokens, tokens.len() / 2, &tol).unwrap());
+        let decode = checks
+            .iter()
+            .find(|c| c.what.starts_with("decode logits"))
+            .unwrap();
+        let without = ModelTolerances {
+            score_gain: 1.0,
+            ..tol
+        };
+        println!(
+            "a = {a:.4}: decode logits NMSE {:.2e}, bound {:.2e} (without the gain {:.2e})",
+            decode.cmp.nmse,
+            tol.logits().nmse,
+            without.logits().nmse
+        );
+        for c in &checks {
+            assert!(c.cmp.pass(), "a = {a}: {} {:?}", c.what, c.cmp);
+        }
+        if a == 2.5 {
+            assert!(decode.cmp.nmse > without.logits().nmse);
+        }
+    }
+}
+
 /// A kind of planted bug: its name, the bug at a strength, and the strengths to search.
 type BugKind = (&'static str, fn(f64) -> ModelBug, f64, f64);
 
