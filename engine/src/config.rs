@@ -90,11 +90,11 @@ pub struct ModelConfig {
     pub rope_longrope: Option<LongRope>,
     /// The context length the model was trained for; the default KV capacity.
     pub max_position_embeddings: usize,
-    /// Sliding-window attention (Mistral's and Gemma's `sliding_window`): the query at
+    /// Sliding-window attention (Mistral's, Gemma's and Qwen's `sliding_window`): the query at
     /// position p sees only the keys `p − w < j ≤ p`. `None`: full causal attention.
     pub sliding_window: Option<usize>,
-    /// The layers the window applies to (Gemma 3's `layer_types`: true = sliding); `None`:
-    /// every layer (Mistral). See [`ModelConfig::layer_window`].
+    /// The layers the window applies to (Gemma's and Qwen's `layer_types`: true = sliding);
+    /// `None`: every layer (Mistral). See [`ModelConfig::layer_window`].
     pub sliding_layers: Option<Vec<bool>>,
     /// The RoPE base of the sliding layers, where it differs from `rope_theta` (Gemma 3's
     /// local base, 10 000); unscaled.

@@ -213,6 +213,13 @@ fn info_names_the_family_and_its_features() {
             ],
         ),
         (
+            "qwen2_window",
+            [
+                "features:     QKV bias, sliding-window attention on some layers",
+                "context:      128 tokens, sliding window of 5 keys on 1 of 2 layers",
+            ],
+        ),
+        (
             "llama_mha",
             ["architecture: llama", "features:     none beyond Llama"],
         ),

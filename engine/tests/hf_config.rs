@@ -37,6 +37,9 @@ struct Expected {
     /// Recorded for the families file only (Qwen3): the attention has q_norm / k_norm.
     #[serde(default)]
     qk_norm: bool,
+    /// Recorded for Qwen2/Qwen3: each layer's window (`None`: full attention).
+    #[serde(default)]
+    layer_windows: Option<Vec<Option<usize>>>,
 }
 
 /// `fixtures/configs/<file>`: cases.json (Llama, Mistral, Qwen2), families.json (Qwen3).
@@ -53,12 +56,12 @@ fn parse(config: &Value) -> wavefront::Result<ModelConfig> {
 
 #[test]
 fn configs_resolve_as_in_transformers() {
-    check_cases("cases.json", 10);
+    check_cases("cases.json", 18);
 }
 
 #[test]
 fn family_configs_resolve_as_in_transformers() {
-    check_cases("families.json", 3);
+    check_cases("families.json", 5);
 }
 
 fn check_cases(file: &str, n_cases: usize) {
@@ -83,21 +86,30 @@ fn check_cases(file: &str, n_cases: usize) {
         assert_eq!(c.n_kv_heads, e.num_key_value_heads, "{name}");
         assert_eq!(c.head_dim, e.head_dim, "{name}");
         assert_eq!(c.rms_norm_eps, e.rms_norm_eps as f32, "{name}");
-        if model_type == "mistral" {
-            // Mistral's window (every layer's) is the attention's: the whole context stays.
-            assert_eq!(c.sliding_window, e.sliding_window, "{name}");
+        // Windows are the attention's (Mistral: every layer; Qwen: the layers layer_types
+        // names): the whole context stays.
+        assert_eq!(c.sliding_window, e.sliding_window, "{name}");
+        assert_eq!(
+            c.max_position_embeddings, e.max_position_embeddings,
+            "{name}"
+        );
+        if let Some(windows) = &e.layer_windows {
+            let ours: Vec<_> = (0..c.n_layers).map(|l| c.layer_window(l)).collect();
+            assert_eq!(&ours, windows, "{name}");
+        } else {
+            assert_eq!(c.sliding_layers, None, "{name}");
+        }
+        if model_type == "qwen2" || model_type == "qwen3" {
+            assert!(
+                e.layer_windows.is_some(),
+                "{name}: no layer_windows recorded"
+            );
+            // No layer slides: no window at all (not a list of falses).
             assert_eq!(
-                c.max_position_embeddings, e.max_position_embeddings,
+                c.sliding_window.is_none(),
+                c.sliding_layers.is_none(),
                 "{name}"
             );
-        } else {
-            // Qwen2/Qwen3 slide only from max_window_layers on, which the engine does not
-            // run: it caps its context at the window instead (exact within the window).
-            let context = e
-                .max_position_embeddings
-                .min(e.sliding_window.unwrap_or(usize::MAX));
-            assert_eq!(c.max_position_embeddings, context, "{name}");
-            assert_eq!(c.sliding_window, None, "{name}");
         }
         assert_eq!(c.tie_word_embeddings, e.tie_word_embeddings, "{name}");
         assert_eq!(c.bos_token_id, e.bos_token_id, "{name}");
@@ -432,4 +444,84 @@ fn gemma3_takes_a_score_scale_other_than_head_dims_and_refuses_soft_caps() {
         gemma3(json!({"final_logit_softcapping": 30.0})),
         "final_logit_softcapping",
     );
+}
+
+fn qwen2(changes: Value) -> Value {
+    let mut c = json!({
+        "model_type": "qwen2", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 1000,
+    });
+    for (k, v) in changes.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Qwen2/Qwen3 window the layers from `max_window_layers` on (or those `layer_types` names)
+/// and keep their whole context; without `use_sliding_window` nothing slides.
+#[test]
+fn qwen_windows_slide_some_layers_and_keep_the_context() {
+    let c = parse(&qwen2(
+        json!({"use_sliding_window": true, "sliding_window": 16,
+                                "max_window_layers": 3}),
+    ))
+    .unwrap();
+    assert_eq!(c.max_position_embeddings, 1000);
+    assert_eq!(c.sliding_window, Some(16));
+    assert_eq!(c.sliding_layers, Some(vec![false, false, false, true]));
+    let explicit = json!({"use_sliding_window": true, "sliding_window": 16, "max_window_layers": 3,
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention",
+                        "full_attention"]});
+    let c = parse(&qwen2(explicit)).unwrap();
+    assert_eq!(c.sliding_layers, Some(vec![true, false, true, false]));
+    for off in [
+        json!({"use_sliding_window": false, "sliding_window": 16, "max_window_layers": 0}),
+        json!({"sliding_window": 16, "max_window_layers": 0}),
+        json!({"use_sliding_window": true, "sliding_window": null, "max_window_layers": 0}),
+        json!({"use_sliding_window": true, "sliding_window": 16, "max_window_layers": 4}),
+    ] {
+        let c = parse(&qwen2(off.clone())).unwrap();
+        assert_eq!((c.sliding_window, c.sliding_layers), (None, None), "{off}");
+        assert_eq!(c.max_position_embeddings, 1000, "{off}");
+    }
+}
+
+#[test]
+fn nonsense_qwen_windows_are_config_errors() {
+    let sliding_types = json!([
+        "full_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention"
+    ]);
+    for (changes, field) in [
+        (
+            json!({"use_sliding_window": true, "sliding_window": 0, "max_window_layers": 1}),
+            "sliding_window",
+        ),
+        (
+            json!({"use_sliding_window": true, "max_window_layers": null}),
+            "max_window_layers",
+        ),
+        // Sliding layers and no window: transformers' forward refuses it too.
+        (
+            json!({"use_sliding_window": false, "layer_types": sliding_types}),
+            "layer_types",
+        ),
+        (
+            json!({"use_sliding_window": true, "layer_types": ["full_attention"]}),
+            "layer_types",
+        ),
+        (
+            json!({"use_sliding_window": true, "layer_types": ["full_attention", "chunked_attention",
+                "full_attention", "full_attention"]}),
+            "layer_types",
+        ),
+    ] {
+        match parse(&qwen2(changes.clone())) {
+            Err(Error::Config { field: f, .. }) => assert_eq!(f, field, "{changes}"),
+            other => panic!("{changes}: expected a config error, got {other:?}"),
+        }
+    }
 }

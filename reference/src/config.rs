@@ -54,7 +54,8 @@ pub struct Features {
     /// The logits become `c · tanh(l / c)` (Gemma 2's `final_logit_softcapping`).
     pub final_logit_softcap: Option<f32>,
     /// Which layers [`Config::sliding_window`] applies to (Gemma: `layer_types`, five
-    /// `"sliding_attention"` to one `"full_attention"`); `None`: every layer (Mistral).
+    /// `"sliding_attention"` to one `"full_attention"`; Qwen2/Qwen3 with `use_sliding_window`:
+    /// the layers from `max_window_layers` on); `None`: every layer (Mistral).
     pub sliding_layers: Option<Vec<bool>>,
     /// The RoPE of the sliding layers where it differs from [`Config::rope`] (Gemma 3:
     /// `rope_parameters["sliding_attention"]`, theta 10 000 beside the global layers' 10⁶).

@@ -1,6 +1,6 @@
 //! The whole forward pass against transformers' f32 forward on the same weights:
 //! fixtures/reference/tiny_models.json (Llama, Qwen2) and families.json (Qwen3, Mistral, Gemma 3,
-//! Gemma 2), made by
+//! Gemma 2, Phi-3, Qwen2/Qwen3 with windows on some layers), made by
 //! fixtures/gen/reference_goldens.py, which
 //! draws the weights exactly as `common::random_weights` does.
 
@@ -139,12 +139,70 @@ fn logits_and_hidden_states_match_transformers() {
 
 /// Qwen3 (QK-norm), Mistral (a sliding window of 64 over 300 positions), Gemma 3 (GELU-tanh,
 /// post-norms, embedding scale, per-layer windows and RoPE bases, query_pre_attn_scalar),
-/// Gemma 2 (soft-capped scores and logits) and Phi-3 (LongRoPE, long factors over 300 positions
-/// with original_max_position_embeddings 64, short ones with 512): the same forward and the
-/// same bound as the Llama family.
+/// Gemma 2 (soft-capped scores and logits), Phi-3 (LongRoPE, long factors over 300 positions
+/// with original_max_position_embeddings 64, short ones with 512) and Qwen2/Qwen3 with
+/// `use_sliding_window` (windows on the layers from max_window_layers on, or as layer_types
+/// lists them): the same forward and the same bound as the Llama family.
 #[test]
 fn other_families_match_transformers() {
-    check_file("families.json", 7);
+    check_file("families.json", 9);
+}
+
+/// The Qwen window goldens see the window and which layers it is on: the reference without the
+/// window, or with it on every layer, misses them by far more than the bound.
+#[test]
+fn qwen_window_goldens_see_which_layers_slide() {
+    let g = goldens("families.json");
+    let mut seen = 0;
+    for m in g["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let c = config(m);
+        if !name.starts_with("qwen") || c.sliding_window.is_none() {
+            continue;
+        }
+        seen += 1;
+        let slides = c.features.sliding_layers.clone().expect("sliding_layers");
+        assert!(slides.contains(&false) && slides.contains(&true), "{name}");
+        let mut no_window = c.clone();
+        no_window.sliding_window = None;
+        no_window.features.sliding_layers = None;
+        let mut every_layer = c.clone();
+        every_layer.features.sliding_layers = None;
+        for (what, c) in [("no window", no_window), ("every layer", every_layer)] {
+            let w = random_weights_family(
+                &c,
+                m["seed"].as_u64().unwrap(),
+                m["bias"].as_bool().unwrap(),
+                m["tied"].as_bool().unwrap(),
+                m["qk_norm"].as_bool().unwrap_or(false),
+                false,
+            );
+            let model = Model::new(c, w).unwrap();
+            let tokens: Vec<u32> = m["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect();
+            let rows: Vec<usize> = m["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_u64().unwrap() as usize)
+                .collect();
+            let logits = model
+                .forward(&tokens, &mut model.new_cache(tokens.len()))
+                .unwrap()
+                .select(Axis(0), &rows);
+            let e = nmse(&logits, &matrix(&m["logits"]));
+            eprintln!("{name}: {what}: logits NMSE {e:.2e}");
+            assert!(
+                e > 1e-5,
+                "{name}: the goldens do not see {what} (NMSE {e:e})"
+            );
+        }
+    }
+    assert_eq!(seen, 2, "a Qwen2 and a Qwen3 window golden");
 }
 
 /// LongRoPE's frequencies are transformers' (`_compute_longrope_parameters`, recorded after its

@@ -205,7 +205,8 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         rope_freq_factors,
         rope_longrope,
         max_position_embeddings,
-        // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1).
+        // llama.cpp's converter writes no window for the llama architecture (Mistral v0.1), and
+        // llama.cpp reads none for qwen2 / qwen3 (`use_sliding_window` models run full there).
         sliding_window: gemma.as_ref().map(|g| g.window).or(phi3_window),
         sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
         rope_local_theta: (arch == Arch::Gemma3).then_some(GEMMA3_LOCAL_ROPE_THETA),

@@ -591,10 +591,16 @@ fn qwen2_keeps_rows_and_reads_biases() {
         .tensor_f32("blk.0.attn_q.weight", &[16, 16], &wq)
         .tensor_f32("blk.0.attn_q.bias", &[16], &builder::values(16, 22))
         .tensor_f32("blk.0.attn_k.bias", &[8], &builder::values(8, 23))
-        .tensor_f32("blk.0.attn_v.bias", &[8], &builder::values(8, 24));
+        .tensor_f32("blk.0.attn_v.bias", &[8], &builder::values(8, 24))
+        // llama.cpp reads no window for qwen2 (nor qwen3): a key the file carries is ignored.
+        .kv("qwen2.attention.sliding_window", GgufValue::U32(7));
     let m = crate::formats::load(&b.write(dir.path(), "qwen.gguf")).unwrap();
     assert_eq!(m.config.arch, Arch::Qwen2);
     assert!(m.config.attention_bias);
+    assert_eq!(
+        (m.config.sliding_window, &m.config.sliding_layers),
+        (None, &None)
+    );
     assert_eq!(
         f32s(m.tensor(&names::layer(0, names::WQ)).unwrap().bytes()),
         wq

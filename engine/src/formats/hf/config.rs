@@ -324,6 +324,14 @@ pub fn parse_config(
         Family::Gemma3 => Some(gemma3(&f, n_layers)?),
         _ => None,
     };
+    let (window, sliding_layers) = match (&gemma, family) {
+        (Some(g), _) => (Some(g.window), Some(g.sliding_layers.clone())),
+        (None, Family::Qwen2 | Family::Qwen3) => match qwen_window(&f, n_layers)? {
+            Some((w, slides)) => (Some(w), Some(slides)),
+            None => (None, None),
+        },
+        (None, _) => (sliding_window(&f, family)?, None),
+    };
     let (rope_theta, rope_scaling, rope_longrope) =
         match gemma.as_ref().and_then(|g| g.global_theta) {
             Some(theta) => (theta, None, None),
@@ -347,12 +355,9 @@ pub fn parse_config(
         rope_scaling,
         rope_freq_factors: None,
         rope_longrope,
-        max_position_embeddings: sliding_window_cap(&f, family, trained_context)?,
-        sliding_window: match &gemma {
-            Some(g) => Some(g.window),
-            None => sliding_window(&f, family)?,
-        },
-        sliding_layers: gemma.as_ref().map(|g| g.sliding_layers.clone()),
+        max_position_embeddings: trained_context,
+        sliding_window: window,
+        sliding_layers,
         rope_local_theta: gemma.as_ref().and_then(|g| g.local_theta),
         activation: match &gemma {
             Some(_) => Activation::GeluTanh,
@@ -448,30 +453,39 @@ fn sliding_window(f: &Fields, family: Family) -> Result<Option<usize>> {
     Ok(window)
 }
 
-/// The context the engine may use: the trained context, capped at the sliding window where
-/// only some layers slide (Qwen2/Qwen3 with `use_sliding_window`: the layers from
-/// `max_window_layers` on), which the engine does not run. Within the window, sliding-window
-/// attention equals full attention, so the capped model is exact.
-fn sliding_window_cap(f: &Fields, family: Family, trained: usize) -> Result<usize> {
-    let window = match family {
-        Family::Llama | Family::Mistral | Family::Gemma2 | Family::Gemma3 | Family::Phi3 => None,
-        Family::Qwen2 | Family::Qwen3 if f.bool("use_sliding_window")? == Some(true) => {
-            // Layers from max_window_layers on slide (Qwen2Config / Qwen3Config.layer_types).
-            let from = f.usize("max_window_layers")?.unwrap_or(28);
-            let layers = f.required_usize("num_hidden_layers")?;
-            match f.obj.get("sliding_window") {
-                _ if from >= layers => None,
-                None => Some(4096),
-                Some(_) => f.usize("sliding_window")?,
-            }
-        }
-        Family::Qwen2 | Family::Qwen3 => None,
+/// Qwen2's and Qwen3's window and the layers it applies to (`Qwen2Config` / `Qwen3Config`
+/// `__post_init__`): the window is `sliding_window` (4096 when absent, none when `null`) only
+/// with `use_sliding_window`; `layer_types` names the sliding layers, by default those from
+/// `max_window_layers` (28 when absent) on when there is a window, none otherwise. `None` when
+/// no layer slides. A `layer_types` that names sliding layers with no window is refused, as
+/// transformers' forward refuses it (`create_sliding_window_causal_mask`).
+fn qwen_window(f: &Fields, n_layers: usize) -> Result<Option<(usize, Vec<bool>)>> {
+    let window = match (f.bool("use_sliding_window")?, f.obj.get("sliding_window")) {
+        (Some(true), None) => Some(4096),
+        (Some(true), Some(_)) => f.usize("sliding_window")?,
+        _ => None,
     };
-    match window {
-        Some(0) => Err(f.err("sliding_window", "must be positive, found 0")),
-        Some(w) => Ok(trained.min(w)),
-        None => Ok(trained),
+    if window.is_none() && f.get("layer_types").is_none() {
+        return Ok(None);
     }
+    let from = match f.obj.get("max_window_layers") {
+        None => 28,
+        Some(_) => f
+            .usize("max_window_layers")?
+            .ok_or_else(|| f.err("max_window_layers", "null (the sliding layers start there)"))?,
+    };
+    let slides = layer_types(f, n_layers, |l| window.is_some() && l >= from)?;
+    if !slides.contains(&true) {
+        return Ok(None);
+    }
+    let window = window.ok_or_else(|| {
+        f.err(
+            "layer_types",
+            "names sliding layers, but there is no window (use_sliding_window is not true or \
+             sliding_window is null)",
+        )
+    })?;
+    Ok(Some((f.positive("sliding_window", window)?, slides)))
 }
 
 /// Gemma 2 and 3 variants the engine does not compute: another activation
