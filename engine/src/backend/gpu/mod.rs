@@ -198,7 +198,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 63] = [
+pub const ABI_KERNELS: [&str; 66] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -224,6 +224,9 @@ pub const ABI_KERNELS: [&str; 63] = [
     "flash_attention_128_bf16",
     "flash_attention_64_q8_0",
     "flash_attention_128_q8_0",
+    "flash_attention_256_f16",
+    "flash_attention_256_bf16",
+    "flash_attention_256_q8_0",
     "swiglu",
     "add",
     "bias_add",
