@@ -289,6 +289,8 @@ pub struct GpuBackend {
     /// `WAVEFRONT_NO_FLASH_ATTENTION=1`: prefill rows through the simple attention kernel
     /// instead of the flash kernel (for A/B measurements).
     flash_attention: bool,
+    /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel.
+    simple_attention: std::sync::atomic::AtomicBool,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -419,6 +421,7 @@ impl GpuBackend {
             attn_ws,
             fuse_attention,
             flash_attention,
+            simple_attention: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -450,9 +453,13 @@ impl GpuBackend {
         )
     }
 
-    /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`).
+    /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`,
+    /// [`Backend::simple_attention`]).
     fn flash_attention(&self) -> bool {
         self.flash_attention
+            && !self
+                .simple_attention
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lets prefill attention take the flash kernel, or not (the simple kernel), whatever
@@ -877,6 +884,14 @@ impl Backend for GpuBackend {
         let was = self.invariant.swap(true, Relaxed);
         let r = f();
         self.invariant.store(was, Relaxed);
+        r
+    }
+
+    fn simple_attention(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let was = self.simple_attention.swap(true, Relaxed);
+        let r = f();
+        self.simple_attention.store(was, Relaxed);
         r
     }
 
