@@ -150,11 +150,7 @@ fn batched_passes_replay_captured_graphs_and_keep_each_sequences_tokens() {
         (SamplingParams::greedy(), 0),
     ];
     let prompts: Vec<Vec<u32>> = (0..3)
-        .map(|s| {
-            (0..5 + 4 * s)
-                .map(|i| 900 + 31 * i + 7 * s)
-                .collect()
-        })
+        .map(|s| (0..5 + 4 * s).map(|i| 900 + 31 * i + 7 * s).collect())
         .collect();
     let (n, leave_after) = (24, 10);
     let start = |e: &Engine<_>, i: usize| -> Sequence<_> {
