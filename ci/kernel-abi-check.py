@@ -89,11 +89,13 @@ for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")
                                          256, "(n_kv_heads*slabs, s_max)")
 FLASH_ATTENTION = ATTENTION.replace(", const int* step", "").replace(
     "float softcap", "float softcap_log2, float softcap_k")
-for hd in (64, 128):
+# HD 256 splits each row tile's dims over a pair of waves: half the rows a block, twice the tiles.
+for hd, split in ((64, 1), (128, 1), (256, 2)):
     for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")):
         ABI[f"flash_attention_{hd}_{suffix}"] = (
             "flash_attention.hip", FLASH_ATTENTION.replace("T*", t + "*"), 256,
-            "(n_kv_heads, ceil(rows*n_heads/n_kv_heads/(16*256/WAVE)))")
+            "(n_kv_heads, ceil(rows*n_heads/n_kv_heads/(16*256/WAVE"
+            + ("" if split == 1 else f"/{split}") + ")))")
 GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
         "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual, "
         "int n_in")

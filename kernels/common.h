@@ -636,6 +636,16 @@ WF_DEVICE int wf_atomic_exch(int* p, int v) {
 // Lane within the logical wave and the wave's index within the block.
 WF_DEVICE int wave_lane() { return thread_index() & (WAVE - 1); }
 WF_DEVICE int wave_index() { return thread_index() / WAVE; }
+// The same, known to the compiler as one value for the whole wave (AMD: a scalar register), so
+// what is derived from it (a wave's slice of a tile: its base addresses, its loop bounds) stays
+// scalar: uniform branches instead of per-lane masks, and no vector register held for it.
+WF_DEVICE int wave_index_uniform() {
+#if defined(WF_HIP)
+  return __builtin_amdgcn_readfirstlane(wave_index());
+#else
+  return wave_index();
+#endif
+}
 
 // The GEMVs over n_in input rows (a batched decode pass): block b of the 1-D grid computes
 // output block b / n_in for input row b % n_in, so the n_in blocks reading the same weight rows

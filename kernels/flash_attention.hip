@@ -17,23 +17,29 @@
 //   head_dim) of T ∈ {f16, bf16, q8_0} (engine/src/kv_cache.rs; q8_0: common.h Q8, its values
 //   widened and rounded to f16 on their way into shared memory, so its matrix type M is f16;
 //   for f16/bf16 M = T). Entry points flash_attention_{HD}_{T} take head_dim a multiple of 16
-//   (of 32 for q8_0) up to HD ∈ {64, 128}.
-// Tiles: a block owns one KV head and BM = 16 · MT · FA_WAVES query rows of the flattened
-//   (row, head-in-group) index f = i · G + g, so every K/V tile it loads serves the whole GQA
-//   group (G = 1, 3, 4, 8, … alike); wave w owns the MT m-tiles of 16 rows from 16 · MT · w.
-//   Keys go in tiles of BN: K and V tiles in shared memory (16-byte loads, rows padded by 8
-//   values: conflict-free fragment reads), S = Q·Kᵀ (16 · MT × BN a wave; each K fragment read
-//   serves the MT m-tiles), masked, online softmax in registers, P rounded to T, O += P·V (each
-//   V fragment likewise). Q is rounded to T once, into the A fragments (registers) of the
-//   wave's rows. MT and BN per entry point (FaTile) are chosen by measurement and by the
-//   register file: no spills at any target.
+//   (of 32 for q8_0) up to HD ∈ {64, 128, 256}.
+// Tiles: a block owns one KV head and BM = 16 · MT · FA_WAVES / SPLIT query rows of the
+//   flattened (row, head-in-group) index f = i · G + g, so every K/V tile it loads serves the
+//   whole GQA group (G = 1, 3, 4, 8, … alike). The waves go in groups of SPLIT (1, or 2 at
+//   HD 256): group r = w / SPLIT owns the MT m-tiles of 16 rows from 16 · MT · r, and its wave
+//   w % SPLIT = h the dims d0 = h · HD / SPLIT .. d0 + HD / SPLIT (so no wave holds more than
+//   128 dims of q and O: all 256 in one wave spill at gfx1100). Keys go in tiles of BN: K and V
+//   tiles in shared memory (16-byte loads, rows padded by 8 values: conflict-free fragment
+//   reads), S = Q·Kᵀ (16 · MT × BN a wave; each K fragment read serves the MT m-tiles; with
+//   SPLIT = 2 each wave of a pair sums its own dims, and the two partial S are exchanged
+//   through shared memory and added, the same f32 sum in both waves), masked, online softmax in
+//   registers (a pair computes the same softmax twice), P rounded to T, O += P·V over the
+//   wave's dims (each V fragment likewise). Q is rounded to T once, into the A fragments
+//   (registers) of the wave's rows and dims. MT, BN and SPLIT per entry point (FaTile) are
+//   chosen by measurement and by the register file: no spills at any target.
 // Launch: grid (n_kv_heads, Y), block FA_BLOCK = 256 (FA_WAVES = 256 / WAVE waves), Y at least
-//   ceil(rows · G / (16 · FA_WAVES)) (the tile count at MT = 1, whatever the entry point's MT);
-//   block y runs tile count − 1 − y, so the tiles with the most keys start first, and blocks
-//   past the tile count return. Static shared memory: K, V tiles and the waves' P scratch,
-//   2 · BN · (HD + 8) · 2 + FA_WAVES · 16 · MMA_SCRATCH_LD · 2 bytes (at most 23 KiB: two
-//   blocks in a CDNA CU's 64 KiB). The next K/V tile is loaded into registers while the current
-//   one computes.
+//   ceil(rows · G / (16 · FA_WAVES / SPLIT)) (the tile count at MT = 1, whatever the entry
+//   point's MT); block y runs tile count − 1 − y, so the tiles with the most keys start first,
+//   and blocks past the tile count return. Static shared memory: K, V tiles, the waves' P
+//   scratch and (SPLIT = 2) their partial scores, 2 · BN · (HD + 8) · 2 + FA_WAVES · 16 ·
+//   MMA_SCRATCH_LD · 2 (+ FA_WAVES · 16 · MT · BN · 4) bytes (at most 31 KiB, HD 256 at gfx1100:
+//   two blocks in a CDNA CU's 64 KiB, and under CUDA's 48 KiB of static shared memory). The
+//   next K/V tile is loaded into registers while the current one computes.
 // Masking: keys j > p (and, windowed, j < a) are excluded with −inf before the softmax; a tile
 //   wholly at or below the block's first position (and, windowed, at or past the last row's
 //   first key) skips the test. Keys past the block's last position, and windowed ones before
@@ -43,12 +49,15 @@
 //   nothing (its weights and correction are taken against 0 instead of −inf) until they come.
 // Rounding (conformance derives the tolerance from it): q and the softmax weights P are rounded
 //   to M (the matrix inputs), and q8_0's K and V values too; scores, the running max and sum,
-//   and O accumulate in f32; the row sum ℓ adds the unrounded weights.
+//   and O accumulate in f32 (at SPLIT = 2 a score is the f32 sum of its two halves' f32 dot
+//   products: the same dot product of head_dim terms, in another order); the row sum ℓ adds the
+//   unrounded weights.
 // Positions: pos0 as given (a decode step's device-side position goes to the decode kernels).
 // Contract (checked by the host): head_dim a multiple of 16, 16 ≤ head_dim ≤ HD, n_heads a
 //   multiple of n_kv_heads, pos0 + rows ≤ capacity, layer < n_layers, Y < 65536, scale finite,
 //   softcap_log2 = c·log2 e and softcap_k = −2 / c for a finite c > 0, or both 0.
-// Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128; q8_0: 4, 5 for HD = 128):
+// Paths (WF_PATH, slot = T's codec id − 1, + 2 for HD = 128, + 6 for HD = 256; q8_0: 4, 5 for
+//   HD = 128, 8 for HD = 256):
 //   tile:    a key tile wholly below the block's first position (no mask test)
 //   masked:  a key tile that crosses a row's position (the causal mask test)
 //   partial: the block's last rows run past rows · G (idle rows, not written)
@@ -74,11 +83,19 @@ template <int HD>
 struct FaTile;
 template <>
 struct FaTile<64> {
-  static constexpr int MT = 1, BN = 32, BATCH = 1;
+  static constexpr int MT = 1, BN = 32, BATCH = 1, SPLIT = 1;
 };
 template <>
 struct FaTile<128> {
-  static constexpr int MT = 1, BN = 32, BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4;
+  static constexpr int MT = 1, BN = 32, BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4, SPLIT = 1;
+};
+// HD 256: the dims split over a pair of waves (SPLIT), so each wave holds HD 128's q and O
+// fragments (all 256 dims in one wave: 546 VGPRs spilled at gfx1100); BN 16 keeps the K/V
+// fetch registers and shared memory of HD 128 (BN 32 would pass the 48 KiB of static shared
+// memory CUDA allows). Not yet measured.
+template <>
+struct FaTile<256> {
+  static constexpr int MT = 1, BN = 16, BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4, SPLIT = 2;
 };
 constexpr float FA_LOG2E = 1.4426950408889634f;
 
@@ -201,15 +218,20 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
   constexpr int MT = FaTile<HD>::MT;  // m-tiles (16 rows) a wave
   constexpr int BN = FaTile<HD>::BN;  // keys a tile
   constexpr int FA_BATCH = FaTile<HD>::BATCH;
-  constexpr int BM = 16 * MT * FA_WAVES;
+  constexpr int SPLIT = FaTile<HD>::SPLIT;  // waves sharing a row tile, HD / SPLIT dims each
+  static_assert(SPLIT == 1 || SPLIT == 2, "a row tile's waves are a pair at most");
+  constexpr int BM = 16 * MT * FA_WAVES / SPLIT;
   constexpr int LD = HD + FA_PAD;
-  constexpr int KSTEPS = HD / 16;  // k-steps of Q·Kᵀ and n-tiles of O
-  constexpr int NT = BN / 16;      // n-tiles of S and k-steps of P·V
+  constexpr int KSTEPS = HD / SPLIT / 16;  // the wave's k-steps of Q·Kᵀ and n-tiles of O
+  constexpr int NT = BN / 16;              // n-tiles of S and k-steps of P·V
   constexpr int FA_PER = (BN * HD / 8 + FA_BLOCK - 1) / FA_BLOCK;  // K (and V) pieces a thread
-  const int slot = S::id == Q8::id ? (HD == 128 ? 5 : 4) : S::id - 1 + (HD == 128 ? 2 : 0);
+  constexpr int XW = MT * NT * MMA_C * WAVE;  // a wave's partial scores (SPLIT > 1)
+  const int slot = S::id == Q8::id ? (HD == 256 ? 8 : HD == 128 ? 5 : 4)
+                                   : S::id - 1 + (HD == 256 ? 6 : HD == 128 ? 2 : 0);
   WF_SHARED uint16_t ks[BN * LD];
   WF_SHARED uint16_t vs[BN * LD];
   WF_SHARED uint16_t scratch[FA_WAVES * 16 * MMA_SCRATCH_LD];
+  WF_SHARED float xs[SPLIT > 1 ? FA_WAVES * XW : 1];
 
   const int kvh = block_index_x();
   const int group = n_heads / n_kv_heads;
@@ -228,8 +250,9 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
   const int last_first = window > 0 && last_pos + 1 - window > 0 ? last_pos + 1 - window : 0;
   const int j_begin = first_key / BN * BN;  // the tiles before first_key's are never read
   const int lane = wave_lane(), w = wave_index();
-  const int ksteps = head_dim / 16;
-  const int fw = f0 + 16 * MT * w;  // the wave's first row
+  const int d0 = 16 * KSTEPS * (wave_index_uniform() % SPLIT);  // the wave's first dim
+  const int ksteps = (head_dim - d0) / 16;     // its k-steps within head_dim (≤ 0: none)
+  const int fw = f0 + 16 * MT * (w / SPLIT);   // its first row
 
   // Q: the wave's rows, rounded to T into A fragments (k-step kk covers dims 16kk ..).
   MmaA qa[MT][KSTEPS];
@@ -243,9 +266,9 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
         const int f = fw + 16 * mt + mma_a_row(lane, i);
         const int d = 16 * kk + mma_a_k(lane, i);
         v[i] = 0.0f;
-        if (f < f_end && d < head_dim) {
+        if (f < f_end && d < head_dim - d0) {
           const int r = f / group, h = kvh * group + f % group;
-          v[i] = q[((i64)r * n_heads + h) * head_dim + d] * (scale * FA_LOG2E);
+          v[i] = q[((i64)r * n_heads + h) * head_dim + d0 + d] * (scale * FA_LOG2E);
         }
       }
       qa[mt][kk] = mma_a_pack<KV>(v);
@@ -278,6 +301,8 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
   const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * plane;
   const int pieces = head_dim / 8;  // 16-byte pieces a key row
   uint16_t* wscratch = scratch + w * 16 * MMA_SCRATCH_LD;
+  const uint16_t* kw = ks + d0;  // the wave's dims of the K and V tiles
+  const uint16_t* vw = vs + d0;
 
   // K/V tiles are fetched into registers one tile ahead (the loads of tile j + 1 are in flight
   // while tile j computes), then stored to shared memory.
@@ -310,13 +335,34 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
         MmaB kb[FA_BATCH];
 #pragma unroll
         for (int b = 0; b < FA_BATCH; ++b)
-          if (k0 + b < ksteps) kb[b] = mma_b_nk(ks + 16 * n * LD + 16 * (k0 + b), LD);
+          if (k0 + b < ksteps) kb[b] = mma_b_nk(kw + 16 * n * LD + 16 * (k0 + b), LD);
 #pragma unroll
         for (int b = 0; b < FA_BATCH; ++b)
           if (k0 + b < ksteps)
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) mma<KV>(s[mt][n], qa[mt][k0 + b], kb[b]);
       }
+    }
+    if (SPLIT > 1) {
+      // A pair's partial scores (each over its own dims) summed through shared memory: both
+      // waves add the same two f32 values (addition commutes), so both hold the same S and
+      // compute the same softmax. The next tile's first barrier orders these reads before
+      // the next writes.
+      float* mine = xs + w * XW;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int e = 0; e < MMA_C; ++e) mine[((mt * NT + n) * MMA_C + e) * WAVE + lane] = s[mt][n].c[e];
+      block_sync();
+      const float* other = xs + (w ^ 1) * XW;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+          for (int e = 0; e < MMA_C; ++e) s[mt][n].c[e] += other[((mt * NT + n) * MMA_C + e) * WAVE + lane];
     }
     if (softcap_log2 > 0.0f) {  // before the mask: a masked score stays −inf
       if (thread_index() == 0) WF_PATH(slot, PATH_SOFTCAP);
@@ -396,7 +442,7 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
         MmaB vb[FA_BATCH];
 #pragma unroll
         for (int b = 0; b < FA_BATCH; ++b)
-          if (n0 + b < ksteps) vb[b] = mma_b_kn(vs + 16 * kk * LD + 16 * (n0 + b), LD);
+          if (n0 + b < ksteps) vb[b] = mma_b_kn(vw + 16 * kk * LD + 16 * (n0 + b), LD);
 #pragma unroll
         for (int b = 0; b < FA_BATCH; ++b)
           if (n0 + b < ksteps)
@@ -413,7 +459,7 @@ WF_DEVICE void flash_attention_kernel(const float* q, const typename S::storage*
       const int f = fw + 16 * mt + mma_c_row(lane, e);
       if (f >= f_end) continue;
       const int r = f / group, h = kvh * group + f % group;
-      float* orow = out + ((i64)r * n_heads + h) * head_dim;
+      float* orow = out + ((i64)r * n_heads + h) * head_dim + d0;
       const float inv = 1.0f / l[mt][mma_c_slot(e)];
 #pragma unroll
       for (int n = 0; n < KSTEPS; ++n) {
@@ -469,4 +515,28 @@ extern "C" __global__ void __launch_bounds__(FA_BLOCK)
         int window, float softcap_log2, float softcap_k) {
   flash_attention_kernel<Q8, 128>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
                                   capacity, scale, window, softcap_log2, softcap_k);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_256_f16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window, float softcap_log2, float softcap_k) {
+  flash_attention_kernel<F16, 256>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                   capacity, scale, window, softcap_log2, softcap_k);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_256_bf16(const float* q, const uint16_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window, float softcap_log2, float softcap_k) {
+  flash_attention_kernel<BF16, 256>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                    capacity, scale, window, softcap_log2, softcap_k);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_BLOCK)
+    flash_attention_256_q8_0(const float* q, const uint8_t* arena, float* out, int layer, int pos0,
+        int rows, int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,
+        int window, float softcap_log2, float softcap_k) {
+  flash_attention_kernel<Q8, 256>(q, arena, out, layer, pos0, rows, n_heads, n_kv_heads, head_dim,
+                                 capacity, scale, window, softcap_log2, softcap_k);
 }

@@ -20,9 +20,10 @@ use crate::tensor::DType;
 /// 128, 4 at 64) and a wave64 twice as many, each row one aligned run of `head_dim · 2` bytes
 /// (rows start on 16 bytes when the arena does and head_dim is a multiple of 8; no padding is
 /// needed). The prefill kernel (`kernels/flash_attention.hip`, 16-bit K/V, head_dim a multiple
-/// of 16 up to 128) copies tiles of 32 positions of one (layer, kv, head) into shared memory,
-/// each thread 16-byte pieces of the rows (`head_dim / 8` a row; a 256-thread block fetches a
-/// whole tile in one or two instructions a thread at head_dim 64 or 128, at either wave size);
+/// of 16 up to 256) copies tiles of 32 positions (16 at head_dim 256) of one (layer, kv, head)
+/// into shared memory, each thread 16-byte pieces of the rows (`head_dim / 8` a row; a
+/// 256-thread block fetches a whole tile in one or two instructions a thread, at either wave
+/// size);
 /// the tile rows are padded there by 8 elements so the matrix-fragment reads hit distinct
 /// banks. Positions past the block's last query are never fetched (their tile rows are zeros).
 /// Positions `len..capacity` hold stale or unwritten data and are never read.

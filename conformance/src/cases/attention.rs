@@ -44,6 +44,9 @@ pub struct AttentionCase {
     pub score_scale: Option<f32>,
     /// Gemma 2's attention logit soft-cap: scores become `c · tanh(s / c)` before the softmax.
     pub softcap: Option<f32>,
+    /// Inside [`Backend::simple_attention`]: prefill rows through the simple kernel where the
+    /// flash kernel would take them (as under `WAVEFRONT_NO_FLASH_ATTENTION=1`).
+    pub simple: bool,
     pub seed: u64,
 }
 
@@ -83,6 +86,7 @@ impl AttentionCase {
             + &self
                 .softcap
                 .map_or(String::new(), |c| format!(",softcap={c}"))
+            + if self.simple { ",simple" } else { "" }
     }
 
     /// The factor on `q·k`: the case's, else `head_dim^-0.5` (as the engine computes it).
@@ -138,12 +142,13 @@ impl AttentionCase {
     }
 
     /// What q and the softmax weights may be rounded to: the KV type for prefill rows over 16-bit
-    /// KV (the GPU's flash kernel feeds them to matrix instructions), f16 over Q8_0 K/V (head
-    /// dims to 128: the flash kernel's f16 entry points), else nothing (f32).
+    /// KV (the GPU's flash kernel feeds them to matrix instructions), f16 over Q8_0 K/V (the
+    /// flash kernel's matrix type there), else nothing (f32; the simple kernel rounds neither).
     fn matrix_input(&self) -> DType {
         match self.kv {
+            _ if self.simple => DType::F32,
             DType::F16 | DType::BF16 if self.rows > 1 => self.kv,
-            DType::Q8_0Kv if self.rows > 1 && self.head_dim <= 128 => DType::F16,
+            DType::Q8_0Kv if self.rows > 1 => DType::F16,
             _ => DType::F32,
         }
     }
@@ -235,7 +240,12 @@ impl AttentionCase {
         let mut out = guarded(b, DType::F32, n)?;
         let p = self.params(layer);
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
-        b.attention(&qt, &cache, &mut out, p, step.as_ref())?;
+        let mut attend = || b.attention(&qt, &cache, &mut out, p, step.as_ref());
+        if self.simple {
+            b.simple_attention(&mut attend)?;
+        } else {
+            attend()?;
+        }
         let got = match read_guarded(b, &out, n)? {
             Ok(v) => v,
             Err(fail) => return Ok(vec![Check::new("out", fail)]),
@@ -445,6 +455,7 @@ pub fn grid() -> Vec<AttentionCase> {
         window: None,
         score_scale: None,
         softcap: None,
+        simple: false,
         seed: 61,
     };
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
@@ -465,10 +476,9 @@ pub fn grid() -> Vec<AttentionCase> {
         // a head dim that fills no wave and no vector
         g.push(case(3, 2, (4, 2), 6, kv));
     }
-    // the flash prefill kernel (16-bit KV, head_dim a multiple of 16 up to 128): Llama-3.1-8B's
+    // the flash prefill kernel (16-bit KV, head_dim a multiple of 16 up to 256): Llama-3.1-8B's
     // and 3.2-1B's shapes over several row tiles, a chunk after a long prefix, GQA 1/3/8, head
-    // dims 16–128 (80, 96 in the 128-wide entry point), a single partial tile, two rows; and
-    // head_dim 256, which takes the simple kernel
+    // dims 16–256 (80, 96 in the 128-wide entry point), a single partial tile, two rows
     for kv in [DType::F16, DType::BF16] {
         g.push(case(513, 0, (32, 8), 128, kv));
         g.push(case(300, 0, (32, 4), 64, kv));
@@ -481,6 +491,7 @@ pub fn grid() -> Vec<AttentionCase> {
         // wave sees none (its empty_wave path)
         g.push(case(3, 0, (4, 2), 6, kv));
     }
+    g.extend(flash_256_grid(&case));
     // larger scores through the flash kernel's online softmax (max subtraction across tiles)
     g.push(AttentionCase {
         magnitude: 4.0,
@@ -512,14 +523,18 @@ pub fn grid() -> Vec<AttentionCase> {
     }
     g.push(case(127, 5, (8, 2), 32, DType::Q8_0Kv));
     // Q8_0 through the flash kernel (its K/V widened to f16): the 8B shape over several row
-    // tiles, a chunk after a long prefix, two rows at head dim 96 (the 128-wide entry point);
-    // head dim 256 takes the simple kernel
+    // tiles, a chunk after a long prefix, two rows at head dim 96 (the 128-wide entry point),
+    // head dim 256 (the 256-wide one)
     g.push(case(513, 0, (32, 8), 128, DType::Q8_0Kv));
     g.push(case(200, 7991, (9, 3), 64, DType::Q8_0Kv));
     g.push(case(2, 0, (16, 2), 96, DType::Q8_0Kv));
     g.push(case(5, 11, (4, 2), 256, DType::Q8_0Kv));
-    // the simple kernel from an empty cache: row 0's one key leaves waves empty (empty_wave)
-    g.push(case(3, 0, (4, 2), 256, DType::Q8_0Kv));
+    // the simple kernel (which the flash kernel leaves no Q8_0 prefill shape) from an empty
+    // cache: row 0's one key leaves waves empty (empty_wave)
+    g.push(AttentionCase {
+        simple: true,
+        ..case(3, 0, (4, 2), 256, DType::Q8_0Kv)
+    });
     // the decode step's length read on the device
     for kv in [DType::F32, DType::F16, DType::BF16, DType::Q8_0Kv] {
         for (kv_len, hd) in [(1, 64), (513, 128)] {
@@ -532,6 +547,45 @@ pub fn grid() -> Vec<AttentionCase> {
     g.extend(rope_grid(&case));
     g.extend(window_grid(&case));
     g.extend(softcap_grid(&case));
+    g
+}
+
+/// `flash_attention_256_{T}` (head dims 144–256: a row tile's dims split over a pair of waves,
+/// their partial scores summed through shared memory; keys in tiles of 16): Gemma 3 270M's
+/// shape (4 query heads on 1 KV head) at pp512 and off-tile lengths, GQA 1/3/8, a chunk after
+/// a prefix, a head dim short of 256 (the second wave of a pair past head_dim for part of its
+/// dims), one partial tile; with Gemma's scale, a sliding window (inside a key tile and over
+/// many), soft-caps (Gemma 2's 50 and ones that bend the scores), larger scores; every KV type.
+fn flash_256_grid(
+    case: &impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
+) -> Vec<AttentionCase> {
+    let mut g = Vec::new();
+    let gemma = |cap: Option<f32>, window: Option<usize>, c: AttentionCase| AttentionCase {
+        magnitude: 2.0,
+        score_scale: Some(224.0f64.powf(-0.5) as f32),
+        softcap: cap,
+        window,
+        ..c
+    };
+    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
+        g.push(case(512, 0, (4, 1), 256, kv));
+        g.push(case(113, 0, (9, 3), 256, kv));
+        g.push(case(127, 300, (32, 4), 256, kv));
+        g.push(case(37, 5, (4, 4), 160, kv));
+        g.push(case(3, 0, (8, 2), 256, kv));
+        g.push(gemma(None, Some(512), case(513, 0, (4, 1), 256, kv)));
+        g.push(gemma(
+            Some(50.0),
+            Some(512),
+            case(200, 700, (4, 1), 256, kv),
+        ));
+        g.push(gemma(Some(3.0), Some(7), case(70, 3, (4, 1), 256, kv)));
+        g.push(gemma(Some(2.0), None, case(45, 30, (8, 2), 256, kv)));
+        g.push(AttentionCase {
+            magnitude: 4.0,
+            ..case(150, 40, (8, 2), 256, kv)
+        });
+    }
     g
 }
 
@@ -583,9 +637,14 @@ fn softcap_grid(
                 },
             ),
         ));
-        // attention_{T}: prefill rows on the simple kernel (head_dim 256; f32 KV at 64)
-        g.push(gemma(Some(2.0), case(5, 11, (4, 2), 256, kv)));
-        g.push(gemma(Some(5.0), windowed(6, case(20, 3, (4, 1), 256, kv))));
+        // attention_{T}: prefill rows on the simple kernel (head_dim 256, where the flash
+        // kernel would take them but for the case's `simple`; f32 KV at 64)
+        let simple = |c: AttentionCase| AttentionCase { simple: true, ..c };
+        g.push(gemma(Some(2.0), simple(case(5, 11, (4, 2), 256, kv))));
+        g.push(gemma(
+            Some(5.0),
+            simple(windowed(6, case(20, 3, (4, 1), 256, kv))),
+        ));
         // rope_attention through the separate ops (two rows)
         g.push(gemma(Some(2.0), rope(case(2, 30, (8, 2), 64, kv), false)));
     }
@@ -654,7 +713,7 @@ fn window_grid(
     // The flash kernel's window (16-bit and Q8_0 KV): rows straddling the window's edge over
     // many key tiles (the later row tiles skip the tiles before their first key), windows
     // smaller than a key tile (32), a chunk far past the window (the keys before it NaN), GQA
-    // 1 and 4 (Gemma 3: 4 query heads on 1 KV head); head_dim 256 takes the simple kernel.
+    // 1 and 4 (Gemma 3: 4 query heads on 1 KV head), head_dim 256 (Gemma 3's local layers).
     for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
         g.push(windowed(100, case(300, 0, (32, 4), 128, kv)));
         g.push(windowed(5, case(70, 3, (4, 4), 64, kv)));
@@ -772,6 +831,7 @@ fn drawn_case(
         window: None,
         score_scale: None,
         softcap: None,
+        simple: false,
         seed,
     }
 }
@@ -783,7 +843,15 @@ pub fn strategy() -> impl Strategy<Value = AttentionCase> {
             0usize..200,
             1usize..5,
             1usize..4,
-            prop_oneof![Just(16usize), Just(64), Just(80), Just(96), Just(128)],
+            prop_oneof![
+                Just(16usize),
+                Just(64),
+                Just(80),
+                Just(96),
+                Just(128),
+                Just(160),
+                Just(256)
+            ],
             prop_oneof![
                 Just(DType::F32),
                 Just(DType::F16),

@@ -331,6 +331,14 @@ pub trait Backend: Send + Sync + Sized {
     fn invariant_rows(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         f()
     }
+    /// Queues the work `f` queues with prefill attention on the backend's simple kernel where a
+    /// faster one would take the shape (the GPU: `attention_{T}` instead of the flash kernel,
+    /// as `WAVEFRONT_NO_FLASH_ATTENTION=1` does for a whole run): conformance checks the simple
+    /// kernel at the shapes it is still given that way. Default: `f()` (a backend with one
+    /// attention route).
+    fn simple_attention(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        f()
+    }
     /// Copies all of `src` into `dst` (same dtype and length) on the device.
     fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()> {
         if src.len() != dst.len() {

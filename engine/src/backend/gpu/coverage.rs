@@ -161,6 +161,24 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         5,
         FLASH_ATTENTION,
     ),
+    k(
+        "flash_attention_256_f16",
+        "flash_attention.hip",
+        6,
+        FLASH_ATTENTION,
+    ),
+    k(
+        "flash_attention_256_bf16",
+        "flash_attention.hip",
+        7,
+        FLASH_ATTENTION,
+    ),
+    k(
+        "flash_attention_256_q8_0",
+        "flash_attention.hip",
+        8,
+        FLASH_ATTENTION,
+    ),
     k("swiglu", "elementwise.hip", 0, &["main", "gelu"]),
     k("add", "elementwise.hip", 1, MAIN),
     k("bias_add", "elementwise.hip", 2, MAIN),
@@ -450,7 +468,7 @@ mod tests {
                 + 4 * 3
                 + 4 * 4
                 + 3 * 10
-                + 6 * 5
+                + 9 * 5 // flash_attention_{64,128,256}_{f16,bf16,q8_0}
                 + (2 + 1 + 1 + 1)
                 + 2
                 + 4

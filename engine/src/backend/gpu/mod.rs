@@ -198,7 +198,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 69] = [
+pub const ABI_KERNELS: [&str; 72] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -224,6 +224,9 @@ pub const ABI_KERNELS: [&str; 69] = [
     "flash_attention_128_bf16",
     "flash_attention_64_q8_0",
     "flash_attention_128_q8_0",
+    "flash_attention_256_f16",
+    "flash_attention_256_bf16",
+    "flash_attention_256_q8_0",
     "swiglu",
     "add",
     "bias_add",
@@ -298,6 +301,8 @@ pub struct GpuBackend {
     /// `WAVEFRONT_NO_FLASH_ATTENTION=1`: prefill rows through the simple attention kernel
     /// instead of the flash kernel (for A/B measurements).
     flash_attention: bool,
+    /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel.
+    simple_attention: std::sync::atomic::AtomicBool,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -432,6 +437,7 @@ impl GpuBackend {
             gemv_rows,
             fuse_attention,
             flash_attention,
+            simple_attention: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -480,9 +486,13 @@ impl GpuBackend {
         self.gemv_rows = on;
     }
 
-    /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`).
+    /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`,
+    /// [`Backend::simple_attention`]).
     fn flash_attention(&self) -> bool {
         self.flash_attention
+            && !self
+                .simple_attention
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lets prefill attention take the flash kernel, or not (the simple kernel), whatever
@@ -907,6 +917,14 @@ impl Backend for GpuBackend {
         let was = self.invariant.swap(true, Relaxed);
         let r = f();
         self.invariant.store(was, Relaxed);
+        r
+    }
+
+    fn simple_attention(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let was = self.simple_attention.swap(true, Relaxed);
+        let r = f();
+        self.simple_attention.store(was, Relaxed);
         r
     }
 

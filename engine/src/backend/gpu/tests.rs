@@ -1275,6 +1275,76 @@ fn attention_and_argmax_use_the_abi_grids() {
 }
 
 #[test]
+fn gemma_head_dim_256_prefill_takes_the_flash_kernel_with_its_score_arguments() {
+    // Gemma 3 270M's attention: head_dim 256, 4 query heads on 1 KV head, the sliding window
+    // of its local layers, the query_pre_attn_scalar scale; the cap of Gemma 2 besides.
+    for (wave, dtype, suffix) in [
+        (32, DType::BF16, "bf16"),
+        (64, DType::F16, "f16"),
+        (32, DType::Q8_0Kv, "q8_0"),
+    ] {
+        let v = FakeVendor::new(Runtime::Cuda, wave);
+        let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+        let layout = KvLayout {
+            n_layers: 1,
+            n_kv_heads: 1,
+            head_dim: 256,
+            capacity: 600,
+            dtype,
+        };
+        let cache = KvCache::new(&b, layout).unwrap();
+        let q = b.alloc(DType::F32, 512 * 4 * 256).unwrap();
+        let mut out = b.alloc(DType::F32, 512 * 4 * 256).unwrap();
+        v.calls();
+        let p = AttentionParams {
+            layer: 0,
+            pos0: 0,
+            rows: 512,
+            n_heads: 4,
+            n_kv_heads: 1,
+            head_dim: 256,
+            window: Some(512),
+            score_scale: Some(0.0625),
+            softcap: Some(50.0),
+        };
+        b.attention(&q, &cache, &mut out, p, None).unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, cfg, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(name, &format!("flash_attention_256_{suffix}"));
+        // 2048 flattened rows; a block's waves in pairs: 16 · 256 / wave / 2 rows a block.
+        let tiles = 2048 / (16 * 256 / wave / 2);
+        assert_eq!(
+            (cfg.grid, cfg.block, cfg.shared_bytes),
+            ((1, tiles, 1), (256, 1, 1), 0)
+        );
+        assert_eq!(
+            args[3..10],
+            [0, 0, 512, 4, 1, 256, 600].map(KernelArg::I32)[..]
+        );
+        assert_eq!(
+            args[10..],
+            [
+                KernelArg::F32(0.0625),
+                KernelArg::I32(512),
+                KernelArg::F32(50.0 * std::f32::consts::LOG2_E),
+                KernelArg::F32(-2.0 / 50.0)
+            ],
+            "scale, window, the cap in the scores' log2 units"
+        );
+        // With the flash kernel off (WAVEFRONT_NO_FLASH_ATTENTION) the simple kernel takes them.
+        b.simple_attention(&mut || b.attention(&q, &cache, &mut out, p, None))
+            .unwrap();
+        let calls = v.calls();
+        let Call::Launch(name, ..) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(name, &format!("attention_{suffix}"));
+    }
+}
+
+#[test]
 fn ops_refuse_short_buffers_and_wrong_dtypes() {
     let v = FakeVendor::new(Runtime::Hip, 64);
     let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();

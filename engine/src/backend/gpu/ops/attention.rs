@@ -5,7 +5,7 @@
 //! attention logit soft-cap (0: off) as arguments.
 //!
 //! Prefill rows (more than one) over f16/bf16/Q8_0 KV with a head dim that is a multiple of 16
-//! up to 128 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and
+//! up to 256 take the flash kernel (`kernels/flash_attention.hip`: matrix instructions, q and
 //! the softmax weights rounded to the KV type, f16 over Q8_0, whose K and V are widened to f16);
 //! everything else the simple kernel (`kernels/attention.hip`, f32 throughout).
 
@@ -95,16 +95,27 @@ pub(in crate::backend::gpu) struct ScoreArgs {
     pub softcap: f32,
 }
 
-/// Largest head dim of the flash kernel (its `HD = 128` entry points).
-const FLASH_MAX_HEAD_DIM: usize = 128;
-/// Threads per flash block (ABI: `FA_BLOCK`); a block owns `16 · FLASH_BLOCK / wave` rows of
-/// the flattened (row, head-in-group) index.
+/// Largest head dim of the flash kernel (its `HD = 256` entry points).
+const FLASH_MAX_HEAD_DIM: usize = 256;
+/// Threads per flash block (ABI: `FA_BLOCK`); a block owns `16 · FLASH_BLOCK / wave / split`
+/// rows of the flattened (row, head-in-group) index ([`flash_variant`]).
 const FLASH_BLOCK: u32 = 256;
+
+/// The flash entry point for `head_dim` (the smallest `HD` that holds it) and its split: the
+/// waves that share a row tile, each owning `HD / split` of the dims (`FaTile::SPLIT`: at
+/// `HD = 256` a pair, so that no wave holds all 256 dims of q and O).
+fn flash_variant(head_dim: usize) -> (usize, usize) {
+    match head_dim {
+        0..=64 => (64, 1),
+        65..=128 => (128, 1),
+        _ => (256, 2),
+    }
+}
 
 /// Whether the flash kernel takes `p` over a KV arena of `kv` (positions given, not read from a
 /// step): prefill rows (a single row is decode: the fused decode kernel or
 /// `attention_decode_{T}`), 16-bit or Q8_0 KV (Q8_0 widened to f16 for the matrix
-/// instructions), head_dim a multiple of 16 in 16 ..= 128.
+/// instructions), head_dim a multiple of 16 in 16 ..= 256.
 pub(in crate::backend::gpu) fn flash_takes(p: &AttentionParams, kv: DType) -> bool {
     p.rows > 1
         && matches!(kv, DType::F16 | DType::BF16 | DType::Q8_0Kv)
@@ -112,12 +123,18 @@ pub(in crate::backend::gpu) fn flash_takes(p: &AttentionParams, kv: DType) -> bo
         && (16..=FLASH_MAX_HEAD_DIM).contains(&p.head_dim)
 }
 
-/// The flash kernel's grid: (n_kv_heads, row tiles), a row tile being `16 · 256 / wave`
-/// flattened (row, head-in-group) indices: one m-tile of 16 rows a wave, the most tiles any
-/// entry point needs (an entry point with MT m-tiles a wave leaves the blocks past its own tile
-/// count idle; they return at once).
-fn flash_grid(wave: u32, rows: usize, n_heads: usize, n_kv_heads: usize) -> (u32, u32) {
-    let tile = 16 * (FLASH_BLOCK / wave) as usize;
+/// The flash kernel's grid: (n_kv_heads, row tiles), a row tile being `16 · 256 / wave / split`
+/// flattened (row, head-in-group) indices: one m-tile of 16 rows for every `split` waves, the
+/// most tiles the entry point needs (one with MT m-tiles a wave leaves the blocks past its own
+/// tile count idle; they return at once).
+fn flash_grid(
+    wave: u32,
+    split: usize,
+    rows: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+) -> (u32, u32) {
+    let tile = 16 * (FLASH_BLOCK / wave) as usize / split;
     let flat = rows * (n_heads / n_kv_heads);
     (n_kv_heads as u32, flat.div_ceil(tile) as u32)
 }
@@ -125,7 +142,7 @@ fn flash_grid(wave: u32, rows: usize, n_heads: usize, n_kv_heads: usize) -> (u32
 /// log2 e as the kernel's FA_LOG2E (an f32).
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 
-/// `flash_attention_{64|128}_{T}` (the smallest that holds head_dim); the arguments of
+/// `flash_attention_{64|128|256}_{T}` (the smallest that holds head_dim); the arguments of
 /// [`launch_attention`] but the step (positions are given: a step's rows are decode rows), and
 /// the soft-cap `c` as the kernel takes it, in the log2 units of its scores: `c · log2 e` and
 /// `−2 / c` (both 0: off).
@@ -137,10 +154,11 @@ fn launch_flash_attention(
     scores: ScoreArgs,
 ) -> Result<()> {
     let (rows, n_heads, n_kv_heads, hd) = (dims[2], dims[3], dims[4], dims[5]);
-    let variant = if hd <= 64 { 64 } else { 128 };
+    let (variant, split) = flash_variant(hd as usize);
     let name = format!("flash_attention_{variant}_{}", suffix(OP, arena_dtype)?);
     let grid = flash_grid(
         b.wave(),
+        split,
         rows as usize,
         n_heads as usize,
         n_kv_heads as usize,
@@ -174,7 +192,7 @@ fn launch_flash_attention(
         ],
     );
     // SAFETY: the caller checked q and out against the params and the arena against its
-    // layout, with pos0 + rows ≤ capacity; flash_takes bounds head_dim (multiple of 16, ≤ 128).
+    // layout, with pos0 + rows ≤ capacity; flash_takes bounds head_dim (multiple of 16, ≤ 256).
     unsafe { b.launch(&name, cfg, &args) }
 }
 
@@ -234,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn flash_kernel_takes_prefill_rows_of_16_bit_kv_and_head_dims_to_128() {
+    fn flash_kernel_takes_prefill_rows_of_16_bit_kv_and_head_dims_to_256() {
         let p = params(512, 32, 8, 128);
         assert!(flash_takes(&p, DType::BF16) && flash_takes(&p, DType::F16));
         assert!(!flash_takes(&p, DType::F32));
@@ -243,18 +261,35 @@ mod tests {
         assert!(flash_takes(&params(2, 32, 8, 64), DType::BF16));
         assert!(flash_takes(&params(7, 9, 3, 80), DType::F16));
         assert!(!flash_takes(&params(7, 8, 2, 72), DType::F16)); // not a multiple of 16
-        assert!(!flash_takes(&params(7, 8, 2, 256), DType::F16)); // past 128
+        assert!(flash_takes(&params(7, 8, 2, 256), DType::F16)); // Gemma
+        assert!(flash_takes(&params(512, 4, 1, 256), DType::Q8_0Kv));
+        assert!(flash_takes(&params(7, 8, 2, 160), DType::BF16));
+        assert!(!flash_takes(&params(7, 8, 2, 272), DType::F16)); // past 256
         assert!(!flash_takes(&params(7, 8, 2, 6), DType::F16));
+    }
+
+    #[test]
+    fn flash_variant_is_the_smallest_entry_point_that_holds_the_head_dim() {
+        assert_eq!(flash_variant(16), (64, 1));
+        assert_eq!(flash_variant(64), (64, 1));
+        assert_eq!(flash_variant(80), (128, 1));
+        assert_eq!(flash_variant(128), (128, 1));
+        assert_eq!(flash_variant(144), (256, 2));
+        assert_eq!(flash_variant(256), (256, 2));
     }
 
     #[test]
     fn flash_grid_tiles_the_flattened_rows_of_each_kv_head() {
         // Llama-3.1-8B, 512 rows: 4 heads a KV head → 2048 flattened rows; 128 a tile at wave 32,
         // 64 at wave 64.
-        assert_eq!(flash_grid(32, 512, 32, 8), (8, 16));
-        assert_eq!(flash_grid(64, 512, 32, 8), (8, 32));
+        assert_eq!(flash_grid(32, 1, 512, 32, 8), (8, 16));
+        assert_eq!(flash_grid(64, 1, 512, 32, 8), (8, 32));
         // A group of 3 and a partial tile: 7 · 3 = 21 rows → one tile.
-        assert_eq!(flash_grid(32, 7, 9, 3), (3, 1));
-        assert_eq!(flash_grid(64, 43, 9, 3), (3, 3)); // 129 rows, 64 a tile
+        assert_eq!(flash_grid(32, 1, 7, 9, 3), (3, 1));
+        assert_eq!(flash_grid(64, 1, 43, 9, 3), (3, 3)); // 129 rows, 64 a tile
+                                                         // Gemma 3 270M (head_dim 256, 4 heads on 1 KV head), 512 rows: 2048 flattened rows, the
+                                                         // waves in pairs: 64 a tile at wave 32, 32 at wave 64.
+        assert_eq!(flash_grid(32, 2, 512, 4, 1), (1, 32));
+        assert_eq!(flash_grid(64, 2, 512, 4, 1), (1, 64));
     }
 }
