@@ -520,7 +520,9 @@ batch-profile)
   # batches of BATCHES (default 2,4,16: the wall time per pass), then Nsight Compute's kernel
   # times of a `bench --batch 16` run cut into passes (ci/ncu-step-profile.py --batch: a table
   # per rows a pass), then its full sections on one batched launch of each GEMV kernel (the
-  # first launch whose grid is 16 times the one-row grid: found in the timing CSV).
+  # first launch whose grid is 16 times the one-row grid: found in the timing CSV; KERNS names
+  # them, default the one-row kernels; SECTIONS_ONLY=1: only these, on the first launch when
+  # no timing CSV was carried in .device/).
   unpack .device/ops
   begin_summary
   gpu_info
@@ -529,7 +531,7 @@ batch-profile)
     grep -E "^\| tg" "$OUT/bench-1b-bf16.md"
   fi
   if command -v ncu >/dev/null && [ "${SECTIONS_ONLY:-0}" = 1 ]; then
-    cp .device/ncu-1b-x16.csv "$OUT/" # an earlier call's timing run
+    cp .device/ncu-1b-x16.csv "$OUT/" 2>/dev/null # an earlier call's timing run, if carried
   elif command -v ncu >/dev/null; then
     start=$SECONDS
     timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
@@ -541,7 +543,7 @@ batch-profile)
     finish
   fi
   if command -v ncu >/dev/null; then
-    for kern in gemv_bf16 gemv_swiglu_bf16; do
+    for kern in ${KERNS:-gemv_bf16 gemv_swiglu_bf16}; do
       skip=$(python3 - "$OUT/ncu-1b-x16.csv" "$kern" <<'PY'
 import csv, sys
 lines = [l for l in open(sys.argv[1], newline="") if l.startswith('"')]
@@ -551,7 +553,7 @@ for row in csv.DictReader(lines):
         continue
     g = int((row.get("Grid Size") or "0").strip("()").split(",")[0] or 0)
     grids.append(g)
-one = min(grids)
+one = min(grids, default=0)  # the several-row kernels run in batched passes only: launch 0
 print(next((i for i, g in enumerate(grids) if g == 16 * one and i > 0), 0))
 PY
 )

@@ -9,8 +9,8 @@
 //! GEMV's prologue) against `rms_norm` then the product, and `linear_residual` (the residual add
 //! as the epilogue) against the product added to a prior value; K up to 16384 stages x in LDS,
 //! K past it reads x (and the norm weights) through the cache. Batched (a decode pass of up to
-//! 16 rows), K a multiple of 8 takes the several-row kernels (inputs staged once, up to 8 input
-//! rows a block), any other K n_in times the one-row grid.
+//! 16 rows), 4 rows or more with K a multiple of 8 take the several-row kernels (inputs staged
+//! once, up to 8 input rows a block), fewer rows or any other K n_in times the one-row grid.
 
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;

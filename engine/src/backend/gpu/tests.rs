@@ -410,21 +410,22 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     assert_eq!(name, "bias_add");
     assert_eq!(cfg.grid, (20, 1, 1), "ceil(17 · 300 / 256)");
     assert_eq!(args[2..], [KernelArg::I32(17), KernelArg::I32(300)]);
-    // Three rows: BLAS (a prompt chunk); inside invariant_rows (a batched decode pass) the
-    // several-row kernels: the three inputs staged (one block each), then one launch of
-    // ceil(300 / (8 waves × 2 rows)) blocks for the one group of up to 8 input rows.
+    // Three rows: BLAS (a prompt chunk); inside invariant_rows (a batched decode pass) four
+    // rows take the several-row kernels: the four inputs staged (one block each), then one
+    // launch of ceil(300 / (8 waves × 2 rows)) blocks for the one group of up to 8 input rows.
     let p3 = LinearParams { rows: 3, ..p };
     b.linear(&x, &w, Some(&bias), &mut out, p3).unwrap();
     let calls = v.calls();
     assert!(matches!(&calls[1], Call::Gemm(g) if g.n == 3), "{calls:?}");
-    b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p3))
+    let p4 = LinearParams { rows: 4, ..p };
+    b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p4))
         .unwrap();
     let calls = v.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
     let Call::Launch(name, cfg, args) = &calls[0] else {
         panic!("{calls:?}")
     };
-    assert_eq!((name.as_str(), cfg.grid), ("gemv_stage_bf16", (3, 1, 1)));
+    assert_eq!((name.as_str(), cfg.grid), ("gemv_stage_bf16", (4, 1, 1)));
     let xh = args[3];
     assert_eq!(
         args[..3],
@@ -448,13 +449,19 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
             KernelArg::Ptr(bias.ptr())
         ]
     );
-    assert_eq!(args[7..], [300, 0, 0, 8, 0, 3].map(KernelArg::I32)[..]);
-    // Without them (WAVEFRONT_NO_GEMV_ROWS=1): one GEMV launch of three times the one-row
-    // grid, n_in = 3 (its last argument).
+    assert_eq!(args[7..], [300, 0, 0, 8, 0, 4].map(KernelArg::I32)[..]);
+    // Without them (WAVEFRONT_NO_GEMV_ROWS=1), or three rows (below GEMV_ROWS_MIN): one GEMV
+    // launch of n_in times the one-row grid, n_in its last argument.
     b.set_gemv_rows(false);
-    b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p3))
+    b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p4))
         .unwrap();
     b.set_gemv_rows(true);
+    assert!(
+        matches!(&v.calls()[..], [Call::Launch(n, c, a)] if n == "gemv_bf16"
+        && c.grid == (4 * 38, 1, 1) && a.last() == Some(&KernelArg::I32(4)))
+    );
+    b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p3))
+        .unwrap();
     let calls = v.calls();
     let Call::Launch(name, cfg, args) = &calls[0] else {
         panic!("{calls:?}")
@@ -597,11 +604,11 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         assert_eq!(args[1], KernelArg::Ptr(xm_ptr));
         assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
         assert!(!args.contains(&KernelArg::Ptr(h_ptr)), "h is not written");
-        // Three rows in a batched decode pass: the rows normed and staged (one block each),
+        // Four rows in a batched decode pass: the rows normed and staged (one block each),
         // then the several-row product over the three parts.
         b.invariant_rows(&mut || {
             let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
-            b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 3, k)
+            b.norm_linear_stacked(&mut xm, norm, &mut h, &w, None, &mut outs, &parts, 4, k)
         })
         .unwrap();
         let calls = v.calls();
@@ -609,7 +616,7 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         let Call::Launch(name, cfg, args) = &calls[0] else {
             panic!("{calls:?}")
         };
-        assert_eq!((name.as_str(), cfg.grid), ("gemv_stage_f16", (3, 1, 1)));
+        assert_eq!((name.as_str(), cfg.grid), ("gemv_stage_f16", (4, 1, 1)));
         assert_eq!(
             args[..3],
             [
@@ -626,9 +633,9 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
             (name.as_str(), cfg.grid),
             ("gemv_rows_f16", (rows_blocks, 1, 1))
         );
-        assert_eq!(args[7..], [24, 8, 8, 16, 0, 3].map(KernelArg::I32)[..]);
-        // Without the several-row kernels: the one-row launch over three input rows (each
-        // block's row b mod 3).
+        assert_eq!(args[7..], [24, 8, 8, 16, 0, 4].map(KernelArg::I32)[..]);
+        // Three rows (below GEMV_ROWS_MIN; as without the several-row kernels): the one-row
+        // launch over three input rows (each block's row b mod 3).
         b.set_gemv_rows(false);
         b.invariant_rows(&mut || {
             let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -779,17 +786,17 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
                 .chain([KernelArg::F32(1e-5)])
                 .collect::<Vec<_>>()[..]
         );
-        // Two rows in a batched decode pass: both staged, then the several-row gate/up over
-        // both (one wave an output row; tmp untouched).
+        // Four rows in a batched decode pass: staged, then the several-row gate/up over all
+        // four (one wave an output row; tmp untouched).
         b.invariant_rows(&mut || {
-            b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter, Activation::Silu)
+            b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 4, k, inter, Activation::Silu)
         })
         .unwrap();
         let calls = v.calls();
         assert_eq!(calls.len(), 2, "{calls:?}");
         assert!(
             matches!(&calls[0], Call::Launch(n, c, a) if n == "gemv_stage_f16"
-            && c.grid == (2, 1, 1) && a[0] == KernelArg::Ptr(x.ptr()))
+            && c.grid == (4, 1, 1) && a[0] == KernelArg::Ptr(x.ptr()))
         );
         let Call::Launch(name, cfg, args) = &calls[1] else {
             panic!("{calls:?}")
@@ -804,11 +811,12 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
                 KernelArg::Ptr(out.ptr()),
                 KernelArg::I32(20),
                 KernelArg::I32(16),
-                KernelArg::I32(2),
+                KernelArg::I32(4),
                 KernelArg::I32(0)
             ]
         );
-        // Without them: the one-row launch over both.
+        // Two rows (below GEMV_ROWS_MIN; as without the several-row kernels): the one-row
+        // launch over both.
         b.set_gemv_rows(false);
         b.invariant_rows(&mut || {
             b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 2, k, inter, Activation::Silu)
