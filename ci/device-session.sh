@@ -575,7 +575,8 @@ rows)
   # batched benches with the several-row kernels and without them (WAVEFRONT_NO_GEMV_ROWS=1)
   # for the A/B, and the kernel-time profile of a 1B pass of 16. Call 2 (carry .device/models,
   # PART=2): model_gpu's batch invariance (fixtures, quantized fixtures and SmolLM2 × batches of
-  # 2, 3, 5 × both waves: every row bit for bit its sequence alone) and the golden streams.
+  # 2, 3, 5, 11 × both waves: every row bit for bit its sequence alone; MODEL_FILTER= runs
+  # every model_gpu test) and the golden streams.
   unpack .device/ops
   begin_summary
   gpu_info
@@ -611,9 +612,9 @@ rows)
       echo "$sha  $model" | sha256sum -c - || exit 3
     fi
     log="$OUT/test-model_gpu-batched.log" start=$SECONDS
-    bin/model_gpu gpu_batched --test-threads=1 --nocapture >"$log" 2>&1
-    echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
-    grep -cE "bit-identical|identical" "$log"; grep -E "panicked|FAILED|differ" "$log" | head -20
+    bin/model_gpu "${MODEL_FILTER-gpu_batched}" --test-threads=1 --nocapture >"$log" 2>&1
+    echo "| test model_gpu ${MODEL_FILTER-gpu_batched} | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+    grep -cE "\| bit-identical \|" "$log"; grep -E "panicked|FAILED|differ" "$log" | head -20
     finish
     run_test golden_tokens; finish
   fi
