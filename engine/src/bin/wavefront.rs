@@ -131,6 +131,22 @@ struct ServeArgs {
     /// that takes `tools`; tool calls are read in the format it shows).
     #[arg(long, value_name = "FILE")]
     chat_template: Option<PathBuf>,
+    /// Speculative decoding with prompt lookup for every request, as `run --lookup N`: drafts
+    /// of up to N tokens (1..=64), verified in one forward; the replies are those without.
+    /// A speculating sequence verifies in its own pass, outside the batched ones.
+    #[arg(long, value_name = "N")]
+    lookup: Option<usize>,
+    /// The n-gram --lookup matches (then shorter ones, down to one token); 1..=16.
+    #[arg(long, value_name = "M", default_value_t = 3, requires = "lookup")]
+    lookup_ngram: usize,
+    /// Speculative decoding with a draft model for every request, as `run --draft MODEL` (a
+    /// path or a known name; same tokenizer as --model): each slot also holds the draft's
+    /// KV cache. A request's reply is `run --draft`'s for the same settings and seed.
+    #[arg(long, value_name = "MODEL", conflicts_with = "lookup")]
+    draft: Option<PathBuf>,
+    /// Most tokens --draft proposes a verification; 1..=64.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "draft")]
+    draft_k: usize,
 }
 
 #[derive(clap::Args)]
@@ -362,12 +378,15 @@ fn second_gpu(kernels: Option<&PathBuf>) -> Result<gpu::GpuBackend> {
 }
 
 /// `--lookup N --lookup-ngram M`, checked.
-fn lookup_settings(args: &RunArgs) -> Result<Option<wavefront::speculative::LookupParams>> {
-    let Some(n) = args.lookup else {
+fn lookup_settings(
+    lookup: Option<usize>,
+    ngram: usize,
+) -> Result<Option<wavefront::speculative::LookupParams>> {
+    let Some(n) = lookup else {
         return Ok(None);
     };
     let params = wavefront::speculative::LookupParams {
-        ngram: args.lookup_ngram,
+        ngram,
         ..wavefront::speculative::LookupParams::new(n)
     };
     params.validate()?;
@@ -443,7 +462,7 @@ fn run(args: RunArgs) -> Result<()> {
     // The flags first, then the backend (`--backend gpu` without a GPU), then the model: a bad
     // value fails at once, before anything is loaded.
     let request = request_settings(&args)?;
-    lookup_settings(&args)?;
+    lookup_settings(args.lookup, args.lookup_ngram)?;
     draft_settings(args.draft.as_ref(), args.draft_k)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
@@ -534,8 +553,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    let lookup = lookup_settings(args.lookup, args.lookup_ngram)?;
+    let draft_params = draft_settings(args.draft.as_ref(), args.draft_k)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
+    let draft = load_draft(args.draft.as_ref(), &model)?;
     opts.model_id = wavefront::serve::model_id(&model.path);
     let mut tokenizer = model
         .tokenizer
@@ -545,34 +567,74 @@ fn serve(args: ServeArgs) -> Result<()> {
         tokenizer.chat_template = chat_template;
     }
     let tokenizer = Arc::new(tokenizer);
+    let spec = Speculation {
+        lookup,
+        draft: draft_params,
+    };
     match gpu {
         Some(b) => {
             let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
+            let kernels = args.kernels.as_ref();
+            let d = draft_engine(draft.as_ref(), || second_gpu(kernels), args.kv_type)?;
             model.tensors.clear();
-            serve_engine(&engine, tokenizer, &args, &opts)
+            drop(draft);
+            serve_engine(&engine, d.as_ref(), spec, tokenizer, &args, &opts)
         }
         None => {
             let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
+            let d = draft_engine(draft.as_ref(), || Ok(CpuBackend::default()), args.kv_type)?;
             model.tensors.clear();
-            serve_engine(&engine, tokenizer, &args, &opts)
+            drop(draft);
+            serve_engine(&engine, d.as_ref(), spec, tokenizer, &args, &opts)
         }
     }
 }
 
+/// `serve`'s speculation flags, checked.
+struct Speculation {
+    lookup: Option<wavefront::speculative::LookupParams>,
+    draft: Option<wavefront::speculative::DraftParams>,
+}
+
 fn serve_engine<B: Backend>(
     engine: &Engine<B>,
+    draft: Option<&Engine<B>>,
+    spec: Speculation,
     tokenizer: Arc<wavefront::Tokenizer>,
     args: &ServeArgs,
     opts: &ServeOptions,
 ) -> Result<()> {
-    let model_context = engine.config().max_position_embeddings;
-    if let Some(c) = args.context.filter(|&c| c > model_context) {
-        bail!("--context must be at most the model's context length, {model_context}, got {c}");
+    let mut model_context = engine.config().max_position_embeddings;
+    let mut whose = "the model's";
+    if let Some(d) = draft.map(|d| d.config().max_position_embeddings) {
+        if d < model_context {
+            (model_context, whose) = (d, "the draft model's");
+        }
     }
-    let plan = wavefront::serve::slot_context(engine, args.context, opts.slots)?;
-    eprintln!("[{} slots, each: {}]", opts.slots, plan.describe());
+    if let Some(c) = args.context.filter(|&c| c > model_context) {
+        bail!("--context must be at most {whose} context length, {model_context}, got {c}");
+    }
+    let plan = wavefront::serve::slot_context(engine, draft, args.context, opts.slots)?;
+    let speculate = match (spec.lookup, draft, spec.draft) {
+        (Some(p), _, _) => Some(wavefront::serve::Speculate::Lookup(p)),
+        (None, Some(engine), Some(params)) => {
+            Some(wavefront::serve::Speculate::Draft { engine, params })
+        }
+        _ => None,
+    };
+    let with = match &speculate {
+        Some(wavefront::serve::Speculate::Lookup(p)) => {
+            format!(", prompt lookup k ≤ {}", p.max_draft)
+        }
+        Some(wavefront::serve::Speculate::Draft { params, .. }) => {
+            format!(", a draft model, k ≤ {}", params.max_draft)
+        }
+        None => String::new(),
+    };
+    eprintln!("[{} slots{with}, each: {}]", opts.slots, plan.describe());
     wavefront::serve::run(
         engine,
+        speculate,
         tokenizer,
         plan.capacity,
         opts,
@@ -1004,7 +1066,7 @@ fn generate<B: Backend>(
     let plan = engine.context_plan(request.context)?;
     request.context = Some(plan.capacity);
     let mut gen = Generator::new(engine, Some(tokenizer), request)?;
-    if let Some(l) = lookup_settings(args)? {
+    if let Some(l) = lookup_settings(args.lookup, args.lookup_ngram)? {
         gen = gen.with_lookup(l)?;
     }
     if let (Some(d), Some(p)) = (draft, draft_settings(args.draft.as_ref(), args.draft_k)?) {

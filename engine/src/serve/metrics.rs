@@ -80,6 +80,11 @@ pub struct Metrics {
     /// rows in them.
     pub decode_passes: AtomicU64,
     pub decode_pass_rows: AtomicU64,
+    /// Speculative decoding (`serve --lookup` / `--draft`), summed over the finished
+    /// generations: verification forwards, drafted tokens scored, drafted tokens kept.
+    pub spec_verifications: AtomicU64,
+    pub spec_drafted: AtomicU64,
+    pub spec_accepted: AtomicU64,
     /// Requests accepted but not yet in a slot.
     pub queue_depth: AtomicU64,
     /// Sequences in a slot now.
@@ -104,6 +109,9 @@ impl Metrics {
             generated_tokens: AtomicU64::new(0),
             decode_passes: AtomicU64::new(0),
             decode_pass_rows: AtomicU64::new(0),
+            spec_verifications: AtomicU64::new(0),
+            spec_drafted: AtomicU64::new(0),
+            spec_accepted: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             active: AtomicU64::new(0),
             active_peak: AtomicU64::new(0),
@@ -127,6 +135,14 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format.
+    /// Adds a finished generation's speculation counts.
+    pub fn add_speculation(&self, s: &crate::speculative::SpecStats) {
+        self.spec_verifications
+            .fetch_add(s.verifications as u64, Relaxed);
+        self.spec_drafted.fetch_add(s.drafted as u64, Relaxed);
+        self.spec_accepted.fetch_add(s.accepted as u64, Relaxed);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(
@@ -145,7 +161,7 @@ impl Metrics {
             );
         }
         // (type, name, help, value) of each single-valued metric.
-        let scalars: [(&str, &str, &str, u64); 11] = [
+        let scalars: [(&str, &str, &str, u64); 14] = [
             (
                 "counter",
                 "wavefront_prompt_tokens_total",
@@ -175,6 +191,24 @@ impl Metrics {
                 "wavefront_decode_pass_rows_total",
                 "Sequences decoded in batched passes (summed over the passes).",
                 self.decode_pass_rows.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_speculative_verifications_total",
+                "Speculative verification forwards (each scores the drafts and gives one token more), over finished generations.",
+                self.spec_verifications.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_speculative_drafted_tokens_total",
+                "Drafted tokens scored by the verifications, over finished generations.",
+                self.spec_drafted.load(Relaxed),
+            ),
+            (
+                "counter",
+                "wavefront_speculative_accepted_tokens_total",
+                "Drafted tokens kept by the verifications, over finished generations.",
+                self.spec_accepted.load(Relaxed),
             ),
             (
                 "counter",

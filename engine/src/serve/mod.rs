@@ -25,6 +25,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use error::{ApiError, ServeError};
+pub use scheduler::Speculate;
 
 use crate::backend::Backend;
 use crate::context::{ContextBudget, ContextPlan};
@@ -123,14 +124,22 @@ pub fn model_id(path: &std::path::Path) -> String {
 
 /// Each slot's KV capacity: `requested`, or the model's context capped to what `slots`
 /// caches fit in the backend's free memory (after the weights, each slot's working memory and
-/// the reserve). Refused, before any allocation, when `slots` caches of it cannot fit.
+/// the reserve). Refused, before any allocation, when `slots` caches of it cannot fit. With a
+/// `draft` engine (`serve --draft`, on the same device) a slot holds the draft model's cache
+/// and working memory too, of the same capacity, within the shorter of the two contexts.
 pub fn slot_context<B: Backend>(
     engine: &Engine<B>,
+    draft: Option<&Engine<B>>,
     requested: Option<usize>,
     slots: usize,
 ) -> crate::Result<ContextPlan> {
-    let one = engine.context_plan(requested)?;
-    let b = one.budget;
+    let mut b = engine.context_plan(requested)?.budget;
+    if let Some(d) = draft {
+        let d = d.context_plan(None)?.budget;
+        b.model_context = b.model_context.min(d.model_context);
+        b.kv_bytes_per_position += d.kv_bytes_per_position;
+        b.scratch_bytes += d.scratch_bytes;
+    }
     let slots = slots.max(1);
     // The free memory shared out: a slot's share of what is left after the reserve.
     let budget = ContextBudget {
@@ -168,10 +177,12 @@ pub async fn shutdown_signal() {
 
 /// Serves `engine` until `shutdown` resolves, then stops accepting connections, lets the
 /// requests in flight finish (each within the timeout) and returns. The engine runs on the
-/// calling thread; `capacity` is each slot's KV capacity ([`slot_context`]); `on_ready` gets
-/// the bound address once the server accepts connections.
-pub fn run<B: Backend>(
-    engine: &Engine<B>,
+/// calling thread; `capacity` is each slot's KV capacity ([`slot_context`]); every request
+/// speculates as `spec` says; `on_ready` gets the bound address once the server accepts
+/// connections.
+pub fn run<'e, B: Backend>(
+    engine: &'e Engine<B>,
+    spec: Option<Speculate<'e, B>>,
     tokenizer: Arc<Tokenizer>,
     capacity: usize,
     opts: &ServeOptions,
@@ -229,7 +240,14 @@ pub fn run<B: Backend>(
         })
         .map_err(ServeError::Http)?;
     on_ready(local);
-    scheduler::run(engine, &tokenizer, jobs, opts.slots, &metrics);
+    scheduler::run(
+        engine,
+        &tokenizer,
+        jobs,
+        opts.slots,
+        spec.as_ref(),
+        &metrics,
+    );
     http.join().map_err(|_| ServeError::HttpPanicked)?
 }
 

@@ -17,6 +17,12 @@
 //! multiple of the engine's `max_batch`, are not prefilled again, and the tokens stay those of a
 //! fresh generation); with no idle slot it gets a new sequence. Live sequences, generating or
 //! idle, are at most `slots`: the memory `serve::slot_context` planned for.
+//!
+//! Speculation (`serve --lookup` / `--draft`): every request's generator drafts and verifies
+//! as `wavefront run --lookup` / `--draft` does (its own draft KV cache with a draft model), so
+//! a served request still returns `run`'s tokens for the same settings and seed — with lookup,
+//! the tokens of plain decoding. A speculating sequence verifies in its own forward (k + 1
+//! rows), not in the round's batched pass; once adaptive k switches it off it joins the passes.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
@@ -30,6 +36,7 @@ use super::metrics::Metrics;
 use crate::backend::Backend;
 use crate::generate::{cached_prefix, FinishReason, GenerationRequest, Generator, Step};
 use crate::model::{DecodeBatch, Engine, Sequence};
+use crate::speculative::{DraftParams, LookupParams};
 use crate::tokenizer::Tokenizer;
 
 /// What the engine thread tells a request's handler.
@@ -107,6 +114,27 @@ impl Queue {
     }
 }
 
+/// Speculative decoding for every request the server runs.
+pub enum Speculate<'e, B: Backend> {
+    /// Prompt lookup (`--lookup N`).
+    Lookup(LookupParams),
+    /// A draft model (`--draft MODEL`), its engine on a backend of the target's kind.
+    Draft {
+        engine: &'e Engine<B>,
+        params: DraftParams,
+    },
+}
+
+impl<'e, B: Backend> Speculate<'e, B> {
+    /// `gen` set to speculate.
+    fn apply(&self, gen: Generator<'e, B>) -> crate::Result<Generator<'e, B>> {
+        match self {
+            Speculate::Lookup(p) => gen.with_lookup(*p),
+            Speculate::Draft { engine, params } => gen.with_draft(engine, *params),
+        }
+    }
+}
+
 /// A sequence in a slot.
 struct Active<'e, B: Backend> {
     gen: Generator<'e, B>,
@@ -152,10 +180,18 @@ impl<B: Backend> Active<'_, B> {
         None
     }
 
+    /// Adds a generation's speculation counts, once, as it ends.
+    fn count_speculation(&self, metrics: &Metrics) {
+        if let Some(stats) = self.gen.spec_stats() {
+            metrics.add_speculation(&stats);
+        }
+    }
+
     /// The round's step result, passed on to the client.
     fn after(&mut self, step: Result<Option<Step>, String>, metrics: &Metrics) -> After {
         match step {
             Err(e) => {
+                self.count_speculation(metrics);
                 let _ = self.events.send(Event::Failed(ApiError::internal(e)));
                 After::Broken
             }
@@ -188,6 +224,8 @@ impl<B: Backend> Active<'_, B> {
                             prompt_tokens: self.gen.timings().prompt_tokens,
                             completion_tokens: self.gen.generated().len(),
                         };
+                        // Counted before the client hears of the end.
+                        self.count_speculation(metrics);
                         let _ = self.events.send(Event::Done {
                             finish: finish.clone(),
                             usage,
@@ -208,6 +246,7 @@ fn admit<'e, B: Backend>(
     tokenizer: &'e Tokenizer,
     job: Job,
     idle: &mut Vec<Idle<B>>,
+    spec: Option<&Speculate<'e, B>>,
     metrics: &Metrics,
 ) -> Option<Active<'e, B>> {
     if job.events.is_closed() {
@@ -231,6 +270,10 @@ fn admit<'e, B: Backend>(
             Generator::resume(engine, Some(tokenizer), job.request, seq, &prefilled)
         }
         None => Generator::new(engine, Some(tokenizer), job.request),
+    };
+    let started = match spec {
+        Some(spec) => started.and_then(|g| spec.apply(g)),
+        None => started,
     };
     match started {
         Ok(gen) => {
@@ -262,15 +305,16 @@ fn admit<'e, B: Backend>(
 }
 
 /// Runs until the queue's every sender is gone (the HTTP side has shut down) and the last
-/// admitted sequence has finished.
-pub fn run<B: Backend>(
-    engine: &Engine<B>,
-    tokenizer: &Tokenizer,
+/// admitted sequence has finished; every request speculates as `spec` says.
+pub fn run<'e, B: Backend>(
+    engine: &'e Engine<B>,
+    tokenizer: &'e Tokenizer,
     jobs: Receiver<Job>,
     slots: usize,
+    spec: Option<&Speculate<'e, B>>,
     metrics: &Metrics,
 ) {
-    let mut active: Vec<Active<'_, B>> = Vec::with_capacity(slots);
+    let mut active: Vec<Active<'e, B>> = Vec::with_capacity(slots);
     let mut idle: Vec<Idle<B>> = Vec::with_capacity(slots);
     let mut batch = DecodeBatch::new();
     let mut open = true;
@@ -296,7 +340,7 @@ pub fn run<B: Backend>(
                 }
             };
             metrics.queue_depth.fetch_sub(1, Relaxed);
-            if let Some(a) = admit(engine, tokenizer, job, &mut idle, metrics) {
+            if let Some(a) = admit(engine, tokenizer, job, &mut idle, spec, metrics) {
                 active.push(a);
                 metrics.set_active(active.len());
             }
