@@ -524,8 +524,9 @@ fn greedy_stream(steps: &[Step]) -> Stream {
 /// rule ([`check_greedy`]): identical, or at the first divergence each side's token in the
 /// other's top 5 with both logit gaps under the bound the suite allows the engine against the
 /// reference ([`greedy_gap`] of the engine's derived logits tolerance, from the plain decode's
-/// own logits). Sampled cases are left to the CPU's exact check (a sampled divergence needs
-/// both full distributions). A run's `mismatch` is the rule's failure; an explained divergence
+/// own logits). With penalties the tokens are judged on the penalised logits, the row greedy
+/// picks from, under the bound scaled by [`penalty_gain`]. Sampled cases are left to the CPU's
+/// exact check (a sampled divergence needs both full distributions). A run's `mismatch` is the rule's failure; an explained divergence
 /// is noted in its `setting`.
 pub fn check_greedy_divergence<B: Backend>(
     make: &dyn Fn() -> Result<B>,
@@ -558,6 +559,13 @@ pub fn check_greedy_divergence<B: Backend>(
     })
 }
 
+/// How much the repetition penalty can scale a logit's error: p on a negative logit (× p), 1/p
+/// on a positive one (÷ p); 1 without it.
+pub fn penalty_gain(s: &SamplingParams) -> f32 {
+    let p = s.repeat_penalty;
+    p.max(1.0 / p)
+}
+
 /// One greedy case under the GPU's divergence rule ([`check_greedy_divergence`]): the plain
 /// generation of `request` (with the 10 most likely tokens of every step) and the one
 /// `speculate` makes speculative.
@@ -574,10 +582,14 @@ fn divergence_run<'a, B: Backend>(
         logprobs: Some(10),
         ..request.clone()
     };
-    let gap = greedy_gap(tol, &engine_greedy(engine, &request.prompt, 1)?);
-    let mut plain = Generator::new(engine, tok, request.clone())?;
+    // Greedy with penalties picks the argmax of the penalised logits: the rule judges that row
+    // (`logprobs_after_penalties`). The repetition penalty scales a logit by p or 1/p, and with
+    // it the logit's error; presence and frequency penalties shift it by a constant.
+    let gain = penalty_gain(&request.sampling);
+    let gap = gain * greedy_gap(tol, &engine_greedy(engine, &request.prompt, 1)?);
+    let mut plain = Generator::new(engine, tok, request.clone())?.logprobs_after_penalties();
     let (want, want_finish) = run_all(&mut plain)?;
-    let mut spec = speculate(Generator::new(engine, tok, request)?)?;
+    let mut spec = speculate(Generator::new(engine, tok, request)?.logprobs_after_penalties())?;
     let (got, got_finish) = match run_all(&mut spec) {
         Ok(r) => r,
         Err(e) => (Vec::new(), format!("error: {e}")),
@@ -634,12 +646,9 @@ pub fn check_draft_greedy_divergence<B: Backend>(
     let engine = Engine::new(make()?, model, EngineOptions::default())?;
     let draft_engine = Engine::new(make()?, draft, EngineOptions::default())?;
     let prompt = repeating_prompt(0x5bec, 40, model.config.vocab_size);
-    // Greedy with penalties picks the argmax of the penalised logits, while the rule judges
-    // near-ties on the raw ones (the logprobs): those cases are left to the CPU's exact check,
-    // as sampled ones are.
     let runs = draft_cases(&prompt, planted)
         .iter()
-        .filter(|c| c.identical && !c.request.sampling.penalizes())
+        .filter(|c| c.identical)
         .map(|c| {
             divergence_run(&engine, model, &c.name, &c.request, |g| {
                 g.with_draft(&draft_engine, c.draft)

@@ -350,9 +350,8 @@ fn the_gpu_draft_divergence_check_passes_identity_and_catches_a_planted_bug() {
     let clean = run(&fixtures[0].0, None);
     println!("{}", clean.markdown());
     assert!(clean.all_pass(), "{}", clean.markdown());
-    // The unpenalised greedy cases: greedy with penalties is left to the exact CPU check (the
-    // divergence rule judges raw logits; those cases choose on penalised ones).
-    assert_eq!(clean.runs.len(), 5, "the unpenalised greedy cases");
+    // Every greedy case, penalised ones judged on their penalised logits.
+    assert_eq!(clean.runs.len(), 7, "the greedy cases");
     assert!(
         clean.runs.iter().all(|r| !r.setting.contains("diverged")),
         "{}",
@@ -367,4 +366,53 @@ fn the_gpu_draft_divergence_check_passes_identity_and_catches_a_planted_bug() {
         caught,
         "AcceptInverted passed the divergence rule everywhere"
     );
+}
+
+/// `Generator::logprobs_after_penalties`: with penalties, every greedy token is the first of
+/// its step's top list (the row greedy picks from), where the raw logits' top list does not
+/// always start with it; without the flag the lists are the raw ones; plain and lookup agree.
+#[test]
+fn penalised_logprobs_rank_the_greedy_choice_first() {
+    use wavefront::{Engine, EngineOptions, SamplingParams};
+    let model = wavefront::load(&common::fixture_models()[0].0).unwrap();
+    let engine = Engine::new(CpuBackend::default(), &model, EngineOptions::default()).unwrap();
+    let prompt =
+        wavefront_conformance::speculative::repeating_prompt(0x5bec, 40, model.config.vocab_size);
+    let request = GenerationRequest {
+        max_tokens: 24,
+        logprobs: Some(5),
+        sampling: SamplingParams {
+            repeat_penalty: 1.3,
+            presence_penalty: 0.5,
+            frequency_penalty: 0.25,
+            ..SamplingParams::greedy()
+        },
+        repeat_last_n: 8,
+        ..GenerationRequest::new(prompt)
+    };
+    let steps = |penalised: bool, lookup: bool| {
+        let mut g = Generator::new(&engine, None, request.clone()).unwrap();
+        if penalised {
+            g = g.logprobs_after_penalties();
+        }
+        if lookup {
+            g = g.with_lookup(LookupParams::new(4)).unwrap();
+        }
+        let mut out = Vec::new();
+        while let Some(s) = g.step().unwrap() {
+            if let Some(t) = s.token {
+                out.push((t, s.logprobs.unwrap()));
+            }
+        }
+        out
+    };
+    let (raw, penalised) = (steps(false, false), steps(true, false));
+    assert_eq!(raw.len(), 24);
+    let tokens =
+        |v: &[(u32, wavefront::TokenLogprobs)]| -> Vec<u32> { v.iter().map(|(t, _)| *t).collect() };
+    assert_eq!(tokens(&raw), tokens(&penalised));
+    assert!(penalised.iter().all(|(t, lp)| lp.top[0].0 == *t));
+    let raw_disagrees = raw.iter().filter(|(t, lp)| lp.top[0].0 != *t).count();
+    assert!(raw_disagrees > 0, "the penalties never changed the choice");
+    assert_eq!(steps(true, true), penalised);
 }

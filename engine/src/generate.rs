@@ -251,6 +251,8 @@ pub struct Generator<'a, B: Backend> {
     step_start: Option<(Instant, bool)>,
     /// Speculation, when asked for.
     spec: Option<Speculation<'a, B>>,
+    /// Log-probabilities of the penalised logits ([`Generator::logprobs_after_penalties`]).
+    penalised_logprobs: bool,
 }
 
 /// How many of `prompt`'s first tokens equal those of `prefilled` whose KV a cache of `cached`
@@ -337,6 +339,7 @@ impl<'a, B: Backend> Generator<'a, B> {
             prefill_pos: reused,
             step_start: None,
             spec: None,
+            penalised_logprobs: false,
             request,
             seq,
         }
@@ -400,6 +403,17 @@ impl<'a, B: Backend> Generator<'a, B> {
             handed_off: false,
         });
         Ok(self)
+    }
+
+    /// Makes the steps' log-probabilities (with [`GenerationRequest::logprobs`]) those of the
+    /// logits after the request's penalties over its penalty window — the row greedy decoding
+    /// picks from — instead of the raw logits'. For the conformance suite's divergence rule,
+    /// which must judge near-ties on the row the choice was made from; the server reports the
+    /// raw ones.
+    #[doc(hidden)]
+    pub fn logprobs_after_penalties(mut self) -> Self {
+        self.penalised_logprobs = true;
+        self
     }
 
     /// Speculation's counts so far; `None` without speculation.
@@ -657,18 +671,18 @@ impl<'a, B: Backend> Generator<'a, B> {
     fn verify_rows(&mut self, logits: &[f32], draft: &[u32]) -> Result<usize> {
         let vocab = self.engine.config().vocab_size;
         let (params, window) = self.settings();
-        let n_logprobs = self.request.logprobs;
-        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
         let mut history = self.context.clone();
         let mut accepted = 0;
         for (i, row) in logits.chunks_exact(vocab).take(draft.len() + 1).enumerate() {
             let h = penalty_window(&history, window);
+            let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
             let sampled = crate::sampler::sample(row, &params, h, spec.rng.coin())?;
             let token = match (draft.get(i), spec.planted) {
                 (Some(&d), Some(SpecBug::AcceptUnchecked)) => d,
                 _ => sampled,
             };
-            let lp = n_logprobs.map(|n| TokenLogprobs::from_logits(row, token, n));
+            let lp = self.token_logprobs(row, token, &history)?;
+            let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
             spec.queue.push_back((token, lp));
             history.push(token);
             if draft.get(i) != Some(&token) {
@@ -676,11 +690,32 @@ impl<'a, B: Backend> Generator<'a, B> {
             }
             accepted += 1;
         }
+        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
         spec.stats.verifications += 1;
         spec.stats.drafted += draft.len();
         spec.stats.accepted += accepted;
         spec.stats.tokens += accepted + 1;
         Ok(accepted)
+    }
+
+    /// A token's log-probabilities at a position whose logits are `row` and whose context is
+    /// `history` (as the request asks: none, of the raw logits, or of the penalised ones).
+    fn token_logprobs(
+        &self,
+        row: &[f32],
+        token: u32,
+        history: &[u32],
+    ) -> Result<Option<TokenLogprobs>> {
+        let Some(n) = self.request.logprobs else {
+            return Ok(None);
+        };
+        if !self.penalised_logprobs || !self.request.sampling.penalizes() {
+            return Ok(Some(TokenLogprobs::from_logits(row, token, n)));
+        }
+        let (params, window) = self.settings();
+        let h = penalty_window(history, window);
+        let penalised = crate::sampler::penalized(row, &params, h)?;
+        Ok(Some(TokenLogprobs::from_logits(&penalised, token, n)))
     }
 
     /// Emits the oldest verified token.
@@ -699,9 +734,9 @@ impl<'a, B: Backend> Generator<'a, B> {
             .ok_or_else(|| Error::InvalidRequest("a step takes a token it began".into()))?;
         let token = self.engine.take_token(&mut self.seq)?;
         let logprobs = match self.request.logprobs {
-            Some(n) => {
+            Some(_) => {
                 let logits = self.engine.last_logits(&self.seq)?;
-                Some(TokenLogprobs::from_logits(&logits, token, n))
+                self.token_logprobs(&logits, token, &self.context)?
             }
             None => None,
         };

@@ -284,7 +284,7 @@ fn check_logits(logits: &[f32]) -> Result<()> {
 
 /// The checked parameters and logits, with the penalties applied (step 1 of both sampling
 /// paths); a logit a penalty overflows is an error.
-fn penalized(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
+pub fn penalized(logits: &[f32], params: &SamplingParams, history: &[u32]) -> Result<Vec<f32>> {
     params.validate()?;
     check_logits(logits)?;
     let mut l = logits.to_vec();

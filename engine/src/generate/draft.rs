@@ -2,7 +2,7 @@
 //! own sequence and coin stream, and the verification of its drafts by the Leviathan/Chen rule
 //! ([`crate::speculative::rule`], where the coin protocol is written down).
 
-use super::{not_speculating, penalty_window, Generator, TokenLogprobs};
+use super::{not_speculating, penalty_window, Generator};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::model::{Engine, Logits, Sequence};
@@ -87,12 +87,11 @@ impl<B: Backend> Generator<'_, B> {
     ) -> Result<usize> {
         let vocab = self.engine.config().vocab_size;
         let (params, window) = self.settings();
-        let n_logprobs = self.request.logprobs;
-        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
         let mut history = self.context.clone();
         let mut accepted = 0;
         for (i, row) in logits.chunks_exact(vocab).take(draft.len() + 1).enumerate() {
             let h = penalty_window(&history, window);
+            let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
             let (token, kept) = match (draft.get(i), q.get(i)) {
                 (Some(&x), Some(qi)) => {
                     let p = distribution(row, &params, h)?;
@@ -104,7 +103,8 @@ impl<B: Backend> Generator<'_, B> {
                 // The bonus token after every draft was kept: the plain decode's sample.
                 _ => (sample(row, &params, h, spec.rng.coin())?, false),
             };
-            let lp = n_logprobs.map(|n| TokenLogprobs::from_logits(row, token, n));
+            let lp = self.token_logprobs(row, token, &history)?;
+            let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
             spec.queue.push_back((token, lp));
             history.push(token);
             if !kept {
@@ -112,6 +112,7 @@ impl<B: Backend> Generator<'_, B> {
             }
             accepted += 1;
         }
+        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
         spec.stats.verifications += 1;
         spec.stats.drafted += draft.len();
         spec.stats.accepted += accepted;
