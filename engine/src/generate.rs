@@ -690,11 +690,11 @@ impl<'a, B: Backend> Generator<'a, B> {
             }
             accepted += 1;
         }
-        let spec = self.spec.as_mut().ok_or_else(not_speculating)?;
-        spec.stats.verifications += 1;
-        spec.stats.drafted += draft.len();
-        spec.stats.accepted += accepted;
-        spec.stats.tokens += accepted + 1;
+        self.spec
+            .as_mut()
+            .ok_or_else(not_speculating)?
+            .stats
+            .record(draft.len(), accepted);
         Ok(accepted)
     }
 

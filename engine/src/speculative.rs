@@ -60,25 +60,12 @@ impl LookupParams {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !(1..=MAX_DRAFT).contains(&self.max_draft) {
-            return Err(Error::invalid_param(
-                "lookup",
-                self.max_draft,
-                format!("in 1..={MAX_DRAFT} (drafted tokens a verification scores)"),
-            ));
-        }
+        check_draft_limits("lookup", self.max_draft, self.min_acceptance)?;
         if !(1..=MAX_NGRAM).contains(&self.ngram) {
             return Err(Error::invalid_param(
                 "lookup_ngram",
                 self.ngram,
                 format!("in 1..={MAX_NGRAM}"),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.min_acceptance) {
-            return Err(Error::invalid_param(
-                "min_acceptance",
-                self.min_acceptance,
-                "in [0, 1] (0 = never off)",
             ));
         }
         Ok(())
@@ -136,22 +123,28 @@ impl DraftParams {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !(1..=MAX_DRAFT).contains(&self.max_draft) {
-            return Err(Error::invalid_param(
-                "draft_k",
-                self.max_draft,
-                format!("in 1..={MAX_DRAFT} (drafted tokens a verification scores)"),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.min_acceptance) {
-            return Err(Error::invalid_param(
-                "min_acceptance",
-                self.min_acceptance,
-                "in [0, 1] (0 = never off)",
-            ));
-        }
-        Ok(())
+        check_draft_limits("draft_k", self.max_draft, self.min_acceptance)
     }
+}
+
+/// The checks both drafters' settings share: the draft length (named `k_name`, the flag that
+/// sets it) and the acceptance floor.
+fn check_draft_limits(k_name: &'static str, max_draft: usize, min_acceptance: f64) -> Result<()> {
+    if !(1..=MAX_DRAFT).contains(&max_draft) {
+        return Err(Error::invalid_param(
+            k_name,
+            max_draft,
+            format!("in 1..={MAX_DRAFT} (drafted tokens a verification scores)"),
+        ));
+    }
+    if !(0.0..=1.0).contains(&min_acceptance) {
+        return Err(Error::invalid_param(
+            "min_acceptance",
+            min_acceptance,
+            "in [0, 1] (0 = never off)",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `draft` can draft for `target`: the same vocabulary size and, when the target
@@ -247,6 +240,15 @@ pub struct SpecStats {
 }
 
 impl SpecStats {
+    /// Counts a verification that scored `drafted` drafts and kept `accepted` of them (and
+    /// gave one token more).
+    pub fn record(&mut self, drafted: usize, accepted: usize) {
+        self.verifications += 1;
+        self.drafted += drafted;
+        self.accepted += accepted;
+        self.tokens += accepted + 1;
+    }
+
     /// Accepted / drafted; `None` with nothing drafted.
     pub fn acceptance(&self) -> Option<f64> {
         (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
