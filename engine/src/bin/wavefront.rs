@@ -131,22 +131,10 @@ struct ServeArgs {
     /// that takes `tools`; tool calls are read in the format it shows).
     #[arg(long, value_name = "FILE")]
     chat_template: Option<PathBuf>,
-    /// Speculative decoding with prompt lookup for every request, as `run --lookup N`: drafts
-    /// of up to N tokens (1..=64), verified in one forward; the replies are those without.
-    /// A speculating sequence verifies in its own pass, outside the batched ones.
-    #[arg(long, value_name = "N")]
-    lookup: Option<usize>,
-    /// The n-gram --lookup matches (then shorter ones, down to one token); 1..=16.
-    #[arg(long, value_name = "M", default_value_t = 3, requires = "lookup")]
-    lookup_ngram: usize,
-    /// Speculative decoding with a draft model for every request, as `run --draft MODEL` (a
-    /// path or a known name; same tokenizer as --model): each slot also holds the draft's
-    /// KV cache. A request's reply is `run --draft`'s for the same settings and seed.
-    #[arg(long, value_name = "MODEL", conflicts_with = "lookup")]
-    draft: Option<PathBuf>,
-    /// Most tokens --draft proposes a verification; 1..=64.
-    #[arg(long, value_name = "N", default_value_t = 5, requires = "draft")]
-    draft_k: usize,
+    /// Speculation for every request, as `run`'s (a speculating sequence verifies in its own
+    /// pass, outside the batched ones; with --draft each slot also holds the draft's KV cache).
+    #[command(flatten)]
+    spec: SpecArgs,
 }
 
 #[derive(clap::Args)]
@@ -317,6 +305,13 @@ struct RunArgs {
     kv_type: Option<KvType>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
+    #[command(flatten)]
+    spec: SpecArgs,
+}
+
+/// `run`'s and `serve`'s speculation flags.
+#[derive(clap::Args)]
+struct SpecArgs {
     /// Speculative decoding with prompt lookup: each step drafts up to N tokens (1..=64) from
     /// the tokens that followed the last n-gram's latest occurrence in the prompt or the output,
     /// and verifies them in one forward. The output is the one without (greedy or seeded).
@@ -462,11 +457,11 @@ fn run(args: RunArgs) -> Result<()> {
     // The flags first, then the backend (`--backend gpu` without a GPU), then the model: a bad
     // value fails at once, before anything is loaded.
     let request = request_settings(&args)?;
-    lookup_settings(args.lookup, args.lookup_ngram)?;
-    draft_settings(args.draft.as_ref(), args.draft_k)?;
+    lookup_settings(args.spec.lookup, args.spec.lookup_ngram)?;
+    draft_settings(args.spec.draft.as_ref(), args.spec.draft_k)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
-    let draft = load_draft(args.draft.as_ref(), &model)?;
+    let draft = load_draft(args.spec.draft.as_ref(), &model)?;
     // The engine holds its own copy of the weights: the file's mapping goes once it is built
     // (else its pages count twice in the resident memory of a CPU run).
     match gpu {
@@ -553,11 +548,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let lookup = lookup_settings(args.lookup, args.lookup_ngram)?;
-    let draft_params = draft_settings(args.draft.as_ref(), args.draft_k)?;
+    let lookup = lookup_settings(args.spec.lookup, args.spec.lookup_ngram)?;
+    let draft_params = draft_settings(args.spec.draft.as_ref(), args.spec.draft_k)?;
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
     let mut model = load(args.model.clone())?;
-    let draft = load_draft(args.draft.as_ref(), &model)?;
+    let draft = load_draft(args.spec.draft.as_ref(), &model)?;
     opts.model_id = wavefront::serve::model_id(&model.path);
     let mut tokenizer = model
         .tokenizer
@@ -1066,10 +1061,13 @@ fn generate<B: Backend>(
     let plan = engine.context_plan(request.context)?;
     request.context = Some(plan.capacity);
     let mut gen = Generator::new(engine, Some(tokenizer), request)?;
-    if let Some(l) = lookup_settings(args.lookup, args.lookup_ngram)? {
+    if let Some(l) = lookup_settings(args.spec.lookup, args.spec.lookup_ngram)? {
         gen = gen.with_lookup(l)?;
     }
-    if let (Some(d), Some(p)) = (draft, draft_settings(args.draft.as_ref(), args.draft_k)?) {
+    if let (Some(d), Some(p)) = (
+        draft,
+        draft_settings(args.spec.draft.as_ref(), args.spec.draft_k)?,
+    ) {
         gen = gen.with_draft(d, p)?;
     }
     if text_mode {
