@@ -33,6 +33,12 @@ pub struct BenchOptions {
     /// Batched decode tests (rows `tgN xB`): B sequences at depth 0 decoded together, greedy,
     /// in the engine's batched passes ([`Engine::queue_decode_batch`]); tok/s over all of them.
     pub batches: Vec<usize>,
+    /// Verification tests (rows `verifyK`, `verifyK@dD` at each depth): one forward of K + 1
+    /// rows (the last token and K drafts) with every row's logits read back, as a speculative
+    /// decoder verifies ([`crate::Generator::with_lookup`]), rolled back after each; rate =
+    /// verifications per second, and the cost in decode steps against the greedy `tgN` row of
+    /// the same depth.
+    pub verify: Vec<usize>,
 }
 
 /// How the decode tests pick tokens.
@@ -96,6 +102,7 @@ impl Default for BenchOptions {
             reps: 5,
             sampling: vec![BenchSampling::Greedy],
             batches: Vec::new(),
+            verify: Vec::new(),
         }
     }
 }
@@ -133,6 +140,14 @@ impl BenchOptions {
                 "from 2 to 4096 sequences (batch 1 is the tgN row)",
             ));
         }
+        let most = crate::speculative::MAX_DRAFT;
+        if let Some(&k) = self.verify.iter().find(|&&k| !(1..=most).contains(&k)) {
+            return Err(Error::invalid_param(
+                "verify",
+                k,
+                format!("in 1..={most} (drafted tokens a verification scores)"),
+            ));
+        }
         if let Some(&p) = self.pp.iter().find(|p| p.checked_add(1).is_none()) {
             return Err(Error::invalid_param("pp", p, "below 2^64 - 1"));
         }
@@ -165,6 +180,10 @@ pub struct BenchRow {
     pub bytes_per_token: Option<usize>,
     /// Bandwidth roofline for decode tests: copy bandwidth / bytes_per_token.
     pub roofline_tok_s: Option<f64>,
+    /// Verification tests: the median verification's time in greedy decode steps of the same
+    /// depth (its `tgN` row), when that row ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_steps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -261,7 +280,12 @@ pub fn run<B: Backend>(
     opts.validate()?;
     let kv_bytes_per_token = engine.kv_layout(1).bytes_per_position();
     // Every test's cache must fit: refuse before allocating anything.
-    let deepest = opts.depths.iter().max().copied().unwrap_or(0) + opts.tg + 2;
+    let longest_step = opts
+        .verify
+        .iter()
+        .max()
+        .map_or(opts.tg, |&k| k.max(opts.tg));
+    let deepest = opts.depths.iter().max().copied().unwrap_or(0) + longest_step + 2;
     let longest = opts.pp.iter().max().copied().unwrap_or(0);
     engine.context_plan(Some(deepest.max(longest + 1)))?;
     let copy_gb_s = copy_bandwidth(b, 256 << 20, opts.reps)?;
@@ -286,6 +310,7 @@ pub fn run<B: Backend>(
             samples,
             bytes_per_token: None,
             roofline_tok_s: None,
+            decode_steps: None,
         });
     }
 
@@ -335,6 +360,55 @@ pub fn run<B: Backend>(
                 samples,
                 bytes_per_token: Some(bytes),
                 roofline_tok_s: Some(copy_gb_s * 1e9 / bytes as f64),
+                decode_steps: None,
+            });
+        }
+    }
+    // verifyK at each depth: tg forwards of K + 1 rows a repetition, each reading back every
+    // row's logits and rolled back to the depth (the cache as a speculative decoder leaves it
+    // after rejecting every draft).
+    for &depth in &opts.depths {
+        for &k in &opts.verify {
+            let mut seq = engine.new_sequence(depth + k + 2)?;
+            if depth > 0 {
+                fill_cache(engine, &mut seq, depth)?;
+            }
+            let input = tokens(k + 1, c.vocab_size, 3);
+            let mut samples = Vec::new();
+            for rep in 0..=opts.reps {
+                let ms = b.time_ms(&mut || {
+                    for _ in 0..opts.tg {
+                        seq.cache.rollback_to(depth)?;
+                        engine.forward(&mut seq, &input, Logits::All)?;
+                    }
+                    Ok(())
+                })?;
+                if rep > 0 {
+                    samples.push(opts.tg as f64 / (ms / 1e3));
+                }
+            }
+            let test = if depth == 0 {
+                format!("verify{k}")
+            } else {
+                format!("verify{k}@d{depth}")
+            };
+            let step_row = if depth == 0 {
+                format!("tg{}", opts.tg)
+            } else {
+                format!("tg{}@d{depth}", opts.tg)
+            };
+            let tok_s = median(samples.clone());
+            let decode_steps = rows
+                .iter()
+                .find(|r: &&BenchRow| r.test == step_row)
+                .map(|r| r.tok_s / tok_s);
+            rows.push(BenchRow {
+                test,
+                tok_s,
+                samples,
+                bytes_per_token: None,
+                roofline_tok_s: None,
+                decode_steps,
             });
         }
     }
@@ -382,6 +456,7 @@ pub fn run<B: Backend>(
             samples,
             bytes_per_token: None,
             roofline_tok_s: None,
+            decode_steps: None,
         });
     }
     Ok(BenchReport {
@@ -447,6 +522,23 @@ impl BenchReport {
                 r.test, r.tok_s
             ));
         }
+        let verify: Vec<&BenchRow> = self
+            .rows
+            .iter()
+            .filter(|r| r.test.starts_with("verify"))
+            .collect();
+        if !verify.is_empty() {
+            s.push_str("\nverifyK rows: one forward of K + 1 rows with every row's logits read back, rolled back after each (t/s = verifications per second).\n\n| test | verifications/s | ms each | × greedy decode step |\n|---|---:|---:|---:|\n");
+            for r in verify {
+                let steps = r.decode_steps.map_or("—".into(), |x| format!("{x:.2}"));
+                s.push_str(&format!(
+                    "| {} | {:.1} | {:.3} | {steps} |\n",
+                    r.test,
+                    r.tok_s,
+                    1e3 / r.tok_s
+                ));
+            }
+        }
         s
     }
 }
@@ -511,6 +603,7 @@ mod tests {
             reps: 1,
             sampling: vec![BenchSampling::Greedy, BenchSampling::Default],
             batches: vec![3],
+            verify: Vec::new(),
         };
         let r = run(&e, "tiny", &opts).unwrap();
         assert_eq!(r.decode_weight_bytes, e.decode_weight_bytes());
@@ -556,5 +649,60 @@ mod tests {
             assert!((roof - r.copy_gb_s * 1e9 / bytes as f64).abs() <= 1e-9 * roof);
         }
         assert!(r.markdown().contains("bytes/token"));
+    }
+
+    #[test]
+    fn verification_rows_time_k_plus_one_rows_against_the_decode_step() {
+        let e = tiny(false);
+        let opts = BenchOptions {
+            pp: vec![2],
+            tg: 3,
+            depths: vec![0, 8],
+            reps: 1,
+            verify: vec![1, 4],
+            ..BenchOptions::default()
+        };
+        let r = run(&e, "tiny", &opts).unwrap();
+        let verify: Vec<&BenchRow> = r
+            .rows
+            .iter()
+            .filter(|r| r.test.starts_with("verify"))
+            .collect();
+        let names: Vec<&str> = verify.iter().map(|r| r.test.as_str()).collect();
+        assert_eq!(names, ["verify1", "verify4", "verify1@d8", "verify4@d8"]);
+        for v in &verify {
+            let step = r
+                .rows
+                .iter()
+                .find(|t| t.test == v.test.replace("verify1", "tg3").replace("verify4", "tg3"))
+                .unwrap();
+            let steps = v.decode_steps.unwrap();
+            assert!(
+                (steps - step.tok_s / v.tok_s).abs() <= 1e-9 * steps,
+                "{}",
+                v.test
+            );
+            assert_eq!(v.samples.len(), 1);
+        }
+        let md = r.markdown();
+        assert!(md.contains("| verify4@d8 |"), "{md}");
+        assert!(md.contains("× greedy decode step"), "{md}");
+        // Without a greedy row of the depth there is no step to compare with.
+        let sampled_only = BenchOptions {
+            sampling: vec![BenchSampling::Default],
+            depths: vec![0],
+            verify: vec![2],
+            ..opts.clone()
+        };
+        let r = run(&e, "tiny", &sampled_only).unwrap();
+        let v = r.rows.iter().find(|r| r.test == "verify2").unwrap();
+        assert!(v.decode_steps.is_none() && v.tok_s > 0.0);
+        for k in [0, crate::speculative::MAX_DRAFT + 1] {
+            let bad = BenchOptions {
+                verify: vec![k],
+                ..opts.clone()
+            };
+            assert!(bad.validate().is_err(), "verify {k}");
+        }
     }
 }

@@ -172,6 +172,12 @@ struct BenchArgs {
     /// decoded together, greedy, in the engine's batched passes; tok/s over all of them).
     #[arg(long, value_delimiter = ',')]
     batch: Vec<usize>,
+    /// Verification tests, comma-separated draft lengths K (1..=64; rows "verifyK" at each
+    /// depth): one forward of K + 1 rows with every row's logits read back, as speculative
+    /// decoding verifies, timed against the greedy decode step of the same depth. Works with
+    /// --shape (no tokenizer needed).
+    #[arg(long, value_delimiter = ',')]
+    verify: Vec<usize>,
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
@@ -701,6 +707,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             .map(|s| wavefront::bench::BenchSampling::parse(s))
             .collect::<std::result::Result<_, _>>()?,
         batches: args.batch.clone(),
+        verify: args.verify.clone(),
         ..Default::default()
     };
     if !args.depth.is_empty() {
