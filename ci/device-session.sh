@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -617,6 +617,30 @@ rows)
     grep -cE "\| bit-identical \|" "$log"; grep -E "panicked|FAILED|differ" "$log" | head -20
     finish
     run_test golden_tokens; finish
+  fi
+  cat "$OUT/summary.md"
+  ;;
+spec)
+  # Speculation on the GPU (issue 13), in two calls as `rows`. Call 1 (carry .device/ops): the
+  # cost of a K+1-row verification in decode steps on the 1B and 8B shapes (bench --verify) at
+  # depths 0 and 8192. Call 2 (carry the model parts, PART=2): model_gpu's speculation tests
+  # (lookup and draft model under the greedy divergence rule, penalised cases judged on their
+  # penalised logits) at both waves.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  if [ "${PART:-1}" = 1 ]; then
+    for shape in llama-3.2-1b llama-3.1-8b; do
+      bench "verify-$shape" --shape "$shape" --reps 3 --depth 0,8192 --pp 1 --tg 32 --verify 1,4,8
+    done
+    for f in "$OUT"/bench-verify-*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+  else
+    model_from_parts
+    log="$OUT/test-model_gpu-speculation.log" start=$SECONDS
+    bin/model_gpu speculation --test-threads=1 --nocapture >"$log" 2>&1
+    echo "| test model_gpu speculation | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+    grep -E "panicked|FAILED|diverged" "$log" | head -20
+    finish
   fi
   cat "$OUT/summary.md"
   ;;
