@@ -173,10 +173,12 @@ fn linear_into(
     // Weight row `r`: its bytes when block-quantized (read in place), else converted to f32.
     let quant = quant_parts(w, k);
     let quant = quant.as_deref();
-    if n == 1 {
-        gemv(x, w, quant, row0, bias, out, k, m);
-    } else {
-        gemm(x, w, quant, row0, bias, out, p);
+    match quant {
+        _ if n == 1 => gemv(x, w, quant, row0, bias, out, k, m),
+        Some(parts) if n <= GEMV_ROWS && gemv_rows_on() => {
+            gemv_rows(x, parts, row0, bias, out, n, m)
+        }
+        _ => gemm(x, w, quant, row0, bias, out, p),
     }
 }
 
@@ -266,6 +268,58 @@ fn gemv(
                 } + b;
             }
         });
+}
+
+/// A few rows of quantized weights (a speculative verification, a short prefill chunk, a small
+/// batched pass): each weight row decoded once, in registers, for every input row
+/// ([`qrow::dot_rows`]), parallel over output features as [`gemv`]; each result bit for bit
+/// [`gemv`]'s for that row alone.
+/// Most input rows [`gemv_rows`] takes (in groups of [`qrow::DOT_ROWS`]); more go through
+/// [`gemm`], which converts each weight row to f32 once for all of them.
+const GEMV_ROWS: usize = 16;
+
+/// `WAVEFRONT_NO_GEMV_ROWS=1` sends a few rows through [`gemm`] instead (to compare; the
+/// results are the same bits either way). Read once.
+fn gemv_rows_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !std::env::var("WAVEFRONT_NO_GEMV_ROWS").is_ok_and(|v| v.trim() == "1"))
+}
+
+fn gemv_rows(
+    x: &[f32],
+    parts: &[Part<'_>],
+    row0: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    n: usize,
+    m: usize,
+) {
+    let chunk = CHUNK.max(m.div_ceil(4 * rayon::current_num_threads()));
+    // (m, n): each task's results contiguous, then transposed into out (n, m).
+    let mut t = vec![0.0f32; m * n];
+    t.par_chunks_mut(chunk * n)
+        .enumerate()
+        .for_each(|(c, block)| {
+            for (jj, res) in block.chunks_exact_mut(n).enumerate() {
+                let j = c * chunk + jj;
+                let (dtype, bytes) = quant_row(parts, row0 + j);
+                let k = x.len() / n;
+                for (g, r) in res.chunks_mut(qrow::DOT_ROWS).enumerate() {
+                    let x0 = g * qrow::DOT_ROWS * k;
+                    qrow::dot_rows(dtype, bytes, &x[x0..x0 + r.len() * k], r.len(), r);
+                }
+                if let Some(b) = bias {
+                    for v in res.iter_mut() {
+                        *v += b[j];
+                    }
+                }
+            }
+        });
+    for (i, o) in out[..n * m].chunks_exact_mut(m).enumerate() {
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = t[j * n + i];
+        }
+    }
 }
 
 /// Output features per task of the batched path: their f32 weights (`GEMM_COLS × k`) stay in

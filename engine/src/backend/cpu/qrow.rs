@@ -346,6 +346,60 @@ mod x86 {
         _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
     }
 
+    /// `out[i] = Σ x_i · w` for the `n` (1..=[`DOT_ROWS`]) rows of `x` (each `k` long) against
+    /// one row of `dtype`, decoded once for all of them; each result [`dot_avx512`]'s bit for bit
+    /// (per row the same two accumulators, fed in the same order, reduced the same way).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn dot_rows_avx512(
+        dtype: DType,
+        bytes: &[u8],
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let k = bytes.len() / dtype.block_bytes() * dtype.block_elems();
+        assert!((1..=DOT_ROWS).contains(&n) && x.len() >= n * k && out.len() >= n);
+        match n {
+            1 => rows::<1>(dtype, bytes, x, k, out),
+            2 => rows::<2>(dtype, bytes, x, k, out),
+            3 => rows::<3>(dtype, bytes, x, k, out),
+            4 => rows::<4>(dtype, bytes, x, k, out),
+            5 => rows::<5>(dtype, bytes, x, k, out),
+            6 => rows::<6>(dtype, bytes, x, k, out),
+            7 => rows::<7>(dtype, bytes, x, k, out),
+            _ => rows::<8>(dtype, bytes, x, k, out),
+        }
+    }
+
+    /// Compiled with the features itself (not only inlined into a function that has them), so
+    /// that the closure it hands the block decoder gets them too at every `R`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn rows<const R: usize>(
+        dtype: DType,
+        bytes: &[u8],
+        x: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        let p = x.as_ptr();
+        let mut a0 = [_mm512_setzero_ps(); R];
+        let mut a1 = [_mm512_setzero_ps(); R];
+        for_each16(dtype, bytes, |o, w| {
+            if o & 16 == 0 {
+                for (r, a) in a0.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(r * k + o)), w, *a);
+                }
+            } else {
+                for (r, a) in a1.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(r * k + o)), w, *a);
+                }
+            }
+        });
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+        }
+    }
+
     /// `out[i·stride + j] = Σ x_i · w_j` for `n` rows of `x` and `c` rows of `w` (all `k` long,
     /// a multiple of 32), each in [`dot_avx512`]'s order: its result bit for bit.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
@@ -545,6 +599,34 @@ fn dot_at(l: Level, dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
     }
 }
 
+/// Most input rows [`dot_rows`] takes at once.
+pub const DOT_ROWS: usize = 8;
+
+/// `out[i] = Σ x_i · w` for the `n` (1..=[`DOT_ROWS`]) rows of `x`, each as long as the row
+/// `w` of `dtype` (its `bytes`): each result bit for bit what [`dot`] gives for that row (batch
+/// invariance), the row decoded once for all of them where the CPU has AVX-512 (elsewhere one
+/// [`dot`] a row).
+pub fn dot_rows(dtype: DType, bytes: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
+    dot_rows_at(level(), dtype, bytes, x, n, out)
+}
+
+fn dot_rows_at(l: Level, dtype: DType, bytes: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
+    assert!(supports(dtype), "{dtype}");
+    assert!(levels().contains(&l), "{l:?}");
+    assert!((1..=DOT_ROWS).contains(&n), "{n} rows");
+    let k = bytes.len() / dtype.block_bytes() * dtype.block_elems();
+    match l {
+        // SAFETY: the CPU has the features the variant is compiled with (`levels`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::dot_rows_avx512(dtype, bytes, x, n, out) },
+        _ => {
+            for (i, o) in out[..n].iter_mut().enumerate() {
+                *o = dot_at(l, dtype, bytes, &x[i * k..(i + 1) * k]);
+            }
+        }
+    }
+}
+
 /// `out[i·stride + j] = Σ x_i · w_j` for the `n` rows of `x` and the `c` rows of `w`, all `k`
 /// long (a multiple of 32), where `w` holds rows of a block type as [`dequant`] gives them:
 /// each result bit for bit what [`dot`] gives for that row's blocks and `x_i` (the same
@@ -638,6 +720,27 @@ mod tests {
                         );
                     }
                     assert!(out[i * stride + rows_w].is_nan(), "wrote past the columns");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot_rows_are_bit_identical_to_dot_at_every_level() {
+        for l in levels() {
+            for &dtype in super::super::NATIVE_WEIGHTS {
+                let blocks = if dtype.block_elems() == 256 { 2 } else { 5 };
+                let k = blocks * dtype.block_elems();
+                let w = random_blocks(dtype, blocks, 11);
+                let mut rng = crate::sampler::CoinRng::new(3);
+                let x: Vec<f32> = (0..DOT_ROWS * k).map(|_| rng.coin() - 0.5).collect();
+                for n in 1..=DOT_ROWS {
+                    let mut out = vec![f32::NAN; n];
+                    dot_rows_at(l, dtype, &w, &x, n, &mut out);
+                    for (i, &o) in out.iter().enumerate() {
+                        let want = dot_at(l, dtype, &w, &x[i * k..(i + 1) * k]);
+                        assert_eq!(o.to_bits(), want.to_bits(), "{l:?} {dtype} n={n} row {i}");
+                    }
                 }
             }
         }
