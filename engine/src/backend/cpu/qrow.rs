@@ -521,8 +521,14 @@ pub fn level() -> Level {
 pub fn levels() -> Vec<Level> {
     [Level::Avx512, Level::Avx2, Level::Base]
         .into_iter()
-        .filter(|&l| l == Level::Base || detected() == Level::Avx512 || detected() == l)
+        .filter(|&l| runs(l))
         .collect()
+}
+
+/// Whether this CPU runs variant `l`. Checked on every row a product computes, so it must not
+/// allocate (checking with [`levels`] allocated a vector per dot product).
+fn runs(l: Level) -> bool {
+    l == Level::Base || detected() == Level::Avx512 || detected() == l
 }
 
 fn detected() -> Level {
@@ -569,7 +575,7 @@ pub fn dequant(dtype: DType, bytes: &[u8], out: &mut [f32]) {
 
 fn dequant_at(l: Level, dtype: DType, bytes: &[u8], out: &mut [f32]) {
     assert!(supports(dtype), "{dtype}");
-    assert!(levels().contains(&l), "{l:?}");
+    assert!(runs(l), "{l:?}");
     match l {
         // SAFETY: the CPU has the features each variant is compiled with (`levels`).
         #[cfg(target_arch = "x86_64")]
@@ -588,7 +594,7 @@ pub fn dot(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
 
 fn dot_at(l: Level, dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
     assert!(supports(dtype), "{dtype}");
-    assert!(levels().contains(&l), "{l:?}");
+    assert!(runs(l), "{l:?}");
     match l {
         // SAFETY: the CPU has the features each variant is compiled with (`levels`).
         #[cfg(target_arch = "x86_64")]
@@ -612,7 +618,7 @@ pub fn dot_rows(dtype: DType, bytes: &[u8], x: &[f32], n: usize, out: &mut [f32]
 
 fn dot_rows_at(l: Level, dtype: DType, bytes: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
     assert!(supports(dtype), "{dtype}");
-    assert!(levels().contains(&l), "{l:?}");
+    assert!(runs(l), "{l:?}");
     assert!((1..=DOT_ROWS).contains(&n), "{n} rows");
     let k = bytes.len() / dtype.block_bytes() * dtype.block_elems();
     match l {
@@ -652,7 +658,7 @@ fn dots_at(
         k.is_multiple_of(32),
         "rows of {k} elements are not whole 32-element groups"
     );
-    assert!(levels().contains(&l), "{l:?}");
+    assert!(runs(l), "{l:?}");
     match l {
         // SAFETY: the CPU has the features each variant is compiled with (`levels`).
         #[cfg(target_arch = "x86_64")]
