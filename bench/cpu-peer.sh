@@ -42,7 +42,15 @@ urllib.request.urlretrieve(urllib.parse.urljoin(index, href.split("#")[0]), dest
 PY
     tar -xzf "$WORK/src.tar.gz" -C "$WORK"
     SRC=$(ls -d "$WORK"/llama_cpp_python-*/vendor/llama.cpp)
-    cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    # The CPU's vector extensions, named from /proc/cpuinfo rather than -march=native: on a VM
+    # that advertises AMX without granting its tile state (this workplace's Sapphire Rapids
+    # guests), -march=native compiles ggml's AMX kernels and llama-bench dies of SIGILL.
+    has() { grep -qw "$1" /proc/cpuinfo && echo ON || echo OFF; }
+    cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
+        -DGGML_AVX="$(has avx)" -DGGML_AVX2="$(has avx2)" -DGGML_FMA="$(has fma)" \
+        -DGGML_F16C="$(has f16c)" -DGGML_AVX512="$(has avx512f)" \
+        -DGGML_AVX512_VBMI="$(has avx512vbmi)" -DGGML_AVX512_VNNI="$(has avx512_vnni)" \
+        -DGGML_AVX512_BF16="$(has avx512_bf16)" \
         -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
         -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >/dev/null
     cmake --build "$WORK/build" --target llama-bench -j "$THREADS" >/dev/null
