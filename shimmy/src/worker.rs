@@ -142,7 +142,7 @@ impl Start<'_> {
             model.tensors.clear();
             let model_context = engine.config().max_position_embeddings;
             let context = self.ctx_len.min(model_context);
-            let plan = wavefront::serve::slot_context(&engine, Some(context), slots)?;
+            let plan = wavefront::serve::slot_context(&engine, None, Some(context), slots)?;
             Ok((engine, plan.capacity, model_context))
         })();
         let (engine, capacity, model_context) = match built {
@@ -177,6 +177,6 @@ impl Start<'_> {
         if self.ready.send(Ok(answer)).is_err() {
             return;
         }
-        scheduler::run(&engine, &tokenizer, self.jobs, slots, self.metrics);
+        scheduler::run(&engine, &tokenizer, self.jobs, slots, None, self.metrics);
     }
 }
