@@ -94,6 +94,17 @@ model_from_parts() { # the default model from .device/m1..m3 (three calls' carri
   echo "$sha  $model" | sha256sum -c - || exit 3
 }
 
+default_model() { # the default model from whichever parts the calls carried: .device/m1..m3
+  # (three calls), else pack's two (model.part00 beside the binaries, .device/models), checked
+  if [ -d .device/m1 ]; then
+    model_from_parts
+    return
+  fi
+  mkdir -p "$(dirname "$model")"
+  cat .device/ops/model.part00 .device/models/model.part01 >"$model"
+  echo "$sha  $model" | sha256sum -c - || exit 3
+}
+
 gemma=$HOME/.cache/wavefront/models/gemma-3-270m-q4_k_m.gguf
 gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 gemma_bytes=253113024
@@ -236,13 +247,7 @@ smollm2)
   # prompt-lookup speculation against plain decode. The model comes from pack's two parts, or
   # (when the call carried .device/m1..m3, as batch-check) from three.
   unpack .device/ops
-  if [ -d .device/m1 ]; then
-    model_from_parts
-  else
-    mkdir -p "$(dirname "$model")"
-    cat .device/ops/model.part00 .device/models/model.part01 >"$model"
-    echo "$sha  $model" | sha256sum -c - || exit 3
-  fi
+  default_model
   begin_summary
   for t in $MODEL_TESTS; do run_test "${t#*:}"; finish; done
   start=$SECONDS
@@ -604,13 +609,7 @@ rows)
       finish
     fi
   else
-    if [ -d .device/m1 ]; then
-      model_from_parts
-    else
-      mkdir -p "$(dirname "$model")"
-      cat .device/ops/model.part00 .device/models/model.part01 >"$model"
-      echo "$sha  $model" | sha256sum -c - || exit 3
-    fi
+    default_model
     log="$OUT/test-model_gpu-batched.log" start=$SECONDS
     bin/model_gpu "${MODEL_FILTER-gpu_batched}" --test-threads=1 --nocapture >"$log" 2>&1
     echo "| test model_gpu ${MODEL_FILTER-gpu_batched} | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
@@ -635,7 +634,7 @@ spec)
     done
     for f in "$OUT"/bench-verify-*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
   else
-    model_from_parts
+    default_model
     log="$OUT/test-model_gpu-speculation.log" start=$SECONDS
     bin/model_gpu speculation --test-threads=1 --nocapture >"$log" 2>&1
     echo "| test model_gpu speculation | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
