@@ -460,6 +460,92 @@ pub fn perturb_final_norm(model: &mut LoadedModel, scale: f32, seed: u64) -> Res
     Ok(())
 }
 
+/// Whether a verification's rows are the decode steps' logits by bits on the model at `path`
+/// (a backend from `make`): after [`repeating_prompt`] (40 ids) prefilled, n = 2, 3, 5 and 11
+/// drafted ids run through [`Engine::forward_as_steps`] on one sequence and one at a time
+/// (one-row forwards: the decode step's products and fused attention) on another. Returns
+/// a line per n: `rows n: identical` or which rows differ and by how much.
+pub fn rows_as_steps<B: Backend>(
+    make: &dyn Fn() -> Result<B>,
+    path: &Path,
+) -> Result<Vec<(usize, Option<String>)>> {
+    let model = wavefront::load(path)?;
+    let engine = Engine::new(make()?, &model, EngineOptions::default())?;
+    let vocab = model.config.vocab_size;
+    let prompt = repeating_prompt(0x5bec, 40, vocab);
+    let ids = repeating_prompt(0x57e9, 11, vocab);
+    let mut out = Vec::new();
+    for n in [2, 3, 5, 11] {
+        let drafts = &ids[..n];
+        let mut rows_seq = engine.new_sequence(prompt.len() + n)?;
+        engine.forward(&mut rows_seq, &prompt, wavefront::Logits::Last)?;
+        let rows = engine.forward_as_steps(&mut rows_seq, drafts)?;
+        let mut one = engine.new_sequence(prompt.len() + n)?;
+        engine.forward(&mut one, &prompt, wavefront::Logits::Last)?;
+        let mut differ = Vec::new();
+        for (i, &id) in drafts.iter().enumerate() {
+            let step = engine.forward(&mut one, &[id], wavefront::Logits::All)?;
+            let step = step.unwrap_or_default();
+            let row = &rows[i * vocab..(i + 1) * vocab];
+            let worst = row
+                .iter()
+                .zip(&step)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let same = step.len() == vocab
+                && row
+                    .iter()
+                    .zip(&step)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+            if !same {
+                differ.push(format!("row {i} (max |diff| {worst:.3e})"));
+            }
+        }
+        out.push((n, (!differ.is_empty()).then(|| differ.join(", "))));
+    }
+    Ok(out)
+}
+
+/// SmolLM2's cases (the default model; kept short, the CPU decodes it at ~13 tok/s on CI): an
+/// input-grounded prompt (copy a text) where drafts are long and mostly accepted, greedy up to
+/// a stop string (k = 8), and sampled with penalties and log-probabilities (k = 6).
+pub fn smollm2_copy_cases(model: &LoadedModel) -> Vec<SpecCase> {
+    let Some(tok) = model.tokenizer.as_ref() else {
+        return Vec::new();
+    };
+    let text = "Rust is a general-purpose programming language emphasizing performance, \
+                type safety and concurrency.";
+    let Ok(copy) = tok.encode(
+        &format!("Copy the text exactly.\n\nText: {text}\n\nCopy: {text}\n\nCopy:"),
+        true,
+    ) else {
+        return Vec::new();
+    };
+    vec![
+        SpecCase {
+            name: "copy, greedy, stop \"safety\", k=8".into(),
+            request: GenerationRequest {
+                max_tokens: 24,
+                stop: vec!["safety".into()],
+                ..GenerationRequest::new(copy.clone())
+            },
+            lookup: LookupParams::new(8),
+        },
+        SpecCase {
+            name: "copy, sampled with penalties, logprobs 2, k=6".into(),
+            request: GenerationRequest {
+                max_tokens: 16,
+                sampling: crate::models::sampling_settings()[5],
+                repeat_last_n: 8,
+                seed: 9,
+                logprobs: Some(2),
+                ..GenerationRequest::new(copy)
+            },
+            lookup: LookupParams::new(6),
+        },
+    ]
+}
+
 /// [`cases`] over a [`repeating_prompt`] of 40 ids on the model at `path`, on a backend from
 /// `make`.
 pub fn check_speculation<B: Backend>(

@@ -9,10 +9,9 @@ mod common;
 use wavefront::backend::cpu::CpuBackend;
 use wavefront::speculative::{DraftParams, LookupParams, SpecBug};
 use wavefront::{GenerationRequest, Generator};
-use wavefront_conformance::models::sampling_settings;
 use wavefront_conformance::speculative::{
     check_cases, check_draft_models, check_draft_speculation, check_speculation,
-    perturb_final_norm, SpecCase, SpecReport,
+    perturb_final_norm, smollm2_copy_cases, SpecReport,
 };
 
 fn assert_identical(r: &SpecReport) {
@@ -54,6 +53,20 @@ fn lookup_speculation_is_the_plain_generation_on_every_fixture() {
     assert!(off > 0, "adaptive k never switched speculation off");
 }
 
+/// A verification's rows (`Engine::forward_as_steps`) are the decode steps' logits by bits on
+/// every fixture, at 2, 3, 5 and 11 rows.
+#[test]
+fn rows_as_decode_steps_are_the_steps_logits_by_bits_on_every_fixture() {
+    let make = || Ok(CpuBackend::default());
+    for (path, _) in common::fixture_models() {
+        let r = wavefront_conformance::speculative::rows_as_steps(&make, &path).unwrap();
+        assert_eq!(r.len(), 4);
+        for (n, differ) in r {
+            assert!(differ.is_none(), "{} rows {n}: {differ:?}", path.display());
+        }
+    }
+}
+
 /// Each planted speculation bug changes some stream the identity check compares.
 #[test]
 fn planted_speculation_bugs_are_caught() {
@@ -69,46 +82,17 @@ fn planted_speculation_bugs_are_caught() {
     }
 }
 
-/// SmolLM2 (the default model, Q4_1 blocks; kept short, CI decodes it at ~13 tok/s): an
-/// input-grounded prompt (copy a text) where drafts are long and mostly accepted, greedy up to
-/// a stop string, and sampled with penalties and log-probabilities.
+/// SmolLM2 (the default model, Q4_1 blocks): `smollm2_copy_cases`, copying a text greedy up to
+/// a stop string and sampled with penalties and log-probabilities.
 #[test]
 fn lookup_speculation_is_the_plain_generation_on_smollm2() {
     let path = wavefront::fetch::default_model().unwrap();
-    let r = check_cases(&|| Ok(CpuBackend::default()), &path, "cpu", &|model| {
-        let tok = model.tokenizer.as_ref().unwrap();
-        let text = "Rust is a general-purpose programming language emphasizing performance, \
-                    type safety and concurrency.";
-        let copy = tok
-            .encode(
-                &format!("Copy the text exactly.\n\nText: {text}\n\nCopy: {text}\n\nCopy:"),
-                true,
-            )
-            .unwrap();
-        vec![
-            SpecCase {
-                name: "copy, greedy, stop \"safety\", k=8".into(),
-                request: GenerationRequest {
-                    max_tokens: 24,
-                    stop: vec!["safety".into()],
-                    ..GenerationRequest::new(copy.clone())
-                },
-                lookup: LookupParams::new(8),
-            },
-            SpecCase {
-                name: "copy, sampled with penalties, logprobs 2, k=6".into(),
-                request: GenerationRequest {
-                    max_tokens: 16,
-                    sampling: sampling_settings()[5],
-                    repeat_last_n: 8,
-                    seed: 9,
-                    logprobs: Some(2),
-                    ..GenerationRequest::new(copy)
-                },
-                lookup: LookupParams::new(6),
-            },
-        ]
-    })
+    let r = check_cases(
+        &|| Ok(CpuBackend::default()),
+        &path,
+        "cpu",
+        &smollm2_copy_cases,
+    )
     .unwrap();
     println!("{}", r.markdown());
     assert_identical(&r);

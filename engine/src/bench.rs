@@ -35,7 +35,9 @@ pub struct BenchOptions {
     pub batches: Vec<usize>,
     /// Verification tests (rows `verifyK`, `verifyK@dD` at each depth): one forward of K + 1
     /// rows (the last token and K drafts) with every row's logits read back, as a speculative
-    /// decoder verifies ([`crate::Generator::with_lookup`]), rolled back after each; rate =
+    /// decoder verifies ([`crate::Generator::with_lookup`], through
+    /// [`Engine::verify_forward`]: the rows as decode steps when they fit a batched pass,
+    /// `WAVEFRONT_VERIFY_PREFILL=1` the prefill path), rolled back after each; rate =
     /// verifications per second, and the cost in decode steps against the greedy `tgN` row of
     /// the same depth.
     pub verify: Vec<usize>,
@@ -379,7 +381,7 @@ pub fn run<B: Backend>(
                 let ms = b.time_ms(&mut || {
                     for _ in 0..opts.tg {
                         seq.cache.rollback_to(depth)?;
-                        engine.forward(&mut seq, &input, Logits::All)?;
+                        engine.verify_forward(&mut seq, &input)?;
                     }
                     Ok(())
                 })?;
@@ -528,7 +530,12 @@ impl BenchReport {
             .filter(|r| r.test.starts_with("verify"))
             .collect();
         if !verify.is_empty() {
-            s.push_str("\nverifyK rows: one forward of K + 1 rows with every row's logits read back, rolled back after each (t/s = verifications per second).\n\n| test | verifications/s | ms each | × greedy decode step |\n|---|---:|---:|---:|\n");
+            let path = if crate::model::verify_prefill() {
+                "every verification as a prefill chunk (WAVEFRONT_VERIFY_PREFILL=1)"
+            } else {
+                "the rows computed as decode steps when K + 1 fits a batched pass (Engine::verify_forward), else as a prefill chunk"
+            };
+            s.push_str(&format!("\nverifyK rows: one forward of K + 1 rows with every row's logits read back, rolled back after each (t/s = verifications per second); {path}.\n\n| test | verifications/s | ms each | × greedy decode step |\n|---|---:|---:|---:|\n"));
             for r in verify {
                 let steps = r.decode_steps.map_or("—".into(), |x| format!("{x:.2}"));
                 s.push_str(&format!(

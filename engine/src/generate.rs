@@ -621,12 +621,15 @@ impl<'a, B: Backend> Generator<'a, B> {
             }
             // Draft up to k tokens, no more than the tokens still wanted after the one every
             // verification gives, nor the positions the cache has left.
+            // And no more than a batched pass's rows beside the last token, so that the
+            // verification takes the decode step's arithmetic (Engine::verify_forward).
             let budget = self.request.max_tokens - self.generated.len();
             let k = spec
                 .k
                 .next_k()
                 .min(budget - 1)
-                .min(self.seq.cache.remaining() - 1);
+                .min(self.seq.cache.remaining() - 1)
+                .min(self.engine.decode_batch_rows() - 1);
             let base = self.context.len();
             let (draft, q) = match &mut spec.drafter {
                 Drafter::Lookup { ngram } => (lookup_draft(&self.context, *ngram, k), None),
@@ -639,10 +642,7 @@ impl<'a, B: Backend> Generator<'a, B> {
             input.push(last);
             input.extend_from_slice(&draft);
             let before = self.seq.cache.len();
-            let logits = self
-                .engine
-                .forward(&mut self.seq, &input, Logits::All)?
-                .ok_or_else(not_speculating)?;
+            let logits = self.engine.verify_forward(&mut self.seq, &input)?;
             let accepted = match &q {
                 None => self.verify_rows(&logits, &draft)?,
                 Some(q) => self.verify_drafted(&logits, &draft, q)?,

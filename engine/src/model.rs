@@ -252,6 +252,9 @@ pub struct Sequence<B: Backend> {
     /// state, cache): a new value whenever one of them is (re)allocated, so a batched pass
     /// captured with the old ones is never replayed ([`DecodeBatch`]'s graphs).
     buffers: u64,
+    /// One row's tensors for [`Engine::forward_as_steps`] (where a backend that cannot address
+    /// a row of the chunk in place runs its attention), made on first use.
+    row_scratch: Option<Scratch<B>>,
 }
 
 impl<B: Backend> Sequence<B> {
@@ -267,6 +270,14 @@ impl<B: Backend> Sequence<B> {
             _ => Err(not_decoding()),
         }
     }
+}
+
+/// `WAVEFRONT_VERIFY_PREFILL=1`: [`Engine::verify_forward`] takes the prefill path for every
+/// verification (for A/B measurements), read once.
+pub fn verify_prefill() -> bool {
+    static PREFILL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PREFILL
+        .get_or_init(|| std::env::var("WAVEFRONT_VERIFY_PREFILL").is_ok_and(|v| v.trim() == "1"))
 }
 
 fn not_decoding() -> Error {
@@ -289,6 +300,16 @@ enum Rows<'a, 's, B: Backend> {
         cache: &'a mut KvCache<B::Tensor>,
         step: Option<&'a B::Step>,
         input: Input<'a>,
+    },
+    /// A chunk of one sequence computed as its decode steps would compute it, row by row
+    /// ([`Engine::forward_as_steps`]): the products over every row (batch-invariant, inside
+    /// [`Backend::invariant_rows`]), row i's RoPE, KV write and attention as a decode row at
+    /// position `cache.len() + i`, through `one` where the backend cannot address the row in
+    /// place.
+    Steps {
+        cache: &'a mut KvCache<B::Tensor>,
+        tokens: &'a [u32],
+        one: &'a mut Scratch<B>,
     },
     Batch(&'a mut [&'s mut Sequence<B>]),
 }
@@ -604,6 +625,7 @@ impl<B: Backend> Engine<B> {
             graph: None,
             decode_steps: 0,
             replays: 0,
+            row_scratch: None,
             buffers: next_buffers_serial(),
         })
     }
@@ -682,6 +704,64 @@ impl<B: Backend> Engine<B> {
             }
         }
         Ok((logits == Logits::All).then_some(all))
+    }
+
+    /// Runs `tokens` (at most [`Engine::decode_batch_rows`]) at the sequence's next positions
+    /// as that many decode steps would, and returns every row's logits (rows, vocab): row i's
+    /// are, bit for bit, the logits of the decode step at position `len + i` after the rows
+    /// before it (the products over all rows batch-invariant, as in a batched decode pass; each
+    /// row's RoPE, KV write and attention the decode step's at its position). A speculative
+    /// verification that reads them accepts exactly the tokens plain decoding gives, on every
+    /// backend, where [`Engine::forward`]'s prefill path (BLAS and the flash kernel on the GPU)
+    /// may round differently from a decode step.
+    pub fn forward_as_steps(&self, seq: &mut Sequence<B>, tokens: &[u32]) -> Result<Vec<f32>> {
+        let n = tokens.len();
+        if n == 0 || n > self.decode_batch_rows() {
+            return Err(Error::InvalidRequest(format!(
+                "a forward as decode steps takes 1..={} tokens, got {n}",
+                self.decode_batch_rows()
+            )));
+        }
+        seq.cache.check_room(n)?;
+        self.scratch(seq, n, n)?;
+        if seq.row_scratch.is_none() {
+            seq.row_scratch = Some(self.alloc_scratch(None, 1, 1)?);
+        }
+        seq.logits_ready = 0;
+        let Sequence {
+            cache,
+            scratch,
+            row_scratch,
+            ..
+        } = seq;
+        let s = scratch.as_mut().expect("allocated above");
+        let one = row_scratch.as_mut().expect("allocated above");
+        self.backend.invariant_rows(&mut || {
+            let rows = Rows::Steps {
+                cache: &mut *cache,
+                tokens,
+                one: &mut *one,
+            };
+            self.queue_forward(rows, s, Some((0, n)), None)
+        })?;
+        seq.cache.advance(n)?;
+        seq.logits_ready = n;
+        let s = seq.scratch.as_ref().expect("allocated above");
+        let mut v = self.backend.download_f32(&s.logits)?;
+        v.truncate(n * self.config.vocab_size);
+        Ok(v)
+    }
+
+    /// A speculative verification's forward: every row's logits (rows, vocab) of `tokens` at
+    /// the sequence's next positions, through [`Engine::forward_as_steps`] (each row the decode
+    /// step's logits, bit for bit) when the rows fit a batched pass, else [`Engine::forward`]'s
+    /// prefill path. `WAVEFRONT_VERIFY_PREFILL=1` takes the prefill path always (to compare).
+    pub fn verify_forward(&self, seq: &mut Sequence<B>, tokens: &[u32]) -> Result<Vec<f32>> {
+        if !verify_prefill() && tokens.len() <= self.decode_batch_rows() {
+            return self.forward_as_steps(seq, tokens);
+        }
+        let logits = self.forward(seq, tokens, Logits::All)?;
+        logits.ok_or_else(|| Error::InvalidRequest("a verification returned no logits".into()))
     }
 
     /// One forward of at most `max_batch` tokens, downloading every hidden state on the way.
@@ -1095,6 +1175,7 @@ impl<B: Backend> Engine<B> {
             Rows::One {
                 input: Input::Step, ..
             } => 1,
+            Rows::Steps { tokens, .. } => tokens.len(),
             Rows::Batch(seqs) => seqs.len(),
         };
         let (hidden, eps) = (c.hidden_size, c.rms_norm_eps);
@@ -1125,7 +1206,8 @@ impl<B: Backend> Engine<B> {
             Rows::One {
                 input: Input::Tokens(tokens),
                 ..
-            } => b.embedding(&self.embed, tokens, &mut s.x, ep)?,
+            }
+            | Rows::Steps { tokens, .. } => b.embedding(&self.embed, tokens, &mut s.x, ep)?,
             Rows::One {
                 input: Input::Step,
                 step: Some(st),
@@ -1210,6 +1292,32 @@ impl<B: Backend> Engine<B> {
                     let p = ap(cache.len(), n);
                     let f = inv_freq(cache.capacity());
                     b.rope_attention(&mut s.q, &s.k, &s.v, f, cache, &mut s.attn, p, *step)?
+                }
+                // Row i as the decode step at position pos0 + i computes it (the rows before
+                // it written to the cache by the launches ahead of it).
+                Rows::Steps { cache, one, .. } => {
+                    let pos0 = cache.len();
+                    for i in 0..n {
+                        let one = RowScratch {
+                            q: &mut one.q,
+                            k: &mut one.k,
+                            v: &mut one.v,
+                            out: &mut one.attn,
+                        };
+                        let f = inv_freq(cache.capacity());
+                        b.rope_attention_row(
+                            i,
+                            &s.q,
+                            &s.k,
+                            &s.v,
+                            &mut s.attn,
+                            one,
+                            f,
+                            cache,
+                            ap(pos0 + i, 1),
+                            None,
+                        )?;
+                    }
                 }
                 // Row i over sequence i's cache at its step's position (through its one-row
                 // scratch where the backend cannot address the row in place).
