@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -616,6 +616,106 @@ rows)
     grep -cE "\| bit-identical \|" "$log"; grep -E "panicked|FAILED|differ" "$log" | head -20
     finish
     run_test golden_tokens; finish
+  fi
+  cat "$OUT/summary.md"
+  ;;
+steps)
+  # Verifications as decode steps and the one-weight-row-a-wave several-row GEMVs (issues 11
+  # and 13), in two calls as `rows`. Call 1 (carry .device/ops): the GEMV op cases at both
+  # waves with path coverage, the graph test, the 8B and 1B benches (greedy decode at depths 0
+  # and 8192, batched passes of 2, 4, 8 and 16, verifications of 2, 5 and 9 rows as decode
+  # steps) and the verifications through the prefill path (WAVEFRONT_VERIFY_PREFILL=1) for the
+  # A/B. Call 2 (carry the model parts, PART=2): model_gpu's speculation tests (rows as steps by
+  # bits, the exact streams, the divergence rule), its batch invariance, the golden streams.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  if [ "${PART:-1}" = 1 ]; then
+    start=$SECONDS
+    timeout 300 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
+      --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual \
+      --report "$OUT/gemv-ops.md" --json "$OUT/gemv-ops.json" >"$OUT/gemv-ops.log" 2>&1
+    echo "| wavefront-conformance GEMV ops | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/gemv-ops.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗" "$OUT/gemv-ops.log" | head -20
+    finish
+    run_test gpu_graph; finish
+    for shape in llama-3.1-8b llama-3.2-1b; do
+      bench "$shape" --shape "$shape" --reps 3 --depth 0,8192 --pp 1 --tg 32 --batch 2,4,8,16 --verify 1,4,8
+      WAVEFRONT_VERIFY_PREFILL=1 bench "$shape-prefill-verify" --shape "$shape" --reps 3 --depth 0,8192 --pp 1 --tg 32 --verify 1,4,8
+    done
+    for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+  else
+    default_model
+    log="$OUT/test-model_gpu-speculation.log" start=$SECONDS
+    bin/model_gpu speculation --test-threads=1 --nocapture >"$log" 2>&1
+    echo "| test model_gpu speculation | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+    grep -E "panicked|FAILED|differ|diverged" "$log" | head -20
+    finish
+    log="$OUT/test-model_gpu-batched.log" start=$SECONDS
+    bin/model_gpu gpu_batched --test-threads=1 --nocapture >"$log" 2>&1
+    echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+    grep -E "panicked|FAILED|differ" "$log" | head -20
+    finish
+    run_test golden_tokens; finish
+  fi
+  cat "$OUT/summary.md"
+  ;;
+rows-profile)
+  # Where a few-row pass goes on the 8B shape (issues 11 and 13), carry .device/ops: the kernel
+  # times of a 5-row verification (`bench --verify 4`: the prefill path, BLAS and flash; the
+  # last forward of the run, by kernel) and of batched passes of 4 (the several-row GEMVs), then
+  # Nsight Compute's full sections on launches of gemv_rows_bf16 and gemv_swiglu_rows_bf16 in a
+  # pass of 4 and of gemv_bf16 and gemv_swiglu_bf16 in a one-row step (KERNEL_DIRS: a list of
+  # edited kernel directories benched the same way after the embedded ones, `--kernels`).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  shape=${SHAPE:-llama-3.1-8b}
+  bench "$shape" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --batch 4 --verify 4
+  for d in ${KERNEL_DIRS:-}; do
+    WAVEFRONT_KERNELS_DIR=$d bench "$shape-$(basename "$d")" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --batch 4 --verify 4
+  done
+  for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+  if command -v ncu >/dev/null; then
+    start=$SECONDS
+    timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      --log-file "$OUT/ncu-verify4.csv" bin/wavefront bench --backend gpu --shape "$shape" --pp 1 \
+      --tg 1 --reps 1 --depth 0 --verify 4 >"$OUT/ncu-verify4.log" 2>&1
+    echo "| ncu $shape verify4 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    python3 - "$OUT/ncu-verify4.csv" <<'PY' | tee "$OUT/ncu-verify4.md"
+import collections, csv, sys
+units = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}
+lines = [l for l in open(sys.argv[1], newline="") if l.startswith('"')]
+ks = [(r["Kernel Name"].split("(")[0].strip(), float(r["Metric Value"].replace(",", "")) * units[r["Metric Unit"]])
+      for r in csv.DictReader(lines) if r.get("Metric Name") == "gpu__time_duration.sum"]
+cut = max(i for i, (n, _) in enumerate(ks) if n.startswith("embedding_"))  # the last forward
+last = ks[cut:]
+tot = collections.Counter(); cnt = collections.Counter()
+for n, us in last:
+    tot[n] += us; cnt[n] += 1
+print(f"last forward (a verification of 5 rows): {len(last)} launches, {sum(tot.values()):.1f} us of kernel time\n")
+print("| kernel | launches | us | share |\n|---|---:|---:|---:|")
+for n, us in tot.most_common():
+    print(f"| {n} | {cnt[n]} | {us:.1f} | {100 * us / sum(tot.values()):.1f}% |")
+PY
+    finish
+    start=$SECONDS
+    timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      --log-file "$OUT/ncu-x4.csv" bin/wavefront bench --backend gpu --shape "$shape" --pp 1 \
+      --tg 4 --reps 1 --depth 0 --batch 4 >"$OUT/ncu-x4.log" 2>&1
+    echo "| ncu $shape x4 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    python3 ci/ncu-step-profile.py --batch "$OUT/ncu-x4.csv" | tee "$OUT/ncu-x4.md" | tail -24
+    finish
+    for spec in "gemv_rows_bf16 4" "gemv_swiglu_rows_bf16 4" "gemv_bf16 1" "gemv_swiglu_bf16 1"; do
+      set -- $spec
+      start=$SECONDS
+      if [ "$2" = 1 ]; then extra="--tg 8"; else extra="--tg 4 --batch 4"; fi
+      timeout 150 ncu --clock-control none --set full --kernel-name "$1" --launch-skip 64 --launch-count 3 \
+        bin/wavefront bench --backend gpu --shape "$shape" --pp 1 --reps 1 --depth 0 $extra \
+        >"$OUT/ncu-full-$1.txt" 2>&1
+      echo "| ncu full $1 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
   fi
   cat "$OUT/summary.md"
   ;;
