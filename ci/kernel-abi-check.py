@@ -101,10 +101,10 @@ GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, cons
         "int n_in")
 GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "
                "int inter, int k, int n_in, int act")
-GEMV_STAGE = "const float* x, const float* norm_w, float eps, float* xh, int k, int ks"
-GEMV_ROWS = ("const uint16_t* w, const float* xh, int ks, const float* bias, float* out0, "
+GEMV_STAGE = "const float* x, const float* norm_w, float eps, uint16_t* xh, int k, int ks"
+GEMV_ROWS = ("const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0, "
              "float* out1, float* out2, int m0, int m1, int m2, int k, int residual, int n_in")
-GEMV_SWIGLU_ROWS = ("const uint16_t* w, const float* xh, int ks, float* out, int inter, "
+GEMV_SWIGLU_ROWS = ("const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter, "
                     "int k, int n_in, int act")
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
@@ -112,7 +112,7 @@ for suffix in ("f16", "bf16"):
                                     "(n_in*ceil(inter/(256/WAVE)))")
     ABI[f"gemv_stage_{suffix}"] = ("gemv.hip", GEMV_STAGE, 256, "(n_in)")
     ABI[f"gemv_rows_{suffix}"] = ("gemv.hip", GEMV_ROWS, 256,
-                                  "(ceil(n_in/8)*ceil((m0+m1+m2)/(256/WAVE)))")
+                                  "(ceil(n_in/8)*ceil((m0+m1+m2)/(2*256/WAVE)))")
     ABI[f"gemv_swiglu_rows_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_ROWS, 256,
                                          "(ceil(n_in/8)*ceil(inter/(256/WAVE)))")
 QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")

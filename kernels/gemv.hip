@@ -344,22 +344,18 @@ WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float
 // vector's 8 elements ascending; the same butterfly), so the results are bit for bit.
 //   gemv_stage_{T}: one block per input row writes its input a (rms_norm's scale computed as
 //     the one-row kernel's prologue computes it, then the same rounding to the weight type) to
-//     xh (n_in, ks) f32, ks = K rounded up to 8: the rounded values kept widened (exact), so
-//     that the FMAs read them with two 16-byte loads and no conversion per (vector, input row);
-//     the rows' prologues run once, out of the weight stream's way.
+//     xh (n_in, ks), ks = K rounded up to 8: the rows' prologues run once, out of the weight
+//     stream's way.
 //   gemv_rows_{T}: wave w of block b owns rows GEMV_NR·(b'·WAVES + w) + j (j < GEMV_NR, b' the
 //     output block of common.h batch_block over the ceil(n_in / GEMV_NB) input groups) and
 //     input rows GEMV_NB·g + i (i < GEMV_NB, g the group); the epilogue as gemv_{T}'s per pair.
-//     GEMV_NR = 1: the one-row kernel's grid per input group (with two rows a wave, 8B's 4096-row
-//     projections had 256 blocks on 132 SMs, 3.8 warps a scheduler, and stalled on latency:
-//     DRAM 18-26% in Nsight Compute at 4 input rows, against 49-62% for the one-row kernel).
 //   gemv_swiglu_rows_{T}: the gate and up rows of one output row a wave, the epilogue as
 //     gemv_swiglu_{T}'s per input row.
 constexpr int GEMV_NB = 8;  // input rows a block of the several-row kernels
-constexpr int GEMV_NR = 1;  // weight rows a wave of gemv_rows_{T}
+constexpr int GEMV_NR = 2;  // weight rows a wave of gemv_rows_{T}
 
 template <class C>
-WF_DEVICE void gemv_stage_kernel(const float* x, const float* norm_w, float eps, float* xh,
+WF_DEVICE void gemv_stage_kernel(const float* x, const float* norm_w, float eps, uint16_t* xh,
                                  int k, int ks, int slot) {
   const int row = block_index_x();
   x += (i64)row * k;
@@ -371,30 +367,13 @@ WF_DEVICE void gemv_stage_kernel(const float* x, const float* norm_w, float eps,
     WF_PATH(slot, PATH_NORM);
     scale = rms_scale<GEMV_BLOCK>(x, k, eps, vec4);
   }
-  // stage_input's arithmetic and partition, each rounded value stored widened.
-  const int t = thread_index();
-  const int n_vec = vec4 ? k / 4 : 0;
-  for (int i = t; i < n_vec; i += GEMV_BLOCK) {
-    float v[4];
-    load_f32x4(x + 4 * i, v);
-    if (norm_w) {
-      float w4[4];
-      load_f32x4(norm_w + 4 * i, w4);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = rounded_x<C>(v[j]);
-    store_f32x4(xh + 4 * i, v);
-  }
-  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK)
-    xh[i] = rounded_x<C>(input_at(x, norm_w, scale, i));
+  stage_input<C>(x, norm_w, scale, k, vec4, xh);
 }
 
 // acc[j][i] = Σ_v W_j[v] · a_i[v] over this lane's vectors, for the NR rows and the nb ≤ GEMV_NB
-// input rows xh + i·ks (staged f32, on 16 bytes); rows of a dead wave are not read.
+// input rows xh + i·ks (staged, on 16 bytes); rows of a dead wave are not read.
 template <class C, int NR>
-WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], bool live, const float* xh,
+WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], bool live, const uint16_t* xh,
                            int ks, int nb, int k, int slot, float (&acc)[NR][GEMV_NB]) {
   constexpr int U = GEMV_UNROLL / NR;
   const int lane = wave_lane();
@@ -420,13 +399,11 @@ WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], bool live, const f
 #pragma unroll
         for (int i = 0; i < GEMV_NB; ++i) {
           if (i < nb) {
-            const float* xp = xh + (i64)i * ks + (i64)v * 8;
-            float xa[4], xb[4];
-            load_f32x4(xp, xa);
-            load_f32x4(xp + 4, xb);
+            uint16_t xv[8];
+            load_u16x8(xh + (i64)i * ks + (i64)v * 8, xv);
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
-              const float xe = e < 4 ? xa[e] : xb[e - 4];
+              const float xe = C::load(xv[e]);
 #pragma unroll
               for (int j = 0; j < NR; ++j) acc[j][i] = wf_fmaf(wv[j][e], xe, acc[j][i]);
             }
@@ -443,7 +420,7 @@ WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], bool live, const f
 }
 
 template <class C>
-WF_DEVICE void gemv_rows_kernel(const uint16_t* w, const float* xh, int ks, const float* bias,
+WF_DEVICE void gemv_rows_kernel(const uint16_t* w, const uint16_t* xh, int ks, const float* bias,
                                 float* out0, float* out1, float* out2, int m0, int m1, int m2,
                                 int k, int residual, int n_in) {
   const int slot = C::id + 5;  // 6, 7
@@ -495,7 +472,7 @@ WF_DEVICE void gemv_rows_kernel(const uint16_t* w, const float* xh, int ks, cons
 }
 
 template <class C>
-WF_DEVICE void gemv_swiglu_rows_kernel(const uint16_t* w, const float* xh, int ks, float* out,
+WF_DEVICE void gemv_swiglu_rows_kernel(const uint16_t* w, const uint16_t* xh, int ks, float* out,
                                        int inter, int k, int n_in, int act) {
   const int slot = C::id + 7;  // 8, 9
   const BatchBlock bb = batch_block((n_in + GEMV_NB - 1) / GEMV_NB);
@@ -552,37 +529,37 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_stage_f16(const float* x, const float* norm_w, float eps, float* xh, int k, int ks) {
+    gemv_stage_f16(const float* x, const float* norm_w, float eps, uint16_t* xh, int k, int ks) {
   gemv_stage_kernel<F16>(x, norm_w, eps, xh, k, ks, 4);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_stage_bf16(const float* x, const float* norm_w, float eps, float* xh, int k, int ks) {
+    gemv_stage_bf16(const float* x, const float* norm_w, float eps, uint16_t* xh, int k, int ks) {
   gemv_stage_kernel<BF16>(x, norm_w, eps, xh, k, ks, 5);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_rows_f16(const uint16_t* w, const float* xh, int ks, const float* bias, float* out0,
+    gemv_rows_f16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
                   float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
                   int n_in) {
   gemv_rows_kernel<F16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_rows_bf16(const uint16_t* w, const float* xh, int ks, const float* bias, float* out0,
+    gemv_rows_bf16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
                    float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
                    int n_in) {
   gemv_rows_kernel<BF16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_rows_f16(const uint16_t* w, const float* xh, int ks, float* out, int inter,
+    gemv_swiglu_rows_f16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
                          int k, int n_in, int act) {
   gemv_swiglu_rows_kernel<F16>(w, xh, ks, out, inter, k, n_in, act);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_rows_bf16(const uint16_t* w, const float* xh, int ks, float* out, int inter,
+    gemv_swiglu_rows_bf16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
                           int k, int n_in, int act) {
   gemv_swiglu_rows_kernel<BF16>(w, xh, ks, out, inter, k, n_in, act);
 }

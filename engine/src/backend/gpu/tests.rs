@@ -412,8 +412,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     assert_eq!(args[2..], [KernelArg::I32(17), KernelArg::I32(300)]);
     // Three rows: BLAS (a prompt chunk); inside invariant_rows (a batched decode pass) four
     // rows take the several-row kernels: the four inputs staged (one block each), then one
-    // launch of ceil(300 / 8 waves) blocks (a weight row a wave) for the one group of up to 8
-    // input rows.
+    // launch of ceil(300 / (8 waves × 2 rows)) blocks for the one group of up to 8 input rows.
     let p3 = LinearParams { rows: 3, ..p };
     b.linear(&x, &w, Some(&bias), &mut out, p3).unwrap();
     let calls = v.calls();
@@ -440,7 +439,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let Call::Launch(name, cfg, args) = &calls[1] else {
         panic!("{calls:?}")
     };
-    assert_eq!((name.as_str(), cfg.grid), ("gemv_rows_bf16", (38, 1, 1)));
+    assert_eq!((name.as_str(), cfg.grid), ("gemv_rows_bf16", (19, 1, 1)));
     assert_eq!(
         args[..4],
         [
@@ -629,7 +628,7 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         let Call::Launch(name, cfg, args) = &calls[1] else {
             panic!("{calls:?}")
         };
-        let rows_blocks = 40u32.div_ceil(256 / wave); // one weight row a wave (GEMV_NR)
+        let rows_blocks = 40u32.div_ceil(2 * 256 / wave);
         assert_eq!(
             (name.as_str(), cfg.grid),
             ("gemv_rows_f16", (rows_blocks, 1, 1))

@@ -43,11 +43,8 @@ pub(in crate::backend::gpu) const GEMV_MAX_ROWS: usize = 16;
 /// Input rows a block of the several-row kernels (ABI: `GEMV_NB` in gemv.hip).
 pub(in crate::backend::gpu) const GEMV_NB: usize = 8;
 
-/// Weight rows a wave of `gemv_rows_{T}` (ABI: `GEMV_NR` in gemv.hip): one, the one-row
-/// kernel's grid for each input group (two a wave halved the blocks, and the 8B shape's 4096-row
-/// projections stalled on latency: H200, 68619d0, a pass of 4 rows, 2.26× a one-row step's
-/// GEMV time where the weight bytes are the same).
-const GEMV_NR: u32 = 1;
+/// Weight rows a wave of `gemv_rows_{T}` (ABI: `GEMV_NR` in gemv.hip).
+const GEMV_NR: u32 = 2;
 
 /// The longest input the several-row kernels stage (`gemv_stage_{T}` writes the rounded inputs
 /// of up to [`GEMV_MAX_ROWS`] rows to the backend's staging buffer of
@@ -55,9 +52,8 @@ const GEMV_NR: u32 = 1;
 pub(in crate::backend::gpu) const GEMV_ROWS_MAX_K: usize = 65536;
 
 /// The staging buffer of the several-row kernels: [`GEMV_MAX_ROWS`] rows of
-/// [`GEMV_ROWS_MAX_K`] f32 values (4 MiB): the inputs rounded to the weight type and kept
-/// widened, so that the kernels' FMAs read them without a conversion per input row.
-pub(in crate::backend::gpu) const GEMV_STAGE_BYTES: usize = GEMV_MAX_ROWS * GEMV_ROWS_MAX_K * 4;
+/// [`GEMV_ROWS_MAX_K`] 16-bit values (2 MiB).
+pub(in crate::backend::gpu) const GEMV_STAGE_BYTES: usize = GEMV_MAX_ROWS * GEMV_ROWS_MAX_K * 2;
 
 /// The fewest input rows that take the several-row kernels: below, n_in times the one-row
 /// grid keeps more blocks in flight (H200, Llama-3.2-1B bf16, 55b1d6a: tg128 x2 1,162.6 tok/s
@@ -417,7 +413,7 @@ mod tests {
             !takes_rows_kernels(4, 64, 0x1000, 0x2000, norm(0x3004)),
             "norm off 16"
         );
-        assert_eq!(GEMV_STAGE_BYTES, 4 << 20);
+        assert_eq!(GEMV_STAGE_BYTES, 2 << 20);
         assert_eq!((stage_stride(8), stage_stride(2048)), (8, 2048));
     }
 
