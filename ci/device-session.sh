@@ -653,6 +653,11 @@ steps)
     echo "| test model_gpu speculation | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
     grep -E "panicked|FAILED|differ|diverged" "$log" | head -20
     finish
+    # The prefill verification path under the divergence rule (its tests' subject).
+    log="$OUT/test-model_gpu-divergence-prefill.log" start=$SECONDS
+    WAVEFRONT_VERIFY_PREFILL=1 bin/model_gpu divergence_rule --test-threads=1 --nocapture >"$log" 2>&1
+    echo "| test model_gpu divergence_rule (WAVEFRONT_VERIFY_PREFILL=1) | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+    finish
     log="$OUT/test-model_gpu-batched.log" start=$SECONDS
     bin/model_gpu gpu_batched --test-threads=1 --nocapture >"$log" 2>&1
     echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"

@@ -93,6 +93,48 @@ fn prefill_then_decode_equals_full_forward() {
     }
 }
 
+/// `forward_as_steps` (a speculative verification's forward): every row the full forward's
+/// row at its position, the cache advanced by the rows; no rows, more rows than a batched pass
+/// takes, or more than the cache has room for: a clear error, the cache untouched.
+#[test]
+fn rows_as_steps_equal_the_full_forward_and_refuse_bad_lengths() {
+    let vocab = 97;
+    for cfg in [config(true, false), qwen3_config()] {
+        let whole = full_logits(&engine(cfg.clone(), 512));
+        let e = engine(cfg, 4);
+        assert_eq!(e.decode_batch_rows(), 4);
+        let mut seq = e.new_sequence(TOKENS.len()).unwrap();
+        e.forward(&mut seq, &TOKENS[..5], Logits::Last).unwrap();
+        let rows = e.forward_as_steps(&mut seq, &TOKENS[5..9]).unwrap();
+        assert_eq!(rows, whole[5 * vocab..9 * vocab]);
+        assert_eq!(seq.cache.len(), 9);
+        for (tokens, want) in [
+            (&TOKENS[..0], "takes 1..=4 tokens, got 0"),
+            (&TOKENS[..5], "takes 1..=4 tokens, got 5"),
+        ] {
+            let err = e.forward_as_steps(&mut seq, tokens).unwrap_err();
+            assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        // Two positions left; three rows do not fit.
+        let err = e.forward_as_steps(&mut seq, &TOKENS[..3]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ContextFull {
+                    capacity: 11,
+                    requested: 12
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(seq.cache.len(), 9);
+        // verify_forward takes the same rows through it.
+        let rows = e.verify_forward(&mut seq, &TOKENS[9..11]).unwrap();
+        assert_eq!(rows, whole[9 * vocab..11 * vocab]);
+    }
+}
+
 fn prefill_then_decode(e: Engine<CpuBackend>) {
     let whole = full_logits(&e);
     let vocab = 97;
