@@ -89,6 +89,16 @@ fn gpu_batched_decode_gives_each_sequence_its_own_logits_bit_for_bit() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Every fixture's path, then SmolLM2's (fetched on first use).
+fn fixtures_and_smollm2() -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = common::fixture_models()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    paths.push(wavefront::fetch::default_model().unwrap());
+    paths
+}
+
 /// A verification's rows on the GPU (`Engine::forward_as_steps`) are the decode steps'
 /// logits by bits, at every wave variant, on every fixture and SmolLM2, at 2, 3 (the one-row
 /// GEMV grid over the rows), 5 and 11 rows (the several-row GEMVs); the check has teeth: the
@@ -99,11 +109,7 @@ fn gpu_speculation_rows_are_the_decode_steps_logits_by_bits() {
     if waves.is_empty() {
         return;
     }
-    let mut paths: Vec<_> = common::fixture_models()
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    paths.push(wavefront::fetch::default_model().unwrap());
+    let paths = fixtures_and_smollm2();
     let mut failures = Vec::new();
     let mut prefill_differs = 0;
     for wave in waves {
@@ -317,11 +323,7 @@ fn gpu_draft_speculation_keeps_greedy_streams_within_the_divergence_rule() {
     if waves.is_empty() {
         return;
     }
-    let mut paths: Vec<_> = common::fixture_models()
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    paths.push(wavefront::fetch::default_model().unwrap());
+    let paths = fixtures_and_smollm2();
     let mut failures = Vec::new();
     let (mut drafted, mut accepted) = (0, 0);
     for wave in waves {

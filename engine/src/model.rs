@@ -221,6 +221,19 @@ struct Scratch<B: Backend> {
     logit_rows: usize,
 }
 
+impl<B: Backend> Scratch<B> {
+    /// Its first row's attention tensors, where a backend that cannot address a row of a
+    /// several-row pass in place runs that row's attention ([`Backend::rope_attention_row`]).
+    fn row(&mut self) -> RowScratch<'_, B::Tensor> {
+        RowScratch {
+            q: &mut self.q,
+            k: &mut self.k,
+            v: &mut self.v,
+            out: &mut self.attn,
+        }
+    }
+}
+
 /// A fresh value for [`Sequence::buffers`]: never repeats within the process.
 fn next_buffers_serial() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -1298,23 +1311,19 @@ impl<B: Backend> Engine<B> {
                 Rows::Steps { cache, one, .. } => {
                     let pos0 = cache.len();
                     for i in 0..n {
-                        let one = RowScratch {
-                            q: &mut one.q,
-                            k: &mut one.k,
-                            v: &mut one.v,
-                            out: &mut one.attn,
-                        };
                         let f = inv_freq(cache.capacity());
+                        let (q, k, v) = (&s.q, &s.k, &s.v);
+                        let p = ap(pos0 + i, 1);
                         b.rope_attention_row(
                             i,
-                            &s.q,
-                            &s.k,
-                            &s.v,
+                            q,
+                            k,
+                            v,
                             &mut s.attn,
-                            one,
+                            one.row(),
                             f,
                             cache,
-                            ap(pos0 + i, 1),
+                            p,
                             None,
                         )?;
                     }
@@ -1333,19 +1342,13 @@ impl<B: Backend> Engine<B> {
                         let (Some(one), Some(step)) = (scratch.as_mut(), step.as_ref()) else {
                             return Err(not_decoding());
                         };
-                        let one = RowScratch {
-                            q: &mut one.q,
-                            k: &mut one.k,
-                            v: &mut one.v,
-                            out: &mut one.attn,
-                        };
                         b.rope_attention_row(
                             i,
                             &s.q,
                             &s.k,
                             &s.v,
                             &mut s.attn,
-                            one,
+                            one.row(),
                             inv_freq(cache.capacity()),
                             cache,
                             p,
