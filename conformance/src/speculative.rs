@@ -463,8 +463,9 @@ pub fn perturb_final_norm(model: &mut LoadedModel, scale: f32, seed: u64) -> Res
 /// Whether a verification's rows are the decode steps' logits by bits on the model at `path`
 /// (a backend from `make`): after [`repeating_prompt`] (40 ids) prefilled, n = 2, 3, 5 and 11
 /// drafted ids run through [`Engine::forward_as_steps`] on one sequence and one at a time
-/// (one-row forwards: the decode step's products and fused attention) on another. Returns
-/// a line per n: `rows n: identical` or which rows differ and by how much.
+/// (one-row forwards: the decode step's products and fused attention) on another. Returns,
+/// for each n, `None` when every row is identical by bits, else which rows differ and by how
+/// much.
 pub fn rows_as_steps<B: Backend>(
     make: &dyn Fn() -> Result<B>,
     path: &Path,
