@@ -187,6 +187,27 @@ run_test() { # name
   [ "$rc" = 0 ] || grep -E "panicked|FAILED|failed" "$log" | head -20
 }
 
+filtered_test() { # binary filter [pattern [label note]]: the binary's tests whose names hold
+  # filter, into test-<binary>-<filter>.log; a summary row; the log's panics, failures and
+  # lines matching pattern
+  local log="$OUT/test-$1-$2.log" start=$SECONDS
+  "bin/$1" "$2" --test-threads=1 --nocapture >"$log" 2>&1
+  echo "| test $1 $2${4:+ $4} | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
+  grep -E "panicked|FAILED${3:+|$3}" "$log" | head -20
+  finish
+}
+
+gemv_ops() { # pattern: the GEMV op cases at both waves with path coverage (gemv-ops.*), a
+  # summary row, the log's failures and lines matching pattern
+  local start=$SECONDS
+  timeout 300 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
+    --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual \
+    --report "$OUT/gemv-ops.md" --json "$OUT/gemv-ops.json" >"$OUT/gemv-ops.log" 2>&1
+  echo "| wavefront-conformance GEMV ops | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/gemv-ops.log") |" | tee -a "$OUT/summary.md"
+  grep -E "FAIL|✗${1:+|$1}" "$OUT/gemv-ops.log" | head -30
+  finish
+}
+
 mkdir -p "$OUT"
 case $stage in
 pack) pack ;;
@@ -586,13 +607,7 @@ rows)
   begin_summary
   gpu_info
   if [ "${PART:-1}" = 1 ]; then
-    start=$SECONDS
-    timeout 300 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
-      --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual \
-      --report "$OUT/gemv-ops.md" --json "$OUT/gemv-ops.json" >"$OUT/gemv-ops.log" 2>&1
-    echo "| wavefront-conformance GEMV ops | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/gemv-ops.log") |" | tee -a "$OUT/summary.md"
-    grep -E "FAIL|✗|gemv_stage|gemv_rows|gemv_swiglu_rows" "$OUT/gemv-ops.log" | head -30
-    finish
+    gemv_ops "gemv_stage|gemv_rows|gemv_swiglu_rows"
     run_test gpu_graph; finish
     for shape in llama-3.2-1b llama-3.1-8b; do
       bench "$shape" --shape "$shape" --reps 3 --depth 0 --pp 1 --batch "${BATCHES:-2,4,8,16}"
@@ -631,15 +646,7 @@ steps)
   begin_summary
   gpu_info
   if [ "${PART:-1}" = 1 ]; then
-    if [ "${SKIP_OPS:-0}" != 1 ]; then
-      start=$SECONDS
-      timeout 300 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
-        --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual \
-        --report "$OUT/gemv-ops.md" --json "$OUT/gemv-ops.json" >"$OUT/gemv-ops.log" 2>&1
-      echo "| wavefront-conformance GEMV ops | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/gemv-ops.log") |" | tee -a "$OUT/summary.md"
-      grep -E "FAIL|✗" "$OUT/gemv-ops.log" | head -20
-      finish
-    fi
+    [ "${SKIP_OPS:-0}" = 1 ] || gemv_ops
     run_test gpu_graph; finish
     for shape in llama-3.1-8b llama-3.2-1b; do
       bench "$shape" --shape "$shape" --reps 3 --depth 0,8192 --pp 1 --tg 32 --batch 2,4,8,16 --verify 1,4,8
@@ -648,26 +655,12 @@ steps)
     for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
   else
     default_model
-    log="$OUT/test-model_gpu-speculation.log" start=$SECONDS
-    bin/model_gpu speculation --test-threads=1 --nocapture >"$log" 2>&1
-    echo "| test model_gpu speculation | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
-    grep -E "panicked|FAILED|differ|diverged" "$log" | head -20
-    finish
+    filtered_test model_gpu speculation "differ|diverged"
     # The prefill verification path under the divergence rule (its tests' subject).
-    log="$OUT/test-model_gpu-divergence-prefill.log" start=$SECONDS
-    WAVEFRONT_VERIFY_PREFILL=1 bin/model_gpu divergence_rule --test-threads=1 --nocapture >"$log" 2>&1
-    echo "| test model_gpu divergence_rule (WAVEFRONT_VERIFY_PREFILL=1) | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
-    finish
-    log="$OUT/test-model_gpu-batched.log" start=$SECONDS
-    bin/model_gpu gpu_batched --test-threads=1 --nocapture >"$log" 2>&1
-    echo "| test model_gpu gpu_batched | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
-    grep -E "panicked|FAILED|differ" "$log" | head -20
-    finish
+    WAVEFRONT_VERIFY_PREFILL=1 filtered_test model_gpu divergence_rule "" "(WAVEFRONT_VERIFY_PREFILL=1)"
+    filtered_test model_gpu gpu_batched differ
     # SmolLM2's golden streams (Gemma 3's file is not among this stage's carries).
-    log="$OUT/test-golden_tokens-smollm2.log" start=$SECONDS
-    bin/golden_tokens smollm2 --test-threads=1 --nocapture >"$log" 2>&1
-    echo "| test golden_tokens smollm2 | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
-    finish
+    filtered_test golden_tokens smollm2
   fi
   cat "$OUT/summary.md"
   ;;
@@ -746,11 +739,7 @@ spec)
     for f in "$OUT"/bench-verify-*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
   else
     default_model
-    log="$OUT/test-model_gpu-speculation.log" start=$SECONDS
-    bin/model_gpu speculation --test-threads=1 --nocapture >"$log" 2>&1
-    echo "| test model_gpu speculation | $? | $((SECONDS - start)) s | $(grep -E '^test result' "$log" | tail -n 1) |" | tee -a "$OUT/summary.md"
-    grep -E "panicked|FAILED|diverged" "$log" | head -20
-    finish
+    filtered_test model_gpu speculation diverged
   fi
   cat "$OUT/summary.md"
   ;;
