@@ -5,6 +5,9 @@
 #
 #   bench/cpu-peer.sh [MODEL.gguf] [ROUNDS]
 #
+# WF_ARGS adds flags to Wavefront's runs (for example WF_ARGS="--cpu-dots q8", the 8-bit
+# activations llama.cpp's CPU build also uses).
+#
 # Builds outside the repository (WORK, default /tmp/wavefront-cpu-peer); nothing built from the
 # package is committed. Needs cmake (installed with pip into the work directory if missing), a
 # C++ compiler, and the registry. Prints one markdown table: pp128 and tg64 medians per engine
@@ -68,7 +71,8 @@ for r in $(seq "$ROUNDS"); do
     "$BENCH" -m "$MODEL" -t "$THREADS" -p 128 -n 64 -r 3 -o csv 2>/dev/null |
         awk -F, 'NR > 1 { gsub(/"/, ""); print ($0 ~ /,128,0,/ ? "pp" : "tg"), $(NF-1) }' \
             >>"$WORK/llama.txt"
-    "$WF" bench --backend cpu --model "$MODEL" --pp 128 --tg 64 --reps 3 --sampling greedy,default \
+    # shellcheck disable=SC2086 # WF_ARGS is a list of flags
+    "$WF" bench --backend cpu --model "$MODEL" --pp 128 --tg 64 --reps 3 --sampling greedy,default ${WF_ARGS:-} \
         2>/dev/null | awk -F'|' '/^\| pp128 / { print "pp", $3 } /^\| tg64 \|/ { print "tg", $3 }
             /^\| tg64 sampled / { print "ts", $3 }' >>"$WORK/wf.txt"
 done
@@ -86,6 +90,6 @@ echo
 echo "| engine | pp128 tok/s | tg64 tok/s | tg64 sampled tok/s |"
 echo "|---|---:|---:|---:|"
 printf "| llama.cpp (llama-cpp-python %s, -t %s) | %.1f | %.1f | — |\n" "$VERSION" "$THREADS" "$lpp" "$ltg"
-printf "| Wavefront %s (--backend cpu) | %.1f | %.1f | %.1f |\n" "$(git rev-parse --short HEAD)" "$wpp" "$wtg" "$wts"
+printf "| Wavefront %s (--backend cpu%s) | %.1f | %.1f | %.1f |\n" "$(git rev-parse --short HEAD)" "${WF_ARGS:+ $WF_ARGS}" "$wpp" "$wtg" "$wts"
 awk -v a="$wpp" -v b="$lpp" -v c="$wtg" -v d="$ltg" -v e="$wts" \
     'BEGIN { printf "| Wavefront / llama.cpp | %.2f× | %.2f× | %.2f× |\n", a / b, c / d, e / d }'

@@ -105,10 +105,13 @@ pub fn tolerance(kind: Kind) -> Tolerance {
             format!("sum of {n} squares in another order (2nu) + sqrt, division, scale (4u)"),
         ),
         Kind::Matmul { k, input } => {
-            let rounding = if input == DType::F32 {
-                0.0
-            } else {
-                sq(2.0 * unit_roundoff(input))
+            let rounding = match input {
+                DType::F32 => 0.0,
+                // 8-bit activations a 32-element block: each element moves by at most half a
+                // step d/2 (d = amax/127), so a block's error energy is at most 32·d²/4, at most
+                // that fraction of its own energy (≥ amax²), whatever the data.
+                DType::Q8_0Kv => 32.0 / (4.0 * 127.0 * 127.0),
+                _ => sq(2.0 * unit_roundoff(input)),
             };
             (
                 rounding + sq(2.0 * k as f64 * u),
@@ -117,7 +120,14 @@ pub fn tolerance(kind: Kind) -> Tolerance {
                     if input == DType::F32 {
                         String::new()
                     } else {
-                        format!(" + activations rounded to {input} (relative 2u_{input}, squared)")
+                        match input {
+                            DType::Q8_0Kv => " + activations rounded to 8 bits a block of 32 \
+                                (half a step of amax/127 each: 32/(4·127²) of the block's energy)"
+                                .to_string(),
+                            _ => format!(
+                                " + activations rounded to {input} (relative 2u_{input}, squared)"
+                            ),
+                        }
                     }
                 ),
             )
@@ -202,7 +212,7 @@ pub fn tolerance(kind: Kind) -> Tolerance {
 /// The KV cache's Q8_0: an element moves by up to half a step d/2 of its block (d = amax/127),
 /// uniformly, mean square d²/12; a block of 32 then carries 32·amax²/(12·127²), at most that
 /// fraction of its own energy (≥ amax²): 1.65·10⁻⁴ whatever the data.
-fn rounding_ms(dtype: DType) -> f64 {
+pub fn rounding_ms(dtype: DType) -> f64 {
     match dtype {
         DType::F16 | DType::BF16 => unit_roundoff(dtype).powi(2) / 3.0,
         DType::Q8_0Kv => 32.0 / (12.0 * 127.0 * 127.0),

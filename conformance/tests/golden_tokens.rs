@@ -37,7 +37,7 @@ fn golden_streams<B: Backend>(backend: B, label: &str, real: RealModel) {
     let snap = common::repo().join(format!(
         "conformance/tests/snapshots/golden_tokens__{name}.snap"
     ));
-    if label != "cpu" && !snap.is_file() {
+    if !label.starts_with("cpu") && !snap.is_file() {
         // A device without a committed snapshot yet (a new vendor, arch or wave): the streams
         // are written out for review and commit. On a GPU machine (WAVEFRONT_REQUIRE_GPU=1)
         // that is a failure: a run that compares nothing must not pass.
@@ -65,6 +65,20 @@ fn golden_streams<B: Backend>(backend: B, label: &str, real: RealModel) {
 #[test]
 fn cpu_greedy_streams_match_transformers_on_smollm2() {
     golden_streams(CpuBackend::default(), "cpu", SMOLLM2);
+}
+
+/// `--cpu-dots q8`: 8-bit activations for the integer dot products, within the divergence
+/// rule's gap derived with that rounding (`DType::Q8_0Kv` inputs).
+#[test]
+fn cpu_greedy_streams_with_8_bit_activations_match_transformers_on_smollm2() {
+    let b = CpuBackend::default().with_dots(wavefront::backend::cpu::Dots::Q8);
+    golden_streams(b, "cpu_q8", SMOLLM2);
+}
+
+#[test]
+fn cpu_greedy_streams_with_8_bit_activations_match_transformers_on_gemma3() {
+    let b = CpuBackend::default().with_dots(wavefront::backend::cpu::Dots::Q8);
+    golden_streams(b, "cpu_q8", GEMMA3);
 }
 
 /// Per runtime, arch and wave: kernels that differ in reduction order may break near-ties

@@ -50,6 +50,63 @@ fn cpu_engine_matches_the_reference_on_every_quantized_fixture() {
     }
 }
 
+/// `--cpu-dots q8` (8-bit activations for the quantized weights' integer dot products) within
+/// the bounds derived with that rounding, on every quantized fixture and on SmolLM2; and
+/// still batch-invariant (a row's products never depend on the other rows).
+#[test]
+fn cpu_engine_with_8_bit_activations_matches_the_reference_on_quantized_models() {
+    use wavefront::backend::cpu::Dots;
+    use wavefront_conformance::batch::check_batch_invariance;
+    let make = || Ok(CpuBackend::default().with_dots(Dots::Q8));
+    let quant = common::quant_fixture_models();
+    assert!(!quant.is_empty());
+    for path in &quant {
+        assert_pass(&check_model(&make, path, "dots=q8"));
+        let r = check_batch_invariance(&make, path, "cpu q8", &[2, 5], 4).unwrap();
+        assert!(r.all_pass(), "{}", r.markdown());
+    }
+    let smollm2 = wavefront::fetch::default_model().unwrap();
+    let opts = ModelCheckOptions {
+        sample_steps: 100,
+        settings: vec![sampling_settings()[4]],
+        greedy_tokens: 32,
+        kv_dtype: None,
+    };
+    assert_pass(&check_model_with(&make, &smollm2, "dots=q8", &opts));
+    let r = check_batch_invariance(&make, &smollm2, "cpu q8", &[4], 4).unwrap();
+    assert!(r.all_pass(), "{}", r.markdown());
+}
+
+/// The 8-bit activations are a different arithmetic, and the checks above can tell: the
+/// tolerance they use accounts for the rounding (F32 inputs would be a tighter bound), and the
+/// logits of the two modes differ.
+#[test]
+fn cpu_8_bit_activations_are_checked_with_their_own_rounding() {
+    use wavefront::backend::cpu::Dots;
+    use wavefront_conformance::model::ModelTolerances;
+    let path = common::quant_fixture_models().remove(0);
+    let model = wavefront::load(&path).unwrap();
+    let opts = wavefront::EngineOptions::default;
+    let f32 = wavefront::Engine::new(CpuBackend::default(), &model, opts()).unwrap();
+    let q8 =
+        wavefront::Engine::new(CpuBackend::default().with_dots(Dots::Q8), &model, opts()).unwrap();
+    let (tf, tq) = (
+        ModelTolerances::for_engine(&f32),
+        ModelTolerances::for_engine(&q8),
+    );
+    assert_eq!(tf.input, wavefront::DType::F32);
+    assert_eq!(tq.input, wavefront::DType::Q8_0Kv);
+    assert!(tq.logits().nmse > tf.logits().nmse);
+    let ids = [1u32, 5, 9, 3];
+    let logits = |e: &wavefront::Engine<CpuBackend>| {
+        let mut seq = e.new_sequence(8).unwrap();
+        e.forward(&mut seq, &ids, wavefront::Logits::All)
+            .unwrap()
+            .unwrap()
+    };
+    assert_ne!(logits(&f32), logits(&q8));
+}
+
 /// A Q8_0 KV cache (`--kv-type q8_0`) within its derived bounds on every fixture it takes.
 #[test]
 fn cpu_engine_with_a_q8_0_kv_cache_matches_the_reference_on_the_fixtures() {

@@ -24,6 +24,30 @@ fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
     );
 }
 
+/// `--cpu-dots q8`: the fixed grid with 8-bit activations for the quantized weights, each
+/// product within the bound derived with that rounding; the grid has quantized cases, whose
+/// bound is the 8-bit one (looser than f32 inputs', so a case with the f32 bound would show
+/// the rounding is there).
+#[test]
+fn the_fixed_grid_passes_on_the_cpu_with_8_bit_activations() {
+    use wavefront::backend::cpu::Dots;
+    let q8 = CpuBackend::default().with_dots(Dots::Q8);
+    let grid = cases::grid();
+    let r = report::run(&q8, &grid, "dots=q8");
+    let failures = r.failure_lines();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let quantized = cases::linear::grid()
+        .into_iter()
+        .filter(|c| c.tolerance(&q8).nmse > c.tolerance(&CpuBackend::default()).nmse)
+        .count();
+    assert!(quantized > 0, "no linear case with block-quantized weights");
+}
+
 #[test]
 fn the_engine_sampler_exp_is_the_references_bit_for_bit() {
     // every 4099th f32 bit pattern: both signs, subnormals, NaNs, infinities

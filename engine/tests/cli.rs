@@ -76,6 +76,37 @@ fn kv_type_sets_the_cache_element_type() {
     assert!(err.contains("--kv-type") && err.contains("bf16"), "{err}");
 }
 
+/// `--cpu-dots q8` (8-bit activations) runs the default model and keeps its golden first
+/// tokens (its streams are checked against transformers' in conformance); an unknown mode is
+/// refused by name.
+#[test]
+fn cpu_dots_q8_generates_and_bad_modes_are_refused() {
+    let m = model();
+    let o = wavefront(&[
+        "run",
+        "--model",
+        &m,
+        "--backend",
+        "cpu",
+        "--cpu-dots",
+        "q8",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "3",
+        "--format",
+        "json",
+        "The capital of France is",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j["text"].as_str().unwrap().starts_with(" Paris."), "{j}");
+    let o = wavefront(&["run", "--model", &m, "--cpu-dots", "q4", "hi"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--cpu-dots") && err.contains("q8"), "{err}");
+}
+
 /// `--chat` (and `--system`) give exactly transformers' `apply_chat_template` ids.
 #[test]
 fn chat_mode_applies_the_template_as_transformers_does() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use wavefront::backend::cpu::CpuBackend;
+use wavefront::backend::cpu::{CpuBackend, Dots};
 use wavefront::backend::gpu;
 use wavefront::backend::Backend;
 use wavefront::model::WeightStorage;
@@ -44,6 +44,24 @@ enum KvType {
     /// llama.cpp's Q8_0 (an f16 scale a block of 32, int8 values): 0.53× the bytes of f16.
     #[value(name = "q8_0")]
     Q8_0,
+}
+
+/// `--cpu-dots`: how the CPU multiplies activations with quantized (GGUF) weights.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CpuDots {
+    /// f32 activations, weights dequantized exactly: the reference's arithmetic.
+    F32,
+    /// 8-bit activations and integer dot products (llama.cpp's CPU arithmetic): faster,
+    /// within a derived bound of f32.
+    Q8,
+}
+
+/// The CPU backend of `--cpu-dots`.
+fn cpu_backend(dots: CpuDots) -> CpuBackend {
+    CpuBackend::default().with_dots(match dots {
+        CpuDots::F32 => Dots::F32,
+        CpuDots::Q8 => Dots::Q8,
+    })
 }
 
 /// The engine options of `--kv-type` (default: the backend's preference, f16 on a GPU).
@@ -124,6 +142,11 @@ struct ServeArgs {
     /// the embedded ones [env: WAVEFRONT_KERNELS_DIR].
     #[arg(long, value_name = "DIR")]
     kernels: Option<PathBuf>,
+    /// CPU backend: how quantized (GGUF) weights meet the activations. `f32` is exact (the
+    /// reference's arithmetic); `q8` quantizes activations to 8 bits for integer dot products,
+    /// as llama.cpp's CPU build does (faster; results differ slightly).
+    #[arg(long, value_enum, default_value_t = CpuDots::F32)]
+    cpu_dots: CpuDots,
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
@@ -178,6 +201,11 @@ struct BenchArgs {
     /// --shape (no tokenizer needed).
     #[arg(long, value_delimiter = ',')]
     verify: Vec<usize>,
+    /// CPU backend: how quantized (GGUF) weights meet the activations. `f32` is exact (the
+    /// reference's arithmetic); `q8` quantizes activations to 8 bits for integer dot products,
+    /// as llama.cpp's CPU build does (faster; results differ slightly).
+    #[arg(long, value_enum, default_value_t = CpuDots::F32)]
+    cpu_dots: CpuDots,
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
@@ -306,6 +334,11 @@ struct RunArgs {
     /// KV cache capacity in tokens: at least 2, at most the model's context length (the default).
     #[arg(long)]
     context: Option<usize>,
+    /// CPU backend: how quantized (GGUF) weights meet the activations. `f32` is exact (the
+    /// reference's arithmetic); `q8` quantizes activations to 8 bits for integer dot products,
+    /// as llama.cpp's CPU build does (faster; results differ slightly).
+    #[arg(long, value_enum, default_value_t = CpuDots::F32)]
+    cpu_dots: CpuDots,
     /// KV cache element type (default: the backend's, f16 on a GPU, f32 on the CPU).
     #[arg(long, value_enum)]
     kv_type: Option<KvType>,
@@ -480,8 +513,9 @@ fn run(args: RunArgs) -> Result<()> {
             generate(&engine, d.as_ref(), &model, &args, request)
         }
         None => {
-            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
-            let d = draft_engine(draft.as_ref(), || Ok(CpuBackend::default()), args.kv_type)?;
+            let cpu = cpu_backend(args.cpu_dots);
+            let engine = Engine::new(cpu.clone(), &model, engine_options(args.kv_type))?;
+            let d = draft_engine(draft.as_ref(), || Ok(cpu), args.kv_type)?;
             model.tensors.clear();
             drop(draft);
             generate(&engine, d.as_ref(), &model, &args, request)
@@ -582,8 +616,9 @@ fn serve(args: ServeArgs) -> Result<()> {
             serve_engine(&engine, d.as_ref(), spec, tokenizer, &args, &opts)
         }
         None => {
-            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
-            let d = draft_engine(draft.as_ref(), || Ok(CpuBackend::default()), args.kv_type)?;
+            let cpu = cpu_backend(args.cpu_dots);
+            let engine = Engine::new(cpu.clone(), &model, engine_options(args.kv_type))?;
+            let d = draft_engine(draft.as_ref(), || Ok(cpu), args.kv_type)?;
             model.tensors.clear();
             drop(draft);
             serve_engine(&engine, d.as_ref(), spec, tokenizer, &args, &opts)
@@ -771,7 +806,8 @@ fn bench(args: BenchArgs) -> Result<()> {
             if args.depth.is_empty() {
                 opts.depths = vec![0];
             }
-            let engine = Engine::new(CpuBackend::default(), &model, engine_options(args.kv_type))?;
+            let cpu = cpu_backend(args.cpu_dots);
+            let engine = Engine::new(cpu, &model, engine_options(args.kv_type))?;
             drop(model);
             wavefront::bench::run(&engine, &name, &opts)?
         }
@@ -838,8 +874,9 @@ fn bench_spec(args: &BenchArgs) -> Result<()> {
             wavefront::bench::lookup::run(&engine, &tokenizer, &name, how, args.tg, args.reps)?
         }
         None => {
-            let engine = Engine::new(CpuBackend::default(), &model, opts)?;
-            let d = draft_engine(draft.as_ref(), || Ok(CpuBackend::default()), args.kv_type)?;
+            let cpu = cpu_backend(args.cpu_dots);
+            let engine = Engine::new(cpu.clone(), &model, opts)?;
+            let d = draft_engine(draft.as_ref(), || Ok(cpu), args.kv_type)?;
             drop((model, draft));
             let how = drafting(lookup, d.as_ref(), &draft_name, draft_params)?;
             wavefront::bench::lookup::run(&engine, &tokenizer, &name, how, args.tg, args.reps)?

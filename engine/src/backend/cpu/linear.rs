@@ -5,7 +5,8 @@
 
 use rayon::prelude::*;
 
-use super::{qrow, simd, CpuTensor};
+use super::q8dot::{self, Q8Rows};
+use super::{qrow, simd, CpuTensor, Dots};
 use crate::backend::{check_tensor, Activation, LinearParams, TensorInfo};
 use crate::error::{Error, Result};
 use crate::tensor::DType;
@@ -20,6 +21,7 @@ pub fn linear(
     bias: Option<&CpuTensor>,
     out: &mut CpuTensor,
     p: LinearParams,
+    dots: Dots,
 ) -> Result<()> {
     let (n, k, m) = (p.rows, p.in_features, p.out_features);
     check_tensor("cpu", OP, "x", x, n * k, &[DType::F32])?;
@@ -34,7 +36,7 @@ pub fn linear(
         None => None,
     };
     let out = &mut out.f32_mut(OP, "out")?[..n * m];
-    linear_into(x, w, 0, bias.as_deref(), out, p);
+    linear_into(x, w, 0, bias.as_deref(), out, p, dots);
     Ok(())
 }
 
@@ -52,6 +54,7 @@ pub fn linear_stacked(
     parts: &[usize],
     rows: usize,
     in_features: usize,
+    dots: Dots,
 ) -> Result<()> {
     const OP: &str = "linear_stacked";
     crate::backend::check_parts("cpu", OP, outs.len(), parts)?;
@@ -88,7 +91,7 @@ pub fn linear_stacked(
         in_features: k,
         out_features: total,
     };
-    linear_into(x, w, 0, bias.as_deref(), &mut all, p);
+    linear_into(x, w, 0, bias.as_deref(), &mut all, p, dots);
     let mut col0 = 0;
     for (o, &m) in outs.iter_mut().zip(parts) {
         let out = &mut o.f32_mut(OP, "out")?[..n * m];
@@ -112,6 +115,7 @@ pub fn gate_up_swiglu(
     in_features: usize,
     inter: usize,
     act: Activation,
+    dots: Dots,
 ) -> Result<()> {
     const OP: &str = "gate_up_swiglu";
     let (n, k) = (rows, in_features);
@@ -132,11 +136,19 @@ pub fn gate_up_swiglu(
             out_features: 2 * inter,
             ..p
         };
-        linear_into(x, w, 0, None, &mut tmp.f32_mut(OP, "tmp")?[..2 * len], both);
+        linear_into(
+            x,
+            w,
+            0,
+            None,
+            &mut tmp.f32_mut(OP, "tmp")?[..2 * len],
+            both,
+            dots,
+        );
     } else {
         let (gate, up) = tmp.f32_mut(OP, "tmp")?[..2 * len].split_at_mut(len);
-        linear_into(x, w, 0, None, gate, p);
-        linear_into(x, w, inter, None, up, p);
+        linear_into(x, w, 0, None, gate, p, dots);
+        linear_into(x, w, inter, None, up, p, dots);
     }
     let (gate, up) = tmp.f32_mut(OP, "tmp")?[..2 * len].split_at_mut(len);
     super::elementwise::swiglu_slices(gate, up, &mut out.f32_mut(OP, "out")?[..len], act);
@@ -165,6 +177,7 @@ fn linear_into(
     bias: Option<&[f32]>,
     out: &mut [f32],
     p: LinearParams,
+    dots: Dots,
 ) {
     let (n, k, m) = (p.rows, p.in_features, p.out_features);
     if n == 0 || m == 0 {
@@ -174,6 +187,7 @@ fn linear_into(
     let quant = quant_parts(w, k);
     let quant = quant.as_deref();
     match quant {
+        Some(parts) if dots == Dots::Q8 => q8_product(x, parts, row0, bias, out, n, m),
         _ if n == 1 => gemv(x, w, quant, row0, bias, out, k, m),
         Some(parts) if n <= GEMV_ROWS && gemv_rows_on() => {
             gemv_rows(x, parts, row0, bias, out, n, m)
@@ -268,6 +282,60 @@ fn gemv(
                 } + b;
             }
         });
+}
+
+/// [`Dots::Q8`]: the input rows quantized to 8 bits once ([`Q8Rows`]), then one
+/// [`q8dot::dot`] per input row and output feature, parallel over output features; a row's
+/// results never depend on the other rows (batch invariance), whatever their number.
+fn q8_product(
+    x: &[f32],
+    parts: &[Part<'_>],
+    row0: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    n: usize,
+    m: usize,
+) {
+    let k = x.len() / n;
+    let xq = Q8Rows::new(x, n, k);
+    let chunk = CHUNK.max(m.div_ceil(4 * rayon::current_num_threads()));
+    let rows: Vec<_> = (0..n).map(|i| xq.row(i)).collect();
+    let one = |j: usize, res: &mut [f32]| {
+        let (dtype, bytes) = quant_row(parts, row0 + j);
+        for (xs, r) in rows.chunks(q8dot::ROWS).zip(res.chunks_mut(q8dot::ROWS)) {
+            q8dot::dot_rows(dtype, bytes, xs, r);
+        }
+        if let Some(b) = bias {
+            for v in res.iter_mut() {
+                *v += b[j];
+            }
+        }
+    };
+    if n == 1 {
+        out[..m]
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, block)| {
+                for (jj, res) in block.chunks_exact_mut(1).enumerate() {
+                    one(c * chunk + jj, res);
+                }
+            });
+        return;
+    }
+    // (m, n): each task's results contiguous, then transposed into out (n, m).
+    let mut t = vec![0.0f32; m * n];
+    t.par_chunks_mut(chunk * n)
+        .enumerate()
+        .for_each(|(c, block)| {
+            for (jj, res) in block.chunks_exact_mut(n).enumerate() {
+                one(c * chunk + jj, res);
+            }
+        });
+    for (i, o) in out[..n * m].chunks_exact_mut(m).enumerate() {
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = t[j * n + i];
+        }
+    }
 }
 
 /// A few rows of quantized weights (a speculative verification, a short prefill chunk, a small

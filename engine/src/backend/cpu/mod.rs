@@ -5,6 +5,7 @@ mod attention;
 mod elementwise;
 mod embedding;
 mod linear;
+pub mod q8dot;
 pub mod qrow;
 #[cfg(target_arch = "x86_64")]
 mod qrow_avx2;
@@ -33,13 +34,51 @@ use crate::tensor::{DType, HostTensor};
 #[derive(Debug, Clone)]
 pub struct CpuBackend {
     weight_dtype: DType,
+    dots: Dots,
+}
+
+/// How the CPU multiplies activations with block-quantized (GGUF) weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dots {
+    /// f32 activations, each weight dequantized in registers to exactly the value
+    /// `formats::quants` gives and multiplied in f32: the reference's arithmetic (the default).
+    #[default]
+    F32,
+    /// 8-bit activations and integer dot products ([`q8dot`]), the arithmetic of llama.cpp's
+    /// CPU build: faster, and within [`q8dot::error_bound`] of [`Dots::F32`] per product. Still
+    /// batch-invariant and the same bits at every SIMD level. Plain (f32/16-bit) weights are
+    /// unaffected.
+    Q8,
+}
+
+impl Dots {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dots::F32 => "f32",
+            Dots::Q8 => "q8",
+        }
+    }
+}
+
+impl std::str::FromStr for Dots {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "f32" => Ok(Dots::F32),
+            "q8" => Ok(Dots::Q8),
+            other => Err(Error::InvalidRequest(format!(
+                "CPU dot products are `f32` or `q8`, not `{other}`"
+            ))),
+        }
+    }
 }
 
 impl Default for CpuBackend {
-    /// bf16 weights (the 16-bit type with f32's range).
+    /// bf16 weights (the 16-bit type with f32's range), f32 dot products.
     fn default() -> Self {
         CpuBackend {
             weight_dtype: DType::BF16,
+            dots: Dots::F32,
         }
     }
 }
@@ -52,7 +91,19 @@ impl CpuBackend {
                 "the CPU backend stores weights as F32, BF16 or F16, not {weight_dtype}"
             )));
         }
-        Ok(CpuBackend { weight_dtype })
+        Ok(CpuBackend {
+            weight_dtype,
+            dots: Dots::F32,
+        })
+    }
+
+    /// The same backend with quantized weights multiplied as `dots` says.
+    pub fn with_dots(self, dots: Dots) -> Self {
+        CpuBackend { dots, ..self }
+    }
+
+    pub fn dots(&self) -> Dots {
+        self.dots
     }
 }
 
@@ -92,6 +143,18 @@ impl Backend for CpuBackend {
 
     fn weight_dtype(&self) -> DType {
         self.weight_dtype
+    }
+
+    /// With [`Dots::Q8`], activations meet block-quantized weights rounded to 8 bits a
+    /// 32-element group with scale `max|x| / 127`: the rounding of the KV cache's Q8_0
+    /// (`DType::Q8_0Kv`, whose tolerance the conformance tables already derive), with an f32
+    /// scale where the KV's is f16. Otherwise (and for plain weights) not rounded.
+    fn matmul_input_dtype(&self, weight: DType) -> DType {
+        if self.dots == Dots::Q8 && weight.is_quantized() && NATIVE_WEIGHTS.contains(&weight) {
+            DType::Q8_0Kv
+        } else {
+            DType::F32
+        }
     }
 
     fn native_weight_dtypes(&self) -> &'static [DType] {
@@ -294,7 +357,7 @@ impl Backend for CpuBackend {
         out: &mut CpuTensor,
         p: LinearParams,
     ) -> Result<()> {
-        linear::linear(x, w, bias, out, p)
+        linear::linear(x, w, bias, out, p, self.dots)
     }
 
     fn rope_kv_write(
@@ -371,7 +434,7 @@ impl Backend for CpuBackend {
         if let Some(c) = p.softcap {
             check_softcap("logits", c)?;
         }
-        linear::linear(&rows, w, None, out, lp)?;
+        linear::linear(&rows, w, None, out, lp, self.dots)?;
         if let Some(c) = p.softcap {
             let n = p.rows * p.vocab;
             for l in &mut out.f32_mut("logits", "out")?[..n] {
@@ -440,7 +503,7 @@ impl Backend for CpuBackend {
         rows: usize,
         in_features: usize,
     ) -> Result<()> {
-        linear::linear_stacked(x, w, bias, outs, parts, rows, in_features)
+        linear::linear_stacked(x, w, bias, outs, parts, rows, in_features, self.dots)
     }
 
     fn gate_up_swiglu(
@@ -454,7 +517,7 @@ impl Backend for CpuBackend {
         inter: usize,
         act: Activation,
     ) -> Result<()> {
-        linear::gate_up_swiglu(x, w, tmp, out, rows, in_features, inter, act)
+        linear::gate_up_swiglu(x, w, tmp, out, rows, in_features, inter, act, self.dots)
     }
 
     fn sample(

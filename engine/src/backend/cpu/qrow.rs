@@ -527,6 +527,10 @@ pub fn levels() -> Vec<Level> {
 
 /// Whether this CPU runs variant `l`. Checked on every row a product computes, so it must not
 /// allocate (checking with [`levels`] allocated a vector per dot product).
+pub(super) fn level_runs(l: Level) -> bool {
+    runs(l)
+}
+
 fn runs(l: Level) -> bool {
     l == Level::Base || detected() == Level::Avx512 || detected() == l
 }
