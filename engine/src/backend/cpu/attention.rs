@@ -3,8 +3,6 @@
 //! `out = softmax(cap(q·Kᵀ · scale) over keys 0..=p) · V`, `cap` Gemma 2's soft-cap
 //! `c · tanh(s / c)` where the params set one (else the identity).
 
-use rayon::prelude::*;
-
 use super::{simd, CpuTensor};
 use crate::backend::{check_tensor, softcap, window_start, AttentionParams};
 use crate::error::{Error, Result};
@@ -78,7 +76,7 @@ pub fn attention(
     if p.rows * p.n_heads * kv_len * hd < 1 << 16 {
         out.chunks_mut(hd).enumerate().for_each(task);
     } else {
-        out.par_chunks_mut(hd).enumerate().for_each(task);
+        super::pool::pool().chunks(out, hd, |i, o| task((i, o)));
     }
     Ok(())
 }

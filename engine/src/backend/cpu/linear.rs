@@ -3,8 +3,7 @@
 //! at batch 1 a quantized row is dequantized in registers inside the dot product; otherwise
 //! each weight row is converted to f32 once and reused for every input row (prefill).
 
-use rayon::prelude::*;
-
+use super::pool::pool;
 use super::q8dot::{self, Q8Rows};
 use super::{qrow, simd, CpuTensor, Dots};
 use crate::backend::{check_tensor, Activation, LinearParams, TensorInfo};
@@ -235,7 +234,8 @@ fn quant_parts(w: &CpuTensor, k: usize) -> Option<Vec<Part<'_>>> {
     }
 }
 
-/// Row `r` of a quantized matrix: its type and bytes.
+/// Row `r` of a quantized matrix: its type and bytes. Also asks the cache for a row a few
+/// kilobytes further on (`simd::prefetch_ahead`): the row loops read rows in order.
 fn quant_row<'a>(parts: &[Part<'a>], r: usize) -> (DType, &'a [u8]) {
     let &(row0, dtype, bytes, rb) = parts
         .iter()
@@ -243,6 +243,7 @@ fn quant_row<'a>(parts: &[Part<'a>], r: usize) -> (DType, &'a [u8]) {
         .find(|p| p.0 <= r)
         .expect("the first part starts at row 0");
     let i = r - row0;
+    simd::prefetch_ahead(bytes, i * rb, rb);
     (dtype, &bytes[i * rb..(i + 1) * rb])
 }
 
@@ -260,28 +261,25 @@ fn gemv(
     m: usize,
 ) {
     // A few tasks per thread: enough to balance, few enough that scheduling stays cheap.
-    let chunk = CHUNK.max(m.div_ceil(4 * rayon::current_num_threads()));
-    out[..m]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(c, block)| {
-            let mut row = Vec::new();
-            for (jj, res) in block.iter_mut().enumerate() {
-                let (j, r) = (c * chunk + jj, row0 + c * chunk + jj);
-                let b = bias.map_or(0.0, |b| b[j]);
-                *res = match quant {
-                    Some(parts) => {
-                        let (dtype, bytes) = quant_row(parts, r);
-                        qrow::dot(dtype, bytes, x)
-                    }
-                    None => {
-                        row.resize(k, 0.0);
-                        w.read_f32(r * k, &mut row); // (k) ← w[r]
-                        simd::dot(x, &row)
-                    }
-                } + b;
-            }
-        });
+    let chunk = CHUNK.max(m.div_ceil(4 * pool().threads()));
+    pool().chunks(&mut out[..m], chunk, |c, block| {
+        let mut row = Vec::new();
+        for (jj, res) in block.iter_mut().enumerate() {
+            let (j, r) = (c * chunk + jj, row0 + c * chunk + jj);
+            let b = bias.map_or(0.0, |b| b[j]);
+            *res = match quant {
+                Some(parts) => {
+                    let (dtype, bytes) = quant_row(parts, r);
+                    qrow::dot(dtype, bytes, x)
+                }
+                None => {
+                    row.resize(k, 0.0);
+                    w.read_f32(r * k, &mut row); // (k) ← w[r]
+                    simd::dot(x, &row)
+                }
+            } + b;
+        }
+    });
 }
 
 /// [`Dots::Q8`]: the input rows quantized to 8 bits once ([`Q8Rows`]), then one
@@ -298,39 +296,40 @@ fn q8_product(
 ) {
     let k = x.len() / n;
     let xq = Q8Rows::new(x, n, k);
-    let chunk = CHUNK.max(m.div_ceil(4 * rayon::current_num_threads()));
+    let chunk = CHUNK.max(m.div_ceil(4 * pool().threads()));
     let rows: Vec<_> = (0..n).map(|i| xq.row(i)).collect();
-    let one = |j: usize, res: &mut [f32]| {
-        let (dtype, bytes) = quant_row(parts, row0 + j);
-        for (xs, r) in rows.chunks(q8dot::ROWS).zip(res.chunks_mut(q8dot::ROWS)) {
-            q8dot::dot_rows(dtype, bytes, xs, r);
+    // Output features c·chunk .. of `block` ((features, n)): the weight rows of each part they
+    // span in one call.
+    let task = |c: usize, block: &mut [f32]| {
+        let (first, count) = (c * chunk, block.len() / n);
+        let mut jj = 0;
+        while jj < count {
+            let r = row0 + first + jj;
+            let &(p0, dtype, bytes, rb) = parts
+                .iter()
+                .rev()
+                .find(|p| p.0 <= r)
+                .expect("the first part starts at row 0");
+            let (i, take) = (r - p0, (bytes.len() / rb - (r - p0)).min(count - jj));
+            let w = &bytes[i * rb..(i + take) * rb];
+            q8dot::dot_matrix(dtype, w, &rows, &mut block[jj * n..(jj + take) * n]);
+            jj += take;
         }
         if let Some(b) = bias {
-            for v in res.iter_mut() {
-                *v += b[j];
+            for (jj, res) in block.chunks_exact_mut(n).enumerate() {
+                for v in res.iter_mut() {
+                    *v += b[first + jj];
+                }
             }
         }
     };
     if n == 1 {
-        out[..m]
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, block)| {
-                for (jj, res) in block.chunks_exact_mut(1).enumerate() {
-                    one(c * chunk + jj, res);
-                }
-            });
+        pool().chunks(&mut out[..m], chunk, task);
         return;
     }
     // (m, n): each task's results contiguous, then transposed into out (n, m).
     let mut t = vec![0.0f32; m * n];
-    t.par_chunks_mut(chunk * n)
-        .enumerate()
-        .for_each(|(c, block)| {
-            for (jj, res) in block.chunks_exact_mut(n).enumerate() {
-                one(c * chunk + jj, res);
-            }
-        });
+    pool().chunks(&mut t, chunk * n, task);
     for (i, o) in out[..n * m].chunks_exact_mut(m).enumerate() {
         for (j, v) in o.iter_mut().enumerate() {
             *v = t[j * n + i];
@@ -362,27 +361,25 @@ fn gemv_rows(
     n: usize,
     m: usize,
 ) {
-    let chunk = CHUNK.max(m.div_ceil(4 * rayon::current_num_threads()));
+    let chunk = CHUNK.max(m.div_ceil(4 * pool().threads()));
     // (m, n): each task's results contiguous, then transposed into out (n, m).
     let mut t = vec![0.0f32; m * n];
-    t.par_chunks_mut(chunk * n)
-        .enumerate()
-        .for_each(|(c, block)| {
-            for (jj, res) in block.chunks_exact_mut(n).enumerate() {
-                let j = c * chunk + jj;
-                let (dtype, bytes) = quant_row(parts, row0 + j);
-                let k = x.len() / n;
-                for (g, r) in res.chunks_mut(qrow::DOT_ROWS).enumerate() {
-                    let x0 = g * qrow::DOT_ROWS * k;
-                    qrow::dot_rows(dtype, bytes, &x[x0..x0 + r.len() * k], r.len(), r);
-                }
-                if let Some(b) = bias {
-                    for v in res.iter_mut() {
-                        *v += b[j];
-                    }
+    pool().chunks(&mut t, chunk * n, |c, block| {
+        for (jj, res) in block.chunks_exact_mut(n).enumerate() {
+            let j = c * chunk + jj;
+            let (dtype, bytes) = quant_row(parts, row0 + j);
+            let k = x.len() / n;
+            for (g, r) in res.chunks_mut(qrow::DOT_ROWS).enumerate() {
+                let x0 = g * qrow::DOT_ROWS * k;
+                qrow::dot_rows(dtype, bytes, &x[x0..x0 + r.len() * k], r.len(), r);
+            }
+            if let Some(b) = bias {
+                for v in res.iter_mut() {
+                    *v += b[j];
                 }
             }
-        });
+        }
+    });
     for (i, o) in out[..n * m].chunks_exact_mut(m).enumerate() {
         for (j, v) in o.iter_mut().enumerate() {
             *v = t[j * n + i];
@@ -410,51 +407,45 @@ fn gemm(
     let (n, k, m) = (p.rows, p.in_features, p.out_features);
     // (blocks of output features, n, GEMM_COLS): each task's results contiguous, then scattered.
     let mut tiles = vec![0.0f32; m.div_ceil(GEMM_COLS) * n * GEMM_COLS];
-    tiles
-        .par_chunks_mut(n * GEMM_COLS)
-        .enumerate()
-        .for_each(|(c, tile)| {
-            let (j0, j1) = (c * GEMM_COLS, ((c + 1) * GEMM_COLS).min(m));
-            let cols = j1 - j0;
-            let mut wf = vec![0.0f32; cols * k];
-            for (jj, row) in wf.chunks_exact_mut(k).enumerate() {
-                let r = row0 + j0 + jj;
-                match quant {
-                    Some(parts) => {
-                        let (dtype, bytes) = quant_row(parts, r);
-                        qrow::dequant(dtype, bytes, row)
-                    }
-                    None => w.read_f32(r * k, row),
-                }
-            }
+    pool().chunks(&mut tiles, n * GEMM_COLS, |c, tile| {
+        let (j0, j1) = (c * GEMM_COLS, ((c + 1) * GEMM_COLS).min(m));
+        let cols = j1 - j0;
+        let mut wf = vec![0.0f32; cols * k];
+        for (jj, row) in wf.chunks_exact_mut(k).enumerate() {
+            let r = row0 + j0 + jj;
             match quant {
-                Some(_) => qrow::dots(x, n, k, &wf, cols, tile, GEMM_COLS),
-                None => {
-                    for i in 0..n {
-                        for (jj, wr) in wf.chunks_exact(k).enumerate() {
-                            tile[i * GEMM_COLS + jj] = simd::dot(&x[i * k..(i + 1) * k], wr);
-                        }
-                    }
+                Some(parts) => {
+                    let (dtype, bytes) = quant_row(parts, r);
+                    qrow::dequant(dtype, bytes, row)
                 }
+                None => w.read_f32(r * k, row),
             }
-            if let Some(b) = bias {
+        }
+        match quant {
+            Some(_) => qrow::dots(x, n, k, &wf, cols, tile, GEMM_COLS),
+            None => {
                 for i in 0..n {
-                    for jj in 0..cols {
-                        tile[i * GEMM_COLS + jj] += b[j0 + jj];
+                    for (jj, wr) in wf.chunks_exact(k).enumerate() {
+                        tile[i * GEMM_COLS + jj] = simd::dot(&x[i * k..(i + 1) * k], wr);
                     }
                 }
             }
-        });
-    // (n, m) ← the tiles
-    out[..n * m]
-        .par_chunks_mut(m)
-        .enumerate()
-        .for_each(|(i, o)| {
-            for (c, oc) in o.chunks_mut(GEMM_COLS).enumerate() {
-                let t = &tiles[(c * n + i) * GEMM_COLS..];
-                oc.copy_from_slice(&t[..oc.len()]);
+        }
+        if let Some(b) = bias {
+            for i in 0..n {
+                for jj in 0..cols {
+                    tile[i * GEMM_COLS + jj] += b[j0 + jj];
+                }
             }
-        });
+        }
+    });
+    // (n, m) ← the tiles
+    pool().chunks(&mut out[..n * m], m, |i, o| {
+        for (c, oc) in o.chunks_mut(GEMM_COLS).enumerate() {
+            let t = &tiles[(c * n + i) * GEMM_COLS..];
+            oc.copy_from_slice(&t[..oc.len()]);
+        }
+    });
 }
 
 /// Checks a weight operand: a dtype the CPU reads, at least `need` elements, and for a

@@ -5,6 +5,7 @@ mod attention;
 mod elementwise;
 mod embedding;
 mod linear;
+mod pool;
 pub mod q8dot;
 pub mod qrow;
 #[cfg(target_arch = "x86_64")]

@@ -364,6 +364,53 @@ fn dot_rows_at(l: Level, dtype: DType, bytes: &[u8], xs: &[Q8Row<'_>], out: &mut
     }
 }
 
+/// `out[r·n + i] = dot(dtype, row r of bytes, xs[i])` for the consecutive weight rows in
+/// `bytes` (each as long as the activation rows) and the `n = xs.len()` activation rows: each
+/// the bits [`dot`] gives it, in one call (the level chosen and the type dispatched once).
+pub fn dot_matrix(dtype: DType, bytes: &[u8], xs: &[Q8Row<'_>], out: &mut [f32]) {
+    let n = xs.len();
+    if n == 0 {
+        return;
+    }
+    let k = xs[0].q.len();
+    let rb = k / dtype.block_elems() * dtype.block_bytes();
+    assert!(
+        rb > 0 && bytes.len().is_multiple_of(rb),
+        "{} bytes of rows of {rb}",
+        bytes.len()
+    );
+    let rows = bytes.len() / rb;
+    assert!(
+        out.len() >= rows * n,
+        "{} outputs for {rows} × {n}",
+        out.len()
+    );
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        l @ Level::Avx512 => {
+            assert!(super::qrow::supports(dtype), "{dtype}");
+            for x in xs {
+                assert_eq!(k, x.q.len(), "activation rows of {k} and {}", x.q.len());
+            }
+            assert!(runs(l), "{l:?}");
+            // SAFETY: the CPU has the features the variant is compiled with (`runs`).
+            unsafe { x86::dot_matrix_vnni(dtype, bytes, rb, xs, out) }
+        }
+        l => {
+            for (r, (w, o)) in bytes
+                .chunks_exact(rb)
+                .zip(out.chunks_exact_mut(n))
+                .enumerate()
+            {
+                super::simd::prefetch_ahead(bytes, r * rb, rb);
+                for (xs, o) in xs.chunks(ROWS).zip(o.chunks_mut(ROWS)) {
+                    dot_rows_at(l, dtype, w, xs, o);
+                }
+            }
+        }
+    }
+}
+
 /// A bound on `|dot(w, Q8(x)) − Σ y_i x_i|` for the dequantized row `y` (f32, as
 /// `formats::quants` gives it) and the f32 activations `x`: the activation rounding, at most
 /// `d/2 + |x_i|·2⁻²³` per element (the rounding to the nearest integer, plus that of `x·(1/d)`
@@ -622,6 +669,45 @@ mod x86 {
         }
     }
 
+    /// [`super::dot_matrix`] with AVX-512 VNNI: the weight rows one after another, each over the
+    /// activation rows in fours ([`vnni_body`]).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot_matrix_vnni(
+        dtype: DType,
+        bytes: &[u8],
+        rb: usize,
+        xs: &[Q8Row<'_>],
+        out: &mut [f32],
+    ) {
+        per_type!(dtype, matrix_body, (bytes, rb, xs, out))
+    }
+
+    #[inline(always)]
+    unsafe fn matrix_body(
+        dtype: DType,
+        bytes: &[u8],
+        rb: usize,
+        xs: &[Q8Row<'_>],
+        out: &mut [f32],
+    ) {
+        let n = xs.len();
+        for (r, (w, o)) in bytes
+            .chunks_exact(rb)
+            .zip(out.chunks_exact_mut(n))
+            .enumerate()
+        {
+            super::super::simd::prefetch_ahead(bytes, r * rb, rb);
+            for (xs, o) in xs.chunks(super::ROWS).zip(o.chunks_mut(super::ROWS)) {
+                match xs.len() {
+                    1 => vnni_body::<1>(dtype, w, [xs[0]], o),
+                    2 => vnni_body::<2>(dtype, w, [xs[0], xs[1]], o),
+                    3 => vnni_body::<3>(dtype, w, [xs[0], xs[1], xs[2]], o),
+                    _ => vnni_body::<4>(dtype, w, [xs[0], xs[1], xs[2], xs[3]], o),
+                }
+            }
+        }
+    }
+
     /// Group `g` of a K-quant row through [`group`]: its weights, and its lane scales and min
     /// as `[s0, s0, s0, s0, s1, s1, s1, s1]` and `m`.
     #[inline(always)]
@@ -819,6 +905,29 @@ mod tests {
                     for (i, v) in out.iter().enumerate() {
                         let one = dot_at(Level::Base, dtype, &bytes, rows[i]);
                         assert_eq!(v.to_bits(), one.to_bits(), "{dtype} {l:?} row {i} of {n}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_matrix_is_its_rows_dots() {
+        for dtype in [DType::Q4_1, DType::Q8_0, DType::Q6_K] {
+            let per_row = if dtype.block_elems() == GROUP { 9 } else { 2 };
+            let k = per_row * dtype.block_elems();
+            let rb = per_row * dtype.block_bytes();
+            let bytes = random_blocks(dtype, 5 * per_row, 31);
+            let x = random_x(6 * k, 37);
+            let xq = Q8Rows::new(&x, 6, k);
+            let xs: Vec<Q8Row<'_>> = (0..6).map(|i| xq.row(i)).collect();
+            for n in [1usize, 4, 6] {
+                let mut out = vec![f32::NAN; 5 * n];
+                dot_matrix(dtype, &bytes, &xs[..n], &mut out);
+                for r in 0..5 {
+                    for i in 0..n {
+                        let one = dot_at(Level::Base, dtype, &bytes[r * rb..(r + 1) * rb], xs[i]);
+                        assert_eq!(out[r * n + i].to_bits(), one.to_bits(), "{dtype} {r} {i}");
                     }
                 }
             }

@@ -3,6 +3,50 @@
 
 use half::{bf16, f16};
 
+/// How far ahead of a weight row the row loops ask for bytes ([`prefetch_ahead`]): measured on
+/// a 2-core Sapphire Rapids VM, SmolLM2 Q4_1 decode went from ~120 to ~200 tok/s with 6–32 rows
+/// of 360 bytes ahead (the hardware prefetcher alone did not keep two cores fed).
+/// `WAVEFRONT_PREFETCH_BYTES` overrides it (0: no software prefetch), read once.
+pub const PREFETCH_BYTES: usize = 3072;
+
+fn prefetch_bytes() -> usize {
+    static B: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *B.get_or_init(|| {
+        std::env::var("WAVEFRONT_PREFETCH_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(PREFETCH_BYTES)
+    })
+}
+
+/// Asks the cache for the bytes of the weight row `PREFETCH_BYTES` (rounded to whole rows of
+/// `row_bytes`) past `at` in `bytes`, where that is still inside `bytes`. A hint only: it
+/// changes no result.
+#[inline(always)]
+pub fn prefetch_ahead(bytes: &[u8], at: usize, row_bytes: usize) {
+    let want = prefetch_bytes();
+    if want == 0 {
+        return;
+    }
+    let ahead = (want / row_bytes.max(1)).max(1) * row_bytes;
+    let (from, to) = (at + ahead, at + ahead + row_bytes);
+    if to > bytes.len() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut off = from;
+        while off < to {
+            // SAFETY: a prefetch of an address inside `bytes`; it reads nothing.
+            unsafe { _mm_prefetch(bytes.as_ptr().add(off) as *const i8, _MM_HINT_T0) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = from;
+}
+
 /// Independent accumulators: lets the compiler vectorize without reassociating a single sum.
 const LANES: usize = 16;
 
