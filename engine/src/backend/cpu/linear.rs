@@ -282,9 +282,10 @@ fn gemv(
     });
 }
 
-/// [`Dots::Q8`]: the input rows quantized to 8 bits once ([`Q8Rows`]), then one
-/// [`q8dot::dot`] per input row and output feature, parallel over output features; a row's
-/// results never depend on the other rows (batch invariance), whatever their number.
+/// [`Dots::Q8`]: the input rows quantized to 8 bits once ([`Q8Rows`]), then each task's weight
+/// rows through [`q8dot::dot_matrix`] (each result the bits of one [`q8dot::dot`] of its input
+/// row and output feature), parallel over output features; a row's results never depend on the
+/// other rows (batch invariance), whatever their number.
 fn q8_product(
     x: &[f32],
     parts: &[Part<'_>],
@@ -330,6 +331,11 @@ fn q8_product(
     // (m, n): each task's results contiguous, then transposed into out (n, m).
     let mut t = vec![0.0f32; m * n];
     pool().chunks(&mut t, chunk * n, task);
+    transpose_into(&t, out, n, m);
+}
+
+/// `out (n, m) ← t (m, n)`: the row loops' per-feature results in the products' layout.
+fn transpose_into(t: &[f32], out: &mut [f32], n: usize, m: usize) {
     for (i, o) in out[..n * m].chunks_exact_mut(m).enumerate() {
         for (j, v) in o.iter_mut().enumerate() {
             *v = t[j * n + i];
@@ -380,11 +386,7 @@ fn gemv_rows(
             }
         }
     });
-    for (i, o) in out[..n * m].chunks_exact_mut(m).enumerate() {
-        for (j, v) in o.iter_mut().enumerate() {
-            *v = t[j * n + i];
-        }
-    }
+    transpose_into(&t, out, n, m);
 }
 
 /// Output features per task of the batched path: their f32 weights (`GEMM_COLS × k`) stay in
