@@ -11,12 +11,14 @@
 # Builds outside the repository (WORK, default /tmp/wavefront-cpu-peer); nothing built from the
 # package is committed. Needs cmake (installed with pip into the work directory if missing), a
 # C++ compiler, and the registry. Prints one markdown table: pp128 and tg64 medians per engine
+# (TG=128 measures tg128 instead)
 # and their ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL=${1:-$HOME/.cache/wavefront/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 ROUNDS=${2:-3}
+TG=${TG:-64}
 THREADS=${THREADS:-$(nproc)}
 WORK=${WORK:-/tmp/wavefront-cpu-peer}
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
@@ -68,13 +70,13 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 : >"$WORK/wf.txt"
 for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS" >&2
-    "$BENCH" -m "$MODEL" -t "$THREADS" -p 128 -n 64 -r 3 -o csv 2>/dev/null |
+    "$BENCH" -m "$MODEL" -t "$THREADS" -p 128 -n "$TG" -r 3 -o csv 2>/dev/null |
         awk -F, 'NR > 1 { gsub(/"/, ""); print ($0 ~ /,128,0,/ ? "pp" : "tg"), $(NF-1) }' \
             >>"$WORK/llama.txt"
     # shellcheck disable=SC2086 # WF_ARGS is a list of flags
-    "$WF" bench --backend cpu --model "$MODEL" --pp 128 --tg 64 --reps 3 --sampling greedy,default ${WF_ARGS:-} \
-        2>/dev/null | awk -F'|' '/^\| pp128 / { print "pp", $3 } /^\| tg64 \|/ { print "tg", $3 }
-            /^\| tg64 sampled / { print "ts", $3 }' >>"$WORK/wf.txt"
+    "$WF" bench --backend cpu --model "$MODEL" --pp 128 --tg "$TG" --reps 3 --sampling greedy,default ${WF_ARGS:-} \
+        2>/dev/null | awk -F'|' -v tg="tg$TG" '/^\| pp128 / { print "pp", $3 }
+            $2 == " " tg " " { print "tg", $3 } $2 == " " tg " sampled " { print "ts", $3 }' >>"$WORK/wf.txt"
 done
 
 med() { awk -v k="$1" '$1 == k { print $2 }' "$2" | median; }
@@ -87,7 +89,7 @@ echo
 echo "Medians of $ROUNDS alternating rounds ($(nproc) cores, $THREADS threads, $(date -u +%F))."
 echo "llama-bench's tg has no sampler; Wavefront's sampled row runs the CLI's default sampling."
 echo
-echo "| engine | pp128 tok/s | tg64 tok/s | tg64 sampled tok/s |"
+echo "| engine | pp128 tok/s | tg$TG tok/s | tg$TG sampled tok/s |"
 echo "|---|---:|---:|---:|"
 printf "| llama.cpp (llama-cpp-python %s, -t %s) | %.1f | %.1f | — |\n" "$VERSION" "$THREADS" "$lpp" "$ltg"
 printf "| Wavefront %s (--backend cpu%s) | %.1f | %.1f | %.1f |\n" "$(git rev-parse --short HEAD)" "${WF_ARGS:+ $WF_ARGS}" "$wpp" "$wtg" "$wts"
