@@ -71,7 +71,8 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS" >&2
     "$BENCH" -m "$MODEL" -t "$THREADS" -p 128 -n "$TG" -r 3 -o csv 2>/dev/null |
-        awk -F, 'NR > 1 { gsub(/"/, ""); print ($0 ~ /,128,0,/ ? "pp" : "tg"), $(NF-1) }' \
+        awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+            { gsub(/"/, ""); print ($(col["n_gen"]) == 0 ? "pp" : "tg"), $(col["avg_ts"]) }' \
             >>"$WORK/llama.txt"
     # shellcheck disable=SC2086 # WF_ARGS is a list of flags
     "$WF" bench --backend cpu --model "$MODEL" --pp 128 --tg "$TG" --reps 3 --sampling greedy,default ${WF_ARGS:-} \
