@@ -1,4 +1,5 @@
-//! The CPU backend: rayon-parallel Rust, weights in a 16-bit type with f32 accumulation.
+//! The CPU backend: Rust over a spinning thread pool (`pool`; rayon for the rest), weights in
+//! a 16-bit type or as the file's quantized blocks, f32 accumulation.
 //! The default when no GPU is present, and what CI exercises.
 
 mod attention;
@@ -50,28 +51,6 @@ pub enum Dots {
     /// batch-invariant and the same bits at every SIMD level. Plain (f32/16-bit) weights are
     /// unaffected.
     Q8,
-}
-
-impl Dots {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dots::F32 => "f32",
-            Dots::Q8 => "q8",
-        }
-    }
-}
-
-impl std::str::FromStr for Dots {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim() {
-            "f32" => Ok(Dots::F32),
-            "q8" => Ok(Dots::Q8),
-            other => Err(Error::InvalidRequest(format!(
-                "CPU dot products are `f32` or `q8`, not `{other}`"
-            ))),
-        }
-    }
 }
 
 impl Default for CpuBackend {
@@ -139,7 +118,11 @@ impl Backend for CpuBackend {
     }
 
     fn device(&self) -> String {
-        format!("CPU ({} threads)", rayon::current_num_threads())
+        let dots = match self.dots {
+            Dots::F32 => "",
+            Dots::Q8 => ", q8 dots",
+        };
+        format!("CPU ({} threads{dots})", rayon::current_num_threads())
     }
 
     fn weight_dtype(&self) -> DType {
