@@ -459,22 +459,14 @@ mod x86 {
         )
     }
 
-    /// `[sw·d, mw·s]` of a legacy block `b` and activation group `g` (lanes 0 and 1; the
-    /// block's first four bytes are its f16 `d` and, where it has one, its f16 `m`: the
-    /// conversion of whatever else is there is never used).
+    /// The f32 of the first two f16 of each of up to two legacy blocks, `[d0, m0, d1, m1]`
+    /// (`b1`: the second block's first four bytes, or 0). A block's first four bytes are its
+    /// `d` and, where it has one, its `m`: the conversion of whatever else is there is never
+    /// used. Times an activation row's interleaved `[d, s]` of the same groups, it gives
+    /// `[sw·d, mw·s]` of each.
     #[inline(always)]
-    unsafe fn legacy_scales(b0: &[u8], b1: Option<&[u8]>, x: Q8Row<'_>, g: usize) -> __m128 {
-        let h = _mm_set_epi32(
-            0,
-            0,
-            b1.map_or(0, |b| u32_at(b, 0)) as i32,
-            u32_at(b0, 0) as i32,
-        );
-        let ds = match b1 {
-            Some(_) => _mm_loadu_ps(x.ds.as_ptr().add(2 * g)),
-            None => _mm_castpd_ps(_mm_load_sd(x.ds.as_ptr().add(2 * g) as *const f64)),
-        };
-        _mm_mul_ps(_mm_cvtph_ps(h), ds)
+    unsafe fn headers(b0: &[u8], b1: u32) -> __m128 {
+        _mm_cvtph_ps(_mm_set_epi32(0, 0, b1 as i32, u32_at(b0, 0) as i32))
     }
 
     /// The 32 weight integers of a legacy block as bytes (i8, or u8 for the unsigned types:
@@ -536,8 +528,8 @@ mod x86 {
         }
     }
 
-    /// Group `g` of a K-quant row through [`group`]: its weights, lane scales (already times
-    /// the activation group's `d`) and `[0, mw·s, 0, 0]`.
+    /// Group `g` of a K-quant row ([`k_weights`]) against activation row `x`: its weights,
+    /// lane scales times the group's `d`, and `[0, mw·s, 0, 0]`.
     #[inline(always)]
     unsafe fn k_group(
         dtype: DType,
@@ -545,22 +537,9 @@ mod x86 {
         x: Q8Row<'_>,
         g: usize,
     ) -> (__m256i, __m256, __m128) {
-        let per = dtype.block_elems() / GROUP;
-        let bb = dtype.block_bytes();
-        let mut w = [0i8; GROUP];
-        let (s0, s1, m) = group(
-            dtype,
-            &bytes[(g / per) * bb..(g / per + 1) * bb],
-            g % per,
-            &mut w,
-        );
-        let d = _mm_set1_ps(x.d(g));
-        let s = _mm256_set_m128(
-            _mm_mul_ps(_mm_set1_ps(s1), d),
-            _mm_mul_ps(_mm_set1_ps(s0), d),
-        );
+        let (w, s, m) = k_weights(dtype, bytes, g);
         let mins = _mm_set_ps(0.0, 0.0, m * x.s(g), 0.0);
-        (_mm256_loadu_si256(w.as_ptr() as *const __m256i), s, mins)
+        (w, _mm256_mul_ps(s, _mm256_set1_ps(x.d(g))), mins)
     }
 
     /// Group `g`'s weights, lane scales and `[_, mw·s, _, _]` (lane 1), any type.
@@ -574,7 +553,8 @@ mod x86 {
         if legacy(dtype) {
             let bb = dtype.block_bytes();
             let b = &bytes[g * bb..(g + 1) * bb];
-            let sm = legacy_scales(b, None, x, g);
+            let ds = _mm_castpd_ps(_mm_load_sd(x.ds.as_ptr().add(2 * g) as *const f64));
+            let sm = _mm_mul_ps(headers(b, 0), ds);
             (legacy_weights(dtype, b), _mm256_broadcastss_ps(sm), sm)
         } else {
             k_group(dtype, bytes, x, g)
@@ -766,12 +746,7 @@ mod x86 {
                     &bytes[(g + 1) * bb..(g + 2) * bb],
                 );
                 let w = legacy_pair(dtype, b0, b1);
-                let h = _mm_cvtph_ps(_mm_set_epi32(
-                    0,
-                    0,
-                    u32_at(b1, 0) as i32,
-                    u32_at(b0, 0) as i32,
-                ));
+                let h = headers(b0, u32_at(b1, 0));
                 for r in 0..R {
                     let x = xs[r];
                     let sm = _mm_mul_ps(h, _mm_loadu_ps(x.ds.as_ptr().add(2 * g)));
