@@ -112,7 +112,7 @@ pub fn random_blocks(
 
 /// Reads the little-endian f16 at `b[i..i + 2]` as f32 (exact).
 #[inline(always)]
-fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
@@ -185,7 +185,7 @@ fn block_q4_1(b: &[u8], y: &mut [f32]) {
 /// The 5-bit values of a Q5_0/Q5_1 block: `qh` (a little-endian u32) holds bit 4 of element
 /// `j` at bit `j`; the low 4 bits are the nibbles of `qs` as in Q4_0.
 #[inline(always)]
-fn q5_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
+pub(crate) fn q5_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
     let h = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
     let mut q = [0u8; 32];
     for (j, &b) in qs.iter().enumerate() {

@@ -19,10 +19,10 @@
 //! `|x_i − d·q_i| ≤ d/2` for each element (`d` = its group's `max|x| / 127`), weighted by
 //! `|y_i|`, plus f32 accumulation: [`error_bound`] states it and the tests hold every type to it.
 
-use crate::formats::quants::scale_min_k4;
+use crate::formats::quants::{f16_at, q5_values, scale_min_k4};
 use crate::tensor::DType;
 
-use super::qrow::Level;
+use super::qrow::{lanes_reduce, Level};
 
 /// Elements of an activation group (and of every weight group).
 pub const GROUP: usize = 32;
@@ -124,10 +124,6 @@ fn signed(dtype: DType) -> bool {
     matches!(dtype, DType::Q8_0 | DType::Q4_0 | DType::Q5_0 | DType::Q6_K)
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
 /// Group `gi` of block `b` of `dtype`: its 32 weight integers into `w`, and (scale of elements
 /// 0..16, scale of elements 16..32, min). The scales and min are the f32 values
 /// `formats::quants` computes for the block (`d · sc` for K-quants).
@@ -139,10 +135,9 @@ fn group(dtype: DType, b: &[u8], gi: usize, w: &mut [i8; GROUP]) -> (f32, f32, f
             w[j + 16] = (q >> 4) as i8;
         }
     };
-    let high = |qh: &[u8], w: &mut [i8; GROUP]| {
-        let h = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
-        for (j, v) in w.iter_mut().enumerate() {
-            *v |= (((h >> j) & 1) << 4) as i8;
+    let five = |qh: &[u8], qs: &[u8], w: &mut [i8; GROUP]| {
+        for (v, q) in w.iter_mut().zip(q5_values(qh, qs)) {
+            *v = q as i8;
         }
     };
     let offset = |w: &mut [i8; GROUP], o: i8| w.iter_mut().for_each(|v| *v -= o);
@@ -166,15 +161,13 @@ fn group(dtype: DType, b: &[u8], gi: usize, w: &mut [i8; GROUP]) -> (f32, f32, f
             (d, d, f16_at(b, 2))
         }
         DType::Q5_0 => {
-            nibbles(&b[6..22], w);
-            high(&b[2..6], w);
+            five(&b[2..6], &b[6..22], w);
             offset(w, 16);
             let d = f16_at(b, 0);
             (d, d, 0.0)
         }
         DType::Q5_1 => {
-            nibbles(&b[8..24], w);
-            high(&b[4..8], w);
+            five(&b[4..8], &b[8..24], w);
             let d = f16_at(b, 0);
             (d, d, f16_at(b, 2))
         }
@@ -222,19 +215,6 @@ fn group(dtype: DType, b: &[u8], gi: usize, w: &mut [i8; GROUP]) -> (f32, f32, f
     }
 }
 
-/// The 16 accumulators summed pairwise: 8 apart, then 4, 2, 1.
-#[inline(always)]
-fn reduce16(mut acc: [f32; 16]) -> f32 {
-    let mut width = 16;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-    }
-    acc[0]
-}
-
 fn dot_body(dtype: DType, bytes: &[u8], x: Q8Row<'_>) -> f32 {
     let per = dtype.block_elems() / GROUP;
     let min = has_min(dtype);
@@ -255,7 +235,7 @@ fn dot_body(dtype: DType, bytes: &[u8], x: Q8Row<'_>) -> f32 {
             }
         }
     }
-    reduce16(acc) + (mins[0] + mins[1])
+    lanes_reduce(acc) + (mins[0] + mins[1])
 }
 
 /// The level this module runs: [`qrow::level`](super::qrow::level)'s choice, with AVX-512 only

@@ -32,9 +32,11 @@ fn lanes_accumulate(acc: &mut [f32; LANES], x: &[f32], w: &[f32]) {
     }
 }
 
+/// `N` accumulators (a power of two) summed pairwise: `N/2` apart, then `N/4`, …, 1. The
+/// fixed order every quantized dot product here and in `q8dot` ends with.
 #[inline(always)]
-fn lanes_reduce(mut acc: [f32; LANES]) -> f32 {
-    let mut width = LANES;
+pub(super) fn lanes_reduce<const N: usize>(mut acc: [f32; N]) -> f32 {
+    let mut width = N;
     while width > 1 {
         width /= 2;
         for l in 0..width {
@@ -70,17 +72,8 @@ fn dots_body(x: &[f32], n: usize, k: usize, w: &[f32], c: usize, out: &mut [f32]
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::backend::cpu::qrow_avx2::f16_at;
     use std::arch::x86_64::*;
-
-    /// The little-endian f16 at `b[i..i + 2]` as f32 (exact). Broadcast first: an insert into
-    /// a register would make the conversion wait on whatever last wrote it (an accumulator).
-    #[inline(always)]
-    unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes([
-            b[i],
-            b[i + 1],
-        ]))))
-    }
 
     /// The f16 at `b[i..i + 2]` in all 16 lanes, as f32 (exact).
     #[inline(always)]

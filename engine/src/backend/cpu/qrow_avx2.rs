@@ -9,9 +9,11 @@ use std::arch::x86_64::*;
 use crate::formats::quants::scale_min_k4;
 use crate::tensor::DType;
 
-/// The little-endian f16 at `b[i..i + 2]` as f32 (exact).
+/// The little-endian f16 at `b[i..i + 2]` as f32 (exact), with F16C (this level's and
+/// `qrow`'s AVX-512 level's). Broadcast first: an insert into a register would make the
+/// conversion wait on whatever last wrote it (an accumulator).
 #[inline(always)]
-unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(super) unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes([
         b[i],
         b[i + 1],
