@@ -7,6 +7,13 @@
 //! atomic word) and park only after [`SPIN`] without work, so a step's loops start in well under
 //! a microsecond; the caller takes tasks too. This is what llama.cpp's CPU backend does.
 //!
+//! Spinning assumes the pool's threads have cores to themselves. When they do not (another
+//! busy process on a 2-core machine), a worker is descheduled holding a task and the caller
+//! waits milliseconds for it, slower than running alone. So the caller times each loop: a wait
+//! for the last task far longer than a task takes is a stall, and after two within 100 ms the
+//! loops run on the caller alone for a back-off period (doubling while stalls recur, up to a
+//! second), then the pool is tried again ([`Adapt`]; `WAVEFRONT_POOL_ADAPT=0` turns it off).
+//!
 //! One loop runs at a time: a caller that finds the pool busy (another engine, on another
 //! thread) runs its tasks itself, in order. Which thread runs a task never changes what it
 //! computes: every task writes its own outputs.
@@ -18,6 +25,16 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it parks.
 const SPIN: Duration = Duration::from_millis(2);
+
+/// The first serial period after a stall, and the longest.
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A wait for the last tasks is a stall when it exceeds `STALL_TASKS` times the caller's mean
+/// task time plus `STALL_SLACK` (a worker's wake-up from parking, an interrupt).
+const STALL_TASKS: u32 = 4;
+const STALL_SLACK: Duration = Duration::from_micros(200);
+/// Two stalls this close make the loops serial.
+const RECUR: Duration = Duration::from_millis(100);
 
 /// Most tasks one loop may have (the task count lives in 16 bits of the claim word).
 pub const MAX_TASKS: usize = u16::MAX as usize;
@@ -48,12 +65,13 @@ fn tasks_left(word: u64) -> bool {
 }
 
 impl Shared {
-    /// Claims and runs tasks of the current loop until none is left.
-    fn work(&self) {
+    /// Claims and runs tasks of the current loop until none is left; returns how many it ran.
+    fn work(&self) -> u32 {
+        let mut ran = 0;
         loop {
             let word = self.claim.load(Ordering::Acquire);
             if !tasks_left(word) {
-                return;
+                return ran;
             }
             if self
                 .claim
@@ -71,6 +89,7 @@ impl Shared {
                 self.panicked.store(true, Ordering::Release);
             }
             self.done.fetch_add(1, Ordering::AcqRel);
+            ran += 1;
         }
     }
 
@@ -105,11 +124,76 @@ impl Shared {
     }
 }
 
+/// Whether loops run on the pool or on the caller alone (see the module doc): held with the
+/// pool's busy lock, so only the loop running reads or changes it.
+#[derive(Debug, Default)]
+struct Adapt {
+    /// Loops run on the caller alone until then.
+    serial_until: Option<Instant>,
+    /// The serial period a stall starts; zero until the first stall.
+    backoff: Duration,
+    /// When the pool last ran loops without a stall after a serial period (the back-off
+    /// shrinks back once the pool has run stall-free for as long as it last stayed serial).
+    clean_since: Option<Instant>,
+    /// The last stall.
+    last_stall: Option<Instant>,
+}
+
+impl Adapt {
+    /// Whether a loop starting at `now` may use the workers.
+    fn parallel(&mut self, now: Instant) -> bool {
+        match self.serial_until {
+            Some(t) if now < t => false,
+            Some(_) => {
+                self.serial_until = None;
+                self.clean_since = Some(now);
+                true
+            }
+            None => {
+                if let Some(c) = self.clean_since {
+                    if now.duration_since(c) > self.backoff {
+                        self.backoff = Duration::ZERO;
+                        self.clean_since = None;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// A pool loop ended at `now`: the caller ran `tasks` tasks in `own`, then waited `wait`
+    /// for the workers' last ones.
+    fn record(&mut self, now: Instant, own: Duration, tasks: u32, wait: Duration) {
+        if tasks == 0 || wait <= own / tasks * STALL_TASKS + STALL_SLACK {
+            return;
+        }
+        // One stall alone (an interrupt, the host's hiccup) is not a pattern: a second within
+        // `RECUR` is.
+        let recurs = self
+            .last_stall
+            .is_some_and(|t| now.duration_since(t) < RECUR);
+        self.last_stall = Some(now);
+        if !recurs {
+            return;
+        }
+        self.backoff = (self.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+        self.serial_until = Some(now + self.backoff);
+        self.clean_since = None;
+        self.last_stall = None;
+    }
+}
+
+/// Whether stalls make loops serial: unless `WAVEFRONT_POOL_ADAPT=0` (for A/B runs).
+fn adaptive() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WAVEFRONT_POOL_ADAPT").map_or(true, |v| v != "0"))
+}
+
 pub struct Pool {
     shared: &'static Shared,
     workers: usize,
     /// Held by the loop running; a caller that cannot take it runs its tasks itself.
-    busy: Mutex<()>,
+    busy: Mutex<Adapt>,
 }
 
 /// The pool: as many threads as rayon's (`RAYON_NUM_THREADS` sets both), the caller one of
@@ -138,7 +222,7 @@ pub fn pool() -> &'static Pool {
         Pool {
             shared,
             workers,
-            busy: Mutex::new(()),
+            busy: Mutex::new(Adapt::default()),
         }
     })
 }
@@ -162,8 +246,17 @@ impl Pool {
         if n == 0 {
             return;
         }
-        let guard = match self.busy.try_lock() {
-            Ok(g) if self.workers > 0 && n > 1 => g,
+        let start = Instant::now();
+        let mut guard = match self.busy.try_lock() {
+            Ok(mut g) if self.workers > 0 && n > 1 => {
+                if !adaptive() || g.parallel(start) {
+                    g
+                } else {
+                    drop(g);
+                    (0..n).for_each(f);
+                    return;
+                }
+            }
             _ => {
                 (0..n).for_each(f);
                 return;
@@ -181,10 +274,13 @@ impl Pool {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        s.work();
+        let tasks = s.work();
+        let worked = Instant::now();
         while s.done.load(Ordering::Acquire) < n {
             std::hint::spin_loop();
         }
+        let end = Instant::now();
+        guard.record(end, worked - start, tasks, end - worked);
         drop(guard);
         if s.panicked.swap(false, Ordering::AcqRel) {
             panic!("a task of a CPU loop panicked");
@@ -275,6 +371,50 @@ mod tests {
             sum.fetch_add(i, Ordering::Relaxed);
         });
         assert_eq!(sum.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn recurring_stalls_make_loops_serial_for_a_doubling_while_then_the_pool_returns() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        let mut a = Adapt::default();
+        assert!(a.parallel(t0));
+        // Waits within a few tasks' time are not stalls, however long the tasks (prefill).
+        a.record(t0, ms(40), 4, ms(30));
+        a.record(t0, us(40), 4, us(150));
+        a.record(t0, ms(1), 0, ms(50)); // the caller ran nothing: no measure of a task
+        assert!(a.parallel(t0 + ms(1)));
+        // One stall alone is not a pattern; a second within RECUR is.
+        a.record(t0, us(40), 4, ms(3));
+        assert!(a.parallel(t0 + ms(1)));
+        let t1 = t0 + RECUR + ms(1);
+        a.record(t1, us(40), 4, ms(3)); // RECUR after the first: alone again
+        assert!(a.parallel(t1));
+        a.record(t1 + ms(5), us(40), 4, ms(3));
+        assert!(!a.parallel(t1 + ms(6)));
+        assert!(!a.parallel(t1 + ms(5) + BACKOFF_MIN - us(1)));
+        let t2 = t1 + ms(5) + BACKOFF_MIN;
+        assert!(a.parallel(t2));
+        // Stalls again at once: twice as long, up to BACKOFF_MAX.
+        let mut t = t2;
+        let mut want = BACKOFF_MIN;
+        for _ in 0..10 {
+            a.record(t, us(40), 4, ms(3));
+            a.record(t, us(40), 4, ms(3));
+            want = (want * 2).min(BACKOFF_MAX);
+            assert!(!a.parallel(t + want - us(1)), "{want:?}");
+            t += want;
+            assert!(a.parallel(t), "{want:?}");
+        }
+        assert_eq!(want, BACKOFF_MAX);
+        // A clean run as long as the last serial period: the next stalls start from the least.
+        assert!(a.parallel(t + BACKOFF_MAX + ms(1)));
+        let t3 = t + BACKOFF_MAX + ms(2);
+        a.record(t3, us(40), 4, ms(3));
+        a.record(t3, us(40), 4, ms(3));
+        assert!(!a.parallel(t3 + BACKOFF_MIN - us(1)));
+        assert!(a.parallel(t3 + BACKOFF_MIN));
     }
 
     #[test]
