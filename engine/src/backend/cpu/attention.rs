@@ -406,21 +406,7 @@ mod tests {
     use crate::backend::cpu::qrow::levels;
     use crate::backend::cpu::CpuBackend;
     use crate::backend::Backend;
-
-    /// Deterministic values in [−1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::formats::random::values;
 
     /// softmax(cap(q·k·scale))·V in f64 over the keys row `pos` sees, from the cache's values.
     fn exact(
