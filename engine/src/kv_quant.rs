@@ -73,11 +73,22 @@ pub fn write(bytes: &mut [u8], start: usize, src: &[f32]) {
 
 /// Elements `start .. start + dst.len()` of `bytes`, dequantized into `dst`.
 pub fn read(bytes: &[u8], start: usize, dst: &mut [f32]) {
-    for (i, o) in dst.iter_mut().enumerate() {
+    let mut i = 0;
+    while i < dst.len() {
         let e = start + i;
         let s = scale_byte(e);
         let d = f16::from_le_bytes([bytes[s], bytes[s + 1]]).to_f32();
-        *o = bytes[quant_byte(e)] as i8 as f32 * d;
+        if e.is_multiple_of(BLOCK) && dst.len() - i >= BLOCK {
+            // A whole block: one scale, its 32 quants consecutive.
+            let q = &bytes[quant_byte(e)..][..BLOCK];
+            for (o, &qi) in dst[i..i + BLOCK].iter_mut().zip(q) {
+                *o = qi as i8 as f32 * d;
+            }
+            i += BLOCK;
+        } else {
+            dst[i] = bytes[quant_byte(e)] as i8 as f32 * d;
+            i += 1;
+        }
     }
 }
 
@@ -198,6 +209,32 @@ mod tests {
         let mut before = vec![1.0; 32];
         read(&bytes, 192, &mut before);
         assert!(before.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn reads_of_any_range_are_the_elements_one_by_one() {
+        let n = 3 * SUPER + 64;
+        let bytes = encode(&values(n, 5));
+        let one = |e: usize| {
+            let s = scale_byte(e);
+            bytes[quant_byte(e)] as i8 as f32
+                * f16::from_le_bytes([bytes[s], bytes[s + 1]]).to_f32()
+        };
+        // Block-aligned and not, whole blocks and partial ones, across superblocks.
+        for (start, len) in [
+            (0, n),
+            (32, 64),
+            (5, 70),
+            (250, 40),
+            (31, 1),
+            (480, 33),
+            (1, 0),
+        ] {
+            let mut got = vec![f32::NAN; len];
+            read(&bytes, start, &mut got);
+            let want: Vec<f32> = (start..start + len).map(one).collect();
+            assert_eq!(got, want, "{start}+{len}");
+        }
     }
 
     #[test]
