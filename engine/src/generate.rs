@@ -201,6 +201,12 @@ enum Begin {
     Take { queue_ahead: bool },
 }
 
+/// Speculation set up apart from a generator ([`Generator::plan_lookup`],
+/// [`Generator::plan_draft`]) and attached to one with [`Generator::with_plan`]: the server sets
+/// it up before it takes a slot's sequence, so a failure (the draft cache's memory) leaves the
+/// slot's cache where it was.
+pub struct SpecPlan<'a, B: Backend>(Speculation<'a, B>);
+
 /// Speculative decoding's state in a generation ([`Generator::with_lookup`],
 /// [`Generator::with_draft`]).
 struct Speculation<'a, B: Backend> {
@@ -351,25 +357,26 @@ impl<'a, B: Backend> Generator<'a, B> {
     /// row with the coin and penalty history the plain decode would use at its position), so
     /// the tokens, their log-probabilities, the finish reason and the text are the plain
     /// generation's. Set before the first step.
-    pub fn with_lookup(mut self, params: LookupParams) -> Result<Self> {
+    pub fn with_lookup(self, params: LookupParams) -> Result<Self> {
+        let plan = Self::plan_lookup(params, self.request.seed)?;
+        self.with_plan(plan)
+    }
+
+    /// [`Generator::with_lookup`]'s speculation for a request of `seed`, set up before the
+    /// generator exists ([`Generator::with_plan`] attaches it).
+    pub fn plan_lookup(params: LookupParams, seed: u64) -> Result<SpecPlan<'a, B>> {
         params.validate()?;
-        if self.prefilled {
-            return Err(Error::InvalidRequest(
-                "speculation is set before the first token".into(),
-            ));
-        }
-        self.spec = Some(Speculation {
+        Ok(SpecPlan(Speculation {
             drafter: Drafter::Lookup {
                 ngram: params.ngram,
             },
             planted: params.planted,
             k: AdaptiveK::new(&params),
-            rng: CoinRng::new(self.request.seed),
+            rng: CoinRng::new(seed),
             queue: VecDeque::new(),
             stats: SpecStats::default(),
             handed_off: false,
-        });
-        Ok(self)
+        }))
     }
 
     /// Decodes speculatively with a draft model (`draft`, an engine of the same backend whose
@@ -379,30 +386,57 @@ impl<'a, B: Backend> Generator<'a, B> {
     /// last token in one forward of the target, and keeps them by the rule of
     /// [`crate::speculative::rule`]. The output is distributed as the plain generation's;
     /// greedy, it is the plain generation's. Set before the first step.
-    pub fn with_draft(mut self, draft: &'a Engine<B>, params: DraftParams) -> Result<Self> {
+    pub fn with_draft(self, draft: &'a Engine<B>, params: DraftParams) -> Result<Self> {
+        let capacity = self.seq.cache.capacity();
+        let plan = Self::plan_draft(self.engine, draft, params, capacity, self.request.seed)?;
+        self.with_plan(plan)
+    }
+
+    /// [`Generator::with_draft`]'s speculation for a request of `seed` on `engine` with a cache
+    /// of `capacity` positions (the draft model's cache is allocated here), set up before the
+    /// generator exists ([`Generator::with_plan`] attaches it).
+    pub fn plan_draft(
+        engine: &Engine<B>,
+        draft: &'a Engine<B>,
+        params: DraftParams,
+        capacity: usize,
+        seed: u64,
+    ) -> Result<SpecPlan<'a, B>> {
         params.validate()?;
-        if self.prefilled {
-            return Err(Error::InvalidRequest(
-                "speculation is set before the first token".into(),
-            ));
-        }
-        let (tv, dv) = (self.engine.config().vocab_size, draft.config().vocab_size);
+        let (tv, dv) = (engine.config().vocab_size, draft.config().vocab_size);
         if tv != dv {
             return Err(Error::InvalidRequest(format!(
                 "the draft model's vocabulary has {dv} tokens, the target's {tv}"
             )));
         }
-        let model = draft::DraftModel::new(draft, self.seq.cache.capacity(), self.request.seed)?;
-        self.spec = Some(Speculation {
+        let model = draft::DraftModel::new(draft, capacity, seed)?;
+        Ok(SpecPlan(Speculation {
             drafter: Drafter::Model(Box::new(model)),
             planted: params.planted,
             k: AdaptiveK::with_limits(params.max_draft, params.min_acceptance),
-            rng: CoinRng::new(self.request.seed),
+            rng: CoinRng::new(seed),
             queue: VecDeque::new(),
             stats: SpecStats::default(),
             handed_off: false,
-        });
+        }))
+    }
+
+    /// Speculates as `plan` (from [`Generator::plan_lookup`] or [`Generator::plan_draft`] for
+    /// this request's seed and capacity) says. Set before the first step.
+    pub fn with_plan(mut self, plan: SpecPlan<'a, B>) -> Result<Self> {
+        if self.prefilled {
+            return Err(Error::InvalidRequest(
+                "speculation is set before the first token".into(),
+            ));
+        }
+        self.spec = Some(plan.0);
         Ok(self)
+    }
+
+    /// The KV capacity a generation of `request` on `engine` runs with, or why the request
+    /// cannot run (what [`Generator::new`] checks first).
+    pub fn capacity_for(engine: &Engine<B>, request: &GenerationRequest) -> Result<usize> {
+        Self::check(engine, request)
     }
 
     /// Makes the steps' log-probabilities (with [`GenerationRequest::logprobs`]) those of the

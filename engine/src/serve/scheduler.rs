@@ -34,7 +34,7 @@ use super::api::{LogprobEntry, Usage};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::backend::Backend;
-use crate::generate::{cached_prefix, FinishReason, GenerationRequest, Generator, Step};
+use crate::generate::{cached_prefix, FinishReason, GenerationRequest, Generator, SpecPlan, Step};
 use crate::model::{DecodeBatch, Engine, Sequence};
 use crate::speculative::{DraftParams, LookupParams};
 use crate::tokenizer::Tokenizer;
@@ -126,11 +126,18 @@ pub enum Speculate<'e, B: Backend> {
 }
 
 impl<'e, B: Backend> Speculate<'e, B> {
-    /// `gen` set to speculate.
-    fn apply(&self, gen: Generator<'e, B>) -> crate::Result<Generator<'e, B>> {
+    /// The speculation of a request of `seed` on `target` with a cache of `capacity`.
+    fn plan(
+        &self,
+        target: &Engine<B>,
+        capacity: usize,
+        seed: u64,
+    ) -> crate::Result<SpecPlan<'e, B>> {
         match self {
-            Speculate::Lookup(p) => gen.with_lookup(*p),
-            Speculate::Draft { engine, params } => gen.with_draft(engine, *params),
+            Speculate::Lookup(p) => Generator::plan_lookup(*p, seed),
+            Speculate::Draft { engine, params } => {
+                Generator::plan_draft(target, engine, *params, capacity, seed)
+            }
         }
     }
 }
@@ -262,8 +269,27 @@ fn admit<'e, B: Backend>(
         return None;
     }
     let prompt_tokens = job.request.prompt.len();
+    // Everything that can fail before a slot's sequence is taken, so a failure leaves every
+    // idle slot's cache as it was.
+    let planned = Generator::capacity_for(engine, &job.request).and_then(|capacity| {
+        let plan = spec
+            .map(|s| s.plan(engine, capacity, job.request.seed))
+            .transpose()?;
+        Ok((capacity, plan))
+    });
+    let (capacity, plan) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = job.events.send(Event::Failed(ApiError::unavailable(format!(
+                "the request could not start: {e}"
+            ))));
+            return None;
+        }
+    };
     let shared = |i: &Idle<B>| cached_prefix(&i.prefilled, i.seq.cache.len(), &job.request.prompt);
-    let best = (0..idle.len()).max_by_key(|&i| shared(&idle[i]));
+    let best = (0..idle.len())
+        .filter(|&i| idle[i].seq.cache.capacity() == capacity)
+        .max_by_key(|&i| shared(&idle[i]));
     let started = match best {
         Some(i) => {
             let Idle { seq, prefilled } = idle.swap_remove(i);
@@ -271,8 +297,8 @@ fn admit<'e, B: Backend>(
         }
         None => Generator::new(engine, Some(tokenizer), job.request),
     };
-    let started = match spec {
-        Some(spec) => started.and_then(|g| spec.apply(g)),
+    let started = match plan {
+        Some(plan) => started.and_then(|g| g.with_plan(plan)),
         None => started,
     };
     match started {
@@ -392,5 +418,74 @@ pub fn run<'e, B: Backend>(
             }
         }
         metrics.set_active(active.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::tensor::DType;
+    use crate::{EngineOptions, ModelConfig};
+
+    fn tiny(vocab_size: usize) -> Engine<CpuBackend> {
+        let config = crate::formats::random::shape("smollm2-135m").unwrap();
+        let config = ModelConfig {
+            n_layers: 2,
+            vocab_size,
+            max_position_embeddings: 256,
+            ..config
+        };
+        let model = crate::formats::random::random_model(config, 5, DType::F32);
+        // Prefill chunks of 16: a cached prompt of 30 tokens reuses 16 positions.
+        let options = EngineOptions {
+            max_batch: 16,
+            ..EngineOptions::default()
+        };
+        Engine::new(CpuBackend::default(), &model, options).unwrap()
+    }
+
+    /// A request whose speculation cannot start (here a draft model of another vocabulary; in
+    /// a server, the draft cache's memory) is refused without taking an idle slot's sequence:
+    /// the slot keeps its cached prompt for the next request.
+    #[test]
+    fn a_speculation_that_cannot_start_leaves_the_idle_slot_and_its_cache() {
+        let model = crate::load(&crate::fetch::default_model().unwrap()).unwrap();
+        let tokenizer = model.tokenizer.as_ref().unwrap();
+        let (target, draft) = (tiny(300), tiny(301));
+        let request = |prompt: Vec<u32>| GenerationRequest {
+            max_tokens: 1,
+            context: Some(64),
+            ..GenerationRequest::new(prompt)
+        };
+        let prompt: Vec<u32> = (10..40).collect();
+        let mut gen = Generator::new(&target, Some(tokenizer), request(prompt.clone())).unwrap();
+        while gen.step().unwrap().is_some() {}
+        let (seq, prefilled) = gen.into_parts();
+        let cached = seq.cache.len();
+        assert!(cached >= prompt.len() - 1, "{cached}");
+        let mut idle = vec![Idle { seq, prefilled }];
+        let spec = Speculate::Draft {
+            engine: &draft,
+            params: DraftParams::new(4),
+        };
+        let metrics = Metrics::new(1);
+        let mut longer = prompt.clone();
+        longer.extend(40..50);
+        let (job, mut events) = Job::new(request(longer), Duration::from_secs(60));
+        let admitted = admit(&target, tokenizer, job, &mut idle, Some(&spec), &metrics);
+        assert!(admitted.is_none());
+        match events.try_recv() {
+            Ok(Event::Failed(e)) => assert!(e.message.contains("vocabulary"), "{}", e.message),
+            _ => panic!("no failure event"),
+        }
+        assert_eq!(idle.len(), 1, "the idle slot was taken");
+        assert_eq!(idle[0].seq.cache.len(), cached);
+        assert_eq!(idle[0].prefilled, prompt);
+        // Without speculation the same request resumes on the slot's cached prompt.
+        let (job, _events) = Job::new(request(idle[0].prefilled.clone()), Duration::from_secs(60));
+        let a = admit(&target, tokenizer, job, &mut idle, None, &metrics).unwrap();
+        assert!(idle.is_empty());
+        assert_eq!(a.gen.timings().cached_tokens, 16);
     }
 }
