@@ -72,6 +72,9 @@ fn attention_at(
         });
     }
     p.check_scores("cpu", OP)?;
+    if p.rows == 0 {
+        return Ok(());
+    }
     let ctx = Ctx {
         q: &q.f32(OP, "q")?[..p.rows * qd],
         arena: cache.arena(),
@@ -517,6 +520,8 @@ mod tests {
                         );
                     }
                 }
+                // No rows: nothing to do, and no panic.
+                assert!(run(level(), &[], p(0, pos0)).is_empty());
                 for l in levels() {
                     assert_eq!(
                         run(l, &q, p(rows, pos0)),
