@@ -223,6 +223,21 @@ struct Speculation<'a, B: Backend> {
     handed_off: bool,
 }
 
+impl<'a, B: Backend> Speculation<'a, B> {
+    /// Fresh state: nothing drafted or queued yet, the coins from the request's `seed`.
+    fn new(drafter: Drafter<'a, B>, planted: Option<SpecBug>, k: AdaptiveK, seed: u64) -> Self {
+        Speculation {
+            drafter,
+            planted,
+            k,
+            rng: CoinRng::new(seed),
+            queue: VecDeque::new(),
+            stats: SpecStats::default(),
+            handed_off: false,
+        }
+    }
+}
+
 /// Where the drafts come from.
 enum Drafter<'a, B: Backend> {
     /// Prompt lookup over the last `ngram` tokens: deterministic, drafts kept while equal to
@@ -366,17 +381,15 @@ impl<'a, B: Backend> Generator<'a, B> {
     /// generator exists ([`Generator::with_plan`] attaches it).
     pub fn plan_lookup(params: LookupParams, seed: u64) -> Result<SpecPlan<'a, B>> {
         params.validate()?;
-        Ok(SpecPlan(Speculation {
-            drafter: Drafter::Lookup {
-                ngram: params.ngram,
-            },
-            planted: params.planted,
-            k: AdaptiveK::new(&params),
-            rng: CoinRng::new(seed),
-            queue: VecDeque::new(),
-            stats: SpecStats::default(),
-            handed_off: false,
-        }))
+        let drafter = Drafter::Lookup {
+            ngram: params.ngram,
+        };
+        Ok(SpecPlan(Speculation::new(
+            drafter,
+            params.planted,
+            AdaptiveK::new(&params),
+            seed,
+        )))
     }
 
     /// Decodes speculatively with a draft model (`draft`, an engine of the same backend whose
@@ -410,15 +423,12 @@ impl<'a, B: Backend> Generator<'a, B> {
             )));
         }
         let model = draft::DraftModel::new(draft, capacity, seed)?;
-        Ok(SpecPlan(Speculation {
-            drafter: Drafter::Model(Box::new(model)),
-            planted: params.planted,
-            k: AdaptiveK::with_limits(params.max_draft, params.min_acceptance),
-            rng: CoinRng::new(seed),
-            queue: VecDeque::new(),
-            stats: SpecStats::default(),
-            handed_off: false,
-        }))
+        Ok(SpecPlan(Speculation::new(
+            Drafter::Model(Box::new(model)),
+            params.planted,
+            AdaptiveK::with_limits(params.max_draft, params.min_acceptance),
+            seed,
+        )))
     }
 
     /// Speculates as `plan` (from [`Generator::plan_lookup`] or [`Generator::plan_draft`] for
