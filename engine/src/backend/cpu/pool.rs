@@ -253,14 +253,10 @@ impl Pool {
                     g
                 } else {
                     drop(g);
-                    (0..n).for_each(f);
-                    return;
+                    return serial(n, f);
                 }
             }
-            _ => {
-                (0..n).for_each(f);
-                return;
-            }
+            _ => return serial(n, f),
         };
         let s = self.shared;
         let job = Job { f: &f };
@@ -306,6 +302,18 @@ impl Pool {
             let piece = unsafe { std::slice::from_raw_parts_mut(base.at(start), end - start) };
             f(i, piece)
         });
+    }
+}
+
+/// A loop on the caller alone, with the pool's panic rule: every task runs, then a panic in
+/// any of them is raised.
+fn serial(n: usize, f: impl Fn(usize)) {
+    let mut panicked = false;
+    for i in 0..n {
+        panicked |= catch_unwind(AssertUnwindSafe(|| f(i))).is_err();
+    }
+    if panicked {
+        panic!("a task of a CPU loop panicked");
     }
 }
 
@@ -419,15 +427,24 @@ mod tests {
 
     #[test]
     fn a_panicking_task_panics_the_caller_after_the_loop() {
-        let ran = AtomicUsize::new(0);
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            pool().for_each(8, |i| {
-                ran.fetch_add(1, Ordering::Relaxed);
-                assert!(i != 3, "task 3");
-            })
-        }));
-        assert!(r.is_err());
-        assert_eq!(ran.load(Ordering::Relaxed), 8);
+        let panics_after_all_ran = || {
+            let ran = AtomicUsize::new(0);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool().for_each(8, |i| {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    assert!(i != 3, "task 3");
+                })
+            }));
+            assert!(r.is_err());
+            assert_eq!(ran.load(Ordering::Relaxed), 8);
+        };
+        // On the pool (or on the caller, when another test's loop holds it) …
+        panics_after_all_ran();
+        // … and on the caller alone for certain: a loop started while the pool is busy.
+        {
+            let _busy = pool().busy.lock().unwrap_or_else(|e| e.into_inner());
+            panics_after_all_ran();
+        }
         // The pool still works.
         let sum = AtomicUsize::new(0);
         pool().for_each(4, |i| {
