@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -661,6 +661,36 @@ steps)
     filtered_test model_gpu gpu_batched differ
     # SmolLM2's golden streams (Gemma 3's file is not among this stage's carries).
     filtered_test golden_tokens smollm2
+  fi
+  cat "$OUT/summary.md"
+  ;;
+mma)
+  # The matrix-core GEMVs (gemv_mma_{T}, WAVEFRONT_GEMV_MMA=1; issues 8, 11 and 13), in two
+  # calls as `steps`. Call 1 (carry .device/ops): the GEMV op cases at both waves with path
+  # coverage (SKIP_OPS=1: not; they include the matrix-core cases), the graph test with the
+  # mode on, then the 8B and 1B benches (greedy decode at depth 0, batched passes of 4 and 16,
+  # verifications of 5 rows as decode steps) with the mode on and off, alternating. Call 2
+  # (carry the model parts, PART=2): with the mode on, model_gpu's speculation tests (rows as
+  # steps by bits, the exact streams), its batch invariance and SmolLM2's golden streams.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  if [ "${PART:-1}" = 1 ]; then
+    [ "${SKIP_OPS:-0}" = 1 ] || gemv_ops "_mma"
+    WAVEFRONT_GEMV_MMA=1 run_test gpu_graph; finish
+    for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
+      for mode in mma fma; do
+        on=0; [ "$mode" = mma ] && on=1
+        WAVEFRONT_GEMV_MMA=$on bench "$shape-$mode" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --batch 4,16 --verify 4
+      done
+    done
+    for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+  else
+    default_model
+    export WAVEFRONT_GEMV_MMA=1
+    filtered_test model_gpu speculation "differ|diverged" "(WAVEFRONT_GEMV_MMA=1)"
+    filtered_test model_gpu gpu_batched differ "(WAVEFRONT_GEMV_MMA=1)"
+    filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
   fi
   cat "$OUT/summary.md"
   ;;

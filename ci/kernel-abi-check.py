@@ -115,6 +115,10 @@ for suffix in ("f16", "bf16"):
                                   "(ceil(n_in/8)*ceil((m0+m1+m2)/(2*256/WAVE)))")
     ABI[f"gemv_swiglu_rows_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_ROWS, 256,
                                          "(ceil(n_in/8)*ceil(inter/(256/WAVE)))")
+    ABI[f"gemv_mma_{suffix}"] = ("gemv.hip", GEMV_ROWS, 256,
+                                 "(ceil(n_in/16)*ceil((m0+m1+m2)/16))")
+    ABI[f"gemv_swiglu_mma_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_ROWS, 256,
+                                        "(ceil(n_in/16)*ceil(inter/8))")
 QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "

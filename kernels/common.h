@@ -1161,6 +1161,92 @@ WF_DEVICE MmaA mma_c_to_a(const MmaC& c, uint16_t* scratch) {
 #endif
   return a;
 }
+
+// Operands of a matrix-core GEMV (gemv.hip's gemv_mma forms): A is 16 weight rows and B's
+// columns 16 input rows, both row-major with k contiguous, read in slabs of 32 k as two 16×16
+// products. A dot product's terms may be summed in any order, so within a slab the fragments
+// take k in the order that lets each lane read whole 16-byte vectors (both operands the same
+// order: logical k of fragment f ↔ one physical k of the slab, the same map for A and B):
+//   lane l reads operand rows mma_load_row(l, j) (j < MMA_LOAD_ROWS: weight rows of A, the same
+//   indices as input rows of B), MMA_LOAD_VECS 16-byte vectors of each from element
+//   mma_load_k(l) of the slab on;
+//   SYNC: rows g, g + 8 (g = l/4), 8 elements at 8·(l%4): words 0, 1 → fragment 0, 2, 3 → 1;
+//   MFMA: row l%16, 8 elements at 8·(l/16): words 0, 1 → fragment 0, 2, 3 → 1;
+//   WMMA: row l%16 (both half-waves), all 32: elements 0-15 → fragment 0, 16-31 → 1;
+//   FMA:  row l/(WAVE/16), all 32 (A; B is read inside mma from the row pointers).
+// Rows are on 16 bytes and the slab's first element a multiple of 8.
+#if WF_MMA == WF_MMA_SYNC
+enum { MMA_LOAD_ROWS = 2 };
+WF_DEVICE int mma_load_row(int l, int j) { return (l >> 2) + 8 * j; }
+WF_DEVICE int mma_load_k(int l) { return 8 * (l & 3); }
+#elif WF_MMA == WF_MMA_MFMA
+enum { MMA_LOAD_ROWS = 1 };
+WF_DEVICE int mma_load_row(int l, int j) { (void)j; return l & 15; }
+WF_DEVICE int mma_load_k(int l) { return 8 * (l >> 4); }
+#elif WF_MMA == WF_MMA_WMMA
+enum { MMA_LOAD_ROWS = 1 };
+WF_DEVICE int mma_load_row(int l, int j) { (void)j; return l & 15; }
+WF_DEVICE int mma_load_k(int l) { (void)l; return 0; }
+#else
+enum { MMA_LOAD_ROWS = 1 };
+WF_DEVICE int mma_load_row(int l, int j) { (void)j; return l / MMA_LANES_PER_ROW; }
+WF_DEVICE int mma_load_k(int l) { (void)l; return 0; }
+#endif
+
+// The A fragments of one slab: p[j] points at element mma_load_k(l) of the slab in operand
+// row mma_load_row(l, j).
+WF_DEVICE void mma_slab_a(const uint16_t* const (&p)[MMA_LOAD_ROWS], MmaA (&a)[2]) {
+#if WF_MMA == WF_MMA_SYNC
+  const wf_u32x4 r0 = *(const wf_u32x4*)p[0], r1 = *(const wf_u32x4*)p[1];
+  a[0].r[0] = r0.x; a[0].r[1] = r1.x; a[0].r[2] = r0.y; a[0].r[3] = r1.y;
+  a[1].r[0] = r0.z; a[1].r[1] = r1.z; a[1].r[2] = r0.w; a[1].r[3] = r1.w;
+#elif WF_MMA == WF_MMA_MFMA
+  const wf_u32x4 r = *(const wf_u32x4*)p[0];
+  a[0].r[0] = r.x; a[0].r[1] = r.y;
+  a[1].r[0] = r.z; a[1].r[1] = r.w;
+#else  // WMMA and FMA: 16 values a fragment, k in order
+#pragma unroll
+  for (int f = 0; f < 2; ++f) {
+    const wf_u32x4 lo = *(const wf_u32x4*)(p[0] + 16 * f), hi = *(const wf_u32x4*)(p[0] + 16 * f + 8);
+    a[f].r[0] = lo.x; a[f].r[1] = lo.y; a[f].r[2] = lo.z; a[f].r[3] = lo.w;
+    a[f].r[4] = hi.x; a[f].r[5] = hi.y; a[f].r[6] = hi.z; a[f].r[7] = hi.w;
+  }
+#endif
+}
+
+// The B fragments of one slab: p[j] as for mma_slab_a, in input row mma_load_row(l, j); `row0`
+// is input row 0 at the slab's first element and `ld` the input rows' stride (the FMA twin
+// reads B through them inside mma).
+WF_DEVICE void mma_slab_b(const uint16_t* const (&p)[MMA_LOAD_ROWS], const uint16_t* row0, i64 ld,
+                          MmaB (&b)[2]) {
+#if WF_MMA == WF_MMA_SYNC
+  (void)row0; (void)ld;
+  const wf_u32x4 r0 = *(const wf_u32x4*)p[0], r1 = *(const wf_u32x4*)p[1];
+  b[0].r[0] = r0.x; b[0].r[1] = r0.y; b[0].r[2] = r1.x; b[0].r[3] = r1.y;
+  b[1].r[0] = r0.z; b[1].r[1] = r0.w; b[1].r[2] = r1.z; b[1].r[3] = r1.w;
+#elif WF_MMA == WF_MMA_MFMA
+  (void)row0; (void)ld;
+  const wf_u32x4 r = *(const wf_u32x4*)p[0];
+  b[0].r[0] = r.x; b[0].r[1] = r.y;
+  b[1].r[0] = r.z; b[1].r[1] = r.w;
+#elif WF_MMA == WF_MMA_WMMA
+  (void)row0; (void)ld;
+#pragma unroll
+  for (int f = 0; f < 2; ++f) {
+    const wf_u32x4 lo = *(const wf_u32x4*)(p[0] + 16 * f), hi = *(const wf_u32x4*)(p[0] + 16 * f + 8);
+    b[f].r[0] = lo.x; b[f].r[1] = lo.y; b[f].r[2] = lo.z; b[f].r[3] = lo.w;
+    b[f].r[4] = hi.x; b[f].r[5] = hi.y; b[f].r[6] = hi.z; b[f].r[7] = hi.w;
+  }
+#else
+  (void)p;
+#pragma unroll
+  for (int f = 0; f < 2; ++f) {
+    b[f].p = row0 + 16 * f;
+    b[f].sk = 1;
+    b[f].sn = (int)ld;
+  }
+#endif
+}
 #endif  // !WF_HOST || WF_HOST_DEVICE_SHIMS
 
 #endif  // WAVEFRONT_KERNELS_COMMON_H

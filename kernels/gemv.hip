@@ -563,3 +563,212 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
                           int k, int n_in, int act) {
   gemv_swiglu_rows_kernel<BF16>(w, xh, ks, out, inter, k, n_in, act);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The matrix-core forms (`WAVEFRONT_GEMV_MMA=1`, Backend::mma_products): the same products on
+// the wave matrix instructions of common.h (mma.sync, MFMA, WMMA; the FMA twin elsewhere), over
+// inputs staged by gemv_stage_{T} (rounded to the weight type, xh (n_in, ks)). A wave issues a
+// handful of instructions per 16-byte weight vector where the FMA kernels widen and multiply
+// each weight once per input row, so the weights stream at the same rate for 1 to 16 input
+// rows. Taken by the host for K a multiple of 32 (up to GEMV_ROWS_MAX_K) with W, x (and
+// norm_w) on 16 bytes, for 1 to GEMV_MMA_NB input rows; every GEMV of such a shape takes them
+// while the mode is on, one row or several, so a row's bits do not depend on the rows beside
+// it: the matrix instruction computes each output column from its own inputs alone (the padded
+// columns read input row 0 and are not written), and the waves' partial tiles are summed in
+// wave order.
+//   gemv_mma_{T}: block b' (common.h batch_block over the ceil(n_in / 16) input groups) owns
+//     weight rows 16·b' … 16·b' + 15 of the stacked W and the group's input rows; wave w takes
+//     the slabs of 32 k numbered w, w + WAVES, … in ascending order (GEMV_MMA_U slabs loaded
+//     ahead), two 16 × 16 × 16 products a slab; the waves' tiles go to LDS and thread t sums
+//     element (t / 16, t % 16) over the waves in order, then runs gemv_{T}'s epilogue (bias,
+//     out0-2, residual) for weight row 16·b' + t / 16 and input row t % 16.
+//   gemv_swiglu_mma_{T}: the tile's rows 0-7 are gate rows 8·b' …, rows 8-15 the up rows of
+//     the same outputs; threads t < 128 run gemv_swiglu_{T}'s epilogue on elements t, t + 128.
+// Paths: slots 10, 11 gemv_mma_{f16,bf16} (vec, bias, out0-2, residual), 12, 13
+// gemv_swiglu_mma_{f16,bf16} (vec, gelu).
+constexpr int GEMV_MMA_NB = 16;    // input rows a block (B's columns)
+constexpr int GEMV_MMA_SLAB = 32;  // k a wave's step
+constexpr int GEMV_MMA_U = 4;      // slabs a wave has loaded ahead
+
+// One slab's fragments: A from the lane's weight rows, B from its input rows (`lane_rows`:
+// pointers at the lane's first element, mma_load_k), `off` the slab's first k.
+WF_DEVICE void gemv_mma_slab_a(const uint16_t* const (&lane_rows)[MMA_LOAD_ROWS], int off,
+                               MmaA (&a)[2]) {
+  const uint16_t* p[MMA_LOAD_ROWS];
+#pragma unroll
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) p[j] = lane_rows[j] + off;
+  mma_slab_a(p, a);
+}
+
+WF_DEVICE void gemv_mma_slab_b(const uint16_t* const (&lane_rows)[MMA_LOAD_ROWS],
+                               const uint16_t* xh, int ks, int off, MmaB (&b)[2]) {
+  const uint16_t* p[MMA_LOAD_ROWS];
+#pragma unroll
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) p[j] = lane_rows[j] + off;
+  mma_slab_b(p, xh + off, ks, b);
+}
+
+// The block's 16 × 16 tile of sums: A rows `wrow(i)` (i < 16) of W, B columns the nb ≤ 16
+// staged input rows xh + c·ks; element (i, c) to part[i·16 + c] (LDS, after a barrier).
+template <class C>
+WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], const uint16_t* xh,
+                             int ks, int nb, int k, int slot, float* part) {
+  constexpr int NW = GEMV_BLOCK / WAVE;
+  WF_SHARED float waves[NW][256];
+  const int lane = wave_lane();
+  const int wv = wave_index_uniform();
+  const int kl = mma_load_k(lane);
+  const uint16_t* wa[MMA_LOAD_ROWS];
+  const uint16_t* xb[MMA_LOAD_ROWS];
+#pragma unroll
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) {
+    const int c = mma_load_row(lane, j);
+    wa[j] = wrows[j] + kl;
+    xb[j] = xh + (i64)(c < nb ? c : 0) * ks + kl;
+  }
+  const int n_slab = k / GEMV_MMA_SLAB;
+  MmaC acc;
+  mma_zero(acc);
+  MmaA a[GEMV_MMA_U][2];
+  MmaB b[GEMV_MMA_U][2];
+  wf_allow_dependents();
+#pragma unroll
+  for (int u = 0; u < GEMV_MMA_U; ++u) {
+    const int s = wv + u * NW;
+    if (s < n_slab) gemv_mma_slab_a(wa, s * GEMV_MMA_SLAB, a[u]);  // in flight while the
+  }                                                                // kernels ahead drain
+  wf_dependency_wait();  // xh (and the outputs) are the earlier kernels'
+#pragma unroll
+  for (int u = 0; u < GEMV_MMA_U; ++u) {
+    const int s = wv + u * NW;
+    if (s < n_slab) gemv_mma_slab_b(xb, xh, ks, s * GEMV_MMA_SLAB, b[u]);
+  }
+  for (int base = wv; base < n_slab; base += GEMV_MMA_U * NW) {
+    WF_PATH(slot, PATH_VEC);
+#pragma unroll
+    for (int u = 0; u < GEMV_MMA_U; ++u) {
+      const int s = base + u * NW;
+      if (s < n_slab) {  // wave-uniform
+        mma<C>(acc, a[u][0], b[u][0]);
+        mma<C>(acc, a[u][1], b[u][1]);
+        const int next = s + GEMV_MMA_U * NW;
+        if (next < n_slab) {
+          gemv_mma_slab_a(wa, next * GEMV_MMA_SLAB, a[u]);
+          gemv_mma_slab_b(xb, xh, ks, next * GEMV_MMA_SLAB, b[u]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e) waves[wv][mma_c_row(lane, e) * 16 + mma_c_col(lane, e)] = acc.c[e];
+  block_sync();
+  const int t = thread_index();
+  float s = 0.0f;
+#pragma unroll
+  for (int w = 0; w < NW; ++w) s += waves[w][t];
+  part[t] = s;
+  block_sync();
+}
+
+template <class C>
+WF_DEVICE void gemv_mma_kernel(const uint16_t* w, const uint16_t* xh, int ks, const float* bias,
+                               float* out0, float* out1, float* out2, int m0, int m1, int m2,
+                               int k, int residual, int n_in) {
+  const int slot = C::id + 9;  // 10, 11
+  const int m = m0 + m1 + m2;
+  const BatchBlock bb = batch_block((n_in + GEMV_MMA_NB - 1) / GEMV_MMA_NB);
+  const int first = bb.row * GEMV_MMA_NB;
+  const int nb = n_in - first < GEMV_MMA_NB ? n_in - first : GEMV_MMA_NB;
+  xh += (i64)first * ks;
+  const int r0 = bb.block * 16;
+  const uint16_t* wrows[MMA_LOAD_ROWS];
+#pragma unroll
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) {
+    const int r = r0 + mma_load_row(wave_lane(), j);
+    wrows[j] = w + (i64)(r < m ? r : 0) * k;
+  }
+  WF_SHARED float part[256];
+  gemv_mma_tile<C>(wrows, xh, ks, nb, k, slot, part);
+  const int t = thread_index();
+  const int r = r0 + t / 16, c = t % 16;
+  if (r >= m || c >= nb) return;
+  const i64 row = first + c;
+  float y = part[t];
+  if (bias) {
+    WF_PATH(slot, PATH_BIAS);
+    y += bias[r];
+  }
+  float* o;
+  if (r < m0) {
+    WF_PATH(slot, PATH_OUT0);
+    o = out0 + row * m0 + r;
+  } else if (r < m0 + m1) {
+    WF_PATH(slot, PATH_OUT1);
+    o = out1 + row * m1 + (r - m0);
+  } else {
+    WF_PATH(slot, PATH_OUT2);
+    o = out2 + row * m2 + (r - m0 - m1);
+  }
+  if (residual) {
+    WF_PATH(slot, PATH_RESIDUAL);
+    y = *o + y;
+  }
+  *o = y;
+}
+
+template <class C>
+WF_DEVICE void gemv_swiglu_mma_kernel(const uint16_t* w, const uint16_t* xh, int ks, float* out,
+                                      int inter, int k, int n_in, int act) {
+  const int slot = C::id + 11;  // 12, 13
+  const BatchBlock bb = batch_block((n_in + GEMV_MMA_NB - 1) / GEMV_MMA_NB);
+  const int first = bb.row * GEMV_MMA_NB;
+  const int nb = n_in - first < GEMV_MMA_NB ? n_in - first : GEMV_MMA_NB;
+  xh += (i64)first * ks;
+  const int r0 = bb.block * 8;
+  const uint16_t* wrows[MMA_LOAD_ROWS];
+#pragma unroll
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) {
+    const int i = mma_load_row(wave_lane(), j);  // tile row: gate i, or up i − 8
+    const int r = r0 + (i & 7);
+    wrows[j] = w + ((i64)(i < 8 ? 0 : inter) + (r < inter ? r : 0)) * k;
+  }
+  WF_SHARED float part[256];
+  gemv_mma_tile<C>(wrows, xh, ks, nb, k, slot, part);
+  const int t = thread_index();
+  const int r = r0 + t / 16, c = t % 16;
+  if (t >= 128 || r >= inter || c >= nb) return;
+  const float g = part[t], u = part[t + 128];
+  float* o = out + (i64)(first + c) * inter + r;
+  if (act == ACT_GELU_TANH) {
+    WF_PATH(slot, PATH_GELU);
+    *o = wf_gelu_tanh(g) * u;
+  } else {
+    *o = wf_silu(g) * u;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_mma_f16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
+                 float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
+                 int n_in) {
+  gemv_mma_kernel<F16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_mma_bf16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
+                  float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
+                  int n_in) {
+  gemv_mma_kernel<BF16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_swiglu_mma_f16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
+                        int k, int n_in, int act) {
+  gemv_swiglu_mma_kernel<F16>(w, xh, ks, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_swiglu_mma_bf16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
+                         int k, int n_in, int act) {
+  gemv_swiglu_mma_kernel<BF16>(w, xh, ks, out, inter, k, n_in, act);
+}

@@ -11,6 +11,8 @@
 //! K past it reads x (and the norm weights) through the cache. Batched (a decode pass of up to
 //! 16 rows), 4 rows or more with K a multiple of 8 take the several-row kernels (inputs staged
 //! once, up to 8 input rows a block), fewer rows or any other K n_in times the one-row grid.
+//! Inside `Backend::mma_products` every GEMV of K a multiple of 32, one row or up to 16, takes
+//! the matrix-core kernels (`gemv_mma_{T}`, `gemv_swiglu_mma_{T}`).
 
 use ndarray::{s, Array1, Array2};
 use proptest::prelude::*;
@@ -54,6 +56,9 @@ pub struct GemvCase {
     /// Run inside `Backend::invariant_rows` (a batched decode pass: on the GPU up to 16 rows
     /// take the GEMVs over several input rows instead of BLAS).
     pub batched: bool,
+    /// Run inside `Backend::mma_products` (on the GPU the matrix-core GEMVs for K a multiple
+    /// of 32, one row or a batched pass).
+    pub mma: bool,
     /// The gate/up form's activation (`GateUp` only).
     pub act: Activation,
     pub seed: u64,
@@ -87,6 +92,9 @@ impl GemvCase {
         );
         if self.batched {
             s.push_str(",batched");
+        }
+        if self.mma {
+            s.push_str(",mma");
         }
         if let Some(last) = self.last {
             s.push_str(&format!(",last={last}"));
@@ -315,18 +323,26 @@ impl GemvCase {
                 }
             })
         };
-        let wants = if self.batched {
-            let mut got = None;
-            b.invariant_rows(&mut || {
+        let mut got = None;
+        let mut run = || -> Result<()> {
+            if self.batched {
+                b.invariant_rows(&mut || {
+                    got = Some(run_op()?);
+                    Ok(())
+                })
+            } else {
                 got = Some(run_op()?);
                 Ok(())
-            })?;
-            got.ok_or_else(|| {
-                wavefront::Error::InvalidRequest("invariant_rows did not run the op".into())
-            })?
-        } else {
-            run_op()?
+            }
         };
+        if self.mma {
+            b.mma_products(&mut run)?;
+        } else {
+            run()?;
+        }
+        let wants = got.ok_or_else(|| {
+            wavefront::Error::InvalidRequest("the backend did not run the op".into())
+        })?;
         let tol = self.tolerance(b).nmse;
         let mut checks = Vec::new();
         for (i, ((o, &len), want)) in outs.iter().zip(&lens).zip(&wants).enumerate() {
@@ -362,6 +378,7 @@ pub fn grid() -> Vec<GemvCase> {
         norm: false,
         residual: false,
         batched: false,
+        mma: false,
         act: Activation::Silu,
         seed: 47,
     };
@@ -583,6 +600,89 @@ pub fn grid() -> Vec<GemvCase> {
             false,
         ))));
     }
+    // The matrix-core GEMVs (Backend::mma_products: K a multiple of 32, one row or a batched
+    // pass of up to 16, the inputs staged) at both 16-bit types: one slab (K = 32: most waves
+    // have none), one row through the norm, a bias and three parts of a partial tile; the
+    // residual; a long K (14336: many slabs a wave); gate/up with the norm, with GELU, and
+    // batched with a partial and a full group of input rows; K = 72 (a multiple of 8, not
+    // 32) keeps the FMA kernels.
+    let mma = |c: GemvCase| GemvCase { mma: true, ..c };
+    for weight in [DType::F16, DType::BF16] {
+        g.push(mma(case(GemvOp::Linear, 1, 32, &[5], weight, true)));
+        g.push(mma(normed(case(
+            GemvOp::Stacked,
+            1,
+            64,
+            &[24, 8, 7],
+            weight,
+            true,
+        ))));
+        g.push(mma(batched(normed(case(
+            GemvOp::Stacked,
+            11,
+            64,
+            &[24, 8, 7],
+            weight,
+            true,
+        )))));
+        g.push(mma(residual(case(
+            GemvOp::Linear,
+            1,
+            1536,
+            &[576],
+            weight,
+            true,
+        ))));
+        g.push(mma(batched(residual(case(
+            GemvOp::Linear,
+            9,
+            128,
+            &[33],
+            weight,
+            false,
+        )))));
+        g.push(mma(case(GemvOp::Linear, 1, 14336, &[40], weight, false)));
+        g.push(mma(normed(case(
+            GemvOp::GateUp,
+            1,
+            576,
+            &[1536],
+            weight,
+            false,
+        ))));
+        g.push(mma(gelu(case(
+            GemvOp::GateUp,
+            1,
+            640,
+            &[2048],
+            weight,
+            false,
+        ))));
+        g.push(mma(batched(normed(case(
+            GemvOp::GateUp,
+            10,
+            64,
+            &[5],
+            weight,
+            false,
+        )))));
+        g.push(mma(batched(case(
+            GemvOp::GateUp,
+            16,
+            14336,
+            &[24],
+            weight,
+            false,
+        ))));
+        g.push(mma(batched(normed(case(
+            GemvOp::Stacked,
+            4,
+            72,
+            &[9, 3, 3],
+            weight,
+            false,
+        )))));
+    }
     // Rows > 1 without the fusions: the BLAS path of the stacked forms (offsets into W and the
     // bias) and, batched, the multi-row GEMV, every weight type.
     for weight in [DType::F32, DType::F16, DType::BF16] {
@@ -737,6 +837,7 @@ pub fn strategy() -> impl Strategy<Value = GemvCase> {
                     norm: fused && op != GemvOp::Linear,
                     residual: fused && op == GemvOp::Linear,
                     batched: rows > 1 && seed % 2 == 0,
+                    mma: seed % 5 == 0,
                     act: if seed % 3 == 0 {
                         Activation::GeluTanh
                     } else {

@@ -339,6 +339,13 @@ pub trait Backend: Send + Sync + Sized {
     fn simple_attention(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         f()
     }
+    /// Queues the work `f` queues with the backend's matrix-core products where it has them
+    /// (the GPU: the 16-bit GEMVs of K a multiple of 32 on `gemv_mma_{T}`, as
+    /// `WAVEFRONT_GEMV_MMA=1` does for a whole run): conformance checks them beside the default
+    /// kernels. Default: `f()` (a backend with one product route).
+    fn mma_products(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        f()
+    }
     /// Copies all of `src` into `dst` (same dtype and length) on the device.
     fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()> {
         if src.len() != dst.len() {

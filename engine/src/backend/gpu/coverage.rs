@@ -47,7 +47,8 @@ const GEMV_SWIGLU: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "gelu",
 ];
 /// The several-row forms: the staging kernel (every row's input; the norm), the products
-/// (vectors only, by the host's choice: K a multiple of 8 on 16 bytes) and their epilogues.
+/// (vectors only, by the host's choice: K a multiple of 8 on 16 bytes) and their epilogues;
+/// the matrix-core forms (K a multiple of 32) have the same paths.
 const GEMV_STAGE: &[&str] = &["vec", "", "", "norm"];
 const GEMV_ROWS: &[&str] = &[
     "vec", "", "", "", "", "bias", "out0", "out1", "out2", "residual",
@@ -201,6 +202,10 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_rows_bf16", "gemv.hip", 7, GEMV_ROWS),
     k("gemv_swiglu_rows_f16", "gemv.hip", 8, GEMV_SWIGLU_ROWS),
     k("gemv_swiglu_rows_bf16", "gemv.hip", 9, GEMV_SWIGLU_ROWS),
+    k("gemv_mma_f16", "gemv.hip", 10, GEMV_ROWS),
+    k("gemv_mma_bf16", "gemv.hip", 11, GEMV_ROWS),
+    k("gemv_swiglu_mma_f16", "gemv.hip", 12, GEMV_SWIGLU_ROWS),
+    k("gemv_swiglu_mma_bf16", "gemv.hip", 13, GEMV_SWIGLU_ROWS),
     // qgemv.hip: slot 3·type + form, types in DType::WEIGHT_BLOCKS' order
     k("qgemv_q8_0", "qgemv.hip", 0, QGEMV),
     k("qgemv_swiglu_q8_0", "qgemv.hip", 1, QGEMV_SWIGLU),

@@ -198,7 +198,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 72] = [
+pub const ABI_KERNELS: [&str; 76] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -244,6 +244,10 @@ pub const ABI_KERNELS: [&str; 72] = [
     "gemv_rows_bf16",
     "gemv_swiglu_rows_f16",
     "gemv_swiglu_rows_bf16",
+    "gemv_mma_f16",
+    "gemv_mma_bf16",
+    "gemv_swiglu_mma_f16",
+    "gemv_swiglu_mma_bf16",
     "qgemv_q8_0",
     "qgemv_q4_0",
     "qgemv_q4_1",
@@ -303,6 +307,11 @@ pub struct GpuBackend {
     flash_attention: bool,
     /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel.
     simple_attention: std::sync::atomic::AtomicBool,
+    /// `WAVEFRONT_GEMV_MMA=1`: every GEMV of a shape the matrix-core kernels take
+    /// (`gemv_mma_{T}`, ops::gemv::takes_mma_kernels) runs on them, one input row or several.
+    gemv_mma: bool,
+    /// Inside [`Backend::mma_products`]: as `gemv_mma`, for the work queued there.
+    mma_products: std::sync::atomic::AtomicBool,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -419,6 +428,7 @@ impl GpuBackend {
         vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
         let gemv_stage = GpuBuffer::new(&vendor, ops::gemv::GEMV_STAGE_BYTES)?;
         let gemv_rows = !std::env::var("WAVEFRONT_NO_GEMV_ROWS").is_ok_and(|v| v.trim() == "1");
+        let gemv_mma = std::env::var("WAVEFRONT_GEMV_MMA").is_ok_and(|v| v.trim() == "1");
         let fuse_attention =
             !std::env::var("WAVEFRONT_NO_FUSED_ATTENTION").is_ok_and(|v| v.trim() == "1");
         let flash_attention =
@@ -438,6 +448,8 @@ impl GpuBackend {
             fuse_attention,
             flash_attention,
             simple_attention: std::sync::atomic::AtomicBool::new(false),
+            gemv_mma,
+            mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -484,6 +496,18 @@ impl GpuBackend {
     /// grid), whatever `WAVEFRONT_NO_GEMV_ROWS` said: for A/B measurements and tests.
     pub fn set_gemv_rows(&mut self, on: bool) {
         self.gemv_rows = on;
+    }
+
+    /// Whether the 16-bit GEMVs take the matrix-core kernels where the shape allows
+    /// (`WAVEFRONT_GEMV_MMA`, [`Backend::mma_products`]).
+    fn gemv_mma(&self) -> bool {
+        self.gemv_mma || self.mma_products.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every GEMV of a shape the matrix-core kernels take runs on them, or none, whatever
+    /// `WAVEFRONT_GEMV_MMA` said: for A/B measurements and tests.
+    pub fn set_gemv_mma(&mut self, on: bool) {
+        self.gemv_mma = on;
     }
 
     /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`,
@@ -925,6 +949,14 @@ impl Backend for GpuBackend {
         let was = self.simple_attention.swap(true, Relaxed);
         let r = f();
         self.simple_attention.store(was, Relaxed);
+        r
+    }
+
+    fn mma_products(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let was = self.mma_products.swap(true, Relaxed);
+        let r = f();
+        self.mma_products.store(was, Relaxed);
         r
     }
 

@@ -358,6 +358,106 @@ fn wave_is_native_or_emulated_64_on_nvidia_only() {
 }
 
 #[test]
+fn matrix_core_gemvs_take_one_row_and_several_alike_where_k_is_a_multiple_of_32() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let (k, m, inter) = (64, 300, 20);
+    let x = b.upload_f32(&vec![1.0; 4 * 72]).unwrap();
+    let w = b.upload(DType::BF16, &vec![0u8; m * 72 * 2]).unwrap();
+    let bias = b.upload_f32(&vec![0.5; m]).unwrap();
+    let mut out = b.alloc(DType::F32, 4 * m).unwrap();
+    let mut tmp = b.alloc(DType::F32, 4 * 2 * inter).unwrap();
+    v.calls();
+    let p = |rows, in_features| LinearParams {
+        rows,
+        in_features,
+        out_features: m,
+    };
+    // Off (the default): one row is the FMA GEMV.
+    b.linear(&x, &w, Some(&bias), &mut out, p(1, k)).unwrap();
+    assert!(matches!(&v.calls()[..], [Call::Launch(n, ..)] if n == "gemv_bf16"));
+    // On: one row and four alike, the input staged, then ceil(300 / 16) tiles of the one
+    // group of up to 16 input rows.
+    for rows in [1, 4] {
+        b.mma_products(&mut || {
+            b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(rows, k)))
+        })
+        .unwrap();
+        let calls = v.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let Call::Launch(name, cfg, args) = &calls[0] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(
+            (name.as_str(), cfg.grid),
+            ("gemv_stage_bf16", (rows as u32, 1, 1))
+        );
+        let xh = args[3];
+        let Call::Launch(name, cfg, args) = &calls[1] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((name.as_str(), cfg.grid), ("gemv_mma_bf16", (19, 1, 1)));
+        assert_eq!((cfg.block, cfg.shared_bytes), ((256, 1, 1), 0));
+        let head = [KernelArg::Ptr(w.ptr()), xh, KernelArg::I32(64)];
+        assert_eq!(args[..3], head);
+        assert_eq!(args[3], KernelArg::Ptr(bias.ptr()));
+        let tail = [m as i32, 0, 0, 64, 0, rows as i32].map(KernelArg::I32);
+        assert_eq!(args[7..], tail[..]);
+    }
+    // K a multiple of 8 but not of 32: the FMA kernels, one row and several.
+    b.mma_products(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(1, 72)))
+        .unwrap();
+    assert!(matches!(&v.calls()[..], [Call::Launch(n, ..)] if n == "gemv_bf16"));
+    b.mma_products(&mut || {
+        b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(4, 72)))
+    })
+    .unwrap();
+    let calls = v.calls();
+    assert!(
+        matches!(&calls[1], Call::Launch(n, ..) if n == "gemv_rows_bf16"),
+        "{calls:?}"
+    );
+    // The gate/up form: ceil(20 / 8) tiles of 8 outputs (their gate and up rows); the mode
+    // set for the backend (WAVEFRONT_GEMV_MMA=1) as inside mma_products.
+    b.set_gemv_mma(true);
+    b.gate_up_swiglu(
+        &x,
+        &w,
+        &mut tmp,
+        &mut out,
+        1,
+        k,
+        inter,
+        Activation::GeluTanh,
+    )
+    .unwrap();
+    b.set_gemv_mma(false);
+    let calls = v.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let Call::Launch(name, cfg, args) = &calls[1] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (name.as_str(), cfg.grid),
+        ("gemv_swiglu_mma_bf16", (3, 1, 1))
+    );
+    assert_eq!(
+        args[3..],
+        [
+            KernelArg::Ptr(out.ptr()),
+            KernelArg::I32(20),
+            KernelArg::I32(64),
+            KernelArg::I32(1),
+            KernelArg::I32(1)
+        ]
+    );
+    // Two rows outside a batched pass (a prompt chunk): BLAS, as without them.
+    b.mma_products(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(2, k)))
+        .unwrap();
+    assert!(matches!(&v.calls()[1], Call::Gemm(_)));
+}
+
+#[test]
 fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();

@@ -84,6 +84,51 @@ pub(in crate::backend::gpu) fn takes_rows_kernels(
         && norm.is_none_or(|n| on16(n.w))
 }
 
+/// The k of a matrix-core GEMV's slab (ABI: `GEMV_MMA_SLAB` in gemv.hip): K a multiple of it.
+const GEMV_MMA_SLAB: i32 = 32;
+
+/// Input rows a block of the matrix-core GEMVs (ABI: `GEMV_MMA_NB` in gemv.hip), and the
+/// weight rows of its tile (`gemv_mma_{T}`; 8 outputs, their gate and up rows, for
+/// `gemv_swiglu_mma_{T}`).
+const GEMV_MMA_NB: u64 = 16;
+
+/// Whether a product over `n_in` input rows takes the matrix-core kernels when they are on
+/// (`gemv_stage_{T}`, then `gemv_mma_{T}` / `gemv_swiglu_mma_{T}`): 1 to [`GEMV_MAX_ROWS`]
+/// rows, K a multiple of 32 up to [`GEMV_ROWS_MAX_K`], W, x and the norm weights on 16
+/// bytes. The row count only bounds the staging buffer: the same shape takes them for one row
+/// and for several, so each row's bits are those of its launch alone.
+pub(in crate::backend::gpu) fn takes_mma_kernels(
+    n_in: i32,
+    k: i32,
+    w: DevicePtr,
+    x: DevicePtr,
+    norm: Option<NormPrologue>,
+) -> bool {
+    let on16 = |p: DevicePtr| p.is_multiple_of(16);
+    (1..=GEMV_MAX_ROWS as i32).contains(&n_in)
+        && k > 0
+        && k % GEMV_MMA_SLAB == 0
+        && k as usize <= GEMV_ROWS_MAX_K
+        && on16(w)
+        && on16(x)
+        && norm.is_none_or(|n| on16(n.w))
+}
+
+/// The matrix-core kernels' grid: `tiles` (over the weight rows) times the input groups of
+/// [`GEMV_MMA_NB`].
+fn mma_grid(op: &str, tiles: u64, n_in: i32) -> Result<LaunchConfig> {
+    let groups = (n_in.max(1) as u64).div_ceil(GEMV_MMA_NB);
+    let total = tiles
+        .checked_mul(groups)
+        .filter(|&t| t <= i32::MAX as u64)
+        .ok_or_else(|| bad(op, format!("{tiles} tiles of {n_in} input rows")))?;
+    Ok(LaunchConfig {
+        grid: (total as u32, 1, 1),
+        block: (GEMV_BLOCK, 1, 1),
+        shared_bytes: 0,
+    })
+}
+
 /// The staged rows' stride: K rounded up to 8 (each row on 16 bytes).
 fn stage_stride(k: i32) -> i32 {
     (k + 7) / 8 * 8
@@ -115,7 +160,7 @@ fn launch_stage(
         KernelArg::I32(k),
         KernelArg::I32(stage_stride(k)),
     ];
-    // SAFETY: takes_rows_kernels held (n_in ≤ GEMV_MAX_ROWS, k ≤ GEMV_ROWS_MAX_K: the staged
+    // SAFETY: takes_rows_kernels or takes_mma_kernels held (n_in ≤ GEMV_MAX_ROWS, k ≤ GEMV_ROWS_MAX_K: the staged
     // rows fit the buffer); the caller checked x ≥ n_in·k f32 and the norm weights ≥ k.
     unsafe { b.launch(&name, cfg, &args)? };
     Ok(xh)
@@ -233,10 +278,19 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     if rows > i64::from(i32::MAX) || g.parts.iter().any(|&p| p < 0) || g.k < 0 {
         return Err(bad(op, format!("parts {:?} of {} columns", g.parts, g.k)));
     }
-    if b.gemv_rows() && takes_rows_kernels(g.n_in, g.k, g.w, g.x, g.norm) {
+    let mma = b.gemv_mma() && takes_mma_kernels(g.n_in, g.k, g.w, g.x, g.norm);
+    if mma || (b.gemv_rows() && takes_rows_kernels(g.n_in, g.k, g.w, g.x, g.norm)) {
         let xh = launch_stage(b, op, g.dtype, g.x, g.norm, g.k, g.n_in)?;
-        let per_block = u64::from(GEMV_BLOCK / b.wave * GEMV_NR);
-        let cfg = rows_grid(op, (rows as u64).div_ceil(per_block), g.n_in)?;
+        let (family, cfg) = if mma {
+            (
+                "gemv_mma",
+                mma_grid(op, (rows as u64).div_ceil(GEMV_MMA_NB), g.n_in)?,
+            )
+        } else {
+            let per_block = u64::from(GEMV_BLOCK / b.wave * GEMV_NR);
+            let blocks = (rows as u64).div_ceil(per_block);
+            ("gemv_rows", rows_grid(op, blocks, g.n_in)?)
+        };
         let args = [
             KernelArg::Ptr(g.w),
             KernelArg::Ptr(xh),
@@ -252,7 +306,7 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
             KernelArg::I32(i32::from(g.residual)),
             KernelArg::I32(g.n_in),
         ];
-        let name = kernel_name(op, "gemv_rows", g.dtype)?;
+        let name = kernel_name(op, family, g.dtype)?;
         // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
@@ -299,10 +353,22 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     if inter == 0 {
         return Ok(());
     }
-    if b.gemv_rows() && takes_rows_kernels(n_in, k, w, x, norm) {
+    let mma = b.gemv_mma() && takes_mma_kernels(n_in, k, w, x, norm);
+    if mma || (b.gemv_rows() && takes_rows_kernels(n_in, k, w, x, norm)) {
         let xh = launch_stage(b, op, dtype, x, norm, k, n_in)?;
-        let per_block = u64::from(GEMV_BLOCK / b.wave);
-        let cfg = rows_grid(op, (inter.max(0) as u64).div_ceil(per_block), n_in)?;
+        let outputs = inter.max(0) as u64;
+        let (family, cfg) = if mma {
+            (
+                "gemv_swiglu_mma",
+                mma_grid(op, outputs.div_ceil(GEMV_MMA_NB / 2), n_in)?,
+            )
+        } else {
+            let per_block = u64::from(GEMV_BLOCK / b.wave);
+            (
+                "gemv_swiglu_rows",
+                rows_grid(op, outputs.div_ceil(per_block), n_in)?,
+            )
+        };
         let args = [
             KernelArg::Ptr(w),
             KernelArg::Ptr(xh),
@@ -313,7 +379,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
             KernelArg::I32(n_in),
             super::act_arg(act),
         ];
-        let name = kernel_name(op, "gemv_swiglu_rows", dtype)?;
+        let name = kernel_name(op, family, dtype)?;
         // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
@@ -415,6 +481,62 @@ mod tests {
         );
         assert_eq!(GEMV_STAGE_BYTES, 2 << 20);
         assert_eq!((stage_stride(8), stage_stride(2048)), (8, 2048));
+    }
+
+    #[test]
+    fn the_matrix_core_kernels_take_1_to_16_rows_of_k_a_multiple_of_32() {
+        let norm = |w| Some(NormPrologue { w, eps: 1e-5 });
+        for n_in in [1, 2, 3, 4, 16] {
+            assert!(
+                takes_mma_kernels(n_in, 4096, 0x1000, 0x2000, norm(0x3000)),
+                "{n_in}"
+            );
+        }
+        assert!(takes_mma_kernels(1, 32, 0x1000, 0x2000, None));
+        assert!(takes_mma_kernels(
+            1,
+            GEMV_ROWS_MAX_K as i32,
+            0x1000,
+            0x2000,
+            None
+        ));
+        assert!(!takes_mma_kernels(0, 4096, 0x1000, 0x2000, None), "no rows");
+        assert!(
+            !takes_mma_kernels(17, 4096, 0x1000, 0x2000, None),
+            "past 16 rows"
+        );
+        assert!(
+            !takes_mma_kernels(1, 72, 0x1000, 0x2000, None),
+            "K mod 32 = 8"
+        );
+        assert!(!takes_mma_kernels(1, 0, 0x1000, 0x2000, None), "empty rows");
+        let past = GEMV_ROWS_MAX_K as i32 + 32;
+        assert!(
+            !takes_mma_kernels(1, past, 0x1000, 0x2000, None),
+            "past the buffer"
+        );
+        assert!(
+            !takes_mma_kernels(1, 64, 0x1008, 0x2000, None),
+            "W off 16 bytes"
+        );
+        assert!(
+            !takes_mma_kernels(1, 64, 0x1000, 0x2004, None),
+            "x off 16 bytes"
+        );
+        assert!(
+            !takes_mma_kernels(1, 64, 0x1000, 0x2000, norm(0x3004)),
+            "norm off 16"
+        );
+        for (tiles, n_in, total) in [(19, 1, 19), (19, 16, 19), (256, 4, 256)] {
+            let c = mma_grid("gemv", tiles, n_in).unwrap();
+            assert_eq!(c.grid, (total, 1, 1), "{tiles} tiles, {n_in} rows");
+        }
+        assert_eq!(
+            mma_grid("gemv", 3, 17).unwrap().grid,
+            (6, 1, 1),
+            "two groups"
+        );
+        assert!(mma_grid("gemv", u64::from(u32::MAX), 1).is_err());
     }
 
     #[test]
