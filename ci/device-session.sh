@@ -669,7 +669,9 @@ mma)
   # calls as `steps`. Call 1 (carry .device/ops): the GEMV op cases at both waves with path
   # coverage (SKIP_OPS=1: not; they include the matrix-core cases), the graph test with the
   # mode on, then the 8B and 1B benches (greedy decode at depth 0, batched passes of 4 and 16,
-  # verifications of 5 rows as decode steps) with the mode on and off, alternating. Call 2
+  # verifications of 5 rows as decode steps) with the mode on and off, alternating, decode with
+  # the inputs never staged in the kernel's LDS (WAVEFRONT_GEMV_MMA_NO_LDS=1), and the
+  # GEMV microbench in both modes (GEMV_BENCH=0: not). Call 2
   # (carry the model parts, PART=2): with the mode on, model_gpu's speculation tests (rows as
   # steps by bits, the exact streams), its batch invariance and SmolLM2's golden streams.
   unpack .device/ops
@@ -683,8 +685,20 @@ mma)
         on=0; [ "$mode" = mma ] && on=1
         WAVEFRONT_GEMV_MMA=$on bench "$shape-$mode" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --batch 4,16 --verify 4
       done
+      # the inputs staged by gemv_stage always (no LDS staging in the kernel), for the A/B
+      WAVEFRONT_GEMV_MMA=1 WAVEFRONT_GEMV_MMA_NO_LDS=1 bench "$shape-mma-nolds" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32
     done
     for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+    if [ "${GEMV_BENCH:-1}" = 1 ]; then  # the GEMV microbench (per projection), both modes
+      for on in 1 0; do
+        start=$SECONDS
+        WAVEFRONT_GEMV_MMA=$on timeout 150 bin/wavefront bench --gemv --backend gpu \
+          --json "$OUT/bench-gemv-mma$on.json" --markdown "$OUT/bench-gemv-mma$on.md" >"$OUT/bench-gemv-mma$on.log" 2>&1
+        echo "| bench --gemv (WAVEFRONT_GEMV_MMA=$on) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        finish
+      done
+      grep -hE "^\| [a-z]" "$OUT"/bench-gemv-mma1.md | head -20
+    fi
   else
     default_model
     export WAVEFRONT_GEMV_MMA=1

@@ -106,6 +106,11 @@ GEMV_ROWS = ("const uint16_t* w, const uint16_t* xh, int ks, const float* bias, 
              "float* out1, float* out2, int m0, int m1, int m2, int k, int residual, int n_in")
 GEMV_SWIGLU_ROWS = ("const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter, "
                     "int k, int n_in, int act")
+GEMV_MMA = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
+            "const uint16_t* xh, int ks, const float* bias, float* out0, float* out1, "
+            "float* out2, int m0, int m1, int m2, int k, int residual, int n_in")
+GEMV_SWIGLU_MMA = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
+                   "const uint16_t* xh, int ks, float* out, int inter, int k, int n_in, int act")
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
@@ -115,9 +120,9 @@ for suffix in ("f16", "bf16"):
                                   "(ceil(n_in/8)*ceil((m0+m1+m2)/(2*256/WAVE)))")
     ABI[f"gemv_swiglu_rows_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_ROWS, 256,
                                          "(ceil(n_in/8)*ceil(inter/(256/WAVE)))")
-    ABI[f"gemv_mma_{suffix}"] = ("gemv.hip", GEMV_ROWS, 256,
+    ABI[f"gemv_mma_{suffix}"] = ("gemv.hip", GEMV_MMA, 256,
                                  "(ceil(n_in/16)*ceil((m0+m1+m2)/16))")
-    ABI[f"gemv_swiglu_mma_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_ROWS, 256,
+    ABI[f"gemv_swiglu_mma_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_MMA, 256,
                                         "(ceil(n_in/16)*ceil(inter/8))")
 QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")

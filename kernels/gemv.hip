@@ -608,24 +608,23 @@ WF_DEVICE void gemv_mma_slab_b(const uint16_t* const (&lane_rows)[MMA_LOAD_ROWS]
   mma_slab_b(p, xh + off, ks, b);
 }
 
-// The block's 16 × 16 tile of sums: A rows `wrow(i)` (i < 16) of W, B columns the nb ≤ 16
-// staged input rows xh + c·ks; element (i, c) to part[i·16 + c] (LDS, after a barrier).
+// The block's 16 × 16 tile of sums: A rows `wrows` of W (the lane's rows, mma_load_row), B
+// columns the nb ≤ 16 input rows: staged by gemv_stage_{T} at xh (stride ks), or, with xh
+// null, staged here from x (nb rows of k, normed with norm_w) into the dynamic LDS as
+// gemv_stage_{T} stages them (the same bits). Element (i, c) to part[i·16 + c] (LDS, after a
+// barrier). The dynamic LDS also holds the waves' tiles at the end (after a barrier: the
+// staged inputs are read by then).
 template <class C>
-WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], const uint16_t* xh,
-                             int ks, int nb, int k, int slot, float* part) {
+WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], const float* x,
+                             const float* norm_w, float eps, const uint16_t* xh, int ks, int nb,
+                             int k, int slot, float* part) {
   constexpr int NW = GEMV_BLOCK / WAVE;
-  WF_SHARED float waves[NW][256];
   const int lane = wave_lane();
   const int wv = wave_index_uniform();
   const int kl = mma_load_k(lane);
   const uint16_t* wa[MMA_LOAD_ROWS];
-  const uint16_t* xb[MMA_LOAD_ROWS];
 #pragma unroll
-  for (int j = 0; j < MMA_LOAD_ROWS; ++j) {
-    const int c = mma_load_row(lane, j);
-    wa[j] = wrows[j] + kl;
-    xb[j] = xh + (i64)(c < nb ? c : 0) * ks + kl;
-  }
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) wa[j] = wrows[j] + kl;
   const int n_slab = k / GEMV_MMA_SLAB;
   MmaC acc;
   mma_zero(acc);
@@ -637,7 +636,28 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
     const int s = wv + u * NW;
     if (s < n_slab) gemv_mma_slab_a(wa, s * GEMV_MMA_SLAB, a[u]);  // in flight while the
   }                                                                // kernels ahead drain
-  wf_dependency_wait();  // xh (and the outputs) are the earlier kernels'
+  wf_dependency_wait();  // x, xh (and the outputs) are the earlier kernels'
+  if (!xh) {             // block-uniform
+    WF_PATH(slot, PATH_LDS);
+    uint16_t* xs = dynamic_shared_u16();
+    const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
+    for (int i = 0; i < nb; ++i) {
+      const float* xi = x + (i64)i * k;
+      float scale = 1.0f;
+      if (norm_w) {
+        WF_PATH(slot, PATH_NORM);
+        scale = rms_scale<GEMV_BLOCK>(xi, k, eps, vec4);
+      }
+      stage_input<C>(xi, norm_w, scale, k, vec4, xs + (i64)i * ks);  // ends in a barrier
+    }
+    xh = xs;
+  }
+  const uint16_t* xb[MMA_LOAD_ROWS];
+#pragma unroll
+  for (int j = 0; j < MMA_LOAD_ROWS; ++j) {
+    const int c = mma_load_row(lane, j);
+    xb[j] = xh + (i64)(c < nb ? c : 0) * ks + kl;
+  }
 #pragma unroll
   for (int u = 0; u < GEMV_MMA_U; ++u) {
     const int s = wv + u * NW;
@@ -659,27 +679,32 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
       }
     }
   }
+  float* waves = (float*)dynamic_shared_u16();  // NW tiles of 256
+  block_sync();                                 // every wave's reads of staged inputs are done
 #pragma unroll
-  for (int e = 0; e < MMA_C; ++e) waves[wv][mma_c_row(lane, e) * 16 + mma_c_col(lane, e)] = acc.c[e];
+  for (int e = 0; e < MMA_C; ++e)
+    waves[wv * 256 + mma_c_row(lane, e) * 16 + mma_c_col(lane, e)] = acc.c[e];
   block_sync();
   const int t = thread_index();
   float s = 0.0f;
 #pragma unroll
-  for (int w = 0; w < NW; ++w) s += waves[w][t];
+  for (int w = 0; w < NW; ++w) s += waves[w * 256 + t];
   part[t] = s;
   block_sync();
 }
 
 template <class C>
-WF_DEVICE void gemv_mma_kernel(const uint16_t* w, const uint16_t* xh, int ks, const float* bias,
-                               float* out0, float* out1, float* out2, int m0, int m1, int m2,
-                               int k, int residual, int n_in) {
+WF_DEVICE void gemv_mma_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                               const uint16_t* xh, int ks, const float* bias, float* out0,
+                               float* out1, float* out2, int m0, int m1, int m2, int k,
+                               int residual, int n_in) {
   const int slot = C::id + 9;  // 10, 11
   const int m = m0 + m1 + m2;
   const BatchBlock bb = batch_block((n_in + GEMV_MMA_NB - 1) / GEMV_MMA_NB);
   const int first = bb.row * GEMV_MMA_NB;
   const int nb = n_in - first < GEMV_MMA_NB ? n_in - first : GEMV_MMA_NB;
-  xh += (i64)first * ks;
+  if (xh) xh += (i64)first * ks;
+  x += (i64)first * k;
   const int r0 = bb.block * 16;
   const uint16_t* wrows[MMA_LOAD_ROWS];
 #pragma unroll
@@ -688,7 +713,7 @@ WF_DEVICE void gemv_mma_kernel(const uint16_t* w, const uint16_t* xh, int ks, co
     wrows[j] = w + (i64)(r < m ? r : 0) * k;
   }
   WF_SHARED float part[256];
-  gemv_mma_tile<C>(wrows, xh, ks, nb, k, slot, part);
+  gemv_mma_tile<C>(wrows, x, norm_w, eps, xh, ks, nb, k, slot, part);
   const int t = thread_index();
   const int r = r0 + t / 16, c = t % 16;
   if (r >= m || c >= nb) return;
@@ -717,13 +742,15 @@ WF_DEVICE void gemv_mma_kernel(const uint16_t* w, const uint16_t* xh, int ks, co
 }
 
 template <class C>
-WF_DEVICE void gemv_swiglu_mma_kernel(const uint16_t* w, const uint16_t* xh, int ks, float* out,
+WF_DEVICE void gemv_swiglu_mma_kernel(const uint16_t* w, const float* x, const float* norm_w,
+                                      float eps, const uint16_t* xh, int ks, float* out,
                                       int inter, int k, int n_in, int act) {
   const int slot = C::id + 11;  // 12, 13
   const BatchBlock bb = batch_block((n_in + GEMV_MMA_NB - 1) / GEMV_MMA_NB);
   const int first = bb.row * GEMV_MMA_NB;
   const int nb = n_in - first < GEMV_MMA_NB ? n_in - first : GEMV_MMA_NB;
-  xh += (i64)first * ks;
+  if (xh) xh += (i64)first * ks;
+  x += (i64)first * k;
   const int r0 = bb.block * 8;
   const uint16_t* wrows[MMA_LOAD_ROWS];
 #pragma unroll
@@ -733,7 +760,7 @@ WF_DEVICE void gemv_swiglu_mma_kernel(const uint16_t* w, const uint16_t* xh, int
     wrows[j] = w + ((i64)(i < 8 ? 0 : inter) + (r < inter ? r : 0)) * k;
   }
   WF_SHARED float part[256];
-  gemv_mma_tile<C>(wrows, xh, ks, nb, k, slot, part);
+  gemv_mma_tile<C>(wrows, x, norm_w, eps, xh, ks, nb, k, slot, part);
   const int t = thread_index();
   const int r = r0 + t / 16, c = t % 16;
   if (t >= 128 || r >= inter || c >= nb) return;
@@ -748,27 +775,31 @@ WF_DEVICE void gemv_swiglu_mma_kernel(const uint16_t* w, const uint16_t* xh, int
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_mma_f16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
-                 float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
-                 int n_in) {
-  gemv_mma_kernel<F16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+    gemv_mma_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                 const uint16_t* xh, int ks, const float* bias, float* out0, float* out1,
+                 float* out2, int m0, int m1, int m2, int k, int residual, int n_in) {
+  gemv_mma_kernel<F16>(w, x, norm_w, eps, xh, ks, bias, out0, out1, out2, m0, m1, m2, k,
+                       residual, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_mma_bf16(const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0,
-                  float* out1, float* out2, int m0, int m1, int m2, int k, int residual,
-                  int n_in) {
-  gemv_mma_kernel<BF16>(w, xh, ks, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+    gemv_mma_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                  const uint16_t* xh, int ks, const float* bias, float* out0, float* out1,
+                  float* out2, int m0, int m1, int m2, int k, int residual, int n_in) {
+  gemv_mma_kernel<BF16>(w, x, norm_w, eps, xh, ks, bias, out0, out1, out2, m0, m1, m2, k,
+                        residual, n_in);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_mma_f16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
-                        int k, int n_in, int act) {
-  gemv_swiglu_mma_kernel<F16>(w, xh, ks, out, inter, k, n_in, act);
+    gemv_swiglu_mma_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                        const uint16_t* xh, int ks, float* out, int inter, int k, int n_in,
+                        int act) {
+  gemv_swiglu_mma_kernel<F16>(w, x, norm_w, eps, xh, ks, out, inter, k, n_in, act);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
-    gemv_swiglu_mma_bf16(const uint16_t* w, const uint16_t* xh, int ks, float* out, int inter,
-                         int k, int n_in, int act) {
-  gemv_swiglu_mma_kernel<BF16>(w, xh, ks, out, inter, k, n_in, act);
+    gemv_swiglu_mma_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
+                         const uint16_t* xh, int ks, float* out, int inter, int k, int n_in,
+                         int act) {
+  gemv_swiglu_mma_kernel<BF16>(w, x, norm_w, eps, xh, ks, out, inter, k, n_in, act);
 }

@@ -601,11 +601,12 @@ pub fn grid() -> Vec<GemvCase> {
         ))));
     }
     // The matrix-core GEMVs (Backend::mma_products: K a multiple of 32, one row or a batched
-    // pass of up to 16, the inputs staged) at both 16-bit types: one slab (K = 32: most waves
-    // have none), one row through the norm, a bias and three parts of a partial tile; the
-    // residual; a long K (14336: many slabs a wave); gate/up with the norm, with GELU, and
-    // batched with a partial and a full group of input rows; K = 72 (a multiple of 8, not
-    // 32) keeps the FMA kernels.
+    // pass of up to 16) at both 16-bit types: one slab (K = 32: most waves have none), one row
+    // through the norm, a bias and three parts of a partial tile; the residual; a long K
+    // (14336: many slabs a wave); gate/up with the norm, with GELU, and batched with a partial
+    // and a full group of input rows; the inputs staged in the kernel's LDS (up to 16384
+    // elements over the rows) and past it by gemv_stage (5 × 4096, 16 × 14336); K = 72 (a
+    // multiple of 8, not 32) keeps the FMA kernels.
     let mma = |c: GemvCase| GemvCase { mma: true, ..c };
     for weight in [DType::F16, DType::BF16] {
         g.push(mma(case(GemvOp::Linear, 1, 32, &[5], weight, true)));
@@ -642,6 +643,14 @@ pub fn grid() -> Vec<GemvCase> {
             false,
         )))));
         g.push(mma(case(GemvOp::Linear, 1, 14336, &[40], weight, false)));
+        g.push(mma(batched(residual(case(
+            GemvOp::Linear,
+            5,
+            4096,
+            &[40],
+            weight,
+            true,
+        )))));
         g.push(mma(normed(case(
             GemvOp::GateUp,
             1,

@@ -47,13 +47,18 @@ const GEMV_SWIGLU: &[&str] = &[
     "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "gelu",
 ];
 /// The several-row forms: the staging kernel (every row's input; the norm), the products
-/// (vectors only, by the host's choice: K a multiple of 8 on 16 bytes) and their epilogues;
-/// the matrix-core forms (K a multiple of 32) have the same paths.
+/// (vectors only, by the host's choice: K a multiple of 8 on 16 bytes) and their epilogues.
 const GEMV_STAGE: &[&str] = &["vec", "", "", "norm"];
 const GEMV_ROWS: &[&str] = &[
     "vec", "", "", "", "", "bias", "out0", "out1", "out2", "residual",
 ];
 const GEMV_SWIGLU_ROWS: &[&str] = &["vec", "", "", "", "", "", "", "", "", "", "gelu"];
+/// The matrix-core forms (K a multiple of 32): the several-row forms' paths, and the inputs
+/// staged in the kernel's LDS (lds) with the norm there (norm).
+const GEMV_MMA: &[&str] = &[
+    "vec", "", "", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
+];
+const GEMV_SWIGLU_MMA: &[&str] = &["vec", "", "", "norm", "lds", "", "", "", "", "", "gelu"];
 const QGEMV: &[&str] = &[
     "main", "tiles", "norm", "bias", "out0", "out1", "out2", "residual",
 ];
@@ -202,10 +207,10 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_rows_bf16", "gemv.hip", 7, GEMV_ROWS),
     k("gemv_swiglu_rows_f16", "gemv.hip", 8, GEMV_SWIGLU_ROWS),
     k("gemv_swiglu_rows_bf16", "gemv.hip", 9, GEMV_SWIGLU_ROWS),
-    k("gemv_mma_f16", "gemv.hip", 10, GEMV_ROWS),
-    k("gemv_mma_bf16", "gemv.hip", 11, GEMV_ROWS),
-    k("gemv_swiglu_mma_f16", "gemv.hip", 12, GEMV_SWIGLU_ROWS),
-    k("gemv_swiglu_mma_bf16", "gemv.hip", 13, GEMV_SWIGLU_ROWS),
+    k("gemv_mma_f16", "gemv.hip", 10, GEMV_MMA),
+    k("gemv_mma_bf16", "gemv.hip", 11, GEMV_MMA),
+    k("gemv_swiglu_mma_f16", "gemv.hip", 12, GEMV_SWIGLU_MMA),
+    k("gemv_swiglu_mma_bf16", "gemv.hip", 13, GEMV_SWIGLU_MMA),
     // qgemv.hip: slot 3·type + form, types in DType::WEIGHT_BLOCKS' order
     k("qgemv_q8_0", "qgemv.hip", 0, QGEMV),
     k("qgemv_swiglu_q8_0", "qgemv.hip", 1, QGEMV_SWIGLU),
@@ -480,6 +485,7 @@ mod tests {
                 + 2 * 10
                 + 2 * 6
                 + 2 * (2 + 6 + 2) // several rows: stage, rows, swiglu_rows
+                + 2 * (8 + 4) // matrix cores: mma, swiglu_mma
                 + 8 * (8 + 4 + 3)
                 + 12
                 + 3

@@ -312,6 +312,9 @@ pub struct GpuBackend {
     gemv_mma: bool,
     /// Inside [`Backend::mma_products`]: as `gemv_mma`, for the work queued there.
     mma_products: std::sync::atomic::AtomicBool,
+    /// `WAVEFRONT_GEMV_MMA_NO_LDS=1`: the matrix-core GEMVs' inputs always staged by
+    /// `gemv_stage_{T}`, never in the kernel's LDS (for A/B measurements; the same bits).
+    gemv_mma_lds: bool,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -429,6 +432,8 @@ impl GpuBackend {
         let gemv_stage = GpuBuffer::new(&vendor, ops::gemv::GEMV_STAGE_BYTES)?;
         let gemv_rows = !std::env::var("WAVEFRONT_NO_GEMV_ROWS").is_ok_and(|v| v.trim() == "1");
         let gemv_mma = std::env::var("WAVEFRONT_GEMV_MMA").is_ok_and(|v| v.trim() == "1");
+        let gemv_mma_lds =
+            !std::env::var("WAVEFRONT_GEMV_MMA_NO_LDS").is_ok_and(|v| v.trim() == "1");
         let fuse_attention =
             !std::env::var("WAVEFRONT_NO_FUSED_ATTENTION").is_ok_and(|v| v.trim() == "1");
         let flash_attention =
@@ -449,6 +454,7 @@ impl GpuBackend {
             flash_attention,
             simple_attention: std::sync::atomic::AtomicBool::new(false),
             gemv_mma,
+            gemv_mma_lds,
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
         })
@@ -502,6 +508,11 @@ impl GpuBackend {
     /// (`WAVEFRONT_GEMV_MMA`, [`Backend::mma_products`]).
     fn gemv_mma(&self) -> bool {
         self.gemv_mma || self.mma_products.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the matrix-core GEMVs may stage their inputs in LDS (`WAVEFRONT_GEMV_MMA_NO_LDS`).
+    fn gemv_mma_lds(&self) -> bool {
+        self.gemv_mma_lds
     }
 
     /// Every GEMV of a shape the matrix-core kernels take runs on them, or none, whatever

@@ -361,12 +361,12 @@ fn wave_is_native_or_emulated_64_on_nvidia_only() {
 fn matrix_core_gemvs_take_one_row_and_several_alike_where_k_is_a_multiple_of_32() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let (k, m, inter) = (64, 300, 20);
-    let x = b.upload_f32(&vec![1.0; 4 * 72]).unwrap();
-    let w = b.upload(DType::BF16, &vec![0u8; m * 72 * 2]).unwrap();
+    let (m, inter) = (300, 20);
+    let x = b.upload_f32(&vec![1.0; 9 * 2048]).unwrap();
+    let w = b.upload(DType::BF16, &vec![0u8; m * 2048 * 2]).unwrap();
     let bias = b.upload_f32(&vec![0.5; m]).unwrap();
-    let mut out = b.alloc(DType::F32, 4 * m).unwrap();
-    let mut tmp = b.alloc(DType::F32, 4 * 2 * inter).unwrap();
+    let mut out = b.alloc(DType::F32, 9 * m).unwrap();
+    let mut tmp = b.alloc(DType::F32, 9 * 2 * inter).unwrap();
     v.calls();
     let p = |rows, in_features| LinearParams {
         rows,
@@ -374,36 +374,52 @@ fn matrix_core_gemvs_take_one_row_and_several_alike_where_k_is_a_multiple_of_32(
         out_features: m,
     };
     // Off (the default): one row is the FMA GEMV.
-    b.linear(&x, &w, Some(&bias), &mut out, p(1, k)).unwrap();
+    b.linear(&x, &w, Some(&bias), &mut out, p(1, 64)).unwrap();
     assert!(matches!(&v.calls()[..], [Call::Launch(n, ..)] if n == "gemv_bf16"));
-    // On: one row and four alike, the input staged, then ceil(300 / 16) tiles of the one
-    // group of up to 16 input rows.
+    // On: one row and four alike, one launch of ceil(300 / 16) tiles for the one group of up to
+    // 16 input rows, the inputs staged in the kernel's LDS (xh null; the LDS the larger of the
+    // 8 tiles of 1 KiB and the staged rows).
     for rows in [1, 4] {
         b.mma_products(&mut || {
-            b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(rows, k)))
+            b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(rows, 64)))
         })
         .unwrap();
         let calls = v.calls();
-        assert_eq!(calls.len(), 2, "{calls:?}");
-        let Call::Launch(name, cfg, args) = &calls[0] else {
-            panic!("{calls:?}")
-        };
-        assert_eq!(
-            (name.as_str(), cfg.grid),
-            ("gemv_stage_bf16", (rows as u32, 1, 1))
-        );
-        let xh = args[3];
-        let Call::Launch(name, cfg, args) = &calls[1] else {
+        let [Call::Launch(name, cfg, args)] = &calls[..] else {
             panic!("{calls:?}")
         };
         assert_eq!((name.as_str(), cfg.grid), ("gemv_mma_bf16", (19, 1, 1)));
-        assert_eq!((cfg.block, cfg.shared_bytes), ((256, 1, 1), 0));
-        let head = [KernelArg::Ptr(w.ptr()), xh, KernelArg::I32(64)];
+        assert_eq!((cfg.block, cfg.shared_bytes), ((256, 1, 1), 8192));
+        let head = [w.ptr(), x.ptr(), 0].map(KernelArg::Ptr);
         assert_eq!(args[..3], head);
-        assert_eq!(args[3], KernelArg::Ptr(bias.ptr()));
+        assert_eq!(
+            args[4..7],
+            [
+                KernelArg::Ptr(0),
+                KernelArg::I32(64),
+                KernelArg::Ptr(bias.ptr())
+            ]
+        );
         let tail = [m as i32, 0, 0, 64, 0, rows as i32].map(KernelArg::I32);
-        assert_eq!(args[7..], tail[..]);
+        assert_eq!(args[10..], tail[..]);
     }
+    // Nine rows of 2048 (past the 16384 elements the LDS stages): staged first, then read
+    // from the staging buffer; 16 KiB of LDS at WAVE=32 for nine rows of 2048 would not do.
+    b.mma_products(&mut || {
+        b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(9, 2048)))
+    })
+    .unwrap();
+    let calls = v.calls();
+    let [Call::Launch(stage, scfg, sargs), Call::Launch(name, cfg, args)] = &calls[..] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!((stage.as_str(), scfg.grid), ("gemv_stage_bf16", (9, 1, 1)));
+    assert_eq!(
+        (name.as_str(), cfg.grid, cfg.shared_bytes),
+        ("gemv_mma_bf16", (19, 1, 1), 8192)
+    );
+    assert_eq!((args[4], args[5]), (sargs[3], KernelArg::I32(2048)));
+    assert_ne!(args[4], KernelArg::Ptr(0));
     // K a multiple of 8 but not of 32: the FMA kernels, one row and several.
     b.mma_products(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(1, 72)))
         .unwrap();
@@ -426,33 +442,29 @@ fn matrix_core_gemvs_take_one_row_and_several_alike_where_k_is_a_multiple_of_32(
         &mut tmp,
         &mut out,
         1,
-        k,
+        64,
         inter,
         Activation::GeluTanh,
     )
     .unwrap();
     b.set_gemv_mma(false);
     let calls = v.calls();
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    let Call::Launch(name, cfg, args) = &calls[1] else {
+    let [Call::Launch(name, cfg, args)] = &calls[..] else {
         panic!("{calls:?}")
     };
     assert_eq!(
         (name.as_str(), cfg.grid),
         ("gemv_swiglu_mma_bf16", (3, 1, 1))
     );
-    assert_eq!(
-        args[3..],
-        [
-            KernelArg::Ptr(out.ptr()),
-            KernelArg::I32(20),
-            KernelArg::I32(64),
-            KernelArg::I32(1),
-            KernelArg::I32(1)
-        ]
-    );
+    let tail = [
+        KernelArg::Ptr(out.ptr()),
+        KernelArg::I32(20),
+        KernelArg::I32(64),
+    ];
+    assert_eq!(args[6..9], tail);
+    assert_eq!(args[9..], [KernelArg::I32(1), KernelArg::I32(1)]);
     // Two rows outside a batched pass (a prompt chunk): BLAS, as without them.
-    b.mma_products(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(2, k)))
+    b.mma_products(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(2, 64)))
         .unwrap();
     assert!(matches!(&v.calls()[1], Call::Gemm(_)));
 }

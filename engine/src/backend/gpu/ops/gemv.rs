@@ -129,6 +129,41 @@ fn mma_grid(op: &str, tiles: u64, n_in: i32) -> Result<LaunchConfig> {
     })
 }
 
+/// The matrix-core kernels' inputs and launch: the n_in rows staged by the kernel itself in
+/// LDS when they fit [`GEMV_LDS_MAX`] elements (xh null: no staging launch; a decode step's
+/// one row up to K = 16384), else by `gemv_stage_{T}` (xh the staging buffer). Either way the
+/// same bits (both stage as `gemv_stage_{T}` does). The dynamic LDS holds the staged rows and,
+/// after them, the waves' 16 × 16 f32 tiles. `tiles`: the blocks over the weight rows.
+#[allow(clippy::too_many_arguments)]
+fn mma_inputs(
+    b: &GpuBackend,
+    op: &str,
+    dtype: DType,
+    x: DevicePtr,
+    norm: Option<NormPrologue>,
+    k: i32,
+    n_in: i32,
+    tiles: u64,
+) -> Result<(DevicePtr, LaunchConfig)> {
+    let staged = n_in.max(0) as usize * k.max(0) as usize;
+    let in_lds = b.gemv_mma_lds() && staged <= GEMV_LDS_MAX;
+    let xh = if in_lds {
+        0
+    } else {
+        launch_stage(b, op, dtype, x, norm, k, n_in)?
+    };
+    let mut cfg = mma_grid(op, tiles, n_in)?;
+    cfg.shared_bytes = mma_shared_bytes(b.wave, if in_lds { staged } else { 0 });
+    Ok((xh, cfg))
+}
+
+/// The dynamic LDS of a matrix-core GEMV: `staged` 16-bit inputs, or the waves' tiles (256 f32
+/// a wave) when larger.
+fn mma_shared_bytes(wave: u32, staged: usize) -> u32 {
+    let tiles = 4 * 256 * (GEMV_BLOCK / wave.max(1)) as usize;
+    (2 * staged).max(tiles) as u32
+}
+
 /// The staged rows' stride: K rounded up to 8 (each row on 16 bytes).
 fn stage_stride(k: i32) -> i32 {
     (k + 7) / 8 * 8
@@ -278,19 +313,37 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     if rows > i64::from(i32::MAX) || g.parts.iter().any(|&p| p < 0) || g.k < 0 {
         return Err(bad(op, format!("parts {:?} of {} columns", g.parts, g.k)));
     }
-    let mma = b.gemv_mma() && takes_mma_kernels(g.n_in, g.k, g.w, g.x, g.norm);
-    if mma || (b.gemv_rows() && takes_rows_kernels(g.n_in, g.k, g.w, g.x, g.norm)) {
+    if b.gemv_mma() && takes_mma_kernels(g.n_in, g.k, g.w, g.x, g.norm) {
+        let tiles = (rows as u64).div_ceil(GEMV_MMA_NB);
+        let (xh, cfg) = mma_inputs(b, op, g.dtype, g.x, g.norm, g.k, g.n_in, tiles)?;
+        let [norm_w, eps] = norm_args(g.norm);
+        let args = [
+            KernelArg::Ptr(g.w),
+            KernelArg::Ptr(g.x),
+            norm_w,
+            eps,
+            KernelArg::Ptr(xh),
+            KernelArg::I32(stage_stride(g.k)),
+            KernelArg::Ptr(g.bias.unwrap_or(0)),
+            KernelArg::Ptr(g.outs[0]),
+            KernelArg::Ptr(g.outs[1]),
+            KernelArg::Ptr(g.outs[2]),
+            KernelArg::I32(g.parts[0]),
+            KernelArg::I32(g.parts[1]),
+            KernelArg::I32(g.parts[2]),
+            KernelArg::I32(g.k),
+            KernelArg::I32(i32::from(g.residual)),
+            KernelArg::I32(g.n_in),
+        ];
+        let name = kernel_name(op, "gemv_mma", g.dtype)?;
+        // SAFETY: as below; xh, when not null, holds the n_in staged rows (launch_stage, queued
+        // before); the dynamic LDS holds the staged rows or the waves' tiles (mma_inputs).
+        return unsafe { b.launch_overlapped(&name, cfg, &args) };
+    }
+    if b.gemv_rows() && takes_rows_kernels(g.n_in, g.k, g.w, g.x, g.norm) {
         let xh = launch_stage(b, op, g.dtype, g.x, g.norm, g.k, g.n_in)?;
-        let (family, cfg) = if mma {
-            (
-                "gemv_mma",
-                mma_grid(op, (rows as u64).div_ceil(GEMV_MMA_NB), g.n_in)?,
-            )
-        } else {
-            let per_block = u64::from(GEMV_BLOCK / b.wave * GEMV_NR);
-            let blocks = (rows as u64).div_ceil(per_block);
-            ("gemv_rows", rows_grid(op, blocks, g.n_in)?)
-        };
+        let per_block = u64::from(GEMV_BLOCK / b.wave * GEMV_NR);
+        let cfg = rows_grid(op, (rows as u64).div_ceil(per_block), g.n_in)?;
         let args = [
             KernelArg::Ptr(g.w),
             KernelArg::Ptr(xh),
@@ -306,7 +359,7 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
             KernelArg::I32(i32::from(g.residual)),
             KernelArg::I32(g.n_in),
         ];
-        let name = kernel_name(op, family, g.dtype)?;
+        let name = kernel_name(op, "gemv_rows", g.dtype)?;
         // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
@@ -353,22 +406,31 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
     if inter == 0 {
         return Ok(());
     }
-    let mma = b.gemv_mma() && takes_mma_kernels(n_in, k, w, x, norm);
-    if mma || (b.gemv_rows() && takes_rows_kernels(n_in, k, w, x, norm)) {
+    if b.gemv_mma() && takes_mma_kernels(n_in, k, w, x, norm) {
+        let tiles = (inter.max(0) as u64).div_ceil(GEMV_MMA_NB / 2);
+        let (xh, cfg) = mma_inputs(b, op, dtype, x, norm, k, n_in, tiles)?;
+        let [norm_w, eps] = norm_args(norm);
+        let args = [
+            KernelArg::Ptr(w),
+            KernelArg::Ptr(x),
+            norm_w,
+            eps,
+            KernelArg::Ptr(xh),
+            KernelArg::I32(stage_stride(k)),
+            KernelArg::Ptr(out),
+            KernelArg::I32(inter),
+            KernelArg::I32(k),
+            KernelArg::I32(n_in),
+            super::act_arg(act),
+        ];
+        let name = kernel_name(op, "gemv_swiglu_mma", dtype)?;
+        // SAFETY: as below; xh as in launch_gemv's matrix-core branch.
+        return unsafe { b.launch_overlapped(&name, cfg, &args) };
+    }
+    if b.gemv_rows() && takes_rows_kernels(n_in, k, w, x, norm) {
         let xh = launch_stage(b, op, dtype, x, norm, k, n_in)?;
-        let outputs = inter.max(0) as u64;
-        let (family, cfg) = if mma {
-            (
-                "gemv_swiglu_mma",
-                mma_grid(op, outputs.div_ceil(GEMV_MMA_NB / 2), n_in)?,
-            )
-        } else {
-            let per_block = u64::from(GEMV_BLOCK / b.wave);
-            (
-                "gemv_swiglu_rows",
-                rows_grid(op, outputs.div_ceil(per_block), n_in)?,
-            )
-        };
+        let per_block = u64::from(GEMV_BLOCK / b.wave);
+        let cfg = rows_grid(op, (inter.max(0) as u64).div_ceil(per_block), n_in)?;
         let args = [
             KernelArg::Ptr(w),
             KernelArg::Ptr(xh),
@@ -379,7 +441,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
             KernelArg::I32(n_in),
             super::act_arg(act),
         ];
-        let name = kernel_name(op, family, dtype)?;
+        let name = kernel_name(op, "gemv_swiglu_rows", dtype)?;
         // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
@@ -537,6 +599,15 @@ mod tests {
             "two groups"
         );
         assert!(mma_grid("gemv", u64::from(u32::MAX), 1).is_err());
+    }
+
+    #[test]
+    fn the_matrix_core_lds_holds_the_staged_rows_or_the_waves_tiles() {
+        assert_eq!(mma_shared_bytes(32, 0), 8192, "8 waves' tiles");
+        assert_eq!(mma_shared_bytes(64, 0), 4096, "4 waves' tiles");
+        assert_eq!(mma_shared_bytes(32, 576), 8192);
+        assert_eq!(mma_shared_bytes(64, 4096), 8192, "one row of 4096");
+        assert_eq!(mma_shared_bytes(32, GEMV_LDS_MAX), 32768);
     }
 
     #[test]
