@@ -968,7 +968,7 @@ enum { MMA_LANES_PER_ROW = WAVE / 16 };
 enum { MMA_A_N = 16, MMA_C = 256 / WAVE, MMA_ROWS = 1, MMA_ROW_SPAN = MMA_LANES_PER_ROW,
        MMA_SCRATCH_LD = 24 };
 struct MmaA { uint32_t r[8]; };
-struct MmaB { const uint16_t* p; int sk, sn; };  // B[k][n] = p[k·sk + n·sn]
+struct MmaB { const uint16_t* p; int sk, sn, cols; };  // B[k][n] = p[k·sk + min'(n)·sn]: n, or 0 past cols
 WF_DEVICE int mma_a_row(int l, int i) { (void)i; return l / MMA_LANES_PER_ROW; }
 WF_DEVICE int mma_a_k(int l, int i) { (void)l; return i; }
 WF_DEVICE int mma_c_row(int l, int e) { (void)e; return l / MMA_LANES_PER_ROW; }
@@ -1014,6 +1014,7 @@ WF_DEVICE MmaB mma_b_nk(const uint16_t* p, int ld) {
   b.p = p;
   b.sk = 1;
   b.sn = ld;
+  b.cols = 16;
 #endif
   return b;
 }
@@ -1042,6 +1043,7 @@ WF_DEVICE MmaB mma_b_kn(const uint16_t* p, int ld) {
   b.p = p;
   b.sk = ld;
   b.sn = 1;
+  b.cols = 16;
 #endif
   return b;
 }
@@ -1118,7 +1120,8 @@ WF_DEVICE void mma(MmaC& c, const MmaA& a, const MmaB& b) {
   }
 #pragma unroll
   for (int e = 0; e < MMA_C; ++e) {
-    const uint16_t* q = b.p + mma_c_col(l, e) * b.sn;
+    const int col = mma_c_col(l, e);
+    const uint16_t* q = b.p + (col < b.cols ? col : 0) * b.sn;
     float acc = c.c[e];
 #pragma unroll
     for (int k = 0; k < 16; ++k) acc = wf_fmaf(av[k], C16::load_hw(q[k * b.sk]), acc);
@@ -1214,23 +1217,24 @@ WF_DEVICE void mma_slab_a(const uint16_t* const (&p)[MMA_LOAD_ROWS], MmaA (&a)[2
 #endif
 }
 
-// The B fragments of one slab: p[j] as for mma_slab_a, in input row mma_load_row(l, j); `row0`
-// is input row 0 at the slab's first element and `ld` the input rows' stride (the FMA twin
-// reads B through them inside mma).
+// The B fragments of one slab: p[j] as for mma_slab_a, in input row mma_load_row(l, j) (the
+// caller points rows at or past `cols` at row 0); `row0` is input row 0 at the slab's first
+// element and `ld` the input rows' stride (the FMA twin reads B through them inside mma, its
+// columns at or past `cols` from row 0: never past the rows there are).
 WF_DEVICE void mma_slab_b(const uint16_t* const (&p)[MMA_LOAD_ROWS], const uint16_t* row0, i64 ld,
-                          MmaB (&b)[2]) {
+                          int cols, MmaB (&b)[2]) {
 #if WF_MMA == WF_MMA_SYNC
-  (void)row0; (void)ld;
+  (void)row0; (void)ld; (void)cols;
   const wf_u32x4 r0 = *(const wf_u32x4*)p[0], r1 = *(const wf_u32x4*)p[1];
   b[0].r[0] = r0.x; b[0].r[1] = r0.y; b[0].r[2] = r1.x; b[0].r[3] = r1.y;
   b[1].r[0] = r0.z; b[1].r[1] = r0.w; b[1].r[2] = r1.z; b[1].r[3] = r1.w;
 #elif WF_MMA == WF_MMA_MFMA
-  (void)row0; (void)ld;
+  (void)row0; (void)ld; (void)cols;
   const wf_u32x4 r = *(const wf_u32x4*)p[0];
   b[0].r[0] = r.x; b[0].r[1] = r.y;
   b[1].r[0] = r.z; b[1].r[1] = r.w;
 #elif WF_MMA == WF_MMA_WMMA
-  (void)row0; (void)ld;
+  (void)row0; (void)ld; (void)cols;
 #pragma unroll
   for (int f = 0; f < 2; ++f) {
     const wf_u32x4 lo = *(const wf_u32x4*)(p[0] + 16 * f), hi = *(const wf_u32x4*)(p[0] + 16 * f + 8);
@@ -1244,6 +1248,7 @@ WF_DEVICE void mma_slab_b(const uint16_t* const (&p)[MMA_LOAD_ROWS], const uint1
     b[f].p = row0 + 16 * f;
     b[f].sk = 1;
     b[f].sn = (int)ld;
+    b[f].cols = cols;
   }
 #endif
 }

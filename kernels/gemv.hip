@@ -601,11 +601,11 @@ WF_DEVICE void gemv_mma_slab_a(const uint16_t* const (&lane_rows)[MMA_LOAD_ROWS]
 }
 
 WF_DEVICE void gemv_mma_slab_b(const uint16_t* const (&lane_rows)[MMA_LOAD_ROWS],
-                               const uint16_t* xh, int ks, int off, MmaB (&b)[2]) {
+                               const uint16_t* xh, int ks, int nb, int off, MmaB (&b)[2]) {
   const uint16_t* p[MMA_LOAD_ROWS];
 #pragma unroll
   for (int j = 0; j < MMA_LOAD_ROWS; ++j) p[j] = lane_rows[j] + off;
-  mma_slab_b(p, xh + off, ks, b);
+  mma_slab_b(p, xh + off, ks, nb, b);
 }
 
 // The block's 16 × 16 tile of sums: A rows `wrows` of W (the lane's rows, mma_load_row), B
@@ -661,7 +661,7 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
 #pragma unroll
   for (int u = 0; u < GEMV_MMA_U; ++u) {
     const int s = wv + u * NW;
-    if (s < n_slab) gemv_mma_slab_b(xb, xh, ks, s * GEMV_MMA_SLAB, b[u]);
+    if (s < n_slab) gemv_mma_slab_b(xb, xh, ks, nb, s * GEMV_MMA_SLAB, b[u]);
   }
   for (int base = wv; base < n_slab; base += GEMV_MMA_U * NW) {
     WF_PATH(slot, PATH_VEC);
@@ -674,7 +674,7 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
         const int next = s + GEMV_MMA_U * NW;
         if (next < n_slab) {
           gemv_mma_slab_a(wa, next * GEMV_MMA_SLAB, a[u]);
-          gemv_mma_slab_b(xb, xh, ks, next * GEMV_MMA_SLAB, b[u]);
+          gemv_mma_slab_b(xb, xh, ks, nb, next * GEMV_MMA_SLAB, b[u]);
         }
       }
     }
