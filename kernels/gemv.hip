@@ -579,10 +579,8 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 //   gemv_mma_{T}: block b' (common.h batch_block over the ceil(n_in / 16) input groups) owns
 //     weight rows 16·b' … 16·b' + 15 of the stacked W and the group's input rows; wave w takes
 //     the slabs of 32 k numbered w, w + WAVES, … in ascending order (GEMV_MMA_U slabs loaded
-//     ahead), two 16 × 16 × 16 products a slab into accumulator i mod GEMV_MMA_U for the
-//     wave's i-th slab (the accumulators added in order at the end); the waves' tiles go to
-//     LDS and thread t sums element (t / 16, t % 16) over the waves in order, then runs
-//     gemv_{T}'s epilogue (bias,
+//     ahead), two 16 × 16 × 16 products a slab; the waves' tiles go to LDS and thread t sums
+//     element (t / 16, t % 16) over the waves in order, then runs gemv_{T}'s epilogue (bias,
 //     out0-2, residual) for weight row 16·b' + t / 16 and input row t % 16.
 //   gemv_swiglu_mma_{T}: the tile's rows 0-7 are gate rows 8·b' …, rows 8-15 the up rows of
 //     the same outputs; threads t < 128 run gemv_swiglu_{T}'s epilogue on elements t, t + 128.
@@ -628,12 +626,8 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
 #pragma unroll
   for (int j = 0; j < MMA_LOAD_ROWS; ++j) wa[j] = wrows[j] + kl;
   const int n_slab = k / GEMV_MMA_SLAB;
-  // One accumulator per slab in flight: the products of one slab do not wait for the last
-  // slab's (a single chain held each load back until the products before it had run, so the
-  // loads were issued too late to hide the memory's latency). Folded in order at the end.
-  MmaC acc[GEMV_MMA_U];
-#pragma unroll
-  for (int u = 0; u < GEMV_MMA_U; ++u) mma_zero(acc[u]);
+  MmaC acc;
+  mma_zero(acc);
   MmaA a[GEMV_MMA_U][2];
   MmaB b[GEMV_MMA_U][2];
   wf_allow_dependents();
@@ -675,8 +669,8 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
     for (int u = 0; u < GEMV_MMA_U; ++u) {
       const int s = base + u * NW;
       if (s < n_slab) {  // wave-uniform
-        mma<C>(acc[u], a[u][0], b[u][0]);
-        mma<C>(acc[u], a[u][1], b[u][1]);
+        mma<C>(acc, a[u][0], b[u][0]);
+        mma<C>(acc, a[u][1], b[u][1]);
         const int next = s + GEMV_MMA_U * NW;
         if (next < n_slab) {
           gemv_mma_slab_a(wa, next * GEMV_MMA_SLAB, a[u]);
@@ -688,12 +682,8 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
   float* waves = (float*)dynamic_shared_u16();  // NW tiles of 256
   block_sync();                                 // every wave's reads of staged inputs are done
 #pragma unroll
-  for (int e = 0; e < MMA_C; ++e) {
-    float v = acc[0].c[e];
-#pragma unroll
-    for (int u = 1; u < GEMV_MMA_U; ++u) v += acc[u].c[e];
-    waves[wv * 256 + mma_c_row(lane, e) * 16 + mma_c_col(lane, e)] = v;
-  }
+  for (int e = 0; e < MMA_C; ++e)
+    waves[wv * 256 + mma_c_row(lane, e) * 16 + mma_c_col(lane, e)] = acc.c[e];
   block_sync();
   const int t = thread_index();
   float s = 0.0f;
