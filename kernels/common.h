@@ -1196,6 +1196,27 @@ WF_DEVICE int mma_load_row(int l, int j) { (void)j; return l / MMA_LANES_PER_ROW
 WF_DEVICE int mma_load_k(int l) { (void)l; return 0; }
 #endif
 
+#if WF_MMA != WF_MMA_SYNC
+// One lane's two fragments of one slab from its one operand row (F: MmaA, or MmaB where B's
+// words are A's): MFMA: the 16-byte vector at p, words 0, 1 → fragment 0, words 2, 3 → 1;
+// WMMA and FMA: the 32 values at p, 16 a fragment in k order.
+template <class F>
+WF_DEVICE void mma_row_words(const uint16_t* p, F (&f)[2]) {
+#if WF_MMA == WF_MMA_MFMA
+  const wf_u32x4 r = *(const wf_u32x4*)p;
+  f[0].r[0] = r.x; f[0].r[1] = r.y;
+  f[1].r[0] = r.z; f[1].r[1] = r.w;
+#else
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const wf_u32x4 lo = *(const wf_u32x4*)(p + 16 * h), hi = *(const wf_u32x4*)(p + 16 * h + 8);
+    f[h].r[0] = lo.x; f[h].r[1] = lo.y; f[h].r[2] = lo.z; f[h].r[3] = lo.w;
+    f[h].r[4] = hi.x; f[h].r[5] = hi.y; f[h].r[6] = hi.z; f[h].r[7] = hi.w;
+  }
+#endif
+}
+#endif
+
 // The A fragments of one slab: p[j] points at element mma_load_k(l) of the slab in operand
 // row mma_load_row(l, j).
 WF_DEVICE void mma_slab_a(const uint16_t* const (&p)[MMA_LOAD_ROWS], MmaA (&a)[2]) {
@@ -1203,17 +1224,8 @@ WF_DEVICE void mma_slab_a(const uint16_t* const (&p)[MMA_LOAD_ROWS], MmaA (&a)[2
   const wf_u32x4 r0 = *(const wf_u32x4*)p[0], r1 = *(const wf_u32x4*)p[1];
   a[0].r[0] = r0.x; a[0].r[1] = r1.x; a[0].r[2] = r0.y; a[0].r[3] = r1.y;
   a[1].r[0] = r0.z; a[1].r[1] = r1.z; a[1].r[2] = r0.w; a[1].r[3] = r1.w;
-#elif WF_MMA == WF_MMA_MFMA
-  const wf_u32x4 r = *(const wf_u32x4*)p[0];
-  a[0].r[0] = r.x; a[0].r[1] = r.y;
-  a[1].r[0] = r.z; a[1].r[1] = r.w;
-#else  // WMMA and FMA: 16 values a fragment, k in order
-#pragma unroll
-  for (int f = 0; f < 2; ++f) {
-    const wf_u32x4 lo = *(const wf_u32x4*)(p[0] + 16 * f), hi = *(const wf_u32x4*)(p[0] + 16 * f + 8);
-    a[f].r[0] = lo.x; a[f].r[1] = lo.y; a[f].r[2] = lo.z; a[f].r[3] = lo.w;
-    a[f].r[4] = hi.x; a[f].r[5] = hi.y; a[f].r[6] = hi.z; a[f].r[7] = hi.w;
-  }
+#else
+  mma_row_words(p[0], a);
 #endif
 }
 
@@ -1228,19 +1240,9 @@ WF_DEVICE void mma_slab_b(const uint16_t* const (&p)[MMA_LOAD_ROWS], const uint1
   const wf_u32x4 r0 = *(const wf_u32x4*)p[0], r1 = *(const wf_u32x4*)p[1];
   b[0].r[0] = r0.x; b[0].r[1] = r0.y; b[0].r[2] = r1.x; b[0].r[3] = r1.y;
   b[1].r[0] = r0.z; b[1].r[1] = r0.w; b[1].r[2] = r1.z; b[1].r[3] = r1.w;
-#elif WF_MMA == WF_MMA_MFMA
+#elif WF_MMA == WF_MMA_MFMA || WF_MMA == WF_MMA_WMMA
   (void)row0; (void)ld; (void)cols;
-  const wf_u32x4 r = *(const wf_u32x4*)p[0];
-  b[0].r[0] = r.x; b[0].r[1] = r.y;
-  b[1].r[0] = r.z; b[1].r[1] = r.w;
-#elif WF_MMA == WF_MMA_WMMA
-  (void)row0; (void)ld; (void)cols;
-#pragma unroll
-  for (int f = 0; f < 2; ++f) {
-    const wf_u32x4 lo = *(const wf_u32x4*)(p[0] + 16 * f), hi = *(const wf_u32x4*)(p[0] + 16 * f + 8);
-    b[f].r[0] = lo.x; b[f].r[1] = lo.y; b[f].r[2] = lo.z; b[f].r[3] = lo.w;
-    b[f].r[4] = hi.x; b[f].r[5] = hi.y; b[f].r[6] = hi.z; b[f].r[7] = hi.w;
-  }
+  mma_row_words(p[0], b);
 #else
   (void)p;
 #pragma unroll

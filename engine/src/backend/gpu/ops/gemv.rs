@@ -317,24 +317,14 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         let tiles = (rows as u64).div_ceil(GEMV_MMA_NB);
         let (xh, cfg) = mma_inputs(b, op, g.dtype, g.x, g.norm, g.k, g.n_in, tiles)?;
         let [norm_w, eps] = norm_args(g.norm);
-        let args = [
+        let args = stacked_gemv_args!(g;
             KernelArg::Ptr(g.w),
             KernelArg::Ptr(g.x),
             norm_w,
             eps,
             KernelArg::Ptr(xh),
             KernelArg::I32(stage_stride(g.k)),
-            KernelArg::Ptr(g.bias.unwrap_or(0)),
-            KernelArg::Ptr(g.outs[0]),
-            KernelArg::Ptr(g.outs[1]),
-            KernelArg::Ptr(g.outs[2]),
-            KernelArg::I32(g.parts[0]),
-            KernelArg::I32(g.parts[1]),
-            KernelArg::I32(g.parts[2]),
-            KernelArg::I32(g.k),
-            KernelArg::I32(i32::from(g.residual)),
-            KernelArg::I32(g.n_in),
-        ];
+        );
         let name = kernel_name(op, "gemv_mma", g.dtype)?;
         // SAFETY: as below; xh, when not null, holds the n_in staged rows (launch_stage, queued
         // before); the dynamic LDS holds the staged rows or the waves' tiles (mma_inputs).
@@ -344,21 +334,11 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         let xh = launch_stage(b, op, g.dtype, g.x, g.norm, g.k, g.n_in)?;
         let per_block = u64::from(GEMV_BLOCK / b.wave * GEMV_NR);
         let cfg = rows_grid(op, (rows as u64).div_ceil(per_block), g.n_in)?;
-        let args = [
+        let args = stacked_gemv_args!(g;
             KernelArg::Ptr(g.w),
             KernelArg::Ptr(xh),
             KernelArg::I32(stage_stride(g.k)),
-            KernelArg::Ptr(g.bias.unwrap_or(0)),
-            KernelArg::Ptr(g.outs[0]),
-            KernelArg::Ptr(g.outs[1]),
-            KernelArg::Ptr(g.outs[2]),
-            KernelArg::I32(g.parts[0]),
-            KernelArg::I32(g.parts[1]),
-            KernelArg::I32(g.parts[2]),
-            KernelArg::I32(g.k),
-            KernelArg::I32(i32::from(g.residual)),
-            KernelArg::I32(g.n_in),
-        ];
+        );
         let name = kernel_name(op, "gemv_rows", g.dtype)?;
         // SAFETY: as below; xh holds the n_in staged rows (launch_stage, queued before).
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
@@ -366,22 +346,12 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
     let name = kernel_name(op, "gemv", g.dtype)?;
     let cfg = batched(op, gemv_grid(op, rows, g.k as usize, b.wave)?, g.n_in)?;
     let [norm_w, eps] = norm_args(g.norm);
-    let args = [
+    let args = stacked_gemv_args!(g;
         KernelArg::Ptr(g.w),
         KernelArg::Ptr(g.x),
         norm_w,
         eps,
-        KernelArg::Ptr(g.bias.unwrap_or(0)),
-        KernelArg::Ptr(g.outs[0]),
-        KernelArg::Ptr(g.outs[1]),
-        KernelArg::Ptr(g.outs[2]),
-        KernelArg::I32(g.parts[0]),
-        KernelArg::I32(g.parts[1]),
-        KernelArg::I32(g.parts[2]),
-        KernelArg::I32(g.k),
-        KernelArg::I32(i32::from(g.residual)),
-        KernelArg::I32(g.n_in),
-    ];
+    );
     // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x ≥ n_in·k f32 (the norm
     // weights ≥ k), bias ≥ rows f32, out_i ≥ n_in·parts[i] f32, and that x aliases no output; the kernel
     // reads only W before its dependency wait and writes nothing before it (overlapped).

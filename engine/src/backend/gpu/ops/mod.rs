@@ -2,6 +2,29 @@
 //! against the `Backend` contract) and its `launch_*` function, the only place the grid and
 //! block sizes of the kernel ABI are computed (STYLE 2).
 
+/// A stacked GEMV kernel's arguments (`gemv_{T}`, `gemv_rows_{T}`, `gemv_mma_{T}`,
+/// `qgemv_{Q}`): its own first ones, then the ABI's common tail from `$g` (a
+/// `gemv::Gemv` or `qgemv::QGemv`): bias, out0-2, m0-m2, k, residual, n_in. An array on the
+/// stack: launches queue work without allocating.
+macro_rules! stacked_gemv_args {
+    ($g:expr; $($head:expr),* $(,)?) => {{
+        let g = $g;
+        [
+            $($head,)*
+            KernelArg::Ptr(g.bias.unwrap_or(0)),
+            KernelArg::Ptr(g.outs[0]),
+            KernelArg::Ptr(g.outs[1]),
+            KernelArg::Ptr(g.outs[2]),
+            KernelArg::I32(g.parts[0]),
+            KernelArg::I32(g.parts[1]),
+            KernelArg::I32(g.parts[2]),
+            KernelArg::I32(g.k),
+            KernelArg::I32(i32::from(g.residual)),
+            KernelArg::I32(g.n_in),
+        ]
+    }};
+}
+
 pub(super) mod attention;
 pub(super) mod decode_attention;
 pub(super) mod elementwise;

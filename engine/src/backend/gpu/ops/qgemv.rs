@@ -139,23 +139,13 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     let cfg = batched(op, grid(op, (rows as u64).div_ceil(per_block), k)?, g.n_in)?;
     let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
     let [norm_w, eps] = norm_args(g.norm);
-    let args = [
+    let args = stacked_gemv_args!(g;
         KernelArg::Ptr(qa),
         KernelArg::Ptr(sa),
         KernelArg::Ptr(g.x),
         norm_w,
         eps,
-        KernelArg::Ptr(g.bias.unwrap_or(0)),
-        KernelArg::Ptr(g.outs[0]),
-        KernelArg::Ptr(g.outs[1]),
-        KernelArg::Ptr(g.outs[2]),
-        KernelArg::I32(g.parts[0]),
-        KernelArg::I32(g.parts[1]),
-        KernelArg::I32(g.parts[2]),
-        KernelArg::I32(g.k),
-        KernelArg::I32(i32::from(g.residual)),
-        KernelArg::I32(g.n_in),
-    ];
+    );
     // SAFETY: the segment holds rows row0.. row0 + Σparts of k elements (checked), x ≥ n_in·k
     // f32 on 16 bytes (rows of whole blocks: every row on 16 bytes), the norm weights ≥ k f32,
     // bias ≥ Σparts f32, out_i ≥ n_in·parts[i] f32 (callers);
