@@ -578,8 +578,10 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 // wave order.
 //   gemv_mma_{T}: block b' (common.h batch_block over the ceil(n_in / 16) input groups) owns
 //     weight rows 16·b' … 16·b' + 15 of the stacked W and the group's input rows; wave w takes
-//     the slabs of 32 k numbered w, w + WAVES, … in ascending order (GEMV_MMA_U slabs loaded
-//     ahead), two 16 × 16 × 16 products a slab; the waves' tiles go to LDS and thread t sums
+//     the slabs of 32 k numbered w, w + WAVES, … in ascending order (the weights of GEMV_MMA_U
+//     slabs loaded ahead; the inputs, in LDS or the L2, read at the product: holding them
+//     ahead too took 128 registers a thread, 2 blocks an SM on the H200, against 80 and 3),
+//     two 16 × 16 × 16 products a slab; the waves' tiles go to LDS and thread t sums
 //     element (t / 16, t % 16) over the waves in order, then runs gemv_{T}'s epilogue (bias,
 //     out0-2, residual) for weight row 16·b' + t / 16 and input row t % 16.
 //   gemv_swiglu_mma_{T}: the tile's rows 0-7 are gate rows 8·b' …, rows 8-15 the up rows of
@@ -588,7 +590,7 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 // gemv_swiglu_mma_{f16,bf16} (vec, gelu).
 constexpr int GEMV_MMA_NB = 16;    // input rows a block (B's columns)
 constexpr int GEMV_MMA_SLAB = 32;  // k a wave's step
-constexpr int GEMV_MMA_U = 4;      // slabs a wave has loaded ahead
+constexpr int GEMV_MMA_U = 4;      // slabs of weights a wave has loaded ahead
 
 // One slab's fragments: A from the lane's weight rows, B from its input rows (`lane_rows`:
 // pointers at the lane's first element, mma_load_k), `off` the slab's first k.
@@ -629,7 +631,6 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
   MmaC acc;
   mma_zero(acc);
   MmaA a[GEMV_MMA_U][2];
-  MmaB b[GEMV_MMA_U][2];
   wf_allow_dependents();
 #pragma unroll
   for (int u = 0; u < GEMV_MMA_U; ++u) {
@@ -658,24 +659,18 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
     const int c = mma_load_row(lane, j);
     xb[j] = xh + (i64)(c < nb ? c : 0) * ks + kl;
   }
-#pragma unroll
-  for (int u = 0; u < GEMV_MMA_U; ++u) {
-    const int s = wv + u * NW;
-    if (s < n_slab) gemv_mma_slab_b(xb, xh, ks, nb, s * GEMV_MMA_SLAB, b[u]);
-  }
   for (int base = wv; base < n_slab; base += GEMV_MMA_U * NW) {
     WF_PATH(slot, PATH_VEC);
 #pragma unroll
     for (int u = 0; u < GEMV_MMA_U; ++u) {
       const int s = base + u * NW;
       if (s < n_slab) {  // wave-uniform
-        mma<C>(acc, a[u][0], b[u][0]);
-        mma<C>(acc, a[u][1], b[u][1]);
+        MmaB b[2];
+        gemv_mma_slab_b(xb, xh, ks, nb, s * GEMV_MMA_SLAB, b);
+        mma<C>(acc, a[u][0], b[0]);
+        mma<C>(acc, a[u][1], b[1]);
         const int next = s + GEMV_MMA_U * NW;
-        if (next < n_slab) {
-          gemv_mma_slab_a(wa, next * GEMV_MMA_SLAB, a[u]);
-          gemv_mma_slab_b(xb, xh, ks, nb, next * GEMV_MMA_SLAB, b[u]);
-        }
+        if (next < n_slab) gemv_mma_slab_a(wa, next * GEMV_MMA_SLAB, a[u]);
       }
     }
   }
