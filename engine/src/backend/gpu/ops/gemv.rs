@@ -74,10 +74,22 @@ pub(in crate::backend::gpu) fn takes_rows_kernels(
     x: DevicePtr,
     norm: Option<NormPrologue>,
 ) -> bool {
+    (GEMV_ROWS_MIN..=GEMV_MAX_ROWS as i32).contains(&n_in) && staged_vectors(k, 8, w, x, norm)
+}
+
+/// The inputs the staging kernel writes and the several-row and matrix-core kernels read as
+/// 16-byte vectors: K a positive multiple of `multiple` up to [`GEMV_ROWS_MAX_K`] (the
+/// staging buffer), W, x and the norm weights on 16 bytes.
+fn staged_vectors(
+    k: i32,
+    multiple: i32,
+    w: DevicePtr,
+    x: DevicePtr,
+    norm: Option<NormPrologue>,
+) -> bool {
     let on16 = |p: DevicePtr| p.is_multiple_of(16);
-    (GEMV_ROWS_MIN..=GEMV_MAX_ROWS as i32).contains(&n_in)
-        && k > 0
-        && k % 8 == 0
+    k > 0
+        && k % multiple == 0
         && k as usize <= GEMV_ROWS_MAX_K
         && on16(w)
         && on16(x)
@@ -104,14 +116,7 @@ pub(in crate::backend::gpu) fn takes_mma_kernels(
     x: DevicePtr,
     norm: Option<NormPrologue>,
 ) -> bool {
-    let on16 = |p: DevicePtr| p.is_multiple_of(16);
-    (1..=GEMV_MAX_ROWS as i32).contains(&n_in)
-        && k > 0
-        && k % GEMV_MMA_SLAB == 0
-        && k as usize <= GEMV_ROWS_MAX_K
-        && on16(w)
-        && on16(x)
-        && norm.is_none_or(|n| on16(n.w))
+    (1..=GEMV_MAX_ROWS as i32).contains(&n_in) && staged_vectors(k, GEMV_MMA_SLAB, w, x, norm)
 }
 
 /// The matrix-core kernels' grid: `tiles` (over the weight rows) times the input groups of
@@ -541,24 +546,8 @@ mod tests {
             !takes_mma_kernels(1, 72, 0x1000, 0x2000, None),
             "K mod 32 = 8"
         );
-        assert!(!takes_mma_kernels(1, 0, 0x1000, 0x2000, None), "empty rows");
-        let past = GEMV_ROWS_MAX_K as i32 + 32;
-        assert!(
-            !takes_mma_kernels(1, past, 0x1000, 0x2000, None),
-            "past the buffer"
-        );
-        assert!(
-            !takes_mma_kernels(1, 64, 0x1008, 0x2000, None),
-            "W off 16 bytes"
-        );
-        assert!(
-            !takes_mma_kernels(1, 64, 0x1000, 0x2004, None),
-            "x off 16 bytes"
-        );
-        assert!(
-            !takes_mma_kernels(1, 64, 0x1000, 0x2000, norm(0x3004)),
-            "norm off 16"
-        );
+        // K and alignment as the several-row kernels (staged_vectors, tested there).
+        assert!(!takes_mma_kernels(1, 64, 0x1008, 0x2000, None), "W off 16");
         for (tiles, n_in, total) in [(19, 1, 19), (19, 16, 19), (256, 4, 256)] {
             let c = mma_grid("gemv", tiles, n_in).unwrap();
             assert_eq!(c.grid, (total, 1, 1), "{tiles} tiles, {n_in} rows");
