@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -705,6 +705,45 @@ mma)
     filtered_test model_gpu speculation "differ|diverged" "(WAVEFRONT_GEMV_MMA=1)"
     filtered_test model_gpu gpu_batched differ "(WAVEFRONT_GEMV_MMA=1)"
     filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
+  fi
+  cat "$OUT/summary.md"
+  ;;
+attn-rows)
+  # The rows attention kernel (decode_attention_rows_{T}: a batched pass's rows, a
+  # verification's rows as decode steps, in one launch; issues 11 and 13), in two calls as
+  # `steps`. Call 1 (carry .device/ops): the rope_attention op cases at both waves with path
+  # coverage (the rows kernels' cases compare each row with the one-row kernel by bits), the
+  # graph test, then the 8B and 1B benches (batched passes of 4 and 16, verifications of 5 rows,
+  # decode at depths 0 and 8192) with the kernel on and off (WAVEFRONT_NO_ATTENTION_ROWS=1),
+  # alternating, in both GEMV modes. Call 2 (carry the model parts, PART=2): model_gpu's
+  # speculation tests (rows as steps by bits) and batch invariance, SmolLM2's golden streams.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  if [ "${PART:-1}" = 1 ]; then
+    start=$SECONDS
+    timeout 300 bin/wavefront-conformance --backend gpu --wave all --op rope_attention \
+      --report "$OUT/attn-ops.md" --json "$OUT/attn-ops.json" >"$OUT/attn-ops.log" 2>&1
+    echo "| wavefront-conformance rope_attention | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/attn-ops.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗|UNREACHED" "$OUT/attn-ops.log" | head -30
+    finish
+    run_test gpu_graph; finish
+    for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
+      for mma in 0 1; do
+        for rows in on off; do
+          no=0; [ "$rows" = off ] && no=1
+          WAVEFRONT_GEMV_MMA=$mma WAVEFRONT_NO_ATTENTION_ROWS=$no bench "$shape-mma$mma-rows-$rows" \
+            --shape "$shape" --reps 3 --depth 0,8192 --pp 1 --tg 32 --batch 4,16 --verify 4
+        done
+      done
+    done
+    for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+  else
+    default_model
+    filtered_test model_gpu speculation "differ|diverged"
+    filtered_test model_gpu gpu_batched differ
+    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu gpu_batched differ "(WAVEFRONT_GEMV_MMA=1)"
+    filtered_test golden_tokens smollm2
   fi
   cat "$OUT/summary.md"
   ;;

@@ -87,6 +87,14 @@ for suffix, t in (("f16", "uint16_t"), ("bf16", "uint16_t"), ("q8_0", "uint8_t")
     ABI[f"decode_attention_{suffix}"] = ("decode_attention.hip",
                                          DECODE_ATTENTION.replace("uint16_t* arena", t + "* arena"),
                                          256, "(n_kv_heads*slabs, s_max)")
+# Several decode rows a launch (grid z = rows): the rows' arenas and step blocks by value.
+DECODE_ATTENTION_ROWS = ("const float* q, const float* k, const float* v, const float* inv_freq, "
+                         "float* out, float* ws, int* counters, int layer, int pos0, int n_heads, "
+                         "int n_kv_heads, int head_dim, int capacity, int s_max, float scale, "
+                         "int window, float softcap, int mode, DaRows rows")
+for suffix in ("f16", "bf16", "q8_0"):
+    ABI[f"decode_attention_rows_{suffix}"] = ("decode_attention.hip", DECODE_ATTENTION_ROWS, 256,
+                                              "(n_kv_heads*slabs, s_max, rows)")
 FLASH_ATTENTION = ATTENTION.replace(", const int* step", "").replace(
     "float softcap", "float softcap_log2, float softcap_k")
 # HD 256 splits each row tile's dims over a pair of waves: half the rows a block, twice the tiles.
@@ -254,6 +262,8 @@ def param_kind(param):
         return ("8", "global_buffer")
     if param.startswith("i64 "):
         return ("8", "by_value")  # element counts past 2^31
+    if param.startswith("DaRows "):
+        return ("256", "by_value")  # decode_attention.hip's DaRows: 16 arenas, 16 step blocks
     return ("4", "by_value")  # int, float
 
 

@@ -541,16 +541,18 @@ WF_DEVICE void wf_path(int slot, int path) {
 #endif
 
 // ---------------------------------------------------------------------------------------------
-// Thread indexing and barriers (one-dimensional blocks; grids up to two-dimensional).
+// Thread indexing and barriers (one-dimensional blocks; grids up to three-dimensional).
 // ---------------------------------------------------------------------------------------------
 #if defined(WF_HIP)
 WF_DEVICE int thread_index() { return (int)__builtin_amdgcn_workitem_id_x(); }
 WF_DEVICE int block_index_x() { return (int)__builtin_amdgcn_workgroup_id_x(); }
 WF_DEVICE int block_index_y() { return (int)__builtin_amdgcn_workgroup_id_y(); }
+WF_DEVICE int block_index_z() { return (int)__builtin_amdgcn_workgroup_id_z(); }
 #else
 WF_DEVICE int thread_index() { return (int)threadIdx.x; }
 WF_DEVICE int block_index_x() { return (int)blockIdx.x; }
 WF_DEVICE int block_index_y() { return (int)blockIdx.y; }
+WF_DEVICE int block_index_z() { return (int)blockIdx.z; }
 #endif
 
 // All threads of the block reach it; shared-memory writes before it are visible after it.

@@ -68,6 +68,11 @@
 //   write:   the KV write at p
 //   window:  the window's first key a > 0 (the keys before it are not read)
 //   softcap: a score soft-capped (softcap > 0)
+//   rows:    a rows launch's row z > 0 (decode_attention_rows_{T}, below)
+//   kv_only: a DA_KV_ONLY launch's write (the rows' K/V written before they attend)
+//   attend_only: a DA_ATTEND_ONLY row holding its position (its K/V already written: no store)
+// Modes: the one-row kernels write and attend (DA_FULL); the rows kernels take the mode as an
+//   argument (DecodeAttentionMode below).
 
 #include "common.h"
 
@@ -95,7 +100,24 @@ enum DecodeAttentionPath {
   PATH_STEP,
   PATH_WRITE,
   PATH_WINDOW,
-  PATH_SOFTCAP
+  PATH_SOFTCAP,
+  PATH_ROWS,
+  PATH_KV_ONLY,
+  PATH_ATTEND_ONLY
+};
+// What a launch does at the row's position p (`mode`; the one-row kernels: DA_FULL).
+enum DecodeAttentionMode {
+  DA_FULL = 0,         // write K/V at p and attend
+  DA_ATTEND_ONLY = 1,  // attend, K/V at p already written (by a DA_KV_ONLY launch): no store
+  DA_KV_ONLY = 2       // write K/V at p and return (s_max = 1: the block holding p is split 0)
+};
+// The most rows a rows launch takes (the host's GEMV_MAX_ROWS).
+constexpr int DA_ROWS = 16;
+// A rows launch's per-row inputs, by value: row z's KV arena and step block (0: none, the
+// position is pos0 + z).
+struct DaRows {
+  unsigned long long arena[DA_ROWS];
+  unsigned long long step[DA_ROWS];
 };
 
 // The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
@@ -244,8 +266,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
                                         float* ws, int* counters, int layer, int pos, int n_heads,
                                         int n_kv_heads, int head_dim, int capacity, int s_max,
                                         float scale, const int* step, int window,
-                                        float softcap) {
-  const int slot_id = KV::id - 1;
+                                        float softcap, int slot_id, int mode) {
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
   if (step != nullptr) {
@@ -258,6 +279,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const int kvh = block_index_x() / slabs, slab = block_index_x() - kvh * slabs;
   const int h0 = kvh * group + slab * DA_GROUP;  // first query head of the block
   const int gb = imin(DA_GROUP, group - slab * DA_GROUP);
+  if (mode == DA_KV_ONLY && s_max != 1) return;  // the host's contract: one split
   const int first = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;  // a
   const int len = pos + 1 - first;  // the keys a ..= p
   int n_split = imin(s_max, (len + DA_MIN_KEYS - 1) / DA_MIN_KEYS);
@@ -280,8 +302,9 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;  // elements
   const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
   uint32_t kw[U][4], vw[U][4];  // the batch being used
-  load_batch<KV, U>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
-                 active, kw);
+  if (mode != DA_KV_ONLY)
+    load_batch<KV, U>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
+                      active, kw);
 
   WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
   // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
@@ -325,13 +348,16 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     if (mine) {
       store_f32s(knew + d0, kn);
       store_f32s(vnew + d0, vn);
-      if (slab == 0) {
+      if (slab == 0 && mode != DA_ATTEND_ONLY) {
         WF_PATH(slot_id, PATH_WRITE);
+        if (mode == DA_KV_ONLY && t == 0) WF_PATH(slot_id, PATH_KV_ONLY);
         Piece<KV>::store(arena, kh + (i64)pos * head_dim + d0, kq, pc);
         Piece<KV>::store(arena, vh + (i64)pos * head_dim + d0, vq, pc);
       }
     }
+    if (mode == DA_ATTEND_ONLY && slab == 0 && t == 0) WF_PATH(slot_id, PATH_ATTEND_ONLY);
   }
+  if (mode == DA_KV_ONLY) return;  // the whole block: has_new holds for its one split
   block_sync();
 
   float acc[DA_GROUP][8];
@@ -549,7 +575,7 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                          int s_max, float scale, const int* step, int window, float softcap) {
   decode_attention_kernel<F16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
                                n_kv_heads, head_dim, capacity, s_max, scale, step, window,
-                               softcap);
+                               softcap, F16::id - 1, DA_FULL);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
@@ -559,7 +585,7 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                           int s_max, float scale, const int* step, int window, float softcap) {
   decode_attention_kernel<BF16>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
                                 n_heads, n_kv_heads, head_dim, capacity, s_max, scale, step,
-                                window, softcap);
+                                window, softcap, BF16::id - 1, DA_FULL);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
@@ -569,5 +595,76 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                           int s_max, float scale, const int* step, int window, float softcap) {
   decode_attention_kernel<Q8>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0, n_heads,
                               n_kv_heads, head_dim, capacity, s_max, scale, step, window,
-                              softcap);
+                              softcap, Q8::id - 1, DA_FULL);
+}
+
+// Several decode rows in one launch (grid z = the rows): row z is the one-row kernel's launch
+// for q, k, v and out moved by z rows, the arena rows.arena[z], the step rows.step[z] (or
+// position pos0 + z without one), its own slice of the workspace (ws_row floats) and of the
+// counters (columns), and `mode`. Same code, same split count, same order: each row's bits are
+// its one-row launch's. Rows of different sequences (a batched pass: DA_FULL), or one
+// sequence's next positions as its decode steps would take them (a verification): a DA_KV_ONLY
+// launch writes every row's K/V first, then a DA_ATTEND_ONLY launch attends (row z reads the
+// rows before it from the arena, its own key from shared memory, as its decode step does).
+// Coverage slots 3 + the KV type's slot.
+template <class KV>
+WF_DEVICE void decode_attention_rows_kernel(const float* q, const float* k, const float* v,
+                                             const float* inv_freq, float* out, float* ws,
+                                             int* counters, int layer, int pos0, int n_heads,
+                                             int n_kv_heads, int head_dim, int capacity,
+                                             int s_max, float scale, int window, float softcap,
+                                             int mode, const DaRows& rows) {
+  const int z = block_index_z(), slot_id = 3 + KV::id - 1;
+  if (z >= DA_ROWS) return;
+  // Row z's pointers by constant indices (a dynamic index into a by-value parameter may copy
+  // the whole struct to scratch memory).
+  unsigned long long arena = 0, step = 0;
+#pragma unroll
+  for (int r = 0; r < DA_ROWS; ++r) {
+    arena = r == z ? rows.arena[r] : arena;
+    step = r == z ? rows.step[r] : step;
+  }
+  if (z > 0 && block_index_x() == 0 && block_index_y() == 0 && thread_index() == 0)
+    WF_PATH(slot_id, PATH_ROWS);
+  const int slabs = (n_heads / n_kv_heads + DA_GROUP - 1) / DA_GROUP;
+  const i64 qd = (i64)n_heads * head_dim, kvd = (i64)n_kv_heads * head_dim;
+  const i64 ws_row = (i64)n_heads * s_max * (head_dim + 2);
+  decode_attention_kernel<KV>(q + z * qd, k + z * kvd, v + z * kvd, inv_freq,
+                              (typename KV::storage*)arena, out + z * qd, ws + z * ws_row,
+                              counters + z * n_kv_heads * slabs, layer, pos0 + z, n_heads,
+                              n_kv_heads, head_dim, capacity, s_max, scale,
+                              (const int*)step, window, softcap, slot_id, mode);
+}
+
+extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
+    decode_attention_rows_f16(const float* q, const float* k, const float* v,
+                              const float* inv_freq, float* out, float* ws, int* counters,
+                              int layer, int pos0, int n_heads, int n_kv_heads, int head_dim,
+                              int capacity, int s_max, float scale, int window, float softcap,
+                              int mode, DaRows rows) {
+  decode_attention_rows_kernel<F16>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
+                                    n_kv_heads, head_dim, capacity, s_max, scale, window,
+                                    softcap, mode, rows);
+}
+
+extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
+    decode_attention_rows_bf16(const float* q, const float* k, const float* v,
+                               const float* inv_freq, float* out, float* ws, int* counters,
+                               int layer, int pos0, int n_heads, int n_kv_heads, int head_dim,
+                               int capacity, int s_max, float scale, int window, float softcap,
+                               int mode, DaRows rows) {
+  decode_attention_rows_kernel<BF16>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
+                                     n_kv_heads, head_dim, capacity, s_max, scale, window,
+                                     softcap, mode, rows);
+}
+
+extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
+    decode_attention_rows_q8_0(const float* q, const float* k, const float* v,
+                               const float* inv_freq, float* out, float* ws, int* counters,
+                               int layer, int pos0, int n_heads, int n_kv_heads, int head_dim,
+                               int capacity, int s_max, float scale, int window, float softcap,
+                               int mode, DaRows rows) {
+  decode_attention_rows_kernel<Q8>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
+                                   n_kv_heads, head_dim, capacity, s_max, scale, window, softcap,
+                                   mode, rows);
 }

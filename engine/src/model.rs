@@ -2,8 +2,8 @@
 //! against the `Backend` trait.
 
 use crate::backend::{
-    AttentionParams, Backend, EmbeddingParams, LinearParams, LogitsParams, PreNorm, RmsNormParams,
-    RowScratch, TensorInfo,
+    AttentionParams, Backend, BatchRow, EmbeddingParams, LinearParams, LogitsParams, PreNorm,
+    RmsNormParams, RowScratch, TensorInfo,
 };
 use crate::config::{names, ModelConfig};
 use crate::error::{Error, Result};
@@ -1306,32 +1306,19 @@ impl<B: Backend> Engine<B> {
                     let f = inv_freq(cache.capacity());
                     b.rope_attention(&mut s.q, &s.k, &s.v, f, cache, &mut s.attn, p, *step)?
                 }
-                // Row i as the decode step at position pos0 + i computes it (the rows before
-                // it written to the cache by the launches ahead of it).
+                // Row i as the decode step at position pos0 + i computes it (after the rows
+                // before it wrote their K/V).
                 Rows::Steps { cache, one, .. } => {
-                    let pos0 = cache.len();
-                    for i in 0..n {
-                        let f = inv_freq(cache.capacity());
-                        let (q, k, v) = (&s.q, &s.k, &s.v);
-                        let p = ap(pos0 + i, 1);
-                        b.rope_attention_row(
-                            i,
-                            q,
-                            k,
-                            v,
-                            &mut s.attn,
-                            one.row(),
-                            f,
-                            cache,
-                            p,
-                            None,
-                        )?;
-                    }
+                    let f = inv_freq(cache.capacity());
+                    let p = ap(cache.len(), n);
+                    let (q, k, v) = (&s.q, &s.k, &s.v);
+                    b.rope_attention_steps(q, k, v, &mut s.attn, one.row(), f, cache, p)?;
                 }
                 // Row i over sequence i's cache at its step's position (through its one-row
                 // scratch where the backend cannot address the row in place).
                 Rows::Batch(seqs) => {
-                    for (i, seq) in seqs.iter_mut().enumerate() {
+                    let mut batch = Vec::with_capacity(seqs.len());
+                    for seq in seqs.iter_mut() {
                         let p = ap(seq.cache.len(), 1);
                         let Sequence {
                             cache,
@@ -1342,19 +1329,15 @@ impl<B: Backend> Engine<B> {
                         let (Some(one), Some(step)) = (scratch.as_mut(), step.as_ref()) else {
                             return Err(not_decoding());
                         };
-                        b.rope_attention_row(
-                            i,
-                            &s.q,
-                            &s.k,
-                            &s.v,
-                            &mut s.attn,
-                            one.row(),
-                            inv_freq(cache.capacity()),
+                        batch.push(BatchRow {
+                            inv_freq: inv_freq(cache.capacity()),
                             cache,
+                            one: one.row(),
                             p,
-                            Some(step),
-                        )?;
+                            step: Some(step),
+                        });
                     }
+                    b.rope_attention_batch(&s.q, &s.k, &s.v, &mut s.attn, &mut batch)?;
                 }
             }
             // x += attn·Woᵀ (Gemma: x += rms_norm(attn·Woᵀ)·w_post)   (n, hidden)

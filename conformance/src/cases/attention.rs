@@ -8,7 +8,7 @@
 
 use ndarray::Array3;
 use proptest::prelude::*;
-use wavefront::backend::{AttentionParams, Backend};
+use wavefront::backend::{row_by_row, AttentionParams, Backend, BatchRow, RowScratch};
 use wavefront::kv_cache::KvLayout;
 use wavefront::{DType, Result};
 use wavefront_reference::config::{RopeConfig, RopeScaling};
@@ -47,12 +47,29 @@ pub struct AttentionCase {
     /// Inside [`Backend::simple_attention`]: prefill rows through the simple kernel where the
     /// flash kernel would take them (as under `WAVEFRONT_NO_FLASH_ATTENTION=1`).
     pub simple: bool,
+    /// `rope_attention` rows through the several-row routes (the GPU's rows kernel): as one
+    /// sequence's decode steps, or as a batched pass's rows of separate sequences.
+    pub route: RowsRoute,
     pub seed: u64,
+}
+
+/// How a `rope_attention` case's rows are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsRoute {
+    /// `Backend::rope_attention` (rows > 1: a prefill).
+    Plain,
+    /// `Backend::rope_attention_steps`: the rows as the sequence's decode steps at pos0 ..,
+    /// checked against the reference and, bit for bit, against the rows one at a time
+    /// (`rope_attention_row`, the decode step's kernel).
+    Steps,
+    /// `Backend::rope_attention_batch`: row i a separate sequence with a cache of pos0 + i
+    /// keys and a step at that position, bit for bit what `rope_attention` gives it alone.
+    Batch,
 }
 
 impl AttentionCase {
     pub fn op(&self) -> Op {
-        if self.rope {
+        if self.rope || self.route != RowsRoute::Plain {
             Op::RopeAttention
         } else if self.rows == 1 {
             Op::AttentionDecode
@@ -87,6 +104,11 @@ impl AttentionCase {
                 .softcap
                 .map_or(String::new(), |c| format!(",softcap={c}"))
             + if self.simple { ",simple" } else { "" }
+            + match self.route {
+                RowsRoute::Plain => "",
+                RowsRoute::Steps => ",steps",
+                RowsRoute::Batch => ",batch",
+            }
     }
 
     /// The factor on `q·k`: the case's, else `head_dim^-0.5` (as the engine computes it).
@@ -211,6 +233,9 @@ impl AttentionCase {
     }
 
     pub fn run<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        if self.route == RowsRoute::Batch {
+            return self.run_batch(b);
+        }
         if self.rope {
             return self.run_rope(b);
         }
@@ -313,16 +338,35 @@ impl AttentionCase {
         let mut out = guarded(b, DType::F32, self.rows * qd)?;
         let p = self.params(layer);
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
-        b.rope_attention(
-            &mut qt,
-            &kt,
-            &vt,
-            &ft,
-            &mut cache,
-            &mut out,
-            p,
-            step.as_ref(),
-        )?;
+        // As steps: the same rows one at a time on a second cache, to compare by bits.
+        let mut as_steps = Vec::new();
+        if self.route == RowsRoute::Steps {
+            let mut one = OneRow::new(b, qd, kvd)?;
+            let mut cache1 = fill_cache(b, layout, layer, &k_pre, &v_pre, self.pos0)?;
+            let mut out1 = guarded(b, DType::F32, self.rows * qd)?;
+            let (c, o) = (&mut cache1, &mut out1);
+            row_by_row::steps(b, &qt, &kt, &vt, o, one.scratch(), &ft, c, p)?;
+            b.rope_attention_steps(&qt, &kt, &vt, &mut out, one.scratch(), &ft, &mut cache, p)?;
+            as_steps.push(same_bits(b, &out1, &out, self.rows * qd, "out")?);
+            as_steps.push(same_bits(
+                b,
+                cache1.arena(),
+                cache.arena(),
+                layout.elems(),
+                "arena",
+            )?);
+        } else {
+            b.rope_attention(
+                &mut qt,
+                &kt,
+                &vt,
+                &ft,
+                &mut cache,
+                &mut out,
+                p,
+                step.as_ref(),
+            )?;
+        }
         let got = match read_guarded(b, &out, self.rows * qd)? {
             Ok(v) => v,
             Err(fail) => return Ok(vec![Check::new("out", fail)]),
@@ -431,13 +475,185 @@ impl AttentionCase {
             .iter()
             .copied()
             .collect();
-        Ok(vec![
+        let mut checks = vec![
             Check::new("out", compare(&want, &got, self.tolerance().nmse)),
             Check::new("k", check_k),
             Check::new("v", check_v),
             Check::new("rest of arena", untouched),
-        ])
+        ];
+        checks.extend(as_steps);
+        Ok(checks)
     }
+
+    /// A batched pass's rows: row i a sequence of its own, its cache holding pos0 + i keys
+    /// (NaN past them), its step at that position; `rope_attention_batch` over all of them
+    /// against `rope_attention` of each row alone (a fresh copy of its cache and step), by bits:
+    /// the output row and the whole arena.
+    fn run_batch<B: Backend>(&self, b: &B) -> Result<Vec<Check>> {
+        let mut rng = Rng::new(self.seed);
+        let hd = self.head_dim;
+        let (qd, kvd, nkv) = (self.n_heads * hd, self.n_kv_heads * hd, self.n_kv_heads);
+        let n = self.rows;
+        let q = rng.values(n * qd, self.magnitude);
+        let k_new = rng.values(n * kvd, self.magnitude);
+        let v_new = rng.values(n * kvd, 1.0);
+        let layer = 1;
+        let layout = KvLayout {
+            n_layers: 2,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            capacity: self.pos0 + n + 5,
+            dtype: self.kv,
+        };
+        let inv_freq = rope::inv_freq(
+            hd,
+            &RopeConfig {
+                theta: 500000.0,
+                scaling: RopeScaling::None,
+            },
+        );
+        let table: Vec<f32> = inv_freq.iter().copied().chain([1.0]).collect();
+        let ft = upload(b, DType::F32, &table)?;
+        // Each row's prefix (pos0 + i keys) and its step.
+        let mut prefixes = Vec::with_capacity(n);
+        for i in 0..n {
+            let len = self.pos0 + i;
+            let kp = rounded(self.kv, rng.values(nkv * len * hd, self.magnitude));
+            let vp = rounded(self.kv, rng.values(nkv * len * hd, 1.0));
+            prefixes.push((len, self.poison(kp, len), self.poison(vp, len)));
+        }
+        let step_at = |len: usize| -> Result<B::Step> {
+            let mut st = b.new_step(1, layout.capacity)?;
+            b.reset_step(&mut st, &vec![0; len + 1], 0)?;
+            Ok(st)
+        };
+        let mut caches = Vec::with_capacity(n);
+        let mut steps = Vec::with_capacity(n);
+        let mut ones = Vec::with_capacity(n);
+        for (len, kp, vp) in &prefixes {
+            caches.push(fill_cache(b, layout, layer, kp, vp, *len)?);
+            steps.push(step_at(*len)?);
+            ones.push(OneRow::new(b, qd, kvd)?);
+        }
+        let (qt, kt, vt) = (
+            upload(b, DType::F32, &q)?,
+            upload(b, DType::F32, &k_new)?,
+            upload(b, DType::F32, &v_new)?,
+        );
+        let mut out = guarded(b, DType::F32, n * qd)?;
+        let mut rows: Vec<BatchRow<'_, B>> = caches
+            .iter_mut()
+            .zip(&steps)
+            .zip(ones.iter_mut())
+            .zip(&prefixes)
+            .map(|(((cache, step), one), (len, _, _))| BatchRow {
+                cache,
+                one: one.scratch(),
+                inv_freq: &ft,
+                p: AttentionParams {
+                    pos0: *len,
+                    rows: 1,
+                    ..self.params(layer)
+                },
+                step: Some(step),
+            })
+            .collect();
+        b.rope_attention_batch(&qt, &kt, &vt, &mut out, &mut rows)?;
+        drop(rows);
+        let got = match read_guarded(b, &out, n * qd)? {
+            Ok(v) => v,
+            Err(fail) => return Ok(vec![Check::new("out", fail)]),
+        };
+        let mut checks = Vec::new();
+        for (i, (len, kp, vp)) in prefixes.iter().enumerate() {
+            let mut alone = fill_cache(b, layout, layer, kp, vp, *len)?;
+            let step = step_at(*len)?;
+            let mut q1 = upload(b, DType::F32, &q[i * qd..(i + 1) * qd])?;
+            let k1 = upload(b, DType::F32, &k_new[i * kvd..(i + 1) * kvd])?;
+            let v1 = upload(b, DType::F32, &v_new[i * kvd..(i + 1) * kvd])?;
+            let mut out1 = guarded(b, DType::F32, qd)?;
+            let p = AttentionParams {
+                pos0: *len,
+                rows: 1,
+                ..self.params(layer)
+            };
+            let st = Some(&step);
+            b.rope_attention(&mut q1, &k1, &v1, &ft, &mut alone, &mut out1, p, st)?;
+            let want = match read_guarded(b, &out1, qd)? {
+                Ok(v) => v,
+                Err(fail) => return Ok(vec![Check::new("out alone", fail)]),
+            };
+            let row = &got[i * qd..(i + 1) * qd];
+            checks.push(Check::new(
+                format!("row {i} as alone"),
+                bits_equal(&want, row),
+            ));
+            let arena = same_bits(b, alone.arena(), caches[i].arena(), layout.elems(), "")?;
+            checks.push(Check::new(format!("row {i} arena as alone"), arena.cmp));
+        }
+        Ok(checks)
+    }
+}
+
+/// A sequence's one-row attention tensors (`RowScratch`'s owners).
+struct OneRow<T> {
+    q: T,
+    k: T,
+    v: T,
+    out: T,
+}
+
+impl<T> OneRow<T> {
+    fn new<B: Backend<Tensor = T>>(b: &B, qd: usize, kvd: usize) -> Result<Self> {
+        Ok(OneRow {
+            q: b.alloc(DType::F32, qd)?,
+            k: b.alloc(DType::F32, kvd)?,
+            v: b.alloc(DType::F32, kvd)?,
+            out: b.alloc(DType::F32, qd)?,
+        })
+    }
+
+    fn scratch(&mut self) -> RowScratch<'_, T> {
+        RowScratch {
+            q: &mut self.q,
+            k: &mut self.k,
+            v: &mut self.v,
+            out: &mut self.out,
+        }
+    }
+}
+
+/// Whether two results are the same bits (NaN payloads aside: a NaN equals a NaN).
+fn bits_equal(want: &[f32], got: &[f32]) -> Comparison {
+    if want.len() != got.len() {
+        return Comparison::fail(format!("{} values, not {}", got.len(), want.len()));
+    }
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    match want.iter().zip(got).position(|(&a, &b)| !same(a, b)) {
+        None => Comparison::exact(),
+        Some(i) => Comparison::fail(format!(
+            "element {i}: {} (bits {:#x}), not {} ({:#x})",
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits()
+        )),
+    }
+}
+
+/// The first `n` values of two tensors compared by bits (`want` the one-at-a-time route's).
+fn same_bits<B: Backend>(
+    b: &B,
+    want: &B::Tensor,
+    got: &B::Tensor,
+    n: usize,
+    what: &str,
+) -> Result<Check> {
+    let (w, g) = (b.download_f32(want)?, b.download_f32(got)?);
+    Ok(Check::new(
+        format!("{what} as one row at a time"),
+        bits_equal(&w[..n], &g[..n]),
+    ))
 }
 
 pub fn grid() -> Vec<AttentionCase> {
@@ -456,6 +672,7 @@ pub fn grid() -> Vec<AttentionCase> {
         score_scale: None,
         softcap: None,
         simple: false,
+        route: RowsRoute::Plain,
         seed: 61,
     };
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
@@ -798,6 +1015,28 @@ fn rope_grid(
     g.push(rope(1, 2100, (512, 512), 32, DType::Q8_0Kv));
     g.push(rope(5, 40, (8, 2), 64, DType::Q8_0Kv));
     g.push(rope(3, 700, (12, 3), 96, DType::Q8_0Kv));
+    // Several decode rows a launch (the GPU's rows kernel), each KV type: a verification's
+    // rows as decode steps (one split; several, combined; three sub-chunks; a window and a
+    // soft-cap) and a batched pass's rows of separate sequences (one split; several; a window
+    // and a soft-cap), each by bits against the rows one at a time.
+    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
+        let routed = |route, c: AttentionCase| AttentionCase { route, ..c };
+        let gemma = |c: AttentionCase| AttentionCase {
+            window: Some(64),
+            softcap: Some(30.0),
+            score_scale: Some(0.0625),
+            ..c
+        };
+        let steps = RowsRoute::Steps;
+        g.push(routed(steps, rope(5, 40, (8, 2), 64, kv)));
+        g.push(routed(steps, rope(3, 8191, (32, 8), 128, kv)));
+        g.push(routed(steps, rope(3, 2100, (512, 512), 32, kv)));
+        g.push(routed(steps, gemma(rope(4, 300, (8, 2), 64, kv))));
+        let batch = RowsRoute::Batch;
+        g.push(routed(batch, case(4, 40, (8, 2), 64, kv)));
+        g.push(routed(batch, case(3, 8191, (32, 8), 128, kv)));
+        g.push(routed(batch, gemma(case(4, 300, (8, 2), 64, kv))));
+    }
     // the separate ops: f32 KV, a head dim off 16, prefill rows
     g.push(rope(1, 300, (8, 2), 64, DType::F32));
     g.push(rope(1, 300, (8, 2), 72, DType::F16));
@@ -832,6 +1071,7 @@ fn drawn_case(
         score_scale: None,
         softcap: None,
         simple: false,
+        route: RowsRoute::Plain,
         seed,
     }
 }

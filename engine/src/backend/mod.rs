@@ -620,6 +620,39 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()> {
         unfused::rope_attention_row(self, row, q, k, v, out, one, inv_freq, cache, p, step)
     }
+    /// Rows `0 .. rows.len()` of a batched decode pass, row i over `rows[i]`'s cache at its
+    /// step's position: for each row, bit for bit, what [`Backend::rope_attention_row`] gives
+    /// it (`rows[i]`'s cache, one-row tensors, frequencies, params and step). The default is
+    /// that call row by row; a backend may run the rows in one launch (the GPU).
+    fn rope_attention_batch(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        out: &mut Self::Tensor,
+        rows: &mut [BatchRow<'_, Self>],
+    ) -> Result<()> {
+        row_by_row::batch(self, q, k, v, out, rows)
+    }
+    /// Rows `0 .. p.rows` of one sequence at positions `p.pos0 ..` as its decode steps compute
+    /// them: row i, bit for bit, what [`Backend::rope_attention_row`] gives it at position
+    /// `p.pos0 + i` (`p.rows` = 1, no step) after rows `0 .. i` wrote their K/V. The default is
+    /// that call row by row; a backend may write every row's K/V first and attend in one launch
+    /// (the GPU).
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention_steps(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        out: &mut Self::Tensor,
+        one: RowScratch<'_, Self::Tensor>,
+        inv_freq: &Self::Tensor,
+        cache: &mut KvCache<Self::Tensor>,
+        p: AttentionParams,
+    ) -> Result<()> {
+        row_by_row::steps(self, q, k, v, out, one, inv_freq, cache, p)
+    }
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,
@@ -639,6 +672,77 @@ pub struct RowScratch<'a, T> {
     pub k: &'a mut T,
     pub v: &'a mut T,
     pub out: &'a mut T,
+}
+
+impl<T> RowScratch<'_, T> {
+    /// The same tensors, borrowed again (one row after another).
+    pub fn reborrow(&mut self) -> RowScratch<'_, T> {
+        RowScratch {
+            q: &mut *self.q,
+            k: &mut *self.k,
+            v: &mut *self.v,
+            out: &mut *self.out,
+        }
+    }
+}
+
+/// One row of a batched decode pass ([`Backend::rope_attention_batch`]): its sequence's cache,
+/// one-row tensors and step, the rotary frequencies and the attention params (`pos0` the
+/// cache's length, `rows` = 1).
+pub struct BatchRow<'a, B: Backend> {
+    pub cache: &'a mut KvCache<B::Tensor>,
+    pub one: RowScratch<'a, B::Tensor>,
+    pub inv_freq: &'a B::Tensor,
+    pub p: AttentionParams,
+    pub step: Option<&'a B::Step>,
+}
+
+/// [`Backend::rope_attention_batch`] and [`Backend::rope_attention_steps`] as a call of
+/// [`Backend::rope_attention_row`] a row: the trait's defaults, and what a backend with a
+/// several-row route runs where that route does not take the rows.
+pub mod row_by_row {
+    use super::{AttentionParams, Backend, BatchRow, RowScratch};
+    use crate::error::Result;
+    use crate::kv_cache::KvCache;
+
+    pub fn batch<B: Backend>(
+        b: &B,
+        q: &B::Tensor,
+        k: &B::Tensor,
+        v: &B::Tensor,
+        out: &mut B::Tensor,
+        rows: &mut [BatchRow<'_, B>],
+    ) -> Result<()> {
+        for (i, r) in rows.iter_mut().enumerate() {
+            let one = r.one.reborrow();
+            b.rope_attention_row(i, q, k, v, out, one, r.inv_freq, r.cache, r.p, r.step)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn steps<B: Backend>(
+        b: &B,
+        q: &B::Tensor,
+        k: &B::Tensor,
+        v: &B::Tensor,
+        out: &mut B::Tensor,
+        mut one: RowScratch<'_, B::Tensor>,
+        inv_freq: &B::Tensor,
+        cache: &mut KvCache<B::Tensor>,
+        p: AttentionParams,
+    ) -> Result<()> {
+        for i in 0..p.rows {
+            let row = AttentionParams {
+                pos0: p.pos0 + i,
+                rows: 1,
+                ..p
+            };
+            let o = one.reborrow();
+            b.rope_attention_row(i, q, k, v, out, o, inv_freq, cache, row, None)?;
+        }
+        Ok(())
+    }
 }
 
 /// The fused ops of [`Backend`] as the separate ops they stand for: the trait's defaults, and

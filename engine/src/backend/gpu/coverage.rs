@@ -34,8 +34,25 @@ const ROPE_Q8: &[&str] = &["g4", "", "step"];
 /// Prefill rows never read the step's position (bit 2, attention_decode's).
 const ATTENTION: &[&str] = &["keys", "empty_wave", "", "softcap"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step", "softcap"];
+/// The one-row kernels run every row in full (the rows launch's paths are the rows kernels').
 const DECODE_ATTENTION: &[&str] = &[
     "keys", "new", "chunks", "single", "partial", "combine", "step", "write", "window", "softcap",
+    "", "", "",
+];
+const DECODE_ATTENTION_ROWS: &[&str] = &[
+    "keys",
+    "new",
+    "chunks",
+    "single",
+    "partial",
+    "combine",
+    "step",
+    "write",
+    "window",
+    "softcap",
+    "rows",
+    "kv_only",
+    "attend_only",
 ];
 const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window", "softcap"];
 const MAIN: &[&str] = &["main"];
@@ -130,6 +147,24 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "decode_attention.hip",
         2,
         DECODE_ATTENTION,
+    ),
+    k(
+        "decode_attention_rows_f16",
+        "decode_attention.hip",
+        3,
+        DECODE_ATTENTION_ROWS,
+    ),
+    k(
+        "decode_attention_rows_bf16",
+        "decode_attention.hip",
+        4,
+        DECODE_ATTENTION_ROWS,
+    ),
+    k(
+        "decode_attention_rows_q8_0",
+        "decode_attention.hip",
+        5,
+        DECODE_ATTENTION_ROWS,
     ),
     k(
         "flash_attention_64_f16",
@@ -478,6 +513,7 @@ mod tests {
                 + 4 * 3
                 + 4 * 4
                 + 3 * 10
+                + 3 * 13 // decode_attention_rows_{f16,bf16,q8_0}
                 + 9 * 5 // flash_attention_{64,128,256}_{f16,bf16,q8_0}
                 + (2 + 1 + 1 + 1)
                 + 2

@@ -198,7 +198,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 76] = [
+pub const ABI_KERNELS: [&str; 79] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -218,6 +218,9 @@ pub const ABI_KERNELS: [&str; 76] = [
     "decode_attention_f16",
     "decode_attention_bf16",
     "decode_attention_q8_0",
+    "decode_attention_rows_f16",
+    "decode_attention_rows_bf16",
+    "decode_attention_rows_q8_0",
     "flash_attention_64_f16",
     "flash_attention_64_bf16",
     "flash_attention_128_f16",
@@ -305,6 +308,10 @@ pub struct GpuBackend {
     /// `WAVEFRONT_NO_FLASH_ATTENTION=1`: prefill rows through the simple attention kernel
     /// instead of the flash kernel (for A/B measurements).
     flash_attention: bool,
+    /// `WAVEFRONT_NO_ATTENTION_ROWS=1`: a batched pass's or a verification's decode rows as
+    /// one fused-attention launch a row instead of the rows kernel (for A/B measurements; the
+    /// same bits).
+    attention_rows: bool,
     /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel.
     simple_attention: std::sync::atomic::AtomicBool,
     /// `WAVEFRONT_GEMV_MMA=1`: every GEMV of a shape the matrix-core kernels take
@@ -430,14 +437,14 @@ impl GpuBackend {
         let attn_ws = GpuBuffer::new(&vendor, ops::decode_attention::WS_BYTES)?;
         vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
         let gemv_stage = GpuBuffer::new(&vendor, ops::gemv::GEMV_STAGE_BYTES)?;
-        let gemv_rows = !std::env::var("WAVEFRONT_NO_GEMV_ROWS").is_ok_and(|v| v.trim() == "1");
-        let gemv_mma = std::env::var("WAVEFRONT_GEMV_MMA").is_ok_and(|v| v.trim() == "1");
-        let gemv_mma_lds =
-            !std::env::var("WAVEFRONT_GEMV_MMA_NO_LDS").is_ok_and(|v| v.trim() == "1");
-        let fuse_attention =
-            !std::env::var("WAVEFRONT_NO_FUSED_ATTENTION").is_ok_and(|v| v.trim() == "1");
-        let flash_attention =
-            !std::env::var("WAVEFRONT_NO_FLASH_ATTENTION").is_ok_and(|v| v.trim() == "1");
+        // A switch is on when its variable is "1".
+        let switch = |name: &str| std::env::var(name).is_ok_and(|v| v.trim() == "1");
+        let gemv_rows = !switch("WAVEFRONT_NO_GEMV_ROWS");
+        let gemv_mma = switch("WAVEFRONT_GEMV_MMA");
+        let gemv_mma_lds = !switch("WAVEFRONT_GEMV_MMA_NO_LDS");
+        let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
+        let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
+        let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
         Ok(GpuBackend {
             vendor,
             wave,
@@ -452,6 +459,7 @@ impl GpuBackend {
             gemv_rows,
             fuse_attention,
             flash_attention,
+            attention_rows,
             simple_attention: std::sync::atomic::AtomicBool::new(false),
             gemv_mma,
             gemv_mma_lds,
@@ -502,6 +510,13 @@ impl GpuBackend {
     /// grid), whatever `WAVEFRONT_NO_GEMV_ROWS` said: for A/B measurements and tests.
     pub fn set_gemv_rows(&mut self, on: bool) {
         self.gemv_rows = on;
+    }
+
+    /// Lets a batched pass's or a verification's decode rows take the rows attention kernel,
+    /// or not (a launch a row), whatever `WAVEFRONT_NO_ATTENTION_ROWS` said: for A/B
+    /// measurements and tests.
+    pub fn set_attention_rows(&mut self, on: bool) {
+        self.attention_rows = on;
     }
 
     /// Whether the 16-bit GEMVs take the matrix-core kernels where the shape allows
@@ -1091,6 +1106,42 @@ impl Backend for GpuBackend {
         }
         let step = step.map(step::GpuStep::block_ptr);
         ops::decode_attention::rope_attention_row(self, row, q, k, v, inv_freq, cache, out, p, step)
+    }
+
+    fn rope_attention_batch(
+        &self,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        out: &mut GpuTensor,
+        rows: &mut [crate::backend::BatchRow<'_, Self>],
+    ) -> Result<()> {
+        if !self.fuse_attention
+            || !self.attention_rows
+            || !ops::decode_attention::batch_fusable(rows)
+        {
+            return crate::backend::row_by_row::batch(self, q, k, v, out, rows);
+        }
+        ops::decode_attention::rope_attention_batch(self, q, k, v, out, rows)
+    }
+
+    fn rope_attention_steps(
+        &self,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        out: &mut GpuTensor,
+        one: crate::backend::RowScratch<'_, GpuTensor>,
+        inv_freq: &GpuTensor,
+        cache: &mut KvCache<Self::Tensor>,
+        p: AttentionParams,
+    ) -> Result<()> {
+        let row = AttentionParams { rows: 1, ..p };
+        let fused = ops::decode_attention::fusable(&row, cache.layout().dtype);
+        if !self.fuse_attention || !self.attention_rows || !fused || p.rows < 2 {
+            return crate::backend::row_by_row::steps(self, q, k, v, out, one, inv_freq, cache, p);
+        }
+        ops::decode_attention::rope_attention_steps(self, q, k, v, out, inv_freq, cache, p)
     }
 
     fn swiglu(

@@ -418,7 +418,7 @@ fn matrix_core_gemvs_take_one_row_and_several_alike_where_k_is_a_multiple_of_32(
         (name.as_str(), cfg.grid, cfg.shared_bytes),
         ("gemv_mma_bf16", (19, 1, 1), 8192)
     );
-    assert_eq!((args[4], args[5]), (sargs[3], KernelArg::I32(2048)));
+    assert_eq!((&args[4], &args[5]), (&sargs[3], &KernelArg::I32(2048)));
     assert_ne!(args[4], KernelArg::Ptr(0));
     // K a multiple of 8 but not of 32: the FMA kernels, one row and several.
     b.mma_products(&mut || b.linear(&x, &w, Some(&bias), &mut out, p(1, 72)))
@@ -538,7 +538,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
         panic!("{calls:?}")
     };
     assert_eq!((name.as_str(), cfg.grid), ("gemv_stage_bf16", (4, 1, 1)));
-    let xh = args[3];
+    let xh = args[3].clone();
     assert_eq!(
         args[..3],
         [
@@ -1273,7 +1273,7 @@ fn attention_and_argmax_use_the_abi_grids() {
     };
     assert_eq!(name, "attention_decode_f32");
     assert_eq!(
-        (args[10], args.last()),
+        (args[10].clone(), args.last()),
         (KernelArg::F32(0.0625), Some(&KernelArg::F32(50.0)))
     );
     // A nonsense scale or cap is a typed error before anything is launched.
@@ -1637,4 +1637,217 @@ fn sample_step_draws_coinrng_coins_and_extends_the_history_on_the_device() {
             }
         }
     }
+}
+
+/// The rows attention launches of a recorded call: (mode, grid, pos0, arenas, steps) each.
+type RowsLaunchSeen = (i32, (u32, u32, u32), i32, Vec<u64>, Vec<u64>);
+
+fn rows_launches(calls: &[Call]) -> (Vec<RowsLaunchSeen>, Vec<String>) {
+    let (mut rows, mut others) = (Vec::new(), Vec::new());
+    for c in calls {
+        let Call::Launch(name, cfg, args) = c else {
+            continue;
+        };
+        if name != "decode_attention_rows_f16" {
+            others.push(name.clone());
+            continue;
+        }
+        // q k v inv_freq out ws counters | layer pos0 … s_max | scale window softcap mode rows
+        assert_eq!(args.len(), 19, "{args:?}");
+        let KernelArg::I32(pos0) = args[8] else {
+            panic!("pos0: {:?}", args[8])
+        };
+        let KernelArg::I32(mode) = args[17] else {
+            panic!("mode: {:?}", args[17])
+        };
+        let KernelArg::Words(w) = &args[18] else {
+            panic!("rows: {:?}", args[18])
+        };
+        assert_eq!(w.len(), 32, "DaRows: 16 arenas, 16 steps");
+        let used = cfg.grid.2 as usize;
+        assert!(w[used..16].iter().chain(&w[16 + used..]).all(|&x| x == 0));
+        rows.push((
+            mode,
+            cfg.grid,
+            pos0,
+            w[..used].to_vec(),
+            w[16..16 + used].to_vec(),
+        ));
+    }
+    (rows, others)
+}
+
+fn rows_params(pos0: usize, rows: usize) -> AttentionParams {
+    AttentionParams {
+        layer: 0,
+        pos0,
+        rows,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 64,
+        window: None,
+        score_scale: None,
+        softcap: None,
+    }
+}
+
+/// A batched pass's decode rows (each over its own cache at its step's position): one rows
+/// launch of every row (their arenas and step blocks by value, mode Full), in launches of at
+/// most 16 rows; a launch a row when the rows differ in shape or frequencies, or with the rows
+/// kernel switched off.
+#[test]
+fn a_batched_pass_attends_in_one_rows_launch() {
+    use crate::backend::{BatchRow, RowScratch};
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let layout = KvLayout {
+        n_layers: 1,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 16,
+        dtype: DType::F16,
+    };
+    let n_max = 20;
+    let alloc = |n: usize| b.alloc(DType::F32, n).unwrap();
+    let (q, k, vv) = (alloc(n_max * 256), alloc(n_max * 128), alloc(n_max * 128));
+    let mut out = alloc(n_max * 256);
+    let out16 = out.ptr_at(16 * 256);
+    let (f, f2) = (alloc(33), alloc(33));
+    let mut caches: Vec<_> = (0..n_max)
+        .map(|_| KvCache::new(&b, layout).unwrap())
+        .collect();
+    let steps: Vec<_> = (0..n_max).map(|_| b.new_step(8, 16).unwrap()).collect();
+    let mut ones: Vec<_> = (0..n_max)
+        .map(|_| [alloc(256), alloc(128), alloc(128), alloc(256)])
+        .collect();
+    let arenas: Vec<u64> = caches.iter().map(|c| c.arena().ptr()).collect();
+    let step_ptrs: Vec<u64> = steps.iter().map(|s| s.block_ptr()).collect();
+    v.calls();
+    let mut run = |b: &GpuBackend, n: usize, odd_freq: bool| -> Vec<Call> {
+        let mut rows: Vec<BatchRow<'_, GpuBackend>> = caches
+            .iter_mut()
+            .zip(&steps)
+            .zip(ones.iter_mut())
+            .take(n)
+            .enumerate()
+            .map(|(i, ((cache, step), [oq, ok, ov, oo]))| BatchRow {
+                cache,
+                one: RowScratch {
+                    q: oq,
+                    k: ok,
+                    v: ov,
+                    out: oo,
+                },
+                inv_freq: if odd_freq && i == 1 { &f2 } else { &f },
+                p: rows_params(3 + i % 5, 1),
+                step: Some(step),
+            })
+            .collect();
+        b.rope_attention_batch(&q, &k, &vv, &mut out, &mut rows)
+            .unwrap();
+        v.calls()
+    };
+    let (rows, others) = rows_launches(&run(&b, 3, false));
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(
+        rows,
+        vec![(
+            0,
+            (2, 1, 3),
+            3,
+            arenas[..3].to_vec(),
+            step_ptrs[..3].to_vec()
+        )],
+        "one launch: columns 2 (two KV heads of two query heads), s_max 1 (a capacity of 16)"
+    );
+    // 20 rows: 16, then 4 (q, k, v and out moved to row 16).
+    let calls = run(&b, 20, false);
+    let (rows, others) = rows_launches(&calls);
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].1 .2, rows[1].1 .2), (16, 4));
+    assert_eq!(rows[1].3, arenas[16..20].to_vec());
+    assert_eq!(rows[1].4, step_ptrs[16..20].to_vec());
+    let Call::Launch(_, _, args) = &calls[1] else {
+        panic!()
+    };
+    assert_eq!(args[0], KernelArg::Ptr(q.ptr_at(16 * 256)));
+    assert_eq!(args[4], KernelArg::Ptr(out16));
+    // Another row's frequencies (LongRoPE past its original context): a launch a row.
+    let (rows, others) = rows_launches(&run(&b, 3, true));
+    assert!(rows.is_empty());
+    assert_eq!(others, vec!["decode_attention_f16"; 3]);
+    // One row, or the rows kernel off: the one-row kernel.
+    let (rows, others) = rows_launches(&run(&b, 1, false));
+    assert!(rows.is_empty());
+    assert_eq!(others, vec!["decode_attention_f16"]);
+    b.set_attention_rows(false);
+    let (rows, others) = rows_launches(&run(&b, 4, false));
+    assert!(rows.is_empty());
+    assert_eq!(others, vec!["decode_attention_f16"; 4]);
+}
+
+/// A verification's rows (one sequence at its next positions): a rows launch writing every
+/// row's K/V (mode KvOnly, one split), then one attending (mode AttendOnly) over the same arena,
+/// row z at pos0 + z without a step. One row, or the rows kernel off: a launch a row. Past the
+/// capacity: ContextFull, nothing launched.
+#[test]
+fn a_verification_writes_its_rows_then_attends_in_one_launch() {
+    use crate::backend::RowScratch;
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let layout = KvLayout {
+        n_layers: 1,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 1024,
+        dtype: DType::F16,
+    };
+    let alloc = |n: usize| b.alloc(DType::F32, n).unwrap();
+    let (q, k, vv, f) = (alloc(5 * 256), alloc(5 * 128), alloc(5 * 128), alloc(33));
+    let mut out = alloc(5 * 256);
+    let [mut oq, mut ok, mut ov, mut oo] = [alloc(256), alloc(128), alloc(128), alloc(256)];
+    let mut cache = KvCache::new(&b, layout).unwrap();
+    let arena = cache.arena().ptr();
+    v.calls();
+    let mut run = |b: &GpuBackend, pos0: usize, n: usize| -> Result<Vec<Call>> {
+        let one = RowScratch {
+            q: &mut oq,
+            k: &mut ok,
+            v: &mut ov,
+            out: &mut oo,
+        };
+        let p = rows_params(pos0, n);
+        b.rope_attention_steps(&q, &k, &vv, &mut out, one, &f, &mut cache, p)?;
+        Ok(v.calls())
+    };
+    let (rows, others) = rows_launches(&run(&b, 7, 5).unwrap());
+    assert!(others.is_empty(), "{others:?}");
+    // s_max: 2 blocks on the fake's 1 multiprocessor over 2 columns → 1.
+    assert_eq!(
+        rows,
+        vec![
+            (2, (2, 1, 5), 7, vec![arena; 5], vec![0; 5]),
+            (1, (2, 1, 5), 7, vec![arena; 5], vec![0; 5]),
+        ]
+    );
+    let (rows, others) = rows_launches(&run(&b, 7, 1).unwrap());
+    assert!(rows.is_empty());
+    assert_eq!(others, vec!["decode_attention_f16"]);
+    let full = run(&b, 1020, 5);
+    assert!(
+        matches!(
+            full,
+            Err(Error::ContextFull {
+                capacity: 1024,
+                requested: 1025
+            })
+        ),
+        "{full:?}"
+    );
+    assert!(v.calls().is_empty());
+    b.set_attention_rows(false);
+    let (rows, others) = rows_launches(&run(&b, 7, 5).unwrap());
+    assert!(rows.is_empty());
+    assert_eq!(others, vec!["decode_attention_f16"; 5]);
 }

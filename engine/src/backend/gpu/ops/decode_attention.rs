@@ -10,7 +10,7 @@ use super::attention::ScoreArgs;
 use super::{kernel_args, suffix};
 use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
-use crate::backend::{check_tensor, AttentionParams, TensorInfo};
+use crate::backend::{check_tensor, AttentionParams, BatchRow, TensorInfo};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::tensor::DType;
@@ -32,10 +32,25 @@ const BLOCKS_PER_MP: usize = 2;
 
 /// The workspace the backend allocates once (never reallocated, so captured steps stay
 /// valid): the counters (one i32 per block column, zero between launches), then the splits'
-/// partial accumulators and (max, sum) pairs.
+/// partial accumulators and (max, sum) pairs. One row's launch takes at most `WS_FLOATS` of
+/// them (the split count is sized by it); a rows launch gives each row its own slice of
+/// `WS_ROW_SLICES · WS_FLOATS` and its own counters, so it takes at least `WS_ROW_SLICES` rows.
 pub(in crate::backend::gpu) const WS_COUNTERS: usize = 4096;
 pub(in crate::backend::gpu) const WS_FLOATS: usize = 1 << 20;
-pub(in crate::backend::gpu) const WS_BYTES: usize = (WS_COUNTERS + WS_FLOATS) * 4;
+const WS_ROW_SLICES: usize = 4;
+pub(in crate::backend::gpu) const WS_BYTES: usize = (WS_COUNTERS + WS_ROW_SLICES * WS_FLOATS) * 4;
+/// Most rows a rows launch takes (ABI: `DA_ROWS`, the size of `DaRows`' arrays).
+pub(in crate::backend::gpu) const MAX_ROWS: usize = 16;
+/// What a rows launch does at each row's position (ABI: `DecodeAttentionMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::backend::gpu) enum Mode {
+    /// Write K/V and attend (a batched pass's rows, each over its own cache).
+    Full = 0,
+    /// Attend; the K/V at the position is already written.
+    AttendOnly = 1,
+    /// Write K/V only (one split).
+    KvOnly = 2,
+}
 
 /// Query heads per block column and the number of columns (`n_kv_heads · slabs`).
 fn columns(p: &AttentionParams) -> usize {
@@ -106,38 +121,8 @@ pub(in crate::backend::gpu) fn rope_attention_row(
 ) -> Result<()> {
     let hd = p.head_dim;
     let layout = *cache.layout();
-    p.check_scores("gpu", OP)?;
-    if !fusable(&p, layout.dtype) {
-        return Err(bad(OP, format!("the fused kernel does not take {p:?}")));
-    }
+    check_rows(q, k, v, inv_freq, out, cache, &p, row + 1, p.pos0 + 1)?;
     let (qd, kvd) = (p.n_heads * hd, p.n_kv_heads * hd);
-    let f32 = &[DType::F32];
-    let rows = row + 1;
-    check_tensor("gpu", OP, "q", q, rows * qd, f32)?;
-    check_tensor("gpu", OP, "k", k, rows * kvd, f32)?;
-    check_tensor("gpu", OP, "v", v, rows * kvd, f32)?;
-    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2 + 1, f32)?;
-    check_tensor("gpu", OP, "out", out, rows * qd, f32)?;
-    if layout.head_dim != hd || layout.n_kv_heads != p.n_kv_heads || p.layer >= layout.n_layers {
-        return Err(bad(
-            OP,
-            format!("params {p:?} do not match the KV layout {layout:?}"),
-        ));
-    }
-    if p.pos0 + 1 > layout.capacity {
-        return Err(Error::ContextFull {
-            capacity: layout.capacity,
-            requested: p.pos0 + 1,
-        });
-    }
-    check_tensor(
-        "gpu",
-        OP,
-        "arena",
-        cache.arena(),
-        layout.elems(),
-        &[DType::F16, DType::BF16, DType::Q8_0Kv],
-    )?;
     let s_max = max_splits(b.info().multiprocessors as usize, &p, layout.capacity);
     let (ws, counters) = b.attention_workspace();
     let arena = cache.arena_mut();
@@ -171,6 +156,247 @@ pub(in crate::backend::gpu) fn rope_attention_row(
         },
         columns(&p),
     )
+}
+
+/// The fused kernel's checks: `p` (one row) fusable over the cache, q, k, v and out holding
+/// `rows` rows, the frequencies, the arena, and `end` positions within the capacity.
+#[allow(clippy::too_many_arguments)]
+fn check_rows(
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    inv_freq: &GpuTensor,
+    out: &GpuTensor,
+    cache: &KvCache<GpuTensor>,
+    p: &AttentionParams,
+    rows: usize,
+    end: usize,
+) -> Result<()> {
+    let hd = p.head_dim;
+    let layout = *cache.layout();
+    p.check_scores("gpu", OP)?;
+    if !fusable(p, layout.dtype) {
+        return Err(bad(OP, format!("the fused kernel does not take {p:?}")));
+    }
+    let (qd, kvd) = (p.n_heads * hd, p.n_kv_heads * hd);
+    let f32 = &[DType::F32];
+    check_tensor("gpu", OP, "q", q, rows * qd, f32)?;
+    check_tensor("gpu", OP, "k", k, rows * kvd, f32)?;
+    check_tensor("gpu", OP, "v", v, rows * kvd, f32)?;
+    check_tensor("gpu", OP, "inv_freq", inv_freq, hd / 2 + 1, f32)?;
+    check_tensor("gpu", OP, "out", out, rows * qd, f32)?;
+    if layout.head_dim != hd || layout.n_kv_heads != p.n_kv_heads || p.layer >= layout.n_layers {
+        return Err(bad(
+            OP,
+            format!("params {p:?} do not match the KV layout {layout:?}"),
+        ));
+    }
+    if end > layout.capacity {
+        return Err(Error::ContextFull {
+            capacity: layout.capacity,
+            requested: end,
+        });
+    }
+    check_tensor(
+        "gpu",
+        OP,
+        "arena",
+        cache.arena(),
+        layout.elems(),
+        &[DType::F16, DType::BF16, DType::Q8_0Kv],
+    )
+}
+
+/// Rows a rows launch of `p`'s shape takes at split count `s_max`: each its own slice of the
+/// workspace's partials (n_heads · s_max · (head_dim + 2) floats) and counters (columns).
+fn rows_per_launch(p: &AttentionParams, s_max: usize) -> usize {
+    let floats = p.n_heads * s_max * (p.head_dim + 2);
+    (WS_ROW_SLICES * WS_FLOATS / floats)
+        .min(WS_COUNTERS / columns(p))
+        .clamp(1, MAX_ROWS)
+}
+
+/// Whether a batched pass's rows take the rows kernel: every row with a step, fusable, with
+/// the first row's params (but `pos0`, each row's own), cache layout and frequencies.
+pub(in crate::backend::gpu) fn batch_fusable(rows: &[BatchRow<'_, GpuBackend>]) -> bool {
+    let Some(first) = rows.first() else {
+        return false;
+    };
+    let layout = *first.cache.layout();
+    let shape = |p: &AttentionParams| AttentionParams { pos0: 0, ..*p };
+    rows.len() > 1
+        && fusable(&first.p, layout.dtype)
+        && rows.iter().all(|r| {
+            r.step.is_some()
+                && shape(&r.p) == shape(&first.p)
+                && *r.cache.layout() == layout
+                && r.inv_freq.ptr() == first.inv_freq.ptr()
+        })
+}
+
+/// A batched pass's rows (each over its own cache at its step's position) in rows launches of
+/// `decode_attention_rows_{T}` (`Mode::Full`): row i's bits are its one-row launch's. The
+/// caller checked [`batch_fusable`].
+pub(in crate::backend::gpu) fn rope_attention_batch(
+    b: &GpuBackend,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    out: &mut GpuTensor,
+    rows: &mut [BatchRow<'_, GpuBackend>],
+) -> Result<()> {
+    if !batch_fusable(rows) {
+        return Err(bad(OP, "the rows kernel does not take these rows".into()));
+    }
+    let n = rows.len();
+    for r in rows.iter() {
+        check_rows(q, k, v, r.inv_freq, out, r.cache, &r.p, n, r.p.pos0 + 1)?;
+    }
+    let first = &rows[0];
+    let (p, layout) = (first.p, *first.cache.layout());
+    let s_max = max_splits(b.info().multiprocessors as usize, &p, layout.capacity);
+    let per = rows_per_launch(&p, s_max);
+    let inv_freq = first.inv_freq.ptr();
+    let mut row0 = 0;
+    for group in rows.chunks_mut(per) {
+        let mut targets = Vec::with_capacity(group.len());
+        for r in group.iter_mut() {
+            let step = r.step.map(super::super::step::GpuStep::block_ptr);
+            targets.push((r.cache.arena_mut().ptr(), step.unwrap_or(0)));
+        }
+        let launch = RowsLaunch {
+            row0,
+            pos0: p.pos0,
+            s_max,
+            mode: Mode::Full,
+        };
+        launch_rows(b, layout, &p, [q, k, v], inv_freq, out, &targets, launch)?;
+        row0 += group.len();
+    }
+    Ok(())
+}
+
+/// One sequence's rows at positions `p.pos0 ..` as its decode steps (`p.rows` of them): a
+/// `Mode::KvOnly` rows launch writes every row's K/V, then `Mode::AttendOnly` launches attend
+/// (row i reads rows `< i` from the arena and its own key from shared memory, as its decode
+/// step does): row i's bits are its one-row launch's at `p.pos0 + i`.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::backend::gpu) fn rope_attention_steps(
+    b: &GpuBackend,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    out: &mut GpuTensor,
+    inv_freq: &GpuTensor,
+    cache: &mut KvCache<GpuTensor>,
+    p: AttentionParams,
+) -> Result<()> {
+    let row = AttentionParams { rows: 1, ..p };
+    check_rows(q, k, v, inv_freq, out, cache, &row, p.rows, p.pos0 + p.rows)?;
+    let layout = *cache.layout();
+    let s_max = max_splits(b.info().multiprocessors as usize, &row, layout.capacity);
+    let arena = cache.arena_mut().ptr();
+    for (mode, s_max, per) in [
+        (Mode::KvOnly, 1, MAX_ROWS),
+        (Mode::AttendOnly, s_max, rows_per_launch(&row, s_max)),
+    ] {
+        let mut row0 = 0;
+        while row0 < p.rows {
+            let n = per.min(p.rows - row0);
+            let launch = RowsLaunch {
+                row0,
+                pos0: p.pos0 + row0,
+                s_max,
+                mode,
+            };
+            let targets = vec![(arena, 0); n];
+            launch_rows(
+                b,
+                layout,
+                &row,
+                [q, k, v],
+                inv_freq.ptr(),
+                out,
+                &targets,
+                launch,
+            )?;
+            row0 += n;
+        }
+    }
+    Ok(())
+}
+
+/// Where a rows launch starts and what it does.
+#[derive(Debug, Clone, Copy)]
+struct RowsLaunch {
+    /// Its first row in q, k, v and out.
+    row0: usize,
+    /// The first row's position where the rows have no step (row z: pos0 + z).
+    pos0: usize,
+    s_max: usize,
+    mode: Mode,
+}
+
+/// `decode_attention_rows_{T}` over a (columns, s_max, rows) grid: row z of the launch is row
+/// `l.row0 + z` of q, k, v and out, over `targets[z]` = (arena, step block or 0).
+#[allow(clippy::too_many_arguments)]
+fn launch_rows(
+    b: &GpuBackend,
+    layout: crate::kv_cache::KvLayout,
+    p: &AttentionParams,
+    [q, k, v]: [&GpuTensor; 3],
+    inv_freq: DevicePtr,
+    out: &mut GpuTensor,
+    targets: &[(DevicePtr, DevicePtr)],
+    l: RowsLaunch,
+) -> Result<()> {
+    if targets.is_empty() || targets.len() > MAX_ROWS {
+        return Err(bad(OP, format!("a rows launch of {} rows", targets.len())));
+    }
+    let name = format!("decode_attention_rows_{}", suffix(OP, layout.dtype)?);
+    let (qd, kvd) = (p.n_heads * p.head_dim, p.n_kv_heads * p.head_dim);
+    let cfg = LaunchConfig {
+        grid: (columns(p) as u32, l.s_max as u32, targets.len() as u32),
+        block: (BLOCK, 1, 1),
+        shared_bytes: 0,
+    };
+    let (ws, counters) = b.attention_workspace();
+    let ptrs = [
+        q.ptr_at(l.row0 * qd),
+        k.ptr_at(l.row0 * kvd),
+        v.ptr_at(l.row0 * kvd),
+        inv_freq,
+        out.ptr_at(l.row0 * qd),
+        ws,
+        counters,
+    ];
+    let dims = [
+        int(OP, "layer", p.layer)?,
+        int(OP, "pos0", l.pos0)?,
+        int(OP, "n_heads", p.n_heads)?,
+        int(OP, "n_kv_heads", p.n_kv_heads)?,
+        int(OP, "head_dim", p.head_dim)?,
+        int(OP, "capacity", layout.capacity)?,
+        int(OP, "s_max", l.s_max)?,
+    ];
+    // DaRows: the arenas, then the step blocks, MAX_ROWS each.
+    let mut words = vec![0u64; 2 * MAX_ROWS];
+    for (z, &(arena, step)) in targets.iter().enumerate() {
+        words[z] = arena;
+        words[MAX_ROWS + z] = step;
+    }
+    let tail = [
+        KernelArg::F32(p.scale()),
+        KernelArg::I32(int(OP, "window", p.window.unwrap_or(0))?),
+        KernelArg::F32(p.softcap_arg()),
+        KernelArg::I32(l.mode as i32),
+        KernelArg::Words(words),
+    ];
+    let args = kernel_args(&ptrs, &dims, &tail);
+    // SAFETY: the caller checked q, k, v, inv_freq and out for row0 + rows rows, each arena
+    // against the (shared) layout with every position < capacity; the workspace holds each
+    // row's slice (rows_per_launch) and counters.
+    unsafe { b.launch(&name, cfg, &args) }
 }
 
 /// `decode_attention_{T}` over a (columns, s_max) grid of 256-thread blocks.

@@ -64,7 +64,7 @@ pub(super) fn kernel_args(ptrs: &[DevicePtr], dims: &[i32], tail: &[KernelArg]) 
     ptrs.iter()
         .map(|&p| KernelArg::Ptr(p))
         .chain(dims.iter().map(|&d| KernelArg::I32(d)))
-        .chain(tail.iter().copied())
+        .chain(tail.iter().cloned())
         .collect()
 }
 

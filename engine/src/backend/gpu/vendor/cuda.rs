@@ -298,17 +298,48 @@ fn cstring(what: &str, s: &str) -> Result<CString, Error> {
     })
 }
 
-/// Each argument in its own 8-byte slot; the driver reads `sizeof(param)` bytes from the
-/// slot's start (little-endian, so i32/f32 sit in the low half).
-pub(crate) fn arg_slots(args: &[KernelArg]) -> Vec<u64> {
-    args.iter()
-        .map(|a| match *a {
-            KernelArg::Ptr(p) => p,
-            KernelArg::I32(v) => v as u32 as u64,
-            KernelArg::I64(v) => v as u64,
-            KernelArg::F32(v) => v.to_bits() as u64,
-        })
-        .collect()
+/// Each argument in its own 8-byte slots (one, or a by-value struct's words), and where each
+/// starts; the driver reads `sizeof(param)` bytes from there (little-endian, so i32/f32 sit in
+/// the low half).
+pub(crate) struct ArgSlots {
+    words: Vec<u64>,
+    starts: Vec<usize>,
+}
+
+impl ArgSlots {
+    pub(crate) fn new(args: &[KernelArg]) -> ArgSlots {
+        let mut s = ArgSlots {
+            words: Vec::with_capacity(args.len()),
+            starts: Vec::with_capacity(args.len()),
+        };
+        for a in args {
+            s.starts.push(s.words.len());
+            match a {
+                KernelArg::Ptr(p) => s.words.push(*p),
+                KernelArg::I32(v) => s.words.push(*v as u32 as u64),
+                KernelArg::I64(v) => s.words.push(*v as u64),
+                KernelArg::F32(v) => s.words.push(v.to_bits() as u64),
+                KernelArg::Words(w) => s.words.extend_from_slice(w),
+            }
+        }
+        s
+    }
+
+    /// The pointers the launch call takes, one an argument (valid while `self` lives unmoved).
+    pub(crate) fn pointers(&mut self) -> Vec<*mut c_void> {
+        let base = self.words.as_mut_ptr();
+        // SAFETY: every start is an index into `words` (an empty struct has none pushed: its
+        // start may equal the length, one past the end, which `add` allows).
+        self.starts
+            .iter()
+            .map(|&i| unsafe { base.add(i) } as *mut c_void)
+            .collect()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words
+    }
 }
 
 impl Vendor for CudaVendor {
@@ -544,11 +575,8 @@ impl Vendor for CudaVendor {
         args: &[KernelArg],
     ) -> Result<(), Error> {
         self.bind()?;
-        let mut slots = arg_slots(args);
-        let mut ptrs: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
+        let mut slots = ArgSlots::new(args);
+        let mut ptrs = slots.pointers();
         ck(
             "cuLaunchKernel",
             cu::cuLaunchKernel(
@@ -577,11 +605,8 @@ impl Vendor for CudaVendor {
             return self.launch(f, cfg, args);
         }
         self.bind()?;
-        let mut slots = arg_slots(args);
-        let mut ptrs: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
+        let mut slots = ArgSlots::new(args);
+        let mut ptrs = slots.pointers();
         // SAFETY: a zeroed attribute is a valid bit pattern (a C struct of an enum and a union
         // of plain data); its id and value are set before use.
         let mut attr: cu::CUlaunchAttribute = std::mem::zeroed();
@@ -845,13 +870,26 @@ mod tests {
 
     #[test]
     fn kernel_arguments_sit_in_the_low_bytes_of_their_slot() {
-        let s = arg_slots(&[
+        let mut slots = ArgSlots::new(&[
             KernelArg::Ptr(0x7f00_0000_1000),
             KernelArg::I32(-2),
+            KernelArg::Words(vec![7, 8, 9]),
             KernelArg::F32(1.5),
         ]);
+        let s = slots.words().to_vec();
+        assert_eq!(s.len(), 6);
         assert_eq!(s[0], 0x7f00_0000_1000);
         assert_eq!(s[1].to_le_bytes()[..4], (-2i32).to_le_bytes());
-        assert_eq!(s[2].to_le_bytes()[..4], 1.5f32.to_le_bytes());
+        assert_eq!(s[2..5], [7, 8, 9]);
+        assert_eq!(s[5].to_le_bytes()[..4], 1.5f32.to_le_bytes());
+        // Each pointer is its argument's first word: a struct's words are contiguous.
+        let p = slots.pointers();
+        assert_eq!(p.len(), 4);
+        // SAFETY: the pointers point into `slots`' words, alive and unmoved here.
+        let read = |i: usize| unsafe { *(p[i] as *const u64) };
+        assert_eq!(read(0), 0x7f00_0000_1000);
+        assert_eq!(read(2), 7);
+        assert_eq!(unsafe { *(p[2] as *const u64).add(2) }, 9);
+        assert_eq!(read(3).to_le_bytes()[..4], 1.5f32.to_le_bytes());
     }
 }

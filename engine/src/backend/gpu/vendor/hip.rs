@@ -466,11 +466,8 @@ impl Vendor for HipVendor {
         args: &[KernelArg],
     ) -> Result<(), Error> {
         self.bind()?;
-        let mut slots = super::cuda::arg_slots(args);
-        let mut ptrs: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
+        let mut slots = super::cuda::ArgSlots::new(args);
+        let mut ptrs = slots.pointers();
         ck(self.hip.module_launch_kernel(
             f.0 as hip::hipFunction_t,
             cfg.grid,

@@ -94,7 +94,7 @@ pub struct EventHandle(pub usize);
 pub struct GraphHandle(pub usize);
 
 /// One kernel argument, passed by value as the kernel's C parameter type.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KernelArg {
     /// A device pointer (`T*`); 0 for a null pointer.
     Ptr(DevicePtr),
@@ -102,6 +102,9 @@ pub enum KernelArg {
     /// `i64` (`long long`): element counts and offsets that may pass 2³¹.
     I64(i64),
     F32(f32),
+    /// A struct of 8-byte fields passed by value (`decode_attention.hip`'s `DaRows`), its
+    /// bytes the words in order.
+    Words(Vec<u64>),
 }
 
 /// Grid, block and dynamic shared memory of one launch.
