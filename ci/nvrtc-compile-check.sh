@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# NVIDIA compile check: every kernel in kernels/ compiled by NVRTC as the engine compiles it on
+# an NVIDIA device (the emulated WAVE=64 and the coverage build included), for sm_90 (H100/H200)
+# and sm_80 (A100), then assembled by ptxas: a kernel that would not build on the device (a
+# syntax NVRTC rejects, static shared memory past 48 KiB, ...) fails here, on a machine with no
+# GPU, instead of in a device session. Prints the sm_90 registers / spills / shared memory table.
+#
+# NVRTC and ptxas come from NVIDIA's PyPI wheels (nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12,
+# pinned), unpacked into target/nvrtc (no CUDA toolkit, no driver needed). The device sessions
+# use the device's own NVRTC (CUDA 13): that one stays the authority.
+#
+# Usage: ci/nvrtc-compile-check.sh [--kernels DIR] [--arch sm_XX ...]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KERNELS="$ROOT/kernels"
+ARCHS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kernels) KERNELS="$2"; shift 2 ;;
+    --arch) ARCHS+=(--arch "$2"); shift 2 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "nvrtc-compile-check: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+VERSION=12.9.86
+DIR="$ROOT/target/nvrtc"
+NVRTC="$DIR/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+PTXAS="$DIR/nvidia/cuda_nvcc/bin/ptxas"
+if [ ! -f "$NVRTC" ] || [ ! -x "$PTXAS" ] || [ "$(cat "$DIR/version" 2>/dev/null)" != "$VERSION" ]; then
+  echo "+ pip download nvidia-cuda-nvrtc-cu12==$VERSION nvidia-cuda-nvcc-cu12==$VERSION into $DIR"
+  rm -rf "$DIR"
+  mkdir -p "$DIR/wheels"
+  # pip from a virtual environment (python3-venv; Debian's python3 has no pip of its own)
+  python3 -m venv "$DIR/venv"
+  "$DIR/venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$DIR/wheels" \
+    "nvidia-cuda-nvrtc-cu12==$VERSION" "nvidia-cuda-nvcc-cu12==$VERSION"
+  for w in "$DIR"/wheels/*.whl; do
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$w" "$DIR"
+  done
+  chmod +x "$PTXAS"
+  echo "$VERSION" >"$DIR/version"
+  rm -rf "$DIR/wheels" "$DIR/venv"
+fi
+
+python3 "$ROOT/ci/nvrtc-compile.py" --nvrtc "$NVRTC" --ptxas "$PTXAS" --kernels "$KERNELS" \
+  --out "$ROOT/target/nvrtc-compile-check" "${ARCHS[@]}"
