@@ -1219,17 +1219,54 @@ WF_DEVICE void mma_row_words(const uint16_t* p, F (&f)[2]) {
 }
 #endif
 
+#if WF_MMA == WF_MMA_SYNC
+// The A fragments of one slab from the lane's two 16-byte vectors (rows g and g + 8).
+WF_DEVICE void mma_slab_a_words(const wf_u32x4& r0, const wf_u32x4& r1, MmaA (&a)[2]) {
+  a[0].r[0] = r0.x; a[0].r[1] = r1.x; a[0].r[2] = r0.y; a[0].r[3] = r1.y;
+  a[1].r[0] = r0.z; a[1].r[1] = r1.z; a[1].r[2] = r0.w; a[1].r[3] = r1.w;
+}
+#endif
+
 // The A fragments of one slab: p[j] points at element mma_load_k(l) of the slab in operand
 // row mma_load_row(l, j).
 WF_DEVICE void mma_slab_a(const uint16_t* const (&p)[MMA_LOAD_ROWS], MmaA (&a)[2]) {
 #if WF_MMA == WF_MMA_SYNC
-  const wf_u32x4 r0 = *(const wf_u32x4*)p[0], r1 = *(const wf_u32x4*)p[1];
-  a[0].r[0] = r0.x; a[0].r[1] = r1.x; a[0].r[2] = r0.y; a[0].r[3] = r1.y;
-  a[1].r[0] = r0.z; a[1].r[1] = r1.z; a[1].r[2] = r0.w; a[1].r[3] = r1.w;
+  mma_slab_a_words(*(const wf_u32x4*)p[0], *(const wf_u32x4*)p[1], a);
 #else
   mma_row_words(p[0], a);
 #endif
 }
+
+// Asynchronous 16-byte copies from global to shared memory (NVIDIA sm_80+, the SYNC path:
+// cp.async, cached in the L2 only), tracked per thread in commit groups: a prefetch that holds
+// no registers while it is in flight. A thread reads back only what it copied itself, after
+// cp_async_wait, so no barrier is needed between the copy and the read.
+#if WF_MMA == WF_MMA_SYNC
+#define WF_CP_ASYNC 1
+// A shared-memory pointer as the 32-bit shared-window address the instructions take.
+WF_DEVICE uint32_t smem_addr(const void* p) {
+  uint32_t a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+WF_DEVICE void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+WF_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Waits until at most N of this thread's commit groups are still in flight.
+template <int N>
+WF_DEVICE void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+WF_DEVICE wf_u32x4 lds_u32x4(uint32_t addr) {
+  wf_u32x4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(addr)
+               : "memory");
+  return v;
+}
+#endif
 
 // The B fragments of one slab: p[j] as for mma_slab_a, in input row mma_load_row(l, j) (the
 // caller points rows at or past `cols` at row 0); `row0` is input row 0 at the slab's first

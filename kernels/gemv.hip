@@ -579,8 +579,10 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 //   gemv_mma_{T}: block b' (common.h batch_block over the ceil(n_in / 16) input groups) owns
 //     weight rows 16·b' … 16·b' + 15 of the stacked W and the group's input rows; wave w takes
 //     the slabs of 32 k numbered w, w + WAVES, … in ascending order (the weights of GEMV_MMA_U
-//     slabs loaded ahead; the inputs, in LDS or the L2, read at the product: holding them
-//     ahead too took 128 registers a thread, 2 blocks an SM on the H200, against 80 and 3),
+//     slabs loaded ahead into registers, or, on NVIDIA sm_80+, of GEMV_MMA_STAGES slabs copied
+//     ahead into a shared-memory ring by cp.async: the same words in the same order, so the
+//     same bits; the inputs, in LDS or the L2, read at the product: holding them ahead too
+//     took 128 registers a thread, 2 blocks an SM on the H200, against 80 and 3),
 //     two 16 × 16 × 16 products a slab; the waves' tiles go to LDS and thread t sums
 //     element (t / 16, t % 16) over the waves in order, then runs gemv_{T}'s epilogue (bias,
 //     out0-2, residual) for weight row 16·b' + t / 16 and input row t % 16.
@@ -590,7 +592,22 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
 // gemv_swiglu_mma_{f16,bf16} (vec, gelu).
 constexpr int GEMV_MMA_NB = 16;    // input rows a block (B's columns)
 constexpr int GEMV_MMA_SLAB = 32;  // k a wave's step
-constexpr int GEMV_MMA_U = 4;      // slabs of weights a wave has loaded ahead
+#if defined(WF_CP_ASYNC)
+// Where cp.async is (NVIDIA sm_80+), the weights are prefetched into shared memory: each thread
+// copies its own two 16-byte vectors of a slab into its slot of a ring of GEMV_MMA_STAGES slabs
+// (after the staged inputs; 8 KiB a stage for the block, the host sizes the dynamic shared
+// memory for it: ops::gemv::mma_ring_bytes) and reads them back at the product, so the loads in
+// flight hold no registers; the launch bounds ask for 4 blocks an SM (≤ 64 registers a thread).
+constexpr int GEMV_MMA_STAGES = 4;
+constexpr int GEMV_MMA_MIN_BLOCKS = 4;
+#else
+constexpr int GEMV_MMA_U = 4;  // slabs of weights a wave has loaded ahead (in registers)
+#if defined(WF_HIP)
+constexpr int GEMV_MMA_MIN_BLOCKS = 1;
+#else
+constexpr int GEMV_MMA_MIN_BLOCKS = 2;  // the emulated WAVE=64 on NVIDIA: ≤ 128 registers
+#endif
+#endif
 
 // One slab's fragments: A from the lane's weight rows, B from its input rows (`lane_rows`:
 // pointers at the lane's first element, mma_load_k), `off` the slab's first k.
@@ -630,13 +647,30 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
   const int n_slab = k / GEMV_MMA_SLAB;
   MmaC acc;
   mma_zero(acc);
-  MmaA a[GEMV_MMA_U][2];
   wf_allow_dependents();
+#if defined(WF_CP_ASYNC)
+  // The ring: slot (stage st, vector j) of thread t at ring + ((st·2 + j)·GEMV_BLOCK + t)·16.
+  constexpr int S = GEMV_MMA_STAGES;
+  const uint32_t ring =
+      smem_addr(dynamic_shared_u16() + (xh ? 0 : (i64)nb * ks)) + thread_index() * 16;
+  auto ring_at = [&](int st, int j) { return ring + (uint32_t)((st * 2 + j) * GEMV_BLOCK * 16); };
+#pragma unroll
+  for (int st = 0; st < S; ++st) {  // in flight while the kernels ahead drain
+    const int s = wv + st * NW;
+    if (s < n_slab) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) cp_async16(ring_at(st, j), wa[j] + s * GEMV_MMA_SLAB);
+    }
+    cp_async_commit();  // one group a stage, empty or not
+  }
+#else
+  MmaA a[GEMV_MMA_U][2];
 #pragma unroll
   for (int u = 0; u < GEMV_MMA_U; ++u) {
     const int s = wv + u * NW;
     if (s < n_slab) gemv_mma_slab_a(wa, s * GEMV_MMA_SLAB, a[u]);  // in flight while the
   }                                                                // kernels ahead drain
+#endif
   wf_dependency_wait();  // x, xh (and the outputs) are the earlier kernels'
   if (!xh) {             // block-uniform
     WF_PATH(slot, PATH_LDS);
@@ -659,6 +693,29 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
     const int c = mma_load_row(lane, j);
     xb[j] = xh + (i64)(c < nb ? c : 0) * ks + kl;
   }
+#if defined(WF_CP_ASYNC)
+  // The same slabs in the same order as below, the weights from the ring: slab s of stage st
+  // is this thread's commit group number (s − wv) / NW; S groups are committed ahead of it.
+  int st = 0;
+  for (int s = wv; s < n_slab; s += NW) {  // wave-uniform
+    WF_PATH(slot, PATH_VEC);
+    cp_async_wait<S - 1>();
+    MmaA a[2];
+    mma_slab_a_words(lds_u32x4(ring_at(st, 0)), lds_u32x4(ring_at(st, 1)), a);
+    MmaB b[2];
+    gemv_mma_slab_b(xb, xh, ks, nb, s * GEMV_MMA_SLAB, b);
+    mma<C>(acc, a[0], b[0]);
+    mma<C>(acc, a[1], b[1]);  // the stage's words are used: refill it
+    const int next = s + S * NW;
+    if (next < n_slab) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) cp_async16(ring_at(st, j), wa[j] + next * GEMV_MMA_SLAB);
+    }
+    cp_async_commit();
+    st = st + 1 == S ? 0 : st + 1;
+  }
+  cp_async_wait<0>();  // no copy still lands in the ring (the tiles below overlay it)
+#else
   for (int base = wv; base < n_slab; base += GEMV_MMA_U * NW) {
     WF_PATH(slot, PATH_VEC);
 #pragma unroll
@@ -674,6 +731,7 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
       }
     }
   }
+#endif
   float* waves = (float*)dynamic_shared_u16();  // NW tiles of 256
   block_sync();                                 // every wave's reads of staged inputs are done
 #pragma unroll
@@ -769,7 +827,7 @@ WF_DEVICE void gemv_swiglu_mma_kernel(const uint16_t* w, const float* x, const f
   }
 }
 
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK, GEMV_MMA_MIN_BLOCKS)
     gemv_mma_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
                  const uint16_t* xh, int ks, const float* bias, float* out0, float* out1,
                  float* out2, int m0, int m1, int m2, int k, int residual, int n_in) {
@@ -777,7 +835,7 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
                        residual, n_in);
 }
 
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK, GEMV_MMA_MIN_BLOCKS)
     gemv_mma_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
                   const uint16_t* xh, int ks, const float* bias, float* out0, float* out1,
                   float* out2, int m0, int m1, int m2, int k, int residual, int n_in) {
@@ -785,14 +843,14 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
                         residual, n_in);
 }
 
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK, GEMV_MMA_MIN_BLOCKS)
     gemv_swiglu_mma_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
                         const uint16_t* xh, int ks, float* out, int inter, int k, int n_in,
                         int act) {
   gemv_swiglu_mma_kernel<F16>(w, x, norm_w, eps, xh, ks, out, inter, k, n_in, act);
 }
 
-extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK, GEMV_MMA_MIN_BLOCKS)
     gemv_swiglu_mma_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
                          const uint16_t* xh, int ks, float* out, int inter, int k, int n_in,
                          int act) {

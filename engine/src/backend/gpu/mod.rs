@@ -434,6 +434,13 @@ impl GpuBackend {
                 detail: format!("kernels/ lacks the ABI kernels {}", missing.join(", ")),
             });
         }
+        // The matrix-core GEMVs' launches past the runtime's default dynamic shared memory.
+        let mma_shared = ops::gemv::mma_max_shared_bytes(vendor.info(), wave);
+        if mma_shared > 48 * 1024 {
+            for name in ops::gemv::MMA_KERNELS {
+                vendor.allow_dynamic_shared(kernels[name], mma_shared)?;
+            }
+        }
         let attn_ws = GpuBuffer::new(&vendor, ops::decode_attention::WS_BYTES)?;
         vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
         let gemv_stage = GpuBuffer::new(&vendor, ops::gemv::GEMV_STAGE_BYTES)?;

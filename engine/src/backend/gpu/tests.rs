@@ -25,6 +25,8 @@ use crate::tensor::DType;
 enum Call {
     Launch(String, LaunchConfig, Vec<KernelArg>),
     Gemm(Gemm),
+    /// `allow_dynamic_shared(kernel, bytes)`.
+    Shared(String, u32),
 }
 
 #[derive(Default)]
@@ -46,12 +48,16 @@ struct FakeVendor {
 
 impl FakeVendor {
     fn new(runtime: Runtime, wave: u32) -> Arc<Self> {
+        Self::with_arch(runtime, wave, "sm_00")
+    }
+
+    fn with_arch(runtime: Runtime, wave: u32, arch: &str) -> Arc<Self> {
         Arc::new(FakeVendor {
             info: DeviceInfo {
                 runtime,
                 ordinal: 0,
                 name: "fake".into(),
-                arch: "sm_00".into(),
+                arch: arch.into(),
                 wave,
                 total_memory: 1 << 30,
                 multiprocessors: 1,
@@ -184,6 +190,12 @@ impl Vendor for FakeVendor {
         let g = (Self::alloc_in(&mut s, 4 * count), 4 * count);
         s.globals.insert(key, g);
         Ok(Some(g))
+    }
+    fn allow_dynamic_shared(&self, f: FunctionHandle, bytes: u32) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let name = s.functions[f.0 - 1].clone();
+        s.calls.push(Call::Shared(name, bytes));
+        Ok(())
     }
     unsafe fn launch(
         &self,
@@ -355,6 +367,61 @@ fn wave_is_native_or_emulated_64_on_nvidia_only() {
     );
     let b = build(&cuda, Some(64), &ModuleCache::new(None), &[]).unwrap();
     assert_eq!(b.device(), "fake (sm_00, WAVE=64 emulated, fake 1.0)");
+}
+
+/// On NVIDIA sm_80+ at WAVE=32 the matrix-core GEMVs prefetch their weights into a shared-memory
+/// ring (common.h WF_CP_ASYNC): the backend allows the four kernels 64 KiB of dynamic shared
+/// memory when it opens, and a launch asks for the staged rows plus the 32 KiB ring. The
+/// emulated WAVE=64 (the FMA twin) and older devices have no ring.
+#[test]
+fn matrix_core_gemvs_take_a_weight_ring_on_nvidia_sm80_and_later() {
+    for (arch, wave, ring) in [
+        ("sm_90", None, 32768),
+        ("sm_90", Some(64), 0),
+        ("sm_75", None, 0),
+    ] {
+        let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
+        let mut b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
+        let allowed: Vec<_> = v
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Shared(name, bytes) => Some((name, bytes)),
+                _ => None,
+            })
+            .collect();
+        if ring > 0 {
+            let want: Vec<_> = super::ops::gemv::MMA_KERNELS
+                .iter()
+                .map(|n| (n.to_string(), 32768 + ring as u32))
+                .collect();
+            assert_eq!(allowed, want, "{arch}");
+        } else {
+            assert!(allowed.is_empty(), "{arch} {wave:?}: {allowed:?}");
+        }
+        let x = b.upload_f32(&vec![1.0; 4096]).unwrap();
+        let w = b.upload(DType::BF16, &vec![0u8; 64 * 4096 * 2]).unwrap();
+        let mut out = b.alloc(DType::F32, 64).unwrap();
+        b.set_gemv_mma(true);
+        v.calls();
+        let p = LinearParams {
+            rows: 1,
+            in_features: 4096,
+            out_features: 64,
+        };
+        b.linear(&x, &w, None, &mut out, p).unwrap();
+        let calls = v.calls();
+        let [Call::Launch(name, cfg, _)] = &calls[..] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(name, "gemv_mma_bf16");
+        let tiles = 4 * 256 * 256 / b.wave();
+        let want = (2 * 4096 + ring as u32).max(tiles);
+        assert_eq!(
+            cfg.shared_bytes, want,
+            "{arch} {wave:?}: one row of 4096, then the ring"
+        );
+    }
 }
 
 #[test]

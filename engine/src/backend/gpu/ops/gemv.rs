@@ -7,7 +7,7 @@
 //! no convert pass and W is read once, at HBM bandwidth. The `launch_*` functions only queue work
 //! (no synchronization, no allocation): a decode step is captured into a graph around them.
 
-use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
+use crate::backend::gpu::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig, Runtime};
 use crate::backend::gpu::{bad, GpuBackend};
 use crate::backend::Activation;
 use crate::error::Result;
@@ -158,15 +158,50 @@ fn mma_inputs(
         launch_stage(b, op, dtype, x, norm, k, n_in)?
     };
     let mut cfg = mma_grid(op, tiles, n_in)?;
-    cfg.shared_bytes = mma_shared_bytes(b.wave, if in_lds { staged } else { 0 });
+    let ring = mma_ring_bytes(b.info(), b.wave);
+    cfg.shared_bytes = mma_shared_bytes(b.wave, if in_lds { staged } else { 0 }, ring);
     Ok((xh, cfg))
 }
 
-/// The dynamic LDS of a matrix-core GEMV: `staged` 16-bit inputs, or the waves' tiles (256 f32
-/// a wave) when larger.
-fn mma_shared_bytes(wave: u32, staged: usize) -> u32 {
+/// Slabs in the matrix-core GEMVs' shared-memory ring of weights (ABI: `GEMV_MMA_STAGES`).
+const MMA_STAGES: usize = 4;
+/// The matrix-core kernels (their launches may need more than 48 KiB of dynamic shared memory
+/// where the ring is: `GpuBackend::new` allows them [`mma_max_shared_bytes`]).
+pub(in crate::backend::gpu) const MMA_KERNELS: [&str; 4] = [
+    "gemv_mma_f16",
+    "gemv_mma_bf16",
+    "gemv_swiglu_mma_f16",
+    "gemv_swiglu_mma_bf16",
+];
+
+/// The bytes of the matrix-core GEMVs' ring of weights on this device, 0 where the kernels
+/// have none: their SYNC path on NVIDIA sm_80+ at the native WAVE=32 (common.h `WF_CP_ASYNC`,
+/// compiled exactly there) prefetches `MMA_STAGES` slabs of 32 k for the block's 16 weight
+/// rows (each of 256 threads two 16-byte vectors a slab) into shared memory.
+pub(in crate::backend::gpu) fn mma_ring_bytes(info: &DeviceInfo, wave: u32) -> usize {
+    let sm = info.arch.strip_prefix("sm_").and_then(|v| {
+        v.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<u32>()
+            .ok()
+    });
+    let sync = info.runtime == Runtime::Cuda && wave == 32 && sm.is_some_and(|v| v >= 80);
+    if sync {
+        MMA_STAGES * 2 * GEMV_BLOCK as usize * 16
+    } else {
+        0
+    }
+}
+
+/// The dynamic LDS of a matrix-core GEMV: `staged` 16-bit inputs then the `ring`, or the
+/// waves' tiles (256 f32 a wave, written over both at the end) when larger.
+fn mma_shared_bytes(wave: u32, staged: usize, ring: usize) -> u32 {
     let tiles = 4 * 256 * (GEMV_BLOCK / wave.max(1)) as usize;
-    (2 * staged).max(tiles) as u32
+    (2 * staged + ring).max(tiles) as u32
+}
+
+/// The most dynamic shared memory a matrix-core GEMV launch takes on this device.
+pub(in crate::backend::gpu) fn mma_max_shared_bytes(info: &DeviceInfo, wave: u32) -> u32 {
+    mma_shared_bytes(wave, GEMV_LDS_MAX, mma_ring_bytes(info, wave))
 }
 
 /// The staged rows' stride: K rounded up to 8 (each row on 16 bytes).
@@ -562,11 +597,54 @@ mod tests {
 
     #[test]
     fn the_matrix_core_lds_holds_the_staged_rows_or_the_waves_tiles() {
-        assert_eq!(mma_shared_bytes(32, 0), 8192, "8 waves' tiles");
-        assert_eq!(mma_shared_bytes(64, 0), 4096, "4 waves' tiles");
-        assert_eq!(mma_shared_bytes(32, 576), 8192);
-        assert_eq!(mma_shared_bytes(64, 4096), 8192, "one row of 4096");
-        assert_eq!(mma_shared_bytes(32, GEMV_LDS_MAX), 32768);
+        assert_eq!(mma_shared_bytes(32, 0, 0), 8192, "8 waves' tiles");
+        assert_eq!(mma_shared_bytes(64, 0, 0), 4096, "4 waves' tiles");
+        assert_eq!(mma_shared_bytes(32, 576, 0), 8192);
+        assert_eq!(mma_shared_bytes(64, 4096, 0), 8192, "one row of 4096");
+        assert_eq!(mma_shared_bytes(32, GEMV_LDS_MAX, 0), 32768);
+        // The ring after the staged rows (the tiles written over both at the end).
+        assert_eq!(mma_shared_bytes(32, 4096, 32768), 8192 + 32768);
+        assert_eq!(mma_shared_bytes(32, 0, 32768), 32768);
+    }
+
+    fn info(runtime: Runtime, arch: &str) -> DeviceInfo {
+        DeviceInfo {
+            runtime,
+            ordinal: 0,
+            name: "test".into(),
+            arch: arch.into(),
+            wave: 32,
+            total_memory: 1 << 30,
+            multiprocessors: 1,
+            runtime_version: String::new(),
+        }
+    }
+
+    /// The ring exactly where common.h compiles the SYNC path: NVIDIA sm_80+ at WAVE=32 (not
+    /// the emulated 64, not sm_75, not HIP). Past 48 KiB at the largest staged rows.
+    #[test]
+    fn the_weight_ring_is_on_nvidia_sm80_and_later_at_wave32_only() {
+        let ring = |rt, arch, wave| mma_ring_bytes(&info(rt, arch), wave);
+        assert_eq!(ring(Runtime::Cuda, "sm_90", 32), 32768);
+        assert_eq!(ring(Runtime::Cuda, "sm_80", 32), 32768);
+        assert_eq!(ring(Runtime::Cuda, "sm_90a", 32), 32768);
+        assert_eq!(ring(Runtime::Cuda, "sm_120", 32), 32768);
+        assert_eq!(
+            ring(Runtime::Cuda, "sm_90", 64),
+            0,
+            "the emulated wave64: FMA twin"
+        );
+        assert_eq!(ring(Runtime::Cuda, "sm_75", 32), 0);
+        assert_eq!(ring(Runtime::Hip, "gfx1100", 32), 0);
+        assert_eq!(ring(Runtime::Hip, "gfx942:sramecc+:xnack-", 64), 0);
+        assert_eq!(
+            mma_max_shared_bytes(&info(Runtime::Cuda, "sm_90"), 32),
+            65536
+        );
+        assert_eq!(
+            mma_max_shared_bytes(&info(Runtime::Hip, "gfx942"), 64),
+            32768
+        );
     }
 
     #[test]

@@ -595,6 +595,18 @@ impl Vendor for CudaVendor {
         )
     }
 
+    fn allow_dynamic_shared(&self, f: FunctionHandle, bytes: u32) -> Result<(), Error> {
+        self.bind()?;
+        // SAFETY: f is a function of a module this vendor loaded; the attribute takes an int.
+        ck("cuFuncSetAttribute", unsafe {
+            cu::cuFuncSetAttribute(
+                f.0 as cu::CUfunction,
+                cu::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )
+        })
+    }
+
     unsafe fn launch_overlapped(
         &self,
         f: FunctionHandle,

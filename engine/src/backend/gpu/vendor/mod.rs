@@ -207,6 +207,14 @@ pub trait Vendor: Send + Sync {
         name: &str,
     ) -> Result<Option<(DevicePtr, usize)>, Error>;
 
+    /// Lets `f` launch with up to `bytes` of dynamic shared memory where the runtime caps it
+    /// lower by default (CUDA: 48 KiB without `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`).
+    /// Default: nothing to do (HIP: a launch may use all of a workgroup's LDS).
+    fn allow_dynamic_shared(&self, f: FunctionHandle, bytes: u32) -> Result<(), Error> {
+        let _ = (f, bytes);
+        Ok(())
+    }
+
     /// Queues one kernel launch.
     ///
     /// # Safety
