@@ -709,18 +709,25 @@ mma)
   cat "$OUT/summary.md"
   ;;
 attn-rows)
-  # The rows attention kernel (decode_attention_rows_{T}: a batched pass's rows, a
-  # verification's rows as decode steps, in one launch; issues 11 and 13), in two calls as
-  # `steps`. Call 1 (carry .device/ops): the rope_attention op cases at both waves with path
-  # coverage (the rows kernels' cases compare each row with the one-row kernel by bits), the
-  # graph test, then the 8B and 1B benches (batched passes of 4 and 16, verifications of 5 rows,
-  # decode at depths 0 and 8192) with the kernel on and off (WAVEFRONT_NO_ATTENTION_ROWS=1),
-  # alternating, in both GEMV modes. Call 2 (carry the model parts, PART=2): model_gpu's
-  # speculation tests (rows as steps by bits) and batch invariance, SmolLM2's golden streams.
+  # This stage checks two kernels never run on a GPU when they were committed (issues 8, 11, 13):
+  # the rows attention kernel (decode_attention_rows_{T}: a batched pass's rows, and a
+  # verification's rows as decode steps, in one launch) and the matrix-core GEMVs' cp.async
+  # weight ring (NVIDIA sm_80+). Four kinds of call (PART):
+  #   PART=1 (carry .device/ops): the GEMV op cases and the rope_attention op cases at both
+  #     waves with path coverage (the rows kernels' cases compare each row with the one-row
+  #     kernel by bits; the ring gives the register path's bits), the graph test in both GEMV
+  #     modes, the GEMV microbench in both modes.
+  #   PART=bench (carry .device/ops): the 8B and 1B benches (decode at depths 0 and 8192,
+  #     batched passes of 4 and 16, verifications of 5 rows) in both GEMV modes with the rows
+  #     kernel on and off (WAVEFRONT_NO_ATTENTION_ROWS=1); SHAPES picks the shapes.
+  #   PART=2 (carry the model parts, as `steps`): model_gpu's speculation tests and batch
+  #     invariance in both GEMV modes, SmolLM2's golden streams.
   unpack .device/ops
   begin_summary
   gpu_info
-  if [ "${PART:-1}" = 1 ]; then
+  case "${PART:-1}" in
+  1)
+    gemv_ops "_mma"
     start=$SECONDS
     timeout 300 bin/wavefront-conformance --backend gpu --wave all --op rope_attention \
       --report "$OUT/attn-ops.md" --json "$OUT/attn-ops.json" >"$OUT/attn-ops.log" 2>&1
@@ -728,8 +735,19 @@ attn-rows)
     grep -E "FAIL|✗|UNREACHED" "$OUT/attn-ops.log" | head -30
     finish
     run_test gpu_graph; finish
+    WAVEFRONT_GEMV_MMA=1 run_test gpu_graph; finish
+    for on in 1 0; do
+      start=$SECONDS
+      WAVEFRONT_GEMV_MMA=$on timeout 150 bin/wavefront bench --gemv --backend gpu \
+        --json "$OUT/bench-gemv-mma$on.json" --markdown "$OUT/bench-gemv-mma$on.md" >"$OUT/bench-gemv-mma$on.log" 2>&1
+      echo "| bench --gemv (WAVEFRONT_GEMV_MMA=$on) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+    grep -hE "^\| [a-z]" "$OUT"/bench-gemv-mma1.md | head -20
+    ;;
+  bench)
     for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
-      for mma in 0 1; do
+      for mma in 1 0; do
         for rows in on off; do
           no=0; [ "$rows" = off ] && no=1
           WAVEFRONT_GEMV_MMA=$mma WAVEFRONT_NO_ATTENTION_ROWS=$no bench "$shape-mma$mma-rows-$rows" \
@@ -738,13 +756,17 @@ attn-rows)
       done
     done
     for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
-  else
+    ;;
+  *)
     default_model
     filtered_test model_gpu speculation "differ|diverged"
+    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu speculation "differ|diverged" "(WAVEFRONT_GEMV_MMA=1)"
     filtered_test model_gpu gpu_batched differ
     WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu gpu_batched differ "(WAVEFRONT_GEMV_MMA=1)"
     filtered_test golden_tokens smollm2
-  fi
+    WAVEFRONT_GEMV_MMA=1 filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
+    ;;
+  esac
   cat "$OUT/summary.md"
   ;;
 rows-profile)
