@@ -7,7 +7,7 @@ use wavefront_conformance::report;
 
 #[test]
 fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
-    let grid = cases::grid();
+    let grid = cases::host_grid();
     let r = report::run(&CpuBackend::default(), &grid, "");
     println!("{}", r.markdown());
     assert!(
@@ -32,7 +32,7 @@ fn the_fixed_grid_passes_on_the_cpu_with_every_op_covered() {
 fn the_fixed_grid_passes_on_the_cpu_with_8_bit_activations() {
     use wavefront::backend::cpu::Dots;
     let q8 = CpuBackend::default().with_dots(Dots::Q8);
-    let grid = cases::grid();
+    let grid = cases::host_grid();
     let r = report::run(&q8, &grid, "dots=q8");
     let failures = r.failure_lines();
     assert!(

@@ -33,7 +33,7 @@ fn expected_ops(bug: Bug) -> &'static [Op] {
 
 #[test]
 fn every_planted_bug_is_caught_by_named_cases() {
-    let grid = cases::grid();
+    let grid = cases::host_grid();
     let mut table = String::from("| bug | failing cases | first caught by |\n|---|---:|---|\n");
     for bug in Bug::ALL {
         let r = report::run(&Planted::new(bug), &grid, &format!("{bug:?}"));
@@ -58,7 +58,7 @@ fn every_planted_bug_is_caught_by_named_cases() {
 
 #[test]
 fn softmax_overflow_is_caught_by_the_large_score_cases_specifically() {
-    let grid = cases::grid();
+    let grid = cases::host_grid();
     let r = report::run(&Planted::new(Bug::SoftmaxWithoutMaxSubtraction), &grid, "");
     let failing: Vec<&str> = r
         .results
@@ -76,7 +76,7 @@ fn softmax_overflow_is_caught_by_the_large_score_cases_specifically() {
 #[test]
 fn the_planted_code_paths_pass_everything_with_no_bug_switched_on() {
     // Otherwise a "caught" bug could be an artefact of the copies.
-    let r = report::run(&Planted::clean(), &cases::grid(), "");
+    let r = report::run(&Planted::clean(), &cases::host_grid(), "");
     let failures: Vec<String> = r
         .results
         .iter()
@@ -94,7 +94,7 @@ fn a_batch_dependent_reduction_is_caught_by_the_batch_invariance_check() {
     use wavefront_conformance::batch::check_batch_invariance;
     let path = common::fixture_models()[0].0.clone();
     // The op it changes (the other ops are the clean code paths, passing as above).
-    let logits: Vec<_> = cases::grid()
+    let logits: Vec<_> = cases::host_grid()
         .into_iter()
         .filter(|c| c.op() == Op::Logits)
         .collect();

@@ -656,9 +656,15 @@ fn same_bits<B: Backend>(
     ))
 }
 
-pub fn grid() -> Vec<AttentionCase> {
-    let mut g = Vec::new();
-    let case = |rows, pos0, (n_heads, n_kv_heads): (usize, usize), head_dim, kv| AttentionCase {
+/// The grid's plain case: `rows` query rows after `pos0` cached keys.
+fn base_case(
+    rows: usize,
+    pos0: usize,
+    (n_heads, n_kv_heads): (usize, usize),
+    head_dim: usize,
+    kv: DType,
+) -> AttentionCase {
+    AttentionCase {
         rows,
         pos0,
         n_heads,
@@ -674,7 +680,12 @@ pub fn grid() -> Vec<AttentionCase> {
         simple: false,
         route: RowsRoute::Plain,
         seed: 61,
-    };
+    }
+}
+
+pub fn grid() -> Vec<AttentionCase> {
+    let mut g = Vec::new();
+    let case = base_case;
     let gqa = [(4, 4), (9, 3), (8, 2), (32, 4)]; // ratios 1, 3, 4, 8
     for kv in [DType::F32, DType::F16, DType::BF16] {
         // decode at awkward cache lengths
@@ -764,6 +775,7 @@ pub fn grid() -> Vec<AttentionCase> {
     g.extend(rope_grid(&case));
     g.extend(window_grid(&case));
     g.extend(softcap_grid(&case));
+    g.extend(routed_grid(&case, true));
     g
 }
 
@@ -1015,33 +1027,57 @@ fn rope_grid(
     g.push(rope(1, 2100, (512, 512), 32, DType::Q8_0Kv));
     g.push(rope(5, 40, (8, 2), 64, DType::Q8_0Kv));
     g.push(rope(3, 700, (12, 3), 96, DType::Q8_0Kv));
-    // Several decode rows a launch (the GPU's rows kernel), each KV type: a verification's
-    // rows as decode steps (one split; several, combined; three sub-chunks; a window and a
-    // soft-cap) and a batched pass's rows of separate sequences (one split; several; a window
-    // and a soft-cap), each by bits against the rows one at a time.
-    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
-        let routed = |route, c: AttentionCase| AttentionCase { route, ..c };
-        let gemma = |c: AttentionCase| AttentionCase {
-            window: Some(64),
-            softcap: Some(30.0),
-            score_scale: Some(0.0625),
-            ..c
-        };
-        let steps = RowsRoute::Steps;
-        g.push(routed(steps, rope(5, 40, (8, 2), 64, kv)));
-        g.push(routed(steps, rope(3, 8191, (32, 8), 128, kv)));
-        g.push(routed(steps, rope(3, 2100, (512, 512), 32, kv)));
-        g.push(routed(steps, gemma(rope(4, 300, (8, 2), 64, kv))));
-        let batch = RowsRoute::Batch;
-        g.push(routed(batch, case(4, 40, (8, 2), 64, kv)));
-        g.push(routed(batch, case(3, 8191, (32, 8), 128, kv)));
-        g.push(routed(batch, gemma(case(4, 300, (8, 2), 64, kv))));
-    }
+    g.extend(routed_grid(case, false));
     // the separate ops: f32 KV, a head dim off 16, prefill rows
     g.push(rope(1, 300, (8, 2), 64, DType::F32));
     g.push(rope(1, 300, (8, 2), 72, DType::F16));
     g.push(rope(5, 40, (8, 2), 64, DType::BF16));
     g
+}
+
+/// Several decode rows a launch (the GPU's rows kernel), each KV type, each case by bits
+/// against the rows one at a time: a verification's rows as decode steps and a batched pass's
+/// rows of separate sequences, at one split, with a window and a soft-cap; with `long`, also
+/// the lengths that take the kernel's other paths on a GPU (several splits combined; one split
+/// of three sub-chunks). A host backend runs the rows one at a time (the trait's defaults), so
+/// the long cases add nothing there but minutes ([`host_grid`]).
+fn routed_grid(
+    case: &impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
+    long: bool,
+) -> Vec<AttentionCase> {
+    let mut g = Vec::new();
+    let rope = |rows, kv_len: usize, heads, hd, kv| AttentionCase {
+        rope: true,
+        ..case(rows, kv_len - rows, heads, hd, kv)
+    };
+    let routed = |route, c: AttentionCase| AttentionCase { route, ..c };
+    let gemma = |c: AttentionCase| AttentionCase {
+        window: Some(64),
+        softcap: Some(30.0),
+        score_scale: Some(0.0625),
+        ..c
+    };
+    let (steps, batch) = (RowsRoute::Steps, RowsRoute::Batch);
+    for kv in [DType::F16, DType::BF16, DType::Q8_0Kv] {
+        if long {
+            g.push(routed(steps, rope(3, 8191, (32, 8), 128, kv)));
+            g.push(routed(steps, rope(3, 2100, (512, 512), 32, kv)));
+            g.push(routed(batch, case(3, 8191, (32, 8), 128, kv)));
+        } else {
+            g.push(routed(steps, rope(5, 40, (8, 2), 64, kv)));
+            g.push(routed(steps, gemma(rope(4, 300, (8, 2), 64, kv))));
+            g.push(routed(batch, case(4, 40, (8, 2), 64, kv)));
+            g.push(routed(batch, gemma(case(4, 300, (8, 2), 64, kv))));
+        }
+    }
+    g
+}
+
+/// [`grid`] without the long several-row cases: what a host backend (the CPU's, the planted
+/// one) is run on in CI.
+pub fn host_grid() -> Vec<AttentionCase> {
+    let long: Vec<AttentionCase> = routed_grid(&base_case, true);
+    grid().into_iter().filter(|c| !long.contains(c)).collect()
 }
 
 /// A drawn case: (rows, pos0, group, n_kv_heads, head_dim, kv, seed).

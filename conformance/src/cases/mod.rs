@@ -211,6 +211,16 @@ pub fn grid() -> Vec<Case> {
     all
 }
 
+/// [`grid`] as a host backend (the CPU's, the planted one) runs it in CI: the attention
+/// grid's long several-row cases left out ([`attention::host_grid`]).
+pub fn host_grid() -> Vec<Case> {
+    let host = attention::host_grid();
+    grid()
+        .into_iter()
+        .filter(|c| !matches!(c, Case::Attention(a) if !host.contains(a)))
+        .collect()
+}
+
 /// Ops with no case in `cases`.
 pub fn uncovered(cases: &[Case]) -> Vec<Op> {
     Op::ALL
@@ -235,4 +245,39 @@ pub(crate) fn step_at<B: wavefront::backend::Backend>(
     let mut step = b.new_step(1, capacity)?;
     b.reset_step(&mut step, &vec![0; pos0 + 1], 0)?;
     Ok(Some(step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host grid leaves out exactly the long several-row attention cases (three a KV type)
+    /// and nothing else; the short ones of both routes stay.
+    #[test]
+    fn the_host_grid_drops_only_the_long_several_row_cases() {
+        let (all, host) = (grid(), host_grid());
+        let dropped: Vec<&Case> = all
+            .iter()
+            .filter(|c| match c {
+                Case::Attention(a) => !attention::host_grid().contains(a),
+                _ => false,
+            })
+            .collect();
+        assert_eq!(all.len() - host.len(), 9);
+        assert_eq!(dropped.len(), 9);
+        for c in dropped {
+            let Case::Attention(a) = c else {
+                unreachable!()
+            };
+            assert_ne!(a.route, attention::RowsRoute::Plain, "{}", a.name());
+            assert!(a.pos0 > 1000, "{}", a.name());
+        }
+        for route in [attention::RowsRoute::Steps, attention::RowsRoute::Batch] {
+            let kept = host
+                .iter()
+                .filter(|c| matches!(c, Case::Attention(a) if a.route == route))
+                .count();
+            assert_eq!(kept, 6, "{route:?}: two a KV type");
+        }
+    }
 }
