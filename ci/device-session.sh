@@ -208,6 +208,19 @@ gemv_ops() { # pattern: the GEMV op cases at both waves with path coverage (gemv
   finish
 }
 
+gemv_bench_modes() { # the GEMV microbench (per projection) with the matrix-core GEMVs on, then
+  # off (bench-gemv-mma{1,0}.*), a summary row each; the first table's rows
+  local on start
+  for on in 1 0; do
+    start=$SECONDS
+    WAVEFRONT_GEMV_MMA=$on timeout 150 bin/wavefront bench --gemv --backend gpu \
+      --json "$OUT/bench-gemv-mma$on.json" --markdown "$OUT/bench-gemv-mma$on.md" >"$OUT/bench-gemv-mma$on.log" 2>&1
+    echo "| bench --gemv (WAVEFRONT_GEMV_MMA=$on) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    finish
+  done
+  grep -hE "^\| [a-z]" "$OUT"/bench-gemv-mma1.md | head -20
+}
+
 mkdir -p "$OUT"
 case $stage in
 pack) pack ;;
@@ -689,16 +702,7 @@ mma)
       WAVEFRONT_GEMV_MMA=1 WAVEFRONT_GEMV_MMA_NO_LDS=1 bench "$shape-mma-nolds" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32
     done
     for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
-    if [ "${GEMV_BENCH:-1}" = 1 ]; then  # the GEMV microbench (per projection), both modes
-      for on in 1 0; do
-        start=$SECONDS
-        WAVEFRONT_GEMV_MMA=$on timeout 150 bin/wavefront bench --gemv --backend gpu \
-          --json "$OUT/bench-gemv-mma$on.json" --markdown "$OUT/bench-gemv-mma$on.md" >"$OUT/bench-gemv-mma$on.log" 2>&1
-        echo "| bench --gemv (WAVEFRONT_GEMV_MMA=$on) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-        finish
-      done
-      grep -hE "^\| [a-z]" "$OUT"/bench-gemv-mma1.md | head -20
-    fi
+    [ "${GEMV_BENCH:-1}" = 1 ] && gemv_bench_modes
   else
     default_model
     export WAVEFRONT_GEMV_MMA=1
@@ -736,14 +740,7 @@ attn-rows)
     finish
     run_test gpu_graph; finish
     WAVEFRONT_GEMV_MMA=1 run_test gpu_graph; finish
-    for on in 1 0; do
-      start=$SECONDS
-      WAVEFRONT_GEMV_MMA=$on timeout 150 bin/wavefront bench --gemv --backend gpu \
-        --json "$OUT/bench-gemv-mma$on.json" --markdown "$OUT/bench-gemv-mma$on.md" >"$OUT/bench-gemv-mma$on.log" 2>&1
-      echo "| bench --gemv (WAVEFRONT_GEMV_MMA=$on) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-      finish
-    done
-    grep -hE "^\| [a-z]" "$OUT"/bench-gemv-mma1.md | head -20
+    gemv_bench_modes
     ;;
   bench)
     for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
