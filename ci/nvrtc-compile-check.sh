@@ -5,9 +5,9 @@
 # syntax NVRTC rejects, static shared memory past 48 KiB, ...) fails here, on a machine with no
 # GPU, instead of in a device session. Prints the sm_90 registers / spills / shared memory table.
 #
-# NVRTC and ptxas come from NVIDIA's PyPI wheels (nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12,
-# pinned), unpacked into target/nvrtc (no CUDA toolkit, no driver needed). The device sessions
-# use the device's own NVRTC (CUDA 13): that one stays the authority.
+# NVRTC and ptxas come from NVIDIA's PyPI wheels (nvidia-cuda-nvrtc, nvidia-cuda-nvcc, pinned to
+# CUDA 13.0, the H200's NVRTC), unpacked into target/nvrtc (no CUDA toolkit, no driver needed).
+# The device's own NVRTC stays the authority.
 #
 # Usage: ci/nvrtc-compile-check.sh [--kernels DIR] [--arch sm_XX ...]
 set -euo pipefail
@@ -24,18 +24,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-VERSION=12.9.86
+VERSION=13.0.88
 DIR="$ROOT/target/nvrtc"
-NVRTC="$DIR/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
-PTXAS="$DIR/nvidia/cuda_nvcc/bin/ptxas"
+NVRTC="$DIR/nvidia/cu13/lib/libnvrtc.so.13"
+PTXAS="$DIR/nvidia/cu13/bin/ptxas"
 if [ ! -f "$NVRTC" ] || [ ! -x "$PTXAS" ] || [ "$(cat "$DIR/version" 2>/dev/null)" != "$VERSION" ]; then
-  echo "+ pip download nvidia-cuda-nvrtc-cu12==$VERSION nvidia-cuda-nvcc-cu12==$VERSION into $DIR"
+  echo "+ pip download nvidia-cuda-nvrtc==$VERSION nvidia-cuda-nvcc==$VERSION into $DIR"
   rm -rf "$DIR"
   mkdir -p "$DIR/wheels"
   # pip from a virtual environment (python3-venv; Debian's python3 has no pip of its own)
   python3 -m venv "$DIR/venv"
   "$DIR/venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$DIR/wheels" \
-    "nvidia-cuda-nvrtc-cu12==$VERSION" "nvidia-cuda-nvcc-cu12==$VERSION"
+    "nvidia-cuda-nvrtc==$VERSION" "nvidia-cuda-nvcc==$VERSION"
   for w in "$DIR"/wheels/*.whl; do
     python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$w" "$DIR"
   done
@@ -44,5 +44,7 @@ if [ ! -f "$NVRTC" ] || [ ! -x "$PTXAS" ] || [ "$(cat "$DIR/version" 2>/dev/null
   rm -rf "$DIR/wheels" "$DIR/venv"
 fi
 
-python3 "$ROOT/ci/nvrtc-compile.py" --nvrtc "$NVRTC" --ptxas "$PTXAS" --kernels "$KERNELS" \
+# (NVRTC 13 opens its builtins library by name: from beside it.)
+LD_LIBRARY_PATH="$(dirname "$NVRTC")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  python3 "$ROOT/ci/nvrtc-compile.py" --nvrtc "$NVRTC" --ptxas "$PTXAS" --kernels "$KERNELS" \
   --out "$ROOT/target/nvrtc-compile-check" "${ARCHS[@]}"
