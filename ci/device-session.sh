@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1104,6 +1104,30 @@ serve-gpu)
   grep -E "^\| (tg|pp)" "$OUT/bench-smollm2-batch.md"
   cat "$OUT/serve-smollm2.md"
   tail -5 "$OUT/serve-smollm2.log"
+  cat "$OUT/summary.md"
+  ;;
+serve-shape)
+  # Issue 11's serving target on its own terms: `wavefront serve --shape llama-3.2-1b` (random
+  # bf16 weights in the 1B shape, the default model's tokenizer padded to its vocabulary) under
+  # 1, 4, 16 and 64 concurrent streaming clients, with the default GEMV kernels and with the
+  # matrix-core ones (WAVEFRONT_GEMV_MMA=1: every row of a batch through the same kernel, so
+  # batch invariance holds in either mode). Carry .device/ops with .device/m1, then .device/m2,
+  # then .device/m3 and this stage (the tokenizer's model in three parts, as serve-gpu).
+  unpack .device/ops
+  model_from_parts
+  begin_summary
+  gpu_info
+  shape=${SHAPE:-llama-3.2-1b}
+  for mma in 0 1; do
+    start=$SECONDS
+    WAVEFRONT_GEMV_MMA=$mma timeout 280 bin/wavefront bench --serve --shape "$shape" --backend gpu \
+      --streams "${STREAMS:-1,4,16,64}" --tg 128 --reps 3 --json "$OUT/serve-$shape-mma$mma.json" \
+      --markdown "$OUT/serve-$shape-mma$mma.md" >"$OUT/serve-$shape-mma$mma.log" 2>&1
+    echo "| bench --serve --shape $shape (WAVEFRONT_GEMV_MMA=$mma) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    finish
+    cat "$OUT/serve-$shape-mma$mma.md"
+    grep -E "error|panicked" "$OUT/serve-$shape-mma$mma.log" | head -5
+  done
   cat "$OUT/summary.md"
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;

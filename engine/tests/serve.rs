@@ -552,6 +552,45 @@ fn the_serving_bench_reports_every_stream_count() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--streams takes counts of at least 1"));
 }
 
+#[test]
+fn the_serving_bench_serves_random_weights_in_a_named_shape() {
+    // Issue 11's serving figure is taken on the Llama-3.2-1B shape's random weights; here the
+    // smallest shape on the CPU: every request runs to its max_tokens (no end of text).
+    let out = Command::new(env!("CARGO_BIN_EXE_wavefront"))
+        .args([
+            "bench",
+            "--serve",
+            "--backend",
+            "cpu",
+            "--shape",
+            "smollm2-135m",
+        ])
+        .args(["--streams", "1,2", "--reps", "1", "--tg", "6"])
+        .env("WAVEFRONT_GPU", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("model: smollm2-135m-random"), "{stdout}");
+    assert!(stdout.contains("| 1 | 1 | 6 |"), "{stdout}");
+    assert!(stdout.contains("| 2 | 2 | 12 |"), "{stdout}");
+    // A shape nobody knows is refused before a server starts; --model and --shape exclude
+    // each other.
+    let bad = Command::new(env!("CARGO_BIN_EXE_wavefront"))
+        .args(["bench", "--serve", "--shape", "llama-9b"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown model shape `llama-9b`"));
+    let both = Command::new(env!("CARGO_BIN_EXE_wavefront"))
+        .args(["serve", "--shape", "smollm2-135m", "--model", "smollm2"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
 /// A prompt of `n` tokens (a long counting text, cut), and `tail` appended.
 fn long_prompt(n: usize, tail: &str) -> Vec<u32> {
     let text: String = (1..2000).map(|i| format!("{i}, ")).collect();

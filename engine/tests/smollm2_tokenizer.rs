@@ -96,3 +96,25 @@ fn config_matches_transformers() {
     assert_eq!(tok.vocab_size(), c.vocab_size);
     assert!(tok.is_eos(n("eos_token_id") as u32));
 }
+
+#[test]
+fn padding_the_vocabulary_gives_every_new_id_its_own_text_and_leaves_the_rest_alone() {
+    // `serve --shape llama-3.2-1b` speaks through this tokenizer padded to 128256 ids.
+    let path = wavefront::fetch::default_model().expect("the default model");
+    let mut tok = wavefront::load(&path).unwrap().tokenizer.unwrap();
+    let text = "1, 2, 3, 4, 5, the quick brown fox <|im_end|>";
+    let before = tok.encode(text, true).unwrap();
+    let decoded = tok.decode(&before, false).unwrap();
+    let have = tok.vocab_size();
+    assert_eq!(have, 49152);
+    tok.pad_vocab(128256).unwrap();
+    assert_eq!(tok.vocab_size(), 128256);
+    assert_eq!(tok.encode(text, true).unwrap(), before);
+    for id in [have as u32, 90000, 128255] {
+        assert_eq!(tok.id_to_token(id), Some(format!("<r{id}>")));
+        assert_eq!(tok.decode(&[id], true).unwrap(), format!("<r{id}>"));
+    }
+    assert_eq!(tok.decode(&before, false).unwrap(), decoded);
+    // Never shrinks.
+    assert!(tok.pad_vocab(1000).is_err());
+}

@@ -108,6 +108,12 @@ struct ServeArgs {
     /// smollm2, SmolLM2-135M-Instruct).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Serve random bf16 weights in a real model's shape instead (for benchmarks:
+    /// smollm2-135m, llama-3.2-1b, llama-3.1-8b): text through the default model's tokenizer,
+    /// its vocabulary padded to the shape's with tokens `<rN>`; no end-of-text token, so
+    /// every request runs to its max_tokens.
+    #[arg(long, conflicts_with_all = ["model", "draft"])]
+    shape: Option<String>,
     /// Address to listen on: an IP address or localhost. A non-loopback address needs
     /// --api-key (or --insecure-public).
     #[arg(long, default_value = "127.0.0.1")]
@@ -237,11 +243,11 @@ struct BenchArgs {
     #[arg(long, value_delimiter = ',', requires = "attention")]
     prefill_len: Vec<usize>,
     /// Instead of the model benchmark: `wavefront serve` (started here on a free loopback
-    /// port with `--model`, `--backend`, `--kernels`, `--kv-type`) under each `--streams`
+    /// port with `--model` or `--shape`, `--backend`, `--kernels`, `--kv-type`) under each `--streams`
     /// count of concurrent clients, each sending `--reps` greedy streamed completions of
     /// `--tg` tokens in a row: aggregate tok/s, per-stream tok/s, time to first text and the
     /// gaps between text chunks (p50, p99).
-    #[arg(long, conflicts_with_all = ["shape", "pp", "depth", "gemv", "attention", "quant"])]
+    #[arg(long, conflicts_with_all = ["pp", "depth", "gemv", "attention", "quant"])]
     serve: bool,
     /// Concurrent clients of `--serve`, comma-separated (each at least 1).
     #[arg(
@@ -590,8 +596,15 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let lookup = lookup_settings(args.spec.lookup, args.spec.lookup_ngram)?;
     let draft_params = draft_settings(args.spec.draft.as_ref(), args.spec.draft_k)?;
+    let shape = match &args.shape {
+        Some(s) => Some((s, wavefront::formats::random::shape(s)?)),
+        None => None,
+    };
     let gpu = select_gpu(args.backend, args.kernels.as_ref())?;
-    let mut model = load(args.model.clone())?;
+    let mut model = match shape {
+        Some((name, config)) => random_served(name, config)?,
+        None => load(args.model.clone())?,
+    };
     let draft = load_draft(args.spec.draft.as_ref(), &model)?;
     opts.model_id = wavefront::serve::model_id(&model.path);
     let mut tokenizer = model
@@ -624,6 +637,26 @@ fn serve(args: ServeArgs) -> Result<()> {
             serve_engine(&engine, d.as_ref(), spec, tokenizer, &args, &opts)
         }
     }
+}
+
+/// `serve --shape`: random bf16 weights in `config`'s shape, named `{name}-random`, speaking
+/// through the default model's tokenizer padded to the shape's vocabulary. Random weights know
+/// no end of text: the tokenizer's end-of-text ids are dropped, so generation runs to each
+/// request's max_tokens.
+fn random_served(name: &str, config: wavefront::ModelConfig) -> Result<LoadedModel> {
+    let vocab = config.vocab_size;
+    let mut tokenizer = load(None)?
+        .tokenizer
+        .context("the default model carries no tokenizer")?;
+    tokenizer
+        .pad_vocab(vocab)
+        .with_context(|| format!("--shape {name}"))?;
+    tokenizer.special.eos_token_ids.clear();
+    eprintln!("[generating random {name} weights]");
+    let mut model = wavefront::formats::random::random_model(config, 1, DType::BF16);
+    model.path = format!("{name}-random").into();
+    model.tokenizer = Some(tokenizer);
+    Ok(model)
 }
 
 /// `serve`'s speculation flags, checked.
@@ -937,6 +970,10 @@ fn bench_serve(args: &BenchArgs) -> Result<()> {
         .args(["--context", &context.to_string()]);
     if let Some(m) = &args.model {
         cmd.arg("--model").arg(m);
+    }
+    if let Some(s) = &args.shape {
+        wavefront::formats::random::shape(s)?; // a bad name fails before a server starts
+        cmd.arg("--shape").arg(s);
     }
     if let Some(k) = &args.kernels {
         cmd.arg("--kernels").arg(k);

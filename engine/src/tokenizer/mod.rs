@@ -80,6 +80,32 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Pads the vocabulary to `vocab` ids with plain added tokens `<rN>` (N the id), so that
+    /// a model with a larger vocabulary than this tokenizer's (random weights in a real
+    /// model's shape, `serve --shape`) has text for every id it can generate. An error when the
+    /// vocabulary is larger than `vocab` already or the new ids would not be consecutive.
+    pub fn pad_vocab(&mut self, vocab: usize) -> Result<()> {
+        let have = self.vocab_size();
+        if have > vocab {
+            return Err(Error::Tokenizer(format!(
+                "cannot pad a vocabulary of {have} tokens to {vocab}"
+            )));
+        }
+        let pads: Vec<tokenizers::AddedToken> = (have..vocab)
+            .map(|id| tokenizers::AddedToken::from(format!("<r{id}>"), false))
+            .collect();
+        self.inner.add_tokens(&pads);
+        let first_ok =
+            have == vocab || self.token_to_id(&format!("<r{have}>")) == Some(have as u32);
+        if self.vocab_size() != vocab || !first_ok {
+            return Err(Error::Tokenizer(format!(
+                "padding a vocabulary of {have} tokens to {vocab} gave {} tokens",
+                self.vocab_size()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
