@@ -268,12 +268,37 @@ pub struct Sequence<B: Backend> {
     /// One row's tensors for [`Engine::forward_as_steps`] (where a backend that cannot address
     /// a row of the chunk in place runs its attention), made on first use.
     row_scratch: Option<Scratch<B>>,
+    /// [`Engine::forward_as_steps`]'s device-side tokens and positions (on backends that have
+    /// them), made on first use, and its passes captured with them, one per row count (the
+    /// newest [`STEPS_GRAPHS`]); dropped with the scratch they point into.
+    steps_input: Option<B::StepsInput>,
+    steps_graphs: Vec<StepsGraph<B>>,
+    /// Forwards as steps, and of them replays of a captured pass.
+    steps_passes: usize,
+    steps_replays: usize,
 }
+
+/// A captured [`Engine::forward_as_steps`] pass of `rows` rows over the sequence's buffers as
+/// they were ([`Sequence::buffers`]).
+struct StepsGraph<B: Backend> {
+    rows: usize,
+    buffers: u64,
+    graph: B::Graph,
+}
+
+/// The most captured forwards as steps a sequence keeps: one per draft length an adaptive
+/// speculation comes back to.
+const STEPS_GRAPHS: usize = 8;
 
 impl<B: Backend> Sequence<B> {
     /// `(decode steps queued, of which graph replays)` since the last `begin_decode`.
     pub fn decode_counts(&self) -> (usize, usize) {
         (self.decode_steps, self.replays)
+    }
+
+    /// `(forwards as steps, of which replays of a captured pass)` over the sequence's life.
+    pub fn steps_counts(&self) -> (usize, usize) {
+        (self.steps_passes, self.steps_replays)
     }
 
     /// The one-row scratch and the step state a batched decode row uses.
@@ -291,6 +316,13 @@ pub fn verify_prefill() -> bool {
     static PREFILL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PREFILL
         .get_or_init(|| std::env::var("WAVEFRONT_VERIFY_PREFILL").is_ok_and(|v| v.trim() == "1"))
+}
+
+/// `WAVEFRONT_NO_VERIFY_GRAPH=1`: [`Engine::forward_as_steps`] launches every pass instead of
+/// replaying a captured one (for A/B measurements; the same bits), read once.
+pub fn verify_graphs() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !std::env::var("WAVEFRONT_NO_VERIFY_GRAPH").is_ok_and(|v| v.trim() == "1"))
 }
 
 fn not_decoding() -> Error {
@@ -319,10 +351,13 @@ enum Rows<'a, 's, B: Backend> {
     /// [`Backend::invariant_rows`]), row i's RoPE, KV write and attention as a decode row at
     /// position `cache.len() + i`, through `one` where the backend cannot address the row in
     /// place.
+    /// With `input`, the tokens and positions are read from it on the device (a pass that is
+    /// captured and replayed later); `tokens` then gives only their number.
     Steps {
         cache: &'a mut KvCache<B::Tensor>,
         tokens: &'a [u32],
         one: &'a mut Scratch<B>,
+        input: Option<&'a B::StepsInput>,
     },
     Batch(&'a mut [&'s mut Sequence<B>]),
 }
@@ -640,6 +675,10 @@ impl<B: Backend> Engine<B> {
             replays: 0,
             row_scratch: None,
             buffers: next_buffers_serial(),
+            steps_input: None,
+            steps_graphs: Vec::new(),
+            steps_passes: 0,
+            steps_replays: 0,
         })
     }
 
@@ -653,6 +692,7 @@ impl<B: Backend> Engine<B> {
         }
         // A captured step points into the old scratch.
         seq.graph = None;
+        seq.steps_graphs.clear();
         seq.buffers = next_buffers_serial();
         seq.scratch = Some(self.alloc_scratch(seq.scratch.as_ref(), rows, logit_rows)?);
         Ok(())
@@ -741,28 +781,101 @@ impl<B: Backend> Engine<B> {
             seq.row_scratch = Some(self.alloc_scratch(None, 1, 1)?);
         }
         seq.logits_ready = 0;
+        // With graphs on, where the backend reads the rows' tokens and positions on the device,
+        // the pass is captured once per row count and replayed (written first: a replay at a
+        // later position with other tokens computes what a fresh pass would).
+        let device_input = self.options.graphs
+            && verify_graphs()
+            && self
+                .backend
+                .steps_input_takes(&self.steps_shape(n), seq.cache.layout().dtype);
+        if device_input && seq.steps_input.is_none() {
+            seq.steps_input = self.backend.steps_input(self.decode_batch_rows())?;
+        }
         let Sequence {
             cache,
             scratch,
             row_scratch,
+            steps_input,
+            steps_graphs,
+            buffers,
             ..
         } = seq;
         let s = scratch.as_mut().expect("allocated above");
         let one = row_scratch.as_mut().expect("allocated above");
-        self.backend.invariant_rows(&mut || {
-            let rows = Rows::Steps {
-                cache: &mut *cache,
-                tokens,
-                one: &mut *one,
-            };
-            self.queue_forward(rows, s, Some((0, n)), None)
-        })?;
+        let input = steps_input.as_ref().filter(|_| device_input);
+        if let Some(i) = input {
+            let vocab = self.config.vocab_size;
+            self.backend
+                .set_steps_input(i, tokens, cache.len(), vocab)?;
+        }
+        let found = steps_graphs
+            .iter()
+            .position(|g| g.rows == n && g.buffers == *buffers)
+            .filter(|_| input.is_some());
+        let replayed = match found {
+            Some(g) => {
+                self.backend.replay_graph(&steps_graphs[g].graph)?;
+                true
+            }
+            None => {
+                let mut work = || {
+                    self.backend.invariant_rows(&mut || {
+                        let rows = Rows::Steps {
+                            cache: &mut *cache,
+                            tokens,
+                            one: &mut *one,
+                            input,
+                        };
+                        self.queue_forward(rows, s, Some((0, n)), None)
+                    })
+                };
+                let captured = match input {
+                    Some(_) => self.backend.capture_graph(&mut work)?,
+                    None => None,
+                };
+                match captured {
+                    Some(graph) => {
+                        self.backend.replay_graph(&graph)?;
+                        if steps_graphs.len() == STEPS_GRAPHS {
+                            steps_graphs.remove(0);
+                        }
+                        steps_graphs.push(StepsGraph {
+                            rows: n,
+                            buffers: *buffers,
+                            graph,
+                        });
+                    }
+                    None => work()?,
+                }
+                false
+            }
+        };
+        seq.steps_passes += 1;
+        seq.steps_replays += usize::from(replayed);
         seq.cache.advance(n)?;
         seq.logits_ready = n;
         let s = seq.scratch.as_ref().expect("allocated above");
-        let mut v = self.backend.download_f32(&s.logits)?;
-        v.truncate(n * self.config.vocab_size);
-        Ok(v)
+        // Only the pass's rows: the scratch may hold more from an earlier, longer pass.
+        self.backend
+            .download_range_f32(&s.logits, 0, n * self.config.vocab_size)
+    }
+
+    /// The attention shape of a forward as `rows` steps (layer 0's: what decides whether the
+    /// backend reads its positions on the device; every layer has the same heads and dims).
+    fn steps_shape(&self, rows: usize) -> AttentionParams {
+        let c = &self.config;
+        AttentionParams {
+            layer: 0,
+            pos0: 0,
+            rows,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            window: c.layer_window(0),
+            score_scale: c.attn_scale(),
+            softcap: c.attn_logit_softcap,
+        }
     }
 
     /// A speculative verification's forward: every row's logits (rows, vocab) of `tokens` at
@@ -1216,6 +1329,11 @@ impl<B: Backend> Engine<B> {
             scale: c.embed_scale.unwrap_or(1.0),
         };
         match &mut rows {
+            Rows::Steps {
+                tokens,
+                input: Some(input),
+                ..
+            } => b.embedding_steps_input(&self.embed, input, tokens.len(), &mut s.x, ep)?,
             Rows::One {
                 input: Input::Tokens(tokens),
                 ..
@@ -1308,11 +1426,20 @@ impl<B: Backend> Engine<B> {
                 }
                 // Row i as the decode step at position pos0 + i computes it (after the rows
                 // before it wrote their K/V).
-                Rows::Steps { cache, one, .. } => {
+                Rows::Steps {
+                    cache, one, input, ..
+                } => {
                     let f = inv_freq(cache.capacity());
                     let p = ap(cache.len(), n);
                     let (q, k, v) = (&s.q, &s.k, &s.v);
-                    b.rope_attention_steps(q, k, v, &mut s.attn, one.row(), f, cache, p)?;
+                    match input {
+                        Some(i) => {
+                            b.rope_attention_steps_input(q, k, v, &mut s.attn, f, cache, p, i)?
+                        }
+                        None => {
+                            b.rope_attention_steps(q, k, v, &mut s.attn, one.row(), f, cache, p)?
+                        }
+                    }
                 }
                 // Row i over sequence i's cache at its step's position (through its one-row
                 // scratch where the backend cannot address the row in place).

@@ -216,3 +216,53 @@ fn batched_passes_replay_captured_graphs_and_keep_each_sequences_tokens() {
         );
     }
 }
+
+/// A verification's forward as decode steps (`Engine::forward_as_steps`) is captured once per
+/// row count and replayed with the tokens and positions written on the device before it: after
+/// rollbacks to other lengths, with other tokens and draft lengths that come back, every row's
+/// logits equal, bit for bit, the same passes launched uncaptured (`EngineOptions::graphs`
+/// off), and the KV they leave is the same (the next pass reads it).
+#[test]
+fn verifications_replay_captured_passes_bit_for_bit() {
+    use wavefront::formats::random::{random_model, shape};
+    use wavefront::{Engine, EngineOptions, Logits};
+    let Some(b1) = gpu() else { return };
+    let Some(b2) = gpu() else { return };
+    let model = random_model(shape("smollm2-135m").unwrap(), 7, DType::BF16);
+    let with = |graphs| EngineOptions {
+        graphs,
+        ..Default::default()
+    };
+    let captured = Engine::new(b1, &model, with(true)).unwrap();
+    let direct = Engine::new(b2, &model, with(false)).unwrap();
+    let prompt: Vec<u32> = (0..11).map(|i| 500 + 91 * i).collect();
+    // (draft tokens, rows kept after the pass): lengths 5, 3 and 8 rows come back.
+    let plan: Vec<(Vec<u32>, usize)> = (0..9)
+        .map(|r| {
+            let rows = [5, 5, 3, 5, 8, 3, 8, 5, 5][r];
+            let tokens = (0..rows)
+                .map(|i| (7 + 331 * r + 53 * i) as u32 % 49152)
+                .collect();
+            (tokens, (r * 7) % (rows + 1))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for e in [&captured, &direct] {
+        let mut seq = e.new_sequence(prompt.len() + 9 * 8 + 1).unwrap();
+        e.forward(&mut seq, &prompt, Logits::Last).unwrap();
+        let mut rounds = Vec::new();
+        for (tokens, keep) in &plan {
+            let len = seq.cache.len();
+            rounds.push(e.forward_as_steps(&mut seq, tokens).unwrap());
+            seq.cache.rollback_to(len + keep).unwrap();
+        }
+        out.push((rounds, seq.steps_counts()));
+    }
+    for (r, (a, b)) in out[0].0.iter().zip(&out[1].0).enumerate() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(a), bits(b), "round {r}: captured vs uncaptured logits");
+    }
+    // Three row counts captured, the other six passes replays; none uncaptured.
+    assert_eq!(out[0].1, (9, 6));
+    assert_eq!(out[1].1, (9, 0));
+}

@@ -220,6 +220,9 @@ pub trait Backend: Send + Sync + Sized {
     type Step: Send + Sync;
     /// Work recorded by [`Backend::capture_graph`].
     type Graph: Send + Sync;
+    /// Device memory holding the tokens and positions of a pass of one sequence's rows as its
+    /// decode steps ([`Backend::steps_input`]).
+    type StepsInput: Send + Sync;
 
     /// Short name used in reports and errors ("cpu", "gpu").
     fn name(&self) -> &'static str;
@@ -653,6 +656,64 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()> {
         row_by_row::steps(self, q, k, v, out, one, inv_freq, cache, p)
     }
+    /// Device memory for the tokens and positions of up to `rows` rows of one sequence as its
+    /// decode steps, so that such a pass (a verification) reads them on the device and can be
+    /// captured once and replayed at later positions with other tokens:
+    /// [`Backend::set_steps_input`] writes them, [`Backend::embedding_steps_input`] and
+    /// [`Backend::rope_attention_steps_input`] read them. `Ok(None)` where the backend takes
+    /// them from the host (the default; such a pass is not captured).
+    fn steps_input(&self, rows: usize) -> Result<Option<Self::StepsInput>> {
+        let _ = rows;
+        Ok(None)
+    }
+    /// Writes `tokens` (at most the input's rows, each below `vocab`) and their positions
+    /// `pos0 ..` into `input`, in stream order: the pass queued or replayed after reads them.
+    fn set_steps_input(
+        &self,
+        input: &Self::StepsInput,
+        tokens: &[u32],
+        pos0: usize,
+        vocab: usize,
+    ) -> Result<()> {
+        let _ = (input, tokens, pos0, vocab);
+        Err(no_steps_input(self.name()))
+    }
+    /// Whether [`Backend::rope_attention_steps_input`] takes `p.rows` rows of `p`'s shape over a
+    /// KV arena of `kv` (default: never).
+    fn steps_input_takes(&self, p: &AttentionParams, kv: DType) -> bool {
+        let _ = (p, kv);
+        false
+    }
+    /// [`Backend::embedding`] of the first `n` tokens of `input`.
+    fn embedding_steps_input(
+        &self,
+        table: &Self::Tensor,
+        input: &Self::StepsInput,
+        n: usize,
+        out: &mut Self::Tensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        let _ = (table, input, n, out, p);
+        Err(no_steps_input(self.name()))
+    }
+    /// [`Backend::rope_attention_steps`] with row i's position read from `input` on the device
+    /// (where a captured pass is replayed later; `p.pos0` is the position at queueing, checked
+    /// on the host). Only where [`Backend::steps_input_takes`] says so.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention_steps_input(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        out: &mut Self::Tensor,
+        inv_freq: &Self::Tensor,
+        cache: &mut KvCache<Self::Tensor>,
+        p: AttentionParams,
+        input: &Self::StepsInput,
+    ) -> Result<()> {
+        let _ = (q, k, v, out, inv_freq, cache, p, input);
+        Err(no_steps_input(self.name()))
+    }
     /// Samples from row `row` of `logits (.., vocab)`; only the id crosses to the host.
     fn sample(
         &self,
@@ -663,6 +724,12 @@ pub trait Backend: Send + Sync + Sized {
         history: &[u32],
         coin: f32,
     ) -> Result<u32>;
+}
+
+fn no_steps_input(backend: &str) -> Error {
+    Error::InvalidRequest(format!(
+        "the {backend} backend reads a pass's tokens and positions from the host (no steps input)"
+    ))
 }
 
 /// One sequence's one-row tensors (`q`, `out` of `n_heads·head_dim`, `k`, `v` of

@@ -112,6 +112,7 @@ impl Backend for CpuBackend {
     /// No graphs on the CPU: [`Backend::capture_graph`] returns `None` and the engine queues the
     /// work itself.
     type Graph = ();
+    type StepsInput = ();
 
     fn name(&self) -> &'static str {
         "cpu"

@@ -108,6 +108,56 @@ impl Drop for GpuBuffer {
     }
 }
 
+/// The tokens and positions of a pass of one sequence's rows as its decode steps, on the
+/// device (`Backend::StepsInput`): `rows` i32 ids (the embedding's), then, 8-byte aligned, one
+/// record a row, `(token, pos)` i32s: the first two words of a step block, of which the
+/// decode-attention kernels read the position.
+pub struct StepsInput {
+    buf: GpuBuffer,
+    rows: usize,
+}
+
+impl StepsInput {
+    fn new(vendor: &Arc<dyn Vendor>, rows: usize) -> Result<Self> {
+        Ok(StepsInput {
+            buf: GpuBuffer::new(vendor, Self::records_at(rows) + 8 * rows.max(1))?,
+            rows,
+        })
+    }
+
+    fn records_at(rows: usize) -> usize {
+        (4 * rows).next_multiple_of(8)
+    }
+
+    /// The most rows it holds.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn ids_ptr(&self) -> DevicePtr {
+        self.buf.ptr
+    }
+
+    /// Row `r`'s record (a step block's token and position words).
+    pub(crate) fn record_ptr(&self, r: usize) -> DevicePtr {
+        self.buf.ptr + (Self::records_at(self.rows) + 8 * r) as DevicePtr
+    }
+
+    /// The bytes that write `tokens` at positions `pos0 ..`.
+    fn bytes(&self, tokens: &[u32], pos0: usize) -> Result<Vec<u8>> {
+        let mut b = vec![0u8; Self::records_at(self.rows) + 8 * tokens.len()];
+        for (i, &t) in tokens.iter().enumerate() {
+            let pos = i32::try_from(pos0 + i)
+                .map_err(|_| bad("steps_input", format!("position {} past i32", pos0 + i)))?;
+            b[4 * i..4 * i + 4].copy_from_slice(&(t as i32).to_le_bytes());
+            let r = Self::records_at(self.rows) + 8 * i;
+            b[r..r + 4].copy_from_slice(&(t as i32).to_le_bytes());
+            b[r + 4..r + 8].copy_from_slice(&pos.to_le_bytes());
+        }
+        Ok(b)
+    }
+}
+
 /// A device tensor: `len` elements of `dtype` in one allocation. A GGUF block type is held in
 /// the split layout of `kernels/qgemv.hip` ([`quant`]), one segment per stacked part (a mixed
 /// stack's parts have their own types; `dtype` is the first part's).
@@ -325,7 +375,54 @@ pub struct GpuBackend {
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
+    /// Page-locked memory the large f32 downloads (a verification's rows of logits) come
+    /// through, grown as needed.
+    pinned: Mutex<Pinned>,
 }
+
+/// Page-locked host memory of `bytes` bytes (none yet while `ptr` is null).
+struct Pinned {
+    vendor: Arc<dyn Vendor>,
+    ptr: *mut u8,
+    bytes: usize,
+}
+
+// SAFETY: `ptr` is owned page-locked memory used only under the backend's lock (a copy into
+// it is waited for before the lock is released) and freed once, on drop.
+unsafe impl Send for Pinned {}
+unsafe impl Sync for Pinned {}
+
+impl Pinned {
+    /// At least `bytes` of it (reallocated, larger, when it holds less).
+    fn at_least(&mut self, bytes: usize) -> Result<*mut u8> {
+        if self.bytes < bytes {
+            self.free();
+            let want = bytes.next_power_of_two();
+            self.ptr = self.vendor.host_alloc(want)?;
+            self.bytes = want;
+        }
+        Ok(self.ptr)
+    }
+
+    fn free(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: from host_alloc; every copy into it was waited for; host_free waits for
+            // the stream too.
+            let _ = unsafe { self.vendor.host_free(self.ptr) };
+            self.ptr = std::ptr::null_mut();
+            self.bytes = 0;
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
+/// f32 downloads of at least this many bytes go through page-locked memory.
+const PINNED_MIN_BYTES: usize = 1 << 18;
 
 impl GpuBackend {
     /// Whether a product of `rows` rows of `w_dtype` weights takes the GEMV kernels
@@ -452,6 +549,11 @@ impl GpuBackend {
         let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
         let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
         let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
+        let pinned = Mutex::new(Pinned {
+            vendor: Arc::clone(&vendor),
+            ptr: std::ptr::null_mut(),
+            bytes: 0,
+        });
         Ok(GpuBackend {
             vendor,
             wave,
@@ -472,6 +574,7 @@ impl GpuBackend {
             gemv_mma_lds,
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
+            pinned,
         })
     }
 
@@ -754,6 +857,7 @@ impl Backend for GpuBackend {
     type Tensor = GpuTensor;
     type Step = step::GpuStep;
     type Graph = Graph;
+    type StepsInput = StepsInput;
 
     fn name(&self) -> &'static str {
         "gpu"
@@ -890,6 +994,23 @@ impl Backend for GpuBackend {
             let mut out = vec![0.0; n];
             kv_quant::read(&bytes, start - first * kv_quant::SUPER, &mut out);
             return Ok(out);
+        }
+        if t.dtype == DType::F32 && 4 * n >= PINNED_MIN_BYTES {
+            let mut pinned = self
+                .pinned
+                .lock()
+                .map_err(|_| bad("download", "pinned memory lock poisoned".into()))?;
+            let host = pinned.at_least(4 * n)?;
+            // SAFETY: `host` holds ≥ 4n bytes, read only after the stream is synchronized
+            // below, under the lock; the range was checked against the tensor.
+            unsafe { self.vendor.dtoh_async(host, t.ptr_at(start), 4 * n)? };
+            self.vendor.synchronize()?;
+            // SAFETY: the copy above is complete and wrote these 4n bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(host, 4 * n) };
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect());
         }
         let mut bytes = vec![0u8; n * t.dtype.block_bytes()];
         self.vendor.dtoh(&mut bytes, t.ptr_at(start))?;
@@ -1148,7 +1269,96 @@ impl Backend for GpuBackend {
         if !self.fuse_attention || !self.attention_rows || !fused || p.rows < 2 {
             return crate::backend::row_by_row::steps(self, q, k, v, out, one, inv_freq, cache, p);
         }
-        ops::decode_attention::rope_attention_steps(self, q, k, v, out, inv_freq, cache, p)
+        ops::decode_attention::rope_attention_steps(self, q, k, v, out, inv_freq, cache, p, None)
+    }
+
+    fn steps_input(&self, rows: usize) -> Result<Option<StepsInput>> {
+        if rows == 0 {
+            return Err(bad("steps_input", "a steps input of 0 rows".into()));
+        }
+        StepsInput::new(&self.vendor, rows).map(Some)
+    }
+
+    fn set_steps_input(
+        &self,
+        input: &StepsInput,
+        tokens: &[u32],
+        pos0: usize,
+        vocab: usize,
+    ) -> Result<()> {
+        const OP: &str = "steps_input";
+        if tokens.is_empty() || tokens.len() > input.rows {
+            return Err(bad(
+                OP,
+                format!(
+                    "{} tokens into a steps input of {} rows",
+                    tokens.len(),
+                    input.rows
+                ),
+            ));
+        }
+        if let Some((i, t)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= vocab)
+        {
+            return Err(bad(
+                OP,
+                format!("token id {t} at index {i} is outside the vocabulary ({vocab})"),
+            ));
+        }
+        // The ids and as many records as tokens: one copy, in stream order.
+        self.vendor
+            .htod(input.ids_ptr(), &input.bytes(tokens, pos0)?)
+    }
+
+    fn steps_input_takes(&self, p: &AttentionParams, kv: DType) -> bool {
+        let row = AttentionParams { rows: 1, ..*p };
+        self.fuse_attention
+            && self.attention_rows
+            && p.rows >= 2
+            && ops::decode_attention::fusable(&row, kv)
+    }
+
+    fn embedding_steps_input(
+        &self,
+        table: &GpuTensor,
+        input: &StepsInput,
+        n: usize,
+        out: &mut GpuTensor,
+        p: EmbeddingParams,
+    ) -> Result<()> {
+        ops::embedding::embedding_steps_input(self, table, input, n, out, p)
+    }
+
+    fn rope_attention_steps_input(
+        &self,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        out: &mut GpuTensor,
+        inv_freq: &GpuTensor,
+        cache: &mut KvCache<Self::Tensor>,
+        p: AttentionParams,
+        input: &StepsInput,
+    ) -> Result<()> {
+        if !self.steps_input_takes(&p, cache.layout().dtype) {
+            return Err(bad(
+                "rope_attention",
+                format!("rows of {p:?} do not read their positions from a steps input"),
+            ));
+        }
+        ops::decode_attention::rope_attention_steps(
+            self,
+            q,
+            k,
+            v,
+            out,
+            inv_freq,
+            cache,
+            p,
+            Some(input),
+        )
     }
 
     fn swiglu(

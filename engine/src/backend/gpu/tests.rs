@@ -27,6 +27,11 @@ enum Call {
     Gemm(Gemm),
     /// `allow_dynamic_shared(kernel, bytes)`.
     Shared(String, u32),
+    /// A stream capture begun, ended (the calls between are recorded, not run), a graph
+    /// launched.
+    BeginCapture,
+    EndCapture,
+    Replay,
 }
 
 #[derive(Default)]
@@ -229,14 +234,17 @@ impl Vendor for FakeVendor {
     }
 
     fn begin_capture(&self) -> Result<()> {
+        self.state.lock().unwrap().calls.push(Call::BeginCapture);
         Ok(())
     }
 
     fn end_capture(&self) -> Result<GraphHandle> {
+        self.state.lock().unwrap().calls.push(Call::EndCapture);
         Ok(GraphHandle(1))
     }
 
     fn graph_launch(&self, _: GraphHandle) -> Result<()> {
+        self.state.lock().unwrap().calls.push(Call::Replay);
         Ok(())
     }
 
@@ -1917,4 +1925,206 @@ fn a_verification_writes_its_rows_then_attends_in_one_launch() {
     let (rows, others) = rows_launches(&run(&b, 7, 5).unwrap());
     assert!(rows.is_empty());
     assert_eq!(others, vec!["decode_attention_f16"; 5]);
+}
+
+/// A verification's rows as decode steps, read on the device (`Backend::steps_input`): the
+/// input holds the ids, then a (token, pos) record a row; the rows launches point each row at
+/// its record (the kernel reads its position there, so a captured pass replays at the
+/// positions written before it), the embedding at the ids; bad tokens and too many rows are
+/// refused before anything is written; shapes the rows kernel does not take are refused.
+#[test]
+fn a_verification_reads_its_tokens_and_positions_from_a_steps_input() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let layout = KvLayout {
+        n_layers: 1,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 1024,
+        dtype: DType::F16,
+    };
+    let input = b
+        .steps_input(16)
+        .unwrap()
+        .expect("the GPU reads a steps input");
+    assert_eq!(input.rows(), 16);
+    b.set_steps_input(&input, &[5, 9, 11], 40, 100).unwrap();
+    let mut bytes = vec![0u8; 64 + 3 * 8];
+    v.dtoh(&mut bytes, input.ids_ptr()).unwrap();
+    let words: Vec<i32> = bytes
+        .chunks(4)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(words[..3], [5, 9, 11]);
+    assert_eq!(words[16..], [5, 40, 9, 41, 11, 42]);
+    assert_eq!(input.record_ptr(0), input.ids_ptr() + 64);
+    assert_eq!(input.record_ptr(2), input.ids_ptr() + 80);
+    // Refused before a byte moves.
+    let outside = b.set_steps_input(&input, &[5, 100], 40, 100).unwrap_err();
+    assert!(
+        outside.to_string().contains("token id 100 at index 1"),
+        "{outside}"
+    );
+    assert!(b.set_steps_input(&input, &[1; 17], 0, 100).is_err());
+    assert!(b.set_steps_input(&input, &[], 0, 100).is_err());
+    v.dtoh(&mut bytes, input.ids_ptr()).unwrap();
+    assert_eq!(bytes[..4], 5i32.to_le_bytes());
+
+    let alloc = |n: usize| b.alloc(DType::F32, n).unwrap();
+    let (q, k, vv, f) = (alloc(3 * 256), alloc(3 * 128), alloc(3 * 128), alloc(33));
+    let mut out = alloc(3 * 256);
+    let mut cache = KvCache::new(&b, layout).unwrap();
+    let arena = cache.arena().ptr();
+    v.calls();
+    let p = rows_params(40, 3);
+    assert!(b.steps_input_takes(&p, DType::F16));
+    b.rope_attention_steps_input(&q, &k, &vv, &mut out, &f, &mut cache, p, &input)
+        .unwrap();
+    let (rows, others) = rows_launches(&v.calls());
+    assert!(others.is_empty(), "{others:?}");
+    let recs: Vec<u64> = (0..3).map(|r| input.record_ptr(r)).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (2, (2, 1, 3), 40, vec![arena; 3], recs.clone()),
+            (1, (2, 1, 3), 40, vec![arena; 3], recs),
+        ]
+    );
+    // The embedding reads the ids where they are.
+    let table = b.upload(DType::BF16, &vec![0u8; 100 * 64 * 2]).unwrap();
+    let mut x = alloc(3 * 64);
+    let ep = crate::backend::EmbeddingParams {
+        vocab: 100,
+        hidden: 64,
+        scale: 1.0,
+    };
+    b.embedding_steps_input(&table, &input, 3, &mut x, ep)
+        .unwrap();
+    let calls = v.calls();
+    let [Call::Launch(name, cfg, args)] = &calls[..] else {
+        panic!("{}", calls.len())
+    };
+    assert_eq!(name, "embedding_bf16");
+    assert_eq!(cfg.grid.0, 3);
+    assert!(matches!(args[1], KernelArg::Ptr(p) if p == input.ids_ptr()));
+    assert!(b
+        .embedding_steps_input(&table, &input, 17, &mut x, ep)
+        .is_err());
+    // One row, or the rows kernel off: not read from the input (the engine does not capture).
+    assert!(!b.steps_input_takes(&rows_params(40, 1), DType::F16));
+    assert!(!b.steps_input_takes(&p, DType::F32));
+    b.set_attention_rows(false);
+    assert!(!b.steps_input_takes(&p, DType::F16));
+    let refused = b.rope_attention_steps_input(&q, &k, &vv, &mut out, &f, &mut cache, p, &input);
+    assert!(refused.is_err());
+    assert!(v.calls().is_empty());
+}
+
+/// The engine's verification pass (`Engine::forward_as_steps`) with graphs on: captured once
+/// per row count and replayed (the tokens and positions written to the steps input before,
+/// nothing launched but the graph), each row's attention pointed at its record; with graphs
+/// off every pass is launched, the rows at host-given positions.
+#[test]
+fn forwards_as_steps_are_captured_once_per_row_count_and_replayed() {
+    use crate::{Engine, EngineOptions, Logits};
+    let mut c = crate::formats::random::shape("smollm2-135m").unwrap();
+    (c.hidden_size, c.intermediate_size, c.n_layers) = (256, 512, 2);
+    (c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size) = (4, 2, 64, 512);
+    let model = crate::formats::random::random_model(c, 3, DType::BF16);
+    for graphs in [true, false] {
+        let v = FakeVendor::new(Runtime::Cuda, 32);
+        let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+        let opts = EngineOptions {
+            graphs,
+            ..Default::default()
+        };
+        let e = Engine::new(b, &model, opts).unwrap();
+        let mut seq = e.new_sequence(64).unwrap();
+        e.forward(&mut seq, &[1, 2, 3], Logits::Last).unwrap();
+        v.calls();
+        let plan: [(&[u32], usize); 4] = [
+            (&[4, 5, 6], 1),
+            (&[7, 8, 9], 2),
+            (&[10, 11], 0),
+            (&[12, 13, 14], 3),
+        ];
+        let mut rounds = Vec::new();
+        for (tokens, keep) in plan {
+            let len = seq.cache.len();
+            let logits = e.forward_as_steps(&mut seq, tokens).unwrap();
+            assert_eq!(logits.len(), tokens.len() * 512);
+            assert_eq!(seq.cache.len(), len + tokens.len());
+            seq.cache.rollback_to(len + keep).unwrap();
+            rounds.push(v.calls());
+        }
+        let kinds = |calls: &[Call]| -> (usize, usize, usize, usize) {
+            let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
+            (
+                count(&|c| matches!(c, Call::BeginCapture)),
+                count(&|c| matches!(c, Call::EndCapture)),
+                count(&|c| matches!(c, Call::Replay)),
+                count(&|c| matches!(c, Call::Launch(..) | Call::Gemm(..))),
+            )
+        };
+        for (i, calls) in rounds.iter().enumerate() {
+            let (begin, end, replay, launched) = kinds(calls);
+            let (rows, _) = rows_launches(calls);
+            if !graphs {
+                assert_eq!((begin, end, replay), (0, 0, 0), "round {i}");
+                assert!(launched > 0, "round {i}");
+                assert!(
+                    rows.iter().all(|r| r.4.iter().all(|&s| s == 0)),
+                    "round {i}"
+                );
+                continue;
+            }
+            if i == 0 || i == 2 {
+                // A new row count: captured (everything between the capture's ends), then
+                // replayed once; each row's attention reads its record.
+                assert_eq!((begin, end, replay), (1, 1, 1), "round {i}");
+                assert!(
+                    matches!(calls.first(), Some(Call::BeginCapture)),
+                    "round {i}"
+                );
+                assert!(matches!(
+                    calls[calls.len() - 2..],
+                    [Call::EndCapture, Call::Replay]
+                ));
+                assert_eq!(rows.len(), 2 * 2, "two launches a layer, round {i}");
+                assert!(
+                    rows.iter().all(|r| r.4.iter().all(|&s| s != 0)),
+                    "round {i}"
+                );
+            } else {
+                assert!(
+                    matches!(calls[..], [Call::Replay]),
+                    "round {i}: {}",
+                    calls.len()
+                );
+            }
+        }
+        let want = if graphs { (4, 2) } else { (4, 0) };
+        assert_eq!(seq.steps_counts(), want, "graphs {graphs}");
+    }
+}
+
+/// Large f32 downloads come through the page-locked buffer (grown when a larger one comes):
+/// the same values as the pageable path gives small ones, whole and by ranges.
+#[test]
+fn large_f32_downloads_through_page_locked_memory_keep_every_value() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    for n in [1000, 70_000, 300_000, 100_000] {
+        let want = crate::formats::random::values(n, n as u64);
+        let t = b.upload_f32(&want).unwrap();
+        assert_eq!(b.download_f32(&t).unwrap(), want, "{n}");
+        let (a, len) = (n / 3, n / 2);
+        assert_eq!(
+            b.download_range_f32(&t, a, len).unwrap(),
+            want[a..a + len],
+            "{n}"
+        );
+    }
+    let pinned = b.pinned.lock().unwrap();
+    assert_eq!(pinned.bytes, (4 * 300_000usize).next_power_of_two());
 }

@@ -290,9 +290,16 @@ pub(in crate::backend::gpu) fn rope_attention_steps(
     inv_freq: &GpuTensor,
     cache: &mut KvCache<GpuTensor>,
     p: AttentionParams,
+    input: Option<&crate::backend::gpu::StepsInput>,
 ) -> Result<()> {
     let row = AttentionParams { rows: 1, ..p };
     check_rows(q, k, v, inv_freq, out, cache, &row, p.rows, p.pos0 + p.rows)?;
+    if let Some(i) = input.filter(|i| p.rows > i.rows()) {
+        return Err(bad(
+            OP,
+            format!("{} rows from a steps input of {}", p.rows, i.rows()),
+        ));
+    }
     let layout = *cache.layout();
     let s_max = max_splits(b.info().multiprocessors as usize, &row, layout.capacity);
     let arena = cache.arena_mut().ptr();
@@ -309,7 +316,12 @@ pub(in crate::backend::gpu) fn rope_attention_steps(
                 s_max,
                 mode,
             };
-            let targets = vec![(arena, 0); n];
+            // Each row's position: pos0 + z as given, or from the input's record of the row
+            // (the kernel reads a step block's position word), so a captured pass replays at
+            // the positions written before it.
+            let targets: Vec<(DevicePtr, DevicePtr)> = (row0..row0 + n)
+                .map(|r| (arena, input.map_or(0, |i| i.record_ptr(r))))
+                .collect();
             launch_rows(
                 b,
                 layout,

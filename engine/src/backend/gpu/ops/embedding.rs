@@ -69,6 +69,39 @@ pub(in crate::backend::gpu) fn embedding(
     )
 }
 
+/// [`embedding`] of the first `n` tokens of a steps input (ids already on the device, checked
+/// against the vocabulary when they were written).
+pub(in crate::backend::gpu) fn embedding_steps_input(
+    b: &GpuBackend,
+    table: &GpuTensor,
+    input: &crate::backend::gpu::StepsInput,
+    n: usize,
+    out: &mut GpuTensor,
+    p: EmbeddingParams,
+) -> Result<()> {
+    check_tensor("gpu", OP, "table", table, p.vocab * p.hidden, TABLES)?;
+    check_tensor("gpu", OP, "out", out, n * p.hidden, &[DType::F32])?;
+    if n > input.rows() {
+        return Err(bad(
+            OP,
+            format!("{n} rows from a steps input of {}", input.rows()),
+        ));
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    launch_embedding(
+        b,
+        table,
+        input.ids_ptr(),
+        out.ptr(),
+        int(OP, "n_tokens", n)?,
+        int(OP, "hidden", p.hidden)?,
+        int(OP, "vocab", p.vocab)?,
+        p.scale,
+    )
+}
+
 /// Table types the embedding reads.
 pub(in crate::backend::gpu) const TABLES: &[DType] = &super::WEIGHT_TYPES;
 
