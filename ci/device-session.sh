@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1104,6 +1104,57 @@ serve-gpu)
   grep -E "^\| (tg|pp)" "$OUT/bench-smollm2-batch.md"
   cat "$OUT/serve-smollm2.md"
   tail -5 "$OUT/serve-smollm2.log"
+  cat "$OUT/summary.md"
+  ;;
+verify-graph)
+  # Issue 13's verification with its pass captured (42a3b33: a forward as steps reads its rows'
+  # tokens and positions from device memory, is captured once per row count and replayed; the
+  # logits through page-locked memory), and issue 11's 1B-shape serving figure. Carry
+  # .device/ops with .device/m1 (PART=1), then .device/m2 (any command), then .device/m3 with
+  # PART=2.
+  #   PART=1: gpu_graph (captured verifications equal uncaptured ones by bits) in both GEMV
+  #     modes; the 8B and 1B benches (tg32, verify4 at depth 0) in both GEMV modes with the
+  #     verification captured and not (WAVEFRONT_NO_VERIFY_GRAPH=1).
+  #   PART=2: model_gpu's speculation tests (rows as steps by bits against one-row forwards,
+  #     now replayed) and SmolLM2's golden streams in both GEMV modes; then `bench --serve
+  #     --shape llama-3.2-1b` in both GEMV modes (as serve-shape).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  case "${PART:-1}" in
+  1)
+    run_test gpu_graph; finish
+    WAVEFRONT_GEMV_MMA=1 run_test gpu_graph; finish
+    for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
+      for mma in 1 0; do
+        for vg in on off; do
+          no=0; [ "$vg" = off ] && no=1
+          WAVEFRONT_GEMV_MMA=$mma WAVEFRONT_NO_VERIFY_GRAPH=$no bench "$shape-mma$mma-vgraph-$vg" \
+            --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --verify 4
+        done
+      done
+    done
+    for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
+    ;;
+  *)
+    model_from_parts
+    filtered_test model_gpu speculation "diverged"
+    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu speculation "diverged" "(WAVEFRONT_GEMV_MMA=1)"
+    filtered_test golden_tokens smollm2
+    WAVEFRONT_GEMV_MMA=1 filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
+    for mma in 0 1; do
+      start=$SECONDS
+      WAVEFRONT_GEMV_MMA=$mma timeout 200 bin/wavefront bench --serve --shape llama-3.2-1b \
+        --backend gpu --streams "${STREAMS:-1,4,16,64}" --tg 128 --reps 3 \
+        --json "$OUT/serve-1b-mma$mma.json" --markdown "$OUT/serve-1b-mma$mma.md" \
+        >"$OUT/serve-1b-mma$mma.log" 2>&1
+      echo "| bench --serve --shape llama-3.2-1b (WAVEFRONT_GEMV_MMA=$mma) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+      cat "$OUT/serve-1b-mma$mma.md"
+      grep -E "error|panicked" "$OUT/serve-1b-mma$mma.log" | head -5
+    done
+    ;;
+  esac
   cat "$OUT/summary.md"
   ;;
 serve-shape)
