@@ -27,6 +27,7 @@ macro_rules! forward_to_cpu {
     () => {
         type Step = wavefront::backend::cpu::CpuStep;
         type Graph = ();
+        type StepsInput = ();
 
         fn new_step(&self, vocab: usize, capacity: usize) -> wavefront::Result<Self::Step> {
             self.inner.new_step(vocab, capacity)
