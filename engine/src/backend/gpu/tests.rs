@@ -1752,6 +1752,20 @@ fn rows_launches(calls: &[Call]) -> (Vec<RowsLaunchSeen>, Vec<String>) {
     (rows, others)
 }
 
+/// A recording backend and the one-layer f16 KV layout of the rows tests (`rows_params`' heads).
+fn rows_fixture() -> (Arc<FakeVendor>, GpuBackend, KvLayout) {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let layout = KvLayout {
+        n_layers: 1,
+        n_kv_heads: 2,
+        head_dim: 64,
+        capacity: 1024,
+        dtype: DType::F16,
+    };
+    (v, b, layout)
+}
+
 fn rows_params(pos0: usize, rows: usize) -> AttentionParams {
     AttentionParams {
         layer: 0,
@@ -1869,15 +1883,7 @@ fn a_batched_pass_attends_in_one_rows_launch() {
 #[test]
 fn a_verification_writes_its_rows_then_attends_in_one_launch() {
     use crate::backend::RowScratch;
-    let v = FakeVendor::new(Runtime::Cuda, 32);
-    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let layout = KvLayout {
-        n_layers: 1,
-        n_kv_heads: 2,
-        head_dim: 64,
-        capacity: 1024,
-        dtype: DType::F16,
-    };
+    let (v, mut b, layout) = rows_fixture();
     let alloc = |n: usize| b.alloc(DType::F32, n).unwrap();
     let (q, k, vv, f) = (alloc(5 * 256), alloc(5 * 128), alloc(5 * 128), alloc(33));
     let mut out = alloc(5 * 256);
@@ -1934,15 +1940,7 @@ fn a_verification_writes_its_rows_then_attends_in_one_launch() {
 /// refused before anything is written; shapes the rows kernel does not take are refused.
 #[test]
 fn a_verification_reads_its_tokens_and_positions_from_a_steps_input() {
-    let v = FakeVendor::new(Runtime::Cuda, 32);
-    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let layout = KvLayout {
-        n_layers: 1,
-        n_kv_heads: 2,
-        head_dim: 64,
-        capacity: 1024,
-        dtype: DType::F16,
-    };
+    let (v, mut b, layout) = rows_fixture();
     let input = b
         .steps_input(16)
         .unwrap()
