@@ -776,11 +776,6 @@ impl<B: Backend> Engine<B> {
             )));
         }
         seq.cache.check_room(n)?;
-        self.scratch(seq, n, n)?;
-        if seq.row_scratch.is_none() {
-            seq.row_scratch = Some(self.alloc_scratch(None, 1, 1)?);
-        }
-        seq.logits_ready = 0;
         // With graphs on, where the backend reads the rows' tokens and positions on the device,
         // the pass is captured once per row count and replayed (written first: a replay at a
         // later position with other tokens computes what a fresh pass would).
@@ -789,6 +784,18 @@ impl<B: Backend> Engine<B> {
             && self
                 .backend
                 .steps_input_takes(&self.steps_shape(n), seq.cache.layout().dtype);
+        // Captured: room for the longest such pass at once (a pass that grew the scratch would
+        // drop the passes captured for shorter ones; an adaptive draft length goes up and down).
+        let room = if device_input {
+            self.decode_batch_rows()
+        } else {
+            n
+        };
+        self.scratch(seq, room, room)?;
+        if seq.row_scratch.is_none() {
+            seq.row_scratch = Some(self.alloc_scratch(None, 1, 1)?);
+        }
+        seq.logits_ready = 0;
         if device_input && seq.steps_input.is_none() {
             seq.steps_input = self.backend.steps_input(self.decode_batch_rows())?;
         }

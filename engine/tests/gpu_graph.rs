@@ -262,7 +262,8 @@ fn verifications_replay_captured_passes_bit_for_bit() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(a), bits(b), "round {r}: captured vs uncaptured logits");
     }
-    // Three row counts captured, the other six passes replays; none uncaptured.
+    // Three row counts captured, the other six passes replays (the first pass made room for
+    // the longest, so no later one drops a capture); none uncaptured.
     assert_eq!(out[0].1, (9, 6));
     assert_eq!(out[1].1, (9, 0));
 }
