@@ -1115,13 +1115,18 @@ verify-graph)
   #   PART=1: gpu_graph (captured verifications equal uncaptured ones by bits) in both GEMV
   #     modes; the 8B and 1B benches (tg32, verify4 at depth 0) in both GEMV modes with the
   #     verification captured and not (WAVEFRONT_NO_VERIFY_GRAPH=1).
-  #   PART=2: model_gpu's speculation tests (rows as steps by bits against one-row forwards,
-  #     now replayed) and SmolLM2's golden streams in both GEMV modes; then `bench --serve
-  #     --shape llama-3.2-1b` in both GEMV modes (as serve-shape).
+  #   PART=2: `bench --serve --shape llama-3.2-1b` in both GEMV modes (as serve-shape); then
+  #     model_gpu's speculation tests (rows as steps by bits against one-row forwards, now
+  #     replayed) and SmolLM2's golden streams in both GEMV modes.
+  #   PART=graph: gpu_graph alone, both GEMV modes (carry .device/ops).
   unpack .device/ops
   begin_summary
   gpu_info
   case "${PART:-1}" in
+  graph)
+    run_test gpu_graph; finish
+    WAVEFRONT_GEMV_MMA=1 run_test gpu_graph; finish
+    ;;
   1)
     run_test gpu_graph; finish
     WAVEFRONT_GEMV_MMA=1 run_test gpu_graph; finish
@@ -1138,11 +1143,7 @@ verify-graph)
     ;;
   *)
     model_from_parts
-    filtered_test model_gpu speculation "diverged"
-    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu speculation "diverged" "(WAVEFRONT_GEMV_MMA=1)"
-    filtered_test golden_tokens smollm2
-    WAVEFRONT_GEMV_MMA=1 filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
-    for mma in 0 1; do
+    for mma in 1 0; do
       start=$SECONDS
       WAVEFRONT_GEMV_MMA=$mma timeout 200 bin/wavefront bench --serve --shape llama-3.2-1b \
         --backend gpu --streams "${STREAMS:-1,4,16,64}" --tg 128 --reps 3 \
@@ -1153,6 +1154,10 @@ verify-graph)
       cat "$OUT/serve-1b-mma$mma.md"
       grep -E "error|panicked" "$OUT/serve-1b-mma$mma.log" | head -5
     done
+    filtered_test model_gpu speculation "diverged"
+    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu speculation "diverged" "(WAVEFRONT_GEMV_MMA=1)"
+    filtered_test golden_tokens smollm2
+    WAVEFRONT_GEMV_MMA=1 filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
     ;;
   esac
   cat "$OUT/summary.md"
