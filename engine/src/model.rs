@@ -21,6 +21,11 @@ pub struct EngineOptions {
     /// Capture the decode step once and replay it per token (on backends with graphs);
     /// `false` queues the same kernels directly every step.
     pub graphs: bool,
+    /// With `graphs`: capture a verification's forward as steps ([`Engine::forward_as_steps`])
+    /// once per row count and replay it, its tokens and positions written on the device first
+    /// (where the backend reads them there). Opt-in (`WAVEFRONT_VERIFY_GRAPH=1`) until the
+    /// model-level speculation checks have run through it on a GPU; the same bits either way.
+    pub verify_graphs: bool,
 }
 
 /// `WAVEFRONT_NO_GRAPH=1` turns decode-step graphs off (the same kernels run uncaptured).
@@ -34,6 +39,7 @@ impl Default for EngineOptions {
             kv_dtype: None,
             max_batch: 512,
             graphs: graphs_from_env(),
+            verify_graphs: std::env::var("WAVEFRONT_VERIFY_GRAPH").is_ok_and(|v| v.trim() == "1"),
         }
     }
 }
@@ -316,13 +322,6 @@ pub fn verify_prefill() -> bool {
     static PREFILL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PREFILL
         .get_or_init(|| std::env::var("WAVEFRONT_VERIFY_PREFILL").is_ok_and(|v| v.trim() == "1"))
-}
-
-/// `WAVEFRONT_NO_VERIFY_GRAPH=1`: [`Engine::forward_as_steps`] launches every pass instead of
-/// replaying a captured one (for A/B measurements; the same bits), read once.
-pub fn verify_graphs() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| !std::env::var("WAVEFRONT_NO_VERIFY_GRAPH").is_ok_and(|v| v.trim() == "1"))
 }
 
 fn not_decoding() -> Error {
@@ -780,7 +779,7 @@ impl<B: Backend> Engine<B> {
         // the pass is captured once per row count and replayed (written first: a replay at a
         // later position with other tokens computes what a fresh pass would).
         let device_input = self.options.graphs
-            && verify_graphs()
+            && self.options.verify_graphs
             && self
                 .backend
                 .steps_input_takes(&self.steps_shape(n), seq.cache.layout().dtype);

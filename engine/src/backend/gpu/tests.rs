@@ -2018,8 +2018,8 @@ fn a_verification_reads_its_tokens_and_positions_from_a_steps_input() {
     assert!(v.calls().is_empty());
 }
 
-/// The engine's verification pass (`Engine::forward_as_steps`) with graphs on: captured once
-/// per row count and replayed (the tokens and positions written to the steps input before,
+/// The engine's verification pass (`Engine::forward_as_steps`) with graphs and verification
+/// graphs on: captured once per row count and replayed (the tokens and positions written to the steps input before,
 /// nothing launched but the graph), each row's attention pointed at its record; with graphs
 /// off every pass is launched, the rows at host-given positions.
 #[test]
@@ -2029,11 +2029,14 @@ fn forwards_as_steps_are_captured_once_per_row_count_and_replayed() {
     (c.hidden_size, c.intermediate_size, c.n_layers) = (256, 512, 2);
     (c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size) = (4, 2, 64, 512);
     let model = crate::formats::random::random_model(c, 3, DType::BF16);
-    for graphs in [true, false] {
+    // Captured only with both switches on (verification graphs are opt-in).
+    for (graphs, verify_graphs) in [(true, true), (true, false), (false, true)] {
+        let captures = graphs && verify_graphs;
         let v = FakeVendor::new(Runtime::Cuda, 32);
         let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
         let opts = EngineOptions {
             graphs,
+            verify_graphs,
             ..Default::default()
         };
         let e = Engine::new(b, &model, opts).unwrap();
@@ -2067,7 +2070,7 @@ fn forwards_as_steps_are_captured_once_per_row_count_and_replayed() {
         for (i, calls) in rounds.iter().enumerate() {
             let (begin, end, replay, launched) = kinds(calls);
             let (rows, _) = rows_launches(calls);
-            if !graphs {
+            if !captures {
                 assert_eq!((begin, end, replay), (0, 0, 0), "round {i}");
                 assert!(launched > 0, "round {i}");
                 assert!(
@@ -2101,8 +2104,8 @@ fn forwards_as_steps_are_captured_once_per_row_count_and_replayed() {
                 );
             }
         }
-        let want = if graphs { (4, 2) } else { (4, 0) };
-        assert_eq!(seq.steps_counts(), want, "graphs {graphs}");
+        let want = if captures { (4, 2) } else { (4, 0) };
+        assert_eq!(seq.steps_counts(), want, "{graphs} {verify_graphs}");
     }
 }
 
