@@ -324,6 +324,14 @@ pub fn verify_prefill() -> bool {
         .get_or_init(|| std::env::var("WAVEFRONT_VERIFY_PREFILL").is_ok_and(|v| v.trim() == "1"))
 }
 
+/// Appends `item`, first dropping the oldest when `list` holds `most` already.
+fn keep_newest<T>(list: &mut Vec<T>, most: usize, item: T) {
+    if list.len() >= most {
+        list.remove(0);
+    }
+    list.push(item);
+}
+
 fn not_decoding() -> Error {
     Error::InvalidRequest("a decode step needs begin_decode first".into())
 }
@@ -836,23 +844,13 @@ impl<B: Backend> Engine<B> {
                         self.queue_forward(rows, s, Some((0, n)), None)
                     })
                 };
-                let captured = match input {
-                    Some(_) => self.backend.capture_graph(&mut work)?,
-                    None => None,
-                };
-                match captured {
-                    Some(graph) => {
-                        self.backend.replay_graph(&graph)?;
-                        if steps_graphs.len() == STEPS_GRAPHS {
-                            steps_graphs.remove(0);
-                        }
-                        steps_graphs.push(StepsGraph {
-                            rows: n,
-                            buffers: *buffers,
-                            graph,
-                        });
-                    }
-                    None => work()?,
+                if let Some(graph) = self.queue_captured(input.is_some(), &mut work)? {
+                    let g = StepsGraph {
+                        rows: n,
+                        buffers: *buffers,
+                        graph,
+                    };
+                    keep_newest(steps_graphs, STEPS_GRAPHS, g);
                 }
                 false
             }
@@ -865,6 +863,26 @@ impl<B: Backend> Engine<B> {
         // Only the pass's rows: the scratch may hold more from an earlier, longer pass.
         self.backend
             .download_range_f32(&s.logits, 0, n * self.config.vocab_size)
+    }
+
+    /// Queues `work` once: with `capture` (on a backend with graphs) recorded, then replayed,
+    /// and the graph returned to keep; otherwise queued directly.
+    fn queue_captured(
+        &self,
+        capture: bool,
+        work: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Option<B::Graph>> {
+        let captured = match capture {
+            true => self.backend.capture_graph(work)?,
+            false => None,
+        };
+        match captured {
+            Some(graph) => {
+                self.backend.replay_graph(&graph)?;
+                Ok(Some(graph))
+            }
+            None => work().map(|()| None),
+        }
     }
 
     /// The attention shape of a forward as `rows` steps (layer 0's: what decides whether the
@@ -1188,23 +1206,13 @@ impl<B: Backend> Engine<B> {
                         }
                         Ok(())
                     };
-                    let captured = match self.options.graphs {
-                        true => self.backend.capture_graph(&mut work)?,
-                        false => None,
-                    };
-                    match captured {
-                        Some(graph) => {
-                            self.backend.replay_graph(&graph)?;
-                            if graphs.len() == BATCH_GRAPHS {
-                                graphs.remove(0);
-                            }
-                            graphs.push(BatchGraph {
-                                buffers,
-                                params: settings.to_vec(),
-                                graph,
-                            });
-                        }
-                        None => work()?,
+                    if let Some(graph) = self.queue_captured(self.options.graphs, &mut work)? {
+                        let g = BatchGraph {
+                            buffers,
+                            params: settings.to_vec(),
+                            graph,
+                        };
+                        keep_newest(graphs, BATCH_GRAPHS, g);
                     }
                     false
                 }
