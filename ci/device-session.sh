@@ -1114,7 +1114,8 @@ verify-graph)
   # PART=2.
   #   PART=1: gpu_graph (captured verifications equal uncaptured ones by bits) in both GEMV
   #     modes; the 8B and 1B benches (tg32, verify4 at depth 0) in both GEMV modes with the
-  #     verification captured (WAVEFRONT_VERIFY_GRAPH=1, opt-in since 0d1d45b) and not.
+  #     verification captured (the default since this stage's PART=2 passed) and not
+  #     (WAVEFRONT_NO_VERIFY_GRAPH=1).
   #   PART=2: `bench --serve --shape llama-3.2-1b` in both GEMV modes (as serve-shape); then
   #     model_gpu's speculation tests (rows as steps by bits against one-row forwards, now
   #     replayed) and SmolLM2's golden streams in both GEMV modes.
@@ -1133,8 +1134,8 @@ verify-graph)
     for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
       for mma in 1 0; do
         for vg in on off; do
-          on=1; [ "$vg" = off ] && on=0
-          WAVEFRONT_GEMV_MMA=$mma WAVEFRONT_VERIFY_GRAPH=$on bench "$shape-mma$mma-vgraph-$vg" \
+          no=0; [ "$vg" = off ] && no=1
+          WAVEFRONT_GEMV_MMA=$mma WAVEFRONT_NO_VERIFY_GRAPH=$no bench "$shape-mma$mma-vgraph-$vg" \
             --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --verify 4
         done
       done
@@ -1154,10 +1155,9 @@ verify-graph)
       cat "$OUT/serve-1b-mma$mma.md"
       grep -E "error|panicked" "$OUT/serve-1b-mma$mma.log" | head -5
     done
-    # The verification graphs are opt-in until these pass through them.
-    export WAVEFRONT_VERIFY_GRAPH=1
-    filtered_test model_gpu speculation "diverged" "(WAVEFRONT_VERIFY_GRAPH=1)"
-    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu speculation "diverged" "(WAVEFRONT_GEMV_MMA=1 WAVEFRONT_VERIFY_GRAPH=1)"
+    # Through the verification graphs (the default since these passed, 2026-12-05).
+    filtered_test model_gpu speculation "diverged"
+    WAVEFRONT_GEMV_MMA=1 filtered_test model_gpu speculation "diverged" "(WAVEFRONT_GEMV_MMA=1)"
     filtered_test golden_tokens smollm2
     WAVEFRONT_GEMV_MMA=1 filtered_test golden_tokens smollm2 "" "(WAVEFRONT_GEMV_MMA=1)"
     ;;

@@ -23,8 +23,9 @@ pub struct EngineOptions {
     pub graphs: bool,
     /// With `graphs`: capture a verification's forward as steps ([`Engine::forward_as_steps`])
     /// once per row count and replay it, its tokens and positions written on the device first
-    /// (where the backend reads them there). Opt-in (`WAVEFRONT_VERIFY_GRAPH=1`) until the
-    /// model-level speculation checks have run through it on a GPU; the same bits either way.
+    /// (where the backend reads them there). On by default; `WAVEFRONT_NO_VERIFY_GRAPH=1`
+    /// launches every verification instead (the same bits either way: the model-level
+    /// speculation checks passed through the capture on an H100, 2026-12-05).
     pub verify_graphs: bool,
 }
 
@@ -39,7 +40,7 @@ impl Default for EngineOptions {
             kv_dtype: None,
             max_batch: 512,
             graphs: graphs_from_env(),
-            verify_graphs: std::env::var("WAVEFRONT_VERIFY_GRAPH").is_ok_and(|v| v.trim() == "1"),
+            verify_graphs: !std::env::var("WAVEFRONT_NO_VERIFY_GRAPH").is_ok_and(|v| v.trim() == "1"),
         }
     }
 }

@@ -221,8 +221,7 @@ fn batched_passes_replay_captured_graphs_and_keep_each_sequences_tokens() {
 /// row count and replayed with the tokens and positions written on the device before it: after
 /// rollbacks to other lengths, with other tokens and draft lengths that come back, every row's
 /// logits equal, bit for bit, the same passes launched uncaptured (`EngineOptions::graphs`
-/// off), and the KV they leave is the same (the next pass reads it). (`verify_graphs` is
-/// opt-in; the default engine launches every verification.)
+/// off), and the KV they leave is the same (the next pass reads it).
 #[test]
 fn verifications_replay_captured_passes_bit_for_bit() {
     use wavefront::formats::random::{random_model, shape};

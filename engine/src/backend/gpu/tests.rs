@@ -2029,7 +2029,7 @@ fn forwards_as_steps_are_captured_once_per_row_count_and_replayed() {
     (c.hidden_size, c.intermediate_size, c.n_layers) = (256, 512, 2);
     (c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size) = (4, 2, 64, 512);
     let model = crate::formats::random::random_model(c, 3, DType::BF16);
-    // Captured only with both switches on (verification graphs are opt-in).
+    // Captured only with both switches on (both are by default).
     for (graphs, verify_graphs) in [(true, true), (true, false), (false, true)] {
         let captures = graphs && verify_graphs;
         let v = FakeVendor::new(Runtime::Cuda, 32);
