@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1104,6 +1104,63 @@ serve-gpu)
   grep -E "^\| (tg|pp)" "$OUT/bench-smollm2-batch.md"
   cat "$OUT/serve-smollm2.md"
   tail -5 "$OUT/serve-smollm2.log"
+  cat "$OUT/summary.md"
+  ;;
+q8a)
+  # Issue 10: the block-quantized GEMVs with 8-bit activations and integer dot products
+  # (WAVEFRONT_QGEMV_Q8=1: qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; the tolerance is the Q8_0
+  # input bound, Backend::matmul_input_dtype). Carry .device/ops.
+  #   The GEMV op cases at both waves with path coverage, in the mode (its kernels' paths)
+  #   and out of it (the f32 forms, now templated on the form); the model-level checks on the
+  #   fixtures and the quantized fixtures in the mode; the GEMV microbench over the 8B shape
+  #   per type of GEMV_QUANTS (default q4_0 q4_k q8_0) both ways; then tg32 of SHAPES
+  #   (default llama-3.1-8b llama-3.2-1b) in QUANTS (default q4_0 q4_k q8_0) both ways.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  for q8 in 1 0; do
+    start=$SECONDS
+    WAVEFRONT_QGEMV_Q8=$q8 timeout 240 bin/wavefront-conformance --backend gpu --wave all \
+      --op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked \
+      --op norm_gate_up_swiglu --op linear_residual \
+      --report "$OUT/conformance-gemv-q8a$q8.md" >"$OUT/conformance-gemv-q8a$q8.log" 2>&1
+    echo "| conformance gemv ops, both waves (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a$q8.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗" "$OUT/conformance-gemv-q8a$q8.log" | head -20
+    finish
+  done
+  if [ "${NO_FIXTURES:-0}" != 1 ]; then
+    # shellcheck disable=SC2046
+    WAVEFRONT_QGEMV_Q8=1 fixtures_conformance conformance-fixtures-q8a $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
+  fi
+  for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
+    for q8 in 1 0; do
+      start=$SECONDS
+      WAVEFRONT_QGEMV_Q8=$q8 timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
+        --markdown "$OUT/bench-gemv-8b-$q-q8a$q8.md" >"$OUT/bench-gemv-8b-$q-q8a$q8.log" 2>&1
+      echo "| bench --gemv 8b $q (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+  done
+  # Edited copies of kernels/ (VARIANTS, directories carried beside .device/ops), in the mode.
+  for v in ${VARIANTS:-}; do
+    for q in q4_0 q4_k; do
+      start=$SECONDS
+      WAVEFRONT_QGEMV_Q8=1 timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant $q \
+        --kernels "$v" --markdown "$OUT/bench-gemv-8b-$q-q8a1-$(basename "$v").md" \
+        >"$OUT/bench-gemv-8b-$q-q8a1-$(basename "$v").log" 2>&1
+      echo "| bench --gemv 8b $q variant $v (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+  done
+  for f in "$OUT"/bench-gemv-*.md; do echo "== $f"; grep -E "^\| llama" "$f" | awk -F'|' '{print $3, $6, $7, $8}'; done
+  for q in ${QUANTS:-q4_0 q4_k q8_0}; do
+    for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
+      for q8 in 1 0; do
+        WAVEFRONT_QGEMV_Q8=$q8 bench "$shape-$q-q8a$q8" --shape "$shape" --quant "$q" --reps 3 --depth 0 --pp 1 --tg 32
+      done
+    done
+  done
+  for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
   cat "$OUT/summary.md"
   ;;
 verify-graph)

@@ -142,6 +142,10 @@ for suffix in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"):
     ABI[f"qgemv_swiglu_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
                                      "(n_in*ceil(inter/(256/WAVE)))")
     ABI[f"dequant_{suffix}"] = ("qgemv.hip", DEQUANT, 256, "(n_rows)")
+    # The 8-bit-activation forms (WAVEFRONT_QGEMV_Q8=1): the same parameters and grids.
+    ABI[f"qgemv_q8a_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*ceil((m0+m1+m2)/(2*256/WAVE)))")
+    ABI[f"qgemv_swiglu_q8a_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
+                                         "(n_in*ceil(inter/(256/WAVE)))")
 
 # --- source parsing ---------------------------------------------------------------------------
 

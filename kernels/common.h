@@ -134,6 +134,28 @@ WF_DEVICE float byte_in_mantissa(uint32_t w, int b) {
 #endif
 }
 
+// c + Σ_b a_b · b_b over the four signed bytes of a and b (exact in 32-bit integers): CUDA
+// dp4a (sm_61+), CDNA's v_dot4_i32_i8 (gfx906/908/90a/94x), RDNA3's v_dot4_i32_iu8 with both
+// operands signed; a plain sum elsewhere (and on the host). The 8-bit-activation GEMVs' dot.
+WF_DEVICE int wf_dot4_i8(uint32_t a, uint32_t b, int c) {
+#if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 610
+  return __dp4a((int)a, (int)b, c);
+#elif defined(WF_HIP) && (defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || \
+                          defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) || \
+                          defined(__gfx950__))
+  return __builtin_amdgcn_sdot4((int)a, (int)b, c, false);
+#elif defined(WF_HIP) && (defined(__gfx1100__) || defined(__gfx1101__) || \
+                          defined(__gfx1102__) || defined(__gfx1103__))
+  return __builtin_amdgcn_sudot4(true, (int)a, true, (int)b, c, false);
+#else
+  int s = c;
+  for (int i = 0; i < 4; ++i) {
+    s += (int)(int8_t)(uint8_t)(a >> (8 * i)) * (int)(int8_t)(uint8_t)(b >> (8 * i));
+  }
+  return s;
+#endif
+}
+
 // Math that must stay IEEE-accurate: fused multiply-add (one rounding), round to nearest
 // even, square root (correctly rounded on all three: HIP's __builtin_sqrtf is the
 // correctly-rounded expansion unless fast math is asked for; NVRTC's default is -prec-sqrt),
@@ -520,7 +542,7 @@ WF_DEVICE void wf_sincosf(float a, float* s, float* c) {
 // case reaches which path (engine/src/backend/gpu/coverage.rs holds the table); otherwise it
 // compiles to nothing, so the kernels the engine runs carry no trace of it.
 // ---------------------------------------------------------------------------------------------
-#define WF_COVERAGE_SLOTS 24
+#define WF_COVERAGE_SLOTS 40
 #if defined(WF_COVERAGE)
 extern "C" {
 __device__ unsigned int wf_coverage[WF_COVERAGE_SLOTS];

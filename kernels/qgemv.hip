@@ -66,8 +66,16 @@
 //   barrier and wave reduction (block-uniform loops; waves past the last row reduce zeros and
 //   write nothing). Each output element is read and written by one lane only, so `residual`
 //   may add into the residual stream in place; x must not alias an output.
+// 8-bit activations (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; WAVEFRONT_QGEMV_Q8=1): the same
+//   launches, rows, lanes and epilogues, but the input staged as int8 (stage_tile_q8: each
+//   group of 32 rounded with its own scale d = max|x| / 127, Q8A_TILE = 16384 elements a tile,
+//   Q8A_REC = 48 bytes a group: dynamic shared memory min(K, Q8A_TILE) / 32 · 48 ≤ 24 KiB), and
+//   each 16-element group's sum an exact integer dot product of the weight quants with the
+//   input quants (wf_dot4_i8, four at a time), scaled in f32: A_g·d·s (+ M_g·d·Σq). The error
+//   against the f32 product is the input rounding (Backend::matmul_input_dtype: Q8_0Kv).
 // Paths (WF_PATH; slot 3·type + 0 qgemv, + 1 qgemv_swiglu, + 2 dequant, types in the order
-// above). qgemv and qgemv_swiglu (the epilogue's paths qgemv only):
+// above; 24 + 2·type + 0 qgemv_q8a, + 1 qgemv_swiglu_q8a). qgemv and qgemv_swiglu (the
+// epilogue's paths qgemv only):
 //   main:     the body (every launch with a live row)
 //   tiles:    K past one tile: the input staged again (after a barrier) for the next tile
 //   norm:     the RMSNorm prologue (norm_w given)
@@ -89,6 +97,9 @@ constexpr int QGEMV_BLOCK = 256;
 constexpr int QGEMV_TILE = 7168;  // input elements staged in LDS at a time
 constexpr int QGEMV_UNROLL = 2;   // chunks a row in flight per lane
 constexpr int DEQUANT_BLOCK = 256;
+constexpr int Q8A_TILE = 16384;  // input elements the 8-bit form stages at a time
+constexpr int Q8A_REC = 48;      // LDS bytes a staged group of 32 takes in the 8-bit form
+constexpr int Q8A_UNROLL = 2;    // chunks a row in flight per lane in the 8-bit form
 enum QgemvPath {
   PATH_MAIN,
   PATH_TILES,
@@ -353,12 +364,12 @@ WF_DEVICE void stage_tile(const float* x, const float* g, float scale, int t0, i
   block_sync();
 }
 
-// The chunks c0, c0 + WAVE, … (QGEMV_UNROLL of them, those below c_end) of each row.
-template <class T, int NR>
+// The chunks c0, c0 + WAVE, … (U of them, those below c_end) of each row.
+template <class T, int NR, int U>
 WF_DEVICE void load_step(const uint8_t* qa, const uint8_t* sa, const i64 (&row_blk)[NR], int c0,
-                         int c_end, Chunk (&ch)[NR][QGEMV_UNROLL]) {
+                         int c_end, Chunk (&ch)[NR][U]) {
 #pragma unroll
-  for (int u = 0; u < QGEMV_UNROLL; ++u) {
+  for (int u = 0; u < U; ++u) {
     const int c = c0 + u * WAVE;
     if (c < c_end) {
 #pragma unroll
@@ -404,21 +415,121 @@ WF_DEVICE void dot_chunk(const Chunk (&ch)[NR], int c, int t0, const float* xs,
   }
 }
 
+// The 8-bit-activation form (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}): group j (32 elements) of
+// the tile staged at byte Q8A_REC·j of LDS: its 32 quants (int8) at +0, d (f32) at +32, the
+// sums of the quants of elements 0–15 and 16–31 (each within ±2032, 16 bits each, low half
+// first) at +36, 8 pad bytes (so the 16-byte loads of a quarter wave, 32 or 16 bytes apart in
+// the elements, fall on distinct banks). d = max|x| / 127 over the group, q = rint(x · (1/d))
+// (q = 0 where d = 0); a group holding a NaN or an infinity gets d = NaN and q = 0, so every
+// product it enters is NaN. Thread t quantizes the groups t, t + QGEMV_BLOCK, … of the tile
+// whole (eight 16-byte loads each, no reduction across threads), then a barrier.
+WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0, int n,
+                             uint8_t* xs) {
+  for (int j = thread_index(); j < n / 32; j += QGEMV_BLOCK) {
+    float v[32];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      float t[4];
+      load_f32x4(x + t0 + 32 * j + 4 * i, t);
+      if (g) {
+        float w4[4];
+        load_f32x4(g + t0 + 32 * j + 4 * i, w4);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) t[e] = w4[e] * (t[e] * scale);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[4 * i + e] = t[e];
+    }
+    float amax = 0.0f;
+    bool finite = true;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      const float a = f32_from_bits(f32_bits(v[e]) & 0x7fffffffu);
+      finite = finite && a <= 3.402823466e38f;  // false for NaN and ±inf
+      amax = a > amax ? a : amax;
+    }
+    const float d = finite ? amax / 127.0f : f32_from_bits(0x7fc00000u);
+    const float id = finite && amax > 0.0f ? 1.0f / d : 0.0f;
+    uint32_t w[8];
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      w[i] = 0;
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        const int q = finite ? (int)wf_rintf(v[4 * i + b] * id) : 0;  // no NaN to convert
+        w[i] |= ((uint32_t)q & 0xffu) << (8 * b);
+        if (i < 4) {
+          s0 += q;
+        } else {
+          s1 += q;
+        }
+      }
+    }
+    uint8_t* rec = xs + j * Q8A_REC;
+    *(wf_u32x4*)rec = wf_u32x4{w[0], w[1], w[2], w[3]};
+    *(wf_u32x4*)(rec + 16) = wf_u32x4{w[4], w[5], w[6], w[7]};
+    *(wf_u32x2*)(rec + 32) = wf_u32x2{f32_bits(d), ((uint32_t)s0 & 0xffffu) | ((uint32_t)s1 << 16)};
+  }
+  block_sync();
+}
+
+// The quants of elements 4i..4i+3 of group g as signed bytes, and the offset they carry
+// (word = quant + BIAS, each below 128, but for Q8_0: its own int8 bytes, offset 0).
+template <class T>
+WF_DEVICE uint32_t signed_word(const Chunk& c, int cc, int g, int i) {
+  return T::BIAS == 128 ? c.q[i] : T::word(c, cc, g, i);
+}
+
+// acc[r] += chunk c of row r · the quantized input (tile starting at element t0): per group,
+// s = Σ word·q (four dot4) − bias·Σq, exact; then A_g·d·s (+ M_g·(d·Σq)) in f32.
+template <class T, int NR>
+WF_DEVICE void dot_chunk_q8(const Chunk (&ch)[NR], int c, int t0, const uint8_t* xs,
+                            float (&acc)[NR]) {
+  const int cc = c % T::CPB;
+  const int base = (c / T::CPB) * T::BE - t0;
+#pragma unroll
+  for (int g = 0; g < T::G; ++g) {
+    const int e = base + T::elem(cc, g);
+    const uint8_t* rec = xs + (e >> 5) * Q8A_REC;
+    const int half = (e >> 4) & 1;
+    uint32_t xq[4];
+    load_words(rec + 16 * half, xq);
+    const wf_u32x2 meta = *(const wf_u32x2*)(rec + 32);
+    const float d = f32_from_bits(meta.x);
+    const int sq = (int)(half ? meta.y : meta.y << 16) >> 16;  // sign-extended
+#pragma unroll
+    for (int r = 0; r < NR; ++r) {
+      int s = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s = wf_dot4_i8(signed_word<T>(ch[r], cc, g, i), xq[i], s);
+      s -= (T::BIAS == 128 ? 0 : T::BIAS) * sq;
+      float a, m;
+      T::coef(ch[r], cc, g, a, m);
+      acc[r] = wf_fmaf(a * d, (float)s, acc[r]);
+      if (T::MIN) acc[r] = wf_fmaf(m, d * (float)sq, acc[r]);
+    }
+  }
+}
+
 // The shared body: the first loads, the prologue, every tile. row_blk[r] is the first block
 // of row r (a dead row points at a live one: its loads are harmless and its sum unused);
 // `live` whether the wave has any live row (wave-uniform). Returns the lane's sums in acc.
-template <class T, int NR>
+template <class T, int NR, bool Q8>
 WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_blk)[NR],
                           bool live, const float* x, const float* norm_w, float eps, int k,
                           int slot, float (&acc)[NR]) {
-  constexpr int TILE_CHUNKS = QGEMV_TILE / T::BE * T::CPB;
+  constexpr int TILE = Q8 ? Q8A_TILE : QGEMV_TILE;
+  constexpr int TILE_CHUNKS = TILE / T::BE * T::CPB;
   const int lane = wave_lane();
   const int n_chunks = k / T::BE * T::CPB;
   float* xs = (float*)dynamic_shared_u16();
-  Chunk cur[NR][QGEMV_UNROLL];
+  uint8_t* xq = (uint8_t*)dynamic_shared_u16();
+  constexpr int U = Q8 ? Q8A_UNROLL : QGEMV_UNROLL;
+  Chunk cur[NR][U];
   const int first_end = n_chunks < TILE_CHUNKS ? n_chunks : TILE_CHUNKS;
   wf_allow_dependents();
-  if (live) load_step<T, NR>(qa, sa, row_blk, lane, first_end, cur);  // during the prologue
+  if (live) load_step<T, NR, U>(qa, sa, row_blk, lane, first_end, cur);  // during the prologue
   wf_dependency_wait();  // x (and the outputs) are the earlier kernels'; W is not
   float scale = 1.0f;
   if (norm_w) {
@@ -426,45 +537,53 @@ WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_
     scale = rms_scale<QGEMV_BLOCK>(x, k, eps, true);
   }
   if (live) WF_PATH(slot, PATH_MAIN);
-  for (int t0 = 0; t0 < k; t0 += QGEMV_TILE) {  // block-uniform
-    const int n = k - t0 < QGEMV_TILE ? k - t0 : QGEMV_TILE;
+  for (int t0 = 0; t0 < k; t0 += TILE) {  // block-uniform
+    const int n = k - t0 < TILE ? k - t0 : TILE;
     const int c_begin = t0 / T::BE * T::CPB;
     const int c_end = c_begin + n / T::BE * T::CPB;
     if (t0 > 0) {
       WF_PATH(slot, PATH_TILES);
       block_sync();  // every wave is done with the previous tile
-      if (live) load_step<T, NR>(qa, sa, row_blk, c_begin + lane, c_end, cur);
+      if (live) load_step<T, NR, U>(qa, sa, row_blk, c_begin + lane, c_end, cur);
     }
-    stage_tile(x, norm_w, scale, t0, n, xs);
+    if (Q8) {
+      stage_tile_q8(x, norm_w, scale, t0, n, xq);
+    } else {
+      stage_tile(x, norm_w, scale, t0, n, xs);
+    }
     if (!live) continue;
-    for (int c0 = c_begin + lane; c0 < c_end; c0 += QGEMV_UNROLL * WAVE) {
-      Chunk next[NR][QGEMV_UNROLL];
-      load_step<T, NR>(qa, sa, row_blk, c0 + QGEMV_UNROLL * WAVE, c_end, next);
+    for (int c0 = c_begin + lane; c0 < c_end; c0 += U * WAVE) {
+      Chunk next[NR][U];
+      load_step<T, NR, U>(qa, sa, row_blk, c0 + U * WAVE, c_end, next);
 #pragma unroll
-      for (int u = 0; u < QGEMV_UNROLL; ++u) {
+      for (int u = 0; u < U; ++u) {
         const int c = c0 + u * WAVE;
         if (c < c_end) {
           Chunk one[NR];
 #pragma unroll
           for (int r = 0; r < NR; ++r) one[r] = cur[r][u];
-          dot_chunk<T, NR>(one, c, t0, xs, acc);
+          if (Q8) {
+            dot_chunk_q8<T, NR>(one, c, t0, xq, acc);
+          } else {
+            dot_chunk<T, NR>(one, c, t0, xs, acc);
+          }
         }
       }
 #pragma unroll
       for (int r = 0; r < NR; ++r) {
 #pragma unroll
-        for (int u = 0; u < QGEMV_UNROLL; ++u) cur[r][u] = next[r][u];
+        for (int u = 0; u < U; ++u) cur[r][u] = next[r][u];
       }
     }
   }
 }
 
-template <class T>
+template <class T, bool Q8>
 WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, const float* bias, float* out0,
                             float* out1, float* out2, int m0, int m1, int m2, int k,
                             int residual, int n_in) {
-  const int slot = 3 * T::id;
+  const int slot = Q8 ? 24 + 2 * T::id : 3 * T::id;
   const int m = m0 + m1 + m2;
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
@@ -475,7 +594,7 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
   const i64 bpr = k / T::BE;
   const i64 row_blk[2] = {(i64)(r0 < m ? r0 : 0) * bpr, (i64)(r0 + 1 < m ? r0 + 1 : 0) * bpr};
   float acc[2] = {0.0f, 0.0f};
-  qgemv_rows<T, 2>(qa, sa, row_blk, r0 < m, x, norm_w, eps, k, slot, acc);
+  qgemv_rows<T, 2, Q8>(qa, sa, row_blk, r0 < m, x, norm_w, eps, k, slot, acc);
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const float s = wave_sum(acc[i]);  // every wave of the block, live or not
@@ -506,11 +625,11 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
   }
 }
 
-template <class T>
+template <class T, bool Q8>
 WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                                    const float* norm_w, float eps, float* out, int inter,
                                    int k, int n_in, int act) {
-  const int slot = 3 * T::id + 1;
+  const int slot = Q8 ? 25 + 2 * T::id : 3 * T::id + 1;
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
   out += (i64)bb.row * inter;
@@ -520,7 +639,7 @@ WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const f
   const i64 rr = live ? r : 0;
   const i64 row_blk[2] = {rr * bpr, ((i64)inter + rr) * bpr};  // gate, up
   float acc[2] = {0.0f, 0.0f};
-  qgemv_rows<T, 2>(qa, sa, row_blk, live, x, norm_w, eps, k, slot, acc);
+  qgemv_rows<T, 2, Q8>(qa, sa, row_blk, live, x, norm_w, eps, k, slot, acc);
   const float g = wave_sum(acc[0]);
   const float u = wave_sum(acc[1]);
   if (live && wave_lane() == 0) {
@@ -594,13 +713,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ8_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ8_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q8_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -612,13 +731,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ4_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ4_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -630,13 +749,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ4_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ4_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -648,13 +767,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ5_0>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ5_0>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -666,13 +785,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ5_1>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ5_1>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -684,13 +803,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ4_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ4_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -702,13 +821,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ5_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ5_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -720,16 +839,129 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in) {
-  qgemv_kernel<TQ6_K>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
+  qgemv_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
                   n_in);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ6_K>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+  qgemv_swiglu_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q6_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
                 int vocab, void* out, int out_f16, float scale) {
   dequant_kernel<TQ6_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
+}
+
+// The 8-bit-activation forms (slots 24 + 2·type + form, the paths of their f32 twins).
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+}
+
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
+                   float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
+                   int m1, int m2, int k, int residual, int n_in) {
+  qgemv_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
+                         residual, n_in);
+}
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+    qgemv_swiglu_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x,
+                          const float* norm_w, float eps, float* out, int inter, int k, int n_in,
+                          int act) {
+  qgemv_swiglu_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
 }

@@ -40,7 +40,8 @@ impl Default for EngineOptions {
             kv_dtype: None,
             max_batch: 512,
             graphs: graphs_from_env(),
-            verify_graphs: !std::env::var("WAVEFRONT_NO_VERIFY_GRAPH").is_ok_and(|v| v.trim() == "1"),
+            verify_graphs: !std::env::var("WAVEFRONT_NO_VERIFY_GRAPH")
+                .is_ok_and(|v| v.trim() == "1"),
         }
     }
 }

@@ -713,7 +713,8 @@ pub fn grid() -> Vec<GemvCase> {
     // GEMM otherwise), K whole
     // K-quant super-blocks: one row of an odd M (a wave with one live row of its two); QKV
     // with the norm prologue and a bias (every output part); the residual epilogue and the
-    // gate/up form with K = 7424 past one LDS tile of 7168 (a second staging); gate/up with
+    // gate/up form with K = 16640: past one LDS tile of 7168 f32 inputs (two more stagings)
+    // and one of 16384 in the 8-bit-activation form (WAVEFRONT_QGEMV_Q8); gate/up with
     // the norm; rows > 1 through the dequantized GEMM and, batched, qgemv.hip's input rows,
     // stacked with a bias and gate/up.
     let mixed = |c: GemvCase, last| GemvCase {
@@ -730,8 +731,8 @@ pub fn grid() -> Vec<GemvCase> {
             weight,
             true,
         )));
-        g.push(residual(case(GemvOp::Linear, 1, 7424, &[9], weight, true)));
-        g.push(case(GemvOp::GateUp, 1, 7424, &[5], weight, false));
+        g.push(residual(case(GemvOp::Linear, 1, 16640, &[9], weight, true)));
+        g.push(case(GemvOp::GateUp, 1, 16640, &[5], weight, false));
         g.push(normed(case(GemvOp::GateUp, 1, 512, &[24], weight, false)));
         g.push(case(GemvOp::Stacked, 3, 256, &[48, 16, 16], weight, true));
         g.push(case(GemvOp::GateUp, 2, 256, &[40], weight, false));

@@ -13,7 +13,7 @@ use super::{bad, GpuBackend};
 use crate::error::Result;
 
 /// Slots per module (`WF_COVERAGE_SLOTS` in common.h).
-pub const SLOTS: usize = 24;
+pub const SLOTS: usize = 40;
 
 /// One kernel's coverage slot in its file's module and its paths, bit `i` = `paths[i]` (the
 /// order of the file's `enum ...Path`; an empty name: a path of the file this kernel cannot
@@ -271,6 +271,23 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("qgemv_q6_k", "qgemv.hip", 21, QGEMV),
     k("qgemv_swiglu_q6_k", "qgemv.hip", 22, QGEMV_SWIGLU),
     k("dequant_q6_k", "qgemv.hip", 23, DEQUANT),
+    // qgemv.hip's 8-bit-activation forms: slot 24 + 2·type + form
+    k("qgemv_q8a_q8_0", "qgemv.hip", 24, QGEMV),
+    k("qgemv_swiglu_q8a_q8_0", "qgemv.hip", 25, QGEMV_SWIGLU),
+    k("qgemv_q8a_q4_0", "qgemv.hip", 26, QGEMV),
+    k("qgemv_swiglu_q8a_q4_0", "qgemv.hip", 27, QGEMV_SWIGLU),
+    k("qgemv_q8a_q4_1", "qgemv.hip", 28, QGEMV),
+    k("qgemv_swiglu_q8a_q4_1", "qgemv.hip", 29, QGEMV_SWIGLU),
+    k("qgemv_q8a_q5_0", "qgemv.hip", 30, QGEMV),
+    k("qgemv_swiglu_q8a_q5_0", "qgemv.hip", 31, QGEMV_SWIGLU),
+    k("qgemv_q8a_q5_1", "qgemv.hip", 32, QGEMV),
+    k("qgemv_swiglu_q8a_q5_1", "qgemv.hip", 33, QGEMV_SWIGLU),
+    k("qgemv_q8a_q4_k", "qgemv.hip", 34, QGEMV),
+    k("qgemv_swiglu_q8a_q4_k", "qgemv.hip", 35, QGEMV_SWIGLU),
+    k("qgemv_q8a_q5_k", "qgemv.hip", 36, QGEMV),
+    k("qgemv_swiglu_q8a_q5_k", "qgemv.hip", 37, QGEMV_SWIGLU),
+    k("qgemv_q8a_q6_k", "qgemv.hip", 38, QGEMV),
+    k("qgemv_swiglu_q8a_q6_k", "qgemv.hip", 39, QGEMV_SWIGLU),
     k(
         "sample_pick",
         "sampling.hip",
@@ -523,6 +540,7 @@ mod tests {
                 + 2 * (2 + 6 + 2) // several rows: stage, rows, swiglu_rows
                 + 2 * (8 + 4) // matrix cores: mma, swiglu_mma
                 + 8 * (8 + 4 + 3)
+                + 8 * (8 + 4) // the 8-bit-activation forms
                 + 12
                 + 3
                 + 4

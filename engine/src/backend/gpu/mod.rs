@@ -248,7 +248,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 79] = [
+pub const ABI_KERNELS: [&str; 95] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -317,6 +317,22 @@ pub const ABI_KERNELS: [&str; 79] = [
     "qgemv_swiglu_q4_k",
     "qgemv_swiglu_q5_k",
     "qgemv_swiglu_q6_k",
+    "qgemv_q8a_q8_0",
+    "qgemv_q8a_q4_0",
+    "qgemv_q8a_q4_1",
+    "qgemv_q8a_q5_0",
+    "qgemv_q8a_q5_1",
+    "qgemv_q8a_q4_k",
+    "qgemv_q8a_q5_k",
+    "qgemv_q8a_q6_k",
+    "qgemv_swiglu_q8a_q8_0",
+    "qgemv_swiglu_q8a_q4_0",
+    "qgemv_swiglu_q8a_q4_1",
+    "qgemv_swiglu_q8a_q5_0",
+    "qgemv_swiglu_q8a_q5_1",
+    "qgemv_swiglu_q8a_q4_k",
+    "qgemv_swiglu_q8a_q5_k",
+    "qgemv_swiglu_q8a_q6_k",
     "dequant_q8_0",
     "dequant_q4_0",
     "dequant_q4_1",
@@ -372,6 +388,10 @@ pub struct GpuBackend {
     /// `WAVEFRONT_GEMV_MMA_NO_LDS=1`: the matrix-core GEMVs' inputs always staged by
     /// `gemv_stage_{T}`, never in the kernel's LDS (for A/B measurements; the same bits).
     gemv_mma_lds: bool,
+    /// `WAVEFRONT_QGEMV_Q8=1`: the GEMVs over block-quantized weights take 8-bit activations
+    /// and integer dot products (`qgemv_q8a_{T}`, `qgemv_swiglu_q8a_{T}`), and
+    /// [`Backend::matmul_input_dtype`] says so (Q8_0: a block of 32 rounded with one scale).
+    qgemv_q8: bool,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -546,6 +566,7 @@ impl GpuBackend {
         let gemv_rows = !switch("WAVEFRONT_NO_GEMV_ROWS");
         let gemv_mma = switch("WAVEFRONT_GEMV_MMA");
         let gemv_mma_lds = !switch("WAVEFRONT_GEMV_MMA_NO_LDS");
+        let qgemv_q8 = switch("WAVEFRONT_QGEMV_Q8");
         let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
         let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
         let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
@@ -572,6 +593,7 @@ impl GpuBackend {
             simple_attention: std::sync::atomic::AtomicBool::new(false),
             gemv_mma,
             gemv_mma_lds,
+            qgemv_q8,
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
             pinned,
@@ -644,6 +666,17 @@ impl GpuBackend {
     /// `WAVEFRONT_GEMV_MMA` said: for A/B measurements and tests.
     pub fn set_gemv_mma(&mut self, on: bool) {
         self.gemv_mma = on;
+    }
+
+    /// Whether the quantized GEMVs take 8-bit activations (`WAVEFRONT_QGEMV_Q8`).
+    pub(in crate::backend::gpu) fn qgemv_q8(&self) -> bool {
+        self.qgemv_q8
+    }
+
+    /// The quantized GEMVs take 8-bit activations and integer dot products, or f32 ones,
+    /// whatever `WAVEFRONT_QGEMV_Q8` said: for A/B measurements and tests.
+    pub fn set_qgemv_q8(&mut self, on: bool) {
+        self.qgemv_q8 = on;
     }
 
     /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`,
@@ -910,9 +943,13 @@ impl Backend for GpuBackend {
     /// Activations are converted to the weights' type for the BLAS GEMM (e.g. bf16 × bf16 → f32).
     /// Over block-quantized weights the GEMV keeps them f32, and the GEMM (rows > 1) takes x
     /// and the dequantized weights both rounded to f16: each product then carries at most two
-    /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states.
+    /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states. With
+    /// `WAVEFRONT_QGEMV_Q8=1` the GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound,
+    /// about 500 times the f16 one, so the GEMM's rows stay within it too).
     fn matmul_input_dtype(&self, weight: DType) -> DType {
-        if quant::quant_range(weight).is_some() {
+        if quant::quant_range(weight).is_some() && self.qgemv_q8 {
+            DType::Q8_0Kv
+        } else if quant::quant_range(weight).is_some() {
             DType::F16
         } else {
             weight

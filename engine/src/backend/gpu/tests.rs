@@ -544,6 +544,46 @@ fn matrix_core_gemvs_take_one_row_and_several_alike_where_k_is_a_multiple_of_32(
     assert!(matches!(&v.calls()[1], Call::Gemm(_)));
 }
 
+/// `WAVEFRONT_QGEMV_Q8` (`set_qgemv_q8`): a GEMV over block-quantized weights launches the
+/// 8-bit-activation form with its LDS (48 bytes a group of 32, at most 16384 inputs a tile),
+/// the same grid and arguments, and the backend reports the inputs' rounding as Q8_0 for the
+/// conformance bounds; 16-bit weights are untouched.
+#[test]
+fn the_8_bit_activation_qgemv_is_its_own_kernel_and_rounding() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let (m, k) = (40, 4096);
+    let x = b.upload_f32(&vec![1.0; k]).unwrap();
+    // Q4_0: 18 bytes a block of 32 (an f16 scale 0, quants 0).
+    let w = b.upload(DType::Q4_0, &vec![0u8; m * k / 32 * 18]).unwrap();
+    let mut out = b.alloc(DType::F32, m).unwrap();
+    let p = LinearParams {
+        rows: 1,
+        in_features: k,
+        out_features: m,
+    };
+    let mut launched = Vec::new();
+    for q8 in [false, true] {
+        b.set_qgemv_q8(q8);
+        v.calls();
+        b.linear(&x, &w, None, &mut out, p).unwrap();
+        let calls = v.calls();
+        let [Call::Launch(name, cfg, args)] = &calls[..] else {
+            panic!("{calls:?}")
+        };
+        launched.push((name.clone(), cfg.grid, cfg.shared_bytes, args.len()));
+        let want = if q8 { DType::Q8_0Kv } else { DType::F16 };
+        assert_eq!(b.matmul_input_dtype(DType::Q4_0), want);
+        assert_eq!(b.matmul_input_dtype(DType::BF16), DType::BF16);
+    }
+    assert_eq!(launched[0].0, "qgemv_q4_0");
+    assert_eq!(launched[1].0, "qgemv_q8a_q4_0");
+    assert_eq!(launched[0].1, launched[1].1, "the same grid");
+    assert_eq!(launched[0].3, launched[1].3, "the same arguments");
+    assert_eq!(launched[0].2, 4 * 4096 / 32 * 36);
+    assert_eq!(launched[1].2, 4096 / 32 * 48);
+}
+
 #[test]
 fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let v = FakeVendor::new(Runtime::Cuda, 32);

@@ -42,14 +42,31 @@ pub(in crate::backend::gpu) fn suffix(op: &str, dtype: DType) -> Result<&'static
     })
 }
 
+/// Input elements the 8-bit-activation forms stage in LDS at a time (ABI: `Q8A_TILE`).
+const Q8A_TILE: usize = 16384;
+/// LDS bytes a staged group of 32 inputs takes in those forms (ABI: `Q8A_REC`).
+const Q8A_REC: usize = 48;
+
 /// LDS of a launch over `k` inputs: one tile (at most `QGEMV_TILE` elements) as f32 with 4
-/// pad floats after every 32.
-fn shared_bytes(k: usize) -> u32 {
-    (4 * k.min(QGEMV_TILE) / 32 * 36) as u32
+/// pad floats after every 32; for the 8-bit forms (`q8`), at most `Q8A_TILE` elements as
+/// records of `Q8A_REC` bytes a group of 32.
+fn shared_bytes(k: usize, q8: bool) -> u32 {
+    if q8 {
+        (k.min(Q8A_TILE) / 32 * Q8A_REC) as u32
+    } else {
+        (4 * k.min(QGEMV_TILE) / 32 * 36) as u32
+    }
+}
+
+/// The kernel of `form` (`qgemv`, `qgemv_swiglu`) for `dtype`: the 8-bit-activation one
+/// (`{form}_q8a_{T}`) when the backend takes them.
+fn kernel(b: &GpuBackend, op: &str, form: &str, dtype: DType) -> Result<String> {
+    let q8 = if b.qgemv_q8() { "q8a_" } else { "" };
+    Ok(format!("{form}_{q8}{}", suffix(op, dtype)?))
 }
 
 /// `blocks` of [`QGEMV_BLOCK`] threads, checked against a 1-D grid.
-fn grid(op: &str, blocks: u64, k: usize) -> Result<LaunchConfig> {
+fn grid(op: &str, blocks: u64, k: usize, q8: bool) -> Result<LaunchConfig> {
     let blocks = u32::try_from(blocks)
         .ok()
         .filter(|&b| b <= i32::MAX as u32)
@@ -57,7 +74,7 @@ fn grid(op: &str, blocks: u64, k: usize) -> Result<LaunchConfig> {
     Ok(LaunchConfig {
         grid: (blocks, 1, 1),
         block: (QGEMV_BLOCK, 1, 1),
-        shared_bytes: shared_bytes(k),
+        shared_bytes: shared_bytes(k, q8),
     })
 }
 
@@ -134,9 +151,10 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
             ),
         ));
     }
-    let name = format!("qgemv_{}", suffix(op, g.seg.dtype)?);
+    let name = kernel(b, op, "qgemv", g.seg.dtype)?;
     let per_block = u64::from(2 * QGEMV_BLOCK / b.wave);
-    let cfg = batched(op, grid(op, (rows as u64).div_ceil(per_block), k)?, g.n_in)?;
+    let blocks = (rows as u64).div_ceil(per_block);
+    let cfg = batched(op, grid(op, blocks, k, b.qgemv_q8())?, g.n_in)?;
     let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = stacked_gemv_args!(g;
@@ -179,9 +197,14 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
             format!("2·{inter} rows of {k} in {} elements", seg.elems),
         ));
     }
-    let name = format!("qgemv_swiglu_{}", suffix(op, seg.dtype)?);
+    let name = kernel(b, op, "qgemv_swiglu", seg.dtype)?;
     let per_block = u64::from(QGEMV_BLOCK / b.wave);
-    let one = grid(op, (inter as u64).div_ceil(per_block), k as usize)?;
+    let one = grid(
+        op,
+        (inter as u64).div_ceil(per_block),
+        k as usize,
+        b.qgemv_q8(),
+    )?;
     let cfg = batched(op, one, n_in)?;
     let [qa, sa] = arrays(op, base, seg, 0, k as usize)?;
     let [norm_w, eps] = norm_args(norm);
@@ -280,16 +303,33 @@ mod tests {
 
     #[test]
     fn one_tile_of_padded_f32_at_most_32256_bytes() {
-        assert_eq!(shared_bytes(32), 144);
-        assert_eq!(shared_bytes(4096), 4096 * 4 / 32 * 36);
-        assert_eq!(shared_bytes(QGEMV_TILE), 32256);
-        assert_eq!(shared_bytes(14336), 32256, "tiled past 7168");
+        assert_eq!(shared_bytes(32, false), 144);
+        assert_eq!(shared_bytes(4096, false), 4096 * 4 / 32 * 36);
+        assert_eq!(shared_bytes(QGEMV_TILE, false), 32256);
+        assert_eq!(shared_bytes(14336, false), 32256, "tiled past 7168");
         assert!(
-            shared_bytes(1 << 20) <= 32 * 1024,
+            shared_bytes(1 << 20, false) <= 32 * 1024,
             "two blocks share a 64 KiB LDS"
         );
         assert_eq!(
             QGEMV_TILE % 256,
+            0,
+            "no K-quant super-block straddles two tiles"
+        );
+    }
+
+    #[test]
+    fn the_8_bit_forms_stage_48_byte_records_within_24_kib() {
+        assert_eq!(shared_bytes(32, true), 48);
+        assert_eq!(shared_bytes(4096, true), 128 * 48);
+        assert_eq!(
+            shared_bytes(14336, true),
+            448 * 48,
+            "one tile for the 8B down"
+        );
+        assert_eq!(shared_bytes(1 << 20, true), 24 * 1024, "tiled past 16384");
+        assert_eq!(
+            Q8A_TILE % 256,
             0,
             "no K-quant super-block straddles two tiles"
         );
