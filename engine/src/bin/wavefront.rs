@@ -555,6 +555,16 @@ fn request_settings(args: &RunArgs) -> Result<GenerationRequest> {
     Ok(request)
 }
 
+/// Whether `serve` turns the matrix-core GEMVs on (`GpuBackend::set_gemv_mma`): with several
+/// slots on an NVIDIA GPU, unless `WAVEFRONT_GEMV_MMA` (`env`) is set either way. A batched
+/// pass then reads each weight once for up to 16 streams with matrix-instruction arithmetic
+/// (Llama-3.2-1B shape on an H200: 16 streams 8.46× one stream's aggregate, against 3.28× on
+/// the FMA kernels, whose one stream is 14% faster; `bench/results/2026-12-05-serve-1b-h200/`).
+/// Not on AMD GPUs until their MFMA/WMMA paths have passed conformance on the hardware.
+fn serve_takes_mma(slots: usize, cuda: bool, env: Option<&str>) -> bool {
+    env.is_none() && slots > 1 && cuda
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
     // The flags first (a public address without a key among them), then the backend, then the
     // model: a bad value fails before anything loads.
@@ -620,7 +630,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         draft: draft_params,
     };
     match gpu {
-        Some(b) => {
+        Some(mut b) => {
+            let cuda = b.info().runtime == gpu::Runtime::Cuda;
+            let env = std::env::var("WAVEFRONT_GEMV_MMA").ok();
+            if serve_takes_mma(args.slots, cuda, env.as_deref()) {
+                b.set_gemv_mma(true);
+                eprintln!(
+                    "[{} slots: the GEMVs on the matrix cores (each weight read once for up to 16 \
+                     streams; WAVEFRONT_GEMV_MMA=0 keeps the FMA kernels, faster for one stream); \
+                     `WAVEFRONT_GEMV_MMA=1 wavefront run` gives a served request's tokens]",
+                    args.slots
+                );
+            }
             let engine = Engine::new(b, &model, engine_options(args.kv_type))?;
             let kernels = args.kernels.as_ref();
             let d = draft_engine(draft.as_ref(), || second_gpu(kernels), args.kv_type)?;
@@ -1359,4 +1380,19 @@ fn info(arg: Option<PathBuf>) -> Result<()> {
         None => println!("tokenizer:    none"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_takes_mma;
+
+    #[test]
+    fn serve_takes_the_matrix_core_gemvs_for_several_slots_on_nvidia_unless_told() {
+        assert!(serve_takes_mma(4, true, None));
+        assert!(!serve_takes_mma(1, true, None), "one slot: the FMA kernels");
+        assert!(!serve_takes_mma(4, false, None), "not on AMD yet");
+        assert!(!serve_takes_mma(4, true, Some("0")), "WAVEFRONT_GEMV_MMA=0 keeps them off");
+        // "1": the backend has read it already; nothing to change.
+        assert!(!serve_takes_mma(4, true, Some("1")));
+    }
 }
