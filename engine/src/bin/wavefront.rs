@@ -1391,7 +1391,10 @@ mod tests {
         assert!(serve_takes_mma(4, true, None));
         assert!(!serve_takes_mma(1, true, None), "one slot: the FMA kernels");
         assert!(!serve_takes_mma(4, false, None), "not on AMD yet");
-        assert!(!serve_takes_mma(4, true, Some("0")), "WAVEFRONT_GEMV_MMA=0 keeps them off");
+        assert!(
+            !serve_takes_mma(4, true, Some("0")),
+            "WAVEFRONT_GEMV_MMA=0 keeps them off"
+        );
         // "1": the backend has read it already; nothing to change.
         assert!(!serve_takes_mma(4, true, Some("1")));
     }
