@@ -8,7 +8,7 @@
 #   2. ci/kernel-math-check.cpp: common.h's 16-bit conversions and sin/cos against independent
 #      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
 #      qgemv.hip's block decoders run on the host against gguf-py's dequantized values
-#      (fixtures/quants) bit for bit, and its GEMV dot products against f64;
+#      (fixtures/quants) bit for bit, and its GEMV dot products (f32 and 8-bit inputs) against f64;
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call

@@ -5,7 +5,11 @@
 //      (fixtures/quants/{T}.f32, written by fixtures/gen/quant_goldens.py) bit for bit;
 //   2. the GEMV's chunk dot products (dot_chunk over the padded LDS tile, as qgemv_{T} runs
 //      them, tiles of QGEMV_TILE) equal Σ w·x over those values computed in double, within the
-//      f32 reassociation bound 2·K·u·Σ|w·x|.
+//      f32 reassociation bound 2·K·u·Σ|w·x|;
+//   3. the 8-bit-activation form's (stage_tile_q8 thread by thread, then dot_chunk_q8, as
+//      qgemv_q8a_{T} runs them) equal Σ w·(d·q) over the inputs rounded here the same way, in
+//      double, within its f32 scalings' bound (K/16 + 4)·u·Σ|w·dq|; and that rounding moves
+//      the product by at most Σ|w|·d/2 (the bound conformance holds the GPU to).
 // A kernel author who edits a decoder learns here, without a GPU, whether it still decodes
 // ggml's blocks; the device conformance suite checks the kernels whole.
 //
@@ -116,6 +120,7 @@ struct Type {
   int bb, q0, qb;  // block bytes, first quant byte, quant bytes
   Dequant dequant;
   float (*gemv)(const uint8_t*, const uint8_t*, const float*, int);
+  float (*gemv_q8)(const uint8_t*, const uint8_t*, const float*, int);
 };
 
 // One row of K: the sum qgemv_{T} forms (tile by tile, every chunk, lane order aside).
@@ -139,6 +144,28 @@ static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k
   return acc[0];
 }
 
+// The same row through the 8-bit-activation form (qgemv_q8a_{T}): stage_tile_q8 thread by
+// thread, then dot_chunk_q8 over every chunk (tiles of Q8A_TILE).
+template <class T>
+static float row_dot_q8(const uint8_t* qa, const uint8_t* sa, const float* x, int k) {
+  uint8_t* xq = (uint8_t*)wf_dynamic_shared;
+  float acc[1] = {0.0f};
+  for (int t0 = 0; t0 < k; t0 += Q8A_TILE) {
+    const int n = k - t0 < Q8A_TILE ? k - t0 : Q8A_TILE;
+    for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {
+      threadIdx.x = t;
+      stage_tile_q8(x, nullptr, 1.0f, t0, n, xq);
+    }
+    const int c_begin = t0 / T::BE * T::CPB, c_end = c_begin + n / T::BE * T::CPB;
+    for (int c = c_begin; c < c_end; ++c) {
+      Chunk ch[1];
+      T::load(qa, sa, c / T::CPB, c % T::CPB, ch[0]);
+      dot_chunk_q8<T, 1>(ch, c, t0, xq, acc);
+    }
+  }
+  return acc[0];
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: kernel-quant-check FIXTURES_DIR\n");
@@ -146,14 +173,14 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   const Type types[] = {
-      {"Q8_0", 34, 2, 32, dequant_q8_0, row_dot<TQ8_0>},
-      {"Q4_0", 18, 2, 16, dequant_q4_0, row_dot<TQ4_0>},
-      {"Q4_1", 20, 4, 16, dequant_q4_1, row_dot<TQ4_1>},
-      {"Q5_0", 22, 6, 16, dequant_q5_0, row_dot<TQ5_0>},
-      {"Q5_1", 24, 8, 16, dequant_q5_1, row_dot<TQ5_1>},
-      {"Q4_K", 144, 16, 128, dequant_q4_k, row_dot<TQ4_K>},
-      {"Q5_K", 176, 16, 160, dequant_q5_k, row_dot<TQ5_K>},
-      {"Q6_K", 210, 0, 192, dequant_q6_k, row_dot<TQ6_K>},
+      {"Q8_0", 34, 2, 32, dequant_q8_0, row_dot<TQ8_0>, row_dot_q8<TQ8_0>},
+      {"Q4_0", 18, 2, 16, dequant_q4_0, row_dot<TQ4_0>, row_dot_q8<TQ4_0>},
+      {"Q4_1", 20, 4, 16, dequant_q4_1, row_dot<TQ4_1>, row_dot_q8<TQ4_1>},
+      {"Q5_0", 22, 6, 16, dequant_q5_0, row_dot<TQ5_0>, row_dot_q8<TQ5_0>},
+      {"Q5_1", 24, 8, 16, dequant_q5_1, row_dot<TQ5_1>, row_dot_q8<TQ5_1>},
+      {"Q4_K", 144, 16, 128, dequant_q4_k, row_dot<TQ4_K>, row_dot_q8<TQ4_K>},
+      {"Q5_K", 176, 16, 160, dequant_q5_k, row_dot<TQ5_K>, row_dot_q8<TQ5_K>},
+      {"Q6_K", 210, 0, 192, dequant_q6_k, row_dot<TQ6_K>, row_dot_q8<TQ6_K>},
   };
   for (const Type& t : types) {
     const std::vector<uint8_t> file = read_file(dir + "/" + t.name + ".bin");
@@ -206,6 +233,32 @@ int main(int argc, char** argv) {
     const double err = fabs(dot - exact), bound = 2.0 * k * ldexp(1.0, -24) * mag;
     check(err <= bound, std::string(t.name) + ": the GEMV's dot of K = 14336 within 2Ku·Σ|wx| (" +
                             std::to_string(err) + " ≤ " + std::to_string(bound) + ")");
+    // 3. the 8-bit-activation form's dot against the same rounding done here: each group of
+    // 32 inputs rounded to d·q, d = max|x| / 127 (f32), q = rint(x · (1/d)); the kernel's
+    // integer sums are exact, so it differs from Σ w·(d·q) (in double) only by its f32 scalings
+    // and sums, a group of 16 a term: (K/16 + 4)·u·Σ|w·dq|. And that rounding moves the
+    // product by at most Σ|w|·d/2 from the f32 inputs' (the bound the conformance suite uses).
+    double exact8 = 0.0, mag8 = 0.0, r8 = 0.0;
+    for (int g = 0; g < k / 32; ++g) {
+      float amax = 0.0f;
+      for (int i = 32 * g; i < 32 * g + 32; ++i) amax = fmaxf(amax, fabsf(x[i]));
+      const float d = amax / 127.0f, id = amax > 0.0f ? 1.0f / d : 0.0f;
+      for (int i = 32 * g; i < 32 * g + 32; ++i) {
+        const double w = want[(i / be) % nb * be + i % be];
+        const double xq = (double)d * rintf(x[i] * id);
+        exact8 += w * xq;
+        mag8 += fabs(w * xq);
+        r8 += fabs(w) * d / 2.0;
+      }
+    }
+    const float dot8 = t.gemv_q8(rs.data(), rs.data() + reps * t.qb, x.data(), k);
+    const double err8 = fabs(dot8 - exact8), bound8 = (k / 16 + 4) * ldexp(1.0, -24) * mag8;
+    check(err8 <= bound8, std::string(t.name) + ": the 8-bit form's dot of K = 14336 equals the "
+                          "rounded inputs' within (K/16 + 4)·u·Σ|w·dq| (" + std::to_string(err8) +
+                          " ≤ " + std::to_string(bound8) + ")");
+    check(fabs(exact8 - exact) <= r8 && exact8 != exact,
+          std::string(t.name) + ": the rounding moves it by " + std::to_string(fabs(exact8 - exact)) +
+              " ≤ Σ|w|·d/2 = " + std::to_string(r8));
   }
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail == 0 ? 0 : 1;

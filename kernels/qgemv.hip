@@ -69,7 +69,8 @@
 // 8-bit activations (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; WAVEFRONT_QGEMV_Q8=1): the same
 //   launches, rows, lanes and epilogues, but the input staged as int8 (stage_tile_q8: each
 //   group of 32 rounded with its own scale d = max|x| / 127, Q8A_TILE = 16384 elements a tile,
-//   Q8A_REC = 48 bytes a group: dynamic shared memory min(K, Q8A_TILE) / 32 · 48 ≤ 24 KiB), and
+//   Q8A_REC = 48 bytes a group: dynamic shared memory min(K, Q8A_TILE) / 32 · 48 ≤ 24 KiB;
+//   one thread a group, or with Q8A_STAGE_LANES = 8 eight, the same records), and
 //   each 16-element group's sum an exact integer dot product of the weight quants with the
 //   input quants (wf_dot4_i8, four at a time), scaled in f32: A_g·d·s (+ M_g·d·Σq). The error
 //   against the f32 product is the input rounding (Backend::matmul_input_dtype: Q8_0Kv).
@@ -100,6 +101,7 @@ constexpr int DEQUANT_BLOCK = 256;
 constexpr int Q8A_TILE = 16384;  // input elements the 8-bit form stages at a time
 constexpr int Q8A_REC = 48;      // LDS bytes a staged group of 32 takes in the 8-bit form
 constexpr int Q8A_UNROLL = 2;    // chunks a row in flight per lane in the 8-bit form
+constexpr int Q8A_STAGE_LANES = 1;  // threads a staged group: 1 (measured) or 8 (not yet)
 enum QgemvPath {
   PATH_MAIN,
   PATH_TILES,
@@ -474,6 +476,64 @@ WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0
   block_sync();
 }
 
+// stage_tile_q8 with eight threads a group (Q8A_STAGE_LANES = 8; not yet measured): thread t
+// takes the float4 t % 8 of group t / 8 (+ 32 a pass, every thread on every pass, block-
+// uniform), the group's max |x|, finiteness and 16-element sums over its eight lanes by
+// shuffles (masks 1, 2, 4: within a warp at either wave size). The same records, bit for bit:
+// the max and the integer sums do not depend on the order.
+WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, int t0, int n,
+                                   uint8_t* xs) {
+  const int t = thread_index();
+  const int sub = t & 7;
+  for (int g0 = 0; g0 < n / 32; g0 += QGEMV_BLOCK / 8) {  // block-uniform
+    const int j = g0 + (t >> 3);
+    const bool mine = j < n / 32;
+    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (mine) {
+      load_f32x4(x + t0 + 32 * j + 4 * sub, v);
+      if (g) {
+        float w4[4];
+        load_f32x4(g + t0 + 32 * j + 4 * sub, w4);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[e] = w4[e] * (v[e] * scale);
+      }
+    }
+    float amax = 0.0f;
+    int finite = 1;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float a = f32_from_bits(f32_bits(v[e]) & 0x7fffffffu);
+      finite &= a <= 3.402823466e38f ? 1 : 0;  // 0 for NaN and ±inf
+      amax = a > amax ? a : amax;
+    }
+#pragma unroll
+    for (int m = 1; m < 8; m <<= 1) {
+      const float o = wave_shfl_xor(amax, m);
+      amax = o > amax ? o : amax;
+      finite &= wave_shfl_xor(finite, m);
+    }
+    const float d = finite ? amax / 127.0f : f32_from_bits(0x7fc00000u);
+    const float id = finite && amax > 0.0f ? 1.0f / d : 0.0f;
+    uint32_t w = 0;
+    int sq = 0;
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const int q = finite ? (int)wf_rintf(v[b] * id) : 0;
+      w |= ((uint32_t)q & 0xffu) << (8 * b);
+      sq += q;
+    }
+    sq += wave_shfl_xor(sq, 1);  // lanes 0-3: elements 0-15; lanes 4-7: 16-31
+    sq += wave_shfl_xor(sq, 2);
+    if (mine) {
+      uint8_t* rec = xs + j * Q8A_REC;
+      *(uint32_t*)(rec + 4 * sub) = w;
+      if (sub == 0) *(uint32_t*)(rec + 32) = f32_bits(d);
+      if ((sub & 3) == 0) *(uint16_t*)(rec + 36 + (sub >> 1)) = (uint16_t)((uint32_t)sq & 0xffffu);
+    }
+  }
+  block_sync();
+}
+
 // The quants of elements 4i..4i+3 of group g as signed bytes, and the offset they carry
 // (word = quant + BIAS, each below 128, but for Q8_0: its own int8 bytes, offset 0).
 template <class T>
@@ -546,7 +606,9 @@ WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_
       block_sync();  // every wave is done with the previous tile
       if (live) load_step<T, NR, U>(qa, sa, row_blk, c_begin + lane, c_end, cur);
     }
-    if (Q8) {
+    if (Q8 && Q8A_STAGE_LANES == 8) {
+      stage_tile_q8_lanes(x, norm_w, scale, t0, n, xq);
+    } else if (Q8) {
       stage_tile_q8(x, norm_w, scale, t0, n, xq);
     } else {
       stage_tile(x, norm_w, scale, t0, n, xs);
