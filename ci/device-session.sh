@@ -1109,58 +1109,81 @@ serve-gpu)
 q8a)
   # Issue 10: the block-quantized GEMVs with 8-bit activations and integer dot products
   # (WAVEFRONT_QGEMV_Q8=1: qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; the tolerance is the Q8_0
-  # input bound, Backend::matmul_input_dtype). Carry .device/ops.
-  #   The GEMV op cases at both waves with path coverage, in the mode (its kernels' paths)
-  #   and out of it (the f32 forms, now templated on the form); the model-level checks on the
-  #   fixtures and the quantized fixtures in the mode; the GEMV microbench over the 8B shape
-  #   per type of GEMV_QUANTS (default q4_0 q4_k q8_0) both ways; then tg32 of SHAPES
-  #   (default llama-3.1-8b llama-3.2-1b) in QUANTS (default q4_0 q4_k q8_0) both ways.
+  # input bound, Backend::matmul_input_dtype). Carry .device/ops. Variants are made here from
+  # the tree's kernels/ (sed on a copy): lanes8 (Q8A_STAGE_LANES = 8), u4 (Q8A_UNROLL = 4).
+  #   PART=check: the GEMV op cases at both waves with path coverage in the mode (a cold
+  #     kernel cache compiles four builds of qgemv.hip: minutes), the same cases at WAVE=32 for
+  #     each variant, the model-level checks on the fixtures and quantized fixtures in the mode.
+  #   PART=bench (default): the GEMV microbench over the 8B shape per type of GEMV_QUANTS
+  #     (default q4_0 q4_k q8_0) in the mode and out of it, then per variant in the mode; tg32
+  #     of SHAPES (default llama-3.1-8b) in QUANTS (default q4_0 q4_k q8_0) both ways (and per
+  #     variant, VARIANT_TG=1).
   unpack .device/ops
   begin_summary
   gpu_info
-  for q8 in 1 0; do
-    start=$SECONDS
-    WAVEFRONT_QGEMV_Q8=$q8 timeout 240 bin/wavefront-conformance --backend gpu --wave all \
-      --op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked \
-      --op norm_gate_up_swiglu --op linear_residual \
-      --report "$OUT/conformance-gemv-q8a$q8.md" >"$OUT/conformance-gemv-q8a$q8.log" 2>&1
-    echo "| conformance gemv ops, both waves (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a$q8.log") |" | tee -a "$OUT/summary.md"
-    grep -E "FAIL|✗" "$OUT/conformance-gemv-q8a$q8.log" | head -20
-    finish
+  variants=""
+  for v in ${VARIANTS-lanes8 u4}; do
+    d=/tmp/kvar-$v
+    rm -rf "$d" && cp -r kernels "$d"
+    case $v in
+    lanes8) sed -i 's/constexpr int Q8A_STAGE_LANES = 1;/constexpr int Q8A_STAGE_LANES = 8;/' "$d/qgemv.hip" ;;
+    u4) sed -i 's/constexpr int Q8A_UNROLL = 2;/constexpr int Q8A_UNROLL = 4;/' "$d/qgemv.hip" ;;
+    esac
+    if cmp -s kernels/qgemv.hip "$d/qgemv.hip"; then echo "variant $v: no edit applied" >&2; continue; fi
+    variants="$variants $d"
   done
-  if [ "${NO_FIXTURES:-0}" != 1 ]; then
+  gemv_ops="--op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual"
+  case "${PART:-bench}" in
+  check)
+    start=$SECONDS
+    # shellcheck disable=SC2086
+    WAVEFRONT_QGEMV_Q8=1 timeout 420 bin/wavefront-conformance --backend gpu --wave all $gemv_ops \
+      --report "$OUT/conformance-gemv-q8a.md" >"$OUT/conformance-gemv-q8a.log" 2>&1
+    echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a.log" | head -20
+    finish
+    for v in $variants; do
+      start=$SECONDS
+      # shellcheck disable=SC2086
+      WAVEFRONT_QGEMV_Q8=1 timeout 150 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage $gemv_ops \
+        --kernels "$v" --report "$OUT/conformance-gemv-q8a-$(basename "$v").md" >"$OUT/conformance-gemv-q8a-$(basename "$v").log" 2>&1
+      echo "| conformance gemv ops, WAVE=32, variant $v (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a-$(basename "$v").log") |" | tee -a "$OUT/summary.md"
+      finish
+    done
     # shellcheck disable=SC2046
     WAVEFRONT_QGEMV_Q8=1 fixtures_conformance conformance-fixtures-q8a $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
-  fi
-  for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
-    for q8 in 1 0; do
-      start=$SECONDS
-      WAVEFRONT_QGEMV_Q8=$q8 timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
-        --markdown "$OUT/bench-gemv-8b-$q-q8a$q8.md" >"$OUT/bench-gemv-8b-$q-q8a$q8.log" 2>&1
-      echo "| bench --gemv 8b $q (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    ;;
+  *)
+    gemv() { # name [args]
+      local name=$1 start=$SECONDS
+      shift
+      timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b "$@" \
+        --markdown "$OUT/bench-gemv-8b-$name.md" >"$OUT/bench-gemv-8b-$name.log" 2>&1
+      echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
       finish
+    }
+    for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
+      WAVEFRONT_QGEMV_Q8=0 gemv "$q-q8a0" --quant "$q"
+      WAVEFRONT_QGEMV_Q8=1 gemv "$q-q8a1" --quant "$q"
+      for v in $variants; do WAVEFRONT_QGEMV_Q8=1 gemv "$q-q8a1-$(basename "$v")" --quant "$q" --kernels "$v"; done
     done
-  done
-  # Edited copies of kernels/ (VARIANTS, directories carried beside .device/ops), in the mode.
-  for v in ${VARIANTS:-}; do
-    for q in q4_0 q4_k; do
-      start=$SECONDS
-      WAVEFRONT_QGEMV_Q8=1 timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant $q \
-        --kernels "$v" --markdown "$OUT/bench-gemv-8b-$q-q8a1-$(basename "$v").md" \
-        >"$OUT/bench-gemv-8b-$q-q8a1-$(basename "$v").log" 2>&1
-      echo "| bench --gemv 8b $q variant $v (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-      finish
-    done
-  done
-  for f in "$OUT"/bench-gemv-*.md; do echo "== $f"; grep -E "^\| llama" "$f" | awk -F'|' '{print $3, $6, $7, $8}'; done
-  for q in ${QUANTS:-q4_0 q4_k q8_0}; do
-    for shape in ${SHAPES:-llama-3.1-8b llama-3.2-1b}; do
-      for q8 in 1 0; do
-        WAVEFRONT_QGEMV_Q8=$q8 bench "$shape-$q-q8a$q8" --shape "$shape" --quant "$q" --reps 3 --depth 0 --pp 1 --tg 32
+    for f in "$OUT"/bench-gemv-*.md; do echo "== $f"; grep -E "^\| llama" "$f" | awk -F'|' '{print $3, $6, $7, $8}'; done
+    for q in ${QUANTS:-q4_0 q4_k q8_0}; do
+      for shape in ${SHAPES:-llama-3.1-8b}; do
+        for q8 in 1 0; do
+          WAVEFRONT_QGEMV_Q8=$q8 bench "$shape-$q-q8a$q8" --shape "$shape" --quant "$q" --reps 3 --depth 0 --pp 1 --tg 32
+        done
+        if [ "${VARIANT_TG:-0}" = 1 ]; then
+          for v in $variants; do
+            WAVEFRONT_QGEMV_Q8=1 bench "$shape-$q-q8a1-$(basename "$v")" --shape "$shape" --quant "$q" --reps 3 \
+              --depth 0 --pp 1 --tg 32 --kernels "$v"
+          done
+        fi
       done
     done
-  done
-  for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
+    for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
+    ;;
+  esac
   cat "$OUT/summary.md"
   ;;
 verify-graph)
