@@ -123,44 +123,34 @@ struct Type {
   float (*gemv_q8)(const uint8_t*, const uint8_t*, const float*, int);
 };
 
-// One row of K: the sum qgemv_{T} forms (tile by tile, every chunk, lane order aside).
-template <class T>
+// One row of K: the sum qgemv_{T} forms (tile by tile, every chunk, lane order aside), or with
+// Q8 the 8-bit-activation form's (qgemv_q8a_{T}: stage_tile_q8, dot_chunk_q8, Q8A_TILE), each
+// tile staged thread by thread.
+template <class T, bool Q8>
 static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k) {
+  constexpr int TILE = Q8 ? Q8A_TILE : QGEMV_TILE;
   float* xs = (float*)wf_dynamic_shared;
-  float acc[1] = {0.0f};
-  for (int t0 = 0; t0 < k; t0 += QGEMV_TILE) {
-    const int n = k - t0 < QGEMV_TILE ? k - t0 : QGEMV_TILE;
-    for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {
-      threadIdx.x = t;
-      stage_tile(x, nullptr, 1.0f, t0, n, xs);
-    }
-    const int c_begin = t0 / T::BE * T::CPB, c_end = c_begin + n / T::BE * T::CPB;
-    for (int c = c_begin; c < c_end; ++c) {
-      Chunk ch[1];
-      T::load(qa, sa, c / T::CPB, c % T::CPB, ch[0]);
-      dot_chunk<T, 1>(ch, c, t0, xs, acc);
-    }
-  }
-  return acc[0];
-}
-
-// The same row through the 8-bit-activation form (qgemv_q8a_{T}): stage_tile_q8 thread by
-// thread, then dot_chunk_q8 over every chunk (tiles of Q8A_TILE).
-template <class T>
-static float row_dot_q8(const uint8_t* qa, const uint8_t* sa, const float* x, int k) {
   uint8_t* xq = (uint8_t*)wf_dynamic_shared;
   float acc[1] = {0.0f};
-  for (int t0 = 0; t0 < k; t0 += Q8A_TILE) {
-    const int n = k - t0 < Q8A_TILE ? k - t0 : Q8A_TILE;
+  for (int t0 = 0; t0 < k; t0 += TILE) {
+    const int n = k - t0 < TILE ? k - t0 : TILE;
     for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {
       threadIdx.x = t;
-      stage_tile_q8(x, nullptr, 1.0f, t0, n, xq);
+      if (Q8) {
+        stage_tile_q8(x, nullptr, 1.0f, t0, n, xq);
+      } else {
+        stage_tile(x, nullptr, 1.0f, t0, n, xs);
+      }
     }
     const int c_begin = t0 / T::BE * T::CPB, c_end = c_begin + n / T::BE * T::CPB;
     for (int c = c_begin; c < c_end; ++c) {
       Chunk ch[1];
       T::load(qa, sa, c / T::CPB, c % T::CPB, ch[0]);
-      dot_chunk_q8<T, 1>(ch, c, t0, xq, acc);
+      if (Q8) {
+        dot_chunk_q8<T, 1>(ch, c, t0, xq, acc);
+      } else {
+        dot_chunk<T, 1>(ch, c, t0, xs, acc);
+      }
     }
   }
   return acc[0];
@@ -173,14 +163,14 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   const Type types[] = {
-      {"Q8_0", 34, 2, 32, dequant_q8_0, row_dot<TQ8_0>, row_dot_q8<TQ8_0>},
-      {"Q4_0", 18, 2, 16, dequant_q4_0, row_dot<TQ4_0>, row_dot_q8<TQ4_0>},
-      {"Q4_1", 20, 4, 16, dequant_q4_1, row_dot<TQ4_1>, row_dot_q8<TQ4_1>},
-      {"Q5_0", 22, 6, 16, dequant_q5_0, row_dot<TQ5_0>, row_dot_q8<TQ5_0>},
-      {"Q5_1", 24, 8, 16, dequant_q5_1, row_dot<TQ5_1>, row_dot_q8<TQ5_1>},
-      {"Q4_K", 144, 16, 128, dequant_q4_k, row_dot<TQ4_K>, row_dot_q8<TQ4_K>},
-      {"Q5_K", 176, 16, 160, dequant_q5_k, row_dot<TQ5_K>, row_dot_q8<TQ5_K>},
-      {"Q6_K", 210, 0, 192, dequant_q6_k, row_dot<TQ6_K>, row_dot_q8<TQ6_K>},
+      {"Q8_0", 34, 2, 32, dequant_q8_0, row_dot<TQ8_0, false>, row_dot<TQ8_0, true>},
+      {"Q4_0", 18, 2, 16, dequant_q4_0, row_dot<TQ4_0, false>, row_dot<TQ4_0, true>},
+      {"Q4_1", 20, 4, 16, dequant_q4_1, row_dot<TQ4_1, false>, row_dot<TQ4_1, true>},
+      {"Q5_0", 22, 6, 16, dequant_q5_0, row_dot<TQ5_0, false>, row_dot<TQ5_0, true>},
+      {"Q5_1", 24, 8, 16, dequant_q5_1, row_dot<TQ5_1, false>, row_dot<TQ5_1, true>},
+      {"Q4_K", 144, 16, 128, dequant_q4_k, row_dot<TQ4_K, false>, row_dot<TQ4_K, true>},
+      {"Q5_K", 176, 16, 160, dequant_q5_k, row_dot<TQ5_K, false>, row_dot<TQ5_K, true>},
+      {"Q6_K", 210, 0, 192, dequant_q6_k, row_dot<TQ6_K, false>, row_dot<TQ6_K, true>},
   };
   for (const Type& t : types) {
     const std::vector<uint8_t> file = read_file(dir + "/" + t.name + ".bin");
