@@ -349,18 +349,24 @@ WF_DEVICE void group_values(const Chunk& c, int cc, int g, float (&v)[16]) {
 // The padded LDS index of staged element e.
 WF_DEVICE int pad_index(int e) { return e + 4 * (e >> 5); }
 
+// Elements i..i+3 of a: x, or its RMSNorm g · (x · scale) (rms_norm.hip's expression); x and g
+// on 16 bytes.
+WF_DEVICE void load_input4(const float* x, const float* g, float scale, int i, float (&v)[4]) {
+  load_f32x4(x + i, v);
+  if (g) {
+    float w4[4];
+    load_f32x4(g + i, w4);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
+  }
+}
+
 // Elements [t0, t0 + n) of a (x, or its RMSNorm with g and scale) into xs (padded), n a
 // multiple of 32, then a barrier.
 WF_DEVICE void stage_tile(const float* x, const float* g, float scale, int t0, int n, float* xs) {
   for (int i = 4 * thread_index(); i < n; i += 4 * QGEMV_BLOCK) {
     float v[4];
-    load_f32x4(x + t0 + i, v);
-    if (g) {
-      float w4[4];
-      load_f32x4(g + t0 + i, w4);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
-    }
+    load_input4(x, g, scale, t0 + i, v);
     store_f32x4(xs + pad_index(i), v);
   }
   block_sync();
@@ -425,6 +431,18 @@ WF_DEVICE void dot_chunk(const Chunk (&ch)[NR], int c, int t0, const float* xs,
 // (q = 0 where d = 0); a group holding a NaN or an infinity gets d = NaN and q = 0, so every
 // product it enters is NaN. Thread t quantizes the groups t, t + QGEMV_BLOCK, … of the tile
 // whole (eight 16-byte loads each, no reduction across threads), then a barrier.
+// A group's scale d = max|x| / 127 and its inverse (0 where d = 0); d = NaN and id = 0 for a
+// group holding a NaN or an infinity (not `finite`).
+WF_DEVICE void q8a_scale(float amax, bool finite, float& d, float& id) {
+  d = finite ? amax / 127.0f : f32_from_bits(0x7fc00000u);
+  id = finite && amax > 0.0f ? 1.0f / d : 0.0f;
+}
+
+// An input's quant rint(v · (1/d)); 0 in a group that is not finite (no NaN to convert).
+WF_DEVICE int q8a_quant(float v, float id, bool finite) {
+  return finite ? (int)wf_rintf(v * id) : 0;
+}
+
 WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0, int n,
                              uint8_t* xs) {
   for (int j = thread_index(); j < n / 32; j += QGEMV_BLOCK) {
@@ -432,13 +450,7 @@ WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       float t[4];
-      load_f32x4(x + t0 + 32 * j + 4 * i, t);
-      if (g) {
-        float w4[4];
-        load_f32x4(g + t0 + 32 * j + 4 * i, w4);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) t[e] = w4[e] * (t[e] * scale);
-      }
+      load_input4(x, g, scale, t0 + 32 * j + 4 * i, t);
 #pragma unroll
       for (int e = 0; e < 4; ++e) v[4 * i + e] = t[e];
     }
@@ -450,8 +462,8 @@ WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0
       finite = finite && a <= 3.402823466e38f;  // false for NaN and ±inf
       amax = a > amax ? a : amax;
     }
-    const float d = finite ? amax / 127.0f : f32_from_bits(0x7fc00000u);
-    const float id = finite && amax > 0.0f ? 1.0f / d : 0.0f;
+    float d, id;
+    q8a_scale(amax, finite, d, id);
     uint32_t w[8];
     int s0 = 0, s1 = 0;
 #pragma unroll
@@ -459,7 +471,7 @@ WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0
       w[i] = 0;
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
-        const int q = finite ? (int)wf_rintf(v[4 * i + b] * id) : 0;  // no NaN to convert
+        const int q = q8a_quant(v[4 * i + b], id, finite);
         w[i] |= ((uint32_t)q & 0xffu) << (8 * b);
         if (i < 4) {
           s0 += q;
@@ -489,15 +501,7 @@ WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, 
     const int j = g0 + (t >> 3);
     const bool mine = j < n / 32;
     float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (mine) {
-      load_f32x4(x + t0 + 32 * j + 4 * sub, v);
-      if (g) {
-        float w4[4];
-        load_f32x4(g + t0 + 32 * j + 4 * sub, w4);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) v[e] = w4[e] * (v[e] * scale);
-      }
-    }
+    if (mine) load_input4(x, g, scale, t0 + 32 * j + 4 * sub, v);
     float amax = 0.0f;
     int finite = 1;
 #pragma unroll
@@ -512,13 +516,13 @@ WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, 
       amax = o > amax ? o : amax;
       finite &= wave_shfl_xor(finite, m);
     }
-    const float d = finite ? amax / 127.0f : f32_from_bits(0x7fc00000u);
-    const float id = finite && amax > 0.0f ? 1.0f / d : 0.0f;
+    float d, id;
+    q8a_scale(amax, finite != 0, d, id);
     uint32_t w = 0;
     int sq = 0;
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-      const int q = finite ? (int)wf_rintf(v[b] * id) : 0;
+      const int q = q8a_quant(v[b], id, finite != 0);
       w |= ((uint32_t)q & 0xffu) << (8 * b);
       sq += q;
     }
