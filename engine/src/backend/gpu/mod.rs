@@ -947,12 +947,10 @@ impl Backend for GpuBackend {
     /// `WAVEFRONT_QGEMV_Q8=1` the GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound,
     /// about 500 times the f16 one, so the GEMM's rows stay within it too).
     fn matmul_input_dtype(&self, weight: DType) -> DType {
-        if quant::quant_range(weight).is_some() && self.qgemv_q8 {
-            DType::Q8_0Kv
-        } else if quant::quant_range(weight).is_some() {
-            DType::F16
-        } else {
-            weight
+        match quant::quant_range(weight) {
+            Some(_) if self.qgemv_q8 => DType::Q8_0Kv,
+            Some(_) => DType::F16,
+            None => weight,
         }
     }
 
