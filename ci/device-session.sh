@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1182,6 +1182,74 @@ q8a)
       done
     done
     for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
+    ;;
+  esac
+  cat "$OUT/summary.md"
+  ;;
+qgemv-groups)
+  # Issue 10: the block-quantized GEMVs launch at most multiprocessors · 2 blocks, each looping
+  # over its share of the row groups with the input staged once (WAVEFRONT_QGEMV_BLOCKS=N caps
+  # them at N instead; "all" below is one block a group, the grid before). Carry .device/ops.
+  #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
+  #     them), in the f32 form and in the 8-bit form (WAVEFRONT_QGEMV_Q8=1); then at WAVE=32
+  #     with WAVEFRONT_QGEMV_BLOCKS=1 (every launch one block a row: every group, tiles
+  #     restaged) in both forms.
+  #   PART=bench (default): the GEMV microbench over the 8B shape per type of GEMV_QUANTS and
+  #     cap of CAPS, in both forms (Q8S); then tg32 of the 8B shape in QUANTS at the default
+  #     cap and at "all".
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  gemv_ops="--op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual"
+  cap_env() { # cap → the variable's setting (empty: the default)
+    case $1 in default) echo "" ;; all) echo 1000000000 ;; *) echo "$1" ;; esac
+  }
+  case "${PART:-bench}" in
+  check)
+    for q8 in 0 1; do
+      start=$SECONDS
+      # shellcheck disable=SC2086
+      WAVEFRONT_QGEMV_Q8=$q8 timeout 420 bin/wavefront-conformance --backend gpu --wave all $gemv_ops \
+        --report "$OUT/conformance-gemv-q8a$q8.md" >"$OUT/conformance-gemv-q8a$q8.log" 2>&1
+      echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a$q8.log") |" | tee -a "$OUT/summary.md"
+      grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a$q8.log" | head -20
+      finish
+    done
+    for q8 in 0 1; do
+      start=$SECONDS
+      # shellcheck disable=SC2086
+      WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=1 timeout 200 bin/wavefront-conformance --backend gpu --wave 32 \
+        --no-coverage $gemv_ops --report "$OUT/conformance-gemv-blocks1-q8a$q8.md" \
+        >"$OUT/conformance-gemv-blocks1-q8a$q8.log" 2>&1
+      echo "| conformance gemv ops, WAVE=32, WAVEFRONT_QGEMV_BLOCKS=1 (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-blocks1-q8a$q8.log") |" | tee -a "$OUT/summary.md"
+      grep -E "FAIL|✗" "$OUT/conformance-gemv-blocks1-q8a$q8.log" | head -10
+      finish
+    done
+    ;;
+  *)
+    for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
+      for q8 in ${Q8S-0 1}; do
+        for cap in ${CAPS-all default 132 396 528}; do
+          start=$SECONDS
+          name=$q-q8a$q8-$cap
+          WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") timeout 120 bin/wavefront bench --gemv \
+            --backend gpu --shape llama-3.1-8b --quant "$q" --markdown "$OUT/bench-gemv-8b-$name.md" \
+            >"$OUT/bench-gemv-8b-$name.log" 2>&1
+          echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+          finish
+        done
+      done
+    done
+    for f in "$OUT"/bench-gemv-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| llama" "$f" | awk -F'|' '{printf "%s %s |", $3, $6}'; echo; done
+    for q in ${QUANTS-q4_0 q4_k q8_0}; do
+      for q8 in ${Q8S-0 1}; do
+        for cap in default all; do
+          WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") bench "llama-3.1-8b-$q-q8a$q8-$cap" \
+            --shape llama-3.1-8b --quant "$q" --reps 3 --depth 0 --pp 1 --tg 32
+        done
+      done
+    done
+    for f in "$OUT"/bench-llama*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
     ;;
   esac
   cat "$OUT/summary.md"

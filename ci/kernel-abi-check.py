@@ -122,7 +122,7 @@ GEMV_SWIGLU_MMA = ("const uint16_t* w, const float* x, const float* norm_w, floa
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
-                                    "(n_in*ceil(inter/(256/WAVE)))")
+                                    "(n_in*blocks)")
     ABI[f"gemv_stage_{suffix}"] = ("gemv.hip", GEMV_STAGE, 256, "(n_in)")
     ABI[f"gemv_rows_{suffix}"] = ("gemv.hip", GEMV_ROWS, 256,
                                   "(ceil(n_in/8)*ceil((m0+m1+m2)/(2*256/WAVE)))")
@@ -132,20 +132,22 @@ for suffix in ("f16", "bf16"):
                                  "(ceil(n_in/16)*ceil((m0+m1+m2)/16))")
     ABI[f"gemv_swiglu_mma_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_MMA, 256,
                                         "(ceil(n_in/16)*ceil(inter/8))")
-QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
-QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
+# ... and the blocks per input row, each looping over its share of the row groups.
+QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ") + ", int blocks"
+QGEMV_SWIGLU = (GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
+                + ", int blocks")
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "
            "int vocab, void* out, int out_f16, float scale")
 # The GGUF weight block types (split layout, qgemv.hip).
 for suffix in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"):
-    ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*ceil((m0+m1+m2)/(2*256/WAVE)))")
+    ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*blocks)")
     ABI[f"qgemv_swiglu_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
-                                     "(n_in*ceil(inter/(256/WAVE)))")
+                                     "(n_in*blocks)")
     ABI[f"dequant_{suffix}"] = ("qgemv.hip", DEQUANT, 256, "(n_rows)")
     # The 8-bit-activation forms (WAVEFRONT_QGEMV_Q8=1): the same parameters and grids.
-    ABI[f"qgemv_q8a_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*ceil((m0+m1+m2)/(2*256/WAVE)))")
+    ABI[f"qgemv_q8a_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*blocks)")
     ABI[f"qgemv_swiglu_q8a_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
-                                         "(n_in*ceil(inter/(256/WAVE)))")
+                                         "(n_in*blocks)")
 
 # --- source parsing ---------------------------------------------------------------------------
 

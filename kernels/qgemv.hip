@@ -45,10 +45,14 @@
 //   block (checked by the host); x (K) f32 and norm_w (K) f32 on 16 bytes (the host's
 //   tensors); bias (M) f32 or null; out0/out1/out2 f32 (m1, m2 may be 0); out (I) f32.
 // Batches: n_in input rows as in gemv.hip (x (n_in, K), outputs (n_in, ·); the grid n_in times
-//   the one-row grid, block b computing output block b / n_in for input row b % n_in).
-// Launch: qgemv grid (n_in · ceil(M / ROWS)), ROWS = 2·QGEMV_BLOCK/WAVE (each wave owns two
-//   consecutive rows); qgemv_swiglu grid (n_in · ceil(I / (QGEMV_BLOCK/WAVE))) (each wave one
-//   output: its gate and up rows); block QGEMV_BLOCK = 256; dynamic shared memory
+//   the one-row grid).
+// Launch: the rows in groups, qgemv ceil(M / ROWS) of ROWS = 2·QGEMV_BLOCK/WAVE rows (each
+//   wave two consecutive rows of a group), qgemv_swiglu ceil(I / (QGEMV_BLOCK/WAVE)) of
+//   QGEMV_BLOCK/WAVE outputs (each wave one output: its gate and up rows); grid (n_in ·
+//   blocks), 1 ≤ blocks ≤ the groups (the host's choice: about what the device holds at once),
+//   block b taking the groups b / n_in, b / n_in + blocks, … of input row b % n_in, the input
+//   staged once for all of them when K fits one tile (a row's sum is the same whichever block
+//   computes it: blocks changes no bit); block QGEMV_BLOCK = 256; dynamic shared memory
 //   4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB CDNA LDS).
 //   dequant grid (n_rows), block 256, no shared memory.
 // Indexing: the input is staged tile by tile (QGEMV_TILE = 7168 elements, a multiple of 256,
@@ -86,6 +90,7 @@
 //   out2:     a row of the third, written to out2
 //   residual: the epilogue adds into the output (out[r] + y)
 //   gelu:     qgemv_swiglu with act = ACT_GELU_TANH (the epilogue's activation)
+//   groups:   a block past its first row group (blocks < the groups)
 // dequant:
 //   rows:     rows row0 + b
 //   ids:      rows ids[b] (the embedding)
@@ -111,7 +116,8 @@ enum QgemvPath {
   PATH_OUT1,
   PATH_OUT2,
   PATH_RESIDUAL,
-  PATH_GELU
+  PATH_GELU,
+  PATH_GROUPS
 };
 enum DequantPath { PATH_ROWS, PATH_IDS, PATH_F16 };
 
@@ -576,21 +582,29 @@ WF_DEVICE void dot_chunk_q8(const Chunk (&ch)[NR], int c, int t0, const uint8_t*
   }
 }
 
-// The shared body: the first loads, the prologue, every tile. row_blk[r] is the first block
-// of row r (a dead row points at a live one: its loads are harmless and its sum unused);
-// `live` whether the wave has any live row (wave-uniform). Returns the lane's sums in acc.
-template <class T, int NR, bool Q8>
-WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_blk)[NR],
-                          bool live, const float* x, const float* norm_w, float eps, int k,
-                          int slot, float (&acc)[NR]) {
+// The shared body: the block's row groups g = first, first + step, … < n_groups (block-
+// uniform: every wave runs every group, live or not). rows(g, row_blk) sets the first block of
+// each of the wave's NR rows in group g (a dead row points at a live one: its loads are
+// harmless and its sum unused) and returns whether the wave has any live row there (wave-
+// uniform); epi(g, acc, live) runs after the group's chunks on every wave (it holds the wave
+// reductions) with the lane's sums. When K fits one tile the input is staged once for all the
+// block's groups and the next group's first loads are issued before this group's epilogue;
+// past one tile every group stages every tile again.
+template <class T, int NR, bool Q8, class Rows, class Epi>
+WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x,
+                            const float* norm_w, float eps, int k, int slot, int first, int step,
+                            int n_groups, Rows rows, Epi epi) {
   constexpr int TILE = Q8 ? Q8A_TILE : QGEMV_TILE;
   constexpr int TILE_CHUNKS = TILE / T::BE * T::CPB;
   const int lane = wave_lane();
   const int n_chunks = k / T::BE * T::CPB;
+  const bool one_tile = k <= TILE;
   float* xs = (float*)dynamic_shared_u16();
   uint8_t* xq = (uint8_t*)dynamic_shared_u16();
   constexpr int U = Q8 ? Q8A_UNROLL : QGEMV_UNROLL;
   Chunk cur[NR][U];
+  i64 row_blk[NR];
+  bool live = first < n_groups && rows(first, row_blk);
   const int first_end = n_chunks < TILE_CHUNKS ? n_chunks : TILE_CHUNKS;
   wf_allow_dependents();
   if (live) load_step<T, NR, U>(qa, sa, row_blk, lane, first_end, cur);  // during the prologue
@@ -600,16 +614,7 @@ WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_
     WF_PATH(slot, PATH_NORM);
     scale = rms_scale<QGEMV_BLOCK>(x, k, eps, true);
   }
-  if (live) WF_PATH(slot, PATH_MAIN);
-  for (int t0 = 0; t0 < k; t0 += TILE) {  // block-uniform
-    const int n = k - t0 < TILE ? k - t0 : TILE;
-    const int c_begin = t0 / T::BE * T::CPB;
-    const int c_end = c_begin + n / T::BE * T::CPB;
-    if (t0 > 0) {
-      WF_PATH(slot, PATH_TILES);
-      block_sync();  // every wave is done with the previous tile
-      if (live) load_step<T, NR, U>(qa, sa, row_blk, c_begin + lane, c_end, cur);
-    }
+  auto stage = [&](int t0, int n) {
     if (Q8 && Q8A_STAGE_LANES == 8) {
       stage_tile_q8_lanes(x, norm_w, scale, t0, n, xq);
     } else if (Q8) {
@@ -617,30 +622,58 @@ WF_DEVICE void qgemv_rows(const uint8_t* qa, const uint8_t* sa, const i64 (&row_
     } else {
       stage_tile(x, norm_w, scale, t0, n, xs);
     }
-    if (!live) continue;
-    for (int c0 = c_begin + lane; c0 < c_end; c0 += U * WAVE) {
-      Chunk next[NR][U];
-      load_step<T, NR, U>(qa, sa, row_blk, c0 + U * WAVE, c_end, next);
+  };
+  if (one_tile) stage(0, k);  // once for every group of the block
+  for (int g = first; g < n_groups; g += step) {  // block-uniform
+    if (g != first) WF_PATH(slot, PATH_GROUPS);
+    if (live) WF_PATH(slot, PATH_MAIN);
+    float acc[NR];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int c = c0 + u * WAVE;
-        if (c < c_end) {
-          Chunk one[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
+    for (int t0 = 0; t0 < k; t0 += TILE) {  // block-uniform
+      const int n = k - t0 < TILE ? k - t0 : TILE;
+      const int c_begin = t0 / T::BE * T::CPB;
+      const int c_end = c_begin + n / T::BE * T::CPB;
+      if (t0 > 0) WF_PATH(slot, PATH_TILES);
+      if (!one_tile) {
+        if (t0 > 0 || g != first) {
+          block_sync();  // every wave is done with the previous tile
+          if (live) load_step<T, NR, U>(qa, sa, row_blk, c_begin + lane, c_end, cur);
+        }
+        stage(t0, n);
+      }
+      if (!live) continue;
+      for (int c0 = c_begin + lane; c0 < c_end; c0 += U * WAVE) {
+        Chunk next[NR][U];
+        load_step<T, NR, U>(qa, sa, row_blk, c0 + U * WAVE, c_end, next);
 #pragma unroll
-          for (int r = 0; r < NR; ++r) one[r] = cur[r][u];
-          if (Q8) {
-            dot_chunk_q8<T, NR>(one, c, t0, xq, acc);
-          } else {
-            dot_chunk<T, NR>(one, c, t0, xs, acc);
+        for (int u = 0; u < U; ++u) {
+          const int c = c0 + u * WAVE;
+          if (c < c_end) {
+            Chunk one[NR];
+#pragma unroll
+            for (int r = 0; r < NR; ++r) one[r] = cur[r][u];
+            if (Q8) {
+              dot_chunk_q8<T, NR>(one, c, t0, xq, acc);
+            } else {
+              dot_chunk<T, NR>(one, c, t0, xs, acc);
+            }
           }
         }
-      }
 #pragma unroll
-      for (int r = 0; r < NR; ++r) {
+        for (int r = 0; r < NR; ++r) {
 #pragma unroll
-        for (int u = 0; u < U; ++u) cur[r][u] = next[r][u];
+          for (int u = 0; u < U; ++u) cur[r][u] = next[r][u];
+        }
       }
     }
+    // The next group's rows, and with one tile its first loads, in flight during the epilogue.
+    const bool was_live = live;
+    if (g + step < n_groups) {
+      live = rows(g + step, row_blk);
+      if (one_tile && live) load_step<T, NR, U>(qa, sa, row_blk, lane, first_end, cur);
+    }
+    epi(g, acc, was_live);
   }
 }
 
@@ -648,7 +681,7 @@ template <class T, bool Q8>
 WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, const float* bias, float* out0,
                             float* out1, float* out2, int m0, int m1, int m2, int k,
-                            int residual, int n_in) {
+                            int residual, int n_in, int blocks) {
   const int slot = Q8 ? 24 + 2 * T::id : 3 * T::id;
   const int m = m0 + m1 + m2;
   const BatchBlock bb = batch_block(n_in);
@@ -656,66 +689,83 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
   out0 += (i64)bb.row * m0;
   out1 += (i64)bb.row * m1;
   out2 += (i64)bb.row * m2;
-  const int r0 = 2 * (bb.block * (QGEMV_BLOCK / WAVE) + wave_index());
+  constexpr int ROWS = 2 * (QGEMV_BLOCK / WAVE);  // rows a group
   const i64 bpr = k / T::BE;
-  const i64 row_blk[2] = {(i64)(r0 < m ? r0 : 0) * bpr, (i64)(r0 + 1 < m ? r0 + 1 : 0) * bpr};
-  float acc[2] = {0.0f, 0.0f};
-  qgemv_rows<T, 2, Q8>(qa, sa, row_blk, r0 < m, x, norm_w, eps, k, slot, acc);
+  // The first row of the wave in group g.
+  auto row0 = [&](int g) { return 2 * (g * (QGEMV_BLOCK / WAVE) + wave_index()); };
+  auto rows = [&](int g, i64(&row_blk)[2]) {
+    const int r0 = row0(g);
+    row_blk[0] = (i64)(r0 < m ? r0 : 0) * bpr;
+    row_blk[1] = (i64)(r0 + 1 < m ? r0 + 1 : 0) * bpr;
+    return r0 < m;
+  };
+  auto epi = [&](int g, const float(&acc)[2], bool /*live*/) {
+    const int r0 = row0(g);
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const float s = wave_sum(acc[i]);  // every wave of the block, live or not
-    const int r = r0 + i;
-    if (r < m && wave_lane() == 0) {
-      float y = s;
-      if (bias) {
-        WF_PATH(slot, PATH_BIAS);
-        y += bias[r];
+    for (int i = 0; i < 2; ++i) {
+      const float s = wave_sum(acc[i]);  // every wave of the block, live or not
+      const int r = r0 + i;
+      if (r < m && wave_lane() == 0) {
+        float y = s;
+        if (bias) {
+          WF_PATH(slot, PATH_BIAS);
+          y += bias[r];
+        }
+        float* o;
+        if (r < m0) {
+          WF_PATH(slot, PATH_OUT0);
+          o = out0 + r;
+        } else if (r < m0 + m1) {
+          WF_PATH(slot, PATH_OUT1);
+          o = out1 + (r - m0);
+        } else {
+          WF_PATH(slot, PATH_OUT2);
+          o = out2 + (r - m0 - m1);
+        }
+        if (residual) {
+          WF_PATH(slot, PATH_RESIDUAL);
+          y = *o + y;
+        }
+        *o = y;
       }
-      float* o;
-      if (r < m0) {
-        WF_PATH(slot, PATH_OUT0);
-        o = out0 + r;
-      } else if (r < m0 + m1) {
-        WF_PATH(slot, PATH_OUT1);
-        o = out1 + (r - m0);
-      } else {
-        WF_PATH(slot, PATH_OUT2);
-        o = out2 + (r - m0 - m1);
-      }
-      if (residual) {
-        WF_PATH(slot, PATH_RESIDUAL);
-        y = *o + y;
-      }
-      *o = y;
     }
-  }
+  };
+  qgemv_groups<T, 2, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+                         (m + ROWS - 1) / ROWS, rows, epi);
 }
 
 template <class T, bool Q8>
 WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                                    const float* norm_w, float eps, float* out, int inter,
-                                   int k, int n_in, int act) {
+                                   int k, int n_in, int act, int blocks) {
   const int slot = Q8 ? 25 + 2 * T::id : 3 * T::id + 1;
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
   out += (i64)bb.row * inter;
-  const int r = bb.block * (QGEMV_BLOCK / WAVE) + wave_index();
-  const bool live = r < inter;
+  constexpr int OUTS = QGEMV_BLOCK / WAVE;  // outputs a group
   const i64 bpr = k / T::BE;
-  const i64 rr = live ? r : 0;
-  const i64 row_blk[2] = {rr * bpr, ((i64)inter + rr) * bpr};  // gate, up
-  float acc[2] = {0.0f, 0.0f};
-  qgemv_rows<T, 2, Q8>(qa, sa, row_blk, live, x, norm_w, eps, k, slot, acc);
-  const float g = wave_sum(acc[0]);
-  const float u = wave_sum(acc[1]);
-  if (live && wave_lane() == 0) {
-    if (act == ACT_GELU_TANH) {
-      WF_PATH(slot, PATH_GELU);
-      out[r] = wf_gelu_tanh(g) * u;
-    } else {
-      out[r] = wf_silu(g) * u;
+  auto rows = [&](int g, i64(&row_blk)[2]) {
+    const int r = g * OUTS + wave_index();
+    const i64 rr = r < inter ? r : 0;
+    row_blk[0] = rr * bpr;                 // gate
+    row_blk[1] = ((i64)inter + rr) * bpr;  // up
+    return r < inter;
+  };
+  auto epi = [&](int g, const float(&acc)[2], bool live) {
+    const int r = g * OUTS + wave_index();
+    const float gv = wave_sum(acc[0]);
+    const float uv = wave_sum(acc[1]);
+    if (live && wave_lane() == 0) {
+      if (act == ACT_GELU_TANH) {
+        WF_PATH(slot, PATH_GELU);
+        out[r] = wf_gelu_tanh(gv) * uv;
+      } else {
+        out[r] = wf_silu(gv) * uv;
+      }
     }
-  }
+  };
+  qgemv_groups<T, 2, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+                         (inter + OUTS - 1) / OUTS, rows, epi);
 }
 
 // Row b of the output: every chunk of the source row dequantized exactly (formats/quants.rs's
@@ -778,14 +828,14 @@ WF_DEVICE void dequant_kernel(const uint8_t* qa, const uint8_t* sa, const int* i
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q8_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -796,14 +846,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -814,14 +864,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -832,14 +882,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -850,14 +900,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -868,14 +918,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -886,14 +936,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -904,14 +954,14 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
+              int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in);
+                  n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
-                     float eps, float* out, int inter, int k, int n_in, int act) {
-  qgemv_swiglu_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                     float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
+  qgemv_swiglu_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q6_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -923,111 +973,111 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
-                   int m1, int m2, int k, int residual, int n_in) {
+                   int m1, int m2, int k, int residual, int n_in, int blocks) {
   qgemv_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in);
+                         residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_swiglu_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
-                          int act) {
-  qgemv_swiglu_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act);
+                          int act, int blocks) {
+  qgemv_swiglu_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }

@@ -87,7 +87,7 @@ impl CoverageReport {
 /// reaches. A case whose op fails still counts what it reached; its failure is the numeric
 /// report's business.
 pub fn run(b: &GpuBackend, cases: &[Case], variant: &str) -> Result<CoverageReport> {
-    let mut paths: Vec<PathCoverage> = coverage::all_paths()
+    let mut paths: Vec<PathCoverage> = coverage::reachable_paths(b)
         .into_iter()
         .map(|(kernel, path)| PathCoverage {
             kernel,

@@ -753,7 +753,8 @@ pub fn grid() -> Vec<GemvCase> {
             weight,
             true,
         ))));
-        // Many rows: more blocks than a device holds at once (10000 row pairs are 1250 blocks
+        // Many rows: more row groups than a launch takes blocks (multiprocessors · 2), so each
+        // block loops over several with the input staged once (10000 row pairs are 1250 groups
         // of 8 waves at WAVE=32, 2500 of 4 at WAVE=64; 9000 SwiGLU outputs 1125 and 2250).
         g.push(case(GemvOp::Linear, 1, 256, &[20000], weight, true));
         g.push(normed(case(GemvOp::GateUp, 1, 256, &[9000], weight, false)));

@@ -77,10 +77,12 @@ const GEMV_MMA: &[&str] = &[
 ];
 const GEMV_SWIGLU_MMA: &[&str] = &["vec", "", "", "norm", "lds", "", "", "", "", "", "gelu"];
 const QGEMV: &[&str] = &[
-    "main", "tiles", "norm", "bias", "out0", "out1", "out2", "residual",
+    "main", "tiles", "norm", "bias", "out0", "out1", "out2", "residual", "", "groups",
 ];
-/// The SwiGLU form: main, tiles, norm, and gelu (bit 8).
-const QGEMV_SWIGLU: &[&str] = &["main", "tiles", "norm", "", "", "", "", "", "gelu"];
+/// The SwiGLU form: main, tiles, norm, gelu (bit 8) and groups (bit 9).
+const QGEMV_SWIGLU: &[&str] = &[
+    "main", "tiles", "norm", "", "", "", "", "", "gelu", "groups",
+];
 const DEQUANT: &[&str] = &["rows", "ids", "f16"];
 
 const fn k(
@@ -337,6 +339,20 @@ pub fn all_paths() -> Vec<Path> {
         .collect()
 }
 
+/// The paths a run on `b` can reach: [`all_paths`] but the quantized GEMVs of the activation
+/// form `b` does not take (`WAVEFRONT_QGEMV_Q8` picks one form for every launch, so a run
+/// checks one form's kernels and a run in the other mode the other's).
+pub fn reachable_paths(b: &GpuBackend) -> Vec<Path> {
+    let q8 = b.qgemv_q8();
+    all_paths()
+        .into_iter()
+        .filter(|(kernel, _)| {
+            let gemv = kernel.starts_with("qgemv_");
+            !gemv || kernel.contains("_q8a_") == q8
+        })
+        .collect()
+}
+
 /// The paths set in `words` (one module's `wf_coverage`) of `file`.
 pub fn decode(file: &str, words: &[u32; SLOTS]) -> Vec<Path> {
     KERNEL_PATHS
@@ -539,8 +555,8 @@ mod tests {
                 + 2 * 6
                 + 2 * (2 + 6 + 2) // several rows: stage, rows, swiglu_rows
                 + 2 * (8 + 4) // matrix cores: mma, swiglu_mma
-                + 8 * (8 + 4 + 3)
-                + 8 * (8 + 4) // the 8-bit-activation forms
+                + 8 * (9 + 5 + 3) // qgemv, qgemv_swiglu (groups in each), dequant
+                + 8 * (9 + 5) // the 8-bit-activation forms
                 + 12
                 + 3
                 + 4

@@ -392,6 +392,10 @@ pub struct GpuBackend {
     /// and integer dot products (`qgemv_q8a_{T}`, `qgemv_swiglu_q8a_{T}`), and
     /// [`Backend::matmul_input_dtype`] says so (Q8_0: a block of 32 rounded with one scale).
     qgemv_q8: bool,
+    /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its
+    /// input rows), instead of `QGEMV_BLOCKS_PER_MP` a multiprocessor (for A/B measurements and
+    /// conformance; the same bits).
+    qgemv_blocks: Option<u32>,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -567,6 +571,20 @@ impl GpuBackend {
         let gemv_mma = switch("WAVEFRONT_GEMV_MMA");
         let gemv_mma_lds = !switch("WAVEFRONT_GEMV_MMA_NO_LDS");
         let qgemv_q8 = switch("WAVEFRONT_QGEMV_Q8");
+        let qgemv_blocks = match std::env::var("WAVEFRONT_QGEMV_BLOCKS") {
+            Ok(v) if !v.trim().is_empty() => Some(
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        Error::InvalidRequest(format!(
+                            "WAVEFRONT_QGEMV_BLOCKS={v}: a whole number of blocks, at least 1"
+                        ))
+                    })?,
+            ),
+            _ => None,
+        };
         let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
         let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
         let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
@@ -594,6 +612,7 @@ impl GpuBackend {
             gemv_mma,
             gemv_mma_lds,
             qgemv_q8,
+            qgemv_blocks,
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
             pinned,
@@ -677,6 +696,19 @@ impl GpuBackend {
     /// whatever `WAVEFRONT_QGEMV_Q8` said: for A/B measurements and tests.
     pub fn set_qgemv_q8(&mut self, on: bool) {
         self.qgemv_q8 = on;
+    }
+
+    /// The most blocks a quantized GEMV launches, if set (`WAVEFRONT_QGEMV_BLOCKS`,
+    /// [`GpuBackend::set_qgemv_blocks`]); else the default a multiprocessor.
+    pub(in crate::backend::gpu) fn qgemv_blocks(&self) -> Option<u32> {
+        self.qgemv_blocks
+    }
+
+    /// Caps the blocks of a quantized GEMV launch (`None`: the default), whatever
+    /// `WAVEFRONT_QGEMV_BLOCKS` said: for A/B measurements and tests. Rows' sums do not depend
+    /// on it.
+    pub fn set_qgemv_blocks(&mut self, blocks: Option<u32>) {
+        self.qgemv_blocks = blocks.map(|n| n.max(1));
     }
 
     /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`,

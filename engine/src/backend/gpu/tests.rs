@@ -584,6 +584,79 @@ fn the_8_bit_activation_qgemv_is_its_own_kernel_and_rounding() {
     assert_eq!(launched[1].2, 4096 / 32 * 48);
 }
 
+/// A quantized GEMV launches at most `multiprocessors · 2` blocks (the fake has one
+/// multiprocessor), shared by its input rows, at least one an input row, each looping over its
+/// share of the row groups: `blocks` (per input row) is the last argument, the grid n_in times
+/// it. `set_qgemv_blocks` (WAVEFRONT_QGEMV_BLOCKS) moves the cap; the coverage a run can reach
+/// follows the activation form.
+#[test]
+fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let (m, k) = (100, 256); // 7 groups of 16 rows; SwiGLU over 50 outputs: 7 groups of 8
+    let x = b.upload_f32(&vec![1.0; 16 * k]).unwrap();
+    let w = b.upload(DType::Q4_0, &vec![0u8; m * k / 32 * 18]).unwrap();
+    let mut out = b.alloc(DType::F32, 16 * m).unwrap();
+    let mut tmp = b.alloc(DType::F32, 16 * m).unwrap();
+    let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
+        let p = LinearParams {
+            rows,
+            in_features: k,
+            out_features: m,
+        };
+        let mut run = || {
+            if swiglu {
+                let act = crate::backend::Activation::Silu;
+                b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, m / 2, act)
+            } else {
+                b.linear(&x, &w, None, &mut out, p)
+            }
+        };
+        if rows > 1 {
+            b.invariant_rows(&mut run).unwrap();
+        } else {
+            run().unwrap();
+        }
+        let calls = v.calls();
+        let [Call::Launch(name, cfg, args)] = &calls[..] else {
+            panic!("{calls:?}")
+        };
+        assert!(name.starts_with("qgemv_"), "{name}");
+        (cfg.grid.0, args.last().cloned())
+    };
+    for swiglu in [false, true] {
+        // One row: 2 blocks of the 7 groups.
+        assert_eq!(launch(&b, 1, swiglu), (2, Some(KernelArg::I32(2))));
+        // Two input rows share the 2: one block each.
+        assert_eq!(launch(&b, 2, swiglu), (2, Some(KernelArg::I32(1))));
+        b.set_qgemv_blocks(Some(64));
+        assert_eq!(
+            launch(&b, 1, swiglu),
+            (7, Some(KernelArg::I32(7))),
+            "all 7 groups"
+        );
+        assert_eq!(launch(&b, 16, swiglu), (64, Some(KernelArg::I32(4))));
+        b.set_qgemv_blocks(Some(1));
+        assert_eq!(launch(&b, 1, swiglu), (1, Some(KernelArg::I32(1))));
+        assert_eq!(
+            launch(&b, 4, swiglu),
+            (4, Some(KernelArg::I32(1))),
+            "at least one a row"
+        );
+        b.set_qgemv_blocks(None);
+    }
+    for q8 in [false, true] {
+        b.set_qgemv_q8(q8);
+        let paths = super::coverage::reachable_paths(&b);
+        let has = |k: &str, p: &str| paths.contains(&(k, p));
+        assert_eq!(has("qgemv_q4_0", "groups"), !q8);
+        assert_eq!(has("qgemv_swiglu_q4_k", "groups"), !q8);
+        assert_eq!(has("qgemv_q8a_q4_0", "groups"), q8);
+        assert_eq!(has("qgemv_swiglu_q8a_q6_k", "main"), q8);
+        assert!(has("dequant_q4_0", "rows") && has("gemv_bf16", "vec"));
+    }
+}
+
 #[test]
 fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let v = FakeVendor::new(Runtime::Cuda, 32);

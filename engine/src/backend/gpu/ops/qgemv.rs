@@ -65,6 +65,23 @@ fn kernel(b: &GpuBackend, op: &str, form: &str, dtype: DType) -> Result<String> 
     Ok(format!("{form}_{q8}{}", suffix(op, dtype)?))
 }
 
+/// Blocks a multiprocessor runs at once by default (two of 256 threads at ~128 registers each
+/// fill an sm_90 SM's register file; a CDNA CU holds as many): a launch takes at most
+/// `multiprocessors · QGEMV_BLOCKS_PER_MP` blocks, and each loops over its share of the row
+/// groups with the input staged once.
+const QGEMV_BLOCKS_PER_MP: u32 = 2;
+
+/// Blocks per input row of a launch over `groups` row groups and `n_in` input rows: all of
+/// them up to the backend's cap ([`GpuBackend::qgemv_blocks`]) shared by the input rows, at
+/// least one.
+fn blocks_per_input(b: &GpuBackend, groups: u64, n_in: i32) -> u64 {
+    let cap = b
+        .qgemv_blocks()
+        .unwrap_or(b.info().multiprocessors.max(1) * QGEMV_BLOCKS_PER_MP);
+    let share = u64::from(cap) / u64::try_from(n_in.max(1)).unwrap_or(1);
+    groups.min(share.max(1))
+}
+
 /// `blocks` of [`QGEMV_BLOCK`] threads, checked against a 1-D grid.
 fn grid(op: &str, blocks: u64, k: usize, q8: bool) -> Result<LaunchConfig> {
     let blocks = u32::try_from(blocks)
@@ -153,7 +170,7 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     }
     let name = kernel(b, op, "qgemv", g.seg.dtype)?;
     let per_block = u64::from(2 * QGEMV_BLOCK / b.wave);
-    let blocks = (rows as u64).div_ceil(per_block);
+    let blocks = blocks_per_input(b, (rows as u64).div_ceil(per_block), g.n_in);
     let cfg = batched(op, grid(op, blocks, k, b.qgemv_q8())?, g.n_in)?;
     let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
     let [norm_w, eps] = norm_args(g.norm);
@@ -164,6 +181,10 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
         norm_w,
         eps,
     );
+    let args: Vec<KernelArg> = args
+        .into_iter()
+        .chain([KernelArg::I32(blocks as i32)])
+        .collect();
     // SAFETY: the segment holds rows row0.. row0 + Σparts of k elements (checked), x ≥ n_in·k
     // f32 on 16 bytes (rows of whole blocks: every row on 16 bytes), the norm weights ≥ k f32,
     // bias ≥ Σparts f32, out_i ≥ n_in·parts[i] f32 (callers);
@@ -199,12 +220,8 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
     }
     let name = kernel(b, op, "qgemv_swiglu", seg.dtype)?;
     let per_block = u64::from(QGEMV_BLOCK / b.wave);
-    let one = grid(
-        op,
-        (inter as u64).div_ceil(per_block),
-        k as usize,
-        b.qgemv_q8(),
-    )?;
+    let blocks = blocks_per_input(b, (inter as u64).div_ceil(per_block), n_in);
+    let one = grid(op, blocks, k as usize, b.qgemv_q8())?;
     let cfg = batched(op, one, n_in)?;
     let [qa, sa] = arrays(op, base, seg, 0, k as usize)?;
     let [norm_w, eps] = norm_args(norm);
@@ -219,6 +236,7 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
         KernelArg::I32(k),
         KernelArg::I32(n_in),
         super::act_arg(act),
+        KernelArg::I32(blocks as i32),
     ];
     // SAFETY: the segment holds 2·inter rows of k (checked), x ≥ n_in·k f32 on 16 bytes, the
     // norm weights ≥ k f32, out ≥ n_in·inter f32 (callers); only the weights are read before the wait.
