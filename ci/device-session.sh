@@ -1191,12 +1191,14 @@ qgemv-groups)
   # over its share of the row groups with the input staged once (WAVEFRONT_QGEMV_BLOCKS=N caps
   # them at N instead; "all" below is one block a group, the grid before). Carry .device/ops.
   #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
-  #     them), in the f32 form and in the 8-bit form (WAVEFRONT_QGEMV_Q8=1); then at WAVE=32
-  #     with WAVEFRONT_QGEMV_BLOCKS=1 (every launch one block a row: every group, tiles
-  #     restaged) in both forms.
+  #     them) per mode of Q8_CHECK (default: the K-quants 8-bit, the rest f32; 0: every type
+  #     f32; 1: every type 8-bit); then at WAVE=32 with WAVEFRONT_QGEMV_BLOCKS=1 (every launch
+  #     one block a row: every group, tiles restaged) in both forms; then the model-level
+  #     checks on the fixtures and the quantized fixtures in the default mode.
   #   PART=bench (default): the GEMV microbench over the 8B shape per type of GEMV_QUANTS and
-  #     cap of CAPS, in both forms (Q8S); then tg32 of the 8B shape in QUANTS at the default
-  #     cap and at "all".
+  #     cap of CAPS, in both forms (Q8S), and per variant of VARIANTS (made here from the tree's
+  #     kernels/ by sed: lanes8 = Q8A_STAGE_LANES 8) in the 8-bit form; then tg32 of the 8B
+  #     shape in QUANTS at each cap of TG_CAPS (default, all), both forms, and per variant.
   unpack .device/ops
   begin_summary
   gpu_info
@@ -1204,12 +1206,22 @@ qgemv-groups)
   cap_env() { # cap → the variable's setting (empty: the default)
     case $1 in default) echo "" ;; all) echo 1000000000 ;; *) echo "$1" ;; esac
   }
+  variants=""
+  for v in ${VARIANTS-}; do
+    d=/tmp/kvar-$v
+    rm -rf "$d" && cp -r kernels "$d"
+    case $v in
+    lanes8) sed -i 's/constexpr int Q8A_STAGE_LANES = 1;/constexpr int Q8A_STAGE_LANES = 8;/' "$d/qgemv.hip" ;;
+    esac
+    if cmp -s kernels/qgemv.hip "$d/qgemv.hip"; then echo "variant $v: no edit applied" >&2; continue; fi
+    variants="$variants $d"
+  done
   case "${PART:-bench}" in
   check)
-    for q8 in 0 1; do
+    for q8 in ${Q8_CHECK-default 0 1}; do
       start=$SECONDS
       # shellcheck disable=SC2086
-      WAVEFRONT_QGEMV_Q8=$q8 timeout 420 bin/wavefront-conformance --backend gpu --wave all $gemv_ops \
+      WAVEFRONT_QGEMV_Q8=${q8#default} timeout 420 bin/wavefront-conformance --backend gpu --wave all $gemv_ops \
         --report "$OUT/conformance-gemv-q8a$q8.md" >"$OUT/conformance-gemv-q8a$q8.log" 2>&1
       echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a$q8.log") |" | tee -a "$OUT/summary.md"
       grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a$q8.log" | head -20
@@ -1225,6 +1237,8 @@ qgemv-groups)
       grep -E "FAIL|✗" "$OUT/conformance-gemv-blocks1-q8a$q8.log" | head -10
       finish
     done
+    # shellcheck disable=SC2046
+    fixtures_conformance conformance-fixtures $(for f in fixtures/quant_models/*.gguf; do echo --model "$f"; done)
     ;;
   *)
     for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
@@ -1232,21 +1246,33 @@ qgemv-groups)
         for cap in ${CAPS-all default 132 396 528}; do
           start=$SECONDS
           name=$q-q8a$q8-$cap
-          WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") timeout 120 bin/wavefront bench --gemv \
+          WAVEFRONT_QGEMV_Q8=${q8#default} WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") timeout 120 bin/wavefront bench --gemv \
             --backend gpu --shape llama-3.1-8b --quant "$q" --markdown "$OUT/bench-gemv-8b-$name.md" \
             >"$OUT/bench-gemv-8b-$name.log" 2>&1
           echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
           finish
         done
       done
+      for v in $variants; do
+        start=$SECONDS
+        name=$q-q8a1-$(basename "$v")
+        WAVEFRONT_QGEMV_Q8=1 timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b \
+          --quant "$q" --kernels "$v" --markdown "$OUT/bench-gemv-8b-$name.md" >"$OUT/bench-gemv-8b-$name.log" 2>&1
+        echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        finish
+      done
     done
     for f in "$OUT"/bench-gemv-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| llama" "$f" | awk -F'|' '{printf "%s %s |", $3, $6}'; echo; done
     for q in ${QUANTS-q4_0 q4_k q8_0}; do
       for q8 in ${Q8S-0 1}; do
-        for cap in default all; do
-          WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") bench "llama-3.1-8b-$q-q8a$q8-$cap" \
+        for cap in ${TG_CAPS-default all}; do
+          WAVEFRONT_QGEMV_Q8=${q8#default} WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") bench "llama-3.1-8b-$q-q8a$q8-$cap" \
             --shape llama-3.1-8b --quant "$q" --reps 3 --depth 0 --pp 1 --tg 32
         done
+      done
+      for v in $variants; do
+        WAVEFRONT_QGEMV_Q8=1 bench "llama-3.1-8b-$q-q8a1-$(basename "$v")" --shape llama-3.1-8b --quant "$q" \
+          --reps 3 --depth 0 --pp 1 --tg 32 --kernels "$v"
       done
     done
     for f in "$OUT"/bench-llama*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done

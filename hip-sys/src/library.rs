@@ -75,6 +75,8 @@ symbol_table! {
         hipFunction_t, u32, u32, u32, u32, u32, u32, u32, hipStream_t,
         *mut *mut c_void, *mut *mut c_void,
     ) -> hipError_t;
+    module_occupancy = "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor":
+        fn(*mut i32, hipFunction_t, i32, usize) -> hipError_t;
     event_create = "hipEventCreate": fn(*mut hipEvent_t) -> hipError_t;
     event_record = "hipEventRecord": fn(hipEvent_t, hipStream_t) -> hipError_t;
     event_synchronize = "hipEventSynchronize": fn(hipEvent_t) -> hipError_t;

@@ -341,6 +341,25 @@ impl Hip {
         )
     }
 
+    /// `hipModuleOccupancyMaxActiveBlocksPerMultiprocessor`: how many blocks of `block`
+    /// threads with `shared_bytes` of dynamic LDS a compute unit holds at once.
+    ///
+    /// # Safety
+    /// `f` came from [`Hip::module_get_function`] of a loaded module.
+    pub unsafe fn module_occupancy(
+        &self,
+        f: hipFunction_t,
+        block: i32,
+        shared_bytes: usize,
+    ) -> Result<i32, CallError> {
+        let mut n = 0i32;
+        check(
+            "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor",
+            (self.rt.module_occupancy)(&mut n, f, block, shared_bytes),
+        )?;
+        Ok(n)
+    }
+
     /// `hipEventCreate` on the current device.
     pub fn event_create(&self) -> Result<hipEvent_t, CallError> {
         let mut e: hipEvent_t = std::ptr::null_mut();

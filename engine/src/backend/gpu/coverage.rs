@@ -11,6 +11,7 @@
 use super::vendor::DevicePtr;
 use super::{bad, GpuBackend};
 use crate::error::Result;
+use crate::tensor::DType;
 
 /// Slots per module (`WF_COVERAGE_SLOTS` in common.h).
 pub const SLOTS: usize = 40;
@@ -340,15 +341,21 @@ pub fn all_paths() -> Vec<Path> {
 }
 
 /// The paths a run on `b` can reach: [`all_paths`] but the quantized GEMVs of the activation
-/// form `b` does not take (`WAVEFRONT_QGEMV_Q8` picks one form for every launch, so a run
-/// checks one form's kernels and a run in the other mode the other's).
+/// form `b` does not take for their type (one form a type, `GpuBackend::qgemv_q8`: a run
+/// checks those, `WAVEFRONT_QGEMV_Q8=1` and `=0` runs the rest).
 pub fn reachable_paths(b: &GpuBackend) -> Vec<Path> {
-    let q8 = b.qgemv_q8();
     all_paths()
         .into_iter()
         .filter(|(kernel, _)| {
-            let gemv = kernel.starts_with("qgemv_");
-            !gemv || kernel.contains("_q8a_") == q8
+            let weight = DType::WEIGHT_BLOCKS
+                .into_iter()
+                .find(|d| kernel.ends_with(&format!("_{}", d.name().to_ascii_lowercase())));
+            match weight {
+                Some(w) if kernel.starts_with("qgemv_") => {
+                    kernel.contains("_q8a_") == b.qgemv_q8(w)
+                }
+                _ => true,
+            }
         })
         .collect()
 }

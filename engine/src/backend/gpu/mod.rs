@@ -346,6 +346,16 @@ pub const ABI_KERNELS: [&str; 95] = [
     "sample_pick",
 ];
 
+/// Whether a GEMV over `weight` blocks takes 8-bit activations unless `WAVEFRONT_QGEMV_Q8` says
+/// otherwise: the K-quants (Q4_K, Q5_K, Q6_K), where the integer dot products beat the f32
+/// form's per-weight conversions on every 8B-shape product but the small o_proj (H100,
+/// `bench/results/2026-12-05-qgemv-groups-h100/`: Q4_K tg32 299.8 against 273.5 tok/s); the
+/// 32-element types keep f32 activations, as fast or faster there (Q4_0 350.7 against 340.4,
+/// Q8_0 246.7 against 230.9; Q4_1, Q5_0 and Q5_1 not measured) and exact to f32.
+pub fn q8_activations_by_default(weight: DType) -> bool {
+    matches!(weight, DType::Q4_K | DType::Q5_K | DType::Q6_K)
+}
+
 pub struct GpuBackend {
     vendor: Arc<dyn Vendor>,
     wave: u32,
@@ -388,14 +398,19 @@ pub struct GpuBackend {
     /// `WAVEFRONT_GEMV_MMA_NO_LDS=1`: the matrix-core GEMVs' inputs always staged by
     /// `gemv_stage_{T}`, never in the kernel's LDS (for A/B measurements; the same bits).
     gemv_mma_lds: bool,
-    /// `WAVEFRONT_QGEMV_Q8=1`: the GEMVs over block-quantized weights take 8-bit activations
-    /// and integer dot products (`qgemv_q8a_{T}`, `qgemv_swiglu_q8a_{T}`), and
-    /// [`Backend::matmul_input_dtype`] says so (Q8_0: a block of 32 rounded with one scale).
-    qgemv_q8: bool,
+    /// `WAVEFRONT_QGEMV_Q8=1` / `=0`: the GEMVs over block-quantized weights of every type
+    /// take 8-bit activations and integer dot products (`qgemv_q8a_{T}`,
+    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), the K-quants take the 8-bit form
+    /// and the rest the f32 one ([`q8_activations_by_default`]). [`Backend::matmul_input_dtype`]
+    /// says which (Q8_0: a block of 32 rounded with one scale).
+    qgemv_q8: Option<bool>,
     /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its
     /// input rows), instead of `QGEMV_BLOCKS_PER_MP` a multiprocessor (for A/B measurements and
     /// conformance; the same bits).
     qgemv_blocks: Option<u32>,
+    /// Blocks a multiprocessor holds at once, by (function, block threads, dynamic shared
+    /// bytes), as the runtime's occupancy calculator said (`None`: it could not say).
+    resident: Mutex<HashMap<(usize, u32, u32), Option<u32>>>,
     /// Inside [`Backend::invariant_rows`]: products of up to `GEMV_MAX_ROWS` rows take the
     /// GEMVs (each row as alone), not BLAS.
     invariant: std::sync::atomic::AtomicBool,
@@ -570,7 +585,14 @@ impl GpuBackend {
         let gemv_rows = !switch("WAVEFRONT_NO_GEMV_ROWS");
         let gemv_mma = switch("WAVEFRONT_GEMV_MMA");
         let gemv_mma_lds = !switch("WAVEFRONT_GEMV_MMA_NO_LDS");
-        let qgemv_q8 = switch("WAVEFRONT_QGEMV_Q8");
+        let qgemv_q8 = match std::env::var("WAVEFRONT_QGEMV_Q8")
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("1") => Some(true),
+            Ok("0") => Some(false),
+            _ => None,
+        };
         let qgemv_blocks = match std::env::var("WAVEFRONT_QGEMV_BLOCKS") {
             Ok(v) if !v.trim().is_empty() => Some(
                 v.trim()
@@ -613,6 +635,7 @@ impl GpuBackend {
             gemv_mma_lds,
             qgemv_q8,
             qgemv_blocks,
+            resident: Mutex::new(HashMap::new()),
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
             pinned,
@@ -687,14 +710,17 @@ impl GpuBackend {
         self.gemv_mma = on;
     }
 
-    /// Whether the quantized GEMVs take 8-bit activations (`WAVEFRONT_QGEMV_Q8`).
-    pub(in crate::backend::gpu) fn qgemv_q8(&self) -> bool {
+    /// Whether the quantized GEMVs over `weight` blocks take 8-bit activations
+    /// (`WAVEFRONT_QGEMV_Q8`, else [`q8_activations_by_default`]).
+    pub(in crate::backend::gpu) fn qgemv_q8(&self, weight: DType) -> bool {
         self.qgemv_q8
+            .unwrap_or_else(|| q8_activations_by_default(weight))
     }
 
-    /// The quantized GEMVs take 8-bit activations and integer dot products, or f32 ones,
-    /// whatever `WAVEFRONT_QGEMV_Q8` said: for A/B measurements and tests.
-    pub fn set_qgemv_q8(&mut self, on: bool) {
+    /// The quantized GEMVs of every type take 8-bit activations and integer dot products
+    /// (`Some(true)`), or f32 ones (`Some(false)`), or each type its default (`None`), whatever
+    /// `WAVEFRONT_QGEMV_Q8` said: for A/B measurements and tests.
+    pub fn set_qgemv_q8(&mut self, on: Option<bool>) {
         self.qgemv_q8 = on;
     }
 
@@ -734,6 +760,24 @@ impl GpuBackend {
     /// `(kernel file, where its code object came from)`, in build order.
     pub fn module_origins(&self) -> &[(String, Origin)] {
         &self.origins
+    }
+
+    /// How many blocks of `name` (`block` threads, `shared_bytes` of dynamic shared memory) a
+    /// multiprocessor holds at once, asked of the runtime once per configuration; `None` where
+    /// it cannot say.
+    fn resident_blocks(&self, name: &str, block: u32, shared_bytes: u32) -> Result<Option<u32>> {
+        let f = self.kernel(name)?;
+        let key = (f.0, block, shared_bytes);
+        let mut cache = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&n) = cache.get(&key) {
+            return Ok(n);
+        }
+        let n = self
+            .vendor
+            .resident_blocks(f, block, shared_bytes)?
+            .filter(|&n| n >= 1);
+        cache.insert(key, n);
+        Ok(n)
     }
 
     fn kernel(&self, name: &str) -> Result<FunctionHandle> {
@@ -976,11 +1020,12 @@ impl Backend for GpuBackend {
     /// Over block-quantized weights the GEMV keeps them f32, and the GEMM (rows > 1) takes x
     /// and the dequantized weights both rounded to f16: each product then carries at most two
     /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states. With
-    /// `WAVEFRONT_QGEMV_Q8=1` the GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound,
-    /// about 500 times the f16 one, so the GEMM's rows stay within it too).
+    /// the 8-bit form (the K-quants by default, every type with `WAVEFRONT_QGEMV_Q8=1`) the
+    /// GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound, about 500 times the f16 one,
+    /// so the GEMM's rows stay within it too).
     fn matmul_input_dtype(&self, weight: DType) -> DType {
         match quant::quant_range(weight) {
-            Some(_) if self.qgemv_q8 => DType::Q8_0Kv,
+            Some(_) if self.qgemv_q8(weight) => DType::Q8_0Kv,
             Some(_) => DType::F16,
             None => weight,
         }

@@ -564,7 +564,7 @@ fn the_8_bit_activation_qgemv_is_its_own_kernel_and_rounding() {
     };
     let mut launched = Vec::new();
     for q8 in [false, true] {
-        b.set_qgemv_q8(q8);
+        b.set_qgemv_q8(Some(q8));
         v.calls();
         b.linear(&x, &w, None, &mut out, p).unwrap();
         let calls = v.calls();
@@ -645,15 +645,24 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         );
         b.set_qgemv_blocks(None);
     }
-    for q8 in [false, true] {
-        b.set_qgemv_q8(q8);
+    // (all f32, all 8-bit, the default: the K-quants 8-bit) → (Q4_0's form, Q4_K's, Q6_K's)
+    for (mode, q4_0, q4_k) in [
+        (Some(false), false, false),
+        (Some(true), true, true),
+        (None, false, true),
+    ] {
+        b.set_qgemv_q8(mode);
         let paths = super::coverage::reachable_paths(&b);
         let has = |k: &str, p: &str| paths.contains(&(k, p));
-        assert_eq!(has("qgemv_q4_0", "groups"), !q8);
-        assert_eq!(has("qgemv_swiglu_q4_k", "groups"), !q8);
-        assert_eq!(has("qgemv_q8a_q4_0", "groups"), q8);
-        assert_eq!(has("qgemv_swiglu_q8a_q6_k", "main"), q8);
+        assert_eq!(has("qgemv_q4_0", "groups"), !q4_0);
+        assert_eq!(has("qgemv_q8a_q4_0", "groups"), q4_0);
+        assert_eq!(has("qgemv_swiglu_q4_k", "groups"), !q4_k);
+        assert_eq!(has("qgemv_swiglu_q8a_q4_k", "main"), q4_k);
+        assert_eq!(has("qgemv_q8a_q6_k", "out0"), q4_k);
         assert!(has("dequant_q4_0", "rows") && has("gemv_bf16", "vec"));
+        let input = |w| b.matmul_input_dtype(w);
+        assert_eq!(input(DType::Q4_0) == DType::Q8_0Kv, q4_0);
+        assert_eq!(input(DType::Q4_K) == DType::Q8_0Kv, q4_k);
     }
 }
 

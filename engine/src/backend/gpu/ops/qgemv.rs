@@ -61,25 +61,39 @@ fn shared_bytes(k: usize, q8: bool) -> u32 {
 /// The kernel of `form` (`qgemv`, `qgemv_swiglu`) for `dtype`: the 8-bit-activation one
 /// (`{form}_q8a_{T}`) when the backend takes them.
 fn kernel(b: &GpuBackend, op: &str, form: &str, dtype: DType) -> Result<String> {
-    let q8 = if b.qgemv_q8() { "q8a_" } else { "" };
+    let q8 = if b.qgemv_q8(dtype) { "q8a_" } else { "" };
     Ok(format!("{form}_{q8}{}", suffix(op, dtype)?))
 }
 
-/// Blocks a multiprocessor runs at once by default (two of 256 threads at ~128 registers each
-/// fill an sm_90 SM's register file; a CDNA CU holds as many): a launch takes at most
-/// `multiprocessors · QGEMV_BLOCKS_PER_MP` blocks, and each loops over its share of the row
-/// groups with the input staged once.
+/// Blocks a multiprocessor holds at once where the runtime cannot say (two of 256 threads at
+/// ~128 registers each fill an sm_90 SM's register file).
 const QGEMV_BLOCKS_PER_MP: u32 = 2;
 
-/// Blocks per input row of a launch over `groups` row groups and `n_in` input rows: all of
-/// them up to the backend's cap ([`GpuBackend::qgemv_blocks`]) shared by the input rows, at
-/// least one.
-fn blocks_per_input(b: &GpuBackend, groups: u64, n_in: i32) -> u64 {
-    let cap = b
-        .qgemv_blocks()
-        .unwrap_or(b.info().multiprocessors.max(1) * QGEMV_BLOCKS_PER_MP);
+/// Blocks per input row of a launch of `name` (`shared` bytes of LDS) over `groups` row groups
+/// and `n_in` input rows: as many as the device holds at once (multiprocessors × the blocks one
+/// holds, by the runtime's occupancy calculator: 2 for most forms on sm_90, 1 for the
+/// 160-register Q5_K/Q6_K ones), or the backend's cap ([`GpuBackend::qgemv_blocks`]), shared
+/// by the input rows, at least one, at most `groups`. Each block loops over its share of the
+/// groups with the input staged once (H100, 8B shape: one block a group left 16% of Q4_0's
+/// 8-bit-form decode on the table, `bench/results/2026-12-05-qgemv-groups-h100/`).
+fn blocks_per_input(
+    b: &GpuBackend,
+    name: &str,
+    shared: u32,
+    groups: u64,
+    n_in: i32,
+) -> Result<u64> {
+    let cap = match b.qgemv_blocks() {
+        Some(n) => n,
+        None => {
+            let per_mp = b
+                .resident_blocks(name, QGEMV_BLOCK, shared)?
+                .unwrap_or(QGEMV_BLOCKS_PER_MP);
+            b.info().multiprocessors.max(1).saturating_mul(per_mp)
+        }
+    };
     let share = u64::from(cap) / u64::try_from(n_in.max(1)).unwrap_or(1);
-    groups.min(share.max(1))
+    Ok(groups.min(share.max(1)))
 }
 
 /// `blocks` of [`QGEMV_BLOCK`] threads, checked against a 1-D grid.
@@ -169,9 +183,11 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
         ));
     }
     let name = kernel(b, op, "qgemv", g.seg.dtype)?;
+    let q8 = b.qgemv_q8(g.seg.dtype);
     let per_block = u64::from(2 * QGEMV_BLOCK / b.wave);
-    let blocks = blocks_per_input(b, (rows as u64).div_ceil(per_block), g.n_in);
-    let cfg = batched(op, grid(op, blocks, k, b.qgemv_q8())?, g.n_in)?;
+    let groups = (rows as u64).div_ceil(per_block);
+    let blocks = blocks_per_input(b, &name, shared_bytes(k, q8), groups, g.n_in)?;
+    let cfg = batched(op, grid(op, blocks, k, q8)?, g.n_in)?;
     let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = stacked_gemv_args!(g;
@@ -219,9 +235,11 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
         ));
     }
     let name = kernel(b, op, "qgemv_swiglu", seg.dtype)?;
+    let q8 = b.qgemv_q8(seg.dtype);
     let per_block = u64::from(QGEMV_BLOCK / b.wave);
-    let blocks = blocks_per_input(b, (inter as u64).div_ceil(per_block), n_in);
-    let one = grid(op, blocks, k as usize, b.qgemv_q8())?;
+    let groups = (inter as u64).div_ceil(per_block);
+    let blocks = blocks_per_input(b, &name, shared_bytes(k as usize, q8), groups, n_in)?;
+    let one = grid(op, blocks, k as usize, q8)?;
     let cfg = batched(op, one, n_in)?;
     let [qa, sa] = arrays(op, base, seg, 0, k as usize)?;
     let [norm_w, eps] = norm_args(norm);

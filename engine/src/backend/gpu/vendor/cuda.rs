@@ -607,6 +607,26 @@ impl Vendor for CudaVendor {
         })
     }
 
+    fn resident_blocks(
+        &self,
+        f: FunctionHandle,
+        block: u32,
+        shared_bytes: u32,
+    ) -> Result<Option<u32>, Error> {
+        self.bind()?;
+        let mut n = 0i32;
+        // SAFETY: f is a function of a module this vendor loaded; n is written.
+        ck("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
+            cu::cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                &mut n,
+                f.0 as cu::CUfunction,
+                block as i32,
+                shared_bytes as usize,
+            )
+        })?;
+        Ok(u32::try_from(n).ok())
+    }
+
     unsafe fn launch_overlapped(
         &self,
         f: FunctionHandle,

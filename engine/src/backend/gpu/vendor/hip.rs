@@ -443,6 +443,25 @@ impl Vendor for HipVendor {
         Ok(f.map(|f| FunctionHandle(f as usize)))
     }
 
+    fn resident_blocks(
+        &self,
+        f: FunctionHandle,
+        block: u32,
+        shared_bytes: u32,
+    ) -> Result<Option<u32>, Error> {
+        self.bind()?;
+        // SAFETY: f came from get_function on this vendor; its module is never unloaded.
+        let n = unsafe {
+            self.hip.module_occupancy(
+                f.0 as hip::hipFunction_t,
+                block as i32,
+                shared_bytes as usize,
+            )
+        }
+        .map_err(|e| call_error(e, "occupancy"))?;
+        Ok(u32::try_from(n).ok())
+    }
+
     fn module_global(
         &self,
         module: ModuleHandle,

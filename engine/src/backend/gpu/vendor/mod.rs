@@ -215,6 +215,19 @@ pub trait Vendor: Send + Sync {
         Ok(())
     }
 
+    /// How many blocks of `block` threads with `shared_bytes` of dynamic shared memory one
+    /// multiprocessor holds at once (the runtime's occupancy calculator, from the kernel's
+    /// registers and LDS); `None` where the vendor cannot say.
+    fn resident_blocks(
+        &self,
+        f: FunctionHandle,
+        block: u32,
+        shared_bytes: u32,
+    ) -> Result<Option<u32>, Error> {
+        let _ = (f, block, shared_bytes);
+        Ok(None)
+    }
+
     /// Queues one kernel launch.
     ///
     /// # Safety
