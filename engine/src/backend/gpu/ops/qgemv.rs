@@ -2,9 +2,12 @@
 //! [`crate::backend::gpu::quant`]).
 //!
 //! One row (batch-1 decode): `qgemv_{T}` / `qgemv_swiglu_{T}` read the blocks with 16-byte loads
-//! and dequantize in registers, activations f32, with the RMSNorm prologue and the residual
-//! epilogue of the 16-bit GEMVs (`gemv.rs`). A stack whose parts have different types (a mixed
-//! stack) takes one launch per run of parts within one segment.
+//! and dequantize in registers, activations f32 (or 8-bit with integer dot products,
+//! `{form}_q8a_{T}`: the K-quants' default, `GpuBackend::qgemv_q8`), with the RMSNorm prologue
+//! and the residual epilogue of the 16-bit GEMVs (`gemv.rs`). A launch takes the blocks the
+//! device holds at once, each looping over row groups ([`blocks_per_input`]). A stack whose
+//! parts have different types (a mixed stack) takes one launch per run of parts within one
+//! segment.
 //! More rows (prefill): each matrix part dequantized to f16 (`dequant_{T}`, in slices of at most
 //! [`DEQUANT_SLICE`] elements) and one f16 GEMM per slice with x converted to f16, f32
 //! accumulation: matrix cores instead of one weight read per row.
