@@ -122,7 +122,7 @@ GEMV_SWIGLU_MMA = ("const uint16_t* w, const float* x, const float* norm_w, floa
 for suffix in ("f16", "bf16"):
     ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
     ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
-                                    "(n_in*blocks)")
+                                    "(n_in*ceil(inter/(256/WAVE)))")
     ABI[f"gemv_stage_{suffix}"] = ("gemv.hip", GEMV_STAGE, 256, "(n_in)")
     ABI[f"gemv_rows_{suffix}"] = ("gemv.hip", GEMV_ROWS, 256,
                                   "(ceil(n_in/8)*ceil((m0+m1+m2)/(2*256/WAVE)))")

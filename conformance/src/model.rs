@@ -43,18 +43,13 @@ impl ModelTolerances {
             k: c.hidden_size.max(c.intermediate_size).max(c.q_dim()),
             // The coarsest rounding of any matrix's inputs (the backend's own weight type, and
             // the block types the engine holds as stored).
-            input: engine
-                .matrix_dtypes()
-                .into_iter()
-                .chain([b.weight_dtype()])
-                .map(|w| b.matmul_input_dtype(w))
-                .fold(DType::F32, |a, i| {
-                    if crate::tolerance::rounding_ms(i) > crate::tolerance::rounding_ms(a) {
-                        i
-                    } else {
-                        a
-                    }
-                }),
+            input: crate::tolerance::coarsest_rounding(
+                engine
+                    .matrix_dtypes()
+                    .into_iter()
+                    .chain([b.weight_dtype()])
+                    .map(|w| b.matmul_input_dtype(w)),
+            ),
             kv: engine.kv_dtype(),
             weights: DType::F32,
             final_softcap: c.final_logit_softcap,

@@ -220,6 +220,17 @@ pub fn rounding_ms(dtype: DType) -> f64 {
     }
 }
 
+/// The coarsest of `dtypes` by [`rounding_ms`] (F32, no rounding, for none).
+pub fn coarsest_rounding(dtypes: impl IntoIterator<Item = DType>) -> DType {
+    dtypes.into_iter().fold(DType::F32, |a, i| {
+        if rounding_ms(i) > rounding_ms(a) {
+            i
+        } else {
+            a
+        }
+    })
+}
+
 /// The whole-model bound (see `Kind::Model`):
 ///
 /// - f32 reassociation: L blocks of reductions up to k in another order, 2·L·k·u (squared);

@@ -181,18 +181,11 @@ impl GemvCase {
     /// The bound of the coarser input rounding of the stack's types (a mixed stack's parts
     /// may take different forms: on the GPU the K-quants round the input to 8 bits).
     pub fn tolerance<B: Backend>(&self, b: &B) -> Tolerance {
-        let input = [Some(self.weight), self.last]
+        let inputs = [Some(self.weight), self.last]
             .into_iter()
             .flatten()
-            .map(|w| b.matmul_input_dtype(w))
-            .fold(DType::F32, |a, i| {
-                if crate::tolerance::rounding_ms(i) > crate::tolerance::rounding_ms(a) {
-                    i
-                } else {
-                    a
-                }
-            });
-        self.tolerance_for(input)
+            .map(|w| b.matmul_input_dtype(w));
+        self.tolerance_for(crate::tolerance::coarsest_rounding(inputs))
     }
 
     /// The stacked weight (`mats` rows of K) as the reference sees it and the backend's tensor:
