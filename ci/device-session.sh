@@ -21,14 +21,14 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
 OUT=/tmp/wavefront-results/$stage
 model=$HOME/.cache/wavefront/models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-OPS_TESTS="conformance:ops_gpu conformance:gpu_required conformance:gpu_large_arena wavefront:gpu_graph wavefront:gpu_vendor"
+OPS_TESTS="conformance:ops_gpu conformance:gpu_required conformance:gpu_large_arena wavefront:gpu_graph wavefront:gpu_gemv wavefront:gpu_vendor"
 MODEL_TESTS="conformance:model_gpu conformance:golden_tokens"
 
 # The test binaries know their sources by the path they were built at; give them that path.
@@ -1185,6 +1185,59 @@ q8a)
     ;;
   esac
   cat "$OUT/summary.md"
+  ;;
+gemv-groups)
+  # Issue 8: the 16-bit one-row GEMVs (gemv_{T}, gemv_swiglu_{T}) launch at most what the device
+  # holds at once, each block looping over its share of the row groups with its prologue once
+  # (WAVEFRONT_GEMV_BLOCKS=N caps them at N; "all" below is one block a group, the grid before).
+  # Carry .device/ops.
+  #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
+  #     them); at WAVE=32 with WAVEFRONT_GEMV_BLOCKS=1 (one block a row: every group); the
+  #     model-level checks on the fixtures; gpu_graph; the engine's unit tests.
+  #   PART=bench (default): the GEMV microbench over the three shapes (bf16) per cap of CAPS,
+  #     then tg128 of each shape of SHAPES at each cap of TG_CAPS.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  cap_env() { # cap → the variable's setting (empty: the default)
+    case $1 in default) echo "" ;; all) echo 1000000000 ;; *) echo "$1" ;; esac
+  }
+  case "${PART:-bench}" in
+  check)
+    gemv_ops "groups"
+    start=$SECONDS
+    WAVEFRONT_GEMV_BLOCKS=1 timeout 200 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage \
+      --op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu \
+      --op linear_residual --report "$OUT/conformance-gemv-blocks1.md" >"$OUT/conformance-gemv-blocks1.log" 2>&1
+    echo "| conformance gemv ops, WAVE=32, WAVEFRONT_GEMV_BLOCKS=1 | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-blocks1.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗" "$OUT/conformance-gemv-blocks1.log" | head -10
+    finish
+    fixtures_conformance conformance-fixtures
+    run_test gpu_gemv
+    finish
+    run_test gpu_graph
+    finish
+    run_test engine_lib
+    finish
+    ;;
+  *)
+    for cap in ${CAPS-all default 264 528}; do
+      start=$SECONDS
+      WAVEFRONT_GEMV_BLOCKS=$(cap_env "$cap") timeout 120 bin/wavefront bench --gemv --backend gpu \
+        --markdown "$OUT/bench-gemv-bf16-$cap.md" >"$OUT/bench-gemv-bf16-$cap.log" 2>&1
+      echo "| bench --gemv bf16 $cap | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+    done
+    for f in "$OUT"/bench-gemv-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | awk -F'|' '{printf "%s %s |", $3, $6}'; echo; done
+    for shape in ${SHAPES-llama-3.1-8b llama-3.2-1b smollm2-135m}; do
+      for cap in ${TG_CAPS-default all}; do
+        WAVEFRONT_GEMV_BLOCKS=$(cap_env "$cap") bench "$shape-$cap" --shape "$shape" --reps 3 --depth 0 --pp 1 \
+          --tg "${TG:-128}"
+      done
+    done
+    for f in "$OUT"/bench-llama*.md "$OUT"/bench-smollm2*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
+    ;;
+  esac
   ;;
 qgemv-groups)
   # Issue 10: the block-quantized GEMVs launch at most multiprocessors · 2 blocks, each looping

@@ -104,11 +104,13 @@ for hd, split in ((64, 1), (128, 1), (256, 2)):
             "flash_attention.hip", FLASH_ATTENTION.replace("T*", t + "*"), 256,
             "(n_kv_heads, ceil(rows*n_heads/n_kv_heads/(16*256/WAVE"
             + ("" if split == 1 else f"/{split}") + ")))")
+# The one-row forms end with the blocks per input row, each looping over its share of the row
+# groups (the quantized forms below too).
 GEMV = ("const uint16_t* w, const float* x, const float* norm_w, float eps, const float* bias, "
         "float* out0, float* out1, float* out2, int m0, int m1, int m2, int k, int residual, "
-        "int n_in")
+        "int n_in, int blocks")
 GEMV_SWIGLU = ("const uint16_t* w, const float* x, const float* norm_w, float eps, float* out, "
-               "int inter, int k, int n_in, int act")
+               "int inter, int k, int n_in, int act, int blocks")
 GEMV_STAGE = "const float* x, const float* norm_w, float eps, uint16_t* xh, int k, int ks"
 GEMV_ROWS = ("const uint16_t* w, const uint16_t* xh, int ks, const float* bias, float* out0, "
              "float* out1, float* out2, int m0, int m1, int m2, int k, int residual, int n_in")
@@ -120,9 +122,8 @@ GEMV_MMA = ("const uint16_t* w, const float* x, const float* norm_w, float eps, 
 GEMV_SWIGLU_MMA = ("const uint16_t* w, const float* x, const float* norm_w, float eps, "
                    "const uint16_t* xh, int ks, float* out, int inter, int k, int n_in, int act")
 for suffix in ("f16", "bf16"):
-    ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*ceil((m0+m1+m2)/(256/WAVE)))")
-    ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256,
-                                    "(n_in*ceil(inter/(256/WAVE)))")
+    ABI[f"gemv_{suffix}"] = ("gemv.hip", GEMV, 256, "(n_in*blocks)")
+    ABI[f"gemv_swiglu_{suffix}"] = ("gemv.hip", GEMV_SWIGLU, 256, "(n_in*blocks)")
     ABI[f"gemv_stage_{suffix}"] = ("gemv.hip", GEMV_STAGE, 256, "(n_in)")
     ABI[f"gemv_rows_{suffix}"] = ("gemv.hip", GEMV_ROWS, 256,
                                   "(ceil(n_in/8)*ceil((m0+m1+m2)/(2*256/WAVE)))")
@@ -132,10 +133,8 @@ for suffix in ("f16", "bf16"):
                                  "(ceil(n_in/16)*ceil((m0+m1+m2)/16))")
     ABI[f"gemv_swiglu_mma_{suffix}"] = ("gemv.hip", GEMV_SWIGLU_MMA, 256,
                                         "(ceil(n_in/16)*ceil(inter/8))")
-# ... and the blocks per input row, each looping over its share of the row groups.
-QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ") + ", int blocks"
-QGEMV_SWIGLU = (GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
-                + ", int blocks")
+QGEMV = GEMV.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
+QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, const uint8_t* sa, ")
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "
            "int vocab, void* out, int out_f16, float scale")
 # The GGUF weight block types (split layout, qgemv.hip).

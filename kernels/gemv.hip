@@ -19,13 +19,19 @@
 //         their pointers then unused; with `residual` they hold the values added to); out (I)
 //         f32 for the SwiGLU form.
 // Batches: n_in input rows (x (n_in, K), out_i (n_in, m_i), out (n_in, I)); the grid is n_in
-//   times the one-row grid, block b computing output block b / n_in for input row b % n_in
-//   (common.h batch_block): every input row's results exactly those of a launch for it alone.
-// Launch: grid (n_in · ceil(M / ROWS)) — n_in · ceil(I / ROWS) for gemv_swiglu — with ROWS =
-//   GEMV_BLOCK / WAVE rows per block; block GEMV_BLOCK = 256 (8 waves at WAVE=32, 4 at 64); dynamic shared memory
+//   times the one-row grid, block b computing for input row b % n_in (common.h batch_block):
+//   every input row's results exactly those of a launch for it alone.
+// Launch: the rows in groups of ROWS = GEMV_BLOCK / WAVE (one a wave), ceil(M / ROWS) groups
+//   — ceil(I / ROWS) for gemv_swiglu —; grid (n_in · blocks), 1 ≤ blocks ≤ the groups (the
+//   host's choice: about what the device holds at once), block b taking the groups b / n_in,
+//   b / n_in + blocks, … of input row b % n_in, the prologue run once for all of them (a row's
+//   sum is the same whichever block computes it: blocks changes no bit); block GEMV_BLOCK =
+//   256 (8 waves at WAVE=32, 4 at 64); dynamic shared memory
 //   2·K bytes rounded up to 16 when K ≤ GEMV_LDS_MAX (a staged in LDS: at most 32 KiB, so two
 //   blocks fit a 64 KiB CDNA LDS), else none (a read through the cache by every wave).
-// Indexing: wave w of block b owns row r = b·ROWS + w (gemv_swiglu: rows r and I + r, at once).
+// Indexing: wave w owns row r = g·ROWS + w of the block's group g (gemv_swiglu: rows r and
+//   I + r, at once); the next group's first weight loads are issued before this group's wave
+//   reduction and epilogue.
 //   Overlap (launched overlapped, common.h): the block first lets the next kernel start
 //   (wf_allow_dependents) and issues its first weight loads, then waits for the kernels ahead
 //   (wf_dependency_wait) before reading x or writing: on NVIDIA sm_90+ this kernel's first
@@ -63,6 +69,7 @@
 //   out2:     a row of the third, written to out2
 //   residual: the epilogue adds into the output (out[r] + y)
 //   gelu:     gemv_swiglu with act = ACT_GELU_TANH (the epilogue's activation)
+//   groups:   a block past its first row group (blocks < the groups; gemv and gemv_swiglu)
 
 #include "common.h"
 
@@ -80,7 +87,8 @@ enum GemvPath {
   PATH_OUT1,
   PATH_OUT2,
   PATH_RESIDUAL,
-  PATH_GELU
+  PATH_GELU,
+  PATH_GROUPS
 };
 
 // x[i] as the GEMM sees it: rounded to the weights' type and widened back (exact).
@@ -237,22 +245,37 @@ WF_DEVICE void dot_rows(const uint16_t* const (&rows)[NR], const Input<C>& in, i
   }
 }
 
-// The part of the block shared by both forms: the first loads, the prologue, the body.
-// Returns the wave's sums in acc (zeros for a wave past the last row).
-template <class C, int NR>
-WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const float* x,
-                         const float* norm_w, float eps, int k, int slot, float (&acc)[NR]) {
-  const bool staged = k <= GEMV_LDS_MAX;
-  bool vec = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
-  if (staged) vec = true;  // the staged input starts on 16 bytes
+// Whether a wave reads its NR rows as 16-byte vectors: the input vectors (in_vec: staged, or x
+// and norm_w on 16 bytes) and every row on 16 bytes.
+template <int NR>
+WF_DEVICE bool rows_vec(const uint16_t* const (&rows)[NR], bool in_vec) {
+  bool vec = in_vec;
 #pragma unroll
   for (int j = 0; j < NR; ++j) vec = vec && is_aligned(rows[j], 16);
-  const int n_vec = live && vec ? k / 8 : 0;
+  return vec;
+}
+
+// The shared body of both forms: the block's row groups g = first, first + step, … < n_groups
+// (block-uniform: every wave runs every group, live or not). rows(g, rows) points the wave's
+// NR rows of group g (a dead wave at row 0: its pointers harmless, its sums unused) and
+// returns whether the wave has a live row there (wave-uniform); epi(g, acc, live) runs after
+// the group's body on every wave (it holds the wave reductions) with the lane's sums (zeros
+// for a dead wave). The prologue (the norm's scale, the input staged in LDS) runs once for all
+// the block's groups; the next group's first loads are issued before this group's epilogue.
+template <class C, int NR, class Rows, class Epi>
+WF_DEVICE void gemv_groups(const float* x, const float* norm_w, float eps, int k, int slot,
+                           int first, int step, int n_groups, Rows rows, Epi epi) {
+  const bool staged = k <= GEMV_LDS_MAX;
+  const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
+  const bool in_vec = staged || vec4;  // the staged input starts on 16 bytes
+  const uint16_t* ptrs[NR];
+  bool live = first < n_groups && rows(first, ptrs);
+  bool vec = rows_vec<NR>(ptrs, in_vec);
+  int n_vec = live && vec ? k / 8 : 0;
   wf_allow_dependents();
   Words h[NR][GEMV_UNROLL / NR];
-  load_step<NR>(rows, wave_lane(), n_vec, h);  // in flight during the prologue
+  load_step<NR>(ptrs, wave_lane(), n_vec, h);  // in flight during the prologue
   wf_dependency_wait();  // x (and the outputs) are the earlier kernels'; W is not
-  const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
   float scale = 1.0f;
   if (norm_w) {
     WF_PATH(slot, PATH_NORM);
@@ -265,13 +288,28 @@ WF_DEVICE void gemv_rows(const uint16_t* const (&rows)[NR], bool live, const flo
     stage_input<C>(x, norm_w, scale, k, vec4, xs);
     in.xs = xs;
   }
-  if (live) dot_rows<C, NR>(rows, in, k, n_vec, h, vec, slot, acc);
+  for (int g = first; g < n_groups; g += step) {  // block-uniform
+    if (g != first) WF_PATH(slot, PATH_GROUPS);
+    float acc[NR];
+#pragma unroll
+    for (int j = 0; j < NR; ++j) acc[j] = 0.0f;
+    if (live) dot_rows<C, NR>(ptrs, in, k, n_vec, h, vec, slot, acc);
+    // The next group's rows and first loads, in flight during this group's epilogue.
+    const bool was_live = live;
+    if (g + step < n_groups) {
+      live = rows(g + step, ptrs);
+      vec = rows_vec<NR>(ptrs, in_vec);
+      n_vec = live && vec ? k / 8 : 0;
+      load_step<NR>(ptrs, wave_lane(), n_vec, h);
+    }
+    epi(g, acc, was_live);
+  }
 }
 
 template <class C>
 WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_w, float eps,
                            const float* bias, float* out0, float* out1, float* out2, int m0,
-                           int m1, int m2, int k, int residual, int n_in) {
+                           int m1, int m2, int k, int residual, int n_in, int blocks) {
   const int slot = C::id - 1;
   const int m = m0 + m1 + m2;
   const BatchBlock bb = batch_block(n_in);
@@ -279,60 +317,76 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
   out0 += (i64)bb.row * m0;
   out1 += (i64)bb.row * m1;
   out2 += (i64)bb.row * m2;
-  const int r = bb.block * (GEMV_BLOCK / WAVE) + wave_index();
-  const bool live = r < m;
-  const uint16_t* const rows[1] = {w + (i64)(live ? r : 0) * k};  // (k)
-  float acc[1] = {0.0f};
-  gemv_rows<C, 1>(rows, live, x, norm_w, eps, k, slot, acc);
-  const float s = wave_sum(acc[0]);  // every wave of the block, live or not
-  if (live && wave_lane() == 0) {
-    float y = s;
-    if (bias) {
-      WF_PATH(slot, PATH_BIAS);
-      y += bias[r];
+  constexpr int ROWS = GEMV_BLOCK / WAVE;  // rows a group: one a wave
+  auto row = [&](int g) { return g * ROWS + wave_index(); };
+  auto rows = [&](int g, const uint16_t* (&p)[1]) {
+    const int r = row(g);
+    p[0] = w + (i64)(r < m ? r : 0) * k;  // (k)
+    return r < m;
+  };
+  auto epi = [&](int g, const float(&acc)[1], bool live) {
+    const int r = row(g);
+    const float s = wave_sum(acc[0]);  // every wave of the block, live or not
+    if (live && wave_lane() == 0) {
+      float y = s;
+      if (bias) {
+        WF_PATH(slot, PATH_BIAS);
+        y += bias[r];
+      }
+      float* o;
+      if (r < m0) {
+        WF_PATH(slot, PATH_OUT0);
+        o = out0 + r;
+      } else if (r < m0 + m1) {
+        WF_PATH(slot, PATH_OUT1);
+        o = out1 + (r - m0);
+      } else {
+        WF_PATH(slot, PATH_OUT2);
+        o = out2 + (r - m0 - m1);
+      }
+      if (residual) {
+        WF_PATH(slot, PATH_RESIDUAL);
+        y = *o + y;
+      }
+      *o = y;
     }
-    float* o;
-    if (r < m0) {
-      WF_PATH(slot, PATH_OUT0);
-      o = out0 + r;
-    } else if (r < m0 + m1) {
-      WF_PATH(slot, PATH_OUT1);
-      o = out1 + (r - m0);
-    } else {
-      WF_PATH(slot, PATH_OUT2);
-      o = out2 + (r - m0 - m1);
-    }
-    if (residual) {
-      WF_PATH(slot, PATH_RESIDUAL);
-      y = *o + y;
-    }
-    *o = y;
-  }
+  };
+  gemv_groups<C, 1>(x, norm_w, eps, k, slot, bb.block, blocks, (m + ROWS - 1) / ROWS, rows,
+                    epi);
 }
 
 template <class C>
 WF_DEVICE void gemv_swiglu_kernel(const uint16_t* w, const float* x, const float* norm_w,
-                                  float eps, float* out, int inter, int k, int n_in, int act) {
+                                  float eps, float* out, int inter, int k, int n_in, int act,
+                                  int blocks) {
   const int slot = C::id + 1;
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
   out += (i64)bb.row * inter;
-  const int r = bb.block * (GEMV_BLOCK / WAVE) + wave_index();
-  const bool live = r < inter;
-  const i64 rr = live ? r : 0;
-  const uint16_t* const rows[2] = {w + rr * k, w + ((i64)inter + rr) * k};  // (k) each
-  float acc[2] = {0.0f, 0.0f};  // gate, up
-  gemv_rows<C, 2>(rows, live, x, norm_w, eps, k, slot, acc);
-  const float g = wave_sum(acc[0]);
-  const float u = wave_sum(acc[1]);
-  if (live && wave_lane() == 0) {
-    if (act == ACT_GELU_TANH) {
-      WF_PATH(slot, PATH_GELU);
-      out[r] = wf_gelu_tanh(g) * u;
-    } else {
-      out[r] = wf_silu(g) * u;
+  constexpr int OUTS = GEMV_BLOCK / WAVE;  // outputs a group: one a wave
+  auto row = [&](int g) { return g * OUTS + wave_index(); };
+  auto rows = [&](int g, const uint16_t* (&p)[2]) {
+    const int r = row(g);
+    const i64 rr = r < inter ? r : 0;
+    p[0] = w + rr * k;                  // gate (k)
+    p[1] = w + ((i64)inter + rr) * k;  // up (k)
+    return r < inter;
+  };
+  auto epi = [&](int g, const float(&acc)[2], bool live) {
+    const int r = row(g);
+    const float gv = wave_sum(acc[0]);
+    const float uv = wave_sum(acc[1]);
+    if (live && wave_lane() == 0) {
+      if (act == ACT_GELU_TANH) {
+        WF_PATH(slot, PATH_GELU);
+        out[r] = wf_gelu_tanh(gv) * uv;
+      } else {
+        out[r] = wf_silu(gv) * uv;
+      }
     }
-  }
+  };
+  gemv_groups<C, 2>(x, norm_w, eps, k, slot, bb.block, blocks, (inter + OUTS - 1) / OUTS, rows,
+                    epi);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -505,27 +559,29 @@ WF_DEVICE void gemv_swiglu_rows_kernel(const uint16_t* w, const uint16_t* xh, in
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
              const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-             int k, int residual, int n_in) {
-  gemv_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+             int k, int residual, int n_in, int blocks) {
+  gemv_kernel<F16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in,
+                   blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
-              int k, int residual, int n_in) {
-  gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in);
+              int k, int residual, int n_in, int blocks) {
+  gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in,
+                    blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_f16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                    float* out, int inter, int k, int n_in, int act) {
-  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k, n_in, act);
+                    float* out, int inter, int k, int n_in, int act, int blocks) {
+  gemv_swiglu_kernel<F16>(w, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
     gemv_swiglu_bf16(const uint16_t* w, const float* x, const float* norm_w, float eps,
-                     float* out, int inter, int k, int n_in, int act) {
-  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in, act);
+                     float* out, int inter, int k, int n_in, int act, int blocks) {
+  gemv_swiglu_kernel<BF16>(w, x, norm_w, eps, out, inter, k, n_in, act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)

@@ -414,6 +414,20 @@ pub fn grid() -> Vec<GemvCase> {
             g.push(case(GemvOp::Linear, 1, k, &[m], weight, false));
         }
         g.push(case(GemvOp::Linear, 1, 133, &[257], weight, true));
+        // Many rows: more row groups than a launch takes blocks (multiprocessors × the blocks
+        // one holds), so each block loops over several with its prologue once (40000 rows are
+        // 5000 groups of 8 waves at WAVE=32, 10000 of 4 at WAVE=64; 20000 SwiGLU outputs 2500
+        // and 5000), normed and plain, one input row and three.
+        g.push(case(GemvOp::Linear, 1, 64, &[40000], weight, true));
+        g.push(normed(case(GemvOp::GateUp, 1, 64, &[20000], weight, false)));
+        g.push(batched(normed(case(
+            GemvOp::Stacked,
+            3,
+            64,
+            &[30000, 8000, 2000],
+            weight,
+            false,
+        ))));
         // Stacked QKV: 3 parts with and without bias, 2 parts, odd K, a large stack.
         for (k, parts, bias) in [
             (64, &[24, 8, 8][..], false),

@@ -57,12 +57,15 @@ const DECODE_ATTENTION_ROWS: &[&str] = &[
 ];
 const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window", "softcap"];
 const MAIN: &[&str] = &["main"];
+/// The one-row form: groups (bit 11) a block past its first row group.
 const GEMV: &[&str] = &[
-    "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual",
+    "vec", "tail", "scalar", "norm", "lds", "bias", "out0", "out1", "out2", "residual", "",
+    "groups",
 ];
-/// The SwiGLU form: the first five, and gelu (bit 10; bias..residual are qgemv's epilogue).
+/// The SwiGLU form: the first five, gelu (bit 10; bias..residual are gemv's epilogue) and
+/// groups.
 const GEMV_SWIGLU: &[&str] = &[
-    "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "gelu",
+    "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "gelu", "groups",
 ];
 /// The several-row forms: the staging kernel (every row's input; the norm), the products
 /// (vectors only, by the host's choice: K a multiple of 8 on 16 bytes) and their epilogues.
@@ -558,8 +561,8 @@ mod tests {
                 + (2 + 1 + 1 + 1)
                 + 2
                 + 4
-                + 2 * 10
-                + 2 * 6
+                + 2 * 11 // gemv (groups)
+                + 2 * 7 // gemv_swiglu (groups)
                 + 2 * (2 + 6 + 2) // several rows: stage, rows, swiglu_rows
                 + 2 * (8 + 4) // matrix cores: mma, swiglu_mma
                 + 8 * (9 + 5 + 3) // qgemv, qgemv_swiglu (groups in each), dequant

@@ -408,6 +408,10 @@ pub struct GpuBackend {
     /// input rows), instead of `QGEMV_BLOCKS_PER_MP` a multiprocessor (for A/B measurements and
     /// conformance; the same bits).
     qgemv_blocks: Option<u32>,
+    /// `WAVEFRONT_GEMV_BLOCKS=N`: the most blocks a 16-bit one-row GEMV (`gemv_{T}`,
+    /// `gemv_swiglu_{T}`) launches, shared by its input rows, instead of the default
+    /// (`ops::gemv::GEMV_BLOCKS_PER_MP`) (for A/B measurements and conformance; the same bits).
+    gemv_blocks: Option<u32>,
     /// Blocks a multiprocessor holds at once, by (function, block threads, dynamic shared
     /// bytes), as the runtime's occupancy calculator said (`None`: it could not say).
     resident: Mutex<HashMap<(usize, u32, u32), Option<u32>>>,
@@ -593,20 +597,8 @@ impl GpuBackend {
             Ok("0") => Some(false),
             _ => None,
         };
-        let qgemv_blocks = match std::env::var("WAVEFRONT_QGEMV_BLOCKS") {
-            Ok(v) if !v.trim().is_empty() => Some(
-                v.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| {
-                        Error::InvalidRequest(format!(
-                            "WAVEFRONT_QGEMV_BLOCKS={v}: a whole number of blocks, at least 1"
-                        ))
-                    })?,
-            ),
-            _ => None,
-        };
+        let qgemv_blocks = blocks_env("WAVEFRONT_QGEMV_BLOCKS")?;
+        let gemv_blocks = blocks_env("WAVEFRONT_GEMV_BLOCKS")?;
         let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
         let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
         let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
@@ -635,6 +627,7 @@ impl GpuBackend {
             gemv_mma_lds,
             qgemv_q8,
             qgemv_blocks,
+            gemv_blocks,
             resident: Mutex::new(HashMap::new()),
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
@@ -735,6 +728,19 @@ impl GpuBackend {
     /// on it.
     pub fn set_qgemv_blocks(&mut self, blocks: Option<u32>) {
         self.qgemv_blocks = blocks.map(|n| n.max(1));
+    }
+
+    /// The most blocks a 16-bit one-row GEMV launches, if set (`WAVEFRONT_GEMV_BLOCKS`,
+    /// [`GpuBackend::set_gemv_blocks`]); else the default a multiprocessor.
+    pub(in crate::backend::gpu) fn gemv_blocks(&self) -> Option<u32> {
+        self.gemv_blocks
+    }
+
+    /// Caps the blocks of a 16-bit one-row GEMV launch (`None`: the default), whatever
+    /// `WAVEFRONT_GEMV_BLOCKS` said: for A/B measurements and tests. Rows' sums do not depend
+    /// on it.
+    pub fn set_gemv_blocks(&mut self, blocks: Option<u32>) {
+        self.gemv_blocks = blocks.map(|n| n.max(1));
     }
 
     /// Whether prefill attention may take the flash kernel (`WAVEFRONT_NO_FLASH_ATTENTION`,
@@ -946,6 +952,23 @@ pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
                 info.arch
             ),
         }),
+    }
+}
+
+/// A block cap from the environment (`WAVEFRONT_QGEMV_BLOCKS`, `WAVEFRONT_GEMV_BLOCKS`): unset
+/// or empty, `None`; else a whole number of blocks, at least 1, or an error naming the variable.
+fn blocks_env(name: &str) -> Result<Option<u32>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("{name}={v}: a whole number of blocks, at least 1"))
+            }),
+        _ => Ok(None),
     }
 }
 

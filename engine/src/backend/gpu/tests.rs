@@ -666,10 +666,81 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
     }
 }
 
+/// A 16-bit one-row GEMV launches at most multiprocessors × the blocks one holds (the fake has
+/// one multiprocessor and its runtime cannot say: 4), shared by its input rows, at least one
+/// an input row, each block looping over its share of the row groups: `blocks` (per input row)
+/// is the last argument, the grid n_in times it. `set_gemv_blocks` (WAVEFRONT_GEMV_BLOCKS)
+/// moves the cap.
+#[test]
+fn sixteen_bit_gemvs_cap_their_blocks_and_loop_over_row_groups() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    b.set_gemv_rows(false); // every row count on the one-row kernels
+    let (m, k) = (100, 64); // 13 groups of 8 rows; SwiGLU over 50 outputs: 7 groups of 8
+    let x = b.upload_f32(&vec![1.0; 16 * k]).unwrap();
+    let w = b.upload(DType::F16, &vec![0u8; m * k * 2]).unwrap();
+    let mut out = b.alloc(DType::F32, 16 * m).unwrap();
+    let mut tmp = b.alloc(DType::F32, 16 * m).unwrap();
+    let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
+        let p = LinearParams {
+            rows,
+            in_features: k,
+            out_features: m,
+        };
+        let mut run = || {
+            if swiglu {
+                let act = crate::backend::Activation::Silu;
+                b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, m / 2, act)
+            } else {
+                b.linear(&x, &w, None, &mut out, p)
+            }
+        };
+        if rows > 1 {
+            b.invariant_rows(&mut run).unwrap();
+        } else {
+            run().unwrap();
+        }
+        let calls = v.calls();
+        let [Call::Launch(name, cfg, args)] = &calls[..] else {
+            panic!("{calls:?}")
+        };
+        let want = if swiglu {
+            "gemv_swiglu_f16"
+        } else {
+            "gemv_f16"
+        };
+        assert_eq!(name, want);
+        (cfg.grid.0, args.last().cloned())
+    };
+    for (swiglu, groups) in [(false, 13), (true, 7)] {
+        // One row: 4 blocks, looping over the groups.
+        assert_eq!(launch(&b, 1, swiglu), (4, Some(KernelArg::I32(4))));
+        // Two input rows share the 4: two blocks each.
+        assert_eq!(launch(&b, 2, swiglu), (4, Some(KernelArg::I32(2))));
+        assert_eq!(
+            launch(&b, 3, swiglu),
+            (3, Some(KernelArg::I32(1))),
+            "at least one a row"
+        );
+        b.set_gemv_blocks(Some(64));
+        assert_eq!(
+            launch(&b, 1, swiglu),
+            (groups, Some(KernelArg::I32(groups as i32))),
+            "a block a group"
+        );
+        assert_eq!(launch(&b, 16, swiglu), (64, Some(KernelArg::I32(4))));
+        b.set_gemv_blocks(Some(1));
+        assert_eq!(launch(&b, 1, swiglu), (1, Some(KernelArg::I32(1))));
+        b.set_gemv_blocks(None);
+    }
+}
+
 #[test]
 fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    // A block a row group for the one-row GEMVs (their cap has its own test).
+    b.set_gemv_blocks(Some(1 << 20));
     // Past the GEMV's rows: BLAS.
     let (rows, k, m) = (GEMV_MAX_ROWS + 1, 8, 300);
     let x = b.upload_f32(&vec![1.0; rows * k]).unwrap();
@@ -760,14 +831,14 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     );
     assert_eq!(args[7..], [300, 0, 0, 8, 0, 4].map(KernelArg::I32)[..]);
     // Without them (WAVEFRONT_NO_GEMV_ROWS=1), or three rows (below GEMV_ROWS_MIN): one GEMV
-    // launch of n_in times the one-row grid, n_in its last argument.
+    // launch of n_in times the one-row grid, n_in and the blocks an input row its last arguments.
     b.set_gemv_rows(false);
     b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p4))
         .unwrap();
     b.set_gemv_rows(true);
     assert!(
         matches!(&v.calls()[..], [Call::Launch(n, c, a)] if n == "gemv_bf16"
-        && c.grid == (4 * 38, 1, 1) && a.last() == Some(&KernelArg::I32(4)))
+        && c.grid == (4 * 38, 1, 1) && a[a.len() - 2..] == [4, 38].map(KernelArg::I32))
     );
     b.invariant_rows(&mut || b.linear(&x, &w, Some(&bias), &mut out, p3))
         .unwrap();
@@ -777,7 +848,7 @@ fn linear_is_convert_then_one_gemm_then_bias_per_the_abi() {
     };
     assert_eq!((calls.len(), name.as_str()), (1, "gemv_bf16"));
     assert_eq!(cfg.grid, (3 * 38, 1, 1), "3 × ceil(300 / 8)");
-    assert_eq!(args.last(), Some(&KernelArg::I32(3)));
+    assert_eq!(args[args.len() - 2..], [3, 38].map(KernelArg::I32));
     // Logits of row 2 read x from row 2 on: one row of bf16 weights is one GEMV launch.
     let lp = LogitsParams {
         row0: 2,
@@ -847,6 +918,7 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
     for wave in [32, 64] {
         let v = FakeVendor::new(Runtime::Cuda, 32);
         let mut b = build(&v, Some(wave), &ModuleCache::new(None), &[]).unwrap();
+        b.set_gemv_blocks(Some(1 << 20)); // a block a row group
         let (k, parts) = (16, [24usize, 8, 8]);
         let x = b.upload_f32(&vec![1.0; BLAS * k]).unwrap();
         let w = b.upload(DType::F16, &vec![0u8; 40 * k * 2]).unwrap();
@@ -882,7 +954,8 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         };
         assert_eq!(args[..6], ptrs(0, o[0].ptr())[..]);
         assert_eq!(args[6..8], [o[1].ptr(), o[2].ptr()].map(KernelArg::Ptr)[..]);
-        assert_eq!(args[8..], [24, 8, 8, 16, 0, 1].map(KernelArg::I32)[..]);
+        let tail = [24, 8, 8, 16, 0, 1, blocks as i32];
+        assert_eq!(args[8..], tail.map(KernelArg::I32)[..]);
         // The norm as the prologue: the same launch with the norm weights and eps, h untouched.
         let g = b.upload_f32(&[1.0; 16]).unwrap();
         let mut h = b.alloc(DType::F32, BLAS * k).unwrap();
@@ -959,7 +1032,8 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
         assert_eq!(cfg.grid, (3 * blocks, 1, 1));
         assert_eq!(args[2..4], [KernelArg::Ptr(g.ptr()), KernelArg::F32(1e-5)]);
-        assert_eq!(args.last(), Some(&KernelArg::I32(3)));
+        let last = [3, blocks as i32].map(KernelArg::I32);
+        assert_eq!(args[args.len() - 2..], last);
         // Three rows outside a batched pass, or past the GEMV's rows: rms_norm into h, then x
         // converted and a GEMM per part from h.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -994,7 +1068,9 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         };
         assert_eq!((calls.len(), name.as_str()), (1, "gemv_f16"));
         assert_eq!(args[5], KernelArg::Ptr(acc.ptr()));
-        assert_eq!(args[8..], [24, 0, 0, 16, 1, 1].map(KernelArg::I32)[..]);
+        let groups = 24u32.div_ceil(256 / wave) as i32;
+        let tail = [24, 0, 0, 16, 1, 1, groups];
+        assert_eq!(args[8..], tail.map(KernelArg::I32)[..]);
         // Past the GEMV's rows: the GEMM into tmp, then add.
         let lp2 = LinearParams { rows: BLAS, ..lp };
         b.linear_residual(&x, &w, None, &mut acc, &mut tmp24, lp2)
@@ -1021,7 +1097,9 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         };
         assert_eq!(args[4], KernelArg::Ptr(0), "no bias");
         assert_eq!(args[7], KernelArg::Ptr(0));
-        assert_eq!(args[8..], [24, 8, 0, 16, 0, 1].map(KernelArg::I32)[..]);
+        let groups = 32u32.div_ceil(256 / wave) as i32;
+        let tail = [24, 8, 0, 16, 0, 1, groups];
+        assert_eq!(args[8..], tail.map(KernelArg::I32)[..]);
         // Past the GEMV's rows: x converted once, then per part a GEMM at its row offset and a
         // bias add at its bias offset.
         let mut outs: Vec<&mut GpuTensor> = o.iter_mut().collect();
@@ -1065,7 +1143,8 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
                 KernelArg::I32(20),
                 KernelArg::I32(16),
                 KernelArg::I32(1),
-                KernelArg::I32(0)
+                KernelArg::I32(0),
+                KernelArg::I32(20u32.div_ceil(256 / wave) as i32)
             ]
         );
         // With the norm prologue: the norm weights and eps, h untouched.
@@ -1180,7 +1259,7 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
         let calls = v.calls();
         assert!(
             matches!(&calls[..], [Call::Launch(n, _, a)] if n == "gemv_swiglu_f16"
-                && a.last() == Some(&KernelArg::I32(1))),
+                && a[a.len() - 2] == KernelArg::I32(1)),
             "{calls:?}"
         );
         b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, BLAS, k, inter, gelu)

@@ -283,7 +283,8 @@ pub(in crate::backend::gpu) fn uses_gemv(rows: usize, w_dtype: DType, invariant:
             || crate::backend::gpu::quant::quant_range(w_dtype).is_some())
 }
 
-/// One wave per output row: `ceil(rows / (GEMV_BLOCK / wave))` blocks of `GEMV_BLOCK`.
+/// One wave per output row: `ceil(rows / (GEMV_BLOCK / wave))` groups of `GEMV_BLOCK / wave`
+/// rows, a block each (the one-row kernels then cap the blocks: [`group_launch`]).
 pub(in crate::backend::gpu) fn gemv_grid(
     op: &str,
     rows: i64,
@@ -304,6 +305,44 @@ pub(in crate::backend::gpu) fn gemv_grid(
         block: (GEMV_BLOCK, 1, 1),
         shared_bytes: gemv_shared_bytes(k),
     })
+}
+
+/// Blocks a multiprocessor holds at once of the one-row kernels where the runtime cannot say.
+const GEMV_BLOCKS_PER_MP: u32 = 4;
+
+/// The most blocks a multiprocessor takes of a one-row kernel's launch.
+const GEMV_MOST_PER_MP: u32 = u32::MAX;
+
+/// The one-row kernels' launch (`gemv_{T}`, `gemv_swiglu_{T}` named `name`) over `rows` rows of
+/// `k` for `n_in` input rows: the rows in groups of `GEMV_BLOCK / wave` ([`gemv_grid`]), at
+/// most as many blocks an input row as the device holds at once (by the runtime's occupancy
+/// calculator, at most [`GEMV_MOST_PER_MP`] a multiprocessor) or the backend's cap
+/// ([`GpuBackend::gemv_blocks`]), each block looping over its share of the groups with its
+/// prologue (the norm, the input staged) run once. Returns the launch (n_in times the blocks)
+/// and the blocks an input row (the kernels' `blocks` argument).
+fn group_launch(
+    b: &GpuBackend,
+    op: &str,
+    name: &str,
+    rows: i64,
+    k: usize,
+    n_in: i32,
+) -> Result<(LaunchConfig, i32)> {
+    let one = gemv_grid(op, rows, k, b.wave)?;
+    let policy = super::BlockCap {
+        cap: b.gemv_blocks(),
+        fallback: GEMV_BLOCKS_PER_MP,
+        most_per_mp: GEMV_MOST_PER_MP,
+    };
+    let groups = u64::from(one.grid.0);
+    let blocks =
+        super::blocks_per_input(b, name, GEMV_BLOCK, one.shared_bytes, groups, n_in, policy)?;
+    // blocks ≤ groups, which gemv_grid bounded by i32::MAX.
+    let cfg = LaunchConfig {
+        grid: (blocks as u32, 1, 1),
+        ..one
+    };
+    Ok((batched(op, cfg, n_in)?, blocks as i32))
 }
 
 /// Kernel name of a family (`gemv`, `gemv_swiglu`) for 16-bit weights of `dtype`.
@@ -384,13 +423,14 @@ pub(in crate::backend::gpu) fn launch_gemv(b: &GpuBackend, op: &str, g: &Gemv) -
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
     let name = kernel_name(op, "gemv", g.dtype)?;
-    let cfg = batched(op, gemv_grid(op, rows, g.k as usize, b.wave)?, g.n_in)?;
+    let (cfg, blocks) = group_launch(b, op, &name, rows, g.k as usize, g.n_in)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = stacked_gemv_args!(g;
         KernelArg::Ptr(g.w),
         KernelArg::Ptr(g.x),
         norm_w,
-        eps,
+        eps;
+        KernelArg::I32(blocks),
     );
     // SAFETY: the caller checked W ≥ rows·k elements of `dtype`, x ≥ n_in·k f32 (the norm
     // weights ≥ k), bias ≥ rows f32, out_i ≥ n_in·parts[i] f32, and that x aliases no output; the kernel
@@ -456,8 +496,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
         return unsafe { b.launch_overlapped(&name, cfg, &args) };
     }
     let name = kernel_name(op, "gemv_swiglu", dtype)?;
-    let one = gemv_grid(op, i64::from(inter), k.max(0) as usize, b.wave)?;
-    let cfg = batched(op, one, n_in)?;
+    let (cfg, blocks) = group_launch(b, op, &name, i64::from(inter), k.max(0) as usize, n_in)?;
     let [norm_w, eps] = norm_args(norm);
     let args = [
         KernelArg::Ptr(w),
@@ -469,6 +508,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
         KernelArg::I32(k),
         KernelArg::I32(n_in),
         super::act_arg(act),
+        KernelArg::I32(blocks),
     ];
     // SAFETY: the caller checked W ≥ 2·inter·k elements of `dtype`, x ≥ n_in·k f32 (the norm
     // weights ≥ k), out ≥ n_in·inter f32; W alone is read before the dependency wait (overlapped).

@@ -4,10 +4,11 @@
 
 /// A stacked GEMV kernel's arguments (`gemv_{T}`, `gemv_rows_{T}`, `gemv_mma_{T}`,
 /// `qgemv_{Q}`): its own first ones, then the ABI's common tail from `$g` (a
-/// `gemv::Gemv` or `qgemv::QGemv`): bias, out0-2, m0-m2, k, residual, n_in. An array on the
-/// stack: launches queue work without allocating.
+/// `gemv::Gemv` or `qgemv::QGemv`): bias, out0-2, m0-m2, k, residual, n_in, then any after
+/// a second `;` (the row-group kernels' `blocks`). An array on the stack: launches queue work
+/// without allocating.
 macro_rules! stacked_gemv_args {
-    ($g:expr; $($head:expr),* $(,)?) => {{
+    ($g:expr; $($head:expr),* $(,)? $(; $($tail:expr),* $(,)?)?) => {{
         let g = $g;
         [
             $($head,)*
@@ -21,6 +22,7 @@ macro_rules! stacked_gemv_args {
             KernelArg::I32(g.k),
             KernelArg::I32(i32::from(g.residual)),
             KernelArg::I32(g.n_in),
+            $($($tail,)*)?
         ]
     }};
 }
@@ -97,6 +99,46 @@ pub(super) fn suffix(op: &str, dtype: DType) -> Result<&'static str> {
         DType::Q8_0Kv => Ok("q8_0"),
         other => Err(super::bad(op, format!("no {op} kernel for {other}"))),
     }
+}
+
+/// How a row-group GEMV kernel (`gemv_{T}`, `qgemv_{Q}` and their SwiGLU forms: each block
+/// loops over its share of the row groups with its prologue run once) picks its blocks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BlockCap {
+    /// The backend's override (`WAVEFRONT_GEMV_BLOCKS`, `WAVEFRONT_QGEMV_BLOCKS`): the most
+    /// blocks a launch takes.
+    pub cap: Option<u32>,
+    /// Blocks a multiprocessor holds where the runtime cannot say.
+    pub fallback: u32,
+    /// The most blocks a multiprocessor takes, whatever the runtime says.
+    pub most_per_mp: u32,
+}
+
+/// Blocks per input row of a launch of `name` (`block` threads, `shared` bytes of dynamic LDS)
+/// over `groups` row groups and `n_in` input rows: `policy.cap` when set, else
+/// multiprocessors × the blocks one holds at once (the runtime's occupancy calculator), at most
+/// `policy.most_per_mp`; shared by the input rows, at least one an input row, at most `groups`.
+pub(super) fn blocks_per_input(
+    b: &super::GpuBackend,
+    name: &str,
+    block: u32,
+    shared: u32,
+    groups: u64,
+    n_in: i32,
+    policy: BlockCap,
+) -> Result<u64> {
+    let cap = match policy.cap {
+        Some(n) => n,
+        None => {
+            let per_mp = b
+                .resident_blocks(name, block, shared)?
+                .unwrap_or(policy.fallback)
+                .min(policy.most_per_mp);
+            b.info().multiprocessors.max(1).saturating_mul(per_mp)
+        }
+    };
+    let share = u64::from(cap) / u64::try_from(n_in.max(1)).unwrap_or(1);
+    Ok(groups.min(share.max(1)))
 }
 
 /// The gated kernels' `act` argument (common.h `GateAct`): 0 silu, 1 gelu_tanh.

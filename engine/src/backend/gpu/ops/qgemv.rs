@@ -73,12 +73,12 @@ fn kernel(b: &GpuBackend, op: &str, form: &str, dtype: DType) -> Result<String> 
 const QGEMV_BLOCKS_PER_MP: u32 = 2;
 
 /// Blocks per input row of a launch of `name` (`shared` bytes of LDS) over `groups` row groups
-/// and `n_in` input rows: as many as the device holds at once (multiprocessors × the blocks one
-/// holds, by the runtime's occupancy calculator: 2 for most forms on sm_90, 1 for the
-/// 160-register Q5_K/Q6_K ones), or the backend's cap ([`GpuBackend::qgemv_blocks`]), shared
-/// by the input rows, at least one, at most `groups`. Each block loops over its share of the
-/// groups with the input staged once (H100, 8B shape: one block a group left 16% of Q4_0's
-/// 8-bit-form decode on the table, `bench/results/2026-12-05-qgemv-groups-h100/`).
+/// and `n_in` input rows ([`super::blocks_per_input`]): as many as the device holds at once
+/// (by the runtime's occupancy calculator: 2 a multiprocessor for most forms on sm_90, 1 for
+/// the 160-register Q5_K/Q6_K ones), or the backend's cap ([`GpuBackend::qgemv_blocks`]).
+/// Each block loops over its share of the groups with the input staged once (H100, 8B shape:
+/// one block a group left 16% of Q4_0's 8-bit-form decode on the table,
+/// `bench/results/2026-12-05-qgemv-groups-h100/`).
 fn blocks_per_input(
     b: &GpuBackend,
     name: &str,
@@ -86,17 +86,12 @@ fn blocks_per_input(
     groups: u64,
     n_in: i32,
 ) -> Result<u64> {
-    let cap = match b.qgemv_blocks() {
-        Some(n) => n,
-        None => {
-            let per_mp = b
-                .resident_blocks(name, QGEMV_BLOCK, shared)?
-                .unwrap_or(QGEMV_BLOCKS_PER_MP);
-            b.info().multiprocessors.max(1).saturating_mul(per_mp)
-        }
+    let policy = super::BlockCap {
+        cap: b.qgemv_blocks(),
+        fallback: QGEMV_BLOCKS_PER_MP,
+        most_per_mp: u32::MAX,
     };
-    let share = u64::from(cap) / u64::try_from(n_in.max(1)).unwrap_or(1);
-    Ok(groups.min(share.max(1)))
+    super::blocks_per_input(b, name, QGEMV_BLOCK, shared, groups, n_in, policy)
 }
 
 /// `blocks` of [`QGEMV_BLOCK`] threads, checked against a 1-D grid.
@@ -198,12 +193,9 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
         KernelArg::Ptr(sa),
         KernelArg::Ptr(g.x),
         norm_w,
-        eps,
+        eps;
+        KernelArg::I32(blocks as i32),
     );
-    let args: Vec<KernelArg> = args
-        .into_iter()
-        .chain([KernelArg::I32(blocks as i32)])
-        .collect();
     // SAFETY: the segment holds rows row0.. row0 + Σparts of k elements (checked), x ≥ n_in·k
     // f32 on 16 bytes (rows of whole blocks: every row on 16 bytes), the norm weights ≥ k f32,
     // bias ≥ Σparts f32, out_i ≥ n_in·parts[i] f32 (callers);
