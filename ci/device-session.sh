@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|attn-pdl|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1186,52 +1186,6 @@ q8a)
   esac
   cat "$OUT/summary.md"
   ;;
-attn-pdl)
-  # Issue 8: the decode attention kernels launched overlapped (programmatic dependent launch:
-  # each block lets the next kernel start, then waits for the kernels ahead). Carry .device/ops,
-  # and for the A/B .device/old (the wavefront binary before, wavefront.xz).
-  #   PART=check: the rope_attention op cases at both waves with path coverage; the fixtures'
-  #     model-level checks; gpu_graph (captured and uncaptured steps: the same tokens); the
-  #     engine's GPU unit tests.
-  #   PART=bench (default): tg128 of each shape of SHAPES, the binaries before and after, one
-  #     after the other, REPS times over; then the same with WAVEFRONT_NO_PDL=1 (no overlap at all).
-  unpack .device/ops
-  begin_summary
-  gpu_info
-  case "${PART:-bench}" in
-  check)
-    start=$SECONDS
-    timeout 300 bin/wavefront-conformance --backend gpu --wave all --op rope_attention \
-      --report "$OUT/attn-ops.md" --json "$OUT/attn-ops.json" >"$OUT/attn-ops.log" 2>&1
-    echo "| wavefront-conformance rope_attention | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/attn-ops.log") |" | tee -a "$OUT/summary.md"
-    grep -E "FAIL|✗|unreached" "$OUT/attn-ops.log" | head -20
-    finish
-    fixtures_conformance conformance-fixtures
-    run_test gpu_graph
-    finish
-    filtered_test engine_lib backend::gpu
-    ;;
-  *)
-    xz -dc .device/old/wavefront.xz >/tmp/wavefront-old && chmod +x /tmp/wavefront-old
-    for r in $(seq 1 "${REPS:-2}"); do
-      for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
-        for v in old new; do
-          exe=bin/wavefront
-          [ "$v" = old ] && exe=/tmp/wavefront-old
-          "$exe" bench --backend gpu --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 128 \
-            --markdown "$OUT/bench-$shape-$v-$r.md" >"$OUT/bench-$shape-$v-$r.log" 2>&1
-          echo "| bench $shape $v $r | $? | | $(grep -E '^\| tg' "$OUT/bench-$shape-$v-$r.md" | cut -d'|' -f3) |" | tee -a "$OUT/summary.md"
-        done
-      done
-      finish
-    done
-    for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
-      WAVEFRONT_NO_PDL=1 bench "$shape-nopdl" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 128
-    done
-    for f in "$OUT"/bench-*nopdl.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
-    ;;
-  esac
-  ;;
 gemv-groups)
   # Issue 8: the 16-bit one-row GEMVs (gemv_{T}, gemv_swiglu_{T}) launch at most what the device
   # holds at once, each block looping over its share of the row groups with its prologue once
@@ -1240,8 +1194,6 @@ gemv-groups)
   #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
   #     them); at WAVE=32 with WAVEFRONT_GEMV_BLOCKS=1 (one block a row: every group); the
   #     model-level checks on the fixtures; gpu_graph; the engine's unit tests.
-  #   PART=profile: ncu's per-kernel times of greedy decode steps of SHAPES (smollm2-135m,
-  #     llama-3.2-1b).
   #   PART=bench (default): the GEMV microbench over the three shapes (bf16) per cap of CAPS,
   #     then tg128 of each shape of SHAPES at each cap of TG_CAPS.
   unpack .device/ops
@@ -1267,19 +1219,6 @@ gemv-groups)
     finish
     run_test engine_lib
     finish
-    ;;
-  profile)
-    # Per-kernel device time of a greedy decode step (ncu, serialised kernels) against the
-    # step's time in the bench: what the gaps between kernels cost on the small shapes.
-    for shape in ${SHAPES-smollm2-135m llama-3.2-1b}; do
-      start=$SECONDS
-      timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
-        --log-file "$OUT/ncu-$shape.csv" bin/wavefront bench --backend gpu \
-        --shape "$shape" --pp 1 --tg 4 --reps 1 --depth 0 >"$OUT/ncu-$shape.log" 2>&1
-      echo "| ncu $shape decode | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-      python3 ci/ncu-step-profile.py "$OUT/ncu-$shape.csv" | tee "$OUT/ncu-$shape.md"
-      finish
-    done
     ;;
   *)
     for cap in ${CAPS-all default 264 528}; do

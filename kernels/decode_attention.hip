@@ -73,10 +73,6 @@
 //   attend_only: a DA_ATTEND_ONLY row holding its position (its K/V already written: no store)
 // Modes: the one-row kernels write and attend (DA_FULL); the rows kernels take the mode as an
 //   argument (DecodeAttentionMode below).
-// Overlap (launched overlapped, common.h): a block first lets the next kernel start
-//   (wf_allow_dependents), then waits for the kernels ahead (wf_dependency_wait) before it
-//   reads or writes anything: on NVIDIA sm_90+ the launch's start-up and the next kernel's first
-//   weight loads overlap the kernel ahead (a short context's attention is latency, not bytes).
 
 #include "common.h"
 
@@ -273,11 +269,6 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
                                         float softcap, int slot_id, int mode) {
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
-  // Launched overlapped (common.h): the next kernel may start its blocks now (it reads only its
-  // weights before its own wait); this one touches nothing an earlier kernel writes (the step,
-  // q, k, v, the arena, the workspace) before the kernels ahead are complete.
-  wf_allow_dependents();
-  wf_dependency_wait();
   if (step != nullptr) {
     pos = step[1];
     if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);

@@ -407,9 +407,8 @@ fn launch_rows(
     let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q, k, v, inv_freq and out for row0 + rows rows, each arena
     // against the (shared) layout with every position < capacity; the workspace holds each
-    // row's slice (rows_per_launch) and counters; the kernel touches nothing before its
-    // dependency wait (overlapped).
-    unsafe { b.launch_overlapped(&name, cfg, &args) }
+    // row's slice (rows_per_launch) and counters.
+    unsafe { b.launch(&name, cfg, &args) }
 }
 
 /// `decode_attention_{T}` over a (columns, s_max) grid of 256-thread blocks.
@@ -441,9 +440,8 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
     let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q, k, v, inv_freq and out against the params and the arena
     // against its layout, with pos0 < capacity; the workspace holds WS_COUNTERS ≥ columns
-    // counters and WS_FLOATS ≥ n_heads · s_max · (head_dim + 2) floats (max_splits); the
-    // kernel touches nothing before its dependency wait (overlapped).
-    unsafe { b.launch_overlapped(&name, cfg, &args) }
+    // counters and WS_FLOATS ≥ n_heads · s_max · (head_dim + 2) floats (max_splits).
+    unsafe { b.launch(&name, cfg, &args) }
 }
 
 #[cfg(test)]
