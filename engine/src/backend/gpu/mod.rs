@@ -405,12 +405,12 @@ pub struct GpuBackend {
     /// says which (Q8_0: a block of 32 rounded with one scale).
     qgemv_q8: Option<bool>,
     /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its
-    /// input rows), instead of `QGEMV_BLOCKS_PER_MP` a multiprocessor (for A/B measurements and
+    /// input rows), instead of what the device holds at once (for A/B measurements and
     /// conformance; the same bits).
     qgemv_blocks: Option<u32>,
     /// `WAVEFRONT_GEMV_BLOCKS=N`: the most blocks a 16-bit one-row GEMV (`gemv_{T}`,
-    /// `gemv_swiglu_{T}`) launches, shared by its input rows, instead of the default
-    /// (`ops::gemv::GEMV_BLOCKS_PER_MP`) (for A/B measurements and conformance; the same bits).
+    /// `gemv_swiglu_{T}`) launches, shared by its input rows, instead of what the device holds
+    /// at once (for A/B measurements and conformance; the same bits).
     gemv_blocks: Option<u32>,
     /// Blocks a multiprocessor holds at once, by (function, block threads, dynamic shared
     /// bytes), as the runtime's occupancy calculator said (`None`: it could not say).
@@ -718,7 +718,7 @@ impl GpuBackend {
     }
 
     /// The most blocks a quantized GEMV launches, if set (`WAVEFRONT_QGEMV_BLOCKS`,
-    /// [`GpuBackend::set_qgemv_blocks`]); else the default a multiprocessor.
+    /// [`GpuBackend::set_qgemv_blocks`]); else what the device holds at once.
     pub(in crate::backend::gpu) fn qgemv_blocks(&self) -> Option<u32> {
         self.qgemv_blocks
     }
@@ -731,7 +731,7 @@ impl GpuBackend {
     }
 
     /// The most blocks a 16-bit one-row GEMV launches, if set (`WAVEFRONT_GEMV_BLOCKS`,
-    /// [`GpuBackend::set_gemv_blocks`]); else the default a multiprocessor.
+    /// [`GpuBackend::set_gemv_blocks`]); else what the device holds at once.
     pub(in crate::backend::gpu) fn gemv_blocks(&self) -> Option<u32> {
         self.gemv_blocks
     }

@@ -307,18 +307,18 @@ pub(in crate::backend::gpu) fn gemv_grid(
     })
 }
 
-/// Blocks a multiprocessor holds at once of the one-row kernels where the runtime cannot say.
+/// Blocks a multiprocessor holds at once of the one-row kernels where the runtime cannot say
+/// (three of 256 threads at 74–80 registers fill an sm_90 SM's register file; four at fewer).
 const GEMV_BLOCKS_PER_MP: u32 = 4;
-
-/// The most blocks a multiprocessor takes of a one-row kernel's launch.
-const GEMV_MOST_PER_MP: u32 = u32::MAX;
 
 /// The one-row kernels' launch (`gemv_{T}`, `gemv_swiglu_{T}` named `name`) over `rows` rows of
 /// `k` for `n_in` input rows: the rows in groups of `GEMV_BLOCK / wave` ([`gemv_grid`]), at
-/// most as many blocks an input row as the device holds at once (by the runtime's occupancy
-/// calculator, at most [`GEMV_MOST_PER_MP`] a multiprocessor) or the backend's cap
-/// ([`GpuBackend::gemv_blocks`]), each block looping over its share of the groups with its
-/// prologue (the norm, the input staged) run once. Returns the launch (n_in times the blocks)
+/// most as many blocks as the device holds at once (by the runtime's occupancy calculator: 3 a
+/// multiprocessor on sm_90), or the backend's cap ([`GpuBackend::gemv_blocks`]), shared by the
+/// input rows ([`super::blocks_per_input`]), each block looping over its share of the groups
+/// with its prologue (the norm, the input staged) run once. Fewer (2 a multiprocessor) starve
+/// the memory system: H100, tg128 8B 166.7 tok/s against 173.1, one a group 171.2
+/// (`bench/results/2026-12-05-gemv-groups-h100/`). Returns the launch (n_in times the blocks)
 /// and the blocks an input row (the kernels' `blocks` argument).
 fn group_launch(
     b: &GpuBackend,
@@ -332,7 +332,6 @@ fn group_launch(
     let policy = super::BlockCap {
         cap: b.gemv_blocks(),
         fallback: GEMV_BLOCKS_PER_MP,
-        most_per_mp: GEMV_MOST_PER_MP,
     };
     let groups = u64::from(one.grid.0);
     let blocks =

@@ -110,14 +110,12 @@ pub(super) struct BlockCap {
     pub cap: Option<u32>,
     /// Blocks a multiprocessor holds where the runtime cannot say.
     pub fallback: u32,
-    /// The most blocks a multiprocessor takes, whatever the runtime says.
-    pub most_per_mp: u32,
 }
 
 /// Blocks per input row of a launch of `name` (`block` threads, `shared` bytes of dynamic LDS)
 /// over `groups` row groups and `n_in` input rows: `policy.cap` when set, else
-/// multiprocessors × the blocks one holds at once (the runtime's occupancy calculator), at most
-/// `policy.most_per_mp`; shared by the input rows, at least one an input row, at most `groups`.
+/// multiprocessors × the blocks one holds at once (the runtime's occupancy calculator); shared
+/// by the input rows, at least one an input row, at most `groups`.
 pub(super) fn blocks_per_input(
     b: &super::GpuBackend,
     name: &str,
@@ -132,8 +130,7 @@ pub(super) fn blocks_per_input(
         None => {
             let per_mp = b
                 .resident_blocks(name, block, shared)?
-                .unwrap_or(policy.fallback)
-                .min(policy.most_per_mp);
+                .unwrap_or(policy.fallback);
             b.info().multiprocessors.max(1).saturating_mul(per_mp)
         }
     };

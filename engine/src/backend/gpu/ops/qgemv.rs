@@ -89,7 +89,6 @@ fn blocks_per_input(
     let policy = super::BlockCap {
         cap: b.qgemv_blocks(),
         fallback: QGEMV_BLOCKS_PER_MP,
-        most_per_mp: u32::MAX,
     };
     super::blocks_per_input(b, name, QGEMV_BLOCK, shared, groups, n_in, policy)
 }
