@@ -1193,7 +1193,9 @@ gemv-groups)
   # Carry .device/ops.
   #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
   #     them); at WAVE=32 with WAVEFRONT_GEMV_BLOCKS=1 (one block a row: every group); the
-  #     model-level checks on the fixtures; gpu_graph; the engine's unit tests.
+  #     model-level checks on the fixtures; gpu_gemv; gpu_graph; the engine's GPU unit tests.
+  #   PART=profile: ncu's per-kernel times of greedy decode steps of SHAPES (smollm2-135m,
+  #     llama-3.2-1b).
   #   PART=bench (default): the GEMV microbench over the three shapes (bf16) per cap of CAPS,
   #     then tg128 of each shape of SHAPES at each cap of TG_CAPS.
   unpack .device/ops
@@ -1217,8 +1219,22 @@ gemv-groups)
     finish
     run_test gpu_graph
     finish
-    run_test engine_lib
-    finish
+    # The engine's GPU unit tests (the whole binary also holds serve tests that fetch the
+    # default model, which this stage does not carry: the device has no network).
+    filtered_test engine_lib backend::gpu
+    ;;
+  profile)
+    # Per-kernel device time of a greedy decode step (ncu, serialised kernels) against the
+    # step's time in the bench: what the gaps between kernels cost on the small shapes.
+    for shape in ${SHAPES-smollm2-135m llama-3.2-1b}; do
+      start=$SECONDS
+      timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+        --log-file "$OUT/ncu-$shape.csv" bin/wavefront bench --backend gpu \
+        --shape "$shape" --pp 1 --tg 4 --reps 1 --depth 0 >"$OUT/ncu-$shape.log" 2>&1
+      echo "| ncu $shape decode | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      python3 ci/ncu-step-profile.py "$OUT/ncu-$shape.csv" | tee "$OUT/ncu-$shape.md"
+      finish
+    done
     ;;
   *)
     for cap in ${CAPS-all default 264 528}; do
