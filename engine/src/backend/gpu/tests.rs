@@ -584,21 +584,41 @@ fn the_8_bit_activation_qgemv_is_its_own_kernel_and_rounding() {
     assert_eq!(launched[1].2, 4096 / 32 * 48);
 }
 
-/// A quantized GEMV launches at most `multiprocessors · 2` blocks (the fake has one
-/// multiprocessor), shared by its input rows, at least one an input row, each looping over its
-/// share of the row groups: `blocks` (per input row) is the last argument, the grid n_in times
-/// it. `set_qgemv_blocks` (WAVEFRONT_QGEMV_BLOCKS) moves the cap; the coverage a run can reach
-/// follows the activation form.
-#[test]
-fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
-    let v = FakeVendor::new(Runtime::Cuda, 32);
-    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let (m, k) = (100, 256); // 7 groups of 16 rows; SwiGLU over 50 outputs: 7 groups of 8
-    let x = b.upload_f32(&vec![1.0; 16 * k]).unwrap();
-    let w = b.upload(DType::Q4_0, &vec![0u8; m * k / 32 * 18]).unwrap();
-    let mut out = b.alloc(DType::F32, 16 * m).unwrap();
-    let mut tmp = b.alloc(DType::F32, 16 * m).unwrap();
-    let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
+/// The operands of the block-cap tests' products: x (up to 16 input rows of k), w (m rows of k
+/// as `w_bytes` of `dtype`), out and tmp (16 · m f32).
+struct CapProduct {
+    x: GpuTensor,
+    w: GpuTensor,
+    out: GpuTensor,
+    tmp: GpuTensor,
+    m: usize,
+    k: usize,
+}
+
+impl CapProduct {
+    fn new(b: &GpuBackend, dtype: DType, w_bytes: usize, m: usize, k: usize) -> CapProduct {
+        CapProduct {
+            x: b.upload_f32(&vec![1.0; 16 * k]).unwrap(),
+            w: b.upload(dtype, &vec![0u8; w_bytes]).unwrap(),
+            out: b.alloc(DType::F32, 16 * m).unwrap(),
+            tmp: b.alloc(DType::F32, 16 * m).unwrap(),
+            m,
+            k,
+        }
+    }
+
+    /// `rows` input rows through `linear`, or with `swiglu` gate/up + SwiGLU over m / 2 outputs
+    /// (inside `invariant_rows` when more than one, as a batched decode pass runs them): the one
+    /// launch made, as (kernel, blocks of its grid, last argument).
+    fn launch(
+        &mut self,
+        v: &FakeVendor,
+        b: &GpuBackend,
+        rows: usize,
+        swiglu: bool,
+    ) -> (String, u32, Option<KernelArg>) {
+        let (k, m) = (self.k, self.m);
+        let CapProduct { x, w, out, tmp, .. } = self;
         let p = LinearParams {
             rows,
             in_features: k,
@@ -607,9 +627,9 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         let mut run = || {
             if swiglu {
                 let act = crate::backend::Activation::Silu;
-                b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, m / 2, act)
+                b.gate_up_swiglu(x, w, tmp, out, rows, k, m / 2, act)
             } else {
-                b.linear(&x, &w, None, &mut out, p)
+                b.linear(x, w, None, out, p)
             }
         };
         if rows > 1 {
@@ -621,8 +641,25 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         let [Call::Launch(name, cfg, args)] = &calls[..] else {
             panic!("{calls:?}")
         };
+        (name.clone(), cfg.grid.0, args.last().cloned())
+    }
+}
+
+/// A quantized GEMV launches at most `multiprocessors · 2` blocks (the fake has one
+/// multiprocessor), shared by its input rows, at least one an input row, each looping over its
+/// share of the row groups: `blocks` (per input row) is the last argument, the grid n_in times
+/// it. `set_qgemv_blocks` (WAVEFRONT_QGEMV_BLOCKS) moves the cap; the coverage a run can reach
+/// follows the activation form.
+#[test]
+fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    let (m, k) = (100, 256); // 7 groups of 16 rows; SwiGLU over 50 outputs: 7 groups of 8
+    let mut product = CapProduct::new(&b, DType::Q4_0, m * k / 32 * 18, m, k);
+    let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
+        let (name, grid, last) = product.launch(&v, b, rows, swiglu);
         assert!(name.starts_with("qgemv_"), "{name}");
-        (cfg.grid.0, args.last().cloned())
+        (grid, last)
     };
     for swiglu in [false, true] {
         // One row: 2 blocks of the 7 groups.
@@ -677,40 +714,16 @@ fn sixteen_bit_gemvs_cap_their_blocks_and_loop_over_row_groups() {
     let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
     b.set_gemv_rows(false); // every row count on the one-row kernels
     let (m, k) = (100, 64); // 13 groups of 8 rows; SwiGLU over 50 outputs: 7 groups of 8
-    let x = b.upload_f32(&vec![1.0; 16 * k]).unwrap();
-    let w = b.upload(DType::F16, &vec![0u8; m * k * 2]).unwrap();
-    let mut out = b.alloc(DType::F32, 16 * m).unwrap();
-    let mut tmp = b.alloc(DType::F32, 16 * m).unwrap();
+    let mut product = CapProduct::new(&b, DType::F16, m * k * 2, m, k);
     let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
-        let p = LinearParams {
-            rows,
-            in_features: k,
-            out_features: m,
-        };
-        let mut run = || {
-            if swiglu {
-                let act = crate::backend::Activation::Silu;
-                b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, rows, k, m / 2, act)
-            } else {
-                b.linear(&x, &w, None, &mut out, p)
-            }
-        };
-        if rows > 1 {
-            b.invariant_rows(&mut run).unwrap();
-        } else {
-            run().unwrap();
-        }
-        let calls = v.calls();
-        let [Call::Launch(name, cfg, args)] = &calls[..] else {
-            panic!("{calls:?}")
-        };
+        let (name, grid, last) = product.launch(&v, b, rows, swiglu);
         let want = if swiglu {
             "gemv_swiglu_f16"
         } else {
             "gemv_f16"
         };
         assert_eq!(name, want);
-        (cfg.grid.0, args.last().cloned())
+        (grid, last)
     };
     for (swiglu, groups) in [(false, 13), (true, 7)] {
         // One row: 4 blocks, looping over the groups.
