@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1252,6 +1252,50 @@ gemv-groups)
       done
     done
     for f in "$OUT"/bench-llama*.md "$OUT"/bench-smollm2*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
+    ;;
+  esac
+  ;;
+short-attn)
+  # Issues 8/9: the decode attention's short path (a row of at most DA_SHORT keys: a block a
+  # query head, no splits). Carry .device/ops.
+  #   PART=check: the rope_attention op cases at both waves with path coverage (the short path
+  #     and the split path's every path), the model-level checks on the fixtures, gpu_graph,
+  #     the engine's GPU unit tests.
+  #   PART=bench (default): for the embedded kernels and each directory of VARIANTS (copies of
+  #     kernels/ with edits, carried in .device/ops), the attention microbench of SHAPES at
+  #     depths 64, 256, 1024 and tg128 of each shape of SHAPES at depth 0.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  case "${PART:-bench}" in
+  check)
+    start=$SECONDS
+    timeout 300 bin/wavefront-conformance --backend gpu --wave all --op rope_attention \
+      --report "$OUT/attn-ops.md" --json "$OUT/attn-ops.json" >"$OUT/attn-ops.log" 2>&1
+    echo "| wavefront-conformance rope_attention | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/attn-ops.log") |" | tee -a "$OUT/summary.md"
+    grep -E "FAIL|✗|short" "$OUT/attn-ops.log" | head -30
+    finish
+    fixtures_conformance conformance-fixtures
+    run_test gpu_graph
+    finish
+    filtered_test engine_lib backend::gpu
+    ;;
+  *)
+    for v in embedded ${VARIANTS-}; do
+      name=$(basename "$v")
+      kargs=()
+      [ "$v" = embedded ] || kargs=(--kernels "$v")
+      for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
+        start=$SECONDS
+        md="$OUT/attention-$name-$shape.md"
+        timeout 60 bin/wavefront bench --attention --backend gpu "${kargs[@]}" --shape $shape \
+          --depth 64,256,1024 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
+        echo "| attention $name $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        bench "$name-$shape" "${kargs[@]}" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg "${TG:-128}"
+      done
+    done
+    for f in "$OUT"/attention-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | head -8; done
+    for f in "$OUT"/bench-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
     ;;
   esac
   ;;
