@@ -48,11 +48,12 @@
 //   combines the splits in split order — out = Σ_s acc_s·e^(m_s − M) / Σ_s ℓ_s·e^(m_s − M),
 //   M = max_s m_s, the other blocks' partials read from L2 (wf_load_coherent) — and resets
 //   the counter. Deterministic: every reduction has a fixed order.
-// Short path: a row of len ≤ DA_SHORT keys (with s_max ≥ the slab's heads gb; not DA_KV_ONLY)
-//   takes no splits: block (b, y) with y < gb takes query head h0 + y alone over all len keys
-//   (the others return), so a short row runs n_heads blocks of one head each instead of
-//   n_kv_heads · slabs blocks of up to four (its K/V read once a query head, from L2 after the
-//   first). Key slot σ = t / p2 takes keys a + σ + i·kps, DA_SHORT_BATCH a batch, K and V loaded
+// Short path: a row of len ≤ min(DA_SHORT, DA_SHORT_BATCHES · DA_SHORT_BATCH · kps) keys
+//   (kps = DA_BLOCK / p2 key slots: 256 keys at head_dim 64, 128 at 128, 64 at 256; with s_max
+//   ≥ the slab's heads gb; not DA_KV_ONLY) takes no splits: block (b, y) with y < gb takes
+//   query head h0 + y alone over all len keys (the others return), so a short row runs
+//   n_heads blocks of one head each instead of n_kv_heads · slabs blocks of up to four (its
+//   K/V read once a query head, from L2 after the first). Key slot σ = t / p2 takes keys a + σ + i·kps, DA_SHORT_BATCH a batch, K and V loaded
 //   together (the first batch before the angles, with q and the new key and value), and keeps
 //   its own online softmax: the batch's scores (an 8-dim partial a lane, summed over the key's
 //   p2 lanes by a butterfly), the running max m and sum ℓ, the lanes' 8 accumulator dims
@@ -86,7 +87,7 @@
 //   rows:    a rows launch's row z > 0 (decode_attention_rows_{T}, below)
 //   kv_only: a DA_KV_ONLY launch's write (the rows' K/V written before they attend)
 //   attend_only: a DA_ATTEND_ONLY row holding its position (its K/V already written: no store)
-//   short:   the short path (len ≤ DA_SHORT)
+//   short:   the short path (a short row)
 // Modes: the one-row kernels write and attend (DA_FULL); the rows kernels take the mode as an
 //   argument (DecodeAttentionMode below).
 
@@ -100,8 +101,9 @@ constexpr int DA_CHUNK = 1024;      // keys per sub-chunk: DA_GROUP · DA_CHUNK 
 constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
 constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
 constexpr int DA_MAX_HEAD_DIM = 256;
-constexpr int DA_SHORT = 256;       // most keys the short path takes (a row of len ≤ DA_SHORT)
+constexpr int DA_SHORT = 256;       // most keys the short path takes
 constexpr int DA_SHORT_BATCH = 4;   // keys a key slot loads at once on the short path
+constexpr int DA_SHORT_BATCHES = 2; // most batches a key slot takes on the short path
 constexpr int DA_WAVES = DA_BLOCK / WAVE;
 // The scores of a sub-chunk, then the waves' partial accumulators: 16 KiB at WAVE=64 (two
 // blocks and their other arrays fit a 64 KiB CDNA LDS), 32 KiB at WAVE=32.
@@ -301,6 +303,14 @@ WF_DEVICE void rope_table(const float* inv_freq, int half, int pos, float* sn, f
     sn[d] *= attn_factor;
     cs[d] *= attn_factor;
   }
+}
+
+// The most keys the short path takes at head_dim: DA_SHORT_BATCHES batches a key slot, at
+// most DA_SHORT.
+WF_DEVICE int short_keys(int head_dim) {
+  int p2 = 1;
+  while (p2 < head_dim / 8) p2 <<= 1;
+  return imin(DA_SHORT, DA_SHORT_BATCHES * DA_SHORT_BATCH * (DA_BLOCK / p2));
 }
 
 // The short path's K and V pieces of one batch: keys j0 + u·kps (u < DA_SHORT_BATCH), those
@@ -516,7 +526,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   float* knew = (float*)new4;
   float* vnew = knew + DA_MAX_HEAD_DIM;
   if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
-  if (mode != DA_KV_ONLY && len <= DA_SHORT && s_max >= gb) {
+  if (mode != DA_KV_ONLY && len <= short_keys(head_dim) && s_max >= gb) {
     if (s >= gb) return;
     if (mode == DA_ATTEND_ONLY && slab == 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_ATTEND_ONLY);
     short_attention<KV>(q, k, v, inv_freq, arena, out, sn, cs, knew, vnew, buf, layer, pos, first,
