@@ -1263,7 +1263,8 @@ short-attn)
   #     the engine's GPU unit tests.
   #   PART=bench (default): for the embedded kernels and each directory of VARIANTS (copies of
   #     kernels/ with edits, carried in .device/ops), the attention microbench of SHAPES at
-  #     depths 64, 256, 1024 and tg128 of each shape of SHAPES at depth 0.
+  #     depths 64, 128, 256, 1024 and tg128 of each shape of SHAPES at depth 0; for each
+  #     directory of ATT_VARIANTS, the microbench only.
   unpack .device/ops
   begin_summary
   gpu_info
@@ -1281,7 +1282,7 @@ short-attn)
     filtered_test engine_lib backend::gpu
     ;;
   *)
-    for v in embedded ${VARIANTS-}; do
+    for v in embedded ${VARIANTS-} ${ATT_VARIANTS-}; do
       name=$(basename "$v")
       kargs=()
       [ "$v" = embedded ] || kargs=(--kernels "$v")
@@ -1289,8 +1290,10 @@ short-attn)
         start=$SECONDS
         md="$OUT/attention-$name-$shape.md"
         timeout 60 bin/wavefront bench --attention --backend gpu "${kargs[@]}" --shape $shape \
-          --depth 64,256,1024 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
+          --depth 64,128,256,1024 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
         echo "| attention $name $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        finish
+        case " ${ATT_VARIANTS-} " in *" $v "*) continue ;; esac
         bench "$name-$shape" "${kargs[@]}" --shape "$shape" --reps 3 --depth 0 --pp 1 --tg "${TG:-128}"
       done
     done
