@@ -48,22 +48,6 @@
 //   combines the splits in split order — out = Σ_s acc_s·e^(m_s − M) / Σ_s ℓ_s·e^(m_s − M),
 //   M = max_s m_s, the other blocks' partials read from L2 (wf_load_coherent) — and resets
 //   the counter. Deterministic: every reduction has a fixed order.
-// Short path: a row of len ≤ min(DA_SHORT, DA_SHORT_BATCHES · DA_SHORT_BATCH · kps) keys
-//   (kps = DA_BLOCK / p2 key slots: 256 keys at head_dim 64, 128 at 128, 64 at 256; with s_max
-//   ≥ the slab's heads gb; not DA_KV_ONLY) takes no splits: block (b, y) with y < gb takes
-//   query head h0 + y alone over all len keys (the others return), so a short row runs
-//   n_heads blocks of one head each instead of n_kv_heads · slabs blocks of up to four (its
-//   K/V read once a query head, from L2 after the first). Key slot σ = t / p2 takes keys a + σ + i·kps, DA_SHORT_BATCH a batch, K and V loaded
-//   together (the first batch before the angles, with q and the new key and value), and keeps
-//   its own online softmax: the batch's scores (an 8-dim partial a lane, summed over the key's
-//   p2 lanes by a butterfly), the running max m and sum ℓ, the lanes' 8 accumulator dims
-//   rescaled by e^(m_old − m_new). Then the slots of a wave combine by a butterfly over the
-//   lane's slot bits (masks p2 .. WAVE / 2: both sides scaled by e^(m_side − max)), and the
-//   waves in order through shared memory: out = Σ_w acc_w·e^(m_w − M) / Σ_w ℓ_w·e^(m_w − M).
-//   Two barriers a block (the angles; the waves' partials), no workspace, no counter. The new
-//   key's lanes (the slot holding key p) compute it and read it back themselves; block y = 0
-//   of slab 0 writes it. The path depends on p, the window and s_max only: one captured launch
-//   takes it while the row is short and the split path after.
 // K and V are widened with the hardware f16 conversion (f16_to_f32_hw) where T is f16.
 // KV write: slab 0's block of the last split stores k_p and v_p (key slot 0's lanes, 16-byte
 //   stores); no block reads position p from the arena, so there is no race.
@@ -87,7 +71,6 @@
 //   rows:    a rows launch's row z > 0 (decode_attention_rows_{T}, below)
 //   kv_only: a DA_KV_ONLY launch's write (the rows' K/V written before they attend)
 //   attend_only: a DA_ATTEND_ONLY row holding its position (its K/V already written: no store)
-//   short:   the short path (a short row)
 // Modes: the one-row kernels write and attend (DA_FULL); the rows kernels take the mode as an
 //   argument (DecodeAttentionMode below).
 
@@ -101,9 +84,6 @@ constexpr int DA_CHUNK = 1024;      // keys per sub-chunk: DA_GROUP · DA_CHUNK 
 constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
 constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
 constexpr int DA_MAX_HEAD_DIM = 256;
-constexpr int DA_SHORT = 256;       // most keys the short path takes
-constexpr int DA_SHORT_BATCH = 4;   // keys a key slot loads at once on the short path
-constexpr int DA_SHORT_BATCHES = 2; // most batches a key slot takes on the short path
 constexpr int DA_WAVES = DA_BLOCK / WAVE;
 // The scores of a sub-chunk, then the waves' partial accumulators: 16 KiB at WAVE=64 (two
 // blocks and their other arrays fit a 64 KiB CDNA LDS), 32 KiB at WAVE=32.
@@ -123,8 +103,7 @@ enum DecodeAttentionPath {
   PATH_SOFTCAP,
   PATH_ROWS,
   PATH_KV_ONLY,
-  PATH_ATTEND_ONLY,
-  PATH_SHORT
+  PATH_ATTEND_ONLY
 };
 // What a launch does at the row's position p (`mode`; the one-row kernels: DA_FULL).
 enum DecodeAttentionMode {
@@ -141,35 +120,22 @@ struct DaRows {
   unsigned long long step[DA_ROWS];
 };
 
-// The two halves of RoPE's pairs for the 8 dims d0 .. d0 + 8 of head vector x: a = x[d ..
-// d + 8], b = x[d + half .. d + half + 8], d = d0 mod half (loaded ahead of the angles).
-WF_DEVICE void rope_load(const float* x, int d0, int half, float (&a)[8], float (&b)[8]) {
-  const int d = d0 < half ? d0 : d0 - half;  // the pair (d, d + half)
+// The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
+// sin/cos table (sn, cs: half entries).
+WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, const float* cs,
+                          float (&o)[8]) {
+  float a[8], b[8];
+  const bool lo = d0 < half;
+  const int d = lo ? d0 : d0 - half;  // the pair (d, d + half)
   load_f32x4(x + d, *(float(*)[4])a);
   load_f32x4(x + d + 4, *(float(*)[4])(a + 4));
   load_f32x4(x + d + half, *(float(*)[4])b);
   load_f32x4(x + d + half + 4, *(float(*)[4])(b + 4));
-}
-
-// Dims d0 .. d0 + 8 after RoPE (rope.hip's expressions) from rope_load's halves and the row's
-// sin/cos table (sn, cs: half entries).
-WF_DEVICE void rope_apply(const float (&a)[8], const float (&b)[8], int d0, int half,
-                          const float* sn, const float* cs, float (&o)[8]) {
-  const bool lo = d0 < half;
-  const int d = lo ? d0 : d0 - half;
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
     const float s = sn[d + e], c = cs[d + e];
     o[e] = lo ? a[e] * c - b[e] * s : b[e] * c + a[e] * s;
   }
-}
-
-// The 8 dims d0 .. d0 + 8 of head vector x after RoPE.
-WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, const float* cs,
-                          float (&o)[8]) {
-  float a[8], b[8];
-  rope_load(x, d0, half, a, b);
-  rope_apply(a, b, d0, half, sn, cs, o);
 }
 
 WF_DEVICE int imin(int a, int b) { return a < b ? a : b; }
@@ -293,203 +259,6 @@ WF_DEVICE float head_score(float (&part)[DA_GROUP], int pc, int p2) {
   return h;
 }
 
-// The row's sin/cos table at position pos (sn, cs: half entries, times the attention factor
-// inv_freq[half], as in rope.hip); the caller synchronises the block before reading it.
-WF_DEVICE void rope_table(const float* inv_freq, int half, int pos, float* sn, float* cs) {
-  const float fpos = (float)pos;
-  const float attn_factor = inv_freq[half];
-  for (int d = thread_index(); d < half; d += DA_BLOCK) {
-    wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
-    sn[d] *= attn_factor;
-    cs[d] *= attn_factor;
-  }
-}
-
-// The most keys the short path takes at head_dim: DA_SHORT_BATCHES batches a key slot, at
-// most DA_SHORT.
-WF_DEVICE int short_keys(int head_dim) {
-  int p2 = 1;
-  while (p2 < head_dim / 8) p2 <<= 1;
-  return imin(DA_SHORT, DA_SHORT_BATCHES * DA_SHORT_BATCH * (DA_BLOCK / p2));
-}
-
-// The short path's K and V pieces of one batch: keys j0 + u·kps (u < DA_SHORT_BATCH), those
-// before pos (key pos comes from shared memory); kl and vl: the lane's piece of key 0 in the
-// K and V planes (elements).
-template <class KV>
-WF_DEVICE void short_load(const typename KV::storage* arena, i64 kl, i64 vl, int j0, int kps,
-                          int pos, int head_dim, bool active, uint32_t (&kw)[DA_SHORT_BATCH][4],
-                          uint32_t (&vw)[DA_SHORT_BATCH][4]) {
-#pragma unroll
-  for (int u = 0; u < DA_SHORT_BATCH; ++u) {
-    const int j = j0 + u * kps;
-    if (active && j < pos) {
-      Piece<KV>::load(arena, kl + (i64)j * head_dim, kw[u]);
-      Piece<KV>::load(arena, vl + (i64)j * head_dim, vw[u]);
-    }
-  }
-}
-
-// The short path (see the file's comment): query head h alone over the len = pos + 1 − first
-// keys first ..= pos of KV head kvh. Key slot σ = t / p2 takes keys first + σ + i·kps, i = 0, 1,
-// …, DA_SHORT_BATCH of them a batch, K and V loaded together, the first batch before the angles;
-// each slot keeps its own online softmax (m, ℓ, its lanes' 8 accumulator dims), the slots are
-// combined inside the wave by a butterfly (masks p2 .. WAVE / 2), then the waves in order.
-// `writer`: this block stores the row's K/V at pos (slot_of_pos's lanes). Every thread of the
-// block calls it (the butterflies and the barriers are uniform).
-template <class KV>
-WF_DEVICE void short_attention(const float* q, const float* k, const float* v,
-                               const float* inv_freq, typename KV::storage* arena, float* out,
-                               float* sn, float* cs, float* knew, float* vnew, float* buf,
-                               int layer, int pos, int first, int h, int kvh, bool writer,
-                               int n_kv_heads, int head_dim, int capacity, float scale,
-                               float softcap, int slot_id) {
-  constexpr int SB = DA_SHORT_BATCH;
-  const int t = thread_index(), lane = wave_lane(), w = wave_index();
-  if (t == 0) WF_PATH(slot_id, PATH_SHORT);
-  const int half = head_dim / 2, pieces = head_dim / 8;
-  int p2 = 1;
-  while (p2 < pieces) p2 <<= 1;
-  const int kps = DA_BLOCK / p2;  // key slots
-  const int pc = t & (p2 - 1), kslot = t / p2;
-  const bool active = pc < pieces;
-  const int d0 = pc * 8;
-  const int len = pos + 1 - first;
-  const int nb = (len + SB * kps - 1) / (SB * kps);  // batches (the same for every slot)
-  const bool owner = active && kslot == (pos - first) % kps;  // the lanes of key pos
-
-  // the lane's piece of key 0 in the K and V planes of the KV head (elements)
-  const i64 kl = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim + d0;
-  const i64 vl = kl + (i64)n_kv_heads * capacity * head_dim;
-  uint32_t kw[SB][4], vw[SB][4];
-  short_load<KV>(arena, kl, vl, first + kslot, kps, pos, head_dim, active, kw, vw);
-  // q and the new key and value, loaded while the angles are worked out
-  float qa[8] = {}, qb[8] = {}, ka[8] = {}, kb[8] = {}, vn[8] = {};
-  if (active) rope_load(q + (i64)h * head_dim, d0, half, qa, qb);
-  if (owner) {
-    rope_load(k + (i64)kvh * head_dim, d0, half, ka, kb);
-    load_f32x4(v + (i64)kvh * head_dim + d0, *(float(*)[4])vn);
-    load_f32x4(v + (i64)kvh * head_dim + d0 + 4, *(float(*)[4])(vn + 4));
-  }
-  rope_table(inv_freq, half, pos, sn, cs);
-  block_sync();
-  float qv[8], kn[8];
-  rope_apply(qa, qb, d0, half, sn, cs, qv);
-  rope_apply(ka, kb, d0, half, sn, cs, kn);
-  uint32_t kq[4], vq[4];
-  Piece<KV>::round(kn, kq);  // every thread (Q8 shuffles inside groups of 4 lanes)
-  Piece<KV>::round(vn, vq);
-  if (owner) {
-    // read back by these lanes only (no barrier)
-    store_f32s(knew + d0, kn);
-    store_f32s(vnew + d0, vn);
-    if (writer) {
-      WF_PATH(slot_id, PATH_WRITE);
-      Piece<KV>::store(arena, kl + (i64)pos * head_dim, kq, pc);
-      Piece<KV>::store(arena, vl + (i64)pos * head_dim, vq, pc);
-    }
-  }
-
-  float acc[8];
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc[e] = 0.0f;
-  float m = -wf_inf(), l = 0.0f;  // the slot's running max and sum
-  const float inv_cap = softcap > 0.0f ? 1.0f / softcap : 0.0f;
-  for (int b = 0; b < nb; ++b) {
-    const int jb = first + kslot + b * SB * kps;  // the slot's first key of the batch
-    if (b > 0) short_load<KV>(arena, kl, vl, jb, kps, pos, head_dim, active, kw, vw);
-    float sc[SB];
-#pragma unroll
-    for (int u = 0; u < SB; ++u) {
-      const int j = jb + u * kps;
-      float part = 0.0f;
-      if (active && j <= pos) {
-        float kf[8], ks = 1.0f;  // the key's dims are ks · kf
-        if (j == pos) {
-#pragma unroll
-          for (int e = 0; e < 8; ++e) kf[e] = knew[d0 + e];
-        } else {
-          ks = Piece<KV>::unpack(kw[u], kf);
-        }
-#pragma unroll
-        for (int e = 0; e < 8; ++e) part = wf_fmaf(qv[e], kf[e], part);
-        part *= ks;
-      }
-      for (int x = p2 >> 1; x > 0; x >>= 1) part += wave_shfl_xor(part, x);
-      float sv = part * scale;
-      if (softcap > 0.0f) {
-        WF_PATH(slot_id, PATH_SOFTCAP);
-        sv = wf_softcap(sv, softcap, inv_cap);
-      }
-      sc[u] = j <= pos ? sv : -wf_inf();
-    }
-    float m_new = m;
-#pragma unroll
-    for (int u = 0; u < SB; ++u) m_new = max_num(m_new, sc[u]);
-    if (m_new > -wf_inf()) {  // the slot has a key so far
-      const float corr = m_new > m ? wf_expf(m - m_new) : 1.0f;
-      l *= corr;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] *= corr;
-#pragma unroll
-      for (int u = 0; u < SB; ++u) {
-        const int j = jb + u * kps;
-        if (j <= pos) {
-          float p = wf_expf(sc[u] - m_new);
-          l += p;
-          if (active) {
-            float vf[8];
-            if (j == pos) {
-#pragma unroll
-              for (int e = 0; e < 8; ++e) vf[e] = vnew[d0 + e];
-            } else {
-              p *= Piece<KV>::unpack(vw[u], vf);
-            }
-#pragma unroll
-            for (int e = 0; e < 8; ++e) acc[e] = wf_fmaf(p, vf[e], acc[e]);
-          }
-        }
-      }
-      m = m_new;
-    }
-  }
-
-  // The wave's slots combined (butterfly over the slot bits of the lane), then the waves.
-  for (int x = p2; x < WAVE; x <<= 1) {
-    const float om = wave_shfl_xor(m, x), ol = wave_shfl_xor(l, x);
-    float oa[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) oa[e] = wave_shfl_xor(acc[e], x);
-    const float big = max_num(m, om);
-    const float f = m == big ? 1.0f : wf_expf(m - big);
-    const float of = om == big ? 1.0f : wf_expf(om - big);
-    l = l * f + ol * of;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] = acc[e] * f + oa[e] * of;
-    m = big;
-  }
-  float* wacc = buf;                          // (DA_WAVES, head_dim)
-  float* wml = buf + DA_WAVES * head_dim;     // (DA_WAVES, 2): m, ℓ
-  if (lane < p2 && active) store_f32s(wacc + w * head_dim + d0, acc);
-  if (lane == 0) {
-    wml[2 * w] = m;
-    wml[2 * w + 1] = l;
-  }
-  block_sync();
-  for (int d = t; d < head_dim; d += DA_BLOCK) {
-    float big = wml[0];
-    for (int u = 1; u < DA_WAVES; ++u) big = max_num(big, wml[2 * u]);
-    float num = 0.0f, den = 0.0f;
-    for (int u = 0; u < DA_WAVES; ++u) {
-      const float mu = wml[2 * u];
-      const float f = mu == big ? 1.0f : wf_expf(mu - big);
-      num += wacc[u * head_dim + d] * f;
-      den += wml[2 * u + 1] * f;
-    }
-    out[(i64)h * head_dim + d] = num / den;
-  }
-}
-
 template <class KV>
 WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const float* v,
                                         const float* inv_freq, typename KV::storage* arena,
@@ -517,24 +286,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const int per = (len + n_split - 1) / n_split;
   n_split = (len + per - 1) / per;
   const int s = block_index_y();
-  WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
-  // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
-  WF_SHARED wf_f32x4 buf4[DA_BUF / 4];
-  float* buf = (float*)buf4;
-  // the new key and value (rounded)
-  WF_SHARED wf_f32x4 new4[2 * DA_MAX_HEAD_DIM / 4];
-  float* knew = (float*)new4;
-  float* vnew = knew + DA_MAX_HEAD_DIM;
-  if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
-  if (mode != DA_KV_ONLY && len <= short_keys(head_dim) && s_max >= gb) {
-    if (s >= gb) return;
-    if (mode == DA_ATTEND_ONLY && slab == 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_ATTEND_ONLY);
-    short_attention<KV>(q, k, v, inv_freq, arena, out, sn, cs, knew, vnew, buf, layer, pos, first,
-                        h0 + s, kvh, slab == 0 && s == 0 && mode != DA_ATTEND_ONLY, n_kv_heads,
-                        head_dim, capacity, scale, softcap, slot_id);
-    return;
-  }
   if (s >= n_split) return;
+  if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
   const int j0 = first + s * per, j1 = imin(pos + 1, j0 + per);
 
   const int half = head_dim / 2, pieces = head_dim / 8;
@@ -553,13 +306,26 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     load_batch<KV, U>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
                       active, kw);
 
+  WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
+  // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
+  WF_SHARED wf_f32x4 buf4[DA_BUF / 4];
+  float* buf = (float*)buf4;
   WF_SHARED float rescale[DA_GROUP], head_m[DA_GROUP], head_l[DA_GROUP];
   WF_SHARED int last;
-  rope_table(inv_freq, half, pos, sn, cs);
+  const float fpos = (float)pos;
+  const float attn_factor = inv_freq[half];
+  for (int d = t; d < half; d += DA_BLOCK) {
+    wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+    sn[d] *= attn_factor;
+    cs[d] *= attn_factor;
+  }
   block_sync();
 
   // The query heads' dims d0 .. d0 + 8 (rotated); the new key and value (rounded) in shared
   // memory (key slot 0's lanes compute them).
+  WF_SHARED wf_f32x4 new4[2 * DA_MAX_HEAD_DIM / 4];
+  float* knew = (float*)new4;
+  float* vnew = knew + DA_MAX_HEAD_DIM;
   float qv[DA_GROUP][8];
 #pragma unroll
   for (int g = 0; g < DA_GROUP; ++g) {

@@ -38,7 +38,7 @@ const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step", "softcap"];
 /// The one-row kernels run every row in full (the rows launch's paths are the rows kernels').
 const DECODE_ATTENTION: &[&str] = &[
     "keys", "new", "chunks", "single", "partial", "combine", "step", "write", "window", "softcap",
-    "", "", "", "short",
+    "", "", "",
 ];
 const DECODE_ATTENTION_ROWS: &[&str] = &[
     "keys",
@@ -54,7 +54,6 @@ const DECODE_ATTENTION_ROWS: &[&str] = &[
     "rows",
     "kv_only",
     "attend_only",
-    "short",
 ];
 const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window", "softcap"];
 const MAIN: &[&str] = &["main"];
@@ -556,8 +555,8 @@ mod tests {
                 + 2
                 + 4 * 3
                 + 4 * 4
-                + 3 * 11 // decode_attention_{f16,bf16,q8_0} (short)
-                + 3 * 14 // decode_attention_rows_{f16,bf16,q8_0}
+                + 3 * 10
+                + 3 * 13 // decode_attention_rows_{f16,bf16,q8_0}
                 + 9 * 5 // flash_attention_{64,128,256}_{f16,bf16,q8_0}
                 + (2 + 1 + 1 + 1)
                 + 2
