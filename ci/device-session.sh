@@ -21,7 +21,7 @@
 set -uo pipefail
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|variants|gemma3}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1300,6 +1300,99 @@ short-attn)
     done
     for f in "$OUT"/attention-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | head -8; done
     for f in "$OUT"/bench-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
+    ;;
+  esac
+  ;;
+variants)
+  # A/B of kernel directories (copies of kernels/ with edits, carried in .device/ops) against
+  # the embedded kernels, with one binary: every name of VARIANTS ("embedded" or a directory),
+  # ROUNDS rounds in turn (default 1). Carry .device/ops.
+  #   PART=bench (default): per round and variant, tg128 (TG) of each shape of SHAPES at depth
+  #     0; with GEMV_BENCH=1 also the GEMV microbench (bf16, all three shapes) per variant, once.
+  #   PART=check: for each directory of VARIANTS, the GEMV op cases (GEMV=1) and the
+  #     rope_attention ones (ATTN=1) at both waves without coverage, then the model-level checks
+  #     on the fixtures.
+  #   PART=mma: the matrix-core GEMVs (WAVEFRONT_GEMV_MMA=1) of each name of VARIANTS: the
+  #     GEMV microbench, tg32 and a 5-row verification of SHAPES (the 8B and 1B).
+  #   PART=ncu-mma: Nsight Compute's sections of the matrix-core and FMA one-row GEMVs on the
+  #     GEMV microbench of SHAPES (the regex NCU_KERNELS, default the bf16 GEMVs).
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  kargs_of() { [ "$1" = embedded ] || echo "--kernels $1"; }
+  case "${PART:-bench}" in
+  check)
+    for v in ${VARIANTS-}; do
+      [ "$v" = embedded ] && continue
+      name=$(basename "$v")
+      ops=()
+      [ "${GEMV:-0}" = 1 ] && ops+=(--op linear --op linear_stacked --op norm_linear_stacked
+        --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual)
+      [ "${ATTN:-0}" = 1 ] && ops+=(--op rope_attention)
+      start=$SECONDS
+      timeout 240 bin/wavefront-conformance --backend gpu --kernels "$v" --wave all --no-coverage \
+        "${ops[@]}" --report "$OUT/ops-$name.md" >"$OUT/ops-$name.log" 2>&1
+      echo "| wavefront-conformance ops $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/ops-$name.log") |" | tee -a "$OUT/summary.md"
+      grep -E "FAIL|✗" "$OUT/ops-$name.log" | head -20
+      finish
+      fixtures_conformance "fixtures-$name" --kernels "$v"
+    done
+    ;;
+  mma)
+    # the matrix-core GEMVs (WAVEFRONT_GEMV_MMA=1) of each name of VARIANTS: the GEMV
+    # microbench, then tg32 and a 5-row verification on SHAPES
+    export WAVEFRONT_GEMV_MMA=1
+    for v in ${VARIANTS-embedded}; do
+      name=$(basename "$v")
+      start=$SECONDS
+      timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$v") \
+        --markdown "$OUT/bench-gemv-mma-$name.md" >"$OUT/bench-gemv-mma-$name.log" 2>&1
+      echo "| bench --gemv mma $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+      finish
+      for shape in ${SHAPES-llama-3.1-8b llama-3.2-1b}; do
+        bench "mma-$name-$shape" $(kargs_of "$v") --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --verify 4
+      done
+    done
+    for f in "$OUT"/bench-gemv-mma-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | awk -F'|' '{printf "%s %s %s|", $2, $3, $6}'; echo; done
+    for f in "$OUT"/bench-mma-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| (tg|verify)" "$f"; done
+    ;;
+  ncu-mma)
+    for on in 1 0; do
+      for shape in ${SHAPES-llama-3.2-1b llama-3.1-8b}; do
+        start=$SECONDS
+        WAVEFRONT_GEMV_MMA=$on timeout 200 ncu --clock-control none --kernel-name "regex:${NCU_KERNELS:-^gemv_(mma_|swiglu_mma_|swiglu_)?bf16}" \
+          --launch-skip 20 --launch-count 8 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+          --section WarpStateStats --section Occupancy --section LaunchStats --section SchedulerStats \
+          bin/wavefront bench --gemv --backend gpu --shape "$shape" --reps 20 >"$OUT/ncu-mma$on-$shape.txt" 2>&1
+        echo "| ncu mma=$on $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        finish
+      done
+    done
+    grep -hE "^  [a-z_]+bf16|Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Stall Long|L1TEX Hit|Mem Busy|Max Bandwidth" "$OUT"/ncu-mma*.txt | head -80
+    ;;
+  *)
+    if [ "${GEMV_BENCH:-0}" = 1 ]; then
+      for v in ${VARIANTS-embedded}; do
+        name=$(basename "$v")
+        start=$SECONDS
+        timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$v") \
+          --markdown "$OUT/bench-gemv-$name.md" >"$OUT/bench-gemv-$name.log" 2>&1
+        echo "| bench --gemv $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        finish
+      done
+    fi
+    for r in $(seq 1 "${ROUNDS:-1}"); do
+      for v in ${VARIANTS-embedded}; do
+        name=$(basename "$v")
+        for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
+          bench "$name-$shape-$r" $(kargs_of "$v") --shape "$shape" --reps 3 --depth 0 --pp 1 --tg "${TG:-128}"
+        done
+      done
+    done
+    for f in "$OUT"/bench-gemv-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | awk -F'|' '{printf "%s %s %s|", $2, $3, $6}'; echo; done
+    for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
+      echo "$shape: $(for f in "$OUT"/bench-*-"$shape"-*.md; do b=$(basename "$f" .md); b=${b#bench-}; echo -n "${b%%-$shape*}${b##*$shape} $(grep -E '^\| tg' "$f" | awk -F'|' '{print $3}' | head -1) |"; done)"
+    done
     ;;
   esac
   ;;
