@@ -1314,8 +1314,8 @@ variants)
   #     on the fixtures.
   #   PART=mma: the matrix-core GEMVs (WAVEFRONT_GEMV_MMA=1) of each name of VARIANTS: the
   #     GEMV microbench, tg32 and a 5-row verification of SHAPES (the 8B and 1B).
-  #   PART=ncu-mma: Nsight Compute's sections of the matrix-core and FMA one-row GEMVs on the
-  #     GEMV microbench of SHAPES (the regex NCU_KERNELS, default the bf16 GEMVs).
+  #   PART=ncu-mma: Nsight Compute's sections of NCU_COUNT one-row GEMV launches of decode
+  #     steps of SHAPES (the 8B) after NCU_SKIP, matrix-core then FMA.
   unpack .device/ops
   begin_summary
   gpu_info
@@ -1358,12 +1358,13 @@ variants)
     ;;
   ncu-mma)
     for on in 1 0; do
-      for shape in ${SHAPES-llama-3.2-1b llama-3.1-8b}; do
+      for shape in ${SHAPES-llama-3.1-8b}; do
         start=$SECONDS
-        WAVEFRONT_GEMV_MMA=$on timeout 200 ncu --clock-control none --kernel-name "regex:${NCU_KERNELS:-^gemv_(mma_|swiglu_mma_|swiglu_)?bf16}" \
-          --launch-skip 20 --launch-count 8 --section SpeedOfLight --section MemoryWorkloadAnalysis \
-          --section WarpStateStats --section Occupancy --section LaunchStats --section SchedulerStats \
-          bin/wavefront bench --gemv --backend gpu --shape "$shape" --reps 20 >"$OUT/ncu-mma$on-$shape.txt" 2>&1
+        WAVEFRONT_GEMV_MMA=$on timeout 200 ncu --clock-control none --kernel-name "regex:^gemv_" \
+          --launch-skip "${NCU_SKIP:-200}" --launch-count "${NCU_COUNT:-8}" --section SpeedOfLight \
+          --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+          --section LaunchStats --section SchedulerStats bin/wavefront bench --backend gpu \
+          --shape "$shape" --pp 1 --tg 4 --reps 1 --depth 0 >"$OUT/ncu-mma$on-$shape.txt" 2>&1
         echo "| ncu mma=$on $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
         finish
       done
