@@ -1320,6 +1320,13 @@ variants)
   begin_summary
   gpu_info
   kargs_of() { [ "$1" = embedded ] || echo "--kernels $1"; }
+  gemv_bench_of() { # variant tag: the GEMV microbench of a variant (bench-gemv-TAG.*), a row
+    local start=$SECONDS
+    timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$1") \
+      --markdown "$OUT/bench-gemv-$2.md" >"$OUT/bench-gemv-$2.log" 2>&1
+    echo "| bench --gemv $2 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    finish
+  }
   case "${PART:-bench}" in
   check)
     for v in ${VARIANTS-}; do
@@ -1344,11 +1351,7 @@ variants)
     export WAVEFRONT_GEMV_MMA=1
     for v in ${VARIANTS-embedded}; do
       name=$(basename "$v")
-      start=$SECONDS
-      timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$v") \
-        --markdown "$OUT/bench-gemv-mma-$name.md" >"$OUT/bench-gemv-mma-$name.log" 2>&1
-      echo "| bench --gemv mma $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-      finish
+      gemv_bench_of "$v" "mma-$name"
       for shape in ${SHAPES-llama-3.1-8b llama-3.2-1b}; do
         bench "mma-$name-$shape" $(kargs_of "$v") --shape "$shape" --reps 3 --depth 0 --pp 1 --tg 32 --verify 4
       done
@@ -1374,12 +1377,7 @@ variants)
   *)
     if [ "${GEMV_BENCH:-0}" = 1 ]; then
       for v in ${VARIANTS-embedded}; do
-        name=$(basename "$v")
-        start=$SECONDS
-        timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$v") \
-          --markdown "$OUT/bench-gemv-$name.md" >"$OUT/bench-gemv-$name.log" 2>&1
-        echo "| bench --gemv $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-        finish
+        gemv_bench_of "$v" "$(basename "$v")"
       done
     fi
     for r in $(seq 1 "${ROUNDS:-1}"); do
