@@ -1336,6 +1336,7 @@ variants)
       [ "${GEMV:-0}" = 1 ] && ops+=(--op linear --op linear_stacked --op norm_linear_stacked
         --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual)
       [ "${ATTN:-0}" = 1 ] && ops+=(--op rope_attention)
+      if [ ${#ops[@]} = 0 ]; then echo "variants PART=check: set GEMV=1 and/or ATTN=1" >&2; exit 2; fi
       start=$SECONDS
       timeout 240 bin/wavefront-conformance --backend gpu --kernels "$v" --wave all --no-coverage \
         "${ops[@]}" --report "$OUT/ops-$name.md" >"$OUT/ops-$name.log" 2>&1
