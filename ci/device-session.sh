@@ -197,25 +197,28 @@ filtered_test() { # binary filter [pattern [label note]]: the binary's tests who
   finish
 }
 
-gemv_ops() { # pattern: the GEMV op cases at both waves with path coverage (gemv-ops.*), a
-  # summary row, the log's failures and lines matching pattern
-  local start=$SECONDS
-  timeout 300 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
-    --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual \
-    --report "$OUT/gemv-ops.md" --json "$OUT/gemv-ops.json" >"$OUT/gemv-ops.log" 2>&1
-  echo "| wavefront-conformance GEMV ops | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/gemv-ops.log") |" | tee -a "$OUT/summary.md"
-  grep -E "FAIL|✗${1:+|$1}" "$OUT/gemv-ops.log" | head -30
+GEMV_OPS="--op linear --op linear_stacked --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual"
+
+op_cases() { # name seconds pattern [args...]: wavefront-conformance's op cases at both waves
+  # (args: the --op list, --kernels, --no-coverage ...) into NAME.{md,json,log}, a summary row,
+  # the log's failures and lines matching pattern
+  local name=$1 secs=$2 pattern=$3 start=$SECONDS
+  shift 3
+  timeout "$secs" bin/wavefront-conformance --backend gpu --wave all "$@" \
+    --report "$OUT/$name.md" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
+  echo "| wavefront-conformance $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/$name.log") |" | tee -a "$OUT/summary.md"
+  grep -E "FAIL|✗${pattern:+|$pattern}" "$OUT/$name.log" | head -30
   finish
 }
 
+gemv_ops() { # pattern: the GEMV op cases at both waves with path coverage (gemv-ops.*)
+  # shellcheck disable=SC2086
+  op_cases gemv-ops 300 "${1-}" $GEMV_OPS
+}
+
 attn_ops() { # seconds pattern: the rope_attention op cases at both waves with path coverage
-  # (attn-ops.*), a summary row, the log's failures and lines matching pattern
-  local start=$SECONDS
-  timeout "$1" bin/wavefront-conformance --backend gpu --wave all --op rope_attention \
-    --report "$OUT/attn-ops.md" --json "$OUT/attn-ops.json" >"$OUT/attn-ops.log" 2>&1
-  echo "| wavefront-conformance rope_attention | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/attn-ops.log") |" | tee -a "$OUT/summary.md"
-  grep -E "FAIL|✗${2:+|$2}" "$OUT/attn-ops.log" | head -30
-  finish
+  # (attn-ops.*)
+  op_cases attn-ops "$1" "${2-}" --op rope_attention
 }
 
 gemv_bench_modes() { # the GEMV microbench (per projection) with the matrix-core GEMVs on, then
@@ -1137,12 +1140,11 @@ q8a)
     if cmp -s kernels/qgemv.hip "$d/qgemv.hip"; then echo "variant $v: no edit applied" >&2; continue; fi
     variants="$variants $d"
   done
-  gemv_ops="--op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual"
   case "${PART:-bench}" in
   check)
     start=$SECONDS
     # shellcheck disable=SC2086
-    WAVEFRONT_QGEMV_Q8=1 timeout 420 bin/wavefront-conformance --backend gpu --wave all $gemv_ops \
+    WAVEFRONT_QGEMV_Q8=1 timeout 420 bin/wavefront-conformance --backend gpu --wave all $GEMV_OPS \
       --report "$OUT/conformance-gemv-q8a.md" >"$OUT/conformance-gemv-q8a.log" 2>&1
     echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a.log") |" | tee -a "$OUT/summary.md"
     grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a.log" | head -20
@@ -1150,7 +1152,7 @@ q8a)
     for v in $variants; do
       start=$SECONDS
       # shellcheck disable=SC2086
-      WAVEFRONT_QGEMV_Q8=1 timeout 150 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage $gemv_ops \
+      WAVEFRONT_QGEMV_Q8=1 timeout 150 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage $GEMV_OPS \
         --kernels "$v" --report "$OUT/conformance-gemv-q8a-$(basename "$v").md" >"$OUT/conformance-gemv-q8a-$(basename "$v").log" 2>&1
       echo "| conformance gemv ops, WAVE=32, variant $v (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a-$(basename "$v").log") |" | tee -a "$OUT/summary.md"
       finish
@@ -1307,8 +1309,10 @@ variants)
   # A/B of kernel directories (copies of kernels/ with edits, carried in .device/ops) against
   # the embedded kernels, with one binary: every name of VARIANTS ("embedded" or a directory),
   # ROUNDS rounds in turn (default 1). Carry .device/ops.
-  #   PART=bench (default): per round and variant, tg128 (TG) of each shape of SHAPES at depth
-  #     0; with GEMV_BENCH=1 also the GEMV microbench (bf16, all three shapes) per variant, once.
+  #   PART=bench (default): per round and variant, tg128 (TG) of each shape of SHAPES at the
+  #     depths DEPTHS (default 0); with GEMV_BENCH=1 also the GEMV microbench (bf16, all three
+  #     shapes) per variant, once; with ATTN_BENCH=1 the decode attention microbench of
+  #     ATTN_SHAPES (the 1B and 8B) at ATTN_DEPTHS (8192, 32768, 131071) per variant, once.
   #   PART=check: for each directory of VARIANTS, the GEMV op cases (GEMV=1) and the
   #     rope_attention ones (ATTN=1) at both waves without coverage, then the model-level checks
   #     on the fixtures.
@@ -1333,16 +1337,11 @@ variants)
       [ "$v" = embedded ] && continue
       name=$(basename "$v")
       ops=()
-      [ "${GEMV:-0}" = 1 ] && ops+=(--op linear --op linear_stacked --op norm_linear_stacked
-        --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual)
+      # shellcheck disable=SC2206
+      [ "${GEMV:-0}" = 1 ] && ops+=($GEMV_OPS)
       [ "${ATTN:-0}" = 1 ] && ops+=(--op rope_attention)
       if [ ${#ops[@]} = 0 ]; then echo "variants PART=check: set GEMV=1 and/or ATTN=1" >&2; exit 2; fi
-      start=$SECONDS
-      timeout 240 bin/wavefront-conformance --backend gpu --kernels "$v" --wave all --no-coverage \
-        "${ops[@]}" --report "$OUT/ops-$name.md" >"$OUT/ops-$name.log" 2>&1
-      echo "| wavefront-conformance ops $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/ops-$name.log") |" | tee -a "$OUT/summary.md"
-      grep -E "FAIL|✗" "$OUT/ops-$name.log" | head -20
-      finish
+      op_cases "ops-$name" 240 "" --kernels "$v" --no-coverage "${ops[@]}"
       fixtures_conformance "fixtures-$name" --kernels "$v"
     done
     ;;
@@ -1381,17 +1380,34 @@ variants)
         gemv_bench_of "$v" "$(basename "$v")"
       done
     fi
+    if [ "${ATTN_BENCH:-0}" = 1 ]; then
+      for v in ${VARIANTS-embedded}; do
+        name=$(basename "$v")
+        for shape in ${ATTN_SHAPES-llama-3.2-1b llama-3.1-8b}; do
+          start=$SECONDS
+          timeout 90 bin/wavefront bench --attention --backend gpu $(kargs_of "$v") --shape "$shape" \
+            --depth "${ATTN_DEPTHS:-8192,32768,131071}" --prefill-len 512 \
+            --markdown "$OUT/attention-$name-$shape.md" >"$OUT/attention-$name-$shape.log" 2>&1
+          echo "| bench --attention $name $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+          finish
+        done
+      done
+    fi
     for r in $(seq 1 "${ROUNDS:-1}"); do
       for v in ${VARIANTS-embedded}; do
         name=$(basename "$v")
         for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
-          bench "$name-$shape-$r" $(kargs_of "$v") --shape "$shape" --reps 3 --depth 0 --pp 1 --tg "${TG:-128}"
+          bench "$name-$shape-$r" $(kargs_of "$v") --shape "$shape" --reps 3 --depth "${DEPTHS:-0}" --pp 1 --tg "${TG:-128}"
         done
       done
     done
     for f in "$OUT"/bench-gemv-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | awk -F'|' '{printf "%s %s %s|", $2, $3, $6}'; echo; done
+    for f in "$OUT"/attention-*.md; do
+      [ -f "$f" ] || continue
+      echo "$(basename "$f" .md): $(awk -F'|' 'NF == 12 && $2 ~ /llama/ {printf "%s: %s us, %s GB/s; ", $4, $6, $7}' "$f")"
+    done
     for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
-      echo "$shape: $(for f in "$OUT"/bench-*-"$shape"-*.md; do b=$(basename "$f" .md); b=${b#bench-}; echo -n "${b%%-$shape*}${b##*$shape} $(grep -E '^\| tg' "$f" | awk -F'|' '{print $3}' | head -1) |"; done)"
+      echo "$shape: $(for f in "$OUT"/bench-*-"$shape"-*.md; do b=$(basename "$f" .md); b=${b#bench-}; echo -n "${b%%-$shape*}${b##*$shape} $(grep -E '^\| tg' "$f" | awk -F'|' '{printf "%s=%s ", $2, $3}')|"; done)"
     done
     ;;
   esac
@@ -1412,7 +1428,6 @@ qgemv-groups)
   unpack .device/ops
   begin_summary
   gpu_info
-  gemv_ops="--op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual"
   cap_env() { # cap → the variable's setting (empty: the default)
     case $1 in default) echo "" ;; all) echo 1000000000 ;; *) echo "$1" ;; esac
   }
@@ -1431,7 +1446,7 @@ qgemv-groups)
     for q8 in ${Q8_CHECK-default 0 1}; do
       start=$SECONDS
       # shellcheck disable=SC2086
-      WAVEFRONT_QGEMV_Q8=${q8#default} timeout 420 bin/wavefront-conformance --backend gpu --wave all $gemv_ops \
+      WAVEFRONT_QGEMV_Q8=${q8#default} timeout 420 bin/wavefront-conformance --backend gpu --wave all $GEMV_OPS \
         --report "$OUT/conformance-gemv-q8a$q8.md" >"$OUT/conformance-gemv-q8a$q8.log" 2>&1
       echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a$q8.log") |" | tee -a "$OUT/summary.md"
       grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a$q8.log" | head -20
@@ -1441,7 +1456,7 @@ qgemv-groups)
       start=$SECONDS
       # shellcheck disable=SC2086
       WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=1 timeout 200 bin/wavefront-conformance --backend gpu --wave 32 \
-        --no-coverage $gemv_ops --report "$OUT/conformance-gemv-blocks1-q8a$q8.md" \
+        --no-coverage $GEMV_OPS --report "$OUT/conformance-gemv-blocks1-q8a$q8.md" \
         >"$OUT/conformance-gemv-blocks1-q8a$q8.log" 2>&1
       echo "| conformance gemv ops, WAVE=32, WAVEFRONT_QGEMV_BLOCKS=1 (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-blocks1-q8a$q8.log") |" | tee -a "$OUT/summary.md"
       grep -E "FAIL|✗" "$OUT/conformance-gemv-blocks1-q8a$q8.log" | head -10
