@@ -49,6 +49,12 @@
 //   M = max_s m_s, the other blocks' partials read from L2 (wf_load_coherent) — and resets
 //   the counter. Deterministic: every reduction has a fixed order.
 // K and V are widened with the hardware f16 conversion (f16_to_f32_hw) where T is f16.
+// L2 prefetch (DA_PREFETCH > 0): thread 0 asks the L2 (common.h wf_prefetch_l2) for the load
+//   batches DA_PREFETCH ahead of the register loads, along the block's read stream (a sub-chunk's
+//   K keys, its V keys, the next sub-chunk's K keys): bytes in flight without registers, the
+//   register pipeline's loads then served from L2. A hint only: no value depends on it (a stale
+//   line of the row at p, prefetched before its write, is replaced by the write in L2). NVIDIA
+//   sm_90+; a no-op on AMD.
 // KV write: slab 0's block of the last split stores k_p and v_p (key slot 0's lanes, 16-byte
 //   stores); no block reads position p from the arena, so there is no race.
 // Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
@@ -84,6 +90,9 @@ constexpr int DA_CHUNK = 1024;      // keys per sub-chunk: DA_GROUP · DA_CHUNK 
 constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
 constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
 constexpr int DA_MAX_HEAD_DIM = 256;
+// Load batches (DA_UNROLL key steps each) the block asks the L2 for ahead of its register loads
+// (common.h wf_prefetch_l2: NVIDIA sm_90+ only; 0: none).
+constexpr int DA_PREFETCH = 1;
 constexpr int DA_WAVES = DA_BLOCK / WAVE;
 // The scores of a sub-chunk, then the waves' partial accumulators: 16 KiB at WAVE=64 (two
 // blocks and their other arrays fit a 64 KiB CDNA LDS), 32 KiB at WAVE=32.
@@ -180,6 +189,11 @@ struct Piece {
   static WF_DEVICE void store(uint16_t* arena, i64 e, const uint32_t (&w)[4], int) {
     *(wf_u32x4*)(arena + e) = wf_u32x4{w[0], w[1], w[2], w[3]};
   }
+  // The bytes [b0, b1) holding elements [e0, e1) (e0, e1 multiples of 8: on 16 bytes).
+  static WF_DEVICE void span(i64 e0, i64 e1, i64& b0, i64& b1) {
+    b0 = 2 * e0;
+    b1 = 2 * e1;
+  }
 };
 
 template <>
@@ -226,6 +240,12 @@ struct Piece<Q8> {
     *(wf_u32x2*)(arena + Q8::quant_byte(e)) = wf_u32x2{w[0], w[1]};
     if ((pc & 3) == 0) *(uint16_t*)(arena + Q8::scale_byte(e)) = (uint16_t)w[2];
   }
+  // The bytes [b0, b1) holding elements [e0, e1): the whole 272-byte records (256 quants and
+  // their 8 scales) they touch, on 16 bytes.
+  static WF_DEVICE void span(i64 e0, i64 e1, i64& b0, i64& b1) {
+    b0 = (e0 >> 8) * 272;
+    b1 = ((e1 + 255) >> 8) * 272;
+  }
 };
 
 // One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < U) of the plane at
@@ -239,6 +259,32 @@ WF_DEVICE void load_batch(const typename KV::storage* arena, i64 base, int c0, i
     const int j = c0 + i0 + u * kps + kslot;
     if (active && j < c1 && j != pos) Piece<KV>::load(arena, base + (i64)j * head_dim + d0, w[u]);
   }
+}
+
+// Keys [ja, jb) of the plane at element base into the L2 (nothing when empty).
+template <class KV>
+WF_DEVICE void prefetch_keys(const typename KV::storage* arena, i64 base, int ja, int jb,
+                             int head_dim) {
+  if (ja >= jb) return;
+  i64 b0, b1;
+  Piece<KV>::span(base + (i64)ja * head_dim, base + (i64)jb * head_dim, b0, b1);
+  wf_prefetch_l2((const uint8_t*)arena + b0, (uint32_t)(b1 - b0));
+}
+
+// Thread 0's L2 prefetch of positions [qa, qb) of the sub-chunk [c0, c1)'s read stream: its K
+// keys (positions 0 .. n, n = c1 − c0), its V keys (n .. 2n), then the next sub-chunk's K keys
+// (2n .., keys c1 .. min(j1, c1 + DA_CHUNK)). Called with qa one batch past the register
+// loads' next batch, DA_PREFETCH batches wide at the start of a sub-chunk and one batch a loop
+// step after, so the L2 runs DA_PREFETCH batches ahead of the registers through K, V and on.
+template <class KV>
+WF_DEVICE void prefetch_stream(const typename KV::storage* arena, i64 kh, i64 vh, int c0,
+                               int c1, int j1, int qa, int qb, int head_dim) {
+  if (DA_PREFETCH == 0 || thread_index() != 0) return;
+  const int n = c1 - c0;
+  prefetch_keys<KV>(arena, kh, c0 + (qa > 0 ? qa : 0), c0 + imin(qb, n), head_dim);
+  prefetch_keys<KV>(arena, vh, c0 + (qa > n ? qa - n : 0), c0 + imin(qb - n, n), head_dim);
+  prefetch_keys<KV>(arena, kh, c1 + (qa > 2 * n ? qa - 2 * n : 0),
+                    imin(imin(j1, c1 + DA_CHUNK), c1 + qb - 2 * n), head_dim);
 }
 
 // The key's score for each of the DA_GROUP heads, from the lanes' 8-dim partials part[g] over
@@ -302,9 +348,12 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;  // elements
   const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
   uint32_t kw[U][4], vw[U][4];  // the batch being used
-  if (mode != DA_KV_ONLY)
+  if (mode != DA_KV_ONLY) {
     load_batch<KV, U>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
                       active, kw);
+    prefetch_stream<KV>(arena, kh, vh, j0, imin(j1, j0 + DA_CHUNK), j1, U * kps,
+                        (1 + DA_PREFETCH) * U * kps, head_dim);
+  }
 
   WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
   // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
@@ -377,6 +426,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
       uint32_t next[U][4];
       load_batch<KV, U>(arena, kh, c0, i0 + U * kps, c1, kps, kslot, pos, head_dim, d0,
                      active, next);
+      prefetch_stream<KV>(arena, kh, vh, c0, c1, j1, i0 + (1 + DA_PREFETCH) * U * kps,
+                          i0 + (2 + DA_PREFETCH) * U * kps, head_dim);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
@@ -459,6 +510,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
       uint32_t next[U][4];
       load_batch<KV, U>(arena, vh, c0, i0 + U * kps, c1, kps, kslot, pos, head_dim, d0,
                      active, next);
+      prefetch_stream<KV>(arena, kh, vh, c0, c1, j1, n + i0 + (1 + DA_PREFETCH) * U * kps,
+                          n + i0 + (2 + DA_PREFETCH) * U * kps, head_dim);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
