@@ -1322,6 +1322,10 @@ variants)
   #     on the fixtures.
   #   PART=mma: the matrix-core GEMVs (WAVEFRONT_GEMV_MMA=1) of each name of VARIANTS: the
   #     GEMV microbench, tg32 and a 5-row verification of SHAPES (the 8B and 1B).
+  #   PART=ncu-attn: Nsight Compute on one decode attention launch of the attention microbench
+  #     per name of VARIANTS, shape of ATTN_SHAPES (the 8B) and depth of ATTN_DEPTHS (32768):
+  #     speed of light, scheduler, warp states, and every stall reason's share of the active
+  #     warps (where the latency-bound kernel waits) with the instruction count.
   #   PART=ncu-mma: Nsight Compute's sections of NCU_COUNT one-row GEMV launches of decode
   #     steps of SHAPES (the 8B) after NCU_SKIP, matrix-core then FMA.
   unpack .device/ops
@@ -1362,6 +1366,29 @@ variants)
     done
     for f in "$OUT"/bench-gemv-mma-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| [a-z]" "$f" | awk -F'|' '{printf "%s %s %s|", $2, $3, $6}'; echo; done
     for f in "$OUT"/bench-mma-*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| (tg|verify)" "$f"; done
+    ;;
+  ncu-attn)
+    for v in ${VARIANTS-embedded}; do
+      name=$(basename "$v")
+      for shape in ${ATTN_SHAPES-llama-3.1-8b}; do
+        for depth in ${ATTN_DEPTHS-32768}; do
+          start=$SECONDS
+          f="$OUT/ncu-attn-$name-$shape-$depth.txt"
+          timeout --foreground 150 ncu --clock-control none --kernel-name regex:decode_attention \
+            --launch-skip 40 --launch-count 1 --section SpeedOfLight --section SchedulerStats \
+            --section WarpStateStats --section Occupancy \
+            --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct,smsp__inst_executed.sum" \
+            bin/wavefront bench --attention --backend gpu $(kargs_of "$v") --shape "$shape" \
+            --depth "$depth" --prefill-len 512 >"$f" 2>&1
+          echo "| ncu attention $name $shape $depth | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+          finish
+          echo "== $name $shape $depth"
+          grep -E "Duration|DRAM Throughput|No Eligible|inst_executed" "$f"
+          # the five largest stall reasons
+          grep -E "warp_issue_stalled_.*_per_warp_active" "$f" | sort -k3 -g -r | head -5
+        done
+      done
+    done
     ;;
   ncu-mma)
     for on in 1 0; do
