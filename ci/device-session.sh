@@ -19,10 +19,12 @@
 # Results are gathered in /tmp/wavefront-results/<stage> and come back as one archive,
 # $OUT/<stage>.tar.gz (the tool returns at most 8 files); a short table is printed last.
 set -uo pipefail
-# Every command's time limit is `timeout --foreground`: a plain timeout makes its own process
-# group, so a limit put around a whole stage (`timeout 300 ci/device-session.sh ...`) would kill
-# the stage but leave the command it was running alive, still using the GPU while the next
-# stage measures (it happened: bench/results/2026-12-06-attn-prefetch-h100, sixth call).
+# Each command runs under its own `timeout`, which puts it in a process group of its own and
+# kills that whole group when it expires (ncu's target and bench --serve's server with it).
+# Do not put another `timeout` around a stage (`timeout 300 ci/device-session.sh ...`): it stops
+# the stage but not the command the stage is running, which keeps the GPU busy while the next
+# stage measures (bench/results/2026-12-06-attn-prefetch-h100, sixth call). Limit a stage with
+# the device call's own time limit, or give the stage's commands their limits.
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
 stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|variants|gemma3}
@@ -175,7 +177,7 @@ fixtures_conformance() { # name [extra args]: wavefront-conformance on the fixtu
   # checks and sampled streams through the device sampler, both waves), a summary row
   local name=$1 start=$SECONDS
   shift
-  timeout --foreground 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op sample \
     --fixtures fixtures/models --model fixtures/gguf/model.f32.gguf --model fixtures/gguf/tiny_llama \
     "$@" --report "$OUT/$name.md" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
   echo "| wavefront-conformance $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/$name.log") |" | tee -a "$OUT/summary.md"
@@ -208,7 +210,7 @@ op_cases() { # name seconds pattern [args...]: wavefront-conformance's op cases 
   # the log's failures and lines matching pattern
   local name=$1 secs=$2 pattern=$3 start=$SECONDS
   shift 3
-  timeout --foreground "$secs" bin/wavefront-conformance --backend gpu --wave all "$@" \
+  timeout "$secs" bin/wavefront-conformance --backend gpu --wave all "$@" \
     --report "$OUT/$name.md" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
   echo "| wavefront-conformance $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/$name.log") |" | tee -a "$OUT/summary.md"
   grep -E "FAIL|✗${pattern:+|$pattern}" "$OUT/$name.log" | head -30
@@ -230,7 +232,7 @@ gemv_bench_modes() { # the GEMV microbench (per projection) with the matrix-core
   local on start
   for on in 1 0; do
     start=$SECONDS
-    WAVEFRONT_GEMV_MMA=$on timeout --foreground 150 bin/wavefront bench --gemv --backend gpu \
+    WAVEFRONT_GEMV_MMA=$on timeout 150 bin/wavefront bench --gemv --backend gpu \
       --json "$OUT/bench-gemv-mma$on.json" --markdown "$OUT/bench-gemv-mma$on.md" >"$OUT/bench-gemv-mma$on.log" 2>&1
     echo "| bench --gemv (WAVEFRONT_GEMV_MMA=$on) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     finish
@@ -357,7 +359,7 @@ decode)
     exit 0
   fi
   start=$SECONDS
-  timeout --foreground 150 bin/wavefront bench --gemv --backend gpu --json "$OUT/bench-gemv.json" --markdown "$OUT/bench-gemv.md" \
+  timeout 150 bin/wavefront bench --gemv --backend gpu --json "$OUT/bench-gemv.json" --markdown "$OUT/bench-gemv.md" \
     >"$OUT/bench-gemv.log" 2>&1
   echo "| bench --gemv | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   finish
@@ -367,7 +369,7 @@ decode)
   done
   if command -v ncu >/dev/null; then
     start=$SECONDS
-    timeout --foreground 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+    timeout 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
       --log-file "$OUT/ncu-1b-default.csv" bin/wavefront bench --backend gpu \
       --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --sampling default \
       >"$OUT/ncu-1b-default.log" 2>&1
@@ -392,7 +394,7 @@ attention)
   for t in ${TESTS:-engine_lib ops_gpu gpu_graph}; do run_test "$t"; finish; done
   fixtures_conformance conformance-fixtures
   start=$SECONDS
-  timeout --foreground 240 bin/wavefront bench --attention --backend gpu --json "$OUT/bench-attention.json" \
+  timeout 240 bin/wavefront bench --attention --backend gpu --json "$OUT/bench-attention.json" \
     --markdown "$OUT/bench-attention.md" >"$OUT/bench-attention.log" 2>&1
   echo "| bench --attention | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   finish
@@ -405,14 +407,14 @@ attention)
   for shape in llama-3.2-1b llama-3.1-8b; do
     bench "$shape-deep" --shape "$shape" --pp 16 --tg 32 --reps 3 --depth 8192,32768 --sampling greedy
     [ "${QUICK:-0}" = 1 ] && continue
-    WAVEFRONT_NO_FUSED_ATTENTION=1 timeout --foreground 120 bin/wavefront bench --backend gpu --shape "$shape" --pp 16 --tg 16 \
+    WAVEFRONT_NO_FUSED_ATTENTION=1 timeout 120 bin/wavefront bench --backend gpu --shape "$shape" --pp 16 --tg 16 \
       --reps 1 --depth 8192 --sampling greedy --markdown "$OUT/bench-$shape-deep-unfused.md" >"$OUT/bench-$shape-deep-unfused.log" 2>&1
     echo "| bench $shape-deep-unfused | $? | | |" | tee -a "$OUT/summary.md"
     finish
   done
   if [ "${QUICK:-0}" != 1 ] && command -v ncu >/dev/null; then
     for depth in 0 8192; do
-      timeout --foreground 90 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      timeout 90 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-1b-d$depth.csv" bin/wavefront bench --backend gpu \
         --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth $depth --sampling greedy \
         >"$OUT/ncu-1b-d$depth.log" 2>&1
@@ -443,7 +445,7 @@ prefill)
     for shape in llama-3.1-8b llama-3.2-1b; do
       start=$SECONDS
       md="$OUT/variant-$(basename "$v")-$shape.md"
-      timeout --foreground 120 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape "$shape" --depth 1024 \
+      timeout 120 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape "$shape" --depth 1024 \
         --prefill-len 4096,16384 --markdown "$md" >"$md.log" 2>&1
       echo "| variant $v $shape | $? | $((SECONDS - start)) s | $(grep -E "\| (4096|16384) \|" "$md" | awk -F'|' '{printf "%s: %s TFLOP/s; ", $4, $7}') |" | tee -a "$OUT/summary.md"
     done
@@ -453,19 +455,19 @@ prefill)
   fixtures_conformance conformance-fixtures
   for v in ${CHECK:-}; do
     start=$SECONDS
-    timeout --foreground 150 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op attention_prefill \
+    timeout 150 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op attention_prefill \
       --kernels "$v" --report "$OUT/conformance-$(basename "$v").md" >"$OUT/conformance-$(basename "$v").log" 2>&1
     echo "| conformance attention_prefill $v | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-$(basename "$v").log") |" | tee -a "$OUT/summary.md"
     finish
   done
   start=$SECONDS
-  timeout --foreground 240 bin/wavefront bench --attention --backend gpu ${ATTN_ARGS:-} --json "$OUT/bench-attention.json" \
+  timeout 240 bin/wavefront bench --attention --backend gpu ${ATTN_ARGS:-} --json "$OUT/bench-attention.json" \
     --markdown "$OUT/bench-attention.md" >"$OUT/bench-attention.log" 2>&1
   echo "| bench --attention | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   finish
   if [ "${NO_TORCH:-0}" != 1 ]; then
     start=$SECONDS
-    timeout --foreground 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
+    timeout 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
     echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     finish
   fi
@@ -480,7 +482,7 @@ prefill)
   done
   if [ "${QUICK:-0}" != 1 ] && [ "${NO_NCU:-0}" != 1 ] && command -v ncu >/dev/null; then
     for shape in llama-3.2-1b llama-3.1-8b; do
-      timeout --foreground 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      timeout 120 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-$shape-pp512.csv" bin/wavefront bench --backend gpu \
         --shape "$shape" --pp 512 --tg 1 --reps 1 --depth 0 --sampling greedy \
         >"$OUT/ncu-$shape-pp512.log" 2>&1
@@ -537,13 +539,13 @@ quant-gpu)
   # each kernel directory of VARIANTS (edited copies of kernels/) over Q4_0.
   for q in ${GEMV_QUANTS-q4_0 q4_k q8_0}; do
     start=$SECONDS
-    timeout --foreground 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
+    timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
       --markdown "$OUT/bench-gemv-8b-$q.md" >"$OUT/bench-gemv-8b-$q.log" 2>&1
     echo "| bench --gemv 8b $q | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   done
   for v in ${VARIANTS:-}; do
     start=$SECONDS
-    timeout --foreground 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant q4_0 --kernels "$v" \
+    timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant q4_0 --kernels "$v" \
       --markdown "$OUT/bench-gemv-8b-q4_0-$(basename "$v").md" >"$OUT/bench-gemv-$(basename "$v").log" 2>&1
     echo "| bench --gemv 8b q4_0 variant $v | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
   done
@@ -590,7 +592,7 @@ batch-profile)
     cp .device/ncu-1b-x16.csv "$OUT/" 2>/dev/null # an earlier call's timing run, if carried
   elif command -v ncu >/dev/null; then
     start=$SECONDS
-    timeout --foreground 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+    timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
       --log-file "$OUT/ncu-1b-x16.csv" bin/wavefront bench --backend gpu \
       --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --batch 16 \
       >"$OUT/ncu-1b-x16.log" 2>&1
@@ -614,7 +616,7 @@ print(next((i for i, g in enumerate(grids) if g == 16 * one and i > 0), 0))
 PY
 )
       start=$SECONDS
-      timeout --foreground 150 ncu --clock-control none --kernel-name "$kern" --launch-skip "$skip" --launch-count 1 \
+      timeout 150 ncu --clock-control none --kernel-name "$kern" --launch-skip "$skip" --launch-count 1 \
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
         --section SchedulerStats --section WarpStateStats --section LaunchStats --section ComputeWorkloadAnalysis \
         bin/wavefront bench --backend gpu --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --batch 16 \
@@ -646,7 +648,7 @@ rows)
     for f in "$OUT"/bench-llama*.md; do echo "== $f"; grep -E "^\| tg" "$f"; done
     if command -v ncu >/dev/null; then
       start=$SECONDS
-      timeout --foreground 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-1b-x16.csv" bin/wavefront bench --backend gpu \
         --shape llama-3.2-1b --pp 1 --tg 4 --reps 1 --depth 0 --batch 16 >"$OUT/ncu-1b-x16.log" 2>&1
       echo "| ncu llama-3.2-1b x16 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -796,7 +798,7 @@ rows-profile)
   for f in "$OUT"/bench-*.md; do echo "== $f"; grep -E "^\| (tg|verify)" "$f"; done
   if command -v ncu >/dev/null; then
     start=$SECONDS
-    timeout --foreground 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+    timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
       --log-file "$OUT/ncu-verify4.csv" bin/wavefront bench --backend gpu --shape "$shape" --pp 1 \
       --tg 1 --reps 1 --depth 0 --verify 4 >"$OUT/ncu-verify4.log" 2>&1
     echo "| ncu $shape verify4 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -818,7 +820,7 @@ for n, us in tot.most_common():
 PY
     finish
     start=$SECONDS
-    timeout --foreground 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+    timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
       --log-file "$OUT/ncu-x4.csv" bin/wavefront bench --backend gpu --shape "$shape" --pp 1 \
       --tg 4 --reps 1 --depth 0 --batch 4 >"$OUT/ncu-x4.log" 2>&1
     echo "| ncu $shape x4 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -828,7 +830,7 @@ PY
       set -- $spec
       start=$SECONDS
       if [ "$2" = 1 ]; then extra="--tg 8"; else extra="--tg 4 --batch 4"; fi
-      timeout --foreground 150 ncu --clock-control none --set full --kernel-name "$1" --launch-skip 64 --launch-count 3 \
+      timeout 150 ncu --clock-control none --set full --kernel-name "$1" --launch-skip 64 --launch-count 3 \
         bin/wavefront bench --backend gpu --shape "$shape" --pp 1 --reps 1 --depth 0 $extra \
         >"$OUT/ncu-full-$1.txt" 2>&1
       echo "| ncu full $1 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -910,7 +912,7 @@ batch-check)
   gpu_info
   start=$SECONDS
   # With path coverage (the other kernels' paths are not reached by these ops: read gemv.hip's).
-  timeout --foreground 240 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --op linear --op linear_stacked \
     --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual \
     --report "$OUT/conformance-gemv.md" >"$OUT/conformance-gemv.log" 2>&1
   echo "| conformance gemv ops, both waves | $? | $((SECONDS - start)) s | $(grep -c '✗' "$OUT/conformance-gemv.log") ✗ |" | tee -a "$OUT/summary.md"
@@ -961,7 +963,7 @@ qgemv-profile)
   begin_summary
   gpu_info
   start=$SECONDS
-  timeout --foreground 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op linear --op linear_stacked \
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op linear --op linear_stacked \
     --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu --op linear_residual --op embedding \
     --report "$OUT/conformance-gemv.md" >"$OUT/conformance-gemv.log" 2>&1
   echo "| conformance gemv ops, both waves | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv.log") |" | tee -a "$OUT/summary.md"
@@ -972,7 +974,7 @@ qgemv-profile)
       for spec in "qgemv_$q:10:qkv" "qgemv_$q:582:down" "qgemv_$q:682:lm_head" "qgemv_swiglu_$q:10:gate_up"; do
         IFS=: read -r kname skip proj <<<"$spec"
         start=$SECONDS
-        timeout --foreground 150 ncu --set full --kernel-name "$kname" --launch-skip "$skip" --launch-count 1 \
+        timeout 150 ncu --set full --kernel-name "$kname" --launch-skip "$skip" --launch-count 1 \
           -o "$OUT/ncu-$q-$proj" bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant "$q" \
           >"$OUT/ncu-$q-$proj.log" 2>&1
         echo "| ncu $q $proj | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -984,7 +986,7 @@ qgemv-profile)
   for v in ${VARIANTS:-}; do
     for q in q4_0 q4_k; do
       start=$SECONDS
-      timeout --foreground 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant $q --kernels "$v" \
+      timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b --quant $q --kernels "$v" \
         --markdown "$OUT/bench-gemv-8b-$q-$(basename "$v").md" >"$OUT/bench-gemv-$q-$(basename "$v").log" 2>&1
       echo "| bench --gemv 8b $q variant $v | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
       finish
@@ -1012,7 +1014,7 @@ kvq8-bench)
       lens=""
       [ $kv = f16 ] && lens="--prefill-len 4096,16384"
       # shellcheck disable=SC2086
-      timeout --foreground 150 bin/wavefront bench --attention --backend gpu --shape $shape \
+      timeout 150 bin/wavefront bench --attention --backend gpu --shape $shape \
         --depth 8192,32768,131071 $lens --kv-type $kv --json "$OUT/bench-attention-$shape-$kv.json" \
         --markdown "$OUT/bench-attention-$shape-$kv.md" >"$OUT/bench-attention-$shape-$kv.log" 2>&1
       echo "| bench --attention $shape kv=$kv | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -1021,7 +1023,7 @@ kvq8-bench)
   done
   if [ "${NO_TORCH:-0}" != 1 ]; then
     start=$SECONDS
-    timeout --foreground 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
+    timeout 120 python3 ci/torch-sdpa-bench.py --markdown "$OUT/torch-sdpa.md" >"$OUT/torch-sdpa.log" 2>&1
     echo "| torch SDPA | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     finish
   fi
@@ -1049,13 +1051,13 @@ kvq8-ab)
   for v in ${VARIANTS:-kernels}; do
     name=$(basename "$v")
     start=$SECONDS
-    timeout --foreground 120 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op rope_attention \
+    timeout 120 bin/wavefront-conformance --backend gpu --wave all --no-coverage --op rope_attention \
       --kernels "$v" --report "$OUT/conformance-$name.md" >"$OUT/conformance-$name.log" 2>&1
     echo "| conformance rope_attention $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-$name.log") |" | tee -a "$OUT/summary.md"
     for shape in llama-3.2-1b llama-3.1-8b; do
       start=$SECONDS
       md="$OUT/attention-$name-$shape.md"
-      timeout --foreground 60 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape $shape --kv-type q8_0 \
+      timeout 60 bin/wavefront bench --attention --backend gpu --kernels "$v" --shape $shape --kv-type q8_0 \
         --depth 8192,32768,131071 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
       echo "| attention $name $shape | $? | $((SECONDS - start)) s | $(grep -E "^\| llama.* \| (8192|32768|131071) \|" "$md" | awk -F'|' '{printf "%s: %s us, %s GB/s; ", $4, $6, $7}') |" | tee -a "$OUT/summary.md"
       bench "$name-$shape" --kernels "$v" --shape $shape --pp 512 --tg 32 --reps 3 --depth 0,8192,32768 \
@@ -1064,7 +1066,7 @@ kvq8-ab)
     finish
   done
   for shape in llama-3.2-1b llama-3.1-8b; do
-    timeout --foreground 60 bin/wavefront bench --attention --backend gpu --shape $shape --depth 8192,32768,131071 \
+    timeout 60 bin/wavefront bench --attention --backend gpu --shape $shape --depth 8192,32768,131071 \
       --prefill-len 512 --markdown "$OUT/attention-f16-$shape.md" >/dev/null 2>&1
   done
   finish
@@ -1080,7 +1082,7 @@ sampler)
   begin_summary
   gpu_info
   start=$SECONDS
-  timeout --foreground 240 bin/wavefront-conformance --backend gpu --wave all --op sample \
+  timeout 240 bin/wavefront-conformance --backend gpu --wave all --op sample \
     --report "$OUT/conformance-sample.md" >"$OUT/conformance-sample.log" 2>&1
   echo "| conformance sample op, both waves | $? | $((SECONDS - start)) s | $(grep -c '✗' "$OUT/conformance-sample.log") ✗ |" | tee -a "$OUT/summary.md"
   grep -E "✗" "$OUT/conformance-sample.log" | head -20
@@ -1108,7 +1110,7 @@ serve-gpu)
   gpu_info
   bench smollm2-batch --model "$model" --reps 3 --depth 0 --pp 512 --tg 128 --batch 4,16
   start=$SECONDS
-  timeout --foreground 420 bin/wavefront bench --serve --model "$model" --backend gpu --streams "${STREAMS:-1,4,16,64}" \
+  timeout 420 bin/wavefront bench --serve --model "$model" --backend gpu --streams "${STREAMS:-1,4,16,64}" \
     --tg 128 --reps 3 --json "$OUT/serve-smollm2.json" --markdown "$OUT/serve-smollm2.md" \
     >"$OUT/serve-smollm2.log" 2>&1
   echo "| bench --serve smollm2 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -1148,7 +1150,7 @@ q8a)
   check)
     start=$SECONDS
     # shellcheck disable=SC2086
-    WAVEFRONT_QGEMV_Q8=1 timeout --foreground 420 bin/wavefront-conformance --backend gpu --wave all $GEMV_OPS \
+    WAVEFRONT_QGEMV_Q8=1 timeout 420 bin/wavefront-conformance --backend gpu --wave all $GEMV_OPS \
       --report "$OUT/conformance-gemv-q8a.md" >"$OUT/conformance-gemv-q8a.log" 2>&1
     echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a.log") |" | tee -a "$OUT/summary.md"
     grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a.log" | head -20
@@ -1156,7 +1158,7 @@ q8a)
     for v in $variants; do
       start=$SECONDS
       # shellcheck disable=SC2086
-      WAVEFRONT_QGEMV_Q8=1 timeout --foreground 150 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage $GEMV_OPS \
+      WAVEFRONT_QGEMV_Q8=1 timeout 150 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage $GEMV_OPS \
         --kernels "$v" --report "$OUT/conformance-gemv-q8a-$(basename "$v").md" >"$OUT/conformance-gemv-q8a-$(basename "$v").log" 2>&1
       echo "| conformance gemv ops, WAVE=32, variant $v (WAVEFRONT_QGEMV_Q8=1) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a-$(basename "$v").log") |" | tee -a "$OUT/summary.md"
       finish
@@ -1168,7 +1170,7 @@ q8a)
     gemv() { # name [args]
       local name=$1 start=$SECONDS
       shift
-      timeout --foreground 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b "$@" \
+      timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b "$@" \
         --markdown "$OUT/bench-gemv-8b-$name.md" >"$OUT/bench-gemv-8b-$name.log" 2>&1
       echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
       finish
@@ -1219,7 +1221,7 @@ gemv-groups)
   check)
     gemv_ops "groups"
     start=$SECONDS
-    WAVEFRONT_GEMV_BLOCKS=1 timeout --foreground 200 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage \
+    WAVEFRONT_GEMV_BLOCKS=1 timeout 200 bin/wavefront-conformance --backend gpu --wave 32 --no-coverage \
       --op linear --op linear_stacked --op gate_up_swiglu --op norm_linear_stacked --op norm_gate_up_swiglu \
       --op linear_residual --report "$OUT/conformance-gemv-blocks1.md" >"$OUT/conformance-gemv-blocks1.log" 2>&1
     echo "| conformance gemv ops, WAVE=32, WAVEFRONT_GEMV_BLOCKS=1 | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-blocks1.log") |" | tee -a "$OUT/summary.md"
@@ -1239,7 +1241,7 @@ gemv-groups)
     # step's time in the bench: what the gaps between kernels cost on the small shapes.
     for shape in ${SHAPES-smollm2-135m llama-3.2-1b}; do
       start=$SECONDS
-      timeout --foreground 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-$shape.csv" bin/wavefront bench --backend gpu \
         --shape "$shape" --pp 1 --tg 4 --reps 1 --depth 0 >"$OUT/ncu-$shape.log" 2>&1
       echo "| ncu $shape decode | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -1250,7 +1252,7 @@ gemv-groups)
   *)
     for cap in ${CAPS-all default 264 528}; do
       start=$SECONDS
-      WAVEFRONT_GEMV_BLOCKS=$(cap_env "$cap") timeout --foreground 120 bin/wavefront bench --gemv --backend gpu \
+      WAVEFRONT_GEMV_BLOCKS=$(cap_env "$cap") timeout 120 bin/wavefront bench --gemv --backend gpu \
         --markdown "$OUT/bench-gemv-bf16-$cap.md" >"$OUT/bench-gemv-bf16-$cap.log" 2>&1
       echo "| bench --gemv bf16 $cap | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
       finish
@@ -1296,7 +1298,7 @@ short-attn)
       for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
         start=$SECONDS
         md="$OUT/attention-$name-$shape.md"
-        timeout --foreground 60 bin/wavefront bench --attention --backend gpu "${kargs[@]}" --shape $shape \
+        timeout 60 bin/wavefront bench --attention --backend gpu "${kargs[@]}" --shape $shape \
           --depth 64,128,256,1024 --prefill-len 512 --markdown "$md" >"$md.log" 2>&1
         echo "| attention $name $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
         finish
@@ -1334,7 +1336,7 @@ variants)
   kargs_of() { [ "$1" = embedded ] || echo "--kernels $1"; }
   gemv_bench_of() { # variant tag: the GEMV microbench of a variant (bench-gemv-TAG.*), a row
     local start=$SECONDS
-    timeout --foreground 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$1") \
+    timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$1") \
       --markdown "$OUT/bench-gemv-$2.md" >"$OUT/bench-gemv-$2.log" 2>&1
     echo "| bench --gemv $2 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     finish
@@ -1374,7 +1376,7 @@ variants)
         for depth in ${ATTN_DEPTHS-32768}; do
           start=$SECONDS
           f="$OUT/ncu-attn-$name-$shape-$depth.txt"
-          timeout --foreground 150 ncu --clock-control none --kernel-name regex:decode_attention \
+          timeout 150 ncu --clock-control none --kernel-name regex:decode_attention \
             --launch-skip 40 --launch-count 1 --section SpeedOfLight --section SchedulerStats \
             --section WarpStateStats --section Occupancy \
             --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct,smsp__inst_executed.sum" \
@@ -1394,7 +1396,7 @@ variants)
     for on in 1 0; do
       for shape in ${SHAPES-llama-3.1-8b}; do
         start=$SECONDS
-        WAVEFRONT_GEMV_MMA=$on timeout --foreground 200 ncu --clock-control none --kernel-name "regex:^gemv_" \
+        WAVEFRONT_GEMV_MMA=$on timeout 200 ncu --clock-control none --kernel-name "regex:^gemv_" \
           --launch-skip "${NCU_SKIP:-200}" --launch-count "${NCU_COUNT:-8}" --section SpeedOfLight \
           --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
           --section LaunchStats --section SchedulerStats bin/wavefront bench --backend gpu \
@@ -1416,7 +1418,7 @@ variants)
         name=$(basename "$v")
         for shape in ${ATTN_SHAPES-llama-3.2-1b llama-3.1-8b}; do
           start=$SECONDS
-          timeout --foreground 90 bin/wavefront bench --attention --backend gpu $(kargs_of "$v") --shape "$shape" \
+          timeout 90 bin/wavefront bench --attention --backend gpu $(kargs_of "$v") --shape "$shape" \
             --depth "${ATTN_DEPTHS:-8192,32768,131071}" --prefill-len 512 \
             --markdown "$OUT/attention-$name-$shape.md" >"$OUT/attention-$name-$shape.log" 2>&1
           echo "| bench --attention $name $shape | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -1477,7 +1479,7 @@ qgemv-groups)
     for q8 in ${Q8_CHECK-default 0 1}; do
       start=$SECONDS
       # shellcheck disable=SC2086
-      WAVEFRONT_QGEMV_Q8=${q8#default} timeout --foreground 420 bin/wavefront-conformance --backend gpu --wave all $GEMV_OPS \
+      WAVEFRONT_QGEMV_Q8=${q8#default} timeout 420 bin/wavefront-conformance --backend gpu --wave all $GEMV_OPS \
         --report "$OUT/conformance-gemv-q8a$q8.md" >"$OUT/conformance-gemv-q8a$q8.log" 2>&1
       echo "| conformance gemv ops, both waves, coverage (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-q8a$q8.log") |" | tee -a "$OUT/summary.md"
       grep -E "FAIL|✗|unreached" "$OUT/conformance-gemv-q8a$q8.log" | head -20
@@ -1486,7 +1488,7 @@ qgemv-groups)
     for q8 in 0 1; do
       start=$SECONDS
       # shellcheck disable=SC2086
-      WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=1 timeout --foreground 200 bin/wavefront-conformance --backend gpu --wave 32 \
+      WAVEFRONT_QGEMV_Q8=$q8 WAVEFRONT_QGEMV_BLOCKS=1 timeout 200 bin/wavefront-conformance --backend gpu --wave 32 \
         --no-coverage $GEMV_OPS --report "$OUT/conformance-gemv-blocks1-q8a$q8.md" \
         >"$OUT/conformance-gemv-blocks1-q8a$q8.log" 2>&1
       echo "| conformance gemv ops, WAVE=32, WAVEFRONT_QGEMV_BLOCKS=1 (WAVEFRONT_QGEMV_Q8=$q8) | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/conformance-gemv-blocks1-q8a$q8.log") |" | tee -a "$OUT/summary.md"
@@ -1502,7 +1504,7 @@ qgemv-groups)
         for cap in ${CAPS-all default 132 396 528}; do
           start=$SECONDS
           name=$q-q8a$q8-$cap
-          WAVEFRONT_QGEMV_Q8=${q8#default} WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") timeout --foreground 120 bin/wavefront bench --gemv \
+          WAVEFRONT_QGEMV_Q8=${q8#default} WAVEFRONT_QGEMV_BLOCKS=$(cap_env "$cap") timeout 120 bin/wavefront bench --gemv \
             --backend gpu --shape llama-3.1-8b --quant "$q" --markdown "$OUT/bench-gemv-8b-$name.md" \
             >"$OUT/bench-gemv-8b-$name.log" 2>&1
           echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
@@ -1512,7 +1514,7 @@ qgemv-groups)
       for v in $variants; do
         start=$SECONDS
         name=$q-q8a1-$(basename "$v")
-        WAVEFRONT_QGEMV_Q8=1 timeout --foreground 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b \
+        WAVEFRONT_QGEMV_Q8=1 timeout 120 bin/wavefront bench --gemv --backend gpu --shape llama-3.1-8b \
           --quant "$q" --kernels "$v" --markdown "$OUT/bench-gemv-8b-$name.md" >"$OUT/bench-gemv-8b-$name.log" 2>&1
         echo "| bench --gemv 8b $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
         finish
@@ -1576,7 +1578,7 @@ verify-graph)
     model_from_parts
     for mma in 1 0; do
       start=$SECONDS
-      WAVEFRONT_GEMV_MMA=$mma timeout --foreground 200 bin/wavefront bench --serve --shape llama-3.2-1b \
+      WAVEFRONT_GEMV_MMA=$mma timeout 200 bin/wavefront bench --serve --shape llama-3.2-1b \
         --backend gpu --streams "${STREAMS:-1,4,16,64}" --tg 128 --reps 3 \
         --json "$OUT/serve-1b-mma$mma.json" --markdown "$OUT/serve-1b-mma$mma.md" \
         >"$OUT/serve-1b-mma$mma.log" 2>&1
@@ -1608,7 +1610,7 @@ serve-shape)
   shape=${SHAPE:-llama-3.2-1b}
   for mma in 0 1; do
     start=$SECONDS
-    WAVEFRONT_GEMV_MMA=$mma timeout --foreground 280 bin/wavefront bench --serve --shape "$shape" --backend gpu \
+    WAVEFRONT_GEMV_MMA=$mma timeout 280 bin/wavefront bench --serve --shape "$shape" --backend gpu \
       --streams "${STREAMS:-1,4,16,64}" --tg 128 --reps 3 --json "$OUT/serve-$shape-mma$mma.json" \
       --markdown "$OUT/serve-$shape-mma$mma.md" >"$OUT/serve-$shape-mma$mma.log" 2>&1
     echo "| bench --serve --shape $shape (WAVEFRONT_GEMV_MMA=$mma) | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
