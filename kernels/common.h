@@ -608,22 +608,6 @@ WF_DEVICE void wf_allow_dependents() {
 #endif
 }
 
-// A hint: bring bytes [p, p + bytes) into the L2 cache ahead of their loads (p on 16 bytes,
-// bytes a multiple of 16), holding no register and nothing to wait for: bytes in flight that a
-// register pipeline would have to hold. NVIDIA sm_90+: one cp.async.bulk.prefetch.L2; elsewhere a
-// no-op (CDNA2/3 and RDNA3 have no L2 prefetch instruction; their loads stay as they are).
-WF_DEVICE void wf_prefetch_l2(const void* p, uint32_t bytes) {
-#if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
-      "{\n\t.reg .u64 g;\n\tcvta.to.global.u64 g, %0;\n\t"
-      "cp.async.bulk.prefetch.L2.global [g], %1;\n\t}" ::"l"(p),
-      "r"(bytes));
-#else
-  (void)p;
-  (void)bytes;
-#endif
-}
-
 // A device-scope fence: this thread's global writes before it are visible to any block that
 // observes a later atomic of this thread (and, on the reading side, an observed atomic's writes
 // are visible to loads after it). The pattern of a "last block combines" reduction.

@@ -20,8 +20,10 @@
 // Launch: grid (n_kv_heads · slabs, s_max), slabs = ceil(G / DA_GROUP); block DA_BLOCK = 256,
 //   launch bounds asking for DA_MIN_BLOCKS = 2 resident blocks (CUDA: blocks per SM; HIP: waves
 //   per SIMD, the same for 256-thread blocks of wave64);
-//   no dynamic shared memory (static: DA_BUF floats of scores / partials, 16 KiB at WAVE=64 and
-//   32 KiB at WAVE=32, the sin/cos table ≤ 1 KiB, the new key and value ≤ 2 KiB).
+//   static shared memory: DA_BUF floats of scores / partials, 16 KiB at WAVE=64 and 32 KiB at
+//   WAVE=32, the sin/cos table ≤ 1 KiB, the new key and value ≤ 2 KiB; dynamic shared memory
+//   only on the async path (below): the ring, DA_STAGES · DA_UNROLL · DA_BLOCK · 16 bytes (the
+//   host gives it RING_STAGES ≥ DA_STAGES batches there, none elsewhere).
 // Work split: block (b, s) takes KV head kvh = b / slabs and the query heads kvh·G + slab·4 ..
 //   (at most DA_GROUP = 4 of them, slab = b mod slabs: a group of more than 4 reads its K/V once
 //   per slab), over the keys of split s. With len = p + 1 − a keys (a the window's first key,
@@ -33,10 +35,15 @@
 // Indexing: a key row is head_dim / 8 pieces of 16 bytes. Thread t is piece pc = t mod P2 of key
 //   slot t / P2 (P2 = the power of two ≥ head_dim / 8, ≤ 32, so a key's lanes sit in one wave;
 //   lanes with pc ≥ head_dim / 8 only take part in the shuffles): the block reads 256 / P2 keys
-//   per step, each lane one 16-byte vector of K (then V), DA_UNROLL steps a batch, the next
-//   batch in flight while one is used (the first K batch before the angles are computed, the
-//   first V batch during the softmax). The lane keeps its 8 dims of each query head (rotated)
-//   and of each head's accumulator in registers; the new key and value sit in shared memory.
+//   per step, each lane one 16-byte vector of K (then V), DA_UNROLL steps a batch. The batches
+//   come from one read stream (KvStream: a sub-chunk's K batches, its V batches, the next
+//   sub-chunk's K batches) that loads ahead of their use across the softmax and the sub-chunks
+//   (the first K batches before the angles are computed, the first V batches during the
+//   softmax): on the register path one batch ahead (held in registers); on the async path
+//   (NVIDIA sm_80+ at WAVE=32, 16-bit KV) DA_STAGES − 1 batches ahead, copied by cp.async into
+//   the thread's slots of a shared-memory ring, which hold no registers. The lane keeps its 8
+//   dims of each query head (rotated) and of each head's accumulator in registers; the new key
+//   and value sit in shared memory.
 // Per sub-chunk of ≤ DA_CHUNK keys: (1) scores: each lane's 8-dim partial dot per head, summed
 //   over the key's P2 lanes by a transposing butterfly (head_score: every lane ends with one
 //   head's sum), written to shared memory times scale; (2) softmax:
@@ -49,12 +56,6 @@
 //   M = max_s m_s, the other blocks' partials read from L2 (wf_load_coherent) — and resets
 //   the counter. Deterministic: every reduction has a fixed order.
 // K and V are widened with the hardware f16 conversion (f16_to_f32_hw) where T is f16.
-// L2 prefetch (DA_PREFETCH > 0): thread 0 asks the L2 (common.h wf_prefetch_l2) for the load
-//   batches DA_PREFETCH ahead of the register loads, along the block's read stream (a sub-chunk's
-//   K keys, its V keys, the next sub-chunk's K keys): bytes in flight without registers, the
-//   register pipeline's loads then served from L2. A hint only: no value depends on it (a stale
-//   line of the row at p, prefetched before its write, is replaced by the write in L2). NVIDIA
-//   sm_90+; a no-op on AMD.
 // KV write: slab 0's block of the last split stores k_p and v_p (key slot 0's lanes, 16-byte
 //   stores); no block reads position p from the arena, so there is no race.
 // Position source: `step` null: pos0 as given. `step` non-null: a decode step's block
@@ -85,14 +86,16 @@
 constexpr int DA_BLOCK = 256;
 constexpr int DA_MIN_BLOCKS = 2;    // blocks a multiprocessor holds (registers ≤ 128 a thread)
 constexpr int DA_GROUP = 4;         // query heads per block (a slab of the GQA group)
-constexpr int DA_UNROLL = 2;        // key steps a load batch (two batches in flight), 16-bit KV
+constexpr int DA_UNROLL = 2;        // key steps a load batch
 constexpr int DA_CHUNK = 1024;      // keys per sub-chunk: DA_GROUP · DA_CHUNK f32 scores = 16 KiB
 constexpr int DA_MIN_KEYS = 64;     // fewest keys a split takes
 constexpr int DA_MAX_SPLITS = 256;  // most splits (the host's s_max)
 constexpr int DA_MAX_HEAD_DIM = 256;
-// Load batches (DA_UNROLL key steps each) the block asks the L2 for ahead of its register loads
-// (common.h wf_prefetch_l2: NVIDIA sm_90+ only; 0: none).
-constexpr int DA_PREFETCH = 1;
+// Load batches in the shared-memory ring of the async path (NVIDIA sm_80+ at the native WAVE=32,
+// where common.h defines WF_CP_ASYNC; 16-bit KV): DA_STAGES − 1 batches in flight while one is
+// used. 0: the register pipeline everywhere. The host's dynamic shared memory of the launch
+// (engine/src/backend/gpu/ops/decode_attention.rs RING_STAGES) holds at least this many.
+constexpr int DA_STAGES = 4;
 constexpr int DA_WAVES = DA_BLOCK / WAVE;
 // The scores of a sub-chunk, then the waves' partial accumulators: 16 KiB at WAVE=64 (two
 // blocks and their other arrays fit a 64 KiB CDNA LDS), 32 KiB at WAVE=32.
@@ -156,6 +159,7 @@ WF_DEVICE int imin(int a, int b) { return a < b ? a : b; }
 template <class KV>
 struct Piece {
   enum { unroll = DA_UNROLL };  // key steps a load batch
+  enum { ring = 1 };            // one 16-byte vector: the async path's cp.async can load it
   static WF_DEVICE void load(const uint16_t* arena, i64 e, uint32_t (&w)[4]) {
     const wf_u32x4 t = *(const wf_u32x4*)(arena + e);
     w[0] = t.x;
@@ -189,11 +193,6 @@ struct Piece {
   static WF_DEVICE void store(uint16_t* arena, i64 e, const uint32_t (&w)[4], int) {
     *(wf_u32x4*)(arena + e) = wf_u32x4{w[0], w[1], w[2], w[3]};
   }
-  // The bytes [b0, b1) holding elements [e0, e1) (e0, e1 multiples of 8: on 16 bytes).
-  static WF_DEVICE void span(i64 e0, i64 e1, i64& b0, i64& b1) {
-    b0 = 2 * e0;
-    b1 = 2 * e1;
-  }
 };
 
 template <>
@@ -202,6 +201,7 @@ struct Piece<Q8> {
   // moves Q8_0 no faster than f16 (bound by the loads in flight, not by their bytes: 2253295,
   // bench/results/2026-12-03-kvq8-h200); more steps cost registers.
   enum { unroll = DA_UNROLL };
+  enum { ring = 0 };  // two loads (quants, scale): the register pipeline on every path
   static WF_DEVICE void load(const uint8_t* arena, i64 e, uint32_t (&w)[4]) {
     const wf_u32x2 t = *(const wf_u32x2*)(arena + Q8::quant_byte(e));
     w[0] = t.x;
@@ -240,12 +240,6 @@ struct Piece<Q8> {
     *(wf_u32x2*)(arena + Q8::quant_byte(e)) = wf_u32x2{w[0], w[1]};
     if ((pc & 3) == 0) *(uint16_t*)(arena + Q8::scale_byte(e)) = (uint16_t)w[2];
   }
-  // The bytes [b0, b1) holding elements [e0, e1): the whole 272-byte records (256 quants and
-  // their 8 scales) they touch, on 16 bytes.
-  static WF_DEVICE void span(i64 e0, i64 e1, i64& b0, i64& b1) {
-    b0 = (e0 >> 8) * 272;
-    b1 = ((e1 + 255) >> 8) * 272;
-  }
 };
 
 // One step batch of K or V pieces: keys c0 + i0 + u·kps + kslot (u < U) of the plane at
@@ -261,31 +255,114 @@ WF_DEVICE void load_batch(const typename KV::storage* arena, i64 base, int c0, i
   }
 }
 
-// Keys [ja, jb) of the plane at element base into the L2 (nothing when empty).
+// The split's read stream, one load batch (U key steps) at a time: per sub-chunk [c0, c1) of
+// [j0, j1) its K batches, then its V batches, then the next sub-chunk's. The kernel takes the
+// batches in this order (its loops over a sub-chunk's K, then its V), calling turn() after
+// each loop. The cursor is a batch of the stream: sub-chunk c0, plane v (0: K, 1: V), first
+// key c0 + i0; past the end (c0 ≥ j1) a batch loads nothing.
 template <class KV>
-WF_DEVICE void prefetch_keys(const typename KV::storage* arena, i64 base, int ja, int jb,
-                             int head_dim) {
-  if (ja >= jb) return;
-  i64 b0, b1;
-  Piece<KV>::span(base + (i64)ja * head_dim, base + (i64)jb * head_dim, b0, b1);
-  wf_prefetch_l2((const uint8_t*)arena + b0, (uint32_t)(b1 - b0));
-}
+struct KvSource {
+  const typename KV::storage* arena;
+  i64 kh, vh;  // the K and V planes (elements)
+  int j1, pos, kps, kslot, head_dim, d0;
+  bool active;
+  int c0, i0, v;  // the cursor
+  WF_DEVICE int c1() const { return imin(j1, c0 + DA_CHUNK); }
+  WF_DEVICE i64 plane() const { return v ? vh : kh; }
+  // The cursor's first batch of the next plane: the sub-chunk's V after its K, the next
+  // sub-chunk's K after its V.
+  WF_DEVICE void next_plane() {
+    i0 = 0;
+    if (v) c0 += DA_CHUNK;
+    v ^= 1;
+  }
+};
 
-// Thread 0's L2 prefetch of positions [qa, qb) of the sub-chunk [c0, c1)'s read stream: its K
-// keys (positions 0 .. n, n = c1 − c0), its V keys (n .. 2n), then the next sub-chunk's K keys
-// (2n .., keys c1 .. min(j1, c1 + DA_CHUNK)). Called with qa one batch past the register
-// loads' next batch, DA_PREFETCH batches wide at the start of a sub-chunk and one batch a loop
-// step after, so the L2 runs DA_PREFETCH batches ahead of the registers through K, V and on.
+// The register pipeline: the next batch of the plane loads into registers (`held`) while the
+// kernel uses one; a plane's first batch loads at the turn before it (the first K batch before
+// the angles are computed, the first V batch during the softmax).
+template <class KV, bool Ring>
+struct KvStream : KvSource<KV> {
+  enum { U = Piece<KV>::unroll };
+  uint32_t held[U][4];                       // the cursor's batch
+  WF_DEVICE void load() {
+    load_batch<KV, U>(this->arena, this->plane(), this->c0, this->i0, this->c1(), this->kps,
+                      this->kslot, this->pos, this->head_dim, this->d0, this->active, held);
+  }
+  WF_DEVICE void start() { load(); }
+  // The next batch of the stream into w; the one after it (in the plane) starts loading.
+  WF_DEVICE void take(uint32_t (&w)[U][4]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) w[u][x] = held[u][x];
+    this->i0 += U * this->kps;
+    load();  // nothing past the plane's keys
+  }
+  WF_DEVICE void turn() {
+    this->next_plane();
+    load();
+  }
+  WF_DEVICE void finish() {}
+};
+
+#if defined(WF_CP_ASYNC)
+// The async path: a ring of DA_STAGES batches in dynamic shared memory, filled by cp.async
+// (no registers held while in flight): DA_STAGES − 1 batches loading while one is used. Thread
+// t's vector of step u of slot st sits at ((st·U + u)·DA_BLOCK + t)·16 bytes; a thread reads
+// back only what it copied itself (after cp_async_wait: no barrier), and refills a slot only
+// after the loop step that used its words.
 template <class KV>
-WF_DEVICE void prefetch_stream(const typename KV::storage* arena, i64 kh, i64 vh, int c0,
-                               int c1, int j1, int qa, int qb, int head_dim) {
-  if (DA_PREFETCH == 0 || thread_index() != 0) return;
-  const int n = c1 - c0;
-  prefetch_keys<KV>(arena, kh, c0 + (qa > 0 ? qa : 0), c0 + imin(qb, n), head_dim);
-  prefetch_keys<KV>(arena, vh, c0 + (qa > n ? qa - n : 0), c0 + imin(qb - n, n), head_dim);
-  prefetch_keys<KV>(arena, kh, c1 + (qa > 2 * n ? qa - 2 * n : 0),
-                    imin(imin(j1, c1 + DA_CHUNK), c1 + qb - 2 * n), head_dim);
-}
+struct KvStream<KV, true> : KvSource<KV> {
+  enum { U = Piece<KV>::unroll };
+  uint32_t ring;  // this thread's vector of slot 0, step 0
+  int st;         // the slot the next take reads
+  WF_DEVICE uint32_t slot(int s, int u) const {
+    return ring + (uint32_t)((s * U + u) * DA_BLOCK * 16);
+  }
+  // The cursor's batch into slot s (one commit group, empty or not); the cursor moves on along
+  // the stream, across the planes.
+  WF_DEVICE void issue(int s) {
+    const int c1 = this->c1();
+    const i64 base = this->plane();
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = this->c0 + this->i0 + u * this->kps + this->kslot;
+      if (this->active && j < c1 && j != this->pos)
+        cp_async16(slot(s, u), this->arena + base + (i64)j * this->head_dim + this->d0);
+    }
+    cp_async_commit();
+    this->i0 += U * this->kps;
+    if (this->c0 + this->i0 >= c1) this->next_plane();
+  }
+  WF_DEVICE void start() {
+    ring = smem_addr(dynamic_shared_u16()) + thread_index() * 16;
+    st = 0;
+    for (int s = 0; s < DA_STAGES - 1; ++s) issue(s);
+  }
+  // The next batch into w: the slot before it (used by the last loop step) refilled first.
+  WF_DEVICE void take(uint32_t (&w)[U][4]) {
+    issue(st == 0 ? DA_STAGES - 1 : st - 1);
+    cp_async_wait<DA_STAGES - 1>();
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const wf_u32x4 t = lds_u32x4(slot(st, u));
+      w[u][0] = t.x;
+      w[u][1] = t.y;
+      w[u][2] = t.z;
+      w[u][3] = t.w;
+    }
+    st = st + 1 == DA_STAGES ? 0 : st + 1;
+  }
+  WF_DEVICE void turn() {}  // the ring's loads are ahead already
+  WF_DEVICE void finish() { cp_async_wait<0>(); }
+};
+constexpr bool DA_CP_ASYNC = true;
+#else
+constexpr bool DA_CP_ASYNC = false;
+#endif
+// The 16-bit KV kernels take the async path (a ring of at least 2 slots).
+constexpr bool DA_ASYNC = DA_CP_ASYNC && DA_STAGES > 1;
 
 // The key's score for each of the DA_GROUP heads, from the lanes' 8-dim partials part[g] over
 // the key's p2 lanes (p2 ≥ 4), by a transposing butterfly: at mask p2/2 a lane keeps heads
@@ -314,6 +391,7 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
                                         float scale, const int* step, int window,
                                         float softcap, int slot_id, int mode) {
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
+  constexpr bool RING = DA_ASYNC && Piece<KV>::ring;
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
   if (step != nullptr) {
     pos = step[1];
@@ -344,16 +422,24 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   const bool active = pc < pieces;
   const int d0 = pc * 8;
 
-  // The first K batch is in flight while the angles, q and the new key are worked out.
+  // The first K batches are in flight while the angles, q and the new key are worked out.
   const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * head_dim;  // elements
   const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * head_dim;
-  uint32_t kw[U][4], vw[U][4];  // the batch being used
-  if (mode != DA_KV_ONLY) {
-    load_batch<KV, U>(arena, kh, j0, 0, imin(j1, j0 + DA_CHUNK), kps, kslot, pos, head_dim, d0,
-                      active, kw);
-    prefetch_stream<KV>(arena, kh, vh, j0, imin(j1, j0 + DA_CHUNK), j1, U * kps,
-                        (1 + DA_PREFETCH) * U * kps, head_dim);
-  }
+  KvStream<KV, RING> kv;
+  kv.arena = arena;
+  kv.kh = kh;
+  kv.vh = vh;
+  kv.j1 = j1;
+  kv.pos = pos;
+  kv.kps = kps;
+  kv.kslot = kslot;
+  kv.head_dim = head_dim;
+  kv.d0 = d0;
+  kv.active = active;
+  kv.c0 = j0;
+  kv.i0 = 0;
+  kv.v = 0;
+  if (mode != DA_KV_ONLY) kv.start();
 
   WF_SHARED float sn[DA_MAX_HEAD_DIM / 2], cs[DA_MAX_HEAD_DIM / 2];
   // scores, then the waves' partial accumulators (16-byte vectors: stored 4 floats at a time)
@@ -420,14 +506,10 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   for (int c0 = j0; c0 < j1; c0 += DA_CHUNK) {
     const int c1 = imin(j1, c0 + DA_CHUNK), n = c1 - c0;
     if (c0 > j0 && t == 0) WF_PATH(slot_id, PATH_CHUNKS);
-    // (1) scores; the batch in kw (the first one loaded ahead), the next in flight meanwhile
-    if (c0 > j0) load_batch<KV, U>(arena, kh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, kw);
+    // (1) scores; the stream's next batches in flight meanwhile
     for (int i0 = 0; i0 < n; i0 += U * kps) {
-      uint32_t next[U][4];
-      load_batch<KV, U>(arena, kh, c0, i0 + U * kps, c1, kps, kslot, pos, head_dim, d0,
-                     active, next);
-      prefetch_stream<KV>(arena, kh, vh, c0, c1, j1, i0 + (1 + DA_PREFETCH) * U * kps,
-                          i0 + (2 + DA_PREFETCH) * U * kps, head_dim);
+      uint32_t kw[U][4];
+      kv.take(kw);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
@@ -462,13 +544,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
           buf[g * DA_CHUNK + i] = sv;
         }
       }
-#pragma unroll
-      for (int u = 0; u < U; ++u)
-#pragma unroll
-        for (int x = 0; x < 4; ++x) kw[u][x] = next[u][x];
     }
-    // The first V batch is in flight during the softmax.
-    load_batch<KV, U>(arena, vh, c0, 0, c1, kps, kslot, pos, head_dim, d0, active, vw);
+    kv.turn();     // the first V batches are in flight during the softmax
     block_sync();
     // (2) softmax over the sub-chunk: wave w takes head w (every wave runs the reductions)
     {
@@ -507,11 +584,8 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
       for (int e = 0; e < 8; ++e) acc[g][e] *= f;
     }
     for (int i0 = 0; i0 < n; i0 += U * kps) {
-      uint32_t next[U][4];
-      load_batch<KV, U>(arena, vh, c0, i0 + U * kps, c1, kps, kslot, pos, head_dim, d0,
-                     active, next);
-      prefetch_stream<KV>(arena, kh, vh, c0, c1, j1, n + i0 + (1 + DA_PREFETCH) * U * kps,
-                          n + i0 + (2 + DA_PREFETCH) * U * kps, head_dim);
+      uint32_t vw[U][4];
+      kv.take(vw);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int i = i0 + u * kps + kslot, j = c0 + i;
@@ -531,13 +605,11 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
           }
         }
       }
-#pragma unroll
-      for (int u = 0; u < U; ++u)
-#pragma unroll
-        for (int x = 0; x < 4; ++x) vw[u][x] = next[u][x];
     }
+    kv.turn();
     block_sync();  // buf is rewritten by the next sub-chunk's scores (or the partials below)
   }
+  kv.finish();  // no copy still lands in shared memory
 
   // Sum the accumulators over the key slots: inside the wave, then the waves in order.
   for (int m = p2; m < WAVE; m <<= 1) {

@@ -581,6 +581,13 @@ impl GpuBackend {
                 vendor.allow_dynamic_shared(kernels[name], mma_shared)?;
             }
         }
+        // The decode attention's ring (past the default with its static shared memory).
+        let attn_ring = ops::decode_attention::ring_bytes(vendor.info(), wave, DType::BF16);
+        if attn_ring > 0 {
+            for name in ops::decode_attention::RING_KERNELS {
+                vendor.allow_dynamic_shared(kernels[name], attn_ring)?;
+            }
+        }
         let attn_ws = GpuBuffer::new(&vendor, ops::decode_attention::WS_BYTES)?;
         vendor.memset(attn_ws.ptr, 0, attn_ws.bytes)?;
         let gemv_stage = GpuBuffer::new(&vendor, ops::gemv::GEMV_STAGE_BYTES)?;

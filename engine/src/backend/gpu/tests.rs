@@ -397,6 +397,7 @@ fn matrix_core_gemvs_take_a_weight_ring_on_nvidia_sm80_and_later() {
                 Call::Shared(name, bytes) => Some((name, bytes)),
                 _ => None,
             })
+            .filter(|(name, _)| super::ops::gemv::MMA_KERNELS.contains(&name.as_str()))
             .collect();
         if ring > 0 {
             let want: Vec<_> = super::ops::gemv::MMA_KERNELS
@@ -1283,6 +1284,86 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
                 && a.last() == Some(&KernelArg::I32(1))),
             "{calls:?}"
         );
+    }
+}
+
+/// On NVIDIA sm_80+ at WAVE=32 the decode attention's 16-bit KV kernels load K/V through a
+/// shared-memory ring (decode_attention.hip's async path, common.h WF_CP_ASYNC): the backend
+/// allows their four kernels the ring's 32 KiB of dynamic shared memory when it opens (past
+/// the default with their ~35 KiB of static), and a launch over a 16-bit cache asks for it.
+/// Q8_0 K/V, the emulated WAVE=64 and older devices launch with none.
+#[test]
+fn decode_attention_takes_a_kv_ring_on_nvidia_sm80_and_later() {
+    let ring = 32768u32;
+    for (arch, wave, kv, want) in [
+        ("sm_90", None, DType::BF16, ring),
+        ("sm_80", None, DType::F16, ring),
+        ("sm_90", None, DType::Q8_0Kv, 0),
+        ("sm_90", Some(64), DType::BF16, 0),
+        ("sm_75", None, DType::F16, 0),
+    ] {
+        let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
+        let b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
+        let allowed: Vec<_> = v
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Shared(name, bytes) if name.starts_with("decode_attention") => {
+                    Some((name, bytes))
+                }
+                _ => None,
+            })
+            .collect();
+        if wave.is_none() && arch != "sm_75" {
+            let names = super::ops::decode_attention::RING_KERNELS;
+            let expect: Vec<_> = names.iter().map(|n| (n.to_string(), ring)).collect();
+            assert_eq!(allowed, expect, "{arch}");
+        } else {
+            assert!(allowed.is_empty(), "{arch} {wave:?}: {allowed:?}");
+        }
+        let layout = KvLayout {
+            n_layers: 1,
+            n_kv_heads: 2,
+            head_dim: 64,
+            capacity: 512,
+            dtype: kv,
+        };
+        let mut cache = KvCache::new(&b, layout).unwrap();
+        let mut q = b.alloc(DType::F32, 4 * 64).unwrap();
+        let (k, vv) = (
+            b.alloc(DType::F32, 2 * 64).unwrap(),
+            b.alloc(DType::F32, 2 * 64).unwrap(),
+        );
+        let inv_freq = b.alloc(DType::F32, 33).unwrap();
+        let mut out = b.alloc(DType::F32, 4 * 64).unwrap();
+        let p = AttentionParams {
+            layer: 0,
+            pos0: 300,
+            rows: 1,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 64,
+            window: None,
+            score_scale: None,
+            softcap: None,
+        };
+        v.calls();
+        b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
+            .unwrap();
+        let calls = v.calls();
+        let launches: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Launch(name, cfg, _) => Some((name.as_str(), cfg.shared_bytes)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(launches.len(), 1, "{arch} {kv:?}: {calls:?}");
+        assert!(
+            launches[0].0.starts_with("decode_attention_"),
+            "{launches:?}"
+        );
+        assert_eq!(launches[0].1, want, "{arch} {wave:?} {kv:?}");
     }
 }
 

@@ -7,8 +7,8 @@
 //! the separate `rope_kv_write` and `attention` ops.
 
 use super::attention::ScoreArgs;
-use super::{kernel_args, suffix};
-use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
+use super::{cp_async_build, kernel_args, suffix};
+use crate::backend::gpu::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, AttentionParams, BatchRow, TensorInfo};
 use crate::error::{Error, Result};
@@ -26,6 +26,18 @@ const MIN_KEYS: usize = 64;
 pub(in crate::backend::gpu) const MAX_SPLITS: usize = 256;
 /// Largest head_dim (ABI: `DA_MAX_HEAD_DIM`).
 const MAX_HEAD_DIM: usize = 256;
+/// Key steps a load batch (ABI: `DA_UNROLL`).
+const UNROLL: usize = 2;
+/// Load batches in the async path's shared-memory ring (ABI: `DA_STAGES`; a kernel directory
+/// with fewer uses part of it).
+const RING_STAGES: usize = 4;
+/// The kernels with the async path (16-bit KV): their launches give the ring.
+pub(in crate::backend::gpu) const RING_KERNELS: [&str; 4] = [
+    "decode_attention_f16",
+    "decode_attention_bf16",
+    "decode_attention_rows_f16",
+    "decode_attention_rows_bf16",
+];
 /// Blocks per multiprocessor the split count aims at, at the longest contexts (ABI:
 /// `DA_MIN_BLOCKS`, the blocks the kernel's launch bounds make resident).
 const BLOCKS_PER_MP: usize = 2;
@@ -69,6 +81,19 @@ pub(in crate::backend::gpu) fn fusable(p: &AttentionParams, kv: DType) -> bool {
         && p.n_heads > 0
         && columns(p) <= WS_COUNTERS
         && p.n_heads * (p.head_dim + 2) <= WS_FLOATS
+}
+
+/// The dynamic shared memory of a decode attention launch over `kv` on this device: the ring of
+/// the async path (`RING_STAGES` batches of `UNROLL` key steps, a 16-byte vector a thread a
+/// step) where the kernels are built with it (common.h `WF_CP_ASYNC`) and the KV type takes it
+/// (16-bit), else none.
+pub(in crate::backend::gpu) fn ring_bytes(info: &DeviceInfo, wave: u32, kv: DType) -> u32 {
+    let sixteen = matches!(kv, DType::F16 | DType::BF16);
+    if sixteen && cp_async_build(info, wave) {
+        (RING_STAGES * UNROLL * BLOCK as usize * 16) as u32
+    } else {
+        0
+    }
 }
 
 /// The split count of the launch (`s_max`): enough block columns × splits to give every
@@ -370,7 +395,7 @@ fn launch_rows(
     let cfg = LaunchConfig {
         grid: (columns(p) as u32, l.s_max as u32, targets.len() as u32),
         block: (BLOCK, 1, 1),
-        shared_bytes: 0,
+        shared_bytes: ring_bytes(b.info(), b.wave(), layout.dtype),
     };
     let (ws, counters) = b.attention_workspace();
     let ptrs = [
@@ -429,7 +454,7 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
     let cfg = LaunchConfig {
         grid: (columns as u32, dims[6] as u32, 1),
         block: (BLOCK, 1, 1),
-        shared_bytes: 0,
+        shared_bytes: ring_bytes(b.info(), b.wave(), arena_dtype),
     };
     let tail = [
         KernelArg::F32(scores.scale),
@@ -460,6 +485,42 @@ mod tests {
             score_scale: None,
             softcap: None,
         }
+    }
+
+    /// The ring where common.h compiles the async path (NVIDIA sm_80+ at WAVE=32) and for the
+    /// 16-bit KV types only (Q8_0 keeps its register pipeline); 32 KiB there, which with the
+    /// kernel's ~35 KiB of static shared memory still lets two blocks share an SM of sm_80+.
+    #[test]
+    fn the_ring_is_on_nvidia_sm80_and_later_at_wave32_for_16_bit_kv() {
+        use crate::backend::gpu::vendor::Runtime;
+        let info = |runtime, arch: &str| DeviceInfo {
+            runtime,
+            ordinal: 0,
+            name: String::new(),
+            arch: arch.into(),
+            wave: 32,
+            total_memory: 1 << 30,
+            multiprocessors: 1,
+            runtime_version: String::new(),
+        };
+        let cuda = info(Runtime::Cuda, "sm_90");
+        assert_eq!(ring_bytes(&cuda, 32, DType::BF16), 32768);
+        assert_eq!(ring_bytes(&cuda, 32, DType::F16), 32768);
+        assert_eq!(ring_bytes(&cuda, 32, DType::Q8_0Kv), 0);
+        assert_eq!(ring_bytes(&cuda, 64, DType::BF16), 0, "the emulated wave64");
+        assert_eq!(
+            ring_bytes(&info(Runtime::Cuda, "sm_75"), 32, DType::BF16),
+            0
+        );
+        assert_eq!(
+            ring_bytes(&info(Runtime::Hip, "gfx1100"), 32, DType::F16),
+            0
+        );
+        assert_eq!(
+            ring_bytes(&info(Runtime::Hip, "gfx942"), 64, DType::BF16),
+            0
+        );
+        assert!(RING_STAGES >= 2, "the async path needs two slots");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! no convert pass and W is read once, at HBM bandwidth. The `launch_*` functions only queue work
 //! (no synchronization, no allocation): a decode step is captured into a graph around them.
 
-use crate::backend::gpu::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig, Runtime};
+use crate::backend::gpu::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, GpuBackend};
 use crate::backend::Activation;
 use crate::error::Result;
@@ -179,13 +179,7 @@ pub(in crate::backend::gpu) const MMA_KERNELS: [&str; 4] = [
 /// compiled exactly there) prefetches `MMA_STAGES` slabs of 32 k for the block's 16 weight
 /// rows (each of 256 threads two 16-byte vectors a slab) into shared memory.
 pub(in crate::backend::gpu) fn mma_ring_bytes(info: &DeviceInfo, wave: u32) -> usize {
-    let sm = info.arch.strip_prefix("sm_").and_then(|v| {
-        v.trim_end_matches(|c: char| c.is_ascii_alphabetic())
-            .parse::<u32>()
-            .ok()
-    });
-    let sync = info.runtime == Runtime::Cuda && wave == 32 && sm.is_some_and(|v| v >= 80);
-    if sync {
+    if super::cp_async_build(info, wave) {
         MMA_STAGES * 2 * GEMV_BLOCK as usize * 16
     } else {
         0
@@ -517,6 +511,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::gpu::vendor::Runtime;
 
     #[test]
     fn one_wave_per_row_at_both_waves() {

@@ -38,9 +38,22 @@ pub(super) mod rms_norm;
 pub(super) mod rope;
 pub(super) mod sampling;
 
-use super::vendor::{DevicePtr, KernelArg, LaunchConfig};
+use super::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig, Runtime};
 use crate::error::Result;
 use crate::tensor::DType;
+
+/// Whether the kernels built for this device and wave define common.h's `WF_CP_ASYNC` (the
+/// SYNC matrix path: NVIDIA sm_80+ at the native WAVE=32; not the emulated 64, not sm_75, not
+/// HIP): the kernels whose async path prefetches into a shared-memory ring then take it, and
+/// their launches must give the ring its dynamic shared memory.
+pub(in crate::backend::gpu) fn cp_async_build(info: &DeviceInfo, wave: u32) -> bool {
+    let sm = info.arch.strip_prefix("sm_").and_then(|v| {
+        v.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<u32>()
+            .ok()
+    });
+    info.runtime == Runtime::Cuda && wave == 32 && sm.is_some_and(|v| v >= 80)
+}
 
 /// Threads per block of the elementwise kernels (ABI: `ceil(n/256)` blocks of 256).
 pub(super) const ELEMENTWISE_BLOCK: u32 = 256;
