@@ -3,8 +3,9 @@
 # Debian's clang-19 and the HIP headers of libamdhip64-dev, for
 #   gfx90a (CDNA2, WAVE=64), gfx942 (CDNA3, WAVE=64), gfx1100 (RDNA3, WAVE=32),
 # plus the checks around it:
-#   1. ci/kernel-abi-check.py: the extern "C" entry points match the kernel ABI (and the
-#      checker's own self-test);
+#   1. ci/kernel-abi-check.py: the extern "C" entry points match the kernel ABI, the GPU
+#      backend's launch constants (block sizes, rings, tiles) the kernels' (and the checker's
+#      own self-test);
 #   2. ci/kernel-math-check.cpp: common.h's 16-bit conversions and sin/cos against independent
 #      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
 #      qgemv.hip's block decoders run on the host against gguf-py's dequantized values

@@ -9,7 +9,11 @@ Usage (python3, standard library only):
   kernel-abi-check.py [--kernels DIR]
       Parses every `extern "C" __global__` entry point in DIR/*.hip (default: kernels/) and
       checks it against the table: the set of kernels, the file each lives in, the parameter
-      list (types and names), and __launch_bounds__ (= the ABI block size).
+      list (types and names), and __launch_bounds__ (= the ABI block size). Then the host's
+      launch constants: every `const` of the GPU backend (engine/src/backend/gpu, or --host
+      DIR) whose doc comment names a kernel constant, "(ABI: `NAME`", must equal the
+      `constexpr int NAME` of kernels/ (a block size, a ring's depth, a tile: a host that
+      sizes a launch for other numbers than the kernel's reads or writes out of bounds).
   kernel-abi-check.py asm --arch gfx942 --wave 64 DIR [--report]
       Checks AMDGPU assembly (clang -S output, DIR/*.s) against the table: every ABI kernel is
       present, its kernel arguments have the ABI's sizes and kinds, max_flat_workgroup_size is
@@ -217,6 +221,73 @@ def check_sources(files):
     return errors
 
 
+CONSTANT_EXPR = re.compile(r'constexpr\s+int\s+([A-Za-z_][A-Za-z_0-9]*)\s*=\s*([^;]+);')
+
+
+def eval_int(expr, values):
+    """A constexpr int's value from integers, known names, + - * / and parentheses (C++
+    division of non-negative values), or None where it is anything else."""
+    names = re.findall(r"[A-Za-z_][A-Za-z_0-9]*", expr)
+    if any(n not in values for n in names):
+        return None
+    text = re.sub(r"[A-Za-z_][A-Za-z_0-9]*", lambda m: str(values[m.group(0)]), expr)
+    if not re.fullmatch(r"[0-9+\-*/() \t\n]+", text):
+        return None
+    try:
+        return int(eval(text.replace("/", "//"), {"__builtins__": {}}))  # digits and operators
+    except (SyntaxError, ZeroDivisionError):
+        return None
+
+
+HOST_CONST = re.compile(
+    r'((?:[ \t]*///[^\n]*\n)+)[ \t]*(?:pub(?:\([^)]*\))?\s+)?const\s+([A-Za-z_][A-Za-z_0-9]*)\s*:'
+    r'\s*[A-Za-z0-9_]+\s*=\s*([^;]+);')
+ABI_NAME = re.compile(r'\(ABI: `([A-Za-z_][A-Za-z_0-9]*)`')
+
+
+def check_host_constants(files, host_files):
+    """Every host const documented "(ABI: `NAME`" against kernels' `constexpr int NAME`."""
+    kernel_consts, errors = {}, []
+    for name, text in files.items():
+        values = {}  # this file's constexpr ints, in order (an expression of earlier ones)
+        for k, expr in CONSTANT_EXPR.findall(strip_comments(text)):
+            v = eval_int(expr, values)
+            if v is not None:
+                values[k] = v
+                kernel_consts.setdefault(k, (name, v))
+    checked = 0
+    for path, text in sorted(host_files.items()):
+        for doc, const, value in HOST_CONST.findall(text):
+            m = ABI_NAME.search(" ".join(doc.split()))
+            if not m or not re.fullmatch(r"[A-Z][A-Z0-9_]*", m.group(1)):
+                continue  # no kernel constant named (an enum, a grid formula)
+            kname = m.group(1)
+            where = f"{path}: const {const} (ABI: {kname})"
+            if kname not in kernel_consts:
+                errors.append(f"{where}: no kernel file defines `constexpr int {kname}`")
+                continue
+            literal = value.strip().replace("_", "")
+            if not re.fullmatch(r"\d+", literal):
+                errors.append(f"{where}: the value `{value.strip()}` is not an integer literal")
+                continue
+            kfile, kvalue = kernel_consts[kname]
+            checked += 1
+            if int(literal) != kvalue:
+                errors.append(f"{where} = {literal}, but {kfile} has {kname} = {kvalue}")
+    if host_files and checked == 0:
+        errors.append("no host constant names a kernel constant: is --host the GPU backend?")
+    return errors
+
+
+def read_host(host_dir):
+    """The GPU backend's Rust sources under host_dir, by path relative to it."""
+    files = {}
+    for path in sorted(glob.glob(os.path.join(host_dir, "**", "*.rs"), recursive=True)):
+        with open(path, encoding="utf-8") as f:
+            files[os.path.relpath(path, host_dir)] = f.read()
+    return files
+
+
 def read_sources(kernels_dir):
     files = {}
     for path in sorted(glob.glob(os.path.join(kernels_dir, "*.hip"))):
@@ -337,9 +408,10 @@ def print_report(arch, wave, meta):
 
 # --- self-test --------------------------------------------------------------------------------
 
-def self_test(kernels_dir):
+def self_test(kernels_dir, host_dir):
     """Each planted drift must produce an error naming the kernel."""
     base = read_sources(kernels_dir)
+    host = read_host(host_dir)
     failures, checks = 0, 2  # the two direct checks below, plus one per expect()
 
     def expect(label, files, needle):
@@ -379,6 +451,25 @@ def self_test(kernels_dir):
            "    .name:           softmax_rows\n    .vgpr_count:     7\n    .vgpr_spill_count: 3\n"
            "    .wavefront_size: 64\namdhsa.target:   amdgcn-amd-amdhsa--gfx942\n...\n"
            "\t.end_amdgpu_metadata\n")
+    checks += 4
+    clean = check_host_constants(base, host)
+    print(("ok   " if not clean else "FAIL ") + "self-test: the host's ABI constants match")
+    failures += bool(clean)
+    f = dict(base)
+    f["decode_attention.hip"] = f["decode_attention.hip"].replace(
+        "constexpr int DA_STAGES = ", "constexpr int DA_STAGES = 1")
+    errs = check_host_constants(f, host)
+    ok = any("RING_STAGES (ABI: DA_STAGES)" in e for e in errs)
+    print(("ok   " if ok else "FAIL ") + "self-test: a kernel constant the host does not follow")
+    failures += not ok
+    h = {k: v.replace("(ABI: `DA_UNROLL`)", "(ABI: `DA_UNROLLS`)") for k, v in host.items()}
+    ok = any("no kernel file defines `constexpr int DA_UNROLLS`" in e
+             for e in check_host_constants(base, h))
+    print(("ok   " if ok else "FAIL ") + "self-test: a host doc naming no kernel constant")
+    failures += not ok
+    ok = bool(check_host_constants(base, {"x.rs": "/// nothing (ABI: `Mode`)\nconst A: u32 = 1;\n"}))
+    print(("ok   " if ok else "FAIL ") + "self-test: a host directory with no ABI constants")
+    failures += not ok
     meta = parse_metadata(asm)
     ok = (meta.get("softmax_rows", {}).get("vgpr_spill_count") == "3"
           and len(meta["softmax_rows"]["args"]) == 2)
@@ -393,6 +484,7 @@ def main():
     default_kernels = os.path.join(here, "..", "kernels")
     ap = argparse.ArgumentParser(description="Check kernels/ against the kernel ABI.")
     ap.add_argument("--kernels", default=default_kernels)
+    ap.add_argument("--host", default=os.path.join(here, "..", "engine", "src", "backend", "gpu"))
     sub = ap.add_subparsers(dest="cmd")
     a = sub.add_parser("asm", help="check compiled AMDGPU assembly")
     a.add_argument("dir")
@@ -403,7 +495,7 @@ def main():
     args = ap.parse_args()
 
     if args.cmd == "self-test":
-        return 0 if self_test(args.kernels) else 1
+        return 0 if self_test(args.kernels, args.host) else 1
     if args.cmd == "asm":
         errors, meta = check_asm(args.dir, args.arch, args.wave, args.report)
         what = f"{len(meta)} kernels in {args.dir} ({args.arch}, WAVE={args.wave})"
@@ -412,8 +504,9 @@ def main():
         if not files:
             print(f"kernel-abi-check: no .hip files in {args.kernels}", file=sys.stderr)
             return 1
-        errors = check_sources(files)
-        what = f"{len(ABI)} ABI kernels in {len(files)} files of {os.path.normpath(args.kernels)}"
+        errors = check_sources(files) + check_host_constants(files, read_host(args.host))
+        what = (f"{len(ABI)} ABI kernels in {len(files)} files of {os.path.normpath(args.kernels)}"
+                " and the host's ABI constants")
     for e in errors:
         print(f"kernel-abi-check: {e}", file=sys.stderr)
     print(f"kernel-abi-check: {what}: " + ("ok" if not errors else f"{len(errors)} problem(s)"))
