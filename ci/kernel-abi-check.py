@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The kernel ABI as data, and the checks that hold kernels/ (and their compiled code) to it.
 
-The ABI table below is the one the GPU backend's Rust side launches against (gpu_abi.md; the
-semantics are the Backend trait's). If a kernel's name, file, parameter types or names, or its
+The ABI table below is the one the GPU backend's Rust side launches against
+(engine/src/backend/gpu/ops; the semantics are the Backend trait's). If a kernel's name, file, parameter types or names, or its
 block size drift from it, this fails, so the two sides cannot drift silently.
 
 Usage (python3, standard library only):
@@ -217,7 +217,8 @@ def check_sources(files):
             errors.append(f"{kernel}: __launch_bounds__ {got_block}, the ABI block is {block}")
     for kernel in sorted(set(found) - set(ABI)):
         errors.append(f"{kernel}: extern \"C\" kernel in {found[kernel][0]} is not in the ABI "
-                      "(add it to the table in ci/kernel-abi-check.py and gpu_abi)")
+                      "(add it to the table in ci/kernel-abi-check.py and its launch in "
+                      "engine/src/backend/gpu/ops)")
     return errors
 
 
@@ -467,7 +468,8 @@ def self_test(kernels_dir, host_dir):
              for e in check_host_constants(base, h))
     print(("ok   " if ok else "FAIL ") + "self-test: a host doc naming no kernel constant")
     failures += not ok
-    ok = bool(check_host_constants(base, {"x.rs": "/// nothing (ABI: `Mode`)\nconst A: u32 = 1;\n"}))
+    none = {"x.rs": "/// nothing (ABI: `Mode`)\nconst A: u32 = 1;\n"}
+    ok = bool(check_host_constants(base, none))
     print(("ok   " if ok else "FAIL ") + "self-test: a host directory with no ABI constants")
     failures += not ok
     meta = parse_metadata(asm)
