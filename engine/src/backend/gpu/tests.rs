@@ -1287,6 +1287,64 @@ fn one_row_or_a_batched_pass_of_up_to_16_is_one_gemv_launch_and_more_a_gemm_per_
     }
 }
 
+/// One decode row's tensors for the fused attention: 4 query heads over 2 KV heads of 64 dims
+/// (q, k, v, the frequencies, out) and a one-layer cache of `kv` with `capacity` positions.
+struct DecodeRow {
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    inv_freq: GpuTensor,
+    out: GpuTensor,
+    cache: KvCache<GpuTensor>,
+}
+
+impl DecodeRow {
+    fn new(b: &GpuBackend, kv: DType, capacity: usize) -> Self {
+        let layout = KvLayout {
+            n_layers: 1,
+            n_kv_heads: 2,
+            head_dim: 64,
+            capacity,
+            dtype: kv,
+        };
+        DecodeRow {
+            q: b.alloc(DType::F32, 4 * 64).unwrap(),
+            k: b.alloc(DType::F32, 2 * 64).unwrap(),
+            v: b.alloc(DType::F32, 2 * 64).unwrap(),
+            inv_freq: b.alloc(DType::F32, 33).unwrap(),
+            out: b.alloc(DType::F32, 4 * 64).unwrap(),
+            cache: KvCache::new(b, layout).unwrap(),
+        }
+    }
+
+    /// The row's params at `pos0` with `window` (no score scale, no soft-cap).
+    fn params(pos0: usize, window: Option<usize>) -> AttentionParams {
+        AttentionParams {
+            layer: 0,
+            pos0,
+            rows: 1,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 64,
+            window,
+            score_scale: None,
+            softcap: None,
+        }
+    }
+
+    fn attend(&mut self, b: &GpuBackend, p: AttentionParams) -> Result<()> {
+        let DecodeRow {
+            q,
+            k,
+            v,
+            inv_freq,
+            out,
+            cache,
+        } = self;
+        b.rope_attention(q, k, v, inv_freq, cache, out, p, None)
+    }
+}
+
 /// On NVIDIA sm_80+ at WAVE=32 the decode attention's 16-bit KV kernels load K/V through a
 /// shared-memory ring (decode_attention.hip's async path, common.h WF_CP_ASYNC): the backend
 /// allows their four kernels the ring's 32 KiB of dynamic shared memory when it opens (past
@@ -1321,35 +1379,9 @@ fn decode_attention_takes_a_kv_ring_on_nvidia_sm80_and_later() {
         } else {
             assert!(allowed.is_empty(), "{arch} {wave:?}: {allowed:?}");
         }
-        let layout = KvLayout {
-            n_layers: 1,
-            n_kv_heads: 2,
-            head_dim: 64,
-            capacity: 512,
-            dtype: kv,
-        };
-        let mut cache = KvCache::new(&b, layout).unwrap();
-        let mut q = b.alloc(DType::F32, 4 * 64).unwrap();
-        let (k, vv) = (
-            b.alloc(DType::F32, 2 * 64).unwrap(),
-            b.alloc(DType::F32, 2 * 64).unwrap(),
-        );
-        let inv_freq = b.alloc(DType::F32, 33).unwrap();
-        let mut out = b.alloc(DType::F32, 4 * 64).unwrap();
-        let p = AttentionParams {
-            layer: 0,
-            pos0: 300,
-            rows: 1,
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 64,
-            window: None,
-            score_scale: None,
-            softcap: None,
-        };
+        let mut row = DecodeRow::new(&b, kv, 512);
         v.calls();
-        b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
-            .unwrap();
+        row.attend(&b, DecodeRow::params(300, None)).unwrap();
         let calls = v.calls();
         let launches: Vec<_> = calls
             .iter()
@@ -1373,36 +1405,10 @@ fn decode_attention_takes_a_kv_ring_on_nvidia_sm80_and_later() {
 fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let layout = KvLayout {
-        n_layers: 1,
-        n_kv_heads: 2,
-        head_dim: 64,
-        capacity: 16,
-        dtype: DType::F16,
-    };
-    let mut cache = KvCache::new(&b, layout).unwrap();
-    let mut q = b.alloc(DType::F32, 4 * 64).unwrap();
-    let (k, vv) = (
-        b.alloc(DType::F32, 2 * 64).unwrap(),
-        b.alloc(DType::F32, 2 * 64).unwrap(),
-    );
-    let inv_freq = b.alloc(DType::F32, 33).unwrap();
-    let mut out = b.alloc(DType::F32, 4 * 64).unwrap();
+    let mut row = DecodeRow::new(&b, DType::F16, 16);
     for window in [None, Some(16), Some(5)] {
-        let p = AttentionParams {
-            layer: 0,
-            pos0: 9,
-            rows: 1,
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 64,
-            window,
-            score_scale: None,
-            softcap: None,
-        };
         v.calls();
-        b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
-            .unwrap();
+        row.attend(&b, DecodeRow::params(9, window)).unwrap();
         let calls = v.calls();
         let launches: Vec<_> = calls
             .iter()
@@ -1425,18 +1431,11 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
     }
     // Gemma 2: its score scale and soft-cap as the fused kernel's launch constants.
     let p = AttentionParams {
-        layer: 0,
-        pos0: 9,
-        rows: 1,
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 64,
-        window: Some(4),
         score_scale: Some(0.0625),
         softcap: Some(50.0),
+        ..DecodeRow::params(9, Some(4))
     };
-    b.rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, p, None)
-        .unwrap();
+    row.attend(&b, p).unwrap();
     let calls = v.calls();
     let Call::Launch(name, _, args) = &calls[0] else {
         panic!("{calls:?}")
@@ -1456,9 +1455,7 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
         softcap: Some(f32::NAN),
         ..p
     };
-    assert!(b
-        .rope_attention(&mut q, &k, &vv, &inv_freq, &mut cache, &mut out, bad, None)
-        .is_err());
+    assert!(row.attend(&b, bad).is_err());
     assert!(v.calls().is_empty());
 }
 
