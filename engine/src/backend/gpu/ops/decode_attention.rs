@@ -31,6 +31,7 @@ const UNROLL: usize = 2;
 /// Load batches in the async path's shared-memory ring (ABI: `DA_STAGES`; a kernel directory
 /// with fewer uses part of it).
 const RING_STAGES: usize = 4;
+const _: () = assert!(RING_STAGES >= 2, "the async path needs two slots");
 /// The kernels with the async path (16-bit KV): their launches give the ring.
 pub(in crate::backend::gpu) const RING_KERNELS: [&str; 4] = [
     "decode_attention_f16",
@@ -520,7 +521,6 @@ mod tests {
             ring_bytes(&info(Runtime::Hip, "gfx942"), 64, DType::BF16),
             0
         );
-        assert!(RING_STAGES >= 2, "the async path needs two slots");
     }
 
     #[test]
