@@ -18,6 +18,7 @@
 # greedy run, its bench. Every GPU test runs with WAVEFRONT_REQUIRE_GPU=1.
 # Results are gathered in /tmp/wavefront-results/<stage> and come back as one archive,
 # $OUT/<stage>.tar.gz (the tool returns at most 8 files); a short table is printed last.
+# Several stages in one call (the same stage twice among them): ci/device-chain.sh.
 set -uo pipefail
 # Each command runs under its own `timeout`, which puts it in a process group of its own and
 # kills that whole group when it expires (ncu's target and bench --serve's server with it).
