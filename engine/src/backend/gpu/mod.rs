@@ -359,6 +359,9 @@ pub fn q8_activations_by_default(weight: DType) -> bool {
 pub struct GpuBackend {
     vendor: Arc<dyn Vendor>,
     wave: u32,
+    /// The kernels define common.h's `WF_CP_ASYNC` (ops::cp_async_build): the rings of the
+    /// matrix-core GEMVs and of the decode attention are in their launches' shared memory.
+    cp_async: bool,
     kernels: HashMap<&'static str, FunctionHandle>,
     scratch: Mutex<Scratch>,
     /// How each kernel file's code object was obtained (for `info --devices` and tests).
@@ -575,14 +578,15 @@ impl GpuBackend {
             });
         }
         // The matrix-core GEMVs' launches past the runtime's default dynamic shared memory.
-        let mma_shared = ops::gemv::mma_max_shared_bytes(vendor.info(), wave);
+        let cp_async = ops::cp_async_build(vendor.info(), wave);
+        let mma_shared = ops::gemv::mma_max_shared_bytes(wave, cp_async);
         if mma_shared > 48 * 1024 {
             for name in ops::gemv::MMA_KERNELS {
                 vendor.allow_dynamic_shared(kernels[name], mma_shared)?;
             }
         }
         // The decode attention's ring (past the default with its static shared memory).
-        let attn_ring = ops::decode_attention::ring_bytes(vendor.info(), wave, DType::BF16);
+        let attn_ring = ops::decode_attention::ring_bytes(cp_async, DType::BF16);
         if attn_ring > 0 {
             for name in ops::decode_attention::RING_KERNELS {
                 vendor.allow_dynamic_shared(kernels[name], attn_ring)?;
@@ -617,6 +621,7 @@ impl GpuBackend {
         Ok(GpuBackend {
             vendor,
             wave,
+            cp_async,
             kernels,
             scratch: Mutex::new(Scratch::default()),
             origins,
@@ -763,6 +768,11 @@ impl GpuBackend {
     /// `WAVEFRONT_NO_FLASH_ATTENTION` said: for A/B measurements and tests.
     pub fn set_flash_attention(&mut self, on: bool) {
         self.flash_attention = on;
+    }
+
+    /// Whether the kernels have their cp.async rings (ops::cp_async_build, decided once).
+    pub(in crate::backend::gpu) fn cp_async(&self) -> bool {
+        self.cp_async
     }
 
     /// The WAVE the kernels were built with.

@@ -7,8 +7,8 @@
 //! the separate `rope_kv_write` and `attention` ops.
 
 use super::attention::ScoreArgs;
-use super::{cp_async_build, kernel_args, suffix};
-use crate::backend::gpu::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig};
+use super::{kernel_args, suffix};
+use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, int, GpuBackend, GpuTensor};
 use crate::backend::{check_tensor, AttentionParams, BatchRow, TensorInfo};
 use crate::error::{Error, Result};
@@ -88,9 +88,9 @@ pub(in crate::backend::gpu) fn fusable(p: &AttentionParams, kv: DType) -> bool {
 /// the async path (`RING_STAGES` batches of `UNROLL` key steps, a 16-byte vector a thread a
 /// step) where the kernels are built with it (common.h `WF_CP_ASYNC`) and the KV type takes it
 /// (16-bit), else none.
-pub(in crate::backend::gpu) fn ring_bytes(info: &DeviceInfo, wave: u32, kv: DType) -> u32 {
+pub(in crate::backend::gpu) fn ring_bytes(cp_async: bool, kv: DType) -> u32 {
     let sixteen = matches!(kv, DType::F16 | DType::BF16);
-    if sixteen && cp_async_build(info, wave) {
+    if sixteen && cp_async {
         (RING_STAGES * UNROLL * BLOCK as usize * 16) as u32
     } else {
         0
@@ -396,7 +396,7 @@ fn launch_rows(
     let cfg = LaunchConfig {
         grid: (columns(p) as u32, l.s_max as u32, targets.len() as u32),
         block: (BLOCK, 1, 1),
-        shared_bytes: ring_bytes(b.info(), b.wave(), layout.dtype),
+        shared_bytes: ring_bytes(b.cp_async(), layout.dtype),
     };
     let (ws, counters) = b.attention_workspace();
     let ptrs = [
@@ -455,7 +455,7 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
     let cfg = LaunchConfig {
         grid: (columns as u32, dims[6] as u32, 1),
         block: (BLOCK, 1, 1),
-        shared_bytes: ring_bytes(b.info(), b.wave(), arena_dtype),
+        shared_bytes: ring_bytes(b.cp_async(), arena_dtype),
     };
     let tail = [
         KernelArg::F32(scores.scale),
@@ -493,34 +493,32 @@ mod tests {
     /// kernel's ~35 KiB of static shared memory still lets two blocks share an SM of sm_80+.
     #[test]
     fn the_ring_is_on_nvidia_sm80_and_later_at_wave32_for_16_bit_kv() {
-        use crate::backend::gpu::vendor::Runtime;
-        let info = |runtime, arch: &str| DeviceInfo {
-            runtime,
-            ordinal: 0,
-            name: String::new(),
-            arch: arch.into(),
-            wave: 32,
-            total_memory: 1 << 30,
-            multiprocessors: 1,
-            runtime_version: String::new(),
+        use super::super::cp_async_build;
+        use crate::backend::gpu::vendor::{DeviceInfo, Runtime};
+        let ring = |runtime, arch: &str, wave, kv| {
+            let info = DeviceInfo {
+                runtime,
+                ordinal: 0,
+                name: String::new(),
+                arch: arch.into(),
+                wave: 32,
+                total_memory: 1 << 30,
+                multiprocessors: 1,
+                runtime_version: String::new(),
+            };
+            ring_bytes(cp_async_build(&info, wave), kv)
         };
-        let cuda = info(Runtime::Cuda, "sm_90");
-        assert_eq!(ring_bytes(&cuda, 32, DType::BF16), 32768);
-        assert_eq!(ring_bytes(&cuda, 32, DType::F16), 32768);
-        assert_eq!(ring_bytes(&cuda, 32, DType::Q8_0Kv), 0);
-        assert_eq!(ring_bytes(&cuda, 64, DType::BF16), 0, "the emulated wave64");
+        assert_eq!(ring(Runtime::Cuda, "sm_90", 32, DType::BF16), 32768);
+        assert_eq!(ring(Runtime::Cuda, "sm_90", 32, DType::F16), 32768);
+        assert_eq!(ring(Runtime::Cuda, "sm_90", 32, DType::Q8_0Kv), 0);
         assert_eq!(
-            ring_bytes(&info(Runtime::Cuda, "sm_75"), 32, DType::BF16),
-            0
+            ring(Runtime::Cuda, "sm_90", 64, DType::BF16),
+            0,
+            "the emulated wave64"
         );
-        assert_eq!(
-            ring_bytes(&info(Runtime::Hip, "gfx1100"), 32, DType::F16),
-            0
-        );
-        assert_eq!(
-            ring_bytes(&info(Runtime::Hip, "gfx942"), 64, DType::BF16),
-            0
-        );
+        assert_eq!(ring(Runtime::Cuda, "sm_75", 32, DType::BF16), 0);
+        assert_eq!(ring(Runtime::Hip, "gfx1100", 32, DType::F16), 0);
+        assert_eq!(ring(Runtime::Hip, "gfx942", 64, DType::BF16), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! no convert pass and W is read once, at HBM bandwidth. The `launch_*` functions only queue work
 //! (no synchronization, no allocation): a decode step is captured into a graph around them.
 
-use crate::backend::gpu::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig};
+use crate::backend::gpu::vendor::{DevicePtr, KernelArg, LaunchConfig};
 use crate::backend::gpu::{bad, GpuBackend};
 use crate::backend::Activation;
 use crate::error::Result;
@@ -158,7 +158,7 @@ fn mma_inputs(
         launch_stage(b, op, dtype, x, norm, k, n_in)?
     };
     let mut cfg = mma_grid(op, tiles, n_in)?;
-    let ring = mma_ring_bytes(b.info(), b.wave);
+    let ring = mma_ring_bytes(b.cp_async());
     cfg.shared_bytes = mma_shared_bytes(b.wave, if in_lds { staged } else { 0 }, ring);
     Ok((xh, cfg))
 }
@@ -178,8 +178,8 @@ pub(in crate::backend::gpu) const MMA_KERNELS: [&str; 4] = [
 /// have none: their SYNC path on NVIDIA sm_80+ at the native WAVE=32 (common.h `WF_CP_ASYNC`,
 /// compiled exactly there) prefetches `MMA_STAGES` slabs of 32 k for the block's 16 weight
 /// rows (each of 256 threads two 16-byte vectors a slab) into shared memory.
-pub(in crate::backend::gpu) fn mma_ring_bytes(info: &DeviceInfo, wave: u32) -> usize {
-    if super::cp_async_build(info, wave) {
+pub(in crate::backend::gpu) fn mma_ring_bytes(cp_async: bool) -> usize {
+    if cp_async {
         MMA_STAGES * 2 * GEMV_BLOCK as usize * 16
     } else {
         0
@@ -194,8 +194,8 @@ fn mma_shared_bytes(wave: u32, staged: usize, ring: usize) -> u32 {
 }
 
 /// The most dynamic shared memory a matrix-core GEMV launch takes on this device.
-pub(in crate::backend::gpu) fn mma_max_shared_bytes(info: &DeviceInfo, wave: u32) -> u32 {
-    mma_shared_bytes(wave, GEMV_LDS_MAX, mma_ring_bytes(info, wave))
+pub(in crate::backend::gpu) fn mma_max_shared_bytes(wave: u32, cp_async: bool) -> u32 {
+    mma_shared_bytes(wave, GEMV_LDS_MAX, mma_ring_bytes(cp_async))
 }
 
 /// The staged rows' stride: K rounded up to 8 (each row on 16 bytes).
@@ -511,7 +511,7 @@ pub(in crate::backend::gpu) fn launch_gemv_swiglu(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::gpu::vendor::Runtime;
+    use crate::backend::gpu::vendor::{DeviceInfo, Runtime};
 
     #[test]
     fn one_wave_per_row_at_both_waves() {
@@ -658,7 +658,8 @@ mod tests {
     /// the emulated 64, not sm_75, not HIP). Past 48 KiB at the largest staged rows.
     #[test]
     fn the_weight_ring_is_on_nvidia_sm80_and_later_at_wave32_only() {
-        let ring = |rt, arch, wave| mma_ring_bytes(&info(rt, arch), wave);
+        let ring =
+            |rt, arch, wave| mma_ring_bytes(super::super::cp_async_build(&info(rt, arch), wave));
         assert_eq!(ring(Runtime::Cuda, "sm_90", 32), 32768);
         assert_eq!(ring(Runtime::Cuda, "sm_80", 32), 32768);
         assert_eq!(ring(Runtime::Cuda, "sm_90a", 32), 32768);
@@ -672,11 +673,17 @@ mod tests {
         assert_eq!(ring(Runtime::Hip, "gfx1100", 32), 0);
         assert_eq!(ring(Runtime::Hip, "gfx942:sramecc+:xnack-", 64), 0);
         assert_eq!(
-            mma_max_shared_bytes(&info(Runtime::Cuda, "sm_90"), 32),
+            mma_max_shared_bytes(
+                32,
+                super::super::cp_async_build(&info(Runtime::Cuda, "sm_90"), 32)
+            ),
             65536
         );
         assert_eq!(
-            mma_max_shared_bytes(&info(Runtime::Hip, "gfx942"), 64),
+            mma_max_shared_bytes(
+                64,
+                super::super::cp_async_build(&info(Runtime::Hip, "gfx942"), 64)
+            ),
             32768
         );
     }
