@@ -2,8 +2,9 @@
 """The kernel ABI as data, and the checks that hold kernels/ (and their compiled code) to it.
 
 The ABI table below is the one the GPU backend's Rust side launches against
-(engine/src/backend/gpu/ops; the semantics are the Backend trait's). If a kernel's name, file, parameter types or names, or its
-block size drift from it, this fails, so the two sides cannot drift silently.
+(engine/src/backend/gpu/ops; the semantics are the Backend trait's). If a kernel's name, file,
+parameter types or names, or its block size drift from it, this fails, so the two sides cannot
+drift silently.
 
 Usage (python3, standard library only):
   kernel-abi-check.py [--kernels DIR]
