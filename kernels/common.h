@@ -892,6 +892,41 @@ WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {
   }
 }
 
+// The matrix-instruction attention kernels' softmax helpers (flash_attention.hip, the decode
+// attention's matrix form): scores in log2 units (q carries scale · log2 e).
+constexpr float FA_LOG2E = 1.4426950408889634f;
+
+// 2^x, approximate (≤ 2 ulp): the softmax weights (rounded to 16 bits after) need no more.
+WF_DEVICE float fa_exp2(float x) {
+#if defined(WF_HIP) && __has_builtin(__builtin_amdgcn_exp2f)
+  return __builtin_amdgcn_exp2f(x);
+#elif defined(WF_HIP)
+  return __builtin_exp2f(x);  // older clang (HIP 5.x hipRTC): llvm.exp2, v_exp_f32 with range scaling
+#elif defined(WF_CUDA)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  return __builtin_exp2f(x);  // a host test that compiles the device section
+#endif
+}
+
+// Gemma 2's soft-cap of a score in log2 units, x = s·log2 e: c' · tanh(x / c') with c' = c·log2 e
+// and k = −2 / c (the host's): tanh |t| = (1 − e) / (1 + e), e = 2^(k·|x|) = e^(−2|s| / c) from
+// the approximate fa_exp2 (its argument one rounding off: e within ~3u relative), so ≤ 8u·c'
+// absolute, 8u·c in natural units (conformance: the attention cases' cap term); the same
+// function as wf_softcap above, with the matrix path's cheaper exponential.
+WF_DEVICE float fa_softcap(float x, float cap, float k) {
+  const float a = x < 0.0f ? -x : x;
+  const float e = fa_exp2(k * a);
+  const float th = (1.0f - e) / (1.0f + e);
+  return (x < 0.0f ? -th : th) * cap;
+}
+
+// The reference a row's weights are taken against: its running max m, or 0 while m = −inf
+// (no key of the row seen yet: every weight is 0, and −inf − −inf would be NaN).
+WF_DEVICE float fa_ref(float m) { return m == -wf_inf() ? 0.0f : m; }
+
 // ---------------------------------------------------------------------------------------------
 // Wave matrix multiply-accumulate: one abstraction over the vendors' matrix instructions (the
 // prefill attention's tiles). A wave computes C (16×16, f32) += A (16×16) · B (16×16), A and B

@@ -97,37 +97,6 @@ template <>
 struct FaTile<256> {
   static constexpr int MT = 1, BN = 16, BATCH = WF_MMA == WF_MMA_WMMA ? 1 : 4, SPLIT = 2;
 };
-constexpr float FA_LOG2E = 1.4426950408889634f;
-
-// 2^x, approximate (≤ 2 ulp): the softmax weights (rounded to 16 bits after) need no more.
-WF_DEVICE float fa_exp2(float x) {
-#if defined(WF_HIP) && __has_builtin(__builtin_amdgcn_exp2f)
-  return __builtin_amdgcn_exp2f(x);
-#elif defined(WF_HIP)
-  return __builtin_exp2f(x);  // older clang (HIP 5.x hipRTC): llvm.exp2, v_exp_f32 with range scaling
-#else
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-#endif
-}
-
-// Gemma 2's soft-cap of a score in log2 units, x = s·log2 e: c' · tanh(x / c') with c' = c·log2 e
-// and k = −2 / c (the host's): tanh |t| = (1 − e) / (1 + e), e = 2^(k·|x|) = e^(−2|s| / c) from
-// the approximate fa_exp2 (its argument one rounding off: e within ~3u relative), so ≤ 8u·c'
-// absolute, 8u·c in natural units (conformance: the attention cases' cap term); the same
-// function as common.h wf_softcap, with the matrix path's cheaper exponential.
-WF_DEVICE float fa_softcap(float x, float cap, float k) {
-  const float a = x < 0.0f ? -x : x;
-  const float e = fa_exp2(k * a);
-  const float th = (1.0f - e) / (1.0f + e);
-  return (x < 0.0f ? -th : th) * cap;
-}
-
-// The reference a row's weights are taken against: its running max m, or 0 while m = −inf
-// (no key of the row seen yet: every weight is 0, and −inf − −inf would be NaN).
-WF_DEVICE float fa_ref(float m) { return m == -wf_inf() ? 0.0f : m; }
-
 // How a K/V piece of 8 dims (element e, a multiple of 8) of an arena of storage codec S is
 // fetched into 4 registers and becomes 8 matrix-input values in shared memory, and the codec
 // of the matrix instructions (Mma). 16-bit KV: one 16-byte vector, stored as it is. Q8_0
