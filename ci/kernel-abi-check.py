@@ -100,6 +100,16 @@ DECODE_ATTENTION_ROWS = ("const float* q, const float* k, const float* v, const 
 for suffix in ("f16", "bf16", "q8_0"):
     ABI[f"decode_attention_rows_{suffix}"] = ("decode_attention.hip", DECODE_ATTENTION_ROWS, 256,
                                               "(n_kv_heads*slabs, s_max, rows)")
+# The matrix-instruction forms (head_dim = HD, 16-bit KV, 16 query heads a block): blocks of 4
+# waves, so the block is a function of WAVE (a string the asm check evaluates per target).
+for hd in (64, 128):
+    for suffix in ("f16", "bf16"):
+        ABI[f"decode_attention_mma_{hd}_{suffix}"] = (
+            "decode_attention.hip", DECODE_ATTENTION, "4*WAVE",
+            "(n_kv_heads*ceil(n_heads/n_kv_heads/16), s_max)")
+        ABI[f"decode_attention_mma_rows_{hd}_{suffix}"] = (
+            "decode_attention.hip", DECODE_ATTENTION_ROWS, "4*WAVE",
+            "(n_kv_heads*ceil(n_heads/n_kv_heads/16), s_max, rows)")
 FLASH_ATTENTION = ATTENTION.replace(", const int* step", "").replace(
     "float softcap", "float softcap_log2, float softcap_k")
 # HD 256 splits each row tile's dims over a pair of waves: half the rows a block, twice the tiles.
@@ -160,6 +170,27 @@ ENTRY = re.compile(
     r'(?:__launch_bounds__\s*\(\s*([A-Za-z_0-9]+)\s*(?:,\s*[A-Za-z_0-9]+\s*)?\)\s+)?'
     r'([A-Za-z_][A-Za-z_0-9]*)\s*\(([^)]*)\)', re.S)
 CONSTANT = re.compile(r'constexpr\s+int\s+([A-Za-z_][A-Za-z_0-9]*)\s*=\s*(\d+)\s*;')
+CONST_EXPR = re.compile(r'constexpr\s+int\s+([A-Za-z_][A-Za-z_0-9]*)\s*=\s*([^;]+);')
+
+
+def block_expr(expr, consts):
+    """A launch bound's constexpr expression with the file's constexpr ints put in and the
+    spaces taken out ("DM_WAVES * WAVE" -> "4*WAVE"): a block that depends on WAVE."""
+    text = re.sub(r"[A-Za-z_][A-Za-z_0-9]*",
+                  lambda m: str(consts.get(m.group(0), m.group(0))), expr)
+    return "".join(text.split())
+
+
+def block_at(block, wave):
+    """An ABI block (an int, or an expression of WAVE such as "4*WAVE") at WAVE = wave."""
+    if isinstance(block, int):
+        return block
+    if not re.fullmatch(r"[0-9*WAVE]+", block):
+        raise ValueError(f"ABI block {block!r} is not a product of integers and WAVE")
+    value = 1
+    for factor in block.split("*"):
+        value *= wave if factor == "WAVE" else int(factor)
+    return value
 
 
 def strip_comments(text):
@@ -184,10 +215,13 @@ def parse_sources(files):
     for name, text in files.items():
         text = strip_comments(text)
         consts = {k: int(v) for k, v in CONSTANT.findall(text)}
+        exprs = dict(CONST_EXPR.findall(text))
         for bound, kernel, params in ENTRY.findall(text):
             block = None
             if bound:
                 block = int(bound) if bound.isdigit() else consts.get(bound)
+                if block is None and bound in exprs:
+                    block = block_expr(exprs[bound], consts)
                 if block is None:
                     errors.append(f"{name}: {kernel}: __launch_bounds__({bound}) is not a "
                                   "constexpr int of the file")
@@ -374,7 +408,7 @@ def check_asm(asm_dir, arch, wave, report):
                if not a.get("value_kind", "").startswith("hidden_")]
         if got != want:
             errors.append(f"{arch} {kernel}: kernel arguments {got} differ from the ABI's {want}")
-        if e.get("max_flat_workgroup_size") != str(block):
+        if e.get("max_flat_workgroup_size") != str(block_at(block, wave)):
             errors.append(f"{arch} {kernel}: max_flat_workgroup_size "
                           f"{e.get('max_flat_workgroup_size')}, the ABI block is {block}")
         if e.get("wavefront_size") != str(wave):
@@ -441,6 +475,15 @@ def self_test(kernels_dir, host_dir):
     f = dict(base)
     f["attention.hip"] = f["attention.hip"].replace("ATTENTION_BLOCK = 128", "ATTENTION_BLOCK = 256")
     expect("a block size change", f, "attention_f32: __launch_bounds__")
+    f = dict(base)
+    f["decode_attention.hip"] = f["decode_attention.hip"].replace(
+        "constexpr int DM_WAVES = 4;", "constexpr int DM_WAVES = 2;")
+    expect("a wave-dependent block size change", f,
+           "decode_attention_mma_64_f16: __launch_bounds__ 2*WAVE")
+    at = all(block_at("4*WAVE", w) == b for w, b in ((32, 128), (64, 256)))
+    print(("ok   " if at else "FAIL ") + "self-test: a block of 4*WAVE is 128 at WAVE=32, 256 at 64")
+    failures += not at
+    checks += 1
     f = dict(base)
     f["convert.hip"] += f["elementwise.hip"][f["elementwise.hip"].index('extern "C"'):]
     f.pop("elementwise.hip")

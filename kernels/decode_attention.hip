@@ -10,6 +10,10 @@
 // with a sliding window of w keys (window = w > 0, a launch constant) a = max(0, p + 1 − w).
 // The soft-cap (Gemma 2's attention logit soft-cap, common.h wf_softcap) is a launch constant
 // too (0: off), so its branch is uniform.
+// Two kernels compute it: the vector kernel below (decode_attention_{T}: every head dim and KV
+// type, f32 products) and, further down, the matrix-instruction one (decode_attention_mma_{HD}_
+// {T}: 16-bit KV at head dims 64 and 128, q and the softmax weights rounded to T), which the
+// host takes where it can (ops/decode_attention.rs Kernel::pick).
 //
 // Shapes: q (n_heads, head_dim), k, v (n_kv_heads, head_dim) f32 (the QKV projection's outputs,
 //   before RoPE; q is not written); inv_freq (head_dim / 2 + 1) f32 (the frequencies, then the
@@ -115,7 +119,8 @@ enum DecodeAttentionPath {
   PATH_SOFTCAP,
   PATH_ROWS,
   PATH_KV_ONLY,
-  PATH_ATTEND_ONLY
+  PATH_ATTEND_ONLY,
+  PATH_TAIL
 };
 // What a launch does at the row's position p (`mode`; the one-row kernels: DA_FULL).
 enum DecodeAttentionMode {
@@ -382,6 +387,90 @@ WF_DEVICE float head_score(float (&part)[DA_GROUP], int pc, int p2) {
   return h;
 }
 
+// The split combine of a block column (flash-decoding's reduction pass), called by every thread
+// of each block that wrote its split's partials: per head h of the column's h0 .. h0 + gb,
+// part_acc (n_heads, s_max, head_dim) the split's unnormalized output and part_ml (n_heads, s_max,
+// 2) its running max m and sum ℓ (LOG2: m in log2 units, the weights 2^(s − m); else natural,
+// e^(s − m)). Fences, bumps the column's counter; the block that brings it to n_split (the last)
+// resets it and combines the splits in split order — out = Σ_s acc_s·w_s / Σ_s ℓ_s·w_s, w_s =
+// e^(m_s − M) (2^ with LOG2), M = max_s m_s — reading the other blocks' partials from L2
+// (wf_load_coherent). `buf`: shared memory of 2 · GROUP · DA_MAX_SPLITS floats, free; `last`: a
+// shared int.
+// ELEMS: elements a thread of the combine takes at once, ROUND: splits' partials of each loaded
+// together (ELEMS · ROUND loads in flight; the vector kernel takes 1 · 8: more held registers
+// its main loop spills on NVIDIA).
+template <int BLOCK, int GROUP, bool LOG2, int ELEMS, int ROUND>
+WF_DEVICE void da_combine(const float* part_acc, const float* part_ml, int* counter, int n_split,
+                          int gb, int h0, int head_dim, int s_max, float* out, float* buf,
+                          int* last, int slot_id) {
+  const int t = thread_index();
+  wf_fence_device();
+  block_sync();
+  if (t == 0) *last = wf_atomic_add(counter, 1) == n_split - 1;
+  block_sync();
+  if (!*last) return;
+  wf_fence_device();
+  if (t == 0) {
+    WF_PATH(slot_id, PATH_COMBINE);
+    wf_atomic_exch(counter, 0);  // ready for the next launch
+  }
+  // The splits' (m, ℓ) of the block's heads into shared memory, then each thread combines its
+  // (head, dim) elements, loading 8 splits' partials at a time.
+  float* cm = buf;                          // (GROUP, n_split)
+  float* cl = buf + GROUP * DA_MAX_SPLITS;  // (GROUP, n_split)
+  for (int x = t; x < gb * n_split; x += BLOCK) {
+    const int g = x / n_split, u = x - g * n_split;
+    const float* ml = part_ml + ((i64)(h0 + g) * s_max + u) * 2;
+    cm[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml);
+    cl[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml + 1);
+  }
+  block_sync();
+  // Each thread's elements x = t, t + BLOCK, … in groups of ELEMS, whose ROUND splits'
+  // partials are loaded together: ELEMS · ROUND loads from L2 in flight (each round trip to L2
+  // is a fixed cost of a short context's launch).
+  for (int x0 = t; x0 < gb * head_dim; x0 += ELEMS * BLOCK) {
+    const float* pa[ELEMS];
+    const float* gm[ELEMS];
+    const float* gl[ELEMS];
+    float big[ELEMS], num[ELEMS], den[ELEMS];
+#pragma unroll
+    for (int i = 0; i < ELEMS; ++i) {
+      const int x = imin(x0 + i * BLOCK, gb * head_dim - 1);  // past the end: a copy, unused
+      const int g = x / head_dim, d = x - g * head_dim;
+      pa[i] = part_acc + (i64)(h0 + g) * s_max * head_dim + d;
+      gm[i] = cm + g * DA_MAX_SPLITS;
+      gl[i] = cl + g * DA_MAX_SPLITS;
+      big[i] = -wf_inf();
+      for (int u = 0; u < n_split; ++u) big[i] = max_num(big[i], gm[i][u]);
+      num[i] = den[i] = 0.0f;
+    }
+    for (int u0 = 0; u0 < n_split; u0 += ROUND) {
+      float a[ELEMS][ROUND];
+#pragma unroll
+      for (int i = 0; i < ELEMS; ++i)
+#pragma unroll
+        for (int u = 0; u < ROUND; ++u)
+          a[i][u] = u0 + u < n_split ? wf_load_coherent(pa[i] + (i64)(u0 + u) * head_dim) : 0.0f;
+#pragma unroll
+      for (int i = 0; i < ELEMS; ++i)
+#pragma unroll
+        for (int u = 0; u < ROUND; ++u) {
+          if (u0 + u < n_split) {
+            const float f =
+                LOG2 ? fa_exp2(gm[i][u0 + u] - big[i]) : wf_expf(gm[i][u0 + u] - big[i]);
+            num[i] += a[i][u] * f;
+            den[i] += gl[i][u0 + u] * f;
+          }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < ELEMS; ++i) {
+      const int x = x0 + i * BLOCK;
+      if (x < gb * head_dim) out[(i64)h0 * head_dim + x] = num[i] / den[i];
+    }
+  }
+}
+
 template <class KV>
 WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const float* v,
                                         const float* inv_freq, typename KV::storage* arena,
@@ -645,52 +734,456 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     }
   }
   if (single) return;
-  wf_fence_device();
-  block_sync();
-  int* counter = counters + block_index_x();
-  if (t == 0) last = wf_atomic_add(counter, 1) == n_split - 1;
-  block_sync();
-  if (!last) return;
-  wf_fence_device();
-  if (t == 0) {
-    WF_PATH(slot_id, PATH_COMBINE);
-    wf_atomic_exch(counter, 0);  // ready for the next launch
-  }
-  // The splits' (m, ℓ) of the block's heads into shared memory (buf is free again), then each
-  // thread combines its (head, dim) elements, loading 8 splits' partials at a time.
-  float* cm = buf;                            // (DA_GROUP, n_split)
-  float* cl = buf + DA_GROUP * DA_MAX_SPLITS;  // (DA_GROUP, n_split)
-  for (int x = t; x < gb * n_split; x += DA_BLOCK) {
-    const int g = x / n_split, u = x - g * n_split;
-    const float* ml = part_ml + ((i64)(h0 + g) * s_max + u) * 2;
-    cm[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml);
-    cl[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml + 1);
-  }
-  block_sync();
-  for (int x = t; x < gb * head_dim; x += DA_BLOCK) {
-    const int g = x / head_dim, d = x - g * head_dim, h = h0 + g;
-    const float* pa = part_acc + (i64)h * s_max * head_dim + d;
-    const float* gm = cm + g * DA_MAX_SPLITS;
-    const float* gl = cl + g * DA_MAX_SPLITS;
-    float big = -wf_inf();
-    for (int u = 0; u < n_split; ++u) big = max_num(big, gm[u]);
-    float num = 0.0f, den = 0.0f;
-    for (int u0 = 0; u0 < n_split; u0 += 8) {
-      float a[8];
+  da_combine<DA_BLOCK, DA_GROUP, false, 1, 8>(part_acc, part_ml, counters + block_index_x(), n_split, gb,
+                                        h0, head_dim, s_max, out, buf, &last, slot_id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix-instruction form (decode_attention_mma_{HD}_{T}, HD ∈ {64, 128}, T ∈ {f16, bf16}):
+// the same contract, partition into splits and workspace as the kernel above, with head_dim = HD
+// and 16 query heads a block (DM_GROUP: one m-tile of the matrix instructions; a GQA group of
+// more is split into slabs of 16), the scores and P·V on common.h's wave matrix multiply (mma:
+// mma.sync on NVIDIA sm_80+, MFMA on CDNA, WMMA on RDNA3, the FMA twin elsewhere, the emulated
+// WAVE=64 among them), in flash_attention.hip's manner for one m-tile:
+//   q rotated, times scale · log2 e, rounded to T (the A fragments, rows h0 .. h0 + gb of the
+//   m-tile, zeros past them); the split's keys in tiles of DM_TILE = 16; wave w of the DM_WAVES
+//   = 4 takes tiles w, w + 4, …: K and V tiles in the wave's own shared memory (rows padded by
+//   DM_PAD values), S = Q·Kᵀ (16 × 16, f32), keys past the split masked with −inf (soft-capped
+//   first), an online softmax in log2 units in registers (fa_exp2), P rounded to T as the A
+//   operand of O += P·V. Every wave runs ceil(tiles / 4) iterations: on the register path a
+//   wave past the split's tiles masks a whole tile of zeros (the emulated wave's syncs are
+//   block-wide), on the async path it skips the tile (its slot is not filled).
+//   Loading: on the async path (WF_CP_ASYNC: NVIDIA sm_80+ at WAVE=32) a ring of DM_RING tiles a
+//   wave, cp.async DM_RING − 1 tiles ahead (a wave-level wait: the lanes read each other's
+//   rows); elsewhere the next tile into registers while the current one computes, then stored.
+//   The key at p comes from shared memory (the rounded new key and value), rows past the split
+//   are zeros (never read from the arena).
+//   The waves' (m, ℓ, O) merged in shared memory (O of the gb valid rows), then as above: out =
+//   O / ℓ (one split), or the split's partials (m in log2 units) and da_combine<…, true>.
+// Launch: grid (n_kv_heads · ceil(G / 16), s_max), block DM_BLOCK = DM_WAVES · WAVE threads
+//   (128 at WAVE=32, 256 at WAVE=64); dynamic shared memory (the host's mma_shared_bytes): the
+//   largest of the waves' tiles (DM_WAVES · stages · 2 · DM_TILE · (HD + DM_PAD) · 2 bytes,
+//   stages = DM_RING on the async path, else 1), the merge (DM_WAVES · DM_GROUP · (HD + 2)
+//   floats) and the combine (2 · DM_GROUP · DA_MAX_SPLITS floats).
+// Rounding (conformance derives the tolerance from it, as for the flash kernel): q and the
+//   softmax weights P rounded to T; scores, the running max and sum, and O in f32; ℓ adds the
+//   unrounded weights.
+// Paths (slot 6 + 2·(HD == 128) + T's codec id − 1; the rows forms 10 + the same): the
+//   kernel above's, where they apply (no sub-chunks), and
+//   tail:  a tile past the split's last key (masked keys)
+constexpr int DM_WAVES = 4;
+constexpr int DM_BLOCK = DM_WAVES * WAVE;
+constexpr int DM_GROUP = 16;    // query heads a block: the rows of one m-tile
+constexpr int DM_TILE = 16;     // keys a wave's tile: the k of P·V
+constexpr int DM_PAD = 8;       // values of padding a tile row (conflict-free fragment reads)
+constexpr int DM_RING = 3;      // tiles in a wave's ring on the async path
+constexpr int DM_MIN_KEYS = 64;  // fewest keys a split takes
+constexpr int DM_COMBINE_ELEMS = 4;  // elements a thread of the split combine takes at once
+constexpr int DM_COMBINE_ROUND = 8;  // splits of each element loaded together
+#if defined(WF_CP_ASYNC)
+constexpr bool DM_ASYNC = true;
+#else
+constexpr bool DM_ASYNC = false;
+#endif
+
+// RDNA3's fragments take 8 registers each (all 16 k of a row or column), and the 128-dim
+// kernel spilled there (gfx1100, clang 19: 41 to 346 VGPRs spilled in the forms tried) until
+// it held neither q's A fragments nor the next tile: it reads q's fragments from shared memory
+// at each use (DM_Q_REGS false), loads each tile at the top of its iteration (DM_PREFETCH
+// false: other waves hide the wait) and keeps the fragments' reads in order (dm_order): 236
+// VGPRs, no spills. Everywhere else a wave holds both.
+constexpr bool DM_Q_REGS = WF_MMA != WF_MMA_WMMA;
+#if !defined(WF_CP_ASYNC)
+constexpr bool DM_PREFETCH = WF_MMA != WF_MMA_WMMA;
+#endif
+
+// RDNA3: the fragments' shared-memory reads stay in program order, one product's at a time
+// (the compiler would read all of a loop's ahead, 8 registers each); elsewhere nothing.
+WF_DEVICE void dm_order() {
+#if WF_MMA == WF_MMA_WMMA
+  asm volatile("" ::: "memory");
+#endif
+}
+
+// A fragment kk (dims 16·kk ..) of q's rows (shared memory, rows of ld values).
+WF_DEVICE MmaA dm_q_fragment(const uint16_t* qs, int ld, int kk) {
+  const int lane = wave_lane();
+  MmaA a;
 #pragma unroll
-      for (int u = 0; u < 8; ++u)
-        a[u] = u0 + u < n_split ? wf_load_coherent(pa + (i64)(u0 + u) * head_dim) : 0.0f;
+  for (int j = 0; j < MMA_A_N / 2; ++j) {
+    const int i = 2 * j;  // values i, i + 1: the same row, consecutive k
+    a.r[j] = lds_u32(qs + mma_a_row(lane, i) * ld + 16 * kk + mma_a_k(lane, i));
+  }
+  return a;
+}
+
+// Piece u of a lane's share of a tile plane (DM_TILE rows of HD / 8 pieces of 8 values):
+// row r, first value c.
+template <int HD>
+WF_DEVICE void dm_piece(int lane, int u, int& r, int& c) {
+  const int x = lane + WAVE * u;
+  r = x / (HD / 8);
+  c = (x - r * (HD / 8)) * 8;
+}
+
+// A wave's K/V tiles: tile i of the wave is the split's tile w + DM_WAVES · i, keys key0 ..
+// key0 + DM_TILE − 1; rows at or past j1 are zeros, the row of p the new key and value
+// (shared memory, 16-bit), the others from the arena.
+template <class KV, int HD>
+struct DmTiles {
+  enum { PER = DM_TILE * HD / 8 / WAVE, PLANE = DM_TILE * (HD + DM_PAD) };
+  const uint16_t* arena;
+  i64 kh, vh;
+  const wf_u32x4* knew;  // the new key's HD / 8 vectors, then the value's
+  int j0, j1, pos, w, lane;
+  uint16_t* ring;  // the wave's first tile
+  WF_DEVICE int key0(int i) const { return j0 + (w + DM_WAVES * i) * DM_TILE; }
+  WF_DEVICE uint16_t* k_tile(int slot) const { return ring + slot * 2 * PLANE; }
+  // The 16-byte vector of a row that is not read from the arena: the new key's (or value's),
+  // or zeros past the split.
+  WF_DEVICE wf_u32x4 special(int j, int c, int plane) const {
+    const wf_u32x4 zero = {0u, 0u, 0u, 0u};
+    return j == pos ? knew[plane * (HD / 8) + c / 8] : zero;
+  }
+#if defined(WF_CP_ASYNC)
+  // The async path: tile i into ring slot `slot` (one commit group, empty past the tiles).
+  WF_DEVICE void issue(int i, int slot) {
+    const int k0 = key0(i);
+    uint16_t* kt = k_tile(slot);
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        if (u0 + u < n_split) {
-          const float f = wf_expf(gm[u0 + u] - big);
-          num += a[u] * f;
-          den += gl[u0 + u] * f;
-        }
+    for (int u = 0; u < PER; ++u) {
+      if (k0 >= j1) break;  // a tile past the split: nothing to load
+      int r, c;
+      dm_piece<HD>(lane, u, r, c);
+      const int j = k0 + r;
+      uint16_t* dk = kt + r * (HD + DM_PAD) + c;
+      if (j < j1 && j != pos) {
+        cp_async16(smem_addr(dk), arena + kh + (i64)j * HD + c);
+        cp_async16(smem_addr(dk + PLANE), arena + vh + (i64)j * HD + c);
+      } else {
+        *(wf_u32x4*)dk = special(j, c, 0);
+        *(wf_u32x4*)(dk + PLANE) = special(j, c, 1);
       }
     }
-    out[(i64)h * head_dim + d] = num / den;
+    cp_async_commit();
   }
+#endif
+  // The register path without prefetch: tile i into the wave's tile (slot 0), one plane at a
+  // time (half the registers of fetch and put).
+  WF_DEVICE void copy(int i) const {
+    const int k0 = key0(i);
+#pragma unroll
+    for (int plane = 0; plane < 2; ++plane) {
+      uint32_t x[PER][4];
+#pragma unroll
+      for (int u = 0; u < PER; ++u) {
+        int r, c;
+        dm_piece<HD>(lane, u, r, c);
+        const int j = k0 + r;
+        if (j < j1 && j != pos) Piece<KV>::load(arena, (plane ? vh : kh) + (i64)j * HD + c, x[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < PER; ++u) {
+        int r, c;
+        dm_piece<HD>(lane, u, r, c);
+        const int j = k0 + r;
+        const wf_u32x4 y = {x[u][0], x[u][1], x[u][2], x[u][3]};
+        *(wf_u32x4*)(ring + plane * PLANE + r * (HD + DM_PAD) + c) =
+            j < j1 && j != pos ? y : special(j, c, plane);
+      }
+    }
+  }
+  // The register path: tile i's arena rows into registers.
+  WF_DEVICE void fetch(int i, uint32_t (&kr)[PER][4], uint32_t (&vr)[PER][4]) const {
+    const int k0 = key0(i);
+#pragma unroll
+    for (int u = 0; u < PER; ++u) {
+      int r, c;
+      dm_piece<HD>(lane, u, r, c);
+      const int j = k0 + r;
+      if (j < j1 && j != pos) {
+        Piece<KV>::load(arena, kh + (i64)j * HD + c, kr[u]);
+        Piece<KV>::load(arena, vh + (i64)j * HD + c, vr[u]);
+      }
+    }
+  }
+  // ... and from registers into the wave's tile (slot 0), the special rows with them.
+  WF_DEVICE void put(int i, const uint32_t (&kr)[PER][4], const uint32_t (&vr)[PER][4]) const {
+    const int k0 = key0(i);
+#pragma unroll
+    for (int u = 0; u < PER; ++u) {
+      int r, c;
+      dm_piece<HD>(lane, u, r, c);
+      const int j = k0 + r;
+      uint16_t* dk = ring + r * (HD + DM_PAD) + c;
+      const bool mem = j < j1 && j != pos;
+      const wf_u32x4 kx = {kr[u][0], kr[u][1], kr[u][2], kr[u][3]};
+      const wf_u32x4 vx = {vr[u][0], vr[u][1], vr[u][2], vr[u][3]};
+      *(wf_u32x4*)dk = mem ? kx : special(j, c, 0);
+      *(wf_u32x4*)(dk + PLANE) = mem ? vx : special(j, c, 1);
+    }
+  }
+};
+
+template <class KV, int HD>
+WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const float* v,
+                                           const float* inv_freq, uint16_t* arena, float* out,
+                                           float* ws, int* counters, int layer, int pos,
+                                           int n_heads, int n_kv_heads, int capacity, int s_max,
+                                           float scale, const int* step, int window,
+                                           float softcap, int slot_id, int mode) {
+  constexpr int LD = HD + DM_PAD;
+  constexpr int KS = HD / 16;  // k-steps of Q·Kᵀ, n-tiles of O
+  constexpr int STAGES = DM_ASYNC ? DM_RING : 1;
+  typedef DmTiles<KV, HD> Tiles;
+  static_assert(DM_TILE * HD / 8 % WAVE == 0, "a tile plane is whole vectors a lane");
+  static_assert(!DM_ASYNC || DM_RING >= 2, "the ring needs two tiles");
+  const int t = thread_index(), lane = wave_lane(), w = wave_index();
+  if (step != nullptr) {
+    pos = step[1];
+    if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);
+  }
+  if (pos < 0 || pos >= capacity || s_max < 1 || s_max > DA_MAX_SPLITS) return;
+  const int group = n_heads / n_kv_heads;
+  const int slabs = (group + DM_GROUP - 1) / DM_GROUP;
+  const int kvh = block_index_x() / slabs, slab = block_index_x() - kvh * slabs;
+  const int h0 = kvh * group + slab * DM_GROUP;  // first query head of the block
+  const int gb = imin(DM_GROUP, group - slab * DM_GROUP);
+  if (mode == DA_KV_ONLY && s_max != 1) return;  // the host's contract: one split
+  const int first = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;  // a
+  const int len = pos + 1 - first;  // the keys a ..= p
+  int n_split = imin(s_max, (len + DM_MIN_KEYS - 1) / DM_MIN_KEYS);
+  const int per = (len + n_split - 1) / n_split;
+  n_split = (len + per - 1) / per;
+  const int s = block_index_y();
+  if (s >= n_split) return;
+  if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
+  const int j0 = first + s * per, j1 = imin(pos + 1, j0 + per);
+  const int half = HD / 2;
+  const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * HD;  // elements
+  const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * HD;
+
+  WF_SHARED float sn[HD / 2], cs[HD / 2];
+  WF_SHARED wf_u32x4 qs4[DM_GROUP * LD / 8];  // q rounded, (DM_GROUP, LD) 16-bit
+  WF_SHARED wf_u32x4 new4[2 * HD / 8];        // the new key, then value, rounded (16-bit)
+  WF_SHARED uint16_t scratch[DM_WAVES * 16 * MMA_SCRATCH_LD];
+  WF_SHARED int last;
+  const uint16_t* qs = (const uint16_t*)qs4;
+  const float fpos = (float)pos;
+  const float attn_factor = inv_freq[half];
+  for (int d = t; d < half; d += DM_BLOCK) {
+    wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
+    sn[d] *= attn_factor;
+    cs[d] *= attn_factor;
+  }
+  block_sync();
+  // q's rows (zeros past gb), rotated, times scale · log2 e, rounded to T.
+  const float qscale = scale * FA_LOG2E;
+  for (int x = t; x < DM_GROUP * HD / 8; x += DM_BLOCK) {
+    const int g = x / (HD / 8), d0 = (x - g * (HD / 8)) * 8;
+    float f[8] = {};
+    if (g < gb) rope_piece(q + (i64)(h0 + g) * HD, d0, half, sn, cs, f);
+    uint32_t wd[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      wd[e] = pack_u16x2(KV::store_hw(f[2 * e] * qscale), KV::store_hw(f[2 * e + 1] * qscale));
+    qs4[(g * LD + d0) / 8] = wf_u32x4{wd[0], wd[1], wd[2], wd[3]};
+  }
+  // The new key and value (rounded to T) into shared memory, and into the arena at p.
+  const bool has_new = j1 == pos + 1;  // this split holds key p (the same for the whole block)
+  if (has_new && t < HD / 8) {
+    const int d0 = t * 8;
+    float kn[8], vn[8];
+    rope_piece(k + (i64)kvh * HD, d0, half, sn, cs, kn);
+    load_f32x4(v + (i64)kvh * HD + d0, *(float(*)[4])vn);
+    load_f32x4(v + (i64)kvh * HD + d0 + 4, *(float(*)[4])(vn + 4));
+    uint32_t kq[4], vq[4];
+    Piece<KV>::round(kn, kq);
+    Piece<KV>::round(vn, vq);
+    new4[t] = wf_u32x4{kq[0], kq[1], kq[2], kq[3]};
+    new4[HD / 8 + t] = wf_u32x4{vq[0], vq[1], vq[2], vq[3]};
+    if (slab == 0 && mode != DA_ATTEND_ONLY) {
+      WF_PATH(slot_id, PATH_WRITE);
+      if (mode == DA_KV_ONLY && t == 0) WF_PATH(slot_id, PATH_KV_ONLY);
+      Piece<KV>::store(arena, kh + (i64)pos * HD + d0, kq, t);
+      Piece<KV>::store(arena, vh + (i64)pos * HD + d0, vq, t);
+    }
+  }
+  if (mode == DA_ATTEND_ONLY && slab == 0 && t == 0 && has_new) WF_PATH(slot_id, PATH_ATTEND_ONLY);
+  if (mode == DA_KV_ONLY) return;  // the whole block: has_new holds for its one split
+  block_sync();
+
+  // q's A fragments: held in registers, or (RDNA3, whose fragments take 8 registers each)
+  // read from shared memory at each use.
+  MmaA qa[DM_Q_REGS ? KS : 1];
+#pragma unroll
+  for (int kk = 0; kk < (DM_Q_REGS ? KS : 0); ++kk) qa[kk] = dm_q_fragment(qs, LD, kk);
+
+  Tiles tiles;
+  tiles.arena = arena;
+  tiles.kh = kh;
+  tiles.vh = vh;
+  tiles.knew = new4;
+  tiles.j0 = j0;
+  tiles.j1 = j1;
+  tiles.pos = pos;
+  tiles.w = w;
+  tiles.lane = lane;
+  tiles.ring = dynamic_shared_u16() + w * STAGES * 2 * Tiles::PLANE;
+  const int n_tiles = (j1 - j0 + DM_TILE - 1) / DM_TILE;
+  const int iters = (n_tiles + DM_WAVES - 1) / DM_WAVES;  // the same for every wave
+  uint16_t* wscratch = scratch + w * 16 * MMA_SCRATCH_LD;
+  const float cap2 = softcap * FA_LOG2E, cap_k = softcap > 0.0f ? -2.0f / softcap : 0.0f;
+
+  float m[MMA_ROWS], l[MMA_ROWS];
+#pragma unroll
+  for (int r = 0; r < MMA_ROWS; ++r) {
+    m[r] = -wf_inf();
+    l[r] = 0.0f;
+  }
+  MmaC o[KS];
+#pragma unroll
+  for (int n = 0; n < KS; ++n) mma_zero(o[n]);
+
+#if defined(WF_CP_ASYNC)
+  for (int i = 0; i < STAGES - 1; ++i) tiles.issue(i, i);
+#else
+  uint32_t kr[Tiles::PER][4], vr[Tiles::PER][4];  // the next tile's arena rows
+  if (DM_PREFETCH) {
+    tiles.fetch(0, kr, vr);
+    tiles.put(0, kr, vr);
+  }
+#endif
+  for (int i = 0; i < iters; ++i) {
+#if defined(WF_CP_ASYNC)
+    cp_async_wait<STAGES - 2>();
+    wave_sync();  // tile i landed for every lane; every lane is past tile i − 1's slot
+    tiles.issue(i + STAGES - 1, (i + STAGES - 1) % STAGES);
+    // A tile wholly past the split (the wave's last ones) was not filled: nothing to add (the
+    // wave's remaining tiles are past it too; no sync follows on this path).
+    if (tiles.key0(i) >= j1) continue;
+    const uint16_t* kt = tiles.k_tile(i % STAGES);
+#else
+    if (!DM_PREFETCH) tiles.copy(i);
+    wave_sync();  // tile i stored by every lane
+    if (DM_PREFETCH && i + 1 < iters) tiles.fetch(i + 1, kr, vr);
+    const uint16_t* kt = tiles.k_tile(0);
+#endif
+    const uint16_t* vt = kt + Tiles::PLANE;
+    const int key0 = tiles.key0(i);
+    if (t == 0) WF_PATH(slot_id, PATH_KEYS);
+    MmaC sc;
+    mma_zero(sc);
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      mma<KV>(sc, DM_Q_REGS ? qa[kk] : dm_q_fragment(qs, LD, kk), mma_b_nk(kt + 16 * kk, LD));
+      dm_order();
+    }
+    if (softcap > 0.0f) {  // before the mask: a masked score stays −inf
+      if (t == 0) WF_PATH(slot_id, PATH_SOFTCAP);
+#pragma unroll
+      for (int e = 0; e < MMA_C; ++e) sc.c[e] = fa_softcap(sc.c[e], cap2, cap_k);
+    }
+    if (key0 + DM_TILE > j1) {
+      if (lane == 0) WF_PATH(slot_id, PATH_TAIL);
+#pragma unroll
+      for (int e = 0; e < MMA_C; ++e)
+        if (key0 + mma_c_col(lane, e) >= j1) sc.c[e] = -wf_inf();
+    }
+    if (key0 <= pos && pos < key0 + DM_TILE && lane == 0) WF_PATH(slot_id, PATH_NEW);
+    // Online softmax (log2 units: q carries scale · log2 e).
+    float mx[MMA_ROWS], corr[MMA_ROWS], sum[MMA_ROWS];
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) mx[r] = -wf_inf();
+#pragma unroll
+    for (int e = 0; e < MMA_C; ++e) mx[mma_c_slot(e)] = max_num(mx[mma_c_slot(e)], sc.c[e]);
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) {
+      // m stays −inf while the wave has seen no key (a tile wholly past the split): the
+      // weights (all 0) and the correction are taken against 0 then, not −inf.
+      const float m_new = max_num(m[r], mma_row_max(mx[r]));
+      corr[r] = fa_exp2(m[r] - fa_ref(m_new));
+      m[r] = m_new;
+      sum[r] = 0.0f;
+    }
+#pragma unroll
+    for (int e = 0; e < MMA_C; ++e) {
+      const float p = fa_exp2(sc.c[e] - fa_ref(m[mma_c_slot(e)]));
+      sc.c[e] = p;
+      sum[mma_c_slot(e)] += p;
+    }
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; ++r) l[r] = l[r] * corr[r] + mma_row_sum(sum[r]);
+#pragma unroll
+    for (int n = 0; n < KS; ++n)
+#pragma unroll
+      for (int e = 0; e < MMA_C; ++e) o[n].c[e] *= corr[mma_c_slot(e)];
+    // O += P · V
+    const MmaA pa = mma_c_to_a<KV>(sc, wscratch);
+#pragma unroll
+    for (int n = 0; n < KS; ++n) {
+      mma<KV>(o[n], pa, mma_b_kn(vt + 16 * n, LD));
+      dm_order();
+    }
+#if !defined(WF_CP_ASYNC)
+    wave_sync();  // every lane is done with tile i
+    if (DM_PREFETCH && i + 1 < iters) tiles.put(i + 1, kr, vr);
+#endif
+  }
+#if defined(WF_CP_ASYNC)
+  cp_async_wait<0>();  // no copy still lands in shared memory
+#endif
+  block_sync();  // the tiles' memory becomes the merge's
+
+  // The waves' (m, ℓ, O) of the valid rows, merged: M = max_w m_w, O = Σ_w O_w·2^(m_w − M).
+  float* mo = (float*)dynamic_shared_u16();     // (DM_WAVES, DM_GROUP, HD)
+  float* mm = mo + DM_WAVES * DM_GROUP * HD;    // (DM_WAVES, DM_GROUP)
+  float* ml = mm + DM_WAVES * DM_GROUP;         // (DM_WAVES, DM_GROUP)
+#pragma unroll
+  for (int e = 0; e < MMA_C; ++e) {
+    const int row = mma_c_row(lane, e), col = mma_c_col(lane, e);
+    if (row < gb) {
+#pragma unroll
+      for (int n = 0; n < KS; ++n) mo[(w * DM_GROUP + row) * HD + 16 * n + col] = o[n].c[e];
+      if (col == 0) {
+        mm[w * DM_GROUP + row] = m[mma_c_slot(e)];
+        ml[w * DM_GROUP + row] = l[mma_c_slot(e)];
+      }
+    }
+  }
+  block_sync();
+  const bool single = n_split == 1;
+  float* part_acc = ws;                                  // (n_heads, s_max, head_dim)
+  float* part_ml = ws + (i64)n_heads * s_max * HD;        // (n_heads, s_max, 2)
+  for (int x = t; x < gb * HD; x += DM_BLOCK) {
+    const int g = x / HD, d = x - g * HD, h = h0 + g;
+    float big = -wf_inf();
+#pragma unroll
+    for (int u = 0; u < DM_WAVES; ++u) big = max_num(big, mm[u * DM_GROUP + g]);
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int u = 0; u < DM_WAVES; ++u) {
+      const float f = fa_exp2(mm[u * DM_GROUP + g] - big);  // 0 for a wave that saw no key
+      num += mo[(u * DM_GROUP + g) * HD + d] * f;
+      den += ml[u * DM_GROUP + g] * f;
+    }
+    if (single) {
+      WF_PATH(slot_id, PATH_SINGLE);
+      out[(i64)h * HD + d] = num / den;
+    } else {
+      WF_PATH(slot_id, PATH_PARTIAL);
+      part_acc[((i64)h * s_max + s) * HD + d] = num;
+      if (d == 0) {
+        part_ml[((i64)h * s_max + s) * 2] = big;
+        part_ml[((i64)h * s_max + s) * 2 + 1] = den;
+      }
+    }
+  }
+  if (single) return;
+  block_sync();  // the merge's shared memory becomes the combine's
+  da_combine<DM_BLOCK, DM_GROUP, true, DM_COMBINE_ELEMS, DM_COMBINE_ROUND>(part_acc, part_ml, counters + block_index_x(), n_split, gb,
+                                       h0, HD, s_max, out, (float*)dynamic_shared_u16(), &last,
+                                       slot_id);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
@@ -732,33 +1225,70 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
 // launch writes every row's K/V first, then a DA_ATTEND_ONLY launch attends (row z reads the
 // rows before it from the arena, its own key from shared memory, as its decode step does).
 // Coverage slots 3 + the KV type's slot.
+// The one-row kernel a rows launch runs for each of its rows: the vector kernel (HD = 0) or the
+// matrix-instruction one of head dim HD; GROUP: its query heads a block column.
+template <class KV, int HD>
+struct DaRowKernel {
+  enum { GROUP = DM_GROUP };
+  static WF_DEVICE void run(const float* q, const float* k, const float* v, const float* inv_freq,
+                            uint16_t* arena, float* out, float* ws, int* counters, int layer,
+                            int pos, int n_heads, int n_kv_heads, int, int capacity, int s_max,
+                            float scale, const int* step, int window, float softcap, int slot_id,
+                            int mode) {
+    decode_attention_mma_kernel<KV, HD>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos,
+                                        n_heads, n_kv_heads, capacity, s_max, scale, step, window,
+                                        softcap, slot_id, mode);
+  }
+};
 template <class KV>
+struct DaRowKernel<KV, 0> {
+  enum { GROUP = DA_GROUP };
+  static WF_DEVICE void run(const float* q, const float* k, const float* v, const float* inv_freq,
+                            typename KV::storage* arena, float* out, float* ws, int* counters,
+                            int layer, int pos, int n_heads, int n_kv_heads, int head_dim,
+                            int capacity, int s_max, float scale, const int* step, int window,
+                            float softcap, int slot_id, int mode) {
+    decode_attention_kernel<KV>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos, n_heads,
+                                n_kv_heads, head_dim, capacity, s_max, scale, step, window,
+                                softcap, slot_id, mode);
+  }
+};
+
+template <class KV, int HD>
 WF_DEVICE void decode_attention_rows_kernel(const float* q, const float* k, const float* v,
                                              const float* inv_freq, float* out, float* ws,
                                              int* counters, int layer, int pos0, int n_heads,
                                              int n_kv_heads, int head_dim, int capacity,
                                              int s_max, float scale, int window, float softcap,
-                                             int mode, const DaRows& rows) {
-  const int z = block_index_z(), slot_id = 3 + KV::id - 1;
+                                             int mode, const DaRows& rows, int slot_id) {
+  const int z = block_index_z();
   if (z >= DA_ROWS) return;
+#if defined(WF_HIP)
+  // Row z's pointers: AMD's kernel arguments are memory the scalar unit loads from at a uniform
+  // index (selecting by constant indices held all 32 words in SGPRs, which the matrix kernels'
+  // rows forms spilled on CDNA).
+  const unsigned long long arena = rows.arena[z], step = rows.step[z];
+#else
   // Row z's pointers by constant indices (a dynamic index into a by-value parameter may copy
-  // the whole struct to scratch memory).
+  // the whole struct to local memory).
   unsigned long long arena = 0, step = 0;
 #pragma unroll
   for (int r = 0; r < DA_ROWS; ++r) {
     arena = r == z ? rows.arena[r] : arena;
     step = r == z ? rows.step[r] : step;
   }
+#endif
   if (z > 0 && block_index_x() == 0 && block_index_y() == 0 && thread_index() == 0)
     WF_PATH(slot_id, PATH_ROWS);
-  const int slabs = (n_heads / n_kv_heads + DA_GROUP - 1) / DA_GROUP;
+  constexpr int GROUP = DaRowKernel<KV, HD>::GROUP;
+  const int slabs = (n_heads / n_kv_heads + GROUP - 1) / GROUP;
   const i64 qd = (i64)n_heads * head_dim, kvd = (i64)n_kv_heads * head_dim;
   const i64 ws_row = (i64)n_heads * s_max * (head_dim + 2);
-  decode_attention_kernel<KV>(q + z * qd, k + z * kvd, v + z * kvd, inv_freq,
-                              (typename KV::storage*)arena, out + z * qd, ws + z * ws_row,
-                              counters + z * n_kv_heads * slabs, layer, pos0 + z, n_heads,
-                              n_kv_heads, head_dim, capacity, s_max, scale,
-                              (const int*)step, window, softcap, slot_id, mode);
+  DaRowKernel<KV, HD>::run(q + z * qd, k + z * kvd, v + z * kvd, inv_freq,
+                           (typename KV::storage*)arena, out + z * qd, ws + z * ws_row,
+                           counters + z * n_kv_heads * slabs, layer, pos0 + z, n_heads,
+                           n_kv_heads, head_dim, capacity, s_max, scale, (const int*)step, window,
+                           softcap, slot_id, mode);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
@@ -767,9 +1297,9 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                               int layer, int pos0, int n_heads, int n_kv_heads, int head_dim,
                               int capacity, int s_max, float scale, int window, float softcap,
                               int mode, DaRows rows) {
-  decode_attention_rows_kernel<F16>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
+  decode_attention_rows_kernel<F16, 0>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
                                     n_kv_heads, head_dim, capacity, s_max, scale, window,
-                                    softcap, mode, rows);
+                                    softcap, mode, rows, 3 + F16::id - 1);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
@@ -778,9 +1308,9 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                                int layer, int pos0, int n_heads, int n_kv_heads, int head_dim,
                                int capacity, int s_max, float scale, int window, float softcap,
                                int mode, DaRows rows) {
-  decode_attention_rows_kernel<BF16>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
+  decode_attention_rows_kernel<BF16, 0>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
                                      n_kv_heads, head_dim, capacity, s_max, scale, window,
-                                     softcap, mode, rows);
+                                     softcap, mode, rows, 3 + BF16::id - 1);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
@@ -789,7 +1319,104 @@ extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
                                int layer, int pos0, int n_heads, int n_kv_heads, int head_dim,
                                int capacity, int s_max, float scale, int window, float softcap,
                                int mode, DaRows rows) {
-  decode_attention_rows_kernel<Q8>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
+  decode_attention_rows_kernel<Q8, 0>(q, k, v, inv_freq, out, ws, counters, layer, pos0, n_heads,
                                    n_kv_heads, head_dim, capacity, s_max, scale, window, softcap,
-                                   mode, rows);
+                                   mode, rows, 3 + Q8::id - 1);
+}
+
+// The matrix-instruction forms (head_dim = HD; the host picks them, see its `mma`).
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_64_f16(const float* q, const float* k, const float* v,
+                                const float* inv_freq, uint16_t* arena, float* out, float* ws,
+                                int* counters, int layer, int pos0, int n_heads, int n_kv_heads,
+                                int head_dim, int capacity, int s_max, float scale,
+                                const int* step, int window, float softcap) {
+  (void)head_dim;  // = 64 (the host's contract)
+  decode_attention_mma_kernel<F16, 64>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
+                                    n_heads, n_kv_heads, capacity, s_max, scale, step, window,
+                                    softcap, 6 + 0 + F16::id - 1, DA_FULL);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_64_bf16(const float* q, const float* k, const float* v,
+                                const float* inv_freq, uint16_t* arena, float* out, float* ws,
+                                int* counters, int layer, int pos0, int n_heads, int n_kv_heads,
+                                int head_dim, int capacity, int s_max, float scale,
+                                const int* step, int window, float softcap) {
+  (void)head_dim;  // = 64 (the host's contract)
+  decode_attention_mma_kernel<BF16, 64>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
+                                    n_heads, n_kv_heads, capacity, s_max, scale, step, window,
+                                    softcap, 6 + 0 + BF16::id - 1, DA_FULL);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_128_f16(const float* q, const float* k, const float* v,
+                                const float* inv_freq, uint16_t* arena, float* out, float* ws,
+                                int* counters, int layer, int pos0, int n_heads, int n_kv_heads,
+                                int head_dim, int capacity, int s_max, float scale,
+                                const int* step, int window, float softcap) {
+  (void)head_dim;  // = 128 (the host's contract)
+  decode_attention_mma_kernel<F16, 128>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
+                                    n_heads, n_kv_heads, capacity, s_max, scale, step, window,
+                                    softcap, 6 + 2 + F16::id - 1, DA_FULL);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_128_bf16(const float* q, const float* k, const float* v,
+                                const float* inv_freq, uint16_t* arena, float* out, float* ws,
+                                int* counters, int layer, int pos0, int n_heads, int n_kv_heads,
+                                int head_dim, int capacity, int s_max, float scale,
+                                const int* step, int window, float softcap) {
+  (void)head_dim;  // = 128 (the host's contract)
+  decode_attention_mma_kernel<BF16, 128>(q, k, v, inv_freq, arena, out, ws, counters, layer, pos0,
+                                    n_heads, n_kv_heads, capacity, s_max, scale, step, window,
+                                    softcap, 6 + 2 + BF16::id - 1, DA_FULL);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_rows_64_f16(const float* q, const float* k, const float* v,
+                                     const float* inv_freq, float* out, float* ws,
+                                     int* counters, int layer, int pos0, int n_heads,
+                                     int n_kv_heads, int head_dim, int capacity, int s_max,
+                                     float scale, int window, float softcap, int mode,
+                                     DaRows rows) {
+  decode_attention_rows_kernel<F16, 64>(q, k, v, inv_freq, out, ws, counters, layer, pos0,
+                                       n_heads, n_kv_heads, head_dim, capacity, s_max, scale,
+                                       window, softcap, mode, rows, 10 + 0 + F16::id - 1);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_rows_64_bf16(const float* q, const float* k, const float* v,
+                                     const float* inv_freq, float* out, float* ws,
+                                     int* counters, int layer, int pos0, int n_heads,
+                                     int n_kv_heads, int head_dim, int capacity, int s_max,
+                                     float scale, int window, float softcap, int mode,
+                                     DaRows rows) {
+  decode_attention_rows_kernel<BF16, 64>(q, k, v, inv_freq, out, ws, counters, layer, pos0,
+                                       n_heads, n_kv_heads, head_dim, capacity, s_max, scale,
+                                       window, softcap, mode, rows, 10 + 0 + BF16::id - 1);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_rows_128_f16(const float* q, const float* k, const float* v,
+                                     const float* inv_freq, float* out, float* ws,
+                                     int* counters, int layer, int pos0, int n_heads,
+                                     int n_kv_heads, int head_dim, int capacity, int s_max,
+                                     float scale, int window, float softcap, int mode,
+                                     DaRows rows) {
+  decode_attention_rows_kernel<F16, 128>(q, k, v, inv_freq, out, ws, counters, layer, pos0,
+                                       n_heads, n_kv_heads, head_dim, capacity, s_max, scale,
+                                       window, softcap, mode, rows, 10 + 2 + F16::id - 1);
+}
+
+extern "C" __global__ void __launch_bounds__(DM_BLOCK)
+    decode_attention_mma_rows_128_bf16(const float* q, const float* k, const float* v,
+                                     const float* inv_freq, float* out, float* ws,
+                                     int* counters, int layer, int pos0, int n_heads,
+                                     int n_kv_heads, int head_dim, int capacity, int s_max,
+                                     float scale, int window, float softcap, int mode,
+                                     DaRows rows) {
+  decode_attention_rows_kernel<BF16, 128>(q, k, v, inv_freq, out, ws, counters, layer, pos0,
+                                       n_heads, n_kv_heads, head_dim, capacity, s_max, scale,
+                                       window, softcap, mode, rows, 10 + 2 + BF16::id - 1);
 }

@@ -334,11 +334,12 @@ pub trait Backend: Send + Sync + Sized {
     fn invariant_rows(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         f()
     }
-    /// Queues the work `f` queues with prefill attention on the backend's simple kernel where a
-    /// faster one would take the shape (the GPU: `attention_{T}` instead of the flash kernel,
-    /// as `WAVEFRONT_NO_FLASH_ATTENTION=1` does for a whole run): conformance checks the simple
-    /// kernel at the shapes it is still given that way. Default: `f()` (a backend with one
-    /// attention route).
+    /// Queues the work `f` queues with attention on the backend's simple kernels where a faster
+    /// one would take the shape (the GPU: prefill on `attention_{T}` instead of the flash
+    /// kernel, as `WAVEFRONT_NO_FLASH_ATTENTION=1` does for a whole run, and decode on the
+    /// vector kernel `decode_attention_{T}` instead of the matrix-instruction one, as
+    /// `WAVEFRONT_NO_MMA_DECODE=1` does): conformance checks the simple kernels at the shapes
+    /// they are still given that way. Default: `f()` (a backend with one attention route).
     fn simple_attention(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         f()
     }

@@ -35,10 +35,11 @@ const ROPE_Q8: &[&str] = &["g4", "", "step"];
 /// Prefill rows never read the step's position (bit 2, attention_decode's).
 const ATTENTION: &[&str] = &["keys", "empty_wave", "", "softcap"];
 const ATTENTION_DECODE: &[&str] = &["keys", "empty_wave", "step", "softcap"];
-/// The one-row kernels run every row in full (the rows launch's paths are the rows kernels').
+/// The one-row kernels run every row in full (the rows launch's paths are the rows kernels');
+/// the vector kernels have no tiles (bit 13, the matrix-instruction kernels' "tail").
 const DECODE_ATTENTION: &[&str] = &[
     "keys", "new", "chunks", "single", "partial", "combine", "step", "write", "window", "softcap",
-    "", "", "",
+    "", "", "", "",
 ];
 const DECODE_ATTENTION_ROWS: &[&str] = &[
     "keys",
@@ -54,6 +55,28 @@ const DECODE_ATTENTION_ROWS: &[&str] = &[
     "rows",
     "kv_only",
     "attend_only",
+    "",
+];
+/// The matrix-instruction kernels: no sub-chunks (bit 2); a tile past the split's last key.
+const DECODE_ATTENTION_MMA: &[&str] = &[
+    "keys", "new", "", "single", "partial", "combine", "step", "write", "window", "softcap", "",
+    "", "", "tail",
+];
+const DECODE_ATTENTION_MMA_ROWS: &[&str] = &[
+    "keys",
+    "new",
+    "",
+    "single",
+    "partial",
+    "combine",
+    "step",
+    "write",
+    "window",
+    "softcap",
+    "rows",
+    "kv_only",
+    "attend_only",
+    "tail",
 ];
 const FLASH_ATTENTION: &[&str] = &["tile", "masked", "partial", "window", "softcap"];
 const MAIN: &[&str] = &["main"];
@@ -171,6 +194,54 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
         "decode_attention.hip",
         5,
         DECODE_ATTENTION_ROWS,
+    ),
+    k(
+        "decode_attention_mma_64_f16",
+        "decode_attention.hip",
+        6,
+        DECODE_ATTENTION_MMA,
+    ),
+    k(
+        "decode_attention_mma_64_bf16",
+        "decode_attention.hip",
+        7,
+        DECODE_ATTENTION_MMA,
+    ),
+    k(
+        "decode_attention_mma_128_f16",
+        "decode_attention.hip",
+        8,
+        DECODE_ATTENTION_MMA,
+    ),
+    k(
+        "decode_attention_mma_128_bf16",
+        "decode_attention.hip",
+        9,
+        DECODE_ATTENTION_MMA,
+    ),
+    k(
+        "decode_attention_mma_rows_64_f16",
+        "decode_attention.hip",
+        10,
+        DECODE_ATTENTION_MMA_ROWS,
+    ),
+    k(
+        "decode_attention_mma_rows_64_bf16",
+        "decode_attention.hip",
+        11,
+        DECODE_ATTENTION_MMA_ROWS,
+    ),
+    k(
+        "decode_attention_mma_rows_128_f16",
+        "decode_attention.hip",
+        12,
+        DECODE_ATTENTION_MMA_ROWS,
+    ),
+    k(
+        "decode_attention_mma_rows_128_bf16",
+        "decode_attention.hip",
+        13,
+        DECODE_ATTENTION_MMA_ROWS,
     ),
     k(
         "flash_attention_64_f16",
@@ -557,6 +628,8 @@ mod tests {
                 + 4 * 4
                 + 3 * 10
                 + 3 * 13 // decode_attention_rows_{f16,bf16,q8_0}
+                + 4 * 10 // decode_attention_mma_{64,128}_{f16,bf16}
+                + 4 * 13 // decode_attention_mma_rows_{64,128}_{f16,bf16}
                 + 9 * 5 // flash_attention_{64,128,256}_{f16,bf16,q8_0}
                 + (2 + 1 + 1 + 1)
                 + 2

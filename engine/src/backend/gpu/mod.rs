@@ -248,7 +248,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 95] = [
+pub const ABI_KERNELS: [&str; 103] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -271,6 +271,14 @@ pub const ABI_KERNELS: [&str; 95] = [
     "decode_attention_rows_f16",
     "decode_attention_rows_bf16",
     "decode_attention_rows_q8_0",
+    "decode_attention_mma_64_f16",
+    "decode_attention_mma_64_bf16",
+    "decode_attention_mma_128_f16",
+    "decode_attention_mma_128_bf16",
+    "decode_attention_mma_rows_64_f16",
+    "decode_attention_mma_rows_64_bf16",
+    "decode_attention_mma_rows_128_f16",
+    "decode_attention_mma_rows_128_bf16",
     "flash_attention_64_f16",
     "flash_attention_64_bf16",
     "flash_attention_128_f16",
@@ -391,7 +399,12 @@ pub struct GpuBackend {
     /// one fused-attention launch a row instead of the rows kernel (for A/B measurements; the
     /// same bits).
     attention_rows: bool,
-    /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel.
+    /// `WAVEFRONT_NO_MMA_DECODE=1`: decode attention of the head dims the matrix-instruction
+    /// kernel takes (`decode_attention_mma_{HD}_{T}`) on the vector kernel instead (for A/B
+    /// measurements).
+    mma_decode: bool,
+    /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel,
+    /// decode rows through the vector decode kernel (no matrix instructions).
     simple_attention: std::sync::atomic::AtomicBool,
     /// `WAVEFRONT_GEMV_MMA=1`: every GEMV of a shape the matrix-core kernels take
     /// (`gemv_mma_{T}`, ops::gemv::takes_mma_kernels) runs on them, one input row or several.
@@ -415,6 +428,10 @@ pub struct GpuBackend {
     /// `gemv_swiglu_{T}`) launches, shared by its input rows, instead of what the device holds
     /// at once (for A/B measurements and conformance; the same bits).
     gemv_blocks: Option<u32>,
+    /// `WAVEFRONT_ATTN_BLOCKS=N`: the decode attention's split count aims at N blocks a
+    /// multiprocessor at long contexts (ops::decode_attention::max_splits; default
+    /// `BLOCKS_PER_MP`), for A/B measurements.
+    attn_blocks: Option<u32>,
     /// Blocks a multiprocessor holds at once, by (function, block threads, dynamic shared
     /// bytes), as the runtime's occupancy calculator said (`None`: it could not say).
     resident: Mutex<HashMap<(usize, u32, u32), Option<u32>>>,
@@ -585,11 +602,17 @@ impl GpuBackend {
                 vendor.allow_dynamic_shared(kernels[name], mma_shared)?;
             }
         }
-        // The decode attention's ring (past the default with its static shared memory).
+        // The decode attention's ring (past the default with its static shared memory), and
+        // the matrix-instruction decode kernels' tiles.
         let attn_ring = ops::decode_attention::ring_bytes(cp_async, DType::BF16);
         if attn_ring > 0 {
             for name in ops::decode_attention::RING_KERNELS {
                 vendor.allow_dynamic_shared(kernels[name], attn_ring)?;
+            }
+        }
+        for (name, bytes) in ops::decode_attention::mma_kernels_shared(cp_async) {
+            if bytes > 48 * 1024 {
+                vendor.allow_dynamic_shared(kernels[name.as_str()], bytes)?;
             }
         }
         let attn_ws = GpuBuffer::new(&vendor, ops::decode_attention::WS_BYTES)?;
@@ -610,9 +633,11 @@ impl GpuBackend {
         };
         let qgemv_blocks = blocks_env("WAVEFRONT_QGEMV_BLOCKS")?;
         let gemv_blocks = blocks_env("WAVEFRONT_GEMV_BLOCKS")?;
+        let attn_blocks = blocks_env("WAVEFRONT_ATTN_BLOCKS")?;
         let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
         let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
         let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
+        let mma_decode = !switch("WAVEFRONT_NO_MMA_DECODE");
         let pinned = Mutex::new(Pinned {
             vendor: Arc::clone(&vendor),
             ptr: std::ptr::null_mut(),
@@ -634,12 +659,14 @@ impl GpuBackend {
             fuse_attention,
             flash_attention,
             attention_rows,
+            mma_decode,
             simple_attention: std::sync::atomic::AtomicBool::new(false),
             gemv_mma,
             gemv_mma_lds,
             qgemv_q8,
             qgemv_blocks,
             gemv_blocks,
+            attn_blocks,
             resident: Mutex::new(HashMap::new()),
             mma_products: std::sync::atomic::AtomicBool::new(false),
             invariant: std::sync::atomic::AtomicBool::new(false),
@@ -768,6 +795,28 @@ impl GpuBackend {
     /// `WAVEFRONT_NO_FLASH_ATTENTION` said: for A/B measurements and tests.
     pub fn set_flash_attention(&mut self, on: bool) {
         self.flash_attention = on;
+    }
+
+    /// The blocks a multiprocessor the decode attention's split count aims at, if set
+    /// (`WAVEFRONT_ATTN_BLOCKS`); else the kernel's default.
+    pub(in crate::backend::gpu) fn attn_blocks(&self) -> Option<u32> {
+        self.attn_blocks
+    }
+
+    /// Whether decode attention may take the matrix-instruction kernel
+    /// (`WAVEFRONT_NO_MMA_DECODE`, [`Backend::simple_attention`]).
+    pub(in crate::backend::gpu) fn mma_decode(&self) -> bool {
+        self.mma_decode
+            && !self
+                .simple_attention
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lets decode attention take the matrix-instruction kernel where the shape allows, or not
+    /// (the vector kernel), whatever `WAVEFRONT_NO_MMA_DECODE` said: for A/B measurements and
+    /// tests.
+    pub fn set_mma_decode(&mut self, on: bool) {
+        self.mma_decode = on;
     }
 
     /// Whether the kernels have their cp.async rings (ops::cp_async_build, decided once).

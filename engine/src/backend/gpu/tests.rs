@@ -1361,12 +1361,15 @@ fn decode_attention_takes_a_kv_ring_on_nvidia_sm80_and_later() {
         ("sm_75", None, DType::F16, 0),
     ] {
         let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
-        let b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
+        let mut b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
+        b.set_mma_decode(false); // the vector kernel (the matrix one: the test below)
         let allowed: Vec<_> = v
             .calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::Shared(name, bytes) if name.starts_with("decode_attention") => {
+                Call::Shared(name, bytes)
+                    if name.starts_with("decode_attention") && !name.contains("mma") =>
+                {
                     Some((name, bytes))
                 }
                 _ => None,
@@ -1399,16 +1402,91 @@ fn decode_attention_takes_a_kv_ring_on_nvidia_sm80_and_later() {
     }
 }
 
-/// A decode row of a windowed model: the fused kernel, given the window (its last argument),
-/// whether the window masks keys or not.
+/// The matrix-instruction decode kernels: 16-bit KV at head dims 64 and 128, blocks of 4
+/// waves, their tiles in dynamic shared memory (a ring of 3 tiles a wave where the kernels have
+/// cp.async, NVIDIA sm_80+ at WAVE=32, allowed past the default when the backend opens; one
+/// tile a wave elsewhere, where the combine's 32 KiB is the most); Q8_0 K/V, other head dims
+/// and `set_mma_decode(false)` take the vector kernel.
+#[test]
+fn decode_attention_takes_the_matrix_kernel_at_head_dims_64_and_128() {
+    for (arch, wave, block, bytes64) in [
+        ("sm_90", None, 128, 4 * 3 * 2 * 16 * 72 * 2),
+        ("sm_90", Some(64), 256, 2 * 16 * 256 * 4),
+        ("sm_75", None, 128, 2 * 16 * 256 * 4),
+    ] {
+        let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
+        let mut b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
+        let allowed: Vec<_> = v
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Shared(name, bytes) if name.contains("_mma_") && name.contains("decode") => {
+                    Some((name, bytes))
+                }
+                _ => None,
+            })
+            .collect();
+        if bytes64 > 48 * 1024 {
+            // 64: 4 waves · 3 tiles · K and V · 16 keys · (64 + 8) · 2 bytes; 128: (128 + 8)
+            let b128 = 4 * 3 * 2 * 16 * 136 * 2;
+            let expect: Vec<(String, u32)> = [
+                ("decode_attention_mma_64_f16", bytes64),
+                ("decode_attention_mma_rows_64_f16", bytes64),
+                ("decode_attention_mma_64_bf16", bytes64),
+                ("decode_attention_mma_rows_64_bf16", bytes64),
+                ("decode_attention_mma_128_f16", b128),
+                ("decode_attention_mma_rows_128_f16", b128),
+                ("decode_attention_mma_128_bf16", b128),
+                ("decode_attention_mma_rows_128_bf16", b128),
+            ]
+            .iter()
+            .map(|&(n, x)| (n.to_string(), x))
+            .collect();
+            assert_eq!(allowed, expect, "{arch}");
+        } else {
+            assert!(allowed.is_empty(), "{arch} {wave:?}: {allowed:?}");
+        }
+        let launch = |b: &GpuBackend, kv: DType| -> (String, u32, u32) {
+            let mut row = DecodeRow::new(b, kv, 512);
+            v.calls();
+            row.attend(b, DecodeRow::params(300, None)).unwrap();
+            let calls = v.calls();
+            let [Call::Launch(name, cfg, _)] = &calls[..] else {
+                panic!("{calls:?}")
+            };
+            (name.clone(), cfg.block.0, cfg.shared_bytes)
+        };
+        for kv in [DType::F16, DType::BF16] {
+            let t = if kv == DType::F16 { "f16" } else { "bf16" };
+            let name = format!("decode_attention_mma_64_{t}");
+            assert_eq!(launch(&b, kv), (name, block, bytes64), "{arch} {wave:?}");
+        }
+        assert_eq!(launch(&b, DType::Q8_0Kv).0, "decode_attention_q8_0");
+        b.set_mma_decode(false);
+        assert_eq!(launch(&b, DType::F16).0, "decode_attention_f16");
+    }
+}
+
+/// A decode row of a windowed model: the fused kernel (the matrix one and the vector one),
+/// given the window (its last argument), whether the window masks keys or not.
 #[test]
 fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
-    let v = FakeVendor::new(Runtime::Cuda, 32);
-    let b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let mut row = DecodeRow::new(&b, DType::F16, 16);
+    for (mma, kernel) in [
+        (true, "decode_attention_mma_64_f16"),
+        (false, "decode_attention_f16"),
+    ] {
+        let v = FakeVendor::new(Runtime::Cuda, 32);
+        let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+        b.set_mma_decode(mma);
+        windowed_decode_row(&v, &b, kernel);
+    }
+}
+
+fn windowed_decode_row(v: &FakeVendor, b: &GpuBackend, kernel: &str) {
+    let mut row = DecodeRow::new(b, DType::F16, 16);
     for window in [None, Some(16), Some(5)] {
         v.calls();
-        row.attend(&b, DecodeRow::params(9, window)).unwrap();
+        row.attend(b, DecodeRow::params(9, window)).unwrap();
         let calls = v.calls();
         let launches: Vec<_> = calls
             .iter()
@@ -1419,7 +1497,7 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
             .collect();
         assert_eq!(launches.len(), 1, "window {window:?}: {calls:?}");
         let (name, args) = launches[0];
-        assert_eq!(name, "decode_attention_f16", "window {window:?}");
+        assert_eq!(name, kernel, "window {window:?}");
         let w = window.unwrap_or(0) as i32;
         let n = args.len();
         assert_eq!(args[n - 4], KernelArg::F32(0.125), "head_dim^-0.5");
@@ -1435,12 +1513,12 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
         softcap: Some(50.0),
         ..DecodeRow::params(9, Some(4))
     };
-    row.attend(&b, p).unwrap();
+    row.attend(b, p).unwrap();
     let calls = v.calls();
     let Call::Launch(name, _, args) = &calls[0] else {
         panic!("{calls:?}")
     };
-    assert_eq!(name, "decode_attention_f16");
+    assert_eq!(name, kernel);
     let n = args.len();
     assert_eq!(
         args[n - 4..],
@@ -1455,7 +1533,7 @@ fn a_windowed_decode_row_takes_the_fused_kernel_given_the_window() {
         softcap: Some(f32::NAN),
         ..p
     };
-    assert!(row.attend(&b, bad).is_err());
+    assert!(row.attend(b, bad).is_err());
     assert!(v.calls().is_empty());
 }
 
@@ -2015,7 +2093,7 @@ fn rows_launches(calls: &[Call]) -> (Vec<RowsLaunchSeen>, Vec<String>) {
         let Call::Launch(name, cfg, args) = c else {
             continue;
         };
-        if name != "decode_attention_rows_f16" {
+        if name != "decode_attention_mma_rows_64_f16" {
             others.push(name.clone());
             continue;
         }
@@ -2157,15 +2235,15 @@ fn a_batched_pass_attends_in_one_rows_launch() {
     // Another row's frequencies (LongRoPE past its original context): a launch a row.
     let (rows, others) = rows_launches(&run(&b, 3, true));
     assert!(rows.is_empty());
-    assert_eq!(others, vec!["decode_attention_f16"; 3]);
+    assert_eq!(others, vec!["decode_attention_mma_64_f16"; 3]);
     // One row, or the rows kernel off: the one-row kernel.
     let (rows, others) = rows_launches(&run(&b, 1, false));
     assert!(rows.is_empty());
-    assert_eq!(others, vec!["decode_attention_f16"]);
+    assert_eq!(others, vec!["decode_attention_mma_64_f16"]);
     b.set_attention_rows(false);
     let (rows, others) = rows_launches(&run(&b, 4, false));
     assert!(rows.is_empty());
-    assert_eq!(others, vec!["decode_attention_f16"; 4]);
+    assert_eq!(others, vec!["decode_attention_mma_64_f16"; 4]);
 }
 
 /// A verification's rows (one sequence at its next positions): a rows launch writing every
@@ -2206,7 +2284,7 @@ fn a_verification_writes_its_rows_then_attends_in_one_launch() {
     );
     let (rows, others) = rows_launches(&run(&b, 7, 1).unwrap());
     assert!(rows.is_empty());
-    assert_eq!(others, vec!["decode_attention_f16"]);
+    assert_eq!(others, vec!["decode_attention_mma_64_f16"]);
     let full = run(&b, 1020, 5);
     assert!(
         matches!(
@@ -2222,7 +2300,7 @@ fn a_verification_writes_its_rows_then_attends_in_one_launch() {
     b.set_attention_rows(false);
     let (rows, others) = rows_launches(&run(&b, 7, 5).unwrap());
     assert!(rows.is_empty());
-    assert_eq!(others, vec!["decode_attention_f16"; 5]);
+    assert_eq!(others, vec!["decode_attention_mma_64_f16"; 5]);
 }
 
 /// A verification's rows as decode steps, read on the device (`Backend::steps_input`): the

@@ -5,6 +5,15 @@
 //! the kernel does not take
 //! (f32 KV, head dims off a multiple of 16, below 32 or past 256, more than one row) go through
 //! the separate `rope_kv_write` and `attention` ops.
+//!
+//! Two kernels take the shapes it fuses ([`Kernel`]): the matrix-instruction one
+//! (`decode_attention_mma_{64,128}_{T}`: 16-bit KV at head dims 64 and 128, q and the softmax
+//! weights rounded to the KV type for the products) where it can, the vector one
+//! (`decode_attention_{T}`) for the rest, and for everything under
+//! `WAVEFRONT_NO_MMA_DECODE=1` or [`crate::backend::Backend::simple_attention`]. Measured on an
+//! H100 (bench/results/2026-12-06-decode-mma-h100, one call): the matrix kernel takes 24%, 11%
+//! and 6% off the vector one's time on the 8B shape at 8192, 32768 and 131071 keys (32.8 → 24.8,
+//! 70.6 → 63.0, 215.4 → 203.3 µs).
 
 use super::attention::ScoreArgs;
 use super::{kernel_args, suffix};
@@ -65,9 +74,119 @@ pub(in crate::backend::gpu) enum Mode {
     KvOnly = 2,
 }
 
-/// Query heads per block column and the number of columns (`n_kv_heads · slabs`).
-fn columns(p: &AttentionParams) -> usize {
-    p.n_kv_heads * (p.n_heads / p.n_kv_heads).div_ceil(GROUP)
+/// Waves a block of the matrix-instruction kernels (ABI: `DM_WAVES`): blocks of
+/// `MMA_WAVES · wave` threads.
+const MMA_WAVES: usize = 4;
+/// Query heads a block of the matrix-instruction kernels (ABI: `DM_GROUP`): one m-tile.
+const MMA_GROUP: usize = 16;
+/// Keys a wave's tile (ABI: `DM_TILE`).
+const MMA_TILE: usize = 16;
+/// Values of padding a tile row (ABI: `DM_PAD`).
+const MMA_PAD: usize = 8;
+/// Tiles a wave's ring holds on the async path (ABI: `DM_RING`).
+const MMA_RING: usize = 3;
+/// Fewest keys a split of the matrix-instruction kernels takes (ABI: `DM_MIN_KEYS`).
+const MMA_MIN_KEYS: usize = 64;
+/// The head dims the matrix-instruction kernels take (`decode_attention_mma_{HD}_{T}`).
+const MMA_HEAD_DIMS: [usize; 2] = [64, 128];
+
+/// Which decode attention kernel a launch takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::backend::gpu) enum Kernel {
+    /// `decode_attention_{T}`: every fusable shape, 4 query heads a block.
+    Vector,
+    /// `decode_attention_mma_{hd}_{T}`: the scores and P·V on matrix instructions, 16 query
+    /// heads a block; 16-bit KV, head_dim 64 or 128.
+    Mma { hd: usize },
+}
+
+impl Kernel {
+    /// The kernel for `p` over a KV arena of `kv` (the caller checked [`fusable`]): the
+    /// matrix-instruction one where it takes the shape and `mma` (the backend's switch) allows.
+    pub(in crate::backend::gpu) fn pick(p: &AttentionParams, kv: DType, mma: bool) -> Kernel {
+        let sixteen = matches!(kv, DType::F16 | DType::BF16);
+        if mma && sixteen && MMA_HEAD_DIMS.contains(&p.head_dim) {
+            Kernel::Mma { hd: p.head_dim }
+        } else {
+            Kernel::Vector
+        }
+    }
+
+    /// Query heads a block column.
+    fn group(self) -> usize {
+        match self {
+            Kernel::Vector => GROUP,
+            Kernel::Mma { .. } => MMA_GROUP,
+        }
+    }
+
+    fn min_keys(self) -> usize {
+        match self {
+            Kernel::Vector => MIN_KEYS,
+            Kernel::Mma { .. } => MMA_MIN_KEYS,
+        }
+    }
+
+    /// Threads a block on a device of `wave` lanes a wave.
+    fn block(self, wave: u32) -> u32 {
+        match self {
+            Kernel::Vector => BLOCK,
+            Kernel::Mma { .. } => MMA_WAVES as u32 * wave,
+        }
+    }
+
+    /// The one-row (`rows` false) or rows kernel's name over `kv`.
+    fn name(self, kv: DType, rows: bool) -> Result<String> {
+        let t = suffix(OP, kv)?;
+        let r = if rows { "rows_" } else { "" };
+        Ok(match self {
+            Kernel::Vector => format!("decode_attention_{r}{t}"),
+            Kernel::Mma { hd } => format!("decode_attention_mma_{r}{hd}_{t}"),
+        })
+    }
+
+    /// The launch's dynamic shared memory.
+    fn shared_bytes(self, cp_async: bool, kv: DType) -> u32 {
+        match self {
+            Kernel::Vector => ring_bytes(cp_async, kv),
+            Kernel::Mma { hd } => mma_shared_bytes(cp_async, hd),
+        }
+    }
+}
+
+/// The dynamic shared memory of a matrix-instruction launch of head dim `hd`: the largest of
+/// the waves' K/V tiles (a ring of `MMA_RING` each on the async path, one elsewhere), the
+/// waves' merge (O, m, ℓ of 16 rows each, f32) and the split combine (m, ℓ of 16 heads ×
+/// `MAX_SPLITS`, f32).
+pub(in crate::backend::gpu) fn mma_shared_bytes(cp_async: bool, hd: usize) -> u32 {
+    let stages = if cp_async { MMA_RING } else { 1 };
+    let tiles = MMA_WAVES * stages * 2 * MMA_TILE * (hd + MMA_PAD) * 2;
+    let merge = MMA_WAVES * MMA_GROUP * (hd + 2) * 4;
+    let combine = 2 * MMA_GROUP * MAX_SPLITS * 4;
+    tiles.max(merge).max(combine) as u32
+}
+
+/// Every matrix-instruction kernel (one-row and rows forms) with its dynamic shared memory on
+/// a device whose kernels have the async path or not: the backend allows them that much at
+/// open.
+pub(in crate::backend::gpu) fn mma_kernels_shared(cp_async: bool) -> Vec<(String, u32)> {
+    let mut all = Vec::new();
+    for hd in MMA_HEAD_DIMS {
+        for kv in [DType::F16, DType::BF16] {
+            for rows in [false, true] {
+                let k = Kernel::Mma { hd };
+                if let Ok(name) = k.name(kv, rows) {
+                    all.push((name, k.shared_bytes(cp_async, kv)));
+                }
+            }
+        }
+    }
+    all
+}
+
+/// The number of block columns (`n_kv_heads · slabs`, a slab the kernel's query heads a block).
+fn columns(p: &AttentionParams, kernel: Kernel) -> usize {
+    p.n_kv_heads * (p.n_heads / p.n_kv_heads).div_ceil(kernel.group())
 }
 
 /// Whether the fused kernel takes `p` over a KV arena of `kv`.
@@ -80,7 +199,7 @@ pub(in crate::backend::gpu) fn fusable(p: &AttentionParams, kv: DType) -> bool {
         && p.n_kv_heads > 0
         && p.n_heads.is_multiple_of(p.n_kv_heads)
         && p.n_heads > 0
-        && columns(p) <= WS_COUNTERS
+        && columns(p, Kernel::Vector) <= WS_COUNTERS
         && p.n_heads * (p.head_dim + 2) <= WS_FLOATS
 }
 
@@ -106,11 +225,17 @@ pub(in crate::backend::gpu) fn max_splits(
     multiprocessors: usize,
     p: &AttentionParams,
     capacity: usize,
+    kernel: Kernel,
+    blocks_per_mp: Option<u32>,
 ) -> usize {
-    let want = (multiprocessors * BLOCKS_PER_MP).div_ceil(columns(p));
+    let blocks = blocks_per_mp.map_or(BLOCKS_PER_MP, |n| n as usize);
+    let want = (multiprocessors * blocks).div_ceil(columns(p, kernel));
     let room = WS_FLOATS / (p.n_heads * (p.head_dim + 2));
     let keys = p.window.map_or(capacity, |w| w.min(capacity));
-    let most = keys.div_ceil(MIN_KEYS).min(room).clamp(1, MAX_SPLITS);
+    let most = keys
+        .div_ceil(kernel.min_keys())
+        .min(room)
+        .clamp(1, MAX_SPLITS);
     want.clamp(1, most)
 }
 
@@ -149,11 +274,19 @@ pub(in crate::backend::gpu) fn rope_attention_row(
     let layout = *cache.layout();
     check_rows(q, k, v, inv_freq, out, cache, &p, row + 1, p.pos0 + 1)?;
     let (qd, kvd) = (p.n_heads * hd, p.n_kv_heads * hd);
-    let s_max = max_splits(b.info().multiprocessors as usize, &p, layout.capacity);
+    let kernel = Kernel::pick(&p, layout.dtype, b.mma_decode());
+    let s_max = max_splits(
+        b.info().multiprocessors as usize,
+        &p,
+        layout.capacity,
+        kernel,
+        b.attn_blocks(),
+    );
     let (ws, counters) = b.attention_workspace();
     let arena = cache.arena_mut();
     launch_decode_attention(
         b,
+        kernel,
         arena.dtype(),
         [
             q.ptr_at(row * qd),
@@ -180,7 +313,7 @@ pub(in crate::backend::gpu) fn rope_attention_row(
             window: int(OP, "window", p.window.unwrap_or(0))?,
             softcap: p.softcap_arg(),
         },
-        columns(&p),
+        columns(&p, kernel),
     )
 }
 
@@ -235,10 +368,10 @@ fn check_rows(
 
 /// Rows a rows launch of `p`'s shape takes at split count `s_max`: each its own slice of the
 /// workspace's partials (n_heads · s_max · (head_dim + 2) floats) and counters (columns).
-fn rows_per_launch(p: &AttentionParams, s_max: usize) -> usize {
+fn rows_per_launch(p: &AttentionParams, s_max: usize, kernel: Kernel) -> usize {
     let floats = p.n_heads * s_max * (p.head_dim + 2);
     (WS_ROW_SLICES * WS_FLOATS / floats)
-        .min(WS_COUNTERS / columns(p))
+        .min(WS_COUNTERS / columns(p, kernel))
         .clamp(1, MAX_ROWS)
 }
 
@@ -280,8 +413,15 @@ pub(in crate::backend::gpu) fn rope_attention_batch(
     }
     let first = &rows[0];
     let (p, layout) = (first.p, *first.cache.layout());
-    let s_max = max_splits(b.info().multiprocessors as usize, &p, layout.capacity);
-    let per = rows_per_launch(&p, s_max);
+    let kernel = Kernel::pick(&p, layout.dtype, b.mma_decode());
+    let s_max = max_splits(
+        b.info().multiprocessors as usize,
+        &p,
+        layout.capacity,
+        kernel,
+        b.attn_blocks(),
+    );
+    let per = rows_per_launch(&p, s_max, kernel);
     let inv_freq = first.inv_freq.ptr();
     let mut row0 = 0;
     for group in rows.chunks_mut(per) {
@@ -295,6 +435,7 @@ pub(in crate::backend::gpu) fn rope_attention_batch(
             pos0: p.pos0,
             s_max,
             mode: Mode::Full,
+            kernel,
         };
         launch_rows(b, layout, &p, [q, k, v], inv_freq, out, &targets, launch)?;
         row0 += group.len();
@@ -327,11 +468,22 @@ pub(in crate::backend::gpu) fn rope_attention_steps(
         ));
     }
     let layout = *cache.layout();
-    let s_max = max_splits(b.info().multiprocessors as usize, &row, layout.capacity);
+    let kernel = Kernel::pick(&row, layout.dtype, b.mma_decode());
+    let s_max = max_splits(
+        b.info().multiprocessors as usize,
+        &row,
+        layout.capacity,
+        kernel,
+        b.attn_blocks(),
+    );
     let arena = cache.arena_mut().ptr();
     for (mode, s_max, per) in [
         (Mode::KvOnly, 1, MAX_ROWS),
-        (Mode::AttendOnly, s_max, rows_per_launch(&row, s_max)),
+        (
+            Mode::AttendOnly,
+            s_max,
+            rows_per_launch(&row, s_max, kernel),
+        ),
     ] {
         let mut row0 = 0;
         while row0 < p.rows {
@@ -341,6 +493,7 @@ pub(in crate::backend::gpu) fn rope_attention_steps(
                 pos0: p.pos0 + row0,
                 s_max,
                 mode,
+                kernel,
             };
             // Each row's position: pos0 + z as given, or from the input's record of the row
             // (the kernel reads a step block's position word), so a captured pass replays at
@@ -373,6 +526,7 @@ struct RowsLaunch {
     pos0: usize,
     s_max: usize,
     mode: Mode,
+    kernel: Kernel,
 }
 
 /// `decode_attention_rows_{T}` over a (columns, s_max, rows) grid: row z of the launch is row
@@ -391,12 +545,16 @@ fn launch_rows(
     if targets.is_empty() || targets.len() > MAX_ROWS {
         return Err(bad(OP, format!("a rows launch of {} rows", targets.len())));
     }
-    let name = format!("decode_attention_rows_{}", suffix(OP, layout.dtype)?);
+    let name = l.kernel.name(layout.dtype, true)?;
     let (qd, kvd) = (p.n_heads * p.head_dim, p.n_kv_heads * p.head_dim);
     let cfg = LaunchConfig {
-        grid: (columns(p) as u32, l.s_max as u32, targets.len() as u32),
-        block: (BLOCK, 1, 1),
-        shared_bytes: ring_bytes(b.cp_async(), layout.dtype),
+        grid: (
+            columns(p, l.kernel) as u32,
+            l.s_max as u32,
+            targets.len() as u32,
+        ),
+        block: (l.kernel.block(b.wave()), 1, 1),
+        shared_bytes: l.kernel.shared_bytes(b.cp_async(), layout.dtype),
     };
     let (ws, counters) = b.attention_workspace();
     let ptrs = [
@@ -437,13 +595,16 @@ fn launch_rows(
     unsafe { b.launch(&name, cfg, &args) }
 }
 
-/// `decode_attention_{T}` over a (columns, s_max) grid of 256-thread blocks.
+/// `kernel`'s one-row form (`decode_attention_{T}`, `decode_attention_mma_{HD}_{T}`) over a
+/// (columns, s_max) grid.
 /// `ptrs` = q, k, v, inv_freq, arena, out, ws, counters; `dims` = layer, pos0, n_heads,
 /// n_kv_heads, head_dim, capacity, s_max (the ABI order); `step` = a step block whose position
 /// replaces pos0, or 0 (null); `scores` = the scale, the sliding window's keys (0: none) and
 /// the soft-cap (0: none).
+#[allow(clippy::too_many_arguments)]
 pub(in crate::backend::gpu) fn launch_decode_attention(
     b: &GpuBackend,
+    kernel: Kernel,
     arena_dtype: DType,
     ptrs: [DevicePtr; 8],
     dims: [i32; 7],
@@ -451,11 +612,11 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
     scores: ScoreArgs,
     columns: usize,
 ) -> Result<()> {
-    let name = format!("decode_attention_{}", suffix(OP, arena_dtype)?);
+    let name = kernel.name(arena_dtype, false)?;
     let cfg = LaunchConfig {
         grid: (columns as u32, dims[6] as u32, 1),
-        block: (BLOCK, 1, 1),
-        shared_bytes: ring_bytes(b.cp_async(), arena_dtype),
+        block: (kernel.block(b.wave()), 1, 1),
+        shared_bytes: kernel.shared_bytes(b.cp_async(), arena_dtype),
     };
     let tail = [
         KernelArg::F32(scores.scale),
@@ -526,22 +687,31 @@ mod tests {
         // Llama-3.1-8B on 132 SMs: 8 columns → 33 splits (2 blocks an SM); capped by a short
         // capacity.
         let p = params(32, 8, 128);
-        assert_eq!(max_splits(132, &p, 131072), 33);
-        assert_eq!(max_splits(132, &p, 100), 2);
-        assert_eq!(max_splits(132, &p, 1), 1);
+        assert_eq!(max_splits(132, &p, 131072, Kernel::Vector, None), 33);
+        assert_eq!(max_splits(132, &p, 100, Kernel::Vector, None), 2);
+        assert_eq!(max_splits(132, &p, 1, Kernel::Vector, None), 1);
         // A sliding window of 512 keys: at most 8 splits of 64, whatever the capacity.
         let w = AttentionParams {
             window: Some(512),
             ..p
         };
-        assert_eq!(max_splits(132, &w, 131072), 8);
-        assert_eq!(max_splits(132, &w, 100), 2);
+        assert_eq!(max_splits(132, &w, 131072, Kernel::Vector, None), 8);
+        assert_eq!(max_splits(132, &w, 100, Kernel::Vector, None), 2);
         // A group of 8 takes two slabs per KV head: 16 columns.
-        assert_eq!(max_splits(132, &params(64, 8, 128), 131072), 17);
+        assert_eq!(
+            max_splits(132, &params(64, 8, 128), 131072, Kernel::Vector, None),
+            17
+        );
+        // The matrix-instruction kernel: 16 query heads a block column (a group of 8 is one
+        // slab, not two), and a set number of blocks a multiprocessor.
+        let mma = Kernel::Mma { hd: 128 };
+        assert_eq!(max_splits(132, &params(64, 8, 128), 131072, mma, None), 33);
+        assert_eq!(max_splits(132, &p, 131072, mma, Some(1)), 17);
+        assert_eq!(max_splits(132, &p, 131072, Kernel::Vector, Some(4)), 66);
         // Many heads: the workspace bounds it (n_heads · s_max · (hd + 2) ≤ WS_FLOATS).
         let big = params(2048, 2048, 256);
         assert!(fusable(&big, DType::F16));
-        let s = max_splits(100_000, &big, 1 << 20);
+        let s = max_splits(100_000, &big, 1 << 20, Kernel::Vector, None);
         assert!(s >= 1 && big.n_heads * s * (big.head_dim + 2) <= WS_FLOATS);
     }
 
