@@ -240,7 +240,8 @@ pub fn coarsest_rounding(dtypes: impl IntoIterator<Item = DType>) -> DType {
 /// - KV storage: K and V of every block rounded once (2 per block); and prefill attention's
 ///   matrix inputs, q and the softmax weights, rounded to the KV type (2 per block: the GPU's
 ///   flash kernel; q's rounding moves a score by u·|score|, O(u) at the standard scale's
-///   scores). The decode kernel rounds fewer (K and V; q and the weights stay f32);
+///   scores; the GPU's matrix-instruction decode kernel, head dims 64 and 128, rounds them
+///   the same way). The vector decode kernel rounds fewer (K and V; q and the weights f32);
 /// - weight rounding (against an f32-weight oracle): 7 matrices per block and the head, each
 ///   perturbing its product like an input rounding;
 /// - the score gain g (`score_gain`). Three of a block's events reach the output through the

@@ -53,6 +53,11 @@ pub struct AttentionCase {
     pub seed: u64,
 }
 
+/// The head dims whose fused decode rows (`rope_attention`, 16-bit KV) the GPU backend runs on
+/// matrix instructions (engine/src/backend/gpu/ops/decode_attention.rs `MMA_HEAD_DIMS`): q and
+/// the softmax weights rounded to the KV type, as for prefill rows.
+const MMA_DECODE_HEAD_DIMS: [usize; 2] = [64, 128];
+
 /// How a `rope_attention` case's rows are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsRoute {
@@ -164,12 +169,15 @@ impl AttentionCase {
     }
 
     /// What q and the softmax weights may be rounded to: the KV type for prefill rows over 16-bit
-    /// KV (the GPU's flash kernel feeds them to matrix instructions), f16 over Q8_0 K/V (the
-    /// flash kernel's matrix type there), else nothing (f32; the simple kernel rounds neither).
+    /// KV (the GPU's flash kernel feeds them to matrix instructions) and for the fused decode
+    /// rows of the head dims the GPU's matrix-instruction decode kernel takes
+    /// ([`MMA_DECODE_HEAD_DIMS`]), f16 over Q8_0 K/V (the flash kernel's matrix type there),
+    /// else nothing (f32; the simple and vector kernels round neither).
     fn matrix_input(&self) -> DType {
+        let mma_decode = self.rope && MMA_DECODE_HEAD_DIMS.contains(&self.head_dim);
         match self.kv {
             _ if self.simple => DType::F32,
-            DType::F16 | DType::BF16 if self.rows > 1 => self.kv,
+            DType::F16 | DType::BF16 if self.rows > 1 || mma_decode => self.kv,
             DType::Q8_0Kv if self.rows > 1 => DType::F16,
             _ => DType::F32,
         }
@@ -340,32 +348,33 @@ impl AttentionCase {
         let step = super::step_at(b, self.via_step, self.pos0, self.rows, layout.capacity)?;
         // As steps: the same rows one at a time on a second cache, to compare by bits.
         let mut as_steps = Vec::new();
-        if self.route == RowsRoute::Steps {
-            let mut one = OneRow::new(b, qd, kvd)?;
-            let mut cache1 = fill_cache(b, layout, layer, &k_pre, &v_pre, self.pos0)?;
-            let mut out1 = guarded(b, DType::F32, self.rows * qd)?;
-            let (c, o) = (&mut cache1, &mut out1);
-            row_by_row::steps(b, &qt, &kt, &vt, o, one.scratch(), &ft, c, p)?;
-            b.rope_attention_steps(&qt, &kt, &vt, &mut out, one.scratch(), &ft, &mut cache, p)?;
-            as_steps.push(same_bits(b, &out1, &out, self.rows * qd, "out")?);
-            as_steps.push(same_bits(
-                b,
-                cache1.arena(),
-                cache.arena(),
-                layout.elems(),
-                "arena",
-            )?);
+        let mut attend = || -> Result<()> {
+            if self.route == RowsRoute::Steps {
+                let mut one = OneRow::new(b, qd, kvd)?;
+                let mut cache1 = fill_cache(b, layout, layer, &k_pre, &v_pre, self.pos0)?;
+                let mut out1 = guarded(b, DType::F32, self.rows * qd)?;
+                let (c, o) = (&mut cache1, &mut out1);
+                row_by_row::steps(b, &qt, &kt, &vt, o, one.scratch(), &ft, c, p)?;
+                let (o, c) = (&mut out, &mut cache);
+                b.rope_attention_steps(&qt, &kt, &vt, o, one.scratch(), &ft, c, p)?;
+                as_steps.push(same_bits(b, &out1, &out, self.rows * qd, "out")?);
+                as_steps.push(same_bits(
+                    b,
+                    cache1.arena(),
+                    cache.arena(),
+                    layout.elems(),
+                    "arena",
+                )?);
+                Ok(())
+            } else {
+                let (o, c) = (&mut out, &mut cache);
+                b.rope_attention(&mut qt, &kt, &vt, &ft, c, o, p, step.as_ref())
+            }
+        };
+        if self.simple {
+            b.simple_attention(&mut attend)?;
         } else {
-            b.rope_attention(
-                &mut qt,
-                &kt,
-                &vt,
-                &ft,
-                &mut cache,
-                &mut out,
-                p,
-                step.as_ref(),
-            )?;
+            attend()?;
         }
         let got = match read_guarded(b, &out, self.rows * qd)? {
             Ok(v) => v,
@@ -1027,6 +1036,26 @@ fn rope_grid(
     g.push(rope(1, 2100, (512, 512), 32, DType::Q8_0Kv));
     g.push(rope(5, 40, (8, 2), 64, DType::Q8_0Kv));
     g.push(rope(3, 700, (12, 3), 96, DType::Q8_0Kv));
+    // the matrix-instruction decode kernels (16-bit KV, head dims 64 and 128): a whole m-tile of
+    // 16 query heads in one split of a few keys (waves past the split's tiles: whole tiles
+    // masked), two slabs of 16 over several splits, a sliding window with a soft-cap and the
+    // position from the step; and the vector kernel (`simple`) at the same shapes
+    for kv in [DType::F16, DType::BF16] {
+        for hd in [64, 128] {
+            g.push(rope(1, 40, (16, 1), hd, kv));
+            g.push(rope(1, 3000, (32, 1), hd, kv));
+            g.push(AttentionCase {
+                window: Some(700),
+                softcap: Some(20.0),
+                via_step: true,
+                ..rope(1, 2500, (8, 2), hd, kv)
+            });
+            g.push(AttentionCase {
+                simple: true,
+                ..rope(1, 3000, (32, 1), hd, kv)
+            });
+        }
+    }
     g.extend(routed_grid(case, false));
     // the separate ops: f32 KV, a head dim off 16, prefill rows
     g.push(rope(1, 300, (8, 2), 64, DType::F32));
@@ -1064,10 +1093,13 @@ fn routed_grid(
             g.push(routed(steps, rope(3, 2100, (512, 512), 32, kv)));
             g.push(routed(batch, case(3, 8191, (32, 8), 128, kv)));
         } else {
-            g.push(routed(steps, rope(5, 40, (8, 2), 64, kv)));
-            g.push(routed(steps, gemma(rope(4, 300, (8, 2), 64, kv))));
-            g.push(routed(batch, case(4, 40, (8, 2), 64, kv)));
-            g.push(routed(batch, gemma(case(4, 300, (8, 2), 64, kv))));
+            // head dims 64 and 128: the GPU's matrix-instruction rows kernels over 16-bit KV
+            for hd in [64, 128] {
+                g.push(routed(steps, rope(5, 40, (8, 2), hd, kv)));
+                g.push(routed(steps, gemma(rope(4, 300, (8, 2), hd, kv))));
+                g.push(routed(batch, case(4, 40, (8, 2), hd, kv)));
+                g.push(routed(batch, gemma(case(4, 300, (8, 2), hd, kv))));
+            }
         }
     }
     g
