@@ -1352,7 +1352,7 @@ variants)
       [ "${GEMV:-0}" = 1 ] && ops+=($GEMV_OPS)
       [ "${ATTN:-0}" = 1 ] && ops+=(--op rope_attention)
       if [ ${#ops[@]} = 0 ]; then echo "variants PART=check: set GEMV=1 and/or ATTN=1" >&2; exit 2; fi
-      op_cases "ops-$name" 240 "" --kernels "$v" --no-coverage "${ops[@]}"
+      op_cases "ops-$name" "${OPS_TIMEOUT:-240}" "" --kernels "$v" --no-coverage "${ops[@]}"
       fixtures_conformance "fixtures-$name" --kernels "$v"
     done
     ;;
