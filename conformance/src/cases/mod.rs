@@ -277,7 +277,7 @@ mod tests {
                 .iter()
                 .filter(|c| matches!(c, Case::Attention(a) if a.route == route))
                 .count();
-            assert_eq!(kept, 6, "{route:?}: two a KV type");
+            assert_eq!(kept, 12, "{route:?}: two a KV type at head dims 64 and 128");
         }
     }
 }
