@@ -184,6 +184,20 @@ pub(in crate::backend::gpu) fn mma_kernels_shared(cp_async: bool) -> Vec<(String
     all
 }
 
+/// The kernel of a one-row launch of `p` over a cache of `layout` on `b`, and its split count.
+fn plan(
+    b: &GpuBackend,
+    p: &AttentionParams,
+    layout: &crate::kv_cache::KvLayout,
+) -> (Kernel, usize) {
+    let kernel = Kernel::pick(p, layout.dtype, b.mma_decode());
+    let mp = b.info().multiprocessors as usize;
+    (
+        kernel,
+        max_splits(mp, p, layout.capacity, kernel, b.attn_blocks()),
+    )
+}
+
 /// The number of block columns (`n_kv_heads · slabs`, a slab the kernel's query heads a block).
 fn columns(p: &AttentionParams, kernel: Kernel) -> usize {
     p.n_kv_heads * (p.n_heads / p.n_kv_heads).div_ceil(kernel.group())
@@ -274,14 +288,7 @@ pub(in crate::backend::gpu) fn rope_attention_row(
     let layout = *cache.layout();
     check_rows(q, k, v, inv_freq, out, cache, &p, row + 1, p.pos0 + 1)?;
     let (qd, kvd) = (p.n_heads * hd, p.n_kv_heads * hd);
-    let kernel = Kernel::pick(&p, layout.dtype, b.mma_decode());
-    let s_max = max_splits(
-        b.info().multiprocessors as usize,
-        &p,
-        layout.capacity,
-        kernel,
-        b.attn_blocks(),
-    );
+    let (kernel, s_max) = plan(b, &p, &layout);
     let (ws, counters) = b.attention_workspace();
     let arena = cache.arena_mut();
     launch_decode_attention(
@@ -413,14 +420,7 @@ pub(in crate::backend::gpu) fn rope_attention_batch(
     }
     let first = &rows[0];
     let (p, layout) = (first.p, *first.cache.layout());
-    let kernel = Kernel::pick(&p, layout.dtype, b.mma_decode());
-    let s_max = max_splits(
-        b.info().multiprocessors as usize,
-        &p,
-        layout.capacity,
-        kernel,
-        b.attn_blocks(),
-    );
+    let (kernel, s_max) = plan(b, &p, &layout);
     let per = rows_per_launch(&p, s_max, kernel);
     let inv_freq = first.inv_freq.ptr();
     let mut row0 = 0;
@@ -468,14 +468,7 @@ pub(in crate::backend::gpu) fn rope_attention_steps(
         ));
     }
     let layout = *cache.layout();
-    let kernel = Kernel::pick(&row, layout.dtype, b.mma_decode());
-    let s_max = max_splits(
-        b.info().multiprocessors as usize,
-        &row,
-        layout.capacity,
-        kernel,
-        b.attn_blocks(),
-    );
+    let (kernel, s_max) = plan(b, &row, &layout);
     let arena = cache.arena_mut().ptr();
     for (mode, s_max, per) in [
         (Mode::KvOnly, 1, MAX_ROWS),
