@@ -53,11 +53,6 @@ pub struct AttentionCase {
     pub seed: u64,
 }
 
-/// The head dims whose fused decode rows (`rope_attention`, 16-bit KV) the GPU backend runs on
-/// matrix instructions (engine/src/backend/gpu/ops/decode_attention.rs `MMA_HEAD_DIMS`): q and
-/// the softmax weights rounded to the KV type, as for prefill rows.
-const MMA_DECODE_HEAD_DIMS: [usize; 2] = [64, 128];
-
 /// How a `rope_attention` case's rows are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsRoute {
@@ -171,10 +166,11 @@ impl AttentionCase {
     /// What q and the softmax weights may be rounded to: the KV type for prefill rows over 16-bit
     /// KV (the GPU's flash kernel feeds them to matrix instructions) and for the fused decode
     /// rows of the head dims the GPU's matrix-instruction decode kernel takes
-    /// ([`MMA_DECODE_HEAD_DIMS`]), f16 over Q8_0 K/V (the flash kernel's matrix type there),
+    /// (`wavefront::backend::gpu::MMA_DECODE_HEAD_DIMS`), f16 over Q8_0 K/V (the flash kernel's matrix type there),
     /// else nothing (f32; the simple and vector kernels round neither).
     fn matrix_input(&self) -> DType {
-        let mma_decode = self.rope && MMA_DECODE_HEAD_DIMS.contains(&self.head_dim);
+        let mma_decode =
+            self.rope && wavefront::backend::gpu::MMA_DECODE_HEAD_DIMS.contains(&self.head_dim);
         match self.kv {
             _ if self.simple => DType::F32,
             DType::F16 | DType::BF16 if self.rows > 1 || mma_decode => self.kv,

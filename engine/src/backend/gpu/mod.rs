@@ -20,6 +20,11 @@ pub mod module;
 mod ops;
 pub mod quant;
 pub mod step;
+
+/// The head dims at which fused decode rows over 16-bit KV run on the matrix-instruction
+/// decode kernel (q and the softmax weights rounded to the KV type for its products), unless
+/// `WAVEFRONT_NO_MMA_DECODE=1` or [`crate::backend::Backend::simple_attention`].
+pub use ops::decode_attention::MMA_HEAD_DIMS as MMA_DECODE_HEAD_DIMS;
 #[cfg(test)]
 mod tests;
 pub mod vendor;

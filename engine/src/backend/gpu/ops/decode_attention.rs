@@ -87,8 +87,9 @@ const MMA_PAD: usize = 8;
 const MMA_RING: usize = 3;
 /// Fewest keys a split of the matrix-instruction kernels takes (ABI: `DM_MIN_KEYS`).
 const MMA_MIN_KEYS: usize = 64;
-/// The head dims the matrix-instruction kernels take (`decode_attention_mma_{HD}_{T}`).
-const MMA_HEAD_DIMS: [usize; 2] = [64, 128];
+/// The head dims the matrix-instruction kernels take (`decode_attention_mma_{HD}_{T}`; the
+/// crate's `backend::gpu::MMA_DECODE_HEAD_DIMS`).
+pub const MMA_HEAD_DIMS: [usize; 2] = [64, 128];
 
 /// Which decode attention kernel a launch takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
