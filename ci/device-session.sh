@@ -207,11 +207,11 @@ filtered_test() { # binary filter [pattern [label note]]: the binary's tests who
 GEMV_OPS="--op linear --op linear_stacked --op norm_linear_stacked --op gate_up_swiglu --op norm_gate_up_swiglu --op linear_residual"
 
 op_cases() { # name seconds pattern [args...]: wavefront-conformance's op cases at both waves
-  # (args: the --op list, --kernels, --no-coverage ...) into NAME.{md,json,log}, a summary row,
-  # the log's failures and lines matching pattern
+  # (OPS_WAVE=32 or 64: that wave alone) (args: the --op list, --kernels, --no-coverage ...) into
+  # NAME.{md,json,log}, a summary row, the log's failures and lines matching pattern
   local name=$1 secs=$2 pattern=$3 start=$SECONDS
   shift 3
-  timeout "$secs" bin/wavefront-conformance --backend gpu --wave all "$@" \
+  timeout "$secs" bin/wavefront-conformance --backend gpu --wave "${OPS_WAVE:-all}" "$@" \
     --report "$OUT/$name.md" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
   echo "| wavefront-conformance $name | $? | $((SECONDS - start)) s | $(tail -n 1 "$OUT/$name.log") |" | tee -a "$OUT/summary.md"
   grep -E "FAIL|✗${pattern:+|$pattern}" "$OUT/$name.log" | head -30
@@ -1274,8 +1274,10 @@ short-attn)
   # of a5d5789, a block a query head and no splits, measured slower and reverted: see
   # bench/results/2026-12-05-short-attn-h100). Carry .device/ops.
   #   PART=check: the rope_attention op cases at both waves with path coverage (past 300 s on
-  #     an H100 in a5d5789's run: 450 here, so the call needs about 520), the model-level
-  #     checks on the fixtures, gpu_graph, the engine's GPU unit tests.
+  #     an H100 in a5d5789's run; past 450 with the matrix decode kernels' cases at 0bdf0ea, no
+  #     report: set OPS_WAVE=32 and OPS_WAVE=64 in two calls, ATTN_OPS_TIMEOUT seconds each,
+  #     default 450), the model-level checks on the fixtures, gpu_graph, the engine's GPU unit
+  #     tests.
   #   PART=bench (default): for the embedded kernels and each directory of VARIANTS (copies of
   #     kernels/ with edits, carried in .device/ops), the attention microbench of SHAPES at
   #     depths 64, 128, 256, 1024 and tg128 of each shape of SHAPES at depth 0; for each
@@ -1285,7 +1287,7 @@ short-attn)
   gpu_info
   case "${PART:-bench}" in
   check)
-    attn_ops 450 UNREACHED
+    attn_ops "${ATTN_OPS_TIMEOUT:-450}" UNREACHED
     fixtures_conformance conformance-fixtures
     run_test gpu_graph
     finish
