@@ -1462,6 +1462,16 @@ fn decode_attention_takes_the_matrix_kernel_at_head_dims_64_and_128() {
             assert_eq!(launch(&b, kv), (name, block, bytes64), "{arch} {wave:?}");
         }
         assert_eq!(launch(&b, DType::Q8_0Kv).0, "decode_attention_q8_0");
+        // Backend::simple_attention (conformance's vector twins): the vector kernel inside it,
+        // the matrix one again after it.
+        let mut inside = String::new();
+        b.simple_attention(&mut || {
+            inside = launch(&b, DType::F16).0;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(inside, "decode_attention_f16");
+        assert_eq!(launch(&b, DType::F16).0, "decode_attention_mma_64_f16");
         b.set_mma_decode(false);
         assert_eq!(launch(&b, DType::F16).0, "decode_attention_f16");
     }
