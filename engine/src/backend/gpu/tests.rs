@@ -381,6 +381,18 @@ fn wave_is_native_or_emulated_64_on_nvidia_only() {
 /// ring (common.h WF_CP_ASYNC): the backend allows the four kernels 64 KiB of dynamic shared
 /// memory when it opens, and a launch asks for the staged rows plus the 32 KiB ring. The
 /// emulated WAVE=64 (the FMA twin) and older devices have no ring.
+/// The dynamic shared memory the backend allowed kernels when it opened (the calls since the
+/// last `calls()`), of the kernels whose names `keep` takes, in call order.
+fn shared_allowed(v: &FakeVendor, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
+    v.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Shared(name, bytes) if keep(&name) => Some((name, bytes)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn matrix_core_gemvs_take_a_weight_ring_on_nvidia_sm80_and_later() {
     for (arch, wave, ring) in [
@@ -390,15 +402,7 @@ fn matrix_core_gemvs_take_a_weight_ring_on_nvidia_sm80_and_later() {
     ] {
         let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
         let mut b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
-        let allowed: Vec<_> = v
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Shared(name, bytes) => Some((name, bytes)),
-                _ => None,
-            })
-            .filter(|(name, _)| super::ops::gemv::MMA_KERNELS.contains(&name.as_str()))
-            .collect();
+        let allowed = shared_allowed(&v, |name| super::ops::gemv::MMA_KERNELS.contains(&name));
         if ring > 0 {
             let want: Vec<_> = super::ops::gemv::MMA_KERNELS
                 .iter()
@@ -1363,18 +1367,9 @@ fn decode_attention_takes_a_kv_ring_on_nvidia_sm80_and_later() {
         let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
         let mut b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
         b.set_mma_decode(false); // the vector kernel (the matrix one: the test below)
-        let allowed: Vec<_> = v
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Shared(name, bytes)
-                    if name.starts_with("decode_attention") && !name.contains("mma") =>
-                {
-                    Some((name, bytes))
-                }
-                _ => None,
-            })
-            .collect();
+        let allowed = shared_allowed(&v, |name| {
+            name.starts_with("decode_attention") && !name.contains("mma")
+        });
         if wave.is_none() && arch != "sm_75" {
             let names = super::ops::decode_attention::RING_KERNELS;
             let expect: Vec<_> = names.iter().map(|n| (n.to_string(), ring)).collect();
@@ -1416,16 +1411,7 @@ fn decode_attention_takes_the_matrix_kernel_at_head_dims_64_and_128() {
     ] {
         let v = FakeVendor::with_arch(Runtime::Cuda, 32, arch);
         let mut b = build(&v, wave, &ModuleCache::new(None), &[]).unwrap();
-        let allowed: Vec<_> = v
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Shared(name, bytes) if name.contains("_mma_") && name.contains("decode") => {
-                    Some((name, bytes))
-                }
-                _ => None,
-            })
-            .collect();
+        let allowed = shared_allowed(&v, |name| name.starts_with("decode_attention_mma_"));
         if bytes64 > 48 * 1024 {
             // 64: 4 waves · 3 tiles · K and V · 16 keys · (64 + 8) · 2 bytes; 128: (128 + 8)
             let b128 = 4 * 3 * 2 * 16 * 136 * 2;
