@@ -1276,8 +1276,8 @@ short-attn)
   #   PART=check: the rope_attention op cases at both waves with path coverage (past 300 s on
   #     an H100 in a5d5789's run; past 450 with the matrix decode kernels' cases at 0bdf0ea, no
   #     report: set OPS_WAVE=32 and OPS_WAVE=64 in two calls, ATTN_OPS_TIMEOUT seconds each,
-  #     default 450), the model-level checks on the fixtures, gpu_graph, the engine's GPU unit
-  #     tests.
+  #     default 450, or OPS_PARALLEL=1: both waves in one call as two processes at once), the
+  #     model-level checks on the fixtures, gpu_graph, the engine's GPU unit tests.
   #   PART=bench (default): for the embedded kernels and each directory of VARIANTS (copies of
   #     kernels/ with edits, carried in .device/ops), the attention microbench of SHAPES at
   #     depths 64, 128, 256, 1024 and tg128 of each shape of SHAPES at depth 0; for each
@@ -1287,7 +1287,17 @@ short-attn)
   gpu_info
   case "${PART:-bench}" in
   check)
-    attn_ops "${ATTN_OPS_TIMEOUT:-450}" UNREACHED
+    if [ "${OPS_PARALLEL:-0}" = 1 ]; then
+      # both waves at once, two processes (attn-ops-w32.*, attn-ops-w64.*): the coverage pass
+      # repeats every case, and the reference (one thread) runs in each again
+      for wave in 32 64; do
+        (finish() { :; }; OPS_WAVE=$wave op_cases "attn-ops-w$wave" "${ATTN_OPS_TIMEOUT:-450}" UNREACHED --op rope_attention) &
+      done
+      wait
+      finish
+    else
+      attn_ops "${ATTN_OPS_TIMEOUT:-450}" UNREACHED
+    fi
     fixtures_conformance conformance-fixtures
     run_test gpu_graph
     finish

@@ -98,7 +98,7 @@ pub fn run(b: &GpuBackend, cases: &[Case], variant: &str) -> Result<CoverageRepo
         .collect();
     for case in cases {
         b.coverage_reset()?;
-        let _ = case.run(b);
+        let _ = crate::cases::engine_only(|| case.run(b));
         for hit in b.coverage_hits()? {
             if let Some(p) = paths.iter_mut().find(|p| (p.kernel, p.path) == hit) {
                 p.cases += 1;

@@ -19,6 +19,31 @@ use wavefront::Result;
 use crate::compare::Comparison;
 use crate::tolerance::Tolerance;
 
+thread_local! {
+    static ENGINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the reference side of the cases that honour it skipped: the attention cases
+/// run the backend's op in full (every kernel launch of a normal run) and return no checks,
+/// without reading the output back, scanning the arena or computing the reference. For the
+/// kernel path coverage pass, which only counts the paths each case reached: there the
+/// reference of the long cases and the arena scan were most of its time.
+pub fn engine_only<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ENGINE_ONLY.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(ENGINE_ONLY.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether the running case skips its reference side (inside `engine_only`).
+pub(crate) fn skip_reference() -> bool {
+    ENGINE_ONLY.with(|c| c.get())
+}
+
 /// The ops of the `Backend` trait. Keep in step with `wavefront::backend::Backend`: an op
 /// without a case shows as uncovered in every report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -278,6 +303,40 @@ mod tests {
                 .filter(|c| matches!(c, Case::Attention(a) if a.route == route))
                 .count();
             assert_eq!(kept, 12, "{route:?}: two a KV type at head dims 64 and 128");
+        }
+    }
+
+    /// Inside `engine_only` the attention cases of every form (plain, rope, the steps and batch
+    /// routes) return no checks; outside it the same cases check their output, and the flag is
+    /// back off after the closure (also when it nests).
+    #[test]
+    fn engine_only_skips_the_attention_cases_reference_side() {
+        let b = wavefront::backend::cpu::CpuBackend::new(wavefront::DType::BF16)
+            .expect("BF16 is a CPU weight type");
+        let forms = [
+            (false, attention::RowsRoute::Plain),
+            (true, attention::RowsRoute::Plain),
+            (true, attention::RowsRoute::Steps),
+            (false, attention::RowsRoute::Batch),
+        ];
+        for (rope, route) in forms {
+            let case = attention::host_grid()
+                .into_iter()
+                .filter(|c| c.rope == rope && c.route == route)
+                .min_by_key(|c| c.pos0 + c.rows)
+                .expect("the grid has a case of each form");
+            let full = case.run(&b).expect("runs");
+            assert!(!full.is_empty(), "{}: checks its output", case.name());
+            let quick = engine_only(|| engine_only(|| case.run(&b)).map(|c| (c, skip_reference())));
+            let (checks, inside) = quick.expect("runs");
+            assert!(
+                checks.is_empty(),
+                "{}: {} checks",
+                case.name(),
+                checks.len()
+            );
+            assert!(inside, "the nested closure restored the outer one's flag");
+            assert!(!skip_reference(), "off again after the closure");
         }
     }
 }
