@@ -139,15 +139,19 @@ struct DaRows {
 
 // The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
 // sin/cos table (sn, cs: half entries).
-WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, const float* cs,
-                          float (&o)[8]) {
-  float a[8], b[8];
-  const bool lo = d0 < half;
-  const int d = lo ? d0 : d0 - half;  // the pair (d, d + half)
+WF_DEVICE void rope_load(const float* x, int d0, int half, float (&a)[8], float (&b)[8]) {
+  const int d = d0 < half ? d0 : d0 - half;  // the pair (d, d + half)
   load_f32x4(x + d, *(float(*)[4])a);
   load_f32x4(x + d + 4, *(float(*)[4])(a + 4));
   load_f32x4(x + d + half, *(float(*)[4])b);
   load_f32x4(x + d + half + 4, *(float(*)[4])(b + 4));
+}
+
+// ... rotated: dims d0 .. d0 + 7 of the rotated row, from rope_load's pair.
+WF_DEVICE void rope_rotate(int d0, int half, const float* sn, const float* cs, const float (&a)[8],
+                           const float (&b)[8], float (&o)[8]) {
+  const bool lo = d0 < half;
+  const int d = lo ? d0 : d0 - half;
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
     const float s = sn[d + e], c = cs[d + e];
@@ -155,7 +159,41 @@ WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, con
   }
 }
 
+WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, const float* cs,
+                          float (&o)[8]) {
+  float a[8], b[8];
+  rope_load(x, d0, half, a, b);
+  rope_rotate(d0, half, sn, cs, a, b, o);
+}
+
 WF_DEVICE int imin(int a, int b) { return a < b ? a : b; }
+
+// A block's query heads (grid x): KV head kvh, slab `slab` of its GQA group in slabs of GROUP,
+// heads h0 .. h0 + gb − 1.
+template <int GROUP>
+WF_DEVICE void da_heads(int n_heads, int n_kv_heads, int& kvh, int& slab, int& h0, int& gb) {
+  const int group = n_heads / n_kv_heads;
+  const int slabs = (group + GROUP - 1) / GROUP;
+  kvh = block_index_x() / slabs;
+  slab = block_index_x() - kvh * slabs;
+  h0 = kvh * group + slab * GROUP;
+  gb = imin(GROUP, group - slab * GROUP);
+}
+
+// A block's split (grid y = s): keys j0 .. j1 − 1 of a ..= p (a = first: the window's first
+// key, else 0), cut into n_split splits of at least min_keys keys (fewer when the keys are
+// fewer), the same length but the last. False for a block past the last split.
+WF_DEVICE bool da_split(int pos, int window, int s_max, int min_keys, int s, int& first,
+                        int& n_split, int& j0, int& j1) {
+  first = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;
+  const int len = pos + 1 - first;  // the keys a ..= p
+  n_split = imin(s_max, (len + min_keys - 1) / min_keys);
+  const int per = (len + n_split - 1) / n_split;
+  n_split = (len + per - 1) / per;
+  j0 = first + s * per;
+  j1 = imin(pos + 1, j0 + per);
+  return s < n_split;
+}
 
 // A lane's piece of a K/V row: 8 consecutive dims d0 .. d0 + 8 of element e (a multiple of 8),
 // held as 4 words between its load and its use. 16-bit KV: the piece is one 16-byte vector (8
@@ -487,21 +525,13 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);
   }
   if (pos < 0 || pos >= capacity || s_max < 1 || s_max > DA_MAX_SPLITS) return;
-  const int group = n_heads / n_kv_heads;
-  const int slabs = (group + DA_GROUP - 1) / DA_GROUP;
-  const int kvh = block_index_x() / slabs, slab = block_index_x() - kvh * slabs;
-  const int h0 = kvh * group + slab * DA_GROUP;  // first query head of the block
-  const int gb = imin(DA_GROUP, group - slab * DA_GROUP);
+  int kvh, slab, h0, gb;
+  da_heads<DA_GROUP>(n_heads, n_kv_heads, kvh, slab, h0, gb);
   if (mode == DA_KV_ONLY && s_max != 1) return;  // the host's contract: one split
-  const int first = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;  // a
-  const int len = pos + 1 - first;  // the keys a ..= p
-  int n_split = imin(s_max, (len + DA_MIN_KEYS - 1) / DA_MIN_KEYS);
-  const int per = (len + n_split - 1) / n_split;
-  n_split = (len + per - 1) / per;
   const int s = block_index_y();
-  if (s >= n_split) return;
+  int first, n_split, j0, j1;
+  if (!da_split(pos, window, s_max, DA_MIN_KEYS, s, first, n_split, j0, j1)) return;
   if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
-  const int j0 = first + s * per, j1 = imin(pos + 1, j0 + per);
 
   const int half = head_dim / 2, pieces = head_dim / 8;
   int p2 = 1;
@@ -734,8 +764,9 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
     }
   }
   if (single) return;
-  da_combine<DA_BLOCK, DA_GROUP, false, 1, 8>(part_acc, part_ml, counters + block_index_x(), n_split, gb,
-                                        h0, head_dim, s_max, out, buf, &last, slot_id);
+  da_combine<DA_BLOCK, DA_GROUP, false, 1, 8>(part_acc, part_ml, counters + block_index_x(),
+                                              n_split, gb, h0, head_dim, s_max, out, buf, &last,
+                                              slot_id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -758,6 +789,10 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
 //   rows); elsewhere the next tile into registers while the current one computes, then stored.
 //   The key at p comes from shared memory (the rounded new key and value), rows past the split
 //   are zeros (never read from the arena).
+//   Prologue: what p does not decide (q's rows, the new key and value, the frequencies) is
+//   loaded before p is read from the step, one round trip for all; on the async path the
+//   ring's first tiles are issued as soon as p gives the split, before the rotation, with the
+//   row of p left out and patched in from the new key once it is rounded.
 //   The waves' (m, ℓ, O) merged in shared memory (O of the gb valid rows), then as above: out =
 //   O / ℓ (one split), or the split's partials (m in log2 units) and da_combine<…, true>.
 // Launch: grid (n_kv_heads · ceil(G / 16), s_max), block DM_BLOCK = DM_WAVES · WAVE threads
@@ -836,6 +871,7 @@ struct DmTiles {
   i64 kh, vh;
   const wf_u32x4* knew;  // the new key's HD / 8 vectors, then the value's
   int j0, j1, pos, w, lane;
+  bool defer;      // the row of p left to patch (tiles issued before the new key was ready)
   uint16_t* ring;  // the wave's first tile
   WF_DEVICE int key0(int i) const { return j0 + (w + DM_WAVES * i) * DM_TILE; }
   WF_DEVICE uint16_t* k_tile(int slot) const { return ring + slot * 2 * PLANE; }
@@ -860,67 +896,55 @@ struct DmTiles {
       if (j < j1 && j != pos) {
         cp_async16(smem_addr(dk), arena + kh + (i64)j * HD + c);
         cp_async16(smem_addr(dk + PLANE), arena + vh + (i64)j * HD + c);
-      } else {
+      } else if (!(defer && j == pos)) {
         *(wf_u32x4*)dk = special(j, c, 0);
         *(wf_u32x4*)(dk + PLANE) = special(j, c, 1);
       }
     }
     cp_async_commit();
   }
-#endif
-  // The register path without prefetch: tile i into the wave's tile (slot 0), one plane at a
-  // time (half the registers of fetch and put).
-  WF_DEVICE void copy(int i) const {
+  // The row of p of tile i (ring slot `slot`), issued with defer: the new key and value.
+  WF_DEVICE void patch(int i, int slot) const {
     const int k0 = key0(i);
-#pragma unroll
-    for (int plane = 0; plane < 2; ++plane) {
-      uint32_t x[PER][4];
-#pragma unroll
-      for (int u = 0; u < PER; ++u) {
-        int r, c;
-        dm_piece<HD>(lane, u, r, c);
-        const int j = k0 + r;
-        if (j < j1 && j != pos) Piece<KV>::load(arena, (plane ? vh : kh) + (i64)j * HD + c, x[u]);
-      }
-#pragma unroll
-      for (int u = 0; u < PER; ++u) {
-        int r, c;
-        dm_piece<HD>(lane, u, r, c);
-        const int j = k0 + r;
-        const wf_u32x4 y = {x[u][0], x[u][1], x[u][2], x[u][3]};
-        *(wf_u32x4*)(ring + plane * PLANE + r * (HD + DM_PAD) + c) =
-            j < j1 && j != pos ? y : special(j, c, plane);
-      }
+    if (k0 >= j1 || pos < k0 || pos >= k0 + DM_TILE) return;
+    uint16_t* row = k_tile(slot) + (pos - k0) * (HD + DM_PAD);
+    for (int c = lane; c < HD / 8; c += WAVE) {
+      *(wf_u32x4*)(row + 8 * c) = knew[c];
+      *(wf_u32x4*)(row + PLANE + 8 * c) = knew[HD / 8 + c];
     }
   }
-  // The register path: tile i's arena rows into registers.
-  WF_DEVICE void fetch(int i, uint32_t (&kr)[PER][4], uint32_t (&vr)[PER][4]) const {
+#endif
+  // The register path: plane `plane` (0 K, 1 V) of tile i's arena rows into registers ...
+  WF_DEVICE void fetch(int i, int plane, uint32_t (&x)[PER][4]) const {
     const int k0 = key0(i);
 #pragma unroll
     for (int u = 0; u < PER; ++u) {
       int r, c;
       dm_piece<HD>(lane, u, r, c);
       const int j = k0 + r;
-      if (j < j1 && j != pos) {
-        Piece<KV>::load(arena, kh + (i64)j * HD + c, kr[u]);
-        Piece<KV>::load(arena, vh + (i64)j * HD + c, vr[u]);
-      }
+      if (j < j1 && j != pos) Piece<KV>::load(arena, (plane ? vh : kh) + (i64)j * HD + c, x[u]);
     }
   }
   // ... and from registers into the wave's tile (slot 0), the special rows with them.
-  WF_DEVICE void put(int i, const uint32_t (&kr)[PER][4], const uint32_t (&vr)[PER][4]) const {
+  WF_DEVICE void put(int i, int plane, const uint32_t (&x)[PER][4]) const {
     const int k0 = key0(i);
 #pragma unroll
     for (int u = 0; u < PER; ++u) {
       int r, c;
       dm_piece<HD>(lane, u, r, c);
       const int j = k0 + r;
-      uint16_t* dk = ring + r * (HD + DM_PAD) + c;
-      const bool mem = j < j1 && j != pos;
-      const wf_u32x4 kx = {kr[u][0], kr[u][1], kr[u][2], kr[u][3]};
-      const wf_u32x4 vx = {vr[u][0], vr[u][1], vr[u][2], vr[u][3]};
-      *(wf_u32x4*)dk = mem ? kx : special(j, c, 0);
-      *(wf_u32x4*)(dk + PLANE) = mem ? vx : special(j, c, 1);
+      const wf_u32x4 y = {x[u][0], x[u][1], x[u][2], x[u][3]};
+      *(wf_u32x4*)(ring + plane * PLANE + r * (HD + DM_PAD) + c) =
+          j < j1 && j != pos ? y : special(j, c, plane);
+    }
+  }
+  // Without prefetch: tile i into the wave's tile, one plane at a time (half the registers).
+  WF_DEVICE void copy(int i) const {
+#pragma unroll
+    for (int plane = 0; plane < 2; ++plane) {
+      uint32_t x[PER][4];
+      fetch(i, plane, x);
+      put(i, plane, x);
     }
   }
 };
@@ -939,27 +963,36 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   static_assert(DM_TILE * HD / 8 % WAVE == 0, "a tile plane is whole vectors a lane");
   static_assert(!DM_ASYNC || DM_RING >= 2, "the ring needs two tiles");
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
+  int kvh, slab, h0, gb;
+  da_heads<DM_GROUP>(n_heads, n_kv_heads, kvh, slab, h0, gb);
+  const int half = HD / 2;
+  // What the prologue reads and p does not decide, loaded before p: the frequencies, q's rows
+  // and the new key and value (one round trip to memory, not three in turn).
+  constexpr int QP = (DM_GROUP * HD / 8 + DM_BLOCK - 1) / DM_BLOCK;  // q's pieces a thread
+  static_assert(HD / 2 <= DM_BLOCK && HD / 8 <= DM_BLOCK, "a frequency, a new piece a thread");
+  float qa0[QP][8], qb0[QP][8], ka0[8], kb0[8], vn[8];
+#pragma unroll
+  for (int u = 0; u < QP; ++u) {
+    const int x = t + u * DM_BLOCK, g = x / (HD / 8), d0 = (x - g * (HD / 8)) * 8;
+    if (x < DM_GROUP * HD / 8 && g < gb)
+      rope_load(q + (i64)(h0 + g) * HD, d0, half, qa0[u], qb0[u]);
+  }
+  if (t < HD / 8) {
+    rope_load(k + (i64)kvh * HD, t * 8, half, ka0, kb0);
+    load_f32x4(v + (i64)kvh * HD + t * 8, *(float(*)[4])vn);
+    load_f32x4(v + (i64)kvh * HD + t * 8 + 4, *(float(*)[4])(vn + 4));
+  }
+  const float freq = t < half ? inv_freq[t] : 0.0f, attn_factor = inv_freq[half];
   if (step != nullptr) {
     pos = step[1];
     if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);
   }
   if (pos < 0 || pos >= capacity || s_max < 1 || s_max > DA_MAX_SPLITS) return;
-  const int group = n_heads / n_kv_heads;
-  const int slabs = (group + DM_GROUP - 1) / DM_GROUP;
-  const int kvh = block_index_x() / slabs, slab = block_index_x() - kvh * slabs;
-  const int h0 = kvh * group + slab * DM_GROUP;  // first query head of the block
-  const int gb = imin(DM_GROUP, group - slab * DM_GROUP);
   if (mode == DA_KV_ONLY && s_max != 1) return;  // the host's contract: one split
-  const int first = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;  // a
-  const int len = pos + 1 - first;  // the keys a ..= p
-  int n_split = imin(s_max, (len + DM_MIN_KEYS - 1) / DM_MIN_KEYS);
-  const int per = (len + n_split - 1) / n_split;
-  n_split = (len + per - 1) / per;
   const int s = block_index_y();
-  if (s >= n_split) return;
+  int first, n_split, j0, j1;
+  if (!da_split(pos, window, s_max, DM_MIN_KEYS, s, first, n_split, j0, j1)) return;
   if (first > 0 && s == 0 && t == 0) WF_PATH(slot_id, PATH_WINDOW);
-  const int j0 = first + s * per, j1 = imin(pos + 1, j0 + per);
-  const int half = HD / 2;
   const i64 kh = (((i64)layer * 2 + 0) * n_kv_heads + kvh) * capacity * HD;  // elements
   const i64 vh = (((i64)layer * 2 + 1) * n_kv_heads + kvh) * capacity * HD;
 
@@ -969,20 +1002,38 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   WF_SHARED uint16_t scratch[DM_WAVES * 16 * MMA_SCRATCH_LD];
   WF_SHARED int last;
   const uint16_t* qs = (const uint16_t*)qs4;
-  const float fpos = (float)pos;
-  const float attn_factor = inv_freq[half];
-  for (int d = t; d < half; d += DM_BLOCK) {
-    wf_sincosf(fpos * inv_freq[d], &sn[d], &cs[d]);
-    sn[d] *= attn_factor;
-    cs[d] *= attn_factor;
+  Tiles tiles;
+  tiles.arena = arena;
+  tiles.kh = kh;
+  tiles.vh = vh;
+  tiles.knew = new4;
+  tiles.j0 = j0;
+  tiles.j1 = j1;
+  tiles.pos = pos;
+  tiles.w = w;
+  tiles.lane = lane;
+  tiles.ring = dynamic_shared_u16() + w * STAGES * 2 * Tiles::PLANE;
+  tiles.defer = true;
+#if defined(WF_CP_ASYNC)
+  // The ring's first tiles, issued before the prologue's arithmetic (their loads overlap it);
+  // the row of p is patched in once the new key is ready.
+  if (mode != DA_KV_ONLY)
+    for (int i = 0; i < STAGES - 1; ++i) tiles.issue(i, i);
+#endif
+  if (t < half) {
+    wf_sincosf((float)pos * freq, &sn[t], &cs[t]);
+    sn[t] *= attn_factor;
+    cs[t] *= attn_factor;
   }
   block_sync();
   // q's rows (zeros past gb), rotated, times scale · log2 e, rounded to T.
   const float qscale = scale * FA_LOG2E;
-  for (int x = t; x < DM_GROUP * HD / 8; x += DM_BLOCK) {
-    const int g = x / (HD / 8), d0 = (x - g * (HD / 8)) * 8;
+#pragma unroll
+  for (int u = 0; u < QP; ++u) {
+    const int x = t + u * DM_BLOCK, g = x / (HD / 8), d0 = (x - g * (HD / 8)) * 8;
+    if (x >= DM_GROUP * HD / 8) break;
     float f[8] = {};
-    if (g < gb) rope_piece(q + (i64)(h0 + g) * HD, d0, half, sn, cs, f);
+    if (g < gb) rope_rotate(d0, half, sn, cs, qa0[u], qb0[u], f);
     uint32_t wd[4];
 #pragma unroll
     for (int e = 0; e < 4; ++e)
@@ -993,10 +1044,8 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   const bool has_new = j1 == pos + 1;  // this split holds key p (the same for the whole block)
   if (has_new && t < HD / 8) {
     const int d0 = t * 8;
-    float kn[8], vn[8];
-    rope_piece(k + (i64)kvh * HD, d0, half, sn, cs, kn);
-    load_f32x4(v + (i64)kvh * HD + d0, *(float(*)[4])vn);
-    load_f32x4(v + (i64)kvh * HD + d0 + 4, *(float(*)[4])(vn + 4));
+    float kn[8];
+    rope_rotate(d0, half, sn, cs, ka0, kb0, kn);
     uint32_t kq[4], vq[4];
     Piece<KV>::round(kn, kq);
     Piece<KV>::round(vn, vq);
@@ -1019,17 +1068,6 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
 #pragma unroll
   for (int kk = 0; kk < (DM_Q_REGS ? KS : 0); ++kk) qa[kk] = dm_q_fragment(qs, LD, kk);
 
-  Tiles tiles;
-  tiles.arena = arena;
-  tiles.kh = kh;
-  tiles.vh = vh;
-  tiles.knew = new4;
-  tiles.j0 = j0;
-  tiles.j1 = j1;
-  tiles.pos = pos;
-  tiles.w = w;
-  tiles.lane = lane;
-  tiles.ring = dynamic_shared_u16() + w * STAGES * 2 * Tiles::PLANE;
   const int n_tiles = (j1 - j0 + DM_TILE - 1) / DM_TILE;
   const int iters = (n_tiles + DM_WAVES - 1) / DM_WAVES;  // the same for every wave
   uint16_t* wscratch = scratch + w * 16 * MMA_SCRATCH_LD;
@@ -1046,12 +1084,15 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   for (int n = 0; n < KS; ++n) mma_zero(o[n]);
 
 #if defined(WF_CP_ASYNC)
-  for (int i = 0; i < STAGES - 1; ++i) tiles.issue(i, i);
+  for (int i = 0; i < STAGES - 1; ++i) tiles.patch(i, i);
+  tiles.defer = false;
 #else
   uint32_t kr[Tiles::PER][4], vr[Tiles::PER][4];  // the next tile's arena rows
   if (DM_PREFETCH) {
-    tiles.fetch(0, kr, vr);
-    tiles.put(0, kr, vr);
+    tiles.fetch(0, 0, kr);
+    tiles.fetch(0, 1, vr);
+    tiles.put(0, 0, kr);
+    tiles.put(0, 1, vr);
   }
 #endif
   for (int i = 0; i < iters; ++i) {
@@ -1066,7 +1107,10 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
 #else
     if (!DM_PREFETCH) tiles.copy(i);
     wave_sync();  // tile i stored by every lane
-    if (DM_PREFETCH && i + 1 < iters) tiles.fetch(i + 1, kr, vr);
+    if (DM_PREFETCH && i + 1 < iters) {
+      tiles.fetch(i + 1, 0, kr);
+      tiles.fetch(i + 1, 1, vr);
+    }
     const uint16_t* kt = tiles.k_tile(0);
 #endif
     const uint16_t* vt = kt + Tiles::PLANE;
@@ -1127,7 +1171,10 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
     }
 #if !defined(WF_CP_ASYNC)
     wave_sync();  // every lane is done with tile i
-    if (DM_PREFETCH && i + 1 < iters) tiles.put(i + 1, kr, vr);
+    if (DM_PREFETCH && i + 1 < iters) {
+      tiles.put(i + 1, 0, kr);
+      tiles.put(i + 1, 1, vr);
+    }
 #endif
   }
 #if defined(WF_CP_ASYNC)
@@ -1181,9 +1228,9 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   }
   if (single) return;
   block_sync();  // the merge's shared memory becomes the combine's
-  da_combine<DM_BLOCK, DM_GROUP, true, DM_COMBINE_ELEMS, DM_COMBINE_ROUND>(part_acc, part_ml, counters + block_index_x(), n_split, gb,
-                                       h0, HD, s_max, out, (float*)dynamic_shared_u16(), &last,
-                                       slot_id);
+  da_combine<DM_BLOCK, DM_GROUP, true, DM_COMBINE_ELEMS, DM_COMBINE_ROUND>(
+      part_acc, part_ml, counters + block_index_x(), n_split, gb, h0, HD, s_max, out,
+      (float*)dynamic_shared_u16(), &last, slot_id);
 }
 
 extern "C" __global__ void __launch_bounds__(DA_BLOCK, DA_MIN_BLOCKS)
