@@ -1073,7 +1073,8 @@ fn rope_grid(
 /// against the rows one at a time: a verification's rows as decode steps and a batched pass's
 /// rows of separate sequences, at one split, with a window and a soft-cap; with `long`, also
 /// the lengths that take the kernel's other paths on a GPU (several splits combined; one split
-/// of three sub-chunks). A host backend runs the rows one at a time (the trait's defaults), so
+/// of three sub-chunks; the rows kernels' several splits at head dims 64 and 96 for 16-bit KV).
+/// A host backend runs the rows one at a time (the trait's defaults), so
 /// the long cases add nothing there but minutes ([`host_grid`]).
 fn routed_grid(
     case: &impl Fn(usize, usize, (usize, usize), usize, DType) -> AttentionCase,
@@ -1097,6 +1098,13 @@ fn routed_grid(
             g.push(routed(steps, rope(3, 8191, (32, 8), 128, kv)));
             g.push(routed(steps, rope(3, 2100, (512, 512), 32, kv)));
             g.push(routed(batch, case(3, 8191, (32, 8), 128, kv)));
+            if kv != DType::Q8_0Kv {
+                // several splits on the matrix-instruction rows kernel at head dim 64, and on
+                // the vector rows kernel, which takes 16-bit KV at head dims other than 64
+                // and 128
+                g.push(routed(steps, rope(3, 3000, (8, 2), 64, kv)));
+                g.push(routed(steps, rope(3, 3000, (8, 2), 96, kv)));
+            }
         } else {
             // head dims 64 and 128: the GPU's matrix-instruction rows kernels over 16-bit KV
             for hd in [64, 128] {
@@ -1104,6 +1112,11 @@ fn routed_grid(
                 g.push(routed(steps, gemma(rope(4, 300, (8, 2), hd, kv))));
                 g.push(routed(batch, case(4, 40, (8, 2), hd, kv)));
                 g.push(routed(batch, gemma(case(4, 300, (8, 2), hd, kv))));
+            }
+            if kv != DType::Q8_0Kv {
+                // the vector rows kernel over 16-bit KV (head dim 96): the position from the
+                // step, a window and a soft-cap
+                g.push(routed(batch, gemma(case(4, 300, (8, 2), 96, kv))));
             }
         }
     }
