@@ -1288,10 +1288,14 @@ short-attn)
   case "${PART:-bench}" in
   check)
     if [ "${OPS_PARALLEL:-0}" = 1 ]; then
-      # both waves at once, two processes (attn-ops-w32.*, attn-ops-w64.*): the coverage pass
-      # repeats every case, and the reference (one thread) runs in each again
+      # both waves at once, two processes (attn-ops-w32.*, attn-ops-w64.*; 112 and 186 s side
+      # by side on an H100 at 9f56f10, where one process for both had passed 450 s)
       for wave in 32 64; do
-        (finish() { :; }; OPS_WAVE=$wave op_cases "attn-ops-w$wave" "${ATTN_OPS_TIMEOUT:-450}" UNREACHED --op rope_attention) &
+        (
+          finish() { :; } # one archive, after both
+          OPS_WAVE=$wave op_cases "attn-ops-w$wave" "${ATTN_OPS_TIMEOUT:-450}" UNREACHED \
+            --op rope_attention
+        ) &
       done
       wait
       finish
