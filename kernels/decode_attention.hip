@@ -137,8 +137,9 @@ struct DaRows {
   unsigned long long step[DA_ROWS];
 };
 
-// The 8 dims d0 .. d0 + 8 of head vector x after RoPE (rope.hip's expressions), from the row's
-// sin/cos table (sn, cs: half entries).
+// RoPE of 8 dims d0 .. d0 + 7 of head vector x (rope.hip's expressions), in two steps so the
+// loads can go out before the sin/cos table is ready. rope_load: the dims' pairs (d, d + half),
+// the low ones in a, the high ones in b.
 WF_DEVICE void rope_load(const float* x, int d0, int half, float (&a)[8], float (&b)[8]) {
   const int d = d0 < half ? d0 : d0 - half;  // the pair (d, d + half)
   load_f32x4(x + d, *(float(*)[4])a);
@@ -147,7 +148,8 @@ WF_DEVICE void rope_load(const float* x, int d0, int half, float (&a)[8], float 
   load_f32x4(x + d + half + 4, *(float(*)[4])(b + 4));
 }
 
-// ... rotated: dims d0 .. d0 + 7 of the rotated row, from rope_load's pair.
+// rope_rotate: dims d0 .. d0 + 7 of the rotated row, from rope_load's pairs and the row's
+// sin/cos table (sn, cs: half entries).
 WF_DEVICE void rope_rotate(int d0, int half, const float* sn, const float* cs, const float (&a)[8],
                            const float (&b)[8], float (&o)[8]) {
   const bool lo = d0 < half;
@@ -159,6 +161,7 @@ WF_DEVICE void rope_rotate(int d0, int half, const float* sn, const float* cs, c
   }
 }
 
+// Both steps at once.
 WF_DEVICE void rope_piece(const float* x, int d0, int half, const float* sn, const float* cs,
                           float (&o)[8]) {
   float a[8], b[8];
@@ -871,7 +874,6 @@ struct DmTiles {
   i64 kh, vh;
   const wf_u32x4* knew;  // the new key's HD / 8 vectors, then the value's
   int j0, j1, pos, w, lane;
-  bool defer;      // the row of p left to patch (tiles issued before the new key was ready)
   uint16_t* ring;  // the wave's first tile
   WF_DEVICE int key0(int i) const { return j0 + (w + DM_WAVES * i) * DM_TILE; }
   WF_DEVICE uint16_t* k_tile(int slot) const { return ring + slot * 2 * PLANE; }
@@ -882,6 +884,7 @@ struct DmTiles {
     return j == pos ? knew[plane * (HD / 8) + c / 8] : zero;
   }
 #if defined(WF_CP_ASYNC)
+  bool defer;  // the row of p left to patch (tiles issued before the new key was ready)
   // The async path: tile i into ring slot `slot` (one commit group, empty past the tiles).
   WF_DEVICE void issue(int i, int slot) {
     const int k0 = key0(i);
@@ -937,6 +940,15 @@ struct DmTiles {
       *(wf_u32x4*)(ring + plane * PLANE + r * (HD + DM_PAD) + c) =
           j < j1 && j != pos ? y : special(j, c, plane);
     }
+  }
+  // Both planes, K then V (the prefetch's registers).
+  WF_DEVICE void fetch_kv(int i, uint32_t (&k)[PER][4], uint32_t (&v)[PER][4]) const {
+    fetch(i, 0, k);
+    fetch(i, 1, v);
+  }
+  WF_DEVICE void put_kv(int i, const uint32_t (&k)[PER][4], const uint32_t (&v)[PER][4]) const {
+    put(i, 0, k);
+    put(i, 1, v);
   }
   // Without prefetch: tile i into the wave's tile, one plane at a time (half the registers).
   WF_DEVICE void copy(int i) const {
@@ -1013,8 +1025,8 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   tiles.w = w;
   tiles.lane = lane;
   tiles.ring = dynamic_shared_u16() + w * STAGES * 2 * Tiles::PLANE;
-  tiles.defer = true;
 #if defined(WF_CP_ASYNC)
+  tiles.defer = true;
   // The ring's first tiles, issued before the prologue's arithmetic (their loads overlap it);
   // the row of p is patched in once the new key is ready.
   if (mode != DA_KV_ONLY)
@@ -1089,10 +1101,8 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
 #else
   uint32_t kr[Tiles::PER][4], vr[Tiles::PER][4];  // the next tile's arena rows
   if (DM_PREFETCH) {
-    tiles.fetch(0, 0, kr);
-    tiles.fetch(0, 1, vr);
-    tiles.put(0, 0, kr);
-    tiles.put(0, 1, vr);
+    tiles.fetch_kv(0, kr, vr);
+    tiles.put_kv(0, kr, vr);
   }
 #endif
   for (int i = 0; i < iters; ++i) {
@@ -1107,10 +1117,7 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
 #else
     if (!DM_PREFETCH) tiles.copy(i);
     wave_sync();  // tile i stored by every lane
-    if (DM_PREFETCH && i + 1 < iters) {
-      tiles.fetch(i + 1, 0, kr);
-      tiles.fetch(i + 1, 1, vr);
-    }
+    if (DM_PREFETCH && i + 1 < iters) tiles.fetch_kv(i + 1, kr, vr);
     const uint16_t* kt = tiles.k_tile(0);
 #endif
     const uint16_t* vt = kt + Tiles::PLANE;
@@ -1171,10 +1178,7 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
     }
 #if !defined(WF_CP_ASYNC)
     wave_sync();  // every lane is done with tile i
-    if (DM_PREFETCH && i + 1 < iters) {
-      tiles.put(i + 1, 0, kr);
-      tiles.put(i + 1, 1, vr);
-    }
+    if (DM_PREFETCH && i + 1 < iters) tiles.put_kv(i + 1, kr, vr);
 #endif
   }
 #if defined(WF_CP_ASYNC)
