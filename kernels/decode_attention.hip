@@ -862,7 +862,10 @@ constexpr int DM_PAD = 8;       // values of padding a tile row (conflict-free f
 constexpr int DM_RING = 3;      // tiles in a wave's ring on the async path
 constexpr int DM_MIN_KEYS = 64;  // fewest keys a split takes
 constexpr int DM_COMBINE_ELEMS = 4;   // contiguous elements a thread of the split combine takes
-constexpr int DM_COMBINE_ROUND = 16;  // splits of them loaded together
+// Splits of them loaded together: 16 at wave 32; 8 at wave 64, whose block has twice the
+// threads (so the same 16 a vector in flight where a vector takes two of them), and where 16
+// spilled SGPRs on gfx90a and gfx942 (clang 19: 32–36).
+constexpr int DM_COMBINE_ROUND = WAVE == 64 ? 8 : 16;
 #if defined(WF_CP_ASYNC)
 constexpr bool DM_ASYNC = true;
 #else
