@@ -461,11 +461,12 @@ WF_DEVICE void da_combine(const float* part_acc, const float* part_ml, int* coun
   // The block's (head, dim) elements in vectors of ELEMS (contiguous dims of one head), nv of
   // them. P threads take a vector (the largest power of two with P · nv ≤ BLOCK and P ≤
   // n_split), part k of them the splits u ≡ k (mod P), ROUND of them loaded together; the P
-  // parts' sums are then added in shared memory in part order (deterministic).
+  // parts' sums are then added in shared memory in part order (deterministic). The vector
+  // kernel (ELEMS 1) keeps P = 1: the parts' sums made its main loop spill more on NVIDIA.
   static_assert(BLOCK * ELEMS <= 2 * GROUP * DA_MAX_SPLITS, "the parts' sums fit buf");
   const int nv = gb * head_dim / ELEMS;
   int P = 1;
-  while (2 * P * nv <= BLOCK && 2 * P <= n_split) P *= 2;
+  while (ELEMS > 1 && 2 * P * nv <= BLOCK && 2 * P <= n_split) P *= 2;
   const bool active = t < P * nv;  // P == 1: every thread (nv ≥ BLOCK / 2 or one split)
   const int stride = P == 1 ? BLOCK : nv, part = P == 1 ? 0 : t / nv;
   // The first round of this thread's partials goes out now, with the (m, ℓ) loads.
