@@ -497,21 +497,23 @@ WF_DEVICE void da_combine(const float* part_acc, const float* part_ml, int* coun
   block_sync();
   // Each head's split weights w_u = 2^(m_u − M) (e^… without LOG2), M its max over the splits,
   // in place of m, and its denominator Σ_u ℓ_u·w_u: a wave a head, once, not once an element.
+  // Every wave runs every round (the wave ops are block-uniform; common.h), past gb idle.
   WF_SHARED float cden[GROUP];
-  for (int g = wave_index(); g < gb; g += BLOCK / WAVE) {
+  for (int g0 = 0; g0 < gb; g0 += BLOCK / WAVE) {
+    const int g = g0 + wave_index(), n = g < gb ? n_split : 0;
     float* wm = cm + g * DA_MAX_SPLITS;
     const float* lm = cl + g * DA_MAX_SPLITS;
     float mx = -wf_inf();
-    for (int u = wave_lane(); u < n_split; u += WAVE) mx = max_num(mx, wm[u]);
+    for (int u = wave_lane(); u < n; u += WAVE) mx = max_num(mx, wm[u]);
     const float big = wave_max(mx);
     float den = 0.0f;
-    for (int u = wave_lane(); u < n_split; u += WAVE) {
+    for (int u = wave_lane(); u < n; u += WAVE) {
       const float f = LOG2 ? fa_exp2(wm[u] - big) : wf_expf(wm[u] - big);
       wm[u] = f;  // this lane's own split: no other lane reads it
       den += lm[u] * f;
     }
     den = wave_sum(den);
-    if (wave_lane() == 0) cden[g] = den;
+    if (wave_lane() == 0 && g < gb) cden[g] = den;
   }
   block_sync();
   float num[ELEMS];
