@@ -634,6 +634,23 @@ WF_DEVICE float wf_load_coherent(const float* p) {
 #endif
 }
 
+// N consecutive floats by wf_load_coherent (N = 4: one 16-byte load on NVIDIA; p 16-byte
+// aligned).
+template <int N>
+WF_DEVICE void wf_load_coherent_vec(const float* p, float (&o)[N]) {
+#if defined(WF_CUDA)
+  if constexpr (N == 4) {
+    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(o[0]), "=f"(o[1]), "=f"(o[2]), "=f"(o[3])
+                 : "l"(p));
+  } else
+#endif
+  {
+#pragma unroll
+    for (int e = 0; e < N; ++e) o[e] = wf_load_coherent(p + e);
+  }
+}
+
 // Relaxed atomics on global or shared ints (the builtins HIP's atomicAdd etc. expand to).
 WF_DEVICE int wf_atomic_add(int* p, int v) {
 #if defined(WF_HIP)

@@ -437,9 +437,12 @@ WF_DEVICE float head_score(float (&part)[DA_GROUP], int pc, int p2) {
 // e^(m_s − M) (2^ with LOG2), M = max_s m_s — reading the other blocks' partials from L2
 // (wf_load_coherent). `buf`: shared memory of 2 · GROUP · DA_MAX_SPLITS floats, free; `last`: a
 // shared int.
-// ELEMS: elements a thread of the combine takes at once, ROUND: splits' partials of each loaded
-// together (ELEMS · ROUND loads in flight; the vector kernel takes 1 · 8: more held registers
-// its main loop spills on NVIDIA).
+// The last block's combine is a chain of round trips to L2 after the counter's atomic, the
+// main fixed cost of a short launch (~6 µs of an 8B launch at 8192 keys on an H100, 9f56f10).
+// It takes three: the (m, ℓ) of the splits together with the first ROUND splits' partials of
+// each thread, then (after the heads' weights, computed once a head) the rest in rounds of ROUND.
+// ELEMS: contiguous elements a thread takes (4: one 16-byte load a split; 1: the vector kernel,
+// whose main loop spills on NVIDIA with more held registers).
 template <int BLOCK, int GROUP, bool LOG2, int ELEMS, int ROUND>
 WF_DEVICE void da_combine(const float* part_acc, const float* part_ml, int* counter, int n_split,
                           int gb, int h0, int head_dim, int s_max, float* out, float* buf,
@@ -455,8 +458,34 @@ WF_DEVICE void da_combine(const float* part_acc, const float* part_ml, int* coun
     WF_PATH(slot_id, PATH_COMBINE);
     wf_atomic_exch(counter, 0);  // ready for the next launch
   }
-  // The splits' (m, ℓ) of the block's heads into shared memory, then each thread combines its
-  // (head, dim) elements, loading 8 splits' partials at a time.
+  // The block's (head, dim) elements in vectors of ELEMS (contiguous dims of one head), nv of
+  // them. P threads take a vector (the largest power of two with P · nv ≤ BLOCK and P ≤
+  // n_split), part k of them the splits u ≡ k (mod P), ROUND of them loaded together; the P
+  // parts' sums are then added in shared memory in part order (deterministic). The vector
+  // kernel (ELEMS 1) keeps P = 1: the parts' sums made its main loop spill more on NVIDIA.
+  static_assert(BLOCK * ELEMS <= 2 * GROUP * DA_MAX_SPLITS, "the parts' sums fit buf");
+  const int nv = gb * head_dim / ELEMS;
+  int P = 1;
+  while (ELEMS > 1 && 2 * P * nv <= BLOCK && 2 * P <= n_split) P *= 2;
+  const bool active = t < P * nv;  // P == 1: every thread (nv ≥ BLOCK / 2 or one split)
+  const int stride = P == 1 ? BLOCK : nv, part = P == 1 ? 0 : t / nv;
+  // The first round of this thread's partials goes out now, with the (m, ℓ) loads.
+  float a[ROUND][ELEMS];
+  bool pre = false;
+  {
+    const int x = active ? (P == 1 ? t : t % nv) : nv;
+    if (x < nv) {
+      const int g = x * ELEMS / head_dim, d = x * ELEMS - g * head_dim;
+      const float* pa = part_acc + (i64)(h0 + g) * s_max * head_dim + d;
+#pragma unroll
+      for (int r = 0; r < ROUND; ++r) {
+        const int u = part + r * P;
+        if (u < n_split) wf_load_coherent_vec(pa + (i64)u * head_dim, a[r]);
+      }
+      pre = true;
+    }
+  }
+  // The splits' (m, ℓ) of the block's heads into shared memory.
   float* cm = buf;                          // (GROUP, n_split)
   float* cl = buf + GROUP * DA_MAX_SPLITS;  // (GROUP, n_split)
   for (int x = t; x < gb * n_split; x += BLOCK) {
@@ -466,48 +495,67 @@ WF_DEVICE void da_combine(const float* part_acc, const float* part_ml, int* coun
     cl[g * DA_MAX_SPLITS + u] = wf_load_coherent(ml + 1);
   }
   block_sync();
-  // Each thread's elements x = t, t + BLOCK, … in groups of ELEMS, whose ROUND splits'
-  // partials are loaded together: ELEMS · ROUND loads from L2 in flight (each round trip to L2
-  // is a fixed cost of a short context's launch).
-  for (int x0 = t; x0 < gb * head_dim; x0 += ELEMS * BLOCK) {
-    const float* pa[ELEMS];
-    const float* gm[ELEMS];
-    const float* gl[ELEMS];
-    float big[ELEMS], num[ELEMS], den[ELEMS];
-#pragma unroll
-    for (int i = 0; i < ELEMS; ++i) {
-      const int x = imin(x0 + i * BLOCK, gb * head_dim - 1);  // past the end: a copy, unused
-      const int g = x / head_dim, d = x - g * head_dim;
-      pa[i] = part_acc + (i64)(h0 + g) * s_max * head_dim + d;
-      gm[i] = cm + g * DA_MAX_SPLITS;
-      gl[i] = cl + g * DA_MAX_SPLITS;
-      big[i] = -wf_inf();
-      for (int u = 0; u < n_split; ++u) big[i] = max_num(big[i], gm[i][u]);
-      num[i] = den[i] = 0.0f;
+  // Each head's split weights w_u = 2^(m_u − M) (e^… without LOG2), M its max over the splits,
+  // in place of m, and its denominator Σ_u ℓ_u·w_u: a wave a head, once, not once an element.
+  // Every wave runs every round (the wave ops are block-uniform; common.h), past gb idle.
+  WF_SHARED float cden[GROUP];
+  for (int g0 = 0; g0 < gb; g0 += BLOCK / WAVE) {
+    const int g = g0 + wave_index(), n = g < gb ? n_split : 0;
+    float* wm = cm + g * DA_MAX_SPLITS;
+    const float* lm = cl + g * DA_MAX_SPLITS;
+    float mx = -wf_inf();
+    for (int u = wave_lane(); u < n; u += WAVE) mx = max_num(mx, wm[u]);
+    const float big = wave_max(mx);
+    float den = 0.0f;
+    for (int u = wave_lane(); u < n; u += WAVE) {
+      const float f = LOG2 ? fa_exp2(wm[u] - big) : wf_expf(wm[u] - big);
+      wm[u] = f;  // this lane's own split: no other lane reads it
+      den += lm[u] * f;
     }
-    for (int u0 = 0; u0 < n_split; u0 += ROUND) {
-      float a[ELEMS][ROUND];
+    den = wave_sum(den);
+    if (wave_lane() == 0 && g < gb) cden[g] = den;
+  }
+  block_sync();
+  float num[ELEMS];
+  for (int x = active ? (P == 1 ? t : t % nv) : nv; x < nv; x += stride) {
+    const int g = x * ELEMS / head_dim, d = x * ELEMS - g * head_dim;
+    const float* pa = part_acc + (i64)(h0 + g) * s_max * head_dim + d;
+    const float* gw = cm + g * DA_MAX_SPLITS;
 #pragma unroll
-      for (int i = 0; i < ELEMS; ++i)
+    for (int e = 0; e < ELEMS; ++e) num[e] = 0.0f;
+    for (int u0 = part; u0 < n_split; u0 += ROUND * P) {
+      if (!pre)
 #pragma unroll
-        for (int u = 0; u < ROUND; ++u)
-          a[i][u] = u0 + u < n_split ? wf_load_coherent(pa[i] + (i64)(u0 + u) * head_dim) : 0.0f;
-#pragma unroll
-      for (int i = 0; i < ELEMS; ++i)
-#pragma unroll
-        for (int u = 0; u < ROUND; ++u) {
-          if (u0 + u < n_split) {
-            const float f =
-                LOG2 ? fa_exp2(gm[i][u0 + u] - big[i]) : wf_expf(gm[i][u0 + u] - big[i]);
-            num[i] += a[i][u] * f;
-            den[i] += gl[i][u0 + u] * f;
-          }
+        for (int r = 0; r < ROUND; ++r) {
+          const int u = u0 + r * P;
+          if (u < n_split) wf_load_coherent_vec(pa + (i64)u * head_dim, a[r]);
         }
-    }
+      pre = false;
 #pragma unroll
-    for (int i = 0; i < ELEMS; ++i) {
-      const int x = x0 + i * BLOCK;
-      if (x < gb * head_dim) out[(i64)h0 * head_dim + x] = num[i] / den[i];
+      for (int r = 0; r < ROUND; ++r) {
+        const int u = u0 + r * P;
+        if (u < n_split)
+#pragma unroll
+          for (int e = 0; e < ELEMS; ++e) num[e] += a[r][e] * gw[u];
+      }
+    }
+    if (P == 1)
+#pragma unroll
+      for (int e = 0; e < ELEMS; ++e) out[(i64)h0 * head_dim + x * ELEMS + e] = num[e] / cden[g];
+  }
+  if (P == 1) return;
+  block_sync();  // every weight read: buf takes the parts' sums
+  if (active)
+#pragma unroll
+    for (int e = 0; e < ELEMS; ++e) buf[t * ELEMS + e] = num[e];
+  block_sync();
+  if (t < nv) {
+    const int g = t * ELEMS / head_dim;
+#pragma unroll
+    for (int e = 0; e < ELEMS; ++e) {
+      float sum = 0.0f;
+      for (int k = 0; k < P; ++k) sum += buf[(k * nv + t) * ELEMS + e];
+      out[(i64)h0 * head_dim + t * ELEMS + e] = sum / cden[g];
     }
   }
 }
@@ -816,8 +864,11 @@ constexpr int DM_TILE = 16;     // keys a wave's tile: the k of P·V
 constexpr int DM_PAD = 8;       // values of padding a tile row (conflict-free fragment reads)
 constexpr int DM_RING = 3;      // tiles in a wave's ring on the async path
 constexpr int DM_MIN_KEYS = 64;  // fewest keys a split takes
-constexpr int DM_COMBINE_ELEMS = 4;  // elements a thread of the split combine takes at once
-constexpr int DM_COMBINE_ROUND = 8;  // splits of each element loaded together
+constexpr int DM_COMBINE_ELEMS = 4;   // contiguous elements a thread of the split combine takes
+// Splits of them loaded together: 16 at wave 32; 8 at wave 64, whose block has twice the
+// threads (so the same 16 a vector in flight where a vector takes two of them), and where 16
+// spilled SGPRs on gfx90a and gfx942 (clang 19: 32–36).
+constexpr int DM_COMBINE_ROUND = WAVE == 64 ? 8 : 16;
 #if defined(WF_CP_ASYNC)
 constexpr bool DM_ASYNC = true;
 #else
