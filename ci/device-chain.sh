@@ -9,7 +9,8 @@
 # stage's variables as shell assignments (quote values with spaces:
 #   'attn variants VARIANTS="embedded .device/ops/k-a" ATTN_BENCH=1 SHAPES='
 #   'check variants VARIANTS=.device/ops/k-a PART=check ATTN=1').
-# The archive holds the stage's results directory with the stage's output (chain.log) in it.
+# The archive holds the stage's results directory, named TAG in it (so the archives of two stages
+# of the same name unpack side by side), with the stage's output (chain.log) in it.
 # A stage that the call's time limit stops leaves the archive its last step wrote,
 # $OUT/STAGE.tar.gz (without chain.log). Prints each stage's last TAIL (30) lines.
 set -u
@@ -28,7 +29,8 @@ for spec in "$@"; do
   eval "env ${vars:-} bash ci/device-session.sh $stage" >"$res/chain.log.tmp" 2>&1
   echo "rc=$?" >>"$res/chain.log.tmp"
   mv "$res/chain.log.tmp" "$res/chain.log"
-  tar -C /tmp/wavefront-results -czf "$D/$tag.tar.gz" "$stage" && rm -f "$D/$stage.tar.gz"
+  tar -C /tmp/wavefront-results --transform "s,^$stage,$tag," -czf "$D/$tag.tar.gz" "$stage" &&
+    rm -f "$D/$stage.tar.gz"
   echo "=== $tag ($stage)"
   tail -n "${TAIL:-30}" "$res/chain.log"
 done
