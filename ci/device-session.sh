@@ -28,7 +28,7 @@ set -uo pipefail
 # the device call's own time limit, or give the stage's commands their limits.
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|variants|gemma3}
+stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|variants|gemma3|sync}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -1268,6 +1268,24 @@ gemv-groups)
     for f in "$OUT"/bench-llama*.md "$OUT"/bench-smollm2*.md; do echo "== $(basename "$f" .md)"; grep -E "^\| tg" "$f"; done
     ;;
   esac
+  ;;
+sync)
+  # Issue 8, a persistent decode kernel's question: what a grid barrier inside one launch costs
+  # against a transition between two launches of a captured graph (kernels/sync.hip). The
+  # probes' device tests (the engine's unit tests named sync_, both waves: the barriers let no
+  # block through early, the planted broken one is caught, the words are left for the next
+  # launch), then `wavefront bench --sync` (native wave; REPS, default 20). Carry .device/ops.
+  unpack .device/ops
+  begin_summary
+  gpu_info
+  filtered_test engine_lib sync_
+  finish
+  start=$SECONDS
+  timeout 240 bin/wavefront bench --sync --backend gpu --reps "${REPS:-20}" \
+    --markdown "$OUT/bench-sync.md" >"$OUT/bench-sync.log" 2>&1
+  echo "| bench --sync | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+  finish
+  cat "$OUT/bench-sync.md" 2>/dev/null || tail -n 20 "$OUT/bench-sync.log"
   ;;
 short-attn)
   # Issues 8/9: A/B of decode-attention kernels at short contexts (written for the short path

@@ -71,6 +71,11 @@ ABI.update({
                  "(ceil(rows*cols/256))"),
     "convert_f32_to_f16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
     "convert_f32_to_bf16": ("convert.hip", "const float* in, uint16_t* out, i64 n", 256, ELEMENTS),
+    # The grid-synchronisation probes (bench --sync; a grid of resident blocks).
+    "sync_barrier_probe": ("sync.hip", "int* bar, int* marks, int* errors, int blocks, int rounds, "
+                           "int mode", 256, "(blocks)"),
+    "sync_chain_probe": ("sync.hip", "int* marks, int* errors, int blocks, int link", 256,
+                         "(blocks)"),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
     "sample_prep": ("sampling.hip", "const float* logits, int vocab, const int* step, "
                     "const int* hist, int hist_cap, int window, float repeat_penalty, "

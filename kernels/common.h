@@ -674,6 +674,71 @@ WF_DEVICE int wf_atomic_exch(int* p, int v) {
 #endif
 }
 
+// wf_load_coherent for an int (a flag or counter other blocks change while this one reads it).
+WF_DEVICE int wf_load_coherent_int(const int* p) {
+#if defined(WF_HIP)
+  return __hip_atomic_load(p, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
+#elif defined(WF_CUDA)
+  int v;
+  asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+#else
+  return *p;  // a host test's one thread
+#endif
+}
+
+// Grid barriers: every block of the launch waits until every block has arrived (a persistent
+// kernel's phase boundary). Every block of the grid must be resident at once (the host sizes
+// the grid by the occupancy calculator and launches nothing beside it), and every thread of
+// every block reaches each barrier (block-uniform). Global writes before the barrier are
+// visible after it to wf_load_coherent reads in any block. Thread 0 does the device-scope
+// work; the block waits for it at block barriers on both sides.
+//
+// Counted: `bar` (2 ints, zero at launch) counts arrivals; the i-th barrier of the launch
+// (i = 1, 2, …) releases once bar[0] reaches i · blocks, one atomic and then polls of the
+// same word. The launch must end with wf_grid_exit, whose last block zeroes both ints for the
+// next launch (every block has passed its last poll by then), so a captured graph replays it
+// with no memset.
+WF_DEVICE void wf_grid_barrier_counted(int* bar, int target) {
+  block_sync();
+  if (thread_index() == 0) {
+    wf_fence_device();
+    wf_atomic_add(bar, 1);
+    while (wf_load_coherent_int(bar) < target) {
+    }
+    wf_fence_device();
+  }
+  block_sync();
+}
+WF_DEVICE void wf_grid_exit(int* bar, int blocks) {
+  block_sync();
+  if (thread_index() == 0 && wf_atomic_add(bar + 1, 1) == blocks - 1) {
+    wf_atomic_exch(bar, 0);
+    wf_atomic_exch(bar + 1, 0);
+  }
+}
+// Generation: `bar` (2 ints, zero before the first use, reusable with no exit step) holds the
+// arrivals of the barrier under way and its generation; the last block to arrive zeroes the
+// arrivals and then bumps the generation, which the others poll: one atomic, and for the last
+// block two more round trips before anyone is released.
+WF_DEVICE void wf_grid_barrier(int* bar, int blocks) {
+  block_sync();
+  if (thread_index() == 0) {
+    const int generation = wf_load_coherent_int(bar + 1);
+    wf_fence_device();
+    if (wf_atomic_add(bar, 1) == blocks - 1) {
+      wf_atomic_exch(bar, 0);
+      wf_fence_device();
+      wf_atomic_add(bar + 1, 1);
+    } else {
+      while (wf_load_coherent_int(bar + 1) == generation) {
+      }
+    }
+    wf_fence_device();
+  }
+  block_sync();
+}
+
 // Lane within the logical wave and the wave's index within the block.
 WF_DEVICE int wave_lane() { return thread_index() & (WAVE - 1); }
 WF_DEVICE int wave_index() { return thread_index() / WAVE; }

@@ -11,6 +11,7 @@ pub mod attention;
 pub mod gemv;
 pub mod lookup;
 pub mod serve;
+pub mod sync;
 
 use crate::backend::{Backend, TensorInfo};
 use crate::error::{Error, Result};

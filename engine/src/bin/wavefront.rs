@@ -239,6 +239,12 @@ struct BenchArgs {
     /// against the simple one (to 4096 rows), on random bf16 K/V (GPU only; at least 20 reps).
     #[arg(long, conflicts_with_all = ["model", "pp", "tg", "gemv"])]
     attention: bool,
+    /// Instead of the model benchmark: what a phase boundary of the decode step costs on the
+    /// device, a grid barrier inside one launch (a persistent kernel's) against a transition
+    /// between two launches of a captured graph (today's), over grids of resident blocks (GPU
+    /// only; at least 20 reps).
+    #[arg(long, conflicts_with_all = ["model", "shape", "pp", "tg", "depth", "gemv", "attention", "quant"])]
+    sync: bool,
     /// Prefill lengths of `--attention`, comma-separated (each at least 2).
     #[arg(long, value_delimiter = ',', requires = "attention")]
     prefill_len: Vec<usize>,
@@ -809,6 +815,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.attention {
         return bench_attention(&args);
     }
+    if args.sync {
+        return bench_sync(&args);
+    }
     if args.serve {
         return bench_serve(&args);
     }
@@ -965,6 +974,18 @@ fn bench_gemv(args: &BenchArgs) -> Result<()> {
         })?;
     }
     let report = wavefront::bench::gemv::run(&b, &shapes, args.reps, weight)?;
+    write_report(args, &report.markdown(), &report)
+}
+
+/// `bench --sync`: the phase-boundary probes (`wavefront::bench::sync`), on the GPU only.
+fn bench_sync(args: &BenchArgs) -> Result<()> {
+    let Some(b) = select_gpu(args.backend, args.kernels.as_ref())? else {
+        bail!(
+            "bench --sync measures the GPU's grid barriers and launch transitions; the CPU \
+             backend has neither (run it with a usable GPU, --backend gpu or auto)"
+        );
+    };
+    let report = wavefront::bench::sync::run(&b, args.reps)?;
     write_report(args, &report.markdown(), &report)
 }
 

@@ -304,6 +304,13 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("convert_f32_to_f16", "convert.hip", 1, MAIN),
     k("convert_f32_to_bf16", "convert.hip", 2, MAIN),
     k(
+        "sync_barrier_probe",
+        "sync.hip",
+        0,
+        &["counted", "generation", "none"],
+    ),
+    k("sync_chain_probe", "sync.hip", 1, &["", "", "", "main"]),
+    k(
         "argmax",
         "sampling.hip",
         0,
@@ -643,6 +650,7 @@ mod tests {
                 + 12
                 + 3
                 + 4
+                + (3 + 1) // sync_barrier_probe, sync_chain_probe
         );
     }
 }

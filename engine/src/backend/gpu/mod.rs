@@ -36,6 +36,7 @@ pub use device::{
     detect, detect_with, device_report, devices, require_gpu, runtime_order, select, BackendChoice,
     SelectError, Selected,
 };
+pub use ops::sync::{BarrierKind, SyncProbe};
 pub use vendor::{DeviceInfo, OpenError, Runtime};
 
 use crate::backend::{
@@ -253,7 +254,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 103] = [
+pub const ABI_KERNELS: [&str; 105] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -299,6 +300,8 @@ pub const ABI_KERNELS: [&str; 103] = [
     "softcap",
     "convert_f32_to_f16",
     "convert_f32_to_bf16",
+    "sync_barrier_probe",
+    "sync_chain_probe",
     "argmax",
     "gemv_f16",
     "gemv_bf16",

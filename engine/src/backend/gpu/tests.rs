@@ -2495,3 +2495,64 @@ fn large_f32_downloads_through_page_locked_memory_keep_every_value() {
     let pinned = b.pinned.lock().unwrap();
     assert_eq!(pinned.bytes, (4 * 300_000usize).next_power_of_two());
 }
+
+/// The grid-synchronisation probes (kernels/sync.hip) at both waves, over every grid the bench
+/// measures: the counted and the generation barrier let no block read a mark before its round
+/// wrote it, twice in a row (the words each leaves are the next launch's start); the planted
+/// broken barrier (arrival without the wait) is caught; a captured chain of overlapped launches,
+/// replayed, and a plain one see each launch's writes in the next, and a link whose predecessor
+/// never ran is caught. Grids the device cannot hold at once are refused. Skips without a GPU.
+#[test]
+fn sync_probes_pass_real_barriers_and_catch_broken_ones() {
+    use super::{detect, detect_with, require_gpu, wave_variants, BarrierKind, OpenError};
+    let native = match detect() {
+        Ok(b) => b.info().wave,
+        Err(OpenError::Unavailable(r)) if !require_gpu() => {
+            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    const ROUNDS: u32 = 200;
+    for wave in wave_variants(native) {
+        let opts = GpuOptions {
+            wave: Some(wave),
+            ..GpuOptions::from_env()
+        };
+        let b = detect_with(&opts).unwrap();
+        let resident = b.sync_resident_blocks().unwrap();
+        assert!(resident >= b.info().multiprocessors, "WAVE={wave}");
+        for refused in [0, resident + 1] {
+            let e = b.sync_probe(refused).err().expect("refused");
+            assert!(e.to_string().contains("at once"), "{e}");
+        }
+        for blocks in crate::bench::sync::grids(b.info().multiprocessors, resident) {
+            let at = format!("WAVE={wave}, {blocks} blocks");
+            let p = b.sync_probe(blocks).unwrap();
+            for kind in [BarrierKind::Counted, BarrierKind::Generation] {
+                p.barrier(&b, kind, ROUNDS).unwrap();
+                p.barrier(&b, kind, ROUNDS).unwrap();
+                assert_eq!(p.errors(&b).unwrap(), 0, "{at}: {kind:?}");
+            }
+            // counted: arrivals and exits zeroed; generation: arrivals zeroed, one generation a
+            // barrier
+            let words = p.barrier_words(&b).unwrap();
+            assert_eq!(words, [0, 0, 0, 2 * ROUNDS as i32], "{at}");
+            p.barrier(&b, BarrierKind::None, ROUNDS).unwrap();
+            assert!(
+                p.errors(&b).unwrap() > 0,
+                "{at}: the broken barrier went unseen"
+            );
+            assert_eq!(p.barrier_words(&b).unwrap()[..2], [0, 0], "{at}");
+            p.clear_errors(&b).unwrap();
+            let g = b.capture(|b| p.chain(b, 0, 50, true)).unwrap();
+            b.replay(&g).unwrap();
+            b.replay(&g).unwrap();
+            p.chain(&b, 0, 20, false).unwrap();
+            assert_eq!(p.errors(&b).unwrap(), 0, "{at}: chain");
+            // link 5 after link 19: the marks of parity 0 are link 18's, not link 4's
+            p.chain(&b, 5, 1, false).unwrap();
+            assert_eq!(p.errors(&b).unwrap(), blocks as i32, "{at}: a stale link");
+        }
+    }
+}

@@ -37,6 +37,7 @@ pub(super) mod qgemv;
 pub(super) mod rms_norm;
 pub(super) mod rope;
 pub(super) mod sampling;
+pub(super) mod sync;
 
 use super::vendor::{DeviceInfo, DevicePtr, KernelArg, LaunchConfig, Runtime};
 use crate::error::Result;
