@@ -76,6 +76,8 @@ ABI.update({
                            "int mode", 256, "(blocks)"),
     "sync_chain_probe": ("sync.hip", "int* marks, int* errors, int blocks, int link", 256,
                          "(blocks)"),
+    "gemv_chain_bf16": ("gemv.hip", "const uint16_t* w, float* x, const float* norm_w, float eps, "
+                        "int k, int layers, int blocks, int* bar", 256, "(blocks)"),
     "argmax": ("sampling.hip", "const float* x, int n, int* out", 1024, "(1)"),
     "sample_prep": ("sampling.hip", "const float* logits, int vocab, const int* step, "
                     "const int* hist, int hist_cap, int window, float repeat_penalty, "

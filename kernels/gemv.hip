@@ -255,6 +255,11 @@ WF_DEVICE bool rows_vec(const uint16_t* const (&rows)[NR], bool in_vec) {
   return vec;
 }
 
+// The wait of a launched GEMV: for the kernels queued ahead (common.h, overlapped launches).
+struct LaunchWait {
+  WF_DEVICE void operator()() const { wf_dependency_wait(); }
+};
+
 // The shared body of both forms: the block's row groups g = first, first + step, … < n_groups
 // (block-uniform: every wave runs every group, live or not). rows(g, rows) points the wave's
 // NR rows of group g (a dead wave at row 0: its pointers harmless, its sums unused) and
@@ -262,9 +267,12 @@ WF_DEVICE bool rows_vec(const uint16_t* const (&rows)[NR], bool in_vec) {
 // the group's body on every wave (it holds the wave reductions) with the lane's sums (zeros
 // for a dead wave). The prologue (the norm's scale, the input staged in LDS) runs once for all
 // the block's groups; the next group's first loads are issued before this group's epilogue.
-template <class C, int NR, class Rows, class Epi>
+// wait() (block-uniform) runs after the first weight loads are issued and before x is read:
+// the launch's dependency wait, or a grid barrier inside a persistent launch (gemv_chain).
+template <class C, int NR, class Rows, class Epi, class Wait = LaunchWait>
 WF_DEVICE void gemv_groups(const float* x, const float* norm_w, float eps, int k, int slot,
-                           int first, int step, int n_groups, Rows rows, Epi epi) {
+                           int first, int step, int n_groups, Rows rows, Epi epi,
+                           Wait wait = Wait()) {
   const bool staged = k <= GEMV_LDS_MAX;
   const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
   const bool in_vec = staged || vec4;  // the staged input starts on 16 bytes
@@ -275,7 +283,7 @@ WF_DEVICE void gemv_groups(const float* x, const float* norm_w, float eps, int k
   wf_allow_dependents();
   Words h[NR][GEMV_UNROLL / NR];
   load_step<NR>(ptrs, wave_lane(), n_vec, h);  // in flight during the prologue
-  wf_dependency_wait();  // x (and the outputs) are the earlier kernels'; W is not
+  wait();  // x (and the outputs) are the earlier kernels' (phases'); W is not
   float scale = 1.0f;
   if (norm_w) {
     WF_PATH(slot, PATH_NORM);
@@ -570,6 +578,55 @@ extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
               int k, int residual, int n_in, int blocks) {
   gemv_kernel<BF16>(w, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual, n_in,
                     blocks);
+}
+
+// The persistent chain (`wavefront bench --sync`'s probe of a persistent decode step; bf16
+// only): `layers` square GEMVs in one launch, layer l reading row l of x (layers + 1, k) and
+// writing row l + 1, W_l = w + l·k·k, each with the RMSNorm prologue when norm_w is given. From
+// layer 1 on, a counted grid barrier (common.h) stands where a launched GEMV waits for the
+// kernel ahead: after the layer's first weight loads, before its input is read. So each
+// layer's rows are gemv_bf16's (the same groups, partition and order: the chain equals
+// `layers` launches of gemv_bf16 bit for bit), and the boundary between two layers is a
+// barrier instead of a launch. Launch: grid (blocks), every block resident at once (the host's
+// check: a grid the device does not hold never passes its first barrier), block GEMV_BLOCK,
+// the dynamic shared memory of a GEMV over k; bar 2 ints, zero at launch and left zero.
+// Paths: slot 14, gemv_bf16's body (vec, tail, scalar, norm, lds, groups).
+template <class C>
+WF_DEVICE void gemv_chain_kernel(const uint16_t* w, float* x, const float* norm_w, float eps,
+                                 int k, int layers, int blocks, int* bar) {
+  constexpr int slot = 14;
+  constexpr int ROWS = GEMV_BLOCK / WAVE;  // rows a group: one a wave
+  const int n_groups = (k + ROWS - 1) / ROWS;
+  for (int l = 0; l < layers; ++l) {  // block-uniform
+    const uint16_t* wl = w + (i64)l * k * k;
+    float* out = x + (i64)(l + 1) * k;
+    auto row = [&](int g) { return g * ROWS + wave_index(); };
+    auto rows = [&](int g, const uint16_t* (&p)[1]) {
+      const int r = row(g);
+      p[0] = wl + (i64)(r < k ? r : 0) * k;
+      return r < k;
+    };
+    auto epi = [&](int g, const float(&acc)[1], bool live) {
+      const float s = wave_sum(acc[0]);  // every wave of the block, live or not
+      if (live && wave_lane() == 0) out[row(g)] = s;
+    };
+    auto wait = [&] {
+      if (l > 0) {
+        wf_grid_barrier_counted(bar, l * blocks);
+      } else {
+        wf_dependency_wait();
+      }
+    };
+    gemv_groups<C, 1>(x + (i64)l * k, norm_w, eps, k, slot, block_index_x(), blocks, n_groups,
+                      rows, epi, wait);
+  }
+  wf_grid_exit(bar, blocks);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)
+    gemv_chain_bf16(const uint16_t* w, float* x, const float* norm_w, float eps, int k,
+                    int layers, int blocks, int* bar) {
+  gemv_chain_kernel<BF16>(w, x, norm_w, eps, k, layers, blocks, bar);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMV_BLOCK)

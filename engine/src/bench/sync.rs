@@ -58,7 +58,26 @@ pub struct SyncReport {
     pub resident: u32,
     pub multiprocessors: u32,
     pub rows: Vec<SyncRow>,
+    /// The chained GEMVs, persistent against launched.
+    pub chains: Vec<ChainRow>,
     pub kernels: Vec<KernelSource>,
+}
+
+/// A chain of square bf16 GEMVs with the norm prologue (`GemvChain`), µs a layer each way.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainRow {
+    /// The side of the square matrices (the hidden size of the shape it stands for).
+    pub k: usize,
+    pub layers: usize,
+    /// The persistent launch's grid.
+    pub blocks: u32,
+    /// One launch, a grid barrier between layers.
+    pub persistent_us: f64,
+    /// A captured graph of one `gemv_bf16` launch a layer, overlapped.
+    pub launched_us: f64,
+    /// Weight bytes a layer / the persistent form's time a layer.
+    pub persistent_gb_s: f64,
+    pub launched_gb_s: f64,
 }
 
 impl SyncReport {
@@ -93,6 +112,24 @@ impl SyncReport {
                 r.link_overlapped_us,
                 r.link_plain_us,
                 r.launch_us
+            ));
+        }
+        s.push_str(
+            "\nChained square bf16 GEMVs with the RMSNorm prologue (layer l's input: layer l − 1's output; weights past the L2), µs a layer: persistent (`gemv_chain_bf16`, one launch, a counted grid barrier between layers, each layer's first weight loads issued before it) against launched (a captured graph of one overlapped `gemv_bf16` a layer); the same bits\n\n\
+             | k | layers | persistent grid | persistent µs | GB/s | launched µs | GB/s | launched / persistent |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for c in &self.chains {
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} |\n",
+                c.k,
+                c.layers,
+                c.blocks,
+                c.persistent_us,
+                c.persistent_gb_s,
+                c.launched_us,
+                c.launched_gb_s,
+                c.launched_us / c.persistent_us
             ));
         }
         s
@@ -171,6 +208,54 @@ fn row(b: &GpuBackend, blocks: u32, reps: usize) -> Result<SyncRow> {
     })
 }
 
+/// The chains' sides: SmolLM2-135M's hidden size and Llama-3.2-1B's.
+pub const CHAIN_KS: [usize; 2] = [576, 2048];
+
+/// Layers of a chain of side `k`: weights of at least [`super::gemv::STREAM_BYTES`] (past the
+/// L2), 32 to 512.
+pub fn chain_layers(k: usize) -> usize {
+    super::gemv::STREAM_BYTES.div_ceil(2 * k * k).clamp(32, 512)
+}
+
+fn chain_row(b: &GpuBackend, k: usize, reps: usize) -> Result<ChainRow> {
+    let layers = chain_layers(k);
+    let w = super::gemv::random_16bit_bytes(layers * k * k, 17, |r| {
+        (r & 0x8000) | 0x3c00 | (r & 0x007f)
+    });
+    let x0 = crate::formats::random::values(k, 18);
+    let c = b.gemv_chain(k, &w, &x0, &vec![1.0; k])?;
+    let g = b.capture(|b| c.launched(b))?;
+    let launched_ms = time(b, reps, &mut || b.replay(&g))?;
+    let launched = c.outputs(b)?;
+    c.clear_outputs(b)?;
+    let persistent_ms = time(b, reps, &mut || c.persistent(b))?;
+    let persistent = c.outputs(b)?;
+    let same = launched
+        .iter()
+        .zip(&persistent)
+        .all(|(a, p)| a.to_bits() == p.to_bits());
+    if !same {
+        return Err(Error::Backend {
+            backend: "gpu",
+            op: "bench --sync".into(),
+            detail: format!(
+                "the persistent chain of {layers} GEMVs of {k} differs from the launched one"
+            ),
+        });
+    }
+    let per_layer = |ms: f64| 1e3 * ms / layers as f64;
+    let gb_s = |ms: f64| (c.weight_bytes() as f64) / (ms * 1e-3) / 1e9;
+    Ok(ChainRow {
+        k,
+        layers,
+        blocks: c.blocks(),
+        persistent_us: per_layer(persistent_ms),
+        launched_us: per_layer(launched_ms),
+        persistent_gb_s: gb_s(persistent_ms),
+        launched_gb_s: gb_s(launched_ms),
+    })
+}
+
 pub fn run(b: &GpuBackend, reps: usize) -> Result<SyncReport> {
     let reps = reps.max(MIN_REPS);
     let resident = b.sync_resident_blocks()?;
@@ -178,6 +263,10 @@ pub fn run(b: &GpuBackend, reps: usize) -> Result<SyncReport> {
     let rows = grids(mps, resident)
         .into_iter()
         .map(|n| row(b, n, reps))
+        .collect::<Result<Vec<_>>>()?;
+    let chains = CHAIN_KS
+        .iter()
+        .map(|&k| chain_row(b, k, reps))
         .collect::<Result<Vec<_>>>()?;
     Ok(SyncReport {
         backend: b.name().to_string(),
@@ -188,6 +277,7 @@ pub fn run(b: &GpuBackend, reps: usize) -> Result<SyncReport> {
         resident,
         multiprocessors: mps,
         rows,
+        chains,
         kernels: b.kernel_sources(),
     })
 }
@@ -203,6 +293,16 @@ mod tests {
         assert_eq!(grids(132, 264), [132, 264]);
         assert_eq!(grids(132, 132), [132]);
         assert_eq!(grids(0, 8), [1, 8]);
+    }
+
+    #[test]
+    fn chains_stream_past_the_l2() {
+        assert_eq!(chain_layers(576), 227); // 150 MB / 663,552 bytes a layer
+        assert_eq!(chain_layers(2048), 32); // 18 would do: at least 32
+        assert_eq!(chain_layers(16), 512);
+        for k in CHAIN_KS {
+            assert!(2 * k * k * chain_layers(k) >= super::super::gemv::STREAM_BYTES);
+        }
     }
 
     #[test]
@@ -225,6 +325,15 @@ mod tests {
                 link_overlapped_us: 2.25,
                 link_plain_us: 4.0,
             }],
+            chains: vec![ChainRow {
+                k: 576,
+                layers: 227,
+                blocks: 72,
+                persistent_us: 2.0,
+                launched_us: 5.0,
+                persistent_gb_s: 331.8,
+                launched_gb_s: 132.7,
+            }],
             kernels: vec![],
         };
         let md = r.markdown();
@@ -233,5 +342,9 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("1056 blocks of 256 threads resident"), "{md}");
+        assert!(
+            md.contains("| 576 | 227 | 72 | 2.00 | 332 | 5.00 | 133 | 2.50 |"),
+            "{md}"
+        );
     }
 }

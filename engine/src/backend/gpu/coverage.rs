@@ -330,6 +330,15 @@ pub const KERNEL_PATHS: &[KernelPaths] = &[
     k("gemv_mma_bf16", "gemv.hip", 11, GEMV_MMA),
     k("gemv_swiglu_mma_f16", "gemv.hip", 12, GEMV_SWIGLU_MMA),
     k("gemv_swiglu_mma_bf16", "gemv.hip", 13, GEMV_SWIGLU_MMA),
+    // the persistent chain (bench --sync): gemv_bf16's body, no epilogue paths
+    k(
+        "gemv_chain_bf16",
+        "gemv.hip",
+        14,
+        &[
+            "vec", "tail", "scalar", "norm", "lds", "", "", "", "", "", "", "groups",
+        ],
+    ),
     // qgemv.hip: slot 3·type + form, types in DType::WEIGHT_BLOCKS' order
     k("qgemv_q8_0", "qgemv.hip", 0, QGEMV),
     k("qgemv_swiglu_q8_0", "qgemv.hip", 1, QGEMV_SWIGLU),
@@ -651,6 +660,7 @@ mod tests {
                 + 3
                 + 4
                 + (3 + 1) // sync_barrier_probe, sync_chain_probe
+                + 6 // gemv_chain_bf16
         );
     }
 }

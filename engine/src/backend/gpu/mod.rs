@@ -36,7 +36,7 @@ pub use device::{
     detect, detect_with, device_report, devices, require_gpu, runtime_order, select, BackendChoice,
     SelectError, Selected,
 };
-pub use ops::sync::{BarrierKind, SyncProbe};
+pub use ops::sync::{BarrierKind, GemvChain, SyncProbe};
 pub use vendor::{DeviceInfo, OpenError, Runtime};
 
 use crate::backend::{
@@ -254,7 +254,7 @@ fn scratch_ptr(
 }
 
 /// Every kernel of the ABI; the backend refuses to start unless each resolves.
-pub const ABI_KERNELS: [&str; 105] = [
+pub const ABI_KERNELS: [&str; 106] = [
     "embedding_f32",
     "embedding_f16",
     "embedding_bf16",
@@ -302,6 +302,7 @@ pub const ABI_KERNELS: [&str; 105] = [
     "convert_f32_to_bf16",
     "sync_barrier_probe",
     "sync_chain_probe",
+    "gemv_chain_bf16",
     "argmax",
     "gemv_f16",
     "gemv_bf16",

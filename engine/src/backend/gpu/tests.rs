@@ -2556,3 +2556,66 @@ fn sync_probes_pass_real_barriers_and_catch_broken_ones() {
         }
     }
 }
+
+/// The persistent GEMV chain (`gemv_chain_bf16`: one launch, a grid barrier between layers)
+/// gives the bits of its launched twin (one `gemv_bf16` launch a layer, captured and
+/// replayed, and queued directly), at both waves, for a side on 16 bytes (the vector path) and
+/// one off it (scalar rows), twice in a row (the barrier's words are left zero for the next
+/// launch). Skips without a GPU.
+#[test]
+fn sync_gemv_chain_persistent_equals_launched() {
+    use super::{detect, detect_with, require_gpu, wave_variants, OpenError};
+    let native = match detect() {
+        Ok(b) => b.info().wave,
+        Err(OpenError::Unavailable(r)) if !require_gpu() => {
+            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    for wave in wave_variants(native) {
+        let opts = GpuOptions {
+            wave: Some(wave),
+            ..GpuOptions::from_env()
+        };
+        let b = detect_with(&opts).unwrap();
+        for (k, layers) in [(576usize, 6usize), (1003, 3)] {
+            let at = format!("WAVE={wave}, k {k}");
+            let w = crate::tensor::encode_f32(
+                DType::BF16,
+                &crate::formats::random::values(layers * k * k, 31),
+            )
+            .unwrap();
+            let x0 = crate::formats::random::values(k, 32);
+            let norm: Vec<f32> = crate::formats::random::values(k, 33)
+                .iter()
+                .map(|v| 1.0 + v)
+                .collect();
+            let c = b.gemv_chain(k, &w, &x0, &norm).unwrap();
+            assert_eq!(c.layers(), layers);
+            c.launched(&b).unwrap();
+            let want = c.outputs(&b).unwrap();
+            assert!(want.iter().all(|v| v.is_finite()), "{at}");
+            assert!(want.iter().any(|&v| v != 0.0), "{at}");
+            let g = b.capture(|b| c.launched(b)).unwrap();
+            c.clear_outputs(&b).unwrap();
+            b.replay(&g).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&c.outputs(&b).unwrap()), bits(&want), "{at}: graph");
+            for run in 0..2 {
+                c.clear_outputs(&b).unwrap();
+                c.persistent(&b).unwrap();
+                assert_eq!(
+                    bits(&c.outputs(&b).unwrap()),
+                    bits(&want),
+                    "{at}: persistent, run {run}"
+                );
+            }
+        }
+        let e = b
+            .gemv_chain(8, &[0; 100], &[0.0; 8], &[1.0; 8])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("whole layers"), "{e}");
+    }
+}

@@ -168,3 +168,155 @@ impl SyncProbe {
         b.vendor.memset(self.errors.ptr, 0, 4)
     }
 }
+
+/// A chain of `layers` square bf16 GEMVs (k × k), layer l's input the output of layer l − 1,
+/// each with an RMSNorm prologue: run as one persistent launch (`gemv_chain_bf16`: a grid
+/// barrier between layers) or as `layers` launches of `gemv_bf16` (overlapped, as the decode
+/// step launches them). Both give the same bits.
+pub struct GemvChain {
+    k: usize,
+    layers: usize,
+    /// The persistent launch's grid: the blocks the device holds at once, at most the row
+    /// groups.
+    blocks: u32,
+    w: GpuBuffer,
+    /// (layers + 1, k) f32: the input, then each layer's output.
+    x: GpuBuffer,
+    norm: GpuBuffer,
+    bar: GpuBuffer,
+}
+
+impl GpuBackend {
+    /// A chain over `w` (layers · k · k bf16 values as bytes), input `x0` (k) and the norm's
+    /// weights `norm` (k, shared by the layers).
+    pub fn gemv_chain(&self, k: usize, w: &[u8], x0: &[f32], norm: &[f32]) -> Result<GemvChain> {
+        const OP: &str = "gemv_chain";
+        let per_layer = 2 * k * k;
+        if k == 0 || k > i32::MAX as usize || x0.len() != k || norm.len() != k {
+            return Err(bad(
+                OP,
+                format!("k {k}, x0 {}, norm {}", x0.len(), norm.len()),
+            ));
+        }
+        if w.is_empty() || !w.len().is_multiple_of(per_layer) {
+            return Err(bad(
+                OP,
+                format!("{} weight bytes: not whole layers of {per_layer}", w.len()),
+            ));
+        }
+        let layers = w.len() / per_layer;
+        let groups = k.div_ceil((super::gemv::GEMV_BLOCK / self.wave) as usize);
+        let shared = super::gemv::gemv_shared_bytes(k);
+        let per_mp = self
+            .resident_blocks("gemv_chain_bf16", super::gemv::GEMV_BLOCK, shared)?
+            .ok_or_else(|| {
+                bad(
+                    OP,
+                    "the runtime cannot say how many blocks a multiprocessor holds".into(),
+                )
+            })?;
+        let resident = self.info().multiprocessors.max(1).saturating_mul(per_mp);
+        let blocks = resident.min(u32::try_from(groups).unwrap_or(u32::MAX));
+        let upload = |bytes: &[u8]| -> Result<GpuBuffer> {
+            let buf = GpuBuffer::new(&self.vendor, bytes.len())?;
+            self.vendor.htod(buf.ptr, bytes)?;
+            Ok(buf)
+        };
+        let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|f| f.to_le_bytes()).collect() };
+        let mut x = f32_bytes(x0);
+        x.resize(4 * k * (layers + 1), 0);
+        Ok(GemvChain {
+            k,
+            layers,
+            blocks,
+            w: upload(w)?,
+            x: upload(&x)?,
+            norm: upload(&f32_bytes(norm))?,
+            bar: upload(&[0; 8])?,
+        })
+    }
+}
+
+/// The norm's epsilon of both forms of the chain.
+const CHAIN_EPS: f32 = 1e-5;
+
+impl GemvChain {
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// The persistent launch's grid.
+    pub fn blocks(&self) -> u32 {
+        self.blocks
+    }
+
+    /// Weight bytes of the whole chain.
+    pub fn weight_bytes(&self) -> usize {
+        2 * self.k * self.k * self.layers
+    }
+
+    /// Queues the chain as one persistent launch.
+    pub fn persistent(&self, b: &GpuBackend) -> Result<()> {
+        let cfg = LaunchConfig {
+            grid: (self.blocks, 1, 1),
+            block: (super::gemv::GEMV_BLOCK, 1, 1),
+            shared_bytes: super::gemv::gemv_shared_bytes(self.k),
+        };
+        let args = [
+            KernelArg::Ptr(self.w.ptr),
+            KernelArg::Ptr(self.x.ptr),
+            KernelArg::Ptr(self.norm.ptr),
+            KernelArg::F32(CHAIN_EPS),
+            KernelArg::I32(self.k as i32),
+            KernelArg::I32(self.layers as i32),
+            KernelArg::I32(self.blocks as i32),
+            KernelArg::Ptr(self.bar.ptr),
+        ];
+        // SAFETY: w holds layers·k·k bf16, x (layers + 1)·k f32, norm k, bar 2 ints (zero, and
+        // left zero by the kernel); blocks ≤ what the device holds at once (gemv_chain).
+        unsafe { b.launch("gemv_chain_bf16", cfg, &args) }
+    }
+
+    /// Queues the chain as `layers` launches of `gemv_bf16`, overlapped.
+    pub fn launched(&self, b: &GpuBackend) -> Result<()> {
+        let k = self.k as i32;
+        for l in 0..self.layers {
+            let g = super::gemv::Gemv {
+                dtype: crate::tensor::DType::BF16,
+                w: self.w.ptr + (2 * self.k * self.k * l) as u64,
+                x: self.x.ptr + (4 * self.k * l) as u64,
+                norm: Some(super::gemv::NormPrologue {
+                    w: self.norm.ptr,
+                    eps: CHAIN_EPS,
+                }),
+                bias: None,
+                outs: [self.x.ptr + (4 * self.k * (l + 1)) as u64, 0, 0],
+                parts: [k, 0, 0],
+                k,
+                residual: false,
+                n_in: 1,
+            };
+            super::gemv::launch_gemv(b, "gemv_chain", &g)?;
+        }
+        Ok(())
+    }
+
+    /// Every layer's output, (layers, k) (waits for the device).
+    pub fn outputs(&self, b: &GpuBackend) -> Result<Vec<f32>> {
+        let mut bytes = vec![0u8; 4 * self.k * (self.layers + 1)];
+        b.vendor.dtoh(&mut bytes, self.x.ptr)?;
+        Ok(bytes[4 * self.k..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// Zeroes the outputs (so that a form that wrote nothing cannot pass for the other).
+    pub fn clear_outputs(&self, b: &GpuBackend) -> Result<()> {
+        b.vendor.memset(
+            self.x.ptr + (4 * self.k) as u64,
+            0,
+            4 * self.k * self.layers,
+        )
+    }
+}
