@@ -29,8 +29,9 @@ for spec in "$@"; do
   eval "env ${vars:-} bash ci/device-session.sh $stage" >"$res/chain.log.tmp" 2>&1
   echo "rc=$?" >>"$res/chain.log.tmp"
   mv "$res/chain.log.tmp" "$res/chain.log"
+  # (the stage's own archive goes, unless the tag is the stage's name: then it is this one)
   tar -C /tmp/wavefront-results --transform "s,^$stage,$tag," -czf "$D/$tag.tar.gz" "$stage" &&
-    rm -f "$D/$stage.tar.gz"
+    if [ "$tag" != "$stage" ]; then rm -f "$D/$stage.tar.gz"; fi
   echo "=== $tag ($stage)"
   tail -n "${TAIL:-30}" "$res/chain.log"
 done

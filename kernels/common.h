@@ -674,13 +674,16 @@ WF_DEVICE int wf_atomic_exch(int* p, int v) {
 #endif
 }
 
-// wf_load_coherent for an int (a flag or counter other blocks change while this one reads it).
+// wf_load_coherent for an int (a flag or counter other blocks change while this one reads it,
+// polled in a loop). NVIDIA: a volatile load, which ptxas neither merges nor hoists out of the
+// loop; the weak `ld.global.cg` of wf_load_coherent may be, and a grid barrier polling it then
+// waited for nothing (bench/results/2026-12-06-sync-h100).
 WF_DEVICE int wf_load_coherent_int(const int* p) {
 #if defined(WF_HIP)
   return __hip_atomic_load(p, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
 #elif defined(WF_CUDA)
   int v;
-  asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
+  asm volatile("ld.volatile.global.s32 %0, [%1];" : "=r"(v) : "l"(p));
   return v;
 #else
   return *p;  // a host test's one thread
