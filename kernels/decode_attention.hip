@@ -863,7 +863,7 @@ constexpr int DM_GROUP = 16;    // query heads a block: the rows of one m-tile
 constexpr int DM_TILE = 16;     // keys a wave's tile: the k of P·V
 constexpr int DM_PAD = 8;       // values of padding a tile row (conflict-free fragment reads)
 constexpr int DM_RING = 3;      // tiles in a wave's ring on the async path
-constexpr int DM_MIN_KEYS = 64;  // fewest keys a split takes
+constexpr int DM_MIN_KEYS = 128; // fewest keys a split takes
 constexpr int DM_COMBINE_ELEMS = 4;   // contiguous elements a thread of the split combine takes
 // Splits of them loaded together: 16 at wave 32; 8 at wave 64, whose block has twice the
 // threads (so the same 16 a vector in flight where a vector takes two of them), and where 16

@@ -85,8 +85,11 @@ const MMA_TILE: usize = 16;
 const MMA_PAD: usize = 8;
 /// Tiles a wave's ring holds on the async path (ABI: `DM_RING`).
 const MMA_RING: usize = 3;
-/// Fewest keys a split of the matrix-instruction kernels takes (ABI: `DM_MIN_KEYS`).
-const MMA_MIN_KEYS: usize = 64;
+/// Fewest keys a split of the matrix-instruction kernels takes (ABI: `DM_MIN_KEYS`). 128, not
+/// 64: a short context walks one more tile a wave instead of paying the split combine (H100,
+/// tg128 at depth 0: SmolLM2 1,912 tok/s against 1,772, the 1B 930 against 906; the microbench
+/// at 1024 and 8192 keys unchanged; 256 lost at 1024 keys; `bench/results/2026-12-06-sync-h100/`).
+const MMA_MIN_KEYS: usize = 128;
 /// The head dims the matrix-instruction kernels take (`decode_attention_mma_{HD}_{T}`; the
 /// crate's `backend::gpu::MMA_DECODE_HEAD_DIMS`).
 pub const MMA_HEAD_DIMS: [usize; 2] = [64, 128];
