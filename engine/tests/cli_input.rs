@@ -267,6 +267,15 @@ fn bench_gemv_refuses_the_cpu_and_unknown_shapes() {
 }
 
 #[test]
+fn bench_sync_refuses_the_cpu() {
+    assert_error(
+        &["bench", "--sync", "--backend", "cpu"],
+        "bench --sync measures the GPU's grid barriers and launch transitions; the CPU backend \
+         has neither (run it with a usable GPU, --backend gpu or auto)",
+    );
+}
+
+#[test]
 fn bench_attention_refuses_the_cpu_unknown_shapes_and_a_depth_past_the_context() {
     assert_error(
         &["bench", "--attention", "--backend", "cpu"],
