@@ -694,8 +694,9 @@ WF_DEVICE int wf_load_coherent_int(const int* p) {
 // kernel's phase boundary). Every block of the grid must be resident at once (the host sizes
 // the grid by the occupancy calculator and launches nothing beside it), and every thread of
 // every block reaches each barrier (block-uniform). Global writes before the barrier are
-// visible after it to wf_load_coherent reads in any block. Thread 0 does the device-scope
-// work; the block waits for it at block barriers on both sides.
+// visible after it to any read of any block: thread 0's device-scope fence after the poll also
+// drops the multiprocessor's L1 lines (sm_90: CCTL.IVALL; gfx942: buffer_inv), and the block
+// waits for thread 0 at block barriers on both sides.
 //
 // Counted: `bar` (2 ints, zero at launch) counts arrivals; the i-th barrier of the launch
 // (i = 1, 2, …) releases once bar[0] reaches i · blocks, one atomic and then polls of the

@@ -1,7 +1,7 @@
 // Grid-wide synchronisation inside one launch (common.h's grid barriers: the phase boundary of
 // a persistent decode kernel, issue 8) against the kernel-to-kernel transition it would
-// replace, as two probes that `wavefront bench --sync` times and engine/tests/gpu_sync.rs
-// checks:
+// replace, as two probes that `wavefront bench --sync` times and the engine's device tests
+// (engine/src/backend/gpu/tests.rs, `sync_*`) check:
 //   sync_barrier_probe: `rounds` grid barriers of the kind `mode` names (0 counted, 1
 //     generation, 2 none: every block arrives and nobody waits, the planted bug the check
 //     must catch). Before barrier i (i = 1 … rounds) block b writes i into its mark of parity
