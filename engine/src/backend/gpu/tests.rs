@@ -1976,16 +1976,8 @@ fn memory_info_and_module_globals_go_through_the_vendor_trait() {
 #[test]
 fn sample_step_draws_coinrng_coins_and_extends_the_history_on_the_device() {
     use super::ops::sampling::{launch_sample_step, SamplerWorkspace};
-    use super::{detect, detect_with, require_gpu, wave_variants, OpenError, StepBlock};
+    use super::StepBlock;
     use crate::sampler::{sample, CoinRng};
-    let native = match detect() {
-        Ok(b) => b.info().wave,
-        Err(OpenError::Unavailable(r)) if !require_gpu() => {
-            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
     let vocab = 1000;
     let logits: Vec<f32> = crate::formats::random::values(vocab, 5)
         .iter()
@@ -2003,12 +1995,7 @@ fn sample_step_draws_coinrng_coins_and_extends_the_history_on_the_device() {
     // 3 + 14 ids: the last one lands past hist_cap (dropped); every call sees its whole context
     let (seed, calls, hist_cap) = (0x5eed_u64, 14usize, 16usize);
     let i32_bytes = |ids: &[i32]| -> Vec<u8> { ids.iter().flat_map(|i| i.to_le_bytes()).collect() };
-    for wave in wave_variants(native) {
-        let opts = GpuOptions {
-            wave: Some(wave),
-            ..GpuOptions::from_env()
-        };
-        let b = detect_with(&opts).unwrap();
+    for (wave, b) in each_wave() {
         let row = b.upload_f32(&logits).unwrap();
         let ws = SamplerWorkspace::new(&b, vocab).unwrap();
         for window in [0usize, 2] {
@@ -2504,22 +2491,9 @@ fn large_f32_downloads_through_page_locked_memory_keep_every_value() {
 /// never ran is caught. Grids the device cannot hold at once are refused. Skips without a GPU.
 #[test]
 fn sync_probes_pass_real_barriers_and_catch_broken_ones() {
-    use super::{detect, detect_with, require_gpu, wave_variants, BarrierKind, OpenError};
-    let native = match detect() {
-        Ok(b) => b.info().wave,
-        Err(OpenError::Unavailable(r)) if !require_gpu() => {
-            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
+    use super::BarrierKind;
     const ROUNDS: u32 = 200;
-    for wave in wave_variants(native) {
-        let opts = GpuOptions {
-            wave: Some(wave),
-            ..GpuOptions::from_env()
-        };
-        let b = detect_with(&opts).unwrap();
+    for (wave, b) in each_wave() {
         let resident = b.sync_resident_blocks().unwrap();
         assert!(resident >= b.info().multiprocessors, "WAVE={wave}");
         for refused in [0, resident + 1] {
@@ -2564,21 +2538,7 @@ fn sync_probes_pass_real_barriers_and_catch_broken_ones() {
 /// launch). Skips without a GPU.
 #[test]
 fn sync_gemv_chain_persistent_equals_launched() {
-    use super::{detect, detect_with, require_gpu, wave_variants, OpenError};
-    let native = match detect() {
-        Ok(b) => b.info().wave,
-        Err(OpenError::Unavailable(r)) if !require_gpu() => {
-            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
-    for wave in wave_variants(native) {
-        let opts = GpuOptions {
-            wave: Some(wave),
-            ..GpuOptions::from_env()
-        };
-        let b = detect_with(&opts).unwrap();
+    for (wave, b) in each_wave() {
         for (k, layers) in [(576usize, 6usize), (1003, 3)] {
             let at = format!("WAVE={wave}, k {k}");
             let w = crate::tensor::encode_f32(
@@ -2618,4 +2578,29 @@ fn sync_gemv_chain_persistent_equals_launched() {
             .unwrap();
         assert!(e.to_string().contains("whole layers"), "{e}");
     }
+}
+
+/// The GPU opened at each wave it runs (its own; on NVIDIA also the emulated 64), or none when
+/// there is no usable GPU (the test skips, saying so; under `WAVEFRONT_REQUIRE_GPU=1` that is
+/// a failure, as is a GPU that fails to open).
+fn each_wave() -> Vec<(u32, GpuBackend)> {
+    use super::{detect, detect_with, require_gpu, wave_variants, OpenError};
+    let native = match detect() {
+        Ok(b) => b.info().wave,
+        Err(OpenError::Unavailable(r)) if !require_gpu() => {
+            eprintln!("skipping GPU test: {}", r.lines().next().unwrap_or(""));
+            return Vec::new();
+        }
+        Err(e) => panic!("{e}"),
+    };
+    wave_variants(native)
+        .into_iter()
+        .map(|wave| {
+            let opts = GpuOptions {
+                wave: Some(wave),
+                ..GpuOptions::from_env()
+            };
+            (wave, detect_with(&opts).unwrap())
+        })
+        .collect()
 }
