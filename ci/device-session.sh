@@ -1274,18 +1274,28 @@ sync)
   # against a transition between two launches of a captured graph (kernels/sync.hip). The
   # probes' device tests (the engine's unit tests named sync_, both waves: the barriers let no
   # block through early, the planted broken one is caught, the words are left for the next
-  # launch), then `wavefront bench --sync` (native wave; REPS, default 20). Carry .device/ops.
+  # launch; SYNC_TESTS=0 skips them), then `wavefront bench --sync` (native wave; REPS, default
+  # 20) for each name of VARIANTS ("embedded", the default, or a kernel directory), into
+  # bench-sync-NAME.md. Carry .device/ops.
   unpack .device/ops
   begin_summary
   gpu_info
-  filtered_test engine_lib sync_
-  finish
-  start=$SECONDS
-  timeout 240 bin/wavefront bench --sync --backend gpu --reps "${REPS:-20}" \
-    --markdown "$OUT/bench-sync.md" >"$OUT/bench-sync.log" 2>&1
-  echo "| bench --sync | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
-  finish
-  cat "$OUT/bench-sync.md" 2>/dev/null || tail -n 20 "$OUT/bench-sync.log"
+  if [ "${SYNC_TESTS:-1}" = 1 ]; then
+    filtered_test engine_lib sync_
+    finish
+  fi
+  for v in ${VARIANTS-embedded}; do
+    name=$(basename "$v")
+    kargs=()
+    [ "$v" = embedded ] || kargs=(--kernels "$v")
+    start=$SECONDS
+    timeout 240 bin/wavefront bench --sync --backend gpu "${kargs[@]}" --reps "${REPS:-20}" \
+      --markdown "$OUT/bench-sync-$name.md" >"$OUT/bench-sync-$name.log" 2>&1
+    echo "| bench --sync $name | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+    finish
+    echo "== $name"
+    cat "$OUT/bench-sync-$name.md" 2>/dev/null || tail -n 20 "$OUT/bench-sync-$name.log"
+  done
   ;;
 short-attn)
   # Issues 8/9: A/B of decode-attention kernels at short contexts (written for the short path
@@ -1356,7 +1366,7 @@ variants)
   #     ATTN_SHAPES (the 1B and 8B) at ATTN_DEPTHS (8192, 32768, 131071) per variant, once.
   #   PART=check: for each directory of VARIANTS, the GEMV op cases (GEMV=1) and the
   #     rope_attention ones (ATTN=1) at both waves without coverage, then the model-level checks
-  #     on the fixtures.
+  #     on the fixtures (and with GEMV=1 the gpu_gemv tests on the directory's kernels).
   #   PART=mma: the matrix-core GEMVs (WAVEFRONT_GEMV_MMA=1) of each name of VARIANTS: the
   #     GEMV microbench, tg32 and a 5-row verification of SHAPES (the 8B and 1B).
   #   PART=ncu-attn: Nsight Compute on one decode attention launch of the attention microbench
@@ -1388,6 +1398,8 @@ variants)
       if [ ${#ops[@]} = 0 ]; then echo "variants PART=check: set GEMV=1 and/or ATTN=1" >&2; exit 2; fi
       op_cases "ops-$name" "${OPS_TIMEOUT:-240}" "" --kernels "$v" --no-coverage "${ops[@]}"
       fixtures_conformance "fixtures-$name" --kernels "$v"
+      # the GEMV's own device tests (the block cap changes no bit) on the directory's kernels
+      [ "${GEMV:-0}" = 1 ] && WAVEFRONT_KERNELS_DIR=$v run_test gpu_gemv
     done
     ;;
   mma)

@@ -27,7 +27,11 @@
 //   static shared memory: DA_BUF floats of scores / partials, 16 KiB at WAVE=64 and 32 KiB at
 //   WAVE=32, the sin/cos table ≤ 1 KiB, the new key and value ≤ 2 KiB; dynamic shared memory
 //   only on the async path (below): the ring, DA_STAGES · DA_UNROLL · DA_BLOCK · 16 bytes (the
-//   host gives it RING_STAGES ≥ DA_STAGES batches there, none elsewhere).
+//   host gives it RING_STAGES ≥ DA_STAGES batches there, none elsewhere). Launched overlapped
+//   (common.h wf_dependency_wait), every kernel of this file: a block first lets the kernel
+//   after it start (its first weight loads then run during this launch), and reads the step
+//   block, q, k, v and the cache only after the kernels ahead are complete (the matrix form
+//   reads its frequencies before that: no kernel writes them).
 // Work split: block (b, s) takes KV head kvh = b / slabs and the query heads kvh·G + slab·4 ..
 //   (at most DA_GROUP = 4 of them, slab = b mod slabs: a group of more than 4 reads its K/V once
 //   per slab), over the keys of split s. With len = p + 1 − a keys (a the window's first key,
@@ -571,6 +575,10 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   constexpr bool RING = DA_ASYNC && Piece<KV>::ring;
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
+  // Launched overlapped (common.h): the kernel after this one may start now; everything below
+  // (the step block, q, k, v, the cache) waits for the kernels ahead.
+  wf_allow_dependents();
+  wf_dependency_wait();
   if (step != nullptr) {
     pos = step[1];
     if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);
@@ -1029,10 +1037,16 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   int kvh, slab, h0, gb;
   da_heads<DM_GROUP>(n_heads, n_kv_heads, kvh, slab, h0, gb);
   const int half = HD / 2;
-  // What the prologue reads and p does not decide, loaded before p: the frequencies, q's rows
-  // and the new key and value (one round trip to memory, not three in turn).
-  constexpr int QP = (DM_GROUP * HD / 8 + DM_BLOCK - 1) / DM_BLOCK;  // q's pieces a thread
+  // Launched overlapped (common.h): the kernel after this one may start now, and the
+  // frequencies (no kernel writes them) are read while the kernels ahead drain; the step block,
+  // q, k, v and the cache wait for them.
+  wf_allow_dependents();
   static_assert(HD / 2 <= DM_BLOCK && HD / 8 <= DM_BLOCK, "a frequency, a new piece a thread");
+  const float freq = t < half ? inv_freq[t] : 0.0f, attn_factor = inv_freq[half];
+  wf_dependency_wait();
+  // What the prologue reads and p does not decide, loaded before p: q's rows and the new key
+  // and value (one round trip to memory, not two in turn).
+  constexpr int QP = (DM_GROUP * HD / 8 + DM_BLOCK - 1) / DM_BLOCK;  // q's pieces a thread
   float qa0[QP][8], qb0[QP][8], ka0[8], kb0[8], vn[8];
 #pragma unroll
   for (int u = 0; u < QP; ++u) {
@@ -1045,7 +1059,6 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
     load_f32x4(v + (i64)kvh * HD + t * 8, *(float(*)[4])vn);
     load_f32x4(v + (i64)kvh * HD + t * 8 + 4, *(float(*)[4])(vn + 4));
   }
-  const float freq = t < half ? inv_freq[t] : 0.0f, attn_factor = inv_freq[half];
   if (step != nullptr) {
     pos = step[1];
     if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);

@@ -412,6 +412,10 @@ pub struct GpuBackend {
     /// kernel takes (`decode_attention_mma_{HD}_{T}`) on the vector kernel instead (for A/B
     /// measurements).
     mma_decode: bool,
+    /// `WAVEFRONT_NO_OVERLAPPED_ATTENTION=1`: the decode attention kernels launched plainly
+    /// instead of overlapped (they wait for the kernels ahead either way; for A/B
+    /// measurements: overlapped, the GEMV after them starts its weight loads during them).
+    overlap_attention: bool,
     /// Inside [`Backend::simple_attention`]: prefill rows through the simple attention kernel,
     /// decode rows through the vector decode kernel (no matrix instructions).
     simple_attention: std::sync::atomic::AtomicBool,
@@ -647,6 +651,7 @@ impl GpuBackend {
         let flash_attention = !switch("WAVEFRONT_NO_FLASH_ATTENTION");
         let attention_rows = !switch("WAVEFRONT_NO_ATTENTION_ROWS");
         let mma_decode = !switch("WAVEFRONT_NO_MMA_DECODE");
+        let overlap_attention = !switch("WAVEFRONT_NO_OVERLAPPED_ATTENTION");
         let pinned = Mutex::new(Pinned {
             vendor: Arc::clone(&vendor),
             ptr: std::ptr::null_mut(),
@@ -669,6 +674,7 @@ impl GpuBackend {
             flash_attention,
             attention_rows,
             mma_decode,
+            overlap_attention,
             simple_attention: std::sync::atomic::AtomicBool::new(false),
             gemv_mma,
             gemv_mma_lds,

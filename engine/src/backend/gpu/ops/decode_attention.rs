@@ -588,8 +588,9 @@ fn launch_rows(
     let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q, k, v, inv_freq and out for row0 + rows rows, each arena
     // against the (shared) layout with every position < capacity; the workspace holds each
-    // row's slice (rows_per_launch) and counters.
-    unsafe { b.launch(&name, cfg, &args) }
+    // row's slice (rows_per_launch) and counters. The kernel reads nothing an earlier kernel
+    // writes before its dependency wait (overlapped).
+    unsafe { launch(b, &name, cfg, &args) }
 }
 
 /// `kernel`'s one-row form (`decode_attention_{T}`, `decode_attention_mma_{HD}_{T}`) over a
@@ -624,8 +625,23 @@ pub(in crate::backend::gpu) fn launch_decode_attention(
     let args = kernel_args(&ptrs, &dims, &tail);
     // SAFETY: the caller checked q, k, v, inv_freq and out against the params and the arena
     // against its layout, with pos0 < capacity; the workspace holds WS_COUNTERS ≥ columns
-    // counters and WS_FLOATS ≥ n_heads · s_max · (head_dim + 2) floats (max_splits).
-    unsafe { b.launch(&name, cfg, &args) }
+    // counters and WS_FLOATS ≥ n_heads · s_max · (head_dim + 2) floats (max_splits). The
+    // kernel reads nothing an earlier kernel writes before its dependency wait (overlapped).
+    unsafe { launch(b, &name, cfg, &args) }
+}
+
+/// Queues a decode attention kernel: overlapped (every kernel of decode_attention.hip waits
+/// for the kernels ahead before it reads what they write), or plainly with
+/// `WAVEFRONT_NO_OVERLAPPED_ATTENTION=1`.
+///
+/// # Safety
+/// As [`GpuBackend::launch`].
+unsafe fn launch(b: &GpuBackend, name: &str, cfg: LaunchConfig, args: &[KernelArg]) -> Result<()> {
+    if b.overlap_attention {
+        b.launch_overlapped(name, cfg, args)
+    } else {
+        b.launch(name, cfg, args)
+    }
 }
 
 #[cfg(test)]
