@@ -141,15 +141,30 @@ pub(super) fn blocks_per_input(
 ) -> Result<u64> {
     let cap = match policy.cap {
         Some(n) => n,
-        None => {
-            let per_mp = b
-                .resident_blocks(name, block, shared)?
-                .unwrap_or(policy.fallback);
-            b.info().multiprocessors.max(1).saturating_mul(per_mp)
-        }
+        None => match resident_grid(b, name, block, shared)? {
+            Some(n) => n,
+            None => b
+                .info()
+                .multiprocessors
+                .max(1)
+                .saturating_mul(policy.fallback),
+        },
     };
     let share = u64::from(cap) / u64::try_from(n_in.max(1)).unwrap_or(1);
     Ok(groups.min(share.max(1)))
+}
+
+/// The blocks of `name` (`block` threads, `shared` dynamic bytes) the device holds at once:
+/// multiprocessors × the blocks one holds (the runtime's occupancy calculator), or `None`
+/// where the runtime cannot say.
+pub(super) fn resident_grid(
+    b: &super::GpuBackend,
+    name: &str,
+    block: u32,
+    shared: u32,
+) -> Result<Option<u32>> {
+    Ok(b.resident_blocks(name, block, shared)?
+        .map(|per_mp| b.info().multiprocessors.max(1).saturating_mul(per_mp)))
 }
 
 /// The gated kernels' `act` argument (common.h `GateAct`): 0 silu, 1 gelu_tanh.

@@ -4,8 +4,21 @@
 //! Not an op of the `Backend` trait: nothing the model runs launches them.
 
 use crate::backend::gpu::vendor::{KernelArg, LaunchConfig};
-use crate::backend::gpu::{bad, GpuBackend, GpuBuffer};
+use crate::backend::gpu::{bad, GpuBackend, GpuBuffer, GpuTensor};
+use crate::backend::Backend;
 use crate::error::Result;
+use crate::tensor::DType;
+
+/// The blocks of `name` the device holds at once (`ops::resident_grid`), or an error where the
+/// runtime cannot say: a grid barrier over blocks that are not all resident never returns.
+fn resident_grid(b: &GpuBackend, name: &str, block: u32, shared: u32) -> Result<u32> {
+    super::resident_grid(b, name, block, shared)?.ok_or_else(|| {
+        bad(
+            name,
+            "the runtime cannot say how many blocks a multiprocessor holds".into(),
+        )
+    })
+}
 
 /// Threads per block of both probes (ABI: `SYNC_BLOCK`).
 const SYNC_BLOCK: u32 = 256;
@@ -48,15 +61,7 @@ impl GpuBackend {
     /// (the runtime's occupancy calculator). An error where the runtime cannot say: a grid
     /// barrier over blocks that are not all resident never returns.
     pub fn sync_resident_blocks(&self) -> Result<u32> {
-        let per_mp = self
-            .resident_blocks("sync_barrier_probe", SYNC_BLOCK, 0)?
-            .ok_or_else(|| {
-                bad(
-                    "sync_barrier_probe",
-                    "the runtime cannot say how many blocks a multiprocessor holds".into(),
-                )
-            })?;
-        Ok(self.info().multiprocessors.max(1).saturating_mul(per_mp))
+        resident_grid(self, "sync_barrier_probe", SYNC_BLOCK, 0)
     }
 
     /// The probes' state for a grid of `blocks` (1 ..= `sync_resident_blocks`), zeroed.
@@ -179,10 +184,10 @@ pub struct GemvChain {
     /// The persistent launch's grid: the blocks the device holds at once, at most the row
     /// groups.
     blocks: u32,
-    w: GpuBuffer,
+    w: GpuTensor,
     /// (layers + 1, k) f32: the input, then each layer's output.
-    x: GpuBuffer,
-    norm: GpuBuffer,
+    x: GpuTensor,
+    norm: GpuTensor,
     bar: GpuBuffer,
 }
 
@@ -207,32 +212,20 @@ impl GpuBackend {
         let layers = w.len() / per_layer;
         let groups = k.div_ceil((super::gemv::GEMV_BLOCK / self.wave) as usize);
         let shared = super::gemv::gemv_shared_bytes(k);
-        let per_mp = self
-            .resident_blocks("gemv_chain_bf16", super::gemv::GEMV_BLOCK, shared)?
-            .ok_or_else(|| {
-                bad(
-                    OP,
-                    "the runtime cannot say how many blocks a multiprocessor holds".into(),
-                )
-            })?;
-        let resident = self.info().multiprocessors.max(1).saturating_mul(per_mp);
+        let resident = resident_grid(self, "gemv_chain_bf16", super::gemv::GEMV_BLOCK, shared)?;
         let blocks = resident.min(u32::try_from(groups).unwrap_or(u32::MAX));
-        let upload = |bytes: &[u8]| -> Result<GpuBuffer> {
-            let buf = GpuBuffer::new(&self.vendor, bytes.len())?;
-            self.vendor.htod(buf.ptr, bytes)?;
-            Ok(buf)
-        };
-        let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|f| f.to_le_bytes()).collect() };
-        let mut x = f32_bytes(x0);
-        x.resize(4 * k * (layers + 1), 0);
+        let mut x = x0.to_vec();
+        x.resize(k * (layers + 1), 0.0);
+        let bar = GpuBuffer::new(&self.vendor, 8)?;
+        self.vendor.memset(bar.ptr, 0, 8)?;
         Ok(GemvChain {
             k,
             layers,
             blocks,
-            w: upload(w)?,
-            x: upload(&x)?,
-            norm: upload(&f32_bytes(norm))?,
-            bar: upload(&[0; 8])?,
+            w: self.upload(DType::BF16, w)?,
+            x: self.upload_f32(&x)?,
+            norm: self.upload_f32(norm)?,
+            bar,
         })
     }
 }
@@ -263,9 +256,9 @@ impl GemvChain {
             shared_bytes: super::gemv::gemv_shared_bytes(self.k),
         };
         let args = [
-            KernelArg::Ptr(self.w.ptr),
-            KernelArg::Ptr(self.x.ptr),
-            KernelArg::Ptr(self.norm.ptr),
+            KernelArg::Ptr(self.w.ptr()),
+            KernelArg::Ptr(self.x.ptr()),
+            KernelArg::Ptr(self.norm.ptr()),
             KernelArg::F32(CHAIN_EPS),
             KernelArg::I32(self.k as i32),
             KernelArg::I32(self.layers as i32),
@@ -282,15 +275,15 @@ impl GemvChain {
         let k = self.k as i32;
         for l in 0..self.layers {
             let g = super::gemv::Gemv {
-                dtype: crate::tensor::DType::BF16,
-                w: self.w.ptr + (2 * self.k * self.k * l) as u64,
-                x: self.x.ptr + (4 * self.k * l) as u64,
+                dtype: DType::BF16,
+                w: self.w.ptr() + (2 * self.k * self.k * l) as u64,
+                x: self.x.ptr() + (4 * self.k * l) as u64,
                 norm: Some(super::gemv::NormPrologue {
-                    w: self.norm.ptr,
+                    w: self.norm.ptr(),
                     eps: CHAIN_EPS,
                 }),
                 bias: None,
-                outs: [self.x.ptr + (4 * self.k * (l + 1)) as u64, 0, 0],
+                outs: [self.x.ptr() + (4 * self.k * (l + 1)) as u64, 0, 0],
                 parts: [k, 0, 0],
                 k,
                 residual: false,
@@ -303,18 +296,13 @@ impl GemvChain {
 
     /// Every layer's output, (layers, k) (waits for the device).
     pub fn outputs(&self, b: &GpuBackend) -> Result<Vec<f32>> {
-        let mut bytes = vec![0u8; 4 * self.k * (self.layers + 1)];
-        b.vendor.dtoh(&mut bytes, self.x.ptr)?;
-        Ok(bytes[4 * self.k..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        b.download_range_f32(&self.x, self.k, self.k * self.layers)
     }
 
     /// Zeroes the outputs (so that a form that wrote nothing cannot pass for the other).
     pub fn clear_outputs(&self, b: &GpuBackend) -> Result<()> {
         b.vendor.memset(
-            self.x.ptr + (4 * self.k) as u64,
+            self.x.ptr() + (4 * self.k) as u64,
             0,
             4 * self.k * self.layers,
         )
