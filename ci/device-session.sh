@@ -1399,7 +1399,7 @@ variants)
       op_cases "ops-$name" "${OPS_TIMEOUT:-240}" "" --kernels "$v" --no-coverage "${ops[@]}"
       fixtures_conformance "fixtures-$name" --kernels "$v"
       # the GEMV's own device tests (the block cap changes no bit) on the directory's kernels
-      [ "${GEMV:-0}" = 1 ] && WAVEFRONT_KERNELS_DIR=$v run_test gpu_gemv
+      if [ "${GEMV:-0}" = 1 ]; then WAVEFRONT_KERNELS_DIR=$v run_test gpu_gemv; fi
     done
     ;;
   mma)

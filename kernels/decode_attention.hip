@@ -28,10 +28,11 @@
 //   WAVE=32, the sin/cos table ≤ 1 KiB, the new key and value ≤ 2 KiB; dynamic shared memory
 //   only on the async path (below): the ring, DA_STAGES · DA_UNROLL · DA_BLOCK · 16 bytes (the
 //   host gives it RING_STAGES ≥ DA_STAGES batches there, none elsewhere). Launched overlapped
-//   (common.h wf_dependency_wait), every kernel of this file: a block first lets the kernel
-//   after it start (its first weight loads then run during this launch), and reads the step
-//   block, q, k, v and the cache only after the kernels ahead are complete (the matrix form
-//   reads its frequencies before that: no kernel writes them).
+//   (common.h wf_dependency_wait), every kernel of this file: a block reads the step block, q,
+//   k, v and the cache only after the kernels ahead are complete (the matrix form reads its
+//   frequencies before that: no kernel writes them), then lets the kernel after it start (its
+//   first weight loads then run during this launch; after the wait, as gemv.hip, so that at
+//   most one kernel waits ahead of the running one).
 // Work split: block (b, s) takes KV head kvh = b / slabs and the query heads kvh·G + slab·4 ..
 //   (at most DA_GROUP = 4 of them, slab = b mod slabs: a group of more than 4 reads its K/V once
 //   per slab), over the keys of split s. With len = p + 1 − a keys (a the window's first key,
@@ -575,10 +576,10 @@ WF_DEVICE void decode_attention_kernel(const float* q, const float* k, const flo
   constexpr int U = Piece<KV>::unroll;  // key steps a load batch
   constexpr bool RING = DA_ASYNC && Piece<KV>::ring;
   const int t = thread_index(), lane = wave_lane(), w = wave_index();
-  // Launched overlapped (common.h): the kernel after this one may start now; everything below
-  // (the step block, q, k, v, the cache) waits for the kernels ahead.
-  wf_allow_dependents();
+  // Launched overlapped (common.h): everything below (the step block, q, k, v, the cache)
+  // waits for the kernels ahead; then the kernel after this one may start.
   wf_dependency_wait();
+  wf_allow_dependents();
   if (step != nullptr) {
     pos = step[1];
     if (block_index_x() == 0 && block_index_y() == 0 && t == 0) WF_PATH(slot_id, PATH_STEP);
@@ -1037,13 +1038,13 @@ WF_DEVICE void decode_attention_mma_kernel(const float* q, const float* k, const
   int kvh, slab, h0, gb;
   da_heads<DM_GROUP>(n_heads, n_kv_heads, kvh, slab, h0, gb);
   const int half = HD / 2;
-  // Launched overlapped (common.h): the kernel after this one may start now, and the
-  // frequencies (no kernel writes them) are read while the kernels ahead drain; the step block,
-  // q, k, v and the cache wait for them.
-  wf_allow_dependents();
+  // Launched overlapped (common.h): the frequencies (no kernel writes them) are read while the
+  // kernels ahead drain; the step block, q, k, v and the cache wait for them; then the kernel
+  // after this one may start.
   static_assert(HD / 2 <= DM_BLOCK && HD / 8 <= DM_BLOCK, "a frequency, a new piece a thread");
   const float freq = t < half ? inv_freq[t] : 0.0f, attn_factor = inv_freq[half];
   wf_dependency_wait();
+  wf_allow_dependents();
   // What the prologue reads and p does not decide, loaded before p: q's rows and the new key
   // and value (one round trip to memory, not two in turn).
   constexpr int QP = (DM_GROUP * HD / 8 + DM_BLOCK - 1) / DM_BLOCK;  // q's pieces a thread

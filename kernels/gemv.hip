@@ -32,15 +32,22 @@
 // Indexing: wave w owns row r = g·ROWS + w of the block's group g (gemv_swiglu: rows r and
 //   I + r, at once); the next group's first weight loads are issued before this group's wave
 //   reduction and epilogue.
-//   Overlap (launched overlapped, common.h): the block first lets the next kernel start
-//   (wf_allow_dependents) and issues its first weight loads, then waits for the kernels ahead
-//   (wf_dependency_wait) before reading x or writing: on NVIDIA sm_90+ this kernel's first
-//   loads run while the kernel ahead drains.
+//   Overlap (launched overlapped, common.h): the block issues its first weight loads (and, with
+//   the norm, thread t's first GEMV_KEEP vectors of norm_w), then waits for the kernels ahead
+//   (wf_dependency_wait) before reading x or writing, and only then lets the next kernel start
+//   (wf_allow_dependents): on NVIDIA sm_90+ this kernel's first loads run while the kernel
+//   ahead drains, and at most one kernel is waiting ahead of the running one. (Letting the next
+//   kernel start before the wait let a chain of launches start their loads many kernels ahead,
+//   competing with the running kernel's: SmolLM2's step 12% slower on an H100,
+//   bench/results/2026-12-07-kernel-overlap.)
 //   Prologue (every thread, block-uniform): lane l first issues the loads of its first
 //   GEMV_UNROLL weight vectors, so they are in flight while the block computes the norm's scale
 //   (thread t sums x² over float4 vectors t, t + 256, … when x and norm_w start on 16 bytes,
 //   then the scalar tail, else over elements t, t + 256, …; block_sum) and, when staged, writes
-//   a rounded to the weight type into LDS (the same partition), then synchronises.
+//   a rounded to the weight type into LDS (the same partition), then synchronises. Staged with
+//   x and norm_w on 16 bytes, thread t's first GEMV_KEEP vectors of x are read once and kept in
+//   registers for both passes (Kept). gemv_{T}: lane 0 of a wave reads the residual's and the
+//   bias's values of its row before the group's body, so they are in flight during it.
 //   Body: when the row(s) start on 16 bytes (and, unstaged, x and norm_w), lane l reads the
 //   16-byte weight vectors (8 weights) l, l + WAVE, …, each step's GEMV_UNROLL of them (over
 //   all its rows) loaded before the previous step's FMAs run (double buffering in registers),
@@ -110,6 +117,90 @@ WF_DEVICE void stage_input(const float* x, const float* g, float scale, int k, b
   const int t = thread_index();
   const int n_vec = vec4 ? k / 4 : 0;
   for (int i = t; i < n_vec; i += GEMV_BLOCK) {
+    float v[4];
+    load_f32x4(x + 4 * i, v);
+    if (g) {
+      float w4[4];
+      load_f32x4(g + 4 * i, w4);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
+    }
+    uint16_t h[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) h[j] = C::store(v[j]);
+    store_u16x4(xs + 4 * i, h);
+  }
+  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) xs[i] = C::store(input_at(x, g, scale, i));
+  block_sync();
+}
+
+// A thread's first GEMV_KEEP float4 vectors t, t + GEMV_BLOCK, … (those below n_vec) of a
+// K-vector, held in registers: x between the norm's sum of squares and the staging (one read,
+// where rms_scale and stage_input each read it), and norm_w loaded before the dependency wait
+// (a weight, not the earlier kernels' output: its latency off the prologue's chain).
+constexpr int GEMV_KEEP = 2;  // K ≤ 4·GEMV_BLOCK·GEMV_KEEP = 2048 is held whole
+struct Kept {
+  float v[GEMV_KEEP][4];
+
+  WF_DEVICE void load(const float* p, int n_vec) {
+    const int t = thread_index();
+#pragma unroll
+    for (int j = 0; j < GEMV_KEEP; ++j) {
+      const int i = t + j * GEMV_BLOCK;
+      if (i < n_vec) load_f32x4(p + 4 * i, v[j]);
+    }
+  }
+};
+
+// rms_scale<GEMV_BLOCK> over x on 16 bytes (vec4) whose first vectors are xk: the same
+// partition, order and expression, so the same bits.
+WF_DEVICE float rms_scale_kept(const float* x, const Kept& xk, int k, float eps) {
+  const int t = thread_index();
+  const int n_vec = k / 4;
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < GEMV_KEEP; ++j) {
+    if (t + j * GEMV_BLOCK < n_vec) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ss += xk.v[j][e] * xk.v[j][e];
+    }
+  }
+  for (int i = t + GEMV_KEEP * GEMV_BLOCK; i < n_vec; i += GEMV_BLOCK) {
+    float v[4];
+    load_f32x4(x + 4 * i, v);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) ss += v[j] * v[j];
+  }
+  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) {
+    const float v = x[i];
+    ss += v * v;
+  }
+  ss = block_sum<GEMV_BLOCK>(ss);
+  return 1.0f / wf_sqrtf(ss / (float)k + eps);
+}
+
+// stage_input with x and g on 16 bytes whose first vectors are xk and gk (gk unused without g).
+template <class C>
+WF_DEVICE void stage_input_kept(const float* x, const Kept& xk, const float* g, const Kept& gk,
+                                float scale, int k, uint16_t* xs) {
+  const int t = thread_index();
+  const int n_vec = k / 4;
+#pragma unroll
+  for (int j = 0; j < GEMV_KEEP; ++j) {
+    const int i = t + j * GEMV_BLOCK;
+    if (i < n_vec) {
+      float v[4] = {xk.v[j][0], xk.v[j][1], xk.v[j][2], xk.v[j][3]};
+      if (g) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[e] = gk.v[j][e] * (v[e] * scale);
+      }
+      uint16_t h[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) h[e] = C::store(v[e]);
+      store_u16x4(xs + 4 * i, h);
+    }
+  }
+  for (int i = t + GEMV_KEEP * GEMV_BLOCK; i < n_vec; i += GEMV_BLOCK) {
     float v[4];
     load_f32x4(x + 4 * i, v);
     if (g) {
@@ -260,6 +351,11 @@ struct LaunchWait {
   WF_DEVICE void operator()() const { wf_dependency_wait(); }
 };
 
+// What a group does before its body (after the wait): nothing, or gemv's residual read.
+struct NoPre {
+  WF_DEVICE void operator()(int, bool) const {}
+};
+
 // The shared body of both forms: the block's row groups g = first, first + step, … < n_groups
 // (block-uniform: every wave runs every group, live or not). rows(g, rows) points the wave's
 // NR rows of group g (a dead wave at row 0: its pointers harmless, its sums unused) and
@@ -269,10 +365,10 @@ struct LaunchWait {
 // the block's groups; the next group's first loads are issued before this group's epilogue.
 // wait() (block-uniform) runs after the first weight loads are issued and before x is read:
 // the launch's dependency wait, or a grid barrier inside a persistent launch (gemv_chain).
-template <class C, int NR, class Rows, class Epi, class Wait = LaunchWait>
+template <class C, int NR, class Rows, class Epi, class Wait = LaunchWait, class Pre = NoPre>
 WF_DEVICE void gemv_groups(const float* x, const float* norm_w, float eps, int k, int slot,
                            int first, int step, int n_groups, Rows rows, Epi epi,
-                           Wait wait = Wait()) {
+                           Wait wait = Wait(), Pre pre = Pre()) {
   const bool staged = k <= GEMV_LDS_MAX;
   const bool vec4 = is_aligned(x, 16) && (norm_w == 0 || is_aligned(norm_w, 16));
   const bool in_vec = staged || vec4;  // the staged input starts on 16 bytes
@@ -280,24 +376,42 @@ WF_DEVICE void gemv_groups(const float* x, const float* norm_w, float eps, int k
   bool live = first < n_groups && rows(first, ptrs);
   bool vec = rows_vec<NR>(ptrs, in_vec);
   int n_vec = live && vec ? k / 8 : 0;
-  wf_allow_dependents();
   Words h[NR][GEMV_UNROLL / NR];
   load_step<NR>(ptrs, wave_lane(), n_vec, h);  // in flight during the prologue
+  const bool kept = staged && vec4;  // x and norm_w read once, from registers (Kept)
+  Kept gk;
+  if (kept && norm_w) gk.load(norm_w, k / 4);  // a weight too: in flight during the wait
   wait();  // x (and the outputs) are the earlier kernels' (phases'); W is not
+  wf_allow_dependents();  // after the wait: one kernel ahead at most
   float scale = 1.0f;
-  if (norm_w) {
-    WF_PATH(slot, PATH_NORM);
-    scale = rms_scale<GEMV_BLOCK>(x, k, eps, vec4);
-  }
   Input<C> in = {0, x, norm_w, scale};
-  if (staged) {
+  if (kept) {
     WF_PATH(slot, PATH_LDS);
+    Kept xk;
+    xk.load(x, k / 4);
+    if (norm_w) {
+      WF_PATH(slot, PATH_NORM);
+      scale = rms_scale_kept(x, xk, k, eps);
+    }
     uint16_t* xs = dynamic_shared_u16();
-    stage_input<C>(x, norm_w, scale, k, vec4, xs);
+    stage_input_kept<C>(x, xk, norm_w, gk, scale, k, xs);
     in.xs = xs;
+  } else {
+    if (norm_w) {
+      WF_PATH(slot, PATH_NORM);
+      scale = rms_scale<GEMV_BLOCK>(x, k, eps, vec4);
+    }
+    in.scale = scale;
+    if (staged) {
+      WF_PATH(slot, PATH_LDS);
+      uint16_t* xs = dynamic_shared_u16();
+      stage_input<C>(x, norm_w, scale, k, vec4, xs);
+      in.xs = xs;
+    }
   }
   for (int g = first; g < n_groups; g += step) {  // block-uniform
     if (g != first) WF_PATH(slot, PATH_GROUPS);
+    pre(g, live);
     float acc[NR];
 #pragma unroll
     for (int j = 0; j < NR; ++j) acc[j] = 0.0f;
@@ -332,6 +446,18 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
     p[0] = w + (i64)(r < m ? r : 0) * k;  // (k)
     return r < m;
   };
+  auto dest = [&](int r) {
+    return r < m0 ? out0 + r : r < m0 + m1 ? out1 + (r - m0) : out2 + (r - m0 - m1);
+  };
+  // The residual's and the bias's values, read before the group's body: in flight during it.
+  float before = 0.0f, bias_r = 0.0f;
+  auto pre = [&](int g, bool live) {
+    const int r = row(g);
+    if (live && wave_lane() == 0) {
+      if (residual) before = *dest(r);
+      if (bias) bias_r = bias[r];
+    }
+  };
   auto epi = [&](int g, const float(&acc)[1], bool live) {
     const int r = row(g);
     const float s = wave_sum(acc[0]);  // every wave of the block, live or not
@@ -339,28 +465,24 @@ WF_DEVICE void gemv_kernel(const uint16_t* w, const float* x, const float* norm_
       float y = s;
       if (bias) {
         WF_PATH(slot, PATH_BIAS);
-        y += bias[r];
+        y += bias_r;
       }
-      float* o;
       if (r < m0) {
         WF_PATH(slot, PATH_OUT0);
-        o = out0 + r;
       } else if (r < m0 + m1) {
         WF_PATH(slot, PATH_OUT1);
-        o = out1 + (r - m0);
       } else {
         WF_PATH(slot, PATH_OUT2);
-        o = out2 + (r - m0 - m1);
       }
       if (residual) {
         WF_PATH(slot, PATH_RESIDUAL);
-        y = *o + y;
+        y = before + y;
       }
-      *o = y;
+      *dest(r) = y;
     }
   };
   gemv_groups<C, 1>(x, norm_w, eps, k, slot, bb.block, blocks, (m + ROWS - 1) / ROWS, rows,
-                    epi);
+                    epi, LaunchWait(), pre);
 }
 
 template <class C>
@@ -440,10 +562,10 @@ WF_DEVICE void dot_rows_nb(const uint16_t* const (&rows)[NR], bool live, const u
   constexpr int U = GEMV_UNROLL / NR;
   const int lane = wave_lane();
   const int n_vec = live ? k / 8 : 0;
-  wf_allow_dependents();
   Words h[NR][U];
   load_step<NR>(rows, lane, n_vec, h);  // in flight while the kernels ahead drain
   wf_dependency_wait();                 // xh (and the outputs) are the earlier kernels'
+  wf_allow_dependents();  // after the wait: one kernel ahead at most
   for (int v0 = lane; v0 < n_vec; v0 += U * WAVE) {
     WF_PATH(slot, PATH_VEC);
     Words next[NR][U];
@@ -760,7 +882,6 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
   const int n_slab = k / GEMV_MMA_SLAB;
   MmaC acc;
   mma_zero(acc);
-  wf_allow_dependents();
 #if defined(WF_CP_ASYNC)
   // The ring: slot (stage st, vector j) of thread t at ring + ((st·2 + j)·GEMV_BLOCK + t)·16.
   constexpr int S = GEMV_MMA_STAGES;
@@ -785,6 +906,7 @@ WF_DEVICE void gemv_mma_tile(const uint16_t* const (&wrows)[MMA_LOAD_ROWS], cons
   }                                                                // kernels ahead drain
 #endif
   wf_dependency_wait();  // x, xh (and the outputs) are the earlier kernels'
+  wf_allow_dependents();  // after the wait: one kernel ahead at most
   if (!xh) {             // block-uniform
     WF_PATH(slot, PATH_LDS);
     uint16_t* xs = dynamic_shared_u16();
