@@ -597,9 +597,9 @@ WF_DEVICE void block_sync() {
 // launched overlapped) start its blocks once every block of this one has run it. Call it after
 // the wait (gemv.hip, decode_attention.hip): called first, a chain of overlapped launches
 // starts many kernels ahead, whose early loads compete with the running kernel's (measured in
-// bench/results/2026-12-07-kernel-overlap; qgemv.hip and sync.hip still call it first). NVIDIA sm_90+:
-// griddepcontrol (programmatic dependent launch); elsewhere there is no overlap and both are
-// no-ops (launches are serialised).
+// bench/results/2026-12-07-kernel-overlap; qgemv.hip and sync.hip still call it first).
+// NVIDIA sm_90+: griddepcontrol (programmatic dependent launch); elsewhere there is no overlap
+// and both are no-ops (launches are serialised).
 WF_DEVICE void wf_dependency_wait() {
 #if defined(WF_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -11,7 +11,7 @@ use crate::tensor::DType;
 
 /// The blocks of `name` the device holds at once (`ops::resident_grid`), or an error where the
 /// runtime cannot say: a grid barrier over blocks that are not all resident never returns.
-fn resident_grid(b: &GpuBackend, name: &str, block: u32, shared: u32) -> Result<u32> {
+fn resident_grid_known(b: &GpuBackend, name: &str, block: u32, shared: u32) -> Result<u32> {
     super::resident_grid(b, name, block, shared)?.ok_or_else(|| {
         bad(
             name,
@@ -61,7 +61,7 @@ impl GpuBackend {
     /// (the runtime's occupancy calculator). An error where the runtime cannot say: a grid
     /// barrier over blocks that are not all resident never returns.
     pub fn sync_resident_blocks(&self) -> Result<u32> {
-        resident_grid(self, "sync_barrier_probe", SYNC_BLOCK, 0)
+        resident_grid_known(self, "sync_barrier_probe", SYNC_BLOCK, 0)
     }
 
     /// The probes' state for a grid of `blocks` (1 ..= `sync_resident_blocks`), zeroed.
@@ -212,7 +212,8 @@ impl GpuBackend {
         let layers = w.len() / per_layer;
         let groups = k.div_ceil((super::gemv::GEMV_BLOCK / self.wave) as usize);
         let shared = super::gemv::gemv_shared_bytes(k);
-        let resident = resident_grid(self, "gemv_chain_bf16", super::gemv::GEMV_BLOCK, shared)?;
+        let resident =
+            resident_grid_known(self, "gemv_chain_bf16", super::gemv::GEMV_BLOCK, shared)?;
         let blocks = resident.min(u32::try_from(groups).unwrap_or(u32::MAX));
         let mut x = x0.to_vec();
         x.resize(k * (layers + 1), 0.0);
