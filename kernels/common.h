@@ -952,12 +952,14 @@ WF_DEVICE uint16_t* dynamic_shared_u16() {
 // t + BLOCK, … (vec4: x on 16 bytes), then the scalar tail (or, not vec4, over the elements t,
 // t + BLOCK, …); block_sum; every thread gets the scale. The GEMV kernels' fused norm prologues
 // call it, so a fused product sees exactly rms_norm's scale.
+// rms_sum_squares: thread t's sum, continuing ss over the float4 vectors t + from·BLOCK, … (a
+// caller that summed the first `from` of them from registers, gemv.hip's Kept) and the tail;
+// rms_scale_of: the scale from every thread's sum.
 template <int BLOCK>
-WF_DEVICE float rms_scale(const float* x, int k, float eps, bool vec4) {
+WF_DEVICE float rms_sum_squares(const float* x, int k, bool vec4, int from, float ss) {
   const int t = thread_index();
   const int n_vec = vec4 ? k / 4 : 0;
-  float ss = 0.0f;
-  for (int i = t; i < n_vec; i += BLOCK) {
+  for (int i = t + from * BLOCK; i < n_vec; i += BLOCK) {
     float v[4];
     load_f32x4(x + 4 * i, v);
 #pragma unroll
@@ -967,8 +969,18 @@ WF_DEVICE float rms_scale(const float* x, int k, float eps, bool vec4) {
     const float v = x[i];
     ss += v * v;
   }
+  return ss;
+}
+
+template <int BLOCK>
+WF_DEVICE float rms_scale_of(float ss, int k, float eps) {
   ss = block_sum<BLOCK>(ss);
   return 1.0f / wf_sqrtf(ss / (float)k + eps);
+}
+
+template <int BLOCK>
+WF_DEVICE float rms_scale(const float* x, int k, float eps, bool vec4) {
+  return rms_scale_of<BLOCK>(rms_sum_squares<BLOCK>(x, k, vec4, 0, 0.0f), k, eps);
 }
 
 // N f32 values (N a multiple of 4) as N/4 16-byte stores.

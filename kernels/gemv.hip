@@ -110,27 +110,43 @@ WF_DEVICE float input_at(const float* x, const float* g, float scale, i64 i) {
   return g ? g[i] * (x[i] * scale) : x[i];
 }
 
+// The 4 input elements of a float4 vector (x's values v, with the norm g's values g4),
+// rounded to the weight type, to dst.
+template <class C>
+WF_DEVICE void stage_vec4(float (&v)[4], bool norm, const float (&g4)[4], float scale,
+                          uint16_t* dst) {
+  if (norm) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = g4[j] * (v[j] * scale);
+  }
+  uint16_t h[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) h[j] = C::store(v[j]);
+  store_u16x4(dst, h);
+}
+
+// a rounded to the weight type into LDS (xs, K values): thread t's float4 vectors t + from·256,
+// t + (from + 1)·256, … (vec4: x and g on 16 bytes), then the scalar tail (or, not vec4, the
+// elements t, t + 256, …). No barrier.
+template <class C>
+WF_DEVICE void stage_from(const float* x, const float* g, float scale, int k, bool vec4,
+                          int from, uint16_t* xs) {
+  const int t = thread_index();
+  const int n_vec = vec4 ? k / 4 : 0;
+  for (int i = t + from * GEMV_BLOCK; i < n_vec; i += GEMV_BLOCK) {
+    float v[4], w4[4];
+    load_f32x4(x + 4 * i, v);
+    if (g) load_f32x4(g + 4 * i, w4);
+    stage_vec4<C>(v, g != nullptr, w4, scale, xs + 4 * i);
+  }
+  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) xs[i] = C::store(input_at(x, g, scale, i));
+}
+
 // a rounded to the weight type into LDS (xs, K values), then a barrier.
 template <class C>
 WF_DEVICE void stage_input(const float* x, const float* g, float scale, int k, bool vec4,
                            uint16_t* xs) {
-  const int t = thread_index();
-  const int n_vec = vec4 ? k / 4 : 0;
-  for (int i = t; i < n_vec; i += GEMV_BLOCK) {
-    float v[4];
-    load_f32x4(x + 4 * i, v);
-    if (g) {
-      float w4[4];
-      load_f32x4(g + 4 * i, w4);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
-    }
-    uint16_t h[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) h[j] = C::store(v[j]);
-    store_u16x4(xs + 4 * i, h);
-  }
-  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) xs[i] = C::store(input_at(x, g, scale, i));
+  stage_from<C>(x, g, scale, k, vec4, 0, xs);
   block_sync();
 }
 
@@ -156,27 +172,16 @@ struct Kept {
 // partition, order and expression, so the same bits.
 WF_DEVICE float rms_scale_kept(const float* x, const Kept& xk, int k, float eps) {
   const int t = thread_index();
-  const int n_vec = k / 4;
   float ss = 0.0f;
 #pragma unroll
   for (int j = 0; j < GEMV_KEEP; ++j) {
-    if (t + j * GEMV_BLOCK < n_vec) {
+    if (t + j * GEMV_BLOCK < k / 4) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) ss += xk.v[j][e] * xk.v[j][e];
     }
   }
-  for (int i = t + GEMV_KEEP * GEMV_BLOCK; i < n_vec; i += GEMV_BLOCK) {
-    float v[4];
-    load_f32x4(x + 4 * i, v);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) ss += v[j] * v[j];
-  }
-  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) {
-    const float v = x[i];
-    ss += v * v;
-  }
-  ss = block_sum<GEMV_BLOCK>(ss);
-  return 1.0f / wf_sqrtf(ss / (float)k + eps);
+  return rms_scale_of<GEMV_BLOCK>(rms_sum_squares<GEMV_BLOCK>(x, k, true, GEMV_KEEP, ss), k,
+                                  eps);
 }
 
 // stage_input with x and g on 16 bytes whose first vectors are xk and gk (gk unused without g).
@@ -184,37 +189,15 @@ template <class C>
 WF_DEVICE void stage_input_kept(const float* x, const Kept& xk, const float* g, const Kept& gk,
                                 float scale, int k, uint16_t* xs) {
   const int t = thread_index();
-  const int n_vec = k / 4;
 #pragma unroll
   for (int j = 0; j < GEMV_KEEP; ++j) {
     const int i = t + j * GEMV_BLOCK;
-    if (i < n_vec) {
+    if (i < k / 4) {
       float v[4] = {xk.v[j][0], xk.v[j][1], xk.v[j][2], xk.v[j][3]};
-      if (g) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) v[e] = gk.v[j][e] * (v[e] * scale);
-      }
-      uint16_t h[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) h[e] = C::store(v[e]);
-      store_u16x4(xs + 4 * i, h);
+      stage_vec4<C>(v, g != nullptr, gk.v[j], scale, xs + 4 * i);
     }
   }
-  for (int i = t + GEMV_KEEP * GEMV_BLOCK; i < n_vec; i += GEMV_BLOCK) {
-    float v[4];
-    load_f32x4(x + 4 * i, v);
-    if (g) {
-      float w4[4];
-      load_f32x4(g + 4 * i, w4);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = w4[j] * (v[j] * scale);
-    }
-    uint16_t h[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) h[j] = C::store(v[j]);
-    store_u16x4(xs + 4 * i, h);
-  }
-  for (int i = 4 * n_vec + t; i < k; i += GEMV_BLOCK) xs[i] = C::store(input_at(x, g, scale, i));
+  stage_from<C>(x, g, scale, k, true, GEMV_KEEP, xs);
   block_sync();
 }
 
