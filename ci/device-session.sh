@@ -1375,13 +1375,19 @@ variants)
   #     warps (where the latency-bound kernel waits) with the instruction count.
   #   PART=ncu-mma: Nsight Compute's sections of NCU_COUNT one-row GEMV launches of decode
   #     steps of SHAPES (the 8B) after NCU_SKIP, matrix-core then FMA.
+  #   PART=ncu-q: Nsight Compute on NCU_COUNT (4) launches named qgemv* after NCU_SKIP (200)
+  #     of decode steps of the 8B in each type of QUANTS (q4_0 q8_0), per name of VARIANTS:
+  #     speed of light, scheduler, warp states, occupancy, instruction counts, stall reasons.
+  # QUANT (bench and the GEMV microbench): every weight quantized in that type (--quant).
   unpack .device/ops
   begin_summary
   gpu_info
   kargs_of() { [ "$1" = embedded ] || echo "--kernels $1"; }
+  quant_args() { [ -z "${QUANT-}" ] || echo "--quant $QUANT"; }
   gemv_bench_of() { # variant tag: the GEMV microbench of a variant (bench-gemv-TAG.*), a row
     local start=$SECONDS
-    timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$1") \
+    # shellcheck disable=SC2046
+    timeout 150 bin/wavefront bench --gemv --backend gpu $(kargs_of "$1") $(quant_args) ${QUANT:+--shape llama-3.1-8b} \
       --markdown "$OUT/bench-gemv-$2.md" >"$OUT/bench-gemv-$2.log" 2>&1
     echo "| bench --gemv $2 | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
     finish
@@ -1439,6 +1445,27 @@ variants)
       done
     done
     ;;
+  ncu-q)
+    for v in ${VARIANTS-embedded}; do
+      name=$(basename "$v")
+      for q in ${QUANTS-q4_0 q8_0}; do
+        start=$SECONDS
+        f="$OUT/ncu-q-$name-$q.txt"
+        # shellcheck disable=SC2046
+        timeout 200 ncu --clock-control none --kernel-name "regex:^qgemv" \
+          --launch-skip "${NCU_SKIP:-200}" --launch-count "${NCU_COUNT:-4}" --section SpeedOfLight \
+          --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats \
+          --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct,smsp__inst_executed.sum" \
+          bin/wavefront bench --backend gpu $(kargs_of "$v") --shape llama-3.1-8b --quant "$q" --pp 1 \
+          --tg 4 --reps 1 --depth 0 >"$f" 2>&1
+        echo "| ncu-q $name $q | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        finish
+        echo "== $name $q"
+        grep -E "^  qgemv|Duration|DRAM Throughput|Issued Warp|No Eligible|Registers Per|Achieved Occupancy|inst_executed.sum" "$f"
+        grep -E "warp_issue_stalled_.*_per_warp_active" "$f" | sort -k3 -g -r | head -8
+      done
+    done
+    ;;
   ncu-mma)
     for on in 1 0; do
       for shape in ${SHAPES-llama-3.1-8b}; do
@@ -1477,7 +1504,8 @@ variants)
       for v in ${VARIANTS-embedded}; do
         name=$(basename "$v")
         for shape in ${SHAPES-smollm2-135m llama-3.2-1b llama-3.1-8b}; do
-          bench "$name-$shape-$r" $(kargs_of "$v") --shape "$shape" --reps 3 --depth "${DEPTHS:-0}" --pp 1 --tg "${TG:-128}"
+          # shellcheck disable=SC2046
+          bench "$name-$shape-$r" $(kargs_of "$v") $(quant_args) --shape "$shape" --reps 3 --depth "${DEPTHS:-0}" --pp 1 --tg "${TG:-128}"
         done
       done
     done
