@@ -595,9 +595,9 @@ WF_DEVICE void block_sync() {
 // earlier kernel writes (weights) and write nothing; after it, everything queued before is
 // complete and visible. wf_allow_dependents() lets the kernel queued after this one (if it was
 // launched overlapped) start its blocks once every block of this one has run it. Call it after
-// the wait (gemv.hip, decode_attention.hip): called first, a chain of overlapped launches
-// starts many kernels ahead, whose early loads compete with the running kernel's (measured in
-// bench/results/2026-12-07-kernel-overlap; qgemv.hip and sync.hip still call it first).
+// the wait (gemv.hip, qgemv.hip, decode_attention.hip): called first, a chain of overlapped
+// launches starts many kernels ahead, whose early loads compete with the running kernel's
+// (measured in bench/results/2026-12-07-kernel-overlap; sync.hip's probes still call it first).
 // NVIDIA sm_90+: griddepcontrol (programmatic dependent launch); elsewhere there is no overlap
 // and both are no-ops (launches are serialised).
 WF_DEVICE void wf_dependency_wait() {

@@ -65,7 +65,8 @@
 //   wave folds them with common.h's butterfly (fixed order), lane 0 runs the epilogue.
 //   dequant: thread t writes the chunks t, t + 256, … of its row.
 // Overlap (launched overlapped, common.h): the first tile's first weight loads are issued
-//   before wf_dependency_wait; x, the outputs and norm_w are touched only after it.
+//   before wf_dependency_wait; x, the outputs and norm_w are touched only after it, and the
+//   next kernel may start (wf_allow_dependents) only after it too.
 // Contract: M, I, n_rows < 2^31 and K ≤ 2^31 − 1 (host-checked); every thread reaches every
 //   barrier and wave reduction (block-uniform loops; waves past the last row reduce zeros and
 //   write nothing). Each output element is read and written by one lane only, so `residual`
