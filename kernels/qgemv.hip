@@ -46,8 +46,8 @@
 //   tensors); bias (M) f32 or null; out0/out1/out2 f32 (m1, m2 may be 0); out (I) f32.
 // Batches: n_in input rows as in gemv.hip (x (n_in, K), outputs (n_in, ·); the grid n_in times
 //   the one-row grid).
-// Launch: the rows in groups, qgemv ceil(M / ROWS) of ROWS = 2·QGEMV_BLOCK/WAVE rows (each
-//   wave two consecutive rows of a group), qgemv_swiglu ceil(I / (QGEMV_BLOCK/WAVE)) of
+// Launch: the rows in groups, qgemv ceil(M / ROWS) of ROWS = QGEMV_BLOCK/WAVE rows (each
+//   wave one row of a group, QGEMV_ROWS_A_WAVE), qgemv_swiglu ceil(I / (QGEMV_BLOCK/WAVE)) of
 //   QGEMV_BLOCK/WAVE outputs (each wave one output: its gate and up rows); grid (n_in ·
 //   blocks), 1 ≤ blocks ≤ the groups (the host's choice: about what the device holds at once),
 //   block b taking the groups b / n_in, b / n_in + blocks, … of input row b % n_in, the input
@@ -59,8 +59,8 @@
 //   so no block straddles two tiles) in LDS as f32, 4 pad floats after every 32 (element e at
 //   e + 4·⌊e/32⌋): lane l of a wave reads its chunks' 16-element groups as 16-byte LDS loads,
 //   and the padding spreads the lanes of a load over the banks. Lane l takes the chunks
-//   l, l + WAVE, … of the tile (for both rows at once: each group of the input is read once
-//   for the two rows), QGEMV_UNROLL chunks a row in flight ahead of their use (the next
+//   l, l + WAVE, … of the tile (qgemv_swiglu for its two rows at once: each group of the
+//   input is read once for both), QGEMV_UNROLL chunks a row in flight ahead of their use (the next
 //   step's loads issued before this step's FMAs). Per row the lane keeps one f32 sum, the
 //   wave folds them with common.h's butterfly (fixed order), lane 0 runs the epilogue.
 //   dequant: thread t writes the chunks t, t + 256, … of its row.
@@ -103,6 +103,10 @@
 constexpr int QGEMV_BLOCK = 256;
 constexpr int QGEMV_TILE = 7168;  // input elements staged in LDS at a time
 constexpr int QGEMV_UNROLL = 2;   // chunks a row in flight per lane
+// qgemv_{T}'s rows a wave takes in a group (ABI: the host's groups). One: 64 registers on sm_90
+// for the 32-element types instead of 92 with two, so four blocks a multiprocessor instead of
+// two, and groups of 8 rows balance the blocks' shares better (bench/results/2026-12-07-qgemv-h100).
+constexpr int QGEMV_ROWS_A_WAVE = 1;
 constexpr int DEQUANT_BLOCK = 256;
 constexpr int Q8A_TILE = 16384;  // input elements the 8-bit form stages at a time
 constexpr int Q8A_REC = 48;      // LDS bytes a staged group of 32 takes in the 8-bit form
@@ -690,20 +694,21 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
   out0 += (i64)bb.row * m0;
   out1 += (i64)bb.row * m1;
   out2 += (i64)bb.row * m2;
-  constexpr int ROWS = 2 * (QGEMV_BLOCK / WAVE);  // rows a group
+  constexpr int NR = QGEMV_ROWS_A_WAVE;
+  constexpr int ROWS = NR * (QGEMV_BLOCK / WAVE);  // rows a group
   const i64 bpr = k / T::BE;
   // The first row of the wave in group g.
-  auto row0 = [&](int g) { return 2 * (g * (QGEMV_BLOCK / WAVE) + wave_index()); };
-  auto rows = [&](int g, i64(&row_blk)[2]) {
-    const int r0 = row0(g);
-    row_blk[0] = (i64)(r0 < m ? r0 : 0) * bpr;
-    row_blk[1] = (i64)(r0 + 1 < m ? r0 + 1 : 0) * bpr;
-    return r0 < m;
-  };
-  auto epi = [&](int g, const float(&acc)[2], bool /*live*/) {
+  auto row0 = [&](int g) { return NR * (g * (QGEMV_BLOCK / WAVE) + wave_index()); };
+  auto rows = [&](int g, i64(&row_blk)[NR]) {
     const int r0 = row0(g);
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < NR; ++i) row_blk[i] = (i64)(r0 + i < m ? r0 + i : 0) * bpr;
+    return r0 < m;
+  };
+  auto epi = [&](int g, const float(&acc)[NR], bool /*live*/) {
+    const int r0 = row0(g);
+#pragma unroll
+    for (int i = 0; i < NR; ++i) {
       const float s = wave_sum(acc[i]);  // every wave of the block, live or not
       const int r = r0 + i;
       if (r < m && wave_lane() == 0) {
@@ -731,8 +736,8 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
       }
     }
   };
-  qgemv_groups<T, 2, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
-                         (m + ROWS - 1) / ROWS, rows, epi);
+  qgemv_groups<T, NR, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+                          (m + ROWS - 1) / ROWS, rows, epi);
 }
 
 template <class T, bool Q8>

@@ -659,23 +659,23 @@ impl CapProduct {
 fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let (m, k) = (100, 256); // 7 groups of 16 rows; SwiGLU over 50 outputs: 7 groups of 8
+    let (m, k) = (100, 256); // 13 groups of 8 rows; SwiGLU over 50 outputs: 7 groups of 8
     let mut product = CapProduct::new(&b, DType::Q4_0, m * k / 32 * 18, m, k);
     let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
         let (name, grid, last) = product.launch(&v, b, rows, swiglu);
         assert!(name.starts_with("qgemv_"), "{name}");
         (grid, last)
     };
-    for swiglu in [false, true] {
-        // One row: 2 blocks of the 7 groups.
+    for (swiglu, groups) in [(false, 13), (true, 7)] {
+        // One row: 2 blocks of the groups.
         assert_eq!(launch(&b, 1, swiglu), (2, Some(KernelArg::I32(2))));
         // Two input rows share the 2: one block each.
         assert_eq!(launch(&b, 2, swiglu), (2, Some(KernelArg::I32(1))));
         b.set_qgemv_blocks(Some(64));
         assert_eq!(
             launch(&b, 1, swiglu),
-            (7, Some(KernelArg::I32(7))),
-            "all 7 groups"
+            (groups, Some(KernelArg::I32(groups as i32))),
+            "all the groups"
         );
         assert_eq!(launch(&b, 16, swiglu), (64, Some(KernelArg::I32(4))));
         b.set_qgemv_blocks(Some(1));

@@ -23,6 +23,8 @@ use crate::tensor::DType;
 
 /// Threads per block (ABI: `QGEMV_BLOCK` = `DEQUANT_BLOCK` in qgemv.hip).
 const QGEMV_BLOCK: u32 = 256;
+/// Rows a wave of `qgemv_{T}` takes in a row group (ABI: `QGEMV_ROWS_A_WAVE`).
+const QGEMV_ROWS_A_WAVE: u32 = 1;
 /// Input elements staged in LDS at a time (ABI: `QGEMV_TILE`).
 const QGEMV_TILE: usize = 7168;
 
@@ -162,7 +164,7 @@ fn arrays(op: &str, base: DevicePtr, seg: &QuantSeg, row0: usize, k: usize) -> R
     ])
 }
 
-/// `qgemv_{T}`: two rows a wave, one launch for the parts.
+/// `qgemv_{T}`: one row a wave ([`QGEMV_ROWS_A_WAVE`]), one launch for the parts.
 pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv) -> Result<()> {
     let rows: i64 = g.parts.iter().map(|&p| i64::from(p)).sum();
     if rows == 0 {
@@ -181,7 +183,7 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     }
     let name = kernel(b, op, "qgemv", g.seg.dtype)?;
     let q8 = b.qgemv_q8(g.seg.dtype);
-    let per_block = u64::from(2 * QGEMV_BLOCK / b.wave);
+    let per_block = u64::from(QGEMV_ROWS_A_WAVE * QGEMV_BLOCK / b.wave);
     let groups = (rows as u64).div_ceil(per_block);
     let blocks = blocks_per_input(b, &name, shared_bytes(k, q8), groups, g.n_in)?;
     let cfg = batched(op, grid(op, blocks, k, q8)?, g.n_in)?;
