@@ -71,11 +71,12 @@
 //   barrier and wave reduction (block-uniform loops; waves past the last row reduce zeros and
 //   write nothing). Each output element is read and written by one lane only, so `residual`
 //   may add into the residual stream in place; x must not alias an output.
-// 8-bit activations (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; WAVEFRONT_QGEMV_Q8=1): the same
-//   launches, rows, lanes and epilogues, but the input staged as int8 (stage_tile_q8: each
+// 8-bit activations (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; the host's default for Q4_0 and the
+//   K-quants, WAVEFRONT_QGEMV_Q8=0/1 for every type): the same launches, rows, lanes and
+//   epilogues, but the input staged as int8 (stage_tile_q8_lanes / stage_tile_q8: each
 //   group of 32 rounded with its own scale d = max|x| / 127, Q8A_TILE = 16384 elements a tile,
 //   Q8A_REC = 48 bytes a group: dynamic shared memory min(K, Q8A_TILE) / 32 · 48 ≤ 24 KiB;
-//   one thread a group, or with Q8A_STAGE_LANES = 8 eight, the same records), and
+//   Q8A_STAGE_LANES = 4 threads a group (1, 2 and 8 build too; the same records), and
 //   each 16-element group's sum an exact integer dot product of the weight quants with the
 //   input quants (wf_dot4_i8, four at a time), scaled in f32: A_g·d·s (+ M_g·d·Σq). The error
 //   against the f32 product is the input rounding (Backend::matmul_input_dtype: Q8_0Kv).
@@ -111,7 +112,11 @@ constexpr int DEQUANT_BLOCK = 256;
 constexpr int Q8A_TILE = 16384;  // input elements the 8-bit form stages at a time
 constexpr int Q8A_REC = 48;      // LDS bytes a staged group of 32 takes in the 8-bit form
 constexpr int Q8A_UNROLL = 2;    // chunks a row in flight per lane in the 8-bit form
-constexpr int Q8A_STAGE_LANES = 1;  // threads a staged group: 1 (measured) or 8 (not yet)
+// Threads a staged group of 32 in the 8-bit form's prologue: 1, 2, 4 or 8, the same records.
+// 4 measured fastest (bench/results/2026-12-07-qgemv-lanes-h100: one a group leaves half the
+// block idle at K = 4096 behind a serial 32-element chain; 8 was slower on every product
+// (2026-12-05-qgemv-groups-h100); 2 spilled SGPRs on gfx942).
+constexpr int Q8A_STAGE_LANES = 4;
 enum QgemvPath {
   PATH_MAIN,
   PATH_TILES,
@@ -451,7 +456,11 @@ WF_DEVICE void q8a_scale(float amax, bool finite, float& d, float& id) {
 
 // An input's quant rint(v · (1/d)); 0 in a group that is not finite (no NaN to convert).
 WF_DEVICE int q8a_quant(float v, float id, bool finite) {
-  return finite ? (int)wf_rintf(v * id) : 0;
+  // rint(v·id): |v·id| ≤ 127 (plus rounding), so the product rounded to f32 plus 1.5·2²³ is
+  // rounded to an integer as rintf rounds (nearest, ties to even), held in the low mantissa
+  // bits: two FMA-pipe instructions instead of a conversion.
+  const float t = wf_mul_add_rn(v, id, 12582912.0f);
+  return finite ? (int)(f32_bits(t) - 0x4B400000u) : 0;
 }
 
 WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0, int n,
@@ -499,51 +508,68 @@ WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0
   block_sync();
 }
 
-// stage_tile_q8 with eight threads a group (Q8A_STAGE_LANES = 8; not yet measured): thread t
-// takes the float4 t % 8 of group t / 8 (+ 32 a pass, every thread on every pass, block-
-// uniform), the group's max |x|, finiteness and 16-element sums over its eight lanes by
-// shuffles (masks 1, 2, 4: within a warp at either wave size). The same records, bit for bit:
-// the max and the integer sums do not depend on the order.
+// stage_tile_q8 with L threads a group (Q8A_STAGE_LANES = L: 2, 4 or 8): thread t takes the
+// 32/L consecutive elements t % L of group t / L (+ QGEMV_BLOCK/L groups a pass, every thread on
+// every pass, block-uniform), the group's max |x| and finiteness over its L lanes by shuffles
+// (masks 1 … L/2: within a warp at either wave size), the 16-element sums over the L/2 lanes of
+// each half. The same records, bit for bit: the max and the integer sums do not depend on the
+// order. L = 4: all 256 threads busy from K = 2048 on, a quarter of one a group's serial work.
+template <int L>
 WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, int t0, int n,
                                    uint8_t* xs) {
+  constexpr int E = 32 / L;  // elements a thread
   const int t = thread_index();
-  const int sub = t & 7;
-  for (int g0 = 0; g0 < n / 32; g0 += QGEMV_BLOCK / 8) {  // block-uniform
-    const int j = g0 + (t >> 3);
+  const int sub = t % L;
+  for (int g0 = 0; g0 < n / 32; g0 += QGEMV_BLOCK / L) {  // block-uniform
+    const int j = g0 + t / L;
     const bool mine = j < n / 32;
-    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (mine) load_input4(x, g, scale, t0 + 32 * j + 4 * sub, v);
+    const int jr = mine ? j : 0;  // a thread past the tile's groups reads group 0, writes nothing
+    float v[E];
+#pragma unroll
+    for (int i = 0; i < E / 4; ++i) {
+      float q[4];
+      load_input4(x, g, scale, t0 + 32 * jr + E * sub + 4 * i, q);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[4 * i + e] = q[e];
+    }
     float amax = 0.0f;
     int finite = 1;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
+    for (int e = 0; e < E; ++e) {
       const float a = f32_from_bits(f32_bits(v[e]) & 0x7fffffffu);
       finite &= a <= 3.402823466e38f ? 1 : 0;  // 0 for NaN and ±inf
       amax = a > amax ? a : amax;
     }
 #pragma unroll
-    for (int m = 1; m < 8; m <<= 1) {
+    for (int m = 1; m < L; m <<= 1) {
       const float o = wave_shfl_xor(amax, m);
       amax = o > amax ? o : amax;
       finite &= wave_shfl_xor(finite, m);
     }
     float d, id;
     q8a_scale(amax, finite != 0, d, id);
-    uint32_t w = 0;
+    uint32_t w[E / 4];
     int sq = 0;
 #pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      const int q = q8a_quant(v[b], id, finite != 0);
-      w |= ((uint32_t)q & 0xffu) << (8 * b);
-      sq += q;
+    for (int i = 0; i < E / 4; ++i) {
+      w[i] = 0;
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        const int q = q8a_quant(v[4 * i + b], id, finite != 0);
+        w[i] |= ((uint32_t)q & 0xffu) << (8 * b);
+        sq += q;
+      }
     }
-    sq += wave_shfl_xor(sq, 1);  // lanes 0-3: elements 0-15; lanes 4-7: 16-31
-    sq += wave_shfl_xor(sq, 2);
+#pragma unroll
+    for (int m = 1; m < L / 2; m <<= 1) sq += wave_shfl_xor(sq, m);  // over the half's lanes
     if (mine) {
       uint8_t* rec = xs + j * Q8A_REC;
-      *(uint32_t*)(rec + 4 * sub) = w;
+#pragma unroll
+      for (int i = 0; i < E / 4; ++i) *(uint32_t*)(rec + E * sub + 4 * i) = w[i];
       if (sub == 0) *(uint32_t*)(rec + 32) = f32_bits(d);
-      if ((sub & 3) == 0) *(uint16_t*)(rec + 36 + (sub >> 1)) = (uint16_t)((uint32_t)sq & 0xffffu);
+      if (sub % (L / 2) == 0) {
+        *(uint16_t*)(rec + 36 + 2 * (sub / (L / 2))) = (uint16_t)((uint32_t)sq & 0xffffu);
+      }
     }
   }
   block_sync();
@@ -620,9 +646,9 @@ WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x
     scale = rms_scale<QGEMV_BLOCK>(x, k, eps, true);
   }
   auto stage = [&](int t0, int n) {
-    if (Q8 && Q8A_STAGE_LANES == 8) {
-      stage_tile_q8_lanes(x, norm_w, scale, t0, n, xq);
-    } else if (Q8) {
+    if constexpr (Q8 && Q8A_STAGE_LANES > 1) {
+      stage_tile_q8_lanes<Q8A_STAGE_LANES>(x, norm_w, scale, t0, n, xq);
+    } else if constexpr (Q8) {
       stage_tile_q8(x, norm_w, scale, t0, n, xq);
     } else {
       stage_tile(x, norm_w, scale, t0, n, xs);

@@ -364,13 +364,17 @@ pub const ABI_KERNELS: [&str; 106] = [
 ];
 
 /// Whether a GEMV over `weight` blocks takes 8-bit activations unless `WAVEFRONT_QGEMV_Q8` says
-/// otherwise: the K-quants (Q4_K, Q5_K, Q6_K), where the integer dot products beat the f32
-/// form's per-weight conversions on every 8B-shape product but the small o_proj (H100,
-/// `bench/results/2026-12-05-qgemv-groups-h100/`: Q4_K tg32 299.8 against 273.5 tok/s); the
-/// 32-element types keep f32 activations, as fast or faster there (Q4_0 350.7 against 340.4,
-/// Q8_0 246.7 against 230.9; Q4_1, Q5_0 and Q5_1 not measured) and exact to f32.
+/// otherwise: Q4_0 and the K-quants (Q4_K, Q5_K, Q6_K), where the integer dot products beat
+/// the f32 form's per-weight conversions since the 8-bit prologue stages a group of 32 with
+/// four threads (H100, tg32 of the 8B shape, `bench/results/2026-12-07-qgemv-lanes-h100/`:
+/// Q4_0 384.9 against 363.0 tok/s, Q4_K 331.3 against 299.3 with one thread a group). Q8_0
+/// keeps f32 activations, faster there (257.8 against 251.3) and exact to f32; Q4_1, Q5_0 and
+/// Q5_1 too, not measured.
 pub fn q8_activations_by_default(weight: DType) -> bool {
-    matches!(weight, DType::Q4_K | DType::Q5_K | DType::Q6_K)
+    matches!(
+        weight,
+        DType::Q4_0 | DType::Q4_K | DType::Q5_K | DType::Q6_K
+    )
 }
 
 pub struct GpuBackend {
@@ -429,8 +433,8 @@ pub struct GpuBackend {
     gemv_mma_lds: bool,
     /// `WAVEFRONT_QGEMV_Q8=1` / `=0`: the GEMVs over block-quantized weights of every type
     /// take 8-bit activations and integer dot products (`qgemv_q8a_{T}`,
-    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), the K-quants take the 8-bit form
-    /// and the rest the f32 one ([`q8_activations_by_default`]). [`Backend::matmul_input_dtype`]
+    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), Q4_0 and the K-quants take the
+    /// 8-bit form and the rest the f32 one ([`q8_activations_by_default`]). [`Backend::matmul_input_dtype`]
     /// says which (Q8_0: a block of 32 rounded with one scale).
     qgemv_q8: Option<bool>,
     /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its

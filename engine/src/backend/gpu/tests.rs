@@ -687,11 +687,12 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         );
         b.set_qgemv_blocks(None);
     }
-    // (all f32, all 8-bit, the default: the K-quants 8-bit) → (Q4_0's form, Q4_K's, Q6_K's)
-    for (mode, q4_0, q4_k) in [
-        (Some(false), false, false),
-        (Some(true), true, true),
-        (None, false, true),
+    // (all f32, all 8-bit, the default: Q4_0 and the K-quants 8-bit) → (Q4_0's form, Q4_K's
+    // and Q6_K's, Q8_0's)
+    for (mode, q4_0, q4_k, q8_0) in [
+        (Some(false), false, false, false),
+        (Some(true), true, true, true),
+        (None, true, true, false),
     ] {
         b.set_qgemv_q8(mode);
         let paths = super::coverage::reachable_paths(&b);
@@ -701,10 +702,13 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         assert_eq!(has("qgemv_swiglu_q4_k", "groups"), !q4_k);
         assert_eq!(has("qgemv_swiglu_q8a_q4_k", "main"), q4_k);
         assert_eq!(has("qgemv_q8a_q6_k", "out0"), q4_k);
+        assert_eq!(has("qgemv_q8_0", "groups"), !q8_0);
+        assert_eq!(has("qgemv_q8a_q8_0", "groups"), q8_0);
         assert!(has("dequant_q4_0", "rows") && has("gemv_bf16", "vec"));
         let input = |w| b.matmul_input_dtype(w);
         assert_eq!(input(DType::Q4_0) == DType::Q8_0Kv, q4_0);
         assert_eq!(input(DType::Q4_K) == DType::Q8_0Kv, q4_k);
+        assert_eq!(input(DType::Q8_0) == DType::Q8_0Kv, q8_0);
     }
 }
 
