@@ -1125,7 +1125,8 @@ q8a)
   # Issue 10: the block-quantized GEMVs with 8-bit activations and integer dot products
   # (WAVEFRONT_QGEMV_Q8=1: qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; the tolerance is the Q8_0
   # input bound, Backend::matmul_input_dtype). Carry .device/ops. Variants are made here from
-  # the tree's kernels/ (sed on a copy): lanes8 (Q8A_STAGE_LANES = 8), u4 (Q8A_UNROLL = 4).
+  # the tree's kernels/ (sed on a copy): lanesL (Q8A_STAGE_LANES = L: 1, 2, 4 or 8; the tree's
+  # value gives no variant), u4 (Q8A_UNROLL = 4).
   #   PART=check: the GEMV op cases at both waves with path coverage in the mode (a cold
   #     kernel cache compiles four builds of qgemv.hip: minutes), the same cases at WAVE=32 for
   #     each variant, the model-level checks on the fixtures and quantized fixtures in the mode.
@@ -1137,11 +1138,11 @@ q8a)
   begin_summary
   gpu_info
   variants=""
-  for v in ${VARIANTS-lanes8 u4}; do
+  for v in ${VARIANTS-lanes1 lanes8 u4}; do
     d=/tmp/kvar-$v
     rm -rf "$d" && cp -r kernels "$d"
     case $v in
-    lanes8) sed -i 's/constexpr int Q8A_STAGE_LANES = 1;/constexpr int Q8A_STAGE_LANES = 8;/' "$d/qgemv.hip" ;;
+    lanes[1248]) sed -i "s/constexpr int Q8A_STAGE_LANES = [0-9]*;/constexpr int Q8A_STAGE_LANES = ${v#lanes};/" "$d/qgemv.hip" ;;
     u4) sed -i 's/constexpr int Q8A_UNROLL = 2;/constexpr int Q8A_UNROLL = 4;/' "$d/qgemv.hip" ;;
     esac
     if cmp -s kernels/qgemv.hip "$d/qgemv.hip"; then echo "variant $v: no edit applied" >&2; continue; fi
@@ -1531,7 +1532,7 @@ qgemv-groups)
   #     checks on the fixtures and the quantized fixtures in the default mode.
   #   PART=bench (default): the GEMV microbench over the 8B shape per type of GEMV_QUANTS and
   #     cap of CAPS, in both forms (Q8S), and per variant of VARIANTS (made here from the tree's
-  #     kernels/ by sed: lanes8 = Q8A_STAGE_LANES 8) in the 8-bit form; then tg32 of the 8B
+  #     kernels/ by sed: lanesL = Q8A_STAGE_LANES L) in the 8-bit form; then tg32 of the 8B
   #     shape in QUANTS at each cap of TG_CAPS (default, all), both forms, and per variant.
   unpack .device/ops
   begin_summary
@@ -1544,7 +1545,7 @@ qgemv-groups)
     d=/tmp/kvar-$v
     rm -rf "$d" && cp -r kernels "$d"
     case $v in
-    lanes8) sed -i 's/constexpr int Q8A_STAGE_LANES = 1;/constexpr int Q8A_STAGE_LANES = 8;/' "$d/qgemv.hip" ;;
+    lanes[1248]) sed -i "s/constexpr int Q8A_STAGE_LANES = [0-9]*;/constexpr int Q8A_STAGE_LANES = ${v#lanes};/" "$d/qgemv.hip" ;;
     esac
     if cmp -s kernels/qgemv.hip "$d/qgemv.hip"; then echo "variant $v: no edit applied" >&2; continue; fi
     variants="$variants $d"
