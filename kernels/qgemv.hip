@@ -105,8 +105,10 @@ constexpr int QGEMV_BLOCK = 256;
 constexpr int QGEMV_TILE = 7168;  // input elements staged in LDS at a time
 constexpr int QGEMV_UNROLL = 2;   // chunks a row in flight per lane
 // qgemv_{T}'s rows a wave takes in a group (ABI: the host's groups). One: 64 registers on sm_90
-// for the 32-element types instead of 92 with two, so four blocks a multiprocessor instead of
-// two, and groups of 8 rows balance the blocks' shares better (bench/results/2026-12-07-qgemv-h100).
+// for the 32-element types instead of 92 with two (four blocks a multiprocessor instead of
+// two); alone it measured the same speed (Q4_0 363.0 against 361.8 tok/s), and the 8-bit
+// forms' four-thread prologue was measured and checked on it
+// (bench/results/2026-12-07-qgemv-lanes-h100).
 constexpr int QGEMV_ROWS_A_WAVE = 1;
 constexpr int DEQUANT_BLOCK = 256;
 constexpr int Q8A_TILE = 16384;  // input elements the 8-bit form stages at a time
