@@ -1210,7 +1210,7 @@ gemv-groups)
   #     them); at WAVE=32 with WAVEFRONT_GEMV_BLOCKS=1 (one block a row: every group); the
   #     model-level checks on the fixtures; gpu_gemv; gpu_graph; the engine's GPU unit tests.
   #   PART=profile: ncu's per-kernel times of greedy decode steps of SHAPES (smollm2-135m,
-  #     llama-3.2-1b).
+  #     llama-3.2-1b), random weights in QUANT's block type if set.
   #   PART=bench (default): the GEMV microbench over the three shapes (bf16) per cap of CAPS,
   #     then tg128 of each shape of SHAPES at each cap of TG_CAPS.
   unpack .device/ops
@@ -1245,8 +1245,8 @@ gemv-groups)
       start=$SECONDS
       timeout 150 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
         --log-file "$OUT/ncu-$shape.csv" bin/wavefront bench --backend gpu \
-        --shape "$shape" --pp 1 --tg 4 --reps 1 --depth 0 >"$OUT/ncu-$shape.log" 2>&1
-      echo "| ncu $shape decode | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
+        --shape "$shape" ${QUANT:+--quant "$QUANT"} --pp 1 --tg 4 --reps 1 --depth 0 >"$OUT/ncu-$shape.log" 2>&1
+      echo "| ncu $shape ${QUANT-} decode | $? | $((SECONDS - start)) s | |" | tee -a "$OUT/summary.md"
       python3 ci/ncu-step-profile.py "$OUT/ncu-$shape.csv" | tee "$OUT/ncu-$shape.md"
       finish
     done

@@ -2,7 +2,8 @@
 """Per-kernel device time of one decode step, from an ncu CSV (`ncu --csv --metrics
 gpu__time_duration.sum --log-file F wavefront bench ...`).
 
-The kernels are cut into forwards at every `embedding_*` launch; a forward that holds a
+The kernels are cut into forwards at every `embedding_*` launch (and at a `dequant_*` one
+right after a sample: a quantized embedding table's lookup); a forward that holds a
 `sample_step` is a step (a decode step, or a one-token prefill and its first sample: the same
 kernels). For each kernel name the table gives its launches per step and the median over the
 steps of its summed time, then the median step total: the device time of a step without the
@@ -39,7 +40,10 @@ def steps(ks, prefill=False, batch=False):
     cur, all_ = [], []
     for name, us in ks:
         after_sample = bool(cur) and cur[-1][0].startswith("sample_")
-        if name.startswith("embedding_") and cur and (after_sample or not batch):
+        # a quantized table's embedding is a dequant_* launch (ids): a forward's first only
+        # right after a sample (the prefill's per-matrix dequantizations are inside forwards)
+        starts = name.startswith("embedding_") or (name.startswith("dequant_") and after_sample)
+        if starts and cur and (after_sample or not batch):
             all_.append(cur)
             cur = []
         cur.append((name, us))

@@ -165,8 +165,8 @@ impl StepsInput {
 }
 
 /// A device tensor: `len` elements of `dtype` in one allocation. A GGUF block type is held in
-/// the split layout of `kernels/qgemv.hip` ([`quant`]), one segment per stacked part (a mixed
-/// stack's parts have their own types; `dtype` is the first part's).
+/// the split layout of `kernels/qgemv.hip` ([`quant`]), one segment per run of stacked parts of
+/// one type (a mixed stack's runs have their own types; `dtype` is the first part's).
 pub struct GpuTensor {
     buf: GpuBuffer,
     dtype: DType,

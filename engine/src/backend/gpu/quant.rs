@@ -6,8 +6,10 @@
 //! block, block after block) then `sa` (the rest of every block) at `nb · QB`, which is on 16
 //! bytes. The bytes are the file's, moved: the tensor takes exactly the file's size.
 //!
-//! A mixed stack (a Q4_K_M file's Q4_K query and key with its Q6_K value) is one allocation of
-//! segments, one per part, each in the split layout of its own type and starting on 256 bytes.
+//! A stack (QKV, gate/up) is one allocation of segments, one per run of consecutive parts of
+//! the same type (a Q4_0 file's QKV: one segment, so one launch of the fused kernels; a Q4_K_M
+//! file's Q4_K query and key with its Q6_K value: two), each in the split layout of its type
+//! and starting on 256 bytes.
 
 use crate::tensor::DType;
 
@@ -86,16 +88,37 @@ pub fn join(dtype: DType, split_bytes: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Parts (each whole blocks of its type) laid out as consecutive segments: the allocation's
-/// bytes and the segments. `None` when a part is not whole blocks of a held type.
+/// Parts (each whole blocks of its type) laid out as consecutive segments, one per run of
+/// consecutive parts of one type (the run's blocks in order: the parts' rows stacked, as one
+/// upload of the stacked matrix would hold them): the allocation's bytes and the segments.
+/// `None` when a part is not whole blocks of a held type.
 pub fn stack(parts: &[(DType, &[u8])]) -> Option<(Vec<u8>, Vec<QuantSeg>)> {
+    let whole = |&(dtype, b): &(DType, &[u8])| {
+        quant_range(dtype).is_some() && b.len().is_multiple_of(dtype.block_bytes())
+    };
+    if !parts.iter().all(whole) {
+        return None;
+    }
     let mut bytes = Vec::new();
-    let mut segs = Vec::with_capacity(parts.len());
-    for &(dtype, b) in parts {
+    let mut segs = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let dtype = parts[i].0;
+        let run = parts[i..].iter().take_while(|p| p.0 == dtype).count();
+        let joined: std::borrow::Cow<[u8]> = if run == 1 {
+            parts[i].1.into()
+        } else {
+            parts[i..i + run]
+                .iter()
+                .flat_map(|p| p.1.iter().copied())
+                .collect::<Vec<u8>>()
+                .into()
+        };
         bytes.resize(bytes.len().next_multiple_of(SEG_ALIGN), 0);
-        let (s, seg) = split(dtype, b, bytes.len())?;
+        let (s, seg) = split(dtype, &joined, bytes.len())?;
         bytes.extend_from_slice(&s);
         segs.push(seg);
+        i += run;
     }
     Some((bytes, segs))
 }
@@ -142,6 +165,32 @@ mod tests {
             split(DType::Q4_0, &[0; 17], 0).is_none(),
             "not whole blocks"
         );
+    }
+
+    #[test]
+    fn a_stack_of_one_type_is_one_segment_as_the_stacked_matrix_uploaded_whole() {
+        // A Q4_0 file's QKV: three parts, one segment whose bytes are the split of the three
+        // parts' blocks in order (what `upload` of the stacked matrix holds), so the GEMVs
+        // take the fused launches (one qgemv for QKV, qgemv_swiglu for gate/up).
+        let bb = DType::Q4_0.block_bytes();
+        let q: Vec<u8> = (0..4 * bb).map(|i| (i * 7 + 1) as u8).collect();
+        let k: Vec<u8> = (0..bb).map(|i| (i * 3 + 2) as u8).collect();
+        let v: Vec<u8> = (0..bb).map(|i| (i * 5 + 3) as u8).collect();
+        let (bytes, segs) =
+            stack(&[(DType::Q4_0, &q), (DType::Q4_0, &k), (DType::Q4_0, &v)]).unwrap();
+        let whole: Vec<u8> = [q.as_slice(), &k, &v].concat();
+        let (want, seg) = split(DType::Q4_0, &whole, 0).unwrap();
+        assert_eq!(segs, vec![seg]);
+        assert_eq!(bytes, want);
+        // A mixed stack keeps a segment per run: [Q4_K, Q4_K] then [Q6_K].
+        let a = vec![1u8; 2 * DType::Q4_K.block_bytes()];
+        let c = vec![3u8; DType::Q6_K.block_bytes()];
+        let (_, segs) = stack(&[(DType::Q4_K, &a), (DType::Q4_K, &a), (DType::Q6_K, &c)]).unwrap();
+        let kinds: Vec<(DType, usize)> = segs.iter().map(|s| (s.dtype, s.elems)).collect();
+        assert_eq!(kinds, vec![(DType::Q4_K, 4 * 256), (DType::Q6_K, 256)]);
+        // Each part must be whole blocks, even where the run's total would be.
+        let half = vec![0u8; bb / 2];
+        assert!(stack(&[(DType::Q4_0, &half), (DType::Q4_0, &half)]).is_none());
     }
 
     #[test]
