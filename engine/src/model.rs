@@ -174,7 +174,7 @@ fn upload_weight<B: Backend>(backend: &B, t: &HostTensor) -> Result<B::Tensor> {
 /// different native block types (a Q4_K_M file's Q4_K query and Q6_K value) make a mixed stack
 /// ([`Backend::upload_stack`]) where the backend holds those, else the stack is converted to
 /// the backend's weight dtype.
-fn upload_stacked<B: Backend>(backend: &B, parts: &[&HostTensor]) -> Result<B::Tensor> {
+pub(crate) fn upload_stacked<B: Backend>(backend: &B, parts: &[&HostTensor]) -> Result<B::Tensor> {
     let storage = WeightStorage::of(backend);
     let native = |t: &&HostTensor| storage.native.contains(&storage.stored(&t.name, t.dtype));
     if storage.mixed_stacks && parts.iter().all(native) {

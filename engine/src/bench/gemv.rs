@@ -20,7 +20,7 @@ use crate::backend::gpu::{GpuBackend, GpuTensor};
 use crate::backend::{Activation, Backend, KernelSource, PreNorm, RmsNormParams};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::tensor::DType;
+use crate::tensor::{DType, HostTensor, Storage};
 
 /// Timed repetitions of each side at least (after one warm-up).
 pub const MIN_REPS: usize = 20;
@@ -269,11 +269,43 @@ fn random_weights(p: &Projection, dtype: DType, seed: u64) -> Vec<u8> {
     crate::formats::quants::random_blocks(dtype, blocks, scale, || rng.next_u64())
 }
 
+/// W (`bytes` of `dtype`, all its rows) on the device as the model puts it there: the parts of
+/// a stacked projection (QKV, gate and up) through the model's stack upload
+/// ([`crate::model::upload_stacked`]: over block types one segment a run of one type, so one
+/// launch), any other whole. (Uploading a stack whole once hid that the model's quantized
+/// stacks launched once a part: bench/results/2026-12-07-qgemv-stacks-h100.)
+fn upload_weight(
+    b: &GpuBackend,
+    p: &Projection,
+    dtype: DType,
+    bytes: Vec<u8>,
+) -> Result<GpuTensor> {
+    let parts = match &p.kind {
+        ProjectionKind::Stacked { parts } if parts.len() > 1 => parts.clone(),
+        ProjectionKind::GateUp { inter } => vec![*inter, *inter],
+        ProjectionKind::Stacked { .. } => return b.upload(dtype, &bytes),
+    };
+    let mut at = 0;
+    let mut tensors = Vec::with_capacity(parts.len());
+    for (i, &m) in parts.iter().enumerate() {
+        let n = dtype.bytes_for(m * p.k);
+        tensors.push(HostTensor {
+            name: format!("bench.{}.{i}.weight", p.name),
+            dtype,
+            shape: vec![m, p.k],
+            storage: Storage::Owned(std::sync::Arc::new(bytes[at..at + n].to_vec())),
+        });
+        at += n;
+    }
+    let refs: Vec<&HostTensor> = tensors.iter().collect();
+    crate::model::upload_stacked(b, &refs)
+}
+
 /// Times one projection both ways, as the decode step runs it.
 fn measure(b: &GpuBackend, p: &Projection, weight: DType, reps: usize) -> Result<(f64, f64)> {
     let n = copies(p.weight_bytes(weight));
     let ws = (0..n)
-        .map(|i| b.upload(weight, &random_weights(p, weight, 7 + i as u64)))
+        .map(|i| upload_weight(b, p, weight, random_weights(p, weight, 7 + i as u64)))
         .collect::<Result<Vec<_>>>()?;
     let mut x = b.upload_f32(&crate::formats::random::values(p.k, 3))?;
     let g = b.upload_f32(&vec![1.0; p.k])?;

@@ -589,6 +589,75 @@ fn the_8_bit_activation_qgemv_is_its_own_kernel_and_rounding() {
     assert_eq!(launched[1].2, 4096 / 32 * 48);
 }
 
+/// The model uploads QKV and gate/up as stacks of parts (`model::upload_stacked`, through
+/// `upload_stack` over block types): parts of one type are one segment, so one launch (QKV one
+/// `qgemv` with three outputs, gate/up one `qgemv_swiglu`); a mixed stack launches once a run of
+/// one type (a Q4_K_M file's [Q4_K, Q4_K, Q6_K] QKV: two), gate and up of two types two
+/// products and the `swiglu` kernel. (Every part was its own segment before 3a7adb5: seven GEMV
+/// launches a layer and a `swiglu`, bench/results/2026-12-07-qgemv-stacks-h100.)
+#[test]
+fn a_models_quantized_stacks_launch_once_a_run_of_one_type() {
+    use crate::tensor::{HostTensor, Storage};
+    use DType::{Q4_K, Q6_K};
+    let v = FakeVendor::new(Runtime::Cuda, 32);
+    let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
+    b.set_qgemv_q8(Some(false));
+    let k = 256;
+    let part = |name: &str, dtype: DType, m: usize| HostTensor {
+        name: format!("model.layers.0.{name}.weight"),
+        dtype,
+        shape: vec![m, k],
+        storage: Storage::Owned(Arc::new(vec![0u8; dtype.bytes_for(m * k)])),
+    };
+    let launched = |calls: Vec<Call>| -> Vec<String> {
+        calls
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Launch(name, ..) => Some(name),
+                _ => None,
+            })
+            .collect()
+    };
+    let x = b.upload_f32(&vec![1.0; k]).unwrap();
+    let rows = [64, 32, 32];
+    for (types, want) in [
+        ([Q4_K, Q4_K, Q4_K], &["qgemv_q4_k"][..]),
+        ([Q4_K, Q4_K, Q6_K], &["qgemv_q4_k", "qgemv_q6_k"][..]),
+    ] {
+        let parts: Vec<HostTensor> = ["q", "k", "v"]
+            .iter()
+            .zip(types.iter().zip(rows))
+            .map(|(n, (&t, m))| part(n, t, m))
+            .collect();
+        let refs: Vec<&HostTensor> = parts.iter().collect();
+        let w = crate::model::upload_stacked(&b, &refs).unwrap();
+        let mut outs: Vec<GpuTensor> = rows
+            .iter()
+            .map(|&m| b.alloc(DType::F32, m).unwrap())
+            .collect();
+        let mut outs: Vec<&mut GpuTensor> = outs.iter_mut().collect();
+        v.calls();
+        b.linear_stacked(&x, &w, None, &mut outs, &rows, 1, k)
+            .unwrap();
+        assert_eq!(launched(v.calls()), want, "QKV of {types:?}");
+    }
+    let inter = 64;
+    for (types, want) in [
+        ([Q4_K, Q4_K], &["qgemv_swiglu_q4_k"][..]),
+        ([Q4_K, Q6_K], &["qgemv_q4_k", "qgemv_q6_k", "swiglu"][..]),
+    ] {
+        let parts = [part("gate", types[0], inter), part("up", types[1], inter)];
+        let w = crate::model::upload_stacked(&b, &[&parts[0], &parts[1]]).unwrap();
+        let mut tmp = b.alloc(DType::F32, 2 * inter).unwrap();
+        let mut out = b.alloc(DType::F32, inter).unwrap();
+        v.calls();
+        let act = Activation::Silu;
+        b.gate_up_swiglu(&x, &w, &mut tmp, &mut out, 1, k, inter, act)
+            .unwrap();
+        assert_eq!(launched(v.calls()), want, "gate/up of {types:?}");
+    }
+}
+
 /// The operands of the block-cap tests' products: x (up to 16 input rows of k), w (m rows of k
 /// as `w_bytes` of `dtype`), out and tmp (16 · m f32).
 struct CapProduct {
