@@ -36,7 +36,7 @@ OUT=/tmp/wavefront-results/$stage
 model=$HOME/.cache/wavefront/models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 OPS_TESTS="conformance:ops_gpu conformance:gpu_required conformance:gpu_large_arena wavefront:gpu_graph wavefront:gpu_gemv wavefront:gpu_vendor"
-MODEL_TESTS="conformance:model_gpu conformance:golden_tokens"
+MODEL_TESTS=${MODEL_TESTS-conformance:model_gpu conformance:golden_tokens}
 
 # The test binaries know their sources by the path they were built at; give them that path.
 built_at=/work/main
@@ -298,8 +298,10 @@ llama)
 smollm2)
   # SmolLM2: the model-level test binaries (model_gpu includes the prompt-lookup speculation
   # check under the greedy divergence rule), conformance with golden tokens, runs, the bench, and
-  # prompt-lookup speculation against plain decode. The model comes from pack's two parts, or
-  # (when the call carried .device/m1..m3, as batch-check) from three.
+  # prompt-lookup speculation against plain decode (QUICK=1: not these, nor the sampled runs).
+  # MODEL_TESTS= names the test binaries (default model_gpu and golden_tokens). The model
+  # comes from pack's two parts, or (when the call carried .device/m1..m3, as batch-check)
+  # from three.
   unpack .device/ops
   default_model
   begin_summary
@@ -315,6 +317,12 @@ smollm2)
   finish
   bin/wavefront run --backend gpu --temperature 0 --max-tokens 64 "The capital of France is" >"$OUT/run.txt" 2>&1
   echo "| run SmolLM2 | $? | | $(grep -E '^\[' "$OUT/run.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
+  if [ "${QUICK:-0}" = 1 ]; then
+    bench smollm2-135m-q4_1 --model "$model" --reps 3 --depth 0 --sampling greedy
+    grep -E "^\| (tg|pp)" "$OUT/bench-smollm2-135m-q4_1.md"
+    cat "$OUT/summary.md"
+    exit 0
+  fi
   bin/wavefront run --backend gpu --seed 7 --max-tokens 256 "Once upon a time" >"$OUT/run-sampled.txt" 2>&1
   echo "| run SmolLM2 sampled (CLI defaults) | $? | | $(grep -E '^\[' "$OUT/run-sampled.txt" | tr '\n' ' ') |" | tee -a "$OUT/summary.md"
   WAVEFRONT_NO_GRAPH=1 bin/wavefront run --backend gpu --seed 7 --max-tokens 256 "Once upon a time" >"$OUT/run-sampled-nograph.txt" 2>&1
@@ -1526,7 +1534,7 @@ qgemv-groups)
   # over its share of the row groups with the input staged once (WAVEFRONT_QGEMV_BLOCKS=N caps
   # them at N instead; "all" below is one block a group, the grid before). Carry .device/ops.
   #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
-  #     them) per mode of Q8_CHECK (default: the K-quants 8-bit, the rest f32; 0: every type
+  #     them) per mode of Q8_CHECK (default: Q4_0 and the K-quants 8-bit, the rest f32; 0: every type
   #     f32; 1: every type 8-bit); then at WAVE=32 with WAVEFRONT_QGEMV_BLOCKS=1 (every launch
   #     one block a row: every group, tiles restaged) in both forms; then the model-level
   #     checks on the fixtures and the quantized fixtures in the default mode.

@@ -368,8 +368,12 @@ pub const ABI_KERNELS: [&str; 106] = [
 /// the f32 form's per-weight conversions since the 8-bit prologue stages a group of 32 with
 /// four threads (H100, tg32 of the 8B shape, `bench/results/2026-12-07-qgemv-lanes-h100/`:
 /// Q4_0 384.9 against 363.0 tok/s, Q4_K 331.3 against 299.3 with one thread a group). Q8_0
-/// keeps f32 activations, faster there (257.8 against 251.3) and exact to f32; Q4_1, Q5_0 and
-/// Q5_1 too, not measured.
+/// keeps f32 activations, faster there (257.8 against 251.3; with the fused stacks 301.7
+/// against 288.8) and exact to f32. Q4_1, Q5_0 and Q5_1 keep them too for now, although the
+/// 8-bit form measured faster with the fused stacks (`bench/results/2026-12-07-qgemv-stacks-h100/`:
+/// 424.8 against 393.0, 383.8 / 331.0, 368.6 / 345.7): with it SmolLM2's (Q4_1) GPU greedy
+/// stream moves off its committed snapshot (still within the divergence rule), to be reviewed
+/// on a device before the default changes.
 pub fn q8_activations_by_default(weight: DType) -> bool {
     matches!(
         weight,
