@@ -302,14 +302,32 @@ llama)
 smollm2)
   # SmolLM2: the model-level test binaries (model_gpu includes the prompt-lookup speculation
   # check under the greedy divergence rule), conformance with golden tokens, runs, the bench, and
-  # prompt-lookup speculation against plain decode (QUICK=1: not these, nor the sampled runs).
-  # MODEL_TESTS= names the test binaries (default model_gpu and golden_tokens). The model
-  # comes from pack's two parts, or (when the call carried .device/m1..m3, as batch-check)
-  # from three.
+  # prompt-lookup speculation against plain decode. QUICK=1: instead of the test binaries,
+  # golden_tokens' GPU SmolLM2 streams (both waves) with any snapshot they no longer equal
+  # brought back as snap-new/*.snap.new (to review and commit), the golden conformance, one
+  # greedy run and the bench; not the sampled runs nor lookup. MODEL_TESTS= names the test
+  # binaries (default model_gpu and golden_tokens). The model comes from an earlier call's
+  # copy, `unblob`'s, pack's two parts, or (when the call carried .device/m1..m3, as
+  # batch-check) from three.
   unpack .device/ops
   default_model
   begin_summary
-  for t in $MODEL_TESTS; do run_test "${t#*:}"; finish; done
+  if [ "${QUICK:-0}" = 1 ]; then
+    rm -f conformance/tests/snapshots/*.snap.new
+    filtered_test golden_tokens gpu_greedy_streams_match_transformers_on_smollm2
+    if ls conformance/tests/snapshots/*.snap.new >/dev/null 2>&1; then
+      # the first stream off its snapshot stops the test: again with the snapshot assertions
+      # passing (the checks against transformers still assert), for every wave's new stream
+      INSTA_FORCE_PASS=1 INSTA_UPDATE=new filtered_test golden_tokens gpu_greedy_streams_match_transformers_on_smollm2 \
+        "" "(INSTA_FORCE_PASS=1)"
+    fi
+    mkdir -p "$OUT/snap-new"
+    cp conformance/tests/snapshots/*.snap.new "$OUT/snap-new/" 2>/dev/null &&
+      echo "| snapshots no longer equal: $(ls "$OUT/snap-new" | tr '\n' ' ') | 1 | | |" | tee -a "$OUT/summary.md"
+    finish
+  else
+    for t in $MODEL_TESTS; do run_test "${t#*:}"; finish; done
+  fi
   start=$SECONDS
   # The SmolLM2 model-level report is model_gpu's output (in its log); this adds the golden
   # streams against transformers.
