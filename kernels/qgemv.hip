@@ -73,7 +73,7 @@
 //   may add into the residual stream in place; x must not alias an output.
 // 8-bit activations (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; the host's default for Q4_0 and the
 //   K-quants, WAVEFRONT_QGEMV_Q8=0/1 for every type): the same launches, rows, lanes and
-//   epilogues, but the input staged as int8 (stage_tile_q8_lanes / stage_tile_q8: each
+//   epilogues, but the input staged as int8 (stage_tile_q8_lanes: each
 //   group of 32 rounded with its own scale d = max|x| / 127, Q8A_TILE = 16384 elements a tile,
 //   Q8A_REC = 48 bytes a group: dynamic shared memory min(K, Q8A_TILE) / 32 · 48 ≤ 24 KiB;
 //   Q8A_STAGE_LANES = 4 threads a group (1, 2 and 8 build too; the same records), and
@@ -447,8 +447,7 @@ WF_DEVICE void dot_chunk(const Chunk (&ch)[NR], int c, int t0, const float* xs,
 // first) at +36, 8 pad bytes (so the 16-byte loads of a quarter wave, 32 or 16 bytes apart in
 // the elements, fall on distinct banks). d = max|x| / 127 over the group, q = rint(x · (1/d))
 // (q = 0 where d = 0); a group holding a NaN or an infinity gets d = NaN and q = 0, so every
-// product it enters is NaN. Thread t quantizes the groups t, t + QGEMV_BLOCK, … of the tile
-// whole (eight 16-byte loads each, no reduction across threads), then a barrier.
+// product it enters is NaN. Q8A_STAGE_LANES threads quantize a group (stage_tile_q8_lanes).
 // A group's scale d = max|x| / 127 and its inverse (0 where d = 0); d = NaN and id = 0 for a
 // group holding a NaN or an infinity (not `finite`).
 WF_DEVICE void q8a_scale(float amax, bool finite, float& d, float& id) {
@@ -465,57 +464,15 @@ WF_DEVICE int q8a_quant(float v, float id, bool finite) {
   return finite ? (int)(f32_bits(t) - 0x4B400000u) : 0;
 }
 
-WF_DEVICE void stage_tile_q8(const float* x, const float* g, float scale, int t0, int n,
-                             uint8_t* xs) {
-  for (int j = thread_index(); j < n / 32; j += QGEMV_BLOCK) {
-    float v[32];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      float t[4];
-      load_input4(x, g, scale, t0 + 32 * j + 4 * i, t);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) v[4 * i + e] = t[e];
-    }
-    float amax = 0.0f;
-    bool finite = true;
-#pragma unroll
-    for (int e = 0; e < 32; ++e) {
-      const float a = f32_from_bits(f32_bits(v[e]) & 0x7fffffffu);
-      finite = finite && a <= 3.402823466e38f;  // false for NaN and ±inf
-      amax = a > amax ? a : amax;
-    }
-    float d, id;
-    q8a_scale(amax, finite, d, id);
-    uint32_t w[8];
-    int s0 = 0, s1 = 0;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      w[i] = 0;
-#pragma unroll
-      for (int b = 0; b < 4; ++b) {
-        const int q = q8a_quant(v[4 * i + b], id, finite);
-        w[i] |= ((uint32_t)q & 0xffu) << (8 * b);
-        if (i < 4) {
-          s0 += q;
-        } else {
-          s1 += q;
-        }
-      }
-    }
-    uint8_t* rec = xs + j * Q8A_REC;
-    *(wf_u32x4*)rec = wf_u32x4{w[0], w[1], w[2], w[3]};
-    *(wf_u32x4*)(rec + 16) = wf_u32x4{w[4], w[5], w[6], w[7]};
-    *(wf_u32x2*)(rec + 32) = wf_u32x2{f32_bits(d), ((uint32_t)s0 & 0xffffu) | ((uint32_t)s1 << 16)};
-  }
-  block_sync();
-}
-
-// stage_tile_q8 with L threads a group (Q8A_STAGE_LANES = L: 2, 4 or 8): thread t takes the
-// 32/L consecutive elements t % L of group t / L (+ QGEMV_BLOCK/L groups a pass, every thread on
-// every pass, block-uniform), the group's max |x| and finiteness over its L lanes by shuffles
-// (masks 1 … L/2: within a warp at either wave size), the 16-element sums over the L/2 lanes of
-// each half. The same records, bit for bit: the max and the integer sums do not depend on the
-// order. L = 4: all 256 threads busy from K = 2048 on, a quarter of one a group's serial work.
+// Elements [t0, t0 + n) of a (x, or its RMSNorm with g and scale) quantized into xs as the
+// records above (n a multiple of 32), then a barrier, with L threads a group of 32
+// (Q8A_STAGE_LANES = L: 1, 2, 4 or 8): thread t takes the 32/L consecutive elements t % L of
+// group t / L (+ QGEMV_BLOCK/L groups a pass, every thread on every pass, block-uniform), the
+// group's max |x| and finiteness over its L lanes by shuffles (masks 1 … L/2: within a warp at
+// either wave size), the 16-element sums over the L/2 lanes of each half (L = 1: the thread's
+// own two halves). The same records whatever L, bit for bit: the max and the integer sums do
+// not depend on the order. L = 4: all 256 threads busy from K = 2048 on, a quarter of one a
+// group's serial work.
 template <int L>
 WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, int t0, int n,
                                    uint8_t* xs) {
@@ -550,8 +507,11 @@ WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, 
     }
     float d, id;
     q8a_scale(amax, finite != 0, d, id);
+    constexpr int H = E > 16 ? 2 : 1;  // the 16-element halves a thread holds
     uint32_t w[E / 4];
-    int sq = 0;
+    int sq[H];
+#pragma unroll
+    for (int h = 0; h < H; ++h) sq[h] = 0;
 #pragma unroll
     for (int i = 0; i < E / 4; ++i) {
       w[i] = 0;
@@ -559,18 +519,20 @@ WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, 
       for (int b = 0; b < 4; ++b) {
         const int q = q8a_quant(v[4 * i + b], id, finite != 0);
         w[i] |= ((uint32_t)q & 0xffu) << (8 * b);
-        sq += q;
+        sq[H == 2 ? i / 4 : 0] += q;
       }
     }
 #pragma unroll
-    for (int m = 1; m < L / 2; m <<= 1) sq += wave_shfl_xor(sq, m);  // over the half's lanes
+    for (int m = 1; m < L / 2; m <<= 1) sq[0] += wave_shfl_xor(sq[0], m);  // the half's lanes
     if (mine) {
       uint8_t* rec = xs + j * Q8A_REC;
 #pragma unroll
       for (int i = 0; i < E / 4; ++i) *(uint32_t*)(rec + E * sub + 4 * i) = w[i];
       if (sub == 0) *(uint32_t*)(rec + 32) = f32_bits(d);
-      if (sub % (L / 2) == 0) {
-        *(uint16_t*)(rec + 36 + 2 * (sub / (L / 2))) = (uint16_t)((uint32_t)sq & 0xffffu);
+      if constexpr (H == 2) {
+        *(uint32_t*)(rec + 36) = ((uint32_t)sq[0] & 0xffffu) | ((uint32_t)sq[H - 1] << 16);
+      } else if (sub % (L / 2) == 0) {
+        *(uint16_t*)(rec + 36 + 2 * (sub / (L / 2))) = (uint16_t)((uint32_t)sq[0] & 0xffffu);
       }
     }
   }
@@ -648,10 +610,8 @@ WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x
     scale = rms_scale<QGEMV_BLOCK>(x, k, eps, true);
   }
   auto stage = [&](int t0, int n) {
-    if constexpr (Q8 && Q8A_STAGE_LANES > 1) {
+    if constexpr (Q8) {
       stage_tile_q8_lanes<Q8A_STAGE_LANES>(x, norm_w, scale, t0, n, xq);
-    } else if constexpr (Q8) {
-      stage_tile_q8(x, norm_w, scale, t0, n, xq);
     } else {
       stage_tile(x, norm_w, scale, t0, n, xs);
     }
