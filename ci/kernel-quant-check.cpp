@@ -6,8 +6,8 @@
 //   2. the GEMV's chunk dot products (dot_chunk over the padded LDS tile, as qgemv_{T} runs
 //      them, tiles of QGEMV_TILE) equal Σ w·x over those values computed in double, within the
 //      f32 reassociation bound 2·K·u·Σ|w·x|;
-//   3. the 8-bit-activation form's (stage_tile_q8 thread by thread, then dot_chunk_q8, as
-//      qgemv_q8a_{T} runs them) equal Σ w·(d·q) over the inputs rounded here the same way, in
+//   3. the 8-bit-activation form's (stage_tile_q8_lanes<1> thread by thread: the same records
+//      as the kernels' four threads a group; then dot_chunk_q8, as qgemv_q8a_{T} runs them) equal Σ w·(d·q) over the inputs rounded here the same way, in
 //      double, within its f32 scalings' bound (K/16 + 4)·u·Σ|w·dq|; and that rounding moves
 //      the product by at most Σ|w|·d/2 (the bound conformance holds the GPU to).
 // A kernel author who edits a decoder learns here, without a GPU, whether it still decodes
@@ -124,8 +124,8 @@ struct Type {
 };
 
 // One row of K: the sum qgemv_{T} forms (tile by tile, every chunk, lane order aside), or with
-// Q8 the 8-bit-activation form's (qgemv_q8a_{T}: stage_tile_q8, dot_chunk_q8, Q8A_TILE), each
-// tile staged thread by thread.
+// Q8 the 8-bit-activation form's (qgemv_q8a_{T}: stage_tile_q8_lanes<1>, dot_chunk_q8,
+// Q8A_TILE), each tile staged thread by thread.
 template <class T, bool Q8>
 static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k) {
   constexpr int TILE = Q8 ? Q8A_TILE : QGEMV_TILE;
@@ -137,7 +137,7 @@ static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k
     for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {
       threadIdx.x = t;
       if (Q8) {
-        stage_tile_q8(x, nullptr, 1.0f, t0, n, xq);
+        stage_tile_q8_lanes<1>(x, nullptr, 1.0f, t0, n, xq);
       } else {
         stage_tile(x, nullptr, 1.0f, t0, n, xs);
       }
