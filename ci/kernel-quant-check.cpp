@@ -7,9 +7,10 @@
 //      them, tiles of QGEMV_TILE) equal Σ w·x over those values computed in double, within the
 //      f32 reassociation bound 2·K·u·Σ|w·x|;
 //   3. the 8-bit-activation form's (stage_tile_q8_lanes<1> thread by thread: the same records
-//      as the kernels' four threads a group; then dot_chunk_q8, as qgemv_q8a_{T} runs them) equal Σ w·(d·q) over the inputs rounded here the same way, in
-//      double, within its f32 scalings' bound (K/16 + 4)·u·Σ|w·dq|; and that rounding moves
-//      the product by at most Σ|w|·d/2 (the bound conformance holds the GPU to).
+//      as the kernels' four threads a group; then dot_chunk_q8, as qgemv_q8a_{T} runs them)
+//      equal Σ w·(d·q) over the inputs rounded here the same way, in double, within its f32
+//      scalings' bound (K/16 + 4)·u·Σ|w·dq|; and that rounding moves the product by at most
+//      Σ|w|·d/2 (the bound conformance holds the GPU to).
 // A kernel author who edits a decoder learns here, without a GPU, whether it still decodes
 // ggml's blocks; the device conformance suite checks the kernels whole.
 //
