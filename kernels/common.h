@@ -983,6 +983,41 @@ WF_DEVICE float rms_scale(const float* x, int k, float eps, bool vec4) {
   return rms_scale_of<BLOCK>(rms_sum_squares<BLOCK>(x, k, vec4, 0, 0.0f), k, eps);
 }
 
+// A thread's first KEEP float4 vectors t, t + BLOCK, … (those below n_vec) of a K-vector on 16
+// bytes, held in registers (rms_sum_squares' partition): a GEMV prologue's x between the norm's
+// sum of squares and the staging (one read, where rms_scale and the staging each read it), and
+// its norm weights loaded before the dependency wait (a weight, not the earlier kernels' output:
+// its latency off the prologue's chain). K ≤ 4·BLOCK·KEEP is held whole.
+template <int BLOCK, int KEEP>
+struct KeptVecs {
+  float v[KEEP][4];
+
+  WF_DEVICE void load(const float* p, int n_vec) {
+    const int t = thread_index();
+#pragma unroll
+    for (int j = 0; j < KEEP; ++j) {
+      const int i = t + j * BLOCK;
+      if (i < n_vec) load_f32x4(p + 4 * i, v[j]);
+    }
+  }
+};
+
+// rms_scale<BLOCK> over x on 16 bytes whose first vectors are xk: the same partition, order and
+// expression, so the same bits.
+template <int BLOCK, int KEEP>
+WF_DEVICE float rms_scale_kept(const float* x, const KeptVecs<BLOCK, KEEP>& xk, int k, float eps) {
+  const int t = thread_index();
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < KEEP; ++j) {
+    if (t + j * BLOCK < k / 4) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ss += xk.v[j][e] * xk.v[j][e];
+    }
+  }
+  return rms_scale_of<BLOCK>(rms_sum_squares<BLOCK>(x, k, true, KEEP, ss), k, eps);
+}
+
 // N f32 values (N a multiple of 4) as N/4 16-byte stores.
 template <int N>
 WF_DEVICE void store_f32s(float* p, const float (&v)[N]) {

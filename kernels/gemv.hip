@@ -150,39 +150,9 @@ WF_DEVICE void stage_input(const float* x, const float* g, float scale, int k, b
   block_sync();
 }
 
-// A thread's first GEMV_KEEP float4 vectors t, t + GEMV_BLOCK, … (those below n_vec) of a
-// K-vector, held in registers: x between the norm's sum of squares and the staging (one read,
-// where rms_scale and stage_input each read it), and norm_w loaded before the dependency wait
-// (a weight, not the earlier kernels' output: its latency off the prologue's chain).
+// Thread t's first GEMV_KEEP float4 vectors of x and norm_w in registers (common.h KeptVecs).
 constexpr int GEMV_KEEP = 2;  // K ≤ 4·GEMV_BLOCK·GEMV_KEEP = 2048 is held whole
-struct Kept {
-  float v[GEMV_KEEP][4];
-
-  WF_DEVICE void load(const float* p, int n_vec) {
-    const int t = thread_index();
-#pragma unroll
-    for (int j = 0; j < GEMV_KEEP; ++j) {
-      const int i = t + j * GEMV_BLOCK;
-      if (i < n_vec) load_f32x4(p + 4 * i, v[j]);
-    }
-  }
-};
-
-// rms_scale<GEMV_BLOCK> over x on 16 bytes (vec4) whose first vectors are xk: the same
-// partition, order and expression, so the same bits.
-WF_DEVICE float rms_scale_kept(const float* x, const Kept& xk, int k, float eps) {
-  const int t = thread_index();
-  float ss = 0.0f;
-#pragma unroll
-  for (int j = 0; j < GEMV_KEEP; ++j) {
-    if (t + j * GEMV_BLOCK < k / 4) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) ss += xk.v[j][e] * xk.v[j][e];
-    }
-  }
-  return rms_scale_of<GEMV_BLOCK>(rms_sum_squares<GEMV_BLOCK>(x, k, true, GEMV_KEEP, ss), k,
-                                  eps);
-}
+using Kept = KeptVecs<GEMV_BLOCK, GEMV_KEEP>;
 
 // stage_input with x and g on 16 bytes whose first vectors are xk and gk (gk unused without g).
 template <class C>
