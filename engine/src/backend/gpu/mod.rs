@@ -364,21 +364,17 @@ pub const ABI_KERNELS: [&str; 106] = [
 ];
 
 /// Whether a GEMV over `weight` blocks takes 8-bit activations unless `WAVEFRONT_QGEMV_Q8` says
-/// otherwise: Q4_0 and the K-quants (Q4_K, Q5_K, Q6_K), where the integer dot products beat
-/// the f32 form's per-weight conversions since the 8-bit prologue stages a group of 32 with
-/// four threads (H100, tg32 of the 8B shape, `bench/results/2026-12-07-qgemv-lanes-h100/`:
-/// Q4_0 384.9 against 363.0 tok/s, Q4_K 331.3 against 299.3 with one thread a group). Q8_0
-/// keeps f32 activations, faster there (257.8 against 251.3; with the fused stacks 301.7
-/// against 288.8) and exact to f32. Q4_1, Q5_0 and Q5_1 keep them too for now, although the
-/// 8-bit form measured faster with the fused stacks (`bench/results/2026-12-07-qgemv-stacks-h100/`:
-/// 424.8 against 393.0, 383.8 / 331.0, 368.6 / 345.7): with it SmolLM2's (Q4_1) GPU greedy
-/// stream moves off its committed snapshot (still within the divergence rule), to be reviewed
-/// on a device before the default changes.
+/// otherwise: every block type but Q8_0 and Q5_0, where the integer dot products beat the f32
+/// form's per-weight conversions (H100, tg32 of the 8B shape with the fused stacks,
+/// `bench/results/2026-12-07-qgemv-stacks-h100/`: 8-bit against f32 activations, Q4_0 455.8
+/// against 431.4 tok/s, Q4_1 424.8 / 393.0, Q5_1 368.6 / 345.7, Q4_K 382.5 / 321.2). Q8_0
+/// keeps f32 activations, faster there (301.7 against 288.8: no nibbles to unpack, so little
+/// arithmetic to save) and exact to f32. Q5_0 keeps them too for now although its 8-bit form
+/// measured faster (383.8 / 331.0): Gemma 3's Q4_K_M file is mostly Q5_0, and its GPU greedy
+/// streams' committed snapshots are the f32 form's until a device run brings the 8-bit
+/// form's back for review.
 pub fn q8_activations_by_default(weight: DType) -> bool {
-    matches!(
-        weight,
-        DType::Q4_0 | DType::Q4_K | DType::Q5_K | DType::Q6_K
-    )
+    quant::quant_range(weight).is_some() && !matches!(weight, DType::Q8_0 | DType::Q5_0)
 }
 
 pub struct GpuBackend {
@@ -437,9 +433,9 @@ pub struct GpuBackend {
     gemv_mma_lds: bool,
     /// `WAVEFRONT_QGEMV_Q8=1` / `=0`: the GEMVs over block-quantized weights of every type
     /// take 8-bit activations and integer dot products (`qgemv_q8a_{T}`,
-    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), Q4_0 and the K-quants take the
-    /// 8-bit form and the rest the f32 one ([`q8_activations_by_default`]). [`Backend::matmul_input_dtype`]
-    /// says which (Q8_0: a block of 32 rounded with one scale).
+    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), every type but Q8_0 takes the
+    /// 8-bit form and Q8_0 the f32 one ([`q8_activations_by_default`]).
+    /// [`Backend::matmul_input_dtype`] says which (Q8_0: a block of 32 rounded with one scale).
     qgemv_q8: Option<bool>,
     /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its
     /// input rows), instead of what the device holds at once (for A/B measurements and
@@ -1132,7 +1128,7 @@ impl Backend for GpuBackend {
     /// Over block-quantized weights the GEMV keeps them f32, and the GEMM (rows > 1) takes x
     /// and the dequantized weights both rounded to f16: each product then carries at most two
     /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states. With
-    /// the 8-bit form (the K-quants by default, every type with `WAVEFRONT_QGEMV_Q8=1`) the
+    /// the 8-bit form (every type but Q8_0 by default, every type with `WAVEFRONT_QGEMV_Q8=1`) the
     /// GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound, about 500 times the f16 one,
     /// so the GEMM's rows stay within it too).
     fn matmul_input_dtype(&self, weight: DType) -> DType {

@@ -756,8 +756,8 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         );
         b.set_qgemv_blocks(None);
     }
-    // (all f32, all 8-bit, the default: Q4_0 and the K-quants 8-bit) → (Q4_0's form, Q4_K's
-    // and Q6_K's, Q8_0's)
+    // (all f32, all 8-bit, the default: every type but Q8_0 and Q5_0 8-bit) → (Q4_0's, Q4_1's
+    // and Q5_1's form, Q4_K's and Q6_K's, Q8_0's and Q5_0's)
     for (mode, q4_0, q4_k, q8_0) in [
         (Some(false), false, false, false),
         (Some(true), true, true, true),
@@ -768,6 +768,10 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         let has = |k: &str, p: &str| paths.contains(&(k, p));
         assert_eq!(has("qgemv_q4_0", "groups"), !q4_0);
         assert_eq!(has("qgemv_q8a_q4_0", "groups"), q4_0);
+        for (t, q8) in [("q4_1", q4_0), ("q5_1", q4_0), ("q5_0", q8_0)] {
+            assert_eq!(has(&format!("qgemv_{t}"), "groups"), !q8, "{t}");
+            assert_eq!(has(&format!("qgemv_swiglu_q8a_{t}"), "main"), q8, "{t}");
+        }
         assert_eq!(has("qgemv_swiglu_q4_k", "groups"), !q4_k);
         assert_eq!(has("qgemv_swiglu_q8a_q4_k", "main"), q4_k);
         assert_eq!(has("qgemv_q8a_q6_k", "out0"), q4_k);
@@ -776,6 +780,8 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         assert!(has("dequant_q4_0", "rows") && has("gemv_bf16", "vec"));
         let input = |w| b.matmul_input_dtype(w);
         assert_eq!(input(DType::Q4_0) == DType::Q8_0Kv, q4_0);
+        assert_eq!(input(DType::Q5_1) == DType::Q8_0Kv, q4_0);
+        assert_eq!(input(DType::Q5_0) == DType::Q8_0Kv, q8_0);
         assert_eq!(input(DType::Q4_K) == DType::Q8_0Kv, q4_k);
         assert_eq!(input(DType::Q8_0) == DType::Q8_0Kv, q8_0);
     }
