@@ -433,8 +433,8 @@ pub struct GpuBackend {
     gemv_mma_lds: bool,
     /// `WAVEFRONT_QGEMV_Q8=1` / `=0`: the GEMVs over block-quantized weights of every type
     /// take 8-bit activations and integer dot products (`qgemv_q8a_{T}`,
-    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), every type but Q8_0 takes the
-    /// 8-bit form and Q8_0 the f32 one ([`q8_activations_by_default`]).
+    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), every type but Q8_0 and Q5_0 takes
+    /// the 8-bit form, those two the f32 one ([`q8_activations_by_default`]).
     /// [`Backend::matmul_input_dtype`] says which (Q8_0: a block of 32 rounded with one scale).
     qgemv_q8: Option<bool>,
     /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its
