@@ -1557,9 +1557,10 @@ qgemv-groups)
   # them at N instead; "all" below is one block a group, the grid before). Carry .device/ops.
   #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
   #     them) per mode of Q8_CHECK (default: every type but Q8_0, Q4_1 and Q5_0 8-bit;
-  #     0: every type f32; 1: every type 8-bit); then at WAVE=32 with WAVEFRONT_QGEMV_BLOCKS=1 (every launch
-  #     one block a row: every group, tiles restaged) in both forms; then the model-level
-  #     checks on the fixtures and the quantized fixtures in the default mode.
+  #     0: every type f32; 1: every type 8-bit); then at WAVE=32 with
+  #     WAVEFRONT_QGEMV_BLOCKS=1 (every launch one block a row: every group, tiles restaged) in
+  #     both forms; then the model-level checks on the fixtures and the quantized fixtures in
+  #     the default mode.
   #   PART=bench (default): the GEMV microbench over the 8B shape per type of GEMV_QUANTS and
   #     cap of CAPS, in both forms (Q8S), and per variant of VARIANTS (made here from the tree's
   #     kernels/ by sed: lanesL = Q8A_STAGE_LANES L) in the 8-bit form; then tg32 of the 8B

@@ -1129,10 +1129,10 @@ impl Backend for GpuBackend {
     /// Activations are converted to the weights' type for the BLAS GEMM (e.g. bf16 × bf16 → f32).
     /// Over block-quantized weights the GEMV keeps them f32, and the GEMM (rows > 1) takes x
     /// and the dequantized weights both rounded to f16: each product then carries at most two
-    /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states. With
-    /// the 8-bit form (every type but Q8_0 by default, every type with `WAVEFRONT_QGEMV_Q8=1`) the
-    /// GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound, about 500 times the f16 one,
-    /// so the GEMM's rows stay within it too).
+    /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states. With the
+    /// 8-bit form (every type but Q8_0, Q4_1 and Q5_0 by default, every type with
+    /// `WAVEFRONT_QGEMV_Q8=1`) the GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound,
+    /// about 500 times the f16 one, so the GEMM's rows stay within it too).
     fn matmul_input_dtype(&self, weight: DType) -> DType {
         match quant::quant_range(weight) {
             Some(_) if self.qgemv_q8(weight) => DType::Q8_0Kv,
