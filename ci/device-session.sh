@@ -28,7 +28,7 @@ set -uo pipefail
 # the device call's own time limit, or give the stage's commands their limits.
 # A GPU test that would skip here is a failure (DESIGN.md "Conformance policy").
 export WAVEFRONT_REQUIRE_GPU=1
-stage=${1:?usage: ci/device-session.sh pack|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|variants|gemma3|sync}
+stage=${1:?usage: ci/device-session.sh pack|pack-lean|pack-blob|unblob|ops|llama|smollm2|decode|attention|prefill|kvq8-check|quant-check|quant-gpu|batch|batch-bench|batch-profile|rows|spec|batch-check|steps|mma|attn-rows|rows-profile|qgemv-profile|kvq8-bench|kvq8-ab|sampler|serve-gpu|serve-shape|verify-graph|q8a|qgemv-groups|gemv-groups|short-attn|variants|gemma3|sync}
 # insta finds the snapshots from the workspace root without cargo (there is none there).
 export INSTA_WORKSPACE_ROOT=/work/main
 DEST=${OUT:-/tmp/wavefront-out}
@@ -75,6 +75,29 @@ pack() {
   du -sh .device/ops .device/models
 }
 
+# pack, then only the binaries named in LEAN_BINS in .device/ops (default: wavefront,
+# wavefront-conformance, golden_tokens: 9.6 MB of xz, what `smollm2 QUICK=1`, `qgemv-groups
+# PART=check` and the benches run) and the default model in two parts, .device/m1 (LEAN_FIRST
+# bytes, default 38,500,000) and .device/m2 (the rest), so that it travels in two calls of one
+# warm window: call 1 carries .device/ops and .device/m1 with the whole tree (~14 MB with
+# bench/results and conformance/reports moved aside), call 2 .device/m2 (60 MB) with the tree
+# less fixtures/models, fixtures/quant_models and fixtures/gguf (moved aside for that call:
+# `smollm2` needs only fixtures/smollm2). A base binary for an A/B goes to .device/ops/base/.
+pack_lean() {
+  local keep=" ${LEAN_BINS:-wavefront wavefront-conformance golden_tokens} " f b
+  local first=${LEAN_FIRST:-38500000}
+  pack
+  for f in .device/ops/*.xz; do
+    b=$(basename "$f" .xz)
+    case "$keep" in *" $b "*) ;; *) rm -f "$f" ;; esac
+  done
+  rm -rf .device/ops/model.part00 .device/models .device/m[0-9]
+  mkdir -p .device/m1 .device/m2
+  head -c "$first" "$model" >.device/m1/smolpart.00
+  tail -c +$((first + 1)) "$model" >.device/m2/smolpart.01
+  du -sb .device/ops .device/m1 .device/m2
+}
+
 unpack() { # dir
   mkdir -p .device/bin
   ln -sfn .device/bin bin
@@ -97,13 +120,13 @@ model_from_parts() { # the default model from .device/m1..m3 (three calls' carri
   if [ -f "$model" ] && echo "$sha  $model" | sha256sum -c --status - 2>/dev/null; then
     return # an earlier call (or `unblob`) put it there
   fi
-  cat .device/m1/smolpart.00 .device/m2/smolpart.01 .device/m3/smolpart.02 >"$model"
+  cat .device/m[1-9]/smolpart.* >"$model" # m1, m2 (pack-lean) or m1..m3, in order
   echo "$sha  $model" | sha256sum -c - || exit 3
 }
 
 default_model() { # the default model from whichever parts the calls carried: .device/m1..m3
-  # (three calls), else pack's two (model.part00 beside the binaries, .device/models), checked;
-  # an earlier call's copy if it checks out
+  # (three calls) or m1, m2 (pack-lean's two), else pack's two (model.part00 beside the
+  # binaries, .device/models), checked; an earlier call's copy if it checks out
   if [ -f "$model" ] && echo "$sha  $model" | sha256sum -c --status - 2>/dev/null; then
     return
   fi
@@ -248,6 +271,7 @@ gemv_bench_modes() { # the GEMV microbench (per projection) with the matrix-core
 mkdir -p "$OUT"
 case $stage in
 pack) pack ;;
+pack-lean) pack_lean ;;
 pack-blob) pack_blob ;;
 unblob) unblob ;;
 ops)
