@@ -160,14 +160,18 @@ QGEMV_SWIGLU = GEMV_SWIGLU.replace("const uint16_t* w, ", "const uint8_t* qa, co
 DEQUANT = ("const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k, "
            "int vocab, void* out, int out_f16, float scale")
 # The GGUF weight block types (split layout, qgemv.hip).
+# Blocks (the host's ops/qgemv.rs `threads`): as many threads as keep the registers unspilled,
+# 1024 for qgemv, 512 for qgemv_swiglu and the heavier qgemv forms, 256 for the heaviest.
 for suffix in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"):
-    ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*blocks)")
-    ABI[f"qgemv_swiglu_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
+    heavy = suffix in ("q5_k", "q6_k")
+    ABI[f"qgemv_{suffix}"] = ("qgemv.hip", QGEMV, 512 if heavy or suffix == "q4_k" else 1024,
+                              "(n_in*blocks)")
+    ABI[f"qgemv_swiglu_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256 if heavy else 512,
                                      "(n_in*blocks)")
     ABI[f"dequant_{suffix}"] = ("qgemv.hip", DEQUANT, 256, "(n_rows)")
     # The 8-bit-activation forms (WAVEFRONT_QGEMV_Q8=1): the same parameters and grids.
-    ABI[f"qgemv_q8a_{suffix}"] = ("qgemv.hip", QGEMV, 256, "(n_in*blocks)")
-    ABI[f"qgemv_swiglu_q8a_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256,
+    ABI[f"qgemv_q8a_{suffix}"] = ("qgemv.hip", QGEMV, 512 if heavy else 1024, "(n_in*blocks)")
+    ABI[f"qgemv_swiglu_q8a_{suffix}"] = ("qgemv.hip", QGEMV_SWIGLU, 256 if heavy else 512,
                                          "(n_in*blocks)")
 
 # --- source parsing ---------------------------------------------------------------------------

@@ -135,12 +135,12 @@ static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k
   float acc[1] = {0.0f};
   for (int t0 = 0; t0 < k; t0 += TILE) {
     const int n = k - t0 < TILE ? k - t0 : TILE;
-    for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {
+    for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {  // a block of the widest kernels
       threadIdx.x = t;
       if (Q8) {
-        stage_tile_q8_lanes<1>(x, nullptr, 1.0f, t0, n, xq);
+        stage_tile_q8_lanes<1, QGEMV_BLOCK>(x, nullptr, 1.0f, t0, n, xq);
       } else {
-        stage_tile(x, nullptr, 1.0f, t0, n, xs);
+        stage_tile<QGEMV_BLOCK>(x, nullptr, 1.0f, t0, n, xs);
       }
     }
     const int c_begin = t0 / T::BE * T::CPB, c_end = c_begin + n / T::BE * T::CPB;

@@ -46,15 +46,16 @@
 //   tensors); bias (M) f32 or null; out0/out1/out2 f32 (m1, m2 may be 0); out (I) f32.
 // Batches: n_in input rows as in gemv.hip (x (n_in, K), outputs (n_in, ·); the grid n_in times
 //   the one-row grid).
-// Launch: the rows in groups, qgemv ceil(M / ROWS) of ROWS = QGEMV_BLOCK/WAVE rows (each
-//   wave one row of a group, QGEMV_ROWS_A_WAVE), qgemv_swiglu ceil(I / (QGEMV_BLOCK/WAVE)) of
-//   QGEMV_BLOCK/WAVE outputs (each wave one output: its gate and up rows); grid (n_in ·
+// Launch: block B threads, the kernel's (QGEMV_BLOCK = 1024, QGEMV_BLOCK_MID = 512 or
+//   QGEMV_BLOCK_HEAVY = 256, below); the rows in groups, qgemv ceil(M / ROWS) of ROWS = B/WAVE
+//   rows (each wave one row of a group, QGEMV_ROWS_A_WAVE), qgemv_swiglu ceil(I / (B/WAVE)) of
+//   B/WAVE outputs (each wave one output: its gate and up rows); grid (n_in ·
 //   blocks), 1 ≤ blocks ≤ the groups (the host's choice: about what the device holds at once),
 //   block b taking the groups b / n_in, b / n_in + blocks, … of input row b % n_in, the input
 //   staged once for all of them when K fits one tile (a row's sum is the same whichever block
-//   computes it: blocks changes no bit); block QGEMV_BLOCK = 256; dynamic shared memory
-//   4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB CDNA LDS).
-//   dequant grid (n_rows), block 256, no shared memory.
+//   computes it, and the norm's scale whatever B: neither blocks nor B changes a bit); dynamic
+//   shared memory 4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB
+//   CDNA LDS). dequant grid (n_rows), block DEQUANT_BLOCK = 256, no shared memory.
 // Indexing: the input is staged tile by tile (QGEMV_TILE = 7168 elements, a multiple of 256,
 //   so no block straddles two tiles) in LDS as f32, 4 pad floats after every 32 (element e at
 //   e + 4·⌊e/32⌋): lane l of a wave reads its chunks' 16-element groups as 16-byte LDS loads,
@@ -101,7 +102,17 @@
 
 #include "common.h"
 
-constexpr int QGEMV_BLOCK = 256;
+// Threads a block of the one-row GEMVs, per kernel (ABI: the host's `qgemv_threads`): as many
+// as keep the kernel's registers unspilled (sm_90 ptxas, both waves), so that a block's staged
+// input serves as many rows as a multiprocessor keeps in flight (each block stages the whole
+// input, and K = 14,336 of f32 through L2 per 8 rows was the down projection's cost: H100, 8B
+// Q4_0 8-bit, down 18.9 → 15.8 µs at 1024, bench/results/2026-12-07-qgemv-blocks-h100/):
+constexpr int QGEMV_BLOCK = 1024;      // qgemv_{T} but Q4_K's f32 form, Q5_K's and Q6_K's
+constexpr int QGEMV_BLOCK_MID = 512;   // those three; qgemv_swiglu_{T} but Q5_K's and Q6_K's
+constexpr int QGEMV_BLOCK_HEAVY = 256;  // qgemv_swiglu of Q5_K and Q6_K (~160 registers)
+// The RMSNorm prologue's partition (rms_norm.hip's block): the threads past it add zeros after
+// (qgemv_rms_scale), so the scale has rms_norm.hip's bits whatever the block.
+constexpr int QGEMV_NORM_BLOCK = 256;
 constexpr int QGEMV_TILE = 7168;  // input elements staged in LDS at a time
 constexpr int QGEMV_UNROLL = 2;   // chunks a row in flight per lane
 // qgemv_{T}'s rows a wave takes in a group (ABI: the host's groups). One: 64 registers on sm_90
@@ -381,8 +392,9 @@ WF_DEVICE void load_input4(const float* x, const float* g, float scale, int i, f
 
 // Elements [t0, t0 + n) of a (x, or its RMSNorm with g and scale) into xs (padded), n a
 // multiple of 32, then a barrier.
+template <int B>
 WF_DEVICE void stage_tile(const float* x, const float* g, float scale, int t0, int n, float* xs) {
-  for (int i = 4 * thread_index(); i < n; i += 4 * QGEMV_BLOCK) {
+  for (int i = 4 * thread_index(); i < n; i += 4 * B) {
     float v[4];
     load_input4(x, g, scale, t0 + i, v);
     store_f32x4(xs + pad_index(i), v);
@@ -467,19 +479,19 @@ WF_DEVICE int q8a_quant(float v, float id, bool finite) {
 // Elements [t0, t0 + n) of a (x, or its RMSNorm with g and scale) quantized into xs as the
 // records above (n a multiple of 32), then a barrier, with L threads a group of 32
 // (Q8A_STAGE_LANES = L: 1, 2, 4 or 8): thread t takes the 32/L consecutive elements t % L of
-// group t / L (+ QGEMV_BLOCK/L groups a pass, every thread on every pass, block-uniform), the
+// group t / L (+ B/L groups a pass, every thread on every pass, block-uniform), the
 // group's max |x| and finiteness over its L lanes by shuffles (masks 1 … L/2: within a warp at
 // either wave size), the 16-element sums over the L/2 lanes of each half (L = 1: the thread's
 // own two halves). The same records whatever L, bit for bit: the max and the integer sums do
 // not depend on the order. L = 4: all 256 threads busy from K = 2048 on, a quarter of one a
 // group's serial work.
-template <int L>
+template <int L, int B>
 WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, int t0, int n,
                                    uint8_t* xs) {
   constexpr int E = 32 / L;  // elements a thread
   const int t = thread_index();
   const int sub = t % L;
-  for (int g0 = 0; g0 < n / 32; g0 += QGEMV_BLOCK / L) {  // block-uniform
+  for (int g0 = 0; g0 < n / 32; g0 += B / L) {  // block-uniform
     const int j = g0 + t / L;
     const bool mine = j < n / 32;
     const int jr = mine ? j : 0;  // a thread past the tile's groups reads group 0, writes nothing
@@ -585,7 +597,19 @@ WF_DEVICE void dot_chunk_q8(const Chunk (&ch)[NR], int c, int t0, const uint8_t*
 // reductions) with the lane's sums. When K fits one tile the input is staged once for all the
 // block's groups and the next group's first loads are issued before this group's epilogue;
 // past one tile every group stages every tile again.
-template <class T, int NR, bool Q8, class Rows, class Epi>
+// The RMSNorm scale of x (K on 16 bytes) in a block of B ≥ QGEMV_NORM_BLOCK threads with
+// rms_norm.hip's partition and order: the threads past QGEMV_NORM_BLOCK add zeros after the
+// others' partial sums (a sum of squares is ≥ 0: x + 0 = x), so the same bits whatever B.
+template <int B>
+WF_DEVICE float qgemv_rms_scale(const float* x, int k, float eps) {
+  static_assert(B % QGEMV_NORM_BLOCK == 0, "the norm's partition within the block");
+  const float ss = thread_index() < QGEMV_NORM_BLOCK
+                       ? rms_sum_squares<QGEMV_NORM_BLOCK>(x, k, true, 0, 0.0f)
+                       : 0.0f;
+  return rms_scale_of<B>(ss, k, eps);
+}
+
+template <class T, int NR, bool Q8, int B, class Rows, class Epi>
 WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, int k, int slot, int first, int step,
                             int n_groups, Rows rows, Epi epi) {
@@ -607,13 +631,13 @@ WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x
   float scale = 1.0f;
   if (norm_w) {
     WF_PATH(slot, PATH_NORM);
-    scale = rms_scale<QGEMV_BLOCK>(x, k, eps, true);
+    scale = qgemv_rms_scale<B>(x, k, eps);
   }
   auto stage = [&](int t0, int n) {
     if constexpr (Q8) {
-      stage_tile_q8_lanes<Q8A_STAGE_LANES>(x, norm_w, scale, t0, n, xq);
+      stage_tile_q8_lanes<Q8A_STAGE_LANES, B>(x, norm_w, scale, t0, n, xq);
     } else {
-      stage_tile(x, norm_w, scale, t0, n, xs);
+      stage_tile<B>(x, norm_w, scale, t0, n, xs);
     }
   };
   if (one_tile) stage(0, k);  // once for every group of the block
@@ -670,7 +694,7 @@ WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x
   }
 }
 
-template <class T, bool Q8>
+template <class T, bool Q8, int B>
 WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, const float* bias, float* out0,
                             float* out1, float* out2, int m0, int m1, int m2, int k,
@@ -683,10 +707,10 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
   out1 += (i64)bb.row * m1;
   out2 += (i64)bb.row * m2;
   constexpr int NR = QGEMV_ROWS_A_WAVE;
-  constexpr int ROWS = NR * (QGEMV_BLOCK / WAVE);  // rows a group
+  constexpr int ROWS = NR * (B / WAVE);  // rows a group
   const i64 bpr = k / T::BE;
   // The first row of the wave in group g.
-  auto row0 = [&](int g) { return NR * (g * (QGEMV_BLOCK / WAVE) + wave_index()); };
+  auto row0 = [&](int g) { return NR * (g * (B / WAVE) + wave_index()); };
   auto rows = [&](int g, i64(&row_blk)[NR]) {
     const int r0 = row0(g);
 #pragma unroll
@@ -724,11 +748,11 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
       }
     }
   };
-  qgemv_groups<T, NR, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+  qgemv_groups<T, NR, Q8, B>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
                           (m + ROWS - 1) / ROWS, rows, epi);
 }
 
-template <class T, bool Q8>
+template <class T, bool Q8, int B>
 WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                                    const float* norm_w, float eps, float* out, int inter,
                                    int k, int n_in, int act, int blocks) {
@@ -736,7 +760,7 @@ WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const f
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
   out += (i64)bb.row * inter;
-  constexpr int OUTS = QGEMV_BLOCK / WAVE;  // outputs a group
+  constexpr int OUTS = B / WAVE;  // outputs a group
   const i64 bpr = k / T::BE;
   auto rows = [&](int g, i64(&row_blk)[2]) {
     const int r = g * OUTS + wave_index();
@@ -758,7 +782,7 @@ WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const f
       }
     }
   };
-  qgemv_groups<T, 2, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+  qgemv_groups<T, 2, Q8, B>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
                          (inter + OUTS - 1) / OUTS, rows, epi);
 }
 
@@ -823,13 +847,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ8_0, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ8_0, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q8_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -841,13 +866,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ4_0, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ4_0, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -859,13 +885,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ4_1, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ4_1, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -877,13 +904,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ5_0, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ5_0, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_0(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -895,13 +923,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ5_1, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ5_1, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_1(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -909,17 +938,18 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
   dequant_kernel<TQ5_1>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ4_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
+      m1, m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ4_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q4_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -927,17 +957,18 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
   dequant_kernel<TQ4_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ5_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
+      m1, m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ5_K, false, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q5_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -945,17 +976,18 @@ extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
   dequant_kernel<TQ5_K>(qa, sa, ids, row0, n_rows, k, vocab, out, out_f16, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k, residual,
-                  n_in, blocks);
+  qgemv_kernel<TQ6_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
+      m1, m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ6_K, false, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
     dequant_q6_k(const uint8_t* qa, const uint8_t* sa, const int* ids, int row0, int n_rows, int k,
@@ -968,110 +1000,118 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ8_0, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+      k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ8_0, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ4_0, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+      k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ4_0, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ4_1, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+      k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ4_1, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ5_0, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+      k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ5_0, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ5_1, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+      k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ5_1, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ4_K, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+      k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ4_K, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ5_K, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ5_K, true, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }
 
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2, k,
-                         residual, n_in, blocks);
+  qgemv_kernel<TQ6_K, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+      m2, k, residual, n_in, blocks);
 }
-extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
+extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in, act, blocks);
+  qgemv_swiglu_kernel<TQ6_K, true, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+      act, blocks);
 }

@@ -667,6 +667,8 @@ struct CapProduct {
     tmp: GpuTensor,
     m: usize,
     k: usize,
+    /// The threads a block of the last launch.
+    block: u32,
 }
 
 impl CapProduct {
@@ -678,6 +680,7 @@ impl CapProduct {
             tmp: b.alloc(DType::F32, 16 * m).unwrap(),
             m,
             k,
+            block: 0,
         }
     }
 
@@ -692,7 +695,14 @@ impl CapProduct {
         swiglu: bool,
     ) -> (String, u32, Option<KernelArg>) {
         let (k, m) = (self.k, self.m);
-        let CapProduct { x, w, out, tmp, .. } = self;
+        let CapProduct {
+            x,
+            w,
+            out,
+            tmp,
+            block,
+            ..
+        } = self;
         let p = LinearParams {
             rows,
             in_features: k,
@@ -715,30 +725,35 @@ impl CapProduct {
         let [Call::Launch(name, cfg, args)] = &calls[..] else {
             panic!("{calls:?}")
         };
+        *block = cfg.block.0;
         (name.clone(), cfg.grid.0, args.last().cloned())
     }
 }
 
-/// A quantized GEMV launches at most `multiprocessors · 2` blocks (the fake has one
-/// multiprocessor), shared by its input rows, at least one an input row, each looping over its
-/// share of the row groups: `blocks` (per input row) is the last argument, the grid n_in times
-/// it. `set_qgemv_blocks` (WAVEFRONT_QGEMV_BLOCKS) moves the cap; the coverage a run can reach
+/// A quantized GEMV launches at most `multiprocessors · 1` blocks where the runtime cannot
+/// say what one holds (the fake has one multiprocessor and no occupancy calculator), shared by
+/// its input rows, at least one an input row, each looping over its share of the row groups:
+/// `blocks` (per input row) is the last argument, the grid n_in times it. Its rows a group are
+/// its block's waves (qgemv_q4_0 1024 threads, qgemv_swiglu_q4_0 512).
+/// `set_qgemv_blocks` (WAVEFRONT_QGEMV_BLOCKS) moves the cap; the coverage a run can reach
 /// follows the activation form.
 #[test]
 fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
     let v = FakeVendor::new(Runtime::Cuda, 32);
     let mut b = build(&v, None, &ModuleCache::new(None), &[]).unwrap();
-    let (m, k) = (100, 256); // 13 groups of 8 rows; SwiGLU over 50 outputs: 7 groups of 8
+    let (m, k) = (430, 256); // 14 groups of 32 rows; SwiGLU over 215 outputs: 14 groups of 16
     let mut product = CapProduct::new(&b, DType::Q4_0, m * k / 32 * 18, m, k);
     let mut launch = |b: &GpuBackend, rows: usize, swiglu: bool| {
         let (name, grid, last) = product.launch(&v, b, rows, swiglu);
         assert!(name.starts_with("qgemv_"), "{name}");
+        let threads = if swiglu { 512 } else { 1024 };
+        assert_eq!(product.block, threads, "{name}: its __launch_bounds__");
         (grid, last)
     };
-    for (swiglu, groups) in [(false, 13), (true, 7)] {
-        // One row: 2 blocks of the groups.
-        assert_eq!(launch(&b, 1, swiglu), (2, Some(KernelArg::I32(2))));
-        // Two input rows share the 2: one block each.
+    for (swiglu, groups) in [(false, 14), (true, 14)] {
+        // One row: 1 block for all the groups.
+        assert_eq!(launch(&b, 1, swiglu), (1, Some(KernelArg::I32(1))));
+        // Two input rows: at least one block each.
         assert_eq!(launch(&b, 2, swiglu), (2, Some(KernelArg::I32(1))));
         b.set_qgemv_blocks(Some(64));
         assert_eq!(

@@ -21,8 +21,15 @@ use crate::backend::Activation;
 use crate::error::Result;
 use crate::tensor::DType;
 
-/// Threads per block (ABI: `QGEMV_BLOCK` = `DEQUANT_BLOCK` in qgemv.hip).
-const QGEMV_BLOCK: u32 = 256;
+/// Threads a block of `qgemv_{T}` and `qgemv_q8a_{T}` but those below (ABI: `QGEMV_BLOCK`).
+const QGEMV_BLOCK: u32 = 1024;
+/// Threads a block of `qgemv_q4_k` (f32 form), `qgemv{,_q8a}_{q5_k,q6_k}` and of
+/// `qgemv_swiglu_{T}` but those below (ABI: `QGEMV_BLOCK_MID`).
+const QGEMV_BLOCK_MID: u32 = 512;
+/// Threads a block of `qgemv_swiglu{,_q8a}_{q5_k,q6_k}` (ABI: `QGEMV_BLOCK_HEAVY`).
+const QGEMV_BLOCK_HEAVY: u32 = 256;
+/// Threads a block of `dequant_{T}` (ABI: `DEQUANT_BLOCK`).
+const DEQUANT_BLOCK: u32 = 256;
 /// Rows a wave of `qgemv_{T}` takes in a row group (ABI: `QGEMV_ROWS_A_WAVE`).
 const QGEMV_ROWS_A_WAVE: u32 = 1;
 /// Input elements staged in LDS at a time (ABI: `QGEMV_TILE`).
@@ -70,9 +77,23 @@ fn kernel(b: &GpuBackend, op: &str, form: &str, dtype: DType) -> Result<String> 
     Ok(format!("{form}_{q8}{}", suffix(op, dtype)?))
 }
 
-/// Blocks a multiprocessor holds at once where the runtime cannot say (two of 256 threads at
-/// ~128 registers each fill an sm_90 SM's register file).
-const QGEMV_BLOCKS_PER_MP: u32 = 2;
+/// The threads a block of the one-row GEMV `form` (`qgemv`, `qgemv_swiglu`) over `dtype` takes
+/// (each kernel's `__launch_bounds__`): as many as keep its registers unspilled, so that one
+/// staged input serves as many rows as the multiprocessor keeps in flight (H100, 8B Q4_0 8-bit:
+/// down 18.9 → 15.8 µs at 1024 threads; `bench/results/2026-12-07-qgemv-blocks-h100/`).
+fn threads(form: &str, dtype: DType, q8: bool) -> u32 {
+    let heavy = matches!(dtype, DType::Q5_K | DType::Q6_K);
+    match form {
+        "qgemv_swiglu" if heavy => QGEMV_BLOCK_HEAVY,
+        "qgemv_swiglu" => QGEMV_BLOCK_MID,
+        _ if heavy || (dtype == DType::Q4_K && !q8) => QGEMV_BLOCK_MID,
+        _ => QGEMV_BLOCK,
+    }
+}
+
+/// Blocks a multiprocessor holds at once where the runtime cannot say (one of up to 1024
+/// threads: a block of any form at its registers fills at least half an sm_90 SM's file).
+const QGEMV_BLOCKS_PER_MP: u32 = 1;
 
 /// Blocks per input row of a launch of `name` (`shared` bytes of LDS) over `groups` row groups
 /// and `n_in` input rows ([`super::blocks_per_input`]): as many as the device holds at once
@@ -84,6 +105,7 @@ const QGEMV_BLOCKS_PER_MP: u32 = 2;
 fn blocks_per_input(
     b: &GpuBackend,
     name: &str,
+    threads: u32,
     shared: u32,
     groups: u64,
     n_in: i32,
@@ -92,18 +114,18 @@ fn blocks_per_input(
         cap: b.qgemv_blocks(),
         fallback: QGEMV_BLOCKS_PER_MP,
     };
-    super::blocks_per_input(b, name, QGEMV_BLOCK, shared, groups, n_in, policy)
+    super::blocks_per_input(b, name, threads, shared, groups, n_in, policy)
 }
 
-/// `blocks` of [`QGEMV_BLOCK`] threads, checked against a 1-D grid.
-fn grid(op: &str, blocks: u64, k: usize, q8: bool) -> Result<LaunchConfig> {
+/// `blocks` of `threads`, checked against a 1-D grid.
+fn grid(op: &str, blocks: u64, threads: u32, k: usize, q8: bool) -> Result<LaunchConfig> {
     let blocks = u32::try_from(blocks)
         .ok()
         .filter(|&b| b <= i32::MAX as u32)
         .ok_or_else(|| bad(op, format!("{blocks} blocks exceed a 1-D grid")))?;
     Ok(LaunchConfig {
         grid: (blocks, 1, 1),
-        block: (QGEMV_BLOCK, 1, 1),
+        block: (threads, 1, 1),
         shared_bytes: shared_bytes(k, q8),
     })
 }
@@ -183,10 +205,11 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     }
     let name = kernel(b, op, "qgemv", g.seg.dtype)?;
     let q8 = b.qgemv_q8(g.seg.dtype);
-    let per_block = u64::from(QGEMV_ROWS_A_WAVE * QGEMV_BLOCK / b.wave);
+    let threads = threads("qgemv", g.seg.dtype, q8);
+    let per_block = u64::from(QGEMV_ROWS_A_WAVE * threads / b.wave);
     let groups = (rows as u64).div_ceil(per_block);
-    let blocks = blocks_per_input(b, &name, shared_bytes(k, q8), groups, g.n_in)?;
-    let cfg = batched(op, grid(op, blocks, k, q8)?, g.n_in)?;
+    let blocks = blocks_per_input(b, &name, threads, shared_bytes(k, q8), groups, g.n_in)?;
+    let cfg = batched(op, grid(op, blocks, threads, k, q8)?, g.n_in)?;
     let [qa, sa] = arrays(op, g.base, &g.seg, g.row0, k)?;
     let [norm_w, eps] = norm_args(g.norm);
     let args = stacked_gemv_args!(g;
@@ -232,10 +255,18 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
     }
     let name = kernel(b, op, "qgemv_swiglu", seg.dtype)?;
     let q8 = b.qgemv_q8(seg.dtype);
-    let per_block = u64::from(QGEMV_BLOCK / b.wave);
+    let threads = threads("qgemv_swiglu", seg.dtype, q8);
+    let per_block = u64::from(threads / b.wave);
     let groups = (inter as u64).div_ceil(per_block);
-    let blocks = blocks_per_input(b, &name, shared_bytes(k as usize, q8), groups, n_in)?;
-    let one = grid(op, blocks, k as usize, q8)?;
+    let blocks = blocks_per_input(
+        b,
+        &name,
+        threads,
+        shared_bytes(k as usize, q8),
+        groups,
+        n_in,
+    )?;
+    let one = grid(op, blocks, threads, k as usize, q8)?;
     let cfg = batched(op, one, n_in)?;
     let [qa, sa] = arrays(op, base, seg, 0, k as usize)?;
     let [norm_w, eps] = norm_args(norm);
@@ -309,7 +340,7 @@ pub(in crate::backend::gpu) fn launch_dequant(
     let n = i32::try_from(n_rows).map_err(|_| bad(op, format!("{n_rows} rows")))?;
     let cfg = LaunchConfig {
         grid: (n as u32, 1, 1),
-        block: (QGEMV_BLOCK, 1, 1),
+        block: (DEQUANT_BLOCK, 1, 1),
         shared_bytes: 0,
     };
     let args = [
