@@ -82,7 +82,8 @@ pack() {
 # warm window: call 1 carries .device/ops and .device/m1 with the whole tree (~14 MB with
 # bench/results and conformance/reports moved aside), call 2 .device/m2 (60 MB) with the tree
 # less fixtures/models, fixtures/quant_models and fixtures/gguf (moved aside for that call:
-# `smollm2` needs only fixtures/smollm2). A base binary for an A/B goes to .device/ops/base/.
+# `smollm2` needs only fixtures/smollm2). A base binary for an A/B goes to .device/ops/base/
+# (ci/device-ab.sh runs it beside the new one and the kernel variants in .device/ops).
 pack_lean() {
   local keep=" ${LEAN_BINS:-wavefront wavefront-conformance golden_tokens} " f b
   local first=${LEAN_FIRST:-38500000}
