@@ -102,7 +102,7 @@
 
 #include "common.h"
 
-// Threads a block of the one-row GEMVs, per kernel (ABI: the host's `qgemv_threads`): as many
+// Threads a block of the one-row GEMVs, per kernel (ABI: ops/qgemv.rs's `threads`): as many
 // as keep the kernel's registers unspilled (sm_90 ptxas, both waves), so that a block's staged
 // input serves as many rows as a multiprocessor keeps in flight (each block stages the whole
 // input, and K = 14,336 of f32 through L2 per 8 rows was the down projection's cost: H100, 8B
@@ -483,8 +483,8 @@ WF_DEVICE int q8a_quant(float v, float id, bool finite) {
 // group's max |x| and finiteness over its L lanes by shuffles (masks 1 … L/2: within a warp at
 // either wave size), the 16-element sums over the L/2 lanes of each half (L = 1: the thread's
 // own two halves). The same records whatever L, bit for bit: the max and the integer sums do
-// not depend on the order. L = 4: all 256 threads busy from K = 2048 on, a quarter of one a
-// group's serial work.
+// not depend on the order. L = 4: all B threads busy from K = 8·B on (a 256-thread block from
+// K = 2048), a quarter of one a group's serial work.
 template <int L, int B>
 WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, int t0, int n,
                                    uint8_t* xs) {
