@@ -103,7 +103,9 @@
 #include "common.h"
 
 // Threads a block of the one-row GEMVs, per kernel (ABI: ops/qgemv.rs's `threads`): as many
-// as keep the kernel's registers unspilled (sm_90 ptxas, both waves), so that a block's staged
+// as keep the kernel's registers unspilled (sm_90 ptxas 13.2, both waves; ptxas 13.0, CI's
+// NVRTC check's and the H100's NVRTC, spills 8 bytes of qgemv_q8a_q4_k outside its inner loop,
+// which at 1024 threads still measured faster than at 512), so that a block's staged
 // input serves as many rows as a multiprocessor keeps in flight (each block stages the whole
 // input, and K = 14,336 of f32 through L2 per 8 rows was the down projection's cost: H100, 8B
 // Q4_0 8-bit, down 18.9 → 15.8 µs at 1024, bench/results/2026-12-07-qgemv-blocks-h100/):
