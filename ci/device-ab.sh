@@ -2,7 +2,9 @@
 # A/B on the device machine: the binary a stage unpacked from .device/ops (`new`) against a base
 # binary (.device/ops/base/wavefront.xz, e.g. the last stop's `.device/ops/wavefront.xz`), and
 # kernel variants run by `new` with `--kernels .device/ops/NAME` (a copy of kernels/ with one
-# change: carried with .device/ops, no rebuild). Run from the repository root:
+# change: carried with .device/ops, no rebuild), and variants of `new` under an environment
+# (a name NAME with ENV_NAME set: `ENV_t512=WAVEFRONT_QGEMV_THREADS=512 VARS="new t512"`,
+# several assignments space-separated). Run from the repository root:
 #   MODE=gemv QUANTS="q4_0 q4_k" VARS="new base k1" bash ci/device-ab.sh
 #     `wavefront bench --gemv` over the 8B shape (GEMV_SHAPE) per quantization and variant;
 #   MODE=tg SHAPES="llama-3.1-8b llama-3.2-1b" QUANTS="q4_0" [ROUNDS=2] [TG=128] bash ci/device-ab.sh
@@ -27,6 +29,10 @@ O=${OUT:-/tmp/wavefront-out}/ab-$MODE
 mkdir -p "$O"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$O/gpu.txt" 2>/dev/null
 binary() { if [ "$1" = base ]; then echo "$base"; else echo .device/bin/wavefront; fi; }
+envs() { # a variant's environment (ENV_NAME), else nothing
+  local n="ENV_${1//[^A-Za-z0-9_]/_}"
+  echo "${!n-}"
+}
 kernels() { # a variant that is a directory of .device/ops: its kernels
   if [ "$1" != base ] && [ "$1" != new ] && [ -d ".device/ops/$1" ]; then echo "--kernels .device/ops/$1"; fi
 }
@@ -35,7 +41,7 @@ if [ "$MODE" = gemv ]; then
     for v in $VARS; do
       s=$SECONDS
       # shellcheck disable=SC2046  # kernels: no argument or two
-      timeout 150 "$(binary "$v")" bench --gemv $(kernels "$v") --backend gpu --quant "$q" \
+      env $(envs "$v") timeout 150 "$(binary "$v")" bench --gemv $(kernels "$v") --backend gpu --quant "$q" \
         --shape "${GEMV_SHAPE:-llama-3.1-8b}" --markdown "$O/gemv-$q-$v.md" >"$O/gemv-$q-$v.log" 2>&1
       echo "gemv $q $v rc=$? $((SECONDS - s)) s"
     done
@@ -52,7 +58,7 @@ else
         for v in $VARS; do
           m="$O/tg-$v-$q-$s-$r.md"
           # shellcheck disable=SC2046
-          timeout 120 "$(binary "$v")" bench --backend gpu $(kernels "$v") --quant "$q" --shape "$s" \
+          env $(envs "$v") timeout 120 "$(binary "$v")" bench --backend gpu $(kernels "$v") --quant "$q" --shape "$s" \
             --reps 3 --depth 0 --pp "${PP:-1}" --tg "${TG:-128}" --markdown "$m" >"${m%.md}.log" 2>&1
           echo "$v $q $s $r rc=$? $(grep -E '^\| (tg|pp)' "$m" | awk -F'|' '{printf "%s=%s %s ", $2, $3, $8}')"
         done
