@@ -40,7 +40,7 @@ if [ "$MODE" = gemv ]; then
   for q in $QUANTS; do
     for v in $VARS; do
       s=$SECONDS
-      # shellcheck disable=SC2046  # kernels: no argument or two
+      # shellcheck disable=SC2046  # envs: none or some; kernels: no argument or two
       env $(envs "$v") timeout 150 "$(binary "$v")" bench --gemv $(kernels "$v") --backend gpu --quant "$q" \
         --shape "${GEMV_SHAPE:-llama-3.1-8b}" --markdown "$O/gemv-$q-$v.md" >"$O/gemv-$q-$v.log" 2>&1
       echo "gemv $q $v rc=$? $((SECONDS - s)) s"
