@@ -28,21 +28,11 @@ VERSION=13.0.88
 DIR="$ROOT/target/nvrtc"
 NVRTC="$DIR/nvidia/cu13/lib/libnvrtc.so.13"
 PTXAS="$DIR/nvidia/cu13/bin/ptxas"
-if [ ! -f "$NVRTC" ] || [ ! -x "$PTXAS" ] || [ "$(cat "$DIR/version" 2>/dev/null)" != "$VERSION" ]; then
-  echo "+ pip download nvidia-cuda-nvrtc==$VERSION nvidia-cuda-nvcc==$VERSION into $DIR"
-  rm -rf "$DIR"
-  mkdir -p "$DIR/wheels"
-  # pip from a virtual environment (python3-venv; Debian's python3 has no pip of its own)
-  python3 -m venv "$DIR/venv"
-  "$DIR/venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$DIR/wheels" \
-    "nvidia-cuda-nvrtc==$VERSION" "nvidia-cuda-nvcc==$VERSION"
-  for w in "$DIR"/wheels/*.whl; do
-    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$w" "$DIR"
-  done
-  chmod +x "$PTXAS"
-  echo "$VERSION" >"$DIR/version"
-  rm -rf "$DIR/wheels" "$DIR/venv"
-fi
+# shellcheck source=ci/nv-wheels.sh
+. "$ROOT/ci/nv-wheels.sh"
+[ -f "$NVRTC" ] || rm -f "$DIR/version"  # both tools or a fresh download
+nv_wheels "$DIR" "$VERSION" "$PTXAS" nvidia-cuda-nvrtc nvidia-cuda-nvcc
+[ -f "$NVRTC" ] || { echo "nvrtc-compile-check: no $NVRTC in the wheels" >&2; exit 1; }
 
 # (NVRTC 13 opens its builtins library by name: from beside it.)
 LD_LIBRARY_PATH="$(dirname "$NVRTC")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \

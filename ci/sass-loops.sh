@@ -39,20 +39,9 @@ if [ ! -f "$NV/lib/libnvrtc.so.13" ] || [ ! -x "$NV/bin/ptxas" ]; then
 fi
 DIS_VERSION=13.2.78
 DIS="$ROOT/target/nvdisasm"
-if [ ! -x "$DIS/nvidia/cu13/bin/nvdisasm" ] || [ "$(cat "$DIS/version" 2>/dev/null)" != "$DIS_VERSION" ]; then
-  echo "+ pip download nvidia-cuda-nvdisasm==$DIS_VERSION into $DIS" >&2
-  rm -rf "$DIS"
-  mkdir -p "$DIS/wheels"
-  python3 -m venv "$DIS/venv"
-  "$DIS/venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$DIS/wheels" \
-    "nvidia-cuda-nvdisasm==$DIS_VERSION"
-  for w in "$DIS"/wheels/*.whl; do
-    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$w" "$DIS"
-  done
-  chmod +x "$DIS/nvidia/cu13/bin/nvdisasm"
-  echo "$DIS_VERSION" >"$DIS/version"
-  rm -rf "$DIS/wheels" "$DIS/venv"
-fi
+# shellcheck source=ci/nv-wheels.sh
+. "$ROOT/ci/nv-wheels.sh"
+nv_wheels "$DIS" "$DIS_VERSION" "$DIS/nvidia/cu13/bin/nvdisasm" nvidia-cuda-nvdisasm
 
 OUT="$ROOT/target/sass-loops"
 rm -rf "$OUT" && mkdir -p "$OUT/in"
