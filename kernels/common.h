@@ -77,7 +77,13 @@ typedef unsigned long long u64;
 #define WF_EMULATED_WAVE (WAVE == 64)
 #else
 #define WF_DEVICE inline
-#define WF_SHARED
+#if defined(WF_HOST_SIM)
+// ci/kernel-sim.h runs a block's threads as fibers, blocks one after another: a block's shared
+// variables are the function's statics (one per instantiation, as on a GPU).
+#define WF_SHARED static
+#else
+#define WF_SHARED  // a host test's one thread
+#endif
 #define WF_EMULATED_WAVE 0
 #include <math.h>
 #include <string.h>
@@ -943,7 +949,11 @@ WF_DEVICE void store4(uint16_t* p, const float (&v)[4]) {
 // The block's dynamic shared memory (the launch's shared_bytes), 16-byte aligned (declared
 // as 16-byte vectors), viewed as 16-bit values.
 WF_DEVICE uint16_t* dynamic_shared_u16() {
+#if defined(WF_HOST)
+  extern wf_u32x4 wf_dynamic_shared[];  // the host test's array
+#else
   extern WF_SHARED wf_u32x4 wf_dynamic_shared[];
+#endif
   return (uint16_t*)wf_dynamic_shared;
 }
 

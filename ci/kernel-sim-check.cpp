@@ -1,0 +1,451 @@
+// kernels/qgemv.hip's one-row GEMVs run whole on the host (ci/kernel-sim.h: every thread of a
+// block a fiber, real barriers and wave shuffles at WAVE lanes), at the launches the engine
+// makes (ops/qgemv.rs: the kernel's threads, row groups of threads/WAVE rows or outputs, grid
+// n_in · blocks), for every weight type in both activation forms (f32: qgemv_{T},
+// qgemv_swiglu_{T}; 8-bit: qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}), with one input tile and with
+// two (K past QGEMV_TILE / Q8A_TILE). Weights: the fixtures' blocks (fixtures/quants/{T}.bin,
+// quantized by gguf-py) laid out row by row in the device's split layout; their values are
+// gguf-py's (fixtures/quants/{T}.f32). Checked, per type, form and K:
+//   1. the product against Σ w·x in double (f32 form: within 2Ku·Σ|w·x|; 8-bit form: against
+//      the inputs rounded here as the kernel's records hold them, within (K/16 + 4)·u·Σ|w·dq|:
+//      ci/kernel-quant-check.cpp's bounds, there for one lane's chunks, here for the launch);
+//   2. the same bits with the block's threads run in the reverse order between barriers (a
+//      read of another thread's shared-memory write with no barrier between differs);
+//   3. the same bits with 1 and 2 blocks a launch, each looping over its share of the row
+//      groups (the doc's "neither blocks nor B changes a bit"), and for row 0 of a batch of
+//      two input rows (batch invariance);
+//   4. bias, residual and stacked outputs (m0, m1, m2) in one launch: out = r + (y + bias),
+//      bit for bit, each row in its own output;
+//   5. the RMSNorm prologue: the product of x with norm_w equals the plain product of
+//      a = g·(x·s) (s: common.h's rms_scale<RMS_NORM_BLOCK>, rms_norm.hip's scale, run here
+//      too) bit for bit;
+//   6. qgemv_swiglu: out = act(gate)·up with gate and up qgemv's sums of the stacked rows, bit
+//      for bit (silu and gelu_tanh, and with the norm prologue).
+// What the device suite checks and this cannot: the vendor compilers' code, memory ordering
+// and timing (ci/kernel-sim.h says what it models).
+//
+// Usage: kernel-sim-check FIXTURES_DIR [TYPE...]   (fixtures/quants; default every type)
+// Exit status 0 iff every check passed. Prints "N passed, M failed".
+//
+// Build: c++ -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE=32 -I kernels -I ci ci/kernel-sim-check.cpp
+//   (and again with -DWAVE=64: each build checks its wave).
+
+#include "kernel-sim.h"
+
+#include "qgemv.hip"
+
+#include <math.h>
+
+#include <algorithm>
+
+// The launch's dynamic shared memory (the largest any qgemv launch asks: 32,256 bytes).
+wf_u32x4 wf_dynamic_shared[32768 / 16];
+
+static int g_pass = 0, g_fail = 0;
+static std::string g_launch_error;  // the first failed launch since the last check
+
+// A check fails too when a launch it rests on failed (barriers or shuffles that did not line
+// up, a write outside the outputs).
+static void check(bool ok, std::string what) {
+  if (!g_launch_error.empty()) {
+    ok = false;
+    what += " [a launch failed: " + g_launch_error + "]";
+    g_launch_error.clear();
+  }
+  if (ok) {
+    ++g_pass;
+    printf("ok   %s\n", what.c_str());
+  } else {
+    ++g_fail;
+    printf("FAIL %s\n", what.c_str());
+  }
+  fflush(stdout);
+}
+
+static std::vector<uint8_t> read_file(const std::string& path) {
+  std::vector<uint8_t> v;
+  FILE* f = fopen(path.c_str(), "rb");
+  if (!f) return v;
+  uint8_t buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
+  fclose(f);
+  return v;
+}
+
+typedef void (*Qgemv)(const uint8_t*, const uint8_t*, const float*, const float*, float,
+                      const float*, float*, float*, float*, int, int, int, int, int, int, int);
+typedef void (*Swiglu)(const uint8_t*, const uint8_t*, const float*, const float*, float, float*,
+                       int, int, int, int, int);
+
+// A type and its four entry points with the threads the host launches each at (ops/qgemv.rs
+// `threads`: the kernels' __launch_bounds__).
+struct Type {
+  const char* name;
+  int bb, q0, qb, be;  // block bytes, first quant byte, quant bytes, elements
+  Qgemv qgemv, qgemv_q8;
+  Swiglu swiglu, swiglu_q8;
+  int t_qgemv, t_qgemv_q8, t_swiglu;
+};
+
+// A matrix of the fixture's blocks: row r's block j is fixture block (5r + 3j) mod nb.
+struct Mat {
+  int m = 0, k = 0;
+  std::vector<uint8_t> split;  // qa, then sa (16-byte aligned), then padding
+  size_t sa = 0;
+  std::vector<float> w;  // (m, k), gguf-py's values
+};
+
+static Mat make_mat(const Type& t, const std::vector<uint8_t>& file, const std::vector<float>& vals,
+                    int m, int k) {
+  const int nb = (int)(file.size() / t.bb), bpr = k / t.be;
+  Mat a;
+  a.m = m;
+  a.k = k;
+  const size_t blocks = (size_t)m * bpr;
+  a.sa = blocks * t.qb;
+  a.split.assign(a.sa + blocks * (t.bb - t.qb) + 64, 0);
+  a.w.resize((size_t)m * k);
+  for (int r = 0; r < m; ++r) {
+    for (int j = 0; j < bpr; ++j) {
+      const int src = (5 * r + 3 * j) % nb;
+      const size_t i = (size_t)r * bpr + j;
+      const uint8_t* b = file.data() + (size_t)src * t.bb;
+      memcpy(a.split.data() + i * t.qb, b + t.q0, t.qb);
+      uint8_t* s = a.split.data() + a.sa + i * (t.bb - t.qb);
+      memcpy(s, b, t.q0);
+      memcpy(s + t.q0, b + t.q0 + t.qb, t.bb - t.q0 - t.qb);
+      memcpy(&a.w[(size_t)r * k + (size_t)j * t.be], &vals[(size_t)src * t.be], 4 * t.be);
+    }
+  }
+  return a;
+}
+
+static std::vector<float> seeded(int n, uint64_t seed, float lo, float hi) {
+  std::vector<float> v(n);
+  uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (int i = 0; i < n; ++i) {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    v[i] = (float)(lo + (hi - lo) * ((double)(st >> 11) / 9007199254740992.0));
+  }
+  return v;
+}
+
+static bool same_bits(const std::vector<float>& a, const std::vector<float>& b, size_t n,
+                      size_t off_a = 0, size_t off_b = 0) {
+  return memcmp(a.data() + off_a, b.data() + off_b, 4 * n) == 0;
+}
+
+static void poison_shared() { memset(wf_dynamic_shared, 0xff, sizeof wf_dynamic_shared); }
+
+// An output array with a guard of NaN canaries either side: a launch that writes outside its
+// outputs is reported (a GPU's memory fault, or another tensor's data lost) instead of
+// corrupting the check's heap.
+struct Guarded {
+  static constexpr size_t PAD = 1024;
+  static constexpr uint32_t CANARY = 0x7fbadbadu;
+  std::vector<float> v;
+  explicit Guarded(size_t n) : v(n + 2 * PAD) {
+    for (size_t i = 0; i < v.size(); ++i) memcpy(&v[i], &CANARY, 4);
+  }
+  float* p() { return v.data() + PAD; }
+  bool intact() const {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i == PAD) i = v.size() - PAD;
+      uint32_t u;
+      memcpy(&u, &v[i], 4);
+      if (u != CANARY) return false;
+    }
+    return true;
+  }
+};
+
+// One qgemv launch (n_in input rows of x; outputs preset in `out`, (n_in, m) with the rows
+// split m0 | m1 | m2 into three outputs laid end to end per input row when stacked).
+struct QLaunch {
+  QLaunch(const float* x_, int m) : x(x_), m0(m) {}
+  const float* x;
+  const float* norm = nullptr;
+  const float* bias = nullptr;
+  int m0, m1 = 0, m2 = 0;
+  int residual = 0, n_in = 1, blocks = 0;  // blocks 0: one a group
+  bool reverse = false;
+};
+
+static const float EPS = 1e-5f;
+
+static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
+                      std::vector<float>& out) {
+  const int threads = q8 ? t.t_qgemv_q8 : t.t_qgemv;
+  const int rows = QGEMV_ROWS_A_WAVE * (threads / WAVE);
+  const int groups = (a.m + rows - 1) / rows;
+  const int blocks = l.blocks > 0 ? std::min(l.blocks, groups) : groups;
+  const Qgemv f = q8 ? t.qgemv_q8 : t.qgemv;
+  const uint8_t* qa = a.split.data();
+  const uint8_t* sa = qa + a.sa;
+  // Stacked outputs: three arrays of (n_in, m_i), copied into (n_in, m) rows afterwards.
+  Guarded g0((size_t)l.n_in * l.m0), g1((size_t)l.n_in * l.m1), g2((size_t)l.n_in * l.m2);
+  float *o0 = g0.p(), *o1 = g1.p(), *o2 = g2.p();
+  for (int i = 0; i < l.n_in; ++i) {
+    for (int r = 0; r < a.m; ++r) {
+      const float v = out[(size_t)i * a.m + r];
+      if (r < l.m0) o0[(size_t)i * l.m0 + r] = v;
+      else if (r < l.m0 + l.m1) o1[(size_t)i * l.m1 + r - l.m0] = v;
+      else o2[(size_t)i * l.m2 + r - l.m0 - l.m1] = v;
+    }
+  }
+  poison_shared();
+  const bool ok = sim::launch((unsigned)(l.n_in * blocks), (unsigned)threads, [&] {
+    f(qa, sa, l.x, l.norm, EPS, l.bias, o0, o1, o2, l.m0, l.m1, l.m2, a.k, l.residual, l.n_in,
+      blocks);
+  }, l.reverse);
+  std::string err = ok ? "" : sim::block().error;
+  if (!g0.intact() || !g1.intact() || !g2.intact()) err = "wrote outside its outputs";
+  if (!err.empty() && g_launch_error.empty()) g_launch_error = err;
+  for (int i = 0; i < l.n_in; ++i) {
+    for (int r = 0; r < a.m; ++r) {
+      float& v = out[(size_t)i * a.m + r];
+      if (r < l.m0) v = o0[(size_t)i * l.m0 + r];
+      else if (r < l.m0 + l.m1) v = o1[(size_t)i * l.m1 + r - l.m0];
+      else v = o2[(size_t)i * l.m2 + r - l.m0 - l.m1];
+    }
+  }
+  return err.empty();
+}
+
+static bool run_swiglu(const Type& t, bool q8, const Mat& a, const float* x, const float* norm,
+                       int act, int blocks_req, bool reverse, std::vector<float>& out) {
+  const int inter = a.m / 2;
+  const int outs = t.t_swiglu / WAVE;
+  const int groups = (inter + outs - 1) / outs;
+  const int blocks = blocks_req > 0 ? std::min(blocks_req, groups) : groups;
+  const Swiglu f = q8 ? t.swiglu_q8 : t.swiglu;
+  const uint8_t* qa = a.split.data();
+  const uint8_t* sa = qa + a.sa;
+  Guarded o(inter);
+  for (int i = 0; i < inter; ++i) o.p()[i] = nanf("");
+  poison_shared();
+  const bool ok = sim::launch((unsigned)blocks, (unsigned)t.t_swiglu, [&] {
+    f(qa, sa, x, norm, EPS, o.p(), inter, a.k, 1, act, blocks);
+  }, reverse);
+  std::string err = ok ? "" : sim::block().error;
+  if (!o.intact()) err = "wrote outside its output";
+  if (!err.empty() && g_launch_error.empty()) g_launch_error = err;
+  out.assign(o.p(), o.p() + inter);
+  return err.empty();
+}
+
+// rms_norm.hip's scale of x, run on the emulator (common.h rms_scale, its block).
+static float norm_scale(const std::vector<float>& x) {
+  float s = 0.0f;
+  if (!sim::launch(1, 256, [&] {
+        const float v = rms_scale<256>(x.data(), (int)x.size(), EPS, true);
+        if (thread_index() == 0) s = v;
+      }, false) &&
+      g_launch_error.empty()) {
+    g_launch_error = "rms_scale: " + sim::block().error;
+  }
+  return s;
+}
+
+// |y − Σ w·x| within the form's bound for every row (8-bit form: against the inputs rounded
+// as the kernel's records hold them). Returns the largest error / bound.
+static double oracle_ratio(const Mat& a, bool q8, const std::vector<float>& x,
+                           const std::vector<float>& y, size_t y_off) {
+  const int k = a.k;
+  std::vector<double> xin(k);
+  for (int i = 0; i < k; ++i) xin[i] = x[i];
+  if (q8) {
+    for (int g = 0; g < k / 32; ++g) {
+      float amax = 0.0f;
+      for (int i = 32 * g; i < 32 * g + 32; ++i) amax = fmaxf(amax, fabsf(x[i]));
+      const float d = amax / 127.0f, id = amax > 0.0f ? 1.0f / d : 0.0f;
+      for (int i = 32 * g; i < 32 * g + 32; ++i) xin[i] = (double)d * rintf(x[i] * id);
+    }
+  }
+  double worst = 0.0;
+  for (int r = 0; r < a.m; ++r) {
+    double exact = 0.0, mag = 0.0;
+    const float* w = a.w.data() + (size_t)r * k;
+    for (int i = 0; i < k; ++i) {
+      exact += (double)w[i] * xin[i];
+      mag += fabs((double)w[i] * xin[i]);
+    }
+    const double bound = (q8 ? (k / 16 + 4) : 2.0 * k) * ldexp(1.0, -24) * mag;
+    const double e = fabs((double)y[y_off + r] - exact);
+    const double ratio = e == 0.0 ? 0.0 : (bound > 0.0 ? e / bound : INFINITY);
+    if (!(ratio <= worst)) worst = ratio;  // NaN → NaN
+  }
+  return worst;
+}
+
+static std::string fmt(double v) {
+  char b[32];
+  snprintf(b, sizeof b, "%.3g", v);
+  return b;
+}
+
+static void check_type(const Type& t, const std::string& dir) {
+  const std::vector<uint8_t> file = read_file(dir + "/" + t.name + ".bin");
+  const std::vector<uint8_t> vb = read_file(dir + "/" + t.name + ".f32");
+  if (file.empty() || file.size() % t.bb != 0 || vb.size() != file.size() / t.bb * t.be * 4) {
+    check(false, std::string(t.name) + ": fixtures missing or not whole blocks");
+    return;
+  }
+  std::vector<float> vals(vb.size() / 4);
+  memcpy(vals.data(), vb.data(), vb.size());
+  for (int q8 = 0; q8 < 2; ++q8) {
+    const int tile = q8 ? Q8A_TILE : QGEMV_TILE;
+    const int threads = q8 ? t.t_qgemv_q8 : t.t_qgemv;
+    const int rows = QGEMV_ROWS_A_WAVE * (threads / WAVE);
+    for (const int k : {512, (tile / 256 + 1) * 256}) {
+      const std::string tag = std::string(q8 ? "qgemv_q8a_" : "qgemv_") + t.name + " K=" +
+                              std::to_string(k) + " (" + std::to_string(threads) + " threads, " +
+                              (k > tile ? "two tiles" : "one tile") + ")";
+      const int m = 2 * rows + 5;  // three row groups, the last one part live
+      const Mat a = make_mat(t, file, vals, m, k);
+      const std::vector<float> x = seeded(k, 1, -1.0f, 1.0f), x2 = seeded(k, 2, -2.0f, 2.0f);
+      const std::vector<float> g = seeded(k, 3, 0.5f, 1.5f), bias = seeded(m, 4, -1.0f, 1.0f);
+      const std::vector<float> r0 = seeded(m, 5, -4.0f, 4.0f);
+      std::vector<float> y(m, nanf(""));
+      QLaunch l(x.data(), m);
+      const bool ok = run_qgemv(t, q8, a, l, y);
+      check(ok, tag + ": the launch's barriers and shuffles line up, its writes in its outputs");
+      if (!ok) continue;
+      const double ratio = oracle_ratio(a, q8, x, y, 0);
+      check(ratio <= 1.0, tag + ": every row within its bound of Σ w·x (worst " + fmt(ratio) +
+                              " of it)");
+      std::vector<float> yr(m, nanf(""));
+      l.reverse = true;
+      run_qgemv(t, q8, a, l, yr);
+      check(same_bits(y, yr, m), tag + ": the same bits with the threads run in reverse order");
+      l.reverse = false;
+      for (const int blocks : {1, 2}) {
+        std::vector<float> yb(m, nanf(""));
+        l.blocks = blocks;
+        run_qgemv(t, q8, a, l, yb);
+        check(same_bits(y, yb, m), tag + ": the same bits with " + std::to_string(blocks) +
+                                       " block(s) looping over the 3 row groups");
+      }
+      l.blocks = 0;
+      {  // two input rows: row 0 the one-row launch's bits, row 1 within the bound
+        std::vector<float> xx(x);
+        xx.insert(xx.end(), x2.begin(), x2.end());
+        std::vector<float> yy(2 * (size_t)m, nanf(""));
+        QLaunch lb(xx.data(), m);
+        lb.n_in = 2;
+        lb.blocks = 2;
+        run_qgemv(t, q8, a, lb, yy);
+        const double r2 = oracle_ratio(a, q8, x2, yy, m);
+        check(same_bits(y, yy, m) && r2 <= 1.0,
+              tag + ": two input rows: row 0 the one-row bits, row 1 within its bound (" +
+                  fmt(r2) + ")");
+      }
+      {  // bias, residual and three stacked outputs
+        std::vector<float> ys(r0);
+        QLaunch ls(x.data(), rows - 1);
+        ls.bias = bias.data();
+        ls.m1 = rows + 3;
+        ls.m2 = m - ls.m0 - ls.m1;
+        ls.residual = 1;
+        run_qgemv(t, q8, a, ls, ys);
+        size_t bad = 0;
+        for (int r = 0; r < m; ++r) {
+          const float want = r0[r] + (y[r] + bias[r]);
+          bad += memcmp(&want, &ys[r], 4) != 0;
+        }
+        check(bad == 0, tag + ": stacked into 3 outputs with bias and residual: r + (y + bias) "
+                              "bit for bit (" + std::to_string(bad) + " differ)");
+      }
+      {  // the RMSNorm prologue = rms_norm's scale, then the plain product
+        const float s = norm_scale(x);
+        std::vector<float> an(k);
+        for (int i = 0; i < k; ++i) an[i] = g[i] * (x[i] * s);
+        std::vector<float> ya(m, nanf("")), yn(m, nanf(""));
+        QLaunch la(an.data(), m);
+        run_qgemv(t, q8, a, la, ya);
+        QLaunch ln(x.data(), m);
+        ln.norm = g.data();
+        run_qgemv(t, q8, a, ln, yn);
+        check(same_bits(ya, yn, m) && std::isfinite(s) && s > 0.0f,
+              tag + ": the norm prologue equals rms_norm then the product, bit for bit");
+      }
+    }
+    // qgemv_swiglu over [W_g; W_u] (2I rows), one tile and two.
+    for (const int k : {512, (tile / 256 + 1) * 256}) {
+      const int outs = t.t_swiglu / WAVE;
+      const int inter = 2 * outs + 3;
+      const std::string tag = std::string(q8 ? "qgemv_swiglu_q8a_" : "qgemv_swiglu_") + t.name +
+                              " K=" + std::to_string(k) + " (" + std::to_string(t.t_swiglu) +
+                              " threads)";
+      const Mat a = make_mat(t, file, vals, 2 * inter, k);
+      const std::vector<float> x = seeded(k, 6, -1.0f, 1.0f), g = seeded(k, 7, 0.5f, 1.5f);
+      std::vector<float> rows_y(2 * (size_t)inter, nanf(""));
+      QLaunch l(x.data(), 2 * inter);
+      run_qgemv(t, q8, a, l, rows_y);
+      for (const int act : {ACT_SILU, ACT_GELU_TANH}) {
+        std::vector<float> out;
+        run_swiglu(t, q8, a, x.data(), nullptr, act, 0, false, out);
+        size_t bad = 0;
+        for (int i = 0; i < inter; ++i) {
+          const float gv = rows_y[i], uv = rows_y[inter + i];
+          const float want = (act == ACT_GELU_TANH ? wf_gelu_tanh(gv) : wf_silu(gv)) * uv;
+          bad += memcmp(&want, &out[i], 4) != 0;
+        }
+        check(bad == 0, tag + (act == ACT_SILU ? " silu" : " gelu_tanh") +
+                            ": act(gate)·up of qgemv's sums bit for bit (" + std::to_string(bad) +
+                            " differ)");
+      }
+      std::vector<float> o1, o2, o3;
+      run_swiglu(t, q8, a, x.data(), nullptr, ACT_SILU, 0, false, o1);
+      run_swiglu(t, q8, a, x.data(), nullptr, ACT_SILU, 0, true, o2);
+      run_swiglu(t, q8, a, x.data(), nullptr, ACT_SILU, 1, false, o3);
+      check(same_bits(o1, o2, inter) && same_bits(o1, o3, inter),
+            tag + ": the same bits in reverse thread order and with one block for the 3 groups");
+      const float s = norm_scale(x);
+      std::vector<float> an(k);
+      for (int i = 0; i < k; ++i) an[i] = g[i] * (x[i] * s);
+      std::vector<float> on, oa;
+      run_swiglu(t, q8, a, x.data(), g.data(), ACT_SILU, 0, false, on);
+      run_swiglu(t, q8, a, an.data(), nullptr, ACT_SILU, 0, false, oa);
+      check(same_bits(on, oa, inter), tag + ": the norm prologue equals rms_norm then the "
+                                            "product, bit for bit");
+    }
+  }
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: kernel-sim-check FIXTURES_DIR [TYPE...]\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  // Threads a block, per entry point, as ops/qgemv.rs `threads` launches them.
+  const int B = QGEMV_BLOCK, M = QGEMV_BLOCK_MID, H = QGEMV_BLOCK_HEAVY;
+  const Type types[] = {
+      {"Q8_0", 34, 2, 32, 32, qgemv_q8_0, qgemv_q8a_q8_0, qgemv_swiglu_q8_0,
+       qgemv_swiglu_q8a_q8_0, B, B, M},
+      {"Q4_0", 18, 2, 16, 32, qgemv_q4_0, qgemv_q8a_q4_0, qgemv_swiglu_q4_0,
+       qgemv_swiglu_q8a_q4_0, B, B, M},
+      {"Q4_1", 20, 4, 16, 32, qgemv_q4_1, qgemv_q8a_q4_1, qgemv_swiglu_q4_1,
+       qgemv_swiglu_q8a_q4_1, B, B, M},
+      {"Q5_0", 22, 6, 16, 32, qgemv_q5_0, qgemv_q8a_q5_0, qgemv_swiglu_q5_0,
+       qgemv_swiglu_q8a_q5_0, B, B, M},
+      {"Q5_1", 24, 8, 16, 32, qgemv_q5_1, qgemv_q8a_q5_1, qgemv_swiglu_q5_1,
+       qgemv_swiglu_q8a_q5_1, B, B, M},
+      {"Q4_K", 144, 16, 128, 256, qgemv_q4_k, qgemv_q8a_q4_k, qgemv_swiglu_q4_k,
+       qgemv_swiglu_q8a_q4_k, M, B, M},
+      {"Q5_K", 176, 16, 160, 256, qgemv_q5_k, qgemv_q8a_q5_k, qgemv_swiglu_q5_k,
+       qgemv_swiglu_q8a_q5_k, M, M, H},
+      {"Q6_K", 210, 0, 192, 256, qgemv_q6_k, qgemv_q8a_q6_k, qgemv_swiglu_q6_k,
+       qgemv_swiglu_q8a_q6_k, M, M, H},
+  };
+  printf("kernel-sim-check: WAVE=%d\n", WAVE);
+  for (const Type& t : types) {
+    bool want = argc == 2;
+    for (int i = 2; i < argc; ++i) want |= strcmp(argv[i], t.name) == 0;
+    if (want) check_type(t, dir);
+  }
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail == 0 ? 0 : 1;
+}
