@@ -24,7 +24,10 @@
 // What the device suite checks and this cannot: the vendor compilers' code, memory ordering
 // and timing (ci/kernel-sim.h says what it models).
 //
-// Usage: kernel-sim-check FIXTURES_DIR [TYPE...]   (fixtures/quants; default every type)
+// Usage: kernel-sim-check [--threads N,N,...] FIXTURES_DIR [TYPE...]
+//   FIXTURES_DIR: fixtures/quants; TYPE: Q4_0, …, default every type; --threads: also launch
+//   every kernel at these block sizes (those below its bound; for kernels that take their
+//   block from the launch), the same bits as at the bound.
 // Exit status 0 iff every check passed. Prints "N passed, M failed".
 //
 // Build: c++ -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE=32 -I kernels -I ci ci/kernel-sim-check.cpp
@@ -169,14 +172,19 @@ struct QLaunch {
   const float* bias = nullptr;
   int m0, m1 = 0, m2 = 0;
   int residual = 0, n_in = 1, blocks = 0;  // blocks 0: one a group
+  int threads = 0;                         // 0: the kernel's (its launch bound)
   bool reverse = false;
 };
 
 static const float EPS = 1e-5f;
 
+// --threads: block sizes below the kernels' bounds to run them at as well (kernels that take
+// their block from the launch), each compared bit for bit with the launch at the bound.
+static std::vector<int> g_threads;
+
 static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
                       std::vector<float>& out) {
-  const int threads = q8 ? t.t_qgemv_q8 : t.t_qgemv;
+  const int threads = l.threads > 0 ? l.threads : q8 ? t.t_qgemv_q8 : t.t_qgemv;
   const int rows = QGEMV_ROWS_A_WAVE * (threads / WAVE);
   const int groups = (a.m + rows - 1) / rows;
   const int blocks = l.blocks > 0 ? std::min(l.blocks, groups) : groups;
@@ -214,9 +222,11 @@ static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
 }
 
 static bool run_swiglu(const Type& t, bool q8, const Mat& a, const float* x, const float* norm,
-                       int act, int blocks_req, bool reverse, std::vector<float>& out) {
+                       int act, int blocks_req, bool reverse, std::vector<float>& out,
+                       int threads_req = 0) {
   const int inter = a.m / 2;
-  const int outs = t.t_swiglu / WAVE;
+  const int threads = threads_req > 0 ? threads_req : t.t_swiglu;
+  const int outs = threads / WAVE;
   const int groups = (inter + outs - 1) / outs;
   const int blocks = blocks_req > 0 ? std::min(blocks_req, groups) : groups;
   const Swiglu f = q8 ? t.swiglu_q8 : t.swiglu;
@@ -225,7 +235,7 @@ static bool run_swiglu(const Type& t, bool q8, const Mat& a, const float* x, con
   Guarded o(inter);
   for (int i = 0; i < inter; ++i) o.p()[i] = nanf("");
   poison_shared();
-  const bool ok = sim::launch((unsigned)blocks, (unsigned)t.t_swiglu, [&] {
+  const bool ok = sim::launch((unsigned)blocks, (unsigned)threads, [&] {
     f(qa, sa, x, norm, EPS, o.p(), inter, a.k, 1, act, blocks);
   }, reverse);
   std::string err = ok ? "" : sim::block().error;
@@ -369,6 +379,19 @@ static void check_type(const Type& t, const std::string& dir) {
         run_qgemv(t, q8, a, ln, yn);
         check(same_bits(ya, yn, m) && std::isfinite(s) && s > 0.0f,
               tag + ": the norm prologue equals rms_norm then the product, bit for bit");
+        for (const int th : g_threads) {
+          if (th >= threads) continue;
+          std::vector<float> yt(m, nanf("")), ynt(m, nanf(""));
+          QLaunch lt(x.data(), m);
+          lt.threads = th;
+          run_qgemv(t, q8, a, lt, yt);
+          ln.threads = th;
+          ln.blocks = 1;
+          run_qgemv(t, q8, a, ln, ynt);
+          check(same_bits(y, yt, m) && same_bits(yn, ynt, m),
+                tag + ": at " + std::to_string(th) + " threads a block the same bits (plain; "
+                      "with the norm, one block for every group)");
+        }
       }
     }
     // qgemv_swiglu over [W_g; W_u] (2I rows), one tile and two.
@@ -410,16 +433,44 @@ static void check_type(const Type& t, const std::string& dir) {
       run_swiglu(t, q8, a, an.data(), nullptr, ACT_SILU, 0, false, oa);
       check(same_bits(on, oa, inter), tag + ": the norm prologue equals rms_norm then the "
                                             "product, bit for bit");
+      for (const int th : g_threads) {
+        if (th >= t.t_swiglu) continue;
+        std::vector<float> ot, ont;
+        run_swiglu(t, q8, a, x.data(), nullptr, ACT_SILU, 0, false, ot, th);
+        run_swiglu(t, q8, a, x.data(), g.data(), ACT_SILU, 1, false, ont, th);
+        check(same_bits(o1, ot, inter) && same_bits(on, ont, inter),
+              tag + ": at " + std::to_string(th) + " threads a block the same bits (plain; with "
+                    "the norm, one block for every group)");
+      }
     }
   }
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: kernel-sim-check FIXTURES_DIR [TYPE...]\n");
+  int a0 = 1;
+  if (argc > 2 && strcmp(argv[1], "--threads") == 0) {
+    const char* p = argv[2];
+    for (;;) {
+      char* end;
+      const long v = strtol(p, &end, 10);
+      if (end == p || (*end != ',' && *end != 0) || v < QGEMV_NORM_BLOCK ||
+          v > sim::MAX_THREADS || v % WAVE != 0) {
+        fprintf(stderr, "kernel-sim-check: --threads: '%s' is not a list N,N,... of block sizes "
+                        "(multiples of the wave, %d to %d)\n", argv[2], QGEMV_NORM_BLOCK,
+                sim::MAX_THREADS);
+        return 2;
+      }
+      g_threads.push_back((int)v);
+      if (*end == 0) break;
+      p = end + 1;
+    }
+    a0 = 3;
+  }
+  if (argc <= a0) {
+    fprintf(stderr, "usage: kernel-sim-check [--threads N,N,...] FIXTURES_DIR [TYPE...]\n");
     return 2;
   }
-  const std::string dir = argv[1];
+  const std::string dir = argv[a0];
   // Threads a block, per entry point, as ops/qgemv.rs `threads` launches them.
   const int B = QGEMV_BLOCK, M = QGEMV_BLOCK_MID, H = QGEMV_BLOCK_HEAVY;
   const Type types[] = {
@@ -442,8 +493,8 @@ int main(int argc, char** argv) {
   };
   printf("kernel-sim-check: WAVE=%d\n", WAVE);
   for (const Type& t : types) {
-    bool want = argc == 2;
-    for (int i = 2; i < argc; ++i) want |= strcmp(argv[i], t.name) == 0;
+    bool want = argc == a0 + 1;
+    for (int i = a0 + 1; i < argc; ++i) want |= strcmp(argv[i], t.name) == 0;
     if (want) check_type(t, dir);
   }
   printf("%d passed, %d failed\n", g_pass, g_fail);
