@@ -31,7 +31,7 @@
 struct WfDim {
   unsigned x, y, z;
 };
-static WfDim threadIdx, blockIdx;
+static WfDim threadIdx, blockIdx, blockDim;
 struct float4 {
   float x, y, z, w;
 };
@@ -138,9 +138,9 @@ static float row_dot(const uint8_t* qa, const uint8_t* sa, const float* x, int k
     for (unsigned t = 0; t < QGEMV_BLOCK; ++t) {  // a block of the widest kernels
       threadIdx.x = t;
       if (Q8) {
-        stage_tile_q8_lanes<1, QGEMV_BLOCK>(x, nullptr, 1.0f, t0, n, xq);
+        stage_tile_q8_lanes<1>(x, nullptr, 1.0f, t0, n, xq, QGEMV_BLOCK);
       } else {
-        stage_tile<QGEMV_BLOCK>(x, nullptr, 1.0f, t0, n, xs);
+        stage_tile(x, nullptr, 1.0f, t0, n, xs, QGEMV_BLOCK);
       }
     }
     const int c_begin = t0 / T::BE * T::CPB, c_end = c_begin + n / T::BE * T::CPB;

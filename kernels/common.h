@@ -19,7 +19,8 @@
 //
 // Conventions for every kernel:
 //   * blocks are one-dimensional; block sizes are compile-time constants fixed by the ABI
-//     (ci/kernel-abi-check.py keeps them with the argument lists);
+//     (ci/kernel-abi-check.py keeps them with the argument lists), or for a kernel that takes
+//     its block from the launch (block_threads(); qgemv.hip's GEMVs) its upper bound;
 //   * wave ops (wave_*, block_*) must be reached by every thread of the block, the same
 //     number of times, in the same order: block-uniform control flow. On AMD and native
 //     WAVE=32 CUDA wave-uniform would suffice, but the WAVE=64 emulation on NVIDIA (below)
@@ -576,11 +577,13 @@ WF_DEVICE int thread_index() { return (int)__builtin_amdgcn_workitem_id_x(); }
 WF_DEVICE int block_index_x() { return (int)__builtin_amdgcn_workgroup_id_x(); }
 WF_DEVICE int block_index_y() { return (int)__builtin_amdgcn_workgroup_id_y(); }
 WF_DEVICE int block_index_z() { return (int)__builtin_amdgcn_workgroup_id_z(); }
+WF_DEVICE int block_threads() { return (int)__builtin_amdgcn_workgroup_size_x(); }
 #else
 WF_DEVICE int thread_index() { return (int)threadIdx.x; }
 WF_DEVICE int block_index_x() { return (int)blockIdx.x; }
 WF_DEVICE int block_index_y() { return (int)blockIdx.y; }
 WF_DEVICE int block_index_z() { return (int)blockIdx.z; }
+WF_DEVICE int block_threads() { return (int)blockDim.x; }  // the launch's, ≤ __launch_bounds__
 #endif
 
 // All threads of the block reach it; shared-memory writes before it are visible after it.

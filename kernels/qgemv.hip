@@ -46,8 +46,9 @@
 //   tensors); bias (M) f32 or null; out0/out1/out2 f32 (m1, m2 may be 0); out (I) f32.
 // Batches: n_in input rows as in gemv.hip (x (n_in, K), outputs (n_in, ·); the grid n_in times
 //   the one-row grid).
-// Launch: block B threads, the kernel's (QGEMV_BLOCK = 1024, QGEMV_BLOCK_MID = 512 or
-//   QGEMV_BLOCK_HEAVY = 256, below); the rows in groups, qgemv ceil(M / ROWS) of ROWS = B/WAVE
+// Launch: block B threads, the kernel's bound (QGEMV_BLOCK = 1024, QGEMV_BLOCK_MID = 512 or
+//   QGEMV_BLOCK_HEAVY = 256, below) or fewer (256 or 512, the host's WAVEFRONT_QGEMV_THREADS:
+//   the kernels take B from the launch, common.h block_threads()); the rows in groups, qgemv ceil(M / ROWS) of ROWS = B/WAVE
 //   rows (each wave one row of a group, QGEMV_ROWS_A_WAVE), qgemv_swiglu ceil(I / (B/WAVE)) of
 //   B/WAVE outputs (each wave one output: its gate and up rows); grid (n_in ·
 //   blocks), 1 ≤ blocks ≤ the groups (the host's choice: about what the device holds at once),
@@ -394,9 +395,9 @@ WF_DEVICE void load_input4(const float* x, const float* g, float scale, int i, f
 
 // Elements [t0, t0 + n) of a (x, or its RMSNorm with g and scale) into xs (padded), n a
 // multiple of 32, then a barrier.
-template <int B>
-WF_DEVICE void stage_tile(const float* x, const float* g, float scale, int t0, int n, float* xs) {
-  for (int i = 4 * thread_index(); i < n; i += 4 * B) {
+WF_DEVICE void stage_tile(const float* x, const float* g, float scale, int t0, int n, float* xs,
+                          int nt) {
+  for (int i = 4 * thread_index(); i < n; i += 4 * nt) {
     float v[4];
     load_input4(x, g, scale, t0 + i, v);
     store_f32x4(xs + pad_index(i), v);
@@ -487,13 +488,13 @@ WF_DEVICE int q8a_quant(float v, float id, bool finite) {
 // own two halves). The same records whatever L, bit for bit: the max and the integer sums do
 // not depend on the order. L = 4: all B threads busy from K = 8·B on (a 256-thread block from
 // K = 2048), a quarter of one a group's serial work.
-template <int L, int B>
+template <int L>
 WF_DEVICE void stage_tile_q8_lanes(const float* x, const float* g, float scale, int t0, int n,
-                                   uint8_t* xs) {
+                                   uint8_t* xs, int nt) {
   constexpr int E = 32 / L;  // elements a thread
   const int t = thread_index();
   const int sub = t % L;
-  for (int g0 = 0; g0 < n / 32; g0 += B / L) {  // block-uniform
+  for (int g0 = 0; g0 < n / 32; g0 += nt / L) {  // block-uniform
     const int j = g0 + t / L;
     const bool mine = j < n / 32;
     const int jr = mine ? j : 0;  // a thread past the tile's groups reads group 0, writes nothing
@@ -599,25 +600,32 @@ WF_DEVICE void dot_chunk_q8(const Chunk (&ch)[NR], int c, int t0, const uint8_t*
 // reductions) with the lane's sums. When K fits one tile the input is staged once for all the
 // block's groups and the next group's first loads are issued before this group's epilogue;
 // past one tile every group stages every tile again.
-// The RMSNorm scale of x (K on 16 bytes) in a block of B ≥ QGEMV_NORM_BLOCK threads with
-// rms_norm.hip's partition and order: the threads past QGEMV_NORM_BLOCK add zeros after the
-// others' partial sums (a sum of squares is ≥ 0: x + 0 = x), so the same bits whatever B.
-template <int B>
+// The RMSNorm scale of x (K on 16 bytes) in a block of at least QGEMV_NORM_BLOCK threads with
+// rms_norm.hip's partition and order (block_sum's: wave sums, then the waves' partials folded
+// in wave order): the first QGEMV_NORM_BLOCK threads sum, the rest only wait, so the same bits
+// whatever the block.
 WF_DEVICE float qgemv_rms_scale(const float* x, int k, float eps) {
-  static_assert(B % QGEMV_NORM_BLOCK == 0, "the norm's partition within the block");
-  const float ss = thread_index() < QGEMV_NORM_BLOCK
-                       ? rms_sum_squares<QGEMV_NORM_BLOCK>(x, k, true, 0, 0.0f)
-                       : 0.0f;
-  return rms_scale_of<B>(ss, k, eps);
+  constexpr int W = QGEMV_NORM_BLOCK / WAVE;
+  WF_SHARED float partial[W];
+  const bool part = thread_index() < QGEMV_NORM_BLOCK;  // whole waves
+  float ss = part ? rms_sum_squares<QGEMV_NORM_BLOCK>(x, k, true, 0, 0.0f) : 0.0f;
+  ss = wave_sum(ss);  // every wave (the emulated WAVE=64's exchange is block-wide)
+  if (part && wave_lane() == 0) partial[wave_index()] = ss;
+  block_sync();
+  float s = partial[0];
+#pragma unroll
+  for (int w = 1; w < W; ++w) s += partial[w];
+  return 1.0f / wf_sqrtf(s / (float)k + eps);
 }
 
-template <class T, int NR, bool Q8, int B, class Rows, class Epi>
+template <class T, int NR, bool Q8, class Rows, class Epi>
 WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, int k, int slot, int first, int step,
                             int n_groups, Rows rows, Epi epi) {
   constexpr int TILE = Q8 ? Q8A_TILE : QGEMV_TILE;
   constexpr int TILE_CHUNKS = TILE / T::BE * T::CPB;
   const int lane = wave_lane();
+  const int nt = block_threads();  // the launch's (≤ the kernel's bound)
   const int n_chunks = k / T::BE * T::CPB;
   const bool one_tile = k <= TILE;
   float* xs = (float*)dynamic_shared_u16();
@@ -633,13 +641,13 @@ WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x
   float scale = 1.0f;
   if (norm_w) {
     WF_PATH(slot, PATH_NORM);
-    scale = qgemv_rms_scale<B>(x, k, eps);
+    scale = qgemv_rms_scale(x, k, eps);
   }
   auto stage = [&](int t0, int n) {
     if constexpr (Q8) {
-      stage_tile_q8_lanes<Q8A_STAGE_LANES, B>(x, norm_w, scale, t0, n, xq);
+      stage_tile_q8_lanes<Q8A_STAGE_LANES>(x, norm_w, scale, t0, n, xq, nt);
     } else {
-      stage_tile<B>(x, norm_w, scale, t0, n, xs);
+      stage_tile(x, norm_w, scale, t0, n, xs, nt);
     }
   };
   if (one_tile) stage(0, k);  // once for every group of the block
@@ -696,7 +704,7 @@ WF_DEVICE void qgemv_groups(const uint8_t* qa, const uint8_t* sa, const float* x
   }
 }
 
-template <class T, bool Q8, int B>
+template <class T, bool Q8>
 WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                             const float* norm_w, float eps, const float* bias, float* out0,
                             float* out1, float* out2, int m0, int m1, int m2, int k,
@@ -709,10 +717,11 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
   out1 += (i64)bb.row * m1;
   out2 += (i64)bb.row * m2;
   constexpr int NR = QGEMV_ROWS_A_WAVE;
-  constexpr int ROWS = NR * (B / WAVE);  // rows a group
+  const int waves = block_threads() / WAVE;  // the launch's block (≤ its bound)
+  const int ROWS = NR * waves;               // rows a group
   const i64 bpr = k / T::BE;
   // The first row of the wave in group g.
-  auto row0 = [&](int g) { return NR * (g * (B / WAVE) + wave_index()); };
+  auto row0 = [&](int g) { return NR * (g * waves + wave_index()); };
   auto rows = [&](int g, i64(&row_blk)[NR]) {
     const int r0 = row0(g);
 #pragma unroll
@@ -750,11 +759,11 @@ WF_DEVICE void qgemv_kernel(const uint8_t* qa, const uint8_t* sa, const float* x
       }
     }
   };
-  qgemv_groups<T, NR, Q8, B>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+  qgemv_groups<T, NR, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
                           (m + ROWS - 1) / ROWS, rows, epi);
 }
 
-template <class T, bool Q8, int B>
+template <class T, bool Q8>
 WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const float* x,
                                    const float* norm_w, float eps, float* out, int inter,
                                    int k, int n_in, int act, int blocks) {
@@ -762,7 +771,7 @@ WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const f
   const BatchBlock bb = batch_block(n_in);
   x += (i64)bb.row * k;
   out += (i64)bb.row * inter;
-  constexpr int OUTS = B / WAVE;  // outputs a group
+  const int OUTS = block_threads() / WAVE;  // outputs a group (the launch's block, ≤ its bound)
   const i64 bpr = k / T::BE;
   auto rows = [&](int g, i64(&row_blk)[2]) {
     const int r = g * OUTS + wave_index();
@@ -784,7 +793,7 @@ WF_DEVICE void qgemv_swiglu_kernel(const uint8_t* qa, const uint8_t* sa, const f
       }
     }
   };
-  qgemv_groups<T, 2, Q8, B>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
+  qgemv_groups<T, 2, Q8>(qa, sa, x, norm_w, eps, k, slot, bb.block, blocks,
                          (inter + OUTS - 1) / OUTS, rows, epi);
 }
 
@@ -849,13 +858,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ8_0, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ8_0, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ8_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -868,13 +877,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_0, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_0, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ4_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -887,13 +896,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_1, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_1, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ4_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -906,13 +915,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_0, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_0, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ5_0, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -925,13 +934,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_1, false, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_1, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ5_1, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -944,13 +953,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
+  qgemv_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
       m1, m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ4_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -963,13 +972,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
+  qgemv_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
       m1, m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_K, false, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ5_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -982,13 +991,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w, float eps,
               const float* bias, float* out0, float* out1, float* out2, int m0, int m1, int m2,
               int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ6_K, false, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
+  qgemv_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0,
       m1, m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                      float eps, float* out, int inter, int k, int n_in, int act, int blocks) {
-  qgemv_swiglu_kernel<TQ6_K, false, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ6_K, false>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 extern "C" __global__ void __launch_bounds__(DEQUANT_BLOCK)
@@ -1002,14 +1011,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ8_0, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+  qgemv_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
       k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q8_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ8_0, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ8_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1017,14 +1026,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_0, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+  qgemv_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
       k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q4_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_0, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ4_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1032,14 +1041,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_1, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+  qgemv_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
       k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q4_1(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_1, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ4_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1047,14 +1056,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_0, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+  qgemv_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
       k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q5_0(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_0, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ5_0, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1062,14 +1071,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_1, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+  qgemv_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
       k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q5_1(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_1, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ5_1, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1077,14 +1086,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK)
     qgemv_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ4_K, true, QGEMV_BLOCK>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
+  qgemv_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1, m2,
       k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_swiglu_q8a_q4_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ4_K, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ4_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1092,14 +1101,14 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ5_K, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q8a_q5_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ5_K, true, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ5_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }
 
@@ -1107,13 +1116,13 @@ extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_MID)
     qgemv_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x, const float* norm_w,
                    float eps, const float* bias, float* out0, float* out1, float* out2, int m0,
                    int m1, int m2, int k, int residual, int n_in, int blocks) {
-  qgemv_kernel<TQ6_K, true, QGEMV_BLOCK_MID>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
+  qgemv_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, bias, out0, out1, out2, m0, m1,
       m2, k, residual, n_in, blocks);
 }
 extern "C" __global__ void __launch_bounds__(QGEMV_BLOCK_HEAVY)
     qgemv_swiglu_q8a_q6_k(const uint8_t* qa, const uint8_t* sa, const float* x,
                           const float* norm_w, float eps, float* out, int inter, int k, int n_in,
                           int act, int blocks) {
-  qgemv_swiglu_kernel<TQ6_K, true, QGEMV_BLOCK_HEAVY>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
+  qgemv_swiglu_kernel<TQ6_K, true>(qa, sa, x, norm_w, eps, out, inter, k, n_in,
       act, blocks);
 }

@@ -443,6 +443,10 @@ pub struct GpuBackend {
     /// input rows), instead of what the device holds at once (for A/B measurements and
     /// conformance; the same bits).
     qgemv_blocks: Option<u32>,
+    /// `WAVEFRONT_QGEMV_THREADS=N` (256, 512 or 1024): the threads a block of every quantized
+    /// one-row GEMV launch takes (at most its kernel's bound), instead of its kernel's bound
+    /// (for A/B measurements and conformance; the same bits).
+    qgemv_threads: Option<u32>,
     /// `WAVEFRONT_GEMV_BLOCKS=N`: the most blocks a 16-bit one-row GEMV (`gemv_{T}`,
     /// `gemv_swiglu_{T}`) launches, shared by its input rows, instead of what the device holds
     /// at once (for A/B measurements and conformance; the same bits).
@@ -651,6 +655,7 @@ impl GpuBackend {
             _ => None,
         };
         let qgemv_blocks = blocks_env("WAVEFRONT_QGEMV_BLOCKS")?;
+        let qgemv_threads = threads_env("WAVEFRONT_QGEMV_THREADS")?;
         let gemv_blocks = blocks_env("WAVEFRONT_GEMV_BLOCKS")?;
         let attn_blocks = blocks_env("WAVEFRONT_ATTN_BLOCKS")?;
         let fuse_attention = !switch("WAVEFRONT_NO_FUSED_ATTENTION");
@@ -686,6 +691,7 @@ impl GpuBackend {
             gemv_mma_lds,
             qgemv_q8,
             qgemv_blocks,
+            qgemv_threads,
             gemv_blocks,
             attn_blocks,
             resident: Mutex::new(HashMap::new()),
@@ -788,6 +794,24 @@ impl GpuBackend {
     /// on it.
     pub fn set_qgemv_blocks(&mut self, blocks: Option<u32>) {
         self.qgemv_blocks = blocks.map(|n| n.max(1));
+    }
+
+    /// The threads a block of a quantized one-row GEMV takes, if set (`WAVEFRONT_QGEMV_THREADS`,
+    /// [`GpuBackend::set_qgemv_threads`]; at most the kernel's bound); else the kernel's bound.
+    pub(in crate::backend::gpu) fn qgemv_threads(&self) -> Option<u32> {
+        self.qgemv_threads
+    }
+
+    /// Sets the threads a block of a quantized one-row GEMV takes (`None`: the default; else
+    /// 256, 512 or 1024, each launch at most its kernel's bound), whatever
+    /// `WAVEFRONT_QGEMV_THREADS` said: for A/B measurements and tests. Rows' sums do not depend
+    /// on it.
+    pub fn set_qgemv_threads(&mut self, threads: Option<u32>) -> Result<()> {
+        if let Some(n) = threads {
+            check_qgemv_threads("set_qgemv_threads", n)?;
+        }
+        self.qgemv_threads = threads;
+        Ok(())
     }
 
     /// The most blocks a 16-bit one-row GEMV launches, if set (`WAVEFRONT_GEMV_BLOCKS`,
@@ -1056,6 +1080,33 @@ fn blocks_env(name: &str) -> Result<Option<u32>> {
                 Error::InvalidRequest(format!("{name}={v}: a whole number of blocks, at least 1"))
             }),
         _ => Ok(None),
+    }
+}
+
+/// A quantized GEMV's block from the environment (`WAVEFRONT_QGEMV_THREADS`): unset or empty,
+/// `None`; else 256, 512 or 1024, or an error naming the variable.
+fn threads_env(name: &str) -> Result<Option<u32>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let n = v.trim().parse::<u32>().map_err(|_| {
+                Error::InvalidRequest(format!("{name}={v}: 256, 512 or 1024 threads"))
+            })?;
+            check_qgemv_threads(name, n)?;
+            Ok(Some(n))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The blocks a quantized GEMV may take: whole multiples of the norm prologue's 256 threads
+/// (`QGEMV_NORM_BLOCK`), at most 1024.
+fn check_qgemv_threads(what: &str, n: u32) -> Result<()> {
+    if matches!(n, 256 | 512 | 1024) {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "{what}: {n} threads; a quantized GEMV's block is 256, 512 or 1024"
+        )))
     }
 }
 

@@ -771,6 +771,30 @@ fn quantized_gemvs_cap_their_blocks_and_loop_over_row_groups() {
         );
         b.set_qgemv_blocks(None);
     }
+    // A smaller block (WAVEFRONT_QGEMV_THREADS): fewer rows a group, the same one-row rule;
+    // never more than the kernel's bound.
+    b.set_qgemv_threads(Some(512)).unwrap();
+    for swiglu in [false, true] {
+        let (name, grid, last) = product.launch(&v, &b, 1, swiglu);
+        assert_eq!(product.block, 512, "{name}");
+        assert_eq!((grid, last), (1, Some(KernelArg::I32(1))), "{name}");
+        b.set_qgemv_blocks(Some(64));
+        // 430 rows / 16 rows a group = 27 groups; 215 outputs / 16 = 14
+        let groups = if swiglu { 14 } else { 27 };
+        let (_, grid, last) = product.launch(&v, &b, 1, swiglu);
+        assert_eq!(
+            (grid, last),
+            (groups, Some(KernelArg::I32(groups as i32))),
+            "{name}"
+        );
+        b.set_qgemv_blocks(None);
+    }
+    b.set_qgemv_threads(Some(1024)).unwrap();
+    let (name, ..) = product.launch(&v, &b, 1, true);
+    assert_eq!(product.block, 512, "{name}: capped at its bound");
+    assert!(b.set_qgemv_threads(Some(384)).is_err());
+    assert!(b.set_qgemv_threads(Some(2048)).is_err());
+    b.set_qgemv_threads(None).unwrap();
     // (all f32, all 8-bit, the default: every type but Q8_0, Q4_1 and Q5_0 8-bit) → (Q4_0's
     // and Q5_1's form, Q4_K's and Q6_K's, Q8_0's, Q4_1's and Q5_0's)
     for (mode, q4_0, q4_k, q8_0) in [

@@ -91,6 +91,15 @@ fn threads(form: &str, dtype: DType, q8: bool) -> u32 {
     }
 }
 
+/// The threads a launch of the one-row GEMV `form` over `dtype` takes: its kernel's bound
+/// ([`threads`]), or the backend's setting (`WAVEFRONT_QGEMV_THREADS`) where that is fewer. The
+/// kernels take their block from the launch (rows a group, staging stride; the norm's partition
+/// is fixed), so any of 256, 512 or 1024 gives the same bits.
+fn launch_threads(b: &GpuBackend, form: &str, dtype: DType, q8: bool) -> u32 {
+    let bound = threads(form, dtype, q8);
+    b.qgemv_threads().map_or(bound, |n| n.min(bound))
+}
+
 /// Blocks a multiprocessor holds at once where the runtime cannot say (one of up to 1024
 /// threads: a block of any form at its registers fills at least half an sm_90 SM's file).
 const QGEMV_BLOCKS_PER_MP: u32 = 1;
@@ -205,7 +214,7 @@ pub(in crate::backend::gpu) fn launch_qgemv(b: &GpuBackend, op: &str, g: &QGemv)
     }
     let name = kernel(b, op, "qgemv", g.seg.dtype)?;
     let q8 = b.qgemv_q8(g.seg.dtype);
-    let threads = threads("qgemv", g.seg.dtype, q8);
+    let threads = launch_threads(b, "qgemv", g.seg.dtype, q8);
     let per_block = u64::from(QGEMV_ROWS_A_WAVE * threads / b.wave);
     let groups = (rows as u64).div_ceil(per_block);
     let blocks = blocks_per_input(b, &name, threads, shared_bytes(k, q8), groups, g.n_in)?;
@@ -255,7 +264,7 @@ pub(in crate::backend::gpu) fn launch_qgemv_swiglu(
     }
     let name = kernel(b, op, "qgemv_swiglu", seg.dtype)?;
     let q8 = b.qgemv_q8(seg.dtype);
-    let threads = threads("qgemv_swiglu", seg.dtype, q8);
+    let threads = launch_threads(b, "qgemv_swiglu", seg.dtype, q8);
     let per_block = u64::from(threads / b.wave);
     let groups = (inter as u64).div_ceil(per_block);
     let blocks = blocks_per_input(
