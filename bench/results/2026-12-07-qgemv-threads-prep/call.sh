@@ -5,7 +5,7 @@ LIMIT=${LIMIT:-530}
 [ -e /work/rt ] || { mkdir -p /work && ln -sfn "$(pwd)" /work/rt; }
 t0=$SECONDS
 room() { [ $((LIMIT - (SECONDS - t0))) -ge "$1" ]; }  # at least $1 s left of the call
-export ENV_t512=WAVEFRONT_QGEMV_THREADS=512 ENV_t256=WAVEFRONT_QGEMV_THREADS=256
+export ENV_t512=WAVEFRONT_QGEMV_THREADS=512 ENV_t256=WAVEFRONT_QGEMV_THREADS=256 ENV_q8=WAVEFRONT_QGEMV_Q8=1
 C=$O/check; mkdir -p $C
 pack() { tar -C $O -czf $O/check.tar.gz check; }
 MODE=gemv QUANTS="q4_0 q4_k" VARS="new t512 base k-diet" bash ci/device-ab.sh 2>&1 | tail -n 20
@@ -26,6 +26,6 @@ room 120 && MODE=tg SHAPES="llama-3.1-8b llama-3.2-1b" QUANTS="q4_k" VARS="new t
 echo "tg done $((SECONDS-t0)) s"
 room 100 && ops rt-t256-q8a0 - WAVEFRONT_QGEMV_THREADS=256 WAVEFRONT_QGEMV_Q8=0
 room 100 && ops rt-default - WAVEFRONT_X=0
-room 60 && MODE=gemv QUANTS="q4_1" VARS="new base" bash ci/device-ab.sh >/dev/null 2>&1
+room 60 && MODE=gemv QUANTS="q4_1" VARS="new q8" bash ci/device-ab.sh 2>&1 | tail -n 4
 rm -rf "$O/ab-gemv" $C
 echo "all done $((SECONDS-t0)) s"
