@@ -10,8 +10,9 @@
 #      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
 #      qgemv.hip's block decoders run on the host against gguf-py's dequantized values
 #      (fixtures/quants) bit for bit, and its GEMV dot products (f32 and 8-bit inputs) against f64;
-#      ci/kernel-sim-check.cpp: qgemv.hip's GEMV kernels run whole on the host (ci/kernel-sim.h:
-#      a block's threads as fibers with real barriers and shuffles) at WAVE=32 and WAVE=64;
+#      ci/kernel-sim-check.cpp and ci/kernel-sim-gemv-check.cpp: qgemv.hip's and gemv.hip's
+#      GEMV kernels run whole on the host (ci/kernel-sim.h: a block's threads as fibers with real
+#      barriers and shuffles) at WAVE=32 and WAVE=64;
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call
@@ -103,7 +104,7 @@ fi
 "$OUT/kernel-quant-check" "$ROOT/fixtures/quants" | grep -v '^ok ' || true
 "$OUT/kernel-quant-check" "$ROOT/fixtures/quants" >/dev/null
 
-# --- 2c. qgemv.hip's GEMVs whole on the host (fibers for threads), at both waves ---------------
+# --- 2c. qgemv.hip's and gemv.hip's GEMVs whole on the host (fibers for threads), both waves ---
 for wave in 32 64; do
   "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE="$wave" -I "$ROOT/kernels" -I "$ROOT/ci" \
     "$ROOT/ci/kernel-sim-check.cpp" -o "$OUT/kernel-sim-check-$wave"
@@ -116,6 +117,15 @@ for wave in 32 64; do
     exit 1
   }
   tail -n 1 "$OUT/kernel-sim-check-$wave.log" | sed "s/^/kernel-sim-check WAVE=$wave: /"
+  # gemv.hip's 16-bit GEMVs (one-row, SwiGLU, several-row), the same way.
+  "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE="$wave" -I "$ROOT/kernels" -I "$ROOT/ci" \
+    "$ROOT/ci/kernel-sim-gemv-check.cpp" -o "$OUT/kernel-sim-gemv-check-$wave"
+  "$OUT/kernel-sim-gemv-check-$wave" >"$OUT/kernel-sim-gemv-check-$wave.log" || {
+    grep -v '^ok ' "$OUT/kernel-sim-gemv-check-$wave.log" >&2
+    echo "hip-compile-check: kernel-sim-gemv-check failed at WAVE=$wave" >&2
+    exit 1
+  }
+  tail -n 1 "$OUT/kernel-sim-gemv-check-$wave.log" | sed "s/^/kernel-sim-gemv-check WAVE=$wave: /"
 done
 
 # --- 3. compile -------------------------------------------------------------------------------

@@ -37,44 +37,11 @@
 
 #include "qgemv.hip"
 
+#include "kernel-sim-util.h"
+
 #include <math.h>
 
 #include <algorithm>
-
-// The launch's dynamic shared memory (the largest any qgemv launch asks: 32,256 bytes).
-wf_u32x4 wf_dynamic_shared[32768 / 16];
-
-static int g_pass = 0, g_fail = 0;
-static std::string g_launch_error;  // the first failed launch since the last check
-
-// A check fails too when a launch it rests on failed (barriers or shuffles that did not line
-// up, a write outside the outputs).
-static void check(bool ok, std::string what) {
-  if (!g_launch_error.empty()) {
-    ok = false;
-    what += " [a launch failed: " + g_launch_error + "]";
-    g_launch_error.clear();
-  }
-  if (ok) {
-    ++g_pass;
-    printf("ok   %s\n", what.c_str());
-  } else {
-    ++g_fail;
-    printf("FAIL %s\n", what.c_str());
-  }
-  fflush(stdout);
-}
-
-static std::vector<uint8_t> read_file(const std::string& path) {
-  std::vector<uint8_t> v;
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) return v;
-  uint8_t buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
-  fclose(f);
-  return v;
-}
 
 typedef void (*Qgemv)(const uint8_t*, const uint8_t*, const float*, const float*, float,
                       const float*, float*, float*, float*, int, int, int, int, int, int, int);
@@ -124,45 +91,6 @@ static Mat make_mat(const Type& t, const std::vector<uint8_t>& file, const std::
   return a;
 }
 
-static std::vector<float> seeded(int n, uint64_t seed, float lo, float hi) {
-  std::vector<float> v(n);
-  uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (int i = 0; i < n; ++i) {
-    st = st * 6364136223846793005ull + 1442695040888963407ull;
-    v[i] = (float)(lo + (hi - lo) * ((double)(st >> 11) / 9007199254740992.0));
-  }
-  return v;
-}
-
-static bool same_bits(const std::vector<float>& a, const std::vector<float>& b, size_t n,
-                      size_t off_a = 0, size_t off_b = 0) {
-  return memcmp(a.data() + off_a, b.data() + off_b, 4 * n) == 0;
-}
-
-static void poison_shared() { memset(wf_dynamic_shared, 0xff, sizeof wf_dynamic_shared); }
-
-// An output array with a guard of NaN canaries either side: a launch that writes outside its
-// outputs is reported (a GPU's memory fault, or another tensor's data lost) instead of
-// corrupting the check's heap.
-struct Guarded {
-  static constexpr size_t PAD = 1024;
-  static constexpr uint32_t CANARY = 0x7fbadbadu;
-  std::vector<float> v;
-  explicit Guarded(size_t n) : v(n + 2 * PAD) {
-    for (size_t i = 0; i < v.size(); ++i) memcpy(&v[i], &CANARY, 4);
-  }
-  float* p() { return v.data() + PAD; }
-  bool intact() const {
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (i == PAD) i = v.size() - PAD;
-      uint32_t u;
-      memcpy(&u, &v[i], 4);
-      if (u != CANARY) return false;
-    }
-    return true;
-  }
-};
-
 // One qgemv launch (n_in input rows of x; outputs preset in `out`, (n_in, m) with the rows
 // split m0 | m1 | m2 into three outputs laid end to end per input row when stacked).
 struct QLaunch {
@@ -207,9 +135,7 @@ static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
     f(qa, sa, l.x, l.norm, EPS, l.bias, o0, o1, o2, l.m0, l.m1, l.m2, a.k, l.residual, l.n_in,
       blocks);
   }, l.reverse);
-  std::string err = ok ? "" : sim::block().error;
-  if (!g0.intact() || !g1.intact() || !g2.intact()) err = "wrote outside its outputs";
-  if (!err.empty() && g_launch_error.empty()) g_launch_error = err;
+  const bool clean = launched(ok, {&g0, &g1, &g2}, "qgemv");
   for (int i = 0; i < l.n_in; ++i) {
     for (int r = 0; r < a.m; ++r) {
       float& v = out[(size_t)i * a.m + r];
@@ -218,7 +144,7 @@ static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
       else v = o2[(size_t)i * l.m2 + r - l.m0 - l.m1];
     }
   }
-  return err.empty();
+  return clean;
 }
 
 static bool run_swiglu(const Type& t, bool q8, const Mat& a, const float* x, const float* norm,
@@ -238,28 +164,10 @@ static bool run_swiglu(const Type& t, bool q8, const Mat& a, const float* x, con
   const bool ok = sim::launch((unsigned)blocks, (unsigned)threads, [&] {
     f(qa, sa, x, norm, EPS, o.p(), inter, a.k, 1, act, blocks);
   }, reverse);
-  std::string err = ok ? "" : sim::block().error;
-  if (!o.intact()) err = "wrote outside its output";
-  if (!err.empty() && g_launch_error.empty()) g_launch_error = err;
+  const bool clean = launched(ok, {&o}, "qgemv_swiglu");
   out.assign(o.p(), o.p() + inter);
-  return err.empty();
+  return clean;
 }
-
-// rms_norm.hip's scale of x, run on the emulator (common.h rms_scale, its block).
-static float norm_scale(const std::vector<float>& x) {
-  float s = 0.0f;
-  if (!sim::launch(1, 256, [&] {
-        const float v = rms_scale<256>(x.data(), (int)x.size(), EPS, true);
-        if (thread_index() == 0) s = v;
-      }, false) &&
-      g_launch_error.empty()) {
-    g_launch_error = "rms_scale: " + sim::block().error;
-  }
-  return s;
-}
-
-// |y − Σ w·x| within the form's bound for every row (8-bit form: against the inputs rounded
-// as the kernel's records hold them). Returns the largest error / bound.
 static double oracle_ratio(const Mat& a, bool q8, const std::vector<float>& x,
                            const std::vector<float>& y, size_t y_off) {
   const int k = a.k;
@@ -287,12 +195,6 @@ static double oracle_ratio(const Mat& a, bool q8, const std::vector<float>& x,
     if (!(ratio <= worst)) worst = ratio;  // NaN → NaN
   }
   return worst;
-}
-
-static std::string fmt(double v) {
-  char b[32];
-  snprintf(b, sizeof b, "%.3g", v);
-  return b;
 }
 
 static void check_type(const Type& t, const std::string& dir) {
@@ -368,7 +270,7 @@ static void check_type(const Type& t, const std::string& dir) {
                               "bit for bit (" + std::to_string(bad) + " differ)");
       }
       {  // the RMSNorm prologue = rms_norm's scale, then the plain product
-        const float s = norm_scale(x);
+        const float s = norm_scale(x.data(), k, EPS);
         std::vector<float> an(k);
         for (int i = 0; i < k; ++i) an[i] = g[i] * (x[i] * s);
         std::vector<float> ya(m, nanf("")), yn(m, nanf(""));
@@ -425,7 +327,7 @@ static void check_type(const Type& t, const std::string& dir) {
       run_swiglu(t, q8, a, x.data(), nullptr, ACT_SILU, 1, false, o3);
       check(same_bits(o1, o2, inter) && same_bits(o1, o3, inter),
             tag + ": the same bits in reverse thread order and with one block for the 3 groups");
-      const float s = norm_scale(x);
+      const float s = norm_scale(x.data(), k, EPS);
       std::vector<float> an(k);
       for (int i = 0; i < k; ++i) an[i] = g[i] * (x[i] * s);
       std::vector<float> on, oa;
@@ -497,6 +399,5 @@ int main(int argc, char** argv) {
     for (int i = a0 + 1; i < argc; ++i) want |= strcmp(argv[i], t.name) == 0;
     if (want) check_type(t, dir);
   }
-  printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail == 0 ? 0 : 1;
+  return finish();
 }
