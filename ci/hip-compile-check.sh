@@ -10,9 +10,9 @@
 #      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
 #      qgemv.hip's block decoders run on the host against gguf-py's dequantized values
 #      (fixtures/quants) bit for bit, and its GEMV dot products (f32 and 8-bit inputs) against f64;
-#      ci/kernel-sim-check.cpp and ci/kernel-sim-gemv-check.cpp: qgemv.hip's and gemv.hip's
-#      GEMV kernels run whole on the host (ci/kernel-sim.h: a block's threads as fibers with real
-#      barriers and shuffles) at WAVE=32 and WAVE=64;
+#      ci/kernel-sim-{,gemv-,attn-}check.cpp: qgemv.hip's and gemv.hip's GEMVs and
+#      decode_attention.hip's kernels run whole on the host (ci/kernel-sim.h: a block's threads
+#      as fibers with real barriers and shuffles) at WAVE=32 and WAVE=64;
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call
@@ -104,28 +104,26 @@ fi
 "$OUT/kernel-quant-check" "$ROOT/fixtures/quants" | grep -v '^ok ' || true
 "$OUT/kernel-quant-check" "$ROOT/fixtures/quants" >/dev/null
 
-# --- 2c. qgemv.hip's and gemv.hip's GEMVs whole on the host (fibers for threads), both waves ---
+# --- 2c. GEMV and decode attention kernels whole on the host (fibers for threads), both waves --
+# ci/kernel-sim.h's emulator under qgemv.hip (--threads: the kernels take their block from the
+# launch, WAVEFRONT_QGEMV_THREADS: every block below the bound gives the bound's bits),
+# gemv.hip and decode_attention.hip.
+sim_check() { # NAME WAVE ARGS...: build ci/NAME.cpp at WAVE, run it with ARGS
+  local name="$1" wave="$2"
+  shift 2
+  "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE="$wave" -I "$ROOT/kernels" -I "$ROOT/ci" \
+    "$ROOT/ci/$name.cpp" -o "$OUT/$name-$wave"
+  "$OUT/$name-$wave" "$@" >"$OUT/$name-$wave.log" || {
+    grep -v '^ok ' "$OUT/$name-$wave.log" >&2
+    echo "hip-compile-check: $name failed at WAVE=$wave" >&2
+    exit 1
+  }
+  tail -n 1 "$OUT/$name-$wave.log" | sed "s/^/$name WAVE=$wave: /"
+}
 for wave in 32 64; do
-  "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE="$wave" -I "$ROOT/kernels" -I "$ROOT/ci" \
-    "$ROOT/ci/kernel-sim-check.cpp" -o "$OUT/kernel-sim-check-$wave"
-  # --threads: the kernels take their block from the launch (WAVEFRONT_QGEMV_THREADS): every
-  # block below the bound gives the bound's bits.
-  "$OUT/kernel-sim-check-$wave" --threads 256,512 "$ROOT/fixtures/quants" \
-    >"$OUT/kernel-sim-check-$wave.log" || {
-    grep -v '^ok ' "$OUT/kernel-sim-check-$wave.log" >&2
-    echo "hip-compile-check: kernel-sim-check failed at WAVE=$wave" >&2
-    exit 1
-  }
-  tail -n 1 "$OUT/kernel-sim-check-$wave.log" | sed "s/^/kernel-sim-check WAVE=$wave: /"
-  # gemv.hip's 16-bit GEMVs (one-row, SwiGLU, several-row), the same way.
-  "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE="$wave" -I "$ROOT/kernels" -I "$ROOT/ci" \
-    "$ROOT/ci/kernel-sim-gemv-check.cpp" -o "$OUT/kernel-sim-gemv-check-$wave"
-  "$OUT/kernel-sim-gemv-check-$wave" >"$OUT/kernel-sim-gemv-check-$wave.log" || {
-    grep -v '^ok ' "$OUT/kernel-sim-gemv-check-$wave.log" >&2
-    echo "hip-compile-check: kernel-sim-gemv-check failed at WAVE=$wave" >&2
-    exit 1
-  }
-  tail -n 1 "$OUT/kernel-sim-gemv-check-$wave.log" | sed "s/^/kernel-sim-gemv-check WAVE=$wave: /"
+  sim_check kernel-sim-check "$wave" --threads 256,512 "$ROOT/fixtures/quants"
+  sim_check kernel-sim-gemv-check "$wave"
+  sim_check kernel-sim-attn-check "$wave"
 done
 
 # --- 3. compile -------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-// The common parts of the checks on ci/kernel-sim.h (ci/kernel-sim-check.cpp, ci/kernel-sim-
-// gemv-check.cpp): included after the kernel file
-// (common.h's names), after ci/kernel-sim.h. Pass/fail counting, seeded inputs, output arrays
+// The common parts of the checks on ci/kernel-sim.h (ci/kernel-sim-{,gemv-,attn-}check.cpp):
+// included after ci/kernel-sim.h and the kernel file (common.h's names). Pass/fail counting, seeded inputs, output arrays
 // with canary guards, rms_norm's scale run on the emulator.
 
 #ifndef WAVEFRONT_CI_KERNEL_SIM_UTIL_H

@@ -8,6 +8,7 @@
 //     barriers, so lane l receives lane l ^ mask's value within the logical wave of WAVE lanes
 //     (thread indices, as on AMD and in common.h's emulated WAVE=64): WAVE=64 runs as a
 //     hardware wave of 64 would, and a shuffle some threads skip is caught like a barrier;
+//   * __syncwarp (common.h wave_sync) is a block barrier, as in the emulated WAVE=64;
 //   * `WF_SHARED` variables (common.h: `static` under WF_HOST_SIM) are one per block, as on a
 //     GPU (blocks run one after another);
 //   * the fibers between two barriers run in an order the caller picks (ascending thread
@@ -148,17 +149,24 @@ inline bool run_block(unsigned threads, const std::function<void()>& body, bool 
   return true;
 }
 
-// A launch: the blocks of a one-dimensional grid one after another. Returns false at the
-// first block whose barriers did not line up (block().error says which).
-inline bool launch(unsigned grid, unsigned threads, const std::function<void()>& body,
-                   bool reverse) {
+// A launch: the blocks of a grid (x fastest, then y, then z) one after another. Returns false
+// at the first block whose barriers did not line up (block().error says which).
+inline bool launch(WfDim grid, unsigned threads, const std::function<void()>& body, bool reverse) {
   block().error.clear();
-  gridDim = WfDim{grid, 1, 1};
-  for (unsigned g = 0; g < grid; ++g) {
-    blockIdx = WfDim{g, 0, 0};
-    if (!run_block(threads, body, reverse)) return false;
+  gridDim = grid;
+  for (unsigned z = 0; z < grid.z; ++z) {
+    for (unsigned y = 0; y < grid.y; ++y) {
+      for (unsigned x = 0; x < grid.x; ++x) {
+        blockIdx = WfDim{x, y, z};
+        if (!run_block(threads, body, reverse)) return false;
+      }
+    }
   }
   return block().error.empty();
+}
+inline bool launch(unsigned grid, unsigned threads, const std::function<void()>& body,
+                   bool reverse) {
+  return launch(WfDim{grid, 1, 1}, threads, body, reverse);
 }
 
 // The exchange under the shuffles: every thread of the block writes, all wait, each reads its
@@ -178,7 +186,9 @@ inline uint32_t exchange(uint32_t v, unsigned src) {
 
 // CUDA's names, as the kernels' non-HIP branches use them.
 inline void __syncthreads() { sim::barrier(); }
-inline void __syncwarp(unsigned = 0) {}
+// A warp's (wave's) barrier: a block barrier here, as the WAVE=64 emulation's wave_sync is
+// (callers are block-uniform, common.h's convention for every wave op).
+inline void __syncwarp(unsigned = 0) { sim::barrier(); }
 inline void __threadfence() {}
 inline unsigned __shfl_xor_sync(unsigned, unsigned v, int mask, int = 32) {
   return sim::exchange(v, threadIdx.x ^ (unsigned)mask);
