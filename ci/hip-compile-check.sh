@@ -10,9 +10,10 @@
 #      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
 #      qgemv.hip's block decoders run on the host against gguf-py's dequantized values
 #      (fixtures/quants) bit for bit, and its GEMV dot products (f32 and 8-bit inputs) against f64;
-#      ci/kernel-sim-{,gemv-,attn-}check.cpp: qgemv.hip's and gemv.hip's GEMVs and
-#      decode_attention.hip's kernels run whole on the host (ci/kernel-sim.h: a block's threads
-#      as fibers with real barriers and shuffles) at WAVE=32 and WAVE=64;
+#      ci/kernel-sim-{,gemv-,attn-,flash-}check.cpp: qgemv.hip's and gemv.hip's GEMVs,
+#      decode_attention.hip's and flash_attention.hip's kernels run whole on the host
+#      (ci/kernel-sim.h: a block's threads as fibers with real barriers and shuffles) at WAVE=32
+#      and WAVE=64;
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call
@@ -104,10 +105,10 @@ fi
 "$OUT/kernel-quant-check" "$ROOT/fixtures/quants" | grep -v '^ok ' || true
 "$OUT/kernel-quant-check" "$ROOT/fixtures/quants" >/dev/null
 
-# --- 2c. GEMV and decode attention kernels whole on the host (fibers for threads), both waves --
+# --- 2c. GEMV and attention kernels whole on the host (fibers for threads), both waves ---------
 # ci/kernel-sim.h's emulator under qgemv.hip (--threads: the kernels take their block from the
 # launch, WAVEFRONT_QGEMV_THREADS: every block below the bound gives the bound's bits),
-# gemv.hip and decode_attention.hip.
+# gemv.hip, decode_attention.hip and flash_attention.hip.
 sim_check() { # NAME WAVE ARGS...: build ci/NAME.cpp at WAVE, run it with ARGS
   local name="$1" wave="$2"
   shift 2
@@ -124,6 +125,7 @@ for wave in 32 64; do
   sim_check kernel-sim-check "$wave" --threads 256,512 "$ROOT/fixtures/quants"
   sim_check kernel-sim-gemv-check "$wave"
   sim_check kernel-sim-attn-check "$wave"
+  sim_check kernel-sim-flash-check "$wave"
 done
 
 # --- 3. compile -------------------------------------------------------------------------------

@@ -56,44 +56,6 @@ struct Shape {
   float softcap;
 };
 
-static float kv_value(int kv, const std::vector<uint8_t>& arena, int64_t e) {
-  if (kv == 3) return kv_read<Q8>(arena.data(), e);
-  const uint16_t h = ((const uint16_t*)arena.data())[e];
-  return kv == 1 ? F16::load(h) : BF16::load(h);
-}
-
-// An arena of one layer (2, n_kv, capacity, hd) of the KV type: random values at positions
-// < p (from the window's first key), NaN elsewhere (f16/bf16: NaN elements; q8_0: NaN scales).
-static std::vector<uint8_t> make_arena(int kv, const Shape& s, int capacity, int p, int first,
-                                       uint64_t seed) {
-  const int64_t n = 2LL * s.n_kv * capacity * s.hd;
-  std::vector<float> vals = seeded((int)n, seed, -1.0f, 1.0f);
-  auto live = [&](int64_t e) {
-    const int64_t j = e / s.hd % capacity;
-    return j < p && j >= first;
-  };
-  if (kv != 3) {
-    std::vector<uint8_t> a(n * 2);
-    uint16_t* h = (uint16_t*)a.data();
-    for (int64_t e = 0; e < n; ++e) {
-      h[e] = !live(e) ? (kv == 1 ? 0x7e00 : 0x7fc0)
-                      : (kv == 1 ? F16::store(vals[e]) : BF16::store(vals[e]));
-    }
-    return a;
-  }
-  std::vector<uint8_t> a(n / 256 * 272 + 272);
-  for (int64_t b = 0; b < n; b += 32) {  // llama.cpp's q8_0 of each block of 32
-    float amax = 0.0f;
-    for (int64_t e = b; e < b + 32; ++e) amax = fmaxf(amax, fabsf(vals[e]));
-    uint16_t dh;
-    float id;
-    Q8::scale(amax, &dh, &id);
-    for (int64_t e = b; e < b + 32; ++e) a[Q8::quant_byte(e)] = (uint8_t)(int8_t)Q8::quant(vals[e], id);
-    *(uint16_t*)(a.data() + Q8::scale_byte(b)) = live(b) ? dh : 0x7e00;
-  }
-  return a;
-}
-
 // Attention of one query row in double over the arena's keys and values (position p included:
 // the kernel's write), q rotated here; returns out (n_heads, hd) and, per head, the bound.
 static void oracle(const Kernel& k, const Shape& s, const std::vector<uint8_t>& arena, int capacity,
@@ -191,7 +153,7 @@ static void check_kernel(const Kernel& k, const Shape& s) {
                           std::to_string(s.len) + " splits ≤ " + std::to_string(s.s_max) +
                           (s.window ? " window " + std::to_string(s.window) : "") +
                           (s.softcap > 0.0f ? " softcap" : "");
-  const std::vector<uint8_t> arena0 = make_arena(k.kv, s, capacity, p, first, 41 + s.len);
+  const std::vector<uint8_t> arena0 = make_arena(k.kv, s.n_kv, s.hd, capacity, p, first, 41 + s.len);
   const std::vector<float> q = seeded(s.n_heads * s.hd, 42, -1.0f, 1.0f);
   const std::vector<float> kk = seeded(s.n_kv * s.hd, 43, -1.0f, 1.0f);
   const std::vector<float> v = seeded(s.n_kv * s.hd, 44, -1.0f, 1.0f);
@@ -274,7 +236,7 @@ static void check_kernel(const Kernel& k, const Shape& s) {
   // 4. a verification's rows against the decode steps
   if (k.rows && s.len >= 3 && s.window == 0) {
     const int p0 = p - 2, nr = 3;
-    const std::vector<uint8_t> base = make_arena(k.kv, s, capacity, p0, 0, 41 + s.len);
+    const std::vector<uint8_t> base = make_arena(k.kv, s.n_kv, s.hd, capacity, p0, 0, 41 + s.len);
     std::vector<float> qs = seeded(nr * s.n_heads * s.hd, 45, -1.0f, 1.0f);
     std::vector<float> ks = seeded(nr * s.n_kv * s.hd, 46, -1.0f, 1.0f);
     std::vector<float> vs = seeded(nr * s.n_kv * s.hd, 47, -1.0f, 1.0f);

@@ -1,6 +1,6 @@
-// The common parts of the checks on ci/kernel-sim.h (ci/kernel-sim-{,gemv-,attn-}check.cpp):
-// included after ci/kernel-sim.h and the kernel file (common.h's names). Pass/fail counting, seeded inputs, output arrays
-// with canary guards, rms_norm's scale run on the emulator.
+// The common parts of the checks on ci/kernel-sim.h (ci/kernel-sim-*check.cpp): included
+// after ci/kernel-sim.h and the kernel file (common.h's names). Pass/fail counting,
+// seeded inputs, output arrays with canary guards, rms_norm's scale run on the emulator.
 
 #ifndef WAVEFRONT_CI_KERNEL_SIM_UTIL_H
 #define WAVEFRONT_CI_KERNEL_SIM_UTIL_H
@@ -106,6 +106,46 @@ inline std::string fmt(double v) {
   return b;
 }
 
+
+// Element e of an arena of KV type kv, as f32.
+inline float kv_value(int kv, const std::vector<uint8_t>& arena, int64_t e) {
+  if (kv == 3) return kv_read<Q8>(arena.data(), e);
+  const uint16_t h = ((const uint16_t*)arena.data())[e];
+  return kv == 1 ? F16::load(h) : BF16::load(h);
+}
+
+// An arena of one layer (2, n_kv, capacity, hd) of KV type kv (1 f16, 2 bf16, 3 q8_0: common.h
+// Q8, head_dim a multiple of 32): random values at positions first ≤ j < end, NaN elsewhere
+// (f16/bf16: NaN elements; q8_0: NaN scales), so that a read of an unused slot shows.
+inline std::vector<uint8_t> make_arena(int kv, int n_kv, int hd, int capacity, int end, int first,
+                                       uint64_t seed) {
+  const int64_t n = 2LL * n_kv * capacity * hd;
+  std::vector<float> vals = seeded((int)n, seed, -1.0f, 1.0f);
+  auto live = [&](int64_t e) {
+    const int64_t j = e / hd % capacity;
+    return j < end && j >= first;
+  };
+  if (kv != 3) {
+    std::vector<uint8_t> a(n * 2);
+    uint16_t* h = (uint16_t*)a.data();
+    for (int64_t e = 0; e < n; ++e) {
+      h[e] = !live(e) ? (kv == 1 ? 0x7e00 : 0x7fc0)
+                      : (kv == 1 ? F16::store(vals[e]) : BF16::store(vals[e]));
+    }
+    return a;
+  }
+  std::vector<uint8_t> a(n / 256 * 272 + 272);
+  for (int64_t b = 0; b < n; b += 32) {  // llama.cpp's q8_0 of each block of 32
+    float amax = 0.0f;
+    for (int64_t e = b; e < b + 32; ++e) amax = fmaxf(amax, fabsf(vals[e]));
+    uint16_t dh;
+    float id;
+    Q8::scale(amax, &dh, &id);
+    for (int64_t e = b; e < b + 32; ++e) a[Q8::quant_byte(e)] = (uint8_t)(int8_t)Q8::quant(vals[e], id);
+    *(uint16_t*)(a.data() + Q8::scale_byte(b)) = live(b) ? dh : 0x7e00;
+  }
+  return a;
+}
 
 // Records a launch's failure (its barriers, or a guard it wrote over) for the next check.
 inline bool launched(bool ok, std::initializer_list<const Guarded*> outs, const char* what) {
