@@ -13,7 +13,8 @@
 #      ci/kernel-sim-{,gemv-,attn-,flash-}check.cpp: qgemv.hip's and gemv.hip's GEMVs,
 #      decode_attention.hip's and flash_attention.hip's kernels run whole on the host
 #      (ci/kernel-sim.h: a block's threads as fibers with real barriers and shuffles) at WAVE=32
-#      and WAVE=64;
+#      and WAVE=64, the attention kernels also on AMD's MFMA and WMMA layouts (instructions
+#      emulated);
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call
@@ -109,24 +110,35 @@ fi
 # ci/kernel-sim.h's emulator under qgemv.hip (--threads: the kernels take their block from the
 # launch, WAVEFRONT_QGEMV_THREADS: every block below the bound gives the bound's bits),
 # gemv.hip, decode_attention.hip and flash_attention.hip.
-sim_check() { # NAME WAVE ARGS...: build ci/NAME.cpp at WAVE, run it with ARGS
-  local name="$1" wave="$2"
-  shift 2
-  "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE="$wave" -I "$ROOT/kernels" -I "$ROOT/ci" \
-    "$ROOT/ci/$name.cpp" -o "$OUT/$name-$wave"
-  "$OUT/$name-$wave" "$@" >"$OUT/$name-$wave.log" || {
-    grep -v '^ok ' "$OUT/$name-$wave.log" >&2
-    echo "hip-compile-check: $name failed at WAVE=$wave" >&2
+sim_check() { # NAME WAVE MMA ARGS...: build ci/NAME.cpp at WAVE (MMA: - for the FMA twin, or
+  # 2 / 3 for AMD's MFMA / WMMA layouts on emulated instructions), run it with ARGS
+  local name="$1" wave="$2" mma="$3" tag="$1-$2" def=()
+  shift 3
+  if [ "$mma" != - ]; then
+    def=(-DWF_SIM_MMA="$mma")
+    tag="$tag-mma$mma"
+  fi
+  "$CLANGXX" -O2 -std=c++17 -Wno-unknown-pragmas -Wno-psabi -DWAVE="$wave" "${def[@]}" \
+    -I "$ROOT/kernels" -I "$ROOT/ci" "$ROOT/ci/$name.cpp" -o "$OUT/$tag"
+  "$OUT/$tag" "$@" >"$OUT/$tag.log" || {
+    grep -v '^ok ' "$OUT/$tag.log" >&2
+    echo "hip-compile-check: $tag failed" >&2
     exit 1
   }
-  tail -n 1 "$OUT/$name-$wave.log" | sed "s/^/$name WAVE=$wave: /"
+  tail -n 1 "$OUT/$tag.log" | sed "s/^/$tag: /"
 }
 for wave in 32 64; do
-  sim_check kernel-sim-check "$wave" --threads 256,512 "$ROOT/fixtures/quants"
-  sim_check kernel-sim-gemv-check "$wave"
-  sim_check kernel-sim-attn-check "$wave"
-  sim_check kernel-sim-flash-check "$wave"
+  sim_check kernel-sim-check "$wave" - --threads 256,512 "$ROOT/fixtures/quants"
+  sim_check kernel-sim-gemv-check "$wave" -
+  sim_check kernel-sim-attn-check "$wave" -
+  sim_check kernel-sim-flash-check "$wave" -
 done
+# The attention kernels' matrix products on AMD's layouts (common.h WF_MMA_MFMA at WAVE=64 for
+# CDNA, WF_MMA_WMMA at WAVE=32 for RDNA3), the instructions emulated: paths no GPU here runs.
+sim_check kernel-sim-attn-check 64 2
+sim_check kernel-sim-flash-check 64 2
+sim_check kernel-sim-attn-check 32 3
+sim_check kernel-sim-flash-check 32 3
 
 # --- 3. compile -------------------------------------------------------------------------------
 # -include hip/hip_runtime.h: what hipcc adds (clang's HIP wrapper does not include it);

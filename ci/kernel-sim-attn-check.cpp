@@ -21,6 +21,9 @@
 //      then DA_ATTEND_ONLY) give each row the bits of its decode step (one-row launches in
 //      order), outputs and arena.
 //
+// Built with -DWF_SIM_MMA=2 (WAVE=64) or 3 (WAVE=32) the matrix products take common.h's MFMA
+// or WMMA layouts, the instructions emulated by ci/kernel-sim.h.
+//
 // Usage: kernel-sim-attn-check   Exit status 0 iff every check passed.
 // Build: c++ -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE=32 -I kernels -I ci \
 //          ci/kernel-sim-attn-check.cpp   (and -DWAVE=64)

@@ -14,6 +14,9 @@
 //      arena give every row the bits of the whole launch (each row's keys go through the same
 //      tiles in the same order whatever the block's other rows).
 //
+// Built with -DWF_SIM_MMA=2 (WAVE=64) or 3 (WAVE=32) the matrix products take common.h's MFMA
+// or WMMA layouts, the instructions emulated by ci/kernel-sim.h.
+//
 // Usage: kernel-sim-flash-check   Exit status 0 iff every check passed.
 // Build: c++ -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE=32 -I kernels -I ci \
 //          ci/kernel-sim-flash-check.cpp   (and -DWAVE=64)

@@ -8,7 +8,8 @@
 //     barriers, so lane l receives lane l ^ mask's value within the logical wave of WAVE lanes
 //     (thread indices, as on AMD and in common.h's emulated WAVE=64): WAVE=64 runs as a
 //     hardware wave of 64 would, and a shuffle some threads skip is caught like a barrier;
-//   * __syncwarp (common.h wave_sync) is a block barrier, as in the emulated WAVE=64;
+//   * __syncwarp (common.h wave_sync) is the logical wave's barrier (its WAVE lanes), and so
+//     are the emulated matrix instructions (WF_SIM_MMA, below): wave-level, as on AMD;
 //   * `WF_SHARED` variables (common.h: `static` under WF_HOST_SIM) are one per block, as on a
 //     GPU (blocks run one after another);
 //   * the fibers between two barriers run in an order the caller picks (ascending thread
@@ -26,6 +27,7 @@
 #ifndef WAVEFRONT_CI_KERNEL_SIM_H
 #define WAVEFRONT_CI_KERNEL_SIM_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +57,7 @@ namespace sim {
 constexpr int MAX_THREADS = 1024;
 constexpr size_t STACK_BYTES = 256 * 1024;
 
-enum State { RUNNING, AT_BARRIER, DONE };
+enum State { RUNNING, AT_BARRIER, YIELDED, DONE };
 
 struct Fiber {
   ucontext_t ctx;
@@ -64,9 +66,16 @@ struct Fiber {
   unsigned long barriers = 0;
 };
 
+// A wave's barrier (wave_barrier): arrivals of the current generation, and the generation.
+struct WaveSync {
+  unsigned arrived = 0, generation = 0;
+};
+
 struct Block {
   ucontext_t scheduler;
   std::vector<Fiber> fibers;
+  std::vector<WaveSync> waves;
+  unsigned long progress = 0;  // wave-barrier arrivals and releases (a pass without any: stuck)
   int current = -1;
   const std::function<void()>* body = nullptr;
   std::string error;  // the first failure of the launch ("" while none)
@@ -88,6 +97,26 @@ inline void barrier() {
   ++f.barriers;
   f.state = AT_BARRIER;
   swapcontext(&f.ctx, &b.scheduler);
+}
+
+// The logical wave's barrier (WAVE lanes, thread indices w·WAVE ..): every lane of the wave
+// arrives before any passes; the other waves of the block run on. A lane waiting here yields
+// to the scheduler until its wave's last lane arrives.
+inline void wave_barrier() {
+  Block& b = block();
+  WaveSync& w = b.waves[threadIdx.x / WAVE];
+  const unsigned gen = w.generation;
+  ++b.progress;
+  if (++w.arrived == WAVE) {
+    w.arrived = 0;
+    ++w.generation;
+    return;
+  }
+  while (w.generation == gen) {
+    Fiber& f = b.fibers[b.current];
+    f.state = YIELDED;
+    swapcontext(&f.ctx, &b.scheduler);
+  }
 }
 
 inline void trampoline() {
@@ -119,15 +148,29 @@ inline bool run_block(unsigned threads, const std::function<void()>& body, bool 
     f.barriers = 0;
   }
   blockDim = WfDim{threads, 1, 1};
+  b.waves.assign((threads + WAVE - 1) / WAVE, WaveSync{});
   for (;;) {
-    for (unsigned i = 0; i < threads; ++i) {
-      const unsigned t = reverse ? threads - 1 - i : i;
-      Fiber& f = b.fibers[t];
-      if (f.state == DONE) continue;
-      f.state = RUNNING;
-      b.current = (int)t;
-      threadIdx = WfDim{t, 0, 0};
-      swapcontext(&b.scheduler, &f.ctx);
+    // Run every thread until it reaches a block barrier or returns; a thread waiting at its
+    // wave's barrier runs again on the next pass, while the passes make progress.
+    for (;;) {
+      const unsigned long before = b.progress;
+      unsigned yielded = 0;
+      for (unsigned i = 0; i < threads; ++i) {
+        const unsigned t = reverse ? threads - 1 - i : i;
+        Fiber& f = b.fibers[t];
+        if (f.state == DONE || f.state == AT_BARRIER) continue;
+        f.state = RUNNING;
+        b.current = (int)t;
+        threadIdx = WfDim{t, 0, 0};
+        swapcontext(&b.scheduler, &f.ctx);
+        yielded += f.state == YIELDED;
+      }
+      if (yielded == 0) break;
+      if (b.progress == before) {
+        fail("block " + std::to_string(blockIdx.x) + ": " + std::to_string(yielded) +
+             " threads wait at a wave barrier that lanes of their wave do not reach");
+        return false;
+      }
     }
     unsigned done = 0;
     for (unsigned t = 0; t < threads; ++t) done += b.fibers[t].state == DONE;
@@ -145,6 +188,7 @@ inline bool run_block(unsigned threads, const std::function<void()>& body, bool 
         return false;
       }
     }
+    for (unsigned t = 0; t < threads; ++t) b.fibers[t].state = RUNNING;  // released
   }
   return true;
 }
@@ -182,13 +226,97 @@ inline uint32_t exchange(uint32_t v, unsigned src) {
   return r;
 }
 
+// AMD's matrix instructions, built with -DWF_SIM_MMA=2 (MFMA, WAVE=64) or 3 (WMMA, WAVE=32)
+// (common.h then takes its MFMA or WMMA layouts): a wave-wide collective, every lane's
+// operands through the block's slots between two wave barriers, each lane computing
+// its own accumulator values from its wave's operands, products summed in k order with f32
+// FMAs (the instructions' own summation order is not specified; the products of 16-bit values
+// are exact in f32). The operand layouts are the instructions' (AMD's matrix instruction
+// calculator for CDNA3 and RDNA3):
+//   v_mfma_f32_16x16x16{f16,bf16_1k}, wave64: A[i][k] in lane i + 16·(k/4), item k%4;
+//     B[k][j] in lane j + 16·(k/4), item k%4; D[i][j] in lane j + 16·(i/4), item i%4.
+//   v_wmma_f32_16x16x16_{f16,bf16}_w32, wave32: A[i][k] in lane i and lane i + 16 (both half
+//     waves hold the same copy), item k; B[k][j] in lanes j and j + 16, item k; D[i][j] in lane
+//     j + 16·(i%2), item i/2.
+// A half-wave copy of A or B that differs from the other is reported (the instruction reads one).
+enum { MMA_MFMA = 2, MMA_WMMA = 3 };
+template <int KIND, bool BF16, class AB, class C>
+inline C mma_collective(const AB& a, const AB& b, const C& c) {
+  constexpr int NAB = sizeof(AB) / 2, NC = sizeof(C) / 4;  // 16-bit values, f32 values a lane
+  static_assert((KIND == MMA_MFMA && NAB == 4 && NC == 4) || (KIND == MMA_WMMA && NAB == 16 && NC == 8),
+                "operand sizes of the emulated instruction");
+  struct Lane {
+    uint16_t a[NAB], b[NAB];
+  };
+  static Lane slots[MAX_THREADS];
+  Lane mine;
+  memcpy(mine.a, &a, sizeof mine.a);
+  memcpy(mine.b, &b, sizeof mine.b);
+  slots[threadIdx.x] = mine;
+  wave_barrier();
+  const unsigned wave = KIND == MMA_MFMA ? 64 : 32, l = threadIdx.x % wave, base = threadIdx.x - l;
+  auto value = [](uint16_t h) {
+    uint32_t u;
+    if (BF16) {
+      u = (uint32_t)h << 16;
+    } else {  // f16 → f32, exactly
+      const uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
+      if (e == 31) {
+        u = sign | 0x7f800000u | (m << 13);
+      } else if (e != 0) {
+        u = sign | ((e + 112) << 23) | (m << 13);
+      } else {
+        float f = (float)m * 5.9604644775390625e-8f;  // m · 2^-24, exact
+        memcpy(&u, &f, 4);
+        u |= sign;
+      }
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+  };
+  auto A = [&](int i, int k) {
+    return KIND == MMA_MFMA ? slots[base + i + 16 * (k / 4)].a[k % 4] : slots[base + i].a[k];
+  };
+  auto B = [&](int k, int j) {
+    return KIND == MMA_MFMA ? slots[base + j + 16 * (k / 4)].b[k % 4] : slots[base + j].b[k];
+  };
+  if (KIND == MMA_WMMA && l >= 16 &&
+      (memcmp(slots[threadIdx.x].a, slots[threadIdx.x - 16].a, 2 * NAB) != 0 ||
+       memcmp(slots[threadIdx.x].b, slots[threadIdx.x - 16].b, 2 * NAB) != 0)) {
+    fail("wmma: lane " + std::to_string(l) + "'s A or B differs from lane " + std::to_string(l - 16) + "'s");
+  }
+  float d[NC];
+  memcpy(d, &c, sizeof d);
+  for (int e = 0; e < NC; ++e) {
+    const int i = KIND == MMA_MFMA ? 4 * (l / 16) + e : 2 * e + l / 16, j = l % 16;
+    float acc = d[e];
+    for (int k = 0; k < 16; ++k) acc = fmaf(value(A(i, k)), value(B(k, j)), acc);
+    d[e] = acc;
+  }
+  wave_barrier();  // every lane of the wave has read the slots
+  C out;
+  memcpy(&out, d, sizeof d);
+  return out;
+}
+
 }  // namespace sim
+
+#if defined(WF_SIM_MMA)
+#define __builtin_amdgcn_mfma_f32_16x16x16f16(a, b, c, x, y, z) \
+  sim::mma_collective<sim::MMA_MFMA, false>(a, b, c)
+#define __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, x, y, z) \
+  sim::mma_collective<sim::MMA_MFMA, true>(a, b, c)
+#define __builtin_amdgcn_wmma_f32_16x16x16_f16_w32(a, b, c) \
+  sim::mma_collective<sim::MMA_WMMA, false>(a, b, c)
+#define __builtin_amdgcn_wmma_f32_16x16x16_bf16_w32(a, b, c) \
+  sim::mma_collective<sim::MMA_WMMA, true>(a, b, c)
+#endif
 
 // CUDA's names, as the kernels' non-HIP branches use them.
 inline void __syncthreads() { sim::barrier(); }
-// A warp's (wave's) barrier: a block barrier here, as the WAVE=64 emulation's wave_sync is
-// (callers are block-uniform, common.h's convention for every wave op).
-inline void __syncwarp(unsigned = 0) { sim::barrier(); }
+// A warp's (logical wave's) barrier: common.h wave_sync.
+inline void __syncwarp(unsigned = 0) { sim::wave_barrier(); }
 inline void __threadfence() {}
 inline unsigned __shfl_xor_sync(unsigned, unsigned v, int mask, int = 32) {
   return sim::exchange(v, threadIdx.x ^ (unsigned)mask);

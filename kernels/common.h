@@ -1112,7 +1112,15 @@ WF_DEVICE float fa_ref(float m) { return m == -wf_inf() ? 0.0f : m; }
 #define WF_MMA_SYNC 1
 #define WF_MMA_MFMA 2
 #define WF_MMA_WMMA 3
-#if defined(WF_CUDA) && !WF_EMULATED_WAVE && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(WF_HOST_SIM) && defined(WF_SIM_MMA)
+// ci/kernel-sim.h with its MFMA (WF_SIM_MMA = 2, WAVE=64) or WMMA (3, WAVE=32) instructions
+// emulated on the host: the AMD layouts below run there, against the instructions' layouts.
+#if (WF_SIM_MMA == 2 && WAVE != 64) || (WF_SIM_MMA == 3 && WAVE != 32) || \
+    (WF_SIM_MMA != 2 && WF_SIM_MMA != 3)
+#error "WF_SIM_MMA: 2 (MFMA) at WAVE=64 or 3 (WMMA) at WAVE=32"
+#endif
+#define WF_MMA WF_SIM_MMA
+#elif defined(WF_CUDA) && !WF_EMULATED_WAVE && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 #define WF_MMA WF_MMA_SYNC
 #elif defined(WF_HIP) && WAVE == 64 &&                                                     \
     (defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) || \
