@@ -13,8 +13,8 @@
 #      ci/kernel-sim-{,gemv-,attn-,flash-}check.cpp: qgemv.hip's and gemv.hip's GEMVs,
 #      decode_attention.hip's and flash_attention.hip's kernels run whole on the host
 #      (ci/kernel-sim.h: a block's threads as fibers with real barriers and shuffles) at WAVE=32
-#      and WAVE=64, the attention kernels also on AMD's MFMA and WMMA layouts (instructions
-#      emulated);
+#      and WAVE=64, the matrix-core GEMVs and the attention kernels also on AMD's MFMA and WMMA
+#      layouts (instructions emulated);
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
 #   4. on the assembly of each architecture: every ABI kernel present with the ABI's argument
 #      sizes, block size and wave size, no function calls (an unresolved device-library call
@@ -133,12 +133,15 @@ for wave in 32 64; do
   sim_check kernel-sim-attn-check "$wave" -
   sim_check kernel-sim-flash-check "$wave" -
 done
-# The attention kernels' matrix products on AMD's layouts (common.h WF_MMA_MFMA at WAVE=64 for
-# CDNA, WF_MMA_WMMA at WAVE=32 for RDNA3), the instructions emulated: paths no GPU here runs.
-sim_check kernel-sim-attn-check 64 2
-sim_check kernel-sim-flash-check 64 2
-sim_check kernel-sim-attn-check 32 3
-sim_check kernel-sim-flash-check 32 3
+# The matrix-core GEMVs' and the attention kernels' products on AMD's layouts (common.h
+# WF_MMA_MFMA at WAVE=64 for CDNA, WF_MMA_WMMA at WAVE=32 for RDNA3), the instructions
+# emulated: paths no GPU here runs.
+for mma_wave in "2 64" "3 32"; do
+  set -- $mma_wave
+  sim_check kernel-sim-gemv-check "$2" "$1"
+  sim_check kernel-sim-attn-check "$2" "$1"
+  sim_check kernel-sim-flash-check "$2" "$1"
+done
 
 # --- 3. compile -------------------------------------------------------------------------------
 # -include hip/hip_runtime.h: what hipcc adds (clang's HIP wrapper does not include it);

@@ -3,7 +3,8 @@
 // lanes), at the launches the engine makes (ops/gemv.rs: GEMV_BLOCK threads, row groups of one
 // row a wave, grid n_in · blocks; the several-row kernels after gemv_stage_{T}), for f16 and
 // bf16 weights, with K on every path (staged in LDS and kept in registers, staged past the
-// kept vectors, a scalar tail and rows off 16 bytes, too long to stage; x off 16 bytes).
+// kept vectors, a scalar tail and rows off 16 bytes, too long to stage; x off 16 bytes), and
+// the matrix-core forms.
 // Checked, per type and K:
 //   1. the product against Σ w·ã in double, ã the input rounded to the weight type (the
 //      BLAS path's arithmetic), within 2Ku·Σ|w·ã|;
@@ -17,7 +18,11 @@
 //   6. where the host takes the several-row kernels (K a multiple of 8, everything on 16
 //      bytes): gemv_stage + gemv_rows / gemv_swiglu_rows over 11 input rows (two groups of
 //      GEMV_NB) give every row the one-row kernel's bits, plain and with the norm.
-// The matrix-core forms (gemv_mma_{T}) are not run here.
+//   7. the matrix-core forms (gemv_mma_{T}, gemv_swiglu_mma_{T}; K a multiple of 32): against
+//      Σ w·ã, the same bits with the inputs staged in LDS by the kernel and by gemv_stage, in
+//      reverse thread order, for every row of a batch of 5 and of 16 as for the row alone;
+//      bias/residual/stacked, the norm and SwiGLU bit for bit as above. Built with
+//      -DWF_SIM_MMA=2 (WAVE=64) or 3 (WAVE=32), on common.h's MFMA or WMMA layouts.
 //
 // Usage: kernel-sim-gemv-check   Exit status 0 iff every check passed.
 // Build: c++ -O2 -std=c++17 -Wno-unknown-pragmas -DWAVE=32 -I kernels -I ci \
@@ -39,6 +44,10 @@ typedef void (*Stage)(const float*, const float*, float, uint16_t*, int, int);
 typedef void (*Rows)(const uint16_t*, const uint16_t*, int, const float*, float*, float*, float*,
                      int, int, int, int, int, int);
 typedef void (*SwigluRows)(const uint16_t*, const uint16_t*, int, float*, int, int, int, int);
+typedef void (*Mma)(const uint16_t*, const float*, const float*, float, const uint16_t*, int,
+                    const float*, float*, float*, float*, int, int, int, int, int, int);
+typedef void (*SwigluMma)(const uint16_t*, const float*, const float*, float, const uint16_t*, int,
+                          float*, int, int, int, int);
 
 struct Type {
   const char* name;
@@ -47,6 +56,8 @@ struct Type {
   Stage stage;
   Rows rows;
   SwigluRows swiglu_rows;
+  Mma mma;
+  SwigluMma swiglu_mma;
   uint16_t (*store)(float);
   float (*load)(uint16_t);
 };
@@ -381,6 +392,139 @@ static void check_type(const Type& t) {
   }
 }
 
+// The matrix-core forms (ops/gemv.rs mma_inputs): n_in rows of x staged by the kernel in LDS
+// when n_in·K ≤ GEMV_LDS_MAX and `lds`, else by gemv_stage_{T} (xh); grid (tiles of 16 weight
+// rows, or 8 outputs, × input groups of 16). Plain (out (n_in, m), with bias, residual and
+// the stacked outputs when `stacked`) or SwiGLU (out (n_in, m/2)).
+struct MmaRun {
+  const float* x;
+  const float* norm = nullptr;
+  const float* bias = nullptr;
+  int n_in = 1;
+  bool lds = true, swiglu = false, stacked = false, reverse = false;
+  int act = ACT_SILU;
+};
+
+static void run_mma(const Type& t, const Mat& a, const MmaRun& r, std::vector<float>& out) {
+  const int ks = (a.k + 7) / 8 * 8, groups = (r.n_in + GEMV_MMA_NB - 1) / GEMV_MMA_NB;
+  const bool in_lds = r.lds && (size_t)r.n_in * a.k <= (size_t)GEMV_LDS_MAX;
+  Guarded xh((size_t)r.n_in * ks / 2 + 1);
+  if (!in_lds) {
+    const bool ok = sim::launch((unsigned)r.n_in, GEMV_BLOCK, [&] {
+      t.stage(r.x, r.norm, EPS, (uint16_t*)xh.p(), a.k, ks);
+    }, false);
+    launched(ok, {&xh}, "gemv_stage");
+  }
+  const uint16_t* xhp = in_lds ? nullptr : (const uint16_t*)xh.p();
+  poison_shared();
+  if (r.swiglu) {
+    const int inter = a.m / 2, tiles = (inter + GEMV_MMA_NB / 2 - 1) / (GEMV_MMA_NB / 2);
+    Guarded o((size_t)r.n_in * inter);
+    const bool ok = sim::launch((unsigned)(tiles * groups), GEMV_BLOCK, [&] {
+      t.swiglu_mma(a.w.data(), r.x, r.norm, EPS, xhp, ks, o.p(), inter, a.k, r.n_in, r.act);
+    }, r.reverse);
+    launched(ok, {&o}, "gemv_swiglu_mma");
+    out.assign(o.p(), o.p() + (size_t)r.n_in * inter);
+    return;
+  }
+  const int tiles = (a.m + GEMV_MMA_NB - 1) / GEMV_MMA_NB;
+  const int m0 = r.stacked ? 17 : a.m, m1 = r.stacked ? 5 : 0, m2 = a.m - m0 - m1;
+  Stacked st(out, a.m, m0, m1, m2, r.n_in);
+  const bool ok = sim::launch((unsigned)(tiles * groups), GEMV_BLOCK, [&] {
+    t.mma(a.w.data(), r.x, r.norm, EPS, xhp, ks, r.bias, st.g0.p(), st.g1.p(), st.g2.p(), m0, m1,
+          m2, a.k, r.stacked ? 1 : 0, r.n_in);
+  }, r.reverse);
+  launched(ok, {&st.g0, &st.g1, &st.g2}, "gemv_mma");
+  st.back(out);
+}
+
+// The matrix-core forms: against Σ w·ã, in LDS and staged alike, each row of a batch its
+// one-row launch's bits, thread order, bias/residual/stacked, the norm, SwiGLU.
+static void check_mma(const Type& t) {
+  for (const int k : {512, 3008, 16416}) {
+    const int m = 3 * GEMV_MMA_NB + 5, inter = m / 2;
+    const std::string tag = std::string("gemv_mma_") + t.name + " K=" + std::to_string(k);
+    const Mat a = make_mat(t, m, k, 61 + k);
+    Mat w2 = a;
+    w2.m = 2 * inter;
+    const int n_in = GEMV_MMA_NB;  // the most rows the host gives them (GEMV_MAX_ROWS)
+    const std::vector<float> xs = seeded(n_in * k, 62, -1.0f, 1.0f), g = seeded(k, 63, 0.5f, 1.5f);
+    const std::vector<float> bias = seeded(m, 64, -1.0f, 1.0f), r0 = seeded(n_in * m, 65, -4.0f, 4.0f);
+    // one row, in LDS and staged
+    std::vector<float> y(m, nanf("")), ys(m, nanf("")), yr(m, nanf(""));
+    MmaRun r{xs.data()};
+    run_mma(t, a, r, y);
+    const double ratio = oracle_ratio(t, a, xs.data(), y, 0);
+    r.lds = false;
+    run_mma(t, a, r, ys);
+    r.lds = true;
+    r.reverse = true;
+    run_mma(t, a, r, yr);
+    r.reverse = false;
+    check(ratio <= 1.0 && same_bits(y, ys, m) && same_bits(y, yr, m),
+          tag + ": within 2Ku·Σ|w·ã| of Σ w·ã (worst " + fmt(ratio) + " of it); the same bits "
+                "staged by gemv_stage and in reverse thread order");
+    // a batch: every row its one-row launch's bits (5 rows and 16: one group, then 16 rows)
+    size_t bad = 0;
+    for (const int rows : {5, n_in}) {
+      std::vector<float> yy((size_t)rows * m, nanf(""));
+      MmaRun rb{xs.data()};
+      rb.n_in = rows;
+      run_mma(t, a, rb, yy);
+      for (int i = 0; i < rows; ++i) {
+        std::vector<float> one(m, nanf(""));
+        run_mma(t, a, MmaRun{xs.data() + (size_t)i * k}, one);
+        bad += !same_bits(one, yy, m, 0, (size_t)i * m);
+      }
+    }
+    check(bad == 0, tag + ": 5 and " + std::to_string(n_in) + " input rows: each row the "
+                          "one-row launch's bits (" + std::to_string(bad) + " rows differ)");
+    // bias, residual, stacked; the norm
+    {
+      std::vector<float> yst(r0.begin(), r0.begin() + m);
+      MmaRun rs{xs.data()};
+      rs.bias = bias.data();
+      rs.stacked = true;
+      run_mma(t, a, rs, yst);
+      size_t badst = 0;
+      for (int i = 0; i < m; ++i) {
+        const float want = r0[i] + (y[i] + bias[i]);
+        badst += memcmp(&want, &yst[i], 4) != 0;
+      }
+      const float sc = norm_scale(xs.data(), k, EPS);
+      std::vector<float> an(k);
+      for (int i = 0; i < k; ++i) an[i] = g[i] * (xs[i] * sc);
+      std::vector<float> yn(m, nanf("")), ya(m, nanf(""));
+      MmaRun rn{xs.data()};
+      rn.norm = g.data();
+      run_mma(t, a, rn, yn);
+      run_mma(t, a, MmaRun{an.data()}, ya);
+      check(badst == 0 && same_bits(yn, ya, m),
+            tag + ": stacked with bias and residual r + (y + bias) bit for bit (" +
+                std::to_string(badst) + " differ); the norm prologue equals rms_norm then the "
+                "product");
+    }
+    // SwiGLU: act(gate)·up of gemv_mma's sums of the same rows
+    for (const int act : {ACT_SILU, ACT_GELU_TANH}) {
+      std::vector<float> o;
+      MmaRun rw{xs.data()};
+      rw.swiglu = true;
+      rw.act = act;
+      run_mma(t, w2, rw, o);
+      size_t badw = 0;
+      for (int i = 0; i < inter; ++i) {
+        const float gv = y[i], uv = y[inter + i];
+        const float want = (act == ACT_GELU_TANH ? wf_gelu_tanh(gv) : wf_silu(gv)) * uv;
+        badw += memcmp(&want, &o[i], 4) != 0;
+      }
+      check(badw == 0, std::string("gemv_swiglu_mma_") + t.name + " K=" + std::to_string(k) +
+                           (act == ACT_SILU ? " silu" : " gelu_tanh") +
+                           ": act(gate)·up of gemv_mma's sums bit for bit (" +
+                           std::to_string(badw) + " differ)");
+    }
+  }
+}
+
 static uint16_t f16_store(float v) { return F16::store(v); }
 static float f16_load(uint16_t h) { return F16::load(h); }
 static uint16_t bf16_store(float v) { return BF16::store(v); }
@@ -390,10 +534,13 @@ int main() {
   printf("kernel-sim-gemv-check: WAVE=%d\n", WAVE);
   const Type types[] = {
       {"f16", gemv_f16, gemv_swiglu_f16, gemv_stage_f16, gemv_rows_f16, gemv_swiglu_rows_f16,
-       f16_store, f16_load},
+       gemv_mma_f16, gemv_swiglu_mma_f16, f16_store, f16_load},
       {"bf16", gemv_bf16, gemv_swiglu_bf16, gemv_stage_bf16, gemv_rows_bf16,
-       gemv_swiglu_rows_bf16, bf16_store, bf16_load},
+       gemv_swiglu_rows_bf16, gemv_mma_bf16, gemv_swiglu_mma_bf16, bf16_store, bf16_load},
   };
-  for (const Type& t : types) check_type(t);
+  for (const Type& t : types) {
+    check_type(t);
+    check_mma(t);
+  }
   return finish();
 }
