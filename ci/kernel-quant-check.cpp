@@ -27,49 +27,14 @@
 #include <string>
 #include <vector>
 
-// CUDA's names, for one thread at a time on the host.
-struct WfDim {
-  unsigned x, y, z;
-};
-static WfDim threadIdx, blockIdx, blockDim;
-struct float4 {
-  float x, y, z, w;
-};
-struct uint4 {
-  unsigned x, y, z, w;
-};
-struct uint2 {
-  unsigned x, y;
-};
+#include "kernel-host.h"
+
+// A block's threads one at a time: barriers and shuffles do nothing (the decoders and the
+// staging run here need neither).
 inline void __syncthreads() {}
 inline void __syncwarp(unsigned = 0) {}
-inline void __threadfence() {}
 inline unsigned __shfl_xor_sync(unsigned, unsigned v, int, int = 32) { return v; }
 inline float __shfl_xor_sync(unsigned, float v, int, int = 32) { return v; }
-inline int atomicAdd(int* p, int v) {
-  const int o = *p;
-  *p += v;
-  return o;
-}
-inline int atomicOr(int* p, int v) {
-  const int o = *p;
-  *p |= v;
-  return o;
-}
-inline unsigned atomicOr(unsigned* p, unsigned v) {
-  const unsigned o = *p;
-  *p |= v;
-  return o;
-}
-inline int atomicExch(int* p, int v) {
-  const int o = *p;
-  *p = v;
-  return o;
-}
-#define __global__
-#define __launch_bounds__(...)
-#define WF_HOST_TEST 1
-#define WF_HOST_DEVICE_SHIMS 1
 
 #include "qgemv.hip"
 
@@ -85,17 +50,6 @@ static void check(bool ok, const std::string& what) {
     ++g_fail;
     printf("FAIL %s\n", what.c_str());
   }
-}
-
-static std::vector<uint8_t> read_file(const std::string& path) {
-  std::vector<uint8_t> v;
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) return v;
-  uint8_t buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
-  fclose(f);
-  return v;
 }
 
 // The split layout (engine/src/backend/gpu/quant.rs): quant bytes [q0, q0 + qb) of every block,

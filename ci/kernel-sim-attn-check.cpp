@@ -79,37 +79,12 @@ static void oracle(const Kernel& k, const Shape& s, const std::vector<uint8_t>& 
       qr[d] = a * c - b * sn;
       qr[d + half] = b * c + a * sn;
     }
-    std::vector<double> sc(p + 1 - first), mag(p + 1 - first);
-    double m = -INFINITY, dmax = 0.0;
-    for (int j = first; j <= p; ++j) {
-      double dot = 0.0, mg = 0.0;
-      for (int d = 0; d < s.hd; ++d) {
-        const double kd = kv_value(k.kv, arena, ((int64_t)kvh * capacity + j) * s.hd + d);
-        dot += qr[d] * kd;
-        mg += fabs(qr[d] * kd);
-      }
-      double x = dot * scale;
-      if (s.softcap > 0.0f) x = s.softcap * tanh(x / s.softcap);
-      sc[j - first] = x;
-      mag[j - first] = mg * scale;
-      m = std::max(m, x);
-      // the score's error: f32 rotation and dot product (hd + 12 roundings a term), the matrix
-      // form's q rounded to the KV type; the soft-cap's tanh a few roundings of c
-      dmax = std::max(dmax, ((s.hd + 12) * u + ut) * mg * scale +
-                                (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0));
-    }
-    double l = 0.0;
-    for (double& x : sc) l += (x = exp(x - m));
-    double vmax = 0.0;
-    for (int d = 0; d < s.hd; ++d) {
-      double acc = 0.0;
-      for (int j = first; j <= p; ++j) {
-        const double vd = kv_value(k.kv, arena, ((int64_t)(s.n_kv + kvh) * capacity + j) * s.hd + d);
-        acc += sc[j - first] * vd;
-        vmax = std::max(vmax, fabs(vd));
-      }
-      out[(size_t)h * s.hd + d] = acc / l;
-    }
+    double mag, vmax;
+    attend_double(k.kv, arena, s.n_kv, kvh, capacity, s.hd, qr.data(), first, p, scale, s.softcap,
+                  out.data() + (size_t)h * s.hd, mag, vmax);
+    // the score's error: f32 rotation and dot product (hd + 12 roundings a term), the matrix
+    // form's q rounded to the KV type; the soft-cap's tanh a few roundings of c
+    const double dmax = ((s.hd + 12) * u + ut) * mag + (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0);
     // Σ|p̂ − p| ≤ 2·(2·dmax + the exponentials' and sums' roundings (len/8 + 64)·u + the
     // matrix form's weights rounded to the KV type), times max |V|.
     const int len = p + 1 - first;

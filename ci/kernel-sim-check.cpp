@@ -91,26 +91,13 @@ static Mat make_mat(const Type& t, const std::vector<uint8_t>& file, const std::
   return a;
 }
 
-// One qgemv launch (n_in input rows of x; outputs preset in `out`, (n_in, m) with the rows
-// split m0 | m1 | m2 into three outputs laid end to end per input row when stacked).
-struct QLaunch {
-  QLaunch(const float* x_, int m) : x(x_), m0(m) {}
-  const float* x;
-  const float* norm = nullptr;
-  const float* bias = nullptr;
-  int m0, m1 = 0, m2 = 0;
-  int residual = 0, n_in = 1, blocks = 0;  // blocks 0: one a group
-  int threads = 0;                         // 0: the kernel's (its launch bound)
-  bool reverse = false;
-};
-
 static const float EPS = 1e-5f;
 
 // --threads: block sizes below the kernels' bounds to run them at as well (kernels that take
 // their block from the launch), each compared bit for bit with the launch at the bound.
 static std::vector<int> g_threads;
 
-static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
+static bool run_qgemv(const Type& t, bool q8, const Mat& a, const Launch& l,
                       std::vector<float>& out) {
   const int threads = l.threads > 0 ? l.threads : q8 ? t.t_qgemv_q8 : t.t_qgemv;
   const int rows = QGEMV_ROWS_A_WAVE * (threads / WAVE);
@@ -119,31 +106,14 @@ static bool run_qgemv(const Type& t, bool q8, const Mat& a, const QLaunch& l,
   const Qgemv f = q8 ? t.qgemv_q8 : t.qgemv;
   const uint8_t* qa = a.split.data();
   const uint8_t* sa = qa + a.sa;
-  // Stacked outputs: three arrays of (n_in, m_i), copied into (n_in, m) rows afterwards.
-  Guarded g0((size_t)l.n_in * l.m0), g1((size_t)l.n_in * l.m1), g2((size_t)l.n_in * l.m2);
-  float *o0 = g0.p(), *o1 = g1.p(), *o2 = g2.p();
-  for (int i = 0; i < l.n_in; ++i) {
-    for (int r = 0; r < a.m; ++r) {
-      const float v = out[(size_t)i * a.m + r];
-      if (r < l.m0) o0[(size_t)i * l.m0 + r] = v;
-      else if (r < l.m0 + l.m1) o1[(size_t)i * l.m1 + r - l.m0] = v;
-      else o2[(size_t)i * l.m2 + r - l.m0 - l.m1] = v;
-    }
-  }
+  Stacked st(out, a.m, l.m0, l.m1, l.m2, l.n_in);
   poison_shared();
   const bool ok = sim::launch((unsigned)(l.n_in * blocks), (unsigned)threads, [&] {
-    f(qa, sa, l.x, l.norm, EPS, l.bias, o0, o1, o2, l.m0, l.m1, l.m2, a.k, l.residual, l.n_in,
-      blocks);
+    f(qa, sa, l.x, l.norm, EPS, l.bias, st.g0.p(), st.g1.p(), st.g2.p(), l.m0, l.m1, l.m2, a.k,
+      l.residual, l.n_in, blocks);
   }, l.reverse);
-  const bool clean = launched(ok, {&g0, &g1, &g2}, "qgemv");
-  for (int i = 0; i < l.n_in; ++i) {
-    for (int r = 0; r < a.m; ++r) {
-      float& v = out[(size_t)i * a.m + r];
-      if (r < l.m0) v = o0[(size_t)i * l.m0 + r];
-      else if (r < l.m0 + l.m1) v = o1[(size_t)i * l.m1 + r - l.m0];
-      else v = o2[(size_t)i * l.m2 + r - l.m0 - l.m1];
-    }
-  }
+  const bool clean = launched(ok, {&st.g0, &st.g1, &st.g2}, "qgemv");
+  st.back(out);
   return clean;
 }
 
@@ -220,7 +190,7 @@ static void check_type(const Type& t, const std::string& dir) {
       const std::vector<float> g = seeded(k, 3, 0.5f, 1.5f), bias = seeded(m, 4, -1.0f, 1.0f);
       const std::vector<float> r0 = seeded(m, 5, -4.0f, 4.0f);
       std::vector<float> y(m, nanf(""));
-      QLaunch l(x.data(), m);
+      Launch l(x.data(), m);
       const bool ok = run_qgemv(t, q8, a, l, y);
       check(ok, tag + ": the launch's barriers and shuffles line up, its writes in its outputs");
       if (!ok) continue;
@@ -244,7 +214,7 @@ static void check_type(const Type& t, const std::string& dir) {
         std::vector<float> xx(x);
         xx.insert(xx.end(), x2.begin(), x2.end());
         std::vector<float> yy(2 * (size_t)m, nanf(""));
-        QLaunch lb(xx.data(), m);
+        Launch lb(xx.data(), m);
         lb.n_in = 2;
         lb.blocks = 2;
         run_qgemv(t, q8, a, lb, yy);
@@ -255,17 +225,13 @@ static void check_type(const Type& t, const std::string& dir) {
       }
       {  // bias, residual and three stacked outputs
         std::vector<float> ys(r0);
-        QLaunch ls(x.data(), rows - 1);
+        Launch ls(x.data(), rows - 1);
         ls.bias = bias.data();
         ls.m1 = rows + 3;
         ls.m2 = m - ls.m0 - ls.m1;
         ls.residual = 1;
         run_qgemv(t, q8, a, ls, ys);
-        size_t bad = 0;
-        for (int r = 0; r < m; ++r) {
-          const float want = r0[r] + (y[r] + bias[r]);
-          bad += memcmp(&want, &ys[r], 4) != 0;
-        }
+        const size_t bad = epilogue_misses(r0.data(), y.data(), bias.data(), ys.data(), m);
         check(bad == 0, tag + ": stacked into 3 outputs with bias and residual: r + (y + bias) "
                               "bit for bit (" + std::to_string(bad) + " differ)");
       }
@@ -274,9 +240,9 @@ static void check_type(const Type& t, const std::string& dir) {
         std::vector<float> an(k);
         for (int i = 0; i < k; ++i) an[i] = g[i] * (x[i] * s);
         std::vector<float> ya(m, nanf("")), yn(m, nanf(""));
-        QLaunch la(an.data(), m);
+        Launch la(an.data(), m);
         run_qgemv(t, q8, a, la, ya);
-        QLaunch ln(x.data(), m);
+        Launch ln(x.data(), m);
         ln.norm = g.data();
         run_qgemv(t, q8, a, ln, yn);
         check(same_bits(ya, yn, m) && std::isfinite(s) && s > 0.0f,
@@ -284,7 +250,7 @@ static void check_type(const Type& t, const std::string& dir) {
         for (const int th : g_threads) {
           if (th >= threads) continue;
           std::vector<float> yt(m, nanf("")), ynt(m, nanf(""));
-          QLaunch lt(x.data(), m);
+          Launch lt(x.data(), m);
           lt.threads = th;
           run_qgemv(t, q8, a, lt, yt);
           ln.threads = th;
@@ -306,7 +272,7 @@ static void check_type(const Type& t, const std::string& dir) {
       const Mat a = make_mat(t, file, vals, 2 * inter, k);
       const std::vector<float> x = seeded(k, 6, -1.0f, 1.0f), g = seeded(k, 7, 0.5f, 1.5f);
       std::vector<float> rows_y(2 * (size_t)inter, nanf(""));
-      QLaunch l(x.data(), 2 * inter);
+      Launch l(x.data(), 2 * inter);
       run_qgemv(t, q8, a, l, rows_y);
       for (const int act : {ACT_SILU, ACT_GELU_TANH}) {
         std::vector<float> out;

@@ -88,41 +88,21 @@ static void check_entry(const Entry& e, const Shape& s) {
       for (int h = 0; h < s.n_heads; ++h) {
         const int kvh = h / G;
         const float* qh = q.data() + ((size_t)i * s.n_heads + h) * s.hd;
-        std::vector<double> sc;
-        double m = -INFINITY, dmax = 0.0, vmax = 0.0;
-        for (int j = a; j <= p; ++j) {
-          double dot = 0.0, mg = 0.0;
-          for (int d = 0; d < s.hd; ++d) {
-            const double kd = kv_value(e.kv, arena, ((int64_t)kvh * capacity + j) * s.hd + d);
-            dot += qh[d] * kd;
-            mg += fabs(qh[d] * kd);
-          }
-          double x = dot * scale;
-          if (s.softcap > 0.0f) x = s.softcap * tanh(x / s.softcap);
-          sc.push_back(x);
-          m = std::max(m, x);
-          // q (and q8_0's K) rounded to M, the f32 products and sums (hd + 12 roundings)
-          dmax = std::max(dmax, ((e.kv == 3 ? 2.0 : 1.0) * um + (s.hd + 12) * u) * mg * scale +
-                                    (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0));
-        }
-        double l = 0.0;
-        for (double& x : sc) l += (x = exp(x - m));
+        std::vector<double> qd(qh, qh + s.hd), want(s.hd);
+        double mag, vmax;
+        attend_double(e.kv, arena, s.n_kv, kvh, capacity, s.hd, qd.data(), a, p, scale, s.softcap,
+                      want.data(), mag, vmax);
+        // q (and q8_0's K) rounded to M, the f32 products and sums (hd + 12 roundings)
+        const double dmax = ((e.kv == 3 ? 2.0 : 1.0) * um + (s.hd + 12) * u) * mag +
+                            (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0);
         for (int d = 0; d < s.hd; ++d) {
-          double acc = 0.0;
-          for (int j = a; j <= p; ++j) {
-            const double vd =
-                kv_value(e.kv, arena, ((int64_t)(s.n_kv + kvh) * capacity + j) * s.hd + d);
-            acc += sc[j - a] * vd;
-            vmax = std::max(vmax, fabs(vd));
-          }
-          const double want = acc / l;
           const float got = out[((size_t)i * s.n_heads + h) * s.hd + d];
           finite &= std::isfinite(got);
           // Σ|p̂ − p| ≤ 2·(2·dmax + P rounded to M (and q8_0's V) + exp and sums' roundings)
           const double tol =
               2.0 * (2.0 * dmax + (e.kv == 3 ? 4.0 : 2.0) * um + (p - a + 1) / 8.0 * u + 64.0 * u) *
               std::max(vmax, 1e-30);
-          const double err = fabs(got - want);
+          const double err = fabs(got - want[d]);
           const double ratio = err == 0.0 ? 0.0 : err / tol;
           if (!(ratio <= worst)) worst = ratio;
         }

@@ -83,37 +83,6 @@ static Mat make_mat(const Type& t, int m, int k, uint64_t seed) {
   return a;
 }
 
-struct Launch {
-  Launch(const float* x_, int m) : x(x_), m0(m) {}
-  const float* x;
-  const float* norm = nullptr;
-  const float* bias = nullptr;
-  int m0, m1 = 0, m2 = 0;
-  int residual = 0, n_in = 1, blocks = 0;  // blocks 0: one a group
-  bool reverse = false;
-};
-
-// The outputs (n_in, m) preset in `out`, split m0 | m1 | m2 into three guarded arrays.
-struct Stacked {
-  Guarded g0, g1, g2;
-  int m, m0, m1, m2, n_in;
-  Stacked(const std::vector<float>& out, int m_, int m0_, int m1_, int m2_, int n)
-      : g0((size_t)n * m0_), g1((size_t)n * m1_), g2((size_t)n * m2_), m(m_), m0(m0_), m1(m1_),
-        m2(m2_), n_in(n) {
-    for (int i = 0; i < n_in; ++i)
-      for (int r = 0; r < m; ++r) *at(i, r) = out[(size_t)i * m + r];
-  }
-  float* at(int i, int r) {
-    if (r < m0) return g0.p() + (size_t)i * m0 + r;
-    if (r < m0 + m1) return g1.p() + (size_t)i * m1 + r - m0;
-    return g2.p() + (size_t)i * m2 + r - m0 - m1;
-  }
-  void back(std::vector<float>& out) {
-    for (int i = 0; i < n_in; ++i)
-      for (int r = 0; r < m; ++r) out[(size_t)i * m + r] = *at(i, r);
-  }
-};
-
 static void run_gemv(const Type& t, const Mat& a, const Launch& l, std::vector<float>& out) {
   const int groups = (a.m + WAVES - 1) / WAVES;
   const int blocks = l.blocks > 0 ? std::min(l.blocks, groups) : groups;
@@ -290,11 +259,7 @@ static void check_type(const Type& t) {
       l.bias = bias.data();
       l.residual = 1;
       run_gemv(t, a, l, ys);
-      size_t bad = 0;
-      for (int r = 0; r < m; ++r) {
-        const float want = r0[r] + (y[r] + bias[r]);
-        bad += memcmp(&want, &ys[r], 4) != 0;
-      }
+      const size_t bad = epilogue_misses(r0.data(), y.data(), bias.data(), ys.data(), m);
       check(bad == 0, tag + ": stacked into 3 outputs with bias and residual: r + (y + bias) "
                             "bit for bit (" + std::to_string(bad) + " differ)");
     }
@@ -375,10 +340,8 @@ static void check_type(const Type& t) {
           bad_rows += !same_bits(one, rows_out, m, 0, (size_t)i * m);
           bad_norm += !same_bits(one_n, rows_norm, m, 0, (size_t)i * m);
           bad_sw += !same_bits(one_sw, sw_out, inter, 0, (size_t)i * inter);
-          for (int r = 0; r < m; ++r) {
-            const float want = rs[(size_t)i * m + r] + (one[r] + bias[r]);
-            bad_st += memcmp(&want, &rows_st[(size_t)i * m + r], 4) != 0;
-          }
+          bad_st += epilogue_misses(rs.data() + (size_t)i * m, one.data(), bias.data(),
+                                    rows_st.data() + (size_t)i * m, m);
         }
         check(bad_rows == 0 && bad_norm == 0 && bad_sw == 0 && bad_st == 0,
               std::string("gemv_stage + gemv_rows / gemv_swiglu_rows_") + t.name + " K=" +
@@ -486,11 +449,7 @@ static void check_mma(const Type& t) {
       rs.bias = bias.data();
       rs.stacked = true;
       run_mma(t, a, rs, yst);
-      size_t badst = 0;
-      for (int i = 0; i < m; ++i) {
-        const float want = r0[i] + (y[i] + bias[i]);
-        badst += memcmp(&want, &yst[i], 4) != 0;
-      }
+      const size_t badst = epilogue_misses(r0.data(), y.data(), bias.data(), yst.data(), m);
       const float sc = norm_scale(xs.data(), k, EPS);
       std::vector<float> an(k);
       for (int i = 0; i < k; ++i) an[i] = g[i] * (xs[i] * sc);

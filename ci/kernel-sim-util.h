@@ -34,17 +34,6 @@ inline void check(bool ok, std::string what) {
   fflush(stdout);
 }
 
-inline std::vector<uint8_t> read_file(const std::string& path) {
-  std::vector<uint8_t> v;
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) return v;
-  uint8_t buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
-  fclose(f);
-  return v;
-}
-
 inline std::vector<float> seeded(int n, uint64_t seed, float lo, float hi) {
   std::vector<float> v(n);
   uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
@@ -145,6 +134,90 @@ inline std::vector<uint8_t> make_arena(int kv, int n_kv, int hd, int capacity, i
     *(uint16_t*)(a.data() + Q8::scale_byte(b)) = live(b) ? dh : 0x7e00;
   }
   return a;
+}
+
+// One GEMV launch of the stacked kind (gemv_{T}, qgemv_{T}): n_in input rows of x, the rows
+// split m0 | m1 | m2 into three outputs.
+struct Launch {
+  Launch(const float* x_, int m) : x(x_), m0(m) {}
+  const float* x;
+  const float* norm = nullptr;
+  const float* bias = nullptr;
+  int m0, m1 = 0, m2 = 0;
+  int residual = 0, n_in = 1, blocks = 0;  // blocks 0: one a group
+  int threads = 0;                         // 0: the kernel's (its launch bound)
+  bool reverse = false;
+};
+
+// The outputs (n_in, m) preset in `out`, split m0 | m1 | m2 into three guarded arrays.
+struct Stacked {
+  Guarded g0, g1, g2;
+  int m, m0, m1, m2, n_in;
+  Stacked(const std::vector<float>& out, int m_, int m0_, int m1_, int m2_, int n)
+      : g0((size_t)n * m0_), g1((size_t)n * m1_), g2((size_t)n * m2_), m(m_), m0(m0_), m1(m1_),
+        m2(m2_), n_in(n) {
+    for (int i = 0; i < n_in; ++i)
+      for (int r = 0; r < m; ++r) *at(i, r) = out[(size_t)i * m + r];
+  }
+  float* at(int i, int r) {
+    if (r < m0) return g0.p() + (size_t)i * m0 + r;
+    if (r < m0 + m1) return g1.p() + (size_t)i * m1 + r - m0;
+    return g2.p() + (size_t)i * m2 + r - m0 - m1;
+  }
+  void back(std::vector<float>& out) {
+    for (int i = 0; i < n_in; ++i)
+      for (int r = 0; r < m; ++r) out[(size_t)i * m + r] = *at(i, r);
+  }
+};
+
+// Attention in double of one query vector q (hd values) over keys first ..= p of KV head kvh
+// of an arena (KV type kv, n_kv heads, capacity positions): scores q·K_j·scale, soft-capped
+// (c·tanh(s / c)) where softcap > 0, softmax, out = Σ_j p_j·V_j (hd values). Also returns the
+// largest Σ_d |q_d·K_jd|·scale over the keys (what a score's rounding errors scale with) and
+// the largest |V_jd|.
+inline void attend_double(int kv, const std::vector<uint8_t>& arena, int n_kv, int kvh,
+                          int capacity, int hd, const double* q, int first, int p, double scale,
+                          float softcap, double* out, double& mag_max, double& v_max) {
+  std::vector<double> sc(p + 1 - first);
+  double m = -INFINITY;
+  mag_max = 0.0;
+  v_max = 0.0;
+  for (int j = first; j <= p; ++j) {
+    double dot = 0.0, mg = 0.0;
+    for (int d = 0; d < hd; ++d) {
+      const double kd = kv_value(kv, arena, ((int64_t)kvh * capacity + j) * hd + d);
+      dot += q[d] * kd;
+      mg += fabs(q[d] * kd);
+    }
+    double x = dot * scale;
+    if (softcap > 0.0f) x = softcap * tanh(x / softcap);
+    sc[j - first] = x;
+    m = x > m ? x : m;
+    mag_max = mg * scale > mag_max ? mg * scale : mag_max;
+  }
+  double l = 0.0;
+  for (double& x : sc) l += (x = exp(x - m));
+  for (int d = 0; d < hd; ++d) {
+    double acc = 0.0;
+    for (int j = first; j <= p; ++j) {
+      const double vd = kv_value(kv, arena, ((int64_t)(n_kv + kvh) * capacity + j) * hd + d);
+      acc += sc[j - first] * vd;
+      v_max = fabs(vd) > v_max ? fabs(vd) : v_max;
+    }
+    out[d] = acc / l;
+  }
+}
+
+// The values of `got` (m of them) that are not the epilogue's r + (y + bias) bit for bit (a
+// residual r, the plain product y, the bias), f32 as the kernels add them.
+inline size_t epilogue_misses(const float* r, const float* y, const float* bias, const float* got,
+                              int m) {
+  size_t bad = 0;
+  for (int i = 0; i < m; ++i) {
+    const float want = r[i] + (y[i] + bias[i]);
+    bad += memcmp(&want, &got[i], 4) != 0;
+  }
+  return bad;
 }
 
 // Records a launch's failure (its barriers, or a guard it wrote over) for the next check.

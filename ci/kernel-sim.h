@@ -38,19 +38,7 @@
 #include <string>
 #include <vector>
 
-struct WfDim {
-  unsigned x, y, z;
-};
-static WfDim threadIdx, blockIdx, blockDim, gridDim;
-struct float4 {
-  float x, y, z, w;
-};
-struct uint4 {
-  unsigned x, y, z, w;
-};
-struct uint2 {
-  unsigned x, y;
-};
+#include "kernel-host.h"
 
 namespace sim {
 
@@ -317,7 +305,6 @@ inline C mma_collective(const AB& a, const AB& b, const C& c) {
 inline void __syncthreads() { sim::barrier(); }
 // A warp's (logical wave's) barrier: common.h wave_sync.
 inline void __syncwarp(unsigned = 0) { sim::wave_barrier(); }
-inline void __threadfence() {}
 inline unsigned __shfl_xor_sync(unsigned, unsigned v, int mask, int = 32) {
   return sim::exchange(v, threadIdx.x ^ (unsigned)mask);
 }
@@ -332,31 +319,6 @@ inline float __shfl_xor_sync(unsigned, float v, int mask, int = 32) {
   memcpy(&f, &u, 4);
   return f;
 }
-// Fibers never run at the same time: plain read-modify-writes are atomic.
-inline int atomicAdd(int* p, int v) {
-  const int o = *p;
-  *p += v;
-  return o;
-}
-inline int atomicOr(int* p, int v) {
-  const int o = *p;
-  *p |= v;
-  return o;
-}
-inline unsigned atomicOr(unsigned* p, unsigned v) {
-  const unsigned o = *p;
-  *p |= v;
-  return o;
-}
-inline int atomicExch(int* p, int v) {
-  const int o = *p;
-  *p = v;
-  return o;
-}
-#define __global__
-#define __launch_bounds__(...)
-#define WF_HOST_TEST 1
-#define WF_HOST_DEVICE_SHIMS 1
 #define WF_HOST_SIM 1
 
 #endif  // WAVEFRONT_CI_KERNEL_SIM_H
