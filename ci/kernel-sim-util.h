@@ -86,6 +86,14 @@ inline float norm_scale(const float* x, int k, float eps) {
       g_launch_error.empty()) {
     g_launch_error = "rms_scale: " + sim::block().error;
   }
+  // and the scale itself against double: f32 sums of k squares (k + 8 roundings), the division
+  // and square root
+  double ss = 0.0;
+  for (int i = 0; i < k; ++i) ss += (double)x[i] * x[i];
+  const double want = 1.0 / sqrt(ss / k + eps);
+  if (!(fabs(s - want) <= (k + 16) * ldexp(1.0, -24) * want) && g_launch_error.empty()) {
+    g_launch_error = "rms_scale: " + std::to_string(s) + " against " + std::to_string(want);
+  }
   return s;
 }
 

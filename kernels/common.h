@@ -839,11 +839,13 @@ WF_DEVICE float wave_max(float v) {
 
 // Block reductions over BLOCK threads: wave reductions, one partial per wave in shared
 // memory, then every thread folds the partials in wave order (bit-identical everywhere).
+// block_sum over the first BLOCK threads of a larger block: every thread calls it (barriers),
+// the waves past BLOCK only wait (qgemv.hip's norm prologue keeps rms_norm's 256-thread sum).
 template <int BLOCK>
 WF_DEVICE float block_sum(float v) {
   WF_SHARED float partial[BLOCK / WAVE];
   v = wave_sum(v);
-  if (wave_lane() == 0) partial[wave_index()] = v;
+  if (wave_lane() == 0 && wave_index() < BLOCK / WAVE) partial[wave_index()] = v;
   block_sync();
   float s = partial[0];
 #pragma unroll

@@ -47,16 +47,16 @@
 // Batches: n_in input rows as in gemv.hip (x (n_in, K), outputs (n_in, ·); the grid n_in times
 //   the one-row grid).
 // Launch: block B threads, the kernel's bound (QGEMV_BLOCK = 1024, QGEMV_BLOCK_MID = 512 or
-//   QGEMV_BLOCK_HEAVY = 256, below) or fewer (256 or 512, the host's WAVEFRONT_QGEMV_THREADS:
-//   the kernels take B from the launch, common.h block_threads()); the rows in groups, qgemv ceil(M / ROWS) of ROWS = B/WAVE
-//   rows (each wave one row of a group, QGEMV_ROWS_A_WAVE), qgemv_swiglu ceil(I / (B/WAVE)) of
-//   B/WAVE outputs (each wave one output: its gate and up rows); grid (n_in ·
-//   blocks), 1 ≤ blocks ≤ the groups (the host's choice: about what the device holds at once),
+//   QGEMV_BLOCK_HEAVY = 256, below) or fewer (256 or 512, the host's WAVEFRONT_QGEMV_THREADS: the
+//   kernels take B from the launch, common.h block_threads()); the rows in groups, qgemv ceil(M /
+//   ROWS) of ROWS = B/WAVE rows (each wave one row of a group, QGEMV_ROWS_A_WAVE), qgemv_swiglu
+//   ceil(I / (B/WAVE)) of B/WAVE outputs (each wave one output: its gate and up rows); grid (n_in
+//   · blocks), 1 ≤ blocks ≤ the groups (the host's choice: about what the device holds at once),
 //   block b taking the groups b / n_in, b / n_in + blocks, … of input row b % n_in, the input
 //   staged once for all of them when K fits one tile (a row's sum is the same whichever block
 //   computes it, and the norm's scale whatever B: neither blocks nor B changes a bit); dynamic
-//   shared memory 4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB
-//   CDNA LDS). dequant grid (n_rows), block DEQUANT_BLOCK = 256, no shared memory.
+//   shared memory 4 · min(K, QGEMV_TILE) · 36/32 bytes (≤ 32,256: two blocks share a 64 KiB CDNA
+//   LDS). dequant grid (n_rows), block DEQUANT_BLOCK = 256, no shared memory.
 // Indexing: the input is staged tile by tile (QGEMV_TILE = 7168 elements, a multiple of 256,
 //   so no block straddles two tiles) in LDS as f32, 4 pad floats after every 32 (element e at
 //   e + 4·⌊e/32⌋): lane l of a wave reads its chunks' 16-element groups as 16-byte LDS loads,
@@ -601,21 +601,13 @@ WF_DEVICE void dot_chunk_q8(const Chunk (&ch)[NR], int c, int t0, const uint8_t*
 // block's groups and the next group's first loads are issued before this group's epilogue;
 // past one tile every group stages every tile again.
 // The RMSNorm scale of x (K on 16 bytes) in a block of at least QGEMV_NORM_BLOCK threads with
-// rms_norm.hip's partition and order (block_sum's: wave sums, then the waves' partials folded
-// in wave order): the first QGEMV_NORM_BLOCK threads sum, the rest only wait, so the same bits
-// whatever the block.
+// rms_norm.hip's partition and order: the first QGEMV_NORM_BLOCK threads sum (rms_scale_of's
+// block_sum over them), the rest only wait, so the same bits whatever the block.
 WF_DEVICE float qgemv_rms_scale(const float* x, int k, float eps) {
-  constexpr int W = QGEMV_NORM_BLOCK / WAVE;
-  WF_SHARED float partial[W];
-  const bool part = thread_index() < QGEMV_NORM_BLOCK;  // whole waves
-  float ss = part ? rms_sum_squares<QGEMV_NORM_BLOCK>(x, k, true, 0, 0.0f) : 0.0f;
-  ss = wave_sum(ss);  // every wave (the emulated WAVE=64's exchange is block-wide)
-  if (part && wave_lane() == 0) partial[wave_index()] = ss;
-  block_sync();
-  float s = partial[0];
-#pragma unroll
-  for (int w = 1; w < W; ++w) s += partial[w];
-  return 1.0f / wf_sqrtf(s / (float)k + eps);
+  const float ss = thread_index() < QGEMV_NORM_BLOCK
+                       ? rms_sum_squares<QGEMV_NORM_BLOCK>(x, k, true, 0, 0.0f)
+                       : 0.0f;
+  return rms_scale_of<QGEMV_NORM_BLOCK>(ss, k, eps);
 }
 
 template <class T, int NR, bool Q8, class Rows, class Epi>
