@@ -1,7 +1,8 @@
 // The host stand-ins for CUDA's names that kernels/*.hip's non-HIP branches use, shared by the
 // host checks that compile the kernels with WF_HOST_TEST (ci/kernel-quant-check.cpp runs a
 // block's threads one at a time; ci/kernel-sim.h as fibers, and adds its own barriers and
-// shuffles), and the checks' file reader. Include before the kernel file.
+// shuffles), the checks' file reader and their pass/fail counting. Include before the kernel
+// file.
 
 #ifndef WAVEFRONT_CI_KERNEL_HOST_H
 #define WAVEFRONT_CI_KERNEL_HOST_H
@@ -63,6 +64,33 @@ inline std::vector<uint8_t> read_file(const std::string& path) {
   while ((n = fread(buf, 1, sizeof buf, f)) > 0) v.insert(v.end(), buf, buf + n);
   fclose(f);
   return v;
+}
+
+// Pass/fail counting. The emulator sets g_launch_error when a launch fails (barriers or
+// shuffles that did not line up, a write outside the outputs): the next check then fails too.
+inline int g_pass = 0, g_fail = 0;
+inline std::string g_launch_error;  // the first failed launch since the last check
+
+inline void check(bool ok, std::string what) {
+  if (!g_launch_error.empty()) {
+    ok = false;
+    what += " [a launch failed: " + g_launch_error + "]";
+    g_launch_error.clear();
+  }
+  if (ok) {
+    ++g_pass;
+    printf("ok   %s\n", what.c_str());
+  } else {
+    ++g_fail;
+    printf("FAIL %s\n", what.c_str());
+  }
+  fflush(stdout);
+}
+
+// The summary line and the exit status.
+inline int finish() {
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail == 0 ? 0 : 1;
 }
 
 #endif  // WAVEFRONT_CI_KERNEL_HOST_H

@@ -40,18 +40,6 @@ inline float __shfl_xor_sync(unsigned, float v, int, int = 32) { return v; }
 
 wf_u32x4 wf_dynamic_shared[QGEMV_TILE * 36 / 32 / 4];
 
-static int g_pass = 0, g_fail = 0;
-
-static void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_pass;
-    printf("ok   %s\n", what.c_str());
-  } else {
-    ++g_fail;
-    printf("FAIL %s\n", what.c_str());
-  }
-}
-
 // The split layout (engine/src/backend/gpu/quant.rs): quant bytes [q0, q0 + qb) of every block,
 // then the rest of every block.
 static std::vector<uint8_t> split(const std::vector<uint8_t>& file, int bb, int q0, int qb) {
@@ -205,6 +193,5 @@ int main(int argc, char** argv) {
           std::string(t.name) + ": the rounding moves it by " + std::to_string(fabs(exact8 - exact)) +
               " ≤ Σ|w|·d/2 = " + std::to_string(r8));
   }
-  printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail == 0 ? 0 : 1;
+  return finish();
 }

@@ -1,6 +1,5 @@
 // The common parts of the checks on ci/kernel-sim.h (ci/kernel-sim-*check.cpp): included
-// after ci/kernel-sim.h and the kernel file (common.h's names). Pass/fail counting,
-// seeded inputs, output arrays with canary guards, rms_norm's scale run on the emulator.
+// after ci/kernel-sim.h and the kernel file (common.h's names). Seeded inputs, output arrays with canary guards, rms_norm's scale run on the emulator.
 
 #ifndef WAVEFRONT_CI_KERNEL_SIM_UTIL_H
 #define WAVEFRONT_CI_KERNEL_SIM_UTIL_H
@@ -12,27 +11,6 @@
 
 // The launch's dynamic shared memory (a CDNA workgroup's 64 KiB at most).
 wf_u32x4 wf_dynamic_shared[65536 / 16];
-
-inline int g_pass = 0, g_fail = 0;
-inline std::string g_launch_error;  // the first failed launch since the last check
-
-// A check fails too when a launch it rests on failed (barriers or shuffles that did not line
-// up, a write outside the outputs).
-inline void check(bool ok, std::string what) {
-  if (!g_launch_error.empty()) {
-    ok = false;
-    what += " [a launch failed: " + g_launch_error + "]";
-    g_launch_error.clear();
-  }
-  if (ok) {
-    ++g_pass;
-    printf("ok   %s\n", what.c_str());
-  } else {
-    ++g_fail;
-    printf("FAIL %s\n", what.c_str());
-  }
-  fflush(stdout);
-}
 
 inline std::vector<float> seeded(int n, uint64_t seed, float lo, float hi) {
   std::vector<float> v(n);
@@ -238,10 +216,5 @@ inline bool launched(bool ok, std::initializer_list<const Guarded*> outs, const 
   return err.empty();
 }
 
-// The summary line and the exit status.
-inline int finish() {
-  printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail == 0 ? 0 : 1;
-}
 
 #endif  // WAVEFRONT_CI_KERNEL_SIM_UTIL_H

@@ -376,7 +376,7 @@ pub const ABI_KERNELS: [&str; 106] = [
 /// within the divergence rule against transformers).
 pub fn q8_activations_by_default(weight: DType) -> bool {
     quant::quant_range(weight).is_some()
-        && !matches!(weight, DType::Q8_0 | DType::Q4_1 | DType::Q5_0)
+        && !matches!(weight, DType::Q8_0 | DType::Q5_0)
 }
 
 pub struct GpuBackend {
