@@ -1066,36 +1066,33 @@ pub fn choose_wave(info: &DeviceInfo, requested: Option<u32>) -> Result<u32> {
     }
 }
 
-/// A block cap from the environment (`WAVEFRONT_QGEMV_BLOCKS`, `WAVEFRONT_GEMV_BLOCKS`): unset
-/// or empty, `None`; else a whole number of blocks, at least 1, or an error naming the variable.
-fn blocks_env(name: &str) -> Result<Option<u32>> {
+/// A whole number from the environment variable `name`: unset or empty, `None`; else the
+/// number if `valid` accepts it, or an error naming the variable and `expected`.
+fn u32_env(name: &str, expected: &str, valid: impl Fn(u32) -> bool) -> Result<Option<u32>> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
             .parse::<u32>()
             .ok()
-            .filter(|&n| n >= 1)
+            .filter(|&n| valid(n))
             .map(Some)
-            .ok_or_else(|| {
-                Error::InvalidRequest(format!("{name}={v}: a whole number of blocks, at least 1"))
-            }),
+            .ok_or_else(|| Error::InvalidRequest(format!("{name}={v}: {expected}"))),
         _ => Ok(None),
     }
 }
 
-/// A quantized GEMV's block from the environment (`WAVEFRONT_QGEMV_THREADS`): unset or empty,
-/// `None`; else 256, 512 or 1024, or an error naming the variable.
+/// A block cap from the environment (`WAVEFRONT_QGEMV_BLOCKS`, `WAVEFRONT_GEMV_BLOCKS`,
+/// `WAVEFRONT_ATTN_BLOCKS`): a whole number of blocks, at least 1.
+fn blocks_env(name: &str) -> Result<Option<u32>> {
+    u32_env(name, "a whole number of blocks, at least 1", |n| n >= 1)
+}
+
+/// A quantized GEMV's block from the environment (`WAVEFRONT_QGEMV_THREADS`): 256, 512 or
+/// 1024 threads ([`check_qgemv_threads`]'s rule).
 fn threads_env(name: &str) -> Result<Option<u32>> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            let n = v.trim().parse::<u32>().map_err(|_| {
-                Error::InvalidRequest(format!("{name}={v}: 256, 512 or 1024 threads"))
-            })?;
-            check_qgemv_threads(name, n)?;
-            Ok(Some(n))
-        }
-        _ => Ok(None),
-    }
+    u32_env(name, "256, 512 or 1024 threads", |n| {
+        check_qgemv_threads(name, n).is_ok()
+    })
 }
 
 /// The blocks a quantized GEMV may take: whole multiples of the norm prologue's 256 threads

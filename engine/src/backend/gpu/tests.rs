@@ -2723,3 +2723,36 @@ fn each_wave() -> Vec<(u32, GpuBackend)> {
         })
         .collect()
 }
+
+/// The tuning variables (`WAVEFRONT_*_BLOCKS`, `WAVEFRONT_QGEMV_THREADS`): unset or blank is no
+/// setting; a number outside the rule, or not a number, is an error naming the variable.
+#[test]
+fn tuning_variables_are_checked_and_named_in_errors() {
+    // Names no other test reads, so setting them cannot race another test.
+    let (b, t) = (
+        "WAVEFRONT_TEST_ONLY_BLOCKS_ENV",
+        "WAVEFRONT_TEST_ONLY_THREADS_ENV",
+    );
+    std::env::remove_var(b);
+    assert_eq!(super::blocks_env(b).unwrap(), None);
+    for (v, want) in [(" ", None), ("7", Some(7)), (" 1 ", Some(1))] {
+        std::env::set_var(b, v);
+        assert_eq!(super::blocks_env(b).unwrap(), want, "{v:?}");
+    }
+    for v in ["0", "-3", "many", "2.5"] {
+        std::env::set_var(b, v);
+        let e = super::blocks_env(b).unwrap_err().to_string();
+        assert!(e.contains(b) && e.contains("at least 1"), "{v}: {e}");
+    }
+    for (v, want) in [("256", 256), ("512", 512), ("1024", 1024)] {
+        std::env::set_var(t, v);
+        assert_eq!(super::threads_env(t).unwrap(), Some(want));
+    }
+    for v in ["384", "2048", "0", "x"] {
+        std::env::set_var(t, v);
+        let e = super::threads_env(t).unwrap_err().to_string();
+        assert!(e.contains(t) && e.contains("256, 512 or 1024"), "{v}: {e}");
+    }
+    std::env::remove_var(b);
+    std::env::remove_var(t);
+}
