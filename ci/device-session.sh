@@ -1581,7 +1581,7 @@ qgemv-groups)
   # over its share of the row groups with the input staged once (WAVEFRONT_QGEMV_BLOCKS=N caps
   # them at N instead; "all" below is one block a group, the grid before). Carry .device/ops.
   #   PART=check: the GEMV op cases at both waves with path coverage (the groups path among
-  #     them) per mode of Q8_CHECK (default: every type but Q8_0 and Q5_0 8-bit;
+  #     them) per mode of Q8_CHECK (default: every type but Q8_0, Q4_1 and Q5_0 8-bit;
   #     0: every type f32; 1: every type 8-bit); then at WAVE=32 with
   #     WAVEFRONT_QGEMV_BLOCKS=1 (every launch one block a row: every group, tiles restaged) in
   #     both forms; then the model-level checks on the fixtures and the quantized fixtures in

@@ -74,7 +74,7 @@
 //   write nothing). Each output element is read and written by one lane only, so `residual`
 //   may add into the residual stream in place; x must not alias an output.
 // 8-bit activations (qgemv_q8a_{T}, qgemv_swiglu_q8a_{T}; the host's default for every type but
-//   Q8_0 and Q5_0, WAVEFRONT_QGEMV_Q8=0/1 for every type): the same launches, rows,
+//   Q8_0, Q4_1 and Q5_0, WAVEFRONT_QGEMV_Q8=0/1 for every type): the same launches, rows,
 //   lanes and epilogues, but the input staged as int8 (stage_tile_q8_lanes: each group of 32
 //   rounded with its own scale d = max|x| / 127, Q8A_TILE = 16384 elements a tile,
 //   Q8A_REC = 48 bytes a group: dynamic shared memory min(K, Q8A_TILE) / 32 · 48 ≤ 24 KiB;

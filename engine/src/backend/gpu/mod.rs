@@ -364,19 +364,21 @@ pub const ABI_KERNELS: [&str; 106] = [
 ];
 
 /// Whether a GEMV over `weight` blocks takes 8-bit activations unless `WAVEFRONT_QGEMV_Q8` says
-/// otherwise: every block type but Q8_0 and Q5_0, where the integer dot products beat the f32
-/// form's per-weight conversions (H100, tg32 of the 8B shape with the fused stacks,
+/// otherwise: every block type but Q8_0, Q4_1 and Q5_0, where the integer dot products beat the
+/// f32 form's per-weight conversions (H100, tg32 of the 8B shape with the fused stacks,
 /// `bench/results/2026-12-07-qgemv-stacks-h100/`: 8-bit against f32 activations, Q4_0 455.8
-/// against 431.4 tok/s, Q5_1 368.6 / 345.7, Q4_K 382.5 / 321.2, Q4_1 424.8 / 393.0; Q4_1's
-/// GEMVs of the 8B shape 9–19% faster each, `bench/results/2026-12-07-qgemv-threads-h100/`).
-/// Q8_0 keeps f32 activations, faster there (301.7 against 288.8: no nibbles to unpack, so
-/// little arithmetic to save) and exact to f32. Q5_0 keeps them too for now although its 8-bit
-/// form measured faster (383.8 / 331.0): Gemma 3's Q4_K_M file is mostly Q5_0, and its GPU
-/// greedy streams' committed snapshots are the f32 form's until a device run brings the 8-bit
-/// form's back for review. SmolLM2's (Q4_1) came back at both waves within the divergence
-/// rule against transformers, and are the 8-bit form's.
+/// against 431.4 tok/s, Q5_1 368.6 / 345.7, Q4_K 382.5 / 321.2). Q8_0 keeps f32 activations,
+/// faster there (301.7 against 288.8: no nibbles to unpack, so little arithmetic to save) and
+/// exact to f32. Q4_1 keeps them too: its 8-bit form is faster on the 8B shape (tg32 424.8 /
+/// 393.0; each GEMV 9–19%, `bench/results/2026-12-07-qgemv-threads-h100/`) but not on the
+/// file that has it, SmolLM2 (tg128 1,804–1,809 against 1,815–1,822 tok/s, three alternating
+/// rounds on one H100; why is not measured: a 135M model's GEMVs are short, K = 576),
+/// and it moves SmolLM2's GPU streams (within the divergence rule). Q5_0 (Gemma 3's Q4_K_M file
+/// is mostly Q5_0) keeps them until its 8-bit form is measured on that file (383.8 / 331.0 on
+/// the 8B shape) and its GPU goldens are reviewed in it.
 pub fn q8_activations_by_default(weight: DType) -> bool {
-    quant::quant_range(weight).is_some() && !matches!(weight, DType::Q8_0 | DType::Q5_0)
+    quant::quant_range(weight).is_some()
+        && !matches!(weight, DType::Q8_0 | DType::Q4_1 | DType::Q5_0)
 }
 
 pub struct GpuBackend {
@@ -435,8 +437,8 @@ pub struct GpuBackend {
     gemv_mma_lds: bool,
     /// `WAVEFRONT_QGEMV_Q8=1` / `=0`: the GEMVs over block-quantized weights of every type
     /// take 8-bit activations and integer dot products (`qgemv_q8a_{T}`,
-    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), every type but Q8_0 and Q5_0
-    /// takes the 8-bit form, those two the f32 one ([`q8_activations_by_default`]).
+    /// `qgemv_swiglu_q8a_{T}`) / f32 ones; unset (`None`), every type but Q8_0, Q4_1 and Q5_0
+    /// takes the 8-bit form, those three the f32 one ([`q8_activations_by_default`]).
     /// [`Backend::matmul_input_dtype`] says which (Q8_0: a block of 32 rounded with one scale).
     qgemv_q8: Option<bool>,
     /// `WAVEFRONT_QGEMV_BLOCKS=N`: the most blocks a quantized GEMV launches (shared by its
@@ -1178,7 +1180,7 @@ impl Backend for GpuBackend {
     /// Over block-quantized weights the GEMV keeps them f32, and the GEMM (rows > 1) takes x
     /// and the dequantized weights both rounded to f16: each product then carries at most two
     /// f16 roundings, relative 2u_f16, the bound `Matmul { input: F16 }` states. With the
-    /// 8-bit form (every type but Q8_0 and Q5_0 by default, every type with
+    /// 8-bit form (every type but Q8_0, Q4_1 and Q5_0 by default, every type with
     /// `WAVEFRONT_QGEMV_Q8=1`) the GEMV rounds x to 8 bits a block of 32 (`Q8_0Kv`'s bound,
     /// about 500 times the f16 one, so the GEMM's rows stay within it too).
     fn matmul_input_dtype(&self, weight: DType) -> DType {
