@@ -49,7 +49,13 @@ inline int atomicExch(int* p, int v) {
   *p = v;
   return o;
 }
+// CUDA's (and HIP's) rounded-separately arithmetic, as sampling.hip spells it: plain f32 on
+// the host (each call its own expression, so never contracted into an FMA).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
 #define __global__
+#define __device__
 #define __launch_bounds__(...)
 #define WF_HOST_TEST 1
 #define WF_HOST_DEVICE_SHIMS 1

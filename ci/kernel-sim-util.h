@@ -84,14 +84,16 @@ inline std::string fmt(double v) {
 
 // Element e of an arena of KV type kv, as f32.
 inline float kv_value(int kv, const std::vector<uint8_t>& arena, int64_t e) {
+  if (kv == 0) return ((const float*)arena.data())[e];
   if (kv == 3) return kv_read<Q8>(arena.data(), e);
   const uint16_t h = ((const uint16_t*)arena.data())[e];
   return kv == 1 ? F16::load(h) : BF16::load(h);
 }
 
-// An arena of one layer (2, n_kv, capacity, hd) of KV type kv (1 f16, 2 bf16, 3 q8_0: common.h
-// Q8, head_dim a multiple of 32): random values at positions first ≤ j < end, NaN elsewhere
-// (f16/bf16: NaN elements; q8_0: NaN scales), so that a read of an unused slot shows.
+// An arena of one layer (2, n_kv, capacity, hd) of KV type kv (0 f32, 1 f16, 2 bf16, 3 q8_0:
+// common.h Q8, head_dim a multiple of 32): random values at positions first ≤ j < end, NaN
+// elsewhere (f32/f16/bf16: NaN elements; q8_0: NaN scales), so that a read of an unused slot
+// shows.
 inline std::vector<uint8_t> make_arena(int kv, int n_kv, int hd, int capacity, int end, int first,
                                        uint64_t seed) {
   const int64_t n = 2LL * n_kv * capacity * hd;
@@ -100,6 +102,12 @@ inline std::vector<uint8_t> make_arena(int kv, int n_kv, int hd, int capacity, i
     const int64_t j = e / hd % capacity;
     return j < end && j >= first;
   };
+  if (kv == 0) {
+    std::vector<uint8_t> a(n * 4);
+    float* f = (float*)a.data();
+    for (int64_t e = 0; e < n; ++e) f[e] = live(e) ? vals[e] : f32_from_bits(0x7fc00000u);
+    return a;
+  }
   if (kv != 3) {
     std::vector<uint8_t> a(n * 2);
     uint16_t* h = (uint16_t*)a.data();

@@ -319,6 +319,9 @@ inline float __shfl_xor_sync(unsigned, float v, int mask, int = 32) {
   memcpy(&f, &u, 4);
   return f;
 }
+// A kernel's own __shared__ arrays (attention.hip's, sampling.hip's): one per block, as
+// common.h's WF_SHARED under WF_HOST_SIM.
+#define __shared__ static
 #define WF_HOST_SIM 1
 
 #endif  // WAVEFRONT_CI_KERNEL_SIM_H
