@@ -138,6 +138,41 @@ static std::vector<float> attn_launch(const AttnCase& c, bool decode, int row0, 
   return std::vector<float>(out.p(), out.p() + n);
 }
 
+// The largest |got − attention in double| over rows [0, rows) of a launch at the case's rows
+// row0.., as a fraction of each head's bound: a score's error hd + 4 roundings of each term
+// (dot, scale, the soft-cap's few of c); the online rescaling multiplies the running sum and
+// accumulator by one factor a key (len roundings at most), the exponentials and the merge a
+// few more. `finite`: every output finite.
+static double attn_worst(const AttnCase& c, const std::vector<float>& got, int row0, int rows,
+                         bool& finite) {
+  const AttnShape& s = c.s;
+  const double u = ldexp(1.0, -24);
+  const int G = s.n_heads / s.n_kv;
+  double worst = 0.0;
+  finite = true;
+  for (int i = 0; i < rows; ++i) {
+    const int p = s.pos0 + row0 + i;
+    const int first = s.window > 0 && p + 1 > s.window ? p + 1 - s.window : 0;
+    const int len = p + 1 - first;
+    for (int h = 0; h < s.n_heads; ++h) {
+      std::vector<double> qd(s.hd), want(s.hd);
+      const size_t at = ((size_t)(row0 + i) * s.n_heads + h) * s.hd;
+      for (int d = 0; d < s.hd; ++d) qd[d] = c.q[at + d];
+      double mag, vmax;
+      attend_double(c.kv, c.layer1, s.n_kv, h / G, c.capacity, s.hd, qd.data(), first, p, c.scale,
+                    s.softcap, want.data(), mag, vmax);
+      const double ds = (s.hd + 4) * u * mag + (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0);
+      const double tol = 2.0 * (2.0 * ds + (2.0 * len + 64) * u) * vmax;
+      for (int d = 0; d < s.hd; ++d) {
+        const float g = got[((size_t)i * s.n_heads + h) * s.hd + d];
+        finite = finite && std::isfinite(g);
+        worst = std::max(worst, fabs(g - want[d]) / tol);
+      }
+    }
+  }
+  return worst;
+}
+
 static void attention_checks() {
   const AttnShape shapes[] = {
       {4, 1, 64, 5, 0, 0, 0.0f},    // row 0: one key (waves with none); GQA 4
@@ -157,34 +192,11 @@ static void attention_checks() {
       bool ok;
       const std::vector<float> got = attn_launch(c, false, 0, s.rows, false, INT32_MIN, 0.0f, ok);
       // 1. against double
-      const double u = ldexp(1.0, -24);
-      double worst = 0.0;
-      bool finite = true;
-      const int G = s.n_heads / s.n_kv;
-      for (int i = 0; i < s.rows; ++i) {
-        const int p = s.pos0 + i;
-        const int first = s.window > 0 && p + 1 > s.window ? p + 1 - s.window : 0;
-        const int len = p + 1 - first;
-        for (int h = 0; h < s.n_heads; ++h) {
-          std::vector<double> qd(s.hd), want(s.hd);
-          for (int d = 0; d < s.hd; ++d) qd[d] = c.q[((size_t)i * s.n_heads + h) * s.hd + d];
-          double mag, vmax;
-          attend_double(kv, c.layer1, s.n_kv, h / G, c.capacity, s.hd, qd.data(), first, p,
-                        c.scale, s.softcap, want.data(), mag, vmax);
-          // a score: hd + 4 roundings of each term (dot, scale, soft-cap's few of c); each
-          // weight e^(s−m) a few more; the online rescaling multiplies the running sum and
-          // accumulator by one factor a key (len roundings at most), the merge a few.
-          const double ds = (s.hd + 4) * u * mag + (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0);
-          const double tol = 2.0 * (2.0 * ds + (2.0 * len + 64) * u) * vmax;
-          for (int d = 0; d < s.hd; ++d) {
-            const float g = got[((size_t)i * s.n_heads + h) * s.hd + d];
-            finite = finite && std::isfinite(g);
-            worst = std::max(worst, fabs(g - want[d]) / tol);
-          }
-        }
-      }
+      bool finite;
+      const double worst = attn_worst(c, got, 0, s.rows, finite);
       check(ok && finite && worst <= 1.0,
-            std::string(tag) + ": against attention in double (worst " + fmt(worst) + " of its bound)");
+            std::string(tag) + ": against attention in double (worst " + fmt(worst) + " of its bound" +
+                (finite ? ")" : ", not finite)"));
       // 2. each row the bits of its one-row launch
       bool rows_same = true;
       for (int i = 0; i < s.rows && s.rows > 1; ++i) {
@@ -210,27 +222,11 @@ static void attention_checks() {
       if (s.rows == 1) {
         const std::vector<float> dec = attn_launch(c, true, 0, 1, false, INT32_MIN, 0.0f, ok);
         const std::vector<float> dec_st = attn_launch(c, true, 0, 1, true, s.pos0, 0.0f, ok);
-        double dworst = 0.0;
-        bool dfinite = true;
-        for (int h = 0; h < s.n_heads; ++h) {
-          std::vector<double> qd(s.hd), want(s.hd);
-          for (int d = 0; d < s.hd; ++d) qd[d] = c.q[(size_t)h * s.hd + d];
-          const int p = s.pos0;
-          const int first = s.window > 0 && p + 1 > s.window ? p + 1 - s.window : 0;
-          double mag, vmax;
-          attend_double(kv, c.layer1, s.n_kv, h / G, c.capacity, s.hd, qd.data(), first, p, c.scale,
-                        s.softcap, want.data(), mag, vmax);
-          const double ds = (s.hd + 4) * u * mag + (s.softcap > 0.0f ? 8.0 * u * s.softcap : 0.0);
-          const double tol = 2.0 * (2.0 * ds + (2.0 * (p + 1 - first) + 64) * u) * vmax;
-          for (int d = 0; d < s.hd; ++d) {
-            const float g = dec[(size_t)h * s.hd + d];
-            dfinite = dfinite && std::isfinite(g);
-            dworst = std::max(dworst, fabs(g - want[d]) / tol);
-          }
-        }
+        bool dfinite;
+        const double dworst = attn_worst(c, dec, 0, 1, dfinite);
         check(ok && dfinite && dworst <= 1.0 && same_bits(dec, dec_st, dec.size()),
               std::string(tag) + ": attention_decode against double (worst " + fmt(dworst) +
-                  "), the same bits reversed and from a step block");
+                  (dfinite ? "" : ", not finite") + "), the same bits reversed and from a step block");
       }
     }
   }
