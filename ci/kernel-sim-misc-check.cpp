@@ -58,9 +58,10 @@ namespace ks {
 #include <algorithm>
 
 static const char* KV_NAME[] = {"f32", "f16", "bf16", "q8_0"};
-// The bytes of n arena elements of KV type kv (Q8_0: whole tiles of 256, common.h Q8).
+// The bytes of n arena elements of KV type kv (Q8_0: n a whole number of common.h Q8's tiles of
+// 256, so the next element's first quant byte).
 static size_t kv_bytes(int kv, int64_t n) {
-  return kv == 0 ? 4 * n : kv == 3 ? n / 256 * 272 : 2 * n;
+  return kv == 0 ? 4 * n : kv == 3 ? Q8::quant_byte(n) : 2 * n;
 }
 
 // ---------------------------------------------------------------------------------------------

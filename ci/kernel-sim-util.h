@@ -1,5 +1,7 @@
 // The common parts of the checks on ci/kernel-sim.h (ci/kernel-sim-*check.cpp): included
-// after ci/kernel-sim.h and the kernel file (common.h's names). Seeded inputs, output arrays with canary guards, rms_norm's scale run on the emulator.
+// after ci/kernel-sim.h and the kernel file (common.h's names). Seeded inputs, output arrays
+// with canary guards, rms_norm's scale run on the emulator, KV arenas and the double attention
+// oracle, the GEMV launches' stacked outputs.
 
 #ifndef WAVEFRONT_CI_KERNEL_SIM_UTIL_H
 #define WAVEFRONT_CI_KERNEL_SIM_UTIL_H
@@ -223,6 +225,5 @@ inline bool launched(bool ok, std::initializer_list<const Guarded*> outs, const 
   if (!err.empty() && g_launch_error.empty()) g_launch_error = err;
   return err.empty();
 }
-
 
 #endif  // WAVEFRONT_CI_KERNEL_SIM_UTIL_H

@@ -370,12 +370,12 @@ pub const ABI_KERNELS: [&str; 106] = [
 /// against 431.4 tok/s, Q5_1 368.6 / 345.7, Q4_K 382.5 / 321.2). Q8_0 keeps f32 activations,
 /// faster there (301.7 against 288.8: no nibbles to unpack, so little arithmetic to save) and
 /// exact to f32. Q4_1 keeps them too: its 8-bit form is faster on the 8B shape (tg32 424.8 /
-/// 393.0; each GEMV 9–19%, `bench/results/2026-12-07-qgemv-threads-h100/`) but not on the
-/// file that has it, SmolLM2 (tg128 1,804–1,809 against 1,815–1,822 tok/s, three alternating
-/// rounds on one H100; why is not measured: a 135M model's GEMVs are short, K = 576),
-/// and it moves SmolLM2's GPU streams (within the divergence rule). Q5_0 (Gemma 3's Q4_K_M file
-/// is mostly Q5_0) keeps them until its 8-bit form is measured on that file (383.8 / 331.0 on
-/// the 8B shape) and its GPU goldens are reviewed in it.
+/// 393.0; each GEMV 9–19%, `bench/results/2026-12-07-qgemv-threads-h100/`) but not on the file
+/// that has it, SmolLM2 (tg128 1,804–1,809 against 1,815–1,822 tok/s, three alternating rounds
+/// on one H100; why is not measured: a 135M model's GEMVs are short, K = 576), and it moves
+/// SmolLM2's GPU streams (within the divergence rule). Q5_0 (Gemma 3's Q4_K_M file is mostly
+/// Q5_0) keeps them until its 8-bit form is measured on that file (383.8 / 331.0 on the 8B
+/// shape) and its GPU goldens are reviewed in it.
 pub fn q8_activations_by_default(weight: DType) -> bool {
     quant::quant_range(weight).is_some()
         && !matches!(weight, DType::Q8_0 | DType::Q4_1 | DType::Q5_0)
