@@ -10,9 +10,9 @@
 #      oracles on the host (x86-64 with F16C; skipped elsewhere); ci/kernel-quant-check.cpp:
 #      qgemv.hip's block decoders run on the host against gguf-py's dequantized values
 #      (fixtures/quants) bit for bit, and its GEMV dot products (f32 and 8-bit inputs) against f64;
-#      ci/kernel-sim-{,gemv-,attn-,flash-,misc-}check.cpp: qgemv.hip's and gemv.hip's GEMVs,
-#      decode_attention.hip's, flash_attention.hip's, attention.hip's, rms_norm.hip's, rope.hip's
-#      and embedding.hip's kernels run whole on the host (ci/kernel-sim.h: a block's threads as
+#      ci/kernel-sim-{,gemv-,attn-,flash-,misc-,sampler-}check.cpp: qgemv.hip's and gemv.hip's
+#      GEMVs, decode_attention.hip's, flash_attention.hip's, attention.hip's, rms_norm.hip's,
+#      rope.hip's, embedding.hip's and sampling.hip's kernels run whole on the host (ci/kernel-sim.h: a block's threads as
 #      fibers with real barriers and shuffles) at WAVE=32 and WAVE=64, the matrix-core GEMVs
 #      and the attention kernels also on AMD's MFMA and WMMA layouts (instructions emulated);
 #   3. the compile, with -Wall -Wextra -Werror: any error or warning fails;
@@ -109,8 +109,9 @@ fi
 # --- 2c. GEMV, attention and per-layer kernels whole on the host (fibers for threads) ----------
 # ci/kernel-sim.h's emulator under qgemv.hip (--threads: the kernels take their block from the
 # launch, WAVEFRONT_QGEMV_THREADS: every block below the bound gives the bound's bits),
-# gemv.hip, decode_attention.hip, flash_attention.hip, and (misc) attention.hip, rms_norm.hip,
-# rope.hip and embedding.hip, at both waves.
+# gemv.hip, decode_attention.hip, flash_attention.hip, (misc) attention.hip, rms_norm.hip,
+# rope.hip, embedding.hip and argmax, and the device sampler against a port of the engine's, at
+# both waves.
 sim_check() { # NAME WAVE MMA ARGS...: build ci/NAME.cpp at WAVE (MMA: - for the FMA twin, or
   # 2 / 3 for AMD's MFMA / WMMA layouts on emulated instructions), run it with ARGS
   local name="$1" wave="$2" mma="$3" tag="$1-$2" def=()
@@ -134,6 +135,7 @@ for wave in 32 64; do
   sim_check kernel-sim-attn-check "$wave" -
   sim_check kernel-sim-flash-check "$wave" -
   sim_check kernel-sim-misc-check "$wave" -
+  sim_check kernel-sim-sampler-check "$wave" -
 done
 # The matrix-core GEMVs' and the attention kernels' products on AMD's layouts (common.h
 # WF_MMA_MFMA at WAVE=64 for CDNA, WF_MMA_WMMA at WAVE=32 for RDNA3), the instructions
